@@ -1,0 +1,31 @@
+"""Cross-cutting request handling."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.utils.translation import gettext as _
+
+_LAST_SEEN = "ctims_last_seen"
+
+
+class IdleSessionTimeoutMiddleware:
+    """End a logged-in session after SESSION_IDLE_TIMEOUT without a request."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and hasattr(request, "session"):
+            now = time.time()
+            last_seen = request.session.get(_LAST_SEEN)
+            if last_seen is not None and now - last_seen > settings.SESSION_IDLE_TIMEOUT.total_seconds():
+                logout(request)
+                messages.info(request, _("Your session ended after a period of inactivity. Please log in again."))
+            else:
+                request.session[_LAST_SEEN] = now
+        return self.get_response(request)

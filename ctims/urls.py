@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from trials import views as trial_views
+
+from . import views
+
+urlpatterns = [
+    path("", trial_views.home, name="home"),
+    path("accounts/", include("ctims.account_urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include("trials.api.urls")),
+    path("trials/", include("trials.urls")),
+    path("operator/", admin.site.urls),
+    path("health/", views.health, name="health"),
+]
+

@@ -1,0 +1,77 @@
+"""Operators' admin for trials. The pseudonym key is not a field here: it is never shown."""
+
+from django.contrib import admin
+
+from .models import (
+    ApiToken,
+    ImagingProtocol,
+    Membership,
+    Site,
+    Subject,
+    Timepoint,
+    Trial,
+    Visit,
+)
+
+
+@admin.register(Trial)
+class TrialAdmin(admin.ModelAdmin):
+    list_display = ["code", "title", "sponsor", "status"]
+    fields = ["code", "title", "sponsor", "protocol_number", "status", "subject_code_pattern",
+              "deid_retain_dates_modified", "deid_clean_descriptors", "deid_retain_device_identity",
+              "deid_retain_patient_characteristics"]
+    readonly_fields = ["code"]
+
+    def has_add_permission(self, request):
+        return False  # trials are created through trial_create, which issues the key and the admin role
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Site)
+class SiteAdmin(ReadOnlyAdmin):
+    list_display = ["trial", "code", "name", "country"]
+
+
+@admin.register(Visit)
+class VisitAdmin(ReadOnlyAdmin):
+    list_display = ["trial", "order", "code", "label", "target_day", "window_before", "window_after"]
+
+
+@admin.register(ImagingProtocol)
+class ImagingProtocolAdmin(ReadOnlyAdmin):
+    list_display = ["visit", "modality", "body_region", "contrast", "max_slice_thickness_mm"]
+
+
+@admin.register(Subject)
+class SubjectAdmin(ReadOnlyAdmin):
+    list_display = ["trial", "code", "site", "enrolled_at"]
+    exclude = ["source_patient_hash"]
+
+
+@admin.register(Timepoint)
+class TimepointAdmin(ReadOnlyAdmin):
+    list_display = ["subject", "visit", "state", "updated_at"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyAdmin):
+    list_display = ["trial", "user", "role"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    list_display = ["name", "prefix", "membership", "created_at", "revoked_at"]
+    exclude = ["key_hash"]

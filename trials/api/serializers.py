@@ -1,0 +1,170 @@
+"""Small input and output serializers, one pair per operation. None of them carries the pseudonym key."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..models import (
+    ApiToken,
+    ImagingProtocol,
+    Membership,
+    Role,
+    Site,
+    Subject,
+    Timepoint,
+    Trial,
+    Visit,
+)
+
+
+class TrialOut(serializers.ModelSerializer):
+    class Meta:
+        model = Trial
+        fields = ["code", "title", "sponsor", "protocol_number", "status", "subject_code_pattern", "created_at"]
+
+
+class TrialCreateIn(serializers.Serializer):
+    code = serializers.CharField(max_length=32)
+    title = serializers.CharField(max_length=300)
+    sponsor = serializers.CharField(max_length=200)
+    protocol_number = serializers.CharField(max_length=100)
+    status = serializers.ChoiceField(choices=Trial.Status.choices, default=Trial.Status.SETUP)
+    subject_code_pattern = serializers.CharField(max_length=64, required=False)
+
+
+class TrialUpdateIn(serializers.Serializer):
+    title = serializers.CharField(max_length=300, required=False)
+    sponsor = serializers.CharField(max_length=200, required=False)
+    protocol_number = serializers.CharField(max_length=100, required=False)
+    status = serializers.ChoiceField(choices=Trial.Status.choices, required=False)
+    subject_code_pattern = serializers.CharField(max_length=64, required=False)
+
+
+class TrialSummaryOut(serializers.Serializer):
+    """Counts only, for sponsors: nothing identifying."""
+
+    code = serializers.CharField()
+    title = serializers.CharField()
+    sites = serializers.IntegerField()
+    subjects = serializers.IntegerField()
+    visits = serializers.ListField(child=serializers.DictField())
+
+
+class SiteOut(serializers.ModelSerializer):
+    class Meta:
+        model = Site
+        fields = ["code", "name", "country"]
+
+
+class SiteCreateIn(serializers.Serializer):
+    code = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=200)
+    country = serializers.CharField(max_length=2)
+
+
+class ProtocolOut(serializers.ModelSerializer):
+    class Meta:
+        model = ImagingProtocol
+        fields = ["id", "modality", "body_region", "contrast", "max_slice_thickness_mm"]
+
+
+class VisitOut(serializers.ModelSerializer):
+    protocols = ProtocolOut(many=True, read_only=True)
+
+    class Meta:
+        model = Visit
+        fields = ["code", "label", "order", "target_day", "window_before", "window_after", "protocols"]
+
+
+class VisitCreateIn(serializers.Serializer):
+    code = serializers.CharField(max_length=32)
+    label = serializers.CharField(max_length=100)
+    order = serializers.IntegerField(min_value=0, max_value=32767)
+    target_day = serializers.IntegerField()
+    window_before = serializers.IntegerField(min_value=0, max_value=3650, default=0)
+    window_after = serializers.IntegerField(min_value=0, max_value=3650, default=0)
+
+
+class ProtocolCreateIn(serializers.Serializer):
+    modality = serializers.ChoiceField(choices=ImagingProtocol.Modality.choices)
+    body_region = serializers.ChoiceField(choices=ImagingProtocol.Region.choices)
+    contrast = serializers.ChoiceField(choices=ImagingProtocol.Contrast.choices)
+    max_slice_thickness_mm = serializers.DecimalField(max_digits=4, decimal_places=2)
+
+
+class TimepointOut(serializers.ModelSerializer):
+    visit = serializers.CharField(source="visit.code")
+
+    class Meta:
+        model = Timepoint
+        fields = ["visit", "state"]
+
+
+class SubjectOut(serializers.ModelSerializer):
+    site = serializers.CharField(source="site.code")
+    timepoints = TimepointOut(many=True, read_only=True)
+
+    class Meta:
+        model = Subject
+        fields = ["code", "site", "enrolled_at", "timepoints"]
+
+
+class SubjectEnrollIn(serializers.Serializer):
+    site = serializers.CharField(max_length=32)
+
+
+class MembershipOut(serializers.ModelSerializer):
+    email = serializers.EmailField(source="user.email")
+    full_name = serializers.CharField(source="user.full_name")
+    sites = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "full_name", "role", "sites", "granted_at"]
+
+
+class MembershipGrantIn(serializers.Serializer):
+    email = serializers.EmailField()
+    full_name = serializers.CharField(max_length=200, required=False, default="")
+    role = serializers.ChoiceField(choices=Role.choices)
+    sites = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list)
+
+
+class TokenOut(serializers.ModelSerializer):
+    role = serializers.CharField(source="membership.role")
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "role", "created_at", "last_used_at", "revoked_at"]
+
+
+class TokenCreateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class TokenCreatedOut(TokenOut):
+    key = serializers.CharField(help_text="Shown once; store it now.")
+
+    class Meta(TokenOut.Meta):
+        fields = TokenOut.Meta.fields + ["key"]
+
+
+class AuditEventOut(serializers.Serializer):
+    seq = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    actor = serializers.CharField(source="actor_label")
+    action = serializers.CharField()
+    object_type = serializers.CharField()
+    object_id = serializers.CharField()
+    object_label = serializers.CharField()
+    summary = serializers.JSONField()
+    hash = serializers.CharField()
+
+
+class AuditFilterIn(serializers.Serializer):
+    action = serializers.CharField(required=False, default="")
+    actor = serializers.CharField(required=False, default="")
+    object_type = serializers.CharField(required=False, default="")
+    since = serializers.DateField(required=False, default=None)
+    until = serializers.DateField(required=False, default=None)

@@ -1,0 +1,234 @@
+"""REST API for trial set-up and people. Each view checks access through a selector and calls a service."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
+
+from .. import selectors, services
+from ..access import Actor
+from ..models import Membership
+from . import serializers as s
+
+
+def _actor(request) -> Actor:
+    return Actor.from_request(request)
+
+
+def _trial(request, code: str, perm: str = "view_trial"):
+    return selectors.trial_get(actor=_actor(request), code=code, perm=perm)
+
+
+def _input(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _paginated(request, view, queryset, out_class):
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(out_class(page, many=True).data)
+
+
+class TrialListApi(APIView):
+    @extend_schema(responses=s.TrialOut(many=True))
+    def get(self, request):
+        return _paginated(request, self, selectors.trial_list(actor=_actor(request)), s.TrialOut)
+
+    @extend_schema(request=s.TrialCreateIn, responses={201: s.TrialOut})
+    def post(self, request):
+        actor = _actor(request)
+        if actor.token is not None or not request.user.has_perm("trials.add_trial"):
+            raise NotPermitted(_("You may not create trials."))
+        trial = services.trial_create(actor=request.user, **_input(s.TrialCreateIn, request.data))
+        return Response(s.TrialOut(trial).data, status=status.HTTP_201_CREATED)
+
+
+class TrialDetailApi(APIView):
+    @extend_schema(responses=s.TrialOut)
+    def get(self, request, code):
+        return Response(s.TrialOut(_trial(request, code)).data)
+
+    @extend_schema(request=s.TrialUpdateIn, responses=s.TrialOut)
+    def patch(self, request, code):
+        trial = _trial(request, code, "manage_trial")
+        trial = services.trial_update(actor=request.user, trial=trial, **_input(s.TrialUpdateIn, request.data))
+        return Response(s.TrialOut(trial).data)
+
+
+class TrialSummaryApi(APIView):
+    @extend_schema(responses=s.TrialSummaryOut)
+    def get(self, request, code):
+        trial = _trial(request, code)
+        summary = selectors.trial_summary(trial=trial)
+        data = {
+            "code": trial.code,
+            "title": trial.title,
+            "sites": summary.sites,
+            "subjects": summary.subjects,
+            "visits": [{"visit": v.code, "label": v.label, "states": states} for v, states in summary.states_by_visit],
+        }
+        return Response(s.TrialSummaryOut(data).data)
+
+
+class SiteListApi(APIView):
+    @extend_schema(responses=s.SiteOut(many=True))
+    def get(self, request, code):
+        trial = _trial(request, code)
+        sites = selectors.site_list(actor=_actor(request), trial=trial)
+        return _paginated(request, self, sites, s.SiteOut)
+
+    @extend_schema(request=s.SiteCreateIn, responses={201: s.SiteOut})
+    def post(self, request, code):
+        trial = _trial(request, code, "manage_trial")
+        site = services.site_create(actor=request.user, trial=trial, **_input(s.SiteCreateIn, request.data))
+        return Response(s.SiteOut(site).data, status=status.HTTP_201_CREATED)
+
+
+class VisitListApi(APIView):
+    @extend_schema(responses=s.VisitOut(many=True))
+    def get(self, request, code):
+        trial = _trial(request, code)
+        return _paginated(request, self, selectors.visit_list(trial=trial), s.VisitOut)
+
+    @extend_schema(request=s.VisitCreateIn, responses={201: s.VisitOut})
+    def post(self, request, code):
+        trial = _trial(request, code, "manage_trial")
+        visit = services.visit_create(actor=request.user, trial=trial, **_input(s.VisitCreateIn, request.data))
+        return Response(s.VisitOut(visit).data, status=status.HTTP_201_CREATED)
+
+
+class ProtocolListApi(APIView):
+    @extend_schema(responses=s.ProtocolOut(many=True))
+    def get(self, request, code, visit_code):
+        trial = _trial(request, code)
+        visit = selectors.visit_get(trial=trial, code=visit_code)
+        return Response(s.ProtocolOut(visit.protocols.all(), many=True).data)
+
+    @extend_schema(request=s.ProtocolCreateIn, responses={201: s.ProtocolOut})
+    def post(self, request, code, visit_code):
+        trial = _trial(request, code, "manage_trial")
+        visit = selectors.visit_get(trial=trial, code=visit_code)
+        protocol = services.protocol_create(actor=request.user, visit=visit, **_input(s.ProtocolCreateIn, request.data))
+        return Response(s.ProtocolOut(protocol).data, status=status.HTTP_201_CREATED)
+
+
+def _require_subject_access(actor: Actor, trial) -> None:
+    if not (actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()):
+        raise NotPermitted(_("Your role in this trial does not include seeing subjects."))
+
+
+class SubjectListApi(APIView):
+    @extend_schema(responses=s.SubjectOut(many=True))
+    def get(self, request, code):
+        actor = _actor(request)
+        trial = _trial(request, code)
+        _require_subject_access(actor, trial)
+        subjects = selectors.subject_list(actor=actor, trial=trial).prefetch_related("timepoints__visit")
+        return _paginated(request, self, subjects, s.SubjectOut)
+
+    @extend_schema(request=s.SubjectEnrollIn, responses={201: s.SubjectOut})
+    def post(self, request, code):
+        actor = _actor(request)
+        trial = _trial(request, code, "manage_trial")
+        data = _input(s.SubjectEnrollIn, request.data)
+        site = selectors.enrollable_sites(actor=actor, trial=trial).filter(code=data["site"].upper()).first()
+        if site is None:
+            raise ValidationFailed(
+                _("There is no site %(code)s in this trial.") % {"code": data["site"]},
+                fields={"site": [_("Unknown site.")]},
+            )
+        subject = services.subject_enroll(actor=request.user, site=site)
+        return Response(s.SubjectOut(subject).data, status=status.HTTP_201_CREATED)
+
+
+class SubjectDetailApi(APIView):
+    @extend_schema(responses=s.SubjectOut)
+    def get(self, request, code, subject_code):
+        actor = _actor(request)
+        trial = _trial(request, code)
+        _require_subject_access(actor, trial)
+        subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
+        return Response(s.SubjectOut(subject).data)
+
+
+class MembershipListApi(APIView):
+    @extend_schema(responses=s.MembershipOut(many=True))
+    def get(self, request, code):
+        trial = _trial(request, code, "manage_trial")
+        return _paginated(request, self, selectors.membership_list(trial=trial), s.MembershipOut)
+
+    @extend_schema(request=s.MembershipGrantIn, responses={201: s.MembershipOut})
+    def post(self, request, code):
+        trial = _trial(request, code, "manage_trial")
+        data = _input(s.MembershipGrantIn, request.data)
+        codes = {c.upper() for c in data["sites"]}
+        sites = list(trial.sites.filter(code__in=codes))
+        if len(sites) != len(codes):
+            missing = sorted(codes - {site.code for site in sites})
+            raise ValidationFailed(
+                _("These sites are not part of %(trial)s: %(codes)s.") % {"trial": trial.code, "codes": ", ".join(missing)},
+                fields={"sites": [_("Choose sites of this trial.")]},
+            )
+        user = services.user_invite(actor=request.user, email=data["email"], full_name=data["full_name"], request=request)
+        membership = services.membership_grant(
+            actor=request.user, trial=trial, user=user, role=data["role"], sites=sites
+        )
+        return Response(s.MembershipOut(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MembershipDetailApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, code, pk):
+        trial = _trial(request, code, "manage_trial")
+        services.membership_revoke(actor=request.user, membership=selectors.membership_get(trial=trial, pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenListApi(APIView):
+    @extend_schema(responses=s.TokenOut(many=True))
+    def get(self, request, code):
+        trial = _trial(request, code)
+        return Response(s.TokenOut(selectors.token_list(actor=_actor(request), trial=trial), many=True).data)
+
+    @extend_schema(request=s.TokenCreateIn, responses={201: s.TokenCreatedOut})
+    def post(self, request, code):
+        actor = _actor(request)
+        if actor.token is not None:
+            raise NotPermitted(_("Tokens are issued from a logged-in session, not with another token."))
+        trial = _trial(request, code)
+        data = _input(s.TokenCreateIn, request.data)
+        membership = Membership.objects.filter(user=request.user, trial=trial, role=data["role"]).first()
+        if membership is None:
+            raise ValidationFailed(
+                _("You do not hold that role in this trial."), fields={"role": [_("Not one of your roles.")]}
+            )
+        token, key = services.api_token_create(actor=request.user, membership=membership, name=data["name"])
+        payload = s.TokenOut(token).data | {"key": key}
+        return Response(payload, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, code, pk):
+        trial = _trial(request, code)
+        token = selectors.token_list(actor=_actor(request), trial=trial).filter(pk=pk).first()
+        if token is None:
+            raise NotFound(_("No such token."))
+        services.api_token_revoke(actor=request.user, token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditListApi(APIView):
+    @extend_schema(parameters=[s.AuditFilterIn], responses=s.AuditEventOut(many=True))
+    def get(self, request, code):
+        trial = _trial(request, code, "view_audit")
+        filters = selectors.AuditFilters(**_input(s.AuditFilterIn, request.query_params))
+        return _paginated(request, self, selectors.audit_event_list(trial=trial, filters=filters), s.AuditEventOut)

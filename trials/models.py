@@ -1,0 +1,274 @@
+"""Trials, their sites, visit schedule, imaging protocols, subjects, timepoints and the people in them."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+CODE_VALIDATOR = RegexValidator(
+    r"^[A-Z0-9][A-Z0-9_-]{0,31}$",
+    _("Use 1 to 32 upper-case letters, digits, '-' or '_', starting with a letter or digit."),
+)
+DEFAULT_SUBJECT_PATTERN = "{trial}-{site}-{n:03d}"
+
+
+def new_pseudonym_key() -> bytes:
+    """A fresh 256-bit secret for a trial's pseudonym space."""
+    return secrets.token_bytes(32)
+
+
+def validate_subject_pattern(pattern: str) -> None:
+    """A subject code pattern may use {trial}, {site} and {n} (with a format such as {n:03d}) and must use {n}."""
+    try:
+        names = {name for _lit, name, _spec, _conv in string.Formatter().parse(pattern) if name is not None}
+        pattern.format(trial="T", site="S", n=1)
+    except (ValueError, KeyError, IndexError):
+        raise ValidationError(
+            _("The subject code pattern may only use {trial}, {site} and {n}, for example {example}."),
+            params={"example": DEFAULT_SUBJECT_PATTERN},
+        ) from None
+    if "n" not in names:
+        raise ValidationError(_("The subject code pattern must contain {n}, the subject's number."))
+    if names - {"trial", "site", "n"}:
+        raise ValidationError(_("The subject code pattern may only use {trial}, {site} and {n}."))
+
+
+class Trial(models.Model):
+    """A study protocol whose imaging CTIMS manages."""
+
+    class Status(models.TextChoices):
+        SETUP = "setup", _("Set-up")
+        ACTIVE = "active", _("Active")
+        CLOSED = "closed", _("Closed")
+
+    code = models.CharField(_("code"), max_length=32, unique=True, validators=[CODE_VALIDATOR])
+    title = models.CharField(_("title"), max_length=300)
+    sponsor = models.CharField(_("sponsor"), max_length=200)
+    protocol_number = models.CharField(_("protocol number"), max_length=100)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.SETUP)
+    subject_code_pattern = models.CharField(
+        _("subject code pattern"),
+        max_length=64,
+        default=DEFAULT_SUBJECT_PATTERN,
+        validators=[validate_subject_pattern],
+        help_text=_("How subject codes are made: {trial}, {site} and the number {n}, e.g. {n:03d}."),
+    )
+    # The trial's pseudonym secret: never shown in a page, the API, the admin or a log.
+    pseudonym_key = models.BinaryField(max_length=32, editable=False, default=new_pseudonym_key)
+    deid_retain_dates_modified = models.BooleanField(_("retain longitudinal dates (shifted)"), default=True)
+    deid_clean_descriptors = models.BooleanField(_("clean descriptors"), default=True)
+    deid_retain_device_identity = models.BooleanField(_("retain device identity"), default=False)
+    deid_retain_patient_characteristics = models.BooleanField(_("retain patient characteristics"), default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        permissions = [
+            ("manage_trial", "Manage the trial's set-up and people"),
+            ("view_all_subjects", "See every subject of the trial"),
+            ("view_audit", "Browse the trial's audit trail"),
+            ("review_qc", "Review image quality of the trial"),
+            ("view_results", "See the trial's locked results"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def __repr__(self) -> str:
+        return f"<Trial {self.code}>"
+
+
+class Site(models.Model):
+    """An investigator site of a trial."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="sites")
+    code = models.CharField(_("code"), max_length=32, validators=[CODE_VALIDATOR])
+    name = models.CharField(_("name"), max_length=200)
+    country = models.CharField(
+        _("country"), max_length=2, validators=[RegexValidator(r"^[A-Z]{2}$", _("Use the two-letter ISO code, e.g. KR."))]
+    )
+
+    class Meta:
+        ordering = ["trial", "code"]
+        constraints = [models.UniqueConstraint(fields=["trial", "code"], name="site_code_unique_in_trial")]
+        permissions = [
+            ("view_site_subjects", "See the site's subjects"),
+            ("upload_to_site", "Upload images for the site's subjects"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trial.code}/{self.code}"
+
+
+class Visit(models.Model):
+    """A scheduled imaging visit: its day relative to baseline (day 0) and the window around it."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="visits")
+    code = models.CharField(_("code"), max_length=32, validators=[CODE_VALIDATOR])
+    label = models.CharField(_("label"), max_length=100)
+    order = models.PositiveSmallIntegerField(_("order"))
+    target_day = models.IntegerField(_("target day"), validators=[MinValueValidator(-3650), MaxValueValidator(3650)])
+    window_before = models.PositiveSmallIntegerField(_("window before (days)"), default=0)
+    window_after = models.PositiveSmallIntegerField(_("window after (days)"), default=0)
+
+    class Meta:
+        ordering = ["trial", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "code"], name="visit_code_unique_in_trial"),
+            models.UniqueConstraint(fields=["trial", "order"], name="visit_order_unique_in_trial"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def earliest_day(self) -> int:
+        return self.target_day - self.window_before
+
+    @property
+    def latest_day(self) -> int:
+        return self.target_day + self.window_after
+
+
+class ImagingProtocol(models.Model):
+    """What a visit's imaging must contain."""
+
+    class Modality(models.TextChoices):
+        CT = "CT", "CT"
+        MR = "MR", "MR"
+
+    class Region(models.TextChoices):
+        HEAD = "head", _("Head")
+        NECK = "neck", _("Neck")
+        CHEST = "chest", _("Chest")
+        ABDOMEN = "abdomen", _("Abdomen")
+        PELVIS = "pelvis", _("Pelvis")
+        CHEST_ABDOMEN_PELVIS = "cap", _("Chest-abdomen-pelvis")
+        WHOLE_BODY = "whole_body", _("Whole body")
+
+    class Contrast(models.TextChoices):
+        REQUIRED = "required", _("With contrast")
+        NONE = "none", _("Without contrast")
+        EITHER = "either", _("With or without contrast")
+
+    visit = models.ForeignKey(Visit, on_delete=models.CASCADE, related_name="protocols")
+    modality = models.CharField(_("modality"), max_length=2, choices=Modality.choices)
+    body_region = models.CharField(_("body region"), max_length=16, choices=Region.choices)
+    contrast = models.CharField(_("contrast"), max_length=16, choices=Contrast.choices)
+    max_slice_thickness_mm = models.DecimalField(
+        _("maximum slice thickness (mm)"),
+        max_digits=4,
+        decimal_places=2,
+        validators=[MinValueValidator(0.1), MaxValueValidator(20)],
+    )
+
+    class Meta:
+        ordering = ["visit", "modality", "body_region"]
+        constraints = [
+            models.UniqueConstraint(fields=["visit", "modality", "body_region"], name="protocol_unique_per_visit")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.modality} {self.get_body_region_display()}"
+
+
+class Subject(models.Model):
+    """An enrolled participant, known to CTIMS only by a pseudonymous code."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="subjects")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="subjects")
+    code = models.CharField(_("code"), max_length=64)
+    number = models.PositiveIntegerField()
+    # Keyed hash of the source PatientID, set by the first accepted upload; the ID itself is never stored.
+    source_patient_hash = models.CharField(max_length=64, blank=True, editable=False)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["trial", "code"]
+        constraints = [models.UniqueConstraint(fields=["trial", "code"], name="subject_code_unique_in_trial")]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Timepoint(models.Model):
+    """One subject at one visit, and how far its images have come."""
+
+    class State(models.TextChoices):
+        EXPECTED = "expected", _("Expected")
+        UPLOADING = "uploading", _("Uploading")
+        UPLOADED = "uploaded", _("Uploaded")
+        IN_QC = "in_qc", _("In QC")
+        QUERY_OPEN = "query_open", _("Query open")
+        READY_FOR_READ = "ready", _("Ready for read")
+        IN_READ = "in_read", _("In read")
+        IN_ADJUDICATION = "in_adjudication", _("In adjudication")
+        LOCKED = "locked", _("Locked")
+
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="timepoints")
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="timepoints")
+    state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.EXPECTED)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["subject", "visit__order"]
+        constraints = [models.UniqueConstraint(fields=["subject", "visit"], name="one_timepoint_per_visit")]
+
+    def __str__(self) -> str:
+        return f"{self.subject.code} {self.visit.label}"
+
+
+class Role(models.TextChoices):
+    TRIAL_ADMIN = "trial_admin", _("Trial admin")
+    SITE_COORDINATOR = "coordinator", _("Site coordinator")
+    QC_REVIEWER = "qc_reviewer", _("QC reviewer")
+    READER = "reader", _("Reader")
+    ADJUDICATOR = "adjudicator", _("Adjudicator")
+    SPONSOR_VIEWER = "sponsor", _("Sponsor viewer")
+
+
+class Membership(models.Model):
+    """A person's role in one trial (and, for a site coordinator, the sites they work for)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memberships")
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    sites = models.ManyToManyField(Site, blank=True, related_name="memberships")
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["trial", "role", "user__email"]
+        constraints = [models.UniqueConstraint(fields=["user", "trial", "role"], name="one_membership_per_role")]
+
+    def __str__(self) -> str:
+        return f"{self.user.email} · {self.get_role_display()} · {self.trial.code}"
+
+
+def hash_token_key(key: str) -> str:
+    """Tokens are stored as their SHA-256: a leaked table does not leak usable keys."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A machine client's credential, scoped to one membership (so to one trial and one role)."""
+
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(max_length=8, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,178 @@
+"""Reads scoped to the person asking: what is outside their scope is absent (404), never forbidden (403)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ctims.exceptions import NotFound, NotPermitted
+from ctims.models import AuditEvent
+
+from .access import Actor
+from .models import (
+    ApiToken,
+    ImagingProtocol,
+    Membership,
+    Site,
+    Subject,
+    Timepoint,
+    Trial,
+    Visit,
+)
+
+
+def trial_list(*, actor: Actor) -> QuerySet[Trial]:
+    """The trials in which the actor holds any role."""
+    return actor.trials("view_trial").order_by("code")
+
+
+def trial_get(*, actor: Actor, code: str, perm: str = "view_trial") -> Trial:
+    """The trial with this code if the actor is in it (else 404), checking `perm` on it (else 403)."""
+    trial = trial_list(actor=actor).filter(code=code).first()
+    if trial is None:
+        raise NotFound(_("No such trial."))
+    if perm != "view_trial" and not actor.has_trial_perm(trial, perm):
+        raise NotPermitted(_("Your role in this trial does not allow this."))
+    return trial
+
+
+def subject_list(*, actor: Actor, trial: Trial) -> QuerySet[Subject]:
+    """Subjects the actor may see: all for admins and QC reviewers, their own sites' for coordinators, none otherwise."""
+    qs = Subject.objects.filter(trial=trial).select_related("site")
+    if actor.has_trial_perm(trial, "view_all_subjects"):
+        return qs
+    return qs.filter(site__in=actor.sites(trial, "view_site_subjects"))
+
+
+def subject_get(*, actor: Actor, trial: Trial, code: str) -> Subject:
+    subject = subject_list(actor=actor, trial=trial).filter(code=code).first()
+    if subject is None:
+        raise NotFound(_("No such subject."))
+    return subject
+
+
+def site_list(*, actor: Actor, trial: Trial) -> QuerySet[Site]:
+    """Sites the actor may see: all for those who see all subjects or manage the trial, their own for coordinators."""
+    if actor.has_trial_perm(trial, "view_all_subjects") or actor.has_trial_perm(trial, "manage_trial"):
+        return trial.sites.all()
+    return actor.sites(trial, "view_site_subjects")
+
+
+def site_get(*, actor: Actor, trial: Trial, code: str) -> Site:
+    site = site_list(actor=actor, trial=trial).filter(code=code).first()
+    if site is None:
+        raise NotFound(_("No such site."))
+    return site
+
+
+def enrollable_sites(*, actor: Actor, trial: Trial) -> QuerySet[Site]:
+    """Sites at which the actor may enroll subjects: every site for a trial admin."""
+    if actor.has_trial_perm(trial, "manage_trial"):
+        return trial.sites.all()
+    return Site.objects.none()
+
+
+def visit_list(*, trial: Trial) -> QuerySet[Visit]:
+    return trial.visits.prefetch_related("protocols").order_by("order")
+
+
+def visit_get(*, trial: Trial, code: str) -> Visit:
+    visit = trial.visits.filter(code=code).first()
+    if visit is None:
+        raise NotFound(_("No such visit."))
+    return visit
+
+
+def protocol_list(*, trial: Trial) -> QuerySet[ImagingProtocol]:
+    return ImagingProtocol.objects.filter(visit__trial=trial).select_related("visit")
+
+
+def membership_list(*, trial: Trial) -> QuerySet[Membership]:
+    return trial.memberships.select_related("user").prefetch_related("sites")
+
+
+def membership_get(*, trial: Trial, pk: int) -> Membership:
+    membership = membership_list(trial=trial).filter(pk=pk).first()
+    if membership is None:
+        raise NotFound(_("No such membership."))
+    return membership
+
+
+def token_list(*, actor: Actor, trial: Trial) -> QuerySet[ApiToken]:
+    """The actor's own tokens in this trial."""
+    return ApiToken.objects.filter(membership__trial=trial, membership__user=actor.user).select_related(
+        "membership"
+    )
+
+
+@dataclass(frozen=True)
+class GridRow:
+    subject: Subject
+    cells: list[Timepoint | None]
+
+
+def visit_grid(*, actor: Actor, trial: Trial) -> tuple[list[Visit], list[GridRow]]:
+    """The visit grid: one row a visible subject, one cell a visit, each cell the timepoint's state."""
+    visits = list(visit_list(trial=trial))
+    subjects = subject_list(actor=actor, trial=trial).prefetch_related(
+        Prefetch("timepoints", queryset=Timepoint.objects.all())
+    )
+    rows = []
+    for subject in subjects:
+        by_visit = {tp.visit_id: tp for tp in subject.timepoints.all()}
+        rows.append(GridRow(subject=subject, cells=[by_visit.get(v.pk) for v in visits]))
+    return visits, rows
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """Counts only: what a sponsor sees of a trial's progress, with nothing identifying."""
+
+    sites: int
+    subjects: int
+    states_by_visit: list[tuple[Visit, dict[str, int]]]
+
+
+def trial_summary(*, trial: Trial) -> TrialSummary:
+    visits = list(visit_list(trial=trial))
+    counts = Counter(Timepoint.objects.filter(subject__trial=trial).values_list("visit_id", "state"))
+    states = [(v, {s: counts.get((v.pk, s), 0) for s in Timepoint.State.values}) for v in visits]
+    return TrialSummary(sites=trial.sites.count(), subjects=trial.subjects.count(), states_by_visit=states)
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    action: str = ""
+    actor: str = ""
+    object_type: str = ""
+    since: date | None = None
+    until: date | None = None
+
+
+def audit_event_list(*, trial: Trial, filters: AuditFilters | None = None) -> QuerySet[AuditEvent]:
+    """The trial's audit events, newest first, narrowed by the filters."""
+    f = filters or AuditFilters()
+    qs = AuditEvent.objects.filter(trial_id=trial.pk).order_by("-seq")
+    if f.action:
+        qs = qs.filter(action=f.action)
+    if f.actor:
+        qs = qs.filter(actor_label__icontains=f.actor)
+    if f.object_type:
+        qs = qs.filter(object_type=f.object_type)
+    tz = timezone.get_current_timezone()
+    if f.since:
+        qs = qs.filter(at__gte=datetime.combine(f.since, time.min, tzinfo=tz))
+    if f.until:
+        qs = qs.filter(at__lte=datetime.combine(f.until, time.max, tzinfo=tz))
+    return qs
+
+
+def audit_actions(*, trial: Trial) -> list[str]:
+    return list(
+        AuditEvent.objects.filter(trial_id=trial.pk).order_by("action").values_list("action", flat=True).distinct()
+    )

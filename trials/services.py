@@ -1,0 +1,404 @@
+"""State changes of trials, sites, visits, protocols, subjects and roles; each writes its audit event.
+
+Services assume the caller has checked access (views do, through the selectors); they check every
+rule about the data itself and change nothing when a rule is broken.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from django.utils.translation import gettext as _
+from guardian.models import UserObjectPermission
+from guardian.shortcuts import assign_perm, remove_perm
+
+from ctims.audit import audit_record
+from ctims.exceptions import ValidationFailed
+
+from .models import (
+    ApiToken,
+    ImagingProtocol,
+    Membership,
+    Role,
+    Site,
+    Subject,
+    Timepoint,
+    Trial,
+    Visit,
+    hash_token_key,
+)
+from .roles import ROLES_WITH_SITES, SITE_PERMS, TRIAL_PERMS
+
+User = get_user_model()
+
+
+def _clean(instance, exclude: Iterable[str] = ()) -> None:
+    try:
+        instance.full_clean(exclude=list(exclude))
+    except ValidationError as exc:
+        raise ValidationFailed.from_django(exc) from None
+
+
+def trial_create(
+    *,
+    actor,
+    code: str,
+    title: str,
+    sponsor: str,
+    protocol_number: str,
+    status: str = Trial.Status.SETUP,
+    subject_code_pattern: str | None = None,
+) -> Trial:
+    """Create a trial with a fresh pseudonym key and make its creator the trial admin."""
+    trial = Trial(
+        code=code.strip().upper(),
+        title=title.strip(),
+        sponsor=sponsor.strip(),
+        protocol_number=protocol_number.strip(),
+        status=status,
+    )
+    if subject_code_pattern:
+        trial.subject_code_pattern = subject_code_pattern.strip()
+    _clean(trial)
+    with transaction.atomic():
+        trial.save()
+        audit_record(
+            actor=actor,
+            action="trial.create",
+            obj=trial,
+            trial_id=trial.pk,
+            summary={"code": trial.code, "title": trial.title, "sponsor": trial.sponsor, "status": trial.status},
+        )
+        membership_grant(actor=actor, trial=trial, user=actor, role=Role.TRIAL_ADMIN)
+    return trial
+
+
+TRIAL_EDITABLE = ("title", "sponsor", "protocol_number", "status", "subject_code_pattern")
+
+
+def trial_update(*, actor, trial: Trial, **changes) -> Trial:
+    """Change a trial's descriptive fields or status; the code and pseudonym key never change."""
+    unknown = set(changes) - set(TRIAL_EDITABLE)
+    if unknown:
+        raise ValidationFailed(_("These fields cannot be changed: %(names)s.") % {"names": ", ".join(sorted(unknown))})
+    if "subject_code_pattern" in changes and changes["subject_code_pattern"] != trial.subject_code_pattern:
+        if trial.subjects.exists():
+            raise ValidationFailed(
+                _("The subject code pattern cannot change once subjects are enrolled."),
+                fields={"subject_code_pattern": [_("Subjects are already enrolled.")]},
+            )
+    with transaction.atomic():
+        trial = Trial.objects.select_for_update().get(pk=trial.pk)
+        before = {name: getattr(trial, name) for name in changes}
+        for name, value in changes.items():
+            setattr(trial, name, value.strip() if isinstance(value, str) else value)
+        _clean(trial)
+        diff = {n: [before[n], getattr(trial, n)] for n in changes if before[n] != getattr(trial, n)}
+        if not diff:
+            return trial
+        trial.save(update_fields=list(diff))
+        audit_record(actor=actor, action="trial.update", obj=trial, trial_id=trial.pk, summary={"changes": diff})
+    return trial
+
+
+def site_create(*, actor, trial: Trial, code: str, name: str, country: str) -> Site:
+    """Add an investigator site to a trial."""
+    site = Site(trial=trial, code=code.strip().upper(), name=name.strip(), country=country.strip().upper())
+    _clean(site)
+    with transaction.atomic():
+        site.save()
+        audit_record(
+            actor=actor,
+            action="site.create",
+            obj=site,
+            trial_id=trial.pk,
+            summary={"code": site.code, "name": site.name, "country": site.country},
+        )
+    return site
+
+
+def _check_schedule(trial: Trial, visit: Visit) -> None:
+    """A visit's window must not reach into a neighbour's: the schedule must say which visit a scan belongs to."""
+    others = list(trial.visits.exclude(pk=visit.pk).order_by("order"))
+    for other in others:
+        if other.order < visit.order and other.target_day >= visit.target_day:
+            raise ValidationFailed(
+                _("Visit %(code)s comes after %(other)s in the schedule, so its target day must be later than day %(day)s.")
+                % {"code": visit.code, "other": other.code, "day": other.target_day},
+                fields={"target_day": [_("Must be later than the visit before it.")]},
+            )
+        if other.order > visit.order and other.target_day <= visit.target_day:
+            raise ValidationFailed(
+                _("Visit %(code)s comes before %(other)s in the schedule, so its target day must be earlier than day %(day)s.")
+                % {"code": visit.code, "other": other.code, "day": other.target_day},
+                fields={"target_day": [_("Must be earlier than the visit after it.")]},
+            )
+        if visit.earliest_day <= other.latest_day and other.earliest_day <= visit.latest_day:
+            raise ValidationFailed(
+                _(
+                    "The window of %(code)s (days %(a1)s to %(a2)s) overlaps the window of %(other)s "
+                    "(days %(b1)s to %(b2)s): a scan could belong to both."
+                )
+                % {
+                    "code": visit.code, "a1": visit.earliest_day, "a2": visit.latest_day,
+                    "other": other.code, "b1": other.earliest_day, "b2": other.latest_day,
+                },
+                fields={"window_before": [_("Overlaps another visit.")], "window_after": [_("Overlaps another visit.")]},
+            )
+
+
+def visit_create(
+    *,
+    actor,
+    trial: Trial,
+    code: str,
+    label: str,
+    order: int,
+    target_day: int,
+    window_before: int = 0,
+    window_after: int = 0,
+) -> Visit:
+    """Add a visit to the schedule, and an expected timepoint for it to every enrolled subject."""
+    visit = Visit(
+        trial=trial,
+        code=code.strip().upper(),
+        label=label.strip(),
+        order=order,
+        target_day=target_day,
+        window_before=window_before,
+        window_after=window_after,
+    )
+    _clean(visit)
+    with transaction.atomic():
+        Trial.objects.select_for_update().get(pk=trial.pk)  # one schedule change at a time per trial
+        _check_schedule(trial, visit)
+        visit.save()
+        Timepoint.objects.bulk_create([Timepoint(subject=s, visit=visit) for s in trial.subjects.all()])
+        audit_record(
+            actor=actor,
+            action="visit.create",
+            obj=visit,
+            trial_id=trial.pk,
+            summary={
+                "code": visit.code, "label": visit.label, "order": visit.order, "target_day": visit.target_day,
+                "window": [visit.window_before, visit.window_after],
+            },
+        )
+    return visit
+
+
+def protocol_create(
+    *,
+    actor,
+    visit: Visit,
+    modality: str,
+    body_region: str,
+    contrast: str,
+    max_slice_thickness_mm: Decimal | str | float,
+) -> ImagingProtocol:
+    """State what a visit's imaging must contain."""
+    protocol = ImagingProtocol(
+        visit=visit,
+        modality=modality,
+        body_region=body_region,
+        contrast=contrast,
+        max_slice_thickness_mm=Decimal(str(max_slice_thickness_mm)),
+    )
+    _clean(protocol)
+    with transaction.atomic():
+        protocol.save()
+        audit_record(
+            actor=actor,
+            action="protocol.create",
+            obj=protocol,
+            trial_id=visit.trial_id,
+            summary={
+                "visit": visit.code, "modality": modality, "body_region": body_region, "contrast": contrast,
+                "max_slice_thickness_mm": str(protocol.max_slice_thickness_mm),
+            },
+        )
+    return protocol
+
+
+def subject_enroll(*, actor, site: Site) -> Subject:
+    """Enroll a subject at a site: the code comes from the trial's pattern and the next free number."""
+    trial = site.trial
+    per_site = "{site" in trial.subject_code_pattern
+    with transaction.atomic():
+        # Lock what numbers are drawn from so two enrollments never take the same number.
+        if per_site:
+            Site.objects.select_for_update().get(pk=site.pk)
+            taken = Subject.objects.filter(site=site)
+        else:
+            Trial.objects.select_for_update().get(pk=trial.pk)
+            taken = Subject.objects.filter(trial=trial)
+        number = (taken.aggregate(m=Max("number"))["m"] or 0) + 1
+        code = trial.subject_code_pattern.format(trial=trial.code, site=site.code, n=number)
+        if Subject.objects.filter(trial=trial, code=code).exists():
+            raise ValidationFailed(
+                _("The subject code %(code)s is already taken in this trial; check the subject code pattern.")
+                % {"code": code}
+            )
+        subject = Subject(trial=trial, site=site, code=code, number=number)
+        _clean(subject)
+        subject.save()
+        Timepoint.objects.bulk_create([Timepoint(subject=subject, visit=v) for v in trial.visits.all()])
+        audit_record(
+            actor=actor, action="subject.enroll", obj=subject, trial_id=trial.pk,
+            summary={"code": code, "site": site.code},
+        )
+    return subject
+
+
+def _sync_permissions(user, trial: Trial) -> None:
+    """Make the user's guardian permissions on the trial and its sites exactly what their memberships give."""
+    wanted: set[tuple[str, str, int]] = set()
+    for membership in Membership.objects.filter(user=user, trial=trial).prefetch_related("sites"):
+        wanted |= {("trial", perm, trial.pk) for perm in TRIAL_PERMS[membership.role]}
+        for site in membership.sites.all():
+            wanted |= {("site", perm, site.pk) for perm in SITE_PERMS.get(membership.role, ())}
+
+    site_ids = list(trial.sites.values_list("pk", flat=True))
+    held: set[tuple[str, str, int]] = set()
+    for uop in UserObjectPermission.objects.filter(user=user).select_related("permission", "content_type"):
+        model, pk = uop.content_type.model, int(uop.object_pk)
+        if (model == "trial" and pk == trial.pk) or (model == "site" and pk in site_ids):
+            held.add((model, uop.permission.codename, pk))
+
+    objects = {"trial": {trial.pk: trial}, "site": {s.pk: s for s in trial.sites.all()}}
+    for kind, perm, pk in wanted - held:
+        assign_perm(f"trials.{perm}", user, objects[kind][pk])
+    for kind, perm, pk in held - wanted:
+        remove_perm(f"trials.{perm}", user, objects[kind][pk])
+
+
+def membership_grant(*, actor, trial: Trial, user, role: str, sites: Iterable[Site] = ()) -> Membership:
+    """Give a person a role in a trial (a coordinator for one or more of its sites); re-granting updates the sites."""
+    sites = list(sites)
+    if role not in Role.values:
+        raise ValidationFailed(_("Unknown role."), fields={"role": [_("Unknown role.")]})
+    if any(site.trial_id != trial.pk for site in sites):
+        raise ValidationFailed(
+            _("A site of another trial cannot be part of a role in %(trial)s.") % {"trial": trial.code},
+            fields={"sites": [_("Choose sites of this trial.")]},
+        )
+    if role in ROLES_WITH_SITES and not sites:
+        raise ValidationFailed(
+            _("A site coordinator needs at least one site."), fields={"sites": [_("Choose at least one site.")]}
+        )
+    if role not in ROLES_WITH_SITES and sites:
+        raise ValidationFailed(
+            _("Only site coordinators work for particular sites."), fields={"sites": [_("Leave empty for this role.")]}
+        )
+    if not user.is_active:
+        raise ValidationFailed(_("This account is deactivated."))
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(user=user, trial=trial, role=role)
+        before = sorted(membership.sites.values_list("code", flat=True))
+        membership.sites.set(sites)
+        after = sorted(s.code for s in sites)
+        _sync_permissions(user, trial)
+        if created or before != after:
+            audit_record(
+                actor=actor,
+                action="membership.grant" if created else "membership.update",
+                obj=membership,
+                trial_id=trial.pk,
+                summary={"user": user.email, "role": role, "sites": after},
+            )
+    return membership
+
+
+def membership_revoke(*, actor, membership: Membership) -> None:
+    """Take a role away; the person keeps the permissions of their other roles in the trial, if any."""
+    trial, user = membership.trial, membership.user
+    if membership.role == Role.TRIAL_ADMIN:
+        others = Membership.objects.filter(trial=trial, role=Role.TRIAL_ADMIN).exclude(pk=membership.pk)
+        if not others.filter(user__is_active=True).exists():
+            raise ValidationFailed(_("A trial must keep at least one trial admin."))
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action="membership.revoke",
+            obj=membership,
+            trial_id=trial.pk,
+            summary={"user": user.email, "role": membership.role},
+        )
+        membership.delete()
+        _sync_permissions(user, trial)
+
+
+def user_invite(*, actor, email: str, full_name: str, request=None):
+    """Find a person by email, or create their account and email them a link to choose a password."""
+    email = User.objects.normalize_email(email.strip()).lower()
+    user = User.objects.filter(email=email).first()
+    if user is not None:
+        return user
+    user = User(email=email, full_name=full_name.strip())
+    user.set_unusable_password()
+    _clean(user, exclude=["password"])
+    with transaction.atomic():
+        user.save()
+        audit_record(actor=actor, action="user.invite", obj=user, summary={"email": email})
+    # An invited account has no usable password yet, which Django's reset form skips; send the link directly.
+    protocol = "https" if request is not None and request.is_secure() else "http"
+    domain = request.get_host() if request is not None else settings.SITE_URL.split("://", 1)[-1]
+    PasswordResetForm().send_mail(
+        "registration/invite_subject.txt",
+        "registration/invite_email.txt",
+        {
+            "email": email, "domain": domain, "protocol": protocol, "user": user,
+            "uid": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user),
+            "inviter": actor.full_name if actor is not None else "CTIMS",
+        },
+        settings.DEFAULT_FROM_EMAIL,
+        email,
+    )
+    return user
+
+
+TOKEN_PREFIX_LEN = 8
+
+
+def api_token_create(*, actor, membership: Membership, name: str) -> tuple[ApiToken, str]:
+    """Issue a token for a machine client, scoped to one membership; the key is returned once and stored hashed."""
+    if not name.strip():
+        raise ValidationFailed(_("Give the token a name that says which client uses it."), fields={"name": [_("Required.")]})
+    key = "ctims_" + secrets.token_urlsafe(32)
+    token = ApiToken(membership=membership, name=name.strip(), prefix=key[6 : 6 + TOKEN_PREFIX_LEN], key_hash=hash_token_key(key))
+    _clean(token, exclude=["prefix", "key_hash"])
+    with transaction.atomic():
+        try:
+            token.save()
+        except IntegrityError:  # pragma: no cover - a 256-bit collision
+            raise ValidationFailed(_("Please try again.")) from None
+        audit_record(
+            actor=actor, action="token.create", obj=token, trial_id=membership.trial_id,
+            summary={"name": token.name, "role": membership.role, "prefix": token.prefix},
+        )
+    return token, key
+
+
+def api_token_revoke(*, actor, token: ApiToken) -> None:
+    """Stop a token from authenticating; it stays listed as revoked."""
+    if token.revoked_at is not None:
+        return
+    with transaction.atomic():
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor, action="token.revoke", obj=token, trial_id=token.membership.trial_id,
+            summary={"name": token.name, "prefix": token.prefix},
+        )

@@ -30,7 +30,7 @@ class ValidationFailed(CTIMSError):
     code = "invalid"
 
     @classmethod
-    def from_django(cls, exc: DjangoValidationError) -> "ValidationFailed":
+    def from_django(cls, exc: DjangoValidationError) -> ValidationFailed:
         if hasattr(exc, "error_dict"):
             fields = {name: [str(m) for e in errors for m in e.messages] for name, errors in exc.error_dict.items()}
             message = " ".join(m for ms in fields.values() for m in ms)

@@ -6,4 +6,6 @@ from django.utils.translation import gettext_lazy as _
 class LoginForm(AuthenticationForm):
     """Email and password; lock-out after repeated failures is enforced by django-axes."""
 
-    username = forms.EmailField(label=_("Email"), widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+    username = forms.EmailField(
+        label=_("Email"), widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+    )

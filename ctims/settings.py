@@ -44,7 +44,7 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is False")
-    SECRET_KEY = "insecure-development-key-only-for-the-embedded-default-0123456789abcdef"
+    SECRET_KEY = "insecure-development-key-only-for-the-embedded-default-0123456789abcdef"  # noqa: S105
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost" if not DEBUG else "*")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")

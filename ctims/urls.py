@@ -19,4 +19,3 @@ urlpatterns = [
     path("operator/", admin.site.urls),
     path("health/", views.health, name="health"),
 ]
-

@@ -25,7 +25,7 @@ class Actor:
     _checker: ObjectPermissionChecker | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_request(cls, request) -> "Actor":
+    def from_request(cls, request) -> Actor:
         auth = getattr(request, "auth", None)
         return cls(user=request.user, token=auth if isinstance(auth, ApiToken) else None)
 
@@ -68,8 +68,11 @@ class Actor:
         if not self.is_authenticated:
             return Site.objects.none()
         qs = get_objects_for_user(
-            self.user, f"trials.{perm}", klass=Site.objects.filter(trial=trial),
-            accept_global_perms=False, with_superuser=False,
+            self.user,
+            f"trials.{perm}",
+            klass=Site.objects.filter(trial=trial),
+            accept_global_perms=False,
+            with_superuser=False,
         )
         if self.token is not None:
             membership = self.token.membership

@@ -17,9 +17,18 @@ from .models import (
 @admin.register(Trial)
 class TrialAdmin(admin.ModelAdmin):
     list_display = ["code", "title", "sponsor", "status"]
-    fields = ["code", "title", "sponsor", "protocol_number", "status", "subject_code_pattern",
-              "deid_retain_dates_modified", "deid_clean_descriptors", "deid_retain_device_identity",
-              "deid_retain_patient_characteristics"]
+    fields = [
+        "code",
+        "title",
+        "sponsor",
+        "protocol_number",
+        "status",
+        "subject_code_pattern",
+        "deid_retain_dates_modified",
+        "deid_clean_descriptors",
+        "deid_retain_device_identity",
+        "deid_retain_patient_characteristics",
+    ]
     readonly_fields = ["code"]
 
     def has_add_permission(self, request):

@@ -72,18 +72,32 @@ def load_demo() -> tuple[Trial, list[DemoUser]]:
     for code, label, order, day, before, after in VISITS:
         if not trial.visits.filter(code=code).exists():
             visit = services.visit_create(
-                actor=admin, trial=trial, code=code, label=label, order=order, target_day=day,
-                window_before=before, window_after=after,
+                actor=admin,
+                trial=trial,
+                code=code,
+                label=label,
+                order=order,
+                target_day=day,
+                window_before=before,
+                window_after=after,
             )
             services.protocol_create(
-                actor=admin, visit=visit, modality="CT", body_region="cap", contrast="required", max_slice_thickness_mm="5"
+                actor=admin,
+                visit=visit,
+                modality="CT",
+                body_region="cap",
+                contrast="required",
+                max_slice_thickness_mm="5",
             )
     for site in trial.sites.all():
         for _ in range(SUBJECTS_PER_SITE - site.subjects.count()):
             services.subject_enroll(actor=admin, site=site)
     for demo in DEMO_USERS:
         services.membership_grant(
-            actor=admin, trial=trial, user=_user(demo), role=demo.role,
+            actor=admin,
+            trial=trial,
+            user=_user(demo),
+            role=demo.role,
             sites=list(trial.sites.filter(code__in=demo.sites)),
         )
     return trial, DEMO_USERS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -92,7 +93,9 @@ class Site(models.Model):
     code = models.CharField(_("code"), max_length=32, validators=[CODE_VALIDATOR])
     name = models.CharField(_("name"), max_length=200)
     country = models.CharField(
-        _("country"), max_length=2, validators=[RegexValidator(r"^[A-Z]{2}$", _("Use the two-letter ISO code, e.g. KR."))]
+        _("country"),
+        max_length=2,
+        validators=[RegexValidator(r"^[A-Z]{2}$", _("Use the two-letter ISO code, e.g. KR."))],
     )
 
     class Meta:
@@ -166,7 +169,7 @@ class ImagingProtocol(models.Model):
         _("maximum slice thickness (mm)"),
         max_digits=4,
         decimal_places=2,
-        validators=[MinValueValidator(0.1), MaxValueValidator(20)],
+        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("20"))],
     )
 
     class Meta:

@@ -105,9 +105,7 @@ def membership_get(*, trial: Trial, pk: int) -> Membership:
 
 def token_list(*, actor: Actor, trial: Trial) -> QuerySet[ApiToken]:
     """The actor's own tokens in this trial."""
-    return ApiToken.objects.filter(membership__trial=trial, membership__user=actor.user).select_related(
-        "membership"
-    )
+    return ApiToken.objects.filter(membership__trial=trial, membership__user=actor.user).select_related("membership")
 
 
 @dataclass(frozen=True)

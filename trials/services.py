@@ -93,12 +93,12 @@ def trial_update(*, actor, trial: Trial, **changes) -> Trial:
     unknown = set(changes) - set(TRIAL_EDITABLE)
     if unknown:
         raise ValidationFailed(_("These fields cannot be changed: %(names)s.") % {"names": ", ".join(sorted(unknown))})
-    if "subject_code_pattern" in changes and changes["subject_code_pattern"] != trial.subject_code_pattern:
-        if trial.subjects.exists():
-            raise ValidationFailed(
-                _("The subject code pattern cannot change once subjects are enrolled."),
-                fields={"subject_code_pattern": [_("Subjects are already enrolled.")]},
-            )
+    new_pattern = changes.get("subject_code_pattern", trial.subject_code_pattern)
+    if new_pattern != trial.subject_code_pattern and trial.subjects.exists():
+        raise ValidationFailed(
+            _("The subject code pattern cannot change once subjects are enrolled."),
+            fields={"subject_code_pattern": [_("Subjects are already enrolled.")]},
+        )
     with transaction.atomic():
         trial = Trial.objects.select_for_update().get(pk=trial.pk)
         before = {name: getattr(trial, name) for name in changes}
@@ -135,13 +135,17 @@ def _check_schedule(trial: Trial, visit: Visit) -> None:
     for other in others:
         if other.order < visit.order and other.target_day >= visit.target_day:
             raise ValidationFailed(
-                _("Visit %(code)s comes after %(other)s in the schedule, so its target day must be later than day %(day)s.")
+                _(
+                    "Visit %(code)s comes after %(other)s in the schedule, so its target day must be later than day %(day)s."
+                )
                 % {"code": visit.code, "other": other.code, "day": other.target_day},
                 fields={"target_day": [_("Must be later than the visit before it.")]},
             )
         if other.order > visit.order and other.target_day <= visit.target_day:
             raise ValidationFailed(
-                _("Visit %(code)s comes before %(other)s in the schedule, so its target day must be earlier than day %(day)s.")
+                _(
+                    "Visit %(code)s comes before %(other)s in the schedule, so its target day must be earlier than day %(day)s."
+                )
                 % {"code": visit.code, "other": other.code, "day": other.target_day},
                 fields={"target_day": [_("Must be earlier than the visit after it.")]},
             )
@@ -152,10 +156,17 @@ def _check_schedule(trial: Trial, visit: Visit) -> None:
                     "(days %(b1)s to %(b2)s): a scan could belong to both."
                 )
                 % {
-                    "code": visit.code, "a1": visit.earliest_day, "a2": visit.latest_day,
-                    "other": other.code, "b1": other.earliest_day, "b2": other.latest_day,
+                    "code": visit.code,
+                    "a1": visit.earliest_day,
+                    "a2": visit.latest_day,
+                    "other": other.code,
+                    "b1": other.earliest_day,
+                    "b2": other.latest_day,
                 },
-                fields={"window_before": [_("Overlaps another visit.")], "window_after": [_("Overlaps another visit.")]},
+                fields={
+                    "window_before": [_("Overlaps another visit.")],
+                    "window_after": [_("Overlaps another visit.")],
+                },
             )
 
 
@@ -192,7 +203,10 @@ def visit_create(
             obj=visit,
             trial_id=trial.pk,
             summary={
-                "code": visit.code, "label": visit.label, "order": visit.order, "target_day": visit.target_day,
+                "code": visit.code,
+                "label": visit.label,
+                "order": visit.order,
+                "target_day": visit.target_day,
                 "window": [visit.window_before, visit.window_after],
             },
         )
@@ -225,7 +239,10 @@ def protocol_create(
             obj=protocol,
             trial_id=visit.trial_id,
             summary={
-                "visit": visit.code, "modality": modality, "body_region": body_region, "contrast": contrast,
+                "visit": visit.code,
+                "modality": modality,
+                "body_region": body_region,
+                "contrast": contrast,
                 "max_slice_thickness_mm": str(protocol.max_slice_thickness_mm),
             },
         )
@@ -256,7 +273,10 @@ def subject_enroll(*, actor, site: Site) -> Subject:
         subject.save()
         Timepoint.objects.bulk_create([Timepoint(subject=subject, visit=v) for v in trial.visits.all()])
         audit_record(
-            actor=actor, action="subject.enroll", obj=subject, trial_id=trial.pk,
+            actor=actor,
+            action="subject.enroll",
+            obj=subject,
+            trial_id=trial.pk,
             summary={"code": code, "site": site.code},
         )
     return subject
@@ -359,8 +379,12 @@ def user_invite(*, actor, email: str, full_name: str, request=None):
         "registration/invite_subject.txt",
         "registration/invite_email.txt",
         {
-            "email": email, "domain": domain, "protocol": protocol, "user": user,
-            "uid": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user),
+            "email": email,
+            "domain": domain,
+            "protocol": protocol,
+            "user": user,
+            "uid": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
             "inviter": actor.full_name if actor is not None else "CTIMS",
         },
         settings.DEFAULT_FROM_EMAIL,
@@ -375,9 +399,13 @@ TOKEN_PREFIX_LEN = 8
 def api_token_create(*, actor, membership: Membership, name: str) -> tuple[ApiToken, str]:
     """Issue a token for a machine client, scoped to one membership; the key is returned once and stored hashed."""
     if not name.strip():
-        raise ValidationFailed(_("Give the token a name that says which client uses it."), fields={"name": [_("Required.")]})
+        raise ValidationFailed(
+            _("Give the token a name that says which client uses it."), fields={"name": [_("Required.")]}
+        )
     key = "ctims_" + secrets.token_urlsafe(32)
-    token = ApiToken(membership=membership, name=name.strip(), prefix=key[6 : 6 + TOKEN_PREFIX_LEN], key_hash=hash_token_key(key))
+    token = ApiToken(
+        membership=membership, name=name.strip(), prefix=key[6 : 6 + TOKEN_PREFIX_LEN], key_hash=hash_token_key(key)
+    )
     _clean(token, exclude=["prefix", "key_hash"])
     with transaction.atomic():
         try:
@@ -385,7 +413,10 @@ def api_token_create(*, actor, membership: Membership, name: str) -> tuple[ApiTo
         except IntegrityError:  # pragma: no cover - a 256-bit collision
             raise ValidationFailed(_("Please try again.")) from None
         audit_record(
-            actor=actor, action="token.create", obj=token, trial_id=membership.trial_id,
+            actor=actor,
+            action="token.create",
+            obj=token,
+            trial_id=membership.trial_id,
             summary={"name": token.name, "role": membership.role, "prefix": token.prefix},
         )
     return token, key
@@ -399,6 +430,9 @@ def api_token_revoke(*, actor, token: ApiToken) -> None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit_record(
-            actor=actor, action="token.revoke", obj=token, trial_id=token.membership.trial_id,
+            actor=actor,
+            action="token.revoke",
+            obj=token,
+            trial_id=token.membership.trial_id,
             summary={"name": token.name, "prefix": token.prefix},
         )

@@ -174,10 +174,13 @@ class MembershipListApi(APIView):
         if len(sites) != len(codes):
             missing = sorted(codes - {site.code for site in sites})
             raise ValidationFailed(
-                _("These sites are not part of %(trial)s: %(codes)s.") % {"trial": trial.code, "codes": ", ".join(missing)},
+                _("These sites are not part of %(trial)s: %(codes)s.")
+                % {"trial": trial.code, "codes": ", ".join(missing)},
                 fields={"sites": [_("Choose sites of this trial.")]},
             )
-        user = services.user_invite(actor=request.user, email=data["email"], full_name=data["full_name"], request=request)
+        user = services.user_invite(
+            actor=request.user, email=data["email"], full_name=data["full_name"], request=request
+        )
         membership = services.membership_grant(
             actor=request.user, trial=trial, user=user, role=data["role"], sites=sites
         )

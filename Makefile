@@ -1,0 +1,65 @@
+# CTIMS: `make run` serves the embedded default on 127.0.0.1:8000; `make test` runs the whole suite on PostgreSQL.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ctims
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-dev services browser lint check clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (install python3.11 or set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) requirements.txt
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_demo
+	@echo "Serving CTIMS on http://127.0.0.1:8000/ (stop with Ctrl-C)"
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+# Start the local PostgreSQL and Redis if they are installed but stopped.
+services:
+	@if command -v pg_lsclusters >/dev/null; then \
+	  pg_lsclusters --no-header | awk '$$4 != "online" {print $$1, $$2}' | while read ver name; do \
+	    pg_ctlcluster --skip-systemctl-redirect $$ver $$name start; done; \
+	fi
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+	@pg_isready -h 127.0.0.1 -p 5432 >/dev/null || { echo "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1; }
+	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || { command -v redis-server >/dev/null && \
+	  mkdir -p /var/lib/redis /var/log/redis && \
+	  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+	    --dir /var/lib/redis --logfile /var/log/redis/ci.log; } || true
+	@psql "$(DATABASE_URL:/ctims=/postgres)" -tAc "SELECT 1 FROM pg_database WHERE datname='ctims'" | grep -q 1 || \
+	  psql "$(DATABASE_URL:/ctims=/postgres)" -qc "CREATE DATABASE ctims"
+
+# Debian's Chromium for the browser tests (never Playwright's own download).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+check: install-dev services
+	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py check
+	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py makemigrations --check --dry-run
+
+test: install-dev services browser lint check
+	DATABASE_URL=$(DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var

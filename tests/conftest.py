@@ -1,0 +1,106 @@
+"""The cast every test speaks of, in trial ALPHA built through the real services.
+
+- alice: trial admin of ALPHA (and allowed to create trials)
+- cora: site coordinator at SEO; bruno: site coordinator at BUS
+- quinn: QC reviewer; rhea and ravi: readers; ada: adjudicator; sam: sponsor viewer
+- otto: trial admin of another trial, OMEGA, and nothing in ALPHA
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
+
+from trials import services
+from trials.models import Role, Site, Subject, Trial
+
+PASSWORD = "Correct-Horse-9!"
+
+CAST = {
+    "alice": (Role.TRIAL_ADMIN, ()),
+    "cora": (Role.SITE_COORDINATOR, ("SEO",)),
+    "bruno": (Role.SITE_COORDINATOR, ("BUS",)),
+    "quinn": (Role.QC_REVIEWER, ()),
+    "rhea": (Role.READER, ()),
+    "ravi": (Role.READER, ()),
+    "ada": (Role.ADJUDICATOR, ()),
+    "sam": (Role.SPONSOR_VIEWER, ()),
+}
+
+
+@dataclass
+class World:
+    trial: Trial
+    other: Trial
+    seo: Site
+    bus: Site
+    people: dict
+    subjects: dict[str, Subject]
+
+    def __getattr__(self, name):
+        people = self.__dict__.get("people", {})
+        if name in people:
+            return people[name]
+        raise AttributeError(name)
+
+
+def make_user(name: str, **extra):
+    User = get_user_model()
+    return User.objects.create_user(f"{name}@example.org", PASSWORD, full_name=name.capitalize(), **extra)
+
+
+def build_world() -> World:
+    alice = make_user("alice")
+    alice.user_permissions.add(Permission.objects.get(codename="add_trial"))
+    otto = make_user("otto")
+    otto.user_permissions.add(Permission.objects.get(codename="add_trial"))
+    trial = services.trial_create(
+        actor=alice, code="ALPHA", title="Alpha study", sponsor="Acme Pharma", protocol_number="AC-1"
+    )
+    other = services.trial_create(actor=otto, code="OMEGA", title="Omega study", sponsor="Other", protocol_number="OT-9")
+    seo = services.site_create(actor=alice, trial=trial, code="SEO", name="Seoul Hospital", country="KR")
+    bus = services.site_create(actor=alice, trial=trial, code="BUS", name="Busan Hospital", country="KR")
+    omega_site = services.site_create(actor=otto, trial=other, code="SEO", name="Omega Seoul", country="KR")
+    for code, label, order, day, before, after in [("BL", "Baseline", 1, 0, 28, 0), ("W6", "Week 6", 2, 42, 7, 7)]:
+        services.visit_create(
+            actor=alice, trial=trial, code=code, label=label, order=order, target_day=day,
+            window_before=before, window_after=after,
+        )
+    services.visit_create(actor=otto, trial=other, code="BL", label="Baseline", order=1, target_day=0)
+    people = {"alice": alice, "otto": otto}
+    for name, (role, site_codes) in CAST.items():
+        user = people.get(name) or make_user(name)
+        people[name] = user
+        if name != "alice":
+            sites = [s for s in (seo, bus) if s.code in site_codes]
+            services.membership_grant(actor=alice, trial=trial, user=user, role=role, sites=sites)
+    subjects = {}
+    for site in (seo, bus, seo):
+        subject = services.subject_enroll(actor=alice, site=site)
+        subjects[subject.code] = subject
+    subjects["OMEGA"] = services.subject_enroll(actor=otto, site=omega_site)
+    return World(trial=trial, other=other, seo=seo, bus=bus, people=people, subjects=subjects)
+
+
+@pytest.fixture
+def world(db) -> World:
+    return build_world()
+
+
+@pytest.fixture
+def api():
+    """An API client; `api.as_(user)` logs a cast member in with a session."""
+
+    client = APIClient()
+
+    def as_(user):
+        client.force_authenticate(user=None)
+        client.force_login(user)
+        return client
+
+    client.as_ = as_
+    return client

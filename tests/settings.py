@@ -1,0 +1,13 @@
+"""Test settings: the real settings on PostgreSQL, with a fast hasher and an in-memory email outbox."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ctims")
+
+from ctims.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = ""
+WHITENOISE_AUTOREFRESH = True

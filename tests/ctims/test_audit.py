@@ -1,0 +1,136 @@
+"""The audit trail: every service records its event, the chain finds tampering, PostgreSQL refuses changes."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, transaction
+
+from ctims.audit import audit_verify
+from ctims.models import AuditEvent
+from trials import services
+from trials.models import Membership, Role
+
+
+def last_event() -> AuditEvent:
+    return AuditEvent.objects.order_by("-seq").first()
+
+
+SERVICE_CALLS = {
+    "trial.create": lambda w: services.trial_create(
+        actor=w.alice, code="NEW", title="New", sponsor="S", protocol_number="P"
+    ),
+    "trial.update": lambda w: services.trial_update(actor=w.alice, trial=w.trial, title="Renamed"),
+    "site.create": lambda w: services.site_create(actor=w.alice, trial=w.trial, code="DAE", name="Daegu", country="KR"),
+    "visit.create": lambda w: services.visit_create(
+        actor=w.alice, trial=w.trial, code="W12", label="Week 12", order=3, target_day=84, window_before=7
+    ),
+    "protocol.create": lambda w: services.protocol_create(
+        actor=w.alice,
+        visit=w.trial.visits.get(code="BL"),
+        modality="MR",
+        body_region="head",
+        contrast="none",
+        max_slice_thickness_mm="3",
+    ),
+    "subject.enroll": lambda w: services.subject_enroll(actor=w.alice, site=w.seo),
+    "membership.grant": lambda w: services.membership_grant(
+        actor=w.alice, trial=w.trial, user=w.otto, role=Role.READER
+    ),
+    "membership.update": lambda w: services.membership_grant(
+        actor=w.alice, trial=w.trial, user=w.cora, role=Role.SITE_COORDINATOR, sites=[w.seo, w.bus]
+    ),
+    "membership.revoke": lambda w: services.membership_revoke(
+        actor=w.alice, membership=Membership.objects.get(user=w.rhea, trial=w.trial)
+    ),
+    "user.invite": lambda w: services.user_invite(actor=w.alice, email="new@example.org", full_name="New"),
+    "token.create": lambda w: services.api_token_create(
+        actor=w.cora, membership=Membership.objects.get(user=w.cora, trial=w.trial), name="PACS bridge"
+    ),
+}
+
+
+@pytest.mark.parametrize("action", sorted(SERVICE_CALLS))
+def test_every_service_writes_its_event_in_the_same_transaction(world, action):
+    before = last_event().seq
+    SERVICE_CALLS[action](world)
+    event = AuditEvent.objects.filter(seq__gt=before, action=action).get()
+    assert event.actor_label.endswith("@example.org")
+    assert event.at.utcoffset().total_seconds() == 0
+    assert audit_verify().intact
+
+
+def test_a_failed_service_writes_no_event(world):
+    before = AuditEvent.objects.count()
+    with pytest.raises(Exception):
+        services.site_create(actor=world.alice, trial=world.trial, code="SEO", name="Again", country="KR")
+    assert AuditEvent.objects.count() == before
+
+
+def test_token_revocation_is_audited(world):
+    token, _ = services.api_token_create(
+        actor=world.cora, membership=Membership.objects.get(user=world.cora, trial=world.trial), name="Bridge"
+    )
+    services.api_token_revoke(actor=world.cora, token=token)
+    assert last_event().action == "token.revoke"
+
+
+def test_events_chain_each_to_the_one_before(world):
+    events = list(AuditEvent.objects.order_by("seq"))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert audit_verify().checked == len(events)
+
+
+def test_the_summary_never_holds_the_pseudonym_key(world):
+    key = bytes(world.trial.pseudonym_key).hex()
+    assert not any(key in str(e.summary) for e in AuditEvent.objects.all())
+
+
+@pytest.fixture
+def trigger_off():
+    """Disable the append-only trigger for a raw-SQL tamper, as an attacker with owner rights could."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # flush deferred FK checks so the table can be altered
+        cursor.execute("ALTER TABLE ctims_auditevent DISABLE TRIGGER ctims_audit_append_only")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE ctims_auditevent ENABLE TRIGGER ctims_audit_append_only")
+
+
+def test_audit_verify_finds_a_changed_event(world, trigger_off):
+    target = AuditEvent.objects.order_by("seq")[3]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE ctims_auditevent SET summary = %s WHERE seq = %s", ['{"code": "FORGED"}', target.seq])
+    report = audit_verify()
+    assert report.broken_seq == target.seq and "changed" in report.problem
+    with pytest.raises(CommandError, match=f"#{target.seq}"):
+        call_command("audit_verify")
+
+
+def test_audit_verify_finds_a_removed_event(world, trigger_off):
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM ctims_auditevent WHERE seq = 5")
+    report = audit_verify()
+    assert report.broken_seq == 5 and "missing" in report.problem
+
+
+def test_audit_verify_finds_a_rewritten_chain_tail(world, trigger_off):
+    last = last_event()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM ctims_auditevent WHERE seq = %s", [last.seq])
+    report = audit_verify()
+    assert not report.intact and report.broken_seq == last.seq
+
+
+def test_audit_verify_command_reports_an_intact_chain(world, capsys):
+    call_command("audit_verify")
+    assert "intact" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sql", ["UPDATE ctims_auditevent SET action = 'x'", "DELETE FROM ctims_auditevent"])
+def test_postgresql_refuses_update_and_delete(world, sql):
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql)
+    assert AuditEvent.objects.exclude(action="x").count() == AuditEvent.objects.count() > 0

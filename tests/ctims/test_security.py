@@ -1,0 +1,120 @@
+"""Log-in lock-out, idle sessions, password strength, security headers and the production checks."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.test import override_settings
+from django.urls import reverse
+
+from tests.conftest import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def login(client, email, password):
+    return client.post(reverse("login"), {"username": email, "password": password})
+
+
+def test_a_person_logs_in_with_email_and_password(world, client):
+    response = login(client, "cora@example.org", PASSWORD)
+    assert response.status_code == 302 and response["Location"] == reverse("home")
+
+
+def test_repeated_failures_lock_the_account_even_for_the_right_password(world, client):
+    for _ in range(4):
+        assert login(client, "cora@example.org", "wrong-password").status_code == 200
+    assert login(client, "cora@example.org", "wrong-password").status_code == 429  # the fifth failure locks
+    locked = login(client, "cora@example.org", PASSWORD)
+    assert locked.status_code == 429
+    assert b"locked" in locked.content.lower()
+    assert "_auth_user_id" not in client.session
+
+
+def test_failures_for_one_person_do_not_lock_another(world, client):
+    for _ in range(5):
+        login(client, "cora@example.org", "wrong-password")
+    assert login(client, "bruno@example.org", PASSWORD).status_code == 302
+
+
+def test_an_idle_session_ends(world, client, settings):
+    client.force_login(world.cora)
+    assert client.get(reverse("home")).status_code == 200
+    session = client.session
+    session["ctims_last_seen"] = time.time() - settings.SESSION_IDLE_TIMEOUT.total_seconds() - 5
+    session.save()
+    response = client.get(reverse("home"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_an_active_session_continues(world, client):
+    client.force_login(world.cora)
+    for _ in range(3):
+        assert client.get(reverse("home")).status_code == 200
+
+
+@pytest.mark.parametrize("weak", ["short1!A", "alllowercaseletters", "123456789012345", "password1234"])
+def test_weak_passwords_are_refused(weak):
+    with pytest.raises(ValidationError):
+        validate_password(weak)
+
+
+def test_a_strong_password_is_accepted():
+    validate_password("Seoul-Imaging-2026")
+
+
+def test_pages_carry_security_headers(world, client):
+    client.force_login(world.alice)
+    response = client.get(reverse("home"))
+    csp = response["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+@override_settings(SECURE_HSTS_SECONDS=31536000, SECURE_SSL_REDIRECT=False)
+def test_hsts_is_sent_over_https_in_production_settings(world, client):
+    client.force_login(world.alice)
+    response = client.get(reverse("home"), secure=True)
+    assert response["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_production_settings_pass_the_deploy_checks():
+    env = os.environ | {
+        "DEBUG": "False",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "ctims.example.org",
+        "DATABASE_URL": "sqlite:///:memory:",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key():
+    env = os.environ | {"DEBUG": "False", "SECRET_KEY": ""}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_a_bad_boolean_setting_fails_loudly():
+    env = os.environ | {"DEBUG": "yes"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "DEBUG must be True or False" in result.stderr

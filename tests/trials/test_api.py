@@ -1,0 +1,130 @@
+"""The REST API: token clients narrowed to one trial and role, one error shape, the OpenAPI schema."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from trials import services
+from trials.models import Membership, Role, Subject
+
+
+def token_client(user, trial, role, name="client") -> tuple[APIClient, str]:
+    membership = Membership.objects.get(user=user, trial=trial, role=role)
+    _, key = services.api_token_create(actor=user, membership=membership, name=name)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client, key
+
+
+def test_a_token_authenticates_a_machine_client(world):
+    client, _ = token_client(world.cora, world.trial, Role.SITE_COORDINATOR)
+    response = client.get(reverse("api-subjects", args=["ALPHA"]))
+    assert response.status_code == 200
+    assert {s["site"] for s in response.json()["results"]} == {"SEO"}
+
+
+def test_a_token_is_narrowed_to_its_role(world):
+    services.membership_grant(actor=world.alice, trial=world.trial, user=world.rhea, role=Role.TRIAL_ADMIN)
+    client, _ = token_client(world.rhea, world.trial, Role.READER)
+    assert client.get(reverse("api-subjects", args=["ALPHA"])).status_code == 403
+    assert client.get(reverse("api-audit", args=["ALPHA"])).status_code == 403
+    session = APIClient()
+    session.force_login(world.rhea)
+    assert session.get(reverse("api-audit", args=["ALPHA"])).status_code == 200
+
+
+def test_a_token_is_narrowed_to_its_trial(world):
+    services.membership_grant(actor=world.otto, trial=world.other, user=world.alice, role=Role.READER)
+    client, _ = token_client(world.alice, world.trial, Role.TRIAL_ADMIN)
+    codes = [t["code"] for t in client.get(reverse("api-trials")).json()["results"]]
+    assert codes == ["ALPHA"]
+    assert client.get(reverse("api-trial", args=["OMEGA"])).status_code == 404
+
+
+def test_a_token_cannot_create_trials_or_tokens(world):
+    client, _ = token_client(world.alice, world.trial, Role.TRIAL_ADMIN)
+    assert (
+        client.post(
+            reverse("api-trials"), {"code": "X", "title": "X", "sponsor": "S", "protocol_number": "P"}
+        ).status_code
+        == 403
+    )
+    assert client.post(reverse("api-tokens", args=["ALPHA"]), {"name": "x", "role": "trial_admin"}).status_code == 403
+
+
+def test_a_revoked_token_no_longer_authenticates(world):
+    client, _ = token_client(world.cora, world.trial, Role.SITE_COORDINATOR)
+    token = Membership.objects.get(user=world.cora, trial=world.trial).tokens.get()
+    services.api_token_revoke(actor=world.cora, token=token)
+    response = client.get(reverse("api-trials"))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_a_token_dies_with_its_membership(world):
+    client, _ = token_client(world.rhea, world.trial, Role.READER)
+    services.membership_revoke(actor=world.alice, membership=Membership.objects.get(user=world.rhea, trial=world.trial))
+    assert client.get(reverse("api-trials")).status_code == 401
+
+
+def test_tokens_are_stored_hashed_and_listed_without_the_key(world, api):
+    _, key = token_client(world.cora, world.trial, Role.SITE_COORDINATOR)
+    listing = api.as_(world.cora).get(reverse("api-tokens", args=["ALPHA"])).content.decode()
+    assert key not in listing and key[6:14] in listing
+    assert not Membership.objects.filter(tokens__key_hash__contains=key).exists()
+
+
+def test_a_token_created_through_the_api_is_shown_once(world, api):
+    response = api.as_(world.cora).post(reverse("api-tokens", args=["ALPHA"]), {"name": "PACS", "role": "coordinator"})
+    assert response.status_code == 201 and response.json()["key"].startswith("ctims_")
+    response = api.as_(world.cora).post(reverse("api-tokens", args=["ALPHA"]), {"name": "x", "role": "trial_admin"})
+    assert response.status_code == 400 and "role" in response.json()["error"]["fields"]
+
+
+def test_errors_share_one_shape_and_change_nothing(world, api):
+    response = api.as_(world.alice).post(
+        reverse("api-visits", args=["ALPHA"]),
+        {"code": "W8", "label": "W8", "order": 3, "target_day": 45, "window_before": 7},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid" and "overlaps" in error["message"] and "window_before" in error["fields"]
+    assert not world.trial.visits.filter(code="W8").exists()
+
+
+def test_serializer_errors_use_the_same_shape(world, api):
+    response = api.as_(world.alice).post(reverse("api-sites", args=["ALPHA"]), {"code": "X"})
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"name", "country"}
+
+
+def test_enrolling_at_an_unknown_site_is_refused(world, api):
+    count = Subject.objects.count()
+    response = api.as_(world.alice).post(reverse("api-subjects", args=["ALPHA"]), {"site": "NOPE"})
+    assert response.status_code == 400 and "NOPE" in response.json()["error"]["message"]
+    assert Subject.objects.count() == count
+
+
+def test_granting_a_site_of_another_trial_is_refused(world, api):
+    response = api.as_(world.alice).post(
+        reverse("api-memberships", args=["ALPHA"]),
+        {"email": "otto@example.org", "role": "coordinator", "sites": ["ZZZ"]},
+        format="json",
+    )
+    assert response.status_code == 400 and "ZZZ" in response.json()["error"]["message"]
+
+
+def test_a_membership_can_be_revoked_through_the_api(world, api):
+    membership = Membership.objects.get(user=world.rhea, trial=world.trial)
+    response = api.as_(world.alice).delete(reverse("api-membership", args=["ALPHA", membership.pk]))
+    assert response.status_code == 204
+    assert api.as_(world.rhea).get(reverse("api-trial", args=["ALPHA"])).status_code == 404
+
+
+def test_the_openapi_schema_and_docs_are_served_without_a_cdn(world, client):
+    client.force_login(world.alice)
+    schema = client.get(reverse("api-schema"))
+    assert schema.status_code == 200 and b"/api/trials/{code}/subjects/" in schema.content
+    docs = client.get(reverse("api-docs"))
+    assert docs.status_code == 200 and b"cdn." not in docs.content and b"swagger-ui" in docs.content

@@ -1,0 +1,205 @@
+"""Trial set-up services: what they create, and the clear refusals that change nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctims.exceptions import ValidationFailed
+from ctims.models import AuditEvent
+from trials import services
+from trials.access import Actor
+from trials.models import Membership, Role, Subject, Timepoint, Trial
+from trials.selectors import subject_list
+
+
+def refused(call, match: str):
+    """Run a service that must refuse: check the message and that nothing was written."""
+    before = (AuditEvent.objects.count(), Trial.objects.count(), Subject.objects.count(), Membership.objects.count())
+    with pytest.raises(ValidationFailed, match=match) as info:
+        call()
+    after = (AuditEvent.objects.count(), Trial.objects.count(), Subject.objects.count(), Membership.objects.count())
+    assert before == after
+    return info.value
+
+
+def test_a_new_trial_gets_a_random_256_bit_key_and_its_creator_as_admin(world):
+    assert len(bytes(world.trial.pseudonym_key)) == 32
+    assert bytes(world.trial.pseudonym_key) != bytes(world.other.pseudonym_key)
+    assert Membership.objects.filter(trial=world.trial, user=world.alice, role=Role.TRIAL_ADMIN).exists()
+    assert "pseudonym" not in repr(world.trial) and bytes(world.trial.pseudonym_key).hex() not in repr(world.trial)
+
+
+def test_it_refuses_a_duplicate_trial_code(world):
+    error = refused(
+        lambda: services.trial_create(actor=world.alice, code="alpha", title="X", sponsor="S", protocol_number="P"),
+        "already exists",
+    )
+    assert "code" in error.fields
+
+
+def test_it_refuses_a_malformed_trial_code(world):
+    refused(
+        lambda: services.trial_create(actor=world.alice, code="a b!", title="X", sponsor="S", protocol_number="P"),
+        "upper-case",
+    )
+
+
+@pytest.mark.parametrize("pattern", ["{trial}-{site}", "{trial}-{n:03d}-{foo}", "{n:03q}"])
+def test_it_refuses_a_subject_code_pattern_that_cannot_number_subjects(world, pattern):
+    refused(
+        lambda: services.trial_create(
+            actor=world.alice, code="NEW", title="X", sponsor="S", protocol_number="P", subject_code_pattern=pattern
+        ),
+        "pattern",
+    )
+
+
+def test_it_refuses_a_duplicate_site_code(world):
+    refused(
+        lambda: services.site_create(actor=world.alice, trial=world.trial, code="seo", name="X", country="KR"), "exists"
+    )
+
+
+def test_the_same_site_code_may_exist_in_another_trial(world):
+    assert world.other.sites.filter(code="SEO").exists()
+
+
+def test_it_refuses_a_country_that_is_not_an_iso_code(world):
+    refused(
+        lambda: services.site_create(actor=world.alice, trial=world.trial, code="X", name="X", country="Korea"), "ISO"
+    )
+
+
+def test_it_refuses_overlapping_visit_windows(world):
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W8", label="Week 8", order=3, target_day=50, window_before=10
+        ),
+        "overlaps",
+    )
+    assert "window_before" in error.fields
+
+
+def test_it_refuses_a_visit_whose_day_contradicts_its_order(world):
+    refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W2", label="Week 2", order=3, target_day=14
+        ),
+        "later than",
+    )
+
+
+def test_it_refuses_a_duplicate_visit_order(world):
+    refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="X", label="X", order=1, target_day=200
+        ),
+        "exists",
+    )
+
+
+def test_a_new_visit_gets_a_timepoint_for_every_enrolled_subject(world):
+    visit = services.visit_create(
+        actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84, window_before=7
+    )
+    assert Timepoint.objects.filter(visit=visit, state="expected").count() == world.trial.subjects.count() == 3
+
+
+def test_subject_codes_follow_the_pattern_and_number_per_site(world):
+    assert sorted(world.trial.subjects.values_list("code", flat=True)) == [
+        "ALPHA-BUS-001",
+        "ALPHA-SEO-001",
+        "ALPHA-SEO-002",
+    ]
+    subject = services.subject_enroll(actor=world.alice, site=world.bus)
+    assert subject.code == "ALPHA-BUS-002"
+    assert [tp.visit.code for tp in subject.timepoints.order_by("visit__order")] == ["BL", "W6"]
+
+
+def test_a_trial_wide_pattern_numbers_across_sites(world):
+    trial = services.trial_create(
+        actor=world.alice, code="GAMMA", title="G", sponsor="S", protocol_number="P", subject_code_pattern="G{n:04d}"
+    )
+    a = services.site_create(actor=world.alice, trial=trial, code="A", name="A", country="KR")
+    b = services.site_create(actor=world.alice, trial=trial, code="B", name="B", country="KR")
+    codes = [services.subject_enroll(actor=world.alice, site=s).code for s in (a, b, a)]
+    assert codes == ["G0001", "G0002", "G0003"]
+
+
+def test_the_pattern_cannot_change_after_enrollment(world):
+    refused(
+        lambda: services.trial_update(actor=world.alice, trial=world.trial, subject_code_pattern="{trial}{n}"),
+        "cannot change",
+    )
+
+
+def test_it_refuses_a_role_for_a_site_of_another_trial(world):
+    omega_site = world.other.sites.get()
+    error = refused(
+        lambda: services.membership_grant(
+            actor=world.alice, trial=world.trial, user=world.otto, role=Role.SITE_COORDINATOR, sites=[omega_site]
+        ),
+        "another trial",
+    )
+    assert "sites" in error.fields
+
+
+def test_it_refuses_a_coordinator_without_a_site(world):
+    refused(
+        lambda: services.membership_grant(
+            actor=world.alice, trial=world.trial, user=world.otto, role=Role.SITE_COORDINATOR
+        ),
+        "at least one site",
+    )
+
+
+def test_it_refuses_sites_for_a_role_that_has_none(world):
+    refused(
+        lambda: services.membership_grant(
+            actor=world.alice, trial=world.trial, user=world.otto, role=Role.READER, sites=[world.seo]
+        ),
+        "Only site coordinators",
+    )
+
+
+def test_it_refuses_to_remove_the_last_trial_admin(world):
+    membership = Membership.objects.get(trial=world.trial, role=Role.TRIAL_ADMIN)
+    refused(lambda: services.membership_revoke(actor=world.alice, membership=membership), "at least one trial admin")
+
+
+def test_granting_and_revoking_sites_changes_what_a_coordinator_sees(world):
+    cora = Actor(world.cora)
+    assert {s.site.code for s in subject_list(actor=cora, trial=world.trial)} == {"SEO"}
+    services.membership_grant(
+        actor=world.alice, trial=world.trial, user=world.cora, role=Role.SITE_COORDINATOR, sites=[world.seo, world.bus]
+    )
+    cora = Actor(world.cora)
+    assert {s.site.code for s in subject_list(actor=cora, trial=world.trial)} == {"SEO", "BUS"}
+    services.membership_grant(
+        actor=world.alice, trial=world.trial, user=world.cora, role=Role.SITE_COORDINATOR, sites=[world.bus]
+    )
+    cora = Actor(world.cora)
+    assert {s.site.code for s in subject_list(actor=cora, trial=world.trial)} == {"BUS"}
+    assert not world.cora.has_perm("trials.upload_to_site", world.seo)
+
+
+def test_revoking_one_role_keeps_the_permissions_of_another(world):
+    services.membership_grant(actor=world.alice, trial=world.trial, user=world.quinn, role=Role.SPONSOR_VIEWER)
+    qc = Membership.objects.get(user=world.quinn, trial=world.trial, role=Role.QC_REVIEWER)
+    services.membership_revoke(actor=world.alice, membership=qc)
+    quinn = Actor(world.quinn)
+    assert quinn.has_trial_perm(world.trial, "view_results")
+    assert quinn.has_trial_perm(world.trial, "view_trial")
+    assert not quinn.has_trial_perm(world.trial, "view_all_subjects")
+
+
+def test_an_invited_person_gets_an_email_with_a_link_to_set_a_password(world, mailoutbox):
+    user = services.user_invite(actor=world.alice, email="New.Person@Example.org", full_name="New Person")
+    assert user.email == "new.person@example.org" and not user.has_usable_password()
+    assert len(mailoutbox) == 1 and "/accounts/password/set/" in mailoutbox[0].body
+    assert mailoutbox[0].to == ["new.person@example.org"]
+
+
+def test_inviting_an_existing_person_sends_nothing_and_returns_them(world, mailoutbox):
+    assert services.user_invite(actor=world.alice, email="cora@example.org", full_name="X") == world.cora
+    assert mailoutbox == []

@@ -61,14 +61,22 @@ def build_world() -> World:
     trial = services.trial_create(
         actor=alice, code="ALPHA", title="Alpha study", sponsor="Acme Pharma", protocol_number="AC-1"
     )
-    other = services.trial_create(actor=otto, code="OMEGA", title="Omega study", sponsor="Other", protocol_number="OT-9")
+    other = services.trial_create(
+        actor=otto, code="OMEGA", title="Omega study", sponsor="Other", protocol_number="OT-9"
+    )
     seo = services.site_create(actor=alice, trial=trial, code="SEO", name="Seoul Hospital", country="KR")
     bus = services.site_create(actor=alice, trial=trial, code="BUS", name="Busan Hospital", country="KR")
     omega_site = services.site_create(actor=otto, trial=other, code="SEO", name="Omega Seoul", country="KR")
     for code, label, order, day, before, after in [("BL", "Baseline", 1, 0, 28, 0), ("W6", "Week 6", 2, 42, 7, 7)]:
         services.visit_create(
-            actor=alice, trial=trial, code=code, label=label, order=order, target_day=day,
-            window_before=before, window_after=after,
+            actor=alice,
+            trial=trial,
+            code=code,
+            label=label,
+            order=order,
+            target_day=day,
+            window_before=before,
+            window_after=after,
         )
     services.visit_create(actor=otto, trial=other, code="BL", label="Baseline", order=1, target_day=0)
     people = {"alice": alice, "otto": otto}

@@ -48,7 +48,7 @@ services:
 
 # Debian's Chromium for the browser tests (never Playwright's own download).
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v chromium && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

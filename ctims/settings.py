@@ -196,6 +196,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / "media"}},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # De-identified Part 10 files. Any django-storages backend (S3-compatible) can be configured instead.
+    "images": {
+        "BACKEND": os.environ.get("IMAGE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": {"location": VAR_DIR / "images"}
+        if "IMAGE_STORAGE_BACKEND" not in os.environ
+        else {"bucket_name": os.environ.get("IMAGE_STORAGE_BUCKET", "ctims-images")},
+    },
+    # Raw uploads until de-identified: never served, emptied as each file is processed.
+    "quarantine": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": VAR_DIR / "quarantine"},
+    },
 }
 WHITENOISE_USE_FINDERS = DEBUG
 

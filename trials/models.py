@@ -32,7 +32,7 @@ def validate_subject_pattern(pattern: str) -> None:
         pattern.format(trial="T", site="S", n=1)
     except (ValueError, KeyError, IndexError):
         raise ValidationError(
-            _("The subject code pattern may only use {trial}, {site} and {n}, for example {example}."),
+            _("The subject code pattern may only use {trial}, {site} and {n}, for example %(example)s."),
             params={"example": DEFAULT_SUBJECT_PATTERN},
         ) from None
     if "n" not in names:
@@ -275,3 +275,128 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Upload(models.Model):
+    """One upload session: a coordinator sending one timepoint's images, in as many batches as it takes."""
+
+    class State(models.TextChoices):
+        OPEN = "open", _("Receiving")
+        PROCESSING = "processing", _("Processing")
+        COMPLETE = "complete", _("Complete")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    timepoint = models.ForeignKey(Timepoint, on_delete=models.PROTECT, related_name="uploads")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.OPEN)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} of {self.timepoint}"
+
+
+class UploadItem(models.Model):
+    """One file received in an upload: its raw bytes wait in quarantine until de-identified or rejected.
+
+    The client's file name is never stored (scanner folders often carry the patient's name); the client
+    identifies its files by the SHA-256 of their bytes.
+    """
+
+    class State(models.TextChoices):
+        QUARANTINED = "quarantined", _("Waiting")
+        ACCEPTED = "accepted", _("De-identified and stored")
+        DUPLICATE = "duplicate", _("Already stored")
+        REJECTED = "rejected", _("Rejected")
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="items")
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUARANTINED, db_index=True)
+    code = models.CharField(max_length=40, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    instance = models.ForeignKey("Instance", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["upload", "pk"]
+        constraints = [models.UniqueConstraint(fields=["upload", "sha256"], name="one_item_per_file_per_upload")]
+
+    def __str__(self) -> str:
+        return f"item {self.sha256[:12]} ({self.state})"
+
+
+class Study(models.Model):
+    """A de-identified study in the image store, under its pseudonymous UID."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="studies")
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="studies")
+    timepoint = models.ForeignKey(Timepoint, on_delete=models.PROTECT, related_name="studies")
+    study_instance_uid = models.CharField(max_length=64, unique=True)
+    study_date = models.DateField(null=True, blank=True, help_text="Shifted by the subject's date offset.")
+    study_time = models.CharField(max_length=16, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["timepoint", "study_date"]
+
+    def __str__(self) -> str:
+        return self.study_instance_uid
+
+
+class Series(models.Model):
+    """A de-identified series and the attributes QC and the viewer need."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    series_instance_uid = models.CharField(max_length=64, unique=True)
+    modality = models.CharField(max_length=16, db_index=True)
+    series_number = models.IntegerField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    body_part = models.CharField(max_length=64, blank=True)
+    slice_thickness = models.FloatField(null=True, blank=True)
+    spacing_between_slices = models.FloatField(null=True, blank=True)
+    contrast_agent = models.CharField(max_length=200, blank=True)
+    manufacturer = models.CharField(max_length=100, blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    frame_of_reference_uid = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["study", "series_number"]
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return self.series_instance_uid
+
+
+class Instance(models.Model):
+    """One de-identified Part 10 file in the image store: written once, addressed by trial and UIDs."""
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances")
+    sop_instance_uid = models.CharField(max_length=64, unique=True)
+    sop_class_uid = models.CharField(max_length=64)
+    instance_number = models.IntegerField(null=True, blank=True)
+    transfer_syntax_uid = models.CharField(max_length=64)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    columns = models.PositiveIntegerField(null=True, blank=True)
+    number_of_frames = models.PositiveIntegerField(default=1)
+    image_position = models.JSONField(null=True, blank=True)
+    image_orientation = models.JSONField(null=True, blank=True)
+    pixel_spacing = models.JSONField(null=True, blank=True)
+    slice_thickness = models.FloatField(null=True, blank=True)
+    acquisition_number = models.IntegerField(null=True, blank=True)
+    storage_key = models.CharField(max_length=300, unique=True)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    deid_method = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["series", "instance_number"]
+
+    def __str__(self) -> str:
+        return self.sop_instance_uid

@@ -25,7 +25,7 @@ from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
 from ctims.audit import audit_record
-from ctims.exceptions import ValidationFailed
+from ctims.exceptions import InvalidState, ValidationFailed
 
 from .models import (
     ApiToken,
@@ -116,6 +116,11 @@ def trial_update(*, actor, trial: Trial, **changes) -> Trial:
 def site_create(*, actor, trial: Trial, code: str, name: str, country: str) -> Site:
     """Add an investigator site to a trial."""
     site = Site(trial=trial, code=code.strip().upper(), name=name.strip(), country=country.strip().upper())
+    if trial.sites.filter(code=site.code).exists():
+        raise ValidationFailed(
+            _("A site with the code %(code)s already exists in this trial.") % {"code": site.code},
+            fields={"code": [_("Already used in this trial.")]},
+        )
     _clean(site)
     with transaction.atomic():
         site.save()
@@ -230,6 +235,11 @@ def protocol_create(
         contrast=contrast,
         max_slice_thickness_mm=Decimal(str(max_slice_thickness_mm)),
     )
+    if visit.protocols.filter(modality=modality, body_region=body_region).exists():
+        raise ValidationFailed(
+            _("%(visit)s already has a protocol for this modality and body region.") % {"visit": visit.label},
+            fields={"body_region": [_("Already defined for this visit.")]},
+        )
     _clean(protocol)
     with transaction.atomic():
         protocol.save()
@@ -375,22 +385,35 @@ def user_invite(*, actor, email: str, full_name: str, request=None):
     # An invited account has no usable password yet, which Django's reset form skips; send the link directly.
     protocol = "https" if request is not None and request.is_secure() else "http"
     domain = request.get_host() if request is not None else settings.SITE_URL.split("://", 1)[-1]
-    PasswordResetForm().send_mail(
-        "registration/invite_subject.txt",
-        "registration/invite_email.txt",
-        {
-            "email": email,
-            "domain": domain,
-            "protocol": protocol,
-            "user": user,
-            "uid": urlsafe_base64_encode(force_bytes(user.pk)),
-            "token": default_token_generator.make_token(user),
-            "inviter": actor.full_name if actor is not None else "CTIMS",
-        },
-        settings.DEFAULT_FROM_EMAIL,
-        email,
+    context = {
+        "email": email,
+        "domain": domain,
+        "protocol": protocol,
+        "user": user,
+        "uid": urlsafe_base64_encode(force_bytes(user.pk)),
+        "token": default_token_generator.make_token(user),
+        "inviter": actor.full_name if actor is not None else "CTIMS",
+    }
+    # Sent only once the caller's transaction commits: a grant that fails after the invitation sends nothing.
+    transaction.on_commit(
+        lambda: PasswordResetForm().send_mail(
+            "registration/invite_subject.txt",
+            "registration/invite_email.txt",
+            context,
+            settings.DEFAULT_FROM_EMAIL,
+            email,
+        )
     )
     return user
+
+
+def person_grant(
+    *, actor, trial: Trial, email: str, full_name: str, role: str, sites: Iterable[Site] = (), request=None
+):
+    """Grant a role to a person by email, inviting them first if they have no account; all or nothing."""
+    with transaction.atomic():
+        user = user_invite(actor=actor, email=email, full_name=full_name, request=request)
+        return membership_grant(actor=actor, trial=trial, user=user, role=role, sites=sites)
 
 
 TOKEN_PREFIX_LEN = 8
@@ -436,3 +459,36 @@ def api_token_revoke(*, actor, token: ApiToken) -> None:
             trial_id=token.membership.trial_id,
             summary={"name": token.name, "prefix": token.prefix},
         )
+
+
+def timepoint_transition(
+    *, actor, timepoint: Timepoint, to: str, allowed_from: Iterable[str], reason: str = ""
+) -> Timepoint:
+    """Move a timepoint along its life cycle, refusing any move that does not start from `allowed_from`.
+
+    Locks the timepoint row; writes the audit event in the caller's transaction.
+    """
+    allowed = set(allowed_from)
+    with transaction.atomic():
+        locked = Timepoint.objects.select_for_update().select_related("subject", "visit").get(pk=timepoint.pk)
+        if locked.state == to:
+            return locked
+        if locked.state not in allowed:
+            raise InvalidState(
+                _("%(timepoint)s is %(state)s, so it cannot become %(to)s.")
+                % {
+                    "timepoint": locked,
+                    "state": locked.get_state_display(),
+                    "to": Timepoint.State(to).label,
+                }
+            )
+        before = locked.state
+        locked.state = to
+        locked.save(update_fields=["state", "updated_at"])
+        summary = {"from": before, "to": to}
+        if reason:
+            summary["reason"] = reason
+        audit_record(
+            actor=actor, action="timepoint.transition", obj=locked, trial_id=locked.subject.trial_id, summary=summary
+        )
+    return locked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -48,3 +49,13 @@ def minutes(value: Any) -> int | str:
     if isinstance(value, timedelta):
         return max(1, -(-int(value.total_seconds()) // 60))
     return value
+
+
+@register.filter
+def trim_decimal(value: Any) -> str:
+    """A decimal without trailing zeros, localized: 2.50 → '2.5', 5.00 → '5'."""
+    if isinstance(value, Decimal):
+        value = value.normalize()
+        if value == value.to_integral():
+            value = value.quantize(Decimal(1))
+    return str(localize(value))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from ctims.exceptions import ValidationFailed
 from ctims.models import AuditEvent
@@ -193,8 +194,11 @@ def test_revoking_one_role_keeps_the_permissions_of_another(world):
     assert not quinn.has_trial_perm(world.trial, "view_all_subjects")
 
 
-def test_an_invited_person_gets_an_email_with_a_link_to_set_a_password(world, mailoutbox):
-    user = services.user_invite(actor=world.alice, email="New.Person@Example.org", full_name="New Person")
+def test_an_invited_person_gets_an_email_with_a_link_to_set_a_password(
+    world, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user = services.user_invite(actor=world.alice, email="New.Person@Example.org", full_name="New Person")
     assert user.email == "new.person@example.org" and not user.has_usable_password()
     assert len(mailoutbox) == 1 and "/accounts/password/set/" in mailoutbox[0].body
     assert mailoutbox[0].to == ["new.person@example.org"]
@@ -203,3 +207,19 @@ def test_an_invited_person_gets_an_email_with_a_link_to_set_a_password(world, ma
 def test_inviting_an_existing_person_sends_nothing_and_returns_them(world, mailoutbox):
     assert services.user_invite(actor=world.alice, email="cora@example.org", full_name="X") == world.cora
     assert mailoutbox == []
+
+
+def test_a_grant_that_fails_invites_nobody(world, mailoutbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        refused(
+            lambda: services.person_grant(
+                actor=world.alice,
+                trial=world.trial,
+                email="new@example.org",
+                full_name="New",
+                role=Role.SITE_COORDINATOR,
+            ),
+            "at least one site",
+        )
+    assert mailoutbox == []
+    assert not get_user_model().objects.filter(email="new@example.org").exists()

@@ -178,11 +178,14 @@ class MembershipListApi(APIView):
                 % {"trial": trial.code, "codes": ", ".join(missing)},
                 fields={"sites": [_("Choose sites of this trial.")]},
             )
-        user = services.user_invite(
-            actor=request.user, email=data["email"], full_name=data["full_name"], request=request
-        )
-        membership = services.membership_grant(
-            actor=request.user, trial=trial, user=user, role=data["role"], sites=sites
+        membership = services.person_grant(
+            actor=request.user,
+            trial=trial,
+            email=data["email"],
+            full_name=data["full_name"],
+            role=data["role"],
+            sites=sites,
+            request=request,
         )
         return Response(s.MembershipOut(membership).data, status=status.HTTP_201_CREATED)
 

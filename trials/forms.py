@@ -1,0 +1,177 @@
+"""Page forms: plain forms whose cleaned_data goes to a service, which checks every rule again."""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from ctims.exceptions import ValidationFailed
+
+from .models import ImagingProtocol, Role, Trial
+from .roles import ROLES_WITH_SITES
+
+
+def add_service_errors(form: forms.Form, exc: ValidationFailed) -> None:
+    """Show a service's refusal on the form: messages about a field by that field, the explanation above the form."""
+    attached: list[str] = []
+    for name, messages in exc.fields.items():
+        if name in form.fields:
+            for message in messages:
+                form.add_error(name, message)
+                attached.append(message)
+    # Errors converted from model validation repeat the field messages; any other message explains them.
+    if exc.message and exc.message != " ".join(attached):
+        form.add_error(None, exc.message)
+
+
+class TrialCreateForm(forms.Form):
+    code = forms.CharField(
+        label=_("Code"),
+        max_length=32,
+        help_text=_("Upper-case letters, digits, '-' or '_', e.g. ONC-204. It cannot change later."),
+    )
+    title = forms.CharField(label=_("Title"), max_length=300)
+    sponsor = forms.CharField(label=_("Sponsor"), max_length=200)
+    protocol_number = forms.CharField(label=_("Protocol number"), max_length=100)
+    status = forms.ChoiceField(label=_("Status"), choices=Trial.Status.choices, initial=Trial.Status.SETUP)
+    subject_code_pattern = forms.CharField(
+        label=_("Subject code pattern"),
+        max_length=64,
+        required=False,
+        help_text=_("Uses {trial}, {site} and the number {n}; the default is {trial}-{site}-{n:03d}."),
+    )
+
+
+class TrialEditForm(forms.Form):
+    title = forms.CharField(label=_("Title"), max_length=300)
+    sponsor = forms.CharField(label=_("Sponsor"), max_length=200)
+    protocol_number = forms.CharField(label=_("Protocol number"), max_length=100)
+    status = forms.ChoiceField(label=_("Status"), choices=Trial.Status.choices)
+    subject_code_pattern = forms.CharField(
+        label=_("Subject code pattern"),
+        max_length=64,
+        help_text=_(
+            "Uses {trial}, {site} and the number {n}, e.g. {n:03d}. It cannot change once subjects are enrolled."
+        ),
+    )
+
+    def __init__(self, *args, subjects_enrolled: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if subjects_enrolled:
+            # Submitted values are ignored for a disabled field: the stored pattern is kept.
+            self.fields["subject_code_pattern"].disabled = True
+
+
+class SiteCreateForm(forms.Form):
+    code = forms.CharField(label=_("Code"), max_length=32, help_text=_("Short and upper-case, e.g. SEO."))
+    name = forms.CharField(label=_("Name"), max_length=200)
+    country = forms.CharField(
+        label=_("Country"), min_length=2, max_length=2, help_text=_("Two-letter ISO code, e.g. KR.")
+    )
+
+
+class VisitCreateForm(forms.Form):
+    code = forms.CharField(label=_("Code"), max_length=32, help_text=_("e.g. W6"))
+    label = forms.CharField(label=_("Label"), max_length=100, help_text=_("e.g. Week 6"))
+    order = forms.IntegerField(label=_("Order"), min_value=1, max_value=32767)
+    target_day = forms.IntegerField(
+        label=_("Target day"), min_value=-3650, max_value=3650, help_text=_("Days after baseline (day 0).")
+    )
+    window_before = forms.IntegerField(label=_("Window before (days)"), min_value=0, max_value=3650, initial=0)
+    window_after = forms.IntegerField(label=_("Window after (days)"), min_value=0, max_value=3650, initial=0)
+
+
+class ProtocolCreateForm(forms.Form):
+    modality = forms.ChoiceField(label=_("Modality"), choices=ImagingProtocol.Modality.choices)
+    body_region = forms.ChoiceField(label=_("Body region"), choices=ImagingProtocol.Region.choices)
+    contrast = forms.ChoiceField(label=_("Contrast"), choices=ImagingProtocol.Contrast.choices)
+    max_slice_thickness_mm = forms.DecimalField(
+        label=_("Maximum slice thickness (mm)"), min_value=0.1, max_value=20, max_digits=4, decimal_places=2
+    )
+
+
+class SubjectEnrollForm(forms.Form):
+    site = forms.ModelChoiceField(label=_("Site"), queryset=None, to_field_name="code", empty_label=None)
+
+    def __init__(self, *args, sites, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = sites
+        self.fields["site"].label_from_instance = lambda site: f"{site.code} · {site.name}"
+
+
+class MembershipGrantForm(forms.Form):
+    email = forms.EmailField(label=_("Email"))
+    full_name = forms.CharField(
+        label=_("Full name"),
+        max_length=200,
+        required=False,
+        help_text=_("Needed when the person has no account yet."),
+    )
+    role = forms.ChoiceField(label=_("Role"), choices=[("", _("Choose a role…")), *Role.choices])
+    sites = forms.ModelMultipleChoiceField(
+        label=_("Sites"),
+        queryset=None,
+        to_field_name="code",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Only for site coordinators."),
+    )
+
+    def __init__(self, *args, sites, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["sites"].queryset = sites
+        self.fields["sites"].label_from_instance = lambda site: f"{site.code} · {site.name}"
+
+    def clean(self):
+        # Checked here as well as in the service so that nobody is invited for a grant that would fail.
+        data = super().clean()
+        role, sites = data.get("role"), data.get("sites")
+        if role is None or sites is None:
+            return data
+        if role in ROLES_WITH_SITES and not sites:
+            self.add_error("sites", _("A site coordinator needs at least one site."))
+        if role not in ROLES_WITH_SITES and sites:
+            self.add_error("sites", _("Only site coordinators work for particular sites."))
+        return data
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"), max_length=100, help_text=_("Which client uses it, e.g. the site PACS gateway.")
+    )
+    role = forms.ModelChoiceField(
+        label=_("Role"),
+        queryset=None,
+        to_field_name="role",
+        empty_label=None,
+        help_text=_("The token can do only what this role of yours allows."),
+    )
+
+    def __init__(self, *args, memberships, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].queryset = memberships
+        self.fields["role"].label_from_instance = lambda membership: membership.get_role_display()
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.ChoiceField(label=_("Action"), required=False)
+    actor = forms.CharField(label=_("Who"), max_length=254, required=False)
+    object_type = forms.CharField(
+        label=_("Object type"),
+        max_length=64,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "trials.site"}),
+    )
+    since = forms.DateField(label=_("Since"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label=_("Until"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, actions: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", _("Any action"))] + [(a, a) for a in actions]
+
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", _("Must be on or after the start date."))
+        return data

@@ -1,0 +1,129 @@
+"""The set-up pages: forms call the services, show their refusals in words, and change nothing on error."""
+
+from __future__ import annotations
+
+import re
+
+from django.urls import reverse
+
+from ctims.models import AuditEvent
+from trials.models import ImagingProtocol, Membership, Site, Trial, Visit
+
+
+def post(client, user, name, args, data):
+    client.force_login(user)
+    return client.post(reverse(name, args=args), data)
+
+
+def test_an_admin_creates_a_trial_through_the_page_and_becomes_its_admin(world, client):
+    response = post(
+        client,
+        world.alice,
+        "trial-create",
+        (),
+        {"code": "BETA", "title": "Beta", "sponsor": "S", "protocol_number": "B-1", "status": "setup"},
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("trial-detail", args=["BETA"])
+    assert Membership.objects.filter(trial__code="BETA", user=world.alice, role="trial_admin").exists()
+
+
+def test_a_duplicate_trial_code_is_shown_on_the_form(world, client):
+    response = post(
+        client,
+        world.alice,
+        "trial-create",
+        (),
+        {"code": "ALPHA", "title": "Again", "sponsor": "S", "protocol_number": "P", "status": "setup"},
+    )
+    assert response.status_code == 200 and "already exists" in response.content.decode()
+    assert Trial.objects.filter(code="ALPHA").count() == 1
+
+
+def test_an_overlapping_visit_window_is_explained_and_nothing_changes(world, client):
+    events = AuditEvent.objects.count()
+    response = post(
+        client,
+        world.alice,
+        "trial-schedule",
+        ("ALPHA",),
+        {"code": "W8", "label": "Week 8", "order": 3, "target_day": 45, "window_before": 7, "window_after": 7},
+    )
+    assert response.status_code == 200 and "overlaps" in response.content.decode()
+    assert not Visit.objects.filter(code="W8").exists() and AuditEvent.objects.count() == events
+
+
+def test_an_admin_adds_a_site_a_visit_and_a_protocol(world, client):
+    assert (
+        post(
+            client, world.alice, "trial-sites", ("ALPHA",), {"code": "DAE", "name": "Daegu", "country": "KR"}
+        ).status_code
+        == 302
+    )
+    assert Site.objects.filter(trial=world.trial, code="DAE").exists()
+    assert (
+        post(
+            client,
+            world.alice,
+            "trial-schedule",
+            ("ALPHA",),
+            {"code": "W12", "label": "Week 12", "order": 3, "target_day": 84, "window_before": 7, "window_after": 7},
+        ).status_code
+        == 302
+    )
+    response = post(
+        client,
+        world.alice,
+        "protocol-create",
+        ("ALPHA", "W12"),
+        {"modality": "CT", "body_region": "cap", "contrast": "required", "max_slice_thickness_mm": "5"},
+    )
+    assert response.status_code == 302
+    assert ImagingProtocol.objects.filter(visit__code="W12", visit__trial=world.trial, modality="CT").exists()
+
+
+def test_a_coordinator_cannot_enroll_through_the_page(world, client):
+    count = world.trial.subjects.count()
+    assert post(client, world.cora, "trial-subjects", ("ALPHA",), {"site": "SEO"}).status_code == 403
+    assert world.trial.subjects.count() == count
+
+
+def test_granting_a_role_invites_the_person_once(world, client, mailoutbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(
+            client,
+            world.alice,
+            "trial-people",
+            ("ALPHA",),
+            {"email": "nora@example.org", "full_name": "Nora", "role": "coordinator", "sites": ["SEO", "BUS"]},
+        )
+    assert response.status_code == 302
+    membership = Membership.objects.get(user__email="nora@example.org", trial=world.trial)
+    assert sorted(membership.sites.values_list("code", flat=True)) == ["BUS", "SEO"]
+    assert len(mailoutbox) == 1
+
+
+def test_revoking_a_role_takes_the_trial_away(world, client):
+    membership = Membership.objects.get(user=world.rhea, trial=world.trial)
+    assert post(client, world.alice, "membership-revoke", ("ALPHA", membership.pk), {}).status_code == 302
+    client.force_login(world.rhea)
+    assert client.get(reverse("trial-detail", args=["ALPHA"])).status_code == 404
+
+
+def test_a_token_key_is_shown_once_on_the_page(world, client):
+    response = post(client, world.cora, "trial-tokens", ("ALPHA",), {"name": "PACS bridge", "role": "coordinator"})
+    key = re.search(r'value="(ctims_[^"]+)"', response.content.decode()).group(1)
+    assert response.status_code == 200 and len(key) > 40
+    assert key not in client.get(reverse("trial-tokens", args=["ALPHA"])).content.decode()
+
+
+def test_the_audit_page_filters_by_action(world, client):
+    client.force_login(world.alice)
+    page = client.get(reverse("trial-audit", args=["ALPHA"]), {"action": "site.create"}).content.decode()
+    assert page.count("<td><code>site.create</code></td>") == 2
+    assert "<td><code>subject.enroll</code></td>" not in page
+
+
+def test_the_sponsor_page_shows_counts_and_no_subject_or_site(world, client):
+    client.force_login(world.sam)
+    page = client.get(reverse("trial-detail", args=["ALPHA"])).content.decode()
+    assert "ALPHA-SEO-001" not in page and "Seoul Hospital" not in page and "cora@" not in page

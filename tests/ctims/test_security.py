@@ -95,6 +95,7 @@ def test_production_settings_pass_the_deploy_checks():
         "DATABASE_URL": "sqlite:///:memory:",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,

@@ -1,0 +1,87 @@
+"""Inputs that cannot be de-identified safely: each gets a clear code and a reason with no PHI in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import SecondaryCaptureImageStorage, UltrasoundImageStorage
+
+from trials.deid import DeidRejected, deidentify
+
+from .factories import DEFAULT, SUBJECT, ct_image, file_bytes, part10, space
+
+PHI = ("DOE", "JOHN", "MRN4455667", "20240105", "HOUSE", "Princeton")
+
+
+def _rejection(data) -> DeidRejected:
+    with pytest.raises(DeidRejected) as caught:
+        deidentify(data, space=space(), subject_code=SUBJECT, options=DEFAULT)
+    error = caught.value
+    for value in PHI:
+        assert value not in str(error) and value not in repr(error)
+    assert error.reason.endswith(".")
+    return error
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"hello, this is not an image" * 20, b"\x89PNG\r\n\x1a\n" + b"\x00" * 300, b"\x00" * 132 + b"DICX"],
+    ids=["empty", "text", "png", "bad-magic"],
+)
+def test_it_rejects_what_is_not_dicom(data):
+    assert _rejection(data).code == "not_dicom"
+
+
+def test_it_rejects_a_file_cut_anywhere():
+    data = file_bytes()
+    for cut in (len(data) - 1, len(data) - 20, len(data) // 2, 700, 400):
+        assert _rejection(data[:cut]).code == "truncated", cut
+
+
+def test_it_rejects_pydicoms_truncated_files():
+    assert _rejection(Path(get_testdata_file("MR_truncated.dcm")).read_bytes()).code == "truncated"
+    rle = Path(get_testdata_file("MR_small_RLE.dcm")).read_bytes()
+    for cut in (len(rle) - 150, len(rle) // 2):  # inside the encapsulated fragments
+        assert _rejection(rle[:cut]).code == "truncated", cut
+
+
+def test_it_rejects_an_image_without_a_sop_instance_uid():
+    ds = ct_image()
+    del ds.SOPInstanceUID
+    error = _rejection(part10(ds))
+    assert error.code == "no_sop_instance_uid"
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "name"),
+    [
+        (SecondaryCaptureImageStorage, "Secondary Capture Image Storage"),
+        (UltrasoundImageStorage, "Ultrasound Image Storage"),
+    ],
+)
+def test_it_rejects_images_that_are_not_ct_or_mr(sop_class, name):
+    error = _rejection(part10(ct_image(sop_class_uid=sop_class)))
+    assert error.code == "sop_class_not_accepted"
+    assert error.reason == f"{name} is not accepted: this trial takes CT and MR images."
+
+
+def test_it_rejects_burned_in_annotation():
+    ds = ct_image()
+    ds.BurnedInAnnotation = "YES"
+    assert _rejection(part10(ds)).code == "burned_in_annotation"
+    ds.BurnedInAnnotation = "NO"
+    deidentify(part10(ds), space=space(), subject_code=SUBJECT, options=DEFAULT)
+
+
+def test_it_rejects_an_image_without_pixel_data():
+    ds = ct_image()
+    del ds.PixelData
+    assert _rejection(part10(ds)).code == "pixel_data_missing"
+
+
+def test_it_rejects_pixel_data_shorter_than_the_image():
+    ds = ct_image()
+    ds.PixelData = b"\x00" * 16  # 4x4x16 bits needs 32 bytes
+    assert _rejection(part10(ds)).code == "truncated"

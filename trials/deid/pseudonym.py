@@ -1,0 +1,51 @@
+"""A trial's pseudonym space: everything derived from the trial's secret key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+KEY_BYTES = 32
+
+# Shifts move every date of a subject back by 1 to 10 years; the same shift for all of a subject's visits
+# keeps the intervals RECIST needs exact.
+MIN_SHIFT_DAYS = 365
+MAX_SHIFT_DAYS = 3650
+
+# Domain separation: UIDs are hashed bare (digits and dots only), so a prefixed message can never collide
+# with a UID message.
+_PATIENT_PREFIX = b"ctims:patient-id:"
+_DATE_PREFIX = b"ctims:date-offset:"
+
+
+class PseudonymSpace:
+    """Keyed mappings of one trial: UIDs, patient hashes and date offsets. Two keys share nothing."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
+            # An exact length catches a hex or base64 text key passed where the raw key was meant, which
+            # would silently give a second, unlinked pseudonym space for the same trial.
+            raise ValueError(f"a pseudonym key is {KEY_BYTES} raw bytes")
+        self._key = bytes(key)
+
+    def __repr__(self) -> str:
+        return "PseudonymSpace(<key hidden>)"
+
+    def _mac(self, message: bytes) -> bytes:
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def uid(self, original_uid: str) -> str:
+        """The pseudonymous UID of `original_uid`: ``2.25.`` and the first 16 bytes of its HMAC as an integer."""
+        uid = original_uid.strip().rstrip("\x00").strip()
+        return "2.25." + str(int.from_bytes(self._mac(uid.encode("ascii", "replace"))[:16], "big"))
+
+    def patient_hash(self, patient_id: str) -> str:
+        """A keyed digest of a source Patient ID, to match it to an enrolled subject without storing it."""
+        return self._mac(_PATIENT_PREFIX + patient_id.strip().encode("utf-8")).hex()
+
+    def date_offset_days(self, subject_code: str) -> int:
+        """The subject's date shift in days, between -MAX_SHIFT_DAYS and -MIN_SHIFT_DAYS."""
+        number = int.from_bytes(self._mac(_DATE_PREFIX + subject_code.encode("utf-8"))[:8], "big")
+        return -(MIN_SHIFT_DAYS + number % (MAX_SHIFT_DAYS - MIN_SHIFT_DAYS + 1))

@@ -1,0 +1,317 @@
+"""Finding the input's identifying values in text (to clean descriptors) and in output bytes (to verify).
+
+Matching rules, shared so that whatever the cleaner leaves, the verifier accepts:
+- A value is searched as written, upper-cased and lower-cased, in UTF-8 and in the input's character set,
+  ASCII letters case-insensitively. A name also as each ``=`` group with ``^`` or spaces between its
+  components and as "given family". A date also as YYYY-MM-DD, YYYY/MM/DD, YYYY.MM.DD, DD/MM/YYYY,
+  MM/DD/YYYY, DD.MM.YYYY and DD-MM-YYYY; a DT by its date. A UID only as a whole UID.
+- The cleaner also removes each name component and each word of a component. The verifier does not search
+  single components: a surname like White or Long legitimately appears in kept text ("White matter").
+- Skipped as too short to identify anyone and too common not to collide: values under 3 characters (2 when
+  they hold non-ASCII characters: a CJK given name is two characters), values without a letter or digit
+  ("----"), and numbers of fewer than 5 digits (series numbers, window values, ages).
+- A match must stand alone at its ends: a value starting (ending) with a letter must not touch a letter or
+  underscore there, one starting (ending) with a digit must not touch a digit or a decimal number. "DOE" is
+  not found in "DOES" nor "TOSHIBA" in "TOSHIBA_MEC"; "12345678" is found in "MRN12345678" but not inside
+  a longer number or a UID.
+- The verifier reads every byte of the output except the Pixel Data value, which is binary and passed
+  through unchanged: in compressed pixel data any 3-byte value turns up by chance every few hundred KB.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from pydicom.charset import encode_string
+from pydicom.datadict import dictionary_VR
+from pydicom.valuerep import PersonName
+
+from .errors import DeidRejected
+
+MIN_CHARS = 3
+MIN_CHARS_NON_ASCII = 2
+MIN_DIGITS = 5
+
+_DIGITS = frozenset(b"0123456789")
+_LETTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_WORD = _LETTERS | {ord("_")}
+_DOT = ord(".")
+_SPACES = re.compile(r"[ ]{2,}")
+_UID_TOKEN = re.compile(rb"[0-9]+(?:\.[0-9]+)+")
+
+
+def _worth_searching(text: str) -> bool:
+    if not any(c.isalnum() for c in text):
+        return False  # "----", "***": placeholders, not identifiers
+    if text.isascii():
+        if len(text) < MIN_CHARS:
+            return False
+        return not (text.isdigit() and len(text) < MIN_DIGITS)
+    return len(text) >= MIN_CHARS_NON_ASCII
+
+
+def _date_variants(date: str) -> list[str]:
+    if len(date) != 8 or not date.isdigit():
+        return [date]
+    y, m, d = date[:4], date[4:6], date[6:8]
+    return [
+        date,
+        f"{y}-{m}-{d}",
+        f"{y}/{m}/{d}",
+        f"{y}.{m}.{d}",
+        f"{d}/{m}/{y}",
+        f"{m}/{d}/{y}",
+        f"{d}.{m}.{y}",
+        f"{d}-{m}-{y}",
+    ]
+
+
+def _name_variants(name: str, components: bool) -> list[str]:
+    variants: list[str] = []
+    for group in name.split("="):
+        present = [c.strip() for c in group.split("^") if c.strip()]
+        if not present:
+            continue
+        variants += [group.rstrip("^ "), " ".join(present), "^".join(present)]
+        if len(present) >= 2:
+            variants.append(f"{present[1]} {present[0]}")
+        if components:
+            for component in present:
+                variants.append(component)
+                variants += component.split()
+    return variants
+
+
+def text_variants(vr: str, value: str, *, components: bool = False) -> list[str]:
+    """The strings under which a value of `vr` would be recognised in text; `components` adds name parts."""
+    variants: list[str] = []
+    for single in value.split("\\"):
+        single = single.strip(" \x00")
+        if not single:
+            continue
+        if vr == "PN":
+            variants += _name_variants(single, components)
+        elif vr == "DA":
+            variants += _date_variants(single.replace(".", ""))
+        elif vr == "DT":
+            # Its date is what identifies; times differ per frame and would only multiply the searches.
+            variants += _date_variants(single[:8])
+        else:
+            variants.append(single)
+    return variants
+
+
+def _left_boundary(first: str) -> str:
+    if first in "0123456789":
+        return r"(?<![0-9])(?<![0-9]\.)"
+    if first.isascii() and first.isalpha():
+        return r"(?<![A-Za-z_])"
+    return ""
+
+
+def _right_boundary(last: str) -> str:
+    if last in "0123456789":
+        return r"(?![0-9])(?!\.[0-9])"
+    if last.isascii() and last.isalpha():
+        return r"(?![A-Za-z_])"
+    return ""
+
+
+def _stands_alone(hay: bytes, start: int, end: int, needle: bytes) -> bool:
+    first, last = needle[0], needle[-1]
+    if start > 0:
+        before = hay[start - 1]
+        if first in _DIGITS and (before in _DIGITS or (before == _DOT and start > 1 and hay[start - 2] in _DIGITS)):
+            return False
+        if first in _LETTERS and before in _WORD:
+            return False
+    if end < len(hay):
+        after = hay[end]
+        if last in _DIGITS and (after in _DIGITS or (after == _DOT and end + 1 < len(hay) and hay[end + 1] in _DIGITS)):
+            return False
+        if last in _LETTERS and after in _WORD:
+            return False
+    return True
+
+
+def find_needle(hay: bytes, needle: bytes) -> bool:
+    """Whether `needle` occurs in `hay` standing alone (both already upper-cased with bytes.upper)."""
+    at = hay.find(needle)
+    while at != -1:
+        if _stands_alone(hay, at, at + len(needle), needle):
+            return True
+        at = hay.find(needle, at + 1)
+    return False
+
+
+class IdentifyingValues:
+    """The identifying values of one input instance, ready to be cleaned from text or searched in bytes.
+
+    Holds the values themselves: never log, print or show it. Only attribute keywords come out of it.
+    """
+
+    def __init__(self, encodings: Sequence[str] = ("utf_8",)) -> None:
+        self._encodings = list(encodings)
+        self._needles: dict[bytes, str] = {}
+        self._uids: dict[bytes, str] = {}
+        self._texts: dict[str, str] = {}
+        self._seen: set[tuple[str, str]] = set()
+        self._searched: set[tuple[str, str]] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"IdentifyingValues(<{len(self._texts)} values hidden>)"
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def add(self, keyword: str, vr: str, value: str) -> None:
+        """Add one value of attribute `keyword`."""
+        if (vr, value) in self._seen:
+            return
+        self._seen.add((vr, value))
+        if vr == "UI":
+            # Multi-frame images reference hundreds of UIDs: they are looked up per UID found in the
+            # output rather than searched for one by one.
+            for single in value.split("\\"):
+                single = single.strip(" \x00")
+                if single:
+                    self._uids.setdefault(single.encode("ascii", "replace"), keyword)
+                    self._texts.setdefault(single, keyword)
+                    self._pattern = None
+            return
+        for variant in text_variants(vr, value, components=True):
+            if _worth_searching(variant) and variant not in self._texts:
+                self._pattern = None
+                for form in {variant, variant.upper(), variant.lower()}:
+                    self._texts.setdefault(form, keyword)
+        for variant in text_variants(vr, value):
+            if (vr, variant) in self._searched or not _worth_searching(variant):
+                continue
+            self._searched.add((vr, variant))
+            for form in {variant, variant.upper(), variant.lower()}:
+                self._needles.setdefault(form.encode("utf-8").upper(), keyword)
+                if form.isascii():
+                    continue  # ASCII text is the same bytes in every character set DICOM allows
+                # As an element of the input would hold it: a name resets ISO 2022 escapes at each ^ and =.
+                try:
+                    if vr == "PN":
+                        encoded = PersonName(form).encode(self._encodings)
+                    else:
+                        encoded = encode_string(form, self._encodings)
+                except (UnicodeError, LookupError, ValueError):
+                    continue
+                self._needles.setdefault(encoded.upper(), keyword)
+
+    def allow(self, text: str) -> None:
+        """Stop searching for values that occur in `text`: text we write ourselves (subject code, method)."""
+        hay = text.encode("utf-8").upper()
+        self._texts = {t: k for t, k in self._texts.items() if not find_needle(hay, t.encode("utf-8").upper())}
+        self._needles = {n: k for n, k in self._needles.items() if not find_needle(hay, n)}
+        self._uids = {u: k for u, k in self._uids.items() if not find_needle(hay, u)}
+        self._pattern = None
+
+    def first_found_in(self, hay_upper: bytes) -> str | None:
+        """The keyword of a value found in `hay_upper` (bytes.upper() of the searched bytes), or None."""
+        for needle, keyword in self._needles.items():
+            if find_needle(hay_upper, needle):
+                return keyword
+        if self._uids:
+            for match in _UID_TOKEN.finditer(hay_upper):
+                keyword = self._uids.get(match.group())
+                if keyword is not None:
+                    return keyword
+        return None
+
+    def clean(self, text: str) -> str:
+        """`text` without any of the values, each occurrence replaced by a space, spaces collapsed."""
+        if not self._texts:
+            return text
+        upper = text.upper()
+        if not any(t.upper() in upper for t in self._texts):
+            return text
+        if self._pattern is None:
+            parts = [
+                _left_boundary(t[0]) + re.escape(t) + _right_boundary(t[-1])
+                for t in sorted(self._texts, key=len, reverse=True)
+            ]
+            self._pattern = re.compile("|".join(parts), re.IGNORECASE | re.ASCII)
+        for _ in range(4):
+            cleaned = _SPACES.sub(" ", self._pattern.sub(" ", text)).strip()
+            if cleaned == text:
+                break
+            text = cleaned
+        return text
+
+
+def _coerce(
+    identifying_values: IdentifyingValues | Mapping[str, Iterable[str]] | Iterable[tuple[str, str]],
+    encodings: Sequence[str],
+) -> IdentifyingValues:
+    if isinstance(identifying_values, IdentifyingValues):
+        return identifying_values
+    values = IdentifyingValues(encodings)
+    pairs = identifying_values.items() if isinstance(identifying_values, Mapping) else identifying_values
+    for keyword, texts in pairs:
+        try:
+            vr = dictionary_VR(keyword)
+        except KeyError:
+            vr = "LO"
+        for text in [texts] if isinstance(texts, str) else texts:
+            values.add(keyword, vr, str(text))
+    return values
+
+
+def pixel_data_span(output: bytes) -> tuple[int, int] | None:
+    """Where the top-level Pixel Data value lies in a Part 10 file, or None."""
+    from pydicom import dcmread
+
+    try:
+        ds = dcmread(io.BytesIO(output), force=True)
+    except Exception:  # noqa: BLE001 - an unreadable file is searched whole
+        return None
+    raw = ds._dict.get(0x7FE00010)
+    if raw is None or getattr(raw, "value_tell", None) is None or raw.value is None:
+        return None
+    return raw.value_tell, raw.value_tell + len(raw.value)
+
+
+def verify_bytes(output: bytes, values: IdentifyingValues, skip: tuple[int, int] | None) -> None:
+    """Raise DeidRejected("phi_found") naming the attribute whose value is in `output` outside `skip`."""
+    if skip is None:
+        hay = output.upper()
+    else:
+        # The NUL joins the two parts so no value can be matched across the skipped pixel data.
+        hay = output[: skip[0]].upper() + b"\x00" + output[skip[1] :].upper()
+    keyword = values.first_found_in(hay)
+    if keyword is not None:
+        raise DeidRejected(
+            "phi_found",
+            f"A value of the attribute {keyword} of the original image was found in the de-identified output; "
+            "the image was not accepted. Please report this to the trial's imaging team.",
+        )
+
+
+def verify_no_phi(
+    output: bytes,
+    identifying_values: IdentifyingValues | Mapping[str, Iterable[str]] | Iterable[tuple[str, str]],
+    *,
+    specific_character_set: str | Sequence[str] | None = None,
+) -> None:
+    """Raise DeidRejected("phi_found") if an identifying value of the input is in the output file.
+
+    `identifying_values` maps attribute keywords to their input values (or is a list of (keyword, value)
+    pairs, or what the engine collected); values are also searched in the input's
+    `specific_character_set`. The message names the attribute, never the value.
+    """
+    from .charsets import encodings_for
+
+    charset = (
+        "\\".join(specific_character_set)
+        if isinstance(specific_character_set, list | tuple)
+        else specific_character_set
+    )
+    encodings = encodings_for(charset) if charset else ["utf_8"]
+    verify_bytes(output, _coerce(identifying_values, encodings), pixel_data_span(output))

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("trials.api.urls")),
+    path("dicomweb/", include("trials.dicomweb.urls")),
     path("trials/", include("trials.urls")),
     path("operator/", admin.site.urls),
     path("health/", views.health, name="health"),

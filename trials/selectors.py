@@ -22,6 +22,7 @@ from .models import (
     Subject,
     Timepoint,
     Trial,
+    Upload,
     Visit,
 )
 
@@ -174,3 +175,31 @@ def audit_actions(*, trial: Trial) -> list[str]:
     return list(
         AuditEvent.objects.filter(trial_id=trial.pk).order_by("action").values_list("action", flat=True).distinct()
     )
+
+
+def upload_timepoint_get(*, actor: Actor, trial: Trial, subject_code: str, visit_code: str) -> Timepoint:
+    """The timepoint a person may upload to: the subject must be at one of their upload sites (else 403 or 404)."""
+    subject = subject_get(actor=actor, trial=trial, code=subject_code)
+    if not actor.sites(trial, "upload_to_site").filter(pk=subject.site_id).exists():
+        raise NotPermitted(_("Only the site's coordinators upload images for this subject."))
+    timepoint = subject.timepoints.select_related("visit", "subject__trial").filter(visit__code=visit_code).first()
+    if timepoint is None:
+        raise NotFound(_("No such visit."))
+    return timepoint
+
+
+def upload_list(*, actor: Actor, trial: Trial) -> QuerySet[Upload]:
+    """Uploads of the subjects the actor may see."""
+    return Upload.objects.filter(timepoint__subject__in=subject_list(actor=actor, trial=trial)).select_related(
+        "timepoint__subject", "timepoint__visit", "created_by"
+    )
+
+
+def upload_get(*, actor: Actor, trial: Trial, pk: int, write: bool = False) -> Upload:
+    """An upload the actor may see (else 404); with `write`, one they may add files to (else 403)."""
+    upload = upload_list(actor=actor, trial=trial).filter(pk=pk).first()
+    if upload is None:
+        raise NotFound(_("No such upload."))
+    if write and not actor.sites(trial, "upload_to_site").filter(pk=upload.timepoint.subject.site_id).exists():
+        raise NotPermitted(_("Only the site's coordinators upload images for this subject."))
+    return upload

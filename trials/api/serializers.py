@@ -13,6 +13,8 @@ from ..models import (
     Subject,
     Timepoint,
     Trial,
+    Upload,
+    UploadItem,
     Visit,
 )
 
@@ -168,3 +170,41 @@ class AuditFilterIn(serializers.Serializer):
     object_type = serializers.CharField(required=False, default="")
     since = serializers.DateField(required=False, default=None)
     until = serializers.DateField(required=False, default=None)
+
+
+class UploadItemOut(serializers.ModelSerializer):
+    class Meta:
+        model = UploadItem
+        fields = ["sha256", "size", "state", "code", "reason"]
+
+
+class UploadOut(serializers.ModelSerializer):
+    subject = serializers.CharField(source="timepoint.subject.code")
+    visit = serializers.CharField(source="timepoint.visit.code")
+    timepoint_state = serializers.CharField(source="timepoint.state")
+    counts = serializers.SerializerMethodField()
+    items = UploadItemOut(many=True, read_only=True)
+    stow_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Upload
+        fields = [
+            "id",
+            "state",
+            "subject",
+            "visit",
+            "timepoint_state",
+            "created_at",
+            "closed_at",
+            "counts",
+            "items",
+            "stow_url",
+        ]
+
+    def get_counts(self, upload) -> dict:
+        from ..ingest.services import upload_counts
+
+        return upload_counts(upload)
+
+    def get_stow_url(self, upload) -> str:
+        return f"/dicomweb/trials/{upload.timepoint.subject.trial.code}/uploads/{upload.pk}/studies"

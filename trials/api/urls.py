@@ -17,4 +17,11 @@ urlpatterns = [
     path(t + "tokens/", views.TokenListApi.as_view(), name="api-tokens"),
     path(t + "tokens/<int:pk>/", views.TokenDetailApi.as_view(), name="api-token"),
     path(t + "audit/", views.AuditListApi.as_view(), name="api-audit"),
+    path(
+        t + "subjects/<str:subject_code>/visits/<str:visit_code>/uploads/",
+        views.UploadOpenApi.as_view(),
+        name="api-upload-open",
+    ),
+    path(t + "uploads/<int:pk>/", views.UploadDetailApi.as_view(), name="api-upload"),
+    path(t + "uploads/<int:pk>/finish/", views.UploadFinishApi.as_view(), name="api-upload-finish"),
 ]

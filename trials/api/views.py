@@ -13,7 +13,8 @@ from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
 
 from .. import selectors, services
 from ..access import Actor
-from ..models import Membership
+from ..ingest.services import upload_finish, upload_open
+from ..models import Membership, Upload
 from . import serializers as s
 
 
@@ -238,3 +239,41 @@ class AuditListApi(APIView):
         trial = _trial(request, code, "view_audit")
         filters = selectors.AuditFilters(**_input(s.AuditFilterIn, request.query_params))
         return _paginated(request, self, selectors.audit_event_list(trial=trial, filters=filters), s.AuditEventOut)
+
+
+def _upload_out(upload) -> dict:
+    upload = Upload.objects.select_related("timepoint__subject__trial", "timepoint__visit").get(pk=upload.pk)
+    return s.UploadOut(upload).data
+
+
+class UploadOpenApi(APIView):
+    """Open an upload session for a subject's visit, or resume the caller's open one."""
+
+    @extend_schema(request=None, responses={201: s.UploadOut})
+    def post(self, request, code, subject_code, visit_code):
+        actor = _actor(request)
+        trial = _trial(request, code)
+        timepoint = selectors.upload_timepoint_get(
+            actor=actor, trial=trial, subject_code=subject_code, visit_code=visit_code
+        )
+        upload = upload_open(actor=request.user, timepoint=timepoint)
+        return Response(_upload_out(upload), status=status.HTTP_201_CREATED)
+
+
+class UploadDetailApi(APIView):
+    """An upload's progress: each received file by its SHA-256, its state and the reason of a rejection."""
+
+    @extend_schema(responses=s.UploadOut)
+    def get(self, request, code, pk):
+        trial = _trial(request, code)
+        return Response(_upload_out(selectors.upload_get(actor=_actor(request), trial=trial, pk=pk)))
+
+
+class UploadFinishApi(APIView):
+    """The client has sent every file; the upload completes when the last one is processed."""
+
+    @extend_schema(request=None, responses=s.UploadOut)
+    def post(self, request, code, pk):
+        trial = _trial(request, code)
+        upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk, write=True)
+        return Response(_upload_out(upload_finish(actor=request.user, upload=upload)))

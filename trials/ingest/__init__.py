@@ -1,0 +1,1 @@
+"""The ingest pipeline: receive into quarantine, de-identify, verify, store and index."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import uuid
-from pathlib import Path
 from datetime import date
+from pathlib import Path
 
 import pydicom
 import pytest

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -116,11 +116,13 @@ class GridRow:
 
 
 def visit_grid(*, actor: Actor, trial: Trial) -> tuple[list[Visit], list[GridRow]]:
-    """The visit grid: one row a visible subject, one cell a visit, each cell the timepoint's state."""
+    """The visit grid: one row a visible subject, one cell a visit: the timepoint with its state and counts
+    of stored series and instances (`n_series`, `n_instances`)."""
     visits = list(visit_list(trial=trial))
-    subjects = subject_list(actor=actor, trial=trial).prefetch_related(
-        Prefetch("timepoints", queryset=Timepoint.objects.all())
+    timepoints = Timepoint.objects.annotate(
+        n_series=Count("studies__series", distinct=True), n_instances=Count("studies__series__instances")
     )
+    subjects = subject_list(actor=actor, trial=trial).prefetch_related(Prefetch("timepoints", queryset=timepoints))
     rows = []
     for subject in subjects:
         by_visit = {tp.visit_id: tp for tp in subject.timepoints.all()}

@@ -165,6 +165,6 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
     assert states.count(UploadItem.State.ACCEPTED) == len(files), states
     assert Instance.objects.count() == len(files)
     assert len(set(Instance.objects.values_list("sop_instance_uid", flat=True))) == len(files)
-    stored = [p for p in (tmp_path / "images").rglob("*.dcm")]
+    stored = list((tmp_path / "images").rglob("*.dcm"))
     assert len(stored) == len(files)
     assert Timepoint.objects.get(pk=timepoint.pk).state == "uploaded"

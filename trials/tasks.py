@@ -13,8 +13,9 @@ from django.db import OperationalError
     retry_backoff=True,
     max_retries=5,
 )
-def process_upload_item(self, item_id: int) -> str:
-    """De-identify, verify, store and index one received file (idempotent: a redelivered task finds it done)."""
-    from .ingest.services import upload_item_process
+def process_upload_batch(self, item_ids: list[int]) -> int:
+    """De-identify, verify, store and index a batch of received files (idempotent: a redelivered task finds them done)."""
+    from .ingest.services import upload_batch_process
 
-    return upload_item_process(item_id=item_id).state
+    upload_batch_process(item_ids=item_ids)
+    return len(item_ids)

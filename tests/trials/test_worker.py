@@ -141,12 +141,13 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
     files = synthesize_ct_series(real_ct_template(large=True), slices=40, seed="worker-b")
     timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
     upload = upload_open(actor=world.cora, timepoint=timepoint)
-    upload_receive(upload=upload, files=files)
+    for start in range(0, len(files), 5):  # eight STOW requests, eight processing tasks
+        upload_receive(upload=upload, files=files[start : start + 5])
     upload_finish(actor=world.cora, upload=upload)
 
     first = start_worker(queue, tmp_path)
     try:
-        wait_for(lambda: processed(upload) >= 3, 60, "the first worker to start")
+        wait_for(lambda: processed(upload) >= 5, 60, "the first worker to start")
         first.send_signal(signal.SIGKILL)
         first.wait(20)
     finally:

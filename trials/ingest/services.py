@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -17,7 +18,7 @@ from django.utils.translation import gettext as _
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
 
-from ..deid import DeidOptions, DeidRejected, PseudonymSpace, deidentify
+from ..deid import DeidOptions, DeidRejected, DeidResult, PseudonymSpace, deidentify
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
@@ -66,22 +67,30 @@ def upload_open(*, actor, timepoint: Timepoint) -> Upload:
     return upload
 
 
+BATCH_SIZE = 32  # files per processing task: the per-batch database work is shared by its files
+
+
 def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem]:
-    """Put received files in quarantine and queue each for processing; a file sent again is acknowledged once."""
-    from ..tasks import process_upload_item
+    """Put received files in quarantine and queue them for processing in batches; a file sent again is acknowledged once."""
+    from ..tasks import process_upload_batch
 
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
-    items = []
+    received: dict[str, bytes] = {}
     for data in files:
-        sha = hashlib.sha256(data).hexdigest()
-        with transaction.atomic():
-            item = UploadItem.objects.filter(upload=upload, sha256=sha).first()
-            if item is None:
-                store.quarantine_put(upload.pk, sha, data)
-                item = UploadItem.objects.create(upload=upload, sha256=sha, size=len(data))
-                transaction.on_commit(lambda pk=item.pk: process_upload_item.delay(pk))
-        items.append(item)
+        received.setdefault(hashlib.sha256(data).hexdigest(), data)
+    known = set(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", flat=True))
+    fresh = [UploadItem(upload=upload, sha256=sha, size=len(data)) for sha, data in received.items() if sha not in known]
+    for item in fresh:
+        store.quarantine_put(upload.pk, item.sha256, received[item.sha256])
+    # A concurrent request may have taken the same file: it is then acknowledged by that request.
+    UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
+    items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
+    new_ids = [items_by_sha[item.sha256].pk for item in fresh if item.sha256 in items_by_sha]
+    items = [items_by_sha[sha] for sha in received if sha in items_by_sha]
+    for start in range(0, len(new_ids), BATCH_SIZE):
+        batch = new_ids[start : start + BATCH_SIZE]
+        transaction.on_commit(lambda batch=batch: process_upload_batch.delay(batch))
     return items
 
 
@@ -89,49 +98,82 @@ def _reject(item: UploadItem, code: str, reason: str) -> None:
     item.state, item.code, item.reason = UploadItem.State.REJECTED, code, reason[:500]
 
 
-def _index(item: UploadItem, result, timepoint: Timepoint) -> Instance | str:
-    """Add the de-identified instance to the index, or say why it cannot be (as a rejection reason)."""
-    subject = timepoint.subject
+OTHER_PATIENT = _(
+    "This file belongs to a different patient than the images already received for %(subject)s; "
+    "it was not stored. Upload it under the right subject."
+)
+
+
+@dataclass
+class _BatchIndex:
+    """Studies, series and instances a batch touches, looked up once for the whole batch."""
+
+    timepoint: Timepoint
+    studies: dict[str, Study]
+    series: dict[str, Series]
+    instances: dict[str, Instance]
+
+    @classmethod
+    def load(cls, timepoint: Timepoint, results: list[DeidResult]) -> _BatchIndex:
+        return cls(
+            timepoint=timepoint,
+            studies=Study.objects.select_related("timepoint__visit", "subject")
+            .order_by()
+            .in_bulk({r.study_instance_uid for r in results}, field_name="study_instance_uid"),
+            series=Series.objects.order_by().in_bulk(
+                {r.series_instance_uid for r in results}, field_name="series_instance_uid"
+            ),
+            instances=Instance.objects.order_by().in_bulk(
+                {r.sop_instance_uid for r in results}, field_name="sop_instance_uid"
+            ),
+        )
+
+    def study_for(self, result: DeidResult) -> Study | str:
+        subject, idx = self.timepoint.subject, result.index
+        study = self.studies.get(result.study_instance_uid)
+        if study is None:
+            study = self.studies[result.study_instance_uid] = Study.objects.create(
+                study_instance_uid=result.study_instance_uid,
+                trial=subject.trial,
+                subject=subject,
+                timepoint=self.timepoint,
+                study_date=idx.get("study_date"),
+                study_time=idx.get("study_time") or "",
+                description=(idx.get("study_description") or "")[:200],
+            )
+        if study.timepoint_id != self.timepoint.pk:
+            return _("This study was already uploaded for %(visit)s of %(subject)s.") % {
+                "visit": study.timepoint.visit.label,
+                "subject": study.subject.code,
+            }
+        return study
+
+    def series_for(self, result: DeidResult, study: Study) -> Series | str:
+        idx = result.index
+        series = self.series.get(result.series_instance_uid)
+        if series is None:
+            series = self.series[result.series_instance_uid] = Series.objects.create(
+                series_instance_uid=result.series_instance_uid,
+                study=study,
+                modality=idx.get("modality") or "",
+                series_number=idx.get("series_number"),
+                description=(idx.get("series_description") or "")[:200],
+                body_part=(idx.get("body_part_examined") or "")[:64],
+                slice_thickness=idx.get("slice_thickness"),
+                spacing_between_slices=idx.get("spacing_between_slices"),
+                contrast_agent=(idx.get("contrast_bolus_agent") or "")[:200],
+                manufacturer=(idx.get("manufacturer") or "")[:100],
+                model_name=(idx.get("manufacturer_model_name") or "")[:100],
+                frame_of_reference_uid=result.frame_of_reference_uid or "",
+            )
+        if series.study_id != study.pk:
+            return _("This series belongs to another study already stored.")
+        return series
+
+
+def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
     idx = result.index
-    study, _created = Study.objects.get_or_create(
-        study_instance_uid=result.study_instance_uid,
-        defaults={
-            "trial": subject.trial,
-            "subject": subject,
-            "timepoint": timepoint,
-            "study_date": idx.get("study_date"),
-            "study_time": idx.get("study_time") or "",
-            "description": (idx.get("study_description") or "")[:200],
-        },
-    )
-    if study.timepoint_id != timepoint.pk:
-        return _("This study was already uploaded for %(visit)s of %(subject)s.") % {
-            "visit": study.timepoint.visit.label,
-            "subject": study.subject.code,
-        }
-    series, _created = Series.objects.get_or_create(
-        series_instance_uid=result.series_instance_uid,
-        defaults={
-            "study": study,
-            "modality": idx.get("modality") or "",
-            "series_number": idx.get("series_number"),
-            "description": (idx.get("series_description") or "")[:200],
-            "body_part": (idx.get("body_part_examined") or "")[:64],
-            "slice_thickness": idx.get("slice_thickness"),
-            "spacing_between_slices": idx.get("spacing_between_slices"),
-            "contrast_agent": (idx.get("contrast_bolus_agent") or "")[:200],
-            "manufacturer": (idx.get("manufacturer") or "")[:100],
-            "model_name": (idx.get("manufacturer_model_name") or "")[:100],
-            "frame_of_reference_uid": result.frame_of_reference_uid or "",
-        },
-    )
-    if series.study_id != study.pk:
-        return _("This series belongs to another study already stored.")
-    key = store.instance_key(
-        subject.trial.code, study.study_instance_uid, series.series_instance_uid, result.sop_instance_uid
-    )
-    store.store_instance(key, result.data)
-    return Instance.objects.create(
+    return Instance(
         series=series,
         sop_instance_uid=result.sop_instance_uid,
         sop_class_uid=result.sop_class_uid,
@@ -148,71 +190,107 @@ def _index(item: UploadItem, result, timepoint: Timepoint) -> Instance | str:
         storage_key=key,
         sha256=hashlib.sha256(result.data).hexdigest(),
         size=len(result.data),
-        deid_method=str(result.deid_method)[:500] if hasattr(result, "deid_method") else "",
+        deid_method=result.deid_method[:500],
     )
+
+
+def upload_batch_process(*, item_ids: list[int]) -> None:
+    """De-identify, verify, store and index a batch of quarantined files of one upload.
+
+    Safe to run again (a redelivered task): items no longer quarantined are skipped, and the image store
+    accepts the same bytes twice. De-identification runs outside the transaction; the index is written in
+    one transaction holding the upload's and the subject's row locks.
+    """
+    items = list(
+        UploadItem.objects.filter(pk__in=item_ids, state=UploadItem.State.QUARANTINED).select_related(
+            "upload__timepoint__subject__trial", "upload__timepoint__visit"
+        )
+    )
+    if not items:
+        return
+    upload = items[0].upload
+    if any(item.upload_id != upload.pk for item in items):
+        raise ValueError("a processing batch holds the files of one upload")
+    timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
+    space, options = trial_space(trial), trial_deid_options(trial)
+    outcomes: dict[int, DeidResult | DeidRejected | None] = {}
+    for item in items:
+        raw = store.quarantine_read(upload.pk, item.sha256)
+        if raw is None:
+            outcomes[item.pk] = None
+            continue
+        try:
+            outcomes[item.pk] = deidentify(raw, space=space, subject_code=subject.code, options=options)
+        except DeidRejected as exc:
+            outcomes[item.pk] = exc
+
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        locked = {
+            i.pk: i
+            for i in UploadItem.objects.select_for_update().filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
+        }
+        subject = Subject.objects.select_for_update().get(pk=subject.pk)
+        timepoint.subject = subject
+        results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
+        index = _BatchIndex.load(timepoint, results)
+        new_instances, now = [], timezone.now()
+        for pk, item in locked.items():
+            outcome = outcomes[pk]
+            if outcome is None:
+                _reject(item, "lost", _("The file was lost before it could be processed; please send it again."))
+            elif isinstance(outcome, DeidRejected):
+                _reject(item, outcome.code, outcome.reason)
+            elif not outcome.source_patient_hash:
+                _reject(
+                    item, "no_patient_id", _("This file has no Patient ID, so it cannot be matched to the subject.")
+                )
+            elif (subject.source_patient_hash or outcome.source_patient_hash) != outcome.source_patient_hash:
+                _reject(item, "other_patient", OTHER_PATIENT % {"subject": subject.code})
+            elif outcome.sop_instance_uid in index.instances:
+                item.state, item.instance = UploadItem.State.DUPLICATE, index.instances[outcome.sop_instance_uid]
+            else:
+                if not subject.source_patient_hash:
+                    subject.source_patient_hash = outcome.source_patient_hash
+                    subject.save(update_fields=["source_patient_hash"])
+                study = index.study_for(outcome)
+                series = index.series_for(outcome, study) if isinstance(study, Study) else study
+                if isinstance(series, str):
+                    _reject(item, "wrong_timepoint", series)
+                else:
+                    key = store.instance_key(
+                        trial.code, study.study_instance_uid, series.series_instance_uid, outcome.sop_instance_uid
+                    )
+                    store.store_instance(key, outcome.data)
+                    instance = _new_instance(outcome, series, key)
+                    index.instances[outcome.sop_instance_uid] = instance
+                    new_instances.append(instance)
+                    item.state, item.instance = UploadItem.State.ACCEPTED, instance
+            item.processed_at = now
+        Instance.objects.bulk_create(new_instances)
+        _save_outcomes(list(locked.values()))
+        shas = [item.sha256 for item in locked.values()]
+        transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in shas])
+        _maybe_complete(upload)
+
+
+def _save_outcomes(items: list[UploadItem]) -> None:
+    """Write the items' outcomes in one round trip (Django's bulk_update builds a CASE per row and field)."""
+    table = UploadItem._meta.db_table
+    columns = ["state", "code", "reason", "instance_id", "processed_at"]
+    sql = f"UPDATE {table} SET " + ", ".join(f"{c} = %s" for c in columns) + " WHERE id = %s"  # noqa: S608
+    rows = [
+        (i.state, i.code, i.reason, i.instance.pk if i.instance is not None else None, i.processed_at, i.pk)
+        for i in items
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def upload_item_process(*, item_id: int) -> UploadItem:
-    """De-identify, verify, store and index one quarantined file; safe to run again for the same item."""
-    item = UploadItem.objects.select_related("upload__timepoint__subject__trial", "upload__timepoint__visit").get(
-        pk=item_id
-    )
-    if item.state != UploadItem.State.QUARANTINED:
-        return item
-    upload = item.upload
-    timepoint = upload.timepoint
-    subject = timepoint.subject
-    trial = subject.trial
-    raw = store.quarantine_read(upload.pk, item.sha256)
-    if raw is None:
-        with transaction.atomic():
-            _reject(item, "lost", _("The file was lost before it could be processed; please send it again."))
-            _finish_item(item)
-        return item
-    try:
-        result = deidentify(raw, space=trial_space(trial), subject_code=subject.code, options=trial_deid_options(trial))
-    except DeidRejected as exc:
-        result, rejection = None, exc
-    with transaction.atomic():
-        item = UploadItem.objects.select_for_update().get(pk=item.pk)
-        if item.state != UploadItem.State.QUARANTINED:
-            return item
-        if result is None:
-            _reject(item, rejection.code, rejection.reason)
-        else:
-            locked_subject = Subject.objects.select_for_update().get(pk=subject.pk)
-            if not locked_subject.source_patient_hash:
-                locked_subject.source_patient_hash = result.source_patient_hash
-                locked_subject.save(update_fields=["source_patient_hash"])
-            existing = Instance.objects.filter(sop_instance_uid=result.sop_instance_uid).first()
-            if locked_subject.source_patient_hash != result.source_patient_hash:
-                _reject(
-                    item,
-                    "other_patient",
-                    _(
-                        "This file belongs to a different patient than the images already received for %(subject)s; "
-                        "it was not stored. Upload it under the right subject."
-                    )
-                    % {"subject": subject.code},
-                )
-            elif existing is not None:
-                item.state, item.instance = UploadItem.State.DUPLICATE, existing
-            else:
-                indexed = _index(item, result, timepoint)
-                if isinstance(indexed, str):
-                    _reject(item, "wrong_timepoint", indexed)
-                else:
-                    item.state, item.instance = UploadItem.State.ACCEPTED, indexed
-        _finish_item(item)
-    return item
-
-
-def _finish_item(item: UploadItem) -> None:
-    item.processed_at = timezone.now()
-    item.save(update_fields=["state", "code", "reason", "instance", "processed_at"])
-    upload_id, sha = item.upload_id, item.sha256
-    transaction.on_commit(lambda: store.quarantine_delete(upload_id, sha))
-    _maybe_complete(Upload.objects.select_for_update().get(pk=item.upload_id))
+    """Process one quarantined file (a batch of one)."""
+    upload_batch_process(item_ids=[item_id])
+    return UploadItem.objects.get(pk=item_id)
 
 
 def upload_counts(upload: Upload) -> dict[str, int]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import storages
+from django.core.files.storage import FileSystemStorage, storages
 
 
 def image_storage():
@@ -20,18 +21,40 @@ def instance_key(trial_code: str, study_uid: str, series_uid: str, sop_uid: str)
     return f"{trial_code}/{study_uid}/{series_uid}/{sop_uid}.dcm"
 
 
+def _write_once(storage, key: str, data: bytes) -> bool:
+    """Create `key` with `data`; False if it already exists. Never overwrites.
+
+    On the local file system this is one exclusive open (the hot path of ingest); other backends go through
+    the storage API.
+    """
+    if isinstance(storage, FileSystemStorage):
+        path = storage.path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with open(path, "xb") as f:
+                f.write(data)
+        except FileExistsError:
+            return False
+        if storage.file_permissions_mode is not None:
+            os.chmod(path, storage.file_permissions_mode)
+        return True
+    if storage.exists(key):
+        return False
+    saved = storage.save(key, ContentFile(data))
+    if saved != key:  # another writer created `key` between exists() and save()
+        storage.delete(saved)
+        return False
+    return True
+
+
 def store_instance(key: str, data: bytes) -> None:
     """Write a de-identified file once. Writing the same bytes again is a no-op (a retried task); other bytes never replace it."""
     storage = image_storage()
-    if storage.exists(key):
-        with storage.open(key, "rb") as existing:
-            if hashlib.sha256(existing.read()).hexdigest() == hashlib.sha256(data).hexdigest():
-                return
-        raise FileExistsError("a different file is already stored under this instance's UIDs")
-    saved = storage.save(key, ContentFile(data))
-    if saved != key:  # another writer got there between exists() and save(); keep theirs only if identical
-        storage.delete(saved)
-        store_instance(key, data)
+    if _write_once(storage, key, data):
+        return
+    with storage.open(key, "rb") as existing:
+        if hashlib.sha256(existing.read()).digest() != hashlib.sha256(data).digest():
+            raise FileExistsError("a different file is already stored under this instance's UIDs")
 
 
 def quarantine_key(upload_id: int, sha256: str) -> str:
@@ -39,20 +62,18 @@ def quarantine_key(upload_id: int, sha256: str) -> str:
 
 
 def quarantine_put(upload_id: int, sha256: str, data: bytes) -> str:
-    storage = quarantine_storage()
+    """Keep raw bytes under their own hash: a second copy of the same file is the same file."""
     key = quarantine_key(upload_id, sha256)
-    if not storage.exists(key):
-        storage.save(key, ContentFile(data))
+    _write_once(quarantine_storage(), key, data)
     return key
 
 
 def quarantine_read(upload_id: int, sha256: str) -> bytes | None:
-    storage = quarantine_storage()
-    key = quarantine_key(upload_id, sha256)
-    if not storage.exists(key):
+    try:
+        with quarantine_storage().open(quarantine_key(upload_id, sha256), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
         return None
-    with storage.open(key, "rb") as f:
-        return f.read()
 
 
 def quarantine_delete(upload_id: int, sha256: str) -> None:

@@ -1,0 +1,139 @@
+"""Benchmarks that print figures: medians over several runs and ratios against a baseline run in the same command."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+from django.contrib.auth import get_user_model
+from django.core.files.storage import storages
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.test import override_settings
+
+from trials import services
+from trials.deid import deidentify
+from trials.ingest.services import (
+    BATCH_SIZE,
+    trial_deid_options,
+    trial_space,
+    upload_batch_process,
+    upload_open,
+    upload_receive,
+)
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Role
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _median_seconds(run: Callable[[], None], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class Command(BaseCommand):
+    help = "Run a benchmark and print its figures. `bench ingest`: de-identification and the ingest pipeline."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", choices=["ingest"])
+        parser.add_argument("--slices", type=int, default=300, help="instances in the synthesized CT series")
+        parser.add_argument("--runs", type=int, default=5, help="runs per measurement; the median is reported")
+        parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
+
+    def handle(self, *args, name: str, slices: int, runs: int, small: bool, **options):
+        template = real_ct_template(large=not small)
+        if not small and template.Rows != 512:
+            raise CommandError("The 512x512 CT header needs the pydicom-data package (pip install pydicom-data).")
+        files = synthesize_ct_series(template, slices=slices, seed="bench-ingest")
+        megabytes = sum(len(f) for f in files) / 1e6
+        self.stdout.write(
+            f"Series: {slices} CT slices {template.Rows}x{template.Columns}, {megabytes:.1f} MB, "
+            f"{len(template)} top-level elements per header; median of {runs} runs each, one process."
+        )
+        self.stdout.write(
+            "Every run reads the series from disk and writes its result to disk; (c) also writes the index to the "
+            "configured database (rolled back after each run) and the files to a temporary store."
+        )
+        tmp = Path(tempfile.mkdtemp(prefix="ctims-bench-"))
+        (tmp / "in").mkdir()
+        (tmp / "out").mkdir()
+        sources = []
+        for n, data in enumerate(files):
+            sources.append(tmp / "in" / f"{n:05d}.dcm")
+            sources[-1].write_bytes(data)
+
+        def plain_read_write():
+            for path in sources:
+                pydicom.dcmread(path).save_as(tmp / "out" / path.name)
+
+        with transaction.atomic():
+            trial, subject, _ = self._scratch_trial(0)
+            space, deid_options = trial_space(trial), trial_deid_options(trial)
+            transaction.set_rollback(True)
+
+        def deid_verify():
+            for path in sources:
+                result = deidentify(path.read_bytes(), space=space, subject_code=subject.code, options=deid_options)
+                (tmp / "out" / path.name).write_bytes(result.data)
+
+        counter = iter(range(1, 10_000))
+
+        def pipeline():
+            try:
+                with transaction.atomic():
+                    _trial, _subject, upload = self._scratch_trial(next(counter))
+                    items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
+                    ids = [item.pk for item in items]
+                    for start in range(0, len(ids), BATCH_SIZE):
+                        upload_batch_process(item_ids=ids[start : start + BATCH_SIZE])
+                    raise _Rollback
+            except _Rollback:
+                pass
+
+        filesystem = "django.core.files.storage.FileSystemStorage"
+        stores = {
+            "images": {"BACKEND": filesystem, "OPTIONS": {"location": tmp / "images"}},
+            "quarantine": {"BACKEND": filesystem, "OPTIONS": {"location": tmp / "quarantine"}},
+        }
+        try:
+            with override_settings(STORAGES={**storages.backends, **stores}):
+                storages._storages.clear()
+                plain_read_write()  # warm caches and imports
+                a = _median_seconds(plain_read_write, runs)
+                b = _median_seconds(deid_verify, runs)
+                c = _median_seconds(pipeline, runs)
+        finally:
+            storages._storages.clear()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+        def line(label: str, seconds: float) -> str:
+            return f"  {label:<52} {slices / seconds:8.1f} instances/s {megabytes / seconds:8.1f} MB/s"
+
+        self.stdout.write(line("(a) pydicom read + write (the floor)", a))
+        self.stdout.write(line("(b) de-identify + verify", b))
+        self.stdout.write(line("(c) whole pipeline: quarantine, deid, store, index", c))
+        self.stdout.write(f"  ratio b/a = {a / b:.2f} (goal >= 0.8)   ratio c/a = {a / c:.2f} (goal >= 0.6)")
+
+    def _scratch_trial(self, n: int):
+        """A throwaway trial with one subject and an open upload, inside the caller's rolled-back transaction."""
+        User = get_user_model()
+        user = User.objects.create_user(f"bench-{n}-{time.time_ns()}@bench.invalid", None, full_name="Bench")
+        trial = services.trial_create(actor=user, code=f"BENCH{n}", title="Bench", sponsor="Bench", protocol_number="B")
+        site = services.site_create(actor=user, trial=trial, code="S", name="Bench site", country="KR")
+        services.visit_create(actor=user, trial=trial, code="BL", label="Baseline", order=1, target_day=0)
+        services.membership_grant(actor=user, trial=trial, user=user, role=Role.SITE_COORDINATOR, sites=[site])
+        subject = services.subject_enroll(actor=user, site=site)
+        upload = upload_open(actor=user, timepoint=subject.timepoints.get())
+        return trial, subject, upload

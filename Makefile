@@ -28,6 +28,8 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
+	@test -d var/demo-scans || $(PY) manage.py demo_scans var/demo-scans
+	@echo "Drop a folder such as var/demo-scans/DEMO-SEO-001/BL on the upload page (log in as seoul@demo.ctims)."
 	@echo "Serving CTIMS on http://127.0.0.1:8000/ (stop with Ctrl-C)"
 	$(PY) manage.py runserver 127.0.0.1:8000
 

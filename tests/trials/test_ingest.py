@@ -281,3 +281,15 @@ def test_the_dates_of_two_visits_keep_their_interval(world, api):
     baseline, week6 = Study.objects.order_by("timepoint__visit__order")
     assert (week6.study_date - baseline.study_date).days == 42
     assert baseline.study_date != date(2026, 1, 5)
+
+
+def test_a_stray_file_sent_first_does_not_claim_the_subject(world, api, series):
+    stray = bad_files(series)["other_patient"]
+    upload_id = open_upload(api, world.cora).json()["id"]
+    stow(api, world.cora, upload_id, [stray, *series])
+    items = {i.sha256: i for i in UploadItem.objects.all()}
+    import hashlib
+
+    stray_item = items[hashlib.sha256(stray).hexdigest()]
+    assert stray_item.code == "other_patient", (stray_item.state, stray_item.reason)
+    assert Instance.objects.count() == len(series)

@@ -10,11 +10,12 @@ from ctims.exceptions import CTIMSError, ValidationFailed
 
 from .. import selectors
 from ..access import Actor
-from ..ingest.services import upload_receive
+from ..ingest.services import BATCH_SIZE, upload_receive
 from ..models import UploadItem
 from .multipart import MultipartError, iter_parts, parse_content_type
 
-MAX_FILE_BYTES = 2 * 1024**3  # an enhanced multi-frame object can be large; one part at a time is held
+MAX_FILE_BYTES = 2 * 1024**3  # an enhanced multi-frame object can be large
+FLUSH_BYTES = 64 * 1024**2  # parts held before they go to quarantine
 DICOM_JSON = "application/dicom+json"
 
 # PS3.18 Table I.2-1 / PS3.4 C.4.2.1.4: 0xC000 "cannot understand", 0xA700 "out of resources" family;
@@ -69,22 +70,29 @@ class UploadStowApi(APIView):
             return Response({"error": str(exc)}, status=415)
         if part_type and part_type != "application/dicom":
             return Response({"error": _("Only application/dicom parts are accepted.")}, status=415)
-        items = []
+        items, pending, pending_bytes = [], [], 0
         try:
             for headers, body in iter_parts(request._request, boundary, max_part=MAX_FILE_BYTES):
                 content_type = headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
                 if content_type != "application/dicom":
                     raise ValidationFailed(_("Only application/dicom parts are accepted."))
-                items.extend(upload_receive(upload=upload, files=[body]))
+                pending.append(body)
+                pending_bytes += len(body)
+                # Files go on in processing batches; a batch also decides whose images a new subject's are.
+                if len(pending) >= BATCH_SIZE or pending_bytes >= FLUSH_BYTES:
+                    items.extend(upload_receive(upload=upload, files=pending))
+                    pending, pending_bytes = [], 0
         except MultipartError as exc:
-            # Whatever arrived before the damage is kept; the client resends the rest.
-            if not items:
+            # Whatever arrived whole before the damage is kept; the client resends the rest.
+            if not items and not pending:
                 raise ValidationFailed(
                     _("The request body is not a valid multipart/related message: %(e)s.") % {"e": exc}
-                )
+                ) from None
         except CTIMSError:
-            if not items:
+            if not items and not pending:
                 raise
+        if pending:
+            items.extend(upload_receive(upload=upload, files=pending))
         items = list(UploadItem.objects.filter(pk__in=[i.pk for i in items]).select_related("instance"))
         referenced = [_item_json(i, request, trial.code) for i in items if i.instance_id is not None]
         failed = [_item_json(i, request, trial.code) for i in items if i.state == UploadItem.State.REJECTED]

@@ -7,6 +7,7 @@ de-identified copy goes to the image store) or rejected with a reason; either wa
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -233,6 +234,13 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
         subject = Subject.objects.select_for_update().get(pk=subject.pk)
         timepoint.subject = subject
         results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
+        if not subject.source_patient_hash:
+            # The subject's first images: the patient most of the batch belongs to is the subject, so a stray
+            # file of another patient is held back whatever order the files arrive in.
+            patients = Counter(r.source_patient_hash for r in results if r.source_patient_hash)
+            if patients:
+                subject.source_patient_hash = patients.most_common(1)[0][0]
+                subject.save(update_fields=["source_patient_hash"])
         index = _BatchIndex.load(timepoint, results)
         new_instances, now = [], timezone.now()
         for pk, item in locked.items():
@@ -245,14 +253,11 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
                 _reject(
                     item, "no_patient_id", _("This file has no Patient ID, so it cannot be matched to the subject.")
                 )
-            elif (subject.source_patient_hash or outcome.source_patient_hash) != outcome.source_patient_hash:
+            elif subject.source_patient_hash != outcome.source_patient_hash:
                 _reject(item, "other_patient", OTHER_PATIENT % {"subject": subject.code})
             elif outcome.sop_instance_uid in index.instances:
                 item.state, item.instance = UploadItem.State.DUPLICATE, index.instances[outcome.sop_instance_uid]
             else:
-                if not subject.source_patient_hash:
-                    subject.source_patient_hash = outcome.source_patient_hash
-                    subject.save(update_fields=["source_patient_hash"])
                 study = index.study_for(outcome)
                 series = index.series_for(outcome, study) if isinstance(study, Study) else study
                 if isinstance(series, str):

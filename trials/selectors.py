@@ -119,7 +119,7 @@ def visit_grid(*, actor: Actor, trial: Trial) -> tuple[list[Visit], list[GridRow
     """The visit grid: one row a visible subject, one cell a visit: the timepoint with its state and counts
     of stored series and instances (`n_series`, `n_instances`)."""
     visits = list(visit_list(trial=trial))
-    timepoints = Timepoint.objects.annotate(
+    timepoints = Timepoint.objects.select_related("visit").annotate(
         n_series=Count("studies__series", distinct=True), n_instances=Count("studies__series__instances")
     )
     subjects = subject_list(actor=actor, trial=trial).prefetch_related(Prefetch("timepoints", queryset=timepoints))

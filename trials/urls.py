@@ -11,6 +11,11 @@ urlpatterns = [
     path("<str:code>/schedule/<str:visit_code>/protocols/", views.protocol_create, name="protocol-create"),
     path("<str:code>/subjects/", views.trial_subjects, name="trial-subjects"),
     path("<str:code>/subjects/<str:subject_code>/", views.subject_detail, name="subject-detail"),
+    path(
+        "<str:code>/subjects/<str:subject_code>/visits/<str:visit_code>/upload/",
+        views.timepoint_upload,
+        name="timepoint-upload",
+    ),
     path("<str:code>/people/", views.trial_people, name="trial-people"),
     path("<str:code>/people/<int:pk>/revoke/", views.membership_revoke, name="membership-revoke"),
     path("<str:code>/tokens/", views.trial_tokens, name="trial-tokens"),

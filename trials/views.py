@@ -6,6 +6,7 @@ right), reads through selectors, changes through services, and answers a success
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,9 +17,10 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
 
@@ -36,7 +38,8 @@ from .forms import (
     VisitCreateForm,
     add_service_errors,
 )
-from .models import Timepoint, Trial
+from .ingest.services import UPLOADABLE_STATES
+from .models import Instance, Timepoint, Trial, Upload, UploadItem
 
 AUDIT_PAGE_SIZE = 50
 
@@ -294,7 +297,8 @@ def trial_subjects(request, code):
             )
             return redirect("trial-subjects", code=trial.code)
     visits, rows = selectors.visit_grid(actor=actor, trial=trial)
-    context = {"visits": visits, "rows": rows, "form": form}
+    grid = [(row, list(zip(visits, row.cells, strict=True))) for row in rows]
+    context = {"visits": visits, "rows": rows, "grid": grid, "form": form} | _upload_links(actor, trial)
     return _trial_page(request, actor, trial, "trials/subjects.html", "trial-subjects", context)
 
 
@@ -305,9 +309,84 @@ def subject_detail(request, code, subject_code):
     _require_subject_access(actor, trial)
     with scoped():
         subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
-    timepoints = subject.timepoints.select_related("visit").order_by("visit__order")
-    context = {"subject": subject, "timepoints": timepoints}
+    timepoints = (
+        subject.timepoints.select_related("visit")
+        .annotate(n_series=Count("studies__series", distinct=True), n_instances=Count("studies__series__instances"))
+        .order_by("visit__order")
+    )
+    context = {"subject": subject, "timepoints": timepoints} | _upload_links(actor, trial)
     return _trial_page(request, actor, trial, "trials/subject_detail.html", "trial-subjects", context)
+
+
+def _upload_links(actor: Actor, trial: Trial) -> dict:
+    """What a page needs to offer "Upload images" only where the person may upload and the visit still accepts it."""
+    return {
+        "upload_site_ids": set(actor.sites(trial, "upload_to_site").values_list("pk", flat=True)),
+        "uploadable_states": UPLOADABLE_STATES,
+    }
+
+
+# --- upload -------------------------------------------------------------------------------------------------
+
+# Files an earlier upload already settled: not sent again. A file lost before processing may be sent again.
+_SETTLED = (UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED)
+
+
+def _received_files(uploads) -> list[dict]:
+    """Every file the visit's uploads settled, one entry a SHA-256: stored wins over rejected."""
+    received: dict[str, dict] = {}
+    items = (
+        UploadItem.objects.filter(upload__in=uploads, state__in=_SETTLED)
+        .exclude(code="lost")
+        .order_by("pk")
+        .values("sha256", "state", "reason")
+    )
+    for item in items:
+        known = received.get(item["sha256"])
+        if known is None or known["state"] == UploadItem.State.REJECTED:
+            received[item["sha256"]] = item
+    return list(received.values())
+
+
+@login_required
+@require_GET
+def timepoint_upload(request, code, subject_code, visit_code):
+    """The coordinator's upload page: the browser reads, checks, hashes and sends the files through the API.
+
+    Opening the page changes nothing: the browser opens an upload session only when there is a file to send,
+    and resumes the person's unfinished one (after a reload or a dropped network).
+    """
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code)
+    with scoped():
+        timepoint = selectors.upload_timepoint_get(
+            actor=actor, trial=trial, subject_code=subject_code, visit_code=visit_code
+        )
+    uploads = selectors.upload_list(actor=actor, trial=trial).filter(timepoint=timepoint)
+    current = (
+        uploads.filter(created_by=request.user, state__in=[Upload.State.OPEN, Upload.State.PROCESSING])
+        .order_by("-created_at")
+        .first()
+    )
+    stored = Instance.objects.filter(series__study__timepoint=timepoint).aggregate(
+        series=Count("series", distinct=True), instances=Count("pk")
+    )
+    # The API routes of one upload, with a placeholder id the browser replaces.
+    status_url = reverse("api-upload", kwargs={"code": trial.code, "pk": 0})
+    finish_url = reverse("api-upload-finish", kwargs={"code": trial.code, "pk": 0})
+    context = {
+        "subject": timepoint.subject,
+        "visit": timepoint.visit,
+        "timepoint": timepoint,
+        "accepts_uploads": timepoint.state in UPLOADABLE_STATES,
+        "stored": stored,
+        "status_url": status_url,
+        "finish_url": finish_url,
+        "resume_url": reverse("api-upload", kwargs={"code": trial.code, "pk": current.pk}) if current else "",
+        "received_json": json.dumps(_received_files(uploads), separators=(",", ":")),
+        "state_labels_json": json.dumps({value: str(label) for value, label in Timepoint.State.choices}),
+    }
+    return _trial_page(request, actor, trial, "trials/upload.html", "trial-subjects", context)
 
 
 # --- people -------------------------------------------------------------------------------------------------

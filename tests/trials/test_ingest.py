@@ -293,3 +293,28 @@ def test_a_stray_file_sent_first_does_not_claim_the_subject(world, api, series):
     stray_item = items[hashlib.sha256(stray).hexdigest()]
     assert stray_item.code == "other_patient", (stray_item.state, stray_item.reason)
     assert Instance.objects.count() == len(series)
+
+
+def test_a_browser_session_can_stow_with_its_csrf_token(world, series):
+    from rest_framework.test import APIClient
+
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(world.cora)
+    browser.get(reverse("home"))  # sets the csrftoken cookie
+    token = browser.cookies["csrftoken"].value
+    upload_id = browser.post(
+        reverse("api-upload-open", args=["ALPHA", "ALPHA-SEO-001", "BL"]), HTTP_X_CSRFTOKEN=token
+    ).json()["id"]
+    body, content_type = multipart(series[:2])
+    response = browser.generic(
+        "POST",
+        reverse("stow-upload", args=["ALPHA", upload_id]),
+        body,
+        content_type=content_type,
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert response.status_code == 200, response.content
+    without = browser.generic(
+        "POST", reverse("stow-upload", args=["ALPHA", upload_id]), body, content_type=content_type
+    )
+    assert without.status_code == 403

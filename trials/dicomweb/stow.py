@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.utils.translation import gettext as _
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -54,10 +55,24 @@ def _item_json(item: UploadItem, request, trial_code: str) -> dict:
     return {"00081197": {"vr": "US", "Value": [FAILURE_CANNOT_UNDERSTAND]}}
 
 
+class MultipartRelatedParser(BaseParser):
+    """Claims multipart/related without reading it: the view streams the parts itself.
+
+    Without it, the CSRF check of a session-authenticated POST reads `request.POST`, DRF finds no parser for
+    multipart/related and answers 415, so every browser upload fails.
+    """
+
+    media_type = "multipart/related"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
+
+
 class UploadStowApi(APIView):
     """POST /dicomweb/trials/<code>/uploads/<id>/studies: store instances into an open upload session."""
 
     renderer_classes = [DicomJsonRenderer]
+    parser_classes = [MultipartRelatedParser]
     schema = None  # a DICOMweb service (PS3.18), described by the standard rather than the OpenAPI schema
 
     def post(self, request, code, upload_id):

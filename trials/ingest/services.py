@@ -81,7 +81,9 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     for data in files:
         received.setdefault(hashlib.sha256(data).hexdigest(), data)
     known = set(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", flat=True))
-    fresh = [UploadItem(upload=upload, sha256=sha, size=len(data)) for sha, data in received.items() if sha not in known]
+    fresh = [
+        UploadItem(upload=upload, sha256=sha, size=len(data)) for sha, data in received.items() if sha not in known
+    ]
     for item in fresh:
         store.quarantine_put(upload.pk, item.sha256, received[item.sha256])
     # A concurrent request may have taken the same file: it is then acknowledged by that request.

@@ -1,0 +1,962 @@
+// The coordinator's uploader: reads a dropped folder, files or .zip in the browser, skips what is not DICOM,
+// hashes each file, and sends the rest to the upload's STOW-RS endpoint in multipart/related batches. File
+// names stay in the browser; the server knows a file only by its SHA-256. After a dropped connection or a
+// reload, the server's list of received hashes decides what is sent again: only what it does not hold.
+
+import { sha256Hex } from "./sha256.js";
+import { readZip } from "./zip.js";
+
+const gettext = window.gettext || ((text) => text);
+const ngettext = window.ngettext || ((singular, plural, n) => (n === 1 ? singular : plural));
+const interpolate =
+  window.interpolate ||
+  ((format, values, named) =>
+    named
+      ? format.replace(/%\((\w+)\)s/g, (match, key) => String(values[key]))
+      : format.replace(/%s/g, () => String(values.shift())));
+
+const BATCH_BYTES = 8 * 1024 * 1024;
+const BATCH_FILES = 20;
+const IN_FLIGHT = 2;
+const TRIES = 6;
+const POLL_MS = 1000;
+const READERS = 4;
+const SHOW_REJECTED = 10;
+const DICM = [0x44, 0x49, 0x43, 0x4d];
+
+// Row states, in the order a file goes through them; a later server answer never moves a row backwards.
+const RANK = { checking: 0, waiting: 1, unsent: 1, sending: 2, received: 3, accepted: 4, duplicate: 4, earlier: 4, rejected: 4, unreadable: 4 };
+const LABELS = {
+  checking: gettext("Checking"),
+  waiting: gettext("Waiting"),
+  unsent: gettext("Not sent"),
+  sending: gettext("Sending"),
+  received: gettext("Received, being processed"),
+  accepted: gettext("De-identified and stored"),
+  duplicate: gettext("Already stored"),
+  earlier: gettext("Already received"),
+  rejected: gettext("Rejected"),
+  unreadable: gettext("Could not be read"),
+};
+const FROM_SERVER = { quarantined: "received", accepted: "accepted", duplicate: "duplicate", rejected: "rejected" };
+
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+const lang = document.documentElement.lang || undefined;
+const decimal = new Intl.NumberFormat(lang, { maximumFractionDigits: 1 });
+const whole = new Intl.NumberFormat(lang);
+const percent = new Intl.NumberFormat(lang, { style: "percent" });
+
+class UploadError extends Error {
+  constructor(message, { transient = false } = {}) {
+    super(message);
+    this.transient = transient;
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function formatBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let unit = 0;
+  while (n >= 1024 && unit < units.length - 1) {
+    n /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? whole.format(n) : decimal.format(n)} ${units[unit]}`;
+}
+
+function hex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function randomBoundary() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return `ctims-${hex(bytes)}`;
+}
+
+async function sha256(bytes) {
+  if (window.isSecureContext && crypto.subtle) return hex(await crypto.subtle.digest("SHA-256", bytes));
+  return sha256Hex(bytes);
+}
+
+function baseName(path) {
+  return path.split("/").pop();
+}
+
+/** A path that wraps only after its slashes: folders muted, the file's own name whole. */
+function pathNodes(path) {
+  const parts = path.split("/");
+  const nodes = [];
+  parts.slice(0, -1).forEach((folder) => {
+    const span = document.createElement("span");
+    span.className = "file-dir";
+    span.textContent = `${folder}/`;
+    nodes.push(span, document.createElement("wbr"));
+  });
+  const own = document.createElement("span");
+  own.className = "file-own";
+  own.textContent = parts[parts.length - 1];
+  nodes.push(own);
+  return nodes;
+}
+
+/** Run `work` over `items` with at most `limit` at a time; results keep the items' order. */
+async function pool(items, limit, work) {
+  const results = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index], index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+function errorMessage(body, status) {
+  const error = body && body.error;
+  if (error && typeof error.message === "string") return error.message;
+  if (typeof error === "string") return error;
+  if (status === 403) return gettext("The server refused the request: your session may have ended. Log in again and retry.");
+  if (status === 413) return gettext("The server refused a request as too large.");
+  return interpolate(gettext("The server answered with an error (HTTP %(status)s)."), { status }, true);
+}
+
+// --- reading what was dropped or chosen ------------------------------------------------------------------------
+
+function fileFromEntry(entry) {
+  return new Promise((resolve, reject) => entry.file(resolve, reject));
+}
+
+function readDirectory(reader) {
+  return new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+}
+
+async function walk(entry, found) {
+  const path = entry.fullPath.replace(/^\//, "");
+  try {
+    if (entry.isFile) {
+      found.push({ path, file: await fileFromEntry(entry) });
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      // readEntries answers in chunks (100 in Chromium) until it answers with none.
+      for (let chunk = await readDirectory(reader); chunk.length; chunk = await readDirectory(reader)) {
+        for (const child of chunk) await walk(child, found);
+      }
+    }
+  } catch {
+    found.push({ path, unreadable: true });
+  }
+}
+
+/** What a drop holds, captured while the event lasts (the browser empties the list afterwards). */
+function dropped(dataTransfer) {
+  const roots = [];
+  for (const item of Array.from(dataTransfer.items || [])) {
+    if (item.kind !== "file") continue;
+    const entry = item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
+    const file = entry ? null : item.getAsFile();
+    if (entry || file) roots.push(entry || file);
+  }
+  return async () => {
+    const found = [];
+    for (const root of roots) {
+      if (root instanceof File) found.push({ path: root.name, file: root });
+      else await walk(root, found);
+    }
+    return found;
+  };
+}
+
+function chosen(input) {
+  const found = Array.from(input.files, (file) => ({ path: file.webkitRelativePath || file.name, file }));
+  return async () => found;
+}
+
+/** Plain files and the entries of .zip files, as candidates with a size, a head and a body. */
+async function expand(found, skip) {
+  const candidates = [];
+  for (const item of found) {
+    if (item.unreadable) {
+      skip(item.path, gettext("could not be read"));
+    } else if (/\.zip$/i.test(item.path)) {
+      let entries;
+      try {
+        entries = await readZip(item.file);
+      } catch {
+        skip(item.path, gettext("not a readable zip file"));
+        continue;
+      }
+      for (const entry of entries) {
+        const path = `${item.path}/${entry.name}`;
+        if (entry.encrypted) skip(path, gettext("encrypted in the zip file"));
+        else if (!entry.supported) skip(path, gettext("compressed in a way this browser cannot read"));
+        else candidates.push({ path, size: entry.size, head: (n) => entry.head(n), blob: () => entry.blob() });
+      }
+    } else {
+      const file = item.file;
+      candidates.push({
+        path: item.path,
+        size: file.size,
+        head: async (n) => new Uint8Array(await file.slice(0, n).arrayBuffer()),
+        blob: async () => file,
+      });
+    }
+  }
+  return candidates.sort((a, b) => collator.compare(a.path, b.path));
+}
+
+async function isDicom(candidate) {
+  if (candidate.size < 132) return false;
+  const head = await candidate.head(132);
+  return head.length === 132 && DICM.every((byte, i) => head[128 + i] === byte);
+}
+
+// --- the page ------------------------------------------------------------------------------------------------
+
+class Uploader {
+  constructor(root) {
+    const data = root.dataset;
+    this.root = root;
+    this.urls = { open: data.openUrl, status: data.statusUrl, finish: data.finishUrl, resume: data.resumeUrl };
+    this.stateLabels = JSON.parse(data.stateLabels || "{}");
+    this.storedBefore = Number(data.storedInstances || 0);
+    this.earlier = new Map(JSON.parse(data.received || "[]").map((item) => [item.sha256, item]));
+    this.csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
+    const $ = (id) => document.getElementById(id);
+    this.el = {
+      zone: $("upload-drop"),
+      files: $("upload-pick-files"),
+      folder: $("upload-pick-folder"),
+      chooseFolder: $("upload-choose-folder"),
+      panel: $("upload-panel"),
+      phase: $("upload-phase"),
+      checkRow: $("upload-check"),
+      checkBar: $("upload-check-progress"),
+      checkText: $("upload-check-text"),
+      sendRow: $("upload-send"),
+      sendBar: $("upload-send-progress"),
+      sendText: $("upload-send-text"),
+      batches: $("upload-batches"),
+      processRow: $("upload-process"),
+      processBar: $("upload-process-progress"),
+      processText: $("upload-process-text"),
+      result: $("upload-result"),
+      back: $("upload-back"),
+      error: $("upload-error"),
+      errorText: $("upload-error-text"),
+      retry: $("upload-retry"),
+      skipped: $("upload-skipped"),
+      skippedTitle: $("upload-skipped-title"),
+      skippedList: $("upload-skipped-list"),
+      table: $("upload-files"),
+      rows: $("upload-rows"),
+      timepointState: $("timepoint-state"),
+      stored: $("timepoint-stored"),
+    };
+    this.upload = null;
+    this.current = new Map(); // sha256 -> item of the open (or last) upload session
+    this.entries = [];
+    this.bySha = new Map();
+    this.skippedCount = 0;
+    this.batchList = [];
+    this.busy = false;
+    this.sending = false;
+    this.paintQueued = false;
+    this.bind();
+  }
+
+  bind() {
+    const { zone, files, folder, chooseFolder, retry } = this.el;
+    zone.addEventListener("click", () => this.busy || files.click());
+    chooseFolder.addEventListener("click", () => this.busy || folder.click());
+    for (const input of [files, folder]) {
+      input.addEventListener("change", () => {
+        const collect = chosen(input);
+        input.value = "";
+        this.take(collect);
+      });
+    }
+    zone.addEventListener("dragover", (event) => {
+      event.preventDefault();
+      event.dataTransfer.dropEffect = this.busy ? "none" : "copy";
+      zone.classList.add("is-over");
+    });
+    zone.addEventListener("dragleave", (event) => {
+      if (!zone.contains(event.relatedTarget)) zone.classList.remove("is-over");
+    });
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("is-over");
+      if (!this.busy) this.take(dropped(event.dataTransfer));
+    });
+    // A file dropped beside the zone would make the browser open it and leave the page.
+    for (const type of ["dragover", "drop"]) {
+      document.addEventListener(type, (event) => {
+        if (event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files")) event.preventDefault();
+      });
+    }
+    retry.addEventListener("click", () => this.retry());
+    window.addEventListener("beforeunload", (event) => {
+      if (this.sending) {
+        event.preventDefault();
+        event.returnValue = "";
+      }
+    });
+  }
+
+  uploadUrl(template) {
+    return template.replace("/uploads/0/", `/uploads/${this.upload.id}/`);
+  }
+
+  setBusy(busy) {
+    this.busy = busy;
+    this.el.zone.setAttribute("aria-disabled", String(busy));
+    this.el.chooseFolder.disabled = busy;
+    this.el.zone.classList.toggle("is-busy", busy);
+  }
+
+  // --- start: resume what the server holds -----------------------------------------------------------------
+
+  async start() {
+    if (!this.urls.resume) return;
+    this.setBusy(true);
+    try {
+      this.showPanel();
+      this.adopt(await this.apiPatiently("GET", this.urls.resume));
+      const held = this.upload.counts.total;
+      if (this.upload.state === "open") {
+        this.phase(
+          interpolate(
+            ngettext(
+              "Your earlier upload for this visit was interrupted; the server holds %(n)s file of it. Drop the same folder again to send the rest: files already received are not sent again.",
+              "Your earlier upload for this visit was interrupted; the server holds %(n)s files of it. Drop the same folder again to send the rest: files already received are not sent again.",
+              held,
+            ),
+            { n: whole.format(held) },
+            true,
+          ),
+        );
+      } else {
+        await this.poll();
+        this.report({ touched: true });
+      }
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  // --- one drop: read, check, hash, send, finish ------------------------------------------------------------
+
+  async take(collect) {
+    if (this.busy) return;
+    this.setBusy(true);
+    this.reset();
+    this.showPanel();
+    try {
+      this.phase(gettext("Reading the files…"));
+      const candidates = await expand(await collect(), (path, reason) => this.skip(path, reason));
+      await this.classify(candidates);
+      if (!this.entries.length) {
+        this.phase(gettext("No DICOM files were found in what you chose."));
+        return;
+      }
+      await this.hashAll();
+      await this.deliver();
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  async retry() {
+    if (this.busy) return;
+    this.el.error.hidden = true;
+    if (!this.entries.length) {
+      this.start();
+      return;
+    }
+    this.setBusy(true);
+    try {
+      this.phase(gettext("Asking the server what it already holds…"));
+      if (this.upload) this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
+      await this.deliver();
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  reset() {
+    this.entries = [];
+    this.bySha = new Map();
+    this.skippedCount = 0;
+    this.batchList = [];
+    this.el.rows.replaceChildren();
+    this.el.table.hidden = true;
+    this.el.skipped.hidden = true;
+    this.el.skipped.open = false;
+    this.el.skippedList.replaceChildren();
+    this.el.result.replaceChildren();
+    this.el.back.hidden = true;
+    this.el.error.hidden = true;
+    this.el.batches.replaceChildren();
+    this.el.checkRow.hidden = false;
+    this.el.sendRow.hidden = true;
+    this.el.processRow.hidden = true;
+    this.setBar(this.el.checkBar, this.el.checkText, 0, 0, "");
+    this.setBar(this.el.sendBar, this.el.sendText, 0, 0, "");
+  }
+
+  skip(path, reason) {
+    this.skippedCount += 1;
+    const li = document.createElement("li");
+    const why = document.createElement("span");
+    why.className = "muted";
+    why.textContent = ` — ${reason}`;
+    li.append(...pathNodes(path), why);
+    this.el.skippedList.append(li);
+    this.el.skippedTitle.textContent = interpolate(
+      ngettext("Skipped (not DICOM): %(n)s file", "Skipped (not DICOM): %(n)s files", this.skippedCount),
+      { n: whole.format(this.skippedCount) },
+      true,
+    );
+    this.el.skipped.hidden = false;
+  }
+
+  async classify(candidates) {
+    const verdicts = await pool(candidates, 8, async (candidate) => {
+      if (baseName(candidate.path).toUpperCase() === "DICOMDIR") return gettext("DICOMDIR index, not an image");
+      try {
+        return (await isDicom(candidate)) ? null : gettext("not a DICOM file");
+      } catch {
+        return gettext("could not be read");
+      }
+    });
+    const rows = document.createDocumentFragment();
+    candidates.forEach((candidate, i) => {
+      if (verdicts[i]) {
+        this.skip(candidate.path, verdicts[i]);
+        return;
+      }
+      const entry = { ...candidate, sha: null, state: null, detail: "" };
+      this.entries.push(entry);
+      rows.append(this.row(entry));
+      this.setState(entry, "checking");
+    });
+    this.el.rows.append(rows);
+    this.el.table.hidden = this.entries.length === 0;
+  }
+
+  row(entry) {
+    const tr = document.createElement("tr");
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.className = "file-name";
+    name.append(...pathNodes(entry.path));
+    const size = document.createElement("td");
+    size.className = "num nowrap";
+    size.textContent = formatBytes(entry.size);
+    const state = document.createElement("td");
+    state.className = "nowrap";
+    entry.stateEl = document.createElement("span");
+    state.append(entry.stateEl);
+    entry.detailEl = document.createElement("td");
+    entry.detailEl.className = "file-detail";
+    tr.append(name, size, state, entry.detailEl);
+    entry.row = tr;
+    return tr;
+  }
+
+  setState(entry, state, detail = "") {
+    if (entry.state === state && entry.detail === detail) return;
+    entry.state = state;
+    entry.detail = detail;
+    entry.stateEl.className = `file-state fs-${state}`;
+    entry.stateEl.textContent = LABELS[state];
+    entry.detailEl.textContent = detail;
+  }
+
+  setShaState(sha, state, detail = "", { force = false } = {}) {
+    for (const entry of this.bySha.get(sha) || []) {
+      if (force || RANK[state] >= RANK[entry.state]) this.setState(entry, state, detail);
+    }
+  }
+
+  async hashAll() {
+    const total = this.entries.length;
+    let done = 0;
+    this.phase(
+      interpolate(
+        ngettext("Checking %(n)s DICOM file…", "Checking %(n)s DICOM files…", total),
+        { n: whole.format(total) },
+        true,
+      ),
+    );
+    await pool(this.entries, READERS, async (entry) => {
+      try {
+        const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
+        entry.sha = await sha256(bytes);
+        if (!this.bySha.has(entry.sha)) this.bySha.set(entry.sha, []);
+        this.bySha.get(entry.sha).push(entry);
+      } catch {
+        this.setState(entry, "unreadable", gettext("The file could not be read from your disk."));
+      }
+      done += 1;
+      this.setBar(this.el.checkBar, this.el.checkText, done, total, this.countText(done, total));
+    });
+  }
+
+  /** Rows for what the server already holds; the files it does not hold, one a content. */
+  pending() {
+    const waiting = [];
+    for (const [sha, entries] of this.bySha) {
+      const item = this.current.get(sha);
+      const known = this.earlier.get(sha);
+      if (item) {
+        this.setShaState(sha, FROM_SERVER[item.state], item.reason || "", { force: true });
+      } else if (known && known.state === "rejected") {
+        const detail = interpolate(gettext("In an earlier upload: %(reason)s"), { reason: known.reason }, true);
+        this.setShaState(sha, "rejected", detail, { force: true });
+      } else if (known) {
+        this.setShaState(sha, "earlier", gettext("Stored in an earlier upload; not sent again."), { force: true });
+      } else {
+        this.setShaState(sha, "waiting", "", { force: true });
+        waiting.push(entries[0]);
+      }
+    }
+    return waiting;
+  }
+
+  async deliver() {
+    let waiting = this.pending();
+    let touched = false;
+    if (waiting.length && (!this.upload || this.upload.state !== "open")) {
+      this.phase(gettext("Opening the upload…"));
+      this.adopt(await this.apiPatiently("POST", this.urls.open), { fresh: true });
+      waiting = this.pending();
+    }
+    if (waiting.length) {
+      touched = true;
+      await this.send(waiting);
+    }
+    if (this.upload && this.upload.state === "open") {
+      touched = true;
+      this.phase(gettext("All files sent. Closing the upload…"));
+      this.adopt(await this.apiPatiently("POST", this.uploadUrl(this.urls.finish)));
+    }
+    if (touched) await this.poll();
+    this.report({ touched });
+  }
+
+  // --- sending ------------------------------------------------------------------------------------------------
+
+  batches(entries) {
+    const batches = [];
+    let batch = null;
+    for (const entry of entries) {
+      if (!batch || batch.entries.length >= BATCH_FILES || (batch.bytes && batch.bytes + entry.size > BATCH_BYTES)) {
+        batch = { number: batches.length + 1, entries: [], bytes: 0, settled: 0, attemptBytes: 0, fraction: 0 };
+        batches.push(batch);
+      }
+      batch.entries.push(entry);
+      batch.bytes += entry.size;
+    }
+    return batches;
+  }
+
+  async send(entries) {
+    this.batchList = this.batches(entries);
+    this.batchCount = this.batchList.length;
+    this.transferTotal = entries.reduce((sum, entry) => sum + entry.size, 0);
+    this.expected = this.current.size + entries.length;
+    this.queue = [...this.batchList];
+    this.stopped = false;
+    this.sending = true;
+    this.el.sendRow.hidden = false;
+    this.phase(
+      interpolate(
+        ngettext(
+          "Sending %(n)s file in %(batches)s request…",
+          "Sending %(n)s files in %(batches)s requests…",
+          entries.length,
+        ),
+        { n: whole.format(entries.length), batches: whole.format(this.batchCount) },
+        true,
+      ),
+    );
+    this.paintTransfer();
+    const worker = async () => {
+      while (!this.stopped && this.queue.length) {
+        const batch = this.queue.shift();
+        try {
+          await this.sendBatch(batch);
+        } catch (error) {
+          this.stopped = true;
+          throw error;
+        }
+      }
+    };
+    try {
+      const results = await Promise.allSettled(Array.from({ length: Math.min(IN_FLIGHT, this.queue.length) }, worker));
+      const failed = results.find((result) => result.status === "rejected");
+      if (failed) throw failed.reason;
+      await this.refreshing;
+    } finally {
+      this.sending = false;
+      for (const entry of entries) {
+        if (entry.state === "waiting" || entry.state === "sending") this.setShaState(entry.sha, "unsent", "", { force: true });
+      }
+    }
+  }
+
+  async sendBatch(batch) {
+    let entries = batch.entries;
+    const bar = this.batchBar(batch);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        for (const entry of entries) this.setShaState(entry.sha, "sending", "", { force: true });
+        batch.attemptBytes = entries.reduce((sum, entry) => sum + entry.size, 0);
+        batch.fraction = 0;
+        const answer = await this.post(entries, batch, bar);
+        if (answer.ok) {
+          for (const entry of entries) this.setShaState(entry.sha, "received");
+          batch.settled = batch.bytes;
+          batch.attemptBytes = 0;
+          this.paintTransfer();
+          this.refresh();
+          return;
+        }
+        if (!answer.retry) throw new UploadError(answer.message);
+        if (attempt >= TRIES) {
+          throw new UploadError(
+            gettext(
+              "The connection to the server keeps failing. Check the network, then press Retry: files the server already holds will not be sent again.",
+            ),
+          );
+        }
+        const seconds = 2 ** (attempt - 1);
+        const note = interpolate(gettext("Connection lost; trying again in %(s)s s."), { s: seconds }, true);
+        for (const entry of entries) this.setShaState(entry.sha, "waiting", note, { force: true });
+        this.phase(note);
+        batch.fraction = 0;
+        this.paintTransfer();
+        await sleep(seconds * 1000);
+        try {
+          this.adopt(await this.api("GET", this.uploadUrl(this.urls.status)));
+        } catch (error) {
+          if (!error.transient) throw error;
+        }
+        // Send again only what the server does not list.
+        entries = entries.filter((entry) => !this.current.has(entry.sha));
+        batch.settled = batch.bytes - entries.reduce((sum, entry) => sum + entry.size, 0);
+        if (!entries.length) {
+          batch.attemptBytes = 0;
+          this.paintTransfer();
+          return;
+        }
+        this.phase(gettext("Sending the files the server has not received…"));
+      }
+    } finally {
+      bar.remove();
+    }
+  }
+
+  batchBar(batch) {
+    const row = document.createElement("div");
+    row.className = "progress-row batch";
+    const id = `upload-batch-${batch.number}`;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = interpolate(
+      ngettext("Request %(i)s of %(n)s (%(files)s file)", "Request %(i)s of %(n)s (%(files)s files)", batch.entries.length),
+      { i: batch.number, n: this.batchCount, files: batch.entries.length },
+      true,
+    );
+    const progress = document.createElement("progress");
+    progress.id = id;
+    progress.max = 100;
+    progress.value = 0;
+    row.append(label, progress);
+    this.el.batches.append(row);
+    return row;
+  }
+
+  async post(entries, batch, bar) {
+    const boundary = randomBoundary();
+    const parts = [];
+    for (const entry of entries) {
+      parts.push(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`, await entry.blob(), "\r\n");
+    }
+    parts.push(`--${boundary}--\r\n`);
+    const body = new Blob(parts);
+    const progress = bar.querySelector("progress");
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", this.upload.stow_url);
+      xhr.setRequestHeader("Content-Type", `multipart/related; type="application/dicom"; boundary=${boundary}`);
+      xhr.setRequestHeader("Accept", "application/dicom+json");
+      xhr.setRequestHeader("X-CSRFToken", this.csrf);
+      xhr.upload.onprogress = (event) => {
+        batch.fraction = event.lengthComputable && event.total ? event.loaded / event.total : 0;
+        progress.value = Math.round(batch.fraction * 100);
+        this.paintTransfer();
+      };
+      xhr.onload = () => {
+        const status = xhr.status;
+        let answer = null;
+        try {
+          answer = JSON.parse(xhr.responseText);
+        } catch {
+          answer = null;
+        }
+        if (status >= 200 && status < 300) resolve({ ok: true });
+        // 409 with a Failed SOP Sequence: every file arrived and was refused; the reasons come with the status.
+        else if (status === 409 && answer && answer["00081198"]) resolve({ ok: true });
+        else if (status >= 500 || status === 408 || status === 429) resolve({ retry: true });
+        else resolve({ message: errorMessage(answer, status) });
+      };
+      xhr.onerror = xhr.ontimeout = xhr.onabort = () => resolve({ retry: true });
+      xhr.send(body);
+    });
+  }
+
+  // --- the server's view -------------------------------------------------------------------------------------
+
+  async api(method, url) {
+    let response;
+    try {
+      response = await fetch(url, {
+        method,
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-CSRFToken": this.csrf },
+      });
+    } catch {
+      throw new UploadError(gettext("The server cannot be reached."), { transient: true });
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (response.ok && body) return body;
+    throw new UploadError(errorMessage(body, response.status), { transient: response.status >= 500 });
+  }
+
+  async apiPatiently(method, url) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.api(method, url);
+      } catch (error) {
+        if (!error.transient || attempt >= TRIES) throw error;
+        await sleep(1000 * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  /** Ask for the upload's status after a batch, one request at a time. */
+  refresh() {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        try {
+          this.adopt(await this.api("GET", this.uploadUrl(this.urls.status)));
+        } catch {
+          // The next batch or the finish asks again.
+        }
+      } while (this.refreshAgain);
+      this.refreshing = null;
+    })();
+  }
+
+  adopt(upload, { fresh = false } = {}) {
+    if (fresh || (this.upload && this.upload.id !== upload.id)) this.current = new Map();
+    this.upload = upload;
+    this.el.processRow.hidden = false;
+    for (const item of upload.items) {
+      this.current.set(item.sha256, item);
+      if (this.bySha.has(item.sha256)) this.setShaState(item.sha256, FROM_SERVER[item.state], item.reason || "");
+    }
+    this.paintProcessing();
+    this.paintTimepoint(upload.timepoint_state);
+  }
+
+  async poll() {
+    this.phase(gettext("The server is de-identifying and storing the images…"));
+    while (this.upload.state === "processing") {
+      await sleep(POLL_MS);
+      this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
+    }
+  }
+
+  // --- painting --------------------------------------------------------------------------------------------
+
+  showPanel() {
+    this.el.panel.hidden = false;
+  }
+
+  phase(text) {
+    this.el.phase.textContent = text;
+  }
+
+  countText(done, total) {
+    return interpolate(gettext("%(done)s of %(total)s"), { done: whole.format(done), total: whole.format(total) }, true);
+  }
+
+  setBar(bar, label, done, total, text) {
+    bar.max = Math.max(total, 1);
+    bar.value = Math.min(done, bar.max);
+    label.textContent = text;
+  }
+
+  paintTransfer() {
+    if (this.paintQueued) return;
+    this.paintQueued = true;
+    requestAnimationFrame(() => {
+      this.paintQueued = false;
+      const total = this.transferTotal || 0;
+      let sent = 0;
+      for (const batch of this.batchList) sent += batch.settled + batch.attemptBytes * batch.fraction;
+      sent = Math.min(Math.round(sent), total);
+      const share = total ? Math.floor((sent / total) * 100) / 100 : 1;
+      const text = interpolate(
+        gettext("%(sent)s of %(total)s · %(percent)s"),
+        { sent: formatBytes(sent), total: formatBytes(total), percent: percent.format(share) },
+        true,
+      );
+      this.setBar(this.el.sendBar, this.el.sendText, sent, total, text);
+    });
+  }
+
+  paintProcessing() {
+    const counts = this.upload.counts;
+    const total = Math.max(counts.total, this.sending ? this.expected || 0 : 0);
+    const done = counts.total - counts.quarantined;
+    const text = interpolate(
+      ngettext("%(done)s of %(total)s file processed", "%(done)s of %(total)s files processed", total),
+      { done: whole.format(done), total: whole.format(total) },
+      true,
+    );
+    this.setBar(this.el.processBar, this.el.processText, done, total, text);
+  }
+
+  paintTimepoint(state) {
+    const badge = this.el.timepointState;
+    if (!badge || !state) return;
+    badge.className = `badge state-${state}`;
+    badge.textContent = this.stateLabels[state] || state;
+  }
+
+  report({ touched }) {
+    const tally = { accepted: 0, already: 0, rejected: 0, unsent: 0 };
+    if (this.bySha.size) {
+      for (const [, entries] of this.bySha) {
+        const state = entries[0].state;
+        if (state === "accepted") tally.accepted += 1;
+        else if (state === "duplicate" || state === "earlier") tally.already += 1;
+        else if (state === "rejected") tally.rejected += 1;
+        else tally.unsent += 1;
+      }
+    } else if (this.upload) {
+      tally.accepted = this.upload.counts.accepted;
+      tally.already = this.upload.counts.duplicate;
+      tally.rejected = this.upload.counts.rejected;
+    }
+    const result = this.el.result;
+    result.replaceChildren();
+    const add = (className, ...nodes) => {
+      const p = document.createElement("p");
+      p.className = className;
+      p.append(...nodes);
+      result.append(p);
+      return p;
+    };
+    const line = document.createElement("strong");
+    line.textContent = interpolate(
+      gettext("%(accepted)s de-identified and stored, %(already)s already stored, %(rejected)s rejected."),
+      { accepted: whole.format(tally.accepted), already: whole.format(tally.already), rejected: whole.format(tally.rejected) },
+      true,
+    );
+    if (!touched) {
+      this.phase(gettext("Nothing new to send: the server already holds every one of these files."));
+    } else {
+      this.phase(gettext("Upload complete."));
+    }
+    add("result-line", line);
+    const state = this.upload && touched ? this.upload.timepoint_state : null;
+    if (state && this.upload.counts.accepted) {
+      const stored = this.storedBefore + this.upload.counts.accepted;
+      this.el.stored.textContent = interpolate(
+        ngettext("%(n)s image", "%(n)s images", stored),
+        { n: whole.format(stored) },
+        true,
+      );
+    }
+    if (state) {
+      const [before, after] = gettext("The visit is now %(state)s.").split("%(state)s");
+      const badge = document.createElement("span");
+      badge.className = `badge state-${state}`;
+      badge.textContent = this.stateLabels[state] || state;
+      add("result-state", before, badge, after || "");
+      if (state === "expected") {
+        add(
+          "message message-warning",
+          gettext(
+            "No image was stored: every file was rejected, so the visit is still expected. The reasons are listed below.",
+          ),
+        );
+      }
+    }
+    const rejected = [...this.bySha.values()].map((entries) => entries[0]).filter((e) => e.state === "rejected");
+    if (rejected.length) {
+      add("result-note", gettext("These files were not stored:"));
+      const list = document.createElement("ul");
+      list.className = "file-list rejected-list";
+      for (const entry of rejected.slice(0, SHOW_REJECTED)) {
+        const li = document.createElement("li");
+        const why = document.createElement("span");
+        why.className = "muted";
+        why.textContent = ` — ${entry.detail}`;
+        li.append(...pathNodes(entry.path), why);
+        list.append(li);
+      }
+      result.append(list);
+      if (rejected.length > SHOW_REJECTED) {
+        const more = rejected.length - SHOW_REJECTED;
+        add(
+          "muted small",
+          interpolate(
+            ngettext("…and %(n)s more, listed in the table below.", "…and %(n)s more, listed in the table below.", more),
+            { n: whole.format(more) },
+            true,
+          ),
+        );
+      }
+    }
+    this.el.back.hidden = false;
+  }
+
+  fail(error) {
+    console.error(error);
+    this.el.errorText.textContent = error instanceof UploadError ? error.message : gettext("Something went wrong in the browser while reading or sending the files.");
+    this.el.error.hidden = false;
+    this.phase(gettext("The upload stopped."));
+  }
+}
+
+const root = document.getElementById("uploader");
+if (root) {
+  // "is-ready" once the page takes files: after resuming what the server holds.
+  new Uploader(root).start().finally(() => root.classList.add("is-ready"));
+}

@@ -1,0 +1,214 @@
+"""Upload in a real browser: the coordinator chooses a scanner's folder (with files that are not DICOM and one
+of another patient), the network drops once and the upload carries on; a second pass sends nothing again."""
+
+from __future__ import annotations
+
+import base64
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import storages
+from django.urls import reverse
+
+from tests.conftest import PASSWORD, build_world
+from tests.e2e.conftest import log_in, screenshot
+from trials.ingest.services import upload_open, upload_receive
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Timepoint, Upload
+
+SLICES = 36
+RESULT = "#upload-result .result-line"
+
+
+@pytest.fixture
+def world(transactional_db):
+    return build_world()
+
+
+@pytest.fixture
+def stores(tmp_path, settings):
+    """Image store and quarantine in tmp_path (the live server runs in this process, so it sees the override)."""
+    settings.STORAGES = settings.STORAGES | {
+        "images": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "i"}},
+        "quarantine": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "q"},
+        },
+    }
+    storages._storages.clear()
+    yield tmp_path
+    storages._storages.clear()
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """What a scanner writes: a DICOMDIR, a series in nested folders, a note, a preview, and a stray file."""
+    root = tmp_path / "CD-EXPORT"
+    series_dir = root / "DICOM" / "ST000001" / "SE000002"
+    series_dir.mkdir(parents=True)
+    for n, data in enumerate(synthesize_ct_series(real_ct_template(large=False), slices=SLICES, seed="e2e"), 1):
+        (series_dir / f"IM{n:05d}").write_bytes(data)
+    stray = synthesize_ct_series(
+        real_ct_template(large=False), slices=1, seed="e2e-stray", patient_name="KIM^OTHER", patient_id="PID0999"
+    )
+    (series_dir / "IM99999").write_bytes(stray[0])  # sorts last: the series' own files set the patient first
+    (root / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 200)
+    (root / "README.txt").write_text("Exported by the scanner's CD writer.\n")
+    (root / "preview.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    return root
+
+
+def open_upload_page(page):
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", "ALPHA-SEO-001", "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+
+
+def wait_for_the_result(page):
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=60_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+
+
+def choose_folder(page, folder: Path):
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    wait_for_the_result(page)
+
+
+def states(page) -> list[str]:
+    return page.locator("#upload-rows .file-state").all_inner_texts()
+
+
+def bar(page, selector: str) -> tuple[float, float]:
+    return tuple(page.eval_on_selector(selector, "p => [p.value, p.max]"))
+
+
+def test_a_folder_is_uploaded_through_a_dropped_connection(world, stores, folder, page):
+    stow = []
+
+    def drop_the_second(route):
+        stow.append(route.request.url)
+        if len(stow) == 2:
+            route.abort()
+        else:
+            route.continue_()
+
+    open_upload_page(page)
+    assert page.locator("#timepoint-state").inner_text() == "Expected"
+    page.route("**/uploads/*/studies", drop_the_second)
+    choose_folder(page, folder)
+
+    value, maximum = bar(page, "#upload-send-progress")
+    assert value == maximum and "100" in page.locator("#upload-send-text").inner_text()
+    value, maximum = bar(page, "#upload-process-progress")
+    assert value == maximum == SLICES + 1
+    assert page.locator("#upload-process-text").inner_text() == f"{SLICES + 1} of {SLICES + 1} files processed"
+    assert len(stow) >= 3  # two batches, one of them sent again
+
+    assert page.locator("#upload-skipped-title").inner_text() == "Skipped (not DICOM): 3 files"
+    skipped = page.locator("#upload-skipped-list li").all_text_contents()
+    assert sorted(s.split(" — ")[0] for s in skipped) == [
+        "CD-EXPORT/DICOMDIR",
+        "CD-EXPORT/README.txt",
+        "CD-EXPORT/preview.jpg",
+    ]
+
+    assert states(page).count("De-identified and stored") == SLICES and len(states(page)) == SLICES + 1
+    stray = page.locator("#upload-rows tr", has_text="IM99999")
+    assert stray.locator(".file-state").inner_text() == "Rejected"
+    assert "different patient" in stray.locator(".file-detail").inner_text()
+
+    result = page.locator("#upload-result").inner_text()
+    assert f"{SLICES} de-identified and stored, 0 already stored, 1 rejected." in result
+    assert "The visit is now Uploaded." in result
+    assert page.locator("#timepoint-state").inner_text() == "Uploaded"
+    assert page.locator("#timepoint-stored").inner_text() == f"{SLICES} images"
+    page.click("#upload-skipped summary")
+    screenshot(page, "upload-complete")
+
+    assert Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL").state == "uploaded"
+    assert Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").count() == SLICES
+    assert not [p for p in (stores / "q").rglob("*") if p.is_file()]
+
+
+def test_the_same_folder_again_after_a_reload_sends_nothing(world, stores, folder, page):
+    open_upload_page(page)
+    choose_folder(page, folder)
+    assert Upload.objects.count() == 1
+
+    stow = []
+    page.on("request", lambda request: stow.append(request.url) if request.url.endswith("/studies") else None)
+    page.reload()
+    page.wait_for_selector("#uploader.is-ready")
+    assert "1 series / 36 images" in page.locator(".facts").inner_text()
+    choose_folder(page, folder)
+
+    assert stow == []
+    assert states(page).count("Already received") == SLICES
+    stray = page.locator("#upload-rows tr", has_text="IM99999")
+    assert stray.locator(".file-state").inner_text() == "Rejected"
+    assert "different patient" in stray.locator(".file-detail").inner_text()
+    assert "Nothing new to send" in page.locator("#upload-phase").inner_text()
+    assert f"0 de-identified and stored, {SLICES} already stored, 1 rejected." in page.locator(RESULT).inner_text()
+    assert Upload.objects.count() == 1 and Instance.objects.count() == SLICES
+    assert Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL").state == "uploaded"
+    screenshot(page, "upload-nothing-new")
+
+
+def test_a_zip_of_the_folder_is_read_in_the_browser(world, stores, folder, tmp_path, page):
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for n, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
+            method = zipfile.ZIP_STORED if n % 3 == 0 else zipfile.ZIP_DEFLATED  # both ways a zip holds files
+            zf.write(path, path.relative_to(folder.parent), compress_type=method)
+    open_upload_page(page)
+    page.set_input_files("#upload-pick-files", str(archive))
+    wait_for_the_result(page)
+
+    assert page.locator("#upload-skipped-title").text_content() == "Skipped (not DICOM): 3 files"
+    assert states(page).count("De-identified and stored") == SLICES
+    assert page.locator("#upload-rows tr", has_text="IM99999").locator(".file-state").inner_text() == "Rejected"
+    assert page.locator("#upload-rows tr").first.locator("th").inner_text().startswith("export.zip/CD-EXPORT/")
+    assert Instance.objects.count() == SLICES
+
+
+def test_an_interrupted_upload_resumes_with_the_files_the_server_lacks(world, stores, folder, page):
+    """The browser was closed after ten files; the reopened page resumes that upload and sends only the rest."""
+    first_ten = sorted((folder / "DICOM" / "ST000001" / "SE000002").glob("IM000*"))[:10]
+    timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
+    upload = upload_open(actor=world.cora, timepoint=timepoint)
+    upload_receive(upload=upload, files=[path.read_bytes() for path in first_ten])
+    stow = []
+    page.on("request", lambda request: stow.append(request) if request.url.endswith("/studies") else None)
+    open_upload_page(page)
+    assert "the server holds 10 files of it" in page.locator("#upload-phase").inner_text()
+    choose_folder(page, folder)
+
+    assert len(stow) == 2  # 27 files: one request of 20, one of 7
+    rest = sum(p.stat().st_size for p in folder.rglob("IM*")) - sum(p.stat().st_size for p in first_ten)
+    sent = sum(int(request.all_headers()["content-length"]) for request in stow)
+    assert rest < sent < rest + 27 * 200  # the remaining files and their part headers, nothing more
+    assert states(page).count("De-identified and stored") == SLICES
+    assert Upload.objects.get().pk == upload.pk and Upload.objects.get().state == "complete"
+    assert Instance.objects.count() == SLICES
+
+
+def test_files_dropped_on_the_zone_are_read_too(world, stores, folder, page):
+    files = sorted((folder / "DICOM" / "ST000001" / "SE000002").glob("IM0000[1-3]")) + [folder / "README.txt"]
+    payload = [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in files]
+    open_upload_page(page)
+    transfer = page.evaluate_handle(
+        """files => {
+            const transfer = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.data), c => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], f.name));
+            }
+            return transfer;
+        }""",
+        payload,
+    )
+    page.dispatch_event("#upload-drop", "drop", {"dataTransfer": transfer})
+    wait_for_the_result(page)
+    assert states(page) == ["De-identified and stored"] * 3
+    assert page.locator("#upload-skipped-list li").all_text_contents() == ["README.txt — not a DICOM file"]

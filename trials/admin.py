@@ -28,6 +28,7 @@ class TrialAdmin(admin.ModelAdmin):
         "deid_clean_descriptors",
         "deid_retain_device_identity",
         "deid_retain_patient_characteristics",
+        "deid_private_safelist",
     ]
     readonly_fields = ["code"]
 

@@ -55,11 +55,30 @@ class TrialEditForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args, subjects_enrolled: bool = False, **kwargs):
+    deid_retain_dates_modified = forms.BooleanField(
+        label=_("Retain longitudinal dates, shifted per subject"),
+        required=False,
+        help_text=_("Keeps the intervals between visits exact (RECIST needs them)."),
+    )
+    deid_clean_descriptors = forms.BooleanField(
+        label=_("Clean descriptors"),
+        required=False,
+        help_text=_("Keeps study, series and protocol descriptions with identifying values removed."),
+    )
+    deid_retain_device_identity = forms.BooleanField(label=_("Retain device identity"), required=False)
+    deid_retain_patient_characteristics = forms.BooleanField(
+        label=_("Retain patient characteristics"), required=False, help_text=_("Sex, age, size and weight.")
+    )
+
+    def __init__(self, *args, subjects_enrolled: bool = False, images_stored: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if subjects_enrolled:
             # Submitted values are ignored for a disabled field: the stored pattern is kept.
             self.fields["subject_code_pattern"].disabled = True
+        if images_stored:
+            for name in self.fields:
+                if name.startswith("deid_"):
+                    self.fields[name].disabled = True
 
 
 class SiteCreateForm(forms.Form):

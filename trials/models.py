@@ -41,6 +41,21 @@ def validate_subject_pattern(pattern: str) -> None:
         raise ValidationError(_("The subject code pattern may only use {trial}, {site} and {n}."))
 
 
+def validate_private_safelist(value) -> None:
+    """A list of [private creator, element offset 0-255] pairs."""
+    ok = isinstance(value, list) and all(
+        isinstance(pair, list | tuple)
+        and len(pair) == 2
+        and isinstance(pair[0], str)
+        and pair[0].strip()
+        and isinstance(pair[1], int)
+        and 0 <= pair[1] <= 0xFFFF
+        for pair in value
+    )
+    if not ok:
+        raise ValidationError(_('Give a list of ["private creator", element] pairs.'))
+
+
 class Trial(models.Model):
     """A study protocol whose imaging CTIMS manages."""
 
@@ -67,6 +82,16 @@ class Trial(models.Model):
     deid_clean_descriptors = models.BooleanField(_("clean descriptors"), default=True)
     deid_retain_device_identity = models.BooleanField(_("retain device identity"), default=False)
     deid_retain_patient_characteristics = models.BooleanField(_("retain patient characteristics"), default=False)
+    deid_private_safelist = models.JSONField(
+        _("private attributes kept"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'Private attributes that survive de-identification, as ["private creator", element] pairs, e.g. '
+            '[["SIEMENS CT VA0  COAD", 16]]; every other private attribute is removed.'
+        ),
+        validators=[validate_private_safelist],
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

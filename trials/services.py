@@ -85,7 +85,14 @@ def trial_create(
     return trial
 
 
-TRIAL_EDITABLE = ("title", "sponsor", "protocol_number", "status", "subject_code_pattern")
+DEID_OPTIONS = (
+    "deid_retain_dates_modified",
+    "deid_clean_descriptors",
+    "deid_retain_device_identity",
+    "deid_retain_patient_characteristics",
+    "deid_private_safelist",
+)
+TRIAL_EDITABLE = ("title", "sponsor", "protocol_number", "status", "subject_code_pattern", *DEID_OPTIONS)
 
 
 def trial_update(*, actor, trial: Trial, **changes) -> Trial:
@@ -101,6 +108,12 @@ def trial_update(*, actor, trial: Trial, **changes) -> Trial:
         )
     with transaction.atomic():
         trial = Trial.objects.select_for_update().get(pk=trial.pk)
+        changed_options = [n for n in DEID_OPTIONS if n in changes and changes[n] != getattr(trial, n)]
+        if changed_options and trial.studies.exists():
+            raise ValidationFailed(
+                _("De-identification options cannot change once images are stored: the trial's images must agree."),
+                fields={name: [_("Images are already stored.")] for name in changed_options},
+            )
         before = {name: getattr(trial, name) for name in changes}
         for name, value in changes.items():
             setattr(trial, name, value.strip() if isinstance(value, str) else value)

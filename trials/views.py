@@ -179,7 +179,9 @@ def trial_edit(request, code):
     trial = _trial(actor, code, "manage_trial")
     initial = {name: getattr(trial, name) for name in services.TRIAL_EDITABLE}
     enrolled = trial.subjects.exists()
-    form = TrialEditForm(_posted(request), initial=initial, subjects_enrolled=enrolled)
+    form = TrialEditForm(
+        _posted(request), initial=initial, subjects_enrolled=enrolled, images_stored=trial.studies.exists()
+    )
     if request.method == "POST" and form.is_valid():
         try:
             services.trial_update(actor=request.user, trial=trial, **form.cleaned_data)

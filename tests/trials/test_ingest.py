@@ -318,3 +318,64 @@ def test_a_browser_session_can_stow_with_its_csrf_token(world, series):
         "POST", reverse("stow-upload", args=["ALPHA", upload_id]), body, content_type=content_type
     )
     assert without.status_code == 403
+
+
+def test_a_trials_private_safelist_keeps_those_private_attributes_only(world, api, series):
+    ds = pydicom.dcmread(io.BytesIO(series[0]))
+    block = ds.private_block(0x0019, "ACME CT RECON", create=True)
+    block.add_new(0x10, "DS", "1.5")  # kept: a reconstruction parameter the trial asked for
+    block.add_new(0x11, "LO", "HONG GILDONG RECON")  # removed
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    world.trial.deid_private_safelist = [["ACME CT RECON", 0x10]]
+    world.trial.save(update_fields=["deid_private_safelist"])
+    upload_id = open_upload(api, world.cora).json()["id"]
+    stow(api, world.cora, upload_id, [buffer.getvalue()])
+    stored = pydicom.dcmread(storages["images"].open(Instance.objects.get().storage_key))
+    kept = stored.private_block(0x0019, "ACME CT RECON")
+    assert kept[0x10].value == "1.5"
+    assert 0x10 in kept and 0x11 not in kept
+
+
+def test_the_deidentify_command_works_on_the_embedded_default(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CTIMS_VAR_DIR": str(tmp_path)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    def manage(*args):
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True, check=True
+        )
+
+    manage("migrate", "-v0")
+    manage("load_demo")
+    manage("demo_scans", str(tmp_path / "scans"), "--slices", "3")
+    out = manage(
+        "deidentify",
+        "--trial",
+        "DEMO",
+        "--subject",
+        "DEMO-SEO-001",
+        str(tmp_path / "scans/DEMO-SEO-001/BL"),
+        str(tmp_path / "out"),
+    )
+    assert out.stdout.count('"status": "accepted"') == 3 and "other_patient" in out.stdout
+
+
+def test_de_identification_options_are_frozen_once_images_are_stored(world, api, series):
+    from ctims.exceptions import ValidationFailed
+    from trials import services
+
+    services.trial_update(actor=world.alice, trial=world.trial, deid_retain_device_identity=True)
+    upload_id = open_upload(api, world.cora).json()["id"]
+    stow(api, world.cora, upload_id, series[:1])
+    with pytest.raises(ValidationFailed, match="cannot change once images are stored"):
+        services.trial_update(actor=world.alice, trial=world.trial, deid_retain_device_identity=False)
+    response = api.as_(world.alice).patch(
+        reverse("api-trial", args=["ALPHA"]), {"deid_clean_descriptors": False}, format="json"
+    )
+    assert response.status_code == 400 and "deid_clean_descriptors" in response.json()["error"]["fields"]

@@ -22,7 +22,20 @@ from ..models import (
 class TrialOut(serializers.ModelSerializer):
     class Meta:
         model = Trial
-        fields = ["code", "title", "sponsor", "protocol_number", "status", "subject_code_pattern", "created_at"]
+        fields = [
+            "code",
+            "title",
+            "sponsor",
+            "protocol_number",
+            "status",
+            "subject_code_pattern",
+            "created_at",
+            "deid_retain_dates_modified",
+            "deid_clean_descriptors",
+            "deid_retain_device_identity",
+            "deid_retain_patient_characteristics",
+            "deid_private_safelist",
+        ]
 
 
 class TrialCreateIn(serializers.Serializer):
@@ -35,6 +48,11 @@ class TrialCreateIn(serializers.Serializer):
 
 
 class TrialUpdateIn(serializers.Serializer):
+    deid_retain_dates_modified = serializers.BooleanField(required=False)
+    deid_clean_descriptors = serializers.BooleanField(required=False)
+    deid_retain_device_identity = serializers.BooleanField(required=False)
+    deid_retain_patient_characteristics = serializers.BooleanField(required=False)
+    deid_private_safelist = serializers.JSONField(required=False)
     title = serializers.CharField(max_length=300, required=False)
     sponsor = serializers.CharField(max_length=200, required=False)
     protocol_number = serializers.CharField(max_length=100, required=False)

@@ -38,6 +38,7 @@ def trial_deid_options(trial: Trial) -> DeidOptions:
         clean_descriptors=trial.deid_clean_descriptors,
         retain_device_identity=trial.deid_retain_device_identity,
         retain_patient_characteristics=trial.deid_retain_patient_characteristics,
+        private_tag_safelist=frozenset((creator, element) for creator, element in trial.deid_private_safelist),
     )
 
 

@@ -240,6 +240,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Origins of zero-footprint viewers (e.g. OHIF) allowed to call the DICOMweb roots from another origin.
+DICOMWEB_CORS_ORIGINS = envlist("DICOMWEB_CORS_ORIGINS", "")
+
 # Celery: a broker URL means real workers; without one, tasks run in-process (embedded default).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL

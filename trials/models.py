@@ -418,6 +418,8 @@ class Instance(models.Model):
     sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()
     deid_method = models.CharField(max_length=500)
+    # The DICOM JSON of every attribute but the pixel data, made on first request (instances never change).
+    metadata = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -46,7 +46,10 @@ def _item_json(item: UploadItem, request, trial_code: str) -> dict:
             "00081190": {
                 "vr": "UR",
                 "Value": [
-                    request.build_absolute_uri(f"/dicomweb/trials/{trial_code}/instances/{instance.sop_instance_uid}")
+                    request.build_absolute_uri(
+                        f"/dicomweb/trials/{trial_code}/studies/{instance.series.study.study_instance_uid}"
+                        f"/series/{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}"
+                    )
                 ],
             },
             # De-identification changed the attributes: the stored instance is a coerced copy.
@@ -108,7 +111,9 @@ class UploadStowApi(APIView):
                 raise
         if pending:
             items.extend(upload_receive(upload=upload, files=pending))
-        items = list(UploadItem.objects.filter(pk__in=[i.pk for i in items]).select_related("instance"))
+        items = list(
+            UploadItem.objects.filter(pk__in=[i.pk for i in items]).select_related("instance__series__study")
+        )
         referenced = [_item_json(i, request, trial.code) for i in items if i.instance_id is not None]
         failed = [_item_json(i, request, trial.code) for i in items if i.state == UploadItem.State.REJECTED]
         body = {

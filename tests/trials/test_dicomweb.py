@@ -1,0 +1,195 @@
+"""DICOMweb through the trial root: a real client (dicomweb-client) gets what was stored, scoped by role."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from django.core.files.storage import storages
+from PIL import Image
+
+from tests.conftest import build_world
+from trials import services
+from trials.ingest.services import upload_finish, upload_open, upload_receive
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Membership, Role, Timepoint
+
+
+@pytest.fixture
+def stores(tmp_path, settings):
+    fs = "django.core.files.storage.FileSystemStorage"
+    settings.STORAGES = settings.STORAGES | {
+        "images": {"BACKEND": fs, "OPTIONS": {"location": tmp_path / "images"}},
+        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": tmp_path / "quarantine"}},
+    }
+    storages._storages.clear()
+    yield
+    storages._storages.clear()
+
+
+def upload(world, subject_code: str, files: list[bytes], coordinator) -> Timepoint:
+    timepoint = Timepoint.objects.get(subject__code=subject_code, visit__code="BL")
+    session = upload_open(actor=coordinator, timepoint=timepoint)
+    upload_receive(upload=session, files=files)
+    upload_finish(actor=coordinator, upload=session)
+    return timepoint
+
+
+def with_images(world):
+    template = real_ct_template(large=False)
+    seoul = synthesize_ct_series(template, slices=5, seed="dw-seo")
+    busan = synthesize_ct_series(template, slices=2, seed="dw-bus", patient_id="B1", patient_name="B^B")
+    upload(world, "ALPHA-SEO-001", seoul, world.cora)
+    upload(world, "ALPHA-BUS-001", busan, world.bruno)
+    return seoul
+
+
+@pytest.fixture
+def images(db, stores, monkeypatch):
+    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+    world = build_world()
+    with_images(world)
+    return world
+
+
+def study_of(subject_code: str) -> str:
+    return Instance.objects.filter(series__study__subject__code=subject_code).first().series.study.study_instance_uid
+
+
+ROOT = "/dicomweb/trials/ALPHA"
+
+
+@pytest.mark.parametrize(
+    ("who", "seoul", "busan"),
+    [("alice", 200, 200), ("quinn", 200, 200), ("cora", 200, 404), ("bruno", 404, 200), ("rhea", 404, 404),
+     ("ada", 404, 404), ("sam", 404, 404), ("otto", 404, 404)],
+)
+def test_the_trial_root_shows_each_role_its_scope(images, client, who, seoul, busan):
+    client.force_login(images.people[who])
+    for subject, expected in (("ALPHA-SEO-001", seoul), ("ALPHA-BUS-001", busan)):
+        study = study_of(subject)
+        assert client.get(f"{ROOT}/studies/{study}/series").status_code == expected
+        assert client.get(f"{ROOT}/studies/{study}/metadata").status_code == expected
+    listing = client.get(f"{ROOT}/studies")
+    if seoul == busan == 404:
+        assert listing.status_code == 404
+    else:
+        found = {s["00100020"]["Value"][0] for s in listing.json()}
+        assert found == {c for c, e in (("ALPHA-SEO-001", seoul), ("ALPHA-BUS-001", busan)) if e == 200}
+
+
+def test_anonymous_requests_are_asked_to_authenticate(images, client):
+    response = client.get(f"{ROOT}/studies")
+    assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_qido_filters_and_paginates(images, client):
+    client.force_login(images.alice)
+    assert len(client.get(f"{ROOT}/series", {"Modality": "CT"}).json()) == 2
+    assert client.get(f"{ROOT}/series", {"Modality": "MR"}).json() == []
+    assert len(client.get(f"{ROOT}/series", {"SeriesDescription": "*pelvis*"}).json()) == 2
+    study = study_of("ALPHA-SEO-001")
+    instances = client.get(f"{ROOT}/studies/{study}/instances", {"limit": 2, "offset": 1}).json()
+    assert [i["00200013"]["Value"][0] for i in instances] == [2, 3]
+    assert client.get(f"{ROOT}/studies", {"StudyDate": "2026"}).status_code == 400
+
+
+def test_instance_responses_carry_an_etag_and_answer_304(images, client):
+    client.force_login(images.alice)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    url = f"{ROOT}/studies/{instance.series.study.study_instance_uid}/series/{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}/metadata"
+    first = client.get(url)
+    assert first.status_code == 200 and "immutable" in first["Cache-Control"]
+    again = client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304
+
+
+def test_bulk_data_supports_range_requests(images, client):
+    client.force_login(images.alice)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    url = f"{ROOT}/studies/{instance.series.study.study_instance_uid}/series/{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}/bulkdata/7FE00010"
+    whole = client.get(url)
+    part = client.get(url, HTTP_RANGE="bytes=10-19")
+    assert part.status_code == 206 and part.content == whole.content[10:20]
+    assert part["Content-Range"] == f"bytes 10-19/{len(whole.content)}"
+
+
+def test_cors_is_answered_for_configured_viewer_origins(images, client, settings):
+    settings.DICOMWEB_CORS_ORIGINS = ["https://viewer.example.org"]
+    preflight = client.options(f"{ROOT}/studies", HTTP_ORIGIN="https://viewer.example.org")
+    assert preflight["Access-Control-Allow-Origin"] == "https://viewer.example.org"
+    assert "Authorization" in preflight["Access-Control-Allow-Headers"]
+    client.force_login(images.alice)
+    other = client.get(f"{ROOT}/studies", HTTP_ORIGIN="https://evil.example.org")
+    assert "Access-Control-Allow-Origin" not in other
+
+
+# -- dicomweb-client against a live server ------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_images(transactional_db, stores, live_server):
+    world = build_world()
+    seoul = with_images(world)
+    membership = Membership.objects.get(user=world.quinn, trial=world.trial, role=Role.QC_REVIEWER)
+    _, key = services.api_token_create(actor=world.quinn, membership=membership, name="dicomweb-client")
+    return world, seoul, key
+
+
+def test_dicomweb_client_gets_what_was_stored(live_images, live_server):
+    from dicomweb_client.api import DICOMwebClient
+
+    world, sources, key = live_images
+    client = DICOMwebClient(url=f"{live_server.url}{ROOT}", headers={"Authorization": f"Bearer {key}"})
+    studies = client.search_for_studies(search_filters={"PatientID": "ALPHA-SEO-001"})
+    assert len(studies) == 1
+    study = studies[0]["0020000D"]["Value"][0]
+    [series_json] = client.search_for_series(study)
+    series = series_json["0020000E"]["Value"][0]
+    instances = client.search_for_instances(study, series)
+    assert len(instances) == 5
+
+    stored = {i.sop_instance_uid: i for i in Instance.objects.filter(series__series_instance_uid=series)}
+    metadata = client.retrieve_series_metadata(study, series)
+    assert {m["00080018"]["Value"][0] for m in metadata} == set(stored)
+    assert all("BulkDataURI" in m["7FE00010"] for m in metadata)
+    assert all(m["00100020"]["Value"] == ["ALPHA-SEO-001"] for m in metadata)
+
+    sop = sorted(stored, key=lambda uid: stored[uid].instance_number)[0]
+    ds = client.retrieve_instance(study, series, sop)
+    original = storages["images"].open(stored[sop].storage_key).read()
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    assert pydicom.dcmread(io.BytesIO(original)).PixelData == ds.PixelData
+    assert ds.SOPInstanceUID == sop
+
+    [frame] = client.retrieve_instance_frames(study, series, sop, frame_numbers=[1])
+    assert frame == pydicom.dcmread(io.BytesIO(original)).PixelData
+
+    png = client.retrieve_instance_rendered(study, series, sop, media_types=("image/png",))
+    picture = np.asarray(Image.open(io.BytesIO(png)))
+    assert picture.shape == (128, 128) and picture.std() > 0
+
+    whole = client.retrieve_series(study, series)
+    assert sorted(d.SOPInstanceUID for d in whole) == sorted(stored)
+
+
+def test_raw_instance_bytes_are_the_stored_file(live_images, live_server):
+    import requests
+
+    world, _, key = live_images
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    url = (
+        f"{live_server.url}{ROOT}/studies/{instance.series.study.study_instance_uid}/series/"
+        f"{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}"
+    )
+    response = requests.get(
+        url, headers={"Authorization": f"Bearer {key}", "Accept": 'multipart/related; type="application/dicom"'},
+        timeout=30,
+    )
+    boundary = response.headers["Content-Type"].split("boundary=")[1].encode()
+    part = response.content.split(b"--" + boundary)[1]
+    body = part.split(b"\r\n\r\n", 1)[1][:-2]
+    assert body == storages["images"].open(instance.storage_key).read()

@@ -1,0 +1,73 @@
+"""What a DICOMweb root exposes: a scope yields the studies a person may see there, and blinds what it must.
+
+Every DICOMweb view works on a Scope and nothing else, so a new root (a read task's, say) is a new scope
+function and not a change to the views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from ..access import Actor
+from ..models import Instance, Series, Study
+
+
+@dataclass
+class Scope:
+    """The studies visible through one DICOMweb root, and how their metadata is blinded there."""
+
+    studies: QuerySet[Study]
+    root: str  # the root's absolute path, e.g. /dicomweb/trials/DEMO
+    # Applied to every instance's DICOM JSON before it leaves the server (read-task roots remove more).
+    blind: Callable[[dict], dict] = field(default=lambda metadata: metadata)
+
+    def series(self) -> QuerySet[Series]:
+        return Series.objects.filter(study__in=self.studies)
+
+    def instances(self) -> QuerySet[Instance]:
+        return Instance.objects.filter(series__study__in=self.studies)
+
+    def study(self, study_uid: str) -> Study:
+        study = self.studies.filter(study_instance_uid=study_uid).first()
+        if study is None:
+            raise Http404("No such study.")
+        return study
+
+    def one_series(self, study_uid: str, series_uid: str) -> Series:
+        series = self.series().filter(series_instance_uid=series_uid, study__study_instance_uid=study_uid).first()
+        if series is None:
+            raise Http404("No such series.")
+        return series
+
+    def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Instance:
+        instance = (
+            self.instances()
+            .filter(
+                sop_instance_uid=sop_uid,
+                series__series_instance_uid=series_uid,
+                series__study__study_instance_uid=study_uid,
+            )
+            .select_related("series__study")
+            .first()
+        )
+        if instance is None:
+            raise Http404("No such instance.")
+        return instance
+
+
+def trial_scope(actor: Actor, *, code: str) -> Scope:
+    """The trial root: every study for trial admins and QC reviewers, their sites' for coordinators, else 404."""
+    trial = actor.trials("view_trial").filter(code=code).first()
+    if trial is None:
+        raise Http404("No such trial.")
+    studies = Study.objects.filter(trial=trial)
+    if not actor.has_trial_perm(trial, "view_all_subjects"):
+        sites = actor.sites(trial, "view_site_subjects")
+        if not sites.exists():
+            raise Http404("No such trial.")  # readers and sponsors have no images here: nothing to reveal
+        studies = studies.filter(subject__site__in=sites)
+    return Scope(studies=studies, root=f"/dicomweb/trials/{trial.code}")

@@ -389,6 +389,8 @@ class Series(models.Model):
     manufacturer = models.CharField(max_length=100, blank=True)
     model_name = models.CharField(max_length=100, blank=True)
     frame_of_reference_uid = models.CharField(max_length=64, blank=True)
+    # Kept by ingest so that searches need not count a million instance rows.
+    instance_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["study", "series_number"]

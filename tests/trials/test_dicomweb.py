@@ -63,8 +63,16 @@ ROOT = "/dicomweb/trials/ALPHA"
 
 @pytest.mark.parametrize(
     ("who", "seoul", "busan"),
-    [("alice", 200, 200), ("quinn", 200, 200), ("cora", 200, 404), ("bruno", 404, 200), ("rhea", 404, 404),
-     ("ada", 404, 404), ("sam", 404, 404), ("otto", 404, 404)],
+    [
+        ("alice", 200, 200),
+        ("quinn", 200, 200),
+        ("cora", 200, 404),
+        ("bruno", 404, 200),
+        ("rhea", 404, 404),
+        ("ada", 404, 404),
+        ("sam", 404, 404),
+        ("otto", 404, 404),
+    ],
 )
 def test_the_trial_root_shows_each_role_its_scope(images, client, who, seoul, busan):
     client.force_login(images.people[who])
@@ -89,7 +97,8 @@ def test_qido_filters_and_paginates(images, client):
     client.force_login(images.alice)
     assert len(client.get(f"{ROOT}/series", {"Modality": "CT"}).json()) == 2
     assert client.get(f"{ROOT}/series", {"Modality": "MR"}).json() == []
-    assert len(client.get(f"{ROOT}/series", {"SeriesDescription": "*pelvis*"}).json()) == 2
+    found = client.get(f"{ROOT}/series", {"SeriesDescription": "*pelvis*"}).json()
+    assert sorted(s["00201209"]["Value"][0] for s in found) == [2, 5]
     study = study_of("ALPHA-SEO-001")
     instances = client.get(f"{ROOT}/studies/{study}/instances", {"limit": 2, "offset": 1}).json()
     assert [i["00200013"]["Value"][0] for i in instances] == [2, 3]
@@ -186,10 +195,48 @@ def test_raw_instance_bytes_are_the_stored_file(live_images, live_server):
         f"{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}"
     )
     response = requests.get(
-        url, headers={"Authorization": f"Bearer {key}", "Accept": 'multipart/related; type="application/dicom"'},
+        url,
+        headers={"Authorization": f"Bearer {key}", "Accept": 'multipart/related; type="application/dicom"'},
         timeout=30,
     )
     boundary = response.headers["Content-Type"].split("boundary=")[1].encode()
     part = response.content.split(b"--" + boundary)[1]
     body = part.split(b"\r\n\r\n", 1)[1][:-2]
     assert body == storages["images"].open(instance.storage_key).read()
+
+
+def test_compressed_frames_come_as_stored_or_decoded_as_asked(images, client):
+    from pathlib import Path
+
+    from pydicom.data import get_testdata_file
+
+    source = Path(get_testdata_file("MR_small_jp2klossless.dcm")).read_bytes()
+    upload(images, "ALPHA-SEO-002", [source], images.cora)
+    instance = Instance.objects.get(series__study__subject__code="ALPHA-SEO-002")
+    assert instance.transfer_syntax_uid == "1.2.840.10008.1.2.4.90"
+    url = (
+        f"{ROOT}/studies/{instance.series.study.study_instance_uid}/series/{instance.series.series_instance_uid}"
+        f"/instances/{instance.sop_instance_uid}/frames/1"
+    )
+    client.force_login(images.quinn)
+
+    def only_part(response):
+        boundary = response["Content-Type"].split("boundary=")[1].encode()
+        head, body = response.content.split(b"--" + boundary)[1].split(b"\r\n\r\n", 1)
+        return head.decode(), body[:-2]
+
+    head, body = only_part(
+        client.get(url, HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*')
+    )
+    assert "1.2.840.10008.1.2.4.90" in head and body[:4] == b"\xff\x4f\xff\x51"  # a JPEG 2000 codestream
+    head, body = only_part(client.get(url, HTTP_ACCEPT='multipart/related; type="application/octet-stream"'))
+    original = pydicom.dcmread(io.BytesIO(source))
+    assert "1.2.840.10008.1.2.1" in head
+    assert np.array_equal(
+        np.frombuffer(body, dtype="<i2" if original.PixelRepresentation else "<u2").reshape(64, 64),
+        original.pixel_array,
+    )
+    refused = client.get(
+        url, HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    )
+    assert refused.status_code == 406

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import QueryDict
 
 from ..models import Instance, Series, Study
@@ -86,7 +86,7 @@ def search_studies(studies: QuerySet[Study], params: QueryDict) -> QuerySet[Stud
         qs = qs.filter(series__modality__in=modalities).distinct()
     if pattern := params.get("StudyDescription") or params.get("00081030"):
         qs = qs.filter(_wildcard("description", pattern))
-    qs = qs.annotate(n_series=Count("series", distinct=True), n_instances=Count("series__instances"))
+    qs = qs.annotate(n_series=Count("series", distinct=True), n_instances=Sum("series__instance_count"))
     return paginate(qs.order_by("study_date", "pk"), params)
 
 
@@ -124,7 +124,6 @@ def search_series(series: QuerySet[Series], params: QueryDict, study_uid: str | 
             qs = qs.filter(series_number__in=[int(n) for n in numbers])
         except ValueError:
             raise BadQuery("SeriesNumber must be a whole number") from None
-    qs = qs.annotate(n_instances=Count("instances"))
     return paginate(qs.order_by("study_id", "series_number", "pk"), params)
 
 
@@ -138,7 +137,7 @@ def series_json(series: Series, root: str) -> dict:
         "0020000D": _attr("UI", study_uid),
         "0020000E": _attr("UI", series.series_instance_uid),
         "00200011": _attr("IS", series.series_number),
-        "00201209": _attr("IS", getattr(series, "n_instances", None)),
+        "00201209": _attr("IS", series.instance_count),
     }
 
 

@@ -111,9 +111,7 @@ class UploadStowApi(APIView):
                 raise
         if pending:
             items.extend(upload_receive(upload=upload, files=pending))
-        items = list(
-            UploadItem.objects.filter(pk__in=[i.pk for i in items]).select_related("instance__series__study")
-        )
+        items = list(UploadItem.objects.filter(pk__in=[i.pk for i in items]).select_related("instance__series__study"))
         referenced = [_item_json(i, request, trial.code) for i in items if i.instance_id is not None]
         failed = [_item_json(i, request, trial.code) for i in items if i.state == UploadItem.State.REJECTED]
         body = {

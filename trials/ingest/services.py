@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -276,6 +276,8 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
                     item.state, item.instance = UploadItem.State.ACCEPTED, instance
             item.processed_at = now
         Instance.objects.bulk_create(new_instances)
+        for series_id, added in Counter(i.series_id for i in new_instances).items():
+            Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
         _save_outcomes(list(locked.values()))
         shas = [item.sha256 for item in locked.values()]
         transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in shas])

@@ -10,6 +10,7 @@ from django.contrib.auth import logout
 from django.utils.translation import gettext as _
 
 _LAST_SEEN = "ctims_last_seen"
+_RESOLUTION = 60  # seconds
 
 
 class IdleSessionTimeoutMiddleware:
@@ -26,6 +27,7 @@ class IdleSessionTimeoutMiddleware:
             if last_seen is not None and now - last_seen > settings.SESSION_IDLE_TIMEOUT.total_seconds():
                 logout(request)
                 messages.info(request, _("Your session ended after a period of inactivity. Please log in again."))
-            else:
+            elif last_seen is None or now - last_seen > _RESOLUTION:
+                # Written at most once a minute: a viewer fetching hundreds of frames must not rewrite the session each time.
                 request.session[_LAST_SEEN] = now
         return self.get_response(request)

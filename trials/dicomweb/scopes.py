@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from django.db.models import QuerySet
 from django.http import Http404
 
-from ..access import Actor
+from ..access import Actor, trial_access
 from ..models import Instance, Series, Study
 
 
@@ -61,13 +61,13 @@ class Scope:
 
 def trial_scope(actor: Actor, *, code: str) -> Scope:
     """The trial root: every study for trial admins and QC reviewers, their sites' for coordinators, else 404."""
-    trial = actor.trials("view_trial").filter(code=code).first()
-    if trial is None:
+    access = trial_access(actor, code)
+    if access is None:
         raise Http404("No such trial.")
-    studies = Study.objects.filter(trial=trial)
-    if not actor.has_trial_perm(trial, "view_all_subjects"):
-        sites = actor.sites(trial, "view_site_subjects")
-        if not sites.exists():
+    studies = Study.objects.filter(trial=access.trial)
+    if "view_all_subjects" not in access.trial_perms:
+        sites = access.sites_with("view_site_subjects")
+        if not sites:
             raise Http404("No such trial.")  # readers and sponsors have no images here: nothing to reveal
         studies = studies.filter(subject__site__in=sites)
-    return Scope(studies=studies, root=f"/dicomweb/trials/{trial.code}")
+    return Scope(studies=studies, root=f"/dicomweb/trials/{access.trial.code}")

@@ -53,12 +53,19 @@ class Command(BaseCommand):
     help = "Run a benchmark and print its figures. `bench ingest`: de-identification and the ingest pipeline."
 
     def add_arguments(self, parser):
-        parser.add_argument("name", choices=["ingest"])
+        parser.add_argument("name", choices=["ingest", "dicomweb"])
+        parser.add_argument(
+            "--index-rows", type=int, default=1_000_000, help="dicomweb: instance rows in the QIDO index"
+        )
         parser.add_argument("--slices", type=int, default=300, help="instances in the synthesized CT series")
         parser.add_argument("--runs", type=int, default=5, help="runs per measurement; the median is reported")
         parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
 
-    def handle(self, *args, name: str, slices: int, runs: int, small: bool, **options):
+    def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, **options):
+        if name == "dicomweb":
+            from trials.dicomweb.bench import bench_dicomweb
+
+            return bench_dicomweb(self.stdout, slices=slices, runs=runs, small=small, index_rows=index_rows)
         template = real_ct_template(large=not small)
         if not small and template.Rows != 512:
             raise CommandError("The 512x512 CT header needs the pydicom-data package (pip install pydicom-data).")

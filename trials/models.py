@@ -422,6 +422,8 @@ class Instance(models.Model):
     deid_method = models.CharField(max_length=500)
     # The DICOM JSON of every attribute but the pixel data, made on first request (instances never change).
     metadata = models.JSONField(null=True, blank=True, editable=False)
+    # Where native pixel frames lie in the file ({"offset", "frame_bytes", "frames"}), found on first request.
+    pixel_layout = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -24,6 +24,8 @@ class Scope:
     root: str  # the root's absolute path, e.g. /dicomweb/trials/DEMO
     # Applied to every instance's DICOM JSON before it leaves the server (read-task roots remove more).
     blind: Callable[[dict], dict] = field(default=lambda metadata: metadata)
+    # The same test as `studies`, on one study already loaded (with its subject): the hot path of frames.
+    allows: Callable[[Study], bool] | None = None
 
     def series(self) -> QuerySet[Series]:
         return Series.objects.filter(study__in=self.studies)
@@ -44,17 +46,19 @@ class Scope:
         return series
 
     def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Instance:
+        candidates = Instance.objects if self.allows else self.instances()
         instance = (
-            self.instances()
-            .filter(
-                sop_instance_uid=sop_uid,
-                series__series_instance_uid=series_uid,
-                series__study__study_instance_uid=study_uid,
-            )
-            .select_related("series__study")
+            candidates.filter(sop_instance_uid=sop_uid)
+            .select_related("series__study__subject")
+            .defer("metadata")
             .first()
         )
-        if instance is None:
+        if (
+            instance is None
+            or instance.series.series_instance_uid != series_uid
+            or instance.series.study.study_instance_uid != study_uid
+            or (self.allows is not None and not self.allows(instance.series.study))
+        ):
             raise Http404("No such instance.")
         return instance
 
@@ -64,10 +68,17 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
     access = trial_access(actor, code)
     if access is None:
         raise Http404("No such trial.")
-    studies = Study.objects.filter(trial=access.trial)
-    if "view_all_subjects" not in access.trial_perms:
-        sites = access.sites_with("view_site_subjects")
-        if not sites:
-            raise Http404("No such trial.")  # readers and sponsors have no images here: nothing to reveal
-        studies = studies.filter(subject__site__in=sites)
-    return Scope(studies=studies, root=f"/dicomweb/trials/{access.trial.code}")
+    trial_id = access.trial.pk
+    studies = Study.objects.filter(trial_id=trial_id)
+    if "view_all_subjects" in access.trial_perms:
+        return Scope(
+            studies=studies, root=f"/dicomweb/trials/{access.trial.code}", allows=lambda s: s.trial_id == trial_id
+        )
+    sites = set(access.sites_with("view_site_subjects"))
+    if not sites:
+        raise Http404("No such trial.")  # readers and sponsors have no images here: nothing to reveal
+    return Scope(
+        studies=studies.filter(subject__site__in=sites),
+        root=f"/dicomweb/trials/{access.trial.code}",
+        allows=lambda s: s.trial_id == trial_id and s.subject.site_id in sites,
+    )

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -143,7 +144,12 @@ def search_instances(request, scope: Scope, study: str | None = None, series: st
 
 
 def _instances_of(scope: Scope, study: str, series: str | None = None):
-    qs = scope.instances().filter(series__study__study_instance_uid=study).select_related("series__study")
+    qs = (
+        scope.instances()
+        .filter(series__study__study_instance_uid=study)
+        .select_related("series__study")
+        .defer("metadata")
+    )
     if series:
         qs = qs.filter(series__series_instance_uid=series)
     instances = list(qs.order_by("series__series_number", "series_id", "instance_number", "pk"))
@@ -196,16 +202,22 @@ def retrieve_instance(request, scope: Scope, study: str, series: str, instance: 
 
 
 def _metadata_response(request, scope: Scope, instances) -> HttpResponse:
+    etag = _etag("metadata", scope.root, *(i.sha256 for i in instances))
+
     def make():
-        wado.warm_metadata([i for i in instances if i.metadata is None])
+        # The body depends only on the instances and the root (both in the ETag): keep it for the next viewer.
+        body = cache.get_or_set(f"dicomweb:{etag}", lambda: json.dumps(build(), separators=(",", ":")), 3600)
+        return HttpResponse(body, content_type=DICOM_JSON)
+
+    def build():
+        wado.load_metadata(instances)
         body = []
         for i in instances:
             url = f"{scope.root}/studies/{i.series.study.study_instance_uid}/series/{i.series.series_instance_uid}/instances/{i.sop_instance_uid}"
             body.append(scope.blind(wado.with_bulk_data(wado.instance_metadata(i), i, url)))
-        return _json(body)
+        return body
 
-    cache = IMMUTABLE if len(instances) == 1 else REVALIDATE
-    return _cached(request, _etag("metadata", scope.root, *(i.sha256 for i in instances)), cache, make)
+    return _cached(request, etag, IMMUTABLE if len(instances) == 1 else REVALIDATE, make)
 
 
 @endpoint
@@ -245,8 +257,11 @@ def retrieve_frames(request, scope: Scope, study: str, series: str, instance: st
         syntax = "*"
 
     def make():
-        ds = wado.read_instance(item)
-        data, used = wado.frames_for(ds, numbers, syntax)
+        layout = wado.native_layout(item)
+        if layout and syntax in ("*", "", wado.EXPLICIT_VR_LE, item.transfer_syntax_uid):
+            data, used = wado.read_native_frames(item, layout, numbers), wado.EXPLICIT_VR_LE
+        else:
+            data, used = wado.frames_for(wado.read_instance(item), numbers, syntax)
         boundary = wado.new_boundary()
         part_type = "application/octet-stream"
         body = b"".join(

@@ -70,10 +70,12 @@ def with_bulk_data(metadata: dict, instance: Instance, instance_url: str) -> dic
     return metadata | {"7FE00010": {"vr": vr, "BulkDataURI": f"{instance_url}/bulkdata/7FE00010"}}
 
 
-def warm_metadata(instances: list[Instance]) -> None:
-    """Make the metadata of instances that have none yet, in one transaction."""
+def load_metadata(instances: list[Instance]) -> None:
+    """Give each instance its metadata: read in one query, made (and kept) for those that have none yet."""
+    stored = dict(Instance.objects.filter(pk__in=[i.pk for i in instances]).values_list("pk", "metadata"))
     with transaction.atomic():
         for instance in instances:
+            instance.metadata = stored.get(instance.pk)
             instance_metadata(instance)
 
 
@@ -128,6 +130,44 @@ def frames_for(ds: pydicom.Dataset, numbers: list[int], transfer_syntax: str) ->
         except (RuntimeError, NotImplementedError, ValueError) as exc:
             raise NotAcceptable(f"this instance cannot be decoded here: {exc}") from None
     raise NotAcceptable(f"frames are available as stored ({stored}) or as {EXPLICIT_VR_LE}")
+
+
+def native_layout(instance: Instance) -> dict | None:
+    """Where the frames of a natively encoded little-endian instance lie in its file; None for other encodings.
+
+    Found once with a header-only parse and kept with the index row, so that later frame requests read just
+    the bytes of the frame.
+    """
+    if instance.pixel_layout is not None:
+        return instance.pixel_layout or None
+    layout: dict = {}
+    if instance.transfer_syntax_uid in (EXPLICIT_VR_LE, "1.2.840.10008.1.2"):
+        with image_storage().open(instance.storage_key, "rb") as f:
+            ds = pydicom.dcmread(f, defer_size=1024)
+            element = ds.get_item("PixelData") if "PixelData" in ds else None
+            if (
+                element is not None
+                and getattr(element, "value_tell", None) is not None
+                and element.length != 0xFFFFFFFF
+            ):
+                frame_bytes = ds.Rows * ds.Columns * ds.SamplesPerPixel * ds.BitsAllocated // 8
+                frames = _frame_count(ds)
+                if ds.BitsAllocated % 8 == 0 and frame_bytes * frames <= element.length:
+                    layout = {"offset": element.value_tell, "frame_bytes": frame_bytes, "frames": frames}
+    Instance.objects.filter(pk=instance.pk).update(pixel_layout=layout)
+    instance.pixel_layout = layout
+    return layout or None
+
+
+def read_native_frames(instance: Instance, layout: dict, numbers: list[int]) -> list[bytes]:
+    if any(n < 1 or n > layout["frames"] for n in numbers):
+        raise IndexError(f"this instance has {layout['frames']} frame(s)")
+    out = []
+    with image_storage().open(instance.storage_key, "rb") as f:
+        for n in numbers:
+            f.seek(layout["offset"] + (n - 1) * layout["frame_bytes"])
+            out.append(f.read(layout["frame_bytes"]))
+    return out
 
 
 # -- rendered ---------------------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def _fill_index(trial, subject, rows: int, per_series: int = 500) -> None:
     def row_values():
         for s in series:
             for k in range(per_series):
-                uid = f"2.25.7{s.pk}0{k}"
+                uid = f"2.25.7{s.pk:010d}{k:06d}"
                 yield (
                     s.pk,
                     uid,

@@ -240,3 +240,26 @@ def test_compressed_frames_come_as_stored_or_decoded_as_asked(images, client):
         url, HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50'
     )
     assert refused.status_code == 406
+
+
+def test_series_retrieval_streams_with_flat_memory(db, stores, client, monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+    world = build_world()
+    files = synthesize_ct_series(real_ct_template(large=True), slices=40, seed="dw-stream")
+    upload(world, "ALPHA-SEO-001", files, world.cora)
+    series = Instance.objects.first().series
+    client.force_login(world.quinn)
+    response = client.get(
+        f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}",
+        HTTP_ACCEPT='multipart/related; type="application/dicom"',
+    )
+    assert response.streaming
+    total = sum(len(f) for f in files)
+    tracemalloc.start()
+    received = sum(len(chunk) for chunk in response.streaming_content)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert received > total  # every file plus the multipart framing
+    assert peak < total / 8, f"peak {peak / 1e6:.1f} MB while streaming {total / 1e6:.1f} MB"

@@ -5,9 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ctims
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
-.PHONY: run test install install-dev services browser lint check clean
+.PHONY: run test install install-dev frontend services browser lint check clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (install python3.11 or set PYTHON=...)"; exit 1; }
@@ -25,7 +25,17 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: install
+# The browser bundles (static/dist/, ignored by git): npm ci when node_modules is missing or older than the
+# lock file (npm writes node_modules/.package-lock.json on every install), then esbuild, about a second.
+node_modules/.package-lock.json: package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20+ and npm are required for the viewer (install nodejs and npm)"; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+frontend: node_modules/.package-lock.json
+	node scripts/build-frontend.mjs
+
+run: install frontend
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
 	@test -d var/demo-scans || $(PY) manage.py demo_scans var/demo-scans
@@ -60,7 +70,7 @@ check: install-dev services
 	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py check
 	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py makemigrations --check --dry-run
 
-test: install-dev services browser lint check
+test: install-dev frontend services browser lint check
 	DATABASE_URL=$(DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 clean:

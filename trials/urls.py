@@ -16,6 +16,11 @@ urlpatterns = [
         views.timepoint_upload,
         name="timepoint-upload",
     ),
+    path(
+        "<str:code>/subjects/<str:subject_code>/visits/<str:visit_code>/viewer/",
+        views.timepoint_viewer,
+        name="timepoint-viewer",
+    ),
     path("<str:code>/people/", views.trial_people, name="trial-people"),
     path("<str:code>/people/<int:pk>/revoke/", views.membership_revoke, name="membership-revoke"),
     path("<str:code>/tokens/", views.trial_tokens, name="trial-tokens"),

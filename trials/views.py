@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -17,6 +18,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
@@ -316,7 +318,11 @@ def subject_detail(request, code, subject_code):
         .annotate(n_series=Count("studies__series", distinct=True), n_instances=Count("studies__series__instances"))
         .order_by("visit__order")
     )
-    context = {"subject": subject, "timepoints": timepoints} | _upload_links(actor, trial)
+    context = {
+        "subject": subject,
+        "timepoints": timepoints,
+        "can_view_images": _sees_images(actor, trial, subject),
+    } | _upload_links(actor, trial)
     return _trial_page(request, actor, trial, "trials/subject_detail.html", "trial-subjects", context)
 
 
@@ -389,6 +395,66 @@ def timepoint_upload(request, code, subject_code, visit_code):
         "state_labels_json": json.dumps({value: str(label) for value, label in Timepoint.State.choices}),
     }
     return _trial_page(request, actor, trial, "trials/upload.html", "trial-subjects", context)
+
+
+# --- viewer -------------------------------------------------------------------------------------------------
+
+
+def _sees_images(actor: Actor, trial: Trial, subject) -> bool:
+    """Whether the trial's DICOMweb root shows this subject's images: admins, QC reviewers, the site's coordinators."""
+    return (
+        actor.has_trial_perm(trial, "view_all_subjects")
+        or actor.sites(trial, "view_site_subjects").filter(pk=subject.site_id).exists()
+    )
+
+
+@login_required
+@require_GET
+# The image codecs are WebAssembly: compiling it is the one thing this page adds to the scripts' policy.
+@csp_update({"script-src": ["'wasm-unsafe-eval'"]})
+def timepoint_viewer(request, code, subject_code, visit_code):
+    """The image viewer of one timepoint, over the trial's DICOMweb root, with the subject's other timepoints.
+
+    It shows the subject's pseudonym and the visits' labels, nothing of the site and no dates. Readers,
+    adjudicators and sponsors see nothing here (404): their images come through their read tasks.
+    """
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code)
+    with scoped():
+        subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
+    if not _sees_images(actor, trial, subject):
+        raise Http404(_("No such subject."))
+    timepoints = subject.timepoints.select_related("visit").prefetch_related("studies").order_by("visit__order")
+    timepoint = next((t for t in timepoints if t.visit.code == visit_code), None)
+    if timepoint is None:
+        raise Http404(_("No such visit."))
+    # The subject's visits that hold images, in schedule order: this one and those to compare it with.
+    visits = [
+        {
+            "visit": t.visit.code,
+            "label": t.visit.label,
+            "studies": sorted(study.study_instance_uid for study in t.studies.all()),
+            "current": t.pk == timepoint.pk,
+        }
+        for t in timepoints
+        if t.pk == timepoint.pk or t.studies.all()
+    ]
+    current = next(n for n, v in enumerate(visits) if v["current"])
+    earlier, later = visits[:current], visits[current + 1 :]
+    # Compare with the latest earlier visit first (the usual baseline/follow-up reading), else the next one.
+    default_compare = (earlier[-1] if earlier else later[0] if later else visits[current])["visit"]
+    root = reverse("dicomweb-trial-studies", kwargs={"scope_code": trial.code}).removesuffix("/studies")
+    context = {
+        "subject": subject,
+        "visit": timepoint.visit,
+        "timepoint": timepoint,
+        "has_images": bool(visits[current]["studies"]),
+        "compare_visits": [v for v in visits if v["studies"]],
+        "default_compare": default_compare,
+        "panes": ["left", "right"],
+        "viewer_config": {"root": root, "wasmBase": static("dist/viewer/"), "timepoints": visits},
+    }
+    return _trial_page(request, actor, trial, "trials/viewer.html", "trial-subjects", context)
 
 
 # --- people -------------------------------------------------------------------------------------------------

@@ -1,0 +1,467 @@
+// The image viewer of a timepoint: Cornerstone3D stack viewports over the trial's DICOMweb root, a series
+// list with thumbnails, window/level presets, length and long/short axis measurements in mm, and a second
+// viewport for another timepoint of the same subject, its scrolling linked by slice position.
+//
+// The page passes its configuration in a JSON block (#viewer-config): the DICOMweb root, where the codecs'
+// .wasm files are served, and the subject's timepoints that hold images (visit, label, study UIDs).
+
+import { RenderingEngine, init as coreInit } from "@cornerstonejs/core";
+import { init as loaderInit } from "@cornerstonejs/dicom-image-loader";
+import {
+  BidirectionalTool,
+  Enums as ToolEnums,
+  LengthTool,
+  PanTool,
+  StackScrollTool,
+  ToolGroupManager,
+  WindowLevelTool,
+  ZoomTool,
+  addTool,
+  init as toolsInit,
+} from "@cornerstonejs/tools";
+
+import { DicomwebClient } from "./dicomweb.js";
+import { closestIndex, dot } from "./geometry.js";
+import { gettext, integer, interpolate, ngettext } from "./i18n.js";
+import { MeasurementList } from "./measurements.js";
+import { Pane, seriesTitle } from "./pane.js";
+
+const { MouseBindings } = ToolEnums;
+
+// Window width / level of the presets, in Hounsfield units.
+const PRESETS = {
+  lung: [1500, -600],
+  mediastinum: [350, 50],
+  abdomen: [400, 40],
+  bone: [2000, 300],
+  brain: [80, 40],
+};
+
+const TOOLS = {
+  WindowLevel: WindowLevelTool,
+  Pan: PanTool,
+  Zoom: ZoomTool,
+  Length: LengthTool,
+  Bidirectional: BidirectionalTool,
+};
+
+const NOT_IMAGES = new Set(["SR", "PR", "KO", "DOC", "REG", "SEG", "RTSTRUCT"]);
+
+/** The series to open first: the one with the most images (not a scout), ties to the lower number. */
+function mainSeries(list) {
+  const images = list.filter((series) => !NOT_IMAGES.has(series.modality));
+  return (images.length ? images : list).reduce(
+    (best, series) => (best === null || (series.instances ?? 0) > (best.instances ?? 0) ? series : best),
+    null,
+  );
+}
+
+/** The series of another timepoint that matches `series` best: same modality and description, else modality. */
+function matchingSeries(list, series) {
+  if (!series) return mainSeries(list);
+  const same = list.filter((s) => s.modality === series.modality);
+  return (
+    same.find((s) => s.description && s.description === series.description) || mainSeries(same.length ? same : list)
+  );
+}
+
+class Viewer {
+  constructor(root, config) {
+    this.root = root;
+    this.config = config;
+    this.client = new DicomwebClient(new URL(config.root, window.location.href).href);
+    this.timepoints = config.timepoints;
+    this.seriesCache = new Map();
+    this.activeTool = "WindowLevel";
+    this.layout = 1;
+    this.linked = true;
+    this.linkOffset = 0;
+    this.failed = null;
+  }
+
+  async start() {
+    coreInit();
+    loaderInit({
+      maxWebWorkers: Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2))),
+      wasmBasePath: new URL(this.config.wasmBase, window.location.href).href,
+    });
+    toolsInit();
+    this.engine = new RenderingEngine("ctims-viewer");
+    this.setUpTools();
+    this.panes = [...this.root.querySelectorAll(".viewer-pane")].map(
+      (element) => new Pane({ viewer: this, element, viewportId: element.dataset.pane }),
+    );
+    [this.left, this.right] = this.panes;
+    this.active = this.left;
+    this.measurements = new MeasurementList({
+      viewer: this,
+      list: this.root.querySelector("#viewer-measurements"),
+      empty: this.root.querySelector("#viewer-measurements-empty"),
+    });
+    this.bindControls();
+    const resized = new ResizeObserver(() => this.engine.resize(true, true));
+    for (const pane of this.panes) resized.observe(pane.element);
+
+    const current = this.timepoints.find((timepoint) => timepoint.current);
+    this.left.setTimepoint(current);
+    this.left.enable();
+    this.setActive(this.left);
+    const list = await this.seriesOf(current);
+    await this.renderSeriesList();
+    const first = mainSeries(list);
+    if (!first) {
+      this.left.setStatus(gettext("No series could be found for this visit."), { error: true });
+      throw new Error("no series");
+    }
+    const shown = await this.left.show(first);
+    this.renderSeriesList();
+    return shown;
+  }
+
+  // --- tools ---------------------------------------------------------------------------------------------
+
+  setUpTools() {
+    for (const Tool of [...Object.values(TOOLS), StackScrollTool]) addTool(Tool);
+    const group = ToolGroupManager.createToolGroup("ctims-viewer");
+    for (const Tool of [...Object.values(TOOLS), StackScrollTool]) group.addTool(Tool.toolName);
+    group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+    group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
+    group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
+    group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
+    group.setToolPassive(LengthTool.toolName);
+    group.setToolPassive(BidirectionalTool.toolName);
+    this.toolGroup = group;
+  }
+
+  /** Give the left mouse button to a tool; the right button zooms and the middle one pans whatever is chosen. */
+  chooseTool(name) {
+    if (!TOOLS[name] || name === this.activeTool) return;
+    this.toolGroup.setToolPassive(TOOLS[this.activeTool].toolName);
+    this.toolGroup.setToolActive(TOOLS[name].toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+    this.activeTool = name;
+    for (const button of this.root.querySelectorAll("[data-tool]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.tool === name));
+    }
+  }
+
+  // --- controls ------------------------------------------------------------------------------------------
+
+  bindControls() {
+    // A failed load shows its message in the viewport; nothing else is left to do with the error here.
+    const quietly = (promise) => promise.catch(() => {});
+    this.root.querySelector(".viewer-toolbar").addEventListener("click", (event) => {
+      const button = event.target.closest("button");
+      if (!button) return;
+      if (button.dataset.tool) this.chooseTool(button.dataset.tool);
+      else if (button.dataset.preset) this.active.setWindow(...PRESETS[button.dataset.preset]);
+      else if (button.dataset.action === "reset") this.active.reset();
+      else if (button.dataset.layout) quietly(this.setLayout(Number(button.dataset.layout)));
+    });
+    for (const button of this.root.querySelectorAll("[data-preset]")) {
+      const [width, level] = PRESETS[button.dataset.preset];
+      button.title = interpolate(
+        gettext("W %(width)s · L %(level)s"),
+        { width: integer(width), level: integer(level) },
+        true,
+      );
+    }
+    this.compareSelect = this.root.querySelector("#viewer-compare");
+    this.compareSelect.addEventListener("change", () => quietly(this.compareWith(this.compareSelect.value)));
+    this.linkBox = this.root.querySelector("#viewer-link");
+    this.linkBox.addEventListener("change", () => this.setLinked(this.linkBox.checked));
+    for (const pane of this.panes) {
+      pane.root.addEventListener("pointerdown", () => this.setActive(pane), { capture: true });
+      pane.root.addEventListener("focusin", () => this.setActive(pane));
+    }
+    this.root.addEventListener("keydown", (event) => this.onKey(event));
+    this.root.querySelector("#viewer-series-list").addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-series]");
+      if (button) quietly(this.openSeries(button.dataset.study, button.dataset.series));
+    });
+  }
+
+  onKey(event) {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.target.closest("input, select, textarea")) return;
+    const pane = this.active;
+    const page = Math.max(1, Math.round(pane.slices.length / 10));
+    const moves = {
+      ArrowUp: -1,
+      ArrowLeft: -1,
+      ArrowDown: 1,
+      ArrowRight: 1,
+      PageUp: -page,
+      PageDown: page,
+    };
+    if (event.key in moves) pane.scrollBy(moves[event.key]);
+    else if (event.key === "Home") pane.scrollTo(0);
+    else if (event.key === "End") pane.scrollTo(pane.slices.length - 1);
+    else return;
+    event.preventDefault();
+  }
+
+  setActive(pane) {
+    if (!pane.enabled && pane !== this.left) return;
+    const changed = this.active !== pane;
+    this.active = pane;
+    for (const p of this.panes) p.root.classList.toggle("is-active", p === pane);
+    if (changed) this.renderSeriesList();
+  }
+
+  // --- series --------------------------------------------------------------------------------------------
+
+  /** The series of a timepoint's studies (QIDO-RS), fetched once. */
+  seriesOf(timepoint) {
+    if (!this.seriesCache.has(timepoint.visit)) {
+      const studies = timepoint.studies.map((uid) => this.client.series(uid));
+      this.seriesCache.set(
+        timepoint.visit,
+        Promise.all(studies).then((lists) => lists.flat()),
+      );
+    }
+    return this.seriesCache.get(timepoint.visit);
+  }
+
+  async renderSeriesList() {
+    const timepoint = this.active.timepoint;
+    const heading = this.root.querySelector("#viewer-series-visit");
+    const list = this.root.querySelector("#viewer-series-list");
+    if (!timepoint) return;
+    heading.textContent = timepoint.label;
+    let series;
+    try {
+      series = await this.seriesOf(timepoint);
+    } catch (error) {
+      list.replaceChildren(this.message(gettext("The series could not be listed."), "is-error"));
+      throw error;
+    }
+    if (this.active.timepoint !== timepoint) return;
+    const studies = [...new Set(series.map((s) => s.studyUid))];
+    const items = [];
+    studies.forEach((studyUid, n) => {
+      if (studies.length > 1) {
+        const li = document.createElement("li");
+        li.className = "series-study";
+        li.textContent = interpolate(gettext("Study %(number)s"), { number: integer(n + 1) }, true);
+        items.push(li);
+      }
+      for (const s of series.filter((item) => item.studyUid === studyUid)) items.push(this.seriesItem(s));
+    });
+    list.replaceChildren(...(items.length ? items : [this.message(gettext("No series."), "")]));
+  }
+
+  message(text, className) {
+    const li = document.createElement("li");
+    li.className = `series-message ${className}`;
+    li.textContent = text;
+    return li;
+  }
+
+  seriesItem(series) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "series-item";
+    button.dataset.study = series.studyUid;
+    button.dataset.series = series.seriesUid;
+    const shown = this.active.series?.seriesUid === series.seriesUid;
+    button.setAttribute("aria-current", String(shown));
+    const img = document.createElement("img");
+    img.className = "series-thumb";
+    img.alt = "";
+    img.width = 64;
+    img.height = 64;
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.src = this.client.thumbnailUrl(series.studyUid, series.seriesUid);
+    img.addEventListener("error", () => img.classList.add("is-missing"), { once: true });
+    const text = document.createElement("span");
+    text.className = "series-text";
+    const title = document.createElement("span");
+    title.className = "series-title";
+    title.textContent = seriesTitle(series);
+    const count = document.createElement("span");
+    count.className = "series-count";
+    if (series.instances !== null) {
+      count.textContent = interpolate(
+        ngettext("%(n)s image", "%(n)s images", series.instances),
+        { n: integer(series.instances) },
+        true,
+      );
+    }
+    text.append(title, count);
+    button.append(img, text);
+    li.append(button);
+    return li;
+  }
+
+  async openSeries(studyUid, seriesUid) {
+    const pane = this.active;
+    const series = (await this.seriesOf(pane.timepoint)).find(
+      (s) => s.studyUid === studyUid && s.seriesUid === seriesUid,
+    );
+    if (!series) return;
+    const other = this.otherPane(pane);
+    const startAt = this.isLinked() && other.position !== null ? (p) => this.syncTarget(other, p) : null;
+    const shown = pane.show(series, { startAt });
+    this.renderSeriesList();
+    await shown;
+  }
+
+  // --- layout and comparison -----------------------------------------------------------------------------
+
+  async setLayout(layout) {
+    if (layout === this.layout) return;
+    this.layout = layout;
+    const grid = this.root.querySelector(".viewer-grid");
+    grid.dataset.layout = String(layout);
+    for (const button of this.root.querySelectorAll("[data-layout]")) {
+      button.setAttribute("aria-pressed", String(Number(button.dataset.layout) === layout));
+    }
+    this.root.querySelector(".viewer-compare-tools").hidden = layout === 1;
+    this.right.root.hidden = layout === 1;
+    // A new layout fits each image to its new viewport again (keeping the camera would crop it).
+    if (layout === 1) {
+      this.right.disable();
+      this.setActive(this.left);
+      this.engine.resize(true, false);
+      return;
+    }
+    this.engine.resize(true, false);
+    this.right.enable();
+    await this.compareWith(this.compareSelect.value);
+  }
+
+  async compareWith(visit) {
+    const timepoint = this.timepoints.find((t) => t.visit === visit);
+    if (!timepoint) return;
+    this.right.setTimepoint(timepoint);
+    this.linkOffset = 0;
+    const series = matchingSeries(await this.seriesOf(timepoint), this.left.series);
+    if (this.active === this.right) this.renderSeriesList();
+    if (!series) {
+      this.right.setStatus(gettext("No series could be found for this visit."), { error: true });
+      return;
+    }
+    await this.right.show(series, { startAt: (pane) => this.firstLink(pane) });
+  }
+
+  /** Link a newly shown comparison: by absolute position when the two ranges overlap, else centre to centre. */
+  firstLink(pane) {
+    const source = this.left;
+    const positions = pane.slices.map((s) => s.position).filter((p) => p !== null);
+    const theirs = source.slices.map((s) => s.position).filter((p) => p !== null);
+    if (!positions.length || !theirs.length || source.position === null) return 0;
+    const [lo, hi] = [Math.min(...positions), Math.max(...positions)];
+    const [sLo, sHi] = [Math.min(...theirs), Math.max(...theirs)];
+    this.linkOffset = hi < sLo || lo > sHi ? (lo + hi) / 2 - (sLo + sHi) / 2 : 0;
+    return Math.max(0, this.syncTarget(source, pane));
+  }
+
+  otherPane(pane) {
+    return pane === this.left ? this.right : this.left;
+  }
+
+  isLinked() {
+    return this.layout === 2 && this.linked && this.left.hasImages && this.right.enabled;
+  }
+
+  setLinked(linked) {
+    this.linked = linked;
+    // Linking again keeps the slices now shown together: what the reader aligned by hand stays aligned.
+    if (linked && this.left.position !== null && this.right.position !== null) {
+      this.linkOffset = this.right.position - this.left.position;
+    }
+  }
+
+  /** The index in `target` of the slice at the same place as `source`'s current one (with the link's offset). */
+  syncTarget(source, target) {
+    if (source.position === null || !source.normal || !target.normal) return -1;
+    const alignment = dot(source.normal, target.normal);
+    if (Math.abs(alignment) < 0.99) return -1; // different planes: nothing to link
+    const offset = source === this.left ? this.linkOffset : -this.linkOffset;
+    const place = Math.sign(alignment) * (source.position + offset);
+    return closestIndex(
+      target.slices.map((s) => s.position),
+      place,
+    );
+  }
+
+  onPaneScrolled(pane) {
+    if (pane.syncExpected !== undefined) {
+      const expected = pane.syncExpected;
+      pane.syncExpected = undefined;
+      if (expected === pane.imageIndex) return; // the echo of a move this link made
+    }
+    if (!this.isLinked()) return;
+    const other = this.otherPane(pane);
+    if (!other.hasImages) return;
+    const index = this.syncTarget(pane, other);
+    if (index >= 0 && index !== other.imageIndex) {
+      other.syncExpected = index;
+      other.scrollTo(index);
+    }
+  }
+
+  // --- measurements and helpers ----------------------------------------------------------------------------
+
+  /** Which pane shows an image and at which index: for the measurement list. */
+  locate(imageId) {
+    for (const pane of this.panes) {
+      const index = pane.slices.findIndex((slice) => slice.imageId === imageId);
+      if (index >= 0) return { pane, index, label: pane.timepoint?.label ?? "" };
+    }
+    return null;
+  }
+
+  goTo(imageId) {
+    const place = this.locate(imageId);
+    if (!place) return;
+    this.setActive(place.pane);
+    place.pane.scrollTo(place.index);
+  }
+
+  renderAll() {
+    for (const pane of this.panes) if (pane.enabled) pane.viewport.render();
+  }
+
+  prefetchAll() {
+    for (const pane of this.panes) pane.prefetch();
+  }
+
+  state() {
+    const left = this.left.state();
+    return {
+      ...left,
+      layout: this.layout,
+      panes: this.panes.filter((pane) => pane.enabled).map((pane) => pane.state()),
+      measurements: this.measurements.all(),
+      error: this.failed,
+    };
+  }
+}
+
+const root = document.getElementById("viewer");
+if (root) {
+  const config = JSON.parse(document.getElementById("viewer-config").textContent);
+  const viewer = new Viewer(root, config);
+  const ready = viewer.start().then(
+    (shown) => {
+      root.classList.add("is-ready");
+      return shown;
+    },
+    (error) => {
+      viewer.failed = String(error?.message || error);
+      root.classList.add("is-failed");
+      if (viewer.left && !viewer.left.status.classList.contains("is-error")) {
+        viewer.left.setStatus(gettext("The images could not be loaded. Reload the page to try again."), {
+          error: true,
+        });
+      }
+      throw error;
+    },
+  );
+  ready.catch(() => {});
+  // A small hook for the browser tests: wait for the first image without sleeping, and read the state.
+  window.ctimsViewer = { ready, state: () => viewer.state(), viewer };
+}

@@ -1,0 +1,125 @@
+// The measurement list beside the viewports: every Length and Bidirectional annotation with its size in mm
+// and its points in image (column, row) pixels, which is what a read stores.
+
+import { eventTarget, utilities as coreUtilities } from "@cornerstonejs/core";
+import { BidirectionalTool, Enums as ToolEnums, LengthTool, annotation } from "@cornerstonejs/tools";
+
+import { gettext, integer, interpolate, mm } from "./i18n.js";
+
+const MEASURED = new Set([LengthTool.toolName, BidirectionalTool.toolName]);
+const round = (x) => Math.round(x * 10) / 10;
+
+/** One annotation as plain data: its tool, size(s) in mm, the frame it lies on and its points in pixels. */
+export function describe(item) {
+  const imageId = item.metadata?.referencedImageId;
+  const stats = Object.values(item.data?.cachedStats || {})[0] || {};
+  const points = (item.data?.handles?.points || []).map((point) => {
+    const [column, row] = imageId ? coreUtilities.worldToImageCoords(imageId, point) : [NaN, NaN];
+    return [round(column), round(row)];
+  });
+  const result = {
+    uid: item.annotationUID,
+    tool: item.metadata?.toolName,
+    imageId,
+    unit: stats.unit || null,
+    mm: Number.isFinite(stats.length) ? round(stats.length) : null,
+    points,
+  };
+  if (result.tool === BidirectionalTool.toolName)
+    result.shortMm = Number.isFinite(stats.width) ? round(stats.width) : null;
+  return result;
+}
+
+export class MeasurementList {
+  constructor({ viewer, list, empty }) {
+    this.viewer = viewer;
+    this.list = list;
+    this.empty = empty;
+    this.pending = false;
+    const { Events } = ToolEnums;
+    for (const name of [Events.ANNOTATION_COMPLETED, Events.ANNOTATION_MODIFIED, Events.ANNOTATION_REMOVED]) {
+      eventTarget.addEventListener(name, () => this.schedule());
+    }
+    this.list.addEventListener("click", (event) => this.onClick(event));
+  }
+
+  all() {
+    return annotation.state
+      .getAllAnnotations()
+      .filter((item) => MEASURED.has(item.metadata?.toolName) && !item.isPreview)
+      .map(describe);
+  }
+
+  schedule() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      this.render();
+    });
+  }
+
+  render() {
+    const items = this.all();
+    this.list.replaceChildren(...items.map((item, n) => this.row(item, n + 1)));
+    this.empty.hidden = items.length > 0;
+  }
+
+  size(item) {
+    const unit = item.unit || "mm";
+    if (item.mm === null) return "…";
+    if (item.tool === BidirectionalTool.toolName && item.shortMm !== null) {
+      return `${mm(item.mm)} × ${mm(item.shortMm)} ${unit}`;
+    }
+    return `${mm(item.mm)} ${unit}`;
+  }
+
+  row(item, number) {
+    const li = document.createElement("li");
+    li.className = "measurement";
+    li.dataset.uid = item.uid;
+    const go = document.createElement("button");
+    go.type = "button";
+    go.className = "measurement-go";
+    const name = document.createElement("span");
+    name.className = "measurement-name";
+    name.textContent = `${integer(number)}. ${
+      item.tool === BidirectionalTool.toolName ? gettext("Long and short axis") : gettext("Length")
+    }`;
+    const size = document.createElement("span");
+    size.className = "measurement-value";
+    size.textContent = this.size(item);
+    const where = document.createElement("span");
+    where.className = "measurement-where";
+    const place = this.viewer.locate(item.imageId);
+    where.textContent = place
+      ? interpolate(
+          gettext("%(visit)s · image %(index)s"),
+          { visit: place.label, index: integer(place.index + 1) },
+          true,
+        )
+      : "";
+    go.append(name, size, where);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "measurement-remove";
+    remove.setAttribute("aria-label", gettext("Remove this measurement"));
+    remove.textContent = "×";
+    li.append(go, remove);
+    return li;
+  }
+
+  onClick(event) {
+    const li = event.target.closest("li.measurement");
+    if (!li) return;
+    const uid = li.dataset.uid;
+    if (event.target.closest(".measurement-remove")) {
+      annotation.state.removeAnnotation(uid);
+      this.viewer.renderAll();
+      this.schedule();
+      return;
+    }
+    const item = annotation.state.getAnnotation(uid);
+    if (item) this.viewer.goTo(item.metadata?.referencedImageId);
+  }
+}

@@ -1,0 +1,253 @@
+"""The viewer in a real browser: a QC reviewer opens a timepoint uploaded through the real pipeline, the first
+image renders, scrolling moves through the slices, a length drawn with the mouse reads in mm, and a second
+viewport shows another visit with its scrolling linked by slice position."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.storage import storages
+from django.urls import reverse
+from playwright.sync_api import expect
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
+
+from tests.conftest import PASSWORD, build_world
+from tests.e2e.conftest import log_in, screenshot
+from trials.ingest.services import upload_finish, upload_open, upload_receive
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Timepoint
+
+SUBJECT = "ALPHA-SEO-001"
+LEFT = '.viewer-pane[data-pane="left"]'
+RIGHT = '.viewer-pane[data-pane="right"]'
+
+
+@pytest.fixture
+def world(transactional_db):
+    return build_world()
+
+
+@pytest.fixture
+def stores(tmp_path, settings):
+    """Image store and quarantine in tmp_path (the live server runs in this process, so it sees the override)."""
+    settings.STORAGES = settings.STORAGES | {
+        "images": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "i"}},
+        "quarantine": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "q"},
+        },
+    }
+    storages._storages.clear()
+    yield tmp_path
+    storages._storages.clear()
+
+
+def upload(world, visit: str, files: list[bytes]) -> None:
+    """The site coordinator's upload, through the pipeline: quarantine, de-identify, store, index."""
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code=visit)
+    session = upload_open(actor=world.cora, timepoint=timepoint)
+    upload_receive(upload=session, files=files)
+    upload_finish(actor=world.cora, upload=session)
+    assert Instance.objects.filter(series__study__timepoint=timepoint).count() == len(files)
+
+
+def watch_console(page) -> list[str]:
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems
+
+
+def open_viewer(page, visit: str = "BL"):
+    log_in(page, "quinn@example.org", PASSWORD)
+    page.goto(reverse("timepoint-viewer", args=["ALPHA", SUBJECT, visit]))
+    page.wait_for_function("() => window.ctimsViewer")
+    assert page.evaluate("() => window.ctimsViewer.ready") is True
+    page.wait_for_selector("#viewer.is-ready")
+
+
+def state(page) -> dict:
+    return page.evaluate("() => window.ctimsViewer.state()")
+
+
+def canvas_spread(page, pane: str = LEFT) -> tuple[int, int]:
+    """The darkest and brightest grey on a pane's canvas: equal on a blank one."""
+    return tuple(
+        page.eval_on_selector(
+            f"{pane} canvas",
+            """canvas => {
+                const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+                let low = 255, high = 0;
+                for (let i = 0; i < data.length; i += 4) {
+                    low = Math.min(low, data[i]);
+                    high = Math.max(high, data[i]);
+                }
+                return [low, high];
+            }""",
+        )
+    )
+
+
+def centre(page, pane: str = LEFT) -> tuple[float, float]:
+    box = page.locator(f"{pane} .viewer-viewport").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def readout(page, pane: str = LEFT) -> str:
+    return page.locator(f"{pane} .viewer-readout").inner_text()
+
+
+def test_a_qc_reviewer_scrolls_and_measures_a_length_in_mm(world, stores, page):
+    slices = 40
+    template = real_ct_template(large=True)
+    spacing = [float(v) for v in template.PixelSpacing]
+    upload(world, "BL", synthesize_ct_series(template, slices=slices, seed="viewer-e2e"))
+    problems = watch_console(page)
+    open_viewer(page)
+
+    low, high = canvas_spread(page)
+    assert high - low > 50, "the first image is on the canvas"
+    assert readout(page) == f"Image 1/{slices} · position 0.0 mm"
+    assert state(page)["total"] == slices
+    assert page.locator(f"{LEFT} .viewer-pane-label").inner_text() == "Baseline"
+    assert page.locator(f"{LEFT} .viewer-marker-left").inner_text() == "R"
+    assert page.locator(f"{LEFT} .viewer-marker-right").inner_text() == "L"
+    assert page.locator(f"{LEFT} .viewer-marker-top").inner_text() == "A"
+    assert page.locator(f"{LEFT} .viewer-marker-bottom").inner_text() == "P"
+    series = page.locator(".series-item")
+    assert series.count() == 1 and series.get_attribute("aria-current") == "true"
+    assert f"{slices} images" in series.inner_text()
+    page.wait_for_function("() => document.querySelector('.series-thumb').naturalWidth > 0")
+
+    # Every image streams in behind the first one, and the progress indicator goes when they are all there.
+    page.wait_for_function(f"() => window.ctimsViewer.state().loaded === {slices}", timeout=30_000)
+    assert page.locator(f"{LEFT} .viewer-progress").is_hidden()
+
+    x, y = centre(page)
+    page.mouse.move(x, y)
+    for _ in range(3):
+        page.mouse.wheel(0, 120)
+        page.wait_for_timeout(50)
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 3")
+    assert readout(page) == f"Image 4/{slices} · position \u221215.0 mm"
+    assert page.locator(f"{LEFT} .viewer-slider").input_value() == "4"
+
+    page.locator(f"{LEFT} .viewer-viewport").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 4")
+    page.keyboard.press("PageDown")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 8")
+    page.keyboard.press("End")
+    page.wait_for_function(f"() => window.ctimsViewer.state().imageIndex === {slices - 1}")
+    page.locator(f"{LEFT} .viewer-slider").fill("20")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 19")
+    assert readout(page) == f"Image 20/{slices} · position \u221295.0 mm"
+
+    page.click("button[data-preset=lung]")
+    assert page.locator(f"{LEFT} .viewer-voi").inner_text() == "W 1500 · L \u2212600"
+    page.click("button[data-action=reset]")
+    assert page.locator(f"{LEFT} .viewer-voi").inner_text() != "W 1500 · L \u2212600"
+
+    page.click("button[data-tool=Length]")
+    assert page.get_attribute("button[data-tool=Length]", "aria-pressed") == "true"
+    page.mouse.move(x - 120, y - 40)
+    page.mouse.down()
+    page.mouse.move(x + 60, y + 50, steps=12)
+    page.mouse.up()
+    # Cornerstone computes the length in mm from Pixel Spacing, throttled while the mouse moves: wait for the
+    # figure of the final points (image column, row) to show.
+    page.wait_for_function(
+        """([rowSpacing, columnSpacing]) => {
+            const [m] = window.ctimsViewer.state().measurements;
+            if (!m || m.mm === null) return false;
+            const [[c1, r1], [c2, r2]] = m.points;
+            return Math.abs(Math.hypot((c2 - c1) * columnSpacing, (r2 - r1) * rowSpacing) - m.mm) < 0.15;
+        }""",
+        arg=spacing,
+    )
+    [measured] = state(page)["measurements"]
+    assert measured["tool"] == "Length" and measured["unit"] == "mm" and measured["mm"] > 40
+    value = page.locator("#viewer-measurements .measurement-value")
+    expect(value).to_have_text(f"{measured['mm']:.1f} mm")
+    assert "Baseline · image 20" in page.locator("#viewer-measurements").inner_text()
+    assert page.locator(f"{LEFT} svg text").first.text_content().strip().endswith(" mm")
+
+    screenshot(page, "viewer-length")
+    assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
+    assert not problems, problems
+
+
+def test_two_visits_side_by_side_scroll_together_by_slice_position(world, stores, page):
+    small = real_ct_template(large=False)
+    upload(world, "BL", synthesize_ct_series(small, slices=30, seed="viewer-bl", slice_thickness=5.0))
+    upload(world, "W6", synthesize_ct_series(small, slices=60, seed="viewer-w6", slice_thickness=2.5))
+    problems = watch_console(page)
+    open_viewer(page, visit="W6")
+    assert readout(page) == "Image 1/60 · position 0.0 mm"
+
+    page.click("button[data-layout='2']")
+    assert page.locator("#viewer-compare").input_value() == "BL"
+    page.wait_for_function("() => window.ctimsViewer.state().panes.length === 2")
+    page.wait_for_function("() => window.ctimsViewer.state().panes[1].shown")
+    assert state(page)["panes"][1]["imageIndex"] == 0
+    assert page.locator(f"{RIGHT} .viewer-pane-label").inner_text() == "Baseline"
+    low, high = canvas_spread(page, RIGHT)
+    assert high - low > 50
+
+    page.locator(f"{LEFT} .viewer-viewport").focus()
+    for _ in range(20):
+        page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => window.ctimsViewer.state().panes[0].imageIndex === 20")
+    page.wait_for_function("() => window.ctimsViewer.state().panes[1].imageIndex === 10")
+    assert readout(page, LEFT) == "Image 21/60 · position \u221250.0 mm"
+    assert readout(page, RIGHT) == "Image 11/30 · position \u221250.0 mm"
+
+    # Scrolling the other side moves this one to the same place.
+    x, y = centre(page, RIGHT)
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function("() => window.ctimsViewer.state().panes[1].imageIndex === 11")
+    page.wait_for_function("() => window.ctimsViewer.state().panes[0].imageIndex === 22")
+    assert readout(page, LEFT).endswith("position \u221255.0 mm")
+
+    # Unlinked, each side scrolls alone; linked again, the two keep the offset the reader set by hand.
+    page.uncheck("#viewer-link")
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function("() => window.ctimsViewer.state().panes[1].imageIndex === 12")
+    assert state(page)["panes"][0]["imageIndex"] == 22
+    page.check("#viewer-link")
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function("() => window.ctimsViewer.state().panes[1].imageIndex === 13")
+    page.wait_for_function("() => window.ctimsViewer.state().panes[0].imageIndex === 24")
+
+    # The series list follows the viewport last pointed at.
+    assert page.locator("#viewer-series-visit").inner_text() == "Week 6"
+    page.locator(f"{RIGHT} .viewer-viewport").click()
+    expect(page.locator("#viewer-series-visit")).to_have_text("Baseline")
+    expect(page.locator(".series-item[aria-current=true]")).to_contain_text("30 images")
+    page.locator(f"{LEFT} .viewer-viewport").click()
+    expect(page.locator("#viewer-series-visit")).to_have_text("Week 6")
+    expect(page.locator(".series-item[aria-current=true]")).to_contain_text("60 images")
+    screenshot(page, "viewer-compare")
+    page.wait_for_function("() => window.ctimsViewer.state().panes.every(p => p.loaded === p.total)")
+
+    page.click("button[data-layout='1']")
+    page.wait_for_function("() => window.ctimsViewer.state().panes.length === 1")
+    assert page.locator(RIGHT).is_hidden()
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless], ids=["jpeg2000", "jpeg-ls"])
+def test_compressed_frames_are_decoded_in_the_browser(world, stores, page, syntax):
+    """Frames come as stored; the loader's worker decodes them with the codecs' WebAssembly under the page's CSP."""
+    template = real_ct_template(large=False)
+    template.compress(syntax)
+    upload(world, "BL", synthesize_ct_series(template, slices=4, seed=f"viewer-{syntax}"))
+    assert set(Instance.objects.values_list("transfer_syntax_uid", flat=True)) == {syntax}
+    problems = watch_console(page)
+    open_viewer(page)
+    low, high = canvas_spread(page)
+    assert high - low > 50
+    page.wait_for_function("() => window.ctimsViewer.state().loaded === 4")
+    assert not problems, problems

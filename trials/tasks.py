@@ -19,3 +19,17 @@ def process_upload_batch(self, item_ids: list[int]) -> int:
 
     upload_batch_process(item_ids=item_ids)
     return len(item_ids)
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def warm_timepoint_metadata(timepoint_id: int) -> int:
+    """Make the DICOM JSON metadata of a timepoint's new instances, so the viewer's first request is quick."""
+    from .dicomweb.wado import load_metadata
+    from .models import Instance
+
+    instances = list(
+        Instance.objects.filter(series__study__timepoint_id=timepoint_id, metadata__isnull=True).defer("metadata")
+    )
+    for start in range(0, len(instances), 100):
+        load_metadata(instances[start : start + 100])
+    return len(instances)

@@ -263,3 +263,10 @@ def test_series_retrieval_streams_with_flat_memory(db, stores, client, monkeypat
     tracemalloc.stop()
     assert received > total  # every file plus the multipart framing
     assert peak < total / 8, f"peak {peak / 1e6:.1f} MB while streaming {total / 1e6:.1f} MB"
+
+
+def test_metadata_is_made_when_an_upload_completes(images):
+    assert not Instance.objects.filter(metadata__isnull=True).exists()
+    assert Instance.objects.first().metadata["00100020"]["Value"] == [
+        Instance.objects.first().series.study.subject.code
+    ]

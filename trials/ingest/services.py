@@ -344,6 +344,10 @@ def _maybe_complete(upload: Upload) -> None:
         trial_id=timepoint.subject.trial_id,
         summary={k: v for k, v in counts.items() if v},
     )
+    if stored:
+        from ..tasks import warm_timepoint_metadata
+
+        transaction.on_commit(lambda: warm_timepoint_metadata.delay(timepoint.pk))
     # Nothing stored at all (every file rejected): the visit is still waiting for its images.
     timepoint_transition(
         actor=None,

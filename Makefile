@@ -55,8 +55,9 @@ services:
 	  mkdir -p /var/lib/redis /var/log/redis && \
 	  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
 	    --dir /var/lib/redis --logfile /var/log/redis/ci.log; } || true
-	@psql "$(DATABASE_URL:/ctims=/postgres)" -tAc "SELECT 1 FROM pg_database WHERE datname='ctims'" | grep -q 1 || \
-	  psql "$(DATABASE_URL:/ctims=/postgres)" -qc "CREATE DATABASE ctims"
+	@url="$(DATABASE_URL)"; name="$${url##*/}"; server="$${url%/*}/postgres"; \
+	  psql "$$server" -tAc "SELECT 1 FROM pg_database WHERE datname='$$name'" | grep -q 1 || \
+	  psql "$$server" -qc "CREATE DATABASE \"$$name\""
 
 # Debian's Chromium for the browser tests (never Playwright's own download).
 browser:

@@ -190,6 +190,11 @@ class ImagingProtocol(models.Model):
     modality = models.CharField(_("modality"), max_length=2, choices=Modality.choices)
     body_region = models.CharField(_("body region"), max_length=16, choices=Region.choices)
     contrast = models.CharField(_("contrast"), max_length=16, choices=Contrast.choices)
+    same_scanner_as_baseline = models.BooleanField(
+        _("same scanner as baseline"),
+        default=False,
+        help_text=_("Follow-up scans must come from the scanner model and protocol of the subject's baseline."),
+    )
     max_slice_thickness_mm = models.DecimalField(
         _("maximum slice thickness (mm)"),
         max_digits=4,
@@ -431,3 +436,109 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return self.sop_instance_uid
+
+
+class SeriesClassification(models.Model):
+    """What QC's rules say a series is (CT phase or MR sequence, body region), and a reviewer's correction."""
+
+    series = models.OneToOneField(Series, on_delete=models.CASCADE, related_name="classification")
+    auto_kind = models.CharField(max_length=40)
+    auto_region = models.CharField(max_length=40, blank=True)
+    confidence = models.FloatField(default=0)
+    reasons = models.JSONField(default=list)
+    rules_version = models.CharField(max_length=20)
+    kind = models.CharField(_("kind"), max_length=40, help_text=_("The rules' kind, or the reviewer's correction."))
+    region = models.CharField(_("region"), max_length=40, blank=True)
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    corrected_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.series} {self.kind}"
+
+
+class QCFinding(models.Model):
+    """One result of the automatic checks on a timepoint (or one of its series), replaced at every run."""
+
+    class Severity(models.TextChoices):
+        BLOCKING = "blocking", _("Blocking")
+        WARNING = "warning", _("Warning")
+
+    timepoint = models.ForeignKey(Timepoint, on_delete=models.CASCADE, related_name="qc_findings")
+    series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.CASCADE, related_name="qc_findings")
+    code = models.CharField(max_length=40)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    message = models.CharField(max_length=500)
+    details = models.JSONField(default=dict)
+    rules_version = models.CharField(max_length=20)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["timepoint", "severity", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.severity})"
+
+
+class QCReview(models.Model):
+    """A QC reviewer's decision on a timepoint: passed (ready for read) or failed with a query to the site."""
+
+    class Decision(models.TextChoices):
+        PASSED = "passed", _("Passed")
+        FAILED = "failed", _("Failed")
+
+    timepoint = models.ForeignKey(Timepoint, on_delete=models.PROTECT, related_name="qc_reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    failed_series = models.ManyToManyField(Series, blank=True, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.timepoint}: {self.decision}"
+
+
+class Query(models.Model):
+    """A question from the core lab to a site about a timepoint (and perhaps one series), until closed."""
+
+    class State(models.TextChoices):
+        OPEN = "open", _("Open")
+        ANSWERED = "answered", _("Answered")
+        CLOSED = "closed", _("Closed")
+
+    timepoint = models.ForeignKey(Timepoint, on_delete=models.PROTECT, related_name="queries")
+    series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.SET_NULL, related_name="queries")
+    title = models.CharField(_("title"), max_length=200)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OPEN, db_index=True)
+    due_date = models.DateField(_("due date"))
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True, help_text="When the last overdue reminder went out.")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        verbose_name_plural = "queries"
+
+    def __str__(self) -> str:
+        return f"Q{self.pk} {self.title}"
+
+
+class QueryMessage(models.Model):
+    """One message in a query's thread; a re-upload answers with a link to the upload."""
+
+    query = models.ForeignKey(Query, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField(_("message"))
+    upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.SET_NULL, related_name="query_messages")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"message {self.pk} on {self.query}"

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -18,6 +18,8 @@ from .models import (
     ApiToken,
     ImagingProtocol,
     Membership,
+    Query,
+    Series,
     Site,
     Subject,
     Timepoint,
@@ -205,3 +207,75 @@ def upload_get(*, actor: Actor, trial: Trial, pk: int, write: bool = False) -> U
     if write and not actor.sites(trial, "upload_to_site").filter(pk=upload.timepoint.subject.site_id).exists():
         raise NotPermitted(_("Only the site's coordinators upload images for this subject."))
     return upload
+
+
+def timepoint_get(*, actor: Actor, trial: Trial, subject_code: str, visit_code: str) -> Timepoint:
+    """A timepoint of a subject the actor may see (else 404)."""
+    subject = subject_get(actor=actor, trial=trial, code=subject_code)
+    timepoint = (
+        subject.timepoints.select_related("visit", "subject__site", "subject__trial")
+        .filter(visit__code=visit_code)
+        .first()
+    )
+    if timepoint is None:
+        raise NotFound(_("No such visit."))
+    return timepoint
+
+
+def qc_worklist(*, actor: Actor, trial: Trial) -> QuerySet[Timepoint]:
+    """Timepoints waiting for QC or for a site's answer, oldest first; for QC reviewers only (else 403)."""
+    if not actor.has_trial_perm(trial, "review_qc"):
+        raise NotPermitted(_("Only QC reviewers review image quality."))
+    states = [Timepoint.State.UPLOADED, Timepoint.State.IN_QC, Timepoint.State.QUERY_OPEN]
+    return (
+        Timepoint.objects.filter(subject__trial=trial, state__in=states)
+        .select_related("subject__site", "visit")
+        .annotate(
+            n_blocking=Count("qc_findings", filter=Q(qc_findings__severity="blocking"), distinct=True),
+            n_warnings=Count("qc_findings", filter=Q(qc_findings__severity="warning"), distinct=True),
+        )
+        .order_by("updated_at")
+    )
+
+
+def qc_timepoint(*, timepoint: Timepoint) -> dict:
+    """What the QC page shows: findings, and the series with their classification."""
+    series = (
+        Series.objects.filter(study__timepoint=timepoint)
+        .select_related("classification", "study")
+        .order_by("series_number", "pk")
+    )
+    return {
+        "findings": list(timepoint.qc_findings.select_related("series")),
+        "series": list(series),
+        "reviews": list(timepoint.qc_reviews.select_related("reviewer")),
+        "queries": list(timepoint.queries.all()),
+    }
+
+
+def query_list(*, actor: Actor, trial: Trial) -> QuerySet[Query]:
+    """Queries of the subjects the actor may see: their sites' for coordinators, all for QC reviewers and admins."""
+    if not (actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()):
+        raise NotPermitted(_("Your role in this trial does not include site queries."))
+    return (
+        Query.objects.filter(timepoint__subject__in=subject_list(actor=actor, trial=trial))
+        .select_related("timepoint__subject__site", "timepoint__visit", "opened_by")
+        .order_by("state", "due_date")
+    )
+
+
+def query_get(*, actor: Actor, trial: Trial, pk: int) -> Query:
+    query = query_list(actor=actor, trial=trial).filter(pk=pk).first()
+    if query is None:
+        raise NotFound(_("No such query."))
+    return query
+
+
+def queries_overdue(*, trial: Trial) -> QuerySet[Query]:
+    """Queries past their due date and not closed, for the trial admin."""
+    return (
+        Query.objects.filter(timepoint__subject__trial=trial, due_date__lt=timezone.localdate())
+        .exclude(state=Query.State.CLOSED)
+        .select_related("timepoint__subject__site", "timepoint__visit")
+        .order_by("due_date")
+    )

@@ -239,6 +239,7 @@ def protocol_create(
     body_region: str,
     contrast: str,
     max_slice_thickness_mm: Decimal | str | float,
+    same_scanner_as_baseline: bool = False,
 ) -> ImagingProtocol:
     """State what a visit's imaging must contain."""
     protocol = ImagingProtocol(
@@ -247,6 +248,7 @@ def protocol_create(
         body_region=body_region,
         contrast=contrast,
         max_slice_thickness_mm=Decimal(str(max_slice_thickness_mm)),
+        same_scanner_as_baseline=same_scanner_as_baseline,
     )
     if visit.protocols.filter(modality=modality, body_region=body_region).exists():
         raise ValidationFailed(
@@ -267,6 +269,7 @@ def protocol_create(
                 "body_region": body_region,
                 "contrast": contrast,
                 "max_slice_thickness_mm": str(protocol.max_slice_thickness_mm),
+                "same_scanner_as_baseline": same_scanner_as_baseline,
             },
         )
     return protocol

@@ -22,14 +22,9 @@ def process_upload_batch(self, item_ids: list[int]) -> int:
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
-def warm_timepoint_metadata(timepoint_id: int) -> int:
-    """Make the DICOM JSON metadata of a timepoint's new instances, so the viewer's first request is quick."""
-    from .dicomweb.wado import load_metadata
-    from .models import Instance
+def timepoint_checks(timepoint_id: int) -> int:
+    """After an upload: make the new instances' DICOM JSON (the viewer's first request is then quick) and run QC."""
+    from .models import Timepoint
+    from .qc_services import qc_run
 
-    instances = list(
-        Instance.objects.filter(series__study__timepoint_id=timepoint_id, metadata__isnull=True).defer("metadata")
-    )
-    for start in range(0, len(instances), 100):
-        load_metadata(instances[start : start + 100])
-    return len(instances)
+    return len(qc_run(timepoint=Timepoint.objects.get(pk=timepoint_id)))

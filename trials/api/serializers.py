@@ -85,7 +85,7 @@ class SiteCreateIn(serializers.Serializer):
 class ProtocolOut(serializers.ModelSerializer):
     class Meta:
         model = ImagingProtocol
-        fields = ["id", "modality", "body_region", "contrast", "max_slice_thickness_mm"]
+        fields = ["id", "modality", "body_region", "contrast", "max_slice_thickness_mm", "same_scanner_as_baseline"]
 
 
 class VisitOut(serializers.ModelSerializer):
@@ -110,6 +110,7 @@ class ProtocolCreateIn(serializers.Serializer):
     body_region = serializers.ChoiceField(choices=ImagingProtocol.Region.choices)
     contrast = serializers.ChoiceField(choices=ImagingProtocol.Contrast.choices)
     max_slice_thickness_mm = serializers.DecimalField(max_digits=4, decimal_places=2)
+    same_scanner_as_baseline = serializers.BooleanField(required=False, default=False)
 
 
 class TimepointOut(serializers.ModelSerializer):

@@ -344,10 +344,12 @@ def _maybe_complete(upload: Upload) -> None:
         trial_id=timepoint.subject.trial_id,
         summary={k: v for k, v in counts.items() if v},
     )
-    if stored:
-        from ..tasks import warm_timepoint_metadata
+    from ..qc_services import query_note_upload
+    from ..tasks import timepoint_checks
 
-        transaction.on_commit(lambda: warm_timepoint_metadata.delay(timepoint.pk))
+    query_note_upload(upload=upload)
+    if stored:
+        transaction.on_commit(lambda: timepoint_checks.delay(timepoint.pk))
     # Nothing stored at all (every file rejected): the visit is still waiting for its images.
     timepoint_transition(
         actor=None,

@@ -1,0 +1,130 @@
+"""QC services: the checks run after every upload, findings and labels are stored, and queries go to the site."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from django.utils import timezone
+
+from ctims.exceptions import InvalidState, ValidationFailed
+from ctims.models import AuditEvent
+from tests.conftest import build_world
+from tests.trials.test_dicomweb import stores, upload  # noqa: F401 (fixture)
+from trials import qc_services, services
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import QCFinding, Query, Series, SeriesClassification, Timepoint
+
+BASELINE = date(2026, 3, 2)
+
+
+@pytest.fixture
+def world(db, stores, monkeypatch):  # noqa: F811
+    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+    w = build_world()
+    for code in ("BL", "W6"):
+        services.protocol_create(
+            actor=w.alice,
+            visit=w.trial.visits.get(code=code),
+            modality="CT",
+            body_region="cap",
+            contrast="required",
+            max_slice_thickness_mm="5",
+        )
+    return w
+
+
+def series_files(seed: str, *, day: int = 0, slices: int = 20) -> list[bytes]:
+    return synthesize_ct_series(
+        real_ct_template(large=False), slices=slices, seed=seed, study_date=BASELINE + timedelta(days=day)
+    )
+
+
+def timepoint(visit: str = "BL") -> Timepoint:
+    return Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code=visit)
+
+
+def test_the_checks_run_after_an_upload_and_find_missing_slices(world):
+    files = series_files("qc-a")
+    upload(world, "ALPHA-SEO-001", files[:8] + files[11:], world.cora)
+    [finding] = QCFinding.objects.filter(timepoint=timepoint())
+    assert finding.code == "missing_slices" and finding.severity == "blocking"
+    assert "3 expected slices absent" in finding.message and finding.series is not None
+    label = SeriesClassification.objects.get()
+    assert (label.kind, label.region) == ("ct.portal_venous", "cap")
+    assert AuditEvent.objects.filter(action="qc.run").exists()
+
+
+def test_a_complete_compliant_series_has_no_findings(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-b"), world.cora)
+    assert not QCFinding.objects.filter(timepoint=timepoint()).exists()
+
+
+def test_a_follow_up_outside_its_window_is_blocking(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-c"), world.cora)
+    w6 = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="W6")
+    from trials.ingest.services import upload_finish, upload_open, upload_receive
+
+    up = upload_open(actor=world.cora, timepoint=w6)
+    upload_receive(upload=up, files=series_files("qc-c-week6", day=52))
+    upload_finish(actor=world.cora, upload=up)
+    codes = {f.code: f for f in QCFinding.objects.filter(timepoint=w6)}
+    assert "out_of_window" in codes and codes["out_of_window"].severity == "blocking"
+    assert "52" in codes["out_of_window"].message
+
+
+def test_a_reviewers_label_survives_a_new_run(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-d"), world.cora)
+    series = Series.objects.get()
+    qc_services.series_relabel(actor=world.quinn, series=series, kind="ct.delayed", region="cap")
+    qc_services.qc_run(timepoint=timepoint())
+    label = SeriesClassification.objects.get()
+    assert label.kind == "ct.delayed" and label.auto_kind == "ct.portal_venous" and label.corrected_by == world.quinn
+    with pytest.raises(ValidationFailed):
+        qc_services.series_relabel(actor=world.quinn, series=series, kind="ct.nonsense", region="cap")
+
+
+def test_the_query_life_cycle_ends_ready_for_read(world, mailoutbox):
+    files = series_files("qc-e")
+    upload(world, "ALPHA-SEO-001", files[:8] + files[11:], world.cora)
+    tp = qc_services.qc_start(actor=world.quinn, timepoint=timepoint())
+    assert tp.state == "in_qc"
+    query = qc_services.qc_fail(
+        actor=world.quinn, timepoint=tp, series=list(Series.objects.all()), reason="Slices 9 to 11 are missing."
+    )
+    assert timepoint().state == "query_open" and query.state == "open"
+    assert query.messages.get().body == "Slices 9 to 11 are missing."
+    assert [m.to for m in mailoutbox] == [["cora@example.org"]] and "ALPHA-SEO-001" in mailoutbox[0].subject
+
+    upload(world, "ALPHA-SEO-001", files, world.cora)  # the complete series again
+    query.refresh_from_db()
+    assert query.state == "answered" and query.messages.last().upload is not None
+    assert timepoint().state == "uploaded"
+    assert not QCFinding.objects.filter(timepoint=timepoint(), severity="blocking").exists()
+    assert any(m.to == ["quinn@example.org"] for m in mailoutbox)
+
+    with pytest.raises(InvalidState, match="Close the open queries"):
+        qc_services.qc_pass(actor=world.quinn, timepoint=timepoint())
+    qc_services.query_close(actor=world.quinn, query=query, body="Thank you.")
+    assert qc_services.qc_pass(actor=world.quinn, timepoint=timepoint()).state == "ready"
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"qc.fail", "query.answer", "query.close", "qc.pass"} <= actions
+
+
+def test_failing_needs_a_reason_and_a_reviewable_visit(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-f"), world.cora)
+    with pytest.raises(ValidationFailed, match="Say what is wrong"):
+        qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason=" ")
+    qc_services.qc_pass(actor=world.quinn, timepoint=timepoint())
+    with pytest.raises(InvalidState):
+        qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Too late")
+
+
+def test_overdue_queries_are_reminded_once_a_day(world, mailoutbox):
+    upload(world, "ALPHA-SEO-001", series_files("qc-g"), world.cora)
+    query = qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    Query.objects.filter(pk=query.pk).update(due_date=timezone.localdate() - timedelta(days=2))
+    mailoutbox.clear()
+    assert qc_services.queries_remind_overdue() == 1
+    assert qc_services.queries_remind_overdue() == 0
+    assert len(mailoutbox) == 1 and "Overdue" in mailoutbox[0].subject

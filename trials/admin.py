@@ -85,3 +85,43 @@ class MembershipAdmin(ReadOnlyAdmin):
 class ApiTokenAdmin(ReadOnlyAdmin):
     list_display = ["name", "prefix", "membership", "created_at", "revoked_at"]
     exclude = ["key_hash"]
+
+
+@admin.register(Upload)
+class UploadAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "timepoint", "created_by", "state", "created_at", "closed_at"]
+    list_filter = ["state"]
+
+
+@admin.register(UploadItem)
+class UploadItemAdmin(ReadOnlyAdmin):
+    list_display = ["upload", "sha256", "size", "state", "code", "processed_at"]
+    list_filter = ["state", "code"]
+
+
+@admin.register(Study)
+class StudyAdmin(ReadOnlyAdmin):
+    list_display = ["study_instance_uid", "subject", "timepoint", "study_date"]
+
+
+@admin.register(Series)
+class SeriesAdmin(ReadOnlyAdmin):
+    list_display = ["series_instance_uid", "study", "modality", "series_number", "description", "instance_count"]
+
+
+@admin.register(Instance)
+class InstanceAdmin(ReadOnlyAdmin):
+    list_display = ["sop_instance_uid", "series", "instance_number", "transfer_syntax_uid", "size"]
+    exclude = ["metadata"]
+
+
+@admin.register(QCFinding)
+class QCFindingAdmin(ReadOnlyAdmin):
+    list_display = ["timepoint", "series", "code", "severity", "created_at"]
+    list_filter = ["severity", "code"]
+
+
+@admin.register(Query)
+class QueryAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "timepoint", "title", "state", "due_date", "opened_at"]
+    list_filter = ["state"]

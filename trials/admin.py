@@ -5,11 +5,18 @@ from django.contrib import admin
 from .models import (
     ApiToken,
     ImagingProtocol,
+    Instance,
     Membership,
+    QCFinding,
+    Query,
+    Series,
     Site,
+    Study,
     Subject,
     Timepoint,
     Trial,
+    Upload,
+    UploadItem,
     Visit,
 )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
 from trials import services
@@ -112,3 +113,25 @@ def api():
 
     client.as_ = as_
     return client
+
+
+@pytest.fixture
+def stores(tmp_path, settings):
+    """The image store and the quarantine in this test's own folder, laid out as under CTIMS_VAR_DIR.
+
+    A live server runs in the test's process, so it sees the override too.
+    """
+    filesystem = "django.core.files.storage.FileSystemStorage"
+    settings.STORAGES = settings.STORAGES | {
+        "images": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "images"}},
+        "quarantine": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "quarantine"}},
+    }
+    storages._storages.clear()
+    yield tmp_path
+    storages._storages.clear()
+
+
+@pytest.fixture
+def on_commit_now(monkeypatch):
+    """A test runs inside one transaction: run at once what waits for a commit (task queueing, clean-up, email)."""
+    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from django.core.files.storage import storages
 from django.urls import reverse
 
 from tests.conftest import PASSWORD, build_world
@@ -24,21 +23,6 @@ RESULT = "#upload-result .result-line"
 @pytest.fixture
 def world(transactional_db):
     return build_world()
-
-
-@pytest.fixture
-def stores(tmp_path, settings):
-    """Image store and quarantine in tmp_path (the live server runs in this process, so it sees the override)."""
-    settings.STORAGES = settings.STORAGES | {
-        "images": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "i"}},
-        "quarantine": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "q"},
-        },
-    }
-    storages._storages.clear()
-    yield tmp_path
-    storages._storages.clear()
 
 
 @pytest.fixture
@@ -128,7 +112,7 @@ def test_a_folder_is_uploaded_through_a_dropped_connection(world, stores, folder
 
     assert Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL").state == "uploaded"
     assert Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").count() == SLICES
-    assert not [p for p in (stores / "q").rglob("*") if p.is_file()]
+    assert not [p for p in (stores / "quarantine").rglob("*") if p.is_file()]
 
 
 def test_the_same_folder_again_after_a_reload_sends_nothing(world, stores, folder, page):

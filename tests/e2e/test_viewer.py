@@ -5,7 +5,6 @@ viewport shows another visit with its scrolling linked by slice position."""
 from __future__ import annotations
 
 import pytest
-from django.core.files.storage import storages
 from django.urls import reverse
 from playwright.sync_api import expect
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
@@ -24,21 +23,6 @@ RIGHT = '.viewer-pane[data-pane="right"]'
 @pytest.fixture
 def world(transactional_db):
     return build_world()
-
-
-@pytest.fixture
-def stores(tmp_path, settings):
-    """Image store and quarantine in tmp_path (the live server runs in this process, so it sees the override)."""
-    settings.STORAGES = settings.STORAGES | {
-        "images": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "i"}},
-        "quarantine": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "q"},
-        },
-    }
-    storages._storages.clear()
-    yield tmp_path
-    storages._storages.clear()
 
 
 def upload(world, visit: str, files: list[bytes]) -> None:

@@ -17,18 +17,6 @@ from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Membership, Role, Timepoint
 
 
-@pytest.fixture
-def stores(tmp_path, settings):
-    fs = "django.core.files.storage.FileSystemStorage"
-    settings.STORAGES = settings.STORAGES | {
-        "images": {"BACKEND": fs, "OPTIONS": {"location": tmp_path / "images"}},
-        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": tmp_path / "quarantine"}},
-    }
-    storages._storages.clear()
-    yield
-    storages._storages.clear()
-
-
 def upload(world, subject_code: str, files: list[bytes], coordinator) -> Timepoint:
     timepoint = Timepoint.objects.get(subject__code=subject_code, visit__code="BL")
     session = upload_open(actor=coordinator, timepoint=timepoint)
@@ -47,8 +35,7 @@ def with_images(world):
 
 
 @pytest.fixture
-def images(db, stores, monkeypatch):
-    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+def images(db, stores, on_commit_now):
     world = build_world()
     with_images(world)
     return world
@@ -242,10 +229,9 @@ def test_compressed_frames_come_as_stored_or_decoded_as_asked(images, client):
     assert refused.status_code == 406
 
 
-def test_series_retrieval_streams_with_flat_memory(db, stores, client, monkeypatch):
+def test_series_retrieval_streams_with_flat_memory(db, stores, client, on_commit_now):
     import tracemalloc
 
-    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
     world = build_world()
     files = synthesize_ct_series(real_ct_template(large=True), slices=40, seed="dw-stream")
     upload(world, "ALPHA-SEO-001", files, world.cora)

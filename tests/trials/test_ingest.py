@@ -17,28 +17,7 @@ from ctims.models import AuditEvent
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Series, Study, Timepoint, Upload, UploadItem
 
-
-@pytest.fixture(autouse=True)
-def stores(tmp_path, settings):
-    settings.STORAGES = settings.STORAGES | {
-        "images": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "images"},
-        },
-        "quarantine": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "q"},
-        },
-    }
-    storages._storages.clear()
-    yield tmp_path
-    storages._storages.clear()
-
-
-@pytest.fixture(autouse=True)
-def on_commit_now(monkeypatch):
-    """Each test runs inside one transaction; run what waits for a commit (task queueing, quarantine clean-up) at once."""
-    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +68,9 @@ def test_a_coordinator_uploads_a_series_and_the_visit_becomes_uploaded(world, ap
     assert study.timepoint.subject.code == "ALPHA-SEO-001" and study.study_instance_uid.startswith("2.25.")
     assert Series.objects.get().modality == "CT"
     assert Instance.objects.count() == 6
-    assert not any((stores / "q").rglob("*.*")) and not [p for p in (stores / "q").rglob("*") if p.is_file()]
+    assert not any((stores / "quarantine").rglob("*.*")) and not [
+        p for p in (stores / "quarantine").rglob("*") if p.is_file()
+    ]
 
 
 def test_stored_files_are_de_identified_and_indexed_with_their_hash(world, api, series, stores):

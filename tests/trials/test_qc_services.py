@@ -10,7 +10,7 @@ from django.utils import timezone
 from ctims.exceptions import InvalidState, ValidationFailed
 from ctims.models import AuditEvent
 from tests.conftest import build_world
-from tests.trials.test_dicomweb import stores, upload  # noqa: F401 (fixture)
+from tests.trials.test_dicomweb import upload
 from trials import qc_services, services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import QCFinding, Query, Series, SeriesClassification, Timepoint
@@ -19,8 +19,7 @@ BASELINE = date(2026, 3, 2)
 
 
 @pytest.fixture
-def world(db, stores, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+def world(db, stores, on_commit_now):
     w = build_world()
     for code in ("BL", "W6"):
         services.protocol_create(

@@ -7,7 +7,6 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from django.core.files.storage import storages
 from django.urls import reverse
 
 from tests.trials.test_ingest import multipart
@@ -17,20 +16,6 @@ from trials.models import Timepoint, Upload
 from trials.services import timepoint_transition
 
 URL = reverse("timepoint-upload", args=["ALPHA", "ALPHA-SEO-001", "BL"])
-
-
-@pytest.fixture
-def stores(tmp_path, settings):
-    settings.STORAGES = settings.STORAGES | {
-        "images": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "i"}},
-        "quarantine": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "q"},
-        },
-    }
-    storages._storages.clear()
-    yield tmp_path
-    storages._storages.clear()
 
 
 class Tags(HTMLParser):

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-from django.core.files.storage import storages
 from django.urls import reverse
 
 from trials.ingest.services import upload_finish, upload_open, upload_receive
@@ -17,23 +16,12 @@ SUBJECT = "ALPHA-SEO-001"
 
 
 @pytest.fixture(autouse=True)
-def stores(tmp_path, settings):
-    settings.STORAGES = settings.STORAGES | {
-        "images": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "i"}},
-        "quarantine": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "q"},
-        },
-    }
-    storages._storages.clear()
-    yield tmp_path
-    storages._storages.clear()
-
-
-@pytest.fixture(autouse=True)
 def on_commit_now(monkeypatch):
     """Each test runs inside one transaction: process what waits for a commit (the ingest tasks) at once."""
     monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+
+
+pytestmark = pytest.mark.usefixtures("stores")
 
 
 def upload(world, visit: str, seed: str, slices: int = 3) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 import kombu.pools
 import pytest
 from django.conf import settings
-from django.core.files.storage import storages
 
 from ctims.celery import app
 from tests.conftest import build_world
@@ -37,19 +36,8 @@ def reset_connections() -> None:
 
 
 @pytest.fixture
-def queue(tmp_path, settings):
-    """Route tasks to a fresh Redis queue and point both processes at the same stores in tmp_path."""
-    settings.STORAGES = settings.STORAGES | {
-        "images": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "images"},
-        },
-        "quarantine": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "quarantine"},
-        },
-    }
-    storages._storages.clear()
+def queue(stores):
+    """Route tasks to a fresh Redis queue; the worker's CTIMS_VAR_DIR is the test's store folder."""
     name = f"ctims-test-{uuid.uuid4().hex[:8]}"
     saved = {
         k: app.conf[k] for k in ("task_always_eager", "broker_url", "task_default_queue", "broker_transport_options")
@@ -68,7 +56,6 @@ def queue(tmp_path, settings):
     yield name
     app.conf.update(saved)
     reset_connections()
-    storages._storages.clear()
 
 
 def start_worker(queue: str, tmp_path: Path) -> subprocess.Popen:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
+from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop, pgettext
 from django.utils.translation import gettext_lazy as _
 
-from ctims.exceptions import ValidationFailed
+from ctims.exceptions import CTIMSError
 
+from . import qc
 from .models import ImagingProtocol, Role, Trial
+from .qc.classify import PARTS, region_from_parts
+from .qc_services import DEFAULT_QUERY_DAYS
 from .roles import ROLES_WITH_SITES
 
 
-def add_service_errors(form: forms.Form, exc: ValidationFailed) -> None:
+def add_service_errors(form: forms.Form, exc: CTIMSError) -> None:
     """Show a service's refusal on the form: messages about a field by that field, the explanation above the form."""
     attached: list[str] = []
     for name, messages in exc.fields.items():
@@ -107,6 +114,11 @@ class ProtocolCreateForm(forms.Form):
     max_slice_thickness_mm = forms.DecimalField(
         label=_("Maximum slice thickness (mm)"), min_value=0.1, max_value=20, max_digits=4, decimal_places=2
     )
+    same_scanner_as_baseline = forms.BooleanField(
+        label=_("Same scanner as baseline"),
+        required=False,
+        help_text=_("Follow-up scans must come from the scanner model and protocol of the subject's baseline."),
+    )
 
 
 class SubjectEnrollForm(forms.Form):
@@ -194,3 +206,126 @@ class AuditFilterForm(forms.Form):
         if since and until and since > until:
             self.add_error("until", _("Must be on or after the start date."))
         return data
+
+
+# --- quality control ------------------------------------------------------------------------------------------
+
+# The labels of trials.qc.KINDS, for makemessages: the library stays free of Django, its words are translated here.
+KIND_LABELS = (
+    gettext_noop("CT non-contrast"),
+    gettext_noop("CT arterial"),
+    gettext_noop("CT portal venous"),
+    gettext_noop("CT delayed"),
+    gettext_noop("CT with contrast (phase unknown)"),
+    gettext_noop("MR T1"),
+    gettext_noop("MR T1 post-contrast"),
+    gettext_noop("MR T2"),
+    gettext_noop("MR FLAIR"),
+    gettext_noop("MR diffusion (DWI)"),
+    gettext_noop("MR ADC map"),
+    gettext_noop("MR other sequence"),
+    gettext_noop("Localizer"),
+    gettext_noop("Unknown"),
+)
+_PART_WORDS = {
+    "head": _("head"),
+    "neck": _("neck"),
+    "chest": _("chest"),
+    "abdomen": _("abdomen"),
+    "pelvis": _("pelvis"),
+}
+_NAMED_REGION_WORDS = {"cap": _("chest-abdomen-pelvis"), "whole_body": _("whole body")}
+
+
+def kind_label(kind: str) -> str:
+    """How a person reads a series kind ("CT portal venous"), in their language."""
+    return gettext(qc.KINDS[kind]) if kind in qc.KINDS else kind
+
+
+def region_text(region: str) -> str:
+    """How a person reads a body region ("chest-abdomen-pelvis", "abdomen-pelvis"), in their language."""
+    if not region:
+        return gettext("region unknown")
+    if region in _NAMED_REGION_WORDS:
+        return str(_NAMED_REGION_WORDS[region])
+    try:
+        parts = qc.region_parts(region)
+    except ValueError:
+        return region
+    joiner = pgettext("joins body parts, as in abdomen-pelvis", "-")
+    return joiner.join(str(_PART_WORDS[part]) for part in PARTS if part in parts)
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    return [(kind, kind_label(kind)) for kind in qc.KINDS]
+
+
+def region_choices(current: str = "") -> list[tuple[str, str]]:
+    """Unknown, then every run of neighbouring body parts head to toe (and a stored region outside those)."""
+    regions = [""] + [
+        region_from_parts(set(PARTS[start:end]))
+        for start in range(len(PARTS))
+        for end in range(start + 1, len(PARTS) + 1)
+    ]
+    if current and current not in regions:
+        regions.append(current)
+    return [(region, region_text(region)) for region in regions]
+
+
+class SeriesRelabelForm(forms.Form):
+    """A QC reviewer's correction of what a series is."""
+
+    kind = forms.ChoiceField(label=_("Kind"))
+    region = forms.ChoiceField(label=_("Body region"), required=False)
+
+    def __init__(self, *args, current_region: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = kind_choices()
+        self.fields["region"].choices = region_choices(current_region)
+
+
+def _series_label(series) -> str:
+    number = series.series_number if series.series_number is not None else "?"
+    return f"#{number} {series.description}".strip()
+
+
+class QCFailForm(forms.Form):
+    series = forms.ModelMultipleChoiceField(
+        label=_("Failed series"),
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None chosen: the query is about the whole visit."),
+    )
+    reason = forms.CharField(
+        label=_("What is wrong"),
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("The site's coordinators read this as the first message of the query."),
+    )
+    due_date = forms.DateField(
+        label=_("Answer due by"), widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})
+    )
+
+    def __init__(self, *args, series, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["series"].queryset = series
+        self.fields["series"].label_from_instance = _series_label
+        if not self.is_bound:
+            self.initial.setdefault("due_date", timezone.localdate() + timedelta(days=DEFAULT_QUERY_DAYS))
+
+
+class QCPassForm(forms.Form):
+    comment = forms.CharField(
+        label=_("Comment"), max_length=5000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class QueryAnswerForm(forms.Form):
+    body = forms.CharField(label=_("Your answer"), max_length=10000, widget=forms.Textarea(attrs={"rows": 4}))
+
+
+class QueryCloseForm(forms.Form):
+    body = forms.CharField(
+        label=_("Closing note"), max_length=10000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )

@@ -532,7 +532,9 @@ class QueryMessage(models.Model):
     """One message in a query's thread; a re-upload answers with a link to the upload."""
 
     query = models.ForeignKey(Query, on_delete=models.CASCADE, related_name="messages")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     body = models.TextField(_("message"))
     upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.SET_NULL, related_name="query_messages")
     at = models.DateTimeField(auto_now_add=True)

@@ -170,6 +170,11 @@ def qc_start(*, actor, timepoint: Timepoint) -> Timepoint:
 
 def series_relabel(*, actor, series: Series, kind: str, region: str) -> SeriesClassification:
     """Correct what the rules said a series is; the next checks use the reviewer's label."""
+    if series.study.timepoint.state not in (*REVIEWABLE, State.QUERY_OPEN):
+        raise InvalidState(
+            _("Labels can be corrected while the visit is in QC, not once it is %(state)s.")
+            % {"state": series.study.timepoint.get_state_display()}
+        )
     try:
         qc.Classification(kind=kind, region=region, confidence=1.0)
     except ValueError as exc:
@@ -303,8 +308,8 @@ def query_answer(*, actor, query: Query, body: str, upload: Upload | None = None
 
 
 def query_note_upload(*, upload: Upload) -> None:
-    """A completed re-upload answers the timepoint's unanswered queries, linked to the upload."""
-    for query in Query.objects.filter(timepoint=upload.timepoint, state=Query.State.OPEN):
+    """A completed re-upload answers the timepoint's queries that are not closed, linked to the upload."""
+    for query in Query.objects.filter(timepoint=upload.timepoint).exclude(state=Query.State.CLOSED):
         counts = upload.items.filter(state="accepted").count()
         query_answer(
             actor=upload.created_by,
@@ -327,6 +332,16 @@ def query_close(*, actor, query: Query, body: str = "") -> Query:
         audit_record(
             actor=actor, action="query.close", obj=query, trial_id=query.timepoint.subject.trial_id, summary={}
         )
+        # Answered in words only: with its last query closed the visit is back in the reviewer's hands.
+        others = Query.objects.filter(timepoint=query.timepoint).exclude(state=Query.State.CLOSED)
+        if query.timepoint.state == State.QUERY_OPEN and not others.exists():
+            timepoint_transition(
+                actor=actor,
+                timepoint=query.timepoint,
+                to=State.IN_QC,
+                allowed_from=[State.QUERY_OPEN],
+                reason="query closed",
+            )
     return query
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Case, Count, IntegerField, Max, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -233,6 +233,7 @@ def qc_worklist(*, actor: Actor, trial: Trial) -> QuerySet[Timepoint]:
         .annotate(
             n_blocking=Count("qc_findings", filter=Q(qc_findings__severity="blocking"), distinct=True),
             n_warnings=Count("qc_findings", filter=Q(qc_findings__severity="warning"), distinct=True),
+            uploaded_at=Max("uploads__closed_at"),
         )
         .order_by("updated_at")
     )
@@ -242,7 +243,7 @@ def qc_timepoint(*, timepoint: Timepoint) -> dict:
     """What the QC page shows: findings, and the series with their classification."""
     series = (
         Series.objects.filter(study__timepoint=timepoint)
-        .select_related("classification", "study")
+        .select_related("classification__corrected_by", "study")
         .order_by("series_number", "pk")
     )
     return {
@@ -253,14 +254,23 @@ def qc_timepoint(*, timepoint: Timepoint) -> dict:
     }
 
 
+# Open queries first, then answered, then closed.
+QUERY_ORDER = Case(
+    When(state=Query.State.OPEN, then=Value(0)),
+    When(state=Query.State.ANSWERED, then=Value(1)),
+    default=Value(2),
+    output_field=IntegerField(),
+)
+
+
 def query_list(*, actor: Actor, trial: Trial) -> QuerySet[Query]:
     """Queries of the subjects the actor may see: their sites' for coordinators, all for QC reviewers and admins."""
     if not (actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()):
         raise NotPermitted(_("Your role in this trial does not include site queries."))
     return (
         Query.objects.filter(timepoint__subject__in=subject_list(actor=actor, trial=trial))
-        .select_related("timepoint__subject__site", "timepoint__visit", "opened_by")
-        .order_by("state", "due_date")
+        .select_related("timepoint__subject__site", "timepoint__visit", "opened_by", "series")
+        .order_by(QUERY_ORDER, "due_date", "pk")
     )
 
 

@@ -6,7 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from django.db.models import Case, Count, IntegerField, Max, Prefetch, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -18,6 +19,7 @@ from .models import (
     ApiToken,
     ImagingProtocol,
     Membership,
+    QCFinding,
     Query,
     Series,
     Site,
@@ -119,10 +121,19 @@ class GridRow:
 
 def visit_grid(*, actor: Actor, trial: Trial) -> tuple[list[Visit], list[GridRow]]:
     """The visit grid: one row a visible subject, one cell a visit: the timepoint with its state and counts
-    of stored series and instances (`n_series`, `n_instances`)."""
+    of stored series and instances (`n_series`, `n_instances`) and of QC findings (`n_blocking`, `n_warnings`)."""
     visits = list(visit_list(trial=trial))
+
+    def findings(severity: str):
+        # A subquery, so that the finding rows do not multiply the instance count of the same query.
+        rows = QCFinding.objects.filter(timepoint=OuterRef("pk"), severity=severity).order_by().values("timepoint")
+        return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")[:1]), 0)
+
     timepoints = Timepoint.objects.select_related("visit").annotate(
-        n_series=Count("studies__series", distinct=True), n_instances=Count("studies__series__instances")
+        n_series=Count("studies__series", distinct=True),
+        n_instances=Count("studies__series__instances"),
+        n_blocking=findings("blocking"),
+        n_warnings=findings("warning"),
     )
     subjects = subject_list(actor=actor, trial=trial).prefetch_related(Prefetch("timepoints", queryset=timepoints))
     rows = []

@@ -127,3 +127,11 @@ def test_overdue_queries_are_reminded_once_a_day(world, mailoutbox):
     assert qc_services.queries_remind_overdue() == 1
     assert qc_services.queries_remind_overdue() == 0
     assert len(mailoutbox) == 1 and "Overdue" in mailoutbox[0].subject
+
+
+def test_the_visit_grid_shows_findings_to_the_site(world, client):
+    files = series_files("qc-h")
+    upload(world, "ALPHA-SEO-001", files[:8] + files[11:], world.cora)
+    client.force_login(world.cora)
+    page = client.get("/trials/ALPHA/subjects/").content.decode()
+    assert "1 blocking finding" in page and "17 images" in page

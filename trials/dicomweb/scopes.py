@@ -47,12 +47,14 @@ class Scope:
 
     def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Instance:
         candidates = Instance.objects if self.allows else self.instances()
-        instance = (
+        # No ORDER BY: the UID is unique, and an ordered first() lets PostgreSQL walk another index.
+        found = list(
             candidates.filter(sop_instance_uid=sop_uid)
             .select_related("series__study__subject")
             .defer("metadata")
-            .first()
+            .order_by()[:1]
         )
+        instance = found[0] if found else None
         if (
             instance is None
             or instance.series.series_instance_uid != series_uid

@@ -1,11 +1,17 @@
 """De-identification of DICOM instances (PS3.15 Annex E) into a trial's pseudonym space. Imports no Django."""
 
-from .engine import DeidResult, deidentify
-from .errors import DeidRejected
-from .options import CT_MR_SOP_CLASSES, DeidOptions
-from .profile import PROFILE_EDITION
-from .pseudonym import PseudonymSpace
-from .verify import IdentifyingValues, verify_no_phi
+from pydicom import config as _pydicom_config
+
+# pydicom's read-time validation warns with the offending value (a malformed PatientBirthDate, say) in the
+# message; identifying values must never reach a log, so values are not validated on reading.
+_pydicom_config.settings.reading_validation_mode = _pydicom_config.IGNORE
+
+from .engine import DeidResult, deidentify  # noqa: E402
+from .errors import DeidRejected  # noqa: E402
+from .options import CT_MR_SOP_CLASSES, DeidOptions  # noqa: E402
+from .profile import PROFILE_EDITION  # noqa: E402
+from .pseudonym import PseudonymSpace  # noqa: E402
+from .verify import IdentifyingValues, verify_no_phi  # noqa: E402
 
 __all__ = [
     "CT_MR_SOP_CLASSES",

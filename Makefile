@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ctims
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test install install-dev frontend services browser lint check clean
+.PHONY: run test install install-dev frontend services system-deps lint check clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (install python3.11 or set PYTHON=...)"; exit 1; }
@@ -59,9 +59,11 @@ services:
 	  psql "$$server" -tAc "SELECT 1 FROM pg_database WHERE datname='$$name'" | grep -q 1 || \
 	  psql "$$server" -qc "CREATE DATABASE \"$$name\""
 
-# Debian's Chromium for the browser tests (never Playwright's own download).
-browser:
-	@{ command -v chromium && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null; }
+# What the tests need from Debian: Chromium for the browser tests (never Playwright's own download), Korean
+# fonts for its screenshots, and dicom3tools' dciodvfy to validate the structured reports.
+system-deps:
+	@{ command -v chromium && command -v dciodvfy && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools >/dev/null; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
@@ -71,7 +73,7 @@ check: install-dev services
 	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py check
 	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py makemigrations --check --dry-run
 
-test: install-dev frontend services browser lint check
+test: install-dev frontend services system-deps lint check
 	DATABASE_URL=$(DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,0 +1,62 @@
+"""Server-rendered pages of trials.
+
+Each page finds the trial through ``selectors.trial_get`` (404 outside the person's trials, 403 without the
+right), reads through selectors, changes through services, and answers a successful POST with a redirect.
+"""
+
+from ._common import home
+from .qc import (
+    qc_fail,
+    qc_pass,
+    qc_relabel,
+    qc_start,
+    qc_timepoint,
+    qc_worklist,
+    query_answer,
+    query_close,
+    query_detail,
+    query_list,
+)
+from .setup import (
+    membership_revoke,
+    protocol_create,
+    token_revoke,
+    trial_audit,
+    trial_create,
+    trial_detail,
+    trial_edit,
+    trial_people,
+    trial_schedule,
+    trial_sites,
+    trial_tokens,
+)
+from .subjects import subject_detail, timepoint_upload, timepoint_viewer, trial_subjects
+
+__all__ = [
+    "home",
+    "membership_revoke",
+    "protocol_create",
+    "qc_fail",
+    "qc_pass",
+    "qc_relabel",
+    "qc_start",
+    "qc_timepoint",
+    "qc_worklist",
+    "query_answer",
+    "query_close",
+    "query_detail",
+    "query_list",
+    "subject_detail",
+    "timepoint_upload",
+    "timepoint_viewer",
+    "token_revoke",
+    "trial_audit",
+    "trial_create",
+    "trial_detail",
+    "trial_edit",
+    "trial_people",
+    "trial_schedule",
+    "trial_sites",
+    "trial_subjects",
+    "trial_tokens",
+]

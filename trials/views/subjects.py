@@ -1,0 +1,223 @@
+"""Pages of subjects and their visits: the visit grid, a subject, the upload page and the viewer."""
+
+from __future__ import annotations
+
+import json
+
+from csp.decorators import csp_update
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import redirect
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+
+from ctims.exceptions import ValidationFailed
+
+from .. import selectors, services
+from ..access import Actor
+from ..forms import (
+    SubjectEnrollForm,
+    add_service_errors,
+)
+from ..ingest.services import UPLOADABLE_STATES
+from ..models import Instance, Query, Timepoint, Trial, Upload, UploadItem
+from ._common import QC_STATES, _posted, _require_subject_access, _sees_images, _trial, _trial_page, scoped
+
+# --- subjects -----------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def trial_subjects(request, code):
+    """The visit grid of the subjects the person may see; a trial admin also enrolls subjects here."""
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code)
+    _require_subject_access(actor, trial)
+    can_enroll = actor.has_trial_perm(trial, "manage_trial")
+    if request.method == "POST" and not can_enroll:
+        raise PermissionDenied(_("Only a trial admin enrolls subjects."))
+    form = None
+    if can_enroll:
+        form = SubjectEnrollForm(_posted(request), sites=selectors.enrollable_sites(actor=actor, trial=trial))
+    if request.method == "POST" and form.is_valid():
+        try:
+            subject = services.subject_enroll(actor=request.user, site=form.cleaned_data["site"])
+        except ValidationFailed as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("Subject %(code)s was enrolled at %(site)s.") % {"code": subject.code, "site": subject.site.code},
+            )
+            return redirect("trial-subjects", code=trial.code)
+    visits, rows = selectors.visit_grid(actor=actor, trial=trial)
+    grid = [(row, list(zip(visits, row.cells, strict=True))) for row in rows]
+    context = (
+        {"visits": visits, "rows": rows, "grid": grid, "form": form}
+        | _upload_links(actor, trial)
+        | _qc_links(actor, trial)
+    )
+    return _trial_page(request, actor, trial, "trials/subjects.html", "trial-subjects", context)
+
+
+@login_required
+def subject_detail(request, code, subject_code):
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code)
+    _require_subject_access(actor, trial)
+    with scoped():
+        subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
+    timepoints = (
+        subject.timepoints.select_related("visit")
+        .annotate(n_series=Count("studies__series", distinct=True), n_instances=Count("studies__series__instances"))
+        .order_by("visit__order")
+    )
+    with scoped():
+        open_queries = selectors.query_list(actor=actor, trial=trial).filter(timepoint__subject=subject)
+        open_queries = open_queries.exclude(state=Query.State.CLOSED).order_by("pk")
+    queries_by_timepoint: dict[int, list[Query]] = {}
+    for query in open_queries:
+        queries_by_timepoint.setdefault(query.timepoint_id, []).append(query)
+    context = (
+        {
+            "subject": subject,
+            "timepoints": [(tp, queries_by_timepoint.get(tp.pk, [])) for tp in timepoints],
+            "can_view_images": _sees_images(actor, trial, subject),
+        }
+        | _upload_links(actor, trial)
+        | _qc_links(actor, trial)
+    )
+    return _trial_page(request, actor, trial, "trials/subject_detail.html", "trial-subjects", context)
+
+
+def _qc_links(actor: Actor, trial: Trial) -> dict:
+    """What a page needs to offer a link to a timepoint's QC page to QC reviewers."""
+    return {"reviews_qc": actor.has_trial_perm(trial, "review_qc"), "qc_states": QC_STATES}
+
+
+def _upload_links(actor: Actor, trial: Trial) -> dict:
+    """What a page needs to offer "Upload images" only where the person may upload and the visit still accepts it."""
+    return {
+        "upload_site_ids": set(actor.sites(trial, "upload_to_site").values_list("pk", flat=True)),
+        "uploadable_states": UPLOADABLE_STATES,
+    }
+
+
+# --- upload -------------------------------------------------------------------------------------------------
+
+# Files an earlier upload already settled: not sent again. A file lost before processing may be sent again.
+_SETTLED = (UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED)
+
+
+def _received_files(uploads) -> list[dict]:
+    """Every file the visit's uploads settled, one entry a SHA-256: stored wins over rejected."""
+    received: dict[str, dict] = {}
+    items = (
+        UploadItem.objects.filter(upload__in=uploads, state__in=_SETTLED)
+        .exclude(code="lost")
+        .order_by("pk")
+        .values("sha256", "state", "reason")
+    )
+    for item in items:
+        known = received.get(item["sha256"])
+        if known is None or known["state"] == UploadItem.State.REJECTED:
+            received[item["sha256"]] = item
+    return list(received.values())
+
+
+@login_required
+@require_GET
+def timepoint_upload(request, code, subject_code, visit_code):
+    """The coordinator's upload page: the browser reads, checks, hashes and sends the files through the API.
+
+    Opening the page changes nothing: the browser opens an upload session only when there is a file to send,
+    and resumes the person's unfinished one (after a reload or a dropped network).
+    """
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code)
+    with scoped():
+        timepoint = selectors.upload_timepoint_get(
+            actor=actor, trial=trial, subject_code=subject_code, visit_code=visit_code
+        )
+    uploads = selectors.upload_list(actor=actor, trial=trial).filter(timepoint=timepoint)
+    current = (
+        uploads.filter(created_by=request.user, state__in=[Upload.State.OPEN, Upload.State.PROCESSING])
+        .order_by("-created_at")
+        .first()
+    )
+    stored = Instance.objects.filter(series__study__timepoint=timepoint).aggregate(
+        series=Count("series", distinct=True), instances=Count("pk")
+    )
+    # The API routes of one upload, with a placeholder id the browser replaces.
+    status_url = reverse("api-upload", kwargs={"code": trial.code, "pk": 0})
+    finish_url = reverse("api-upload-finish", kwargs={"code": trial.code, "pk": 0})
+    context = {
+        "subject": timepoint.subject,
+        "visit": timepoint.visit,
+        "timepoint": timepoint,
+        "accepts_uploads": timepoint.state in UPLOADABLE_STATES,
+        "stored": stored,
+        "status_url": status_url,
+        "finish_url": finish_url,
+        "resume_url": reverse("api-upload", kwargs={"code": trial.code, "pk": current.pk}) if current else "",
+        "received_json": json.dumps(_received_files(uploads), separators=(",", ":")),
+        "state_labels_json": json.dumps({value: str(label) for value, label in Timepoint.State.choices}),
+    }
+    return _trial_page(request, actor, trial, "trials/upload.html", "trial-subjects", context)
+
+
+# --- viewer -------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+# The image codecs are WebAssembly: compiling it is the one thing this page adds to the scripts' policy.
+@csp_update({"script-src": ["'wasm-unsafe-eval'"]})
+def timepoint_viewer(request, code, subject_code, visit_code):
+    """The image viewer of one timepoint, over the trial's DICOMweb root, with the subject's other timepoints.
+
+    It shows the subject's pseudonym and the visits' labels, nothing of the site and no dates. Readers,
+    adjudicators and sponsors see nothing here (404): their images come through their read tasks.
+    """
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code)
+    with scoped():
+        subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
+    if not _sees_images(actor, trial, subject):
+        raise Http404(_("No such subject."))
+    timepoints = subject.timepoints.select_related("visit").prefetch_related("studies").order_by("visit__order")
+    timepoint = next((t for t in timepoints if t.visit.code == visit_code), None)
+    if timepoint is None:
+        raise Http404(_("No such visit."))
+    # The subject's visits that hold images, in schedule order: this one and those to compare it with.
+    visits = [
+        {
+            "visit": t.visit.code,
+            "label": t.visit.label,
+            "studies": sorted(study.study_instance_uid for study in t.studies.all()),
+            "current": t.pk == timepoint.pk,
+        }
+        for t in timepoints
+        if t.pk == timepoint.pk or t.studies.all()
+    ]
+    current = next(n for n, v in enumerate(visits) if v["current"])
+    earlier, later = visits[:current], visits[current + 1 :]
+    # Compare with the latest earlier visit first (the usual baseline/follow-up reading), else the next one.
+    default_compare = (earlier[-1] if earlier else later[0] if later else visits[current])["visit"]
+    root = reverse("dicomweb-trial-studies", kwargs={"scope_code": trial.code}).removesuffix("/studies")
+    context = {
+        "subject": subject,
+        "visit": timepoint.visit,
+        "timepoint": timepoint,
+        "has_images": bool(visits[current]["studies"]),
+        "compare_visits": [v for v in visits if v["studies"]],
+        "default_compare": default_compare,
+        "panes": ["left", "right"],
+        "viewer_config": {"root": root, "wasmBase": static("dist/viewer/"), "timepoints": visits},
+    }
+    return _trial_page(request, actor, trial, "trials/viewer.html", "trial-subjects", context)

@@ -1,0 +1,609 @@
+"""DICOM SR for reads: the one place that writes and parses read results.
+
+A read is encoded as a TID 1500 "Imaging Measurement Report" in a Comprehensive 3D SR
+instance (highdicom), placed in the de-identified study it reads (same StudyInstanceUID,
+new series and instance):
+
+* one TID 1501 measurement group per lesion (source image as group-level reference; TID
+  1410 is not used because it allows one region per group and highdicom forbids
+  per-measurement coordinates in it), each with
+  - Tracking Identifier (DCM 112039, the label e.g. "T01") and Tracking Unique Identifier
+    (DCM 112040, stable for the lesion across timepoints);
+  - Finding Site (SCT 363698007), Finding type SCT 52988006 "Lesion" or SCT 59441001
+    "Lymph Node" (encodes ``is_node``);
+  - Method RECIST 1.1 (DCM 126081); Time Point context (TID 1502) with the timepoint label;
+  - Long axis (SCT 103339001) / Short axis (SCT 103340004) in UCUM "mm", each with its
+    own SCOORD POLYLINE (two endpoints, image pixel (column, row)) on the referenced image;
+  - Baseline Category (DCM 112016) = DCM 112074 / 112075 for target / non-target lesions;
+  - local (99CTIMS) codes for the lesion category incl. "new", the lesion status, and a
+    TEXT item for the free-text non-target status.
+* one TID 1501 group "Timepoint response" with target response (DCM CID 6143 values),
+  non-target response (DCM CID 6144 values), overall response (NCIt, CDISC response
+  terms), and the sum of diameters in mm.
+
+The SR is marked COMPLETE and VERIFIED by the verifying observer.  Patient and study
+attributes are copied by highdicom from the first de-identified evidence header, so the
+SR carries only the pseudonym.
+
+Measurement values are written as DS strings from the Decimal and parsed back to Decimal
+from the DS string, so they round-trip exactly (DS holds at most 16 characters).  Points
+are stored as SCOORD (FL, float32): use coordinates exactly representable in float32
+(e.g. integers or halves) if exact round-trip matters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+from pydicom.valuerep import DS
+
+Point = tuple[float, float]
+Segment = tuple[Point, Point]
+
+# --------------------------------------------------------------------------- codes
+
+LOCAL_SCHEME = "99CTIMS"
+LOCAL_SCHEME_NAME = "CTIMS local codes"
+
+
+def _local(value: str, meaning: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value=value, scheme_designator=LOCAL_SCHEME, meaning=meaning)
+
+
+# Standard codes, all verified against pydicom's SR code dictionary.
+LONG_AXIS = codes.SCT.LongAxis  # SCT 103339001 "Long axis"
+SHORT_AXIS = codes.SCT.ShortAxis  # SCT 103340004 "Short axis"
+MM = codes.UCUM.Millimeter  # UCUM "mm"
+RECIST_1_1 = codes.DCM.RECIST1Point1  # DCM 126081 "RECIST 1.1" (CID 6147)
+LESION = codes.SCT.Lesion  # SCT 52988006
+LYMPH_NODE = codes.SCT.LymphNode  # SCT 59441001 "Lymph Node"
+BASELINE_CATEGORY = codes.DCM.BaselineCategory  # DCM 112016
+TIME_POINT = hd.sr.CodedConcept("C2348792", "UMLS", "Time Point")  # as written by hd.sr.TimePointContext
+
+BASELINE_CODES = {  # CID 6145
+    "target": codes.DCM.TargetLesionAtBaseline,  # DCM 112074 "Target Lesion at Baseline"
+    "non_target": codes.DCM.NonTargetLesionAtBaseline,  # DCM 112075 "Non-Target Lesion at Baseline"
+}
+
+# Response assessment names: local codes mirroring CDISC RSTESTCD.
+TARGET_RESPONSE = _local("TRGRESP", "Target Response")
+NON_TARGET_RESPONSE = _local("NTRGRESP", "Non-target Response")
+OVERALL_RESPONSE = _local("OVRLRESP", "Overall Response")
+SUM_OF_DIAMETERS = _local("SUMDIAM", "Sum of Diameters")
+LESION_CATEGORY = _local("LESCAT", "Lesion Category")
+LESION_STATUS = _local("LESSTAT", "Lesion Status")
+NON_TARGET_STATUS = _local("NTSTAT", "Non-target Lesion Status")
+TIMEPOINT_RESPONSE_LABEL = "Timepoint response"
+
+NE = "NE"
+NON_CR_NON_PD = "NON-CR/NON-PD"
+
+TARGET_RESPONSE_CODES = {  # CID 6143 "Target Lesion Response" (verified in pydicom)
+    "CR": codes.DCM.TargetLesionCompleteResponse,  # 112041
+    "PR": codes.DCM.TargetLesionPartialResponse,  # 112042
+    "PD": codes.DCM.TargetLesionProgressiveDisease,  # 112043
+    "SD": codes.DCM.TargetLesionStableDisease,  # 112044
+    NE: _local("TRG-NE", "Target Lesions Not Evaluable"),  # no DCM code in CID 6143
+}
+NON_TARGET_RESPONSE_CODES = {  # CID 6144 "Non-Target Lesion Response" (verified in pydicom)
+    "CR": codes.DCM.NonTargetLesionCompleteResponse,  # 112045
+    NON_CR_NON_PD: codes.DCM.NonTargetLesionIncompleteResponseOrStableDisease,  # 112046
+    "PD": codes.DCM.NonTargetLesionProgressiveDisease,  # 112047
+    NE: _local("NTRG-NE", "Non-target Lesions Not Evaluable"),  # no DCM code in CID 6144
+}
+# NCIt codes of the CDISC response terms.  NOT in pydicom's NCIt dictionary, so NOT verified
+# here: check against NCI EVS before relying on them.  NE and Non-CR/Non-PD use local codes
+# because their NCIt C-codes could not be confirmed at all.
+OVERALL_RESPONSE_CODES = {
+    "CR": hd.sr.CodedConcept("C4870", "NCIt", "Complete Response"),
+    "PR": hd.sr.CodedConcept("C18213", "NCIt", "Partial Response"),
+    "SD": hd.sr.CodedConcept("C18058", "NCIt", "Stable Disease"),
+    "PD": hd.sr.CodedConcept("C35571", "NCIt", "Progressive Disease"),
+    NE: _local("OVRL-NE", "Not Evaluable"),
+    NON_CR_NON_PD: _local("OVRL-NCRNPD", "Non-CR/Non-PD"),
+}
+
+CATEGORY_CODES = {
+    "target": _local("TARGET", "Target lesion"),
+    "non_target": _local("NON-TARGET", "Non-target lesion"),
+    "new": _local("NEW", "New lesion"),
+}
+STATUS_CODES = {
+    "measured": _local("MEASURED", "Measured"),
+    "too_small": _local("TOO-SMALL", "Too small to measure"),
+    "disappeared": _local("DISAPPEARED", "Disappeared"),
+    "not_evaluable": _local("NOT-EVALUABLE", "Not evaluable"),
+}
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    frame_of_reference_uid: str | None = None
+
+
+@dataclass
+class LesionMeasurement:
+    tracking_uid: str
+    tracking_label: str
+    category: str  # "target" | "non_target" | "new"
+    finding_site: tuple[str, str]  # (SCT code value, code meaning)
+    image: SourceImage
+    is_node: bool = False
+    long_axis_mm: Decimal | None = None
+    short_axis_mm: Decimal | None = None
+    long_axis_points: Segment | None = None
+    short_axis_points: Segment | None = None
+    status: str = "measured"  # measured | too_small | disappeared | not_evaluable
+    non_target_status: str | None = None
+
+
+@dataclass
+class ReadReport:
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    series_number: int
+    instance_number: int
+    reader_name: str
+    verifying_observer_name: str
+    verification_datetime: dt.datetime
+    content_datetime: dt.datetime
+    timepoint_label: str
+    lesions: list[LesionMeasurement] = field(default_factory=list)
+    target_response: str | None = None  # CR PR SD PD NE
+    non_target_response: str | None = None  # CR NON-CR/NON-PD PD NE
+    overall_response: str | None = None  # CR PR SD PD NE NON-CR/NON-PD
+    sum_of_diameters_mm: Decimal | None = None
+    method: str = "RECIST 1.1"
+    # Filled by parse_measurement_report (copied from the evidence header on write).
+    patient_id: str | None = None
+    patient_name: str | None = None
+
+
+class SRError(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------- write
+
+
+def _ds_str(value: Decimal) -> str:
+    text = format(Decimal(value), "f")
+    if len(text) > 16:
+        raise SRError(f"measurement {value} does not fit a DS value (16 characters)")
+    return text
+
+
+def _segment_array(points: Segment) -> np.ndarray:
+    arr = np.array(points, dtype=float)
+    if arr.shape != (2, 2):
+        raise SRError(f"expected two (col, row) points, got {points!r}")
+    return arr
+
+
+def _measurement(name, value: Decimal, points: Segment | None, image: SourceImage) -> hd.sr.Measurement:
+    coords = None
+    if points is not None:
+        coords = [
+            hd.sr.CoordinatesForMeasurement(
+                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                graphic_data=_segment_array(points),
+                source_image=hd.sr.SourceImageForRegion(image.sop_class_uid, image.sop_instance_uid),
+            )
+        ]
+    m = hd.sr.Measurement(
+        name=name,
+        value=float(value),
+        unit=MM,
+        method=RECIST_1_1,
+        referenced_coordinates=coords,
+    )
+    # Write the exact decimal string rather than a float rendering.
+    for item in m:
+        if item.ValueType == "NUM":
+            item.MeasuredValueSequence[0].NumericValue = DS(_ds_str(value))
+    return m
+
+
+def _lesion_group(lesion: LesionMeasurement, time_point: hd.sr.TimePointContext):
+    if lesion.category not in CATEGORY_CODES:
+        raise SRError(f"unknown lesion category {lesion.category!r}")
+    if lesion.status not in STATUS_CODES:
+        raise SRError(f"unknown lesion status {lesion.status!r}")
+    tracking = hd.sr.TrackingIdentifier(uid=lesion.tracking_uid, identifier=lesion.tracking_label)
+    site_value, site_meaning = lesion.finding_site
+    sites = [hd.sr.FindingSite(hd.sr.CodedConcept(site_value, "SCT", site_meaning))]
+    measurements = []
+    if lesion.long_axis_mm is not None:
+        measurements.append(_measurement(LONG_AXIS, lesion.long_axis_mm, lesion.long_axis_points, lesion.image))
+    if lesion.short_axis_mm is not None:
+        measurements.append(_measurement(SHORT_AXIS, lesion.short_axis_mm, lesion.short_axis_points, lesion.image))
+    evaluations = [
+        hd.sr.QualitativeEvaluation(LESION_CATEGORY, CATEGORY_CODES[lesion.category]),
+        hd.sr.QualitativeEvaluation(LESION_STATUS, STATUS_CODES[lesion.status]),
+    ]
+    if lesion.category in BASELINE_CODES:
+        evaluations.insert(0, hd.sr.QualitativeEvaluation(BASELINE_CATEGORY, BASELINE_CODES[lesion.category]))
+    common = {
+        "tracking_identifier": tracking,
+        "time_point_context": time_point,
+        "finding_type": LYMPH_NODE if lesion.is_node else LESION,
+        "method": RECIST_1_1,
+        "finding_sites": sites,
+        "measurements": measurements or None,
+        "qualitative_evaluations": evaluations,
+    }
+    # TID 1501 rather than TID 1410: TID 1410 allows a single image region for the group and
+    # highdicom forbids per-measurement coordinates there, but each axis needs its own SCOORD
+    # (TID 300 "INFERRED FROM"), as dcmjs/OHIF bidirectional measurements do.
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        source_images=[hd.sr.SourceImageForMeasurementGroup(lesion.image.sop_class_uid, lesion.image.sop_instance_uid)],
+        **common,
+    )
+    if lesion.non_target_status:
+        group[0].ContentSequence.append(
+            hd.sr.TextContentItem(
+                name=NON_TARGET_STATUS,
+                value=lesion.non_target_status,
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        )
+    return group
+
+
+def _response_group(report: ReadReport, time_point: hd.sr.TimePointContext):
+    evaluations = []
+    for value, table, name in (
+        (report.target_response, TARGET_RESPONSE_CODES, TARGET_RESPONSE),
+        (report.non_target_response, NON_TARGET_RESPONSE_CODES, NON_TARGET_RESPONSE),
+        (report.overall_response, OVERALL_RESPONSE_CODES, OVERALL_RESPONSE),
+    ):
+        if value is None:
+            continue
+        if value not in table:
+            raise SRError(f"{name.meaning}: unknown response {value!r}")
+        evaluations.append(hd.sr.QualitativeEvaluation(name, table[value]))
+    measurements = None
+    if report.sum_of_diameters_mm is not None:
+        m = hd.sr.Measurement(
+            name=SUM_OF_DIAMETERS, value=float(report.sum_of_diameters_mm), unit=MM, method=RECIST_1_1
+        )
+        for item in m:
+            if item.ValueType == "NUM":
+                item.MeasuredValueSequence[0].NumericValue = DS(_ds_str(report.sum_of_diameters_mm))
+        measurements = [m]
+    if not evaluations and measurements is None:
+        return None
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier=TIMEPOINT_RESPONSE_LABEL),
+        time_point_context=time_point,
+        method=RECIST_1_1,
+        measurements=measurements,
+        qualitative_evaluations=evaluations or None,
+    )
+
+
+def _pn(name: str) -> str:
+    """A display name such as "Reader 1" as a single-component PN ("Reader 1^")."""
+    return name if "^" in name else name + "^"
+
+
+def _da_tm(value: dt.datetime) -> tuple[str, str]:
+    return value.strftime("%Y%m%d"), value.strftime("%H%M%S")
+
+
+def _dt(value: dt.datetime) -> str:
+    text = value.strftime("%Y%m%d%H%M%S")
+    if value.utcoffset() is not None:
+        text += value.strftime("%z")
+    return text
+
+
+def write_measurement_report(report: ReadReport, evidence: Sequence[pydicom.Dataset]) -> pydicom.Dataset:
+    """Build the TID 1500 Comprehensive 3D SR for ``report``.
+
+    ``evidence`` are the (headers of the) de-identified images the read refers to; the first
+    provides patient and study attributes.  Every image referenced by a lesion must be in it.
+    """
+    if not evidence:
+        raise SRError("evidence must contain at least one de-identified source image header")
+    studies = {str(ds.StudyInstanceUID) for ds in evidence}
+    if studies != {report.study_uid}:
+        raise SRError(f"evidence must all belong to study {report.study_uid}, got {sorted(studies)}")
+    known = {str(ds.SOPInstanceUID) for ds in evidence}
+    for lesion in report.lesions:
+        if lesion.image.sop_instance_uid not in known:
+            raise SRError(f"{lesion.tracking_label}: image {lesion.image.sop_instance_uid} not in evidence")
+        if lesion.image.study_uid != report.study_uid:
+            raise SRError(f"{lesion.tracking_label}: image belongs to another study")
+    labels = [le.tracking_label for le in report.lesions]
+    if len(set(labels)) != len(labels) or len({le.tracking_uid for le in report.lesions}) != len(labels):
+        raise SRError("tracking labels and tracking UIDs must be unique within a report")
+    if report.method != "RECIST 1.1":
+        raise SRError(f"unsupported method {report.method!r}")
+
+    time_point = hd.sr.TimePointContext(time_point=report.timepoint_label)
+    groups = [_lesion_group(lesion, time_point) for lesion in report.lesions]
+    response = _response_group(report, time_point)
+    if response is not None:
+        groups.append(response)
+
+    observation_context = hd.sr.ObservationContext(
+        observer_person_context=hd.sr.ObserverContext(
+            observer_type=codes.DCM.Person,
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=_pn(report.reader_name)),
+        )
+    )
+    content = hd.sr.MeasurementReport(
+        observation_context=observation_context,
+        procedure_reported=codes.SCT.ImagingProcedure,
+        imaging_measurements=groups,
+    )
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=list(evidence),
+        content=content[0],
+        series_instance_uid=report.series_uid,
+        series_number=report.series_number,
+        sop_instance_uid=report.sop_instance_uid,
+        instance_number=report.instance_number,
+        manufacturer="CTIMS",
+        is_complete=True,
+        is_final=True,
+        is_verified=True,
+        verifying_observer_name=report.verifying_observer_name,
+        verifying_organization="CTIMS",
+        series_description=f"Read {report.timepoint_label} {report.reader_name}"[:64],
+    )
+    sr.VerifyingObserverSequence[0].VerificationDateTime = _dt(report.verification_datetime)
+    sr.ContentDate, sr.ContentTime = _da_tm(report.content_datetime)
+    sr.SeriesDate, sr.SeriesTime = sr.ContentDate, sr.ContentTime
+    sr.InstanceCreationDate, sr.InstanceCreationTime = sr.ContentDate, sr.ContentTime
+    # De-identified source: keep accession number and referring physician empty.
+    sr.AccessionNumber = ""
+    sr.ReferringPhysicianName = ""
+    _keep_pseudonym_only(sr)
+    scheme = pydicom.Dataset()
+    scheme.CodingSchemeDesignator = LOCAL_SCHEME
+    scheme.CodingSchemeName = LOCAL_SCHEME_NAME
+    scheme.CodingSchemeResponsibleOrganization = "CTIMS"
+    sr.CodingSchemeIdentificationSequence = [scheme]
+    return sr
+
+
+# Identity attributes that may carry a value other than the pseudonym; the Patient module copy
+# from the evidence must not bring them into the SR.
+_OTHER_IDENTITY = (
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "IssuerOfPatientIDQualifiersSequence",
+)
+
+
+def _keep_pseudonym_only(sr: pydicom.Dataset) -> None:
+    for kw in _OTHER_IDENTITY:
+        if kw in sr:
+            delattr(sr, kw)
+    pseudonym = {"PatientName": str(sr.get("PatientName", "")), "PatientID": str(sr.get("PatientID", ""))}
+
+    def check(ds: pydicom.Dataset) -> None:
+        for elem in ds:
+            if elem.keyword in pseudonym and str(elem.value) != pseudonym[elem.keyword]:
+                raise SRError(f"{elem.keyword} other than the pseudonym found in the SR")
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    check(item)
+
+    check(sr)
+
+
+# --------------------------------------------------------------------------- parse
+
+
+def _code_key(code) -> tuple[str, str]:
+    return (str(code.scheme_designator), str(code.value))
+
+
+def _reverse(table: dict) -> dict:
+    return {_code_key(code): key for key, code in table.items()}
+
+
+_CATEGORY_BY_CODE = _reverse(CATEGORY_CODES)
+_STATUS_BY_CODE = _reverse(STATUS_CODES)
+_TARGET_BY_CODE = _reverse(TARGET_RESPONSE_CODES)
+_NON_TARGET_BY_CODE = _reverse(NON_TARGET_RESPONSE_CODES)
+_OVERALL_BY_CODE = _reverse(OVERALL_RESPONSE_CODES)
+_BASELINE_BY_CODE = _reverse(BASELINE_CODES)
+
+
+def _name_key(item) -> tuple[str, str]:
+    c = item.ConceptNameCodeSequence[0]
+    return (str(c.CodingSchemeDesignator), str(c.CodeValue))
+
+
+def _walk(items):
+    for item in items:
+        yield item
+        if "ContentSequence" in item:
+            yield from _walk(item.ContentSequence)
+
+
+def _find_text(items, name) -> str | None:
+    for item in _walk(items):
+        if item.get("ValueType") == "TEXT" and _name_key(item) == _code_key(name):
+            return str(item.TextValue)
+    return None
+
+
+def _measurement_value(m: hd.sr.Measurement) -> Decimal:
+    """The value as Decimal from the DS string itself (no float round trip)."""
+    for item in m:
+        if item.ValueType == "NUM":
+            value = item.MeasuredValueSequence[0].NumericValue
+            return Decimal(getattr(value, "original_string", None) or str(value))
+    raise SRError("measurement without numeric value")
+
+
+def _points(graphic_data) -> Segment:
+    arr = np.asarray(graphic_data, dtype=float).reshape(-1, 2)
+    if arr.shape != (2, 2):
+        raise SRError(f"expected a two-point polyline, got {arr.shape[0]} points")
+    return ((float(arr[0, 0]), float(arr[0, 1])), (float(arr[1, 0]), float(arr[1, 1])))
+
+
+def _measurement_points(m: hd.sr.Measurement) -> tuple[Segment | None, str | None]:
+    coords = m.referenced_coordinates
+    if not coords:
+        return None, None
+    c = coords[0]
+    return _points(c.value), str(c.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+
+
+def _qualitative(group) -> dict[tuple[str, str], tuple[str, str]]:
+    return {_code_key(q.name): _code_key(q.value) for q in group.get_qualitative_evaluations()}
+
+
+def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
+    """Parse an SR written by :func:`write_measurement_report` back into plain data."""
+    sr = hd.sr.Comprehensive3DSR.from_dataset(dataset)
+    content = sr.content
+
+    # Where do referenced instances live (study/series), from the evidence sequences.
+    image_index: dict[str, SourceImage] = {}
+    for seq_name in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in dataset.get(seq_name, []):
+            for series in study.ReferencedSeriesSequence:
+                for inst in series.ReferencedSOPSequence:
+                    image_index[str(inst.ReferencedSOPInstanceUID)] = SourceImage(
+                        study_uid=str(study.StudyInstanceUID),
+                        series_uid=str(series.SeriesInstanceUID),
+                        sop_instance_uid=str(inst.ReferencedSOPInstanceUID),
+                        sop_class_uid=str(inst.ReferencedSOPClassUID),
+                    )
+
+    def image_for(uid: str, sop_class: str) -> SourceImage:
+        return image_index.get(uid) or SourceImage("", "", uid, sop_class)
+
+    reader_name = None
+    observers = content.get_observer_contexts(observer_type=codes.DCM.Person)
+    if observers:
+        reader_name = str(observers[0].observer_identifying_attributes.name).rstrip("^")
+
+    lesions: list[LesionMeasurement] = []
+    target = non_target = overall = None
+    sum_mm = None
+    timepoint = None
+
+    groups = list(content.get_planar_roi_measurement_groups()) + list(content.get_image_measurement_groups())
+    for group in groups:
+        label = str(group.tracking_identifier)
+        if timepoint is None:
+            timepoint = _find_text(group[0].ContentSequence, TIME_POINT)
+        qual = _qualitative(group)
+        if label == TIMEPOINT_RESPONSE_LABEL:
+            target = _TARGET_BY_CODE.get(qual.get(_code_key(TARGET_RESPONSE)))
+            non_target = _NON_TARGET_BY_CODE.get(qual.get(_code_key(NON_TARGET_RESPONSE)))
+            overall = _OVERALL_BY_CODE.get(qual.get(_code_key(OVERALL_RESPONSE)))
+            for m in group.get_measurements(name=SUM_OF_DIAMETERS):
+                sum_mm = _measurement_value(m)
+            continue
+
+        category = _CATEGORY_BY_CODE.get(qual.get(_code_key(LESION_CATEGORY)))
+        if category is None:
+            category = _BASELINE_BY_CODE.get(qual.get(_code_key(BASELINE_CATEGORY)))
+        status = _STATUS_BY_CODE.get(qual.get(_code_key(LESION_STATUS)), "measured")
+        sites = group.finding_sites
+        site = (str(sites[0].value.value), str(sites[0].value.meaning)) if sites else ("", "")
+        finding_type = group.finding_type
+        is_node = finding_type is not None and _code_key(finding_type) == _code_key(LYMPH_NODE)
+
+        ref_uid = ref_class = None
+        long_pts = short_pts = None
+        if isinstance(group, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations):
+            roi = group.roi
+            ref = roi.ContentSequence[0].ReferencedSOPSequence[0]
+            ref_uid, ref_class = str(ref.ReferencedSOPInstanceUID), str(ref.ReferencedSOPClassUID)
+            long_pts = _points(roi.value)
+        else:
+            for item in group[0].ContentSequence:
+                if item.get("ValueType") == "IMAGE":
+                    ref = item.ReferencedSOPSequence[0]
+                    ref_uid, ref_class = str(ref.ReferencedSOPInstanceUID), str(ref.ReferencedSOPClassUID)
+                    break
+
+        long_mm = short_mm = None
+        for m in group.get_measurements(name=LONG_AXIS):
+            long_mm = _measurement_value(m)
+            pts, uid = _measurement_points(m)
+            if pts is not None:
+                long_pts = pts
+                ref_uid = ref_uid or uid
+        for m in group.get_measurements(name=SHORT_AXIS):
+            short_mm = _measurement_value(m)
+            pts, uid = _measurement_points(m)
+            if pts is not None:
+                short_pts = pts
+                ref_uid = ref_uid or uid
+                if ref_uid != uid:
+                    raise SRError(f"{label}: short axis on another image than the long axis")
+
+        lesions.append(
+            LesionMeasurement(
+                tracking_uid=str(group.tracking_uid),
+                tracking_label=label,
+                category=category,
+                finding_site=site,
+                image=image_for(ref_uid, ref_class) if ref_uid else None,
+                is_node=is_node,
+                long_axis_mm=long_mm,
+                short_axis_mm=short_mm,
+                long_axis_points=long_pts,
+                short_axis_points=short_pts,
+                status=status,
+                non_target_status=_find_text(group[0].ContentSequence, NON_TARGET_STATUS),
+            )
+        )
+
+    verifier = dataset.VerifyingObserverSequence[0] if "VerifyingObserverSequence" in dataset else None
+    return ReadReport(
+        study_uid=str(dataset.StudyInstanceUID),
+        series_uid=str(dataset.SeriesInstanceUID),
+        sop_instance_uid=str(dataset.SOPInstanceUID),
+        series_number=int(dataset.SeriesNumber),
+        instance_number=int(dataset.InstanceNumber),
+        reader_name=reader_name,
+        verifying_observer_name=str(verifier.VerifyingObserverName) if verifier else None,
+        verification_datetime=_parse_dt(verifier.VerificationDateTime) if verifier else None,
+        content_datetime=dt.datetime.strptime(f"{dataset.ContentDate}{str(dataset.ContentTime)[:6]}", "%Y%m%d%H%M%S"),
+        timepoint_label=timepoint,
+        lesions=lesions,
+        target_response=target,
+        non_target_response=non_target,
+        overall_response=overall,
+        sum_of_diameters_mm=sum_mm,
+        patient_id=str(dataset.get("PatientID", "")),
+        patient_name=str(dataset.get("PatientName", "")),
+    )
+
+
+def _parse_dt(value) -> dt.datetime:
+    text = str(value)
+    if len(text) > 14 and text[14] in "+-":
+        return dt.datetime.strptime(text, "%Y%m%d%H%M%S%z")
+    return dt.datetime.strptime(text[:14], "%Y%m%d%H%M%S")

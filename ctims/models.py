@@ -82,3 +82,21 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"
+
+
+class Signature(models.Model):
+    """A 21 CFR Part 11 electronic signature: who signed what, when, meaning what, over which content."""
+
+    signer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="signatures")
+    signer_name = models.CharField(max_length=200, help_text="The signer's printed name at the time of signing.")
+    at = models.DateTimeField()
+    meaning = models.CharField(max_length=200)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the signed content's canonical form.")
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.signer_name}: {self.meaning}"

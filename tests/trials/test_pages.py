@@ -127,3 +127,15 @@ def test_the_sponsor_page_shows_counts_and_no_subject_or_site(world, client):
     client.force_login(world.sam)
     page = client.get(reverse("trial-detail", args=["ALPHA"])).content.decode()
     assert "ALPHA-SEO-001" not in page and "Seoul Hospital" not in page and "cora@" not in page
+
+
+def test_the_audit_trail_is_paginated_and_keeps_its_filter(world, client):
+    from trials import services
+
+    for _ in range(55):
+        services.subject_enroll(actor=world.alice, site=world.seo)
+    client.force_login(world.alice)
+    first = client.get(reverse("trial-audit", args=["ALPHA"]), {"action": "subject.enroll"}).content.decode()
+    assert "Page 1 of 2" in first and "action=subject.enroll&amp;page=2" in first
+    second = client.get(reverse("trial-audit", args=["ALPHA"]), {"action": "subject.enroll", "page": 2}).content.decode()
+    assert "Page 2 of 2" in second and second.count("<td><code>subject.enroll</code></td>") == 58 - 50

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "csp",
     "ctims",
     "trials",
+    "reads",
 ]
 
 MIDDLEWARE = [

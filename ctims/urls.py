@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("trials.api.urls")),
     path("dicomweb/", include("trials.dicomweb.urls")),
+    path("dicomweb/", include("reads.dicomweb")),
     path("trials/", include("trials.urls")),
     path("operator/", admin.site.urls),
     path("health/", views.health, name="health"),

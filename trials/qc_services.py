@@ -36,6 +36,7 @@ from .models import (
     Upload,
 )
 from .services import timepoint_transition
+from .signals import timepoint_ready
 
 State = Timepoint.State
 REVIEWABLE = (State.UPLOADED, State.IN_QC)
@@ -354,6 +355,8 @@ def qc_pass(*, actor, timepoint: Timepoint, comment: str = "") -> Timepoint:
             actor=actor, timepoint=timepoint, to=State.READY_FOR_READ, allowed_from=REVIEWABLE, reason="QC passed"
         )
         QCReview.objects.create(timepoint=timepoint, reviewer=actor, decision=QCReview.Decision.PASSED, comment=comment)
+        ready_id = timepoint.pk
+        transaction.on_commit(lambda: timepoint_ready.send(sender=Timepoint, timepoint_id=ready_id))
         audit_record(
             actor=actor,
             action="qc.pass",

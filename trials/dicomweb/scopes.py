@@ -26,6 +26,8 @@ class Scope:
     blind: Callable[[dict], dict] = field(default=lambda metadata: metadata)
     # The same test as `studies`, on one study already loaded (with its subject): the hot path of frames.
     allows: Callable[[Study], bool] | None = None
+    # Whole Part 10 files carry what `blind` removes from metadata: a blinded root does not serve them.
+    serves_files: bool = True
 
     def series(self) -> QuerySet[Series]:
         return Series.objects.filter(study__in=self.studies)

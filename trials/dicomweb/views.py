@@ -119,7 +119,7 @@ def endpoint(handler):
 @endpoint
 def search_studies(request, scope: Scope):
     studies = qido.search_studies(scope.studies, request.GET)
-    return _json([qido.study_json(s, scope.root) for s in studies])
+    return _json([scope.blind(qido.study_json(s, scope.root)) for s in studies])
 
 
 @endpoint
@@ -127,7 +127,7 @@ def search_series(request, scope: Scope, study: str | None = None):
     if study:
         scope.study(study)
     series = qido.search_series(scope.series(), request.GET, study_uid=study)
-    return _json([qido.series_json(s, scope.root) for s in series])
+    return _json([scope.blind(qido.series_json(s, scope.root)) for s in series])
 
 
 @endpoint
@@ -137,7 +137,7 @@ def search_instances(request, scope: Scope, study: str | None = None, series: st
     elif study:
         scope.study(study)
     instances = qido.search_instances(scope.instances(), request.GET, study_uid=study, series_uid=series)
-    return _json([qido.instance_json(i, scope.root) for i in instances])
+    return _json([scope.blind(qido.instance_json(i, scope.root)) for i in instances])
 
 
 # -- WADO-RS: instances, series and studies as DICOM ------------------------------------------------------
@@ -158,7 +158,9 @@ def _instances_of(scope: Scope, study: str, series: str | None = None):
     return instances
 
 
-def _dicom_response(request, instances) -> HttpResponse:
+def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
+    if not scope.serves_files:
+        raise wado.NotAcceptable("this root serves metadata, frames and rendered images, not whole instances")
     accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
     choice = wants(accepted, "multipart/related", "application/dicom")
     if choice is None or (choice.part_type and choice.part_type not in ("application/dicom", "*/*")):
@@ -185,17 +187,17 @@ def _dicom_response(request, instances) -> HttpResponse:
 
 @endpoint
 def retrieve_study(request, scope: Scope, study: str):
-    return _dicom_response(request, _instances_of(scope, study))
+    return _dicom_response(request, scope, _instances_of(scope, study))
 
 
 @endpoint
 def retrieve_series(request, scope: Scope, study: str, series: str):
-    return _dicom_response(request, _instances_of(scope, study, series))
+    return _dicom_response(request, scope, _instances_of(scope, study, series))
 
 
 @endpoint
 def retrieve_instance(request, scope: Scope, study: str, series: str, instance: str):
-    return _dicom_response(request, [scope.instance(study, series, instance)])
+    return _dicom_response(request, scope, [scope.instance(study, series, instance)])
 
 
 # -- metadata -----------------------------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""The read-task DICOMweb root, `/dicomweb/tasks/<id>/`: a scope over the trial's DICOMweb views.
+
+A reader sees the task's studies and, if the design allows, the same subject's earlier visits; every
+instance's metadata is blinded on the way out: the patient is the case label, no dates, no site.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from guardian.core import ObjectPermissionChecker
+
+from trials.access import Actor
+from trials.dicomweb.scopes import Scope
+from trials.dicomweb.views import dicomweb_urls
+from trials.models import Study
+
+from .models import ReadTask
+
+# Value representations that carry calendar dates and times of day.
+DATE_VRS = {"DA", "DT", "TM"}
+# Attributes a reader must not see whatever their value representation (the site, the people, the place).
+SITE_TAGS = {
+    "00080080",  # Institution Name
+    "00080081",  # Institution Address
+    "00081040",  # Institutional Department Name
+    "00081010",  # Station Name
+    "00080090",  # Referring Physician's Name
+    "00081050",  # Performing Physician's Name
+    "00081070",  # Operators' Name
+    "00120030",  # Clinical Trial Site ID
+    "00120031",  # Clinical Trial Site Name
+    "00120040",  # Clinical Trial Subject ID
+}
+PATIENT_TAGS = {"00100010", "00100020"}
+
+
+def blind_metadata(metadata: dict, *, case_label: str) -> dict:
+    """A reader's copy of an instance's DICOM JSON: dates, times and site attributes removed at every depth,
+    the patient named by the case label."""
+
+    def clean(item: dict) -> dict:
+        out = {}
+        for tag, element in item.items():
+            if tag in SITE_TAGS or element.get("vr") in DATE_VRS:
+                continue
+            if tag in PATIENT_TAGS:
+                value = {"Alphabetic": case_label} if element.get("vr") == "PN" else case_label
+                out[tag] = {"vr": element["vr"], "Value": [value]}
+                continue
+            if element.get("vr") == "SQ" and "Value" in element:
+                element = {"vr": "SQ", "Value": [clean(child) for child in element["Value"]]}
+            out[tag] = element
+        return out
+
+    return clean(metadata)
+
+
+def task_scope(actor: Actor, *, task_id: str) -> Scope:
+    """The studies of a read task the actor holds (else 404), with the subject's earlier visits if allowed."""
+    if not actor.is_authenticated or actor.token is not None:
+        raise Http404("No such task.")
+    task = (
+        ReadTask.objects.select_related("timepoint__visit", "timepoint__subject", "assignment", "design")
+        .filter(pk=int(task_id) if task_id.isdigit() else 0)
+        .first()
+    )
+    if task is None or not ObjectPermissionChecker(actor.user).has_perm("read_task", task):
+        raise Http404("No such task.")
+    timepoint = task.timepoint
+    studies = Study.objects.filter(subject=timepoint.subject)
+    if task.design.show_prior_timepoints:
+        studies = studies.filter(timepoint__visit__order__lte=timepoint.visit.order)
+    else:
+        studies = studies.filter(timepoint=timepoint)
+    allowed = set(studies.values_list("pk", flat=True))
+    label = task.assignment.case_label
+    return Scope(
+        studies=studies,
+        root=f"/dicomweb/tasks/{task.pk}",
+        blind=lambda metadata: blind_metadata(metadata, case_label=label),
+        allows=lambda study: study.pk in allowed,
+        serves_files=False,
+    )
+
+
+urlpatterns = dicomweb_urls("tasks/<str:scope_task_id>/", task_scope, "task")

@@ -1,0 +1,138 @@
+"""Read designs, reader assignment and read tasks; each change writes its audit event."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from guardian.shortcuts import assign_perm
+
+from ctims.audit import audit_record
+from ctims.exceptions import InvalidState, ValidationFailed
+from trials.models import Membership, Role, Subject, Timepoint, Trial
+
+from .models import ReadDesign, ReaderAssignment, ReadTask
+
+DESIGN_FIELDS = ("criteria", "paradigm", "randomize_order", "show_prior_timepoints", "show_visit_label", "task_days")
+
+
+def case_label(subject: Subject) -> str:
+    """The pseudonymous label readers know a subject by: keyed, so it reveals neither the site nor the code."""
+    digest = hmac.new(bytes(subject.trial.pseudonym_key), b"ctims:case:" + subject.code.encode(), hashlib.sha256)
+    return "C-" + base64.b32encode(digest.digest()[:5]).decode("ascii")[:7]
+
+
+def read_design_set(*, actor, trial: Trial, **fields) -> ReadDesign:
+    """Create or change the trial's read design; the paradigm cannot change once reading has begun."""
+    unknown = set(fields) - set(DESIGN_FIELDS)
+    if unknown:
+        raise ValidationFailed(_("Unknown read design fields: %(names)s.") % {"names": ", ".join(sorted(unknown))})
+    with transaction.atomic():
+        design, created = ReadDesign.objects.select_for_update().get_or_create(trial=trial)
+        if "paradigm" in fields and fields["paradigm"] != design.paradigm and design.tasks.exists():
+            raise InvalidState(_("The paradigm cannot change once read tasks exist."))
+        for name, value in fields.items():
+            setattr(design, name, value)
+        try:
+            design.full_clean(exclude=["trial"])
+        except Exception as exc:  # Django's ValidationError, shown in the one error shape
+            raise ValidationFailed(str(exc)) from None
+        design.save()
+        audit_record(
+            actor=actor,
+            action="read_design.create" if created else "read_design.update",
+            obj=design,
+            trial_id=trial.pk,
+            summary={name: getattr(design, name) for name in DESIGN_FIELDS},
+        )
+    return design
+
+
+def _readers(trial: Trial) -> list:
+    return [
+        m.user
+        for m in Membership.objects.filter(trial=trial, role=Role.READER, user__is_active=True).select_related("user")
+    ]
+
+
+def readers_assign(*, subject: Subject, design: ReadDesign) -> list[ReaderAssignment]:
+    """The subject's readers, chosen once to balance the readers' load (fewest subjects first) and then kept.
+
+    Called holding the subject's row lock (select_for_update) so two timepoints never assign twice.
+    """
+    assigned = list(subject.reader_assignments.order_by("slot"))
+    wanted = design.readers_per_subject
+    if len(assigned) >= wanted:
+        return assigned[:wanted]
+    load = dict(
+        ReaderAssignment.objects.filter(subject__trial=subject.trial).values_list("reader").annotate(n=Count("pk"))
+    )
+    taken = {a.reader_id for a in assigned}
+    candidates = sorted(
+        (u for u in _readers(subject.trial) if u.pk not in taken), key=lambda u: (load.get(u.pk, 0), u.email)
+    )
+    if len(assigned) + len(candidates) < wanted:
+        raise InvalidState(
+            _("The read design needs %(n)s readers per subject; the trial has fewer readers.") % {"n": wanted}
+        )
+    label = case_label(subject)
+    for slot in range(len(assigned) + 1, wanted + 1):
+        reader = candidates.pop(0)
+        assigned.append(ReaderAssignment.objects.create(subject=subject, reader=reader, slot=slot, case_label=label))
+    return assigned
+
+
+def _earlier_unsigned(assignment: ReaderAssignment, timepoint: Timepoint) -> bool:
+    return (
+        ReadTask.objects.filter(
+            assignment=assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lt=timepoint.visit.order
+        )
+        .exclude(state=ReadTask.State.SIGNED)
+        .exists()
+    )
+
+
+def read_tasks_create(*, timepoint: Timepoint) -> list[ReadTask]:
+    """Create the read tasks of a timepoint that became ready for read; nothing if the trial has no read design.
+
+    Each task is visible to its reader alone (a guardian permission on the task). A follow-up waits until
+    the reader has signed the visits before it.
+    """
+    design = ReadDesign.objects.filter(trial_id=timepoint.subject.trial_id).first()
+    if design is None:
+        return []
+    with transaction.atomic():
+        subject = Subject.objects.select_for_update().select_related("trial").get(pk=timepoint.subject_id)
+        tasks = []
+        for assignment in readers_assign(subject=subject, design=design):
+            task, created = ReadTask.objects.get_or_create(
+                design=design,
+                timepoint=timepoint,
+                assignment=assignment,
+                kind=ReadTask.Kind.READ,
+                defaults={"due_date": timezone.localdate() + timedelta(days=design.task_days)},
+            )
+            if created:
+                task.state = ReadTask.State.WAITING if _earlier_unsigned(assignment, timepoint) else ReadTask.State.OPEN
+                task.save(update_fields=["state"])
+                assign_perm("reads.read_task", assignment.reader, task)
+                audit_record(
+                    actor=None,
+                    action="read_task.create",
+                    obj=task,
+                    trial_id=subject.trial_id,
+                    summary={
+                        "case": assignment.case_label,
+                        "visit": timepoint.visit.code,
+                        "reader": assignment.reader.email,
+                        "state": task.state,
+                    },
+                )
+            tasks.append(task)
+    return tasks

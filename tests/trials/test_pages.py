@@ -137,5 +137,7 @@ def test_the_audit_trail_is_paginated_and_keeps_its_filter(world, client):
     client.force_login(world.alice)
     first = client.get(reverse("trial-audit", args=["ALPHA"]), {"action": "subject.enroll"}).content.decode()
     assert "Page 1 of 2" in first and "action=subject.enroll&amp;page=2" in first
-    second = client.get(reverse("trial-audit", args=["ALPHA"]), {"action": "subject.enroll", "page": 2}).content.decode()
+    second = client.get(
+        reverse("trial-audit", args=["ALPHA"]), {"action": "subject.enroll", "page": 2}
+    ).content.decode()
     assert "Page 2 of 2" in second and second.count("<td><code>subject.enroll</code></td>") == 58 - 50

@@ -16,6 +16,7 @@ from guardian.shortcuts import assign_perm
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, ValidationFailed
 from trials.models import Membership, Role, Subject, Timepoint, Trial
+from trials.services import timepoint_transition
 
 from .models import ReadDesign, ReaderAssignment, ReadTask
 
@@ -135,4 +136,11 @@ def read_tasks_create(*, timepoint: Timepoint) -> list[ReadTask]:
                     },
                 )
             tasks.append(task)
+        timepoint_transition(
+            actor=None,
+            timepoint=timepoint,
+            to=Timepoint.State.IN_READ,
+            allowed_from=[Timepoint.State.READY_FOR_READ],
+            reason="read tasks created",
+        )
     return tasks

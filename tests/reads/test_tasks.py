@@ -49,6 +49,7 @@ def test_passing_qc_creates_a_task_for_each_of_two_readers(world):
     assert {t.state for t in tasks} == {"open"} and {t.assignment.slot for t in tasks} == {1, 2}
     assert all(t.assignment.reader.has_perm("reads.read_task", t) for t in tasks)
     assert not world.ravi.has_perm("reads.read_task", next(t for t in tasks if t.assignment.reader == world.rhea))
+    assert Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL").state == "in_read"
 
 
 def test_readers_are_balanced_across_subjects(world):

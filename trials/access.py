@@ -96,6 +96,13 @@ class TrialAccess:
     def sites_with(self, perm: str) -> list[int]:
         return [site_id for site_id, perms in self.site_perms.items() if perm in perms]
 
+    def image_sites(self) -> set[int] | None:
+        """Whose images the trial's DICOMweb root shows: None for every site (trial admins, QC reviewers),
+        else the sites of a coordinator (empty for readers, adjudicators and sponsors)."""
+        if "view_all_subjects" in self.trial_perms:
+            return None
+        return set(self.sites_with("view_site_subjects"))
+
 
 def trial_access(actor: Actor, code: str) -> TrialAccess | None:
     """The actor's permissions on trial `code` and its sites, narrowed by their token; None if they hold none."""

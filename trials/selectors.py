@@ -14,10 +14,9 @@ from django.utils.translation import gettext as _
 from ctims.exceptions import NotFound, NotPermitted
 from ctims.models import AuditEvent
 
-from .access import Actor
+from .access import Actor, trial_access
 from .models import (
     ApiToken,
-    ImagingProtocol,
     Membership,
     QCFinding,
     Query,
@@ -54,6 +53,24 @@ def subject_list(*, actor: Actor, trial: Trial) -> QuerySet[Subject]:
     return qs.filter(site__in=actor.sites(trial, "view_site_subjects"))
 
 
+def sees_subjects(*, actor: Actor, trial: Trial) -> bool:
+    """Whether the actor's role includes a subject list: trial admins, QC reviewers and site coordinators."""
+    return actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()
+
+
+def require_subject_access(*, actor: Actor, trial: Trial) -> None:
+    """Refuse (403) a member whose role includes no subjects: readers, adjudicators, sponsors."""
+    if not sees_subjects(actor=actor, trial=trial):
+        raise NotPermitted(_("Your role in this trial does not include seeing subjects."))
+
+
+def sees_images(*, actor: Actor, trial: Trial, subject: Subject) -> bool:
+    """Whether the trial's DICOMweb root shows this subject's images (the rule `TrialAccess.image_sites` states)."""
+    access = trial_access(actor, trial.code)
+    sites = access.image_sites() if access is not None else set()
+    return sites is None or subject.site_id in sites
+
+
 def subject_get(*, actor: Actor, trial: Trial, code: str) -> Subject:
     subject = subject_list(actor=actor, trial=trial).filter(code=code).first()
     if subject is None:
@@ -66,13 +83,6 @@ def site_list(*, actor: Actor, trial: Trial) -> QuerySet[Site]:
     if actor.has_trial_perm(trial, "view_all_subjects") or actor.has_trial_perm(trial, "manage_trial"):
         return trial.sites.all()
     return actor.sites(trial, "view_site_subjects")
-
-
-def site_get(*, actor: Actor, trial: Trial, code: str) -> Site:
-    site = site_list(actor=actor, trial=trial).filter(code=code).first()
-    if site is None:
-        raise NotFound(_("No such site."))
-    return site
 
 
 def enrollable_sites(*, actor: Actor, trial: Trial) -> QuerySet[Site]:
@@ -91,10 +101,6 @@ def visit_get(*, trial: Trial, code: str) -> Visit:
     if visit is None:
         raise NotFound(_("No such visit."))
     return visit
-
-
-def protocol_list(*, trial: Trial) -> QuerySet[ImagingProtocol]:
-    return ImagingProtocol.objects.filter(visit__trial=trial).select_related("visit")
 
 
 def membership_list(*, trial: Trial) -> QuerySet[Membership]:
@@ -276,7 +282,7 @@ QUERY_ORDER = Case(
 
 def query_list(*, actor: Actor, trial: Trial) -> QuerySet[Query]:
     """Queries of the subjects the actor may see: their sites' for coordinators, all for QC reviewers and admins."""
-    if not (actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()):
+    if not sees_subjects(actor=actor, trial=trial):
         raise NotPermitted(_("Your role in this trial does not include site queries."))
     return (
         Query.objects.filter(timepoint__subject__in=subject_list(actor=actor, trial=trial))

@@ -121,17 +121,12 @@ class ProtocolListApi(APIView):
         return Response(s.ProtocolOut(protocol).data, status=status.HTTP_201_CREATED)
 
 
-def _require_subject_access(actor: Actor, trial) -> None:
-    if not (actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()):
-        raise NotPermitted(_("Your role in this trial does not include seeing subjects."))
-
-
 class SubjectListApi(APIView):
     @extend_schema(responses=s.SubjectOut(many=True))
     def get(self, request, code):
         actor = _actor(request)
         trial = _trial(request, code)
-        _require_subject_access(actor, trial)
+        selectors.require_subject_access(actor=actor, trial=trial)
         subjects = selectors.subject_list(actor=actor, trial=trial).prefetch_related("timepoints__visit")
         return _paginated(request, self, subjects, s.SubjectOut)
 
@@ -155,7 +150,7 @@ class SubjectDetailApi(APIView):
     def get(self, request, code, subject_code):
         actor = _actor(request)
         trial = _trial(request, code)
-        _require_subject_access(actor, trial)
+        selectors.require_subject_access(actor=actor, trial=trial)
         subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
         return Response(s.SubjectOut(subject).data)
 

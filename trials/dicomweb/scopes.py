@@ -72,17 +72,15 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
     access = trial_access(actor, code)
     if access is None:
         raise Http404("No such trial.")
-    trial_id = access.trial.pk
+    trial_id, root = access.trial.pk, f"/dicomweb/trials/{access.trial.code}"
     studies = Study.objects.filter(trial_id=trial_id)
-    if "view_all_subjects" in access.trial_perms:
-        return Scope(
-            studies=studies, root=f"/dicomweb/trials/{access.trial.code}", allows=lambda s: s.trial_id == trial_id
-        )
-    sites = set(access.sites_with("view_site_subjects"))
+    sites = access.image_sites()
+    if sites is None:
+        return Scope(studies=studies, root=root, allows=lambda s: s.trial_id == trial_id)
     if not sites:
         raise Http404("No such trial.")  # readers and sponsors have no images here: nothing to reveal
     return Scope(
         studies=studies.filter(subject__site__in=sites),
-        root=f"/dicomweb/trials/{access.trial.code}",
+        root=root,
         allows=lambda s: s.trial_id == trial_id and s.subject.site_id in sites,
     )

@@ -297,10 +297,6 @@ def _save_outcomes(items: list[UploadItem]) -> None:
         cursor.executemany(sql, rows)
 
 
-def upload_item_process(*, item_id: int) -> UploadItem:
-    """Process one quarantined file (a batch of one)."""
-    upload_batch_process(item_ids=[item_id])
-    return UploadItem.objects.get(pk=item_id)
 
 
 def upload_counts(upload: Upload) -> dict[str, int]:

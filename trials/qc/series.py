@@ -83,10 +83,6 @@ class SeriesInfo:
     def image_count(self) -> int:
         return len(self.instances)
 
-    @property
-    def is_localizer(self) -> bool:
-        return "LOCALIZER" in self.image_type
-
 
 def tm_seconds(value: str | None) -> float | None:
     """Seconds since midnight of a DICOM TM value (HHMMSS.FFFFFF, HHMM, HH, or the old HH:MM:SS); None if unreadable."""

@@ -62,23 +62,14 @@ def _posted(request):
     return request.POST if request.method == "POST" else None
 
 
-def _sees_subjects(actor: Actor, trial: Trial) -> bool:
-    return actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()
-
-
-def _require_subject_access(actor: Actor, trial: Trial) -> None:
-    if not _sees_subjects(actor, trial):
-        raise PermissionDenied(_("Your role in this trial does not include seeing subjects."))
-
-
 def _trial_page(request, actor: Actor, trial: Trial, template: str, current: str, context: dict | None = None):
     """Render a page inside a trial, with the trial's navigation limited to what the person's roles allow."""
     manages = actor.has_trial_perm(trial, "manage_trial")
     links = [
         ("trial-detail", _("Overview"), True),
-        ("trial-subjects", _("Subjects"), _sees_subjects(actor, trial)),
+        ("trial-subjects", _("Subjects"), selectors.sees_subjects(actor=actor, trial=trial)),
         ("qc-worklist", _("QC"), actor.has_trial_perm(trial, "review_qc")),
-        ("query-list", _("Queries"), _sees_subjects(actor, trial)),
+        ("query-list", _("Queries"), selectors.sees_subjects(actor=actor, trial=trial)),
         ("trial-schedule", _("Schedule"), manages),
         ("trial-sites", _("Sites"), manages),
         ("trial-people", _("People"), manages),
@@ -92,11 +83,3 @@ def _trial_page(request, actor: Actor, trial: Trial, template: str, current: str
         "my_roles": my_roles,
     }
     return render(request, template, base | (context or {}))
-
-
-def _sees_images(actor: Actor, trial: Trial, subject) -> bool:
-    """Whether the trial's DICOMweb root shows this subject's images: admins, QC reviewers, the site's coordinators."""
-    return (
-        actor.has_trial_perm(trial, "view_all_subjects")
-        or actor.sites(trial, "view_site_subjects").filter(pk=subject.site_id).exists()
-    )

@@ -30,7 +30,7 @@ from ..forms import (
 )
 from ..ingest.services import UPLOADABLE_STATES
 from ..models import QCFinding, Query, Series, Timepoint, Trial, UploadItem
-from ._common import QC_STATES, _sees_images, _trial, _trial_page, scoped
+from ._common import QC_STATES, _trial, _trial_page, scoped
 
 QUERY_PAGE_SIZE = 50
 
@@ -302,7 +302,7 @@ def _query_page(request, actor, trial, query, *, answer_form=None, close_form=No
         "answer_form": answer_form or QueryAnswerForm(auto_id="id_answer_%s"),
         "close_form": close_form or QueryCloseForm(auto_id="id_close_%s"),
         "overdue": open_ and query.due_date < timezone.localdate(),
-        "can_view_images": _sees_images(actor, trial, timepoint.subject),
+        "can_view_images": selectors.sees_images(actor=actor, trial=trial, subject=timepoint.subject),
     }
     return _trial_page(request, actor, trial, "trials/query_detail.html", "query-list", context)
 

@@ -26,7 +26,7 @@ from ..forms import (
 )
 from ..ingest.services import UPLOADABLE_STATES
 from ..models import Instance, Query, Timepoint, Trial, Upload, UploadItem
-from ._common import QC_STATES, _posted, _require_subject_access, _sees_images, _trial, _trial_page, scoped
+from ._common import QC_STATES, _posted, _trial, _trial_page, scoped
 
 # --- subjects -----------------------------------------------------------------------------------------------
 
@@ -37,7 +37,8 @@ def trial_subjects(request, code):
     """The visit grid of the subjects the person may see; a trial admin also enrolls subjects here."""
     actor = Actor.from_request(request)
     trial = _trial(actor, code)
-    _require_subject_access(actor, trial)
+    with scoped():
+        selectors.require_subject_access(actor=actor, trial=trial)
     can_enroll = actor.has_trial_perm(trial, "manage_trial")
     if request.method == "POST" and not can_enroll:
         raise PermissionDenied(_("Only a trial admin enrolls subjects."))
@@ -69,7 +70,8 @@ def trial_subjects(request, code):
 def subject_detail(request, code, subject_code):
     actor = Actor.from_request(request)
     trial = _trial(actor, code)
-    _require_subject_access(actor, trial)
+    with scoped():
+        selectors.require_subject_access(actor=actor, trial=trial)
     with scoped():
         subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
     timepoints = (
@@ -87,7 +89,7 @@ def subject_detail(request, code, subject_code):
         {
             "subject": subject,
             "timepoints": [(tp, queries_by_timepoint.get(tp.pk, [])) for tp in timepoints],
-            "can_view_images": _sees_images(actor, trial, subject),
+            "can_view_images": selectors.sees_images(actor=actor, trial=trial, subject=subject),
         }
         | _upload_links(actor, trial)
         | _qc_links(actor, trial)
@@ -188,7 +190,7 @@ def timepoint_viewer(request, code, subject_code, visit_code):
     trial = _trial(actor, code)
     with scoped():
         subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
-    if not _sees_images(actor, trial, subject):
+    if not selectors.sees_images(actor=actor, trial=trial, subject=subject):
         raise Http404(_("No such subject."))
     timepoints = subject.timepoints.select_related("visit").prefetch_related("studies").order_by("visit__order")
     timepoint = next((t for t in timepoints if t.visit.code == visit_code), None)

@@ -297,8 +297,6 @@ def _save_outcomes(items: list[UploadItem]) -> None:
         cursor.executemany(sql, rows)
 
 
-
-
 def upload_counts(upload: Upload) -> dict[str, int]:
     counts = dict(upload.items.values_list("state").annotate(n=Count("pk")))
     return {state: counts.get(state, 0) for state in UploadItem.State.values} | {"total": sum(counts.values())}

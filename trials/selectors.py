@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from django.db.models import Case, Count, IntegerField, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, IntegerField, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -26,6 +26,7 @@ from .models import (
     Timepoint,
     Trial,
     Upload,
+    UploadItem,
     Visit,
 )
 
@@ -131,13 +132,13 @@ def visit_grid(*, actor: Actor, trial: Trial) -> tuple[list[Visit], list[GridRow
     visits = list(visit_list(trial=trial))
 
     def findings(severity: str):
-        # A subquery, so that the finding rows do not multiply the instance count of the same query.
+        # A subquery, so that the finding rows do not multiply the series counted by the same query.
         rows = QCFinding.objects.filter(timepoint=OuterRef("pk"), severity=severity).order_by().values("timepoint")
         return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")[:1]), 0)
 
     timepoints = Timepoint.objects.select_related("visit").annotate(
         n_series=Count("studies__series", distinct=True),
-        n_instances=Count("studies__series__instances"),
+        n_instances=Coalesce(Sum("studies__series__instance_count"), 0),
         n_blocking=findings("blocking"),
         n_warnings=findings("warning"),
     )
@@ -306,3 +307,42 @@ def queries_overdue(*, trial: Trial) -> QuerySet[Query]:
         .select_related("timepoint__subject__site", "timepoint__visit")
         .order_by("due_date")
     )
+
+
+# Files an earlier upload already settled are not sent again; a file lost before processing may be.
+_SETTLED = (UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED)
+
+
+@dataclass(frozen=True)
+class UploadPageState:
+    """What the upload page starts from: the person's unfinished upload, what is stored, what was received."""
+
+    resumable: Upload | None
+    stored_series: int
+    stored_instances: int
+    received: list[dict]  # one {sha256, state, reason} a file the visit's uploads settled
+
+
+def upload_page_state(*, actor: Actor, trial: Trial, timepoint: Timepoint) -> UploadPageState:
+    """Read for a timepoint the actor may upload to (checked by upload_timepoint_get)."""
+    uploads = upload_list(actor=actor, trial=trial).filter(timepoint=timepoint)
+    resumable = (
+        uploads.filter(created_by=actor.user, state__in=[Upload.State.OPEN, Upload.State.PROCESSING])
+        .order_by("-created_at")
+        .first()
+    )
+    stored = Series.objects.filter(study__timepoint=timepoint).aggregate(
+        series=Count("pk"), instances=Coalesce(Sum("instance_count"), 0)
+    )
+    received: dict[str, dict] = {}
+    items = (
+        UploadItem.objects.filter(upload__in=uploads, state__in=_SETTLED)
+        .exclude(code="lost")
+        .order_by("pk")
+        .values("sha256", "state", "reason")
+    )
+    for item in items:  # stored wins over rejected
+        known = received.get(item["sha256"])
+        if known is None or known["state"] == UploadItem.State.REJECTED:
+            received[item["sha256"]] = item
+    return UploadPageState(resumable, stored["series"], stored["instances"], list(received.values()))

@@ -25,7 +25,7 @@ from ..forms import (
     add_service_errors,
 )
 from ..ingest.services import UPLOADABLE_STATES
-from ..models import Instance, Query, Timepoint, Trial, Upload, UploadItem
+from ..models import Query, Timepoint, Trial
 from ._common import QC_STATES, _posted, _trial, _trial_page, scoped
 
 # --- subjects -----------------------------------------------------------------------------------------------
@@ -112,25 +112,6 @@ def _upload_links(actor: Actor, trial: Trial) -> dict:
 
 # --- upload -------------------------------------------------------------------------------------------------
 
-# Files an earlier upload already settled: not sent again. A file lost before processing may be sent again.
-_SETTLED = (UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED)
-
-
-def _received_files(uploads) -> list[dict]:
-    """Every file the visit's uploads settled, one entry a SHA-256: stored wins over rejected."""
-    received: dict[str, dict] = {}
-    items = (
-        UploadItem.objects.filter(upload__in=uploads, state__in=_SETTLED)
-        .exclude(code="lost")
-        .order_by("pk")
-        .values("sha256", "state", "reason")
-    )
-    for item in items:
-        known = received.get(item["sha256"])
-        if known is None or known["state"] == UploadItem.State.REJECTED:
-            received[item["sha256"]] = item
-    return list(received.values())
-
 
 @login_required
 @require_GET
@@ -146,15 +127,7 @@ def timepoint_upload(request, code, subject_code, visit_code):
         timepoint = selectors.upload_timepoint_get(
             actor=actor, trial=trial, subject_code=subject_code, visit_code=visit_code
         )
-    uploads = selectors.upload_list(actor=actor, trial=trial).filter(timepoint=timepoint)
-    current = (
-        uploads.filter(created_by=request.user, state__in=[Upload.State.OPEN, Upload.State.PROCESSING])
-        .order_by("-created_at")
-        .first()
-    )
-    stored = Instance.objects.filter(series__study__timepoint=timepoint).aggregate(
-        series=Count("series", distinct=True), instances=Count("pk")
-    )
+    state = selectors.upload_page_state(actor=actor, trial=trial, timepoint=timepoint)
     # The API routes of one upload, with a placeholder id the browser replaces.
     status_url = reverse("api-upload", kwargs={"code": trial.code, "pk": 0})
     finish_url = reverse("api-upload-finish", kwargs={"code": trial.code, "pk": 0})
@@ -163,11 +136,13 @@ def timepoint_upload(request, code, subject_code, visit_code):
         "visit": timepoint.visit,
         "timepoint": timepoint,
         "accepts_uploads": timepoint.state in UPLOADABLE_STATES,
-        "stored": stored,
+        "stored": {"series": state.stored_series, "instances": state.stored_instances},
         "status_url": status_url,
         "finish_url": finish_url,
-        "resume_url": reverse("api-upload", kwargs={"code": trial.code, "pk": current.pk}) if current else "",
-        "received_json": json.dumps(_received_files(uploads), separators=(",", ":")),
+        "resume_url": reverse("api-upload", kwargs={"code": trial.code, "pk": state.resumable.pk})
+        if state.resumable
+        else "",
+        "received_json": json.dumps(state.received, separators=(",", ":")),
         "state_labels_json": json.dumps({value: str(label) for value, label in Timepoint.State.choices}),
     }
     return _trial_page(request, actor, trial, "trials/upload.html", "trial-subjects", context)

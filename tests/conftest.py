@@ -17,7 +17,8 @@ from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
 from trials import services
-from trials.models import Role, Site, Subject, Trial
+from trials.ingest.services import upload_finish, upload_open, upload_receive
+from trials.models import Role, Site, Subject, Timepoint, Trial
 
 PASSWORD = "Correct-Horse-9!"
 
@@ -135,3 +136,12 @@ def stores(tmp_path, settings):
 def on_commit_now(monkeypatch):
     """A test runs inside one transaction: run at once what waits for a commit (task queueing, clean-up, email)."""
     monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+
+
+def upload_files(coordinator, subject_code: str, files: list[bytes], visit: str = "BL") -> Timepoint:
+    """A site coordinator's upload through the real pipeline: open, send the files, finish."""
+    timepoint = Timepoint.objects.get(subject__code=subject_code, visit__code=visit)
+    session = upload_open(actor=coordinator, timepoint=timepoint)
+    upload_receive(upload=session, files=files)
+    upload_finish(actor=coordinator, upload=session)
+    return timepoint

@@ -10,10 +10,9 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from tests.conftest import PASSWORD, build_world
+from tests.conftest import PASSWORD, build_world, upload_files
 from tests.e2e.conftest import log_in, screenshot
 from trials import services
-from trials.ingest.services import upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Query, Timepoint
 
@@ -67,9 +66,7 @@ def as_(page, name: str) -> None:
 def test_a_series_missing_slices_is_failed_sent_again_and_passed(world, stores, series, complete_folder, page):
     # The first upload lost three slices on the way; with no transaction around the test, its commit runs the
     # ingest tasks and the checks as it does in production.
-    session = upload_open(actor=world.cora, timepoint=timepoint())
-    upload_receive(upload=session, files=[f for n, f in enumerate(series) if n not in MISSING])
-    upload_finish(actor=world.cora, upload=session)
+    upload_files(world.cora, SUBJECT, [f for n, f in enumerate(series) if n not in MISSING])
     assert timepoint().state == "uploaded"
 
     # The QC reviewer finds the visit in the worklist and the blocking finding on its QC page.

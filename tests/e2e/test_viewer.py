@@ -9,11 +9,10 @@ from django.urls import reverse
 from playwright.sync_api import expect
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 
-from tests.conftest import PASSWORD, build_world
+from tests.conftest import PASSWORD, build_world, upload_files
 from tests.e2e.conftest import log_in, screenshot
-from trials.ingest.services import upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Timepoint
+from trials.models import Instance
 
 SUBJECT = "ALPHA-SEO-001"
 LEFT = '.viewer-pane[data-pane="left"]'
@@ -27,10 +26,7 @@ def world(transactional_db):
 
 def upload(world, visit: str, files: list[bytes]) -> None:
     """The site coordinator's upload, through the pipeline: quarantine, de-identify, store, index."""
-    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code=visit)
-    session = upload_open(actor=world.cora, timepoint=timepoint)
-    upload_receive(upload=session, files=files)
-    upload_finish(actor=world.cora, upload=session)
+    timepoint = upload_files(world.cora, SUBJECT, files, visit)
     assert Instance.objects.filter(series__study__timepoint=timepoint).count() == len(files)
 
 

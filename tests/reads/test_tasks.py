@@ -10,7 +10,7 @@ import pytest
 from ctims.exceptions import InvalidState
 from reads.models import ReaderAssignment, ReadTask
 from reads.services import case_label, read_design_set, read_tasks_create
-from tests.conftest import make_user
+from tests.conftest import make_user, upload_files
 from trials import qc_services, services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Role, Timepoint
@@ -33,12 +33,7 @@ def ready(world, subject_code: str, visit: str, *, day: int = 0, seed: str = "")
         study_date=date(2026, 3, 2) + timedelta(days=day),
     )
     coordinator = world.cora if "SEO" in subject_code else world.bruno
-    timepoint = Timepoint.objects.get(subject__code=subject_code, visit__code=visit)
-    from trials.ingest.services import upload_finish, upload_open, upload_receive
-
-    session = upload_open(actor=coordinator, timepoint=timepoint)
-    upload_receive(upload=session, files=files)
-    upload_finish(actor=coordinator, upload=session)
+    timepoint = upload_files(coordinator, subject_code, files, visit)
     return qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
 
 

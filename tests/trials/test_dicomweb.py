@@ -10,19 +10,14 @@ import pytest
 from django.core.files.storage import storages
 from PIL import Image
 
-from tests.conftest import build_world
+from tests.conftest import build_world, upload_files
 from trials import services
-from trials.ingest.services import upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Membership, Role, Timepoint
 
 
 def upload(world, subject_code: str, files: list[bytes], coordinator) -> Timepoint:
-    timepoint = Timepoint.objects.get(subject__code=subject_code, visit__code="BL")
-    session = upload_open(actor=coordinator, timepoint=timepoint)
-    upload_receive(upload=session, files=files)
-    upload_finish(actor=coordinator, upload=session)
-    return timepoint
+    return upload_files(coordinator, subject_code, files)
 
 
 def with_images(world):

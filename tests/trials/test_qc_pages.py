@@ -15,10 +15,9 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from ctims.models import AuditEvent
-from tests.conftest import build_world
+from tests.conftest import build_world, upload_files
 from trials import qc, qc_services, services
 from trials.forms import KIND_LABELS
-from trials.ingest.services import upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import ImagingProtocol, Query, QueryMessage, Series, SeriesClassification, Timepoint
 
@@ -37,12 +36,8 @@ def series_files(seed: str = "qc-pages") -> list[bytes]:
 
 
 def upload(commit, coordinator, files: list[bytes], subject: str = SUBJECT):
-    timepoint = Timepoint.objects.get(subject__code=subject, visit__code="BL")
     with commit():
-        session = upload_open(actor=coordinator, timepoint=timepoint)
-        upload_receive(upload=session, files=files)
-        upload_finish(actor=coordinator, upload=session)
-    return session
+        upload_files(coordinator, subject, files)
 
 
 def timepoint() -> Timepoint:

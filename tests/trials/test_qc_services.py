@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from ctims.exceptions import InvalidState, ValidationFailed
 from ctims.models import AuditEvent
-from tests.conftest import build_world
+from tests.conftest import build_world, upload_files
 from tests.trials.test_dicomweb import upload
 from trials import qc_services, services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -61,12 +61,7 @@ def test_a_complete_compliant_series_has_no_findings(world):
 
 def test_a_follow_up_outside_its_window_is_blocking(world):
     upload(world, "ALPHA-SEO-001", series_files("qc-c"), world.cora)
-    w6 = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="W6")
-    from trials.ingest.services import upload_finish, upload_open, upload_receive
-
-    up = upload_open(actor=world.cora, timepoint=w6)
-    upload_receive(upload=up, files=series_files("qc-c-week6", day=52))
-    upload_finish(actor=world.cora, upload=up)
+    w6 = upload_files(world.cora, "ALPHA-SEO-001", series_files("qc-c-week6", day=52), "W6")
     codes = {f.code: f for f in QCFinding.objects.filter(timepoint=w6)}
     assert "out_of_window" in codes and codes["out_of_window"].severity == "blocking"
     assert "52" in codes["out_of_window"].message

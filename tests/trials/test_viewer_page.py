@@ -8,9 +8,9 @@ import re
 import pytest
 from django.urls import reverse
 
-from trials.ingest.services import upload_finish, upload_open, upload_receive
+from tests.conftest import upload_files
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Study, Timepoint
+from trials.models import Study
 
 SUBJECT = "ALPHA-SEO-001"
 
@@ -25,10 +25,8 @@ pytestmark = pytest.mark.usefixtures("stores")
 
 
 def upload(world, visit: str, seed: str, slices: int = 3) -> None:
-    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code=visit)
-    session = upload_open(actor=world.cora, timepoint=timepoint)
-    upload_receive(upload=session, files=synthesize_ct_series(real_ct_template(large=False), slices=slices, seed=seed))
-    upload_finish(actor=world.cora, upload=session)
+    files = synthesize_ct_series(real_ct_template(large=False), slices=slices, seed=seed)
+    upload_files(world.cora, SUBJECT, files, visit)
 
 
 @pytest.fixture

@@ -126,22 +126,27 @@ class GridRow:
     cells: list[Timepoint | None]
 
 
-def visit_grid(*, actor: Actor, trial: Trial) -> tuple[list[Visit], list[GridRow]]:
-    """The visit grid: one row a visible subject, one cell a visit: the timepoint with its state and counts
-    of stored series and instances (`n_series`, `n_instances`) and of QC findings (`n_blocking`, `n_warnings`)."""
-    visits = list(visit_list(trial=trial))
+def timepoints_with_counts() -> QuerySet[Timepoint]:
+    """Timepoints with their visit and counts of stored series and instances (`n_series`, `n_instances`) and of
+    QC findings (`n_blocking`, `n_warnings`); instance counts come from the series' kept count."""
 
     def findings(severity: str):
         # A subquery, so that the finding rows do not multiply the series counted by the same query.
         rows = QCFinding.objects.filter(timepoint=OuterRef("pk"), severity=severity).order_by().values("timepoint")
         return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")[:1]), 0)
 
-    timepoints = Timepoint.objects.select_related("visit").annotate(
+    return Timepoint.objects.select_related("visit").annotate(
         n_series=Count("studies__series", distinct=True),
         n_instances=Coalesce(Sum("studies__series__instance_count"), 0),
         n_blocking=findings("blocking"),
         n_warnings=findings("warning"),
     )
+
+
+def visit_grid(*, actor: Actor, trial: Trial) -> tuple[list[Visit], list[GridRow]]:
+    """The visit grid: one row a visible subject, one cell a visit (a timepoint from timepoints_with_counts)."""
+    visits = list(visit_list(trial=trial))
+    timepoints = timepoints_with_counts()
     subjects = subject_list(actor=actor, trial=trial).prefetch_related(Prefetch("timepoints", queryset=timepoints))
     rows = []
     for subject in subjects:

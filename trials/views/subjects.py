@@ -8,7 +8,6 @@ from csp.decorators import csp_update
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect
 from django.templatetags.static import static
@@ -74,11 +73,7 @@ def subject_detail(request, code, subject_code):
         selectors.require_subject_access(actor=actor, trial=trial)
     with scoped():
         subject = selectors.subject_get(actor=actor, trial=trial, code=subject_code)
-    timepoints = (
-        subject.timepoints.select_related("visit")
-        .annotate(n_series=Count("studies__series", distinct=True), n_instances=Count("studies__series__instances"))
-        .order_by("visit__order")
-    )
+    timepoints = selectors.timepoints_with_counts().filter(subject=subject).order_by("visit__order")
     with scoped():
         open_queries = selectors.query_list(actor=actor, trial=trial).filter(timepoint__subject=subject)
         open_queries = open_queries.exclude(state=Query.State.CLOSED).order_by("pk")

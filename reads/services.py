@@ -7,6 +7,7 @@ import hashlib
 import hmac
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -42,8 +43,8 @@ def read_design_set(*, actor, trial: Trial, **fields) -> ReadDesign:
             setattr(design, name, value)
         try:
             design.full_clean(exclude=["trial"])
-        except Exception as exc:  # Django's ValidationError, shown in the one error shape
-            raise ValidationFailed(str(exc)) from None
+        except ValidationError as exc:
+            raise ValidationFailed.from_django(exc) from None
         design.save()
         audit_record(
             actor=actor,

@@ -129,3 +129,11 @@ def test_the_trial_root_still_gives_readers_nothing(world, client):
     ready(world, "ALPHA-SEO-001", "BL")
     client.force_login(world.rhea)
     assert client.get("/dicomweb/trials/ALPHA/studies").status_code == 404
+
+
+def test_a_bad_read_design_is_refused_with_the_field_named(world):
+    from ctims.exceptions import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as info:
+        read_design_set(actor=world.alice, trial=world.trial, paradigm="triple")
+    assert "paradigm" in info.value.fields

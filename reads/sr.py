@@ -18,8 +18,9 @@ new series and instance):
   - local (99CTIMS) codes for the lesion category incl. "new", the lesion status, and a
     TEXT item for the free-text non-target status.
 * one TID 1501 group "Timepoint response" with target response (DCM CID 6143 values),
-  non-target response (DCM CID 6144 values), overall response (NCIt, CDISC response
-  terms), and the sum of diameters in mm.
+  non-target response (DCM CID 6144 values), overall response (NCIt C-codes of the CDISC
+  "Oncology Response Assessment Result" codelist C96785, see OVERALL_RESPONSE_CODES), and
+  the sum of diameters in mm.
 
 The SR is marked COMPLETE and VERIFIED by the verifying observer.  Patient and study
 attributes are copied by highdicom from the first de-identified evidence header, so the
@@ -34,6 +35,7 @@ are stored as SCOORD (FL, float32): use coordinates exactly representable in flo
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -98,15 +100,24 @@ NON_TARGET_RESPONSE_CODES = {  # CID 6144 "Non-Target Lesion Response" (verified
     "PD": codes.DCM.NonTargetLesionProgressiveDisease,  # 112047
     NE: _local("NTRG-NE", "Non-target Lesions Not Evaluable"),  # no DCM code in CID 6144
 }
-# NCIt codes of the CDISC response terms.  NOT in pydicom's NCIt dictionary, so NOT verified
-# here: check against NCI EVS before relying on them.  NE and Non-CR/Non-PD use local codes
-# because their NCIt C-codes could not be confirmed at all.
+# Overall response: the NCIt C-codes that CDISC CT uses for RSSTRESC in the codelist
+# "Oncology Response Assessment Result" (C96785, ONCRSR).  Not in pydicom's NCIt dictionary;
+# checked by hand against two independent sources per code:
+#   (a) the CDISC CT codelist C96785 as exported in hakupao/sdtm-pedia,
+#       knowledge_base/terminology/core/oncology_part1.md (code, submission value, synonyms);
+#   (b) NCIt-bound enums in chicagopcdc/linkml-data-dictionary,
+#       markdown_model_generated/ResponseEnum.md (ncit:C4870/C18058/C18213/C35571/C62222).
+# C18058 is PR and C18213 is SD (an earlier version of this table had them swapped).
+# Code meanings are the CDISC synonyms in RECIST wording; the NCIt preferred terms differ for
+# CR and PR ("Complete Remission", "Partial Remission"), which CDISC lists as synonyms too.
+# NON-CR/NON-PD stays local: CDISC CT lists it as C96700 ("Non Complete Response/Non
+# Progressive Disease") in (a), but no second independent source was found; switch when there is.
 OVERALL_RESPONSE_CODES = {
     "CR": hd.sr.CodedConcept("C4870", "NCIt", "Complete Response"),
-    "PR": hd.sr.CodedConcept("C18213", "NCIt", "Partial Response"),
-    "SD": hd.sr.CodedConcept("C18058", "NCIt", "Stable Disease"),
+    "PR": hd.sr.CodedConcept("C18058", "NCIt", "Partial Response"),
+    "SD": hd.sr.CodedConcept("C18213", "NCIt", "Stable Disease"),
     "PD": hd.sr.CodedConcept("C35571", "NCIt", "Progressive Disease"),
-    NE: _local("OVRL-NE", "Not Evaluable"),
+    NE: hd.sr.CodedConcept("C62222", "NCIt", "Not Evaluable"),
     NON_CR_NON_PD: _local("OVRL-NCRNPD", "Non-CR/Non-PD"),
 }
 
@@ -141,7 +152,7 @@ class LesionMeasurement:
     tracking_label: str
     category: str  # "target" | "non_target" | "new"
     finding_site: tuple[str, str]  # (SCT code value, code meaning)
-    image: SourceImage
+    image: SourceImage | None  # None for a lesion recorded without a drawing (gone, not evaluable)
     is_node: bool = False
     long_axis_mm: Decimal | None = None
     short_axis_mm: Decimal | None = None
@@ -250,10 +261,10 @@ def _lesion_group(lesion: LesionMeasurement, time_point: hd.sr.TimePointContext)
     # TID 1501 rather than TID 1410: TID 1410 allows a single image region for the group and
     # highdicom forbids per-measurement coordinates there, but each axis needs its own SCOORD
     # (TID 300 "INFERRED FROM"), as dcmjs/OHIF bidirectional measurements do.
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        source_images=[hd.sr.SourceImageForMeasurementGroup(lesion.image.sop_class_uid, lesion.image.sop_instance_uid)],
-        **common,
-    )
+    sources = None
+    if lesion.image is not None:
+        sources = [hd.sr.SourceImageForMeasurementGroup(lesion.image.sop_class_uid, lesion.image.sop_instance_uid)]
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(source_images=sources, **common)
     if lesion.non_target_status:
         group[0].ContentSequence.append(
             hd.sr.TextContentItem(
@@ -313,6 +324,24 @@ def _dt(value: dt.datetime) -> str:
     return text
 
 
+def _comprehensive_sr(report: ReadReport, evidence, content) -> hd.sr.Comprehensive3DSR:
+    return hd.sr.Comprehensive3DSR(
+        evidence=list(evidence),
+        content=content[0],
+        series_instance_uid=report.series_uid,
+        series_number=report.series_number,
+        sop_instance_uid=report.sop_instance_uid,
+        instance_number=report.instance_number,
+        manufacturer="CTIMS",
+        is_complete=True,
+        is_final=True,
+        is_verified=True,
+        verifying_observer_name=_pn(report.verifying_observer_name),
+        verifying_organization="CTIMS",
+        series_description=f"Read {report.timepoint_label} {report.reader_name}"[:64],
+    )
+
+
 def write_measurement_report(report: ReadReport, evidence: Sequence[pydicom.Dataset]) -> pydicom.Dataset:
     """Build the TID 1500 Comprehensive 3D SR for ``report``.
 
@@ -326,6 +355,10 @@ def write_measurement_report(report: ReadReport, evidence: Sequence[pydicom.Data
         raise SRError(f"evidence must all belong to study {report.study_uid}, got {sorted(studies)}")
     known = {str(ds.SOPInstanceUID) for ds in evidence}
     for lesion in report.lesions:
+        if lesion.image is None:
+            if lesion.long_axis_points or lesion.short_axis_points:
+                raise SRError(f"{lesion.tracking_label}: points without an image")
+            continue
         if lesion.image.sop_instance_uid not in known:
             raise SRError(f"{lesion.tracking_label}: image {lesion.image.sop_instance_uid} not in evidence")
         if lesion.image.study_uid != report.study_uid:
@@ -353,21 +386,11 @@ def write_measurement_report(report: ReadReport, evidence: Sequence[pydicom.Data
         procedure_reported=codes.SCT.ImagingProcedure,
         imaging_measurements=groups,
     )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=list(evidence),
-        content=content[0],
-        series_instance_uid=report.series_uid,
-        series_number=report.series_number,
-        sop_instance_uid=report.sop_instance_uid,
-        instance_number=report.instance_number,
-        manufacturer="CTIMS",
-        is_complete=True,
-        is_final=True,
-        is_verified=True,
-        verifying_observer_name=report.verifying_observer_name,
-        verifying_organization="CTIMS",
-        series_description=f"Read {report.timepoint_label} {report.reader_name}"[:64],
-    )
+    with warnings.catch_warnings():
+        # highdicom warns about a single-component PatientName and quotes it: the pseudonym is one component
+        # by design, and no name is ever written into a warning.
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
+        sr = _comprehensive_sr(report, evidence, content)
     sr.VerifyingObserverSequence[0].VerificationDateTime = _dt(report.verification_datetime)
     sr.ContentDate, sr.ContentTime = _da_tm(report.content_datetime)
     sr.SeriesDate, sr.SeriesTime = sr.ContentDate, sr.ContentTime

@@ -198,12 +198,47 @@ def test_codes_in_content(followup):
         ("DCM", "112075", "Non-Target Lesion at Baseline"),
         ("DCM", "112042", "Target Lesion Partial Response"),
         ("DCM", "112046", "Non-Target Lesion Incomplete Response or Stable Disease"),
-        ("NCIt", "C18213", "Partial Response"),
+        ("NCIt", "C18058", "Partial Response"),
         ("DCM", "112039", "Tracking Identifier"),
         ("DCM", "112040", "Tracking Unique Identifier"),
         ("SCT", "39607008", "Lung"),
     ]:
         assert code in found, code
+
+
+def test_overall_response_codes_are_the_cdisc_ncit_codes():
+    # CDISC CT "Oncology Response Assessment Result" (C96785); sources in reads/sr.py.
+    got = {key: (code.scheme_designator, code.value, code.meaning) for key, code in rsr.OVERALL_RESPONSE_CODES.items()}
+    assert got == {
+        "CR": ("NCIt", "C4870", "Complete Response"),
+        "PR": ("NCIt", "C18058", "Partial Response"),
+        "SD": ("NCIt", "C18213", "Stable Disease"),
+        "PD": ("NCIt", "C35571", "Progressive Disease"),
+        "NE": ("NCIt", "C62222", "Not Evaluable"),
+        "NON-CR/NON-PD": ("99CTIMS", "OVRL-NCRNPD", "Non-CR/Non-PD"),
+    }
+
+
+@pytest.mark.parametrize("overall", sorted(rsr.OVERALL_RESPONSE_CODES))
+def test_each_overall_response_is_written_with_its_code_and_read_back(followup, overall):
+    report, evidence = followup
+    report.overall_response = overall
+    ds = rsr.write_measurement_report(report, evidence)
+    expected = rsr.OVERALL_RESPONSE_CODES[overall]
+    written = [
+        (str(c.CodingSchemeDesignator), str(c.CodeValue))
+        for item in _walk(ds.ContentSequence)
+        if item.get("ValueType") == "CODE" and item.ConceptNameCodeSequence[0].CodeValue == rsr.OVERALL_RESPONSE.value
+        for c in item.ConceptCodeSequence
+    ]
+    assert written == [(expected.scheme_designator, expected.value)]
+    assert rsr.parse_measurement_report(ds).overall_response == overall
+
+
+def _walk(items):
+    for item in items:
+        yield item
+        yield from _walk(item.get("ContentSequence", []))
 
 
 def test_tracking_uid_survives_baseline_and_followup(baseline, followup):

@@ -277,5 +277,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    # highdicom logs each attribute module it copies at INFO: noise, with UIDs in it.
+    "loggers": {"axes": {"level": "WARNING"}, "highdicom": {"level": "WARNING"}},
 }

@@ -18,6 +18,7 @@ urlpatterns = [
     path("dicomweb/", include("trials.dicomweb.urls")),
     path("dicomweb/", include("reads.dicomweb")),
     path("trials/", include("trials.urls")),
+    path("reads/", include("reads.urls")),
     path("operator/", admin.site.urls),
     path("health/", views.health, name="health"),
 ]

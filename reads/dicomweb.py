@@ -1,7 +1,8 @@
 """The read-task DICOMweb root, `/dicomweb/tasks/<id>/`: a scope over the trial's DICOMweb views.
 
 A reader sees the task's studies and, if the design allows, the same subject's earlier visits; every
-instance's metadata is blinded on the way out: the patient is the case label, no dates, no site.
+instance's metadata is blinded on the way out: the patient is the case label, no dates, no site. No SR
+series exists through this root: the readers' results are stored in the same studies.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ SITE_TAGS = {
     "00120040",  # Clinical Trial Subject ID
 }
 PATIENT_TAGS = {"00100010", "00100020"}
+# Study-level counts would count the series a reader does not see (read results).
+COUNT_TAGS = {"00201206", "00201208"}
+HIDDEN_MODALITIES = frozenset({"SR"})
 
 
 def blind_metadata(metadata: dict, *, case_label: str) -> dict:
@@ -41,8 +45,10 @@ def blind_metadata(metadata: dict, *, case_label: str) -> dict:
     def clean(item: dict) -> dict:
         out = {}
         for tag, element in item.items():
-            if tag in SITE_TAGS or element.get("vr") in DATE_VRS:
+            if tag in SITE_TAGS or tag in COUNT_TAGS or element.get("vr") in DATE_VRS:
                 continue
+            if tag == "00080061" and "Value" in element:  # Modalities in Study
+                element = {"vr": "CS", "Value": [m for m in element["Value"] if m not in HIDDEN_MODALITIES]}
             if tag in PATIENT_TAGS:
                 value = {"Alphabetic": case_label} if element.get("vr") == "PN" else case_label
                 out[tag] = {"vr": element["vr"], "Value": [value]}
@@ -68,7 +74,8 @@ def task_scope(actor: Actor, *, task_id: str) -> Scope:
         raise Http404("No such task.")
     timepoint = task.timepoint
     studies = Study.objects.filter(subject=timepoint.subject)
-    if task.design.show_prior_timepoints:
+    # An adjudicator compares both reads over every visit up to the one in question.
+    if task.design.show_prior_timepoints or task.kind == ReadTask.Kind.ADJUDICATION:
         studies = studies.filter(timepoint__visit__order__lte=timepoint.visit.order)
     else:
         studies = studies.filter(timepoint=timepoint)
@@ -80,6 +87,7 @@ def task_scope(actor: Actor, *, task_id: str) -> Scope:
         blind=lambda metadata: blind_metadata(metadata, case_label=label),
         allows=lambda study: study.pk in allowed,
         serves_files=False,
+        hidden_modalities=HIDDEN_MODALITIES,
     )
 
 

@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from trials.models import Subject, Timepoint, Trial
+from ctims.models import Signature
+from trials.models import Instance, Subject, Timepoint, Trial
 
 
 class ReadDesign(models.Model):
@@ -84,3 +85,123 @@ class ReadTask(models.Model):
 
     def __str__(self) -> str:
         return f"task {self.pk}: {self.assignment.case_label} {self.timepoint.visit.code}"
+
+
+class Read(models.Model):
+    """One version of a reader's read of one visit: a draft until signed; a signed read never changes.
+
+    A correction is a new version of the same task that names the version it supersedes.
+    """
+
+    class State(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        SIGNED = "signed", _("Signed")
+
+    task = models.ForeignKey(ReadTask, on_delete=models.PROTECT, related_name="reads")
+    version = models.PositiveSmallIntegerField(default=1)
+    supersedes = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="superseded_by"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT, db_index=True)
+    # The reader's lesions and findings as the read page sends them (see reads.content).
+    content = models.JSONField(default=dict, blank=True)
+    # The criteria engine's result for `content` (see reads.services.assessment_json).
+    assessment = models.JSONField(null=True, blank=True)
+    overall_response = models.CharField(max_length=16, blank=True)
+    signature = models.OneToOneField(Signature, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    sr_instance = models.ForeignKey(Instance, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    signed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task", "version"]
+        constraints = [models.UniqueConstraint(fields=["task", "version"], name="one_read_per_version")]
+
+    def __str__(self) -> str:
+        return f"read {self.pk} v{self.version} of task {self.task_id}"
+
+
+class Lesion(models.Model):
+    """A lesion one reader follows through a subject's visits: its label (T01) and tracking UID never change."""
+
+    class Category(models.TextChoices):
+        TARGET = "target", _("Target")
+        NON_TARGET = "non_target", _("Non-target")
+        NEW = "new", _("New")
+
+    assignment = models.ForeignKey(ReaderAssignment, on_delete=models.PROTECT, related_name="lesions")
+    label = models.CharField(max_length=8)
+    tracking_uid = models.CharField(max_length=64, unique=True)
+    category = models.CharField(max_length=12, choices=Category.choices)
+    site_code = models.CharField(max_length=20)
+    site_meaning = models.CharField(max_length=100)
+    is_node = models.BooleanField(default=False)
+    first_read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="lesions_introduced")
+
+    class Meta:
+        ordering = ["assignment", "category", "label"]
+        constraints = [models.UniqueConstraint(fields=["assignment", "label"], name="one_lesion_per_label")]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Measurement(models.Model):
+    """One lesion in one signed read: its status, its axes in tenths of a millimetre and where they were drawn."""
+
+    read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="measurements")
+    lesion = models.ForeignKey(Lesion, on_delete=models.PROTECT, related_name="measurements")
+    status = models.CharField(max_length=32)
+    long_axis = models.PositiveIntegerField(null=True, blank=True, help_text="Tenths of a millimetre.")
+    short_axis = models.PositiveIntegerField(null=True, blank=True, help_text="Tenths of a millimetre.")
+    long_points = models.JSONField(null=True, blank=True, help_text="Two image (column, row) points.")
+    short_points = models.JSONField(null=True, blank=True)
+    study_uid = models.CharField(max_length=64, blank=True)
+    series_uid = models.CharField(max_length=64, blank=True)
+    sop_instance_uid = models.CharField(max_length=64, blank=True)
+    frame = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["read", "lesion"]
+        constraints = [models.UniqueConstraint(fields=["read", "lesion"], name="one_measurement_per_lesion")]
+
+    def __str__(self) -> str:
+        return f"{self.lesion.label} in read {self.read_id}"
+
+
+class Adjudication(models.Model):
+    """An adjudicator's decision between the two readers of a subject for the visits where they disagree."""
+
+    task = models.OneToOneField(ReadTask, on_delete=models.PROTECT, related_name="adjudication")
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="adjudications")
+    timepoints = models.ManyToManyField(Timepoint, related_name="adjudications")
+    chosen_slot = models.PositiveSmallIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    signature = models.OneToOneField(Signature, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"adjudication {self.pk}"
+
+
+class TimepointResult(models.Model):
+    """The locked result of one visit: the read that stands, by agreement, single read or adjudication."""
+
+    class Source(models.TextChoices):
+        SINGLE = "single", _("Single read")
+        AGREEMENT = "agreement", _("Readers agreed")
+        ADJUDICATION = "adjudication", _("Adjudicated")
+
+    timepoint = models.OneToOneField(Timepoint, on_delete=models.PROTECT, related_name="read_result")
+    read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="results")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    adjudication = models.ForeignKey(Adjudication, on_delete=models.PROTECT, null=True, blank=True)
+    overall_response = models.CharField(max_length=16, blank=True)
+    locked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["timepoint__subject__code", "timepoint__visit__order"]
+
+    def __str__(self) -> str:
+        return f"result of {self.timepoint}"

@@ -68,12 +68,14 @@ def readers_assign(*, subject: Subject, design: ReadDesign) -> list[ReaderAssign
 
     Called holding the subject's row lock (select_for_update) so two timepoints never assign twice.
     """
-    assigned = list(subject.reader_assignments.order_by("slot"))
+    assigned = list(subject.reader_assignments.filter(slot__lte=2).order_by("slot"))
     wanted = design.readers_per_subject
     if len(assigned) >= wanted:
         return assigned[:wanted]
     load = dict(
-        ReaderAssignment.objects.filter(subject__trial=subject.trial).values_list("reader").annotate(n=Count("pk"))
+        ReaderAssignment.objects.filter(subject__trial=subject.trial, slot__lte=2)
+        .values_list("reader")
+        .annotate(n=Count("pk"))
     )
     taken = {a.reader_id for a in assigned}
     candidates = sorted(
@@ -90,13 +92,20 @@ def readers_assign(*, subject: Subject, design: ReadDesign) -> list[ReaderAssign
     return assigned
 
 
-def _earlier_unsigned(assignment: ReaderAssignment, timepoint: Timepoint) -> bool:
+def may_open(assignment: ReaderAssignment, timepoint: Timepoint) -> bool:
+    """A reader reads a subject's visits in order: a visit opens once the baseline (the trial's first visit)
+    and every earlier visit that has a task are signed by this reader."""
+    visit = timepoint.visit
+    if visit.order == visit.trial.visits.order_by("order").values_list("order", flat=True).first():
+        return True
+    earlier = ReadTask.objects.filter(
+        assignment=assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lt=visit.order
+    )
+    baseline_signed = earlier.filter(state=ReadTask.State.SIGNED).order_by("timepoint__visit__order").first()
     return (
-        ReadTask.objects.filter(
-            assignment=assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lt=timepoint.visit.order
-        )
-        .exclude(state=ReadTask.State.SIGNED)
-        .exists()
+        baseline_signed is not None
+        and baseline_signed.timepoint.visit.order == visit.trial.visits.order_by("order").first().order
+        and not earlier.exclude(state=ReadTask.State.SIGNED).exists()
     )
 
 
@@ -121,7 +130,7 @@ def read_tasks_create(*, timepoint: Timepoint) -> list[ReadTask]:
                 defaults={"due_date": timezone.localdate() + timedelta(days=design.task_days)},
             )
             if created:
-                task.state = ReadTask.State.WAITING if _earlier_unsigned(assignment, timepoint) else ReadTask.State.OPEN
+                task.state = ReadTask.State.OPEN if may_open(assignment, timepoint) else ReadTask.State.WAITING
                 task.save(update_fields=["state"])
                 assign_perm("reads.read_task", assignment.reader, task)
                 audit_record(

@@ -28,12 +28,17 @@ class Scope:
     allows: Callable[[Study], bool] | None = None
     # Whole Part 10 files carry what `blind` removes from metadata: a blinded root does not serve them.
     serves_files: bool = True
+    # Series of these modalities do not exist through this root (a read task's root hides every SR: the
+    # other reader's results live in the same study).
+    hidden_modalities: frozenset[str] = frozenset()
 
     def series(self) -> QuerySet[Series]:
-        return Series.objects.filter(study__in=self.studies)
+        return Series.objects.filter(study__in=self.studies).exclude(modality__in=self.hidden_modalities)
 
     def instances(self) -> QuerySet[Instance]:
-        return Instance.objects.filter(series__study__in=self.studies)
+        return Instance.objects.filter(series__study__in=self.studies).exclude(
+            series__modality__in=self.hidden_modalities
+        )
 
     def study(self, study_uid: str) -> Study:
         study = self.studies.filter(study_instance_uid=study_uid).first()
@@ -62,6 +67,7 @@ class Scope:
             or instance.series.series_instance_uid != series_uid
             or instance.series.study.study_instance_uid != study_uid
             or (self.allows is not None and not self.allows(instance.series.study))
+            or instance.series.modality in self.hidden_modalities
         ):
             raise Http404("No such instance.")
         return instance

@@ -1,0 +1,222 @@
+"""A read's RECIST 1.1 assessment: the reader's content turned into the criteria engine's input and back.
+
+Pure functions over `reads.content.Content`; no database. The engine (`reads.criteria.recist11`) does the
+arithmetic; this module adds what the engine cannot know: that every tracked lesion was reported, that a
+measured lesion was drawn on an image, that the recorded new lesions match the new-lesion call.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from .content import Content, Entry
+from .criteria import recist11 as r
+
+RESPONSE_LABELS = {
+    "CR": gettext_lazy("Complete response"),
+    "PR": gettext_lazy("Partial response"),
+    "SD": gettext_lazy("Stable disease"),
+    "PD": gettext_lazy("Progressive disease"),
+    "NE": gettext_lazy("Not evaluable"),
+    "NON_CR_NON_PD": gettext_lazy("Non-CR/non-PD"),
+    "NOT_APPLICABLE": gettext_lazy("Not applicable"),
+}
+
+
+def response_label(value: str | None) -> str:
+    return str(RESPONSE_LABELS.get(value, _("Baseline") if value is None else value))
+
+
+def _problem(code: str, message: str, label: str | None = None) -> dict:
+    return {"code": code, "message": message, "label": label}
+
+
+def _mm(tenths: int | None) -> str | None:
+    return None if tenths is None else f"{tenths // 10}.{tenths % 10}"
+
+
+def _pct(change: Fraction | None) -> str | None:
+    if change is None:
+        return None
+    per_mille = round(change * 1000)
+    sign = "+" if per_mille >= 0 else "-"
+    per_mille = abs(per_mille)
+    return f"{sign}{per_mille // 10}.{per_mille % 10}"
+
+
+def target_lesions(baseline: Content) -> list[r.TargetLesion]:
+    # Nodes are one organ whatever the station; other organs are told apart by their site code.
+    return [
+        r.TargetLesion(tracking_id=e.label, label=e.label, organ=e.site, is_node=e.is_node) for e in baseline.targets
+    ]
+
+
+def _measurement(entry: Entry) -> r.TargetMeasurement:
+    return r.TargetMeasurement(
+        tracking_id=entry.label,
+        long_axis=entry.long_axis,
+        short_axis=entry.short_axis,
+        status=r.MeasurementStatus(entry.status.upper()),
+    )
+
+
+def engine_timepoint(content: Content, visit: str, day: int = 0) -> r.Timepoint:
+    return r.Timepoint(
+        visit=visit,
+        day=day,
+        targets=tuple(_measurement(e) for e in content.targets),
+        non_targets=tuple(
+            r.NonTargetObservation(tracking_id=e.label, status=r.NonTargetStatus(e.status.upper()))
+            for e in content.non_targets
+        ),
+        new_lesions=r.NewLesions(content.new_lesions.upper()),
+    )
+
+
+def _common_problems(content: Content) -> list[dict]:
+    problems = []
+    for e in content.entries():
+        if not e.site:
+            problems.append(_problem("NO_SITE", _("Name the location of %(label)s.") % {"label": e.label}, e.label))
+    for e in content.targets:
+        if e.status != "measured":
+            continue
+        needed = e.short_axis if e.is_node else e.long_axis
+        if needed is None:
+            axis = _("short axis") if e.is_node else _("long axis")
+            problems.append(
+                _problem(
+                    "MISSING_AXIS", _("Measure the %(axis)s of %(label)s.") % {"axis": axis, "label": e.label}, e.label
+                )
+            )
+        elif e.image is None or (e.long_points is None and e.short_points is None):
+            problems.append(
+                _problem(
+                    "NOT_DRAWN", _("Draw the measurement of %(label)s on the image.") % {"label": e.label}, e.label
+                )
+            )
+    if content.new_lesions == "none" and content.new:
+        problems.append(
+            _problem("NEW_LESIONS_CALL", _("New lesions are listed: say whether they are equivocal or unequivocal."))
+        )
+    if content.new_lesions != "none" and not content.new:
+        problems.append(_problem("NEW_LESIONS_LIST", _("List the new lesions and where they are.")))
+    studies = {image.study for image in content.images()}
+    if len(studies) > 1:
+        problems.append(_problem("SEVERAL_STUDIES", _("All measurements of one read must be on images of one study.")))
+    return problems
+
+
+def assess_baseline(content: Content) -> dict:
+    """The baseline's sum of diameters and what keeps it from being signed."""
+    problems = _common_problems(content)
+    if content.new_lesions != "none" or content.new:
+        problems.append(_problem("NEW_AT_BASELINE", _("There are no new lesions at baseline.")))
+    if any(e.status != "present" for e in content.non_targets):
+        problems.append(_problem("NON_TARGET_AT_BASELINE", _("At baseline a non-target lesion is present.")))
+    lesions = target_lesions(content)
+    measurements = [_measurement(e) for e in content.targets]
+    for p in r.validate_baseline(lesions, measurements):
+        if p.code == "MISSING_AXIS" and any(
+            x["code"] == "MISSING_AXIS" and x["label"] == p.tracking_id for x in problems
+        ):
+            continue
+        problems.append(_problem(p.code, p.message, p.tracking_id))
+    if not content.targets and not content.non_targets:
+        problems.append(_problem("NO_DISEASE", _("Record at least one target or non-target lesion.")))
+    total = None
+    if not problems and lesions:
+        total = r.sum_of_diameters(lesions, engine_timepoint(content, "baseline"))
+    return {
+        "baseline": True,
+        "sum_mm": _mm(total),
+        "baseline_sum_mm": _mm(total),
+        "nadir_mm": None,
+        "change_from_baseline": None,
+        "change_from_nadir": None,
+        "target_response": None,
+        "non_target_response": None,
+        "new_lesions": "NONE",
+        "overall_response": None,
+        "response_display": response_label(None),
+        "reasons": [],
+        "problems": problems,
+    }
+
+
+def assess_follow_up(content: Content, *, baseline: Content, history: list[Content]) -> dict:
+    """The response of a follow-up, against this reader's baseline and earlier follow-ups (oldest first).
+
+    New lesions seen at an earlier follow-up may be listed again under "new" with their label.
+    """
+    problems = _common_problems(content)
+    reported = {e.label for e in content.targets + content.non_targets}
+    baseline_targets = {e.label for e in baseline.targets}
+    baseline_non_targets = {e.label for e in baseline.non_targets}
+    for label in sorted(baseline_targets | baseline_non_targets):
+        if label not in reported:
+            problems.append(_problem("NOT_REPORTED", _("Report %(label)s at this visit.") % {"label": label}, label))
+    for e in content.targets:
+        if e.label not in baseline_targets:
+            problems.append(
+                _problem("NOT_A_TARGET", _("%(label)s is not a baseline target lesion.") % {"label": e.label}, e.label)
+            )
+    for e in content.non_targets:
+        if e.label not in baseline_non_targets:
+            problems.append(
+                _problem(
+                    "NOT_A_NON_TARGET",
+                    _("%(label)s is not a baseline non-target lesion.") % {"label": e.label},
+                    e.label,
+                )
+            )
+    for e in content.new:
+        if e.label in baseline_targets | baseline_non_targets:
+            problems.append(_problem("NOT_NEW", _("%(label)s was seen at baseline.") % {"label": e.label}, e.label))
+    if any(p["code"] in {"NOT_A_TARGET", "NOT_A_NON_TARGET"} for p in problems):
+        return _follow_up_json(None, problems)
+    lesions = target_lesions(baseline)
+    result = r.assess(
+        engine_timepoint(baseline, "baseline"),
+        [engine_timepoint(c, f"follow-up {n + 1}") for n, c in enumerate(history)],
+        engine_timepoint(content, "this visit"),
+        lesions=lesions,
+    )
+    return _follow_up_json(result, problems)
+
+
+def _follow_up_json(result: r.Assessment | None, problems: list[dict]) -> dict:
+    if result is None:
+        return {
+            "baseline": False,
+            "sum_mm": None,
+            "baseline_sum_mm": None,
+            "nadir_mm": None,
+            "change_from_baseline": None,
+            "change_from_nadir": None,
+            "target_response": None,
+            "non_target_response": None,
+            "new_lesions": None,
+            "overall_response": None,
+            "response_display": "",
+            "reasons": [],
+            "problems": problems,
+        }
+    return {
+        "baseline": False,
+        "sum_mm": _mm(result.sum),
+        "baseline_sum_mm": _mm(result.baseline_sum),
+        "nadir_mm": _mm(result.nadir_sum),
+        "change_from_baseline": _pct(result.change_from_baseline),
+        "change_from_nadir": _pct(result.change_from_nadir),
+        "target_response": result.target_response.value,
+        "non_target_response": result.non_target_response.value,
+        "new_lesions": result.new_lesions.value,
+        "overall_response": result.overall_response.value,
+        "response_display": response_label(result.overall_response.value),
+        "reasons": list(result.reasons),
+        "problems": problems,
+    }

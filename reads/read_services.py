@@ -1,0 +1,320 @@
+"""A reader's work on a task: save the draft (assessed on every save), sign it, correct a signed read.
+
+Signing re-checks the password, locks the read, stores the signature over the read's content and
+assessment, writes the DICOM SR into the de-identified study, opens the reader's next visit and lets
+`reads.results` decide whether the visit's result stands or goes to adjudication.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from ctims.audit import audit_record
+from ctims.exceptions import InvalidState, NotFound, ValidationFailed
+from ctims.signatures import signature_create
+
+from . import results
+from .assessment import assess_baseline, assess_follow_up
+from .content import Content, ContentError, parse_content
+from .models import Lesion, Measurement, Read, ReadTask
+from .services import may_open
+from .sr_store import read_sr_store
+
+READER_MEANING = "I am the author of this assessment"
+EDITABLE = (ReadTask.State.OPEN, ReadTask.State.IN_PROGRESS)
+
+
+def is_baseline(task: ReadTask) -> bool:
+    """The reader's first visit of the subject is the baseline: no read task of theirs comes before it."""
+    return not ReadTask.objects.filter(
+        assignment=task.assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lt=task.timepoint.visit.order
+    ).exists()
+
+
+def current_read(task: ReadTask) -> Read | None:
+    """The task's latest version: the draft being written, or the signed read that stands."""
+    return task.reads.order_by("-version").first()
+
+
+def signed_reads_before(task: ReadTask) -> list[Read]:
+    """The reader's signed reads of the subject's earlier visits, oldest first (the latest version of each)."""
+    earlier = ReadTask.objects.filter(
+        assignment=task.assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lt=task.timepoint.visit.order
+    ).order_by("timepoint__visit__order")
+    out = []
+    for t in earlier:
+        read = t.reads.filter(state=Read.State.SIGNED).order_by("-version").first()
+        if read is None:
+            raise InvalidState(_("An earlier visit of this case is not signed yet."))
+        out.append(read)
+    return out
+
+
+def assess(task: ReadTask, content: Content) -> dict:
+    """The assessment of `content` as this task's read: baseline, or follow-up against the reader's earlier reads."""
+    if is_baseline(task):
+        return assess_baseline(content)
+    earlier = signed_reads_before(task)
+    baseline, history = earlier[0], earlier[1:]
+    return assess_follow_up(
+        content, baseline=parse_content(baseline.content), history=[parse_content(r.content) for r in history]
+    )
+
+
+def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
+    tasks = ReadTask.objects.select_related("assignment__reader", "timepoint__visit", "timepoint__subject", "design")
+    if lock:
+        tasks = tasks.select_for_update(of=("self",))
+    task = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).first()
+    if task is None or task.assignment.reader_id != getattr(actor, "pk", None):
+        raise NotFound(_("No such task."))
+    return task
+
+
+def _check_images(task: ReadTask, content: Content) -> None:
+    """Every image a lesion refers to must be an instance of this task's visit."""
+    from trials.models import Instance
+
+    refs = {image.sop for image in content.images()}
+    if not refs:
+        return
+    found = set(
+        Instance.objects.filter(sop_instance_uid__in=refs, series__study__timepoint=task.timepoint).values_list(
+            "sop_instance_uid", flat=True
+        )
+    )
+    if refs - found:
+        raise ValidationFailed(
+            _("A measurement refers to an image that is not part of this visit."),
+            fields={"image": [_("Measure on this visit's images.")]},
+        )
+
+
+def read_save(*, actor, task_id: int, raw) -> Read:
+    """Save the reader's draft and assess it; the first save starts the task."""
+    with transaction.atomic():
+        task = _task_for_reader(actor, task_id, lock=True)
+        if task.state not in EDITABLE:
+            raise InvalidState(
+                _("This read is signed; start a correction to change it.")
+                if task.state == ReadTask.State.SIGNED
+                else _("This visit opens once the previous visit is signed.")
+            )
+        try:
+            content = parse_content(raw)
+        except ContentError as exc:
+            raise ValidationFailed(_("The read could not be saved."), fields={k: [v] for k, v in exc.errors.items()})
+        _check_images(task, content)
+        read = current_read(task)
+        if read is None or read.state != Read.State.DRAFT:
+            read = Read(task=task, version=1)
+        read.content = content.as_json()
+        read.assessment = assess(task, content)
+        read.save()
+        if task.state == ReadTask.State.OPEN:
+            task.state = ReadTask.State.IN_PROGRESS
+            task.save(update_fields=["state"])
+    return read
+
+
+def ready_to_sign(read: Read) -> bool:
+    return read.state == Read.State.DRAFT and bool(read.assessment) and not read.assessment.get("problems")
+
+
+def signed_content(read: Read) -> dict:
+    """What a reader's signature covers: the read, its assessment and what it is a read of."""
+    task = read.task
+    return {
+        "read": read.pk,
+        "version": read.version,
+        "supersedes": read.supersedes_id,
+        "task": task.pk,
+        "case": task.assignment.case_label,
+        "visit": task.timepoint.visit.code,
+        "content": read.content,
+        "assessment": read.assessment,
+    }
+
+
+def _record_lesions(read: Read, content: Content) -> None:
+    """Create the lesions this read introduces (with their tracking UIDs) and one measurement per lesion."""
+    from highdicom import UID
+
+    assignment = read.task.assignment
+    known = {lesion.label: lesion for lesion in assignment.lesions.all()}
+    rows = []
+    for entry in content.entries():
+        lesion = known.get(entry.label)
+        if lesion is None:
+            lesion = Lesion.objects.create(
+                assignment=assignment,
+                label=entry.label,
+                tracking_uid=str(UID()),
+                category=entry.category,
+                site_code=entry.site,
+                site_meaning=_site_meaning(entry.site),
+                is_node=entry.is_node,
+                first_read=read,
+            )
+            known[entry.label] = lesion
+        image = entry.image
+        rows.append(
+            Measurement(
+                read=read,
+                lesion=lesion,
+                status=entry.status,
+                long_axis=entry.long_axis,
+                short_axis=entry.short_axis,
+                long_points=[list(p) for p in entry.long_points] if entry.long_points else None,
+                short_points=[list(p) for p in entry.short_points] if entry.short_points else None,
+                study_uid=image.study if image else "",
+                series_uid=image.series if image else "",
+                sop_instance_uid=image.sop if image else "",
+                frame=image.frame if image else None,
+            )
+        )
+    Measurement.objects.bulk_create(rows)
+
+
+def _site_meaning(code: str) -> str:
+    from .sites import BY_CODE
+
+    return BY_CODE[code].meaning
+
+
+def _open_next(task: ReadTask) -> None:
+    """Open the reader's waiting visits whose earlier visits are now all signed."""
+    waiting = ReadTask.objects.filter(
+        assignment=task.assignment, kind=ReadTask.Kind.READ, state=ReadTask.State.WAITING
+    ).select_related("timepoint__visit__trial")
+    for later in waiting.order_by("timepoint__visit__order"):
+        if not may_open(task.assignment, later.timepoint):
+            break
+        later.state = ReadTask.State.OPEN
+        later.save(update_fields=["state"])
+        audit_record(
+            actor=None,
+            action="read_task.open",
+            obj=later,
+            trial_id=task.design.trial_id,
+            summary={"case": task.assignment.case_label, "visit": later.timepoint.visit.code},
+        )
+
+
+def read_sign(*, actor, task_id: int, password: str, meaning_confirmed: bool, confirmed_response: str) -> Read:
+    """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password."""
+    with transaction.atomic():
+        task = _task_for_reader(actor, task_id, lock=True)
+        read = current_read(task)
+        if read is None or read.state != Read.State.DRAFT or task.state not in EDITABLE:
+            raise InvalidState(_("There is no unsigned read to sign."))
+        content = parse_content(read.content)
+        read.assessment = assess(task, content)  # again: an earlier visit may have been corrected since
+        if read.assessment["problems"]:
+            raise ValidationFailed(
+                _("The read is not complete: %(problem)s") % {"problem": read.assessment["problems"][0]["message"]}
+            )
+        shown = read.assessment["overall_response"] or "baseline"
+        if confirmed_response != shown:
+            raise ValidationFailed(
+                _("The computed response changed since it was shown; review it and sign again."),
+                fields={"confirmed_response": [_("Confirm the response shown.")]},
+            )
+        if not meaning_confirmed:
+            raise ValidationFailed(
+                _("Confirm that you are the author of this assessment."), fields={"meaning": [_("Required.")]}
+            )
+        read.save(update_fields=["assessment", "updated_at"])
+        signature = signature_create(
+            user=actor,
+            password=password,
+            meaning=READER_MEANING,
+            obj=read,
+            content=signed_content(read),
+            trial_id=task.design.trial_id,
+        )
+        _record_lesions(read, content)
+        read.sr_instance = read_sr_store(read, signer=signature)
+        read.state = Read.State.SIGNED
+        read.signature = signature
+        read.signed_at = signature.at
+        read.overall_response = read.assessment["overall_response"] or ""
+        read.save()
+        task.state = ReadTask.State.SIGNED
+        task.save(update_fields=["state"])
+        audit_record(
+            actor=actor,
+            action="read.sign",
+            obj=read,
+            trial_id=task.design.trial_id,
+            summary={
+                "case": task.assignment.case_label,
+                "visit": task.timepoint.visit.code,
+                "version": read.version,
+                "overall_response": read.overall_response or "baseline",
+                "signature": signature.pk,
+                "sr": read.sr_instance.sop_instance_uid,
+            },
+        )
+        _open_next(task)
+        results.timepoint_settle(task.timepoint)
+    return read
+
+
+def read_correct(*, actor, task_id: int) -> Read:
+    """Start a correction of a signed read: a new draft version that will supersede it once signed.
+
+    Refused once the visit's result is locked or under adjudication, or once a later visit of the
+    reader is signed (its assessment rests on this one).
+    """
+    from trials.models import Timepoint
+
+    with transaction.atomic():
+        task = _task_for_reader(actor, task_id, lock=True)
+        read = current_read(task)
+        if read is None or read.state != Read.State.SIGNED:
+            raise InvalidState(_("Only a signed read can be corrected."))
+        if task.timepoint.state in (Timepoint.State.LOCKED, Timepoint.State.IN_ADJUDICATION):
+            raise InvalidState(_("The result of this visit is locked or under adjudication; it cannot be corrected."))
+        later_signed = ReadTask.objects.filter(
+            assignment=task.assignment,
+            kind=ReadTask.Kind.READ,
+            timepoint__visit__order__gt=task.timepoint.visit.order,
+            reads__state=Read.State.SIGNED,
+        ).exists()
+        if later_signed:
+            raise InvalidState(_("A later visit of this case is signed; this read can no longer be corrected."))
+        correction = Read.objects.create(
+            task=task,
+            version=read.version + 1,
+            supersedes=read,
+            content=read.content,
+            assessment=read.assessment,
+        )
+        task.state = ReadTask.State.IN_PROGRESS
+        task.save(update_fields=["state"])
+        audit_record(
+            actor=actor,
+            action="read.correct",
+            obj=correction,
+            trial_id=task.design.trial_id,
+            summary={"case": task.assignment.case_label, "visit": task.timepoint.visit.code, "supersedes": read.pk},
+        )
+    return correction
+
+
+def require_task(actor, task_id: int) -> ReadTask:
+    """A task the actor holds (reader or adjudicator), else 404: nobody learns that another's task exists."""
+    from guardian.core import ObjectPermissionChecker
+
+    task = (
+        ReadTask.objects.select_related("assignment", "timepoint__visit", "timepoint__subject", "design__trial")
+        .filter(pk=task_id)
+        .first()
+    )
+    if task is None or not getattr(actor, "is_authenticated", False):
+        raise NotFound(_("No such task."))
+    if not ObjectPermissionChecker(actor).has_perm("read_task", task):
+        raise NotFound(_("No such task."))
+    return task

@@ -1,0 +1,281 @@
+"""Which read stands for a visit: a single read, the readers' agreement, or an adjudicator's choice.
+
+When every reader of a visit has signed, the visit is settled: with one reader, or with two who agree
+on the overall response and on the visit of progression, the result is locked at once (reader 1's read
+when they agree); otherwise the visit goes to an adjudicator, who picks one reader's read, states why and
+signs. A locked result never changes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from guardian.shortcuts import assign_perm
+
+from ctims.audit import audit_record
+from ctims.exceptions import InvalidState, NotFound, ValidationFailed
+from ctims.signatures import signature_create
+from trials.models import Membership, Role, Timepoint
+from trials.services import timepoint_transition
+
+from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
+
+ADJUDICATOR_SLOT = 3
+ADJUDICATOR_MEANING = "I have adjudicated this case and chosen the read I agree with"
+
+
+def latest_signed(task: ReadTask) -> Read | None:
+    return task.reads.filter(state=Read.State.SIGNED).order_by("-version").first()
+
+
+def _reads_of(assignment: ReaderAssignment, *, up_to_order: int) -> list[tuple[Timepoint, Read]]:
+    tasks = (
+        ReadTask.objects.filter(
+            assignment=assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lte=up_to_order
+        )
+        .select_related("timepoint__visit")
+        .order_by("timepoint__visit__order")
+    )
+    return [(t.timepoint, read) for t in tasks if (read := latest_signed(t)) is not None]
+
+
+def progression_visit(assignment: ReaderAssignment, *, up_to_order: int) -> str | None:
+    """The visit at which this reader first called progression (the date of progression), if any."""
+    for timepoint, read in _reads_of(assignment, up_to_order=up_to_order):
+        if read.overall_response == "PD":
+            return timepoint.visit.code
+    return None
+
+
+def disagreements(timepoint: Timepoint, reads: dict[int, Read]) -> list[str]:
+    """Why the two readers of a visit disagree; empty when they agree."""
+    why = []
+    if reads[1].overall_response != reads[2].overall_response:
+        why.append("overall_response")
+    order = timepoint.visit.order
+    assignments = {read.task.assignment.slot: read.task.assignment for read in reads.values()}
+    if progression_visit(assignments[1], up_to_order=order) != progression_visit(assignments[2], up_to_order=order):
+        why.append("progression_date")
+    return why
+
+
+def _lock(timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudication=None) -> TimepointResult:
+    result = TimepointResult.objects.create(
+        timepoint=timepoint,
+        read=read,
+        source=source,
+        adjudication=adjudication,
+        overall_response=read.overall_response,
+        locked_at=timezone.now(),
+    )
+    timepoint_transition(
+        actor=actor,
+        timepoint=timepoint,
+        to=Timepoint.State.LOCKED,
+        allowed_from=[Timepoint.State.IN_READ, Timepoint.State.IN_ADJUDICATION],
+        reason=f"read result: {source}",
+    )
+    audit_record(
+        actor=actor,
+        action="read_result.lock",
+        obj=result,
+        trial_id=timepoint.subject.trial_id,
+        summary={
+            "visit": timepoint.visit.code,
+            "case": read.task.assignment.case_label,
+            "source": source,
+            "reader_slot": read.task.assignment.slot,
+            "read": read.pk,
+            "overall_response": read.overall_response or "baseline",
+        },
+    )
+    return result
+
+
+def timepoint_settle(timepoint: Timepoint) -> None:
+    """Lock the visit's result, or send it to adjudication, once every reader has signed it."""
+    timepoint = Timepoint.objects.select_related("subject", "visit").get(pk=timepoint.pk)
+    if TimepointResult.objects.filter(timepoint=timepoint).exists():
+        return
+    design = ReadDesign.objects.get(trial_id=timepoint.subject.trial_id)
+    tasks = list(ReadTask.objects.filter(timepoint=timepoint, kind=ReadTask.Kind.READ).select_related("assignment"))
+    if len(tasks) < design.readers_per_subject or any(t.state != ReadTask.State.SIGNED for t in tasks):
+        return
+    reads = {t.assignment.slot: latest_signed(t) for t in tasks}
+    if design.readers_per_subject == 1:
+        _lock(timepoint, reads[1], TimepointResult.Source.SINGLE)
+        return
+    why = disagreements(timepoint, reads)
+    if not why:
+        _lock(timepoint, reads[1], TimepointResult.Source.AGREEMENT)
+        return
+    _adjudication_open(timepoint, design, why)
+
+
+def _adjudicator_for(subject, design: ReadDesign) -> ReaderAssignment:
+    existing = subject.reader_assignments.filter(slot=ADJUDICATOR_SLOT).first()
+    if existing is not None:
+        return existing
+    readers = set(subject.reader_assignments.values_list("reader_id", flat=True))
+    load = dict(
+        ReaderAssignment.objects.filter(subject__trial=subject.trial, slot=ADJUDICATOR_SLOT)
+        .values_list("reader")
+        .annotate(n=Count("pk"))
+    )
+    pool = sorted(
+        (
+            m.user
+            for m in Membership.objects.filter(
+                trial=subject.trial, role=Role.ADJUDICATOR, user__is_active=True
+            ).select_related("user")
+            if m.user_id not in readers
+        ),
+        key=lambda u: (load.get(u.pk, 0), u.email),
+    )
+    if not pool:
+        raise InvalidState(_("The readers disagree and the trial has no adjudicator who is not one of the readers."))
+    return ReaderAssignment.objects.create(
+        subject=subject,
+        reader=pool[0],
+        slot=ADJUDICATOR_SLOT,
+        case_label=subject.reader_assignments.first().case_label,
+    )
+
+
+def _adjudication_open(timepoint: Timepoint, design: ReadDesign, why: list[str]) -> Adjudication:
+    subject = timepoint.subject
+    adjudication = (
+        Adjudication.objects.select_for_update()
+        .filter(subject=subject, signature__isnull=True)
+        .select_related("task__timepoint__visit")
+        .first()
+    )
+    if adjudication is None:
+        assignment = _adjudicator_for(subject, design)
+        task = ReadTask.objects.create(
+            design=design,
+            timepoint=timepoint,
+            assignment=assignment,
+            kind=ReadTask.Kind.ADJUDICATION,
+            state=ReadTask.State.OPEN,
+            due_date=timezone.localdate() + timedelta(days=design.task_days),
+        )
+        assign_perm("reads.read_task", assignment.reader, task)
+        adjudication = Adjudication.objects.create(task=task, subject=subject)
+        action = "adjudication.open"
+    else:
+        task = adjudication.task
+        if timepoint.visit.order > task.timepoint.visit.order:
+            task.timepoint = timepoint
+            task.save(update_fields=["timepoint"])
+        action = "adjudication.extend"
+    adjudication.timepoints.add(timepoint)
+    timepoint_transition(
+        actor=None,
+        timepoint=timepoint,
+        to=Timepoint.State.IN_ADJUDICATION,
+        allowed_from=[Timepoint.State.IN_READ],
+        reason="readers disagree",
+    )
+    audit_record(
+        actor=None,
+        action=action,
+        obj=adjudication,
+        trial_id=subject.trial_id,
+        summary={
+            "case": task.assignment.case_label,
+            "visit": timepoint.visit.code,
+            "why": why,
+            "adjudicator": task.assignment.reader.email,
+        },
+    )
+    return adjudication
+
+
+def adjudication_reads(adjudication: Adjudication) -> dict[int, dict[int, Read]]:
+    """For each visit of the subject up to the adjudicated one: {timepoint id: {slot: the reader's signed read}}."""
+    subject = adjudication.subject
+    order = adjudication.task.timepoint.visit.order
+    out: dict[int, dict[int, Read]] = {}
+    for assignment in subject.reader_assignments.filter(slot__in=(1, 2)):
+        for timepoint, read in _reads_of(assignment, up_to_order=order):
+            out.setdefault(timepoint.pk, {})[assignment.slot] = read
+    return out
+
+
+def adjudicate(
+    *, actor, task_id: int, choice: str, reason: str, password: str, meaning_confirmed: bool
+) -> Adjudication:
+    """The adjudicator picks reader 1's or reader 2's read, says why and signs; the visits in question lock."""
+    with transaction.atomic():
+        task = (
+            ReadTask.objects.select_for_update(of=("self",))
+            .select_related("assignment", "timepoint__visit", "design")
+            .filter(pk=task_id, kind=ReadTask.Kind.ADJUDICATION)
+            .first()
+        )
+        if task is None or task.assignment.reader_id != getattr(actor, "pk", None):
+            raise NotFound(_("No such task."))
+        adjudication = Adjudication.objects.select_for_update().get(task=task)
+        if adjudication.signature_id is not None:
+            raise InvalidState(_("This adjudication is already signed."))
+        errors = {}
+        if choice not in ("1", "2"):
+            errors["choice"] = [_("Choose reader 1 or reader 2.")]
+        if not (reason or "").strip():
+            errors["reason"] = [_("State the reason for your choice.")]
+        if not meaning_confirmed:
+            errors["meaning"] = [_("Confirm the meaning of your signature.")]
+        if errors:
+            raise ValidationFailed(next(iter(errors.values()))[0], fields=errors)
+        slot = int(choice)
+        reads = adjudication_reads(adjudication)
+        in_question = list(adjudication.timepoints.select_related("visit", "subject").order_by("visit__order"))
+        chosen = {}
+        for timepoint in in_question:
+            read = reads.get(timepoint.pk, {}).get(slot)
+            if read is None:
+                raise InvalidState(_("The chosen reader has no signed read of every visit in question."))
+            chosen[timepoint] = read
+        signature = signature_create(
+            user=actor,
+            password=password,
+            meaning=ADJUDICATOR_MEANING,
+            obj=adjudication,
+            content={
+                "adjudication": adjudication.pk,
+                "case": task.assignment.case_label,
+                "visits": [t.visit.code for t in in_question],
+                "chosen_slot": slot,
+                "reason": reason.strip(),
+                "reads": {t.visit.code: {s: r.pk for s, r in reads[t.pk].items()} for t in in_question},
+            },
+            trial_id=task.design.trial_id,
+        )
+        adjudication.chosen_slot = slot
+        adjudication.reason = reason.strip()
+        adjudication.signature = signature
+        adjudication.decided_at = signature.at
+        adjudication.save()
+        for timepoint, read in chosen.items():
+            _lock(timepoint, read, TimepointResult.Source.ADJUDICATION, actor=actor, adjudication=adjudication)
+        task.state = ReadTask.State.SIGNED
+        task.save(update_fields=["state"])
+        audit_record(
+            actor=actor,
+            action="adjudication.decide",
+            obj=adjudication,
+            trial_id=task.design.trial_id,
+            summary={
+                "case": task.assignment.case_label,
+                "visits": [t.visit.code for t in in_question],
+                "chosen_slot": slot,
+                "reason": adjudication.reason,
+                "signature": signature.pk,
+            },
+        )
+    return adjudication

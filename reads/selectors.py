@@ -1,0 +1,302 @@
+"""What the read pages show: a reader's worklist, a task's images and lesions, both reads for an adjudicator,
+and the locked results for sponsors. Blinded views never carry a subject code, a site or a date."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from trials.models import Study, Timepoint, Trial
+
+from .assessment import response_label
+from .criteria import recist11
+from .models import Adjudication, Lesion, Read, ReadTask, TimepointResult
+from .read_services import current_read, is_baseline, signed_reads_before
+from .results import adjudication_reads
+from .sites import BY_CODE, site_options
+
+STATUS_LABELS = {
+    "measured": gettext_lazy("measured"),
+    "too_small": gettext_lazy("too small to measure"),
+    "disappeared": gettext_lazy("disappeared"),
+    "not_evaluable": gettext_lazy("not evaluable"),
+    "present": gettext_lazy("present"),
+    "absent": gettext_lazy("absent"),
+    "unequivocal_progression": gettext_lazy("unequivocal progression"),
+}
+
+
+def _order_key(task: ReadTask, randomize: bool) -> tuple:
+    if randomize:
+        # A stable shuffle per reader: the same reader always sees the same order, another reader another one.
+        digest = hashlib.sha256(f"{task.assignment.reader_id}:{task.assignment.subject_id}".encode()).hexdigest()
+        return (digest, task.timepoint.visit.order)
+    return (task.due_date.isoformat(), task.pk)
+
+
+def worklist(user) -> dict[str, list[dict]]:
+    """The user's tasks by what can be done with them: to do, waiting, done."""
+    tasks = ReadTask.objects.filter(assignment__reader=user).select_related(
+        "assignment", "timepoint__visit", "design__trial"
+    )
+    rows = []
+    for task in tasks:
+        rows.append(
+            {
+                "task": task,
+                "trial": task.design.trial.code,
+                "case_label": task.assignment.case_label,
+                "visit_label": visit_label(task, task.timepoint),
+                "kind": task.get_kind_display(),
+                "state": task.state,
+                "state_label": task.get_state_display(),
+                "due_date": task.due_date,
+                "key": _order_key(task, task.design.randomize_order),
+            }
+        )
+    rows.sort(key=lambda row: row["key"])
+    groups = {"todo": [], "waiting": [], "done": []}
+    for row in rows:
+        state = row["state"]
+        group = "done" if state == ReadTask.State.SIGNED else "waiting" if state == ReadTask.State.WAITING else "todo"
+        groups[group].append(row)
+    return groups
+
+
+def visit_label(task: ReadTask, timepoint: Timepoint) -> str:
+    """What a reader calls a visit: its label if the design shows it, else its place in the reader's sequence."""
+    if task.design.show_visit_label:
+        return timepoint.visit.label
+    if timepoint.pk == task.timepoint_id:
+        return _("Current visit")
+    return _("Earlier visit")
+
+
+def task_timepoints(task: ReadTask) -> list[Timepoint]:
+    """The visits a task's images come from: its own, and earlier ones if the design (or adjudication) allows."""
+    timepoints = Timepoint.objects.filter(subject=task.timepoint.subject).select_related("visit")
+    if task.kind == ReadTask.Kind.ADJUDICATION or task.design.show_prior_timepoints:
+        timepoints = timepoints.filter(visit__order__lte=task.timepoint.visit.order)
+    else:
+        timepoints = timepoints.filter(pk=task.timepoint_id)
+    return list(timepoints.order_by("visit__order"))
+
+
+def viewer_context(task: ReadTask) -> dict:
+    """The viewer's configuration over the task's DICOMweb root, as the trial viewer page has it."""
+    timepoints = task_timepoints(task)
+    studies: dict[int, list[str]] = {}
+    for study in Study.objects.filter(timepoint__in=timepoints).order_by("study_instance_uid"):
+        studies.setdefault(study.timepoint_id, []).append(study.study_instance_uid)
+    visits = [
+        {
+            "visit": t.visit.code if task.design.show_visit_label else f"V{n + 1}",
+            "label": visit_label(task, t),
+            "studies": studies.get(t.pk, []),
+            "current": t.pk == task.timepoint_id,
+        }
+        for n, t in enumerate(timepoints)
+        if t.pk == task.timepoint_id or studies.get(t.pk)
+    ]
+    current = next(n for n, v in enumerate(visits) if v["current"])
+    earlier = visits[:current]
+    root = reverse("dicomweb-task-studies", kwargs={"scope_task_id": str(task.pk)}).removesuffix("/studies")
+    return {
+        "has_images": bool(visits[current]["studies"]),
+        "compare_visits": [v for v in visits if v["studies"]],
+        "default_compare": (earlier[-1] if earlier else visits[current])["visit"],
+        "panes": ["left", "right"],
+        "viewer_config": {"root": root, "wasmBase": static("dist/viewer/"), "timepoints": visits},
+    }
+
+
+def _entry_previous(entry: dict, category: str) -> dict:
+    return {
+        "status": entry.get("status") if category != "new" else "present",
+        "long_mm": entry.get("long_mm"),
+        "short_mm": entry.get("short_mm"),
+    }
+
+
+def tracked_lesions(task: ReadTask) -> list[dict]:
+    """The reader's lesions followed from earlier visits, with what was last recorded of each."""
+    earlier = signed_reads_before(task)
+    if not earlier:
+        return []
+    last: dict[str, tuple[str, dict]] = {}
+    for read in earlier:
+        label = visit_label(task, read.task.timepoint)
+        for key, category in (("targets", "target"), ("non_targets", "non_target"), ("new", "new")):
+            for entry in read.content.get(key, []):
+                last[entry["label"]] = (label, _entry_previous(entry, category))
+    out = []
+    for lesion in Lesion.objects.filter(assignment=task.assignment).order_by("category", "label"):
+        if lesion.label not in last:
+            continue
+        visit, previous = last[lesion.label]
+        out.append(
+            {
+                "label": lesion.label,
+                "tracking_uid": lesion.tracking_uid,
+                "category": lesion.category,
+                "site": lesion.site_code,
+                "site_meaning": str(BY_CODE[lesion.site_code].label) if lesion.site_code in BY_CODE else "",
+                "is_node": lesion.is_node,
+                "previous": {"visit": visit, **previous},
+            }
+        )
+    return out
+
+
+LIMITS = {
+    "max_targets": recist11.MAX_TARGETS,
+    "max_per_organ": recist11.MAX_TARGETS_PER_ORGAN,
+    "min_long_mm": "10.0",
+    "min_node_short_mm": "15.0",
+}
+
+
+def read_page(task: ReadTask) -> dict:
+    """Everything the read page needs: viewer, lesions, the draft and its assessment, the signature."""
+    read = current_read(task)
+    baseline = is_baseline(task)
+    editable = task.state in (ReadTask.State.OPEN, ReadTask.State.IN_PROGRESS)
+    signed = read is not None and read.state == Read.State.SIGNED and not editable
+    config = {
+        "task": task.pk,
+        "kind": "read",
+        "baseline": baseline,
+        "editable": editable,
+        "draft_url": reverse("read-draft", args=[task.pk]),
+        "sites": site_options(),
+        "tracked": [] if baseline or task.state == ReadTask.State.WAITING else tracked_lesions(task),
+        "content": read.content if read else None,
+        "assessment": read.assessment if read else None,
+        "limits": LIMITS,
+    }
+    return {
+        "task": task,
+        "read": read,
+        "case_label": task.assignment.case_label,
+        "visit_label": visit_label(task, task.timepoint),
+        "read_config": config,
+        "assessment": read.assessment if read else None,
+        "signed": signed,
+        "signature": read.signature if signed else None,
+        "waiting": task.state == ReadTask.State.WAITING,
+        **viewer_context(task),
+    }
+
+
+def _lesion_rows(read: Read) -> list[dict]:
+    rows = []
+    for key in ("targets", "non_targets", "new"):
+        for entry in read.content.get(key, []):
+            site = BY_CODE.get(entry.get("site") or "")
+            rows.append(
+                {
+                    "label": entry["label"],
+                    "site_meaning": str(site.label) if site else "",
+                    "status": str(STATUS_LABELS.get(entry.get("status", "present"), "")),
+                    "long_mm": entry.get("long_mm"),
+                    "short_mm": entry.get("short_mm"),
+                }
+            )
+    return rows
+
+
+def _overlays(read: Read, slot: int, visit: str) -> list[dict]:
+    out = []
+    for entry in read.content.get("targets", []):
+        if not entry.get("image") or not (entry.get("long_points") or entry.get("short_points")):
+            continue
+        out.append(
+            {
+                "reader": slot,
+                "visit": visit,
+                "label": entry["label"],
+                "image": entry["image"],
+                "long_points": entry.get("long_points"),
+                "short_points": entry.get("short_points"),
+                "long_mm": entry.get("long_mm"),
+                "short_mm": entry.get("short_mm"),
+            }
+        )
+    return out
+
+
+def adjudication_page(task: ReadTask) -> dict:
+    """Both readers' signed reads of every visit up to the one in question, side by side, with overlays."""
+    adjudication = Adjudication.objects.get(task=task)
+    reads = adjudication_reads(adjudication)
+    in_question = set(adjudication.timepoints.values_list("pk", flat=True))
+    viewer = viewer_context(task)
+    codes = {v["label"]: v["visit"] for v in viewer["viewer_config"]["timepoints"]}
+    rows, overlays = [], []
+    for timepoint in task_timepoints(task):
+        by_slot = reads.get(timepoint.pk, {})
+        if not by_slot:
+            continue
+        label = visit_label(task, timepoint)
+        readers = []
+        for slot in (1, 2):
+            read = by_slot.get(slot)
+            a = (read.assessment or {}) if read else {}
+            readers.append(
+                {
+                    "slot": slot,
+                    "overall": response_label(a.get("overall_response")) if read else "",
+                    "target": response_label(a.get("target_response")) if a.get("target_response") else "",
+                    "non_target": response_label(a.get("non_target_response")) if a.get("non_target_response") else "",
+                    "new_lesions": a.get("new_lesions") or "",
+                    "sum_mm": a.get("sum_mm"),
+                    "lesions": _lesion_rows(read) if read else [],
+                }
+            )
+            if read:
+                overlays += _overlays(read, slot, codes.get(label, ""))
+        rows.append(
+            {
+                "visit_label": label,
+                "in_question": timepoint.pk in in_question,
+                "readers": readers,
+                "differs": readers[0]["overall"] != readers[1]["overall"],
+            }
+        )
+    config = {
+        "task": task.pk,
+        "kind": "adjudication",
+        "baseline": False,
+        "editable": False,
+        "sites": site_options(),
+        "tracked": [],
+        "content": None,
+        "assessment": None,
+        "limits": LIMITS,
+        "overlays": overlays,
+    }
+    signed = adjudication.signature_id is not None
+    return {
+        "task": task,
+        "adjudication": adjudication,
+        "case_label": task.assignment.case_label,
+        "visit_label": visit_label(task, task.timepoint),
+        "rows": rows,
+        "read_config": config,
+        "signed": signed,
+        "signature": adjudication.signature if signed else None,
+        **viewer,
+    }
+
+
+def results_list(trial: Trial) -> list[TimepointResult]:
+    """The trial's locked results: the only read results a sponsor ever sees."""
+    return list(
+        TimepointResult.objects.filter(timepoint__subject__trial=trial, timepoint__state=Timepoint.State.LOCKED)
+        .select_related("timepoint__subject", "timepoint__visit", "read__task__assignment", "read__sr_instance")
+        .order_by("timepoint__subject__code", "timepoint__visit__order")
+    )

@@ -1,0 +1,162 @@
+"""A signed read as a DICOM SR in the image store: a new series of the de-identified study it reads.
+
+The SR is built by `reads.sr` from the read's measurements and the headers of the de-identified images
+they were drawn on, written once to the image store like an ingested instance, and indexed as a Series
+and an Instance so that DICOMweb serves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from io import BytesIO
+
+import pydicom
+from django.db.models import Max
+from highdicom import UID
+
+from ctims.models import Signature
+from trials.ingest.store import image_storage, instance_key, store_instance
+from trials.models import Instance, Series, Study
+
+from . import sr
+from .models import Read
+
+SR_SERIES_FROM = 9001  # series numbers of read results start here, after anything a scanner writes
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+
+
+def _header(instance: Instance) -> pydicom.Dataset:
+    with image_storage().open(instance.storage_key, "rb") as f:
+        return pydicom.dcmread(BytesIO(f.read()), stop_before_pixels=True)
+
+
+def _mm(tenths: int | None) -> Decimal | None:
+    return None if tenths is None else Decimal(tenths) / 10
+
+
+def _points(points) -> sr.Segment | None:
+    return None if not points else (tuple(points[0]), tuple(points[1]))
+
+
+def _study(read: Read, measurements) -> Study:
+    uids = {m.study_uid for m in measurements if m.study_uid}
+    studies = Study.objects.filter(timepoint=read.task.timepoint)
+    if uids:
+        studies = studies.filter(study_instance_uid__in=uids)
+    study = studies.order_by("pk").first()
+    if study is None:
+        raise sr.SRError("the read's visit has no stored study")
+    return study
+
+
+def build_report(read: Read, *, signer: Signature) -> tuple[sr.ReadReport, list[pydicom.Dataset], Study]:
+    """The SR's content for a read whose measurements are recorded, and the evidence headers it needs."""
+    measurements = list(read.measurements.select_related("lesion").order_by("lesion__category", "lesion__label"))
+    study = _study(read, measurements)
+    sops = {m.sop_instance_uid for m in measurements if m.sop_instance_uid}
+    instances = {i.sop_instance_uid: i for i in Instance.objects.filter(series__study=study, sop_instance_uid__in=sops)}
+    if not instances:  # nothing drawn (every lesion gone or not evaluable): the study's first image is the evidence
+        first = Instance.objects.filter(series__study=study).exclude(series__modality="SR").order_by("pk").first()
+        if first is None:
+            raise sr.SRError("the read's study has no image")
+        instances = {first.sop_instance_uid: first}
+    evidence = [_header(i) for i in instances.values()]
+
+    lesions = []
+    for m in measurements:
+        instance = instances.get(m.sop_instance_uid)
+        image = None
+        if instance is not None:
+            image = sr.SourceImage(
+                study_uid=study.study_instance_uid,
+                series_uid=m.series_uid,
+                sop_instance_uid=instance.sop_instance_uid,
+                sop_class_uid=instance.sop_class_uid,
+            )
+        lesion = m.lesion
+        lesions.append(
+            sr.LesionMeasurement(
+                tracking_uid=lesion.tracking_uid,
+                tracking_label=lesion.label,
+                category=lesion.category,
+                finding_site=(lesion.site_code, lesion.site_meaning),
+                image=image,
+                is_node=lesion.is_node,
+                long_axis_mm=_mm(m.long_axis),
+                short_axis_mm=_mm(m.short_axis),
+                long_axis_points=_points(m.long_points) if image else None,
+                short_axis_points=_points(m.short_points) if image else None,
+                status=m.status if lesion.category == "target" else "measured",
+                non_target_status=m.status if lesion.category == "non_target" else None,
+            )
+        )
+    assessment = read.assessment or {}
+    series_number = (
+        Series.objects.filter(study=study, series_number__gte=SR_SERIES_FROM).aggregate(n=Max("series_number"))["n"]
+        or SR_SERIES_FROM - 1
+    ) + 1
+    task = read.task
+    report = sr.ReadReport(
+        study_uid=study.study_instance_uid,
+        series_uid=str(UID()),
+        sop_instance_uid=str(UID()),
+        series_number=series_number,
+        instance_number=1,
+        reader_name=signer.signer_name,
+        verifying_observer_name=signer.signer_name,
+        verification_datetime=signer.at,
+        content_datetime=signer.at,
+        timepoint_label=task.timepoint.visit.label,
+        lesions=lesions,
+        target_response=_sr_response(assessment.get("target_response")),
+        non_target_response=_sr_response(assessment.get("non_target_response")),
+        overall_response=_sr_response(assessment.get("overall_response")),
+        sum_of_diameters_mm=Decimal(assessment["sum_mm"]) if assessment.get("sum_mm") else None,
+    )
+    return report, evidence, study
+
+
+def _sr_response(value: str | None) -> str | None:
+    """The engine's response names as reads.sr writes them; "not applicable" is not written at all."""
+    if value in (None, "NOT_APPLICABLE"):
+        return None
+    return sr.NON_CR_NON_PD if value == "NON_CR_NON_PD" else value
+
+
+def read_sr_store(read: Read, *, signer: Signature) -> Instance:
+    """Write the read's SR into the image store and index it; returns the new Instance."""
+    report, evidence, study = build_report(read, signer=signer)
+    dataset = sr.write_measurement_report(report, evidence)
+    buffer = BytesIO()
+    pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
+    data = buffer.getvalue()
+    key = instance_key(study.trial.code, study.study_instance_uid, report.series_uid, report.sop_instance_uid)
+    store_instance(key, data)
+    series = Series.objects.create(
+        study=study,
+        series_instance_uid=report.series_uid,
+        modality="SR",
+        series_number=report.series_number,
+        description=str(dataset.get("SeriesDescription", ""))[:200],
+        manufacturer="CTIMS",
+        instance_count=1,
+    )
+    return Instance.objects.create(
+        series=series,
+        sop_instance_uid=report.sop_instance_uid,
+        sop_class_uid=COMPREHENSIVE_3D_SR,
+        instance_number=1,
+        transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
+        storage_key=key,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        deid_method="Read result written by CTIMS from de-identified images",
+    )
+
+
+def read_sr_dataset(read: Read) -> pydicom.Dataset:
+    """The stored SR of a signed read, as written."""
+    with image_storage().open(read.sr_instance.storage_key, "rb") as f:
+        return pydicom.dcmread(BytesIO(f.read()))

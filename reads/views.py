@@ -1,0 +1,238 @@
+"""The reader's, the adjudicator's and the sponsor's pages. Every task page answers 404 to anyone but the
+task's holder, so nobody learns that another reader's task exists."""
+
+from __future__ import annotations
+
+import csv
+import json
+from decimal import Decimal
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
+from trials.access import Actor
+from trials.ingest.store import image_storage
+from trials.views._common import _trial, _trial_page
+
+from . import read_services, results, selectors
+from .assessment import response_label
+from .models import ReadTask, TimepointResult
+
+
+def _task(request, pk: int) -> ReadTask:
+    try:
+        return read_services.require_task(request.user, pk)
+    except NotFound:
+        raise Http404(_("No such task.")) from None
+
+
+@login_required
+def worklist(request):
+    """The reader's and adjudicator's tasks: pseudonymous case labels, visit, state and due date."""
+    return render(request, "reads/worklist.html", {"groups": selectors.worklist(request.user)})
+
+
+def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status: int = 200):
+    if task.kind == ReadTask.Kind.ADJUDICATION:
+        context = selectors.adjudication_page(task)
+        context["meaning_text"] = _("I have adjudicated this case and chosen the read I agree with")
+        template = "reads/adjudicate.html"
+    else:
+        context = selectors.read_page(task)
+        context["meaning_text"] = _("I am the author of this assessment")
+        template = "reads/read.html"
+    context["sign_error"] = sign_error
+    return render(request, template, context, status=status)
+
+
+@login_required
+def task_page(request, pk: int):
+    return _task_page(request, _task(request, pk))
+
+
+def _json_error(exc: CTIMSError) -> JsonResponse:
+    return JsonResponse({"detail": exc.message, "errors": exc.fields}, status=exc.status)
+
+
+def _draft_json(task: ReadTask) -> dict:
+    read = read_services.current_read(task)
+    return {
+        "content": read.content if read else None,
+        "assessment": read.assessment if read else None,
+        "ready": bool(read and read_services.ready_to_sign(read)),
+        "signed": task.state == ReadTask.State.SIGNED,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "PUT"])
+def draft(request, pk: int):
+    """The read's draft as JSON: GET it, or PUT {"content": ...} to save it and get its assessment back."""
+    task = _task(request, pk)
+    if task.kind != ReadTask.Kind.READ:
+        raise Http404(_("No such task."))
+    if request.method == "PUT":
+        try:
+            body = json.loads(request.body or b"{}", parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            return JsonResponse({"detail": _("The request is not JSON."), "errors": {}}, status=400)
+        if not isinstance(body, dict):
+            return JsonResponse({"detail": _("Send an object with the content."), "errors": {}}, status=400)
+        try:
+            read_services.read_save(actor=request.user, task_id=task.pk, raw=body.get("content"))
+        except CTIMSError as exc:
+            return _json_error(exc)
+        task.refresh_from_db()
+    return JsonResponse(_draft_json(task))
+
+
+@login_required
+@require_POST
+def sign(request, pk: int):
+    task = _task(request, pk)
+    try:
+        read_services.read_sign(
+            actor=request.user,
+            task_id=task.pk,
+            password=request.POST.get("password", ""),
+            meaning_confirmed=request.POST.get("meaning") == "author",
+            confirmed_response=request.POST.get("confirmed_response", ""),
+        )
+    except (ValidationFailed, InvalidState, NotPermitted) as exc:
+        task.refresh_from_db()
+        return _task_page(request, task, sign_error=exc.message, status=400)
+    except NotFound:
+        raise Http404(_("No such task.")) from None
+    messages.success(request, _("Signed. The read is locked."))
+    return redirect("read-worklist")
+
+
+@login_required
+@require_POST
+def correct(request, pk: int):
+    task = _task(request, pk)
+    try:
+        read_services.read_correct(actor=request.user, task_id=task.pk)
+    except InvalidState as exc:
+        messages.error(request, exc.message)
+    except NotFound:
+        raise Http404(_("No such task.")) from None
+    else:
+        messages.success(request, _("A correction was started; the signed read stays on record."))
+    return redirect("read-task", pk=task.pk)
+
+
+@login_required
+@require_POST
+def adjudicate(request, pk: int):
+    task = _task(request, pk)
+    try:
+        results.adjudicate(
+            actor=request.user,
+            task_id=task.pk,
+            choice=request.POST.get("choice", ""),
+            reason=request.POST.get("reason", ""),
+            password=request.POST.get("password", ""),
+            meaning_confirmed=request.POST.get("meaning") == "adjudicator",
+        )
+    except (ValidationFailed, InvalidState, NotPermitted) as exc:
+        return _task_page(request, task, sign_error=exc.message, status=400)
+    except NotFound:
+        raise Http404(_("No such task.")) from None
+    messages.success(request, _("Adjudication signed. The results are locked."))
+    return redirect("read-worklist")
+
+
+# --- results (sponsors and trial admins) ---------------------------------------------------------------------
+
+
+def _results_trial(request, code: str):
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code)
+    if not (actor.has_trial_perm(trial, "view_results") or actor.has_trial_perm(trial, "manage_trial")):
+        raise Http404(_("No such trial."))
+    return actor, trial
+
+
+def _result_rows(trial) -> list[dict]:
+    rows = []
+    for result in selectors.results_list(trial):
+        read = result.read
+        assessment = read.assessment or {}
+        rows.append(
+            {
+                "result": result,
+                "subject": result.timepoint.subject.code,
+                "visit": result.timepoint.visit.code,
+                "visit_label": result.timepoint.visit.label,
+                "overall": assessment.get("overall_response") or "",
+                "overall_label": response_label(assessment.get("overall_response")),
+                "target": assessment.get("target_response") or "",
+                "non_target": assessment.get("non_target_response") or "",
+                "new_lesions": assessment.get("new_lesions") or "",
+                "sum_mm": assessment.get("sum_mm") or "",
+                "source": result.source,
+                "source_label": result.get_source_display(),
+                "reader": read.task.assignment.slot,
+                "locked_at": result.locked_at,
+            }
+        )
+    return rows
+
+
+@login_required
+def results_page(request, code: str):
+    """The trial's locked read results; nothing that is not locked."""
+    actor, trial = _results_trial(request, code)
+    return _trial_page(request, actor, trial, "reads/results.html", "read-results", {"rows": _result_rows(trial)})
+
+
+CSV_COLUMNS = [
+    "subject",
+    "visit",
+    "overall",
+    "target",
+    "non_target",
+    "new_lesions",
+    "sum_mm",
+    "source",
+    "reader",
+    "locked_at",
+]
+
+
+@login_required
+def results_csv(request, code: str):
+    _actor, trial = _results_trial(request, code)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{trial.code}-read-results.csv"'
+    writer = csv.writer(response)
+    writer.writerow(CSV_COLUMNS)
+    for row in _result_rows(trial):
+        writer.writerow([row[c].isoformat() if c == "locked_at" else row[c] for c in CSV_COLUMNS])
+    return response
+
+
+@login_required
+def result_sr(request, code: str, pk: int):
+    """The DICOM SR of a locked result."""
+    _actor, trial = _results_trial(request, code)
+    result = (
+        TimepointResult.objects.filter(pk=pk, timepoint__subject__trial=trial, timepoint__state="locked")
+        .select_related("read__sr_instance", "timepoint__subject", "timepoint__visit")
+        .first()
+    )
+    if result is None or result.read.sr_instance is None:
+        raise Http404(_("No such result."))
+    name = f"{result.timepoint.subject.code}-{result.timepoint.visit.code}-SR.dcm"
+    return FileResponse(
+        image_storage().open(result.read.sr_instance.storage_key, "rb"),
+        as_attachment=True,
+        filename=name,
+        content_type="application/dicom",
+    )

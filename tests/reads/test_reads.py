@@ -1,0 +1,358 @@
+"""The read itself: drafts assessed on save, signing with the password, the SR in the study, follow-ups in
+order, corrections as new versions, agreement and adjudication, locked results."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from django.db import DatabaseError, transaction
+
+from ctims.exceptions import InvalidState, NotPermitted, ValidationFailed
+from reads import read_services, results
+from reads.models import Adjudication, Lesion, Measurement, Read, ReadTask, TimepointResult
+from reads.services import read_design_set
+from reads.sr import parse_measurement_report
+from reads.sr_store import read_sr_dataset
+from tests.conftest import PASSWORD, upload_files
+from trials import qc_services
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Series, Timepoint
+
+SUBJECT = "ALPHA-SEO-001"
+
+
+@pytest.fixture
+def world(db, stores, on_commit_now):
+    from tests.conftest import build_world
+
+    w = build_world()
+    read_design_set(actor=w.alice, trial=w.trial, paradigm="double")
+    return w
+
+
+def ready(world, visit: str, *, day: int = 0, subject: str = SUBJECT) -> Timepoint:
+    files = synthesize_ct_series(
+        real_ct_template(large=False),
+        slices=3,
+        seed=f"{subject}/{visit}",
+        study_date=date(2026, 3, 2) + timedelta(days=day),
+    )
+    timepoint = upload_files(world.cora, subject, files, visit)
+    return qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+
+
+def task_of(reader, visit: str, subject: str = SUBJECT) -> ReadTask:
+    return ReadTask.objects.get(
+        assignment__reader=reader, timepoint__visit__code=visit, timepoint__subject__code=subject, kind="read"
+    )
+
+
+def image(task: ReadTask, n: int = 0) -> dict:
+    instance = (
+        Instance.objects.filter(series__study__timepoint=task.timepoint)
+        .exclude(series__modality="SR")
+        .select_related("series__study")
+        .order_by("instance_number")[n]
+    )
+    return {
+        "study": instance.series.study.study_instance_uid,
+        "series": instance.series.series_instance_uid,
+        "sop": instance.sop_instance_uid,
+        "frame": 1,
+    }
+
+
+def target(task, label, mm, *, site="10200004", status="measured", short=None, node=False):
+    entry = {"label": label, "site": site, "is_node": node, "status": status, "long_mm": None, "short_mm": None}
+    if status == "measured":
+        entry.update(
+            long_mm=mm,
+            short_mm=short,
+            long_points=[[100, 100], [140, 100]],
+            short_points=[[120, 90], [120, 110]] if short else None,
+            image=image(task),
+        )
+    return entry
+
+
+def baseline_content(task, t1="23.0", t2="12.0"):
+    return {
+        "targets": [target(task, "T01", t1), target(task, "T02", t2, site="39607008")],
+        "non_targets": [{"label": "NT01", "site": "3120008", "status": "present", "image": image(task, 1)}],
+        "new_lesions": "none",
+        "new": [],
+    }
+
+
+def follow_up_content(task, t1, t2, *, nt="present", new="none"):
+    content = {
+        "targets": [target(task, "T01", t1), target(task, "T02", t2, site="39607008")],
+        "non_targets": [{"label": "NT01", "site": "3120008", "status": nt, "image": None}],
+        "new_lesions": new,
+        "new": [],
+    }
+    if new != "none":
+        content["new"] = [{"label": "N01", "site": "10200004", "image": image(task, 2)}]
+    return content
+
+
+def save_and_sign(reader, task, content) -> Read:
+    read = read_services.read_save(actor=reader, task_id=task.pk, raw=content)
+    assert not read.assessment["problems"], read.assessment["problems"]
+    return read_services.read_sign(
+        actor=reader,
+        task_id=task.pk,
+        password=PASSWORD,
+        meaning_confirmed=True,
+        confirmed_response=read.assessment["overall_response"] or "baseline",
+    )
+
+
+def test_a_baseline_read_is_assessed_on_save_and_its_problems_block_signing(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    content = baseline_content(task, t1="9.0")  # a non-nodal target under 10 mm is not measurable
+    read = read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    assert [p["code"] for p in read.assessment["problems"]] == ["NON_NODAL_TOO_SMALL"]
+    assert ReadTask.objects.get(pk=task.pk).state == "in_progress"
+    with pytest.raises(ValidationFailed):
+        read_services.read_sign(
+            actor=world.rhea, task_id=task.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="baseline"
+        )
+    read = read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
+    assert read.assessment["sum_mm"] == "35.0" and read.assessment["problems"] == []
+
+
+def test_three_targets_in_one_organ_and_three_nodes_are_refused(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    content = baseline_content(task)
+    content["targets"] = [target(task, f"T0{n}", "20.0") for n in (1, 2, 3)]
+    read = read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    assert "TOO_MANY_IN_ORGAN" in {p["code"] for p in read.assessment["problems"]}
+    # Nodes of different stations are still one organ.
+    content["targets"] = [
+        target(task, f"T0{n}", "30.0", site=site, short="16.0", node=True)
+        for n, site in ((1, "68171009"), (2, "62683002"), (3, "8928004"))
+    ]
+    read = read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    assert "TOO_MANY_IN_ORGAN" in {p["code"] for p in read.assessment["problems"]}
+
+
+def test_an_unreadable_draft_is_refused_and_keeps_the_saved_one(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
+    bad = baseline_content(task)
+    bad["targets"][0]["long_mm"] = "twenty"
+    with pytest.raises(ValidationFailed) as info:
+        read_services.read_save(actor=world.rhea, task_id=task.pk, raw=bad)
+    assert "targets[0].long_mm" in info.value.fields
+    assert Read.objects.get(task=task).content["targets"][0]["long_mm"] == "23.0"
+
+
+def test_an_image_of_another_visit_is_refused(world):
+    ready(world, "BL")
+    ready(world, "BL", subject="ALPHA-SEO-002")
+    task = task_of(world.rhea, "BL")
+    other = ReadTask.objects.filter(timepoint__subject__code="ALPHA-SEO-002").first()
+    content = baseline_content(task)
+    content["targets"][0]["image"] = image(other)
+    with pytest.raises(ValidationFailed, match="not part of this visit"):
+        read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+
+
+def test_a_wrong_password_signs_nothing(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
+    with pytest.raises(NotPermitted):
+        read_services.read_sign(
+            actor=world.rhea, task_id=task.pk, password="wrong", meaning_confirmed=True, confirmed_response="baseline"
+        )
+    assert Read.objects.get(task=task).state == "draft" and not Series.objects.filter(modality="SR").exists()
+
+
+def test_signing_locks_the_read_writes_its_sr_into_the_study_and_opens_the_follow_up(world):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    task = task_of(world.rhea, "BL")
+    assert task_of(world.rhea, "W6").state == "waiting"
+    read = save_and_sign(world.rhea, task, baseline_content(task))
+    assert read.state == "signed" and read.signature.signer == world.rhea
+    assert read.signature.meaning == read_services.READER_MEANING
+    assert task_of(world.rhea, "W6").state == "open"
+    assert task_of(world.ravi, "W6").state == "waiting"  # the other reader has not signed their baseline
+
+    sr = parse_measurement_report(read_sr_dataset(read))
+    assert sr.study_uid == image(task)["study"]
+    by_label = {lesion.tracking_label: lesion for lesion in sr.lesions}
+    assert set(by_label) == {"T01", "T02", "NT01"}
+    t01 = Lesion.objects.get(assignment=task.assignment, label="T01")
+    assert by_label["T01"].tracking_uid == t01.tracking_uid
+    assert str(by_label["T01"].long_axis_mm) == "23.0"
+    assert by_label["T01"].image.sop_instance_uid == image(task)["sop"]
+    assert by_label["T01"].long_axis_points == ((100.0, 100.0), (140.0, 100.0))
+    assert sr.verifying_observer_name.startswith("Rhea")
+    assert Measurement.objects.filter(read=read).count() == 3
+
+    with pytest.raises(InvalidState):
+        read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task, t1="30.0"))
+
+
+def test_a_signed_read_cannot_be_changed_even_in_the_database(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    read = save_and_sign(world.rhea, task, baseline_content(task))
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Read.objects.filter(pk=read.pk).update(content={})
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Measurement.objects.filter(read=read).update(long_axis=1)
+
+
+def test_the_follow_up_is_assessed_against_the_readers_own_baseline_and_tracks_the_same_lesions(world):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl, t1="23.0", t2="12.0"))
+    w6 = task_of(world.rhea, "W6")
+    # 23.0 + 12.0 = 35.0 -> 16.1 + 8.4 = 24.5: exactly -30 %, a PR with exact arithmetic.
+    read = read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=follow_up_content(w6, "16.1", "8.4"))
+    a = read.assessment
+    assert (a["sum_mm"], a["change_from_baseline"], a["target_response"], a["overall_response"]) == (
+        "24.5",
+        "-30.0",
+        "PR",
+        "PR",
+    )
+    signed = read_services.read_sign(
+        actor=world.rhea, task_id=w6.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="PR"
+    )
+    sr = parse_measurement_report(read_sr_dataset(signed))
+    baseline_sr = parse_measurement_report(read_sr_dataset(Read.objects.get(task=bl)))
+    uids = {lesion.tracking_label: lesion.tracking_uid for lesion in sr.lesions}
+    assert uids == {lesion.tracking_label: lesion.tracking_uid for lesion in baseline_sr.lesions}
+    assert sr.overall_response == "PR" and sr.target_response == "PR"
+
+
+def test_a_missing_lesion_must_be_reported_before_signing(world):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl))
+    w6 = task_of(world.rhea, "W6")
+    content = follow_up_content(w6, "20.0", "10.0")
+    del content["targets"][1]
+    read = read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=content)
+    assert {p["code"] for p in read.assessment["problems"]} == {"NOT_REPORTED"}
+    assert read.assessment["target_response"] == "NE"
+
+
+def test_the_response_the_reader_confirmed_must_be_the_one_computed(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
+    with pytest.raises(ValidationFailed, match="changed"):
+        read_services.read_sign(
+            actor=world.rhea, task_id=task.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="PR"
+        )
+    with pytest.raises(ValidationFailed, match="author"):
+        read_services.read_sign(
+            actor=world.rhea, task_id=task.pk, password=PASSWORD, meaning_confirmed=False, confirmed_response="baseline"
+        )
+
+
+def test_a_correction_is_a_new_signed_version_linked_to_the_first(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    first = save_and_sign(world.rhea, task, baseline_content(task))
+    correction = read_services.read_correct(actor=world.rhea, task_id=task.pk)
+    assert correction.version == 2 and correction.supersedes == first
+    second = save_and_sign(world.rhea, task, baseline_content(task, t1="25.0"))
+    assert second.pk == correction.pk and second.state == "signed"
+    first.refresh_from_db()
+    assert first.state == "signed" and first.content["targets"][0]["long_mm"] == "23.0"
+    assert first.sr_instance != second.sr_instance
+    # The lesion keeps its tracking UID across versions.
+    assert Lesion.objects.filter(assignment=task.assignment, label="T01").count() == 1
+
+
+def test_readers_who_agree_lock_the_visit_with_reader_1s_read(world):
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    assert timepoint.state == "locked"
+    result = TimepointResult.objects.get(timepoint=timepoint)
+    assert result.source == "agreement" and result.read.task.assignment.slot == 1
+
+
+def _both_read_baseline(world):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+
+
+def test_disagreement_goes_to_the_adjudicator_whose_choice_locks_the_visit(world):
+    _both_read_baseline(world)
+    w6 = {reader: task_of(reader, "W6") for reader in (world.rhea, world.ravi)}
+    save_and_sign(world.rhea, w6[world.rhea], follow_up_content(w6[world.rhea], "16.1", "8.4"))  # PR
+    save_and_sign(world.ravi, w6[world.ravi], follow_up_content(w6[world.ravi], "22.0", "12.0"))  # SD
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="W6")
+    assert timepoint.state == "in_adjudication"
+    adjudication = Adjudication.objects.get(subject__code=SUBJECT)
+    task = adjudication.task
+    assert task.assignment.reader == world.ada and world.ada.has_perm("reads.read_task", task)
+    assert not world.rhea.has_perm("reads.read_task", task)
+
+    with pytest.raises(ValidationFailed, match="reason"):
+        results.adjudicate(
+            actor=world.ada, task_id=task.pk, choice="2", reason=" ", password=PASSWORD, meaning_confirmed=True
+        )
+    with pytest.raises(NotPermitted):
+        results.adjudicate(
+            actor=world.ada, task_id=task.pk, choice="2", reason="T01", password="nope", meaning_confirmed=True
+        )
+    ravi_slot = w6[world.ravi].assignment.slot
+    results.adjudicate(
+        actor=world.ada,
+        task_id=task.pk,
+        choice=str(ravi_slot),
+        reason="T01 is measured across the lesion's true long axis by reader 2.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+    timepoint.refresh_from_db()
+    assert timepoint.state == "locked"
+    result = TimepointResult.objects.get(timepoint=timepoint)
+    assert result.source == "adjudication" and result.read.task.assignment.reader == world.ravi
+    assert result.overall_response == "SD"
+    with pytest.raises(InvalidState):
+        results.adjudicate(
+            actor=world.ada, task_id=task.pk, choice="1", reason="again", password=PASSWORD, meaning_confirmed=True
+        )
+    # Both readers' SRs exist in the study.
+    assert Series.objects.filter(study__timepoint=timepoint, modality="SR").count() == 2
+
+
+def test_a_different_date_of_progression_is_a_disagreement(world):
+    _both_read_baseline(world)
+    w6 = {reader: task_of(reader, "W6") for reader in (world.rhea, world.ravi)}
+    save_and_sign(world.rhea, w6[world.rhea], follow_up_content(w6[world.rhea], "23.0", "12.0", new="unequivocal"))
+    save_and_sign(world.ravi, w6[world.ravi], follow_up_content(w6[world.ravi], "23.0", "12.0"))
+    reads = {t.assignment.slot: results.latest_signed(t) for t in w6.values()}
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="W6")
+    assert set(results.disagreements(timepoint, reads)) == {"overall_response", "progression_date"}
+
+
+def test_a_correction_is_refused_once_the_visit_is_locked(world):
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    with pytest.raises(InvalidState, match="locked"):
+        read_services.read_correct(actor=world.rhea, task_id=task_of(world.rhea, "BL").pk)

@@ -3,110 +3,26 @@ order, corrections as new versions, agreement and adjudication, locked results."
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-
 import pytest
 from django.db import DatabaseError, transaction
 
 from ctims.exceptions import InvalidState, NotPermitted, ValidationFailed
 from reads import read_services, results
 from reads.models import Adjudication, Lesion, Measurement, Read, ReadTask, TimepointResult
-from reads.services import read_design_set
 from reads.sr import parse_measurement_report
 from reads.sr_store import read_sr_dataset
-from tests.conftest import PASSWORD, upload_files
-from trials import qc_services
-from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Series, Timepoint
-
-SUBJECT = "ALPHA-SEO-001"
-
-
-@pytest.fixture
-def world(db, stores, on_commit_now):
-    from tests.conftest import build_world
-
-    w = build_world()
-    read_design_set(actor=w.alice, trial=w.trial, paradigm="double")
-    return w
-
-
-def ready(world, visit: str, *, day: int = 0, subject: str = SUBJECT) -> Timepoint:
-    files = synthesize_ct_series(
-        real_ct_template(large=False),
-        slices=3,
-        seed=f"{subject}/{visit}",
-        study_date=date(2026, 3, 2) + timedelta(days=day),
-    )
-    timepoint = upload_files(world.cora, subject, files, visit)
-    return qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
-
-
-def task_of(reader, visit: str, subject: str = SUBJECT) -> ReadTask:
-    return ReadTask.objects.get(
-        assignment__reader=reader, timepoint__visit__code=visit, timepoint__subject__code=subject, kind="read"
-    )
-
-
-def image(task: ReadTask, n: int = 0) -> dict:
-    instance = (
-        Instance.objects.filter(series__study__timepoint=task.timepoint)
-        .exclude(series__modality="SR")
-        .select_related("series__study")
-        .order_by("instance_number")[n]
-    )
-    return {
-        "study": instance.series.study.study_instance_uid,
-        "series": instance.series.series_instance_uid,
-        "sop": instance.sop_instance_uid,
-        "frame": 1,
-    }
-
-
-def target(task, label, mm, *, site="10200004", status="measured", short=None, node=False):
-    entry = {"label": label, "site": site, "is_node": node, "status": status, "long_mm": None, "short_mm": None}
-    if status == "measured":
-        entry.update(
-            long_mm=mm,
-            short_mm=short,
-            long_points=[[100, 100], [140, 100]],
-            short_points=[[120, 90], [120, 110]] if short else None,
-            image=image(task),
-        )
-    return entry
-
-
-def baseline_content(task, t1="23.0", t2="12.0"):
-    return {
-        "targets": [target(task, "T01", t1), target(task, "T02", t2, site="39607008")],
-        "non_targets": [{"label": "NT01", "site": "3120008", "status": "present", "image": image(task, 1)}],
-        "new_lesions": "none",
-        "new": [],
-    }
-
-
-def follow_up_content(task, t1, t2, *, nt="present", new="none"):
-    content = {
-        "targets": [target(task, "T01", t1), target(task, "T02", t2, site="39607008")],
-        "non_targets": [{"label": "NT01", "site": "3120008", "status": nt, "image": None}],
-        "new_lesions": new,
-        "new": [],
-    }
-    if new != "none":
-        content["new"] = [{"label": "N01", "site": "10200004", "image": image(task, 2)}]
-    return content
-
-
-def save_and_sign(reader, task, content) -> Read:
-    read = read_services.read_save(actor=reader, task_id=task.pk, raw=content)
-    assert not read.assessment["problems"], read.assessment["problems"]
-    return read_services.read_sign(
-        actor=reader,
-        task_id=task.pk,
-        password=PASSWORD,
-        meaning_confirmed=True,
-        confirmed_response=read.assessment["overall_response"] or "baseline",
-    )
+from tests.conftest import PASSWORD
+from tests.reads.flow import (
+    SUBJECT,
+    baseline_content,
+    follow_up_content,
+    image,
+    ready,
+    save_and_sign,
+    target,
+    task_of,
+)
+from trials.models import Series, Timepoint
 
 
 def test_a_baseline_read_is_assessed_on_save_and_its_problems_block_signing(world):

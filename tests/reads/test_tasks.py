@@ -16,15 +16,6 @@ from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Role, Timepoint
 
 
-@pytest.fixture
-def world(db, stores, on_commit_now):
-    from tests.conftest import build_world
-
-    w = build_world()
-    read_design_set(actor=w.alice, trial=w.trial, paradigm="double")
-    return w
-
-
 def ready(world, subject_code: str, visit: str, *, day: int = 0, seed: str = "") -> Timepoint:
     files = synthesize_ct_series(
         real_ct_template(large=False),

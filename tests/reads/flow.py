@@ -1,0 +1,93 @@
+"""Driving reads through the services in tests: visits made ready for read, lesions drawn on stored images,
+reads saved and signed."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from reads import read_services
+from reads.models import Read, ReadTask
+from tests.conftest import PASSWORD, upload_files
+from trials import qc_services
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Timepoint
+
+SUBJECT = "ALPHA-SEO-001"
+
+
+def ready(world, visit: str, *, day: int = 0, subject: str = SUBJECT) -> Timepoint:
+    files = synthesize_ct_series(
+        real_ct_template(large=False),
+        slices=3,
+        seed=f"{subject}/{visit}",
+        study_date=date(2026, 3, 2) + timedelta(days=day),
+    )
+    timepoint = upload_files(world.cora, subject, files, visit)
+    return qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+
+
+def task_of(reader, visit: str, subject: str = SUBJECT) -> ReadTask:
+    return ReadTask.objects.get(
+        assignment__reader=reader, timepoint__visit__code=visit, timepoint__subject__code=subject, kind="read"
+    )
+
+
+def image(task: ReadTask, n: int = 0) -> dict:
+    instance = (
+        Instance.objects.filter(series__study__timepoint=task.timepoint)
+        .exclude(series__modality="SR")
+        .select_related("series__study")
+        .order_by("instance_number")[n]
+    )
+    return {
+        "study": instance.series.study.study_instance_uid,
+        "series": instance.series.series_instance_uid,
+        "sop": instance.sop_instance_uid,
+        "frame": 1,
+    }
+
+
+def target(task, label, mm, *, site="10200004", status="measured", short=None, node=False):
+    entry = {"label": label, "site": site, "is_node": node, "status": status, "long_mm": None, "short_mm": None}
+    if status == "measured":
+        entry.update(
+            long_mm=mm,
+            short_mm=short,
+            long_points=[[100, 100], [140, 100]],
+            short_points=[[120, 90], [120, 110]] if short else None,
+            image=image(task),
+        )
+    return entry
+
+
+def baseline_content(task, t1="23.0", t2="12.0"):
+    return {
+        "targets": [target(task, "T01", t1), target(task, "T02", t2, site="39607008")],
+        "non_targets": [{"label": "NT01", "site": "3120008", "status": "present", "image": image(task, 1)}],
+        "new_lesions": "none",
+        "new": [],
+    }
+
+
+def follow_up_content(task, t1, t2, *, nt="present", new="none"):
+    content = {
+        "targets": [target(task, "T01", t1), target(task, "T02", t2, site="39607008")],
+        "non_targets": [{"label": "NT01", "site": "3120008", "status": nt, "image": None}],
+        "new_lesions": new,
+        "new": [],
+    }
+    if new != "none":
+        content["new"] = [{"label": "N01", "site": "10200004", "image": image(task, 2)}]
+    return content
+
+
+def save_and_sign(reader, task, content) -> Read:
+    read = read_services.read_save(actor=reader, task_id=task.pk, raw=content)
+    assert not read.assessment["problems"], read.assessment["problems"]
+    return read_services.read_sign(
+        actor=reader,
+        task_id=task.pk,
+        password=PASSWORD,
+        meaning_confirmed=True,
+        confirmed_response=read.assessment["overall_response"] or "baseline",
+    )

@@ -38,6 +38,7 @@ frontend: node_modules/.package-lock.json
 run: install frontend
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
+	$(PY) manage.py load_demo_reads
 	@test -d var/demo-scans || $(PY) manage.py demo_scans var/demo-scans
 	@echo "Drop a folder such as var/demo-scans/DEMO-SEO-001/BL on the upload page (log in as seoul@demo.ctims)."
 	@echo "Serving CTIMS on http://127.0.0.1:8000/ (stop with Ctrl-C)"

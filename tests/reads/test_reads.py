@@ -272,3 +272,30 @@ def test_a_correction_is_refused_once_the_visit_is_locked(world):
         save_and_sign(reader, task, baseline_content(task))
     with pytest.raises(InvalidState, match="locked"):
         read_services.read_correct(actor=world.rhea, task_id=task_of(world.rhea, "BL").pk)
+
+
+def test_the_sr_of_a_signed_follow_up_passes_dciodvfy(world, tmp_path):
+    import shutil
+    import subprocess
+
+    assert shutil.which("dciodvfy"), "dciodvfy is missing: `make test` installs Debian's dicom3tools"
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl))
+    w6 = task_of(world.rhea, "W6")
+    # A lesion too small to measure, a non-target gone, an unequivocal new lesion: every kind of item.
+    content = follow_up_content(w6, "16.1", "8.4", nt="absent", new="unequivocal")
+    content["targets"][1] = target(w6, "T02", None, site="39607008", status="too_small")
+    read = save_and_sign(world.rhea, w6, content)
+    assert read.overall_response == "PD"
+    path = tmp_path / "sr.dcm"
+    read_sr_dataset(read).save_as(path, enforce_file_format=True)
+    proc = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert "Comprehensive3DSR" in lines, "dciodvfy did not recognise the IOD"
+    assert not [line for line in lines if line.startswith("Error")], lines
+    parsed = parse_measurement_report(read_sr_dataset(read))
+    by_label = {lesion.tracking_label: lesion for lesion in parsed.lesions}
+    assert by_label["T02"].status == "too_small" and by_label["N01"].category == "new"
+    assert by_label["NT01"].non_target_status == "absent" and by_label["NT01"].image is None

@@ -7,6 +7,7 @@ import csv
 import json
 from decimal import Decimal
 
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
@@ -50,7 +51,12 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
     return render(request, template, context, status=status)
 
 
+# The viewer decodes compressed frames with WebAssembly codecs; the sign and adjudicate answers re-render it.
+VIEWER_CSP = {"script-src": ["'wasm-unsafe-eval'"]}
+
+
 @login_required
+@csp_update(VIEWER_CSP)
 def task_page(request, pk: int):
     return _task_page(request, _task(request, pk))
 
@@ -93,6 +99,7 @@ def draft(request, pk: int):
 
 @login_required
 @require_POST
+@csp_update(VIEWER_CSP)
 def sign(request, pk: int):
     task = _task(request, pk)
     try:
@@ -129,6 +136,7 @@ def correct(request, pk: int):
 
 @login_required
 @require_POST
+@csp_update(VIEWER_CSP)
 def adjudicate(request, pk: int):
     task = _task(request, pk)
     try:

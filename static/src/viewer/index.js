@@ -25,6 +25,7 @@ import { closestIndex, dot } from "./geometry.js";
 import { gettext, integer, interpolate, ngettext } from "./i18n.js";
 import { MeasurementList } from "./measurements.js";
 import { Pane, seriesTitle } from "./pane.js";
+import { startRead } from "./read.js";
 
 const { MouseBindings } = ToolEnums;
 
@@ -464,4 +465,12 @@ if (root) {
   ready.catch(() => {});
   // A small hook for the browser tests: wait for the first image without sleeping, and read the state.
   window.ctimsViewer = { ready, state: () => viewer.state(), viewer };
+
+  // A read task's page (templates/reads/): the reader's lesions or the adjudicator's overlays beside the images.
+  const readConfig = document.getElementById("read-config");
+  if (readConfig) {
+    const read = startRead(viewer, JSON.parse(readConfig.textContent), ready);
+    // The tests' hook: `await ctimsRead.saved()` waits for the draft to be saved, `state()` reads the panel.
+    window.ctimsRead = { ready: read.ready, saved: read.saved, state: read.state };
+  }
 }

@@ -21,6 +21,8 @@ export function describe(item) {
     uid: item.annotationUID,
     tool: item.metadata?.toolName,
     imageId,
+    label: item.data?.label || null,
+    locked: Boolean(item.isLocked),
     unit: stats.unit || null,
     mm: Number.isFinite(stats.length) ? round(stats.length) : null,
     points,
@@ -83,9 +85,9 @@ export class MeasurementList {
     go.className = "measurement-go";
     const name = document.createElement("span");
     name.className = "measurement-name";
-    name.textContent = `${integer(number)}. ${
-      item.tool === BidirectionalTool.toolName ? gettext("Long and short axis") : gettext("Length")
-    }`;
+    const kind = item.tool === BidirectionalTool.toolName ? gettext("Long and short axis") : gettext("Length");
+    // A measurement that belongs to a lesion of a read goes by the lesion's label ("T01").
+    name.textContent = item.label ? `${item.label} · ${kind}` : `${integer(number)}. ${kind}`;
     const size = document.createElement("span");
     size.className = "measurement-value";
     size.textContent = this.size(item);
@@ -100,12 +102,14 @@ export class MeasurementList {
         )
       : "";
     go.append(name, size, where);
+    li.append(go);
+    if (item.locked) return li;
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "measurement-remove";
     remove.setAttribute("aria-label", gettext("Remove this measurement"));
     remove.textContent = "×";
-    li.append(go, remove);
+    li.append(remove);
     return li;
   }
 

@@ -300,3 +300,51 @@ def results_list(trial: Trial) -> list[TimepointResult]:
         .select_related("timepoint__subject", "timepoint__visit", "read__task__assignment", "read__sr_instance")
         .order_by("timepoint__subject__code", "timepoint__visit__order")
     )
+
+
+def reading_progress(trial: Trial) -> dict:
+    """The trial admin's view of reading: each subject's readers, each visit's tasks and result, and the pools."""
+    from trials.models import Membership, Role
+
+    tasks = (
+        ReadTask.objects.filter(design__trial=trial)
+        .select_related("assignment__reader", "timepoint__visit", "timepoint__subject")
+        .order_by("timepoint__subject__code", "timepoint__visit__order", "kind", "assignment__slot")
+    )
+    locked = {
+        r.timepoint_id: r
+        for r in TimepointResult.objects.filter(timepoint__subject__trial=trial).select_related(
+            "read__task__assignment"
+        )
+    }
+    subjects: dict[int, dict] = {}
+    for task in tasks:
+        subject = task.timepoint.subject
+        row = subjects.setdefault(
+            subject.pk, {"subject": subject, "case_label": task.assignment.case_label, "visits": {}}
+        )
+        visit = row["visits"].setdefault(
+            task.timepoint_id,
+            {"timepoint": task.timepoint, "tasks": [], "result": locked.get(task.timepoint_id)},
+        )
+        visit["tasks"].append(task)
+    load: dict[int, dict] = {}
+    for task in tasks:
+        counts = load.setdefault(task.assignment.reader_id, {"open": 0, "signed": 0})
+        counts["signed" if task.state == ReadTask.State.SIGNED else "open"] += 1
+    pools = []
+    for role in (Role.READER, Role.ADJUDICATOR):
+        members = Membership.objects.filter(trial=trial, role=role, user__is_active=True).select_related("user")
+        pools.append(
+            {
+                "role": role.label,
+                "people": [
+                    {"user": m.user, **load.get(m.user_id, {"open": 0, "signed": 0})}
+                    for m in members.order_by("user__email")
+                ],
+            }
+        )
+    return {
+        "subjects": [{**row, "visits": list(row["visits"].values())} for row in subjects.values()],
+        "pools": pools,
+    }

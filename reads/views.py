@@ -17,12 +17,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
 from trials.access import Actor
+from trials.forms import add_service_errors
 from trials.ingest.store import image_storage
-from trials.views._common import _trial, _trial_page
+from trials.views._common import _posted, _trial, _trial_page
 
 from . import read_services, results, selectors
 from .assessment import response_label
-from .models import ReadTask, TimepointResult
+from .forms import ReadDesignForm
+from .models import ReadDesign, ReadTask, TimepointResult
+from .services import DESIGN_FIELDS, read_design_set
 
 
 def _task(request, pk: int) -> ReadTask:
@@ -154,6 +157,30 @@ def adjudicate(request, pk: int):
         raise Http404(_("No such task.")) from None
     messages.success(request, _("Adjudication signed. The results are locked."))
     return redirect("read-worklist")
+
+
+# --- the read design and reading progress (trial admins) ----------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def design(request, code: str):
+    """The trial's read design, the reader and adjudicator pools with their load, and each subject's reading."""
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code, "manage_trial")
+    current = ReadDesign.objects.filter(trial=trial).first()
+    form = ReadDesignForm(_posted(request), instance=current, reading_started=bool(current and current.tasks.exists()))
+    if request.method == "POST" and form.is_valid():
+        fields = {name: form.cleaned_data[name] for name in DESIGN_FIELDS if name in form.changed_data or not current}
+        try:
+            read_design_set(actor=request.user, trial=trial, **fields)
+        except CTIMSError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, _("The read design was saved."))
+            return redirect("read-design", code=trial.code)
+    context = {"form": form, "design": current, **selectors.reading_progress(trial)}
+    return _trial_page(request, actor, trial, "reads/design.html", "read-design", context)
 
 
 # --- results (sponsors and trial admins) ---------------------------------------------------------------------

@@ -1,0 +1,51 @@
+"""The trial admin's Reading page: the read design form, the pools and each subject's reading."""
+
+from __future__ import annotations
+
+from reads.models import ReadDesign
+from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
+
+
+def test_the_admin_sets_the_design_and_sees_the_reading(world, client):
+    client.force_login(world.alice)
+    page = client.get("/reads/trials/ALPHA/design/")
+    assert page.status_code == 200 and b"Read design" in page.content
+    answer = client.post(
+        "/reads/trials/ALPHA/design/",
+        {
+            "criteria": "recist11",
+            "paradigm": "double",
+            "randomize_order": "on",
+            "task_days": "10",
+            "show_prior_timepoints": "on",
+        },
+    )
+    assert answer.status_code == 302
+    design = ReadDesign.objects.get(trial=world.trial)
+    assert design.randomize_order and design.task_days == 10 and not design.show_visit_label
+
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, task, baseline_content(task))
+    page = client.get("/reads/trials/ALPHA/design/").content.decode()
+    assert "ALPHA-SEO-001" in page and task.assignment.case_label in page
+    assert "Rhea" in page and "Ravi" in page and "Signed" in page
+    # Once reading has begun the paradigm is fixed; a changed number of days still saves.
+    answer = client.post(
+        "/reads/trials/ALPHA/design/",
+        {"criteria": "recist11", "paradigm": "single", "task_days": "7", "show_prior_timepoints": "on"},
+    )
+    design.refresh_from_db()
+    assert answer.status_code == 302 and design.paradigm == "double" and design.task_days == 7
+
+
+def test_a_bad_value_is_shown_on_the_form(world, client):
+    client.force_login(world.alice)
+    page = client.post("/reads/trials/ALPHA/design/", {"criteria": "who", "paradigm": "double", "task_days": "0"})
+    assert page.status_code == 200 and "criteria" in page.context["form"].errors
+
+
+def test_only_trial_admins_see_the_reading_page(world, client):
+    for name in ("rhea", "ada", "quinn", "cora", "sam", "otto"):
+        client.force_login(world.people[name])
+        assert client.get("/reads/trials/ALPHA/design/").status_code in (403, 404), name

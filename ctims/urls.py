@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("trials.api.urls")),
+    path("api/", include("reads.api_urls")),
     path("dicomweb/", include("trials.dicomweb.urls")),
     path("dicomweb/", include("reads.dicomweb")),
     path("trials/", include("trials.urls")),

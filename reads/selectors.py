@@ -293,6 +293,52 @@ def adjudication_page(task: ReadTask) -> dict:
     }
 
 
+def results_trial(*, actor, code: str) -> Trial:
+    """The trial whose locked results the actor may read (sponsors and trial admins), else NotFound."""
+    from ctims.exceptions import NotFound
+    from trials.selectors import trial_get
+
+    trial = trial_get(actor=actor, code=code)
+    if not (actor.has_trial_perm(trial, "view_results") or actor.has_trial_perm(trial, "manage_trial")):
+        raise NotFound(_("No such trial."))
+    return trial
+
+
+def result_rows(trial: Trial) -> list[dict]:
+    """One row per locked result: what the results page, its CSV and the API give."""
+    rows = []
+    for result in results_list(trial):
+        assessment = result.read.assessment or {}
+        rows.append(
+            {
+                "result": result,
+                "subject": result.timepoint.subject.code,
+                "visit": result.timepoint.visit.code,
+                "visit_label": result.timepoint.visit.label,
+                "overall": assessment.get("overall_response") or "",
+                "overall_label": response_label(assessment.get("overall_response")),
+                "target": assessment.get("target_response") or "",
+                "non_target": assessment.get("non_target_response") or "",
+                "new_lesions": assessment.get("new_lesions") or "",
+                "sum_mm": assessment.get("sum_mm") or "",
+                "source": result.source,
+                "source_label": result.get_source_display(),
+                "reader": result.read.task.assignment.slot,
+                "locked_at": result.locked_at,
+            }
+        )
+    return rows
+
+
+def result_get(*, trial: Trial, pk: int) -> TimepointResult | None:
+    """One locked result of the trial with its SR, or None."""
+    return (
+        TimepointResult.objects.filter(pk=pk, timepoint__subject__trial=trial, timepoint__state=Timepoint.State.LOCKED)
+        .select_related("read__sr_instance", "timepoint__subject", "timepoint__visit")
+        .first()
+    )
+
+
 def results_list(trial: Trial) -> list[TimepointResult]:
     """The trial's locked results: the only read results a sponsor ever sees."""
     return list(

@@ -22,9 +22,8 @@ from trials.ingest.store import image_storage
 from trials.views._common import _posted, _trial, _trial_page
 
 from . import read_services, results, selectors
-from .assessment import response_label
 from .forms import ReadDesignForm
-from .models import ReadDesign, ReadTask, TimepointResult
+from .models import ReadDesign, ReadTask
 from .services import DESIGN_FIELDS, read_design_set
 
 
@@ -188,43 +187,19 @@ def design(request, code: str):
 
 def _results_trial(request, code: str):
     actor = Actor.from_request(request)
-    trial = _trial(actor, code)
-    if not (actor.has_trial_perm(trial, "view_results") or actor.has_trial_perm(trial, "manage_trial")):
-        raise Http404(_("No such trial."))
-    return actor, trial
-
-
-def _result_rows(trial) -> list[dict]:
-    rows = []
-    for result in selectors.results_list(trial):
-        read = result.read
-        assessment = read.assessment or {}
-        rows.append(
-            {
-                "result": result,
-                "subject": result.timepoint.subject.code,
-                "visit": result.timepoint.visit.code,
-                "visit_label": result.timepoint.visit.label,
-                "overall": assessment.get("overall_response") or "",
-                "overall_label": response_label(assessment.get("overall_response")),
-                "target": assessment.get("target_response") or "",
-                "non_target": assessment.get("non_target_response") or "",
-                "new_lesions": assessment.get("new_lesions") or "",
-                "sum_mm": assessment.get("sum_mm") or "",
-                "source": result.source,
-                "source_label": result.get_source_display(),
-                "reader": read.task.assignment.slot,
-                "locked_at": result.locked_at,
-            }
-        )
-    return rows
+    try:
+        return actor, selectors.results_trial(actor=actor, code=code)
+    except (NotFound, NotPermitted):
+        raise Http404(_("No such trial.")) from None
 
 
 @login_required
 def results_page(request, code: str):
     """The trial's locked read results; nothing that is not locked."""
     actor, trial = _results_trial(request, code)
-    return _trial_page(request, actor, trial, "reads/results.html", "read-results", {"rows": _result_rows(trial)})
+    return _trial_page(
+        request, actor, trial, "reads/results.html", "read-results", {"rows": selectors.result_rows(trial)}
+    )
 
 
 CSV_COLUMNS = [
@@ -248,7 +223,7 @@ def results_csv(request, code: str):
     response["Content-Disposition"] = f'attachment; filename="{trial.code}-read-results.csv"'
     writer = csv.writer(response)
     writer.writerow(CSV_COLUMNS)
-    for row in _result_rows(trial):
+    for row in selectors.result_rows(trial):
         writer.writerow([row[c].isoformat() if c == "locked_at" else row[c] for c in CSV_COLUMNS])
     return response
 
@@ -257,11 +232,7 @@ def results_csv(request, code: str):
 def result_sr(request, code: str, pk: int):
     """The DICOM SR of a locked result."""
     _actor, trial = _results_trial(request, code)
-    result = (
-        TimepointResult.objects.filter(pk=pk, timepoint__subject__trial=trial, timepoint__state="locked")
-        .select_related("read__sr_instance", "timepoint__subject", "timepoint__visit")
-        .first()
-    )
+    result = selectors.result_get(trial=trial, pk=pk)
     if result is None or result.read.sr_instance is None:
         raise Http404(_("No such result."))
     name = f"{result.timepoint.subject.code}-{result.timepoint.visit.code}-SR.dcm"

@@ -1,0 +1,47 @@
+"""The read results API: locked results only, for sponsors' tokens and trial admins; the SR of each."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+
+from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
+from trials.models import Membership
+from trials.services import api_token_create
+
+
+def _sponsor_token(world) -> str:
+    membership = Membership.objects.get(user=world.sam, trial=world.trial)
+    _token, secret = api_token_create(actor=world.sam, membership=membership, name="results export")
+    return secret
+
+
+def test_a_sponsor_token_reads_locked_results_and_their_srs_only(world, client):
+    ready(world, "BL")
+    ready(world, "BL", subject="ALPHA-SEO-002")
+    # One subject's baseline is read by both readers (locked); the other's by one reader (not locked).
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    half = task_of(world.rhea, "BL", subject="ALPHA-SEO-002")
+    save_and_sign(world.rhea, half, baseline_content(half))
+
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_sponsor_token(world)}"}
+    body = client.get("/api/trials/ALPHA/read-results/", **auth).json()
+    assert body["count"] == 1
+    [row] = body["results"]
+    assert (row["subject"], row["visit"], row["source"]) == ("ALPHA-SEO-001", "BL", "agreement")
+    assert row["sum_of_diameters_mm"] == "35.0" and row["overall_response"] == ""
+
+    sr = client.get(f"/api/trials/ALPHA/read-results/{row['id']}/sr/", **auth)
+    assert sr.status_code == 200 and sr["Content-Type"] == "application/dicom"
+    dataset = pydicom.dcmread(io.BytesIO(b"".join(sr.streaming_content)))
+    assert dataset.Modality == "SR" and dataset.SOPInstanceUID == row["sr_sop_instance_uid"]
+    assert client.get("/api/trials/ALPHA/read-results/999999/sr/", **auth).status_code == 404
+
+
+def test_nobody_else_reads_results_through_the_api(world, api):
+    for name in ("rhea", "ada", "quinn", "cora", "otto"):
+        assert api.as_(world.people[name]).get("/api/trials/ALPHA/read-results/").status_code == 404, name
+    assert api.as_(world.alice).get("/api/trials/ALPHA/read-results/").status_code == 200

@@ -125,10 +125,26 @@ def _sr_response(value: str | None) -> str | None:
     return sr.NON_CR_NON_PD if value == "NON_CR_NON_PD" else value
 
 
+def _reference(instance: Instance) -> pydicom.Dataset:
+    """A hierarchical SOP instance reference (study, series, instance) to an SR this one replaces."""
+    sop = pydicom.Dataset()
+    sop.ReferencedSOPClassUID = instance.sop_class_uid
+    sop.ReferencedSOPInstanceUID = instance.sop_instance_uid
+    series = pydicom.Dataset()
+    series.SeriesInstanceUID = instance.series.series_instance_uid
+    series.ReferencedSOPSequence = [sop]
+    study = pydicom.Dataset()
+    study.StudyInstanceUID = instance.series.study.study_instance_uid
+    study.ReferencedSeriesSequence = [series]
+    return study
+
+
 def read_sr_store(read: Read, *, signer: Signature) -> Instance:
     """Write the read's SR into the image store and index it; returns the new Instance."""
     report, evidence, study = build_report(read, signer=signer)
     dataset = sr.write_measurement_report(report, evidence)
+    if read.supersedes_id and read.supersedes.sr_instance_id:
+        dataset.PredecessorDocumentsSequence = [_reference(read.supersedes.sr_instance)]
     buffer = BytesIO()
     pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
     data = buffer.getvalue()

@@ -91,3 +91,17 @@ def save_and_sign(reader, task, content) -> Read:
         meaning_confirmed=True,
         confirmed_response=read.assessment["overall_response"] or "baseline",
     )
+
+
+def dciodvfy_errors(dataset, tmp_path) -> list[str]:
+    """What Debian's dicom3tools `dciodvfy` calls an error in `dataset` (it must recognise the SR IOD)."""
+    import shutil
+    import subprocess
+
+    assert shutil.which("dciodvfy"), "dciodvfy is missing: `make test` installs Debian's dicom3tools"
+    path = tmp_path / "sr.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    proc = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert "Comprehensive3DSR" in lines, "dciodvfy did not recognise the IOD"
+    return [line for line in lines if line.startswith("Error")]

@@ -36,6 +36,15 @@ PATIENT_TAGS = {"00100010", "00100020"}
 # Study-level counts would count the series a reader does not see (read results).
 COUNT_TAGS = {"00201206", "00201208"}
 HIDDEN_MODALITIES = frozenset({"SR"})
+# Searching on what the answers hide would reveal it by the number of answers.
+IGNORED_KEYS = frozenset(
+    {
+        "PatientID", "00100020", "PatientName", "00100010", "PatientBirthDate", "00100030",
+        "StudyDate", "00080020", "StudyTime", "00080030", "SeriesDate", "00080021",
+        "AccessionNumber", "00080050", "ModalitiesInStudy", "00080061",
+        "InstitutionName", "00080080", "ReferringPhysicianName", "00080090",
+    }
+)  # fmt: skip
 
 
 def blind_metadata(metadata: dict, *, case_label: str) -> dict:
@@ -88,6 +97,7 @@ def task_scope(actor: Actor, *, task_id: str) -> Scope:
         allows=lambda study: study.pk in allowed,
         serves_files=False,
         hidden_modalities=HIDDEN_MODALITIES,
+        ignored_keys=IGNORED_KEYS,
     )
 
 

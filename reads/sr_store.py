@@ -158,6 +158,7 @@ def read_sr_store(read: Read, *, signer: Signature) -> Instance:
         description=str(dataset.get("SeriesDescription", ""))[:200],
         manufacturer="CTIMS",
         instance_count=1,
+        origin=Series.Origin.READ,
     )
     return Instance.objects.create(
         series=series,

@@ -397,6 +397,13 @@ class Series(models.Model):
     # Kept by ingest so that searches need not count a million instance rows.
     instance_count = models.PositiveIntegerField(default=0)
 
+    class Origin(models.TextChoices):
+        UPLOAD = "upload", _("Uploaded by a site")
+        READ = "read", _("Written by a central read")
+
+    # A read's SR is stored in the study it reads; only trial admins see it through the trial root.
+    origin = models.CharField(max_length=8, choices=Origin.choices, default=Origin.UPLOAD)
+
     class Meta:
         ordering = ["study", "series_number"]
         verbose_name_plural = "series"

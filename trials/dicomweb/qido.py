@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.http import QueryDict
 
 from ..models import Instance, Series, Study
@@ -70,8 +71,18 @@ def _pn(name: str) -> dict:
     return {"vr": "PN", "Value": [{"Alphabetic": name}]}
 
 
-def search_studies(studies: QuerySet[Study], params: QueryDict) -> QuerySet[Study]:
-    qs = studies.select_related("subject").prefetch_related("series")
+def _every_series(prefix: str = "") -> Q:
+    return Q()
+
+
+def search_studies(
+    studies: QuerySet[Study], params: QueryDict, visible: Callable[[str], Q] = _every_series
+) -> QuerySet[Study]:
+    """Studies matching the QIDO keys. `visible(prefix)` is the condition on a series (reached through `prefix`)
+    for it to exist: only those count in a study's modalities and its numbers of series and instances."""
+    qs = studies.select_related("subject").prefetch_related(
+        Prefetch("series", queryset=Series.objects.filter(visible("")))
+    )
     if uids := _values(params, "StudyInstanceUID", "0020000D"):
         qs = qs.filter(study_instance_uid__in=uids)
     if ids := _values(params, "PatientID", "00100020"):
@@ -83,10 +94,13 @@ def search_studies(studies: QuerySet[Study], params: QueryDict) -> QuerySet[Stud
         if end:
             qs = qs.filter(study_date__lte=end)
     if modalities := _values(params, "ModalitiesInStudy", "00080061"):
-        qs = qs.filter(series__modality__in=modalities).distinct()
+        qs = qs.filter(pk__in=Series.objects.filter(visible(""), modality__in=modalities).values("study_id"))
     if pattern := params.get("StudyDescription") or params.get("00081030"):
         qs = qs.filter(_wildcard("description", pattern))
-    qs = qs.annotate(n_series=Count("series", distinct=True), n_instances=Sum("series__instance_count"))
+    qs = qs.annotate(
+        n_series=Count("series", filter=visible("series__"), distinct=True),
+        n_instances=Sum("series__instance_count", filter=visible("series__")),
+    )
     return paginate(qs.order_by("study_date", "pk"), params)
 
 

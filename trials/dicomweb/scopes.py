@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db.models import QuerySet
-from django.http import Http404
+from django.db.models import Q, QuerySet
+from django.http import Http404, QueryDict
 
 from ..access import Actor, trial_access
 from ..models import Instance, Series, Study
+
+READ_RESULTS = frozenset({Series.Origin.READ})
 
 
 @dataclass
@@ -31,14 +33,38 @@ class Scope:
     # Series of these modalities do not exist through this root (a read task's root hides every SR: the
     # other reader's results live in the same study).
     hidden_modalities: frozenset[str] = frozenset()
+    # Series of these origins do not exist through this root (sites and QC never see the central reads).
+    hidden_origins: frozenset[str] = frozenset()
+    # Search keys (keyword and tag) a QIDO search here ignores: matching on what `blind` removes would let a
+    # reader test a guessed subject code or date, or find a hidden series, by counting answers.
+    ignored_keys: frozenset[str] = frozenset()
+
+    def visible(self, prefix: str = "") -> Q:
+        """The condition on a series (reached through `prefix`, e.g. "series__") for it to exist here."""
+        hidden = Q()
+        if self.hidden_modalities:
+            hidden |= Q(**{f"{prefix}modality__in": self.hidden_modalities})
+        if self.hidden_origins:
+            hidden |= Q(**{f"{prefix}origin__in": self.hidden_origins})
+        return ~hidden if hidden else Q()
 
     def series(self) -> QuerySet[Series]:
-        return Series.objects.filter(study__in=self.studies).exclude(modality__in=self.hidden_modalities)
+        return Series.objects.filter(self.visible(), study__in=self.studies)
 
     def instances(self) -> QuerySet[Instance]:
-        return Instance.objects.filter(series__study__in=self.studies).exclude(
-            series__modality__in=self.hidden_modalities
-        )
+        return Instance.objects.filter(self.visible("series__"), series__study__in=self.studies)
+
+    def hides(self, series: Series) -> bool:
+        return series.modality in self.hidden_modalities or series.origin in self.hidden_origins
+
+    def query(self, params: QueryDict) -> QueryDict:
+        """The search keys of a QIDO request, without those this root ignores."""
+        if not self.ignored_keys or not any(key in self.ignored_keys for key in params):
+            return params
+        kept = params.copy()
+        for key in self.ignored_keys:
+            kept.pop(key, None)
+        return kept
 
     def study(self, study_uid: str) -> Study:
         study = self.studies.filter(study_instance_uid=study_uid).first()
@@ -67,26 +93,31 @@ class Scope:
             or instance.series.series_instance_uid != series_uid
             or instance.series.study.study_instance_uid != study_uid
             or (self.allows is not None and not self.allows(instance.series.study))
-            or instance.series.modality in self.hidden_modalities
+            or self.hides(instance.series)
         ):
             raise Http404("No such instance.")
         return instance
 
 
 def trial_scope(actor: Actor, *, code: str) -> Scope:
-    """The trial root: every study for trial admins and QC reviewers, their sites' for coordinators, else 404."""
+    """The trial root: every study for trial admins and QC reviewers, their sites' for coordinators, else 404.
+
+    Only trial admins see the central reads' SRs here: sites and QC reviewers stay blind to them.
+    """
     access = trial_access(actor, code)
     if access is None:
         raise Http404("No such trial.")
     trial_id, root = access.trial.pk, f"/dicomweb/trials/{access.trial.code}"
     studies = Study.objects.filter(trial_id=trial_id)
     sites = access.image_sites()
+    hidden = frozenset() if "manage_trial" in access.trial_perms else READ_RESULTS
     if sites is None:
-        return Scope(studies=studies, root=root, allows=lambda s: s.trial_id == trial_id)
+        return Scope(studies=studies, root=root, allows=lambda s: s.trial_id == trial_id, hidden_origins=hidden)
     if not sites:
         raise Http404("No such trial.")  # readers and sponsors have no images here: nothing to reveal
     return Scope(
         studies=studies.filter(subject__site__in=sites),
         root=root,
         allows=lambda s: s.trial_id == trial_id and s.subject.site_id in sites,
+        hidden_origins=hidden,
     )

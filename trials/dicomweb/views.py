@@ -118,7 +118,7 @@ def endpoint(handler):
 
 @endpoint
 def search_studies(request, scope: Scope):
-    studies = qido.search_studies(scope.studies, request.GET)
+    studies = qido.search_studies(scope.studies, scope.query(request.GET), scope.visible)
     return _json([scope.blind(qido.study_json(s, scope.root)) for s in studies])
 
 
@@ -126,7 +126,7 @@ def search_studies(request, scope: Scope):
 def search_series(request, scope: Scope, study: str | None = None):
     if study:
         scope.study(study)
-    series = qido.search_series(scope.series(), request.GET, study_uid=study)
+    series = qido.search_series(scope.series(), scope.query(request.GET), study_uid=study)
     return _json([scope.blind(qido.series_json(s, scope.root)) for s in series])
 
 
@@ -136,7 +136,7 @@ def search_instances(request, scope: Scope, study: str | None = None, series: st
         scope.one_series(study, series)
     elif study:
         scope.study(study)
-    instances = qido.search_instances(scope.instances(), request.GET, study_uid=study, series_uid=series)
+    instances = qido.search_instances(scope.instances(), scope.query(request.GET), study_uid=study, series_uid=series)
     return _json([scope.blind(qido.instance_json(i, scope.root)) for i in instances])
 
 

@@ -16,13 +16,15 @@ SUBJECT = "ALPHA-SEO-001"
 
 
 def ready(world, visit: str, *, day: int = 0, subject: str = SUBJECT) -> Timepoint:
+    """A visit of a subject made ready for read: uploaded by its site's coordinator, passed by QC."""
     files = synthesize_ct_series(
         real_ct_template(large=False),
         slices=3,
         seed=f"{subject}/{visit}",
         study_date=date(2026, 3, 2) + timedelta(days=day),
     )
-    timepoint = upload_files(world.cora, subject, files, visit)
+    coordinator = world.cora if "-SEO-" in subject else world.bruno
+    timepoint = upload_files(coordinator, subject, files, visit)
     return qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
 
 

@@ -17,11 +17,9 @@ from django.utils import dateformat
 from reads import read_services
 from reads.models import Adjudication, Lesion, Read, ReadTask, TimepointResult
 from reads.sr import parse_measurement_report
-from tests.conftest import PASSWORD, upload_files
+from tests.conftest import PASSWORD
 from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
-from trials import qc_services
 from trials.dicomweb import wado
-from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Study, Timepoint
 
 BUSAN = "ALPHA-BUS-001"
@@ -29,20 +27,6 @@ BUSAN = "ALPHA-BUS-001"
 PLACE = ("JFK IMAGING CENTER", "CT01_OC0", "Seoul Hospital", "Busan Hospital")
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 DATE_VRS = {"DA", "DT", "TM"}
-
-
-def ready_at(world, subject: str, visit: str = "BL", *, day: int = 0) -> Timepoint:
-    """A visit of any subject made ready for read: uploaded by the site's coordinator, passed by QC."""
-    if "-SEO-" in subject:
-        return ready(world, visit, day=day, subject=subject)
-    files = synthesize_ct_series(
-        real_ct_template(large=False),
-        slices=3,
-        seed=f"{subject}/{visit}",
-        study_date=date(2026, 3, 2) + timedelta(days=day),
-    )
-    timepoint = upload_files(world.bruno, subject, files, visit)
-    return qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
 
 
 def _dates(value) -> set[str]:
@@ -131,7 +115,7 @@ def _sr_instances() -> list[Instance]:
 def test_a_readers_worklist_lists_their_own_tasks_by_case_label_and_due_date_only(world, client):
     ready(world, "BL")
     ready(world, "W6", day=42)
-    ready_at(world, BUSAN)
+    ready(world, "BL", subject=BUSAN)
     bl = task_of(world.rhea, "BL")
     save_and_sign(world.rhea, bl, baseline_content(bl))
 

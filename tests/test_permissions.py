@@ -1,4 +1,4 @@
-"""One permission table for every page and API endpoint of the foundation, run for every member of the cast.
+"""One permission table for every trial-level page and API endpoint, run for every member of the cast.
 
 Each row names an endpoint and the status each person gets; `anon` is someone not logged in (pages
 redirect to the log-in page, the API answers 401). A member without the right gets 403; anything in
@@ -133,6 +133,22 @@ ROWS = [
     Row("people page", "get", "trial-people", ("ALPHA",), api=False, **members_only(["alice"])),
     Row("tokens page", "get", "trial-tokens", ("ALPHA",), api=False, **members_only(MEMBERS)),
     Row("audit page", "get", "trial-audit", ("ALPHA",), api=False, **members_only(["alice"])),
+    # Reads: results are for sponsors and trial admins only, and nobody else learns they exist.
+    Row("api read results", "get", "api-read-results", ("ALPHA",), denied=404, **members_only(["alice", "sam"])),
+    Row("reading worklist", "get", "read-worklist", allowed=tuple(CAST), api=False),
+    Row("reading page", "get", "read-design", ("ALPHA",), api=False, **members_only(["alice"])),
+    Row(
+        "read results page", "get", "read-results", ("ALPHA",), api=False, denied=404, **members_only(["alice", "sam"])
+    ),
+    Row(
+        "read results csv",
+        "get",
+        "read-results-csv",
+        ("ALPHA",),
+        api=False,
+        denied=404,
+        **members_only(["alice", "sam"]),
+    ),
 ]
 
 

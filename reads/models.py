@@ -173,7 +173,8 @@ class Measurement(models.Model):
 class Adjudication(models.Model):
     """An adjudicator's decision between the two readers of a subject for the visits where they disagree."""
 
-    task = models.OneToOneField(ReadTask, on_delete=models.PROTECT, related_name="adjudication")
+    # None while the trial has no adjudicator to give it to (see reads.results.adjudicators_assign).
+    task = models.OneToOneField(ReadTask, on_delete=models.PROTECT, null=True, blank=True, related_name="adjudication")
     subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="adjudications")
     timepoints = models.ManyToManyField(Timepoint, related_name="adjudications")
     chosen_slot = models.PositiveSmallIntegerField(null=True, blank=True)

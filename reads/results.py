@@ -116,7 +116,8 @@ def timepoint_settle(timepoint: Timepoint) -> None:
     _adjudication_open(timepoint, design, why)
 
 
-def _adjudicator_for(subject, design: ReadDesign) -> ReaderAssignment:
+def _adjudicator_for(subject) -> ReaderAssignment | None:
+    """The subject's adjudicator: the one it already has, else the least loaded who is not one of its readers."""
     existing = subject.reader_assignments.filter(slot=ADJUDICATOR_SLOT).first()
     if existing is not None:
         return existing
@@ -137,7 +138,7 @@ def _adjudicator_for(subject, design: ReadDesign) -> ReaderAssignment:
         key=lambda u: (load.get(u.pk, 0), u.email),
     )
     if not pool:
-        raise InvalidState(_("The readers disagree and the trial has no adjudicator who is not one of the readers."))
+        return None
     return ReaderAssignment.objects.create(
         subject=subject,
         reader=pool[0],
@@ -146,34 +147,49 @@ def _adjudicator_for(subject, design: ReadDesign) -> ReaderAssignment:
     )
 
 
+def _adjudication_task(adjudication: Adjudication, design: ReadDesign) -> ReadTask | None:
+    """Give a waiting adjudication its task, for the subject's adjudicator; None if the trial has none."""
+    assignment = _adjudicator_for(adjudication.subject)
+    if assignment is None:
+        return None
+    latest = adjudication.timepoints.select_related("visit").order_by("-visit__order").first()
+    task = ReadTask.objects.create(
+        design=design,
+        timepoint=latest,
+        assignment=assignment,
+        kind=ReadTask.Kind.ADJUDICATION,
+        state=ReadTask.State.OPEN,
+        due_date=timezone.localdate() + timedelta(days=design.task_days),
+    )
+    assign_perm("reads.read_task", assignment.reader, task)
+    adjudication.task = task
+    adjudication.save(update_fields=["task"])
+    return task
+
+
 def _adjudication_open(timepoint: Timepoint, design: ReadDesign, why: list[str]) -> Adjudication:
+    """Send a visit to adjudication: into the subject's open adjudication if there is one, else a new one.
+
+    With no adjudicator in the trial the adjudication waits for one (the reader's signature is never refused
+    for it); the trial admin assigns it from the Reading page once an adjudicator is granted.
+    """
     subject = timepoint.subject
     adjudication = (
-        Adjudication.objects.select_for_update()
+        Adjudication.objects.select_for_update(of=("self",))
         .filter(subject=subject, signature__isnull=True)
         .select_related("task__timepoint__visit")
         .first()
     )
-    if adjudication is None:
-        assignment = _adjudicator_for(subject, design)
-        task = ReadTask.objects.create(
-            design=design,
-            timepoint=timepoint,
-            assignment=assignment,
-            kind=ReadTask.Kind.ADJUDICATION,
-            state=ReadTask.State.OPEN,
-            due_date=timezone.localdate() + timedelta(days=design.task_days),
-        )
-        assign_perm("reads.read_task", assignment.reader, task)
-        adjudication = Adjudication.objects.create(task=task, subject=subject)
-        action = "adjudication.open"
-    else:
-        task = adjudication.task
-        if timepoint.visit.order > task.timepoint.visit.order:
-            task.timepoint = timepoint
-            task.save(update_fields=["timepoint"])
-        action = "adjudication.extend"
+    created = adjudication is None
+    if created:
+        adjudication = Adjudication.objects.create(subject=subject)
     adjudication.timepoints.add(timepoint)
+    task = adjudication.task
+    if task is None:
+        task = _adjudication_task(adjudication, design)
+    elif timepoint.visit.order > task.timepoint.visit.order:
+        task.timepoint = timepoint
+        task.save(update_fields=["timepoint"])
     timepoint_transition(
         actor=None,
         timepoint=timepoint,
@@ -183,17 +199,44 @@ def _adjudication_open(timepoint: Timepoint, design: ReadDesign, why: list[str])
     )
     audit_record(
         actor=None,
-        action=action,
+        action="adjudication.open" if created else "adjudication.extend",
         obj=adjudication,
         trial_id=subject.trial_id,
         summary={
-            "case": task.assignment.case_label,
+            "case": subject.reader_assignments.first().case_label,
             "visit": timepoint.visit.code,
             "why": why,
-            "adjudicator": task.assignment.reader.email,
+            "adjudicator": task.assignment.reader.email if task else None,
         },
     )
     return adjudication
+
+
+def adjudicators_assign(*, actor, trial) -> int:
+    """Give every adjudication still waiting for an adjudicator its task; the number given."""
+    design = ReadDesign.objects.filter(trial=trial).first()
+    if design is None:
+        return 0
+    given = 0
+    with transaction.atomic():
+        waiting = (
+            Adjudication.objects.select_for_update()
+            .filter(subject__trial=trial, task__isnull=True, signature__isnull=True)
+            .select_related("subject__trial")
+        )
+        for adjudication in waiting:
+            task = _adjudication_task(adjudication, design)
+            if task is None:
+                raise InvalidState(_("The trial has no adjudicator who is not one of the subject's readers."))
+            given += 1
+            audit_record(
+                actor=actor,
+                action="adjudication.assign",
+                obj=adjudication,
+                trial_id=trial.pk,
+                summary={"case": task.assignment.case_label, "adjudicator": task.assignment.reader.email},
+            )
+    return given
 
 
 def adjudication_reads(adjudication: Adjudication) -> dict[int, dict[int, Read]]:

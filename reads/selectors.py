@@ -393,4 +393,7 @@ def reading_progress(trial: Trial) -> dict:
     return {
         "subjects": [{**row, "visits": list(row["visits"].values())} for row in subjects.values()],
         "pools": pools,
+        "waiting_adjudications": Adjudication.objects.filter(
+            subject__trial=trial, task__isnull=True, signature__isnull=True
+        ).count(),
     }

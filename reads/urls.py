@@ -10,6 +10,7 @@ urlpatterns = [
     path("tasks/<int:pk>/correct/", views.correct, name="read-correct"),
     path("tasks/<int:pk>/adjudicate/", views.adjudicate, name="read-adjudicate"),
     path("trials/<str:code>/design/", views.design, name="read-design"),
+    path("trials/<str:code>/adjudicators/", views.adjudicators_assign, name="read-adjudicators-assign"),
     path("trials/<str:code>/results/", views.results_page, name="read-results"),
     path("trials/<str:code>/results.csv", views.results_csv, name="read-results-csv"),
     path("trials/<str:code>/results/<int:pk>/sr.dcm", views.result_sr, name="read-result-sr"),

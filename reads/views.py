@@ -182,6 +182,21 @@ def design(request, code: str):
     return _trial_page(request, actor, trial, "reads/design.html", "read-design", context)
 
 
+@login_required
+@require_POST
+def adjudicators_assign(request, code: str):
+    """Give the disagreements that wait for an adjudicator to the trial's adjudicators."""
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code, "manage_trial")
+    try:
+        given = results.adjudicators_assign(actor=request.user, trial=trial)
+    except InvalidState as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("Adjudications given to adjudicators: %(n)s.") % {"n": given})
+    return redirect("read-design", code=trial.code)
+
+
 # --- results (sponsors and trial admins) ---------------------------------------------------------------------
 
 

@@ -297,3 +297,29 @@ def test_the_sr_of_a_signed_follow_up_passes_dciodvfy(world, tmp_path):
     by_label = {lesion.tracking_label: lesion for lesion in parsed.lesions}
     assert by_label["T02"].status == "too_small" and by_label["N01"].category == "new"
     assert by_label["NT01"].non_target_status == "absent" and by_label["NT01"].image is None
+
+
+def test_without_an_adjudicator_the_disagreement_waits_and_the_admin_assigns_it_later(world, client):
+    from trials.models import Membership, Role
+    from trials.services import membership_grant, membership_revoke
+
+    membership_revoke(actor=world.alice, membership=Membership.objects.get(user=world.ada, trial=world.trial))
+    _both_read_baseline(world)
+    w6 = {reader: task_of(reader, "W6") for reader in (world.rhea, world.ravi)}
+    save_and_sign(world.rhea, w6[world.rhea], follow_up_content(w6[world.rhea], "16.1", "8.4"))
+    # The second reader's signature is never refused for want of an adjudicator.
+    save_and_sign(world.ravi, w6[world.ravi], follow_up_content(w6[world.ravi], "22.0", "12.0"))
+    adjudication = Adjudication.objects.get(subject__code=SUBJECT)
+    assert adjudication.task is None
+    assert Timepoint.objects.get(subject__code=SUBJECT, visit__code="W6").state == "in_adjudication"
+
+    client.force_login(world.alice)
+    assert "disagree" in client.get("/reads/trials/ALPHA/design/").content.decode()
+    page = client.post("/reads/trials/ALPHA/adjudicators/", follow=True).content.decode()
+    assert "no adjudicator" in page and Adjudication.objects.get(pk=adjudication.pk).task is None
+
+    membership_grant(actor=world.alice, trial=world.trial, user=world.ada, role=Role.ADJUDICATOR)
+    client.post("/reads/trials/ALPHA/adjudicators/")
+    task = Adjudication.objects.get(pk=adjudication.pk).task
+    assert task.assignment.reader == world.ada and task.timepoint.visit.code == "W6"
+    assert world.ada.has_perm("reads.read_task", task)

@@ -139,7 +139,7 @@ def signed_content(read: Read) -> dict:
 
 def _record_lesions(read: Read, content: Content) -> None:
     """Create the lesions this read introduces (with their tracking UIDs) and one measurement per lesion."""
-    from highdicom import UID
+    from pydicom.uid import generate_uid
 
     assignment = read.task.assignment
     known = {lesion.label: lesion for lesion in assignment.lesions.all()}
@@ -150,7 +150,7 @@ def _record_lesions(read: Read, content: Content) -> None:
             lesion = Lesion.objects.create(
                 assignment=assignment,
                 label=entry.label,
-                tracking_uid=str(UID()),
+                tracking_uid=generate_uid(prefix=None),
                 category=entry.category,
                 site_code=entry.site,
                 site_meaning=_site_meaning(entry.site),

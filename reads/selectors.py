@@ -330,6 +330,42 @@ def result_rows(trial: Trial) -> list[dict]:
     return rows
 
 
+def result_lesion_rows(trial: Trial) -> list[dict]:
+    """One row per lesion of every locked result: the measurement table behind the responses."""
+    from .models import Measurement
+
+    def mm(tenths):
+        return "" if tenths is None else f"{tenths // 10}.{tenths % 10}"
+
+    measurements = (
+        Measurement.objects.filter(
+            read__results__timepoint__subject__trial=trial, read__results__timepoint__state=Timepoint.State.LOCKED
+        )
+        .select_related(
+            "lesion", "read__task__assignment", "read__task__timepoint__subject", "read__task__timepoint__visit"
+        )
+        .order_by("read__task__timepoint__subject__code", "read__task__timepoint__visit__order", "lesion__label")
+    )
+    return [
+        {
+            "subject": m.read.task.timepoint.subject.code,
+            "visit": m.read.task.timepoint.visit.code,
+            "reader": m.read.task.assignment.slot,
+            "lesion": m.lesion.label,
+            "tracking_uid": m.lesion.tracking_uid,
+            "category": m.lesion.category,
+            "site_code": m.lesion.site_code,
+            "site": m.lesion.site_meaning,
+            "node": "Y" if m.lesion.is_node else "N",
+            "status": m.status,
+            "long_axis_mm": mm(m.long_axis),
+            "short_axis_mm": mm(m.short_axis),
+            "sop_instance_uid": m.sop_instance_uid,
+        }
+        for m in measurements
+    ]
+
+
 def result_get(*, trial: Trial, pk: int) -> TimepointResult | None:
     """One locked result of the trial with its SR, or None."""
     return (

@@ -13,7 +13,7 @@ from io import BytesIO
 
 import pydicom
 from django.db.models import Max
-from highdicom import UID
+from pydicom.uid import generate_uid
 
 from ctims.models import Signature
 from trials.ingest.store import image_storage, instance_key, store_instance
@@ -100,8 +100,8 @@ def build_report(read: Read, *, signer: Signature) -> tuple[sr.ReadReport, list[
     task = read.task
     report = sr.ReadReport(
         study_uid=study.study_instance_uid,
-        series_uid=str(UID()),
-        sop_instance_uid=str(UID()),
+        series_uid=generate_uid(prefix=None),
+        sop_instance_uid=generate_uid(prefix=None),
         series_number=series_number,
         instance_number=1,
         reader_name=signer.signer_name,

@@ -13,5 +13,6 @@ urlpatterns = [
     path("trials/<str:code>/adjudicators/", views.adjudicators_assign, name="read-adjudicators-assign"),
     path("trials/<str:code>/results/", views.results_page, name="read-results"),
     path("trials/<str:code>/results.csv", views.results_csv, name="read-results-csv"),
+    path("trials/<str:code>/lesions.csv", views.results_lesions_csv, name="read-lesions-csv"),
     path("trials/<str:code>/results/<int:pk>/sr.dcm", views.result_sr, name="read-result-sr"),
 ]

@@ -243,6 +243,35 @@ def results_csv(request, code: str):
     return response
 
 
+LESION_COLUMNS = [
+    "subject",
+    "visit",
+    "reader",
+    "lesion",
+    "tracking_uid",
+    "category",
+    "site_code",
+    "site",
+    "node",
+    "status",
+    "long_axis_mm",
+    "short_axis_mm",
+    "sop_instance_uid",
+]
+
+
+@login_required
+def results_lesions_csv(request, code: str):
+    """Every lesion of every locked result, with its measurements and the image they were drawn on."""
+    _actor, trial = _results_trial(request, code)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{trial.code}-read-lesions.csv"'
+    writer = csv.DictWriter(response, fieldnames=LESION_COLUMNS)
+    writer.writeheader()
+    writer.writerows(selectors.result_lesion_rows(trial))
+    return response
+
+
 @login_required
 def result_sr(request, code: str, pk: int):
     """The DICOM SR of a locked result."""

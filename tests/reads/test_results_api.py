@@ -45,3 +45,28 @@ def test_nobody_else_reads_results_through_the_api(world, api):
     for name in ("rhea", "ada", "quinn", "cora", "otto"):
         assert api.as_(world.people[name]).get("/api/trials/ALPHA/read-results/").status_code == 404, name
     assert api.as_(world.alice).get("/api/trials/ALPHA/read-results/").status_code == 200
+
+
+def test_the_lesion_table_holds_the_measurements_of_locked_results_only(world, client):
+    import csv
+
+    ready(world, "BL")
+    ready(world, "BL", subject="ALPHA-SEO-002")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task, t1="23.4"))
+    half = task_of(world.rhea, "BL", subject="ALPHA-SEO-002")
+    save_and_sign(world.rhea, half, baseline_content(half))
+
+    client.force_login(world.sam)
+    response = client.get("/reads/trials/ALPHA/lesions.csv")
+    rows = list(csv.DictReader(response.content.decode().splitlines()))
+    assert {row["subject"] for row in rows} == {"ALPHA-SEO-001"}
+    assert [(row["lesion"], row["category"], row["long_axis_mm"]) for row in rows] == [
+        ("NT01", "non_target", ""),
+        ("T01", "target", "23.4"),
+        ("T02", "target", "12.0"),
+    ]
+    assert rows[1]["site"] == "Liver" and rows[1]["tracking_uid"].startswith("2.25.")
+    client.force_login(world.cora)
+    assert client.get("/reads/trials/ALPHA/lesions.csv").status_code == 404

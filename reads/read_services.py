@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from pydicom.uid import generate_uid
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
@@ -139,8 +140,6 @@ def signed_content(read: Read) -> dict:
 
 def _record_lesions(read: Read, content: Content) -> None:
     """Create the lesions this read introduces (with their tracking UIDs) and one measurement per lesion."""
-    from pydicom.uid import generate_uid
-
     assignment = read.task.assignment
     known = {lesion.label: lesion for lesion in assignment.lesions.all()}
     rows = []

@@ -13,6 +13,7 @@ const round = (x) => Math.round(x * 10) / 10;
 export function describe(item) {
   const imageId = item.metadata?.referencedImageId;
   const stats = Object.values(item.data?.cachedStats || {})[0] || {};
+  const recorded = item.data?.recorded || {};
   const points = (item.data?.handles?.points || []).map((point) => {
     const [column, row] = imageId ? coreUtilities.worldToImageCoords(imageId, point) : [NaN, NaN];
     return [round(column), round(row)];
@@ -24,11 +25,11 @@ export function describe(item) {
     label: item.data?.label || null,
     locked: Boolean(item.isLocked),
     unit: stats.unit || null,
-    mm: Number.isFinite(stats.length) ? round(stats.length) : null,
+    mm: Number.isFinite(stats.length) ? round(stats.length) : (recorded.mm ?? null),
     points,
   };
   if (result.tool === BidirectionalTool.toolName)
-    result.shortMm = Number.isFinite(stats.width) ? round(stats.width) : null;
+    result.shortMm = Number.isFinite(stats.width) ? round(stats.width) : (recorded.shortMm ?? null);
   return result;
 }
 

@@ -143,7 +143,7 @@ class Drawing {
   }
 
   /** Add a Length (two points) or Bidirectional (four) annotation; resolves to its UID, or null. */
-  async draw({ image, points, label, locked = false, colour = null }) {
+  async draw({ image, points, label, locked = false, colour = null, recorded = null }) {
     await this.register(image.study, image.series);
     const imageId = this.imageIdOf(image);
     const plane = metaData.get("imagePlaneModule", imageId);
@@ -163,6 +163,8 @@ class Drawing {
       },
       data: {
         label,
+        // The sizes the read recorded, shown until Cornerstone measures the drawing on a displayed image.
+        recorded,
         handles: {
           points: points.map((point) => coreUtilities.imageToWorldCoords(imageId, point)),
           activeHandleIndex: null,
@@ -186,6 +188,12 @@ class Drawing {
     if (locked) annotation.locking.setAnnotationLocked(item.annotationUID, true);
     return item.annotationUID;
   }
+}
+
+/** A millimetre string from the server ("23.0") as a number, or null. */
+function toNumber(value) {
+  const number = value === null || value === undefined || value === "" ? NaN : Number(value);
+  return Number.isFinite(number) ? number : null;
 }
 
 /** Show an image of a visit: in the left pane for the current visit, else in the comparison pane. */
@@ -375,7 +383,13 @@ class ReadPanel {
       if (!m?.image || !m.long_points) continue;
       const points = m.short_points ? [...m.long_points, ...m.short_points] : m.long_points;
       try {
-        const uid = await this.drawing.draw({ image: m.image, points, label: row.label, locked: !this.editable });
+        const uid = await this.drawing.draw({
+          image: m.image,
+          points,
+          label: row.label,
+          locked: !this.editable,
+          recorded: { mm: toNumber(m.long_mm), shortMm: toNumber(m.short_mm) },
+        });
         if (uid && row.measurement === m) {
           row.uid = uid;
           m.uid = uid;
@@ -1110,6 +1124,7 @@ class AdjudicationOverlays {
             ),
             locked: true,
             colour: READER_COLOURS[overlay.reader] || null,
+            recorded: { mm: toNumber(overlay.long_mm), shortMm: toNumber(overlay.short_mm) },
           });
           if (uid) this.drawn.push(uid);
         } catch {

@@ -50,18 +50,26 @@ def _rounds(measured: dict[str, Callable[[], None]], runs: int, clean: Callable[
 
 
 class Command(BaseCommand):
-    help = "Run a benchmark and print its figures. `bench ingest`: de-identification and the ingest pipeline."
+    help = (
+        "Run a benchmark and print its figures: `bench ingest` (de-identification and the pipeline), "
+        "`bench dicomweb` (series metadata, frames, QIDO), `bench reads` (saving, signing, the worklist)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", choices=["ingest", "dicomweb"])
+        parser.add_argument("name", choices=["ingest", "dicomweb", "reads"])
         parser.add_argument(
             "--index-rows", type=int, default=1_000_000, help="dicomweb: instance rows in the QIDO index"
         )
         parser.add_argument("--slices", type=int, default=300, help="instances in the synthesized CT series")
         parser.add_argument("--runs", type=int, default=5, help="runs per measurement; the median is reported")
         parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
+        parser.add_argument("--tasks", type=int, default=500, help="reads: tasks in the reader's worklist")
 
-    def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, **options):
+    def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, tasks: int, **options):
+        if name == "reads":
+            from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
+
+            return bench_reads(self.stdout, slices=min(slices, 20), runs=runs, small=small, tasks=tasks)
         if name == "dicomweb":
             from trials.dicomweb.bench import bench_dicomweb
 

@@ -93,20 +93,17 @@ def readers_assign(*, subject: Subject, design: ReadDesign) -> list[ReaderAssign
 
 
 def may_open(assignment: ReaderAssignment, timepoint: Timepoint) -> bool:
-    """A reader reads a subject's visits in order: a visit opens once the baseline (the trial's first visit)
-    and every earlier visit that has a task are signed by this reader."""
-    visit = timepoint.visit
-    if visit.order == visit.trial.visits.order_by("order").values_list("order", flat=True).first():
-        return True
+    """A reader reads a subject's visits in order: a visit opens once every earlier visit of theirs is signed.
+
+    A visit after day 0 is a follow-up and also waits for a signed baseline (a visit on or before day 0), so a
+    follow-up that passes QC first never becomes the reader's baseline.
+    """
     earlier = ReadTask.objects.filter(
-        assignment=assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lt=visit.order
+        assignment=assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lt=timepoint.visit.order
     )
-    baseline_signed = earlier.filter(state=ReadTask.State.SIGNED).order_by("timepoint__visit__order").first()
-    return (
-        baseline_signed is not None
-        and baseline_signed.timepoint.visit.order == visit.trial.visits.order_by("order").first().order
-        and not earlier.exclude(state=ReadTask.State.SIGNED).exists()
-    )
+    if earlier.exclude(state=ReadTask.State.SIGNED).exists():
+        return False
+    return timepoint.visit.target_day <= 0 or earlier.filter(state=ReadTask.State.SIGNED).exists()
 
 
 def read_tasks_create(*, timepoint: Timepoint) -> list[ReadTask]:

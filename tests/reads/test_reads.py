@@ -323,3 +323,14 @@ def test_without_an_adjudicator_the_disagreement_waits_and_the_admin_assigns_it_
     task = Adjudication.objects.get(pk=adjudication.pk).task
     assert task.assignment.reader == world.ada and task.timepoint.visit.code == "W6"
     assert world.ada.has_perm("reads.read_task", task)
+
+
+def test_a_follow_up_that_passes_qc_first_waits_for_the_baseline(world):
+    ready(world, "W6", day=42)
+    assert task_of(world.rhea, "W6").state == "waiting"
+    ready(world, "BL")
+    assert task_of(world.rhea, "BL").state == "open"
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl))
+    w6 = task_of(world.rhea, "W6")
+    assert w6.state == "open" and not read_services.is_baseline(w6)

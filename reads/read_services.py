@@ -20,6 +20,7 @@ from .assessment import assess_baseline, assess_follow_up
 from .content import Content, ContentError, parse_content
 from .models import Lesion, Measurement, Read, ReadTask
 from .services import may_open
+from .sr import SRError
 from .sr_store import read_sr_store
 
 READER_MEANING = "I am the author of this assessment"
@@ -141,10 +142,20 @@ def signed_content(read: Read) -> dict:
 def _record_lesions(read: Read, content: Content) -> None:
     """Create the lesions this read introduces (with their tracking UIDs) and one measurement per lesion."""
     assignment = read.task.assignment
-    known = {lesion.label: lesion for lesion in assignment.lesions.all()}
+    known = {lesion.label: lesion for lesion in assignment.lesions.select_related("first_read")}
     rows = []
     for entry in content.entries():
         lesion = known.get(entry.label)
+        if lesion is not None and lesion.first_read.task_id == read.task_id:
+            # A correction of the read that introduced the lesion may rename its site.
+            changed = (lesion.site_code, lesion.is_node) != (entry.site, entry.is_node)
+            if changed:
+                lesion.site_code, lesion.site_meaning, lesion.is_node = (
+                    entry.site,
+                    _site_meaning(entry.site),
+                    entry.is_node,
+                )
+                lesion.save(update_fields=["site_code", "site_meaning", "is_node"])
         if lesion is None:
             lesion = Lesion.objects.create(
                 assignment=assignment,
@@ -234,7 +245,12 @@ def read_sign(*, actor, task_id: int, password: str, meaning_confirmed: bool, co
             trial_id=task.design.trial_id,
         )
         _record_lesions(read, content)
-        read.sr_instance = read_sr_store(read, signer=signature)
+        try:
+            read.sr_instance = read_sr_store(read, signer=signature)
+        except SRError as exc:
+            raise InvalidState(
+                _("The structured report could not be written, so nothing was signed: %(why)s") % {"why": exc}
+            ) from None
         read.state = Read.State.SIGNED
         read.signature = signature
         read.signed_at = signature.at

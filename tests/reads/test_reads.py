@@ -334,3 +334,22 @@ def test_a_follow_up_that_passes_qc_first_waits_for_the_baseline(world):
     save_and_sign(world.rhea, bl, baseline_content(bl))
     w6 = task_of(world.rhea, "W6")
     assert w6.state == "open" and not read_services.is_baseline(w6)
+
+
+def test_a_correction_may_rename_a_lesions_site_and_the_first_sr_keeps_the_old_one(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    first = save_and_sign(world.rhea, task, baseline_content(task))
+    read_services.read_correct(actor=world.rhea, task_id=task.pk)
+    corrected = baseline_content(task)
+    corrected["targets"][1]["site"] = "64033007"  # T02 is in the kidney, not the lung
+    second = save_and_sign(world.rhea, task, corrected)
+    sites = {
+        read.pk: {
+            lesion.tracking_label: lesion.finding_site[1]
+            for lesion in parse_measurement_report(read_sr_dataset(read)).lesions
+        }
+        for read in (first, second)
+    }
+    assert sites[first.pk]["T02"] == "Lung" and sites[second.pk]["T02"] == "Kidney"
+    assert Lesion.objects.get(assignment=task.assignment, label="T02").site_code == "64033007"

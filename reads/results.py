@@ -97,8 +97,14 @@ def _lock(timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudica
 
 
 def timepoint_settle(timepoint: Timepoint) -> None:
-    """Lock the visit's result, or send it to adjudication, once every reader has signed it."""
-    timepoint = Timepoint.objects.select_related("subject", "visit").get(pk=timepoint.pk)
+    """Lock the visit's result, or send it to adjudication, once every reader has signed it.
+
+    Called in the signing transaction. The visit's row lock orders two readers who sign at the same moment:
+    the second to take it sees the first's signature, so the visit is always settled once.
+    """
+    timepoint = (
+        Timepoint.objects.select_for_update(of=("self",)).select_related("subject", "visit").get(pk=timepoint.pk)
+    )
     if TimepointResult.objects.filter(timepoint=timepoint).exists():
         return
     design = ReadDesign.objects.get(trial_id=timepoint.subject.trial_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from pydicom.uid import generate_uid
 
 from ctims.audit import audit_record
@@ -23,7 +24,8 @@ from .services import may_open
 from .sr import SRError
 from .sr_store import read_sr_store
 
-READER_MEANING = "I am the author of this assessment"
+# Stored in English with the signature; shown translated beside the checkbox.
+READER_MEANING = gettext_noop("I am the author of this assessment")
 EDITABLE = (ReadTask.State.OPEN, ReadTask.State.IN_PROGRESS)
 
 

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from guardian.shortcuts import assign_perm
 
 from ctims.audit import audit_record
@@ -25,7 +26,8 @@ from trials.services import timepoint_transition
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
 
 ADJUDICATOR_SLOT = 3
-ADJUDICATOR_MEANING = "I have adjudicated this case and chosen the read I agree with"
+# Stored in English with the signature; shown translated beside the checkbox.
+ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
 
 
 def latest_signed(task: ReadTask) -> Read | None:

@@ -43,11 +43,11 @@ def worklist(request):
 def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status: int = 200):
     if task.kind == ReadTask.Kind.ADJUDICATION:
         context = selectors.adjudication_page(task)
-        context["meaning_text"] = _("I have adjudicated this case and chosen the read I agree with")
+        context["meaning_text"] = _(results.ADJUDICATOR_MEANING)
         template = "reads/adjudicate.html"
     else:
         context = selectors.read_page(task)
-        context["meaning_text"] = _("I am the author of this assessment")
+        context["meaning_text"] = _(read_services.READER_MEANING)
         template = "reads/read.html"
     context["sign_error"] = sign_error
     return render(request, template, context, status=status)

@@ -71,9 +71,10 @@ def visit_label(task: ReadTask, timepoint: Timepoint) -> str:
     """What a reader calls a visit: its label if the design shows it, else its place in the reader's sequence."""
     if task.design.show_visit_label:
         return timepoint.visit.label
+    place = Timepoint.objects.filter(subject_id=timepoint.subject_id, visit__order__lt=timepoint.visit.order).count()
     if timepoint.pk == task.timepoint_id:
-        return _("Current visit")
-    return _("Earlier visit")
+        return _("Current visit (visit %(n)s)") % {"n": place + 1}
+    return _("Visit %(n)s") % {"n": place + 1}
 
 
 def task_timepoints(task: ReadTask) -> list[Timepoint]:

@@ -16,6 +16,7 @@ from django.utils import dateformat
 
 from reads import read_services
 from reads.models import Adjudication, Lesion, Read, ReadTask, TimepointResult
+from reads.services import read_design_set
 from reads.sr import parse_measurement_report
 from tests.conftest import PASSWORD
 from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
@@ -555,3 +556,19 @@ def test_sites_and_qc_never_see_the_central_reads_through_the_trial_root(world, 
             base = f"{trial_root}/studies/{study}/series/{sr.series.series_instance_uid}"
             assert client.get(f"{base}/metadata").status_code == 404, who
             assert client.get(f"{base}/instances/{sr.sop_instance_uid}/metadata").status_code == 404, who
+
+
+def test_a_design_that_hides_visit_labels_shows_only_the_visits_order(world, client):
+    read_design_set(actor=world.alice, trial=world.trial, show_visit_label=False)
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl))
+    client.force_login(world.rhea)
+    for page in (
+        client.get("/reads/").content.decode(),
+        client.get(f"/reads/tasks/{task_of(world.rhea, 'W6').pk}/").content.decode(),
+    ):
+        assert "Week 6" not in page and "Baseline" not in page.replace("Baseline read", "")
+    page = client.get(f"/reads/tasks/{task_of(world.rhea, 'W6').pk}/").content.decode()
+    assert "Current visit (visit 2)" in page and "Visit 1" in page

@@ -92,9 +92,11 @@ def _world(slices: int, small: bool):
     return admin, trial, site, subject, readers
 
 
-def _image(task: ReadTask, n: int) -> dict:
+def image_ref(task: ReadTask, n: int) -> dict:
+    """The reference a read gives to the `n`th image of its visit (SRs aside), as the read page sends it."""
     instance = (
         Instance.objects.filter(series__study__timepoint=task.timepoint)
+        .exclude(series__modality="SR")
         .select_related("series__study")
         .order_by("instance_number")[n]
     )
@@ -116,12 +118,12 @@ def _content(task: ReadTask, sizes: list[str]) -> dict:
             "status": "measured",
             "long_mm": size,
             "long_points": [[100 + n, 100], [180 + n, 140]],
-            "image": _image(task, n),
+            "image": image_ref(task, n),
         }
         for n, (site, size) in enumerate(zip(sites, sizes, strict=True))
     ]
     non_targets = [
-        {"label": f"NT0{n + 1}", "site": "3120008", "status": "present", "image": _image(task, n)} for n in range(3)
+        {"label": f"NT0{n + 1}", "site": "3120008", "status": "present", "image": image_ref(task, n)} for n in range(3)
     ]
     return {"targets": targets, "non_targets": non_targets, "new_lesions": "none", "new": []}
 

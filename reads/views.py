@@ -231,16 +231,20 @@ CSV_COLUMNS = [
 ]
 
 
+def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.DictWriter(response, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return response
+
+
 @login_required
 def results_csv(request, code: str):
     _actor, trial = _results_trial(request, code)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{trial.code}-read-results.csv"'
-    writer = csv.writer(response)
-    writer.writerow(CSV_COLUMNS)
-    for row in selectors.result_rows(trial):
-        writer.writerow([row[c].isoformat() if c == "locked_at" else row[c] for c in CSV_COLUMNS])
-    return response
+    rows = [{**row, "locked_at": row["locked_at"].isoformat()} for row in selectors.result_rows(trial)]
+    return _csv(f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
 
 
 LESION_COLUMNS = [
@@ -264,12 +268,7 @@ LESION_COLUMNS = [
 def results_lesions_csv(request, code: str):
     """Every lesion of every locked result, with its measurements and the image they were drawn on."""
     _actor, trial = _results_trial(request, code)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{trial.code}-read-lesions.csv"'
-    writer = csv.DictWriter(response, fieldnames=LESION_COLUMNS)
-    writer.writeheader()
-    writer.writerows(selectors.result_lesion_rows(trial))
-    return response
+    return _csv(f"{trial.code}-read-lesions.csv", LESION_COLUMNS, selectors.result_lesion_rows(trial))
 
 
 @login_required

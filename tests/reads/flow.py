@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from reads import read_services
+from reads.bench import image_ref
 from reads.models import Read, ReadTask
 from tests.conftest import PASSWORD, upload_files
 from trials import qc_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Timepoint
+from trials.models import Timepoint
 
 SUBJECT = "ALPHA-SEO-001"
 
@@ -35,18 +36,7 @@ def task_of(reader, visit: str, subject: str = SUBJECT) -> ReadTask:
 
 
 def image(task: ReadTask, n: int = 0) -> dict:
-    instance = (
-        Instance.objects.filter(series__study__timepoint=task.timepoint)
-        .exclude(series__modality="SR")
-        .select_related("series__study")
-        .order_by("instance_number")[n]
-    )
-    return {
-        "study": instance.series.study.study_instance_uid,
-        "series": instance.series.series_instance_uid,
-        "sop": instance.sop_instance_uid,
-        "frame": 1,
-    }
+    return image_ref(task, n)
 
 
 def target(task, label, mm, *, site="10200004", status="measured", short=None, node=False):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
+import pydicom
 import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
@@ -231,3 +232,17 @@ def test_two_readers_disagree_at_follow_up_and_the_adjudicator_decides(world, st
         w6_uids = {lesion.tracking_label: lesion.tracking_uid for lesion in srs["W6"].lesions}
         assert w6_uids["T01"] == bl_uids["T01"] and w6_uids["T02"] == bl_uids["T02"]
     assert not problems, problems
+
+    # The sponsor sees the two locked results and downloads the follow-up's SR: reader 1's, as adjudicated.
+    page.context.clear_cookies()
+    log_in(page, "sam@example.org", PASSWORD)
+    page.goto(reverse("read-results", args=["ALPHA"]))
+    rows = page.locator("table.read-results tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1)).to_contain_text("Partial response")
+    expect(rows.nth(1)).to_contain_text("Adjudicated")
+    screenshot(page, "read-results")
+    with page.expect_download() as download:
+        rows.nth(1).get_by_role("link", name="DICOM SR").click()
+    sr = pydicom.dcmread(download.value.path())
+    assert sr.SOPInstanceUID == result.read.sr_instance.sop_instance_uid

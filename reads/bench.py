@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
-import statistics
-import tempfile
-import time
 import uuid
 from io import BytesIO
-from pathlib import Path
 
 import pydicom
 from django.contrib.auth import get_user_model
-from django.core.files.storage import storages
 from django.db import connection, transaction
-from django.test import Client, override_settings
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from ctims.bench import median_ms, scratch
 from trials import services
 from trials.ingest.services import BATCH_SIZE, upload_batch_process, upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -37,15 +32,6 @@ PASSWORD = secrets.token_urlsafe(16)  # the bench readers' password, for this ru
 
 class _Rollback(Exception):
     pass
-
-
-def _median_ms(run, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def _in_savepoint(run):
@@ -144,24 +130,8 @@ def _many_tasks(admin, trial, site, reader, n: int) -> None:
 
 
 def bench_reads(out, *, slices: int, runs: int, small: bool, tasks: int = 500) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="ctims-bench-reads-"))
-    fs = "django.core.files.storage.FileSystemStorage"
-    stores = {
-        "images": {"BACKEND": fs, "OPTIONS": {"location": tmp / "images"}},
-        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": tmp / "quarantine"}},
-    }
-    try:
-        with override_settings(STORAGES={**storages.backends, **stores}, ALLOWED_HOSTS=["*"]):
-            storages._storages.clear()
-            try:
-                with transaction.atomic():
-                    _run(out, slices=slices, runs=runs, small=small, tasks=tasks)
-                    raise _Rollback
-            except _Rollback:
-                pass
-    finally:
-        storages._storages.clear()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with scratch("ctims-bench-reads-"):
+        _run(out, slices=slices, runs=runs, small=small, tasks=tasks)
 
 
 def _run(out, *, slices: int, runs: int, small: bool, tasks: int) -> None:
@@ -182,8 +152,8 @@ def _run(out, *, slices: int, runs: int, small: bool, tasks: int) -> None:
             actor=reader, task_id=bl.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="baseline"
         )
     )
-    signing = _median_ms(sign_baseline, runs)
-    password = _median_ms(lambda: reader.check_password(PASSWORD), runs)
+    signing = median_ms(sign_baseline, runs)
+    password = median_ms(lambda: reader.check_password(PASSWORD), runs)
     read = read_services.read_sign(
         actor=reader, task_id=bl.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="baseline"
     )
@@ -192,7 +162,7 @@ def _run(out, *, slices: int, runs: int, small: bool, tasks: int) -> None:
         report, evidence, _study = build_report(read, signer=read.signature)
         pydicom.dcmwrite(BytesIO(), sr.write_measurement_report(report, evidence), enforce_file_format=True)
 
-    sr_only = _median_ms(sr_alone, runs)
+    sr_only = median_ms(sr_alone, runs)
     out.write(
         f"  sign a baseline read:             {signing:8.1f} ms; of which the password check {password:6.1f} ms and "
         f"the SR built and encoded {sr_only:6.1f} ms"
@@ -201,19 +171,19 @@ def _run(out, *, slices: int, runs: int, small: bool, tasks: int) -> None:
     follow_up = _content(w6, ["16.1", "22.0", "12.7", "8.4", "31.1"])
     body = json.dumps({"content": follow_up})
     url = f"/reads/tasks/{w6.pk}/draft/"
-    save = _median_ms(lambda: client.put(url, body, content_type="application/json"), runs)
+    save = median_ms(lambda: client.put(url, body, content_type="application/json"), runs)
     parsed, base = parse_content(follow_up), parse_content(baseline)
-    engine = _median_ms(lambda: assess_follow_up(parsed, baseline=base, history=[]), runs)
+    engine = median_ms(lambda: assess_follow_up(parsed, baseline=base, history=[]), runs)
     out.write(
         f"  save a follow-up draft (PUT):     {save:8.1f} ms; the RECIST engine alone {engine:6.2f} ms "
         f"(the request is {save / engine:,.0f}x the arithmetic)"
     )
 
-    page = _median_ms(lambda: client.get(f"/reads/tasks/{w6.pk}/"), runs)
+    page = median_ms(lambda: client.get(f"/reads/tasks/{w6.pk}/"), runs)
     out.write(f"  open the follow-up's read page:   {page:8.1f} ms")
 
     _many_tasks(admin, trial, site, reader, tasks)
-    bare = _median_ms(
+    bare = median_ms(
         lambda: list(
             ReadTask.objects.filter(assignment__reader=reader).select_related(
                 "assignment", "timepoint__visit", "design__trial"
@@ -221,7 +191,7 @@ def _run(out, *, slices: int, runs: int, small: bool, tasks: int) -> None:
         ),
         runs,
     )
-    worklist = _median_ms(lambda: client.get("/reads/"), runs)
+    worklist = median_ms(lambda: client.get("/reads/"), runs)
     with CaptureQueriesContext(connection) as queries:
         client.get("/reads/")
     out.write(

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.files.storage import storages
-from django.db import connection, transaction
-from django.test import Client, override_settings
+from django.db import connection
+from django.test import Client
 
+from ctims.bench import median_ms, scratch
 from trials import services
 from trials.ingest.services import BATCH_SIZE, upload_batch_process, upload_finish, upload_open, upload_receive
 from trials.ingest.store import image_storage
@@ -21,19 +17,6 @@ from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Role, Series, Study
 
 ACCEPT_FRAMES = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
-
-
-class _Rollback(Exception):
-    pass
-
-
-def _median_ms(run, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def _world(slices: int, small: bool):
@@ -127,24 +110,8 @@ def _fill_index(trial, subject, rows: int, per_series: int = 500) -> None:
 
 
 def bench_dicomweb(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="ctims-bench-dw-"))
-    fs = "django.core.files.storage.FileSystemStorage"
-    stores = {
-        "images": {"BACKEND": fs, "OPTIONS": {"location": tmp / "images"}},
-        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": tmp / "quarantine"}},
-    }
-    try:
-        with override_settings(STORAGES={**storages.backends, **stores}, ALLOWED_HOSTS=["*"]):
-            storages._storages.clear()
-            try:
-                with transaction.atomic():
-                    _run(out, slices=slices, runs=runs, small=small, index_rows=index_rows)
-                    raise _Rollback
-            except _Rollback:
-                pass
-    finally:
-        storages._storages.clear()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with scratch("ctims-bench-dw-"):
+        _run(out, slices=slices, runs=runs, small=small, index_rows=index_rows)
 
 
 def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
@@ -165,7 +132,7 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
     start = time.perf_counter()
     assert client.get(metadata_url).status_code == 200
     cold = (time.perf_counter() - start) * 1000
-    warm = _median_ms(lambda: client.get(metadata_url), runs)
+    warm = median_ms(lambda: client.get(metadata_url), runs)
     out.write(f"  series metadata: first request {cold:8.1f} ms (reads {len(instances)} headers), then {warm:8.1f} ms")
 
     frame_urls = [
@@ -183,8 +150,8 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
             with storage.open(i.storage_key, "rb") as f:
                 f.read()
 
-    frames_ms = _median_ms(all_frames, runs)
-    files_ms = _median_ms(read_files, runs)
+    frames_ms = median_ms(all_frames, runs)
+    files_ms = median_ms(read_files, runs)
     out.write(
         f"  all frames of the series: {frames_ms:8.1f} ms = {len(instances) / frames_ms * 1000:7.1f} frames/s, "
         f"{megabytes / frames_ms * 1000:6.1f} MB/s"
@@ -212,5 +179,5 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
     }
     for label, (url, params) in searches.items():
         client.get(url, params)
-        ms = _median_ms(lambda url=url, params=params: client.get(url, params), max(runs, 7))
+        ms = median_ms(lambda url=url, params=params: client.get(url, params), max(runs, 7))
         out.write(f"  QIDO {label:<36} {ms:8.2f} ms")

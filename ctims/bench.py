@@ -1,0 +1,53 @@
+"""What every benchmark command needs: scratch stores and a database transaction undone at the end, and medians."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.core.files.storage import storages
+from django.db import transaction
+from django.test import override_settings
+
+
+class _Rollback(Exception):
+    pass
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """Image and quarantine stores in a temporary folder and one transaction rolled back on leaving: a
+    benchmark leaves neither rows nor files behind."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    fs = "django.core.files.storage.FileSystemStorage"
+    stores = {
+        "images": {"BACKEND": fs, "OPTIONS": {"location": tmp / "images"}},
+        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": tmp / "quarantine"}},
+    }
+    try:
+        with override_settings(STORAGES={**storages.backends, **stores}, ALLOWED_HOSTS=["*"]):
+            storages._storages.clear()
+            try:
+                with transaction.atomic():
+                    yield tmp
+                    raise _Rollback
+            except _Rollback:
+                pass
+    finally:
+        storages._storages.clear()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def median_ms(run: Callable[[], object], runs: int) -> float:
+    """The median wall time of `runs` calls, in milliseconds."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)

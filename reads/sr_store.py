@@ -16,7 +16,8 @@ from django.db.models import Max
 from pydicom.uid import generate_uid
 
 from ctims.models import Signature
-from trials.ingest.store import image_storage, instance_key, store_instance
+from trials.dicomweb.wado import read_instance
+from trials.ingest.store import instance_key, store_instance
 from trials.models import Instance, Series, Study
 
 from . import sr
@@ -25,11 +26,6 @@ from .models import Read
 SR_SERIES_FROM = 9001  # series numbers of read results start here, after anything a scanner writes
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-
-
-def _header(instance: Instance) -> pydicom.Dataset:
-    with image_storage().open(instance.storage_key, "rb") as f:
-        return pydicom.dcmread(BytesIO(f.read()), stop_before_pixels=True)
 
 
 def _mm(tenths: int | None) -> Decimal | None:
@@ -62,7 +58,7 @@ def build_report(read: Read, *, signer: Signature) -> tuple[sr.ReadReport, list[
         if first is None:
             raise sr.SRError("the read's study has no image")
         instances = {first.sop_instance_uid: first}
-    evidence = [_header(i) for i in instances.values()]
+    evidence = [read_instance(i, pixels=False) for i in instances.values()]
 
     lesions = []
     for m in measurements:
@@ -175,5 +171,4 @@ def read_sr_store(read: Read, *, signer: Signature) -> Instance:
 
 def read_sr_dataset(read: Read) -> pydicom.Dataset:
     """The stored SR of a signed read, as written."""
-    with image_storage().open(read.sr_instance.storage_key, "rb") as f:
-        return pydicom.dcmread(BytesIO(f.read()))
+    return read_instance(read.sr_instance)

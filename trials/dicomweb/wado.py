@@ -25,8 +25,10 @@ class NotAcceptable(Exception):
 
 
 def read_instance(instance: Instance, *, pixels: bool = True) -> pydicom.Dataset:
+    """A stored instance as a dataset. pydicom reads the storage's underlying file object: given Django's File
+    wrapper it would keep that closed wrapper as the dataset's buffer (and warn whenever the dataset is copied)."""
     with image_storage().open(instance.storage_key, "rb") as f:
-        return pydicom.dcmread(f, stop_before_pixels=not pixels)
+        return pydicom.dcmread(getattr(f, "file", f), stop_before_pixels=not pixels)
 
 
 def file_chunks(instance: Instance) -> Iterator[bytes]:

@@ -12,7 +12,8 @@ from rest_framework.views import exception_handler
 from .exceptions import CTIMSError, ValidationFailed
 
 
-def _body(code: str, message: str, fields: dict | None = None) -> dict:
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    """The one error shape of every JSON answer: {"error": {"code", "message", "fields"?}}."""
     error = {"code": code, "message": message}
     if fields:
         error["fields"] = fields
@@ -24,7 +25,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = ValidationFailed.from_django(exc)
     if isinstance(exc, CTIMSError):
-        return Response(_body(exc.code, exc.message, exc.fields), status=exc.status)
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -36,8 +37,8 @@ def api_exception_handler(exc, context):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         fields = {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in detail.items()}
         message = " ".join(f"{k}: {' '.join(v)}" if k != "non_field_errors" else " ".join(v) for k, v in fields.items())
-        response.data = _body("invalid", message, fields)
+        response.data = error_body("invalid", message, fields)
     else:
         code = getattr(exc, "default_code", "error")
-        response.data = _body(code, str(getattr(exc, "detail", exc)))
+        response.data = error_body(code, str(getattr(exc, "detail", exc)))
     return response

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from ctims.api_errors import error_body
 from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
 from trials.access import Actor
 from trials.forms import add_service_errors
@@ -64,7 +65,7 @@ def task_page(request, pk: int):
 
 
 def _json_error(exc: CTIMSError) -> JsonResponse:
-    return JsonResponse({"detail": exc.message, "errors": exc.fields}, status=exc.status)
+    return JsonResponse(error_body(exc.code, exc.message, exc.fields), status=exc.status)
 
 
 def _draft_json(task: ReadTask) -> dict:
@@ -88,9 +89,9 @@ def draft(request, pk: int):
         try:
             body = json.loads(request.body or b"{}", parse_float=Decimal)
         except (ValueError, UnicodeDecodeError):
-            return JsonResponse({"detail": _("The request is not JSON."), "errors": {}}, status=400)
+            return _json_error(ValidationFailed(_("The request is not JSON.")))
         if not isinstance(body, dict):
-            return JsonResponse({"detail": _("Send an object with the content."), "errors": {}}, status=400)
+            return _json_error(ValidationFailed(_("Send an object with the content.")))
         try:
             read_services.read_save(actor=request.user, task_id=task.pk, raw=body.get("content"))
         except CTIMSError as exc:

@@ -353,3 +353,18 @@ def test_a_correction_may_rename_a_lesions_site_and_the_first_sr_keeps_the_old_o
     }
     assert sites[first.pk]["T02"] == "Lung" and sites[second.pk]["T02"] == "Kidney"
     assert Lesion.objects.get(assignment=task.assignment, label="T02").site_code == "64033007"
+
+
+def test_the_draft_endpoint_answers_errors_in_the_apis_one_shape(world, client):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    client.force_login(world.rhea)
+    url = f"/reads/tasks/{task.pk}/draft/"
+    bad = baseline_content(task)
+    bad["targets"][0]["long_mm"] = "twenty"
+    answer = client.put(url, {"content": bad}, content_type="application/json")
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] and "targets[0].long_mm" in error["fields"]
+    answer = client.put(url, b"not json", content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["error"]["message"] == "The request is not JSON."

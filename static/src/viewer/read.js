@@ -242,7 +242,7 @@ function labelMeasurements(viewer) {
 
 class SaveError extends Error {
   constructor(status, data) {
-    super(data?.detail || `${status}`);
+    super(data?.error?.message || `${status}`);
     this.status = status;
     this.data = data || {};
   }
@@ -894,7 +894,7 @@ class ReadPanel {
         body,
       });
     } catch {
-      throw new SaveError(0, { detail: gettext("The server could not be reached.") });
+      throw new SaveError(0, { error: { message: gettext("The server could not be reached.") } });
     }
     const data = await response.json().catch(() => ({}));
     if (!response.ok) throw new SaveError(response.status, data);
@@ -912,8 +912,9 @@ class ReadPanel {
 
   errorText(error) {
     const fallback = error.status ? `${error.status}` : gettext("The server could not be reached.");
-    const parts = [error.data?.detail || fallback];
-    for (const [field, messages] of Object.entries(error.data?.errors || {})) {
+    // The project's one error shape: {"error": {"code", "message", "fields"}} (ctims.api_errors.error_body).
+    const parts = [error.data?.error?.message || fallback];
+    for (const [field, messages] of Object.entries(error.data?.error?.fields || {})) {
       parts.push(`${field}: ${[].concat(messages).join(" ")}`);
     }
     return interpolate(gettext("Not saved: %(reason)s"), { reason: parts.join(" ") }, true);

@@ -8,14 +8,14 @@ series exists through this root: the readers' results are stored in the same stu
 from __future__ import annotations
 
 from django.http import Http404
-from guardian.core import ObjectPermissionChecker
 
+from ctims.exceptions import NotFound
 from trials.access import Actor
 from trials.dicomweb.scopes import Scope
 from trials.dicomweb.views import dicomweb_urls
 from trials.models import Study
 
-from .models import ReadTask
+from .read_services import require_task, task_timepoints
 
 # Value representations that carry calendar dates and times of day.
 DATE_VRS = {"DA", "DT", "TM"}
@@ -72,22 +72,13 @@ def blind_metadata(metadata: dict, *, case_label: str) -> dict:
 
 def task_scope(actor: Actor, *, task_id: str) -> Scope:
     """The studies of a read task the actor holds (else 404), with the subject's earlier visits if allowed."""
-    if not actor.is_authenticated or actor.token is not None:
+    if not actor.is_authenticated or actor.token is not None or not task_id.isdigit():
         raise Http404("No such task.")
-    task = (
-        ReadTask.objects.select_related("timepoint__visit", "timepoint__subject", "assignment", "design")
-        .filter(pk=int(task_id) if task_id.isdigit() else 0)
-        .first()
-    )
-    if task is None or not ObjectPermissionChecker(actor.user).has_perm("read_task", task):
-        raise Http404("No such task.")
-    timepoint = task.timepoint
-    studies = Study.objects.filter(subject=timepoint.subject)
-    # An adjudicator compares both reads over every visit up to the one in question.
-    if task.design.show_prior_timepoints or task.kind == ReadTask.Kind.ADJUDICATION:
-        studies = studies.filter(timepoint__visit__order__lte=timepoint.visit.order)
-    else:
-        studies = studies.filter(timepoint=timepoint)
+    try:
+        task = require_task(actor.user, int(task_id))
+    except NotFound:
+        raise Http404("No such task.") from None
+    studies = Study.objects.filter(timepoint__in=task_timepoints(task).order_by())
     allowed = set(studies.values_list("pk", flat=True))
     label = task.assignment.case_label
     return Scope(

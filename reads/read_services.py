@@ -8,6 +8,7 @@ assessment, writes the DICOM SR into the de-identified study, opens the reader's
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 from pydicom.uid import generate_uid
@@ -15,6 +16,7 @@ from pydicom.uid import generate_uid
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from ctims.signatures import signature_create
+from trials.models import Instance, Timepoint
 
 from . import results
 from .assessment import assess_baseline, assess_follow_up
@@ -34,6 +36,17 @@ def is_baseline(task: ReadTask) -> bool:
     return not ReadTask.objects.filter(
         assignment=task.assignment, kind=ReadTask.Kind.READ, timepoint__visit__order__lt=task.timepoint.visit.order
     ).exists()
+
+
+def task_timepoints(task: ReadTask) -> QuerySet[Timepoint]:
+    """The visits a task shows (its DICOMweb root and its pages): its own, and the subject's earlier ones if the
+    design allows, as it always does for an adjudicator, who compares both reads over every visit."""
+    timepoints = Timepoint.objects.filter(subject_id=task.timepoint.subject_id).select_related("visit")
+    if task.kind == ReadTask.Kind.ADJUDICATION or task.design.show_prior_timepoints:
+        timepoints = timepoints.filter(visit__order__lte=task.timepoint.visit.order)
+    else:
+        timepoints = timepoints.filter(pk=task.timepoint_id)
+    return timepoints.order_by("visit__order")
 
 
 def current_read(task: ReadTask) -> Read | None:
@@ -78,8 +91,6 @@ def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
 
 def _check_images(task: ReadTask, content: Content) -> None:
     """Every image a lesion refers to must be an instance of this task's visit."""
-    from trials.models import Instance
-
     refs = {image.sop for image in content.images()}
     if not refs:
         return
@@ -285,8 +296,6 @@ def read_correct(*, actor, task_id: int) -> Read:
     Refused once the visit's result is locked or under adjudication, or once a later visit of the
     reader is signed (its assessment rests on this one).
     """
-    from trials.models import Timepoint
-
     with transaction.atomic():
         task = _task_for_reader(actor, task_id, lock=True)
         read = current_read(task)

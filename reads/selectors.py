@@ -15,7 +15,7 @@ from trials.models import Study, Timepoint, Trial
 from .assessment import response_label
 from .criteria import recist11
 from .models import Adjudication, Lesion, Read, ReadTask, TimepointResult
-from .read_services import current_read, is_baseline, signed_reads_before
+from .read_services import current_read, is_baseline, signed_reads_before, task_timepoints
 from .results import adjudication_reads
 from .sites import BY_CODE, site_options
 
@@ -75,16 +75,6 @@ def visit_label(task: ReadTask, timepoint: Timepoint) -> str:
     if timepoint.pk == task.timepoint_id:
         return _("Current visit (visit %(n)s)") % {"n": place + 1}
     return _("Visit %(n)s") % {"n": place + 1}
-
-
-def task_timepoints(task: ReadTask) -> list[Timepoint]:
-    """The visits a task's images come from: its own, and earlier ones if the design (or adjudication) allows."""
-    timepoints = Timepoint.objects.filter(subject=task.timepoint.subject).select_related("visit")
-    if task.kind == ReadTask.Kind.ADJUDICATION or task.design.show_prior_timepoints:
-        timepoints = timepoints.filter(visit__order__lte=task.timepoint.visit.order)
-    else:
-        timepoints = timepoints.filter(pk=task.timepoint_id)
-    return list(timepoints.order_by("visit__order"))
 
 
 def viewer_context(task: ReadTask) -> dict:

@@ -20,7 +20,7 @@ from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, V
 from trials.access import Actor
 from trials.forms import add_service_errors
 from trials.ingest.store import image_storage
-from trials.views._common import _posted, _trial, _trial_page
+from trials.views._common import _posted, _trial, _trial_page, scoped
 
 from . import read_services, results, selectors
 from .forms import ReadDesignForm
@@ -29,10 +29,8 @@ from .services import DESIGN_FIELDS, read_design_set
 
 
 def _task(request, pk: int) -> ReadTask:
-    try:
+    with scoped():
         return read_services.require_task(request.user, pk)
-    except NotFound:
-        raise Http404(_("No such task.")) from None
 
 
 @login_required

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -20,12 +19,12 @@ from guardian.shortcuts import assign_perm
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from ctims.signatures import signature_create
-from trials.models import Membership, Role, Timepoint
+from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
+from .services import ADJUDICATOR_SLOT, READER_SLOTS, least_loaded
 
-ADJUDICATOR_SLOT = 3
 # Stored in English with the signature; shown translated beside the checkbox.
 ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
 
@@ -129,22 +128,8 @@ def _adjudicator_for(subject) -> ReaderAssignment | None:
     existing = subject.reader_assignments.filter(slot=ADJUDICATOR_SLOT).first()
     if existing is not None:
         return existing
-    readers = set(subject.reader_assignments.values_list("reader_id", flat=True))
-    load = dict(
-        ReaderAssignment.objects.filter(subject__trial=subject.trial, slot=ADJUDICATOR_SLOT)
-        .values_list("reader")
-        .annotate(n=Count("pk"))
-    )
-    pool = sorted(
-        (
-            m.user
-            for m in Membership.objects.filter(
-                trial=subject.trial, role=Role.ADJUDICATOR, user__is_active=True
-            ).select_related("user")
-            if m.user_id not in readers
-        ),
-        key=lambda u: (load.get(u.pk, 0), u.email),
-    )
+    readers = subject.reader_assignments.values_list("reader_id", flat=True)
+    pool = least_loaded(subject=subject, role=Role.ADJUDICATOR, slots=(ADJUDICATOR_SLOT,), exclude=readers)
     if not pool:
         return None
     return ReaderAssignment.objects.create(
@@ -252,7 +237,7 @@ def adjudication_reads(adjudication: Adjudication) -> dict[int, dict[int, Read]]
     subject = adjudication.subject
     order = adjudication.task.timepoint.visit.order
     out: dict[int, dict[int, Read]] = {}
-    for assignment in subject.reader_assignments.filter(slot__in=(1, 2)):
+    for assignment in subject.reader_assignments.filter(slot__in=READER_SLOTS):
         for timepoint, read in _reads_of(assignment, up_to_order=order):
             out.setdefault(timepoint.pk, {})[assignment.slot] = read
     return out

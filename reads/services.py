@@ -56,11 +56,23 @@ def read_design_set(*, actor, trial: Trial, **fields) -> ReadDesign:
     return design
 
 
-def _readers(trial: Trial) -> list:
-    return [
-        m.user
-        for m in Membership.objects.filter(trial=trial, role=Role.READER, user__is_active=True).select_related("user")
-    ]
+READER_SLOTS = (1, 2)
+ADJUDICATOR_SLOT = 3
+
+
+def least_loaded(*, subject: Subject, role: str, slots: tuple[int, ...], exclude=()) -> list:
+    """The trial's active members in `role` (not in `exclude`), fewest subjects held in `slots` first."""
+    load = dict(
+        ReaderAssignment.objects.filter(subject__trial=subject.trial, slot__in=slots)
+        .values_list("reader")
+        .annotate(n=Count("pk"))
+    )
+    members = (
+        Membership.objects.filter(trial=subject.trial, role=role, user__is_active=True)
+        .exclude(user_id__in=list(exclude))
+        .select_related("user")
+    )
+    return sorted((m.user for m in members), key=lambda u: (load.get(u.pk, 0), u.email))
 
 
 def readers_assign(*, subject: Subject, design: ReadDesign) -> list[ReaderAssignment]:
@@ -68,18 +80,12 @@ def readers_assign(*, subject: Subject, design: ReadDesign) -> list[ReaderAssign
 
     Called holding the subject's row lock (select_for_update) so two timepoints never assign twice.
     """
-    assigned = list(subject.reader_assignments.filter(slot__lte=2).order_by("slot"))
+    assigned = list(subject.reader_assignments.filter(slot__in=READER_SLOTS).order_by("slot"))
     wanted = design.readers_per_subject
     if len(assigned) >= wanted:
         return assigned[:wanted]
-    load = dict(
-        ReaderAssignment.objects.filter(subject__trial=subject.trial, slot__lte=2)
-        .values_list("reader")
-        .annotate(n=Count("pk"))
-    )
-    taken = {a.reader_id for a in assigned}
-    candidates = sorted(
-        (u for u in _readers(subject.trial) if u.pk not in taken), key=lambda u: (load.get(u.pk, 0), u.email)
+    candidates = least_loaded(
+        subject=subject, role=Role.READER, slots=READER_SLOTS, exclude=(a.reader_id for a in assigned)
     )
     if len(assigned) + len(candidates) < wanted:
         raise InvalidState(

@@ -12,7 +12,7 @@ from fractions import Fraction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .content import Content, Entry
+from .content import Content, Entry, mm_text
 from .criteria import recist11 as r
 
 RESPONSE_LABELS = {
@@ -32,10 +32,6 @@ def response_label(value: str | None) -> str:
 
 def _problem(code: str, message: str, label: str | None = None) -> dict:
     return {"code": code, "message": message, "label": label}
-
-
-def _mm(tenths: int | None) -> str | None:
-    return None if tenths is None else f"{tenths // 10}.{tenths % 10}"
 
 
 def _pct(change: Fraction | None) -> str | None:
@@ -130,21 +126,14 @@ def assess_baseline(content: Content) -> dict:
     total = None
     if not problems and lesions:
         total = r.sum_of_diameters(lesions, engine_timepoint(content, "baseline"))
-    return {
-        "baseline": True,
-        "sum_mm": _mm(total),
-        "baseline_sum_mm": _mm(total),
-        "nadir_mm": None,
-        "change_from_baseline": None,
-        "change_from_nadir": None,
-        "target_response": None,
-        "non_target_response": None,
-        "new_lesions": "NONE",
-        "overall_response": None,
-        "response_display": response_label(None),
-        "reasons": [],
-        "problems": problems,
-    }
+    return _assessment_json(
+        baseline=True,
+        sum_mm=mm_text(total),
+        baseline_sum_mm=mm_text(total),
+        new_lesions="NONE",
+        response_display=response_label(None),
+        problems=problems,
+    )
 
 
 def assess_follow_up(content: Content, *, baseline: Content, history: list[Content]) -> dict:
@@ -188,35 +177,38 @@ def assess_follow_up(content: Content, *, baseline: Content, history: list[Conte
     return _follow_up_json(result, problems)
 
 
+def _assessment_json(**values) -> dict:
+    """The assessment as the read page and the signature get it: every key, None where nothing was computed."""
+    empty = dict.fromkeys(
+        (
+            "sum_mm",
+            "baseline_sum_mm",
+            "nadir_mm",
+            "change_from_baseline",
+            "change_from_nadir",
+            "target_response",
+            "non_target_response",
+            "new_lesions",
+            "overall_response",
+        )
+    )
+    return {"baseline": False, **empty, "response_display": "", "reasons": [], "problems": [], **values}
+
+
 def _follow_up_json(result: r.Assessment | None, problems: list[dict]) -> dict:
     if result is None:
-        return {
-            "baseline": False,
-            "sum_mm": None,
-            "baseline_sum_mm": None,
-            "nadir_mm": None,
-            "change_from_baseline": None,
-            "change_from_nadir": None,
-            "target_response": None,
-            "non_target_response": None,
-            "new_lesions": None,
-            "overall_response": None,
-            "response_display": "",
-            "reasons": [],
-            "problems": problems,
-        }
-    return {
-        "baseline": False,
-        "sum_mm": _mm(result.sum),
-        "baseline_sum_mm": _mm(result.baseline_sum),
-        "nadir_mm": _mm(result.nadir_sum),
-        "change_from_baseline": _pct(result.change_from_baseline),
-        "change_from_nadir": _pct(result.change_from_nadir),
-        "target_response": result.target_response.value,
-        "non_target_response": result.non_target_response.value,
-        "new_lesions": result.new_lesions.value,
-        "overall_response": result.overall_response.value,
-        "response_display": response_label(result.overall_response.value),
-        "reasons": list(result.reasons),
-        "problems": problems,
-    }
+        return _assessment_json(problems=problems)
+    return _assessment_json(
+        sum_mm=mm_text(result.sum),
+        baseline_sum_mm=mm_text(result.baseline_sum),
+        nadir_mm=mm_text(result.nadir_sum),
+        change_from_baseline=_pct(result.change_from_baseline),
+        change_from_nadir=_pct(result.change_from_nadir),
+        target_response=result.target_response.value,
+        non_target_response=result.non_target_response.value,
+        new_lesions=result.new_lesions.value,
+        overall_response=result.overall_response.value,
+        response_display=response_label(result.overall_response.value),
+        reasons=list(result.reasons),
+        problems=problems,
+    )

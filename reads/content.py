@@ -64,8 +64,8 @@ class Entry:
             out["status"] = self.status
         if self.category == "target":
             out.update(
-                long_mm=_mm(self.long_axis),
-                short_mm=_mm(self.short_axis),
+                long_mm=mm_text(self.long_axis),
+                short_mm=mm_text(self.short_axis),
                 long_points=_points_json(self.long_points),
                 short_points=_points_json(self.short_points),
             )
@@ -95,7 +95,8 @@ class Content:
         }
 
 
-def _mm(tenths: int | None) -> str | None:
+def mm_text(tenths: int | None) -> str | None:
+    """Tenths of a millimetre as the millimetre text the read page and the tables show ("23.0"); None stays None."""
     return None if tenths is None else f"{tenths // 10}.{tenths % 10}"
 
 

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy
 from trials.models import Study, Timepoint, Trial
 
 from .assessment import response_label
+from .content import mm_text
 from .criteria import recist11
 from .models import Adjudication, Lesion, Read, ReadTask, TimepointResult
 from .read_services import current_read, is_baseline, signed_reads_before, task_timepoints
@@ -146,8 +147,8 @@ def tracked_lesions(task: ReadTask) -> list[dict]:
 LIMITS = {
     "max_targets": recist11.MAX_TARGETS,
     "max_per_organ": recist11.MAX_TARGETS_PER_ORGAN,
-    "min_long_mm": "10.0",
-    "min_node_short_mm": "15.0",
+    "min_long_mm": mm_text(recist11.MIN_NON_NODAL_LONG_AXIS),
+    "min_node_short_mm": mm_text(recist11.MIN_NODAL_SHORT_AXIS),
 }
 
 
@@ -325,9 +326,6 @@ def result_lesion_rows(trial: Trial) -> list[dict]:
     """One row per lesion of every locked result: the measurement table behind the responses."""
     from .models import Measurement
 
-    def mm(tenths):
-        return "" if tenths is None else f"{tenths // 10}.{tenths % 10}"
-
     measurements = (
         Measurement.objects.filter(
             read__results__timepoint__subject__trial=trial, read__results__timepoint__state=Timepoint.State.LOCKED
@@ -349,8 +347,8 @@ def result_lesion_rows(trial: Trial) -> list[dict]:
             "site": m.lesion.site_meaning,
             "node": "Y" if m.lesion.is_node else "N",
             "status": m.status,
-            "long_axis_mm": mm(m.long_axis),
-            "short_axis_mm": mm(m.short_axis),
+            "long_axis_mm": mm_text(m.long_axis) or "",
+            "short_axis_mm": mm_text(m.short_axis) or "",
             "sop_instance_uid": m.sop_instance_uid,
         }
         for m in measurements

@@ -78,6 +78,11 @@ def visit_label(task: ReadTask, timepoint: Timepoint) -> str:
     return _("Visit %(n)s") % {"n": place + 1}
 
 
+def _viewer_visit(task: ReadTask, timepoint: Timepoint, n: int) -> str:
+    """The key of the `n`th of a task's visits in the viewer: its code, or only its place if labels are hidden."""
+    return timepoint.visit.code if task.design.show_visit_label else f"V{n + 1}"
+
+
 def viewer_context(task: ReadTask) -> dict:
     """The viewer's configuration over the task's DICOMweb root, as the trial viewer page has it."""
     timepoints = task_timepoints(task)
@@ -86,7 +91,7 @@ def viewer_context(task: ReadTask) -> dict:
         studies.setdefault(study.timepoint_id, []).append(study.study_instance_uid)
     visits = [
         {
-            "visit": t.visit.code if task.design.show_visit_label else f"V{n + 1}",
+            "visit": _viewer_visit(task, t, n),
             "label": visit_label(task, t),
             "studies": studies.get(t.pk, []),
             "current": t.pk == task.timepoint_id,
@@ -227,9 +232,8 @@ def adjudication_page(task: ReadTask) -> dict:
     reads = adjudication_reads(adjudication)
     in_question = set(adjudication.timepoints.values_list("pk", flat=True))
     viewer = viewer_context(task)
-    codes = {v["label"]: v["visit"] for v in viewer["viewer_config"]["timepoints"]}
     rows, overlays = [], []
-    for timepoint in task_timepoints(task):
+    for n, timepoint in enumerate(task_timepoints(task)):
         by_slot = reads.get(timepoint.pk, {})
         if not by_slot:
             continue
@@ -250,7 +254,7 @@ def adjudication_page(task: ReadTask) -> dict:
                 }
             )
             if read:
-                overlays += _overlays(read, slot, codes.get(label, ""))
+                overlays += _overlays(read, slot, _viewer_visit(task, timepoint, n))
         rows.append(
             {
                 "visit_label": label,

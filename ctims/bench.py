@@ -20,6 +20,17 @@ class _Rollback(Exception):
 
 
 @contextmanager
+def undone() -> Iterator[None]:
+    """A block whose database writes are rolled back on leaving: each run of a benchmark starts the same."""
+    try:
+        with transaction.atomic():
+            yield
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
+@contextmanager
 def scratch(prefix: str) -> Iterator[Path]:
     """Image and quarantine stores in a temporary folder and one transaction rolled back on leaving: a
     benchmark leaves neither rows nor files behind."""
@@ -32,12 +43,8 @@ def scratch(prefix: str) -> Iterator[Path]:
     try:
         with override_settings(STORAGES={**storages.backends, **stores}, ALLOWED_HOSTS=["*"]):
             storages._storages.clear()
-            try:
-                with transaction.atomic():
-                    yield tmp
-                    raise _Rollback
-            except _Rollback:
-                pass
+            with undone():
+                yield tmp
     finally:
         storages._storages.clear()
         shutil.rmtree(tmp, ignore_errors=True)

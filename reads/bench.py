@@ -10,11 +10,11 @@ from io import BytesIO
 
 import pydicom
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from ctims.bench import median_ms, scratch
+from ctims.bench import median_ms, scratch, undone
 from trials import services
 from trials.ingest.services import BATCH_SIZE, upload_batch_process, upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -30,20 +30,12 @@ from .sr_store import build_report
 PASSWORD = secrets.token_urlsafe(16)  # the bench readers' password, for this run only
 
 
-class _Rollback(Exception):
-    pass
-
-
-def _in_savepoint(run):
+def _undone(run):
     """Run and undo: each signing run starts from the same unsigned draft."""
 
     def once():
-        try:
-            with transaction.atomic():
-                run()
-                raise _Rollback
-        except _Rollback:
-            pass
+        with undone():
+            run()
 
     return once
 
@@ -147,7 +139,7 @@ def _run(out, *, slices: int, runs: int, small: bool, tasks: int) -> None:
 
     baseline = _content(bl, ["23.0", "31.5", "18.2", "12.0", "44.4"])
     read_services.read_save(actor=reader, task_id=bl.pk, raw=baseline)
-    sign_baseline = _in_savepoint(
+    sign_baseline = _undone(
         lambda: read_services.read_sign(
             actor=reader, task_id=bl.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="baseline"
         )

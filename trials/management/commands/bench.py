@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.test import override_settings
 
+from ctims.bench import undone
 from trials import services
 from trials.deid import deidentify
 from trials.ingest.services import (
@@ -29,10 +30,6 @@ from trials.ingest.services import (
 )
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Role
-
-
-class _Rollback(Exception):
-    pass
 
 
 def _rounds(measured: dict[str, Callable[[], None]], runs: int, clean: Callable[[], None]) -> dict[str, list[float]]:
@@ -112,16 +109,12 @@ class Command(BaseCommand):
         counter = iter(range(1, 10_000))
 
         def pipeline():
-            try:
-                with transaction.atomic():
-                    _trial, _subject, upload = self._scratch_trial(next(counter))
-                    items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
-                    ids = [item.pk for item in items]
-                    for start in range(0, len(ids), BATCH_SIZE):
-                        upload_batch_process(item_ids=ids[start : start + BATCH_SIZE])
-                    raise _Rollback
-            except _Rollback:
-                pass
+            with undone():
+                _trial, _subject, upload = self._scratch_trial(next(counter))
+                items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
+                ids = [item.pk for item in items]
+                for start in range(0, len(ids), BATCH_SIZE):
+                    upload_batch_process(item_ids=ids[start : start + BATCH_SIZE])
 
         def clean():
             for folder in ("out", "images", "quarantine"):

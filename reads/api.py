@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse
-from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.views import APIView
 
-from ctims.exceptions import NotFound
 from trials.access import Actor
-from trials.ingest.store import image_storage
 
 from . import selectors
+from .views import sr_download
 
 
 class ReadResultOut(serializers.Serializer):
@@ -46,12 +43,4 @@ class ReadResultSrApi(APIView):
     def get(self, request, code, pk):
         """The DICOM SR (Part 10) of one locked result."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        result = selectors.result_get(trial=trial, pk=pk)
-        if result is None or result.read.sr_instance is None:
-            raise NotFound(_("No such result."))
-        return FileResponse(
-            image_storage().open(result.read.sr_instance.storage_key, "rb"),
-            as_attachment=True,
-            filename=f"{result.timepoint.subject.code}-{result.timepoint.visit.code}-SR.dcm",
-            content_type="application/dicom",
-        )
+        return sr_download(selectors.result_get(trial=trial, pk=pk))

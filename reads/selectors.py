@@ -359,13 +359,18 @@ def result_lesion_rows(trial: Trial) -> list[dict]:
     ]
 
 
-def result_get(*, trial: Trial, pk: int) -> TimepointResult | None:
-    """One locked result of the trial with its SR, or None."""
-    return (
+def result_get(*, trial: Trial, pk: int) -> TimepointResult:
+    """One locked result of the trial, with its SR; NotFound otherwise."""
+    from ctims.exceptions import NotFound
+
+    result = (
         TimepointResult.objects.filter(pk=pk, timepoint__subject__trial=trial, timepoint__state=Timepoint.State.LOCKED)
         .select_related("read__sr_instance", "timepoint__subject", "timepoint__visit")
         .first()
     )
+    if result is None or result.read.sr_instance is None:
+        raise NotFound(_("No such result."))
+    return result
 
 
 def results_list(trial: Trial) -> list[TimepointResult]:

@@ -274,13 +274,15 @@ def results_lesions_csv(request, code: str):
 def result_sr(request, code: str, pk: int):
     """The DICOM SR of a locked result."""
     _actor, trial = _results_trial(request, code)
-    result = selectors.result_get(trial=trial, pk=pk)
-    if result is None or result.read.sr_instance is None:
-        raise Http404(_("No such result."))
-    name = f"{result.timepoint.subject.code}-{result.timepoint.visit.code}-SR.dcm"
+    with scoped():
+        return sr_download(selectors.result_get(trial=trial, pk=pk))
+
+
+def sr_download(result) -> FileResponse:
+    """A locked result's SR as a Part 10 file download, named by subject and visit."""
     return FileResponse(
         image_storage().open(result.read.sr_instance.storage_key, "rb"),
         as_attachment=True,
-        filename=name,
+        filename=f"{result.timepoint.subject.code}-{result.timepoint.visit.code}-SR.dcm",
         content_type="application/dicom",
     )

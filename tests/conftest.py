@@ -138,6 +138,19 @@ def on_commit_now(monkeypatch):
     monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
 
 
+def ct_protocol(world, visits=("BL",)) -> None:
+    """The QC tests' imaging protocol on each visit: contrast CT of chest, abdomen and pelvis, slices <= 5 mm."""
+    for code in visits:
+        services.protocol_create(
+            actor=world.alice,
+            visit=world.trial.visits.get(code=code),
+            modality="CT",
+            body_region="cap",
+            contrast="required",
+            max_slice_thickness_mm="5",
+        )
+
+
 def upload_files(coordinator, subject_code: str, files: list[bytes], visit: str = "BL") -> Timepoint:
     """A site coordinator's upload through the real pipeline: open, send the files, finish."""
     timepoint = Timepoint.objects.get(subject__code=subject_code, visit__code=visit)

@@ -10,9 +10,8 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from tests.conftest import PASSWORD, build_world, upload_files
+from tests.conftest import PASSWORD, build_world, ct_protocol, upload_files
 from tests.e2e.conftest import log_in, screenshot
-from trials import services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Query, Timepoint
 
@@ -24,14 +23,7 @@ MISSING = range(8, 11)  # slices 9 to 11
 @pytest.fixture
 def world(transactional_db):
     w = build_world()
-    services.protocol_create(
-        actor=w.alice,
-        visit=w.trial.visits.get(code="BL"),
-        modality="CT",
-        body_region="cap",
-        contrast="required",
-        max_slice_thickness_mm="5",
-    )
+    ct_protocol(w)
     return w
 
 

@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from ctims.models import AuditEvent
-from tests.conftest import build_world, upload_files
-from trials import qc, qc_services, services
+from tests.conftest import build_world, ct_protocol, upload_files
+from trials import qc, qc_services
 from trials.forms import KIND_LABELS
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import ImagingProtocol, Query, QueryMessage, Series, SeriesClassification, Timepoint
@@ -47,14 +47,7 @@ def timepoint() -> Timepoint:
 @pytest.fixture
 def world(db, stores):
     w = build_world()
-    services.protocol_create(
-        actor=w.alice,
-        visit=w.trial.visits.get(code="BL"),
-        modality="CT",
-        body_region="cap",
-        contrast="required",
-        max_slice_thickness_mm="5",
-    )
+    ct_protocol(w)
     return w
 
 

@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from ctims.exceptions import InvalidState, ValidationFailed
 from ctims.models import AuditEvent
-from tests.conftest import build_world, upload_files
+from tests.conftest import build_world, ct_protocol, upload_files
 from tests.trials.test_dicomweb import upload
-from trials import qc_services, services
+from trials import qc_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import QCFinding, Query, Series, SeriesClassification, Timepoint
 
@@ -21,15 +21,7 @@ BASELINE = date(2026, 3, 2)
 @pytest.fixture
 def world(db, stores, on_commit_now):
     w = build_world()
-    for code in ("BL", "W6"):
-        services.protocol_create(
-            actor=w.alice,
-            visit=w.trial.visits.get(code=code),
-            modality="CT",
-            body_region="cap",
-            contrast="required",
-            max_slice_thickness_mm="5",
-        )
+    ct_protocol(w, ("BL", "W6"))
     return w
 
 

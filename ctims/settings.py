@@ -14,6 +14,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from ctims.broker import transport_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -256,14 +258,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A task whose worker died (acks_late) is handed to another worker after this many seconds; the Redis
-# transport looks for such tasks every half of that (at most every minute).
-_VISIBILITY = envint("CELERY_VISIBILITY_TIMEOUT", "3600")
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": _VISIBILITY,
-    "unacked_restore_interval": max(1, min(60, _VISIBILITY // 2)),
-    "unacked_restore_throttle": 1,
-}
+# A task whose worker died (acks_late) is handed to another worker after this many seconds (ctims.broker).
+CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(envint("CELERY_VISIBILITY_TIMEOUT", "3600"))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import kombu.pools
 import pytest
+import redis
 from django.conf import settings
 
+from ctims.broker import transport_options
 from ctims.celery import app
 from tests.conftest import build_world
 from trials.ingest.services import upload_finish, upload_open, upload_receive
@@ -46,11 +48,7 @@ def queue(stores):
         task_always_eager=False,
         broker_url=REDIS,
         task_default_queue=name,
-        broker_transport_options={
-            "visibility_timeout": VISIBILITY,
-            "unacked_restore_interval": 1,
-            "unacked_restore_throttle": 1,
-        },
+        broker_transport_options=transport_options(VISIBILITY),
     )
     reset_connections()
     yield name
@@ -92,13 +90,14 @@ def start_worker(queue: str, tmp_path: Path) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout: float, what: str):
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
 def processed(upload) -> int:
@@ -142,10 +141,20 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
             first.kill()
     done_before = processed(upload)
     assert done_before < len(files), "the batch finished before the worker could be killed"
+    # The worst moment to die: while holding the lock under which workers restore unacknowledged tasks.
+    # Before the lock expired with the visibility timeout, this left the batch stranded for five minutes.
+    options = transport_options(VISIBILITY)
+    held = redis.Redis.from_url(REDIS).lock("unacked_mutex", timeout=options["unacked_mutex_expire"])
+    assert held.acquire(blocking=False), "another worker holds the restore lock"
 
     second = start_worker(queue, tmp_path)
     try:
-        wait_for(lambda: Upload.objects.get(pk=upload.pk).state == "complete", 120, "the retried batch to finish")
+        wait_for(
+            lambda: Upload.objects.get(pk=upload.pk).state == "complete",
+            120,
+            "the retried batch to finish",
+            tmp_path / "worker.log",
+        )
     finally:
         second.terminate()
         second.wait(20)

@@ -1,13 +1,21 @@
 """Electronic signatures (21 CFR Part 11 §11.50, §11.70, §11.200): the signer re-enters their password,
 states the meaning, and the signature binds to a hash of exactly what was signed.
+
+A wrong password is an attempt at a signature that is not the signer's (§11.300(d)): `signing` records it
+in the audit trail and counts it with the failed log-ins, so repeated attempts lock signing and log-in alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from axes.handlers.proxy import AxesProxyHandler
+from django.contrib.auth import logout
+from django.contrib.auth.signals import user_login_failed
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
@@ -16,6 +24,49 @@ from django.utils.translation import gettext as _
 from .audit import audit_record
 from .exceptions import NotPermitted, ValidationFailed
 from .models import Signature, User
+
+
+class SignatureRefused(NotPermitted):
+    """The password was wrong: nothing was signed. Carries what the attempt was for, for the audit trail."""
+
+    code = "signature_refused"
+
+    def __init__(self, message: str, *, obj: models.Model, meaning: str, trial_id: int | None):
+        super().__init__(message)
+        self.obj, self.meaning, self.trial_id = obj, meaning, trial_id
+
+
+def _credentials(user: User) -> dict:
+    return {"username": user.email}
+
+
+@contextmanager
+def signing(*, user: User, request=None) -> Iterator[None]:
+    """Wrap a signing service's transaction, outside it, so that a refusal is recorded after the rollback.
+
+    Refused at once while the account is locked. A wrong password is audited ("signature.refuse") and
+    counted as a failed log-in; the attempt that reaches the lock-out limit also ends the session. Without a
+    request (scripts, tests of services) there is nothing to count against, and only the audit happens.
+    """
+    if request is not None and not AxesProxyHandler.is_allowed(request, _credentials(user)):
+        raise NotPermitted(
+            _("Too many wrong passwords: signing is locked for now. Try again later."), code="locked_out"
+        )
+    try:
+        yield
+    except SignatureRefused as exc:
+        audit_record(
+            actor=user,
+            action="signature.refuse",
+            obj=exc.obj,
+            trial_id=exc.trial_id,
+            summary={"meaning": exc.meaning, "object": f"{exc.obj._meta.label_lower}:{exc.obj.pk}"},
+        )
+        if request is not None:
+            user_login_failed.send(sender=__name__, credentials=_credentials(user), request=request)
+            if getattr(request, "axes_locked_out", False):
+                logout(request)
+        raise
 
 
 def content_hash(content: Any) -> str:
@@ -32,16 +83,18 @@ def signature_create(
     obj: models.Model,
     content: Any,
     trial_id: int | None = None,
-    request=None,
 ) -> Signature:
     """Sign `content` as `user` after checking their password again; the signature and its audit event commit together.
 
-    A wrong password is refused and changes nothing.
+    A wrong password is refused (SignatureRefused) and changes nothing; run the caller's transaction inside
+    `signing` to have the refusal recorded.
     """
     if not meaning.strip():
         raise ValidationFailed(_("State what the signature means."), fields={"meaning": [_("Required.")]})
     if not password or not user.is_active or not user.check_password(password):
-        raise NotPermitted(_("The password is not correct; nothing was signed."), code="signature_refused")
+        raise SignatureRefused(
+            _("The password is not correct; nothing was signed."), obj=obj, meaning=meaning.strip(), trial_id=trial_id
+        )
     with transaction.atomic():
         signature = Signature.objects.create(
             signer=user,

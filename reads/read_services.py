@@ -15,7 +15,7 @@ from pydicom.uid import generate_uid
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create
+from ctims.signatures import signature_create, signing
 from trials.models import Instance, Timepoint
 
 from . import results
@@ -225,9 +225,14 @@ def _open_next(task: ReadTask) -> None:
         )
 
 
-def read_sign(*, actor, task_id: int, password: str, meaning_confirmed: bool, confirmed_response: str) -> Read:
-    """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password."""
-    with transaction.atomic():
+def read_sign(
+    *, actor, task_id: int, password: str, meaning_confirmed: bool, confirmed_response: str, request=None
+) -> Read:
+    """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password.
+
+    A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out).
+    """
+    with signing(user=actor, request=request), transaction.atomic():
         task = _task_for_reader(actor, task_id, lock=True)
         read = current_read(task)
         if read is None or read.state != Read.State.DRAFT or task.state not in EDITABLE:

@@ -18,7 +18,7 @@ from guardian.shortcuts import assign_perm
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create
+from ctims.signatures import signature_create, signing
 from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
@@ -244,10 +244,13 @@ def adjudication_reads(adjudication: Adjudication) -> dict[int, dict[int, Read]]
 
 
 def adjudicate(
-    *, actor, task_id: int, choice: str, reason: str, password: str, meaning_confirmed: bool
+    *, actor, task_id: int, choice: str, reason: str, password: str, meaning_confirmed: bool, request=None
 ) -> Adjudication:
-    """The adjudicator picks reader 1's or reader 2's read, says why and signs; the visits in question lock."""
-    with transaction.atomic():
+    """The adjudicator picks reader 1's or reader 2's read, says why and signs; the visits in question lock.
+
+    A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out).
+    """
+    with signing(user=actor, request=request), transaction.atomic():
         task = (
             ReadTask.objects.select_for_update(of=("self",))
             .select_related("assignment", "timepoint__visit", "design")

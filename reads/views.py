@@ -110,6 +110,7 @@ def sign(request, pk: int):
             password=request.POST.get("password", ""),
             meaning_confirmed=request.POST.get("meaning") == "author",
             confirmed_response=request.POST.get("confirmed_response", ""),
+            request=request,
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         task.refresh_from_db()
@@ -148,6 +149,7 @@ def adjudicate(request, pk: int):
             reason=request.POST.get("reason", ""),
             password=request.POST.get("password", ""),
             meaning_confirmed=request.POST.get("meaning") == "adjudicator",
+            request=request,
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         return _task_page(request, task, sign_error=exc.message, status=400)

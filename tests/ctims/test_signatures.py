@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.db import transaction
 
 from ctims.audit import audit_verify
 from ctims.exceptions import NotPermitted, ValidationFailed
 from ctims.models import AuditEvent, Signature
-from ctims.signatures import content_hash, signature_create, signature_verify
+from ctims.signatures import SignatureRefused, content_hash, signature_create, signature_verify, signing
 from tests.conftest import PASSWORD
 
 MEANING = "I am the author of this assessment"
@@ -33,6 +34,21 @@ def test_a_wrong_password_signs_nothing(world):
     with pytest.raises(NotPermitted, match="password is not correct"):
         signature_create(user=world.rhea, password="wrong", meaning=MEANING, obj=world.trial, content={})
     assert not Signature.objects.exists() and not AuditEvent.objects.filter(action="signature.create").exists()
+
+
+def test_a_wrong_password_is_audited_although_the_signing_transaction_rolls_back(world):
+    with pytest.raises(SignatureRefused), signing(user=world.rhea), transaction.atomic():
+        world.trial.title = "renamed in the transaction that fails"
+        world.trial.save()
+        signature_create(
+            user=world.rhea, password="wrong", meaning=MEANING, obj=world.trial, content={}, trial_id=world.trial.pk
+        )
+    world.trial.refresh_from_db()
+    assert world.trial.title != "renamed in the transaction that fails"
+    event = AuditEvent.objects.get(action="signature.refuse")
+    assert (event.actor, event.trial_id, event.object_id) == (world.rhea, world.trial.pk, str(world.trial.pk))
+    assert event.summary["meaning"] == MEANING and "wrong" not in str(event.summary)
+    assert not Signature.objects.exists() and audit_verify().intact
 
 
 def test_a_deactivated_person_cannot_sign(world):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 from django.db import DatabaseError, transaction
+from django.test import Client
+from django.urls import reverse
 
 from ctims.exceptions import InvalidState, NotPermitted, ValidationFailed
+from ctims.models import AuditEvent, Signature
 from reads import read_services, results
 from reads.models import Adjudication, Lesion, Measurement, Read, ReadTask, TimepointResult
 from reads.sr import parse_measurement_report
@@ -368,3 +371,25 @@ def test_the_draft_endpoint_answers_errors_in_the_apis_one_shape(world, client):
     assert error["code"] and "targets[0].long_mm" in error["fields"]
     answer = client.put(url, b"not json", content_type="application/json")
     assert answer.status_code == 400 and answer.json()["error"]["message"] == "The request is not JSON."
+
+
+def test_repeated_wrong_signing_passwords_lock_signing_and_log_in_and_end_the_session(world, client, settings):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
+    client.force_login(world.rhea)
+    sign = reverse("read-sign", args=[task.pk])
+    attempt = {"meaning": "author", "confirmed_response": "baseline"}
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = client.post(sign, attempt | {"password": "wrong"})
+        assert response.status_code == 400 and "password is not correct" in response.content.decode()
+    assert client.post(sign, attempt | {"password": "wrong"}).status_code == 429  # the limit: locked
+    assert "_auth_user_id" not in client.session
+    assert AuditEvent.objects.filter(action="signature.refuse", actor=world.rhea).count() == settings.AXES_FAILURE_LIMIT
+
+    assert client.post(reverse("login"), {"username": world.rhea.email, "password": PASSWORD}).status_code == 429
+    other = Client()  # a session opened before the lock cannot sign either, even with the right password
+    other.force_login(world.rhea)
+    refused = other.post(sign, attempt | {"password": PASSWORD})
+    assert refused.status_code == 400 and "signing is locked" in refused.content.decode()
+    assert Read.objects.get(task=task).state == "draft" and not Signature.objects.exists()

@@ -16,6 +16,7 @@ from pydicom.uid import generate_uid
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from ctims.signatures import signature_create, signing
+from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Instance, Timepoint
 
 from . import results
@@ -230,9 +231,10 @@ def read_sign(
 ) -> Read:
     """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password.
 
-    A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out).
+    A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out). If
+    anything fails after the SR was written, the SR file goes with the rolled-back rows.
     """
-    with signing(user=actor, request=request), transaction.atomic():
+    with signing(user=actor, request=request), stored_files_undone_on_error(), transaction.atomic():
         task = _task_for_reader(actor, task_id, lock=True)
         read = current_read(task)
         if read is None or read.state != Read.State.DRAFT or task.state not in EDITABLE:

@@ -393,3 +393,25 @@ def test_repeated_wrong_signing_passwords_lock_signing_and_log_in_and_end_the_se
     refused = other.post(sign, attempt | {"password": PASSWORD})
     assert refused.status_code == 400 and "signing is locked" in refused.content.decode()
     assert Read.objects.get(task=task).state == "draft" and not Signature.objects.exists()
+
+
+def test_a_signing_that_fails_after_its_sr_was_written_leaves_no_sr_file_behind(world, stores, monkeypatch):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
+    files_before = sorted((stores / "images").rglob("*.dcm"))
+
+    def settle_fails(timepoint):
+        raise DatabaseError("the database went away while settling")
+
+    monkeypatch.setattr(results, "timepoint_settle", settle_fails)
+    with pytest.raises(DatabaseError):
+        read_services.read_sign(
+            actor=world.rhea, task_id=task.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="baseline"
+        )
+    assert Read.objects.get(task=task).state == "draft" and not Series.objects.filter(modality="SR").exists()
+    assert sorted((stores / "images").rglob("*.dcm")) == files_before
+
+    monkeypatch.undo()  # the next attempt signs, and writes its SR
+    save_and_sign(world.rhea, task, baseline_content(task))
+    assert len(sorted((stores / "images").rglob("*.dcm"))) == len(files_before) + 1

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, storages
@@ -47,10 +50,35 @@ def _write_once(storage, key: str, data: bytes) -> bool:
     return True
 
 
+_written: ContextVar[list[str] | None] = ContextVar("ctims_store_written", default=None)
+
+
+@contextmanager
+def stored_files_undone_on_error() -> Iterator[None]:
+    """Files that store_instance first writes inside the block are deleted again if the block raises.
+
+    Wrap it around the transaction that indexes them: when their rows roll back, no file is left in the
+    store that nothing points to. (A rollback of a transaction further out is not seen here.)
+    """
+    token = _written.set([])
+    try:
+        yield
+    except BaseException:
+        storage = image_storage()
+        for key in _written.get():
+            storage.delete(key)
+        raise
+    finally:
+        _written.reset(token)
+
+
 def store_instance(key: str, data: bytes) -> None:
     """Write a de-identified file once. Writing the same bytes again is a no-op (a retried task); other bytes never replace it."""
     storage = image_storage()
     if _write_once(storage, key, data):
+        written = _written.get()
+        if written is not None:
+            written.append(key)
         return
     with storage.open(key, "rb") as existing:
         if hashlib.sha256(existing.read()).digest() != hashlib.sha256(data).digest():

@@ -37,7 +37,11 @@ class ReadDesign(models.Model):
 
 
 class ReaderAssignment(models.Model):
-    """A reader of one subject: a subject keeps the same readers for all its timepoints."""
+    """A reader of one subject: a subject keeps the same readers for all its timepoints.
+
+    Slots 1 and 2 are the readers, one each. Slot 3 is the adjudicator; an adjudicator who leaves hands the
+    open adjudication on through a new slot-3 assignment, so a subject may have had several.
+    """
 
     subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="reader_assignments")
     reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reader_assignments")
@@ -48,7 +52,9 @@ class ReaderAssignment(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["subject", "reader"], name="one_assignment_per_reader"),
-            models.UniqueConstraint(fields=["subject", "slot"], name="one_reader_per_slot"),
+            models.UniqueConstraint(
+                fields=["subject", "slot"], condition=models.Q(slot__in=[1, 2]), name="one_reader_per_slot"
+            ),
         ]
 
     def __str__(self) -> str:

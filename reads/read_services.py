@@ -23,7 +23,7 @@ from . import results
 from .assessment import assess_baseline, assess_follow_up
 from .content import Content, ContentError, parse_content
 from .models import Lesion, Measurement, Read, ReadTask
-from .services import may_open
+from .services import held, may_open
 from .sr import SRError
 from .sr_store import read_sr_store
 
@@ -81,7 +81,9 @@ def assess(task: ReadTask, content: Content) -> dict:
 
 
 def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
-    tasks = ReadTask.objects.select_related("assignment__reader", "timepoint__visit", "timepoint__subject", "design")
+    tasks = held(ReadTask.objects).select_related(
+        "assignment__reader", "timepoint__visit", "timepoint__subject", "design"
+    )
     if lock:
         tasks = tasks.select_for_update(of=("self",))
     task = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).first()
@@ -338,11 +340,13 @@ def read_correct(*, actor, task_id: int) -> Read:
 
 
 def require_task(actor, task_id: int) -> ReadTask:
-    """A task the actor holds (reader or adjudicator), else 404: nobody learns that another's task exists."""
+    """A task the actor holds (reader or adjudicator, still in that role), else 404: nobody learns that another's
+    task exists."""
     from guardian.core import ObjectPermissionChecker
 
     task = (
-        ReadTask.objects.select_related("assignment", "timepoint__visit", "timepoint__subject", "design__trial")
+        held(ReadTask.objects)
+        .select_related("assignment", "timepoint__visit", "timepoint__subject", "design__trial")
         .filter(pk=task_id)
         .first()
     )

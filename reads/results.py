@@ -23,7 +23,7 @@ from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
-from .services import ADJUDICATOR_SLOT, READER_SLOTS, least_loaded
+from .services import ADJUDICATOR_SLOT, READER_SLOTS, departed, held, least_loaded
 
 # Stored in English with the signature; shown translated beside the checkbox.
 ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
@@ -124,8 +124,12 @@ def timepoint_settle(timepoint: Timepoint) -> None:
 
 
 def _adjudicator_for(subject) -> ReaderAssignment | None:
-    """The subject's adjudicator: the one it already has, else the least loaded who is not one of its readers."""
-    existing = subject.reader_assignments.filter(slot=ADJUDICATOR_SLOT).first()
+    """The subject's adjudicator: the one it already has (if still in the role), else the least loaded who is
+    not one of its readers or earlier adjudicators."""
+    current = subject.reader_assignments.filter(slot=ADJUDICATOR_SLOT).exclude(
+        pk__in=departed(ReaderAssignment.objects)
+    )
+    existing = current.order_by("-pk").first()
     if existing is not None:
         return existing
     readers = subject.reader_assignments.values_list("reader_id", flat=True)
@@ -252,7 +256,8 @@ def adjudicate(
     """
     with signing(user=actor, request=request), transaction.atomic():
         task = (
-            ReadTask.objects.select_for_update(of=("self",))
+            held(ReadTask.objects)
+            .select_for_update(of=("self",))
             .select_related("assignment", "timepoint__visit", "design")
             .filter(pk=task_id, kind=ReadTask.Kind.ADJUDICATION)
             .first()

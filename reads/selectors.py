@@ -15,9 +15,10 @@ from trials.models import Study, Timepoint, Trial
 from .assessment import response_label
 from .content import mm_text
 from .criteria import recist11
-from .models import Adjudication, Lesion, Read, ReadTask, TimepointResult
+from .models import Adjudication, Lesion, Read, ReaderAssignment, ReadTask, TimepointResult
 from .read_services import current_read, is_baseline, signed_reads_before, task_timepoints
 from .results import adjudication_reads
+from .services import ADJUDICATOR_SLOT, departed, held, replacements
 from .sites import BY_CODE, site_options
 
 STATUS_LABELS = {
@@ -41,7 +42,7 @@ def _order_key(task: ReadTask, randomize: bool) -> tuple:
 
 def worklist(user) -> dict[str, list[dict]]:
     """The user's tasks by what can be done with them: to do, waiting, done."""
-    tasks = ReadTask.objects.filter(assignment__reader=user).select_related(
+    tasks = held(ReadTask.objects.filter(assignment__reader=user)).select_related(
         "assignment", "timepoint__visit", "design__trial"
     )
     rows = []
@@ -382,6 +383,29 @@ def results_list(trial: Trial) -> list[TimepointResult]:
     )
 
 
+def departures(trial: Trial) -> list[dict]:
+    """Cases whose reader or adjudicator left the role: who held them, what is open, and who may take them over."""
+    rows = []
+    assignments = departed(ReaderAssignment.objects.filter(subject__trial=trial))
+    for assignment in assignments.select_related("subject__trial", "reader").order_by("case_label", "slot"):
+        states = list(assignment.tasks.values_list("state", flat=True))
+        unsigned = sum(state != ReadTask.State.SIGNED for state in states)
+        if not unsigned:
+            continue  # their work in the case is done; nothing waits for anyone
+        # A reader who signed keeps the case (one reader from baseline on); an adjudicator's decisions are each their own.
+        stays = unsigned < len(states) and assignment.slot != ADJUDICATOR_SLOT
+        rows.append(
+            {
+                "assignment": assignment,
+                "subject": assignment.subject,
+                "open": unsigned,
+                "stays": stays,
+                "candidates": [] if stays else replacements(assignment),
+            }
+        )
+    return rows
+
+
 def reading_progress(trial: Trial) -> dict:
     """The trial admin's view of reading: each subject's readers, each visit's tasks and result, and the pools."""
     from trials.models import Membership, Role
@@ -427,6 +451,7 @@ def reading_progress(trial: Trial) -> dict:
     return {
         "subjects": [{**row, "visits": list(row["visits"].values())} for row in subjects.values()],
         "pools": pools,
+        "departures": departures(trial),
         "waiting_adjudications": Adjudication.objects.filter(
             subject__trial=trial, task__isnull=True, signature__isnull=True
         ).count(),

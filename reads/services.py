@@ -9,17 +9,17 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from guardian.shortcuts import assign_perm
+from guardian.shortcuts import assign_perm, remove_perm
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, ValidationFailed
 from trials.models import Membership, Role, Subject, Timepoint, Trial
 from trials.services import timepoint_transition
 
-from .models import ReadDesign, ReaderAssignment, ReadTask
+from .models import Read, ReadDesign, ReaderAssignment, ReadTask
 
 DESIGN_FIELDS = ("criteria", "paradigm", "randomize_order", "show_prior_timepoints", "show_visit_label", "task_days")
 
@@ -58,6 +58,40 @@ def read_design_set(*, actor, trial: Trial, **fields) -> ReadDesign:
 
 READER_SLOTS = (1, 2)
 ADJUDICATOR_SLOT = 3
+
+
+def slot_role(slot: int) -> str:
+    """The role a slot is held under: the readers' slots under Reader, the adjudicator's under Adjudicator."""
+    return Role.ADJUDICATOR if slot == ADJUDICATOR_SLOT else Role.READER
+
+
+def _holds(role: str, trial_ref: str, user_ref: str) -> Exists:
+    return Exists(Membership.objects.filter(trial=OuterRef(trial_ref), user=OuterRef(user_ref), role=role))
+
+
+def held(tasks: QuerySet[ReadTask]) -> QuerySet[ReadTask]:
+    """The tasks whose holder still holds the role they were given them under, with an active account.
+
+    A reader or adjudicator whose role is revoked loses their tasks at once, with no permission left to
+    clean up; what they signed stays on record, and the trial admin gives the rest to someone else.
+    """
+    return tasks.filter(
+        assignment__reader__is_active=True,
+    ).filter(
+        (Q(assignment__slot__in=READER_SLOTS) & _holds(Role.READER, "design__trial", "assignment__reader"))
+        | (Q(assignment__slot=ADJUDICATOR_SLOT) & _holds(Role.ADJUDICATOR, "design__trial", "assignment__reader"))
+    )
+
+
+def departed(assignments: QuerySet[ReaderAssignment]) -> QuerySet[ReaderAssignment]:
+    """The assignments whose holder no longer holds the slot's role in the trial, or whose account is off."""
+    return assignments.exclude(
+        Q(reader__is_active=True)
+        & (
+            (Q(slot__in=READER_SLOTS) & _holds(Role.READER, "subject__trial", "reader"))
+            | (Q(slot=ADJUDICATOR_SLOT) & _holds(Role.ADJUDICATOR, "subject__trial", "reader"))
+        )
+    )
 
 
 def least_loaded(*, subject: Subject, role: str, slots: tuple[int, ...], exclude=()) -> list:
@@ -157,3 +191,79 @@ def read_tasks_create(*, timepoint: Timepoint) -> list[ReadTask]:
             reason="read tasks created",
         )
     return tasks
+
+
+def replacements(assignment: ReaderAssignment) -> list:
+    """Who may take over an assignment: the slot's role, active, not yet assigned to the subject; least loaded first."""
+    subject = assignment.subject
+    slots = READER_SLOTS if assignment.slot in READER_SLOTS else (ADJUDICATOR_SLOT,)
+    taken = subject.reader_assignments.values_list("reader_id", flat=True)
+    return least_loaded(subject=subject, role=slot_role(assignment.slot), slots=slots, exclude=taken)
+
+
+def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> ReaderAssignment:
+    """Give a reader's (or adjudicator's) place in a case to someone else, with every unsigned task of it.
+
+    A reader's place is refused once they have signed in the case: a subject's visits are read by one reader
+    from baseline on. An adjudicator's decisions are each their own, so the open adjudication goes on to a
+    new adjudicator assignment while the signed ones stay with their signer. Unsigned drafts are the holder's
+    own work and are discarded, not handed on; their tasks open again for the new holder.
+    """
+    with transaction.atomic():
+        assignment = (
+            ReaderAssignment.objects.select_for_update()
+            .select_related("subject__trial", "reader")
+            .filter(pk=assignment_id, subject__trial=trial)
+            .first()
+        )
+        if assignment is None:
+            raise ValidationFailed(_("No such reader assignment in this trial."))
+        tasks = list(assignment.tasks.select_for_update().order_by("timepoint__visit__order"))
+        signed = [task for task in tasks if task.state == ReadTask.State.SIGNED]
+        if signed and assignment.slot in READER_SLOTS:
+            raise InvalidState(
+                _(
+                    "%(who)s has signed in case %(case)s, so the case stays with them: its visits are read by one "
+                    "reader from baseline on."
+                )
+                % {"who": assignment.reader.full_name or assignment.reader.email, "case": assignment.case_label}
+            )
+        if reader not in replacements(assignment):
+            raise ValidationFailed(
+                _("Choose an active %(role)s of this trial who does not already read this case.")
+                % {"role": Role(slot_role(assignment.slot)).label},
+                fields={"reader": [_("Not available for this case.")]},
+            )
+        before = assignment.reader
+        moving = [task for task in tasks if task.state != ReadTask.State.SIGNED]
+        discarded, _kinds = Read.objects.filter(task__in=moving, state=Read.State.DRAFT).delete()
+        if assignment.slot in READER_SLOTS:
+            assignment.reader = reader
+            assignment.save(update_fields=["reader"])
+            holder = assignment
+        else:
+            holder = ReaderAssignment.objects.create(
+                subject=assignment.subject, reader=reader, slot=assignment.slot, case_label=assignment.case_label
+            )
+        for task in moving:
+            remove_perm("reads.read_task", before, task)
+            assign_perm("reads.read_task", reader, task)
+            task.assignment = holder
+            if task.state == ReadTask.State.IN_PROGRESS:
+                task.state = ReadTask.State.OPEN
+            task.save(update_fields=["assignment", "state"])
+        audit_record(
+            actor=actor,
+            action="assignment.replace",
+            obj=holder,
+            trial_id=trial.pk,
+            summary={
+                "case": assignment.case_label,
+                "slot": assignment.slot,
+                "from": before.email,
+                "to": reader.email,
+                "tasks": len(moving),
+                "drafts_discarded": discarded,
+            },
+        )
+    return holder

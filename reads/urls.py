@@ -11,6 +11,11 @@ urlpatterns = [
     path("tasks/<int:pk>/adjudicate/", views.adjudicate, name="read-adjudicate"),
     path("trials/<str:code>/design/", views.design, name="read-design"),
     path("trials/<str:code>/adjudicators/", views.adjudicators_assign, name="read-adjudicators-assign"),
+    path(
+        "trials/<str:code>/assignments/<int:pk>/replace/",
+        views.assignment_replace_view,
+        name="read-assignment-replace",
+    ),
     path("trials/<str:code>/results/", views.results_page, name="read-results"),
     path("trials/<str:code>/results.csv", views.results_csv, name="read-results-csv"),
     path("trials/<str:code>/lesions.csv", views.results_lesions_csv, name="read-lesions-csv"),

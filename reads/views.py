@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from ctims.api_errors import error_body
 from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
+from ctims.models import User
 from trials.access import Actor
 from trials.forms import add_service_errors
 from trials.ingest.store import image_storage
@@ -25,7 +26,7 @@ from trials.views._common import _posted, _trial, _trial_page, scoped
 from . import read_services, results, selectors
 from .forms import ReadDesignForm
 from .models import ReadDesign, ReadTask
-from .services import DESIGN_FIELDS, read_design_set
+from .services import DESIGN_FIELDS, assignment_replace, read_design_set
 
 
 def _task(request, pk: int) -> ReadTask:
@@ -195,6 +196,28 @@ def adjudicators_assign(request, code: str):
         messages.error(request, exc.message)
     else:
         messages.success(request, _("Adjudications given to adjudicators: %(n)s.") % {"n": given})
+    return redirect("read-design", code=trial.code)
+
+
+@login_required
+@require_POST
+def assignment_replace_view(request, code: str, pk: int):
+    """Give the case of a reader or adjudicator who left to someone from the pool."""
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code, "manage_trial")
+    reader = User.objects.filter(pk=request.POST.get("reader") or None).first()
+    try:
+        if reader is None:
+            raise ValidationFailed(_("Choose who takes the case over."))
+        assignment = assignment_replace(actor=request.user, assignment_id=pk, trial=trial, reader=reader)
+    except (ValidationFailed, InvalidState) as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            _("Case %(case)s now goes to %(who)s.")
+            % {"case": assignment.case_label, "who": reader.full_name or reader.email},
+        )
     return redirect("read-design", code=trial.code)
 
 

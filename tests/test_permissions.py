@@ -138,6 +138,26 @@ ROWS = [
     Row("reading worklist", "get", "read-worklist", allowed=tuple(CAST), api=False),
     Row("reading page", "get", "read-design", ("ALPHA",), api=False, **members_only(["alice"])),
     Row(
+        "assign adjudicators",
+        "post",
+        "read-adjudicators-assign",
+        ("ALPHA",),
+        ok=302,
+        api=False,
+        **members_only(["alice"]),
+    ),
+    # No such assignment: the trial admin is sent back to the Reading page with the error, others never get there.
+    Row(
+        "give a reader's case",
+        "post",
+        "read-assignment-replace",
+        ("ALPHA", 999999),
+        data={"reader": 1},
+        ok=302,
+        api=False,
+        **members_only(["alice"]),
+    ),
+    Row(
         "read results page", "get", "read-results", ("ALPHA",), api=False, denied=404, **members_only(["alice", "sam"])
     ),
     Row(

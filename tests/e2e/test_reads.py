@@ -16,11 +16,11 @@ from reads.models import Read, ReaderAssignment, ReadTask, TimepointResult
 from reads.services import read_design_set
 from reads.sr import parse_measurement_report
 from reads.sr_store import read_sr_dataset
-from tests.conftest import PASSWORD, build_world, upload_files
+from tests.conftest import PASSWORD, build_world, make_user, upload_files
 from tests.e2e.conftest import log_in, screenshot
-from trials import qc_services
+from trials import qc_services, services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Series, Timepoint
+from trials.models import Membership, Role, Series, Timepoint
 
 SUBJECT = "ALPHA-SEO-001"
 LEFT = '.viewer-pane[data-pane="left"] .viewer-viewport'
@@ -246,3 +246,32 @@ def test_two_readers_disagree_at_follow_up_and_the_adjudicator_decides(world, st
         rows.nth(1).get_by_role("link", name="DICOM SR").click()
     sr = pydicom.dcmread(download.value.path())
     assert sr.SOPInstanceUID == result.read.sr_instance.sop_instance_uid
+
+
+def test_the_trial_admin_gives_the_case_of_a_reader_who_left_to_a_new_reader(world, stores, page):
+    ready(world, "BL", 0)
+    task = ReadTask.objects.get(assignment__reader=world.rhea, timepoint__visit__code="BL")
+    services.membership_revoke(
+        actor=world.alice, membership=Membership.objects.get(trial=world.trial, user=world.rhea, role=Role.READER)
+    )
+    rita = make_user("rita")
+    services.membership_grant(actor=world.alice, trial=world.trial, user=rita, role=Role.READER)
+    problems = watch_console(page)
+
+    as_(page, "alice")
+    page.goto(reverse("read-design", args=["ALPHA"]))
+    departures = page.locator("section.departures")
+    row = departures.locator("tbody tr", has_text=task.assignment.case_label)
+    expect(row).to_contain_text("Rhea")
+    row.get_by_label("Give to").select_option(label="Rita")
+    screenshot(page, "reads-departure")
+    row.get_by_role("button", name="Give the case").click()
+    expect(page.locator(".message-success")).to_contain_text(f"Case {task.assignment.case_label} now goes to Rita.")
+    expect(page.locator("section.departures")).to_have_count(0)
+
+    as_(page, "rita")
+    open_task(page, "Baseline")  # her worklist offers it, and the images and read panel open
+    as_(page, "rhea")
+    page.goto(reverse("read-worklist"))
+    expect(page.get_by_text(task.assignment.case_label)).to_have_count(0)
+    assert not problems, problems

@@ -75,9 +75,7 @@ def held(tasks: QuerySet[ReadTask]) -> QuerySet[ReadTask]:
     A reader or adjudicator whose role is revoked loses their tasks at once, with no permission left to
     clean up; what they signed stays on record, and the trial admin gives the rest to someone else.
     """
-    return tasks.filter(
-        assignment__reader__is_active=True,
-    ).filter(
+    return tasks.filter(assignment__reader__is_active=True).filter(
         (Q(assignment__slot__in=READER_SLOTS) & _holds(Role.READER, "design__trial", "assignment__reader"))
         | (Q(assignment__slot=ADJUDICATOR_SLOT) & _holds(Role.ADJUDICATOR, "design__trial", "assignment__reader"))
     )
@@ -236,7 +234,8 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
             )
         before = assignment.reader
         moving = [task for task in tasks if task.state != ReadTask.State.SIGNED]
-        discarded, _kinds = Read.objects.filter(task__in=moving, state=Read.State.DRAFT).delete()
+        _total, deleted = Read.objects.filter(task__in=moving, state=Read.State.DRAFT).delete()
+        discarded = deleted.get(Read._meta.label, 0)
         if assignment.slot in READER_SLOTS:
             assignment.reader = reader
             assignment.save(update_fields=["reader"])

@@ -29,6 +29,14 @@ def newcomer(world, name: str, role=Role.READER):
     return user
 
 
+def disagree_at_week_6(world) -> None:
+    """Both readers sign the baseline alike; at Week 6 one calls PR and the other SD: an adjudication opens."""
+    for reader in (world.rhea, world.ravi):
+        save_and_sign(reader, task_of(reader, "BL"), baseline_content(task_of(reader, "BL")))
+    save_and_sign(world.rhea, task_of(world.rhea, "W6"), follow_up_content(task_of(world.rhea, "W6"), "16.1", "8.4"))
+    save_and_sign(world.ravi, task_of(world.ravi, "W6"), follow_up_content(task_of(world.ravi, "W6"), "22.0", "12.0"))
+
+
 def test_a_reader_whose_role_is_revoked_loses_every_way_into_their_tasks_until_it_is_granted_again(world, client):
     ready(world, "BL")
     task = task_of(world.rhea, "BL")
@@ -125,10 +133,7 @@ def test_only_the_trial_admin_gives_a_case_away(world, client):
 def test_an_adjudication_of_an_adjudicator_who_left_goes_to_another_adjudicator(world):
     for visit, day in (("BL", 0), ("W6", 42)):
         ready(world, visit, day=day)
-    for reader in (world.rhea, world.ravi):
-        save_and_sign(reader, task_of(reader, "BL"), baseline_content(task_of(reader, "BL")))
-    save_and_sign(world.rhea, task_of(world.rhea, "W6"), follow_up_content(task_of(world.rhea, "W6"), "16.1", "8.4"))
-    save_and_sign(world.ravi, task_of(world.ravi, "W6"), follow_up_content(task_of(world.ravi, "W6"), "22.0", "12.0"))
+    disagree_at_week_6(world)
     adjudication = Adjudication.objects.get(subject__code=SUBJECT)
     revoke(world, world.ada, Role.ADJUDICATOR)
     with pytest.raises(NotFound):
@@ -160,10 +165,7 @@ def test_an_adjudicator_who_decided_earlier_visits_hands_on_only_the_open_adjudi
     services.visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
     for visit, day in (("BL", 0), ("W6", 42), ("W12", 84)):
         ready(world, visit, day=day)
-    for reader in (world.rhea, world.ravi):
-        save_and_sign(reader, task_of(reader, "BL"), baseline_content(task_of(reader, "BL")))
-    save_and_sign(world.rhea, task_of(world.rhea, "W6"), follow_up_content(task_of(world.rhea, "W6"), "16.1", "8.4"))
-    save_and_sign(world.ravi, task_of(world.ravi, "W6"), follow_up_content(task_of(world.ravi, "W6"), "22.0", "12.0"))
+    disagree_at_week_6(world)
     first = Adjudication.objects.get(subject__code=SUBJECT)
     results.adjudicate(
         actor=world.ada, task_id=first.task_id, choice="1", reason="T01.", password=PASSWORD, meaning_confirmed=True

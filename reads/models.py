@@ -39,7 +39,9 @@ class ReadDesign(models.Model):
 class ReaderAssignment(models.Model):
     """A reader of one subject: a subject keeps the same readers for all its timepoints.
 
-    Slots 1 and 2 are the readers, one each. Slot 3 is the adjudicator; an adjudicator who leaves hands the
+    Slots 1 and 2 are the readers, one current each. A reader who leaves after signing in the case is retired
+    from it: a new reader takes the slot and reads every visit again from baseline, while the retired
+    assignment keeps what its reader signed. Slot 3 is the adjudicator; an adjudicator who leaves hands the
     open adjudication on through a new slot-3 assignment, so a subject may have had several.
     """
 
@@ -48,12 +50,15 @@ class ReaderAssignment(models.Model):
     slot = models.PositiveSmallIntegerField(help_text="1 or 2: Reader 1 and Reader 2 of the subject.")
     case_label = models.CharField(max_length=16, help_text="The pseudonymous label the reader knows the case by.")
     assigned_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True, help_text="When another reader took the slot over.")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["subject", "reader"], name="one_assignment_per_reader"),
             models.UniqueConstraint(
-                fields=["subject", "slot"], condition=models.Q(slot__in=[1, 2]), name="one_reader_per_slot"
+                fields=["subject", "slot"],
+                condition=models.Q(slot__in=[1, 2], retired_at__isnull=True),
+                name="one_reader_per_slot",
             ),
         ]
 
@@ -73,6 +78,7 @@ class ReadTask(models.Model):
         OPEN = "open", _("Open")
         IN_PROGRESS = "in_progress", _("In progress")
         SIGNED = "signed", _("Signed")
+        WITHDRAWN = "withdrawn", _("Withdrawn: the case went to another reader")
 
     design = models.ForeignKey(ReadDesign, on_delete=models.PROTECT, related_name="tasks")
     timepoint = models.ForeignKey(Timepoint, on_delete=models.PROTECT, related_name="read_tasks")

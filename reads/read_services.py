@@ -310,6 +310,8 @@ def read_correct(*, actor, task_id: int) -> Read:
         read = current_read(task)
         if read is None or read.state != Read.State.SIGNED:
             raise InvalidState(_("Only a signed read can be corrected."))
+        if task.assignment.retired_at is not None:
+            raise InvalidState(_("This case went to another reader; your signed reads stay on record as they are."))
         if task.timepoint.state in (Timepoint.State.LOCKED, Timepoint.State.IN_ADJUDICATION):
             raise InvalidState(_("The result of this visit is locked or under adjudication; it cannot be corrected."))
         later_signed = ReadTask.objects.filter(

@@ -23,7 +23,7 @@ from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
-from .services import ADJUDICATOR_SLOT, READER_SLOTS, departed, held, least_loaded
+from .services import ADJUDICATOR_SLOT, current_readers, departed, held, least_loaded
 
 # Stored in English with the signature; shown translated beside the checkbox.
 ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
@@ -109,7 +109,11 @@ def timepoint_settle(timepoint: Timepoint) -> None:
     if TimepointResult.objects.filter(timepoint=timepoint).exists():
         return
     design = ReadDesign.objects.get(trial_id=timepoint.subject.trial_id)
-    tasks = list(ReadTask.objects.filter(timepoint=timepoint, kind=ReadTask.Kind.READ).select_related("assignment"))
+    tasks = list(
+        ReadTask.objects.filter(timepoint=timepoint, kind=ReadTask.Kind.READ)
+        .exclude(state=ReadTask.State.WITHDRAWN)
+        .select_related("assignment")
+    )
     if len(tasks) < design.readers_per_subject or any(t.state != ReadTask.State.SIGNED for t in tasks):
         return
     reads = {t.assignment.slot: latest_signed(t) for t in tasks}
@@ -126,7 +130,7 @@ def timepoint_settle(timepoint: Timepoint) -> None:
 def _adjudicator_for(subject) -> ReaderAssignment | None:
     """The subject's adjudicator: the one it already has (if still in the role), else the least loaded who is
     not one of its readers or earlier adjudicators."""
-    current = subject.reader_assignments.filter(slot=ADJUDICATOR_SLOT).exclude(
+    current = subject.reader_assignments.filter(slot=ADJUDICATOR_SLOT, retired_at__isnull=True).exclude(
         pk__in=departed(ReaderAssignment.objects)
     )
     existing = current.order_by("-pk").first()
@@ -241,7 +245,7 @@ def adjudication_reads(adjudication: Adjudication) -> dict[int, dict[int, Read]]
     subject = adjudication.subject
     order = adjudication.task.timepoint.visit.order
     out: dict[int, dict[int, Read]] = {}
-    for assignment in subject.reader_assignments.filter(slot__in=READER_SLOTS):
+    for assignment in current_readers(subject):
         for timepoint, read in _reads_of(assignment, up_to_order=order):
             out.setdefault(timepoint.pk, {})[assignment.slot] = read
     return out

@@ -386,21 +386,23 @@ def results_list(trial: Trial) -> list[TimepointResult]:
 def departures(trial: Trial) -> list[dict]:
     """Cases whose reader or adjudicator left the role: who held them, what is open, and who may take them over."""
     rows = []
-    assignments = departed(ReaderAssignment.objects.filter(subject__trial=trial))
+    assignments = departed(ReaderAssignment.objects.filter(subject__trial=trial, retired_at__isnull=True))
     for assignment in assignments.select_related("subject__trial", "reader").order_by("case_label", "slot"):
         states = list(assignment.tasks.values_list("state", flat=True))
         unsigned = sum(state != ReadTask.State.SIGNED for state in states)
         if not unsigned:
             continue  # their work in the case is done; nothing waits for anyone
-        # A reader who signed keeps the case (one reader from baseline on); an adjudicator's decisions are each their own.
-        stays = unsigned < len(states) and assignment.slot != ADJUDICATOR_SLOT
+        # A reader who signed is replaced by one who reads the case again from baseline (one reader per case).
+        reread = unsigned < len(states) and assignment.slot != ADJUDICATOR_SLOT
+        waits = reread and Adjudication.objects.filter(subject=assignment.subject, signature__isnull=True).exists()
         rows.append(
             {
                 "assignment": assignment,
                 "subject": assignment.subject,
                 "open": unsigned,
-                "stays": stays,
-                "candidates": [] if stays else replacements(assignment),
+                "reread": len(states) if reread else 0,
+                "waits_for_adjudication": waits,
+                "candidates": [] if waits else replacements(assignment),
             }
         )
     return rows

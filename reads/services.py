@@ -60,6 +60,11 @@ READER_SLOTS = (1, 2)
 ADJUDICATOR_SLOT = 3
 
 
+def current_readers(subject: Subject) -> QuerySet[ReaderAssignment]:
+    """The subject's readers now (slots 1 and 2), without those retired from the case."""
+    return subject.reader_assignments.filter(slot__in=READER_SLOTS, retired_at__isnull=True)
+
+
 def slot_role(slot: int) -> str:
     """The role a slot is held under: the readers' slots under Reader, the adjudicator's under Adjudicator."""
     return Role.ADJUDICATOR if slot == ADJUDICATOR_SLOT else Role.READER
@@ -75,9 +80,13 @@ def held(tasks: QuerySet[ReadTask]) -> QuerySet[ReadTask]:
     A reader or adjudicator whose role is revoked loses their tasks at once, with no permission left to
     clean up; what they signed stays on record, and the trial admin gives the rest to someone else.
     """
-    return tasks.filter(assignment__reader__is_active=True).filter(
-        (Q(assignment__slot__in=READER_SLOTS) & _holds(Role.READER, "design__trial", "assignment__reader"))
-        | (Q(assignment__slot=ADJUDICATOR_SLOT) & _holds(Role.ADJUDICATOR, "design__trial", "assignment__reader"))
+    return (
+        tasks.exclude(state=ReadTask.State.WITHDRAWN)
+        .filter(assignment__reader__is_active=True)
+        .filter(
+            (Q(assignment__slot__in=READER_SLOTS) & _holds(Role.READER, "design__trial", "assignment__reader"))
+            | (Q(assignment__slot=ADJUDICATOR_SLOT) & _holds(Role.ADJUDICATOR, "design__trial", "assignment__reader"))
+        )
     )
 
 
@@ -95,7 +104,7 @@ def departed(assignments: QuerySet[ReaderAssignment]) -> QuerySet[ReaderAssignme
 def least_loaded(*, subject: Subject, role: str, slots: tuple[int, ...], exclude=()) -> list:
     """The trial's active members in `role` (not in `exclude`), fewest subjects held in `slots` first."""
     load = dict(
-        ReaderAssignment.objects.filter(subject__trial=subject.trial, slot__in=slots)
+        ReaderAssignment.objects.filter(subject__trial=subject.trial, slot__in=slots, retired_at__isnull=True)
         .values_list("reader")
         .annotate(n=Count("pk"))
     )
@@ -112,12 +121,15 @@ def readers_assign(*, subject: Subject, design: ReadDesign) -> list[ReaderAssign
 
     Called holding the subject's row lock (select_for_update) so two timepoints never assign twice.
     """
-    assigned = list(subject.reader_assignments.filter(slot__in=READER_SLOTS).order_by("slot"))
+    assigned = list(current_readers(subject).order_by("slot"))
     wanted = design.readers_per_subject
     if len(assigned) >= wanted:
         return assigned[:wanted]
     candidates = least_loaded(
-        subject=subject, role=Role.READER, slots=READER_SLOTS, exclude=(a.reader_id for a in assigned)
+        subject=subject,
+        role=Role.READER,
+        slots=READER_SLOTS,
+        exclude=subject.reader_assignments.values_list("reader_id", flat=True),
     )
     if len(assigned) + len(candidates) < wanted:
         raise InvalidState(
@@ -157,29 +169,9 @@ def read_tasks_create(*, timepoint: Timepoint) -> list[ReadTask]:
         subject = Subject.objects.select_for_update().select_related("trial").get(pk=timepoint.subject_id)
         tasks = []
         for assignment in readers_assign(subject=subject, design=design):
-            task, created = ReadTask.objects.get_or_create(
-                design=design,
-                timepoint=timepoint,
-                assignment=assignment,
-                kind=ReadTask.Kind.READ,
-                defaults={"due_date": timezone.localdate() + timedelta(days=design.task_days)},
-            )
-            if created:
-                task.state = ReadTask.State.OPEN if may_open(assignment, timepoint) else ReadTask.State.WAITING
-                task.save(update_fields=["state"])
-                assign_perm("reads.read_task", assignment.reader, task)
-                audit_record(
-                    actor=None,
-                    action="read_task.create",
-                    obj=task,
-                    trial_id=subject.trial_id,
-                    summary={
-                        "case": assignment.case_label,
-                        "visit": timepoint.visit.code,
-                        "reader": assignment.reader.email,
-                        "state": task.state,
-                    },
-                )
+            task = ReadTask.objects.filter(
+                design=design, timepoint=timepoint, assignment=assignment, kind=ReadTask.Kind.READ
+            ).first() or _task_new(assignment, timepoint, design)
             tasks.append(task)
         timepoint_transition(
             actor=None,
@@ -199,58 +191,103 @@ def replacements(assignment: ReaderAssignment) -> list:
     return least_loaded(subject=subject, role=slot_role(assignment.slot), slots=slots, exclude=taken)
 
 
-def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> ReaderAssignment:
-    """Give a reader's (or adjudicator's) place in a case to someone else, with every unsigned task of it.
+def _task_new(assignment: ReaderAssignment, timepoint: Timepoint, design: ReadDesign) -> ReadTask:
+    """A read task for `assignment`'s reader (theirs alone), open if they may read the visit now, else waiting."""
+    task = ReadTask.objects.create(
+        design=design,
+        timepoint=timepoint,
+        assignment=assignment,
+        kind=ReadTask.Kind.READ,
+        due_date=timezone.localdate() + timedelta(days=design.task_days),
+        state=ReadTask.State.OPEN if may_open(assignment, timepoint) else ReadTask.State.WAITING,
+    )
+    assign_perm("reads.read_task", assignment.reader, task)
+    audit_record(
+        actor=None,
+        action="read_task.create",
+        obj=task,
+        trial_id=design.trial_id,
+        summary={
+            "case": assignment.case_label,
+            "visit": timepoint.visit.code,
+            "reader": assignment.reader.email,
+            "state": task.state,
+        },
+    )
+    return task
 
-    A reader's place is refused once they have signed in the case: a subject's visits are read by one reader
-    from baseline on. An adjudicator's decisions are each their own, so the open adjudication goes on to a
-    new adjudicator assignment while the signed ones stay with their signer. Unsigned drafts are the holder's
-    own work and are discarded, not handed on; their tasks open again for the new holder.
+
+def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> ReaderAssignment:
+    """Give a reader's (or adjudicator's) place in a case to someone else.
+
+    - A reader who has signed nothing in the case hands on its tasks as they are.
+    - A reader who has signed is retired from the case: the new reader reads every visit of it again from
+      baseline (a case is read by one reader from baseline on), and the retired reader's signed reads stay
+      on record; results already locked stay locked. Refused while the case waits for an adjudication.
+    - An adjudicator's decisions are each their own: the open adjudication goes to the new adjudicator, the
+      signed ones stay with their signer.
+
+    Unsigned drafts are the holder's own work and are discarded, not handed on.
     """
+    from .models import Adjudication
+
     with transaction.atomic():
         assignment = (
             ReaderAssignment.objects.select_for_update()
             .select_related("subject__trial", "reader")
-            .filter(pk=assignment_id, subject__trial=trial)
+            .filter(pk=assignment_id, subject__trial=trial, retired_at__isnull=True)
             .first()
         )
         if assignment is None:
             raise ValidationFailed(_("No such reader assignment in this trial."))
-        tasks = list(assignment.tasks.select_for_update().order_by("timepoint__visit__order"))
-        signed = [task for task in tasks if task.state == ReadTask.State.SIGNED]
-        if signed and assignment.slot in READER_SLOTS:
-            raise InvalidState(
-                _(
-                    "%(who)s has signed in case %(case)s, so the case stays with them: its visits are read by one "
-                    "reader from baseline on."
-                )
-                % {"who": assignment.reader.full_name or assignment.reader.email, "case": assignment.case_label}
-            )
         if reader not in replacements(assignment):
             raise ValidationFailed(
                 _("Choose an active %(role)s of this trial who does not already read this case.")
                 % {"role": Role(slot_role(assignment.slot)).label},
                 fields={"reader": [_("Not available for this case.")]},
             )
+        tasks = list(
+            assignment.tasks.select_for_update()
+            .exclude(state=ReadTask.State.WITHDRAWN)
+            .select_related("timepoint__visit", "design")
+            .order_by("timepoint__visit__order")
+        )
+        signed = [task for task in tasks if task.state == ReadTask.State.SIGNED]
+        unsigned = [task for task in tasks if task.state != ReadTask.State.SIGNED]
+        reread = bool(signed) and assignment.slot in READER_SLOTS
+        if reread and Adjudication.objects.filter(subject=assignment.subject, signature__isnull=True).exists():
+            raise InvalidState(
+                _("Case %(case)s waits for an adjudication of its readers' reads: decide it first.")
+                % {"case": assignment.case_label}
+            )
         before = assignment.reader
-        moving = [task for task in tasks if task.state != ReadTask.State.SIGNED]
-        _total, deleted = Read.objects.filter(task__in=moving, state=Read.State.DRAFT).delete()
+        _total, deleted = Read.objects.filter(task__in=unsigned, state=Read.State.DRAFT).delete()
         discarded = deleted.get(Read._meta.label, 0)
-        if assignment.slot in READER_SLOTS:
+        for task in unsigned:
+            remove_perm("reads.read_task", before, task)
+        if assignment.slot in READER_SLOTS and not signed:
             assignment.reader = reader
             assignment.save(update_fields=["reader"])
             holder = assignment
         else:
+            assignment.retired_at = timezone.now()
+            assignment.save(update_fields=["retired_at"])
             holder = ReaderAssignment.objects.create(
                 subject=assignment.subject, reader=reader, slot=assignment.slot, case_label=assignment.case_label
             )
-        for task in moving:
-            remove_perm("reads.read_task", before, task)
-            assign_perm("reads.read_task", reader, task)
-            task.assignment = holder
-            if task.state == ReadTask.State.IN_PROGRESS:
-                task.state = ReadTask.State.OPEN
-            task.save(update_fields=["assignment", "state"])
+        if reread:
+            for task in unsigned:
+                task.state = ReadTask.State.WITHDRAWN
+                task.save(update_fields=["state"])
+            for task in tasks:
+                _task_new(holder, task.timepoint, task.design)
+        else:
+            for task in unsigned:
+                assign_perm("reads.read_task", reader, task)
+                task.assignment = holder
+                if task.state == ReadTask.State.IN_PROGRESS:
+                    task.state = ReadTask.State.OPEN
+                task.save(update_fields=["assignment", "state"])
         audit_record(
             actor=actor,
             action="assignment.replace",
@@ -261,7 +298,8 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
                 "slot": assignment.slot,
                 "from": before.email,
                 "to": reader.email,
-                "tasks": len(moving),
+                "tasks": len(tasks) if reread else len(unsigned),
+                "read_again_from_baseline": reread,
                 "drafts_discarded": discarded,
             },
         )

@@ -9,7 +9,7 @@ from django.urls import reverse
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from ctims.models import AuditEvent
 from reads import read_services, results, selectors
-from reads.models import Adjudication, Read, ReaderAssignment
+from reads.models import Adjudication, Read, ReaderAssignment, TimepointResult
 from reads.services import assignment_replace
 from tests.conftest import PASSWORD, make_user
 from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
@@ -90,20 +90,58 @@ def test_the_trial_admin_gives_the_case_of_a_reader_who_left_to_another_reader(w
     assert read.state == "signed" and read.signature.signer == rita
 
 
-def test_a_case_with_visits_the_reader_signed_stays_with_them(world, client):
+def test_a_new_reader_reads_again_from_baseline_the_case_of_a_reader_who_left_after_signing(world, client):
     ready(world, "BL")
-    task = task_of(world.rhea, "BL")
-    save_and_sign(world.rhea, task, baseline_content(task))
     ready(world, "W6", day=42)
+    for reader in (world.rhea, world.ravi):
+        save_and_sign(reader, task_of(reader, "BL"), baseline_content(task_of(reader, "BL")))
+    baseline_result = TimepointResult.objects.get(timepoint__visit__code="BL")
+    save_and_sign(world.ravi, task_of(world.ravi, "W6"), follow_up_content(task_of(world.ravi, "W6"), "16.1", "8.4"))
+    rhea_w6 = task_of(world.rhea, "W6")
+    read_services.read_save(actor=world.rhea, task_id=rhea_w6.pk, raw=follow_up_content(rhea_w6, "16.1", "8.4"))
     revoke(world, world.rhea)
     rita = newcomer(world, "rita")
 
-    with pytest.raises(InvalidState, match="has signed in case"):  # the service refuses whatever a page offers
-        assignment_replace(actor=world.alice, assignment_id=task.assignment_id, trial=world.trial, reader=rita)
     client.force_login(world.alice)
     page = client.get(reverse("read-design", args=["ALPHA"])).content.decode()
-    assert "They signed visits of this case" in page and "Give the case" not in page
-    assert ReaderAssignment.objects.get(pk=task.assignment_id).reader == world.rhea
+    assert "the new reader reads its 2 visits again from baseline" in page
+    old = rhea_w6.assignment
+    holder = assignment_replace(actor=world.alice, assignment_id=old.pk, trial=world.trial, reader=rita)
+
+    old.refresh_from_db()
+    assert old.retired_at is not None and holder.slot == old.slot and holder.case_label == old.case_label
+    rhea_w6.refresh_from_db()
+    assert rhea_w6.state == "withdrawn" and not Read.objects.filter(task=rhea_w6).exists()
+    assert Read.objects.get(task__assignment=old, state="signed").signature.signer == world.rhea  # stays on record
+    assert {t.timepoint.visit.code: t.state for t in holder.tasks.all()} == {"BL": "open", "W6": "waiting"}
+    event = AuditEvent.objects.get(action="assignment.replace")
+    assert event.summary["read_again_from_baseline"] and event.summary["tasks"] == 2
+
+    rita_bl = task_of(rita, "BL")
+    save_and_sign(rita, rita_bl, baseline_content(rita_bl, t1="24.0"))
+    assert TimepointResult.objects.get(timepoint__visit__code="BL") == baseline_result  # locked stays locked
+    rita_w6 = task_of(rita, "W6")
+    assert rita_w6.state == "open"
+    save_and_sign(rita, rita_w6, follow_up_content(rita_w6, "16.8", "8.4"))  # PR, as reader 1 called it
+    assert TimepointResult.objects.get(timepoint__visit__code="W6").source == "agreement"
+
+    services.membership_grant(actor=world.alice, trial=world.trial, user=world.rhea, role=Role.READER)
+    rhea_bl = Read.objects.get(task__assignment=old, state="signed").task
+    with pytest.raises(InvalidState, match="went to another reader"):
+        read_services.read_correct(actor=world.rhea, task_id=rhea_bl.pk)
+
+
+def test_a_case_waiting_for_an_adjudication_goes_to_a_new_reader_only_once_it_is_decided(world, client):
+    services.visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+    for visit, day in (("BL", 0), ("W6", 42), ("W12", 84)):
+        ready(world, visit, day=day)
+    disagree_at_week_6(world)
+    revoke(world, world.rhea)
+    rita = newcomer(world, "rita")
+    [row] = selectors.departures(world.trial)  # her Week 12 is open, and Week 6 waits for the adjudicator
+    assert row["waits_for_adjudication"] and not row["candidates"]
+    with pytest.raises(InvalidState, match="waits for an adjudication"):
+        assignment_replace(actor=world.alice, assignment_id=row["assignment"].pk, trial=world.trial, reader=rita)
 
 
 def test_a_case_goes_only_to_someone_in_the_role_who_does_not_read_it_already(world):
@@ -179,7 +217,7 @@ def test_an_adjudicator_who_decided_earlier_visits_hands_on_only_the_open_adjudi
     revoke(world, world.ada, Role.ADJUDICATOR)
     abe = newcomer(world, "abe", Role.ADJUDICATOR)
     [row] = selectors.departures(world.trial)
-    assert not row["stays"] and row["open"] == 1 and row["candidates"] == [abe]
+    assert not row["reread"] and row["open"] == 1 and row["candidates"] == [abe]
     holder = assignment_replace(actor=world.alice, assignment_id=row["assignment"].pk, trial=world.trial, reader=abe)
     results.adjudicate(
         actor=abe, task_id=second.task_id, choice="2", reason="New lesion.", password=PASSWORD, meaning_confirmed=True

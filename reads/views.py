@@ -205,7 +205,8 @@ def assignment_replace_view(request, code: str, pk: int):
     """Give the case of a reader or adjudicator who left to someone from the pool."""
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "manage_trial")
-    reader = User.objects.filter(pk=request.POST.get("reader") or None).first()
+    chosen = request.POST.get("reader", "")
+    reader = User.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
     try:
         if reader is None:
             raise ValidationFailed(_("Choose who takes the case over."))

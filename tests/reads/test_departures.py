@@ -72,9 +72,11 @@ def test_the_trial_admin_gives_the_case_of_a_reader_who_left_to_another_reader(w
     assert "Cases whose reader left" in page and assignment.case_label in page and "Rita" in page
     assert "Ravi" not in page.split("Cases whose reader left")[1].split("</select>")[0]  # already reads the case
 
-    response = client.post(
-        reverse("read-assignment-replace", args=["ALPHA", assignment.pk]), {"reader": rita.pk}, follow=True
-    )
+    url = reverse("read-assignment-replace", args=["ALPHA", assignment.pk])
+    for nobody in ("", "rita", "999999"):
+        refused = client.post(url, {"reader": nobody}, follow=True).content.decode()
+        assert "Choose who takes the case over." in refused or "does not already read this case" in refused
+    response = client.post(url, {"reader": rita.pk}, follow=True)
     assert f"Case {assignment.case_label} now goes to Rita." in response.content.decode()
     assert ReaderAssignment.objects.get(pk=assignment.pk).reader == rita
     assert not Read.objects.filter(task=task).exists()  # rhea's unsigned draft is hers, not handed on

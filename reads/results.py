@@ -23,7 +23,7 @@ from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
-from .services import ADJUDICATOR_SLOT, current_readers, departed, held, least_loaded
+from .services import ADJUDICATOR_SLOT, current_readers, held, in_role, least_loaded
 
 # Stored in English with the signature; shown translated beside the checkbox.
 ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
@@ -130,9 +130,7 @@ def timepoint_settle(timepoint: Timepoint) -> None:
 def _adjudicator_for(subject) -> ReaderAssignment | None:
     """The subject's adjudicator: the one it already has (if still in the role), else the least loaded who is
     not one of its readers or earlier adjudicators."""
-    current = subject.reader_assignments.filter(slot=ADJUDICATOR_SLOT, retired_at__isnull=True).exclude(
-        pk__in=departed(ReaderAssignment.objects)
-    )
+    current = subject.reader_assignments.filter(in_role(), slot=ADJUDICATOR_SLOT, retired_at__isnull=True)
     existing = current.order_by("-pk").first()
     if existing is not None:
         return existing

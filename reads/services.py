@@ -70,8 +70,21 @@ def slot_role(slot: int) -> str:
     return Role.ADJUDICATOR if slot == ADJUDICATOR_SLOT else Role.READER
 
 
-def _holds(role: str, trial_ref: str, user_ref: str) -> Exists:
-    return Exists(Membership.objects.filter(trial=OuterRef(trial_ref), user=OuterRef(user_ref), role=role))
+def in_role(assignment: str = "", trial: str = "subject__trial") -> Q:
+    """The condition that an assignment's holder is active and holds its slot's role in the trial.
+
+    `assignment` is the path to the assignment ("" on ReaderAssignment, "assignment__" on ReadTask) and
+    `trial` the path to its trial from the queried model.
+    """
+    reader = f"{assignment}reader"
+
+    def member(role: str) -> Exists:
+        return Exists(Membership.objects.filter(trial=OuterRef(trial), user=OuterRef(reader), role=role))
+
+    return Q(**{f"{reader}__is_active": True}) & (
+        (Q(**{f"{assignment}slot__in": READER_SLOTS}) & member(Role.READER))
+        | (Q(**{f"{assignment}slot": ADJUDICATOR_SLOT}) & member(Role.ADJUDICATOR))
+    )
 
 
 def held(tasks: QuerySet[ReadTask]) -> QuerySet[ReadTask]:
@@ -80,25 +93,12 @@ def held(tasks: QuerySet[ReadTask]) -> QuerySet[ReadTask]:
     A reader or adjudicator whose role is revoked loses their tasks at once, with no permission left to
     clean up; what they signed stays on record, and the trial admin gives the rest to someone else.
     """
-    return (
-        tasks.exclude(state=ReadTask.State.WITHDRAWN)
-        .filter(assignment__reader__is_active=True)
-        .filter(
-            (Q(assignment__slot__in=READER_SLOTS) & _holds(Role.READER, "design__trial", "assignment__reader"))
-            | (Q(assignment__slot=ADJUDICATOR_SLOT) & _holds(Role.ADJUDICATOR, "design__trial", "assignment__reader"))
-        )
-    )
+    return tasks.exclude(state=ReadTask.State.WITHDRAWN).filter(in_role("assignment__", "design__trial"))
 
 
 def departed(assignments: QuerySet[ReaderAssignment]) -> QuerySet[ReaderAssignment]:
     """The assignments whose holder no longer holds the slot's role in the trial, or whose account is off."""
-    return assignments.exclude(
-        Q(reader__is_active=True)
-        & (
-            (Q(slot__in=READER_SLOTS) & _holds(Role.READER, "subject__trial", "reader"))
-            | (Q(slot=ADJUDICATOR_SLOT) & _holds(Role.ADJUDICATOR, "subject__trial", "reader"))
-        )
-    )
+    return assignments.exclude(in_role())
 
 
 def least_loaded(*, subject: Subject, role: str, slots: tuple[int, ...], exclude=()) -> list:

@@ -18,7 +18,7 @@ from .criteria import recist11
 from .models import Adjudication, Lesion, Read, ReaderAssignment, ReadTask, TimepointResult
 from .read_services import current_read, is_baseline, signed_reads_before, task_timepoints
 from .results import adjudication_reads
-from .services import ADJUDICATOR_SLOT, departed, held, replacements
+from .services import departed, handover, held, replacements
 from .sites import BY_CODE, site_options
 
 STATUS_LABELS = {
@@ -388,21 +388,15 @@ def departures(trial: Trial) -> list[dict]:
     rows = []
     assignments = departed(ReaderAssignment.objects.filter(subject__trial=trial, retired_at__isnull=True))
     for assignment in assignments.select_related("subject__trial", "reader").order_by("case_label", "slot"):
-        states = list(assignment.tasks.values_list("state", flat=True))
-        unsigned = sum(state != ReadTask.State.SIGNED for state in states)
-        if not unsigned:
+        plan = handover(assignment, list(assignment.tasks.exclude(state=ReadTask.State.WITHDRAWN)))
+        if not plan.open:
             continue  # their work in the case is done; nothing waits for anyone
-        # A reader who signed is replaced by one who reads the case again from baseline (one reader per case).
-        reread = unsigned < len(states) and assignment.slot != ADJUDICATOR_SLOT
-        waits = reread and Adjudication.objects.filter(subject=assignment.subject, signature__isnull=True).exists()
         rows.append(
             {
                 "assignment": assignment,
                 "subject": assignment.subject,
-                "open": unsigned,
-                "reread": len(states) if reread else 0,
-                "waits_for_adjudication": waits,
-                "candidates": [] if waits else replacements(assignment),
+                "plan": plan,
+                "candidates": [] if plan.waits_for_adjudication else replacements(assignment),
             }
         )
     return rows

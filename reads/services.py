@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
@@ -217,6 +218,23 @@ def _task_new(assignment: ReaderAssignment, timepoint: Timepoint, design: ReadDe
     return task
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What giving an assignment to someone else involves."""
+
+    open: int  # its unsigned tasks
+    reread: int  # visits the new reader reads again from baseline: the holder, a reader, signed in the case
+    waits_for_adjudication: bool  # a re-read must wait until the case's open adjudication is decided
+
+
+def handover(assignment: ReaderAssignment, tasks: list[ReadTask]) -> Handover:
+    """The handover of `assignment` with its (not withdrawn) `tasks`: the one rule for the page and the service."""
+    open_ = sum(task.state != ReadTask.State.SIGNED for task in tasks)
+    reread = len(tasks) if open_ < len(tasks) and assignment.slot in READER_SLOTS else 0
+    waits = bool(reread) and assignment.subject.adjudications.filter(signature__isnull=True).exists()
+    return Handover(open=open_, reread=reread, waits_for_adjudication=waits)
+
+
 def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> ReaderAssignment:
     """Give a reader's (or adjudicator's) place in a case to someone else.
 
@@ -229,8 +247,6 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
 
     Unsigned drafts are the holder's own work and are discarded, not handed on.
     """
-    from .models import Adjudication
-
     with transaction.atomic():
         assignment = (
             ReaderAssignment.objects.select_for_update()
@@ -252,10 +268,9 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
             .select_related("timepoint__visit", "design")
             .order_by("timepoint__visit__order")
         )
-        signed = [task for task in tasks if task.state == ReadTask.State.SIGNED]
+        plan = handover(assignment, tasks)
         unsigned = [task for task in tasks if task.state != ReadTask.State.SIGNED]
-        reread = bool(signed) and assignment.slot in READER_SLOTS
-        if reread and Adjudication.objects.filter(subject=assignment.subject, signature__isnull=True).exists():
+        if plan.waits_for_adjudication:
             raise InvalidState(
                 _("Case %(case)s waits for an adjudication of its readers' reads: decide it first.")
                 % {"case": assignment.case_label}
@@ -265,7 +280,7 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
         discarded = deleted.get(Read._meta.label, 0)
         for task in unsigned:
             remove_perm("reads.read_task", before, task)
-        if assignment.slot in READER_SLOTS and not signed:
+        if assignment.slot in READER_SLOTS and not plan.reread:
             assignment.reader = reader
             assignment.save(update_fields=["reader"])
             holder = assignment
@@ -275,7 +290,7 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
             holder = ReaderAssignment.objects.create(
                 subject=assignment.subject, reader=reader, slot=assignment.slot, case_label=assignment.case_label
             )
-        if reread:
+        if plan.reread:
             for task in unsigned:
                 task.state = ReadTask.State.WITHDRAWN
                 task.save(update_fields=["state"])
@@ -298,8 +313,8 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
                 "slot": assignment.slot,
                 "from": before.email,
                 "to": reader.email,
-                "tasks": len(tasks) if reread else len(unsigned),
-                "read_again_from_baseline": reread,
+                "tasks": plan.reread or plan.open,
+                "read_again_from_baseline": bool(plan.reread),
                 "drafts_discarded": discarded,
             },
         )

@@ -141,7 +141,7 @@ def test_a_case_waiting_for_an_adjudication_goes_to_a_new_reader_only_once_it_is
     revoke(world, world.rhea)
     rita = newcomer(world, "rita")
     [row] = selectors.departures(world.trial)  # her Week 12 is open, and Week 6 waits for the adjudicator
-    assert row["waits_for_adjudication"] and not row["candidates"]
+    assert row["plan"].waits_for_adjudication and not row["candidates"]
     with pytest.raises(InvalidState, match="waits for an adjudication"):
         assignment_replace(actor=world.alice, assignment_id=row["assignment"].pk, trial=world.trial, reader=rita)
 
@@ -219,7 +219,7 @@ def test_an_adjudicator_who_decided_earlier_visits_hands_on_only_the_open_adjudi
     revoke(world, world.ada, Role.ADJUDICATOR)
     abe = newcomer(world, "abe", Role.ADJUDICATOR)
     [row] = selectors.departures(world.trial)
-    assert not row["reread"] and row["open"] == 1 and row["candidates"] == [abe]
+    assert not row["plan"].reread and row["plan"].open == 1 and row["candidates"] == [abe]
     holder = assignment_replace(actor=world.alice, assignment_id=row["assignment"].pk, trial=world.trial, reader=abe)
     results.adjudicate(
         actor=abe, task_id=second.task_id, choice="2", reason="New lesion.", password=PASSWORD, meaning_confirmed=True

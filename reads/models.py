@@ -65,6 +65,13 @@ class ReaderAssignment(models.Model):
     def __str__(self) -> str:
         return f"{self.case_label} reader {self.slot}"
 
+    @property
+    def slot_label(self) -> str:
+        """How pages name the place: "Reader 1", "Reader 2" or "Adjudicator"."""
+        if self.slot in (1, 2):
+            return _("Reader %(n)s") % {"n": self.slot}
+        return str(_("Adjudicator"))
+
 
 class ReadTask(models.Model):
     """One reader's work on one timepoint; a follow-up opens once the reader has signed the visit before it."""

@@ -24,7 +24,7 @@ from . import read_services, sr
 from .assessment import assess_follow_up
 from .content import parse_content
 from .models import ReaderAssignment, ReadTask
-from .services import case_label, read_design_set, read_tasks_create
+from .services import case_label, held, read_design_set, read_tasks_create
 from .sr_store import build_report
 
 PASSWORD = secrets.token_urlsafe(16)  # the bench readers' password, for this run only
@@ -175,18 +175,20 @@ def _run(out, *, slices: int, runs: int, small: bool, tasks: int) -> None:
     out.write(f"  open the follow-up's read page:   {page:8.1f} ms")
 
     _many_tasks(admin, trial, site, reader, tasks)
-    bare = median_ms(
-        lambda: list(
-            ReadTask.objects.filter(assignment__reader=reader).select_related(
-                "assignment", "timepoint__visit", "design__trial"
-            )
-        ),
-        runs,
-    )
+
+    def task_query(tasks):
+        return list(tasks.select_related("assignment", "timepoint__visit", "design__trial"))
+
+    bare = median_ms(lambda: task_query(ReadTask.objects.filter(assignment__reader=reader)), runs)
+    in_role = median_ms(lambda: task_query(held(ReadTask.objects.filter(assignment__reader=reader))), runs)
     worklist = median_ms(lambda: client.get("/reads/"), runs)
     with CaptureQueriesContext(connection) as queries:
         client.get("/reads/")
     out.write(
         f"  worklist of {tasks + 2} tasks:           {worklist:8.1f} ms in {len(queries)} queries; "
         f"the bare task query {bare:6.1f} ms (ratio {worklist / bare:.1f})"
+    )
+    out.write(
+        f"  the worklist's task query with the role check (held): {in_role:6.1f} ms, "
+        f"{in_role / bare:.2f}x the bare query"
     )

@@ -23,6 +23,7 @@ from ..deid import DeidOptions, DeidRejected, DeidResult, PseudonymSpace, deiden
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
+from .validate import check_receivable
 
 UPLOADABLE_STATES = (
     Timepoint.State.EXPECTED,
@@ -224,6 +225,7 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
             outcomes[item.pk] = None
             continue
         try:
+            check_receivable(raw)  # bounded parsing and what serving needs, before de-identification (issue 10b)
             outcomes[item.pk] = deidentify(raw, space=space, subject_code=subject.code, options=options)
         except DeidRejected as exc:
             outcomes[item.pk] = exc

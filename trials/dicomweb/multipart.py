@@ -69,8 +69,11 @@ class BoundedBody:
             raise BodyTimeout("the request took longer than a request may")
         try:
             data = self.stream.read(size)
-        except TimeoutError:
-            raise BodyTimeout("the request body stopped arriving") from None
+        except OSError as exc:
+            # Django wraps the socket's TimeoutError in UnreadablePostError (an OSError) and keeps it as the cause.
+            if isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError):
+                raise BodyTimeout("the request body stopped arriving") from None
+            raise MultipartError("the connection broke while the body was read") from None
         self.received += len(data)
         if self.received > self.max_bytes:
             raise BodyTooLarge(f"the request body is larger than {self.max_bytes >> 20} MB")
@@ -154,9 +157,10 @@ class MultipartReader:
         return True
 
     def _find(self, needle: bytes, start: int = 0) -> int:
+        at = self._buffer.find(needle, start)
         self.counters.finds += 1
-        self.counters.searched_bytes += max(len(self._buffer) - start, 0)
-        return self._buffer.find(needle, start)
+        self.counters.searched_bytes += (at + len(needle) if at >= 0 else len(self._buffer)) - start
+        return at
 
     # -- the message --------------------------------------------------------------------------------------
 

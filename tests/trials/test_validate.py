@@ -170,9 +170,22 @@ FUZZ_CASES = {
     "nesting 1,000 deep, undefined lengths": (lambda f: with_nesting(f, 1000, defined=False), "too_deep"),
     "SOP Instance UID VR mutated": (lambda f: with_vr(f, 0x00080018, b"LO"), "uid_vr"),
     "Study Instance UID VR mutated": (lambda f: with_vr(f, 0x0020000D, b"SH"), "uid_vr"),
+    "Referenced SOP Instance UID VR mutated in a sequence": (lambda f: with_referenced_uid_vr(f, b"LO"), "uid_vr"),
     "SOP Instance UID differs from file meta": (lambda f: saved(_with_meta_uid(f)), "uid_mismatch"),
     "US value of odd length": (lambda f: ct(f, x00280010=("US", b"\x80")), "corrupt"),
 }
+
+
+def with_referenced_uid_vr(data: bytes, vr: bytes) -> bytes:
+    """The file with an image reference whose Referenced SOP Instance UID is written with another VR."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    reference = pydicom.Dataset()
+    reference.ReferencedSOPClassUID = ds.SOPClassUID
+    reference.ReferencedSOPInstanceUID = ds.SOPInstanceUID + ".7"
+    ds.ReferencedImageSequence = [reference]
+    out = saved(ds)
+    at = out.index(b"\x08\x00\x55\x11UI")
+    return out[: at + 4] + vr + out[at + 6 :]
 
 
 def _with_meta_uid(data: bytes) -> pydicom.Dataset:

@@ -20,7 +20,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import DicomDictionary, dictionary_VR
 
 from ..deid.errors import DeidRejected
 
@@ -83,6 +83,9 @@ SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
 # The UIDs the index and every reference are built from: a mutated VR would keep them out of the pseudonym space.
 IDENTITY_UIDS = (SOP_CLASS_UID, SOP_INSTANCE_UID, 0x0020000D, 0x0020000E, 0x00200052)
+# Every UID attribute of the standard: de-identification maps them by their VR, so one written as text would
+# keep its original value (or stop the engine) while its references are mapped.
+UID_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "UI")
 SAMPLES_PER_PIXEL = 0x00280002
 PHOTOMETRIC = 0x00280004
 PLANAR_CONFIGURATION = 0x00280006
@@ -190,6 +193,14 @@ def _too_large(limits: Limits) -> Refused:
         "too_large",
         f"The file's data set is larger than {limits.max_decoded_bytes >> 20} MB once decoded, "
         "more than this system accepts for one instance.",
+    )
+
+
+def _uid_vr(tag: int, vr: str) -> Refused:
+    return Refused(
+        "uid_vr",
+        f"Element {_tag(tag)} is written as {vr} rather than as a UID, so the image could not be "
+        "tracked consistently; please export it again from the scanner or PACS.",
     )
 
 
@@ -347,6 +358,8 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
                     f"Element {_tag(tag)} has a value representation{shown} that DICOM does not define, "
                     "so the image could not be shown; please export it again from the scanner or PACS.",
                 )
+            if vr not in ("UI", "UN") and tag in UID_TAGS:
+                raise _uid_vr(tag, vr)
             if vr in LONG_VRS:
                 if at + 12 > size:
                     raise _truncated()
@@ -457,11 +470,7 @@ def _check_identity(top: dict[int, _Element], meta: dict[int, _Element], *, impl
     for tag in IDENTITY_UIDS:
         element = top.get(tag)
         if element is not None and not implicit and element.vr != "UI":
-            raise Refused(
-                "uid_vr",
-                f"Element {_tag(tag)} is written as {element.vr} rather than as a UID, so the image could not be "
-                "tracked consistently; please export it again from the scanner or PACS.",
-            )
+            raise _uid_vr(tag, element.vr)
     instance = _text(top.get(SOP_INSTANCE_UID))
     if not instance:
         raise Refused("no_sop_instance_uid", "The file has no SOP Instance UID, so it cannot be tracked.")

@@ -4,7 +4,7 @@ Why not a library: measured on the same 256 MiB body of 512 KiB parts, python-mu
 (0.12 s) but refuses LF-only line breaks and transport padding after a boundary ("Did not find CR at end of
 boundary"); werkzeug 3.1's MultipartDecoder and multipart 2.0.1 refuse every part without a
 Content-Disposition header (they parse multipart/form-data, and STOW parts carry none); streaming-form-data
-routes parts by their form field name, and Django's MultiPartParser is for forms too. The parser below is
+2.1 refuses any Content-Type but multipart/form-data, and Django's MultiPartParser is for forms too. The parser below is
 small: each byte is searched at most twice (the tail kept between reads is shorter than the delimiter), a
 part goes to a spooled temporary file (memory up to `spool_memory`, disk beyond), and nothing is ever copied
 twice, so time grows with the body's length alone. `Counters` shows the work for tests that check linearity

@@ -292,7 +292,9 @@ def _inflate(deflated: memoryview, limits: Limits) -> bytes:
             "please send the images uncompressed or with image compression instead.",
         )
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    return inflater.decompress(bytes(deflated)) + inflater.flush()
+    inflated = inflater.decompress(bytes(deflated))
+    tail = inflater.flush()
+    return inflated + tail if tail else inflated
 
 
 @dataclass

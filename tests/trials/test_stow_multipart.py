@@ -185,10 +185,10 @@ def post(api, user, upload_id, data: bytes, **extra):
     )
 
 
-pytestmark_db = pytest.mark.usefixtures("stores", "on_commit_now")
+with_stores = pytest.mark.usefixtures("stores", "on_commit_now")
 
 
-@pytestmark_db
+@with_stores
 def test_a_chunked_body_ended_by_the_server_is_stored(world, api, series):
     upload_id = open_upload(api, world.cora)
     data = body(series)
@@ -206,14 +206,14 @@ def test_a_chunked_body_ended_by_the_server_is_stored(world, api, series):
     assert len(response.json()["00081199"]["Value"]) == 3 and Instance.objects.count() == 3
 
 
-@pytestmark_db
+@with_stores
 def test_a_chunked_body_the_server_cannot_end_is_refused_with_411(world, api, series):
     upload_id = open_upload(api, world.cora)
     response = post(api, world.cora, upload_id, b"", CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")
     assert response.status_code == 411 and UploadItem.objects.count() == 0
 
 
-@pytestmark_db
+@with_stores
 def test_lf_line_breaks_padding_and_a_preamble_are_stored(world, api, series):
     upload_id = open_upload(api, world.cora)
     response = post(api, world.cora, upload_id, body(series, nl=b"\n", padding=b"  ", preamble=b"preamble\n"))
@@ -221,7 +221,7 @@ def test_lf_line_breaks_padding_and_a_preamble_are_stored(world, api, series):
     assert Instance.objects.count() == 3
 
 
-@pytestmark_db
+@with_stores
 def test_a_non_dicom_part_after_a_good_one_is_a_failed_instance_not_dropped(world, api, series):
     upload_id = open_upload(api, world.cora)
     data = body([series[0]]).replace(
@@ -240,7 +240,7 @@ def test_a_non_dicom_part_after_a_good_one_is_a_failed_instance_not_dropped(worl
     assert len(response.json()["00081199"]["Value"]) == 1 and UploadItem.objects.count() == 1
 
 
-@pytestmark_db
+@with_stores
 def test_only_non_dicom_parts_answer_409(world, api):
     upload_id = open_upload(api, world.cora)
     data = (
@@ -254,7 +254,7 @@ def test_only_non_dicom_parts_answer_409(world, api):
     assert response.status_code == 409 and len(response.json()["00081198"]["Value"]) == 1
 
 
-@pytestmark_db
+@with_stores
 def test_a_request_stated_or_found_larger_than_the_limit_is_413(world, api, series, monkeypatch):
     monkeypatch.setattr(stow, "MAX_REQUEST_BYTES", 4096)
     upload_id = open_upload(api, world.cora)
@@ -288,9 +288,16 @@ def live_upload(transactional_db, stores, live_server):
     return live_server, key, reverse("stow-upload", args=["ALPHA", upload.pk])
 
 
-def raw_request(live_server, head: bytes, sent_body: bytes, *, wait: float = 60.0) -> bytes:
-    """Send a request's head and part of its body, then wait (up to `wait` seconds) for the server's answer."""
+def raw_request(live_upload, content_length: int, sent_body: bytes, *, wait: float = 60.0) -> bytes:
+    """Send a STOW request's head stating `content_length` and then `sent_body` (all of it or a start), and wait
+    (up to `wait` seconds) for the head of the server's answer."""
+    live_server, key, path = live_upload
     host, port = live_server.thread.host, live_server.thread.port
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        f'Content-Type: multipart/related; type="application/dicom"; boundary={BOUNDARY}\r\n'
+        f"Content-Length: {content_length}\r\nAccept: application/dicom+json\r\nConnection: close\r\n\r\n"
+    ).encode()
     with socket.create_connection((host, port), timeout=wait) as sock:
         sock.sendall(head + sent_body)
         answer = b""
@@ -303,27 +310,15 @@ def raw_request(live_server, head: bytes, sent_body: bytes, *, wait: float = 60.
 
 
 def test_an_overstated_content_length_frees_the_worker_with_408(live_upload, monkeypatch, series):
-    live_server, key, path = live_upload
     monkeypatch.setattr(stow, "READ_TIMEOUT_SECONDS", 1.0)
     sent = body(series[:1])[:2000]  # the start of a real body, then silence
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {live_server.thread.host}\r\nAuthorization: Bearer {key}\r\n"
-        f'Content-Type: multipart/related; type="application/dicom"; boundary={BOUNDARY}\r\n'
-        f"Content-Length: {10 * 1024 * 1024}\r\nAccept: application/dicom+json\r\n\r\n"
-    ).encode()
-    answer = raw_request(live_server, head, sent)
+    answer = raw_request(live_upload, 10 * 1024 * 1024, sent)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert UploadItem.objects.count() == 0
 
 
 def test_a_whole_request_over_a_raw_socket_is_stored(live_upload, series):
-    live_server, key, path = live_upload
     data = body(series, nl=b"\n")
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {live_server.thread.host}\r\nAuthorization: Bearer {key}\r\n"
-        f'Content-Type: multipart/related; type="application/dicom"; boundary={BOUNDARY}\r\n'
-        f"Content-Length: {len(data)}\r\nAccept: application/dicom+json\r\nConnection: close\r\n\r\n"
-    ).encode()
-    answer = raw_request(live_server, head, data)
+    answer = raw_request(live_upload, len(data), data)
     assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"), answer[:200]
     assert UploadItem.objects.count() == 3

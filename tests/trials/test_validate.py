@@ -223,6 +223,15 @@ def test_a_value_longer_than_the_limit_is_refused_before_anything_reads_it():
     assert refused.code == "value_too_long" and "1024" in refused.reason
 
 
+def test_a_large_private_value_of_an_implicit_vr_file_is_opaque_bytes_not_text():
+    ds = pydicom.dcmread(io.BytesIO(MR_SMALL))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.add_new(0x00291099, "UN", b"\x01" * 4096)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=True, little_endian=True)
+    check_receivable(buffer.getvalue(), limits=Limits(max_value_bytes=2048))
+
+
 def test_a_cut_short_file_and_a_stranger_are_refused_with_the_engines_codes():
     assert refusal(CT_SMALL[: len(CT_SMALL) // 3]).code == "truncated"
     assert refusal(b"Scanner export notes.\n" * 40).code == "not_dicom"

@@ -395,7 +395,7 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
             continue
         if at + length > limit:
             raise _truncated() if at + length > size else _corrupt("an element runs past the end of its item", tag)
-        if length > limits.max_value_bytes and vr not in BULK_VRS:
+        if length > limits.max_value_bytes and vr not in BULK_VRS and vr:  # "": unknown (private), opaque
             raise Refused(
                 "value_too_long",
                 f"Element {_tag(tag)} is {length} bytes long, more than the {limits.max_value_bytes} bytes "

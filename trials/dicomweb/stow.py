@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -134,9 +135,8 @@ def _receive(upload, stream, boundary: str) -> _Received:
             with contextlib.closing(part):
                 if part.content_type != "application/dicom":
                     received.failures.append({"00081197": {"vr": "US", "Value": [FAILURE_CANNOT_UNDERSTAND]}})
-                    received.warnings.append(
-                        f"part {number} is {part.content_type[:60]}, not application/dicom: not stored"
-                    )
+                    media = re.sub(r"[^A-Za-z0-9!#$&^_.+/-]", "?", part.content_type[:60]) or "untyped"
+                    received.warnings.append(f"part {number} is {media}, not application/dicom: not stored")
                     continue
                 pending.append(part.read())
             pending_bytes += len(pending[-1])
@@ -176,7 +176,8 @@ class UploadStowApi(APIView):
         if stream is None:
             message = _("Send the request with a Content-Length, or through a server that accepts chunked bodies.")
             return Response({"error": message}, status=411)
-        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REQUEST_BYTES:
+        stated = request.META.get("CONTENT_LENGTH") or "0"
+        if stated.isdigit() and int(stated) > MAX_REQUEST_BYTES:
             message = _("The request is larger than %(mb)s MB; send fewer files per request.")
             return Response({"error": message % {"mb": MAX_REQUEST_BYTES >> 20}}, status=413)
         sock = _client_socket(request.META)

@@ -148,8 +148,11 @@ def _receive(upload, stream, boundary: str) -> _Received:
         received.cut = exc
         received.warnings.append(f"the body was cut short ({exc}); send the files not acknowledged again")
     except CTIMSError:
-        if not received.items and not pending:
+        if not received.items:
             raise
+        # The upload refused a batch (closed meanwhile): what it acknowledged before stands.
+        received.warnings.append(f"{len(pending)} file(s) not received: the upload no longer takes files")
+        pending = []
     if pending:
         received.items.extend(upload_receive(upload=upload, files=pending))
     return received

@@ -322,3 +322,25 @@ def test_a_whole_request_over_a_raw_socket_is_stored(live_upload, series):
     answer = raw_request(live_upload, len(data), data)
     assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"), answer[:200]
     assert UploadItem.objects.count() == 3
+
+
+@with_stores
+def test_files_acknowledged_before_the_upload_refused_more_stand(world, api, series, monkeypatch):
+    from ctims.exceptions import InvalidState
+
+    calls = []
+
+    def receive_then_close(*, upload, files):
+        calls.append(len(files))
+        if len(calls) > 1:
+            raise InvalidState("closed")
+        return original(upload=upload, files=files)
+
+    original = stow.upload_receive
+    monkeypatch.setattr(stow, "BATCH_SIZE", 1)
+    monkeypatch.setattr(stow, "upload_receive", receive_then_close)
+    upload_id = open_upload(api, world.cora)
+    response = post(api, world.cora, upload_id, body(series))
+    assert response.status_code == 200, response.content
+    assert len(response.json()["00081199"]["Value"]) == 1
+    assert "1 file(s) not received" in response["Warning"]

@@ -9,22 +9,31 @@ new series and instance):
   per-measurement coordinates in it), each with
   - Tracking Identifier (DCM 112039, the label e.g. "T01") and Tracking Unique Identifier
     (DCM 112040, stable for the lesion across timepoints);
-  - Finding Site (SCT 363698007), Finding type SCT 52988006 "Lesion" or SCT 59441001
-    "Lymph Node" (encodes ``is_node``);
-  - Method RECIST 1.1 (DCM 126081); Time Point context (TID 1502) with the timepoint label;
-  - Long axis (SCT 103339001) / Short axis (SCT 103340004) in UCUM "mm", each with its
-    own SCOORD POLYLINE (two endpoints, image pixel (column, row)) on the referenced image;
-  - Baseline Category (DCM 112016) = DCM 112074 / 112075 for target / non-target lesions;
-  - local (99CTIMS) codes for the lesion category incl. "new", the lesion status, and a
-    TEXT item for the free-text non-target status.
+  - Finding Site (SCT 363698007), Finding type SCT 52988006 "Lesion", or SCT 30746006
+    "Lymphadenopathy" for a node (the node's station is its finding site);
+  - Method RECIST 1.1 (DCM 126081); Time Point context (TID 1502): the visit's label, its code
+    as Protocol Time Point Identifier (DCM 126071), its order (DCM 126073) and, at baseline,
+    the Time Point Type UMLS C1442488 "Baseline";
+  - Long axis (SCT 103339001) / Short axis (SCT 103340004) in UCUM "mm" with their tenths
+    ("14.0"), each with its own SCOORD POLYLINE (two endpoints, image pixel (column, row));
+  - Baseline Category (DCM 112016) = DCM 112074 / 112075 / 112076 for target / non-target /
+    new ("Non-Lesion at Baseline") lesions;
+  - a target's Lesion Status (SCT Measured, DCM Too small, SCT Absent, NCIt Not Evaluable)
+    and a non-target's status (SCT Present, SCT Absent, NCIt Not Evaluable, or the local
+    "Unequivocal progression"); a new lesion has neither.
 * one TID 1501 group "Timepoint response" with target response (DCM CID 6143 values),
-  non-target response (DCM CID 6144 values), overall response (NCIt C-codes of the CDISC
-  "Oncology Response Assessment Result" codelist C96785, see OVERALL_RESPONSE_CODES), and
-  the sum of diameters in mm.
+  non-target response (DCM CID 6144 values), overall response as DCM 112048 "Current
+  Response" (NCIt C-codes of the CDISC "Oncology Response Assessment Result" codelist C96785,
+  see OVERALL_RESPONSE_CODES), and the sum of diameters in mm. NE is NCIt C62222 everywhere.
+  Local 99CTIMS codes remain only where no standard concept was found (target/non-target
+  response names, lesion status names, sum of diameters, non-CR/non-PD, unequivocal progression).
 
-The SR is marked COMPLETE and VERIFIED by the verifying observer.  Patient and study
-attributes are copied by highdicom from the first de-identified evidence header, so the
-SR carries only the pseudonym.
+The SR is marked COMPLETE and VERIFIED by the verifying observer, named by the trial's reader
+code ("Radiologist 1"; "Adjudicator", with the NCIt role C96561, on a result SR). Patient and
+study attributes are copied by highdicom from the first de-identified evidence header, so the
+SR carries only the pseudonym; of the evidence's de-identification record only what is true of
+the SR is kept (patient identity removed, dates shifted), never the image profile's options or
+its equipment. The caller gives every date in the study's shifted timeline.
 
 Measurement values are written as DS strings from the Decimal and parsed back to Decimal
 from the DS string, so they round-trip exactly (DS holds at most 16 characters).  Points

@@ -104,14 +104,18 @@ def _unlink_quietly(path: str) -> None:
 def _s3_put(storage, key: str, data: bytes, *, only_if_absent: bool) -> bool:
     """One PUT through django-storages' S3 client; with only_if_absent, a conditional put that never replaces."""
     from botocore.exceptions import ClientError
+    from storages.utils import clean_name
 
-    name = storage._normalize_name(storage._clean_name(key))  # the bucket key, with the storage's location
-    params = storage.get_object_parameters(key)
-    params.setdefault("ContentType", "application/octet-stream")
+    name = storage._normalize_name(clean_name(key))  # the bucket key, under the storage's location
+    params = storage.get_object_parameters(name)  # server-side encryption and the like (S3_SSE)
+    params.setdefault("ContentType", "application/dicom" if key.endswith(".dcm") else "application/octet-stream")
+    if storage.default_acl:
+        params["ACL"] = storage.default_acl
     if only_if_absent:
         params["IfNoneMatch"] = "*"
     _fault("mid_write", key)
     try:
+        # One PUT (files here are well under S3's 5 GB limit for it): the object appears whole or not at all.
         storage.bucket.Object(name).put(Body=data, **params)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):

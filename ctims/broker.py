@@ -18,3 +18,14 @@ def transport_options(visibility_timeout: int) -> dict:
         "unacked_restore_throttle": 1,
         "unacked_mutex_expire": max(1, min(300, visibility_timeout)),
     }
+
+
+def connections_reset(app) -> None:
+    """Drop the app's broker connections so the next task is sent with its current configuration."""
+    import kombu.pools
+
+    kombu.pools.reset()
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None

@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import kombu.pools
 import pydicom
 from django.conf import settings
 from django.core.files.storage import storages
 
+from ctims.broker import connections_reset, transport_options
 from ctims.celery import app
 from trials.ingest import store
 from trials.models import Instance, UploadItem
@@ -126,20 +126,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def reset_connections() -> None:
-    """Drop the app's broker connections so the next task is sent with the current configuration."""
-    kombu.pools.reset()
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
-
-
 @contextlib.contextmanager
 def celery_on(broker_url: str, *, visibility: int = 3) -> Iterator[str]:
     """Send tasks to a fresh queue on `broker_url` for the duration (not in-process); yields the queue's name."""
-    from ctims.broker import transport_options
-
     name = f"ctims-test-{uuid.uuid4().hex[:8]}"
     keys = ("task_always_eager", "broker_url", "task_default_queue", "broker_transport_options")
     saved = {k: app.conf[k] for k in keys}
@@ -149,12 +138,12 @@ def celery_on(broker_url: str, *, visibility: int = 3) -> Iterator[str]:
         task_default_queue=name,
         broker_transport_options=transport_options(visibility),
     )
-    reset_connections()
+    connections_reset(app)
     try:
         yield name
     finally:
         app.conf.update(saved)
-        reset_connections()
+        connections_reset(app)
 
 
 def start_worker(

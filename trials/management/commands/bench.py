@@ -49,11 +49,17 @@ def _rounds(measured: dict[str, Callable[[], None]], runs: int, clean: Callable[
 class Command(BaseCommand):
     help = (
         "Run a benchmark and print its figures: `bench ingest` (de-identification and the pipeline), "
-        "`bench dicomweb` (series metadata, frames, QIDO), `bench reads` (saving, signing, the worklist)."
+        "`bench dicomweb` (series metadata, frames, QIDO), `bench reads` (saving, signing, the worklist), "
+        "`bench broker` (how soon a killed worker's task runs again, RabbitMQ against Redis)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", choices=["ingest", "dicomweb", "reads"])
+        parser.add_argument("name", choices=["ingest", "dicomweb", "reads", "broker"])
+        parser.add_argument("--redis", default="redis://127.0.0.1:6379/10", help="broker: the Redis to measure")
+        parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672//", help="broker: the RabbitMQ")
+        parser.add_argument(
+            "--visibility", type=int, nargs="+", default=[10, 30], help="broker: Redis visibility timeouts to measure"
+        )
         parser.add_argument(
             "--index-rows", type=int, default=1_000_000, help="dicomweb: instance rows in the QIDO index"
         )
@@ -63,6 +69,16 @@ class Command(BaseCommand):
         parser.add_argument("--tasks", type=int, default=500, help="reads: tasks in the reader's worklist")
 
     def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, tasks: int, **options):
+        if name == "broker":
+            from ctims.broker_bench import bench_broker  # the ctims app's own benchmark, run from the one command
+
+            return bench_broker(
+                self.stdout,
+                runs=runs,
+                redis_url=options["redis"],
+                amqp_url=options["amqp"],
+                visibilities=options["visibility"],
+            )
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
 

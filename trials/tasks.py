@@ -5,13 +5,15 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-# A database that is down or refusing connections: wait and try again, backing off up to five minutes between
+# A database that is down or refusing connections: wait and try again, backing off up to four minutes between
 # tries (about half an hour in all); a longer outage is outlasted by the sweeper, which queues the files again.
+# The longest wait stays under Redis's visibility timeout (300 s by default), or the waiting task would be
+# handed to a second worker as if its worker had died.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 RETRY = {
     "autoretry_for": DATABASE_DOWN,
     "retry_backoff": 2,
-    "retry_backoff_max": 300,
+    "retry_backoff_max": 240,
     "retry_jitter": True,
     "max_retries": 10,
 }

@@ -9,9 +9,11 @@ import signal
 import struct
 import subprocess
 import sys
+from datetime import timedelta
 
 import pydicom
 import pytest
+from django.conf import settings
 from django.db import OperationalError
 from django.urls import reverse
 from pydicom.uid import generate_uid
@@ -279,7 +281,7 @@ def test_the_web_process_killed_between_commit_and_queueing_loses_nothing(transa
     faults["services"].clear()
     assert UploadItem.objects.filter(state="quarantined").count() == 4  # acknowledged, with no task
     assert upload_items_requeue() == 0  # within the grace period a task may still be on its way
-    assert upload_items_requeue(grace=services.timedelta(0)) == 4  # the sweeper (beat, worker start)
+    assert upload_items_requeue(grace=timedelta(0)) == 4  # the sweeper (beat, worker start)
     assert UploadItem.objects.filter(state="accepted").count() == 4
     upload_finish(actor=world.cora, upload=upload)
     assert_end_state()
@@ -319,7 +321,7 @@ def test_a_database_refused_longer_than_the_retries_is_outlasted_by_the_sweeper(
     faults["services"].clear()  # the database is back
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
-        assert upload_items_requeue(grace=services.timedelta(0)) == 3
+        assert upload_items_requeue(grace=timedelta(0)) == 3
         upload_finish(actor=world.cora, upload=upload)
     assert Upload.objects.get(pk=upload.pk).state == "complete"
     assert_end_state()
@@ -327,7 +329,7 @@ def test_a_database_refused_longer_than_the_retries_is_outlasted_by_the_sweeper(
 
 def test_the_task_retries_with_a_capped_backoff():
     assert OperationalError in process_upload_batch.autoretry_for and process_upload_batch.acks_late
-    assert process_upload_batch.retry_backoff_max == 300
+    assert process_upload_batch.retry_backoff_max < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
 
 
 @pytest.mark.worker
@@ -409,3 +411,109 @@ def test_the_end_state_checker_finds_what_breaks_the_promise(world, stores, seri
     for words in ("still quarantined", "left in quarantine", "does not match", "no row points to"):
         assert words in problems
     assert "ALPHA/stray.dcm" in storage_keys(store.image_storage())
+
+
+# --- soak ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.soak
+@pytest.mark.worker
+def test_random_kills_of_web_and_worker_processes_during_concurrent_uploads_end_consistent(
+    transactional_db, stores, tmp_path, faults
+):
+    """Concurrent uploads while workers die by SIGKILL in the middle of writes and the web side dies after
+    acknowledging files or while writing them to quarantine; every client retries what failed, as a browser
+    does. The faults are drawn from a seeded generator; whatever the interleaving, the end state is the same."""
+    import random
+    import threading
+
+    from django.db import connection
+
+    from trials import services as trial_services
+
+    uploads, kills = int(os.environ.get("SOAK_UPLOADS", "8")), int(os.environ.get("SOAK_KILLS", "4"))
+    rng = random.Random(20261205)
+    world = build_world()
+    while Timepoint.objects.filter(subject__site=world.seo, visit__code="BL").count() < uploads:
+        trial_services.subject_enroll(actor=world.alice, site=world.seo)
+    timepoints = list(Timepoint.objects.filter(subject__site=world.seo, visit__code="BL").order_by("pk"))[:uploads]
+    template = real_ct_template(large=False)
+    series = {
+        tp.pk: synthesize_ct_series(template, slices=6, seed=f"soak-{n}", patient_id=f"SOAK{n:03d}")
+        for n, tp in enumerate(timepoints)
+    }
+
+    lock = threading.Lock()
+    died = {"enqueue": 0, "write": 0}
+    web_faults = {
+        "enqueue": [rng.random() < 0.3 for _ in range(400)],
+        "write": [rng.random() < 0.05 for _ in range(800)],
+    }
+
+    def web_dies(kind):
+        def hook(*args):
+            with lock:
+                dies = web_faults[kind].pop() if web_faults[kind] else False
+            if dies:
+                died[kind] += 1
+                raise SystemExit(f"web process killed ({kind})")
+
+        return hook
+
+    faults["services"]["after_commit_before_enqueue"] = web_dies("enqueue")
+    faults["store"]["mid_write"] = web_dies("write")  # this process's writes are the web side's (quarantine)
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    errors, workers, killed = [], [], 0
+
+    def client(timepoint):
+        try:
+            upload = upload_open(actor=world.cora, timepoint=timepoint)
+            files = series[timepoint.pk]
+            for start in range(0, len(files), 2):
+                for _attempt in range(20):  # the browser retries a request that failed
+                    try:
+                        upload_receive(upload=upload, files=files[start : start + 2])
+                        break
+                    except SystemExit:
+                        continue
+            upload_finish(actor=world.cora, upload=upload)
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def fault_worker():
+        return start_worker(redis_server.url, queue, stores, visibility=2, fault=f"mid_write:{rng.randint(1, 6)}")
+
+    try:
+        with celery_on(redis_server.url, visibility=2) as queue:
+            workers = [fault_worker(), start_worker(redis_server.url, queue, stores, visibility=2)]
+            threads = [threading.Thread(target=client, args=(tp,)) for tp in timepoints]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(300)
+            assert not errors, errors
+
+            def settled():
+                nonlocal killed
+                for n, worker in enumerate(workers):
+                    if worker.poll() is not None:  # died at its fault point: replace it
+                        killed += 1
+                        workers[n] = (
+                            fault_worker()
+                            if killed < kills
+                            else start_worker(redis_server.url, queue, stores, visibility=2, requeue_after=0)
+                        )
+                return not Upload.objects.exclude(state=Upload.State.COMPLETE).exists()
+
+            wait_for(settled, 400, "every upload to complete", stores / "worker.log")
+    finally:
+        for worker in workers:
+            stop(worker)
+        redis_server.kill()
+    assert killed >= 1 and died["enqueue"] and died["write"], ("the soak exercised too little", killed, died)
+    assert UploadItem.objects.filter(state="accepted").count() == uploads * 6
+    store.temporary_leftovers_sweep(older_than=0)
+    assert_end_state()

@@ -420,5 +420,9 @@ def test_a_resend_mends_a_damaged_quarantine_copy_on_every_backend(stores):
     quarantine.save(store.quarantine_key(7, sha), io.BytesIO(data[:-5]))  # a damaged copy under the right name
     assert store.quarantine_read_verified(7, sha) is None and not quarantine.exists(store.quarantine_key(7, sha))
     quarantine.save(store.quarantine_key(7, sha), io.BytesIO(data[:-5]))
-    store.quarantine_put(7, sha, data)
+    store.quarantine_put(7, sha, data, resent=True)
+    assert store.quarantine_read_verified(7, sha) == data
+    quarantine.delete(store.quarantine_key(7, sha))
+    quarantine.save(store.quarantine_key(7, sha), io.BytesIO(data[:-5]))
+    store.quarantine_put(7, sha, data)  # a first copy finds a damaged one under its name: also mended
     assert store.quarantine_read_verified(7, sha) == data

@@ -106,8 +106,8 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     waiting = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
     known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
     for sha, data in received.items():
-        if sha not in known or known[sha] in waiting:
-            store.quarantine_put(upload.pk, sha, data)  # durable (and mended if damaged) before the commit
+        if sha not in known or known[sha] in waiting:  # durable (and mended if damaged) before the commit
+            store.quarantine_put(upload.pk, sha, data, resent=sha in known)
     now = timezone.now()
     with transaction.atomic():
         fresh = [
@@ -149,17 +149,17 @@ def _enqueue_on_commit(item_ids: list[int]) -> None:
         transaction.on_commit(enqueue)
 
 
-REQUEUE_AFTER = timedelta(seconds=settings.INGEST_REQUEUE_AFTER_SECONDS)
-
-
-def upload_items_requeue(*, grace: timedelta = REQUEUE_AFTER) -> int:
+def upload_items_requeue(*, grace: timedelta | None = None) -> int:
     """Queue again every waiting file whose task was queued (or claimed) longer than `grace` ago; returns how many.
 
+    `grace` defaults to settings.INGEST_REQUEUE_AFTER_SECONDS.
     The outbox's sweeper (Celery beat, and each worker at start): whatever lost a file's task (a web process
     killed before queueing, a broker restarted empty, a task that gave up on the database) is made good here.
     A file being processed is locked by its task and skipped; a second task for a file is harmless (it finds
     the file done).
     """
+    if grace is None:
+        grace = timedelta(seconds=settings.INGEST_REQUEUE_AFTER_SECONDS)
     cutoff = timezone.now() - grace
     with transaction.atomic():
         stale = list(

@@ -218,15 +218,19 @@ def quarantine_key(upload_id: int, sha256: str) -> str:
     return f"{upload_id}/{sha256}"
 
 
-def quarantine_put(upload_id: int, sha256: str, data: bytes) -> str:
+def quarantine_put(upload_id: int, sha256: str, data: bytes, *, resent: bool = False) -> str:
     """Keep raw bytes under their own hash: a second copy of the same file is the same file.
 
-    A copy already there that does not hash to its name (damaged on disk) is replaced by these bytes, which
-    the caller hashed: a resend always mends the quarantine.
+    `resent`: the file was received before. Its copy is then checked first, and one that does not hash to its
+    name (damaged, or discarded after failing its check) is replaced by these bytes, which the caller hashed:
+    a resend always mends the quarantine.
     """
     key = quarantine_key(upload_id, sha256)
     storage = quarantine_storage()
-    if not _write_once(storage, key, data) and _sha256_of(storage, key) != sha256:
+    if resent:
+        if _sha256_of(storage, key) != sha256:
+            _replace(storage, key, data)
+    elif not _write_once(storage, key, data) and _sha256_of(storage, key) != sha256:
         _replace(storage, key, data)
     return key
 

@@ -197,3 +197,36 @@ def test_production_settings_require_an_audit_key():
         [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True
     )
     assert result.returncode != 0 and "AUDIT_HMAC_KEY must be set" in result.stderr
+
+
+def test_a_chain_from_before_the_key_is_verified_then_re_keyed_by_its_migration(world, trigger_off):
+    import importlib
+
+    from django.apps import apps
+
+    rekey = importlib.import_module("ctims.migrations.0004_audit_keyed_chain").rekey
+    first = AuditEvent.objects.order_by("seq").first()
+    plain_rewrite(first, summary=first.summary)  # the whole chain as it was before keys: plain SHA-256
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE ctims_auditevent SET key_id = ''")
+    assert not audit_verify().intact
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with connection.schema_editor(atomic=False) as editor:
+        rekey(apps, editor)
+    assert audit_verify().intact and set(AuditEvent.objects.values_list("key_id", flat=True)) == {"1"}
+
+
+def test_the_re_keying_migration_refuses_a_chain_that_was_tampered_with(world, trigger_off):
+    import importlib
+
+    from django.apps import apps
+
+    rekey = importlib.import_module("ctims.migrations.0004_audit_keyed_chain").rekey
+    first = AuditEvent.objects.order_by("seq").first()
+    plain_rewrite(first, summary=first.summary)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE ctims_auditevent SET summary = '{\"forged\": 1}' WHERE seq = 3")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(RuntimeError, match="#3 was changed"), connection.schema_editor(atomic=False) as editor:
+        rekey(apps, editor)

@@ -105,9 +105,10 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
         received.setdefault(hashlib.sha256(data).hexdigest(), data)
     waiting = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
     known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
-    for sha, data in received.items():
-        if sha not in known or known[sha] in waiting:  # durable (and mended if damaged) before the commit
-            store.quarantine_put(upload.pk, sha, data, resent=sha in known)
+    with store.durable_batch():  # every copy durable (and mended if damaged) before the commit acknowledges it
+        for sha, data in received.items():
+            if sha not in known or known[sha] in waiting:
+                store.quarantine_put(upload.pk, sha, data, resent=sha in known)
     now = timezone.now()
     with transaction.atomic():
         fresh = [
@@ -362,20 +363,21 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
                 subject.save(update_fields=["source_patient_hash"])
         index = _BatchIndex.load(timepoint, results)
         new_instances, now = [], timezone.now()
-        for pk, item in locked.items():
-            try:
-                _index_one(item, outcomes[pk], upload=upload, index=index, new_instances=new_instances)
-            except DatabaseError:
-                raise  # the transaction is broken: the whole batch is retried
-            except store.DifferentFileStored:
-                _reject(
-                    item,
-                    "conflict",
-                    _("Another file is already stored under this image's identifiers; this one was not stored."),
-                )
-            except Exception as exc:
-                _reject(item, "unreadable", unreadable_reason(exc, b""))
-            item.processed_at = now if item.state != UploadItem.State.RESEND else None
+        with store.durable_batch():  # the stored files are durable before the index that points to them commits
+            for pk, item in locked.items():
+                try:
+                    _index_one(item, outcomes[pk], upload=upload, index=index, new_instances=new_instances)
+                except DatabaseError:
+                    raise  # the transaction is broken: the whole batch is retried
+                except store.DifferentFileStored:
+                    _reject(
+                        item,
+                        "conflict",
+                        _("Another file is already stored under this image's identifiers; this one was not stored."),
+                    )
+                except Exception as exc:
+                    _reject(item, "unreadable", unreadable_reason(exc, b""))
+                item.processed_at = now if item.state != UploadItem.State.RESEND else None
         Instance.objects.bulk_create(new_instances)
         for series_id, added in Counter(i.series_id for i in new_instances).items():
             Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)

@@ -50,7 +50,32 @@ def instance_key(trial_code: str, study_uid: str, series_uid: str, sop_uid: str)
     return f"{trial_code}/{study_uid}/{series_uid}/{sop_uid}.dcm"
 
 
-def _fsync_dir(path: str) -> None:
+_pending_dirs: ContextVar[set[str] | None] = ContextVar("ctims_store_pending_dirs", default=None)
+
+
+@contextmanager
+def durable_batch() -> Iterator[None]:
+    """Writes inside the block fsync each directory they touched once, when the block ends, instead of once per file.
+
+    Leave the block before the commit that depends on the files (the acknowledgement, the index): the files
+    are then durable, names included, before anything points to them. Each file's bytes are still fsynced
+    before its final name is created, so no final name ever holds a partial file.
+    """
+    pending: set[str] = set()
+    token = _pending_dirs.set(pending)
+    try:
+        yield
+    finally:
+        _pending_dirs.reset(token)
+    for path in sorted(pending):
+        _fsync_dir(path, now=True)
+
+
+def _fsync_dir(path: str, *, now: bool = False) -> None:
+    pending = _pending_dirs.get()
+    if pending is not None and not now:
+        pending.add(path)
+        return
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

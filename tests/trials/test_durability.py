@@ -204,7 +204,7 @@ def test_a_file_damaged_after_the_upload_was_closed_is_rejected_with_a_reason(
     )
     upload_receive(upload=upload, files=series[:2])
     item = UploadItem.objects.get(sha256=victim)
-    assert item.state == "rejected" and item.code == "damaged" and "new upload" in item.reason
+    assert item.state == "rejected" and item.code == "lost" and "new upload" in item.reason
     assert_end_state()
 
 

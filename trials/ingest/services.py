@@ -401,7 +401,7 @@ def _index_one(
         if upload.state == Upload.State.OPEN:
             item.state, item.code, item.reason = UploadItem.State.RESEND, "resend", RESEND_REASON
         else:
-            _reject(item, "damaged", DAMAGED_REASON)
+            _reject(item, "lost", DAMAGED_REASON)  # "lost": the upload page offers it again
     elif isinstance(outcome, DeidRejected):
         _reject(item, outcome.code, outcome.reason)
     elif not outcome.source_patient_hash:
@@ -454,7 +454,7 @@ def upload_finish(*, actor, upload: Upload) -> Upload:
         upload.save(update_fields=["state"])
         # The client says it sent everything: a file it was asked to send again and did not is rejected.
         upload.items.filter(state=UploadItem.State.RESEND).update(
-            state=UploadItem.State.REJECTED, code="damaged", reason=DAMAGED_REASON, processed_at=timezone.now()
+            state=UploadItem.State.REJECTED, code="lost", reason=DAMAGED_REASON, processed_at=timezone.now()
         )
         audit_record(
             actor=actor,

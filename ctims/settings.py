@@ -289,6 +289,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(envint("CELERY_VISIBILITY_TI
 INGEST_REQUEUE_AFTER_SECONDS = envint("INGEST_REQUEUE_AFTER_SECONDS", "120")
 CELERY_BEAT_SCHEDULE = {
     "ingest-sweep": {"task": "trials.tasks.ingest_sweep", "schedule": max(10, INGEST_REQUEUE_AFTER_SECONDS // 2)},
+    "store-leftovers-sweep": {"task": "trials.tasks.store_leftovers_sweep", "schedule": 24 * 3600},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

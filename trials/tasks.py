@@ -30,15 +30,22 @@ def process_upload_batch(self, item_ids: list[int]) -> int:
 
 @shared_task(acks_late=True, **RETRY)
 def ingest_sweep() -> int:
-    """The outbox's sweeper (Celery beat, and every worker at start): queue again every waiting file without a live task.
-
-    Also removes the temporary files of writes that died before their final link.
-    """
-    from .ingest import store
+    """The outbox's sweeper (Celery beat, and every worker at start): queue again every waiting file without a live task."""
     from .ingest.services import upload_items_requeue
 
-    store.temporary_leftovers_sweep()
     return upload_items_requeue()
+
+
+@shared_task(acks_late=True)
+def store_leftovers_sweep() -> int:
+    """Daily (Celery beat): remove the temporary files of writes that died before their final link.
+
+    They are invisible to everything (no final name, no row) and only take space, so a walk of the whole store
+    once a day is enough.
+    """
+    from .ingest import store
+
+    return store.temporary_leftovers_sweep()
 
 
 @shared_task(acks_late=True, autoretry_for=DATABASE_DOWN, retry_backoff=True, max_retries=3)

@@ -517,3 +517,14 @@ def test_random_kills_of_web_and_worker_processes_during_concurrent_uploads_end_
     assert UploadItem.objects.filter(state="accepted").count() == uploads * 6
     store.temporary_leftovers_sweep(older_than=0)
     assert_end_state()
+
+
+def test_the_sweepers_run_on_the_beat_schedule_and_at_worker_start():
+    from celery.signals import worker_ready
+
+    from ctims.celery import app, sweep_at_start
+
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert tasks == {"trials.tasks.ingest_sweep", "trials.tasks.store_leftovers_sweep"}
+    assert tasks <= set(app.tasks)
+    assert any(receiver() is sweep_at_start for _key, receiver in worker_ready.receivers)

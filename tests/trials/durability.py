@@ -23,6 +23,7 @@ from pathlib import Path
 import pydicom
 from django.conf import settings
 from django.core.files.storage import storages
+from django.urls import reverse
 
 from ctims.broker import connections_reset, transport_options
 from ctims.celery import app
@@ -107,6 +108,31 @@ def end_state_problems(*, uploads=None) -> list[str]:
 def assert_end_state(*, uploads=None) -> None:
     problems = end_state_problems(uploads=uploads)
     assert not problems, "\n".join(problems)
+
+
+def multipart(files: list[bytes]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n" for f in files
+    )
+    body += b"--" + boundary.encode() + b"--\r\n"
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def open_upload(api, user, subject="ALPHA-SEO-001", visit="BL"):
+    return api.as_(user).post(reverse("api-upload-open", args=["ALPHA", subject, visit]))
+
+
+def stow(api, user, upload_id, files, trial="ALPHA"):
+    """POST a STOW-RS request of `files` into an upload, as `user` (the `api` fixture's client)."""
+    body, content_type = multipart(files)
+    return api.as_(user).generic(
+        "POST",
+        reverse("stow-upload", args=[trial, upload_id]),
+        body,
+        content_type=content_type,
+        HTTP_ACCEPT="application/dicom+json",
+    )
 
 
 def wait_for(predicate, timeout: float, what: str, log: Path | None = None) -> None:

@@ -14,7 +14,15 @@ from django.urls import reverse
 from pydicom.uid import generate_uid
 
 from ctims.models import AuditEvent
-from tests.trials.durability import MotoServer, assert_end_state, storage_keys, use_storages
+from tests.trials.durability import (
+    MotoServer,
+    assert_end_state,
+    multipart,
+    open_upload,
+    storage_keys,
+    stow,
+    use_storages,
+)
 from trials.ingest import store
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Series, Study, Timepoint, Upload, UploadItem
@@ -52,30 +60,6 @@ def stores(request, tmp_path, settings):
 @pytest.fixture(scope="module")
 def series() -> list[bytes]:
     return synthesize_ct_series(real_ct_template(large=False), slices=6, seed="ingest-tests")
-
-
-def multipart(files: list[bytes]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n" for f in files
-    )
-    body += b"--" + boundary.encode() + b"--\r\n"
-    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
-
-
-def open_upload(api, user, subject="ALPHA-SEO-001", visit="BL"):
-    return api.as_(user).post(reverse("api-upload-open", args=["ALPHA", subject, visit]))
-
-
-def stow(api, user, upload_id, files):
-    body, content_type = multipart(files)
-    return api.as_(user).generic(
-        "POST",
-        reverse("stow-upload", args=["ALPHA", upload_id]),
-        body,
-        content_type=content_type,
-        HTTP_ACCEPT="application/dicom+json",
-    )
 
 
 def finish(api, user, upload_id):

@@ -37,6 +37,7 @@ frontend: node_modules/.package-lock.json
 
 run: install frontend
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ingest_sweep --grace 0
 	$(PY) manage.py load_demo
 	$(PY) manage.py load_demo_reads
 	@test -d var/demo-scans || $(PY) manage.py demo_scans var/demo-scans

@@ -530,3 +530,17 @@ def test_the_sweepers_run_on_the_beat_schedule_and_at_worker_start():
     assert tasks == {"trials.tasks.ingest_sweep", "trials.tasks.store_leftovers_sweep"}
     assert tasks <= set(app.tasks)
     assert any(receiver() is sweep_at_start for _key, receiver in worker_ready.receivers)
+
+
+def test_the_sweep_command_processes_what_waits_without_a_broker(world, stores, series, monkeypatch, capsys):
+    from django.core.management import call_command
+
+    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(process_upload_batch, "delay", lambda ids: None)  # the process died before running it
+        upload_receive(upload=upload, files=series[:2])
+    call_command("ingest_sweep")
+    assert "0 waiting files queued again" in capsys.readouterr().out  # within the grace period
+    call_command("ingest_sweep", "--grace", "0")
+    assert UploadItem.objects.filter(state="accepted").count() == 2

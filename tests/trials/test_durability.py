@@ -379,7 +379,7 @@ def test_a_worker_killed_while_writing_is_retried_to_a_consistent_end(transactio
             upload_finish(actor=world.cora, upload=upload)
             # The first worker dies by SIGKILL half-way through writing its fifth file.
             workers.append(start_worker(redis_server.url, queue, stores, visibility=2, fault="mid_write:5"))
-            workers[0].wait(90)
+            workers[0].wait(180)
             assert workers[0].returncode == -signal.SIGKILL
             assert UploadItem.objects.filter(state="quarantined").exists()
             workers.append(start_worker(redis_server.url, queue, stores, visibility=2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -312,6 +313,14 @@ def _deidentify_one(raw: bytes, *, space: PseudonymSpace, subject_code: str, opt
         return DeidRejected("unreadable", unreadable_reason(exc, raw))
 
 
+CLAIM_REFRESH_SECONDS = 30
+
+
+def _claim(item_ids: list[int]) -> None:
+    """Mark waiting files as held by a live task, so the sweeper leaves them alone for its grace period."""
+    UploadItem.objects.filter(pk__in=item_ids, state=UploadItem.State.QUARANTINED).update(queued_at=timezone.now())
+
+
 def upload_batch_process(*, item_ids: list[int]) -> None:
     """De-identify, verify, store and index a batch of quarantined files of one upload.
 
@@ -323,8 +332,7 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
     are deleted again if that transaction rolls back.
     """
     _fault("batch_start", item_ids)
-    # The claim: a live task has these files, so the sweeper leaves them alone for a grace period.
-    UploadItem.objects.filter(pk__in=item_ids, state=UploadItem.State.QUARANTINED).update(queued_at=timezone.now())
+    _claim(item_ids)
     items = list(
         UploadItem.objects.filter(pk__in=item_ids, state=UploadItem.State.QUARANTINED).select_related(
             "upload__timepoint__subject__trial", "upload__timepoint__visit"
@@ -338,7 +346,11 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
     timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
     space, options = trial_space(trial), trial_deid_options(trial)
     outcomes: dict[int, DeidResult | DeidRejected | None] = {}
+    claimed = time.monotonic()
     for item in items:
+        if time.monotonic() - claimed > CLAIM_REFRESH_SECONDS:  # a long batch keeps its claim fresh
+            _claim(item_ids)
+            claimed = time.monotonic()
         raw = store.quarantine_read_verified(upload.pk, item.sha256)
         if raw is None:
             outcomes[item.pk] = None

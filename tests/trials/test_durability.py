@@ -544,3 +544,26 @@ def test_the_sweep_command_processes_what_waits_without_a_broker(world, stores, 
     assert "0 waiting files queued again" in capsys.readouterr().out  # within the grace period
     call_command("ingest_sweep", "--grace", "0")
     assert UploadItem.objects.filter(state="accepted").count() == 2
+
+
+def test_a_file_whose_index_row_the_database_refuses_is_rejected_alone(
+    world, stores, series, monkeypatch, on_commit_now
+):
+    real = services._new_instance
+    bad_uid = []
+
+    def new_instance(result, series_row, key):
+        instance = real(result, series_row, key)
+        if not bad_uid or bad_uid[0] == result.sop_instance_uid:
+            bad_uid[:1] = [result.sop_instance_uid]
+            instance.instance_number = 2**40  # out of the column's range: the database refuses the row
+        return instance
+
+    monkeypatch.setattr(services, "_new_instance", new_instance)
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    upload_receive(upload=upload, files=series[:4])
+    states = sorted(UploadItem.objects.values_list("state", "code"))
+    assert states == [("accepted", ""), ("accepted", ""), ("accepted", ""), ("rejected", "unreadable")]
+    assert "could not be indexed" in UploadItem.objects.get(state="rejected").reason
+    upload_finish(actor=world.cora, upload=upload)
+    assert_end_state()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -324,6 +324,39 @@ def _claim(item_ids: list[int]) -> None:
 def upload_batch_process(*, item_ids: list[int]) -> None:
     """De-identify, verify, store and index a batch of quarantined files of one upload.
 
+    A batch whose index write the database refuses for its content (a value out of range, a conflict with a
+    row another upload just wrote) is done again one file at a time, so that the file at fault is rejected alone
+    and its batch goes on (`_batch_process` holds the details).
+    """
+    try:
+        _batch_process(item_ids)
+    except (DataError, IntegrityError):
+        if len(item_ids) == 1:
+            _reject_unindexable(item_ids[0])
+        else:
+            for item_id in item_ids:
+                upload_batch_process(item_ids=[item_id])
+
+
+def _reject_unindexable(item_id: int) -> None:
+    with transaction.atomic():
+        item = UploadItem.objects.select_related("upload").filter(pk=item_id).first()
+        if item is None:
+            return
+        upload = Upload.objects.select_for_update().get(pk=item.upload_id)
+        item = UploadItem.objects.select_for_update().filter(pk=item_id, state=UploadItem.State.QUARANTINED).first()
+        if item is None:
+            return
+        _reject(item, "unreadable", _("unreadable: the file's attributes could not be indexed."))
+        item.processed_at = timezone.now()
+        item.save(update_fields=["state", "code", "reason", "processed_at"])
+        transaction.on_commit(lambda: store.quarantine_delete(upload.pk, item.sha256))
+        _maybe_complete(upload)
+
+
+def _batch_process(item_ids: list[int]) -> None:
+    """De-identify, verify, store and index a batch of quarantined files of one upload.
+
     Safe to run again (a redelivered task): items no longer quarantined are skipped, and the image store
     accepts the same bytes twice. Each quarantine copy is checked against its item's SHA-256 first; a damaged
     or missing one is discarded and the client asked for the file again. Any failure of one file is that
@@ -387,8 +420,9 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
                         "conflict",
                         _("Another file is already stored under this image's identifiers; this one was not stored."),
                     )
-                except Exception as exc:
-                    _reject(item, "unreadable", unreadable_reason(exc, b""))
+                except Exception as exc:  # the index sees de-identified values only; scrubbed all the same
+                    outcome = outcomes[pk]
+                    _reject(item, "unreadable", unreadable_reason(exc, getattr(outcome, "data", b"")))
                 item.processed_at = now if item.state != UploadItem.State.RESEND else None
         Instance.objects.bulk_create(new_instances)
         for series_id, added in Counter(i.series_id for i in new_instances).items():

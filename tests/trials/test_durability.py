@@ -194,6 +194,25 @@ def test_a_resend_replaces_a_copy_that_failed_its_check(world, stores, series, m
     assert sorted(UploadItem.objects.values_list("state", flat=True)) == ["accepted", "accepted"]
 
 
+def test_a_web_process_killed_while_writing_to_quarantine_leaves_nothing_a_resend_trips_over(
+    world, stores, series, faults, on_commit_now
+):
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+
+    def killed(key):
+        raise SystemExit("the web process dies half-way through the quarantine write")
+
+    faults["store"]["mid_write"] = killed
+    with pytest.raises(SystemExit):
+        upload_receive(upload=upload, files=series[:1])
+    faults["store"].clear()
+    assert not UploadItem.objects.exists()  # never acknowledged
+    assert storage_keys(store.quarantine_storage()) == []  # no torn copy under the file's name
+    upload_receive(upload=upload, files=series[:1])  # the client's resend
+    assert UploadItem.objects.get().state == "accepted"
+    assert_end_state()
+
+
 def test_a_file_damaged_after_the_upload_was_closed_is_rejected_with_a_reason(
     world, stores, series, faults, on_commit_now
 ):

@@ -1,7 +1,7 @@
 """CTIMS settings: one module, configured by environment variables.
 
 The embedded default (no variables set) runs on SQLite under var/ with Celery tasks executed
-in-process. Production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and DEBUG=False.
+in-process. Production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, AUDIT_HMAC_KEY and DEBUG=False.
 """
 
 from __future__ import annotations

@@ -224,7 +224,8 @@ class UploadStowApi(APIView):
             body["00081199"] = {"vr": "SQ", "Value": referenced}
         if failed:
             body["00081198"] = {"vr": "SQ", "Value": failed}
-        waiting = any(i.state == UploadItem.State.QUARANTINED for i in items)
+        # A file waiting for processing, or whose quarantined copy failed its check and must be sent again.
+        waiting = any(i.state in (UploadItem.State.QUARANTINED, UploadItem.State.RESEND) for i in items)
         # PS3.18 10.5.3: 200 all stored, 409 none stored and none waiting, 202 anything in between.
         status = 200 if not failed and not waiting else (409 if failed and not referenced and not waiting else 202)
         return Response(body, status=status)

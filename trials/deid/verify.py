@@ -2,11 +2,16 @@
 
 Matching rules, shared so that whatever the cleaner leaves, the verifier accepts:
 - A value is searched as written, upper-cased and lower-cased, in UTF-8 and in the input's character set,
-  ASCII letters case-insensitively. A name also as each ``=`` group with ``^`` or spaces between its
-  components and as "given family". A date also as YYYY-MM-DD, YYYY/MM/DD, YYYY.MM.DD, DD/MM/YYYY,
+  ASCII letters case-insensitively. A name also in each whole-name form of `names.full_name_forms` (each
+  ``=`` group with ``^``, spaces or a comma between its components, reversed, Hangul without a space, and
+  romanised when given in Hangul). A date also as YYYY-MM-DD, YYYY/MM/DD, YYYY.MM.DD, DD/MM/YYYY,
   MM/DD/YYYY, DD.MM.YYYY and DD-MM-YYYY; a DT by its date. A UID only as a whole UID.
-- The cleaner also removes each name component and each word of a component. The verifier does not search
-  single components: a surname like White or Long legitimately appears in kept text ("White matter").
+- The cleaner also removes each name component, each word of a component, initials with the surname, and
+  Hangul writings of a name given in Latin letters. The verifier does not search single components: a
+  surname like White or Long legitimately appears in kept text ("White matter").
+- The cleaner also removes identifier patterns (`patterns`: resident registration numbers, phone numbers,
+  e-mail addresses, URLs, addresses, long numbers, dates) whoever they belong to; the verifier looks for
+  resident registration numbers, phone numbers and e-mail addresses in every output byte.
 - Skipped as too short to identify anyone and too common not to collide: values under 3 characters (2 when
   they hold non-ASCII characters: a CJK given name is two characters), values without a letter or digit
   ("----"), and numbers of fewer than 5 digits (series numbers, window values, ages).
@@ -29,6 +34,8 @@ from pydicom.datadict import dictionary_VR
 from pydicom.valuerep import PersonName
 
 from .errors import DeidRejected
+from .names import HangulNameFinder, full_name_forms, part_forms
+from .patterns import NUMBERS, first_identifier_in_bytes, remove_identifiers
 
 MIN_CHARS = 3
 MIN_CHARS_NON_ASCII = 2
@@ -71,16 +78,9 @@ def _date_variants(date: str) -> list[str]:
 def _name_variants(name: str, components: bool) -> list[str]:
     variants: list[str] = []
     for group in name.split("="):
-        present = [c.strip() for c in group.split("^") if c.strip()]
-        if not present:
-            continue
-        variants += [group.rstrip("^ "), " ".join(present), "^".join(present)]
-        if len(present) >= 2:
-            variants.append(f"{present[1]} {present[0]}")
+        variants += full_name_forms(group)
         if components:
-            for component in present:
-                variants.append(component)
-                variants += component.split()
+            variants += part_forms(group)
     return variants
 
 
@@ -160,6 +160,7 @@ class IdentifyingValues:
         self._seen: set[tuple[str, str]] = set()
         self._searched: set[tuple[str, str]] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._hangul_names = HangulNameFinder()
 
     def __repr__(self) -> str:
         return f"IdentifyingValues(<{len(self._texts)} values hidden>)"
@@ -182,6 +183,10 @@ class IdentifyingValues:
                     self._texts.setdefault(single, keyword)
                     self._pattern = None
             return
+        if vr == "PN":
+            for single in value.split("\\"):
+                for group in single.split("="):
+                    self._hangul_names.add(group)
         for variant in text_variants(vr, value, components=True):
             if _worth_searching(variant) and variant not in self._texts:
                 self._pattern = None
@@ -225,25 +230,69 @@ class IdentifyingValues:
                     return keyword
         return None
 
-    def clean(self, text: str) -> str:
-        """`text` without any of the values, each occurrence replaced by a space, spaces collapsed."""
-        if not self._texts:
-            return text
-        upper = text.upper()
-        if not any(t.upper() in upper for t in self._texts):
-            return text
+    def allow_values(self, keywords: Iterable[str] | None, text: str) -> None:
+        """Stop searching for values (of attributes `keywords`, or any) that are `text` itself, in any case."""
+        names, folded = set(keywords) if keywords is not None else None, text.strip().upper()
+
+        def ours(keyword: str) -> bool:
+            return names is None or keyword in names
+
+        self._texts = {t: k for t, k in self._texts.items() if not (ours(k) and t.upper() == folded)}
+        self._needles = {n: k for n, k in self._needles.items() if not (ours(k) and n == folded.encode("utf-8"))}
+        self._pattern = None
+
+    def _compiled(self) -> re.Pattern[str]:
         if self._pattern is None:
             parts = [
                 _left_boundary(t[0]) + re.escape(t) + _right_boundary(t[-1])
                 for t in sorted(self._texts, key=len, reverse=True)
             ]
             self._pattern = re.compile("|".join(parts), re.IGNORECASE | re.ASCII)
+        return self._pattern
+
+    def _keyword_of(self, found: str) -> str:
+        for form in (found, found.upper(), found.lower()):
+            if form in self._texts:
+                return self._texts[form]
+        folded = found.upper()
+        return next((k for t, k in self._texts.items() if t.upper() == folded), "identifying attribute")
+
+    def clean_with_reasons(self, text: str, *, keep_numbers: bool = False) -> tuple[str, list[str]]:
+        """`text` without the input's identifying values and identifier patterns, and why each went.
+
+        Reasons are words ("PatientName", "phone number"), never the values removed. `keep_numbers` leaves
+        long numbers and dates that are not the input's (a device serial number the trial retains).
+        """
+        reasons: list[str] = []
+        original = text
+
+        def removed(match: re.Match[str]) -> str:
+            keyword = self._keyword_of(match.group())
+            if keyword not in reasons:
+                reasons.append(keyword)
+            return " "
+
         for _ in range(4):
-            cleaned = _SPACES.sub(" ", self._pattern.sub(" ", text)).strip()
-            if cleaned == text:
+            before = text
+            if self._texts:
+                upper = text.upper()
+                if any(t.upper() in upper for t in self._texts):
+                    text = self._compiled().sub(removed, text)
+            for start, end in reversed(self._hangul_names.spans(text)):
+                text = text[:start] + " " + text[end:]
+                if "PatientName" not in reasons:
+                    reasons.append("PatientName")
+            text, found = remove_identifiers(text, NUMBERS if keep_numbers else frozenset())
+            reasons += [r for r in found if r not in reasons]
+            if text != before:
+                text = _SPACES.sub(" ", text).strip()
+            if text == before:
                 break
-            text = cleaned
-        return text
+        return (text, reasons) if text != original else (original, [])
+
+    def clean(self, text: str) -> str:
+        """`text` without any of the values or identifier patterns, each replaced by a space, spaces collapsed."""
+        return self.clean_with_reasons(text)[0]
 
 
 def _coerce(
@@ -286,6 +335,14 @@ def verify_bytes(output: bytes, values: IdentifyingValues, skip: tuple[int, int]
         # The NUL joins the two parts so no value can be matched across the skipped pixel data.
         hay = output[: skip[0]].upper() + b"\x00" + output[skip[1] :].upper()
     keyword = values.first_found_in(hay)
+    if keyword is None:
+        found = first_identifier_in_bytes(hay)
+        if found is not None:
+            raise DeidRejected(
+                "phi_found",
+                f"A {found} was found in the de-identified output; the image was not accepted. "
+                "Please report this to the trial's imaging team.",
+            )
     if keyword is not None:
         raise DeidRejected(
             "phi_found",

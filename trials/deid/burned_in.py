@@ -1,0 +1,214 @@
+"""Text in the pixels: which instances may carry it, finding it with OCR, and redacting it.
+
+Deciding is cheap and reads only header values: a primary CT or MR slice (ORIGINAL or DERIVED\\PRIMARY) is
+not examined (it would pay a second or so of OCR for nothing). Examined are secondary images (dose reports
+and protocol screens come as CT DERIVED\\SECONDARY), secondary captures, screen saves, images that declare
+burned-in annotation, and images with bits set above Bits Stored (an overlay drawn into the unused bits).
+
+OCR is Debian's Tesseract (tesseract-ocr with tesseract-ocr-kor, Hangul and Latin) through pytesseract,
+which runs the `tesseract` program: no compiled binding to keep in step with the system library, and the
+few instances that need it pay a process start, which is small next to the recognition itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+OCR_LANGUAGES = "kor+eng"
+# Tesseract reads shapes in anatomy as short words of low confidence ("La" 72, "=F" 75 in a perfusion CT);
+# text drawn into an image reads at 90 or more. A word is text when it is read with TEXT_CONFIDENCE and
+# has three letters or digits, or a Hangul syllable. Once a frame has text, every word read with
+# BLANK_CONFIDENCE is blanked with it (the parts of a line Tesseract is less sure of).
+TEXT_CONFIDENCE = 80
+BLANK_CONFIDENCE = 40
+PAD = 4  # pixels added around a detected word before it is blanked
+MAX_PASSES = 3
+
+SECONDARY_CAPTURE_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+        "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit SC
+        "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte SC
+        "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word SC
+        "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC
+    }
+)
+_SCREEN_WORDS = ("SCREEN", "SAVE", "DOSE", "REPORT", "PROTOCOL", "CAPTURE")
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word OCR found in a frame, in the frame's pixel coordinates."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+    confidence: float
+    text: str = field(default="", repr=False)  # what was read: possibly identifying, never logged
+
+    @property
+    def is_text(self) -> bool:
+        if self.confidence < TEXT_CONFIDENCE:
+            return False
+        return sum(c.isalnum() for c in self.text) >= 3 or any("\uac00" <= c <= "\ud7a3" for c in self.text)
+
+
+def ocr_reasons(*, image_type: list[str], sop_class_uid: str, burned_in_annotation: str) -> list[str]:
+    """Why an instance may carry text in its pixels, from header values alone (empty: it need not be read)."""
+    reasons = []
+    upper = [v.strip().upper() for v in image_type]
+    # DERIVED\PRIMARY is an ordinary reconstruction; SECONDARY is made after the fact (dose reports,
+    # protocol screens, captures), the images that carry text.
+    if upper[1:2] == ["SECONDARY"]:
+        reasons.append("secondary image")
+    if any(word in value for value in upper[2:] for word in _SCREEN_WORDS):
+        reasons.append("screen save")
+    if sop_class_uid in SECONDARY_CAPTURE_CLASSES:
+        reasons.append("secondary capture")
+    if burned_in_annotation.strip().upper() == "YES":
+        reasons.append("burned-in annotation declared")
+    return reasons
+
+
+@dataclass
+class PixelModule:
+    """The values needed to read native pixel data."""
+
+    rows: int
+    columns: int
+    samples: int
+    frames: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    little: bool
+    photometric: str
+
+    @property
+    def dtype(self) -> np.dtype:
+        if self.bits_allocated not in (8, 16, 32):
+            raise ValueError("unsupported Bits Allocated")
+        kind = "i" if self.signed else "u"
+        order = "<" if self.little else ">"
+        return np.dtype(f"{order}{kind}{self.bits_allocated // 8}")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.samples > 1:
+            return (self.frames, self.rows, self.columns, self.samples)
+        return (self.frames, self.rows, self.columns)
+
+
+def native_array(value: bytes, module: PixelModule) -> np.ndarray:
+    """Native pixel data as an array of frames (a copy that may be written)."""
+    count = int(np.prod(module.shape))
+    return np.frombuffer(value, dtype=module.dtype, count=count).reshape(module.shape).copy()
+
+
+def high_bits_set(array: np.ndarray, module: PixelModule) -> bool:
+    """Whether bits above Bits Stored hold anything (an overlay drawn into the unused bits)."""
+    if module.bits_stored >= module.bits_allocated:
+        return False
+    if module.signed:
+        # Valid signed values are sign-extended: above the sign bit every bit equals it.
+        shifted = array >> (module.bits_stored - 1)
+        return bool(np.any((shifted != 0) & (shifted != -1)))
+    return bool(np.any(array >> module.bits_stored))
+
+
+def zero_high_bits(array: np.ndarray, module: PixelModule) -> np.ndarray:
+    """The array with bits above Bits Stored cleared (sign-extended for signed pixels)."""
+    bits = module.bits_stored
+    kept = array.astype(np.int64) & ((1 << bits) - 1)
+    if module.signed:
+        kept = np.where(kept >= 1 << (bits - 1), kept - (1 << bits), kept)
+    return kept.astype(array.dtype)
+
+
+def _to_image(frame: np.ndarray, photometric: str) -> Any:
+    from PIL import Image
+
+    data = frame.astype(np.float64)
+    if data.ndim == 3:
+        data = data.mean(axis=2)
+    low, high = float(data.min()), float(data.max())
+    scaled = np.zeros_like(data) if high <= low else (data - low) * (255.0 / (high - low))
+    if photometric == "MONOCHROME1":
+        scaled = 255.0 - scaled
+    image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.width < 512:
+        image = image.resize((image.width * 2, image.height * 2), Image.Resampling.LANCZOS)
+    return image
+
+
+def ocr_words(image: Any) -> list[Word]:
+    """Words Tesseract reads in a greyscale PIL image (Hangul and Latin), in the image's coordinates.
+
+    The one place OCR runs: tests replace it to count calls.
+    """
+    import pytesseract
+
+    data = pytesseract.image_to_data(image, lang=OCR_LANGUAGES, config="--psm 11", output_type=pytesseract.Output.DICT)
+    words = []
+    for text, conf, left, top, width, height in zip(
+        data["text"], data["conf"], data["left"], data["top"], data["width"], data["height"], strict=True
+    ):
+        if float(conf) < BLANK_CONFIDENCE or not any(c.isalnum() for c in text):
+            continue
+        words.append(Word(int(left), int(top), int(width), int(height), float(conf), text))
+    return words
+
+
+def find_text(frame: np.ndarray, photometric: str) -> list[Word]:
+    """Words in one frame, in the frame's pixel coordinates."""
+    image = _to_image(frame, photometric)
+    scale = image.width / frame.shape[1]
+    return [
+        Word(
+            int(w.left / scale),
+            int(w.top / scale),
+            int(np.ceil(w.width / scale)),
+            int(np.ceil(w.height / scale)),
+            w.confidence,
+            w.text,
+        )
+        for w in ocr_words(image)
+    ]
+
+
+def blank(frame: np.ndarray, words: list[Word]) -> None:
+    """Fill each word's box (with a margin) with the frame's darkest value, in place."""
+    fill = frame.min()
+    rows, columns = frame.shape[:2]
+    for w in words:
+        top, left = max(0, w.top - PAD), max(0, w.left - PAD)
+        bottom, right = min(rows, w.top + w.height + PAD), min(columns, w.left + w.width + PAD)
+        frame[top:bottom, left:right] = fill
+
+
+def redact_frames(frames: np.ndarray, photometric: str) -> tuple[int, bool]:
+    """Blank every word OCR finds in each frame, in place, until it finds none (at most MAX_PASSES passes).
+
+    Returns the number of words blanked and whether every frame reads clean at the end.
+    """
+    blanked = 0
+    for index in range(frames.shape[0]):
+        frame = frames[index]
+        for _ in range(MAX_PASSES):
+            words = find_text(frame, photometric)
+            if not any(w.is_text for w in words):
+                break
+            blank(frame, words)
+            blanked += len(words)
+        else:
+            if any(w.is_text for w in find_text(frame, photometric)):
+                return blanked, False
+    return blanked, True
+
+
+def has_text(frames: np.ndarray, photometric: str) -> bool:
+    return any(w.is_text for index in range(frames.shape[0]) for w in find_text(frames[index], photometric))

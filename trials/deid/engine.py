@@ -719,7 +719,9 @@ def _deidentify(
         refused = sop_class_rejection(sop_class, options.accepted_sop_classes)
         if refused is not None:
             raise DeidRejected("sop_class_not_accepted", refused)
-    if not deflated and PIXEL_DATA not in ds._dict and 0 < end < len(data) - 8:
+    # A non-image object (a structured report, say) that the trial accepts has no image data to check.
+    image = not sop_class or "Image" in UID(sop_class).name
+    if image and not deflated and PIXEL_DATA not in ds._dict and 0 < end < len(data) - 8:
         raise DeidRejected("truncated", "The file stops before the image data: it looks cut short.")
 
     sop_instance = _ascii(ds._dict.get(SOP_INSTANCE_UID))
@@ -736,7 +738,8 @@ def _deidentify(
             "patient); please send the original images without annotation.",
         )
     encapsulated = UID(ts).is_encapsulated
-    _check_pixels(ds, encapsulated, little)
+    if image:
+        _check_pixels(ds, encapsulated, little)
 
     charset = ds._dict.get(SPECIFIC_CHARACTER_SET)
     encodings = encodings_for(_Walker._raw_bytes(charset) if charset is not None else None)
@@ -759,7 +762,9 @@ def _deidentify(
         if elem is not None and elem.value:
             walker.identifying.allow_values(_SITE_KEYWORDS, decode_text(_Walker._raw_bytes(elem), "LO", encodings))
     walker.clean_texts()
-    ts, pixels = _examine_pixels(ds, walker, options, ts=ts, sop_class=sop_class, little=little)
+    pixels = ""
+    if image:
+        ts, pixels = _examine_pixels(ds, walker, options, ts=ts, sop_class=sop_class, little=little)
     allowed = _add_deid_attributes(ds, walker, options)
     walker.identifying.allow(allowed)
     for date in walker.shifted:

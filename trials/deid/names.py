@@ -131,11 +131,16 @@ def part_forms(group: str) -> list[str]:
             forms += _given_spellings(component)
     if len(present) >= 2:
         family, given = present[0], present[1]
+        latin: list[tuple[str, str]] = []
         if family.isascii() and given.isascii():
-            initials = [w[0] for w in re.split(r"[\s-]+", given) if w]
+            latin.append((family, given))
+        elif is_hangul(family) and is_hangul(given):
+            latin += [(s, g) for s in surname_spellings(family) for g in _given_spellings(given)]
+        for surname, spelled in latin:
+            initials = [w[0] for w in re.split(r"[\s-]+", spelled) if w]
             dotted, bare = ". ".join(initials) + ".", "".join(initials)
-            forms += [f"{dotted} {family}", f"{bare} {family}", f"{family} {bare}", f"{family}, {dotted}"]
-            forms += [f"{family}, {bare}", f"{family} {dotted}"]
+            forms += [f"{dotted} {surname}", f"{bare} {surname}", f"{surname} {bare}", f"{surname}, {dotted}"]
+            forms += [f"{surname}, {bare}", f"{surname} {dotted}"]
         if is_hangul(given) and len(given) == 1:
             forms.append(family + given)
     return forms

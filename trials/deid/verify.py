@@ -274,6 +274,10 @@ class IdentifyingValues:
 
         for _ in range(4):
             before = text
+            # Patterns first: an e-mail address holding the patient's name must go whole, not lose the name
+            # and leave its domain.
+            text, found = remove_identifiers(text, NUMBERS if keep_numbers else frozenset())
+            reasons += [r for r in found if r not in reasons]
             if self._texts:
                 upper = text.upper()
                 if any(t.upper() in upper for t in self._texts):
@@ -282,8 +286,6 @@ class IdentifyingValues:
                 text = text[:start] + " " + text[end:]
                 if "PatientName" not in reasons:
                     reasons.append("PatientName")
-            text, found = remove_identifiers(text, NUMBERS if keep_numbers else frozenset())
-            reasons += [r for r in found if r not in reasons]
             if text != before:
                 text = _SPACES.sub(" ", text).strip()
             if text == before:

@@ -120,6 +120,12 @@ def _several_levels(parts: str) -> bool:
 NUMBERS = frozenset({LONG_NUMBER, DATE})
 
 
+# Patterns that contain other identifiers (a name in an e-mail address): removed before the input's values
+# are, so that an address goes whole; the others after, so that a record number goes whole with its prefix.
+CONTAINERS = frozenset({EMAIL, URL})
+ALL_REASONS = frozenset({RRN, PHONE, EMAIL, URL, ADDRESS, LONG_NUMBER, DATE})
+
+
 def find_identifiers(text: str, skip: frozenset[str] = frozenset()) -> Iterator[Found]:
     """Every identifier pattern in `text` but those of the reasons in `skip` (overlaps possible)."""
     for reason, pattern in _TEXT_DETECTORS:

@@ -35,7 +35,7 @@ from pydicom.valuerep import PersonName
 
 from .errors import DeidRejected
 from .names import HangulNameFinder, full_name_forms, part_forms
-from .patterns import NUMBERS, first_identifier_in_bytes, remove_identifiers
+from .patterns import ALL_REASONS, CONTAINERS, NUMBERS, first_identifier_in_bytes, remove_identifiers
 
 MIN_CHARS = 3
 MIN_CHARS_NON_ASCII = 2
@@ -274,9 +274,10 @@ class IdentifyingValues:
 
         for _ in range(4):
             before = text
-            # Patterns first: an e-mail address holding the patient's name must go whole, not lose the name
-            # and leave its domain.
-            text, found = remove_identifiers(text, NUMBERS if keep_numbers else frozenset())
+            # E-mail addresses and URLs first: one holding the patient's name must go whole, not lose the
+            # name and leave its domain. The other patterns last: "ACC778899" goes whole as a value before
+            # its digits could go as a long number.
+            text, found = remove_identifiers(text, ALL_REASONS - CONTAINERS)
             reasons += [r for r in found if r not in reasons]
             if self._texts:
                 upper = text.upper()
@@ -286,6 +287,8 @@ class IdentifyingValues:
                 text = text[:start] + " " + text[end:]
                 if "PatientName" not in reasons:
                     reasons.append("PatientName")
+            text, found = remove_identifiers(text, CONTAINERS | (NUMBERS if keep_numbers else frozenset()))
+            reasons += [r for r in found if r not in reasons]
             if text != before:
                 text = _SPACES.sub(" ", text).strip()
             if text == before:

@@ -103,21 +103,25 @@ class PixelModule:
         return (self.frames, self.rows, self.columns)
 
 
-def native_array(value: bytes, module: PixelModule) -> np.ndarray:
-    """Native pixel data as an array of frames (a copy that may be written)."""
+def native_array(value: bytes, module: PixelModule, *, writable: bool = True) -> np.ndarray:
+    """Native pixel data as an array of frames (a copy that may be written, unless not `writable`)."""
     count = int(np.prod(module.shape))
-    return np.frombuffer(value, dtype=module.dtype, count=count).reshape(module.shape).copy()
+    array = np.frombuffer(value, dtype=module.dtype, count=count).reshape(module.shape)
+    return array.copy() if writable else array
 
 
 def high_bits_set(array: np.ndarray, module: PixelModule) -> bool:
-    """Whether bits above Bits Stored hold anything (an overlay drawn into the unused bits)."""
+    """Whether bits above Bits Stored hold anything (an overlay drawn into the unused bits).
+
+    Read from the extremes only, so a normal slice pays two passes over its pixels and no copy: unsigned
+    values must stay below 2**Bits Stored, signed ones (sign-extended) within +-2**(Bits Stored - 1).
+    """
     if module.bits_stored >= module.bits_allocated:
         return False
     if module.signed:
-        # Valid signed values are sign-extended: above the sign bit every bit equals it.
-        shifted = array >> (module.bits_stored - 1)
-        return bool(np.any((shifted != 0) & (shifted != -1)))
-    return bool(np.any(array >> module.bits_stored))
+        half = 1 << (module.bits_stored - 1)
+        return int(array.min()) < -half or int(array.max()) >= half
+    return int(array.max()) >= 1 << module.bits_stored
 
 
 def zero_high_bits(array: np.ndarray, module: PixelModule) -> np.ndarray:

@@ -841,9 +841,9 @@ def _examine_pixels(
     module = _pixel_module(ds, little, int(frames_text) if frames_text.isdigit() else 1)
     array, changes = None, []
     if not encapsulated and 0 < module.bits_stored < module.bits_allocated:
-        array = burned_in.native_array(elements[PIXEL_DATA].value, module)
-        if burned_in.high_bits_set(array, module):
-            array = burned_in.zero_high_bits(array, module)
+        view = burned_in.native_array(elements[PIXEL_DATA].value, module, writable=False)
+        if burned_in.high_bits_set(view, module):
+            array = burned_in.zero_high_bits(view, module)
             changes.append("bits above Bits Stored zeroed")
             reasons.append("bits above Bits Stored")
     if reasons:

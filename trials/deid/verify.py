@@ -160,6 +160,7 @@ class IdentifyingValues:
         self._seen: set[tuple[str, str]] = set()
         self._searched: set[tuple[str, str]] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._upper: tuple[str, ...] | None = None  # the texts upper-cased, for a quick test before the pattern
         self._hangul_names = HangulNameFinder()
 
     def __repr__(self) -> str:
@@ -181,7 +182,7 @@ class IdentifyingValues:
                 if single:
                     self._uids.setdefault(single.encode("ascii", "replace"), keyword)
                     self._texts.setdefault(single, keyword)
-                    self._pattern = None
+                    self._pattern = self._upper = None
             return
         if vr == "PN":
             for single in value.split("\\"):
@@ -189,7 +190,7 @@ class IdentifyingValues:
                     self._hangul_names.add(group)
         for variant in text_variants(vr, value, components=True):
             if _worth_searching(variant) and variant not in self._texts:
-                self._pattern = None
+                self._pattern = self._upper = None
                 for form in {variant, variant.upper(), variant.lower()}:
                     self._texts.setdefault(form, keyword)
         for variant in text_variants(vr, value):
@@ -216,7 +217,7 @@ class IdentifyingValues:
         self._texts = {t: k for t, k in self._texts.items() if not find_needle(hay, t.encode("utf-8").upper())}
         self._needles = {n: k for n, k in self._needles.items() if not find_needle(hay, n)}
         self._uids = {u: k for u, k in self._uids.items() if not find_needle(hay, u)}
-        self._pattern = None
+        self._pattern = self._upper = None
 
     def first_found_in(self, hay_upper: bytes) -> str | None:
         """The keyword of a value found in `hay_upper` (bytes.upper() of the searched bytes), or None."""
@@ -239,7 +240,7 @@ class IdentifyingValues:
 
         self._texts = {t: k for t, k in self._texts.items() if not (ours(k) and t.upper() == folded)}
         self._needles = {n: k for n, k in self._needles.items() if not (ours(k) and n == folded.encode("utf-8"))}
-        self._pattern = None
+        self._pattern = self._upper = None
 
     def _compiled(self) -> re.Pattern[str]:
         if self._pattern is None:
@@ -280,8 +281,10 @@ class IdentifyingValues:
             text, found = remove_identifiers(text, ALL_REASONS - CONTAINERS)
             reasons += [r for r in found if r not in reasons]
             if self._texts:
+                if self._upper is None:
+                    self._upper = tuple({t.upper() for t in self._texts})
                 upper = text.upper()
-                if any(t.upper() in upper for t in self._texts):
+                if any(t in upper for t in self._upper):
                     text = self._compiled().sub(removed, text)
             for start, end in reversed(self._hangul_names.spans(text)):
                 text = text[:start] + " " + text[end:]

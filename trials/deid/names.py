@@ -10,6 +10,7 @@ by a loose key that forgives the usual spelling differences (g/k, d/t, b/p, j/ch
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _HANGUL_BASE, _HANGUL_LAST = 0xAC00, 0xD7A3
 _INITIALS = ["g", "kk", "n", "d", "tt", "r", "m", "b", "pp", "s", "ss", "", "j", "jj", "ch", "k", "t", "p", "h"]
@@ -98,11 +99,12 @@ def components(group: str) -> list[str]:
     return [c.strip() for c in group.split("^") if c.strip()]
 
 
-def full_name_forms(group: str) -> list[str]:
+@lru_cache(maxsize=1024)
+def full_name_forms(group: str) -> tuple[str, ...]:
     """Forms of a whole name (never a single component): what the verifier also searches for."""
     present = components(group)
     if not present:
-        return []
+        return ()
     forms = [group.rstrip("^ "), " ".join(present), "^".join(present)]
     if len(present) >= 2:
         family, given = present[0], present[1]
@@ -114,10 +116,11 @@ def full_name_forms(group: str) -> list[str]:
                 for spelled in _given_spellings(given):
                     forms += [f"{surname} {spelled}", f"{spelled} {surname}", f"{surname}, {spelled}"]
                     forms += [f"{surname}^{spelled}", surname + spelled]
-    return forms
+    return tuple(forms)
 
 
-def part_forms(group: str) -> list[str]:
+@lru_cache(maxsize=1024)
+def part_forms(group: str) -> tuple[str, ...]:
     """Forms of a name's parts and initials, removed from kept text but not searched by the verifier.
 
     Single parts can be ordinary words (White, Long), so only text the engine keeps is cleaned of them.
@@ -143,7 +146,7 @@ def part_forms(group: str) -> list[str]:
             forms += [f"{surname}, {bare}", f"{surname} {dotted}"]
         if is_hangul(given) and len(given) == 1:
             forms.append(family + given)
-    return forms
+    return tuple(forms)
 
 
 class HangulNameFinder:

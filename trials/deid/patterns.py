@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 RRN = "resident registration number"
 PHONE = "phone number"
@@ -87,6 +88,8 @@ _BYTES_NUMBERS = re.compile(
     rb"|(?<![\d.])\+\d{1,3}[ -]\(?\d{1,4}\)?(?:[ -]\d{2,4}){2,3}(?![\d.]))"
 )
 _BYTES_CANDIDATE = re.compile(rb"[\d+(][\d ()+-]{9,}")
+_EMAIL_LOCAL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_EMAIL_DOMAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _BYTES_EMAIL = re.compile(rb"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 
@@ -137,7 +140,7 @@ def _worth_trying(reason: str, text: str, digits: int) -> bool:
 
 def find_identifiers(text: str, skip: frozenset[str] = frozenset()) -> Iterator[Found]:
     """Every identifier pattern in `text` but those of the reasons in `skip` (overlaps possible)."""
-    digits = sum(c.isdigit() for c in text)
+    digits = sum(map(str.isdigit, text))
     for reason, pattern in _TEXT_DETECTORS:
         if reason in skip or not _worth_trying(reason, text, digits):
             continue
@@ -159,9 +162,16 @@ def remove_identifiers(text: str, skip: frozenset[str] = frozenset()) -> tuple[s
     """`text` with each identifier pattern replaced by a space, and the reasons of what was removed."""
     if not _MAY_HOLD.search(text):
         return text, []
+    cleaned, reasons = _remove_identifiers(text, skip)
+    return cleaned, list(reasons)
+
+
+@lru_cache(maxsize=8192)
+def _remove_identifiers(text: str, skip: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    # Cached: the slices of a series repeat the same descriptions, kernels and software versions.
     found = sorted(find_identifiers(text, skip), key=lambda f: (f.start, -f.end))
     if not found:
-        return text, []
+        return text, ()
     parts, reasons, at = [], [], 0
     for item in found:
         if item.end <= at:
@@ -172,17 +182,29 @@ def remove_identifiers(text: str, skip: frozenset[str] = frozenset()) -> tuple[s
         if item.reason not in reasons:
             reasons.append(item.reason)
     parts.append(text[at:])
-    return "".join(parts), reasons
+    return "".join(parts), tuple(reasons)
 
 
 def first_identifier_in_bytes(hay: bytes) -> str | None:
     """The reason of an identifier pattern (RRN, phone, e-mail) found in output bytes, or None."""
     for candidate in _BYTES_CANDIDATE.finditer(hay):
+        start = candidate.start()
+        if start and hay[start - 1] in b".0123456789":
+            continue  # a component of a UID
         # The precise patterns run on each run of digits (with 2 bytes either side for their boundaries):
         # on a whole header their look-behinds cost a millisecond, on the few runs a few microseconds.
-        match = _BYTES_NUMBERS.search(hay, max(0, candidate.start() - 2), candidate.end() + 2)
+        match = _BYTES_NUMBERS.search(hay, max(0, start - 2), candidate.end() + 2)
         if match is not None:
             return RRN if match.lastgroup == "rrn" else PHONE
-    if b"@" in hay and _BYTES_EMAIL.search(hay):
-        return EMAIL
+    at = hay.find(b"@")
+    while at != -1:
+        # Binary values hold 0x40 bytes by chance: only an @ between address characters is looked at closely.
+        if (
+            0 < at < len(hay) - 1
+            and hay[at - 1] in _EMAIL_LOCAL
+            and hay[at + 1] in _EMAIL_DOMAIN
+            and _BYTES_EMAIL.search(hay, max(0, at - 64), at + 256)
+        ):
+            return EMAIL
+        at = hay.find(b"@", at + 1)
     return None

@@ -2,8 +2,9 @@
 
 Deciding is cheap and reads only header values: a primary CT or MR slice (ORIGINAL or DERIVED\\PRIMARY) is
 not examined (it would pay a second or so of OCR for nothing). Examined are secondary images (dose reports
-and protocol screens come as CT DERIVED\\SECONDARY), secondary captures, screen saves, images that declare
-burned-in annotation, and images with bits set above Bits Stored (an overlay drawn into the unused bits).
+and protocol screens come as CT DERIVED\\SECONDARY), secondary captures, screen saves, localizers, images
+with an overlay, images that declare burned-in annotation, and images with bits set above Bits Stored (an
+overlay drawn into the unused bits).
 
 OCR is Debian's Tesseract (tesseract-ocr with tesseract-ocr-kor, Hangul and Latin) through pytesseract,
 which runs the `tesseract` program: no compiled binding to keep in step with the system library, and the
@@ -57,10 +58,16 @@ class Word:
         return sum(c.isalnum() for c in self.text) >= 3 or any("\uac00" <= c <= "\ud7a3" for c in self.text)
 
 
-def ocr_reasons(*, image_type: list[str], sop_class_uid: str, burned_in_annotation: str) -> list[str]:
+def ocr_reasons(
+    *, image_type: list[str], sop_class_uid: str, burned_in_annotation: str, has_overlay: bool = False
+) -> list[str]:
     """Why an instance may carry text in its pixels, from header values alone (empty: it need not be read)."""
     reasons = []
     upper = [v.strip().upper() for v in image_type]
+    if "LOCALIZER" in upper[2:]:
+        reasons.append("localizer")  # scouts often carry the scanner's annotation (a few per study)
+    if has_overlay:
+        reasons.append("overlay")  # annotation was drawn for this image: it may be in the pixels too
     # DERIVED\PRIMARY is an ordinary reconstruction; SECONDARY is made after the fact (dose reports,
     # protocol screens, captures), the images that carry text.
     if upper[1:2] == ["SECONDARY"]:

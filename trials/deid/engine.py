@@ -752,6 +752,8 @@ def _deidentify(
         little=little,
         top=ds,
     )
+    # Overlay groups are removed by the walk; that an image had one is a reason to read its pixels.
+    has_overlay = any(0x6000 <= tag >> 16 <= 0x60FF and not (tag >> 16) & 1 for tag in ds._dict)
     walker.walk(ds, encodings)
     for dependent, partner in PRESENT_ONLY_WITH.items():
         if dependent in ds._dict and partner not in ds._dict:
@@ -764,7 +766,9 @@ def _deidentify(
     walker.clean_texts()
     pixels = ""
     if image:
-        ts, pixels = _examine_pixels(ds, walker, options, ts=ts, sop_class=sop_class, little=little)
+        ts, pixels = _examine_pixels(
+            ds, walker, options, ts=ts, sop_class=sop_class, little=little, has_overlay=has_overlay
+        )
     allowed = _add_deid_attributes(ds, walker, options)
     walker.identifying.allow(allowed)
     for date in walker.shifted:
@@ -825,7 +829,14 @@ def _decoded(ds: Dataset, ts: str, module: burned_in.PixelModule) -> Any:
 
 
 def _examine_pixels(
-    ds: Dataset, walker: _Walker, options: DeidOptions, *, ts: str, sop_class: str, little: bool
+    ds: Dataset,
+    walker: _Walker,
+    options: DeidOptions,
+    *,
+    ts: str,
+    sop_class: str,
+    little: bool,
+    has_overlay: bool = False,
 ) -> tuple[str, str]:
     """Zero bits above Bits Stored, and find text in the pixels of the instances that may carry it:
     reject the instance, or redact the text, as the trial chose. Returns the output transfer syntax and
@@ -835,6 +846,7 @@ def _examine_pixels(
         image_type=_ascii(elements.get(IMAGE_TYPE)).split("\\"),
         sop_class_uid=sop_class,
         burned_in_annotation=_ascii(elements.get(BURNED_IN_ANNOTATION)),
+        has_overlay=has_overlay,
     )
     encapsulated = UID(ts).is_encapsulated
     frames_text = _ascii(elements.get(0x00280008))

@@ -47,6 +47,8 @@ _WORD = _LETTERS | {ord("_")}
 _DOT = ord(".")
 _SPACES = re.compile(r"[ ]{2,}")
 _UID_TOKEN = re.compile(rb"[0-9]+(?:\.[0-9]+)+")
+_SEPARATORS = re.compile(r"[-./ _]")
+_ID_VRS = frozenset({"LO", "SH", "CS", "IS", "UC", "ST"})
 
 
 def _worth_searching(text: str) -> bool:
@@ -100,6 +102,9 @@ def text_variants(vr: str, value: str, *, components: bool = False) -> list[str]
             variants += _date_variants(single[:8])
         else:
             variants.append(single)
+            compact = _SEPARATORS.sub("", single)
+            if compact != single and compact.isalnum():
+                variants.append(compact)  # an ID written without its separators: MRN-4455-667 as MRN4455667
     return variants
 
 
@@ -161,6 +166,9 @@ class IdentifyingValues:
         self._searched: set[tuple[str, str]] = set()
         self._pattern: re.Pattern[str] | None = None
         self._upper: tuple[str, ...] | None = None  # the texts upper-cased, for a quick test before the pattern
+        # IDs (six letters or digits or more, four of them digits), matched with or without separators.
+        self._ids: dict[str, str] = {}
+        self._id_pattern: re.Pattern[str] | None = None
         self._hangul_names = HangulNameFinder()
 
     def __repr__(self) -> str:
@@ -188,6 +196,12 @@ class IdentifyingValues:
             for single in value.split("\\"):
                 for group in single.split("="):
                     self._hangul_names.add(group)
+        elif vr in _ID_VRS:
+            for single in value.split("\\"):
+                compact = _SEPARATORS.sub("", single.strip(" \x00")).upper()
+                if len(compact) >= 6 and compact.isalnum() and sum(map(str.isdigit, compact)) >= 4:
+                    self._ids.setdefault(compact, keyword)
+                    self._id_pattern = None
         for variant in text_variants(vr, value, components=True):
             if _worth_searching(variant) and variant not in self._texts:
                 self._pattern = self._upper = None
@@ -251,6 +265,15 @@ class IdentifyingValues:
             self._pattern = re.compile("|".join(parts), re.IGNORECASE | re.ASCII)
         return self._pattern
 
+    def _ids_compiled(self) -> re.Pattern[str]:
+        if self._id_pattern is None:
+            parts = [
+                _left_boundary(c[0]) + "[-./ _]?".join(re.escape(ch) for ch in c) + _right_boundary(c[-1])
+                for c in sorted(self._ids, key=len, reverse=True)
+            ]
+            self._id_pattern = re.compile("|".join(parts), re.IGNORECASE | re.ASCII)
+        return self._id_pattern
+
     def _keyword_of(self, found: str) -> str:
         for form in (found, found.upper(), found.lower()):
             if form in self._texts:
@@ -273,6 +296,12 @@ class IdentifyingValues:
                 reasons.append(keyword)
             return " "
 
+        def removed_id(match: re.Match[str]) -> str:
+            keyword = self._ids.get(_SEPARATORS.sub("", match.group()).upper(), "identifying attribute")
+            if keyword not in reasons:
+                reasons.append(keyword)
+            return " "
+
         for _ in range(4):
             before = text
             # E-mail addresses and URLs first: one holding the patient's name must go whole, not lose the
@@ -286,6 +315,8 @@ class IdentifyingValues:
                 upper = text.upper()
                 if any(t in upper for t in self._upper):
                     text = self._compiled().sub(removed, text)
+            if self._ids and sum(map(str.isdigit, text)) >= 4:
+                text = self._ids_compiled().sub(removed_id, text)
             for start, end in reversed(self._hangul_names.spans(text)):
                 text = text[:start] + " " + text[end:]
                 if "PatientName" not in reasons:

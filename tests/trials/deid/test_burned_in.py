@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -128,3 +130,36 @@ def test_a_declared_burned_in_annotation_is_redacted_when_the_trial_redacts():
 
 def test_the_lines_drawn_are_what_the_issue_names():
     assert any("홍길동" in line for line in DOSE_SCREEN_LINES)
+
+
+def test_localizers_and_images_with_an_overlay_are_read(ocr_calls):
+    _deid(_screen(lines=(), image_type=("ORIGINAL", "PRIMARY", "LOCALIZER")))
+    assert len(ocr_calls) == 1
+    ds = draw_text_screen(ct_image(charset="ISO_IR 192"), lines=(), image_type=("ORIGINAL", "PRIMARY", "AXIAL"))
+    ds.add_new(0x60000010, "US", 8)
+    ds.add_new(0x60000011, "US", 8)
+    ds.add_new(0x60003000, "OW", b"\x00" * 8)
+    _deid(part10(ds))
+    assert len(ocr_calls) == 2
+
+
+def test_a_compressed_screen_is_redacted_and_written_uncompressed():
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+    ds = read(_screen())
+    ds.compress(RLELossless)
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    result = _deid(buffer.getvalue(), REDACTING)
+    out = read(result.data)
+    assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian == result.transfer_syntax_uid
+    assert _words(out.pixel_array) == []
+
+
+def test_a_redacted_screen_passes_dciodvfy_with_no_new_error(tmp_path):
+    from .test_real_files import _dciodvfy_errors
+
+    data = _screen()
+    (tmp_path / "in.dcm").write_bytes(data)
+    (tmp_path / "out.dcm").write_bytes(_deid(data, REDACTING).data)
+    assert _dciodvfy_errors(tmp_path / "out.dcm") - _dciodvfy_errors(tmp_path / "in.dcm") == set()

@@ -204,3 +204,15 @@ def test_a_code_meaning_cleaned_to_nothing_keeps_a_meaning():
     ds.ProcedureCodeSequence = Sequence([_code("Kim, Minsu")])
     out = read(_deid(ds).data)
     assert out.ProcedureCodeSequence[0].CodeMeaning == "cleaned"
+
+
+def test_ids_are_removed_with_or_without_their_separators():
+    ds = ct_image(patient_id="MRN-4455-667")
+    ds.AccessionNumber = "83726451"
+    ds.StudyDescription = "CT MRN4455667 acc 8372-6451"
+    ds.ImageComments = "MRN 4455 667 and 8372 6451"
+    result = _deid(ds)
+    out = read(result.data)
+    assert out.StudyDescription == "CT acc"
+    assert out.ImageComments == "and"
+    assert ("StudyDescription", "PatientID") in result.cleaned

@@ -40,6 +40,10 @@ SECONDARY_CAPTURE_CLASSES = frozenset(
 _SCREEN_WORDS = ("SCREEN", "SAVE", "DOSE", "REPORT", "PROTOCOL", "CAPTURE")
 
 
+class OcrUnavailable(Exception):
+    """OCR could not run (Tesseract missing, or it failed): an instance that needed reading was not read."""
+
+
 @dataclass(frozen=True)
 class Word:
     """A word OCR found in a frame, in the frame's pixel coordinates."""
@@ -163,7 +167,12 @@ def ocr_words(image: Any) -> list[Word]:
     """
     import pytesseract
 
-    data = pytesseract.image_to_data(image, lang=OCR_LANGUAGES, config="--psm 11", output_type=pytesseract.Output.DICT)
+    try:
+        data = pytesseract.image_to_data(
+            image, lang=OCR_LANGUAGES, config="--psm 11", output_type=pytesseract.Output.DICT
+        )
+    except (pytesseract.TesseractError, pytesseract.TesseractNotFoundError, OSError, RuntimeError) as exc:
+        raise OcrUnavailable(type(exc).__name__) from None
     words = []
     for text, conf, left, top, width, height in zip(
         data["text"], data["conf"], data["left"], data["top"], data["width"], data["height"], strict=True

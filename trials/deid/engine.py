@@ -682,6 +682,12 @@ def deidentify(
         return _deidentify(data, ds, space=space, subject_code=subject_code, options=options)
     except DeidRejected:
         raise
+    except burned_in.OcrUnavailable as exc:
+        rejection = DeidRejected(
+            "ocr_unavailable",
+            "This image may carry text in its pixels and could not be read to check it (the OCR program failed: "
+            f"{exc}); it was not accepted. Please tell the trial's imaging team.",
+        )
     except (EOFError, struct.error):
         rejection = DeidRejected("truncated", "The file ends before the DICOM data does: it looks cut short.")
     except Exception as exc:  # noqa: BLE001 - one bad file is its own rejection, never a crash of the batch

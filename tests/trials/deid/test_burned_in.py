@@ -163,3 +163,15 @@ def test_a_redacted_screen_passes_dciodvfy_with_no_new_error(tmp_path):
     (tmp_path / "in.dcm").write_bytes(data)
     (tmp_path / "out.dcm").write_bytes(_deid(data, REDACTING).data)
     assert _dciodvfy_errors(tmp_path / "out.dcm") - _dciodvfy_errors(tmp_path / "in.dcm") == set()
+
+
+def test_an_image_that_needs_ocr_is_rejected_when_ocr_cannot_run(monkeypatch):
+    import pytesseract
+
+    def missing(*args, **kwargs):
+        raise pytesseract.TesseractNotFoundError()
+
+    monkeypatch.setattr(pytesseract, "image_to_data", missing)
+    with pytest.raises(DeidRejected) as caught:
+        _deid(_screen())
+    assert caught.value.code == "ocr_unavailable" and "TesseractNotFoundError" in caught.value.reason

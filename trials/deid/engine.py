@@ -530,6 +530,11 @@ class _Walker:
                     self._sequence(ds, tag, None, encodings, clean_all, False)
                 elif vr == "UI":
                     self._uid(ds, tag, elem, None, "", False)
+                elif vr in CLEANED_VRS and isinstance(elem.value, bytes) and elem.value:
+                    # Kept on the trial's word, and cleaned like every kept text value.
+                    text = decode_text(elem.value, vr, encodings)
+                    where = self._where(tag, f"{creator} ({tag >> 16:04X},xx{tag & 0xFF:02X})")
+                    self.to_clean.append((ds, tag, vr, text, elem.value, where, True))
                 elif vr in CHARSET_VRS and isinstance(elem.value, bytes):
                     reencoded = reencode_if_needed(elem.value, vr, encodings)
                     if reencoded is not None:

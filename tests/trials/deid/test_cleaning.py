@@ -216,3 +216,13 @@ def test_ids_are_removed_with_or_without_their_separators():
     assert out.StudyDescription == "CT acc"
     assert out.ImageComments == "and"
     assert ("StudyDescription", "PatientID") in result.cleaned
+
+
+def test_a_safelisted_private_text_value_is_cleaned_too():
+    ds = ct_image(patient_name="KIM^MINSU")
+    block = ds.private_block(0x0019, "ACME 1.0", create=True)
+    block.add_new(0x01, "LO", "recon for KIM MINSU 010-1234-5678 B30f")
+    result = _deid(ds, DeidOptions(private_tag_safelist=frozenset({("ACME 1.0", 0x01)})))
+    out = read(result.data)
+    assert out[0x00191001].value == "recon for B30f"
+    assert {reason for _where, reason in result.cleaned} == {"PatientName", "phone number"}

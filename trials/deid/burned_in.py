@@ -13,6 +13,7 @@ few instances that need it pay a process start, which is small next to the recog
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,14 @@ def ocr_reasons(
     return reasons
 
 
+_DTYPES = {
+    (little, signed, bits): np.dtype(f"{'<' if little else '>'}{'i' if signed else 'u'}{bits // 8}")
+    for little in (True, False)
+    for signed in (True, False)
+    for bits in (8, 16, 32)
+}
+
+
 @dataclass
 class PixelModule:
     """The values needed to read native pixel data."""
@@ -103,9 +112,7 @@ class PixelModule:
     def dtype(self) -> np.dtype:
         if self.bits_allocated not in (8, 16, 32):
             raise ValueError("unsupported Bits Allocated")
-        kind = "i" if self.signed else "u"
-        order = "<" if self.little else ">"
-        return np.dtype(f"{order}{kind}{self.bits_allocated // 8}")
+        return _DTYPES[(self.little, self.signed, self.bits_allocated)]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -116,7 +123,7 @@ class PixelModule:
 
 def native_array(value: bytes, module: PixelModule, *, writable: bool = True) -> np.ndarray:
     """Native pixel data as an array of frames (a copy that may be written, unless not `writable`)."""
-    count = int(np.prod(module.shape))
+    count = math.prod(module.shape)
     array = np.frombuffer(value, dtype=module.dtype, count=count).reshape(module.shape)
     return array.copy() if writable else array
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom import dcmread
-from pydicom.datadict import DicomDictionary, private_dictionary_VR
+from pydicom.datadict import DicomDictionary, private_dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -65,6 +65,23 @@ PIXEL_DATA = 0x7FE00010
 
 # Text VRs whose values, when kept, are cleaned of identifying values and identifier patterns.
 CLEANED_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+# Codes and versions are not free text: a six-digit DCM code value (121320) or a date-like coding scheme version
+# is what it says. They are cleaned of the input's values and of the patterns the law names, but their
+# numbers are not taken for record numbers or dates.
+CODED_TEXT_TAGS = frozenset(
+    tag_for_keyword(keyword)
+    for keyword in (
+        "CodeValue",
+        "LongCodeValue",
+        "CodingSchemeDesignator",
+        "CodingSchemeVersion",
+        "ContextIdentifier",
+        "MappingResource",
+        "SoftwareVersions",
+        "ContextGroupLocalVersion",
+    )
+    if tag_for_keyword(keyword) is not None
+)
 # Type 1 text that cleaning must not leave empty (a code item needs its meaning), and what it becomes.
 CLEANED_PLACEHOLDER = "cleaned"
 TYPE1_TEXT = frozenset({"CodeMeaning", "CodeValue", "CodingSchemeDesignator"})
@@ -232,8 +249,8 @@ class _Walker:
         self.implicit = implicit
         self.little = little
         self.identifying = IdentifyingValues(encodings)
-        # (item, tag, VR, text, raw bytes or None for a C action, attribute path, kept by the trial's option)
-        self.to_clean: list[tuple[Dataset, int, str, str, bytes | None, str, bool]] = []
+        # (item, tag, VR, text, raw bytes or None for a C action, (sequence path, keyword), kept by an option)
+        self.to_clean: list[tuple[Dataset, int, str, str, bytes | None, tuple[tuple[str, ...], str], bool]] = []
         self.counts: Counter[str] = Counter()
         self.path: list[str] = []
         self.cleaned: list[tuple[str, str]] = []
@@ -364,7 +381,8 @@ class _Walker:
                 return
             if vr in CLEANED_VRS and raw:
                 text = decode_text(raw, vr, encodings)
-                self.to_clean.append((ds, tag, vr, text, raw, self._where(tag, keyword), action == p.KEEP))
+                kept = action == p.KEEP or tag in CODED_TEXT_TAGS
+                self.to_clean.append((ds, tag, vr, text, raw, (tuple(self.path), keyword), kept))
                 return
             reencoded = reencode_if_needed(raw, vr, encodings)
             if reencoded is not None:
@@ -382,7 +400,7 @@ class _Walker:
                 action = fallback
         if action == p.CLEAN:
             if not collect_only and text:
-                self.to_clean.append((ds, tag, vr, text, None, self._where(tag, keyword), False))
+                self.to_clean.append((ds, tag, vr, text, None, (tuple(self.path), keyword), False))
             return
         if text and searched and vr not in ("TM", "CS", "AS", "DS", "IS"):
             # A name is searched in all its written forms even when its element says another VR (LO).
@@ -443,12 +461,14 @@ class _Walker:
         entry = DicomDictionary.get(tag)
         return entry[4] if entry is not None and entry[4] else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
-    def _where(self, tag: int, keyword: str = "") -> str:
-        return "/".join([*self.path, self._name(tag, keyword)])
+    def _where(self, tag: int, where: tuple[tuple[str, ...], str]) -> str:
+        """An attribute's path from the top ("ProcedureCodeSequence/CodeMeaning"), made when it is recorded."""
+        path, keyword = where
+        return "/".join([*path, self._name(tag, keyword)])
 
     def clean_texts(self) -> None:
         """Clean every kept text value (and every C-action value) once all identifying values are known."""
-        for item, tag, vr, text, raw, where, kept in self.to_clean:
+        for item, tag, vr, text, raw, at, kept in self.to_clean:
             cleaned, reasons = self.identifying.clean_with_reasons(text, keep_numbers=kept)
             if not reasons:
                 if raw is None or not is_plain_ascii(raw):
@@ -456,6 +476,7 @@ class _Walker:
                     if raw is not None:
                         self.counts["reencoded"] += 1
                 continue
+            where = self._where(tag, at)
             if not cleaned and where.rsplit("/", 1)[-1] in TYPE1_TEXT:
                 cleaned = CLEANED_PLACEHOLDER
             item._dict[BaseTag(tag)] = self._raw(tag, vr, encode_text(cleaned, vr))
@@ -533,7 +554,7 @@ class _Walker:
                 elif vr in CLEANED_VRS and isinstance(elem.value, bytes) and elem.value:
                     # Kept on the trial's word, and cleaned like every kept text value.
                     text = decode_text(elem.value, vr, encodings)
-                    where = self._where(tag, f"{creator} ({tag >> 16:04X},xx{tag & 0xFF:02X})")
+                    where = (tuple(self.path), f"{creator} ({tag >> 16:04X},xx{tag & 0xFF:02X})")
                     self.to_clean.append((ds, tag, vr, text, elem.value, where, True))
                 elif vr in CHARSET_VRS and isinstance(elem.value, bytes):
                     reencoded = reencode_if_needed(elem.value, vr, encodings)

@@ -158,6 +158,10 @@ class HangulNameFinder:
     def __bool__(self) -> bool:
         return bool(self._names)
 
+    @property
+    def names(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self._names)
+
     def add(self, group: str) -> None:
         present = components(group)
         if len(present) >= 2 and present[0].isascii() and present[1].isascii():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 
 from pydicom.charset import encode_string
 from pydicom.datadict import dictionary_VR
@@ -35,7 +36,14 @@ from pydicom.valuerep import PersonName
 
 from .errors import DeidRejected
 from .names import HangulNameFinder, full_name_forms, part_forms
-from .patterns import ALL_REASONS, CONTAINERS, NUMBERS, first_identifier_in_bytes, remove_identifiers
+from .patterns import (
+    ALL_REASONS,
+    CONTAINERS,
+    NUMBERS,
+    first_identifier_in_bytes,
+    may_hold_identifier,
+    remove_identifiers,
+)
 
 MIN_CHARS = 3
 MIN_CHARS_NON_ASCII = 2
@@ -48,6 +56,15 @@ _DOT = ord(".")
 _SPACES = re.compile(r"[ ]{2,}")
 _UID_TOKEN = re.compile(rb"[0-9]+(?:\.[0-9]+)+")
 _SEPARATORS = re.compile(r"[-./ _]")
+_HANGUL_SYLLABLE = re.compile("[\uac00-\ud7a3]")
+# Cleaning results by what they depend on (the identifying values, the text, the option): the slices of a
+# series repeat their descriptions for the same patient. Holds values: never logged or shown.
+_CLEANED: dict[tuple, tuple[str, tuple[str, ...]]] = {}
+_CLEANED_SIZE = 4096
+# The pattern passes of the cleaner, as the reasons each one skips.
+_FIRST = ALL_REASONS - CONTAINERS
+_LAST = CONTAINERS
+_LAST_KEEPING_NUMBERS = CONTAINERS | NUMBERS
 _ID_VRS = frozenset({"LO", "SH", "CS", "IS", "UC", "ST"})
 
 
@@ -151,6 +168,48 @@ def find_needle(hay: bytes, needle: bytes) -> bool:
     return False
 
 
+@lru_cache(maxsize=4096)
+def _plan(
+    vr: str, value: str, encodings: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[bytes, ...]]:
+    """What one value adds: name groups, IDs, texts for the cleaner, needles for the verifier.
+
+    Cached: the slices of a series carry the same patient's values. Holds values: never logged or shown.
+    """
+    groups: list[str] = []
+    ids: list[str] = []
+    if vr == "PN":
+        groups = [group for single in value.split("\\") for group in single.split("=")]
+    elif vr in _ID_VRS:
+        for single in value.split("\\"):
+            compact = _SEPARATORS.sub("", single.strip(" \x00")).upper()
+            if len(compact) >= 6 and compact.isalnum() and sum(map(str.isdigit, compact)) >= 4:
+                ids.append(compact)
+    texts: dict[str, None] = {}
+    for variant in text_variants(vr, value, components=True):
+        if _worth_searching(variant):
+            for form in (variant, variant.upper(), variant.lower()):
+                texts.setdefault(form, None)
+    needles: dict[bytes, None] = {}
+    for variant in dict.fromkeys(text_variants(vr, value)):
+        if not _worth_searching(variant):
+            continue
+        for form in (variant, variant.upper(), variant.lower()):
+            needles.setdefault(form.encode("utf-8").upper(), None)
+            if form.isascii():
+                continue  # ASCII text is the same bytes in every character set DICOM allows
+            # As an element of the input would hold it: a name resets ISO 2022 escapes at each ^ and =.
+            try:
+                if vr == "PN":
+                    encoded = PersonName(form).encode(list(encodings))
+                else:
+                    encoded = encode_string(form, list(encodings))
+            except (UnicodeError, LookupError, ValueError):
+                continue
+            needles.setdefault(encoded.upper(), None)
+    return tuple(groups), tuple(ids), tuple(texts), tuple(needles)
+
+
 class IdentifyingValues:
     """The identifying values of one input instance, ready to be cleaned from text or searched in bytes.
 
@@ -163,12 +222,12 @@ class IdentifyingValues:
         self._uids: dict[bytes, str] = {}
         self._texts: dict[str, str] = {}
         self._seen: set[tuple[str, str]] = set()
-        self._searched: set[tuple[str, str]] = set()
         self._pattern: re.Pattern[str] | None = None
         self._upper: tuple[str, ...] | None = None  # the texts upper-cased, for a quick test before the pattern
         # IDs (six letters or digits or more, four of them digits), matched with or without separators.
         self._ids: dict[str, str] = {}
         self._id_pattern: re.Pattern[str] | None = None
+        self._fingerprint: tuple | None = None  # everything cleaning depends on, for _CLEANED
         self._hangul_names = HangulNameFinder()
 
     def __repr__(self) -> str:
@@ -182,6 +241,7 @@ class IdentifyingValues:
         if (vr, value) in self._seen:
             return
         self._seen.add((vr, value))
+        self._fingerprint = None
         if vr == "UI":
             # Multi-frame images reference hundreds of UIDs: they are looked up per UID found in the
             # output rather than searched for one by one.
@@ -192,41 +252,23 @@ class IdentifyingValues:
                     self._texts.setdefault(single, keyword)
                     self._pattern = self._upper = None
             return
-        if vr == "PN":
-            for single in value.split("\\"):
-                for group in single.split("="):
-                    self._hangul_names.add(group)
-        elif vr in _ID_VRS:
-            for single in value.split("\\"):
-                compact = _SEPARATORS.sub("", single.strip(" \x00")).upper()
-                if len(compact) >= 6 and compact.isalnum() and sum(map(str.isdigit, compact)) >= 4:
-                    self._ids.setdefault(compact, keyword)
-                    self._id_pattern = None
-        for variant in text_variants(vr, value, components=True):
-            if _worth_searching(variant) and variant not in self._texts:
+        groups, ids, texts, needles = _plan(vr, value, tuple(self._encodings))
+        for group in groups:
+            self._hangul_names.add(group)
+        for compact in ids:
+            if compact not in self._ids:
+                self._ids[compact] = keyword
+                self._id_pattern = None
+        for form in texts:
+            if form not in self._texts:
+                self._texts[form] = keyword
                 self._pattern = self._upper = None
-                for form in {variant, variant.upper(), variant.lower()}:
-                    self._texts.setdefault(form, keyword)
-        for variant in text_variants(vr, value):
-            if (vr, variant) in self._searched or not _worth_searching(variant):
-                continue
-            self._searched.add((vr, variant))
-            for form in {variant, variant.upper(), variant.lower()}:
-                self._needles.setdefault(form.encode("utf-8").upper(), keyword)
-                if form.isascii():
-                    continue  # ASCII text is the same bytes in every character set DICOM allows
-                # As an element of the input would hold it: a name resets ISO 2022 escapes at each ^ and =.
-                try:
-                    if vr == "PN":
-                        encoded = PersonName(form).encode(self._encodings)
-                    else:
-                        encoded = encode_string(form, self._encodings)
-                except (UnicodeError, LookupError, ValueError):
-                    continue
-                self._needles.setdefault(encoded.upper(), keyword)
+        for needle in needles:
+            self._needles.setdefault(needle, keyword)
 
     def allow(self, text: str) -> None:
         """Stop searching for values that occur in `text`: text we write ourselves (subject code, method)."""
+        self._fingerprint = None
         hay = text.encode("utf-8").upper()
         self._texts = {t: k for t, k in self._texts.items() if not find_needle(hay, t.encode("utf-8").upper())}
         self._needles = {n: k for n, k in self._needles.items() if not find_needle(hay, n)}
@@ -248,6 +290,7 @@ class IdentifyingValues:
     def allow_values(self, keywords: Iterable[str] | None, text: str) -> None:
         """Stop searching for values (of attributes `keywords`, or any) that are `text` itself, in any case."""
         names, folded = set(keywords) if keywords is not None else None, text.strip().upper()
+        self._fingerprint = None
 
         def ours(keyword: str) -> bool:
             return names is None or keyword in names
@@ -287,8 +330,56 @@ class IdentifyingValues:
         Reasons are words ("PatientName", "phone number"), never the values removed. `keep_numbers` leaves
         long numbers and dates that are not the input's (a device serial number the trial retains).
         """
+        if self._upper is None:
+            self._upper = tuple({t.upper() for t in self._texts})
+        if not may_hold_identifier(text):
+            # Most kept values ("CT CHEST W CONTRAST"): no digit, @, Hangul or URL for a pattern, and none
+            # of the input's values in them. One search and one pass over the values.
+            upper = text.upper()
+            if not any(t in upper for t in self._upper):
+                return text, []
+        if self._fingerprint is None:
+            self._fingerprint = (
+                frozenset(self._texts.items()),
+                frozenset(self._ids.items()),
+                tuple(self._hangul_names.names),
+            )
+        key = (self._fingerprint, text, keep_numbers)
+        cached = _CLEANED.get(key)
+        if cached is not None:
+            return cached[0], list(cached[1])
+        cleaned, reasons = self._clean(text, keep_numbers)
+        if len(_CLEANED) >= _CLEANED_SIZE:
+            _CLEANED.clear()
+        _CLEANED[key] = (cleaned, tuple(reasons))
+        return cleaned, reasons
+
+    def _clean(self, text: str, keep_numbers: bool) -> tuple[str, list[str]]:
         reasons: list[str] = []
         original = text
+        last = _LAST_KEEPING_NUMBERS if keep_numbers else _LAST
+        for _ in range(4):
+            before = text
+            # E-mail addresses and URLs first: one holding the patient's name must go whole, not lose the
+            # name and leave its domain. The other patterns last: "ACC778899" goes whole as a value before
+            # its digits could go as a long number.
+            text = self._remove_patterns(text, _FIRST, reasons)
+            text = self._remove_values(text, reasons)
+            text = self._remove_patterns(text, last, reasons)
+            if text != before:
+                text = _SPACES.sub(" ", text).strip()
+            if text == before:
+                break
+        return (text, reasons) if text != original else (original, [])
+
+    @staticmethod
+    def _remove_patterns(text: str, skip: frozenset[str], reasons: list[str]) -> str:
+        text, found = remove_identifiers(text, skip)
+        reasons += [r for r in found if r not in reasons]
+        return text
+
+    def _remove_values(self, text: str, reasons: list[str]) -> str:
+        """`text` without the input's values (in their forms), IDs in any spacing and Hangul writings of names."""
 
         def removed(match: re.Match[str]) -> str:
             keyword = self._keyword_of(match.group())
@@ -302,32 +393,20 @@ class IdentifyingValues:
                 reasons.append(keyword)
             return " "
 
-        for _ in range(4):
-            before = text
-            # E-mail addresses and URLs first: one holding the patient's name must go whole, not lose the
-            # name and leave its domain. The other patterns last: "ACC778899" goes whole as a value before
-            # its digits could go as a long number.
-            text, found = remove_identifiers(text, ALL_REASONS - CONTAINERS)
-            reasons += [r for r in found if r not in reasons]
-            if self._texts:
-                if self._upper is None:
-                    self._upper = tuple({t.upper() for t in self._texts})
-                upper = text.upper()
-                if any(t in upper for t in self._upper):
-                    text = self._compiled().sub(removed, text)
-            if self._ids and sum(map(str.isdigit, text)) >= 4:
-                text = self._ids_compiled().sub(removed_id, text)
+        if self._texts:
+            if self._upper is None:
+                self._upper = tuple({t.upper() for t in self._texts})
+            upper = text.upper()
+            if any(t in upper for t in self._upper):
+                text = self._compiled().sub(removed, text)
+        if self._ids and sum(map(str.isdigit, text)) >= 4:
+            text = self._ids_compiled().sub(removed_id, text)
+        if self._hangul_names and _HANGUL_SYLLABLE.search(text):
             for start, end in reversed(self._hangul_names.spans(text)):
                 text = text[:start] + " " + text[end:]
                 if "PatientName" not in reasons:
                     reasons.append("PatientName")
-            text, found = remove_identifiers(text, CONTAINERS | (NUMBERS if keep_numbers else frozenset()))
-            reasons += [r for r in found if r not in reasons]
-            if text != before:
-                text = _SPACES.sub(" ", text).strip()
-            if text == before:
-                break
-        return (text, reasons) if text != original else (original, [])
+        return text
 
     def clean(self, text: str) -> str:
         """`text` without any of the values or identifier patterns, each replaced by a space, spaces collapsed."""

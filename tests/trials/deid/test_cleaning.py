@@ -226,3 +226,21 @@ def test_a_safelisted_private_text_value_is_cleaned_too():
     out = read(result.data)
     assert out[0x00191001].value == "recon for B30f"
     assert {reason for _where, reason in result.cleaned} == {"PatientName", "phone number"}
+
+
+def test_code_values_and_versions_keep_their_numbers():
+    ds = ct_image()
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "121320", "DCM", "Uncompressed predecessor"
+    code.CodingSchemeVersion = "20240105"
+    ds.DerivationCodeSequence = Sequence([code])
+    ds.SoftwareVersions = "VA48A 20190311"
+    result = _deid(ds)
+    out = read(result.data)
+    item = out.DerivationCodeSequence[0]
+    assert (item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning) == (
+        "121320",
+        "DCM",
+        "Uncompressed predecessor",
+    )
+    assert out.SoftwareVersions == "VA48A 20190311"

@@ -63,7 +63,7 @@ services:
 # What the tests need from Debian: Chromium for the browser tests (never Playwright's own download), Korean
 # fonts for its screenshots, and dicom3tools' dciodvfy to validate the structured reports.
 system-deps:
-	@{ command -v chromium && command -v dciodvfy && command -v tesseract && tesseract --list-langs 2>/dev/null | grep -qx kor && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v dciodvfy && test -f /usr/share/tesseract-ocr/5/tessdata/kor.traineddata && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools tesseract-ocr tesseract-ocr-kor >/dev/null; }
 
 lint: install-dev

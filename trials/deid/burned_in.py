@@ -6,20 +6,26 @@ and protocol screens come as CT DERIVED\\SECONDARY), secondary captures, screen 
 with an overlay, images that declare burned-in annotation, and images with bits set above Bits Stored (an
 overlay drawn into the unused bits).
 
-OCR is Debian's Tesseract (tesseract-ocr with tesseract-ocr-kor, Hangul and Latin) through pytesseract,
-which runs the `tesseract` program: no compiled binding to keep in step with the system library, and the
-few instances that need it pay a process start, which is small next to the recognition itself.
+OCR is Tesseract with Debian's trained data for Hangul and Latin (tesseract-ocr-kor, tesseract-ocr-eng),
+through tesserocr: its wheel carries Tesseract's library, so the image goes to the recogniser in memory.
+pytesseract was tried first: it writes each image to a temporary file for the `tesseract` program, and an
+image with a patient's name drawn in it must not leave the process outside the quarantine; it also paid a
+process start per image (about four times slower here).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 OCR_LANGUAGES = "kor+eng"
+_DEBIAN_TESSDATA = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
+_ENGINES = threading.local()
 # Tesseract reads shapes in anatomy as short words of low confidence ("La" 72, "=F" 75 in a perfusion CT);
 # text drawn into an image reads at 90 or more. A word is text when it is read with TEXT_CONFIDENCE and
 # has three letters or digits, or a Hangul syllable. Once a frame has text, every word read with
@@ -167,26 +173,55 @@ def _to_image(frame: np.ndarray, photometric: str) -> Any:
     return image
 
 
+def tessdata_path() -> str:
+    """Where Tesseract's trained data are: $TESSDATA_PREFIX, or Debian's tesseract-ocr-kor/-eng location."""
+    candidates = [os.environ.get("TESSDATA_PREFIX", ""), *_DEBIAN_TESSDATA]
+    for path in candidates:
+        if path and all(os.path.exists(os.path.join(path, f"{lang}.traineddata")) for lang in ("kor", "eng")):
+            return path
+    raise OcrUnavailable("no Korean and English trained data (install tesseract-ocr-kor)")
+
+
+def _api() -> Any:
+    """This thread's Tesseract engine, made once (loading the Korean model takes a while)."""
+    api = getattr(_ENGINES, "api", None)
+    if api is None:
+        import tesserocr
+
+        try:
+            api = tesserocr.PyTessBaseAPI(path=tessdata_path(), lang=OCR_LANGUAGES, psm=tesserocr.PSM.SPARSE_TEXT)
+        except RuntimeError as exc:
+            raise OcrUnavailable(type(exc).__name__) from None
+        _ENGINES.api = api
+    return api
+
+
 def ocr_words(image: Any) -> list[Word]:
     """Words Tesseract reads in a greyscale PIL image (Hangul and Latin), in the image's coordinates.
 
     The one place OCR runs: tests replace it to count calls.
     """
-    import pytesseract
+    import tesserocr
 
+    api = _api()
+    level = tesserocr.RIL.WORD
     try:
-        data = pytesseract.image_to_data(
-            image, lang=OCR_LANGUAGES, config="--psm 11", output_type=pytesseract.Output.DICT
-        )
-    except (pytesseract.TesseractError, pytesseract.TesseractNotFoundError, OSError, RuntimeError) as exc:
+        api.SetImage(image)
+        api.Recognize()
+        found = []
+        for result in tesserocr.iterate_level(api.GetIterator(), level):
+            box = result.BoundingBox(level)
+            if box is not None:
+                found.append((result.GetUTF8Text(level) or "", result.Confidence(level), box))
+    except RuntimeError as exc:
         raise OcrUnavailable(type(exc).__name__) from None
+    finally:
+        api.Clear()
     words = []
-    for text, conf, left, top, width, height in zip(
-        data["text"], data["conf"], data["left"], data["top"], data["width"], data["height"], strict=True
-    ):
-        if float(conf) < BLANK_CONFIDENCE or not any(c.isalnum() for c in text):
+    for text, conf, (left, top, right, bottom) in found:
+        if conf < BLANK_CONFIDENCE or not any(c.isalnum() for c in text):
             continue
-        words.append(Word(int(left), int(top), int(width), int(height), float(conf), text))
+        words.append(Word(left, top, right - left, bottom - top, float(conf), text))
     return words
 
 

@@ -165,13 +165,10 @@ def test_a_redacted_screen_passes_dciodvfy_with_no_new_error(tmp_path):
     assert _dciodvfy_errors(tmp_path / "out.dcm") - _dciodvfy_errors(tmp_path / "in.dcm") == set()
 
 
-def test_an_image_that_needs_ocr_is_rejected_when_ocr_cannot_run(monkeypatch):
-    import pytesseract
-
-    def missing(*args, **kwargs):
-        raise pytesseract.TesseractNotFoundError()
-
-    monkeypatch.setattr(pytesseract, "image_to_data", missing)
+def test_an_image_that_needs_ocr_is_rejected_when_ocr_cannot_run(monkeypatch, tmp_path):
+    monkeypatch.setattr(burned_in, "_DEBIAN_TESSDATA", (str(tmp_path),))  # no trained data there
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
+    monkeypatch.setattr(burned_in, "_ENGINES", type(burned_in._ENGINES)())
     with pytest.raises(DeidRejected) as caught:
         _deid(_screen())
-    assert caught.value.code == "ocr_unavailable" and "TesseractNotFoundError" in caught.value.reason
+    assert caught.value.code == "ocr_unavailable" and "tesseract-ocr-kor" in caught.value.reason

@@ -65,8 +65,8 @@ services:
 # fonts for its screenshots, dicom3tools' dciodvfy to validate the structured reports, and redis-server, which
 # the durability tests start on their own ports to stop and restart.
 system-deps:
-	@{ command -v chromium && command -v dciodvfy && command -v redis-server && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools redis-server >/dev/null; }
+	@{ command -v chromium && command -v dciodvfy && command -v redis-server && test -f /usr/share/tesseract-ocr/5/tessdata/kor.traineddata && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools redis-server tesseract-ocr tesseract-ocr-kor >/dev/null; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -36,6 +36,8 @@ class TrialAdmin(admin.ModelAdmin):
         "deid_retain_device_identity",
         "deid_retain_patient_characteristics",
         "deid_private_safelist",
+        "deid_burned_in_text",
+        "deid_kept_text_attributes",
     ]
     readonly_fields = ["code"]
 

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from ctims.exceptions import CTIMSError
 
 from . import qc
+from .deid.profile import IDENTIFYING_TEXT
 from .models import ImagingProtocol, Role, Trial
 from .qc.classify import PARTS, region_from_parts
 from .qc_services import DEFAULT_QUERY_DAYS
@@ -75,6 +76,19 @@ class TrialEditForm(forms.Form):
     deid_retain_device_identity = forms.BooleanField(label=_("Retain device identity"), required=False)
     deid_retain_patient_characteristics = forms.BooleanField(
         label=_("Retain patient characteristics"), required=False, help_text=_("Sex, age, size and weight.")
+    )
+
+    deid_burned_in_text = forms.ChoiceField(
+        label=_("Text found in the pixels"),
+        choices=Trial.BurnedInText.choices,
+        help_text=_("Secondary images and screens are read by OCR: redact what it finds, or reject the image."),
+    )
+    deid_kept_text_attributes = forms.MultipleChoiceField(
+        label=_("Free text about the patient kept, cleaned"),
+        required=False,
+        choices=[(k, k) for k in sorted(IDENTIFYING_TEXT)],
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Removed unless ticked; a ticked one is cleaned of names, numbers, addresses and dates."),
     )
 
     def __init__(self, *args, subjects_enrolled: bool = False, images_stored: bool = False, **kwargs):

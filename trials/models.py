@@ -13,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .deid.profile import IDENTIFYING_TEXT
+
 CODE_VALIDATOR = RegexValidator(
     r"^[A-Z0-9][A-Z0-9_-]{0,31}$",
     _("Use 1 to 32 upper-case letters, digits, '-' or '_', starting with a letter or digit."),
@@ -56,8 +58,21 @@ def validate_private_safelist(value) -> None:
         raise ValidationError(_('Give a list of ["private creator", element] pairs.'))
 
 
+def validate_kept_text_attributes(value) -> None:
+    """A list of keywords of attributes whose purpose is identifying text (trials.deid's IDENTIFYING_TEXT)."""
+    if not isinstance(value, list) or not all(isinstance(k, str) and k in IDENTIFYING_TEXT for k in value):
+        raise ValidationError(
+            _("Give a list of attribute keywords among: %(keywords)s.")
+            % {"keywords": ", ".join(sorted(IDENTIFYING_TEXT))}
+        )
+
+
 class Trial(models.Model):
     """A study protocol whose imaging CTIMS manages."""
+
+    class BurnedInText(models.TextChoices):
+        REJECT = "reject", _("Reject the image")
+        REDACT = "redact", _("Redact the text in the pixels")
 
     class Status(models.TextChoices):
         SETUP = "setup", _("Set-up")
@@ -91,6 +106,25 @@ class Trial(models.Model):
             '[["SIEMENS CT VA0  COAD", 16]]; every other private attribute is removed.'
         ),
         validators=[validate_private_safelist],
+    )
+    deid_burned_in_text = models.CharField(
+        _("text found in the pixels"),
+        max_length=8,
+        choices=BurnedInText.choices,
+        default=BurnedInText.REJECT,
+        help_text=_(
+            "Secondary images, screens and images with overlays are read by OCR; text found in them is redacted "
+            "(the only case the pixels are rewritten) or the image is rejected."
+        ),
+    )
+    deid_kept_text_attributes = models.JSONField(
+        _("identifying free text kept (cleaned)"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'Attributes of free text about the patient that are kept, cleaned, instead of removed, e.g. ["PatientComments"].'
+        ),
+        validators=[validate_kept_text_attributes],
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

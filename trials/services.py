@@ -91,6 +91,8 @@ DEID_OPTIONS = (
     "deid_retain_device_identity",
     "deid_retain_patient_characteristics",
     "deid_private_safelist",
+    "deid_burned_in_text",
+    "deid_kept_text_attributes",
 )
 TRIAL_EDITABLE = ("title", "sponsor", "protocol_number", "status", "subject_code_pattern", *DEID_OPTIONS)
 

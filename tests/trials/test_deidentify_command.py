@@ -64,3 +64,92 @@ def test_it_names_an_unknown_trial_or_subject(db, folder):
         run("--trial", "NOPE", "--subject", "X", str(src), str(dest))
     with pytest.raises(CommandError, match="No subject"):
         run("--trial", "DEMO", "--subject", "DEMO-XXX-001", str(src), str(dest))
+
+
+def test_a_file_that_breaks_the_engine_is_rejected_and_the_rest_of_the_folder_goes_on(db, folder, monkeypatch):
+    from trials.deid import engine
+
+    load_demo()
+    src, dest = folder
+    real, calls = engine.build_index, []
+
+    def breaks_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise AttributeError("'NoneType' object has no attribute 'value'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "build_index", breaks_once)
+    records, summary = run("--trial", "DEMO", "--subject", "DEMO-SEO-001", str(src), str(dest))
+    unreadable = [r for r in records if r.get("code") == "unreadable"]
+    assert len(unreadable) == 1 and "AttributeError" in unreadable[0]["reason"]
+    assert summary.strip() == "2 accepted, 3 rejected"
+
+
+def test_a_second_different_file_under_a_uid_already_written_is_refused(db, folder):
+    load_demo()
+    src, dest = folder
+    first = (src / "SERIES2" / "IM0000").read_bytes()
+    changed = pydicom.dcmread(io.BytesIO(first))
+    changed.SeriesDescription = "a different image under the same UID"
+    buffer = io.BytesIO()
+    changed.save_as(buffer)
+    (src / "SERIES2" / "IM0000b").write_bytes(buffer.getvalue())
+    (src / "SERIES2" / "IM0000c").write_bytes(first)  # the same file twice is no conflict
+    records, _ = run("--trial", "DEMO", "--subject", "DEMO-SEO-001", str(src), str(dest))
+    by_file = {r["file"]: r for r in records}
+    assert by_file["SERIES2/IM0000"]["status"] == "accepted"
+    assert by_file["SERIES2/IM0000b"]["code"] == "duplicate_uid"
+    assert "same SOP Instance UID" in by_file["SERIES2/IM0000b"]["reason"]
+    assert by_file["SERIES2/IM0000c"]["status"] == "accepted"
+    written = pydicom.dcmread(by_file["SERIES2/IM0000"]["output"])
+    assert written.SeriesDescription != "a different image under the same UID"
+    # A later run into the same folder refuses it too, rather than overwriting the first.
+    again, _ = run("--trial", "DEMO", "--subject", "DEMO-SEO-001", str(src), str(dest))
+    assert {r["file"]: r for r in again}["SERIES2/IM0000b"]["code"] == "duplicate_uid"
+
+
+def test_intact_sr_is_not_an_image_this_trial_accepts(db, folder):
+    from pathlib import Path
+
+    from pydicom.data import get_testdata_file
+
+    load_demo()
+    src, dest = folder
+    (src / "SR.dcm").write_bytes(Path(get_testdata_file("test-SR.dcm")).read_bytes())
+    records, _ = run("--trial", "DEMO", "--subject", "DEMO-SEO-001", str(src), str(dest))
+    sr = {r["file"]: r for r in records}["SR.dcm"]
+    assert sr["code"] == "sop_class_not_accepted" and "is not an image this trial accepts" in sr["reason"]
+
+
+def test_the_trials_burned_in_text_option_reaches_the_engine(db, folder):
+    from trials import services
+    from trials.ingest.synthetic import synthesize_dose_screens
+    from trials.models import Trial
+
+    load_demo()
+    src, dest = folder
+    template = real_ct_template(large=False)
+    (src / "DOSE").mkdir()
+    (src / "DOSE" / "IM0001").write_bytes(synthesize_dose_screens(template, count=1, seed="cmd")[0])
+    records, _ = run("--trial", "DEMO", "--subject", "DEMO-SEO-001", str(src), str(dest / "a"))
+    assert {r["file"]: r for r in records}["DOSE/IM0001"]["code"] == "burned_in_text"
+    trial = Trial.objects.get(code="DEMO")
+    admin = trial.memberships.filter(role="trial_admin").first().user
+    services.trial_update(actor=admin, trial=trial, deid_burned_in_text="redact")
+    records, _ = run("--trial", "DEMO", "--subject", "DEMO-SEO-001", str(src), str(dest / "b"))
+    dose = {r["file"]: r for r in records}["DOSE/IM0001"]
+    assert dose["status"] == "accepted" and "text regions redacted" in dose["pixels"]
+
+
+def test_a_trial_keeps_only_known_identifying_text_attributes(db):
+    from ctims.exceptions import ValidationFailed
+    from trials import services
+    from trials.models import Trial
+
+    load_demo()
+    trial = Trial.objects.get(code="DEMO")
+    admin = trial.memberships.filter(role="trial_admin").first().user
+    services.trial_update(actor=admin, trial=trial, deid_kept_text_attributes=["PatientComments"])
+    with pytest.raises(ValidationFailed):
+        services.trial_update(actor=admin, trial=trial, deid_kept_text_attributes=["PatientName"])

@@ -35,6 +35,8 @@ class TrialOut(serializers.ModelSerializer):
             "deid_retain_device_identity",
             "deid_retain_patient_characteristics",
             "deid_private_safelist",
+            "deid_burned_in_text",
+            "deid_kept_text_attributes",
         ]
 
 
@@ -53,6 +55,8 @@ class TrialUpdateIn(serializers.Serializer):
     deid_retain_device_identity = serializers.BooleanField(required=False)
     deid_retain_patient_characteristics = serializers.BooleanField(required=False)
     deid_private_safelist = serializers.JSONField(required=False)
+    deid_burned_in_text = serializers.ChoiceField(choices=Trial.BurnedInText.choices, required=False)
+    deid_kept_text_attributes = serializers.JSONField(required=False)
     title = serializers.CharField(max_length=300, required=False)
     sponsor = serializers.CharField(max_length=200, required=False)
     protocol_number = serializers.CharField(max_length=100, required=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import os
+import re
 import struct
 from collections import Counter
 from collections.abc import MutableSequence
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom import dcmread
-from pydicom.datadict import DicomDictionary, private_dictionary_VR
+from pydicom.datadict import DicomDictionary, private_dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -27,6 +28,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from . import burned_in
 from . import profile as p
 from .charsets import (
     CHARSET_VRS,
@@ -35,11 +37,13 @@ from .charsets import (
     decode_text,
     encode_text,
     encodings_for,
+    is_plain_ascii,
     reencode_if_needed,
 )
 from .errors import DeidRejected
 from .index import build_index
-from .options import DeidOptions
+from .options import REJECT, DeidOptions, sop_class_rejection
+from .patterns import remove_identifiers
 from .pseudonym import PseudonymSpace
 from .verify import IdentifyingValues, verify_bytes
 from .writer import UNDEFINED, Encoder, file_meta, raw_element, text_element
@@ -51,8 +55,44 @@ PATIENT_ID = 0x00100020
 STUDY_INSTANCE_UID = 0x0020000D
 SERIES_INSTANCE_UID = 0x0020000E
 FRAME_OF_REFERENCE_UID = 0x00200052
+IMAGE_TYPE = 0x00080008
+MANUFACTURER = 0x00080070
+MANUFACTURER_MODEL_NAME = 0x00081090
 BURNED_IN_ANNOTATION = 0x00280301
+PHOTOMETRIC_INTERPRETATION = 0x00280004
+PLANAR_CONFIGURATION = 0x00280006
 PIXEL_DATA = 0x7FE00010
+
+# Text VRs whose values, when kept, are cleaned of identifying values and identifier patterns.
+CLEANED_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+# Codes and versions are not free text: a six-digit DCM code value (121320) or a date-like coding scheme version
+# is what it says. They are cleaned of the input's values and of the patterns the law names, but their
+# numbers are not taken for record numbers or dates.
+CODED_TEXT_TAGS = frozenset(
+    tag_for_keyword(keyword)
+    for keyword in (
+        "CodeValue",
+        "LongCodeValue",
+        "CodingSchemeDesignator",
+        "CodingSchemeVersion",
+        "ContextIdentifier",
+        "MappingResource",
+        "SoftwareVersions",
+        "ContextGroupLocalVersion",
+    )
+    if tag_for_keyword(keyword) is not None
+)
+# Type 1 text that cleaning must not leave empty (a code item needs its meaning), and what it becomes.
+CLEANED_PLACEHOLDER = "cleaned"
+TYPE1_TEXT = frozenset({"CodeMeaning", "CodeValue", "CodingSchemeDesignator"})
+# Conditional pairs (PS3.3): the first may be present only while the second is; removing the second
+# (Annex E removes an approval number) removes the first too, so the output stays valid for its IOD.
+PRESENT_ONLY_WITH = {
+    0x00120081: 0x00120082,  # Clinical Trial Protocol Ethics Committee Name / ... Approval Number (Type 1C)
+}
+# Removed values that name a site or its equipment. When one equals the Manufacturer (or model) the image
+# keeps, it names the maker of a device, which identifies no patient: it is not searched for.
+_SITE_KEYWORDS = frozenset({"InstitutionName", "InstitutionalDepartmentName", "StationName", "InstitutionAddress"})
 
 # Values of these UI attributes name a class, a transfer syntax or a coding scheme, never an instance: a
 # private SOP Class UID referenced from an image must stay what it is. None of them is in the Annex E table.
@@ -107,6 +147,10 @@ class DeidResult:
     actions: dict[str, int]
     index: dict[str, Any]
     deid_method: str = ""  # the De-identification Method written into the instance, values joined by "; "
+    # What cleaning removed from kept text, as (attribute path, reason) pairs: never the value.
+    cleaned: tuple[tuple[str, str], ...] = ()
+    # How the pixel data were rewritten ("" when they are the input's, byte for byte).
+    pixels: str = ""
 
 
 def _read_source(source: bytes | str | os.PathLike | BinaryIO) -> bytes:
@@ -205,8 +249,12 @@ class _Walker:
         self.implicit = implicit
         self.little = little
         self.identifying = IdentifyingValues(encodings)
-        self.to_clean: list[tuple[Dataset, int, str, str]] = []
+        # (item, tag, VR, text, raw bytes or None for a C action, (sequence path, keyword), kept by an option)
+        self.to_clean: list[tuple[Dataset, int, str, str, bytes | None, tuple[tuple[str, ...], str], bool]] = []
         self.counts: Counter[str] = Counter()
+        self.path: list[str] = []
+        self.cleaned: list[tuple[str, str]] = []
+        self.shifted: set[str] = set()
 
     # -- elements -------------------------------------------------------------------------------------
 
@@ -331,8 +379,10 @@ class _Walker:
         if action is None or action == p.KEEP:
             if collect_only:
                 return
-            if clean_all and vr in CHARSET_VRS and raw:
-                self.to_clean.append((ds, tag, vr, decode_text(raw, vr, encodings)))
+            if vr in CLEANED_VRS and raw:
+                text = decode_text(raw, vr, encodings)
+                kept = action == p.KEEP or tag in CODED_TEXT_TAGS
+                self.to_clean.append((ds, tag, vr, text, raw, (tuple(self.path), keyword), kept))
                 return
             reencoded = reencode_if_needed(raw, vr, encodings)
             if reencoded is not None:
@@ -350,10 +400,12 @@ class _Walker:
                 action = fallback
         if action == p.CLEAN:
             if not collect_only and text:
-                self.to_clean.append((ds, tag, vr, text))
+                self.to_clean.append((ds, tag, vr, text, None, (tuple(self.path), keyword), False))
             return
         if text and searched and vr not in ("TM", "CS", "AS", "DS", "IS"):
-            self.identifying.add(keyword, vr, text)
+            # A name is searched in all its written forms even when its element says another VR (LO).
+            entry = DicomDictionary.get(tag)
+            self.identifying.add(keyword, "PN" if entry is not None and entry[0] == "PN" else vr, text)
         if collect_only or action == p.KEEP:
             return
         if action == p.PSEUDONYM:
@@ -363,6 +415,8 @@ class _Walker:
             self.counts["pseudonymized"] += 1
         elif action == p.SHIFT:
             shifted = shift_value(vr, text, self.offset) if text else ""
+            if shifted:
+                self.shifted.update(shifted.split("\\"))
             self._set_text(ds, tag, vr, shifted or "")
             self.counts["dates_shifted" if shifted else "emptied"] += 1
         elif action == p.REMOVE:
@@ -400,6 +454,35 @@ class _Walker:
             self._set_text(ds, tag, "UI", mapped)
             self.counts["uids_remapped"] += 1
 
+    @staticmethod
+    def _name(tag: int, keyword: str = "") -> str:
+        if keyword:
+            return keyword
+        entry = DicomDictionary.get(tag)
+        return entry[4] if entry is not None and entry[4] else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+    def _where(self, tag: int, where: tuple[tuple[str, ...], str]) -> str:
+        """An attribute's path from the top ("ProcedureCodeSequence/CodeMeaning"), made when it is recorded."""
+        path, keyword = where
+        return "/".join([*path, self._name(tag, keyword)])
+
+    def clean_texts(self) -> None:
+        """Clean every kept text value (and every C-action value) once all identifying values are known."""
+        for item, tag, vr, text, raw, at, kept in self.to_clean:
+            cleaned, reasons = self.identifying.clean_with_reasons(text, keep_numbers=kept)
+            if not reasons:
+                if raw is None or not is_plain_ascii(raw):
+                    item._dict[BaseTag(tag)] = self._raw(tag, vr, encode_text(text, vr))
+                    if raw is not None:
+                        self.counts["reencoded"] += 1
+                continue
+            where = self._where(tag, at)
+            if not cleaned and where.rsplit("/", 1)[-1] in TYPE1_TEXT:
+                cleaned = CLEANED_PLACEHOLDER
+            item._dict[BaseTag(tag)] = self._raw(tag, vr, encode_text(cleaned, vr))
+            self.counts["cleaned"] += 1
+            self.cleaned += [(where, reason) for reason in reasons]
+
     def map_uid(self, uid: str) -> str:
         if not uid or uid.startswith(DICOM_ROOT):
             return uid
@@ -429,8 +512,10 @@ class _Walker:
                 ds._dict[tag] = DataElement(BaseTag(tag), "SQ", Sequence())
                 self.counts["emptied"] += 1
             return
+        self.path.append(self._name(tag))
         for item in items:
             self.walk(item, encodings, clean_all=clean_all or action == p.CLEAN)
+        self.path.pop()
 
     def _private(
         self,
@@ -466,6 +551,11 @@ class _Walker:
                     self._sequence(ds, tag, None, encodings, clean_all, False)
                 elif vr == "UI":
                     self._uid(ds, tag, elem, None, "", False)
+                elif vr in CLEANED_VRS and isinstance(elem.value, bytes) and elem.value:
+                    # Kept on the trial's word, and cleaned like every kept text value.
+                    text = decode_text(elem.value, vr, encodings)
+                    where = (tuple(self.path), f"{creator} ({tag >> 16:04X},xx{tag & 0xFF:02X})")
+                    self.to_clean.append((ds, tag, vr, text, elem.value, where, True))
                 elif vr in CHARSET_VRS and isinstance(elem.value, bytes):
                     reencoded = reencode_if_needed(elem.value, vr, encodings)
                     if reencoded is not None:
@@ -486,8 +576,9 @@ def _check_subject_code(subject_code: str) -> None:
         raise ValueError("a subject code is 1 to 64 printable characters without \\, ^ or =")
 
 
-def _check_structure(ds: Dataset, data: bytes, *, deflated: bool) -> None:
-    """Reject a file cut short: pydicom keeps what it could read without saying so."""
+def _check_structure(ds: Dataset, data: bytes, *, deflated: bool) -> int:
+    """Reject a file cut inside an element (pydicom keeps what it could read without saying so); return
+    where the last element read ends."""
     end = 0
     for elem in ds._dict.values():
         if not isinstance(elem, RawDataElement) or elem.value is None:
@@ -495,8 +586,7 @@ def _check_structure(ds: Dataset, data: bytes, *, deflated: bool) -> None:
         if elem.length != UNDEFINED and len(elem.value) < elem.length:
             raise DeidRejected("truncated", "The file ends in the middle of a DICOM element: it looks cut short.")
         end = max(end, elem.value_tell + len(elem.value) + (8 if elem.length == UNDEFINED else 0))
-    if not deflated and PIXEL_DATA not in ds._dict and 0 < end < len(data) - 8:
-        raise DeidRejected("truncated", "The file stops before the image data: it looks cut short.")
+    return end
 
 
 def _us(elem: Any, little: bool) -> int:
@@ -536,14 +626,6 @@ def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
     expected = (rows * columns * samples * frames * bits + 7) // 8
     if len(value) < expected:
         raise DeidRejected("truncated", "The image data is shorter than the image size says: the file looks cut short.")
-
-
-def _accepted_reason(sop_class: str, accepted: frozenset[str]) -> str:
-    name = UID(sop_class).name if sop_class else "An image without a SOP Class UID"
-    names = [UID(uid).name for uid in accepted]
-    kinds = [kind for kind in ("CT", "MR") if any(f"{kind} Image" in n for n in names)]
-    takes = " and ".join(kinds) + " images" if kinds else "other kinds of images"
-    return f"{name} is not accepted: this trial takes {takes}."
 
 
 def _method_values(options: DeidOptions) -> list[tuple[str, str, str]]:
@@ -596,6 +678,16 @@ def _add_deid_attributes(ds: Dataset, walker: _Walker, options: DeidOptions) -> 
     return "\n".join([walker.subject_code, DUMMY_TEXT, *DUMMY_BY_VR.values(), *method, *(c[1] for c in codes)])
 
 
+def _parser_message(exc: BaseException) -> str:
+    """An exception's message with anything that could be a value taken out: quoted text, identifier
+    patterns, long runs of digits. What is left says what the parser stumbled on."""
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    message = re.sub(r"'[^']*'|\"[^\"]*\"|<[^>]*>", "...", message)
+    message, _ = remove_identifiers(message)
+    message = re.sub(r"\s{2,}", " ", message).strip()[:160]
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def deidentify(
     source: bytes | str | os.PathLike | BinaryIO,
     *,
@@ -605,21 +697,31 @@ def deidentify(
 ) -> DeidResult:
     """De-identify one CT or MR instance into `space` for subject `subject_code`.
 
-    Raises DeidRejected when the file is not an acceptable image or its output would still hold a value
-    of the input's identifying attributes. Pixel data are never decoded: they are written back byte for byte.
+    Raises DeidRejected, and nothing else, for any file: one that is not an acceptable image, cannot be read,
+    or whose output would still hold an identifying value. Pixel data are written back byte for byte except
+    when bits above Bits Stored are set or text in them is redacted (the trial's option), as the result says.
     """
     _check_subject_code(subject_code)
     data = _read_source(source)
-    ds = _parse(data)
     try:
+        ds = _parse(data)
         return _deidentify(data, ds, space=space, subject_code=subject_code, options=options)
+    except DeidRejected:
+        raise
+    except burned_in.OcrUnavailable as exc:
+        rejection = DeidRejected(
+            "ocr_unavailable",
+            "This image may carry text in its pixels and could not be read to check it (the OCR program failed: "
+            f"{exc}); it was not accepted. Please tell the trial's imaging team.",
+        )
     except (EOFError, struct.error):
         rejection = DeidRejected("truncated", "The file ends before the DICOM data does: it looks cut short.")
-    except (ValueError, KeyError, IndexError, TypeError, NotImplementedError, UnicodeError) as exc:
-        # Malformed content deep in the file (a broken sequence, an impossible length); only the type is kept.
+    except Exception as exc:  # noqa: BLE001 - one bad file is its own rejection, never a crash of the batch
+        # Raised outside the except block, so the parser's exception (which may quote a value) is not
+        # carried along as __context__ into logs and error trackers.
         rejection = DeidRejected(
-            "corrupt",
-            f"Part of the file could not be read as DICOM ({type(exc).__name__}); please resend it.",
+            "unreadable",
+            f"The file could not be read as a DICOM image ({_parser_message(exc)}); please resend it.",
         )
     raise rejection
 
@@ -641,22 +743,35 @@ def _deidentify(
     if deflated or not ts:
         # Deflate is undone on read; without a file meta the syntax is what the parser found.
         ts = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
-    _check_structure(ds, data, deflated=deflated)
+    end = _check_structure(ds, data, deflated=deflated)
+    sop_class = _ascii(ds._dict.get(SOP_CLASS_UID))
+    if sop_class:
+        # An intact structured report or structure set has no pixel data: its class says what it is before
+        # a missing image could be taken for a file cut short.
+        refused = sop_class_rejection(sop_class, options.accepted_sop_classes)
+        if refused is not None:
+            raise DeidRejected("sop_class_not_accepted", refused)
+    # A non-image object (a structured report, say) that the trial accepts has no image data to check.
+    image = not sop_class or "Image" in UID(sop_class).name
+    if image and not deflated and PIXEL_DATA not in ds._dict and 0 < end < len(data) - 8:
+        raise DeidRejected("truncated", "The file stops before the image data: it looks cut short.")
 
     sop_instance = _ascii(ds._dict.get(SOP_INSTANCE_UID))
     if not sop_instance:
         raise DeidRejected("no_sop_instance_uid", "The file has no SOP Instance UID, so it cannot be tracked.")
-    sop_class = _ascii(ds._dict.get(SOP_CLASS_UID))
-    if sop_class not in options.accepted_sop_classes:
-        raise DeidRejected("sop_class_not_accepted", _accepted_reason(sop_class, options.accepted_sop_classes))
-    if _ascii(ds._dict.get(BURNED_IN_ANNOTATION)).upper() == "YES":
+    refused = sop_class_rejection(sop_class, options.accepted_sop_classes)
+    if refused is not None:
+        raise DeidRejected("sop_class_not_accepted", refused)
+    declared = _ascii(ds._dict.get(BURNED_IN_ANNOTATION)).upper() == "YES"
+    if declared and options.burned_in_text == REJECT:
         raise DeidRejected(
             "burned_in_annotation",
             "The image says it has burned-in annotation (text drawn into the pixels, which may identify the "
             "patient); please send the original images without annotation.",
         )
     encapsulated = UID(ts).is_encapsulated
-    _check_pixels(ds, encapsulated, little)
+    if image:
+        _check_pixels(ds, encapsulated, little)
 
     charset = ds._dict.get(SPECIFIC_CHARACTER_SET)
     encodings = encodings_for(_Walker._raw_bytes(charset) if charset is not None else None)
@@ -669,14 +784,28 @@ def _deidentify(
         little=little,
         top=ds,
     )
+    # Overlay groups are removed by the walk; that an image had one is a reason to read its pixels.
+    has_overlay = any(0x6000 <= tag >> 16 <= 0x60FF and not (tag >> 16) & 1 for tag in ds._dict)
     walker.walk(ds, encodings)
-    for item, tag, vr, text in walker.to_clean:
-        cleaned = walker.identifying.clean(text)
-        if cleaned != text:
-            walker.counts["cleaned"] += 1
-        item._dict[BaseTag(tag)] = walker._raw(tag, vr, encode_text(cleaned, vr))
+    for dependent, partner in PRESENT_ONLY_WITH.items():
+        if dependent in ds._dict and partner not in ds._dict:
+            del ds._dict[dependent]
+            walker.counts["removed"] += 1
+    for device in (MANUFACTURER, MANUFACTURER_MODEL_NAME):
+        elem = ds._dict.get(device)
+        if elem is not None and elem.value:
+            walker.identifying.allow_values(_SITE_KEYWORDS, decode_text(_Walker._raw_bytes(elem), "LO", encodings))
+    walker.clean_texts()
+    pixels = ""
+    if image:
+        ts, pixels = _examine_pixels(
+            ds, walker, options, ts=ts, sop_class=sop_class, little=little, has_overlay=has_overlay
+        )
     allowed = _add_deid_attributes(ds, walker, options)
     walker.identifying.allow(allowed)
+    for date in walker.shifted:
+        # A shifted date that happens to equal an input date (the birth date, say) is ours, not a leak.
+        walker.identifying.allow_values(None, date)
 
     new_instance = walker.map_uid(sop_instance)
     parts = [file_meta(sop_class_uid=sop_class, sop_instance_uid=new_instance, transfer_syntax_uid=ts)]
@@ -697,7 +826,113 @@ def _deidentify(
         actions=dict(walker.counts),
         index=build_index(ds, little=little),
         deid_method="; ".join(_method_text(options)),
+        cleaned=tuple(walker.cleaned),
+        pixels=pixels,
     )
+
+
+def _pixel_module(ds: Dataset, little: bool, frames: int) -> burned_in.PixelModule:
+    elements = ds._dict
+    return burned_in.PixelModule(
+        rows=_us(elements.get(0x00280010), little),
+        columns=_us(elements.get(0x00280011), little),
+        samples=_us(elements.get(0x00280002), little) or 1,
+        frames=frames,
+        bits_allocated=_us(elements.get(0x00280100), little),
+        bits_stored=_us(elements.get(0x00280101), little) or _us(elements.get(0x00280100), little),
+        signed=_us(elements.get(0x00280103), little) == 1,
+        little=little,
+        photometric=_ascii(elements.get(PHOTOMETRIC_INTERPRETATION)).upper(),
+    )
+
+
+def _decoded(ds: Dataset, ts: str, module: burned_in.PixelModule) -> Any:
+    """Compressed pixel data decoded into frames (colour as RGB), through pydicom's decoders."""
+    from pydicom.dataset import FileMetaDataset
+
+    pixel_ds = Dataset()
+    for tag, elem in ds._dict.items():
+        if tag >> 16 == 0x0028 or tag == PIXEL_DATA:
+            pixel_ds._dict[tag] = elem
+    pixel_ds.file_meta = FileMetaDataset()
+    pixel_ds.file_meta.TransferSyntaxUID = ts
+    array = pixel_ds.pixel_array
+    return array.reshape(module.shape)
+
+
+def _examine_pixels(
+    ds: Dataset,
+    walker: _Walker,
+    options: DeidOptions,
+    *,
+    ts: str,
+    sop_class: str,
+    little: bool,
+    has_overlay: bool = False,
+) -> tuple[str, str]:
+    """Zero bits above Bits Stored, and find text in the pixels of the instances that may carry it:
+    reject the instance, or redact the text, as the trial chose. Returns the output transfer syntax and
+    how the pixels were rewritten ("" when they were not)."""
+    elements = ds._dict
+    reasons = burned_in.ocr_reasons(
+        image_type=_ascii(elements.get(IMAGE_TYPE)).split("\\"),
+        sop_class_uid=sop_class,
+        burned_in_annotation=_ascii(elements.get(BURNED_IN_ANNOTATION)),
+        has_overlay=has_overlay,
+    )
+    encapsulated = UID(ts).is_encapsulated
+    frames_text = _ascii(elements.get(0x00280008))
+    module = _pixel_module(ds, little, int(frames_text) if frames_text.isdigit() else 1)
+    array, changes = None, []
+    if not encapsulated and 0 < module.bits_stored < module.bits_allocated:
+        view = burned_in.native_array(elements[PIXEL_DATA].value, module, writable=False)
+        if burned_in.high_bits_set(view, module):
+            array = burned_in.zero_high_bits(view, module)
+            changes.append("bits above Bits Stored zeroed")
+            reasons.append("bits above Bits Stored")
+    if reasons:
+        if array is None:
+            array = (
+                _decoded(ds, ts, module) if encapsulated else burned_in.native_array(elements[PIXEL_DATA].value, module)
+            )
+        walker.counts["pixels_examined"] += 1
+        if options.burned_in_text == REJECT:
+            if burned_in.has_text(array, module.photometric):
+                raise DeidRejected(
+                    "burned_in_text",
+                    "Text was found in the image's pixels (examined as a "
+                    + reasons[0]
+                    + "), which may identify the patient; this trial does not accept such images. Please send "
+                    "the images without text, or ask the trial's imaging team to have such text redacted.",
+                )
+        else:
+            words, clean = burned_in.redact_frames(array, module.photometric)
+            if not clean:
+                raise DeidRejected(
+                    "burned_in_text",
+                    "Text in the image's pixels could not be removed completely; the image was not accepted. "
+                    "Please send the images without text.",
+                )
+            if words:
+                changes.append(f"{words} text regions redacted")
+                elements[BURNED_IN_ANNOTATION] = walker._raw(BURNED_IN_ANNOTATION, "CS", encode_text("NO", "CS"))
+    if not changes:
+        return ts, ""
+    if encapsulated:
+        # Redacted pixels are written uncompressed: re-encoding lossy data would degrade it again.
+        ts = ExplicitVRLittleEndian
+        if module.samples == 3:
+            elements[PHOTOMETRIC_INTERPRETATION] = walker._raw(
+                PHOTOMETRIC_INTERPRETATION, "CS", encode_text("RGB", "CS")
+            )
+            elements[PLANAR_CONFIGURATION] = raw_element(PLANAR_CONFIGURATION, "US", b"\x00\x00", little=little)
+        array = array.astype(array.dtype.newbyteorder("<"))
+    value = array.tobytes()
+    if len(value) % 2:
+        value += b"\x00"
+    elements[PIXEL_DATA] = walker._raw(PIXEL_DATA, "OB" if module.bits_allocated <= 8 else "OW", value)
+    walker.counts["pixels_rewritten"] += 1
+    return ts, "; ".join(changes)
 
 
 __all__ = ["DeidResult", "deidentify", "shift_value"]

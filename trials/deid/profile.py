@@ -57,6 +57,35 @@ _PSEUDONYM_KEYWORDS = frozenset({"PatientName", "PatientID", "ClinicalTrialSubje
 _NOT_SEARCHED_COLUMNS = ("cleanDescOpt", "rtnPatCharsOpt")
 _SEARCHED_ACTIONS = frozenset({REMOVE, EMPTY, DUMMY, SHIFT, PSEUDONYM})
 
+# Attributes whose purpose is free text about the patient (history, comments, occupation, alerts): cleaning
+# cannot know what in them is identifying ("lives with daughter LEE SOYEON"), so they are removed whatever
+# the options, unless the trial keeps them by name (DeidOptions.kept_text_attributes); then they are cleaned.
+IDENTIFYING_TEXT = frozenset(
+    {
+        "PatientComments",
+        "Occupation",
+        "IdentifyingComments",
+        "MedicalAlerts",
+        "AdditionalPatientHistory",
+        "Allergies",
+        "PatientState",
+        "SpecialNeeds",
+        "AdmittingDiagnosesDescription",
+        "ReasonForVisit",
+        "ReasonForStudy",
+        "ReasonForTheRequestedProcedure",
+        "ReasonForTheImagingServiceRequest",
+        "ImagingServiceRequestComments",
+        "RequestedProcedureComments",
+        "VisitComments",
+        "PatientReligiousPreference",
+        "InterpretationText",
+        "ServiceEpisodeDescription",
+        "TextComments",
+        "CommentsOnThePerformedProcedureStep",
+    }
+)
+
 CURVE_GROUP_PATTERN = "(50XX,XXXX)"
 OVERLAY_PATTERNS = ("(60XX,3000)", "(60XX,4000)")
 PRIVATE_PATTERN_PREFIX = "(GGGG,EEEE)"
@@ -137,6 +166,8 @@ def _basic_action(keyword: str, basic: str) -> str:
 def resolve_action(row: Row, keyword: str, options: DeidOptions) -> str:
     """The action for `row` under `options`, before the subject-code override."""
     opts = row.options
+    if keyword in IDENTIFYING_TEXT:
+        return CLEAN if keyword in options.kept_text_attributes else REMOVE
     if "rtnLongModifDatesOpt" in opts:
         # Temporal rows follow the temporal option only: retaining device identity or patient
         # characteristics must not bring back a real calibration date next to shifted study dates.

@@ -46,6 +46,8 @@ def trial_deid_options(trial: Trial) -> DeidOptions:
         retain_device_identity=trial.deid_retain_device_identity,
         retain_patient_characteristics=trial.deid_retain_patient_characteristics,
         private_tag_safelist=frozenset((creator, element) for creator, element in trial.deid_private_safelist),
+        kept_text_attributes=frozenset(trial.deid_kept_text_attributes),
+        burned_in_text=trial.deid_burned_in_text,
     )
 
 

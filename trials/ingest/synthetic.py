@@ -62,3 +62,91 @@ def synthesize_ct_series(
         ds.save_as(buffer, enforce_file_format=True)
         files.append(buffer.getvalue())
     return files
+
+
+DOSE_SCREEN_LINES = (
+    "Dose Report  홍길동  HONG GILDONG",
+    "Patient ID 83726451  2026-03-02",
+    "CTDIvol 12.3 mGy  DLP 456 mGy*cm",
+    "서울대학교병원 영상의학과",
+)
+
+
+def nanum_font_path() -> str:
+    """The NanumGothic TrueType file (Debian's fonts-nanum, installed by `make system-deps`)."""
+    import shutil
+    import subprocess
+
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        raise FileNotFoundError("fc-list is missing: `make system-deps` installs fonts-nanum and fontconfig")
+    listed = subprocess.run(  # noqa: S603 - a fixed argument list
+        [fc_list, ":family=NanumGothic", "file"], capture_output=True, text=True, check=False
+    )
+    paths = sorted(line.split(":")[0].strip() for line in listed.stdout.splitlines() if line.strip())
+    regular = [p for p in paths if p.endswith("NanumGothic.ttf")]
+    if not (regular or paths):
+        raise FileNotFoundError("the Nanum fonts are missing: `make system-deps` installs fonts-nanum")
+    return (regular or paths)[0]
+
+
+def draw_text_screen(
+    template: Dataset,
+    *,
+    lines: tuple[str, ...] = DOSE_SCREEN_LINES,
+    size: int = 512,
+    image_type: tuple[str, ...] = ("DERIVED", "SECONDARY", "OTHER"),
+    font_size: int = 22,
+) -> Dataset:
+    """A CT dose-report-like screen: `template`'s header with `lines` of text drawn into its pixels (Nanum).
+
+    The background is air (0, MONOCHROME2, 12 bits stored), the text the brightest value, as scanners draw
+    their dose and protocol screens; there is no Burned In Annotation attribute, as often in practice.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(nanum_font_path(), font_size)
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    for n, line in enumerate(lines):
+        draw.text((24, 24 + n * (font_size * 2)), line, font=font, fill=255)
+    pixels = np.where(np.asarray(canvas) > 127, 4095, 0).astype("<u2")
+    ds = template.copy()
+    ds.ImageType = list(image_type)
+    ds.Rows = ds.Columns = size
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
+    for keyword in (
+        "BurnedInAnnotation",
+        "WindowCenter",
+        "WindowWidth",
+        "LargestImagePixelValue",
+        "SmallestImagePixelValue",
+    ):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.PixelData = pixels.tobytes()
+    if "PixelData" in ds:
+        ds["PixelData"].VR = "OW"
+    return ds
+
+
+def synthesize_dose_screens(template: Dataset, *, count: int, seed: str) -> list[bytes]:
+    """`count` dose report screens of one series (CT DERIVED\\SECONDARY with text in the pixels), as Part 10."""
+    files = []
+    screen = draw_text_screen(template)
+    study_uid, series_uid = _uid(seed, "study"), _uid(seed, "series", 999)
+    for n in range(count):
+        ds = screen.copy()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = _uid(seed, "instance", 999, n)
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SeriesNumber, ds.InstanceNumber = 999, n + 1
+        ds.SeriesDescription = "Dose Report"
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        files.append(buffer.getvalue())
+    return files

@@ -89,7 +89,8 @@ def _rejections(canary_file: bytes) -> list[DeidRejected]:
     ultrasound = canary_instance().dataset
     ultrasound.SOPClassUID = UltrasoundImageStorage
     leaky = canary_instance().dataset
-    leaky.SoftwareVersions = f"{leaky.PatientID} {leaky.PatientName}"  # a kept attribute echoing identifiers
+    # A kept binary attribute echoing an identifier: text is cleaned, binary values can only be refused.
+    leaky.RedPaletteColorLookupTableData = f"{leaky.PatientID} ".encode()
     no_uid = canary_instance().dataset
     del no_uid.SOPInstanceUID
     inputs = [
@@ -129,10 +130,20 @@ def test_rejection_messages_logs_and_tracebacks_never_hold_a_canary(caplog, caps
             assert value not in text
 
 
-def test_a_kept_attribute_holding_the_patients_id_is_caught_and_named_without_its_value():
+def test_a_kept_text_attribute_holding_the_patients_id_is_cleaned():
     ds = canary_instance().dataset
     patient_id = ds.PatientID
     ds.SoftwareVersions = f"build for {patient_id}"
+    result = _deid(part10(ds))
+    assert read(result.data).SoftwareVersions == "build for"
+    assert ("SoftwareVersions", "PatientID") in result.cleaned
+    assert patient_id.encode() not in result.data
+
+
+def test_a_kept_binary_attribute_holding_the_patients_id_is_caught_and_named_without_its_value():
+    ds = canary_instance().dataset
+    patient_id = ds.PatientID
+    ds.RedPaletteColorLookupTableData = f"build for {patient_id} ".encode()
     with pytest.raises(DeidRejected) as caught:
         _deid(part10(ds))
     assert caught.value.code == "phi_found"

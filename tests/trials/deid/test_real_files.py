@@ -124,3 +124,42 @@ def test_pydicom_secondary_captures_and_ultrasound_are_rejected():
             deidentify(_path(name), space=space(), subject_code=SUBJECT, options=DEFAULT)
         assert caught.value.code == "sop_class_not_accepted"
         assert caught.value.reason.startswith(label)
+
+
+def _dciodvfy_errors(path: Path) -> set[str]:
+    import re
+    import shutil
+    import subprocess
+
+    assert shutil.which("dciodvfy"), "dciodvfy is missing: `make system-deps` installs Debian's dicom3tools"
+    proc = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True, check=False)  # noqa: S603, S607
+    return {re.sub(r"\s+", " ", line) for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")}
+
+
+def _new_errors(data: bytes, tmp_path: Path, options: DeidOptions = DEFAULT) -> set[str]:
+    source, output = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    source.write_bytes(data)
+    output.write_bytes(deidentify(data, space=space(), subject_code=SUBJECT, options=options).data)
+    return _dciodvfy_errors(output) - _dciodvfy_errors(source)
+
+
+@pytest.mark.parametrize("name", ACCEPTED_FILES)
+def test_dciodvfy_reports_no_error_the_input_did_not_have(name, tmp_path):
+    assert _new_errors(Path(_path(name)).read_bytes(), tmp_path) == set()
+
+
+def test_dciodvfy_reports_no_new_error_after_cleaning_conditional_pairs_and_code_meanings(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from .factories import ct_image, part10
+
+    ds = ct_image(patient_name="KIM^MINSU")
+    ds.ClinicalTrialSponsorName, ds.ClinicalTrialProtocolID, ds.ClinicalTrialProtocolName = "S", "P1", "Trial"
+    ds.ClinicalTrialSiteID, ds.ClinicalTrialSiteName, ds.ClinicalTrialSubjectID = "1", "Seoul", "SUB1"
+    ds.ClinicalTrialProtocolEthicsCommitteeName = "Seoul IRB"
+    ds.ClinicalTrialProtocolEthicsCommitteeApprovalNumber = "IRB-2024-77"
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "CT-CHEST", "99LOCAL", "Kim, Minsu"
+    ds.ProcedureCodeSequence = Sequence([code])
+    assert _new_errors(part10(ds), tmp_path) == set()

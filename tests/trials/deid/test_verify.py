@@ -11,7 +11,7 @@ from pydicom.valuerep import PersonName
 from trials.deid import DeidRejected, IdentifyingValues, deidentify, verify_no_phi
 from trials.deid.verify import find_needle
 
-from .factories import DEFAULT, SUBJECT, ct_image, part10, space
+from .factories import DEFAULT, SUBJECT, ct_image, part10, read, space
 
 
 def _output(**changes) -> bytes:
@@ -109,17 +109,26 @@ def test_its_repr_hides_the_values():
     assert "DOE" not in repr(values)
 
 
-def test_deidentify_rejects_an_instance_whose_kept_text_names_the_patient():
+def test_deidentify_cleans_kept_text_that_names_the_patient_and_records_why():
     ds = ct_image()
     ds.SoftwareVersions = "HOUSE GREGORY build"  # the referring physician, in a kept attribute
-    with pytest.raises(DeidRejected) as caught:
-        deidentify(part10(ds), space=space(), subject_code=SUBJECT, options=DEFAULT)
-    assert caught.value.code == "phi_found" and "ReferringPhysicianName" in caught.value.reason
+    result = deidentify(part10(ds), space=space(), subject_code=SUBJECT, options=DEFAULT)
+    assert read(result.data).SoftwareVersions == "build"
+    assert result.cleaned == (("SoftwareVersions", "ReferringPhysicianName"),)
+    assert b"HOUSE" not in result.data
 
 
-def test_an_original_uid_left_in_kept_text_is_caught():
+def test_an_original_uid_left_in_kept_text_is_cleaned():
     ds = ct_image()
-    ds.SoftwareVersions = ds.SOPInstanceUID
+    ds.SoftwareVersions = f"v1 {ds.SOPInstanceUID}"
+    result = deidentify(part10(ds), space=space(), subject_code=SUBJECT, options=DEFAULT)
+    assert read(result.data).SoftwareVersions == "v1"
+    assert ("SoftwareVersions", "SOPInstanceUID") in result.cleaned
+
+
+def test_the_verifier_still_refuses_an_original_uid_in_a_kept_binary_value():
+    ds = ct_image()
+    ds.RedPaletteColorLookupTableData = ds.SOPInstanceUID.encode() + b"\x00"
     with pytest.raises(DeidRejected) as caught:
         deidentify(part10(ds), space=space(), subject_code=SUBJECT, options=DEFAULT)
     assert "SOPInstanceUID" in caught.value.reason and ds.SOPInstanceUID not in caught.value.reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -37,12 +38,26 @@ class Command(BaseCommand):
         space, deid_options = trial_space(trial_obj), trial_deid_options(trial_obj)
         patient = subject_obj.source_patient_hash or None
         totals = {"accepted": 0, "rejected": 0}
+        written: dict[str, str] = {}  # output SOP Instance UID -> SHA-256 of what this run wrote under it
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             record = {"file": str(path.relative_to(src))}
             try:
                 result = deidentify(path.read_bytes(), space=space, subject_code=subject_obj.code, options=deid_options)
             except DeidRejected as exc:
                 record |= {"status": "rejected", "code": exc.code, "reason": exc.reason}
+            except OSError as exc:
+                # A file that cannot be read from the folder is that file's rejection; the rest goes on.
+                record |= {
+                    "status": "rejected",
+                    "code": "unreadable",
+                    "reason": f"The file could not be read from the folder ({type(exc).__name__}).",
+                }
+            except Exception as exc:  # noqa: BLE001 - one bad file never stops the folder
+                record |= {
+                    "status": "rejected",
+                    "code": "unreadable",
+                    "reason": f"The file could not be de-identified ({type(exc).__name__}).",
+                }
             else:
                 patient = patient or result.source_patient_hash
                 if result.source_patient_hash != patient:
@@ -52,15 +67,37 @@ class Command(BaseCommand):
                         "reason": "This file belongs to a different patient than the others; it was not written.",
                     }
                 else:
-                    out = dest / f"{result.sop_instance_uid}.dcm"
-                    out.write_bytes(result.data)
-                    record |= {
-                        "status": "accepted",
-                        "sop_instance_uid": result.sop_instance_uid,
-                        "study_instance_uid": result.study_instance_uid,
-                        "series_instance_uid": result.series_instance_uid,
-                        "output": str(out),
-                    }
+                    record |= self._write(dest, result, written)
             totals[record["status"]] += 1
             self.stdout.write(json.dumps(record, ensure_ascii=False))
         self.stderr.write(f"{totals['accepted']} accepted, {totals['rejected']} rejected")
+
+    @staticmethod
+    def _write(dest: Path, result, written: dict[str, str]) -> dict:
+        """Write an accepted instance under its UID, unless a different file is already there."""
+        out = dest / f"{result.sop_instance_uid}.dcm"
+        digest = hashlib.sha256(result.data).hexdigest()
+        earlier = written.get(result.sop_instance_uid)
+        if earlier is None and out.exists():
+            earlier = hashlib.sha256(out.read_bytes()).hexdigest()
+        if earlier is not None and earlier != digest:
+            return {
+                "status": "rejected",
+                "code": "duplicate_uid",
+                "reason": (
+                    "Another, different file with the same SOP Instance UID was already written; this one was not "
+                    "written over it. Ask the site which of the two is the right image."
+                ),
+            }
+        if earlier is None:
+            out.write_bytes(result.data)
+        written[result.sop_instance_uid] = digest
+        return {
+            "status": "accepted",
+            "sop_instance_uid": result.sop_instance_uid,
+            "study_instance_uid": result.study_instance_uid,
+            "series_instance_uid": result.series_instance_uid,
+            "output": str(out),
+            "cleaned": [{"attribute": where, "reason": reason} for where, reason in result.cleaned],
+            "pixels": result.pixels,
+        }

@@ -92,6 +92,31 @@ class Trial(models.Model):
         ),
         validators=[validate_private_safelist],
     )
+
+    class PseudonymScheme(models.TextChoices):
+        # Values are trials.deid.pseudonym's SCHEME_TRIAL and SCHEME_SUBJECT.
+        TRIAL = "trial", _("one trial key (trials with images from before subject keys)")
+        SUBJECT = "subject", _("a key per subject")
+
+    class DeidPaths(models.TextChoices):
+        SERVER = "server", _("on the server")
+        EITHER = "either", _("in the site's browser, or on the server where the browser cannot")
+        BROWSER = "browser", _("in the site's browser only: identified images never leave the site")
+
+    # Set once: a trial that stored images under one scheme keeps it, or its pseudonyms would change.
+    pseudonym_scheme = models.CharField(
+        max_length=8, choices=PseudonymScheme.choices, default=PseudonymScheme.SUBJECT, editable=False
+    )
+    deid_paths = models.CharField(
+        _("where images are de-identified"),
+        max_length=8,
+        choices=DeidPaths.choices,
+        default=DeidPaths.SERVER,
+        help_text=_(
+            "In the browser, the site's computer de-identifies each image before it is sent and the server "
+            "checks it again; 'browser only' refuses identified images altogether."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -321,6 +346,13 @@ class Upload(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.OPEN)
     closed_at = models.DateTimeField(null=True, blank=True)
+
+    class DeidPath(models.TextChoices):
+        SERVER = "server", _("on the server")
+        BROWSER = "browser", _("in the site's browser")
+
+    # Where this session's files were de-identified: "browser" files are re-verified, never de-identified again.
+    deid_path = models.CharField(max_length=8, choices=DeidPath.choices, default=DeidPath.SERVER)
 
     class Meta:
         ordering = ["-created_at"]

@@ -19,10 +19,11 @@ from django.utils.translation import gettext as _
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
 
-from ..deid import DeidOptions, DeidRejected, DeidResult, PseudonymSpace, deidentify
+from ..deid import DeidOptions, DeidRejected, DeidResult, deidentify
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
+from .subject_keys import subject_space
 
 UPLOADABLE_STATES = (
     Timepoint.State.EXPECTED,
@@ -40,10 +41,6 @@ def trial_deid_options(trial: Trial) -> DeidOptions:
         retain_patient_characteristics=trial.deid_retain_patient_characteristics,
         private_tag_safelist=frozenset((creator, element) for creator, element in trial.deid_private_safelist),
     )
-
-
-def trial_space(trial: Trial) -> PseudonymSpace:
-    return PseudonymSpace(bytes(trial.pseudonym_key))
 
 
 def upload_open(*, actor, timepoint: Timepoint) -> Upload:
@@ -216,7 +213,7 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
     if any(item.upload_id != upload.pk for item in items):
         raise ValueError("a processing batch holds the files of one upload")
     timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
-    space, options = trial_space(trial), trial_deid_options(trial)
+    space, options = subject_space(trial, subject.code), trial_deid_options(trial)
     outcomes: dict[int, DeidResult | DeidRejected | None] = {}
     for item in items:
         raw = store.quarantine_read(upload.pk, item.sha256)

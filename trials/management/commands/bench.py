@@ -23,11 +23,11 @@ from trials.deid import deidentify
 from trials.ingest.services import (
     BATCH_SIZE,
     trial_deid_options,
-    trial_space,
     upload_batch_process,
     upload_open,
     upload_receive,
 )
+from trials.ingest.subject_keys import subject_space
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Role
 
@@ -98,7 +98,7 @@ class Command(BaseCommand):
 
         with transaction.atomic():
             trial, subject, _ = self._scratch_trial(0)
-            space, deid_options = trial_space(trial), trial_deid_options(trial)
+            space, deid_options = subject_space(trial, subject.code), trial_deid_options(trial)
             transaction.set_rollback(True)
 
         def deid_verify():

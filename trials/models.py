@@ -392,6 +392,28 @@ class UploadItem(models.Model):
         return f"item {self.sha256[:12]} ({self.state})"
 
 
+class BrowserDeidRecord(models.Model):
+    """What the site's browser declared of one file it de-identified, sent before the file itself.
+
+    `key_check` is HMAC(subject key used, the output's SHA-256): the server, which knows the subject key,
+    tells from it that the file was made with this subject's key. `patient_hash` is the keyed hash of the
+    source Patient ID (never the ID), for the wrong-patient guard. `actions` holds the engine's counts.
+    """
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="browser_records")
+    sha256 = models.CharField(max_length=64)
+    key_check = models.CharField(max_length=64)
+    patient_hash = models.CharField(max_length=64, blank=True)
+    actions = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["upload", "sha256"], name="one_browser_record_per_file")]
+
+    def __str__(self) -> str:
+        return f"browser record {self.sha256[:12]}"
+
+
 class Study(models.Model):
     """A de-identified study in the image store, under its pseudonymous UID."""
 

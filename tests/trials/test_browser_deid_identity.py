@@ -62,9 +62,8 @@ def _entry():
     return module
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> list[Path]:
-    folder = tmp_path_factory.mktemp("corpus")
+def write_corpus(folder: Path) -> list[Path]:
+    """The corpus as files in `folder`, in a fixed order."""
     files = [Path(get_testdata_file(name)) for name in CORPUS]
     files += [Path(next(p for p in get_charset_files(name))) for name in CHARSETS]
     paths = []
@@ -79,6 +78,11 @@ def corpus(tmp_path_factory) -> list[Path]:
         paths.append(folder / name)
         paths[-1].write_bytes(data)
     return paths
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[Path]:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def _run_node(request: dict) -> dict:

@@ -24,6 +24,7 @@ MAX_SHIFT_DAYS = 3650
 _PATIENT_PREFIX = b"ctims:patient-id:"
 _DATE_PREFIX = b"ctims:date-offset:"
 _SUBJECT_KEY_PREFIX = b"ctims:subject-key:"
+_KEY_CHECK_PREFIX = b"ctims:key-check:"
 
 SCHEME_TRIAL = "trial"
 SCHEME_SUBJECT = "subject"
@@ -83,3 +84,7 @@ class PseudonymSpace:
         """The subject's date shift in days, between -MAX_SHIFT_DAYS and -MIN_SHIFT_DAYS."""
         number = int.from_bytes(self._mac(_DATE_PREFIX + subject_code.encode("utf-8"))[:8], "big")
         return -(MIN_SHIFT_DAYS + number % (MAX_SHIFT_DAYS - MIN_SHIFT_DAYS + 1))
+
+    def key_check(self, sha256_hex: str) -> str:
+        """A keyed tag of an output file's SHA-256: whoever holds this space's key made (or vouched for) it."""
+        return self._mac(_KEY_CHECK_PREFIX + sha256_hex.encode("ascii")).hex()

@@ -52,9 +52,11 @@ def run(data) -> tuple[bytes, str]:
         )
     except DeidRejected as exc:
         return b"", json.dumps({"ok": False, "code": exc.code, "reason": exc.reason})
+    sha256 = hashlib.sha256(result.data).hexdigest()
     record = {
         "ok": True,
-        "sha256": hashlib.sha256(result.data).hexdigest(),
+        "sha256": sha256,
+        "key_check": _configured["space"].key_check(sha256),
         "sop_instance_uid": result.sop_instance_uid,
         "study_instance_uid": result.study_instance_uid,
         "series_instance_uid": result.series_instance_uid,

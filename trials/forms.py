@@ -77,6 +77,15 @@ class TrialEditForm(forms.Form):
         label=_("Retain patient characteristics"), required=False, help_text=_("Sex, age, size and weight.")
     )
 
+    deid_paths = forms.ChoiceField(
+        label=_("Where images are de-identified"),
+        choices=Trial.DeidPaths.choices,
+        help_text=_(
+            "In the browser, the site's computer de-identifies each image before it is sent and the server checks "
+            "it again; 'browser only' refuses identified images altogether. Both give the same pseudonyms."
+        ),
+    )
+
     def __init__(self, *args, subjects_enrolled: bool = False, images_stored: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if subjects_enrolled:
@@ -84,7 +93,7 @@ class TrialEditForm(forms.Form):
             self.fields["subject_code_pattern"].disabled = True
         if images_stored:
             for name in self.fields:
-                if name.startswith("deid_"):
+                if name.startswith("deid_") and name != "deid_paths":
                     self.fields[name].disabled = True
 
 

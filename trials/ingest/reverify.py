@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +27,14 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from ..deid import DeidOptions, DeidRejected, DeidResult
+from ..deid import DeidOptions, DeidRejected, DeidResult, deidentify
 from ..deid import profile as p
 from ..deid.charsets import STRING_VRS
 from ..deid.engine import CLASS_UID_TAGS, DICOM_ROOT, DUMMY_BY_VR, DUMMY_TEXT
 from ..deid.engine import _method_text as method_text  # the engine's own wording of the declared method
 from ..deid.index import build_index
 from ..deid.pseudonym import PseudonymSpace
+from ..models import BrowserDeidRecord, Upload
 
 PATIENT_IDENTITY_REMOVED = 0x00120062
 DEID_METHOD = 0x00120063
@@ -283,4 +284,23 @@ def reverify(
         actions=dict(declared.actions),
         index=index,
         deid_method="; ".join(expected_method),
+    )
+
+
+def file_processor(
+    *, upload: Upload, shas: list[str], space: PseudonymSpace, subject_code: str, options: DeidOptions
+) -> Callable[[bytes, str], DeidResult]:
+    """How ingest turns one received file of `upload` into a DeidResult (or DeidRejected).
+
+    Server path: the engine de-identifies the raw file. Browser path: the file arrived de-identified and is
+    re-verified against the browser's record of it (looked up once for the batch's `shas`).
+    """
+    if upload.deid_path != Upload.DeidPath.BROWSER:
+        return lambda raw, _sha: deidentify(raw, space=space, subject_code=subject_code, options=options)
+    declared = {
+        r.sha256: Declared(key_check=r.key_check, patient_hash=r.patient_hash, actions=r.actions)
+        for r in BrowserDeidRecord.objects.filter(upload=upload, sha256__in=shas)
+    }
+    return lambda raw, sha: reverify(
+        raw, space=space, subject_code=subject_code, options=options, declared=declared.get(sha)
     )

@@ -19,10 +19,11 @@ from django.utils.translation import gettext as _
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
 
-from ..deid import DeidOptions, DeidRejected, DeidResult, deidentify
+from ..deid import DeidOptions, DeidRejected, DeidResult
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
+from .reverify import file_processor
 from .subject_keys import subject_space
 
 UPLOADABLE_STATES = (
@@ -214,6 +215,10 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
         raise ValueError("a processing batch holds the files of one upload")
     timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
     space, options = subject_space(trial, subject.code), trial_deid_options(trial)
+    # De-identify on the server, or re-verify what the site's browser de-identified (reverify.py).
+    process = file_processor(
+        upload=upload, shas=[i.sha256 for i in items], space=space, subject_code=subject.code, options=options
+    )
     outcomes: dict[int, DeidResult | DeidRejected | None] = {}
     for item in items:
         raw = store.quarantine_read(upload.pk, item.sha256)
@@ -221,7 +226,7 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
             outcomes[item.pk] = None
             continue
         try:
-            outcomes[item.pk] = deidentify(raw, space=space, subject_code=subject.code, options=options)
+            outcomes[item.pk] = process(raw, item.sha256)
         except DeidRejected as exc:
             outcomes[item.pk] = exc
 

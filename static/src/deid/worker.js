@@ -30,7 +30,9 @@ self.onmessage = async (event) => {
       const started = performance.now();
       const { data, record } = engine.run(message.bytes);
       const ms = performance.now() - started;
-      self.postMessage({ type: "done", id: message.id, data, record, ms }, data.byteLength ? [data.buffer] : []);
+      // Hand the bytes over without a copy when they own their buffer (never the engine's memory itself).
+      const out = data.byteOffset === 0 && data.buffer.byteLength === data.byteLength ? data : data.slice();
+      self.postMessage({ type: "done", id: message.id, data: out, record, ms }, out.byteLength ? [out.buffer] : []);
     }
   } catch (error) {
     // Never the file's content: only the engine's own message (an exception type, a path in the bundle).

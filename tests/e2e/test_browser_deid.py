@@ -18,7 +18,7 @@ from trials.deid import DeidRejected, deidentify
 from trials.ingest.services import trial_deid_options
 from trials.ingest.subject_keys import subject_space
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Timepoint, Trial
+from trials.models import Instance, Timepoint, Trial, Upload
 
 SLICES = 12
 SUBJECT = "ALPHA-SEO-001"
@@ -150,3 +150,28 @@ def test_dropping_the_same_folder_again_sends_nothing_new(world, page, folder):
     assert not [u for u in sent if "/dicomweb/" in u]
     assert "already" in page.locator(RESULT).inner_text()
     assert Instance.objects.count() == SLICES
+
+
+def test_a_browser_without_webassembly_falls_back_to_the_server_and_says_so(world, page, folder):
+    page.add_init_script("delete globalThis.WebAssembly")
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(RESULT, timeout=120_000)
+    assert "de-identified on the server" in page.locator("#upload-deid-mode").inner_text()
+    assert Upload.objects.get().deid_path == Upload.DeidPath.SERVER
+    assert Instance.objects.count() == SLICES
+
+
+def test_a_browser_only_trial_sends_nothing_from_a_browser_without_webassembly(world, page, folder, network):
+    Trial.objects.filter(pk=world.trial.pk).update(deid_paths=Trial.DeidPaths.BROWSER)
+    page.add_init_script("delete globalThis.WebAssembly")
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector("#upload-error:not([hidden])", timeout=60_000)
+    assert "only images de-identified in the browser" in page.locator("#upload-deid-mode").inner_text()
+    assert not [path for path, _body in network if "/uploads/" in path]
+    assert not Upload.objects.exists()

@@ -173,3 +173,26 @@ def test_malformed_records_are_refused(world, api, browser_trial):
     )
     assert response.status_code == 400
     assert Upload.objects.get(pk=upload_id).browser_records.count() == 0
+
+
+def test_no_page_answer_or_log_carries_the_trial_key_and_the_page_not_even_the_subject_key(
+    world, api, browser_trial, series, caplog, client
+):
+    caplog.set_level("DEBUG")
+    trial_key = bytes(browser_trial.pseudonym_key).hex()
+    subject_hex = subject_key(bytes(browser_trial.pseudonym_key), SUBJECT).hex()
+    upload = open_upload(api, world.cora).json()
+    outputs, records = in_browser(key_of(api, world.cora, upload["id"]).json(), series[:2])
+    answers = [
+        send_records(api, world.cora, upload["id"], records).content,
+        stow(api, world.cora, upload["id"], outputs).content,
+        finish(api, world.cora, upload["id"]).content,
+        api.as_(world.cora).get(reverse("api-upload", args=["ALPHA", upload["id"]])).content,
+        api.as_(world.alice).get(reverse("api-trial", args=["ALPHA"])).content,
+    ]
+    client.force_login(world.cora)
+    page = client.get(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "W6"])).content.decode()
+    assert 'data-deid-paths="either"' in page and "dist/deid/worker.js" in page
+    for text in [*(a.decode() for a in answers), page, caplog.text]:
+        assert trial_key not in text and subject_hex not in text
+    assert trial_key not in json.dumps(list(AuditEvent.objects.values_list("summary", flat=True)))

@@ -120,6 +120,21 @@ function pathNodes(path) {
   return nodes;
 }
 
+/** A list of files, each with what became of it. */
+function fileList(entries, className) {
+  const list = document.createElement("ul");
+  list.className = `file-list ${className}`;
+  for (const entry of entries) {
+    const li = document.createElement("li");
+    const why = document.createElement("span");
+    why.className = "muted";
+    why.textContent = ` — ${entry.detail}`;
+    li.append(...pathNodes(entry.path), why);
+    list.append(li);
+  }
+  return list;
+}
+
 /** Run `work` over `items` with at most `limit` at a time; results keep the items' order. */
 async function pool(items, limit, work) {
   const results = new Array(items.length);
@@ -1167,32 +1182,12 @@ class Uploader {
           true,
         ),
       );
-      const list = document.createElement("ul");
-      list.className = "file-list held-list";
-      for (const entry of held.slice(0, SHOW_REJECTED)) {
-        const li = document.createElement("li");
-        const why = document.createElement("span");
-        why.className = "muted";
-        why.textContent = ` — ${entry.detail}`;
-        li.append(...pathNodes(entry.path), why);
-        list.append(li);
-      }
-      result.append(list);
+      result.append(fileList(held.slice(0, SHOW_REJECTED), "held-list"));
     }
     const rejected = [...this.bySha.values()].map((entries) => entries[0]).filter((e) => e.state === "rejected");
     if (rejected.length) {
       add("result-note", gettext("These files were not stored:"));
-      const list = document.createElement("ul");
-      list.className = "file-list rejected-list";
-      for (const entry of rejected.slice(0, SHOW_REJECTED)) {
-        const li = document.createElement("li");
-        const why = document.createElement("span");
-        why.className = "muted";
-        why.textContent = ` — ${entry.detail}`;
-        li.append(...pathNodes(entry.path), why);
-        list.append(li);
-      }
-      result.append(list);
+      result.append(fileList(rejected.slice(0, SHOW_REJECTED), "rejected-list"));
       if (rejected.length > SHOW_REJECTED) {
         const more = rejected.length - SHOW_REJECTED;
         add(

@@ -89,7 +89,7 @@ def _run_node(request: dict) -> dict:
     if not (BUNDLE / "manifest.json").exists():
         pytest.fail("static/dist/deid/ is not built: run `node scripts/build-frontend.mjs` (make test does)")
     answer = subprocess.run(
-        ["node", str(ROOT / "tests/trials/browser_deid_node.mjs"), str(BUNDLE)],
+        ["node", str(ROOT / "scripts/deid-node.mjs"), str(BUNDLE)],
         input=json.dumps(request).encode(),
         capture_output=True,
         timeout=300,

@@ -53,7 +53,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", choices=["ingest", "dicomweb", "reads"])
+        parser.add_argument("name", choices=["ingest", "dicomweb", "reads", "browser_deid"])
         parser.add_argument(
             "--index-rows", type=int, default=1_000_000, help="dicomweb: instance rows in the QIDO index"
         )
@@ -63,6 +63,10 @@ class Command(BaseCommand):
         parser.add_argument("--tasks", type=int, default=500, help="reads: tasks in the reader's worklist")
 
     def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, tasks: int, **options):
+        if name == "browser_deid":
+            from trials.ingest.browser_bench import bench_browser_deid
+
+            return bench_browser_deid(self.stdout, slices=slices, runs=runs, small=small)
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
 

@@ -367,6 +367,10 @@ class Uploader {
   // --- start: resume what the server holds -----------------------------------------------------------------
 
   async start() {
+    // The engine starts while the coordinator chooses the folder: its start-up is then mostly behind them.
+    if (this.paths !== "server" && typeof WebAssembly === "object" && typeof Worker === "function" && this.urls.worker) {
+      this.startEngine().catch(() => {});
+    }
     if (!this.urls.resume) return;
     this.setBusy(true);
     try {

@@ -53,7 +53,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", choices=["ingest", "dicomweb", "reads", "browser_deid"])
+        parser.add_argument("name", choices=["ingest", "dicomweb", "reads", "browser_deid", "upload_browser"])
         parser.add_argument(
             "--index-rows", type=int, default=1_000_000, help="dicomweb: instance rows in the QIDO index"
         )
@@ -67,6 +67,10 @@ class Command(BaseCommand):
             from trials.ingest.browser_bench import bench_browser_deid
 
             return bench_browser_deid(self.stdout, slices=slices, runs=runs, small=small)
+        if name == "upload_browser":
+            from trials.ingest.browser_bench import bench_upload_browser
+
+            return bench_upload_browser(self.stdout, slices=slices, runs=runs, small=small)
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
 

@@ -196,3 +196,21 @@ def test_no_page_answer_or_log_carries_the_trial_key_and_the_page_not_even_the_s
     for text in [*(a.decode() for a in answers), page, caplog.text]:
         assert trial_key not in text and subject_hex not in text
     assert trial_key not in json.dumps(list(AuditEvent.objects.values_list("summary", flat=True)))
+
+
+def test_a_trial_made_browser_only_mid_upload_closes_the_session_that_sent_files_as_they_were(
+    world, api, browser_trial, series
+):
+    first = open_upload(api, world.cora, deid_path="server").json()
+    stow(api, world.cora, first["id"], series[:1])
+    Trial.objects.filter(pk=browser_trial.pk).update(deid_paths=Trial.DeidPaths.BROWSER)
+    second = open_upload(api, world.cora).json()
+    assert second["id"] != first["id"] and second["deid_path"] == "browser"
+    assert Upload.objects.get(pk=first["id"]).state == Upload.State.COMPLETE
+
+
+def test_a_resumed_session_keeps_the_path_its_files_were_sent_by(world, api, browser_trial, series):
+    first = open_upload(api, world.cora, deid_path="server").json()
+    stow(api, world.cora, first["id"], series[:1])
+    again = open_upload(api, world.cora).json()
+    assert again["id"] == first["id"] and again["deid_path"] == "server"

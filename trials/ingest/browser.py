@@ -16,7 +16,7 @@ from ctims.exceptions import InvalidState, ValidationFailed
 
 from ..deid import DeidOptions
 from ..models import BrowserDeidRecord, Timepoint, Trial, Upload
-from .services import trial_deid_options, upload_open
+from .services import trial_deid_options, upload_finish, upload_open
 from .subject_keys import browser_subject_key
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -56,6 +56,11 @@ def upload_open_with_path(*, actor, timepoint: Timepoint, browser: bool) -> Uplo
     with transaction.atomic():
         upload = upload_open(actor=actor, timepoint=timepoint)
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        if upload.deid_path != wanted and upload.items.exists() and trial.deid_paths == Trial.DeidPaths.BROWSER:
+            # The trial became browser-only while files were being sent as they were: that session is closed
+            # (what it received is still processed) and a new one takes only de-identified files.
+            upload_finish(actor=actor, upload=upload)
+            upload = upload_open(actor=actor, timepoint=timepoint)
         if upload.deid_path != wanted and not upload.items.exists():
             upload.deid_path = wanted
             upload.save(update_fields=["deid_path"])

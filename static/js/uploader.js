@@ -692,8 +692,8 @@ class Uploader {
       ),
     );
     const results = [];
-    // One file at a time through the worker; reading the next overlaps with de-identifying this one.
-    await pool(this.entries, 1, async (entry) => {
+    // The worker takes one file at a time; a second reader has the next file ready when it is free.
+    await pool(this.entries, 2, async (entry) => {
       try {
         const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
         const answer = await this.engine.run(bytes);

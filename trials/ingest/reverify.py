@@ -23,7 +23,7 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
@@ -91,31 +91,38 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _elements(ds: Dataset) -> Iterator[tuple[Dataset, Any]]:
-    """Every element of `ds` and of its sequences' items, depth first, with the dataset that holds it."""
-    for elem in ds:
-        yield ds, elem
-        if elem.VR == "SQ":
-            for item in elem.value or []:
-                yield from _elements(item)
+def _vr(tag: int, elem: Any) -> str:
+    vr = elem.VR
+    if vr and vr != "UN" and len(vr) == 2:
+        return vr
+    entry = DicomDictionary.get(tag)
+    if entry is not None:
+        return entry[0].split(" or ")[0]
+    return "SQ" if getattr(elem, "length", 0) == 0xFFFFFFFF else (vr or "UN")
 
 
 def _open_sequences(ds: Dataset) -> None:
-    """Parse every sequence into items, leaving other values raw, as the engine's output index expects."""
+    """Parse every sequence into items, leaving other values raw (bytes), as the engine's output index expects."""
     for tag, elem in list(ds._dict.items()):
-        vr = elem.VR
-        if vr is None or vr == "UN":
-            try:
-                vr = dictionary_VR(tag)
-            except KeyError:
-                vr = "SQ" if getattr(elem, "length", 0) == 0xFFFFFFFF else vr
-        if vr == "SQ":
+        if _vr(tag, elem) == "SQ":
             for item in ds[tag].value or []:
                 _open_sequences(item)
 
 
-def _keyword(elem: Any) -> str:
-    return elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
+def _elements(ds: Dataset) -> Iterator[tuple[Dataset, int, str, Any]]:
+    """(holder, tag, VR, raw element) of `ds` and of its sequences' items, depth first. Values are not
+    converted: a check reads the bytes of only the values it needs (never the pixel data)."""
+    for tag, elem in ds._dict.items():
+        vr = _vr(tag, elem)
+        yield ds, tag, vr, elem
+        if vr == "SQ" and not isinstance(elem.value, bytes):
+            for item in elem.value or []:
+                yield from _elements(item)
+
+
+def _name(tag: int) -> str:
+    entry = DicomDictionary.get(tag)
+    return entry[4] if entry is not None and entry[4] else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _profile_action(tag: int, vr: str, profile: p.CompiledProfile) -> str | None:
@@ -136,43 +143,54 @@ def _profile_action(tag: int, vr: str, profile: p.CompiledProfile) -> str | None
 
 
 def _check_element(
-    holder: Dataset, elem: Any, *, subject_code: str, options: DeidOptions, profile: p.CompiledProfile
+    holder: Dataset,
+    tag: int,
+    vr: str,
+    elem: Any,
+    *,
+    subject_code: str,
+    options: DeidOptions,
+    profile: p.CompiledProfile,
 ) -> None:
-    tag, vr, name = int(elem.tag), elem.VR, _keyword(elem)
-    if elem.tag.is_private:
-        if elem.tag.is_private_creator:
-            return
-        creator = holder.get((tag & 0xFFFF0000) | ((tag & 0xFFFF) >> 8))
+    group, element = tag >> 16, tag & 0xFFFF
+    if group & 1:
+        if 0x0010 <= element <= 0x00FF:
+            return  # a private creator: kept only with a safelisted element of its block, checked there
+        creator = holder._dict.get((group << 16) | (element >> 8))
         creator_name = _text(creator.value).strip(" \x00") if creator is not None else ""
-        if (creator_name, elem.tag.element & 0xFF) not in options.private_tag_safelist:
+        if (creator_name, element & 0xFF) not in options.private_tag_safelist:
             raise _reject(
                 "extra_attribute",
-                _("The file keeps a private attribute %(name)s that this trial removes.") % {"name": name},
+                _("The file keeps a private attribute %(name)s that this trial removes.") % {"name": _name(tag)},
             )
         return
-    if tag >> 16 <= 0x0002 or tag & 0xFFFF == 0 or tag in WRITTEN_BY_ENGINE:
+    if group <= 0x0002 or element == 0 or tag in WRITTEN_BY_ENGINE:
         return
-    if elem.keyword in SUBJECT_CODE_KEYWORDS:
-        if _text(elem.value).strip() != subject_code:
+    name = _name(tag)
+    if name in SUBJECT_CODE_KEYWORDS:
+        if _text(elem.value).strip(" \x00") != subject_code:
             raise _reject(
                 "not_subject_code",
                 _("%(name)s is not the subject code %(subject)s.") % {"name": name, "subject": subject_code},
             )
         return
     action = _profile_action(tag, vr, profile)
-    empty = not elem.value if vr == "SQ" else not _text(elem.value).strip(" \x00")
-    if action == p.REMOVE or (action == p.EMPTY and not empty):
+    if action == p.REMOVE:
         raise _reject(
             "extra_attribute",
             _("The file keeps %(name)s, which this trial's de-identification removes.") % {"name": name},
         )
-    # A UID's dummy is its pseudonym (the engine maps every UID it does not remove or empty): checked below.
-    if action == p.DUMMY and vr != "UI" and not empty and _text(elem.value).strip() != DUMMY_BY_VR.get(vr, DUMMY_TEXT):
-        raise _reject(
-            "extra_attribute",
-            _("The file keeps a real value in %(name)s, which this trial's de-identification replaces.")
-            % {"name": name},
-        )
+    if action in (p.EMPTY, p.DUMMY):
+        text = "" if vr == "SQ" else _text(elem.value).strip(" \x00")
+        empty = not elem.value if vr == "SQ" else not text
+        # A UID's dummy is its pseudonym (the engine maps every UID it does not remove or empty): checked below.
+        allowed = action == p.DUMMY and (vr == "UI" or text == DUMMY_BY_VR.get(vr, DUMMY_TEXT))
+        if not empty and not allowed:
+            raise _reject(
+                "extra_attribute",
+                _("The file keeps a real value in %(name)s, which this trial's de-identification replaces.")
+                % {"name": name},
+            )
     if vr == "UI" and tag not in CLASS_UID_TAGS and action != p.KEEP:
         for uid in _text(elem.value).split("\\"):
             uid = uid.strip(" \x00")
@@ -260,8 +278,8 @@ def reverify(
     if meta is None or _value(meta, 0x00020003) != sop_instance:
         raise _reject("uid_not_pseudonymous", _("The file's header names another instance than its data set."))
     profile = p.compile_profile(options)
-    for holder, elem in ds_elements:
-        _check_element(holder, elem, subject_code=subject_code, options=options, profile=profile)
+    for holder, tag, vr, elem in ds_elements:
+        _check_element(holder, tag, vr, elem, subject_code=subject_code, options=options, profile=profile)
     for name, tag in (
         ("SOPInstanceUID", 0x00080018),
         ("StudyInstanceUID", 0x0020000D),

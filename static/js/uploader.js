@@ -655,6 +655,9 @@ class Uploader {
       });
     worker.postMessage({ type: "start" });
     this.engine = engine;
+    engine.ready.then(() => {
+      this.root.dataset.engine = "ready";
+    });
     engine.ready.catch(() => {
       worker.terminate();
       this.engine = null;

@@ -186,6 +186,10 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
                 for run, visit in zip(range(runs), ("BL", "W6", "W12"), strict=False):
                     page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
                     page.wait_for_selector("#uploader.is-ready")
+                    if path == "browser":
+                        # The page starts the engine when it opens, while the coordinator chooses the folder;
+                        # its start-up is reported apart.
+                        page.wait_for_selector('#uploader[data-engine="ready"]')
                     start = time.perf_counter()
                     page.set_input_files("input[webkitdirectory]", str(folders[path, run]))
                     page.wait_for_selector("#upload-result .result-line, #upload-error:not([hidden])")
@@ -212,7 +216,10 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
         f"upload of {slices} CT slices ({megabytes:.1f} MB) in Chromium, until the visit is uploaded, median of {runs}"
     )
     out.write(f"  files sent as they are (server de-identifies):  {raw:.1f} s, {slices / raw:.1f} files/s")
-    out.write(f"  de-identified in the browser (server checks):   {browser_s:.1f} s, {slices / browser_s:.1f} files/s")
+    out.write(
+        f"  de-identified in the browser (server checks):   {browser_s:.1f} s, {slices / browser_s:.1f} files/s"
+        " (engine started when the page opened)"
+    )
     out.write(f"  ratio browser / as they are:                    {browser_s / raw:.2f}")
     out.write(
         f"  in the worker: {statistics.median(w[0] for w in worker):.1f} ms per file; engine start-up "

@@ -23,6 +23,7 @@ from trials.models import Instance, Timepoint, Trial, Upload
 SLICES = 12
 SUBJECT = "ALPHA-SEO-001"
 RESULT = "#upload-result .result-line"
+DRAWN_TEXT = b"KIM HEE-JUNG 850101"  # stands for text burned into an image's pixels
 
 
 @pytest.fixture
@@ -45,6 +46,15 @@ def folder(tmp_path) -> Path:
         real_ct_template(large=False), slices=1, seed="e2e-b-stray", patient_name="KIM^OTHER", patient_id="PID0999"
     )
     (series_dir / "IM99999").write_bytes(stray[0])
+    # A secondary capture of the same patient with text drawn into its pixels, and saying so.
+    burned = pydicom.dcmread(
+        io.BytesIO(synthesize_ct_series(real_ct_template(large=False), slices=1, seed="e2e-b-burn")[0])
+    )
+    burned.BurnedInAnnotation = "YES"
+    pixels = bytearray(burned.PixelData)
+    pixels[: len(DRAWN_TEXT)] = DRAWN_TEXT
+    burned.PixelData = bytes(pixels)
+    burned.save_as(series_dir / "IM88888")
     (root / "README.txt").write_text("Exported by the scanner's CD writer.\n")
     return root
 
@@ -90,7 +100,7 @@ def server_path_instances(folder: Path, trial: Trial) -> set[tuple[str, str]]:
     made = set()
     for path in sorted(folder.rglob("IM*")):
         if path.name == "IM99999":
-            continue  # the stray patient: held back on both paths
+            continue  # the stray patient: held back on both paths (the burned-in image is refused by the engine)
         try:
             result = deidentify(path.read_bytes(), space=space, subject_code=SUBJECT, options=options)
         except DeidRejected:
@@ -114,12 +124,14 @@ def test_the_coordinator_drops_a_folder_and_only_de_identified_bytes_leave_the_b
     assert "de-identified in your browser" in page.locator("#upload-deid-mode").inner_text()
     held = page.locator("#upload-rows tr", has_text="IM99999")
     assert "Held back in your browser" in held.inner_text() and "different patient" in held.inner_text()
+    burned = page.locator("#upload-rows tr", has_text="IM88888")
+    assert "Held back in your browser" in burned.inner_text() and "burned-in annotation" in burned.inner_text()
     stored_row = page.locator("#upload-rows tr", has_text="IM00001").inner_text()
     assert "De-identified and stored" in stored_row and "UIDs replaced" in stored_row
 
     stow = [body for path, body in network if path.startswith("/dicomweb/") and "/uploads/" in path]
     assert stow and sum(len(b) for b in stow) > SLICES * 1000, "the files' bodies were captured"
-    secrets = identifying_values(folder)
+    secrets = identifying_values(folder) | {DRAWN_TEXT}
     for path, body in network:
         for value in secrets:
             assert value not in body and value.decode() not in path, (path, value)

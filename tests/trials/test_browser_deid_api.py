@@ -214,3 +214,21 @@ def test_a_resumed_session_keeps_the_path_its_files_were_sent_by(world, api, bro
     stow(api, world.cora, first["id"], series[:1])
     again = open_upload(api, world.cora).json()
     assert again["id"] == first["id"] and again["deid_path"] == "server"
+
+
+def test_the_trial_admin_chooses_where_images_are_de_identified_on_the_edit_page(world, client):
+    client.force_login(world.alice)
+    url = reverse("trial-edit", args=["ALPHA"])
+    assert 'name="deid_paths"' in client.get(url).content.decode()
+    form = {
+        "title": "Alpha study",
+        "sponsor": "Acme Pharma",
+        "protocol_number": "AC-1",
+        "status": "setup",
+        "subject_code_pattern": world.trial.subject_code_pattern,
+        "deid_retain_dates_modified": "on",
+        "deid_clean_descriptors": "on",
+        "deid_paths": "browser",
+    }
+    assert client.post(url, form).status_code == 302
+    assert Trial.objects.get(code="ALPHA").deid_paths == Trial.DeidPaths.BROWSER

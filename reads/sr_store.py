@@ -24,8 +24,8 @@ from pydicom.uid import generate_uid
 
 from ctims.models import Signature
 from trials.dicomweb.wado import read_instance
-from trials.ingest.services import trial_space
 from trials.ingest.store import instance_key, store_instance
+from trials.ingest.subject_keys import subject_space
 from trials.models import Instance, Series, Study, Subject
 
 from . import sr
@@ -43,7 +43,7 @@ def _mm(tenths: int | None) -> Decimal | None:
 
 def shifted(at: dt.datetime, subject: Subject) -> dt.datetime:
     """A moment in the subject's shifted timeline: in UTC, moved by the subject's date offset like its images."""
-    offset = trial_space(subject.trial).date_offset_days(subject.code)
+    offset = subject_space(subject.trial, subject.code).date_offset_days(subject.code)
     return at.astimezone(dt.UTC) + dt.timedelta(days=offset)
 
 

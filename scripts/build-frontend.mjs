@@ -4,8 +4,15 @@
 // worker it creates with `new URL("./decodeImageFrameWorker.js", import.meta.url)`, so that worker is a second
 // entry point written next to the viewer's chunks; the codecs' WebAssembly files are copied beside them and
 // the page passes their base URL to the loader's init. Nothing is fetched from elsewhere at run time.
+//
+// The uploader's de-identification engine (static/dist/deid/) is the server's own trials/deid, run by
+// Pyodide (npm, pinned in package-lock.json) with pydicom's pure-Python wheel (PyPI, the version pinned in
+// requirements.txt, its SHA-256 pinned below; pip downloads it at build time, never at run time).
 
-import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +21,13 @@ import * as esbuild from "esbuild";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const OUT = path.join(ROOT, "static", "dist", "viewer");
+const DEID_OUT = path.join(ROOT, "static", "dist", "deid");
+const WHEEL_CACHE = path.join(ROOT, "var", "cache", "wheels");
+// pydicom's wheel for the version in requirements.txt: a new pin fails the build here until its hash is checked.
+const PYDICOM_WHEELS = {
+  "3.0.2": "abf971a5440f84dbaf42c4b6758e30e62480902584f8b270b9a5d146e278a07b",
+};
+const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"];
 const require = createRequire(path.join(ROOT, "package.json"));
 const LOADER = path.dirname(require.resolve("@cornerstonejs/dicom-image-loader"));
 
@@ -64,6 +78,64 @@ async function size(dir, files) {
   return sizes.reduce((a, b) => a + b, 0);
 }
 
+const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
+
+async function pydicomWheel() {
+  const requirements = await readFile(path.join(ROOT, "requirements.txt"), "utf8");
+  const version = /^pydicom==([^\s;#]+)/m.exec(requirements)?.[1];
+  if (!version) throw new Error("requirements.txt pins no pydicom version");
+  const expected = PYDICOM_WHEELS[version];
+  if (!expected) throw new Error(`pydicom ${version}: add its wheel's SHA-256 to PYDICOM_WHEELS after checking it`);
+  const name = `pydicom-${version}-py3-none-any.whl`;
+  const cached = path.join(WHEEL_CACHE, name);
+  if (!existsSync(cached)) {
+    const venvPython = path.join(ROOT, ".venv", "bin", "python");
+    const python = process.env.PYTHON_FOR_WHEELS || (existsSync(venvPython) ? venvPython : "python3");
+    await mkdir(WHEEL_CACHE, { recursive: true });
+    execFileSync(
+      python,
+      ["-m", "pip", "download", `pydicom==${version}`, "--no-deps", "--only-binary=:all:", "--quiet", "-d", WHEEL_CACHE],
+      { stdio: "inherit" },
+    );
+  }
+  const bytes = await readFile(cached);
+  if (sha256(bytes) !== expected) throw new Error(`${name} does not have the pinned SHA-256`);
+  return { name, bytes };
+}
+
+/** trials/deid's Python sources and table, with the browser entry module: path in the worker's file system -> text. */
+async function engineSources() {
+  const sources = { "trials/__init__.py": "" };  // the Django app's package, without Django
+  const deid = path.join(ROOT, "trials", "deid");
+  const entries = await readdir(deid, { recursive: true, withFileTypes: true });
+  for (const entry of entries) {
+    if (!entry.isFile() || !/\.(py|json)$/.test(entry.name) || entry.parentPath.includes("__pycache__")) continue;
+    const relative = path.relative(ROOT, path.join(entry.parentPath, entry.name)).split(path.sep).join("/");
+    sources[relative] = await readFile(path.join(entry.parentPath, entry.name), "utf8");
+  }
+  sources["ctims_deid_entry.py"] = await readFile(path.join(ROOT, "static", "src", "deid", "ctims_deid_entry.py"), "utf8");
+  return sources;
+}
+
+async function buildDeid() {
+  await rm(DEID_OUT, { recursive: true, force: true });
+  await mkdir(path.join(DEID_OUT, "pyodide"), { recursive: true });
+  const pyodide = path.dirname(require.resolve("pyodide/package.json"));
+  await Promise.all(
+    PYODIDE_FILES.map((f) => copyFile(path.join(pyodide, f), path.join(DEID_OUT, "pyodide", f))),
+  );
+  const wheel = await pydicomWheel();
+  await writeFile(path.join(DEID_OUT, wheel.name), wheel.bytes);
+  const sources = await engineSources();
+  const version = sha256(JSON.stringify([wheel.name, sources])).slice(0, 16);
+  await writeFile(path.join(DEID_OUT, "manifest.json"), JSON.stringify({ version, wheel: wheel.name, sources }));
+  for (const f of ["engine.mjs", "worker.js"]) {
+    await copyFile(path.join(ROOT, "static", "src", "deid", f), path.join(DEID_OUT, f));
+  }
+  const bytes = await size(DEID_OUT, [...PYODIDE_FILES.map((f) => `pyodide/${f}`), wheel.name, "manifest.json"]);
+  console.log(`static/dist/deid: Pyodide, ${wheel.name}, ${Object.keys(sources).length} engine files, ${(bytes / 1024 / 1024).toFixed(1)} MB`);
+}
+
 async function main() {
   const started = performance.now();
   await rm(OUT, { recursive: true, force: true });
@@ -106,7 +178,7 @@ async function main() {
   );
 }
 
-main().catch((error) => {
+Promise.all([main(), buildDeid()]).catch((error) => {
   console.error(error.message || error);
   process.exit(1);
 });

@@ -66,6 +66,8 @@ def load_demo() -> tuple[Trial, list[DemoUser]]:
             protocol_number="DP-2026-001",
             status=Trial.Status.ACTIVE,
         )
+        # The demo shows de-identification in the site's browser, with the server path as the fallback.
+        trial = services.trial_update(actor=admin, trial=trial, deid_paths=Trial.DeidPaths.EITHER)
     for code, name, country in SITES:
         if not trial.sites.filter(code=code).exists():
             services.site_create(actor=admin, trial=trial, code=code, name=name, country=country)

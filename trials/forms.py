@@ -91,6 +91,15 @@ class TrialEditForm(forms.Form):
         help_text=_("Removed unless ticked; a ticked one is cleaned of names, numbers, addresses and dates."),
     )
 
+    deid_paths = forms.ChoiceField(
+        label=_("Where images are de-identified"),
+        choices=Trial.DeidPaths.choices,
+        help_text=_(
+            "In the browser, the site's computer de-identifies each image before it is sent and the server checks "
+            "it again; 'browser only' refuses identified images altogether. Both give the same pseudonyms."
+        ),
+    )
+
     def __init__(self, *args, subjects_enrolled: bool = False, images_stored: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if subjects_enrolled:
@@ -98,7 +107,7 @@ class TrialEditForm(forms.Form):
             self.fields["subject_code_pattern"].disabled = True
         if images_stored:
             for name in self.fields:
-                if name.startswith("deid_"):
+                if name.startswith("deid_") and name != "deid_paths":
                     self.fields[name].disabled = True
 
 

@@ -126,6 +126,31 @@ class Trial(models.Model):
         ),
         validators=[validate_kept_text_attributes],
     )
+
+    class PseudonymScheme(models.TextChoices):
+        # Values are trials.deid.pseudonym's SCHEME_TRIAL and SCHEME_SUBJECT.
+        TRIAL = "trial", _("one trial key (trials with images from before subject keys)")
+        SUBJECT = "subject", _("a key per subject")
+
+    class DeidPaths(models.TextChoices):
+        SERVER = "server", _("on the server")
+        EITHER = "either", _("in the site's browser, or on the server where the browser cannot")
+        BROWSER = "browser", _("in the site's browser only: identified images never leave the site")
+
+    # Set once: a trial that stored images under one scheme keeps it, or its pseudonyms would change.
+    pseudonym_scheme = models.CharField(
+        max_length=8, choices=PseudonymScheme.choices, default=PseudonymScheme.SUBJECT, editable=False
+    )
+    deid_paths = models.CharField(
+        _("where images are de-identified"),
+        max_length=8,
+        choices=DeidPaths.choices,
+        default=DeidPaths.SERVER,
+        help_text=_(
+            "In the browser, the site's computer de-identifies each image before it is sent and the server "
+            "checks it again; 'browser only' refuses identified images altogether."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -356,6 +381,13 @@ class Upload(models.Model):
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.OPEN)
     closed_at = models.DateTimeField(null=True, blank=True)
 
+    class DeidPath(models.TextChoices):
+        SERVER = "server", _("on the server")
+        BROWSER = "browser", _("in the site's browser")
+
+    # Where this session's files were de-identified: "browser" files are re-verified, never de-identified again.
+    deid_path = models.CharField(max_length=8, choices=DeidPath.choices, default=DeidPath.SERVER)
+
     class Meta:
         ordering = ["-created_at"]
 
@@ -397,6 +429,28 @@ class UploadItem(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.sha256[:12]} ({self.state})"
+
+
+class BrowserDeidRecord(models.Model):
+    """What the site's browser declared of one file it de-identified, sent before the file itself.
+
+    `key_check` is HMAC(subject key used, the output's SHA-256): the server, which knows the subject key,
+    tells from it that the file was made with this subject's key. `patient_hash` is the keyed hash of the
+    source Patient ID (never the ID), for the wrong-patient guard. `actions` holds the engine's counts.
+    """
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="browser_records")
+    sha256 = models.CharField(max_length=64)
+    key_check = models.CharField(max_length=64)
+    patient_hash = models.CharField(max_length=64, blank=True)
+    actions = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["upload", "sha256"], name="one_browser_record_per_file")]
+
+    def __str__(self) -> str:
+        return f"browser record {self.sha256[:12]}"
 
 
 class Study(models.Model):

@@ -94,7 +94,8 @@ DEID_OPTIONS = (
     "deid_burned_in_text",
     "deid_kept_text_attributes",
 )
-TRIAL_EDITABLE = ("title", "sponsor", "protocol_number", "status", "subject_code_pattern", *DEID_OPTIONS)
+# Where images are de-identified may change at any time: both paths give the same pseudonyms.
+TRIAL_EDITABLE = ("title", "sponsor", "protocol_number", "status", "subject_code_pattern", *DEID_OPTIONS, "deid_paths")
 
 
 def trial_update(*, actor, trial: Trial, **changes) -> Trial:
@@ -115,6 +116,16 @@ def trial_update(*, actor, trial: Trial, **changes) -> Trial:
             raise ValidationFailed(
                 _("De-identification options cannot change once images are stored: the trial's images must agree."),
                 fields={name: [_("Images are already stored.")] for name in changed_options},
+            )
+        if changes.get("deid_paths", Trial.DeidPaths.SERVER) != Trial.DeidPaths.SERVER and (
+            trial.pseudonym_scheme != Trial.PseudonymScheme.SUBJECT
+        ):
+            raise ValidationFailed(
+                _(
+                    "This trial stored images before subject keys existed: its images are de-identified on the "
+                    "server only, so that their pseudonyms stay the same."
+                ),
+                fields={"deid_paths": [_("Only 'on the server' is possible for this trial.")]},
             )
         before = {name: getattr(trial, name) for name in changes}
         for name, value in changes.items():

@@ -2,6 +2,11 @@
 // hashes each file, and sends the rest to the upload's STOW-RS endpoint in multipart/related batches. File
 // names stay in the browser; the server knows a file only by its SHA-256. After a dropped connection or a
 // reload, the server's list of received hashes decides what is sent again: only what it does not hold.
+//
+// Where the trial allows it, each file is de-identified here first, in a Web Worker running the server's own
+// engine (trials/deid on Pyodide, static/dist/deid/) with the subject's key; only de-identified files and
+// their records leave the browser, and their hashes (of the de-identified bytes) drive resuming. A browser
+// without WebAssembly falls back to sending files as they are, if the trial allows that, and says so.
 
 import { sha256Hex } from "./sha256.js";
 import { readZip } from "./zip.js";
@@ -25,7 +30,7 @@ const SHOW_REJECTED = 10;
 const DICM = [0x44, 0x49, 0x43, 0x4d];
 
 // Row states, in the order a file goes through them; a later server answer never moves a row backwards.
-const RANK = { checking: 0, waiting: 1, unsent: 1, sending: 2, received: 3, accepted: 4, duplicate: 4, earlier: 4, rejected: 4, unreadable: 4 };
+const RANK = { checking: 0, waiting: 1, unsent: 1, sending: 2, received: 3, accepted: 4, duplicate: 4, earlier: 4, rejected: 4, unreadable: 4, held: 4 };
 const LABELS = {
   checking: gettext("Checking"),
   waiting: gettext("Waiting"),
@@ -37,7 +42,21 @@ const LABELS = {
   earlier: gettext("Already received"),
   rejected: gettext("Rejected"),
   unreadable: gettext("Could not be read"),
+  held: gettext("Held back in your browser"),
 };
+// The engine's counts (DeidResult.actions), in words: what was removed or replaced, never a value.
+const ACTION_WORDS = {
+  removed: gettext("%(n)s attributes removed"),
+  emptied: gettext("%(n)s emptied"),
+  dummied: gettext("%(n)s replaced by dummies"),
+  pseudonymized: gettext("%(n)s names and IDs replaced by the subject code"),
+  dates_shifted: gettext("%(n)s dates shifted"),
+  uids_remapped: gettext("%(n)s UIDs replaced"),
+  cleaned: gettext("%(n)s descriptions cleaned"),
+  private_removed: gettext("%(n)s private attributes removed"),
+  private_kept: gettext("%(n)s private attributes kept (trial safelist)"),
+};
+const RECORDS_PER_REQUEST = 500;
 // "resend": the server's copy failed its checksum; the file is sent again while the upload is open.
 const FROM_SERVER = {
   quarantined: "received",
@@ -106,6 +125,21 @@ function pathNodes(path) {
   own.textContent = parts[parts.length - 1];
   nodes.push(own);
   return nodes;
+}
+
+/** A list of files, each with what became of it. */
+function fileList(entries, className) {
+  const list = document.createElement("ul");
+  list.className = `file-list ${className}`;
+  for (const entry of entries) {
+    const li = document.createElement("li");
+    const why = document.createElement("span");
+    why.className = "muted";
+    why.textContent = ` — ${entry.detail}`;
+    li.append(...pathNodes(entry.path), why);
+    list.append(li);
+  }
+  return list;
 }
 
 /** Run `work` over `items` with at most `limit` at a time; results keep the items' order. */
@@ -227,7 +261,18 @@ class Uploader {
   constructor(root) {
     const data = root.dataset;
     this.root = root;
-    this.urls = { open: data.openUrl, status: data.statusUrl, finish: data.finishUrl, resume: data.resumeUrl };
+    this.urls = {
+      open: data.openUrl,
+      status: data.statusUrl,
+      finish: data.finishUrl,
+      resume: data.resumeUrl,
+      key: data.keyUrl,
+      records: data.recordsUrl,
+      worker: data.deidWorker,
+    };
+    // "server", "either" or "browser": where the trial lets this page de-identify.
+    this.paths = data.deidPaths || "server";
+    this.engine = null;
     this.stateLabels = JSON.parse(data.stateLabels || "{}");
     this.storedBefore = Number(data.storedInstances || 0);
     this.earlier = new Map(JSON.parse(data.received || "[]").map((item) => [item.sha256, item]));
@@ -262,6 +307,7 @@ class Uploader {
       rows: $("upload-rows"),
       timepointState: $("timepoint-state"),
       stored: $("timepoint-stored"),
+      mode: $("upload-deid-mode"),
     };
     this.upload = null;
     this.current = new Map(); // sha256 -> item of the open (or last) upload session
@@ -328,6 +374,10 @@ class Uploader {
   // --- start: resume what the server holds -----------------------------------------------------------------
 
   async start() {
+    // The engine starts while the coordinator chooses the folder: its start-up is then mostly behind them.
+    if (this.paths !== "server" && typeof WebAssembly === "object" && typeof Worker === "function" && this.urls.worker) {
+      this.startEngine().catch(() => {});
+    }
     if (!this.urls.resume) return;
     this.setBusy(true);
     try {
@@ -372,7 +422,8 @@ class Uploader {
         this.phase(gettext("No DICOM files were found in what you chose."));
         return;
       }
-      await this.hashAll();
+      if (await this.inBrowser()) await this.deidentifyAll();
+      else await this.hashAll();
       await this.deliver();
     } catch (error) {
       this.fail(error);
@@ -482,6 +533,10 @@ class Uploader {
   }
 
   setState(entry, state, detail = "") {
+    // A stored file keeps showing what was removed from it here and why.
+    if (!detail && entry.deidNote && (state === "accepted" || state === "waiting" || state === "received")) {
+      detail = entry.deidNote;
+    }
     if (entry.state === state && entry.detail === detail) return;
     entry.state = state;
     entry.detail = detail;
@@ -520,6 +575,207 @@ class Uploader {
     });
   }
 
+  // --- de-identification in this browser ---------------------------------------------------------------------
+
+  /** Whether this drop is de-identified here; says which path is taken and why on the page. */
+  async inBrowser() {
+    this.browserMode = false;
+    if (this.paths === "server") return false;
+    const capable = typeof WebAssembly === "object" && typeof Worker === "function" && this.urls.worker;
+    if (!capable) return this.noEngine(gettext("This browser cannot run WebAssembly"));
+    try {
+      this.phase(gettext("Starting the de-identification engine in your browser…"));
+      await this.startEngine();
+    } catch {
+      return this.noEngine(gettext("The de-identification engine could not start in this browser"));
+    }
+    this.browserMode = true;
+    this.showMode(gettext("Images are de-identified in your browser before they are sent: no identified image leaves this computer."), "message-info");
+    return true;
+  }
+
+  noEngine(why) {
+    if (this.paths === "browser") {
+      this.showMode(
+        interpolate(gettext("%(why)s, and this trial accepts only images de-identified in the browser. Use a current browser (Chrome, Edge, Firefox or Safari)."), { why }, true),
+        "message-warning",
+      );
+      throw new UploadError(interpolate(gettext("%(why)s: nothing was sent."), { why }, true));
+    }
+    this.showMode(
+      interpolate(gettext("%(why)s: the images are sent as they are and de-identified on the server."), { why }, true),
+      "message-warning",
+    );
+    return false;
+  }
+
+  showMode(text, kind) {
+    const mode = this.el.mode;
+    if (!mode) return;
+    mode.className = `message ${kind} upload-mode`;
+    mode.textContent = text;
+    mode.hidden = false;
+  }
+
+  startEngine() {
+    if (this.engine) return this.engine.ready;
+    const worker = new Worker(this.urls.worker, { type: "module" });
+    const waiting = new Map();
+    let nextId = 1;
+    const engine = { worker, startMs: 0 };
+    engine.ready = new Promise((resolve, reject) => {
+      worker.onmessage = (event) => {
+        const message = event.data;
+        if (message.type === "ready") {
+          engine.startMs = message.startMs;
+          resolve();
+        } else if (message.type === "configured") {
+          engine.onConfigured?.();
+        } else if (message.type === "done" || message.type === "error") {
+          const pending = waiting.get(message.id);
+          if (pending) {
+            waiting.delete(message.id);
+            if (message.type === "done") pending.resolve(message);
+            else pending.reject(new Error(message.message));
+          } else if (message.type === "error") {
+            reject(new Error(message.message));
+          }
+        }
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        reject(new Error("worker"));
+        for (const pending of waiting.values()) pending.reject(new Error("worker"));
+        waiting.clear();
+      };
+    });
+    engine.configure = (key) =>
+      new Promise((resolve) => {
+        engine.onConfigured = resolve;
+        worker.postMessage({ type: "configure", key: key.subject_key, subject: key.subject, options: key.options });
+      });
+    engine.run = (bytes) =>
+      new Promise((resolve, reject) => {
+        const id = nextId++;
+        waiting.set(id, { resolve, reject });
+        worker.postMessage({ type: "run", id, bytes }, [bytes.buffer]);
+      });
+    worker.postMessage({ type: "start" });
+    this.engine = engine;
+    engine.ready.then(() => {
+      this.root.dataset.engine = "ready";
+    });
+    engine.ready.catch(() => {
+      worker.terminate();
+      this.engine = null;
+    });
+    return engine.ready;
+  }
+
+  async openUpload(path) {
+    this.adopt(await this.apiPatiently("POST", this.urls.open, { deid_path: path }), { fresh: true });
+  }
+
+  /** De-identify every file in the worker with the subject key; keep what passes, hold back the rest. */
+  async deidentifyAll() {
+    if (!this.upload || this.upload.state !== "open" || this.upload.deid_path !== "browser") {
+      this.phase(gettext("Opening the upload…"));
+      await this.openUpload("browser");
+    }
+    if (this.upload.deid_path !== "browser") {
+      // An unfinished upload of this visit was sent as it was: finish it the same way.
+      this.browserMode = false;
+      this.showMode(gettext("Your unfinished upload of this visit sends the images as they are; it is finished that way."), "message-warning");
+      await this.hashAll();
+      return;
+    }
+    const key = await this.apiPatiently("GET", this.uploadUrl(this.urls.key));
+    await this.engine.configure(key);
+    const total = this.entries.length;
+    let done = 0;
+    let workerMs = 0;
+    this.phase(
+      interpolate(
+        ngettext("De-identifying %(n)s DICOM file in your browser…", "De-identifying %(n)s DICOM files in your browser…", total),
+        { n: whole.format(total) },
+        true,
+      ),
+    );
+    const results = [];
+    // The worker takes one file at a time; a second reader has the next file ready when it is free.
+    await pool(this.entries, 2, async (entry) => {
+      try {
+        const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
+        const answer = await this.engine.run(bytes);
+        workerMs += answer.ms;
+        results.push({ entry, answer });
+      } catch {
+        this.setState(entry, "unreadable", gettext("The file could not be read or de-identified in your browser."));
+      }
+      done += 1;
+      this.setBar(this.el.checkBar, this.el.checkText, done, total, this.countText(done, total));
+    });
+    // The wrong-patient guard, with the subject key: the subject's patient, else the most frequent one here.
+    let patient = key.patient_hash;
+    if (!patient) {
+      const counts = new Map();
+      for (const { answer } of results) {
+        const hash = answer.record.ok && answer.record.patient_hash;
+        if (hash) counts.set(hash, (counts.get(hash) || 0) + 1);
+      }
+      patient = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] || "";
+    }
+    for (const { entry, answer } of results) {
+      const record = answer.record;
+      if (!record.ok) {
+        this.setState(entry, "held", interpolate(gettext("Not sent: %(reason)s"), { reason: record.reason }, true));
+      } else if (!record.patient_hash) {
+        this.setState(entry, "held", gettext("Not sent: this file has no Patient ID, so it cannot be matched to the subject."));
+      } else if (record.patient_hash !== patient) {
+        this.setState(
+          entry,
+          "held",
+          interpolate(gettext("Not sent: this file belongs to a different patient than %(subject)s. Upload it under the right subject."), { subject: key.subject }, true),
+        );
+      } else {
+        const data = answer.data;
+        entry.sha = record.sha256;
+        entry.size = data.byteLength;
+        entry.blob = async () => new Blob([data], { type: "application/dicom" });
+        entry.record = record;
+        entry.deidNote = this.deidNote(record);
+        if (!this.bySha.has(entry.sha)) this.bySha.set(entry.sha, []);
+        this.bySha.get(entry.sha).push(entry);
+        this.setState(entry, "waiting");
+      }
+    }
+    this.engineTimes = { startMs: this.engine.startMs, perFileMs: total ? workerMs / total : 0 };
+    this.root.dataset.deidPerFileMs = String(this.engineTimes.perFileMs);
+    this.root.dataset.deidStartMs = String(this.engineTimes.startMs);
+  }
+
+  deidNote(record) {
+    const parts = [];
+    for (const [action, words] of Object.entries(ACTION_WORDS)) {
+      const n = record.actions[action];
+      if (n) parts.push(interpolate(words, { n: whole.format(n) }, true));
+    }
+    return interpolate(gettext("De-identified in your browser (%(method)s): %(what)s."), { method: record.method, what: parts.join(", ") || gettext("nothing to change") }, true);
+  }
+
+  /** The records of the files about to be sent: keyed hashes and counts, never a value of the original. */
+  async sendRecords(entries) {
+    const records = entries.map((entry) => ({
+      sha256: entry.record.sha256,
+      key_check: entry.record.key_check,
+      patient_hash: entry.record.patient_hash,
+      actions: entry.record.actions,
+    }));
+    for (let start = 0; start < records.length; start += RECORDS_PER_REQUEST) {
+      await this.apiPatiently("POST", this.uploadUrl(this.urls.records), { records: records.slice(start, start + RECORDS_PER_REQUEST) });
+    }
+  }
+
   /** Rows for what the server already holds; the files it does not hold, one a content. */
   pending() {
     const waiting = [];
@@ -546,11 +802,12 @@ class Uploader {
     let touched = false;
     if (waiting.length && (!this.upload || this.upload.state !== "open")) {
       this.phase(gettext("Opening the upload…"));
-      this.adopt(await this.apiPatiently("POST", this.urls.open), { fresh: true });
+      await this.openUpload(this.browserMode ? "browser" : "server");
       waiting = this.pending();
     }
     if (waiting.length) {
       touched = true;
+      if (this.browserMode) await this.sendRecords(waiting);
       await this.send(waiting);
     }
     if (this.upload && this.upload.state === "open") {
@@ -736,31 +993,35 @@ class Uploader {
 
   // --- the server's view -------------------------------------------------------------------------------------
 
-  async api(method, url) {
+  async api(method, url, body = undefined) {
     let response;
+    const headers = { Accept: "application/json", "X-CSRFToken": this.csrf };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     try {
       response = await fetch(url, {
         method,
         credentials: "same-origin",
-        headers: { Accept: "application/json", "X-CSRFToken": this.csrf },
+        cache: "no-store",
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch {
       throw new UploadError(gettext("The server cannot be reached."), { transient: true });
     }
-    let body = null;
+    let answer = null;
     try {
-      body = await response.json();
+      answer = await response.json();
     } catch {
-      body = null;
+      answer = null;
     }
-    if (response.ok && body) return body;
-    throw new UploadError(errorMessage(body, response.status), { transient: response.status >= 500 });
+    if (response.ok && answer) return answer;
+    throw new UploadError(errorMessage(answer, response.status), { transient: response.status >= 500 });
   }
 
-  async apiPatiently(method, url) {
+  async apiPatiently(method, url, body = undefined) {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.api(method, url);
+        return await this.api(method, url, body);
       } catch (error) {
         if (!error.transient || attempt >= TRIES) throw error;
         await sleep(1000 * 2 ** (attempt - 1));
@@ -925,20 +1186,22 @@ class Uploader {
         );
       }
     }
+    const held = this.entries.filter((e) => e.state === "held");
+    if (held.length) {
+      add(
+        "result-note",
+        interpolate(
+          ngettext("%(n)s file was held back in your browser and not sent:", "%(n)s files were held back in your browser and not sent:", held.length),
+          { n: whole.format(held.length) },
+          true,
+        ),
+      );
+      result.append(fileList(held.slice(0, SHOW_REJECTED), "held-list"));
+    }
     const rejected = [...this.bySha.values()].map((entries) => entries[0]).filter((e) => e.state === "rejected");
     if (rejected.length) {
       add("result-note", gettext("These files were not stored:"));
-      const list = document.createElement("ul");
-      list.className = "file-list rejected-list";
-      for (const entry of rejected.slice(0, SHOW_REJECTED)) {
-        const li = document.createElement("li");
-        const why = document.createElement("span");
-        why.className = "muted";
-        why.textContent = ` — ${entry.detail}`;
-        li.append(...pathNodes(entry.path), why);
-        list.append(li);
-      }
-      result.append(list);
+      result.append(fileList(rejected.slice(0, SHOW_REJECTED), "rejected-list"));
       if (rejected.length > SHOW_REJECTED) {
         const more = rejected.length - SHOW_REJECTED;
         add(

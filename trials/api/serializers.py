@@ -37,6 +37,7 @@ class TrialOut(serializers.ModelSerializer):
             "deid_private_safelist",
             "deid_burned_in_text",
             "deid_kept_text_attributes",
+            "deid_paths",
         ]
 
 
@@ -57,6 +58,7 @@ class TrialUpdateIn(serializers.Serializer):
     deid_private_safelist = serializers.JSONField(required=False)
     deid_burned_in_text = serializers.ChoiceField(choices=Trial.BurnedInText.choices, required=False)
     deid_kept_text_attributes = serializers.JSONField(required=False)
+    deid_paths = serializers.ChoiceField(choices=Trial.DeidPaths.choices, required=False)
     title = serializers.CharField(max_length=300, required=False)
     sponsor = serializers.CharField(max_length=200, required=False)
     protocol_number = serializers.CharField(max_length=100, required=False)
@@ -201,6 +203,22 @@ class UploadItemOut(serializers.ModelSerializer):
         fields = ["sha256", "size", "state", "code", "reason"]
 
 
+class UploadOpenIn(serializers.Serializer):
+    # "browser": the client de-identifies each file itself (the upload page); "server": files are sent as they are.
+    deid_path = serializers.ChoiceField(choices=Upload.DeidPath.choices, default=Upload.DeidPath.SERVER)
+
+
+class UploadSubjectKeyOut(serializers.Serializer):
+    subject = serializers.CharField()
+    subject_key = serializers.CharField(help_text="The subject's own key (hex), never the trial's.")
+    patient_hash = serializers.CharField(allow_blank=True)
+    options = serializers.DictField()
+
+
+class BrowserRecordIn(serializers.Serializer):
+    records = serializers.ListField(child=serializers.DictField(), max_length=1000)
+
+
 class UploadOut(serializers.ModelSerializer):
     subject = serializers.CharField(source="timepoint.subject.code")
     visit = serializers.CharField(source="timepoint.visit.code")
@@ -222,6 +240,7 @@ class UploadOut(serializers.ModelSerializer):
             "counts",
             "items",
             "stow_url",
+            "deid_path",
         ]
 
     def get_counts(self, upload) -> dict:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import browser_views, views
 
 t = "trials/<str:code>/"
 urlpatterns = [
@@ -24,4 +24,6 @@ urlpatterns = [
     ),
     path(t + "uploads/<int:pk>/", views.UploadDetailApi.as_view(), name="api-upload"),
     path(t + "uploads/<int:pk>/finish/", views.UploadFinishApi.as_view(), name="api-upload-finish"),
+    path(t + "uploads/<int:pk>/subject-key/", browser_views.UploadSubjectKeyApi.as_view(), name="api-upload-key"),
+    path(t + "uploads/<int:pk>/records/", browser_views.UploadBrowserRecordsApi.as_view(), name="api-upload-records"),
 ]

@@ -13,7 +13,8 @@ from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
 
 from .. import selectors, services
 from ..access import Actor
-from ..ingest.services import upload_finish, upload_open
+from ..ingest.browser import upload_open_with_path
+from ..ingest.services import upload_finish
 from ..models import Membership, Upload
 from . import serializers as s
 
@@ -244,14 +245,15 @@ def _upload_out(upload) -> dict:
 class UploadOpenApi(APIView):
     """Open an upload session for a subject's visit, or resume the caller's open one."""
 
-    @extend_schema(request=None, responses={201: s.UploadOut})
+    @extend_schema(request=s.UploadOpenIn, responses={201: s.UploadOut})
     def post(self, request, code, subject_code, visit_code):
         actor = _actor(request)
         trial = _trial(request, code)
         timepoint = selectors.upload_timepoint_get(
             actor=actor, trial=trial, subject_code=subject_code, visit_code=visit_code
         )
-        upload = upload_open(actor=request.user, timepoint=timepoint)
+        browser = _input(s.UploadOpenIn, request.data)["deid_path"] == Upload.DeidPath.BROWSER
+        upload = upload_open_with_path(actor=request.user, timepoint=timepoint, browser=browser)
         return Response(_upload_out(upload), status=status.HTTP_201_CREATED)
 
 

@@ -643,7 +643,7 @@ def _method_values(options: DeidOptions) -> list[tuple[str, str, str]]:
     return codes
 
 
-def _method_text(options: DeidOptions) -> list[str]:
+def method_text(options: DeidOptions) -> list[str]:
     """De-identification Method values: one per profile or option, as LO holds 64 characters."""
     codes = _method_values(options)
     return [f"CTIMS PS3.15 Annex E {p.PROFILE_EDITION}: {codes[0][2]}"] + [c[2] for c in codes[1:]]
@@ -653,7 +653,7 @@ def _add_deid_attributes(ds: Dataset, walker: _Walker, options: DeidOptions) -> 
     """Record what was done (PS3.15 E.1.1 and PS3.3 C.7.1.1); return the text we wrote, for the verifier."""
     implicit, little = walker.implicit, walker.little
     codes = _method_values(options)
-    method = _method_text(options)
+    method = method_text(options)
     items = []
     for value, meaning, _ in codes:
         item = Dataset()
@@ -825,7 +825,7 @@ def _deidentify(
         transfer_syntax_uid=str(ts),
         actions=dict(walker.counts),
         index=build_index(ds, little=little),
-        deid_method="; ".join(_method_text(options)),
+        deid_method="; ".join(method_text(options)),
         cleaned=tuple(walker.cleaned),
         pixels=pixels,
     )

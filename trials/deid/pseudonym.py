@@ -1,4 +1,11 @@
-"""A trial's pseudonym space: everything derived from the trial's secret key."""
+"""A trial's pseudonym space: everything derived from the trial's secret key.
+
+Two schemes. In the *subject* scheme (every trial created since browser de-identification) each subject has
+its own key, HMAC(trial key, subject code), and that subject's UIDs, patient hash and date offset come from
+it: the site's browser can then de-identify with the one subject's key, and the trial key never leaves the
+server. In the *trial* scheme (trials that stored images before) the trial key maps every subject directly;
+those trials keep it, so their pseudonyms never change.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,25 @@ MAX_SHIFT_DAYS = 3650
 # with a UID message.
 _PATIENT_PREFIX = b"ctims:patient-id:"
 _DATE_PREFIX = b"ctims:date-offset:"
+_SUBJECT_KEY_PREFIX = b"ctims:subject-key:"
+_KEY_CHECK_PREFIX = b"ctims:key-check:"
+
+SCHEME_TRIAL = "trial"
+SCHEME_SUBJECT = "subject"
+SCHEMES = (SCHEME_TRIAL, SCHEME_SUBJECT)
+
+
+def subject_key(trial_key: bytes, subject_code: str) -> bytes:
+    """The subject's own 32-byte key: HMAC-SHA256(trial key, prefix + subject code).
+
+    Knowing one subject's key tells nothing of the trial key or of another subject's key (HMAC is a PRF),
+    so it is the only key the site's browser ever receives.
+    """
+    if not isinstance(trial_key, bytes | bytearray) or len(trial_key) != KEY_BYTES:
+        raise ValueError(f"a pseudonym key is {KEY_BYTES} raw bytes")
+    if not isinstance(subject_code, str) or not subject_code:
+        raise ValueError("a subject key needs the subject's code")
+    return hmac.new(bytes(trial_key), _SUBJECT_KEY_PREFIX + subject_code.encode("utf-8"), hashlib.sha256).digest()
 
 
 class PseudonymSpace:
@@ -33,6 +59,15 @@ class PseudonymSpace:
     def __repr__(self) -> str:
         return "PseudonymSpace(<key hidden>)"
 
+    @classmethod
+    def for_subject(cls, trial_key: bytes, subject_code: str, *, scheme: str = SCHEME_SUBJECT) -> PseudonymSpace:
+        """The space a subject's images are mapped into under the trial's `scheme`."""
+        if scheme == SCHEME_SUBJECT:
+            return cls(subject_key(trial_key, subject_code))
+        if scheme == SCHEME_TRIAL:
+            return cls(trial_key)
+        raise ValueError(f"unknown pseudonym scheme (one of {', '.join(SCHEMES)})")
+
     def _mac(self, message: bytes) -> bytes:
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
@@ -49,3 +84,7 @@ class PseudonymSpace:
         """The subject's date shift in days, between -MAX_SHIFT_DAYS and -MIN_SHIFT_DAYS."""
         number = int.from_bytes(self._mac(_DATE_PREFIX + subject_code.encode("utf-8"))[:8], "big")
         return -(MIN_SHIFT_DAYS + number % (MAX_SHIFT_DAYS - MIN_SHIFT_DAYS + 1))
+
+    def key_check(self, sha256_hex: str) -> str:
+        """A keyed tag of an output file's SHA-256: whoever holds this space's key made (or vouched for) it."""
+        return self._mac(_KEY_CHECK_PREFIX + sha256_hex.encode("ascii")).hex()

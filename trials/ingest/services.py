@@ -25,10 +25,12 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
 
-from ..deid import DeidOptions, DeidRejected, DeidResult, PseudonymSpace, deidentify
+from ..deid import DeidOptions, DeidRejected, DeidResult
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
+from .reverify import file_processor
+from .subject_keys import subject_space
 from .validate import check_receivable
 
 UPLOADABLE_STATES = (
@@ -49,10 +51,6 @@ def trial_deid_options(trial: Trial) -> DeidOptions:
         kept_text_attributes=frozenset(trial.deid_kept_text_attributes),
         burned_in_text=trial.deid_burned_in_text,
     )
-
-
-def trial_space(trial: Trial) -> PseudonymSpace:
-    return PseudonymSpace(bytes(trial.pseudonym_key))
 
 
 def upload_open(*, actor, timepoint: Timepoint) -> Upload:
@@ -306,11 +304,15 @@ def unreadable_reason(exc: BaseException, raw: bytes) -> str:
     return f"unreadable: {type(exc).__name__}" + (f": {message}" if message else "")
 
 
-def _deidentify_one(raw: bytes, *, space: PseudonymSpace, subject_code: str, options: DeidOptions):
-    """One file's outcome: its de-identified result, or its rejection. Never raises: one bad file is its own rejection."""
+def _deidentify_one(raw: bytes, sha256: str, *, process: Callable[[bytes, str], DeidResult]):
+    """One file's outcome: its de-identified result, or its rejection. Never raises: one bad file is its own rejection.
+
+    `process` de-identifies a raw file on the server or re-verifies one the site's browser de-identified
+    (reverify.file_processor).
+    """
     try:
         check_receivable(raw)  # bounded parsing and what serving needs, before de-identification
-        return deidentify(raw, space=space, subject_code=subject_code, options=options)
+        return process(raw, sha256)
     except DeidRejected as exc:
         return exc
     except Exception as exc:  # a parser or engine failure on this file's content (RecursionError included)
@@ -381,7 +383,11 @@ def _batch_process(item_ids: list[int]) -> None:
     if any(item.upload_id != upload.pk for item in items):
         raise ValueError("a processing batch holds the files of one upload")
     timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
-    space, options = trial_space(trial), trial_deid_options(trial)
+    space, options = subject_space(trial, subject.code), trial_deid_options(trial)
+    # De-identify on the server, or re-verify what the site's browser de-identified (reverify.py).
+    process = file_processor(
+        upload=upload, shas=[i.sha256 for i in items], space=space, subject_code=subject.code, options=options
+    )
     outcomes: dict[int, DeidResult | DeidRejected | None] = {}
     claimed = time.monotonic()
     for item in items:
@@ -392,7 +398,7 @@ def _batch_process(item_ids: list[int]) -> None:
         if raw is None:
             outcomes[item.pk] = None
             continue
-        outcomes[item.pk] = _deidentify_one(raw, space=space, subject_code=subject.code, options=options)
+        outcomes[item.pk] = _deidentify_one(raw, item.sha256, process=process)
 
     with store.stored_files_undone_on_error(), transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)

@@ -23,6 +23,7 @@ from ..forms import (
     SubjectEnrollForm,
     add_service_errors,
 )
+from ..ingest.browser import browser_allowed
 from ..ingest.services import UPLOADABLE_STATES
 from ..models import Query, Timepoint, Trial
 from ._common import QC_STATES, _posted, _trial, _trial_page, scoped
@@ -110,6 +111,8 @@ def _upload_links(actor: Actor, trial: Trial) -> dict:
 
 @login_required
 @require_GET
+# The de-identification engine is WebAssembly (Pyodide) in a worker: compiling it is all this adds.
+@csp_update({"script-src": ["'wasm-unsafe-eval'"]})
 def timepoint_upload(request, code, subject_code, visit_code):
     """The coordinator's upload page: the browser reads, checks, hashes and sends the files through the API.
 
@@ -126,6 +129,7 @@ def timepoint_upload(request, code, subject_code, visit_code):
     # The API routes of one upload, with a placeholder id the browser replaces.
     status_url = reverse("api-upload", kwargs={"code": trial.code, "pk": 0})
     finish_url = reverse("api-upload-finish", kwargs={"code": trial.code, "pk": 0})
+    browser = browser_allowed(trial)
     context = {
         "subject": timepoint.subject,
         "visit": timepoint.visit,
@@ -134,6 +138,10 @@ def timepoint_upload(request, code, subject_code, visit_code):
         "stored": {"series": state.stored_series, "instances": state.stored_instances},
         "status_url": status_url,
         "finish_url": finish_url,
+        # De-identification in the browser: the subject key is fetched only after an upload is open.
+        "deid_paths": trial.deid_paths if browser else Trial.DeidPaths.SERVER,
+        "key_url": reverse("api-upload-key", kwargs={"code": trial.code, "pk": 0}) if browser else "",
+        "records_url": reverse("api-upload-records", kwargs={"code": trial.code, "pk": 0}) if browser else "",
         "resume_url": reverse("api-upload", kwargs={"code": trial.code, "pk": state.resumable.pk})
         if state.resumable
         else "",

@@ -23,11 +23,11 @@ from trials.deid import deidentify
 from trials.ingest.services import (
     BATCH_SIZE,
     trial_deid_options,
-    trial_space,
     upload_batch_process,
     upload_open,
     upload_receive,
 )
+from trials.ingest.subject_keys import subject_space
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series, synthesize_dose_screens
 from trials.models import Role
 
@@ -55,7 +55,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", choices=["ingest", "dicomweb", "reads", "broker", "stow"])
+        parser.add_argument(
+            "name", choices=["ingest", "dicomweb", "reads", "broker", "stow", "browser_deid", "upload_browser"]
+        )
         parser.add_argument("--redis", default="redis://127.0.0.1:6379/10", help="broker: the Redis to measure")
         parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672//", help="broker: the RabbitMQ")
         parser.add_argument(
@@ -99,6 +101,14 @@ class Command(BaseCommand):
             from trials.dicomweb.stow_bench import bench_stow
 
             return bench_stow(self.stdout, runs=runs, max_mib=options["max_mib"])
+        if name == "browser_deid":
+            from trials.ingest.browser_bench import bench_browser_deid
+
+            return bench_browser_deid(self.stdout, slices=slices, runs=runs, small=small)
+        if name == "upload_browser":
+            from trials.ingest.browser_bench import bench_upload_browser
+
+            return bench_upload_browser(self.stdout, slices=slices, runs=runs, small=small)
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
 
@@ -134,7 +144,7 @@ class Command(BaseCommand):
 
         with transaction.atomic():
             trial, subject, _ = self._scratch_trial(0)
-            space, deid_options = trial_space(trial), trial_deid_options(trial)
+            space, deid_options = subject_space(trial, subject.code), trial_deid_options(trial)
             transaction.set_rollback(True)
 
         def deid_verify():

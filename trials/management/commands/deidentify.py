@@ -9,7 +9,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from trials.deid import DeidRejected, deidentify
-from trials.ingest.services import trial_deid_options, trial_space
+from trials.ingest.services import trial_deid_options
+from trials.ingest.subject_keys import subject_space
 from trials.models import Subject, Trial
 
 
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         if not src.is_dir():
             raise CommandError(f"{src} is not a folder.")
         dest.mkdir(parents=True, exist_ok=True)
-        space, deid_options = trial_space(trial_obj), trial_deid_options(trial_obj)
+        space, deid_options = subject_space(trial_obj, subject_obj.code), trial_deid_options(trial_obj)
         patient = subject_obj.source_patient_hash or None
         totals = {"accepted": 0, "rejected": 0}
         written: dict[str, str] = {}  # output SOP Instance UID -> SHA-256 of what this run wrote under it

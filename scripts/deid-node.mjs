@@ -1,0 +1,46 @@
+// Runs the upload page's de-identification engine under Node, from the built bundle (static/dist/deid/): the
+// very files the browser's worker loads. Used by tests/trials/test_browser_deid_identity.py and by
+// `manage.py bench browser_deid`.
+//
+//   node scripts/deid-node.mjs static/dist/deid < request.json
+//
+// Reads {key, subject, options, files, rounds?} as JSON on stdin and writes {startMs, roundMs, results:
+// [{record, ms}]} as JSON on stdout; each accepted file's output bytes go to `<file>.out` (first round only).
+
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+const bundle = path.resolve(process.argv[2] || "static/dist/deid");
+const { loadPyodide } = await import(pathToFileURL(path.join(bundle, "pyodide", "pyodide.mjs")).href);
+const { startEngine } = await import(pathToFileURL(path.join(bundle, "engine.mjs")).href);
+
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const request = JSON.parse(input);
+
+const started = performance.now();
+const engine = await startEngine({ loadPyodide, base: `${bundle}/`, read: (file) => readFile(file) });
+const startMs = performance.now() - started;
+engine.configure(request.key, request.subject, request.options);
+const sources = await Promise.all(request.files.map((file) => readFile(file)));
+const results = [];
+const outputs = [];
+const roundMs = [];
+for (let round = 0; round < (request.rounds || 1); round++) {
+  const roundStart = performance.now();
+  for (const source of sources) {
+    const t0 = performance.now();
+    const { data, record } = engine.run(new Uint8Array(source));
+    const ms = performance.now() - t0;
+    if (round === 0) {
+      outputs.push(data);
+      results.push({ record, ms });
+    }
+  }
+  roundMs.push(performance.now() - roundStart);
+}
+for (const [n, file] of request.files.entries()) {
+  if (outputs[n].byteLength) await writeFile(`${file}.out`, outputs[n]);
+}
+process.stdout.write(JSON.stringify({ startMs, roundMs, results }));

@@ -1,0 +1,41 @@
+// The upload page's de-identification worker: one engine, files one at a time, the subject key kept here.
+// Messages in:  {type: "start"} · {type: "configure", key, subject, options} · {type: "run", id, bytes}
+// Messages out: {type: "ready", version, startMs} · {type: "done", id, data, record, ms} · {type: "error", id?, message}
+
+import { loadPyodide } from "./pyodide/pyodide.mjs";
+import { startEngine } from "./engine.mjs";
+
+const base = new URL("./", import.meta.url).href;
+let engine = null;
+let starting = null;
+
+async function read(url) {
+  const response = await fetch(url, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`${response.status} for ${url}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+self.onmessage = async (event) => {
+  const message = event.data;
+  try {
+    if (message.type === "start") {
+      const started = performance.now();
+      starting ??= startEngine({ loadPyodide, base, read });
+      engine = await starting;
+      self.postMessage({ type: "ready", version: engine.version, startMs: performance.now() - started });
+    } else if (message.type === "configure") {
+      engine.configure(message.key, message.subject, message.options);
+      self.postMessage({ type: "configured" });
+    } else if (message.type === "run") {
+      const started = performance.now();
+      const { data, record } = engine.run(message.bytes);
+      const ms = performance.now() - started;
+      // Hand the bytes over without a copy when they own their buffer (never the engine's memory itself).
+      const out = data.byteOffset === 0 && data.buffer.byteLength === data.byteLength ? data : data.slice();
+      self.postMessage({ type: "done", id: message.id, data: out, record, ms }, out.byteLength ? [out.buffer] : []);
+    }
+  } catch (error) {
+    // Never the file's content: only the engine's own message (an exception type, a path in the bundle).
+    self.postMessage({ type: "error", id: message.id, message: String((error && error.message) || error).slice(0, 300) });
+  }
+};

@@ -1,0 +1,189 @@
+"""De-identification in the coordinator's browser: nothing identifying crosses the network, and the visit
+holds exactly the instances the server path makes of the same folder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pydicom
+import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from django.urls import reverse
+
+from tests.conftest import PASSWORD, build_world
+from tests.e2e.conftest import log_in, screenshot
+from trials.deid import DeidRejected, deidentify
+from trials.ingest.services import trial_deid_options
+from trials.ingest.subject_keys import subject_space
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Timepoint, Trial, Upload
+
+SLICES = 12
+SUBJECT = "ALPHA-SEO-001"
+RESULT = "#upload-result .result-line"
+DRAWN_TEXT = b"KIM HEE-JUNG 850101"  # stands for text burned into an image's pixels
+
+
+@pytest.fixture
+def world(transactional_db):
+    world = build_world()
+    Trial.objects.filter(pk=world.trial.pk).update(deid_paths=Trial.DeidPaths.EITHER)
+    world.trial.refresh_from_db()
+    return world
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """A scanner's folder: a series of one patient, a stray image of another, a note."""
+    root = tmp_path / "CD-EXPORT"
+    series_dir = root / "DICOM" / "SE000002"
+    series_dir.mkdir(parents=True)
+    for n, data in enumerate(synthesize_ct_series(real_ct_template(large=False), slices=SLICES, seed="e2e-b"), 1):
+        (series_dir / f"IM{n:05d}").write_bytes(data)
+    stray = synthesize_ct_series(
+        real_ct_template(large=False), slices=1, seed="e2e-b-stray", patient_name="KIM^OTHER", patient_id="PID0999"
+    )
+    (series_dir / "IM99999").write_bytes(stray[0])
+    # A secondary capture of the same patient with text drawn into its pixels, and saying so.
+    burned = pydicom.dcmread(
+        io.BytesIO(synthesize_ct_series(real_ct_template(large=False), slices=1, seed="e2e-b-burn")[0])
+    )
+    burned.BurnedInAnnotation = "YES"
+    pixels = bytearray(burned.PixelData)
+    pixels[: len(DRAWN_TEXT)] = DRAWN_TEXT
+    burned.PixelData = bytes(pixels)
+    burned.save_as(series_dir / "IM88888")
+    (root / "README.txt").write_text("Exported by the scanner's CD writer.\n")
+    return root
+
+
+@pytest.fixture
+def network(monkeypatch) -> list[tuple[str, bytes]]:
+    """Every request the live server receives, with its whole body, as it came over the wire.
+
+    (Chromium does not hand a script's Blob upload bodies to Playwright, so the log is taken where they land.)
+    """
+    received: list[tuple[str, bytes]] = []
+    call = WSGIHandler.__call__
+
+    def recording(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        received.append((environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", ""), body))
+        return call(self, environ, start_response)
+
+    monkeypatch.setattr(WSGIHandler, "__call__", recording)
+    return received
+
+
+def identifying_values(folder: Path) -> set[bytes]:
+    """The patients' names, IDs and birth dates and every original UID of the folder, as bytes to look for."""
+    values: set[bytes] = set()
+    for path in folder.rglob("IM*"):
+        ds = pydicom.dcmread(path)
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate"):
+            text = str(ds.get(keyword, "") or "").strip()
+            if text:
+                values.add(text.encode())
+        for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
+            if keyword in ds:
+                values.add(str(ds[keyword].value).encode())
+    return values
+
+
+def server_path_instances(folder: Path, trial: Trial) -> set[tuple[str, str]]:
+    """(SOP Instance UID, SHA-256) of what the server's engine makes of the subject's patient's files."""
+    space, options = subject_space(trial, SUBJECT), trial_deid_options(trial)
+    made = set()
+    for path in sorted(folder.rglob("IM*")):
+        if path.name == "IM99999":
+            continue  # the stray patient: held back on both paths (the burned-in image is refused by the engine)
+        try:
+            result = deidentify(path.read_bytes(), space=space, subject_code=SUBJECT, options=options)
+        except DeidRejected:
+            continue
+        made.add((result.sop_instance_uid, hashlib.sha256(result.data).hexdigest()))
+    return made
+
+
+def test_the_coordinator_drops_a_folder_and_only_de_identified_bytes_leave_the_browser(world, page, folder, network):
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=120_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+    screenshot(page, "upload-browser-deid")
+
+    assert "de-identified in your browser" in page.locator("#upload-deid-mode").inner_text()
+    held = page.locator("#upload-rows tr", has_text="IM99999")
+    assert "Held back in your browser" in held.inner_text() and "different patient" in held.inner_text()
+    burned = page.locator("#upload-rows tr", has_text="IM88888")
+    assert "Held back in your browser" in burned.inner_text() and "burned-in annotation" in burned.inner_text()
+    stored_row = page.locator("#upload-rows tr", has_text="IM00001").inner_text()
+    assert "De-identified and stored" in stored_row and "UIDs replaced" in stored_row
+
+    stow = [body for path, body in network if path.startswith("/dicomweb/") and "/uploads/" in path]
+    assert stow and sum(len(b) for b in stow) > SLICES * 1000, "the files' bodies were captured"
+    secrets = identifying_values(folder) | {DRAWN_TEXT}
+    for path, body in network:
+        for value in secrets:
+            assert value not in body and value.decode() not in path, (path, value)
+    for url in urls:
+        assert not any(value.decode() in url for value in secrets), url
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    assert timepoint.state == Timepoint.State.UPLOADED
+    stored = set(Instance.objects.filter(series__study__timepoint=timepoint).values_list("sop_instance_uid", "sha256"))
+    assert len(stored) == SLICES
+    assert stored == server_path_instances(folder, world.trial)
+
+
+def test_dropping_the_same_folder_again_sends_nothing_new(world, page, folder):
+    log_in(page, "cora@example.org", PASSWORD)
+    url = reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"])
+    page.goto(url)
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(RESULT, timeout=120_000)
+    page.goto(url)
+    page.wait_for_selector("#uploader.is-ready")
+    sent: list[bytes] = []
+    page.on("request", lambda request: sent.append(request.url))
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(RESULT, timeout=120_000)
+    # Resume compares hashes of the de-identified bytes: the same folder is the same files, none sent again.
+    assert not [u for u in sent if "/dicomweb/" in u]
+    assert "already" in page.locator(RESULT).inner_text()
+    assert Instance.objects.count() == SLICES
+
+
+def test_a_browser_without_webassembly_falls_back_to_the_server_and_says_so(world, page, folder):
+    page.add_init_script("delete globalThis.WebAssembly")
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(RESULT, timeout=120_000)
+    assert "de-identified on the server" in page.locator("#upload-deid-mode").inner_text()
+    assert Upload.objects.get().deid_path == Upload.DeidPath.SERVER
+    assert Instance.objects.count() == SLICES
+
+
+def test_a_browser_only_trial_sends_nothing_from_a_browser_without_webassembly(world, page, folder, network):
+    Trial.objects.filter(pk=world.trial.pk).update(deid_paths=Trial.DeidPaths.BROWSER)
+    page.add_init_script("delete globalThis.WebAssembly")
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector("#upload-error:not([hidden])", timeout=60_000)
+    assert "only images de-identified in the browser" in page.locator("#upload-deid-mode").inner_text()
+    assert not [path for path, _body in network if "/uploads/" in path]
+    assert not Upload.objects.exists()

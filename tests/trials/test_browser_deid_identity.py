@@ -1,0 +1,141 @@
+"""One engine, two places: Pyodide under Node (the upload page's bundle) gives the server's bytes exactly."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_charset_files, get_testdata_file
+from pydicom.uid import SecondaryCaptureImageStorage
+
+from trials.deid import DeidOptions
+from trials.deid.pseudonym import subject_key
+from trials.ingest.browser import deid_options_payload
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+
+from .deid.factories import KEY_ALPHA, canary_instance, part10
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "static" / "dist" / "deid"
+SUBJECT = "ALPHA-SEO-001"
+
+# Real files from pydicom and pydicom-data: CT and MR in every transfer syntax family (explicit, implicit, big
+# endian, RLE, JPEG 2000, JPEG-LS, JPEG lossless), multi-frame enhanced CT/MR, overlays and private tags,
+# Japanese and Korean ISO 2022 character sets, GB18030, and files the engine must reject (truncated, no pixels).
+CORPUS = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "MR_truncated.dcm",
+    "693_J2KR.dcm",
+    "693_UNCI.dcm",
+    "MR2_J2KI.dcm",
+    "bad_sequence.dcm",
+    "explicit_VR-UN.dcm",
+    "eCT_Supplemental.dcm",
+    "emri_small.dcm",
+    "emri_small_RLE.dcm",
+    "emri_small_big_endian.dcm",
+    "emri_small_jpeg_ls_lossless.dcm",
+    "MR-SIEMENS-DICOM-WithOverlays.dcm",
+    "J2K_pixelrep_mismatch.dcm",
+]
+CHARSETS = ["chrI2.dcm", "chrKoreanMulti.dcm", "chrH32.dcm", "chrX1.dcm", "chrX2.dcm"]
+
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the browser engine")
+
+
+def _entry():
+    spec = importlib.util.spec_from_file_location("ctims_deid_entry", ROOT / "static/src/deid/ctims_deid_entry.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_corpus(folder: Path) -> list[Path]:
+    """The corpus as files in `folder`, in a fixed order."""
+    files = [Path(get_testdata_file(name)) for name in CORPUS]
+    files += [Path(next(p for p in get_charset_files(name))) for name in CHARSETS]
+    paths = []
+    for n, source in enumerate(files):
+        paths.append(folder / f"{n:02d}-{source.name}")
+        shutil.copyfile(source, paths[-1])
+    extra = {
+        "korean-canaries.dcm": part10(canary_instance().dataset),
+        "ct-512.dcm": synthesize_ct_series(real_ct_template(large=True), slices=1, seed="identity")[0],
+    }
+    for name, data in extra.items():
+        paths.append(folder / name)
+        paths[-1].write_bytes(data)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[Path]:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def _run_node(request: dict) -> dict:
+    if not (BUNDLE / "manifest.json").exists():
+        pytest.fail("static/dist/deid/ is not built: run `node scripts/build-frontend.mjs` (make test does)")
+    answer = subprocess.run(
+        ["node", str(ROOT / "scripts/deid-node.mjs"), str(BUNDLE)],
+        input=json.dumps(request).encode(),
+        capture_output=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "NODE_OPTIONS": ""},
+    )
+    assert answer.returncode == 0, answer.stderr.decode()[-2000:]
+    return json.loads(answer.stdout)
+
+
+@needs_node
+def test_pyodide_under_node_gives_byte_identical_output_for_real_files(corpus):
+    options = DeidOptions(
+        accepted_sop_classes=DeidOptions().accepted_sop_classes | {SecondaryCaptureImageStorage},
+        private_tag_safelist=frozenset({("SIEMENS CSA HEADER", 0x08)}),
+    )
+    key = subject_key(KEY_ALPHA, SUBJECT)
+    payload = deid_options_payload(options)
+    entry = _entry()
+    entry.configure(key.hex(), SUBJECT, json.dumps(payload))
+    expected = []
+    for path in corpus:
+        data, record = entry.run(path.read_bytes())
+        expected.append((hashlib.sha256(data).hexdigest() if data else None, json.loads(record)))
+
+    answer = _run_node({"key": key.hex(), "subject": SUBJECT, "options": payload, "files": [str(p) for p in corpus]})
+
+    accepted = 0
+    for path, (sha, record), got in zip(corpus, expected, answer["results"], strict=True):
+        assert got["record"] == record, path.name
+        if sha is not None:
+            accepted += 1
+            assert hashlib.sha256(Path(f"{path}.out").read_bytes()).hexdigest() == sha, path.name
+            assert record["sha256"] == sha
+    # The corpus is mostly images the engine takes; the rest are its refusals, equal in both places too.
+    assert accepted >= 20 and accepted < len(corpus)
+
+
+def test_the_browser_entry_gives_what_the_server_engine_gives(corpus):
+    from trials.deid import deidentify
+    from trials.deid.pseudonym import PseudonymSpace
+
+    key = subject_key(KEY_ALPHA, SUBJECT)
+    entry = _entry()
+    entry.configure(key.hex(), SUBJECT, json.dumps(deid_options_payload(DeidOptions())))
+    data, record = entry.run(corpus[0].read_bytes())
+    server = deidentify(corpus[0].read_bytes(), space=PseudonymSpace(key), subject_code=SUBJECT, options=DeidOptions())
+    assert data == server.data
+    assert json.loads(record)["patient_hash"] == server.source_patient_hash

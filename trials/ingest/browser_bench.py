@@ -1,0 +1,227 @@
+"""Benchmarks of de-identification in the browser.
+
+`manage.py bench browser_deid`: the browser's engine (Pyodide, run by Node from static/dist/deid/) against the
+server's (CPython) on the same synthesized CT series, in the same run: start-up, per-file time, ratio.
+`manage.py bench upload_browser`: the whole upload in Chromium, browser path against files sent as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from ..deid import DeidOptions, DeidRejected, deidentify
+from ..deid.pseudonym import PseudonymSpace, subject_key
+from .browser import deid_options_payload
+from .synthetic import real_ct_template, synthesize_ct_series
+
+SUBJECT = "BENCH-001"
+
+
+def bench_browser_deid(out, *, slices: int, runs: int, small: bool) -> None:
+    bundle = Path(settings.BASE_DIR) / "static" / "dist" / "deid"
+    if not (bundle / "manifest.json").exists():
+        raise SystemExit("static/dist/deid/ is not built: run `node scripts/build-frontend.mjs` first")
+    node_bin = shutil.which("node")
+    if node_bin is None:
+        raise SystemExit("Node.js runs the browser's engine for this benchmark")
+    files = synthesize_ct_series(real_ct_template(large=not small), slices=slices, seed="bench-browser")
+    key = subject_key(b"\x42" * 32, SUBJECT)
+    space, options = PseudonymSpace(key), DeidOptions()
+    tmp = Path(tempfile.mkdtemp(prefix="ctims-bench-browser-"))
+    try:
+        paths = []
+        for n, data in enumerate(files):
+            paths.append(tmp / f"{n:05d}.dcm")
+            paths[-1].write_bytes(data)
+
+        cpython_rounds, expected = [], []
+        for round_ in range(runs):
+            start = time.perf_counter()
+            for data in files:
+                try:
+                    result = deidentify(data, space=space, subject_code=SUBJECT, options=options)
+                except DeidRejected:
+                    result = None
+                if round_ == 0:
+                    expected.append(hashlib.sha256(result.data).hexdigest() if result else None)
+            cpython_rounds.append((time.perf_counter() - start) * 1000)
+
+        request = {
+            "key": key.hex(),
+            "subject": SUBJECT,
+            "options": deid_options_payload(options),
+            "files": [str(p) for p in paths],
+            "rounds": runs,
+        }
+        answer = subprocess.run(  # noqa: S603 - our own script and files, no user input
+            [node_bin, str(Path(settings.BASE_DIR) / "scripts" / "deid-node.mjs"), str(bundle)],
+            input=json.dumps(request).encode(),
+            capture_output=True,
+            check=True,
+            timeout=3600,
+        )
+        node = json.loads(answer.stdout)
+        same = sum(
+            1
+            for path, sha in zip(paths, expected, strict=True)
+            if sha
+            and Path(f"{path}.out").exists()
+            and hashlib.sha256(Path(f"{path}.out").read_bytes()).hexdigest() == sha
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    megabytes = sum(len(f) for f in files) / 1e6
+    pyodide_ms = statistics.median(node["roundMs"])
+    cpython_ms = statistics.median(cpython_rounds)
+    out.write(f"browser de-identification: {slices} CT slices, {megabytes:.1f} MB, median of {runs} runs")
+    out.write(f"  engine start-up (Pyodide + pydicom + trials/deid):  {node['startMs']:.0f} ms (once per page)")
+    out.write(
+        f"  Pyodide (Node, the browser's bundle):  {pyodide_ms / slices:.2f} ms/file, "
+        f"{megabytes / (pyodide_ms / 1000):.1f} MB/s"
+    )
+    out.write(
+        f"  CPython (the server's engine):          {cpython_ms / slices:.2f} ms/file, "
+        f"{megabytes / (cpython_ms / 1000):.1f} MB/s"
+    )
+    out.write(f"  ratio Pyodide / CPython:               {pyodide_ms / cpython_ms:.2f}")
+    out.write(f"  byte-identical outputs:                {same} of {slices}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, server: subprocess.Popen, deadline_s: float = 120) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("the benchmark's server stopped while starting")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit("the benchmark's server did not start")
+
+
+def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
+    """A coordinator's upload of a CT series in Chromium: files sent as they are (server de-identifies) against
+    files de-identified in the browser (server re-verifies), end to end until the visit is uploaded.
+
+    Runs against its own server (`runserver`, SQLite and a var folder in a temporary directory, tasks in
+    process, the demo trial), so nothing of the configured database is touched.
+    """
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # the project's one Chromium recipe
+
+    from ..demo import DEMO_USERS
+
+    runs = min(runs, 3)  # three visits per subject, one upload each
+    base = Path(settings.BASE_DIR)
+    tmp = Path(tempfile.mkdtemp(prefix="ctims-bench-upload-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
+        "CTIMS_VAR_DIR": str(tmp / "var"),
+        "CELERY_BROKER_URL": "",
+        "DEBUG": "True",
+    }
+    manage = [sys.executable, str(base / "manage.py")]
+
+    def admin(*args: str) -> None:
+        subprocess.run([*manage, *args], env=env, check=True, capture_output=True, timeout=600)  # noqa: S603
+
+    server = None
+    try:
+        admin("migrate", "--noinput")
+        admin("load_demo")
+        folders = {}
+        for path in ("server", "browser"):
+            for run in range(runs):
+                folder = tmp / f"{path}-{run}"
+                folder.mkdir()
+                template = real_ct_template(large=not small)
+                for n, data in enumerate(synthesize_ct_series(template, slices=slices, seed=f"bench-{path}-{run}")):
+                    (folder / f"IM{n:05d}").write_bytes(data)
+                folders[path, run] = folder
+        megabytes = sum(f.stat().st_size for f in folders["server", 0].iterdir()) / 1e6
+        port = _free_port()
+        server = subprocess.Popen(  # noqa: S603
+            [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(port, server)
+        seoul = next(u for u in DEMO_USERS if u.email.startswith("seoul@"))
+        times: dict[str, list[float]] = {"server": [], "browser": []}
+        worker: list[tuple[float, float]] = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_context(base_url=f"http://127.0.0.1:{port}").new_page()
+            page.set_default_timeout(1_800_000)
+            page.goto("/accounts/login/")
+            page.fill("input[name=username]", seoul.email)
+            page.fill("input[name=password]", seoul.password)
+            page.click("main form button[type=submit]")
+            page.wait_for_load_state("networkidle")
+            for path, subject in (("server", "DEMO-SEO-001"), ("browser", "DEMO-SEO-002")):
+                paths = "server" if path == "server" else "either"
+                admin("shell", "-c", f"from trials.models import Trial; Trial.objects.update(deid_paths='{paths}')")
+                for run, visit in zip(range(runs), ("BL", "W6", "W12"), strict=False):
+                    page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
+                    page.wait_for_selector("#uploader.is-ready")
+                    if path == "browser":
+                        # The page starts the engine when it opens, while the coordinator chooses the folder;
+                        # its start-up is reported apart.
+                        page.wait_for_selector('#uploader[data-engine="ready"]')
+                    start = time.perf_counter()
+                    page.set_input_files("input[webkitdirectory]", str(folders[path, run]))
+                    page.wait_for_selector("#upload-result .result-line, #upload-error:not([hidden])")
+                    times[path].append(time.perf_counter() - start)
+                    if not page.locator("#upload-error").is_hidden():
+                        raise SystemExit(page.locator("#upload-error-text").inner_text())
+                    if path == "browser":
+                        data = page.locator("#uploader")
+                        worker.append(
+                            (
+                                float(data.get_attribute("data-deid-per-file-ms") or 0),
+                                float(data.get_attribute("data-deid-start-ms") or 0),
+                            )
+                        )
+            browser.close()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    raw, browser_s = statistics.median(times["server"]), statistics.median(times["browser"])
+    out.write(
+        f"upload of {slices} CT slices ({megabytes:.1f} MB) in Chromium, until the visit is uploaded, median of {runs}"
+    )
+    out.write(f"  files sent as they are (server de-identifies):  {raw:.1f} s, {slices / raw:.1f} files/s")
+    out.write(
+        f"  de-identified in the browser (server checks):   {browser_s:.1f} s, {slices / browser_s:.1f} files/s"
+        " (engine started when the page opened)"
+    )
+    out.write(f"  ratio browser / as they are:                    {browser_s / raw:.2f}")
+    out.write(
+        f"  in the worker: {statistics.median(w[0] for w in worker):.1f} ms per file; engine start-up "
+        f"{statistics.median(w[1] for w in worker):.0f} ms per page load"
+    )

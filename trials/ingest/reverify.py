@@ -30,8 +30,7 @@ from pydicom.uid import UID
 from ..deid import DeidOptions, DeidRejected, DeidResult, deidentify, patterns
 from ..deid import profile as p
 from ..deid.charsets import STRING_VRS
-from ..deid.engine import CLASS_UID_TAGS, DICOM_ROOT, DUMMY_BY_VR, DUMMY_TEXT
-from ..deid.engine import method_text
+from ..deid.engine import CLASS_UID_TAGS, DICOM_ROOT, DUMMY_BY_VR, DUMMY_TEXT, method_text
 from ..deid.index import build_index
 from ..deid.pseudonym import PseudonymSpace
 from ..models import BrowserDeidRecord, Upload

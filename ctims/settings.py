@@ -211,6 +211,13 @@ STORAGES = {
         if "IMAGE_STORAGE_BACKEND" not in os.environ
         else {"bucket_name": os.environ.get("IMAGE_STORAGE_BUCKET", "ctims-images")},
     },
+    # Sponsor transfers (zips), kept to be downloaded again. Any django-storages backend can be configured instead.
+    "transfers": {
+        "BACKEND": os.environ.get("TRANSFER_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": {"location": VAR_DIR / "transfers"}
+        if "TRANSFER_STORAGE_BACKEND" not in os.environ
+        else {"bucket_name": os.environ.get("TRANSFER_STORAGE_BUCKET", "ctims-transfers")},
+    },
     # Raw uploads until de-identified: never served, emptied as each file is processed.
     "quarantine": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ctims.models import Signature
 from trials.models import Instance, Subject, Timepoint, Trial
+
+from .criteria.endpoints import (
+    DEFAULT_CONFIRMATION_DAYS,
+    DEFAULT_SD_MINIMUM_DAYS,
+    DEFAULT_SD_WINDOW_DAYS,
+    EndpointRules,
+)
 
 
 class ReadDesign(models.Model):
@@ -28,12 +36,54 @@ class ReadDesign(models.Model):
     show_visit_label = models.BooleanField(_("readers see the visit label"), default=True)
     task_days = models.PositiveSmallIntegerField(_("days to read a case"), default=14)
 
+    class AdjudicationTrigger(models.TextChoices):
+        VISIT_RESPONSE = "visit_response", _("The readers disagree on a visit's response or date of progression")
+        ENDPOINTS = "endpoints", _("The readers disagree on the best overall response or the date of progression")
+        BEST_RESPONSE = "best_response", _("The readers disagree on the best overall response")
+        PROGRESSION_DATE = "progression_date", _("The readers disagree on the date of progression")
+
+    adjudication_trigger = models.CharField(
+        _("adjudicate when"),
+        max_length=20,
+        choices=AdjudicationTrigger.choices,
+        default=AdjudicationTrigger.VISIT_RESPONSE,
+        help_text=_("Subject-level triggers are evaluated each time a visit is signed by both readers."),
+    )
+    confirmation_required = models.BooleanField(
+        _("a response (CR or PR) must be confirmed"),
+        default=False,
+        help_text=_("RECIST 1.1 section 4.4.2: required where response is the primary endpoint."),
+    )
+    confirmation_days = models.PositiveSmallIntegerField(
+        _("days to confirm a response"),
+        default=DEFAULT_CONFIRMATION_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+    )
+    sd_minimum_days = models.PositiveSmallIntegerField(
+        _("minimum duration of stable disease (days from baseline)"),
+        default=DEFAULT_SD_MINIMUM_DAYS,
+        validators=[MaxValueValidator(3650)],
+    )
+    sd_window_days = models.PositiveSmallIntegerField(
+        _("window of that minimum (days)"), default=DEFAULT_SD_WINDOW_DAYS, validators=[MaxValueValidator(365)]
+    )
+
     def __str__(self) -> str:
         return f"{self.trial.code} {self.get_criteria_display()} {self.get_paradigm_display()}"
 
     @property
     def readers_per_subject(self) -> int:
         return 2 if self.paradigm == self.Paradigm.DOUBLE else 1
+
+    @property
+    def endpoint_rules(self) -> EndpointRules:
+        """The rules of subject-level endpoints (best overall response) this design sets."""
+        return EndpointRules(
+            confirmation=self.confirmation_required,
+            confirmation_days=self.confirmation_days,
+            sd_minimum_days=self.sd_minimum_days,
+            sd_window_days=self.sd_window_days,
+        )
 
 
 class ReaderAssignment(models.Model):

@@ -246,24 +246,24 @@ DOMAINS = (TU, TR, RS)
 CODELISTS: dict[str, tuple[str, dict[str, str | None]]] = {
     "DOMAIN": ("text", {"TU": "Tumor Identification", "TR": "Tumor Results", "RS": "Disease Response"}),
     "EVAL": ("text", {ASSESSOR: None}),
-    "EVALID": ("text", {v: None for v in EVALUATORS.values()}),
+    "EVALID": ("text", dict.fromkeys(EVALUATORS.values())),
     "NY": ("text", {"Y": "Yes"}),
     "TUTESTCD": ("text", {"TUMIDENT": "Tumor Identification"}),
     "TUTEST": ("text", {"Tumor Identification": None}),
-    "TUORRES": ("text", {v: None for v in ROLE_OF_CATEGORY.values()}),
-    "TRGRPID": ("text", {v: None for v in ROLE_OF_CATEGORY.values()}),
+    "TUORRES": ("text", dict.fromkeys(ROLE_OF_CATEGORY.values())),
+    "TRGRPID": ("text", dict.fromkeys(ROLE_OF_CATEGORY.values())),
     "METHOD": ("text", {"CT SCAN": None, "MRI": None}),
     "TRTESTCD": ("text", dict(TR_TESTS)),
-    "TRTEST": ("text", {v: None for v in TR_TESTS.values()}),
+    "TRTEST": ("text", dict.fromkeys(TR_TESTS.values())),
     "UNIT": ("text", {"mm": "Millimeter"}),
     "ND": ("text", {"NOT DONE": None}),
     "RSTESTCD": ("text", dict(RS_TESTS)),
-    "RSTEST": ("text", {v: None for v in RS_TESTS.values()}),
+    "RSTEST": ("text", dict.fromkeys(RS_TESTS.values())),
     "RSCAT": ("text", {CATEGORY: None}),
     "RESPONSE": (
         "text",
         {
-            **{v: None for v in RESPONSES.values()},
+            **dict.fromkeys(RESPONSES.values()),
             RESPONSES_NOT_APPLICABLE: "Not applicable",
             "Y": "New lesion progression",
             "N": "No new lesion",
@@ -368,7 +368,9 @@ def tr_rows(delivery: Delivery) -> list[dict]:
                 rows.append(row | {"TRTESTCD": code, "TRTEST": TR_TESTS[code]} | _target_result(lesion))
             else:
                 rows.append(
-                    row | {"TRTESTCD": "TUMSTATE", "TRTEST": TR_TESTS["TUMSTATE"]} | _state_result(lesion, a.new_lesions)
+                    row
+                    | {"TRTESTCD": "TUMSTATE", "TRTEST": TR_TESTS["TUMSTATE"]}
+                    | _state_result(lesion, a.new_lesions)
                 )
         if a.sum_of_diameters is not None:
             total = a.sum_of_diameters

@@ -135,9 +135,7 @@ def transfer_request(*, actor, trial: Trial, cutoff: datetime | None = None) -> 
 
 def transfers_list(trial: Trial) -> list[Transfer]:
     """The trial's transfers, newest first."""
-    return list(
-        Transfer.objects.filter(trial=trial).select_related("requested_by", "supersedes").order_by("-number")
-    )
+    return list(Transfer.objects.filter(trial=trial).select_related("requested_by", "supersedes").order_by("-number"))
 
 
 def transfer_get(*, trial: Trial, number: int) -> Transfer:
@@ -322,9 +320,7 @@ def gather(transfer: Transfer) -> Gathered:
 
     trial = transfer.trial
     space = (
-        PseudonymSpace(bytes(trial.pseudonym_key))
-        if transfer.real_dates and trial.deid_retain_dates_modified
-        else None
+        PseudonymSpace(bytes(trial.pseudonym_key)) if transfer.real_dates and trial.deid_retain_dates_modified else None
     )
     methods = _methods(trial)
     assessments: list[sdtm.VisitAssessment] = []
@@ -372,17 +368,13 @@ def gather(transfer: Transfer) -> Gathered:
                 if v.result is not None:
                     times.append(v.result.locked_at)
                 adjudication = adjudicated.get(v.timepoint.pk)
-                visits_rows.append(
-                    _visit_row(record, adjudication=adjudication, result_slot=_slot_of(v.result))
-                )
+                visits_rows.append(_visit_row(record, adjudication=adjudication, result_slot=_slot_of(v.result)))
                 lesion_rows.extend(_lesion_rows(record))
                 if read.sr_instance_id:
                     srs.append((f"sr/{code}/{v.visit_code}-R{slot}.dcm", read.sr_instance.storage_key))
             ep = reader_series.endpoints
             if ep is not None:
-                endpoints.append(
-                    sdtm.SubjectEndpoint(code, slot, slot == accepted_slot, ep.best_response.value)
-                )
+                endpoints.append(sdtm.SubjectEndpoint(code, slot, slot == accepted_slot, ep.best_response.value))
             subject_rows.append(_subject_row(code, slot, reader_series, space, accepted=slot == accepted_slot))
         result = series.result
         for v in result.visits:
@@ -406,9 +398,7 @@ def gather(transfer: Transfer) -> Gathered:
         if accepted_slot is None and result.endpoints is not None:
             # The result holds more than one reader's reads: its best response is the adjudicator's record.
             endpoints.append(sdtm.SubjectEndpoint(code, 3, True, result.endpoints.best_response.value))
-        subject_rows.append(
-            _subject_row(code, None, result, space, accepted=True, adjudications=series.adjudications)
-        )
+        subject_rows.append(_subject_row(code, None, result, space, accepted=True, adjudications=series.adjudications))
         fingerprints[code] = {
             "visits": [[visit, _digest([dataclasses.asdict(r) for r in rows])] for visit, rows in per_visit.items()],
             "endpoints": _digest([r for r in subject_rows if r["subject"] == code]),

@@ -41,7 +41,15 @@ def transfers_page(request, code: str):
     manages = actor.has_trial_perm(trial, "manage_trial")
     context = {
         "form": form,
-        "rows": [{"transfer": t, "step": transfers.step_label(t), "busy": t.state in BUSY} for t in rows],
+        "rows": [
+            {
+                "transfer": t,
+                "step": transfers.step_label(t),
+                "busy": t.state in BUSY,
+                "changed": any(c["status"] != "unchanged" for c in t.changes.values()),
+            }
+            for t in rows
+        ],
         "busy": any(t.state in BUSY for t in rows),
         "settings_form": DeliverySettingsForm(instance=transfers.delivery_settings(trial)) if manages else None,
         "real_dates": transfers.delivery_settings(trial).real_dates,

@@ -422,3 +422,14 @@ def test_nobody_but_sponsors_and_trial_admins_sees_transfers(world, api, client)
     assert client.get("/reads/trials/ALPHA/transfers/").status_code == 200
     client.post("/reads/trials/ALPHA/transfers/settings/", {"real_dates": "on"})
     assert transfers.delivery_settings(world.trial).real_dates
+
+
+def test_the_transfers_page_speaks_korean(world, client, settings, monkeypatch):
+    monkeypatch.setattr(transfers, "enqueue_build", lambda transfer_id: None)
+    transfers.transfer_request(actor=world.sam, trial=world.trial)
+    client.force_login(world.alice)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    for text in ("데이터 전송", "전송 요청", "데이터 기준 시점", "대기 중", "전달 설정", "실제 촬영일 전달"):
+        assert text in page, text
+    assert "Request a transfer" not in page

@@ -284,7 +284,8 @@ METHODS = {
 # --- building rows ---------------------------------------------------------------------------------------
 
 
-def _mm(tenths: int) -> str:
+def mm(tenths: int) -> str:
+    """Tenths of a millimetre as millimetre text with its tenth ("14.0")."""
     return f"{tenths // 10}.{tenths % 10}"
 
 
@@ -329,7 +330,7 @@ def tu_rows(delivery: Delivery) -> list[dict]:
 def _target_result(lesion: LesionObservation) -> dict:
     axis = lesion.short_axis if lesion.is_node else lesion.long_axis
     if lesion.status == "measured" and axis is not None:
-        return {"TRORRES": _mm(axis), "TRORRESU": "mm", "TRSTRESC": _mm(axis), "TRSTRESN": axis / 10, "TRSTRESU": "mm"}
+        return {"TRORRES": mm(axis), "TRORRESU": "mm", "TRSTRESC": mm(axis), "TRSTRESN": axis / 10, "TRSTRESU": "mm"}
     if lesion.status == "too_small":
         return {"TRORRES": TOO_SMALL, "TRSTRESC": str(TOO_SMALL_MM), "TRSTRESN": float(TOO_SMALL_MM), "TRSTRESU": "mm"}
     if lesion.status == "disappeared":
@@ -380,9 +381,9 @@ def tr_rows(delivery: Delivery) -> list[dict]:
                     "TRGRPID": "TARGET",
                     "TRTESTCD": "SUMDIAM",
                     "TRTEST": TR_TESTS["SUMDIAM"],
-                    "TRORRES": _mm(total),
+                    "TRORRES": mm(total),
                     "TRORRESU": "mm",
-                    "TRSTRESC": _mm(total),
+                    "TRSTRESC": mm(total),
                     "TRSTRESN": total / 10,
                     "TRSTRESU": "mm",
                 }

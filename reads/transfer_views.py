@@ -19,7 +19,7 @@ from trials.views._common import _posted, _trial_page
 from . import transfers
 from .forms import DeliverySettingsForm, TransferRequestForm
 from .models import Transfer
-from .views import _results_trial
+from .views import results_trial_or_404
 
 BUSY = (Transfer.State.QUEUED, Transfer.State.BUILDING)
 
@@ -27,7 +27,7 @@ BUSY = (Transfer.State.QUEUED, Transfer.State.BUILDING)
 @login_required
 def transfers_page(request, code: str):
     """The trial's transfers (newest first) with their progress, and the form to request one."""
-    actor, trial = _results_trial(request, code)
+    actor, trial = results_trial_or_404(request, code)
     form = TransferRequestForm(_posted(request))
     if request.method == "POST" and form.is_valid():
         try:
@@ -64,7 +64,7 @@ def transfers_page(request, code: str):
 @require_POST
 def delivery_settings(request, code: str):
     """The trial admin's choice: whether transfers carry real scan dates."""
-    actor, trial = _results_trial(request, code)
+    actor, trial = results_trial_or_404(request, code)
     if not actor.has_trial_perm(trial, "manage_trial"):
         raise Http404(_("No such trial."))
     form = DeliverySettingsForm(request.POST, instance=transfers.delivery_settings(trial))
@@ -77,7 +77,7 @@ def delivery_settings(request, code: str):
 @login_required
 def transfer_download(request, code: str, number: int):
     """A built transfer's zip; every download is audited."""
-    _actor, trial = _results_trial(request, code)
+    _actor, trial = results_trial_or_404(request, code)
     try:
         transfer = transfers.transfer_get(trial=trial, number=number)
         handle = transfers.transfer_open(actor=request.user, transfer=transfer)

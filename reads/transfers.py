@@ -431,7 +431,8 @@ def _iso(value: date | None) -> str:
     return value.isoformat() if value else ""
 
 
-def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_slot: int | None) -> dict:
+def _where(record: sdtm.VisitAssessment) -> dict:
+    """The columns every plain table row starts with: whose record of which visit, and when."""
     return {
         "subject": record.subject,
         "visit": record.visit.code,
@@ -441,11 +442,16 @@ def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_slot: int |
         "scan_date": _iso(record.scan_date),
         "evaluator": READER_NAMES[record.evaluator],
         "accepted": "Y" if record.accepted else "N",
+    }
+
+
+def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_slot: int | None) -> dict:
+    return _where(record) | {
         "target_response": record.target_response,
         "non_target_response": record.non_target_response,
         "new_lesions": record.new_lesions,
         "overall_response": record.overall_response,
-        "sum_of_diameters_mm": sdtm._mm(record.sum_of_diameters) if record.sum_of_diameters is not None else "",
+        "sum_of_diameters_mm": sdtm.mm(record.sum_of_diameters) if record.sum_of_diameters is not None else "",
         "adjudicated": "Y" if adjudication is not None else "N",
         "accepted_reader": READER_NAMES.get(result_slot, "") if result_slot else "",
         "adjudication_reason": adjudication.reason if adjudication is not None else "",
@@ -459,28 +465,21 @@ def _lesion_rows(record: sdtm.VisitAssessment) -> list[dict]:
         if lesion.category == "target":
             axis = lesion.short_axis if lesion.is_node else lesion.long_axis
             counted = {
-                "measured": sdtm._mm(axis) if axis is not None else "",
+                "measured": sdtm.mm(axis) if axis is not None else "",
                 "too_small": str(sdtm.TOO_SMALL_MM) + ".0",
                 "disappeared": "0.0",
             }.get(lesion.status, "")
         rows.append(
-            {
-                "subject": record.subject,
-                "visit": record.visit.code,
-                "visit_label": record.visit.label,
-                "visit_number": record.visit.number,
-                "study_day": "" if record.study_day is None else record.study_day,
-                "scan_date": _iso(record.scan_date),
-                "evaluator": READER_NAMES[record.evaluator],
-                "accepted": "Y" if record.accepted else "N",
+            _where(record)
+            | {
                 "lesion": lesion.label,
                 "tracking_uid": lesion.tracking_uid,
                 "category": lesion.category.replace("_", "-"),
                 "location": lesion.location,
                 "lymph_node": "Y" if lesion.is_node else "N",
                 "status": lesion.status.replace("_", " "),
-                "long_axis_mm": sdtm._mm(lesion.long_axis) if lesion.long_axis is not None else "",
-                "short_axis_mm": sdtm._mm(lesion.short_axis) if lesion.short_axis is not None else "",
+                "long_axis_mm": sdtm.mm(lesion.long_axis) if lesion.long_axis is not None else "",
+                "short_axis_mm": sdtm.mm(lesion.short_axis) if lesion.short_axis is not None else "",
                 "counted_mm": counted,
             }
         )

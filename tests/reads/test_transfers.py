@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import subprocess
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -188,7 +189,7 @@ def test_the_plain_tables_hold_both_readers_the_adjudicator_the_reason_and_the_e
     assert by[(AGREE, "Accepted result")]["progression_visit"] == ""
 
 
-def test_every_locked_sr_is_in_the_zip_and_the_manifest_hashes_verify(world, trial_read):
+def test_every_locked_sr_is_in_the_zip_and_the_manifest_hashes_verify(world, trial_read, tmp_path):
     archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
     names = archive.namelist()
     assert names == sorted(names)
@@ -208,6 +209,10 @@ def test_every_locked_sr_is_in_the_zip_and_the_manifest_hashes_verify(world, tri
         assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"], path
     sums = dict(line.split("  ")[::-1] for line in archive.read("manifest.sha256").decode().splitlines())
     assert sums["manifest.json"] == hashlib.sha256(archive.read("manifest.json")).hexdigest()
+    # The unpacked zip verifies with the ordinary tool.
+    archive.extractall(tmp_path)
+    check = subprocess.run(["sha256sum", "--check", "--strict", "manifest.sha256"], cwd=tmp_path, capture_output=True)
+    assert check.returncode == 0 and check.stdout.decode().count(": OK") == len(names) - 1, check.stdout
     assert manifest["changes"] == {
         AGREE: {
             "status": "new",

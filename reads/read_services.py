@@ -76,7 +76,10 @@ def assess(task: ReadTask, content: Content) -> dict:
     earlier = signed_reads_before(task)
     baseline, history = earlier[0], earlier[1:]
     return assess_follow_up(
-        content, baseline=parse_content(baseline.content), history=[parse_content(r.content) for r in history]
+        content,
+        baseline=parse_content(baseline.content),
+        history=[parse_content(r.content) for r in history],
+        names=[r.task.timepoint.visit.label for r in history] if task.design.show_visit_label else None,
     )
 
 

@@ -39,7 +39,7 @@ from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from trials.deid.pseudonym import PseudonymSpace
 from trials.ingest.store import image_storage
-from trials.models import Series, Trial
+from trials.models import Instance, Series, Trial
 
 from . import define_xml, sdtm
 from .models import DeliverySettings, Read, Transfer
@@ -328,7 +328,7 @@ def gather(transfer: Transfer) -> Gathered:
     visits_rows: list[dict] = []
     lesion_rows: list[dict] = []
     subject_rows: list[dict] = []
-    srs: list[tuple[str, str]] = []
+    srs: list[tuple[str, int]] = []  # (path in the zip, SR instance id)
     times: list[datetime] = []
     fingerprints: dict = {}
     for series in trial_series(trial, cutoff=transfer.cutoff):
@@ -371,7 +371,7 @@ def gather(transfer: Transfer) -> Gathered:
                 visits_rows.append(_visit_row(record, adjudication=adjudication, result_slot=_slot_of(v.result)))
                 lesion_rows.extend(_lesion_rows(record))
                 if read.sr_instance_id:
-                    srs.append((f"sr/{code}/{v.visit_code}-R{slot}.dcm", read.sr_instance.storage_key))
+                    srs.append((f"sr/{code}/{v.visit_code}-R{slot}.dcm", read.sr_instance_id))
             ep = reader_series.endpoints
             if ep is not None:
                 endpoints.append(sdtm.SubjectEndpoint(code, slot, slot == accepted_slot, ep.best_response.value))
@@ -403,6 +403,7 @@ def gather(transfer: Transfer) -> Gathered:
             "visits": [[visit, _digest([dataclasses.asdict(r) for r in rows])] for visit, rows in per_visit.items()],
             "endpoints": _digest([r for r in subject_rows if r["subject"] == code]),
         }
+    keys = dict(Instance.objects.filter(pk__in=[pk for _path, pk in srs]).values_list("pk", "storage_key"))
     delivery = sdtm.Delivery(
         study_id=trial.protocol_number or trial.code, assessments=tuple(assessments), endpoints=tuple(endpoints)
     )
@@ -411,7 +412,7 @@ def gather(transfer: Transfer) -> Gathered:
         visits=visits_rows,
         lesions=lesion_rows,
         subjects=subject_rows,
-        srs=sorted(srs),
+        srs=sorted((path, keys[pk]) for path, pk in srs),
         data_time=max(times, default=EMPTY_DATA_TIME),
         fingerprints=fingerprints,
     )

@@ -160,6 +160,21 @@ def transfer_open(*, actor, transfer: Transfer):
     return transfer_storage().open(transfer.storage_key, "rb")
 
 
+def transfers_resume(*, older_than: timedelta = timedelta(minutes=10)) -> list[int]:
+    """Queue again every transfer still queued or building `older_than` after it was requested: its task was
+    lost with a broker that restarted empty, or its worker died. Building is idempotent and gives the same bytes,
+    so a build that was only slow is harmless to repeat. Returns the transfers queued."""
+    since = timezone.now() - older_than
+    stuck = list(
+        Transfer.objects.filter(
+            state__in=[Transfer.State.QUEUED, Transfer.State.BUILDING], requested_at__lt=since
+        ).values_list("pk", flat=True)
+    )
+    for transfer_id in stuck:
+        enqueue_build(transfer_id)
+    return stuck
+
+
 def step_label(transfer: Transfer) -> str:
     return str(STEPS[transfer.step][1]) if transfer.step in STEPS else ""
 

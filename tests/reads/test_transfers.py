@@ -438,3 +438,21 @@ def test_the_transfers_page_speaks_korean(world, client, settings, monkeypatch):
     for text in ("데이터 전송", "전송 요청", "데이터 기준 시점", "대기 중", "전달 설정", "실제 촬영일 전달"):
         assert text in page, text
     assert "Request a transfer" not in page
+
+
+def test_a_transfer_whose_task_was_lost_is_queued_again_and_completes(world, trial_read, monkeypatch):
+    from datetime import UTC, datetime
+
+    from django.core.management import call_command
+
+    lost = []
+    monkeypatch.setattr(transfers, "enqueue_build", lost.append)  # the broker restarts empty: the task is gone
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    assert lost == [transfer.pk]
+    assert transfers.transfers_resume() == []  # a fresh request is left to its task
+    Transfer.objects.filter(pk=transfer.pk).update(requested_at=datetime(2026, 1, 1, tzinfo=UTC))
+    monkeypatch.undo()
+    out = io.StringIO()
+    call_command("resume_transfers", stdout=out)
+    assert "1 transfer build(s) queued again." in out.getvalue()
+    assert transfer_zip(transfer).namelist()

@@ -109,7 +109,7 @@ def test_a_sponsor_requests_watches_downloads_and_verifies_a_transfer(world, pag
 
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    assert digest.startswith(row.locator("td.code span").inner_text().rstrip("…"))
+    assert digest.startswith(row.locator(".sha256").inner_text().rstrip("…"))
     with zipfile.ZipFile(path) as archive:
         manifest = json.loads(archive.read("manifest.json"))
         assert manifest["transfer"] == 1 and manifest["trial"] == "ALPHA"

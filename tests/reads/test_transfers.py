@@ -456,3 +456,20 @@ def test_a_transfer_whose_task_was_lost_is_queued_again_and_completes(world, tri
     call_command("resume_transfers", stdout=out)
     assert "1 transfer build(s) queued again." in out.getvalue()
     assert transfer_zip(transfer).namelist()
+
+
+def test_a_visit_waiting_for_its_adjudication_is_not_delivered(world, tmp_path):
+    _baseline(world, AGREE, (world.rhea, world.ravi))
+    ready(world, "W6", day=W6_DAY, subject=AGREE)
+    for reader, (t1, t2) in ((world.rhea, ("16.1", "8.4")), (world.ravi, ("22.0", "12.0"))):
+        task = task_of(reader, "W6", AGREE)
+        save_and_sign(reader, task, follow_up_content(task, t1, t2))
+    assert task_of(world.rhea, "W6", AGREE).timepoint.state == "in_adjudication"
+
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    for name in ("tu", "tr", "rs"):
+        frame, _meta = read_xpt(archive, name, tmp_path)
+        assert set(frame["VISIT"]) <= {"BASELINE", ""}, name
+    assert "W6" not in archive.read("tables/visits.csv").decode()
+    assert "W6" not in archive.read("tables/lesions.csv").decode()
+    assert not [n for n in archive.namelist() if "W6" in n]

@@ -42,7 +42,7 @@ from trials.ingest.store import image_storage
 from trials.models import Instance, Series, Trial
 
 from . import define_xml, sdtm
-from .models import DeliverySettings, Read, Transfer
+from .models import DeliverySettings, Read, ReadDesign, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,8 @@ def gather(transfer: Transfer) -> Gathered:
     srs: list[tuple[str, int]] = []  # (path in the zip, SR instance id)
     times: list[datetime] = []
     fingerprints: dict = {}
-    for series in trial_series(trial, cutoff=transfer.cutoff):
+    designed = ReadDesign.objects.filter(trial=trial).exists()  # without a read design nothing was ever read
+    for series in trial_series(trial, cutoff=transfer.cutoff) if designed else []:
         code = series.subject.code
         if not series.result.visits:
             continue

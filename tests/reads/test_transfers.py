@@ -473,3 +473,14 @@ def test_a_visit_waiting_for_its_adjudication_is_not_delivered(world, tmp_path):
     assert "W6" not in archive.read("tables/visits.csv").decode()
     assert "W6" not in archive.read("tables/lesions.csv").decode()
     assert not [n for n in archive.namelist() if "W6" in n]
+
+
+def test_a_trial_not_yet_read_gets_a_transfer_of_empty_datasets(db, stores, on_commit_now, tmp_path):
+    from tests.conftest import build_world
+
+    world = build_world()  # no read design: nothing was ever read
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    for name, domain in (("tu", sdtm.TU), ("tr", sdtm.TR), ("rs", sdtm.RS)):
+        frame, meta = read_xpt(archive, name, tmp_path)
+        assert len(frame) == 0 and meta.column_names == [v.name for v in domain.variables]
+    assert json.loads(archive.read("manifest.json"))["changes"] == {}

@@ -1,6 +1,6 @@
 """CDISC SDTM TU, TR and RS from a trial's locked reads: plain data in, datasets out. No Django.
 
-The datasets follow the SDTM oncology domains (SDTMIG 3.2, sections 6.3.14-6.3.16) and the CDISC therapeutic
+The datasets follow the SDTM oncology domains of SDTMIG 3.2 (TU, TR, RS) and the CDISC therapeutic
 area user guide's RECIST 1.1 conventions:
 
 - TU identifies each lesion once per evaluator, at the visit it was first recorded (TUTESTCD TUMIDENT, TUORRES

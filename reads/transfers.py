@@ -328,6 +328,20 @@ def _digest(value) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _record(code: str, v, evaluator: int, space, methods: dict, **values) -> sdtm.VisitAssessment:
+    """One evaluator's record of a visit of a series (`v`, a reads.series.VisitAssessment)."""
+    return sdtm.VisitAssessment(
+        subject=code,
+        visit=sdtm.VisitRef(v.visit_code, v.timepoint.visit.label, v.timepoint.visit.order),
+        evaluator=evaluator,
+        baseline=v.baseline,
+        study_day=v.study_day,
+        scan_date=_real_date(space, code, v.scan_date),
+        method=methods.get(v.timepoint.pk, "CT SCAN"),
+        **values,
+    )
+
+
 def gather(transfer: Transfer) -> Gathered:
     """Everything locked by the transfer's cut-off, per subject: both readers' series, the adjudicator's
     choices, the accepted result and each series' endpoints."""
@@ -363,15 +377,13 @@ def gather(transfer: Transfer) -> Gathered:
             for v in reader_series.visits:
                 read = v.read
                 a = read.assessment or {}
-                record = sdtm.VisitAssessment(
-                    subject=code,
-                    visit=sdtm.VisitRef(v.visit_code, v.timepoint.visit.label, v.timepoint.visit.order),
-                    evaluator=slot,
+                record = _record(
+                    code,
+                    v,
+                    slot,
+                    space,
+                    methods,
                     accepted=v.accepted,
-                    baseline=v.baseline,
-                    study_day=v.study_day,
-                    scan_date=_real_date(space, code, v.scan_date),
-                    method=methods.get(v.timepoint.pk, "CT SCAN"),
                     target_response=a.get("target_response") or "",
                     non_target_response=a.get("non_target_response") or "",
                     new_lesions="" if v.baseline else (a.get("new_lesions") or ""),
@@ -397,17 +409,7 @@ def gather(transfer: Transfer) -> Gathered:
             adjudication = adjudicated.get(v.timepoint.pk)
             if adjudication is None:
                 continue
-            record = sdtm.VisitAssessment(
-                subject=code,
-                visit=sdtm.VisitRef(v.visit_code, v.timepoint.visit.label, v.timepoint.visit.order),
-                evaluator=3,
-                accepted=False,
-                baseline=v.baseline,
-                study_day=v.study_day,
-                scan_date=_real_date(space, code, v.scan_date),
-                method=methods.get(v.timepoint.pk, "CT SCAN"),
-                overall_response=v.overall_response,
-            )
+            record = _record(code, v, 3, space, methods, accepted=False, overall_response=v.overall_response)
             assessments.append(record)
             per_visit.setdefault(v.visit_code, []).append(record)
             visits_rows.append(_visit_row(record, adjudication=adjudication, result_slot=_slot_of(v.result)))

@@ -255,23 +255,48 @@ class Adjudication(models.Model):
         return f"adjudication {self.pk}"
 
 
+class CurrentResults(models.Manager):
+    """The results that stand: those no later result of the same visit supersedes."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(superseded_by__isnull=True)
+
+
 class TimepointResult(models.Model):
-    """The locked result of one visit: the read that stands, by agreement, single read or adjudication."""
+    """The locked result of one visit: the read that stands, by agreement, single read or adjudication.
+
+    A result row never changes (the database refuses it). When an adjudication accepts the other reader's series,
+    each already locked visit gets a new result that supersedes the old one, so the history of what stood when
+    stays readable. `objects` gives the standing results only; `history` every version.
+    """
 
     class Source(models.TextChoices):
         SINGLE = "single", _("Single read")
         AGREEMENT = "agreement", _("Readers agreed")
         ADJUDICATION = "adjudication", _("Adjudicated")
 
-    timepoint = models.OneToOneField(Timepoint, on_delete=models.PROTECT, related_name="read_result")
+    timepoint = models.ForeignKey(Timepoint, on_delete=models.PROTECT, related_name="read_results")
     read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="results")
     source = models.CharField(max_length=16, choices=Source.choices)
     adjudication = models.ForeignKey(Adjudication, on_delete=models.PROTECT, null=True, blank=True)
     overall_response = models.CharField(max_length=16, blank=True)
     locked_at = models.DateTimeField()
+    supersedes = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="superseded_by"
+    )
+
+    objects = CurrentResults()
+    history = models.Manager()  # noqa: DJ012 - a second manager, not a field
 
     class Meta:
         ordering = ["timepoint__subject__code", "timepoint__visit__order"]
+        base_manager_name = "history"
+        constraints = [
+            # Each visit's results form one chain: one first result, each later one superseding exactly one.
+            models.UniqueConstraint(
+                fields=["timepoint"], condition=models.Q(supersedes__isnull=True), name="one_first_result_per_visit"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"result of {self.timepoint}"

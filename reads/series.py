@@ -167,14 +167,40 @@ def _series(
     return AssessmentSeries(slot=slot, assignment=assignment, visits=tuple(visits), endpoints=endpoints)
 
 
+def standing_results(
+    subjects: list[Subject], *, cutoff: dt.datetime | None = None, up_to_order: int | None = None
+) -> dict[int, TimepointResult]:
+    """{timepoint id: the result that stood} now, or at `cutoff`: the latest version locked by then (an
+    adjudication may since have replaced it with the accepted reader's read)."""
+    versions = TimepointResult.history.filter(timepoint__subject__in=subjects)
+    if cutoff is not None:
+        versions = versions.filter(locked_at__lte=cutoff)
+    if up_to_order is not None:
+        versions = versions.filter(timepoint__visit__order__lte=up_to_order)
+    out: dict[int, TimepointResult] = {}
+    for result in versions.select_related("read__task__assignment", "timepoint__visit", "adjudication").order_by(
+        "locked_at", "pk"
+    ):
+        out[result.timepoint_id] = result
+    return out
+
+
 def _latest_signed(task: ReadTask, cutoff: dt.datetime | None) -> Read | None:
     reads = [r for r in task.reads.all() if r.state == Read.State.SIGNED and (cutoff is None or r.signed_at <= cutoff)]
     return max(reads, key=lambda r: r.version, default=None)
 
 
-def subject_series(subject: Subject, *, locked_only: bool = True, cutoff: dt.datetime | None = None) -> SubjectSeries:
+def subject_series(
+    subject: Subject,
+    *,
+    locked_only: bool = True,
+    cutoff: dt.datetime | None = None,
+    up_to_order: int | None = None,
+) -> SubjectSeries:
     """The subject's assessment series: its current readers' (slots 1 and 2) and the accepted result's."""
-    return trial_series(subject.trial, subjects=[subject], locked_only=locked_only, cutoff=cutoff)[0]
+    return trial_series(
+        subject.trial, subjects=[subject], locked_only=locked_only, cutoff=cutoff, up_to_order=up_to_order
+    )[0]
 
 
 def trial_series(
@@ -183,23 +209,20 @@ def trial_series(
     subjects: list[Subject] | None = None,
     locked_only: bool = True,
     cutoff: dt.datetime | None = None,
+    up_to_order: int | None = None,
 ) -> list[SubjectSeries]:
-    """Every subject's assessment series in the trial (or of `subjects`), ordered by subject code."""
+    """Every subject's assessment series in the trial (or of `subjects`), ordered by subject code; with
+    `up_to_order`, only the visits up to that one (the endpoints as they stood then)."""
     design = ReadDesign.objects.get(trial=trial)
     if subjects is None:
         subjects = list(Subject.objects.filter(trial=trial).order_by("code"))
-    results_qs = TimepointResult.objects.filter(timepoint__subject__in=subjects)
-    if cutoff is not None:
-        results_qs = results_qs.filter(locked_at__lte=cutoff)
-    results = {
-        r.timepoint_id: r
-        for r in results_qs.select_related("read__task__assignment", "timepoint__visit", "adjudication")
-    }
+    results = standing_results(subjects, cutoff=cutoff, up_to_order=up_to_order)
     timepoints = list(Timepoint.objects.filter(subject__in=subjects).select_related("visit", "subject"))
     dates = _scan_dates(timepoints)
     tasks = (
         ReadTask.objects.filter(timepoint__subject__in=subjects, kind=ReadTask.Kind.READ)
         .exclude(state=ReadTask.State.WITHDRAWN)
+        .filter(**({} if up_to_order is None else {"timepoint__visit__order__lte": up_to_order}))
         .select_related("timepoint__visit", "assignment")
         .prefetch_related(Prefetch("reads", queryset=Read.objects.order_by("version")), "assignment__lesions")
         .order_by("timepoint__visit__order")

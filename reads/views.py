@@ -43,6 +43,7 @@ def worklist(request):
 def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status: int = 200):
     if task.kind == ReadTask.Kind.ADJUDICATION:
         context = selectors.adjudication_page(task)
+        context["endpoints"] = selectors.adjudication_endpoints(task)
         context["meaning_text"] = _(results.ADJUDICATOR_MEANING)
         template = "reads/adjudicate.html"
     else:
@@ -156,7 +157,9 @@ def adjudicate(request, pk: int):
         return _task_page(request, task, sign_error=exc.message, status=400)
     except NotFound:
         raise Http404(_("No such task.")) from None
-    messages.success(request, _("Adjudication signed. The results are locked."))
+    messages.success(
+        request, _("Adjudication signed. The chosen reader's reads are the result at every visit of the case.")
+    )
     return redirect("read-worklist")
 
 

@@ -366,11 +366,14 @@ def gather(transfer: Transfer) -> Gathered:
         if not series.result.visits:
             continue
         accepted_slot = _accepted_slot(series)
-        adjudicated = {}
-        for adjudication in series.adjudications:
-            times.append(adjudication.decided_at)
-            for timepoint in adjudication.timepoints.all():
-                adjudicated[timepoint.pk] = adjudication
+        times.extend(adjudication.decided_at for adjudication in series.adjudications)
+        # The visits whose standing result an adjudicator decided (with whole-case adjudication, every visit the
+        # accepted series covers when it was decided).
+        adjudicated = {
+            v.timepoint.pk: v.result.adjudication
+            for v in series.result.visits
+            if v.result is not None and v.result.adjudication_id
+        }
         per_visit: dict[str, list] = {}
         for slot, reader_series in sorted(series.readers.items()):
             seen: set[str] = set()

@@ -154,6 +154,15 @@ def test_the_sdtm_datasets_read_back_with_their_variables_types_lengths_and_valu
     assert (adjudicated[chosen]["RSORRES"], adjudicated[chosen]["RSACPTFL"]) == ("SD", "Y")
     assert (adjudicated[other]["RSORRES"], adjudicated[other]["RSACPTFL"]) == ("PR", "")
     assert adjudicated["ADJUDICATOR"]["RSORRES"] == "SD"
+    # The adjudicator accepted one reader's whole case: that reader's records are the accepted ones at every visit,
+    # with one set of lesion identities.
+    adjudicated_tr = tr[tr["USUBJID"] == ADJUDICATED]
+    accepted_tr = adjudicated_tr[adjudicated_tr["TRACPTFL"] == "Y"]
+    assert set(accepted_tr["TREVALID"]) == {chosen} and set(accepted_tr["VISIT"]) == {"BASELINE", "WEEK 6"}
+    assert len(accepted_tr) == len(adjudicated_tr[adjudicated_tr["TREVALID"] == chosen])
+    adjudicated_tu = tu[(tu["USUBJID"] == ADJUDICATED) & (tu["TUACPTFL"] == "Y")]
+    assert set(adjudicated_tu["TUEVALID"]) == {chosen}
+    assert set(accepted_tr["TRREFID"]) - {""} == set(adjudicated_tu["TUREFID"])
     assert set(rs["RSTESTCD"]) == {"TRGRESP", "NTRGRESP", "NEWLPROG", "OVRLRESP", "BESTRESP"}
     assert set(rs["RSCAT"]) == {"RECIST 1.1"}
     best = {(r["USUBJID"], r["RSEVALID"]): r for r in rows_of(rs[rs["RSTESTCD"] == "BESTRESP"])}
@@ -175,6 +184,9 @@ def test_the_plain_tables_hold_both_readers_the_adjudicator_the_reason_and_the_e
     assert w6["Adjudicator"]["overall_response"] == "SD" and w6["Adjudicator"]["accepted_reader"] == chosen
     assert w6[other]["adjudication_reason"].startswith("T01 is measured")
     assert w6[chosen]["study_day"] == str(W6_DAY + 1)
+    # The baseline, locked by agreement before, follows the accepted case.
+    bl = {row["evaluator"]: row for row in visits if row["subject"] == ADJUDICATED and row["visit"] == "BL"}
+    assert bl[chosen]["accepted"] == "Y" and bl[other]["accepted"] == "N" and bl[chosen]["accepted_reader"] == chosen
 
     lesions = list(csv.DictReader(io.StringIO(archive.read("tables/lesions.csv").decode())))
     small = [r for r in lesions if r["subject"] == AGREE and r["visit"] == "W6" and r["lesion"] == "T02"]

@@ -53,7 +53,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", choices=["ingest", "dicomweb", "reads"])
+        parser.add_argument("name", choices=["ingest", "dicomweb", "reads", "transfers"])
         parser.add_argument(
             "--index-rows", type=int, default=1_000_000, help="dicomweb: instance rows in the QIDO index"
         )
@@ -61,8 +61,15 @@ class Command(BaseCommand):
         parser.add_argument("--runs", type=int, default=5, help="runs per measurement; the median is reported")
         parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
         parser.add_argument("--tasks", type=int, default=500, help="reads: tasks in the reader's worklist")
+        parser.add_argument("--subjects", type=int, default=20, help="transfers: subjects read and locked")
 
     def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, tasks: int, **options):
+        if name == "transfers":
+            from reads.bench_transfers import bench_transfers  # the reads app's own benchmark
+
+            return bench_transfers(
+                self.stdout, subjects=options["subjects"], slices=min(slices, 8), runs=runs, small=small
+            )
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
 

@@ -536,7 +536,7 @@ def _subject_row(code: str, slot: int | None, series, space, *, accepted: bool, 
 
 # --- writing -----------------------------------------------------------------------------------------------
 
-VISIT_COLUMNS = [
+WHERE_COLUMNS = [
     "subject",
     "visit",
     "visit_label",
@@ -545,6 +545,8 @@ VISIT_COLUMNS = [
     "scan_date",
     "evaluator",
     "accepted",
+]
+VISIT_COLUMNS = WHERE_COLUMNS + [
     "target_response",
     "non_target_response",
     "new_lesions",
@@ -554,15 +556,7 @@ VISIT_COLUMNS = [
     "accepted_reader",
     "adjudication_reason",
 ]
-LESION_COLUMNS = [
-    "subject",
-    "visit",
-    "visit_label",
-    "visit_number",
-    "study_day",
-    "scan_date",
-    "evaluator",
-    "accepted",
+LESION_COLUMNS = WHERE_COLUMNS + [
     "lesion",
     "tracking_uid",
     "category",

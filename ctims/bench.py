@@ -32,13 +32,14 @@ def undone() -> Iterator[None]:
 
 @contextmanager
 def scratch(prefix: str) -> Iterator[Path]:
-    """Image and quarantine stores in a temporary folder and one transaction rolled back on leaving: a
+    """Image, quarantine and transfer stores in a temporary folder and one transaction rolled back on leaving: a
     benchmark leaves neither rows nor files behind."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     fs = "django.core.files.storage.FileSystemStorage"
     stores = {
         "images": {"BACKEND": fs, "OPTIONS": {"location": tmp / "images"}},
         "quarantine": {"BACKEND": fs, "OPTIONS": {"location": tmp / "quarantine"}},
+        "transfers": {"BACKEND": fs, "OPTIONS": {"location": tmp / "transfers"}},
     }
     try:
         with override_settings(STORAGES={**storages.backends, **stores}, ALLOWED_HOSTS=["*"]):

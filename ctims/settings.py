@@ -239,6 +239,8 @@ STORAGES = {
     # processed): on the file system under CTIMS_VAR_DIR, or in S3-compatible buckets (IMAGE_STORE=s3).
     "images": image_store("IMAGE_STORE_BUCKET", "images"),
     "quarantine": image_store("QUARANTINE_BUCKET", "quarantine"),
+    # Sponsor transfers (zips), kept to be downloaded again; written once, like the images.
+    "transfers": image_store("TRANSFER_STORE_BUCKET", "transfers"),
 }
 WHITENOISE_USE_FINDERS = DEBUG
 

@@ -1,15 +1,18 @@
-"""REST API of read results: sponsors' and trial admins' machine clients read the locked results and their SRs."""
+"""REST API of read results: sponsors' and trial admins' machine clients read the locked results and their SRs,
+and request, follow and download data transfers."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from trials.access import Actor
 
-from . import selectors
+from . import selectors, transfers
+from .transfer_views import transfer_response
 from .views import sr_download
 
 
@@ -44,3 +47,70 @@ class ReadResultSrApi(APIView):
         """The DICOM SR (Part 10) of one locked result."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
         return sr_download(selectors.result_get(trial=trial, pk=pk))
+
+
+class TransferIn(serializers.Serializer):
+    cutoff = serializers.DateTimeField(required=False, allow_null=True, help_text="Default: now.")
+
+
+class TransferOut(serializers.Serializer):
+    number = serializers.IntegerField()
+    state = serializers.CharField()
+    progress = serializers.IntegerField(help_text="Percent done.")
+    step = serializers.SerializerMethodField()
+    cutoff = serializers.DateTimeField()
+    requested_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    supersedes = serializers.IntegerField(source="supersedes.number", allow_null=True, default=None)
+    real_dates = serializers.BooleanField()
+    sha256 = serializers.CharField(allow_blank=True)
+    size = serializers.IntegerField(allow_null=True)
+    changes = serializers.JSONField()
+    error = serializers.CharField(allow_blank=True)
+    download_url = serializers.SerializerMethodField()
+
+    def get_step(self, transfer) -> str:
+        return transfers.step_label(transfer)
+
+    def get_download_url(self, transfer) -> str | None:
+        if transfer.state != transfer.State.READY:
+            return None
+        from django.urls import reverse
+
+        return reverse("api-transfer-download", args=[transfer.trial.code, transfer.number])
+
+
+class TransferListApi(APIView):
+    @extend_schema(responses=TransferOut(many=True))
+    def get(self, request, code):
+        """The trial's data transfers, newest first."""
+        trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(transfers.transfers_list(trial), request, view=self)
+        return paginator.get_paginated_response(TransferOut(page, many=True).data)
+
+    @extend_schema(request=TransferIn, responses={202: TransferOut})
+    def post(self, request, code):
+        """Request a transfer of what is locked by the cut-off; it builds in the background (poll its URL)."""
+        trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
+        data = TransferIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        transfer = transfers.transfer_request(actor=request.user, trial=trial, cutoff=data.validated_data.get("cutoff"))
+        return Response(TransferOut(transfer).data, status=202)
+
+
+class TransferDetailApi(APIView):
+    @extend_schema(responses=TransferOut)
+    def get(self, request, code, number):
+        """One transfer: its state and progress while it builds; its SHA-256 and what changed once ready."""
+        trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
+        return Response(TransferOut(transfers.transfer_get(trial=trial, number=number)).data)
+
+
+class TransferDownloadApi(APIView):
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    def get(self, request, code, number):
+        """The transfer's zip (audited); 409 while it is still building."""
+        trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
+        transfer = transfers.transfer_get(trial=trial, number=number)
+        return transfer_response(transfer, transfers.transfer_open(actor=request.user, transfer=transfer))

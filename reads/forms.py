@@ -1,7 +1,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .models import ReadDesign
+from .models import DeliverySettings, ReadDesign
 from .services import DESIGN_FIELDS
 
 
@@ -16,3 +16,21 @@ class ReadDesignForm(forms.ModelForm):
         if reading_started:
             self.fields["paradigm"].disabled = True
             self.fields["paradigm"].help_text = _("Reading has begun: the paradigm no longer changes.")
+
+
+class TransferRequestForm(forms.Form):
+    """A sponsor's request for a data transfer: what was locked by the cut-off (empty: now)."""
+
+    cutoff = forms.DateTimeField(
+        label=_("Cut-off"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        help_text=_("Only what was signed and locked by then is delivered. Leave empty for now."),
+    )
+
+
+class DeliverySettingsForm(forms.ModelForm):
+    class Meta:
+        model = DeliverySettings
+        fields = ["real_dates"]

@@ -312,3 +312,65 @@ class TimepointResult(models.Model):
     def sr(self) -> Instance | None:
         """The SR that records this result: the adjudication's result SR, else the standing read's own SR."""
         return self.sr_instance or self.read.sr_instance
+
+
+class DeliverySettings(models.Model):
+    """What a trial's sponsor transfers may carry: study days always, real scan dates only if the trial says so."""
+
+    trial = models.OneToOneField(Trial, on_delete=models.PROTECT, related_name="delivery_settings")
+    real_dates = models.BooleanField(
+        _("deliver real scan dates"),
+        default=False,
+        help_text=_(
+            "Off: transfers carry study days only. On: also each scan's real date, computed back from the "
+            "pseudonym space's date shift on the server."
+        ),
+    )
+
+    def __str__(self) -> str:
+        return f"delivery settings of {self.trial.code}"
+
+
+class Transfer(models.Model):
+    """One data transfer to the sponsor: the trial's locked reads up to a cut-off, built once into a zip and kept.
+
+    The same cut-off gives the same files; only the manifest says which transfer it is and when it was made.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        BUILDING = "building", _("Building")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="transfers")
+    number = models.PositiveIntegerField()
+    cutoff = models.DateTimeField(help_text="Only what was signed and locked by then is in the transfer.")
+    real_dates = models.BooleanField(default=False, help_text="The trial's delivery setting when it was requested.")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
+    step = models.CharField(max_length=32, blank=True, help_text="What the build is doing (see reads.transfers).")
+    supersedes = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="superseded_by"
+    )
+    storage_key = models.CharField(max_length=200, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    # Per subject and visit, a digest of what was delivered: the next transfer's "what changed" starts here.
+    fingerprints = models.JSONField(default=dict, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["trial", "-number"]
+        constraints = [models.UniqueConstraint(fields=["trial", "number"], name="one_transfer_per_number")]
+
+    def __str__(self) -> str:
+        return f"{self.trial.code} transfer {self.number}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.trial.code}-transfer-{self.number:04d}.zip"

@@ -14,3 +14,11 @@ def create_read_tasks(timepoint_id: int) -> int:
     from .services import read_tasks_create
 
     return len(read_tasks_create(timepoint=Timepoint.objects.get(pk=timepoint_id)))
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def build_transfer(transfer_id: int) -> str:
+    """Build a requested sponsor transfer into its zip (idempotent: a built one is left as it is)."""
+    from .transfers import transfer_build
+
+    return transfer_build(transfer_id=transfer_id).state

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import transfer_views, views
 
 urlpatterns = [
     path("", views.worklist, name="read-worklist"),
@@ -20,4 +20,15 @@ urlpatterns = [
     path("trials/<str:code>/results.csv", views.results_csv, name="read-results-csv"),
     path("trials/<str:code>/lesions.csv", views.results_lesions_csv, name="read-lesions-csv"),
     path("trials/<str:code>/results/<int:pk>/sr.dcm", views.result_sr, name="read-result-sr"),
+    path("trials/<str:code>/transfers/", transfer_views.transfers_page, name="read-transfers"),
+    path(
+        "trials/<str:code>/transfers/settings/",
+        transfer_views.delivery_settings,
+        name="read-delivery-settings",
+    ),
+    path(
+        "trials/<str:code>/transfers/<int:number>/download/",
+        transfer_views.transfer_download,
+        name="read-transfer-download",
+    ),
 ]

@@ -228,7 +228,8 @@ def assignment_replace_view(request, code: str, pk: int):
 # --- results (sponsors and trial admins) ---------------------------------------------------------------------
 
 
-def _results_trial(request, code: str):
+def results_trial_or_404(request, code: str):
+    """The person and the trial whose locked results they may see (sponsor viewer, trial admin); 404 otherwise."""
     actor = Actor.from_request(request)
     try:
         return actor, selectors.results_trial(actor=actor, code=code)
@@ -239,7 +240,7 @@ def _results_trial(request, code: str):
 @login_required
 def results_page(request, code: str):
     """The trial's locked read results; nothing that is not locked."""
-    actor, trial = _results_trial(request, code)
+    actor, trial = results_trial_or_404(request, code)
     return _trial_page(
         request, actor, trial, "reads/results.html", "read-results", {"rows": selectors.result_rows(trial)}
     )
@@ -270,7 +271,7 @@ def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
 
 @login_required
 def results_csv(request, code: str):
-    _actor, trial = _results_trial(request, code)
+    _actor, trial = results_trial_or_404(request, code)
     rows = [{**row, "locked_at": row["locked_at"].isoformat()} for row in selectors.result_rows(trial)]
     return _csv(f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
 
@@ -295,14 +296,14 @@ LESION_COLUMNS = [
 @login_required
 def results_lesions_csv(request, code: str):
     """Every lesion of every locked result, with its measurements and the image they were drawn on."""
-    _actor, trial = _results_trial(request, code)
+    _actor, trial = results_trial_or_404(request, code)
     return _csv(f"{trial.code}-read-lesions.csv", LESION_COLUMNS, selectors.result_lesion_rows(trial))
 
 
 @login_required
 def result_sr(request, code: str, pk: int):
     """The DICOM SR of a locked result."""
-    _actor, trial = _results_trial(request, code)
+    _actor, trial = results_trial_or_404(request, code)
     with scoped():
         return sr_download(selectors.result_get(trial=trial, pk=pk))
 

@@ -126,6 +126,7 @@ def stores(tmp_path, settings):
     settings.STORAGES = settings.STORAGES | {
         "images": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "images"}},
         "quarantine": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "quarantine"}},
+        "transfers": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "transfers"}},
     }
     storages._storages.clear()
     yield tmp_path

@@ -169,6 +169,40 @@ ROWS = [
         denied=404,
         **members_only(["alice", "sam"]),
     ),
+    # Sponsor transfers: sponsors and trial admins only; anyone else (readers, coordinators, another trial's
+    # people) is told nothing exists. Only the trial admin changes what transfers may carry.
+    Row("api transfers", "get", "api-transfers", ("ALPHA",), denied=404, **members_only(["alice", "sam"])),
+    Row(
+        "api transfer request",
+        "post",
+        "api-transfers",
+        ("ALPHA",),
+        ok=202,
+        denied=404,
+        **members_only(["alice", "sam"]),
+    ),
+    Row("transfers page", "get", "read-transfers", ("ALPHA",), api=False, denied=404, **members_only(["alice", "sam"])),
+    Row(
+        "request a transfer",
+        "post",
+        "read-transfers",
+        ("ALPHA",),
+        ok=302,
+        api=False,
+        denied=404,
+        **members_only(["alice", "sam"]),
+    ),
+    Row(
+        "delivery settings",
+        "post",
+        "read-delivery-settings",
+        ("ALPHA",),
+        data={"real_dates": "on"},
+        ok=302,
+        api=False,
+        denied=404,
+        **members_only(["alice"]),
+    ),
 ]
 
 

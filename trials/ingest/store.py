@@ -223,20 +223,26 @@ class DifferentFileStored(FileExistsError):
     """Another file is already stored under these UIDs: the store never replaces a file."""
 
 
-def store_instance(key: str, data: bytes) -> None:
-    """Write a de-identified file once. Writing the same bytes again is a no-op (a retried task); other bytes never replace it.
+def write_once(storage, key: str, data: bytes, *, refusal: str = "a different file is already stored here") -> bool:
+    """Write `data` under `key` once, whole or not at all: True if written now, False if the same bytes were there.
 
-    Because writes are atomic, what is found under `key` is always a whole file: a mismatch is a different
-    file under the same UIDs, never the leftover of an interrupted write.
+    Writing the same bytes again is a no-op (a retried task); other bytes never replace a file and raise
+    DifferentFileStored(`refusal`). Because writes are atomic, what is found under `key` is always a whole
+    file: a mismatch is a different file, never the leftover of an interrupted write.
     """
-    storage = image_storage()
     if _write_once(storage, key, data):
+        return True
+    if _sha256_of(storage, key) != hashlib.sha256(data).hexdigest():
+        raise DifferentFileStored(refusal)
+    return False
+
+
+def store_instance(key: str, data: bytes) -> None:
+    """Write a de-identified file once into the image store (write_once), remembered for stored_files_undone_on_error."""
+    if write_once(image_storage(), key, data, refusal="a different file is already stored under this instance's UIDs"):
         written = _written.get()
         if written is not None:
             written.append(key)
-        return
-    if _sha256_of(storage, key) != hashlib.sha256(data).hexdigest():
-        raise DifferentFileStored("a different file is already stored under this instance's UIDs")
 
 
 def quarantine_key(upload_id: int, sha256: str) -> str:

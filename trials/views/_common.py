@@ -75,6 +75,7 @@ def _trial_page(request, actor: Actor, trial: Trial, template: str, current: str
         ("trial-people", _("People"), manages),
         ("read-design", _("Reading"), manages),
         ("read-results", _("Read results"), manages or actor.has_trial_perm(trial, "view_results")),
+        ("read-transfers", _("Transfers"), manages or actor.has_trial_perm(trial, "view_results")),
         ("trial-audit", _("Audit trail"), actor.has_trial_perm(trial, "view_audit")),
         ("trial-tokens", _("API tokens"), True),
     ]

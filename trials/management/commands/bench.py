@@ -56,7 +56,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "name", choices=["ingest", "dicomweb", "reads", "broker", "stow", "browser_deid", "upload_browser"]
+            "name",
+            choices=["ingest", "dicomweb", "reads", "broker", "stow", "browser_deid", "upload_browser", "transfers"],
         )
         parser.add_argument("--redis", default="redis://127.0.0.1:6379/10", help="broker: the Redis to measure")
         parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672//", help="broker: the RabbitMQ")
@@ -74,6 +75,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--screens", type=int, default=5, help="ingest: dose report screens read by OCR (0 to skip)"
         )
+        parser.add_argument("--subjects", type=int, default=20, help="transfers: subjects read and locked")
 
     def handle(
         self,
@@ -109,6 +111,12 @@ class Command(BaseCommand):
             from trials.ingest.browser_bench import bench_upload_browser
 
             return bench_upload_browser(self.stdout, slices=slices, runs=runs, small=small)
+        if name == "transfers":
+            from reads.bench_transfers import bench_transfers  # the reads app's own benchmark
+
+            return bench_transfers(
+                self.stdout, subjects=options["subjects"], slices=max(5, min(slices, 8)), runs=runs, small=small
+            )
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
 

@@ -1,0 +1,694 @@
+"""Sponsor data transfers: a trial's locked reads up to a cut-off, as one reproducible zip, built by a task.
+
+A sponsor viewer or trial admin requests a transfer (`transfer_request`); the commit queues `build_transfer`,
+which calls `transfer_build`: it gathers every subject's assessment series as locked by the cut-off
+(`reads.series.trial_series`), writes SDTM TU/TR/RS as SAS transport v5 and CSV (`reads.sdtm`), their
+define.xml (`reads.define_xml`), plain lesion, visit and subject tables, every SR of a read in the transfer, and
+a manifest with each file's SHA-256, the transfer's number, cut-off, the transfer it supersedes and what changed
+per subject since then. The zip is written once, atomically, to the "transfers" storage, listed, and downloaded
+as often as needed (`transfer_open`, audited each time).
+
+Reproducible: every file but the manifest depends only on the data as locked by the cut-off (sorted rows, sorted
+zip entries with a fixed time stamp, transport headers and define.xml stamped with the time the data stand at),
+so a second transfer with nothing changed differs only in the manifest's number, time and predecessor.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import zipfile
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from django.core.files.storage import storages
+from django.db import OperationalError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from ctims.audit import audit_record
+from ctims.exceptions import InvalidState, NotFound, ValidationFailed
+from trials.ingest import store
+from trials.ingest.store import image_storage
+from trials.ingest.subject_keys import subject_space
+from trials.models import Instance, Series, Trial
+
+from . import define_xml, sdtm
+from .models import DeliverySettings, Read, ReadDesign, Transfer
+
+log = logging.getLogger(__name__)
+
+# The build's steps and the percentage reached when each is done.
+STEPS = {
+    "collect": (10, gettext_lazy("Gathering locked reads")),
+    "sdtm": (35, gettext_lazy("Writing SDTM TU, TR and RS")),
+    "define": (45, gettext_lazy("Writing define.xml")),
+    "tables": (55, gettext_lazy("Writing lesion, visit and subject tables")),
+    "srs": (90, gettext_lazy("Adding the signed SRs")),
+    "store": (100, gettext_lazy("Storing the zip")),
+}
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: no entry carries the time it was written
+EMPTY_DATA_TIME = datetime(1960, 1, 1, tzinfo=UTC)  # SAS's epoch, for a transfer with nothing locked yet
+READER_NAMES = {1: "Reader 1", 2: "Reader 2", 3: "Adjudicator"}
+
+
+def transfer_storage():
+    return storages["transfers"]
+
+
+# --- settings ----------------------------------------------------------------------------------------------
+
+
+def delivery_settings(trial: Trial) -> DeliverySettings:
+    """The trial's delivery settings (the defaults, unsaved, if never set)."""
+    return DeliverySettings.objects.filter(trial=trial).first() or DeliverySettings(trial=trial)
+
+
+@transaction.atomic
+def delivery_settings_set(*, actor, trial: Trial, real_dates: bool) -> DeliverySettings:
+    """The trial admin decides whether transfers carry real scan dates (default: study days only)."""
+    current, _created = DeliverySettings.objects.select_for_update().get_or_create(trial=trial)
+    if current.real_dates != real_dates:
+        current.real_dates = real_dates
+        current.full_clean()
+        current.save()
+        audit_record(
+            actor=actor,
+            action="delivery_settings.set",
+            obj=current,
+            trial_id=trial.pk,
+            summary={"real_dates": real_dates},
+        )
+    return current
+
+
+# --- requesting, listing, downloading -----------------------------------------------------------------------
+
+
+def enqueue_build(transfer_id: int) -> None:
+    """Queue the build of a transfer (called once the request commits; tests replace it to hold the build)."""
+    from .tasks import build_transfer
+
+    build_transfer.delay(transfer_id)
+
+
+def transfer_request(*, actor, trial: Trial, cutoff: datetime | None = None) -> Transfer:
+    """A sponsor viewer or trial admin asks for a transfer of what is locked by `cutoff` (default: now).
+
+    The trial's row lock numbers transfers one after the other; the build is queued by the commit.
+    """
+    now = timezone.now()
+    cutoff = cutoff or now
+    if cutoff > now:
+        raise ValidationFailed(_("The cut-off cannot be in the future."), fields={"cutoff": [_("In the future.")]})
+    with transaction.atomic():
+        Trial.objects.select_for_update().get(pk=trial.pk)
+        number = (Transfer.objects.filter(trial=trial).aggregate(n=Max("number"))["n"] or 0) + 1
+        transfer = Transfer(
+            trial=trial,
+            number=number,
+            cutoff=cutoff,
+            real_dates=delivery_settings(trial).real_dates,
+            requested_by=actor,
+            requested_at=now,
+        )
+        transfer.full_clean()
+        transfer.save()
+        audit_record(
+            actor=actor,
+            action="transfer.request",
+            obj=transfer,
+            trial_id=trial.pk,
+            summary={"number": number, "cutoff": cutoff.isoformat(), "real_dates": transfer.real_dates},
+        )
+        transaction.on_commit(lambda: enqueue_build(transfer.pk))
+    return transfer
+
+
+def transfers_list(trial: Trial) -> list[Transfer]:
+    """The trial's transfers, newest first."""
+    return list(Transfer.objects.filter(trial=trial).select_related("requested_by", "supersedes").order_by("-number"))
+
+
+def transfer_get(*, trial: Trial, number: int) -> Transfer:
+    """One transfer of the trial by its number; NotFound otherwise."""
+    transfer = Transfer.objects.filter(trial=trial, number=number).select_related("supersedes").first()
+    if transfer is None:
+        raise NotFound(_("No such transfer."))
+    return transfer
+
+
+def transfer_open(*, actor, transfer: Transfer):
+    """The transfer's zip, opened for reading; the download is audited. InvalidState until it is built."""
+    if transfer.state != Transfer.State.READY:
+        raise InvalidState(_("This transfer is not ready yet."))
+    audit_record(
+        actor=actor,
+        action="transfer.download",
+        obj=transfer,
+        trial_id=transfer.trial_id,
+        summary={"number": transfer.number, "sha256": transfer.sha256},
+    )
+    return transfer_storage().open(transfer.storage_key, "rb")
+
+
+def transfers_resume(*, older_than: timedelta = timedelta(minutes=10)) -> list[int]:
+    """Queue again every transfer still queued or building `older_than` after it was requested: its task was
+    lost with a broker that restarted empty, or its worker died. Building is idempotent and gives the same bytes,
+    so a build that was only slow is harmless to repeat. Returns the transfers queued."""
+    since = timezone.now() - older_than
+    stuck = list(
+        Transfer.objects.filter(
+            state__in=[Transfer.State.QUEUED, Transfer.State.BUILDING], requested_at__lt=since
+        ).values_list("pk", flat=True)
+    )
+    for transfer_id in stuck:
+        enqueue_build(transfer_id)
+    return stuck
+
+
+def step_label(transfer: Transfer) -> str:
+    return str(STEPS[transfer.step][1]) if transfer.step in STEPS else ""
+
+
+# --- building ----------------------------------------------------------------------------------------------
+
+
+def _progress(transfer: Transfer, step: str, done: int | None = None) -> None:
+    transfer.step = step
+    transfer.progress = done if done is not None else STEPS[step][0]
+    Transfer.objects.filter(pk=transfer.pk).update(step=transfer.step, progress=transfer.progress)
+
+
+def transfer_build(*, transfer_id: int) -> Transfer:
+    """Build a requested transfer into its zip (the task's body). Idempotent: a built transfer is left alone,
+    and a build that died half-way is done again with the same result.
+
+    A transient database error propagates (the task retries); anything else marks the transfer failed with a
+    reason and is audited.
+    """
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().select_related("trial").get(pk=transfer_id)
+        if transfer.state == Transfer.State.READY:
+            return transfer
+        transfer.state, transfer.progress, transfer.step, transfer.error = Transfer.State.BUILDING, 0, "", ""
+        transfer.save(update_fields=["state", "progress", "step", "error"])
+    try:
+        previous = (
+            Transfer.objects.filter(trial=transfer.trial, number__lt=transfer.number, state=Transfer.State.READY)
+            .order_by("-number")
+            .first()
+        )
+        files, fingerprints = build_files(transfer)
+        changes = changes_since(previous.fingerprints if previous else None, fingerprints)
+        files.update(manifest_files(transfer, previous, files, changes))
+        data = zip_bytes(files)
+        key = f"{transfer.trial.code}/{transfer.filename}"
+        store.write_once(
+            transfer_storage(), key, data, refusal="a different transfer is already stored under this name"
+        )
+    except OperationalError:
+        raise
+    except Exception as exc:
+        log.exception("transfer %s of trial %s failed", transfer.number, transfer.trial.code)
+        reason = (
+            _("The SDTM datasets break a transport file rule: %(why)s") % {"why": exc}
+            if isinstance(exc, sdtm.DatasetError)
+            else _("The build failed (%(kind)s); request the transfer again or ask the operator.")
+            % {"kind": type(exc).__name__}
+        )
+        with transaction.atomic():
+            Transfer.objects.filter(pk=transfer.pk).update(state=Transfer.State.FAILED, error=reason[:500])
+            transfer.refresh_from_db()
+            audit_record(
+                actor=None,
+                action="transfer.fail",
+                obj=transfer,
+                trial_id=transfer.trial_id,
+                summary={"number": transfer.number, "reason": transfer.error},
+            )
+        return transfer
+    with transaction.atomic():
+        transfer.state = Transfer.State.READY
+        transfer.progress, transfer.step = 100, "store"
+        transfer.supersedes = previous
+        transfer.storage_key, transfer.sha256, transfer.size = key, hashlib.sha256(data).hexdigest(), len(data)
+        transfer.fingerprints, transfer.changes = fingerprints, changes
+        transfer.finished_at = timezone.now()
+        transfer.save()
+        audit_record(
+            actor=None,
+            action="transfer.build",
+            obj=transfer,
+            trial_id=transfer.trial_id,
+            summary={
+                "number": transfer.number,
+                "cutoff": transfer.cutoff.isoformat(),
+                "supersedes": previous.number if previous else None,
+                "sha256": transfer.sha256,
+                "subjects": len(fingerprints),
+            },
+        )
+    return transfer
+
+
+# --- gathering ---------------------------------------------------------------------------------------------
+
+
+def _tenths(mm) -> int | None:
+    if mm in (None, ""):
+        return None
+    return int(Decimal(str(mm)) * 10)
+
+
+def _methods(trial: Trial) -> dict[int, str]:
+    """Each timepoint's imaging method as SDTM names it: MRI if any series is MR, else CT SCAN."""
+    out: dict[int, str] = {}
+    for timepoint_id, modality in Series.objects.filter(study__trial=trial).values_list(
+        "study__timepoint_id", "modality"
+    ):
+        if modality == "MR" or timepoint_id not in out:
+            out[timepoint_id] = "MRI" if modality == "MR" else "CT SCAN"
+    return out
+
+
+def _observations(read: Read, seen: set[str]) -> tuple[sdtm.LesionObservation, ...]:
+    """The lesions of a read as SDTM observations; `seen` holds the labels of the evaluator's earlier visits."""
+    lesions = {lesion.label: lesion for lesion in read.task.assignment.lesions.all()}
+    out = []
+    for key, category in (("targets", "target"), ("non_targets", "non_target"), ("new", "new")):
+        for entry in read.content.get(key, []):
+            label = entry["label"]
+            lesion = lesions.get(label)
+            out.append(
+                sdtm.LesionObservation(
+                    label=label,
+                    tracking_uid=lesion.tracking_uid if lesion else "",
+                    category=category,
+                    location=lesion.site_meaning if lesion else "",
+                    is_node=bool(entry.get("is_node")),
+                    status=entry.get("status") or "present",
+                    long_axis=_tenths(entry.get("long_mm")),
+                    short_axis=_tenths(entry.get("short_mm")),
+                    identified_here=label not in seen,
+                )
+            )
+            seen.add(label)
+    return tuple(out)
+
+
+@dataclasses.dataclass
+class Gathered:
+    """What a transfer holds, before it is written: SDTM input, plain rows, SRs and per-subject fingerprints."""
+
+    delivery: sdtm.Delivery
+    visits: list[dict]
+    lesions: list[dict]
+    subjects: list[dict]
+    srs: list[tuple[str, str]]  # (path in the zip, storage key in the image store)
+    data_time: datetime
+    fingerprints: dict
+
+
+def _real_date(trial: Trial | None, subject: str, shifted: date | None) -> date | None:
+    """The real scan date: the shifted date moved back by the subject's offset (only the server knows it).
+
+    `trial` is None when the transfer delivers no real dates.
+    """
+    if trial is None or shifted is None:
+        return None
+    return shifted - timedelta(days=subject_space(trial, subject).date_offset_days(subject))
+
+
+def _digest(value) -> str:
+    blob = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _record(code: str, v, evaluator: int, dated: Trial | None, methods: dict, **values) -> sdtm.VisitAssessment:
+    """One evaluator's record of a visit of a series (`v`, a reads.series.VisitAssessment)."""
+    return sdtm.VisitAssessment(
+        subject=code,
+        visit=sdtm.VisitRef(v.visit_code, v.timepoint.visit.label, v.timepoint.visit.order),
+        evaluator=evaluator,
+        baseline=v.baseline,
+        study_day=v.study_day,
+        scan_date=_real_date(dated, code, v.scan_date),
+        method=methods.get(v.timepoint.pk, "CT SCAN"),
+        **values,
+    )
+
+
+def gather(transfer: Transfer) -> Gathered:
+    """Everything locked by the transfer's cut-off, per subject: both readers' series, the adjudicator's
+    choices, the accepted result and each series' endpoints."""
+    from .series import trial_series
+
+    trial = transfer.trial
+    dated = trial if transfer.real_dates and trial.deid_retain_dates_modified else None
+    methods = _methods(trial)
+    assessments: list[sdtm.VisitAssessment] = []
+    endpoints: list[sdtm.SubjectEndpoint] = []
+    visits_rows: list[dict] = []
+    lesion_rows: list[dict] = []
+    subject_rows: list[dict] = []
+    srs: list[tuple[str, int]] = []  # (path in the zip, SR instance id)
+    times: list[datetime] = []
+    fingerprints: dict = {}
+    designed = ReadDesign.objects.filter(trial=trial).exists()  # without a read design nothing was ever read
+    for series in trial_series(trial, cutoff=transfer.cutoff) if designed else []:
+        code = series.subject.code
+        if not series.result.visits:
+            continue
+        accepted_slot = _accepted_slot(series)
+        times.extend(adjudication.decided_at for adjudication in series.adjudications)
+        # The visits whose standing result an adjudicator decided (with whole-case adjudication, every visit the
+        # accepted series covers when it was decided).
+        adjudicated = {
+            v.timepoint.pk: v.result.adjudication
+            for v in series.result.visits
+            if v.result is not None and v.result.adjudication_id
+        }
+        per_visit: dict[str, list] = {}
+        for slot, reader_series in sorted(series.readers.items()):
+            seen: set[str] = set()
+            for v in reader_series.visits:
+                read = v.read
+                a = read.assessment or {}
+                record = _record(
+                    code,
+                    v,
+                    slot,
+                    dated,
+                    methods,
+                    accepted=v.accepted,
+                    target_response=a.get("target_response") or "",
+                    non_target_response=a.get("non_target_response") or "",
+                    new_lesions="" if v.baseline else (a.get("new_lesions") or ""),
+                    overall_response=v.overall_response,
+                    sum_of_diameters=_tenths(a.get("sum_mm")),
+                    lesions=_observations(read, seen),
+                )
+                assessments.append(record)
+                per_visit.setdefault(v.visit_code, []).append(record)
+                if v.result is not None:
+                    times.append(v.result.locked_at)
+                adjudication = adjudicated.get(v.timepoint.pk)
+                visits_rows.append(_visit_row(record, adjudication=adjudication, result_slot=_slot_of(v.result)))
+                lesion_rows.extend(_lesion_rows(record))
+                if read.sr_instance_id:
+                    srs.append((f"sr/{code}/{v.visit_code}-R{slot}.dcm", read.sr_instance_id))
+            ep = reader_series.endpoints
+            if ep is not None:
+                endpoints.append(sdtm.SubjectEndpoint(code, slot, slot == accepted_slot, ep.best_response.value))
+            subject_rows.append(_subject_row(code, slot, reader_series, dated, accepted=slot == accepted_slot))
+        result = series.result
+        for v in result.visits:
+            if v.result is not None and v.result.sr_instance_id:
+                # The adjudication's result SR, verified by the adjudicator, names the accepted reader's SR.
+                srs.append((f"sr/{code}/{v.visit_code}-result.dcm", v.result.sr_instance_id))
+            adjudication = adjudicated.get(v.timepoint.pk)
+            if adjudication is None:
+                continue
+            record = _record(code, v, 3, dated, methods, accepted=False, overall_response=v.overall_response)
+            assessments.append(record)
+            per_visit.setdefault(v.visit_code, []).append(record)
+            visits_rows.append(_visit_row(record, adjudication=adjudication, result_slot=_slot_of(v.result)))
+        if accepted_slot is None and result.endpoints is not None:
+            # The result holds more than one reader's reads: its best response is the adjudicator's record.
+            endpoints.append(sdtm.SubjectEndpoint(code, 3, True, result.endpoints.best_response.value))
+        subject_rows.append(_subject_row(code, None, result, dated, accepted=True, adjudications=series.adjudications))
+        fingerprints[code] = {
+            "visits": [[visit, _digest([dataclasses.asdict(r) for r in rows])] for visit, rows in per_visit.items()],
+            "endpoints": _digest([r for r in subject_rows if r["subject"] == code]),
+        }
+    keys = dict(Instance.objects.filter(pk__in=[pk for _path, pk in srs]).values_list("pk", "storage_key"))
+    delivery = sdtm.Delivery(
+        study_id=trial.protocol_number or trial.code, assessments=tuple(assessments), endpoints=tuple(endpoints)
+    )
+    return Gathered(
+        delivery=delivery,
+        visits=visits_rows,
+        lesions=lesion_rows,
+        subjects=subject_rows,
+        srs=sorted((path, keys[pk]) for path, pk in srs),
+        data_time=max(times, default=EMPTY_DATA_TIME),
+        fingerprints=fingerprints,
+    )
+
+
+def _slot_of(result) -> int | None:
+    return result.read.task.assignment.slot if result is not None else None
+
+
+def _accepted_slot(series) -> int | None:
+    """The reader whose series is the accepted result, or None if the result mixes readers."""
+    slots = {v.read.task.assignment.slot for v in series.result.visits}
+    return slots.pop() if len(slots) == 1 else None
+
+
+def _iso(value: date | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _where(record: sdtm.VisitAssessment) -> dict:
+    """The columns every plain table row starts with: whose record of which visit, and when."""
+    return {
+        "subject": record.subject,
+        "visit": record.visit.code,
+        "visit_label": record.visit.label,
+        "visit_number": record.visit.number,
+        "study_day": "" if record.study_day is None else record.study_day,
+        "scan_date": _iso(record.scan_date),
+        "evaluator": READER_NAMES[record.evaluator],
+        "accepted": "Y" if record.accepted else "N",
+    }
+
+
+def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_slot: int | None) -> dict:
+    return _where(record) | {
+        "target_response": record.target_response,
+        "non_target_response": record.non_target_response,
+        "new_lesions": record.new_lesions,
+        "overall_response": record.overall_response,
+        "sum_of_diameters_mm": sdtm.mm(record.sum_of_diameters) if record.sum_of_diameters is not None else "",
+        "adjudicated": "Y" if adjudication is not None else "N",
+        "accepted_reader": READER_NAMES.get(result_slot, "") if result_slot else "",
+        "adjudication_reason": adjudication.reason if adjudication is not None else "",
+    }
+
+
+def _lesion_rows(record: sdtm.VisitAssessment) -> list[dict]:
+    rows = []
+    for lesion in record.lesions:
+        counted = ""
+        if lesion.category == "target":
+            axis = lesion.short_axis if lesion.is_node else lesion.long_axis
+            counted = {
+                "measured": sdtm.mm(axis) if axis is not None else "",
+                "too_small": str(sdtm.TOO_SMALL_MM) + ".0",
+                "disappeared": "0.0",
+            }.get(lesion.status, "")
+        rows.append(
+            _where(record)
+            | {
+                "lesion": lesion.label,
+                "tracking_uid": lesion.tracking_uid,
+                "category": lesion.category.replace("_", "-"),
+                "location": lesion.location,
+                "lymph_node": "Y" if lesion.is_node else "N",
+                "status": lesion.status.replace("_", " "),
+                "long_axis_mm": sdtm.mm(lesion.long_axis) if lesion.long_axis is not None else "",
+                "short_axis_mm": sdtm.mm(lesion.short_axis) if lesion.short_axis is not None else "",
+                "counted_mm": counted,
+            }
+        )
+    return rows
+
+
+def _subject_row(code: str, slot: int | None, series, dated: Trial | None, *, accepted: bool, adjudications=()) -> dict:
+    ep = series.endpoints
+    progression = ep.progression if ep is not None else None
+    pd_visit = series.progression_visit
+    reasons = [a.reason for a in adjudications]
+    chosen = sorted({a.chosen_slot for a in adjudications if a.chosen_slot})
+    return {
+        "subject": code,
+        "series": READER_NAMES[slot] if slot else "Accepted result",
+        "evaluator": series.evaluator,
+        "accepted": "Y" if accepted else "N",
+        "best_overall_response": ep.best_response.value if ep is not None else "",
+        "response_start_visit": ep.response_start.visit if ep is not None and ep.response_start else "",
+        "progression_visit": progression.visit if progression else "",
+        "progression_study_day": pd_visit.study_day if pd_visit is not None and pd_visit.study_day else "",
+        "progression_date": _iso(_real_date(dated, code, pd_visit.scan_date)) if pd_visit is not None else "",
+        "progression_back_dated": ("Y" if progression.back_dated else "N") if progression else "",
+        "adjudicated": "Y" if adjudications else "N",
+        "chosen_reader": ", ".join(READER_NAMES[s] for s in chosen),
+        "adjudication_reason": " | ".join(reasons),
+    }
+
+
+# --- writing -----------------------------------------------------------------------------------------------
+
+WHERE_COLUMNS = [
+    "subject",
+    "visit",
+    "visit_label",
+    "visit_number",
+    "study_day",
+    "scan_date",
+    "evaluator",
+    "accepted",
+]
+VISIT_COLUMNS = WHERE_COLUMNS + [
+    "target_response",
+    "non_target_response",
+    "new_lesions",
+    "overall_response",
+    "sum_of_diameters_mm",
+    "adjudicated",
+    "accepted_reader",
+    "adjudication_reason",
+]
+LESION_COLUMNS = WHERE_COLUMNS + [
+    "lesion",
+    "tracking_uid",
+    "category",
+    "location",
+    "lymph_node",
+    "status",
+    "long_axis_mm",
+    "short_axis_mm",
+    "counted_mm",
+]
+SUBJECT_COLUMNS = [
+    "subject",
+    "series",
+    "evaluator",
+    "accepted",
+    "best_overall_response",
+    "response_start_visit",
+    "progression_visit",
+    "progression_study_day",
+    "progression_date",
+    "progression_back_dated",
+    "adjudicated",
+    "chosen_reader",
+    "adjudication_reason",
+]
+
+
+def table_bytes(columns: list[str], rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict]:
+    """Every file of the transfer but the manifest, by path in the zip; and the per-subject fingerprints."""
+    _progress(transfer, "collect", 1)
+    gathered = gather(transfer)
+    _progress(transfer, "collect")
+    trial = transfer.trial
+    files: dict[str, bytes] = {}
+    sets = sdtm.datasets(gathered.delivery)
+    for dataset in sets:
+        name = dataset.name.lower()
+        files[f"sdtm/{name}.xpt"] = sdtm.xport_bytes(dataset, stamped=gathered.data_time)
+        files[f"sdtm/{name}.csv"] = sdtm.csv_bytes(dataset)
+    _progress(transfer, "sdtm")
+    files["sdtm/define.xml"] = define_xml.define_xml(
+        study_oid=trial.code,
+        study_name=trial.protocol_number or trial.code,
+        study_description=trial.title,
+        protocol_name=trial.protocol_number or trial.code,
+        datasets=sets,
+        files={d.name: f"{d.name.lower()}.xpt" for d in sets},
+        created=gathered.data_time,
+    )
+    _progress(transfer, "define")
+    files["tables/visits.csv"] = table_bytes(VISIT_COLUMNS, gathered.visits)
+    files["tables/lesions.csv"] = table_bytes(LESION_COLUMNS, gathered.lesions)
+    files["tables/subjects.csv"] = table_bytes(SUBJECT_COLUMNS, gathered.subjects)
+    _progress(transfer, "tables")
+    images = image_storage()
+    start, end = STEPS["tables"][0], STEPS["srs"][0]
+    for n, (path, key) in enumerate(gathered.srs, start=1):
+        with images.open(key, "rb") as f:
+            files[path] = f.read()
+        if n % 10 == 0 or n == len(gathered.srs):
+            _progress(transfer, "srs", start + (end - start) * n // len(gathered.srs))
+    _progress(transfer, "srs")
+    return files, gathered.fingerprints
+
+
+def changes_since(previous: dict | None, current: dict) -> dict:
+    """Per subject, what changed since the superseded transfer's fingerprints (all new without one)."""
+    previous = previous or {}
+    out = {}
+    for subject in sorted(set(previous) | set(current)):
+        before, now = previous.get(subject), current.get(subject)
+        old_visits = dict(map(tuple, before["visits"])) if before else {}
+        new_visits = dict(map(tuple, now["visits"])) if now else {}
+        entry = {
+            "status": "new" if before is None else "removed" if now is None else "unchanged",
+            "visits_added": [v for v in new_visits if v not in old_visits],
+            "visits_changed": [v for v in new_visits if v in old_visits and old_visits[v] != new_visits[v]],
+            "visits_removed": [v for v in old_visits if v not in new_visits],
+            "endpoints_changed": bool(before and now and before["endpoints"] != now["endpoints"]),
+        }
+        if entry["status"] == "unchanged" and (
+            entry["visits_added"] or entry["visits_changed"] or entry["visits_removed"] or entry["endpoints_changed"]
+        ):
+            entry["status"] = "changed"
+        out[subject] = entry
+    return out
+
+
+def manifest_files(transfer: Transfer, previous: Transfer | None, files: dict[str, bytes], changes: dict) -> dict:
+    """manifest.json (the transfer, its cut-off, predecessor, every file's SHA-256, what changed) and a
+    `sha256sum -c` list of every file."""
+    listing = [
+        {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        for path, data in sorted(files.items())
+    ]
+    manifest = {
+        "format": "CTIMS sponsor transfer 1",
+        "trial": transfer.trial.code,
+        "protocol": transfer.trial.protocol_number,
+        "transfer": transfer.number,
+        "requested_at": transfer.requested_at.astimezone(UTC).isoformat(),
+        "cutoff": transfer.cutoff.astimezone(UTC).isoformat(),
+        "supersedes": previous.number if previous else None,
+        "real_dates": transfer.real_dates,
+        "files": listing,
+        "changes": changes,
+    }
+    blob = (json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=True) + "\n").encode("ascii")
+    sums = [(entry["sha256"], entry["path"]) for entry in listing] + [
+        (hashlib.sha256(blob).hexdigest(), "manifest.json")
+    ]
+    text = "".join(f"{digest}  {path}\n" for digest, path in sorted(sums, key=lambda s: s[1]))
+    return {"manifest.json": blob, "manifest.sha256": text.encode("ascii")}
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """A zip whose bytes depend only on the files: sorted entries, one fixed time stamp, fixed attributes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for path in sorted(files):
+            info = zipfile.ZipInfo(path, date_time=ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, files[path], compresslevel=6)
+    return out.getvalue()

@@ -1,0 +1,499 @@
+"""Sponsor data transfers: a scripted trial's locked reads delivered as SDTM (transport v5 and CSV), define.xml,
+plain tables, SRs and a manifest; reproducible for a cut-off; requested, followed and downloaded by sponsors only."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import subprocess
+import zipfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import pydicom
+import pyreadstat
+import pytest
+from lxml import etree
+
+from ctims.models import AuditEvent
+from reads import results, sdtm, transfers
+from reads.models import Transfer
+from tests.conftest import PASSWORD
+from tests.reads.flow import baseline_content, follow_up_content, ready, save_and_sign, target, task_of
+from trials.ingest.subject_keys import subject_space
+from trials.models import Membership
+from trials.services import api_token_create
+
+AGREE, ADJUDICATED, UNLOCKED = "ALPHA-SEO-001", "ALPHA-BUS-001", "ALPHA-SEO-002"
+W6_DAY = 42
+
+
+def _baseline(world, subject, readers):
+    ready(world, "BL", subject=subject)
+    for reader in readers:
+        task = task_of(reader, "BL", subject)
+        save_and_sign(reader, task, baseline_content(task))
+
+
+def scripted_trial(world) -> dict:
+    """Three subjects read by rhea and ravi: one where they agree (with a lesion too small to measure at week 6),
+    one the adjudicator settles at week 6 for the reader who called stable disease, one not locked at all."""
+    both = (world.rhea, world.ravi)
+    _baseline(world, AGREE, both)
+    ready(world, "W6", day=W6_DAY, subject=AGREE)
+    for reader in both:
+        task = task_of(reader, "W6", AGREE)
+        content = follow_up_content(task, "22.0", "11.0")
+        content["targets"][1] = target(task, "T02", None, site="39607008", status="too_small")
+        save_and_sign(reader, task, content)
+
+    _baseline(world, ADJUDICATED, both)
+    ready(world, "W6", day=W6_DAY, subject=ADJUDICATED)
+    pr = task_of(world.rhea, "W6", ADJUDICATED)
+    save_and_sign(world.rhea, pr, follow_up_content(pr, "16.1", "8.4"))  # PR
+    sd = task_of(world.ravi, "W6", ADJUDICATED)
+    save_and_sign(world.ravi, sd, follow_up_content(sd, "22.0", "12.0"))  # SD
+    adjudication = task_of(world.ravi, "W6", ADJUDICATED).timepoint.adjudications.get()
+    chosen = sd.assignment.slot
+    results.adjudicate(
+        actor=world.ada,
+        task_id=adjudication.task.pk,
+        choice=str(chosen),
+        reason="T01 is measured across its true long axis by the reader who called SD.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+
+    _baseline(world, UNLOCKED, (world.rhea,))  # one reader of two: nothing is locked
+    return {"chosen": chosen, "other": 3 - chosen, "agree_slot_of_rhea": task_of(world.rhea, "BL").assignment.slot}
+
+
+def transfer_zip(transfer: Transfer) -> zipfile.ZipFile:
+    transfer.refresh_from_db()
+    assert transfer.state == Transfer.State.READY, transfer.error
+    with transfers.transfer_storage().open(transfer.storage_key, "rb") as f:
+        data = f.read()
+    assert hashlib.sha256(data).hexdigest() == transfer.sha256
+    return zipfile.ZipFile(io.BytesIO(data))
+
+
+def read_xpt(archive: zipfile.ZipFile, name: str, tmp_path: Path):
+    path = tmp_path / f"{name}.xpt"
+    path.write_bytes(archive.read(f"sdtm/{name}.xpt"))
+    frame, meta = pyreadstat.read_xport(str(path))
+    return frame, meta
+
+
+def rows_of(frame) -> list[dict]:
+    return frame.to_dict(orient="records")
+
+
+@pytest.fixture
+def trial_read(world):
+    return scripted_trial(world)
+
+
+def test_the_sdtm_datasets_read_back_with_their_variables_types_lengths_and_values(world, trial_read, tmp_path):
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    archive = transfer_zip(transfer)
+
+    tu, tu_meta = read_xpt(archive, "tu", tmp_path)
+    tr, tr_meta = read_xpt(archive, "tr", tmp_path)
+    rs, rs_meta = read_xpt(archive, "rs", tmp_path)
+    for meta, domain in ((tu_meta, sdtm.TU), (tr_meta, sdtm.TR), (rs_meta, sdtm.RS)):
+        assert meta.table_name == domain.name and meta.file_label == domain.label
+        assert meta.column_names == [v.name for v in domain.variables]
+        assert meta.column_names_to_labels == {v.name: v.label for v in domain.variables}
+        for v in domain.variables:
+            assert meta.readstat_variable_types[v.name] == ("double" if v.numeric else "string"), v.name
+    assert tr_meta.variable_storage_width["TRSEQ"] == 8
+    assert tr_meta.variable_storage_width["TRTESTCD"] == len("TUMSTATE")
+    assert tr_meta.variable_storage_width["TREVALID"] == len("RADIOLOGIST 1")
+
+    # Only locked data: the subject with one reader's baseline is nowhere.
+    for frame in (tu, tr, rs):
+        assert set(frame["USUBJID"]) == {AGREE, ADJUDICATED}
+        assert set(frame["STUDYID"]) == {"AC-1"}
+    assert set(tu["TUEVAL"]) | set(tr["TREVAL"]) | set(rs["RSEVAL"]) == {"INDEPENDENT ASSESSOR"}
+
+    # TU: each reader's lesions once, at baseline, linked to TR by TULNKID and carrying the SR's tracking UID.
+    agree_tu = tu[tu["USUBJID"] == AGREE]
+    assert sorted(zip(agree_tu["TUEVALID"], agree_tu["TULNKID"], agree_tu["TUORRES"], strict=True)) == [
+        ("RADIOLOGIST 1", "NT01", "NON-TARGET"),
+        ("RADIOLOGIST 1", "T01", "TARGET"),
+        ("RADIOLOGIST 1", "T02", "TARGET"),
+        ("RADIOLOGIST 2", "NT01", "NON-TARGET"),
+        ("RADIOLOGIST 2", "T01", "TARGET"),
+        ("RADIOLOGIST 2", "T02", "TARGET"),
+    ]
+    assert set(agree_tu["VISIT"]) == {"BASELINE"} and set(agree_tu["TUDY"]) == {1.0}
+    assert set(agree_tu["TULOC"]) == {"LIVER", "LUNG", "PLEURA"}
+    assert all(uid.startswith("2.25.") for uid in agree_tu["TUREFID"])
+    assert list(tu["TUSEQ"][tu["USUBJID"] == AGREE]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+    # TR: LDIAM for non-nodal targets, the sum, TUMSTATE for non-targets; too small is 5 mm; study day 43.
+    w6 = tr[(tr["USUBJID"] == AGREE) & (tr["VISIT"] == "WEEK 6") & (tr["TREVALID"] == "RADIOLOGIST 1")]
+    by_test = {(row["TRLNKID"], row["TRTESTCD"]): row for row in rows_of(w6)}
+    assert by_test[("T01", "LDIAM")]["TRORRES"] == "22.0" and by_test[("T01", "LDIAM")]["TRSTRESN"] == 22.0
+    too_small = by_test[("T02", "LDIAM")]
+    assert (too_small["TRORRES"], too_small["TRSTRESC"], too_small["TRSTRESN"]) == ("TOO SMALL TO MEASURE", "5", 5.0)
+    assert by_test[("NT01", "TUMSTATE")]["TRORRES"] == "PRESENT"
+    assert by_test[("", "SUMDIAM")]["TRSTRESN"] == 27.0
+    assert set(w6["TRDY"]) == {float(W6_DAY + 1)} and set(w6["VISITNUM"]) == {2.0}
+    assert set(w6["TRDTC"]) == {""}  # real dates are not delivered by default
+    assert set(w6["TRLNKGRP"]) == {"W6-R1"}
+
+    # RS: each reader's responses at week 6; RSACPTFL marks the accepted assessment.
+    overall = rs[rs["RSTESTCD"] == "OVRLRESP"]
+    agreed = {row["RSEVALID"]: row for row in rows_of(overall[overall["USUBJID"] == AGREE])}
+    assert agreed["RADIOLOGIST 1"]["RSACPTFL"] == "Y" and agreed["RADIOLOGIST 2"]["RSACPTFL"] == ""
+    adjudicated = {row["RSEVALID"]: row for row in rows_of(overall[overall["USUBJID"] == ADJUDICATED])}
+    chosen, other = f"RADIOLOGIST {trial_read['chosen']}", f"RADIOLOGIST {trial_read['other']}"
+    assert set(adjudicated) == {chosen, other, "ADJUDICATOR"}
+    assert (adjudicated[chosen]["RSORRES"], adjudicated[chosen]["RSACPTFL"]) == ("SD", "Y")
+    assert (adjudicated[other]["RSORRES"], adjudicated[other]["RSACPTFL"]) == ("PR", "")
+    assert adjudicated["ADJUDICATOR"]["RSORRES"] == "SD"
+    # The adjudicator accepted one reader's whole case: that reader's records are the accepted ones at every visit,
+    # with one set of lesion identities.
+    adjudicated_tr = tr[tr["USUBJID"] == ADJUDICATED]
+    accepted_tr = adjudicated_tr[adjudicated_tr["TRACPTFL"] == "Y"]
+    assert set(accepted_tr["TREVALID"]) == {chosen} and set(accepted_tr["VISIT"]) == {"BASELINE", "WEEK 6"}
+    assert len(accepted_tr) == len(adjudicated_tr[adjudicated_tr["TREVALID"] == chosen])
+    adjudicated_tu = tu[(tu["USUBJID"] == ADJUDICATED) & (tu["TUACPTFL"] == "Y")]
+    assert set(adjudicated_tu["TUEVALID"]) == {chosen}
+    assert set(accepted_tr["TRREFID"]) - {""} == set(adjudicated_tu["TUREFID"])
+    assert set(rs["RSTESTCD"]) == {"TRGRESP", "NTRGRESP", "NEWLPROG", "OVRLRESP", "BESTRESP"}
+    assert set(rs["RSCAT"]) == {"RECIST 1.1"}
+    best = {(r["USUBJID"], r["RSEVALID"]): r for r in rows_of(rs[rs["RSTESTCD"] == "BESTRESP"])}
+    assert (best[(ADJUDICATED, chosen)]["RSORRES"], best[(ADJUDICATED, chosen)]["RSACPTFL"]) == ("SD", "Y")
+    assert (best[(ADJUDICATED, other)]["RSORRES"], best[(ADJUDICATED, other)]["RSACPTFL"]) == ("PR", "")
+
+    # The CSV copies hold the same records.
+    tr_csv = list(csv.DictReader(io.StringIO(archive.read("sdtm/tr.csv").decode())))
+    assert len(tr_csv) == len(tr) and list(tr_csv[0]) == tr_meta.column_names
+
+
+def test_the_plain_tables_hold_both_readers_the_adjudicator_the_reason_and_the_endpoints(world, trial_read):
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    w6 = {row["evaluator"]: row for row in visits if row["subject"] == ADJUDICATED and row["visit"] == "W6"}
+    chosen, other = f"Reader {trial_read['chosen']}", f"Reader {trial_read['other']}"
+    assert set(w6) == {chosen, other, "Adjudicator"}
+    assert w6[chosen]["accepted"] == "Y" and w6[other]["accepted"] == "N"
+    assert w6["Adjudicator"]["overall_response"] == "SD" and w6["Adjudicator"]["accepted_reader"] == chosen
+    assert w6[other]["adjudication_reason"].startswith("T01 is measured")
+    assert w6[chosen]["study_day"] == str(W6_DAY + 1)
+    # The baseline, locked by agreement before, follows the accepted case.
+    bl = {row["evaluator"]: row for row in visits if row["subject"] == ADJUDICATED and row["visit"] == "BL"}
+    assert bl[chosen]["accepted"] == "Y" and bl[other]["accepted"] == "N" and bl[chosen]["accepted_reader"] == chosen
+
+    lesions = list(csv.DictReader(io.StringIO(archive.read("tables/lesions.csv").decode())))
+    small = [r for r in lesions if r["subject"] == AGREE and r["visit"] == "W6" and r["lesion"] == "T02"]
+    assert {(r["status"], r["counted_mm"]) for r in small} == {("too small", "5.0")}
+    assert {r["subject"] for r in lesions} == {AGREE, ADJUDICATED}
+
+    subjects = list(csv.DictReader(io.StringIO(archive.read("tables/subjects.csv").decode())))
+    by = {(r["subject"], r["series"]): r for r in subjects}
+    assert by[(ADJUDICATED, "Accepted result")]["best_overall_response"] == "SD"
+    assert by[(ADJUDICATED, other)]["best_overall_response"] == "PR"
+    assert by[(ADJUDICATED, "Accepted result")]["adjudication_reason"].startswith("T01 is measured")
+    assert by[(AGREE, "Accepted result")]["progression_visit"] == ""
+
+
+def test_every_locked_sr_is_in_the_zip_and_the_manifest_hashes_verify(world, trial_read, tmp_path):
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    names = archive.namelist()
+    assert names == sorted(names)
+    # Both readers' SRs of every locked visit, and the result SRs written when the adjudicator accepted a case.
+    readers = [f"sr/{s}/{v}-R{n}.dcm" for s in (ADJUDICATED, AGREE) for v in ("BL", "W6") for n in (1, 2)]
+    results = [f"sr/{ADJUDICATED}/{v}-result.dcm" for v in ("BL", "W6")]
+    assert sorted(n for n in names if n.startswith("sr/")) == sorted(readers + results)
+    result_sr = pydicom.dcmread(io.BytesIO(archive.read(f"sr/{ADJUDICATED}/W6-result.dcm")))
+    assert result_sr.Modality == "SR"
+    assert archive.read(f"sr/{AGREE}/BL-R1.dcm")[128:132] == b"DICM"
+    manifest = json.loads(archive.read("manifest.json"))
+    assert (manifest["transfer"], manifest["supersedes"], manifest["trial"]) == (1, None, "ALPHA")
+    listed = {entry["path"]: entry for entry in manifest["files"]}
+    assert set(listed) == set(names) - {"manifest.json", "manifest.sha256"}
+    for path, entry in listed.items():
+        data = archive.read(path)
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"], path
+    sums = dict(line.split("  ")[::-1] for line in archive.read("manifest.sha256").decode().splitlines())
+    assert sums["manifest.json"] == hashlib.sha256(archive.read("manifest.json")).hexdigest()
+    # The unpacked zip verifies with the ordinary tool.
+    archive.extractall(tmp_path)
+    check = subprocess.run(["sha256sum", "--check", "--strict", "manifest.sha256"], cwd=tmp_path, capture_output=True)
+    assert check.returncode == 0 and check.stdout.decode().count(": OK") == len(names) - 1, check.stdout
+    assert manifest["changes"] == {
+        AGREE: {
+            "status": "new",
+            "visits_added": ["BL", "W6"],
+            "visits_changed": [],
+            "visits_removed": [],
+            "endpoints_changed": False,
+        },
+        ADJUDICATED: {
+            "status": "new",
+            "visits_added": ["BL", "W6"],
+            "visits_changed": [],
+            "visits_removed": [],
+            "endpoints_changed": False,
+        },
+    }
+    assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in archive.infolist())
+
+
+DEFINE_SCHEMA = Path(__import__("odmlib").__file__).parent / "schemas" / "define" / "2.0" / "define2-0-0.xsd"
+NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3", "def": "http://www.cdisc.org/ns/def/v2.0"}
+
+
+def test_define_xml_validates_against_the_define_xml_2_0_schema_and_describes_the_datasets(world, trial_read, tmp_path):
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    document = etree.fromstring(archive.read("sdtm/define.xml"))
+    # The published Define-XML 2.0 schema (over ODM 1.3.2), as the odmlib package ships it.
+    schema = etree.XMLSchema(etree.parse(str(DEFINE_SCHEMA)))
+    assert schema.validate(document), schema.error_log
+
+    groups = document.xpath("//odm:ItemGroupDef", namespaces=NS)
+    assert [g.get("Name") for g in groups] == ["TU", "TR", "RS"]
+    for group in groups:
+        name = group.get("Name")
+        href = group.xpath("def:leaf/@xlink:href", namespaces=NS | {"xlink": "http://www.w3.org/1999/xlink"})
+        assert href == [f"{name.lower()}.xpt"] and f"sdtm/{href[0]}" in archive.namelist()
+        _frame, meta = read_xpt(archive, name.lower(), tmp_path)
+        refs = group.xpath("odm:ItemRef/@ItemOID", namespaces=NS)
+        items = [document.xpath(f"//odm:ItemDef[@OID='{oid}']", namespaces=NS)[0] for oid in refs]
+        assert [i.get("Name") for i in items] == meta.column_names
+        for item in items:
+            if item.get("DataType") == "date":  # ISO 8601 text, no declared length
+                assert item.get("Name").endswith("DTC")
+                continue
+            assert int(item.get("Length")) == meta.variable_storage_width[item.get("Name")], item.get("Name")
+    testcodes = document.xpath("//odm:CodeList[@Name='TRTESTCD']/odm:CodeListItem/@CodedValue", namespaces=NS)
+    assert testcodes == ["LDIAM", "LPERP", "SUMDIAM", "TUMSTATE"]
+    flag = document.xpath("//odm:ItemDef[@Name='RSACPTFL']/odm:CodeListRef/@CodeListOID", namespaces=NS)
+    assert flag == ["CL.NY"]
+
+
+def test_a_second_transfer_with_nothing_changed_differs_only_in_number_and_time(world, trial_read):
+    first = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    second_transfer = transfers.transfer_request(actor=world.alice, trial=world.trial)
+    second = transfer_zip(second_transfer)
+    assert first.namelist() == second.namelist()
+    for name in first.namelist():
+        if not name.startswith("manifest."):
+            assert first.read(name) == second.read(name), name
+    one, two = json.loads(first.read("manifest.json")), json.loads(second.read("manifest.json"))
+    assert (two["transfer"], two["supersedes"]) == (2, 1)
+    assert one["files"] == two["files"]
+    assert {s: c["status"] for s, c in two["changes"].items()} == {AGREE: "unchanged", ADJUDICATED: "unchanged"}
+    for key in ("transfer", "requested_at", "cutoff", "supersedes", "changes"):
+        one.pop(key), two.pop(key)
+    assert one == two
+    assert second_transfer.supersedes.number == 1
+
+    # A later lock shows up as what changed.
+    task = task_of(world.ravi, "BL", UNLOCKED)
+    save_and_sign(world.ravi, task, baseline_content(task))
+    third = json.loads(
+        transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial)).read("manifest.json")
+    )
+    assert third["changes"][UNLOCKED]["status"] == "new" and third["changes"][UNLOCKED]["visits_added"] == ["BL"]
+    assert third["changes"][AGREE]["status"] == "unchanged"
+
+
+def test_a_cutoff_before_anything_was_locked_delivers_empty_datasets(world, trial_read, tmp_path):
+    archive = transfer_zip(
+        transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=world.trial.created_at)
+    )
+    tr, meta = read_xpt(archive, "tr", tmp_path)
+    assert len(tr) == 0 and meta.column_names == [v.name for v in sdtm.TR.variables]
+    assert not [n for n in archive.namelist() if n.startswith("sr/")]
+
+
+def test_real_scan_dates_are_delivered_only_when_the_trial_allows_them(world, trial_read, tmp_path):
+    transfers.delivery_settings_set(actor=world.alice, trial=world.trial, real_dates=True)
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    rs, _meta = read_xpt(archive, "rs", tmp_path)
+    # The scanner wrote 2026-03-02 (+42 days at week 6); de-identification shifted it; the transfer shifts it back.
+    w6 = rs[(rs["USUBJID"] == AGREE) & (rs["VISIT"] == "WEEK 6")]
+    assert set(w6["RSDTC"]) == {(date(2026, 3, 2) + timedelta(days=W6_DAY)).isoformat()}
+    assert subject_space(world.trial, AGREE).date_offset_days(AGREE) != 0
+    assert AuditEvent.objects.filter(action="delivery_settings.set", summary__real_dates=True).exists()
+
+
+def test_the_transport_writer_refuses_what_version_5_cannot_hold():
+    long_name = sdtm.Domain("TR", "Tumor Results", "", (), (sdtm.Variable("TRLONGNAME", "x", "text"),))
+    assert "TR.TRLONGNAME: the variable name" in sdtm.check_dataset(sdtm.Dataset(long_name))[0]
+    long_label = sdtm.Domain("TR", "Tumor Results", "", (), (sdtm.Variable("TRX", "x" * 41, "text"),))
+    assert "over 40 characters" in sdtm.check_dataset(sdtm.Dataset(long_label))[0]
+    values = sdtm.Domain("TR", "Tumor Results", "", (), (sdtm.Variable("TRX", "x", "text"),))
+    dataset = sdtm.Dataset(values, [{"TRX": "a" * 201}, {"TRX": "주"}, {"TRX": "fine"}])
+    assert sdtm.check_dataset(dataset) == [
+        "TR.TRX row 1: the value is over 200 bytes",
+        "TR.TRX row 2: the value is not ASCII",
+    ]
+    with pytest.raises(sdtm.DatasetError, match="row 2: the value is not ASCII"):
+        sdtm.xport_bytes(dataset, stamped=world_time())
+
+
+def world_time():
+    from datetime import UTC, datetime
+
+    return datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_transfer_that_cannot_be_written_fails_with_a_reason_and_keeps_no_file(world, trial_read):
+    week6 = world.trial.visits.get(code="W6")
+    week6.label = "6주차"  # a visit label SAS transport v5 cannot carry
+    week6.save()
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    transfer.refresh_from_db()
+    assert transfer.state == Transfer.State.FAILED
+    assert "VISIT row" in transfer.error and "not ASCII" in transfer.error and "6주" not in transfer.error
+    assert AuditEvent.objects.filter(action="transfer.fail", object_id=str(transfer.pk)).exists()
+    assert not list((Path(transfers.transfer_storage().location)).rglob("*.zip"))
+
+
+def test_a_write_cut_before_the_final_name_leaves_nothing_behind(world, trial_read, monkeypatch):
+    def cut(*args):
+        raise OSError("power lost before the link")
+
+    monkeypatch.setattr("trials.ingest.store.os.link", cut)
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    transfer.refresh_from_db()
+    assert transfer.state == Transfer.State.FAILED and "OSError" in transfer.error
+    assert list(Path(transfers.transfer_storage().location).rglob("*")) == [
+        Path(transfers.transfer_storage().location) / "ALPHA"
+    ]
+    monkeypatch.undo()
+    # Building it again (the task retried) completes it.
+    transfers.transfer_build(transfer_id=transfer.pk)
+    assert transfer_zip(transfer).namelist()
+
+
+def _token(world, user) -> str:
+    membership = Membership.objects.get(user=user, trial=world.trial)
+    _t, secret = api_token_create(actor=user, membership=membership, name="transfers")
+    return secret
+
+
+def test_a_sponsor_token_requests_follows_and_downloads_a_transfer_and_each_download_is_audited(
+    world, trial_read, client
+):
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_token(world, world.sam)}"}
+    created = client.post("/api/trials/ALPHA/transfers/", {}, content_type="application/json", **auth)
+    assert created.status_code == 202 and created.json()["number"] == 1
+    detail = client.get("/api/trials/ALPHA/transfers/1/", **auth).json()
+    assert detail["state"] == "ready" and detail["progress"] == 100 and len(detail["sha256"]) == 64
+    assert detail["changes"][AGREE]["status"] == "new"
+    for _n in range(2):
+        response = client.get(detail["download_url"], **auth)
+        assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+        data = b"".join(response.streaming_content)
+        assert hashlib.sha256(data).hexdigest() == detail["sha256"] == response["X-Content-SHA256"]
+    events = AuditEvent.objects.filter(action="transfer.download", trial_id=world.trial.pk)
+    assert events.count() == 2 and {e.actor for e in events} == {world.sam}
+    listing = client.get("/api/trials/ALPHA/transfers/", **auth).json()
+    assert [t["number"] for t in listing["results"]] == [1]
+    assert client.get("/api/trials/ALPHA/transfers/9/", **auth).status_code == 404
+    future = client.post(
+        "/api/trials/ALPHA/transfers/", {"cutoff": "2999-01-01T00:00:00Z"}, content_type="application/json", **auth
+    )
+    assert future.status_code == 400 and "future" in future.json()["error"]["message"]
+
+
+def test_a_transfer_still_building_cannot_be_downloaded(world, client, monkeypatch):
+    held = []
+    monkeypatch.setattr(transfers, "enqueue_build", held.append)
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    assert held == [transfer.pk]
+    client.force_login(world.sam)
+    page = client.get("/reads/trials/ALPHA/transfers/")
+    assert page.status_code == 200 and page["Refresh"] == "2"
+    assert client.get(f"/reads/trials/ALPHA/transfers/{transfer.number}/download/").status_code == 404
+    api = client.get("/api/trials/ALPHA/transfers/1/download/")
+    assert api.status_code == 409
+    transfers.transfer_build(transfer_id=transfer.pk)
+    page = client.get("/reads/trials/ALPHA/transfers/")
+    assert "Refresh" not in page and b'data-state="ready"' in page.content
+
+
+def test_nobody_but_sponsors_and_trial_admins_sees_transfers(world, api, client):
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    for name in ("rhea", "ravi", "ada", "quinn", "cora", "bruno", "otto"):
+        person = world.people[name]
+        assert api.as_(person).get("/api/trials/ALPHA/transfers/").status_code == 404, name
+        assert api.as_(person).get(f"/api/trials/ALPHA/transfers/{transfer.number}/download/").status_code == 404
+        client.force_login(person)
+        assert client.get(f"/reads/trials/ALPHA/transfers/{transfer.number}/download/").status_code == 404, name
+    # A reader's own token is no way in either.
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_token(world, world.rhea)}"}
+    assert client.get("/api/trials/ALPHA/transfers/", **auth).status_code == 404
+    # The trial admin may; only the trial admin sets the delivery settings.
+    client.force_login(world.sam)
+    client.post("/reads/trials/ALPHA/transfers/settings/", {"real_dates": "on"})
+    assert not transfers.delivery_settings(world.trial).real_dates
+    client.force_login(world.alice)
+    assert client.get("/reads/trials/ALPHA/transfers/").status_code == 200
+    client.post("/reads/trials/ALPHA/transfers/settings/", {"real_dates": "on"})
+    assert transfers.delivery_settings(world.trial).real_dates
+
+
+def test_the_transfers_page_speaks_korean(world, client, settings, monkeypatch):
+    monkeypatch.setattr(transfers, "enqueue_build", lambda transfer_id: None)
+    transfers.transfer_request(actor=world.sam, trial=world.trial)
+    client.force_login(world.alice)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    for text in ("데이터 전송", "전송 요청", "데이터 기준 시점", "대기 중", "전달 설정", "실제 촬영일 전달"):
+        assert text in page, text
+    assert "Request a transfer" not in page
+
+
+def test_a_transfer_whose_task_was_lost_is_queued_again_and_completes(world, trial_read, monkeypatch):
+    from datetime import UTC, datetime
+
+    from django.core.management import call_command
+
+    lost = []
+    monkeypatch.setattr(transfers, "enqueue_build", lost.append)  # the broker restarts empty: the task is gone
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    assert lost == [transfer.pk]
+    assert transfers.transfers_resume() == []  # a fresh request is left to its task
+    Transfer.objects.filter(pk=transfer.pk).update(requested_at=datetime(2026, 1, 1, tzinfo=UTC))
+    monkeypatch.undo()
+    out = io.StringIO()
+    call_command("resume_transfers", stdout=out)
+    assert "1 transfer build(s) queued again." in out.getvalue()
+    assert transfer_zip(transfer).namelist()
+
+
+def test_a_visit_waiting_for_its_adjudication_is_not_delivered(world, tmp_path):
+    _baseline(world, AGREE, (world.rhea, world.ravi))
+    ready(world, "W6", day=W6_DAY, subject=AGREE)
+    for reader, (t1, t2) in ((world.rhea, ("16.1", "8.4")), (world.ravi, ("22.0", "12.0"))):
+        task = task_of(reader, "W6", AGREE)
+        save_and_sign(reader, task, follow_up_content(task, t1, t2))
+    assert task_of(world.rhea, "W6", AGREE).timepoint.state == "in_adjudication"
+
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    for name in ("tu", "tr", "rs"):
+        frame, _meta = read_xpt(archive, name, tmp_path)
+        assert set(frame["VISIT"]) <= {"BASELINE", ""}, name
+    assert "W6" not in archive.read("tables/visits.csv").decode()
+    assert "W6" not in archive.read("tables/lesions.csv").decode()
+    assert not [n for n in archive.namelist() if "W6" in n]
+
+
+def test_a_trial_not_yet_read_gets_a_transfer_of_empty_datasets(db, stores, on_commit_now, tmp_path):
+    from tests.conftest import build_world
+
+    world = build_world()  # no read design: nothing was ever read
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    for name, domain in (("tu", sdtm.TU), ("tr", sdtm.TR), ("rs", sdtm.RS)):
+        frame, meta = read_xpt(archive, name, tmp_path)
+        assert len(frame) == 0 and meta.column_names == [v.name for v in domain.variables]
+    assert json.loads(archive.read("manifest.json"))["changes"] == {}

@@ -229,6 +229,7 @@ def test_the_trial_admin_chooses_where_images_are_de_identified_on_the_edit_page
         "deid_retain_dates_modified": "on",
         "deid_clean_descriptors": "on",
         "deid_paths": "browser",
+        "deid_burned_in_text": "reject",
     }
     assert client.post(url, form).status_code == 302
     assert Trial.objects.get(code="ALPHA").deid_paths == Trial.DeidPaths.BROWSER

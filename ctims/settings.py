@@ -250,6 +250,10 @@ SPECTACULAR_SETTINGS = {
 
 # Origins of zero-footprint viewers (e.g. OHIF) allowed to call the DICOMweb roots from another origin.
 DICOMWEB_CORS_ORIGINS = envlist("DICOMWEB_CORS_ORIGINS", "")
+# The most results one QIDO-RS answer carries; past it the answer says so (Warning 299) and the client pages.
+DICOMWEB_MAX_RESULTS = envint("DICOMWEB_MAX_RESULTS", "1000")
+if DICOMWEB_MAX_RESULTS < 1:
+    raise ImproperlyConfigured("DICOMWEB_MAX_RESULTS must be at least 1")
 
 # Celery: a broker URL means real workers; without one, tasks run in-process (embedded default).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

@@ -8,13 +8,15 @@ written once) and are cached for a year; series and study responses carry an ETa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import re
 from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
@@ -22,12 +24,13 @@ from rest_framework import exceptions as drf_exceptions
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
 from . import qido, wado
-from .negotiation import parse_accept, wants
+from .negotiation import EXPLICIT_VR_LE, Accepted, parse_accept, wants
 from .scopes import Scope
 
 DICOM_JSON = "application/dicom+json"
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
+ALLOW = "GET, HEAD, OPTIONS"
 
 ScopeFunction = Callable[..., Scope]
 
@@ -38,6 +41,14 @@ def _json(data, status: int = 200) -> HttpResponse:
 
 def _error(status: int, message: str) -> HttpResponse:
     return HttpResponse(json.dumps({"error": message}), status=status, content_type="application/json")
+
+
+def _warn(request: HttpRequest, response: HttpResponse, messages: list[str]) -> HttpResponse:
+    """PS3.18 8.6.2 warnings: `299 {service}: "text"`, one per message."""
+    if messages:
+        host = request.get_host()
+        response["Warning"] = ", ".join('299 {}: "{}"'.format(host, m.replace('"', "'")) for m in messages)
+    return response
 
 
 def _actor(request: HttpRequest) -> Actor | None:
@@ -86,11 +97,14 @@ def endpoint(handler):
         if request.method == "OPTIONS":
             response = HttpResponse(status=204)
             response["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+            response["Allow"] = ALLOW
             response["Access-Control-Allow-Headers"] = "Authorization, Accept, Range, If-None-Match"
             response["Access-Control-Max-Age"] = "600"
             return _cors(request, response)
         if request.method not in ("GET", "HEAD"):
-            return _cors(request, _error(405, "Method not allowed."))
+            response = _error(405, f"{request.method[:20]} is not allowed here; this resource answers {ALLOW}.")
+            response["Allow"] = ALLOW
+            return _cors(request, response)
         actor = _actor(request)
         if actor is None:
             response = _error(401, "Authentication required.")
@@ -108,6 +122,8 @@ def endpoint(handler):
             response = _error(406, str(exc))
         except IndexError as exc:
             response = _error(404, str(exc))
+        except wado.Unreadable as exc:
+            response = _error(500, str(exc))
         return _cors(request, response)
 
     return view
@@ -116,18 +132,31 @@ def endpoint(handler):
 # -- QIDO-RS ----------------------------------------------------------------------------------------------
 
 
+def _query(request: HttpRequest, scope: Scope) -> tuple[QueryDict, list[str]]:
+    """The search keys this root matches on, and those it leaves out (named in the answer's Warning)."""
+    params = scope.query(request.GET)
+    return params, [key for key in request.GET if key not in params]
+
+
+def _search_answer(request: HttpRequest, scope: Scope, search: qido.Search, to_json) -> HttpResponse:
+    response = _json([scope.blind(to_json(row, scope.root, search)) for row in search.rows])
+    return _warn(request, response, search.warnings)
+
+
 @endpoint
 def search_studies(request, scope: Scope):
-    studies = qido.search_studies(scope.studies, scope.query(request.GET), scope.visible)
-    return _json([scope.blind(qido.study_json(s, scope.root)) for s in studies])
+    params, ignored = _query(request, scope)
+    search = qido.search_studies(scope.studies, params, scope.visible, ignored)
+    return _search_answer(request, scope, search, qido.study_json)
 
 
 @endpoint
 def search_series(request, scope: Scope, study: str | None = None):
     if study:
         scope.study(study)
-    series = qido.search_series(scope.series(), scope.query(request.GET), study_uid=study)
-    return _json([scope.blind(qido.series_json(s, scope.root)) for s in series])
+    params, ignored = _query(request, scope)
+    search = qido.search_series(scope.series(), params, study_uid=study, visible=scope.visible, ignored=ignored)
+    return _search_answer(request, scope, search, qido.series_json)
 
 
 @endpoint
@@ -136,8 +165,13 @@ def search_instances(request, scope: Scope, study: str | None = None, series: st
         scope.one_series(study, series)
     elif study:
         scope.study(study)
-    instances = qido.search_instances(scope.instances(), scope.query(request.GET), study_uid=study, series_uid=series)
-    return _json([scope.blind(qido.instance_json(i, scope.root)) for i in instances])
+    params, ignored = _query(request, scope)
+    search = qido.search_instances(
+        scope.instances(), params, study_uid=study, series_uid=series, visible=scope.visible, ignored=ignored
+    )
+    if search.include or search.include_all:
+        wado.load_metadata(search.rows, skip_unreadable=True)
+    return _search_answer(request, scope, search, qido.instance_json)
 
 
 # -- WADO-RS: instances, series and studies as DICOM ------------------------------------------------------
@@ -158,31 +192,72 @@ def _instances_of(scope: Scope, study: str, series: str | None = None):
     return instances
 
 
+def _asked_syntaxes(accepted: list[Accepted], part_type: str) -> list[str]:
+    """The transfer syntaxes a client accepts for `part_type`, alone or as parts of multipart/related, in its
+    order of preference; '' is the default (Explicit VR Little Endian)."""
+    return [
+        entry.transfer_syntax
+        for entry in accepted
+        if (entry.media_type == "multipart/related" and entry.part_type in ("", "*/*", part_type))
+        or entry.media_type in (part_type, "*/*")
+    ]
+
+
 def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
+    """Instances as multipart/related application/dicom, in a transfer syntax the client accepts (PS3.18 8.7.3):
+    as stored when it accepts that one (or `*`), else Explicit VR Little Endian, decoded or re-encoded here."""
     if not scope.serves_files:
         raise wado.NotAcceptable("this root serves metadata, frames and rendered images, not whole instances")
     accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
-    choice = wants(accepted, "multipart/related", "application/dicom")
-    if choice is None or (choice.part_type and choice.part_type not in ("application/dicom", "*/*")):
+    asked = _asked_syntaxes(accepted, "application/dicom")
+    if not asked:
         raise wado.NotAcceptable('send Accept: multipart/related; type="application/dicom"')
-    if choice.transfer_syntax not in ("", "*") and any(
-        i.transfer_syntax_uid != choice.transfer_syntax for i in instances
-    ):
-        raise wado.NotAcceptable("instances are available in the transfer syntax they were stored in (use *)")
+    plan = [(i, wado.produce_syntax(i.transfer_syntax_uid, asked)) for i in instances]
+    if any(syntax is None for _, syntax in plan):
+        raise wado.NotAcceptable(
+            f"instances are available as stored or in {EXPLICIT_VR_LE}; ask for one of them or for transfer-syntax=*"
+        )
     boundary = wado.new_boundary()
 
+    if len(plan) == 1:  # one instance: its own error (unreadable, undecodable) is the answer's
+        instance, syntax = plan[0]
+        try:
+            ready = list(wado.file_chunks(instance)) if syntax == instance.transfer_syntax_uid else None
+            ready = ready or list(wado.transcoded_chunks(instance))
+        except wado.UNREADABLE as exc:
+            raise wado.Unreadable(instance) from exc
+        plan = [(instance, syntax, ready)]
+    else:
+        plan = [(instance, syntax, None) for instance, syntax in plan]
+
+    def parts():
+        for instance, syntax, ready in plan:
+            if ready is not None:
+                yield f"application/dicom; transfer-syntax={syntax}", ready
+                continue
+            if syntax == instance.transfer_syntax_uid:
+                try:
+                    chunks = wado.file_chunks(instance)
+                    first = next(chunks)
+                except (*wado.UNREADABLE, StopIteration):
+                    continue  # an unreadable file is left out; the others still arrive
+                yield f"application/dicom; transfer-syntax={syntax}", itertools.chain([first], chunks)
+            else:
+                try:
+                    body = list(wado.transcoded_chunks(instance))
+                except (*wado.UNREADABLE, wado.NotAcceptable):
+                    continue
+                yield f"application/dicom; transfer-syntax={syntax}", body
+
     def make():
-        parts = (
-            (f"application/dicom; transfer-syntax={i.transfer_syntax_uid}", wado.file_chunks(i)) for i in instances
-        )
-        response = StreamingHttpResponse(
-            wado.multipart_stream(parts, boundary),
+        return StreamingHttpResponse(
+            wado.multipart_stream(parts(), boundary),
             content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
         )
-        return response
 
-    cache = IMMUTABLE if len(instances) == 1 else REVALIDATE
-    return _cached(request, _etag("dicom", *(i.sha256 for i in instances)), cache, make)
+    cache_control = IMMUTABLE if len(instances) == 1 else REVALIDATE
+    etag = _etag("dicom", *(f"{i.sha256}:{syntax}" for i, syntax, _ in plan))
+    return _cached(request, etag, cache_control, make)
 
 
 @endpoint
@@ -205,16 +280,31 @@ def retrieve_instance(request, scope: Scope, study: str, series: str, instance: 
 
 def _metadata_response(request, scope: Scope, instances) -> HttpResponse:
     etag = _etag("metadata", scope.root, *(i.sha256 for i in instances))
+    failed: list = []
 
     def make():
-        # The body depends only on the instances and the root (both in the ETag): keep it for the next viewer.
-        body = cache.get_or_set(f"dicomweb:{etag}", lambda: json.dumps(build(), separators=(",", ":")), 3600)
-        return HttpResponse(body, content_type=DICOM_JSON)
+        # The body depends only on the instances and the root (both in the ETag): keep it for the next viewer,
+        # unless a file could not be read (it is left out, and may be readable again later).
+        key = f"dicomweb:{etag}"
+        body = cache.get(key)
+        if body is None:
+            body = json.dumps(build(), separators=(",", ":"))
+            if not failed:
+                cache.set(key, body, 3600)
+        response = HttpResponse(body, content_type=DICOM_JSON)
+        unreadable = ", ".join(i.sop_instance_uid for i in failed)
+        return _warn(
+            request, response, [f"These instances could not be read and are left out: {unreadable}"] if failed else []
+        )
 
     def build():
-        wado.load_metadata(instances)
+        failed.extend(wado.load_metadata(instances, skip_unreadable=True))
+        if failed and len(instances) == 1:
+            raise wado.Unreadable(instances[0])
         body = []
         for i in instances:
+            if i in failed:
+                continue
             url = f"{scope.root}/studies/{i.series.study.study_instance_uid}/series/{i.series.series_instance_uid}/instances/{i.sop_instance_uid}"
             body.append(scope.blind(wado.with_bulk_data(wado.instance_metadata(i), i, url)))
         return body
@@ -241,29 +331,36 @@ def instance_metadata(request, scope: Scope, study: str, series: str, instance: 
 
 
 def _frame_numbers(text: str) -> list[int]:
-    if not re.fullmatch(r"\d+(,\d+)*", text):
-        raise Http404("Frame numbers are a comma-separated list of whole numbers.")
-    return [int(n) for n in text.split(",")]
+    numbers = [qido.whole_number("frame number", n, minimum=1) for n in text.split(",")]
+    if len(numbers) > 10_000:
+        raise qido.BadQuery("at most 10000 frames per request")
+    return numbers
+
+
+def _frames_as(instance, numbers: list[int], syntax: str) -> tuple[list[bytes], str]:
+    """The frames in `syntax` ('*' or the stored one: as stored; else Explicit VR Little Endian), read as byte
+    ranges when the file's layout is indexed and no decoding is needed."""
+    stored = instance.transfer_syntax_uid
+    layout = wado.frame_layout(instance)
+    if layout and "fragments" not in layout and syntax in ("*", "", EXPLICIT_VR_LE, stored):
+        return wado.read_layout_frames(instance, layout, numbers), EXPLICIT_VR_LE
+    if layout and "fragments" in layout and syntax in ("*", stored):
+        return wado.read_layout_frames(instance, layout, numbers), stored
+    return wado.frames_for(wado.read_instance(instance), numbers, syntax)
 
 
 @endpoint
 def retrieve_frames(request, scope: Scope, study: str, series: str, instance: str, frames: str):
-    item = scope.instance(study, series, instance)
     numbers = _frame_numbers(frames)
+    item = scope.instance(study, series, instance)
     accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
     choice = wants(accepted, "multipart/related", "application/octet-stream")
     if choice is None:
         raise wado.NotAcceptable('send Accept: multipart/related; type="application/octet-stream"')
-    syntax = choice.transfer_syntax
-    if choice.media_type == "*/*":
-        syntax = "*"
+    syntax = "*" if choice.media_type == "*/*" else choice.transfer_syntax
 
     def make():
-        layout = wado.native_layout(item)
-        if layout and syntax in ("*", "", wado.EXPLICIT_VR_LE, item.transfer_syntax_uid):
-            data, used = wado.read_native_frames(item, layout, numbers), wado.EXPLICIT_VR_LE
-        else:
-            data, used = wado.frames_for(wado.read_instance(item), numbers, syntax)
+        data, used = _frames_as(item, numbers, syntax)
         boundary = wado.new_boundary()
         part_type = "application/octet-stream"
         body = b"".join(
@@ -277,14 +374,8 @@ def retrieve_frames(request, scope: Scope, study: str, series: str, instance: st
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
-@endpoint
-def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: str, tag: str):
-    item = scope.instance(study, series, instance)
-    if tag.upper() != "7FE00010":
-        raise Http404("Bulk data is served for the pixel data (7FE00010).")
-    ds = wado.read_instance(item)
-    data = ds.PixelData
-    etag = _etag("bulk", item.sha256)
+def _ranged(request, data: bytes) -> HttpResponse:
+    """One application/octet-stream part, honouring a single byte Range."""
     match = _RANGE.match(request.META.get("HTTP_RANGE", "").strip())
     if match and (match.group(1) or match.group(2)):
         start_text, end_text = match.groups()
@@ -301,8 +392,51 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
     else:
         response = HttpResponse(data, content_type="application/octet-stream")
     response["Accept-Ranges"] = "bytes"
-    response["ETag"] = etag
+    return response
+
+
+@endpoint
+def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: str, tag: str):
+    """The pixel data as bulk data (PS3.18 10.4.1.1.5): multipart/related with application/octet-stream parts
+    or one application/octet-stream body, as the Accept header asks. Compressed pixel data as stored comes as
+    its frames, one part each (never wrapped in its encapsulation items); otherwise the native pixels."""
+    item = scope.instance(study, series, instance)
+    if tag.upper() != "7FE00010":
+        raise Http404("Bulk data is served for the pixel data (7FE00010).")
+    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
+    choice = next(
+        (
+            e
+            for e in accepted
+            if (e.media_type == "multipart/related" and e.part_type in ("", "*/*", "application/octet-stream"))
+            or e.media_type in ("application/octet-stream", "*/*", "application/*")
+        ),
+        None,
+    )
+    if choice is None:
+        raise wado.NotAcceptable("bulk data is application/octet-stream, alone or in multipart/related")
+    multipart = choice.media_type == "multipart/related"
+    syntax = wado.produce_syntax(item.transfer_syntax_uid, [choice.transfer_syntax])
+    if syntax is None:
+        raise wado.NotAcceptable(f"bulk data is available as stored or in {EXPLICIT_VR_LE}")
+    frames, used = _frames_as(item, list(range(1, item.number_of_frames + 1)), syntax)
+    compressed = used != EXPLICIT_VR_LE
+    if not compressed:
+        frames = [b"".join(frames)]
+    if multipart:
+        boundary = wado.new_boundary()
+        parts = ((f"application/octet-stream; transfer-syntax={used}", [f]) for f in frames)
+        response = HttpResponse(
+            b"".join(wado.multipart_stream(parts, boundary)),
+            content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
+        )
+    elif len(frames) == 1:
+        response = _ranged(request, frames[0])
+    else:
+        raise wado.NotAcceptable("compressed frames come one part each: accept multipart/related")
+    response["ETag"] = _etag("bulk", item.sha256, used, "multipart" if multipart else "single")
     response["Cache-Control"] = IMMUTABLE
+    response["Vary"] = "Accept, Authorization, Cookie"
     return response
 
 
@@ -310,39 +444,100 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
 
 
 def _render_params(request) -> dict:
+    """window=center,width[,function], viewport=vw,vh[,sx,sy,sw,sh] and quality (PS3.18 8.3.5), checked."""
     params = {}
-    if window := request.GET.get("window"):
+    if "window" in request.GET:
+        pieces = request.GET["window"].split(",")
+        if len(pieces) not in (2, 3):
+            raise qido.BadQuery("window is center,width[,function] with function linear, linear-exact or sigmoid")
         try:
-            center, width, *_ = (float(v) for v in window.split(","))
+            center, width = float(pieces[0]), float(pieces[1])
         except ValueError:
-            raise qido.BadQuery("window is center,width[,function]") from None
-        params["window"] = (center, width)
-    if viewport := request.GET.get("viewport"):
-        try:
-            w, h = (int(v) for v in viewport.split(",")[:2])
-        except ValueError:
-            raise qido.BadQuery("viewport is width,height") from None
-        params["viewport"] = (max(1, min(w, 4096)), max(1, min(h, 4096)))
-    if quality := request.GET.get("quality"):
-        params["quality"] = max(1, min(int(quality), 100)) if quality.isdigit() else 90
-    choice = wants(parse_accept(request.META.get("HTTP_ACCEPT")), "image/png", "image/jpeg")
-    if choice is None:
-        raise wado.NotAcceptable("rendered images are image/png or image/jpeg")
-    params["media_type"] = "image/jpeg" if choice.media_type == "image/jpeg" else "image/png"
+            raise qido.BadQuery("window center and width are numbers") from None
+        function = pieces[2].strip().lower() if len(pieces) == 3 else "linear"
+        if function not in wado.WINDOW_FUNCTIONS:
+            raise qido.BadQuery("the window function is linear, linear-exact or sigmoid")
+        if not (math.isfinite(center) and math.isfinite(width)) or width <= 0 or (function == "linear" and width < 1):
+            raise qido.BadQuery("the window width must be positive (at least 1 for linear)")
+        params["window"] = (center, width, function)
+    if "viewport" in request.GET:
+        pieces = request.GET["viewport"].split(",")
+        if len(pieces) not in (2, 6):
+            raise qido.BadQuery("viewport is vw,vh or vw,vh,sx,sy,sw,sh")
+        params["viewport"] = (
+            qido.whole_number("viewport width", pieces[0], minimum=1, maximum=4096),
+            qido.whole_number("viewport height", pieces[1], minimum=1, maximum=4096),
+        )
+    if "quality" in request.GET:
+        params["quality"] = qido.whole_number("quality", request.GET["quality"], minimum=1, maximum=100)
     return params
+
+
+def _render_media_type(request, *, multipart: bool) -> str:
+    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
+    for entry in accepted:
+        kind = entry.part_type if entry.media_type == "multipart/related" else entry.media_type
+        if entry.media_type == "multipart/related" and not multipart:
+            continue
+        if kind in ("image/png", "image/jpeg"):
+            return kind
+        if kind in ("", "*/*", "image/*"):
+            return "image/png"
+    wanted = 'multipart/related; type="image/png" or "image/jpeg"' if multipart else "image/png or image/jpeg"
+    raise wado.NotAcceptable(f"rendered images are {wanted}")
 
 
 def _rendered(request, item, frame: int, thumbnail: bool = False) -> HttpResponse:
     params = _render_params(request)
+    params["media_type"] = _render_media_type(request, multipart=False)
     if thumbnail:
         params.setdefault("viewport", (128, 128))
 
     def make():
-        return HttpResponse(
-            wado.render(wado.read_instance(item), frame=frame, **params), content_type=params["media_type"]
-        )
+        try:
+            ds = wado.read_instance(item)
+        except wado.UNREADABLE as exc:
+            raise wado.Unreadable(item) from exc
+        return HttpResponse(wado.render(ds, frame=frame, **params), content_type=params["media_type"])
 
     return _cached(request, _etag("rendered", item.sha256, str(frame), repr(sorted(params.items()))), IMMUTABLE, make)
+
+
+def _rendered_many(request, instances) -> HttpResponse:
+    """Rendered Study and Series (PS3.18 10.4.1.1.3): every frame of every instance, one image part each."""
+    params = _render_params(request)
+    params["media_type"] = media_type = _render_media_type(request, multipart=True)
+    boundary = wado.new_boundary()
+
+    def images():
+        for instance in instances:
+            try:
+                ds = wado.read_instance(instance)
+            except wado.UNREADABLE:
+                continue
+            if "PixelData" not in ds:
+                continue
+            for frame in range(1, wado.frame_count(ds) + 1):
+                yield media_type, [wado.render(ds, frame=frame, **params)]
+
+    def make():
+        return StreamingHttpResponse(
+            wado.multipart_stream(images(), boundary),
+            content_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
+        )
+
+    etag = _etag("rendered-many", repr(sorted(params.items())), *(i.sha256 for i in instances))
+    return _cached(request, etag, REVALIDATE, make)
+
+
+@endpoint
+def rendered_study(request, scope: Scope, study: str):
+    return _rendered_many(request, _instances_of(scope, study))
+
+
+@endpoint
+def rendered_series(request, scope: Scope, study: str, series: str):
+    return _rendered_many(request, _instances_of(scope, study, series))
 
 
 @endpoint
@@ -377,10 +572,12 @@ def dicomweb_urls(prefix: str, scope_function: ScopeFunction, name: str) -> list
         ("instances", search_instances, "instances"),
         (st, retrieve_study, "study"),
         (f"{st}/metadata", study_metadata, "study-metadata"),
+        (f"{st}/rendered", rendered_study, "study-rendered"),
         (f"{st}/series", search_series, "study-series"),
         (f"{st}/instances", search_instances, "study-instances"),
         (f"{st}/{se}", retrieve_series, "series-retrieve"),
         (f"{st}/{se}/metadata", series_metadata, "series-metadata"),
+        (f"{st}/{se}/rendered", rendered_series, "series-rendered"),
         (f"{st}/{se}/thumbnail", thumbnail_series, "series-thumbnail"),
         (f"{st}/{se}/instances", search_instances, "series-instances"),
         (f"{st}/{se}/{inst}", retrieve_instance, "instance"),

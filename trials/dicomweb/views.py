@@ -359,16 +359,19 @@ def retrieve_frames(request, scope: Scope, study: str, series: str, instance: st
         raise wado.NotAcceptable('send Accept: multipart/related; type="application/octet-stream"')
     syntax = "*" if choice.media_type == "*/*" else choice.transfer_syntax
 
+    # A compressed frame may be asked for by its own media type (image/jls, image/jp2...): label it so.
+    asked_type = choice.part_type if choice.part_type.startswith(("image/", "video/")) else ""
+
     def make():
         data, used = _frames_as(item, numbers, syntax)
         boundary = wado.new_boundary()
-        part_type = "application/octet-stream"
+        part_type = asked_type if asked_type and used != EXPLICIT_VR_LE else "application/octet-stream"
         body = b"".join(
             wado.multipart_stream(((f"{part_type}; transfer-syntax={used}", [frame]) for frame in data), boundary)
         )
         return HttpResponse(body, content_type=f'multipart/related; type="{part_type}"; boundary={boundary}')
 
-    return _cached(request, _etag("frames", item.sha256, frames, syntax), IMMUTABLE, make)
+    return _cached(request, _etag("frames", item.sha256, frames, syntax, asked_type), IMMUTABLE, make)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files.storage import storages
+from django.core.management.base import CommandError
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 
 from ctims.bench import median_ms, scratch
 from trials import services
 from trials.ingest.services import BATCH_SIZE, upload_batch_process, upload_finish, upload_open, upload_receive
 from trials.ingest.store import image_storage
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Role, Series, Study
+from trials.models import Instance, Membership, Role, Series, Study
 
 ACCEPT_FRAMES = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
@@ -181,3 +196,188 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
         client.get(url, params)
         ms = median_ms(lambda url=url, params=params: client.get(url, params), max(runs, 7))
         out.write(f"  QIDO {label:<36} {ms:8.2f} ms")
+
+
+# -- over HTTP, with concurrent clients, side by side with Orthanc ----------------------------------------------
+
+ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+ORTHANC = "/usr/sbin/Orthanc"
+ORTHANC_DICOMWEB = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+@contextmanager
+def _own_database() -> Iterator[str]:
+    """A database of the bench's own, migrated and dropped at the end: a server in another process must see
+    committed rows, and nothing the bench writes (its audit events included) may stay in the real one."""
+    if connection.vendor != "postgresql":
+        raise CommandError("bench dicomweb --http needs PostgreSQL (DATABASE_URL=postgres://...).")
+    old_name = connection.settings_dict["NAME"]
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"ctims_bench_{os.getpid()}"
+    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield name
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, process: subprocess.Popen, headers: dict | None = None, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CommandError(f"the server at {url} stopped at start (exit {process.returncode})")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2):  # noqa: S310
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise CommandError(f"the server at {url} did not answer within {deadline_s:.0f} s")
+
+
+def _load(base: str, paths: list[str], headers: dict, clients: int, rounds: int) -> dict:
+    job = {"base": base, "paths": paths, "headers": headers, "clients": clients, "rounds": rounds}
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "trials.dicomweb.loadgen"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=settings.BASE_DIR,
+    )
+    result = json.loads(done.stdout)
+    if result["errors"]:
+        raise CommandError(f"{base}: {result['errors']}")
+    return result
+
+
+@contextmanager
+def _ctims_server(database: str, var: Path) -> Iterator[str]:
+    """CTIMS's development server (threaded, one process, DEBUG off) on a free loopback port."""
+    port = _free_port()
+    url = urlsplit(os.environ.get("DATABASE_URL", ""))
+    env = os.environ | {
+        "DATABASE_URL": urlunsplit(url._replace(path=f"/{database}")),
+        "CTIMS_VAR_DIR": str(var),
+        "DEBUG": "False",
+        "SECRET_KEY": uuid.uuid4().hex * 2,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "False",
+    }
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/accounts/login/", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def _orthanc(folder: Path, files: list[Path]) -> Iterator[str]:
+    """Debian's Orthanc with its DICOMweb plugin on a free loopback port, DICOM port off, holding `files`."""
+    if not (Path(ORTHANC).exists() and Path(ORTHANC_DICOMWEB).exists()):
+        raise CommandError("--orthanc needs Debian's orthanc and orthanc-dicomweb (make bench-orthanc-deps).")
+    port = _free_port()
+    (folder / "db").mkdir(parents=True)
+    config = {
+        "Name": "ctims-bench",
+        "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"),
+        "HttpPort": port,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "StorageCompression": False,
+        "HttpCompressionEnabled": False,
+        "KeepAlive": True,
+        "Plugins": [ORTHANC_DICOMWEB],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    log = (folder / "orthanc.log").open("wb")
+    process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=log, stderr=log)  # noqa: S603
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{base}/system", process)
+        for path in files:
+            request = urllib.request.Request(f"{base}/instances", data=path.read_bytes(), method="POST")  # noqa: S310
+            with urllib.request.urlopen(request, timeout=60):  # noqa: S310
+                pass
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def bench_dicomweb_http(out, *, slices: int, runs: int, small: bool, clients: list[int], orthanc: bool) -> None:
+    var = Path(tempfile.mkdtemp(prefix="ctims-bench-http-"))
+    filesystem = "django.core.files.storage.FileSystemStorage"
+    stores = {
+        "images": {"BACKEND": filesystem, "OPTIONS": {"location": var / "images"}},
+        "quarantine": {"BACKEND": filesystem, "OPTIONS": {"location": var / "quarantine"}},
+    }
+    try:
+        with _own_database() as database, override_settings(STORAGES={**storages.backends, **stores}):
+            storages._storages.clear()
+            _run_http(out, database, var, slices=slices, runs=runs, small=small, clients=clients, orthanc=orthanc)
+    finally:
+        storages._storages.clear()
+        shutil.rmtree(var, ignore_errors=True)
+
+
+def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, orthanc) -> None:
+    admin, trial, subject = _world(slices, small)
+    membership = Membership.objects.filter(user=admin, trial=trial).first()
+    _, key = services.api_token_create(actor=admin, membership=membership, name="bench")
+    series = Series.objects.get(study__subject=subject)
+    instances = list(series.instances.order_by("instance_number"))
+    prefix = f"/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}/instances"
+    frames = [f"{prefix}/{i.sop_instance_uid}/frames/1" for i in instances]
+    whole = [f"{prefix}/{i.sop_instance_uid}" for i in instances]
+    token = {"Authorization": f"Bearer {key}"}
+    jobs = {"frame": (frames, ACCEPT_FRAMES), "instance": (whole, ACCEPT_INSTANCE)}
+    out.write(
+        f"Over HTTP: {len(instances)} CT instances {instances[0].rows}x{instances[0].columns}, each client on its "
+        f"own keep-alive connection in a separate process; {runs} rounds of the whole series per client. CTIMS: "
+        "the development server (threaded, one process, DEBUG off), Bearer token."
+    )
+    results: dict[tuple[str, str, int], dict] = {}
+    with _ctims_server(database, var) as base:
+        root = f"{base}/dicomweb/trials/{trial.code}"
+        for kind, (paths, accept) in jobs.items():
+            _load(root, paths[:5], token | {"Accept": accept}, 1, 1)  # warm up
+            for n in clients:
+                results["ctims", kind, n] = _load(root, paths, token | {"Accept": accept}, n, runs)
+    if orthanc:
+        with _orthanc(var / "orthanc", [Path(image_storage().path(i.storage_key)) for i in instances]) as base:
+            root = f"{base}/dicom-web"
+            for kind, (paths, accept) in jobs.items():
+                _load(root, paths[:5], {"Accept": accept}, 1, 1)
+                for n in clients:
+                    results["orthanc", kind, n] = _load(root, paths, {"Accept": accept}, n, runs)
+    for kind in jobs:
+        for n in clients:
+            ours = results["ctims", kind, n]
+            line = (
+                f"  {kind:<8} {n:>2} client(s): CTIMS median {ours['median_ms']:7.2f} ms, p90 {ours['p90_ms']:7.2f} ms,"
+                f" {ours['per_second']:7.1f}/s"
+            )
+            if orthanc:
+                theirs = results["orthanc", kind, n]
+                line += (
+                    f" | Orthanc median {theirs['median_ms']:7.2f} ms, {theirs['per_second']:7.1f}/s"
+                    f" | CTIMS/Orthanc median = {ours['median_ms'] / theirs['median_ms']:.2f}"
+                )
+            out.write(line)

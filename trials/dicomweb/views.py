@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import re
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -89,6 +90,45 @@ def _cached(request: HttpRequest, etag: str, cache_control: str, make: Callable[
     return response
 
 
+class _TokenScopes:
+    """A token client's scopes, kept for DICOMWEB_ACCESS_CACHE_SECONDS: a viewer asks for hundreds of frames in a
+    burst, and each would otherwise authenticate its token and read its permissions again. A revoked token or
+    role reaches token clients within that many seconds (0 turns this off); sessions are never cached."""
+
+    LIMIT = 1000
+
+    def __init__(self):
+        self.entries: dict[tuple, tuple[float, Scope]] = {}
+
+    def _key(self, request, scope_function, scope_args) -> tuple | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not settings.DICOMWEB_ACCESS_CACHE_SECONDS or not header.startswith("Bearer "):
+            return None
+        digest = hashlib.sha256(header.encode("latin-1", "replace")).hexdigest()
+        return digest, scope_function, tuple(sorted(scope_args.items()))
+
+    def get(self, request, scope_function, scope_args) -> Scope | None:
+        key = self._key(request, scope_function, scope_args)
+        entry = self.entries.get(key) if key else None
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, request, scope_function, scope_args, scope: Scope) -> None:
+        key = self._key(request, scope_function, scope_args)
+        if key is None:
+            return
+        if len(self.entries) >= self.LIMIT:
+            self.entries.clear()
+        self.entries[key] = (time.monotonic() + settings.DICOMWEB_ACCESS_CACHE_SECONDS, scope)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+_token_scopes = _TokenScopes()
+
+
 def endpoint(handler):
     """Authenticate, resolve the scope, answer CORS pre-flights and turn errors into DICOMweb answers."""
 
@@ -105,14 +145,18 @@ def endpoint(handler):
             response = _error(405, f"{request.method[:20]} is not allowed here; this resource answers {ALLOW}.")
             response["Allow"] = ALLOW
             return _cors(request, response)
-        actor = _actor(request)
-        if actor is None:
-            response = _error(401, "Authentication required.")
-            response["WWW-Authenticate"] = 'Bearer realm="ctims"'
-            return _cors(request, response)
-        scope_args = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("scope_")}
+        scope_args = {k.removeprefix("scope_"): kwargs.pop(k) for k in list(kwargs) if k.startswith("scope_")}
         try:
-            scope = scope_function(actor, **{k.removeprefix("scope_"): v for k, v in scope_args.items()})
+            scope = _token_scopes.get(request, scope_function, scope_args)
+            if scope is None:
+                actor = _actor(request)
+                if actor is None:
+                    response = _error(401, "Authentication required.")
+                    response["WWW-Authenticate"] = 'Bearer realm="ctims"'
+                    return _cors(request, response)
+                scope = scope_function(actor, **scope_args)
+                if actor.token is not None:
+                    _token_scopes.put(request, scope_function, scope_args, scope)
             response = handler(request, scope, *args, **kwargs)
         except Http404 as exc:
             response = _error(404, str(exc) or "Not found.")

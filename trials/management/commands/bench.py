@@ -61,8 +61,29 @@ class Command(BaseCommand):
         parser.add_argument("--runs", type=int, default=5, help="runs per measurement; the median is reported")
         parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
         parser.add_argument("--tasks", type=int, default=500, help="reads: tasks in the reader's worklist")
+        parser.add_argument(
+            "--http",
+            action="store_true",
+            help="dicomweb: frames and instances over HTTP from a server process, with concurrent clients",
+        )
+        parser.add_argument("--clients", default="1,8", help="dicomweb --http: numbers of concurrent clients")
+        parser.add_argument(
+            "--orthanc",
+            action="store_true",
+            help="dicomweb --http: the same files from Debian's Orthanc, and the ratio",
+        )
 
     def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, tasks: int, **options):
+        if name == "dicomweb" and (options["http"] or options["orthanc"]):
+            from trials.dicomweb.bench import bench_dicomweb_http
+
+            try:
+                clients = [int(n) for n in options["clients"].split(",")]
+            except ValueError:
+                raise CommandError("--clients is a comma-separated list of whole numbers, e.g. 1,8") from None
+            return bench_dicomweb_http(
+                self.stdout, slices=slices, runs=runs, small=small, clients=clients, orthanc=options["orthanc"]
+            )
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
 

@@ -90,6 +90,29 @@ def _cached(request: HttpRequest, etag: str, cache_control: str, make: Callable[
     return response
 
 
+class _KeptScope:
+    """A token client's scope kept between requests, remembering the instances it looked up (an instance row
+    never changes once written): a viewer's next frame of the same instance needs no query at all."""
+
+    LIMIT = 5000
+
+    def __init__(self, scope: Scope):
+        self._scope = scope
+        self._instances: dict[tuple[str, str, str], object] = {}
+
+    def __getattr__(self, name):
+        return getattr(self._scope, name)
+
+    def instance(self, study_uid: str, series_uid: str, sop_uid: str):
+        key = (study_uid, series_uid, sop_uid)
+        found = self._instances.get(key)
+        if found is None:
+            found = self._scope.instance(study_uid, series_uid, sop_uid)
+            if len(self._instances) < self.LIMIT:
+                self._instances[key] = found
+        return found
+
+
 class _TokenScopes:
     """A token client's scopes, kept for DICOMWEB_ACCESS_CACHE_SECONDS: a viewer asks for hundreds of frames in a
     burst, and each would otherwise authenticate its token and read its permissions again. A revoked token or
@@ -114,13 +137,16 @@ class _TokenScopes:
             return None
         return entry[1]
 
-    def put(self, request, scope_function, scope_args, scope: Scope) -> None:
+    def put(self, request, scope_function, scope_args, scope: Scope) -> Scope:
+        """Keep the scope (if the cache is on); returns the scope the request should use."""
         key = self._key(request, scope_function, scope_args)
         if key is None:
-            return
+            return scope
         if len(self.entries) >= self.LIMIT:
             self.entries.clear()
-        self.entries[key] = (time.monotonic() + settings.DICOMWEB_ACCESS_CACHE_SECONDS, scope)
+        kept = _KeptScope(scope)
+        self.entries[key] = (time.monotonic() + settings.DICOMWEB_ACCESS_CACHE_SECONDS, kept)
+        return kept
 
     def clear(self) -> None:
         self.entries.clear()
@@ -156,7 +182,7 @@ def endpoint(handler):
                     return _cors(request, response)
                 scope = scope_function(actor, **scope_args)
                 if actor.token is not None:
-                    _token_scopes.put(request, scope_function, scope_args, scope)
+                    scope = _token_scopes.put(request, scope_function, scope_args, scope)
             response = handler(request, scope, *args, **kwargs)
         except Http404 as exc:
             response = _error(404, str(exc) or "Not found.")

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -350,34 +351,41 @@ def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, or
     jobs = {"frame": (frames, ACCEPT_FRAMES), "instance": (whole, ACCEPT_INSTANCE)}
     out.write(
         f"Over HTTP: {len(instances)} CT instances {instances[0].rows}x{instances[0].columns}, each client on its "
-        f"own keep-alive connection in a separate process; {runs} rounds of the whole series per client. CTIMS: "
-        "the development server (threaded, one process, DEBUG off), Bearer token."
+        f"own keep-alive connection in a separate process; {runs} rounds of the whole series per client, the two "
+        "servers taking turns round by round. CTIMS: the development server (threaded, one process, DEBUG off), "
+        "Bearer token; Orthanc: Debian's, with its DICOMweb plugin."
     )
-    results: dict[tuple[str, str, int], dict] = {}
-    with _ctims_server(database, var) as base:
-        root = f"{base}/dicomweb/trials/{trial.code}"
+    latencies: dict[tuple[str, str, int], list[float]] = {}
+    seconds: dict[tuple[str, str, int], float] = {}
+    with ExitStack() as servers:
+        roots = {
+            "ctims": (f"{servers.enter_context(_ctims_server(database, var))}/dicomweb/trials/{trial.code}", token)
+        }
+        if orthanc:
+            files = [Path(image_storage().path(i.storage_key)) for i in instances]
+            roots["orthanc"] = (f"{servers.enter_context(_orthanc(var / 'orthanc', files))}/dicom-web", {})
         for kind, (paths, accept) in jobs.items():
-            _load(root, paths[:5], token | {"Accept": accept}, 1, 1)  # warm up
+            for root, headers in roots.values():
+                _load(root, paths[:5], headers | {"Accept": accept}, 1, 1)  # warm up
             for n in clients:
-                results["ctims", kind, n] = _load(root, paths, token | {"Accept": accept}, n, runs)
-    if orthanc:
-        with _orthanc(var / "orthanc", [Path(image_storage().path(i.storage_key)) for i in instances]) as base:
-            root = f"{base}/dicom-web"
-            for kind, (paths, accept) in jobs.items():
-                _load(root, paths[:5], {"Accept": accept}, 1, 1)
-                for n in clients:
-                    results["orthanc", kind, n] = _load(root, paths, {"Accept": accept}, n, runs)
+                for _ in range(runs):
+                    for server, (root, headers) in roots.items():
+                        result = _load(root, paths, headers | {"Accept": accept}, n, 1)
+                        latencies.setdefault((server, kind, n), []).extend(result["latencies_ms"])
+                        seconds[server, kind, n] = seconds.get((server, kind, n), 0) + result["seconds"]
     for kind in jobs:
         for n in clients:
-            ours = results["ctims", kind, n]
+            ours = latencies["ctims", kind, n]
+            median = statistics.median(ours)
             line = (
-                f"  {kind:<8} {n:>2} client(s): CTIMS median {ours['median_ms']:7.2f} ms, p90 {ours['p90_ms']:7.2f} ms,"
-                f" {ours['per_second']:7.1f}/s"
+                f"  {kind:<8} {n:>2} client(s): CTIMS median {median:7.2f} ms, "
+                f"{len(ours) / seconds['ctims', kind, n]:7.1f}/s"
             )
             if orthanc:
-                theirs = results["orthanc", kind, n]
+                theirs = latencies["orthanc", kind, n]
                 line += (
-                    f" | Orthanc median {theirs['median_ms']:7.2f} ms, {theirs['per_second']:7.1f}/s"
-                    f" | CTIMS/Orthanc median = {ours['median_ms'] / theirs['median_ms']:.2f}"
+                    f" | Orthanc median {statistics.median(theirs):7.2f} ms, "
+                    f"{len(theirs) / seconds['orthanc', kind, n]:7.1f}/s"
+                    f" | CTIMS/Orthanc median = {median / statistics.median(theirs):.2f}"
                 )
             out.write(line)

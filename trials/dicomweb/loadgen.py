@@ -56,6 +56,8 @@ def run(base: str, paths: list[str], headers: dict[str, str], clients: int, roun
         "requests": len(latencies),
         "per_second": len(latencies) / seconds,
         "errors": errors[:5],
+        "latencies_ms": latencies,
+        "seconds": seconds,
     }
 
 

@@ -15,6 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,6 +63,11 @@ def _fill_index(trial, subject, rows: int, per_series: int = 500) -> None:
             subject=subject,
             timepoint=timepoint,
             study_instance_uid=f"2.25.9{n}{uuid.uuid4().int % 10**20}",
+            study_date=date(2020, 1, 1) + timedelta(days=n % 1500),
+            study_time=f"{8 + n % 10:02d}{n % 60:02d}00",
+            accession_number=f"ACC{n:07d}",
+            study_id=f"S{n}",
+            referring_physician_name=f"DOCTOR^{n % 97}",
         )
         for n in range(max(1, n_series // 4))
     )
@@ -73,6 +79,7 @@ def _fill_index(trial, subject, rows: int, per_series: int = 500) -> None:
             series_number=n,
             description=f"AX {n % 7} mm",
             instance_count=per_series,
+            performed_procedure_step_start_date=date(2020, 1, 1) + timedelta(days=n % 1500),
         )
         for n in range(n_series)
     )
@@ -88,6 +95,7 @@ def _fill_index(trial, subject, rows: int, per_series: int = 500) -> None:
         "size",
         "deid_method",
         "created_at",
+        "bits_allocated",
     ]
     now = time.strftime("%Y-%m-%d %H:%M:%S+00")
 
@@ -107,6 +115,7 @@ def _fill_index(trial, subject, rows: int, per_series: int = 500) -> None:
                     1,
                     "bench",
                     now,
+                    16,
                 )
 
     table = Instance._meta.db_table
@@ -183,7 +192,33 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
         f"(filled in {time.perf_counter() - start:.0f} s, {connection.vendor})"
     )
     some = Series.objects.filter(study__trial=trial).order_by("-pk")[len(instances) % 7]
+    study = some.study
+    one = some.instances.order_by("instance_number")[7]
     searches = {
+        "studies by AccessionNumber": (f"{root}/studies", {"AccessionNumber": study.accession_number}),
+        "studies by StudyID": (f"{root}/studies", {"StudyID": study.study_id}),
+        "studies by PatientName wildcard, limit 100": (f"{root}/studies", {"PatientName": "BENCH*", "limit": "100"}),
+        "studies by ReferringPhysicianName wildcard": (
+            f"{root}/studies",
+            {"ReferringPhysicianName": "DOCTOR^1*", "limit": "100"},
+        ),
+        "studies by StudyDate range + StudyTime range": (
+            f"{root}/studies",
+            {"StudyDate": "20200101-20200331", "StudyTime": "080000-120000", "limit": "100"},
+        ),
+        "series by PerformedProcedureStepStartDate": (
+            f"{root}/series",
+            {"PerformedProcedureStepStartDate": "20200101-20200131", "limit": "100"},
+        ),
+        "instances by SOPClassUID, limit 100": (
+            f"{root}/instances",
+            {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2", "limit": "100"},
+        ),
+        "instances by SOPInstanceUID": (f"{root}/instances", {"SOPInstanceUID": one.sop_instance_uid}),
+        "instances by InstanceNumber in a study": (
+            f"{root}/studies/{study.study_instance_uid}/instances",
+            {"InstanceNumber": "250"},
+        ),
         "series by SeriesInstanceUID": (f"{root}/series", {"SeriesInstanceUID": some.series_instance_uid}),
         "series by Modality=MR, limit 100": (f"{root}/series", {"Modality": "MR", "limit": "100"}),
         "series by description wildcard": (f"{root}/series", {"SeriesDescription": "AX 3*", "limit": "100"}),
@@ -194,9 +229,10 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
         ),
     }
     for label, (url, params) in searches.items():
-        client.get(url, params)
+        response = client.get(url, params)
+        assert response.status_code == 200 and "Warning" not in response, (label, response.content[:200])
         ms = median_ms(lambda url=url, params=params: client.get(url, params), max(runs, 7))
-        out.write(f"  QIDO {label:<36} {ms:8.2f} ms")
+        out.write(f"  QIDO {label:<46} {ms:8.2f} ms ({len(response.json())} answers)")
 
 
 # -- over HTTP, with concurrent clients, side by side with Orthanc ----------------------------------------------

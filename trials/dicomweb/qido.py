@@ -219,6 +219,16 @@ class Search:
     include: set[str] = field(default_factory=set)  # tags asked for by includefield
     include_all: bool = False
     warnings: list[str] = field(default_factory=list)
+    # The levels above the target whose attributes each answer carries: those the search spans.
+    above: set[str] = field(default_factory=set)
+    # The study and series attributes of the rows, made once per study and series (many rows share them).
+    made: dict[tuple[str, int], dict] = field(default_factory=dict)
+
+    def once(self, kind: str, pk: int, make: Callable[[], dict]) -> dict:
+        found = self.made.get((kind, pk))
+        if found is None:
+            found = self.made[kind, pk] = make()
+        return found
 
 
 @dataclass
@@ -330,7 +340,9 @@ def search_series(
     qs = series.filter(query.conditions).select_related("study__subject")
     if study_uid:
         qs = qs.filter(study__study_instance_uid=study_uid)
-    return _page(qs.order_by("study_id", "series_number", "pk"), query)
+    search = _page(qs.order_by("study_id", "series_number", "pk"), query)
+    search.above = set() if study_uid else {STUDY}
+    return search
 
 
 def search_instances(
@@ -342,14 +354,36 @@ def search_instances(
     ignored: Iterable[str] = (),
 ) -> Search:
     query = _parse(params, INSTANCE, visible, ignored)
-    qs = instances.filter(query.conditions).select_related("series__study__subject")
-    if not (query.include or query.include_all):
-        qs = qs.defer("metadata", "pixel_layout")
+    qs = instances.filter(query.conditions).only(*INSTANCE_COLUMNS)
+    if query.include or query.include_all:
+        qs = qs.defer(None).defer("pixel_layout")
     if study_uid:
         qs = qs.filter(series__study__study_instance_uid=study_uid)
     if series_uid:
         qs = qs.filter(series__series_instance_uid=series_uid)
-    return _page(qs.order_by("series_id", "instance_number", "pk"), query)
+    search = _page(qs.order_by("series_id", "instance_number", "pk"), query)
+    # Many rows share a series: load each series (with its study and subject) once, not once per row.
+    series = Series.objects.select_related("study__subject").in_bulk({i.series_id for i in search.rows})
+    for instance in search.rows:
+        instance.series = series[instance.series_id]
+    search.above = set() if series_uid else {SERIES} if study_uid else {STUDY, SERIES}
+    return search
+
+
+# What an instance's answer needs of its row (its metadata only when includefield asks for more).
+INSTANCE_COLUMNS = (
+    "series_id",
+    "sop_class_uid",
+    "sop_instance_uid",
+    "instance_number",
+    "transfer_syntax_uid",
+    "number_of_frames",
+    "rows",
+    "columns",
+    "bits_allocated",
+    "sha256",
+    "storage_key",
+)
 
 
 # -- answers ---------------------------------------------------------------------------------------------------
@@ -469,17 +503,30 @@ def study_json(study: Study, root: str, search: Search | None = None) -> dict:
 
 
 def series_json(series: Series, root: str, search: Search | None = None) -> dict:
-    out = study_attributes(series.study, root, counts=False) | series_attributes(series, root)
-    return _with_includes(out, search or Search([]), None)
+    """A series answer; the study's attributes too when the search spans studies (PS3.18 10.6.3.3.2)."""
+    search = search or Search([])
+    out = series_attributes(series, root)
+    if search.above >= {STUDY}:
+        out = search.once("study", series.study_id, lambda: study_attributes(series.study, root, counts=False)) | out
+    return _with_includes(out, search, None)
 
 
 def instance_json(instance: Instance, root: str, search: Search | None = None) -> dict:
+    """An instance answer; with its series' attributes when the search spans series, and its study's when it
+    spans studies (PS3.18 10.6.3.3.3)."""
     search = search or Search([])
-    out = (
-        study_attributes(instance.series.study, root, counts=False)
-        | series_attributes(instance.series, root)
-        | instance_attributes(instance, root)
-    )
-    # Series-level keys' own URL is the series': the instance's Retrieve URL wins (it is set last).
+    series = instance.series
+    out = instance_attributes(instance, root)
+    if search.above:
+        above = search.once("series", series.pk, lambda: _above(series, root, search.above))
+        out = above | out
     metadata = instance.metadata if (search.include or search.include_all) else None
     return _with_includes(out, search, metadata)
+
+
+def _above(series: Series, root: str, levels: set[str]) -> dict:
+    out = series_attributes(series, root)
+    out.pop("00081190")  # the instance's own Retrieve URL is the one that counts
+    if STUDY in levels:
+        out = study_attributes(series.study, root, counts=False) | out
+    return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import date
+from datetime import date, timedelta
 from email.parser import BytesParser
 from pathlib import Path
 
@@ -112,7 +112,7 @@ def test_each_study_matching_key_finds_its_study_and_nothing_else(indexed, clien
     client.force_login(indexed.alice)
     match = match() if callable(match) else match
     if key == "StudyDate":  # both synthetic studies share the date: give Busan's another
-        Study.objects.filter(subject__code="ALPHA-BUS-001").update(study_date=date(2020, 1, 1))
+        Study.objects.filter(subject__code="ALPHA-BUS-001").update(study_date=seoul().study_date - timedelta(days=400))
     if key == "ModalitiesInStudy":
         Series.objects.filter(study__subject__code="ALPHA-BUS-001").update(modality="MR")
         match, other = "CT", "PT"
@@ -199,11 +199,13 @@ def test_uid_lists_match_any_of_their_uids(indexed, client):
 
 def test_dates_and_times_match_ranges_open_at_either_end(indexed, client):
     client.force_login(indexed.alice)
-    Study.objects.filter(subject__code="ALPHA-BUS-001").update(study_date=date(2020, 6, 1))
+    # Stored dates are shifted by a per-subject offset drawn from the trial's key: place Busan's before Seoul's.
+    seoul_day = seoul().study_date
+    Study.objects.filter(subject__code="ALPHA-BUS-001").update(study_date=seoul_day - timedelta(days=400))
     seoul_uid = [seoul().study_instance_uid]
-    day = seoul().study_date.strftime("%Y%m%d")
+    day, since = seoul_day.strftime("%Y%m%d"), (seoul_day - timedelta(days=10)).strftime("%Y%m%d")
     assert values(client.get(f"{ROOT}/studies", {"StudyDate": f"{day}-"}), "0020000D") == seoul_uid
-    assert values(client.get(f"{ROOT}/studies", {"StudyDate": f"20210101-{day}"}), "0020000D") == seoul_uid
+    assert values(client.get(f"{ROOT}/studies", {"StudyDate": f"{since}-{day}"}), "0020000D") == seoul_uid
     assert len(client.get(f"{ROOT}/studies", {"StudyDate": f"-{day}"}).json()) == 2
     assert values(client.get(f"{ROOT}/studies", {"StudyTime": "100000-110000"}), "0020000D") == seoul_uid
     assert values(client.get(f"{ROOT}/studies", {"StudyTime": "1030"}), "0020000D") == seoul_uid  # 10:30 to 10:30:59

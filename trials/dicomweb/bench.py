@@ -195,6 +195,7 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
     study = some.study
     one = some.instances.order_by("instance_number")[7]
     searches = {
+        "the floor: a study UID that matches nothing": (f"{root}/studies", {"StudyInstanceUID": "1.2.3"}),
         "studies by AccessionNumber": (f"{root}/studies", {"AccessionNumber": study.accession_number}),
         "studies by StudyID": (f"{root}/studies", {"StudyID": study.study_id}),
         "studies by PatientName wildcard, limit 100": (f"{root}/studies", {"PatientName": "BENCH*", "limit": "100"}),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import QueryDict
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
@@ -317,15 +317,10 @@ def search_studies(
     for it to exist: only those count in a study's modalities and its numbers of series and instances.
     `ignored` are keys the root does not match on (reported in the answer's Warning)."""
     query = _parse(params, STUDY, visible, ignored)
-    qs = (
-        studies.filter(query.conditions)
-        .select_related("subject")
-        .prefetch_related(Prefetch("series", queryset=Series.objects.filter(visible("")).only("study_id", "modality")))
-        .annotate(
-            n_series=Count("series", filter=visible("series__"), distinct=True),
-            n_instances=Sum("series__instance_count", filter=visible("series__")),
-        )
-    )
+    # The visible series of the page's studies, read once: their modalities and the study's counts come from
+    # them (no GROUP BY over every matching study's series).
+    visible_series = Series.objects.filter(visible("")).only("study_id", "modality", "instance_count")
+    qs = studies.filter(query.conditions).select_related("subject").prefetch_related(Prefetch("series", visible_series))
     return _page(qs.order_by("study_date", "pk"), query)
 
 
@@ -424,8 +419,9 @@ def study_attributes(study: Study, root: str, *, counts: bool) -> dict:
     if counts:
         out["00080061"] = _attr("CS", *sorted({s.modality for s in study.series.all()}))
         out["00081190"] = _attr("UR", f"{root}/studies/{study.study_instance_uid}")
-        out["00201206"] = _attr("IS", getattr(study, "n_series", None))
-        out["00201208"] = _attr("IS", getattr(study, "n_instances", None) or 0)
+        series = study.series.all()
+        out["00201206"] = _attr("IS", len(series))
+        out["00201208"] = _attr("IS", sum(s.instance_count for s in series))
     return out
 
 

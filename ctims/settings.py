@@ -261,6 +261,9 @@ if DICOMWEB_MAX_RESULTS < 1:
 DICOMWEB_ACCESS_CACHE_SECONDS = envint("DICOMWEB_ACCESS_CACHE_SECONDS", "5")
 if DICOMWEB_ACCESS_CACHE_SECONDS < 0:
     raise ImproperlyConfigured("DICOMWEB_ACCESS_CACHE_SECONDS must be 0 or more")
+# The reverse proxy's internal location that serves the image store (e.g. nginx `location /_images/ { internal;
+# alias /var/lib/ctims/images/; }`): single-part instance answers are then handed to it by X-Accel-Redirect.
+DICOMWEB_ACCEL_REDIRECT = os.environ.get("DICOMWEB_ACCEL_REDIRECT", "")
 
 # Celery: a broker URL means real workers; without one, tasks run in-process (embedded default).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

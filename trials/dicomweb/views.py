@@ -8,16 +8,16 @@ written once) and are cached for a year; series and study responses carry an ETa
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import re
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
@@ -262,71 +262,82 @@ def _instances_of(scope: Scope, study: str, series: str | None = None):
     return instances
 
 
-def _asked_syntaxes(accepted: list[Accepted], part_type: str) -> list[str]:
-    """The transfer syntaxes a client accepts for `part_type`, alone or as parts of multipart/related, in its
-    order of preference; '' is the default (Explicit VR Little Endian)."""
-    return [
-        entry.transfer_syntax
-        for entry in accepted
-        if (entry.media_type == "multipart/related" and entry.part_type in ("", "*/*", part_type))
-        or entry.media_type in (part_type, "*/*")
-    ]
+def _dicom_choice(accepted: list[Accepted], instances) -> tuple[bool, list[str]]:
+    """(single part?, the transfer syntax of each instance) for the client's first acceptable entry that this
+    server can make for every instance (PS3.18 8.7.3: the default is Explicit VR Little Endian)."""
+    for entry in accepted:
+        single = entry.media_type == "application/dicom"
+        multipart = entry.media_type == "multipart/related" and entry.part_type in ("", "*/*", "application/dicom")
+        if not (single or multipart or entry.media_type == "*/*") or (single and len(instances) > 1):
+            continue
+        syntaxes = [wado.produce_syntax(i.transfer_syntax_uid, [entry.transfer_syntax]) for i in instances]
+        if None not in syntaxes:
+            return single, syntaxes
+    raise wado.NotAcceptable(
+        'send Accept: multipart/related; type="application/dicom" (application/dicom for one instance); '
+        f"instances are available as stored or in {EXPLICIT_VR_LE}"
+    )
+
+
+def _instance_chunks(instance, syntax: str):
+    """The instance's Part 10 bytes in `syntax`, its file opened now (so an unreadable one fails here)."""
+    try:
+        if syntax == instance.transfer_syntax_uid:
+            return wado.open_chunks(instance)
+        return list(wado.transcoded_chunks(instance))
+    except wado.UNREADABLE as exc:
+        raise wado.Unreadable(instance) from exc
+
+
+def _single_instance(instance, syntax: str) -> HttpResponse:
+    """One instance as application/dicom: the stored file handed to the reverse proxy (X-Accel-Redirect, when
+    DICOMWEB_ACCEL_REDIRECT names its internal location) or to the server's sendfile (FileResponse)."""
+    content_type = f"application/dicom; transfer-syntax={syntax}"
+    if syntax != instance.transfer_syntax_uid:
+        return HttpResponse(b"".join(_instance_chunks(instance, syntax)), content_type=content_type)
+    if settings.DICOMWEB_ACCEL_REDIRECT:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = settings.DICOMWEB_ACCEL_REDIRECT.rstrip("/") + "/" + quote(instance.storage_key)
+        return response
+    try:
+        stored = wado.image_storage().open(instance.storage_key, "rb")
+    except wado.UNREADABLE as exc:
+        raise wado.Unreadable(instance) from exc
+    return FileResponse(stored, content_type=content_type)
 
 
 def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
-    """Instances as multipart/related application/dicom, in a transfer syntax the client accepts (PS3.18 8.7.3):
-    as stored when it accepts that one (or `*`), else Explicit VR Little Endian, decoded or re-encoded here."""
+    """Instances as multipart/related application/dicom (or one as application/dicom), in a transfer syntax the
+    client accepts: as stored when it accepts that one (or `*`), else Explicit VR Little Endian, decoded or
+    re-encoded here."""
     if not scope.serves_files:
         raise wado.NotAcceptable("this root serves metadata, frames and rendered images, not whole instances")
-    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
-    asked = _asked_syntaxes(accepted, "application/dicom")
-    if not asked:
-        raise wado.NotAcceptable('send Accept: multipart/related; type="application/dicom"')
-    plan = [(i, wado.produce_syntax(i.transfer_syntax_uid, asked)) for i in instances]
-    if any(syntax is None for _, syntax in plan):
-        raise wado.NotAcceptable(
-            f"instances are available as stored or in {EXPLICIT_VR_LE}; ask for one of them or for transfer-syntax=*"
-        )
+    single, syntaxes = _dicom_choice(parse_accept(request.META.get("HTTP_ACCEPT")), instances)
+    plan = list(zip(instances, syntaxes, strict=True))
+    etag = _etag("dicom", "single" if single else "multipart", *(f"{i.sha256}:{syntax}" for i, syntax in plan))
+    cache_control = IMMUTABLE if len(instances) == 1 else REVALIDATE
+    if single:
+        return _cached(request, etag, cache_control, lambda: _single_instance(*plan[0]))
     boundary = wado.new_boundary()
 
-    if len(plan) == 1:  # one instance: its own error (unreadable, undecodable) is the answer's
-        instance, syntax = plan[0]
-        try:
-            ready = list(wado.file_chunks(instance)) if syntax == instance.transfer_syntax_uid else None
-            ready = ready or list(wado.transcoded_chunks(instance))
-        except wado.UNREADABLE as exc:
-            raise wado.Unreadable(instance) from exc
-        plan = [(instance, syntax, ready)]
-    else:
-        plan = [(instance, syntax, None) for instance, syntax in plan]
-
-    def parts():
-        for instance, syntax, ready in plan:
-            if ready is not None:
-                yield f"application/dicom; transfer-syntax={syntax}", ready
-                continue
-            if syntax == instance.transfer_syntax_uid:
-                try:
-                    chunks = wado.file_chunks(instance)
-                    first = next(chunks)
-                except (*wado.UNREADABLE, StopIteration):
-                    continue  # an unreadable file is left out; the others still arrive
-                yield f"application/dicom; transfer-syntax={syntax}", itertools.chain([first], chunks)
-            else:
-                try:
-                    body = list(wado.transcoded_chunks(instance))
-                except (*wado.UNREADABLE, wado.NotAcceptable):
-                    continue
-                yield f"application/dicom; transfer-syntax={syntax}", body
+    def parts(first):
+        if first is not None:  # one instance: its own error (unreadable, undecodable) was the answer's
+            yield f"application/dicom; transfer-syntax={plan[0][1]}", first
+            return
+        for instance, syntax in plan:
+            try:
+                chunks = _instance_chunks(instance, syntax)
+            except (wado.Unreadable, wado.NotAcceptable):
+                continue  # an unreadable file is left out; the others still arrive
+            yield f"application/dicom; transfer-syntax={syntax}", chunks
 
     def make():
+        first = _instance_chunks(*plan[0]) if len(plan) == 1 else None
         return StreamingHttpResponse(
-            wado.multipart_stream(parts(), boundary),
+            wado.multipart_stream(parts(first), boundary),
             content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
         )
 
-    cache_control = IMMUTABLE if len(instances) == 1 else REVALIDATE
-    etag = _etag("dicom", *(f"{i.sha256}:{syntax}" for i, syntax, _ in plan))
     return _cached(request, etag, cache_control, make)
 
 

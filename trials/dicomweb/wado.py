@@ -51,6 +51,18 @@ def file_chunks(instance: Instance) -> Iterator[bytes]:
             yield chunk
 
 
+def open_chunks(instance: Instance) -> Iterator[bytes]:
+    """The stored file in chunks, opened now: a missing file fails the caller, not the stream half-way."""
+    stored = image_storage().open(instance.storage_key, "rb")
+
+    def chunks():
+        with stored:
+            while chunk := stored.read(CHUNK):
+                yield chunk
+
+    return chunks()
+
+
 def multipart_stream(parts: Iterable[tuple[str, Iterable[bytes]]], boundary: str) -> Iterator[bytes]:
     """A multipart/related body, one part at a time: memory stays flat however many instances it carries."""
     for content_type, chunks in parts:

@@ -539,3 +539,27 @@ def test_series_metadata_with_one_unreadable_file_answers_for_the_rest(images, c
     assert alone.status_code == 500 and broken.sop_instance_uid in alone.json()["error"]
     retrieved = client.get(url, HTTP_ACCEPT=DICOM)
     assert retrieved.status_code == 200 and len(parts(retrieved)) == 4
+
+
+# -- PS3.18 10.4.1.1.1: one instance as application/dicom, handed to sendfile or the reverse proxy ---------------
+
+
+def test_one_instance_as_application_dicom_is_the_stored_file(encodings, images, client, settings):
+    client.force_login(images.quinn)
+    instance = encodings[JPEG_LS]
+    stored = storages["images"].open(instance.storage_key).read()
+    answer = client.get(instance_url(instance), HTTP_ACCEPT="application/dicom; transfer-syntax=*")
+    assert answer["Content-Type"] == f"application/dicom; transfer-syntax={JPEG_LS}"
+    assert b"".join(answer.streaming_content) == stored
+    settings.DICOMWEB_ACCEL_REDIRECT = "/_images/"
+    proxied = client.get(instance_url(instance), HTTP_ACCEPT="application/dicom; transfer-syntax=*")
+    assert proxied["X-Accel-Redirect"] == f"/_images/{instance.storage_key}" and proxied.content == b""
+    decoded = client.get(instance_url(instance), HTTP_ACCEPT="application/dicom")
+    assert np.array_equal(pydicom.dcmread(io.BytesIO(decoded.content)).pixel_array, ORIGINAL)
+
+
+def test_several_instances_need_multipart(images, client):
+    client.force_login(images.alice)
+    series = seoul_series()
+    url = f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+    assert client.get(url, HTTP_ACCEPT="application/dicom").status_code == 406

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
@@ -317,11 +317,17 @@ def search_studies(
     for it to exist: only those count in a study's modalities and its numbers of series and instances.
     `ignored` are keys the root does not match on (reported in the answer's Warning)."""
     query = _parse(params, STUDY, visible, ignored)
-    # The visible series of the page's studies, read once: their modalities and the study's counts come from
-    # them (no GROUP BY over every matching study's series).
-    visible_series = Series.objects.filter(visible("")).only("study_id", "modality", "instance_count")
-    qs = studies.filter(query.conditions).select_related("subject").prefetch_related(Prefetch("series", visible_series))
-    return _page(qs.order_by("study_date", "pk"), query)
+    qs = studies.filter(query.conditions).select_related("subject")
+    search = _page(qs.order_by("study_date", "pk"), query)
+    # The visible series of the page's studies, read once as plain values: the studies' modalities and counts
+    # come from them (no GROUP BY over every matching study's series).
+    found: dict[int, list[tuple[str, int]]] = {study.pk: [] for study in search.rows}
+    rows = Series.objects.filter(visible(""), study_id__in=found).values_list("study_id", "modality", "instance_count")
+    for study_id, modality, count in rows:
+        found[study_id].append((modality, count))
+    for study in search.rows:
+        study.visible_series = found[study.pk]
+    return search
 
 
 def search_series(
@@ -417,11 +423,11 @@ def study_attributes(study: Study, root: str, *, counts: bool) -> dict:
         "00200010": _attr("SH", study.study_id),
     }
     if counts:
-        out["00080061"] = _attr("CS", *sorted({s.modality for s in study.series.all()}))
+        series = study.visible_series  # (modality, instance count) of each series the root shows
+        out["00080061"] = _attr("CS", *sorted({modality for modality, _ in series}))
         out["00081190"] = _attr("UR", f"{root}/studies/{study.study_instance_uid}")
-        series = study.series.all()
         out["00201206"] = _attr("IS", len(series))
-        out["00201208"] = _attr("IS", sum(s.instance_count for s in series))
+        out["00201208"] = _attr("IS", sum(count for _, count in series))
     return out
 
 

@@ -35,19 +35,27 @@ def scratch(prefix: str) -> Iterator[Path]:
     """Image and quarantine stores in a temporary folder and one transaction rolled back on leaving: a
     benchmark leaves neither rows nor files behind."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with stores_in(tmp), undone():
+            yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def stores_in(folder: Path) -> Iterator[None]:
+    """The image store and the quarantine in `folder`, laid out as under CTIMS_VAR_DIR."""
     fs = "django.core.files.storage.FileSystemStorage"
     stores = {
-        "images": {"BACKEND": fs, "OPTIONS": {"location": tmp / "images"}},
-        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": tmp / "quarantine"}},
+        "images": {"BACKEND": fs, "OPTIONS": {"location": folder / "images"}},
+        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": folder / "quarantine"}},
     }
     try:
         with override_settings(STORAGES={**storages.backends, **stores}, ALLOWED_HOSTS=["*"]):
             storages._storages.clear()
-            with undone():
-                yield tmp
+            yield
     finally:
         storages._storages.clear()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def median_ms(run: Callable[[], object], runs: int) -> float:

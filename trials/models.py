@@ -441,7 +441,7 @@ class Instance(models.Model):
     columns = models.PositiveIntegerField(null=True, blank=True)
     number_of_frames = models.PositiveIntegerField(default=1)
     # A QIDO-RS return attribute (Table 10.6.3-5); nullable so adding it does not rewrite the table.
-    bits_allocated = models.PositiveSmallIntegerField(null=True, blank=True)
+    bits_allocated = models.SmallIntegerField(null=True, blank=True)  # no CHECK: adding it scans nothing
     image_position = models.JSONField(null=True, blank=True)
     image_orientation = models.JSONField(null=True, blank=True)
     pixel_spacing = models.JSONField(null=True, blank=True)

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='instance',
             name='bits_allocated',
-            field=models.PositiveSmallIntegerField(blank=True, null=True),
+            field=models.SmallIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
             model_name='series',

@@ -120,8 +120,9 @@ class _TokenScopes:
 
     LIMIT = 1000
 
-    def __init__(self):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.entries: dict[tuple, tuple[float, Scope]] = {}
+        self.clock = clock  # a test moves it forward instead of waiting
 
     def _key(self, request, scope_function, scope_args) -> tuple | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -133,7 +134,7 @@ class _TokenScopes:
     def get(self, request, scope_function, scope_args) -> Scope | None:
         key = self._key(request, scope_function, scope_args)
         entry = self.entries.get(key) if key else None
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None or entry[0] < self.clock():
             return None
         return entry[1]
 
@@ -145,7 +146,7 @@ class _TokenScopes:
         if len(self.entries) >= self.LIMIT:
             self.entries.clear()
         kept = _KeptScope(scope)
-        self.entries[key] = (time.monotonic() + settings.DICOMWEB_ACCESS_CACHE_SECONDS, kept)
+        self.entries[key] = (self.clock() + settings.DICOMWEB_ACCESS_CACHE_SECONDS, kept)
         return kept
 
     def clear(self) -> None:

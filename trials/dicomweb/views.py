@@ -7,6 +7,7 @@ written once) and are cached for a year; series and study responses carry an ETa
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -110,7 +111,8 @@ class _KeptScope:
             found = self._scope.instance(study_uid, series_uid, sop_uid)
             if len(self._instances) < self.LIMIT:
                 self._instances[key] = found
-        return found
+        # A copy: what a request loads onto its instance (its metadata) is not kept with the scope.
+        return copy.copy(found)
 
 
 class _TokenScopes:

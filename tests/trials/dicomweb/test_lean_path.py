@@ -96,3 +96,14 @@ def test_the_frame_layout_is_indexed_when_the_upload_completes(token_world):
     assert not Instance.objects.filter(pixel_layout__isnull=True).exists()
     layout = Instance.objects.first().pixel_layout
     assert layout["frames"] == 1 and layout["frame_bytes"] > 0
+
+
+def test_a_kept_scope_does_not_keep_what_a_request_loaded_onto_an_instance(token_world, client, settings):
+    settings.DICOMWEB_ACCESS_CACHE_SECONDS = 5
+    _, _, key = token_world
+    url = frame_url()
+    assert client.get(url, HTTP_ACCEPT=FRAMES, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    metadata = client.get(url.replace("/frames/1", "/metadata"), HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert metadata.status_code == 200
+    [kept] = next(iter(views._token_scopes.entries.values()))[1]._instances.values()
+    assert "metadata" not in kept.__dict__ or kept.metadata is None

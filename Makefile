@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ctims
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test install install-dev frontend services system-deps lint check clean
+.PHONY: run test install install-dev frontend services system-deps lint check clean bench-orthanc-deps bench-dicomweb
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (install python3.11 or set PYTHON=...)"; exit 1; }
@@ -67,6 +67,19 @@ services:
 system-deps:
 	@{ command -v chromium && command -v dciodvfy && command -v redis-server && test -f /usr/share/tesseract-ocr/5/tessdata/kor.traineddata && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools redis-server tesseract-ocr tesseract-ocr-kor >/dev/null; }
+
+# Optional, for the DICOMweb benchmark only (never the tests): Debian's Orthanc and its DICOMweb plugin. The
+# bench starts its own Orthanc on loopback (DICOM port off, a config in a temporary folder) and stops it after;
+# the package's own service is disabled so nothing else listens.
+bench-orthanc-deps:
+	@{ command -v Orthanc && test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; } >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    orthanc orthanc-dicomweb >/dev/null; \
+	  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now orthanc >/dev/null 2>&1 || true; fi; }
+
+# Frames and instances over HTTP with 1 and 8 clients, side by side with Orthanc serving the same files.
+bench-dicomweb: install-dev services bench-orthanc-deps
+	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py bench dicomweb --http --orthanc --slices 48
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

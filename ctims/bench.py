@@ -35,20 +35,28 @@ def scratch(prefix: str) -> Iterator[Path]:
     """Image, quarantine and transfer stores in a temporary folder and one transaction rolled back on leaving: a
     benchmark leaves neither rows nor files behind."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with stores_in(tmp), undone():
+            yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def stores_in(folder: Path) -> Iterator[None]:
+    """The image store, the quarantine and the transfer store in `folder`, laid out as under CTIMS_VAR_DIR."""
     fs = "django.core.files.storage.FileSystemStorage"
     stores = {
-        "images": {"BACKEND": fs, "OPTIONS": {"location": tmp / "images"}},
-        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": tmp / "quarantine"}},
-        "transfers": {"BACKEND": fs, "OPTIONS": {"location": tmp / "transfers"}},
+        "images": {"BACKEND": fs, "OPTIONS": {"location": folder / "images"}},
+        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": folder / "quarantine"}},
+        "transfers": {"BACKEND": fs, "OPTIONS": {"location": folder / "transfers"}},
     }
     try:
         with override_settings(STORAGES={**storages.backends, **stores}, ALLOWED_HOSTS=["*"]):
             storages._storages.clear()
-            with undone():
-                yield tmp
+            yield
     finally:
         storages._storages.clear()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def median_ms(run: Callable[[], object], runs: int) -> float:

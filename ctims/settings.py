@@ -74,6 +74,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # DICOMweb requests with a Bearer token stop here: none of the session-based middleware below applies.
+    "trials.dicomweb.lean.DicomwebTokenMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -275,6 +277,18 @@ SPECTACULAR_SETTINGS = {
 
 # Origins of zero-footprint viewers (e.g. OHIF) allowed to call the DICOMweb roots from another origin.
 DICOMWEB_CORS_ORIGINS = envlist("DICOMWEB_CORS_ORIGINS", "")
+# The most results one QIDO-RS answer carries; past it the answer says so (Warning 299) and the client pages.
+DICOMWEB_MAX_RESULTS = envint("DICOMWEB_MAX_RESULTS", "1000")
+if DICOMWEB_MAX_RESULTS < 1:
+    raise ImproperlyConfigured("DICOMWEB_MAX_RESULTS must be at least 1")
+# How long a token client's DICOMweb permissions are kept between requests (a viewer's burst of frames); a
+# revoked token or role reaches token clients within this many seconds. 0 reads them at every request.
+DICOMWEB_ACCESS_CACHE_SECONDS = envint("DICOMWEB_ACCESS_CACHE_SECONDS", "5")
+if DICOMWEB_ACCESS_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("DICOMWEB_ACCESS_CACHE_SECONDS must be 0 or more")
+# The reverse proxy's internal location that serves the image store (e.g. nginx `location /_images/ { internal;
+# alias /var/lib/ctims/images/; }`): single-part instance answers are then handed to it by X-Accel-Redirect.
+DICOMWEB_ACCEL_REDIRECT = os.environ.get("DICOMWEB_ACCEL_REDIRECT", "")
 
 # Celery: a broker URL means real workers; without one, tasks run in-process (embedded default).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

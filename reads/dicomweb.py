@@ -8,9 +8,11 @@ series exists through this root: the readers' results are stored in the same stu
 from __future__ import annotations
 
 from django.http import Http404
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from ctims.exceptions import NotFound
 from trials.access import Actor
+from trials.dicomweb import qido
 from trials.dicomweb.scopes import Scope
 from trials.dicomweb.views import dicomweb_urls
 from trials.models import Study
@@ -33,18 +35,34 @@ SITE_TAGS = {
     "00120040",  # Clinical Trial Subject ID
 }
 PATIENT_TAGS = {"00100010", "00100020"}
+# What else would tell a reader who the patient is, or which visit or request this is.
+CHARACTERISTIC_TAGS = {
+    "00100030",  # Patient's Birth Date
+    "00100040",  # Patient's Sex
+    "00101010",  # Patient's Age
+    "00080050",  # Accession Number
+    "00200010",  # Study ID
+    "00400275",  # Request Attributes Sequence (requested procedure and scheduled step IDs)
+}
 # Study-level counts would count the series a reader does not see (read results).
 COUNT_TAGS = {"00201206", "00201208"}
 HIDDEN_MODALITIES = frozenset({"SR"})
-# Searching on what the answers hide would reveal it by the number of answers.
-IGNORED_KEYS = frozenset(
-    {
-        "PatientID", "00100020", "PatientName", "00100010", "PatientBirthDate", "00100030",
-        "StudyDate", "00080020", "StudyTime", "00080030", "SeriesDate", "00080021",
-        "AccessionNumber", "00080050", "ModalitiesInStudy", "00080061",
-        "InstitutionName", "00080080", "ReferringPhysicianName", "00080090",
-    }
-)  # fmt: skip
+
+
+def _blinded_key(key: qido.Key) -> bool:
+    """A search key on what the answers hide: matching on it would reveal the value by the number of answers."""
+    tags = {f"{tag_for_keyword(part):08X}" for part in key.keyword.split(".")}
+    vrs = {dictionary_VR(int(tag, 16)) for tag in tags}
+    return bool(
+        tags & (SITE_TAGS | PATIENT_TAGS | CHARACTERISTIC_TAGS | COUNT_TAGS)
+        or vrs & DATE_VRS
+        or key.keyword == "ModalitiesInStudy"  # would count the hidden SR series
+    )
+
+
+# Every QIDO key on a blinded attribute, by keyword and by tag: a task root leaves them out of the search and
+# says so in a Warning header, so an answer never depends on them.
+IGNORED_KEYS = frozenset(name for name, key in qido.BY_NAME.items() if _blinded_key(key))
 
 
 def blind_metadata(metadata: dict, *, case_label: str) -> dict:
@@ -54,7 +72,7 @@ def blind_metadata(metadata: dict, *, case_label: str) -> dict:
     def clean(item: dict) -> dict:
         out = {}
         for tag, element in item.items():
-            if tag in SITE_TAGS or tag in COUNT_TAGS or element.get("vr") in DATE_VRS:
+            if tag in SITE_TAGS or tag in CHARACTERISTIC_TAGS or tag in COUNT_TAGS or element.get("vr") in DATE_VRS:
                 continue
             if tag == "00080061" and "Value" in element:  # Modalities in Study
                 element = {"vr": "CS", "Value": [m for m in element["Value"] if m not in HIDDEN_MODALITIES]}

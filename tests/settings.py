@@ -11,3 +11,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = ""
 WHITENOISE_AUTOREFRESH = True
+# Token clients' DICOMweb permissions are read at every request in tests (a revocation shows at once); the
+# cache is tested on its own in tests/trials/dicomweb/test_lean_path.py.
+DICOMWEB_ACCESS_CACHE_SECONDS = 0

@@ -463,10 +463,21 @@ class Study(models.Model):
     study_date = models.DateField(null=True, blank=True, help_text="Shifted by the subject's date offset.")
     study_time = models.CharField(max_length=16, blank=True)
     description = models.CharField(max_length=200, blank=True)
+    # QIDO-RS matching keys and return attributes (PS3.18 Table 10.6.1-5 and 10.6.3-3), as de-identified.
+    accession_number = models.CharField(max_length=64, blank=True, default="")
+    study_id = models.CharField(max_length=64, blank=True, default="")
+    referring_physician_name = models.CharField(max_length=200, blank=True, default="")
+    patient_birth_date = models.DateField(null=True, blank=True)
+    patient_sex = models.CharField(max_length=16, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["timepoint", "study_date"]
+        indexes = [
+            models.Index(fields=["trial", "study_date"], name="trials_study_trial_date"),
+            models.Index(fields=["accession_number"], name="trials_study_accession"),
+            models.Index(fields=["study_id"], name="trials_study_study_id"),
+        ]
 
     def __str__(self) -> str:
         return self.study_instance_uid
@@ -489,6 +500,11 @@ class Series(models.Model):
     frame_of_reference_uid = models.CharField(max_length=64, blank=True)
     # Kept by ingest so that searches need not count a million instance rows.
     instance_count = models.PositiveIntegerField(default=0)
+    # QIDO-RS matching keys of the series level (PS3.18 Table 10.6.1-5), as de-identified.
+    performed_procedure_step_start_date = models.DateField(null=True, blank=True)
+    performed_procedure_step_start_time = models.CharField(max_length=16, blank=True, default="")
+    requested_procedure_id = models.CharField(max_length=64, blank=True, default="")
+    scheduled_procedure_step_id = models.CharField(max_length=64, blank=True, default="")
 
     class Origin(models.TextChoices):
         UPLOAD = "upload", _("Uploaded by a site")
@@ -500,6 +516,7 @@ class Series(models.Model):
     class Meta:
         ordering = ["study", "series_number"]
         verbose_name_plural = "series"
+        indexes = [models.Index(fields=["study", "series_number"], name="trials_series_study_number")]
 
     def __str__(self) -> str:
         return self.series_instance_uid
@@ -516,6 +533,8 @@ class Instance(models.Model):
     rows = models.PositiveIntegerField(null=True, blank=True)
     columns = models.PositiveIntegerField(null=True, blank=True)
     number_of_frames = models.PositiveIntegerField(default=1)
+    # A QIDO-RS return attribute (Table 10.6.3-5); nullable so adding it does not rewrite the table.
+    bits_allocated = models.SmallIntegerField(null=True, blank=True)  # no CHECK: adding it scans nothing
     image_position = models.JSONField(null=True, blank=True)
     image_orientation = models.JSONField(null=True, blank=True)
     pixel_spacing = models.JSONField(null=True, blank=True)
@@ -533,6 +552,11 @@ class Instance(models.Model):
 
     class Meta:
         ordering = ["series", "instance_number"]
+        indexes = [
+            # QIDO's instance order within a series, and SOPClassUID matching across a trial.
+            models.Index(fields=["series", "instance_number"], name="trials_instance_series_number"),
+            models.Index(fields=["sop_class_uid"], name="trials_instance_sop_class"),
+        ]
 
     def __str__(self) -> str:
         return self.sop_instance_uid

@@ -50,6 +50,21 @@ FIELDS: dict[str, tuple[int, str]] = {
     "magnetic_field_strength": (0x00180087, "float"),
     "echo_time": (0x00180081, "float"),
     "repetition_time": (0x00180080, "float"),
+    # QIDO-RS matching keys and return attributes (PS3.18 Table 10.6.1-5, 10.6.3-3/4).
+    "accession_number": (0x00080050, "str"),
+    "study_id": (0x00200010, "str"),
+    "referring_physician_name": (0x00080090, "str"),
+    "patient_birth_date": (0x00100030, "date"),
+    "patient_sex": (0x00100040, "str"),
+    "performed_procedure_step_start_date": (0x00400244, "date"),
+    "performed_procedure_step_start_time": (0x00400245, "str"),
+}
+
+REQUEST_ATTRIBUTES = 0x00400275
+# Keys read from the first item of the Request Attributes Sequence.
+REQUEST_FIELDS: dict[str, tuple[int, str]] = {
+    "requested_procedure_id": (0x00401001, "str"),
+    "scheduled_procedure_step_id": (0x00400009, "str"),
 }
 
 # In Enhanced and Legacy Converted images the geometry is in functional group macros.
@@ -127,6 +142,10 @@ def build_index(ds: Dataset, *, little: bool = True) -> dict[str, Any]:
         index[key] = _value(elem, kind, little) if elem is not None else None
     if index["number_of_frames"] is None:
         index["number_of_frames"] = 1
+    request = _first_item(ds, REQUEST_ATTRIBUTES)
+    for key, (tag, kind) in REQUEST_FIELDS.items():
+        elem = request._dict.get(tag) if request is not None else None
+        index[key] = _value(elem, kind, little) if elem is not None else None
     groups = [g for g in (_first_item(ds, SHARED_FUNCTIONAL_GROUPS), _first_item(ds, PER_FRAME_FUNCTIONAL_GROUPS)) if g]
     for key, macro in _FUNCTIONAL.items():
         if index[key] is not None:

@@ -7,14 +7,18 @@ written once) and are cached for a year; series and study responses carry an ETa
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import re
+import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
@@ -22,12 +26,13 @@ from rest_framework import exceptions as drf_exceptions
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
 from . import qido, wado
-from .negotiation import parse_accept, wants
+from .negotiation import EXPLICIT_VR_LE, Accepted, parse_accept, wants
 from .scopes import Scope
 
 DICOM_JSON = "application/dicom+json"
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
+ALLOW = "GET, HEAD, OPTIONS"
 
 ScopeFunction = Callable[..., Scope]
 
@@ -38,6 +43,14 @@ def _json(data, status: int = 200) -> HttpResponse:
 
 def _error(status: int, message: str) -> HttpResponse:
     return HttpResponse(json.dumps({"error": message}), status=status, content_type="application/json")
+
+
+def _warn(request: HttpRequest, response: HttpResponse, messages: list[str]) -> HttpResponse:
+    """PS3.18 8.6.2 warnings: `299 {service}: "text"`, one per message."""
+    if messages:
+        host = request.get_host()
+        response["Warning"] = ", ".join('299 {}: "{}"'.format(host, m.replace('"', "'")) for m in messages)
+    return response
 
 
 def _actor(request: HttpRequest) -> Actor | None:
@@ -78,6 +91,73 @@ def _cached(request: HttpRequest, etag: str, cache_control: str, make: Callable[
     return response
 
 
+class _KeptScope:
+    """A token client's scope kept between requests, remembering the instances it looked up (an instance row
+    never changes once written): a viewer's next frame of the same instance needs no query at all."""
+
+    LIMIT = 5000
+
+    def __init__(self, scope: Scope):
+        self._scope = scope
+        self._instances: dict[tuple[str, str, str], object] = {}
+
+    def __getattr__(self, name):
+        return getattr(self._scope, name)
+
+    def instance(self, study_uid: str, series_uid: str, sop_uid: str):
+        key = (study_uid, series_uid, sop_uid)
+        found = self._instances.get(key)
+        if found is None:
+            found = self._scope.instance(study_uid, series_uid, sop_uid)
+            if len(self._instances) < self.LIMIT:
+                self._instances[key] = found
+        # A copy: what a request loads onto its instance (its metadata) is not kept with the scope.
+        return copy.copy(found)
+
+
+class _TokenScopes:
+    """A token client's scopes, kept for DICOMWEB_ACCESS_CACHE_SECONDS: a viewer asks for hundreds of frames in a
+    burst, and each would otherwise authenticate its token and read its permissions again. A revoked token or
+    role reaches token clients within that many seconds (0 turns this off); sessions are never cached."""
+
+    LIMIT = 1000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.entries: dict[tuple, tuple[float, Scope]] = {}
+        self.clock = clock  # a test moves it forward instead of waiting
+
+    def _key(self, request, scope_function, scope_args) -> tuple | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not settings.DICOMWEB_ACCESS_CACHE_SECONDS or not header.startswith("Bearer "):
+            return None
+        digest = hashlib.sha256(header.encode("latin-1", "replace")).hexdigest()
+        return digest, scope_function, tuple(sorted(scope_args.items()))
+
+    def get(self, request, scope_function, scope_args) -> Scope | None:
+        key = self._key(request, scope_function, scope_args)
+        entry = self.entries.get(key) if key else None
+        if entry is None or entry[0] < self.clock():
+            return None
+        return entry[1]
+
+    def put(self, request, scope_function, scope_args, scope: Scope) -> Scope:
+        """Keep the scope (if the cache is on); returns the scope the request should use."""
+        key = self._key(request, scope_function, scope_args)
+        if key is None:
+            return scope
+        if len(self.entries) >= self.LIMIT:
+            self.entries.clear()
+        kept = _KeptScope(scope)
+        self.entries[key] = (self.clock() + settings.DICOMWEB_ACCESS_CACHE_SECONDS, kept)
+        return kept
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+_token_scopes = _TokenScopes()
+
+
 def endpoint(handler):
     """Authenticate, resolve the scope, answer CORS pre-flights and turn errors into DICOMweb answers."""
 
@@ -86,19 +166,26 @@ def endpoint(handler):
         if request.method == "OPTIONS":
             response = HttpResponse(status=204)
             response["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+            response["Allow"] = ALLOW
             response["Access-Control-Allow-Headers"] = "Authorization, Accept, Range, If-None-Match"
             response["Access-Control-Max-Age"] = "600"
             return _cors(request, response)
         if request.method not in ("GET", "HEAD"):
-            return _cors(request, _error(405, "Method not allowed."))
-        actor = _actor(request)
-        if actor is None:
-            response = _error(401, "Authentication required.")
-            response["WWW-Authenticate"] = 'Bearer realm="ctims"'
+            response = _error(405, f"{request.method[:20]} is not allowed here; this resource answers {ALLOW}.")
+            response["Allow"] = ALLOW
             return _cors(request, response)
-        scope_args = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("scope_")}
+        scope_args = {k.removeprefix("scope_"): kwargs.pop(k) for k in list(kwargs) if k.startswith("scope_")}
         try:
-            scope = scope_function(actor, **{k.removeprefix("scope_"): v for k, v in scope_args.items()})
+            scope = _token_scopes.get(request, scope_function, scope_args)
+            if scope is None:
+                actor = _actor(request)
+                if actor is None:
+                    response = _error(401, "Authentication required.")
+                    response["WWW-Authenticate"] = 'Bearer realm="ctims"'
+                    return _cors(request, response)
+                scope = scope_function(actor, **scope_args)
+                if actor.token is not None:
+                    scope = _token_scopes.put(request, scope_function, scope_args, scope)
             response = handler(request, scope, *args, **kwargs)
         except Http404 as exc:
             response = _error(404, str(exc) or "Not found.")
@@ -108,6 +195,8 @@ def endpoint(handler):
             response = _error(406, str(exc))
         except IndexError as exc:
             response = _error(404, str(exc))
+        except wado.Unreadable as exc:
+            response = _error(500, str(exc))
         return _cors(request, response)
 
     return view
@@ -116,18 +205,31 @@ def endpoint(handler):
 # -- QIDO-RS ----------------------------------------------------------------------------------------------
 
 
+def _query(request: HttpRequest, scope: Scope) -> tuple[QueryDict, list[str]]:
+    """The search keys this root matches on, and those it leaves out (named in the answer's Warning)."""
+    params = scope.query(request.GET)
+    return params, [key for key in request.GET if key not in params]
+
+
+def _search_answer(request: HttpRequest, scope: Scope, search: qido.Search, to_json) -> HttpResponse:
+    response = _json([scope.blind(to_json(row, scope.root, search)) for row in search.rows])
+    return _warn(request, response, search.warnings)
+
+
 @endpoint
 def search_studies(request, scope: Scope):
-    studies = qido.search_studies(scope.studies, scope.query(request.GET), scope.visible)
-    return _json([scope.blind(qido.study_json(s, scope.root)) for s in studies])
+    params, ignored = _query(request, scope)
+    search = qido.search_studies(scope.studies, params, scope.visible, ignored)
+    return _search_answer(request, scope, search, qido.study_json)
 
 
 @endpoint
 def search_series(request, scope: Scope, study: str | None = None):
     if study:
         scope.study(study)
-    series = qido.search_series(scope.series(), scope.query(request.GET), study_uid=study)
-    return _json([scope.blind(qido.series_json(s, scope.root)) for s in series])
+    params, ignored = _query(request, scope)
+    search = qido.search_series(scope.series(), params, study_uid=study, visible=scope.visible, ignored=ignored)
+    return _search_answer(request, scope, search, qido.series_json)
 
 
 @endpoint
@@ -136,8 +238,13 @@ def search_instances(request, scope: Scope, study: str | None = None, series: st
         scope.one_series(study, series)
     elif study:
         scope.study(study)
-    instances = qido.search_instances(scope.instances(), scope.query(request.GET), study_uid=study, series_uid=series)
-    return _json([scope.blind(qido.instance_json(i, scope.root)) for i in instances])
+    params, ignored = _query(request, scope)
+    search = qido.search_instances(
+        scope.instances(), params, study_uid=study, series_uid=series, visible=scope.visible, ignored=ignored
+    )
+    if search.include or search.include_all:
+        wado.load_metadata(search.rows, skip_unreadable=True)
+    return _search_answer(request, scope, search, qido.instance_json)
 
 
 # -- WADO-RS: instances, series and studies as DICOM ------------------------------------------------------
@@ -158,31 +265,83 @@ def _instances_of(scope: Scope, study: str, series: str | None = None):
     return instances
 
 
+def _dicom_choice(accepted: list[Accepted], instances) -> tuple[bool, list[str]]:
+    """(single part?, the transfer syntax of each instance) for the client's first acceptable entry that this
+    server can make for every instance (PS3.18 8.7.3: the default is Explicit VR Little Endian)."""
+    for entry in accepted:
+        single = entry.media_type == "application/dicom"
+        multipart = entry.media_type == "multipart/related" and entry.part_type in ("", "*/*", "application/dicom")
+        if not (single or multipart or entry.media_type == "*/*") or (single and len(instances) > 1):
+            continue
+        syntaxes = [wado.produce_syntax(i.transfer_syntax_uid, [entry.transfer_syntax]) for i in instances]
+        if None not in syntaxes:
+            return single, syntaxes
+    raise wado.NotAcceptable(
+        'send Accept: multipart/related; type="application/dicom" (application/dicom for one instance); '
+        f"instances are available as stored or in {EXPLICIT_VR_LE}"
+    )
+
+
+def _instance_chunks(instance, syntax: str):
+    """The instance's Part 10 bytes in `syntax`, its file opened now (so an unreadable one fails here)."""
+    try:
+        if syntax == instance.transfer_syntax_uid:
+            return wado.open_chunks(instance)
+        return list(wado.transcoded_chunks(instance))
+    except wado.UNREADABLE as exc:
+        raise wado.Unreadable(instance) from exc
+
+
+def _single_instance(instance, syntax: str) -> HttpResponse:
+    """One instance as application/dicom: the stored file handed to the reverse proxy (X-Accel-Redirect, when
+    DICOMWEB_ACCEL_REDIRECT names its internal location) or to the server's sendfile (FileResponse)."""
+    content_type = f"application/dicom; transfer-syntax={syntax}"
+    if syntax != instance.transfer_syntax_uid:
+        return HttpResponse(b"".join(_instance_chunks(instance, syntax)), content_type=content_type)
+    if settings.DICOMWEB_ACCEL_REDIRECT:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = settings.DICOMWEB_ACCEL_REDIRECT.rstrip("/") + "/" + quote(instance.storage_key)
+        return response
+    try:
+        stored = wado.image_storage().open(instance.storage_key, "rb")
+    except wado.UNREADABLE as exc:
+        raise wado.Unreadable(instance) from exc
+    return FileResponse(stored, content_type=content_type)
+
+
 def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
+    """Instances as multipart/related application/dicom (or one as application/dicom), in a transfer syntax the
+    client accepts: as stored when it accepts that one (or `*`), else Explicit VR Little Endian, decoded or
+    re-encoded here."""
     if not scope.serves_files:
         raise wado.NotAcceptable("this root serves metadata, frames and rendered images, not whole instances")
-    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
-    choice = wants(accepted, "multipart/related", "application/dicom")
-    if choice is None or (choice.part_type and choice.part_type not in ("application/dicom", "*/*")):
-        raise wado.NotAcceptable('send Accept: multipart/related; type="application/dicom"')
-    if choice.transfer_syntax not in ("", "*") and any(
-        i.transfer_syntax_uid != choice.transfer_syntax for i in instances
-    ):
-        raise wado.NotAcceptable("instances are available in the transfer syntax they were stored in (use *)")
+    single, syntaxes = _dicom_choice(parse_accept(request.META.get("HTTP_ACCEPT")), instances)
+    plan = list(zip(instances, syntaxes, strict=True))
+    etag = _etag("dicom", "single" if single else "multipart", *(f"{i.sha256}:{syntax}" for i, syntax in plan))
+    cache_control = IMMUTABLE if len(instances) == 1 else REVALIDATE
+    if single:
+        return _cached(request, etag, cache_control, lambda: _single_instance(*plan[0]))
     boundary = wado.new_boundary()
 
+    def parts(first):
+        if first is not None:  # one instance: its own error (unreadable, undecodable) was the answer's
+            yield f"application/dicom; transfer-syntax={plan[0][1]}", first
+            return
+        for instance, syntax in plan:
+            try:
+                chunks = _instance_chunks(instance, syntax)
+            except (wado.Unreadable, wado.NotAcceptable):
+                continue  # an unreadable file is left out; the others still arrive
+            yield f"application/dicom; transfer-syntax={syntax}", chunks
+
     def make():
-        parts = (
-            (f"application/dicom; transfer-syntax={i.transfer_syntax_uid}", wado.file_chunks(i)) for i in instances
-        )
-        response = StreamingHttpResponse(
-            wado.multipart_stream(parts, boundary),
+        first = _instance_chunks(*plan[0]) if len(plan) == 1 else None
+        return StreamingHttpResponse(
+            wado.multipart_stream(parts(first), boundary),
             content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
         )
-        return response
 
-    cache = IMMUTABLE if len(instances) == 1 else REVALIDATE
-    return _cached(request, _etag("dicom", *(i.sha256 for i in instances)), cache, make)
+    return _cached(request, etag, cache_control, make)
 
 
 @endpoint
@@ -205,16 +364,31 @@ def retrieve_instance(request, scope: Scope, study: str, series: str, instance: 
 
 def _metadata_response(request, scope: Scope, instances) -> HttpResponse:
     etag = _etag("metadata", scope.root, *(i.sha256 for i in instances))
+    failed: list = []
 
     def make():
-        # The body depends only on the instances and the root (both in the ETag): keep it for the next viewer.
-        body = cache.get_or_set(f"dicomweb:{etag}", lambda: json.dumps(build(), separators=(",", ":")), 3600)
-        return HttpResponse(body, content_type=DICOM_JSON)
+        # The body depends only on the instances and the root (both in the ETag): keep it for the next viewer,
+        # unless a file could not be read (it is left out, and may be readable again later).
+        key = f"dicomweb:{etag}"
+        body = cache.get(key)
+        if body is None:
+            body = json.dumps(build(), separators=(",", ":"))
+            if not failed:
+                cache.set(key, body, 3600)
+        response = HttpResponse(body, content_type=DICOM_JSON)
+        unreadable = ", ".join(i.sop_instance_uid for i in failed)
+        return _warn(
+            request, response, [f"These instances could not be read and are left out: {unreadable}"] if failed else []
+        )
 
     def build():
-        wado.load_metadata(instances)
+        failed.extend(wado.load_metadata(instances, skip_unreadable=True))
+        if failed and len(instances) == 1:
+            raise wado.Unreadable(instances[0])
         body = []
         for i in instances:
+            if i in failed:
+                continue
             url = f"{scope.root}/studies/{i.series.study.study_instance_uid}/series/{i.series.series_instance_uid}/instances/{i.sop_instance_uid}"
             body.append(scope.blind(wado.with_bulk_data(wado.instance_metadata(i), i, url)))
         return body
@@ -241,50 +415,54 @@ def instance_metadata(request, scope: Scope, study: str, series: str, instance: 
 
 
 def _frame_numbers(text: str) -> list[int]:
-    if not re.fullmatch(r"\d+(,\d+)*", text):
-        raise Http404("Frame numbers are a comma-separated list of whole numbers.")
-    return [int(n) for n in text.split(",")]
+    numbers = [qido.whole_number("frame number", n, minimum=1) for n in text.split(",")]
+    if len(numbers) > 10_000:
+        raise qido.BadQuery("at most 10000 frames per request")
+    return numbers
+
+
+def _frames_as(instance, numbers: list[int], syntax: str) -> tuple[list[bytes], str]:
+    """The frames in `syntax` ('*' or the stored one: as stored; else Explicit VR Little Endian), read as byte
+    ranges when the file's layout is indexed and no decoding is needed."""
+    stored = instance.transfer_syntax_uid
+    layout = wado.frame_layout(instance)
+    if layout and "fragments" not in layout and syntax in ("*", "", EXPLICIT_VR_LE, stored):
+        return wado.read_layout_frames(instance, layout, numbers), EXPLICIT_VR_LE
+    if layout and "fragments" in layout and syntax in ("*", stored):
+        return wado.read_layout_frames(instance, layout, numbers), stored
+    return wado.frames_for(wado.read_instance(instance), numbers, syntax)
 
 
 @endpoint
 def retrieve_frames(request, scope: Scope, study: str, series: str, instance: str, frames: str):
-    item = scope.instance(study, series, instance)
     numbers = _frame_numbers(frames)
+    item = scope.instance(study, series, instance)
     accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
     choice = wants(accepted, "multipart/related", "application/octet-stream")
     if choice is None:
         raise wado.NotAcceptable('send Accept: multipart/related; type="application/octet-stream"')
-    syntax = choice.transfer_syntax
-    if choice.media_type == "*/*":
-        syntax = "*"
+    syntax = "*" if choice.media_type == "*/*" else choice.transfer_syntax
+
+    # A compressed frame may be asked for by its own media type (image/jls, image/jp2...): label it so.
+    asked_type = choice.part_type if choice.part_type.startswith(("image/", "video/")) else ""
 
     def make():
-        layout = wado.native_layout(item)
-        if layout and syntax in ("*", "", wado.EXPLICIT_VR_LE, item.transfer_syntax_uid):
-            data, used = wado.read_native_frames(item, layout, numbers), wado.EXPLICIT_VR_LE
-        else:
-            data, used = wado.frames_for(wado.read_instance(item), numbers, syntax)
+        data, used = _frames_as(item, numbers, syntax)
         boundary = wado.new_boundary()
-        part_type = "application/octet-stream"
+        part_type = asked_type if asked_type and used != EXPLICIT_VR_LE else "application/octet-stream"
         body = b"".join(
             wado.multipart_stream(((f"{part_type}; transfer-syntax={used}", [frame]) for frame in data), boundary)
         )
         return HttpResponse(body, content_type=f'multipart/related; type="{part_type}"; boundary={boundary}')
 
-    return _cached(request, _etag("frames", item.sha256, frames, syntax), IMMUTABLE, make)
+    return _cached(request, _etag("frames", item.sha256, frames, syntax, asked_type), IMMUTABLE, make)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
-@endpoint
-def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: str, tag: str):
-    item = scope.instance(study, series, instance)
-    if tag.upper() != "7FE00010":
-        raise Http404("Bulk data is served for the pixel data (7FE00010).")
-    ds = wado.read_instance(item)
-    data = ds.PixelData
-    etag = _etag("bulk", item.sha256)
+def _ranged(request, data: bytes) -> HttpResponse:
+    """One application/octet-stream part, honouring a single byte Range."""
     match = _RANGE.match(request.META.get("HTTP_RANGE", "").strip())
     if match and (match.group(1) or match.group(2)):
         start_text, end_text = match.groups()
@@ -301,8 +479,51 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
     else:
         response = HttpResponse(data, content_type="application/octet-stream")
     response["Accept-Ranges"] = "bytes"
-    response["ETag"] = etag
+    return response
+
+
+@endpoint
+def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: str, tag: str):
+    """The pixel data as bulk data (PS3.18 10.4.1.1.5): multipart/related with application/octet-stream parts
+    or one application/octet-stream body, as the Accept header asks. Compressed pixel data as stored comes as
+    its frames, one part each (never wrapped in its encapsulation items); otherwise the native pixels."""
+    item = scope.instance(study, series, instance)
+    if tag.upper() != "7FE00010":
+        raise Http404("Bulk data is served for the pixel data (7FE00010).")
+    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
+    choice = next(
+        (
+            e
+            for e in accepted
+            if (e.media_type == "multipart/related" and e.part_type in ("", "*/*", "application/octet-stream"))
+            or e.media_type in ("application/octet-stream", "*/*", "application/*")
+        ),
+        None,
+    )
+    if choice is None:
+        raise wado.NotAcceptable("bulk data is application/octet-stream, alone or in multipart/related")
+    multipart = choice.media_type == "multipart/related"
+    syntax = wado.produce_syntax(item.transfer_syntax_uid, [choice.transfer_syntax])
+    if syntax is None:
+        raise wado.NotAcceptable(f"bulk data is available as stored or in {EXPLICIT_VR_LE}")
+    frames, used = _frames_as(item, list(range(1, item.number_of_frames + 1)), syntax)
+    compressed = used != EXPLICIT_VR_LE
+    if not compressed:
+        frames = [b"".join(frames)]
+    if multipart:
+        boundary = wado.new_boundary()
+        parts = ((f"application/octet-stream; transfer-syntax={used}", [f]) for f in frames)
+        response = HttpResponse(
+            b"".join(wado.multipart_stream(parts, boundary)),
+            content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
+        )
+    elif len(frames) == 1:
+        response = _ranged(request, frames[0])
+    else:
+        raise wado.NotAcceptable("compressed frames come one part each: accept multipart/related")
+    response["ETag"] = _etag("bulk", item.sha256, used, "multipart" if multipart else "single")
     response["Cache-Control"] = IMMUTABLE
+    response["Vary"] = "Accept, Authorization, Cookie"
     return response
 
 
@@ -310,39 +531,100 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
 
 
 def _render_params(request) -> dict:
+    """window=center,width[,function], viewport=vw,vh[,sx,sy,sw,sh] and quality (PS3.18 8.3.5), checked."""
     params = {}
-    if window := request.GET.get("window"):
+    if "window" in request.GET:
+        pieces = request.GET["window"].split(",")
+        if len(pieces) not in (2, 3):
+            raise qido.BadQuery("window is center,width[,function] with function linear, linear-exact or sigmoid")
         try:
-            center, width, *_ = (float(v) for v in window.split(","))
+            center, width = float(pieces[0]), float(pieces[1])
         except ValueError:
-            raise qido.BadQuery("window is center,width[,function]") from None
-        params["window"] = (center, width)
-    if viewport := request.GET.get("viewport"):
-        try:
-            w, h = (int(v) for v in viewport.split(",")[:2])
-        except ValueError:
-            raise qido.BadQuery("viewport is width,height") from None
-        params["viewport"] = (max(1, min(w, 4096)), max(1, min(h, 4096)))
-    if quality := request.GET.get("quality"):
-        params["quality"] = max(1, min(int(quality), 100)) if quality.isdigit() else 90
-    choice = wants(parse_accept(request.META.get("HTTP_ACCEPT")), "image/png", "image/jpeg")
-    if choice is None:
-        raise wado.NotAcceptable("rendered images are image/png or image/jpeg")
-    params["media_type"] = "image/jpeg" if choice.media_type == "image/jpeg" else "image/png"
+            raise qido.BadQuery("window center and width are numbers") from None
+        function = pieces[2].strip().lower() if len(pieces) == 3 else "linear"
+        if function not in wado.WINDOW_FUNCTIONS:
+            raise qido.BadQuery("the window function is linear, linear-exact or sigmoid")
+        if not (math.isfinite(center) and math.isfinite(width)) or width <= 0 or (function == "linear" and width < 1):
+            raise qido.BadQuery("the window width must be positive (at least 1 for linear)")
+        params["window"] = (center, width, function)
+    if "viewport" in request.GET:
+        pieces = request.GET["viewport"].split(",")
+        if len(pieces) not in (2, 6):
+            raise qido.BadQuery("viewport is vw,vh or vw,vh,sx,sy,sw,sh")
+        params["viewport"] = (
+            qido.whole_number("viewport width", pieces[0], minimum=1, maximum=4096),
+            qido.whole_number("viewport height", pieces[1], minimum=1, maximum=4096),
+        )
+    if "quality" in request.GET:
+        params["quality"] = qido.whole_number("quality", request.GET["quality"], minimum=1, maximum=100)
     return params
+
+
+def _render_media_type(request, *, multipart: bool) -> str:
+    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
+    for entry in accepted:
+        kind = entry.part_type if entry.media_type == "multipart/related" else entry.media_type
+        if entry.media_type == "multipart/related" and not multipart:
+            continue
+        if kind in ("image/png", "image/jpeg"):
+            return kind
+        if kind in ("", "*/*", "image/*"):
+            return "image/png"
+    wanted = 'multipart/related; type="image/png" or "image/jpeg"' if multipart else "image/png or image/jpeg"
+    raise wado.NotAcceptable(f"rendered images are {wanted}")
 
 
 def _rendered(request, item, frame: int, thumbnail: bool = False) -> HttpResponse:
     params = _render_params(request)
+    params["media_type"] = _render_media_type(request, multipart=False)
     if thumbnail:
         params.setdefault("viewport", (128, 128))
 
     def make():
-        return HttpResponse(
-            wado.render(wado.read_instance(item), frame=frame, **params), content_type=params["media_type"]
-        )
+        try:
+            ds = wado.read_instance(item)
+        except wado.UNREADABLE as exc:
+            raise wado.Unreadable(item) from exc
+        return HttpResponse(wado.render(ds, frame=frame, **params), content_type=params["media_type"])
 
     return _cached(request, _etag("rendered", item.sha256, str(frame), repr(sorted(params.items()))), IMMUTABLE, make)
+
+
+def _rendered_many(request, instances) -> HttpResponse:
+    """Rendered Study and Series (PS3.18 10.4.1.1.3): every frame of every instance, one image part each."""
+    params = _render_params(request)
+    params["media_type"] = media_type = _render_media_type(request, multipart=True)
+    boundary = wado.new_boundary()
+
+    def images():
+        for instance in instances:
+            try:
+                ds = wado.read_instance(instance)
+            except wado.UNREADABLE:
+                continue
+            if "PixelData" not in ds:
+                continue
+            for frame in range(1, wado.frame_count(ds) + 1):
+                yield media_type, [wado.render(ds, frame=frame, **params)]
+
+    def make():
+        return StreamingHttpResponse(
+            wado.multipart_stream(images(), boundary),
+            content_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
+        )
+
+    etag = _etag("rendered-many", repr(sorted(params.items())), *(i.sha256 for i in instances))
+    return _cached(request, etag, REVALIDATE, make)
+
+
+@endpoint
+def rendered_study(request, scope: Scope, study: str):
+    return _rendered_many(request, _instances_of(scope, study))
+
+
+@endpoint
+def rendered_series(request, scope: Scope, study: str, series: str):
+    return _rendered_many(request, _instances_of(scope, study, series))
 
 
 @endpoint
@@ -377,10 +659,12 @@ def dicomweb_urls(prefix: str, scope_function: ScopeFunction, name: str) -> list
         ("instances", search_instances, "instances"),
         (st, retrieve_study, "study"),
         (f"{st}/metadata", study_metadata, "study-metadata"),
+        (f"{st}/rendered", rendered_study, "study-rendered"),
         (f"{st}/series", search_series, "study-series"),
         (f"{st}/instances", search_instances, "study-instances"),
         (f"{st}/{se}", retrieve_series, "series-retrieve"),
         (f"{st}/{se}/metadata", series_metadata, "series-metadata"),
+        (f"{st}/{se}/rendered", rendered_series, "series-rendered"),
         (f"{st}/{se}/thumbnail", thumbnail_series, "series-thumbnail"),
         (f"{st}/{se}/instances", search_instances, "series-instances"),
         (f"{st}/{se}/{inst}", retrieve_instance, "instance"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 from collections.abc import Iterable, Iterator
 
@@ -11,6 +12,7 @@ import pydicom
 from django.db import transaction
 from PIL import Image
 from pydicom.encaps import generate_frames
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from ..ingest.store import image_storage
@@ -18,10 +20,22 @@ from ..models import Instance
 from .negotiation import EXPLICIT_VR_LE
 
 CHUNK = 1 << 20
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+# What a stored file may fail to be read with: missing or unreadable bytes, or not DICOM after all.
+UNREADABLE = (OSError, EOFError, ValueError, KeyError, AttributeError, InvalidDicomError)
+
+log = logging.getLogger(__name__)
 
 
 class NotAcceptable(Exception):
     """No representation the client accepts can be made (406)."""
+
+
+class Unreadable(Exception):
+    """The stored file of one instance cannot be read: that instance's error, never its series'."""
+
+    def __init__(self, instance: Instance):
+        super().__init__(f"The stored file of instance {instance.sop_instance_uid} cannot be read.")
 
 
 def read_instance(instance: Instance, *, pixels: bool = True) -> pydicom.Dataset:
@@ -35,6 +49,18 @@ def file_chunks(instance: Instance) -> Iterator[bytes]:
     with image_storage().open(instance.storage_key, "rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
+
+
+def open_chunks(instance: Instance) -> Iterator[bytes]:
+    """The stored file in chunks, opened now: a missing file fails the caller, not the stream half-way."""
+    stored = image_storage().open(instance.storage_key, "rb")
+
+    def chunks():
+        with stored:
+            while chunk := stored.read(CHUNK):
+                yield chunk
+
+    return chunks()
 
 
 def multipart_stream(parts: Iterable[tuple[str, Iterable[bytes]]], boundary: str) -> Iterator[bytes]:
@@ -54,13 +80,17 @@ def new_boundary() -> str:
 
 
 def instance_metadata(instance: Instance) -> dict:
-    """Every attribute but the pixel data as DICOM JSON, made once and kept with the index row."""
+    """Every attribute but the pixel data as DICOM JSON, made once and kept with the index row (with the place
+    of each frame in the file, found in the same read: a later frame request is a byte range)."""
     if instance.metadata is None:
-        ds = read_instance(instance, pixels=False)
+        with image_storage().open(instance.storage_key, "rb") as f:
+            raw = getattr(f, "file", f)
+            ds = pydicom.dcmread(raw, stop_before_pixels=True)
+            layout = _layout_at(raw, ds) if instance.pixel_layout is None else instance.pixel_layout
         metadata = ds.to_json_dict(bulk_data_threshold=1 << 30)
         metadata["00083002"] = {"vr": "UI", "Value": [instance.transfer_syntax_uid]}
-        Instance.objects.filter(pk=instance.pk).update(metadata=metadata)
-        instance.metadata = metadata
+        Instance.objects.filter(pk=instance.pk).update(metadata=metadata, pixel_layout=layout)
+        instance.metadata, instance.pixel_layout = metadata, layout
     return instance.metadata
 
 
@@ -72,13 +102,70 @@ def with_bulk_data(metadata: dict, instance: Instance, instance_url: str) -> dic
     return metadata | {"7FE00010": {"vr": vr, "BulkDataURI": f"{instance_url}/bulkdata/7FE00010"}}
 
 
-def load_metadata(instances: list[Instance]) -> None:
-    """Give each instance its metadata: read in one query, made (and kept) for those that have none yet."""
+def load_metadata(instances: list[Instance], *, skip_unreadable: bool = False) -> list[Instance]:
+    """Give each instance its metadata: read in one query, made (and kept) for those that have none yet.
+
+    With `skip_unreadable`, an instance whose stored file cannot be read keeps no metadata and is returned in
+    the list of those that failed (one broken file is that instance's error, not its series'); otherwise the
+    error propagates.
+    """
     stored = dict(Instance.objects.filter(pk__in=[i.pk for i in instances]).values_list("pk", "metadata"))
+    failed = []
     with transaction.atomic():
         for instance in instances:
             instance.metadata = stored.get(instance.pk)
-            instance_metadata(instance)
+            try:
+                instance_metadata(instance)
+            except UNREADABLE as exc:
+                if not skip_unreadable:
+                    raise
+                log.warning("instance %s could not be read: %s", instance.pk, type(exc).__name__)
+                failed.append(instance)
+    return failed
+
+
+# -- transfer syntaxes --------------------------------------------------------------------------------------
+
+
+def produce_syntax(stored: str, asked: list[str]) -> str | None:
+    """The transfer syntax to answer in, given the client's acceptable ones in preference order ('*' = any,
+    '' = the default, Explicit VR Little Endian, PS3.18 8.7.3); None if this server can make none of them."""
+    for syntax in asked:
+        if syntax in ("*", stored):
+            return stored
+        if syntax in ("", EXPLICIT_VR_LE):
+            return EXPLICIT_VR_LE
+    return None
+
+
+def as_explicit_vr_le(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """The data set re-encoded in Explicit VR Little Endian: decompressed, or byte-swapped from Big Endian.
+
+    Raises NotAcceptable when the compressed pixel data cannot be decoded here."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax == EXPLICIT_VR_LE:
+        return ds
+    if syntax.is_encapsulated:
+        try:
+            ds.decompress()
+        except (RuntimeError, NotImplementedError, ValueError) as exc:
+            raise NotAcceptable(f"this instance cannot be decoded here: {exc}") from None
+    elif not syntax.is_little_endian:
+        for _ in ds.iterall():  # parse every element, so that none is written in its original byte order
+            pass
+        if "PixelData" in ds:
+            array = ds.pixel_array
+            ds.PixelData = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        ds.set_original_encoding(False, True, ds.original_character_set)
+    ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
+    return ds
+
+
+def transcoded_chunks(instance: Instance) -> Iterator[bytes]:
+    """The instance as a Part 10 file in Explicit VR Little Endian."""
+    buffer = io.BytesIO()
+    as_explicit_vr_le(read_instance(instance)).save_as(buffer, enforce_file_format=True)
+    yield buffer.getvalue()
 
 
 # -- frames -----------------------------------------------------------------------------------------------
@@ -134,62 +221,114 @@ def frames_for(ds: pydicom.Dataset, numbers: list[int], transfer_syntax: str) ->
     raise NotAcceptable(f"frames are available as stored ({stored}) or as {EXPLICIT_VR_LE}")
 
 
-def native_layout(instance: Instance) -> dict | None:
-    """Where the frames of a natively encoded little-endian instance lie in its file; None for other encodings.
+def _layout_at(f, ds: pydicom.Dataset) -> dict:
+    """Where each frame lies in a file positioned at its Pixel Data element (after a stop_before_pixels read).
 
-    Found once with a header-only parse and kept with the index row, so that later frame requests read just
-    the bytes of the frame.
+    Native little-endian data: {"offset", "frame_bytes", "frames"}. Encapsulated data whose fragments map to
+    frames (one fragment per frame, or every fragment of a single frame): {"fragments": [[[offset, length],
+    ...] per frame], "frames"}. Anything else: {} (frames are then cut by pydicom from the whole data set).
     """
-    if instance.pixel_layout is not None:
-        return instance.pixel_layout or None
-    layout: dict = {}
-    if instance.transfer_syntax_uid in (EXPLICIT_VR_LE, "1.2.840.10008.1.2"):
+    syntax = ds.file_meta.TransferSyntaxUID
+    if "Rows" not in ds or not syntax.is_little_endian:
+        return {}
+    start = f.tell()
+    head = f.read(12)
+    if len(head) < 8 or head[:4] != b"\xe0\x7f\x10\x00":
+        return {}
+    frames = _frame_count(ds)
+    if syntax.is_implicit_VR:
+        length, offset = int.from_bytes(head[4:8], "little"), start + 8
+    else:
+        length, offset = int.from_bytes(head[8:12], "little"), start + 12
+    if length != 0xFFFFFFFF:
+        if syntax.is_compressed or ds.get("BitsAllocated", 0) % 8:
+            return {}
+        frame_bytes = ds.Rows * ds.Columns * ds.get("SamplesPerPixel", 1) * ds.BitsAllocated // 8
+        if frame_bytes * frames > length:
+            return {}
+        return {"offset": offset, "frame_bytes": frame_bytes, "frames": frames}
+    f.seek(offset)
+    fragments, first = [], True
+    while True:
+        item = f.read(8)
+        if len(item) < 8 or item[:4] != b"\xfe\xff\x00\xe0":
+            break  # a sequence delimiter, or the end
+        size = int.from_bytes(item[4:8], "little")
+        if not first:
+            fragments.append([f.tell(), size])
+        first = False
+        f.seek(size, io.SEEK_CUR)
+    if frames == 1 and fragments:
+        return {"fragments": [fragments], "frames": 1}
+    if len(fragments) == frames:
+        return {"fragments": [[fragment] for fragment in fragments], "frames": frames}
+    return {}
+
+
+def frame_layout(instance: Instance) -> dict | None:
+    """Where the frames of an instance lie in its file (see `_layout_at`), kept with the index row; None when
+    they cannot be read as byte ranges."""
+    if instance.pixel_layout is None:
         with image_storage().open(instance.storage_key, "rb") as f:
-            ds = pydicom.dcmread(f, defer_size=1024)
-            element = ds.get_item("PixelData") if "PixelData" in ds else None
-            if (
-                element is not None
-                and getattr(element, "value_tell", None) is not None
-                and element.length != 0xFFFFFFFF
-            ):
-                frame_bytes = ds.Rows * ds.Columns * ds.SamplesPerPixel * ds.BitsAllocated // 8
-                frames = _frame_count(ds)
-                if ds.BitsAllocated % 8 == 0 and frame_bytes * frames <= element.length:
-                    layout = {"offset": element.value_tell, "frame_bytes": frame_bytes, "frames": frames}
-    Instance.objects.filter(pk=instance.pk).update(pixel_layout=layout)
-    instance.pixel_layout = layout
-    return layout or None
+            raw = getattr(f, "file", f)
+            layout = _layout_at(raw, pydicom.dcmread(raw, stop_before_pixels=True))
+        Instance.objects.filter(pk=instance.pk).update(pixel_layout=layout)
+        instance.pixel_layout = layout
+    return instance.pixel_layout or None
 
 
-def read_native_frames(instance: Instance, layout: dict, numbers: list[int]) -> list[bytes]:
+def read_layout_frames(instance: Instance, layout: dict, numbers: list[int]) -> list[bytes]:
+    """The frames as stored (native pixels, or each frame's compressed bytes), read as byte ranges."""
     if any(n < 1 or n > layout["frames"] for n in numbers):
         raise IndexError(f"this instance has {layout['frames']} frame(s)")
     out = []
     with image_storage().open(instance.storage_key, "rb") as f:
         for n in numbers:
-            f.seek(layout["offset"] + (n - 1) * layout["frame_bytes"])
-            out.append(f.read(layout["frame_bytes"]))
+            if "fragments" in layout:
+                parts = []
+                for offset, length in layout["fragments"][n - 1]:
+                    f.seek(offset)
+                    parts.append(f.read(length))
+                out.append(b"".join(parts))
+            else:
+                f.seek(layout["offset"] + (n - 1) * layout["frame_bytes"])
+                out.append(f.read(layout["frame_bytes"]))
     return out
 
 
 # -- rendered ---------------------------------------------------------------------------------------------
 
 
-def _window(ds: pydicom.Dataset, window: tuple[float, float] | None) -> tuple[float, float] | None:
+WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
+
+
+def _window(ds: pydicom.Dataset, window: tuple[float, float, str] | None) -> tuple[float, float, str] | None:
     if window:
         return window
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is None or width is None:
         return None
     first = lambda v: float(v[0]) if isinstance(v, pydicom.multival.MultiValue) else float(v)  # noqa: E731
-    return first(center), first(width)
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").lower().replace("_", "-")
+    return first(center), first(width), function if function in WINDOW_FUNCTIONS else "linear"
+
+
+def apply_window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
+    """The VOI LUT function of PS3.3 C.11.2.1.2 (LINEAR, LINEAR_EXACT, SIGMOID) onto 0..1."""
+    if function == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "linear-exact":
+        return np.clip((values - center) / width + 0.5, 0, 1)
+    if width <= 1:  # LINEAR with a width of 1 is a threshold at the centre
+        return (values > center - 0.5).astype(np.float32)
+    return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
 
 
 def render(
     ds: pydicom.Dataset,
     *,
     frame: int = 1,
-    window: tuple[float, float] | None = None,
+    window: tuple[float, float, str] | None = None,
     viewport: tuple[int, int] | None = None,
     media_type: str = "image/png",
     quality: int = 90,
@@ -205,14 +344,13 @@ def render(
         )
         voi = _window(ds, window)
         if voi:
-            center, width = voi
-            low, high = center - width / 2, center + width / 2
+            scaled = apply_window(values, *voi) * 255
         else:
             low, high = float(values.min()), float(values.max())
-        scaled = np.clip((values - low) / max(high - low, 1e-6), 0, 1) * 255
+            scaled = np.clip((values - low) / max(high - low, 1e-6), 0, 1) * 255
         if ds.get("PhotometricInterpretation") == "MONOCHROME1":
             scaled = 255 - scaled
-        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+        image = Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
     else:
         image = Image.fromarray(np.asarray(array, dtype=np.uint8))
     if viewport:
@@ -223,3 +361,7 @@ def render(
     else:
         image.save(buffer, "PNG", optimize=False)
     return buffer.getvalue()
+
+
+def frame_count(ds: pydicom.Dataset) -> int:
+    return _frame_count(ds)

@@ -26,6 +26,7 @@ from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
 
 from ..deid import DeidOptions, DeidRejected, DeidResult
+from ..dicomweb import index as qido_index
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
@@ -227,6 +228,7 @@ class _BatchIndex:
                 study_date=idx.get("study_date"),
                 study_time=idx.get("study_time") or "",
                 description=(idx.get("study_description") or "")[:200],
+                **qido_index.study_fields(idx),
             )
         if study.timepoint_id != self.timepoint.pk:
             return _("This study was already uploaded for %(visit)s of %(subject)s.") % {
@@ -252,6 +254,7 @@ class _BatchIndex:
                 manufacturer=(idx.get("manufacturer") or "")[:100],
                 model_name=(idx.get("manufacturer_model_name") or "")[:100],
                 frame_of_reference_uid=result.frame_of_reference_uid or "",
+                **qido_index.series_fields(idx),
             )
         if series.study_id != study.pk:
             return _("This series belongs to another study already stored.")
@@ -278,6 +281,7 @@ def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
         sha256=hashlib.sha256(result.data).hexdigest(),
         size=len(result.data),
         deid_method=result.deid_method[:500],
+        **qido_index.instance_fields(idx),
     )
 
 

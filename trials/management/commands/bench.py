@@ -76,6 +76,17 @@ class Command(BaseCommand):
             "--screens", type=int, default=5, help="ingest: dose report screens read by OCR (0 to skip)"
         )
         parser.add_argument("--subjects", type=int, default=20, help="transfers: subjects read and locked")
+        parser.add_argument(
+            "--http",
+            action="store_true",
+            help="dicomweb: frames and instances over HTTP from a server process, with concurrent clients",
+        )
+        parser.add_argument("--clients", default="1,8", help="dicomweb --http: numbers of concurrent clients")
+        parser.add_argument(
+            "--orthanc",
+            action="store_true",
+            help="dicomweb --http: the same files from Debian's Orthanc, and the ratio",
+        )
 
     def handle(
         self,
@@ -116,6 +127,16 @@ class Command(BaseCommand):
 
             return bench_transfers(
                 self.stdout, subjects=options["subjects"], slices=max(5, min(slices, 8)), runs=runs, small=small
+            )
+        if name == "dicomweb" and (options["http"] or options["orthanc"]):
+            from trials.dicomweb.bench import bench_dicomweb_http
+
+            try:
+                clients = [int(n) for n in options["clients"].split(",")]
+            except ValueError:
+                raise CommandError("--clients is a comma-separated list of whole numbers, e.g. 1,8") from None
+            return bench_dicomweb_http(
+                self.stdout, slices=slices, runs=runs, small=small, clients=clients, orthanc=options["orthanc"]
             )
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command

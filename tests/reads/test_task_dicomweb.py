@@ -1,0 +1,135 @@
+"""A reader's task root after the conformance work: every new attribute and search key stays blind.
+
+No Patient's Birth Date, Sex, Referring Physician, Study ID, Accession Number or date reaches a reader, whatever
+the request asks for (`includefield`, `all`), and matching on them is left out with a Warning so that the number
+of answers never tells a guessed value from a wrong one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from tests.reads.flow import SUBJECT, ready, task_of
+from trials import services
+from trials.models import Instance, Series, Study
+
+from .test_blinding import assert_blinded, assert_no_date_elements
+
+HIDDEN = {"00100030", "00100040", "00101010", "00080090", "00200010", "00080050", "00400275"}
+BLINDED_KEYS = {
+    "PatientBirthDate": "19600102",
+    "PatientSex": "F",
+    "ReferringPhysicianName": "WHO^DOCTOR",
+    "StudyID": "S1",
+    "AccessionNumber": "ACC-1",
+    "StudyDate": "20260302",
+    "StudyTime": "103000",
+    "PerformedProcedureStepStartDate": "20260302",
+    "PerformedProcedureStepStartTime": "103500",
+    "PatientID": SUBJECT,
+    "PatientName": SUBJECT,
+    "00100040": "F",
+}
+
+
+@pytest.fixture
+def reading(world):
+    """A baseline ready for read, with patient characteristics kept in the files and index values on its study."""
+    services.trial_update(actor=world.alice, trial=world.trial, deid_retain_patient_characteristics=True)
+    ready(world, "BL")
+    Study.objects.filter(subject__code=SUBJECT).update(
+        accession_number="ACC-1",
+        study_id="S1",
+        referring_physician_name="WHO^DOCTOR",
+        patient_birth_date=date(1960, 1, 2),
+        patient_sex="F",
+        study_time="103000",
+    )
+    Series.objects.filter(study__subject__code=SUBJECT).update(
+        performed_procedure_step_start_date=date(2026, 3, 2),
+        performed_procedure_step_start_time="103500",
+        requested_procedure_id="RP1",
+        scheduled_procedure_step_id="SPS1",
+    )
+    return world
+
+
+def root_of(world) -> str:
+    return f"/dicomweb/tasks/{task_of(world.rhea, 'BL').pk}"
+
+
+def assert_hidden(answer) -> None:
+    items = answer.json()
+    assert items
+    for item in items:
+        assert not HIDDEN & item.keys(), HIDDEN & item.keys()
+    assert_no_date_elements(items)
+    assert_blinded(json.dumps(items))
+    text = json.dumps(items)
+    for value in ("ACC-1", "WHO^DOCTOR", "RP1", "SPS1", '"S1"'):
+        assert value not in text
+
+
+def test_the_patient_sex_kept_in_the_file_is_what_the_trial_root_shows(reading, client):
+    client.force_login(reading.alice)
+    instance = Instance.objects.filter(series__study__subject__code=SUBJECT).first()
+    assert instance.metadata["00100040"]["Value"]  # the file does carry it: blinding has something to hide
+
+
+@pytest.mark.parametrize(
+    "path", ["studies", "series", "instances", "studies/{study}/series", "studies/{study}/instances"]
+)
+def test_no_blinded_attribute_reaches_a_reader_whatever_is_asked_for(reading, client, path):
+    client.force_login(reading.rhea)
+    study = Study.objects.get(subject__code=SUBJECT).study_instance_uid
+    url = f"{root_of(reading)}/{path.format(study=study)}"
+    assert_hidden(client.get(url))
+    assert_hidden(client.get(url, {"includefield": "all"}))
+    asked = "PatientBirthDate,PatientSex,PatientAge,ReferringPhysicianName,StudyID,AccessionNumber,StudyDate"
+    assert_hidden(client.get(url, {"includefield": asked}))
+    assert_hidden(client.get(url, {"00100040": "", "00100030": ""}))  # empty keys ask for the attributes too
+
+
+def test_metadata_through_the_task_root_hides_them_too(reading, client):
+    client.force_login(reading.rhea)
+    study = Study.objects.get(subject__code=SUBJECT).study_instance_uid
+    assert_hidden(client.get(f"{root_of(reading)}/studies/{study}/metadata"))
+
+
+@pytest.mark.parametrize(("key", "true_value"), BLINDED_KEYS.items())
+@pytest.mark.parametrize("level", ["studies", "series", "instances"])
+def test_matching_on_a_blinded_key_is_no_oracle(reading, client, key, true_value, level):
+    client.force_login(reading.rhea)
+    url = f"{root_of(reading)}/{level}"
+    everything = len(client.get(url).json())
+    for value in (true_value, "NOMATCH", "19000101"):
+        answer = client.get(url, {key: value})
+        assert answer.status_code == 200
+        assert len(answer.json()) == everything, (key, value)
+        assert key in answer["Warning"]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "params"),
+    [
+        ("studies", {"limit": "99999999999999999999999"}),
+        ("studies", {"offset": "99999999999999999999999"}),
+        ("series", {"SeriesNumber": "99999999999999999999999"}),
+        ("instances", {"InstanceNumber": "99999999999999999999999"}),
+        ("{instance}/frames/99999999999999999999999", {}),
+        ("{instance}/rendered", {"viewport": "99999999999999999999999,1"}),
+        ("{instance}/rendered", {"window": "40,400,cubic"}),
+    ],
+)
+def test_bad_integers_on_a_task_root_answer_400(reading, client, suffix, params):
+    client.force_login(reading.rhea)
+    instance = Instance.objects.filter(series__study__subject__code=SUBJECT).select_related("series__study").first()
+    instance_url = (
+        f"studies/{instance.series.study.study_instance_uid}/series/{instance.series.series_instance_uid}"
+        f"/instances/{instance.sop_instance_uid}"
+    )
+    answer = client.get(f"{root_of(reading)}/{suffix.format(instance=instance_url)}", params)
+    assert answer.status_code == 400 and answer.json()["error"]

@@ -1,0 +1,565 @@
+"""PS3.18 conformance of a trial's DICOMweb root, section by section: what a third-party client may rely on."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, timedelta
+from email.parser import BytesParser
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from django.core.files.storage import storages
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from tests.conftest import build_world
+from tests.trials.test_dicomweb import ROOT, upload, with_images
+from trials.models import Instance, Series, Study
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+JPEG_LS = "1.2.840.10008.1.2.4.80"
+DICOM = 'multipart/related; type="application/dicom"'
+OCTETS = 'multipart/related; type="application/octet-stream"'
+CAPPED = (
+    '299 testserver: "The number of results exceeded the maximum supported by the server. '
+    'Additional results can be requested."'
+)
+
+
+@pytest.fixture
+def images(db, stores, on_commit_now):
+    world = build_world()
+    with_images(world)
+    return world
+
+
+@pytest.fixture
+def indexed(images):
+    """The index rows of both studies with the values the matching keys look at.
+
+    De-identification (Annex E) empties Accession Number, Study ID, Referring Physician's Name and Patient's
+    Birth Date of every stored file, so real uploads only ever exercise their no-match case: the rows are given
+    values here so that matching itself is tested.
+    """
+    Study.objects.filter(subject__code="ALPHA-SEO-001").update(
+        accession_number="ACC-1",
+        study_id="S1",
+        referring_physician_name="WHO^DOCTOR",
+        patient_birth_date=date(1960, 1, 2),
+        patient_sex="F",
+        study_time="103000",
+    )
+    Study.objects.filter(subject__code="ALPHA-BUS-001").update(
+        accession_number="ACC-2",
+        study_id="S2",
+        referring_physician_name="OTHER^DOC",
+        patient_sex="M",
+        study_time="154500",
+    )
+    Series.objects.filter(study__subject__code="ALPHA-SEO-001").update(
+        performed_procedure_step_start_date=date(2026, 3, 2),
+        performed_procedure_step_start_time="103500",
+        requested_procedure_id="RP1",
+        scheduled_procedure_step_id="SPS1",
+    )
+    return images
+
+
+def seoul() -> Study:
+    return Study.objects.get(subject__code="ALPHA-SEO-001")
+
+
+def seoul_series() -> Series:
+    return Series.objects.get(study__subject__code="ALPHA-SEO-001")
+
+
+def values(answer, tag: str) -> list:
+    return sorted(str(item[tag].get("Value", [""])[0]) for item in answer.json())
+
+
+def parts(response) -> list[tuple[dict, bytes]]:
+    """The parts of a multipart/related answer, with their headers."""
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    message = BytesParser().parsebytes(f"Content-Type: {response['Content-Type']}\r\n\r\n".encode() + content)
+    return [(dict(p.items()), p.get_payload(decode=True)) for p in message.get_payload()]
+
+
+# -- PS3.18 10.6.1.2 / Table 10.6.1-5: every required matching key, match and no match ------------------------
+
+
+def study_keys():
+    return [
+        ("PatientName", "ALPHA-SEO-001", "NOMATCH"),
+        ("00100010", "ALPHA-SEO-001", "NOMATCH"),
+        ("PatientID", "ALPHA-SEO-001", "NOMATCH"),
+        ("AccessionNumber", "ACC-1", "NOMATCH"),
+        ("00080050", "ACC-1", "NOMATCH"),
+        ("StudyID", "S1", "S9"),
+        ("ReferringPhysicianName", "WHO^DOCTOR", "NOMATCH"),
+        ("StudyTime", "103000", "110000"),
+        ("StudyDate", lambda: seoul().study_date.strftime("%Y%m%d"), "19000101"),
+        ("ModalitiesInStudy", "CT", "MR"),
+        ("StudyInstanceUID", lambda: seoul().study_instance_uid, "1.2.3.4"),
+    ]
+
+
+@pytest.mark.parametrize(("key", "match", "other"), study_keys())
+def test_each_study_matching_key_finds_its_study_and_nothing_else(indexed, client, key, match, other):
+    client.force_login(indexed.alice)
+    match = match() if callable(match) else match
+    if key == "StudyDate":  # both synthetic studies share the date: give Busan's another
+        Study.objects.filter(subject__code="ALPHA-BUS-001").update(study_date=seoul().study_date - timedelta(days=400))
+    if key == "ModalitiesInStudy":
+        Series.objects.filter(study__subject__code="ALPHA-BUS-001").update(modality="MR")
+        match, other = "CT", "PT"
+    found = client.get(f"{ROOT}/studies", {key: match})
+    assert found.status_code == 200 and "Warning" not in found
+    assert values(found, "0020000D") == [seoul().study_instance_uid]
+    assert client.get(f"{ROOT}/studies", {key: other}).json() == []
+
+
+def series_keys():
+    return [
+        ("Modality", "CT", "MR"),
+        ("SeriesInstanceUID", lambda: seoul_series().series_instance_uid, "1.2.3.4"),
+        ("SeriesNumber", "2", "7"),
+        ("PerformedProcedureStepStartDate", "20260302", "20200101"),
+        ("PerformedProcedureStepStartTime", "103500", "090000"),
+        ("RequestAttributesSequence.RequestedProcedureID", "RP1", "RP9"),
+        ("00400275.00400009", "SPS1", "SPS9"),
+        # study-level keys on /series (PS3.18 10.6.1.3: the levels above the target match too)
+        ("PatientID", "ALPHA-SEO-001", "NOMATCH"),
+        ("AccessionNumber", "ACC-1", "NOMATCH"),
+        ("StudyInstanceUID", lambda: seoul().study_instance_uid, "1.2.3.4"),
+    ]
+
+
+@pytest.mark.parametrize(("key", "match", "other"), series_keys())
+def test_each_series_matching_key_finds_its_series_and_nothing_else(indexed, client, key, match, other):
+    client.force_login(indexed.alice)
+    match = match() if callable(match) else match
+    if key in ("Modality", "SeriesNumber"):
+        Series.objects.filter(study__subject__code="ALPHA-BUS-001").update(modality="MR", series_number=3)
+        other = "PT" if key == "Modality" else other
+    found = client.get(f"{ROOT}/series", {key: match})
+    assert found.status_code == 200 and "Warning" not in found
+    assert values(found, "0020000E") == [seoul_series().series_instance_uid]
+    assert client.get(f"{ROOT}/series", {key: other}).json() == []
+
+
+def instance_keys():
+    first = lambda: Instance.objects.get(series__study__subject__code="ALPHA-SEO-001", instance_number=3)  # noqa: E731
+    return [
+        ("SOPInstanceUID", lambda: first().sop_instance_uid, "1.2.3.4", 1),
+        ("InstanceNumber", "3", "99", 1),  # Busan has two slices
+        ("SOPClassUID", CT_IMAGE, "1.2.3.4", 7),
+        # series- and study-level keys on /instances
+        ("SeriesNumber", "2", "7", 7),
+        ("PatientID", "ALPHA-SEO-001", "NOMATCH", 5),
+        ("StudyID", "S2", "S9", 2),
+    ]
+
+
+@pytest.mark.parametrize(("key", "match", "other", "count"), instance_keys())
+def test_each_instance_matching_key_finds_its_instances_and_nothing_else(indexed, client, key, match, other, count):
+    client.force_login(indexed.alice)
+    match = match() if callable(match) else match
+    found = client.get(f"{ROOT}/instances", {key: match})
+    assert found.status_code == 200 and "Warning" not in found
+    assert len(found.json()) == count
+    assert client.get(f"{ROOT}/instances", {key: other}).json() == []
+
+
+# -- PS3.4 C.2.2.2: wildcard, list and range matching ---------------------------------------------------------
+
+
+def test_wildcards_match_any_run_or_any_one_character(indexed, client):
+    client.force_login(indexed.alice)
+    both = sorted(s.study_instance_uid for s in Study.objects.all())
+    assert values(client.get(f"{ROOT}/studies", {"PatientName": "alpha-seo*"}), "0020000D") == [
+        seoul().study_instance_uid
+    ]  # person names match whatever the case
+    assert values(client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-???-001"}), "0020000D") == both
+    assert values(client.get(f"{ROOT}/studies", {"AccessionNumber": "ACC-*"}), "0020000D") == both
+    assert client.get(f"{ROOT}/studies", {"AccessionNumber": "acc-*"}).json() == []  # SH is case-sensitive
+    assert values(client.get(f"{ROOT}/studies", {"AccessionNumber": "*"}), "0020000D") == both
+
+
+def test_uid_lists_match_any_of_their_uids(indexed, client):
+    client.force_login(indexed.alice)
+    uids = sorted(s.study_instance_uid for s in Study.objects.all())
+    for joined in (",".join(uids), "\\".join(uids)):
+        assert values(client.get(f"{ROOT}/studies", {"StudyInstanceUID": joined}), "0020000D") == uids
+    assert client.get(f"{ROOT}/studies", {"StudyInstanceUID": "1.2.*"}).status_code == 400
+
+
+def test_dates_and_times_match_ranges_open_at_either_end(indexed, client):
+    client.force_login(indexed.alice)
+    # Stored dates are shifted by a per-subject offset drawn from the trial's key: place Busan's before Seoul's.
+    seoul_day = seoul().study_date
+    Study.objects.filter(subject__code="ALPHA-BUS-001").update(study_date=seoul_day - timedelta(days=400))
+    seoul_uid = [seoul().study_instance_uid]
+    day, since = seoul_day.strftime("%Y%m%d"), (seoul_day - timedelta(days=10)).strftime("%Y%m%d")
+    assert values(client.get(f"{ROOT}/studies", {"StudyDate": f"{day}-"}), "0020000D") == seoul_uid
+    assert values(client.get(f"{ROOT}/studies", {"StudyDate": f"{since}-{day}"}), "0020000D") == seoul_uid
+    assert len(client.get(f"{ROOT}/studies", {"StudyDate": f"-{day}"}).json()) == 2
+    assert values(client.get(f"{ROOT}/studies", {"StudyTime": "100000-110000"}), "0020000D") == seoul_uid
+    assert values(client.get(f"{ROOT}/studies", {"StudyTime": "1030"}), "0020000D") == seoul_uid  # 10:30 to 10:30:59
+    assert values(client.get(f"{ROOT}/studies", {"StudyTime": "15-"}), "0020000D") == [
+        Study.objects.get(subject__code="ALPHA-BUS-001").study_instance_uid
+    ]
+    for bad in ({"StudyDate": "2026"}, {"StudyTime": "25"}, {"StudyTime": "ab"}, {"PatientBirthDate": "1960-01"}):
+        answer = client.get(f"{ROOT}/studies", bad)
+        assert answer.status_code == 400 and answer.json()["error"], bad
+
+
+# -- PS3.18 8.3.4 / 10.6.1: unsupported keys are never silently ignored -------------------------------------
+
+
+def test_a_key_the_server_does_not_match_on_is_named_in_a_warning(indexed, client):
+    client.force_login(indexed.alice)
+    answer = client.get(f"{ROOT}/studies", {"PatientWeight": "70"})
+    assert answer.status_code == 200
+    assert answer["Warning"].startswith("299 testserver: ") and "PatientWeight" in answer["Warning"]
+    series_key = client.get(f"{ROOT}/studies", {"Modality": "MR"})
+    assert "Modality" in series_key["Warning"]  # a series key at the study level
+
+
+def test_a_parameter_that_names_no_attribute_is_refused(indexed, client):
+    client.force_login(indexed.alice)
+    answer = client.get(f"{ROOT}/studies", {"PatientNmae": "X"})
+    assert answer.status_code == 400 and "PatientNmae" in answer.json()["error"]
+
+
+def test_fuzzy_matching_is_declined_with_a_warning(indexed, client):
+    client.force_login(indexed.alice)
+    assert "fuzzymatching" in client.get(f"{ROOT}/studies", {"fuzzymatching": "true"})["Warning"]
+    assert "Warning" not in client.get(f"{ROOT}/studies", {"fuzzymatching": "false"})
+
+
+# -- PS3.18 8.3.4.4: limit and offset, and the Warning past the server's maximum -----------------------------
+
+
+def test_a_search_past_the_maximum_pages_and_says_so(images, client, settings):
+    settings.DICOMWEB_MAX_RESULTS = 3
+    client.force_login(images.alice)
+    url = f"{ROOT}/studies/{seoul().study_instance_uid}/instances"
+    asked_more = client.get(url, {"limit": "5000"})
+    assert [i["00200013"]["Value"][0] for i in asked_more.json()] == [1, 2, 3]
+    assert asked_more["Warning"] == CAPPED
+    assert client.get(url)["Warning"] == CAPPED
+    rest = client.get(url, {"offset": "3", "limit": "5000"})
+    assert [i["00200013"]["Value"][0] for i in rest.json()] == [4, 5] and "Warning" not in rest
+    own_limit = client.get(url, {"limit": "2"})
+    assert len(own_limit.json()) == 2 and "Warning" not in own_limit  # the client's own limit is no cap
+
+
+def test_everything_is_answered_up_to_the_maximum(images, client, settings):
+    settings.DICOMWEB_MAX_RESULTS = 5
+    client.force_login(images.alice)
+    answer = client.get(f"{ROOT}/studies/{seoul().study_instance_uid}/instances", {"limit": "5000"})
+    assert len(answer.json()) == 5 and "Warning" not in answer
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "abc"},
+        {"limit": "99999999999999999999999"},
+        {"limit": "0"},
+        {"offset": "-1"},
+        {"offset": "99999999999999999999999"},
+        {"SeriesNumber": "99999999999999999999999"},
+        {"InstanceNumber": "x"},
+        {"InstanceNumber": "3000000000"},
+        {"includefield": "NotAnAttribute"},
+    ],
+)
+def test_bad_integers_and_names_answer_400_with_a_reason(images, client, params):
+    client.force_login(images.alice)
+    for level in ("studies", "series", "instances"):
+        if level == "studies" and ("SeriesNumber" in params or "InstanceNumber" in params):
+            continue
+        answer = client.get(f"{ROOT}/{level}", params)
+        assert answer.status_code == 400, (level, params)
+        assert answer.json()["error"]
+
+
+# -- PS3.18 10.6.3: the default attributes of each level, and includefield -----------------------------------
+
+STUDY_ATTRIBUTES = {  # Table 10.6.3-3
+    "00080020", "00080030", "00080050", "00080056", "00080061", "00080090", "00081190", "00100010", "00100020",
+    "00100030", "00100040", "0020000D", "00200010", "00201206", "00201208",
+}  # fmt: skip
+SERIES_ATTRIBUTES = {  # Table 10.6.3-4
+    "00080056", "00080060", "0008103E", "00081190", "0020000E", "00200011", "00201209", "00400244", "00400245",
+    "00400275",
+}  # fmt: skip
+INSTANCE_ATTRIBUTES = {  # Table 10.6.3-5
+    "00080016", "00080018", "00080056", "00081190", "00200013", "00280010", "00280011", "00280100", "00280008",
+}  # fmt: skip
+COUNTS = {"00080061", "00201206", "00201208"}
+
+
+def test_each_level_answers_its_default_attributes_present_even_when_empty(images, client):
+    client.force_login(images.alice)
+    [study] = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}).json()
+    assert study.keys() >= STUDY_ATTRIBUTES
+    assert study["00080050"] == {"vr": "SH"}  # emptied by de-identification, still there
+    [series] = client.get(f"{ROOT}/series", {"PatientID": "ALPHA-SEO-001"}).json()
+    assert series.keys() >= (STUDY_ATTRIBUTES - COUNTS) | SERIES_ATTRIBUTES
+    instance = client.get(f"{ROOT}/instances", {"PatientID": "ALPHA-SEO-001"}).json()[0]
+    assert (STUDY_ATTRIBUTES - COUNTS) | (SERIES_ATTRIBUTES - {"00081190"}) | INSTANCE_ATTRIBUTES <= instance.keys()
+    assert instance["00280100"]["Value"] == [16]
+    assert instance["00081190"]["Value"][0].endswith(instance["00080018"]["Value"][0])
+
+
+def test_includefield_adds_an_attribute_by_tag_or_keyword_or_all_of_them(images, client):
+    client.force_login(images.alice)
+    url = f"{ROOT}/studies/{seoul().study_instance_uid}/instances"
+    plain = client.get(url).json()[0]
+    assert "00180050" not in plain
+    assert client.get(url, {"includefield": "00180050"}).json()[0]["00180050"]["Value"] == [5.0]
+    by_keyword = client.get(url, {"includefield": "SliceThickness,PixelSpacing"}).json()[0]
+    assert by_keyword["00180050"]["Value"] == [5.0] and "00280030" in by_keyword
+    everything = client.get(url, {"includefield": "all"}).json()[0]
+    assert {"00180050", "00280030", "00200032"} <= everything.keys() and "7FE00010" not in everything
+    [study] = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001", "includefield": "PatientWeight"}).json()
+    assert study["00101030"] == {"vr": "DS"}  # asked for, not kept at the study level: present, empty
+
+
+# -- PS3.18 8.7.3: transfer syntax negotiation -----------------------------------------------------------------
+
+
+def with_encodings(world) -> dict[str, Instance]:
+    """The same MR image stored Implicit VR LE, Big Endian (retired) and JPEG-LS, as separate instances."""
+    files = {}
+    study_uid = generate_uid()
+    for name in ("MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_jpeg_ls_lossless.dcm"):
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        files[name] = buffer.getvalue()
+    upload(world, "ALPHA-SEO-002", list(files.values()), world.cora)
+    stored = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-002")
+    return {i.transfer_syntax_uid: i for i in stored}
+
+
+@pytest.fixture
+def encodings(images):
+    return with_encodings(images)
+
+
+def instance_url(instance: Instance) -> str:
+    series = instance.series
+    return (
+        f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+        f"/instances/{instance.sop_instance_uid}"
+    )
+
+
+ORIGINAL = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array
+
+
+def test_the_default_is_explicit_vr_little_endian_whatever_was_stored(images, encodings, client):
+    client.force_login(images.quinn)
+    assert set(encodings) == {"1.2.840.10008.1.2", "1.2.840.10008.1.2.2", JPEG_LS}
+    for instance in encodings.values():
+        [(headers, body)] = parts(client.get(instance_url(instance), HTTP_ACCEPT=DICOM))
+        assert headers["Content-Type"] == f"application/dicom; transfer-syntax={EXPLICIT}"
+        ds = pydicom.dcmread(io.BytesIO(body))
+        assert ds.file_meta.TransferSyntaxUID == EXPLICIT and not ds.original_encoding[0]
+        assert np.array_equal(ds.pixel_array, ORIGINAL), instance.transfer_syntax_uid
+
+
+def test_explicit_vr_little_endian_asked_of_a_jpeg_ls_instance_is_decoded(images, encodings, client):
+    client.force_login(images.quinn)
+    answer = client.get(instance_url(encodings[JPEG_LS]), HTTP_ACCEPT=f"{DICOM}; transfer-syntax={EXPLICIT}")
+    [(headers, body)] = parts(answer)
+    assert EXPLICIT in headers["Content-Type"]
+    assert np.array_equal(pydicom.dcmread(io.BytesIO(body)).pixel_array, ORIGINAL)
+
+
+@pytest.mark.parametrize("asked", ["*", JPEG_LS])
+def test_any_or_the_stored_syntax_passes_compressed_data_through(images, encodings, client, asked):
+    client.force_login(images.quinn)
+    instance = encodings[JPEG_LS]
+    [(headers, body)] = parts(client.get(instance_url(instance), HTTP_ACCEPT=f"{DICOM}; transfer-syntax={asked}"))
+    assert JPEG_LS in headers["Content-Type"]
+    assert body == storages["images"].open(instance.storage_key).read()
+
+
+def test_406_only_for_a_syntax_the_server_cannot_make(images, encodings, client):
+    client.force_login(images.quinn)
+    url = instance_url(encodings["1.2.840.10008.1.2"])
+    refused = client.get(url, HTTP_ACCEPT=f"{DICOM}; transfer-syntax=1.2.840.10008.1.2.4.50")
+    assert refused.status_code == 406 and refused.json()["error"]
+    second_choice = client.get(
+        url, HTTP_ACCEPT=f"{DICOM}; transfer-syntax=1.2.840.10008.1.2.4.50, {DICOM}; transfer-syntax={EXPLICIT}; q=0.5"
+    )
+    assert second_choice.status_code == 200 and EXPLICIT in parts(second_choice)[0][0]["Content-Type"]
+
+
+# -- PS3.18 10.4.1.1.5: bulk data as the Accept header asks ---------------------------------------------------
+
+
+def bulk_url(instance: Instance) -> str:
+    return f"{instance_url(instance)}/bulkdata/7FE00010"
+
+
+def test_bulk_data_comes_as_multipart_or_single_part_as_asked(images, client):
+    client.force_login(images.alice)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    pixels = pydicom.dcmread(storages["images"].open(instance.storage_key)).PixelData
+    [(headers, body)] = parts(client.get(bulk_url(instance), HTTP_ACCEPT=OCTETS))
+    assert headers["Content-Type"].startswith("application/octet-stream") and body == pixels
+    single = client.get(bulk_url(instance), HTTP_ACCEPT="application/octet-stream")
+    assert single["Content-Type"] == "application/octet-stream" and single.content == pixels
+
+
+def test_compressed_bulk_data_comes_as_frames_or_decoded(images, encodings, client):
+    client.force_login(images.quinn)
+    instance = encodings[JPEG_LS]
+    [(headers, frame)] = parts(client.get(bulk_url(instance), HTTP_ACCEPT=f"{OCTETS}; transfer-syntax=*"))
+    assert JPEG_LS in headers["Content-Type"]
+    assert frame[:2] == b"\xff\xd8" and not frame.startswith(b"\xfe\xff\x00\xe0")  # a JPEG-LS stream, no item
+    [(headers, native)] = parts(client.get(bulk_url(instance), HTTP_ACCEPT=OCTETS))
+    assert EXPLICIT in headers["Content-Type"]
+    assert np.array_equal(np.frombuffer(native, dtype=ORIGINAL.dtype.newbyteorder("<")).reshape(64, 64), ORIGINAL)
+    big_endian = encodings["1.2.840.10008.1.2.2"]
+    [(_, swapped)] = parts(client.get(bulk_url(big_endian), HTTP_ACCEPT=OCTETS))
+    assert np.array_equal(np.frombuffer(swapped, dtype=ORIGINAL.dtype.newbyteorder("<")).reshape(64, 64), ORIGINAL)
+
+
+def test_compressed_frames_are_byte_ranges_of_the_stored_file(images, encodings, client):
+    client.force_login(images.quinn)
+    instance = encodings[JPEG_LS]
+    Instance.objects.filter(pk=instance.pk).update(pixel_layout=None)
+    answer = client.get(f"{instance_url(instance)}/frames/1", HTTP_ACCEPT=f"{OCTETS}; transfer-syntax=*")
+    [(_, frame)] = parts(answer)
+    instance.refresh_from_db()
+    [[(offset, length)]] = instance.pixel_layout["fragments"]
+    assert storages["images"].open(instance.storage_key).read()[offset : offset + length] == frame
+
+
+# -- PS3.18 10.4.1.1.3 / 8.3.5: rendered resources at every level, with the window function ----------------------
+
+
+def picture(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_rendered_instance_and_frame_apply_the_window_and_its_function(images, client):
+    client.force_login(images.alice)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    rendered = {}
+    for function in ("linear", "linear-exact", "sigmoid"):
+        answer = client.get(f"{instance_url(instance)}/rendered", {"window": f"40,400,{function}"})
+        assert answer.status_code == 200 and answer["Content-Type"] == "image/png", function
+        rendered[function] = picture(answer.content)
+    assert not np.array_equal(rendered["linear"], rendered["sigmoid"])
+    black = picture(client.get(f"{instance_url(instance)}/rendered", {"window": "100000,10,linear"}).content)
+    white = picture(client.get(f"{instance_url(instance)}/frames/1/rendered", {"window": "-100000,10"}).content)
+    assert black.max() == 0 and white.min() == 255
+
+
+def test_rendered_study_and_series_answer_every_image(images, client):
+    client.force_login(images.alice)
+    series = seoul_series()
+    for url in (
+        f"{ROOT}/studies/{seoul().study_instance_uid}/rendered",
+        f"{ROOT}/studies/{seoul().study_instance_uid}/series/{series.series_instance_uid}/rendered",
+    ):
+        answer = client.get(url, {"window": "40,400,linear", "viewport": "64,64"})
+        assert answer.status_code == 200
+        images_ = parts(answer)
+        assert len(images_) == 5 and all(h["Content-Type"] == "image/png" for h, _ in images_)
+        assert picture(images_[0][1]).shape == (64, 64)
+    jpeg = client.get(
+        f"{ROOT}/studies/{seoul().study_instance_uid}/rendered", HTTP_ACCEPT='multipart/related; type="image/jpeg"'
+    )
+    assert all(h["Content-Type"] == "image/jpeg" for h, _ in parts(jpeg))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "params"),
+    [
+        ("rendered", {"window": "40"}),
+        ("rendered", {"window": "40,400,cubic"}),
+        ("rendered", {"window": "40,0,linear"}),
+        ("rendered", {"window": "a,b"}),
+        ("rendered", {"viewport": "0,10"}),
+        ("rendered", {"viewport": "abc"}),
+        ("rendered", {"viewport": "99999999999999999999999,10"}),
+        ("rendered", {"quality": "101"}),
+        ("frames/abc", {}),
+        ("frames/0", {}),
+        ("frames/99999999999999999999999", {}),
+        ("frames/1,x/rendered", {}),
+    ],
+)
+def test_bad_values_answer_400(images, client, suffix, params):
+    client.force_login(images.alice)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    answer = client.get(f"{instance_url(instance)}/{suffix}", params, HTTP_ACCEPT=f"{OCTETS}, image/png")
+    assert answer.status_code == 400 and answer.json()["error"]
+
+
+# -- PS3.18 8.6 / RFC 9110: methods ----------------------------------------------------------------------------
+
+
+def test_a_method_not_allowed_says_which_are(images, client):
+    client.force_login(images.alice)
+    instance = Instance.objects.first()
+    for response in (client.post(f"{ROOT}/studies"), client.delete(instance_url(instance))):
+        assert response.status_code == 405
+        assert response["Allow"] == "GET, HEAD, OPTIONS"
+
+
+# -- an unreadable stored file is its instance's error, not its series' ---------------------------------------
+
+
+def test_series_metadata_with_one_unreadable_file_answers_for_the_rest(images, client):
+    client.force_login(images.alice)
+    series = seoul_series()
+    broken = series.instances.get(instance_number=2)
+    Instance.objects.filter(series=series).update(metadata=None)
+    Path(storages["images"].path(broken.storage_key)).unlink()
+    url = f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+    metadata = client.get(f"{url}/metadata")
+    assert metadata.status_code == 200
+    assert len(metadata.json()) == 4 and broken.sop_instance_uid in metadata["Warning"]
+    alone = client.get(f"{instance_url(broken)}/metadata")
+    assert alone.status_code == 500 and broken.sop_instance_uid in alone.json()["error"]
+    retrieved = client.get(url, HTTP_ACCEPT=DICOM)
+    assert retrieved.status_code == 200 and len(parts(retrieved)) == 4
+
+
+# -- PS3.18 10.4.1.1.1: one instance as application/dicom, handed to sendfile or the reverse proxy ---------------
+
+
+def test_one_instance_as_application_dicom_is_the_stored_file(encodings, images, client, settings):
+    client.force_login(images.quinn)
+    instance = encodings[JPEG_LS]
+    stored = storages["images"].open(instance.storage_key).read()
+    answer = client.get(instance_url(instance), HTTP_ACCEPT="application/dicom; transfer-syntax=*")
+    assert answer["Content-Type"] == f"application/dicom; transfer-syntax={JPEG_LS}"
+    assert b"".join(answer.streaming_content) == stored
+    settings.DICOMWEB_ACCEL_REDIRECT = "/_images/"
+    proxied = client.get(instance_url(instance), HTTP_ACCEPT="application/dicom; transfer-syntax=*")
+    assert proxied["X-Accel-Redirect"] == f"/_images/{instance.storage_key}" and proxied.content == b""
+    decoded = client.get(instance_url(instance), HTTP_ACCEPT="application/dicom")
+    assert np.array_equal(pydicom.dcmread(io.BytesIO(decoded.content)).pixel_array, ORIGINAL)
+
+
+def test_several_instances_need_multipart(images, client):
+    client.force_login(images.alice)
+    series = seoul_series()
+    url = f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+    assert client.get(url, HTTP_ACCEPT="application/dicom").status_code == 406

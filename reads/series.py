@@ -148,7 +148,12 @@ def _series(
         )
     endpoints = None
     follow_ups = visits[1:]
-    if visits and all(v.day is not None and v.overall_response for v in follow_ups):
+    days = [v.day for v in follow_ups]
+    # Endpoints need every follow-up read and dated after the one before it (the engine refuses anything else).
+    # Scans without dates, or dated out of order (a re-scan recorded with the baseline's date), leave the
+    # subject without endpoints: the visits' responses decide, as without dates.
+    chronological = all(d is not None for d in days) and all(b > a for a, b in zip([0, *days], days, strict=False))
+    if visits and chronological and all(v.overall_response for v in follow_ups):
         has_targets = bool(visits[0].read.content.get("targets"))
         endpoints = subject_endpoints(
             [

@@ -80,3 +80,21 @@ def test_a_cutoff_keeps_what_was_locked_by_then(world):
     by_code = {s.subject.code: s for s in trial_series(world.trial)}
     assert list(by_code) == sorted(by_code) and len(by_code[SUBJECT].result.visits) == 2
     assert by_code["ALPHA-BUS-001"].readers == {} and by_code["ALPHA-BUS-001"].result.visits == ()
+
+
+def test_a_follow_up_dated_like_its_baseline_signs_and_leaves_the_subject_without_endpoints(world):
+    # A re-scan recorded with the baseline's date: the engine cannot place it after the baseline, so the
+    # subject has no endpoints and the visits' responses decide; signing and settling must not fail.
+    read_design_set(actor=world.alice, trial=world.trial, adjudication_trigger="endpoints")
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    ready(world, "W6", day=0)
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "W6")
+        save_and_sign(reader, task, follow_up_content(task, "22.0", "11.0"))
+    series = subject_series(Subject.objects.get(code=SUBJECT))
+    assert [v.day for v in series.result.visits] == [0, 0]
+    assert series.result.endpoints is None
+    assert [v.overall_response for v in series.result.visits] == ["", "SD"]

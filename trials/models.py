@@ -544,6 +544,9 @@ class Instance(models.Model):
     sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()
     deid_method = models.CharField(max_length=500)
+    # What de-identification cleaned out of kept text ([attribute path, reason] pairs, never a value) and how it
+    # rewrote the pixels ("" when they are the input's); null when it did neither, as on most CT and MR slices.
+    deid_record = models.JSONField(null=True, blank=True, editable=False)
     # The DICOM JSON of every attribute but the pixel data, made on first request (instances never change).
     metadata = models.JSONField(null=True, blank=True, editable=False)
     # Where native pixel frames lie in the file ({"offset", "frame_bytes", "frames"}), found on first request.

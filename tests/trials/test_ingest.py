@@ -410,3 +410,20 @@ def test_a_resend_mends_a_damaged_quarantine_copy_on_every_backend(stores):
     quarantine.save(store.quarantine_key(7, sha), io.BytesIO(data[:-5]))
     store.quarantine_put(7, sha, data)  # a first copy finds a damaged one under its name: also mended
     assert store.quarantine_read_verified(7, sha) == data
+
+
+def test_what_cleaning_removed_is_recorded_on_the_instance_by_attribute_and_reason_never_the_value(
+    world, api, series, stores
+):
+    ds = pydicom.dcmread(io.BytesIO(series[0]))
+    ds.StudyDescription = "CT CHEST W CONTRAST 010-1234-5678"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    upload_id = open_upload(api, world.cora).json()["id"]
+    assert stow(api, world.cora, upload_id, [buffer.getvalue(), series[1]]).status_code == 200
+    cleaned = Instance.objects.get(instance_number=ds.InstanceNumber)
+    assert cleaned.deid_record == {"cleaned": [["StudyDescription", "phone number"]], "pixels": ""}
+    assert "010-1234-5678" not in str(cleaned.deid_record)
+    stored = pydicom.dcmread(storages["images"].open(cleaned.storage_key))
+    assert stored.StudyDescription.strip() == "CT CHEST W CONTRAST"
+    assert Instance.objects.exclude(pk=cleaned.pk).get().deid_record is None  # nothing cleaned, nothing recorded

@@ -261,6 +261,13 @@ class _BatchIndex:
         return series
 
 
+def deid_record(result: DeidResult) -> dict | None:
+    """What the index keeps of one instance's cleaning: attributes and reasons, and a pixel rewrite; never a value."""
+    if not result.cleaned and not result.pixels:
+        return None
+    return {"cleaned": [list(pair) for pair in result.cleaned], "pixels": result.pixels}
+
+
 def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
     idx = result.index
     return Instance(
@@ -281,6 +288,7 @@ def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
         sha256=hashlib.sha256(result.data).hexdigest(),
         size=len(result.data),
         deid_method=result.deid_method[:500],
+        deid_record=deid_record(result),
         **qido_index.instance_fields(idx),
     )
 

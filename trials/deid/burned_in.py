@@ -15,13 +15,18 @@ process start per image (about four times slower here).
 
 from __future__ import annotations
 
+import array
 import math
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+try:  # the site's browser (Pyodide) carries pydicom only: no numpy, no OCR there (require_ocr says so)
+    import numpy as np
+except ImportError:  # pragma: no cover - exercised by the Pyodide bundle's test under Node
+    np = None
 
 OCR_LANGUAGES = "kor+eng"
 _DEBIAN_TESSDATA = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
@@ -92,12 +97,12 @@ def ocr_reasons(
     return reasons
 
 
-_DTYPES = {
-    (little, signed, bits): np.dtype(f"{'<' if little else '>'}{'i' if signed else 'u'}{bits // 8}")
-    for little in (True, False)
-    for signed in (True, False)
-    for bits in (8, 16, 32)
-}
+def require_ocr() -> None:
+    """Raise OcrUnavailable where pixels cannot be examined for text (no numpy or no Tesseract, as in the site's
+    browser): such an image is held back with the reason, never passed unexamined."""
+    if np is None:
+        raise OcrUnavailable("no OCR where this runs; the image must be examined on the server")
+    _api()
 
 
 @dataclass
@@ -118,7 +123,7 @@ class PixelModule:
     def dtype(self) -> np.dtype:
         if self.bits_allocated not in (8, 16, 32):
             raise ValueError("unsupported Bits Allocated")
-        return _DTYPES[(self.little, self.signed, self.bits_allocated)]
+        return np.dtype(f"{'<' if self.little else '>'}{'i' if self.signed else 'u'}{self.bits_allocated // 8}")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -134,18 +139,40 @@ def native_array(value: bytes, module: PixelModule, *, writable: bool = True) ->
     return array.copy() if writable else array
 
 
-def high_bits_set(array: np.ndarray, module: PixelModule) -> bool:
-    """Whether bits above Bits Stored hold anything (an overlay drawn into the unused bits).
+def high_bits_set(value: bytes, module: PixelModule) -> bool:
+    """Whether bits above Bits Stored of native pixel data hold anything (an overlay drawn into the unused bits).
 
     Read from the extremes only, so a normal slice pays two passes over its pixels and no copy: unsigned
-    values must stay below 2**Bits Stored, signed ones (sign-extended) within +-2**(Bits Stored - 1).
+    values must stay below 2**Bits Stored, signed ones (sign-extended) within +-2**(Bits Stored - 1). Without
+    numpy (the site's browser) the same extremes come from a memoryview.
     """
     if module.bits_stored >= module.bits_allocated:
         return False
+    if np is not None:
+        values = native_array(value, module, writable=False)
+        low, high = int(values.min()), int(values.max())
+    else:
+        low, high = _extremes(value, module)
     if module.signed:
         half = 1 << (module.bits_stored - 1)
-        return int(array.min()) < -half or int(array.max()) >= half
-    return int(array.max()) >= 1 << module.bits_stored
+        return low < -half or high >= half
+    return high >= 1 << module.bits_stored
+
+
+def _extremes(value: bytes, module: PixelModule) -> tuple[int, int]:
+    """The least and greatest pixel value, read with the standard library only."""
+    size = module.bits_allocated // 8
+    code = {1: "b", 2: "h", 4: "i"}[size]
+    code = code if module.signed else code.upper()
+    count = math.prod(module.shape)
+    data = bytes(value[: count * size])
+    if module.little != (sys.byteorder == "little") and size > 1:
+        swapped = array.array(code, data)
+        swapped.byteswap()
+        values = memoryview(swapped)
+    else:
+        values = memoryview(data).cast(code)
+    return (min(values), max(values)) if len(values) else (0, 0)
 
 
 def zero_high_bits(array: np.ndarray, module: PixelModule) -> np.ndarray:

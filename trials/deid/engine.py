@@ -884,12 +884,19 @@ def _examine_pixels(
     frames_text = _ascii(elements.get(0x00280008))
     module = _pixel_module(ds, little, int(frames_text) if frames_text.isdigit() else 1)
     array, changes = None, []
-    if not encapsulated and 0 < module.bits_stored < module.bits_allocated:
+    high_bits = (
+        not encapsulated
+        and 0 < module.bits_stored < module.bits_allocated
+        and burned_in.high_bits_set(elements[PIXEL_DATA].value, module)
+    )
+    if high_bits:
+        reasons.append("bits above Bits Stored")
+    if reasons:
+        burned_in.require_ocr()  # where the pixels cannot be examined (the site's browser), the image is held back
+    if high_bits:
         view = burned_in.native_array(elements[PIXEL_DATA].value, module, writable=False)
-        if burned_in.high_bits_set(view, module):
-            array = burned_in.zero_high_bits(view, module)
-            changes.append("bits above Bits Stored zeroed")
-            reasons.append("bits above Bits Stored")
+        array = burned_in.zero_high_bits(view, module)
+        changes.append("bits above Bits Stored zeroed")
     if reasons:
         if array is None:
             array = (

@@ -8,11 +8,26 @@ def _enqueue_read_tasks(sender, timepoint_id: int, **kwargs) -> None:
     create_read_tasks.delay(timepoint_id)
 
 
+def _released_reads(trial_id: int):
+    """The SR series of a trial's locked results: what its trial admins see of the reads at the trial root."""
+    from trials.models import Series, Timepoint
+
+    from .models import TimepointResult
+
+    results = TimepointResult.objects.filter(
+        timepoint__subject__trial_id=trial_id, timepoint__state=Timepoint.State.LOCKED
+    ).values("read__sr_instance__series_id")
+    return Series.objects.filter(pk__in=results)
+
+
 class ReadsConfig(AppConfig):
     name = "reads"
     verbose_name = _("Reads")
 
     def ready(self) -> None:
+        from trials.dicomweb.scopes import RELEASED_READS
         from trials.signals import timepoint_ready
 
+        if _released_reads not in RELEASED_READS:
+            RELEASED_READS.append(_released_reads)
         timepoint_ready.connect(_enqueue_read_tasks, dispatch_uid="reads.create_read_tasks")

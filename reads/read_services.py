@@ -23,7 +23,7 @@ from . import results
 from .assessment import assess_baseline, assess_follow_up
 from .content import Content, ContentError, parse_content
 from .models import Lesion, Measurement, Read, ReadTask
-from .services import held, may_open
+from .services import held_by, may_open
 from .sr import SRError
 from .sr_store import read_sr_store
 
@@ -81,13 +81,11 @@ def assess(task: ReadTask, content: Content) -> dict:
 
 
 def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
-    tasks = held(ReadTask.objects).select_related(
-        "assignment__reader", "timepoint__visit", "timepoint__subject", "design"
-    )
+    tasks = held_by(actor).select_related("assignment__reader", "timepoint__visit", "timepoint__subject", "design")
     if lock:
         tasks = tasks.select_for_update(of=("self",))
     task = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).first()
-    if task is None or task.assignment.reader_id != getattr(actor, "pk", None):
+    if task is None:
         raise NotFound(_("No such task."))
     return task
 
@@ -342,18 +340,13 @@ def read_correct(*, actor, task_id: int) -> Read:
 
 
 def require_task(actor, task_id: int) -> ReadTask:
-    """A task the actor holds (reader or adjudicator, still in that role), else 404: nobody learns that another's
-    task exists."""
-    from guardian.core import ObjectPermissionChecker
-
+    """A task the actor holds (`held_by`), else 404: nobody learns that another's task, or a waiting one, exists."""
     task = (
-        held(ReadTask.objects)
+        held_by(actor)
         .select_related("assignment", "timepoint__visit", "timepoint__subject", "design__trial")
         .filter(pk=task_id)
         .first()
     )
-    if task is None or not getattr(actor, "is_authenticated", False):
-        raise NotFound(_("No such task."))
-    if not ObjectPermissionChecker(actor).has_perm("read_task", task):
+    if task is None:
         raise NotFound(_("No such task."))
     return task

@@ -23,7 +23,7 @@ from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
-from .services import ADJUDICATOR_SLOT, current_readers, held, in_role, least_loaded
+from .services import ADJUDICATOR_SLOT, current_readers, held_by, in_role, least_loaded
 
 # Stored in English with the signature; shown translated beside the checkbox.
 ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
@@ -258,13 +258,13 @@ def adjudicate(
     """
     with signing(user=actor, request=request), transaction.atomic():
         task = (
-            held(ReadTask.objects)
+            held_by(actor)
             .select_for_update(of=("self",))
             .select_related("assignment", "timepoint__visit", "design")
             .filter(pk=task_id, kind=ReadTask.Kind.ADJUDICATION)
             .first()
         )
-        if task is None or task.assignment.reader_id != getattr(actor, "pk", None):
+        if task is None:
             raise NotFound(_("No such task."))
         adjudication = Adjudication.objects.select_for_update().get(task=task)
         if adjudication.signature_id is not None:

@@ -58,7 +58,8 @@ ROWS = [
         ok=201,
         **members_only(["alice"]),
     ),
-    Row("api visits", "get", "api-visits", ("ALPHA",), **members_only(MEMBERS)),
+    # Readers and adjudicators: nothing of the schedule beyond what their worklist shows (issue 12).
+    Row("api visits", "get", "api-visits", ("ALPHA",), **members_only(["alice", "cora", "bruno", "quinn", "sam"])),
     Row(
         "api visit create",
         "post",
@@ -68,7 +69,13 @@ ROWS = [
         ok=201,
         **members_only(["alice"]),
     ),
-    Row("api protocols", "get", "api-protocols", ("ALPHA", "BL"), **members_only(MEMBERS)),
+    Row(
+        "api protocols",
+        "get",
+        "api-protocols",
+        ("ALPHA", "BL"),
+        **members_only(["alice", "cora", "bruno", "quinn", "sam"]),
+    ),
     Row(
         "api protocol create",
         "post",
@@ -225,3 +232,118 @@ def test_no_response_carries_the_pseudonym_key(world, api):
     for name in ("api-trial", "api-trial-summary", "api-audit"):
         body = api.as_(world.alice).get(reverse(name, args=["ALPHA"])).content
         assert b"pseudonym" not in body and key_hex.encode() not in body
+
+
+# --- The read side: every scope holds (issue 12) ------------------------------------------------------------
+
+
+@pytest.fixture
+def reading(db, stores, on_commit_now):
+    """ALPHA read twice: Baseline and Week 6 of ALPHA-SEO-001 ready, so each reader holds an open baseline task
+    and a WAITING follow-up; an operator (a superuser with no trial role) looks on."""
+    from reads.services import read_design_set
+    from tests.conftest import build_world, make_user
+    from tests.reads.flow import ready
+
+    w = build_world()
+    read_design_set(actor=w.alice, trial=w.trial, paradigm="double", show_visit_label=False)
+    ready(w, "BL")
+    ready(w, "W6", day=42)
+    w.people["oscar"] = make_user("oscar", is_staff=True, is_superuser=True)
+    return w
+
+
+def _task_paths(task) -> list[str]:
+    root = f"/dicomweb/tasks/{task.pk}"
+    paths = [reverse("read-task", args=[task.pk]), f"{root}/studies", f"{root}/series"]
+    if task.kind == "read":
+        paths.append(reverse("read-draft", args=[task.pk]))
+    return paths
+
+
+def test_a_waiting_follow_up_answers_as_if_it_did_not_exist_yet(reading, client):
+    from tests.reads.flow import task_of
+
+    waiting = task_of(reading.rhea, "W6")
+    assert waiting.state == "waiting"
+    client.force_login(reading.rhea)
+    for path in _task_paths(waiting):
+        assert client.get(path).status_code == 404, path
+    study = waiting.timepoint.studies.get()
+    assert client.get(f"/dicomweb/tasks/{waiting.pk}/studies/{study.study_instance_uid}/metadata").status_code == 404
+    put = client.put(reverse("read-draft", args=[waiting.pk]), "{}", content_type="application/json")
+    assert put.status_code == 404
+    # The open baseline task is the reader's as before.
+    open_task = task_of(reading.rhea, "BL")
+    for path in _task_paths(open_task):
+        assert client.get(path).status_code == 200, path
+
+
+def test_an_operator_with_no_trial_role_gets_404_on_every_read_side_path(reading, client):
+    from tests.reads.flow import task_of
+
+    client.force_login(reading.oscar)
+    for task in (task_of(reading.rhea, "BL"), task_of(reading.ravi, "BL")):
+        for path in _task_paths(task):
+            assert client.get(path).status_code == 404, path
+    assert client.get(reverse("trial-detail", args=["ALPHA"])).status_code == 404
+    assert client.get(reverse("read-results", args=["ALPHA"])).status_code == 404
+    assert client.get("/dicomweb/trials/ALPHA/studies").status_code == 404
+
+
+def test_a_superuser_holds_only_the_rights_of_their_trial_roles(reading, client):
+    """A superuser who is a reader in ALPHA is a reader there: no trial admin's pages."""
+    from trials import services
+
+    services.membership_grant(actor=reading.alice, trial=reading.trial, user=reading.oscar, role="reader")
+    client.force_login(reading.oscar)
+    assert client.get(reverse("trial-detail", args=["ALPHA"])).status_code == 200
+    assert client.get(reverse("trial-edit", args=["ALPHA"])).status_code == 403
+    assert client.get(reverse("trial-audit", args=["ALPHA"])).status_code == 403
+    assert client.get(reverse("read-results", args=["ALPHA"])).status_code == 404
+
+
+@pytest.mark.parametrize("who", ["rhea", "ada"])
+@pytest.mark.parametrize("by_token", [False, True], ids=["session", "token"])
+def test_readers_and_adjudicators_get_only_what_their_worklist_shows_from_the_summary(reading, api, who, by_token):
+    from trials import services
+    from trials.models import Membership
+
+    person = reading.people[who]
+    if by_token:
+        membership = Membership.objects.get(user=person, trial=reading.trial)
+        _token, key = services.api_token_create(actor=person, membership=membership, name="client")
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    else:
+        api.as_(person)
+    summary = api.get(reverse("api-trial-summary", args=["ALPHA"]))
+    assert summary.status_code == 200
+    data = summary.json()
+    assert set(data) == {"code", "title"}, data
+    visits = api.get(reverse("api-visits", args=["ALPHA"]))
+    assert visits.status_code == 403, visits.content
+    assert api.get(reverse("api-protocols", args=["ALPHA", "BL"])).status_code == 403
+    assert api.get(reverse("api-sites", args=["ALPHA"])).json()["results"] == []
+
+
+def test_the_trial_root_serves_a_trial_admin_only_the_sr_of_a_locked_result(reading, client):
+    from reads.models import TimepointResult
+    from tests.reads.flow import baseline_content, save_and_sign, task_of
+
+    rhea_bl, ravi_bl = task_of(reading.rhea, "BL"), task_of(reading.ravi, "BL")
+    save_and_sign(reading.rhea, rhea_bl, baseline_content(rhea_bl))
+    client.force_login(reading.alice)
+
+    def sr_series():
+        answer = client.get("/dicomweb/trials/ALPHA/series", {"Modality": "SR"})
+        return [] if answer.status_code == 204 else [s["0020000E"]["Value"][0] for s in answer.json()]
+
+    assert sr_series() == []  # signed, but the visit's result is not locked
+    save_and_sign(reading.ravi, ravi_bl, baseline_content(ravi_bl))
+    result = TimepointResult.objects.get(timepoint=rhea_bl.timepoint)
+    assert sr_series() == [result.read.sr_instance.series.series_instance_uid]
+    other = [t for t in (rhea_bl, ravi_bl) if t.pk != result.read.task_id][0]
+    other_sr = other.reads.get().sr_instance
+    study, series = other_sr.series.study.study_instance_uid, other_sr.series.series_instance_uid
+    metadata = client.get(f"/dicomweb/trials/ALPHA/studies/{study}/series/{series}/metadata")
+    assert metadata.status_code == 404

@@ -59,6 +59,26 @@ def sees_subjects(*, actor: Actor, trial: Trial) -> bool:
     return actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()
 
 
+def sees_schedule(*, actor: Actor, trial: Trial) -> bool:
+    """Whether the actor's role includes the trial's schedule and its counts (sites, subjects, visit states).
+
+    Trial admins, QC reviewers, site coordinators and sponsors do; readers and adjudicators see only what
+    their worklist shows, and the schedule's labels, site and subject counts and per-visit states (which tell
+    whether the other reader agreed) are not part of that.
+    """
+    return (
+        actor.has_trial_perm(trial, "manage_trial")
+        or actor.has_trial_perm(trial, "view_results")
+        or sees_subjects(actor=actor, trial=trial)
+    )
+
+
+def require_schedule_access(*, actor: Actor, trial: Trial) -> None:
+    """Refuse (403) a member whose role does not include the schedule: readers and adjudicators."""
+    if not sees_schedule(actor=actor, trial=trial):
+        raise NotPermitted(_("Your role in this trial does not include its visit schedule."))
+
+
 def require_subject_access(*, actor: Actor, trial: Trial) -> None:
     """Refuse (403) a member whose role includes no subjects: readers, adjudicators, sponsors."""
     if not sees_subjects(actor=actor, trial=trial):

@@ -60,11 +60,16 @@ class TrialUpdateIn(serializers.Serializer):
     subject_code_pattern = serializers.CharField(max_length=64, required=False)
 
 
-class TrialSummaryOut(serializers.Serializer):
-    """Counts only, for sponsors: nothing identifying."""
+class TrialNameOut(serializers.Serializer):
+    """What a reader or adjudicator learns of a trial: its code and title."""
 
     code = serializers.CharField()
     title = serializers.CharField()
+
+
+class TrialSummaryOut(TrialNameOut):
+    """Counts only, for sponsors: nothing identifying."""
+
     sites = serializers.IntegerField()
     subjects = serializers.IntegerField()
     visits = serializers.ListField(child=serializers.DictField())

@@ -67,7 +67,10 @@ class TrialDetailApi(APIView):
 class TrialSummaryApi(APIView):
     @extend_schema(responses=s.TrialSummaryOut)
     def get(self, request, code):
+        """The trial's counts; a reader or adjudicator gets its code and title only (what their worklist shows)."""
         trial = _trial(request, code)
+        if not selectors.sees_schedule(actor=_actor(request), trial=trial):
+            return Response(s.TrialNameOut({"code": trial.code, "title": trial.title}).data)
         summary = selectors.trial_summary(trial=trial)
         data = {
             "code": trial.code,
@@ -97,6 +100,7 @@ class VisitListApi(APIView):
     @extend_schema(responses=s.VisitOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code)
+        selectors.require_schedule_access(actor=_actor(request), trial=trial)
         return _paginated(request, self, selectors.visit_list(trial=trial), s.VisitOut)
 
     @extend_schema(request=s.VisitCreateIn, responses={201: s.VisitOut})
@@ -110,6 +114,7 @@ class ProtocolListApi(APIView):
     @extend_schema(responses=s.ProtocolOut(many=True))
     def get(self, request, code, visit_code):
         trial = _trial(request, code)
+        selectors.require_schedule_access(actor=_actor(request), trial=trial)
         visit = selectors.visit_get(trial=trial, code=visit_code)
         return Response(s.ProtocolOut(visit.protocols.all(), many=True).data)
 

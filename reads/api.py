@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.views import APIView
 
+from ctims.pagination import Pagination
 from trials.access import Actor
 
 from . import selectors
@@ -33,7 +33,7 @@ class ReadResultListApi(APIView):
     def get(self, request, code):
         """The trial's locked read results (never a result that is not locked)."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(selectors.result_rows(trial), request, view=self)
         return paginator.get_paginated_response(ReadResultOut(page, many=True).data)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
+from ctims.pagination import Pagination
 
 from .. import selectors, services
 from ..access import Actor
@@ -33,7 +33,7 @@ def _input(serializer_class, data):
 
 
 def _paginated(request, view, queryset, out_class):
-    paginator = LimitOffsetPagination()
+    paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(out_class(page, many=True).data)
 

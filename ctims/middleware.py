@@ -31,3 +31,28 @@ class IdleSessionTimeoutMiddleware:
                 # Written at most once a minute: a viewer fetching hundreds of frames must not rewrite the session each time.
                 request.session[_LAST_SEEN] = now
         return self.get_response(request)
+
+
+# A read task lasts until it is signed or given to someone else: nothing served through its DICOMweb root may
+# outlive it in a browser's cache, whatever the shared DICOMweb views say about de-identified instances.
+TASK_ROOTS = "/dicomweb/tasks/"
+
+
+class NoStoreMiddleware:
+    """Every answer is `Cache-Control: no-store` unless its view chose its own caching (static files, the trial
+    roots' immutable instances); a read task's root is no-store whatever its view said.
+
+    Pages, API answers, CSV exports and SR downloads all carry trial data for one person: no browser, proxy
+    or shared computer keeps a copy. Placed before WhiteNoise so that static files keep their own headers.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.path.startswith(TASK_ROOTS) or not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+            if response.has_header("Expires"):
+                del response["Expires"]
+        return response

@@ -201,6 +201,9 @@ def test_permission_table(world, client, api, row: Row, who: str):
         response = getattr(client, row.method)(url, row.data)
         want = 302 if who == "anon" else expected(row, who)
     assert response.status_code == want, f"{row.name} as {who}: {response.status_code} {response.content[:300]!r}"
+    # Whatever the answer, it is kept by no cache and sniffed by no browser (issue 12).
+    assert "no-store" in response.get("Cache-Control", ""), f"{row.name} as {who}: {response.get('Cache-Control')}"
+    assert response["X-Content-Type-Options"] == "nosniff"
     if who == "anon" and not row.api:
         assert response["Location"].startswith(reverse("login"))
 
@@ -347,3 +350,20 @@ def test_the_trial_root_serves_a_trial_admin_only_the_sr_of_a_locked_result(read
     study, series = other_sr.series.study.study_instance_uid, other_sr.series.series_instance_uid
     metadata = client.get(f"/dicomweb/trials/ALPHA/studies/{study}/series/{series}/metadata")
     assert metadata.status_code == 404
+
+
+def test_a_readers_task_root_images_are_kept_by_no_cache(reading, client):
+    from tests.reads.flow import task_of
+    from trials.models import Instance
+
+    task = task_of(reading.rhea, "BL")
+    instance = Instance.objects.filter(series__study__timepoint=task.timepoint).select_related("series__study").first()
+    path = (
+        f"studies/{instance.series.study.study_instance_uid}/series/{instance.series.series_instance_uid}"
+        f"/instances/{instance.sop_instance_uid}"
+    )
+    client.force_login(reading.rhea)
+    for tail in ("/metadata", "/rendered", "/frames/1"):
+        response = client.get(f"/dicomweb/tasks/{task.pk}/{path}{tail}", HTTP_ACCEPT="*/*")
+        assert response.status_code == 200, (tail, response.status_code)
+        assert response["Cache-Control"] == "no-store", tail

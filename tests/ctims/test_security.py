@@ -204,3 +204,17 @@ def test_a_password_reset_link_points_at_site_url_whatever_the_host_header(world
     (mail,) = mailoutbox
     assert "https://ctims.example.org/accounts/password/set/" in mail.body
     assert "evil.example" not in mail.body
+
+
+def test_pages_csvs_and_downloads_are_not_stored_by_any_cache(world, client):
+    client.force_login(world.sam)
+    for name in ("trial-detail", "read-results", "read-results-csv", "read-lesions-csv"):
+        response = client.get(reverse(name, args=["ALPHA"]))
+        assert response.status_code == 200 and "no-store" in response["Cache-Control"], name
+    client.logout()
+    assert "no-store" in client.get(reverse("login"))["Cache-Control"]
+
+
+def test_static_files_keep_their_own_caching(client):
+    response = client.get("/static/css/ctims.css")
+    assert response.status_code == 200 and "no-store" not in response.get("Cache-Control", "")

@@ -367,3 +367,69 @@ def test_a_readers_task_root_images_are_kept_by_no_cache(reading, client):
         response = client.get(f"/dicomweb/tasks/{task.pk}/{path}{tail}", HTTP_ACCEPT="*/*")
         assert response.status_code == 200, (tail, response.status_code)
         assert response["Cache-Control"] == "no-store", tail
+
+
+def _admin_form(client, trial, **changes) -> dict:
+    url = reverse("admin:trials_trial_change", args=[trial.pk])
+    form = {
+        "title": trial.title,
+        "sponsor": trial.sponsor,
+        "protocol_number": trial.protocol_number,
+        "status": trial.status,
+        "subject_code_pattern": trial.subject_code_pattern,
+        "deid_private_safelist": trial.deid_private_safelist,
+        "_save": "Save",
+    }
+    for name in ("deid_retain_dates_modified", "deid_clean_descriptors", "deid_retain_device_identity"):
+        if getattr(trial, name):
+            form[name] = "on"
+    form.update(changes)
+    return client.post(url, form)
+
+
+def test_the_operator_admin_changes_a_trial_only_through_its_service_and_audited(reading, client):
+    """Images are stored in ALPHA: the de-identification options are read-only for operators too, and what they
+    may change is changed by trial_update and audited."""
+    from ctims.models import AuditEvent
+    from trials.models import Trial
+
+    trial = reading.trial
+    client.force_login(reading.oscar)
+    page = client.get(reverse("admin:trials_trial_change", args=[trial.pk]))
+    assert page.status_code == 200 and b'name="deid_clean_descriptors"' not in page.content
+    before = {n: getattr(trial, n) for n in ("deid_clean_descriptors", "deid_retain_device_identity")}
+    response = _admin_form(
+        client, trial, title="Alpha, renamed", deid_clean_descriptors="" if before["deid_clean_descriptors"] else "on"
+    )
+    assert response.status_code == 302, response.content[:500]
+    trial = Trial.objects.get(pk=trial.pk)
+    assert trial.title == "Alpha, renamed"
+    assert {n: getattr(trial, n) for n in before} == before
+    event = AuditEvent.objects.filter(action="trial.update", trial_id=trial.pk).last()
+    assert event.actor == reading.oscar and event.summary["changes"] == {"title": ["Alpha study", "Alpha, renamed"]}
+
+
+def test_an_operators_change_to_an_account_is_audited(world, client):
+    from ctims.models import AuditEvent
+    from tests.conftest import make_user
+
+    oscar = make_user("oscar", is_staff=True, is_superuser=True)
+    client.force_login(oscar)
+    cora = world.cora
+    response = client.post(
+        reverse("admin:ctims_user_change", args=[cora.pk]),
+        {
+            "email": cora.email,
+            "full_name": cora.full_name,
+            "is_active": "on",
+            "is_staff": "on",
+            "last_login_0": "",
+            "last_login_1": "",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            "_save": "Save",
+        },
+    )
+    assert response.status_code == 302, response.content[:800]
+    event = AuditEvent.objects.filter(action="user.update").last()
+    assert event.actor == oscar and "is_staff" in event.summary["fields"]

@@ -7,7 +7,6 @@ audit event), everything else is read-only here.
 from django.contrib import admin
 
 from . import services
-
 from .models import (
     ApiToken,
     ImagingProtocol,

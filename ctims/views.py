@@ -18,11 +18,6 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
-def site_link(path: str) -> str:
-    """An absolute link for an email: SITE_URL and the path, never the Host header of whoever asked."""
-    return settings.SITE_URL + path
-
-
 class PasswordResetView(auth_views.PasswordResetView):
     """Django's reset, with the emailed link built from SITE_URL: a forged Host header cannot redirect it."""
 

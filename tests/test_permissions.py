@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from django.test import override_settings
 from django.urls import reverse
 
 CAST = ["alice", "cora", "bruno", "quinn", "rhea", "ada", "sam", "otto"]
@@ -109,7 +110,7 @@ ROWS = [
         "api-memberships",
         ("ALPHA",),
         data={"email": "new@example.org", "full_name": "New Person", "role": "reader"},
-        ok=201,
+        ok=202,  # an invitation, accepted later (issue 12)
         **members_only(["alice"]),
     ),
     Row("api tokens", "get", "api-tokens", ("ALPHA",), **members_only(MEMBERS)),
@@ -433,3 +434,81 @@ def test_an_operators_change_to_an_account_is_audited(world, client):
     assert response.status_code == 302, response.content[:800]
     event = AuditEvent.objects.filter(action="user.update").last()
     assert event.actor == oscar and "is_staff" in event.summary["fields"]
+
+
+# --- Granting a role is an invitation (issue 12, finding 8) ---------------------------------------------------
+
+
+def _grant(api, world, email, role="reader"):
+    return api.as_(world.alice).post(
+        reverse("api-memberships", args=["ALPHA"]),
+        {"email": email, "full_name": "Whoever", "role": role},
+        format="json",
+    )
+
+
+def _link(mail) -> str:
+    import re
+
+    return re.search(r"http://testserver(/\S+)", mail.body).group(1)
+
+
+@override_settings(SITE_URL="http://testserver")
+def test_granting_a_role_to_an_email_answers_alike_whether_or_not_the_account_exists(
+    world, api, mailoutbox, on_commit_now
+):
+    from trials.models import Membership
+
+    existing = _grant(api, world, "otto@example.org")  # otto has an account, in OMEGA
+    unknown = _grant(api, world, "nobody@example.org")
+    assert existing.status_code == unknown.status_code == 202, existing.content
+    a, b = existing.json(), unknown.json()
+    assert set(a) == set(b) and {k: v for k, v in a.items() if k not in ("email", "id", "expires_at")} == {
+        k: v for k, v in b.items() if k not in ("email", "id", "expires_at")
+    }
+    assert "Otto" not in existing.content.decode()
+    # Nothing was added: otto is still not in ALPHA, and no account was made for the unknown address.
+    assert not Membership.objects.filter(user=world.otto, trial=world.trial).exists()
+    assert api.as_(world.otto).get(reverse("api-trial", args=["ALPHA"])).status_code == 404
+    assert not type(world.otto).objects.filter(email="nobody@example.org").exists()
+    assert sorted(m.to[0] for m in mailoutbox) == ["nobody@example.org", "otto@example.org"]
+
+
+@override_settings(SITE_URL="http://testserver")
+def test_an_invited_person_with_an_account_accepts_by_logging_in(world, api, client, mailoutbox, on_commit_now):
+    from trials.models import Membership
+
+    _grant(api, world, "otto@example.org")
+    link = _link(mailoutbox[0])
+    page = client.get(link)  # not logged in: asked to log in first
+    assert page.status_code == 200 and b"Log in" in page.content
+    client.force_login(world.rhea)  # someone else's session cannot take it
+    held = Membership.objects.filter(user=world.rhea).count()
+    assert client.post(link).status_code == 403
+    assert Membership.objects.filter(user=world.rhea).count() == held
+    client.force_login(world.otto)
+    assert client.post(link).status_code == 302
+    assert Membership.objects.filter(user=world.otto, trial=world.trial, role="reader").exists()
+    assert client.post(link).status_code == 404  # used once
+
+
+@override_settings(SITE_URL="http://testserver")
+def test_an_invited_person_without_an_account_chooses_a_password_and_is_in(
+    world, api, client, mailoutbox, on_commit_now
+):
+    from trials.models import Membership
+
+    _grant(api, world, "nora@example.org")
+    link = _link(mailoutbox[0])
+    assert b"password" in client.get(link).content
+    response = client.post(
+        link, {"full_name": "Nora Park", "new_password1": "Nora-Strong-2026!", "new_password2": "Nora-Strong-2026!"}
+    )
+    assert response.status_code == 302, response.content[:500]
+    nora = type(world.otto).objects.get(email="nora@example.org")
+    assert nora.full_name == "Nora Park" and nora.check_password("Nora-Strong-2026!")
+    assert Membership.objects.filter(user=nora, trial=world.trial, role="reader").exists()
+
+
+def test_an_invitation_link_that_does_not_exist_is_404(world, client):
+    assert client.get("/trials/invitations/not-a-real-one/").status_code == 404

@@ -11,6 +11,7 @@ from .models import (
     ApiToken,
     ImagingProtocol,
     Instance,
+    Invitation,
     Membership,
     QCFinding,
     Query,
@@ -106,6 +107,12 @@ class TimepointAdmin(ReadOnlyAdmin):
 @admin.register(Membership)
 class MembershipAdmin(ReadOnlyAdmin):
     list_display = ["trial", "user", "role"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdmin):
+    list_display = ["email", "trial", "role", "created_at", "expires_at", "accepted_at"]
+    exclude = ["secret_hash"]
 
 
 @admin.register(ApiToken)

@@ -551,3 +551,31 @@ class QueryMessage(models.Model):
 
     def __str__(self) -> str:
         return f"message {self.pk} on {self.query}"
+
+
+class Invitation(models.Model):
+    """A role in a trial offered to an email address; it becomes a membership only when that person accepts.
+
+    The secret of its link is stored as its SHA-256, like a token key. Whether an account exists for the
+    address is never told to the one who invites: the person finds out when they open the link.
+    """
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="invitations")
+    email = models.EmailField(_("email"))
+    full_name = models.CharField(_("full name"), max_length=200, blank=True)
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    sites = models.ManyToManyField(Site, blank=True, related_name="+")
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} · {self.get_role_display()} · {self.trial.code}"

@@ -17,6 +17,7 @@ from ctims.models import AuditEvent
 from .access import Actor, trial_access
 from .models import (
     ApiToken,
+    Invitation,
     Membership,
     QCFinding,
     Query,
@@ -126,6 +127,15 @@ def visit_get(*, trial: Trial, code: str) -> Visit:
 
 def membership_list(*, trial: Trial) -> QuerySet[Membership]:
     return trial.memberships.select_related("user").prefetch_related("sites")
+
+
+def invitations_open(*, trial: Trial) -> QuerySet[Invitation]:
+    """The trial's invitations not yet accepted and not expired: roles offered, not held."""
+    return (
+        trial.invitations.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
+        .prefetch_related("sites")
+        .order_by("email")
+    )
 
 
 def membership_get(*, trial: Trial, pk: int) -> Membership:

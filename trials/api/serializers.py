@@ -7,6 +7,7 @@ from rest_framework import serializers
 from ..models import (
     ApiToken,
     ImagingProtocol,
+    Invitation,
     Membership,
     Role,
     Site,
@@ -147,6 +148,20 @@ class MembershipOut(serializers.ModelSerializer):
     class Meta:
         model = Membership
         fields = ["id", "email", "full_name", "role", "sites", "granted_at"]
+
+
+class InvitationOut(serializers.ModelSerializer):
+    """What the inviter learns: the offer they made, the same whether or not the address has an account."""
+
+    sites = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "sites", "state", "expires_at"]
+
+    def get_state(self, invitation) -> str:
+        return "accepted" if invitation.accepted_at else "invited"
 
 
 class MembershipGrantIn(serializers.Serializer):

@@ -166,8 +166,10 @@ class MembershipListApi(APIView):
         trial = _trial(request, code, "manage_trial")
         return _paginated(request, self, selectors.membership_list(trial=trial), s.MembershipOut)
 
-    @extend_schema(request=s.MembershipGrantIn, responses={201: s.MembershipOut})
+    @extend_schema(request=s.MembershipGrantIn, responses={202: s.InvitationOut})
     def post(self, request, code):
+        """Invite a person by email to a role: 202, the same answer whether or not they have an account; the role
+        is theirs once they accept from the emailed link."""
         trial = _trial(request, code, "manage_trial")
         data = _input(s.MembershipGrantIn, request.data)
         codes = {c.upper() for c in data["sites"]}
@@ -179,16 +181,15 @@ class MembershipListApi(APIView):
                 % {"trial": trial.code, "codes": ", ".join(missing)},
                 fields={"sites": [_("Choose sites of this trial.")]},
             )
-        membership = services.person_grant(
+        invitation, _secret = services.invitation_create(
             actor=request.user,
             trial=trial,
             email=data["email"],
             full_name=data["full_name"],
             role=data["role"],
             sites=sites,
-            request=request,
         )
-        return Response(s.MembershipOut(membership).data, status=status.HTTP_201_CREATED)
+        return Response(s.InvitationOut(invitation).data, status=status.HTTP_202_ACCEPTED)
 
 
 class MembershipDetailApi(APIView):

@@ -56,3 +56,52 @@ class NoStoreMiddleware:
             if response.has_header("Expires"):
                 del response["Expires"]
         return response
+
+
+class TwoFactorMiddleware:
+    """A person who must sign in with a second factor (ctims.two_factor.required_for) and whose session is not
+    verified yet reaches nothing but the log-in, log-out, password and two-factor pages: pages send them to
+    verify (or enrol), the API and DICOMweb answer 403 with the error shape.
+
+    Placed after django-otp's OTPMiddleware. Requests with a trial token carry no session user here and pass.
+    """
+
+    OPEN = (
+        "/accounts/",  # log-in, log-out, password reset and the two-factor pages themselves
+        "/static/",
+        "/i18n/",
+        "/jsi18n/",
+        "/health/",
+        "/trials/invitations/",
+    )
+    # Under /accounts/ but not open before the second factor: changing the password needs a verified session.
+    GUARDED = ("/accounts/password/change/",)
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if (
+            user is not None
+            and user.is_authenticated
+            and not user.is_verified()
+            and (not request.path.startswith(self.OPEN) or request.path.startswith(self.GUARDED))
+        ):
+            from . import two_factor
+
+            if two_factor.required_for(user):
+                return self._refuse(request)
+        return self.get_response(request)
+
+    def _refuse(self, request):
+        from django.http import JsonResponse
+        from django.shortcuts import redirect
+        from django.utils.http import urlencode
+
+        from .api_errors import error_body
+
+        if request.path.startswith(("/api/", "/dicomweb/")):
+            message = _("Your roles require a second factor: log in again and enter your one-time code.")
+            return JsonResponse(error_body("two_factor_required", message), status=403)
+        return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': request.get_full_path()})}")

@@ -70,6 +70,9 @@ INSTALLED_APPS = [
     "guardian",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "ctims",
     "trials",
     "reads",
@@ -84,8 +87,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "ctims.middleware.IdleSessionTimeoutMiddleware",
+    "ctims.middleware.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -163,6 +168,12 @@ AXES_USERNAME_FORM_FIELD = "username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+
+# Two-factor sign-in (django-otp): TOTP apps and single-use recovery codes. Which people must use it is each
+# trial's setting (Trial.two_factor_roles); operators (staff) always. The issuer names the account in the app.
+OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "CTIMS")
+OTP_VERIFY_URL = "/accounts/two-factor/"
+TWO_FACTOR_RECOVERY_CODES = 10
 
 # Security headers. HSTS and secure cookies whenever DEBUG is off.
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -81,7 +81,9 @@ def assess(task: ReadTask, content: Content) -> dict:
 
 
 def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
-    tasks = held_by(actor).select_related("assignment__reader", "timepoint__visit", "timepoint__subject", "design")
+    tasks = held_by(actor).select_related(
+        "assignment__reader", "timepoint__visit", "timepoint__subject", "design__trial"
+    )
     if lock:
         tasks = tasks.select_for_update(of=("self",))
     task = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).first()
@@ -227,7 +229,14 @@ def _open_next(task: ReadTask) -> None:
 
 
 def read_sign(
-    *, actor, task_id: int, password: str, meaning_confirmed: bool, confirmed_response: str, request=None
+    *,
+    actor,
+    task_id: int,
+    password: str,
+    meaning_confirmed: bool,
+    confirmed_response: str,
+    request=None,
+    second_factor: str = "",
 ) -> Read:
     """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password.
 
@@ -263,6 +272,8 @@ def read_sign(
             obj=read,
             content=signed_content(read),
             trial_id=task.design.trial_id,
+            second_factor_required=task.design.trial.two_factor_at_signing,
+            second_factor=second_factor,
         )
         _record_lesions(read, content)
         try:

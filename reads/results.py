@@ -250,7 +250,15 @@ def adjudication_reads(adjudication: Adjudication) -> dict[int, dict[int, Read]]
 
 
 def adjudicate(
-    *, actor, task_id: int, choice: str, reason: str, password: str, meaning_confirmed: bool, request=None
+    *,
+    actor,
+    task_id: int,
+    choice: str,
+    reason: str,
+    password: str,
+    meaning_confirmed: bool,
+    request=None,
+    second_factor: str = "",
 ) -> Adjudication:
     """The adjudicator picks reader 1's or reader 2's read, says why and signs; the visits in question lock.
 
@@ -260,7 +268,7 @@ def adjudicate(
         task = (
             held_by(actor)
             .select_for_update(of=("self",))
-            .select_related("assignment", "timepoint__visit", "design")
+            .select_related("assignment", "timepoint__visit", "design__trial")
             .filter(pk=task_id, kind=ReadTask.Kind.ADJUDICATION)
             .first()
         )
@@ -301,6 +309,8 @@ def adjudicate(
                 "reads": {t.visit.code: {s: r.pk for s, r in reads[t.pk].items()} for t in in_question},
             },
             trial_id=task.design.trial_id,
+            second_factor_required=task.design.trial.two_factor_at_signing,
+            second_factor=second_factor,
         )
         adjudication.chosen_slot = slot
         adjudication.reason = reason.strip()

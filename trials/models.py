@@ -56,6 +56,17 @@ def validate_private_safelist(value) -> None:
         raise ValidationError(_('Give a list of ["private creator", element] pairs.'))
 
 
+def default_two_factor_roles() -> list[str]:
+    """The roles that sign in with a second factor unless the trial says otherwise: all who see images or reads."""
+    return ["trial_admin", "qc_reviewer", "reader", "adjudicator"]
+
+
+def validate_roles(value) -> None:
+    known = {"trial_admin", "coordinator", "qc_reviewer", "reader", "adjudicator", "sponsor"}
+    if not isinstance(value, list) or not all(isinstance(v, str) and v in known for v in value):
+        raise ValidationError(_("Give a list of roles."))
+
+
 class Trial(models.Model):
     """A study protocol whose imaging CTIMS manages."""
 
@@ -91,6 +102,18 @@ class Trial(models.Model):
             '[["SIEMENS CT VA0  COAD", 16]]; every other private attribute is removed.'
         ),
         validators=[validate_private_safelist],
+    )
+    two_factor_roles = models.JSONField(
+        _("roles that sign in with a second factor"),
+        default=default_two_factor_roles,
+        blank=True,
+        validators=[validate_roles],
+        help_text=_("People holding one of these roles in the trial log in with a one-time code as well."),
+    )
+    two_factor_at_signing = models.BooleanField(
+        _("ask for a one-time code at signing"),
+        default=False,
+        help_text=_("Reads and adjudications are signed with the password and a one-time code."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

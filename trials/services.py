@@ -95,7 +95,16 @@ DEID_OPTIONS = (
     "deid_retain_patient_characteristics",
     "deid_private_safelist",
 )
-TRIAL_EDITABLE = ("title", "sponsor", "protocol_number", "status", "subject_code_pattern", *DEID_OPTIONS)
+TWO_FACTOR_OPTIONS = ("two_factor_roles", "two_factor_at_signing")
+TRIAL_EDITABLE = (
+    "title",
+    "sponsor",
+    "protocol_number",
+    "status",
+    "subject_code_pattern",
+    *DEID_OPTIONS,
+    *TWO_FACTOR_OPTIONS,
+)
 
 
 def trial_update(*, actor, trial: Trial, **changes) -> Trial:

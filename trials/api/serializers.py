@@ -36,6 +36,8 @@ class TrialOut(serializers.ModelSerializer):
             "deid_retain_device_identity",
             "deid_retain_patient_characteristics",
             "deid_private_safelist",
+            "two_factor_roles",
+            "two_factor_at_signing",
         ]
 
 
@@ -59,6 +61,10 @@ class TrialUpdateIn(serializers.Serializer):
     protocol_number = serializers.CharField(max_length=100, required=False)
     status = serializers.ChoiceField(choices=Trial.Status.choices, required=False)
     subject_code_pattern = serializers.CharField(max_length=64, required=False)
+    two_factor_roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=Role.choices), required=False, allow_empty=True
+    )
+    two_factor_at_signing = serializers.BooleanField(required=False)
 
 
 class TrialNameOut(serializers.Serializer):

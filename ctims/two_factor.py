@@ -41,6 +41,20 @@ def authenticator(user: User) -> TOTPDevice | None:
     return TOTPDevice.objects.filter(user=user, confirmed=True).first()
 
 
+def authenticator_ensure(user: User) -> TOTPDevice:
+    """The person's authenticator, made (confirmed, with a fresh secret) if they have none: for demo accounts,
+    whose secrets `load_demo` prints so that the demo can be walked with any authenticator app."""
+    return authenticator(user) or TOTPDevice.objects.create(user=user, name=AUTHENTICATOR, confirmed=True)
+
+
+def code_now(device: TOTPDevice) -> str:
+    """The code an app with the device's secret shows now."""
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"
+
+
 def enrolment_device(user: User) -> TOTPDevice:
     """The authenticator being set up: an unconfirmed device with a fresh secret, kept until it is confirmed."""
     device = TOTPDevice.objects.filter(user=user, confirmed=False).first()

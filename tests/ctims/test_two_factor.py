@@ -219,3 +219,29 @@ def test_the_read_page_asks_for_the_code_where_the_trial_does(reading, client):
     reading.trial.two_factor_at_signing = True
     reading.trial.save()
     assert b'name="otp_code"' in client.get(reverse("read-task", args=[task.pk])).content
+
+
+# --- the demo -------------------------------------------------------------------------------------------------
+
+
+def test_the_demo_users_come_enrolled_and_load_demo_prints_their_secrets(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from ctims.models import User
+
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    printed = out.getvalue()
+    for email in ("admin@demo.ctims", "qc@demo.ctims", "reader1@demo.ctims", "adjudicator@demo.ctims"):
+        device = TOTPDevice.objects.get(user__email=email, confirmed=True)
+        secret = re.search(rf"{re.escape(email)}\s+([A-Z2-7 ]+)$", printed, re.M).group(1).replace(" ", "")
+        assert f"secret={secret}" in device.config_url
+    assert not TOTPDevice.objects.filter(user__email="sponsor@demo.ctims").exists()
+    call_command("load_demo", stdout=StringIO())  # again: the same secrets
+    assert TOTPDevice.objects.filter(user__email="admin@demo.ctims").count() == 1
+    code = StringIO()
+    call_command("two_factor_code", "reader1@demo.ctims", stdout=code)
+    device = TOTPDevice.objects.get(user=User.objects.get(email="reader1@demo.ctims"))
+    assert device.verify_token(code.getvalue().strip())

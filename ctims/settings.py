@@ -173,6 +173,8 @@ AXES_VERBOSE = False
 # trial's setting (Trial.two_factor_roles); operators (staff) always. The issuer names the account in the app.
 OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "CTIMS")
 OTP_VERIFY_URL = "/accounts/two-factor/"
+# The operators' admin never shows an authenticator's secret or its QR code.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 TWO_FACTOR_RECOVERY_CODES = 10
 
 # Security headers. HSTS and secure cookies whenever DEBUG is off.

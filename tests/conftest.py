@@ -126,6 +126,11 @@ def current_code(device: TOTPDevice) -> str:
     return f"{totp.token():0{device.digits}d}"
 
 
+def verified_login(client, user) -> None:
+    """Log in with both factors, outside a test's own fixtures too (a module's world)."""
+    _verified_login(client, user, "django.contrib.auth.backends.ModelBackend")
+
+
 def _verified_login(self, user, backend=None):
     _plain_login(self, user, backend)
     session = self.session

@@ -560,3 +560,32 @@ def test_the_matrix(matrix_world):
                 headers.append(f"{row.name} as {who}: nosniff/CSP missing")
     assert not wrong, f"{len(wrong)} cells differ from the table:\n" + "\n".join(wrong)
     assert not headers, "\n".join(headers)
+
+
+HUGE = "99999999999999999999999"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("who", "path"),
+    [
+        ("alice", "/dicomweb/trials/{code}/studies?offset=" + HUGE),
+        ("alice", "/dicomweb/trials/{code}/studies?limit=" + HUGE),
+        ("alice", "/dicomweb/trials/{code}/series?SeriesNumber=" + HUGE),
+        ("alice", "/dicomweb/trials/{code}/instances?InstanceNumber=" + HUGE),
+        ("tok_cora", "/dicomweb/trials/{code}/studies?offset=" + HUGE),
+        ("rhea", "/dicomweb/tasks/{task}/studies?offset=" + HUGE),
+        ("rhea", "/dicomweb/tasks/{task}/instances?InstanceNumber=" + HUGE),
+    ],
+)
+def test_dicomweb_integer_parameters_out_of_range_are_the_clients_error(matrix_world, who, path):
+    """ROWS FOR ISSUE 14: DICOMweb's integer parameters are validated by the issue-14 change to trials/dicomweb
+    (qido.py, views.py); these cells pass once it is merged. 400 with the API's error shape, never a 500."""
+    client = matrix_world["clients"][who]
+    client.raise_request_exception = False
+    try:
+        response = client.get(path.format(**matrix_world["values"]), HTTP_ACCEPT="application/dicom+json")
+    finally:
+        client.raise_request_exception = True
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"]["code"] == "invalid"

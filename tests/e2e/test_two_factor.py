@@ -37,6 +37,20 @@ def password_step(page, email: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def enter_code(page, code: str) -> None:
+    page.fill("input[name=code]", code)
+    page.click("main form button[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def sign_with(page, code: str) -> None:
+    page.fill("#read-password", PASSWORD)
+    page.fill("#read-otp", code)
+    page.check("#read-meaning")
+    expect(page.locator("#read-sign-button")).to_be_enabled()
+    page.click("#read-sign-button")
+
+
 def log_out(page) -> None:
     page.context.clear_cookies()
 
@@ -74,45 +88,30 @@ def test_a_reader_enrols_logs_in_with_the_app_and_a_recovery_code_and_signs_with
     password_step(page, "rhea@example.org")
     expect(page).to_have_url(re.compile(r"/accounts/two-factor/\?"))
     device = TOTPDevice.objects.get(user=world.rhea, confirmed=True)
-    page.fill("input[name=code]", current_code(device))
-    page.click("main form button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    enter_code(page, current_code(device))
     assert "/accounts/" not in page.url
 
     # Without the phone: a recovery code, once.
     log_out(page)
     password_step(page, "rhea@example.org")
-    page.fill("input[name=code]", codes[0])
-    page.click("main form button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    enter_code(page, codes[0])
     assert "/accounts/" not in page.url
     log_out(page)
     password_step(page, "rhea@example.org")
-    page.fill("input[name=code]", codes[0])
-    page.click("main form button[type=submit]")
+    enter_code(page, codes[0])
     expect(page.locator("main")).to_contain_text("not correct, or was already used")
     StaticDevice.objects.get(user=world.rhea).throttle_reset()  # stands for waiting after a wrong code
-    page.fill("input[name=code]", codes[1])
-    page.click("main form button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    enter_code(page, codes[1])
     assert "/accounts/" not in page.url
 
     # Signing asks for the code as well: a wrong one signs nothing.
     page.goto(reverse("read-task", args=[task.pk]))
-    page.fill("#read-password", PASSWORD)
-    page.fill("#read-otp", "000000")
-    page.check("#read-meaning")
-    expect(page.locator("#read-sign-button")).to_be_enabled()
-    page.click("#read-sign-button")
+    sign_with(page, "000000")
     expect(page.locator("#read-sign-form")).to_contain_text("one-time code is not correct")
     assert Read.objects.get(task=task).state == "draft"
     device.refresh_from_db()
     device.throttle_reset()  # stands for the moment django-otp makes a person wait after a wrong code
-    page.fill("#read-password", PASSWORD)
-    page.fill("#read-otp", current_code(device))
-    page.check("#read-meaning")
-    expect(page.locator("#read-sign-button")).to_be_enabled()
-    page.click("#read-sign-button")
+    sign_with(page, current_code(device))
     page.wait_for_url(f"**{reverse('read-worklist')}")
     expect(page.locator(".messages")).to_contain_text("Signed")
     assert Read.objects.get(task=task).state == "signed"

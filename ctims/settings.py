@@ -264,6 +264,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Roles appear in several inputs and outputs (a membership's role, a trial's two-factor roles): one enum.
+    "ENUM_NAME_OVERRIDES": {"RoleEnum": "trials.models.Role"},
 }
 
 # Origins of zero-footprint viewers (e.g. OHIF) allowed to call the DICOMweb roots from another origin.

@@ -63,7 +63,8 @@ class TwoFactorMiddleware:
     verified yet reaches nothing but the log-in, log-out, password and two-factor pages: pages send them to
     verify (or enrol), the API and DICOMweb answer 403 with the error shape.
 
-    Placed after django-otp's OTPMiddleware. Requests with a trial token carry no session user here and pass.
+    Placed after django-otp's OTPMiddleware. A request with a trial token is judged by its token (the API and
+    DICOMweb authenticate it), whatever session cookie comes along.
     """
 
     OPEN = (
@@ -84,6 +85,7 @@ class TwoFactorMiddleware:
         user = getattr(request, "user", None)
         if (
             user is not None
+            and not request.META.get("HTTP_AUTHORIZATION", "").startswith(("Bearer ", "Token "))
             and user.is_authenticated
             and not user.is_verified()
             and (not request.path.startswith(self.OPEN) or request.path.startswith(self.GUARDED))

@@ -143,6 +143,8 @@ def test_a_token_is_not_asked_for_a_code(world, api):
     _token, key = services.api_token_create(actor=world.alice, membership=membership, name="script")
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert api.get("/api/trials/ALPHA/").status_code == 200
+    unverified_login(api, world.alice)  # a session cookie beside the token changes nothing
+    assert api.get("/api/trials/ALPHA/").status_code == 200
 
 
 def test_changing_the_password_needs_the_second_factor(world, client):

@@ -39,6 +39,7 @@ frontend: node_modules/.package-lock.json
 run: export DEBUG = True
 run: install frontend
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ingest_sweep --grace 0
 	$(PY) manage.py load_demo
 	$(PY) manage.py load_demo_reads
 	@test -d var/demo-scans || $(PY) manage.py demo_scans var/demo-scans
@@ -63,10 +64,11 @@ services:
 	  psql "$$server" -qc "CREATE DATABASE \"$$name\""
 
 # What the tests need from Debian: Chromium for the browser tests (never Playwright's own download), Korean
-# fonts for its screenshots, and dicom3tools' dciodvfy to validate the structured reports.
+# fonts for its screenshots, dicom3tools' dciodvfy to validate the structured reports, and redis-server, which
+# the durability tests start on their own ports to stop and restart.
 system-deps:
-	@{ command -v chromium && command -v dciodvfy && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools >/dev/null; }
+	@{ command -v chromium && command -v dciodvfy && command -v redis-server && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools redis-server >/dev/null; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -1,18 +1,24 @@
 """The audit trail: append an event in the caller's transaction, and verify the chain.
 
 Each event stores the hash of the one before it and its own hash over its content, so a changed,
-removed or inserted event breaks the chain at that point. On PostgreSQL a trigger also refuses
-UPDATE and DELETE on the table (migration 0002).
+removed or inserted event breaks the chain at that point. The hash is an HMAC-SHA256 with a key kept
+outside the database (settings.AUDIT_HMAC_KEY): someone who can rewrite rows (a superuser who disables the
+trigger) cannot recompute the hashes of what they changed. Each event records the id of the key it was
+made with, so keys can be rotated (older ones stay in AUDIT_HMAC_OLD_KEYS). Chains made before keys were
+used were re-keyed by migration 0004 after their plain hashes were verified. On PostgreSQL a trigger also
+refuses UPDATE and DELETE on the table (migration 0002).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
@@ -26,8 +32,21 @@ def _canonical(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder, sort_keys=True))
 
 
-def event_hash(event: AuditEvent) -> str:
-    """The hash of an event's content and of the event before it."""
+class UnknownAuditKey(LookupError):
+    """An event names a key this installation does not hold."""
+
+
+def audit_key(key_id: str) -> bytes:
+    """The HMAC key with this id: the current one or one kept for verifying older events."""
+    if key_id == settings.AUDIT_HMAC_KEY_ID:
+        return settings.AUDIT_HMAC_KEY.encode("utf-8")
+    if key_id in settings.AUDIT_HMAC_OLD_KEYS:
+        return settings.AUDIT_HMAC_OLD_KEYS[key_id].encode("utf-8")
+    raise UnknownAuditKey(key_id)
+
+
+def event_content(event: AuditEvent) -> bytes:
+    """The canonical bytes of an event's content and of the link to the event before it."""
     content = {
         "seq": event.seq,
         "at": event.at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -41,8 +60,14 @@ def event_hash(event: AuditEvent) -> str:
         "summary": event.summary,
         "prev": event.prev_hash,
     }
-    blob = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def event_hash(event: AuditEvent) -> str:
+    """The keyed hash (HMAC-SHA256 under the event's key) of its content and of the event before it."""
+    return hmac.new(
+        audit_key(event.key_id), b"%s\n" % event.key_id.encode() + event_content(event), hashlib.sha256
+    ).hexdigest()
 
 
 def audit_record(
@@ -72,6 +97,7 @@ def audit_record(
             trial_id=trial_id,
             summary=_canonical(summary or {}),
             prev_hash=head.hash,
+            key_id=settings.AUDIT_HMAC_KEY_ID,
         )
         event.hash = event_hash(event)
         event.save(force_insert=True)
@@ -101,7 +127,11 @@ def audit_verify(*, batch: int = 2000) -> ChainReport:
             return ChainReport(checked, expected_seq, f"event #{expected_seq} is missing")
         if event.prev_hash != expected_prev:
             return ChainReport(checked, event.seq, f"event #{event.seq} does not link to the event before it")
-        if event_hash(event) != event.hash:
+        try:
+            expected = event_hash(event)
+        except UnknownAuditKey:
+            return ChainReport(checked, event.seq, f"event #{event.seq} names a key this installation does not hold")
+        if not hmac.compare_digest(expected, event.hash):
             return ChainReport(checked, event.seq, f"event #{event.seq} was changed after it was written")
         expected_prev, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
     head = AuditHead.objects.filter(pk=1).first()

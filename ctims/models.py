@@ -66,6 +66,7 @@ class AuditEvent(models.Model):
     summary = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=16, help_text="The id of the HMAC key the hash was made with.")
 
     class Meta:
         ordering = ["seq"]

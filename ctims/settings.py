@@ -1,7 +1,7 @@
 """CTIMS settings: one module, configured by environment variables.
 
 The embedded default (no variables set) runs on SQLite under var/ with Celery tasks executed
-in-process. Production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and DEBUG=False.
+in-process. Production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, AUDIT_HMAC_KEY and DEBUG=False.
 """
 
 from __future__ import annotations
@@ -216,24 +216,47 @@ TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Seoul")
 USE_I18N = True
 USE_TZ = True
 
+
+def image_store(bucket_variable: str, folder: str) -> dict:
+    """One of the stores that trials.ingest.store writes atomically: the file system, or S3 through django-storages."""
+    kind = os.environ.get("IMAGE_STORE", "filesystem")
+    if kind == "filesystem":
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / folder}}
+    if kind != "s3":
+        raise ImproperlyConfigured(f"IMAGE_STORE must be filesystem or s3, not {kind!r}")
+    bucket = os.environ.get(bucket_variable, "")
+    if not bucket:
+        raise ImproperlyConfigured(f"{bucket_variable} must be set when IMAGE_STORE is s3")
+    options = {
+        "bucket_name": bucket,
+        "endpoint_url": os.environ.get("S3_ENDPOINT_URL") or None,
+        "region_name": os.environ.get("S3_REGION") or None,
+        "access_key": os.environ.get("S3_ACCESS_KEY_ID") or None,
+        "secret_key": os.environ.get("S3_SECRET_ACCESS_KEY") or None,
+        "default_acl": None,
+        "querystring_auth": True,
+        "file_overwrite": False,
+    }
+    encryption = os.environ.get("S3_SSE", "")
+    if encryption not in ("", "AES256", "aws:kms"):
+        raise ImproperlyConfigured(f"S3_SSE must be empty, AES256 or aws:kms, not {encryption!r}")
+    if encryption:
+        options["object_parameters"] = {"ServerSideEncryption": encryption}
+        if encryption == "aws:kms" and os.environ.get("S3_SSE_KMS_KEY_ID"):
+            options["object_parameters"]["SSEKMSKeyId"] = os.environ["S3_SSE_KMS_KEY_ID"]
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / "media"}},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    # De-identified Part 10 files. Any django-storages backend (S3-compatible) can be configured instead.
-    "images": {
-        "BACKEND": os.environ.get("IMAGE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
-        "OPTIONS": {"location": VAR_DIR / "images"}
-        if "IMAGE_STORAGE_BACKEND" not in os.environ
-        else {"bucket_name": os.environ.get("IMAGE_STORAGE_BUCKET", "ctims-images")},
-    },
-    # Raw uploads until de-identified: never served, emptied as each file is processed.
-    "quarantine": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": VAR_DIR / "quarantine"},
-    },
+    # De-identified Part 10 files, and raw uploads until de-identified (never served, emptied as each file is
+    # processed): on the file system under CTIMS_VAR_DIR, or in S3-compatible buckets (IMAGE_STORE=s3).
+    "images": image_store("IMAGE_STORE_BUCKET", "images"),
+    "quarantine": image_store("QUARANTINE_BUCKET", "quarantine"),
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
@@ -278,11 +301,32 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A task whose worker died (acks_late) is handed to another worker after this many seconds (ctims.broker).
-CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(envint("CELERY_VISIBILITY_TIMEOUT", "3600"))
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")
+# Redis: a task whose worker died (acks_late) is handed to another worker after this many seconds
+# (ctims.broker, where the choice of the default is explained). RabbitMQ returns it at once and ignores this.
+CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(envint("CELERY_VISIBILITY_TIMEOUT", "300"))
+# The ingest outbox's sweeper: a waiting file whose task was queued longer ago than this is queued again.
+INGEST_REQUEUE_AFTER_SECONDS = envint("INGEST_REQUEUE_AFTER_SECONDS", "120")
+CELERY_BEAT_SCHEDULE = {
+    "ingest-sweep": {"task": "trials.tasks.ingest_sweep", "schedule": max(10, INGEST_REQUEUE_AFTER_SECONDS // 2)},
+    "store-leftovers-sweep": {"task": "trials.tasks.store_leftovers_sweep", "schedule": 24 * 3600},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
+
+# The audit chain's HMAC key (ctims.audit): kept outside the database, so that whoever can rewrite audit rows
+# cannot recompute their hashes. AUDIT_HMAC_KEY_ID names the key each new event records (for key rotation);
+# older keys stay verifiable through AUDIT_HMAC_OLD_KEYS ("id:key,id:key").
+AUDIT_HMAC_KEY = os.environ.get("AUDIT_HMAC_KEY", "")
+if not AUDIT_HMAC_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("AUDIT_HMAC_KEY must be set when DEBUG is False")
+    AUDIT_HMAC_KEY = "insecure-development-audit-key"  # noqa: S105
+AUDIT_HMAC_KEY_ID = os.environ.get("AUDIT_HMAC_KEY_ID", "1")
+AUDIT_HMAC_OLD_KEYS = dict(item.partition(":")[::2] for item in envlist("AUDIT_HMAC_OLD_KEYS", ""))
+if any(not key_id or not key for key_id, key in AUDIT_HMAC_OLD_KEYS.items()) or len(AUDIT_HMAC_KEY_ID) > 16:
+    raise ImproperlyConfigured("AUDIT_HMAC_OLD_KEYS must be a list of id:key pairs, and key ids at most 16 characters")
 
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None

@@ -10,14 +10,20 @@ def _enqueue_read_tasks(sender, timepoint_id: int, **kwargs) -> None:
 
 def _released_reads(trial_id: int):
     """The SR series of a trial's locked results: what its trial admins see of the reads at the trial root."""
+    from django.db.models import Q
+
     from trials.models import Series, Timepoint
 
     from .models import TimepointResult
 
+    # The standing results only (TimepointResult.objects): the accepted read's SR, and the result SR an
+    # adjudication wrote.
     results = TimepointResult.objects.filter(
         timepoint__subject__trial_id=trial_id, timepoint__state=Timepoint.State.LOCKED
-    ).values("read__sr_instance__series_id")
-    return Series.objects.filter(pk__in=results)
+    )
+    return Series.objects.filter(
+        Q(pk__in=results.values("read__sr_instance__series_id")) | Q(pk__in=results.values("sr_instance__series_id"))
+    )
 
 
 class ReadsConfig(AppConfig):

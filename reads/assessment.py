@@ -35,12 +35,7 @@ def _problem(code: str, message: str, label: str | None = None) -> dict:
 
 
 def _pct(change: Fraction | None) -> str | None:
-    if change is None:
-        return None
-    per_mille = round(change * 1000)
-    sign = "+" if per_mille >= 0 else "-"
-    per_mille = abs(per_mille)
-    return f"{sign}{per_mille // 10}.{per_mille % 10}"
+    return None if change is None else r.percent_text(change)
 
 
 def target_lesions(baseline: Content) -> list[r.TargetLesion]:
@@ -69,6 +64,7 @@ def engine_timepoint(content: Content, visit: str, day: int = 0) -> r.Timepoint:
             for e in content.non_targets
         ),
         new_lesions=r.NewLesions(content.new_lesions.upper()),
+        new_lesion_ids=tuple(e.label for e in content.new),  # a reader's new lesion keeps its label (N01)
     )
 
 
@@ -136,10 +132,14 @@ def assess_baseline(content: Content) -> dict:
     )
 
 
-def assess_follow_up(content: Content, *, baseline: Content, history: list[Content]) -> dict:
+def assess_follow_up(
+    content: Content, *, baseline: Content, history: list[Content], names: list[str] | None = None
+) -> dict:
     """The response of a follow-up, against this reader's baseline and earlier follow-ups (oldest first).
 
-    New lesions seen at an earlier follow-up may be listed again under "new" with their label.
+    New lesions seen at an earlier follow-up may be listed again under "new" with their label: an equivocal
+    one confirmed now dates the progression from the visit where it was first seen. `names` are what the
+    reader calls the earlier follow-ups (default "follow-up 1", ...).
     """
     problems = _common_problems(content)
     reported = {e.label for e in content.targets + content.non_targets}
@@ -170,7 +170,7 @@ def assess_follow_up(content: Content, *, baseline: Content, history: list[Conte
     lesions = target_lesions(baseline)
     result = r.assess(
         engine_timepoint(baseline, "baseline"),
-        [engine_timepoint(c, f"follow-up {n + 1}") for n, c in enumerate(history)],
+        [engine_timepoint(c, names[n] if names else f"follow-up {n + 1}") for n, c in enumerate(history)],
         engine_timepoint(content, "this visit"),
         lesions=lesions,
     )
@@ -190,6 +190,7 @@ def _assessment_json(**values) -> dict:
             "non_target_response",
             "new_lesions",
             "overall_response",
+            "progression_dates_from",
         )
     )
     return {"baseline": False, **empty, "response_display": "", "reasons": [], "problems": [], **values}
@@ -208,6 +209,7 @@ def _follow_up_json(result: r.Assessment | None, problems: list[dict]) -> dict:
         non_target_response=result.non_target_response.value,
         new_lesions=result.new_lesions.value,
         overall_response=result.overall_response.value,
+        progression_dates_from=result.progression_dates_from,
         response_display=response_label(result.overall_response.value),
         reasons=list(result.reasons),
         problems=problems,

@@ -85,6 +85,17 @@ def image_ref(task: ReadTask, n: int) -> dict:
     }
 
 
+def drawn_line(image: dict, mm: str, *, at=(100, 100), vertical: bool = False) -> list[list[float]]:
+    """Two image (column, row) points `mm` millimetres apart on `image` (an `image_ref`), as a reader would
+    draw them: across the columns, or down the rows if `vertical`, at the instance's Pixel Spacing."""
+    row_spacing, column_spacing = Instance.objects.get(sop_instance_uid=image["sop"]).pixel_spacing
+    col, row = at
+    # A tenth of a pixel is well within the 0.1 mm a recorded length may differ from its line.
+    if vertical:
+        return [[col, row], [col, round(row + float(mm) / row_spacing, 1)]]
+    return [[col, row], [round(col + float(mm) / column_spacing, 1), row]]
+
+
 def _content(task: ReadTask, sizes: list[str]) -> dict:
     """Five targets in five organs and three non-targets, as a reader would record them."""
     sites = ["10200004", "39607008", "64033007", "23451007", "78961009"]
@@ -94,7 +105,7 @@ def _content(task: ReadTask, sizes: list[str]) -> dict:
             "site": site,
             "status": "measured",
             "long_mm": size,
-            "long_points": [[100 + n, 100], [180 + n, 140]],
+            "long_points": drawn_line(image_ref(task, n), size, at=(100 + n, 100)),
             "image": image_ref(task, n),
         }
         for n, (site, size) in enumerate(zip(sites, sizes, strict=True))

@@ -100,6 +100,17 @@ def mm_text(tenths: int | None) -> str | None:
     return None if tenths is None else f"{tenths // 10}.{tenths % 10}"
 
 
+def drawn_length_mm(points, pixel_spacing) -> Decimal:
+    """The length in millimetres of a line drawn between two image (column, row) points, at the image's Pixel
+    Spacing (0028,0030): the distance between rows first, then between columns (PS3.3 C.7.6.2.1.1).
+
+    Decimal arithmetic from the values' decimal text, so the same points and spacing always give the same length.
+    """
+    (c1, r1), (c2, r2) = ((Decimal(str(c)), Decimal(str(r))) for c, r in points)
+    row_spacing, column_spacing = (Decimal(str(v)) for v in pixel_spacing)
+    return (((c2 - c1) * column_spacing) ** 2 + ((r2 - r1) * row_spacing) ** 2).sqrt()
+
+
 def _points_json(points):
     return None if points is None else [list(p) for p in points]
 

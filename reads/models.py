@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ctims.models import Signature
 from trials.models import Instance, Subject, Timepoint, Trial
+
+from .criteria.endpoints import (
+    DEFAULT_CONFIRMATION_DAYS,
+    DEFAULT_SD_MINIMUM_DAYS,
+    DEFAULT_SD_WINDOW_DAYS,
+    EndpointRules,
+)
 
 
 class ReadDesign(models.Model):
@@ -28,12 +36,54 @@ class ReadDesign(models.Model):
     show_visit_label = models.BooleanField(_("readers see the visit label"), default=True)
     task_days = models.PositiveSmallIntegerField(_("days to read a case"), default=14)
 
+    class AdjudicationTrigger(models.TextChoices):
+        VISIT_RESPONSE = "visit_response", _("The readers disagree on a visit's response or date of progression")
+        ENDPOINTS = "endpoints", _("The readers disagree on the best overall response or the date of progression")
+        BEST_RESPONSE = "best_response", _("The readers disagree on the best overall response")
+        PROGRESSION_DATE = "progression_date", _("The readers disagree on the date of progression")
+
+    adjudication_trigger = models.CharField(
+        _("adjudicate when"),
+        max_length=20,
+        choices=AdjudicationTrigger.choices,
+        default=AdjudicationTrigger.VISIT_RESPONSE,
+        help_text=_("Subject-level triggers are evaluated each time a visit is signed by both readers."),
+    )
+    confirmation_required = models.BooleanField(
+        _("a response (CR or PR) must be confirmed"),
+        default=False,
+        help_text=_("RECIST 1.1 section 4.4.2: required where response is the primary endpoint."),
+    )
+    confirmation_days = models.PositiveSmallIntegerField(
+        _("days to confirm a response"),
+        default=DEFAULT_CONFIRMATION_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+    )
+    sd_minimum_days = models.PositiveSmallIntegerField(
+        _("minimum duration of stable disease (days from baseline)"),
+        default=DEFAULT_SD_MINIMUM_DAYS,
+        validators=[MaxValueValidator(3650)],
+    )
+    sd_window_days = models.PositiveSmallIntegerField(
+        _("window of that minimum (days)"), default=DEFAULT_SD_WINDOW_DAYS, validators=[MaxValueValidator(365)]
+    )
+
     def __str__(self) -> str:
         return f"{self.trial.code} {self.get_criteria_display()} {self.get_paradigm_display()}"
 
     @property
     def readers_per_subject(self) -> int:
         return 2 if self.paradigm == self.Paradigm.DOUBLE else 1
+
+    @property
+    def endpoint_rules(self) -> EndpointRules:
+        """The rules of subject-level endpoints (best overall response) this design sets."""
+        return EndpointRules(
+            confirmation=self.confirmation_required,
+            confirmation_days=self.confirmation_days,
+            sd_minimum_days=self.sd_minimum_days,
+            sd_window_days=self.sd_window_days,
+        )
 
 
 class ReaderAssignment(models.Model):
@@ -64,6 +114,11 @@ class ReaderAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case_label} reader {self.slot}"
+
+    @property
+    def reader_code(self) -> str:
+        """How records outside the system name the place (SR observers, transfers): never the person."""
+        return {1: "Radiologist 1", 2: "Radiologist 2"}.get(self.slot, "Adjudicator")
 
     @property
     def slot_label(self) -> str:
@@ -205,23 +260,55 @@ class Adjudication(models.Model):
         return f"adjudication {self.pk}"
 
 
+class CurrentResults(models.Manager):
+    """The results that stand: those no later result of the same visit supersedes."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(superseded_by__isnull=True)
+
+
 class TimepointResult(models.Model):
-    """The locked result of one visit: the read that stands, by agreement, single read or adjudication."""
+    """The locked result of one visit: the read that stands, by agreement, single read or adjudication.
+
+    A result row never changes (the database refuses it). When an adjudication accepts the other reader's series,
+    each already locked visit gets a new result that supersedes the old one, so the history of what stood when
+    stays readable. `objects` gives the standing results only; `history` every version.
+    """
 
     class Source(models.TextChoices):
         SINGLE = "single", _("Single read")
         AGREEMENT = "agreement", _("Readers agreed")
         ADJUDICATION = "adjudication", _("Adjudicated")
 
-    timepoint = models.OneToOneField(Timepoint, on_delete=models.PROTECT, related_name="read_result")
+    timepoint = models.ForeignKey(Timepoint, on_delete=models.PROTECT, related_name="read_results")
     read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="results")
     source = models.CharField(max_length=16, choices=Source.choices)
     adjudication = models.ForeignKey(Adjudication, on_delete=models.PROTECT, null=True, blank=True)
     overall_response = models.CharField(max_length=16, blank=True)
     locked_at = models.DateTimeField()
+    supersedes = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="superseded_by"
+    )
+    # The result SR written at adjudication (verified by the adjudicator, referencing the accepted read's SR).
+    sr_instance = models.ForeignKey(Instance, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    objects = CurrentResults()
+    history = models.Manager()  # noqa: DJ012 - a second manager, not a field
 
     class Meta:
         ordering = ["timepoint__subject__code", "timepoint__visit__order"]
+        base_manager_name = "history"
+        constraints = [
+            # Each visit's results form one chain: one first result, each later one superseding exactly one.
+            models.UniqueConstraint(
+                fields=["timepoint"], condition=models.Q(supersedes__isnull=True), name="one_first_result_per_visit"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"result of {self.timepoint}"
+
+    @property
+    def sr(self) -> Instance | None:
+        """The SR that records this result: the adjudication's result SR, else the standing read's own SR."""
+        return self.sr_instance or self.read.sr_instance

@@ -7,6 +7,8 @@ assessment, writes the DICOM SR into the de-identified study, opens the reader's
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
@@ -21,7 +23,7 @@ from trials.models import Instance, Timepoint
 
 from . import results
 from .assessment import assess_baseline, assess_follow_up
-from .content import Content, ContentError, parse_content
+from .content import Content, ContentError, drawn_length_mm, mm_text, parse_content
 from .models import Lesion, Measurement, Read, ReadTask
 from .services import held_by, may_open
 from .sr import SRError
@@ -76,7 +78,10 @@ def assess(task: ReadTask, content: Content) -> dict:
     earlier = signed_reads_before(task)
     baseline, history = earlier[0], earlier[1:]
     return assess_follow_up(
-        content, baseline=parse_content(baseline.content), history=[parse_content(r.content) for r in history]
+        content,
+        baseline=parse_content(baseline.content),
+        history=[parse_content(r.content) for r in history],
+        names=[r.task.timepoint.visit.label for r in history] if task.design.show_visit_label else None,
     )
 
 
@@ -92,21 +97,49 @@ def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
     return task
 
 
+# A recorded length may differ from its drawn line by the rounding to tenths (0.05 mm) and no more than this.
+DRAWN_LENGTH_TOLERANCE = Decimal("0.1")
+
+
 def _check_images(task: ReadTask, content: Content) -> None:
-    """Every image a lesion refers to must be an instance of this task's visit."""
+    """Every image a lesion refers to must be an instance of this task's visit, and every length drawn on one
+    must be the length of its line at the image's Pixel Spacing (within 0.1 mm): the size a reader signs is
+    the size the SR's SCOORD shows."""
     refs = {image.sop for image in content.images()}
     if not refs:
         return
-    found = set(
+    spacing = dict(
         Instance.objects.filter(sop_instance_uid__in=refs, series__study__timepoint=task.timepoint).values_list(
-            "sop_instance_uid", flat=True
+            "sop_instance_uid", "pixel_spacing"
         )
     )
-    if refs - found:
+    if refs - set(spacing):
         raise ValidationFailed(
             _("A measurement refers to an image that is not part of this visit."),
             fields={"image": [_("Measure on this visit's images.")]},
         )
+    for n, entry in enumerate(content.targets):
+        for axis, name, recorded, points in (
+            ("long", _("long axis"), entry.long_axis, entry.long_points),
+            ("short", _("short axis"), entry.short_axis, entry.short_points),
+        ):
+            if points is None or recorded is None or entry.image is None:
+                continue
+            where = f"targets[{n}].{axis}_mm"
+            pixel_spacing = spacing[entry.image.sop]
+            if not pixel_spacing or len(pixel_spacing) != 2:
+                raise ValidationFailed(
+                    _("The image %(label)s is measured on has no pixel spacing, so no length can be measured on it.")
+                    % {"label": entry.label},
+                    fields={where: [_("Measure on an image with a pixel spacing.")]},
+                )
+            drawn = drawn_length_mm(points, pixel_spacing)
+            if abs(drawn - Decimal(recorded) / 10) > DRAWN_LENGTH_TOLERANCE:
+                message = _(
+                    "The %(axis)s of %(label)s is recorded as %(recorded)s mm but the line drawn for it is "
+                    "%(drawn)s mm long at the image's pixel spacing: measure it again."
+                ) % {"axis": name, "label": entry.label, "recorded": mm_text(recorded), "drawn": f"{drawn:.1f}"}
+                raise ValidationFailed(message, fields={where: [message]})
 
 
 def read_save(*, actor, task_id: int, raw) -> Read:

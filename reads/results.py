@@ -1,9 +1,12 @@
 """Which read stands for a visit: a single read, the readers' agreement, or an adjudicator's choice.
 
-When every reader of a visit has signed, the visit is settled: with one reader, or with two who agree
-on the overall response and on the visit of progression, the result is locked at once (reader 1's read
-when they agree); otherwise the visit goes to an adjudicator, who picks one reader's read, states why and
-signs. A locked result never changes.
+When every reader of a visit has signed, the visit is settled. The read design says what the two readers must
+agree on (its adjudication trigger): the visit's response and date of progression, or only the subject-level
+endpoints (best overall response and/or date of progression) as they stand with this visit. If they agree, the
+result is locked at once with the accepted reader's read (reader 1's until an adjudicator accepts another's
+series); otherwise the visit goes to an adjudicator, who reviews both readers' whole cases, accepts one reader's
+series, states why and signs. The accepted reader's reads then stand at every visit of the subject: a visit
+already locked gets a new result that supersedes the old one (a result row itself never changes).
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ from guardian.shortcuts import assign_perm
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from ctims.signatures import signature_create, signing
+from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
+from .series import AssessmentSeries, subject_series
 from .services import ADJUDICATOR_SLOT, current_readers, held_by, in_role, least_loaded
+from .sr import SRError
+from .sr_store import result_sr_store
 
 # Stored in English with the signature; shown translated beside the checkbox.
 ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
@@ -44,27 +51,48 @@ def _reads_of(assignment: ReaderAssignment, *, up_to_order: int) -> list[tuple[T
     return [(t.timepoint, read) for t in tasks if (read := latest_signed(t)) is not None]
 
 
-def progression_visit(assignment: ReaderAssignment, *, up_to_order: int) -> str | None:
-    """The visit at which this reader first called progression (the date of progression), if any."""
-    for timepoint, read in _reads_of(assignment, up_to_order=up_to_order):
-        if read.overall_response == "PD":
-            return timepoint.visit.code
-    return None
+def accepted_slot(subject) -> int:
+    """The reader whose series stands for the subject: the latest adjudication's choice, else reader 1."""
+    decided = Adjudication.objects.filter(subject=subject, signature__isnull=False).order_by("-decided_at").first()
+    return decided.chosen_slot if decided else 1
 
 
-def disagreements(timepoint: Timepoint, reads: dict[int, Read]) -> list[str]:
-    """Why the two readers of a visit disagree; empty when they agree."""
+def _progression(series: AssessmentSeries) -> str | None:
+    """The visit a reader's progression dates from (back-dated for a confirmed equivocal new lesion)."""
+    if series.endpoints is not None:
+        return series.endpoints.progression.visit if series.endpoints.progression else None
+    # Without scan dates there are no endpoints: the first visit read as PD.
+    return next((v.visit_code for v in series.visits if v.overall_response == "PD"), None)
+
+
+def disagreements(timepoint: Timepoint, reads: dict[int, Read], design: ReadDesign | None = None) -> list[str]:
+    """What the two readers disagree on at this visit under the design's adjudication trigger; empty if nothing.
+
+    "overall_response": the visit's responses differ (the visit trigger); "best_response": the best overall
+    responses of their series up to this visit differ; "progression_date": their dates of progression differ.
+    """
+    design = design or ReadDesign.objects.get(trial_id=timepoint.subject.trial_id)
+    trigger = ReadDesign.AdjudicationTrigger(design.adjudication_trigger)
+    T = ReadDesign.AdjudicationTrigger  # noqa: N806
+    series = subject_series(timepoint.subject, locked_only=False, up_to_order=timepoint.visit.order).readers
+    one, two = series[1], series[2]
     why = []
-    if reads[1].overall_response != reads[2].overall_response:
+    if trigger == T.VISIT_RESPONSE and reads[1].overall_response != reads[2].overall_response:
         why.append("overall_response")
-    order = timepoint.visit.order
-    assignments = {read.task.assignment.slot: read.task.assignment for read in reads.values()}
-    if progression_visit(assignments[1], up_to_order=order) != progression_visit(assignments[2], up_to_order=order):
+    if trigger in (T.ENDPOINTS, T.BEST_RESPONSE):
+        if one.endpoints is None or two.endpoints is None:  # no scan dates: the visit's responses decide
+            if reads[1].overall_response != reads[2].overall_response:
+                why.append("overall_response")
+        elif one.endpoints.best_response != two.endpoints.best_response:
+            why.append("best_response")
+    if trigger != T.BEST_RESPONSE and _progression(one) != _progression(two):
         why.append("progression_date")
     return why
 
 
-def _lock(timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudication=None) -> TimepointResult:
+def _lock(
+    timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudication=None, sr_instance=None
+) -> TimepointResult:
     result = TimepointResult.objects.create(
         timepoint=timepoint,
         read=read,
@@ -72,6 +100,7 @@ def _lock(timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudica
         adjudication=adjudication,
         overall_response=read.overall_response,
         locked_at=timezone.now(),
+        sr_instance=sr_instance,
     )
     timepoint_transition(
         actor=actor,
@@ -120,9 +149,11 @@ def timepoint_settle(timepoint: Timepoint) -> None:
     if design.readers_per_subject == 1:
         _lock(timepoint, reads[1], TimepointResult.Source.SINGLE)
         return
-    why = disagreements(timepoint, reads)
+    why = disagreements(timepoint, reads, design)
+    if not why and Adjudication.objects.filter(subject=timepoint.subject, signature__isnull=True).exists():
+        why = ["case_in_adjudication"]  # the open adjudication's choice will decide this visit too
     if not why:
-        _lock(timepoint, reads[1], TimepointResult.Source.AGREEMENT)
+        _lock(timepoint, reads[accepted_slot(timepoint.subject)], TimepointResult.Source.AGREEMENT)
         return
     _adjudication_open(timepoint, design, why)
 
@@ -260,11 +291,12 @@ def adjudicate(
     request=None,
     second_factor: str = "",
 ) -> Adjudication:
-    """The adjudicator picks reader 1's or reader 2's read, says why and signs; the visits in question lock.
+    """The adjudicator accepts reader 1's or reader 2's series, says why and signs: the visits in question lock
+    with that reader's reads, and every visit of the subject already locked with the other reader's read follows.
 
-    A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out).
+    Refused if the chosen reader has not signed every one of those visits. A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out).
     """
-    with signing(user=actor, request=request), transaction.atomic():
+    with signing(user=actor, request=request), stored_files_undone_on_error(), transaction.atomic():
         task = (
             held_by(actor)
             .select_for_update(of=("self",))
@@ -289,12 +321,18 @@ def adjudicate(
         slot = int(choice)
         reads = adjudication_reads(adjudication)
         in_question = list(adjudication.timepoints.select_related("visit", "subject").order_by("visit__order"))
+        locked = list(
+            TimepointResult.objects.filter(timepoint__subject=adjudication.subject)
+            .select_related("timepoint__visit", "timepoint__subject", "read__task__assignment")
+            .order_by("timepoint__visit__order")
+        )
         chosen = {}
-        for timepoint in in_question:
+        for timepoint in in_question + [r.timepoint for r in locked]:
             read = reads.get(timepoint.pk, {}).get(slot)
             if read is None:
-                raise InvalidState(_("The chosen reader has no signed read of every visit in question."))
-            chosen[timepoint] = read
+                raise InvalidState(_("The chosen reader has no signed read of every visit of the case."))
+            chosen[timepoint.pk] = read
+        changed = [r for r in locked if r.read_id != chosen[r.timepoint_id].pk]
         signature = signature_create(
             user=actor,
             password=password,
@@ -307,6 +345,7 @@ def adjudicate(
                 "chosen_slot": slot,
                 "reason": reason.strip(),
                 "reads": {t.visit.code: {s: r.pk for s, r in reads[t.pk].items()} for t in in_question},
+                "locked_visits_changed": {r.timepoint.visit.code: chosen[r.timepoint_id].pk for r in changed},
             },
             trial_id=task.design.trial_id,
             second_factor_required=task.design.trial.two_factor_at_signing,
@@ -317,8 +356,27 @@ def adjudicate(
         adjudication.signature = signature
         adjudication.decided_at = signature.at
         adjudication.save()
-        for timepoint, read in chosen.items():
-            _lock(timepoint, read, TimepointResult.Source.ADJUDICATION, actor=actor, adjudication=adjudication)
+        try:
+            for timepoint in in_question:
+                read = chosen[timepoint.pk]
+                _lock(
+                    timepoint,
+                    read,
+                    TimepointResult.Source.ADJUDICATION,
+                    actor=actor,
+                    adjudication=adjudication,
+                    sr_instance=result_sr_store(read=read, adjudication=adjudication, signer=signature, previous=None),
+                )
+            for result in locked:
+                read = chosen[result.timepoint_id]
+                sr_instance = result_sr_store(
+                    read=read, adjudication=adjudication, signer=signature, previous=result.sr_instance
+                )
+                _result_follow(result, read, actor=actor, adjudication=adjudication, sr_instance=sr_instance)
+        except SRError as exc:
+            raise InvalidState(
+                _("The result's structured report could not be written, so nothing was signed: %(why)s") % {"why": exc}
+            ) from None
         task.state = ReadTask.State.SIGNED
         task.save(update_fields=["state"])
         audit_record(
@@ -332,6 +390,44 @@ def adjudicate(
                 "chosen_slot": slot,
                 "reason": adjudication.reason,
                 "signature": signature.pk,
+                "locked_visits_changed": [r.timepoint.visit.code for r in changed],
             },
         )
     return adjudication
+
+
+def _result_follow(
+    result: TimepointResult, read: Read, *, actor, adjudication: Adjudication, sr_instance
+) -> TimepointResult:
+    """A locked visit follows the adjudicator's choice: a new result with the accepted reader's read (and the
+    adjudication's result SR) supersedes the old one, which stays on record; the audit trail says what changed,
+    or that the visit already held the accepted read ("read_result.confirm")."""
+    new = TimepointResult.objects.create(
+        timepoint=result.timepoint,
+        read=read,
+        source=TimepointResult.Source.ADJUDICATION,
+        adjudication=adjudication,
+        overall_response=read.overall_response,
+        locked_at=adjudication.decided_at,
+        supersedes=result,
+        sr_instance=sr_instance,
+    )
+    audit_record(
+        actor=actor,
+        action="read_result.change" if result.read_id != read.pk else "read_result.confirm",
+        obj=new,
+        trial_id=result.timepoint.subject.trial_id,
+        summary={
+            "visit": result.timepoint.visit.code,
+            "case": read.task.assignment.case_label,
+            "adjudication": adjudication.pk,
+            "supersedes": result.pk,
+            "from_read": result.read_id,
+            "to_read": read.pk,
+            "from_reader_slot": result.read.task.assignment.slot,
+            "to_reader_slot": read.task.assignment.slot,
+            "from_overall_response": result.overall_response or "baseline",
+            "to_overall_response": read.overall_response or "baseline",
+        },
+    )
+    return new

@@ -333,7 +333,9 @@ def result_lesion_rows(trial: Trial) -> list[dict]:
 
     measurements = (
         Measurement.objects.filter(
-            read__results__timepoint__subject__trial=trial, read__results__timepoint__state=Timepoint.State.LOCKED
+            read__results__timepoint__subject__trial=trial,
+            read__results__timepoint__state=Timepoint.State.LOCKED,
+            read__results__superseded_by__isnull=True,  # the standing result, not one an adjudication replaced
         )
         .select_related(
             "lesion", "read__task__assignment", "read__task__timepoint__subject", "read__task__timepoint__visit"
@@ -452,3 +454,32 @@ def reading_progress(trial: Trial) -> dict:
             subject__trial=trial, task__isnull=True, signature__isnull=True
         ).count(),
     }
+
+
+def adjudication_endpoints(task: ReadTask) -> list[dict]:
+    """Each reader's subject-level endpoints up to the adjudicated visit, side by side for the adjudicator:
+    best overall response, the visit the response starts at and the visit progression dates from."""
+    from .series import subject_series
+
+    series = subject_series(task.timepoint.subject, locked_only=False, up_to_order=task.timepoint.visit.order)
+    timepoints = {t.visit.code: t for t in task_timepoints(task)}
+
+    def label(code: str | None) -> str:
+        return visit_label(task, timepoints[code]) if code in timepoints else ""
+
+    rows = []
+    for slot in (1, 2):
+        s = series.readers.get(slot)
+        e = s.endpoints if s else None
+        rows.append(
+            {
+                "slot": slot,
+                "best_response": e.best_response.value if e else "",
+                "response_start": label(e.response_start.visit) if e and e.response_start else "",
+                "progression": label(e.progression.visit) if e and e.progression else "",
+                "progression_confirmed_at": label(e.progression.confirmed_at)
+                if e and e.progression and e.progression.back_dated
+                else "",
+            }
+        )
+    return rows

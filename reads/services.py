@@ -22,7 +22,19 @@ from trials.services import timepoint_transition
 
 from .models import Read, ReadDesign, ReaderAssignment, ReadTask
 
-DESIGN_FIELDS = ("criteria", "paradigm", "randomize_order", "show_prior_timepoints", "show_visit_label", "task_days")
+DESIGN_FIELDS = (
+    "criteria",
+    "paradigm",
+    "randomize_order",
+    "show_prior_timepoints",
+    "show_visit_label",
+    "task_days",
+    "adjudication_trigger",
+    "confirmation_required",
+    "confirmation_days",
+    "sd_minimum_days",
+    "sd_window_days",
+)
 
 
 def case_label(subject: Subject) -> str:

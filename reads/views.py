@@ -43,6 +43,7 @@ def worklist(request):
 def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status: int = 200):
     if task.kind == ReadTask.Kind.ADJUDICATION:
         context = selectors.adjudication_page(task)
+        context["endpoints"] = selectors.adjudication_endpoints(task)
         context["meaning_text"] = _(results.ADJUDICATOR_MEANING)
         template = "reads/adjudicate.html"
     else:
@@ -159,7 +160,9 @@ def adjudicate(request, pk: int):
         return _task_page(request, task, sign_error=exc.message, status=400)
     except NotFound:
         raise Http404(_("No such task.")) from None
-    messages.success(request, _("Adjudication signed. The results are locked."))
+    messages.success(
+        request, _("Adjudication signed. The chosen reader's reads are the result at every visit of the case.")
+    )
     return redirect("read-worklist")
 
 
@@ -310,7 +313,7 @@ def result_sr(request, code: str, pk: int):
 def sr_download(result) -> FileResponse:
     """A locked result's SR as a Part 10 file download, named by subject and visit."""
     return FileResponse(
-        image_storage().open(result.read.sr_instance.storage_key, "rb"),
+        image_storage().open(result.sr.storage_key, "rb"),
         as_attachment=True,
         filename=f"{result.timepoint.subject.code}-{result.timepoint.visit.code}-SR.dcm",
         content_type="application/dicom",

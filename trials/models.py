@@ -364,6 +364,8 @@ class UploadItem(models.Model):
         ACCEPTED = "accepted", _("De-identified and stored")
         DUPLICATE = "duplicate", _("Already stored")
         REJECTED = "rejected", _("Rejected")
+        # The quarantined copy was damaged or lost: the client is asked for the file again.
+        RESEND = "resend", _("Send again")
 
     upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="items")
     sha256 = models.CharField(max_length=64)
@@ -374,6 +376,9 @@ class UploadItem(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     instance = models.ForeignKey("Instance", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     processed_at = models.DateTimeField(null=True, blank=True)
+    # The outbox: when a processing task was last queued for this waiting file (set by the commit that makes it
+    # due); a waiting file whose task is older than the grace period is queued again by the sweeper.
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["upload", "pk"]

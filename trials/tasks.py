@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
+
+# A database that is down or refusing connections: wait and try again, backing off up to four minutes between
+# tries (about half an hour in all); a longer outage is outlasted by the sweeper, which queues the files again.
+# The longest wait stays under Redis's visibility timeout (300 s by default), or the waiting task would be
+# handed to a second worker as if its worker had died.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+RETRY = {
+    "autoretry_for": DATABASE_DOWN,
+    "retry_backoff": 2,
+    "retry_backoff_max": 240,
+    "retry_jitter": True,
+    "max_retries": 10,
+}
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=5,
-)
+@shared_task(bind=True, acks_late=True, **RETRY)
 def process_upload_batch(self, item_ids: list[int]) -> int:
     """De-identify, verify, store and index a batch of received files (idempotent: a redelivered task finds them done)."""
     from .ingest.services import upload_batch_process
@@ -21,7 +28,27 @@ def process_upload_batch(self, item_ids: list[int]) -> int:
     return len(item_ids)
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+@shared_task(acks_late=True, **RETRY)
+def ingest_sweep() -> int:
+    """The outbox's sweeper (Celery beat, and every worker at start): queue again every waiting file without a live task."""
+    from .ingest.services import upload_items_requeue
+
+    return upload_items_requeue()
+
+
+@shared_task(acks_late=True)
+def store_leftovers_sweep() -> int:
+    """Daily (Celery beat): remove the temporary files of writes that died before their final link.
+
+    They are invisible to everything (no final name, no row) and only take space, so a walk of the whole store
+    once a day is enough.
+    """
+    from .ingest import store
+
+    return store.temporary_leftovers_sweep()
+
+
+@shared_task(acks_late=True, autoretry_for=DATABASE_DOWN, retry_backoff=True, max_retries=3)
 def timepoint_checks(timepoint_id: int) -> int:
     """After an upload: make the new instances' DICOM JSON (the viewer's first request is then quick) and run QC."""
     from .models import Timepoint

@@ -49,6 +49,8 @@ __all__ = [
     "TargetResponse",
     "Timepoint",
     "assess",
+    "equivocal_first_seen",
+    "percent_text",
     "sum_of_diameters",
     "validate_baseline",
 ]
@@ -180,7 +182,8 @@ class Timepoint:
     """Everything one reader recorded for one imaging visit of one subject.
 
     The baseline timepoint lists every target and non-target lesion; follow-ups should
-    report each of them again (a missing one is treated as not evaluable).
+    report each of them again (a missing one is treated as not evaluable). ``new_lesion_ids``
+    name the new lesions so that an equivocal one confirmed later is recognised (section 4.3.3).
     """
 
     visit: str
@@ -188,11 +191,14 @@ class Timepoint:
     targets: tuple[TargetMeasurement, ...] = ()
     non_targets: tuple[NonTargetObservation, ...] = ()
     new_lesions: NewLesions = NewLesions.NONE
+    # The new lesions recorded, each by an id it keeps from visit to visit (an equivocal lesion seen again).
+    new_lesion_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
         object.__setattr__(self, "non_targets", tuple(self.non_targets))
         object.__setattr__(self, "new_lesions", NewLesions(self.new_lesions))
+        object.__setattr__(self, "new_lesion_ids", tuple(self.new_lesion_ids))
         for kind, ids in (
             ("target", [m.tracking_id for m in self.targets]),
             ("non-target", [o.tracking_id for o in self.non_targets]),
@@ -238,6 +244,7 @@ class Assessment:
     new_lesions: NewLesions
     overall_response: OverallResponse
     reasons: tuple[str, ...]
+    progression_dates_from: str | None = None
 
 
 # --- baseline validation -------------------------------------------------------------------
@@ -387,20 +394,44 @@ def _is_pr(total: int, baseline: int) -> bool:
     return total * 10 <= baseline * 7
 
 
+def percent_text(change: Fraction) -> str:
+    """A relative change as the percentage people read ("-29.9"), truncated towards zero to one decimal.
+
+    Rounding could carry a change across a threshold: 200.0 -> 140.1 mm is -29.95 %, stable disease, and
+    must not read "-30.0". The thresholds (-30 %, +20 %) have one decimal, so a change truncated towards
+    zero stays on the side of the threshold the engine decided on.
+    """
+    tenths_of_percent = int(abs(change) * 1000)  # int() of a Fraction truncates: exact, never rounds up
+    sign = "-" if change < 0 else "+"
+    return f"{sign}{tenths_of_percent // 10}.{tenths_of_percent % 10}"
+
+
 def _pct(change: Fraction) -> str:
-    per_mille = round(change * 1000)  # Fraction.__round__ -> int, exact half-even
-    sign = "+" if per_mille >= 0 else "-"
-    per_mille = abs(per_mille)
-    return f"{sign}{per_mille // 10}.{per_mille % 10}%"
+    return percent_text(change) + "%"
 
 
-def _target_response(lesions, baseline_sum, nadir, current, reasons) -> tuple[TargetResponse, int | None]:
+def _target_response(lesions, baseline_sum, nadir, current, reasons, after_cr) -> tuple[TargetResponse, int | None]:
     if not lesions:
         reasons.append("No target lesions at baseline: target response is not applicable.")
         return TargetResponse.NOT_APPLICABLE, None
     parts = _contributions(lesions, current)
     missing = [lesion.label for lesion, value in parts if value is None]
     evaluable_sum = sum(value for _lesion, value in parts if value is not None)
+    if after_cr is not None:
+        # RECIST 1.1 section 4.3.2 ("lesions that disappear and reappear"): once the subject reached CR, a
+        # lesion that is back is progression, whatever its size and however it was recorded.
+        by_id = {m.tracking_id: m for m in current.targets}
+        back = [
+            lesion.label
+            for lesion, value in parts
+            if value is not None and not _is_cr_compatible(lesion, by_id[lesion.tracking_id])
+        ]
+        if back:
+            reasons.append(
+                f"Target(s) {', '.join(back)} reappeared after the complete response at {after_cr} "
+                "(non-nodal: visible again at any size; node: back to 10 mm short axis or more): target PD."
+            )
+            return TargetResponse.PD, None if missing else evaluable_sum
     if missing:
         if _is_pd(evaluable_sum, nadir):
             reasons.append(
@@ -446,7 +477,9 @@ def _target_response(lesions, baseline_sum, nadir, current, reasons) -> tuple[Ta
     return TargetResponse.SD, total
 
 
-def _non_target_response(baseline: Timepoint, current: Timepoint, reasons: list[str]) -> NonTargetResponse:
+def _non_target_response(
+    baseline: Timepoint, current: Timepoint, reasons: list[str], after_cr: str | None
+) -> NonTargetResponse:
     expected = [o.tracking_id for o in baseline.non_targets]
     if not expected:
         return NonTargetResponse.NOT_APPLICABLE
@@ -459,6 +492,11 @@ def _non_target_response(baseline: Timepoint, current: Timepoint, reasons: list[
     statuses = [observed.get(tid, NonTargetStatus.NOT_EVALUABLE) for tid in expected]
     if NonTargetStatus.UNEQUIVOCAL_PROGRESSION in statuses:
         reasons.append("Unequivocal progression of non-target disease: non-target PD.")
+        return NonTargetResponse.PD
+    if after_cr is not None and NonTargetStatus.PRESENT in statuses:
+        reasons.append(
+            f"A non-target lesion is visible again after the complete response at {after_cr}: non-target PD."
+        )
         return NonTargetResponse.PD
     if all(s == NonTargetStatus.ABSENT for s in statuses):
         reasons.append("All non-target lesions disappeared (nodes normal-sized): non-target CR.")
@@ -482,40 +520,45 @@ def _overall(target: TargetResponse, non_target: NonTargetResponse, new: NewLesi
     return {T.PR: O.PR, T.SD: O.SD, T.NE: O.NE}[target]
 
 
-def assess(
-    baseline: Timepoint,
-    history: Sequence[Timepoint],
-    current: Timepoint,
-    *,
-    lesions: Sequence[TargetLesion],
-) -> Assessment:
-    """Assess one follow-up timepoint of one subject under RECIST 1.1.
+def equivocal_first_seen(
+    earlier: Iterable[tuple[str, NewLesions, Sequence[str]]], confirmed: Iterable[str]
+) -> tuple[str, tuple[str, ...]] | None:
+    """The first of the ``earlier`` visits (visit, new-lesion call, new lesion ids; oldest first) where one of
+    the ``confirmed`` new lesions was recorded as equivocal, with those lesions' ids; None if there is none.
 
-    ``lesions`` are the baseline target lesions (they say which targets are nodes);
-    ``history`` holds the earlier follow-ups in order, and feeds the nadir with every
-    timepoint whose sum is computable. Raises :class:`InvalidBaseline` if the baseline
-    breaks the protocol rules, ``ValueError`` for data that refers to unknown lesions.
+    RECIST 1.1 section 4.3.3: "If the repeat scan confirms there is definitely a new lesion, then progression
+    should be declared using the date of the initial scan."
     """
-    lesions = tuple(lesions)
-    problems = validate_baseline(lesions, baseline.targets)
-    if problems:
-        raise InvalidBaseline(problems)
-    reasons: list[str] = []
+    confirmed = set(confirmed)
+    for visit, call, ids in earlier:
+        seen = confirmed & set(ids)
+        if call == NewLesions.EQUIVOCAL and seen:
+            return visit, tuple(sorted(seen))
+    return None
 
+
+def _assess_one(
+    baseline: Timepoint,
+    earlier: Sequence[Timepoint],
+    current: Timepoint,
+    lesions: tuple[TargetLesion, ...],
+    after_cr: str | None,
+) -> Assessment:
+    reasons: list[str] = []
     baseline_sum = nadir = None
     if lesions:
         baseline_sum = sum_of_diameters(lesions, baseline)
         assert baseline_sum is not None  # guaranteed by validate_baseline
         nadir = baseline_sum
         nadir_visit = baseline.visit
-        for tp in history:
+        for tp in earlier:
             s = sum_of_diameters(lesions, tp)
             if s is not None and s < nadir:
                 nadir, nadir_visit = s, tp.visit
         reasons.append(f"Baseline sum {_mm(baseline_sum)}; nadir {_mm(nadir)} at {nadir_visit}.")
 
-    target, total = _target_response(lesions, baseline_sum, nadir, current, reasons)
-    non_target = _non_target_response(baseline, current, reasons)
+    target, total = _target_response(lesions, baseline_sum, nadir, current, reasons, after_cr)
+    non_target = _non_target_response(baseline, current, reasons, after_cr)
     if current.new_lesions == NewLesions.UNEQUIVOCAL:
         reasons.append("Unequivocal new lesion(s): overall PD.")
     elif current.new_lesions == NewLesions.EQUIVOCAL:
@@ -524,6 +567,20 @@ def assess(
     if target == TargetResponse.NOT_APPLICABLE and non_target == NonTargetResponse.NOT_APPLICABLE:
         reasons.append("No target or non-target disease at baseline.")
     reasons.append(f"Overall response {overall.value}.")
+
+    dates_from = None
+    if overall == OverallResponse.PD:
+        dates_from = current.visit
+        if current.new_lesions == NewLesions.UNEQUIVOCAL:
+            first = equivocal_first_seen(
+                ((tp.visit, tp.new_lesions, tp.new_lesion_ids) for tp in earlier), current.new_lesion_ids
+            )
+            if first is not None:
+                dates_from = first[0]
+                reasons.append(
+                    f"New lesion(s) {', '.join(first[1])} first seen as equivocal at {first[0]} and confirmed now: "
+                    f"progression dates from {first[0]}."
+                )
 
     change_baseline = change_nadir = increase = None
     if total is not None:
@@ -542,4 +599,35 @@ def assess(
         new_lesions=current.new_lesions,
         overall_response=overall,
         reasons=tuple(reasons),
+        progression_dates_from=dates_from,
     )
+
+
+def assess(
+    baseline: Timepoint,
+    history: Sequence[Timepoint],
+    current: Timepoint,
+    *,
+    lesions: Sequence[TargetLesion],
+) -> Assessment:
+    """Assess one follow-up timepoint of one subject under RECIST 1.1.
+
+    ``lesions`` are the baseline target lesions (they say which targets are nodes);
+    ``history`` holds the earlier follow-ups in order, and feeds the nadir with every
+    timepoint whose sum is computable. The earlier follow-ups are assessed too: once one of
+    them is a complete response, any lesion back at this one is progression (section 4.3.2).
+    Raises :class:`InvalidBaseline` if the baseline breaks the protocol rules, ``ValueError``
+    for data that refers to unknown lesions.
+    """
+    lesions = tuple(lesions)
+    problems = validate_baseline(lesions, baseline.targets)
+    if problems:
+        raise InvalidBaseline(problems)
+    history = tuple(history)
+    after_cr = None
+    for n, tp in enumerate(history):
+        if after_cr is None and _assess_one(baseline, history[:n], tp, lesions, None).overall_response == (
+            OverallResponse.CR
+        ):
+            after_cr = tp.visit
+    return _assess_one(baseline, history, current, lesions, after_cr)

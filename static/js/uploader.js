@@ -38,7 +38,14 @@ const LABELS = {
   rejected: gettext("Rejected"),
   unreadable: gettext("Could not be read"),
 };
-const FROM_SERVER = { quarantined: "received", accepted: "accepted", duplicate: "duplicate", rejected: "rejected" };
+// "resend": the server's copy failed its checksum; the file is sent again while the upload is open.
+const FROM_SERVER = {
+  quarantined: "received",
+  resend: "waiting",
+  accepted: "accepted",
+  duplicate: "duplicate",
+  rejected: "rejected",
+};
 
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 const lang = document.documentElement.lang || undefined;
@@ -519,12 +526,12 @@ class Uploader {
     for (const [sha, entries] of this.bySha) {
       const item = this.current.get(sha);
       const known = this.earlier.get(sha);
-      if (item) {
+      if (item && item.state !== "resend") {
         this.setShaState(sha, FROM_SERVER[item.state], item.reason || "", { force: true });
-      } else if (known && known.state === "rejected") {
+      } else if (!item && known && known.state === "rejected") {
         const detail = interpolate(gettext("In an earlier upload: %(reason)s"), { reason: known.reason }, true);
         this.setShaState(sha, "rejected", detail, { force: true });
-      } else if (known) {
+      } else if (!item && known) {
         this.setShaState(sha, "earlier", gettext("Stored in an earlier upload; not sent again."), { force: true });
       } else {
         this.setShaState(sha, "waiting", "", { force: true });

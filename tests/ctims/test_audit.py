@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
@@ -136,3 +138,97 @@ def test_postgresql_refuses_update_and_delete(world, sql):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql)
     assert AuditEvent.objects.exclude(action="x").count() == AuditEvent.objects.count() > 0
+
+
+def plain_rewrite(event: AuditEvent, **changes) -> None:
+    """What a superuser without the key can do: change an event and recompute every later hash in plain SHA-256."""
+    import hashlib
+
+    from ctims.audit import event_content
+
+    events = list(AuditEvent.objects.filter(seq__gte=event.seq).order_by("seq"))
+    prev = events[0].prev_hash
+    with connection.cursor() as cursor:
+        for e in events:
+            for field, value in (changes if e.pk == event.pk else {}).items():
+                setattr(e, field, value)
+            e.prev_hash = prev
+            e.hash = hashlib.sha256(event_content(e)).hexdigest()
+            cursor.execute(
+                "UPDATE ctims_auditevent SET summary = %s, prev_hash = %s, hash = %s WHERE id = %s",
+                [json.dumps(e.summary), e.prev_hash, e.hash, e.pk],
+            )
+            prev = e.hash
+        cursor.execute("UPDATE ctims_audithead SET hash = %s", [prev])
+
+
+def test_audit_verify_finds_events_rewritten_with_recomputed_plain_hashes(world, trigger_off):
+    target = AuditEvent.objects.order_by("seq")[3]
+    plain_rewrite(target, summary={"code": "FORGED"})
+    report = audit_verify()
+    assert report.broken_seq == target.seq and "changed" in report.problem
+
+
+def test_the_chain_is_keyed_by_a_secret_outside_the_database(world, settings):
+    assert audit_verify().intact
+    settings.AUDIT_HMAC_KEY = "another-key"
+    report = audit_verify()
+    assert report.broken_seq == 1 and "changed" in report.problem
+
+
+def test_a_rotated_key_keeps_older_events_verifiable(world, settings):
+    before = last_event().seq
+    settings.AUDIT_HMAC_OLD_KEYS = {settings.AUDIT_HMAC_KEY_ID: settings.AUDIT_HMAC_KEY}
+    settings.AUDIT_HMAC_KEY_ID, settings.AUDIT_HMAC_KEY = "2", "the-next-key"
+    services.site_create(actor=world.alice, trial=world.trial, code="DAE", name="Daegu", country="KR")
+    assert last_event().seq == before + 1 and last_event().key_id == "2"
+    assert audit_verify().intact
+    settings.AUDIT_HMAC_OLD_KEYS = {}
+    report = audit_verify()
+    assert report.broken_seq == 1 and "key" in report.problem
+
+
+def test_production_settings_require_an_audit_key():
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"DEBUG": "False", "SECRET_KEY": "x" * 50, "DJANGO_SETTINGS_MODULE": "ctims.settings"}
+    env.pop("AUDIT_HMAC_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "AUDIT_HMAC_KEY must be set" in result.stderr
+
+
+def test_a_chain_from_before_the_key_is_verified_then_re_keyed_by_its_migration(world, trigger_off):
+    import importlib
+
+    from django.apps import apps
+
+    rekey = importlib.import_module("ctims.migrations.0004_audit_keyed_chain").rekey
+    first = AuditEvent.objects.order_by("seq").first()
+    plain_rewrite(first, summary=first.summary)  # the whole chain as it was before keys: plain SHA-256
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE ctims_auditevent SET key_id = ''")
+    assert not audit_verify().intact
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with connection.schema_editor(atomic=False) as editor:
+        rekey(apps, editor)
+    assert audit_verify().intact and set(AuditEvent.objects.values_list("key_id", flat=True)) == {"1"}
+
+
+def test_the_re_keying_migration_refuses_a_chain_that_was_tampered_with(world, trigger_off):
+    import importlib
+
+    from django.apps import apps
+
+    rekey = importlib.import_module("ctims.migrations.0004_audit_keyed_chain").rekey
+    first = AuditEvent.objects.order_by("seq").first()
+    plain_rewrite(first, summary=first.summary)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE ctims_auditevent SET summary = '{\"forged\": 1}' WHERE seq = 3")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with pytest.raises(RuntimeError, match="#3 was changed"), connection.schema_editor(atomic=False) as editor:
+        rekey(apps, editor)

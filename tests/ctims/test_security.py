@@ -91,6 +91,7 @@ def test_production_settings_pass_the_deploy_checks():
     env = os.environ | {
         "DEBUG": "False",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
         "ALLOWED_HOSTS": "ctims.example.org",
         "DATABASE_URL": "sqlite:///:memory:",
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from reads import read_services
-from reads.bench import image_ref
+from reads.bench import drawn_line, image_ref
 from reads.models import Read, ReadTask
 from tests.conftest import PASSWORD, upload_files
 from trials import qc_services
@@ -42,12 +42,13 @@ def image(task: ReadTask, n: int = 0) -> dict:
 def target(task, label, mm, *, site="10200004", status="measured", short=None, node=False):
     entry = {"label": label, "site": site, "is_node": node, "status": status, "long_mm": None, "short_mm": None}
     if status == "measured":
+        on = image(task)
         entry.update(
             long_mm=mm,
             short_mm=short,
-            long_points=[[100, 100], [140, 100]],
-            short_points=[[120, 90], [120, 110]] if short else None,
-            image=image(task),
+            long_points=drawn_line(on, mm) if mm else None,
+            short_points=drawn_line(on, short, at=(120, 90), vertical=True) if short else None,
+            image=on,
         )
     return entry
 

@@ -5,6 +5,14 @@ from __future__ import annotations
 from reads.models import ReadDesign
 from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
 
+# What the form posts besides what a test changes: the endpoint rules as the form shows them by default.
+RULES = {
+    "adjudication_trigger": "visit_response",
+    "confirmation_days": "28",
+    "sd_minimum_days": "42",
+    "sd_window_days": "7",
+}
+
 
 def test_the_admin_sets_the_design_and_sees_the_reading(world, client):
     client.force_login(world.alice)
@@ -18,11 +26,17 @@ def test_the_admin_sets_the_design_and_sees_the_reading(world, client):
             "randomize_order": "on",
             "task_days": "10",
             "show_prior_timepoints": "on",
+            **RULES,
+            "adjudication_trigger": "endpoints",
+            "confirmation_required": "on",
+            "sd_minimum_days": "56",
         },
     )
     assert answer.status_code == 302
     design = ReadDesign.objects.get(trial=world.trial)
     assert design.randomize_order and design.task_days == 10 and not design.show_visit_label
+    assert design.adjudication_trigger == "endpoints" and design.endpoint_rules.confirmation
+    assert (design.endpoint_rules.sd_minimum_days, design.endpoint_rules.sd_earliest_day) == (56, 49)
 
     ready(world, "BL")
     task = task_of(world.rhea, "BL")
@@ -33,7 +47,7 @@ def test_the_admin_sets_the_design_and_sees_the_reading(world, client):
     # Once reading has begun the paradigm is fixed; a changed number of days still saves.
     answer = client.post(
         "/reads/trials/ALPHA/design/",
-        {"criteria": "recist11", "paradigm": "single", "task_days": "7", "show_prior_timepoints": "on"},
+        {"criteria": "recist11", "paradigm": "single", "task_days": "7", "show_prior_timepoints": "on", **RULES},
     )
     design.refresh_from_db()
     assert answer.status_code == 302 and design.paradigm == "double" and design.task_days == 7

@@ -25,6 +25,7 @@ from reads.criteria.recist11 import (
     TargetResponse,
     Timepoint,
     assess,
+    percent_text,
     sum_of_diameters,
     validate_baseline,
 )
@@ -79,6 +80,7 @@ class Case:
     non_target: NonTargetResponse | None = None
     sum: int | None | str = "skip"
     nadir: int | None | str = "skip"
+    nt_history: tuple | None = None  # the non-targets at every earlier follow-up (default: as at baseline)
 
 
 CASES = {
@@ -101,6 +103,56 @@ CASES = {
     ),
     "reappearance_after_cr_5mm_over_zero_nadir_is_pd": Case(
         (LIVER,), (150,), (TS,), TR.PD, OR.PD, history=[(GONE,)], nadir=0, sum=50
+    ),
+    # --- reappearance after CR is PD, however it was recorded (RECIST 1.1 section 4.3.2 / EORTC Q&A) ---------
+    "target_back_at_3mm_measured_after_cr_is_pd": Case(
+        (LIVER,), (150,), (30,), TR.PD, OR.PD, history=[(GONE,)], nadir=0, sum=30
+    ),
+    "target_back_measured_after_cr_among_others_is_pd": Case(
+        TWO, (150, 150), (GONE, 40), TR.PD, OR.PD, history=[(GONE, GONE)]
+    ),
+    "target_node_back_to_10mm_after_cr_is_pd": Case(
+        (LIVER, NODE), (200, 200), (GONE, 100), TR.PD, OR.PD, history=[(GONE, 80)], sum=100
+    ),
+    "target_node_at_9_9mm_after_cr_stays_cr": Case(
+        (LIVER, NODE), (200, 200), (GONE, 99), TR.CR, OR.CR, history=[(GONE, 80)]
+    ),
+    "non_target_visible_again_after_cr_is_pd": Case(
+        TWO,
+        (100, 100),
+        (GONE, GONE),
+        TR.CR,
+        OR.PD,
+        history=[(GONE, GONE)],
+        nt_base=("PRESENT",),
+        nt_history=("ABSENT",),
+        nt_cur=("PRESENT",),
+        non_target=NR.PD,
+    ),
+    "non_target_not_evaluable_after_cr_is_not_reappearance": Case(
+        TWO,
+        (100, 100),
+        (GONE, GONE),
+        TR.CR,
+        OR.PR,
+        history=[(GONE, GONE)],
+        nt_base=("PRESENT",),
+        nt_history=("ABSENT",),
+        nt_cur=("NOT_EVALUABLE",),
+        non_target=NR.NE,
+    ),
+    "reappearance_after_pr_only_adds_to_the_sum": Case(
+        TWO, (200, 200), (30, GONE), TR.PR, OR.PR, history=[(GONE, 100)], sum=30
+    ),
+    "reappearance_after_target_cr_but_overall_pr_only_adds_to_the_sum": Case(
+        TWO,
+        (200, 200),
+        (30, GONE),
+        TR.PR,
+        OR.PR,
+        history=[(GONE, GONE)],
+        nt_base=("PRESENT",),
+        nt_cur=("PRESENT",),
     ),
     # --- PR: >= 30 % decrease from baseline --------------------------------------------------
     "exact_30pct_decrease_23_0_to_16_1_mm_is_pr": Case((LIVER,), (230,), (161,), TR.PR, OR.PR, sum=161),
@@ -219,8 +271,9 @@ CASES = {
 
 def run(case: Case) -> Assessment:
     baseline = timepoint("BL", 0, case.lesions, case.base, case.nt_base)
+    nt_history = case.nt_base if case.nt_history is None else case.nt_history
     history = [
-        timepoint(f"W{6 * (i + 1)}", 42 * (i + 1), case.lesions, specs, case.nt_base)
+        timepoint(f"W{6 * (i + 1)}", 42 * (i + 1), case.lesions, specs, nt_history)
         for i, specs in enumerate(case.history)
     ]
     current = timepoint("NOW", 400, case.lesions, case.cur, case.nt_cur, case.new)
@@ -262,6 +315,76 @@ def test_zero_nadir_gives_no_relative_change():
     result = run(CASES["reappearance_after_cr_5mm_over_zero_nadir_is_pd"])
     assert result.change_from_nadir is None
     assert result.increase_over_nadir == 50
+
+
+# --- percentages never round across a threshold ------------------------------------------------
+
+
+def test_a_decrease_short_of_30_percent_never_reads_minus_30():
+    result = run(Case((LIVER,), (2000,), (1401,), TR.SD, OR.SD))
+    assert result.target_response == TR.SD
+    text = " ".join(result.reasons)
+    assert "-29.9%" in text and "-30.0%" not in text
+    assert percent_text(result.change_from_baseline) == "-29.9"
+
+
+def test_an_increase_short_of_20_percent_never_reads_plus_20():
+    result = run(Case((LIVER,), (2000,), (2399,), TR.SD, OR.SD))
+    assert result.target_response == TR.SD
+    text = " ".join(result.reasons)
+    assert "+19.9%" in text and "+20.0%" not in text
+    assert percent_text(result.change_from_nadir) == "+19.9"
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        (Fraction(-3, 10), "-30.0"),
+        (Fraction(-2995, 10000), "-29.9"),
+        (Fraction(-3005, 10000), "-30.0"),
+        (Fraction(1, 5), "+20.0"),
+        (Fraction(1995, 10000), "+19.9"),
+        (Fraction(0), "+0.0"),
+        (Fraction(-1, 3000), "-0.0"),
+        (Fraction(1, 4), "+25.0"),
+    ],
+)
+def test_percent_text_truncates_towards_zero(change, text):
+    assert percent_text(change) == text
+
+
+def test_the_percentage_a_reader_signs_agrees_with_the_response():
+    from reads.assessment import assess_follow_up
+    from reads.content import parse_content
+
+    def content(mm):
+        return parse_content({"targets": [{"label": "T01", "site": "10200004", "status": "measured", "long_mm": mm}]})
+
+    shown = assess_follow_up(content("140.1"), baseline=content("200.0"), history=[])
+    assert (shown["target_response"], shown["change_from_baseline"]) == ("SD", "-29.9")
+    shown = assess_follow_up(content("239.9"), baseline=content("200.0"), history=[])
+    assert (shown["target_response"], shown["change_from_nadir"]) == ("SD", "+19.9")
+
+
+# --- equivocal new lesions (section 4.3.3) -------------------------------------------------------
+
+
+def test_a_confirmed_equivocal_new_lesion_dates_progression_from_its_first_sighting():
+    baseline = timepoint("BL", 0, (LIVER,), (200,))
+    w6 = Timepoint("W6", 42, (measure(LIVER, 200),), new_lesions=NL.EQUIVOCAL, new_lesion_ids=("N01",))
+    w12 = Timepoint("W12", 84, (measure(LIVER, 200),), new_lesions=NL.UNEQUIVOCAL, new_lesion_ids=("N01",))
+    assert assess(baseline, [], w6, lesions=(LIVER,)).progression_dates_from is None
+    result = assess(baseline, [w6], w12, lesions=(LIVER,))
+    assert result.overall_response == OR.PD and result.progression_dates_from == "W6"
+    assert any("N01" in r and "W6" in r for r in result.reasons), result.reasons
+
+
+def test_an_unrelated_new_lesion_dates_progression_from_its_own_visit():
+    baseline = timepoint("BL", 0, (LIVER,), (200,))
+    w6 = Timepoint("W6", 42, (measure(LIVER, 200),), new_lesions=NL.EQUIVOCAL, new_lesion_ids=("N01",))
+    w12 = Timepoint("W12", 84, (measure(LIVER, 200),), new_lesions=NL.UNEQUIVOCAL, new_lesion_ids=("N02",))
+    result = assess(baseline, [w6], w12, lesions=(LIVER,))
+    assert result.overall_response == OR.PD and result.progression_dates_from == "W12"
 
 
 # --- baseline validation --------------------------------------------------------------------
@@ -376,7 +499,15 @@ def test_property_sums_and_changes_are_exact_never_float():
             assert result.target_response in (TR.NE, TR.PD)
             continue
         nadir, total = result.nadir_sum, result.sum
-        is_pd = total - nadir >= 50 and Fraction(total) >= Fraction(6, 5) * nadir
+
+        def cr_compatible(spec, lesion):
+            if lesion.is_node:
+                return spec in (TS, GONE) or (isinstance(spec, int) and spec < 100)
+            return spec == GONE or spec == 0
+
+        earlier_cr = any(all(cr_compatible(s, les) for s, les in zip(h, lesions, strict=True)) for h in history)
+        reappeared = earlier_cr and not all(cr_compatible(s, les) for s, les in zip(cur, lesions, strict=True))
+        is_pd = reappeared or (total - nadir >= 50 and Fraction(total) >= Fraction(6, 5) * nadir)
         is_pr = Fraction(total, result.baseline_sum) <= Fraction(7, 10)
         if result.target_response == TR.CR:
             continue

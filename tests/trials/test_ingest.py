@@ -14,6 +14,16 @@ from django.urls import reverse
 from pydicom.uid import generate_uid
 
 from ctims.models import AuditEvent
+from tests.trials.durability import (
+    MotoServer,
+    assert_end_state,
+    multipart,
+    open_upload,
+    storage_keys,
+    stow,
+    use_storages,
+)
+from trials.ingest import store
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Series, Study, Timepoint, Upload, UploadItem
 
@@ -21,32 +31,35 @@ pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
 
 
 @pytest.fixture(scope="module")
+def s3_server():
+    """moto's standalone S3 server on a free loopback port, for the whole module."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def stores(request, tmp_path, settings):
+    """Every test of this module runs on both image stores: the file system and S3 (moto)."""
+    filesystem = "django.core.files.storage.FileSystemStorage"
+    if request.param == "s3":
+        use_storages(settings, request.getfixturevalue("s3_server").storages(prefix=f"t{uuid.uuid4().hex[:12]}"))
+    else:
+        use_storages(
+            settings,
+            {
+                "images": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "images"}},
+                "quarantine": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "quarantine"}},
+            },
+        )
+    yield tmp_path
+    use_storages(settings, {})
+
+
+@pytest.fixture(scope="module")
 def series() -> list[bytes]:
     return synthesize_ct_series(real_ct_template(large=False), slices=6, seed="ingest-tests")
-
-
-def multipart(files: list[bytes]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n" for f in files
-    )
-    body += b"--" + boundary.encode() + b"--\r\n"
-    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
-
-
-def open_upload(api, user, subject="ALPHA-SEO-001", visit="BL"):
-    return api.as_(user).post(reverse("api-upload-open", args=["ALPHA", subject, visit]))
-
-
-def stow(api, user, upload_id, files):
-    body, content_type = multipart(files)
-    return api.as_(user).generic(
-        "POST",
-        reverse("stow-upload", args=["ALPHA", upload_id]),
-        body,
-        content_type=content_type,
-        HTTP_ACCEPT="application/dicom+json",
-    )
 
 
 def finish(api, user, upload_id):
@@ -68,9 +81,8 @@ def test_a_coordinator_uploads_a_series_and_the_visit_becomes_uploaded(world, ap
     assert study.timepoint.subject.code == "ALPHA-SEO-001" and study.study_instance_uid.startswith("2.25.")
     assert Series.objects.get().modality == "CT"
     assert Instance.objects.count() == 6
-    assert not any((stores / "quarantine").rglob("*.*")) and not [
-        p for p in (stores / "quarantine").rglob("*") if p.is_file()
-    ]
+    assert storage_keys(store.quarantine_storage()) == []
+    assert_end_state()
 
 
 def test_stored_files_are_de_identified_and_indexed_with_their_hash(world, api, series, stores):
@@ -317,6 +329,7 @@ def test_a_trials_private_safelist_keeps_those_private_attributes_only(world, ap
     assert 0x10 in kept and 0x11 not in kept
 
 
+@pytest.mark.parametrize("stores", ["filesystem"], indirect=True)  # its own embedded store, not the test's
 def test_the_deidentify_command_works_on_the_embedded_default(tmp_path):
     import os
     import subprocess
@@ -359,3 +372,41 @@ def test_de_identification_options_are_frozen_once_images_are_stored(world, api,
         reverse("api-trial", args=["ALPHA"]), {"deid_clean_descriptors": False}, format="json"
     )
     assert response.status_code == 400 and "deid_clean_descriptors" in response.json()["error"]["fields"]
+
+
+def test_the_image_store_writes_whole_files_once_on_every_backend(stores):
+    images = store.image_storage()
+
+    def interrupted(key):
+        raise SystemExit("the process dies half-way through the write")
+
+    store.FAULT_HOOKS["mid_write"] = interrupted
+    try:
+        with pytest.raises(SystemExit):
+            store.store_instance("ALPHA/1/2/3.dcm", b"x" * 1000)
+    finally:
+        store.FAULT_HOOKS.clear()
+    assert not images.exists("ALPHA/1/2/3.dcm")  # nothing, rather than part of it
+    store.store_instance("ALPHA/1/2/3.dcm", b"x" * 1000)
+    store.store_instance("ALPHA/1/2/3.dcm", b"x" * 1000)  # the same bytes: a retried task
+    with pytest.raises(store.DifferentFileStored):
+        store.store_instance("ALPHA/1/2/3.dcm", b"y" * 1000)
+    with images.open("ALPHA/1/2/3.dcm", "rb") as f:
+        assert f.read() == b"x" * 1000
+
+
+def test_a_resend_mends_a_damaged_quarantine_copy_on_every_backend(stores):
+    import hashlib
+
+    data = b"raw upload bytes" * 100
+    sha = hashlib.sha256(data).hexdigest()
+    quarantine = store.quarantine_storage()
+    quarantine.save(store.quarantine_key(7, sha), io.BytesIO(data[:-5]))  # a damaged copy under the right name
+    assert store.quarantine_read_verified(7, sha) is None and not quarantine.exists(store.quarantine_key(7, sha))
+    quarantine.save(store.quarantine_key(7, sha), io.BytesIO(data[:-5]))
+    store.quarantine_put(7, sha, data, resent=True)
+    assert store.quarantine_read_verified(7, sha) == data
+    quarantine.delete(store.quarantine_key(7, sha))
+    quarantine.save(store.quarantine_key(7, sha), io.BytesIO(data[:-5]))
+    store.quarantine_put(7, sha, data)  # a first copy finds a damaged one under its name: also mended
+    assert store.quarantine_read_verified(7, sha) == data

@@ -7,14 +7,20 @@ de-identified copy goes to the image store) or rejected with a reason; either wa
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db import connection, transaction
-from django.db.models import Count, F
+from django.conf import settings
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
@@ -23,6 +29,7 @@ from ..deid import DeidOptions, DeidRejected, DeidResult, PseudonymSpace, deiden
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
+from .validate import check_receivable
 
 UPLOADABLE_STATES = (
     Timepoint.State.EXPECTED,
@@ -71,31 +78,107 @@ def upload_open(*, actor, timepoint: Timepoint) -> Upload:
 
 BATCH_SIZE = 32  # files per processing task: the per-batch database work is shared by its files
 
+# Fault-injection points (tests only): "after_commit_before_enqueue" (called after the commit that acknowledges
+# files, before their task is queued: where a killed web process stops), "batch_start" (a processing task
+# begins: where a refused database shows first).
+FAULT_HOOKS: dict[str, Callable[..., None]] = {}
+
+logger = logging.getLogger(__name__)
+
+
+def _fault(point: str, *args) -> None:
+    hook = FAULT_HOOKS.get(point)
+    if hook is not None:
+        hook(*args)
+
 
 def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem]:
-    """Put received files in quarantine and queue them for processing in batches; a file sent again is acknowledged once."""
-    from ..tasks import process_upload_batch
+    """Put received files in quarantine and make them due for processing; a file sent again is acknowledged once.
 
+    The quarantine copy is durable before its row commits, and the commit is what makes the file due (the
+    transactional outbox): its task is queued after the commit, and a file whose task never arrives (the web
+    process died, the broker was down) is queued again by `upload_items_requeue`. A file sent again that is
+    still waiting is queued again at once; one whose copy failed its check (state "resend") gets the new copy.
+    """
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
     received: dict[str, bytes] = {}
     for data in files:
         received.setdefault(hashlib.sha256(data).hexdigest(), data)
-    known = set(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", flat=True))
-    fresh = [
-        UploadItem(upload=upload, sha256=sha, size=len(data)) for sha, data in received.items() if sha not in known
-    ]
-    for item in fresh:
-        store.quarantine_put(upload.pk, item.sha256, received[item.sha256])
-    # A concurrent request may have taken the same file: it is then acknowledged by that request.
-    UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
-    items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
-    new_ids = [items_by_sha[item.sha256].pk for item in fresh if item.sha256 in items_by_sha]
-    items = [items_by_sha[sha] for sha in received if sha in items_by_sha]
-    for start in range(0, len(new_ids), BATCH_SIZE):
-        batch = new_ids[start : start + BATCH_SIZE]
-        transaction.on_commit(lambda batch=batch: process_upload_batch.delay(batch))
-    return items
+    waiting = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
+    known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
+    with store.durable_batch():  # every copy durable (and mended if damaged) before the commit acknowledges it
+        for sha, data in received.items():
+            if sha not in known or known[sha] in waiting:
+                store.quarantine_put(upload.pk, sha, data, resent=sha in known)
+    now = timezone.now()
+    with transaction.atomic():
+        fresh = [
+            UploadItem(upload=upload, sha256=sha, size=len(data), queued_at=now)
+            for sha, data in received.items()
+            if sha not in known
+        ]
+        # A concurrent request may have taken the same file: it is then acknowledged by that request.
+        UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
+        resent = UploadItem.objects.filter(upload=upload, sha256__in=received, state__in=waiting)
+        resent.update(state=UploadItem.State.QUARANTINED, code="", reason="", queued_at=now)
+        items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
+        due = [i.pk for i in items_by_sha.values() if i.state == UploadItem.State.QUARANTINED]
+        _enqueue_on_commit(due)
+    for sha, item in items_by_sha.items():
+        if item.state not in waiting and known.get(sha) in waiting:
+            # Processed while this copy was being written: the copy is not needed (and would be a leftover).
+            store.quarantine_delete(upload.pk, sha)
+    return [items_by_sha[sha] for sha in received if sha in items_by_sha]
+
+
+def _enqueue_on_commit(item_ids: list[int]) -> None:
+    """After the commit that makes these files due, queue their processing in batches.
+
+    A broker that cannot be reached loses nothing: the files stay due and the sweeper queues them.
+    """
+    from ..tasks import process_upload_batch
+
+    def enqueue() -> None:
+        _fault("after_commit_before_enqueue", item_ids)
+        for start in range(0, len(item_ids), BATCH_SIZE):
+            try:
+                process_upload_batch.delay(item_ids[start : start + BATCH_SIZE])
+            except (KombuOperationalError, OSError) as exc:
+                logger.warning("processing not queued (%s); the sweeper will queue it", type(exc).__name__)
+                return
+
+    if item_ids:
+        transaction.on_commit(enqueue)
+
+
+def upload_items_requeue(*, grace: timedelta | None = None) -> int:
+    """Queue again every waiting file whose task was queued (or claimed) longer than `grace` ago; returns how many.
+
+    `grace` defaults to settings.INGEST_REQUEUE_AFTER_SECONDS.
+    The outbox's sweeper (Celery beat, and each worker at start): whatever lost a file's task (a web process
+    killed before queueing, a broker restarted empty, a task that gave up on the database) is made good here.
+    A file being processed is locked by its task and skipped; a second task for a file is harmless (it finds
+    the file done).
+    """
+    if grace is None:
+        grace = timedelta(seconds=settings.INGEST_REQUEUE_AFTER_SECONDS)
+    cutoff = timezone.now() - grace
+    with transaction.atomic():
+        stale = list(
+            UploadItem.objects.select_for_update(skip_locked=True)
+            .filter(state=UploadItem.State.QUARANTINED)
+            .filter(Q(queued_at__isnull=True) | Q(queued_at__lte=cutoff))
+            .order_by("upload_id", "pk")
+            .values_list("upload_id", "pk")
+        )
+        UploadItem.objects.filter(pk__in=[pk for _upload, pk in stale]).update(queued_at=timezone.now())
+        by_upload: dict[int, list[int]] = {}
+        for upload_id, pk in stale:
+            by_upload.setdefault(upload_id, []).append(pk)
+        for ids in by_upload.values():
+            _enqueue_on_commit(ids)
+    return len(stale)
 
 
 def _reject(item: UploadItem, code: str, reason: str) -> None:
@@ -198,13 +281,93 @@ def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
     )
 
 
+RESEND_REASON = _("The copy of this file received here was damaged or lost; please send the file again.")
+DAMAGED_REASON = _(
+    "The copy of this file received here was damaged or lost and the upload is closed; send the file again in a "
+    "new upload."
+)
+_WORD = re.compile(r"[^\s'\"(),:;=<>\[\]{}]+")
+
+
+def unreadable_reason(exc: BaseException, raw: bytes) -> str:
+    """'unreadable: <the parser's message>', with every word that occurs in the file itself left out.
+
+    A parser's message can quote a value it choked on (a name, an ID); any such value is in the file's bytes,
+    so no word of the message that appears there can reach the coordinator, a log or the database.
+    """
+
+    def scrub(match: re.Match) -> str:
+        word = match.group(0)
+        return "…" if len(word) > 1 and word.encode("utf-8", "replace") in raw else word
+
+    message = _WORD.sub(scrub, str(exc))[:300]
+    return f"unreadable: {type(exc).__name__}" + (f": {message}" if message else "")
+
+
+def _deidentify_one(raw: bytes, *, space: PseudonymSpace, subject_code: str, options: DeidOptions):
+    """One file's outcome: its de-identified result, or its rejection. Never raises: one bad file is its own rejection."""
+    try:
+        check_receivable(raw)  # bounded parsing and what serving needs, before de-identification
+        return deidentify(raw, space=space, subject_code=subject_code, options=options)
+    except DeidRejected as exc:
+        return exc
+    except Exception as exc:  # a parser or engine failure on this file's content (RecursionError included)
+        return DeidRejected("unreadable", unreadable_reason(exc, raw))
+
+
+CLAIM_REFRESH_SECONDS = 30
+
+
+def _claim(item_ids: list[int]) -> None:
+    """Mark waiting files as held by a live task, so the sweeper leaves them alone for its grace period."""
+    UploadItem.objects.filter(pk__in=item_ids, state=UploadItem.State.QUARANTINED).update(queued_at=timezone.now())
+
+
 def upload_batch_process(*, item_ids: list[int]) -> None:
     """De-identify, verify, store and index a batch of quarantined files of one upload.
 
-    Safe to run again (a redelivered task): items no longer quarantined are skipped, and the image store
-    accepts the same bytes twice. De-identification runs outside the transaction; the index is written in
-    one transaction holding the upload's and the subject's row locks.
+    A batch whose index write the database refuses for its content (a value out of range, a conflict with a
+    row another upload just wrote) is done again one file at a time, so that the file at fault is rejected alone
+    and its batch goes on (`_batch_process` holds the details).
     """
+    try:
+        _batch_process(item_ids)
+    except (DataError, IntegrityError):
+        if len(item_ids) == 1:
+            _reject_unindexable(item_ids[0])
+        else:
+            for item_id in item_ids:
+                upload_batch_process(item_ids=[item_id])
+
+
+def _reject_unindexable(item_id: int) -> None:
+    with transaction.atomic():
+        item = UploadItem.objects.select_related("upload").filter(pk=item_id).first()
+        if item is None:
+            return
+        upload = Upload.objects.select_for_update().get(pk=item.upload_id)
+        item = UploadItem.objects.select_for_update().filter(pk=item_id, state=UploadItem.State.QUARANTINED).first()
+        if item is None:
+            return
+        _reject(item, "unreadable", _("unreadable: the file's attributes could not be indexed."))
+        item.processed_at = timezone.now()
+        item.save(update_fields=["state", "code", "reason", "processed_at"])
+        transaction.on_commit(lambda: store.quarantine_delete(upload.pk, item.sha256))
+        _maybe_complete(upload)
+
+
+def _batch_process(item_ids: list[int]) -> None:
+    """De-identify, verify, store and index a batch of quarantined files of one upload.
+
+    Safe to run again (a redelivered task): items no longer quarantined are skipped, and the image store
+    accepts the same bytes twice. Each quarantine copy is checked against its item's SHA-256 first; a damaged
+    or missing one is discarded and the client asked for the file again. Any failure of one file is that
+    file's rejection; the rest of the batch goes on. De-identification runs outside the transaction; the index
+    is written in one transaction holding the upload's and the subject's row locks, and the files it stored
+    are deleted again if that transaction rolls back.
+    """
+    _fault("batch_start", item_ids)
+    _claim(item_ids)
     items = list(
         UploadItem.objects.filter(pk__in=item_ids, state=UploadItem.State.QUARANTINED).select_related(
             "upload__timepoint__subject__trial", "upload__timepoint__visit"
@@ -218,17 +381,18 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
     timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
     space, options = trial_space(trial), trial_deid_options(trial)
     outcomes: dict[int, DeidResult | DeidRejected | None] = {}
+    claimed = time.monotonic()
     for item in items:
-        raw = store.quarantine_read(upload.pk, item.sha256)
+        if time.monotonic() - claimed > CLAIM_REFRESH_SECONDS:  # a long batch keeps its claim fresh
+            _claim(item_ids)
+            claimed = time.monotonic()
+        raw = store.quarantine_read_verified(upload.pk, item.sha256)
         if raw is None:
             outcomes[item.pk] = None
             continue
-        try:
-            outcomes[item.pk] = deidentify(raw, space=space, subject_code=subject.code, options=options)
-        except DeidRejected as exc:
-            outcomes[item.pk] = exc
+        outcomes[item.pk] = _deidentify_one(raw, space=space, subject_code=subject.code, options=options)
 
-    with transaction.atomic():
+    with store.stored_files_undone_on_error(), transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
         locked = {
             i.pk: i
@@ -246,42 +410,68 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
                 subject.save(update_fields=["source_patient_hash"])
         index = _BatchIndex.load(timepoint, results)
         new_instances, now = [], timezone.now()
-        for pk, item in locked.items():
-            outcome = outcomes[pk]
-            if outcome is None:
-                _reject(item, "lost", _("The file was lost before it could be processed; please send it again."))
-            elif isinstance(outcome, DeidRejected):
-                _reject(item, outcome.code, outcome.reason)
-            elif not outcome.source_patient_hash:
-                _reject(
-                    item, "no_patient_id", _("This file has no Patient ID, so it cannot be matched to the subject.")
-                )
-            elif subject.source_patient_hash != outcome.source_patient_hash:
-                _reject(item, "other_patient", OTHER_PATIENT % {"subject": subject.code})
-            elif outcome.sop_instance_uid in index.instances:
-                item.state, item.instance = UploadItem.State.DUPLICATE, index.instances[outcome.sop_instance_uid]
-            else:
-                study = index.study_for(outcome)
-                series = index.series_for(outcome, study) if isinstance(study, Study) else study
-                if isinstance(series, str):
-                    _reject(item, "wrong_timepoint", series)
-                else:
-                    key = store.instance_key(
-                        trial.code, study.study_instance_uid, series.series_instance_uid, outcome.sop_instance_uid
+        with store.durable_batch():  # the stored files are durable before the index that points to them commits
+            for pk, item in locked.items():
+                try:
+                    _index_one(item, outcomes[pk], upload=upload, index=index, new_instances=new_instances)
+                except DatabaseError:
+                    raise  # the transaction is broken: the whole batch is retried
+                except store.DifferentFileStored:
+                    _reject(
+                        item,
+                        "conflict",
+                        _("Another file is already stored under this image's identifiers; this one was not stored."),
                     )
-                    store.store_instance(key, outcome.data)
-                    instance = _new_instance(outcome, series, key)
-                    index.instances[outcome.sop_instance_uid] = instance
-                    new_instances.append(instance)
-                    item.state, item.instance = UploadItem.State.ACCEPTED, instance
-            item.processed_at = now
+                except Exception as exc:  # the index sees de-identified values only; scrubbed all the same
+                    outcome = outcomes[pk]
+                    _reject(item, "unreadable", unreadable_reason(exc, getattr(outcome, "data", b"")))
+                item.processed_at = now if item.state != UploadItem.State.RESEND else None
         Instance.objects.bulk_create(new_instances)
         for series_id, added in Counter(i.series_id for i in new_instances).items():
             Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
         _save_outcomes(list(locked.values()))
-        shas = [item.sha256 for item in locked.values()]
-        transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in shas])
+        done = [item.sha256 for item in locked.values() if item.state != UploadItem.State.RESEND]
+        transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in done])
         _maybe_complete(upload)
+
+
+def _index_one(
+    item: UploadItem,
+    outcome: DeidResult | DeidRejected | None,
+    *,
+    upload: Upload,
+    index: _BatchIndex,
+    new_instances: list[Instance],
+) -> None:
+    """Decide one locked item's outcome; a new instance is stored and added to `new_instances`."""
+    subject, trial = index.timepoint.subject, index.timepoint.subject.trial
+    if outcome is None:
+        if upload.state == Upload.State.OPEN:
+            item.state, item.code, item.reason = UploadItem.State.RESEND, "resend", RESEND_REASON
+        else:
+            _reject(item, "lost", DAMAGED_REASON)  # "lost": the upload page offers it again
+    elif isinstance(outcome, DeidRejected):
+        _reject(item, outcome.code, outcome.reason)
+    elif not outcome.source_patient_hash:
+        _reject(item, "no_patient_id", _("This file has no Patient ID, so it cannot be matched to the subject."))
+    elif subject.source_patient_hash != outcome.source_patient_hash:
+        _reject(item, "other_patient", OTHER_PATIENT % {"subject": subject.code})
+    elif outcome.sop_instance_uid in index.instances:
+        item.state, item.instance = UploadItem.State.DUPLICATE, index.instances[outcome.sop_instance_uid]
+    else:
+        study = index.study_for(outcome)
+        series = index.series_for(outcome, study) if isinstance(study, Study) else study
+        if isinstance(series, str):
+            _reject(item, "wrong_timepoint", series)
+            return
+        key = store.instance_key(
+            trial.code, study.study_instance_uid, series.series_instance_uid, outcome.sop_instance_uid
+        )
+        instance = _new_instance(outcome, series, key)
+        store.store_instance(key, outcome.data)
+        index.instances[outcome.sop_instance_uid] = instance
+        new_instances.append(instance)
+        item.state, item.instance = UploadItem.State.ACCEPTED, instance
 
 
 def _save_outcomes(items: list[UploadItem]) -> None:
@@ -310,6 +500,10 @@ def upload_finish(*, actor, upload: Upload) -> Upload:
             return upload
         upload.state = Upload.State.PROCESSING
         upload.save(update_fields=["state"])
+        # The client says it sent everything: a file it was asked to send again and did not is rejected.
+        upload.items.filter(state=UploadItem.State.RESEND).update(
+            state=UploadItem.State.REJECTED, code="lost", reason=DAMAGED_REASON, processed_at=timezone.now()
+        )
         audit_record(
             actor=actor,
             action="upload.finish",

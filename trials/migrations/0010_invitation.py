@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trials', '0008_series_origin'),
+        ('trials', '0009_upload_item_outbox'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

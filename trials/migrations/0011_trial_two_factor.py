@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trials', '0009_invitation'),
+        ('trials', '0010_invitation'),
     ]
 
     operations = [

@@ -1,0 +1,316 @@
+"""What the durability tests share: the end-state checker, real workers and brokers of the test's own, an S3 server.
+
+`assert_end_state()` is the one definition of "nothing acknowledged was lost": every test that injects a
+fault (a killed process, a stopped broker, a refused database, a damaged copy, a hostile file) ends with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+from django.conf import settings
+from django.core.files.storage import storages
+from django.urls import reverse
+
+from ctims.broker import connections_reset, transport_options
+from ctims.celery import app
+from trials.ingest import store
+from trials.models import Instance, UploadItem
+
+ROOT = Path(__file__).resolve().parents[2]
+FINAL_STATES = {UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED}
+
+
+def storage_keys(storage, prefix: str = "") -> list[str]:
+    """Every key in a storage (file system or S3), temporary files of unfinished writes included."""
+    directories, files = storage.listdir(prefix)
+    keys = [f"{prefix}{name}" for name in files]
+    for directory in directories:
+        keys.extend(storage_keys(storage, f"{prefix}{directory}/"))
+    return keys
+
+
+def end_state_problems(*, uploads=None) -> list[str]:
+    """Everything that breaks the durability promise, in words; an empty list when the end state is consistent.
+
+    - every acknowledged file ended accepted, duplicate, or rejected with a reason;
+    - nothing is left in quarantine (not even the temporary file of a write that died);
+    - Instance rows are as many as their distinct SOP Instance UIDs;
+    - every stored file exists, parses, matches its row's size and SHA-256, and its UIDs (dataset and file
+      meta) agree with the index;
+    - no file in the image store that no row points to.
+    """
+    problems = []
+    items = UploadItem.objects.all() if uploads is None else UploadItem.objects.filter(upload__in=uploads)
+    for item in items:
+        if item.state not in FINAL_STATES:
+            problems.append(f"item {item.pk} ({item.sha256[:12]}) is still {item.state}")
+        elif item.state == UploadItem.State.REJECTED and not item.reason:
+            problems.append(f"item {item.pk} was rejected without a reason")
+    leftovers = storage_keys(store.quarantine_storage())
+    if leftovers:
+        problems.append(f"{len(leftovers)} files left in quarantine: {leftovers[:5]}")
+    rows = Instance.objects.count()
+    distinct = Instance.objects.values("sop_instance_uid").distinct().count()
+    if rows != distinct:
+        problems.append(f"{rows} instance rows for {distinct} distinct SOP Instance UIDs")
+    images = store.image_storage()
+    indexed = set()
+    for instance in Instance.objects.select_related("series__study"):
+        indexed.add(instance.storage_key)
+        try:
+            with images.open(instance.storage_key, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            problems.append(f"instance {instance.pk}: its file is missing")
+            continue
+        if len(data) != instance.size or hashlib.sha256(data).hexdigest() != instance.sha256:
+            problems.append(f"instance {instance.pk}: the file does not match its size and SHA-256")
+            continue
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+        except Exception as exc:
+            problems.append(f"instance {instance.pk}: the stored file does not parse ({type(exc).__name__})")
+            continue
+        uids = (
+            ds.get("SOPInstanceUID"),
+            ds.file_meta.get("MediaStorageSOPInstanceUID"),
+            ds.get("SeriesInstanceUID"),
+            ds.get("StudyInstanceUID"),
+        )
+        expected = (
+            instance.sop_instance_uid,
+            instance.sop_instance_uid,
+            instance.series.series_instance_uid,
+            instance.series.study.study_instance_uid,
+        )
+        if uids != expected:
+            problems.append(f"instance {instance.pk}: the file's UIDs differ from the index")
+    unindexed = sorted(set(storage_keys(images)) - indexed)
+    if unindexed:
+        problems.append(f"{len(unindexed)} files in the image store that no row points to: {unindexed[:5]}")
+    return problems
+
+
+def assert_end_state(*, uploads=None) -> None:
+    problems = end_state_problems(uploads=uploads)
+    assert not problems, "\n".join(problems)
+
+
+def multipart(files: list[bytes]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n" for f in files
+    )
+    body += b"--" + boundary.encode() + b"--\r\n"
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def open_upload(api, user, subject="ALPHA-SEO-001", visit="BL"):
+    return api.as_(user).post(reverse("api-upload-open", args=["ALPHA", subject, visit]))
+
+
+def stow(api, user, upload_id, files, trial="ALPHA"):
+    """POST a STOW-RS request of `files` into an upload, as `user` (the `api` fixture's client)."""
+    body, content_type = multipart(files)
+    return api.as_(user).generic(
+        "POST",
+        reverse("stow-upload", args=[trial, upload_id]),
+        body,
+        content_type=content_type,
+        HTTP_ACCEPT="application/dicom+json",
+    )
+
+
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll a condition until a deadline (never a fixed sleep): the test fails with `what` if it never holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def celery_on(broker_url: str, *, visibility: int = 3) -> Iterator[str]:
+    """Send tasks to a fresh queue on `broker_url` for the duration (not in-process); yields the queue's name."""
+    name = f"ctims-test-{uuid.uuid4().hex[:8]}"
+    keys = ("task_always_eager", "broker_url", "task_default_queue", "broker_transport_options")
+    saved = {k: app.conf[k] for k in keys}
+    app.conf.update(
+        task_always_eager=False,
+        broker_url=broker_url,
+        task_default_queue=name,
+        broker_transport_options=transport_options(visibility),
+    )
+    connections_reset(app)
+    try:
+        yield name
+    finally:
+        app.conf.update(saved)
+        connections_reset(app)
+
+
+def start_worker(
+    broker_url: str, queue: str, var_dir: Path, *, visibility: int = 3, fault: str = "", requeue_after: int = 120
+) -> subprocess.Popen:
+    """A real Celery worker process (solo pool) on the test's database, broker, queue and store folder.
+
+    `fault` ("point:n") makes the worker kill itself with SIGKILL the n-th time it reaches a store fault point.
+    """
+    db = settings.DATABASES["default"]
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "ctims.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_QUEUE": queue,
+        "CELERY_VISIBILITY_TIMEOUT": str(visibility),
+        "INGEST_REQUEUE_AFTER_SECONDS": str(requeue_after),
+        "CTIMS_VAR_DIR": str(var_dir),
+        "CTIMS_TEST_FAULT": fault,
+    }
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/trials/fault_worker.py"), queue],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(var_dir / "worker.log").open("ab"),
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(20)
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port, without persistence: a restart starts empty."""
+
+    def __init__(self, directory: Path):
+        self.port, self.directory, self.process = free_port(), directory, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_for(up, 20, "redis-server to start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(20)
+        self.process = None
+
+
+class MotoServer:
+    """moto's standalone S3 server on a free loopback port, for the S3 image store."""
+
+    def __init__(self):
+        self.port, self.process = free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import requests
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def up() -> bool:
+            try:
+                return requests.get(self.url, timeout=1).status_code < 500
+            except requests.ConnectionError:
+                return False
+
+        wait_for(up, 30, "moto's S3 server to start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+    def storages(self, prefix: str) -> dict:
+        """STORAGES entries for an image store and a quarantine in two fresh buckets of this server."""
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106
+        )
+        entries = {}
+        for name in ("images", "quarantine"):
+            bucket = f"{prefix}-{name}"
+            client.create_bucket(Bucket=bucket)
+            entries[name] = {
+                "BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {
+                    "bucket_name": bucket,
+                    "endpoint_url": self.url,
+                    "region_name": "us-east-1",
+                    "access_key": "test",
+                    "secret_key": "test",
+                    "file_overwrite": False,
+                    "object_parameters": {"ServerSideEncryption": "AES256"},
+                },
+            }
+        return entries
+
+
+def use_storages(settings_fixture, entries: dict) -> None:
+    settings_fixture.STORAGES = settings_fixture.STORAGES | entries
+    storages._storages.clear()

@@ -128,7 +128,11 @@ def test_a_bad_boolean_setting_fails_loudly():
 def _settings_of(env_changes: dict) -> str:
     """DEBUG and ALLOWED_HOSTS as a fresh process reads them from the environment."""
     env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE")}
-    env |= {"SECRET_KEY": secrets.token_urlsafe(50), "DATABASE_URL": "sqlite:///:memory:"} | env_changes
+    env |= {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
+        "DATABASE_URL": "sqlite:///:memory:",
+    } | env_changes
     code = "import ctims.settings as s; print(s.DEBUG, s.ALLOWED_HOSTS)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -35,6 +35,8 @@ node_modules/.package-lock.json: package-lock.json
 frontend: node_modules/.package-lock.json
 	node scripts/build-frontend.mjs
 
+# DEBUG is off unless asked for (README); the embedded default on loopback turns it on.
+run: export DEBUG = True
 run: install frontend
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ingest_sweep --grace 0
@@ -86,8 +88,8 @@ lint: install-dev
 	$(VENV)/bin/ruff format --check .
 
 check: install-dev services
-	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py check
-	DATABASE_URL=$(DATABASE_URL) $(PY) manage.py makemigrations --check --dry-run
+	DEBUG=True DATABASE_URL=$(DATABASE_URL) $(PY) manage.py check
+	DEBUG=True DATABASE_URL=$(DATABASE_URL) $(PY) manage.py makemigrations --check --dry-run
 
 test: install-dev frontend services system-deps lint check
 	DATABASE_URL=$(DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -1,8 +1,9 @@
-"""The operators' admin: read-only views of the audit trail; people managed as usual."""
+"""The operators' admin: read-only views of the audit trail; people managed as usual, every change audited."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from .audit import audit_record
 from .models import AuditEvent, User
 
 
@@ -17,6 +18,17 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "full_name", "password1", "password2"]})]
+
+    def save_model(self, request, obj, form, change):
+        """Save, and record who changed which of the account's fields (names only: no password, no value)."""
+        super().save_model(request, obj, form, change)
+        fields = sorted(name for name in form.changed_data if not name.startswith("password"))
+        audit_record(
+            actor=request.user,
+            action="user.update" if change else "user.create",
+            obj=obj,
+            summary={"email": obj.email, "fields": fields, "by": "operator admin"},
+        )
 
 
 @admin.register(AuditEvent)

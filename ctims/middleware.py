@@ -31,3 +31,79 @@ class IdleSessionTimeoutMiddleware:
                 # Written at most once a minute: a viewer fetching hundreds of frames must not rewrite the session each time.
                 request.session[_LAST_SEEN] = now
         return self.get_response(request)
+
+
+# A read task lasts until it is signed or given to someone else: nothing served through its DICOMweb root may
+# outlive it in a browser's cache, whatever the shared DICOMweb views say about de-identified instances.
+TASK_ROOTS = "/dicomweb/tasks/"
+
+
+class NoStoreMiddleware:
+    """Every answer is `Cache-Control: no-store` unless its view chose its own caching (static files, the trial
+    roots' immutable instances); a read task's root is no-store whatever its view said.
+
+    Pages, API answers, CSV exports and SR downloads all carry trial data for one person: no browser, proxy
+    or shared computer keeps a copy. Placed before WhiteNoise so that static files keep their own headers.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.path.startswith(TASK_ROOTS) or not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+            if response.has_header("Expires"):
+                del response["Expires"]
+        return response
+
+
+class TwoFactorMiddleware:
+    """A person who must sign in with a second factor (ctims.two_factor.required_for) and whose session is not
+    verified yet reaches nothing but the log-in, log-out, password and two-factor pages: pages send them to
+    verify (or enrol), the API and DICOMweb answer 403 with the error shape.
+
+    Placed after django-otp's OTPMiddleware. A request with a trial token is judged by its token (the API and
+    DICOMweb authenticate it), whatever session cookie comes along.
+    """
+
+    OPEN = (
+        "/accounts/",  # log-in, log-out, password reset and the two-factor pages themselves
+        "/static/",
+        "/i18n/",
+        "/jsi18n/",
+        "/health/",
+        "/trials/invitations/",
+    )
+    # Under /accounts/ but not open before the second factor: changing the password needs a verified session.
+    GUARDED = ("/accounts/password/change/",)
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if (
+            user is not None
+            and not request.META.get("HTTP_AUTHORIZATION", "").startswith(("Bearer ", "Token "))
+            and user.is_authenticated
+            and not user.is_verified()
+            and (not request.path.startswith(self.OPEN) or request.path.startswith(self.GUARDED))
+        ):
+            from . import two_factor
+
+            if two_factor.required_for(user):
+                return self._refuse(request)
+        return self.get_response(request)
+
+    def _refuse(self, request):
+        from django.http import JsonResponse
+        from django.shortcuts import redirect
+        from django.utils.http import urlencode
+
+        from .api_errors import error_body
+
+        if request.path.startswith(("/api/", "/dicomweb/")):
+            message = _("Your roles require a second factor: log in again and enter your one-time code.")
+            return JsonResponse(error_body("two_factor_required", message), status=403)
+        return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': request.get_full_path()})}")

@@ -39,7 +39,9 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = envbool("DEBUG", "True")
+# Off unless asked for: the debug pages show settings, the environment and local variables. `make run` and
+# the tests turn it on explicitly.
+DEBUG = envbool("DEBUG", "False")
 VAR_DIR = Path(os.environ.get("CTIMS_VAR_DIR", BASE_DIR / "var"))
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -48,9 +50,11 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is False")
     SECRET_KEY = "insecure-development-key-only-for-the-embedded-default-0123456789abcdef"  # noqa: S105
 
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost" if not DEBUG else "*")
+# Loopback names only unless configured: links in emails never follow the Host header anyway (SITE_URL).
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
+# Where people reach CTIMS: every link in an email (password reset, invitation) starts with it.
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -66,6 +70,9 @@ INSTALLED_APPS = [
     "guardian",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "ctims",
     "trials",
     "reads",
@@ -73,6 +80,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "ctims.middleware.NoStoreMiddleware",
+    # Headers only: before the lean DICOMweb path below, so that its answers carry them too.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # DICOMweb requests with a Bearer token stop here: none of the session-based middleware below applies.
     "trials.dicomweb.lean.DicomwebTokenMiddleware",
@@ -81,10 +92,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "ctims.middleware.IdleSessionTimeoutMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "ctims.middleware.TwoFactorMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -160,6 +171,14 @@ AXES_USERNAME_FORM_FIELD = "username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+
+# Two-factor sign-in (django-otp): TOTP apps and single-use recovery codes. Which people must use it is each
+# trial's setting (Trial.two_factor_roles); operators (staff) always. The issuer names the account in the app.
+OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "CTIMS")
+OTP_VERIFY_URL = "/accounts/two-factor/"
+# The operators' admin never shows an authenticator's secret or its QR code.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+TWO_FACTOR_RECOVERY_CODES = 10
 
 # Security headers. HSTS and secure cookies whenever DEBUG is off.
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -259,7 +278,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ctims.api_errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "ctims.pagination.Pagination",
     "PAGE_SIZE": 100,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -273,6 +292,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Roles appear in several inputs and outputs (a membership's role, a trial's two-factor roles): one enum.
+    "ENUM_NAME_OVERRIDES": {"RoleEnum": "trials.models.Role"},
 }
 
 # Origins of zero-footprint viewers (e.g. OHIF) allowed to call the DICOMweb roots from another origin.

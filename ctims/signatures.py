@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from .audit import audit_record
 from .exceptions import NotPermitted, ValidationFailed
 from .models import Signature, User
+from .two_factor import code_matches
 
 
 class SignatureRefused(NotPermitted):
@@ -83,17 +84,28 @@ def signature_create(
     obj: models.Model,
     content: Any,
     trial_id: int | None = None,
+    second_factor_required: bool = False,
+    second_factor: str = "",
 ) -> Signature:
     """Sign `content` as `user` after checking their password again; the signature and its audit event commit together.
 
-    A wrong password is refused (SignatureRefused) and changes nothing; run the caller's transaction inside
-    `signing` to have the refusal recorded.
+    Where the trial asks for it (`second_factor_required`), a current one-time code of the signer's
+    authenticator (or a recovery code, used up) is checked too. A wrong password or code is refused
+    (SignatureRefused) and changes nothing; run the caller's transaction inside `signing` to have the refusal
+    recorded and counted.
     """
     if not meaning.strip():
         raise ValidationFailed(_("State what the signature means."), fields={"meaning": [_("Required.")]})
     if not password or not user.is_active or not user.check_password(password):
         raise SignatureRefused(
             _("The password is not correct; nothing was signed."), obj=obj, meaning=meaning.strip(), trial_id=trial_id
+        )
+    if second_factor_required and not code_matches(user, second_factor):
+        raise SignatureRefused(
+            _("The one-time code is not correct; nothing was signed."),
+            obj=obj,
+            meaning=meaning.strip(),
+            trial_id=trial_id,
         )
     with transaction.atomic():
         signature = Signature.objects.create(

@@ -1,13 +1,21 @@
-"""Pages that belong to no trial: log-in and health."""
+"""Pages that belong to no trial: log-in, two-factor sign-in, password reset and health."""
 
 from __future__ import annotations
 
-from django.contrib.auth import views as auth_views
-from django.db import connection
-from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from urllib.parse import urlsplit
 
-from .forms import LoginForm
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import two_factor
+from .exceptions import ValidationFailed
+from .forms import LoginForm, OneTimeCodeForm
 
 
 class LoginView(auth_views.LoginView):
@@ -15,8 +23,95 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset, with the emailed link built from SITE_URL: a forged Host header cannot redirect it."""
+
+    def form_valid(self, form):
+        site = urlsplit(settings.SITE_URL)
+        form.save(
+            domain_override=site.netloc,
+            use_https=site.scheme == "https",
+            token_generator=self.token_generator,
+            from_email=self.from_email,
+            email_template_name=self.email_template_name,
+            subject_template_name=self.subject_template_name,
+            request=self.request,
+            html_email_template_name=self.html_email_template_name,
+            extra_email_context=self.extra_email_context,
+        )
+        return HttpResponseRedirect(self.get_success_url())
+
+
 @require_GET
 def health(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def _next(request) -> str:
+    """Where to go after the second factor: the page asked for, if it is one of ours, else home."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return settings.LOGIN_REDIRECT_URL
+
+
+def _code_error(form, exc: ValidationFailed) -> None:
+    form.add_error("code", exc.fields.get("code", [exc.message])[0])
+    form.add_error(None, exc.message)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor_verify(request):
+    """After the password: a code from the app or a recovery code; enrolment first for someone without an app."""
+    if two_factor.authenticator(request.user) is None:
+        return redirect(f"{settings.OTP_VERIFY_URL}enrol/?{urlencode({'next': _next(request)})}")
+    form = OneTimeCodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            two_factor.verify(request=request, code=form.cleaned_data["code"])
+        except ValidationFailed as exc:
+            _code_error(form, exc)
+        else:
+            return redirect(_next(request))
+    return render(request, "registration/two_factor_verify.html", {"form": form, "next": _next(request)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor_enrol(request):
+    """Set up an authenticator app: its QR code and secret, then a code from it; the recovery codes follow once.
+
+    Someone who has an app already enrols a new one only from a verified session: a password alone never
+    replaces the second factor.
+    """
+    if two_factor.authenticator(request.user) is not None and not request.user.is_verified():
+        return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': _next(request)})}")
+    device = two_factor.enrolment_device(request.user)
+    form = OneTimeCodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            codes = two_factor.enrol_confirm(request=request, code=form.cleaned_data["code"])
+        except ValidationFailed as exc:
+            _code_error(form, exc)
+        else:
+            return render(request, "registration/two_factor_codes.html", {"codes": codes, "next": _next(request)})
+    context = {
+        "form": form,
+        "next": _next(request),
+        "qr": two_factor.qr_svg_data_uri(device),
+        "secret": two_factor.secret_text(device),
+    }
+    return render(request, "registration/two_factor_enrol.html", context)
+
+
+@login_required
+@require_POST
+def two_factor_recovery_codes(request):
+    """New recovery codes (the old ones stop working), from a verified session; shown once."""
+    if not request.user.is_verified():
+        return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': settings.LOGIN_REDIRECT_URL})}")
+    codes = two_factor.recovery_codes_new(request.user)
+    return render(request, "registration/two_factor_codes.html", {"codes": codes, "next": _next(request)})

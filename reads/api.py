@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ctims.pagination import Pagination
 from trials.access import Actor
 
 from . import selectors, transfers
@@ -36,7 +36,7 @@ class ReadResultListApi(APIView):
     def get(self, request, code):
         """The trial's locked read results (never a result that is not locked)."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(selectors.result_rows(trial), request, view=self)
         return paginator.get_paginated_response(ReadResultOut(page, many=True).data)
 
@@ -85,7 +85,7 @@ class TransferListApi(APIView):
     def get(self, request, code):
         """The trial's data transfers, newest first."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(transfers.transfers_list(trial), request, view=self)
         return paginator.get_paginated_response(TransferOut(page, many=True).data)
 

@@ -8,11 +8,32 @@ def _enqueue_read_tasks(sender, timepoint_id: int, **kwargs) -> None:
     create_read_tasks.delay(timepoint_id)
 
 
+def _released_reads(trial_id: int):
+    """The SR series of a trial's locked results: what its trial admins see of the reads at the trial root."""
+    from django.db.models import Q
+
+    from trials.models import Series, Timepoint
+
+    from .models import TimepointResult
+
+    # The standing results only (TimepointResult.objects): the accepted read's SR, and the result SR an
+    # adjudication wrote.
+    results = TimepointResult.objects.filter(
+        timepoint__subject__trial_id=trial_id, timepoint__state=Timepoint.State.LOCKED
+    )
+    return Series.objects.filter(
+        Q(pk__in=results.values("read__sr_instance__series_id")) | Q(pk__in=results.values("sr_instance__series_id"))
+    )
+
+
 class ReadsConfig(AppConfig):
     name = "reads"
     verbose_name = _("Reads")
 
     def ready(self) -> None:
+        from trials.dicomweb.scopes import RELEASED_READS
         from trials.signals import timepoint_ready
 
+        if _released_reads not in RELEASED_READS:
+            RELEASED_READS.append(_released_reads)
         timepoint_ready.connect(_enqueue_read_tasks, dispatch_uid="reads.create_read_tasks")

@@ -11,10 +11,9 @@ from io import BytesIO
 import pydicom
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from ctims.bench import median_ms, scratch, undone
+from ctims.bench import median_ms, scratch, signed_in_client, undone
 from trials import services
 from trials.ingest.services import BATCH_SIZE, upload_batch_process, upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -143,8 +142,7 @@ def bench_reads(out, *, slices: int, runs: int, small: bool, tasks: int = 500) -
 
 def _run(out, *, slices: int, runs: int, small: bool, tasks: int) -> None:
     admin, trial, site, _subject, (reader, _other) = _world(slices, small)
-    client = Client()
-    client.force_login(reader)
+    client = signed_in_client(reader)
     bl = ReadTask.objects.get(assignment__reader=reader, timepoint__visit__code="BL")
     w6 = ReadTask.objects.get(assignment__reader=reader, timepoint__visit__code="W6")
     out.write(

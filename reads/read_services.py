@@ -25,7 +25,7 @@ from . import results
 from .assessment import assess_baseline, assess_follow_up
 from .content import Content, ContentError, drawn_length_mm, mm_text, parse_content
 from .models import Lesion, Measurement, Read, ReadTask
-from .services import held, may_open
+from .services import held_by, may_open
 from .sr import SRError
 from .sr_store import read_sr_store
 
@@ -86,13 +86,13 @@ def assess(task: ReadTask, content: Content) -> dict:
 
 
 def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
-    tasks = held(ReadTask.objects).select_related(
-        "assignment__reader", "timepoint__visit", "timepoint__subject", "design"
+    tasks = held_by(actor).select_related(
+        "assignment__reader", "timepoint__visit", "timepoint__subject", "design__trial"
     )
     if lock:
         tasks = tasks.select_for_update(of=("self",))
     task = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).first()
-    if task is None or task.assignment.reader_id != getattr(actor, "pk", None):
+    if task is None:
         raise NotFound(_("No such task."))
     return task
 
@@ -262,7 +262,14 @@ def _open_next(task: ReadTask) -> None:
 
 
 def read_sign(
-    *, actor, task_id: int, password: str, meaning_confirmed: bool, confirmed_response: str, request=None
+    *,
+    actor,
+    task_id: int,
+    password: str,
+    meaning_confirmed: bool,
+    confirmed_response: str,
+    request=None,
+    second_factor: str = "",
 ) -> Read:
     """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password.
 
@@ -298,6 +305,8 @@ def read_sign(
             obj=read,
             content=signed_content(read),
             trial_id=task.design.trial_id,
+            second_factor_required=task.design.trial.two_factor_at_signing,
+            second_factor=second_factor,
         )
         _record_lesions(read, content)
         try:
@@ -375,18 +384,13 @@ def read_correct(*, actor, task_id: int) -> Read:
 
 
 def require_task(actor, task_id: int) -> ReadTask:
-    """A task the actor holds (reader or adjudicator, still in that role), else 404: nobody learns that another's
-    task exists."""
-    from guardian.core import ObjectPermissionChecker
-
+    """A task the actor holds (`held_by`), else 404: nobody learns that another's task, or a waiting one, exists."""
     task = (
-        held(ReadTask.objects)
+        held_by(actor)
         .select_related("assignment", "timepoint__visit", "timepoint__subject", "design__trial")
         .filter(pk=task_id)
         .first()
     )
-    if task is None or not getattr(actor, "is_authenticated", False):
-        raise NotFound(_("No such task."))
-    if not ObjectPermissionChecker(actor).has_perm("read_task", task):
+    if task is None:
         raise NotFound(_("No such task."))
     return task

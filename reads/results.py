@@ -28,7 +28,7 @@ from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
 from .series import AssessmentSeries, subject_series
-from .services import ADJUDICATOR_SLOT, current_readers, held, in_role, least_loaded
+from .services import ADJUDICATOR_SLOT, current_readers, held_by, in_role, least_loaded
 from .sr import SRError
 from .sr_store import result_sr_store
 
@@ -281,7 +281,15 @@ def adjudication_reads(adjudication: Adjudication) -> dict[int, dict[int, Read]]
 
 
 def adjudicate(
-    *, actor, task_id: int, choice: str, reason: str, password: str, meaning_confirmed: bool, request=None
+    *,
+    actor,
+    task_id: int,
+    choice: str,
+    reason: str,
+    password: str,
+    meaning_confirmed: bool,
+    request=None,
+    second_factor: str = "",
 ) -> Adjudication:
     """The adjudicator accepts reader 1's or reader 2's series, says why and signs: the visits in question lock
     with that reader's reads, and every visit of the subject already locked with the other reader's read follows.
@@ -290,13 +298,13 @@ def adjudicate(
     """
     with signing(user=actor, request=request), stored_files_undone_on_error(), transaction.atomic():
         task = (
-            held(ReadTask.objects)
+            held_by(actor)
             .select_for_update(of=("self",))
-            .select_related("assignment", "timepoint__visit", "design")
+            .select_related("assignment", "timepoint__visit", "design__trial")
             .filter(pk=task_id, kind=ReadTask.Kind.ADJUDICATION)
             .first()
         )
-        if task is None or task.assignment.reader_id != getattr(actor, "pk", None):
+        if task is None:
             raise NotFound(_("No such task."))
         adjudication = Adjudication.objects.select_for_update().get(task=task)
         if adjudication.signature_id is not None:
@@ -340,6 +348,8 @@ def adjudicate(
                 "locked_visits_changed": {r.timepoint.visit.code: chosen[r.timepoint_id].pk for r in changed},
             },
             trial_id=task.design.trial_id,
+            second_factor_required=task.design.trial.two_factor_at_signing,
+            second_factor=second_factor,
         )
         adjudication.chosen_slot = slot
         adjudication.reason = reason.strip()

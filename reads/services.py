@@ -109,6 +109,18 @@ def held(tasks: QuerySet[ReadTask]) -> QuerySet[ReadTask]:
     return tasks.exclude(state=ReadTask.State.WITHDRAWN).filter(in_role("assignment__", "design__trial"))
 
 
+def held_by(user) -> QuerySet[ReadTask]:
+    """The tasks `user` holds and may open now: theirs, in the role they were given them under, and not waiting.
+
+    The one holder check of every read-side path (pages, drafts, signing, the task's DICOMweb root). A task
+    that waits for an earlier visit does not exist yet for anyone, its holder included; and holding a task
+    is being its reader, never a superuser or an object permission that says yes to everyone.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return ReadTask.objects.none()
+    return held(ReadTask.objects.filter(assignment__reader=user)).exclude(state=ReadTask.State.WAITING)
+
+
 def departed(assignments: QuerySet[ReaderAssignment]) -> QuerySet[ReaderAssignment]:
     """The assignments whose holder no longer holds the slot's role in the trial, or whose account is off."""
     return assignments.exclude(in_role())

@@ -51,6 +51,7 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
         context["meaning_text"] = _(read_services.READER_MEANING)
         template = "reads/read.html"
     context["sign_error"] = sign_error
+    context["asks_code"] = task.design.trial.two_factor_at_signing
     return render(request, template, context, status=status)
 
 
@@ -113,6 +114,7 @@ def sign(request, pk: int):
             meaning_confirmed=request.POST.get("meaning") == "author",
             confirmed_response=request.POST.get("confirmed_response", ""),
             request=request,
+            second_factor=request.POST.get("otp_code", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         task.refresh_from_db()
@@ -152,6 +154,7 @@ def adjudicate(request, pk: int):
             password=request.POST.get("password", ""),
             meaning_confirmed=request.POST.get("meaning") == "adjudicator",
             request=request,
+            second_factor=request.POST.get("otp_code", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         return _task_page(request, task, sign_error=exc.message, status=400)

@@ -14,6 +14,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.files.storage import storages
+from django.test.client import ClientMixin
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from trials import services
@@ -94,6 +98,54 @@ def build_world() -> World:
         subjects[subject.code] = subject
     subjects["OMEGA"] = services.subject_enroll(actor=otto, site=omega_site)
     return World(trial=trial, other=other, seo=seo, bus=bus, people=people, subjects=subjects)
+
+
+# --- Two-factor sign-in in tests ------------------------------------------------------------------------------
+# Trial admins, QC reviewers, readers, adjudicators and operators sign in with a one-time code (issue 12). A
+# test's `client.force_login(user)` / `client.login(...)` / `api.as_(user)` stands for a completed log-in, both
+# factors: the session is verified with the person's test authenticator. Tests of the two-factor flow itself
+# log in through the pages, or use `unverified_login`.
+
+_plain_login = ClientMixin._login
+
+
+def authenticator_of(user) -> TOTPDevice:
+    """The person's confirmed authenticator app in tests (made on first use)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    return device or TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+
+
+def current_code(device: TOTPDevice) -> str:
+    """The code the person's app shows, for a time step the device has not used yet (no waiting for the clock).
+
+    Within django-otp's tolerance of one step, so it is accepted as a code from a slightly fast phone.
+    """
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    step = max(totp.t(), device.last_t + 1)  # t() counts the device's drift
+    totp.time = (step - device.drift) * device.step + device.t0
+    return f"{totp.token():0{device.digits}d}"
+
+
+def verified_login(client, user) -> None:
+    """Log in with both factors, outside a test's own fixtures too (a module's world)."""
+    _verified_login(client, user, "django.contrib.auth.backends.ModelBackend")
+
+
+def _verified_login(self, user, backend=None):
+    _plain_login(self, user, backend)
+    session = self.session
+    session[DEVICE_ID_SESSION_KEY] = authenticator_of(user).persistent_id
+    session.save()
+
+
+def unverified_login(client, user) -> None:
+    """Log in with the password only, as if the one-time code had not been entered yet."""
+    _plain_login(client, user, "django.contrib.auth.backends.ModelBackend")
+
+
+@pytest.fixture(autouse=True)
+def _logins_are_verified(monkeypatch):
+    monkeypatch.setattr(ClientMixin, "_login", _verified_login)
 
 
 @pytest.fixture

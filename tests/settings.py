@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ctims")
+# DEBUG is off by default; the tests run with the development settings (no HTTPS redirect, no secure
+# cookies, the development key). pytest-django still renders pages with DEBUG off.
+os.environ.setdefault("DEBUG", "True")
 
 from ctims.settings import *  # noqa: E402,F403
 

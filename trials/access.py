@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
-from guardian.core import ObjectPermissionChecker
 from guardian.models import UserObjectPermission
-from guardian.shortcuts import get_objects_for_user
+from guardian.shortcuts import get_objects_for_user, get_user_perms
 
 from .models import ApiToken, Site, Trial
 from .roles import SITE_PERMS, TRIAL_PERMS
@@ -21,11 +20,15 @@ from .roles import SITE_PERMS, TRIAL_PERMS
 
 @dataclass
 class Actor:
-    """A user, optionally narrowed by the API token they authenticated with."""
+    """A user, optionally narrowed by the API token they authenticated with.
+
+    Rights come only from the person's memberships (the object permissions their services grant): a
+    superuser with no role in a trial is an outsider there, like anyone else.
+    """
 
     user: object
     token: ApiToken | None = None
-    _checker: ObjectPermissionChecker | None = field(default=None, repr=False, compare=False)
+    _trial_perms: dict[int, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_request(cls, request) -> Actor:
@@ -36,11 +39,11 @@ class Actor:
     def is_authenticated(self) -> bool:
         return bool(getattr(self.user, "is_authenticated", False))
 
-    @property
-    def checker(self) -> ObjectPermissionChecker:
-        if self._checker is None:
-            self._checker = ObjectPermissionChecker(self.user)
-        return self._checker
+    def perms_on(self, trial: Trial) -> frozenset[str]:
+        """The codenames granted to the user on the trial itself; never guardian's superuser shortcut."""
+        if trial.pk not in self._trial_perms:
+            self._trial_perms[trial.pk] = frozenset(get_user_perms(self.user, trial))
+        return self._trial_perms[trial.pk]
 
     def _token_allows_trial(self, trial_id: int, perm: str) -> bool:
         if self.token is None:
@@ -52,7 +55,7 @@ class Actor:
         """True if the actor holds `perm` (a codename such as 'manage_trial') on the trial."""
         if not self.is_authenticated or not self.user.is_active:
             return False
-        return self._token_allows_trial(trial.pk, perm) and self.checker.has_perm(perm, trial)
+        return self._token_allows_trial(trial.pk, perm) and perm in self.perms_on(trial)
 
     def trials(self, perm: str = "view_trial") -> QuerySet[Trial]:
         if not self.is_authenticated:

@@ -1,11 +1,17 @@
-"""Operators' admin for trials. The pseudonym key is not a field here: it is never shown."""
+"""Operators' admin for trials. The pseudonym key is not a field here: it is never shown.
+
+What the services govern changes only through them: a trial's fields through trial_update (its rules and its
+audit event), everything else is read-only here.
+"""
 
 from django.contrib import admin
 
+from . import services
 from .models import (
     ApiToken,
     ImagingProtocol,
     Instance,
+    Invitation,
     Membership,
     QCFinding,
     Query,
@@ -40,6 +46,21 @@ class TrialAdmin(admin.ModelAdmin):
         "deid_kept_text_attributes",
     ]
     readonly_fields = ["code"]
+
+    def get_readonly_fields(self, request, obj=None):
+        """The service's rules, shown as read-only fields: options fixed once images are stored, the code
+        pattern once subjects are enrolled."""
+        fixed = ["code"]
+        if obj is not None and obj.subjects.exists():
+            fixed.append("subject_code_pattern")
+        if obj is not None and obj.studies.exists():
+            fixed += list(services.DEID_OPTIONS)
+        return fixed
+
+    def save_model(self, request, obj, form, change):
+        """Through trial_update: the same checks as the pages and the API, and the audit event."""
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in services.TRIAL_EDITABLE}
+        services.trial_update(actor=request.user, trial=Trial.objects.get(pk=obj.pk), **changes)
 
     def has_add_permission(self, request):
         return False  # trials are created through trial_create, which issues the key and the admin role
@@ -88,6 +109,12 @@ class TimepointAdmin(ReadOnlyAdmin):
 @admin.register(Membership)
 class MembershipAdmin(ReadOnlyAdmin):
     list_display = ["trial", "user", "role"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdmin):
+    list_display = ["email", "trial", "role", "created_at", "expires_at", "accepted_at"]
+    exclude = ["secret_hash"]
 
 
 @admin.register(ApiToken)

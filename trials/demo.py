@@ -8,6 +8,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import transaction
 
+from ctims.two_factor import authenticator, authenticator_ensure, secret_text
+
 from . import services
 from .models import Role, Trial
 
@@ -95,11 +97,24 @@ def load_demo() -> tuple[Trial, list[DemoUser]]:
         for _ in range(SUBJECTS_PER_SITE - site.subjects.count()):
             services.subject_enroll(actor=admin, site=site)
     for demo in DEMO_USERS:
+        user = _user(demo)
         services.membership_grant(
             actor=admin,
             trial=trial,
-            user=_user(demo),
+            user=user,
             role=demo.role,
             sites=list(trial.sites.filter(code__in=demo.sites)),
         )
+        if demo.role in trial.two_factor_roles:
+            authenticator_ensure(user)  # enrolled already: the demo is walked with the printed secrets
     return trial, DEMO_USERS
+
+
+def demo_authenticators() -> dict[str, str]:
+    """Each enrolled demo user's authenticator secret (base32), by email."""
+    found = {}
+    for demo in DEMO_USERS:
+        device = authenticator(User.objects.get(email=demo.email))
+        if device is not None:
+            found[demo.email] = secret_text(device)
+    return found

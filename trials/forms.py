@@ -77,6 +77,18 @@ class TrialEditForm(forms.Form):
     deid_retain_patient_characteristics = forms.BooleanField(
         label=_("Retain patient characteristics"), required=False, help_text=_("Sex, age, size and weight.")
     )
+    two_factor_roles = forms.MultipleChoiceField(
+        label=_("Roles that log in with a one-time code"),
+        choices=Role.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("People in these roles enrol an authenticator app and enter its code at every log-in."),
+    )
+    two_factor_at_signing = forms.BooleanField(
+        label=_("Ask for a one-time code at signing"),
+        required=False,
+        help_text=_("Reads and adjudications are then signed with the password and the app's code."),
+    )
 
     deid_burned_in_text = forms.ChoiceField(
         label=_("Text found in the pixels"),

@@ -67,6 +67,17 @@ def validate_kept_text_attributes(value) -> None:
         )
 
 
+def default_two_factor_roles() -> list[str]:
+    """The roles that sign in with a second factor unless the trial says otherwise: all who see images or reads."""
+    return ["trial_admin", "qc_reviewer", "reader", "adjudicator"]
+
+
+def validate_roles(value) -> None:
+    known = {"trial_admin", "coordinator", "qc_reviewer", "reader", "adjudicator", "sponsor"}
+    if not isinstance(value, list) or not all(isinstance(v, str) and v in known for v in value):
+        raise ValidationError(_("Give a list of roles."))
+
+
 class Trial(models.Model):
     """A study protocol whose imaging CTIMS manages."""
 
@@ -150,6 +161,18 @@ class Trial(models.Model):
             "In the browser, the site's computer de-identifies each image before it is sent and the server "
             "checks it again; 'browser only' refuses identified images altogether."
         ),
+    )
+    two_factor_roles = models.JSONField(
+        _("roles that sign in with a second factor"),
+        default=default_two_factor_roles,
+        blank=True,
+        validators=[validate_roles],
+        help_text=_("People holding one of these roles in the trial log in with a one-time code as well."),
+    )
+    two_factor_at_signing = models.BooleanField(
+        _("ask for a one-time code at signing"),
+        default=False,
+        help_text=_("Reads and adjudications are signed with the password and a one-time code."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -671,3 +694,31 @@ class QueryMessage(models.Model):
 
     def __str__(self) -> str:
         return f"message {self.pk} on {self.query}"
+
+
+class Invitation(models.Model):
+    """A role in a trial offered to an email address; it becomes a membership only when that person accepts.
+
+    The secret of its link is stored as its SHA-256, like a token key. Whether an account exists for the
+    address is never told to the one who invites: the person finds out when they open the link.
+    """
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="invitations")
+    email = models.EmailField(_("email"))
+    full_name = models.CharField(_("full name"), max_length=200, blank=True)
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    sites = models.ManyToManyField(Site, blank=True, related_name="+")
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} · {self.get_role_display()} · {self.trial.code}"

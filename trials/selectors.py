@@ -17,6 +17,7 @@ from ctims.models import AuditEvent
 from .access import Actor, trial_access
 from .models import (
     ApiToken,
+    Invitation,
     Membership,
     QCFinding,
     Query,
@@ -57,6 +58,26 @@ def subject_list(*, actor: Actor, trial: Trial) -> QuerySet[Subject]:
 def sees_subjects(*, actor: Actor, trial: Trial) -> bool:
     """Whether the actor's role includes a subject list: trial admins, QC reviewers and site coordinators."""
     return actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()
+
+
+def sees_schedule(*, actor: Actor, trial: Trial) -> bool:
+    """Whether the actor's role includes the trial's schedule and its counts (sites, subjects, visit states).
+
+    Trial admins, QC reviewers, site coordinators and sponsors do; readers and adjudicators see only what
+    their worklist shows, and the schedule's labels, site and subject counts and per-visit states (which tell
+    whether the other reader agreed) are not part of that.
+    """
+    return (
+        actor.has_trial_perm(trial, "manage_trial")
+        or actor.has_trial_perm(trial, "view_results")
+        or sees_subjects(actor=actor, trial=trial)
+    )
+
+
+def require_schedule_access(*, actor: Actor, trial: Trial) -> None:
+    """Refuse (403) a member whose role does not include the schedule: readers and adjudicators."""
+    if not sees_schedule(actor=actor, trial=trial):
+        raise NotPermitted(_("Your role in this trial does not include its visit schedule."))
 
 
 def require_subject_access(*, actor: Actor, trial: Trial) -> None:
@@ -106,6 +127,15 @@ def visit_get(*, trial: Trial, code: str) -> Visit:
 
 def membership_list(*, trial: Trial) -> QuerySet[Membership]:
     return trial.memberships.select_related("user").prefetch_related("sites")
+
+
+def invitations_open(*, trial: Trial) -> QuerySet[Invitation]:
+    """The trial's invitations not yet accepted and not expired: roles offered, not held."""
+    return (
+        trial.invitations.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
+        .prefetch_related("sites")
+        .order_by("email")
+    )
 
 
 def membership_get(*, trial: Trial, pk: int) -> Membership:

@@ -8,28 +8,31 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import PasswordResetForm
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
 from ctims.audit import audit_record
-from ctims.exceptions import InvalidState, ValidationFailed
+from ctims.exceptions import InvalidState, NotPermitted, ValidationFailed
+from ctims.links import site_link
 
 from .models import (
     ApiToken,
     ImagingProtocol,
+    Invitation,
     Membership,
     Role,
     Site,
@@ -94,8 +97,17 @@ DEID_OPTIONS = (
     "deid_burned_in_text",
     "deid_kept_text_attributes",
 )
-# Where images are de-identified may change at any time: both paths give the same pseudonyms.
-TRIAL_EDITABLE = ("title", "sponsor", "protocol_number", "status", "subject_code_pattern", *DEID_OPTIONS, "deid_paths")
+TWO_FACTOR_OPTIONS = ("two_factor_roles", "two_factor_at_signing")
+TRIAL_EDITABLE = (
+    "title",
+    "sponsor",
+    "protocol_number",
+    "status",
+    "subject_code_pattern",
+    *DEID_OPTIONS,
+    *TWO_FACTOR_OPTIONS,
+    "deid_paths",  # where images are de-identified may change at any time: both paths give the same pseudonyms
+)
 
 
 def trial_update(*, actor, trial: Trial, **changes) -> Trial:
@@ -343,9 +355,8 @@ def _sync_permissions(user, trial: Trial) -> None:
         remove_perm(f"trials.{perm}", user, objects[kind][pk])
 
 
-def membership_grant(*, actor, trial: Trial, user, role: str, sites: Iterable[Site] = ()) -> Membership:
-    """Give a person a role in a trial (a coordinator for one or more of its sites); re-granting updates the sites."""
-    sites = list(sites)
+def _check_grant(*, trial: Trial, role: str, sites: list[Site]) -> None:
+    """The rules of a role in a trial: a known role, the trial's own sites, sites for coordinators only."""
     if role not in Role.values:
         raise ValidationFailed(_("Unknown role."), fields={"role": [_("Unknown role.")]})
     if any(site.trial_id != trial.pk for site in sites):
@@ -361,6 +372,16 @@ def membership_grant(*, actor, trial: Trial, user, role: str, sites: Iterable[Si
         raise ValidationFailed(
             _("Only site coordinators work for particular sites."), fields={"sites": [_("Leave empty for this role.")]}
         )
+
+
+def membership_grant(*, actor, trial: Trial, user, role: str, sites: Iterable[Site] = ()) -> Membership:
+    """Give a person a role in a trial (a coordinator for one or more of its sites); re-granting updates the sites.
+
+    People are given roles through invitations they accept (invitation_create); this is what acceptance, the
+    demo and the tests' cast call.
+    """
+    sites = list(sites)
+    _check_grant(trial=trial, role=role, sites=sites)
     if not user.is_active:
         raise ValidationFailed(_("This account is deactivated."))
     with transaction.atomic():
@@ -399,50 +420,116 @@ def membership_revoke(*, actor, membership: Membership) -> None:
         _sync_permissions(user, trial)
 
 
-def user_invite(*, actor, email: str, full_name: str, request=None):
-    """Find a person by email, or create their account and email them a link to choose a password."""
+INVITATION_DAYS = 14
+
+
+def invitation_create(
+    *, actor, trial: Trial, email: str, full_name: str, role: str, sites: Iterable[Site] = ()
+) -> tuple[Invitation, str]:
+    """Offer a role in the trial to an email address: an invitation is stored and emailed, nothing else changes.
+
+    The same whether or not an account exists for the address (the answer tells the inviter nothing about
+    other trials' people); the person accepts from the link (invitation_accept). Returns the invitation and
+    the secret of its link, which is stored only hashed.
+    """
+    sites = list(sites)
+    _check_grant(trial=trial, role=role, sites=sites)
     email = User.objects.normalize_email(email.strip()).lower()
-    user = User.objects.filter(email=email).first()
-    if user is not None:
-        return user
-    user = User(email=email, full_name=full_name.strip())
-    user.set_unusable_password()
+    secret = secrets.token_urlsafe(32)
+    invitation = Invitation(
+        trial=trial,
+        email=email,
+        full_name=full_name.strip(),
+        role=role,
+        invited_by=actor,
+        secret_hash=hash_token_key(secret),
+        expires_at=timezone.now() + timedelta(days=INVITATION_DAYS),
+    )
+    _clean(invitation, exclude=["secret_hash"])
+    with transaction.atomic():
+        invitation.save()
+        invitation.sites.set(sites)
+        audit_record(
+            actor=actor,
+            action="invitation.create",
+            obj=invitation,
+            trial_id=trial.pk,
+            summary={"email": email, "role": role, "sites": sorted(s.code for s in sites)},
+        )
+        context = {
+            "email": email,
+            "inviter": actor.full_name or actor.email,
+            "trial": trial.code,
+            "role": invitation.get_role_display(),
+            "link": site_link(reverse("invitation", args=[secret])),
+            "days": INVITATION_DAYS,
+        }
+        # Sent only once the transaction commits: an invitation that fails sends nothing.
+        transaction.on_commit(
+            lambda: send_mail(
+                render_to_string("registration/invite_subject.txt", context).strip(),
+                render_to_string("registration/invite_email.txt", context),
+                settings.DEFAULT_FROM_EMAIL,
+                [email],
+            )
+        )
+    return invitation, secret
+
+
+def invitation_find(secret: str) -> Invitation | None:
+    """The open invitation whose link carries `secret`: not accepted and not expired; else None."""
+    if not secret.isascii():
+        return None
+    return (
+        Invitation.objects.select_related("trial", "invited_by")
+        .filter(secret_hash=hash_token_key(secret), accepted_at__isnull=True, expires_at__gt=timezone.now())
+        .first()
+    )
+
+
+def invitation_accept(*, invitation: Invitation, user) -> Membership:
+    """The invited person (logged in with the invited address) takes the role; the invitation is used up."""
+    if user.email.lower() != invitation.email:
+        raise NotPermitted(_("This invitation is for another email address. Log out and open the link again."))
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.accepted_at is not None or invitation.expires_at <= timezone.now():
+            raise InvalidState(_("This invitation was already used or has expired."))
+        membership = membership_grant(
+            actor=invitation.invited_by,
+            trial=invitation.trial,
+            user=user,
+            role=invitation.role,
+            sites=list(invitation.sites.all()),
+        )
+        invitation.accepted_at, invitation.accepted_by = timezone.now(), user
+        invitation.save(update_fields=["accepted_at", "accepted_by"])
+        audit_record(
+            actor=user,
+            action="invitation.accept",
+            obj=invitation,
+            trial_id=invitation.trial_id,
+            summary={"email": invitation.email, "role": invitation.role},
+        )
+    return membership
+
+
+def invitation_account_create(*, invitation: Invitation, full_name: str, password: str):
+    """An invited person without an account makes one with the invited address, and accepts in the same step."""
+    if User.objects.filter(email=invitation.email).exists():
+        raise InvalidState(_("An account with this address exists: log in to accept the invitation."))
+    user = User(email=invitation.email, full_name=full_name.strip())
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), fields={"new_password1": exc.messages}) from None
+    user.set_password(password)
     _clean(user, exclude=["password"])
     with transaction.atomic():
         user.save()
-        audit_record(actor=actor, action="user.invite", obj=user, summary={"email": email})
-    # An invited account has no usable password yet, which Django's reset form skips; send the link directly.
-    protocol = "https" if request is not None and request.is_secure() else "http"
-    domain = request.get_host() if request is not None else settings.SITE_URL.split("://", 1)[-1]
-    context = {
-        "email": email,
-        "domain": domain,
-        "protocol": protocol,
-        "user": user,
-        "uid": urlsafe_base64_encode(force_bytes(user.pk)),
-        "token": default_token_generator.make_token(user),
-        "inviter": actor.full_name if actor is not None else "CTIMS",
-    }
-    # Sent only once the caller's transaction commits: a grant that fails after the invitation sends nothing.
-    transaction.on_commit(
-        lambda: PasswordResetForm().send_mail(
-            "registration/invite_subject.txt",
-            "registration/invite_email.txt",
-            context,
-            settings.DEFAULT_FROM_EMAIL,
-            email,
-        )
-    )
+        audit_record(actor=user, action="user.create", obj=user, summary={"email": user.email, "by": "invitation"})
+        invitation_accept(invitation=invitation, user=user)
     return user
-
-
-def person_grant(
-    *, actor, trial: Trial, email: str, full_name: str, role: str, sites: Iterable[Site] = (), request=None
-):
-    """Grant a role to a person by email, inviting them first if they have no account; all or nothing."""
-    with transaction.atomic():
-        user = user_invite(actor=actor, email=email, full_name=full_name, request=request)
-        return membership_grant(actor=actor, trial=trial, user=user, role=role, sites=sites)
 
 
 TOKEN_PREFIX_LEN = 8

@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("new/", views.trial_create, name="trial-create"),
+    path("invitations/<str:secret>/", views.invitation, name="invitation"),
     path("<str:code>/", views.trial_detail, name="trial-detail"),
     path("<str:code>/edit/", views.trial_edit, name="trial-edit"),
     path("<str:code>/sites/", views.trial_sites, name="trial-sites"),

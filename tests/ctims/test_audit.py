@@ -45,7 +45,9 @@ SERVICE_CALLS = {
     "membership.revoke": lambda w: services.membership_revoke(
         actor=w.alice, membership=Membership.objects.get(user=w.rhea, trial=w.trial)
     ),
-    "user.invite": lambda w: services.user_invite(actor=w.alice, email="new@example.org", full_name="New"),
+    "invitation.create": lambda w: services.invitation_create(
+        actor=w.alice, trial=w.trial, email="new@example.org", full_name="New", role=Role.READER
+    ),
     "token.create": lambda w: services.api_token_create(
         actor=w.cora, membership=Membership.objects.get(user=w.cora, trial=w.trial), name="PACS bridge"
     ),

@@ -120,3 +120,106 @@ def test_a_bad_boolean_setting_fails_loudly():
     env.pop("DJANGO_SETTINGS_MODULE", None)
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "DEBUG must be True or False" in result.stderr
+
+
+# --- Safe defaults (issue 12) --------------------------------------------------------------------------------
+
+
+def _settings_of(env_changes: dict) -> str:
+    """DEBUG and ALLOWED_HOSTS as a fresh process reads them from the environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE")}
+    env |= {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
+        "DATABASE_URL": "sqlite:///:memory:",
+    } | env_changes
+    code = "import ctims.settings as s; print(s.DEBUG, s.ALLOWED_HOSTS)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_debug_is_off_unless_asked_for_and_only_loopback_names_are_served_by_default():
+    assert _settings_of({}) == "False ['127.0.0.1', 'localhost', '[::1]']"
+    assert _settings_of({"DEBUG": "True"}) == "True ['127.0.0.1', 'localhost', '[::1]']"
+
+
+def test_make_run_turns_debug_on_for_the_embedded_default():
+    makefile = (ROOT / "Makefile").read_text()
+    run = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "manage.py runserver" in run and "DEBUG=True" in makefile
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"offset": "99999999999999999999999"},
+        {"limit": "99999999999999999999999"},
+        {"limit": "-1"},
+        {"offset": "ten"},
+        {"limit": "0x10"},
+    ],
+)
+def test_the_apis_paging_numbers_are_checked_with_the_error_shape(world, api, query):
+    response = api.as_(world.alice).get(reverse("api-trials"), query)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid" and set(error["fields"]) == set(query)
+
+
+def test_the_api_still_pages_with_good_numbers(world, api):
+    data = api.as_(world.alice).get(reverse("api-audit", args=["ALPHA"]), {"limit": "2", "offset": "1"}).json()
+    assert len(data["results"]) == 2 and data["count"] > 3
+
+
+HUGE = "99999999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", f"/reads/tasks/{HUGE}/"),
+        ("get", f"/reads/tasks/{HUGE}/draft/"),
+        ("get", f"/dicomweb/tasks/{HUGE}/studies"),
+        ("get", f"/trials/ALPHA/queries/{HUGE}/"),
+        ("get", f"/api/trials/ALPHA/uploads/{HUGE}/"),
+        ("delete", f"/api/trials/ALPHA/memberships/{HUGE}/"),
+        ("delete", f"/api/trials/ALPHA/tokens/{HUGE}/"),
+        ("get", f"/reads/trials/ALPHA/results/{HUGE}/sr.dcm"),
+        ("get", f"/api/trials/ALPHA/read-results/{HUGE}/sr/"),
+    ],
+)
+def test_an_id_too_large_for_any_row_is_absent_not_a_server_error(world, client, method, path):
+    client.force_login(world.alice)
+    assert getattr(client, method)(path).status_code == 404
+
+
+def test_a_missing_page_is_the_projects_own_404_without_the_url_list(world, client):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert b"Back to your trials" in response.content and b"URLconf" not in response.content
+    api = client.get("/api/no-such-endpoint/")
+    assert api.status_code == 404 and b"URLconf" not in api.content
+
+
+@override_settings(ALLOWED_HOSTS=["*"], SITE_URL="https://ctims.example.org")
+def test_a_password_reset_link_points_at_site_url_whatever_the_host_header(world, client, mailoutbox):
+    response = client.post(reverse("password_reset"), {"email": "cora@example.org"}, HTTP_HOST="evil.example")
+    assert response.status_code == 302
+    (mail,) = mailoutbox
+    assert "https://ctims.example.org/accounts/password/set/" in mail.body
+    assert "evil.example" not in mail.body
+
+
+def test_pages_csvs_and_downloads_are_not_stored_by_any_cache(world, client):
+    client.force_login(world.sam)
+    for name in ("trial-detail", "read-results", "read-results-csv", "read-lesions-csv"):
+        response = client.get(reverse(name, args=["ALPHA"]))
+        assert response.status_code == 200 and "no-store" in response["Cache-Control"], name
+    client.logout()
+    assert "no-store" in client.get(reverse("login"))["Cache-Control"]
+
+
+def test_static_files_keep_their_own_caching(client):
+    response = client.get("/static/css/ctims.css")
+    assert response.status_code == 200 and "no-store" not in response.get("Cache-Control", "")

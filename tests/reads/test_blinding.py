@@ -526,7 +526,7 @@ def test_nothing_shows_on_the_results_pages_while_no_visit_is_locked(world, clie
 # --- the trial's DICOMweb root --------------------------------------------------------------------------------
 
 
-def test_the_trial_root_gives_readers_and_sponsors_nothing_and_the_trial_admin_the_srs(world, client):
+def test_the_trial_root_gives_readers_and_sponsors_nothing_and_the_trial_admin_the_locked_results_sr(world, client):
     _both_sign_baseline(world)
     srs = _sr_instances()
     study = srs[0].series.study.study_instance_uid
@@ -539,13 +539,19 @@ def test_the_trial_root_gives_readers_and_sponsors_nothing_and_the_trial_admin_t
             url = f"{trial_root}/studies/{study}/series/{sr.series.series_instance_uid}/metadata"
             assert client.get(url).status_code == 404, who
 
+    # The readers agree: reader 1's read is the locked result, and only its SR is the trial admin's (issue 12).
+    result = TimepointResult.objects.get(timepoint__visit__code="BL").read.sr_instance
     client.force_login(world.alice)
     [listed] = [s for s in client.get(f"{trial_root}/studies").json() if values(s, "0020000D") == [study]]
     assert "SR" in values(listed, "00080061")
     series = client.get(f"{trial_root}/studies/{study}/series", {"Modality": "SR"}).json()
-    assert {values(s, "0020000E")[0] for s in series} == {sr.series.series_instance_uid for sr in srs}
+    assert {values(s, "0020000E")[0] for s in series} == {result.series.series_instance_uid}
     for sr in srs:
-        [item] = client.get(f"{trial_root}/studies/{study}/series/{sr.series.series_instance_uid}/metadata").json()
+        answer = client.get(f"{trial_root}/studies/{study}/series/{sr.series.series_instance_uid}/metadata")
+        if sr != result:
+            assert answer.status_code == 404
+            continue
+        [item] = answer.json()
         assert values(item, "00080060") == ["SR"] and values(item, "00080018") == [sr.sop_instance_uid]
 
 

@@ -97,9 +97,11 @@ def test_granting_a_role_invites_the_person_once(world, client, mailoutbox, djan
             {"email": "nora@example.org", "full_name": "Nora", "role": "coordinator", "sites": ["SEO", "BUS"]},
         )
     assert response.status_code == 302
-    membership = Membership.objects.get(user__email="nora@example.org", trial=world.trial)
-    assert sorted(membership.sites.values_list("code", flat=True)) == ["BUS", "SEO"]
+    assert not Membership.objects.filter(user__email="nora@example.org").exists()  # not until she accepts
+    invitation = world.trial.invitations.get(email="nora@example.org")
+    assert sorted(invitation.sites.values_list("code", flat=True)) == ["BUS", "SEO"]
     assert len(mailoutbox) == 1
+    assert b"nora@example.org" in client.get(reverse("trial-people", args=["ALPHA"])).content
 
 
 def test_revoking_a_role_takes_the_trial_away(world, client):

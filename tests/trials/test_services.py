@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from ctims.exceptions import ValidationFailed
+from ctims.exceptions import NotPermitted, ValidationFailed
 from ctims.models import AuditEvent
 from trials import services
 from trials.access import Actor
@@ -194,25 +194,42 @@ def test_revoking_one_role_keeps_the_permissions_of_another(world):
     assert not quinn.has_trial_perm(world.trial, "view_all_subjects")
 
 
-def test_an_invited_person_gets_an_email_with_a_link_to_set_a_password(
+def test_an_invitation_is_emailed_with_a_link_and_grants_nothing_until_accepted(
     world, mailoutbox, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        user = services.user_invite(actor=world.alice, email="New.Person@Example.org", full_name="New Person")
-    assert user.email == "new.person@example.org" and not user.has_usable_password()
-    assert len(mailoutbox) == 1 and "/accounts/password/set/" in mailoutbox[0].body
+        invitation, secret = services.invitation_create(
+            actor=world.alice, trial=world.trial, email="New.Person@Example.org", full_name="New Person", role="reader"
+        )
+    assert invitation.email == "new.person@example.org"
+    assert not get_user_model().objects.filter(email="new.person@example.org").exists()
+    assert len(mailoutbox) == 1 and f"/trials/invitations/{secret}/" in mailoutbox[0].body
     assert mailoutbox[0].to == ["new.person@example.org"]
+    assert secret not in invitation.secret_hash
 
 
-def test_inviting_an_existing_person_sends_nothing_and_returns_them(world, mailoutbox):
-    assert services.user_invite(actor=world.alice, email="cora@example.org", full_name="X") == world.cora
-    assert mailoutbox == []
+def test_an_accepted_invitation_grants_the_role_once(world):
+    invitation, secret = services.invitation_create(
+        actor=world.alice, trial=world.trial, email="otto@example.org", full_name="", role="sponsor"
+    )
+    membership = services.invitation_accept(invitation=services.invitation_find(secret), user=world.otto)
+    assert membership.role == "sponsor" and membership.user == world.otto
+    assert services.invitation_find(secret) is None
+
+
+def test_only_the_invited_address_may_accept(world):
+    invitation, _secret = services.invitation_create(
+        actor=world.alice, trial=world.trial, email="otto@example.org", full_name="", role="reader"
+    )
+    with pytest.raises(NotPermitted, match="another email address"):
+        services.invitation_accept(invitation=invitation, user=world.cora)
+    assert not Membership.objects.filter(user=world.cora, role="reader").exists()
 
 
 def test_a_grant_that_fails_invites_nobody(world, mailoutbox, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         refused(
-            lambda: services.person_grant(
+            lambda: services.invitation_create(
                 actor=world.alice,
                 trial=world.trial,
                 email="new@example.org",

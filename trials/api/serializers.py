@@ -7,6 +7,7 @@ from rest_framework import serializers
 from ..models import (
     ApiToken,
     ImagingProtocol,
+    Invitation,
     Membership,
     Role,
     Site,
@@ -38,6 +39,8 @@ class TrialOut(serializers.ModelSerializer):
             "deid_burned_in_text",
             "deid_kept_text_attributes",
             "deid_paths",
+            "two_factor_roles",
+            "two_factor_at_signing",
         ]
 
 
@@ -64,13 +67,22 @@ class TrialUpdateIn(serializers.Serializer):
     protocol_number = serializers.CharField(max_length=100, required=False)
     status = serializers.ChoiceField(choices=Trial.Status.choices, required=False)
     subject_code_pattern = serializers.CharField(max_length=64, required=False)
+    two_factor_roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=Role.choices), required=False, allow_empty=True
+    )
+    two_factor_at_signing = serializers.BooleanField(required=False)
 
 
-class TrialSummaryOut(serializers.Serializer):
-    """Counts only, for sponsors: nothing identifying."""
+class TrialNameOut(serializers.Serializer):
+    """What a reader or adjudicator learns of a trial: its code and title."""
 
     code = serializers.CharField()
     title = serializers.CharField()
+
+
+class TrialSummaryOut(TrialNameOut):
+    """Counts only, for sponsors: nothing identifying."""
+
     sites = serializers.IntegerField()
     subjects = serializers.IntegerField()
     visits = serializers.ListField(child=serializers.DictField())
@@ -148,6 +160,20 @@ class MembershipOut(serializers.ModelSerializer):
     class Meta:
         model = Membership
         fields = ["id", "email", "full_name", "role", "sites", "granted_at"]
+
+
+class InvitationOut(serializers.ModelSerializer):
+    """What the inviter learns: the offer they made, the same whether or not the address has an account."""
+
+    sites = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "sites", "state", "expires_at"]
+
+    def get_state(self, invitation) -> str:
+        return "accepted" if invitation.accepted_at else "invited"
 
 
 class MembershipGrantIn(serializers.Serializer):

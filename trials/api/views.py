@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
+from ctims.pagination import Pagination
 
 from .. import selectors, services
 from ..access import Actor
@@ -34,7 +34,7 @@ def _input(serializer_class, data):
 
 
 def _paginated(request, view, queryset, out_class):
-    paginator = LimitOffsetPagination()
+    paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(out_class(page, many=True).data)
 
@@ -68,7 +68,10 @@ class TrialDetailApi(APIView):
 class TrialSummaryApi(APIView):
     @extend_schema(responses=s.TrialSummaryOut)
     def get(self, request, code):
+        """The trial's counts; a reader or adjudicator gets its code and title only (what their worklist shows)."""
         trial = _trial(request, code)
+        if not selectors.sees_schedule(actor=_actor(request), trial=trial):
+            return Response(s.TrialNameOut({"code": trial.code, "title": trial.title}).data)
         summary = selectors.trial_summary(trial=trial)
         data = {
             "code": trial.code,
@@ -98,6 +101,7 @@ class VisitListApi(APIView):
     @extend_schema(responses=s.VisitOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code)
+        selectors.require_schedule_access(actor=_actor(request), trial=trial)
         return _paginated(request, self, selectors.visit_list(trial=trial), s.VisitOut)
 
     @extend_schema(request=s.VisitCreateIn, responses={201: s.VisitOut})
@@ -111,6 +115,7 @@ class ProtocolListApi(APIView):
     @extend_schema(responses=s.ProtocolOut(many=True))
     def get(self, request, code, visit_code):
         trial = _trial(request, code)
+        selectors.require_schedule_access(actor=_actor(request), trial=trial)
         visit = selectors.visit_get(trial=trial, code=visit_code)
         return Response(s.ProtocolOut(visit.protocols.all(), many=True).data)
 
@@ -162,8 +167,10 @@ class MembershipListApi(APIView):
         trial = _trial(request, code, "manage_trial")
         return _paginated(request, self, selectors.membership_list(trial=trial), s.MembershipOut)
 
-    @extend_schema(request=s.MembershipGrantIn, responses={201: s.MembershipOut})
+    @extend_schema(request=s.MembershipGrantIn, responses={202: s.InvitationOut})
     def post(self, request, code):
+        """Invite a person by email to a role: 202, the same answer whether or not they have an account; the role
+        is theirs once they accept from the emailed link."""
         trial = _trial(request, code, "manage_trial")
         data = _input(s.MembershipGrantIn, request.data)
         codes = {c.upper() for c in data["sites"]}
@@ -175,16 +182,15 @@ class MembershipListApi(APIView):
                 % {"trial": trial.code, "codes": ", ".join(missing)},
                 fields={"sites": [_("Choose sites of this trial.")]},
             )
-        membership = services.person_grant(
+        invitation, _secret = services.invitation_create(
             actor=request.user,
             trial=trial,
             email=data["email"],
             full_name=data["full_name"],
             role=data["role"],
             sites=sites,
-            request=request,
         )
-        return Response(s.MembershipOut(membership).data, status=status.HTTP_201_CREATED)
+        return Response(s.InvitationOut(invitation).data, status=status.HTTP_202_ACCEPTED)
 
 
 class MembershipDetailApi(APIView):

@@ -23,9 +23,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import connection
-from django.test import Client
 
-from ctims.bench import median_ms, scratch, stores_in
+from ctims.bench import median_ms, scratch, signed_in_client, stores_in
 from trials import services
 from trials.ingest.services import BATCH_SIZE, upload_batch_process, upload_finish, upload_open, upload_receive
 from trials.ingest.store import image_storage
@@ -154,8 +153,7 @@ def bench_dicomweb(out, *, slices: int, runs: int, small: bool, index_rows: int)
 
 def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
     admin, trial, subject = _world(slices, small)
-    client = Client()
-    client.force_login(admin)
+    client = signed_in_client(admin)
     root = f"/dicomweb/trials/{trial.code}"
     series = Series.objects.get(study__subject=subject)
     study_uid, series_uid = series.study.study_instance_uid, series.series_instance_uid

@@ -17,6 +17,19 @@ from ..models import Instance, Series, Study
 
 READ_RESULTS = frozenset({Series.Origin.READ})
 
+# How to find a trial's released read results (the SR series of its locked results), registered by the app
+# that writes them (reads, in its AppConfig.ready): trials knows nothing of reads. Each takes a trial id and
+# returns a queryset of Series.
+RELEASED_READS: list[Callable[[int], QuerySet[Series]]] = []
+
+
+def released_reads(trial_id: int) -> QuerySet[Series]:
+    """The SR series of the trial's locked results: the only central-read series a trial admin sees."""
+    found = Series.objects.none()
+    for finder in RELEASED_READS:
+        found = found | finder(trial_id)
+    return found
+
 
 @dataclass
 class Scope:
@@ -38,6 +51,8 @@ class Scope:
     # Search keys (keyword and tag) a QIDO search here ignores: matching on what `blind` removes would let a
     # reader test a guessed subject code or date, or find a hidden series, by counting answers.
     ignored_keys: frozenset[str] = frozenset()
+    # Series of a hidden origin that exist here nonetheless (a trial admin's locked results).
+    released: QuerySet[Series] | None = None
 
     def visible(self, prefix: str = "") -> Q:
         """The condition on a series (reached through `prefix`, e.g. "series__") for it to exist here."""
@@ -45,7 +60,10 @@ class Scope:
         if self.hidden_modalities:
             hidden |= Q(**{f"{prefix}modality__in": self.hidden_modalities})
         if self.hidden_origins:
-            hidden |= Q(**{f"{prefix}origin__in": self.hidden_origins})
+            origin = Q(**{f"{prefix}origin__in": self.hidden_origins})
+            if self.released is not None:
+                origin &= ~Q(**{f"{prefix}pk__in": self.released.values("pk")})
+            hidden |= origin
         return ~hidden if hidden else Q()
 
     def series(self) -> QuerySet[Series]:
@@ -55,7 +73,11 @@ class Scope:
         return Instance.objects.filter(self.visible("series__"), series__study__in=self.studies)
 
     def hides(self, series: Series) -> bool:
-        return series.modality in self.hidden_modalities or series.origin in self.hidden_origins
+        if series.modality in self.hidden_modalities:
+            return True
+        if series.origin not in self.hidden_origins:
+            return False
+        return self.released is None or not self.released.filter(pk=series.pk).exists()
 
     def query(self, params: QueryDict) -> QueryDict:
         """The search keys of a QIDO request, without those this root ignores."""
@@ -102,7 +124,8 @@ class Scope:
 def trial_scope(actor: Actor, *, code: str) -> Scope:
     """The trial root: every study for trial admins and QC reviewers, their sites' for coordinators, else 404.
 
-    Only trial admins see the central reads' SRs here: sites and QC reviewers stay blind to them.
+    The central reads' SRs are hidden from everyone here, except that trial admins see those of locked
+    results (as on the results page): a signed read whose visit is not locked yet is nobody's business.
     """
     access = trial_access(actor, code)
     if access is None:
@@ -110,14 +133,20 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
     trial_id, root = access.trial.pk, f"/dicomweb/trials/{access.trial.code}"
     studies = Study.objects.filter(trial_id=trial_id)
     sites = access.image_sites()
-    hidden = frozenset() if "manage_trial" in access.trial_perms else READ_RESULTS
+    released = released_reads(trial_id) if "manage_trial" in access.trial_perms else None
     if sites is None:
-        return Scope(studies=studies, root=root, allows=lambda s: s.trial_id == trial_id, hidden_origins=hidden)
+        return Scope(
+            studies=studies,
+            root=root,
+            allows=lambda s: s.trial_id == trial_id,
+            hidden_origins=READ_RESULTS,
+            released=released,
+        )
     if not sites:
         raise Http404("No such trial.")  # readers and sponsors have no images here: nothing to reveal
     return Scope(
         studies=studies.filter(subject__site__in=sites),
         root=root,
         allows=lambda s: s.trial_id == trial_id and s.subject.site_id in sites,
-        hidden_origins=hidden,
+        hidden_origins=READ_RESULTS,
     )

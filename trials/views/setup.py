@@ -204,27 +204,25 @@ def trial_people(request, code):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            membership = services.person_grant(
+            invitation, _secret = services.invitation_create(
                 actor=request.user,
                 trial=trial,
                 email=data["email"],
                 full_name=data["full_name"],
                 role=data["role"],
                 sites=data["sites"],
-                request=request,
             )
-            user = membership.user
         except ValidationFailed as exc:
             add_service_errors(form, exc)
         else:
             messages.success(
                 request,
-                _("%(person)s now holds the role %(role)s in %(trial)s.")
-                % {"person": user.email, "role": membership.get_role_display(), "trial": trial.code},
+                _("An invitation to the role %(role)s was sent to %(person)s; the role is theirs once they accept it.")
+                % {"person": invitation.email, "role": invitation.get_role_display()},
             )
             return redirect("trial-people", code=trial.code)
     memberships = selectors.membership_list(trial=trial).order_by("user__email", "role")
-    context = {"memberships": memberships, "form": form}
+    context = {"memberships": memberships, "form": form, "invitations": selectors.invitations_open(trial=trial)}
     return _trial_page(request, actor, trial, "trials/people.html", "trial-people", context)
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from trials.demo import load_demo
+from trials.demo import demo_authenticators, load_demo
 
 
 class Command(BaseCommand):
@@ -14,3 +14,10 @@ class Command(BaseCommand):
         for user in users:
             sites = f" ({', '.join(user.sites)})" if user.sites else ""
             self.stdout.write(f"  {user.email:<26} {user.password:<20} {user.role}{sites}")
+        secrets = demo_authenticators()
+        self.stdout.write(
+            "Two-factor sign-in: these users enter a one-time code after the password. Add the secret to an "
+            "authenticator app, or print the current code with `python manage.py two_factor_code EMAIL`:"
+        )
+        for email, secret in secrets.items():
+            self.stdout.write(f"  {email:<26} {secret}")

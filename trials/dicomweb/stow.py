@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+
+from django.core.handlers.asgi import ASGIRequest
 from django.utils.translation import gettext as _
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
@@ -13,10 +20,15 @@ from .. import selectors
 from ..access import Actor
 from ..ingest.services import BATCH_SIZE, upload_receive
 from ..models import UploadItem
-from .multipart import MultipartError, iter_parts, parse_content_type
+from .multipart import BodyTimeout, BodyTooLarge, BoundedBody, MultipartError, MultipartReader, parse_content_type
 
 MAX_FILE_BYTES = 2 * 1024**3  # an enhanced multi-frame object can be large
+MAX_REQUEST_BYTES = MAX_FILE_BYTES + 64 * 1024**2  # one such object and its multipart framing
 FLUSH_BYTES = 64 * 1024**2  # parts held before they go to quarantine
+# A client whose body stops arriving for this long gets 408 and frees the worker; a whole request may take
+# REQUEST_SECONDS (2 GiB at about 2 MB/s). Tests lower them through these names.
+READ_TIMEOUT_SECONDS = 15.0
+REQUEST_SECONDS = 1200.0
 DICOM_JSON = "application/dicom+json"
 
 # PS3.18 Table I.2-1 / PS3.4 C.4.2.1.4: 0xC000 "cannot understand", 0xA700 "out of resources" family;
@@ -71,6 +83,81 @@ class MultipartRelatedParser(BaseParser):
         return {}
 
 
+def _client_socket(meta: dict) -> socket.socket | None:
+    """The client's connection, so an idle body read can time out, where the server lets us reach it.
+
+    gunicorn hands it over as `gunicorn.socket`; Django's own server (runserver, the tests' live server) reads
+    the body from the connection's buffered file, whose raw layer holds the socket. Elsewhere (ASGI servers
+    read the whole body before the view runs) there is no read here to bound.
+    """
+    sock = meta.get("gunicorn.socket")
+    if isinstance(sock, socket.socket):
+        return sock
+    reader = getattr(getattr(meta.get("wsgi.input"), "_read", None), "__self__", None)
+    sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _body_stream(request):
+    """The request body: Django's stream for a stated length; the server's own for a chunked body it ends itself
+    (`wsgi.input_terminated`, as gunicorn sets); under ASGI, the body the server has read. None when the body is
+    chunked and the server gives no way to find its end."""
+    meta = request.META
+    if meta.get("CONTENT_LENGTH") or isinstance(request, ASGIRequest):
+        return request
+    if meta.get("wsgi.input_terminated"):
+        return meta["wsgi.input"]
+    if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
+    return request
+
+
+@dataclass
+class _Received:
+    """What one STOW request brought: the upload items of its DICOM parts, the parts refused as they came."""
+
+    items: list[UploadItem] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    cut: MultipartError | None = None  # why the body ended early, if it did
+
+
+def _receive(upload, stream, boundary: str) -> _Received:
+    """Read the parts one at a time and hand the DICOM ones to the upload in processing batches.
+
+    Whatever arrived whole before a damaged or stalled body is kept (the client resends the rest). A part of
+    another media type is a failed instance (0xC000, its reason in the Warning header), never dropped silently.
+    """
+    received, pending, pending_bytes = _Received(), [], 0
+    body = BoundedBody(stream, max_bytes=MAX_REQUEST_BYTES, deadline=time.monotonic() + REQUEST_SECONDS)
+    try:
+        for number, part in enumerate(MultipartReader(body, boundary, max_part=MAX_FILE_BYTES), start=1):
+            with contextlib.closing(part):
+                if part.content_type != "application/dicom":
+                    received.failures.append({"00081197": {"vr": "US", "Value": [FAILURE_CANNOT_UNDERSTAND]}})
+                    media = re.sub(r"[^A-Za-z0-9!#$&^_.+/-]", "?", part.content_type[:60]) or "untyped"
+                    received.warnings.append(f"part {number} is {media}, not application/dicom: not stored")
+                    continue
+                pending.append(part.read())
+            pending_bytes += len(pending[-1])
+            # Files go on in processing batches; a batch also decides whose images a new subject's are.
+            if len(pending) >= BATCH_SIZE or pending_bytes >= FLUSH_BYTES:
+                received.items.extend(upload_receive(upload=upload, files=pending))
+                pending, pending_bytes = [], 0
+    except MultipartError as exc:
+        received.cut = exc
+        received.warnings.append(f"the body was cut short ({exc}); send the files not acknowledged again")
+    except CTIMSError:
+        if not received.items:
+            raise
+        # The upload refused a batch (closed meanwhile): what it acknowledged before stands.
+        received.warnings.append(f"{len(pending)} file(s) not received: the upload no longer takes files")
+        pending = []
+    if pending:
+        received.items.extend(upload_receive(upload=upload, files=pending))
+    return received
+
+
 class UploadStowApi(APIView):
     """POST /dicomweb/trials/<code>/uploads/<id>/studies: store instances into an open upload session."""
 
@@ -88,32 +175,45 @@ class UploadStowApi(APIView):
             return Response({"error": str(exc)}, status=415)
         if part_type and part_type != "application/dicom":
             return Response({"error": _("Only application/dicom parts are accepted.")}, status=415)
-        items, pending, pending_bytes = [], [], 0
+        stream = _body_stream(request)
+        if stream is None:
+            message = _("Send the request with a Content-Length, or through a server that accepts chunked bodies.")
+            return Response({"error": message}, status=411)
+        stated = request.META.get("CONTENT_LENGTH") or "0"
+        if stated.isdigit() and int(stated) > MAX_REQUEST_BYTES:
+            message = _("The request is larger than %(mb)s MB; send fewer files per request.")
+            return Response({"error": message % {"mb": MAX_REQUEST_BYTES >> 20}}, status=413)
+        sock = _client_socket(request.META)
+        idle = sock.gettimeout() if sock is not None else None
+        if sock is not None:
+            sock.settimeout(READ_TIMEOUT_SECONDS)
         try:
-            for headers, body in iter_parts(request._request, boundary, max_part=MAX_FILE_BYTES):
-                content_type = headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
-                if content_type != "application/dicom":
-                    raise ValidationFailed(_("Only application/dicom parts are accepted."))
-                pending.append(body)
-                pending_bytes += len(body)
-                # Files go on in processing batches; a batch also decides whose images a new subject's are.
-                if len(pending) >= BATCH_SIZE or pending_bytes >= FLUSH_BYTES:
-                    items.extend(upload_receive(upload=upload, files=pending))
-                    pending, pending_bytes = [], 0
-        except MultipartError as exc:
-            # Whatever arrived whole before the damage is kept; the client resends the rest.
-            if not items and not pending:
-                raise ValidationFailed(
-                    _("The request body is not a valid multipart/related message: %(e)s.") % {"e": exc}
-                ) from None
-        except CTIMSError:
-            if not items and not pending:
-                raise
-        if pending:
-            items.extend(upload_receive(upload=upload, files=pending))
-        items = list(UploadItem.objects.filter(pk__in=[i.pk for i in items]).select_related("instance__series__study"))
+            received = _receive(upload, stream, boundary)
+        finally:
+            if sock is not None:
+                sock.settimeout(idle)
+        cut = received.cut
+        if cut is not None and not received.items and not received.failures:
+            # Nothing arrived whole: the request as such is refused.
+            if isinstance(cut, BodyTimeout):
+                return Response({"error": _("The request body stopped arriving.")}, status=408)
+            if isinstance(cut, BodyTooLarge):
+                return Response({"error": str(cut)}, status=413)
+            raise ValidationFailed(
+                _("The request body is not a valid multipart/related message: %(e)s.") % {"e": cut}
+            ) from None
+        response = self._response(request, trial, upload, received)
+        if received.warnings:
+            # PS3.18 8.7.5: a Warning header (299) carries what the response attributes cannot say.
+            response["Warning"] = ", ".join(f'299 ctims "{text}"' for text in received.warnings)
+        return response
+
+    def _response(self, request, trial, upload, received: _Received) -> Response:
+        ids = [i.pk for i in received.items]
+        items = list(UploadItem.objects.filter(pk__in=ids).select_related("instance__series__study"))
         referenced = [_item_json(i, request, trial.code) for i in items if i.instance_id is not None]
         failed = [_item_json(i, request, trial.code) for i in items if i.state == UploadItem.State.REJECTED]
+        failed += received.failures
         body = {
             "00081190": {
                 "vr": "UR",
@@ -124,6 +224,7 @@ class UploadStowApi(APIView):
             body["00081199"] = {"vr": "SQ", "Value": referenced}
         if failed:
             body["00081198"] = {"vr": "SQ", "Value": failed}
-        pending = any(i.state == UploadItem.State.QUARANTINED for i in items)
-        status = 200 if not failed and not pending else (409 if failed and not referenced and not pending else 202)
+        waiting = any(i.state == UploadItem.State.QUARANTINED for i in items)
+        # PS3.18 10.5.3: 200 all stored, 409 none stored and none waiting, 202 anything in between.
+        status = 200 if not failed and not waiting else (409 if failed and not referenced and not waiting else 202)
         return Response(body, status=status)

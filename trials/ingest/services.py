@@ -29,6 +29,7 @@ from ..deid import DeidOptions, DeidRejected, DeidResult, PseudonymSpace, deiden
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
+from .validate import check_receivable
 
 UPLOADABLE_STATES = (
     Timepoint.State.EXPECTED,
@@ -306,6 +307,7 @@ def unreadable_reason(exc: BaseException, raw: bytes) -> str:
 def _deidentify_one(raw: bytes, *, space: PseudonymSpace, subject_code: str, options: DeidOptions):
     """One file's outcome: its de-identified result, or its rejection. Never raises: one bad file is its own rejection."""
     try:
+        check_receivable(raw)  # bounded parsing and what serving needs, before de-identification
         return deidentify(raw, space=space, subject_code=subject_code, options=options)
     except DeidRejected as exc:
         return exc

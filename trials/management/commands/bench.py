@@ -50,11 +50,12 @@ class Command(BaseCommand):
     help = (
         "Run a benchmark and print its figures: `bench ingest` (de-identification and the pipeline), "
         "`bench dicomweb` (series metadata, frames, QIDO), `bench reads` (saving, signing, the worklist), "
-        "`bench broker` (how soon a killed worker's task runs again, RabbitMQ against Redis)."
+        "`bench broker` (how soon a killed worker's task runs again, RabbitMQ against Redis), "
+        "`bench stow` (the STOW body parser at doubling sizes)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", choices=["ingest", "dicomweb", "reads", "broker"])
+        parser.add_argument("name", choices=["ingest", "dicomweb", "reads", "broker", "stow"])
         parser.add_argument("--redis", default="redis://127.0.0.1:6379/10", help="broker: the Redis to measure")
         parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672//", help="broker: the RabbitMQ")
         parser.add_argument(
@@ -67,6 +68,7 @@ class Command(BaseCommand):
         parser.add_argument("--runs", type=int, default=5, help="runs per measurement; the median is reported")
         parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
         parser.add_argument("--tasks", type=int, default=500, help="reads: tasks in the reader's worklist")
+        parser.add_argument("--max-mib", type=int, default=512, help="stow: the largest body, from 64 MiB doubling")
 
     def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, tasks: int, **options):
         if name == "broker":
@@ -79,6 +81,10 @@ class Command(BaseCommand):
                 amqp_url=options["amqp"],
                 visibilities=options["visibility"],
             )
+        if name == "stow":
+            from trials.dicomweb.stow_bench import bench_stow
+
+            return bench_stow(self.stdout, runs=runs, max_mib=options["max_mib"])
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command
 

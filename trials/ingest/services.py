@@ -24,6 +24,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
+from ctims.metrics import DEID_SECONDS
 
 from ..deid import DeidOptions, DeidRejected, DeidResult, PseudonymSpace, deidentify
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
@@ -308,7 +309,8 @@ def _deidentify_one(raw: bytes, *, space: PseudonymSpace, subject_code: str, opt
     """One file's outcome: its de-identified result, or its rejection. Never raises: one bad file is its own rejection."""
     try:
         check_receivable(raw)  # bounded parsing and what serving needs, before de-identification
-        return deidentify(raw, space=space, subject_code=subject_code, options=options)
+        with DEID_SECONDS.time():
+            return deidentify(raw, space=space, subject_code=subject_code, options=options)
     except DeidRejected as exc:
         return exc
     except Exception as exc:  # a parser or engine failure on this file's content (RecursionError included)

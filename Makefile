@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ctims
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test install install-dev frontend services system-deps lint check clean
+.PHONY: run test install install-dev frontend services system-deps lint check clean prod-check
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (install python3.11 or set PYTHON=...)"; exit 1; }
@@ -78,6 +78,11 @@ check: install-dev services
 
 test: install-dev frontend services system-deps lint check
 	DATABASE_URL=$(DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The production stack on loopback (gunicorn with deploy/gunicorn.conf.py, a Celery worker, PostgreSQL, a Redis of
+# the test's own, DEBUG off): log in, upload through STOW, pass QC, fetch a frame; /readyz follows the broker.
+prod-check: install-dev services system-deps
+	DATABASE_URL=$(DATABASE_URL) $(VENV)/bin/pytest -p no:cacheprovider -n 0 -m prod tests/test_production.py
 
 clean:
 	rm -rf $(VENV) var

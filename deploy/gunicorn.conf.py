@@ -10,8 +10,9 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # and the proxy hands large files to nginx (X-Accel-Redirect), so a worker is never held by a slow client.
 workers = int(os.environ.get("GUNICORN_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
 worker_class = "sync"
-# A STOW request of a full batch on a slow disk, and a whole series retrieved without the proxy's help.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+# nginx buffers a STOW body (up to 2 GiB) before passing it on at disk speed; a whole series streamed without
+# X-Accel-Redirect; both must finish within this.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
 graceful_timeout = 30
 # Workers are recycled now and then, so that a slow leak in a library (pydicom, Pillow) never grows unbounded.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))

@@ -69,6 +69,12 @@ class Command(BaseCommand):
         parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
         parser.add_argument("--tasks", type=int, default=500, help="reads: tasks in the reader's worklist")
         parser.add_argument("--max-mib", type=int, default=512, help="stow: the largest body, from 64 MiB doubling")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            nargs="+",
+            help="ingest: real Celery worker processes on the --redis broker, e.g. --workers 1 2 (PostgreSQL only)",
+        )
 
     def handle(self, *args, name: str, slices: int, runs: int, small: bool, index_rows: int, tasks: int, **options):
         if name == "broker":
@@ -93,6 +99,18 @@ class Command(BaseCommand):
             from trials.dicomweb.bench import bench_dicomweb
 
             return bench_dicomweb(self.stdout, slices=slices, runs=runs, small=small, index_rows=index_rows)
+        if options.get("workers"):
+            from trials.ingest.workers_bench import bench_ingest_workers
+
+            bench_ingest_workers(
+                self.stdout,
+                slices=slices,
+                runs=runs,
+                small=small,
+                counts=options["workers"],
+                broker_url=options["redis"],
+            )
+            return
         template = real_ct_template(large=not small)
         if not small and template.Rows != 512:
             raise CommandError("The 512x512 CT header needs the pydicom-data package (pip install pydicom-data).")

@@ -45,12 +45,17 @@ def own_database() -> Iterator[str]:
     if connection.vendor != "postgresql":
         raise CommandError("bench ingest --workers needs PostgreSQL (DATABASE_URL=postgres://...).")
     old_name = connection.settings_dict["NAME"]
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"ctims_bench_workers_{os.getpid()}"
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    test = connection.settings_dict.setdefault("TEST", {})
+    old_test_name = test.get("NAME")
+    test["NAME"] = f"ctims_bench_workers_{os.getpid()}"
     try:
-        yield name
+        name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        try:
+            yield name
+        finally:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
     finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+        test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
 
 
 @contextmanager

@@ -315,3 +315,35 @@ def test_the_production_stack_takes_a_visit_from_log_in_to_a_frame(transactional
         stop(web)
         redis_server.kill()
     assert world.trial.code == "ALPHA"
+
+
+# --- upgrades ---------------------------------------------------------------------------------------------------
+
+# What would stop the read path while a migration runs on the instance index: a rewrite of the table (a column's
+# type changed, a column added with a volatile default) or a lock held through a full scan (SET NOT NULL).
+BLOCKING = re.compile(
+    r"ALTER COLUMN \S+ (SET DATA )?TYPE|SET NOT NULL|DEFAULT \(?(now|clock_timestamp|random|gen_random_uuid)\(|"
+    r"VACUUM FULL|CLUSTER ",
+    re.IGNORECASE,
+)
+
+
+def test_no_migration_rewrites_or_blocks_reads_of_the_instance_index(db):
+    """CHANGELOG.md promises it per release; every migration after the table's creation is checked here."""
+    import io
+
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(connection)
+    offending = []
+    for app_label, name in sorted(loader.disk_migrations):
+        if app_label not in ("ctims", "trials", "reads"):
+            continue
+        out = io.StringIO()
+        call_command("sqlmigrate", app_label, name, stdout=out)
+        for statement in out.getvalue().split(";"):
+            if '"trials_instance"' in statement and BLOCKING.search(statement):
+                offending.append(f"{app_label}.{name}: {statement.strip()[:200]}")
+    assert offending == []

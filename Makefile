@@ -63,10 +63,11 @@ services:
 
 # What the tests need from Debian: Chromium for the browser tests (never Playwright's own download), Korean
 # fonts for its screenshots, dicom3tools' dciodvfy to validate the structured reports, and redis-server, which
-# the durability tests start on their own ports to stop and restart.
+# the durability tests start on their own ports to stop and restart, and nginx (never started: `nginx -t` checks
+# the deploy/ example) with openssl for its throwaway certificate.
 system-deps:
-	@{ command -v chromium && command -v dciodvfy && command -v redis-server && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools redis-server >/dev/null; }
+	@{ command -v chromium && command -v dciodvfy && command -v redis-server && command -v nginx && command -v openssl && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools redis-server nginx-light openssl >/dev/null; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

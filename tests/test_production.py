@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -347,3 +348,28 @@ def test_no_migration_rewrites_or_blocks_reads_of_the_instance_index(db):
             if '"trials_instance"' in statement and BLOCKING.search(statement):
                 offending.append(f"{app_label}.{name}: {statement.strip()[:200]}")
     assert offending == []
+
+
+# --- the nginx example -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not shutil.which("nginx") or not shutil.which("openssl"), reason="needs Debian's nginx and openssl")
+def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
+    """`nginx -t` on deploy/nginx-ctims.conf, with a throwaway certificate in place of the operator's."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ctims.example.org"]
+        + ["-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True,
+        capture_output=True,
+    )
+    site = (ROOT / "deploy/nginx-ctims.conf").read_text()
+    site = site.replace("/etc/letsencrypt/live/ctims.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
+    site = site.replace("/etc/letsencrypt/live/ctims.example.org/privkey.pem", str(tmp_path / "key.pem"))
+    site = site.replace("/var/lib/nginx/body", str(tmp_path / "body"))
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\naccess_log off;\n{site}\n}}\n"
+    )
+    checked = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr

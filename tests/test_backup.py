@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import boto3
 import psycopg
 import pytest
 from django.conf import settings
@@ -19,6 +21,7 @@ from reads.models import Read
 from reads.services import read_design_set
 from tests.conftest import build_world
 from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
+from tests.trials.durability import MotoServer, use_storages
 from trials.backup import BackupError, backup_check, backup_create
 from trials.ingest import services as ingest_services
 from trials.ingest.services import upload_open, upload_receive
@@ -40,14 +43,18 @@ def recreate(name: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def manage(*args: str, var_dir: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "ctims.settings",
-        "DATABASE_URL": server_url(SCRATCH),
-        "CTIMS_VAR_DIR": str(var_dir),
-        "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
-        "CELERY_BROKER_URL": "",
-    }
+def manage(*args: str, var_dir: Path, **variables: str) -> subprocess.CompletedProcess:
+    env = (
+        os.environ
+        | variables
+        | {
+            "DJANGO_SETTINGS_MODULE": "ctims.settings",
+            "DATABASE_URL": server_url(SCRATCH),
+            "CTIMS_VAR_DIR": str(var_dir),
+            "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
+            "CELERY_BROKER_URL": "",
+        }
+    )
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
@@ -130,3 +137,57 @@ def test_a_backup_refuses_a_store_file_that_does_not_match_its_row(trial_with_re
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
     with pytest.raises(BackupError, match="image store is damaged"):
         backup_create(destination=stores / "backup")
+
+
+# --- the same drill on the S3 store -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_drill_on_the_s3_store_restores_into_buckets_of_its_own(transactional_db, stores, settings, s3_server):
+    prefix = f"b{uuid.uuid4().hex[:12]}"
+    use_storages(settings, s3_server.storages(prefix=prefix))
+    try:
+        world = build_world()
+        read_design_set(actor=world.alice, trial=world.trial, paradigm="double")
+        ready(world, "BL")
+        task = task_of(world.rhea, "BL")
+        save_and_sign(world.rhea, task, baseline_content(task))
+        instances = dict(Instance.objects.values_list("storage_key", "sha256"))
+        backup = stores / "backup"
+        assert backup_create(destination=backup).images == len(instances)
+    finally:
+        use_storages(settings, {})
+
+    target = s3_server.storages(prefix=f"{prefix}r")  # two new, empty buckets
+    recreate(SCRATCH)
+    done = manage(
+        "restore",
+        str(backup),
+        var_dir=stores / "restored",
+        IMAGE_STORE="s3",
+        IMAGE_STORE_BUCKET=target["images"]["OPTIONS"]["bucket_name"],
+        QUARANTINE_BUCKET=target["quarantine"]["OPTIONS"]["bucket_name"],
+        S3_ENDPOINT_URL=s3_server.url,
+        S3_REGION="us-east-1",
+        S3_ACCESS_KEY_ID="test",
+        S3_SECRET_ACCESS_KEY="test",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "audit chain intact" in done.stdout
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    for key, sha256 in instances.items():
+        body = client.get_object(Bucket=target["images"]["OPTIONS"]["bucket_name"], Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == sha256

@@ -62,6 +62,24 @@ def test_readyz_is_not_ready_while_the_broker_is_down_and_ready_again_when_it_is
         redis_server.kill()
 
 
+AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def test_readyz_checks_a_rabbitmq_broker_too(db, client, stores, settings):
+    """RabbitMQ (the recommended broker) answers readiness; a broker URL nobody listens on does not."""
+    import kombu
+
+    try:
+        with kombu.Connection(AMQP, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception:
+        pytest.skip("no RabbitMQ on this machine")
+    for url, expected in ((AMQP, "ok"), (f"amqp://guest:guest@127.0.0.1:{free_port()}//", "failing")):
+        settings.CELERY_BROKER_URL = url
+        with celery_on(url):
+            assert client.get("/readyz").json()["checks"]["broker"] == expected
+
+
 def test_readyz_is_not_ready_while_a_migration_is_unapplied(db, client, stores, monkeypatch):
     monkeypatch.setattr(health, "_migrated", False)
     monkeypatch.setattr(

@@ -21,7 +21,8 @@ from reads.models import Read
 from reads.services import read_design_set
 from tests.conftest import build_world
 from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
-from tests.trials.durability import MotoServer, use_storages
+from tests.trials import test_ingest
+from tests.trials.durability import use_storages
 from trials.backup import BackupError, backup_check, backup_create
 from trials.ingest import services as ingest_services
 from trials.ingest.services import upload_open, upload_receive
@@ -142,12 +143,7 @@ def test_a_backup_refuses_a_store_file_that_does_not_match_its_row(trial_with_re
 # --- the same drill on the S3 store -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    server = MotoServer()
-    server.start()
-    yield server
-    server.stop()
+s3_server = test_ingest.s3_server  # moto's standalone server, for the module
 
 
 def test_the_drill_on_the_s3_store_restores_into_buckets_of_its_own(transactional_db, stores, settings, s3_server):

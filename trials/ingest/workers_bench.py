@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.files.storage import storages
 from django.core.management.base import CommandError
 from django.db import connection
@@ -32,10 +31,9 @@ from django.test import override_settings
 
 from ctims.broker import connections_reset, transport_options
 from ctims.celery import app
-from trials import services
-from trials.models import Role, UploadItem
+from trials.models import UploadItem
 
-from .services import upload_open, upload_receive
+from .services import upload_receive
 from .synthetic import real_ct_template, synthesize_ct_series
 
 
@@ -111,21 +109,11 @@ def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path
             process.wait(30)
 
 
-def _scratch_upload(n: int):
-    """A committed trial with one subject and an open upload: a new pseudonym space for each run."""
-    User = get_user_model()
-    user = User.objects.create_user(f"bench-{n}-{time.time_ns()}@bench.invalid", None, full_name="Bench")
-    trial = services.trial_create(actor=user, code=f"W{n}", title="Bench", sponsor="Bench", protocol_number="B")
-    site = services.site_create(actor=user, trial=trial, code="S", name="Bench site", country="KR")
-    services.visit_create(actor=user, trial=trial, code="BL", label="Baseline", order=1, target_day=0)
-    services.membership_grant(actor=user, trial=trial, user=user, role=Role.SITE_COORDINATOR, sites=[site])
-    subject = services.subject_enroll(actor=user, site=site)
-    return upload_open(actor=user, timepoint=subject.timepoints.get())
-
-
 def _one_run(n: int, files: list[bytes], deadline_s: float) -> tuple[float, float]:
     """Receive the files and wait for the workers: (receive seconds, processing seconds)."""
-    upload = _scratch_upload(n)
+    from trials.management.commands.bench import scratch_trial  # the command imports this module when asked
+
+    _trial, _subject, upload = scratch_trial(n)  # committed, in the bench's own database: a new pseudonym space
     start = time.perf_counter()
     upload_receive(upload=upload, files=files)  # commits: the batches are queued now
     received = time.perf_counter()

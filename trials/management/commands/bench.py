@@ -137,7 +137,7 @@ class Command(BaseCommand):
                 pydicom.dcmread(path).save_as(tmp / "out" / path.name)
 
         with transaction.atomic():
-            trial, subject, _ = self._scratch_trial(0)
+            trial, subject, _ = scratch_trial(0)
             space, deid_options = trial_space(trial), trial_deid_options(trial)
             transaction.set_rollback(True)
 
@@ -150,7 +150,7 @@ class Command(BaseCommand):
 
         def pipeline():
             with undone():
-                _trial, _subject, upload = self._scratch_trial(next(counter))
+                _trial, _subject, upload = scratch_trial(next(counter))
                 items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
                 ids = [item.pk for item in items]
                 for start in range(0, len(ids), BATCH_SIZE):
@@ -190,14 +190,15 @@ class Command(BaseCommand):
             f"c/a = {ratio_c:.2f} (goal >= 0.6)"
         )
 
-    def _scratch_trial(self, n: int):
-        """A throwaway trial with one subject and an open upload, inside the caller's rolled-back transaction."""
-        User = get_user_model()
-        user = User.objects.create_user(f"bench-{n}-{time.time_ns()}@bench.invalid", None, full_name="Bench")
-        trial = services.trial_create(actor=user, code=f"BENCH{n}", title="Bench", sponsor="Bench", protocol_number="B")
-        site = services.site_create(actor=user, trial=trial, code="S", name="Bench site", country="KR")
-        services.visit_create(actor=user, trial=trial, code="BL", label="Baseline", order=1, target_day=0)
-        services.membership_grant(actor=user, trial=trial, user=user, role=Role.SITE_COORDINATOR, sites=[site])
-        subject = services.subject_enroll(actor=user, site=site)
-        upload = upload_open(actor=user, timepoint=subject.timepoints.get())
-        return trial, subject, upload
+
+def scratch_trial(n: int):
+    """A throwaway trial with one subject and an open upload (in a rolled-back transaction, or a bench's own database)."""
+    User = get_user_model()
+    user = User.objects.create_user(f"bench-{n}-{time.time_ns()}@bench.invalid", None, full_name="Bench")
+    trial = services.trial_create(actor=user, code=f"BENCH{n}", title="Bench", sponsor="Bench", protocol_number="B")
+    site = services.site_create(actor=user, trial=trial, code="S", name="Bench site", country="KR")
+    services.visit_create(actor=user, trial=trial, code="BL", label="Baseline", order=1, target_day=0)
+    services.membership_grant(actor=user, trial=trial, user=user, role=Role.SITE_COORDINATOR, sites=[site])
+    subject = services.subject_enroll(actor=user, site=site)
+    upload = upload_open(actor=user, timepoint=subject.timepoints.get())
+    return trial, subject, upload

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.files.storage import storages
+from django.core.files.storage import FileSystemStorage, storages
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
@@ -55,10 +55,9 @@ def store_ready() -> None:
     """The image store and the quarantine: a folder this process may write, or a bucket that answers."""
     for name in ("images", "quarantine"):
         storage = storages[name]
-        location = getattr(storage, "location", None)
-        if location is not None and hasattr(storage, "path"):
-            os.makedirs(location, exist_ok=True)
-            if not os.access(location, os.W_OK | os.X_OK):
+        if isinstance(storage, FileSystemStorage):
+            os.makedirs(storage.location, exist_ok=True)
+            if not os.access(storage.location, os.W_OK | os.X_OK):
                 raise RuntimeError(f"{name} store is not writable")
         else:
             storage.exists("readyz-probe")  # a HEAD on S3: raises when the bucket cannot be reached

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,16 @@ from django.conf import settings
 
 from ctims import health
 from tests.conftest import PASSWORD, build_world, upload_files
-from tests.trials.durability import RedisServer, celery_on, free_port, multipart, stop, wait_for
+from tests.trials.durability import (
+    MotoServer,
+    RedisServer,
+    celery_on,
+    free_port,
+    multipart,
+    stop,
+    use_storages,
+    wait_for,
+)
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Timepoint, Upload
 
@@ -95,6 +105,22 @@ def test_readyz_is_not_ready_when_the_store_cannot_be_reached(db, client, stores
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["store"] == "failing"
+
+
+def test_readyz_reaches_an_s3_store_and_says_when_it_cannot(db, client, settings):
+    server = MotoServer()
+    server.start()
+    try:
+        entries = server.storages(prefix=f"r{uuid.uuid4().hex[:12]}")
+        use_storages(settings, entries)
+        assert client.get("/readyz").json()["checks"]["store"] == "ok"
+        for entry in entries.values():
+            entry["OPTIONS"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+        use_storages(settings, entries)
+        assert client.get("/readyz").json()["checks"]["store"] == "failing"
+    finally:
+        use_storages(settings, {})
+        server.stop()
 
 
 def test_probes_are_not_redirected_to_https(client, settings):

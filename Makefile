@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ctims
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test install install-dev frontend services system-deps lint check clean bench-orthanc-deps bench-dicomweb
+.PHONY: run test install install-dev frontend services system-deps lint check clean prod-check bench-orthanc-deps bench-dicomweb
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required (install python3.11 or set PYTHON=...)"; exit 1; }
@@ -65,10 +65,11 @@ services:
 
 # What the tests need from Debian: Chromium for the browser tests (never Playwright's own download), Korean
 # fonts for its screenshots, dicom3tools' dciodvfy to validate the structured reports, and redis-server, which
-# the durability tests start on their own ports to stop and restart.
+# the durability tests start on their own ports to stop and restart, and nginx (never started: `nginx -t` checks
+# the deploy/ example) with openssl for its throwaway certificate.
 system-deps:
-	@{ command -v chromium && command -v dciodvfy && command -v redis-server && test -f /usr/share/tesseract-ocr/5/tessdata/kor.traineddata && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools redis-server tesseract-ocr tesseract-ocr-kor >/dev/null; }
+	@{ command -v chromium && command -v dciodvfy && command -v redis-server && command -v nginx && command -v openssl && test -f /usr/share/tesseract-ocr/5/tessdata/kor.traineddata && fc-list | grep -qi nanum; } >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum dicom3tools redis-server nginx-light openssl tesseract-ocr tesseract-ocr-kor >/dev/null; }
 
 # Optional, for the DICOMweb benchmark only (never the tests): Debian's Orthanc and its DICOMweb plugin. The
 # bench starts its own Orthanc on loopback (DICOM port off, a config in a temporary folder) and stops it after;
@@ -93,6 +94,11 @@ check: install-dev services
 
 test: install-dev frontend services system-deps lint check
 	DATABASE_URL=$(DATABASE_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The production stack on loopback (gunicorn with deploy/gunicorn.conf.py, a Celery worker, PostgreSQL, a Redis of
+# the test's own, DEBUG off): log in, upload through STOW, pass QC, fetch a frame; /readyz follows the broker.
+prod-check: install-dev services system-deps
+	DATABASE_URL=$(DATABASE_URL) $(VENV)/bin/pytest -p no:cacheprovider -n 0 -m prod tests/test_production.py
 
 clean:
 	rm -rf $(VENV) var

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ctims.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "ctims.middleware.NoStoreMiddleware",
     # Headers only: before the lean DICOMweb path below, so that its answers carry them too.
@@ -194,6 +195,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "False")
 # HSTS preload is a commitment for the whole domain that each deployment makes for itself (README).
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Probes and the metrics scraper speak plain HTTP to the loopback address, behind the TLS proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 if envbool("BEHIND_TLS_PROXY", "False"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -344,6 +347,10 @@ AUDIT_HMAC_KEY_ID = os.environ.get("AUDIT_HMAC_KEY_ID", "1")
 AUDIT_HMAC_OLD_KEYS = dict(item.partition(":")[::2] for item in envlist("AUDIT_HMAC_OLD_KEYS", ""))
 if any(not key_id or not key for key_id, key in AUDIT_HMAC_OLD_KEYS.items()) or len(AUDIT_HMAC_KEY_ID) > 16:
     raise ImproperlyConfigured("AUDIT_HMAC_OLD_KEYS must be a list of id:key pairs, and key ids at most 16 characters")
+
+# /metrics (ctims.metrics): a scraper sends "Authorization: Bearer <METRICS_TOKEN>"; without a token set, only
+# requests from the loopback address are answered.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from trials import views as trial_views
 
-from . import views
+from . import health, metrics, views
 
 urlpatterns = [
     path("", trial_views.home, name="home"),
@@ -22,4 +22,7 @@ urlpatterns = [
     path("reads/", include("reads.urls")),
     path("operator/", admin.site.urls),
     path("health/", views.health, name="health"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]

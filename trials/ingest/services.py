@@ -24,6 +24,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
+from ctims.metrics import DEID_SECONDS
 
 from ..deid import DeidOptions, DeidRejected, DeidResult
 from ..dicomweb import index as qido_index
@@ -324,7 +325,8 @@ def _deidentify_one(raw: bytes, sha256: str, *, process: Callable[[bytes, str], 
     """
     try:
         check_receivable(raw)  # bounded parsing and what serving needs, before de-identification
-        return process(raw, sha256)
+        with DEID_SECONDS.time():
+            return process(raw, sha256)
     except DeidRejected as exc:
         return exc
     except Exception as exc:  # a parser or engine failure on this file's content (RecursionError included)

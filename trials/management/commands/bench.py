@@ -87,6 +87,12 @@ class Command(BaseCommand):
             action="store_true",
             help="dicomweb --http: the same files from Debian's Orthanc, and the ratio",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            nargs="+",
+            help="ingest: real Celery worker processes on the --redis broker, e.g. --workers 1 2 (PostgreSQL only)",
+        )
 
     def handle(
         self,
@@ -146,6 +152,18 @@ class Command(BaseCommand):
             from trials.dicomweb.bench import bench_dicomweb
 
             return bench_dicomweb(self.stdout, slices=slices, runs=runs, small=small, index_rows=index_rows)
+        if options.get("workers"):
+            from trials.ingest.workers_bench import bench_ingest_workers
+
+            bench_ingest_workers(
+                self.stdout,
+                slices=slices,
+                runs=runs,
+                small=small,
+                counts=options["workers"],
+                broker_url=options["redis"],
+            )
+            return
         template = real_ct_template(large=not small)
         if not small and template.Rows != 512:
             raise CommandError("The 512x512 CT header needs the pydicom-data package (pip install pydicom-data).")
@@ -172,7 +190,7 @@ class Command(BaseCommand):
                 pydicom.dcmread(path).save_as(tmp / "out" / path.name)
 
         with transaction.atomic():
-            trial, subject, _ = self._scratch_trial(0)
+            trial, subject, _ = scratch_trial(0)
             space, deid_options = subject_space(trial, subject.code), trial_deid_options(trial)
             transaction.set_rollback(True)
 
@@ -185,7 +203,7 @@ class Command(BaseCommand):
 
         def pipeline():
             with undone():
-                _trial, _subject, upload = self._scratch_trial(next(counter))
+                _trial, _subject, upload = scratch_trial(next(counter))
                 items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
                 ids = [item.pk for item in items]
                 for start in range(0, len(ids), BATCH_SIZE):
@@ -247,14 +265,15 @@ class Command(BaseCommand):
             f"redaction): {per_instance * 1000:.0f} ms per instance, median of {len(times)} runs"
         )
 
-    def _scratch_trial(self, n: int):
-        """A throwaway trial with one subject and an open upload, inside the caller's rolled-back transaction."""
-        User = get_user_model()
-        user = User.objects.create_user(f"bench-{n}-{time.time_ns()}@bench.invalid", None, full_name="Bench")
-        trial = services.trial_create(actor=user, code=f"BENCH{n}", title="Bench", sponsor="Bench", protocol_number="B")
-        site = services.site_create(actor=user, trial=trial, code="S", name="Bench site", country="KR")
-        services.visit_create(actor=user, trial=trial, code="BL", label="Baseline", order=1, target_day=0)
-        services.membership_grant(actor=user, trial=trial, user=user, role=Role.SITE_COORDINATOR, sites=[site])
-        subject = services.subject_enroll(actor=user, site=site)
-        upload = upload_open(actor=user, timepoint=subject.timepoints.get())
-        return trial, subject, upload
+
+def scratch_trial(n: int):
+    """A throwaway trial with one subject and an open upload (in a rolled-back transaction, or a bench's own database)."""
+    User = get_user_model()
+    user = User.objects.create_user(f"bench-{n}-{time.time_ns()}@bench.invalid", None, full_name="Bench")
+    trial = services.trial_create(actor=user, code=f"BENCH{n}", title="Bench", sponsor="Bench", protocol_number="B")
+    site = services.site_create(actor=user, trial=trial, code="S", name="Bench site", country="KR")
+    services.visit_create(actor=user, trial=trial, code="BL", label="Baseline", order=1, target_day=0)
+    services.membership_grant(actor=user, trial=trial, user=user, role=Role.SITE_COORDINATOR, sites=[site])
+    subject = services.subject_enroll(actor=user, site=site)
+    upload = upload_open(actor=user, timepoint=subject.timepoints.get())
+    return trial, subject, upload

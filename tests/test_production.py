@@ -1,0 +1,422 @@
+"""The production path: health and readiness, metrics, the environment template, and the whole stack on loopback.
+
+The stack test (marker `prod`, `make prod-check`) starts gunicorn with deploy/gunicorn.conf.py and a Celery
+worker, with DEBUG off, on the test database and a Redis of its own, and walks a visit from log-in to a frame.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+
+from ctims import health
+from tests.conftest import PASSWORD, build_world, upload_files
+from tests.trials.durability import (
+    MotoServer,
+    RedisServer,
+    celery_on,
+    free_port,
+    multipart,
+    stop,
+    use_storages,
+    wait_for,
+)
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Timepoint, Upload
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- /healthz and /readyz -------------------------------------------------------------------------------------
+
+
+def test_healthz_answers_without_a_log_in(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_ready_when_database_migrations_and_store_answer(db, client, stores):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"] == {"database": "ok", "migrations": "ok", "broker": "ok", "store": "ok"}
+
+
+def test_readyz_is_not_ready_while_the_broker_is_down_and_ready_again_when_it_is_back(
+    db, client, stores, settings, tmp_path
+):
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    settings.CELERY_BROKER_URL = redis_server.url
+    try:
+        with celery_on(redis_server.url):
+            assert client.get("/readyz").status_code == 200
+            redis_server.kill()
+            response = client.get("/readyz")
+            assert response.status_code == 503
+            assert response.json()["checks"]["broker"] == "failing"
+            assert response.json()["checks"]["database"] == "ok"
+            redis_server.start()
+            assert client.get("/readyz").status_code == 200
+    finally:
+        redis_server.kill()
+
+
+AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def test_readyz_checks_a_rabbitmq_broker_too(db, client, stores, settings):
+    """RabbitMQ (the recommended broker) answers readiness; a broker URL nobody listens on does not."""
+    import kombu
+
+    try:
+        with kombu.Connection(AMQP, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception:
+        pytest.skip("no RabbitMQ on this machine")
+    for url, expected in ((AMQP, "ok"), (f"amqp://guest:guest@127.0.0.1:{free_port()}//", "failing")):
+        settings.CELERY_BROKER_URL = url
+        with celery_on(url):
+            assert client.get("/readyz").json()["checks"]["broker"] == expected
+
+
+def test_readyz_is_not_ready_while_a_migration_is_unapplied(db, client, stores, monkeypatch):
+    monkeypatch.setattr(health, "_migrated", False)
+    monkeypatch.setattr(
+        "django.db.migrations.executor.MigrationExecutor.migration_plan", lambda self, targets: [("pending", False)]
+    )
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["migrations"] == "failing"
+
+
+def test_readyz_is_not_ready_when_the_store_cannot_be_reached(db, client, stores):
+    (stores / "images").write_bytes(b"")  # the store's folder is a file: a mount that failed, a wrong path
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["store"] == "failing"
+
+
+def test_readyz_reaches_an_s3_store_and_says_when_it_cannot(db, client, settings):
+    server = MotoServer()
+    server.start()
+    try:
+        entries = server.storages(prefix=f"r{uuid.uuid4().hex[:12]}")
+        use_storages(settings, entries)
+        assert client.get("/readyz").json()["checks"]["store"] == "ok"
+        for entry in entries.values():
+            entry["OPTIONS"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+        use_storages(settings, entries)
+        assert client.get("/readyz").json()["checks"]["store"] == "failing"
+    finally:
+        use_storages(settings, {})
+        server.stop()
+
+
+def test_probes_are_not_redirected_to_https(client, settings):
+    """The supervisor and the scraper speak plain HTTP to loopback, behind the TLS proxy."""
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/accounts/login/").status_code == 301
+
+
+# --- /metrics ---------------------------------------------------------------------------------------------------
+
+
+def test_metrics_are_refused_to_a_remote_address_without_the_token(db, client, settings):
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 404
+    assert client.get("/metrics").status_code == 200  # the test client comes from 127.0.0.1
+
+
+def test_metrics_need_the_token_when_one_is_set(db, client, settings):
+    settings.METRICS_TOKEN = "scrape-secret"  # noqa: S105
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
+
+
+def test_metrics_count_the_ingest_and_frames_without_any_identifier_in_a_label(world, api, stores, on_commit_now):
+    files = synthesize_ct_series(real_ct_template(large=False), slices=3, seed="metrics")
+    stranger = synthesize_ct_series(real_ct_template(large=False), slices=1, seed="metrics-other", patient_id="P-OTHER")
+    upload_files(world.cora, "ALPHA-SEO-001", files + stranger)
+    instance = Instance.objects.select_related("series__study").first()
+    frame = (
+        f"/dicomweb/trials/ALPHA/studies/{instance.series.study.study_instance_uid}"
+        f"/series/{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}/frames/1"
+    )
+    answer = api.as_(world.alice).get(frame, HTTP_ACCEPT="multipart/related; type=application/octet-stream")
+    assert answer.status_code == 200
+    text = api.get("/metrics").content.decode()
+    assert re.search(r'ctims_ingest_files(_total)?\{code="",state="accepted"\} 3\.0', text), text
+    assert re.search(r'ctims_ingest_files(_total)?\{code="other_patient",state="rejected"\} 1\.0', text)
+    assert re.search(r"ctims_uploads_received(_total)? 1\.0", text)
+    assert re.search(r"ctims_frames_served_total [1-9]", text)
+    assert re.search(r"ctims_deidentify_seconds_count [1-9]", text)
+    assert 'route="dicomweb-trial-frames"' in text
+    labels = " ".join(re.findall(r"\{[^}]*\}", text))
+    for identifying in (
+        "ALPHA-SEO-001",
+        "P-OTHER",
+        instance.sop_instance_uid,
+        instance.series.study.study_instance_uid,
+        world.trial.code,
+    ):
+        assert identifying not in labels
+
+
+# --- the environment file template -----------------------------------------------------------------------------
+
+
+def settings_variables() -> set[str]:
+    """Every environment variable ctims/settings.py reads, found in its syntax tree (not by a list kept by hand)."""
+    tree = ast.parse((ROOT / "ctims/settings.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call | ast.Subscript):
+            continue
+        if isinstance(node, ast.Subscript):
+            target, argument = node.value, node.slice
+        else:
+            target, argument = node.func, node.args[0] if node.args else None
+        text = ast.unparse(target)
+        reads_env = text in ("os.environ.get", "os.environ", "os.getenv", "envbool", "envint", "envlist")
+        if reads_env and isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+            names.add(argument.value)
+    # image_store(bucket_variable, ...) reads the bucket variable it is given.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "image_store":
+            names.add(node.args[0].value)
+    return names
+
+
+def test_the_environment_template_lists_every_variable_the_settings_read():
+    template = (ROOT / "deploy/ctims.env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", template, flags=re.MULTILINE))
+    found = settings_variables()
+    assert {"DATABASE_URL", "SECRET_KEY", "IMAGE_STORE_BUCKET", "METRICS_TOKEN"} <= found  # the parser works
+    assert found - listed == set()
+
+
+# --- the whole stack on loopback --------------------------------------------------------------------------------
+
+
+class Browser:
+    """A client that keeps cookies by hand: the production cookies are Secure, and the proxy's TLS is not here."""
+
+    def __init__(self, base: str):
+        self.base, self.cookies = base, {}
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = kwargs.pop("headers", {}) | {
+            "X-Forwarded-Proto": "https",  # what nginx says after terminating TLS
+            "Referer": f"https://{self.base.split('//')[1]}/",
+            "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
+        }
+        if "csrftoken" in self.cookies:
+            headers["X-CSRFToken"] = self.cookies["csrftoken"]
+        response = requests.request(
+            method, self.base + path, headers=headers, allow_redirects=False, timeout=60, **kwargs
+        )
+        self.cookies.update(response.cookies.get_dict())
+        return response
+
+    def log_in(self, email: str) -> None:
+        page = self.request("GET", "/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        answer = self.request(
+            "POST",
+            "/accounts/login/",
+            data={"username": email, "password": PASSWORD, "csrfmiddlewaretoken": token},
+        )
+        assert answer.status_code == 302, answer.text[:2000]
+        assert "sessionid" in self.cookies
+
+
+def production_env(tmp_path: Path, broker_url: str, queue: str) -> dict:
+    db = settings.DATABASES["default"]
+    return os.environ | {
+        "DJANGO_SETTINGS_MODULE": "ctims.settings",
+        "DEBUG": "False",
+        "SECRET_KEY": "prod-check-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,  # the test's events and the stack's share one chain
+        "ALLOWED_HOSTS": "127.0.0.1",
+        # The cast's passwords were hashed with the tests' fast hasher; the stack must be able to check them.
+        "PASSWORD_HASHERS": ",".join(settings.PASSWORD_HASHERS),
+        "BEHIND_TLS_PROXY": "True",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_QUEUE": queue,
+        "CTIMS_VAR_DIR": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "GUNICORN_WORKERS": "2",
+    }
+
+
+@pytest.mark.prod
+def test_the_production_stack_takes_a_visit_from_log_in_to_a_frame(transactional_db, tmp_path):
+    world = build_world()
+    if hasattr(world.trial, "two_factor_roles"):
+        # Two-factor log-in has its own tests; this one is about the stack, logged in with passwords.
+        type(world.trial).objects.filter(pk=world.trial.pk).update(two_factor_roles=[])
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    queue = "prod-check"
+    env = production_env(tmp_path, redis_server.url, queue) | {"GUNICORN_BIND": f"127.0.0.1:{port}"}
+    log = (tmp_path / "stack.log").open("ab")
+    bin_dir = Path(sys.executable).parent
+    web = subprocess.Popen(
+        [str(bin_dir / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "ctims.wsgi"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    worker = subprocess.Popen(
+        [str(bin_dir / "celery"), "-A", "ctims", "worker", "-Q", queue, "-c", "1", "-l", "WARNING", "--without-gossip"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+
+        def answers() -> bool:
+            try:
+                return requests.get(base + "/healthz", timeout=5).status_code == 200
+            except requests.RequestException:  # not listening yet, or its workers still loading
+                return False
+
+        wait_for(answers, 60, "gunicorn to serve /healthz", tmp_path / "stack.log")
+        assert requests.get(base + "/readyz", timeout=10).status_code == 200
+        # DEBUG is off: an unknown host is refused, and a page over plain HTTP is sent to HTTPS.
+        assert requests.get(base + "/healthz", headers={"Host": "evil.example"}, timeout=5).status_code == 400
+        assert requests.get(base + "/accounts/login/", allow_redirects=False, timeout=5).status_code == 301
+
+        cora = Browser(base)
+        cora.log_in("cora@example.org")
+        opened = cora.request("POST", "/api/trials/ALPHA/subjects/ALPHA-SEO-001/visits/BL/uploads/")
+        assert opened.status_code == 201, opened.text
+        files = synthesize_ct_series(real_ct_template(large=False), slices=4, seed="prod-check")
+        body, content_type = multipart(files)
+        stowed = cora.request(
+            "POST",
+            opened.json()["stow_url"],
+            data=body,
+            headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+        )
+        assert stowed.status_code in (200, 202), stowed.text
+        finished = cora.request("POST", f"/api/trials/ALPHA/uploads/{opened.json()['id']}/finish/")
+        assert finished.status_code == 200, finished.text
+        upload = Upload.objects.get(pk=opened.json()["id"])
+        timepoint = Timepoint.objects.get(pk=upload.timepoint_id)
+        wait_for(
+            lambda: Timepoint.objects.get(pk=timepoint.pk).state == "uploaded",
+            90,
+            "the Celery worker to take the visit to 'uploaded'",
+            tmp_path / "stack.log",
+        )
+        assert Instance.objects.filter(series__study__timepoint=timepoint).count() == 4
+
+        quinn = Browser(base)
+        quinn.log_in("quinn@example.org")
+        qc = "/trials/ALPHA/subjects/ALPHA-SEO-001/visits/BL/qc/"
+        assert quinn.request("POST", qc + "start/").status_code == 302
+        assert quinn.request("POST", qc + "pass/", data={"comment": ""}).status_code == 302
+        assert Timepoint.objects.get(pk=timepoint.pk).state == Timepoint.State.READY_FOR_READ
+
+        instance = Instance.objects.select_related("series__study").filter(series__study__timepoint=timepoint).first()
+        frame = quinn.request(
+            "GET",
+            f"/dicomweb/trials/ALPHA/studies/{instance.series.study.study_instance_uid}"
+            f"/series/{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}/frames/1",
+            headers={"Accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"},
+        )
+        assert frame.status_code == 200
+        assert len(frame.content) >= 128 * 128 * 2
+
+        # Both gunicorn workers and the Celery worker count into one set of figures (multiprocess mode).
+        scraped = requests.get(base + "/metrics", timeout=10).text
+        assert re.search(r"ctims_deidentify_seconds_count 4\.0", scraped), scraped
+        assert re.search(r"ctims_frames_served_total 1\.0", scraped)
+
+        # The broker goes away: not ready (the web process itself stays alive); back: ready again.
+        redis_server.kill()
+        wait_for(lambda: requests.get(base + "/readyz", timeout=10).status_code == 503, 30, "/readyz to turn not ready")
+        assert requests.get(base + "/healthz", timeout=5).status_code == 200
+        redis_server.start()
+        wait_for(lambda: requests.get(base + "/readyz", timeout=10).status_code == 200, 30, "/readyz to turn ready")
+    finally:
+        stop(worker)
+        stop(web)
+        redis_server.kill()
+    assert world.trial.code == "ALPHA"
+
+
+# --- upgrades ---------------------------------------------------------------------------------------------------
+
+# What would stop the read path while a migration runs on the instance index: a rewrite of the table (a column's
+# type changed, a column added with a volatile default) or a lock held through a full scan (SET NOT NULL).
+BLOCKING = re.compile(
+    r"ALTER COLUMN \S+ (SET DATA )?TYPE|SET NOT NULL|DEFAULT \(?(now|clock_timestamp|random|gen_random_uuid)\(|"
+    r"VACUUM FULL|CLUSTER ",
+    re.IGNORECASE,
+)
+
+
+def test_no_migration_rewrites_or_blocks_reads_of_the_instance_index(db):
+    """CHANGELOG.md promises it per release; every migration after the table's creation is checked here."""
+    import io
+
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(connection)
+    offending = []
+    for app_label, name in sorted(loader.disk_migrations):
+        if app_label not in ("ctims", "trials", "reads"):
+            continue
+        out = io.StringIO()
+        call_command("sqlmigrate", app_label, name, stdout=out)
+        for statement in out.getvalue().split(";"):
+            if '"trials_instance"' in statement and BLOCKING.search(statement):
+                offending.append(f"{app_label}.{name}: {statement.strip()[:200]}")
+    assert offending == []
+
+
+# --- the nginx example -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not shutil.which("nginx") or not shutil.which("openssl"), reason="needs Debian's nginx and openssl")
+def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
+    """`nginx -t` on deploy/nginx-ctims.conf, with a throwaway certificate in place of the operator's."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ctims.example.org"]
+        + ["-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True,
+        capture_output=True,
+    )
+    site = (ROOT / "deploy/nginx-ctims.conf").read_text()
+    site = site.replace("/etc/letsencrypt/live/ctims.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
+    site = site.replace("/etc/letsencrypt/live/ctims.example.org/privkey.pem", str(tmp_path / "key.pem"))
+    site = site.replace("/var/lib/nginx/body", str(tmp_path / "body"))
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\naccess_log off;\n{site}\n}}\n"
+    )
+    checked = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr

@@ -1,0 +1,36 @@
+"""`bench ingest --workers` runs in CI on a small series: real workers on Redis, every file accepted, figures printed."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+
+import pytest
+from django.core.management import call_command
+
+pytestmark = pytest.mark.worker
+REDIS = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+
+
+def test_bench_ingest_with_one_and_two_workers_prints_their_rates_and_ratio(transactional_db):
+    out = io.StringIO()
+    call_command(
+        "bench",
+        "ingest",
+        "--workers",
+        "1",
+        "2",
+        "--slices",
+        "6",
+        "--runs",
+        "1",
+        "--small",
+        "--redis",
+        REDIS,
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert re.search(r"1 worker process: receive +[\d.]+ instances/s, processing +[\d.]+ instances/s", text), text
+    assert re.search(r"2 worker processes: .* end to end +[\d.]+ instances/s", text), text
+    assert re.search(r"processing rate, 2 workers / 1: \d+\.\d\d", text), text

@@ -1,0 +1,78 @@
+"""On the S3 store (moto), a real worker killed mid-batch is retried by another to a consistent end."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+
+import pytest
+
+from tests.conftest import build_world
+from tests.trials.durability import (
+    MotoServer,
+    RedisServer,
+    assert_end_state,
+    celery_on,
+    start_worker,
+    stop,
+    use_storages,
+    wait_for,
+)
+from trials.ingest.services import upload_finish, upload_open, upload_receive
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Timepoint, Upload, UploadItem
+
+pytestmark = pytest.mark.worker
+
+
+def test_a_worker_killed_while_putting_to_s3_is_retried_to_a_consistent_end(
+    transactional_db, settings, tmp_path, monkeypatch
+):
+    s3 = MotoServer()
+    s3.start()
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    workers = []
+    try:
+        prefix = f"w{uuid.uuid4().hex[:12]}"
+        use_storages(settings, s3.storages(prefix=prefix))
+        # The worker processes configure the same buckets from the environment, as production does.
+        for name, value in {
+            "IMAGE_STORE": "s3",
+            "IMAGE_STORE_BUCKET": f"{prefix}-images",
+            "QUARANTINE_BUCKET": f"{prefix}-quarantine",
+            "S3_ENDPOINT_URL": s3.url,
+            "S3_REGION": "us-east-1",
+            "S3_ACCESS_KEY_ID": "test",
+            "S3_SECRET_ACCESS_KEY": "test",
+            "S3_SSE": "AES256",
+        }.items():
+            monkeypatch.setenv(name, value)
+        world = build_world()
+        files = synthesize_ct_series(real_ct_template(large=True), slices=12, seed="s3-kill")
+        with celery_on(redis_server.url, visibility=2) as queue:
+            timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
+            upload = upload_open(actor=world.cora, timepoint=timepoint)
+            for start in range(0, len(files), 4):
+                upload_receive(upload=upload, files=files[start : start + 4])
+            upload_finish(actor=world.cora, upload=upload)
+            # The first worker dies by SIGKILL just before its fifth PUT reaches the bucket.
+            workers.append(start_worker(redis_server.url, queue, tmp_path, visibility=2, fault="mid_write:5"))
+            workers[0].wait(180)
+            assert workers[0].returncode == -signal.SIGKILL
+            assert UploadItem.objects.filter(state="quarantined").exists()
+            workers.append(start_worker(redis_server.url, queue, tmp_path, visibility=2))
+            wait_for(
+                lambda: Upload.objects.get(pk=upload.pk).state == "complete",
+                120,
+                "the killed worker's batch to be redelivered and finished",
+                tmp_path / "worker.log",
+            )
+        assert UploadItem.objects.filter(state="accepted").count() == len(files)
+        assert_end_state()
+    finally:
+        for worker in workers:
+            stop(worker)
+        redis_server.kill()
+        use_storages(settings, {})
+        s3.stop()

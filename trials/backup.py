@@ -1,0 +1,204 @@
+"""Backup and restore: the database and the image store, consistent with each other.
+
+Consistency comes from one PostgreSQL snapshot: the backup opens a REPEATABLE READ transaction, exports its
+snapshot, has `pg_dump` (custom format) dump exactly that snapshot, and lists from the same snapshot every file
+the rows point to: each Instance's stored file (SOP instances and SRs), and the quarantined copy of each file
+still waiting to be processed. Stored files are written once and never replaced, so copying them after the dump
+gives the bytes the rows describe; each is hashed while it is copied and checked against its row. The folder it
+writes:
+
+    database.dump        pg_dump --format=custom of the snapshot
+    images/<key>         every stored file the dump's Instance rows point to
+    quarantine/<key>     the raw copy of every file the dump lists as waiting (those processed meanwhile are
+                         listed as gone: restored, they are asked for again, as any lost quarantine copy is)
+    manifest.json        every file's key, size and SHA-256, and the dump's SHA-256
+
+A restore checks the folder against its manifest, restores the dump into an empty database, puts the files
+back through the store's write-once path (file system or S3), then verifies that every Instance row's file is
+there with its SHA-256 and that the audit chain is intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from ctims.audit import audit_verify
+
+from .ingest import store
+from .models import Instance, UploadItem
+
+CHUNK = 1024 * 1024
+FORMAT = 1
+
+
+class BackupError(Exception):
+    """A backup or restore that cannot be trusted: the message says what to look at."""
+
+
+def _pg_env_and_args(database: dict | None = None) -> tuple[dict, list[str]]:
+    db = database or settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        raise BackupError("backup and restore need PostgreSQL (DATABASE_URL=postgres://...)")
+    env = os.environ.copy()
+    if db.get("PASSWORD"):
+        env["PGPASSWORD"] = db["PASSWORD"]
+    args = ["--dbname", db["NAME"]]
+    if db.get("HOST"):
+        args += ["--host", db["HOST"]]
+    if db.get("PORT"):
+        args += ["--port", str(db["PORT"])]
+    if db.get("USER"):
+        args += ["--username", db["USER"]]
+    return env, args
+
+
+def _copy_out(storage, key: str, destination: Path) -> tuple[str, int]:
+    """Stream one stored file into the backup folder; its SHA-256 and size."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with storage.open(key, "rb") as source, destination.open("wb") as target:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            target.write(chunk)
+        target.flush()
+        os.fsync(target.fileno())
+    return digest.hexdigest(), size
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class BackupReport:
+    images: int = 0
+    quarantined: int = 0
+    gone: list[str] = field(default_factory=list)
+
+
+def backup_create(*, destination: Path) -> BackupReport:
+    """Write a consistent backup into `destination` (a new or empty folder)."""
+    destination = Path(destination)
+    if destination.exists() and any(destination.iterdir()):
+        raise BackupError(f"{destination} is not empty")
+    destination.mkdir(parents=True, exist_ok=True)
+    env, args = _pg_env_and_args()
+    report, manifest = BackupReport(), {"format": FORMAT, "images": [], "quarantine": [], "gone": []}
+    images, quarantine = store.image_storage(), store.quarantine_storage()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SELECT pg_export_snapshot()")
+            snapshot = cursor.fetchone()[0]
+        dump = destination / "database.dump"
+        subprocess.run(  # noqa: S603 -- fixed arguments from the settings, no shell
+            ["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}", "--file", dump]
+            + args,
+            env=env,
+            check=True,
+        )
+        rows = Instance.objects.values_list("storage_key", "sha256", "size").order_by("pk").iterator()
+        for key, sha256, size in rows:
+            copied = _copy_out(images, key, destination / "images" / key)
+            if copied != (sha256, size):
+                raise BackupError(f"the stored file {key} does not match its index row: the image store is damaged")
+            manifest["images"].append({"key": key, "sha256": sha256, "size": size})
+            report.images += 1
+        waiting = UploadItem.objects.filter(state=UploadItem.State.QUARANTINED).values_list("upload_id", "sha256")
+        for upload_id, sha256 in waiting.order_by("pk").iterator():
+            key = store.quarantine_key(upload_id, sha256)
+            try:
+                copied_sha, size = _copy_out(quarantine, key, destination / "quarantine" / key)
+            except FileNotFoundError:  # processed since the snapshot: its outcome is not in this backup
+                manifest["gone"].append(key)
+                report.gone.append(key)
+                continue
+            entry = {"key": key, "upload": upload_id, "sha256": sha256, "size": size, "intact": copied_sha == sha256}
+            manifest["quarantine"].append(entry)
+            report.quarantined += 1
+    manifest["database"] = {"file": "database.dump", "sha256": _sha256_file(dump)}
+    (destination / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return report
+
+
+def backup_check(*, source: Path) -> dict:
+    """The backup's manifest, after checking that the dump and every file in it are whole."""
+    source = Path(source)
+    manifest = json.loads((source / "manifest.json").read_text())
+    if manifest.get("format") != FORMAT:
+        raise BackupError("this backup was written by another version of CTIMS")
+    if _sha256_file(source / manifest["database"]["file"]) != manifest["database"]["sha256"]:
+        raise BackupError("the database dump does not match its manifest")
+    for entry in manifest["images"]:
+        if _sha256_file(source / "images" / entry["key"]) != entry["sha256"]:
+            raise BackupError(f"the backed-up file {entry['key']} does not match the manifest")
+    return manifest
+
+
+@dataclass
+class RestoreReport:
+    images: int
+    quarantined: int
+    audit_events: int
+
+
+def restore_verify() -> int:
+    """Every Instance row's file is in the store with its SHA-256 and size; the audit chain is intact.
+    Returns the number of audit events checked."""
+    images = store.image_storage()
+    for key, sha256, size in Instance.objects.values_list("storage_key", "sha256", "size").iterator():
+        digest, length = hashlib.sha256(), 0
+        try:
+            with images.open(key, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+                    length += len(chunk)
+        except FileNotFoundError:
+            raise BackupError(f"the stored file {key} is missing after the restore") from None
+        if (digest.hexdigest(), length) != (sha256, size):
+            raise BackupError(f"the stored file {key} does not match its index row after the restore")
+    report = audit_verify()
+    if not report.intact:
+        raise BackupError(f"the audit chain is broken after {report.checked} events: {report.problem}")
+    return report.checked
+
+
+def backup_restore(*, source: Path) -> RestoreReport:
+    """Restore a backup into the configured database (which must be empty) and image store, then verify it."""
+    source = Path(source)
+    manifest = backup_check(source=source)
+    with connection.cursor() as cursor:
+        if connection.introspection.table_names(cursor):
+            raise BackupError("the database is not empty: restore into a new database (createdb), never over one")
+    connection.close()  # pg_restore needs no session of ours in its way
+    env, args = _pg_env_and_args()
+    subprocess.run(  # noqa: S603 -- fixed arguments from the settings, no shell
+        ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"]
+        + args
+        + [str(source / manifest["database"]["file"])],
+        env=env,
+        check=True,
+    )
+    for entry in manifest["images"]:
+        data = (source / "images" / entry["key"]).read_bytes()
+        store.store_instance(entry["key"], data)
+    quarantined = 0
+    for entry in manifest["quarantine"]:
+        if entry["intact"]:
+            store.quarantine_put(entry["upload"], entry["sha256"], (source / "quarantine" / entry["key"]).read_bytes())
+            quarantined += 1
+    # A waiting file whose copy is not restored is asked for again by the pipeline (state "resend").
+    return RestoreReport(images=len(manifest["images"]), quarantined=quarantined, audit_events=restore_verify())

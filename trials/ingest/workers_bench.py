@@ -1,0 +1,177 @@
+"""`manage.py bench ingest --workers 1 2`: the ingest with real Celery worker processes on Redis and PostgreSQL.
+
+Each run uploads the series into a new trial (so nothing is a duplicate of an earlier run) the way the web
+process does (`upload_receive`: quarantine writes and one commit that queues the batches), then waits until
+every file is processed. It prints, per number of workers, the median of the receive time, the processing
+time (from the commit to the last file done) and the end-to-end time, as instances/s, and the ratio of each
+count's processing rate to one worker's. Everything happens in a database of the bench's own (workers in
+other processes must see committed rows; nothing it writes, its audit events included, may stay behind) and a
+temporary store folder; the workers read a queue of the bench's own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test import override_settings
+
+from ctims.broker import connections_reset, transport_options
+from ctims.celery import app
+from trials.models import UploadItem
+
+from .services import upload_receive
+from .synthetic import real_ct_template, synthesize_ct_series
+
+
+@contextmanager
+def own_database() -> Iterator[str]:
+    """A migrated database of the bench's own, dropped at the end."""
+    if connection.vendor != "postgresql":
+        raise CommandError("bench ingest --workers needs PostgreSQL (DATABASE_URL=postgres://...).")
+    old_name = connection.settings_dict["NAME"]
+    test = connection.settings_dict.setdefault("TEST", {})
+    old_test_name = test.get("NAME")
+    test["NAME"] = f"ctims_bench_workers_{os.getpid()}"
+    try:
+        name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        try:
+            yield name
+        finally:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+    finally:
+        test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
+
+
+@contextmanager
+def queue_on(broker_url: str) -> Iterator[str]:
+    """This process sends its tasks to a fresh queue on `broker_url` (not in-process); yields the queue's name."""
+    name = f"ctims-bench-{uuid.uuid4().hex[:8]}"
+    keys = ("task_always_eager", "broker_url", "task_default_queue", "broker_transport_options")
+    saved = {k: app.conf[k] for k in keys}
+    app.conf.update(
+        task_always_eager=False,
+        broker_url=broker_url,
+        task_default_queue=name,
+        broker_transport_options=transport_options(300),
+    )
+    connections_reset(app)
+    try:
+        yield name
+    finally:
+        app.conf.update(saved)
+        connections_reset(app)
+
+
+@contextmanager
+def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path) -> Iterator[None]:
+    """One `celery worker` with `count` pool processes, on the bench's database, queue and store folder."""
+    db = settings.DATABASES["default"]
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "ctims.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{database}",
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_QUEUE": queue,
+        "CTIMS_VAR_DIR": str(var),
+        "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    celery = Path(sys.executable).parent / "celery"
+    process = subprocess.Popen(  # noqa: S603 -- our own interpreter's celery, fixed arguments
+        [str(celery), "-A", "ctims", "worker", "-Q", queue, "-c", str(count), "-l", "WARNING", "--without-gossip"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(var / "workers.log").open("ab"),
+    )
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(30)
+
+
+def _one_run(n: int, files: list[bytes], deadline_s: float) -> tuple[float, float]:
+    """Receive the files and wait for the workers: (receive seconds, processing seconds)."""
+    from trials.management.commands.bench import scratch_trial  # the command imports this module when asked
+
+    _trial, _subject, upload = scratch_trial(n)  # committed, in the bench's own database: a new pseudonym space
+    start = time.perf_counter()
+    upload_receive(upload=upload, files=files)  # commits: the batches are queued now
+    received = time.perf_counter()
+    deadline = received + deadline_s
+    waiting = UploadItem.objects.filter(upload=upload, state=UploadItem.State.QUARANTINED)
+    while waiting.exists():
+        if time.perf_counter() > deadline:
+            raise CommandError(f"the workers did not process the upload within {deadline_s:.0f} s")
+        time.sleep(0.05)
+    done = time.perf_counter()
+    outcomes = set(UploadItem.objects.filter(upload=upload).values_list("state", flat=True))
+    if outcomes != {UploadItem.State.ACCEPTED}:
+        raise CommandError(f"the bench's files ended {sorted(outcomes)}, not all accepted")
+    return received - start, done - received
+
+
+def bench_ingest_workers(
+    out, *, slices: int, runs: int, small: bool, counts: list[int], broker_url: str, deadline_s: float = 600
+) -> dict[int, float]:
+    """Print the figures; returns each worker count's median processing rate (instances/s)."""
+    template = real_ct_template(large=not small)
+    files = synthesize_ct_series(template, slices=slices, seed="bench-ingest-workers")
+    megabytes = sum(len(f) for f in files) / 1e6
+    out.write(
+        f"Series: {slices} CT slices {template.Rows}x{template.Columns}, {megabytes:.1f} MB; real Celery workers on "
+        f"{broker_url.split('@')[-1]}, PostgreSQL; median of {runs} runs per worker count; {os.cpu_count()} cores."
+    )
+    var = Path(tempfile.mkdtemp(prefix="ctims-bench-workers-"))
+    fs = "django.core.files.storage.FileSystemStorage"
+    stores = {
+        "images": {"BACKEND": fs, "OPTIONS": {"location": var / "images"}},
+        "quarantine": {"BACKEND": fs, "OPTIONS": {"location": var / "quarantine"}},
+    }
+    rates: dict[int, float] = {}
+    serial = iter(range(1, 100_000))
+    try:
+        with own_database() as database, override_settings(STORAGES={**storages.backends, **stores}):
+            storages._storages.clear()
+            with queue_on(broker_url) as queue:
+                for count in counts:
+                    with workers(count, database=database, broker_url=broker_url, queue=queue, var=var):
+                        _one_run(next(serial), files[: min(len(files), 4)], deadline_s)  # workers up and warm
+                        times = [_one_run(next(serial), files, deadline_s) for _ in range(runs)]
+                    receive = statistics.median(t[0] for t in times)
+                    process = statistics.median(t[1] for t in times)
+                    total = statistics.median(t[0] + t[1] for t in times)
+                    rates[count] = slices / process
+                    out.write(
+                        f"  {count} worker process{'es' if count > 1 else ''}: receive {slices / receive:7.1f} "
+                        f"instances/s, processing {slices / process:7.1f} instances/s, end to end "
+                        f"{slices / total:7.1f} instances/s ({megabytes / total:.1f} MB/s)"
+                    )
+    finally:
+        storages._storages.clear()
+        shutil.rmtree(var, ignore_errors=True)
+    base = rates.get(counts[0])
+    for count in counts[1:]:
+        out.write(
+            f"  processing rate, {count} workers / {counts[0]}: {rates[count] / base:.2f} (goal >= 1.8 for 2 / 1)"
+        )
+    return rates

@@ -28,7 +28,7 @@ class ReadResultOut(serializers.Serializer):
     source = serializers.CharField()
     reader = serializers.IntegerField()
     locked_at = serializers.DateTimeField()
-    sr_sop_instance_uid = serializers.CharField(source="result.read.sr_instance.sop_instance_uid")
+    sr_sop_instance_uid = serializers.CharField(source="result.sr.sop_instance_uid")
 
 
 class ReadResultListApi(APIView):

@@ -116,6 +116,11 @@ class ReaderAssignment(models.Model):
         return f"{self.case_label} reader {self.slot}"
 
     @property
+    def reader_code(self) -> str:
+        """How records outside the system name the place (SR observers, transfers): never the person."""
+        return {1: "Radiologist 1", 2: "Radiologist 2"}.get(self.slot, "Adjudicator")
+
+    @property
     def slot_label(self) -> str:
         """How pages name the place: "Reader 1", "Reader 2" or "Adjudicator"."""
         if self.slot in (1, 2):
@@ -284,6 +289,8 @@ class TimepointResult(models.Model):
     supersedes = models.OneToOneField(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="superseded_by"
     )
+    # The result SR written at adjudication (verified by the adjudicator, referencing the accepted read's SR).
+    sr_instance = models.ForeignKey(Instance, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
 
     objects = CurrentResults()
     history = models.Manager()  # noqa: DJ012 - a second manager, not a field
@@ -300,6 +307,11 @@ class TimepointResult(models.Model):
 
     def __str__(self) -> str:
         return f"result of {self.timepoint}"
+
+    @property
+    def sr(self) -> Instance | None:
+        """The SR that records this result: the adjudication's result SR, else the standing read's own SR."""
+        return self.sr_instance or self.read.sr_instance
 
 
 class DeliverySettings(models.Model):

@@ -22,12 +22,15 @@ from guardian.shortcuts import assign_perm
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from ctims.signatures import signature_create, signing
+from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
 from .series import AssessmentSeries, subject_series
 from .services import ADJUDICATOR_SLOT, current_readers, held, in_role, least_loaded
+from .sr import SRError
+from .sr_store import result_sr_store
 
 # Stored in English with the signature; shown translated beside the checkbox.
 ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
@@ -87,7 +90,9 @@ def disagreements(timepoint: Timepoint, reads: dict[int, Read], design: ReadDesi
     return why
 
 
-def _lock(timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudication=None) -> TimepointResult:
+def _lock(
+    timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudication=None, sr_instance=None
+) -> TimepointResult:
     result = TimepointResult.objects.create(
         timepoint=timepoint,
         read=read,
@@ -95,6 +100,7 @@ def _lock(timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudica
         adjudication=adjudication,
         overall_response=read.overall_response,
         locked_at=timezone.now(),
+        sr_instance=sr_instance,
     )
     timepoint_transition(
         actor=actor,
@@ -282,7 +288,7 @@ def adjudicate(
 
     Refused if the chosen reader has not signed every one of those visits. A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out).
     """
-    with signing(user=actor, request=request), transaction.atomic():
+    with signing(user=actor, request=request), stored_files_undone_on_error(), transaction.atomic():
         task = (
             held(ReadTask.objects)
             .select_for_update(of=("self",))
@@ -340,16 +346,27 @@ def adjudicate(
         adjudication.signature = signature
         adjudication.decided_at = signature.at
         adjudication.save()
-        for timepoint in in_question:
-            _lock(
-                timepoint,
-                chosen[timepoint.pk],
-                TimepointResult.Source.ADJUDICATION,
-                actor=actor,
-                adjudication=adjudication,
-            )
-        for result in changed:
-            _result_follow(result, chosen[result.timepoint_id], actor=actor, adjudication=adjudication)
+        try:
+            for timepoint in in_question:
+                read = chosen[timepoint.pk]
+                _lock(
+                    timepoint,
+                    read,
+                    TimepointResult.Source.ADJUDICATION,
+                    actor=actor,
+                    adjudication=adjudication,
+                    sr_instance=result_sr_store(read=read, adjudication=adjudication, signer=signature, previous=None),
+                )
+            for result in locked:
+                read = chosen[result.timepoint_id]
+                sr_instance = result_sr_store(
+                    read=read, adjudication=adjudication, signer=signature, previous=result.sr_instance
+                )
+                _result_follow(result, read, actor=actor, adjudication=adjudication, sr_instance=sr_instance)
+        except SRError as exc:
+            raise InvalidState(
+                _("The result's structured report could not be written, so nothing was signed: %(why)s") % {"why": exc}
+            ) from None
         task.state = ReadTask.State.SIGNED
         task.save(update_fields=["state"])
         audit_record(
@@ -369,9 +386,12 @@ def adjudicate(
     return adjudication
 
 
-def _result_follow(result: TimepointResult, read: Read, *, actor, adjudication: Adjudication) -> TimepointResult:
-    """A locked visit follows the adjudicator's choice: a new result with the accepted reader's read supersedes
-    the old one (which stays on record), and the audit trail says what changed."""
+def _result_follow(
+    result: TimepointResult, read: Read, *, actor, adjudication: Adjudication, sr_instance
+) -> TimepointResult:
+    """A locked visit follows the adjudicator's choice: a new result with the accepted reader's read (and the
+    adjudication's result SR) supersedes the old one, which stays on record; the audit trail says what changed,
+    or that the visit already held the accepted read ("read_result.confirm")."""
     new = TimepointResult.objects.create(
         timepoint=result.timepoint,
         read=read,
@@ -380,10 +400,11 @@ def _result_follow(result: TimepointResult, read: Read, *, actor, adjudication: 
         overall_response=read.overall_response,
         locked_at=adjudication.decided_at,
         supersedes=result,
+        sr_instance=sr_instance,
     )
     audit_record(
         actor=actor,
-        action="read_result.change",
+        action="read_result.change" if result.read_id != read.pk else "read_result.confirm",
         obj=new,
         trial_id=result.timepoint.subject.trial_id,
         summary={

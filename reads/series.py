@@ -25,8 +25,8 @@ RESULT = "result"
 
 
 def evaluator_name(slot: int | None) -> str:
-    """How a series' author is named outside the system: the trial's reader code, never a person's name."""
-    return {1: "RADIOLOGIST 1", 2: "RADIOLOGIST 2", 3: "ADJUDICATOR"}.get(slot or 0, "")
+    """How a series' author is named outside the system (SDTM's EVALID): the reader code, never a person."""
+    return ReaderAssignment(slot=slot).reader_code.upper() if slot else ""
 
 
 @dataclass(frozen=True)

@@ -9,22 +9,31 @@ new series and instance):
   per-measurement coordinates in it), each with
   - Tracking Identifier (DCM 112039, the label e.g. "T01") and Tracking Unique Identifier
     (DCM 112040, stable for the lesion across timepoints);
-  - Finding Site (SCT 363698007), Finding type SCT 52988006 "Lesion" or SCT 59441001
-    "Lymph Node" (encodes ``is_node``);
-  - Method RECIST 1.1 (DCM 126081); Time Point context (TID 1502) with the timepoint label;
-  - Long axis (SCT 103339001) / Short axis (SCT 103340004) in UCUM "mm", each with its
-    own SCOORD POLYLINE (two endpoints, image pixel (column, row)) on the referenced image;
-  - Baseline Category (DCM 112016) = DCM 112074 / 112075 for target / non-target lesions;
-  - local (99CTIMS) codes for the lesion category incl. "new", the lesion status, and a
-    TEXT item for the free-text non-target status.
+  - Finding Site (SCT 363698007), Finding type SCT 52988006 "Lesion", or SCT 30746006
+    "Lymphadenopathy" for a node (the node's station is its finding site);
+  - Method RECIST 1.1 (DCM 126081); Time Point context (TID 1502): the visit's label, its code
+    as Protocol Time Point Identifier (DCM 126071), its order (DCM 126073) and, at baseline,
+    the Time Point Type UMLS C1442488 "Baseline";
+  - Long axis (SCT 103339001) / Short axis (SCT 103340004) in UCUM "mm" with their tenths
+    ("14.0"), each with its own SCOORD POLYLINE (two endpoints, image pixel (column, row));
+  - Baseline Category (DCM 112016) = DCM 112074 / 112075 / 112076 for target / non-target /
+    new ("Non-Lesion at Baseline") lesions;
+  - a target's Lesion Status (SCT Measured, DCM Too small, SCT Absent, NCIt Not Evaluable)
+    and a non-target's status (SCT Present, SCT Absent, NCIt Not Evaluable, or the local
+    "Unequivocal progression"); a new lesion has neither.
 * one TID 1501 group "Timepoint response" with target response (DCM CID 6143 values),
-  non-target response (DCM CID 6144 values), overall response (NCIt C-codes of the CDISC
-  "Oncology Response Assessment Result" codelist C96785, see OVERALL_RESPONSE_CODES), and
-  the sum of diameters in mm.
+  non-target response (DCM CID 6144 values), overall response as DCM 112048 "Current
+  Response" (NCIt C-codes of the CDISC "Oncology Response Assessment Result" codelist C96785,
+  see OVERALL_RESPONSE_CODES), and the sum of diameters in mm. NE is NCIt C62222 everywhere.
+  Local 99CTIMS codes remain only where no standard concept was found (target/non-target
+  response names, lesion status names, sum of diameters, non-CR/non-PD, unequivocal progression).
 
-The SR is marked COMPLETE and VERIFIED by the verifying observer.  Patient and study
-attributes are copied by highdicom from the first de-identified evidence header, so the
-SR carries only the pseudonym.
+The SR is marked COMPLETE and VERIFIED by the verifying observer, named by the trial's reader
+code ("Radiologist 1"; "Adjudicator", with the NCIt role C96561, on a result SR). Patient and
+study attributes are copied by highdicom from the first de-identified evidence header, so the
+SR carries only the pseudonym; of the evidence's de-identification record only what is true of
+the SR is kept (patient identity removed, dates shifted), never the image profile's options or
+its equipment. The caller gives every date in the study's shifted timeline.
 
 Measurement values are written as DS strings from the Decimal and parsed back to Decimal
 from the DS string, so they round-trip exactly (DS holds at most 16 characters).  Points
@@ -65,21 +74,30 @@ SHORT_AXIS = codes.SCT.ShortAxis  # SCT 103340004 "Short axis"
 MM = codes.UCUM.Millimeter  # UCUM "mm"
 RECIST_1_1 = codes.DCM.RECIST1Point1  # DCM 126081 "RECIST 1.1" (CID 6147)
 LESION = codes.SCT.Lesion  # SCT 52988006
-LYMPH_NODE = codes.SCT.LymphNode  # SCT 59441001 "Lymph Node"
+# A node's finding is a finding (SCT 30746006 "Lymphadenopathy", CID 6347); where it is, is its finding site.
+LYMPHADENOPATHY = codes.SCT.Lymphadenopathy
+LYMPH_NODE = codes.SCT.LymphNode  # SCT 59441001: the anatomy, which SRs written before 2026-12 used as finding
 BASELINE_CATEGORY = codes.DCM.BaselineCategory  # DCM 112016
 TIME_POINT = hd.sr.CodedConcept("C2348792", "UMLS", "Time Point")  # as written by hd.sr.TimePointContext
+BASELINE_TIME_POINT = codes.UMLS.Baseline  # UMLS C1442488 "Baseline" (CID 6146 Time Point Types)
+ADJUDICATOR = codes.NCIt.Adjudicator  # NCIt C96561 (CID 7453 Performing Roles)
+# The standard "Not Evaluable" (NCIt C62222, the CDISC "NE" result): the one code for NE wherever it appears.
+NOT_EVALUABLE = hd.sr.CodedConcept("C62222", "NCIt", "Not Evaluable")
 
-BASELINE_CODES = {  # CID 6145
+BASELINE_CODES = {  # CID 6145 "Baseline Category"
     "target": codes.DCM.TargetLesionAtBaseline,  # DCM 112074 "Target Lesion at Baseline"
     "non_target": codes.DCM.NonTargetLesionAtBaseline,  # DCM 112075 "Non-Target Lesion at Baseline"
+    "new": codes.DCM.NonLesionAtBaseline,  # DCM 112076 "Non-Lesion at Baseline": a new lesion
 }
 
-# Response assessment names: local codes mirroring CDISC RSTESTCD.
+# Response assessment names with no DICOM, SNOMED or NCIt concept in pydicom's dictionaries stay local codes
+# mirroring CDISC RSTESTCD; the overall response is DICOM's "Current Response".
 TARGET_RESPONSE = _local("TRGRESP", "Target Response")
 NON_TARGET_RESPONSE = _local("NTRGRESP", "Non-target Response")
-OVERALL_RESPONSE = _local("OVRLRESP", "Overall Response")
+OVERALL_RESPONSE = codes.DCM.CurrentResponse  # DCM 112048 "Current Response"
+OVERALL_RESPONSE_LOCAL = _local("OVRLRESP", "Overall Response")  # what SRs written before 2026-12 carry
 SUM_OF_DIAMETERS = _local("SUMDIAM", "Sum of Diameters")
-LESION_CATEGORY = _local("LESCAT", "Lesion Category")
+LESION_CATEGORY = _local("LESCAT", "Lesion Category")  # read from older SRs; the Baseline Category says it now
 LESION_STATUS = _local("LESSTAT", "Lesion Status")
 NON_TARGET_STATUS = _local("NTSTAT", "Non-target Lesion Status")
 TIMEPOINT_RESPONSE_LABEL = "Timepoint response"
@@ -92,13 +110,13 @@ TARGET_RESPONSE_CODES = {  # CID 6143 "Target Lesion Response" (verified in pydi
     "PR": codes.DCM.TargetLesionPartialResponse,  # 112042
     "PD": codes.DCM.TargetLesionProgressiveDisease,  # 112043
     "SD": codes.DCM.TargetLesionStableDisease,  # 112044
-    NE: _local("TRG-NE", "Target Lesions Not Evaluable"),  # no DCM code in CID 6143
+    NE: NOT_EVALUABLE,  # CID 6143 has no NE
 }
 NON_TARGET_RESPONSE_CODES = {  # CID 6144 "Non-Target Lesion Response" (verified in pydicom)
     "CR": codes.DCM.NonTargetLesionCompleteResponse,  # 112045
     NON_CR_NON_PD: codes.DCM.NonTargetLesionIncompleteResponseOrStableDisease,  # 112046
     "PD": codes.DCM.NonTargetLesionProgressiveDisease,  # 112047
-    NE: _local("NTRG-NE", "Non-target Lesions Not Evaluable"),  # no DCM code in CID 6144
+    NE: NOT_EVALUABLE,  # CID 6144 has no NE
 }
 # Overall response: the NCIt C-codes that CDISC CT uses for RSSTRESC in the codelist
 # "Oncology Response Assessment Result" (C96785, ONCRSR).  Not in pydicom's NCIt dictionary;
@@ -117,20 +135,33 @@ OVERALL_RESPONSE_CODES = {
     "PR": hd.sr.CodedConcept("C18058", "NCIt", "Partial Response"),
     "SD": hd.sr.CodedConcept("C18213", "NCIt", "Stable Disease"),
     "PD": hd.sr.CodedConcept("C35571", "NCIt", "Progressive Disease"),
-    NE: hd.sr.CodedConcept("C62222", "NCIt", "Not Evaluable"),
+    NE: NOT_EVALUABLE,
     NON_CR_NON_PD: _local("OVRL-NCRNPD", "Non-CR/Non-PD"),
 }
 
+# Older SRs' local lesion categories, read back only.
 CATEGORY_CODES = {
     "target": _local("TARGET", "Target lesion"),
     "non_target": _local("NON-TARGET", "Non-target lesion"),
     "new": _local("NEW", "New lesion"),
 }
-STATUS_CODES = {
+STATUS_CODES = {  # a target lesion at a time point
+    "measured": codes.SCT.Measured,  # SCT 258104002
+    "too_small": codes.DCM.TooSmall,  # DCM 112133 "Too small"
+    "disappeared": codes.SCT.Absent,  # SCT 272519000
+    "not_evaluable": NOT_EVALUABLE,
+}
+LEGACY_STATUS_CODES = {  # what SRs written before 2026-12 carry, read back only
     "measured": _local("MEASURED", "Measured"),
     "too_small": _local("TOO-SMALL", "Too small to measure"),
     "disappeared": _local("DISAPPEARED", "Disappeared"),
     "not_evaluable": _local("NOT-EVALUABLE", "Not evaluable"),
+}
+NON_TARGET_STATUS_CODES = {  # a non-target lesion at a time point
+    "present": codes.SCT.Present,  # SCT 52101004
+    "absent": codes.SCT.Absent,  # SCT 272519000
+    "unequivocal_progression": _local("UNEQUIVOCAL-PROGRESSION", "Unequivocal progression"),
+    "not_evaluable": NOT_EVALUABLE,
 }
 
 
@@ -158,8 +189,8 @@ class LesionMeasurement:
     short_axis_mm: Decimal | None = None
     long_axis_points: Segment | None = None
     short_axis_points: Segment | None = None
-    status: str = "measured"  # measured | too_small | disappeared | not_evaluable
-    non_target_status: str | None = None
+    status: str | None = "measured"  # a target's: measured | too_small | disappeared | not_evaluable; else None
+    non_target_status: str | None = None  # a non-target's: present | absent | unequivocal_progression | not_evaluable
 
 
 @dataclass
@@ -175,11 +206,20 @@ class ReadReport:
     content_datetime: dt.datetime
     timepoint_label: str
     lesions: list[LesionMeasurement] = field(default_factory=list)
+    timepoint_code: str | None = None  # the visit's code in the protocol (Protocol Time Point Identifier)
+    timepoint_order: int | None = None  # the visit's place in the schedule (Time Point Order)
+    timepoint_is_baseline: bool = False
+    observer_role: str | None = None  # "adjudicator" for a result SR written at adjudication
+    description: str | None = None  # the Series Description; by default "Read <time point> <reader>"
     target_response: str | None = None  # CR PR SD PD NE
     non_target_response: str | None = None  # CR NON-CR/NON-PD PD NE
     overall_response: str | None = None  # CR PR SD PD NE NON-CR/NON-PD
     sum_of_diameters_mm: Decimal | None = None
     method: str = "RECIST 1.1"
+    # What the SR may truthfully say of its de-identification: it carries only the pseudonym, and its dates are
+    # in the study's shifted timeline when `dates_shifted`.
+    deidentification_method: str = "CTIMS SR from de-identified images; pseudonym only"  # LO: <= 64
+    dates_shifted: bool = True
     # Filled by parse_measurement_report (copied from the evidence header on write).
     patient_id: str | None = None
     patient_name: str | None = None
@@ -231,10 +271,12 @@ def _measurement(name, value: Decimal, points: Segment | None, image: SourceImag
 
 
 def _lesion_group(lesion: LesionMeasurement, time_point: hd.sr.TimePointContext):
-    if lesion.category not in CATEGORY_CODES:
+    if lesion.category not in BASELINE_CODES:
         raise SRError(f"unknown lesion category {lesion.category!r}")
-    if lesion.status not in STATUS_CODES:
+    if lesion.category == "target" and lesion.status not in STATUS_CODES:
         raise SRError(f"unknown lesion status {lesion.status!r}")
+    if lesion.non_target_status is not None and lesion.non_target_status not in NON_TARGET_STATUS_CODES:
+        raise SRError(f"unknown non-target status {lesion.non_target_status!r}")
     tracking = hd.sr.TrackingIdentifier(uid=lesion.tracking_uid, identifier=lesion.tracking_label)
     site_value, site_meaning = lesion.finding_site
     sites = [hd.sr.FindingSite(hd.sr.CodedConcept(site_value, "SCT", site_meaning))]
@@ -243,16 +285,19 @@ def _lesion_group(lesion: LesionMeasurement, time_point: hd.sr.TimePointContext)
         measurements.append(_measurement(LONG_AXIS, lesion.long_axis_mm, lesion.long_axis_points, lesion.image))
     if lesion.short_axis_mm is not None:
         measurements.append(_measurement(SHORT_AXIS, lesion.short_axis_mm, lesion.short_axis_points, lesion.image))
-    evaluations = [
-        hd.sr.QualitativeEvaluation(LESION_CATEGORY, CATEGORY_CODES[lesion.category]),
-        hd.sr.QualitativeEvaluation(LESION_STATUS, STATUS_CODES[lesion.status]),
-    ]
-    if lesion.category in BASELINE_CODES:
-        evaluations.insert(0, hd.sr.QualitativeEvaluation(BASELINE_CATEGORY, BASELINE_CODES[lesion.category]))
+    # The category is the Baseline Category (target, non-target, or "non-lesion at baseline": new); a status is
+    # written only where the read has one: a target's measurement status, a non-target's call.
+    evaluations = [hd.sr.QualitativeEvaluation(BASELINE_CATEGORY, BASELINE_CODES[lesion.category])]
+    if lesion.category == "target":
+        evaluations.append(hd.sr.QualitativeEvaluation(LESION_STATUS, STATUS_CODES[lesion.status]))
+    if lesion.non_target_status is not None:
+        evaluations.append(
+            hd.sr.QualitativeEvaluation(NON_TARGET_STATUS, NON_TARGET_STATUS_CODES[lesion.non_target_status])
+        )
     common = {
         "tracking_identifier": tracking,
         "time_point_context": time_point,
-        "finding_type": LYMPH_NODE if lesion.is_node else LESION,
+        "finding_type": LYMPHADENOPATHY if lesion.is_node else LESION,
         "method": RECIST_1_1,
         "finding_sites": sites,
         "measurements": measurements or None,
@@ -264,16 +309,7 @@ def _lesion_group(lesion: LesionMeasurement, time_point: hd.sr.TimePointContext)
     sources = None
     if lesion.image is not None:
         sources = [hd.sr.SourceImageForMeasurementGroup(lesion.image.sop_class_uid, lesion.image.sop_instance_uid)]
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(source_images=sources, **common)
-    if lesion.non_target_status:
-        group[0].ContentSequence.append(
-            hd.sr.TextContentItem(
-                name=NON_TARGET_STATUS,
-                value=lesion.non_target_status,
-                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-            )
-        )
-    return group
+    return hd.sr.MeasurementsAndQualitativeEvaluations(source_images=sources, **common)
 
 
 def _response_group(report: ReadReport, time_point: hd.sr.TimePointContext):
@@ -324,6 +360,11 @@ def _dt(value: dt.datetime) -> str:
     return text
 
 
+def _tz(value: dt.datetime) -> str | None:
+    """The TimezoneOffsetFromUTC ("+0000") of an aware time, None for a naive one."""
+    return value.strftime("%z") if value.utcoffset() is not None else None
+
+
 def _comprehensive_sr(report: ReadReport, evidence, content) -> hd.sr.Comprehensive3DSR:
     return hd.sr.Comprehensive3DSR(
         evidence=list(evidence),
@@ -338,7 +379,7 @@ def _comprehensive_sr(report: ReadReport, evidence, content) -> hd.sr.Comprehens
         is_verified=True,
         verifying_observer_name=_pn(report.verifying_observer_name),
         verifying_organization="CTIMS",
-        series_description=f"Read {report.timepoint_label} {report.reader_name}"[:64],
+        series_description=(report.description or f"Read {report.timepoint_label} {report.reader_name}")[:64],
     )
 
 
@@ -369,7 +410,12 @@ def write_measurement_report(report: ReadReport, evidence: Sequence[pydicom.Data
     if report.method != "RECIST 1.1":
         raise SRError(f"unsupported method {report.method!r}")
 
-    time_point = hd.sr.TimePointContext(time_point=report.timepoint_label)
+    time_point = hd.sr.TimePointContext(
+        time_point=report.timepoint_label,
+        time_point_type=BASELINE_TIME_POINT if report.timepoint_is_baseline else None,
+        time_point_order=report.timepoint_order,
+        protocol_time_point_identifier=report.timepoint_code,
+    )
     groups = [_lesion_group(lesion, time_point) for lesion in report.lesions]
     response = _response_group(report, time_point)
     if response is not None:
@@ -378,7 +424,10 @@ def write_measurement_report(report: ReadReport, evidence: Sequence[pydicom.Data
     observation_context = hd.sr.ObservationContext(
         observer_person_context=hd.sr.ObserverContext(
             observer_type=codes.DCM.Person,
-            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=_pn(report.reader_name)),
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                name=_pn(report.reader_name),
+                role_in_procedure=ADJUDICATOR if report.observer_role == "adjudicator" else None,
+            ),
         )
     )
     content = hd.sr.MeasurementReport(
@@ -391,14 +440,19 @@ def write_measurement_report(report: ReadReport, evidence: Sequence[pydicom.Data
         # by design, and no name is ever written into a warning.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
         sr = _comprehensive_sr(report, evidence, content)
+    # Every date is the caller's: in the study's shifted timeline, so that no date tells the subject's offset
+    # from the study date; times are real, with their offset from UTC.
     sr.VerifyingObserverSequence[0].VerificationDateTime = _dt(report.verification_datetime)
     sr.ContentDate, sr.ContentTime = _da_tm(report.content_datetime)
     sr.SeriesDate, sr.SeriesTime = sr.ContentDate, sr.ContentTime
     sr.InstanceCreationDate, sr.InstanceCreationTime = sr.ContentDate, sr.ContentTime
+    if _tz(report.content_datetime):
+        sr.TimezoneOffsetFromUTC = _tz(report.content_datetime)
     # De-identified source: keep accession number and referring physician empty.
     sr.AccessionNumber = ""
     sr.ReferringPhysicianName = ""
     _keep_pseudonym_only(sr)
+    _claim_only_what_is_true(sr, report)
     scheme = pydicom.Dataset()
     scheme.CodingSchemeDesignator = LOCAL_SCHEME
     scheme.CodingSchemeName = LOCAL_SCHEME_NAME
@@ -417,6 +471,25 @@ _OTHER_IDENTITY = (
     "PatientMotherBirthName",
     "IssuerOfPatientIDQualifiersSequence",
 )
+
+
+# Copied from the evidence by highdicom, these describe what was done to the images, not to this SR.
+_EVIDENCE_ONLY = ("DeidentificationMethodCodeSequence", "ContributingEquipmentSequence")
+
+
+def _claim_only_what_is_true(sr: pydicom.Dataset, report: ReadReport) -> None:
+    """The SR says of its own de-identification only what is true of it: the patient is the pseudonym, and the
+    dates are shifted if they are; no profile or option it was never put through, no equipment that never
+    touched it."""
+    for kw in _EVIDENCE_ONLY:
+        if kw in sr:
+            delattr(sr, kw)
+    sr.PatientIdentityRemoved = "YES"
+    sr.DeidentificationMethod = report.deidentification_method
+    if report.dates_shifted:
+        sr.LongitudinalTemporalInformationModified = "MODIFIED"
+    elif "LongitudinalTemporalInformationModified" in sr:
+        del sr.LongitudinalTemporalInformationModified
 
 
 def _keep_pseudonym_only(sr: pydicom.Dataset) -> None:
@@ -448,7 +521,8 @@ def _reverse(table: dict) -> dict:
 
 
 _CATEGORY_BY_CODE = _reverse(CATEGORY_CODES)
-_STATUS_BY_CODE = _reverse(STATUS_CODES)
+_STATUS_BY_CODE = _reverse(STATUS_CODES) | _reverse(LEGACY_STATUS_CODES)
+_NON_TARGET_STATUS_BY_CODE = _reverse(NON_TARGET_STATUS_CODES)
 _TARGET_BY_CODE = _reverse(TARGET_RESPONSE_CODES)
 _NON_TARGET_BY_CODE = _reverse(NON_TARGET_RESPONSE_CODES)
 _OVERALL_BY_CODE = _reverse(OVERALL_RESPONSE_CODES)
@@ -523,10 +597,27 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
     def image_for(uid: str, sop_class: str) -> SourceImage:
         return image_index.get(uid) or SourceImage("", "", uid, sop_class)
 
-    reader_name = None
+    reader_name = observer_role = None
     observers = content.get_observer_contexts(observer_type=codes.DCM.Person)
     if observers:
-        reader_name = str(observers[0].observer_identifying_attributes.name).rstrip("^")
+        attributes = observers[0].observer_identifying_attributes
+        reader_name = str(attributes.name).rstrip("^")
+        role = attributes.role_in_procedure
+        if role is not None and _code_key(role) == _code_key(ADJUDICATOR):
+            observer_role = "adjudicator"
+    timepoint_code = timepoint_order = None
+    timepoint_is_baseline = False
+    for item in _walk(dataset.ContentSequence):
+        key = _name_key(item) if "ConceptNameCodeSequence" in item else None
+        if key == _code_key(codes.DCM.ProtocolTimePointIdentifier) and timepoint_code is None:
+            timepoint_code = str(item.TextValue)
+        elif key == _code_key(codes.DCM.TimePointOrder) and timepoint_order is None:
+            timepoint_order = int(item.MeasuredValueSequence[0].NumericValue)
+        elif key == _code_key(codes.DCM.TimePointType):
+            code = item.ConceptCodeSequence[0]
+            timepoint_is_baseline = (str(code.CodingSchemeDesignator), str(code.CodeValue)) == _code_key(
+                BASELINE_TIME_POINT
+            )
 
     lesions: list[LesionMeasurement] = []
     target = non_target = overall = None
@@ -542,19 +633,29 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
         if label == TIMEPOINT_RESPONSE_LABEL:
             target = _TARGET_BY_CODE.get(qual.get(_code_key(TARGET_RESPONSE)))
             non_target = _NON_TARGET_BY_CODE.get(qual.get(_code_key(NON_TARGET_RESPONSE)))
-            overall = _OVERALL_BY_CODE.get(qual.get(_code_key(OVERALL_RESPONSE)))
+            overall = _OVERALL_BY_CODE.get(
+                qual.get(_code_key(OVERALL_RESPONSE)) or qual.get(_code_key(OVERALL_RESPONSE_LOCAL))
+            )
             for m in group.get_measurements(name=SUM_OF_DIAMETERS):
                 sum_mm = _measurement_value(m)
             continue
 
-        category = _CATEGORY_BY_CODE.get(qual.get(_code_key(LESION_CATEGORY)))
+        category = _BASELINE_BY_CODE.get(qual.get(_code_key(BASELINE_CATEGORY)))
         if category is None:
-            category = _BASELINE_BY_CODE.get(qual.get(_code_key(BASELINE_CATEGORY)))
-        status = _STATUS_BY_CODE.get(qual.get(_code_key(LESION_STATUS)), "measured")
+            category = _CATEGORY_BY_CODE.get(qual.get(_code_key(LESION_CATEGORY)))
+        status = _STATUS_BY_CODE.get(qual.get(_code_key(LESION_STATUS)))
+        if status is None and category == "target":
+            status = "measured"
+        non_target_status = _NON_TARGET_STATUS_BY_CODE.get(qual.get(_code_key(NON_TARGET_STATUS)))
+        if non_target_status is None:  # SRs written before 2026-12 carry it as text
+            non_target_status = _find_text(group[0].ContentSequence, NON_TARGET_STATUS)
         sites = group.finding_sites
         site = (str(sites[0].value.value), str(sites[0].value.meaning)) if sites else ("", "")
         finding_type = group.finding_type
-        is_node = finding_type is not None and _code_key(finding_type) == _code_key(LYMPH_NODE)
+        is_node = finding_type is not None and _code_key(finding_type) in (
+            _code_key(LYMPHADENOPATHY),
+            _code_key(LYMPH_NODE),
+        )
 
         ref_uid = ref_class = None
         long_pts = short_pts = None
@@ -599,7 +700,7 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
                 long_axis_points=long_pts,
                 short_axis_points=short_pts,
                 status=status,
-                non_target_status=_find_text(group[0].ContentSequence, NON_TARGET_STATUS),
+                non_target_status=non_target_status,
             )
         )
 
@@ -613,8 +714,14 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
         reader_name=reader_name,
         verifying_observer_name=str(verifier.VerifyingObserverName) if verifier else None,
         verification_datetime=_parse_dt(verifier.VerificationDateTime) if verifier else None,
-        content_datetime=dt.datetime.strptime(f"{dataset.ContentDate}{str(dataset.ContentTime)[:6]}", "%Y%m%d%H%M%S"),
+        content_datetime=_parse_dt(
+            f"{dataset.ContentDate}{str(dataset.ContentTime)[:6]}{dataset.get('TimezoneOffsetFromUTC', '')}"
+        ),
         timepoint_label=timepoint,
+        timepoint_code=timepoint_code,
+        timepoint_order=timepoint_order,
+        timepoint_is_baseline=timepoint_is_baseline,
+        observer_role=observer_role,
         lesions=lesions,
         target_response=target,
         non_target_response=non_target,

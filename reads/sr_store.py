@@ -2,11 +2,18 @@
 
 The SR is built by `reads.sr` from the read's measurements and the headers of the de-identified images
 they were drawn on, written once to the image store like an ingested instance, and indexed as a Series
-and an Instance so that DICOMweb serves it.
+and an Instance so that DICOMweb serves it. An adjudication writes a result SR per visit it decides: the
+accepted reader's read again, observed and verified by the adjudicator, naming the reader's SR (and the
+visit's earlier result SR) as its predecessors, so that the accepted read is known from the SRs alone.
+
+What the SR says of people and time: observers are the trial's reader codes ("Radiologist 1", "Adjudicator"),
+the person stays with the signature and the audit trail; dates are in the study's shifted timeline (the
+subject's date offset applied to the moment of signing), times are real with their offset from UTC.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from decimal import Decimal
 from io import BytesIO
@@ -17,11 +24,12 @@ from pydicom.uid import generate_uid
 
 from ctims.models import Signature
 from trials.dicomweb.wado import read_instance
+from trials.ingest.services import trial_space
 from trials.ingest.store import instance_key, store_instance
-from trials.models import Instance, Series, Study
+from trials.models import Instance, Series, Study, Subject
 
 from . import sr
-from .models import Read
+from .models import Adjudication, Read
 
 SR_SERIES_FROM = 9001  # series numbers of read results start here, after anything a scanner writes
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -29,7 +37,14 @@ EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 
 
 def _mm(tenths: int | None) -> Decimal | None:
-    return None if tenths is None else Decimal(tenths) / 10
+    """Tenths of a millimetre as a Decimal that keeps its tenth: 140 -> 14.0, never 14."""
+    return None if tenths is None else Decimal(tenths).scaleb(-1)
+
+
+def shifted(at: dt.datetime, subject: Subject) -> dt.datetime:
+    """A moment in the subject's shifted timeline: in UTC, moved by the subject's date offset like its images."""
+    offset = trial_space(subject.trial).date_offset_days(subject.code)
+    return at.astimezone(dt.UTC) + dt.timedelta(days=offset)
 
 
 def _points(points) -> sr.Segment | None:
@@ -47,8 +62,11 @@ def _study(read: Read, measurements) -> Study:
     return study
 
 
-def build_report(read: Read, *, signer: Signature) -> tuple[sr.ReadReport, list[pydicom.Dataset], Study]:
-    """The SR's content for a read whose measurements are recorded, and the evidence headers it needs."""
+def build_report(
+    read: Read, *, signer: Signature, adjudicator: bool = False
+) -> tuple[sr.ReadReport, list[pydicom.Dataset], Study]:
+    """The SR's content for a read whose measurements are recorded, and the evidence headers it needs; with
+    `adjudicator`, the result SR of an adjudication that accepted this read (`signer` the adjudicator's)."""
     measurements = list(read.measurements.select_related("lesion").order_by("lesion__category", "lesion__label"))
     study = _study(read, measurements)
     sops = {m.sop_instance_uid for m in measurements if m.sop_instance_uid}
@@ -84,7 +102,7 @@ def build_report(read: Read, *, signer: Signature) -> tuple[sr.ReadReport, list[
                 short_axis_mm=_mm(m.short_axis),
                 long_axis_points=_points(m.long_points) if image else None,
                 short_axis_points=_points(m.short_points) if image else None,
-                status=m.status if lesion.category == "target" else "measured",
+                status=m.status if lesion.category == "target" else None,
                 non_target_status=m.status if lesion.category == "non_target" else None,
             )
         )
@@ -94,17 +112,25 @@ def build_report(read: Read, *, signer: Signature) -> tuple[sr.ReadReport, list[
         or SR_SERIES_FROM - 1
     ) + 1
     task = read.task
+    reader = task.assignment.reader_code
+    observer = "Adjudicator" if adjudicator else reader
+    at = shifted(signer.at, task.timepoint.subject)
     report = sr.ReadReport(
         study_uid=study.study_instance_uid,
         series_uid=generate_uid(prefix=None),
         sop_instance_uid=generate_uid(prefix=None),
         series_number=series_number,
         instance_number=1,
-        reader_name=signer.signer_name,
-        verifying_observer_name=signer.signer_name,
-        verification_datetime=signer.at,
-        content_datetime=signer.at,
+        reader_name=observer,
+        verifying_observer_name=observer,
+        verification_datetime=at,
+        content_datetime=at,
         timepoint_label=task.timepoint.visit.label,
+        timepoint_code=task.timepoint.visit.code,
+        timepoint_order=task.timepoint.visit.order,
+        timepoint_is_baseline=bool(assessment.get("baseline")),
+        observer_role="adjudicator" if adjudicator else None,
+        description=f"Result {task.timepoint.visit.label} ({reader} accepted)" if adjudicator else None,
         lesions=lesions,
         target_response=_sr_response(assessment.get("target_response")),
         non_target_response=_sr_response(assessment.get("non_target_response")),
@@ -136,11 +162,29 @@ def _reference(instance: Instance) -> pydicom.Dataset:
 
 
 def read_sr_store(read: Read, *, signer: Signature) -> Instance:
-    """Write the read's SR into the image store and index it; returns the new Instance."""
+    """Write the read's SR into the image store and index it; returns the new Instance. A correction's SR names
+    the SR of the read it supersedes as its predecessor."""
     report, evidence, study = build_report(read, signer=signer)
     dataset = sr.write_measurement_report(report, evidence)
     if read.supersedes_id and read.supersedes.sr_instance_id:
         dataset.PredecessorDocumentsSequence = [_reference(read.supersedes.sr_instance)]
+    return _store(dataset, report, study)
+
+
+def result_sr_store(
+    *, read: Read, adjudication: Adjudication, signer: Signature, previous: Instance | None
+) -> Instance:
+    """Write the result SR of a visit an adjudication decided: `read` (the accepted reader's) observed and verified
+    by the adjudicator, with the read's SR and the visit's `previous` result SR as predecessors."""
+    report, evidence, study = build_report(read, signer=signer, adjudicator=True)
+    dataset = sr.write_measurement_report(report, evidence)
+    dataset.PredecessorDocumentsSequence = [
+        _reference(instance) for instance in (read.sr_instance, previous) if instance is not None
+    ]
+    return _store(dataset, report, study)
+
+
+def _store(dataset: pydicom.Dataset, report: sr.ReadReport, study: Study) -> Instance:
     buffer = BytesIO()
     pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
     data = buffer.getvalue()

@@ -409,6 +409,9 @@ def gather(transfer: Transfer) -> Gathered:
             subject_rows.append(_subject_row(code, slot, reader_series, space, accepted=slot == accepted_slot))
         result = series.result
         for v in result.visits:
+            if v.result is not None and v.result.sr_instance_id:
+                # The adjudication's result SR, verified by the adjudicator, names the accepted reader's SR.
+                srs.append((f"sr/{code}/{v.visit_code}-result.dcm", v.result.sr_instance_id))
             adjudication = adjudicated.get(v.timepoint.pk)
             if adjudication is None:
                 continue

@@ -311,7 +311,7 @@ def result_sr(request, code: str, pk: int):
 def sr_download(result) -> FileResponse:
     """A locked result's SR as a Part 10 file download, named by subject and visit."""
     return FileResponse(
-        image_storage().open(result.read.sr_instance.storage_key, "rb"),
+        image_storage().open(result.sr.storage_key, "rb"),
         as_attachment=True,
         filename=f"{result.timepoint.subject.code}-{result.timepoint.visit.code}-SR.dcm",
         content_type="application/dicom",

@@ -213,8 +213,10 @@ def test_two_readers_disagree_at_follow_up_and_the_adjudicator_decides(world, st
     assert result.overall_response == "PR"
     assert Timepoint.objects.get(pk=w6.pk).state == "locked"
 
-    # Each reader's follow-up SR is in the follow-up study, with what was drawn and the lesions tracked.
-    assert Series.objects.filter(study__timepoint=w6, modality="SR").count() == 2
+    # Each reader's follow-up SR is in the follow-up study, with what was drawn and the lesions tracked, and the
+    # result SR the adjudication wrote beside them.
+    assert Series.objects.filter(study__timepoint=w6, modality="SR").count() == 3
+    assert result.sr_instance.series.study.timepoint_id == w6.pk
     for slot, baseline, follow_up in ((1, baseline_1, follow_up_1), (2, baseline_2, follow_up_2)):
         reads = {
             r.task.timepoint.visit.code: r
@@ -233,7 +235,8 @@ def test_two_readers_disagree_at_follow_up_and_the_adjudicator_decides(world, st
         assert w6_uids["T01"] == bl_uids["T01"] and w6_uids["T02"] == bl_uids["T02"]
     assert not problems, problems
 
-    # The sponsor sees the two locked results and downloads the follow-up's SR: reader 1's, as adjudicated.
+    # The sponsor sees the two locked results and downloads the follow-up's SR: the adjudication's result SR,
+    # which names reader 1's SR as the read it accepted.
     page.context.clear_cookies()
     log_in(page, "sam@example.org", PASSWORD)
     page.goto(reverse("read-results", args=["ALPHA"]))
@@ -245,7 +248,11 @@ def test_two_readers_disagree_at_follow_up_and_the_adjudicator_decides(world, st
     with page.expect_download() as download:
         rows.nth(1).get_by_role("link", name="DICOM SR").click()
     sr = pydicom.dcmread(download.value.path())
-    assert sr.SOPInstanceUID == result.read.sr_instance.sop_instance_uid
+    assert sr.SOPInstanceUID == result.sr_instance.sop_instance_uid
+    [accepted] = sr.PredecessorDocumentsSequence
+    assert accepted.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == (
+        result.read.sr_instance.sop_instance_uid
+    )
 
 
 def test_the_trial_admin_gives_the_case_of_a_reader_who_left_to_a_new_reader(world, stores, page):

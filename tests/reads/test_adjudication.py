@@ -196,3 +196,19 @@ def test_the_adjudication_page_shows_both_readers_endpoints_and_what_the_choice_
     assert [e["best_response"] for e in endpoints] == ["PR", "SD"]
     assert [e["progression"] for e in endpoints] == ["", "Week 12"]
     assert "every visit" in html
+
+
+def test_a_series_at_a_cutoff_before_the_adjudication_shows_what_stood_then(w12):
+    from django.utils import timezone
+
+    from reads.series import trial_series
+
+    world = w12
+    _read(world, {"W6": {1: PR, 2: SD}})
+    before = timezone.now()
+    _decide(world, 2)
+    then = {s.subject.code: s for s in trial_series(world.trial, cutoff=before)}[SUBJECT]
+    now = {s.subject.code: s for s in trial_series(world.trial)}[SUBJECT]
+    assert [v.visit_code for v in then.result.visits] == ["BL"]  # week 6 was not locked yet
+    assert then.result.evaluator == "RADIOLOGIST 1" and now.result.evaluator == "RADIOLOGIST 2"
+    assert [v.visit_code for v in now.result.visits] == ["BL", "W6"]

@@ -457,10 +457,13 @@ def test_a_sponsor_sees_locked_results_only_and_downloads_the_sr_of_the_read_tha
     assert decided.status_code == 302
     w6 = TimepointResult.objects.get(timepoint__visit__code="W6")
     assert w6.read.task == ravi_w6
+    # The accepted reader's reads stand at every visit: the baseline's result now is theirs too.
+    baseline_now = TimepointResult.objects.get(timepoint__visit__code="BL")
+    assert baseline_now.read.task.assignment == ravi_w6.assignment
 
     client.force_login(world.sam)
     html = client.get("/reads/trials/ALPHA/results/").content.decode()
-    assert _rows(html) == {baseline.pk, w6.pk} and "ALPHA-SEO-002" not in html and "58.8" not in html
+    assert _rows(html) == {baseline_now.pk, w6.pk} and "ALPHA-SEO-002" not in html and "58.8" not in html
     rows = {row["visit"]: row for row in _csv(client.get("/reads/trials/ALPHA/results.csv"))}
     assert set(rows) == {"BL", "W6"}
     assert (rows["W6"]["overall"], rows["W6"]["source"], rows["W6"]["reader"], rows["W6"]["sum_mm"]) == (
@@ -470,9 +473,15 @@ def test_a_sponsor_sees_locked_results_only_and_downloads_the_sr_of_the_read_tha
         "34.0",
     )
     sr = _sr(client.get(f"/reads/trials/ALPHA/results/{w6.pk}/sr.dcm"))
-    assert sr.SOPInstanceUID == Read.objects.get(task=ravi_w6).sr_instance.sop_instance_uid
+    # The result SR the adjudication wrote: verified by the adjudicator, naming the accepted read's SR.
+    assert sr.SOPInstanceUID == w6.sr_instance.sop_instance_uid
+    [predecessor] = sr.PredecessorDocumentsSequence
+    assert predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == (
+        Read.objects.get(task=ravi_w6).sr_instance.sop_instance_uid
+    )
     report = parse_measurement_report(sr)
-    assert report.overall_response == "SD" and report.verifying_observer_name.startswith("Ravi")
+    assert report.overall_response == "SD" and report.verifying_observer_name == "Adjudicator^"
+    assert report.observer_role == "adjudicator"
 
 
 @pytest.mark.parametrize(

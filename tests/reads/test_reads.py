@@ -117,7 +117,7 @@ def test_signing_locks_the_read_writes_its_sr_into_the_study_and_opens_the_follo
     assert [[round(c, 3) for c in p] for p in by_label["T01"].long_axis_points] == [
         [round(c, 3) for c in p] for p in drawn
     ]
-    assert sr.verifying_observer_name.startswith("Rhea")
+    assert sr.verifying_observer_name == f"Radiologist {task.assignment.slot}^"  # the reader's code, not a name
     assert Measurement.objects.filter(read=read).count() == 3
 
     with pytest.raises(InvalidState):
@@ -264,8 +264,9 @@ def test_disagreement_goes_to_the_adjudicator_whose_choice_locks_the_visit(world
         results.adjudicate(
             actor=world.ada, task_id=task.pk, choice="1", reason="again", password=PASSWORD, meaning_confirmed=True
         )
-    # Both readers' SRs exist in the study.
-    assert Series.objects.filter(study__timepoint=timepoint, modality="SR").count() == 2
+    # Both readers' SRs exist in the study, and the result SR the adjudication wrote.
+    assert Series.objects.filter(study__timepoint=timepoint, modality="SR").count() == 3
+    assert result.sr_instance.series.study.timepoint == timepoint
 
 
 def test_a_different_date_of_progression_is_a_disagreement(world):

@@ -93,7 +93,7 @@ def _report(
             tracking_label="NT01",
             category="non_target",
             finding_site=("10200004", "Liver"),
-            status="measured",
+            status=None,  # a non-target has no measurement status, only its call
             non_target_status="present",
             image=img1,
         ),

@@ -12,6 +12,7 @@ import zipfile
 from datetime import date, timedelta
 from pathlib import Path
 
+import pydicom
 import pyreadstat
 import pytest
 from lxml import etree
@@ -205,12 +206,12 @@ def test_every_locked_sr_is_in_the_zip_and_the_manifest_hashes_verify(world, tri
     archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
     names = archive.namelist()
     assert names == sorted(names)
-    assert sorted(n for n in names if n.startswith("sr/")) == [
-        f"sr/{subject}/{visit}-R{slot}.dcm"
-        for subject in (ADJUDICATED, AGREE)
-        for visit in ("BL", "W6")
-        for slot in (1, 2)
-    ]
+    # Both readers' SRs of every locked visit, and the result SRs written when the adjudicator accepted a case.
+    readers = [f"sr/{s}/{v}-R{n}.dcm" for s in (ADJUDICATED, AGREE) for v in ("BL", "W6") for n in (1, 2)]
+    results = [f"sr/{ADJUDICATED}/{v}-result.dcm" for v in ("BL", "W6")]
+    assert sorted(n for n in names if n.startswith("sr/")) == sorted(readers + results)
+    result_sr = pydicom.dcmread(io.BytesIO(archive.read(f"sr/{ADJUDICATED}/W6-result.dcm")))
+    assert result_sr.Modality == "SR"
     assert archive.read(f"sr/{AGREE}/BL-R1.dcm")[128:132] == b"DICM"
     manifest = json.loads(archive.read("manifest.json"))
     assert (manifest["transfer"], manifest["supersedes"], manifest["trial"]) == (1, None, "ALPHA")

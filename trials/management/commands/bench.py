@@ -68,7 +68,7 @@ class Command(BaseCommand):
             from reads.bench_transfers import bench_transfers  # the reads app's own benchmark
 
             return bench_transfers(
-                self.stdout, subjects=options["subjects"], slices=min(slices, 8), runs=runs, small=small
+                self.stdout, subjects=options["subjects"], slices=max(5, min(slices, 8)), runs=runs, small=small
             )
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command

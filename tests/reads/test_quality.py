@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from xml.etree import ElementTree
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from reads.quality import charts, data, report
 from tests.conftest import make_user
@@ -136,3 +138,27 @@ def test_a_sponsor_of_another_trial_gets_404(world, scripted, client):
     assert client.get(reverse("read-quality", args=["ALPHA"])).status_code == 404
     assert client.get(reverse("read-quality-csv", args=["ALPHA", "pairs"])).status_code == 404
     assert client.get(reverse("read-quality", args=["OMEGA"])).status_code == 200
+
+
+def test_the_sponsor_transfer_carries_the_reader_statistics_at_its_cut_off(world, scripted, client):
+    from reads import transfers
+    from tests.reads.test_transfers import transfer_zip
+
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    archive = transfer_zip(transfer)
+    names = set(archive.namelist())
+    for name in charts.CHARTS:
+        assert {f"reader-quality/{name}.{ext}" for ext in ("png", "svg", "csv")} <= names
+    summary = report.summarise(data.quality_input(world.trial, cutoff=transfer.cutoff))
+    for name in report.TABLES:
+        assert archive.read(f"reader-quality/{name}.csv") == report.table_csv(summary, name)
+    html = archive.read("reader-quality/summary.html").decode()
+    assert '<img src="waterfall.png"' in html and "Radiologist 1" in html
+    assert "Visits adjudicated: 1 of 4" in html
+    client.force_login(world.sam)
+    # The page's cut-off is a local time to the second: the transfer's, rounded up.
+    page_csv = client.get(
+        reverse("read-quality-csv", args=["ALPHA", "pairs"]),
+        {"cutoff": (timezone.localtime(transfer.cutoff) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")},
+    )
+    assert page_csv.content == archive.read("reader-quality/pairs.csv")

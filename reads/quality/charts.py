@@ -65,8 +65,10 @@ def p_chart(summary: report.Summary) -> Figure:
         return fig
     x = list(range(len(rows)))
     rate = [float(r["rate"]) for r in rows]
-    ax.step(x, [float(r["ucl"]) for r in rows], where="mid", color="#888888", linestyle="--", label="3-sigma limits")
-    ax.step(x, [float(r["lcl"]) for r in rows], where="mid", color="#888888", linestyle="--")
+    # Each month's limits depend on its own n: a short dashed segment per month, not a line between months.
+    for limit in ("ucl", "lcl"):
+        ax.hlines([float(r[limit]) for r in rows], [i - 0.4 for i in x], [i + 0.4 for i in x], colors="#888888",
+                  linestyles="--", label="3-sigma limits" if limit == "ucl" else None)  # fmt: skip
     ax.axhline(float(rows[0]["centre"]), color="#333333", label=f"centre {float(rows[0]['centre']):.1%}")
     ax.plot(x, rate, marker="o", color="#2166ac", label="adjudicated / eligible")
     outside = [(i, r) for i, r, row in zip(x, rate, rows, strict=True) if row["outside"] == "yes"]
@@ -74,6 +76,7 @@ def p_chart(summary: report.Summary) -> Figure:
         ax.scatter(*zip(*outside, strict=True), s=120, facecolors="none", edgecolors="#d73027", linewidths=2,
                    label="outside the limits", zorder=3)  # fmt: skip
     ax.set_xticks(x, [r["month"] for r in rows], rotation=45 if len(rows) > 6 else 0)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylim(0, 1)
     ax.set_ylabel("proportion of visits adjudicated")
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))

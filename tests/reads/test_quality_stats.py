@@ -173,3 +173,28 @@ def test_drift_is_each_readers_monthly_rate():
     drift = monthly_by_reader(events)
     assert [(m, p.k, p.n) for m, p in drift["Radiologist 1"].items()] == [("2026-01", 1, 2), ("2026-02", 1, 1)]
     assert drift["Radiologist 2"]["2026-01"].rate == 0.0
+
+
+def test_the_p_chart_file_and_its_csv_show_the_month_outside_the_limits():
+    import csv
+    import io
+
+    from reads.quality import charts, report
+
+    months = [("2026-01", 1), ("2026-02", 2), ("2026-03", 9), ("2026-04", 0)]
+    pair = ("Radiologist 1", "Radiologist 2")
+    settlements = [Settlement(m, pair, i < k) for m, k in months for i in range(10)]
+    summary = report.summarise(report.QualityInput(trial="T", cutoff="", period=("", ""), settlements=settlements))
+    rows = list(csv.DictReader(io.StringIO(report.table_csv(summary, "adjudication-p-chart").decode())))
+    assert [(r["month"], r["adjudicated"], r["eligible"], r["outside"]) for r in rows] == [
+        ("2026-01", "1", "10", "no"),
+        ("2026-02", "2", "10", "no"),
+        ("2026-03", "9", "10", "yes"),
+        ("2026-04", "0", "10", "no"),
+    ]
+    assert {r["centre"] for r in rows} == {"0.300"} and rows[2]["ucl"] == "0.735"
+    png = charts.render(summary, "adjudication-p-chart", "png")
+    svg = charts.render(summary, "adjudication-p-chart", "svg")
+    assert png.startswith(b"\x89PNG") and b"<svg" in svg
+    assert b"<text" not in svg  # text is drawn as paths: the file does not depend on the reader's fonts
+    assert charts.render(summary, "adjudication-p-chart", "svg") == svg

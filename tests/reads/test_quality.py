@@ -162,3 +162,10 @@ def test_the_sponsor_transfer_carries_the_reader_statistics_at_its_cut_off(world
         {"cutoff": (timezone.localtime(transfer.cutoff) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")},
     )
     assert page_csv.content == archive.read("reader-quality/pairs.csv")
+
+
+def test_the_page_speaks_korean(world, scripted, client, settings):
+    client.force_login(world.sam)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
+    assert "판독 품질" in page and "월별 판정 비율" in page and "판독자 쌍" in page

@@ -12,8 +12,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from reads import results
 from reads.quality import charts, data, report
-from tests.conftest import make_user
+from tests.conftest import PASSWORD, make_user
+from tests.reads.flow import baseline_content, follow_up_content, ready, save_and_sign, task_of
 from tests.reads.test_transfers import ADJUDICATED, AGREE, UNLOCKED, scripted_trial
 from trials.models import Role
 from trials.services import membership_grant
@@ -169,3 +171,40 @@ def test_the_page_speaks_korean(world, scripted, client, settings):
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
     assert "판독 품질" in page and "월별 판정 비율" in page and "판독자 쌍" in page
+
+
+def test_a_progression_one_reader_called_counts_in_dates_drift_and_acceptance(world, scripted):
+    """The third subject: ravi signs its baseline too; at week 6 rhea calls PD (a new lesion), ravi SD; the
+    adjudicator accepts rhea's series."""
+    rhea, ravi = scripted["rhea"], scripted["ravi"]
+    task = task_of(world.ravi, "BL", UNLOCKED)
+    save_and_sign(world.ravi, task, baseline_content(task))
+    ready(world, "W6", day=42, subject=UNLOCKED)
+    pd = task_of(world.rhea, "W6", UNLOCKED)
+    save_and_sign(world.rhea, pd, follow_up_content(pd, "22.0", "12.0", new="unequivocal"))
+    sd = task_of(world.ravi, "W6", UNLOCKED)
+    save_and_sign(world.ravi, sd, follow_up_content(sd, "22.0", "12.0"))
+    adjudication = sd.timepoint.adjudications.get()
+    results.adjudicate(
+        actor=world.ada,
+        task_id=adjudication.task.pk,
+        choice=str(pd.assignment.slot),
+        reason="The new liver lesion is unequivocal.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+    summary = report.summarise(data.quality_input(world.trial))
+    (pair,) = summary.pairs
+    a_is_rhea = pair.pair[0] == rhea
+    progression = pair.progression
+    assert (progression.n, progression.neither) == (3, 2)
+    assert (progression.only_a, progression.only_b) == ((1, 0) if a_is_rhea else (0, 1))
+    assert (summary.trial_adjudication.k, summary.trial_adjudication.n) == (2, 6)
+    assert (summary.acceptance[rhea].k, summary.acceptance[rhea].n) == (1, 2)
+    assert (summary.acceptance[ravi].k, summary.acceptance[ravi].n) == (1, 2)
+    (month,) = summary.pd_drift[rhea]
+    assert (summary.pd_drift[rhea][month].k, summary.pd_drift[rhea][month].n) == (1, 3)
+    assert summary.pd_drift[ravi][month].k == 0
+    assert (summary.lost_drift[rhea][month].k, summary.lost_drift[ravi][month].k) == (1, 1)
+    courses = {c.subject: c for c in summary.input.courses}
+    assert courses[UNLOCKED].best_response == "PD" and courses[UNLOCKED].progression_day == 42

@@ -59,15 +59,19 @@ def _world(slices: int, small: bool):
     subject = services.subject_enroll(actor=admin, site=site)
     template = real_ct_template(large=not small)
     for n, timepoint in enumerate(subject.timepoints.order_by("visit__order")):
-        files = synthesize_ct_series(template, slices=slices, seed=f"bench-reads-{n}")
-        upload = upload_open(actor=admin, timepoint=timepoint)
-        ids = [i.pk for i in upload_receive(upload=upload, files=files)]
-        for start in range(0, len(ids), BATCH_SIZE):
-            upload_batch_process(item_ids=ids[start : start + BATCH_SIZE])
-        upload_finish(actor=admin, upload=upload)
-        Timepoint.objects.filter(pk=timepoint.pk).update(state=Timepoint.State.READY_FOR_READ)
-        read_tasks_create(timepoint=Timepoint.objects.get(pk=timepoint.pk))
+        timepoint_read_ready(admin, timepoint, synthesize_ct_series(template, slices=slices, seed=f"bench-reads-{n}"))
     return admin, trial, site, subject, readers
+
+
+def timepoint_read_ready(admin, timepoint: Timepoint, files: list[bytes]) -> None:
+    """A visit's files through the ingest pipeline, then ready for read with its read tasks (QC taken as passed)."""
+    upload = upload_open(actor=admin, timepoint=timepoint)
+    ids = [i.pk for i in upload_receive(upload=upload, files=files)]
+    for start in range(0, len(ids), BATCH_SIZE):
+        upload_batch_process(item_ids=ids[start : start + BATCH_SIZE])
+    upload_finish(actor=admin, upload=upload)
+    Timepoint.objects.filter(pk=timepoint.pk).update(state=Timepoint.State.READY_FOR_READ)
+    read_tasks_create(timepoint=Timepoint.objects.get(pk=timepoint.pk))
 
 
 def image_ref(task: ReadTask, n: int) -> dict:

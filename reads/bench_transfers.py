@@ -11,16 +11,15 @@ from django.db import connection
 
 from ctims.bench import median_ms, scratch, undone
 from trials import services
-from trials.ingest.services import BATCH_SIZE, upload_batch_process, upload_finish, upload_open, upload_receive
 from trials.ingest.store import image_storage
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Role, Timepoint
+from trials.models import Role
 
 from . import read_services, transfers
-from .bench import PASSWORD, _content
+from .bench import PASSWORD, _content, timepoint_read_ready
 from .models import Read, ReadTask
 from .series import trial_series
-from .services import read_design_set, read_tasks_create
+from .services import read_design_set
 
 # Baseline and week 6 sums per reader: both readers agree on PR, so every visit locks without an adjudicator.
 SIZES = {"BL": ["30.0", "25.0", "20.0", "15.0", "12.0"], "W6": ["20.0", "15.0", "12.0", "10.0", "10.0"]}
@@ -55,13 +54,7 @@ def _trial(subjects: int, slices: int, small: bool):
                 seed=f"bench-transfers-{s}-{timepoint.visit.code}",
                 study_date=date(2026, 3, 2) + timedelta(days=timepoint.visit.target_day),
             )
-            upload = upload_open(actor=admin, timepoint=timepoint)
-            ids = [i.pk for i in upload_receive(upload=upload, files=files)]
-            for start in range(0, len(ids), BATCH_SIZE):
-                upload_batch_process(item_ids=ids[start : start + BATCH_SIZE])
-            upload_finish(actor=admin, upload=upload)
-            Timepoint.objects.filter(pk=timepoint.pk).update(state=Timepoint.State.READY_FOR_READ)
-            read_tasks_create(timepoint=Timepoint.objects.get(pk=timepoint.pk))
+            timepoint_read_ready(admin, timepoint, files)
             for reader in readers:
                 task = ReadTask.objects.get(assignment__reader=reader, timepoint=timepoint)
                 read = read_services.read_save(

@@ -537,7 +537,7 @@ def _subject_row(code: str, slot: int | None, series, space, *, accepted: bool, 
 
 # --- writing -----------------------------------------------------------------------------------------------
 
-VISIT_COLUMNS = [
+WHERE_COLUMNS = [
     "subject",
     "visit",
     "visit_label",
@@ -546,6 +546,8 @@ VISIT_COLUMNS = [
     "scan_date",
     "evaluator",
     "accepted",
+]
+VISIT_COLUMNS = WHERE_COLUMNS + [
     "target_response",
     "non_target_response",
     "new_lesions",
@@ -555,15 +557,7 @@ VISIT_COLUMNS = [
     "accepted_reader",
     "adjudication_reason",
 ]
-LESION_COLUMNS = [
-    "subject",
-    "visit",
-    "visit_label",
-    "visit_number",
-    "study_day",
-    "scan_date",
-    "evaluator",
-    "accepted",
+LESION_COLUMNS = WHERE_COLUMNS + [
     "lesion",
     "tracking_uid",
     "category",

@@ -193,6 +193,7 @@ def pair_rows(summary: Summary) -> list[dict]:
     return rows
 
 
+# The columns are the keys of a row, read once from a row of a one-visit report so they cannot drift apart.
 PAIR_COLUMNS = list(
     pair_rows(
         summarise(

@@ -178,12 +178,21 @@ CHARTS = {
 }
 
 
-def render(summary: report.Summary, name: str, fmt: str) -> bytes:
-    """One chart as PNG or SVG bytes, the same bytes for the same data."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
+def render_formats(summary: report.Summary, name: str, formats=tuple(FORMATS)) -> dict[str, bytes]:
+    """One chart drawn once and saved in each of `formats` (PNG, SVG): the same bytes for the same data."""
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {sorted(unknown)!r}")
+    out = {}
     with rc_context(RC):
         fig = CHARTS[name](summary)
-        out = io.BytesIO()
-        fig.savefig(out, format=fmt, metadata=METADATA[fmt])
-    return out.getvalue()
+        for fmt in formats:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=fmt, metadata=METADATA[fmt])
+            out[fmt] = buffer.getvalue()
+    return out
+
+
+def render(summary: report.Summary, name: str, fmt: str) -> bytes:
+    """One chart as PNG or SVG bytes."""
+    return render_formats(summary, name, (fmt,))[fmt]

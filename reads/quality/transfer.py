@@ -21,8 +21,8 @@ def transfer_files(transfer) -> dict[str, bytes]:
     summary = report.summarise(data.quality_input(transfer.trial, cutoff=transfer.cutoff))
     files = {f"{FOLDER}/{name}.csv": report.table_csv(summary, name) for name in report.TABLES}
     for name in charts.CHARTS:
-        for fmt in charts.FORMATS:
-            files[f"{FOLDER}/{name}.{fmt}"] = charts.render(summary, name, fmt)
+        for fmt, content in charts.render_formats(summary, name).items():
+            files[f"{FOLDER}/{name}.{fmt}"] = content
     with translation.override("en"):
         html = render_to_string(
             "reads/quality_report.html",

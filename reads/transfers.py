@@ -41,6 +41,7 @@ from trials.models import Instance, Series, Trial
 
 from . import define_xml, sdtm
 from .models import DeliverySettings, Read, ReadDesign, Transfer
+from .quality import transfer as quality_transfer
 
 log = logging.getLogger(__name__)
 
@@ -619,6 +620,7 @@ def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict]:
     files["tables/visits.csv"] = table_bytes(VISIT_COLUMNS, gathered.visits)
     files["tables/lesions.csv"] = table_bytes(LESION_COLUMNS, gathered.lesions)
     files["tables/subjects.csv"] = table_bytes(SUBJECT_COLUMNS, gathered.subjects)
+    files.update(quality_transfer.transfer_files(transfer))  # the reader statistics report (reads.quality)
     _progress(transfer, "tables")
     images = image_storage()
     start, end = STEPS["tables"][0], STEPS["srs"][0]

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import transfer_views, views
 
@@ -20,6 +20,7 @@ urlpatterns = [
     path("trials/<str:code>/results.csv", views.results_csv, name="read-results-csv"),
     path("trials/<str:code>/lesions.csv", views.results_lesions_csv, name="read-lesions-csv"),
     path("trials/<str:code>/results/<int:pk>/sr.dcm", views.result_sr, name="read-result-sr"),
+    path("trials/<str:code>/quality/", include("reads.quality.urls")),
     path("trials/<str:code>/transfers/", transfer_views.transfers_page, name="read-transfers"),
     path(
         "trials/<str:code>/transfers/settings/",

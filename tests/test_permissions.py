@@ -211,6 +211,35 @@ ROWS = [
         denied=404,
         **members_only(["alice"]),
     ),
+    # Reader quality statistics: sponsors and trial admins only; readers, coordinators and QC reviewers are told
+    # nothing exists, as on the read results page.
+    Row(
+        "reader quality page",
+        "get",
+        "read-quality",
+        ("ALPHA",),
+        api=False,
+        denied=404,
+        **members_only(["alice", "sam"]),
+    ),
+    Row(
+        "reader quality chart",
+        "get",
+        "read-quality-chart",
+        ("ALPHA", "adjudication-p-chart", "png"),
+        api=False,
+        denied=404,
+        **members_only(["alice", "sam"]),
+    ),
+    Row(
+        "reader quality csv",
+        "get",
+        "read-quality-csv",
+        ("ALPHA", "pairs"),
+        api=False,
+        denied=404,
+        **members_only(["alice", "sam"]),
+    ),
 ]
 
 

@@ -1,0 +1,98 @@
+"""The reader quality page, its charts (PNG, SVG) and their data (CSV): trial admins and sponsors only.
+
+Everyone else gets 404 for the trial, as on the read results page (`results_trial_or_404`). Counts come from
+locked results only; readers are named by their trial reader code, never by name or case label.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.utils.translation import gettext_lazy as _
+
+from trials.views._common import _trial_page
+
+from ..views import results_trial_or_404
+from . import charts, data, report
+
+
+class PeriodForm(forms.Form):
+    """The period and cut-off the statistics cover (all empty: everything locked until now)."""
+
+    start = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    cutoff = forms.DateTimeField(
+        label=_("Cut-off"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        help_text=_("Only what was signed and locked by then counts. Leave empty for now."),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("start") and cleaned.get("end") and cleaned["start"] > cleaned["end"]:
+            raise forms.ValidationError(_("The period ends before it starts."))
+        return cleaned
+
+
+def _summary(request, trial) -> tuple[PeriodForm, report.Summary]:
+    form = PeriodForm(request.GET or None)
+    period = form.cleaned_data if form.is_valid() else {}
+    gathered = data.quality_input(trial, cutoff=period.get("cutoff"), start=period.get("start"), end=period.get("end"))
+    return form, report.summarise(gathered)
+
+
+@login_required
+def quality_page(request, code: str):
+    """Agreement, adjudication, measurement variability and drift of the trial's readers, with the charts."""
+    actor, trial = results_trial_or_404(request, code)
+    form, summary = _summary(request, trial)
+    context = {
+        "form": form,
+        "summary": summary,
+        "query": request.GET.urlencode(),
+        "pairs": report.pair_rows(summary),
+        "readers": report.reader_rows(summary),
+        "months": report.p_chart_rows(summary),
+        "drift": report.drift_rows(summary),
+        "charts": [
+            ("adjudication-p-chart", _("Adjudication rate per month")),
+            ("waterfall", _("Best change in sum of diameters")),
+            ("spider", _("Change in sum of diameters over time")),
+            ("swimmer", _("Visits and responses over time")),
+            ("bland-altman", _("Reader measurement agreement")),
+        ],
+        "tables": [
+            ("pairs", _("Reader pairs")),
+            ("readers", _("Readers")),
+            ("drift", _("Drift per month")),
+        ],
+    }
+    return _trial_page(request, actor, trial, "reads/quality.html", "read-results", context)
+
+
+@login_required
+def quality_chart(request, code: str, name: str, fmt: str):
+    """One chart as PNG or SVG (`?download=1` as an attachment)."""
+    _actor, trial = results_trial_or_404(request, code)
+    if name not in charts.CHARTS or fmt not in charts.FORMATS:
+        raise Http404(_("No such chart."))
+    _form, summary = _summary(request, trial)
+    response = HttpResponse(charts.render(summary, name, fmt), content_type=charts.FORMATS[fmt])
+    if request.GET.get("download"):
+        response["Content-Disposition"] = f'attachment; filename="{trial.code}-{name}.{fmt}"'
+    return response
+
+
+@login_required
+def quality_csv(request, code: str, name: str):
+    """A chart's or table's data as CSV."""
+    _actor, trial = results_trial_or_404(request, code)
+    if name not in report.TABLES:
+        raise Http404(_("No such table."))
+    _form, summary = _summary(request, trial)
+    response = HttpResponse(report.table_csv(summary, name), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{trial.code}-{name}.csv"'
+    return response

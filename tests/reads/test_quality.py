@@ -1,0 +1,210 @@
+"""Reader quality on a scripted double-read trial: the statistics gathered from locked reads only, the charts and
+their data, and the page sponsors and trial admins see (nobody else)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from xml.etree import ElementTree
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from reads import results
+from reads.quality import charts, data, report
+from tests.conftest import PASSWORD, make_user
+from tests.reads.flow import baseline_content, follow_up_content, ready, save_and_sign, task_of
+from tests.reads.test_transfers import ADJUDICATED, AGREE, UNLOCKED, scripted_trial
+from trials.models import Role
+from trials.services import membership_grant
+
+
+@pytest.fixture
+def scripted(world):
+    facts = scripted_trial(world)
+    codes = data.reader_codes(world.trial)
+    facts["rhea"], facts["ravi"] = codes[world.rhea.pk], codes[world.ravi.pk]
+    return facts
+
+
+def _csv(content: bytes) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(content.decode())))
+
+
+def test_readers_are_named_by_trial_reader_code_in_the_order_they_were_first_given_a_case(world, scripted):
+    assert sorted([scripted["rhea"], scripted["ravi"]]) == ["Radiologist 1", "Radiologist 2"]
+
+
+def test_statistics_count_locked_visits_only(world, scripted):
+    summary = report.summarise(data.quality_input(world.trial))
+    rhea, ravi = scripted["rhea"], scripted["ravi"]
+    pair = tuple(sorted([rhea, ravi]))
+    (only,) = summary.pairs
+    assert only.pair == pair
+    # Week 6: both readers SD in one subject; PR (rhea) against SD (ravi) in the other. The unlocked subject is
+    # nowhere (one reader of two has signed).
+    responses = sorted(summary.input.visit_pairs[pair])
+    by_reader = [dict(zip(pair, p, strict=True)) for p in responses]
+    assert sorted((r[rhea], r[ravi]) for r in by_reader) == [("PR", "SD"), ("SD", "SD")]
+    assert (only.visit.n, only.visit.agreed, only.visit.percent) == (2, 1, 50.0)
+    assert (only.best_response.n, only.best_response.agreed) == (2, 1)
+    # Four visits settled (two baselines, two week 6), one by adjudication.
+    assert (only.adjudication.k, only.adjudication.n) == (1, 4)
+    assert (summary.trial_adjudication.k, summary.trial_adjudication.n) == (1, 4)
+    # The adjudicator accepted ravi's series.
+    assert (summary.acceptance[ravi].k, summary.acceptance[ravi].n) == (1, 1)
+    assert (summary.acceptance[rhea].k, summary.acceptance[rhea].n) == (0, 1)
+    # Both readers drew the same two targets at both locked baselines: four pairs, no difference.
+    assert (only.measurement.n, only.measurement.bias, only.measurement.sd) == (4, 0.0, 0.0)
+    assert summary.targets[rhea].distribution == ((2, 2),)
+    # No progression called: every subject agrees there is none.
+    assert (only.progression.n, only.progression.neither) == (2, 2)
+    # The accepted assessments: 27 of 35 mm (a lesion too small counts 5 mm) and 34 of 35 mm.
+    courses = {c.subject: c for c in summary.input.courses}
+    assert set(courses) == {AGREE, ADJUDICATED} and UNLOCKED not in courses
+    assert courses[AGREE].best_change == pytest.approx(100 * (27 - 35) / 35)
+    assert courses[ADJUDICATED].best_change == pytest.approx(100 * (34 - 35) / 35)
+    assert courses[ADJUDICATED].best_response == "SD"
+
+
+def test_nothing_counts_after_the_cut_off(world, scripted):
+    from reads.models import TimepointResult
+
+    first = TimepointResult.history.order_by("locked_at").first().locked_at
+    summary = report.summarise(data.quality_input(world.trial, cutoff=first))
+    assert summary.trial_adjudication.n == 1
+    assert summary.trial_visit.n == 0
+
+
+def test_each_chart_renders_as_png_and_svg_the_same_bytes_every_time(world, scripted):
+    summary = report.summarise(data.quality_input(world.trial))
+    for name in charts.CHARTS:
+        png = charts.render(summary, name, "png")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+        svg = charts.render(summary, name, "svg")
+        assert ElementTree.fromstring(svg).tag.endswith("svg")
+        assert charts.render(summary, name, "svg") == svg and charts.render(summary, name, "png") == png
+
+
+def test_chart_data_csv_equals_the_statistics(world, scripted):
+    summary = report.summarise(data.quality_input(world.trial))
+    rows = _csv(report.table_csv(summary, "adjudication-p-chart"))
+    assert [(r["adjudicated"], r["eligible"]) for r in rows] == [(str(p.k), str(p.n)) for p in summary.p_chart.points]
+    assert sum(int(r["adjudicated"]) for r in rows) == 1 and sum(int(r["eligible"]) for r in rows) == 4
+    assert all(float(r["centre"]) == pytest.approx(0.25, abs=1e-3) for r in rows)
+    waterfall = _csv(report.table_csv(summary, "waterfall"))
+    assert {r["subject"]: float(r["best_change_pct"]) for r in waterfall} == {
+        AGREE: pytest.approx(-22.9, abs=0.05),
+        ADJUDICATED: pytest.approx(-2.9, abs=0.05),
+    }
+    ba = _csv(report.table_csv(summary, "bland-altman"))
+    assert len(ba) == summary.measurement.n == 4
+    assert all(float(r["difference_mm"]) == 0 for r in ba)
+    pairs = _csv(report.table_csv(summary, "pairs"))
+    assert (pairs[0]["visit_n"], pairs[0]["visit_agreement_pct"]) == ("2", "50.0")
+
+
+def test_a_sponsor_sees_the_page_with_reader_codes_and_no_case_label_or_name(world, scripted, client):
+    from reads.models import ReaderAssignment
+
+    client.force_login(world.sam)
+    response = client.get(reverse("read-quality", args=["ALPHA"]))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Radiologist 1" in page and "Radiologist 2" in page
+    for label in ReaderAssignment.objects.values_list("case_label", flat=True):
+        assert label not in page
+    for person in (world.rhea, world.ravi, world.ada):
+        assert person.email not in page and person.full_name not in page
+    results = client.get(reverse("read-results", args=["ALPHA"])).content.decode()
+    assert reverse("read-quality", args=["ALPHA"]) in results
+
+
+def test_charts_and_csv_download_for_the_chosen_period(world, scripted, client):
+    client.force_login(world.alice)
+    svg = client.get(reverse("read-quality-chart", args=["ALPHA", "waterfall", "svg"]) + "?download=1")
+    assert svg["Content-Type"] == "image/svg+xml"
+    assert svg["Content-Disposition"] == 'attachment; filename="ALPHA-waterfall.svg"'
+    empty = client.get(reverse("read-quality-csv", args=["ALPHA", "adjudication-p-chart"]) + "?end=2000-01-01")
+    assert _csv(empty.content) == []
+    assert client.get(reverse("read-quality-chart", args=["ALPHA", "nothing", "png"])).status_code == 404
+    assert client.get(reverse("read-quality-chart", args=["ALPHA", "waterfall", "gif"])).status_code == 404
+
+
+def test_a_sponsor_of_another_trial_gets_404(world, scripted, client):
+    other_sponsor = make_user("olga")
+    membership_grant(actor=world.otto, trial=world.other, user=other_sponsor, role=Role.SPONSOR_VIEWER)
+    client.force_login(other_sponsor)
+    assert client.get(reverse("read-quality", args=["ALPHA"])).status_code == 404
+    assert client.get(reverse("read-quality-csv", args=["ALPHA", "pairs"])).status_code == 404
+    assert client.get(reverse("read-quality", args=["OMEGA"])).status_code == 200
+
+
+def test_the_sponsor_transfer_carries_the_reader_statistics_at_its_cut_off(world, scripted, client):
+    from reads import transfers
+    from tests.reads.test_transfers import transfer_zip
+
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    archive = transfer_zip(transfer)
+    names = set(archive.namelist())
+    for name in charts.CHARTS:
+        assert {f"reader-quality/{name}.{ext}" for ext in ("png", "svg", "csv")} <= names
+    summary = report.summarise(data.quality_input(world.trial, cutoff=transfer.cutoff))
+    for name in report.TABLES:
+        assert archive.read(f"reader-quality/{name}.csv") == report.table_csv(summary, name)
+    html = archive.read("reader-quality/summary.html").decode()
+    assert '<img src="waterfall.png"' in html and "Radiologist 1" in html
+    assert "Visits adjudicated: 1 of 4" in html
+    client.force_login(world.sam)
+    # The page's cut-off is a local time to the second: the transfer's, rounded up.
+    page_csv = client.get(
+        reverse("read-quality-csv", args=["ALPHA", "pairs"]),
+        {"cutoff": (timezone.localtime(transfer.cutoff) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")},
+    )
+    assert page_csv.content == archive.read("reader-quality/pairs.csv")
+
+
+def test_the_page_speaks_korean(world, scripted, client, settings):
+    client.force_login(world.sam)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
+    assert "판독 품질" in page and "월별 판정 비율" in page and "판독자 쌍" in page
+
+
+def test_a_progression_one_reader_called_counts_in_dates_drift_and_acceptance(world, scripted):
+    """The third subject: ravi signs its baseline too; at week 6 rhea calls PD (a new lesion), ravi SD; the
+    adjudicator accepts rhea's series."""
+    rhea, ravi = scripted["rhea"], scripted["ravi"]
+    task = task_of(world.ravi, "BL", UNLOCKED)
+    save_and_sign(world.ravi, task, baseline_content(task))
+    ready(world, "W6", day=42, subject=UNLOCKED)
+    pd = task_of(world.rhea, "W6", UNLOCKED)
+    save_and_sign(world.rhea, pd, follow_up_content(pd, "22.0", "12.0", new="unequivocal"))
+    sd = task_of(world.ravi, "W6", UNLOCKED)
+    save_and_sign(world.ravi, sd, follow_up_content(sd, "22.0", "12.0"))
+    adjudication = sd.timepoint.adjudications.get()
+    results.adjudicate(
+        actor=world.ada,
+        task_id=adjudication.task.pk,
+        choice=str(pd.assignment.slot),
+        reason="The new liver lesion is unequivocal.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+    summary = report.summarise(data.quality_input(world.trial))
+    (pair,) = summary.pairs
+    a_is_rhea = pair.pair[0] == rhea
+    progression = pair.progression
+    assert (progression.n, progression.neither) == (3, 2)
+    assert (progression.only_a, progression.only_b) == ((1, 0) if a_is_rhea else (0, 1))
+    assert (summary.trial_adjudication.k, summary.trial_adjudication.n) == (2, 6)
+    assert (summary.acceptance[rhea].k, summary.acceptance[rhea].n) == (1, 2)
+    assert (summary.acceptance[ravi].k, summary.acceptance[ravi].n) == (1, 2)
+    (month,) = summary.pd_drift[rhea]
+    assert (summary.pd_drift[rhea][month].k, summary.pd_drift[rhea][month].n) == (1, 3)
+    assert summary.pd_drift[ravi][month].k == 0
+    assert (summary.lost_drift[rhea][month].k, summary.lost_drift[ravi][month].k) == (1, 1)
+    courses = {c.subject: c for c in summary.input.courses}
+    assert courses[UNLOCKED].best_response == "PD" and courses[UNLOCKED].progression_day == 42

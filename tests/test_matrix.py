@@ -64,6 +64,7 @@ def build_matrix_world() -> dict:
     values the rows' paths are filled with, and the clients of the cast."""
     from django.core.files.storage import storages
 
+    from reads import transfers
     from reads.models import ReaderAssignment, TimepointResult
     from reads.services import read_design_set
     from tests.conftest import authenticator_of, build_world, make_user, upload_files, verified_login
@@ -110,6 +111,7 @@ def build_matrix_world() -> dict:
         .first()
     )
     result = TimepointResult.objects.get(timepoint__subject__code="ALPHA-SEO-001", timepoint__visit__code="BL")
+    transfer = transfers.transfer_request(actor=w.sam, trial=w.trial)
     people = {**w.people, "vera": vera, "oscar": oscar}
     keys = {}
     for name, (who, role) in TOKENS.items():
@@ -127,6 +129,7 @@ def build_matrix_world() -> dict:
         "task": task_open.pk,
         "waiting": task_waiting.pk,
         "result": result.pk,
+        "transfer": transfer.number,
         "query": query.pk,
         "upload": Upload.objects.filter(timepoint=task_open.timepoint).get().pk,
         "bus_upload": Upload.objects.filter(timepoint=bus_bl).get().pk,
@@ -252,6 +255,8 @@ DICOMWEB = {
     "instance": (IN, False),
     "instance-metadata": (IN + "/metadata", False),
     "instance-rendered": (IN + "/rendered", False),
+    "study-rendered": (S + "/rendered", False),
+    "series-rendered": (SE + "/rendered", False),
     "instance-thumbnail": (IN + "/thumbnail", False),
     "frames": (IN + "/frames/1", False),
     "frames-rendered": (IN + "/frames/1/rendered", False),
@@ -394,6 +399,44 @@ ROWS: list[Row] = [
     Row("read-results-csv", "/reads/trials/{code}/results.csv", page("alice", "sam", denied=404)),
     Row("read-lesions-csv", "/reads/trials/{code}/lesions.csv", page("alice", "sam", denied=404)),
     Row("read-result-sr", "/reads/trials/{code}/results/{result}/sr.dcm", page("alice", "sam", denied=404)),
+    # Sponsor transfers and reader quality: the trial admin and the sponsor; the delivery setting the admin alone.
+    Row("api-transfers", "/api/trials/{code}/transfers/", api("alice", "sam", denied=404)),
+    Row("api-transfer", "/api/trials/{code}/transfers/{transfer}/", api("alice", "sam", denied=404)),
+    Row("api-transfer-download", "/api/trials/{code}/transfers/{transfer}/download/", api("alice", "sam", denied=404)),
+    Row("read-transfers", "/reads/trials/{code}/transfers/", page("alice", "sam", denied=404)),
+    Row(
+        "read-transfer-download",
+        "/reads/trials/{code}/transfers/{transfer}/download/",
+        page("alice", "sam", denied=404),
+    ),
+    Row(
+        "read-delivery-settings",
+        "/reads/trials/{code}/transfers/settings/",
+        page(denied=404, alice=302),
+        method="post",
+        note="(saved, then back to the transfers page)",
+    ),
+    Row("read-quality", "/reads/trials/{code}/quality/", page("alice", "sam", denied=404)),
+    Row("read-quality-csv", "/reads/trials/{code}/quality/pairs.csv", page("alice", "sam", denied=404)),
+    Row("read-quality-chart", "/reads/trials/{code}/quality/waterfall.svg", page("alice", "sam", denied=404)),
+    # The subject key and the browser's records: the subject's site's coordinator, for a browser-path upload only
+    # (this one is a server-path upload: 409).
+    Row(
+        "api-upload-key",
+        "/api/trials/{code}/uploads/{upload}/subject-key/",
+        api(denied=404, cora=409, alice=403, quinn=403),
+    ),
+    Row(
+        "api-upload-records",
+        "/api/trials/{code}/uploads/{upload}/records/",
+        api(denied=404, cora=400, alice=403, quinn=403),
+        method="post",
+        note="(no records given)",
+    ),
+    # Health and metrics: no log-in (metrics from loopback, as the test client is, or with METRICS_TOKEN).
+    Row("healthz", "/healthz", cells(200)),
+    Row("readyz", "/readyz", cells(200)),
+    Row("metrics", "/metrics", cells(200)),
     # The waiting task, on every read-side path: absent.
     Row("read-task", "/reads/tasks/{waiting}/", page(denied=404), note="waiting"),
     Row("read-draft", "/reads/tasks/{waiting}/draft/", page(denied=404), note="waiting"),
@@ -503,6 +546,7 @@ def matrix_world(django_db_setup, django_db_blocker, tmp_path_factory):
     stores = settings.STORAGES | {
         "images": {"BACKEND": filesystem, "OPTIONS": {"location": storage / "images"}},
         "quarantine": {"BACKEND": filesystem, "OPTIONS": {"location": storage / "quarantine"}},
+        "transfers": {"BACKEND": filesystem, "OPTIONS": {"location": storage / "transfers"}},
     }
     # Sessions in memory: a few thousand requests each load one, and the world's rows are all that is read.
     sessions = {"SESSION_ENGINE": "django.contrib.sessions.backends.cache"}

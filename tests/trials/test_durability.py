@@ -31,7 +31,7 @@ from tests.trials.durability import (
     stow,
     wait_for,
 )
-from trials.ingest import services, store
+from trials.ingest import reverify, services, store
 from trials.ingest.services import (
     unreadable_reason,
     upload_finish,
@@ -261,14 +261,14 @@ def test_a_1000_deep_sequence_is_rejected_alone_and_its_batch_goes_on(world, api
 
 
 def test_any_exception_of_one_file_becomes_its_rejection(world, stores, series, monkeypatch, on_commit_now):
-    real = services.deidentify
+    real = reverify.deidentify  # the server path's engine call (reverify.file_processor)
 
     def deidentify(raw, **kwargs):
         if raw == series[2]:
             raise RecursionError("maximum recursion depth exceeded while calling a Python object")
         return real(raw, **kwargs)
 
-    monkeypatch.setattr(services, "deidentify", deidentify)
+    monkeypatch.setattr(reverify, "deidentify", deidentify)
     upload = upload_open(actor=world.cora, timepoint=timepoint())
     upload_receive(upload=upload, files=series[:4])
     bad = UploadItem.objects.get(sha256=hashlib.sha256(series[2]).hexdigest())

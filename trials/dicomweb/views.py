@@ -23,6 +23,8 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 
+from ctims.api_errors import error_body
+
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
 from . import qido, wado
@@ -41,8 +43,19 @@ def _json(data, status: int = 200) -> HttpResponse:
     return HttpResponse(json.dumps(data, separators=(",", ":")), status=status, content_type=DICOM_JSON)
 
 
+_ERROR_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+}
+
+
 def _error(status: int, message: str) -> HttpResponse:
-    return HttpResponse(json.dumps({"error": message}), status=status, content_type="application/json")
+    """An error in the API's one shape ({"error": {"code", "message"}}), so that clients parse one kind."""
+    body = error_body(_ERROR_CODES.get(status, "error"), message)
+    return HttpResponse(json.dumps(body), status=status, content_type="application/json")
 
 
 def _warn(request: HttpRequest, response: HttpResponse, messages: list[str]) -> HttpResponse:

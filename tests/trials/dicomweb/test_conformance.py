@@ -232,7 +232,7 @@ def test_a_key_the_server_does_not_match_on_is_named_in_a_warning(indexed, clien
 def test_a_parameter_that_names_no_attribute_is_refused(indexed, client):
     client.force_login(indexed.alice)
     answer = client.get(f"{ROOT}/studies", {"PatientNmae": "X"})
-    assert answer.status_code == 400 and "PatientNmae" in answer.json()["error"]
+    assert answer.status_code == 400 and "PatientNmae" in answer.json()["error"]["message"]
 
 
 def test_fuzzy_matching_is_declined_with_a_warning(indexed, client):
@@ -536,7 +536,7 @@ def test_series_metadata_with_one_unreadable_file_answers_for_the_rest(images, c
     assert metadata.status_code == 200
     assert len(metadata.json()) == 4 and broken.sop_instance_uid in metadata["Warning"]
     alone = client.get(f"{instance_url(broken)}/metadata")
-    assert alone.status_code == 500 and broken.sop_instance_uid in alone.json()["error"]
+    assert alone.status_code == 500 and broken.sop_instance_uid in alone.json()["error"]["message"]
     retrieved = client.get(url, HTTP_ACCEPT=DICOM)
     assert retrieved.status_code == 200 and len(parts(retrieved)) == 4
 

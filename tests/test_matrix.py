@@ -283,6 +283,7 @@ ROWS: list[Row] = [
     # The schema describes the endpoints, not their data: public.
     Row("api-schema", "/api/schema/", cells(200)),
     Row("api-docs", "/api/docs/", cells(200)),
+    Row("api-root", "/api/", cells(200)),
     Row("api-trials", "/api/trials/", api(*MEMBERS, otto=200, oscar=200, vera=200)),
     Row("api-trial", "/api/trials/{code}/", api(*MEMBERS)),
     Row("api-trial-summary", "/api/trials/{code}/summary/", api(*MEMBERS)),  # readers: code and title only

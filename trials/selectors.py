@@ -157,17 +157,19 @@ class GridRow:
 
 
 def timepoints_with_counts() -> QuerySet[Timepoint]:
-    """Timepoints with their visit and counts of stored series and instances (`n_series`, `n_instances`) and of
-    QC findings (`n_blocking`, `n_warnings`); instance counts come from the series' kept count."""
+    """Timepoints with their visit and counts of stored image series and instances (`n_series`, `n_instances`)
+    and of QC findings (`n_blocking`, `n_warnings`); instance counts come from the series' kept count. The SRs
+    that reads store in the visit's study are results, not images: only uploaded series count."""
 
     def findings(severity: str):
         # A subquery, so that the finding rows do not multiply the series counted by the same query.
         rows = QCFinding.objects.filter(timepoint=OuterRef("pk"), severity=severity).order_by().values("timepoint")
         return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")[:1]), 0)
 
+    uploaded = Q(studies__series__origin=Series.Origin.UPLOAD)
     return Timepoint.objects.select_related("visit").annotate(
-        n_series=Count("studies__series", distinct=True),
-        n_instances=Coalesce(Sum("studies__series__instance_count"), 0),
+        n_series=Count("studies__series", filter=uploaded, distinct=True),
+        n_instances=Coalesce(Sum("studies__series__instance_count", filter=uploaded), 0),
         n_blocking=findings("blocking"),
         n_warnings=findings("warning"),
     )
@@ -366,7 +368,7 @@ def upload_page_state(*, actor: Actor, trial: Trial, timepoint: Timepoint) -> Up
         .order_by("-created_at")
         .first()
     )
-    stored = Series.objects.filter(study__timepoint=timepoint).aggregate(
+    stored = Series.objects.filter(study__timepoint=timepoint, origin=Series.Origin.UPLOAD).aggregate(
         series=Count("pk"), instances=Coalesce(Sum("instance_count"), 0)
     )
     received: dict[str, dict] = {}

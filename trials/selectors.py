@@ -360,6 +360,42 @@ class UploadPageState:
     received: list[dict]  # one {sha256, state, reason} a file the visit's uploads settled
 
 
+@dataclass(frozen=True)
+class UploadRecord:
+    """One upload's outcome as the visit keeps it: its files counted by state, and the rejected ones with why."""
+
+    upload: Upload
+    counts: dict[str, int]  # UploadItem.State value -> number of files
+    rejected: list[UploadItem]
+
+    def outcomes(self) -> list[tuple[str, str, int]]:
+        """(state, label, count) of each state some file is in, in the order the states are declared."""
+        labels = dict(UploadItem.State.choices)
+        return [(state, labels[state], self.counts[state]) for state in UploadItem.State.values if state in self.counts]
+
+
+def upload_history(
+    *, actor: Actor, trial: Trial, subject_code: str, visit_code: str | None = None
+) -> list[UploadRecord]:
+    """The uploads of a subject's visits (of one visit, with `visit_code`) the actor may see, newest first.
+
+    A file is known by its hash and size only (the client's file name is never stored); a rejection reason names
+    the attribute and what to do, never a value from the file.
+    """
+    uploads = upload_list(actor=actor, trial=trial).filter(timepoint__subject__code=subject_code)
+    if visit_code is not None:
+        uploads = uploads.filter(timepoint__visit__code=visit_code)
+    uploads = list(uploads.order_by("-created_at", "-pk"))
+    counts: dict[int, dict[str, int]] = {upload.pk: {} for upload in uploads}
+    rows = UploadItem.objects.filter(upload__in=uploads).values("upload_id", "state").annotate(n=Count("pk"))
+    for row in rows.order_by():
+        counts[row["upload_id"]][row["state"]] = row["n"]
+    rejected: dict[int, list[UploadItem]] = {upload.pk: [] for upload in uploads}
+    for item in UploadItem.objects.filter(upload__in=uploads, state=UploadItem.State.REJECTED).order_by("pk"):
+        rejected[item.upload_id].append(item)
+    return [UploadRecord(upload, counts[upload.pk], rejected[upload.pk]) for upload in uploads]
+
+
 def upload_page_state(*, actor: Actor, trial: Trial, timepoint: Timepoint) -> UploadPageState:
     """Read for a timepoint the actor may upload to (checked by upload_timepoint_get)."""
     uploads = upload_list(actor=actor, trial=trial).filter(timepoint=timepoint)

@@ -112,6 +112,9 @@ def _qc_page(request, actor, trial, timepoint, *, relabel=None, fail_form=None, 
         "checked": any(row["classification"] for row in rows),
         "series_rows": rows,
         "reviews": data["reviews"],
+        "upload_history": selectors.upload_history(
+            actor=actor, trial=trial, subject_code=timepoint.subject.code, visit_code=timepoint.visit.code
+        ),
         "queries": data["queries"],
         "can_start": timepoint.state == Timepoint.State.UPLOADED,
         "can_relabel": timepoint.state in QC_STATES,

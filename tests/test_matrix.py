@@ -375,6 +375,7 @@ ROWS: list[Row] = [
     Row("trial-tokens", "/trials/{code}/tokens/", page(*MEMBERS)),
     Row("token-revoke", "/trials/{code}/tokens/{other_token}/revoke/", page(denied=404), method="post"),
     Row("trial-audit", "/trials/{code}/audit/", page("alice")),
+    Row("trial-audit-export", "/trials/{code}/audit/export.csv", page("alice")),
     # Reads
     Row("read-worklist", "/reads/", page(*MEMBERS, *OUTSIDERS)),
     Row("read-task", "/reads/tasks/{task}/", page("rhea", denied=404)),

@@ -208,6 +208,7 @@ class AuditFilters:
     action: str = ""
     actor: str = ""
     object_type: str = ""
+    object_id: str = ""
     since: date | None = None
     until: date | None = None
 
@@ -222,6 +223,8 @@ def audit_event_list(*, trial: Trial, filters: AuditFilters | None = None) -> Qu
         qs = qs.filter(actor_label__icontains=f.actor)
     if f.object_type:
         qs = qs.filter(object_type=f.object_type)
+    if f.object_id:
+        qs = qs.filter(object_id=f.object_id)
     tz = timezone.get_current_timezone()
     if f.since:
         qs = qs.filter(at__gte=datetime.combine(f.since, time.min, tzinfo=tz))

@@ -41,4 +41,5 @@ urlpatterns = [
     path("<str:code>/tokens/", views.trial_tokens, name="trial-tokens"),
     path("<str:code>/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("<str:code>/audit/", views.trial_audit, name="trial-audit"),
+    path("<str:code>/audit/export.csv", views.trial_audit_export, name="trial-audit-export"),
 ]

@@ -24,7 +24,6 @@ urlpatterns = [
     ),
     path("<str:code>/qc/", views.qc_worklist, name="qc-worklist"),
     path("<str:code>/subjects/<str:subject_code>/visits/<str:visit_code>/qc/", views.qc_timepoint, name="qc-timepoint"),
-    path("<str:code>/subjects/<str:subject_code>/visits/<str:visit_code>/qc/start/", views.qc_start, name="qc-start"),
     path(
         "<str:code>/subjects/<str:subject_code>/visits/<str:visit_code>/qc/series/<str:series_uid>/relabel/",
         views.qc_relabel,

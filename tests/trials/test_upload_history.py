@@ -61,3 +61,14 @@ def test_the_qc_reviewer_sees_the_visits_uploads_on_the_qc_page(uploaded, client
 
 def test_another_sites_coordinator_sees_no_history(uploaded):
     assert upload_history(actor=Actor(user=uploaded.bruno), trial=uploaded.trial, subject_code=SUBJECT) == []
+
+
+def test_the_history_reads_in_korean(uploaded, client, settings):
+    from django.utils import translation
+
+    client.force_login(uploaded.cora)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    # The locale middleware leaves the request's language active in this thread: the next test gets English.
+    with translation.override(settings.LANGUAGE_CODE):
+        page = client.get(f"/trials/ALPHA/subjects/{SUBJECT}/").content.decode()
+    assert "업로드 이력" in page and "거부된 파일과 사유" in page

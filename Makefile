@@ -44,6 +44,8 @@ run: install frontend
 	$(PY) manage.py load_demo_reads
 	@test -d var/demo-scans || $(PY) manage.py demo_scans var/demo-scans
 	@echo "Drop a folder such as var/demo-scans/DEMO-SEO-001/BL on the upload page (log in as seoul@demo.ctims)."
+	@echo "Operator admin: http://127.0.0.1:8000/operator/ as operator@demo.ctims (printed above, with its two-factor secret);"
+	@echo "  for your own operator account: $(PY) manage.py createsuperuser (operators always sign in with a second factor)."
 	@echo "Serving CTIMS on http://127.0.0.1:8000/ (stop with Ctrl-C)"
 	$(PY) manage.py runserver 127.0.0.1:8000
 

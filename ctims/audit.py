@@ -11,9 +11,12 @@ refuses UPDATE and DELETE on the table (migration 0002).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -138,3 +141,85 @@ def audit_verify(*, batch: int = 2000) -> ChainReport:
     if head is not None and (head.seq != checked or head.hash != expected_prev):
         return ChainReport(checked, checked + 1, f"events after #{checked} are missing")
     return ChainReport(checked)
+
+
+# --- export ---------------------------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "object_label",
+    "summary",
+    "prev_hash",
+    "hash",
+    "key_id",
+]
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection") is exported with a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _chain_text(report: ChainReport) -> str:
+    if report.intact:
+        return f"intact ({report.checked} events checked)"
+    return f"BROKEN at event #{report.broken_seq}: {report.problem} ({report.checked} events checked before it)"
+
+
+def audit_export(
+    *,
+    actor: User,
+    obj: models.Model,
+    trial_id: int | None,
+    events: models.QuerySet[AuditEvent],
+    filters: dict[str, str],
+) -> Iterator[str]:
+    """Record an export of `events` (already filtered) and return its CSV lines.
+
+    The chain is verified first (the whole chain: a break anywhere makes every export doubtful) and the result
+    heads the file, with the filters, as '#' lines; the events follow in order, up to the export's own event.
+    """
+    report = audit_verify()
+    export = audit_record(
+        actor=actor,
+        action="audit.export",
+        obj=obj,
+        trial_id=trial_id,
+        summary={"filters": filters, "events": events.count(), "chain_intact": report.intact},
+    )
+    head = [
+        f"# Audit trail: {obj}",
+        f"# Exported: {export.at.isoformat()} by {export.actor_label} (event #{export.seq})",
+        "# Filters: " + ("; ".join(f"{key}={value}" for key, value in filters.items()) or "none"),
+        f"# Chain verification: {_chain_text(report)}",
+    ]
+    return _export_lines(head, events.filter(seq__lt=export.seq).order_by("seq"))
+
+
+def _export_lines(head: list[str], events: models.QuerySet[AuditEvent]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    for line in head:
+        yield line.replace("\n", " ").replace("\r", " ") + "\r\n"
+    writer.writerow(EXPORT_COLUMNS)
+    yield flush()
+    for event in events.iterator(chunk_size=2000):
+        summary = json.dumps(event.summary, sort_keys=True, ensure_ascii=False)
+        row = [event.seq, event.at.astimezone(UTC).isoformat(), event.actor_label, event.action, event.object_type]
+        row += [event.object_id, event.object_label, summary, event.prev_hash, event.hash, event.key_id]
+        writer.writerow([_cell(value) for value in row])
+        yield flush()

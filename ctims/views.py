@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -47,6 +48,22 @@ def health(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def api_root(request):
+    """The API's front door: where its schema and documentation are, and where the resources start."""
+    here = request.build_absolute_uri
+    return JsonResponse(
+        {
+            "name": settings.SPECTACULAR_SETTINGS["TITLE"],
+            "version": settings.SPECTACULAR_SETTINGS["VERSION"],
+            "schema": here(reverse("api-schema")),
+            "docs": here(reverse("api-docs")),
+            "trials": here(reverse("api-trials")),
+            "authentication": "A session (log in at /accounts/login/) or an API token: 'Authorization: Bearer <token>'.",
+        }
+    )
 
 
 def _next(request) -> str:

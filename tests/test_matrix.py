@@ -92,7 +92,7 @@ def build_matrix_world() -> dict:
         real_ct_template(large=False), slices=2, seed="matrix/bus", study_date=date(2026, 3, 2)
     )
     bus_bl = upload_files(w.bruno, "ALPHA-BUS-001", files)
-    bus_bl = qc_services.qc_start(actor=w.quinn, timepoint=Timepoint.objects.get(pk=bus_bl.pk))
+    bus_bl = Timepoint.objects.get(pk=bus_bl.pk)
     query = qc_services.qc_fail(actor=w.quinn, timepoint=bus_bl, series=[], reason="Slices missing")
     # OMEGA: otto's query-less trial, with a token of his; vera was a reader of ALPHA and is no longer.
     otto_membership = Membership.objects.get(user=w.otto, trial=w.other)
@@ -288,6 +288,7 @@ ROWS: list[Row] = [
     # The schema describes the endpoints, not their data: public.
     Row("api-schema", "/api/schema/", cells(200)),
     Row("api-docs", "/api/docs/", cells(200)),
+    Row("api-root", "/api/", cells(200)),
     Row("api-trials", "/api/trials/", api(*MEMBERS, otto=200, oscar=200, vera=200)),
     Row("api-trial", "/api/trials/{code}/", api(*MEMBERS)),
     Row("api-trial-summary", "/api/trials/{code}/summary/", api(*MEMBERS)),  # readers: code and title only
@@ -349,7 +350,6 @@ ROWS: list[Row] = [
     Row("qc-timepoint", "/trials/{code}/subjects/{bus_subject}/visits/BL/qc/", page("quinn")),
     # QC actions on Busan's visit, which waits for its query, with nothing filled in: the QC page again with the
     # refusal (start: a message and back).
-    Row("qc-start", "/trials/{code}/subjects/{bus_subject}/visits/BL/qc/start/", page(quinn=302), method="post"),
     Row(
         "qc-relabel",
         "/trials/{code}/subjects/{bus_subject}/visits/BL/qc/series/{bus_series}/relabel/",
@@ -379,6 +379,7 @@ ROWS: list[Row] = [
     Row("trial-tokens", "/trials/{code}/tokens/", page(*MEMBERS)),
     Row("token-revoke", "/trials/{code}/tokens/{other_token}/revoke/", page(denied=404), method="post"),
     Row("trial-audit", "/trials/{code}/audit/", page("alice")),
+    Row("trial-audit-export", "/trials/{code}/audit/export.csv", page("alice")),
     # Reads
     Row("read-worklist", "/reads/", page(*MEMBERS, *OUTSIDERS)),
     Row("read-task", "/reads/tasks/{task}/", page("rhea", denied=404)),

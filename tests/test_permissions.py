@@ -141,6 +141,7 @@ ROWS = [
     Row("people page", "get", "trial-people", ("ALPHA",), api=False, **members_only(["alice"])),
     Row("tokens page", "get", "trial-tokens", ("ALPHA",), api=False, **members_only(MEMBERS)),
     Row("audit page", "get", "trial-audit", ("ALPHA",), api=False, **members_only(["alice"])),
+    Row("audit export", "get", "trial-audit-export", ("ALPHA",), api=False, **members_only(["alice"])),
     # Reads: results are for sponsors and trial admins only, and nobody else learns they exist.
     Row("api read results", "get", "api-read-results", ("ALPHA",), denied=404, **members_only(["alice", "sam"])),
     Row("reading worklist", "get", "read-worklist", allowed=tuple(CAST), api=False),

@@ -35,6 +35,8 @@ DEMO_USERS = [
     DemoUser("adjudicator@demo.ctims", "Ada Judge", "Demo-Adjud-2026!", Role.ADJUDICATOR),
     DemoUser("sponsor@demo.ctims", "Sam Sponsor", "Demo-Sponsor-2026!", Role.SPONSOR_VIEWER),
 ]
+# The operator: the Django admin at /operator/, no role in any trial, always a second factor (staff).
+DEMO_OPERATOR = DemoUser("operator@demo.ctims", "Otto Operator", "Demo-Operator-2026!", "operator")
 
 SITES = [("SEO", "Seoul National Cancer Center", "KR"), ("BUS", "Busan Oncology Hospital", "KR")]
 VISITS = [
@@ -107,13 +109,18 @@ def load_demo() -> tuple[Trial, list[DemoUser]]:
         )
         if demo.role in trial.two_factor_roles:
             authenticator_ensure(user)  # enrolled already: the demo is walked with the printed secrets
-    return trial, DEMO_USERS
+    operator = _user(DEMO_OPERATOR)
+    if not (operator.is_staff and operator.is_superuser):
+        operator.is_staff = operator.is_superuser = True
+        operator.save(update_fields=["is_staff", "is_superuser"])
+    authenticator_ensure(operator)
+    return trial, [*DEMO_USERS, DEMO_OPERATOR]
 
 
 def demo_authenticators() -> dict[str, str]:
     """Each enrolled demo user's authenticator secret (base32), by email."""
     found = {}
-    for demo in DEMO_USERS:
+    for demo in [*DEMO_USERS, DEMO_OPERATOR]:
         device = authenticator(User.objects.get(email=demo.email))
         if device is not None:
             found[demo.email] = secret_text(device)

@@ -228,6 +228,7 @@ class AuditFilterForm(forms.Form):
         required=False,
         widget=forms.TextInput(attrs={"placeholder": "trials.site"}),
     )
+    object_id = forms.CharField(label=_("Object id"), max_length=64, required=False)
     since = forms.DateField(label=_("Since"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label=_("Until"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
 

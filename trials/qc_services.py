@@ -39,6 +39,9 @@ from .services import timepoint_transition
 from .signals import timepoint_ready
 
 State = Timepoint.State
+# The states a QC decision (pass or fail) is taken from. There is no "start review" step: a decision needs
+# nothing a start would give, so none is pretended. Uploaded is waiting for QC; In QC is back with QC once the
+# visit's queries are closed (query_close).
 REVIEWABLE = (State.UPLOADED, State.IN_QC)
 DEFAULT_QUERY_DAYS = 7
 
@@ -162,11 +165,6 @@ def qc_run(*, timepoint: Timepoint) -> list[QCFinding]:
         },
     )
     return rows
-
-
-def qc_start(*, actor, timepoint: Timepoint) -> Timepoint:
-    """A reviewer takes an uploaded timepoint into QC."""
-    return timepoint_transition(actor=actor, timepoint=timepoint, to=State.IN_QC, allowed_from=[State.UPLOADED])
 
 
 def series_relabel(*, actor, series: Series, kind: str, region: str) -> SeriesClassification:

@@ -157,17 +157,19 @@ class GridRow:
 
 
 def timepoints_with_counts() -> QuerySet[Timepoint]:
-    """Timepoints with their visit and counts of stored series and instances (`n_series`, `n_instances`) and of
-    QC findings (`n_blocking`, `n_warnings`); instance counts come from the series' kept count."""
+    """Timepoints with their visit and counts of stored image series and instances (`n_series`, `n_instances`)
+    and of QC findings (`n_blocking`, `n_warnings`); instance counts come from the series' kept count. The SRs
+    that reads store in the visit's study are results, not images: only uploaded series count."""
 
     def findings(severity: str):
         # A subquery, so that the finding rows do not multiply the series counted by the same query.
         rows = QCFinding.objects.filter(timepoint=OuterRef("pk"), severity=severity).order_by().values("timepoint")
         return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")[:1]), 0)
 
+    uploaded = Q(studies__series__origin=Series.Origin.UPLOAD)
     return Timepoint.objects.select_related("visit").annotate(
-        n_series=Count("studies__series", distinct=True),
-        n_instances=Coalesce(Sum("studies__series__instance_count"), 0),
+        n_series=Count("studies__series", filter=uploaded, distinct=True),
+        n_instances=Coalesce(Sum("studies__series__instance_count", filter=uploaded), 0),
         n_blocking=findings("blocking"),
         n_warnings=findings("warning"),
     )
@@ -206,6 +208,7 @@ class AuditFilters:
     action: str = ""
     actor: str = ""
     object_type: str = ""
+    object_id: str = ""
     since: date | None = None
     until: date | None = None
 
@@ -220,6 +223,8 @@ def audit_event_list(*, trial: Trial, filters: AuditFilters | None = None) -> Qu
         qs = qs.filter(actor_label__icontains=f.actor)
     if f.object_type:
         qs = qs.filter(object_type=f.object_type)
+    if f.object_id:
+        qs = qs.filter(object_id=f.object_id)
     tz = timezone.get_current_timezone()
     if f.since:
         qs = qs.filter(at__gte=datetime.combine(f.since, time.min, tzinfo=tz))
@@ -358,6 +363,42 @@ class UploadPageState:
     received: list[dict]  # one {sha256, state, reason} a file the visit's uploads settled
 
 
+@dataclass(frozen=True)
+class UploadRecord:
+    """One upload's outcome as the visit keeps it: its files counted by state, and the rejected ones with why."""
+
+    upload: Upload
+    counts: dict[str, int]  # UploadItem.State value -> number of files
+    rejected: list[UploadItem]
+
+    def outcomes(self) -> list[tuple[str, str, int]]:
+        """(state, label, count) of each state some file is in, in the order the states are declared."""
+        labels = dict(UploadItem.State.choices)
+        return [(state, labels[state], self.counts[state]) for state in UploadItem.State.values if state in self.counts]
+
+
+def upload_history(
+    *, actor: Actor, trial: Trial, subject_code: str, visit_code: str | None = None
+) -> list[UploadRecord]:
+    """The uploads of a subject's visits (of one visit, with `visit_code`) the actor may see, newest first.
+
+    A file is known by its hash and size only (the client's file name is never stored); a rejection reason names
+    the attribute and what to do, never a value from the file.
+    """
+    uploads = upload_list(actor=actor, trial=trial).filter(timepoint__subject__code=subject_code)
+    if visit_code is not None:
+        uploads = uploads.filter(timepoint__visit__code=visit_code)
+    uploads = list(uploads.order_by("-created_at", "-pk"))
+    counts: dict[int, dict[str, int]] = {upload.pk: {} for upload in uploads}
+    rows = UploadItem.objects.filter(upload__in=uploads).values("upload_id", "state").annotate(n=Count("pk"))
+    for row in rows.order_by():
+        counts[row["upload_id"]][row["state"]] = row["n"]
+    rejected: dict[int, list[UploadItem]] = {upload.pk: [] for upload in uploads}
+    for item in UploadItem.objects.filter(upload__in=uploads, state=UploadItem.State.REJECTED).order_by("pk"):
+        rejected[item.upload_id].append(item)
+    return [UploadRecord(upload, counts[upload.pk], rejected[upload.pk]) for upload in uploads]
+
+
 def upload_page_state(*, actor: Actor, trial: Trial, timepoint: Timepoint) -> UploadPageState:
     """Read for a timepoint the actor may upload to (checked by upload_timepoint_get)."""
     uploads = upload_list(actor=actor, trial=trial).filter(timepoint=timepoint)
@@ -366,7 +407,7 @@ def upload_page_state(*, actor: Actor, trial: Trial, timepoint: Timepoint) -> Up
         .order_by("-created_at")
         .first()
     )
-    stored = Series.objects.filter(study__timepoint=timepoint).aggregate(
+    stored = Series.objects.filter(study__timepoint=timepoint, origin=Series.Origin.UPLOAD).aggregate(
         series=Count("pk"), instances=Coalesce(Sum("instance_count"), 0)
     )
     received: dict[str, dict] = {}

@@ -24,7 +24,6 @@ urlpatterns = [
     ),
     path("<str:code>/qc/", views.qc_worklist, name="qc-worklist"),
     path("<str:code>/subjects/<str:subject_code>/visits/<str:visit_code>/qc/", views.qc_timepoint, name="qc-timepoint"),
-    path("<str:code>/subjects/<str:subject_code>/visits/<str:visit_code>/qc/start/", views.qc_start, name="qc-start"),
     path(
         "<str:code>/subjects/<str:subject_code>/visits/<str:visit_code>/qc/series/<str:series_uid>/relabel/",
         views.qc_relabel,
@@ -41,4 +40,5 @@ urlpatterns = [
     path("<str:code>/tokens/", views.trial_tokens, name="trial-tokens"),
     path("<str:code>/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("<str:code>/audit/", views.trial_audit, name="trial-audit"),
+    path("<str:code>/audit/export.csv", views.trial_audit_export, name="trial-audit-export"),
 ]

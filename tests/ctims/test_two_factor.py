@@ -247,3 +247,26 @@ def test_the_demo_users_come_enrolled_and_load_demo_prints_their_secrets(db):
     call_command("two_factor_code", "reader1@demo.ctims", stdout=code)
     device = TOTPDevice.objects.get(user=User.objects.get(email="reader1@demo.ctims"))
     assert device.verify_token(code.getvalue().strip())
+
+
+def test_the_demo_operator_reaches_the_operator_admin_after_the_second_factor(db, client):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from trials.demo import DEMO_OPERATOR
+
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    printed = out.getvalue()
+    assert DEMO_OPERATOR.email in printed and DEMO_OPERATOR.password in printed and "/operator/" in printed
+    answer = client.post(
+        reverse("login"), {"username": DEMO_OPERATOR.email, "password": DEMO_OPERATOR.password, "next": "/operator/"}
+    )
+    assert answer.status_code == 302
+    assert client.get("/operator/")["Location"].startswith("/accounts/two-factor/")
+    device = TOTPDevice.objects.get(user__email=DEMO_OPERATOR.email, confirmed=True)
+    verified = client.post(reverse("two-factor"), {"code": current_code(device), "next": "/operator/"})
+    assert verified["Location"] == "/operator/"
+    assert client.get("/operator/").status_code == 200
+    assert client.get("/operator/trials/trial/").status_code == 200

@@ -129,7 +129,6 @@ QC_ONLY = ("quinn",)
 ROWS = [
     Row("QC worklist", "get", "qc-worklist", "gappy", 200, QC_ONLY),
     Row("QC page", "get", "qc-timepoint", "gappy", 200, QC_ONLY),
-    Row("start review", "post", "qc-start", "gappy", 302, QC_ONLY),
     Row("relabel", "post", "qc-relabel", "gappy", 302, QC_ONLY),
     Row("fail", "post", "qc-fail", "gappy", 302, QC_ONLY),
     Row("pass", "post", "qc-pass", "gappy", 302, QC_ONLY),
@@ -185,11 +184,8 @@ def test_a_failed_series_goes_to_the_site_and_comes_back_ready_for_read(gappy, c
     page = quinn.get(reverse("qc-timepoint", args=qc_args())).content.decode()
     assert "is missing slices" in page and "Blocking" in page
     assert "CT portal venous" in page and "chest-abdomen-pelvis" in page
-    assert "Start review" in page
     assert reverse("timepoint-viewer", args=qc_args()) in page
-
-    assert quinn.post(reverse("qc-start", args=qc_args())).status_code == 302
-    assert timepoint().state == Timepoint.State.IN_QC
+    assert timepoint().state == Timepoint.State.UPLOADED  # the decision is taken from here: no "start" step
     series = Series.objects.get()
     due = timezone.localdate() + timedelta(days=5)
     with commit():
@@ -417,5 +413,20 @@ def test_the_qc_page_speaks_korean(gappy, client, settings):
     # The locale middleware leaves the request's language active in this thread: the next test gets English.
     with translation.override(settings.LANGUAGE_CODE):
         page = quinn.get(reverse("qc-timepoint", args=qc_args())).content.decode()
-    assert "자동 검사 결과" in page and "CT 문맥기" in page and "흉부·복부·골반" in page and "검토 시작" in page
+    assert "자동 검사 결과" in page and "CT 문맥기" in page and "흉부·복부·골반" in page and "합격: 판독 대기로" in page
     assert '<option value="abdomen_pelvis">복부·골반</option>' in page
+
+
+def test_qc_has_no_start_step_the_decision_is_taken_on_an_uploaded_visit(gappy, client):
+    """ "Start review" changed nothing a decision needed (pass and fail worked without it): it is gone, so the
+    states say what happened. Uploaded means waiting for QC; In QC means back with QC after its queries closed."""
+    from django.urls import NoReverseMatch
+
+    from trials import qc_services
+
+    page = as_(client, gappy, "quinn").get(reverse("qc-timepoint", args=qc_args())).content.decode()
+    assert "Start review" not in page and "/qc/start/" not in page
+    assert "Pass: ready for read" in page and "Fail and send query" in page
+    assert not hasattr(qc_services, "qc_start")
+    with pytest.raises(NoReverseMatch):
+        reverse("qc-start", args=qc_args())

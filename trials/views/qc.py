@@ -112,8 +112,10 @@ def _qc_page(request, actor, trial, timepoint, *, relabel=None, fail_form=None, 
         "checked": any(row["classification"] for row in rows),
         "series_rows": rows,
         "reviews": data["reviews"],
+        "upload_history": selectors.upload_history(
+            actor=actor, trial=trial, subject_code=timepoint.subject.code, visit_code=timepoint.visit.code
+        ),
         "queries": data["queries"],
-        "can_start": timepoint.state == Timepoint.State.UPLOADED,
         "can_relabel": timepoint.state in QC_STATES,
         "reviewable": reviewable,
         "fail_form": fail_form or QCFailForm(series=_series_of(timepoint), auto_id="id_fail_%s"),
@@ -135,19 +137,6 @@ def _to_qc_page(trial: Trial, timepoint: Timepoint):
     return redirect(
         "qc-timepoint", code=trial.code, subject_code=timepoint.subject.code, visit_code=timepoint.visit.code
     )
-
-
-@login_required
-@require_POST
-def qc_start(request, code, subject_code, visit_code):
-    actor, trial, timepoint = _qc_timepoint(request, code, subject_code, visit_code)
-    try:
-        qc_services.qc_start(actor=request.user, timepoint=timepoint)
-    except InvalidState as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, _("You are reviewing %(timepoint)s.") % {"timepoint": timepoint})
-    return _to_qc_page(trial, timepoint)
 
 
 @login_required

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from ctims.audit import audit_export
 from ctims.exceptions import ValidationFailed
 
 from .. import selectors, services
@@ -29,7 +34,7 @@ from ..forms import (
     VisitCreateForm,
     add_service_errors,
 )
-from ..models import Timepoint
+from ..models import Timepoint, Trial
 from ._common import _posted, _trial, _trial_page, scoped
 
 AUDIT_PAGE_SIZE = 50
@@ -292,15 +297,50 @@ def token_revoke(request, code, pk):
 def trial_audit(request, code):
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "view_audit")
+    form, filters = _audit_filters(request, trial)
+    events = selectors.audit_event_list(trial=trial, filters=filters)
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    export_query = urlencode({k: v for k, v in request.GET.items() if k != "page"})
+    context = {
+        "form": form,
+        "page": page,
+        "filtered": filters != selectors.AuditFilters(),
+        "export_url": reverse("trial-audit-export", kwargs={"code": trial.code})
+        + (f"?{export_query}" if export_query else ""),
+    }
+    return _trial_page(request, actor, trial, "trials/audit.html", "trial-audit", context)
+
+
+def _audit_filters(request, trial: Trial) -> tuple[AuditFilterForm, selectors.AuditFilters]:
+    """The audit filter form from the query string, and the filters of its valid fields (the invalid ones show
+    their error on the page)."""
     form = AuditFilterForm(request.GET or None, actions=selectors.audit_actions(trial=trial))
     filters = selectors.AuditFilters()
     if form.is_bound:
         form.is_valid()
-        # Filter by whichever fields are valid; the invalid ones show their error.
         filters = selectors.AuditFilters(
             **{name: value for name, value in form.cleaned_data.items() if value not in (None, "")}
         )
-    events = selectors.audit_event_list(trial=trial, filters=filters)
-    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"form": form, "page": page, "filtered": filters != selectors.AuditFilters()}
-    return _trial_page(request, actor, trial, "trials/audit.html", "trial-audit", context)
+    return form, filters
+
+
+@login_required
+@require_GET
+def trial_audit_export(request, code):
+    """The trial's audit trail as CSV, filtered like the page, headed by the chain's verification; recorded."""
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code, "view_audit")
+    _form, filters = _audit_filters(request, trial)
+    used = {name: str(value) for name, value in asdict(filters).items() if value not in (None, "")}
+    lines = audit_export(
+        actor=request.user,
+        obj=trial,
+        trial_id=trial.pk,
+        events=selectors.audit_event_list(trial=trial, filters=filters),
+        filters=used,
+    )
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="{trial.code}-audit-{stamp}.csv"'
+    add_never_cache_headers(response)  # no-store: an export is never kept by a browser or proxy
+    return response

@@ -86,6 +86,8 @@ def subject_detail(request, code, subject_code):
             "subject": subject,
             "timepoints": [(tp, queries_by_timepoint.get(tp.pk, [])) for tp in timepoints],
             "can_view_images": selectors.sees_images(actor=actor, trial=trial, subject=subject),
+            # The site's coordinators and the QC reviewers (the people who see the subject's uploads).
+            "upload_history": selectors.upload_history(actor=actor, trial=trial, subject_code=subject.code),
         }
         | _upload_links(actor, trial)
         | _qc_links(actor, trial)

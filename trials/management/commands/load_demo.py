@@ -13,7 +13,8 @@ class Command(BaseCommand):
         )
         for user in users:
             sites = f" ({', '.join(user.sites)})" if user.sites else ""
-            self.stdout.write(f"  {user.email:<26} {user.password:<20} {user.role}{sites}")
+            role = "operator (the Django admin at /operator/)" if user.role == "operator" else user.role
+            self.stdout.write(f"  {user.email:<26} {user.password:<20} {role}{sites}")
         secrets = demo_authenticators()
         self.stdout.write(
             "Two-factor sign-in: these users enter a one-time code after the password. Add the secret to an "

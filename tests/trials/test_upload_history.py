@@ -1,0 +1,74 @@
+"""Each upload's outcome stays on the visit after the upload page is left: what was stored, what was already
+there, and what was rejected and why, for the site's coordinator and the QC reviewer; never a patient value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from tests.conftest import upload_files
+from trials.access import Actor
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.selectors import upload_history
+
+pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
+
+SUBJECT = "ALPHA-SEO-001"
+
+
+@pytest.fixture
+def uploaded(world):
+    """Two uploads of ALPHA-SEO-001's baseline: three slices and a structured report (not an image), then the
+    same three slices again."""
+    files = synthesize_ct_series(real_ct_template(large=False), slices=3, seed="history")
+    report = Path(get_testdata_file("test-SR.dcm")).read_bytes()
+    upload_files(world.cora, SUBJECT, [*files, report])
+    upload_files(world.cora, SUBJECT, files)
+    world.patient_name = str(pydicom.dcmread(__import__("io").BytesIO(files[0])).PatientName)
+    return world
+
+
+def test_the_history_keeps_each_uploads_outcome_newest_first(uploaded):
+    history = upload_history(actor=Actor(user=uploaded.cora), trial=uploaded.trial, subject_code=SUBJECT)
+    assert [
+        (r.counts.get("accepted", 0), r.counts.get("duplicate", 0), r.counts.get("rejected", 0)) for r in history
+    ] == [
+        (0, 3, 0),
+        (3, 0, 1),
+    ]
+    (rejected,) = history[1].rejected
+    assert rejected.code == "sop_class_not_accepted" and len(rejected.reason) > 20
+
+
+@pytest.mark.parametrize("who", ["cora", "quinn", "alice"])
+def test_the_coordinator_and_the_qc_reviewer_see_it_on_the_subject_page(uploaded, client, who):
+    client.force_login(uploaded.people[who])
+    page = client.get(f"/trials/ALPHA/subjects/{SUBJECT}/").content.decode()
+    assert "Upload history" in page
+    assert "Already stored" in page and "De-identified and stored" in page and "Rejected" in page
+    assert uploaded.patient_name not in page
+
+
+def test_the_qc_reviewer_sees_the_visits_uploads_on_the_qc_page(uploaded, client):
+    client.force_login(uploaded.quinn)
+    page = client.get(f"/trials/ALPHA/subjects/{SUBJECT}/visits/BL/qc/").content.decode()
+    assert "Upload history" in page and "Rejected" in page
+    assert uploaded.patient_name not in page
+
+
+def test_another_sites_coordinator_sees_no_history(uploaded):
+    assert upload_history(actor=Actor(user=uploaded.bruno), trial=uploaded.trial, subject_code=SUBJECT) == []
+
+
+def test_the_history_reads_in_korean(uploaded, client, settings):
+    from django.utils import translation
+
+    client.force_login(uploaded.cora)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    # The locale middleware leaves the request's language active in this thread: the next test gets English.
+    with translation.override(settings.LANGUAGE_CODE):
+        page = client.get(f"/trials/ALPHA/subjects/{SUBJECT}/").content.decode()
+    assert "업로드 이력" in page and "거부된 파일과 사유" in page

@@ -223,18 +223,24 @@ USE_I18N = True
 USE_TZ = True
 
 
-def image_store(bucket_variable: str, folder: str) -> dict:
-    """One of the stores that trials.ingest.store writes atomically: the file system, or S3 through django-storages."""
+def image_store(bucket_variable: str, folder: str, *, or_within: str = "") -> dict:
+    """One of the stores that trials.ingest.store writes atomically: the file system, or S3 through django-storages.
+
+    `or_within`: without a bucket of its own, the store is the prefix `folder/` of that variable's bucket.
+    """
     kind = os.environ.get("IMAGE_STORE", "filesystem")
     if kind == "filesystem":
         return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / folder}}
     if kind != "s3":
         raise ImproperlyConfigured(f"IMAGE_STORE must be filesystem or s3, not {kind!r}")
-    bucket = os.environ.get(bucket_variable, "")
+    bucket, prefix = os.environ.get(bucket_variable, ""), ""
+    if not bucket and or_within:
+        bucket, prefix = os.environ.get(or_within, ""), folder
     if not bucket:
         raise ImproperlyConfigured(f"{bucket_variable} must be set when IMAGE_STORE is s3")
     options = {
         "bucket_name": bucket,
+        "location": prefix,
         "endpoint_url": os.environ.get("S3_ENDPOINT_URL") or None,
         "region_name": os.environ.get("S3_REGION") or None,
         "access_key": os.environ.get("S3_ACCESS_KEY_ID") or None,
@@ -264,7 +270,7 @@ STORAGES = {
     "images": image_store("IMAGE_STORE_BUCKET", "images"),
     "quarantine": image_store("QUARANTINE_BUCKET", "quarantine"),
     # Sponsor transfers (zips), kept to be downloaded again; written once, like the images.
-    "transfers": image_store("TRANSFER_STORE_BUCKET", "transfers"),
+    "transfers": image_store("TRANSFER_STORE_BUCKET", "transfers", or_within="IMAGE_STORE_BUCKET"),
 }
 WHITENOISE_USE_FINDERS = DEBUG
 

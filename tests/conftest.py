@@ -211,3 +211,15 @@ def upload_files(coordinator, subject_code: str, files: list[bytes], visit: str 
     upload_receive(upload=session, files=files)
     upload_finish(actor=coordinator, upload=session)
     return timepoint
+
+
+@pytest.fixture(autouse=True)
+def default_language():
+    """Every test starts in the site's default language: a request in Korean activates Korean for its thread,
+    and without this a later test on the same worker would read its messages in Korean."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)

@@ -18,6 +18,10 @@ good whatever a broker loses. RabbitMQ is the recommended production broker.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 def transport_options(visibility_timeout: int) -> dict:
     return {
@@ -37,3 +41,24 @@ def connections_reset(app) -> None:
         app._pool.force_close_all()
         app._pool = None
     app.amqp._producer_pool = None
+
+
+@contextmanager
+def tasks_sent_to(app, broker_url: str, *, visibility: int, prefix: str = "ctims") -> Iterator[str]:
+    """For the duration, this process sends its tasks to a fresh queue on `broker_url` instead of running them
+    in-process (benchmarks and tests that run real workers); yields the queue's name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    keys = ("task_always_eager", "broker_url", "task_default_queue", "broker_transport_options")
+    saved = {k: app.conf[k] for k in keys}
+    app.conf.update(
+        task_always_eager=False,
+        broker_url=broker_url,
+        task_default_queue=name,
+        broker_transport_options=transport_options(visibility),
+    )
+    connections_reset(app)
+    try:
+        yield name
+    finally:
+        app.conf.update(saved)
+        connections_reset(app)

@@ -6,7 +6,6 @@ fault (a killed process, a stopped broker, a refused database, a damaged copy, a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -17,7 +16,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -25,7 +23,7 @@ from django.conf import settings
 from django.core.files.storage import storages
 from django.urls import reverse
 
-from ctims.broker import connections_reset, transport_options
+from ctims.broker import tasks_sent_to
 from ctims.celery import app
 from trials.ingest import store
 from trials.models import Instance, UploadItem
@@ -152,24 +150,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def celery_on(broker_url: str, *, visibility: int = 3) -> Iterator[str]:
+def celery_on(broker_url: str, *, visibility: int = 3):
     """Send tasks to a fresh queue on `broker_url` for the duration (not in-process); yields the queue's name."""
-    name = f"ctims-test-{uuid.uuid4().hex[:8]}"
-    keys = ("task_always_eager", "broker_url", "task_default_queue", "broker_transport_options")
-    saved = {k: app.conf[k] for k in keys}
-    app.conf.update(
-        task_always_eager=False,
-        broker_url=broker_url,
-        task_default_queue=name,
-        broker_transport_options=transport_options(visibility),
-    )
-    connections_reset(app)
-    try:
-        yield name
-    finally:
-        app.conf.update(saved)
-        connections_reset(app)
+    return tasks_sent_to(app, broker_url, visibility=visibility, prefix="ctims-test")
 
 
 def start_worker(

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test import override_settings
 
-from ctims.broker import connections_reset, transport_options
+from ctims.broker import tasks_sent_to
 from ctims.celery import app
 from trials.models import UploadItem
 
@@ -54,26 +53,6 @@ def own_database() -> Iterator[str]:
             connection.creation.destroy_test_db(old_name, verbosity=0)
     finally:
         test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
-
-
-@contextmanager
-def queue_on(broker_url: str) -> Iterator[str]:
-    """This process sends its tasks to a fresh queue on `broker_url` (not in-process); yields the queue's name."""
-    name = f"ctims-bench-{uuid.uuid4().hex[:8]}"
-    keys = ("task_always_eager", "broker_url", "task_default_queue", "broker_transport_options")
-    saved = {k: app.conf[k] for k in keys}
-    app.conf.update(
-        task_always_eager=False,
-        broker_url=broker_url,
-        task_default_queue=name,
-        broker_transport_options=transport_options(300),
-    )
-    connections_reset(app)
-    try:
-        yield name
-    finally:
-        app.conf.update(saved)
-        connections_reset(app)
 
 
 @contextmanager
@@ -152,7 +131,7 @@ def bench_ingest_workers(
     try:
         with own_database() as database, override_settings(STORAGES={**storages.backends, **stores}):
             storages._storages.clear()
-            with queue_on(broker_url) as queue:
+            with tasks_sent_to(app, broker_url, visibility=300, prefix="ctims-bench") as queue:
                 for count in counts:
                     with workers(count, database=database, broker_url=broker_url, queue=queue, var=var):
                         _one_run(next(serial), files[: min(len(files), 4)], deadline_s)  # workers up and warm

@@ -227,3 +227,18 @@ def test_a_coordinators_token_reaches_the_query_and_a_token_of_another_trial_doe
         actor=world.otto, membership=Membership.objects.get(user=world.otto), name="omega"
     )
     assert APIClient(HTTP_AUTHORIZATION=f"Bearer {key}").get(reverse("api-inbox")).json()["total"] == 0
+
+
+def test_the_inbox_speaks_korean(world, query, client):
+    from django.conf import settings
+
+    client.force_login(world.cora)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get(reverse("inbox")).content.decode()
+    for english in ("Inbox", "Query to answer", "waiting for you", "Waiting since", "What waits for you"):
+        assert english not in page, english
+    assert "받은 일" in page and "답변할 질의" in page and "내 처리 대기" in page
+    client.force_login(world.quinn)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    qc_services.query_answer(actor=world.cora, query=query, body="Sent again.")
+    assert "답변됨, 내 처리 대기" in client.get(reverse("qc-worklist", args=["ALPHA"])).content.decode()

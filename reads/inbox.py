@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
-from django.db.models.functions import Cast
+from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast, Coalesce
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from ctims.models import AuditEvent
 from trials.access import Actor
 from trials.inbox import Entry, Source, register, tally_of
-from trials.models import Trial
+from trials.models import Timepoint, Trial
 
 from .models import ReadTask, Transfer
 from .selectors import visit_label
@@ -33,7 +33,22 @@ def tasks_to_do(actor: Actor, kind: str) -> QuerySet[ReadTask]:
 
 
 def _task_entries(actor: Actor, kind: str, today: date, trial: Trial | None) -> list[Entry]:
-    tasks = tasks_to_do(actor, kind).select_related("assignment", "timepoint__visit", "design__trial")
+    # The number of each subject's earlier visits, counted in the same query: what a reader calls the visit
+    # when the design hides its label.
+    earlier = (
+        Timepoint.objects.filter(
+            subject_id=OuterRef("timepoint__subject_id"), visit__order__lt=OuterRef("timepoint__visit__order")
+        )
+        .order_by()
+        .values("subject_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    tasks = (
+        tasks_to_do(actor, kind)
+        .select_related("assignment", "timepoint__visit", "design__trial")
+        .annotate(earlier_visits=Coalesce(Subquery(earlier[:1]), 0))
+    )
     if trial is not None:
         tasks = tasks.filter(design__trial=trial)
     out = []
@@ -48,7 +63,7 @@ def _task_entries(actor: Actor, kind: str, today: date, trial: Trial | None) -> 
                 kind=kind,
                 trial=task.design.trial.code,
                 title=title,
-                about=f"{task.assignment.case_label} · {visit_label(task, task.timepoint)}",
+                about=f"{task.assignment.case_label} · {visit_label(task, task.timepoint, place=task.earlier_visits)}",
                 url=reverse("read-task", kwargs={"pk": task.pk}),
                 due=task.due_date,
                 overdue=task.due_date < today,

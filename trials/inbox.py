@@ -94,10 +94,6 @@ class Counts:
     overdue: int
     by_kind: dict[str, int] = field(default_factory=dict)
 
-    def kinds(self) -> list[tuple[str, str, int]]:
-        """(kind, label, count) of each kind with something waiting, in the sources' order."""
-        return [(kind, str(KIND_LABELS[kind]), n) for kind, n in self.by_kind.items() if n]
-
 
 def inbox_counts(actor: Actor) -> Counts:
     """How much waits for the actor: one query per kind of entry."""

@@ -70,6 +70,16 @@ def test_hidden_visit_labels_stay_hidden_in_the_inbox(world):
     assert "Baseline" not in entry.about and entry.about.endswith("Current visit (visit 1)")
 
 
+def test_the_inbox_of_a_reader_takes_the_same_few_queries_for_many_cases(world, django_assert_max_num_queries):
+    read_design_set(actor=world.alice, trial=world.trial, show_visit_label=False)
+    ready(world, "BL")
+    ready(world, "BL", subject="ALPHA-SEO-002")
+    ready(world, "BL", subject="ALPHA-BUS-001")
+    with django_assert_max_num_queries(5):  # one a kind of entry, not one a case
+        got = entries(world.rhea)
+    assert len(got) == 3 and all(e.about.endswith("Current visit (visit 1)") for e in got)
+
+
 def test_a_read_past_its_due_date_is_overdue(world):
     ready(world, "BL")
     ReadTask.objects.filter(assignment__reader=world.rhea).update(due_date=timezone.localdate() - timedelta(days=1))

@@ -305,6 +305,15 @@ def wait_panes(page, *sops: str) -> None:
     )
 
 
+def in_language(page, name: str) -> None:
+    """Switch the page's language with the top bar's switch; wait for the viewer to be ready again."""
+    with page.expect_navigation():
+        page.locator(".lang-switch button", has_text=name).click()
+    page.wait_for_function("() => window.ctimsRead")
+    page.evaluate("() => window.ctimsRead.ready")
+    page.wait_for_selector("#viewer.is-ready")
+
+
 def readers() -> tuple:
     return tuple(ReaderAssignment.objects.get(subject__code=SUBJECT, slot=slot).reader for slot in (1, 2))
 
@@ -370,6 +379,7 @@ def test_the_follow_up_shows_the_readers_own_baseline_drawn_and_a_lesion_brings_
     page.click("#read-lesion-T01 .lesion-show")
     wait_panes(page, first_sop, on["sop"])
     page.keyboard.press("End")
+    page.wait_for_function("() => window.ctimsViewer.state().panes.every((p) => p.imageIndex === p.total - 1)")
     page.locator("#viewer-measurements .measurement-go", has_text="T01 · Baseline").click()
     wait_panes(page, first_sop, on["sop"])
     assert not problems, problems
@@ -398,6 +408,15 @@ def test_the_adjudicator_jumps_to_a_disputed_new_lesion_with_the_decision_in_rea
     expect(page.locator("#adjudicate-form")).to_be_hidden()
     slider = page.locator(f"{LEFT_PANE} .viewer-slider").bounding_box()
     assert slider["y"] + slider["height"] <= dock.bounding_box()["y"], (slider, dock.bounding_box())
+
+    # In Korean the dock and the list speak Korean too.
+    in_language(page, "한국어")
+    expect(page.locator(".adjudicate-dock-hint")).to_have_text(
+        "한 판독자의 시리즈를 채택하고 이유를 적은 뒤 서명하십시오."
+    )
+    expect(page.locator('#adjudicate-overlays button[data-label="N01"]')).to_contain_text("새 병변")
+    expect(page.locator('#adjudicate-overlays button[data-label="N01"]')).to_contain_text("판독자 불일치")
+    in_language(page, "English")
 
     # The new lesion only the second reader saw is in dispute: the list jumps to it.
     new = page.locator('#adjudicate-overlays button[data-label="N01"]')

@@ -227,8 +227,12 @@ async function placeOf(viewer, drawing, image, visitCode = null) {
   return { pane, index: at(pane) };
 }
 
-/** Bring the panes to the images of `places` ([{image, visit}], the current visit's visit null), together. */
-async function showPlaces(viewer, drawing, places) {
+/**
+ * Bring the panes to the images of `places` ([{image, visit}], the current visit's visit null), together, once
+ * the viewer has shown its first image (`viewerReady`): a click before that would race its first series.
+ */
+async function showPlaces(viewer, drawing, places, viewerReady) {
+  await viewerReady;
   await viewer.jump(async () => {
     const found = [];
     for (const { image, visit } of places) {
@@ -309,6 +313,7 @@ class ReadPanel {
   // --- set-up --------------------------------------------------------------------------------------------
 
   start(viewerReady) {
+    this.viewerReady = viewerReady;
     this.restoreRows();
     for (const row of this.rows) this.appendRow(row);
     this.renderNewChoice();
@@ -480,7 +485,7 @@ class ReadPanel {
 
   /** Bring both panes to a lesion: this visit's image of it on the left, its earlier image on the right. */
   jumpTo(row) {
-    return showPlaces(this.viewer, this.drawing, this.placesOf(row));
+    return showPlaces(this.viewer, this.drawing, this.placesOf(row), this.viewerReady);
   }
 
   // --- rows ----------------------------------------------------------------------------------------------
@@ -1184,6 +1189,7 @@ class AdjudicationOverlays {
   }
 
   start(viewerReady) {
+    this.viewerReady = viewerReady;
     this.renderList();
     this.list?.addEventListener("click", (event) => {
       const item = event.target.closest("button[data-overlay]");
@@ -1242,7 +1248,7 @@ class AdjudicationOverlays {
       (o) => o.reader === overlay.reader && o.label === overlay.label && o.visit === otherVisit && o !== overlay,
     );
     if (same) places.push({ image: same.image, visit: same.visit });
-    return showPlaces(this.viewer, this.drawing, places);
+    return showPlaces(this.viewer, this.drawing, places, this.viewerReady);
   }
 
   visitLabel(code) {

@@ -221,6 +221,7 @@ def _lesion_rows(read: Read) -> list[dict]:
             rows.append(
                 {
                     "label": entry["label"],
+                    "on_image": bool(entry.get("image")),
                     "site_meaning": str(site.label) if site else "",
                     "status": str(STATUS_LABELS.get(entry.get("status", "present"), "")),
                     "long_mm": entry.get("long_mm"),
@@ -301,6 +302,7 @@ def adjudication_page(task: ReadTask) -> dict:
             overlays += _overlays(read, slot, _viewer_visit(task, timepoint, n), disputed)
         rows.append(
             {
+                "visit": _viewer_visit(task, timepoint, n),
                 "visit_label": label,
                 "in_question": timepoint.pk in in_question,
                 "readers": readers,

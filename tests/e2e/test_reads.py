@@ -431,6 +431,14 @@ def test_the_adjudicator_jumps_to_a_disputed_new_lesion_with_the_decision_in_rea
     page.locator('#adjudicate-overlays button[data-label="N01"]').click()
     wait_panes(page, new_on["sop"], target_bl["sop"])
 
+    # A lesion in the comparison table below brings the images back into view, on that lesion.
+    in_table = page.locator('#adjudicate-table .adjudicate-show[data-reader="1"][data-visit="BL"][data-label="T01"]')
+    in_table.scroll_into_view_if_needed()
+    expect(page.locator(".viewer-grid")).not_to_be_in_viewport()
+    in_table.click()
+    wait_panes(page, target_w6["sop"], target_bl["sop"])
+    expect(page.locator(".viewer-grid")).to_be_in_viewport()
+
     # Comparing the tables further down, the decision is still at hand, and opens over them.
     page.locator("#adjudicate-table").scroll_into_view_if_needed()
     expect(page.locator("#adjudicate-table")).to_be_in_viewport()

@@ -1195,6 +1195,15 @@ class AdjudicationOverlays {
       const item = event.target.closest("button[data-overlay]");
       if (item) this.jumpTo(this.overlays[Number(item.dataset.overlay)]).catch(() => {});
     });
+    // A lesion in the comparison table below the images: bring the images back into view, on that lesion.
+    document.getElementById("adjudicate-table")?.addEventListener("click", (event) => {
+      const item = event.target.closest("button.adjudicate-show");
+      const { reader, visit, label } = item?.dataset || {};
+      const overlay = this.overlays.find((o) => String(o.reader) === reader && o.visit === visit && o.label === label);
+      if (!overlay) return;
+      this.viewer.root.scrollIntoView({ block: "start" });
+      this.jumpTo(overlay).catch(() => {});
+    });
     return viewerReady.then(async () => {
       labelMeasurements(this.viewer);
       this.viewer.measurements.onGo = (uid) => this.onGo(uid);

@@ -24,8 +24,8 @@ const SAVE_DELAY = 600; // ms after the last change: one request for a burst of 
 const RETRY_DELAY = 5000; // ms before saving again after the network or the server failed
 // Each reader's colour on the adjudication page; ctims.css gives the legend the same ones.
 const READER_COLOURS = { 1: "rgb(64, 196, 255)", 2: "rgb(255, 140, 60)" };
-// The reader's own earlier measurements, drawn read-only on the earlier visit's images: dashed, in their colour
-// (ctims.css gives the lesion list's "earlier" mark the same one).
+// The reader's own earlier measurements, drawn read-only on the earlier visit's images: dashed and yellow (ctims.css
+// marks a lesion's earlier value in the read panel with a dashed line of a darker yellow, readable on white).
 const PRIOR_STYLE = { colour: "rgb(255, 214, 10)", dashed: true };
 const IMAGE_PATH = /\/studies\/([^/]+)\/series\/([^/]+)\/instances\/([^/]+)\/frames\/(\d+)$/;
 const POINT_TOLERANCE = 0.051; // pixels: points are kept to a tenth of a pixel

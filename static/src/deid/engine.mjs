@@ -42,7 +42,7 @@ export async function startEngine({ loadPyodide, TesseractCore, base, read }) {
       entry.use_ocr(await startOcr({ TesseractCore, base, read, manifest }), "");
     } catch (error) {
       // Held back with the reason from now on (the engine's message adds what to do).
-      entry.use_ocr(null, `OCR could not start in this browser (${String(error?.message || error).slice(0, 200)})`);
+      entry.use_ocr(undefined, `OCR could not start in this browser (${String(error?.message || error).slice(0, 200)})`);
     }
     engine.ocrStartMs = performance.now() - started;
   }

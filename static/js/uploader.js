@@ -55,6 +55,8 @@ const ACTION_WORDS = {
   cleaned: gettext("%(n)s descriptions cleaned"),
   private_removed: gettext("%(n)s private attributes removed"),
   private_kept: gettext("%(n)s private attributes kept (trial safelist)"),
+  pixels_examined: gettext("pixels read for text"),
+  pixels_rewritten: gettext("pixels rewritten (text blanked or overlay bits cleared)"),
 };
 const RECORDS_PER_REQUEST = 500;
 // "resend": the server's copy failed its checksum; the file is sent again while the upload is open.

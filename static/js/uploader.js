@@ -58,6 +58,23 @@ const ACTION_WORDS = {
   pixels_examined: gettext("pixels read for text"),
   pixels_rewritten: gettext("pixels rewritten (text blanked or overlay bits cleared)"),
 };
+// Why the browser's engine held a file back, by its code, for pages not in English: the engine (the server's
+// own Python) words its reasons in English only, naming the attribute or the kind of image; these say the
+// same in the page's language, without the detail.
+const HELD_REASONS = {
+  ocr_unavailable: gettext("This image may carry text in its pixels, and this browser could not read it to check (the image is compressed, or OCR could not start here). Send the image uncompressed, or tell the trial's imaging team."),
+  burned_in_text: gettext("Text was found in the image's pixels, which may identify the patient; this trial does not accept such images, or the text could not be removed completely."),
+  burned_in_annotation: gettext("The image says it has burned-in annotation (text drawn into the pixels, which may identify the patient); please send the original images without annotation."),
+  sop_class_not_accepted: gettext("This kind of image is not accepted by this trial."),
+  truncated: gettext("The file ends before the DICOM data does: it looks cut short."),
+  unreadable: gettext("The file could not be read as a DICOM image; please resend it."),
+  not_dicom: gettext("The file is not a DICOM file."),
+  no_sop_instance_uid: gettext("The file has no SOP Instance UID, so it cannot be tracked."),
+  pixel_data_missing: gettext("The file has no image data (Pixel Data is missing)."),
+  phi_found: gettext("An identifying value of the original was found in the de-identified file; it was not sent. Please report this to the trial's imaging team."),
+};
+const heldReason = (record) =>
+  document.documentElement.lang.startsWith("en") ? record.reason : HELD_REASONS[record.code] || record.reason;
 const RECORDS_PER_REQUEST = 500;
 // "resend": the server's copy failed its checksum; the file is sent again while the upload is open.
 const FROM_SERVER = {
@@ -730,7 +747,7 @@ class Uploader {
     for (const { entry, answer } of results) {
       const record = answer.record;
       if (!record.ok) {
-        this.setState(entry, "held", interpolate(gettext("Not sent: %(reason)s"), { reason: record.reason }, true));
+        this.setState(entry, "held", interpolate(gettext("Not sent: %(reason)s"), { reason: heldReason(record) }, true));
       } else if (!record.patient_hash) {
         this.setState(entry, "held", gettext("Not sent: this file has no Patient ID, so it cannot be matched to the subject."));
       } else if (record.patient_hash !== patient) {

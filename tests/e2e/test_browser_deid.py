@@ -263,3 +263,26 @@ def test_a_dose_screen_is_read_and_redacted_in_the_browser_before_it_is_sent(
     assert timepoint.state == Timepoint.State.UPLOADED
     stored = dict(Instance.objects.filter(series__study__timepoint=timepoint).values_list("sop_instance_uid", "sha256"))
     assert set(stored) == {ds.SOPInstanceUID for ds in sent}
+
+
+def test_the_browser_path_speaks_korean(world, browser, live_server, folder):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900}, locale="ko-KR")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        log_in(page, "cora@example.org", PASSWORD)
+        page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+        page.wait_for_selector("#uploader.is-ready")
+        page.set_input_files("input[webkitdirectory]", str(folder))
+        page.wait_for_selector(RESULT, timeout=120_000)
+        assert "브라우저에서 비식별화됩니다" in page.locator("#upload-deid-mode").inner_text()
+        burned = page.locator("#upload-rows tr", has_text="IM88888").inner_text()
+        assert "브라우저에서 보류됨" in burned and "번인 주석" in burned
+        assert "burned-in" not in burned and "Not sent" not in burned
+        stray = page.locator("#upload-rows tr", has_text="IM99999").inner_text()
+        assert "다른 환자" in stray
+        stored = page.locator("#upload-rows tr", has_text="IM00001").inner_text()
+        assert "브라우저에서 비식별화됨" in stored and "UID" in stored
+        screenshot(page, "upload-browser-deid-ko")
+    finally:
+        context.close()

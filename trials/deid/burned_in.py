@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import array
 import array as _array_module
+import functools
 import math
 import os
 import sys
@@ -271,20 +272,22 @@ def _high_bytes_set(value: bytes, module: PixelModule) -> bool:
     every CT slice this way; iterating over 262,144 values in Pyodide cost more than the rest of the engine).
 
     A 16-bit value keeps within Bits Stored when the bits of its high byte above Bits Stored are all clear
-    (unsigned), or all equal to its sign bit (signed): each high byte is mapped through a table to 0 when it
-    does, and any other byte is a bit set above Bits Stored. (Signed pixels need their sign bit in the high
+    (unsigned), or all equal to its sign bit (signed): deleting every such byte from the high bytes leaves
+    nothing, and any byte left is a bit set above Bits Stored. (Signed pixels need their sign bit in the high
     byte: Bits Stored of 9 or more.)
     """
     count = math.prod(module.shape)
     high = bytes(value[1 if module.little else 0 : count * 2 : 2])
-    kept = module.bits_stored - 8  # bits of the high byte within Bits Stored
-    if module.signed:
-        # The bits from the sign bit (bit kept - 1) up must be all 0 or all 1.
+    return bool(high.translate(None, _kept_high_bytes(module.bits_stored - 8, module.signed)))
+
+
+@functools.cache
+def _kept_high_bytes(kept: int, signed: bool) -> bytes:
+    """The high bytes of 16-bit values within Bits Stored, `kept` of whose bits are within it."""
+    if signed:  # the bits from the sign bit (bit kept - 1) up are all 0 or all 1
         top = 0xFF >> (kept - 1) << (kept - 1) & 0xFF
-        table = bytes(0 if b & top in (0, top) else 1 for b in range(256))
-    else:
-        table = bytes(0 if b >> kept == 0 else 1 for b in range(256))
-    return high.translate(table).count(0) != len(high)
+        return bytes(b for b in range(256) if b & top in (0, top))
+    return bytes(b for b in range(256) if b >> kept == 0)
 
 
 def _extremes(value: bytes, module: PixelModule) -> tuple[int, int]:

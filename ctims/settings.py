@@ -216,6 +216,23 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+
+def _static_headers(headers, path: str, url: str) -> None:
+    """WhiteNoise's hook for static files' headers: the upload page's de-identification worker (static/dist/deid/)
+    compiles WebAssembly (Pyodide, Tesseract), so its scripts, and only they, are served with 'wasm-unsafe-eval'
+    (a dedicated worker runs under the policy of its own script, not the page's). The CSP middleware leaves a
+    header it finds."""
+    if "/dist/deid/" in url:
+        from csp.utils import build_policy
+
+        directives = CONTENT_SECURITY_POLICY["DIRECTIVES"]
+        headers["Content-Security-Policy"] = build_policy(
+            config={**directives, "script-src": [*directives["script-src"], "'wasm-unsafe-eval'"]}
+        )
+
+
+WHITENOISE_ADD_HEADERS_FUNCTION = _static_headers
+
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("ko", _("Korean"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]

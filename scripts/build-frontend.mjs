@@ -7,7 +7,10 @@
 //
 // The uploader's de-identification engine (static/dist/deid/) is the server's own trials/deid, run by
 // Pyodide (npm, pinned in package-lock.json) with pydicom's pure-Python wheel (PyPI, the version pinned in
-// requirements.txt, its SHA-256 pinned below; pip downloads it at build time, never at run time).
+// requirements.txt, its SHA-256 pinned below; pip downloads it at build time, never at run time). Its OCR
+// for text in pixels is Tesseract in WebAssembly (tesseract.js-core, the SIMD LSTM build) with the Korean and
+// English models (@tesseract.js-data/kor and /eng, tesseract.js's default "best_int" models, unzipped here),
+// all pinned in package-lock.json and written into static/dist/deid/ocr/.
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -16,6 +19,7 @@ import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { gunzipSync } from "node:zlib";
 
 import * as esbuild from "esbuild";
 
@@ -28,6 +32,10 @@ const PYDICOM_WHEELS = {
   "3.0.2": "abf971a5440f84dbaf42c4b6758e30e62480902584f8b270b9a5d146e278a07b",
 };
 const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"];
+const OCR_CORE = "tesseract-core-simd-lstm"; // what tesseract.js loads for its default (LSTM) engine with SIMD
+const OCR_LANGUAGES = ["kor", "eng"]; // as the server's trials.deid.burned_in.OCR_LANGUAGES
+const OCR_MODELS = "4.0.0_best_int";
+const DEID_SOURCES = ["engine.mjs", "ocr.mjs", "worker.js"];
 const require = createRequire(path.join(ROOT, "package.json"));
 const LOADER = path.dirname(require.resolve("@cornerstonejs/dicom-image-loader"));
 
@@ -117,6 +125,38 @@ async function engineSources() {
   return sources;
 }
 
+const packageVersion = async (name) =>
+  JSON.parse(await readFile(require.resolve(`${name}/package.json`), "utf8")).version;
+
+/** Tesseract's core as an ES module the worker imports (its script defines a global factory) and its models. */
+async function buildOcr() {
+  const out = path.join(DEID_OUT, "ocr");
+  await mkdir(out, { recursive: true });
+  const core = path.dirname(require.resolve("tesseract.js-core/package.json"));
+  const script = await readFile(path.join(core, `${OCR_CORE}.js`), "utf8");
+  if (!script.startsWith("var TesseractCore=")) throw new Error("tesseract.js-core no longer defines TesseractCore");
+  await writeFile(path.join(out, "tesseract-core.mjs"), `${script}\nexport default TesseractCore;\n`);
+  await copyFile(path.join(core, `${OCR_CORE}.wasm`), path.join(out, "tesseract-core.wasm"));
+  const models = {};
+  for (const language of OCR_LANGUAGES) {
+    const data = path.dirname(require.resolve(`@tesseract.js-data/${language}/package.json`));
+    const gz = await readFile(path.join(data, OCR_MODELS, `${language}.traineddata.gz`));
+    models[language] = `ocr/${language}.traineddata`;
+    await writeFile(path.join(DEID_OUT, models[language]), gunzipSync(gz));
+  }
+  const versions = [`tesseract.js-core ${await packageVersion("tesseract.js-core")}`];
+  for (const language of OCR_LANGUAGES) {
+    versions.push(`${language} ${await packageVersion(`@tesseract.js-data/${language}`)} ${OCR_MODELS}`);
+  }
+  return {
+    version: versions.join(", "),
+    wasm: "ocr/tesseract-core.wasm",
+    languages: OCR_LANGUAGES,
+    models,
+    files: ["ocr/tesseract-core.mjs", "ocr/tesseract-core.wasm", ...Object.values(models)],
+  };
+}
+
 async function buildDeid() {
   await rm(DEID_OUT, { recursive: true, force: true });
   await mkdir(path.join(DEID_OUT, "pyodide"), { recursive: true });
@@ -127,13 +167,18 @@ async function buildDeid() {
   const wheel = await pydicomWheel();
   await writeFile(path.join(DEID_OUT, wheel.name), wheel.bytes);
   const sources = await engineSources();
-  const version = sha256(JSON.stringify([wheel.name, sources])).slice(0, 16);
-  await writeFile(path.join(DEID_OUT, "manifest.json"), JSON.stringify({ version, wheel: wheel.name, sources }));
-  for (const f of ["engine.mjs", "worker.js"]) {
+  const { files: ocrFiles, ...ocr } = await buildOcr();
+  const version = sha256(JSON.stringify([wheel.name, sources, ocr])).slice(0, 16);
+  await writeFile(path.join(DEID_OUT, "manifest.json"), JSON.stringify({ version, wheel: wheel.name, sources, ocr }));
+  for (const f of DEID_SOURCES) {
     await copyFile(path.join(ROOT, "static", "src", "deid", f), path.join(DEID_OUT, f));
   }
   const bytes = await size(DEID_OUT, [...PYODIDE_FILES.map((f) => `pyodide/${f}`), wheel.name, "manifest.json"]);
-  console.log(`static/dist/deid: Pyodide, ${wheel.name}, ${Object.keys(sources).length} engine files, ${(bytes / 1024 / 1024).toFixed(1)} MB`);
+  const ocrBytes = await size(DEID_OUT, ocrFiles);
+  console.log(
+    `static/dist/deid: Pyodide, ${wheel.name}, ${Object.keys(sources).length} engine files, ` +
+      `${(bytes / 1024 / 1024).toFixed(1)} MB; OCR (${ocr.version}) ${(ocrBytes / 1024 / 1024).toFixed(1)} MB`,
+  );
 }
 
 async function main() {

@@ -4,23 +4,36 @@
 //
 //   node scripts/deid-node.mjs static/dist/deid < request.json
 //
-// Reads {key, subject, options, files, rounds?} as JSON on stdin and writes {startMs, roundMs, results:
-// [{record, ms}]} as JSON on stdout; each accepted file's output bytes go to `<file>.out` (first round only).
+// Reads {key, subject, options, files, rounds?, ocr?} as JSON on stdin (ocr: false runs without OCR) and writes
+// {startMs, ocrStartMs, roundMs, results: [{record, ms}]} as JSON on stdout; each accepted file's output bytes
+// go to `<file>.out` (first round only).
 
 import { readFile, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
 const bundle = path.resolve(process.argv[2] || "static/dist/deid");
 const { loadPyodide } = await import(pathToFileURL(path.join(bundle, "pyodide", "pyodide.mjs")).href);
 const { startEngine } = await import(pathToFileURL(path.join(bundle, "engine.mjs")).href);
+// Tesseract's Emscripten script, seeing Node, reaches for CommonJS's `require` and `__dirname`, which an ES
+// module lacks; it is handed its WebAssembly, so they locate nothing.
+const ocrCore = path.join(bundle, "ocr", "tesseract-core.mjs");
+globalThis.require ??= createRequire(ocrCore);
+globalThis.__dirname ??= path.dirname(ocrCore);
+const { default: TesseractCore } = await import(pathToFileURL(ocrCore).href);
 
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
 const request = JSON.parse(input);
 
 const started = performance.now();
-const engine = await startEngine({ loadPyodide, base: `${bundle}/`, read: (file) => readFile(file) });
+const engine = await startEngine({
+  loadPyodide,
+  TesseractCore: request.ocr === false ? null : TesseractCore,
+  base: `${bundle}/`,
+  read: (file) => readFile(file),
+});
 const startMs = performance.now() - started;
 engine.configure(request.key, request.subject, request.options);
 const sources = await Promise.all(request.files.map((file) => readFile(file)));
@@ -31,8 +44,9 @@ for (let round = 0; round < (request.rounds || 1); round++) {
   const roundStart = performance.now();
   for (const source of sources) {
     const t0 = performance.now();
-    const { data, record } = engine.run(new Uint8Array(source));
-    const ms = performance.now() - t0;
+    const ocrBefore = engine.ocrStartMs;
+    const { data, record } = await engine.run(new Uint8Array(source));
+    const ms = performance.now() - t0 - (engine.ocrStartMs - ocrBefore);
     if (round === 0) {
       outputs.push(data);
       results.push({ record, ms });
@@ -43,4 +57,4 @@ for (let round = 0; round < (request.rounds || 1); round++) {
 for (const [n, file] of request.files.entries()) {
   if (outputs[n].byteLength) await writeFile(`${file}.out`, outputs[n]);
 }
-process.stdout.write(JSON.stringify({ startMs, roundMs, results }));
+process.stdout.write(JSON.stringify({ startMs, ocrStartMs: engine.ocrStartMs, roundMs, results }));

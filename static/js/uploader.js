@@ -23,6 +23,8 @@ const interpolate =
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_FILES = 20;
 const IN_FLIGHT = 2;
+// De-identification workers in the browser: one per core, at most this many (each is its own Python).
+const ENGINE_WORKERS = 2;
 const TRIES = 6;
 const POLL_MS = 1000;
 const READERS = 4;
@@ -55,7 +57,26 @@ const ACTION_WORDS = {
   cleaned: gettext("%(n)s descriptions cleaned"),
   private_removed: gettext("%(n)s private attributes removed"),
   private_kept: gettext("%(n)s private attributes kept (trial safelist)"),
+  pixels_examined: gettext("pixels read for text"),
+  pixels_rewritten: gettext("pixels rewritten (text blanked or overlay bits cleared)"),
 };
+// Why the browser's engine held a file back, by its code, for pages not in English: the engine (the server's
+// own Python) words its reasons in English only, naming the attribute or the kind of image; these say the
+// same in the page's language, without the detail.
+const HELD_REASONS = {
+  ocr_unavailable: gettext("This image may carry text in its pixels, and this browser could not read it to check (the image is compressed, or OCR could not start here). Send the image uncompressed, or tell the trial's imaging team."),
+  burned_in_text: gettext("Text was found in the image's pixels, which may identify the patient; this trial does not accept such images, or the text could not be removed completely."),
+  burned_in_annotation: gettext("The image says it has burned-in annotation (text drawn into the pixels, which may identify the patient); please send the original images without annotation."),
+  sop_class_not_accepted: gettext("This kind of image is not accepted by this trial."),
+  truncated: gettext("The file ends before the DICOM data does: it looks cut short."),
+  unreadable: gettext("The file could not be read as a DICOM image; please resend it."),
+  not_dicom: gettext("The file is not a DICOM file."),
+  no_sop_instance_uid: gettext("The file has no SOP Instance UID, so it cannot be tracked."),
+  pixel_data_missing: gettext("The file has no image data (Pixel Data is missing)."),
+  phi_found: gettext("An identifying value of the original was found in the de-identified file; it was not sent. Please report this to the trial's imaging team."),
+};
+const heldReason = (record) =>
+  document.documentElement.lang.startsWith("en") ? record.reason : HELD_REASONS[record.code] || record.reason;
 const RECORDS_PER_REQUEST = 500;
 // "resend": the server's copy failed its checksum; the file is sent again while the upload is open.
 const FROM_SERVER = {
@@ -617,20 +638,47 @@ class Uploader {
     mode.hidden = false;
   }
 
+  /**
+   * The de-identification workers: one per core up to ENGINE_WORKERS, each its own Pyodide, started together
+   * (their start-up overlaps); `run` hands a file to the worker with the fewest files waiting.
+   */
   startEngine() {
     if (this.engine) return this.engine.ready;
+    const count = Math.max(1, Math.min(ENGINE_WORKERS, navigator.hardwareConcurrency || 1));
+    const workers = Array.from({ length: count }, () => this.startWorker());
+    const engine = {
+      workers,
+      startMs: 0,
+      ready: Promise.all(workers.map((w) => w.ready)).then((times) => {
+        engine.startMs = Math.max(...times);
+      }),
+      configure: (key) => Promise.all(workers.map((w) => w.configure(key))),
+      run: (bytes) => workers.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a)).run(bytes),
+    };
+    this.engine = engine;
+    engine.ready.then(() => {
+      this.root.dataset.engine = "ready";
+      this.root.dataset.deidWorkers = String(count);
+    });
+    engine.ready.catch(() => {
+      for (const w of workers) w.worker.terminate();
+      this.engine = null;
+    });
+    return engine.ready;
+  }
+
+  startWorker() {
     const worker = new Worker(this.urls.worker, { type: "module" });
     const waiting = new Map();
     let nextId = 1;
-    const engine = { worker, startMs: 0 };
-    engine.ready = new Promise((resolve, reject) => {
+    const handle = { worker, waiting };
+    handle.ready = new Promise((resolve, reject) => {
       worker.onmessage = (event) => {
         const message = event.data;
         if (message.type === "ready") {
-          engine.startMs = message.startMs;
-          resolve();
+          resolve(message.startMs);
         } else if (message.type === "configured") {
-          engine.onConfigured?.();
+          handle.onConfigured?.();
         } else if (message.type === "done" || message.type === "error") {
           const pending = waiting.get(message.id);
           if (pending) {
@@ -649,34 +697,36 @@ class Uploader {
         waiting.clear();
       };
     });
-    engine.configure = (key) =>
+    handle.configure = (key) =>
       new Promise((resolve) => {
-        engine.onConfigured = resolve;
+        handle.onConfigured = resolve;
         worker.postMessage({ type: "configure", key: key.subject_key, subject: key.subject, options: key.options });
       });
-    engine.run = (bytes) =>
+    handle.run = (bytes) =>
       new Promise((resolve, reject) => {
         const id = nextId++;
         waiting.set(id, { resolve, reject });
         worker.postMessage({ type: "run", id, bytes }, [bytes.buffer]);
       });
     worker.postMessage({ type: "start" });
-    this.engine = engine;
-    engine.ready.then(() => {
-      this.root.dataset.engine = "ready";
-    });
-    engine.ready.catch(() => {
-      worker.terminate();
-      this.engine = null;
-    });
-    return engine.ready;
+    return handle;
   }
 
   async openUpload(path) {
     this.adopt(await this.apiPatiently("POST", this.urls.open, { deid_path: path }), { fresh: true });
   }
 
-  /** De-identify every file in the worker with the subject key; keep what passes, hold back the rest. */
+  /**
+   * De-identify every file in the workers with the subject key and send what passes while the rest is being
+   * de-identified: files go out in batches as they are ready (at most IN_FLIGHT requests at a time; the
+   * workers wait while a further batch is ready and unsent), and a sent file's de-identified copy is let go
+   * (made again from the original if it must be resent). Files of another patient, or that fail, are held
+   * back here.
+   *
+   * The wrong-patient guard: the subject's patient if the server knows it, else the patient of most of the
+   * files here. Until more than half of the files are known to be one patient, the ready files of a
+   * first upload wait; then that patient is the most frequent whatever the rest are, and they go.
+   */
   async deidentifyAll() {
     if (!this.upload || this.upload.state !== "open" || this.upload.deid_path !== "browser") {
       this.phase(gettext("Opening the upload…"));
@@ -701,57 +751,169 @@ class Uploader {
         true,
       ),
     );
-    const results = [];
-    // The worker takes one file at a time; a second reader has the next file ready when it is free.
-    await pool(this.entries, 2, async (entry) => {
-      try {
-        const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
-        const answer = await this.engine.run(bytes);
-        workerMs += answer.ms;
-        results.push({ entry, answer });
-      } catch {
-        this.setState(entry, "unreadable", gettext("The file could not be read or de-identified in your browser."));
-      }
-      done += 1;
-      this.setBar(this.el.checkBar, this.el.checkText, done, total, this.countText(done, total));
-    });
-    // The wrong-patient guard, with the subject key: the subject's patient, else the most frequent one here.
-    let patient = key.patient_hash;
-    if (!patient) {
-      const counts = new Map();
-      for (const { answer } of results) {
-        const hash = answer.record.ok && answer.record.patient_hash;
-        if (hash) counts.set(hash, (counts.get(hash) || 0) + 1);
-      }
-      patient = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] || "";
-    }
-    for (const { entry, answer } of results) {
+    const stream = this.startStream(total);
+    const guard = { patient: key.patient_hash || "", counts: new Map(), waiting: [] };
+    const settle = (entry, answer) => {
       const record = answer.record;
-      if (!record.ok) {
-        this.setState(entry, "held", interpolate(gettext("Not sent: %(reason)s"), { reason: record.reason }, true));
-      } else if (!record.patient_hash) {
-        this.setState(entry, "held", gettext("Not sent: this file has no Patient ID, so it cannot be matched to the subject."));
-      } else if (record.patient_hash !== patient) {
+      if (record.patient_hash !== guard.patient) {
         this.setState(
           entry,
           "held",
           interpolate(gettext("Not sent: this file belongs to a different patient than %(subject)s. Upload it under the right subject."), { subject: key.subject }, true),
         );
       } else {
-        const data = answer.data;
-        entry.sha = record.sha256;
-        entry.size = data.byteLength;
-        entry.blob = async () => new Blob([data], { type: "application/dicom" });
-        entry.record = record;
-        entry.deidNote = this.deidNote(record);
-        if (!this.bySha.has(entry.sha)) this.bySha.set(entry.sha, []);
-        this.bySha.get(entry.sha).push(entry);
-        this.setState(entry, "waiting");
+        this.ready(entry, answer, stream);
       }
+    };
+    const decide = (patient) => {
+      guard.patient = patient;
+      for (const { entry, answer } of guard.waiting.splice(0)) settle(entry, answer);
+    };
+    // Each file is read when a worker is about to be free, so the next file is ready when one is.
+    await pool(this.entries, this.engine.workers.length + 1, async (entry) => {
+      await stream.room();
+      if (stream.failed) return;
+      try {
+        const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
+        const answer = await this.engine.run(bytes);
+        workerMs += answer.ms;
+        const record = answer.record;
+        if (!record.ok) {
+          this.setState(entry, "held", interpolate(gettext("Not sent: %(reason)s"), { reason: heldReason(record) }, true));
+        } else if (!record.patient_hash) {
+          this.setState(entry, "held", gettext("Not sent: this file has no Patient ID, so it cannot be matched to the subject."));
+        } else if (guard.patient) {
+          settle(entry, answer);
+        } else {
+          guard.waiting.push({ entry, answer });
+          const n = (guard.counts.get(record.patient_hash) || 0) + 1;
+          guard.counts.set(record.patient_hash, n);
+          if (n * 2 > total) decide(record.patient_hash);
+        }
+      } catch {
+        this.setState(entry, "unreadable", gettext("The file could not be read or de-identified in your browser."));
+      }
+      done += 1;
+      this.setBar(this.el.checkBar, this.el.checkText, done, total, this.countText(done, total));
+    });
+    if (!guard.patient && guard.waiting.length) {
+      // No patient has more than half of the files: the most frequent one (the first seen of equals).
+      decide([...guard.counts.entries()].sort((a, b) => b[1] - a[1])[0][0]);
     }
     this.engineTimes = { startMs: this.engine.startMs, perFileMs: total ? workerMs / total : 0 };
     this.root.dataset.deidPerFileMs = String(this.engineTimes.perFileMs);
     this.root.dataset.deidStartMs = String(this.engineTimes.startMs);
+    await stream.finish();
+  }
+
+  /** A de-identified file of the subject's patient: shown, and sent unless the server holds it already. */
+  ready(entry, answer, stream) {
+    const record = answer.record;
+    const data = answer.data;
+    const source = entry.blob;
+    entry.sha = record.sha256;
+    entry.size = data.byteLength;
+    entry.blob = async () => new Blob([data], { type: "application/dicom" });
+    entry.record = record;
+    entry.deidNote = this.deidNote(record);
+    entry.sent = () => {
+      // Sent: keep only the way to make the copy again (the engine gives the same bytes) if it must be resent.
+      entry.blob = async () => {
+        const again = await this.engine.run(new Uint8Array(await (await source()).arrayBuffer()));
+        return new Blob([again.data], { type: "application/dicom" });
+      };
+    };
+    const twin = this.bySha.has(entry.sha);
+    if (!twin) this.bySha.set(entry.sha, []);
+    this.bySha.get(entry.sha).push(entry);
+    if (twin) {
+      this.setState(entry, this.bySha.get(entry.sha)[0].state || "waiting");
+    } else if (!this.serverHolds(entry.sha)) {
+      this.setState(entry, "waiting");
+      stream.add(entry);
+    }
+  }
+
+  /**
+   * Sending while de-identifying: batches of ready files go out as they fill, IN_FLIGHT requests at a time,
+   * each after its files' records. `room()` makes the workers wait while a full batch is queued unsent, so
+   * at most IN_FLIGHT + 2 batches of de-identified copies are held at once.
+   */
+  startStream(total) {
+    this.batchList = [];
+    this.batchCount = Math.max(1, Math.ceil(total / BATCH_FILES));
+    this.transferTotal = this.entries.reduce((sum, entry) => sum + entry.size, 0);
+    this.expected = this.current.size + total;
+    this.stopped = false;
+    this.sending = true;
+    this.el.sendRow.hidden = false;
+    const queue = [];
+    let active = 0;
+    let wake = null;
+    let changed = new Promise((resolve) => (wake = resolve));
+    const notify = () => {
+      wake();
+      changed = new Promise((resolve) => (wake = resolve));
+    };
+    const stream = { failed: null, open: null };
+    const pump = () => {
+      while (active < IN_FLIGHT && queue.length && !stream.failed) {
+        const batch = queue.shift();
+        active += 1;
+        (async () => {
+          await this.sendRecords(batch.entries);
+          await this.sendBatch(batch);
+          for (const entry of batch.entries) entry.sent();
+        })()
+          .catch((error) => {
+            stream.failed ??= error;
+            this.stopped = true;
+          })
+          .finally(() => {
+            active -= 1;
+            pump();
+            notify();
+          });
+      }
+    };
+    const flush = () => {
+      if (stream.open?.entries.length) {
+        this.batchCount = Math.max(this.batchCount, stream.open.number);
+        queue.push(stream.open);
+        pump();
+      }
+      stream.open = null;
+    };
+    stream.add = (entry) => {
+      if (!stream.open) {
+        stream.open = { number: this.batchList.length + 1, entries: [], bytes: 0, settled: 0, attemptBytes: 0, fraction: 0 };
+        this.batchList.push(stream.open);
+      }
+      stream.open.entries.push(entry);
+      stream.open.bytes += entry.size;
+      if (stream.open.entries.length >= BATCH_FILES || stream.open.bytes >= BATCH_BYTES) flush();
+      this.paintTransfer();
+    };
+    stream.room = async () => {
+      while (!stream.failed && queue.length) await changed;
+    };
+    stream.finish = async () => {
+      flush();
+      while ((queue.length && !stream.failed) || active) await changed;
+      this.sending = false;
+      this.transferTotal = this.batchList.reduce((sum, batch) => sum + batch.bytes, 0);
+      this.paintTransfer();
+      if (stream.failed) {
+        for (const entry of this.entries) {
+          if (entry.state === "waiting" || entry.state === "sending") this.setShaState(entry.sha, "unsent", "", { force: true });
+        }
+        throw stream.failed;
+      }
+      await this.refreshing;
+      // What the server now lists: the delivery that follows sends only what it does not.
+      this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
+    };
+    return stream;
   }
 
   deidNote(record) {
@@ -780,21 +942,29 @@ class Uploader {
   pending() {
     const waiting = [];
     for (const [sha, entries] of this.bySha) {
-      const item = this.current.get(sha);
-      const known = this.earlier.get(sha);
-      if (item && item.state !== "resend") {
-        this.setShaState(sha, FROM_SERVER[item.state], item.reason || "", { force: true });
-      } else if (!item && known && known.state === "rejected") {
-        const detail = interpolate(gettext("In an earlier upload: %(reason)s"), { reason: known.reason }, true);
-        this.setShaState(sha, "rejected", detail, { force: true });
-      } else if (!item && known) {
-        this.setShaState(sha, "earlier", gettext("Stored in an earlier upload; not sent again."), { force: true });
-      } else {
+      if (!this.serverHolds(sha)) {
         this.setShaState(sha, "waiting", "", { force: true });
         waiting.push(entries[0]);
       }
     }
     return waiting;
+  }
+
+  /** Whether the server holds the file (this upload or an earlier one); its rows then say so. */
+  serverHolds(sha) {
+    const item = this.current.get(sha);
+    const known = this.earlier.get(sha);
+    if (item && item.state !== "resend") {
+      this.setShaState(sha, FROM_SERVER[item.state], item.reason || "", { force: true });
+    } else if (!item && known && known.state === "rejected") {
+      const detail = interpolate(gettext("In an earlier upload: %(reason)s"), { reason: known.reason }, true);
+      this.setShaState(sha, "rejected", detail, { force: true });
+    } else if (!item && known) {
+      this.setShaState(sha, "earlier", gettext("Stored in an earlier upload; not sent again."), { force: true });
+    } else {
+      return false;
+    }
+    return true;
   }
 
   async deliver() {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from email.parser import BytesParser
 from pathlib import Path
 
 import pydicom
@@ -14,10 +15,10 @@ from django.urls import reverse
 
 from tests.conftest import PASSWORD, build_world
 from tests.e2e.conftest import log_in, screenshot
-from trials.deid import DeidRejected, deidentify
+from trials.deid import DeidRejected, burned_in, deidentify
 from trials.ingest.services import trial_deid_options
 from trials.ingest.subject_keys import subject_space
-from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.ingest.synthetic import DOSE_SCREEN_LINES, draw_text_screen, real_ct_template, synthesize_ct_series
 from trials.models import Instance, Timepoint, Trial, Upload
 
 SLICES = 12
@@ -59,13 +60,21 @@ def folder(tmp_path) -> Path:
     return root
 
 
+class Received(list):
+    """(path?query, body) of each request, with each one's Content-Type alongside in `types`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.types: list[str] = []
+
+
 @pytest.fixture
-def network(monkeypatch) -> list[tuple[str, bytes]]:
+def network(monkeypatch) -> Received:
     """Every request the live server receives, with its whole body, as it came over the wire.
 
     (Chromium does not hand a script's Blob upload bodies to Playwright, so the log is taken where they land.)
     """
-    received: list[tuple[str, bytes]] = []
+    received = Received()
     call = WSGIHandler.__call__
 
     def recording(self, environ, start_response):
@@ -73,10 +82,24 @@ def network(monkeypatch) -> list[tuple[str, bytes]]:
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         received.append((environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", ""), body))
+        received.types.append(environ.get("CONTENT_TYPE", ""))
         return call(self, environ, start_response)
 
     monkeypatch.setattr(WSGIHandler, "__call__", recording)
     return received
+
+
+def sent_dicom(network: Received) -> list[pydicom.Dataset]:
+    """The DICOM files in the multipart bodies sent to the upload's STOW endpoint."""
+    files = []
+    for (path, body), content_type in zip(network, network.types, strict=True):
+        if not (path.startswith("/dicomweb/") and "/uploads/" in path and content_type.startswith("multipart/")):
+            continue
+        message = BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        for part in message.walk():
+            if part.get_content_type() == "application/dicom":
+                files.append(pydicom.dcmread(io.BytesIO(part.get_payload(decode=True))))
+    return files
 
 
 def identifying_values(folder: Path) -> set[bytes]:
@@ -187,3 +210,79 @@ def test_a_browser_only_trial_sends_nothing_from_a_browser_without_webassembly(w
     assert "only images de-identified in the browser" in page.locator("#upload-deid-mode").inner_text()
     assert not [path for path, _body in network if "/uploads/" in path]
     assert not Upload.objects.exists()
+
+
+@pytest.fixture
+def folder_with_a_dose_screen(tmp_path) -> Path:
+    """A series and the scanner's dose screen of the same patient: a name, an ID and Hangul drawn in its pixels."""
+    series_dir = tmp_path / "CD-EXPORT" / "DICOM" / "SE000002"
+    series_dir.mkdir(parents=True)
+    slices = synthesize_ct_series(real_ct_template(large=False), slices=SLICES, seed="e2e-ocr")
+    for n, data in enumerate(slices, 1):
+        (series_dir / f"IM{n:05d}").write_bytes(data)
+    screen = draw_text_screen(pydicom.dcmread(io.BytesIO(slices[0])))
+    screen.SOPInstanceUID = screen.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    screen.SeriesInstanceUID = pydicom.uid.generate_uid()
+    screen.save_as(series_dir / "IM77777")
+    return tmp_path / "CD-EXPORT"
+
+
+def test_a_dose_screen_is_read_and_redacted_in_the_browser_before_it_is_sent(
+    world, page, folder_with_a_dose_screen, network
+):
+    Trial.objects.filter(pk=world.trial.pk).update(deid_burned_in_text=Trial.BurnedInText.REDACT)
+    folder = folder_with_a_dose_screen
+    original = pydicom.dcmread(folder / "DICOM" / "SE000002" / "IM77777")
+    assert len([w for w in burned_in.find_text(original.pixel_array, "MONOCHROME2") if w.is_text]) >= 5
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=240_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+    screen_row = page.locator("#upload-rows tr", has_text="IM77777").inner_text()
+    assert "De-identified and stored" in screen_row and "text blanked" in screen_row
+    screenshot(page, "upload-browser-ocr")
+
+    # What crossed the network: no header value of the patient, and the screen's pixels with no text that
+    # the server's OCR can read (the words drawn were there before).
+    secrets = identifying_values(folder) | {line.split()[2].encode() for line in DOSE_SCREEN_LINES[:2]}
+    for path, body in network:
+        for value in secrets:
+            assert value not in body and value.decode() not in path, (path, value)
+    sent = sent_dicom(network)
+    screens = [ds for ds in sent if "SECONDARY" in ds.ImageType]
+    assert len(sent) == SLICES + 1 and len(screens) == 1
+    sent_screen = screens[0]
+    assert sent_screen.BurnedInAnnotation == "NO"
+    assert [w for w in burned_in.find_text(sent_screen.pixel_array, "MONOCHROME2") if w.is_text] == []
+    assert 0 < (sent_screen.pixel_array != original.pixel_array).mean() < 0.25
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    assert timepoint.state == Timepoint.State.UPLOADED
+    stored = dict(Instance.objects.filter(series__study__timepoint=timepoint).values_list("sop_instance_uid", "sha256"))
+    assert set(stored) == {ds.SOPInstanceUID for ds in sent}
+
+
+def test_the_browser_path_speaks_korean(world, browser, live_server, folder):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900}, locale="ko-KR")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        log_in(page, "cora@example.org", PASSWORD)
+        page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+        page.wait_for_selector("#uploader.is-ready")
+        page.set_input_files("input[webkitdirectory]", str(folder))
+        page.wait_for_selector(RESULT, timeout=120_000)
+        assert "브라우저에서 비식별화됩니다" in page.locator("#upload-deid-mode").inner_text()
+        burned = page.locator("#upload-rows tr", has_text="IM88888").inner_text()
+        assert "브라우저에서 보류됨" in burned and "번인 주석" in burned
+        assert "burned-in" not in burned and "Not sent" not in burned
+        stray = page.locator("#upload-rows tr", has_text="IM99999").inner_text()
+        assert "다른 환자" in stray
+        stored = page.locator("#upload-rows tr", has_text="IM00001").inner_text()
+        assert "브라우저에서 비식별화됨" in stored and "UID" in stored
+        screenshot(page, "upload-browser-deid-ko")
+    finally:
+        context.close()

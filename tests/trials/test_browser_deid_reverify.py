@@ -152,3 +152,93 @@ def test_every_file_the_engine_makes_from_the_real_corpus_passes(tmp_path):
         assert checked.index == result.index, path.name
         passed += 1
     assert passed >= 20
+
+
+def _screen(lines=None) -> bytes:
+    from trials.ingest.synthetic import draw_text_screen
+
+    from .deid.factories import ct_image, part10
+
+    kwargs = {} if lines is None else {"lines": lines}
+    return part10(draw_text_screen(ct_image(charset="ISO_IR 192"), **kwargs))
+
+
+def _with_pixels_of(data: bytes, source: bytes) -> tuple[bytes, Declared]:
+    """`data` with the pixels of `source` (what a browser that skipped or botched OCR would send)."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.PixelData = pydicom.dcmread(io.BytesIO(source)).PixelData
+    out = io.BytesIO()
+    ds.save_as(out)
+    data = out.getvalue()
+    check = SPACE.key_check(hashlib.sha256(data).hexdigest())
+    return data, Declared(key_check=check, patient_hash="", actions={"pixels_examined": 1})
+
+
+@pytest.mark.parametrize("burned_in_text", ["reject", "redact"])
+def test_a_screen_still_carrying_text_is_rejected_by_the_servers_own_ocr(burned_in_text):
+    options = DeidOptions(burned_in_text=burned_in_text)
+    blank = deidentify(_screen(lines=()), space=SPACE, subject_code=SUBJECT, options=options)
+    data, declared = _with_pixels_of(blank.data, _screen())
+    with pytest.raises(DeidRejected) as caught:
+        reverify(data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)
+    assert caught.value.code == "burned_in_text"
+    assert "HONG" not in caught.value.reason and "홍길동" not in caught.value.reason
+
+
+def test_a_screen_the_browser_redacted_passes_the_servers_ocr(monkeypatch):
+    from trials.deid import burned_in
+
+    options = DeidOptions(burned_in_text="redact")
+    redacted = deidentify(_screen(), space=SPACE, subject_code=SUBJECT, options=options)
+    declared = Declared(
+        key_check=SPACE.key_check(hashlib.sha256(redacted.data).hexdigest()), patient_hash="", actions=redacted.actions
+    )
+    reads = []
+    real = burned_in.ocr_words
+    monkeypatch.setattr(burned_in, "ocr_words", lambda image: reads.append(image.size) or real(image))
+    result = reverify(redacted.data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)
+    assert result.data == redacted.data and reads  # read again on the server, and found clean
+
+
+def test_a_primary_slice_is_not_read_again(original, monkeypatch):
+    from trials.deid import burned_in
+
+    monkeypatch.setattr(burned_in, "ocr_words", lambda image: pytest.fail("a primary CT slice was read by OCR"))
+    check(*browser(original))
+
+
+def test_a_screen_that_needs_reading_is_rejected_when_the_servers_ocr_cannot_run(monkeypatch, tmp_path):
+    from trials.deid import burned_in
+
+    options = DeidOptions(burned_in_text="redact")
+    redacted = deidentify(_screen(), space=SPACE, subject_code=SUBJECT, options=options)
+    declared = Declared(
+        key_check=SPACE.key_check(hashlib.sha256(redacted.data).hexdigest()), patient_hash="", actions=redacted.actions
+    )
+    monkeypatch.setattr(burned_in, "_DEBIAN_TESSDATA", (str(tmp_path),))
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
+    monkeypatch.setattr(burned_in, "_ENGINES", type(burned_in._ENGINES)())
+    with pytest.raises(DeidRejected) as caught:
+        reverify(redacted.data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)
+    assert caught.value.code == "ocr_unavailable"
+
+
+def test_bits_above_bits_stored_left_set_are_rejected():
+    import numpy as np
+
+    from .deid.factories import ct_image, part10
+
+    source = ct_image()  # 12 bits stored in 16
+    source.Rows = source.Columns = 64
+    source.PixelData = np.full((64, 64), 1000, dtype="<u2").tobytes()
+    ds = pydicom.dcmread(
+        io.BytesIO(deidentify(part10(source), space=SPACE, subject_code=SUBJECT, options=OPTIONS).data)
+    )
+    pixels = np.frombuffer(ds.PixelData, dtype="<u2").reshape(64, 64).copy()
+    pixels[10:20, 10:50] |= 1 << 15  # an overlay drawn into the unused bits after de-identification
+    ds.PixelData = pixels.tobytes()
+    out = io.BytesIO()
+    ds.save_as(out)
+    data = out.getvalue()
+    declared = Declared(key_check=SPACE.key_check(hashlib.sha256(data).hexdigest()), patient_hash="")
+    assert rejection(data, declared).code == "high_bits"

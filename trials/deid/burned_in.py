@@ -11,19 +11,27 @@ through tesserocr: its wheel carries Tesseract's library, so the image goes to t
 pytesseract was tried first: it writes each image to a temporary file for the `tesseract` program, and an
 image with a patient's name drawn in it must not leave the process outside the quarantine; it also paid a
 process start per image (about four times slower here).
+
+In the site's browser (Pyodide: pydicom only, no numpy, no Pillow) the same decision and the same redaction
+run on `Frames`, the pixel data's own bytes, and OCR is Tesseract compiled to WebAssembly (tesseract.js-core,
+bundled with the same languages), installed with `use_external_ocr`; without it, an image that needs
+reading is held back with the reason.
 """
 
 from __future__ import annotations
 
 import array
+import array as _array_module
+import functools
 import math
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-try:  # the site's browser (Pyodide) carries pydicom only: no numpy, no OCR there (require_ocr says so)
+try:  # the site's browser (Pyodide) carries pydicom only: no numpy there (Frames stand in for arrays)
     import numpy as np
 except ImportError:  # pragma: no cover - exercised by the Pyodide bundle's test under Node
     np = None
@@ -31,6 +39,10 @@ except ImportError:  # pragma: no cover - exercised by the Pyodide bundle's test
 OCR_LANGUAGES = "kor+eng"
 _DEBIAN_TESSDATA = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
 _ENGINES = threading.local()
+# OCR from outside Python (the site's browser): frame bytes and PixelModule -> (scale, words found) as
+# (left, top, width, height, confidence, text) in the coordinates of the image read, `scale` times the frame.
+ExternalOcr = Callable[[bytes, "PixelModule"], tuple[float, Iterable[tuple[int, int, int, int, float, str]]]]
+_external_ocr: ExternalOcr | None = None
 # Tesseract reads shapes in anatomy as short words of low confidence ("La" 72, "=F" 75 in a perfusion CT);
 # text drawn into an image reads at 90 or more. A word is text when it is read with TEXT_CONFIDENCE and
 # has three letters or digits, or a Hangul syllable. Once a frame has text, every word read with
@@ -97,11 +109,25 @@ def ocr_reasons(
     return reasons
 
 
-def require_ocr() -> None:
-    """Raise OcrUnavailable where pixels cannot be examined for text (no numpy or no Tesseract, as in the site's
-    browser): such an image is held back with the reason, never passed unexamined."""
+def use_external_ocr(ocr: ExternalOcr | None) -> None:
+    """Read pixels with `ocr` (the site's browser's Tesseract) instead of tesserocr; None: no OCR here."""
+    global _external_ocr
+    _external_ocr = ocr
+
+
+def require_ocr(*, compressed: bool = False) -> None:
+    """Raise OcrUnavailable where pixels cannot be examined for text (no Tesseract, or in the site's browser
+    no OCR or a compressed image it cannot decode): such an image is held back with the reason, never passed
+    unexamined."""
     if np is None:
-        raise OcrUnavailable("no OCR where this runs; the image must be examined on the server")
+        if _external_ocr is None:
+            raise OcrUnavailable("no OCR where this runs; the image must be examined on the server")
+        if compressed:
+            raise OcrUnavailable(
+                "a compressed image cannot be decoded for OCR in the browser; send it uncompressed, or have it "
+                "uploaded through the server"
+            )
+        return
     _api()
 
 
@@ -131,10 +157,89 @@ class PixelModule:
             return (self.frames, self.rows, self.columns, self.samples)
         return (self.frames, self.rows, self.columns)
 
+    @property
+    def typecode(self) -> str:
+        """The `array` type code of one sample (the standard library's view of `dtype`)."""
+        if self.bits_allocated not in (8, 16, 32):
+            raise ValueError("unsupported Bits Allocated")
+        code = {8: "b", 16: "h", 32: "i"}[self.bits_allocated]
+        return code if self.signed else code.upper()
 
-def native_array(value: bytes, module: PixelModule, *, writable: bool = True) -> np.ndarray:
-    """Native pixel data as an array of frames (a copy that may be written, unless not `writable`)."""
+
+class Frames:
+    """Native pixel data as frames without numpy (the site's browser): the value's bytes, in its byte order.
+
+    Offers what the redaction uses of an array: `shape`, a frame by index, its least value, filling a box
+    of a frame, `tobytes`.
+    """
+
+    def __init__(self, data: bytearray, module: PixelModule) -> None:
+        self.data = data
+        self.module = module
+        self.shape = module.shape
+        self.frame_size = module.rows * module.columns * module.samples * (module.bits_allocated // 8)
+
+    def __getitem__(self, index: int) -> Frame:
+        return Frame(self, index)
+
+    def samples(self, start: int = 0, stop: int | None = None) -> memoryview:
+        """The samples of bytes [start, stop) as numbers in this machine's order."""
+        module = self.module
+        data = bytes(self.data[start:stop])
+        values = array.array(module.typecode, data)
+        if module.little != (sys.byteorder == "little") and module.bits_allocated > 8:
+            values.byteswap()
+        return memoryview(values)
+
+    def encode(self, values: array.array) -> bytes:
+        if self.module.little != (sys.byteorder == "little") and self.module.bits_allocated > 8:
+            values.byteswap()
+        return values.tobytes()
+
+    def tobytes(self) -> bytes:
+        return bytes(self.data)
+
+
+@dataclass
+class Frame:
+    """One frame of `Frames`."""
+
+    frames: Frames
+    index: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.frames.shape[1:]
+
+    def tobytes(self) -> bytes:
+        start = self.index * self.frames.frame_size
+        return bytes(self.frames.data[start : start + self.frames.frame_size])
+
+    def min(self) -> int:
+        start = self.index * self.frames.frame_size
+        values = self.frames.samples(start, start + self.frames.frame_size)
+        return min(values) if len(values) else 0
+
+    def fill(self, top: int, left: int, bottom: int, right: int, value: int) -> None:
+        """Set rows [top, bottom) and columns [left, right) of the frame, every sample, to `value`."""
+        module = self.frames.module
+        width = (right - left) * module.samples
+        if width <= 0:
+            return
+        row_bytes = module.columns * module.samples * (module.bits_allocated // 8)
+        run = self.frames.encode(array.array(module.typecode, [value] * width))
+        base = self.index * self.frames.frame_size
+        for row in range(top, bottom):
+            start = base + row * row_bytes + left * module.samples * (module.bits_allocated // 8)
+            self.frames.data[start : start + len(run)] = run
+
+
+def native_array(value: bytes, module: PixelModule, *, writable: bool = True) -> np.ndarray | Frames:
+    """Native pixel data as an array of frames (a copy that may be written, unless not `writable`); without
+    numpy, as `Frames` (always a copy)."""
     count = math.prod(module.shape)
+    if np is None:
+        return Frames(bytearray(value[: count * (module.bits_allocated // 8)]), module)
     array = np.frombuffer(value, dtype=module.dtype, count=count).reshape(module.shape)
     return array.copy() if writable else array
 
@@ -144,19 +249,45 @@ def high_bits_set(value: bytes, module: PixelModule) -> bool:
 
     Read from the extremes only, so a normal slice pays two passes over its pixels and no copy: unsigned
     values must stay below 2**Bits Stored, signed ones (sign-extended) within +-2**(Bits Stored - 1). Without
-    numpy (the site's browser) the same extremes come from a memoryview.
+    numpy (the site's browser), 16-bit pixels are judged by their high bytes alone (`_high_bytes_set`), other
+    sizes by extremes from a memoryview.
     """
     if module.bits_stored >= module.bits_allocated:
         return False
     if np is not None:
         values = native_array(value, module, writable=False)
         low, high = int(values.min()), int(values.max())
+    elif module.bits_allocated == 16 and module.bits_stored >= (9 if module.signed else 8):
+        return _high_bytes_set(value, module)
     else:
         low, high = _extremes(value, module)
     if module.signed:
         half = 1 << (module.bits_stored - 1)
         return low < -half or high >= half
     return high >= 1 << module.bits_stored
+
+
+def _high_bytes_set(value: bytes, module: PixelModule) -> bool:
+    """high_bits_set for 16-bit pixels without numpy, at the speed of bytes methods (the site's browser reads
+    every CT slice this way; iterating over 262,144 values in Pyodide cost more than the rest of the engine).
+
+    A 16-bit value keeps within Bits Stored when the bits of its high byte above Bits Stored are all clear
+    (unsigned), or all equal to its sign bit (signed): deleting every such byte from the high bytes leaves
+    nothing, and any byte left is a bit set above Bits Stored. (Signed pixels need their sign bit in the high
+    byte: Bits Stored of 9 or more.)
+    """
+    count = math.prod(module.shape)
+    high = bytes(value[1 if module.little else 0 : count * 2 : 2])
+    return bool(high.translate(None, _kept_high_bytes(module.bits_stored - 8, module.signed)))
+
+
+@functools.cache
+def _kept_high_bytes(kept: int, signed: bool) -> bytes:
+    """The high bytes of 16-bit values within Bits Stored, `kept` of whose bits are within it."""
+    if signed:  # the bits from the sign bit (bit kept - 1) up are all 0 or all 1
+        top = 0xFF >> (kept - 1) << (kept - 1) & 0xFF
+        return bytes(b for b in range(256) if b & top in (0, top))
+    return bytes(b for b in range(256) if b >> kept == 0)
 
 
 def _extremes(value: bytes, module: PixelModule) -> tuple[int, int]:
@@ -175,9 +306,15 @@ def _extremes(value: bytes, module: PixelModule) -> tuple[int, int]:
     return (min(values), max(values)) if len(values) else (0, 0)
 
 
-def zero_high_bits(array: np.ndarray, module: PixelModule) -> np.ndarray:
+def zero_high_bits(array: np.ndarray | Frames, module: PixelModule) -> np.ndarray | Frames:
     """The array with bits above Bits Stored cleared (sign-extended for signed pixels)."""
     bits = module.bits_stored
+    if isinstance(array, Frames):
+        mask, half, full = (1 << bits) - 1, 1 << (bits - 1), 1 << bits
+        kept = [v & mask for v in array.samples()]
+        if module.signed:
+            kept = [v - full if v >= half else v for v in kept]
+        return Frames(bytearray(array.encode(_array_module.array(module.typecode, kept))), module)
     kept = array.astype(np.int64) & ((1 << bits) - 1)
     if module.signed:
         kept = np.where(kept >= 1 << (bits - 1), kept - (1 << bits), kept)
@@ -244,42 +381,61 @@ def ocr_words(image: Any) -> list[Word]:
         raise OcrUnavailable(type(exc).__name__) from None
     finally:
         api.Clear()
-    words = []
-    for text, conf, (left, top, right, bottom) in found:
-        if conf < BLANK_CONFIDENCE or not any(c.isalnum() for c in text):
-            continue
-        words.append(Word(left, top, right - left, bottom - top, float(conf), text))
-    return words
+    return _kept_words(
+        (text, conf, left, top, right - left, bottom - top) for text, conf, (left, top, right, bottom) in found
+    )
 
 
-def find_text(frame: np.ndarray, photometric: str) -> list[Word]:
-    """Words in one frame, in the frame's pixel coordinates."""
-    image = _to_image(frame, photometric)
-    scale = image.width / frame.shape[1]
+def _kept_words(found: Iterable[tuple[str, float, int, int, int, int]]) -> list[Word]:
+    """The words OCR read that may be text: read with BLANK_CONFIDENCE, with a letter or digit."""
+    return [
+        Word(left, top, width, height, float(conf), text)
+        for text, conf, left, top, width, height in found
+        if conf >= BLANK_CONFIDENCE and any(c.isalnum() for c in text)
+    ]
+
+
+def _in_frame(words: list[Word], scale: float) -> list[Word]:
+    """Words read in an image `scale` times the frame, in the frame's pixel coordinates."""
     return [
         Word(
             int(w.left / scale),
             int(w.top / scale),
-            int(np.ceil(w.width / scale)),
-            int(np.ceil(w.height / scale)),
+            math.ceil(w.width / scale),
+            math.ceil(w.height / scale),
             w.confidence,
             w.text,
         )
-        for w in ocr_words(image)
+        for w in words
     ]
 
 
-def blank(frame: np.ndarray, words: list[Word]) -> None:
+def find_text(frame: np.ndarray | Frame, photometric: str) -> list[Word]:
+    """Words in one frame, in the frame's pixel coordinates."""
+    if isinstance(frame, Frame):
+        if _external_ocr is None:
+            raise OcrUnavailable("no OCR where this runs")
+        scale, found = _external_ocr(frame.tobytes(), frame.frames.module)
+        words = _kept_words((text, conf, left, top, width, height) for left, top, width, height, conf, text in found)
+        return _in_frame(words, scale)
+    image = _to_image(frame, photometric)
+    return _in_frame(ocr_words(image), image.width / frame.shape[1])
+
+
+def blank(frame: np.ndarray | Frame, words: list[Word]) -> None:
     """Fill each word's box (with a margin) with the frame's darkest value, in place."""
     fill = frame.min()
     rows, columns = frame.shape[:2]
     for w in words:
         top, left = max(0, w.top - PAD), max(0, w.left - PAD)
         bottom, right = min(rows, w.top + w.height + PAD), min(columns, w.left + w.width + PAD)
-        frame[top:bottom, left:right] = fill
+        if isinstance(frame, Frame):
+            frame.fill(top, left, bottom, right, int(fill))
+        else:
+            frame[top:bottom, left:right] = fill
 
 
-def redact_frames(frames: np.ndarray, photometric: str) -> tuple[int, bool]:
+def redact_frames(frames: np.ndarray | Frames, photometric: str) -> tuple[int, bool]:
     """Blank every word OCR finds in each frame, in place, until it finds none (at most MAX_PASSES passes).
 
     Returns the number of words blanked and whether every frame reads clean at the end.
@@ -299,5 +455,5 @@ def redact_frames(frames: np.ndarray, photometric: str) -> tuple[int, bool]:
     return blanked, True
 
 
-def has_text(frames: np.ndarray, photometric: str) -> bool:
+def has_text(frames: np.ndarray | Frames, photometric: str) -> bool:
     return any(w.is_text for index in range(frames.shape[0]) for w in find_text(frames[index], photometric))

@@ -892,7 +892,7 @@ def _examine_pixels(
     if high_bits:
         reasons.append("bits above Bits Stored")
     if reasons:
-        burned_in.require_ocr()  # where the pixels cannot be examined (the site's browser), the image is held back
+        burned_in.require_ocr(compressed=encapsulated)  # where the pixels cannot be examined, the image is held back
     if high_bits:
         view = burned_in.native_array(elements[PIXEL_DATA].value, module, writable=False)
         array = burned_in.zero_high_bits(view, module)

@@ -32,6 +32,8 @@ def deid_options_payload(options: DeidOptions) -> dict:
         "retain_patient_characteristics": options.retain_patient_characteristics,
         "private_tag_safelist": sorted([creator, element] for creator, element in options.private_tag_safelist),
         "accepted_sop_classes": sorted(options.accepted_sop_classes),
+        "kept_text_attributes": sorted(options.kept_text_attributes),
+        "burned_in_text": options.burned_in_text,
     }
 
 

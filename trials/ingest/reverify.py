@@ -4,8 +4,11 @@ The server never sees the original, so it checks what the received bytes and the
 can show: the file was made with this subject's key (the declaration's key check), it says it was
 de-identified by this trial's method, it names the patient by the subject code only, it holds only what the
 trial's Annex E profile lets through, every instance UID is in the pseudonymous ``2.25.`` form, and no text
-holds a resident registration number, a phone number or an e-mail address. A file failing any of these is
-rejected with the reason and never stored; the reason names the attribute, never its value.
+holds a resident registration number, a phone number or an e-mail address. The pixels of an image that may
+carry text (the engine's own decision, trials.deid.burned_in.ocr_reasons, or the browser's record that it read
+them) are read again by the server's OCR: text the browser should have redacted or refused, or bits left set
+above Bits Stored, reject the file. A file failing any of these is rejected with the reason and never stored;
+the reason names the attribute, never its value.
 
 The pattern detectors here are minimal ones of our own (issue 11's text-cleaning detectors were not merged
 when this was written); they look only at free-text value representations.
@@ -27,7 +30,7 @@ from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from ..deid import DeidOptions, DeidRejected, DeidResult, deidentify, patterns
+from ..deid import DeidOptions, DeidRejected, DeidResult, burned_in, deidentify, patterns
 from ..deid import profile as p
 from ..deid.charsets import STRING_VRS
 from ..deid.engine import CLASS_UID_TAGS, DICOM_ROOT, DUMMY_BY_VR, DUMMY_TEXT, method_text
@@ -41,6 +44,8 @@ DEID_METHOD_CODES = 0x00120064
 TEMPORAL_MODIFIED = 0x00280303
 BURNED_IN_ANNOTATION = 0x00280301
 SPECIFIC_CHARACTER_SET = 0x00080005
+IMAGE_TYPE = 0x00080008
+PIXEL_DATA = 0x7FE00010
 # Attributes the engine writes itself; the profile's rule for them is not what the output shows.
 WRITTEN_BY_ENGINE = frozenset(
     {SPECIFIC_CHARACTER_SET, PATIENT_IDENTITY_REMOVED, DEID_METHOD, DEID_METHOD_CODES, TEMPORAL_MODIFIED}
@@ -202,6 +207,80 @@ def _value(ds: Dataset, tag: int) -> str:
     return _text(elem.value).strip(" \x00") if elem is not None else ""
 
 
+def _pixel_module(ds: Dataset) -> burned_in.PixelModule:
+    frames = _value(ds, 0x00280008)
+    bits_allocated = int(ds.get("BitsAllocated", 0) or 0)
+    return burned_in.PixelModule(
+        rows=int(ds.get("Rows", 0) or 0),
+        columns=int(ds.get("Columns", 0) or 0),
+        samples=int(ds.get("SamplesPerPixel", 1) or 1),
+        frames=int(frames) if frames.isdigit() else 1,
+        bits_allocated=bits_allocated,
+        bits_stored=int(ds.get("BitsStored", bits_allocated) or bits_allocated),
+        signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
+        little=ds.original_encoding[1] is not False,
+        photometric=_value(ds, 0x00280004).upper(),
+    )
+
+
+def _check_pixels(ds: Dataset, declared: Declared) -> None:
+    """Read the pixels again where they may carry text; reject a file still carrying any."""
+    if PIXEL_DATA not in ds._dict:
+        return
+    reasons = burned_in.ocr_reasons(
+        image_type=_value(ds, IMAGE_TYPE).split("\\"),
+        sop_class_uid=_value(ds, 0x00080016),
+        burned_in_annotation=_value(ds, BURNED_IN_ANNOTATION),
+        has_overlay=any(0x6000 <= tag >> 16 <= 0x60FF and not (tag >> 16) & 1 for tag in ds._dict),
+    )
+    if declared.actions.get("pixels_examined"):
+        reasons.append("read by the browser")
+    module = _pixel_module(ds)
+    encapsulated = UID(_value(ds.file_meta, 0x00020010)).is_encapsulated
+    if (
+        not encapsulated
+        and 0 < module.bits_stored < module.bits_allocated
+        and burned_in.high_bits_set(ds._dict[PIXEL_DATA].value, module)
+    ):
+        raise _reject(
+            "high_bits",
+            _("The image has bits set above Bits Stored (an overlay that may hold text); it was not stored."),
+        )
+    if not reasons:
+        return
+    try:
+        if encapsulated:
+            frames = ds.pixel_array.reshape(module.shape)
+        else:
+            frames = burned_in.native_array(ds._dict[PIXEL_DATA].value, module, writable=False)
+        found = burned_in.has_text(frames, module.photometric)
+    except burned_in.OcrUnavailable:
+        rejection = _reject(
+            "ocr_unavailable",
+            _(
+                "This image may carry text in its pixels and the server could not read it to check; it was not "
+                "stored. Please tell the trial's imaging team."
+            ),
+        )
+    except Exception as exc:  # noqa: BLE001 - only the type is kept
+        rejection = _reject(
+            "pixels_unreadable",
+            _("The image's pixels could not be read to check them for text (%(type)s).") % {"type": type(exc).__name__},
+        )
+    else:
+        rejection = None
+        if found:
+            rejection = _reject(
+                "burned_in_text",
+                _(
+                    "The server found text in the image's pixels, which may identify the patient; it was not "
+                    "stored. Text in such images must be removed at the site before they are sent."
+                ),
+            )
+    if rejection is not None:
+        raise rejection
+
+
 def reverify(
     data: bytes,
     *,
@@ -276,6 +355,7 @@ def reverify(
             raise _reject(
                 "uid_not_pseudonymous", _("%(name)s is not a pseudonymous UID of this trial (2.25.…).") % {"name": name}
             )
+    _check_pixels(ds, declared)
 
     return DeidResult(
         data=data,

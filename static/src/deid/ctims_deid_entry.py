@@ -3,6 +3,10 @@
 Loaded next to the unchanged trials/deid sources; imports no Django. `configure` takes the one subject's key
 (never the trial key) and the trial's options as the server sends them; `run` de-identifies one file and
 answers with the output bytes and a JSON record (what was done, never a value from the input).
+
+`use_ocr` hands the engine the worker's Tesseract (static/src/deid/ocr.mjs) for the images it must read for
+text. It is started only when a file first needs it: until then such a file's record says `ocr_wanted`, and
+the worker starts OCR and runs the file again; if OCR cannot start, the file is held back with the reason.
 """
 
 from __future__ import annotations
@@ -10,10 +14,42 @@ from __future__ import annotations
 import hashlib
 import json
 
-from trials.deid import DeidOptions, DeidRejected, deidentify
+from trials.deid import DeidOptions, DeidRejected, burned_in, deidentify
 from trials.deid.pseudonym import PseudonymSpace
 
 _configured: dict = {}
+_ocr: dict = {"reader": None, "failure": "", "wanted": False}
+
+
+def use_ocr(reader, failure: str = "") -> None:
+    """The worker's OCR (a JavaScript object with `read`), or None and why it could not start."""
+    _ocr.update(reader=reader, failure=failure)
+
+
+def _read_frame(frame: bytes, module: burned_in.PixelModule):
+    reader = _ocr["reader"]
+    if reader is None:
+        if not _ocr["failure"]:
+            _ocr["wanted"] = True  # the worker starts OCR and runs the file again
+            raise burned_in.OcrUnavailable("OCR is not started yet")
+        raise burned_in.OcrUnavailable(_ocr["failure"])
+    from pyodide.ffi import to_js
+
+    answer = reader.read(
+        to_js(memoryview(frame)),
+        module.rows,
+        module.columns,
+        module.samples,
+        module.bits_allocated,
+        module.signed,
+        module.little,
+        module.photometric,
+    )
+    return float(answer.scale), [tuple(word) for word in answer.words.to_py()]
+
+
+if burned_in.np is None:  # Pyodide; imported by the server's tests, the server's own OCR stays
+    burned_in.use_external_ocr(_read_frame)
 
 
 def options_from(payload: dict) -> DeidOptions:
@@ -25,6 +61,8 @@ def options_from(payload: dict) -> DeidOptions:
         retain_patient_characteristics=bool(payload["retain_patient_characteristics"]),
         private_tag_safelist=frozenset((str(c), int(e)) for c, e in payload["private_tag_safelist"]),
         accepted_sop_classes=frozenset(str(uid) for uid in payload["accepted_sop_classes"]),
+        kept_text_attributes=frozenset(str(k) for k in payload["kept_text_attributes"]),
+        burned_in_text=str(payload["burned_in_text"]),
     )
 
 
@@ -43,6 +81,7 @@ def run(data) -> tuple[bytes, str]:
     `data` is bytes, or a JavaScript Uint8Array as Pyodide hands it over.
     """
     source = data.to_bytes() if hasattr(data, "to_bytes") else bytes(data)
+    _ocr["wanted"] = False
     try:
         result = deidentify(
             source,
@@ -51,7 +90,10 @@ def run(data) -> tuple[bytes, str]:
             options=_configured["options"],
         )
     except DeidRejected as exc:
-        return b"", json.dumps({"ok": False, "code": exc.code, "reason": exc.reason})
+        record = {"ok": False, "code": exc.code, "reason": exc.reason}
+        if exc.code == "ocr_unavailable" and _ocr["wanted"]:
+            record["ocr_wanted"] = True
+        return b"", json.dumps(record)
     sha256 = hashlib.sha256(result.data).hexdigest()
     record = {
         "ok": True,

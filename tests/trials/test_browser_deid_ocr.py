@@ -1,0 +1,149 @@
+"""Text burned into pixels, at the site: the browser's engine reads it with its bundled Tesseract and redacts it
+with the engine's own rule (trials/deid/burned_in.py), or holds the image back with the reason."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.uid import RLELossless
+
+from trials.deid import REDACT, REJECT, DeidOptions, burned_in, deidentify
+from trials.deid.pseudonym import PseudonymSpace, subject_key
+from trials.ingest.browser import deid_options_payload
+from trials.ingest.synthetic import draw_text_screen
+
+from .deid.factories import KEY_ALPHA, ct_image, part10, read
+from .test_browser_deid_identity import _run_node, needs_node
+
+SUBJECT = "ALPHA-SEO-001"
+KEY = subject_key(KEY_ALPHA, SUBJECT)
+
+
+def _text_words(pixels: np.ndarray) -> list[burned_in.Word]:
+    """What the server's OCR reads as text in a frame."""
+    return [w for w in burned_in.find_text(pixels, "MONOCHROME2") if w.is_text]
+
+
+def _screens(folder: Path) -> dict[str, Path]:
+    compressed = read(part10(draw_text_screen(ct_image(charset="ISO_IR 192"))))
+    compressed.compress(RLELossless)
+    buffer = io.BytesIO()
+    compressed.save_as(buffer)
+    files = {
+        "text": part10(draw_text_screen(ct_image(charset="ISO_IR 192"))),  # Hangul and Latin, a name and an ID
+        "blank": part10(draw_text_screen(ct_image(charset="ISO_IR 192"), lines=())),
+        "compressed": buffer.getvalue(),
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = folder / f"{name}.dcm"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def _browser(paths: dict[str, Path], options: DeidOptions, *, ocr: bool = True) -> dict[str, dict]:
+    answer = _run_node(
+        {
+            "key": KEY.hex(),
+            "subject": SUBJECT,
+            "options": deid_options_payload(options),
+            "files": [str(p) for p in paths.values()],
+            "ocr": ocr,
+        }
+    )
+    return {name: got["record"] for name, got in zip(paths, answer["results"], strict=True)}
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory) -> dict[str, Path]:
+    return _screens(tmp_path_factory.mktemp("screens"))
+
+
+@needs_node
+def test_the_browser_redacts_text_in_a_screen_and_the_servers_ocr_then_reads_none(screens):
+    records = _browser(screens, DeidOptions(burned_in_text=REDACT))
+    record = records["text"]
+    assert record["ok"] is True and record["actions"]["pixels_rewritten"] == 1, record
+    source = read(screens["text"].read_bytes())
+    assert len(_text_words(source.pixel_array)) >= 5
+    out_bytes = Path(f"{screens['text']}.out").read_bytes()
+    assert hashlib.sha256(out_bytes).hexdigest() == record["sha256"]
+    out = read(out_bytes)
+    assert _text_words(out.pixel_array) == []  # the server's own OCR finds nothing left
+    assert out.BurnedInAnnotation == "NO"
+    changed = out.pixel_array != source.pixel_array
+    assert 0 < changed.mean() < 0.25  # only the text's boxes were blanked
+    # A screen without text passes with its pixels untouched: the same bytes as the server makes.
+    server = deidentify(
+        screens["blank"].read_bytes(),
+        space=PseudonymSpace(KEY),
+        subject_code=SUBJECT,
+        options=DeidOptions(burned_in_text=REDACT),
+    )
+    assert records["blank"]["sha256"] == hashlib.sha256(server.data).hexdigest()
+    # A compressed one cannot be decoded for OCR in the browser: held back, saying so.
+    assert records["compressed"]["code"] == "ocr_unavailable"
+    assert "compressed image" in records["compressed"]["reason"]
+
+
+@needs_node
+def test_a_trial_that_rejects_text_in_pixels_has_the_browser_hold_the_screen_back(screens):
+    records = _browser(screens, DeidOptions(burned_in_text=REJECT))
+    assert records["text"]["ok"] is False and records["text"]["code"] == "burned_in_text"
+    assert "HONG" not in records["text"]["reason"] and "홍길동" not in records["text"]["reason"]
+    assert records["blank"]["ok"] is True
+
+
+@needs_node
+def test_without_ocr_the_browser_holds_back_images_that_need_reading(screens):
+    records = _browser(screens, DeidOptions(burned_in_text=REDACT), ocr=False)
+    for name in ("text", "blank"):
+        assert records[name]["code"] == "ocr_unavailable", name
+        assert "OCR could not start in this browser" in records[name]["reason"]
+
+
+@pytest.fixture
+def numpy_free(monkeypatch):
+    """burned_in as in the site's browser (no numpy), reading pixels through the external OCR hook, here
+    backed by the server's Tesseract, so the Frames path can be compared with the array path."""
+
+    def server_ocr(frame: bytes, module: burned_in.PixelModule):
+        with monkeypatch.context() as with_numpy:
+            with_numpy.setattr(burned_in, "np", np)
+            pixels = np.frombuffer(frame, dtype=module.dtype).reshape(module.shape[1:])
+            image = burned_in._to_image(pixels, module.photometric)
+            words = burned_in.ocr_words(image)
+        return image.width / module.columns, [(w.left, w.top, w.width, w.height, w.confidence, w.text) for w in words]
+
+    monkeypatch.setattr(burned_in, "np", None)
+    monkeypatch.setattr(burned_in, "_external_ocr", server_ocr)
+
+
+def test_the_numpy_free_redaction_gives_the_servers_bytes(numpy_free, monkeypatch):
+    options = DeidOptions(burned_in_text=REDACT)
+    space = PseudonymSpace(KEY)
+    high = ct_image()
+    high.Rows = high.Columns = 64
+    pixels = np.full((64, 64), 1000, dtype="<u2")
+    pixels[10:20, 10:50] |= 1 << 15  # bits above Bits Stored
+    high.PixelData = pixels.tobytes()
+    small = draw_text_screen(ct_image(charset="ISO_IR 192"), size=256, font_size=14)  # read at twice its size
+    for ds in (draw_text_screen(ct_image(charset="ISO_IR 192")), small, high):
+        data = part10(ds)
+        browser = deidentify(data, space=space, subject_code=SUBJECT, options=options)
+        with monkeypatch.context() as server_side:
+            server_side.setattr(burned_in, "np", np)
+            server = deidentify(data, space=space, subject_code=SUBJECT, options=options)
+        assert browser.data == server.data and browser.pixels == server.pixels
+        assert server.pixels  # each was rewritten: text redacted, or high bits zeroed
+
+
+def test_without_an_ocr_hook_a_numpy_free_engine_holds_the_image_back(monkeypatch):
+    monkeypatch.setattr(burned_in, "np", None)
+    monkeypatch.setattr(burned_in, "_external_ocr", None)
+    with pytest.raises(burned_in.OcrUnavailable):  # the engine makes it the "ocr_unavailable" rejection
+        burned_in.require_ocr()

@@ -219,10 +219,11 @@ CONTENT_SECURITY_POLICY = {
 
 def _static_headers(headers, path: str, url: str) -> None:
     """WhiteNoise's hook for static files' headers: the upload page's de-identification worker (static/dist/deid/)
-    compiles WebAssembly (Pyodide, Tesseract), so its scripts, and only they, are served with 'wasm-unsafe-eval'
-    (a dedicated worker runs under the policy of its own script, not the page's). The CSP middleware leaves a
+    compiles WebAssembly (Pyodide, Tesseract) and so does the viewer's image decoder worker (the codecs of
+    compressed transfer syntaxes), so their scripts, and only they, are served with 'wasm-unsafe-eval' (a
+    dedicated worker runs under the policy of its own script, not the page's). The CSP middleware leaves a
     header it finds."""
-    if "/dist/deid/" in url:
+    if "/dist/deid/" in url or url.endswith("/dist/viewer/decodeImageFrameWorker.js"):
         from csp.utils import build_policy
 
         directives = CONTENT_SECURITY_POLICY["DIRECTIVES"]

@@ -10,7 +10,10 @@ def _directives(header: str) -> dict[str, list[str]]:
     return {part.split()[0]: part.split()[1:] for part in header.split(";") if part.strip()}
 
 
-@pytest.mark.parametrize("path", ["/static/dist/deid/worker.js", "/static/dist/deid/engine.mjs"])
+@pytest.mark.parametrize(
+    "path",
+    ["/static/dist/deid/worker.js", "/static/dist/deid/engine.mjs", "/static/dist/viewer/decodeImageFrameWorker.js"],
+)
 def test_the_worker_s_scripts_may_compile_webassembly_and_nothing_more(path):
     # A dedicated worker runs under the policy its own script is served with, not the page's.
     response = Client().get(path)
@@ -21,6 +24,6 @@ def test_the_worker_s_scripts_may_compile_webassembly_and_nothing_more(path):
 
 
 def test_pages_and_other_static_files_keep_the_strict_policy(db):
-    for path in ("/accounts/login/", "/static/js/uploader.js"):
+    for path in ("/accounts/login/", "/static/js/uploader.js", "/static/dist/viewer/viewer.js"):
         directives = _directives(Client().get(path)["Content-Security-Policy"])
         assert directives["script-src"] == ["'self'"], path

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, pgettext
 from django.utils.translation import gettext_lazy as _
 
+from ctims.audit_display import action_label
 from ctims.exceptions import CTIMSError
 
 from . import qc
@@ -234,7 +235,7 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args, actions: list[str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", _("Any action"))] + [(a, a) for a in actions]
+        self.fields["action"].choices = [("", _("Any action"))] + [(a, action_label(a)) for a in actions]
 
     def clean(self):
         data = super().clean()

@@ -3,9 +3,11 @@
 A read design's settings are named by its fields' names; responses stay RECIST's codes (CR, PR, SD, PD, NE).
 """
 
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from .models import ReadDesign, ReadTask, TimepointResult
+from .read_services import READER_MEANING
+from .results import ADJUDICATOR_MEANING
 
 ACTIONS = {
     "read_design.create": pgettext_lazy("audit action", "Read design set"),
@@ -80,6 +82,8 @@ _WHY = {
     "case_in_adjudication": pgettext_lazy("audit value", "the case is in adjudication"),
 }
 VALUES = {
+    # A signature's meaning is stored in English, as signed (21 CFR 11.50); its words are the catalogue's.
+    "meaning": {meaning: gettext_lazy(meaning) for meaning in (READER_MEANING, ADJUDICATOR_MEANING)},
     "criteria": dict(ReadDesign.Criteria.choices),
     "paradigm": dict(ReadDesign.Paradigm.choices),
     "adjudication_trigger": dict(ReadDesign.AdjudicationTrigger.choices),

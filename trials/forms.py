@@ -293,6 +293,25 @@ def region_text(region: str) -> str:
     return joiner.join(str(_PART_WORDS[part]) for part in PARTS if part in parts)
 
 
+def why_text(reason: str | dict) -> str:
+    """A classification's reason (trials.qc.Why, stored as JSON) in the reader's language; a reason stored as
+    text before reasons kept their template is shown as it is."""
+    if not isinstance(reason, dict):
+        return gettext(reason) if reason else reason
+    params = {}
+    for key, value in reason.get("params", {}).items():
+        if isinstance(value, dict):
+            params[key] = why_text(value)
+        elif isinstance(value, list):
+            params[key] = pgettext("joins a list", ", ").join(why_text(v) for v in value)
+        elif key == "region":
+            params[key] = region_text(value)
+        else:
+            params[key] = value
+    template = gettext(reason["template"])
+    return template % params if params else template
+
+
 def kind_choices() -> list[tuple[str, str]]:
     return [(kind, kind_label(kind)) for kind in qc.KINDS]
 

@@ -29,6 +29,7 @@ from trials import qc_services
 from trials import services as trial_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Role, Series, Site, Subject, Timepoint, Trial, Visit
+from trials.qc import DEFAULT_RULES
 
 # Words that stay as they are on a Korean page, each for a reason:
 ALLOWED = {
@@ -64,10 +65,22 @@ ALLOWED = {
     "SD",
     "PD",
     "NE",
+    "SOP",  # DICOM's SOP Instance UID
     "Page",  # the names printed on keyboard keys (Page Up, Page Down)
     "Up",
     "Down",
+    # The viewer's corner letters: DICOM patient orientation (anterior, posterior, right, left, head, foot) and
+    # window and level (W 400 · L 40), as radiologists read them in any language.
+    "A",
+    "P",
+    "R",
+    "L",
+    "H",
+    "F",
+    "W",
 }
+# A placeholder of a pattern the admin types ({trial}-{site}-{n:03d}) is syntax, not a word.
+PLACEHOLDER = re.compile(r"\{[^{}\s]*\}")
 # A token holding a digit is a code, a UID, a date, a number with its unit or a hash: never a word to translate.
 HAS_DIGIT = re.compile(r"\d")
 # A run of Latin letters inside a token ("QC를" holds "QC"), with the dots, hyphens and apostrophes of a word.
@@ -79,6 +92,11 @@ LATIN_RUN = re.compile(r"[A-Za-z](?:[A-Za-z'’._-]*[A-Za-z])?")
 def story(transactional_db, stores):
     """ALPHA's demo story through the services; no transaction around it, so commits run the tasks."""
     world = build_world()
+    # The visits as many trials name them, by their number (no service renames a visit; the labels are the
+    # trial's data, and English ones would hide English interface words such as "Baseline" from the check).
+    # They stay ASCII: the SDTM transfer writes them into SAS transport files, which hold ASCII only.
+    for code, label in (("BL", "V1"), ("W6", "V2-W6")):
+        Visit.objects.filter(trial=world.trial, code=code).update(label=label)
     ct_protocol(world, visits=("BL", "W6"))
     read_design_set(actor=world.alice, trial=world.trial, paradigm="double")
     template = real_ct_template(large=False)
@@ -136,6 +154,7 @@ def data_words() -> set[str]:
     texts += [u.full_name for u in User.objects.all()]
     for series in Series.objects.all():
         texts += [series.description, series.modality, series.body_part]
+    texts += [rule.id for rule in DEFAULT_RULES.rules]  # the QC rules' ids, codes like DICOM's
     return {word for text in texts if text for word in re.split(r"[\s,;:()/]+", text) if word}
 
 
@@ -143,7 +162,7 @@ def english_words(text: str, allowed: set[str]) -> list[str]:
     """The words of `text` in Latin letters that are not allowed; tokens with a digit or an @ are codes, UIDs,
     numbers and addresses, and a DICOM attribute's keyword (PatientComments) is a code of the standard."""
     found = []
-    for token in text.split():
+    for token in PLACEHOLDER.sub(" ", text).split():
         if "@" in token or HAS_DIGIT.search(token):
             continue
         for word in LATIN_RUN.findall(token):

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -639,6 +640,17 @@ class QCFinding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} ({self.severity})"
+
+    @property
+    def message_display(self) -> str:
+        """The finding in the active language. The stored message is the checks' English sentence, which names the
+        series, slices and values; in another language the finding is said by its code's sentence (the series is
+        in its own column), until the checks keep their sentences as templates too."""
+        from .qc.compliance import CODES
+
+        if translation.get_language() in (None, settings.LANGUAGE_CODE) or self.code not in CODES:
+            return self.message
+        return gettext(CODES[self.code])
 
 
 class QCReview(models.Model):

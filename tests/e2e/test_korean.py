@@ -28,7 +28,7 @@ from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready
 from trials import qc_services
 from trials import services as trial_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Role, Series, Site, Subject, Timepoint, Trial, Visit
+from trials.models import QCFinding, Role, Series, Site, Subject, Timepoint, Trial, Visit
 from trials.qc import DEFAULT_RULES
 
 # Words that stay as they are on a Korean page, each for a reason:
@@ -101,10 +101,12 @@ def story(transactional_db, stores):
     read_design_set(actor=world.alice, trial=world.trial, paradigm="double")
     template = real_ct_template(large=False)
 
-    # The coordinator's first baseline upload holds another patient's file: it is rejected with its reason.
-    own = synthesize_ct_series(template, slices=3, seed="ko/BL", study_date=date(2026, 3, 2))
+    # The coordinator's first baseline upload misses a slice (a QC finding) and holds another patient's file,
+    # which is rejected with its reason.
+    own = synthesize_ct_series(template, slices=5, seed="ko/BL", study_date=date(2026, 3, 2))
     stranger = synthesize_ct_series(template, slices=1, seed="ko/other", patient_id="PID0999")
-    timepoint = upload_files(world.cora, SUBJECT, [*own, *stranger])
+    timepoint = upload_files(world.cora, SUBJECT, [*own[:2], *own[3:], *stranger])
+    assert QCFinding.objects.filter(timepoint=timepoint).exists()
     # QC fails it with a query; the site answers and the reviewer closes the query and passes the visit.
     series = list(Series.objects.filter(study__timepoint=timepoint))
     query = qc_services.qc_fail(
@@ -172,7 +174,9 @@ def english_words(text: str, allowed: set[str]) -> list[str]:
 
 
 def visible_text(page) -> str:
-    """The page's visible text, without what is marked translate="no" (a secret, a DICOM value)."""
+    """The page's visible text once every folded section is open ("Why" lists), without what is marked
+    translate="no" (a secret)."""
+    page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     text = page.locator("body").inner_text()
     for kept in page.locator("[translate=no]").all_inner_texts():
         text = text.replace(kept, " ")

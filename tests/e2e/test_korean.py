@@ -157,7 +157,8 @@ def data_words() -> set[str]:
     for series in Series.objects.all():
         texts += [series.description, series.modality, series.body_part]
     texts += [rule.id for rule in DEFAULT_RULES.rules]  # the QC rules' ids, codes like DICOM's
-    return {word for text in texts if text for word in re.split(r"[\s,;:()/]+", text) if word}
+    words = {word for text in texts if text for word in re.split(r"[\s,;:()/]+", text) if word}
+    return words | {word.lower() for word in words}  # QC's reasons quote a description's words in lower case
 
 
 def english_words(text: str, allowed: set[str]) -> list[str]:

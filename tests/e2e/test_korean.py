@@ -153,6 +153,7 @@ def data_words() -> set[str]:
     texts += [f"{s.code} {s.name} {s.country}" for s in Site.objects.all()]
     texts += [f"{v.code} {v.label}" for v in Visit.objects.all()]
     texts += [s.code for s in Subject.objects.all()]
+    texts += [a.case_label for a in ReaderAssignment.objects.all()]  # blinded case codes, random letters
     texts += [u.full_name for u in User.objects.all()]
     for series in Series.objects.all():
         texts += [series.description, series.modality, series.body_part]

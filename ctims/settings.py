@@ -240,6 +240,8 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Seoul")
 USE_I18N = True
 USE_TZ = True
+# Dates in ISO 8601 in every language (ctims/formats): not US order, the same on a Korean and an English page.
+FORMAT_MODULE_PATH = ["ctims.formats"]
 
 
 def image_store(bucket_variable: str, folder: str, *, or_within: str = "") -> dict:

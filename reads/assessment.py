@@ -193,7 +193,15 @@ def _assessment_json(**values) -> dict:
             "progression_dates_from",
         )
     )
-    return {"baseline": False, **empty, "response_display": "", "reasons": [], "problems": [], **values}
+    return {
+        "baseline": False,
+        **empty,
+        "response_display": "",
+        "reasons": [],
+        "reason_codes": [],
+        "problems": [],
+        **values,
+    }
 
 
 def _follow_up_json(result: r.Assessment | None, problems: list[dict]) -> dict:
@@ -212,5 +220,39 @@ def _follow_up_json(result: r.Assessment | None, problems: list[dict]) -> dict:
         progression_dates_from=result.progression_dates_from,
         response_display=response_label(result.overall_response.value),
         reasons=list(result.reasons),
+        reason_codes=[{"template": reason.template, "params": reason.params} for reason in result.reasons],
         problems=problems,
     )
+
+
+def _reason_param(key: str, value: str) -> str:
+    if key == "response":
+        return response_label(value)
+    if key == "visit" and value == "baseline":  # the engine's name for the baseline (engine_timepoint)
+        return response_label(None)
+    return value
+
+
+def _reason_text(code: dict) -> str:
+    params = {k: _reason_param(k, v) for k, v in code.get("params", {}).items()}
+    return _(code["template"]) % params if params else _(code["template"])
+
+
+def assessment_display(assessment: dict | None) -> dict | None:
+    """A stored assessment as a page shows it, in its reader's language: the response in words and the engine's
+    explanation lines put together from their templates and parameters. The stored text stays the English it was
+    computed in (an assessment from before templates were kept shows its lines translated where they are fixed
+    sentences, as they are otherwise)."""
+    if not assessment:
+        return assessment
+    shown = dict(assessment)
+    if assessment.get("response_display"):
+        shown["response_display"] = response_label(
+            None if assessment.get("baseline") else assessment.get("overall_response")
+        )
+    codes = assessment.get("reason_codes")
+    if codes:
+        shown["reasons"] = [_reason_text(code) for code in codes]
+    else:
+        shown["reasons"] = [_(reason) for reason in assessment.get("reasons", [])]
+    return shown

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy
 
 from trials.models import Study, Timepoint, Trial
 
-from .assessment import response_label
+from .assessment import assessment_display, response_label
 from .content import mm_text
 from .criteria import recist11
 from .models import Adjudication, Lesion, Read, ReaderAssignment, ReadTask, TimepointResult
@@ -200,7 +200,7 @@ def read_page(task: ReadTask) -> dict:
         "sites": site_options(),
         "tracked": [] if baseline or task.state == ReadTask.State.WAITING else tracked_lesions(task),
         "content": read.content if read else None,
-        "assessment": read.assessment if read else None,
+        "assessment": assessment_display(read.assessment) if read else None,
         "limits": LIMITS,
     }
     return {
@@ -209,7 +209,7 @@ def read_page(task: ReadTask) -> dict:
         "case_label": task.assignment.case_label,
         "visit_label": visit_label(task, task.timepoint),
         "read_config": config,
-        "assessment": read.assessment if read else None,
+        "assessment": config["assessment"],
         "signed": signed,
         "signature": read.signature if signed else None,
         "waiting": task.state == ReadTask.State.WAITING,

@@ -24,6 +24,7 @@ from trials.ingest.store import image_storage
 from trials.views._common import _posted, _trial, _trial_page, scoped
 
 from . import read_services, results, selectors
+from .assessment import assessment_display
 from .forms import ReadDesignForm
 from .models import ReadDesign, ReadTask
 from .services import DESIGN_FIELDS, assignment_replace, read_design_set
@@ -73,7 +74,7 @@ def _draft_json(task: ReadTask) -> dict:
     read = read_services.current_read(task)
     return {
         "content": read.content if read else None,
-        "assessment": read.assessment if read else None,
+        "assessment": assessment_display(read.assessment) if read else None,
         "ready": bool(read and read_services.ready_to_sign(read)),
         "signed": task.state == ReadTask.State.SIGNED,
     }

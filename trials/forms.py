@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, pgettext
 from django.utils.translation import gettext_lazy as _
 
+from ctims.audit_display import action_label
 from ctims.exceptions import CTIMSError
 
 from . import qc
@@ -234,7 +235,7 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args, actions: list[str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", _("Any action"))] + [(a, a) for a in actions]
+        self.fields["action"].choices = [("", _("Any action"))] + [(a, action_label(a)) for a in actions]
 
     def clean(self):
         data = super().clean()
@@ -290,6 +291,25 @@ def region_text(region: str) -> str:
         return region
     joiner = pgettext("joins body parts, as in abdomen-pelvis", "-")
     return joiner.join(str(_PART_WORDS[part]) for part in PARTS if part in parts)
+
+
+def why_text(reason: str | dict) -> str:
+    """A classification's reason (trials.qc.Why, stored as JSON) in the reader's language; a reason stored as
+    text before reasons kept their template is shown as it is."""
+    if not isinstance(reason, dict):
+        return gettext(reason) if reason else reason
+    params = {}
+    for key, value in reason.get("params", {}).items():
+        if isinstance(value, dict):
+            params[key] = why_text(value)
+        elif isinstance(value, list):
+            params[key] = pgettext("joins a list", ", ").join(why_text(v) for v in value)
+        elif key == "region":
+            params[key] = region_text(value)
+        else:
+            params[key] = value
+    template = gettext(reason["template"])
+    return template % params if params else template
 
 
 def kind_choices() -> list[tuple[str, str]]:

@@ -11,7 +11,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import translation
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from ctims.i18n import text_display
 
 from .deid.profile import IDENTIFYING_TEXT
 
@@ -440,6 +444,8 @@ class UploadItem(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUARANTINED, db_index=True)
     code = models.CharField(max_length=40, blank=True)
     reason = models.CharField(max_length=500, blank=True)
+    # The reason's template (a msgid) and parameters (ctims.i18n), to say it in the reader's language.
+    reason_text = models.JSONField(default=dict, blank=True)
     instance = models.ForeignKey("Instance", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     processed_at = models.DateTimeField(null=True, blank=True)
     # The outbox: when a processing task was last queued for this waiting file (set by the commit that makes it
@@ -452,6 +458,11 @@ class UploadItem(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.sha256[:12]} ({self.state})"
+
+    @property
+    def reason_display(self) -> str:
+        """The reason in the active language."""
+        return text_display(self.reason_text, self.reason)
 
 
 class BrowserDeidRecord(models.Model):
@@ -630,6 +641,17 @@ class QCFinding(models.Model):
     def __str__(self) -> str:
         return f"{self.code} ({self.severity})"
 
+    @property
+    def message_display(self) -> str:
+        """The finding in the active language. The stored message is the checks' English sentence, which names the
+        series, slices and values; in another language the finding is said by its code's sentence (the series is
+        in its own column), until the checks keep their sentences as templates too."""
+        from .qc.compliance import CODES
+
+        if translation.get_language() in (None, settings.LANGUAGE_CODE) or self.code not in CODES:
+            return self.message
+        return gettext(CODES[self.code])
+
 
 class QCReview(models.Model):
     """A QC reviewer's decision on a timepoint: passed (ready for read) or failed with a query to the site."""
@@ -662,7 +684,9 @@ class Query(models.Model):
 
     timepoint = models.ForeignKey(Timepoint, on_delete=models.PROTECT, related_name="queries")
     series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.SET_NULL, related_name="queries")
-    title = models.CharField(_("title"), max_length=200)
+    # What QC failed, in no language: the series' numbers and descriptions (DICOM values), empty for the whole
+    # visit. Pages head the query with `heading`, in their reader's language.
+    title = models.CharField(_("title"), max_length=200, blank=True)
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OPEN, db_index=True)
     due_date = models.DateField(_("due date"))
     opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -676,6 +700,13 @@ class Query(models.Model):
 
     def __str__(self) -> str:
         return f"Q{self.pk} {self.title}"
+
+    @property
+    def heading(self) -> str:
+        """The query's title in the active language: "QC failed: 2 CT PV 5mm" (a recipient reads their own)."""
+        if not self.title:
+            return gettext("QC failed: the visit")
+        return gettext("QC failed: %(names)s") % {"names": self.title}
 
 
 class QueryMessage(models.Model):

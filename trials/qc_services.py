@@ -124,7 +124,7 @@ def qc_run(*, timepoint: Timepoint) -> list[QCFinding]:
         stored.auto_kind, stored.auto_region = auto.kind, auto.region
         stored.confidence, stored.reasons, stored.rules_version = (
             auto.confidence,
-            list(auto.reasons),
+            [reason.as_json() if isinstance(reason, qc.Why) else reason for reason in auto.reasons],
             qc.DEFAULT_RULES.version,
         )
         if stored.corrected_by_id is None:
@@ -236,11 +236,11 @@ def qc_fail(*, actor, timepoint: Timepoint, series: list[Series], reason: str, d
             timepoint=timepoint, reviewer=actor, decision=QCReview.Decision.FAILED, comment=reason
         )
         review.failed_series.set(series)
-        names = ", ".join(f"{s.series_number} {s.description}".strip() for s in series) or _("the visit")
+        names = ", ".join(f"{s.series_number} {s.description}".strip() for s in series)
         query = Query.objects.create(
             timepoint=timepoint,
             series=series[0] if len(series) == 1 else None,
-            title=(_("QC failed: %(names)s") % {"names": names})[:200],
+            title=names[:200],  # the page heads it "QC failed: ..." in its reader's language (Query.heading)
             due_date=due,
             opened_by=actor,
         )

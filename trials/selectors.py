@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ctims.exceptions import NotFound, NotPermitted
+from ctims.i18n import text_display
 from ctims.models import AuditEvent
 
 from .access import Actor, trial_access
@@ -442,9 +443,10 @@ def upload_page_state(*, actor: Actor, trial: Trial, timepoint: Timepoint) -> Up
         UploadItem.objects.filter(upload__in=uploads, state__in=_SETTLED)
         .exclude(code="lost")
         .order_by("pk")
-        .values("sha256", "state", "reason")
+        .values("sha256", "state", "reason", "reason_text")
     )
     for item in items:  # stored wins over rejected
+        item["reason"] = text_display(item.pop("reason_text"), item["reason"])  # in the reader's language
         known = received.get(item["sha256"])
         if known is None or known["state"] == UploadItem.State.REJECTED:
             received[item["sha256"]] = item

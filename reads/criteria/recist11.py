@@ -27,6 +27,26 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
 
+
+def gettext_noop(message: str) -> str:
+    """Marks a reason's template for the translation catalogue (makemessages); this library stays Django-free."""
+    return message
+
+
+class Reason(str):
+    """One line of an assessment's explanation: English text, with the template and parameters it was made from
+    so that a page can put it in its reader's language (reads.assessment). Parameters are numbers in mm or %,
+    lesion labels and visit names: never words to translate."""
+
+    template: str
+    params: dict[str, str]
+
+    def __new__(cls, template: str, **params: str) -> Reason:
+        reason = super().__new__(cls, template % params if params else template)
+        reason.template, reason.params = template, params
+        return reason
+
+
 __all__ = [
     "MAX_TARGETS",
     "MAX_TARGETS_PER_ORGAN",
@@ -412,7 +432,7 @@ def _pct(change: Fraction) -> str:
 
 def _target_response(lesions, baseline_sum, nadir, current, reasons, after_cr) -> tuple[TargetResponse, int | None]:
     if not lesions:
-        reasons.append("No target lesions at baseline: target response is not applicable.")
+        reasons.append(Reason(gettext_noop("No target lesions at baseline: target response is not applicable.")))
         return TargetResponse.NOT_APPLICABLE, None
     parts = _contributions(lesions, current)
     missing = [lesion.label for lesion, value in parts if value is None]
@@ -428,51 +448,105 @@ def _target_response(lesions, baseline_sum, nadir, current, reasons, after_cr) -
         ]
         if back:
             reasons.append(
-                f"Target(s) {', '.join(back)} reappeared after the complete response at {after_cr} "
-                "(non-nodal: visible again at any size; node: back to 10 mm short axis or more): target PD."
+                Reason(
+                    gettext_noop(
+                        "Target(s) %(labels)s reappeared after the complete response at %(visit)s (non-nodal: "
+                        "visible again at any size; node: back to 10 mm short axis or more): target PD."
+                    ),
+                    labels=", ".join(back),
+                    visit=after_cr,
+                )
             )
             return TargetResponse.PD, None if missing else evaluable_sum
     if missing:
         if _is_pd(evaluable_sum, nadir):
             reasons.append(
-                f"Target(s) {', '.join(missing)} not evaluable, but the evaluable targets alone sum to "
-                f"{_mm(evaluable_sum)}, at least 20% and 5 mm above the nadir of {_mm(nadir)}: target PD."
+                Reason(
+                    gettext_noop(
+                        "Target(s) %(labels)s not evaluable, but the evaluable targets alone sum to %(sum)s, at "
+                        "least 20%% and 5 mm above the nadir of %(nadir)s: target PD."
+                    ),
+                    labels=", ".join(missing),
+                    sum=_mm(evaluable_sum),
+                    nadir=_mm(nadir),
+                )
             )
             return TargetResponse.PD, None
         reasons.append(
-            f"Target(s) {', '.join(missing)} not evaluable and the evaluable ones do not show "
-            "progression: target response NE."
+            Reason(
+                gettext_noop(
+                    "Target(s) %(labels)s not evaluable and the evaluable ones do not show progression: "
+                    "target response NE."
+                ),
+                labels=", ".join(missing),
+            )
         )
         return TargetResponse.NE, None
 
     total = evaluable_sum
     by_id = {m.tracking_id: m for m in current.targets}
     if all(_is_cr_compatible(lesion, by_id[lesion.tracking_id]) for lesion in lesions):
-        extra = f" (sum {_mm(total)} is from normal-sized nodes)" if total else ""
-        reasons.append(
-            f"Every non-nodal target disappeared and every target node is under 10 mm short axis: target CR{extra}."
-        )
+        if total:
+            template = gettext_noop(
+                "Every non-nodal target disappeared and every target node is under 10 mm short axis: target CR "
+                "(sum %(sum)s is from normal-sized nodes)."
+            )
+            reasons.append(Reason(template, sum=_mm(total)))
+        else:
+            template = gettext_noop(
+                "Every non-nodal target disappeared and every target node is under 10 mm short axis: target CR."
+            )
+            reasons.append(Reason(template))
         return TargetResponse.CR, total
     if _is_pd(total, nadir):
-        reasons.append(
-            f"Sum {_mm(total)} is {_pct(Fraction(total - nadir, nadir)) if nadir else 'up'} and "
-            f"{_mm(total - nadir)} above the nadir of {_mm(nadir)} (>= 20% and >= 5 mm): target PD."
-        )
+        if nadir:
+            template = gettext_noop(
+                "Sum %(sum)s is %(change)s and %(increase)s above the nadir of %(nadir)s (>= 20%% and >= 5 mm): "
+                "target PD."
+            )
+            change = _pct(Fraction(total - nadir, nadir))
+            reasons.append(
+                Reason(template, sum=_mm(total), change=change, increase=_mm(total - nadir), nadir=_mm(nadir))
+            )
+        else:
+            template = gettext_noop(
+                "Sum %(sum)s is up and %(increase)s above the nadir of %(nadir)s (>= 20%% and >= 5 mm): target PD."
+            )
+            reasons.append(Reason(template, sum=_mm(total), increase=_mm(total - nadir), nadir=_mm(nadir)))
         return TargetResponse.PD, total
     if total * 5 >= nadir * 6:
         reasons.append(
-            f"Sum rose at least 20% over the nadir of {_mm(nadir)} but only by {_mm(total - nadir)} "
-            "(< 5 mm absolute): not PD."
+            Reason(
+                gettext_noop(
+                    "Sum rose at least 20%% over the nadir of %(nadir)s but only by %(increase)s (< 5 mm absolute): "
+                    "not PD."
+                ),
+                nadir=_mm(nadir),
+                increase=_mm(total - nadir),
+            )
         )
     if _is_pr(total, baseline_sum):
         reasons.append(
-            f"Sum {_mm(total)} is {_pct(Fraction(total - baseline_sum, baseline_sum))} from the baseline "
-            f"of {_mm(baseline_sum)} (at least a 30% decrease): target PR."
+            Reason(
+                gettext_noop(
+                    "Sum %(sum)s is %(change)s from the baseline of %(baseline)s (at least a 30%% decrease): target PR."
+                ),
+                sum=_mm(total),
+                change=_pct(Fraction(total - baseline_sum, baseline_sum)),
+                baseline=_mm(baseline_sum),
+            )
         )
         return TargetResponse.PR, total
     reasons.append(
-        f"Sum {_mm(total)} is {_pct(Fraction(total - baseline_sum, baseline_sum))} from baseline "
-        f"{_mm(baseline_sum)} and not PD against nadir {_mm(nadir)}: target SD."
+        Reason(
+            gettext_noop(
+                "Sum %(sum)s is %(change)s from baseline %(baseline)s and not PD against nadir %(nadir)s: target SD."
+            ),
+            sum=_mm(total),
+            change=_pct(Fraction(total - baseline_sum, baseline_sum)),
+            baseline=_mm(baseline_sum),
+            nadir=_mm(nadir),
+        )
     )
     return TargetResponse.SD, total
 
@@ -491,20 +565,27 @@ def _non_target_response(
         )
     statuses = [observed.get(tid, NonTargetStatus.NOT_EVALUABLE) for tid in expected]
     if NonTargetStatus.UNEQUIVOCAL_PROGRESSION in statuses:
-        reasons.append("Unequivocal progression of non-target disease: non-target PD.")
+        reasons.append(Reason(gettext_noop("Unequivocal progression of non-target disease: non-target PD.")))
         return NonTargetResponse.PD
     if after_cr is not None and NonTargetStatus.PRESENT in statuses:
         reasons.append(
-            f"A non-target lesion is visible again after the complete response at {after_cr}: non-target PD."
+            Reason(
+                gettext_noop(
+                    "A non-target lesion is visible again after the complete response at %(visit)s: non-target PD."
+                ),
+                visit=after_cr,
+            )
         )
         return NonTargetResponse.PD
     if all(s == NonTargetStatus.ABSENT for s in statuses):
-        reasons.append("All non-target lesions disappeared (nodes normal-sized): non-target CR.")
+        reasons.append(Reason(gettext_noop("All non-target lesions disappeared (nodes normal-sized): non-target CR.")))
         return NonTargetResponse.CR
     if NonTargetStatus.NOT_EVALUABLE in statuses:
-        reasons.append("A non-target lesion was not evaluable (or not reported): non-target NE.")
+        reasons.append(Reason(gettext_noop("A non-target lesion was not evaluable (or not reported): non-target NE.")))
         return NonTargetResponse.NE
-    reasons.append("Non-target disease persists without unequivocal progression: non-target non-CR/non-PD.")
+    reasons.append(
+        Reason(gettext_noop("Non-target disease persists without unequivocal progression: non-target non-CR/non-PD."))
+    )
     return NonTargetResponse.NON_CR_NON_PD
 
 
@@ -544,7 +625,7 @@ def _assess_one(
     lesions: tuple[TargetLesion, ...],
     after_cr: str | None,
 ) -> Assessment:
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     baseline_sum = nadir = None
     if lesions:
         baseline_sum = sum_of_diameters(lesions, baseline)
@@ -555,18 +636,31 @@ def _assess_one(
             s = sum_of_diameters(lesions, tp)
             if s is not None and s < nadir:
                 nadir, nadir_visit = s, tp.visit
-        reasons.append(f"Baseline sum {_mm(baseline_sum)}; nadir {_mm(nadir)} at {nadir_visit}.")
+        reasons.append(
+            Reason(
+                gettext_noop("Baseline sum %(baseline)s; nadir %(nadir)s at %(visit)s."),
+                baseline=_mm(baseline_sum),
+                nadir=_mm(nadir),
+                visit=nadir_visit,
+            )
+        )
 
     target, total = _target_response(lesions, baseline_sum, nadir, current, reasons, after_cr)
     non_target = _non_target_response(baseline, current, reasons, after_cr)
     if current.new_lesions == NewLesions.UNEQUIVOCAL:
-        reasons.append("Unequivocal new lesion(s): overall PD.")
+        reasons.append(Reason(gettext_noop("Unequivocal new lesion(s): overall PD.")))
     elif current.new_lesions == NewLesions.EQUIVOCAL:
-        reasons.append("Equivocal new lesion(s) do not make PD; if confirmed later, PD dates from this timepoint.")
+        reasons.append(
+            Reason(
+                gettext_noop(
+                    "Equivocal new lesion(s) do not make PD; if confirmed later, PD dates from this timepoint."
+                )
+            )
+        )
     overall = _overall(target, non_target, current.new_lesions)
     if target == TargetResponse.NOT_APPLICABLE and non_target == NonTargetResponse.NOT_APPLICABLE:
-        reasons.append("No target or non-target disease at baseline.")
-    reasons.append(f"Overall response {overall.value}.")
+        reasons.append(Reason(gettext_noop("No target or non-target disease at baseline.")))
+    reasons.append(Reason(gettext_noop("Overall response %(response)s."), response=overall.value))
 
     dates_from = None
     if overall == OverallResponse.PD:
@@ -578,8 +672,14 @@ def _assess_one(
             if first is not None:
                 dates_from = first[0]
                 reasons.append(
-                    f"New lesion(s) {', '.join(first[1])} first seen as equivocal at {first[0]} and confirmed now: "
-                    f"progression dates from {first[0]}."
+                    Reason(
+                        gettext_noop(
+                            "New lesion(s) %(labels)s first seen as equivocal at %(visit)s and confirmed now: "
+                            "progression dates from %(visit)s."
+                        ),
+                        labels=", ".join(first[1]),
+                        visit=first[0],
+                    )
                 )
 
     change_baseline = change_nadir = increase = None

@@ -87,7 +87,7 @@ def test_a_series_missing_slices_is_failed_sent_again_and_passed(world, stores, 
     # The Seoul coordinator sees the query, sends the complete series again and answers.
     as_(page, "cora")
     page.click(f'.trialnav a[href="{reverse("query-list", args=["ALPHA"])}"]')
-    page.locator(".query-list tbody tr", has_text=SUBJECT).get_by_role("link", name=query.title).click()
+    page.locator(".query-list tbody tr", has_text=SUBJECT).get_by_role("link", name=query.heading).click()
     expect(page.locator(".thread-message").first).to_contain_text("missing slices 9 to 11")
     expect(page.get_by_role("button", name="Close query")).to_have_count(0)
     page.get_by_role("link", name="Upload new images").click()

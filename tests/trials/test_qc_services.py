@@ -122,3 +122,27 @@ def test_the_visit_grid_shows_findings_to_the_site(world, client):
     client.force_login(world.cora)
     page = client.get("/trials/ALPHA/subjects/").content.decode()
     assert "1 blocking finding" in page and "17 images" in page
+
+
+def test_the_query_title_is_what_failed_and_each_reader_reads_its_heading_in_their_language(world):
+    """A Korean reviewer fails the visit; the title keeps only the series (DICOM values), so the English-reading
+    coordinator reads "QC failed: ..." and a Korean one "QC 불합격: ..."."""
+    from django.utils import translation
+
+    upload(world, "ALPHA-SEO-001", series_files("qc-t"), world.cora)
+    series = Series.objects.get()
+    with translation.override("ko"):
+        query = qc_services.qc_fail(
+            actor=world.quinn, timepoint=timepoint(), series=[series], reason="다시 보내 주세요."
+        )
+    assert query.title == f"{series.series_number} {series.description}".strip()
+    assert query.heading == f"QC failed: {query.title}"
+    with translation.override("ko"):
+        assert query.heading == f"QC 불합격: {query.title}"
+    # The classification's reasons are kept as templates too, and read in Korean on the page.
+    from trials.forms import why_text
+
+    reasons = SeriesClassification.objects.get().reasons
+    assert all(isinstance(r, dict) and r["template"] and r["text"] for r in reasons)
+    with translation.override("ko"):
+        assert all(not any(word in why_text(r) for word in ("description", "region", "rule ")) for r in reasons)

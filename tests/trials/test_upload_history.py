@@ -72,3 +72,29 @@ def test_the_history_reads_in_korean(uploaded, client, settings):
     with translation.override(settings.LANGUAGE_CODE):
         page = client.get(f"/trials/ALPHA/subjects/{SUBJECT}/").content.decode()
     assert "업로드 이력" in page and "거부된 파일과 사유" in page
+
+
+def test_a_rejection_is_stored_in_english_and_read_in_the_readers_language(world, client, settings):
+    """Another patient's file: the reason is stored as English text with its template and the subject code, and
+    the coordinator's Korean page (and the API in Korean) says it in Korean; never a value from the file."""
+    from django.urls import reverse
+    from django.utils import translation
+
+    from trials.models import UploadItem
+
+    stranger = synthesize_ct_series(real_ct_template(large=False), slices=1, seed="ko/x", patient_id="PID0999")
+    own = synthesize_ct_series(real_ct_template(large=False), slices=1, seed="ko/own")
+    with translation.override("ko"):  # a Korean request that runs the pipeline in-process stores English all the same
+        upload_files(world.cora, SUBJECT, [*own, *stranger])
+    item = UploadItem.objects.get(code="other_patient")
+    assert item.reason.startswith("This file belongs to a different patient") and SUBJECT in item.reason
+    assert item.reason_text["params"] == {"subject": SUBJECT}
+    with translation.override("ko"):
+        assert item.reason_display.startswith("이 파일은") and SUBJECT in item.reason_display
+    client.force_login(world.cora)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    with translation.override(settings.LANGUAGE_CODE):
+        page = client.get(f"/trials/ALPHA/subjects/{SUBJECT}/").content.decode()
+        api = client.get(reverse("api-upload", args=["ALPHA", item.upload_id])).json()
+    assert "이 파일은" in page and "different patient" not in page and "PID0999" not in page
+    assert any(i["reason"].startswith("이 파일은") for i in api["items"])

@@ -224,6 +224,9 @@ class AuditFilterIn(serializers.Serializer):
 
 
 class UploadItemOut(serializers.ModelSerializer):
+    # In the request's language (Accept-Language; the upload page's), from the stored template and parameters.
+    reason = serializers.CharField(source="reason_display", read_only=True)
+
     class Meta:
         model = UploadItem
         fields = ["sha256", "size", "state", "code", "reason"]

@@ -40,7 +40,7 @@ from .charsets import (
     is_plain_ascii,
     reencode_if_needed,
 )
-from .errors import DeidRejected
+from .errors import DeidRejected, gettext_noop
 from .index import build_index
 from .options import REJECT, DeidOptions, sop_class_rejection
 from .patterns import remove_identifiers
@@ -168,7 +168,7 @@ def _looks_like_raw_dataset(data: bytes) -> bool:
 
 def _parse(data: bytes) -> Dataset:
     if not data:
-        raise DeidRejected("not_dicom", "The file is empty.")
+        raise DeidRejected("not_dicom", gettext_noop("The file is empty."))
     # Rejections are raised outside the except blocks: a parser's message may quote a value, and an
     # exception raised inside would carry it along as __context__ into logs and error trackers.
     try:
@@ -179,9 +179,11 @@ def _parse(data: bytes) -> Dataset:
                 raise
             return dcmread(io.BytesIO(data), force=True)
     except InvalidDicomError:
-        rejection = DeidRejected("not_dicom", "The file is not a DICOM file.")
+        rejection = DeidRejected("not_dicom", gettext_noop("The file is not a DICOM file."))
     except (EOFError, struct.error, OSError):
-        rejection = DeidRejected("truncated", "The file ends before the DICOM data does: it looks cut short.")
+        rejection = DeidRejected(
+            "truncated", gettext_noop("The file ends before the DICOM data does: it looks cut short.")
+        )
     except Exception as exc:  # noqa: BLE001 - any parser failure means the same thing to a coordinator
         rejection = DeidRejected("not_dicom", f"The file could not be read as DICOM ({type(exc).__name__}).")
     raise rejection
@@ -584,7 +586,9 @@ def _check_structure(ds: Dataset, data: bytes, *, deflated: bool) -> int:
         if not isinstance(elem, RawDataElement) or elem.value is None:
             continue
         if elem.length != UNDEFINED and len(elem.value) < elem.length:
-            raise DeidRejected("truncated", "The file ends in the middle of a DICOM element: it looks cut short.")
+            raise DeidRejected(
+                "truncated", gettext_noop("The file ends in the middle of a DICOM element: it looks cut short.")
+            )
         end = max(end, elem.value_tell + len(elem.value) + (8 if elem.length == UNDEFINED else 0))
     return end
 
@@ -601,7 +605,7 @@ def _us(elem: Any, little: bool) -> int:
 def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
     pixels = ds._dict.get(PIXEL_DATA)
     if pixels is None or not pixels.value:
-        raise DeidRejected("pixel_data_missing", "The file has no image data (Pixel Data is missing).")
+        raise DeidRejected("pixel_data_missing", gettext_noop("The file has no image data (Pixel Data is missing)."))
     value = pixels.value
     if not isinstance(value, bytes):
         return
@@ -611,10 +615,10 @@ def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
         at = 0
         while at < len(value):
             if at + 8 > len(value):
-                raise DeidRejected("truncated", "The compressed image data is cut short.")
+                raise DeidRejected("truncated", gettext_noop("The compressed image data is cut short."))
             group, element, length = item.unpack_from(value, at)
             if (group, element) != (0xFFFE, 0xE000) or at + 8 + length > len(value):
-                raise DeidRejected("truncated", "The compressed image data is cut short.")
+                raise DeidRejected("truncated", gettext_noop("The compressed image data is cut short."))
             at += 8 + length
         return
     rows = _us(ds._dict.get(0x00280010), little)
@@ -625,7 +629,9 @@ def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
     frames = int(frames_text) if frames_text.isdigit() else 1
     expected = (rows * columns * samples * frames * bits + 7) // 8
     if len(value) < expected:
-        raise DeidRejected("truncated", "The image data is shorter than the image size says: the file looks cut short.")
+        raise DeidRejected(
+            "truncated", gettext_noop("The image data is shorter than the image size says: the file looks cut short.")
+        )
 
 
 def _method_values(options: DeidOptions) -> list[tuple[str, str, str]]:
@@ -715,7 +721,9 @@ def deidentify(
             f"{exc}); it was not accepted. Please tell the trial's imaging team.",
         )
     except (EOFError, struct.error):
-        rejection = DeidRejected("truncated", "The file ends before the DICOM data does: it looks cut short.")
+        rejection = DeidRejected(
+            "truncated", gettext_noop("The file ends before the DICOM data does: it looks cut short.")
+        )
     except Exception as exc:  # noqa: BLE001 - one bad file is its own rejection, never a crash of the batch
         # Raised outside the except block, so the parser's exception (which may quote a value) is not
         # carried along as __context__ into logs and error trackers.
@@ -732,12 +740,14 @@ def _deidentify(
     meta = getattr(ds, "file_meta", None)
     if not ds._dict:
         if meta is not None and len(meta._dict):
-            raise DeidRejected("truncated", "The file holds only its header: the image data set is cut short.")
-        raise DeidRejected("not_dicom", "The file is not a DICOM file.")
+            raise DeidRejected(
+                "truncated", gettext_noop("The file holds only its header: the image data set is cut short.")
+            )
+        raise DeidRejected("not_dicom", gettext_noop("The file is not a DICOM file."))
 
     implicit, little = ds.original_encoding
     if implicit is None or little is None:
-        raise DeidRejected("not_dicom", "The file is not a DICOM file.")
+        raise DeidRejected("not_dicom", gettext_noop("The file is not a DICOM file."))
     ts = _ascii(meta._dict.get(0x00020010)) if meta is not None else ""
     deflated = ts == DeflatedExplicitVRLittleEndian
     if deflated or not ts:
@@ -754,11 +764,13 @@ def _deidentify(
     # A non-image object (a structured report, say) that the trial accepts has no image data to check.
     image = not sop_class or "Image" in UID(sop_class).name
     if image and not deflated and PIXEL_DATA not in ds._dict and 0 < end < len(data) - 8:
-        raise DeidRejected("truncated", "The file stops before the image data: it looks cut short.")
+        raise DeidRejected("truncated", gettext_noop("The file stops before the image data: it looks cut short."))
 
     sop_instance = _ascii(ds._dict.get(SOP_INSTANCE_UID))
     if not sop_instance:
-        raise DeidRejected("no_sop_instance_uid", "The file has no SOP Instance UID, so it cannot be tracked.")
+        raise DeidRejected(
+            "no_sop_instance_uid", gettext_noop("The file has no SOP Instance UID, so it cannot be tracked.")
+        )
     refused = sop_class_rejection(sop_class, options.accepted_sop_classes)
     if refused is not None:
         raise DeidRejected("sop_class_not_accepted", refused)

@@ -34,7 +34,7 @@ from pydicom.charset import encode_string
 from pydicom.datadict import dictionary_VR
 from pydicom.valuerep import PersonName
 
-from .errors import DeidRejected
+from .errors import DeidRejected, gettext_noop
 from .names import HangulNameFinder, full_name_forms, part_forms
 from .patterns import (
     ALL_REASONS,
@@ -458,14 +458,20 @@ def verify_bytes(output: bytes, values: IdentifyingValues, skip: tuple[int, int]
         if found is not None:
             raise DeidRejected(
                 "phi_found",
-                f"A {found} was found in the de-identified output; the image was not accepted. "
-                "Please report this to the trial's imaging team.",
+                gettext_noop(
+                    "A %(what)s was found in the de-identified output; the image was not accepted. "
+                    "Please report this to the trial's imaging team."
+                ),
+                what=str(found),
             )
     if keyword is not None:
         raise DeidRejected(
             "phi_found",
-            f"A value of the attribute {keyword} of the original image was found in the de-identified output; "
-            "the image was not accepted. Please report this to the trial's imaging team.",
+            gettext_noop(
+                "A value of the attribute %(name)s of the original image was found in the de-identified output; "
+                "the image was not accepted. Please report this to the trial's imaging team."
+            ),
+            name=keyword,
         )
 
 

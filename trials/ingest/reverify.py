@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils.translation import gettext as _
 from pydicom import dcmread
 from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
+
+from ctims.i18n import Text, gettext_noop
 
 from ..deid import DeidOptions, DeidRejected, DeidResult, burned_in, deidentify, patterns
 from ..deid import profile as p
@@ -153,7 +154,10 @@ def _check_element(
         if (creator_name, element & 0xFF) not in options.private_tag_safelist:
             raise _reject(
                 "extra_attribute",
-                _("The file keeps a private attribute %(name)s that this trial removes.") % {"name": _name(tag)},
+                Text(
+                    gettext_noop("The file keeps a private attribute %(name)s that this trial removes."),
+                    **{"name": _name(tag)},
+                ),
             )
         return
     if group <= 0x0002 or element == 0 or tag in WRITTEN_BY_ENGINE:
@@ -163,14 +167,19 @@ def _check_element(
         if _text(elem.value).strip(" \x00") != subject_code:
             raise _reject(
                 "not_subject_code",
-                _("%(name)s is not the subject code %(subject)s.") % {"name": name, "subject": subject_code},
+                Text(
+                    gettext_noop("%(name)s is not the subject code %(subject)s."),
+                    **{"name": name, "subject": subject_code},
+                ),
             )
         return
     action = _profile_action(tag, vr, profile)
     if action == p.REMOVE:
         raise _reject(
             "extra_attribute",
-            _("The file keeps %(name)s, which this trial's de-identification removes.") % {"name": name},
+            Text(
+                gettext_noop("The file keeps %(name)s, which this trial's de-identification removes."), **{"name": name}
+            ),
         )
     if action in (p.EMPTY, p.DUMMY):
         text = "" if vr == "SQ" else _text(elem.value).strip(" \x00")
@@ -180,8 +189,12 @@ def _check_element(
         if not empty and not allowed:
             raise _reject(
                 "extra_attribute",
-                _("The file keeps a real value in %(name)s, which this trial's de-identification replaces.")
-                % {"name": name},
+                Text(
+                    gettext_noop(
+                        "The file keeps a real value in %(name)s, which this trial's de-identification replaces."
+                    ),
+                    **{"name": name},
+                ),
             )
     if vr == "UI" and tag not in CLASS_UID_TAGS and action != p.KEEP:
         for uid in _text(elem.value).split("\\"):
@@ -189,7 +202,7 @@ def _check_element(
             if uid and not uid.startswith(DICOM_ROOT) and not PSEUDONYM_UID.fullmatch(uid):
                 raise _reject(
                     "uid_not_pseudonymous",
-                    _("%(name)s is not a pseudonymous UID of this trial (2.25.…).") % {"name": name},
+                    Text(gettext_noop("%(name)s is not a pseudonymous UID of this trial (2.25.…)."), **{"name": name}),
                 )
     if vr in FREE_TEXT_VRS:
         text = _text(elem.value)
@@ -197,8 +210,10 @@ def _check_element(
         if found is not None:
             raise _reject(
                 "identifying_text",
-                _("%(name)s holds what looks like an identifier (%(what)s); the file was not stored.")
-                % {"name": name, "what": found.reason},
+                Text(
+                    gettext_noop("%(name)s holds what looks like an identifier (%(what)s); the file was not stored."),
+                    **{"name": name, "what": found.reason},
+                ),
             )
 
 
@@ -244,7 +259,11 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
     ):
         raise _reject(
             "high_bits",
-            _("The image has bits set above Bits Stored (an overlay that may hold text); it was not stored."),
+            Text(
+                gettext_noop(
+                    "The image has bits set above Bits Stored (an overlay that may hold text); it was not stored."
+                )
+            ),
         )
     if not reasons:
         return
@@ -257,24 +276,31 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
     except burned_in.OcrUnavailable:
         rejection = _reject(
             "ocr_unavailable",
-            _(
-                "This image may carry text in its pixels and the server could not read it to check; it was not "
-                "stored. Please tell the trial's imaging team."
+            Text(
+                gettext_noop(
+                    "This image may carry text in its pixels and the server could not read it to check; it was not "
+                    "stored. Please tell the trial's imaging team."
+                )
             ),
         )
     except Exception as exc:  # noqa: BLE001 - only the type is kept
         rejection = _reject(
             "pixels_unreadable",
-            _("The image's pixels could not be read to check them for text (%(type)s).") % {"type": type(exc).__name__},
+            Text(
+                gettext_noop("The image's pixels could not be read to check them for text (%(type)s)."),
+                type=type(exc).__name__,
+            ),
         )
     else:
         rejection = None
         if found:
             rejection = _reject(
                 "burned_in_text",
-                _(
-                    "The server found text in the image's pixels, which may identify the patient; it was not "
-                    "stored. Text in such images must be removed at the site before they are sent."
+                Text(
+                    gettext_noop(
+                        "The server found text in the image's pixels, which may identify the patient; it was not "
+                        "stored. Text in such images must be removed at the site before they are sent."
+                    )
                 ),
             )
     if rejection is not None:
@@ -293,17 +319,21 @@ def reverify(
     if declared is None:
         raise _reject(
             "no_browser_record",
-            _("The browser sent this file without its de-identification record; please upload it again."),
+            Text(
+                gettext_noop("The browser sent this file without its de-identification record; please upload it again.")
+            ),
         )
     sha256 = hashlib.sha256(data).hexdigest()
     if not hmac.compare_digest(declared.key_check, space.key_check(sha256)):
         raise _reject(
             "wrong_subject_key",
-            _(
-                "This file was not de-identified with the key of subject %(subject)s: it may belong to another "
-                "subject's upload. Reload the page and upload it again."
-            )
-            % {"subject": subject_code},
+            Text(
+                gettext_noop(
+                    "This file was not de-identified with the key of subject %(subject)s: it may belong to another "
+                    "subject's upload. Reload the page and upload it again."
+                ),
+                **{"subject": subject_code},
+            ),
         )
     try:
         ds = dcmread(io.BytesIO(data))
@@ -313,7 +343,8 @@ def reverify(
         ds_elements = list(_elements(ds))
     except Exception as exc:  # noqa: BLE001 - only the type is kept: a parser message may quote a value
         rejection = _reject(
-            "not_dicom", _("The file could not be read as DICOM (%(type)s).") % {"type": type(exc).__name__}
+            "not_dicom",
+            Text(gettext_noop("The file could not be read as DICOM (%(type)s)."), **{"type": type(exc).__name__}),
         )
     else:
         rejection = None
@@ -323,26 +354,34 @@ def reverify(
     if _value(ds, PATIENT_IDENTITY_REMOVED).upper() != "YES":
         raise _reject(
             "not_deidentified",
-            _(
-                "This file was not de-identified: it does not say Patient Identity Removed. Nothing identified is stored."
+            Text(
+                gettext_noop(
+                    "This file was not de-identified: it does not say Patient Identity Removed. Nothing identified is stored."
+                )
             ),
         )
     expected_method = method_text(options)
     if _value(ds, DEID_METHOD).split("\\") != expected_method:
         raise _reject(
             "deid_method",
-            _("The file declares a de-identification method other than this trial's (%(method)s).")
-            % {"method": "; ".join(expected_method)},
+            Text(
+                gettext_noop("The file declares a de-identification method other than this trial's (%(method)s)."),
+                **{"method": "; ".join(expected_method)},
+            ),
         )
     sop_class = _value(ds, 0x00080016)
     if sop_class not in options.accepted_sop_classes:
-        raise _reject("sop_class_not_accepted", _("This kind of image is not accepted by this trial."))
+        raise _reject("sop_class_not_accepted", Text(gettext_noop("This kind of image is not accepted by this trial.")))
     if _value(ds, BURNED_IN_ANNOTATION).upper() == "YES":
-        raise _reject("burned_in_annotation", _("The image says it has burned-in annotation; it was not stored."))
+        raise _reject(
+            "burned_in_annotation", Text(gettext_noop("The image says it has burned-in annotation; it was not stored."))
+        )
     meta = getattr(ds, "file_meta", None)
     sop_instance = _value(ds, 0x00080018)
     if meta is None or _value(meta, 0x00020003) != sop_instance:
-        raise _reject("uid_not_pseudonymous", _("The file's header names another instance than its data set."))
+        raise _reject(
+            "uid_not_pseudonymous", Text(gettext_noop("The file's header names another instance than its data set."))
+        )
     profile = p.compile_profile(options)
     for holder, tag, vr, elem in ds_elements:
         _check_element(holder, tag, vr, elem, subject_code=subject_code, options=options, profile=profile)
@@ -353,7 +392,8 @@ def reverify(
     ):
         if not PSEUDONYM_UID.fullmatch(_value(ds, tag)):
             raise _reject(
-                "uid_not_pseudonymous", _("%(name)s is not a pseudonymous UID of this trial (2.25.…).") % {"name": name}
+                "uid_not_pseudonymous",
+                Text(gettext_noop("%(name)s is not a pseudonymous UID of this trial (2.25.…)."), **{"name": name}),
             )
     _check_pixels(ds, declared)
 

@@ -24,6 +24,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState
+from ctims.i18n import Text, gettext_noop, text_json
 from ctims.metrics import DEID_SECONDS
 
 from ..deid import DeidOptions, DeidRejected, DeidResult
@@ -123,7 +124,7 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
         # A concurrent request may have taken the same file: it is then acknowledged by that request.
         UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
         resent = UploadItem.objects.filter(upload=upload, sha256__in=received, state__in=waiting)
-        resent.update(state=UploadItem.State.QUARANTINED, code="", reason="", queued_at=now)
+        resent.update(state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}, queued_at=now)
         items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
         due = [i.pk for i in items_by_sha.values() if i.state == UploadItem.State.QUARANTINED]
         _enqueue_on_commit(due)
@@ -184,10 +185,13 @@ def upload_items_requeue(*, grace: timedelta | None = None) -> int:
 
 
 def _reject(item: UploadItem, code: str, reason: str) -> None:
+    """The reason is stored in English, with its template and parameters when it is a Text: pages say it in their
+    reader's language (UploadItem.reason_display)."""
     item.state, item.code, item.reason = UploadItem.State.REJECTED, code, reason[:500]
+    item.reason_text = text_json(reason)
 
 
-OTHER_PATIENT = _(
+OTHER_PATIENT = gettext_noop(
     "This file belongs to a different patient than the images already received for %(subject)s; "
     "it was not stored. Upload it under the right subject."
 )
@@ -232,10 +236,11 @@ class _BatchIndex:
                 **qido_index.study_fields(idx),
             )
         if study.timepoint_id != self.timepoint.pk:
-            return _("This study was already uploaded for %(visit)s of %(subject)s.") % {
-                "visit": study.timepoint.visit.label,
-                "subject": study.subject.code,
-            }
+            return Text(
+                gettext_noop("This study was already uploaded for %(visit)s of %(subject)s."),
+                visit=study.timepoint.visit.label,
+                subject=study.subject.code,
+            )
         return study
 
     def series_for(self, result: DeidResult, study: Study) -> Series | str:
@@ -258,7 +263,7 @@ class _BatchIndex:
                 **qido_index.series_fields(idx),
             )
         if series.study_id != study.pk:
-            return _("This series belongs to another study already stored.")
+            return Text(gettext_noop("This series belongs to another study already stored."))
         return series
 
 
@@ -294,10 +299,14 @@ def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
     )
 
 
-RESEND_REASON = _("The copy of this file received here was damaged or lost; please send the file again.")
-DAMAGED_REASON = _(
-    "The copy of this file received here was damaged or lost and the upload is closed; send the file again in a "
-    "new upload."
+RESEND_REASON = Text(
+    gettext_noop("The copy of this file received here was damaged or lost; please send the file again.")
+)
+DAMAGED_REASON = Text(
+    gettext_noop(
+        "The copy of this file received here was damaged or lost and the upload is closed; send the file again "
+        "in a new upload."
+    )
 )
 _WORD = re.compile(r"[^\s'\"(),:;=<>\[\]{}]+")
 
@@ -367,9 +376,9 @@ def _reject_unindexable(item_id: int) -> None:
         item = UploadItem.objects.select_for_update().filter(pk=item_id, state=UploadItem.State.QUARANTINED).first()
         if item is None:
             return
-        _reject(item, "unreadable", _("unreadable: the file's attributes could not be indexed."))
+        _reject(item, "unreadable", Text(gettext_noop("unreadable: the file's attributes could not be indexed.")))
         item.processed_at = timezone.now()
-        item.save(update_fields=["state", "code", "reason", "processed_at"])
+        item.save(update_fields=["state", "code", "reason", "reason_text", "processed_at"])
         transaction.on_commit(lambda: store.quarantine_delete(upload.pk, item.sha256))
         _maybe_complete(upload)
 
@@ -442,7 +451,12 @@ def _batch_process(item_ids: list[int]) -> None:
                     _reject(
                         item,
                         "conflict",
-                        _("Another file is already stored under this image's identifiers; this one was not stored."),
+                        Text(
+                            gettext_noop(
+                                "Another file is already stored under this image's identifiers; this one was not "
+                                "stored."
+                            )
+                        ),
                     )
                 except Exception as exc:  # the index sees de-identified values only; scrubbed all the same
                     outcome = outcomes[pk]
@@ -470,14 +484,16 @@ def _index_one(
     if outcome is None:
         if upload.state == Upload.State.OPEN:
             item.state, item.code, item.reason = UploadItem.State.RESEND, "resend", RESEND_REASON
+            item.reason_text = text_json(RESEND_REASON)
         else:
             _reject(item, "lost", DAMAGED_REASON)  # "lost": the upload page offers it again
     elif isinstance(outcome, DeidRejected):
-        _reject(item, outcome.code, outcome.reason)
+        _reject(item, outcome.code, Text(outcome.template, **outcome.params))
     elif not outcome.source_patient_hash:
-        _reject(item, "no_patient_id", _("This file has no Patient ID, so it cannot be matched to the subject."))
+        reason = Text(gettext_noop("This file has no Patient ID, so it cannot be matched to the subject."))
+        _reject(item, "no_patient_id", reason)
     elif subject.source_patient_hash != outcome.source_patient_hash:
-        _reject(item, "other_patient", OTHER_PATIENT % {"subject": subject.code})
+        _reject(item, "other_patient", Text(OTHER_PATIENT, subject=subject.code))
     elif outcome.sop_instance_uid in index.instances:
         item.state, item.instance = UploadItem.State.DUPLICATE, index.instances[outcome.sop_instance_uid]
     else:
@@ -499,10 +515,19 @@ def _index_one(
 def _save_outcomes(items: list[UploadItem]) -> None:
     """Write the items' outcomes in one round trip (Django's bulk_update builds a CASE per row and field)."""
     table = UploadItem._meta.db_table
-    columns = ["state", "code", "reason", "instance_id", "processed_at"]
+    columns = ["state", "code", "reason", "reason_text", "instance_id", "processed_at"]
     sql = f"UPDATE {table} SET " + ", ".join(f"{c} = %s" for c in columns) + " WHERE id = %s"  # noqa: S608
+    as_json = UploadItem._meta.get_field("reason_text").get_db_prep_value
     rows = [
-        (i.state, i.code, i.reason, i.instance.pk if i.instance is not None else None, i.processed_at, i.pk)
+        (
+            i.state,
+            i.code,
+            i.reason,
+            as_json(i.reason_text, connection),
+            i.instance.pk if i.instance is not None else None,
+            i.processed_at,
+            i.pk,
+        )
         for i in items
     ]
     with connection.cursor() as cursor:
@@ -524,7 +549,11 @@ def upload_finish(*, actor, upload: Upload) -> Upload:
         upload.save(update_fields=["state"])
         # The client says it sent everything: a file it was asked to send again and did not is rejected.
         upload.items.filter(state=UploadItem.State.RESEND).update(
-            state=UploadItem.State.REJECTED, code="lost", reason=DAMAGED_REASON, processed_at=timezone.now()
+            state=UploadItem.State.REJECTED,
+            code="lost",
+            reason=DAMAGED_REASON,
+            reason_text=text_json(DAMAGED_REASON),
+            processed_at=timezone.now(),
         )
         audit_record(
             actor=actor,

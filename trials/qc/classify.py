@@ -41,6 +41,44 @@ _NAMED_REGIONS = {"cap": frozenset({"chest", "abdomen", "pelvis"}), "whole_body"
 _REGION_WORDS = {"cap": "chest-abdomen-pelvis", "whole_body": "whole body"}
 
 
+def gettext_noop(message: str) -> str:
+    """Marks a template for the translation catalogue (makemessages); this library stays Django-free."""
+    return message
+
+
+class Why(str):
+    """One reason for a classification, in English, with the template (the catalogue's msgid) and parameters it
+    was made from, so a page can say it in its reader's language (trials.views.qc). A parameter is a value from
+    the headers (a word of the description, a code), a number, a rule's id, or a nested Why or list of them."""
+
+    template: str
+    params: dict
+
+    def __new__(cls, template: str, **params) -> Why:
+        why = super().__new__(cls, template % _english(params) if params else template)
+        why.template, why.params = template, params
+        return why
+
+    def as_json(self) -> dict:
+        return {"text": str(self), "template": self.template, "params": {k: _json(v) for k, v in self.params.items()}}
+
+
+def _english(params: dict) -> dict:
+    """The parameters as the English text reads them: lists joined, a region code ("cap") in words."""
+    return {
+        k: ", ".join(v) if isinstance(v, list | tuple) else region_label(v) if k == "region" else v
+        for k, v in params.items()
+    }
+
+
+def _json(value):
+    if isinstance(value, Why):
+        return value.as_json()
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return value
+
+
 def region_parts(region: str) -> frozenset[str]:
     """The body parts a region covers ("cap" -> chest, abdomen, pelvis); ValueError for an unknown name."""
     if not region:
@@ -88,7 +126,7 @@ class Classification:
     @classmethod
     def by_reviewer(cls, kind: str, region: str = "") -> Classification:
         """A QC reviewer's correction of a series' label: it replaces the rules' answer."""
-        return cls(kind=kind, region=region, confidence=1.0, reasons=("set by a QC reviewer",))
+        return cls(kind=kind, region=region, confidence=1.0, reasons=(Why(gettext_noop("set by a QC reviewer")),))
 
     def label(self) -> str:
         return KINDS[self.kind]
@@ -140,7 +178,7 @@ class Rule:
     te_ms: Range | None = None
     ti_ms: Range | None = None
 
-    def evidence(self, facts: _Facts) -> list[str] | None:
+    def evidence(self, facts: _Facts) -> list[Why] | None:
         """What in the series made the rule hold, or None if it does not."""
         if self.modality is not None and facts.modality != self.modality:
             return None
@@ -149,35 +187,36 @@ class Rule:
             match = pattern.search(facts.text)
             if not match:
                 return None
-            found.append(f"description has '{match.group(0).strip()}'")
+            found.append(Why(gettext_noop("description has '%(words)s'"), words=match.group(0).strip()))
         if any(pattern.search(facts.text) for pattern in self.text_absent):
             return None
         if self.image_type_any:
             hits = sorted(self.image_type_any & facts.image_type)
             if not hits:
                 return None
-            found.append(f"image type {hits[0]}")
+            found.append(Why(gettext_noop("image type %(value)s"), value=hits[0]))
         if self.contrast is not None:
             if facts.contrast != self.contrast:
                 return None
-            found.append("contrast agent recorded" if self.contrast else "no contrast agent recorded")
+            recorded = gettext_noop("contrast agent recorded")
+            found.append(Why(recorded if self.contrast else gettext_noop("no contrast agent recorded")))
         if self.b_value is not None:
             if (facts.b_max > 0) != self.b_value:
                 return None
             if self.b_value:
-                found.append(f"b-value {facts.b_max:g}")
-        for name, value, unit, label in (
-            ("delay_s", facts.delay, "s", "delay"),
-            ("tr_ms", facts.tr, "ms", "TR"),
-            ("te_ms", facts.te, "ms", "TE"),
-            ("ti_ms", facts.ti, "ms", "TI"),
+                found.append(Why(gettext_noop("b-value %(value)s"), value=f"{facts.b_max:g}"))
+        for name, value, template in (
+            ("delay_s", facts.delay, gettext_noop("delay %(value)s s")),
+            ("tr_ms", facts.tr, gettext_noop("TR %(value)s ms")),
+            ("te_ms", facts.te, gettext_noop("TE %(value)s ms")),
+            ("ti_ms", facts.ti, gettext_noop("TI %(value)s ms")),
         ):
             allowed = getattr(self, name)
             if allowed is None:
                 continue
             if value is None or value not in allowed:
                 return None
-            found.append(f"{label} {value:.0f} {unit}")
+            found.append(Why(template, value=f"{value:.0f}"))
         return found
 
 
@@ -331,10 +370,20 @@ def classify_series(series: SeriesInfo, rules: RuleSet | None = None) -> Classif
         evidence = rule.evidence(facts)
         if evidence is not None:
             evidence = [e for e in evidence if e not in rule.reason]
-            detail = f" ({', '.join(evidence)})" if evidence else ""
-            reason = f"{rule.reason}{detail} [rule {rule.id}, rules {rules.version}]"
+            because = Why(rule.reason)  # the rules file's words: each is in the catalogue (tests/trials/qc)
+            if evidence:
+                template = gettext_noop("%(reason)s (%(evidence)s) [rule %(rule)s, rules %(version)s]")
+                reason = Why(template, reason=because, evidence=evidence, rule=rule.id, version=rules.version)
+            else:
+                template = gettext_noop("%(reason)s [rule %(rule)s, rules %(version)s]")
+                reason = Why(template, reason=because, rule=rule.id, version=rules.version)
             return Classification(rule.kind, region, rule.confidence, (reason, *region_reasons))
-    reason = f"no rule recognises a {facts.modality or 'series without modality'} series [rules {rules.version}]"
+    if facts.modality:
+        template = gettext_noop("no rule recognises a %(modality)s series [rules %(version)s]")
+        reason = Why(template, modality=facts.modality, version=rules.version)
+    else:
+        template = gettext_noop("no rule recognises a series without modality [rules %(version)s]")
+        reason = Why(template, version=rules.version)
     return Classification("unknown", region, 0.0, (reason, *region_reasons))
 
 
@@ -345,16 +394,20 @@ def detect_region(series: SeriesInfo, rules: RuleSet | None = None) -> tuple[str
     chest reconstruction of a chest-abdomen-pelvis scan still says ABDOMEN, or CHEST for all of it).
     """
     rules = rules or DEFAULT_RULES
-    for source, text in (("description", series.description), ("protocol name", series.protocol_name)):
+    for template, text in (
+        (gettext_noop("region %(region)s from the description"), series.description),
+        (gettext_noop("region %(region)s from the protocol name"), series.protocol_name),
+    ):
         region = _region_in_text(_normalized(text), rules)
         if region:
-            return region, f"region {region_label(region)} from the {source}"
+            return region, Why(template, region=region)
     key = _body_part_key(series.body_part)
     if key:
         region = rules.body_parts.get(key) or _region_in_text(_normalized(series.body_part), rules)
         if region:
-            return region, f"region {region_label(region)} from the body part examined ({key})"
-        return "", f"the body part examined ({key}) is no region the protocols use"
+            template = gettext_noop("region %(region)s from the body part examined (%(key)s)")
+            return region, Why(template, region=region, key=key)
+        return "", Why(gettext_noop("the body part examined (%(key)s) is no region the protocols use"), key=key)
     return "", ""
 
 

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from .classify import DEFAULT_RULES, Classification, RuleSet, classify_series, region_label, region_parts
+from .classify import (
+    DEFAULT_RULES,
+    Classification,
+    RuleSet,
+    classify_series,
+    gettext_noop,
+    region_label,
+    region_parts,
+)
 from .geometry import POSITION_TOLERANCE_MM, SPACING_TOLERANCE, analyse, missing_instance_numbers
 from .series import SeriesInfo
 
@@ -22,25 +30,28 @@ class Severity(StrEnum):
     WARNING = "warning"  # a QC reviewer looks and decides
 
 
-# Every finding code, and what it means; codes are stable (stored by the Django side, used in queries).
+# Every finding code, and what it means; codes are stable (stored by the Django side, used in queries). A page
+# in another language than English says a finding by its code's sentence (QCFinding.message_display).
 CODES: dict[str, str] = {
-    "no_images": "No images were received for the visit.",
-    "modality_missing": "The protocol's modality has no series.",
-    "region_missing": "The series of the protocol's modality do not cover its body region.",
-    "region_unknown": "The body region of some series cannot be read, so the protocol's region is unconfirmed.",
-    "contrast_missing": "The protocol requires contrast and no series shows it.",
-    "contrast_unexpected": "The protocol asks for no contrast and a series shows it.",
-    "slice_thickness_exceeded": "A series' slices are thicker than the protocol's maximum.",
-    "slice_thickness_unknown": "A series does not state its slice thickness.",
-    "missing_slices": "Slice positions have gaps: images are missing.",
-    "inconsistent_spacing": "The spacing between neighbouring slices varies.",
-    "duplicate_positions": "Several images lie at one slice position.",
-    "mixed_orientation": "A series mixes slice orientations.",
-    "instance_numbers_not_contiguous": "Instance numbers have gaps while the positions show none.",
-    "out_of_window": "The scan day is outside the visit window.",
-    "scan_day_unknown": "The scan day is unknown, so the visit window cannot be checked.",
-    "scanner_changed": "The scanner differs from the subject's baseline.",
-    "protocol_changed": "The acquisition protocol differs from the subject's baseline.",
+    "no_images": gettext_noop("No images were received for the visit."),
+    "modality_missing": gettext_noop("The protocol's modality has no series."),
+    "region_missing": gettext_noop("The series of the protocol's modality do not cover its body region."),
+    "region_unknown": gettext_noop(
+        "The body region of some series cannot be read, so the protocol's region is unconfirmed."
+    ),
+    "contrast_missing": gettext_noop("The protocol requires contrast and no series shows it."),
+    "contrast_unexpected": gettext_noop("The protocol asks for no contrast and a series shows it."),
+    "slice_thickness_exceeded": gettext_noop("A series' slices are thicker than the protocol's maximum."),
+    "slice_thickness_unknown": gettext_noop("A series does not state its slice thickness."),
+    "missing_slices": gettext_noop("Slice positions have gaps: images are missing."),
+    "inconsistent_spacing": gettext_noop("The spacing between neighbouring slices varies."),
+    "duplicate_positions": gettext_noop("Several images lie at one slice position."),
+    "mixed_orientation": gettext_noop("A series mixes slice orientations."),
+    "instance_numbers_not_contiguous": gettext_noop("Instance numbers have gaps while the positions show none."),
+    "out_of_window": gettext_noop("The scan day is outside the visit window."),
+    "scan_day_unknown": gettext_noop("The scan day is unknown, so the visit window cannot be checked."),
+    "scanner_changed": gettext_noop("The scanner differs from the subject's baseline."),
+    "protocol_changed": gettext_noop("The acquisition protocol differs from the subject's baseline."),
 }
 
 CONTRAST_CHOICES = ("required", "none", "either")

@@ -27,6 +27,7 @@ from ..forms import (
     add_service_errors,
     kind_label,
     region_text,
+    why_text,
 )
 from ..inbox import waiting_query_ids
 from ..ingest.services import UPLOADABLE_STATES
@@ -86,6 +87,7 @@ def _qc_page(request, actor, trial, timepoint, *, relabel=None, fail_form=None, 
             {
                 "series": series,
                 "classification": classification,
+                "reasons": [why_text(reason) for reason in classification.reasons] if classification else [],
                 "kind": kind_label(classification.kind) if classification else "",
                 "region": region_text(classification.region) if classification else "",
                 "confidence": round(classification.confidence * 100) if classification else None,

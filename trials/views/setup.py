@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ctims.audit import audit_export
+from ctims.audit_display import event_view
 from ctims.exceptions import ValidationFailed
 
 from .. import selectors, services
@@ -304,6 +305,7 @@ def trial_audit(request, code):
     form, filters = _audit_filters(request, trial)
     events = selectors.audit_event_list(trial=trial, filters=filters)
     page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = [event_view(event) for event in page.object_list]  # in the reader's language
     export_query = urlencode({k: v for k, v in request.GET.items() if k != "page"})
     context = {
         "form": form,

@@ -76,3 +76,17 @@ def test_a_rules_file_can_be_swapped_for_a_trial(tmp_path):
     result = classify_series(series(n=3, description="AX"), rules)
     assert result.kind == "ct.portal_venous"
     assert "rules site-1" in result.reasons[0]
+
+
+def test_every_rules_reason_is_in_the_korean_catalogue():
+    """A reason is shown in its reader's language: the rules file's reasons are listed for makemessages and each
+    has its Korean words (a new rule's reason without them would read English on a Korean QC page)."""
+    from django.utils import translation
+
+    from trials.qc.rule_reasons import RULE_REASONS
+
+    data = json.loads(RULES_PATH.read_text(encoding="utf-8"))
+    assert set(RULE_REASONS) == {rule["reason"] for rule in data["rules"]}
+    with translation.override("ko"):
+        untranslated = [reason for reason in RULE_REASONS if translation.gettext(reason) == reason]
+    assert not untranslated

@@ -148,7 +148,7 @@ def _query_entries(kind: str, qs: QuerySet[Query], today: date, trial: Trial | N
             Entry(
                 kind=kind,
                 trial=code,
-                title=query.title,
+                title=query.heading,
                 about=f"{timepoint.subject.code} · {timepoint.visit.label}",
                 url=reverse("query-detail", kwargs={"code": code, "pk": query.pk}),
                 due=query.due_date,

@@ -48,7 +48,7 @@ def entries(user, **kw):
 
 def test_a_new_query_waits_for_the_coordinators_of_its_site_and_nobody_else(world, query):
     [entry] = entries(world.cora)
-    assert (entry.kind, entry.trial, entry.title) == ("query", "ALPHA", query.title)
+    assert (entry.kind, entry.trial, entry.title) == ("query", "ALPHA", query.heading)
     assert entry.about == f"{SUBJECT} · Baseline"
     assert entry.url == reverse("query-detail", args=["ALPHA", query.pk])
     assert entry.due == query.due_date and not entry.overdue
@@ -147,12 +147,12 @@ def test_the_top_bar_counts_what_waits_and_the_inbox_page_lists_it(world, query,
     client.force_login(world.cora)
     page = client.get(reverse("home")).content.decode()
     assert 'id="inbox-count">1<' in page
-    assert query.title in page and reverse("query-detail", args=["ALPHA", query.pk]) in page  # home's section
+    assert query.heading in page and reverse("query-detail", args=["ALPHA", query.pk]) in page  # home's section
     inbox = client.get(reverse("inbox")).content.decode()
-    assert query.title in inbox and "Query to answer" in inbox and f"{SUBJECT} · Baseline" in inbox
+    assert query.heading in inbox and "Query to answer" in inbox and f"{SUBJECT} · Baseline" in inbox
     client.force_login(world.bruno)
     page = client.get(reverse("home")).content.decode()
-    assert 'id="inbox-count"' not in page and query.title not in page
+    assert 'id="inbox-count"' not in page and query.heading not in page
     assert "Nothing waits for you." in client.get(reverse("inbox")).content.decode()
 
 
@@ -167,7 +167,7 @@ def test_the_overdue_count_is_marked_in_the_top_bar(world, query, client):
 def test_the_trial_overview_and_the_queries_tab_show_the_query_waiting(world, query, client):
     client.force_login(world.cora)
     overview = client.get(reverse("trial-detail", args=["ALPHA"])).content.decode()
-    assert "Waiting for you" in overview and query.title in overview
+    assert "Waiting for you" in overview and query.heading in overview
     queries = client.get(reverse("query-list", args=["ALPHA"])).content.decode()
     assert "1 query waits for you; it is marked below." in queries
     assert queries.count('class="tag query-waiting"') == 1
@@ -186,9 +186,9 @@ def test_the_qc_worklist_page_shows_answered_waiting_for_you(world, query, clien
 
 def test_the_inbox_page_narrows_to_one_trial_and_one_kind(world, query, client):
     client.force_login(world.cora)
-    assert query.title in client.get(reverse("inbox"), {"trial": "ALPHA", "kind": "query"}).content.decode()
-    assert query.title not in client.get(reverse("inbox"), {"kind": "read"}).content.decode()
-    assert query.title in client.get(reverse("inbox"), {"trial": "OMEGA"}).content.decode()  # not hers: all
+    assert query.heading in client.get(reverse("inbox"), {"trial": "ALPHA", "kind": "query"}).content.decode()
+    assert query.heading not in client.get(reverse("inbox"), {"kind": "read"}).content.decode()
+    assert query.heading in client.get(reverse("inbox"), {"trial": "OMEGA"}).content.decode()  # not hers: all
 
 
 def test_the_top_bar_counts_in_a_few_queries(world, query, client, django_assert_max_num_queries):

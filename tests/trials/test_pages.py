@@ -121,8 +121,8 @@ def test_a_token_key_is_shown_once_on_the_page(world, client):
 def test_the_audit_page_filters_by_action(world, client):
     client.force_login(world.alice)
     page = client.get(reverse("trial-audit", args=["ALPHA"]), {"action": "site.create"}).content.decode()
-    assert page.count("<td><code>site.create</code></td>") == 2
-    assert "<td><code>subject.enroll</code></td>" not in page
+    assert page.count("<code>site.create</code></td>") == 2
+    assert "<code>subject.enroll</code></td>" not in page
 
 
 def test_the_sponsor_page_shows_counts_and_no_subject_or_site(world, client):
@@ -142,4 +142,4 @@ def test_the_audit_trail_is_paginated_and_keeps_its_filter(world, client):
     second = client.get(
         reverse("trial-audit", args=["ALPHA"]), {"action": "subject.enroll", "page": 2}
     ).content.decode()
-    assert "Page 2 of 2" in second and second.count("<td><code>subject.enroll</code></td>") == 58 - 50
+    assert "Page 2 of 2" in second and second.count("<code>subject.enroll</code></td>") == 58 - 50

@@ -192,7 +192,10 @@ def timepoint_viewer(request, code, subject_code, visit_code):
     # Compare with the latest earlier visit first (the usual baseline/follow-up reading), else the next one.
     default_compare = (earlier[-1] if earlier else later[0] if later else visits[current])["visit"]
     root = reverse("dicomweb-trial-studies", kwargs={"scope_code": trial.code}).removesuffix("/studies")
+    # Opened from the QC review of this visit ("View images" there): the way back leads to that review.
+    from_qc = request.GET.get("from") == "qc" and actor.has_trial_perm(trial, "review_qc")
     context = {
+        "from_qc": from_qc,
         "subject": subject,
         "visit": timepoint.visit,
         "timepoint": timepoint,
@@ -202,4 +205,5 @@ def timepoint_viewer(request, code, subject_code, visit_code):
         "panes": ["left", "right"],
         "viewer_config": {"root": root, "wasmBase": static("dist/viewer/"), "timepoints": visits},
     }
-    return _trial_page(request, actor, trial, "trials/viewer.html", "trial-subjects", context)
+    current = "qc-worklist" if from_qc else "trial-subjects"
+    return _trial_page(request, actor, trial, "trials/viewer.html", current, context)

@@ -25,8 +25,9 @@ DESKTOP = {"width": 1440, "height": 900}
 READ = "ALPHA-SEO-002"  # baseline in read, week 6 with an open query
 NEW = "ALPHA-SEO-001"  # nothing uploaded yet
 
-# The page's scrolling width against the viewport's, and every visible control lying outside the viewport
-# (described for the failure message). Visually hidden text and the skip link are not controls on screen.
+# The page's scrolling width against the viewport's, every visible control lying outside the viewport and every
+# table wider than its box (described for the failure message). Visually hidden text and the skip link are not
+# controls on screen.
 OUTSIDE = """() => {
     const root = document.scrollingElement;
     const width = root.clientWidth;
@@ -43,6 +44,13 @@ OUTSIDE = """() => {
             outside.push(`${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""} "${text}" at ${box.left}..${box.right}`);
         }
     }
+    // A table that keeps its columns may scroll in its box; any other must fit it.
+    for (const wrap of document.querySelectorAll(".table-wrap")) {
+        if (!wrap.checkVisibility() || wrap.querySelector("table.numeric, table.keep-columns")) continue;
+        if (wrap.scrollWidth > wrap.clientWidth + 1) {
+            outside.push(`table.${wrap.querySelector("table").className} ${wrap.scrollWidth} wide in ${wrap.clientWidth}`);
+        }
+    }
     return {scrollWidth: root.scrollWidth, clientWidth: width, outside};
 }"""
 
@@ -51,7 +59,7 @@ def fits(page, name: str) -> None:
     """The page needs no sideways scrolling and shows every visible control inside the viewport."""
     page.wait_for_load_state("networkidle")
     found = page.evaluate(OUTSIDE)
-    assert found["clientWidth"] == PHONE["width"], found
+    assert found["clientWidth"] == page.viewport_size["width"], found
     assert found["scrollWidth"] <= found["clientWidth"], (name, found)
     assert found["outside"] == [], (name, found)
     screenshot(page, f"phone-{name}")
@@ -188,6 +196,13 @@ def test_a_coordinator_uploads_and_answers_a_query_on_a_phone(world, folder, pho
     fits(page, "cora-upload-query-open")
     visit_each(page, "cora", [reverse("read-worklist"), reverse("password_change")])
 
+    # Tablets, upright and on their side, fit the same pages.
+    for width, height in [(768, 1024), (1024, 768)]:
+        page.set_viewport_size({"width": width, "height": height})
+        urls = [reverse("trial-subjects", args=["ALPHA"]), reverse("subject-detail", args=["ALPHA", READ])]
+        urls += [reverse("query-list", args=["ALPHA"]), reverse("query-detail", args=["ALPHA", Query.objects.get().pk])]
+        visit_each(page, f"cora-{width}", urls)
+
 
 def test_every_role_s_main_pages_fit_a_phone(world, phone):
     page = phone
@@ -224,6 +239,16 @@ def test_every_role_s_main_pages_fit_a_phone(world, phone):
     log_in(page, "sam")
     names = ["trial-detail", "read-results", "read-transfers"]
     visit_each(page, "sam", [reverse("home"), *(reverse(name, args=["ALPHA"]) for name in names)])
+
+    # In Korean (words are kept whole there) the coordinator's pages fit as well.
+    log_in(page, "cora")
+    page.locator(".lang-switch button[value=ko]").click()
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("html")).to_have_attribute("lang", "ko")
+    urls = [reverse("home"), reverse("trial-detail", args=["ALPHA"]), reverse("trial-subjects", args=["ALPHA"])]
+    urls += [reverse("subject-detail", args=["ALPHA", READ]), reverse("timepoint-upload", args=["ALPHA", NEW, "BL"])]
+    urls += [reverse("query-list", args=["ALPHA"]), reverse("query-detail", args=["ALPHA", Query.objects.get().pk])]
+    visit_each(page, "cora-ko", urls)
 
 
 def in_view(page, selector: str) -> None:

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from ctims.models import User
 from reads.services import read_design_set
 from tests.conftest import PASSWORD, authenticator_of, build_world, ct_protocol, current_code, upload_files
+from tests.e2e.conftest import log_in as log_in_on_a_desktop
 from tests.e2e.conftest import screenshot
 from trials import qc_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -139,6 +140,12 @@ def log_in(page, name: str) -> None:
     assert "/accounts/" not in page.url
 
 
+def follow(page, link) -> None:
+    """Click a link and wait for the page it leads to."""
+    with page.expect_navigation():
+        link.click()
+
+
 def visit_each(page, name: str, urls: list[str]) -> None:
     for url in urls:
         page.goto(url)
@@ -149,11 +156,11 @@ def test_a_coordinator_uploads_and_answers_a_query_on_a_phone(world, folder, pho
     page = phone
     log_in(page, "cora")
     fits(page, "cora-home")
-    page.get_by_role("link", name="ALPHA").first.click()
+    follow(page, page.get_by_role("link", name="ALPHA").first)
     fits(page, "cora-trial")
-    page.locator(".trialnav").get_by_role("link", name="Subjects").click()
+    follow(page, page.locator(".trialnav").get_by_role("link", name="Subjects"))
     fits(page, "cora-subjects")
-    page.get_by_role("link", name=NEW, exact=True).click()
+    follow(page, page.get_by_role("link", name=NEW, exact=True))
     fits(page, "cora-subject")
 
     # The subject page shows each visit's state and its upload button on screen.
@@ -175,19 +182,19 @@ def test_a_coordinator_uploads_and_answers_a_query_on_a_phone(world, folder, pho
     expect(stray.locator("td[data-label=Details]")).to_contain_text("different patient")
     fits(page, "cora-uploaded")
 
-    page.locator("#upload-back a").click()
+    follow(page, page.locator("#upload-back a"))
     baseline = page.locator("main table tbody tr", has_text="Baseline").first
     expect(baseline.locator("td[data-label=State]")).to_have_text("Uploaded")
     expect(page.locator("section", has_text="Upload history")).to_contain_text("different patient")
     fits(page, "cora-subject-uploaded")
 
     # The query on the other subject's week 6: the list, the thread and the answer.
-    page.locator(".trialnav").get_by_role("link", name="Queries").click()
+    follow(page, page.locator(".trialnav").get_by_role("link", name="Queries"))
     fits(page, "cora-queries")
-    page.get_by_role("link", name="QC failed", exact=False).click()
+    follow(page, page.get_by_role("link", name="QC failed", exact=False))
     fits(page, "cora-query")
     page.fill("textarea[name=body]", "The missing slices are on their way.")
-    page.get_by_role("button", name="Send answer").click()
+    follow(page, page.get_by_role("button", name="Send answer"))
     expect(page.locator("#query-state")).to_have_text("Answered")
     fits(page, "cora-query-answered")
     assert Query.objects.get().state == "answered"
@@ -204,7 +211,7 @@ def test_a_coordinator_uploads_and_answers_a_query_on_a_phone(world, folder, pho
         visit_each(page, f"cora-{width}", urls)
 
 
-def test_every_role_s_main_pages_fit_a_phone(world, phone):
+def test_the_main_pages_of_every_role_fit_a_phone(world, phone):
     page = phone
     log_in(page, "quinn")
     visit_each(
@@ -242,8 +249,7 @@ def test_every_role_s_main_pages_fit_a_phone(world, phone):
 
     # In Korean (words are kept whole there) the coordinator's pages fit as well.
     log_in(page, "cora")
-    page.locator(".lang-switch button[value=ko]").click()
-    page.wait_for_load_state("networkidle")
+    follow(page, page.locator(".lang-switch button[value=ko]"))
     expect(page.locator("html")).to_have_attribute("lang", "ko")
     urls = [reverse("home"), reverse("trial-detail", args=["ALPHA"]), reverse("trial-subjects", args=["ALPHA"])]
     urls += [reverse("subject-detail", args=["ALPHA", READ]), reverse("timepoint-upload", args=["ALPHA", NEW, "BL"])]
@@ -262,9 +268,7 @@ def in_view(page, selector: str) -> None:
 def test_qc_s_image_page_fits_a_desktop_and_leads_back_to_the_review(world, page):
     page.set_viewport_size(DESKTOP)
     page.context.clear_cookies()
-    from tests.e2e.conftest import log_in as log_in_desktop
-
-    log_in_desktop(page, "quinn@example.org", PASSWORD)
+    log_in_on_a_desktop(page, "quinn@example.org", PASSWORD)
     qc_page = reverse("qc-timepoint", args=["ALPHA", READ, "W6"])
     page.goto(qc_page)
     page.get_by_role("link", name="View images").click()
@@ -285,20 +289,16 @@ def test_qc_s_image_page_fits_a_desktop_and_leads_back_to_the_review(world, page
         in_view(page, f'.viewer-pane[data-pane="{pane}"] .viewer-frame')
         in_view(page, f'.viewer-pane[data-pane="{pane}"] .viewer-slider')
 
-    page.get_by_role("link", name="Back to the QC review").click()
-    page.wait_for_load_state("networkidle")
+    follow(page, page.get_by_role("link", name="Back to the QC review"))
     assert page.url.endswith(qc_page)
     expect(page.locator("h1")).to_contain_text(f"Quality control {READ}")
 
 
 def test_the_image_page_opened_from_a_subject_leads_back_to_the_subject(world, page):
-    from tests.e2e.conftest import log_in as log_in_desktop
-
-    log_in_desktop(page, "cora@example.org", PASSWORD)
+    log_in_on_a_desktop(page, "cora@example.org", PASSWORD)
     page.goto(reverse("subject-detail", args=["ALPHA", READ]))
     page.locator("main table tbody tr", has_text="Baseline").get_by_role("link", name="View images").click()
     page.wait_for_selector("#viewer.is-ready")
     expect(page.get_by_role("link", name="Back to the QC review")).to_have_count(0)
-    page.get_by_role("link", name=f"Back to subject {READ}").click()
-    page.wait_for_load_state("networkidle")
+    follow(page, page.get_by_role("link", name=f"Back to subject {READ}"))
     assert page.url.endswith(reverse("subject-detail", args=["ALPHA", READ]))

@@ -9,6 +9,7 @@ from . import health, metrics, views
 
 urlpatterns = [
     path("", trial_views.home, name="home"),
+    path("inbox/", trial_views.inbox, name="inbox"),
     path("accounts/", include("ctims.account_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),

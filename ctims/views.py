@@ -61,6 +61,7 @@ def api_root(request):
             "schema": here(reverse("api-schema")),
             "docs": here(reverse("api-docs")),
             "trials": here(reverse("api-trials")),
+            "inbox": here(reverse("api-inbox")),
             "authentication": "A session (log in at /accounts/login/) or an API token: 'Authorization: Bearer <token>'.",
         }
     )

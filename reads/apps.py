@@ -34,6 +34,9 @@ class ReadsConfig(AppConfig):
         from trials.dicomweb.scopes import RELEASED_READS
         from trials.signals import timepoint_ready
 
+        from .inbox import register_sources
+
+        register_sources()
         if _released_reads not in RELEASED_READS:
             RELEASED_READS.append(_released_reads)
         timepoint_ready.connect(_enqueue_read_tasks, dispatch_uid="reads.create_read_tasks")

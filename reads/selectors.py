@@ -69,11 +69,15 @@ def worklist(user) -> dict[str, list[dict]]:
     return groups
 
 
-def visit_label(task: ReadTask, timepoint: Timepoint) -> str:
-    """What a reader calls a visit: its label if the design shows it, else its place in the reader's sequence."""
+def visit_label(task: ReadTask, timepoint: Timepoint, *, place: int | None = None) -> str:
+    """What a reader calls a visit: its label if the design shows it, else its place in the reader's sequence
+    (`place`, the number of the subject's earlier visits, if the caller counted them already)."""
     if task.design.show_visit_label:
         return timepoint.visit.label
-    place = Timepoint.objects.filter(subject_id=timepoint.subject_id, visit__order__lt=timepoint.visit.order).count()
+    if place is None:
+        place = Timepoint.objects.filter(
+            subject_id=timepoint.subject_id, visit__order__lt=timepoint.visit.order
+        ).count()
     if timepoint.pk == task.timepoint_id:
         return _("Current visit (visit %(n)s)") % {"n": place + 1}
     return _("Visit %(n)s") % {"n": place + 1}

@@ -40,3 +40,4 @@ def test_the_api_root_answers_with_its_schema_docs_and_entry_points(client):
     body = response.json()
     assert body["schema"].endswith("/api/schema/") and body["docs"].endswith("/api/docs/")
     assert body["trials"].endswith("/api/trials/")
+    assert body["inbox"].endswith("/api/inbox/")

@@ -269,6 +269,7 @@ ACCEPT = {"HTTP_ACCEPT": "*/*"}
 ROWS: list[Row] = [
     # Pages that belong to no trial
     Row("home", "/", page(*MEMBERS, otto=200, oscar=200, vera=200)),
+    Row("inbox", "/inbox/", page(*MEMBERS, *OUTSIDERS)),  # everyone's own: what waits for them
     Row("health", "/health/", cells(200)),
     Row("login", "/accounts/login/", cells(302, anon=200, tokens=200)),  # logged in: sent on to the home page
     Row("logout", "/accounts/logout/", cells(405)),  # POST only
@@ -289,6 +290,8 @@ ROWS: list[Row] = [
     Row("api-schema", "/api/schema/", cells(200)),
     Row("api-docs", "/api/docs/", cells(200)),
     Row("api-root", "/api/", cells(200)),
+    Row("api-inbox", "/api/inbox/", api(*MEMBERS, *OUTSIDERS)),
+    Row("api-inbox", "/api/inbox/?trial={code}", api(*MEMBERS), note="one trial: outsiders get 404"),
     Row("api-trials", "/api/trials/", api(*MEMBERS, otto=200, oscar=200, vera=200)),
     Row("api-trial", "/api/trials/{code}/", api(*MEMBERS)),
     Row("api-trial-summary", "/api/trials/{code}/summary/", api(*MEMBERS)),  # readers: code and title only

@@ -38,6 +38,9 @@ def members_only(ok_for, **kw):
 ROWS = [
     # API
     Row("api trial list", "get", "api-trials", allowed=tuple(CAST)),
+    # The inbox is each person's own: anyone logged in gets theirs (tests/trials/test_inbox.py checks its scope).
+    Row("api inbox", "get", "api-inbox", allowed=tuple(CAST)),
+    Row("inbox page", "get", "inbox", allowed=tuple(CAST), api=False),
     Row(
         "api trial create",
         "post",

@@ -71,18 +71,18 @@ class Actor:
 
     def sites(self, trial: Trial, perm: str) -> QuerySet[Site]:
         """The trial's sites on which the actor holds a site permission such as 'upload_to_site'."""
+        return self.sites_anywhere(perm).filter(trial=trial)
+
+    def sites_anywhere(self, perm: str) -> QuerySet[Site]:
+        """The sites of every trial on which the actor holds a site permission (a token: of its trial only)."""
         if not self.is_authenticated:
             return Site.objects.none()
         qs = get_objects_for_user(
-            self.user,
-            f"trials.{perm}",
-            klass=Site.objects.filter(trial=trial),
-            accept_global_perms=False,
-            with_superuser=False,
+            self.user, f"trials.{perm}", klass=Site, accept_global_perms=False, with_superuser=False
         )
         if self.token is not None:
             membership = self.token.membership
-            if membership.trial_id != trial.pk or perm not in SITE_PERMS.get(membership.role, ()):
+            if perm not in SITE_PERMS.get(membership.role, ()):
                 return Site.objects.none()
             qs = qs.filter(pk__in=membership.sites.values("pk"))
         return qs

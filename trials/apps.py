@@ -19,5 +19,7 @@ class TrialsConfig(AppConfig):
     def ready(self) -> None:
         from ctims.two_factor import POLICIES
 
+        from . import inbox  # noqa: F401 - registers the queries' inbox sources
+
         if needs_two_factor not in POLICIES:
             POLICIES.append(needs_two_factor)

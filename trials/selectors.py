@@ -6,7 +6,23 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from django.db.models import Case, Count, IntegerField, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -281,10 +297,18 @@ def timepoint_get(*, actor: Actor, trial: Trial, subject_code: str, visit_code: 
 
 
 def qc_worklist(*, actor: Actor, trial: Trial) -> QuerySet[Timepoint]:
-    """Timepoints waiting for QC or for a site's answer, oldest first; for QC reviewers only (else 403)."""
+    """Timepoints waiting for QC or for a site's answer, oldest first; for QC reviewers only (else 403).
+
+    `answered` is true where the site has answered every query still open on the visit (in words or by a new
+    upload): the visit waits for the reviewer again, not for the site.
+    """
     if not actor.has_trial_perm(trial, "review_qc"):
         raise NotPermitted(_("Only QC reviewers review image quality."))
     states = [Timepoint.State.UPLOADED, Timepoint.State.IN_QC, Timepoint.State.QUERY_OPEN]
+
+    def queries(state: str):
+        return Exists(Query.objects.filter(timepoint=OuterRef("pk"), state=state))
+
     return (
         Timepoint.objects.filter(subject__trial=trial, state__in=states)
         .select_related("subject__site", "visit")
@@ -292,6 +316,9 @@ def qc_worklist(*, actor: Actor, trial: Trial) -> QuerySet[Timepoint]:
             n_blocking=Count("qc_findings", filter=Q(qc_findings__severity="blocking"), distinct=True),
             n_warnings=Count("qc_findings", filter=Q(qc_findings__severity="warning"), distinct=True),
             uploaded_at=Max("uploads__closed_at"),
+            answered=ExpressionWrapper(
+                queries(Query.State.ANSWERED) & ~queries(Query.State.OPEN), output_field=BooleanField()
+            ),
         )
         .order_by("updated_at")
     )

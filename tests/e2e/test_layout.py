@@ -201,7 +201,7 @@ def test_a_coordinator_uploads_and_answers_a_query_on_a_phone(world, folder, pho
 
     page.goto(reverse("timepoint-upload", args=["ALPHA", READ, "W6"]))
     fits(page, "cora-upload-query-open")
-    visit_each(page, "cora", [reverse("read-worklist"), reverse("password_change")])
+    visit_each(page, "cora", [reverse("inbox"), reverse("read-worklist"), reverse("password_change")])
 
     # Tablets, upright and on their side, fit the same pages.
     for width, height in [(768, 1024), (1024, 768)]:
@@ -219,6 +219,7 @@ def test_the_main_pages_of_every_role_fit_a_phone(world, phone):
         "quinn",
         [
             reverse("home"),
+            reverse("inbox"),
             reverse("qc-worklist", args=["ALPHA"]),
             reverse("qc-timepoint", args=["ALPHA", READ, "W6"]),
             reverse("trial-subjects", args=["ALPHA"]),
@@ -233,7 +234,7 @@ def test_the_main_pages_of_every_role_fit_a_phone(world, phone):
     fits(page, "quinn-images")
 
     log_in(page, "rhea")
-    visit_each(page, "rhea", [reverse("home"), reverse("read-worklist")])
+    visit_each(page, "rhea", [reverse("home"), reverse("inbox"), reverse("read-worklist")])
 
     log_in(page, "ada")
     visit_each(page, "ada", [reverse("home"), reverse("read-worklist")])
@@ -251,7 +252,8 @@ def test_the_main_pages_of_every_role_fit_a_phone(world, phone):
     log_in(page, "cora")
     follow(page, page.locator(".lang-switch button[value=ko]"))
     expect(page.locator("html")).to_have_attribute("lang", "ko")
-    urls = [reverse("home"), reverse("trial-detail", args=["ALPHA"]), reverse("trial-subjects", args=["ALPHA"])]
+    urls = [reverse("home"), reverse("inbox"), reverse("trial-detail", args=["ALPHA"])]
+    urls += [reverse("trial-subjects", args=["ALPHA"])]
     urls += [reverse("subject-detail", args=["ALPHA", READ]), reverse("timepoint-upload", args=["ALPHA", NEW, "BL"])]
     urls += [reverse("query-list", args=["ALPHA"]), reverse("query-detail", args=["ALPHA", Query.objects.get().pk])]
     visit_each(page, "cora-ko", urls)

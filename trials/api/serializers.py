@@ -276,3 +276,24 @@ class UploadOut(serializers.ModelSerializer):
 
     def get_stow_url(self, upload) -> str:
         return f"/dicomweb/trials/{upload.timepoint.subject.trial.code}/uploads/{upload.pk}/studies"
+
+
+class InboxEntryOut(serializers.Serializer):
+    """One thing waiting for the person; a reader's entries carry no site, subject code or image date."""
+
+    kind = serializers.CharField()
+    label = serializers.CharField()
+    trial = serializers.CharField()
+    title = serializers.CharField()
+    about = serializers.CharField()
+    url = serializers.CharField(help_text="The page where the person acts on it.")
+    due = serializers.DateField(allow_null=True)
+    overdue = serializers.BooleanField()
+    since = serializers.DateTimeField(allow_null=True)
+
+
+class InboxOut(serializers.Serializer):
+    total = serializers.IntegerField()
+    overdue = serializers.IntegerField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="Entries of each kind.")
+    results = InboxEntryOut(many=True)

@@ -4,6 +4,7 @@ from . import browser_views, views
 
 t = "trials/<str:code>/"
 urlpatterns = [
+    path("inbox/", views.InboxApi.as_view(), name="api-inbox"),
     path("trials/", views.TrialListApi.as_view(), name="api-trials"),
     path(t, views.TrialDetailApi.as_view(), name="api-trial"),
     path(t + "summary/", views.TrialSummaryApi.as_view(), name="api-trial-summary"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -13,6 +15,7 @@ from ctims.pagination import Pagination
 
 from .. import selectors, services
 from ..access import Actor
+from ..inbox import inbox_entries
 from ..ingest.browser import upload_open_with_path
 from ..ingest.services import upload_finish
 from ..models import Membership, Upload
@@ -37,6 +40,31 @@ def _paginated(request, view, queryset, out_class):
     paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(out_class(page, many=True).data)
+
+
+class InboxApi(APIView):
+    @extend_schema(responses=s.InboxOut)
+    def get(self, request):
+        """What waits for the person in every trial they are in (a token: in its trial and role only).
+
+        `?trial=CODE` narrows the list to one trial. Entries are derived from the work's state: they leave once
+        the person has acted (answered, closed, signed, downloaded).
+        """
+        actor = _actor(request)
+        trial = None
+        if request.query_params.get("trial"):
+            trial = selectors.trial_get(actor=actor, code=request.query_params["trial"])
+        entries = inbox_entries(actor, trial=trial)
+        counts: dict[str, int] = {}
+        for entry in entries:
+            counts[entry.kind] = counts.get(entry.kind, 0) + 1
+        data = {
+            "total": len(entries),
+            "overdue": sum(1 for e in entries if e.overdue),
+            "counts": counts,
+            "results": [asdict(e) | {"label": e.label} for e in entries],
+        }
+        return Response(s.InboxOut(data).data)
 
 
 class TrialListApi(APIView):

@@ -5,6 +5,7 @@ right), reads through selectors, changes through services, and answers a success
 """
 
 from ._common import home
+from .inbox import inbox
 from .invitations import invitation
 from .qc import (
     qc_fail,
@@ -35,6 +36,7 @@ from .subjects import subject_detail, timepoint_upload, timepoint_viewer, trial_
 
 __all__ = [
     "home",
+    "inbox",
     "invitation",
     "membership_revoke",
     "protocol_create",

@@ -15,7 +15,11 @@ from ctims.exceptions import NotFound, NotPermitted
 
 from .. import selectors
 from ..access import Actor
+from ..inbox import inbox_entries
 from ..models import Timepoint, Trial
+
+# How many of the inbox's entries the home page and a trial's overview show before "all in your inbox".
+HOME_ENTRIES = 8
 
 # Where a QC reviewer still has work on a timepoint: the worklist's states.
 QC_STATES = (Timepoint.State.UPLOADED, Timepoint.State.IN_QC, Timepoint.State.QUERY_OPEN)
@@ -23,17 +27,21 @@ QC_STATES = (Timepoint.State.UPLOADED, Timepoint.State.IN_QC, Timepoint.State.QU
 
 @login_required
 def home(request):
-    """The trials the person holds a role in, with their roles."""
-    trials = selectors.trial_list(actor=Actor.from_request(request))
+    """The trials the person holds a role in, with their roles, and the first of what waits for them."""
+    actor = Actor.from_request(request)
+    trials = selectors.trial_list(actor=actor)
     roles: dict[int, list[str]] = {}
     for m in request.user.memberships.filter(trial__in=trials):
         roles.setdefault(m.trial_id, []).append(m.get_role_display())
+    waiting = inbox_entries(actor)
     return render(
         request,
         "home.html",
         {
             "trials": [(t, roles.get(t.pk, [])) for t in trials],
             "can_create_trial": request.user.has_perm("trials.add_trial"),
+            "waiting": waiting[:HOME_ENTRIES],
+            "waiting_more": max(len(waiting) - HOME_ENTRIES, 0),
         },
     )
 

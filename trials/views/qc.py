@@ -28,6 +28,7 @@ from ..forms import (
     kind_label,
     region_text,
 )
+from ..inbox import waiting_query_ids
 from ..ingest.services import UPLOADABLE_STATES
 from ..models import QCFinding, Query, Series, Timepoint, Trial, UploadItem
 from ._common import QC_STATES, _trial, _trial_page, scoped
@@ -239,7 +240,13 @@ def query_list(request, code):
     tabs = [("", _("All"), sum(counts.values()))] + [
         (value, label, counts.get(value, 0)) for value, label in Query.State.choices
     ]
-    context = {"page": page, "state": state, "tabs": tabs, "today": timezone.localdate()}
+    context = {
+        "page": page,
+        "state": state,
+        "tabs": tabs,
+        "today": timezone.localdate(),
+        "waiting": waiting_query_ids(actor, trial),
+    }
     return _trial_page(request, actor, trial, "trials/query_list.html", "query-list", context)
 
 

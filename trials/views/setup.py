@@ -34,8 +34,9 @@ from ..forms import (
     VisitCreateForm,
     add_service_errors,
 )
+from ..inbox import inbox_entries
 from ..models import Timepoint, Trial
-from ._common import _posted, _trial, _trial_page, scoped
+from ._common import HOME_ENTRIES, _posted, _trial, _trial_page, scoped
 
 AUDIT_PAGE_SIZE = 50
 
@@ -85,6 +86,9 @@ def trial_detail(request, code):
         "show_facts": manages or sees_all or sees_results or bool(my_sites),
         "states": Timepoint.State.choices,
     }
+    waiting = inbox_entries(actor, trial=trial)
+    context["waiting"] = waiting[:HOME_ENTRIES]
+    context["waiting_more"] = max(len(waiting) - HOME_ENTRIES, 0)
     if manages or sees_all or sees_results:
         summary = selectors.trial_summary(trial=trial)
         context["summary"] = summary

@@ -1,0 +1,188 @@
+"""What waits for a person, across the trials they are in: their inbox.
+
+An entry is derived from the current state of the work, never stored: a query open at one of the coordinator's
+sites, a query the site answered for the QC reviewers, a read or adjudication task of the reader's that is not
+signed, a built transfer the sponsor has not downloaded yet. Acting on it (answering, closing, signing,
+downloading) is what takes it out of the inbox; there is no separate "seen" mark to keep in step.
+
+Each app adds the sources it knows (trials: the queries; reads: tasks and transfers) to `SOURCES` when it is
+ready, so that this module imports nothing above `trials`. A source scopes itself to the actor exactly as the
+page it links to does: what a person may not open never shows in their inbox, and a reader's entries carry
+only what their worklist shows (case label, visit label, due date).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from django.db.models import Count, Max, Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy
+
+from .access import Actor
+from .models import Query, Trial
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing waiting for the person, with the page where they act on it."""
+
+    kind: str
+    trial: str  # the trial's code
+    title: str
+    about: str  # what it concerns: a subject and visit, or a reader's case label and visit label
+    url: str
+    due: date | None = None
+    overdue: bool = False
+    since: datetime | None = None  # when it started waiting (left out where it could unblind)
+
+    @property
+    def label(self) -> str:
+        return str(KIND_LABELS[self.kind])
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many entries a source holds for the person, and how many of them are past their due date."""
+
+    total: int = 0
+    overdue: int = 0
+
+
+@dataclass(frozen=True)
+class Source:
+    """One kind of entry: how many there are for an actor (one query), and the entries themselves."""
+
+    kind: str
+    tally: Callable[[Actor, date], Tally]
+    entries: Callable[[Actor, date, Trial | None], list[Entry]]
+
+
+KIND_LABELS = {
+    "query": gettext_lazy("Query to answer"),
+    "answered": gettext_lazy("Answered query to review"),
+    "read": gettext_lazy("Read"),
+    "adjudication": gettext_lazy("Adjudication"),
+    "transfer": gettext_lazy("Transfer ready"),
+}
+
+SOURCES: list[Source] = []
+
+
+def register(source: Source) -> None:
+    """Add a source once (an app's `ready` may run more than once in tests)."""
+    if all(s.kind != source.kind for s in SOURCES):
+        SOURCES.append(source)
+
+
+def tally_of(qs: QuerySet, *, overdue: Q | None = None) -> Tally:
+    """Count a queryset's rows, and those matching `overdue`, in one query."""
+    if overdue is None:
+        return Tally(total=qs.order_by().count())
+    counts = qs.order_by().aggregate(total=Count("pk"), overdue=Count("pk", filter=overdue))
+    return Tally(total=counts["total"], overdue=counts["overdue"])
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The person's inbox in numbers: the top bar's badge and each kind's count."""
+
+    total: int
+    overdue: int
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+def inbox_counts(actor: Actor) -> Counts:
+    """How much waits for the actor: one query per kind of entry."""
+    if not actor.is_authenticated:
+        return Counts(0, 0)
+    today = timezone.localdate()
+    tallies = {source.kind: source.tally(actor, today) for source in SOURCES}
+    return Counts(
+        total=sum(t.total for t in tallies.values()),
+        overdue=sum(t.overdue for t in tallies.values()),
+        by_kind={kind: t.total for kind, t in tallies.items()},
+    )
+
+
+def inbox_entries(actor: Actor, *, trial: Trial | None = None) -> list[Entry]:
+    """What waits for the actor (in one trial, with `trial`): overdue first, then by due date, then oldest."""
+    if not actor.is_authenticated:
+        return []
+    today = timezone.localdate()
+    entries = [entry for source in SOURCES for entry in source.entries(actor, today, trial)]
+    far = date.max
+    return sorted(
+        entries,
+        key=lambda e: (not e.overdue, e.due or far, e.since.timestamp() if e.since else 0.0, e.kind, e.url),
+    )
+
+
+# --- the queries: the site's answer, the QC reviewer's review -------------------------------------------------
+
+
+def queries_to_answer(actor: Actor) -> QuerySet[Query]:
+    """Open queries at the sites where the actor uploads (answers): a coordinator's to answer."""
+    return Query.objects.filter(
+        state=Query.State.OPEN, timepoint__subject__site__in=actor.sites_anywhere("upload_to_site")
+    )
+
+
+def queries_to_review(actor: Actor) -> QuerySet[Query]:
+    """Queries the site answered, in the trials where the actor reviews QC: the QC reviewer's to read and close."""
+    return Query.objects.filter(state=Query.State.ANSWERED, timepoint__subject__trial__in=actor.trials("review_qc"))
+
+
+def _query_entries(kind: str, qs: QuerySet[Query], today: date, trial: Trial | None, *, due_counts: bool) -> list:
+    if trial is not None:
+        qs = qs.filter(timepoint__subject__trial=trial)
+    qs = qs.select_related("timepoint__subject__trial", "timepoint__visit").annotate(last_at=Max("messages__at"))
+    out = []
+    for query in qs:
+        timepoint = query.timepoint
+        code = timepoint.subject.trial.code
+        out.append(
+            Entry(
+                kind=kind,
+                trial=code,
+                title=query.title,
+                about=f"{timepoint.subject.code} · {timepoint.visit.label}",
+                url=reverse("query-detail", kwargs={"code": code, "pk": query.pk}),
+                due=query.due_date,
+                overdue=due_counts and query.due_date < today,
+                # Since the core lab asked, or since the site's last answer.
+                since=query.opened_at if kind == "query" else query.last_at,
+            )
+        )
+    return out
+
+
+register(
+    Source(
+        kind="query",
+        tally=lambda actor, today: tally_of(queries_to_answer(actor), overdue=Q(due_date__lt=today)),
+        entries=lambda actor, today, trial: _query_entries(
+            "query", queries_to_answer(actor), today, trial, due_counts=True
+        ),
+    )
+)
+# The due date is the site's: an answered query is not overdue for the reviewer.
+register(
+    Source(
+        kind="answered",
+        tally=lambda actor, today: tally_of(queries_to_review(actor)),
+        entries=lambda actor, today, trial: _query_entries(
+            "answered", queries_to_review(actor), today, trial, due_counts=False
+        ),
+    )
+)
+
+
+def waiting_query_ids(actor: Actor, trial: Trial) -> set[int]:
+    """The trial's queries that wait for the actor: to answer at their sites, or answered for their review."""
+    ids = set(queries_to_answer(actor).filter(timepoint__subject__trial=trial).values_list("pk", flat=True))
+    ids |= set(queries_to_review(actor).filter(timepoint__subject__trial=trial).values_list("pk", flat=True))
+    return ids

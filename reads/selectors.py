@@ -124,17 +124,39 @@ def _entry_previous(entry: dict, category: str) -> dict:
     }
 
 
+def _prior(entry: dict, visit: str, label: str) -> dict | None:
+    """Where a lesion was recorded at an earlier visit, to draw it there read-only and jump to it: the image
+    (de-identified UIDs and frame) and, for a measured target, its axes as image (column, row) points."""
+    if not entry.get("image"):
+        return None
+    return {
+        "visit": visit,
+        "visit_label": label,
+        "image": entry["image"],
+        "long_points": entry.get("long_points"),
+        "short_points": entry.get("short_points"),
+        "long_mm": entry.get("long_mm"),
+        "short_mm": entry.get("short_mm"),
+    }
+
+
 def tracked_lesions(task: ReadTask) -> list[dict]:
-    """The reader's lesions followed from earlier visits, with what was last recorded of each."""
+    """The reader's lesions followed from earlier visits, with what was last recorded of each, and where the
+    reader recorded each of them in their own signed reads of the visits the viewer shows ("priors")."""
     earlier = signed_reads_before(task)
     if not earlier:
         return []
+    shown = {t.pk: _viewer_visit(task, t, n) for n, t in enumerate(task_timepoints(task))}
     last: dict[str, tuple[str, dict]] = {}
+    priors: dict[str, list[dict]] = {}
     for read in earlier:
         label = visit_label(task, read.task.timepoint)
         for key, category in (("targets", "target"), ("non_targets", "non_target"), ("new", "new")):
             for entry in read.content.get(key, []):
                 last[entry["label"]] = (label, _entry_previous(entry, category))
+                prior = _prior(entry, shown[read.task.timepoint_id], label) if read.task.timepoint_id in shown else None
+                if prior:
+                    priors.setdefault(entry["label"], []).append(prior)
     out = []
     for lesion in Lesion.objects.filter(assignment=task.assignment).order_by("category", "label"):
         if lesion.label not in last:
@@ -149,6 +171,7 @@ def tracked_lesions(task: ReadTask) -> list[dict]:
                 "site_meaning": str(BY_CODE[lesion.site_code].label) if lesion.site_code in BY_CODE else "",
                 "is_node": lesion.is_node,
                 "previous": {"visit": visit, **previous},
+                "priors": priors.get(lesion.label, []),
             }
         )
     return out
@@ -202,6 +225,7 @@ def _lesion_rows(read: Read) -> list[dict]:
             rows.append(
                 {
                     "label": entry["label"],
+                    "on_image": bool(entry.get("image")),
                     "site_meaning": str(site.label) if site else "",
                     "status": str(STATUS_LABELS.get(entry.get("status", "present"), "")),
                     "long_mm": entry.get("long_mm"),
@@ -211,23 +235,37 @@ def _lesion_rows(read: Read) -> list[dict]:
     return rows
 
 
-def _overlays(read: Read, slot: int, visit: str) -> list[dict]:
+# The categories of a read's content, with the assessment field that answers for each.
+CATEGORIES = (
+    ("targets", "target", "target_response"),
+    ("non_targets", "non_target", "non_target_response"),
+    ("new", "new", "new_lesions"),
+)
+
+
+def _overlays(read: Read, slot: int, visit: str, disputed: set[str]) -> list[dict]:
+    """A reader's lesions of one visit that lie on an image, for the adjudicator's list: a measured target is
+    drawn from its points, a non-target or new lesion is shown by its image; `disputed` names the categories
+    whose response the two readers gave differently at a visit in question."""
     out = []
-    for entry in read.content.get("targets", []):
-        if not entry.get("image") or not (entry.get("long_points") or entry.get("short_points")):
-            continue
-        out.append(
-            {
-                "reader": slot,
-                "visit": visit,
-                "label": entry["label"],
-                "image": entry["image"],
-                "long_points": entry.get("long_points"),
-                "short_points": entry.get("short_points"),
-                "long_mm": entry.get("long_mm"),
-                "short_mm": entry.get("short_mm"),
-            }
-        )
+    for key, category, _field in CATEGORIES:
+        for entry in read.content.get(key, []):
+            if not entry.get("image"):
+                continue
+            out.append(
+                {
+                    "reader": slot,
+                    "visit": visit,
+                    "label": entry["label"],
+                    "category": category,
+                    "disputed": category in disputed,
+                    "image": entry["image"],
+                    "long_points": entry.get("long_points"),
+                    "short_points": entry.get("short_points"),
+                    "long_mm": entry.get("long_mm"),
+                    "short_mm": entry.get("short_mm"),
+                }
+            )
     return out
 
 
@@ -258,10 +296,17 @@ def adjudication_page(task: ReadTask) -> dict:
                     "lesions": _lesion_rows(read) if read else [],
                 }
             )
-            if read:
-                overlays += _overlays(read, slot, _viewer_visit(task, timepoint, n))
+        assessments = [(by_slot[slot].assessment or {}) if slot in by_slot else {} for slot in (1, 2)]
+        disputed = {
+            category
+            for _key, category, field in CATEGORIES
+            if timepoint.pk in in_question and assessments[0].get(field) != assessments[1].get(field)
+        }
+        for slot, read in sorted(by_slot.items()):
+            overlays += _overlays(read, slot, _viewer_visit(task, timepoint, n), disputed)
         rows.append(
             {
+                "visit": _viewer_visit(task, timepoint, n),
                 "visit_label": label,
                 "in_question": timepoint.pk in in_question,
                 "readers": readers,

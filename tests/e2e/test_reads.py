@@ -4,6 +4,7 @@ images, picks one and signs; the visits' results are locked and both readers' SR
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -12,18 +13,21 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from reads.models import Read, ReaderAssignment, ReadTask, TimepointResult
+from reads.bench import drawn_line, image_ref
+from reads.models import Adjudication, Read, ReaderAssignment, ReadTask, TimepointResult
 from reads.services import read_design_set
 from reads.sr import parse_measurement_report
 from reads.sr_store import read_sr_dataset
 from tests.conftest import PASSWORD, build_world, make_user, upload_files
 from tests.e2e.conftest import log_in, screenshot
+from tests.reads.flow import baseline_content, follow_up_content, save_and_sign, task_of
 from trials import qc_services, services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Membership, Role, Series, Timepoint
 
 SUBJECT = "ALPHA-SEO-001"
 LEFT = '.viewer-pane[data-pane="left"] .viewer-viewport'
+RIGHT_PANE, LEFT_PANE = '.viewer-pane[data-pane="right"]', '.viewer-pane[data-pane="left"]'
 LIVER, LUNG = "10200004", "39607008"
 # Where each lesion is drawn, as offsets in screen pixels from the viewport's centre: (start, end).
 T01 = ((-150, -60), (-30, -60))
@@ -189,8 +193,9 @@ def test_two_readers_disagree_at_follow_up_and_the_adjudicator_decides(world, st
     expect(page.locator("#adjudicate-table tbody.differs")).to_have_count(1)
     expect(page.locator("#adjudicate-table tbody.differs")).to_contain_text("Week 6")
     overlays = read_state(page)
-    assert overlays["overlays"] == 8 and len(overlays["drawn"]) == 8, overlays
-    expect(page.locator("#adjudicate-overlays button[data-overlay]")).to_have_count(8)
+    # Eight measured targets drawn, and the second reader's new lesion listed by its image.
+    assert overlays["overlays"] == 9 and len(overlays["drawn"]) == 8, overlays
+    expect(page.locator("#adjudicate-overlays button[data-overlay]")).to_have_count(9)
     # An overlay of the baseline opens that visit beside the follow-up, on the image it was drawn on.
     page.click("#adjudicate-overlays button[data-overlay='0']")
     page.wait_for_function("() => window.ctimsViewer.state().panes.length === 2")
@@ -200,6 +205,7 @@ def test_two_readers_disagree_at_follow_up_and_the_adjudicator_decides(world, st
     expect(page.locator("#viewer-measurements .measurement-value", has_text="\u2026")).to_have_count(0)
     expect(page.locator("#viewer-measurements .measurement-value")).to_have_count(8)
     screenshot(page, "adjudicate")
+    page.click("#adjudicate-dock-toggle")
     page.check("#adjudicate-choice-1")
     page.fill("#adjudicate-reason", "The new liver lesion is a cyst seen at baseline.")
     page.fill("#adjudicate-password", PASSWORD)
@@ -281,4 +287,171 @@ def test_the_trial_admin_gives_the_case_of_a_reader_who_left_to_a_new_reader(wor
     as_(page, "rhea")
     page.goto(reverse("read-worklist"))
     expect(page.get_by_text(task.assignment.case_label)).to_have_count(0)
+    assert not problems, problems
+
+
+def pane_sops(page) -> list:
+    return [p["sop"] for p in page.evaluate("() => window.ctimsViewer.state().panes")]
+
+
+def wait_panes(page, *sops: str) -> None:
+    """Wait until the panes show the given images (SOP instance UIDs, left first)."""
+    page.wait_for_function(
+        """(sops) => {
+            const panes = window.ctimsViewer.state().panes;
+            return panes.length === sops.length && panes.every((p, i) => p.shown && p.sop === sops[i]);
+        }""",
+        arg=list(sops),
+    )
+
+
+def in_language(page, name: str) -> None:
+    """Switch the page's language with the top bar's switch; wait for the viewer to be ready again."""
+    with page.expect_navigation():
+        page.locator(".lang-switch button", has_text=name).click()
+    page.wait_for_function("() => window.ctimsRead")
+    page.evaluate("() => window.ctimsRead.ready")
+    page.wait_for_selector("#viewer.is-ready")
+
+
+def readers() -> tuple:
+    return tuple(ReaderAssignment.objects.get(subject__code=SUBJECT, slot=slot).reader for slot in (1, 2))
+
+
+def one_target(task, image: dict, mm: str) -> dict:
+    """A baseline read of one target drawn on `image`."""
+    target = {"label": "T01", "site": LIVER, "is_node": False, "status": "measured", "long_mm": mm, "short_mm": None}
+    target.update(long_points=drawn_line(image, mm), short_points=None, image=image)
+    return {"targets": [target], "non_targets": [], "new_lesions": "none", "new": []}
+
+
+def test_the_follow_up_shows_the_readers_own_baseline_drawn_and_a_lesion_brings_both_panes_to_it(world, stores, page):
+    spacing = float(real_ct_template(large=True).PixelSpacing[0])
+    ready(world, "BL", 0), ready(world, "W6", 42)
+    mine, theirs = readers()
+    bl = task_of(mine, "BL")
+    on = image_ref(bl, 1)  # not the first image: the jump has to find it
+    save_and_sign(mine, bl, one_target(bl, on, "30.0"))
+    other_bl = task_of(theirs, "BL")
+    save_and_sign(theirs, other_bl, one_target(other_bl, image_ref(other_bl, 2), "41.0"))
+    problems = watch_console(page)
+    page.set_viewport_size({"width": 1440, "height": 900})
+
+    as_(page, mine.email.split("@")[0])
+    open_task(page, "Week 6")
+    expect(page.locator("#read-lesion-T01 .lesion-previous.is-drawn")).to_have_text("Baseline: 30.0 mm")
+    page.wait_for_function("() => window.ctimsRead.state().rows.every((r) => r.priors.every((p) => p.uid))")
+    # Only the reader's own earlier measurement is there, as they drew it (the other reader's 41 mm is not).
+    drawn = page.evaluate("() => window.ctimsViewer.state().measurements")
+    assert [m["label"] for m in drawn] == ["T01 · Baseline"] and drawn[0]["locked"], drawn
+    assert drawn[0]["points"] == drawn_line(on, "30.0"), drawn
+
+    # The lesion's Show opens the baseline beside the follow-up on the image it was measured on, drawn dashed with
+    # its label; the follow-up has not been measured yet and keeps in step through the link.
+    page.click("#read-lesion-T01 .lesion-show")
+    page.wait_for_function(
+        "(sop) => { const p = window.ctimsViewer.state().panes; return p.length === 2 && p[1].sop === sop; }",
+        arg=on["sop"],
+    )
+    expect(page.locator(f"{RIGHT_PANE} .viewer-pane-label")).to_have_text("Baseline")
+    expect(page.locator(f"{RIGHT_PANE} svg text", has_text="T01 · Baseline")).to_have_count(1)
+    expect(page.locator(f'{RIGHT_PANE} svg line[stroke-dasharray="6,4"]')).not_to_have_count(0)
+    expect(page.locator(f"{LEFT_PANE} svg text", has_text="Baseline")).to_have_count(0)
+    # Blinded: the comparison names visits and the anatomy, never the subject or the investigator site.
+    shown = page.locator("main").inner_text()
+    assert SUBJECT not in shown and "Seoul" not in shown and "SEO" not in shown
+    screenshot(page, "read-priors")
+
+    # The reader measures the lesion on the first image of the follow-up, then scrolls both panes away.
+    page.locator(LEFT).focus()
+    page.keyboard.press("Home")
+    page.wait_for_function("() => window.ctimsViewer.state().panes[0].imageIndex === 0")
+    first_sop = pane_sops(page)[0]
+    page.select_option("#read-T01-status", "measured")
+    measured = measure(page, "T01", T01, spacing)
+    assert measured["image"]["sop"] == first_sop
+    page.locator(LEFT).focus()
+    page.keyboard.press("End")
+    page.wait_for_function("() => window.ctimsViewer.state().panes.every((p) => p.imageIndex === p.total - 1)")
+    assert pane_sops(page) != [first_sop, on["sop"]]
+
+    # Show brings each pane to its own image of the lesion; clicking the earlier measurement in the list does too.
+    page.click("#read-lesion-T01 .lesion-show")
+    wait_panes(page, first_sop, on["sop"])
+    page.keyboard.press("End")
+    page.wait_for_function("() => window.ctimsViewer.state().panes.every((p) => p.imageIndex === p.total - 1)")
+    page.locator("#viewer-measurements .measurement-go", has_text="T01 · Baseline").click()
+    wait_panes(page, first_sop, on["sop"])
+    assert not problems, problems
+
+
+def test_the_adjudicator_jumps_to_a_disputed_new_lesion_with_the_decision_in_reach(world, stores, page):
+    ready(world, "BL", 0), ready(world, "W6", 42)
+    first, second = readers()
+    for reader in (first, second):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    w6 = task_of(first, "W6")
+    save_and_sign(first, w6, follow_up_content(w6, "16.1", "8.4"))  # PR
+    w6 = task_of(second, "W6")
+    save_and_sign(second, w6, follow_up_content(w6, "22.0", "12.0", new="unequivocal"))  # PD: a new lesion N01
+    assert Adjudication.objects.filter(subject__code=SUBJECT, task__isnull=False).exists()
+    new_on, target_bl, target_w6 = image_ref(w6, 2), image_ref(task_of(first, "BL"), 0), image_ref(w6, 0)
+    problems = watch_console(page)
+    page.set_viewport_size({"width": 1440, "height": 900})
+
+    as_(page, "ada")
+    open_task(page, "Week 6", kind="Adjudication")
+    # The decision is docked at the bottom of the window, below the images' slider, folded to one line.
+    dock = page.locator("#adjudicate-dock-toggle")
+    expect(dock).to_be_in_viewport()
+    expect(page.locator("#adjudicate-form")).to_be_hidden()
+    slider = page.locator(f"{LEFT_PANE} .viewer-slider").bounding_box()
+    assert slider["y"] + slider["height"] <= dock.bounding_box()["y"], (slider, dock.bounding_box())
+
+    # In Korean the dock and the list speak Korean too.
+    in_language(page, "한국어")
+    expect(page.locator(".adjudicate-dock-hint")).to_have_text(
+        "한 판독자의 시리즈를 채택하고 이유를 적은 뒤 서명하십시오."
+    )
+    expect(page.locator('#adjudicate-overlays button[data-label="N01"]')).to_contain_text("새 병변")
+    expect(page.locator('#adjudicate-overlays button[data-label="N01"]')).to_contain_text("판독자 불일치")
+    in_language(page, "English")
+
+    # The new lesion only the second reader saw is in dispute: the list jumps to it.
+    new = page.locator('#adjudicate-overlays button[data-label="N01"]')
+    expect(new).to_have_class(re.compile(r"\bis-disputed\b"))
+    expect(new).to_contain_text("New lesion")
+    expect(new).to_contain_text("Readers differ")
+    new.click()
+    wait_panes(page, new_on["sop"])
+    # The first reader's baseline T01 brings the baseline beside, and the follow-up to their T01 there.
+    page.locator('#adjudicate-overlays button[data-label="T01"][data-reader="1"][data-visit="BL"]').click()
+    wait_panes(page, target_w6["sop"], target_bl["sop"])
+    page.locator('#adjudicate-overlays button[data-label="N01"]').click()
+    wait_panes(page, new_on["sop"], target_bl["sop"])
+
+    # A lesion in the comparison table below brings the images back into view, on that lesion.
+    in_table = page.locator('#adjudicate-table .adjudicate-show[data-reader="1"][data-visit="BL"][data-label="T01"]')
+    in_table.scroll_into_view_if_needed()
+    expect(page.locator(".viewer-grid")).not_to_be_in_viewport()
+    in_table.click()
+    wait_panes(page, target_w6["sop"], target_bl["sop"])
+    expect(page.locator(".viewer-grid")).to_be_in_viewport()
+
+    # Comparing the tables further down, the decision is still at hand, and opens over them.
+    page.locator("#adjudicate-table").scroll_into_view_if_needed()
+    expect(page.locator("#adjudicate-table")).to_be_in_viewport()
+    expect(dock).to_be_in_viewport()
+    dock.click()
+    for control in ("#adjudicate-choice-2", "#adjudicate-reason", "#adjudicate-password", "#adjudicate-button"):
+        expect(page.locator(control)).to_be_in_viewport()
+    screenshot(page, "adjudicate-dock")
+    page.check("#adjudicate-choice-2")
+    page.fill("#adjudicate-reason", "N01 is a new liver lesion.")
+    page.fill("#adjudicate-password", PASSWORD)
+    page.check("#adjudicate-meaning")
+    page.click("#adjudicate-button")
+    page.wait_for_url(f"**{reverse('read-worklist')}")
+    expect(page.locator(".messages")).to_contain_text("Adjudication signed")
     assert not problems, problems

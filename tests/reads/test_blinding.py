@@ -248,6 +248,38 @@ def test_the_read_page_of_a_follow_up_shows_nothing_of_the_other_reader_the_subj
     assert shown == set(Study.objects.filter(subject__code=SUBJECT).values_list("study_instance_uid", flat=True))
 
 
+def test_the_follow_up_carries_where_the_reader_measured_each_lesion_in_their_own_signed_reads(world, client):
+    _both_sign_baseline(world)
+    mine = Read.objects.get(task=task_of(world.rhea, "BL"), state="signed").content
+    theirs = Read.objects.get(task=task_of(world.ravi, "BL"), state="signed").content
+    client.force_login(world.rhea)
+    html = client.get(f"/reads/tasks/{task_of(world.rhea, 'W6').pk}/").content.decode()
+    tracked = {t["label"]: t for t in json_block(html, "read-config")["tracked"]}
+    visits = {v["visit"]: v for v in json_block(html, "viewer-config")["timepoints"]}
+
+    for entry in mine["targets"]:
+        [prior] = tracked[entry["label"]]["priors"]
+        assert prior["visit"] in visits and not visits[prior["visit"]]["current"]
+        assert prior["visit_label"] == "Baseline"
+        assert prior["image"] == entry["image"] and prior["long_points"] == entry["long_points"]
+        assert prior["long_mm"] == entry["long_mm"]
+    # A non-target is shown where it was seen; nothing comes from the other reader's read.
+    [nt] = tracked["NT01"]["priors"]
+    assert nt["image"] == mine["non_targets"][0]["image"] and nt["long_points"] is None
+    other_points = [t["long_points"] for t in theirs["targets"]]
+    assert not [p for t in tracked.values() for p in t["priors"] if p["long_points"] in other_points]
+
+
+def test_no_earlier_image_is_offered_when_the_design_hides_the_earlier_visits(world, client):
+    read_design_set(actor=world.alice, trial=world.trial, show_prior_timepoints=False)
+    _both_sign_baseline(world)
+    client.force_login(world.rhea)
+    html = client.get(f"/reads/tasks/{task_of(world.rhea, 'W6').pk}/").content.decode()
+    tracked = json_block(html, "read-config")["tracked"]
+    assert tracked and all(t["priors"] == [] for t in tracked)
+    assert {t["label"]: t["previous"]["long_mm"] for t in tracked}["T01"] == "23.0"  # the value still is
+
+
 # --- the read task's DICOMweb root --------------------------------------------------------------------------
 
 
@@ -362,6 +394,15 @@ def test_only_the_assigned_adjudicator_opens_the_adjudication_and_sees_both_read
     assert "24.5" in html and "34.0" in html  # reader 1's and reader 2's sums
     overlays = json_block(html, "read-config")["overlays"]
     assert {o["reader"] for o in overlays} == {1, 2}
+    # Every lesion that lies on an image is listed, non-targets too; only the visit in question has disputes, and
+    # there the readers differ on the targets (PR against SD) but not on the non-targets.
+    assert {(o["label"], o["category"]) for o in overlays} == {
+        ("T01", "target"),
+        ("T02", "target"),
+        ("NT01", "non_target"),
+    }
+    disputed = {(o["visit"], o["category"]) for o in overlays if o["disputed"]}
+    assert disputed == {("W6", "target")}, disputed
     assert_blinded(html)
     assert not re.search(r"\b(rhea|ravi)\b", html, re.I)
     # The adjudicator's own reads are the adjudication: the readers' tasks stay theirs.

@@ -77,6 +77,7 @@ class Viewer {
     this.layout = 1;
     this.linked = true;
     this.linkOffset = 0;
+    this.jumping = 0; // jumps under way: each pane goes to its own image, the link waits
     this.failed = null;
   }
 
@@ -364,7 +365,30 @@ class Viewer {
   }
 
   isLinked() {
-    return this.layout === 2 && this.linked && this.left.hasImages && this.right.enabled;
+    return this.layout === 2 && this.linked && !this.jumping && this.left.hasImages && this.right.enabled;
+  }
+
+  /**
+   * Bring the panes to one lesion: `place()` shows, in the panes it chooses, the images that hold the lesion at
+   * their visits and resolves to [{pane, index}]; each pane then goes to its own image with the link off. With
+   * two panes placed the link is taken up again from there, so scrolling on keeps the lesion's images together;
+   * with one, the other pane follows it through the link as it would a scroll.
+   */
+  async jump(place) {
+    this.jumping += 1;
+    let places = [];
+    try {
+      places = (await place()).filter(({ index }) => index >= 0);
+      await Promise.all(places.map(({ pane, index }) => pane.scrollTo(index)));
+    } finally {
+      this.jumping -= 1;
+    }
+    if (this.jumping || !places.length) return places;
+    this.setActive(places[0].pane);
+    const panes = new Set(places.map(({ pane }) => pane));
+    if (panes.size > 1) this.setLinked(this.linked);
+    else this.onPaneScrolled(places[0].pane);
+    return places;
   }
 
   setLinked(linked) {

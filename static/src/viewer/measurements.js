@@ -39,6 +39,8 @@ export class MeasurementList {
     this.list = list;
     this.empty = empty;
     this.pending = false;
+    // A read page may take a click on a measurement that belongs to a lesion: `onGo(uid)` is true when it did.
+    this.onGo = null;
     const { Events } = ToolEnums;
     for (const name of [Events.ANNOTATION_COMPLETED, Events.ANNOTATION_MODIFIED, Events.ANNOTATION_REMOVED]) {
       eventTarget.addEventListener(name, () => this.schedule());
@@ -124,6 +126,7 @@ export class MeasurementList {
       this.schedule();
       return;
     }
+    if (this.onGo?.(uid)) return;
     const item = annotation.state.getAnnotation(uid);
     if (item) this.viewer.goTo(item.metadata?.referencedImageId);
   }

@@ -283,14 +283,15 @@ export class Pane {
     for (const [edge, marker] of Object.entries(this.markers)) marker.textContent = letters[edge] || "";
   }
 
-  scrollTo(index) {
+  /** Show the slice at `index`; resolves once it is on screen. */
+  async scrollTo(index) {
     if (!this.hasImages) return;
     const target = Math.max(0, Math.min(this.slices.length - 1, index));
-    if (target !== this.imageIndex) this.viewport.setImageIdIndex(target);
+    if (target !== this.imageIndex) await this.viewport.setImageIdIndex(target);
   }
 
   scrollBy(delta) {
-    if (this.hasImages) this.scrollTo(this.imageIndex + delta);
+    if (this.hasImages) this.scrollTo(this.imageIndex + delta).catch(() => {});
   }
 
   setWindow(width, center) {
@@ -312,6 +313,7 @@ export class Pane {
       series: this.series?.seriesUid ?? null,
       shown: this.shown,
       imageIndex: this.imageIndex,
+      sop: this.slices[this.imageIndex]?.sopUid ?? null,
       total: this.slices.length,
       loaded: this.loaded.size,
       position: this.position,

@@ -24,6 +24,9 @@ const SAVE_DELAY = 600; // ms after the last change: one request for a burst of 
 const RETRY_DELAY = 5000; // ms before saving again after the network or the server failed
 // Each reader's colour on the adjudication page; ctims.css gives the legend the same ones.
 const READER_COLOURS = { 1: "rgb(64, 196, 255)", 2: "rgb(255, 140, 60)" };
+// The reader's own earlier measurements, drawn read-only on the earlier visit's images: dashed and yellow (ctims.css
+// marks a lesion's earlier value in the read panel with a dashed line of a darker yellow, readable on white).
+const PRIOR_STYLE = { colour: "rgb(255, 214, 10)", dashed: true };
 const IMAGE_PATH = /\/studies\/([^/]+)\/series\/([^/]+)\/instances\/([^/]+)\/frames\/(\d+)$/;
 const POINT_TOLERANCE = 0.051; // pixels: points are kept to a tenth of a pixel
 
@@ -143,7 +146,7 @@ class Drawing {
   }
 
   /** Add a Length (two points) or Bidirectional (four) annotation; resolves to its UID, or null. */
-  async draw({ image, points, label, locked = false, colour = null, recorded = null }) {
+  async draw({ image, points, label, locked = false, colour = null, dashed = false, recorded = null }) {
     await this.register(image.study, image.series);
     const imageId = this.imageIdOf(image);
     const plane = metaData.get("imagePlaneModule", imageId);
@@ -183,6 +186,7 @@ class Drawing {
         textBoxColorLocked: colour,
         textBoxColorHighlighted: colour,
         textBoxColorSelected: colour,
+        ...(dashed ? { lineDash: "6,4" } : {}),
       });
     }
     if (locked) annotation.locking.setAnnotationLocked(item.annotationUID, true);
@@ -196,11 +200,15 @@ function toNumber(value) {
   return Number.isFinite(number) ? number : null;
 }
 
-/** Show an image of a visit: in the left pane for the current visit, else in the comparison pane. */
-async function showImage(viewer, drawing, image, visitCode = null) {
+/**
+ * Put an image of a visit in a pane without scrolling to it yet: the left pane for the current visit, else the
+ * comparison pane (opened on that visit if it shows another). Resolves to {pane, index}, or null.
+ */
+async function placeOf(viewer, drawing, image, visitCode = null) {
   const timepoint = viewer.timepoints.find((t) => (visitCode ? t.visit === visitCode : t.current));
-  if (!timepoint || !image) return;
+  if (!timepoint || !image) return null;
   const imageId = drawing.imageIdOf(image);
+  const at = (p) => p.slices.findIndex((slice) => slice.imageId === imageId);
   let pane = viewer.panes.find((p) => p.enabled && p.timepoint?.visit === timepoint.visit);
   if (!pane && timepoint.current) pane = viewer.left;
   if (!pane) {
@@ -213,13 +221,27 @@ async function showImage(viewer, drawing, image, visitCode = null) {
     const series = (await viewer.seriesOf(timepoint)).find(
       (s) => s.studyUid === image.study && s.seriesUid === image.series,
     );
-    if (!series) return;
-    await pane.show(series);
+    if (!series) return null;
+    await pane.show(series, { startAt: at });
   }
-  viewer.setActive(pane);
-  viewer.renderSeriesList().catch(() => {});
-  const index = pane.slices.findIndex((slice) => slice.imageId === imageId);
-  if (index >= 0) pane.scrollTo(index);
+  return { pane, index: at(pane) };
+}
+
+/**
+ * Bring the panes to the images of `places` ([{image, visit}], the current visit's visit null), together, once
+ * the viewer has shown its first image (`viewerReady`): a click before that would race its first series.
+ */
+async function showPlaces(viewer, drawing, places, viewerReady) {
+  await viewerReady;
+  await viewer.jump(async () => {
+    const found = [];
+    for (const { image, visit } of places) {
+      const place = await placeOf(viewer, drawing, image, visit);
+      if (place) found.push(place);
+    }
+    return found;
+  });
+  await viewer.renderSeriesList();
 }
 
 /** Make the tools print a measurement's lesion label ("T01") above its size. */
@@ -258,6 +280,7 @@ class ReadPanel {
     this.sites = new Map((config.sites || []).map((site) => [site.code, site]));
     this.limits = config.limits || {};
     this.rows = [];
+    this.priorUids = new Map(); // the drawn earlier measurements: annotation UID -> the row of their lesion
     this.pending = null; // the target row the next completed annotation belongs to
     this.newLesions = "none";
     this.newLesionsChosen = this.baseline;
@@ -290,6 +313,7 @@ class ReadPanel {
   // --- set-up --------------------------------------------------------------------------------------------
 
   start(viewerReady) {
+    this.viewerReady = viewerReady;
     this.restoreRows();
     for (const row of this.rows) this.appendRow(row);
     this.renderNewChoice();
@@ -299,7 +323,9 @@ class ReadPanel {
     this.updateSignState();
     const ready = viewerReady.then(async () => {
       labelMeasurements(this.viewer);
+      this.viewer.measurements.onGo = (uid) => this.onGo(uid);
       await this.drawSaved();
+      await this.drawPriors();
     });
     if (this.editable) {
       // The page knows the saved draft and its assessment; whether it may be signed comes from the server.
@@ -403,6 +429,63 @@ class ReadPanel {
     }
     this.viewer.renderAll();
     this.viewer.measurements.schedule();
+  }
+
+  /**
+   * Draw where the reader measured each tracked target in their own signed reads of earlier visits, read-only
+   * and dashed, on those visits' images: what comparing with an earlier visit shows beside the lesion.
+   */
+  async drawPriors() {
+    for (const row of this.rows) {
+      for (const prior of row.tracked?.priors || []) {
+        if (!prior.long_points && !prior.short_points) continue;
+        const points = [...(prior.long_points || []), ...(prior.short_points || [])];
+        try {
+          const uid = await this.drawing.draw({
+            image: prior.image,
+            points,
+            label: interpolate(gettext("%(label)s · %(visit)s"), { label: row.label, visit: prior.visit_label }, true),
+            locked: true,
+            ...PRIOR_STYLE,
+            recorded: { mm: toNumber(prior.long_mm), shortMm: toNumber(prior.short_mm) },
+          });
+          if (uid) {
+            this.priorUids.set(uid, row);
+            prior.uid = uid;
+          }
+        } catch {
+          // The earlier image could not be found: its value stays in the lesion's row; only the drawing is missing.
+        }
+      }
+      this.updateRow(row);
+    }
+    this.viewer.renderAll();
+    this.viewer.measurements.schedule();
+  }
+
+  /** A click on a lesion's measurement in the viewer's list (the current one or an earlier one) jumps to it. */
+  onGo(uid) {
+    const row = this.rowByUid(uid) || this.priorUids.get(uid);
+    if (!row) return false;
+    this.jumpTo(row).catch(() => {});
+    return true;
+  }
+
+  /** The lesion's images: this visit's (if recorded) and the earlier one the comparison pane shows, else the latest. */
+  placesOf(row) {
+    const current = row.category === "target" ? row.measurement?.image : row.image;
+    const priors = row.tracked?.priors || [];
+    const compared = this.viewer.layout === 2 ? this.viewer.right.timepoint?.visit : null;
+    const prior = priors.find((p) => p.visit === compared) || priors[priors.length - 1];
+    const places = [];
+    if (current) places.push({ image: current, visit: null });
+    if (prior) places.push({ image: prior.image, visit: prior.visit });
+    return places;
+  }
+
+  /** Bring both panes to a lesion: this visit's image of it on the left, its earlier image on the right. */
+  jumpTo(row) {
+    return showPlaces(this.viewer, this.drawing, this.placesOf(row), this.viewerReady);
   }
 
   // --- rows ----------------------------------------------------------------------------------------------
@@ -511,7 +594,11 @@ class ReadPanel {
     const head = element("div", "lesion-head");
     head.append(element("span", "lesion-label", row.label), element("span", "lesion-value"));
     li.append(head);
-    if (row.tracked?.previous) li.append(element("p", "lesion-previous", this.previousText(row)));
+    if (row.tracked?.previous) {
+      const previous = element("p", "lesion-previous", this.previousText(row));
+      if (row.tracked.priors?.some((p) => p.long_points || p.short_points)) previous.classList.add("is-drawn");
+      li.append(previous);
+    }
 
     const fields = element("div", "lesion-fields");
     if (row.tracked) {
@@ -623,7 +710,7 @@ class ReadPanel {
       measure.setAttribute("aria-pressed", String(this.pending === row));
     }
     const show = li.querySelector(".lesion-show");
-    show.hidden = !(row.category === "target" ? m?.image : row.image);
+    show.hidden = this.placesOf(row).length === 0;
   }
 
   startMeasuring(row) {
@@ -660,8 +747,7 @@ class ReadPanel {
     } else if (target.classList.contains("lesion-image")) {
       this.useShownImage(row);
     } else if (target.classList.contains("lesion-show")) {
-      const image = row.category === "target" ? row.measurement?.image : row.image;
-      showImage(this.viewer, this.drawing, image).catch(() => {});
+      this.jumpTo(row).catch(() => {});
     }
   }
 
@@ -1077,6 +1163,7 @@ class ReadPanel {
         status: row.status,
         uid: row.uid,
         measured: this.hasMeasurement(row),
+        priors: (row.tracked?.priors || []).map((p) => ({ visit: p.visit, sop: p.image.sop, uid: p.uid ?? null })),
       })),
       pending: this.pending?.label ?? null,
       awaiting: this.awaiting(),
@@ -1102,17 +1189,26 @@ class AdjudicationOverlays {
   }
 
   start(viewerReady) {
+    this.viewerReady = viewerReady;
     this.renderList();
     this.list?.addEventListener("click", (event) => {
       const item = event.target.closest("button[data-overlay]");
-      if (!item) return;
-      const overlay = this.overlays[Number(item.dataset.overlay)];
-      showImage(this.viewer, this.drawing, overlay.image, overlay.visit).catch(() => {});
+      if (item) this.jumpTo(this.overlays[Number(item.dataset.overlay)]).catch(() => {});
+    });
+    // A lesion in the comparison table below the images: bring the images back into view, on that lesion.
+    document.getElementById("adjudicate-table")?.addEventListener("click", (event) => {
+      const item = event.target.closest("button.adjudicate-show");
+      const { reader, visit, label } = item?.dataset || {};
+      const overlay = this.overlays.find((o) => String(o.reader) === reader && o.visit === visit && o.label === label);
+      if (!overlay) return;
+      this.viewer.root.scrollIntoView({ block: "start" });
+      this.jumpTo(overlay).catch(() => {});
     });
     return viewerReady.then(async () => {
       labelMeasurements(this.viewer);
+      this.viewer.measurements.onGo = (uid) => this.onGo(uid);
       for (const overlay of this.overlays) {
-        if (!overlay.image || !overlay.long_points) continue;
+        if (!overlay.image || !overlay.long_points) continue; // a non-target or new lesion is shown, not drawn
         const points = overlay.short_points ? [...overlay.long_points, ...overlay.short_points] : overlay.long_points;
         try {
           const uid = await this.drawing.draw({
@@ -1127,7 +1223,10 @@ class AdjudicationOverlays {
             colour: READER_COLOURS[overlay.reader] || null,
             recorded: { mm: toNumber(overlay.long_mm), shortMm: toNumber(overlay.short_mm) },
           });
-          if (uid) this.drawn.push(uid);
+          if (uid) {
+            this.drawn.push(uid);
+            overlay.uid = uid;
+          }
         } catch {
           // An image that cannot be found is still listed; only its drawing is missing.
         }
@@ -1135,6 +1234,30 @@ class AdjudicationOverlays {
       this.viewer.renderAll();
       this.viewer.measurements.schedule();
     });
+  }
+
+  /** A click on a reader's drawn measurement in the viewer's list jumps to it as the list beside does. */
+  onGo(uid) {
+    const overlay = this.overlays.find((o) => o.uid === uid);
+    if (!overlay) return false;
+    this.jumpTo(overlay).catch(() => {});
+    return true;
+  }
+
+  /**
+   * Bring the panes to a reader's lesion: the pane of its visit to its image, and the other pane to where the
+   * same reader recorded the same lesion at the visit that pane shows, if they did.
+   */
+  jumpTo(overlay) {
+    const places = [{ image: overlay.image, visit: overlay.visit }];
+    const current = this.viewer.timepoints.find((t) => t.current)?.visit;
+    const compared = this.viewer.layout === 2 ? this.viewer.right.timepoint?.visit : null;
+    const otherVisit = overlay.visit === current ? compared : current;
+    const same = this.overlays.find(
+      (o) => o.reader === overlay.reader && o.label === overlay.label && o.visit === otherVisit && o !== overlay,
+    );
+    if (same) places.push({ image: same.image, visit: same.visit });
+    return showPlaces(this.viewer, this.drawing, places, this.viewerReady);
   }
 
   visitLabel(code) {
@@ -1145,8 +1268,11 @@ class AdjudicationOverlays {
     if (!this.list) return;
     const items = this.overlays.map((overlay, n) => {
       const li = element("li");
-      const item = button(`overlay-item reader-${overlay.reader}`);
+      const item = button(`overlay-item reader-${overlay.reader}${overlay.disputed ? " is-disputed" : ""}`);
       item.dataset.overlay = String(n);
+      item.dataset.label = overlay.label;
+      item.dataset.reader = String(overlay.reader);
+      item.dataset.visit = overlay.visit;
       const swatch = element("span", `reader-swatch reader-${overlay.reader}`);
       swatch.setAttribute("aria-hidden", "true");
       const name = element(
@@ -1161,7 +1287,10 @@ class AdjudicationOverlays {
         sizes.length ? `${sizes.map((x) => mm(Number(x))).join(" × ")} mm` : "",
       );
       const where = element("span", "overlay-visit", this.visitLabel(overlay.visit));
+      const kinds = { non_target: gettext("Non-target lesion"), new: gettext("New lesion") };
+      if (kinds[overlay.category]) where.append(" · ", kinds[overlay.category]);
       item.append(swatch, name, size, where);
+      if (overlay.disputed) item.append(element("span", "tag differs-tag overlay-disputed", gettext("Readers differ")));
       li.append(item);
       return li;
     });

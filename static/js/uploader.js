@@ -330,6 +330,8 @@ class Uploader {
       stored: $("timepoint-stored"),
       mode: $("upload-deid-mode"),
     };
+    // The file table's column names, in the page's language.
+    this.columns = [...this.el.table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
     this.upload = null;
     this.current = new Map(); // sha256 -> item of the open (or last) upload session
     this.entries = [];
@@ -548,7 +550,12 @@ class Uploader {
     state.append(entry.stateEl);
     entry.detailEl = document.createElement("td");
     entry.detailEl.className = "file-detail";
-    tr.append(name, size, state, entry.detailEl);
+    // On a phone each row is a card and a cell says which column it is (see "small screens" in ctims.css).
+    const cells = [size, state, entry.detailEl];
+    cells.forEach((cell, n) => {
+      cell.dataset.label = this.columns[n + 1];
+    });
+    tr.append(name, ...cells);
     entry.row = tr;
     return tr;
   }

@@ -160,3 +160,42 @@ def test_the_subject_page_offers_no_viewer_for_a_visit_without_images(world, cli
     client.force_login(world.cora)
     page = client.get(reverse("subject-detail", args=["ALPHA", SUBJECT])).content.decode()
     assert f'href="{url()}"' in page and f'href="{url(visit="W6")}"' not in page
+
+
+def back_link(response) -> tuple[str, str]:
+    match = re.search(r'<a id="viewer-back" class="[^"]*" href="([^"]+)">([^<]+)</a>', response.content.decode())
+    return match.group(1), match.group(2)
+
+
+def test_opened_from_qc_it_leads_back_to_the_qc_review(images, client):
+    client.force_login(images.quinn)
+    qc_page = reverse("qc-timepoint", args=["ALPHA", SUBJECT, "BL"])
+    assert f'href="{url()}?from=qc"' in client.get(qc_page).content.decode()
+    response = client.get(url(), {"from": "qc"})
+    assert back_link(response) == (qc_page, "Back to the QC review")
+    assert re.search(r'<a href="/trials/ALPHA/qc/" aria-current="page">', response.content.decode())
+
+
+def test_without_where_it_came_from_it_leads_back_to_the_subject(images, client):
+    client.force_login(images.quinn)
+    subject_page = reverse("subject-detail", args=["ALPHA", SUBJECT])
+    assert back_link(client.get(url())) == (subject_page, f"Back to subject {SUBJECT}")
+    client.force_login(images.cora)  # not a QC reviewer: no way into QC
+    assert back_link(client.get(url(), {"from": "qc"})) == (subject_page, f"Back to subject {SUBJECT}")
+
+
+def test_opened_from_a_query_it_leads_back_to_that_query(images, client):
+    from trials import qc_services
+    from trials.models import Series, Timepoint
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    series = list(Series.objects.filter(study__timepoint=timepoint))
+    query = qc_services.qc_fail(actor=images.quinn, timepoint=timepoint, series=series, reason="Blurred.")
+    client.force_login(images.cora)
+    query_page = reverse("query-detail", args=["ALPHA", query.pk])
+    assert f'href="{url()}?query={query.pk}"' in client.get(query_page).content.decode()
+    assert back_link(client.get(url(), {"query": query.pk})) == (query_page, f"Back to query {query.pk}")
+    # A query of another visit, or none at all, is no way back.
+    subject_page = reverse("subject-detail", args=["ALPHA", SUBJECT])
+    assert back_link(client.get(url(visit="W6"), {"query": query.pk}))[0] == subject_page
+    assert back_link(client.get(url(), {"query": query.pk + 1}))[0] == subject_page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from csp.decorators import csp_update
 from django.contrib import messages
@@ -192,7 +193,9 @@ def timepoint_viewer(request, code, subject_code, visit_code):
     # Compare with the latest earlier visit first (the usual baseline/follow-up reading), else the next one.
     default_compare = (earlier[-1] if earlier else later[0] if later else visits[current])["visit"]
     root = reverse("dicomweb-trial-studies", kwargs={"scope_code": trial.code}).removesuffix("/studies")
+    back = _way_back(request, actor, trial, timepoint)
     context = {
+        "back": back,
         "subject": subject,
         "visit": timepoint.visit,
         "timepoint": timepoint,
@@ -202,4 +205,31 @@ def timepoint_viewer(request, code, subject_code, visit_code):
         "panes": ["left", "right"],
         "viewer_config": {"root": root, "wasmBase": static("dist/viewer/"), "timepoints": visits},
     }
-    return _trial_page(request, actor, trial, "trials/viewer.html", "trial-subjects", context)
+    current = back.nav if back else "trial-subjects"
+    return _trial_page(request, actor, trial, "trials/viewer.html", current, context)
+
+
+@dataclass(frozen=True)
+class WayBack:
+    """The page "View images" was pressed on, for the image page's way back: its address, link text and tab."""
+
+    url: str
+    label: str
+    nav: str
+
+
+def _way_back(request, actor: Actor, trial: Trial, timepoint: Timepoint) -> WayBack | None:
+    """The QC review of this visit (?from=qc, for a QC reviewer) or a query on it (?query=<id>, one the person
+    sees) when the image page was opened from there; else None, and the page leads back to the subject."""
+    subject, visit = timepoint.subject, timepoint.visit
+    if request.GET.get("from") == "qc" and actor.has_trial_perm(trial, "review_qc"):
+        url = reverse("qc-timepoint", args=[trial.code, subject.code, visit.code])
+        return WayBack(url=url, label=_("Back to the QC review"), nav="qc-worklist")
+    pk = request.GET.get("query", "")
+    if pk.isdigit():
+        with scoped():
+            query = selectors.query_list(actor=actor, trial=trial).filter(pk=int(pk), timepoint=timepoint).first()
+        if query is not None:
+            url = reverse("query-detail", args=[trial.code, query.pk])
+            return WayBack(url=url, label=_("Back to query %(n)s") % {"n": query.pk}, nav="query-list")
+    return None

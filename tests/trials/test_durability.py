@@ -124,11 +124,11 @@ def test_a_file_already_stored_with_other_bytes_is_rejected_alone(world, stores,
     real = store.store_instance
     conflicted = []
 
-    def store_instance(key, data):
+    def store_instance(key, data, **written):
         if not conflicted:
             real(key, data + b"\0\0")  # another file got there first under these UIDs
             conflicted.append(key)
-        real(key, data)
+        real(key, data, **written)
 
     monkeypatch.setattr(store, "store_instance", store_instance)
     upload = upload_open(actor=world.cora, timepoint=timepoint())
@@ -571,8 +571,8 @@ def test_a_file_whose_index_row_the_database_refuses_is_rejected_alone(
     real = services._new_instance
     bad_uid = []
 
-    def new_instance(result, series_row, key):
-        instance = real(result, series_row, key)
+    def new_instance(result, series_row, key, **hashed):
+        instance = real(result, series_row, key, **hashed)
         if not bad_uid or bad_uid[0] == result.sop_instance_uid:
             bad_uid[:1] = [result.sop_instance_uid]
             instance.instance_number = 2**40  # out of the column's range: the database refuses the row

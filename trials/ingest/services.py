@@ -104,15 +104,21 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     """
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
-    received: dict[str, bytes] = {}
-    for data in files:
-        received.setdefault(hashlib.sha256(data).hexdigest(), data)
     waiting = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
-    known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
-    with store.durable_batch():  # every copy durable (and mended if damaged) before the commit acknowledges it
+    with store.StagedWrites(store.quarantine_storage()) as staging:
+        received: dict[str, bytes] = {}
+        for data in files:
+            received.setdefault(hashlib.sha256(data).hexdigest(), data)
+        known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
         for sha, data in received.items():
-            if sha not in known or known[sha] in waiting:
-                store.quarantine_put(upload.pk, sha, data, resent=sha in known)
+            if sha not in known:  # all written first, then made durable together
+                staging.stage(store.quarantine_key(upload.pk, sha), data, hashed=False)
+        staging.settle()
+        with store.durable_batch():  # every copy durable (and mended if damaged) before the commit acknowledges it
+            for sha, data in received.items():
+                if sha not in known or known[sha] in waiting:
+                    staged = staging.take(store.quarantine_key(upload.pk, sha))
+                    store.quarantine_put(upload.pk, sha, data, resent=sha in known, staged=staged)
     now = timezone.now()
     with transaction.atomic():
         fresh = [
@@ -269,7 +275,7 @@ def deid_record(result: DeidResult) -> dict | None:
     return {"cleaned": [list(pair) for pair in result.cleaned], "pixels": result.pixels}
 
 
-def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
+def _new_instance(result: DeidResult, series: Series, key: str, *, sha256: str | None = None) -> Instance:
     idx = result.index
     return Instance(
         series=series,
@@ -286,7 +292,7 @@ def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
         slice_thickness=idx.get("slice_thickness"),
         acquisition_number=idx.get("acquisition_number"),
         storage_key=key,
-        sha256=hashlib.sha256(result.data).hexdigest(),
+        sha256=sha256 or hashlib.sha256(result.data).hexdigest(),
         size=len(result.data),
         deid_method=result.deid_method[:500],
         deid_record=deid_record(result),
@@ -402,6 +408,18 @@ def _batch_process(item_ids: list[int]) -> None:
     process = file_processor(
         upload=upload, shas=[i.sha256 for i in items], space=space, subject_code=subject.code, options=options
     )
+    with store.StagedWrites(store.image_storage()) as staging:
+        outcomes = _deidentify_batch(items, upload=upload, trial=trial, process=process, staging=staging)
+        staging.settle()  # on disk before the index transaction takes the row locks other batches wait for
+        _index_batch(item_ids, outcomes, upload=upload, timepoint=timepoint, subject=subject, staging=staging)
+
+
+def _deidentify_batch(
+    items: list[UploadItem], *, upload: Upload, trial: Trial, process, staging: store.StagedWrites
+) -> dict[int, DeidResult | DeidRejected | None]:
+    """Each file's outcome (None: its quarantine copy is damaged or lost); each result is staged for the store
+    as soon as it exists, so its write to disk overlaps the next file's de-identification."""
+    item_ids = [item.pk for item in items]
     outcomes: dict[int, DeidResult | DeidRejected | None] = {}
     claimed = time.monotonic()
     for item in items:
@@ -412,8 +430,29 @@ def _batch_process(item_ids: list[int]) -> None:
         if raw is None:
             outcomes[item.pk] = None
             continue
-        outcomes[item.pk] = _deidentify_one(raw, item.sha256, process=process)
+        outcome = outcomes[item.pk] = _deidentify_one(raw, item.sha256, process=process)
+        if isinstance(outcome, DeidResult) and outcome.study_instance_uid and outcome.series_instance_uid:
+            staging.stage(_result_key(trial, outcome), outcome.data)
+    return outcomes
 
+
+def _result_key(trial: Trial, result: DeidResult) -> str:
+    return store.instance_key(
+        trial.code, result.study_instance_uid, result.series_instance_uid, result.sop_instance_uid
+    )
+
+
+def _index_batch(
+    item_ids: list[int],
+    outcomes: dict[int, DeidResult | DeidRejected | None],
+    *,
+    upload: Upload,
+    timepoint: Timepoint,
+    subject: Subject,
+    staging: store.StagedWrites,
+) -> None:
+    """Store and index the batch's outcomes in one transaction holding the upload's and the subject's row locks;
+    the files it stored are deleted again if that transaction rolls back."""
     with store.stored_files_undone_on_error(), transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
         locked = {
@@ -435,7 +474,9 @@ def _batch_process(item_ids: list[int]) -> None:
         with store.durable_batch():  # the stored files are durable before the index that points to them commits
             for pk, item in locked.items():
                 try:
-                    _index_one(item, outcomes[pk], upload=upload, index=index, new_instances=new_instances)
+                    _index_one(
+                        item, outcomes[pk], upload=upload, index=index, new_instances=new_instances, staging=staging
+                    )
                 except DatabaseError:
                     raise  # the transaction is broken: the whole batch is retried
                 except store.DifferentFileStored:
@@ -464,6 +505,7 @@ def _index_one(
     upload: Upload,
     index: _BatchIndex,
     new_instances: list[Instance],
+    staging: store.StagedWrites,
 ) -> None:
     """Decide one locked item's outcome; a new instance is stored and added to `new_instances`."""
     subject, trial = index.timepoint.subject, index.timepoint.subject.trial
@@ -489,8 +531,9 @@ def _index_one(
         key = store.instance_key(
             trial.code, study.study_instance_uid, series.series_instance_uid, outcome.sop_instance_uid
         )
-        instance = _new_instance(outcome, series, key)
-        store.store_instance(key, outcome.data)
+        staged = staging.take(key)
+        instance = _new_instance(outcome, series, key, sha256=staged.sha256 if staged is not None else None)
+        store.store_instance(key, outcome.data, staged=staged)
         index.instances[outcome.sop_instance_uid] = instance
         new_instances.append(instance)
         item.state, item.instance = UploadItem.State.ACCEPTED, instance

@@ -1,4 +1,11 @@
-"""What every benchmark command needs: scratch stores and a database transaction undone at the end, and medians."""
+"""What every benchmark needs: the registry `manage.py bench` runs them from, scratch stores and a database
+transaction undone at the end, and medians.
+
+Each app registers its own benchmarks in its `benches.py` (found by `benchmarks()`, as the admin finds
+`admin.py`): `register(name, help=..., add_arguments=..., run=...)`. `manage.py bench <name> --help` lists a
+benchmark's own options; `run(out, **options)` gets them parsed. A benches.py imports its benchmark's module
+inside `run`, so listing them stays cheap.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,52 @@ import shutil
 import statistics
 import tempfile
 import time
+from argparse import ArgumentParser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.files.storage import storages
 from django.db import transaction
 from django.test import override_settings
+from django.utils.module_loading import autodiscover_modules
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark `manage.py bench` can run: its options, and what runs it with them parsed."""
+
+    name: str
+    help: str
+    run: Callable[..., None]
+    add_arguments: Callable[[ArgumentParser], None] | None = None
+
+
+_BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def register(
+    name: str, *, help: str, run: Callable[..., None], add_arguments: Callable[[ArgumentParser], None] | None = None
+) -> None:
+    """Make `manage.py bench <name>` run `run(out, **options)`, with the options `add_arguments(parser)` declares."""
+    known = _BENCHMARKS.get(name)
+    if known is not None and known.run is not run:
+        raise ValueError(f"two benchmarks are named {name!r}")
+    _BENCHMARKS[name] = Benchmark(name=name, help=help, run=run, add_arguments=add_arguments)
+
+
+def benchmarks() -> dict[str, Benchmark]:
+    """Every app's registered benchmarks (each app's `benches` module imported first), by name."""
+    autodiscover_modules("benches")
+    return dict(sorted(_BENCHMARKS.items()))
+
+
+def add_series_arguments(parser: ArgumentParser, *, slices: int = 300, runs: int = 5) -> None:
+    """The options of a benchmark on a synthesized CT series: its length, its header size, and the runs."""
+    parser.add_argument("--slices", type=int, default=slices, help="instances in the synthesized CT series")
+    parser.add_argument("--runs", type=int, default=runs, help="runs per measurement; the median is reported")
+    parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
 
 
 class _Rollback(Exception):

@@ -32,6 +32,7 @@ from ctims.broker import tasks_sent_to
 from ctims.celery import app
 from trials.models import UploadItem
 
+from .bench import scratch_trial
 from .services import upload_receive
 from .synthetic import real_ct_template, synthesize_ct_series
 
@@ -90,7 +91,6 @@ def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path
 
 def _one_run(n: int, files: list[bytes], deadline_s: float) -> tuple[float, float]:
     """Receive the files and wait for the workers: (receive seconds, processing seconds)."""
-    from trials.management.commands.bench import scratch_trial  # the command imports this module when asked
 
     _trial, _subject, upload = scratch_trial(n)  # committed, in the bench's own database: a new pseudonym space
     start = time.perf_counter()

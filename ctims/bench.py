@@ -9,6 +9,7 @@ inside `run`, so listing them stays cheap.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.files.storage import storages
-from django.db import transaction
+from django.core.management.base import CommandError
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils.module_loading import autodiscover_modules
 
@@ -103,6 +105,27 @@ def stores_in(folder: Path) -> Iterator[None]:
             yield
     finally:
         storages._storages.clear()
+
+
+@contextmanager
+def own_database(bench: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of the bench's own, dropped at the end: workers and servers in other
+    processes must see committed rows, and nothing the bench writes (its audit events included) may stay in the
+    real one. `bench` names the benchmark in the error off PostgreSQL."""
+    if connection.vendor != "postgresql":
+        raise CommandError(f"{bench} needs PostgreSQL (DATABASE_URL=postgres://...).")
+    old_name = connection.settings_dict["NAME"]
+    test = connection.settings_dict.setdefault("TEST", {})
+    old_test_name = test.get("NAME")
+    test["NAME"] = f"ctims_bench_{os.getpid()}"
+    try:
+        name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        try:
+            yield name
+        finally:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+    finally:
+        test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
 
 
 def median_ms(run: Callable[[], object], runs: int) -> float:

@@ -25,9 +25,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import storages
 from django.core.management.base import CommandError
-from django.db import connection
 from django.test import override_settings
 
+from ctims.bench import own_database
 from ctims.broker import tasks_sent_to
 from ctims.celery import app
 from trials.models import UploadItem
@@ -35,25 +35,6 @@ from trials.models import UploadItem
 from .bench import scratch_trial
 from .services import upload_receive
 from .synthetic import real_ct_template, synthesize_ct_series
-
-
-@contextmanager
-def own_database() -> Iterator[str]:
-    """A migrated database of the bench's own, dropped at the end."""
-    if connection.vendor != "postgresql":
-        raise CommandError("bench ingest --workers needs PostgreSQL (DATABASE_URL=postgres://...).")
-    old_name = connection.settings_dict["NAME"]
-    test = connection.settings_dict.setdefault("TEST", {})
-    old_test_name = test.get("NAME")
-    test["NAME"] = f"ctims_bench_workers_{os.getpid()}"
-    try:
-        name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            yield name
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
-    finally:
-        test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
 
 
 @contextmanager
@@ -129,7 +110,10 @@ def bench_ingest_workers(
     rates: dict[int, float] = {}
     serial = iter(range(1, 100_000))
     try:
-        with own_database() as database, override_settings(STORAGES={**storages.backends, **stores}):
+        with (
+            own_database("bench ingest --workers") as database,
+            override_settings(STORAGES={**storages.backends, **stores}),
+        ):
             storages._storages.clear()
             with tasks_sent_to(app, broker_url, visibility=300, prefix="ctims-bench") as queue:
                 for count in counts:

@@ -223,6 +223,12 @@ class _BatchIndex:
             ),
         )
 
+    def incomplete(self, results: list[DeidResult]) -> bool:
+        """Whether any of these results belongs to a study or series the index does not hold yet."""
+        return any(
+            r.study_instance_uid not in self.studies or r.series_instance_uid not in self.series for r in results
+        )
+
     def study_for(self, result: DeidResult) -> Study | str:
         subject, idx = self.timepoint.subject, result.index
         study = self.studies.get(result.study_instance_uid)
@@ -386,9 +392,9 @@ def _batch_process(item_ids: list[int]) -> None:
     Safe to run again (a redelivered task): items no longer quarantined are skipped, and the image store
     accepts the same bytes twice. Each quarantine copy is checked against its item's SHA-256 first; a damaged
     or missing one is discarded and the client asked for the file again. Any failure of one file is that
-    file's rejection; the rest of the batch goes on. De-identification runs outside the transaction; the index
-    is written in one transaction holding the upload's and the subject's row locks, and the files it stored
-    are deleted again if that transaction rolls back.
+    file's rejection; the rest of the batch goes on. De-identification and the files' writes to disk run
+    outside the transaction; the index is written in one transaction (`_index_batch` says which row locks it
+    holds when), and the files it stored are deleted again if that transaction rolls back.
     """
     _fault("batch_start", item_ids)
     _claim(item_ids)
@@ -451,17 +457,28 @@ def _index_batch(
     subject: Subject,
     staging: store.StagedWrites,
 ) -> None:
-    """Store and index the batch's outcomes in one transaction holding the upload's and the subject's row locks;
-    the files it stored are deleted again if that transaction rolls back."""
+    """Store and index the batch's outcomes in one transaction; the files it stored are deleted again if that
+    transaction rolls back.
+
+    Batches of one upload run side by side on several workers, so the row locks they share are held as briefly
+    as the rules allow: each batch locks its own items; the subject's row only while the subject has no patient
+    yet or the batch brings a study or series the index does not hold (their creation, and the check that a
+    study belongs to one visit, are then serialized); the upload's row only at the end, to settle the files
+    whose copy is damaged and to complete the upload, just before the commit.
+    """
     with store.stored_files_undone_on_error(), transaction.atomic():
-        upload = Upload.objects.select_for_update().get(pk=upload.pk)
         locked = {
             i.pk: i
             for i in UploadItem.objects.select_for_update().filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
         }
-        subject = Subject.objects.select_for_update().get(pk=subject.pk)
-        timepoint.subject = subject
         results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
+        subject = Subject.objects.get(pk=subject.pk)
+        timepoint.subject = subject
+        index = _BatchIndex.load(timepoint, results)
+        if not subject.source_patient_hash or index.incomplete(results):
+            subject = Subject.objects.select_for_update().get(pk=subject.pk)
+            timepoint.subject = subject
+            index = _BatchIndex.load(timepoint, results)  # what a batch that held the lock before us created
         if not subject.source_patient_hash:
             # The subject's first images: the patient most of the batch belongs to is the subject, so a stray
             # file of another patient is held back whatever order the files arrive in.
@@ -469,7 +486,6 @@ def _index_batch(
             if patients:
                 subject.source_patient_hash = patients.most_common(1)[0][0]
                 subject.save(update_fields=["source_patient_hash"])
-        index = _BatchIndex.load(timepoint, results)
         new_instances, now = [], timezone.now()
         with store.durable_batch():  # the stored files are durable before the index that points to them commits
             for pk, item in locked.items():
@@ -492,6 +508,12 @@ def _index_batch(
         Instance.objects.bulk_create(new_instances)
         for series_id, added in Counter(i.series_id for i in new_instances).items():
             Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        for item in locked.values():
+            if item.state == UploadItem.State.RESEND and upload.state != Upload.State.OPEN:
+                # The upload closed while this batch ran: nobody will send the file again.
+                _reject(item, "lost", DAMAGED_REASON)
+                item.processed_at = now
         _save_outcomes(list(locked.values()))
         done = [item.sha256 for item in locked.values() if item.state != UploadItem.State.RESEND]
         transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in done])

@@ -22,7 +22,7 @@ from trials import services
 from trials.deid import REDACT, deidentify
 from trials.models import Role
 
-from .services import BATCH_SIZE, trial_deid_options, upload_batch_process, upload_open, upload_receive
+from .services import processing_batches, trial_deid_options, upload_batch_process, upload_open, upload_receive
 from .subject_keys import subject_space
 from .synthetic import real_ct_template, synthesize_ct_series, synthesize_dose_screens
 
@@ -84,9 +84,8 @@ def bench_ingest(out, *, slices: int, runs: int, small: bool, screens: int) -> N
         with undone():
             _trial, _subject, upload = scratch_trial(next(counter))
             items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
-            ids = [item.pk for item in items]
-            for start in range(0, len(ids), BATCH_SIZE):
-                upload_batch_process(item_ids=ids[start : start + BATCH_SIZE])
+            for batch in processing_batches([item.pk for item in items]):
+                upload_batch_process(item_ids=batch)
 
     def clean():
         for folder in ("out", "images", "quarantine"):

@@ -489,11 +489,11 @@ def _index_batch(
             for i in UploadItem.objects.select_for_update().filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
         }
         results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
-        subject = Subject.objects.get(pk=subject.pk)
+        subject = Subject.objects.select_related("trial").get(pk=subject.pk)
         timepoint.subject = subject
         index = _BatchIndex.load(timepoint, results)
         if not subject.source_patient_hash or index.incomplete(results):
-            subject = Subject.objects.select_for_update().get(pk=subject.pk)
+            subject = Subject.objects.select_related("trial").select_for_update(of=("self",)).get(pk=subject.pk)
             timepoint.subject = subject
             index = _BatchIndex.load(timepoint, results)  # what a batch that held the lock before us created
         if not subject.source_patient_hash:

@@ -1,18 +1,66 @@
-"""What every benchmark command needs: scratch stores and a database transaction undone at the end, and medians."""
+"""What every benchmark needs: the registry `manage.py bench` runs them from, scratch stores and a database
+transaction undone at the end, and medians.
+
+Each app registers its own benchmarks in its `benches.py` (found by `benchmarks()`, as the admin finds
+`admin.py`): `register(name, help=..., add_arguments=..., run=...)`. `manage.py bench <name> --help` lists a
+benchmark's own options; `run(out, **options)` gets them parsed. A benches.py imports its benchmark's module
+inside `run`, so listing them stays cheap.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
 import time
+from argparse import ArgumentParser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.files.storage import storages
-from django.db import transaction
+from django.core.management.base import CommandError
+from django.db import connection, transaction
 from django.test import override_settings
+from django.utils.module_loading import autodiscover_modules
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark `manage.py bench` can run: its options, and what runs it with them parsed."""
+
+    name: str
+    help: str
+    run: Callable[..., None]
+    add_arguments: Callable[[ArgumentParser], None] | None = None
+
+
+_BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def register(
+    name: str, *, help: str, run: Callable[..., None], add_arguments: Callable[[ArgumentParser], None] | None = None
+) -> None:
+    """Make `manage.py bench <name>` run `run(out, **options)`, with the options `add_arguments(parser)` declares."""
+    known = _BENCHMARKS.get(name)
+    if known is not None and known.run is not run:
+        raise ValueError(f"two benchmarks are named {name!r}")
+    _BENCHMARKS[name] = Benchmark(name=name, help=help, run=run, add_arguments=add_arguments)
+
+
+def benchmarks() -> dict[str, Benchmark]:
+    """Every app's registered benchmarks (each app's `benches` module imported first), by name."""
+    autodiscover_modules("benches")
+    return dict(sorted(_BENCHMARKS.items()))
+
+
+def add_series_arguments(parser: ArgumentParser, *, slices: int = 300, runs: int = 5) -> None:
+    """The options of a benchmark on a synthesized CT series: its length, its header size, and the runs."""
+    parser.add_argument("--slices", type=int, default=slices, help="instances in the synthesized CT series")
+    parser.add_argument("--runs", type=int, default=runs, help="runs per measurement; the median is reported")
+    parser.add_argument("--small", action="store_true", help="use the 128x128 CT_small header instead of 512x512")
 
 
 class _Rollback(Exception):
@@ -57,6 +105,27 @@ def stores_in(folder: Path) -> Iterator[None]:
             yield
     finally:
         storages._storages.clear()
+
+
+@contextmanager
+def own_database(bench: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of the bench's own, dropped at the end: workers and servers in other
+    processes must see committed rows, and nothing the bench writes (its audit events included) may stay in the
+    real one. `bench` names the benchmark in the error off PostgreSQL."""
+    if connection.vendor != "postgresql":
+        raise CommandError(f"{bench} needs PostgreSQL (DATABASE_URL=postgres://...).")
+    old_name = connection.settings_dict["NAME"]
+    test = connection.settings_dict.setdefault("TEST", {})
+    old_test_name = test.get("NAME")
+    test["NAME"] = f"ctims_bench_{os.getpid()}"
+    try:
+        name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        try:
+            yield name
+        finally:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+    finally:
+        test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
 
 
 def median_ms(run: Callable[[], object], runs: int) -> float:

@@ -185,6 +185,17 @@ def stores(tmp_path, settings):
     storages._storages.clear()
 
 
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's standalone S3 server on a free loopback port, for the whole module."""
+    from tests.trials.durability import MotoServer
+
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def on_commit_now(monkeypatch):
     """A test runs inside one transaction: run at once what waits for a commit (task queueing, clean-up, email)."""

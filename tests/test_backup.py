@@ -21,7 +21,6 @@ from reads.models import Read
 from reads.services import read_design_set
 from tests.conftest import build_world
 from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
-from tests.trials import test_ingest
 from tests.trials.durability import use_storages
 from trials.backup import BackupError, backup_check, backup_create
 from trials.ingest import services as ingest_services
@@ -141,9 +140,6 @@ def test_a_backup_refuses_a_store_file_that_does_not_match_its_row(trial_with_re
 
 
 # --- the same drill on the S3 store -------------------------------------------------------------------------------
-
-
-s3_server = test_ingest.s3_server  # moto's standalone server, for the module
 
 
 def test_the_drill_on_the_s3_store_restores_into_buckets_of_its_own(transactional_db, stores, settings, s3_server):

@@ -11,13 +11,15 @@ from django.core.files.storage import storages
 from PIL import Image
 
 from tests.conftest import build_world, upload_files
-from tests.trials import test_ingest
 from trials import services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Membership, Role, Timepoint
 
-# Every test runs twice, on the file-system store and on S3 (moto): the ingest tests' parametrized fixtures.
-stores, s3_server = test_ingest.stores, test_ingest.s3_server
+
+@pytest.fixture
+def stores(stores_on_both_backends):
+    """Every test runs twice, on the file-system store and on S3 (moto)."""
+    return stores_on_both_backends
 
 
 def upload(world, subject_code: str, files: list[bytes], coordinator) -> Timepoint:

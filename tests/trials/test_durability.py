@@ -11,10 +11,11 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import psycopg
 import pydicom
 import pytest
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.urls import reverse
 from pydicom.uid import generate_uid
 
@@ -40,7 +41,7 @@ from trials.ingest.services import (
     upload_receive,
 )
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Timepoint, Upload, UploadItem
+from trials.models import Instance, Subject, Timepoint, Upload, UploadItem
 from trials.tasks import process_upload_batch
 
 
@@ -120,15 +121,44 @@ def test_files_written_by_a_batch_that_rolls_back_are_removed(world, stores, ser
     assert not [p for p in (stores / "images").rglob("*") if p.is_file()]
 
 
+def test_a_batch_waits_for_its_files_to_reach_the_disk_before_it_locks_rows_other_batches_need(
+    transactional_db, stores, series, faults
+):
+    """Batches of one upload run side by side on several workers: none may hold the upload's or the subject's
+    row while it waits for its files to reach the disk, or the workers take turns instead of working at once."""
+    world = build_world()
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    db = connection.settings_dict
+    rows = {Upload._meta.db_table: upload.pk, Subject._meta.db_table: upload.timepoint.subject_id}
+    seen = []
+
+    def rows_free_while_on_disk(key):
+        if not key.endswith(".dcm"):
+            return  # a quarantine copy, written before anything is locked
+        with psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432) as other:
+            for table, pk in rows.items():
+                try:
+                    other.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [pk])  # noqa: S608
+                    seen.append("free")
+                except psycopg.errors.LockNotAvailable:
+                    seen.append(f"{table} locked")
+                other.rollback()
+
+    faults["store"]["before_link"] = rows_free_while_on_disk  # each stored file is on disk, not yet linked
+    upload_receive(upload=upload, files=series[:3])  # processed at the commit (no broker in the tests)
+    assert seen == ["free"] * 6
+    assert sorted(UploadItem.objects.values_list("state", flat=True)) == ["accepted"] * 3
+
+
 def test_a_file_already_stored_with_other_bytes_is_rejected_alone(world, stores, series, monkeypatch, on_commit_now):
     real = store.store_instance
     conflicted = []
 
-    def store_instance(key, data):
+    def store_instance(key, data, **written):
         if not conflicted:
             real(key, data + b"\0\0")  # another file got there first under these UIDs
             conflicted.append(key)
-        real(key, data)
+        real(key, data, **written)
 
     monkeypatch.setattr(store, "store_instance", store_instance)
     upload = upload_open(actor=world.cora, timepoint=timepoint())
@@ -571,8 +601,8 @@ def test_a_file_whose_index_row_the_database_refuses_is_rejected_alone(
     real = services._new_instance
     bad_uid = []
 
-    def new_instance(result, series_row, key):
-        instance = real(result, series_row, key)
+    def new_instance(result, series_row, key, **hashed):
+        instance = real(result, series_row, key, **hashed)
         if not bad_uid or bad_uid[0] == result.sop_instance_uid:
             bad_uid[:1] = [result.sop_instance_uid]
             instance.instance_number = 2**40  # out of the column's range: the database refuses the row

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -15,13 +14,11 @@ from pydicom.uid import generate_uid
 
 from ctims.models import AuditEvent
 from tests.trials.durability import (
-    MotoServer,
     assert_end_state,
     multipart,
     open_upload,
     storage_keys,
     stow,
-    use_storages,
 )
 from trials.ingest import store
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -30,31 +27,10 @@ from trials.models import Instance, Series, Study, Timepoint, Upload, UploadItem
 pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    """moto's standalone S3 server on a free loopback port, for the whole module."""
-    server = MotoServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["filesystem", "s3"])
-def stores(request, tmp_path, settings):
+@pytest.fixture
+def stores(stores_on_both_backends):
     """Every test of this module runs on both image stores: the file system and S3 (moto)."""
-    filesystem = "django.core.files.storage.FileSystemStorage"
-    if request.param == "s3":
-        use_storages(settings, request.getfixturevalue("s3_server").storages(prefix=f"t{uuid.uuid4().hex[:12]}"))
-    else:
-        use_storages(
-            settings,
-            {
-                "images": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "images"}},
-                "quarantine": {"BACKEND": filesystem, "OPTIONS": {"location": tmp_path / "quarantine"}},
-            },
-        )
-    yield tmp_path
-    use_storages(settings, {})
+    return stores_on_both_backends
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,24 @@ def upload_open(*, actor, timepoint: Timepoint) -> Upload:
     return upload
 
 
-BATCH_SIZE = 32  # files per processing task: the per-batch database work is shared by its files
+BATCH_SIZE = 32  # files per processing task at most: the per-batch database work is shared by its files
+
+
+def processing_batches(item_ids: list[int]) -> list[list[int]]:
+    """The files in the fewest batches of at most BATCH_SIZE, their sizes differing by one at most: workers
+    that share an upload's batches then finish together (300 files are 10 batches of 30, not 9 of 32 and
+    one of 12)."""
+    if not item_ids:
+        return []
+    count = -(-len(item_ids) // BATCH_SIZE)
+    size, larger = divmod(len(item_ids), count)
+    batches, start = [], 0
+    for n in range(count):
+        end = start + size + (1 if n < larger else 0)
+        batches.append(item_ids[start:end])
+        start = end
+    return batches
+
 
 # Fault-injection points (tests only): "after_commit_before_enqueue" (called after the commit that acknowledges
 # files, before their task is queued: where a killed web process stops), "batch_start" (a processing task
@@ -105,15 +122,21 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     """
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
-    received: dict[str, bytes] = {}
-    for data in files:
-        received.setdefault(hashlib.sha256(data).hexdigest(), data)
     waiting = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
-    known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
-    with store.durable_batch():  # every copy durable (and mended if damaged) before the commit acknowledges it
+    with store.StagedWrites(store.quarantine_storage()) as staging:
+        received: dict[str, bytes] = {}
+        for data in files:
+            received.setdefault(hashlib.sha256(data).hexdigest(), data)
+        known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
         for sha, data in received.items():
-            if sha not in known or known[sha] in waiting:
-                store.quarantine_put(upload.pk, sha, data, resent=sha in known)
+            if sha not in known:  # all written first, then made durable together
+                staging.stage(store.quarantine_key(upload.pk, sha), data, hashed=False)
+        staging.settle()
+        with store.durable_batch():  # every copy durable (and mended if damaged) before the commit acknowledges it
+            for sha, data in received.items():
+                if sha not in known or known[sha] in waiting:
+                    staged = staging.take(store.quarantine_key(upload.pk, sha))
+                    store.quarantine_put(upload.pk, sha, data, resent=sha in known, staged=staged)
     now = timezone.now()
     with transaction.atomic():
         fresh = [
@@ -144,9 +167,9 @@ def _enqueue_on_commit(item_ids: list[int]) -> None:
 
     def enqueue() -> None:
         _fault("after_commit_before_enqueue", item_ids)
-        for start in range(0, len(item_ids), BATCH_SIZE):
+        for batch in processing_batches(item_ids):
             try:
-                process_upload_batch.delay(item_ids[start : start + BATCH_SIZE])
+                process_upload_batch.delay(batch)
             except (KombuOperationalError, OSError) as exc:
                 logger.warning("processing not queued (%s); the sweeper will queue it", type(exc).__name__)
                 return
@@ -221,6 +244,12 @@ class _BatchIndex:
             ),
         )
 
+    def incomplete(self, results: list[DeidResult]) -> bool:
+        """Whether any of these results belongs to a study or series the index does not hold yet."""
+        return any(
+            r.study_instance_uid not in self.studies or r.series_instance_uid not in self.series for r in results
+        )
+
     def study_for(self, result: DeidResult) -> Study | str:
         subject, idx = self.timepoint.subject, result.index
         study = self.studies.get(result.study_instance_uid)
@@ -274,7 +303,7 @@ def deid_record(result: DeidResult) -> dict | None:
     return {"cleaned": [list(pair) for pair in result.cleaned], "pixels": result.pixels}
 
 
-def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
+def _new_instance(result: DeidResult, series: Series, key: str, *, sha256: str | None = None) -> Instance:
     idx = result.index
     return Instance(
         series=series,
@@ -291,7 +320,7 @@ def _new_instance(result: DeidResult, series: Series, key: str) -> Instance:
         slice_thickness=idx.get("slice_thickness"),
         acquisition_number=idx.get("acquisition_number"),
         storage_key=key,
-        sha256=hashlib.sha256(result.data).hexdigest(),
+        sha256=sha256 or hashlib.sha256(result.data).hexdigest(),
         size=len(result.data),
         deid_method=result.deid_method[:500],
         deid_record=deid_record(result),
@@ -389,9 +418,9 @@ def _batch_process(item_ids: list[int]) -> None:
     Safe to run again (a redelivered task): items no longer quarantined are skipped, and the image store
     accepts the same bytes twice. Each quarantine copy is checked against its item's SHA-256 first; a damaged
     or missing one is discarded and the client asked for the file again. Any failure of one file is that
-    file's rejection; the rest of the batch goes on. De-identification runs outside the transaction; the index
-    is written in one transaction holding the upload's and the subject's row locks, and the files it stored
-    are deleted again if that transaction rolls back.
+    file's rejection; the rest of the batch goes on. De-identification and the files' writes to disk run
+    outside the transaction; the index is written in one transaction (`_index_batch` says which row locks it
+    holds when), and the files it stored are deleted again if that transaction rolls back.
     """
     _fault("batch_start", item_ids)
     _claim(item_ids)
@@ -411,6 +440,18 @@ def _batch_process(item_ids: list[int]) -> None:
     process = file_processor(
         upload=upload, shas=[i.sha256 for i in items], space=space, subject_code=subject.code, options=options
     )
+    with store.StagedWrites(store.image_storage()) as staging:
+        outcomes = _deidentify_batch(items, upload=upload, trial=trial, process=process, staging=staging)
+        staging.settle()  # on disk before the index transaction takes the row locks other batches wait for
+        _index_batch(item_ids, outcomes, upload=upload, timepoint=timepoint, subject=subject, staging=staging)
+
+
+def _deidentify_batch(
+    items: list[UploadItem], *, upload: Upload, trial: Trial, process, staging: store.StagedWrites
+) -> dict[int, DeidResult | DeidRejected | None]:
+    """Each file's outcome (None: its quarantine copy is damaged or lost); each result is staged for the store
+    as soon as it exists, so its write to disk overlaps the next file's de-identification."""
+    item_ids = [item.pk for item in items]
     outcomes: dict[int, DeidResult | DeidRejected | None] = {}
     claimed = time.monotonic()
     for item in items:
@@ -421,17 +462,49 @@ def _batch_process(item_ids: list[int]) -> None:
         if raw is None:
             outcomes[item.pk] = None
             continue
-        outcomes[item.pk] = _deidentify_one(raw, item.sha256, process=process)
+        outcome = outcomes[item.pk] = _deidentify_one(raw, item.sha256, process=process)
+        if isinstance(outcome, DeidResult) and outcome.study_instance_uid and outcome.series_instance_uid:
+            staging.stage(_result_key(trial, outcome), outcome.data)
+    return outcomes
 
+
+def _result_key(trial: Trial, result: DeidResult) -> str:
+    return store.instance_key(
+        trial.code, result.study_instance_uid, result.series_instance_uid, result.sop_instance_uid
+    )
+
+
+def _index_batch(
+    item_ids: list[int],
+    outcomes: dict[int, DeidResult | DeidRejected | None],
+    *,
+    upload: Upload,
+    timepoint: Timepoint,
+    subject: Subject,
+    staging: store.StagedWrites,
+) -> None:
+    """Store and index the batch's outcomes in one transaction; the files it stored are deleted again if that
+    transaction rolls back.
+
+    Batches of one upload run side by side on several workers, so the row locks they share are held as briefly
+    as the rules allow: each batch locks its own items; the subject's row only while the subject has no patient
+    yet or the batch brings a study or series the index does not hold (their creation, and the check that a
+    study belongs to one visit, are then serialized); the upload's row only at the end, to settle the files
+    whose copy is damaged and to complete the upload, just before the commit.
+    """
     with store.stored_files_undone_on_error(), transaction.atomic():
-        upload = Upload.objects.select_for_update().get(pk=upload.pk)
         locked = {
             i.pk: i
             for i in UploadItem.objects.select_for_update().filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
         }
-        subject = Subject.objects.select_for_update().get(pk=subject.pk)
-        timepoint.subject = subject
         results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
+        subject = Subject.objects.select_related("trial").get(pk=subject.pk)
+        timepoint.subject = subject
+        index = _BatchIndex.load(timepoint, results)
+        if not subject.source_patient_hash or index.incomplete(results):
+            subject = Subject.objects.select_related("trial").select_for_update(of=("self",)).get(pk=subject.pk)
+            timepoint.subject = subject
+            index = _BatchIndex.load(timepoint, results)  # what a batch that held the lock before us created
         if not subject.source_patient_hash:
             # The subject's first images: the patient most of the batch belongs to is the subject, so a stray
             # file of another patient is held back whatever order the files arrive in.
@@ -439,12 +512,13 @@ def _batch_process(item_ids: list[int]) -> None:
             if patients:
                 subject.source_patient_hash = patients.most_common(1)[0][0]
                 subject.save(update_fields=["source_patient_hash"])
-        index = _BatchIndex.load(timepoint, results)
         new_instances, now = [], timezone.now()
         with store.durable_batch():  # the stored files are durable before the index that points to them commits
             for pk, item in locked.items():
                 try:
-                    _index_one(item, outcomes[pk], upload=upload, index=index, new_instances=new_instances)
+                    _index_one(
+                        item, outcomes[pk], upload=upload, index=index, new_instances=new_instances, staging=staging
+                    )
                 except DatabaseError:
                     raise  # the transaction is broken: the whole batch is retried
                 except store.DifferentFileStored:
@@ -465,6 +539,12 @@ def _batch_process(item_ids: list[int]) -> None:
         Instance.objects.bulk_create(new_instances)
         for series_id, added in Counter(i.series_id for i in new_instances).items():
             Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        for item in locked.values():
+            if item.state == UploadItem.State.RESEND and upload.state != Upload.State.OPEN:
+                # The upload closed while this batch ran: nobody will send the file again.
+                _reject(item, "lost", DAMAGED_REASON)
+                item.processed_at = now
         _save_outcomes(list(locked.values()))
         done = [item.sha256 for item in locked.values() if item.state != UploadItem.State.RESEND]
         transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in done])
@@ -478,6 +558,7 @@ def _index_one(
     upload: Upload,
     index: _BatchIndex,
     new_instances: list[Instance],
+    staging: store.StagedWrites,
 ) -> None:
     """Decide one locked item's outcome; a new instance is stored and added to `new_instances`."""
     subject, trial = index.timepoint.subject, index.timepoint.subject.trial
@@ -505,8 +586,9 @@ def _index_one(
         key = store.instance_key(
             trial.code, study.study_instance_uid, series.series_instance_uid, outcome.sop_instance_uid
         )
-        instance = _new_instance(outcome, series, key)
-        store.store_instance(key, outcome.data)
+        staged = staging.take(key)
+        instance = _new_instance(outcome, series, key, sha256=staged.sha256 if staged is not None else None)
+        store.store_instance(key, outcome.data, staged=staged)
         index.instances[outcome.sop_instance_uid] = instance
         new_instances.append(instance)
         item.state, item.instance = UploadItem.State.ACCEPTED, instance

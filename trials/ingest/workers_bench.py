@@ -25,39 +25,22 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import storages
 from django.core.management.base import CommandError
-from django.db import connection
 from django.test import override_settings
 
+from ctims.bench import own_database
 from ctims.broker import tasks_sent_to
 from ctims.celery import app
 from trials.models import UploadItem
 
+from .bench import scratch_trial
 from .services import upload_receive
 from .synthetic import real_ct_template, synthesize_ct_series
 
 
 @contextmanager
-def own_database() -> Iterator[str]:
-    """A migrated database of the bench's own, dropped at the end."""
-    if connection.vendor != "postgresql":
-        raise CommandError("bench ingest --workers needs PostgreSQL (DATABASE_URL=postgres://...).")
-    old_name = connection.settings_dict["NAME"]
-    test = connection.settings_dict.setdefault("TEST", {})
-    old_test_name = test.get("NAME")
-    test["NAME"] = f"ctims_bench_workers_{os.getpid()}"
-    try:
-        name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            yield name
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
-    finally:
-        test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
-
-
-@contextmanager
-def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path) -> Iterator[None]:
-    """One `celery worker` with `count` pool processes, on the bench's database, queue and store folder."""
+def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path) -> Iterator[int]:
+    """One `celery worker` with `count` pool processes, on the bench's database, queue and store folder; yields
+    its process id."""
     db = settings.DATABASES["default"]
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     env = os.environ | {
@@ -78,7 +61,7 @@ def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path
         stderr=(var / "workers.log").open("ab"),
     )
     try:
-        yield
+        yield process.pid
     finally:
         process.terminate()
         try:
@@ -88,9 +71,28 @@ def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path
             process.wait(30)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time used so far by a process and its live descendants (Linux /proc); None where it cannot be read.
+
+    Compared with the wall time of the processing, it says how many cores the workers kept busy: near the number
+    of workers when they work side by side, near one when something makes them take turns, lower when the
+    machine's other processes take the cores."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        total, pending = 0, [pid]
+        while pending:
+            current = pending.pop()
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        return total / ticks
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _one_run(n: int, files: list[bytes], deadline_s: float) -> tuple[float, float]:
     """Receive the files and wait for the workers: (receive seconds, processing seconds)."""
-    from trials.management.commands.bench import scratch_trial  # the command imports this module when asked
 
     _trial, _subject, upload = scratch_trial(n)  # committed, in the bench's own database: a new pseudonym space
     start = time.perf_counter()
@@ -129,13 +131,18 @@ def bench_ingest_workers(
     rates: dict[int, float] = {}
     serial = iter(range(1, 100_000))
     try:
-        with own_database() as database, override_settings(STORAGES={**storages.backends, **stores}):
+        with (
+            own_database("bench ingest --workers") as database,
+            override_settings(STORAGES={**storages.backends, **stores}),
+        ):
             storages._storages.clear()
             with tasks_sent_to(app, broker_url, visibility=300, prefix="ctims-bench") as queue:
                 for count in counts:
-                    with workers(count, database=database, broker_url=broker_url, queue=queue, var=var):
+                    with workers(count, database=database, broker_url=broker_url, queue=queue, var=var) as pid:
                         _one_run(next(serial), files[: min(len(files), 4)], deadline_s)  # workers up and warm
+                        cpu_before = cpu_seconds(pid)
                         times = [_one_run(next(serial), files, deadline_s) for _ in range(runs)]
+                        cpu_after = cpu_seconds(pid)
                     receive = statistics.median(t[0] for t in times)
                     process = statistics.median(t[1] for t in times)
                     total = statistics.median(t[0] + t[1] for t in times)
@@ -145,6 +152,12 @@ def bench_ingest_workers(
                         f"instances/s, processing {slices / process:7.1f} instances/s, end to end "
                         f"{slices / total:7.1f} instances/s ({megabytes / total:.1f} MB/s)"
                     )
+                    if cpu_before is not None and cpu_after is not None:
+                        busy = (cpu_after - cpu_before) / sum(t[1] for t in times)
+                        out.write(
+                            f"    the workers kept {busy:.2f} cores busy while processing (load average "
+                            f"{os.getloadavg()[0]:.1f}: other processes take the rest)"
+                        )
     finally:
         storages._storages.clear()
         shutil.rmtree(var, ignore_errors=True)

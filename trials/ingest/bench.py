@@ -1,0 +1,147 @@
+"""`manage.py bench ingest`: de-identification and the whole ingest pipeline against pydicom reading and writing
+the same files, in one process; with `--workers`, real worker processes (workers_bench.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pydicom
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+from django.db import transaction
+
+from ctims.bench import stores_in, undone
+from trials import services
+from trials.deid import REDACT, deidentify
+from trials.models import Role
+
+from .services import processing_batches, trial_deid_options, upload_batch_process, upload_open, upload_receive
+from .subject_keys import subject_space
+from .synthetic import real_ct_template, synthesize_ct_series, synthesize_dose_screens
+
+
+def _rounds(measured: dict[str, Callable[[], None]], runs: int, clean: Callable[[], None]) -> dict[str, list[float]]:
+    """Wall times of each measurement, interleaved round by round so that a slow moment of the machine
+    (disk write-back, another process) weighs on all of them alike; `clean` runs untimed before each."""
+    times: dict[str, list[float]] = {name: [] for name in measured}
+    for _ in range(runs):
+        for name, run in measured.items():
+            clean()
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    clean()
+    return times
+
+
+def bench_ingest(out, *, slices: int, runs: int, small: bool, screens: int) -> None:
+    """(a) pydicom read + write, (b) de-identify + verify, (c) the whole pipeline, on one CT series; (d) OCR."""
+    template = real_ct_template(large=not small)
+    if not small and template.Rows != 512:
+        raise CommandError("The 512x512 CT header needs the pydicom-data package (pip install pydicom-data).")
+    files = synthesize_ct_series(template, slices=slices, seed="bench-ingest")
+    megabytes = sum(len(f) for f in files) / 1e6
+    out.write(
+        f"Series: {slices} CT slices {template.Rows}x{template.Columns}, {megabytes:.1f} MB, "
+        f"{len(template)} top-level elements per header; median of {runs} runs each, one process."
+    )
+    out.write(
+        "Every run reads the series from disk and writes its result to disk; (c) also writes the index to the "
+        "configured database (rolled back after each run) and the files, durably, to a temporary store."
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="ctims-bench-"))
+    (tmp / "in").mkdir()
+    (tmp / "out").mkdir()
+    sources = []
+    for n, data in enumerate(files):
+        sources.append(tmp / "in" / f"{n:05d}.dcm")
+        sources[-1].write_bytes(data)
+
+    def plain_read_write():
+        for path in sources:
+            pydicom.dcmread(path).save_as(tmp / "out" / path.name)
+
+    with transaction.atomic():
+        trial, subject, _ = scratch_trial(0)
+        space, deid_options = subject_space(trial, subject.code), trial_deid_options(trial)
+        transaction.set_rollback(True)
+
+    def deid_verify():
+        for path in sources:
+            result = deidentify(path.read_bytes(), space=space, subject_code=subject.code, options=deid_options)
+            (tmp / "out" / path.name).write_bytes(result.data)
+
+    counter = iter(range(1, 10_000))
+
+    def pipeline():
+        with undone():
+            _trial, _subject, upload = scratch_trial(next(counter))
+            items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
+            for batch in processing_batches([item.pk for item in items]):
+                upload_batch_process(item_ids=batch)
+
+    def clean():
+        for folder in ("out", "images", "quarantine"):
+            shutil.rmtree(tmp / folder, ignore_errors=True)
+        (tmp / "out").mkdir()
+        os.sync()  # every run starts with the same clean page cache
+
+    try:
+        with stores_in(tmp):
+            plain_read_write()  # warm caches and imports
+            times = _rounds({"a": plain_read_write, "b": deid_verify, "c": pipeline}, runs, clean)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def line(label: str, seconds: float) -> str:
+        return f"  {label:<52} {slices / seconds:8.1f} instances/s {megabytes / seconds:8.1f} MB/s"
+
+    a, b, c = (statistics.median(times[name]) for name in "abc")
+    ratio_b = statistics.median(x / y for x, y in zip(times["a"], times["b"], strict=True))
+    ratio_c = statistics.median(x / y for x, y in zip(times["a"], times["c"], strict=True))
+    out.write(line("(a) pydicom read + write (the floor)", a))
+    out.write(line("(b) de-identify + verify", b))
+    out.write(line("(c) whole pipeline: quarantine, deid, store, index", c))
+    out.write(
+        f"  throughput ratios, median of the per-round ratios: b/a = {ratio_b:.2f} (goal >= 1.0)   "
+        f"c/a = {ratio_c:.2f} (goal >= 0.8)"
+    )
+    if screens:
+        _bench_screens(out, template, screens, runs, space, subject.code, deid_options)
+
+
+def _bench_screens(out, template, count: int, runs: int, space, subject_code: str, deid_options) -> None:
+    """De-identification of a dose report series: secondary CT screens with text, read by OCR and redacted."""
+    files = synthesize_dose_screens(template, count=count, seed="bench-screens")
+    redacting = replace(deid_options, burned_in_text=REDACT)
+
+    def screens_deid():
+        for data in files:
+            deidentify(data, space=space, subject_code=subject_code, options=redacting)
+
+    times = _rounds({"d": screens_deid}, max(1, min(runs, 3)), lambda: None)["d"]
+    per_instance = statistics.median(times) / count
+    out.write(
+        f"  (d) dose report screens ({count} x {template.Rows}x{template.Columns}, text in the pixels, OCR + "
+        f"redaction): {per_instance * 1000:.0f} ms per instance, median of {len(times)} runs"
+    )
+
+
+def scratch_trial(n: int):
+    """A throwaway trial with one subject and an open upload (in a rolled-back transaction, or a bench's own database)."""
+    User = get_user_model()
+    user = User.objects.create_user(f"bench-{n}-{time.time_ns()}@bench.invalid", None, full_name="Bench")
+    trial = services.trial_create(actor=user, code=f"BENCH{n}", title="Bench", sponsor="Bench", protocol_number="B")
+    site = services.site_create(actor=user, trial=trial, code="S", name="Bench site", country="KR")
+    services.visit_create(actor=user, trial=trial, code="BL", label="Baseline", order=1, target_day=0)
+    services.membership_grant(actor=user, trial=trial, user=user, role=Role.SITE_COORDINATOR, sites=[site])
+    subject = services.subject_enroll(actor=user, site=site)
+    upload = upload_open(actor=user, timepoint=subject.timepoints.get())
+    return trial, subject, upload

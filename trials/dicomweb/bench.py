@@ -313,13 +313,55 @@ def _load(base: str, paths: list[str], headers: dict, clients: int, rounds: int)
     )
     result = json.loads(done.stdout)
     if result["errors"]:
-        raise CommandError(f"{base}: {result['errors']}")
+        raise CommandError(f"{base}: {result['errors'][:2]}")
     return result
 
 
+def _server_logs(var: Path) -> str:
+    """The end of each server's log, for a failed run."""
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in var.glob("server-*.log"))
+
+
+SERVERS = ("gunicorn", "granian", "uvicorn", "runserver")
+
+
+def add_http_arguments(parser) -> None:
+    """`bench dicomweb --http`'s own options (the bench command calls this from its add_arguments)."""
+    parser.add_argument(
+        "--server",
+        nargs="+",
+        choices=SERVERS,
+        default=["gunicorn"],
+        help="dicomweb --http: the server(s) in front of CTIMS, each measured in the same run: gunicorn "
+        "(deploy/gunicorn.conf.py, WSGI), granian (WSGI), uvicorn (ASGI), runserver (Django's development server)",
+    )
+    parser.add_argument(
+        "--web-workers", type=int, default=3, help="dicomweb --http: worker processes of the server (default 3)"
+    )
+
+
+def _server_command(server: str, port: int, workers: int) -> list[str]:
+    python = sys.executable
+    bind = ["--host", "127.0.0.1", "--port", str(port)]
+    if server == "gunicorn":  # the production unit's configuration, its bind and workers from the environment
+        return [python, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "ctims.wsgi:application"]
+    if server == "granian":
+        # A few blocking threads per worker: each keeps its own database connection.
+        return [python, "-m", "granian", "--interface", "wsgi", *bind, "--workers", str(workers), "--no-ws"] + [
+            "--blocking-threads",
+            "4",
+            "--log-level",
+            "warning",
+        ]
+    if server == "uvicorn":
+        return [python, "-m", "uvicorn", "--factory", "django.core.asgi:get_asgi_application", *bind]
+    return [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+
+
 @contextmanager
-def _ctims_server(database: str, var: Path) -> Iterator[str]:
-    """CTIMS's development server (threaded, one process, DEBUG off) on a free loopback port."""
+def _ctims_server(database: str, var: Path, server: str = "gunicorn", workers: int = 3) -> Iterator[str]:
+    """CTIMS behind `server` (DEBUG off, `workers` processes where the server has them) on a free loopback
+    port, with the production settings that matter to a viewer: database connections kept between requests."""
     port = _free_port()
     url = urlsplit(os.environ.get("DATABASE_URL", ""))
     env = os.environ | {
@@ -329,20 +371,29 @@ def _ctims_server(database: str, var: Path) -> Iterator[str]:
         "SECRET_KEY": uuid.uuid4().hex * 2,
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "False",
+        "DJANGO_SETTINGS_MODULE": "ctims.settings",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": str(workers),
+        "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
+        # Kept connections as deploy/ctims.env.example, where a thread serves request after request (gunicorn's
+        # sync workers, granian's few blocking threads); not where each request may run on a new thread
+        # (ASGI's sync views, runserver), which would leave a connection behind per thread (Django's advice).
+        "DB_CONN_MAX_AGE": "60" if server in ("gunicorn", "granian") else "0",
     }
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = _server_command(server, port, workers)
+    if server == "granian":
+        command.append("ctims.wsgi:application")
+    elif server == "uvicorn":
+        command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    log = (var / f"server-{server}.log").open("wb")  # read when a request fails
+    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)  # noqa: S603
     try:
         _wait_for(f"http://127.0.0.1:{port}/accounts/login/", process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 @contextmanager
@@ -383,16 +434,41 @@ def _orthanc(folder: Path, files: list[Path]) -> Iterator[str]:
         log.close()
 
 
-def bench_dicomweb_http(out, *, slices: int, runs: int, small: bool, clients: list[int], orthanc: bool) -> None:
+def bench_dicomweb_http(
+    out,
+    *,
+    slices: int,
+    runs: int,
+    small: bool,
+    clients: list[int],
+    orthanc: bool,
+    servers: list[str] = ("gunicorn",),
+    web_workers: int = 3,
+) -> None:
     var = Path(tempfile.mkdtemp(prefix="ctims-bench-http-"))
     try:
         with _own_database() as database, stores_in(var):
-            _run_http(out, database, var, slices=slices, runs=runs, small=small, clients=clients, orthanc=orthanc)
+            try:
+                _run_http(
+                    out,
+                    database,
+                    var,
+                    slices=slices,
+                    runs=runs,
+                    small=small,
+                    clients=clients,
+                    orthanc=orthanc,
+                    servers=list(servers),
+                    web_workers=web_workers,
+                )
+            except CommandError:
+                out.write(_server_logs(var))
+                raise
     finally:
         shutil.rmtree(var, ignore_errors=True)
 
 
-def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, orthanc) -> None:
+def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, orthanc, servers, web_workers) -> None:
     admin, trial, subject = _world(slices, small)
     membership = Membership.objects.filter(user=admin, trial=trial).first()
     _, key = services.api_token_create(actor=admin, membership=membership, name="bench")
@@ -405,22 +481,24 @@ def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, or
     jobs = {"frame": (frames, ACCEPT_FRAMES), "instance": (whole, ACCEPT_INSTANCE)}
     out.write(
         f"Over HTTP: {len(instances)} CT instances {instances[0].rows}x{instances[0].columns}, each client on its "
-        f"own keep-alive connection in a separate process; {runs} rounds of the whole series per client, the two "
-        "servers taking turns round by round. CTIMS: the development server (threaded, one process, DEBUG off), "
-        "Bearer token; Orthanc: Debian's, with its DICOMweb plugin."
+        f"own keep-alive connection in a separate process; {runs} rounds of the whole series per client, the "
+        f"servers taking turns round by round. CTIMS with a Bearer token behind {', '.join(servers)} "
+        f"({web_workers} worker processes; DEBUG off); Orthanc: Debian's, with its DICOMweb "
+        f"plugin. Load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}."
     )
     latencies: dict[tuple[str, str, int], list[float]] = {}
     seconds: dict[tuple[str, str, int], float] = {}
-    with ExitStack() as servers:
-        roots = {
-            "ctims": (f"{servers.enter_context(_ctims_server(database, var))}/dicomweb/trials/{trial.code}", token)
-        }
+    with ExitStack() as stack:
+        roots = {}
+        for server in servers:
+            base = stack.enter_context(_ctims_server(database, var, server, web_workers))
+            roots[server] = (f"{base}/dicomweb/trials/{trial.code}", token)
         if orthanc:
             files = [Path(image_storage().path(i.storage_key)) for i in instances]
-            roots["orthanc"] = (f"{servers.enter_context(_orthanc(var / 'orthanc', files))}/dicom-web", {})
+            roots["orthanc"] = (f"{stack.enter_context(_orthanc(var / 'orthanc', files))}/dicom-web", {})
         for kind, (paths, accept) in jobs.items():
             for root, headers in roots.values():
-                _load(root, paths[:5], headers | {"Accept": accept}, 1, 1)  # warm up
+                _load(root, paths, headers | {"Accept": accept}, max(clients), 1)  # warm up every worker
             for n in clients:
                 for _ in range(runs):
                     for server, (root, headers) in roots.items():
@@ -429,17 +507,17 @@ def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, or
                         seconds[server, kind, n] = seconds.get((server, kind, n), 0) + result["seconds"]
     for kind in jobs:
         for n in clients:
-            ours = latencies["ctims", kind, n]
-            median = statistics.median(ours)
-            line = (
-                f"  {kind:<8} {n:>2} client(s): CTIMS median {median:7.2f} ms, "
-                f"{len(ours) / seconds['ctims', kind, n]:7.1f}/s"
-            )
-            if orthanc:
-                theirs = latencies["orthanc", kind, n]
-                line += (
-                    f" | Orthanc median {statistics.median(theirs):7.2f} ms, "
-                    f"{len(theirs) / seconds['orthanc', kind, n]:7.1f}/s"
-                    f" | CTIMS/Orthanc median = {median / statistics.median(theirs):.2f}"
+            theirs = statistics.median(latencies["orthanc", kind, n]) if orthanc else None
+            for server in servers:
+                ours = latencies[server, kind, n]
+                median = statistics.median(ours)
+                line = (
+                    f"  {kind:<8} {n:>2} client(s) CTIMS/{server:<9} median {median:7.2f} ms, "
+                    f"{len(ours) / seconds[server, kind, n]:7.1f}/s"
                 )
-            out.write(line)
+                if orthanc:
+                    line += f" | CTIMS/Orthanc median = {median / theirs:.2f}"
+                out.write(line)
+            if orthanc:
+                rate = len(latencies["orthanc", kind, n]) / seconds["orthanc", kind, n]
+                out.write(f"  {kind:<8} {n:>2} client(s) Orthanc         median {theirs:7.2f} ms, {rate:7.1f}/s")

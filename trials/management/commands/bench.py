@@ -87,6 +87,9 @@ class Command(BaseCommand):
             action="store_true",
             help="dicomweb --http: the same files from Debian's Orthanc, and the ratio",
         )
+        from trials.dicomweb.bench import add_http_arguments
+
+        add_http_arguments(parser)
         parser.add_argument(
             "--workers",
             type=int,
@@ -142,7 +145,14 @@ class Command(BaseCommand):
             except ValueError:
                 raise CommandError("--clients is a comma-separated list of whole numbers, e.g. 1,8") from None
             return bench_dicomweb_http(
-                self.stdout, slices=slices, runs=runs, small=small, clients=clients, orthanc=options["orthanc"]
+                self.stdout,
+                slices=slices,
+                runs=runs,
+                small=small,
+                clients=clients,
+                orthanc=options["orthanc"],
+                servers=options["server"],
+                web_workers=options["web_workers"],
             )
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command

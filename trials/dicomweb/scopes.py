@@ -95,10 +95,16 @@ class Scope:
         return study
 
     def one_series(self, study_uid: str, series_uid: str) -> Series:
-        series = self.series().filter(series_instance_uid=series_uid, study__study_instance_uid=study_uid).first()
-        if series is None:
+        """The series (with its study and subject) if it is visible here, else 404."""
+        found = list(
+            self.series()
+            .filter(series_instance_uid=series_uid, study__study_instance_uid=study_uid)
+            .select_related("study__subject")
+            .order_by()[:1]  # no ORDER BY: the UID is unique (see `instance`)
+        )
+        if not found:
             raise Http404("No such series.")
-        return series
+        return found[0]
 
     def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Instance:
         candidates = Instance.objects if self.allows else self.instances()

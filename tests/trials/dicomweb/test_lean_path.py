@@ -48,6 +48,9 @@ def test_a_token_client_skips_the_session_and_locale_middleware(token_world, cli
     client.force_login(world.quinn)
     by_session = client.get(url, HTTP_ACCEPT=FRAMES)
     assert by_session.status_code == 200 and "Accept-Language" in by_session["Vary"]
+    # The same security headers on both paths (the lean one skips django-csp's middleware, not its policy).
+    for header in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Cache-Control"):
+        assert by_token[header] == by_session[header], header
     assert by_session.content.split(b"\r\n\r\n", 1)[1][:64] == by_token.content.split(b"\r\n\r\n", 1)[1][:64]
 
 

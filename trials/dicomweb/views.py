@@ -36,6 +36,7 @@ DICOM_JSON = "application/dicom+json"
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
 ALLOW = "GET, HEAD, OPTIONS"
+ONE_BODY = 16 << 20  # an instance up to this size is answered as one body, a larger one streamed
 
 ScopeFunction = Callable[..., Scope]
 
@@ -332,7 +333,9 @@ def _single_instance(instance, syntax: str) -> HttpResponse:
         stored = wado.image_storage().open(instance.storage_key, "rb")
     except wado.UNREADABLE as exc:
         raise wado.Unreadable(instance) from exc
-    return FileResponse(stored, content_type=content_type)
+    response = FileResponse(stored, content_type=content_type)
+    response.block_size = wado.CHUNK  # a server without sendfile (granian) writes 1 MiB at a time, not 4 KiB
+    return response
 
 
 def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
@@ -362,10 +365,12 @@ def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
 
     def make():
         first = _instance_chunks(*plan[0]) if len(plan) == 1 else None
-        return StreamingHttpResponse(
-            wado.multipart_stream(parts(first), boundary),
-            content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
-        )
+        content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+        if first is not None and plan[0][0].size <= ONE_BODY:
+            # One instance of a usual size: one body with its length, written at once (a viewer fetches
+            # hundreds; a stream costs each the streaming machinery and a write per piece).
+            return HttpResponse(b"".join(wado.multipart_stream(parts(first), boundary)), content_type=content_type)
+        return StreamingHttpResponse(wado.multipart_stream(parts(first), boundary), content_type=content_type)
 
     return _cached(request, etag, cache_control, make)
 

@@ -277,16 +277,15 @@ def search_instances(request, scope: Scope, study: str | None = None, series: st
 # -- WADO-RS: instances, series and studies as DICOM ------------------------------------------------------
 
 
-def _instances_of(scope: Scope, study: str, series: str | None = None):
-    qs = (
-        scope.instances()
-        .filter(series__study__study_instance_uid=study)
-        .select_related("series__study")
-        .defer("metadata")
-    )
+def _instances_query(scope: Scope, study: str, series: str | None = None):
+    qs = scope.instances().filter(series__study__study_instance_uid=study)
     if series:
         qs = qs.filter(series__series_instance_uid=series)
-    instances = list(qs.order_by("series__series_number", "series_id", "instance_number", "pk"))
+    return qs.order_by("series__series_number", "series_id", "instance_number", "pk")
+
+
+def _instances_of(scope: Scope, study: str, series: str | None = None):
+    instances = list(_instances_query(scope, study, series).select_related("series__study").defer("metadata"))
     if not instances:
         raise Http404("No such study or series.")
     return instances
@@ -393,8 +392,13 @@ def retrieve_instance(request, scope: Scope, study: str, series: str, instance: 
 # -- metadata -----------------------------------------------------------------------------------------------
 
 
-def _metadata_response(request, scope: Scope, instances) -> HttpResponse:
-    etag = _etag("metadata", scope.root, *(i.sha256 for i in instances))
+def _metadata_response(request, scope: Scope, instances, hashes: list[str] | None = None) -> HttpResponse:
+    """`instances` is a list, or a function that loads them: with `hashes` (their sha256, in order), they are
+    loaded only when the body is not already kept (a revalidation or a kept body costs one narrow query)."""
+    hashes = hashes if hashes is not None else [i.sha256 for i in instances]
+    if not hashes:
+        raise Http404("No such study or series.")
+    etag = _etag("metadata", scope.root, *hashes)
     failed: list = []
 
     def make():
@@ -403,8 +407,10 @@ def _metadata_response(request, scope: Scope, instances) -> HttpResponse:
         key = f"dicomweb:{etag}"
         body = cache.get(key)
         if body is None:
-            body = orjson.dumps(build())
-            if not failed:
+            loaded = instances() if callable(instances) else instances
+            body = orjson.dumps(build(loaded))
+            # (Not kept if an instance arrived between the two queries: the body is not the ETag's then.)
+            if not failed and [i.sha256 for i in loaded] == hashes:
                 cache.set(key, body, 3600)
         response = HttpResponse(body, content_type=DICOM_JSON)
         unreadable = ", ".join(i.sop_instance_uid for i in failed)
@@ -412,7 +418,7 @@ def _metadata_response(request, scope: Scope, instances) -> HttpResponse:
             request, response, [f"These instances could not be read and are left out: {unreadable}"] if failed else []
         )
 
-    def build():
+    def build(instances):
         failed.extend(wado.load_metadata(instances, skip_unreadable=True))
         if failed and len(instances) == 1:
             raise wado.Unreadable(instances[0])
@@ -424,17 +430,22 @@ def _metadata_response(request, scope: Scope, instances) -> HttpResponse:
             body.append(scope.blind(wado.with_bulk_data(wado.instance_metadata(i), i, url)))
         return body
 
-    return _cached(request, etag, IMMUTABLE if len(instances) == 1 else REVALIDATE, make)
+    return _cached(request, etag, IMMUTABLE if len(hashes) == 1 else REVALIDATE, make)
+
+
+def _many_metadata(request, scope: Scope, study: str, series: str | None = None) -> HttpResponse:
+    hashes = list(_instances_query(scope, study, series).values_list("sha256", flat=True))
+    return _metadata_response(request, scope, lambda: _instances_of(scope, study, series), hashes)
 
 
 @endpoint
 def study_metadata(request, scope: Scope, study: str):
-    return _metadata_response(request, scope, _instances_of(scope, study))
+    return _many_metadata(request, scope, study)
 
 
 @endpoint
 def series_metadata(request, scope: Scope, study: str, series: str):
-    return _metadata_response(request, scope, _instances_of(scope, study, series))
+    return _many_metadata(request, scope, study, series)
 
 
 @endpoint

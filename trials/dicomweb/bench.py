@@ -346,6 +346,13 @@ def add_http_arguments(parser) -> None:
     parser.add_argument(
         "--web-workers", type=int, default=3, help="dicomweb --http: worker processes of the server (default 3)"
     )
+    parser.add_argument(
+        "--access-cache-seconds",
+        type=int,
+        help="dicomweb --http: the servers' DICOMWEB_ACCESS_CACHE_SECONDS (default: the setting's). The servers "
+        "take turns, so a round of one server comes seconds after its last: with the default 5, each round "
+        "starts with the token's permissions and the instances looked up again, as a viewer's next series would.",
+    )
 
 
 def _server_command(server: str, port: int, workers: int) -> list[str]:
@@ -367,7 +374,9 @@ def _server_command(server: str, port: int, workers: int) -> list[str]:
 
 
 @contextmanager
-def _ctims_server(database: str, var: Path, server: str = "gunicorn", workers: int = 3) -> Iterator[str]:
+def _ctims_server(
+    database: str, var: Path, server: str = "gunicorn", workers: int = 3, access_cache_seconds: int | None = None
+) -> Iterator[str]:
     """CTIMS behind `server` (DEBUG off, `workers` processes where the server has them) on a free loopback
     port, with the production settings that matter to a viewer: database connections kept between requests."""
     port = _free_port()
@@ -388,6 +397,8 @@ def _ctims_server(database: str, var: Path, server: str = "gunicorn", workers: i
         # (ASGI's sync views, runserver), which would leave a connection behind per thread (Django's advice).
         "DB_CONN_MAX_AGE": "60" if server in ("gunicorn", "granian") else "0",
     }
+    if access_cache_seconds is not None:
+        env["DICOMWEB_ACCESS_CACHE_SECONDS"] = str(access_cache_seconds)
     command = _server_command(server, port, workers)
     if server == "granian":
         command.append("ctims.wsgi:application")
@@ -452,6 +463,7 @@ def bench_dicomweb_http(
     orthanc: bool,
     servers: list[str] = ("gunicorn",),
     web_workers: int = 3,
+    access_cache_seconds: int | None = None,
 ) -> None:
     var = Path(tempfile.mkdtemp(prefix="ctims-bench-http-"))
     try:
@@ -468,6 +480,7 @@ def bench_dicomweb_http(
                     orthanc=orthanc,
                     servers=list(servers),
                     web_workers=web_workers,
+                    access_cache_seconds=access_cache_seconds,
                 )
             except CommandError:
                 out.write(_server_logs(var))
@@ -476,7 +489,9 @@ def bench_dicomweb_http(
         shutil.rmtree(var, ignore_errors=True)
 
 
-def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, orthanc, servers, web_workers) -> None:
+def _run_http(
+    out, database: str, var: Path, *, slices, runs, small, clients, orthanc, servers, web_workers, access_cache_seconds
+) -> None:
     admin, trial, subject = _world(slices, small)
     membership = Membership.objects.filter(user=admin, trial=trial).first()
     _, key = services.api_token_create(actor=admin, membership=membership, name="bench")
@@ -491,15 +506,17 @@ def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, or
         f"Over HTTP: {len(instances)} CT instances {instances[0].rows}x{instances[0].columns}, each client on its "
         f"own keep-alive connection in a separate process; {runs} rounds of the whole series per client, the "
         f"servers taking turns round by round. CTIMS with a Bearer token behind {', '.join(servers)} "
-        f"({web_workers} worker processes; DEBUG off); Orthanc: Debian's, with its DICOMweb "
-        f"plugin. Load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}."
+        f"({web_workers} worker processes; DEBUG off; DICOMWEB_ACCESS_CACHE_SECONDS="
+        f"{settings.DICOMWEB_ACCESS_CACHE_SECONDS if access_cache_seconds is None else access_cache_seconds})"
+        + ("; Orthanc: Debian's, with its DICOMweb plugin" if orthanc else "")
+        + f". Load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}."
     )
     latencies: dict[tuple[str, str, int], list[float]] = {}
     seconds: dict[tuple[str, str, int], float] = {}
     with ExitStack() as stack:
         roots = {}
         for server in servers:
-            base = stack.enter_context(_ctims_server(database, var, server, web_workers))
+            base = stack.enter_context(_ctims_server(database, var, server, web_workers, access_cache_seconds))
             roots[server] = (f"{base}/dicomweb/trials/{trial.code}", token)
         if orthanc:
             files = [Path(image_storage().path(i.storage_key)) for i in instances]

@@ -153,6 +153,7 @@ class Command(BaseCommand):
                 orthanc=options["orthanc"],
                 servers=options["server"],
                 web_workers=options["web_workers"],
+                access_cache_seconds=options["access_cache_seconds"],
             )
         if name == "reads":
             from reads.bench import bench_reads  # the reads app's own benchmark, run from the one command

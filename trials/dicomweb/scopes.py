@@ -106,7 +106,9 @@ class Scope:
             raise Http404("No such series.")
         return found[0]
 
-    def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Instance:
+    def find_instance(self, sop_uid: str) -> Instance | None:
+        """The instance row with its series, study and subject, before `admits`; where the scope has `allows`,
+        the same row whoever asks (the rows never change: a process may keep them)."""
         candidates = Instance.objects if self.allows else self.instances()
         # No ORDER BY: the UID is unique, and an ordered first() lets PostgreSQL walk another index.
         found = list(
@@ -115,14 +117,20 @@ class Scope:
             .defer("metadata")
             .order_by()[:1]
         )
-        instance = found[0] if found else None
-        if (
-            instance is None
-            or instance.series.series_instance_uid != series_uid
-            or instance.series.study.study_instance_uid != study_uid
-            or (self.allows is not None and not self.allows(instance.series.study))
-            or self.hides(instance.series)
-        ):
+        return found[0] if found else None
+
+    def admits(self, instance: Instance, study_uid: str, series_uid: str) -> bool:
+        """Whether the instance found is the one asked for (its series and study UIDs) and exists here."""
+        return (
+            instance.series.series_instance_uid == series_uid
+            and instance.series.study.study_instance_uid == study_uid
+            and (self.allows is None or self.allows(instance.series.study))
+            and not self.hides(instance.series)
+        )
+
+    def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Instance:
+        instance = self.find_instance(sop_uid)
+        if instance is None or not self.admits(instance, study_uid, series_uid):
             raise Http404("No such instance.")
         return instance
 

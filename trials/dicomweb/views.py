@@ -107,9 +107,50 @@ def _cached(request: HttpRequest, etag: str, cache_control: str, make: Callable[
     return response
 
 
+def _fresh_copy(found):
+    """A copy of a kept instance: what a request loads onto it (its metadata) is not kept. Its fields and a copy
+    of its cache of related rows, as Model.__getstate__ does, without copy.copy's reduce-and-rebuild (three
+    times slower, on the hot path of frames)."""
+    clone = found.__class__.__new__(found.__class__)
+    clone.__dict__.update(found.__dict__)
+    clone._state = ModelState()
+    clone._state.__dict__.update(found._state.__dict__, fields_cache=dict(found._state.fields_cache))
+    return clone
+
+
+class _InstanceRows:
+    """Instance rows (with their series, study and subject) kept by the process for token clients, by SOP
+    Instance UID. Nothing in them that decides access ever changes once written (an instance's series, a
+    series' study, modality and origin, a study's trial and subject, a subject's site), and they are kept apart
+    from the permissions: each request still asks its scope (rebuilt every DICOMWEB_ACCESS_CACHE_SECONDS)
+    whether the row exists for it. So a viewer's next visit to a series, after its permissions were read
+    again, costs no query per instance."""
+
+    LIMIT = 20_000
+
+    def __init__(self):
+        self.rows: dict[str, object] = {}
+
+    def find(self, scope: Scope, sop_uid: str):
+        found = self.rows.get(sop_uid)
+        if found is None:
+            found = scope.find_instance(sop_uid)
+            if found is not None:
+                if len(self.rows) >= self.LIMIT:
+                    self.rows.clear()
+                self.rows[sop_uid] = found
+        return found
+
+    def clear(self) -> None:
+        self.rows.clear()
+
+
+_instance_rows = _InstanceRows()
+
+
 class _KeptScope:
-    """A token client's scope kept between requests, remembering the instances it looked up (an instance row
-    never changes once written): a viewer's next frame of the same instance needs no query at all."""
+    """A token client's scope kept between requests. Where the scope's test is one of the row alone (`allows`),
+    its instances come from the process's kept rows; otherwise it remembers those it looked up itself."""
 
     LIMIT = 5000
 
@@ -121,20 +162,18 @@ class _KeptScope:
         return getattr(self._scope, name)
 
     def instance(self, study_uid: str, series_uid: str, sop_uid: str):
+        if self._scope.allows is not None:
+            found = _instance_rows.find(self._scope, sop_uid)
+            if found is None or not self._scope.admits(found, study_uid, series_uid):
+                raise Http404("No such instance.")
+            return _fresh_copy(found)
         key = (study_uid, series_uid, sop_uid)
         found = self._instances.get(key)
         if found is None:
             found = self._scope.instance(study_uid, series_uid, sop_uid)
             if len(self._instances) < self.LIMIT:
                 self._instances[key] = found
-        # A copy: what a request loads onto its instance (its metadata) is not kept with the scope. Its fields and
-        # a copy of its cache of related rows, as Model.__getstate__ does, without copy.copy's reduce-and-rebuild
-        # (three times slower, on the hot path of frames).
-        clone = found.__class__.__new__(found.__class__)
-        clone.__dict__.update(found.__dict__)
-        clone._state = ModelState()
-        clone._state.__dict__.update(found._state.__dict__, fields_cache=dict(found._state.fields_cache))
-        return clone
+        return _fresh_copy(found)
 
 
 class _TokenScopes:
@@ -175,6 +214,7 @@ class _TokenScopes:
 
     def clear(self) -> None:
         self.entries.clear()
+        _instance_rows.clear()
 
 
 _token_scopes = _TokenScopes()

@@ -126,7 +126,7 @@ class _InstanceRows:
     whether the row exists for it. So a viewer's next visit to a series, after its permissions were read
     again, costs no query per instance."""
 
-    LIMIT = 20_000
+    LIMIT = 5000  # a few MB a process; cleared when full
 
     def __init__(self):
         self.rows: dict[str, object] = {}

@@ -84,10 +84,11 @@ MIDDLEWARE = [
     "ctims.middleware.NoStoreMiddleware",
     # Headers only: before the lean DICOMweb path below, so that its answers carry them too.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # DICOMweb requests with a Bearer token stop here: none of the session-based middleware below applies (it
+    # sends django-csp's policy itself, built once).
+    "trials.dicomweb.lean.DicomwebTokenMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # DICOMweb requests with a Bearer token stop here: none of the session-based middleware below applies.
-    "trials.dicomweb.lean.DicomwebTokenMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -396,6 +396,70 @@ def test_no_migration_rewrites_or_blocks_reads_of_the_instance_index(db):
     assert offending == []
 
 
+def test_indexes_on_the_instance_index_are_built_concurrently(db):
+    """A plain CREATE INDEX holds back every write to the table (ingest, a frame layout kept at its first read)
+    for the whole build: on `trials_instance`, only where the same migration creates the table."""
+    import io
+
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(connection)
+    offending, concurrent = [], []
+    for app_label, name in sorted(loader.disk_migrations):
+        if app_label not in ("ctims", "trials", "reads"):
+            continue
+        out = io.StringIO()
+        call_command("sqlmigrate", app_label, name, stdout=out)
+        sql = out.getvalue()
+        if 'CREATE TABLE "trials_instance"' in sql:
+            continue
+        for statement in sql.split(";"):
+            if re.search(r'CREATE (UNIQUE )?INDEX .* ON "trials_instance"', statement):
+                (concurrent if "CONCURRENTLY" in statement else offending).append(f"{app_label}.{name}")
+    assert offending == [] and "trials.0020_instance_indexes_concurrently" in concurrent
+
+
+def test_the_concurrent_index_migration_keeps_a_valid_index_and_rebuilds_an_invalid_one(transactional_db):
+    """0013 as released built the same indexes the plain way; a concurrent build that failed leaves one INVALID."""
+    import importlib
+
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+    from django.test.utils import CaptureQueriesContext
+
+    migration = importlib.import_module("trials.migrations.0020_instance_indexes_concurrently").Migration
+    loader = MigrationLoader(connection)
+    before = loader.project_state(("trials", "0019_query_title_is_what_failed"))
+    after = loader.project_state(("trials", "0020_instance_indexes_concurrently"))
+    operation = migration.operations[0]
+    name = operation.index.name
+
+    def run() -> list[str]:
+        with CaptureQueriesContext(connection) as queries, connection.schema_editor(atomic=False) as editor:
+            operation.database_forwards("trials", editor, before, after)
+        return [q["sql"] for q in queries if "INDEX" in q["sql"]]
+
+    def valid():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name])
+            row = cursor.fetchone()
+        return row and row[0]
+
+    assert valid() and run() == []  # built by 0013 as released: kept
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(%s)", [name])
+    statements = run()
+    assert valid() and [s.split(" ", 3)[:3] for s in statements] == [
+        ["DROP", "INDEX", "CONCURRENTLY"],
+        ["CREATE", "INDEX", "CONCURRENTLY"],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP INDEX "{name}"')
+    assert "CONCURRENTLY" in run()[0] and valid()
+
+
 # --- the nginx example -------------------------------------------------------------------------------------------
 
 

@@ -47,6 +47,9 @@ def _dicomweb_http_arguments(parser) -> None:
     parser.add_argument(
         "--orthanc", action="store_true", help="--http: the same files from Debian's Orthanc, and the ratio"
     )
+    from .dicomweb.bench import add_http_arguments
+
+    add_http_arguments(parser)
 
 
 def _dicomweb(out, *, slices: int, runs: int, small: bool, index_rows: int, **options) -> None:
@@ -57,7 +60,17 @@ def _dicomweb(out, *, slices: int, runs: int, small: bool, index_rows: int, **op
             clients = [int(n) for n in options["clients"].split(",")]
         except ValueError:
             raise CommandError("--clients is a comma-separated list of whole numbers, e.g. 1,8") from None
-        bench_dicomweb_http(out, slices=slices, runs=runs, small=small, clients=clients, orthanc=options["orthanc"])
+        bench_dicomweb_http(
+            out,
+            slices=slices,
+            runs=runs,
+            small=small,
+            clients=clients,
+            orthanc=options["orthanc"],
+            servers=options["server"],
+            web_workers=options["web_workers"],
+            access_cache_seconds=options["access_cache_seconds"],
+        )
         return
     bench_dicomweb(out, slices=slices, runs=runs, small=small, index_rows=index_rows)
 

@@ -24,8 +24,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import connection
 
-from ctims.bench import median_ms, scratch, signed_in_client, stores_in
+from ctims.bench import median_ms, own_database, scratch, signed_in_client, stores_in
 from trials import services
+from trials.dicomweb import wado
 from trials.ingest.services import BATCH_SIZE, upload_batch_process, upload_finish, upload_open, upload_receive
 from trials.ingest.store import image_storage
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -145,7 +146,7 @@ def bench_dicomweb(out, *, slices: int, runs: int, small: bool, index_rows: int)
             return _run(out, slices=slices, runs=runs, small=small, index_rows=index_rows)
     var = Path(tempfile.mkdtemp(prefix="ctims-bench-dw-"))
     try:
-        with _own_database(), stores_in(var):
+        with own_database("bench dicomweb"), stores_in(var):
             _run(out, slices=slices, runs=runs, small=small, index_rows=index_rows)
     finally:
         shutil.rmtree(var, ignore_errors=True)
@@ -240,6 +241,13 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
             {},
         ),
     }
+    # The 500 rows have no files: their metadata is kept in the index (as after a first read), copied from a
+    # real instance, so that the series metadata is built from the index as a viewer's second visit finds it.
+    Instance.objects.filter(series=some).update(metadata=wado.instance_metadata(instances[0]))
+    searches["series metadata (500 instances, kept body)"] = (
+        f"{root}/studies/{some.study.study_instance_uid}/series/{some.series_instance_uid}/metadata",
+        {},
+    )
     answers = {}
     for label, (url, params) in searches.items():
         response = client.get(url, params)
@@ -265,21 +273,6 @@ def _run(out, *, slices: int, runs: int, small: bool, index_rows: int) -> None:
 ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 ORTHANC = "/usr/sbin/Orthanc"
 ORTHANC_DICOMWEB = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-
-
-@contextmanager
-def _own_database() -> Iterator[str]:
-    """A database of the bench's own, migrated and dropped at the end: a server in another process must see
-    committed rows, and nothing the bench writes (its audit events included) may stay in the real one."""
-    if connection.vendor != "postgresql":
-        raise CommandError("bench dicomweb --http needs PostgreSQL (DATABASE_URL=postgres://...).")
-    old_name = connection.settings_dict["NAME"]
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"ctims_bench_{os.getpid()}"
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        yield name
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 def _free_port() -> int:
@@ -313,13 +306,64 @@ def _load(base: str, paths: list[str], headers: dict, clients: int, rounds: int)
     )
     result = json.loads(done.stdout)
     if result["errors"]:
-        raise CommandError(f"{base}: {result['errors']}")
+        raise CommandError(f"{base}: {result['errors'][:2]}")
     return result
 
 
+def _server_logs(var: Path) -> str:
+    """The end of each server's log, for a failed run."""
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in var.glob("server-*.log"))
+
+
+SERVERS = ("gunicorn", "granian", "uvicorn", "runserver")
+
+
+def add_http_arguments(parser) -> None:
+    """`bench dicomweb --http`'s own options (the bench command calls this from its add_arguments)."""
+    parser.add_argument(
+        "--server",
+        nargs="+",
+        choices=SERVERS,
+        default=["gunicorn"],
+        help="dicomweb --http: the server(s) in front of CTIMS, each measured in the same run: gunicorn "
+        "(deploy/gunicorn.conf.py, WSGI), granian (WSGI), uvicorn (ASGI), runserver (Django's development server)",
+    )
+    parser.add_argument(
+        "--web-workers", type=int, default=3, help="dicomweb --http: worker processes of the server (default 3)"
+    )
+    parser.add_argument(
+        "--access-cache-seconds",
+        type=int,
+        help="dicomweb --http: the servers' DICOMWEB_ACCESS_CACHE_SECONDS (default: the setting's). The servers "
+        "take turns, so a round of one server comes seconds after its last: with the default 5, each round "
+        "starts with the token's permissions and the instances looked up again, as a viewer's next series would.",
+    )
+
+
+def _server_command(server: str, port: int, workers: int) -> list[str]:
+    python = sys.executable
+    bind = ["--host", "127.0.0.1", "--port", str(port)]
+    if server == "gunicorn":  # the production unit's configuration, its bind and workers from the environment
+        return [python, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "ctims.wsgi:application"]
+    if server == "granian":
+        # A few blocking threads per worker: each keeps its own database connection.
+        return [python, "-m", "granian", "--interface", "wsgi", *bind, "--workers", str(workers), "--no-ws"] + [
+            "--blocking-threads",
+            "4",
+            "--log-level",
+            "warning",
+        ]
+    if server == "uvicorn":
+        return [python, "-m", "uvicorn", "--factory", "django.core.asgi:get_asgi_application", *bind]
+    return [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+
+
 @contextmanager
-def _ctims_server(database: str, var: Path) -> Iterator[str]:
-    """CTIMS's development server (threaded, one process, DEBUG off) on a free loopback port."""
+def _ctims_server(
+    database: str, var: Path, server: str = "gunicorn", workers: int = 3, access_cache_seconds: int | None = None
+) -> Iterator[str]:
+    """CTIMS behind `server` (DEBUG off, `workers` processes where the server has them) on a free loopback
+    port, with the production settings that matter to a viewer: database connections kept between requests."""
     port = _free_port()
     url = urlsplit(os.environ.get("DATABASE_URL", ""))
     env = os.environ | {
@@ -329,20 +373,31 @@ def _ctims_server(database: str, var: Path) -> Iterator[str]:
         "SECRET_KEY": uuid.uuid4().hex * 2,
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "False",
+        "DJANGO_SETTINGS_MODULE": "ctims.settings",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": str(workers),
+        "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
+        # Kept connections as deploy/ctims.env.example, where a thread serves request after request (gunicorn's
+        # sync workers, granian's few blocking threads); not where each request may run on a new thread
+        # (ASGI's sync views, runserver), which would leave a connection behind per thread (Django's advice).
+        "DB_CONN_MAX_AGE": "60" if server in ("gunicorn", "granian") else "0",
     }
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    if access_cache_seconds is not None:
+        env["DICOMWEB_ACCESS_CACHE_SECONDS"] = str(access_cache_seconds)
+    command = _server_command(server, port, workers)
+    if server == "granian":
+        command.append("ctims.wsgi:application")
+    elif server == "uvicorn":
+        command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    log = (var / f"server-{server}.log").open("wb")  # read when a request fails
+    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)  # noqa: S603
     try:
         _wait_for(f"http://127.0.0.1:{port}/accounts/login/", process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 @contextmanager
@@ -383,16 +438,45 @@ def _orthanc(folder: Path, files: list[Path]) -> Iterator[str]:
         log.close()
 
 
-def bench_dicomweb_http(out, *, slices: int, runs: int, small: bool, clients: list[int], orthanc: bool) -> None:
+def bench_dicomweb_http(
+    out,
+    *,
+    slices: int,
+    runs: int,
+    small: bool,
+    clients: list[int],
+    orthanc: bool,
+    servers: list[str] = ("gunicorn",),
+    web_workers: int = 3,
+    access_cache_seconds: int | None = None,
+) -> None:
     var = Path(tempfile.mkdtemp(prefix="ctims-bench-http-"))
     try:
-        with _own_database() as database, stores_in(var):
-            _run_http(out, database, var, slices=slices, runs=runs, small=small, clients=clients, orthanc=orthanc)
+        with own_database("bench dicomweb --http") as database, stores_in(var):
+            try:
+                _run_http(
+                    out,
+                    database,
+                    var,
+                    slices=slices,
+                    runs=runs,
+                    small=small,
+                    clients=clients,
+                    orthanc=orthanc,
+                    servers=list(servers),
+                    web_workers=web_workers,
+                    access_cache_seconds=access_cache_seconds,
+                )
+            except CommandError:
+                out.write(_server_logs(var))
+                raise
     finally:
         shutil.rmtree(var, ignore_errors=True)
 
 
-def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, orthanc) -> None:
+def _run_http(
+    out, database: str, var: Path, *, slices, runs, small, clients, orthanc, servers, web_workers, access_cache_seconds
+) -> None:
     admin, trial, subject = _world(slices, small)
     membership = Membership.objects.filter(user=admin, trial=trial).first()
     _, key = services.api_token_create(actor=admin, membership=membership, name="bench")
@@ -405,22 +489,26 @@ def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, or
     jobs = {"frame": (frames, ACCEPT_FRAMES), "instance": (whole, ACCEPT_INSTANCE)}
     out.write(
         f"Over HTTP: {len(instances)} CT instances {instances[0].rows}x{instances[0].columns}, each client on its "
-        f"own keep-alive connection in a separate process; {runs} rounds of the whole series per client, the two "
-        "servers taking turns round by round. CTIMS: the development server (threaded, one process, DEBUG off), "
-        "Bearer token; Orthanc: Debian's, with its DICOMweb plugin."
+        f"own keep-alive connection in a separate process; {runs} rounds of the whole series per client, the "
+        f"servers taking turns round by round. CTIMS with a Bearer token behind {', '.join(servers)} "
+        f"({web_workers} worker processes; DEBUG off; DICOMWEB_ACCESS_CACHE_SECONDS="
+        f"{settings.DICOMWEB_ACCESS_CACHE_SECONDS if access_cache_seconds is None else access_cache_seconds})"
+        + ("; Orthanc: Debian's, with its DICOMweb plugin" if orthanc else "")
+        + f". Load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}."
     )
     latencies: dict[tuple[str, str, int], list[float]] = {}
     seconds: dict[tuple[str, str, int], float] = {}
-    with ExitStack() as servers:
-        roots = {
-            "ctims": (f"{servers.enter_context(_ctims_server(database, var))}/dicomweb/trials/{trial.code}", token)
-        }
+    with ExitStack() as stack:
+        roots = {}
+        for server in servers:
+            base = stack.enter_context(_ctims_server(database, var, server, web_workers, access_cache_seconds))
+            roots[server] = (f"{base}/dicomweb/trials/{trial.code}", token)
         if orthanc:
             files = [Path(image_storage().path(i.storage_key)) for i in instances]
-            roots["orthanc"] = (f"{servers.enter_context(_orthanc(var / 'orthanc', files))}/dicom-web", {})
+            roots["orthanc"] = (f"{stack.enter_context(_orthanc(var / 'orthanc', files))}/dicom-web", {})
         for kind, (paths, accept) in jobs.items():
             for root, headers in roots.values():
-                _load(root, paths[:5], headers | {"Accept": accept}, 1, 1)  # warm up
+                _load(root, paths, headers | {"Accept": accept}, max(clients), 1)  # warm up every worker
             for n in clients:
                 for _ in range(runs):
                     for server, (root, headers) in roots.items():
@@ -429,17 +517,17 @@ def _run_http(out, database: str, var: Path, *, slices, runs, small, clients, or
                         seconds[server, kind, n] = seconds.get((server, kind, n), 0) + result["seconds"]
     for kind in jobs:
         for n in clients:
-            ours = latencies["ctims", kind, n]
-            median = statistics.median(ours)
-            line = (
-                f"  {kind:<8} {n:>2} client(s): CTIMS median {median:7.2f} ms, "
-                f"{len(ours) / seconds['ctims', kind, n]:7.1f}/s"
-            )
-            if orthanc:
-                theirs = latencies["orthanc", kind, n]
-                line += (
-                    f" | Orthanc median {statistics.median(theirs):7.2f} ms, "
-                    f"{len(theirs) / seconds['orthanc', kind, n]:7.1f}/s"
-                    f" | CTIMS/Orthanc median = {median / statistics.median(theirs):.2f}"
+            theirs = statistics.median(latencies["orthanc", kind, n]) if orthanc else None
+            for server in servers:
+                ours = latencies[server, kind, n]
+                median = statistics.median(ours)
+                line = (
+                    f"  {kind:<8} {n:>2} client(s) CTIMS/{server:<9} median {median:7.2f} ms, "
+                    f"{len(ours) / seconds[server, kind, n]:7.1f}/s"
                 )
-            out.write(line)
+                if orthanc:
+                    line += f" | CTIMS/Orthanc median = {median / theirs:.2f}"
+                out.write(line)
+            if orthanc:
+                rate = len(latencies["orthanc", kind, n]) / seconds["orthanc", kind, n]
+                out.write(f"  {kind:<8} {n:>2} client(s) Orthanc         median {theirs:7.2f} ms, {rate:7.1f}/s")

@@ -223,6 +223,9 @@ class Search:
     above: set[str] = field(default_factory=set)
     # The study and series attributes of the rows, made once per study and series (many rows share them).
     made: dict[tuple[str, int], dict] = field(default_factory=dict)
+    # Instance searches: the rows' series by primary key (with their study and subject).
+    series: dict[int, Series] = field(default_factory=dict)
+    urls: dict[int, str] = field(default_factory=dict)  # and their Retrieve URLs
 
     def once(self, kind: str, pk: int, make: Callable[[], dict]) -> dict:
         found = self.made.get((kind, pk))
@@ -353,20 +356,29 @@ def search_instances(
     series_uid: str | None = None,
     visible: Callable[[str], Q] = _every_series,
     ignored: Iterable[str] = (),
+    series: Series | None = None,
 ) -> Search:
+    """Instances matching the QIDO keys; `series` (already found visible) narrows them to its own, the index's
+    cheapest question. Without includefield the rows are plain tuples of INSTANCE_COLUMNS (no model instances
+    for a 500-slice series); with it, instances with their metadata."""
     query = _parse(params, INSTANCE, visible, ignored)
-    qs = instances.filter(query.conditions).only(*INSTANCE_COLUMNS)
+    if series is not None:
+        instances = Instance.objects.filter(series_id=series.pk)
+    qs = instances.filter(query.conditions)
     if query.include or query.include_all:
-        qs = qs.defer(None).defer("pixel_layout")
-    if study_uid:
+        qs = qs.defer("pixel_layout")
+    else:
+        qs = qs.values_list(*INSTANCE_COLUMNS, named=True)
+    if study_uid and series is None:
         qs = qs.filter(series__study__study_instance_uid=study_uid)
-    if series_uid:
+    if series_uid and series is None:
         qs = qs.filter(series__series_instance_uid=series_uid)
     search = _page(qs.order_by("series_id", "instance_number", "pk"), query)
     # Many rows share a series: load each series (with its study and subject) once, not once per row.
-    series = Series.objects.select_related("study__subject").in_bulk({i.series_id for i in search.rows})
-    for instance in search.rows:
-        instance.series = series[instance.series_id]
+    if series is not None:
+        search.series = {series.pk: series}
+    else:
+        search.series = Series.objects.select_related("study__subject").in_bulk({i.series_id for i in search.rows})
     search.above = set() if series_uid else {SERIES} if study_uid else {STUDY, SERIES}
     return search
 
@@ -382,8 +394,6 @@ INSTANCE_COLUMNS = (
     "rows",
     "columns",
     "bits_allocated",
-    "sha256",
-    "storage_key",
 )
 
 
@@ -443,9 +453,7 @@ def series_attributes(series: Series, root: str) -> dict:
         "00080056": ONLINE,
         "00080060": _attr("CS", series.modality),
         "0008103E": _attr("LO", series.description),
-        "00081190": _attr(
-            "UR", f"{root}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
-        ),
+        "00081190": _attr("UR", series_url(series, root)),
         "00180015": _attr("CS", series.body_part),
         "0020000E": _attr("UI", series.series_instance_uid),
         "00200011": _attr("IS", series.series_number),
@@ -456,24 +464,39 @@ def series_attributes(series: Series, root: str) -> dict:
     }
 
 
-def instance_attributes(instance: Instance, root: str) -> dict:
-    """Table 10.6.3-5: the instance's default attributes, present even when empty."""
-    series = instance.series
-    url = (
-        f"{root}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
-        f"/instances/{instance.sop_instance_uid}"
-    )
+def _us(value: int | None) -> dict:
+    return {"vr": "US", "Value": [value]} if value is not None else {"vr": "US"}
+
+
+def _is(value: int | None) -> dict:
+    return {"vr": "IS", "Value": [value]} if value is not None else {"vr": "IS"}
+
+
+def _ui(value: str) -> dict:
+    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def series_url(series: Series, root: str) -> str:
+    return f"{root}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+
+
+def instance_attributes(instance, series_url: str) -> dict:
+    """Table 10.6.3-5: the instance's default attributes, present even when empty, in tag order. `instance` is
+    an Instance or a row of INSTANCE_COLUMNS; made for every row of a 500-slice series, so written out flat."""
     return {
-        "00080016": _attr("UI", instance.sop_class_uid),
-        "00080018": _attr("UI", instance.sop_instance_uid),
+        "00080016": _ui(instance.sop_class_uid),
+        "00080018": _ui(instance.sop_instance_uid),
         "00080056": ONLINE,
-        "00081190": _attr("UR", url),
-        "00083002": _attr("UI", instance.transfer_syntax_uid),
-        "00200013": _attr("IS", instance.instance_number),
-        "00280008": _attr("IS", instance.number_of_frames),
-        "00280010": _attr("US", instance.rows),
-        "00280011": _attr("US", instance.columns),
-        "00280100": _attr("US", instance.bits_allocated),
+        "00081190": {
+            "vr": "UR",
+            "Value": [f"{series_url}/instances/{instance.sop_instance_uid}"],
+        },
+        "00083002": _ui(instance.transfer_syntax_uid),
+        "00200013": _is(instance.instance_number),
+        "00280008": _is(instance.number_of_frames),
+        "00280010": _us(instance.rows),
+        "00280011": _us(instance.columns),
+        "00280100": _us(instance.bits_allocated),
     }
 
 
@@ -513,12 +536,15 @@ def series_json(series: Series, root: str, search: Search | None = None) -> dict
     return _with_includes(out, search, None)
 
 
-def instance_json(instance: Instance, root: str, search: Search | None = None) -> dict:
+def instance_json(instance, root: str, search: Search | None = None) -> dict:
     """An instance answer; with its series' attributes when the search spans series, and its study's when it
-    spans studies (PS3.18 10.6.3.3.3)."""
+    spans studies (PS3.18 10.6.3.3.3). `instance` is an Instance, or a row of INSTANCE_COLUMNS."""
     search = search or Search([])
-    series = instance.series
-    out = instance_attributes(instance, root)
+    series = search.series.get(instance.series_id) or instance.series
+    url = search.urls.get(series.pk) or search.urls.setdefault(series.pk, series_url(series, root))
+    out = instance_attributes(instance, url)
+    if not (search.above or search.include or search.include_all):
+        return out  # already in tag order
     if search.above:
         above = search.once("series", series.pk, lambda: _above(series, root, search.above))
         out = above | out

@@ -95,12 +95,20 @@ class Scope:
         return study
 
     def one_series(self, study_uid: str, series_uid: str) -> Series:
-        series = self.series().filter(series_instance_uid=series_uid, study__study_instance_uid=study_uid).first()
-        if series is None:
+        """The series (with its study and subject) if it is visible here, else 404."""
+        found = list(
+            self.series()
+            .filter(series_instance_uid=series_uid, study__study_instance_uid=study_uid)
+            .select_related("study__subject")
+            .order_by()[:1]  # no ORDER BY: the UID is unique (see `instance`)
+        )
+        if not found:
             raise Http404("No such series.")
-        return series
+        return found[0]
 
-    def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Instance:
+    def find_instance(self, sop_uid: str) -> Instance | None:
+        """The instance row with its series, study and subject, before `admits`; where the scope has `allows`,
+        the same row whoever asks (the rows never change: a process may keep them)."""
         candidates = Instance.objects if self.allows else self.instances()
         # No ORDER BY: the UID is unique, and an ordered first() lets PostgreSQL walk another index.
         found = list(
@@ -109,14 +117,20 @@ class Scope:
             .defer("metadata")
             .order_by()[:1]
         )
-        instance = found[0] if found else None
-        if (
-            instance is None
-            or instance.series.series_instance_uid != series_uid
-            or instance.series.study.study_instance_uid != study_uid
-            or (self.allows is not None and not self.allows(instance.series.study))
-            or self.hides(instance.series)
-        ):
+        return found[0] if found else None
+
+    def admits(self, instance: Instance, study_uid: str, series_uid: str) -> bool:
+        """Whether the instance found is the one asked for (its series and study UIDs) and exists here."""
+        return (
+            instance.series.series_instance_uid == series_uid
+            and instance.series.study.study_instance_uid == study_uid
+            and (self.allows is None or self.allows(instance.series.study))
+            and not self.hides(instance.series)
+        )
+
+    def instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Instance:
+        instance = self.find_instance(sop_uid)
+        if instance is None or not self.admits(instance, study_uid, series_uid):
             raise Http404("No such instance.")
         return instance
 

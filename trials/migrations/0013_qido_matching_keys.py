@@ -3,6 +3,11 @@
 from django.db import migrations, models
 
 
+# The two indexes on the instance table this migration added when it was released are built by
+# 0020_instance_indexes_concurrently now, without holding back writes to the table (0020 keeps those already
+# built by this migration as it was).
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -59,14 +64,6 @@ class Migration(migrations.Migration):
             model_name='study',
             name='study_id',
             field=models.CharField(blank=True, default='', max_length=64),
-        ),
-        migrations.AddIndex(
-            model_name='instance',
-            index=models.Index(fields=['series', 'instance_number'], name='trials_instance_series_number'),
-        ),
-        migrations.AddIndex(
-            model_name='instance',
-            index=models.Index(fields=['sop_class_uid'], name='trials_instance_sop_class'),
         ),
         migrations.AddIndex(
             model_name='series',

@@ -48,6 +48,9 @@ def test_a_token_client_skips_the_session_and_locale_middleware(token_world, cli
     client.force_login(world.quinn)
     by_session = client.get(url, HTTP_ACCEPT=FRAMES)
     assert by_session.status_code == 200 and "Accept-Language" in by_session["Vary"]
+    # The same security headers on both paths (the lean one skips django-csp's middleware, not its policy).
+    for header in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Cache-Control"):
+        assert by_token[header] == by_session[header], header
     assert by_session.content.split(b"\r\n\r\n", 1)[1][:64] == by_token.content.split(b"\r\n\r\n", 1)[1][:64]
 
 
@@ -105,5 +108,37 @@ def test_a_kept_scope_does_not_keep_what_a_request_loaded_onto_an_instance(token
     assert client.get(url, HTTP_ACCEPT=FRAMES, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
     metadata = client.get(url.replace("/frames/1", "/metadata"), HTTP_AUTHORIZATION=f"Bearer {key}")
     assert metadata.status_code == 200
-    [kept] = next(iter(views._token_scopes.entries.values()))[1]._instances.values()
+    [kept] = views._instance_rows.rows.values()
     assert "metadata" not in kept.__dict__ or kept.metadata is None
+
+
+def test_a_token_clients_next_visit_reads_its_permissions_again_but_no_instance_row(
+    token_world, client, settings, monkeypatch
+):
+    settings.DICOMWEB_ACCESS_CACHE_SECONDS = 5
+    _, _, key = token_world
+    urls = frame_urls()
+    for url in urls:
+        assert client.get(url, HTTP_ACCEPT=FRAMES, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    later = views._token_scopes.clock() + 6
+    monkeypatch.setattr(views._token_scopes, "clock", lambda: later)
+    with CaptureQueriesContext(connection) as queries:
+        for url in urls:
+            assert client.get(url, HTTP_ACCEPT=FRAMES, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    assert len(urls) > 1 and not [q for q in queries if "trials_instance" in q["sql"]]
+    assert 0 < len(queries) < len(urls) + 1  # the token and its permissions, once
+
+
+def test_a_kept_instance_row_is_still_refused_to_a_token_that_may_not_see_it(token_world, client, settings):
+    """Rows are kept by the process, whoever asked first; each request's own scope still decides."""
+    settings.DICOMWEB_ACCESS_CACHE_SECONDS = 5
+    world, _, key = token_world
+    url = frame_url()
+    assert client.get(url, HTTP_ACCEPT=FRAMES, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    assert views._instance_rows.rows
+    busan = Membership.objects.get(user=world.bruno, trial=world.trial)  # a coordinator of another site
+    _, other_key = services.api_token_create(actor=world.bruno, membership=busan, name="elsewhere")
+    answer = client.get(url, HTTP_ACCEPT=FRAMES, HTTP_AUTHORIZATION=f"Bearer {other_key}")
+    assert answer.status_code == 404
+    wrong_series = url.replace("/series/", "/series/9", 1)
+    assert client.get(wrong_series, HTTP_ACCEPT=FRAMES, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 404

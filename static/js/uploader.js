@@ -639,26 +639,34 @@ class Uploader {
   }
 
   /**
-   * The de-identification workers: one per core up to ENGINE_WORKERS, each its own Pyodide, started together
-   * (their start-up overlaps); `run` hands a file to the worker with the fewest files waiting.
+   * The de-identification workers: one per core up to ENGINE_WORKERS, each its own Pyodide, started together.
+   * The engine is ready when the first worker is (its start-up, `startMs`, is what a coordinator waits for);
+   * the others take files as they become ready, configured with the subject key first. `run` hands a file to
+   * the ready worker with the fewest files waiting.
    */
   startEngine() {
     if (this.engine) return this.engine.ready;
     const count = Math.max(1, Math.min(ENGINE_WORKERS, navigator.hardwareConcurrency || 1));
     const workers = Array.from({ length: count }, () => this.startWorker());
-    const engine = {
-      workers,
-      startMs: 0,
-      ready: Promise.all(workers.map((w) => w.ready)).then((times) => {
-        engine.startMs = Math.max(...times);
-      }),
-      configure: (key) => Promise.all(workers.map((w) => w.configure(key))),
-      run: (bytes) => workers.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a)).run(bytes),
+    const engine = { workers, live: [], key: null, startMs: 0 };
+    const join = async (w) => {
+      const ms = await w.ready;
+      if (engine.key) await w.configure(engine.key);
+      engine.live.push(w);
+      this.root.dataset.deidWorkers = String(engine.live.length);
+      return ms;
     };
+    engine.ready = Promise.any(workers.map(join)).then((ms) => {
+      engine.startMs = ms;
+    });
+    engine.configure = (key) => {
+      engine.key = key;
+      return Promise.all(engine.live.map((w) => w.configure(key)));
+    };
+    engine.run = (bytes) => engine.live.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a)).run(bytes);
     this.engine = engine;
     engine.ready.then(() => {
       this.root.dataset.engine = "ready";
-      this.root.dataset.deidWorkers = String(count);
     });
     engine.ready.catch(() => {
       for (const w of workers) w.worker.terminate();

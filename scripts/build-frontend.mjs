@@ -11,6 +11,11 @@
 // for text in pixels is Tesseract in WebAssembly (tesseract.js-core, the SIMD LSTM build) with the Korean and
 // English models (@tesseract.js-data/kor and /eng, tesseract.js's default "best_int" models, unzipped here),
 // all pinned in package-lock.json and written into static/dist/deid/ocr/.
+//
+// pydicom and the engine's sources reach the worker as one zip (python.zip), together with their bytecode,
+// compiled here by the very Pyodide the worker runs (hash-based .pyc that Python takes without re-reading the
+// source): the worker then imports them without compiling pydicom's modules on every page load, which was
+// most of the engine's start-up after Pyodide itself.
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -18,7 +23,7 @@ import { existsSync } from "node:fs";
 import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { gunzipSync } from "node:zlib";
 
 import * as esbuild from "esbuild";
@@ -36,6 +41,7 @@ const OCR_CORE = "tesseract-core-simd-lstm"; // what tesseract.js loads for its 
 const OCR_LANGUAGES = ["kor", "eng"]; // as the server's trials.deid.burned_in.OCR_LANGUAGES
 const OCR_MODELS = "4.0.0_best_int";
 const DEID_SOURCES = ["engine.mjs", "ocr.mjs", "worker.js"];
+const PYTHON_ZIP = "python.zip"; // pydicom and the engine's sources, with their bytecode
 const require = createRequire(path.join(ROOT, "package.json"));
 const LOADER = path.dirname(require.resolve("@cornerstonejs/dicom-image-loader"));
 
@@ -125,6 +131,36 @@ async function engineSources() {
   return sources;
 }
 
+/**
+ * pydicom (its wheel's files) and the engine's sources with their bytecode, as one zip for the worker's /ctims.
+ * Compiled by the bundle's own Pyodide, so the .pyc match the Python that imports them; each .pyc is
+ * "unchecked-hash" (PEP 552): taken as it is, the sources beside it being the very ones it was compiled from.
+ */
+async function compiledPython(pyodideDir, wheel, sources) {
+  const { loadPyodide } = await import(pathToFileURL(path.join(pyodideDir, "pyodide.mjs")).href);
+  const pyodide = await loadPyodide({ indexURL: `${pyodideDir}/`, fullStdLib: false });
+  pyodide.unpackArchive(new Uint8Array(wheel.bytes), "wheel", { extractDir: "/build" });
+  for (const [relative, text] of Object.entries(sources)) {
+    const file = `/build/${relative}`;
+    pyodide.FS.mkdirTree(file.slice(0, file.lastIndexOf("/")));
+    pyodide.FS.writeFile(file, text);
+  }
+  pyodide.runPython(`
+import compileall, os, py_compile, zipfile
+if not compileall.compile_dir("/build", quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH):
+    raise SystemExit("the engine's Python did not compile")
+with zipfile.ZipFile("/python.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+    for root, dirs, files in os.walk("/build"):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            info = zipfile.ZipInfo(os.path.relpath(full, "/build"), date_time=(1980, 1, 1, 0, 0, 0))
+            with open(full, "rb") as f:
+                archive.writestr(info, f.read(), zipfile.ZIP_DEFLATED)
+`);
+  return pyodide.FS.readFile("/python.zip");
+}
+
 const packageVersion = async (name) =>
   JSON.parse(await readFile(require.resolve(`${name}/package.json`), "utf8")).version;
 
@@ -165,18 +201,19 @@ async function buildDeid() {
     PYODIDE_FILES.map((f) => copyFile(path.join(pyodide, f), path.join(DEID_OUT, "pyodide", f))),
   );
   const wheel = await pydicomWheel();
-  await writeFile(path.join(DEID_OUT, wheel.name), wheel.bytes);
   const sources = await engineSources();
+  await writeFile(path.join(DEID_OUT, PYTHON_ZIP), await compiledPython(pyodide, wheel, sources));
   const { files: ocrFiles, ...ocr } = await buildOcr();
   const version = sha256(JSON.stringify([wheel.name, sources, ocr])).slice(0, 16);
-  await writeFile(path.join(DEID_OUT, "manifest.json"), JSON.stringify({ version, wheel: wheel.name, sources, ocr }));
+  const manifest = { version, pydicom: wheel.name, python: PYTHON_ZIP, sources: Object.keys(sources), ocr };
+  await writeFile(path.join(DEID_OUT, "manifest.json"), JSON.stringify(manifest));
   for (const f of DEID_SOURCES) {
     await copyFile(path.join(ROOT, "static", "src", "deid", f), path.join(DEID_OUT, f));
   }
-  const bytes = await size(DEID_OUT, [...PYODIDE_FILES.map((f) => `pyodide/${f}`), wheel.name, "manifest.json"]);
+  const bytes = await size(DEID_OUT, [...PYODIDE_FILES.map((f) => `pyodide/${f}`), PYTHON_ZIP, "manifest.json"]);
   const ocrBytes = await size(DEID_OUT, ocrFiles);
   console.log(
-    `static/dist/deid: Pyodide, ${wheel.name}, ${Object.keys(sources).length} engine files, ` +
+    `static/dist/deid: Pyodide, ${wheel.name} and ${Object.keys(sources).length} engine files compiled, ` +
       `${(bytes / 1024 / 1024).toFixed(1)} MB; OCR (${ocr.version}) ${(ocrBytes / 1024 / 1024).toFixed(1)} MB`,
   );
 }

@@ -77,7 +77,8 @@ const HELD_REASONS = {
 };
 const heldReason = (record) =>
   document.documentElement.lang.startsWith("en") ? record.reason : HELD_REASONS[record.code] || record.reason;
-const RECORDS_PER_REQUEST = 500;
+// The files' de-identification records travel in the STOW request itself, in a part before the files.
+const RECORDS_MEDIA = "application/vnd.ctims.deid-records+json";
 // "resend": the server's copy failed its checksum; the file is sent again while the upload is open.
 const FROM_SERVER = {
   quarantined: "received",
@@ -288,7 +289,6 @@ class Uploader {
       finish: data.finishUrl,
       resume: data.resumeUrl,
       key: data.keyUrl,
-      records: data.recordsUrl,
       worker: data.deidWorker,
     };
     // "server", "either" or "browser": where the trial lets this page de-identify.
@@ -646,26 +646,34 @@ class Uploader {
   }
 
   /**
-   * The de-identification workers: one per core up to ENGINE_WORKERS, each its own Pyodide, started together
-   * (their start-up overlaps); `run` hands a file to the worker with the fewest files waiting.
+   * The de-identification workers: one per core up to ENGINE_WORKERS, each its own Pyodide, started together.
+   * The engine is ready when the first worker is (its start-up, `startMs`, is what a coordinator waits for);
+   * the others take files as they become ready, configured with the subject key first. `run` hands a file to
+   * the ready worker with the fewest files waiting.
    */
   startEngine() {
     if (this.engine) return this.engine.ready;
     const count = Math.max(1, Math.min(ENGINE_WORKERS, navigator.hardwareConcurrency || 1));
     const workers = Array.from({ length: count }, () => this.startWorker());
-    const engine = {
-      workers,
-      startMs: 0,
-      ready: Promise.all(workers.map((w) => w.ready)).then((times) => {
-        engine.startMs = Math.max(...times);
-      }),
-      configure: (key) => Promise.all(workers.map((w) => w.configure(key))),
-      run: (bytes) => workers.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a)).run(bytes),
+    const engine = { workers, live: [], key: null, startMs: 0 };
+    const join = async (w) => {
+      const ms = await w.ready;
+      if (engine.key) await w.configure(engine.key);
+      engine.live.push(w);
+      this.root.dataset.deidWorkers = String(engine.live.length);
+      return ms;
     };
+    engine.ready = Promise.any(workers.map(join)).then((ms) => {
+      engine.startMs = ms;
+    });
+    engine.configure = (key) => {
+      engine.key = key;
+      return Promise.all(engine.live.map((w) => w.configure(key)));
+    };
+    engine.run = (bytes) => engine.live.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a)).run(bytes);
     this.engine = engine;
     engine.ready.then(() => {
       this.root.dataset.engine = "ready";
-      this.root.dataset.deidWorkers = String(count);
     });
     engine.ready.catch(() => {
       for (const w of workers) w.worker.terminate();
@@ -843,7 +851,7 @@ class Uploader {
 
   /**
    * Sending while de-identifying: batches of ready files go out as they fill, IN_FLIGHT requests at a time,
-   * each after its files' records. `room()` makes the workers wait while a full batch is queued unsent, so
+   * each carrying its files' records. `room()` makes the workers wait while a full batch is queued unsent, so
    * at most IN_FLIGHT + 2 batches of de-identified copies are held at once.
    */
   startStream(total) {
@@ -868,7 +876,6 @@ class Uploader {
         const batch = queue.shift();
         active += 1;
         (async () => {
-          await this.sendRecords(batch.entries);
           await this.sendBatch(batch);
           for (const entry of batch.entries) entry.sent();
         })()
@@ -932,17 +939,17 @@ class Uploader {
     return interpolate(gettext("De-identified in your browser (%(method)s): %(what)s."), { method: record.method, what: parts.join(", ") || gettext("nothing to change") }, true);
   }
 
-  /** The records of the files about to be sent: keyed hashes and counts, never a value of the original. */
-  async sendRecords(entries) {
-    const records = entries.map((entry) => ({
-      sha256: entry.record.sha256,
-      key_check: entry.record.key_check,
-      patient_hash: entry.record.patient_hash,
-      actions: entry.record.actions,
-    }));
-    for (let start = 0; start < records.length; start += RECORDS_PER_REQUEST) {
-      await this.apiPatiently("POST", this.uploadUrl(this.urls.records), { records: records.slice(start, start + RECORDS_PER_REQUEST) });
-    }
+  /** The records of files de-identified here, as a STOW part: keyed hashes and counts, never a value of the original. */
+  recordsPart(entries, boundary) {
+    const records = entries
+      .filter((entry) => entry.record)
+      .map((entry) => ({
+        sha256: entry.record.sha256,
+        key_check: entry.record.key_check,
+        patient_hash: entry.record.patient_hash,
+        actions: entry.record.actions,
+      }));
+    return records.length ? `--${boundary}\r\nContent-Type: ${RECORDS_MEDIA}\r\n\r\n${JSON.stringify({ records })}\r\n` : "";
   }
 
   /** Rows for what the server already holds; the files it does not hold, one a content. */
@@ -984,7 +991,6 @@ class Uploader {
     }
     if (waiting.length) {
       touched = true;
-      if (this.browserMode) await this.sendRecords(waiting);
       await this.send(waiting);
     }
     if (this.upload && this.upload.state === "open") {
@@ -1131,7 +1137,7 @@ class Uploader {
 
   async post(entries, batch, bar) {
     const boundary = randomBoundary();
-    const parts = [];
+    const parts = [this.recordsPart(entries, boundary)];
     for (const entry of entries) {
       parts.push(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`, await entry.blob(), "\r\n");
     }

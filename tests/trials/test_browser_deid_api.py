@@ -233,3 +233,47 @@ def test_the_trial_admin_chooses_where_images_are_de_identified_on_the_edit_page
     }
     assert client.post(url, form).status_code == 302
     assert Trial.objects.get(code="ALPHA").deid_paths == Trial.DeidPaths.BROWSER
+
+
+RECORDS_TYPE = "application/vnd.ctims.deid-records+json"
+
+
+def stow_with_records(api, user, upload_id, records, files):
+    """One STOW request as the upload page sends it: the files' records in a leading part, then the files."""
+    boundary = "ctims-records-test"
+    body = {"records": [{k: r[k] for k in ("sha256", "key_check", "patient_hash", "actions")} for r in records]}
+    parts = [f"--{boundary}\r\nContent-Type: {RECORDS_TYPE}\r\n\r\n".encode() + json.dumps(body).encode() + b"\r\n"]
+    parts += [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + f + b"\r\n" for f in files]
+    return api.as_(user).generic(
+        "POST",
+        reverse("stow-upload", args=["ALPHA", upload_id]),
+        b"".join(parts) + f"--{boundary}--\r\n".encode(),
+        content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+        HTTP_ACCEPT="application/dicom+json",
+    )
+
+
+def test_records_sent_in_the_stow_request_itself_let_its_files_be_stored(world, api, browser_trial, series):
+    upload_id = open_upload(api, world.cora).json()["id"]
+    outputs, records = in_browser(key_of(api, world.cora, upload_id).json(), series)
+    response = stow_with_records(api, world.cora, upload_id, records, outputs)
+    assert response.status_code == 200, response.content
+    assert Upload.objects.get(pk=upload_id).browser_records.count() == 4
+    status = finish(api, world.cora, upload_id).json()
+    assert status["counts"]["accepted"] == 4 and status["timepoint_state"] == "uploaded", status
+
+
+def test_malformed_records_in_a_stow_request_refuse_it_whole(world, api, browser_trial, series):
+    upload_id = open_upload(api, world.cora).json()["id"]
+    outputs, records = in_browser(key_of(api, world.cora, upload_id).json(), series[:1])
+    response = stow_with_records(api, world.cora, upload_id, [{**records[0], "key_check": "nope"}], outputs)
+    assert response.status_code == 400 and response.json()["error"]["code"]
+    assert not UploadItem.objects.exists() and Upload.objects.get(pk=upload_id).browser_records.count() == 0
+
+
+def test_records_in_a_stow_request_of_an_upload_sending_files_as_they_are_are_refused(
+    world, api, browser_trial, series
+):
+    upload_id = open_upload(api, world.cora, deid_path="server").json()["id"]
+    response = stow_with_records(api, world.cora, upload_id, [], series[:1])
+    assert response.status_code == 409 and not UploadItem.objects.exists()

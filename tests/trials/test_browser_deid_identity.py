@@ -169,3 +169,25 @@ def test_every_option_of_the_trial_reaches_the_browser_engine():
     )
     assert all(getattr(options, f.name) != f.default for f in fields(DeidOptions) if f.default is not MISSING)
     assert _entry().options_from(json.loads(json.dumps(deid_options_payload(options)))) == options
+
+
+def test_the_bundle_carries_the_servers_engine_sources_each_with_bytecode_taken_as_it_is():
+    """python.zip holds trials/deid exactly as the server runs it, and an unchecked-hash .pyc (PEP 552) for every
+    module of it and of pydicom, so the worker compiles nothing at start-up."""
+    import zipfile
+
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    with zipfile.ZipFile(BUNDLE / manifest["python"]) as archive:
+        names = set(archive.namelist())
+        deid = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "trials" / "deid").rglob("*.py"))
+        assert deid and set(deid) <= names
+        for name in deid:
+            assert archive.read(name) == (ROOT / name).read_bytes(), name
+        modules = [n for n in names if n.endswith(".py") and n.startswith(("trials/", "pydicom/"))]
+        assert any(n.startswith("pydicom/") for n in modules)
+        for name in modules:
+            folder, _, file = name.rpartition("/")
+            compiled = [n for n in names if n.startswith(f"{folder}/__pycache__/{file[:-3]}.cpython-")]
+            assert len(compiled) == 1, name
+            flags = int.from_bytes(archive.read(compiled[0])[4:8], "little")
+            assert flags == 0b01, name  # hash-based, source not checked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import time
@@ -18,6 +19,7 @@ from ctims.exceptions import CTIMSError, ValidationFailed
 
 from .. import selectors
 from ..access import Actor
+from ..ingest.browser import browser_records_receive
 from ..ingest.services import BATCH_SIZE, upload_receive
 from ..models import UploadItem
 from .multipart import BodyTimeout, BodyTooLarge, BoundedBody, MultipartError, MultipartReader, parse_content_type
@@ -30,6 +32,10 @@ FLUSH_BYTES = 64 * 1024**2  # parts held before they go to quarantine
 READ_TIMEOUT_SECONDS = 15.0
 REQUEST_SECONDS = 1200.0
 DICOM_JSON = "application/dicom+json"
+# The upload page's de-identification records ({"records": [...]}, as POSTed to the records endpoint) in a part
+# before the files they describe: one request per batch instead of two. Larger than any batch's records.
+RECORDS_MEDIA = "application/vnd.ctims.deid-records+json"
+MAX_RECORDS_BYTES = 4 * 1024**2
 
 # PS3.18 Table I.2-1 / PS3.4 C.4.2.1.4: 0xC000 "cannot understand", 0xA700 "out of resources" family;
 # a rejected instance is reported with 0xC000 plus the reason the upload status shows.
@@ -112,6 +118,14 @@ def _body_stream(request):
     return request
 
 
+class _RecordsRefused(Exception):
+    """A records part refused: the request is refused whatever files came before it."""
+
+    def __init__(self, refusal: CTIMSError):
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
 @dataclass
 class _Received:
     """What one STOW request brought: the upload items of its DICOM parts, the parts refused as they came."""
@@ -122,17 +136,38 @@ class _Received:
     cut: MultipartError | None = None  # why the body ended early, if it did
 
 
+def _take_records(upload, part) -> None:
+    """Keep the browser's de-identification records a part carries; a malformed one refuses the request."""
+    malformed = ValidationFailed(_("A de-identification record is malformed."))
+    if part.size > MAX_RECORDS_BYTES:
+        raise malformed
+    try:
+        body = json.loads(part.read())
+    except ValueError:
+        raise malformed from None
+    browser_records_receive(upload=upload, records=body.get("records") if isinstance(body, dict) else None)
+
+
 def _receive(upload, stream, boundary: str) -> _Received:
     """Read the parts one at a time and hand the DICOM ones to the upload in processing batches.
 
     Whatever arrived whole before a damaged or stalled body is kept (the client resends the rest). A part of
-    another media type is a failed instance (0xC000, its reason in the Warning header), never dropped silently.
+    another media type is a failed instance (0xC000, its reason in the Warning header), never dropped silently,
+    except the browser's de-identification records (RECORDS_MEDIA), kept before the files that follow them; a
+    records part the upload cannot take (malformed, or an upload whose files the server de-identifies) refuses
+    the request.
     """
     received, pending, pending_bytes = _Received(), [], 0
     body = BoundedBody(stream, max_bytes=MAX_REQUEST_BYTES, deadline=time.monotonic() + REQUEST_SECONDS)
     try:
         for number, part in enumerate(MultipartReader(body, boundary, max_part=MAX_FILE_BYTES), start=1):
             with contextlib.closing(part):
+                if part.content_type == RECORDS_MEDIA:
+                    try:
+                        _take_records(upload, part)
+                    except CTIMSError as exc:
+                        raise _RecordsRefused(exc) from None
+                    continue
                 if part.content_type != "application/dicom":
                     received.failures.append({"00081197": {"vr": "US", "Value": [FAILURE_CANNOT_UNDERSTAND]}})
                     media = re.sub(r"[^A-Za-z0-9!#$&^_.+/-]", "?", part.content_type[:60]) or "untyped"
@@ -144,6 +179,8 @@ def _receive(upload, stream, boundary: str) -> _Received:
             if len(pending) >= BATCH_SIZE or pending_bytes >= FLUSH_BYTES:
                 received.items.extend(upload_receive(upload=upload, files=pending))
                 pending, pending_bytes = [], 0
+    except _RecordsRefused as exc:
+        raise exc.refusal from None
     except MultipartError as exc:
         received.cut = exc
         received.warnings.append(f"the body was cut short ({exc}); send the files not acknowledged again")

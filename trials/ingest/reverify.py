@@ -314,8 +314,13 @@ def reverify(
     subject_code: str,
     options: DeidOptions,
     declared: Declared | None,
+    sha256: str | None = None,
 ) -> DeidResult:
-    """Check one browser-de-identified file for subject `subject_code`; its DeidResult, or DeidRejected."""
+    """Check one browser-de-identified file for subject `subject_code`; its DeidResult, or DeidRejected.
+
+    `sha256`: the SHA-256 of `data` where the caller has just checked it (ingest reads the quarantine copy
+    verified against it), so it is not computed again.
+    """
     if declared is None:
         raise _reject(
             "no_browser_record",
@@ -323,7 +328,7 @@ def reverify(
                 gettext_noop("The browser sent this file without its de-identification record; please upload it again.")
             ),
         )
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
     if not hmac.compare_digest(declared.key_check, space.key_check(sha256)):
         raise _reject(
             "wrong_subject_key",
@@ -427,5 +432,5 @@ def file_processor(
         for r in BrowserDeidRecord.objects.filter(upload=upload, sha256__in=shas)
     }
     return lambda raw, sha: reverify(
-        raw, space=space, subject_code=subject_code, options=options, declared=declared.get(sha)
+        raw, space=space, subject_code=subject_code, options=options, declared=declared.get(sha), sha256=sha
     )

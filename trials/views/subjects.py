@@ -144,7 +144,6 @@ def timepoint_upload(request, code, subject_code, visit_code):
         # De-identification in the browser: the subject key is fetched only after an upload is open.
         "deid_paths": trial.deid_paths if browser else Trial.DeidPaths.SERVER,
         "key_url": reverse("api-upload-key", kwargs={"code": trial.code, "pk": 0}) if browser else "",
-        "records_url": reverse("api-upload-records", kwargs={"code": trial.code, "pk": 0}) if browser else "",
         "resume_url": reverse("api-upload", kwargs={"code": trial.code, "pk": state.resumable.pk})
         if state.resumable
         else "",

@@ -1,5 +1,6 @@
-// Starts the de-identification engine: Pyodide, pydicom's wheel and the trials/deid sources, all from the
-// bundle the build wrote into static/dist/deid/ (nothing from elsewhere). Used by the upload page's worker and
+// Starts the de-identification engine: Pyodide, then pydicom and the trials/deid sources with their bytecode
+// (python.zip, compiled at build time so that nothing is compiled here), all from the bundle the build wrote
+// into static/dist/deid/ (nothing from elsewhere). Used by the upload page's worker and
 // by the test suite under Node, so both run the very same files.
 //
 //   const engine = await startEngine({ loadPyodide, TesseractCore, base, read });
@@ -14,12 +15,7 @@ import { startOcr } from "./ocr.mjs";
 export async function startEngine({ loadPyodide, TesseractCore, base, read }) {
   const manifest = JSON.parse(new TextDecoder().decode(await read(`${base}manifest.json`)));
   const pyodide = await loadPyodide({ indexURL: `${base}pyodide/`, fullStdLib: false });
-  pyodide.unpackArchive(new Uint8Array(await read(`${base}${manifest.wheel}`)), "wheel");
-  for (const [path, text] of Object.entries(manifest.sources)) {
-    const file = `/ctims/${path}`;
-    pyodide.FS.mkdirTree(file.slice(0, file.lastIndexOf("/")));
-    pyodide.FS.writeFile(file, text);
-  }
+  pyodide.unpackArchive(new Uint8Array(await read(`${base}${manifest.python}`)), "zip", { extractDir: "/ctims" });
   pyodide.runPython("import sys\nsys.path.insert(0, '/ctims')");
   const entry = pyodide.pyimport("ctims_deid_entry");
   let ocr = null;

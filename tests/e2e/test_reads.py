@@ -428,8 +428,10 @@ def test_the_adjudicator_jumps_to_a_disputed_new_lesion_with_the_decision_in_rea
     # The first reader's baseline T01 brings the baseline beside, and the follow-up to their T01 there.
     page.locator('#adjudicate-overlays button[data-label="T01"][data-reader="1"][data-visit="BL"]').click()
     wait_panes(page, target_w6["sop"], target_bl["sop"])
+    # Back to the new lesion: only the follow-up holds it, and the baseline beside follows through the link to the
+    # same level (the visits' slices lie at the same places), where the adjudicator looks for it at baseline.
     page.locator('#adjudicate-overlays button[data-label="N01"]').click()
-    wait_panes(page, new_on["sop"], target_bl["sop"])
+    wait_panes(page, new_on["sop"], image_ref(task_of(first, "BL"), 2)["sop"])
 
     # A lesion in the comparison table below brings the images back into view, on that lesion.
     in_table = page.locator('#adjudicate-table .adjudicate-show[data-reader="1"][data-visit="BL"][data-label="T01"]')

@@ -78,6 +78,8 @@ class Viewer {
     this.linked = true;
     this.linkOffset = 0;
     this.jumping = 0; // jumps under way: each pane goes to its own image, the link waits
+    this.jumpGeneration = 0; // the newest jump's number: one overtaken while it waits is dropped
+    this.jumpDone = Promise.resolve(); // settles when the last jump started has placed its panes (or failed)
     this.failed = null;
   }
 
@@ -373,17 +375,32 @@ class Viewer {
    * their visits and resolves to [{pane, index}]; each pane then goes to its own image with the link off. With
    * two panes placed the link is taken up again from there, so scrolling on keeps the lesion's images together;
    * with one, the other pane follows it through the link as it would a scroll.
+   *
+   * Jumps run one after another, and the newest wins: a click before the last jump's images are on screen
+   * waits for it to settle, a jump overtaken while it waits is dropped, and only a jump that is still the
+   * newest when it lands takes the link up again.
    */
   async jump(place) {
+    const generation = ++this.jumpGeneration;
+    const previous = this.jumpDone;
+    let settled;
+    this.jumpDone = new Promise((resolve) => {
+      settled = resolve;
+    });
     this.jumping += 1;
     let places = [];
     try {
+      await previous;
+      if (generation !== this.jumpGeneration) return places;
       places = (await place()).filter(({ index }) => index >= 0);
       await Promise.all(places.map(({ pane, index }) => pane.scrollTo(index)));
     } finally {
       this.jumping -= 1;
+      settled();
     }
-    if (this.jumping || !places.length) return places;
+    if (this.jumping || generation !== this.jumpGeneration || !places.length) return places;
+    // A link move cut short by the jump never echoes: its bookkeeping would swallow the next real scroll.
+    for (const pane of this.panes) pane.syncExpected = undefined;
     this.setActive(places[0].pane);
     const panes = new Set(places.map(({ pane }) => pane));
     if (panes.size > 1) this.setLinked(this.linked);

@@ -228,14 +228,15 @@ async function placeOf(viewer, drawing, image, visitCode = null) {
 }
 
 /**
- * Bring the panes to the images of `places` ([{image, visit}], the current visit's visit null), together, once
- * the viewer has shown its first image (`viewerReady`): a click before that would race its first series.
+ * Bring the panes to the images `places()` names ([{image, visit}], the current visit's visit null), together,
+ * once the viewer has shown its first image (`viewerReady`): a click before that would race its first series.
+ * The places are asked for when the jump gets its turn, so they see the panes an earlier jump left.
  */
 async function showPlaces(viewer, drawing, places, viewerReady) {
   await viewerReady;
   await viewer.jump(async () => {
     const found = [];
-    for (const { image, visit } of places) {
+    for (const { image, visit } of places()) {
       const place = await placeOf(viewer, drawing, image, visit);
       if (place) found.push(place);
     }
@@ -485,7 +486,7 @@ class ReadPanel {
 
   /** Bring both panes to a lesion: this visit's image of it on the left, its earlier image on the right. */
   jumpTo(row) {
-    return showPlaces(this.viewer, this.drawing, this.placesOf(row), this.viewerReady);
+    return showPlaces(this.viewer, this.drawing, () => this.placesOf(row), this.viewerReady);
   }
 
   // --- rows ----------------------------------------------------------------------------------------------
@@ -1249,6 +1250,11 @@ class AdjudicationOverlays {
    * same reader recorded the same lesion at the visit that pane shows, if they did.
    */
   jumpTo(overlay) {
+    return showPlaces(this.viewer, this.drawing, () => this.placesOf(overlay), this.viewerReady);
+  }
+
+  /** The overlay's image, and the same reader's image of the same lesion at the visit the other pane shows. */
+  placesOf(overlay) {
     const places = [{ image: overlay.image, visit: overlay.visit }];
     const current = this.viewer.timepoints.find((t) => t.current)?.visit;
     const compared = this.viewer.layout === 2 ? this.viewer.right.timepoint?.visit : null;
@@ -1257,7 +1263,7 @@ class AdjudicationOverlays {
       (o) => o.reader === overlay.reader && o.label === overlay.label && o.visit === otherVisit && o !== overlay,
     );
     if (same) places.push({ image: same.image, visit: same.visit });
-    return showPlaces(this.viewer, this.drawing, places, this.viewerReady);
+    return places;
   }
 
   visitLabel(code) {

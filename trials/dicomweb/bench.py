@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import runpy
 import shutil
 import socket
 import statistics
@@ -452,7 +453,7 @@ def _ctims_server(
         "GUNICORN_WORKERS": str(workers),
         "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
         # Kept connections as deploy/ctims.env.example, where a thread serves request after request (gunicorn's
-        # sync workers, granian's few blocking threads); not where each request may run on a new thread
+        # worker threads, granian's few blocking threads); not where each request may run on a new thread
         # (ASGI's sync views, runserver), which would leave a connection behind per thread (Django's advice).
         "DB_CONN_MAX_AGE": "60" if server in ("nginx", "gunicorn", "granian") else "0",
     }
@@ -554,6 +555,12 @@ def bench_dicomweb_http(
         shutil.rmtree(var, ignore_errors=True)
 
 
+def _gunicorn_workers() -> str:
+    """gunicorn's worker class and threads, as deploy/gunicorn.conf.py reads them from this environment."""
+    conf = runpy.run_path(str(Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"))
+    return f"; gunicorn's workers: {conf['worker_class']}, {conf['threads']} thread(s) each"
+
+
 def _sent_by_nginx(root_and_headers: tuple[str, dict], path: str, instance, jobs: dict) -> str:
     """Which answers nginx sent from the file itself (X-Accel-Redirect): one instance as application/dicom must
     be, its bytes the stored file's; the measured requests are checked and named as they are."""
@@ -605,6 +612,7 @@ def _run_http(
         f"servers taking turns round by round. CTIMS with a Bearer token behind {', '.join(servers)} "
         f"({web_workers} worker processes; DEBUG off; DICOMWEB_ACCESS_CACHE_SECONDS="
         f"{settings.DICOMWEB_ACCESS_CACHE_SECONDS if access_cache_seconds is None else access_cache_seconds})"
+        + (_gunicorn_workers() if {"nginx", "gunicorn"} & set(servers) else "")
         + ("; Orthanc: Debian's, with its DICOMweb plugin" if orthanc else "")
         + f". Load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}."
     )

@@ -57,6 +57,7 @@ def test_bench_dicomweb_http_behind_nginx_checks_x_accel_redirect_and_prints_its
         stdout=out,
     )
     text = out.getvalue()
+    assert re.search(r"gunicorn's workers: \w+, \d+ thread\(s\) each", text), text
     assert "an instance as application/dicom is the stored file, sent by nginx (X-Accel-Redirect)" in text, text
     assert re.search(r"frame +1 client\(s\) CTIMS/nginx +median +[\d.]+ ms, +[\d.]+/s", text), text
     assert re.search(r"instance +1 client\(s\) CTIMS/nginx +median +[\d.]+ ms, +[\d.]+/s", text), text

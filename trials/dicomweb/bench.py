@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
+import runpy
 import shutil
 import socket
 import statistics
@@ -315,7 +318,11 @@ def _server_logs(var: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in var.glob("server-*.log"))
 
 
-SERVERS = ("gunicorn", "granian", "uvicorn", "runserver")
+SERVERS = ("nginx", "gunicorn", "granian", "uvicorn", "runserver")
+NGINX = "/usr/sbin/nginx"
+NGINX_SITE = Path(settings.BASE_DIR) / "deploy" / "nginx-ctims.conf"
+# Set by the bench's nginx on the answers it sends from a file itself (X-Accel-Redirect), none of the app's.
+SENT_BY_NGINX = "X-Bench-Sent-By"
 
 
 def add_http_arguments(parser) -> None:
@@ -325,8 +332,9 @@ def add_http_arguments(parser) -> None:
         nargs="+",
         choices=SERVERS,
         default=["gunicorn"],
-        help="dicomweb --http: the server(s) in front of CTIMS, each measured in the same run: gunicorn "
-        "(deploy/gunicorn.conf.py, WSGI), granian (WSGI), uvicorn (ASGI), runserver (Django's development server)",
+        help="dicomweb --http: the server(s) in front of CTIMS, each measured in the same run: nginx (the "
+        "production stack: deploy/nginx-ctims.conf's locations in front of gunicorn, files sent by X-Accel-Redirect), "
+        "gunicorn (deploy/gunicorn.conf.py, WSGI), granian (WSGI), uvicorn (ASGI), runserver (Django's development server)",
     )
     parser.add_argument(
         "--web-workers", type=int, default=3, help="dicomweb --http: worker processes of the server (default 3)"
@@ -343,7 +351,10 @@ def add_http_arguments(parser) -> None:
 def _server_command(server: str, port: int, workers: int) -> list[str]:
     python = sys.executable
     bind = ["--host", "127.0.0.1", "--port", str(port)]
-    if server == "gunicorn":  # the production unit's configuration, its bind and workers from the environment
+    if server in (
+        "gunicorn",
+        "nginx",
+    ):  # the production unit's configuration, its bind and workers from the environment
         return [python, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "ctims.wsgi:application"]
     if server == "granian":
         # A few blocking threads per worker: each keeps its own database connection.
@@ -356,6 +367,70 @@ def _server_command(server: str, port: int, workers: int) -> list[str]:
     if server == "uvicorn":
         return [python, "-m", "uvicorn", "--factory", "django.core.asgi:get_asgi_application", *bind]
     return [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+
+
+def nginx_config(folder: Path, port: int, upstream_port: int, images: Path, error_log: Path) -> str:
+    """deploy/nginx-ctims.conf's TLS site as a plain-HTTP server on 127.0.0.1:`port` of an unprivileged nginx
+    whose files are in `folder`: its upstream, request limits and locations as they are, without its names and
+    certificates, its temporary files in `folder`, the image store at `images`, gunicorn on `upstream_port`.
+    Files sent from the internal location carry SENT_BY_NGINX, so that the bench can tell them apart."""
+    site = NGINX_SITE.read_text()
+    upstream = re.search(r"^upstream ctims_web \{\n(.*?)^\}", site, re.M | re.S)
+    tls = [block for block in re.split(r"^server \{\n", site, flags=re.M) if "listen 443" in block]
+    if not upstream or len(tls) != 1:
+        raise CommandError(f"{NGINX_SITE} has no upstream ctims_web or no single TLS server block")
+    lines = re.split(r"^\}", tls[0], maxsplit=1, flags=re.M)[0].splitlines()
+    kept = "\n".join(line for line in lines if not re.match(r"\s*(listen|server_name|ssl_\w+)\s", line))
+    replacements = {
+        "server 127.0.0.1:8000 ": f"server 127.0.0.1:{upstream_port} ",
+        "client_body_temp_path /var/lib/nginx/body ": f"client_body_temp_path {folder}/body ",
+        "alias /var/lib/ctims/images/;": f"alias {images}/;",
+        "internal;": f"internal;\n        add_header {SENT_BY_NGINX} nginx;",
+    }
+    server = f"upstream ctims_web {{\n{upstream.group(1)}}}\n\nserver {{\n    listen 127.0.0.1:{port};\n{kept}\n}}"
+    for old, new in replacements.items():
+        if server.count(old) != 1:
+            raise CommandError(f"{NGINX_SITE} changed: {old!r} is not there once")
+        server = server.replace(old, new)
+    temp_paths = "\n".join(f"    {kind}_temp_path {folder}/{kind};" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""daemon off;
+master_process on;
+worker_processes 2;
+pid {folder}/nginx.pid;
+error_log {error_log} warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+{temp_paths}
+
+{server}
+}}
+"""
+
+
+@contextmanager
+def _nginx(var: Path, upstream_port: int) -> Iterator[str]:
+    """An unprivileged nginx (Debian's) on a free loopback port, configured by nginx_config in var/nginx."""
+    if not Path(NGINX).exists():
+        raise CommandError("--server nginx needs Debian's nginx (apt-get install nginx-light).")
+    folder = var / "nginx"
+    folder.mkdir()
+    # Started by root, nginx's workers run as nobody (as www-data in production, never as the application's
+    # user): they may pass through the bench's folder (made for its owner alone) to the image store's files.
+    var.chmod(0o711)
+    port = _free_port()
+    error_log = var / "server-nginx-proxy.log"
+    config = folder / "nginx.conf"
+    config.write_text(nginx_config(folder, port, upstream_port, var / "images", error_log))
+    command = [NGINX, "-p", str(folder), "-e", str(error_log), "-c", str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/accounts/login/", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @contextmanager
@@ -378,12 +453,14 @@ def _ctims_server(
         "GUNICORN_WORKERS": str(workers),
         "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
         # Kept connections as deploy/ctims.env.example, where a thread serves request after request (gunicorn's
-        # sync workers, granian's few blocking threads); not where each request may run on a new thread
+        # worker threads, granian's few blocking threads); not where each request may run on a new thread
         # (ASGI's sync views, runserver), which would leave a connection behind per thread (Django's advice).
-        "DB_CONN_MAX_AGE": "60" if server in ("gunicorn", "granian") else "0",
+        "DB_CONN_MAX_AGE": "60" if server in ("nginx", "gunicorn", "granian") else "0",
     }
     if access_cache_seconds is not None:
         env["DICOMWEB_ACCESS_CACHE_SECONDS"] = str(access_cache_seconds)
+    if server == "nginx":  # gunicorn behind nginx, as deploy/ctims.env.example sets it up
+        env["DICOMWEB_ACCEL_REDIRECT"] = "/_images/"
     command = _server_command(server, port, workers)
     if server == "granian":
         command.append("ctims.wsgi:application")
@@ -393,7 +470,11 @@ def _ctims_server(
     process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log)  # noqa: S603
     try:
         _wait_for(f"http://127.0.0.1:{port}/accounts/login/", process)
-        yield f"http://127.0.0.1:{port}"
+        if server == "nginx":
+            with _nginx(var, port) as base:
+                yield base
+        else:
+            yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -474,6 +555,44 @@ def bench_dicomweb_http(
         shutil.rmtree(var, ignore_errors=True)
 
 
+def _gunicorn_workers() -> str:
+    """gunicorn's worker class and threads, as deploy/gunicorn.conf.py reads them from this environment."""
+    conf = runpy.run_path(str(Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"))
+    return f"; gunicorn's workers: {conf['worker_class']}, {conf['threads']} thread(s) each"
+
+
+def _sent_by_nginx(root_and_headers: tuple[str, dict], path: str, instance, jobs: dict) -> str:
+    """Which answers nginx sent from the file itself (X-Accel-Redirect): one instance as application/dicom must
+    be, its bytes the stored file's; the measured requests are checked and named as they are."""
+    root, headers = root_and_headers
+    url = urlsplit(root)
+
+    def get(path: str, accept: str) -> tuple[bool, bytes]:
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        try:
+            connection.request("GET", url.path + path, headers=headers | {"Accept": accept})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise CommandError(f"nginx answered {response.status} to {accept}")
+            return response.getheader(SENT_BY_NGINX) == "nginx", body
+        finally:
+            connection.close()
+
+    sent, body = get(path, "application/dicom; transfer-syntax=*")
+    with image_storage().open(instance.storage_key, "rb") as stored:
+        if not sent or body != stored.read():
+            raise CommandError("nginx did not send the stored file of an application/dicom instance itself")
+    measured = ", ".join(
+        f"{kind} ({'nginx, X-Accel-Redirect' if get(paths[0], accept)[0] else 'the application'})"
+        for kind, (paths, accept) in jobs.items()
+    )
+    return (
+        "  nginx: an instance as application/dicom is the stored file, sent by nginx (X-Accel-Redirect); "
+        f"measured here, sent by: {measured}"
+    )
+
+
 def _run_http(
     out, database: str, var: Path, *, slices, runs, small, clients, orthanc, servers, web_workers, access_cache_seconds
 ) -> None:
@@ -493,6 +612,7 @@ def _run_http(
         f"servers taking turns round by round. CTIMS with a Bearer token behind {', '.join(servers)} "
         f"({web_workers} worker processes; DEBUG off; DICOMWEB_ACCESS_CACHE_SECONDS="
         f"{settings.DICOMWEB_ACCESS_CACHE_SECONDS if access_cache_seconds is None else access_cache_seconds})"
+        + (_gunicorn_workers() if {"nginx", "gunicorn"} & set(servers) else "")
         + ("; Orthanc: Debian's, with its DICOMweb plugin" if orthanc else "")
         + f". Load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}."
     )
@@ -503,6 +623,8 @@ def _run_http(
         for server in servers:
             base = stack.enter_context(_ctims_server(database, var, server, web_workers, access_cache_seconds))
             roots[server] = (f"{base}/dicomweb/trials/{trial.code}", token)
+        if "nginx" in roots:
+            out.write(_sent_by_nginx(roots["nginx"], whole[0], instances[0], jobs))
         if orthanc:
             files = [Path(image_storage().path(i.storage_key)) for i in instances]
             roots["orthanc"] = (f"{stack.enter_context(_orthanc(var / 'orthanc', files))}/dicom-web", {})

@@ -657,6 +657,7 @@ class QCFinding(models.Model):
     code = models.CharField(max_length=40)
     severity = models.CharField(max_length=10, choices=Severity.choices)
     message = models.CharField(max_length=500)
+    message_text = models.JSONField(default=dict, blank=True)  # the message's template and parameters (qc.Why)
     details = models.JSONField(default=dict)
     rules_version = models.CharField(max_length=20)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -669,11 +670,13 @@ class QCFinding(models.Model):
 
     @property
     def message_display(self) -> str:
-        """The finding in the active language. The stored message is the checks' English sentence, which names the
-        series, slices and values; in another language the finding is said by its code's sentence (the series is
-        in its own column), until the checks keep their sentences as templates too."""
+        """The finding in the active language, from the sentence's template and parameters (trials.qc.Why). A
+        finding stored before findings kept their template is said by its code's sentence in another language."""
+        from .forms import why_text
         from .qc.compliance import CODES
 
+        if self.message_text:
+            return why_text(self.message_text)
         if translation.get_language() in (None, settings.LANGUAGE_CODE) or self.code not in CODES:
             return self.message
         return gettext(CODES[self.code])

@@ -34,6 +34,7 @@ from django.utils.translation import gettext_lazy
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
+from ctims.i18n import Text, gettext_noop, text_json
 from trials.ingest import store
 from trials.ingest.store import image_storage
 from trials.ingest.subject_keys import subject_space
@@ -219,14 +220,19 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         raise
     except Exception as exc:
         log.exception("transfer %s of trial %s failed", transfer.number, transfer.trial.code)
+        # Written in no one's language: kept as template and parameters, said in the reader's (error_display).
         reason = (
-            _("The SDTM datasets break a transport file rule: %(why)s") % {"why": exc}
+            Text(gettext_noop("The SDTM datasets break a transport file rule: %(why)s"), why=str(exc)[:400])
             if isinstance(exc, sdtm.DatasetError)
-            else _("The build failed (%(kind)s); request the transfer again or ask the operator.")
-            % {"kind": type(exc).__name__}
+            else Text(
+                gettext_noop("The build failed (%(kind)s); request the transfer again or ask the operator."),
+                kind=type(exc).__name__,
+            )
         )
         with transaction.atomic():
-            Transfer.objects.filter(pk=transfer.pk).update(state=Transfer.State.FAILED, error=reason[:500])
+            Transfer.objects.filter(pk=transfer.pk).update(
+                state=Transfer.State.FAILED, error=reason[:500], error_text=text_json(reason)
+            )
             transfer.refresh_from_db()
             audit_record(
                 actor=None,

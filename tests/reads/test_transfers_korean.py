@@ -9,6 +9,7 @@ import csv
 import io
 
 import pytest
+from django.utils import translation
 from lxml import etree
 
 from ctims.exceptions import ValidationFailed
@@ -132,3 +133,24 @@ def test_identifiers_that_become_studyid_and_usubjid_are_refused_at_entry_unless
         validate_subject_pattern("환자-{n:03d}")
     with pytest.raises(ValidationError, match="English letters"):
         validate_ascii("임상-001")
+
+
+def test_a_failed_transfer_says_why_in_the_readers_language(world, client, settings, monkeypatch):
+    """The worker writes the reason in no one's language: it is kept as template and parameters, and the
+    transfers page says it in Korean to a Korean trial admin and in English to an English one."""
+
+    def broken(transfer):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(transfers, "build_files", broken)
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    transfer.refresh_from_db()
+    assert transfer.state == transfer.State.FAILED
+    assert transfer.error.startswith("The build failed (RuntimeError)")  # the stored English, for logs and the API
+    client.force_login(world.alice)
+    english = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "The build failed (RuntimeError); request the transfer again or ask the operator." in english
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    with translation.override(settings.LANGUAGE_CODE):
+        korean = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "The build failed" not in korean and "RuntimeError" in korean and "전송을 다시 요청" in korean

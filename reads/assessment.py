@@ -226,7 +226,7 @@ def _follow_up_json(result: r.Assessment | None, problems: list[dict]) -> dict:
 
 
 def _reason_param(key: str, value: str) -> str:
-    if key == "response":
+    if key in ("response", "best"):
         return response_label(value)
     if key == "visit" and value == "baseline":  # the engine's name for the baseline (engine_timepoint)
         return response_label(None)
@@ -236,6 +236,11 @@ def _reason_param(key: str, value: str) -> str:
 def _reason_text(code: dict) -> str:
     params = {k: _reason_param(k, v) for k, v in code.get("params", {}).items()}
     return _(code["template"]) % params if params else _(code["template"])
+
+
+def reason_display(reason: r.Reason) -> str:
+    """One of the engine's reasons (an assessment's or a subject's endpoints') in the active language."""
+    return _reason_text({"template": reason.template, "params": reason.params})
 
 
 def assessment_display(assessment: dict | None) -> dict | None:

@@ -137,7 +137,9 @@ def define_xml(
             ET.SubElement(item, _o("CodeListRef"), {"CodeListOID": _oid("CL", variable.codelist)})
             if variable.codelist not in used_codelists:
                 used_codelists.append(variable.codelist)
-        ET.SubElement(item, _d("Origin"), {"Type": variable.origin})
+        origin = ET.SubElement(item, _d("Origin"), {"Type": variable.origin})
+        if variable.origin_description:
+            _description(origin, variable.origin_description)
     for name in used_codelists:
         data_type, values = CODELISTS[name]
         codelist = ET.SubElement(mdv, _o("CodeList"), {"OID": _oid("CL", name), "Name": name, "DataType": data_type})

@@ -361,7 +361,8 @@ class Transfer(models.Model):
     # Per subject and visit, a digest of what was delivered: the next transfer's "what changed" starts here.
     fingerprints = models.JSONField(default=dict, blank=True)
     changes = models.JSONField(default=dict, blank=True)
-    error = models.CharField(max_length=500, blank=True)
+    error = models.CharField(max_length=500, blank=True)  # English, for logs and the API
+    error_text = models.JSONField(default=dict, blank=True)  # its template and parameters (ctims.i18n.Text)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -370,6 +371,13 @@ class Transfer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trial.code} transfer {self.number}"
+
+    @property
+    def error_display(self) -> str:
+        """Why the build failed, in the active language."""
+        from ctims.i18n import text_display
+
+        return text_display(self.error_text, self.error)
 
     @property
     def filename(self) -> str:

@@ -72,8 +72,9 @@ NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 @dataclass(frozen=True)
 class VisitRef:
     code: str
-    label: str
+    label: str  # what people see, in any language (the plain tables)
     number: int
+    name: str = ""  # SDTM VISIT, the protocol's visit name in ASCII (the code when empty)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class Variable:
     codelist: str | None = None
     method: str | None = None
     mandatory: bool = False
+    origin_description: str | None = None  # Define-XML def:Origin Description
 
     @property
     def numeric(self) -> bool:
@@ -173,7 +175,16 @@ def _common_tail(prefix: str, what: str) -> tuple[Variable, ...]:
         Variable(f"{prefix}EVALID", "Evaluator Identifier", "text", codelist="EVALID"),
         Variable(f"{prefix}ACPTFL", "Accepted Record Flag", "text", origin="Derived", codelist="NY", method="ACPTFL"),
         Variable("VISITNUM", "Visit Number", "float"),
-        Variable("VISIT", "Visit Name", "text"),
+        Variable(
+            "VISIT",
+            "Visit Name",
+            "text",
+            origin="Protocol",
+            origin_description=(
+                "The SDTM visit name of the protocol's visit as set in the trial schedule (ASCII): the visit label "
+                "when it is ASCII, else the visit code, unless the trial admin named it."
+            ),
+        ),
         Variable(f"{prefix}DTC", f"Date/Time of {what}", "date", origin="Collected"),
         Variable(f"{prefix}DY", f"Study Day of {what}", "integer", origin="Derived", method="DY"),
     )
@@ -298,7 +309,7 @@ def _base(a: VisitAssessment, domain: str, study_id: str, prefix: str) -> dict:
         f"{prefix}EVALID": EVALUATORS[a.evaluator],
         f"{prefix}ACPTFL": "Y" if a.accepted else "",
         "VISITNUM": float(a.visit.number),
-        "VISIT": a.visit.label.upper(),
+        "VISIT": (a.visit.name or a.visit.code).upper(),
         f"{prefix}DTC": a.scan_date.isoformat() if a.scan_date else "",
         f"{prefix}DY": a.study_day,
     }

@@ -508,6 +508,7 @@ def reading_progress(trial: Trial) -> dict:
 def adjudication_endpoints(task: ReadTask) -> list[dict]:
     """Each reader's subject-level endpoints up to the adjudicated visit, side by side for the adjudicator:
     best overall response, the visit the response starts at and the visit progression dates from."""
+    from .assessment import reason_display
     from .series import subject_series
 
     series = subject_series(task.timepoint.subject, locked_only=False, up_to_order=task.timepoint.visit.order)
@@ -529,6 +530,7 @@ def adjudication_endpoints(task: ReadTask) -> list[dict]:
                 "progression_confirmed_at": label(e.progression.confirmed_at)
                 if e and e.progression and e.progression.back_dated
                 else "",
+                "reasons": [reason_display(reason) for reason in e.reasons] if e else [],
             }
         )
     return rows

@@ -34,6 +34,7 @@ from django.utils.translation import gettext_lazy
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
+from ctims.i18n import Text, gettext_noop, text_json
 from trials.ingest import store
 from trials.ingest.store import image_storage
 from trials.ingest.subject_keys import subject_space
@@ -42,6 +43,7 @@ from trials.models import Instance, Series, Trial
 from . import define_xml, sdtm
 from .models import DeliverySettings, Read, ReadDesign, Transfer
 from .quality import transfer as quality_transfer
+from .sites import BY_CODE
 
 log = logging.getLogger(__name__)
 
@@ -218,14 +220,19 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         raise
     except Exception as exc:
         log.exception("transfer %s of trial %s failed", transfer.number, transfer.trial.code)
+        # Written in no one's language: kept as template and parameters, said in the reader's (error_display).
         reason = (
-            _("The SDTM datasets break a transport file rule: %(why)s") % {"why": exc}
+            Text(gettext_noop("The SDTM datasets break a transport file rule: %(why)s"), why=str(exc)[:400])
             if isinstance(exc, sdtm.DatasetError)
-            else _("The build failed (%(kind)s); request the transfer again or ask the operator.")
-            % {"kind": type(exc).__name__}
+            else Text(
+                gettext_noop("The build failed (%(kind)s); request the transfer again or ask the operator."),
+                kind=type(exc).__name__,
+            )
         )
         with transaction.atomic():
-            Transfer.objects.filter(pk=transfer.pk).update(state=Transfer.State.FAILED, error=reason[:500])
+            Transfer.objects.filter(pk=transfer.pk).update(
+                state=Transfer.State.FAILED, error=reason[:500], error_text=text_json(reason)
+            )
             transfer.refresh_from_db()
             audit_record(
                 actor=None,
@@ -279,6 +286,15 @@ def _methods(trial: Trial) -> dict[int, str]:
     return out
 
 
+def _location(lesion) -> str:
+    """TULOC: the finding site's SNOMED CT meaning (English, as in the SR); its code if the stored meaning is not
+    one transport v5 can carry."""
+    site = BY_CODE.get(lesion.site_code)
+    if site is not None:
+        return site.meaning
+    return lesion.site_meaning if lesion.site_meaning.isascii() else lesion.site_code
+
+
 def _observations(read: Read, seen: set[str]) -> tuple[sdtm.LesionObservation, ...]:
     """The lesions of a read as SDTM observations; `seen` holds the labels of the evaluator's earlier visits."""
     lesions = {lesion.label: lesion for lesion in read.task.assignment.lesions.all()}
@@ -292,7 +308,7 @@ def _observations(read: Read, seen: set[str]) -> tuple[sdtm.LesionObservation, .
                     label=label,
                     tracking_uid=lesion.tracking_uid if lesion else "",
                     category=category,
-                    location=lesion.site_meaning if lesion else "",
+                    location=_location(lesion) if lesion else "",
                     is_node=bool(entry.get("is_node")),
                     status=entry.get("status") or "present",
                     long_axis=_tenths(entry.get("long_mm")),
@@ -317,6 +333,12 @@ class Gathered:
     fingerprints: dict
 
 
+def _study_id(trial: Trial) -> str:
+    """STUDYID: the protocol number (ASCII by its validator; the trial code, ASCII too, for one entered before)."""
+    number = trial.protocol_number.strip()
+    return number if number and number.isascii() else trial.code
+
+
 def _real_date(trial: Trial | None, subject: str, shifted: date | None) -> date | None:
     """The real scan date: the shifted date moved back by the subject's offset (only the server knows it).
 
@@ -336,7 +358,9 @@ def _record(code: str, v, evaluator: int, dated: Trial | None, methods: dict, **
     """One evaluator's record of a visit of a series (`v`, a reads.series.VisitAssessment)."""
     return sdtm.VisitAssessment(
         subject=code,
-        visit=sdtm.VisitRef(v.visit_code, v.timepoint.visit.label, v.timepoint.visit.order),
+        visit=sdtm.VisitRef(
+            v.visit_code, v.timepoint.visit.label, v.timepoint.visit.order, v.timepoint.visit.sdtm_visit
+        ),
         evaluator=evaluator,
         baseline=v.baseline,
         study_day=v.study_day,
@@ -430,9 +454,7 @@ def gather(transfer: Transfer) -> Gathered:
             "endpoints": _digest([r for r in subject_rows if r["subject"] == code]),
         }
     keys = dict(Instance.objects.filter(pk__in=[pk for _path, pk in srs]).values_list("pk", "storage_key"))
-    delivery = sdtm.Delivery(
-        study_id=trial.protocol_number or trial.code, assessments=tuple(assessments), endpoints=tuple(endpoints)
-    )
+    delivery = sdtm.Delivery(study_id=_study_id(trial), assessments=tuple(assessments), endpoints=tuple(endpoints))
     return Gathered(
         delivery=delivery,
         visits=visits_rows,

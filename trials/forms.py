@@ -14,7 +14,7 @@ from ctims.exceptions import CTIMSError
 
 from . import qc
 from .deid.profile import IDENTIFYING_TEXT
-from .models import ImagingProtocol, Role, Trial
+from .models import ImagingProtocol, Role, Trial, validate_ascii
 from .qc.classify import PARTS, region_from_parts
 from .qc_services import DEFAULT_QUERY_DAYS
 from .roles import ROLES_WITH_SITES
@@ -135,6 +135,13 @@ class SiteCreateForm(forms.Form):
 class VisitCreateForm(forms.Form):
     code = forms.CharField(label=_("Code"), max_length=32, help_text=_("e.g. W6"))
     label = forms.CharField(label=_("Label"), max_length=100, help_text=_("e.g. Week 6"))
+    sdtm_name = forms.CharField(
+        label=_("SDTM visit name"),
+        max_length=40,
+        required=False,
+        validators=[validate_ascii],
+        help_text=_("In English letters, e.g. WEEK 6 (blank: the label if it is in English letters, else the code)."),
+    )
     order = forms.IntegerField(label=_("Order"), min_value=1, max_value=32767)
     target_day = forms.IntegerField(
         label=_("Target day"), min_value=-3650, max_value=3650, help_text=_("Days after baseline (day 0).")

@@ -31,6 +31,17 @@ def new_pseudonym_key() -> bytes:
     return secrets.token_bytes(32)
 
 
+def validate_ascii(value: str) -> None:
+    """Text that goes into a SAS transport v5 file of the sponsor's SDTM delivery, which holds ASCII only."""
+    if not value.isascii():
+        raise ValidationError(
+            _(
+                "Use English letters, digits, spaces and punctuation only: the sponsor's SDTM files (SAS transport "
+                "version 5) cannot hold other characters."
+            )
+        )
+
+
 def validate_subject_pattern(pattern: str) -> None:
     """A subject code pattern may use {trial}, {site} and {n} (with a format such as {n:03d}) and must use {n}."""
     try:
@@ -43,6 +54,7 @@ def validate_subject_pattern(pattern: str) -> None:
         ) from None
     if "n" not in names:
         raise ValidationError(_("The subject code pattern must contain {n}, the subject's number."))
+    validate_ascii(pattern)  # subject codes are USUBJID in the SDTM delivery
     if names - {"trial", "site", "n"}:
         raise ValidationError(_("The subject code pattern may only use {trial}, {site} and {n}."))
 
@@ -97,7 +109,7 @@ class Trial(models.Model):
     code = models.CharField(_("code"), max_length=32, unique=True, validators=[CODE_VALIDATOR])
     title = models.CharField(_("title"), max_length=300)
     sponsor = models.CharField(_("sponsor"), max_length=200)
-    protocol_number = models.CharField(_("protocol number"), max_length=100)
+    protocol_number = models.CharField(_("protocol number"), max_length=100, validators=[validate_ascii])
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.SETUP)
     subject_code_pattern = models.CharField(
         _("subject code pattern"),
@@ -227,6 +239,14 @@ class Visit(models.Model):
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="visits")
     code = models.CharField(_("code"), max_length=32, validators=[CODE_VALIDATOR])
     label = models.CharField(_("label"), max_length=100)
+    # CDISC SDTM VISIT, the protocol-defined visit name: ASCII, since transport v5 files hold nothing else.
+    sdtm_name = models.CharField(
+        _("SDTM visit name"),
+        max_length=40,
+        blank=True,
+        validators=[validate_ascii],
+        help_text=_("The visit name in the sponsor's SDTM files, in English letters (blank: the label, or the code)."),
+    )
     order = models.PositiveSmallIntegerField(_("order"))
     target_day = models.IntegerField(_("target day"), validators=[MinValueValidator(-3650), MaxValueValidator(3650)])
     window_before = models.PositiveSmallIntegerField(_("window before (days)"), default=0)
@@ -241,6 +261,12 @@ class Visit(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+    @property
+    def sdtm_visit(self) -> str:
+        """SDTM VISIT: the SDTM visit name if set, else the label if it is ASCII, else the code (upper case)."""
+        name = self.sdtm_name.strip() or (self.label.strip() if self.label.isascii() else "") or self.code
+        return name.upper()
 
     @property
     def earliest_day(self) -> int:
@@ -631,6 +657,7 @@ class QCFinding(models.Model):
     code = models.CharField(max_length=40)
     severity = models.CharField(max_length=10, choices=Severity.choices)
     message = models.CharField(max_length=500)
+    message_text = models.JSONField(default=dict, blank=True)  # the message's template and parameters (qc.Why)
     details = models.JSONField(default=dict)
     rules_version = models.CharField(max_length=20)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -643,11 +670,13 @@ class QCFinding(models.Model):
 
     @property
     def message_display(self) -> str:
-        """The finding in the active language. The stored message is the checks' English sentence, which names the
-        series, slices and values; in another language the finding is said by its code's sentence (the series is
-        in its own column), until the checks keep their sentences as templates too."""
+        """The finding in the active language, from the sentence's template and parameters (trials.qc.Why). A
+        finding stored before findings kept their template is said by its code's sentence in another language."""
+        from .forms import why_text
         from .qc.compliance import CODES
 
+        if self.message_text:
+            return why_text(self.message_text)
         if translation.get_language() in (None, settings.LANGUAGE_CODE) or self.code not in CODES:
             return self.message
         return gettext(CODES[self.code])

@@ -147,6 +147,7 @@ def qc_run(*, timepoint: Timepoint) -> list[QCFinding]:
             code=f.code,
             severity=str(f.severity),
             message=f.message[:500],
+            message_text=f.message.as_json() if isinstance(f.message, qc.Why) else {},
             details=dict(f.details),
             rules_version=qc.DEFAULT_RULES.version,
         )

@@ -223,12 +223,14 @@ def visit_create(
     target_day: int,
     window_before: int = 0,
     window_after: int = 0,
+    sdtm_name: str = "",
 ) -> Visit:
     """Add a visit to the schedule, and an expected timepoint for it to every enrolled subject."""
     visit = Visit(
         trial=trial,
         code=code.strip().upper(),
         label=label.strip(),
+        sdtm_name=sdtm_name.strip(),
         order=order,
         target_day=target_day,
         window_before=window_before,
@@ -248,6 +250,7 @@ def visit_create(
             summary={
                 "code": visit.code,
                 "label": visit.label,
+                "sdtm_name": visit.sdtm_visit,
                 "order": visit.order,
                 "target_day": visit.target_day,
                 "window": [visit.window_before, visit.window_after],

@@ -30,7 +30,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .recist11 import NewLesions, OverallResponse
+from .recist11 import NewLesions, OverallResponse, Reason, gettext_noop
 
 __all__ = [
     "DEFAULT_CONFIRMATION_DAYS",
@@ -151,7 +151,7 @@ class Progression:
     day: int
     confirmed_at: str
     back_dated: bool
-    reason: str
+    reason: Reason
 
 
 def progression(visits: Sequence[VisitResponse]) -> Progression | None:
@@ -171,9 +171,15 @@ def progression(visits: Sequence[VisitResponse]) -> Progression | None:
                 day=earlier.day,
                 confirmed_at=pd.visit,
                 back_dated=True,
-                reason=(
-                    f"New lesion {', '.join(sorted(seen))}, equivocal at {earlier.visit}, confirmed at {pd.visit}: "
-                    f"progression dates from {earlier.visit} (day {earlier.day})."
+                reason=Reason(
+                    gettext_noop(
+                        "New lesion %(lesions)s, equivocal at %(equivocal)s, confirmed at %(confirmed)s: progression "
+                        "dates from %(equivocal)s (day %(day)s)."
+                    ),
+                    lesions=", ".join(sorted(seen)),
+                    equivocal=earlier.visit,
+                    confirmed=pd.visit,
+                    day=str(earlier.day),
                 ),
             )
     return Progression(
@@ -181,7 +187,7 @@ def progression(visits: Sequence[VisitResponse]) -> Progression | None:
         day=pd.day,
         confirmed_at=pd.visit,
         back_dated=False,
-        reason=f"First progression at {pd.visit} (day {pd.day}).",
+        reason=Reason(gettext_noop("First progression at %(visit)s (day %(day)s)."), visit=pd.visit, day=str(pd.day)),
     )
 
 
@@ -201,7 +207,7 @@ class Endpoints:
     best_response: OverallResponse
     response_start: VisitResponse | None
     progression: Progression | None
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]  # English text with their templates and parameters (a page says them translated)
 
 
 def _confirmed(
@@ -238,32 +244,60 @@ def subject_endpoints(
     visits = _checked(visits)
     prog = progression(visits)
     before = [v for v in visits if prog is None or v.day < prog.day]
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     if prog is not None:
         reasons.append(prog.reason)
 
-    def result(best: OverallResponse, start: VisitResponse | None, why: str) -> Endpoints:
+    def result(best: OverallResponse, start: VisitResponse | None, why: Reason) -> Endpoints:
         reasons.append(why)
         return Endpoints(best_response=best, response_start=start, progression=prog, reasons=tuple(reasons))
 
     if rules.confirmation:
         cr = _confirmed(before, frozenset({O.CR}), rules.confirmation_days)
         if cr is not None:
-            return result(O.CR, cr[0], f"CR at {cr[0].visit} confirmed at {cr[1].visit}: best response CR.")
+            return result(
+                O.CR,
+                cr[0],
+                Reason(
+                    gettext_noop("CR at %(visit)s confirmed at %(confirmed)s: best response CR."),
+                    visit=cr[0].visit,
+                    confirmed=cr[1].visit,
+                ),
+            )
         if has_targets:
             pr = _confirmed(before, frozenset({O.CR, O.PR}), rules.confirmation_days)
             if pr is not None:
-                return result(O.PR, pr[0], f"Response at {pr[0].visit} confirmed at {pr[1].visit}: best response PR.")
+                return result(
+                    O.PR,
+                    pr[0],
+                    Reason(
+                        gettext_noop("Response at %(visit)s confirmed at %(confirmed)s: best response PR."),
+                        visit=pr[0].visit,
+                        confirmed=pr[1].visit,
+                    ),
+                )
         unconfirmed = [v.visit for v in before if v.response in (O.CR, O.PR)]
         if unconfirmed:
             reasons.append(
-                f"Response at {', '.join(unconfirmed)} not confirmed at least {rules.confirmation_days} days later."
+                Reason(
+                    gettext_noop("Response at %(visits)s not confirmed at least %(days)s days later."),
+                    visits=", ".join(unconfirmed),
+                    days=str(rules.confirmation_days),
+                )
             )
     else:
         for best in (O.CR, O.PR):
             first = next((v for v in before if v.response == best), None)
             if first is not None:
-                return result(best, first, f"{best.value} at {first.visit} (no confirmation required).")
+                return result(
+                    best,
+                    first,
+                    Reason(
+                        gettext_noop("%(response)s at %(visit)s (no confirmation required)."),
+                        response=best.value,
+                        visit=first.visit,
+                    ),
+                )
 
     stable = next((v for v in before if v.response in STABLE_OR_BETTER and v.day >= rules.sd_earliest_day), None)
     best_stable = O.SD if has_targets else O.NON_CR_NON_PD
@@ -271,17 +305,34 @@ def subject_endpoints(
         return result(
             best_stable,
             None,
-            f"{stable.response.value} at {stable.visit} (day {stable.day}) meets the stable disease minimum of "
-            f"day {rules.sd_earliest_day}: best response {best_stable.value}.",
+            Reason(
+                gettext_noop(
+                    "%(response)s at %(visit)s (day %(day)s) meets the stable disease minimum of day %(minimum)s: "
+                    "best response %(best)s."
+                ),
+                response=stable.response.value,
+                visit=stable.visit,
+                day=str(stable.day),
+                minimum=str(rules.sd_earliest_day),
+                best=best_stable.value,
+            ),
         )
     short = [v.visit for v in before if v.response in STABLE_OR_BETTER]
     if short:
         reasons.append(
-            f"Stable disease at {', '.join(short)} is before day {rules.sd_earliest_day}, the minimum duration."
+            Reason(
+                gettext_noop("Stable disease at %(visits)s is before day %(minimum)s, the minimum duration."),
+                visits=", ".join(short),
+                minimum=str(rules.sd_earliest_day),
+            )
         )
     if prog is not None:
-        return result(O.PD, None, "Progression before stable disease met its minimum duration: best response PD.")
-    return result(O.NE, None, "No assessment qualifies and no progression: best response NE.")
+        return result(
+            O.PD,
+            None,
+            Reason(gettext_noop("Progression before stable disease met its minimum duration: best response PD.")),
+        )
+    return result(O.NE, None, Reason(gettext_noop("No assessment qualifies and no progression: best response NE.")))
 
 
 def best_overall_response(

@@ -212,3 +212,27 @@ def test_a_series_at_a_cutoff_before_the_adjudication_shows_what_stood_then(w12)
     assert [v.visit_code for v in then.result.visits] == ["BL"]  # week 6 was not locked yet
     assert then.result.evaluator == "RADIOLOGIST 1" and now.result.evaluator == "RADIOLOGIST 2"
     assert [v.visit_code for v in now.result.visits] == ["BL", "W6"]
+
+
+def test_the_adjudicator_reads_each_readers_endpoint_reasons_in_their_language(w12, client, settings):
+    """The engine's subject-level reasons (why the best response, where progression dates from) are kept as
+    templates and parameters and shown beside each reader's endpoints, in Korean to a Korean adjudicator."""
+    import re
+
+    from django.utils import translation
+
+    world = w12
+    _read(world, {"W6": {1: SD, 2: SD}, "W12": {1: PR, 2: PD}})
+    task = Adjudication.objects.get().task
+    client.force_login(world.ada)
+    english = client.get(f"/reads/tasks/{task.pk}/").context["endpoints"]
+    assert any(reason.startswith("First progression at") for reason in english[1]["reasons"])
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    with translation.override(settings.LANGUAGE_CODE):
+        page = client.get(f"/reads/tasks/{task.pk}/")
+    html = page.content.decode()
+    for e in page.context["endpoints"]:
+        assert e["reasons"]
+        for reason in e["reasons"]:
+            assert re.search("[가-힣]", reason) and reason in html, reason
+            assert not re.search(r"\b(at|best|response|progression|day)\b", reason), reason

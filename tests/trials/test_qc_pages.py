@@ -415,6 +415,8 @@ def test_the_qc_page_speaks_korean(gappy, client, settings):
         page = quinn.get(reverse("qc-timepoint", args=qc_args())).content.decode()
     assert "자동 검사 결과" in page and "CT 문맥기" in page and "흉부·복부·골반" in page and "합격: 판독 대기로" in page
     assert '<option value="abdomen_pelvis">복부·골반</option>' in page
+    # The finding's whole sentence, with its series and slice positions, not only its code's sentence.
+    assert "절편이 빠졌습니다" in page and "전체 시리즈를 보내 주세요" in page and "is missing" not in page
 
 
 def test_qc_has_no_start_step_the_decision_is_taken_on_an_uploaded_visit(gappy, client):

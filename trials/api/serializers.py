@@ -111,12 +111,13 @@ class VisitOut(serializers.ModelSerializer):
 
     class Meta:
         model = Visit
-        fields = ["code", "label", "order", "target_day", "window_before", "window_after", "protocols"]
+        fields = ["code", "label", "sdtm_name", "order", "target_day", "window_before", "window_after", "protocols"]
 
 
 class VisitCreateIn(serializers.Serializer):
     code = serializers.CharField(max_length=32)
     label = serializers.CharField(max_length=100)
+    sdtm_name = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
     order = serializers.IntegerField(min_value=0, max_value=32767)
     target_day = serializers.IntegerField()
     window_before = serializers.IntegerField(min_value=0, max_value=3650, default=0)

@@ -16,9 +16,9 @@ from .classify import (
     DEFAULT_RULES,
     Classification,
     RuleSet,
+    Why,
     classify_series,
     gettext_noop,
-    region_label,
     region_parts,
 )
 from .geometry import POSITION_TOLERANCE_MM, SPACING_TOLERANCE, analyse, missing_instance_numbers
@@ -55,6 +55,8 @@ CODES: dict[str, str] = {
 }
 
 CONTRAST_CHOICES = ("required", "none", "either")
+# The slice planes (trials.qc.geometry.plane_name), said as a word of the catalogue in a finding.
+PLANE_WORDS = (gettext_noop("axial"), gettext_noop("coronal"), gettext_noop("sagittal"), gettext_noop("oblique"))
 _THICKNESS_TOLERANCE_MM = 0.01
 
 
@@ -124,10 +126,14 @@ class ProtocolInfo:
     def parts(self) -> frozenset[str]:
         return region_parts(self.body_region)
 
-    def describe(self) -> str:
+    def describe(self) -> Why:
         """ "CT chest-abdomen-pelvis with contrast"."""
-        contrast = {"required": " with contrast", "none": " without contrast", "either": ""}[self.contrast]
-        return f"{self.modality} {region_label(self.body_region)}{contrast}"
+        template = {
+            "required": gettext_noop("%(modality)s %(region)s with contrast"),
+            "none": gettext_noop("%(modality)s %(region)s without contrast"),
+            "either": gettext_noop("%(modality)s %(region)s"),
+        }[self.contrast]
+        return Why(template, modality=self.modality, region=self.body_region)
 
 
 def check_timepoint(
@@ -216,13 +222,30 @@ def _protocol_findings(p: ProtocolInfo, checked: list[SeriesInfo], labels: dict[
     same = [s for s in checked if s.modality == p.modality]
     if not same:
         others = sorted({s.modality for s in checked if s.modality})
-        received = f" (only {' and '.join(others)} series arrived)" if others else ""
+        if others:
+            message = Why(
+                gettext_noop(
+                    "No %(modality)s series was received for this visit (only %(others)s series arrived); the "
+                    "protocol asks for %(protocol)s. Please upload the %(modality)s scan."
+                ),
+                modality=p.modality,
+                others=" and ".join(others),
+                protocol=p.describe(),
+            )
+        else:
+            message = Why(
+                gettext_noop(
+                    "No %(modality)s series was received for this visit; the protocol asks for %(protocol)s. "
+                    "Please upload the %(modality)s scan."
+                ),
+                modality=p.modality,
+                protocol=p.describe(),
+            )
         return [
             Finding(
                 "modality_missing",
                 Severity.BLOCKING,
-                f"No {p.modality} series was received for this visit{received}; the protocol asks for "
-                f"{p.describe()}. Please upload the {p.modality} scan.",
+                message,
                 details={"series_received": len(checked)},
             )
         ]
@@ -235,9 +258,14 @@ def _protocol_findings(p: ProtocolInfo, checked: list[SeriesInfo], labels: dict[
             Finding(
                 "region_unknown",
                 Severity.WARNING,
-                f"The body region of {_names(unknown)} cannot be read from the headers, so QC cannot confirm "
-                f"the {_parts_words(missing)} the protocol asks for; a QC reviewer should check the images and "
-                "set the region.",
+                Why(
+                    gettext_noop(
+                        "The body region of %(series)s cannot be read from the headers, so QC cannot confirm the "
+                        "%(missing)s the protocol asks for; a QC reviewer should check the images and set the region."
+                    ),
+                    series=_names(unknown),
+                    missing=_parts_words(missing),
+                ),
                 series_uid=unknown[0].series_uid if len(unknown) == 1 else None,
                 details={"series_without_region": len(unknown)},
             )
@@ -247,9 +275,16 @@ def _protocol_findings(p: ProtocolInfo, checked: list[SeriesInfo], labels: dict[
             Finding(
                 "region_missing",
                 Severity.BLOCKING,
-                f"The {p.modality} series received cover the {_parts_words(covered)} but not the "
-                f"{_parts_words(missing)}; the protocol asks for {p.describe()}. Please upload the series "
-                f"covering the {_parts_words(missing)}.",
+                Why(
+                    gettext_noop(
+                        "The %(modality)s series received cover the %(covered)s but not the %(missing)s; the "
+                        "protocol asks for %(protocol)s. Please upload the series covering the %(missing)s."
+                    ),
+                    modality=p.modality,
+                    covered=_parts_words(covered),
+                    missing=_parts_words(missing),
+                    protocol=p.describe(),
+                ),
                 details={"series_checked": len(same), "parts_missing": len(missing)},
             )
         )
@@ -260,8 +295,15 @@ def _protocol_findings(p: ProtocolInfo, checked: list[SeriesInfo], labels: dict[
             Finding(
                 "contrast_missing",
                 Severity.BLOCKING,
-                f"No {p.modality} series of the {region_label(p.body_region)} shows contrast, but the protocol asks "
-                f"for {p.describe()}; please upload the contrast-enhanced series, or reply why contrast was not given.",
+                Why(
+                    gettext_noop(
+                        "No %(modality)s series of the %(region)s shows contrast, but the protocol asks for "
+                        "%(protocol)s; please upload the contrast-enhanced series, or reply why contrast was not given."
+                    ),
+                    modality=p.modality,
+                    region=p.body_region,
+                    protocol=p.describe(),
+                ),
                 details={"series_checked": len(relevant)},
             )
         )
@@ -272,8 +314,14 @@ def _protocol_findings(p: ProtocolInfo, checked: list[SeriesInfo], labels: dict[
                     Finding(
                         "contrast_unexpected",
                         Severity.WARNING,
-                        f"{_name(s)} appears to be contrast-enhanced, but the protocol asks for {p.describe()}; "
-                        "please confirm whether contrast was given.",
+                        Why(
+                            gettext_noop(
+                                "%(series)s appears to be contrast-enhanced, but the protocol asks for %(protocol)s; "
+                                "please confirm whether contrast was given."
+                            ),
+                            series=_name(s),
+                            protocol=p.describe(),
+                        ),
                         series_uid=s.series_uid,
                     )
                 )
@@ -295,8 +343,14 @@ def _thickness_findings(
             Finding(
                 "slice_thickness_unknown",
                 Severity.WARNING,
-                f"{_name(s)} does not state its slice thickness, so it cannot be checked against the protocol's "
-                f"{_mm(limit)} mm maximum; please confirm the slice thickness.",
+                Why(
+                    gettext_noop(
+                        "%(series)s does not state its slice thickness, so it cannot be checked against the "
+                        "protocol's %(limit)s mm maximum; please confirm the slice thickness."
+                    ),
+                    series=_name(s),
+                    limit=_mm(limit),
+                ),
                 series_uid=s.series_uid,
                 details={"max_slice_thickness_mm": limit},
             )
@@ -320,9 +374,16 @@ def _thickness_findings(
             Finding(
                 "slice_thickness_exceeded",
                 Severity.WARNING,
-                f"{_name(s)} has {_mm(thickness)} mm slices, thicker than the {_mm(limit)} mm the protocol allows; "
-                f"{_name(thin[0])} of the same kind is within the limit, "
-                "so nothing more is needed for this one.",
+                Why(
+                    gettext_noop(
+                        "%(series)s has %(thickness)s mm slices, thicker than the %(limit)s mm the protocol allows; "
+                        "%(thin)s of the same kind is within the limit, so nothing more is needed for this one."
+                    ),
+                    series=_name(s),
+                    thickness=_mm(thickness),
+                    limit=_mm(limit),
+                    thin=_name(thin[0]),
+                ),
                 series_uid=s.series_uid,
                 details=details,
             )
@@ -331,8 +392,15 @@ def _thickness_findings(
         Finding(
             "slice_thickness_exceeded",
             Severity.BLOCKING,
-            f"{_name(s)} has {_mm(thickness)} mm slices, thicker than the {_mm(limit)} mm the protocol allows; "
-            f"please send a reconstruction of {_mm(limit)} mm or thinner.",
+            Why(
+                gettext_noop(
+                    "%(series)s has %(thickness)s mm slices, thicker than the %(limit)s mm the protocol allows; "
+                    "please send a reconstruction of %(limit)s mm or thinner."
+                ),
+                series=_name(s),
+                thickness=_mm(thickness),
+                limit=_mm(limit),
+            ),
             series_uid=s.series_uid,
             details=details,
         )
@@ -348,8 +416,16 @@ def _geometry_findings(s: SeriesInfo, *, relevant: bool) -> list[Finding]:
             Finding(
                 "mixed_orientation",
                 Severity.WARNING,
-                f"{name} mixes {stack.orientation_groups} slice orientations; only its {stack.images} "
-                f"{stack.plane} images were checked for missing slices. Please send each orientation as its own series.",
+                Why(
+                    gettext_noop(
+                        "%(series)s mixes %(orientations)s slice orientations; only its %(images)s %(plane)s images "
+                        "were checked for missing slices. Please send each orientation as its own series."
+                    ),
+                    series=name,
+                    orientations=stack.orientation_groups,
+                    images=stack.images,
+                    plane=Why(stack.plane),
+                ),
                 series_uid=s.series_uid,
                 details={"orientations": stack.orientation_groups, "images_checked": stack.images},
             )
@@ -359,9 +435,19 @@ def _geometry_findings(s: SeriesInfo, *, relevant: bool) -> list[Finding]:
             Finding(
                 "duplicate_positions",
                 Severity.WARNING,
-                f"{name} has {stack.duplicates} {_plural(stack.duplicates, 'image')} at slice positions already "
-                "taken by another image; please check that the series was not sent twice or mixed with another "
-                "acquisition.",
+                Why(
+                    gettext_noop(
+                        "%(series)s has %(count)s image at slice positions already taken by another image; please "
+                        "check that the series was not sent twice or mixed with another acquisition."
+                    )
+                    if stack.duplicates == 1
+                    else gettext_noop(
+                        "%(series)s has %(count)s images at slice positions already taken by another image; please "
+                        "check that the series was not sent twice or mixed with another acquisition."
+                    ),
+                    series=name,
+                    count=stack.duplicates,
+                ),
                 series_uid=s.series_uid,
                 details={"duplicate_images": stack.duplicates},
             )
@@ -369,16 +455,27 @@ def _geometry_findings(s: SeriesInfo, *, relevant: bool) -> list[Finding]:
     if stack.gaps:
         first = stack.gaps[0]
         missing = stack.missing
-        where = f"between positions {_position(first.start_mm)} and {_position(first.end_mm)} mm"
-        if len(stack.gaps) == 1:
-            text = f"is missing slices {where} ({missing} expected {_plural(missing, 'slice')} absent)"
+        where = {"series": name, "start": _position(first.start_mm), "end": _position(first.end_mm)}
+        if len(stack.gaps) == 1 and missing == 1:
+            template = gettext_noop(
+                "%(series)s is missing slices between positions %(start)s and %(end)s mm (%(missing)s expected slice "
+                "absent); please send the complete series."
+            )
+        elif len(stack.gaps) == 1:
+            template = gettext_noop(
+                "%(series)s is missing slices between positions %(start)s and %(end)s mm (%(missing)s expected "
+                "slices absent); please send the complete series."
+            )
         else:
-            text = f"is missing {missing} slices in {len(stack.gaps)} places, the first {where}"
+            template = gettext_noop(
+                "%(series)s is missing %(missing)s slices in %(gaps)s places, the first between positions %(start)s "
+                "and %(end)s mm; please send the complete series."
+            )
         findings.append(
             Finding(
                 "missing_slices",
                 Severity.BLOCKING if relevant else Severity.WARNING,
-                f"{name} {text}; please send the complete series.",
+                Why(template, **where, missing=missing, gaps=len(stack.gaps)),
                 series_uid=s.series_uid,
                 details={
                     "missing_slices": missing,
@@ -399,8 +496,15 @@ def _geometry_findings(s: SeriesInfo, *, relevant: bool) -> list[Finding]:
             Finding(
                 "inconsistent_spacing",
                 Severity.WARNING,
-                f"{name} has uneven slice spacing ({_mm(stack.smallest_step_mm)} to {_mm(stack.largest_step_mm)} mm "
-                "between neighbouring slices); please check that it is one complete, regular reconstruction.",
+                Why(
+                    gettext_noop(
+                        "%(series)s has uneven slice spacing (%(smallest)s to %(largest)s mm between neighbouring "
+                        "slices); please check that it is one complete, regular reconstruction."
+                    ),
+                    series=name,
+                    smallest=_mm(stack.smallest_step_mm),
+                    largest=_mm(stack.largest_step_mm),
+                ),
                 series_uid=s.series_uid,
                 details={
                     "smallest_step_mm": round(stack.smallest_step_mm or 0.0, 3),
@@ -412,17 +516,31 @@ def _geometry_findings(s: SeriesInfo, *, relevant: bool) -> list[Finding]:
     absent = missing_instance_numbers(s.instances)
     if absent and not stack.gaps:
         numbers = [i.instance_number for i in s.instances if i.instance_number is not None]
-        positions = (
-            "though the slice positions show no gap"
+        positions = Why(
+            gettext_noop("though the slice positions show no gap")
             if stack.positions
-            else "and the headers give no slice positions to tell whether images are missing"
+            else gettext_noop("and the headers give no slice positions to tell whether images are missing")
         )
         findings.append(
             Finding(
                 "instance_numbers_not_contiguous",
                 Severity.WARNING,
-                f"{name} skips {absent} instance {_plural(absent, 'number')} between {min(numbers)} and "
-                f"{max(numbers)}, {positions}; please check that no images were left out.",
+                Why(
+                    gettext_noop(
+                        "%(series)s skips %(absent)s instance number between %(first)s and %(last)s, %(positions)s; "
+                        "please check that no images were left out."
+                    )
+                    if absent == 1
+                    else gettext_noop(
+                        "%(series)s skips %(absent)s instance numbers between %(first)s and %(last)s, %(positions)s; "
+                        "please check that no images were left out."
+                    ),
+                    series=name,
+                    absent=absent,
+                    first=min(numbers),
+                    last=max(numbers),
+                    positions=positions,
+                ),
                 series_uid=s.series_uid,
                 details={
                     "instance_numbers_absent": absent,
@@ -467,8 +585,16 @@ def _window_findings(protocols: list[ProtocolInfo], checked: list[SeriesInfo]) -
             Finding(
                 "out_of_window",
                 Severity.BLOCKING,
-                f"The scan is on day {day} from baseline; {p.visit_label or 'this visit'} accepts days {earliest} "
-                f"to {latest}. Please check the scan date, or reply with the reason for the deviation.",
+                Why(
+                    gettext_noop(
+                        "The scan is on day %(day)s from baseline; %(visit)s accepts days %(earliest)s to %(latest)s. "
+                        "Please check the scan date, or reply with the reason for the deviation."
+                    ),
+                    day=day,
+                    visit=p.visit_label or Why(gettext_noop("this visit")),
+                    earliest=earliest,
+                    latest=latest,
+                ),
                 series_uid=affected[0].series_uid if len(affected) == 1 and len(checked) > 1 else None,
                 details=details,
             )
@@ -478,8 +604,13 @@ def _window_findings(protocols: list[ProtocolInfo], checked: list[SeriesInfo]) -
             Finding(
                 "scan_day_unknown",
                 Severity.WARNING,
-                f"The scan date of {_names(undated)} is missing, so the visit window cannot be checked; "
-                "please confirm the date of the scan.",
+                Why(
+                    gettext_noop(
+                        "The scan date of %(series)s is missing, so the visit window cannot be checked; please "
+                        "confirm the date of the scan."
+                    ),
+                    series=_names(undated),
+                ),
                 series_uid=undated[0].series_uid if len(undated) == 1 else None,
                 details={"series_count": len(undated)},
             )
@@ -502,14 +633,31 @@ def _baseline_findings(
         changed = [s for s in now if not any(_same_scanner(s, b) for b in before)]
         if changed:
             unit_only = all(any(_same_model(s, b) for b in before) for s in changed)
-            what = "a different scanner (of the same model)" if unit_only else "a different scanner model"
+            what = Why(
+                gettext_noop("a different scanner (of the same model)")
+                if unit_only
+                else gettext_noop("a different scanner model")
+            )
             findings.append(
                 Finding(
                     "scanner_changed",
                     Severity.WARNING,
-                    f"{_names(changed)} {'was' if len(changed) == 1 else 'were'} acquired on {what} than the "
-                    f"subject's baseline {modality}; the trial asks for the same scanner at every visit. Please "
-                    "confirm the scanner used, or reply with the reason for the change.",
+                    Why(
+                        gettext_noop(
+                            "%(series)s was acquired on %(what)s than the subject's baseline %(modality)s; the trial "
+                            "asks for the same scanner at every visit. Please confirm the scanner used, or reply with "
+                            "the reason for the change."
+                        )
+                        if len(changed) == 1
+                        else gettext_noop(
+                            "%(series)s were acquired on %(what)s than the subject's baseline %(modality)s; the trial "
+                            "asks for the same scanner at every visit. Please confirm the scanner used, or reply with "
+                            "the reason for the change."
+                        ),
+                        series=_names(changed),
+                        what=what,
+                        modality=modality,
+                    ),
                     series_uid=changed[0].series_uid if len(changed) == 1 else None,
                     details={"series_changed": len(changed), "baseline_series": len(before)},
                 )
@@ -522,9 +670,21 @@ def _baseline_findings(
                     Finding(
                         "protocol_changed",
                         Severity.WARNING,
-                        f"{_names(differ)} {'was' if len(differ) == 1 else 'were'} acquired with a different scanner "
-                        f"protocol than the subject's baseline {modality}; the trial asks for the same protocol at "
-                        "every visit. Please confirm the protocol used, or reply with the reason for the change.",
+                        Why(
+                            gettext_noop(
+                                "%(series)s was acquired with a different scanner protocol than the subject's baseline "
+                                "%(modality)s; the trial asks for the same protocol at every visit. Please confirm the "
+                                "protocol used, or reply with the reason for the change."
+                            )
+                            if len(differ) == 1
+                            else gettext_noop(
+                                "%(series)s were acquired with a different scanner protocol than the subject's "
+                                "baseline %(modality)s; the trial asks for the same protocol at every visit. Please "
+                                "confirm the protocol used, or reply with the reason for the change."
+                            ),
+                            series=_names(differ),
+                            modality=modality,
+                        ),
                         series_uid=differ[0].series_uid if len(differ) == 1 else None,
                         details={"series_changed": len(differ), "baseline_series": len(before)},
                     )
@@ -560,32 +720,35 @@ def _clean_description(text: str) -> str:
     return words if len(words) <= 64 else words[:63] + "…"
 
 
-def _name(s: SeriesInfo) -> str:
+def _name(s: SeriesInfo) -> Why:
     """How messages refer to a series, and the only way: "Series 3 (AX 5mm)"."""
     description = _clean_description(s.description)
     if s.series_number is not None:
-        return f"Series {s.series_number} ({description})" if description else f"Series {s.series_number}"
-    return f"The series “{description}”" if description else "A series without number or description"
+        if description:
+            return Why(
+                gettext_noop("Series %(number)s (%(description)s)"), number=s.series_number, description=description
+            )
+        return Why(gettext_noop("Series %(number)s"), number=s.series_number)
+    if description:
+        return Why(gettext_noop("The series “%(description)s”"), description=description)
+    return Why(gettext_noop("A series without number or description"))
 
 
-def _names(series: list[SeriesInfo]) -> str:
+def _names(series: list[SeriesInfo]) -> Why:
     if len(series) == 1:
         return _name(series[0])
     numbers = [str(s.series_number) for s in series if s.series_number is not None]
     if len(numbers) == len(series):
-        return f"Series {', '.join(numbers[:-1])} and {numbers[-1]}"
-    return f"{len(series)} series"
+        return Why(gettext_noop("Series %(numbers)s and %(last)s"), numbers=numbers[:-1], last=numbers[-1])
+    return Why(gettext_noop("%(count)s series"), count=len(series))
 
 
-def _parts_words(parts: Iterable[str]) -> str:
-    ordered = [p for p in ("head", "neck", "chest", "abdomen", "pelvis") if p in set(parts)]
+def _parts_words(parts: Iterable[str]) -> Why:
+    """Body parts in words, head to toe ("abdomen and pelvis"); each word is the catalogue's (msgid "chest")."""
+    ordered = [Why(p) for p in ("head", "neck", "chest", "abdomen", "pelvis") if p in set(parts)]
     if len(ordered) <= 1:
-        return "".join(ordered)
-    return f"{', '.join(ordered[:-1])} and {ordered[-1]}"
-
-
-def _plural(count: int, word: str) -> str:
-    return word if count == 1 else f"{word}s"
+        return ordered[0] if ordered else Why("")
+    return Why(gettext_noop("%(parts)s and %(last)s"), parts=ordered[:-1], last=ordered[-1])
 
 
 def _mm(value: float | None) -> str:

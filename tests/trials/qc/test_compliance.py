@@ -369,3 +369,31 @@ def test_a_finding_never_echoes_header_text_beyond_the_series_number_and_descrip
     findings = check_timepoint([cap_protocol(same_scanner_as_baseline=True, contrast="none")], [s], baseline=baseline)
     assert findings
     assert not any("SNUH" in f.message or "Seoul" in f.message or "Busan" in f.message for f in findings)
+
+
+def test_each_finding_keeps_its_template_so_a_korean_page_says_the_whole_specific_sentence():
+    """The sentence names the series, positions and counts; in Korean the same facts are said in Korean."""
+    import re
+
+    from django.utils import translation
+
+    from trials.forms import why_text
+
+    mr = series(modality="MR", series_number=7, description="AX T2", repetition_time=4000, echo_time=100)
+    thick = cap_portal_venous(series_number=5, description="CAP 8mm", thickness=8, spacing=8, n=75)
+    findings = [
+        only(check_timepoint([cap_protocol()], [cap_portal_venous(skip=(60, 61))]), "missing_slices"),
+        only(check_timepoint([cap_protocol()], [mr]), "modality_missing"),
+        only(check_timepoint([cap_protocol()], [thick]), "slice_thickness_exceeded"),
+    ]
+    for finding in findings:
+        stored = finding.message.as_json()
+        assert stored["template"] != str(finding.message) and stored["text"] == finding.message
+        with translation.override("ko"):
+            korean = why_text(stored)
+        assert re.search("[가-힣]", korean), korean
+        english_words = set(re.findall(r"[A-Za-z]{3,}", korean)) - {"CAP", "PV", "mm", "AX", "CT", "MR"}
+        assert not english_words, korean
+    with translation.override("ko"):
+        korean = why_text(findings[0].message.as_json())
+    assert "3" in korean and "CAP PV 5mm" in korean and "−5.0" in korean and "10.0" in korean and "2" in korean

@@ -142,14 +142,23 @@ def signed_in_client(user):
     """A test client logged in as `user` with both factors, as a person who entered their one-time code.
 
     Benchmarks measure the pages and roots, not the log-in: the session is verified with the person's
-    authenticator (made for them if they have none).
+    authenticator (made for them if they have none). Its requests come over HTTPS to an allowed host, as a
+    browser's would behind the proxy, so the benchmarks run under the production settings (DEBUG off) too.
     """
+    from django.conf import settings
     from django.test import Client
     from django_otp import DEVICE_ID_SESSION_KEY
 
     from .two_factor import authenticator_ensure
 
-    client = Client()
+    class BrowserClient(Client):
+        """Every request over HTTPS (as the proxy in front passes a browser's on) to an allowed host."""
+
+        def request(self, **request):
+            return super().request(**{**request, "wsgi.url_scheme": "https", "SERVER_PORT": "443"})
+
+    hosts = [host.lstrip(".") for host in settings.ALLOWED_HOSTS if host not in ("*", "")]
+    client = BrowserClient(HTTP_HOST=hosts[0] if hosts else "testserver")
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = authenticator_ensure(user).persistent_id

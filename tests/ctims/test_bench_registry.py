@@ -53,3 +53,20 @@ def test_a_benchmark_refuses_another_benchmarks_options(probe):
 def test_two_benchmarks_cannot_share_a_name(probe):
     with pytest.raises(ValueError, match="two benchmarks"):
         bench.register("probe", help="Another.", run=lambda out, **options: None)
+
+
+@pytest.mark.django_db
+def test_the_benches_signed_in_client_passes_the_production_settings(settings):
+    # With DEBUG off, plain HTTP is redirected and only the allowed hosts are served: the benches' client comes
+    # as a browser does behind the TLS proxy, so a bench measures pages, not redirects or refusals.
+    from django.urls import reverse
+
+    from tests.conftest import make_user
+
+    settings.DEBUG = False
+    settings.SECURE_SSL_REDIRECT = True
+    settings.ALLOWED_HOSTS = ["ctims.example.org"]
+    client = bench.signed_in_client(make_user("bench"))
+    response = client.get(reverse("inbox"))
+    assert response.status_code == 200 and response.wsgi_request.is_secure()
+    assert response.wsgi_request.get_host() == "ctims.example.org"

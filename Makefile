@@ -61,6 +61,9 @@ services:
 	  mkdir -p /var/lib/redis /var/log/redis && \
 	  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
 	    --dir /var/lib/redis --logfile /var/log/redis/ci.log; } || true
+	@# RabbitMQ, the recommended broker: the readiness test checks /readyz against it.
+	@rabbitmq-diagnostics -q ping >/dev/null 2>&1 || { command -v rabbitmq-server >/dev/null && \
+	  rabbitmq-server -detached && rabbitmqctl -q await_startup --timeout 60; } || true
 	@url="$(DATABASE_URL)"; name="$${url##*/}"; server="$${url%/*}/postgres"; \
 	  psql "$$server" -tAc "SELECT 1 FROM pg_database WHERE datname='$$name'" | grep -q 1 || \
 	  psql "$$server" -qc "CREATE DATABASE \"$$name\""

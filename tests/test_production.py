@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -79,11 +78,8 @@ def test_readyz_checks_a_rabbitmq_broker_too(db, client, stores, settings):
     """RabbitMQ (the recommended broker) answers readiness; a broker URL nobody listens on does not."""
     import kombu
 
-    try:
-        with kombu.Connection(AMQP, connect_timeout=2) as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception:
-        pytest.skip("no RabbitMQ on this machine")
+    with kombu.Connection(AMQP, connect_timeout=5) as conn:  # `make services` starts the machine's RabbitMQ
+        conn.ensure_connection(max_retries=3)
     for url, expected in ((AMQP, "ok"), (f"amqp://guest:guest@127.0.0.1:{free_port()}//", "failing")):
         settings.CELERY_BROKER_URL = url
         with celery_on(url):
@@ -463,7 +459,6 @@ def test_the_concurrent_index_migration_keeps_a_valid_index_and_rebuilds_an_inva
 # --- the nginx example -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not shutil.which("nginx") or not shutil.which("openssl"), reason="needs Debian's nginx and openssl")
 def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
     """`nginx -t` on deploy/nginx-ctims.conf, with a throwaway certificate in place of the operator's."""
     subprocess.run(

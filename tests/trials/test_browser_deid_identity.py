@@ -53,8 +53,6 @@ CORPUS = [
 ]
 CHARSETS = ["chrI2.dcm", "chrKoreanMulti.dcm", "chrH32.dcm", "chrX1.dcm", "chrX2.dcm"]
 
-needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the browser engine")
-
 
 def _entry():
     spec = importlib.util.spec_from_file_location("ctims_deid_entry", ROOT / "static/src/deid/ctims_deid_entry.py")
@@ -101,7 +99,6 @@ def _run_node(request: dict) -> dict:
     return json.loads(answer.stdout)
 
 
-@needs_node
 def test_pyodide_under_node_gives_byte_identical_output_for_real_files(corpus):
     options = DeidOptions(
         accepted_sop_classes=DeidOptions().accepted_sop_classes | {SecondaryCaptureImageStorage},

@@ -17,7 +17,7 @@ from trials.ingest.browser import deid_options_payload
 from trials.ingest.synthetic import draw_text_screen
 
 from .deid.factories import KEY_ALPHA, ct_image, part10, read
-from .test_browser_deid_identity import _run_node, needs_node
+from .test_browser_deid_identity import _run_node
 
 SUBJECT = "ALPHA-SEO-001"
 KEY = subject_key(KEY_ALPHA, SUBJECT)
@@ -63,7 +63,6 @@ def screens(tmp_path_factory) -> dict[str, Path]:
     return _screens(tmp_path_factory.mktemp("screens"))
 
 
-@needs_node
 def test_the_browser_redacts_text_in_a_screen_and_the_servers_ocr_then_reads_none(screens):
     records = _browser(screens, DeidOptions(burned_in_text=REDACT))
     record = records["text"]
@@ -90,7 +89,6 @@ def test_the_browser_redacts_text_in_a_screen_and_the_servers_ocr_then_reads_non
     assert "compressed image" in records["compressed"]["reason"]
 
 
-@needs_node
 def test_a_trial_that_rejects_text_in_pixels_has_the_browser_hold_the_screen_back(screens):
     records = _browser(screens, DeidOptions(burned_in_text=REJECT))
     assert records["text"]["ok"] is False and records["text"]["code"] == "burned_in_text"
@@ -98,7 +96,6 @@ def test_a_trial_that_rejects_text_in_pixels_has_the_browser_hold_the_screen_bac
     assert records["blank"]["ok"] is True
 
 
-@needs_node
 def test_without_ocr_the_browser_holds_back_images_that_need_reading(screens):
     records = _browser(screens, DeidOptions(burned_in_text=REDACT), ocr=False)
     for name in ("text", "blank"):

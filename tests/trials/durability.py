@@ -182,6 +182,32 @@ def start_worker(
     )
 
 
+def kill_a_worker_mid_write_then_recover(broker_url: str, *, actor, timepoint, files, folder: Path, workers: list):
+    """Upload `files` in parts of four; the first worker dies by SIGKILL half-way through writing its fifth file
+    (the `mid_write:5` kill point), then a second worker takes the redelivered batch to the end. `workers`
+    collects the processes for the caller to stop; the upload is returned."""
+    from trials.ingest.services import upload_finish, upload_open, upload_receive
+    from trials.models import Upload
+
+    with celery_on(broker_url, visibility=2) as queue:
+        upload = upload_open(actor=actor, timepoint=timepoint)
+        for start in range(0, len(files), 4):
+            upload_receive(upload=upload, files=files[start : start + 4])
+        upload_finish(actor=actor, upload=upload)
+        workers.append(start_worker(broker_url, queue, folder, visibility=2, fault="mid_write:5"))
+        workers[0].wait(180)
+        assert workers[0].returncode == -signal.SIGKILL
+        assert UploadItem.objects.filter(state="quarantined").exists()
+        workers.append(start_worker(broker_url, queue, folder, visibility=2))
+        wait_for(
+            lambda: Upload.objects.get(pk=upload.pk).state == "complete",
+            120,
+            "the killed worker's batch to be redelivered and finished",
+            folder / "worker.log",
+        )
+    return upload
+
+
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()

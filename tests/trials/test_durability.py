@@ -26,6 +26,7 @@ from tests.trials.durability import (
     assert_end_state,
     celery_on,
     end_state_problems,
+    kill_a_worker_mid_write_then_recover,
     start_worker,
     stop,
     storage_keys,
@@ -421,23 +422,9 @@ def test_a_worker_killed_while_writing_is_retried_to_a_consistent_end(transactio
     redis_server.start()
     workers = []
     try:
-        with celery_on(redis_server.url, visibility=2) as queue:
-            upload = upload_open(actor=world.cora, timepoint=timepoint())
-            for start in range(0, len(files), 4):
-                upload_receive(upload=upload, files=files[start : start + 4])
-            upload_finish(actor=world.cora, upload=upload)
-            # The first worker dies by SIGKILL half-way through writing its fifth file.
-            workers.append(start_worker(redis_server.url, queue, stores, visibility=2, fault="mid_write:5"))
-            workers[0].wait(180)
-            assert workers[0].returncode == -signal.SIGKILL
-            assert UploadItem.objects.filter(state="quarantined").exists()
-            workers.append(start_worker(redis_server.url, queue, stores, visibility=2))
-            wait_for(
-                lambda: Upload.objects.get(pk=upload.pk).state == "complete",
-                120,
-                "the killed worker's batch to be redelivered and finished",
-                stores / "worker.log",
-            )
+        kill_a_worker_mid_write_then_recover(
+            redis_server.url, actor=world.cora, timepoint=timepoint(), files=files, folder=stores, workers=workers
+        )
     finally:
         for worker in workers:
             stop(worker)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import uuid
 
 import pytest
@@ -12,15 +11,12 @@ from tests.trials.durability import (
     MotoServer,
     RedisServer,
     assert_end_state,
-    celery_on,
-    start_worker,
+    kill_a_worker_mid_write_then_recover,
     stop,
     use_storages,
-    wait_for,
 )
-from trials.ingest.services import upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Timepoint, Upload, UploadItem
+from trials.models import Timepoint, UploadItem
 
 pytestmark = pytest.mark.worker
 
@@ -50,24 +46,15 @@ def test_a_worker_killed_while_putting_to_s3_is_retried_to_a_consistent_end(
             monkeypatch.setenv(name, value)
         world = build_world()
         files = synthesize_ct_series(real_ct_template(large=True), slices=12, seed="s3-kill")
-        with celery_on(redis_server.url, visibility=2) as queue:
-            timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
-            upload = upload_open(actor=world.cora, timepoint=timepoint)
-            for start in range(0, len(files), 4):
-                upload_receive(upload=upload, files=files[start : start + 4])
-            upload_finish(actor=world.cora, upload=upload)
-            # The first worker dies by SIGKILL just before its fifth PUT reaches the bucket.
-            workers.append(start_worker(redis_server.url, queue, tmp_path, visibility=2, fault="mid_write:5"))
-            workers[0].wait(180)
-            assert workers[0].returncode == -signal.SIGKILL
-            assert UploadItem.objects.filter(state="quarantined").exists()
-            workers.append(start_worker(redis_server.url, queue, tmp_path, visibility=2))
-            wait_for(
-                lambda: Upload.objects.get(pk=upload.pk).state == "complete",
-                120,
-                "the killed worker's batch to be redelivered and finished",
-                tmp_path / "worker.log",
-            )
+        # The first worker dies by SIGKILL just before its fifth PUT reaches the bucket.
+        kill_a_worker_mid_write_then_recover(
+            redis_server.url,
+            actor=world.cora,
+            timepoint=Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL"),
+            files=files,
+            folder=tmp_path,
+            workers=workers,
+        )
         assert UploadItem.objects.filter(state="accepted").count() == len(files)
         assert_end_state()
     finally:

@@ -125,8 +125,9 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     waiting = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
     with store.StagedWrites(store.quarantine_storage()) as staging:
         received: dict[str, bytes] = {}
-        for data in files:
-            received.setdefault(hashlib.sha256(data).hexdigest(), data)
+        files = list(files)
+        for sha, data in zip(store.io_pool().map(store.sha256_hex, files), files, strict=True):
+            received.setdefault(sha, data)  # hashed side by side on the I/O threads
         known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
         for sha, data in received.items():
             if sha not in known:  # all written first, then made durable together
@@ -454,11 +455,12 @@ def _deidentify_batch(
     item_ids = [item.pk for item in items]
     outcomes: dict[int, DeidResult | DeidRejected | None] = {}
     claimed = time.monotonic()
+    copies = store.ReadAhead(upload.pk, [item.sha256 for item in items])
     for item in items:
         if time.monotonic() - claimed > CLAIM_REFRESH_SECONDS:  # a long batch keeps its claim fresh
             _claim(item_ids)
             claimed = time.monotonic()
-        raw = store.quarantine_read_verified(upload.pk, item.sha256)
+        raw = copies.next()
         if raw is None:
             outcomes[item.pk] = None
             continue

@@ -18,14 +18,17 @@ import ctypes
 import hashlib
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.storage import FileSystemStorage, storages
 
 # Fault-injection points, called with the final key: "mid_write" (half the bytes are in the temporary file),
@@ -318,49 +321,89 @@ def write_once(
     return False
 
 
+_io_pool_state: tuple[int, ThreadPoolExecutor] | None = None
+_io_pool_lock = threading.Lock()
+
+
+def io_pool() -> ThreadPoolExecutor:
+    """This process's threads for file writes, flushes, reads and their SHA-256: work that releases the GIL, so
+    it runs on another core while the calling thread parses and de-identifies. Made anew in a forked child
+    (a Celery worker process), whose parent's threads did not come along."""
+    global _io_pool_state
+    state = _io_pool_state
+    if state is None or state[0] != os.getpid():
+        with _io_pool_lock:
+            state = _io_pool_state
+            if state is None or state[0] != os.getpid():
+                size = settings.INGEST_IO_THREADS
+                state = _io_pool_state = (os.getpid(), ThreadPoolExecutor(size, thread_name_prefix="ctims-io"))
+    return state[1]
+
+
 class StagedWrites:
     """Files written under temporary names as soon as their bytes exist, made durable only when they are taken.
 
     Used as a context manager around the work that produces and then stores a batch of files: `stage` each
-    file when its bytes exist (its SHA-256 is computed in the same pass as its write, and the kernel starts
-    writing it to disk at once), and `take` it when it is stored, which waits for it to be on disk;
-    `write_once(..., staged=...)` then only gives it its final name. So the disk writes of a batch overlap
-    the computing of its next files, and the waits for them come together at the end (`settle`), instead of one
-    full wait per file; each file is still durable before its final name exists. Leaving the block removes the
-    temporary files not taken. Off a file system (S3) nothing is staged: the one PUT happens at `write_once`.
+    file when its bytes exist, and `take` it when it is stored, which waits for it to be on disk;
+    `write_once(..., staged=...)` then only gives it its final name. A staged file is written (its SHA-256
+    computed in the same pass, the kernel asked to start writing it to disk) by the process's I/O threads
+    (`io_pool`) while the caller goes on computing the next file; the waits for the disk come together at the
+    end (`settle`), instead of one full wait per file; each file is still durable before its final name
+    exists. An error of a write (a full disk, a fault hook) is raised where the file is settled or taken.
+    Leaving the block waits for the writes still running and removes the temporary files not taken. Off a
+    file system (S3) nothing is staged: the one PUT happens at `write_once`.
     """
 
     def __init__(self, storage) -> None:
         self.storage = storage
         self._stages = isinstance(storage, FileSystemStorage)
-        self._staged: dict[str, Staged] = {}
+        self._staged: dict[str, Future[Staged]] = {}
         self._durable: set[str] = set()
 
     def __enter__(self) -> StagedWrites:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for staged in self._staged.values():
-            _unlink_quietly(staged.temporary)
+        for future in self._staged.values():
+            with suppress(BaseException):  # a write that failed left no temporary file (_write_temporary)
+                _unlink_quietly(future.result().temporary)
         self._staged.clear()
 
     def stage(self, key: str, data: bytes, *, hashed: bool = True) -> None:
         """Write `data` for `key` under a temporary name; with `hashed`, its SHA-256 is computed in the same pass."""
         if self._stages and key not in self._staged:
-            self._staged[key] = _write_temporary(self.storage, key, data, hashed=hashed, durable=False)
+            self._staged[key] = io_pool().submit(
+                _write_temporary, self.storage, key, data, hashed=hashed, durable=False
+            )
 
     def settle(self) -> None:
-        """Wait until every file staged so far is on disk: one pass of flushes after all the writes, so the
-        kernel has had them all at once. Call it before taking locks that others wait on."""
-        for key, staged in list(self._staged.items()):
-            if key not in self._durable:
-                _make_durable(staged)
+        """Wait until every file staged so far is on disk: their flushes run side by side after all the writes,
+        so the kernel has had them all at once. Call it before taking locks that others wait on."""
+        flushes: dict[str, Future[None]] = {}
+        errors: list[BaseException] = []
+        for key in [key for key in self._staged if key not in self._durable]:
+            try:
+                flushes[key] = io_pool().submit(_make_durable, self._staged[key].result())
+            except BaseException as exc:  # noqa: BLE001 - its write failed (and left no temporary file)
+                self._staged.pop(key)
+                errors.append(exc)
+        for key, flush in flushes.items():
+            try:
+                flush.result()
                 self._durable.add(key)
+            except BaseException as exc:  # noqa: BLE001 - every flush is waited for before one is raised
+                self._staged.pop(key)  # _make_durable removed its temporary file
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def take(self, key: str) -> Staged | None:
         """The temporary file staged for `key`, durable now and the caller's to link; None if none was staged."""
-        staged = self._staged.pop(key, None)
-        if staged is not None and key not in self._durable:
+        future = self._staged.pop(key, None)
+        if future is None:
+            return None
+        staged = future.result()
+        if key not in self._durable:
             _make_durable(staged)
         self._durable.discard(key)
         return staged
@@ -413,6 +456,29 @@ def quarantine_read_verified(upload_id: int, sha256: str) -> bytes | None:
         quarantine_delete(upload_id, sha256)
         return None
     return data
+
+
+class ReadAhead:
+    """The verified quarantine copies of `shas`, in order (`quarantine_read_verified`): each is read and hashed by
+    the I/O threads while the caller works on the one before; at most `depth` copies are held ahead."""
+
+    def __init__(self, upload_id: int, shas: list[str], *, depth: int = 2) -> None:
+        self._upload_id, self._shas, self._depth = upload_id, list(shas), depth
+        self._reads: list[Future[bytes | None]] = []
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._shas and len(self._reads) < self._depth:
+            self._reads.append(io_pool().submit(quarantine_read_verified, self._upload_id, self._shas.pop(0)))
+
+    def next(self) -> bytes | None:
+        read = self._reads.pop(0)
+        self._fill()
+        return read.result()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def quarantine_delete(upload_id: int, sha256: str) -> None:

@@ -1,0 +1,106 @@
+"""The image store's I/O threads: staged writes, flushes and read-ahead run beside the caller, and every error of
+theirs still reaches the caller with nothing left behind under a final name."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from trials.ingest import store
+
+
+@pytest.fixture
+def hooks():
+    yield store.FAULT_HOOKS
+    store.FAULT_HOOKS.clear()
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return list(folder.rglob(f"*{store.TEMP_SUFFIX}"))
+
+
+def test_staging_a_file_returns_while_its_write_goes_on(stores, hooks):
+    """The caller computes its next file while the last one is written: the first file's write is held half-way
+    until the caller has staged the second, which would never happen if staging waited for the write."""
+    caller_moved_on = threading.Event()
+    writers = []
+
+    def mid_write(key):
+        writers.append(threading.current_thread().name)
+        if key.endswith("first.dcm"):
+            assert caller_moved_on.wait(30), "the caller was held until the write ended"
+
+    hooks["mid_write"] = mid_write
+    with store.StagedWrites(store.image_storage()) as staging:
+        staging.stage("T/1/2/first.dcm", b"a" * 4096)
+        staging.stage("T/1/2/second.dcm", b"b" * 4096)
+        caller_moved_on.set()
+        staging.settle()
+        for key, data in (("T/1/2/first.dcm", b"a" * 4096), ("T/1/2/second.dcm", b"b" * 4096)):
+            staged = staging.take(key)
+            assert staged.sha256 == hashlib.sha256(data).hexdigest()  # hashed in the same pass as the write
+            store.store_instance(key, data, staged=staged)
+    assert all(name.startswith("ctims-io") for name in writers)
+    assert store.image_storage().open("T/1/2/first.dcm").read() == b"a" * 4096
+    assert temporaries(stores) == []
+
+
+@pytest.mark.parametrize("point", ["mid_write", "before_link"])
+def test_a_failed_write_in_an_io_thread_reaches_the_caller_and_leaves_no_file(stores, hooks, point):
+    def fails(key):
+        if key.endswith("bad.dcm"):
+            raise OSError(28, "No space left on device")
+
+    hooks[point] = fails
+    with pytest.raises(OSError, match="No space left"), store.StagedWrites(store.image_storage()) as staging:
+        staging.stage("T/1/2/good.dcm", b"g" * 4096)
+        staging.stage("T/1/2/bad.dcm", b"x" * 4096)
+        staging.settle()
+    assert temporaries(stores) == []  # neither the failed write nor the good one left waiting
+    assert not store.image_storage().exists("T/1/2/bad.dcm")
+    assert not store.image_storage().exists("T/1/2/good.dcm")  # never taken, so never given its name
+
+
+def test_take_raises_the_error_of_its_own_write(stores, hooks):
+    hooks["mid_write"] = lambda key: (_ for _ in ()).throw(OSError(5, "Input/output error"))
+    with store.StagedWrites(store.image_storage()) as staging:
+        staging.stage("T/1/2/3.dcm", b"x" * 4096)
+        with pytest.raises(OSError, match="Input/output error"):
+            staging.take("T/1/2/3.dcm")
+    assert temporaries(stores) == []
+
+
+def test_read_ahead_gives_each_verified_copy_in_order_and_none_for_a_damaged_one(stores):
+    datas = [bytes([n]) * (1000 + n) for n in range(5)]
+    shas = [hashlib.sha256(d).hexdigest() for d in datas]
+    for sha, data in zip(shas, datas, strict=True):
+        store.quarantine_put(9, sha, data)
+    damaged = Path(store.quarantine_storage().path(store.quarantine_key(9, shas[2])))
+    damaged.write_bytes(b"flipped" + datas[2][7:])
+    copies = store.ReadAhead(9, shas, depth=2)
+    got = [copies.next() for _ in shas]
+    assert got == [datas[0], datas[1], None, datas[3], datas[4]]
+    assert not damaged.exists()  # a damaged copy is discarded, as quarantine_read_verified does
+
+
+def test_a_forked_worker_process_gets_its_own_io_threads(stores):
+    parent = store.io_pool()
+    assert store.io_pool() is parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: as a Celery prefork worker after the fork
+        ok = False
+        try:
+            child = store.io_pool()
+            ok = child is not parent and child.submit(lambda: 6 * 7).result(10) == 42
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"

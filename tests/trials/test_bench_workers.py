@@ -9,10 +9,10 @@ import re
 import pytest
 from django.core.management import call_command
 
-pytestmark = pytest.mark.worker
 REDIS = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 
+@pytest.mark.worker
 def test_bench_ingest_with_one_and_two_workers_prints_their_rates_and_ratio(transactional_db):
     out = io.StringIO()
     call_command(
@@ -34,3 +34,14 @@ def test_bench_ingest_with_one_and_two_workers_prints_their_rates_and_ratio(tran
     assert re.search(r"1 worker process: receive +[\d.]+ instances/s, processing +[\d.]+ instances/s", text), text
     assert re.search(r"2 worker processes: .* end to end +[\d.]+ instances/s", text), text
     assert re.search(r"processing rate, 2 workers / 1: \d+\.\d\d", text), text
+
+
+@pytest.mark.django_db
+def test_bench_ingest_in_one_process_prints_the_floors_and_the_pipelines_ratios_to_them(stores):
+    out = io.StringIO()
+    call_command("bench", "ingest", "--slices", "4", "--runs", "1", "--small", "--screens", "0", stdout=out)
+    text = out.getvalue()
+    for label in ("(a) pydicom read + write", "(a2) the same, durable", "(b) de-identify", "(c) whole pipeline"):
+        assert re.search(re.escape(label) + r".* +[\d.]+ instances/s +[\d.]+ MB/s", text), text
+    assert re.search(r"b/a = \d+\.\d\d .* c/a = \d+\.\d\d .* c/a2 = \d+\.\d\d", text), text
+    assert re.search(r"disk took \d+\.\d\d ms per file to make \d+\.\d\d MB durable", text), text

@@ -18,17 +18,30 @@ def _ingest_arguments(parser) -> None:
         help="real Celery worker processes on the --redis broker, e.g. --workers 1 2 (PostgreSQL only)",
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/10", help="--workers: the Redis broker")
+    parser.add_argument(
+        "--io-threads",
+        type=int,
+        help="INGEST_IO_THREADS for the processes measured (default: the setting's); 0: no thread beside each",
+    )
 
 
-def _ingest(out, *, slices: int, runs: int, small: bool, screens: int, workers, redis: str, **_options) -> None:
-    if workers:
-        from .ingest.workers_bench import bench_ingest_workers
+def _ingest(
+    out, *, slices: int, runs: int, small: bool, screens: int, workers, redis: str, io_threads, **_options
+) -> None:
+    from django.conf import settings
+    from django.test import override_settings
 
-        bench_ingest_workers(out, slices=slices, runs=runs, small=small, counts=workers, broker_url=redis)
-        return
-    from .ingest.bench import bench_ingest
+    threads = settings.INGEST_IO_THREADS if io_threads is None else max(0, io_threads)
+    out.write(f"INGEST_IO_THREADS = {threads}")
+    with override_settings(INGEST_IO_THREADS=threads):
+        if workers:
+            from .ingest.workers_bench import bench_ingest_workers
 
-    bench_ingest(out, slices=slices, runs=runs, small=small, screens=screens)
+            bench_ingest_workers(out, slices=slices, runs=runs, small=small, counts=workers, broker_url=redis)
+            return
+        from .ingest.bench import bench_ingest
+
+        bench_ingest(out, slices=slices, runs=runs, small=small, screens=screens)
 
 
 def _dicomweb_arguments(parser) -> None:

@@ -104,3 +104,21 @@ def test_a_forked_worker_process_gets_its_own_io_threads(stores):
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+def test_with_no_io_threads_the_caller_writes_and_reads_itself(stores, hooks, settings):
+    settings.INGEST_IO_THREADS = 0
+    writers = []
+    hooks["mid_write"] = lambda key: writers.append(threading.current_thread().name)
+    data = b"z" * 4096
+    with store.StagedWrites(store.image_storage()) as staging:
+        staging.stage("T/1/2/3.dcm", data)
+        assert writers == [threading.current_thread().name]  # written before stage returned, by the caller
+        staging.settle()
+        store.store_instance("T/1/2/3.dcm", data, staged=staging.take("T/1/2/3.dcm"))
+    sha = hashlib.sha256(data).hexdigest()
+    store.quarantine_put(3, sha, data)
+    assert store.ReadAhead(3, [sha]).next() == data
+    assert temporaries(stores) == []
+    settings.INGEST_IO_THREADS = 4
+    assert isinstance(store.io_pool(), store.ThreadPoolExecutor)  # the setting is read again

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -321,23 +321,40 @@ def write_once(
     return False
 
 
-_io_pool_state: tuple[int, ThreadPoolExecutor] | None = None
+class InlineExecutor(Executor):
+    """Runs each submitted call at once in the calling thread (INGEST_IO_THREADS = 0): the same code paths, with
+    no thread beside the caller."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - raised where the result is asked for, as from a thread
+            future.set_exception(exc)
+        return future
+
+
+_io_pool_state: tuple[int, int, Executor] | None = None
 _io_pool_lock = threading.Lock()
 
 
-def io_pool() -> ThreadPoolExecutor:
+def io_pool() -> Executor:
     """This process's threads for file writes, flushes, reads and their SHA-256: work that releases the GIL, so
-    it runs on another core while the calling thread parses and de-identifies. Made anew in a forked child
-    (a Celery worker process), whose parent's threads did not come along."""
+    it runs on another core while the calling thread parses and de-identifies (settings.INGEST_IO_THREADS; with
+    0 it runs in the calling thread). Made anew in a forked child (a Celery worker process), whose parent's
+    threads did not come along."""
     global _io_pool_state
+    size = settings.INGEST_IO_THREADS
     state = _io_pool_state
-    if state is None or state[0] != os.getpid():
+    if state is None or state[:2] != (os.getpid(), size):
         with _io_pool_lock:
             state = _io_pool_state
-            if state is None or state[0] != os.getpid():
-                size = settings.INGEST_IO_THREADS
-                state = _io_pool_state = (os.getpid(), ThreadPoolExecutor(size, thread_name_prefix="ctims-io"))
-    return state[1]
+            if state is None or state[:2] != (os.getpid(), size):
+                if state is not None and state[0] == os.getpid():
+                    state[2].shutdown(wait=False)  # the setting changed (a test, a bench): its threads end
+                pool = ThreadPoolExecutor(size, thread_name_prefix="ctims-io") if size else InlineExecutor()
+                state = _io_pool_state = (os.getpid(), size, pool)
+    return state[2]
 
 
 class StagedWrites:

@@ -144,6 +144,7 @@ def test_pyodide_under_node_gives_byte_identical_output_for_real_files(corpus):
     primary = [n for n, p in enumerate(corpus) if p.name.startswith("ct-512")]
     assert primary and not any(answer["results"][n]["record"]["actions"].get("pixels_examined") for n in primary)
     assert answer["ocrStartMs"] > 0  # OCR started for the images that needed it, once
+    assert answer["snapshot"] is True  # the engine started from the build's memory snapshot
 
 
 def test_the_browser_entry_gives_what_the_server_engine_gives(corpus):

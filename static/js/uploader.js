@@ -22,6 +22,7 @@ const interpolate =
 
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_FILES = 20;
+const MIN_BATCH_FILES = 4;
 const IN_FLIGHT = 2;
 // De-identified batches waiting for a request before the workers pause (each batch at most BATCH_BYTES).
 const QUEUED_BATCHES = 3;
@@ -30,9 +31,12 @@ const ENGINE_WORKERS = 2;
 const TRIES = 6;
 const POLL_MS = 1000;
 const READERS = 4;
+// Files handed to each de-identification worker at once: the one it runs and the ones read for it to run next.
+const READ_AHEAD = 3;
 const SHOW_REJECTED = 10;
 // The wrong-patient guard's first pass reads this much of each file: the header up to Patient ID.
 const HEAD_BYTES = 64 * 1024;
+const FIRST_PASS_CHUNK = 40;
 const DICM = [0x44, 0x49, 0x43, 0x4d];
 
 // Row states, in the order a file goes through them; a later server answer never moves a row backwards.
@@ -792,6 +796,7 @@ class Uploader {
     }
     const key = await this.apiPatiently("GET", this.uploadUrl(this.urls.key));
     await this.engine.configure(key);
+    this.mark("configured");
     const total = this.entries.length;
     let done = 0;
     let workerMs = 0;
@@ -823,8 +828,9 @@ class Uploader {
       guard.patient = patient;
       for (const { entry, answer } of guard.waiting.splice(0)) settle(entry, answer);
     };
-    // Each file is read when a worker is about to be free, so the next file is ready when one is.
-    await pool(this.entries, this.engine.workers.length + 1, async (entry) => {
+    // Files are read ahead, READ_AHEAD per worker, so that a worker finding a file done has the next one
+    // waiting in its queue: reading a file from the disk takes longer than the worker's turn at high load.
+    await pool(this.entries, this.engine.workers.length * READ_AHEAD, async (entry) => {
       await stream.room();
       if (stream.failed) return;
       try {
@@ -865,27 +871,34 @@ class Uploader {
     await stream.finish();
   }
 
-  /** The patient of more than half of the files by the first pass over their headers, or "" if none is. */
+  /**
+   * The patient of more than half of the files by the first pass over their headers, or "" if none is. The
+   * headers are read FIRST_PASS_CHUNK at a time, shared among the workers, and the pass stops as soon as one
+   * patient has more than half of all the files: one patient's folder costs the first pass over half of it.
+   */
   async firstPass(total) {
-    const heads = await pool(this.entries, READERS, async (entry) => {
-      try {
-        return await entry.head(HEAD_BYTES);
-      } catch {
-        return new Uint8Array(0);
-      }
-    });
-    let hashes;
-    try {
-      hashes = await this.engine.patients(heads);
-    } catch {
-      return "";
-    }
     const counts = new Map();
-    for (const hash of hashes) {
-      if (!hash) continue; // unsettled by the header, or no Patient ID: judged by the record alone
-      const n = (counts.get(hash) || 0) + 1;
-      counts.set(hash, n);
-      if (n * 2 > total) return hash;
+    for (let start = 0; start < this.entries.length; start += FIRST_PASS_CHUNK) {
+      const chunk = this.entries.slice(start, start + FIRST_PASS_CHUNK);
+      const heads = await pool(chunk, READERS, async (entry) => {
+        try {
+          return await entry.head(HEAD_BYTES);
+        } catch {
+          return new Uint8Array(0);
+        }
+      });
+      let hashes;
+      try {
+        hashes = await this.engine.patients(heads);
+      } catch {
+        return "";
+      }
+      for (const hash of hashes) {
+        if (!hash) continue; // unsettled by the header, or no Patient ID: judged by the record alone
+        const n = (counts.get(hash) || 0) + 1;
+        counts.set(hash, n);
+        if (n * 2 > total) return hash;
+      }
     }
     return "";
   }
@@ -941,9 +954,18 @@ class Uploader {
       changed = new Promise((resolve) => (wake = resolve));
     };
     const stream = { failed: null, open: null };
+    // Request slots left idle while sending (slot-milliseconds, from the first request), for `manage.py bench`.
+    let idleSince = null;
+    let idle = 0;
+    const account = () => {
+      const now = performance.now();
+      if (idleSince !== null) idle += (IN_FLIGHT - active) * (now - idleSince);
+      idleSince = now;
+    };
     const pump = () => {
       while (active < IN_FLIGHT && queue.length && !stream.failed) {
         const batch = queue.shift();
+        account();
         active += 1;
         (async () => {
           await this.sendBatch(batch);
@@ -954,11 +976,18 @@ class Uploader {
             this.stopped = true;
           })
           .finally(() => {
+            account();
             active -= 1;
             pump();
+            early();
             notify();
           });
       }
+    };
+    // A request slot free and nothing queued: the batch being filled goes now if it has MIN_BATCH_FILES, so
+    // the server is never left waiting for a batch to fill (batches are full while the server is the slower).
+    const early = () => {
+      if (active < IN_FLIGHT && !queue.length && stream.open?.entries.length >= MIN_BATCH_FILES) flush();
     };
     const flush = () => {
       if (stream.open?.entries.length) {
@@ -976,10 +1005,15 @@ class Uploader {
       stream.open.entries.push(entry);
       stream.open.bytes += entry.size;
       if (stream.open.entries.length >= BATCH_FILES || stream.open.bytes >= BATCH_BYTES) flush();
+      else early();
       this.paintTransfer();
     };
     stream.room = async () => {
+      if (queue.length < QUEUED_BATCHES || stream.failed) return;
+      const waited = performance.now();
       while (!stream.failed && queue.length >= QUEUED_BATCHES) await changed;
+      // How long files waited for the requests before going to a worker (summed), for `manage.py bench`.
+      this.timeline["room wait"] = (this.timeline["room wait"] || 0) + Math.round(performance.now() - waited);
     };
     stream.finish = async () => {
       flush();
@@ -994,6 +1028,7 @@ class Uploader {
         throw stream.failed;
       }
       this.mark("all sent");
+      this.timeline["idle request slots"] = Math.round(idle);
       await this.refreshing;
       // What the server now lists: the delivery that follows sends only what it does not.
       this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));

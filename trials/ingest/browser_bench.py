@@ -208,34 +208,40 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             page.fill("input[name=password]", seoul.password)
             page.click("main form button[type=submit]")
             page.wait_for_load_state("networkidle")
-            for path, subject in (("server", "DEMO-SEO-001"), ("browser", "DEMO-SEO-002")):
+            # The two paths take turns, run by run: a change of the machine's load (other work on shared cores)
+            # then weighs on both alike, and each run's pair gives a ratio of its own.
+            turns = [
+                (run, visit, path, subject)
+                for run, visit in zip(range(runs), ("BL", "W6", "W12"), strict=False)
+                for path, subject in (("server", "DEMO-SEO-001"), ("browser", "DEMO-SEO-002"))
+            ]
+            for run, visit, path, subject in turns:
                 paths = "server" if path == "server" else "either"
                 admin("shell", "-c", f"from trials.models import Trial; Trial.objects.update(deid_paths='{paths}')")
-                for run, visit in zip(range(runs), ("BL", "W6", "W12"), strict=False):
-                    page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
-                    page.wait_for_selector("#uploader.is-ready")
-                    if path == "browser":
-                        # The page starts the engine when it opens, while the coordinator chooses the folder;
-                        # its start-up is reported apart.
-                        page.wait_for_selector('#uploader[data-engine="ready"]')
-                    start = time.perf_counter()
-                    page.set_input_files("input[webkitdirectory]", str(folders[path, run]))
-                    page.wait_for_selector("#upload-result .result-line, #upload-error:not([hidden])")
-                    times[path].append(time.perf_counter() - start)
-                    if not page.locator("#upload-error").is_hidden():
-                        raise SystemExit(page.locator("#upload-error-text").inner_text())
-                    data = page.locator("#uploader")
-                    timelines[path].append(json.loads(data.get_attribute("data-timeline") or "{}"))
-                    if path == "browser":
-                        steps.append(json.loads(data.get_attribute("data-deid-timing") or "{}"))
-                        worker.append(
-                            (
-                                float(data.get_attribute("data-deid-per-file-ms") or 0),
-                                float(data.get_attribute("data-deid-start-ms") or 0),
-                                int(data.get_attribute("data-deid-workers") or 1),
-                                data.get_attribute("data-deid-snapshot") == "true",
-                            )
+                page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
+                page.wait_for_selector("#uploader.is-ready")
+                if path == "browser":
+                    # The page starts the engine when it opens, while the coordinator chooses the folder;
+                    # its start-up is reported apart.
+                    page.wait_for_selector('#uploader[data-engine="ready"]')
+                start = time.perf_counter()
+                page.set_input_files("input[webkitdirectory]", str(folders[path, run]))
+                page.wait_for_selector("#upload-result .result-line, #upload-error:not([hidden])")
+                times[path].append(time.perf_counter() - start)
+                if not page.locator("#upload-error").is_hidden():
+                    raise SystemExit(page.locator("#upload-error-text").inner_text())
+                data = page.locator("#uploader")
+                timelines[path].append(json.loads(data.get_attribute("data-timeline") or "{}"))
+                if path == "browser":
+                    steps.append(json.loads(data.get_attribute("data-deid-timing") or "{}"))
+                    worker.append(
+                        (
+                            float(data.get_attribute("data-deid-per-file-ms") or 0),
+                            float(data.get_attribute("data-deid-start-ms") or 0),
+                            int(data.get_attribute("data-deid-workers") or 1),
+                            data.get_attribute("data-deid-snapshot") == "true",
                         )
+                    )
             browser.close()
     finally:
         if server is not None:
@@ -254,6 +260,12 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
     )
     start_s = statistics.median(w[1] for w in worker) / 1000
     out.write(f"  ratio browser / as they are:                    {browser_s / raw:.2f}")
+    pairs = [b / r for r, b in zip(times["server"], times["browser"], strict=True)]
+    out.write(
+        "  ratio run by run (the paths take turns):       "
+        + ", ".join(f"{ratio:.2f}" for ratio in pairs)
+        + f" (median {statistics.median(pairs):.2f})"
+    )
     out.write(
         f"  ratio with the engine's start-up (cold page):   {(browser_s + start_s) / raw:.2f}"
         " (start-up added as if the folder were dropped at once)"
@@ -273,7 +285,13 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
         for run, timeline in enumerate(timelines[path]):
             requests = timeline.pop("requests", 0)
             request_ms = timeline.pop("request time", 0)
+            room_wait = timeline.pop("room wait", 0)
+            idle = timeline.pop("idle request slots", 0)
             moments = ", ".join(f"{name} {ms / 1000:.1f}" for name, ms in timeline.items())
             if requests:
                 moments += f"; {requests} STOW requests of {request_ms / requests / 1000:.2f} s each"
+            if room_wait:
+                moments += f"; files waited {room_wait / 1000:.1f} s in all for room in the request queue"
+            if idle:
+                moments += f"; request slots idle {idle / 1000:.1f} s (of {2} in flight, while sending)"
             out.write(f"  timeline, {label} run {run + 1} (s after the drop): {moments}")

@@ -172,7 +172,14 @@ with zipfile.ZipFile("/python.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=9) 
 /** Pyodide booted with python.zip on its path and the engine imported: its memory, for the worker to restore. */
 async function engineSnapshot(pyodideDir, zip) {
   const { loadPyodide } = await import(pathToFileURL(path.join(pyodideDir, "pyodide.mjs")).href);
-  const pyodide = await loadPyodide({ indexURL: `${pyodideDir}/`, fullStdLib: false, _makeSnapshot: true });
+  // The program's name as a browser worker has it (under Node it would be this script's path, which the
+  // snapshot would then carry into every browser).
+  const pyodide = await loadPyodide({
+    indexURL: `${pyodideDir}/`,
+    fullStdLib: false,
+    _makeSnapshot: true,
+    _sysExecutable: "./this.program",
+  });
   pyodide.unpackArchive(zip, "zip", { extractDir: PYTHON_DIR });
   pyodide.runPython(`import sys\nsys.path.insert(0, "${PYTHON_DIR}")\nimport ctims_deid_entry`);
   return pyodide.makeMemorySnapshot();

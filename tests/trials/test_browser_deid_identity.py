@@ -228,3 +228,17 @@ def test_the_guards_first_pass_gives_the_engines_patient_hash_from_the_header_al
     hashes = {entry.patient_hash(p.read_bytes()[:HEAD]) for p in corpus}
     assert len(hashes - {None, ""}) >= 5  # different patients give different hashes
     assert entry.patient_hash(b"not a DICOM file at all" * 10) is None
+
+
+def test_the_engines_memory_snapshot_carries_nothing_of_the_machine_that_built_it():
+    """engine.snapshot (Pyodide's memory with the engine imported) goes to every browser: it holds Pyodide's
+    default environment, not the build machine's paths or environment variables."""
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    data = (BUNDLE / manifest["snapshot"]).read_bytes()
+    assert len(data) > 1_000_000  # a whole Python heap
+    assert str(ROOT).encode() not in data
+    for name in ("DATABASE_URL", "PATH", "VIRTUAL_ENV", "PWD"):  # long, machine-specific values where set
+        value = os.environ.get(name)
+        if value and len(value) > 8:
+            assert value.encode() not in data, name
+    assert b"HOME=/home/pyodide" in data  # Pyodide's own environment instead

@@ -16,6 +16,12 @@
 // compiled here by the very Pyodide the worker runs (hash-based .pyc that Python takes without re-reading the
 // source): the worker then imports them without compiling pydicom's modules on every page load, which was
 // most of the engine's start-up after Pyodide itself.
+//
+// The engine then starts from a memory snapshot (engine.snapshot): Pyodide booted and the engine imported here,
+// by the very Pyodide the worker runs, its WebAssembly memory saved (Pyodide's `makeMemorySnapshot`; its
+// environment is Pyodide's default, nothing of this machine's). The worker restores it instead of booting
+// Python and importing pydicom, and unpacks python.zip into its file system again, where it was (the files the
+// engine opens and imports later). Without a snapshot (or if it cannot be restored) it starts as before.
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -42,6 +48,8 @@ const OCR_LANGUAGES = ["kor", "eng"]; // as the server's trials.deid.burned_in.O
 const OCR_MODELS = "4.0.0_best_int";
 const DEID_SOURCES = ["engine.mjs", "ocr.mjs", "worker.js"];
 const PYTHON_ZIP = "python.zip"; // pydicom and the engine's sources, with their bytecode
+const SNAPSHOT = "engine.snapshot"; // Pyodide's memory with the engine imported (engine.mjs restores it)
+const PYTHON_DIR = "/ctims"; // where the worker unpacks python.zip, on Python's path (engine.mjs)
 const require = createRequire(path.join(ROOT, "package.json"));
 const LOADER = path.dirname(require.resolve("@cornerstonejs/dicom-image-loader"));
 
@@ -161,6 +169,22 @@ with zipfile.ZipFile("/python.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=9) 
   return pyodide.FS.readFile("/python.zip");
 }
 
+/** Pyodide booted with python.zip on its path and the engine imported: its memory, for the worker to restore. */
+async function engineSnapshot(pyodideDir, zip) {
+  const { loadPyodide } = await import(pathToFileURL(path.join(pyodideDir, "pyodide.mjs")).href);
+  // The program's name as a browser worker has it (under Node it would be this script's path, which the
+  // snapshot would then carry into every browser).
+  const pyodide = await loadPyodide({
+    indexURL: `${pyodideDir}/`,
+    fullStdLib: false,
+    _makeSnapshot: true,
+    _sysExecutable: "./this.program",
+  });
+  pyodide.unpackArchive(zip, "zip", { extractDir: PYTHON_DIR });
+  pyodide.runPython(`import sys\nsys.path.insert(0, "${PYTHON_DIR}")\nimport ctims_deid_entry`);
+  return pyodide.makeMemorySnapshot();
+}
+
 const packageVersion = async (name) =>
   JSON.parse(await readFile(require.resolve(`${name}/package.json`), "utf8")).version;
 
@@ -202,15 +226,25 @@ async function buildDeid() {
   );
   const wheel = await pydicomWheel();
   const sources = await engineSources();
-  await writeFile(path.join(DEID_OUT, PYTHON_ZIP), await compiledPython(pyodide, wheel, sources));
+  const zip = await compiledPython(pyodide, wheel, sources);
+  await writeFile(path.join(DEID_OUT, PYTHON_ZIP), zip);
+  await writeFile(path.join(DEID_OUT, SNAPSHOT), await engineSnapshot(pyodide, zip));
   const { files: ocrFiles, ...ocr } = await buildOcr();
   const version = sha256(JSON.stringify([wheel.name, sources, ocr])).slice(0, 16);
-  const manifest = { version, pydicom: wheel.name, python: PYTHON_ZIP, sources: Object.keys(sources), ocr };
+  const manifest = {
+    version,
+    pydicom: wheel.name,
+    python: PYTHON_ZIP,
+    snapshot: SNAPSHOT,
+    pythonDir: PYTHON_DIR,
+    sources: Object.keys(sources),
+    ocr,
+  };
   await writeFile(path.join(DEID_OUT, "manifest.json"), JSON.stringify(manifest));
   for (const f of DEID_SOURCES) {
     await copyFile(path.join(ROOT, "static", "src", "deid", f), path.join(DEID_OUT, f));
   }
-  const bytes = await size(DEID_OUT, [...PYODIDE_FILES.map((f) => `pyodide/${f}`), PYTHON_ZIP, "manifest.json"]);
+  const bytes = await size(DEID_OUT, [...PYODIDE_FILES.map((f) => `pyodide/${f}`), PYTHON_ZIP, SNAPSHOT, "manifest.json"]);
   const ocrBytes = await size(DEID_OUT, ocrFiles);
   console.log(
     `static/dist/deid: Pyodide, ${wheel.name} and ${Object.keys(sources).length} engine files compiled, ` +

@@ -4,9 +4,11 @@
 //
 //   node scripts/deid-node.mjs static/dist/deid < request.json
 //
-// Reads {key, subject, options, files, rounds?, ocr?} as JSON on stdin (ocr: false runs without OCR) and writes
-// {startMs, ocrStartMs, roundMs, results: [{record, ms}]} as JSON on stdout; each accepted file's output bytes
-// go to `<file>.out` (first round only).
+// Reads {key, subject, options, files, rounds?, ocr?, head?, profile?} as JSON on stdin (ocr: false runs without
+// OCR; head: the wrong-patient guard's first pass over each file's first `head` bytes; profile: the engine's
+// steps timed apart) and writes {startMs, snapshot, ocrStartMs, roundMs, headMs, profile, results: [{record, ms,
+// timing, patientHash}]} as JSON on stdout (snapshot: whether the engine started from build's memory snapshot) (timing: where the first round's time went, engine.mjs); each accepted file's
+// output bytes go to `<file>.out` (first round only).
 
 import { readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
@@ -40,21 +42,32 @@ const sources = await Promise.all(request.files.map((file) => readFile(file)));
 const results = [];
 const outputs = [];
 const roundMs = [];
+const firstPass = [];
+let headMs = 0;
+if (request.head) {
+  const heads = sources.map((source) => new Uint8Array(source.subarray(0, request.head)));
+  engine.patientHash(heads[0]); // its first call imports what it needs
+  const started = performance.now();
+  for (const head of heads) firstPass.push(engine.patientHash(head));
+  headMs = performance.now() - started;
+}
 for (let round = 0; round < (request.rounds || 1); round++) {
   const roundStart = performance.now();
   for (const source of sources) {
     const t0 = performance.now();
     const ocrBefore = engine.ocrStartMs;
-    const { data, record } = await engine.run(new Uint8Array(source));
+    const { data, record, timing } = await engine.run(new Uint8Array(source));
     const ms = performance.now() - t0 - (engine.ocrStartMs - ocrBefore);
     if (round === 0) {
       outputs.push(data);
-      results.push({ record, ms });
+      results.push({ record, ms, timing, patientHash: request.head ? firstPass[results.length] : undefined });
     }
   }
   roundMs.push(performance.now() - roundStart);
 }
+const profile = request.profile ? engine.profile(sources.map((source) => new Uint8Array(source))) : null;
 for (const [n, file] of request.files.entries()) {
   if (outputs[n].byteLength) await writeFile(`${file}.out`, outputs[n]);
 }
-process.stdout.write(JSON.stringify({ startMs, ocrStartMs: engine.ocrStartMs, roundMs, results }));
+const { snapshot, ocrStartMs } = engine;
+process.stdout.write(JSON.stringify({ startMs, snapshot, ocrStartMs, roundMs, headMs, profile, results }));

@@ -22,13 +22,21 @@ const interpolate =
 
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_FILES = 20;
+const MIN_BATCH_FILES = 4;
 const IN_FLIGHT = 2;
+// De-identified batches waiting for a request before the workers pause (each batch at most BATCH_BYTES).
+const QUEUED_BATCHES = 3;
 // De-identification workers in the browser: one per core, at most this many (each is its own Python).
 const ENGINE_WORKERS = 2;
 const TRIES = 6;
 const POLL_MS = 1000;
 const READERS = 4;
+// Files handed to each de-identification worker at once: the one it runs and the ones read for it to run next.
+const READ_AHEAD = 3;
 const SHOW_REJECTED = 10;
+// The wrong-patient guard's first pass reads this much of each file: the header up to Patient ID.
+const HEAD_BYTES = 64 * 1024;
+const FIRST_PASS_CHUNK = 40;
 const DICM = [0x44, 0x49, 0x43, 0x4d];
 
 // Row states, in the order a file goes through them; a later server answer never moves a row backwards.
@@ -341,6 +349,8 @@ class Uploader {
     this.busy = false;
     this.sending = false;
     this.paintQueued = false;
+    this.dropped = performance.now();
+    this.timeline = {};
     this.bind();
   }
 
@@ -432,8 +442,16 @@ class Uploader {
 
   // --- one drop: read, check, hash, send, finish ------------------------------------------------------------
 
+  /** A moment of this drop's upload, in ms since the drop (`data-timeline`, read by `manage.py bench`). */
+  mark(name) {
+    this.timeline[name] = Math.round(performance.now() - this.dropped);
+    this.root.dataset.timeline = JSON.stringify(this.timeline);
+  }
+
   async take(collect) {
     if (this.busy) return;
+    this.dropped = performance.now();
+    this.timeline = {};
     this.setBusy(true);
     this.reset();
     this.showPanel();
@@ -445,9 +463,12 @@ class Uploader {
         this.phase(gettext("No DICOM files were found in what you chose."));
         return;
       }
+      this.mark("read");
       if (await this.inBrowser()) await this.deidentifyAll();
       else await this.hashAll();
+      this.mark("checked");
       await this.deliver();
+      this.mark("done");
     } catch (error) {
       this.fail(error);
     } finally {
@@ -671,6 +692,14 @@ class Uploader {
       return Promise.all(engine.live.map((w) => w.configure(key)));
     };
     engine.run = (bytes) => engine.live.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a)).run(bytes);
+    // The guard's first pass, its files shared out among the ready workers: each file's hash or null.
+    engine.patients = async (heads) => {
+      const share = Math.ceil(heads.length / engine.live.length);
+      const answers = await Promise.all(
+        engine.live.map((w, n) => w.patients(heads.slice(n * share, (n + 1) * share))),
+      );
+      return answers.flatMap((answer) => answer.hashes);
+    };
     this.engine = engine;
     engine.ready.then(() => {
       this.root.dataset.engine = "ready";
@@ -691,14 +720,15 @@ class Uploader {
       worker.onmessage = (event) => {
         const message = event.data;
         if (message.type === "ready") {
+          this.root.dataset.deidSnapshot = String(Boolean(message.snapshot));
           resolve(message.startMs);
         } else if (message.type === "configured") {
           handle.onConfigured?.();
-        } else if (message.type === "done" || message.type === "error") {
+        } else if (message.type === "done" || message.type === "patients" || message.type === "error") {
           const pending = waiting.get(message.id);
           if (pending) {
             waiting.delete(message.id);
-            if (message.type === "done") pending.resolve(message);
+            if (message.type !== "error") pending.resolve(message);
             else pending.reject(new Error(message.message));
           } else if (message.type === "error") {
             reject(new Error(message.message));
@@ -723,6 +753,12 @@ class Uploader {
         waiting.set(id, { resolve, reject });
         worker.postMessage({ type: "run", id, bytes }, [bytes.buffer]);
       });
+    handle.patients = (heads) =>
+      new Promise((resolve, reject) => {
+        const id = nextId++;
+        waiting.set(id, { resolve, reject });
+        worker.postMessage({ type: "patients", id, heads }, heads.map((head) => head.buffer));
+      });
     worker.postMessage({ type: "start" });
     return handle;
   }
@@ -739,8 +775,12 @@ class Uploader {
    * back here.
    *
    * The wrong-patient guard: the subject's patient if the server knows it, else the patient of most of the
-   * files here. Until more than half of the files are known to be one patient, the ready files of a
-   * first upload wait; then that patient is the most frequent whatever the rest are, and they go.
+   * files here. On a subject's first upload, a first pass reads every file's header up to Patient ID (the
+   * engine's patient hash, from HEAD_BYTES of it): when more than half of the files are one patient, that
+   * patient is decided before any file is de-identified, and files go as soon as they are ready. Otherwise
+   * (files whose header the first pass cannot settle), until more than half of the files are known to be one
+   * patient from their de-identified records, the ready files wait; then that patient is the most frequent
+   * whatever the rest are, and they go. Either way a file is sent only if its own record names that patient.
    */
   async deidentifyAll() {
     if (!this.upload || this.upload.state !== "open" || this.upload.deid_path !== "browser") {
@@ -756,6 +796,7 @@ class Uploader {
     }
     const key = await this.apiPatiently("GET", this.uploadUrl(this.urls.key));
     await this.engine.configure(key);
+    this.mark("configured");
     const total = this.entries.length;
     let done = 0;
     let workerMs = 0;
@@ -767,7 +808,10 @@ class Uploader {
       ),
     );
     const stream = this.startStream(total);
+    const timing = {};
     const guard = { patient: key.patient_hash || "", counts: new Map(), waiting: [] };
+    if (!guard.patient) guard.patient = await this.firstPass(total);
+    this.mark("guard");
     const settle = (entry, answer) => {
       const record = answer.record;
       if (record.patient_hash !== guard.patient) {
@@ -784,14 +828,17 @@ class Uploader {
       guard.patient = patient;
       for (const { entry, answer } of guard.waiting.splice(0)) settle(entry, answer);
     };
-    // Each file is read when a worker is about to be free, so the next file is ready when one is.
-    await pool(this.entries, this.engine.workers.length + 1, async (entry) => {
+    // Files are read ahead, READ_AHEAD per worker, so that a worker finding a file done has the next one
+    // waiting in its queue: reading a file from the disk takes longer than the worker's turn at high load.
+    await pool(this.entries, this.engine.workers.length * READ_AHEAD, async (entry) => {
       await stream.room();
       if (stream.failed) return;
       try {
         const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
         const answer = await this.engine.run(bytes);
         workerMs += answer.ms;
+        for (const [step, ms] of Object.entries(answer.timing || {})) timing[step] = (timing[step] || 0) + ms;
+        if (done === 0) this.mark("first de-identified");
         const record = answer.record;
         if (!record.ok) {
           this.setState(entry, "held", interpolate(gettext("Not sent: %(reason)s"), { reason: heldReason(record) }, true));
@@ -818,7 +865,42 @@ class Uploader {
     this.engineTimes = { startMs: this.engine.startMs, perFileMs: total ? workerMs / total : 0 };
     this.root.dataset.deidPerFileMs = String(this.engineTimes.perFileMs);
     this.root.dataset.deidStartMs = String(this.engineTimes.startMs);
+    for (const step of Object.keys(timing)) timing[step] /= total || 1;
+    this.root.dataset.deidTiming = JSON.stringify(timing);
+    this.mark("all de-identified");
     await stream.finish();
+  }
+
+  /**
+   * The patient of more than half of the files by the first pass over their headers, or "" if none is. The
+   * headers are read FIRST_PASS_CHUNK at a time, shared among the workers, and the pass stops as soon as one
+   * patient has more than half of all the files: one patient's folder costs the first pass over half of it.
+   */
+  async firstPass(total) {
+    const counts = new Map();
+    for (let start = 0; start < this.entries.length; start += FIRST_PASS_CHUNK) {
+      const chunk = this.entries.slice(start, start + FIRST_PASS_CHUNK);
+      const heads = await pool(chunk, READERS, async (entry) => {
+        try {
+          return await entry.head(HEAD_BYTES);
+        } catch {
+          return new Uint8Array(0);
+        }
+      });
+      let hashes;
+      try {
+        hashes = await this.engine.patients(heads);
+      } catch {
+        return "";
+      }
+      for (const hash of hashes) {
+        if (!hash) continue; // unsettled by the header, or no Patient ID: judged by the record alone
+        const n = (counts.get(hash) || 0) + 1;
+        counts.set(hash, n);
+        if (n * 2 > total) return hash;
+      }
+    }
+    return "";
   }
 
   /** A de-identified file of the subject's patient: shown, and sent unless the server holds it already. */
@@ -851,8 +933,9 @@ class Uploader {
 
   /**
    * Sending while de-identifying: batches of ready files go out as they fill, IN_FLIGHT requests at a time,
-   * each carrying its files' records. `room()` makes the workers wait while a full batch is queued unsent, so
-   * at most IN_FLIGHT + 2 batches of de-identified copies are held at once.
+   * each carrying its files' records. `room()` makes the workers wait while QUEUED_BATCHES full batches are
+   * queued unsent (the workers run ahead of the server by that much, never waiting on a request while one is
+   * due), so at most IN_FLIGHT + QUEUED_BATCHES + 1 batches of de-identified copies are held at once.
    */
   startStream(total) {
     this.batchList = [];
@@ -871,9 +954,18 @@ class Uploader {
       changed = new Promise((resolve) => (wake = resolve));
     };
     const stream = { failed: null, open: null };
+    // Request slots left idle while sending (slot-milliseconds, from the first request), for `manage.py bench`.
+    let idleSince = null;
+    let idle = 0;
+    const account = () => {
+      const now = performance.now();
+      if (idleSince !== null) idle += (IN_FLIGHT - active) * (now - idleSince);
+      idleSince = now;
+    };
     const pump = () => {
       while (active < IN_FLIGHT && queue.length && !stream.failed) {
         const batch = queue.shift();
+        account();
         active += 1;
         (async () => {
           await this.sendBatch(batch);
@@ -884,11 +976,18 @@ class Uploader {
             this.stopped = true;
           })
           .finally(() => {
+            account();
             active -= 1;
             pump();
+            early();
             notify();
           });
       }
+    };
+    // A request slot free and nothing queued: the batch being filled goes now if it has MIN_BATCH_FILES, so
+    // the server is never left waiting for a batch to fill (batches are full while the server is the slower).
+    const early = () => {
+      if (active < IN_FLIGHT && !queue.length && stream.open?.entries.length >= MIN_BATCH_FILES) flush();
     };
     const flush = () => {
       if (stream.open?.entries.length) {
@@ -906,10 +1005,15 @@ class Uploader {
       stream.open.entries.push(entry);
       stream.open.bytes += entry.size;
       if (stream.open.entries.length >= BATCH_FILES || stream.open.bytes >= BATCH_BYTES) flush();
+      else early();
       this.paintTransfer();
     };
     stream.room = async () => {
-      while (!stream.failed && queue.length) await changed;
+      if (queue.length < QUEUED_BATCHES || stream.failed) return;
+      const waited = performance.now();
+      while (!stream.failed && queue.length >= QUEUED_BATCHES) await changed;
+      // How long files waited for the requests before going to a worker (summed), for `manage.py bench`.
+      this.timeline["room wait"] = (this.timeline["room wait"] || 0) + Math.round(performance.now() - waited);
     };
     stream.finish = async () => {
       flush();
@@ -923,6 +1027,8 @@ class Uploader {
         }
         throw stream.failed;
       }
+      this.mark("all sent");
+      this.timeline["idle request slots"] = Math.round(idle);
       await this.refreshing;
       // What the server now lists: the delivery that follows sends only what it does not.
       this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
@@ -996,7 +1102,9 @@ class Uploader {
     if (this.upload && this.upload.state === "open") {
       touched = true;
       this.phase(gettext("All files sent. Closing the upload…"));
+      this.mark("finishing");
       this.adopt(await this.apiPatiently("POST", this.uploadUrl(this.urls.finish)));
+      this.mark("finished");
     }
     if (touched) await this.poll();
     this.report({ touched });
@@ -1054,6 +1162,7 @@ class Uploader {
       const results = await Promise.allSettled(Array.from({ length: Math.min(IN_FLIGHT, this.queue.length) }, worker));
       const failed = results.find((result) => result.status === "rejected");
       if (failed) throw failed.reason;
+      this.mark("all sent");
       await this.refreshing;
     } finally {
       this.sending = false;
@@ -1064,6 +1173,7 @@ class Uploader {
   }
 
   async sendBatch(batch) {
+    if (!("first sent" in this.timeline)) this.mark("first sent");
     let entries = batch.entries;
     const bar = this.batchBar(batch);
     try {
@@ -1144,6 +1254,7 @@ class Uploader {
     parts.push(`--${boundary}--\r\n`);
     const body = new Blob(parts);
     const progress = bar.querySelector("progress");
+    const posted = performance.now();
     return new Promise((resolve) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", this.upload.stow_url);
@@ -1157,6 +1268,10 @@ class Uploader {
       };
       xhr.onload = () => {
         const status = xhr.status;
+        // How long the server took over its requests (sent, stored, checked), for `manage.py bench`.
+        this.timeline.requests = (this.timeline.requests || 0) + 1;
+        this.timeline["request time"] = (this.timeline["request time"] || 0) + Math.round(performance.now() - posted);
+        this.root.dataset.timeline = JSON.stringify(this.timeline);
         let answer = null;
         try {
           answer = JSON.parse(xhr.responseText);
@@ -1212,6 +1327,17 @@ class Uploader {
     }
   }
 
+  /**
+   * The status URL for a poll: only the files from the last answer's cursor on (those not settled then, and any
+   * received since), as settled files do not change. A file committed late behind the cursor may be missed by
+   * such a poll; the lists that decide what is sent (after the last batch, on retry) and the final one (the
+   * upload complete) are whole.
+   */
+  pollUrl() {
+    const url = this.uploadUrl(this.urls.status);
+    return Number.isInteger(this.cursor) ? `${url}?items_from=${this.cursor}` : url;
+  }
+
   /** Ask for the upload's status after a batch, one request at a time. */
   refresh() {
     if (this.refreshing) {
@@ -1222,7 +1348,7 @@ class Uploader {
       do {
         this.refreshAgain = false;
         try {
-          this.adopt(await this.api("GET", this.uploadUrl(this.urls.status)));
+          this.adopt(await this.api("GET", this.pollUrl()));
         } catch {
           // The next batch or the finish asks again.
         }
@@ -1232,8 +1358,12 @@ class Uploader {
   }
 
   adopt(upload, { fresh = false } = {}) {
-    if (fresh || (this.upload && this.upload.id !== upload.id)) this.current = new Map();
+    if (fresh || (this.upload && this.upload.id !== upload.id)) {
+      this.current = new Map();
+      this.cursor = undefined;
+    }
     this.upload = upload;
+    if (Number.isInteger(upload.cursor)) this.cursor = upload.cursor;
     this.el.processRow.hidden = false;
     for (const item of upload.items) {
       this.current.set(item.sha256, item);
@@ -1247,7 +1377,7 @@ class Uploader {
     this.phase(gettext("The server is de-identifying and storing the images…"));
     while (this.upload.state === "processing") {
       await sleep(POLL_MS);
-      this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
+      this.adopt(await this.apiPatiently("GET", this.pollUrl()));
     }
   }
 

@@ -51,6 +51,7 @@ CORPUS = [
     "MR-SIEMENS-DICOM-WithOverlays.dcm",
     "J2K_pixelrep_mismatch.dcm",
 ]
+HEAD = 65536  # uploader.js's HEAD_BYTES: what the wrong-patient guard's first pass reads of each file
 CHARSETS = ["chrI2.dcm", "chrKoreanMulti.dcm", "chrH32.dcm", "chrX1.dcm", "chrX2.dcm"]
 
 
@@ -113,7 +114,9 @@ def test_pyodide_under_node_gives_byte_identical_output_for_real_files(corpus):
         data, record = entry.run(path.read_bytes())
         expected.append((hashlib.sha256(data).hexdigest() if data else None, json.loads(record)))
 
-    answer = _run_node({"key": key.hex(), "subject": SUBJECT, "options": payload, "files": [str(p) for p in corpus]})
+    answer = _run_node(
+        {"key": key.hex(), "subject": SUBJECT, "options": payload, "files": [str(p) for p in corpus], "head": HEAD}
+    )
 
     accepted = examined = held = 0
     for path, (sha, record), got in zip(corpus, expected, answer["results"], strict=True):
@@ -126,6 +129,11 @@ def test_pyodide_under_node_gives_byte_identical_output_for_real_files(corpus):
             continue
         examined += bool(record.get("actions", {}).get("pixels_examined"))
         assert got["record"] == record, path.name
+        # The guard's first pass in the browser, from the file's first bytes: the engine's patient hash.
+        if record["ok"] and got["patientHash"] is not None:
+            assert got["patientHash"] == record["patient_hash"], path.name
+        assert got["patientHash"] == entry.patient_hash(path.read_bytes()[:HEAD]), path.name
+        assert set(got["timing"]) == {"input", "deid", "hash", "record", "output"}
         if sha is not None:
             accepted += 1
             assert hashlib.sha256(Path(f"{path}.out").read_bytes()).hexdigest() == sha, path.name
@@ -136,6 +144,7 @@ def test_pyodide_under_node_gives_byte_identical_output_for_real_files(corpus):
     primary = [n for n, p in enumerate(corpus) if p.name.startswith("ct-512")]
     assert primary and not any(answer["results"][n]["record"]["actions"].get("pixels_examined") for n in primary)
     assert answer["ocrStartMs"] > 0  # OCR started for the images that needed it, once
+    assert answer["snapshot"] is True  # the engine started from the build's memory snapshot
 
 
 def test_the_browser_entry_gives_what_the_server_engine_gives(corpus):
@@ -188,3 +197,48 @@ def test_the_bundle_carries_the_servers_engine_sources_each_with_bytecode_taken_
             assert len(compiled) == 1, name
             flags = int.from_bytes(archive.read(compiled[0])[4:8], "little")
             assert flags == 0b01, name  # hash-based, source not checked
+
+
+def test_the_guards_first_pass_gives_the_engines_patient_hash_from_the_header_alone(corpus):
+    """The upload page decides whose files it holds before de-identifying them: from each file's first bytes,
+    the same keyed hash of the Patient ID as the engine's record (character sets, implicit and big endian
+    syntaxes, files without a Patient ID), or None where those bytes do not settle it."""
+    from trials.deid import DeidRejected, deidentify
+    from trials.deid.pseudonym import PseudonymSpace
+
+    options = DeidOptions(accepted_sop_classes=DeidOptions().accepted_sop_classes | {SecondaryCaptureImageStorage})
+    key = subject_key(KEY_ALPHA, SUBJECT)
+    entry = _entry()
+    entry.configure(key.hex(), SUBJECT, json.dumps(deid_options_payload(options)))
+    compared = without_patient_id = 0
+    for path in corpus:
+        data = path.read_bytes()
+        try:
+            expected = deidentify(data, space=PseudonymSpace(key), subject_code=SUBJECT, options=options)
+        except DeidRejected:
+            continue
+        first = entry.patient_hash(data[:HEAD])
+        assert first == expected.source_patient_hash, path.name
+        assert entry.patient_hash(data) == first, path.name
+        compared += 1
+        without_patient_id += first == ""
+        # Bytes that stop before the header goes past Patient ID settle nothing.
+        assert entry.patient_hash(data[:200]) is None, path.name
+    assert compared >= 14 and 0 < without_patient_id < compared
+    hashes = {entry.patient_hash(p.read_bytes()[:HEAD]) for p in corpus}
+    assert len(hashes - {None, ""}) >= 5  # different patients give different hashes
+    assert entry.patient_hash(b"not a DICOM file at all" * 10) is None
+
+
+def test_the_engines_memory_snapshot_carries_nothing_of_the_machine_that_built_it():
+    """engine.snapshot (Pyodide's memory with the engine imported) goes to every browser: it holds Pyodide's
+    default environment, not the build machine's paths or environment variables."""
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    data = (BUNDLE / manifest["snapshot"]).read_bytes()
+    assert len(data) > 1_000_000  # a whole Python heap
+    assert str(ROOT).encode() not in data
+    for name in ("DATABASE_URL", "PATH", "VIRTUAL_ENV", "PWD"):  # long, machine-specific values where set
+        value = os.environ.get(name)
+        if value and len(value) > 8:
+            assert value.encode() not in data, name
+    assert b"HOME=/home/pyodide" in data  # Pyodide's own environment instead

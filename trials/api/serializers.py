@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import (
@@ -249,12 +250,22 @@ class BrowserRecordIn(serializers.Serializer):
     records = serializers.ListField(child=serializers.DictField(), max_length=1000)
 
 
+class UploadStatusIn(serializers.Serializer):
+    items_from = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="A `cursor` of an earlier answer: list only the files from it on (the rest were settled then); "
+        "every file is listed once the upload is complete or cancelled.",
+    )
+
+
 class UploadOut(serializers.ModelSerializer):
     subject = serializers.CharField(source="timepoint.subject.code")
     visit = serializers.CharField(source="timepoint.visit.code")
     timepoint_state = serializers.CharField(source="timepoint.state")
     counts = serializers.SerializerMethodField()
-    items = UploadItemOut(many=True, read_only=True)
+    items = serializers.SerializerMethodField()
+    cursor = serializers.SerializerMethodField()
     stow_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -269,9 +280,34 @@ class UploadOut(serializers.ModelSerializer):
             "closed_at",
             "counts",
             "items",
+            "cursor",
             "stow_url",
             "deid_path",
         ]
+
+    def _items(self, upload) -> list[UploadItem]:
+        if not hasattr(self, "_item_rows"):
+            self._item_rows = list(upload.items.all())
+        return self._item_rows
+
+    @extend_schema_field(UploadItemOut(many=True))
+    def get_items(self, upload) -> list:
+        """Every file, or with `items_from` (context) only those from that cursor on while the upload is open or
+        processing: a status poll then carries the files still in flight, not all of them each time."""
+        rows = self._items(upload)
+        start = self.context.get("items_from")
+        if start is not None and upload.state in (Upload.State.OPEN, Upload.State.PROCESSING):
+            rows = [row for row in rows if row.pk >= start]
+        return UploadItemOut(rows, many=True).data
+
+    def get_cursor(self, upload) -> int:
+        """Where the files not yet settled (waiting, or to be sent again) begin: every file before it was
+        accepted, a duplicate or rejected when this answer was made, and such a file's state does not change."""
+        rows = self._items(upload)
+        unsettled = [row.pk for row in rows if row.state in (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)]
+        if unsettled:
+            return min(unsettled)
+        return rows[-1].pk + 1 if rows else 0
 
     def get_counts(self, upload) -> dict:
         from ..ingest.services import upload_counts

@@ -271,9 +271,9 @@ class AuditListApi(APIView):
         return _paginated(request, self, selectors.audit_event_list(trial=trial, filters=filters), s.AuditEventOut)
 
 
-def _upload_out(upload) -> dict:
+def _upload_out(upload, *, items_from: int | None = None) -> dict:
     upload = Upload.objects.select_related("timepoint__subject__trial", "timepoint__visit").get(pk=upload.pk)
-    return s.UploadOut(upload).data
+    return s.UploadOut(upload, context={"items_from": items_from}).data
 
 
 class UploadOpenApi(APIView):
@@ -292,12 +292,20 @@ class UploadOpenApi(APIView):
 
 
 class UploadDetailApi(APIView):
-    """An upload's progress: each received file by its SHA-256, its state and the reason of a rejection."""
+    """An upload's progress: each received file by its SHA-256, its state and the reason of a rejection.
 
-    @extend_schema(responses=s.UploadOut)
+    With `items_from` (the `cursor` of the previous answer) only the files not settled then, and any received
+    since, are listed: a page polling while it sends no longer gets every file each time. A file is settled
+    once accepted, a duplicate or rejected, and stays so; the complete list comes without `items_from`, and
+    always once the upload is complete.
+    """
+
+    @extend_schema(parameters=[s.UploadStatusIn], responses=s.UploadOut)
     def get(self, request, code, pk):
         trial = _trial(request, code)
-        return Response(_upload_out(selectors.upload_get(actor=_actor(request), trial=trial, pk=pk)))
+        items_from = _input(s.UploadStatusIn, request.query_params).get("items_from")
+        upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk)
+        return Response(_upload_out(upload, items_from=items_from))
 
 
 class UploadFinishApi(APIView):

@@ -27,6 +27,7 @@ from .browser import deid_options_payload
 from .synthetic import real_ct_template, synthesize_ct_series
 
 SUBJECT = "BENCH-001"
+HEAD_BYTES = 65536  # what the upload page reads of each file for the wrong-patient guard's first pass (uploader.js)
 
 
 def bench_browser_deid(out, *, slices: int, runs: int, small: bool) -> None:
@@ -64,6 +65,8 @@ def bench_browser_deid(out, *, slices: int, runs: int, small: bool) -> None:
             "options": deid_options_payload(options),
             "files": [str(p) for p in paths],
             "rounds": runs,
+            "head": HEAD_BYTES,
+            "profile": True,
         }
         answer = subprocess.run(  # noqa: S603 - our own script and files, no user input
             [node_bin, str(Path(settings.BASE_DIR) / "scripts" / "deid-node.mjs"), str(bundle)],
@@ -87,7 +90,11 @@ def bench_browser_deid(out, *, slices: int, runs: int, small: bool) -> None:
     pyodide_ms = statistics.median(node["roundMs"])
     cpython_ms = statistics.median(cpython_rounds)
     out.write(f"browser de-identification: {slices} CT slices, {megabytes:.1f} MB, median of {runs} runs")
-    out.write(f"  engine start-up (Pyodide + pydicom + trials/deid):  {node['startMs']:.0f} ms (once per page)")
+    started_from = "from the memory snapshot" if node.get("snapshot") else "booted, no snapshot"
+    out.write(
+        f"  engine start-up (Pyodide + pydicom + trials/deid):  {node['startMs']:.0f} ms (once per page, "
+        f"{started_from})"
+    )
     out.write(
         f"  Pyodide (Node, the browser's bundle):  {pyodide_ms / slices:.2f} ms/file, "
         f"{megabytes / (pyodide_ms / 1000):.1f} MB/s"
@@ -98,6 +105,25 @@ def bench_browser_deid(out, *, slices: int, runs: int, small: bool) -> None:
     )
     out.write(f"  ratio Pyodide / CPython:               {pyodide_ms / cpython_ms:.2f}")
     out.write(f"  byte-identical outputs:                {same} of {slices}")
+    timing = {
+        step: statistics.mean(r["timing"][step] for r in node["results"])
+        for step in ("input", "deid", "hash", "record", "output")
+    }
+    out.write(
+        "  in the worker, per file (first round):  "
+        + ", ".join(f"{step} {ms:.2f}" for step, ms in timing.items())
+        + " ms (input/output: bytes into and out of Python; hash: SHA-256 and key check)"
+    )
+    engine = node["profile"]
+    out.write(
+        f"  the engine's steps in Pyodide:         parse {engine['parse']:.2f}, verify {engine['verify']:.2f}, "
+        f"the rest {engine['rest']:.2f} ms/file (hashlib would add {engine['hashlib']:.2f})"
+    )
+    agree = sum(1 for r in node["results"] if r["record"].get("ok") and r["patientHash"] == r["record"]["patient_hash"])
+    out.write(
+        f"  guard's first pass ({HEAD_BYTES // 1024} KiB heads):     {node['headMs'] / slices:.2f} ms/file, "
+        f"patient hash equal to the engine's for {agree} of {slices}"
+    )
 
 
 def _free_port() -> int:
@@ -170,7 +196,9 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
         _wait_for_port(port, server)
         seoul = next(u for u in DEMO_USERS if u.email.startswith("seoul@"))
         times: dict[str, list[float]] = {"server": [], "browser": []}
-        worker: list[tuple[float, float]] = []
+        worker: list[tuple[float, float, int, bool]] = []
+        timelines: dict[str, list[dict]] = {"server": [], "browser": []}
+        steps: list[dict] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_context(base_url=f"http://127.0.0.1:{port}").new_page()
@@ -180,31 +208,40 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             page.fill("input[name=password]", seoul.password)
             page.click("main form button[type=submit]")
             page.wait_for_load_state("networkidle")
-            for path, subject in (("server", "DEMO-SEO-001"), ("browser", "DEMO-SEO-002")):
+            # The two paths take turns, run by run: a change of the machine's load (other work on shared cores)
+            # then weighs on both alike, and each run's pair gives a ratio of its own.
+            turns = [
+                (run, visit, path, subject)
+                for run, visit in zip(range(runs), ("BL", "W6", "W12"), strict=False)
+                for path, subject in (("server", "DEMO-SEO-001"), ("browser", "DEMO-SEO-002"))
+            ]
+            for run, visit, path, subject in turns:
                 paths = "server" if path == "server" else "either"
                 admin("shell", "-c", f"from trials.models import Trial; Trial.objects.update(deid_paths='{paths}')")
-                for run, visit in zip(range(runs), ("BL", "W6", "W12"), strict=False):
-                    page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
-                    page.wait_for_selector("#uploader.is-ready")
-                    if path == "browser":
-                        # The page starts the engine when it opens, while the coordinator chooses the folder;
-                        # its start-up is reported apart.
-                        page.wait_for_selector('#uploader[data-engine="ready"]')
-                    start = time.perf_counter()
-                    page.set_input_files("input[webkitdirectory]", str(folders[path, run]))
-                    page.wait_for_selector("#upload-result .result-line, #upload-error:not([hidden])")
-                    times[path].append(time.perf_counter() - start)
-                    if not page.locator("#upload-error").is_hidden():
-                        raise SystemExit(page.locator("#upload-error-text").inner_text())
-                    if path == "browser":
-                        data = page.locator("#uploader")
-                        worker.append(
-                            (
-                                float(data.get_attribute("data-deid-per-file-ms") or 0),
-                                float(data.get_attribute("data-deid-start-ms") or 0),
-                                int(data.get_attribute("data-deid-workers") or 1),
-                            )
+                page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
+                page.wait_for_selector("#uploader.is-ready")
+                if path == "browser":
+                    # The page starts the engine when it opens, while the coordinator chooses the folder;
+                    # its start-up is reported apart.
+                    page.wait_for_selector('#uploader[data-engine="ready"]')
+                start = time.perf_counter()
+                page.set_input_files("input[webkitdirectory]", str(folders[path, run]))
+                page.wait_for_selector("#upload-result .result-line, #upload-error:not([hidden])")
+                times[path].append(time.perf_counter() - start)
+                if not page.locator("#upload-error").is_hidden():
+                    raise SystemExit(page.locator("#upload-error-text").inner_text())
+                data = page.locator("#uploader")
+                timelines[path].append(json.loads(data.get_attribute("data-timeline") or "{}"))
+                if path == "browser":
+                    steps.append(json.loads(data.get_attribute("data-deid-timing") or "{}"))
+                    worker.append(
+                        (
+                            float(data.get_attribute("data-deid-per-file-ms") or 0),
+                            float(data.get_attribute("data-deid-start-ms") or 0),
+                            int(data.get_attribute("data-deid-workers") or 1),
+                            data.get_attribute("data-deid-snapshot") == "true",
                         )
+                    )
             browser.close()
     finally:
         if server is not None:
@@ -223,6 +260,12 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
     )
     start_s = statistics.median(w[1] for w in worker) / 1000
     out.write(f"  ratio browser / as they are:                    {browser_s / raw:.2f}")
+    pairs = [b / r for r, b in zip(times["server"], times["browser"], strict=True)]
+    out.write(
+        "  ratio run by run (the paths take turns):       "
+        + ", ".join(f"{ratio:.2f}" for ratio in pairs)
+        + f" (median {statistics.median(pairs):.2f})"
+    )
     out.write(
         f"  ratio with the engine's start-up (cold page):   {(browser_s + start_s) / raw:.2f}"
         " (start-up added as if the folder were dropped at once)"
@@ -230,4 +273,25 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
     out.write(
         f"  in the worker: {statistics.median(w[0] for w in worker):.1f} ms per file in each of "
         f"{max(w[2] for w in worker)} workers; engine start-up {start_s * 1000:.0f} ms per page load"
+        + (" (from the memory snapshot)" if all(w[3] for w in worker) else " (booted, no snapshot)")
     )
+    if steps and all(steps):
+        out.write(
+            "  the worker's time per file: "
+            + ", ".join(f"{step} {statistics.median(s[step] for s in steps):.1f}" for step in steps[0])
+            + " ms (median of the runs)"
+        )
+    for path, label in (("server", "as they are"), ("browser", "browser")):
+        for run, timeline in enumerate(timelines[path]):
+            requests = timeline.pop("requests", 0)
+            request_ms = timeline.pop("request time", 0)
+            room_wait = timeline.pop("room wait", 0)
+            idle = timeline.pop("idle request slots", 0)
+            moments = ", ".join(f"{name} {ms / 1000:.1f}" for name, ms in timeline.items())
+            if requests:
+                moments += f"; {requests} STOW requests of {request_ms / requests / 1000:.2f} s each"
+            if room_wait:
+                moments += f"; files waited {room_wait / 1000:.1f} s in all for room in the request queue"
+            if idle:
+                moments += f"; request slots idle {idle / 1000:.1f} s (of {2} in flight, while sending)"
+            out.write(f"  timeline, {label} run {run + 1} (s after the drop): {moments}")

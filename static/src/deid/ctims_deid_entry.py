@@ -7,14 +7,29 @@ answers with the output bytes and a JSON record (what was done, never a value fr
 `use_ocr` hands the engine the worker's Tesseract (static/src/deid/ocr.mjs) for the images it must read for
 text. It is started only when a file first needs it: until then such a file's record says `ocr_wanted`, and
 the worker starts OCR and runs the file again; if OCR cannot start, the file is held back with the reason.
+
+`patient_hash` is the wrong-patient guard's first pass: the keyed hash of a file's Patient ID read from its
+first bytes only (the header up to Patient ID, decoded as the engine decodes it), so the page knows whose files
+it holds before any is de-identified. `run(data, hash_here=False)` leaves the output's SHA-256 to the worker
+(Web Crypto hashes several times faster than Python's hashlib in WebAssembly); the worker then asks
+`key_check` for the record's keyed tag.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import time
+
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_partial
+from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 
 from trials.deid import DeidOptions, DeidRejected, burned_in, deidentify
+from trials.deid.charsets import STRING_VRS, decode_text, encodings_for
+from trials.deid.engine import PATIENT_ID, SPECIFIC_CHARACTER_SET, _ascii, _looks_like_raw_dataset, _Walker
 from trials.deid.pseudonym import PseudonymSpace
 
 _configured: dict = {}
@@ -75,12 +90,62 @@ def configure(subject_key_hex: str, subject_code: str, options_json: str) -> Non
     )
 
 
-def run(data) -> tuple[bytes, str]:
+def key_check(sha256: str) -> str:
+    """The keyed tag of an output's SHA-256 (computed by the worker) for the file's record."""
+    return _configured["space"].key_check(sha256)
+
+
+_TAGS = [SPECIFIC_CHARACTER_SET, PATIENT_ID]  # what the first pass reads the values of; the rest is skipped
+
+
+def _past_patient_id(tag, vr, length) -> bool:
+    return tag > PATIENT_ID
+
+
+def patient_hash(head) -> str | None:
+    """The patient hash the engine will record for a file, from its first bytes (`head`, bytes or a Uint8Array):
+    "" when the file has no Patient ID, None when these bytes do not settle it (not DICOM as the parser reads
+    it, or the header goes on past them): the file is then judged by its de-identified record alone.
+    """
+    data = head.to_bytes() if hasattr(head, "to_bytes") else bytes(head)
+    try:
+        stream = io.BytesIO(data)
+        try:
+            ds = read_partial(stream, stop_when=_past_patient_id, specific_tags=_TAGS)
+        except InvalidDicomError:
+            if not _looks_like_raw_dataset(data):
+                return None
+            stream = io.BytesIO(data)
+            ds = read_partial(stream, stop_when=_past_patient_id, force=True, specific_tags=_TAGS)
+        # Settled only where the parser stopped at an element past Patient ID, before the end of these bytes
+        # (a Patient ID cut short by them would give another hash); a deflated data set is not read here.
+        meta = getattr(ds, "file_meta", None)
+        if stream.tell() >= len(data) or (meta is not None and _ascii(meta._dict.get(0x00020010)) == DEFLATED):
+            return None
+        elements = ds._dict
+        charset = elements.get(SPECIFIC_CHARACTER_SET)
+        encodings = encodings_for(_Walker._raw_bytes(charset) if charset is not None else None)
+        elem = elements.get(PATIENT_ID)
+        raw = _Walker._raw_bytes(elem) if elem is not None else b""
+        vr = _Walker._vr(PATIENT_ID, elem) if elem is not None else ""
+        # As the engine's walk: a Patient ID it reads as text, decoded in the data set's character set.
+        text = decode_text(raw, vr, encodings) if raw and vr in STRING_VRS and vr != "UI" else ""
+    except Exception:  # noqa: BLE001 - anything unreadable here is decided by the engine's own run
+        return None
+    return _configured["space"].patient_hash(text) if text else ""
+
+
+def run(data, hash_here: bool = True, timed: bool = False) -> tuple:
     """De-identify one file: (output bytes, record JSON); a rejected file gives (b"", its code and reason).
 
-    `data` is bytes, or a JavaScript Uint8Array as Pyodide hands it over.
+    `data` is bytes, or a JavaScript Uint8Array as Pyodide hands it over. Without `hash_here` the record leaves
+    out `sha256` and `key_check`, for the caller to add (it hashes the output itself, then asks `key_check`).
+    `timed` adds a third member, JSON of where the time went in milliseconds (`input`, taking the bytes in;
+    `deid`, the engine; `hash`; `record`).
     """
+    t0 = time.perf_counter()
     source = data.to_bytes() if hasattr(data, "to_bytes") else bytes(data)
+    t1 = time.perf_counter()
     _ocr["wanted"] = False
     try:
         result = deidentify(
@@ -93,17 +158,75 @@ def run(data) -> tuple[bytes, str]:
         record = {"ok": False, "code": exc.code, "reason": exc.reason}
         if exc.code == "ocr_unavailable" and _ocr["wanted"]:
             record["ocr_wanted"] = True
-        return b"", json.dumps(record)
-    sha256 = hashlib.sha256(result.data).hexdigest()
-    record = {
-        "ok": True,
-        "sha256": sha256,
-        "key_check": _configured["space"].key_check(sha256),
-        "sop_instance_uid": result.sop_instance_uid,
-        "study_instance_uid": result.study_instance_uid,
-        "series_instance_uid": result.series_instance_uid,
-        "patient_hash": result.source_patient_hash,
-        "actions": result.actions,
-        "method": result.deid_method,
+        t2 = time.perf_counter()
+        return (b"", json.dumps(record)) + ((_timings(t0, t1, t2, t2),) if timed else ())
+    t2 = time.perf_counter()
+    record = {"ok": True}
+    if hash_here:
+        sha256 = hashlib.sha256(result.data).hexdigest()
+        record.update(sha256=sha256, key_check=key_check(sha256))
+    t3 = time.perf_counter()
+    record.update(
+        sop_instance_uid=result.sop_instance_uid,
+        study_instance_uid=result.study_instance_uid,
+        series_instance_uid=result.series_instance_uid,
+        patient_hash=result.source_patient_hash,
+        actions=result.actions,
+        method=result.deid_method,
+    )
+    return (result.data, json.dumps(record)) + ((_timings(t0, t1, t2, t3),) if timed else ())
+
+
+def _timings(t0: float, t1: float, t2: float, t3: float) -> str:
+    now = time.perf_counter()
+    return json.dumps(
+        {"input": (t1 - t0) * 1e3, "deid": (t2 - t1) * 1e3, "hash": (t3 - t2) * 1e3, "record": (now - t3) * 1e3}
+    )
+
+
+def profile(files) -> str:
+    """For `manage.py bench browser_deid`: milliseconds per file, summed over `files` (each run once before),
+    of the engine's steps, by timing its parse and its final check of the output apart."""
+    from trials.deid import engine
+
+    sources = [f.to_bytes() if hasattr(f, "to_bytes") else bytes(f) for f in files]
+    spent = {"parse": 0.0, "verify": 0.0}
+    parse, verify = engine._parse, engine.verify_bytes
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+
+        return wrapper
+
+    engine._parse, engine.verify_bytes = timed("parse", parse), timed("verify", verify)
+    try:
+        start = time.perf_counter()
+        for source in sources:
+            with contextlib.suppress(DeidRejected):
+                deidentify(
+                    source,
+                    space=_configured["space"],
+                    subject_code=_configured["subject_code"],
+                    options=_configured["options"],
+                )
+        total = time.perf_counter() - start
+    finally:
+        engine._parse, engine.verify_bytes = parse, verify
+    hashing = time.perf_counter()
+    for source in sources:
+        hashlib.sha256(source).hexdigest()
+    hashing = time.perf_counter() - hashing
+    n = max(len(sources), 1)
+    per_file = {
+        "engine": total,
+        "parse": spent["parse"],
+        "verify": spent["verify"],
+        "rest": total - spent["parse"] - spent["verify"],
+        "hashlib": hashing,
     }
-    return result.data, json.dumps(record)
+    return json.dumps({name: value * 1e3 / n for name, value in per_file.items()})

@@ -1,7 +1,9 @@
 // The upload page's de-identification worker: one engine, files one at a time, the subject key kept here.
-// Messages in:  {type: "start"} · {type: "configure", key, subject, options} · {type: "run", id, bytes}
-// Messages out: {type: "ready", version, startMs} · {type: "done", id, data, record, ms, ocrStartMs} ·
-//               {type: "error", id?, message}
+// Messages in:  {type: "start"} · {type: "configure", key, subject, options} · {type: "run", id, bytes} ·
+//               {type: "patients", id, heads}
+// Messages out: {type: "ready", version, startMs, snapshot} · {type: "done", id, data, record, ms, timing, ocrStartMs} ·
+//               {type: "patients", id, hashes, ms} · {type: "error", id?, message}
+// "patients": the wrong-patient guard's first pass, each file's patient hash from its first bytes (or null).
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import { startEngine } from "./engine.mjs";
@@ -24,21 +26,26 @@ self.onmessage = async (event) => {
       const started = performance.now();
       starting ??= startEngine({ loadPyodide, TesseractCore, base, read });
       engine = await starting;
-      self.postMessage({ type: "ready", version: engine.version, startMs: performance.now() - started });
+      const startMs = performance.now() - started;
+      self.postMessage({ type: "ready", version: engine.version, startMs, snapshot: engine.snapshot });
     } else if (message.type === "configure") {
       engine.configure(message.key, message.subject, message.options);
       self.postMessage({ type: "configured" });
+    } else if (message.type === "patients") {
+      const started = performance.now();
+      const hashes = message.heads.map((head) => engine.patientHash(head));
+      self.postMessage({ type: "patients", id: message.id, hashes, ms: performance.now() - started });
     } else if (message.type === "run") {
       const started = performance.now();
       const ocrBefore = engine.ocrStartMs;
-      const { data, record } = await engine.run(message.bytes);
+      const { data, record, timing } = await engine.run(message.bytes);
       // The file's own time: OCR's start-up (paid once, by the first file that needs it) is reported apart.
       const ocrStartMs = engine.ocrStartMs - ocrBefore;
       const ms = performance.now() - started - ocrStartMs;
       // Hand the bytes over without a copy when they own their buffer (never the engine's memory itself).
       const out = data.byteOffset === 0 && data.buffer.byteLength === data.byteLength ? data : data.slice();
       self.postMessage(
-        { type: "done", id: message.id, data: out, record, ms, ocrStartMs },
+        { type: "done", id: message.id, data: out, record, ms, timing, ocrStartMs },
         out.byteLength ? [out.buffer] : [],
       );
     }

@@ -357,9 +357,12 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")
 CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(envint("CELERY_VISIBILITY_TIMEOUT", "300"))
 # The ingest outbox's sweeper: a waiting file whose task was queued longer ago than this is queued again.
 INGEST_REQUEUE_AFTER_SECONDS = envint("INGEST_REQUEUE_AFTER_SECONDS", "120")
-# Threads per process that write, flush, read and hash ingest files beside the de-identification (trials.ingest.store);
-# 0: the process does it itself, between files.
-INGEST_IO_THREADS = max(0, envint("INGEST_IO_THREADS", "4"))
+# Threads per process that write, flush, read back and hash ingest files beside the thread that needs them
+# (trials.ingest.store.io_pool); 0: that thread does it itself. Receiving (web processes): the upload request's
+# files are hashed and written side by side. Processing (workers): off by default, because worker processes are
+# as many as the cores and threads beside them only contend for the GIL and the cores (bench ingest --workers).
+INGEST_RECEIVE_IO_THREADS = max(0, envint("INGEST_RECEIVE_IO_THREADS", "4"))
+INGEST_PROCESSING_IO_THREADS = max(0, envint("INGEST_PROCESSING_IO_THREADS", "0"))
 CELERY_BEAT_SCHEDULE = {
     "ingest-sweep": {"task": "trials.tasks.ingest_sweep", "schedule": max(10, INGEST_REQUEUE_AFTER_SECONDS // 2)},
     "store-leftovers-sweep": {"task": "trials.tasks.store_leftovers_sweep", "schedule": 24 * 3600},

@@ -21,7 +21,7 @@ def _ingest_arguments(parser) -> None:
     parser.add_argument(
         "--io-threads",
         type=int,
-        help="INGEST_IO_THREADS for the processes measured (default: the setting's); 0: no thread beside each",
+        help="INGEST_PROCESSING_IO_THREADS for the processing measured (default: the setting's); 0: none",
     )
 
 
@@ -31,9 +31,11 @@ def _ingest(
     from django.conf import settings
     from django.test import override_settings
 
-    threads = settings.INGEST_IO_THREADS if io_threads is None else max(0, io_threads)
-    out.write(f"INGEST_IO_THREADS = {threads}")
-    with override_settings(INGEST_IO_THREADS=threads):
+    threads = settings.INGEST_PROCESSING_IO_THREADS if io_threads is None else max(0, io_threads)
+    out.write(
+        f"INGEST_RECEIVE_IO_THREADS = {settings.INGEST_RECEIVE_IO_THREADS}, INGEST_PROCESSING_IO_THREADS = {threads}"
+    )
+    with override_settings(INGEST_PROCESSING_IO_THREADS=threads):
         if workers:
             from .ingest.workers_bench import bench_ingest_workers
 

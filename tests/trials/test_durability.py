@@ -436,8 +436,9 @@ def test_a_worker_killed_while_writing_is_retried_to_a_consistent_end(transactio
             stop(worker)
         redis_server.kill()
     assert UploadItem.objects.filter(state="accepted").count() == len(files)
-    # The dead worker's temporary files, swept: the one it died writing, and those of its batch (of four) that
-    # its I/O threads were writing beside it or had written whole, none of them under a final name.
+    # The dead worker's temporary files, swept: the one it died writing, and (with INGEST_PROCESSING_IO_THREADS)
+    # those of its batch of four that its I/O threads were writing beside it or had written whole; none of them
+    # under a final name.
     assert 1 <= store.temporary_leftovers_sweep(older_than=0) <= 4
     assert store.temporary_leftovers_sweep(older_than=0) == 0
     assert_end_state()

@@ -13,6 +13,12 @@ import pytest
 from trials.ingest import store
 
 
+@pytest.fixture(autouse=True)
+def io_threads(settings):
+    """Both stages with I/O threads, whatever the defaults: the tests below are about what threads change."""
+    settings.INGEST_RECEIVE_IO_THREADS = settings.INGEST_PROCESSING_IO_THREADS = 4
+
+
 @pytest.fixture
 def hooks():
     yield store.FAULT_HOOKS
@@ -35,7 +41,7 @@ def test_staging_a_file_returns_while_its_write_goes_on(stores, hooks):
             assert caller_moved_on.wait(30), "the caller was held until the write ended"
 
     hooks["mid_write"] = mid_write
-    with store.StagedWrites(store.image_storage()) as staging:
+    with store.StagedWrites(store.image_storage(), stage="processing") as staging:
         staging.stage("T/1/2/first.dcm", b"a" * 4096)
         staging.stage("T/1/2/second.dcm", b"b" * 4096)
         caller_moved_on.set()
@@ -44,7 +50,7 @@ def test_staging_a_file_returns_while_its_write_goes_on(stores, hooks):
             staged = staging.take(key)
             assert staged.sha256 == hashlib.sha256(data).hexdigest()  # hashed in the same pass as the write
             store.store_instance(key, data, staged=staged)
-    assert all(name.startswith("ctims-io") for name in writers)
+    assert all(name.startswith("ctims-processing-io") for name in writers)
     assert store.image_storage().open("T/1/2/first.dcm").read() == b"a" * 4096
     assert temporaries(stores) == []
 
@@ -56,7 +62,10 @@ def test_a_failed_write_in_an_io_thread_reaches_the_caller_and_leaves_no_file(st
             raise OSError(28, "No space left on device")
 
     hooks[point] = fails
-    with pytest.raises(OSError, match="No space left"), store.StagedWrites(store.image_storage()) as staging:
+    with (
+        pytest.raises(OSError, match="No space left"),
+        store.StagedWrites(store.image_storage(), stage="processing") as staging,
+    ):
         staging.stage("T/1/2/good.dcm", b"g" * 4096)
         staging.stage("T/1/2/bad.dcm", b"x" * 4096)
         staging.settle()
@@ -67,7 +76,7 @@ def test_a_failed_write_in_an_io_thread_reaches_the_caller_and_leaves_no_file(st
 
 def test_take_raises_the_error_of_its_own_write(stores, hooks):
     hooks["mid_write"] = lambda key: (_ for _ in ()).throw(OSError(5, "Input/output error"))
-    with store.StagedWrites(store.image_storage()) as staging:
+    with store.StagedWrites(store.image_storage(), stage="processing") as staging:
         staging.stage("T/1/2/3.dcm", b"x" * 4096)
         with pytest.raises(OSError, match="Input/output error"):
             staging.take("T/1/2/3.dcm")
@@ -88,14 +97,14 @@ def test_read_ahead_gives_each_verified_copy_in_order_and_none_for_a_damaged_one
 
 
 def test_a_forked_worker_process_gets_its_own_io_threads(stores):
-    parent = store.io_pool()
-    assert store.io_pool() is parent
+    parent = store.io_pool("receive")
+    assert store.io_pool("receive") is parent
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: as a Celery prefork worker after the fork
         ok = False
         try:
-            child = store.io_pool()
+            child = store.io_pool("receive")
             ok = child is not parent and child.submit(lambda: 6 * 7).result(10) == 42
         finally:
             os.write(write, b"1" if ok else b"0")
@@ -107,11 +116,11 @@ def test_a_forked_worker_process_gets_its_own_io_threads(stores):
 
 
 def test_with_no_io_threads_the_caller_writes_and_reads_itself(stores, hooks, settings):
-    settings.INGEST_IO_THREADS = 0
+    settings.INGEST_PROCESSING_IO_THREADS = 0
     writers = []
     hooks["mid_write"] = lambda key: writers.append(threading.current_thread().name)
     data = b"z" * 4096
-    with store.StagedWrites(store.image_storage()) as staging:
+    with store.StagedWrites(store.image_storage(), stage="processing") as staging:
         staging.stage("T/1/2/3.dcm", data)
         assert writers == [threading.current_thread().name]  # written before stage returned, by the caller
         staging.settle()
@@ -120,5 +129,13 @@ def test_with_no_io_threads_the_caller_writes_and_reads_itself(stores, hooks, se
     store.quarantine_put(3, sha, data)
     assert store.ReadAhead(3, [sha]).next() == data
     assert temporaries(stores) == []
-    settings.INGEST_IO_THREADS = 4
-    assert isinstance(store.io_pool(), store.ThreadPoolExecutor)  # the setting is read again
+    settings.INGEST_PROCESSING_IO_THREADS = 4
+    assert isinstance(store.io_pool("processing"), store.ThreadPoolExecutor)  # the setting is read again
+
+
+def test_the_defaults_give_threads_to_receiving_and_none_to_processing():
+    from ctims import settings as defaults  # the module: this file's fixture sets both to 4 for every test
+
+    assert (defaults.INGEST_RECEIVE_IO_THREADS, defaults.INGEST_PROCESSING_IO_THREADS) == (4, 0)
+    with pytest.raises(ValueError, match="no ingest stage"):
+        store.io_pool("elsewhere")

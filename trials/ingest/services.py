@@ -123,10 +123,10 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
     waiting = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
-    with store.StagedWrites(store.quarantine_storage()) as staging:
+    with store.StagedWrites(store.quarantine_storage(), stage="receive") as staging:
         received: dict[str, bytes] = {}
         files = list(files)
-        for sha, data in zip(store.io_pool().map(store.sha256_hex, files), files, strict=True):
+        for sha, data in zip(store.io_pool("receive").map(store.sha256_hex, files), files, strict=True):
             received.setdefault(sha, data)  # hashed side by side on the I/O threads
         known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
         for sha, data in received.items():
@@ -441,7 +441,7 @@ def _batch_process(item_ids: list[int]) -> None:
     process = file_processor(
         upload=upload, shas=[i.sha256 for i in items], space=space, subject_code=subject.code, options=options
     )
-    with store.StagedWrites(store.image_storage()) as staging:
+    with store.StagedWrites(store.image_storage(), stage="processing") as staging:
         outcomes = _deidentify_batch(items, upload=upload, trial=trial, process=process, staging=staging)
         staging.settle()  # on disk before the index transaction takes the row locks other batches wait for
         _index_batch(item_ids, outcomes, upload=upload, timepoint=timepoint, subject=subject, staging=staging)

@@ -322,8 +322,8 @@ def write_once(
 
 
 class InlineExecutor(Executor):
-    """Runs each submitted call at once in the calling thread (INGEST_IO_THREADS = 0): the same code paths, with
-    no thread beside the caller."""
+    """Runs each submitted call at once in the calling thread (no I/O threads): the same code paths, with no
+    thread beside the caller."""
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         future: Future = Future()
@@ -334,26 +334,29 @@ class InlineExecutor(Executor):
         return future
 
 
-_io_pool_state: tuple[int, int, Executor] | None = None
+IO_STAGES = ("receive", "processing")
+_io_pools: dict[str, tuple[int, int, Executor]] = {}
 _io_pool_lock = threading.Lock()
 
 
-def io_pool() -> Executor:
-    """This process's threads for file writes, flushes, reads and their SHA-256: work that releases the GIL, so
-    it runs on another core while the calling thread parses and de-identifies (settings.INGEST_IO_THREADS; with
-    0 it runs in the calling thread). Made anew in a forked child (a Celery worker process), whose parent's
-    threads did not come along."""
-    global _io_pool_state
-    size = settings.INGEST_IO_THREADS
-    state = _io_pool_state
+def io_pool(stage: str) -> Executor:
+    """This process's threads for the file writes, flushes, reads and SHA-256 of one ingest stage: work that
+    releases the GIL, so it runs on another core while the calling thread goes on (parsing a request, or
+    de-identifying the next file). Sized by settings.INGEST_RECEIVE_IO_THREADS and INGEST_PROCESSING_IO_THREADS;
+    with 0 the calling thread does the work itself (InlineExecutor). Made anew in a forked child (a Celery worker
+    process), whose parent's threads did not come along."""
+    if stage not in IO_STAGES:
+        raise ValueError(f"no ingest stage {stage!r}")
+    size = getattr(settings, f"INGEST_{stage.upper()}_IO_THREADS")
+    state = _io_pools.get(stage)
     if state is None or state[:2] != (os.getpid(), size):
         with _io_pool_lock:
-            state = _io_pool_state
+            state = _io_pools.get(stage)
             if state is None or state[:2] != (os.getpid(), size):
                 if state is not None and state[0] == os.getpid():
                     state[2].shutdown(wait=False)  # the setting changed (a test, a bench): its threads end
-                pool = ThreadPoolExecutor(size, thread_name_prefix="ctims-io") if size else InlineExecutor()
-                state = _io_pool_state = (os.getpid(), size, pool)
+                pool = ThreadPoolExecutor(size, thread_name_prefix=f"ctims-{stage}-io") if size else InlineExecutor()
+                state = _io_pools[stage] = (os.getpid(), size, pool)
     return state[2]
 
 
@@ -363,16 +366,16 @@ class StagedWrites:
     Used as a context manager around the work that produces and then stores a batch of files: `stage` each
     file when its bytes exist, and `take` it when it is stored, which waits for it to be on disk;
     `write_once(..., staged=...)` then only gives it its final name. A staged file is written (its SHA-256
-    computed in the same pass, the kernel asked to start writing it to disk) by the process's I/O threads
-    (`io_pool`) while the caller goes on computing the next file; the waits for the disk come together at the
+    computed in the same pass, the kernel asked to start writing it to disk) by the I/O threads of the `stage`
+    (`io_pool`), if it has any, while the caller goes on computing the next file; the waits for the disk come together at the
     end (`settle`), instead of one full wait per file; each file is still durable before its final name
     exists. An error of a write (a full disk, a fault hook) is raised where the file is settled or taken.
     Leaving the block waits for the writes still running and removes the temporary files not taken. Off a
     file system (S3) nothing is staged: the one PUT happens at `write_once`.
     """
 
-    def __init__(self, storage) -> None:
-        self.storage = storage
+    def __init__(self, storage, *, stage: str) -> None:
+        self.storage, self._pool = storage, io_pool(stage)
         self._stages = isinstance(storage, FileSystemStorage)
         self._staged: dict[str, Future[Staged]] = {}
         self._durable: set[str] = set()
@@ -389,7 +392,7 @@ class StagedWrites:
     def stage(self, key: str, data: bytes, *, hashed: bool = True) -> None:
         """Write `data` for `key` under a temporary name; with `hashed`, its SHA-256 is computed in the same pass."""
         if self._stages and key not in self._staged:
-            self._staged[key] = io_pool().submit(
+            self._staged[key] = self._pool.submit(
                 _write_temporary, self.storage, key, data, hashed=hashed, durable=False
             )
 
@@ -400,7 +403,7 @@ class StagedWrites:
         errors: list[BaseException] = []
         for key in [key for key in self._staged if key not in self._durable]:
             try:
-                flushes[key] = io_pool().submit(_make_durable, self._staged[key].result())
+                flushes[key] = self._pool.submit(_make_durable, self._staged[key].result())
             except BaseException as exc:  # noqa: BLE001 - its write failed (and left no temporary file)
                 self._staged.pop(key)
                 errors.append(exc)
@@ -476,17 +479,19 @@ def quarantine_read_verified(upload_id: int, sha256: str) -> bytes | None:
 
 
 class ReadAhead:
-    """The verified quarantine copies of `shas`, in order (`quarantine_read_verified`): each is read and hashed by
-    the I/O threads while the caller works on the one before; at most `depth` copies are held ahead."""
+    """The verified quarantine copies of `shas`, in order (`quarantine_read_verified`): with processing I/O threads,
+    each is read and hashed by them while the caller works on the one before (at most `depth` copies held ahead);
+    without, each is read when asked for."""
 
     def __init__(self, upload_id: int, shas: list[str], *, depth: int = 2) -> None:
         self._upload_id, self._shas, self._depth = upload_id, list(shas), depth
+        self._pool = io_pool("processing")
         self._reads: list[Future[bytes | None]] = []
         self._fill()
 
     def _fill(self) -> None:
         while self._shas and len(self._reads) < self._depth:
-            self._reads.append(io_pool().submit(quarantine_read_verified, self._upload_id, self._shas.pop(0)))
+            self._reads.append(self._pool.submit(quarantine_read_verified, self._upload_id, self._shas.pop(0)))
 
     def next(self) -> bytes | None:
         read = self._reads.pop(0)

@@ -50,7 +50,7 @@ def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path
         "CELERY_QUEUE": queue,
         "CTIMS_VAR_DIR": str(var),
         "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
-        "INGEST_IO_THREADS": str(settings.INGEST_IO_THREADS),
+        "INGEST_PROCESSING_IO_THREADS": str(settings.INGEST_PROCESSING_IO_THREADS),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     celery = Path(sys.executable).parent / "celery"

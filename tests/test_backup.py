@@ -29,7 +29,8 @@ from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Timepoint, UploadItem
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRATCH = f"{settings.DATABASES['default']['NAME']}_restore"
+# One scratch database per xdist worker: two drills on two workers at once must not restore into the same one.
+SCRATCH = f"{settings.DATABASES['default']['NAME']}_restore_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 def server_url(name: str) -> str:

@@ -65,3 +65,18 @@ def test_a_cursor_that_is_not_a_number_is_refused(world, api):
     upload_id = open_upload(api, world.cora).json()["id"]
     response = api.as_(world.cora).get(reverse("api-upload", args=["ALPHA", upload_id]), {"items_from": "x"})
     assert response.status_code == 400
+
+
+def test_uploads_listed_together_each_carry_their_own_files_and_cursor(world, api, series):
+    from trials.api.serializers import UploadOut
+
+    first = open_upload(api, world.cora).json()["id"]
+    assert stow(api, world.cora, first, series[:2]).status_code == 200
+    assert finish(api, world.cora, first).status_code == 200
+    second = open_upload(api, world.cora).json()["id"]
+    assert stow(api, world.cora, second, series[2:5]).status_code == 200
+    answers = UploadOut(Upload.objects.filter(pk__in=[first, second]).order_by("pk"), many=True).data
+    for answer, upload_id in zip(answers, (first, second), strict=True):
+        files = UploadItem.objects.filter(upload_id=upload_id)
+        assert {i["sha256"] for i in answer["items"]} == set(files.values_list("sha256", flat=True))
+        assert answer["cursor"] == max(files.values_list("pk", flat=True)) + 1

@@ -286,9 +286,12 @@ class UploadOut(serializers.ModelSerializer):
         ]
 
     def _items(self, upload) -> list[UploadItem]:
-        if not hasattr(self, "_item_rows"):
-            self._item_rows = list(upload.items.all())
-        return self._item_rows
+        """The upload's files, read once for `items` and `cursor` (kept per upload: one serializer may be the
+        child of a list)."""
+        rows = self.__dict__.setdefault("_item_rows", {})
+        if upload.pk not in rows:
+            rows[upload.pk] = list(upload.items.all())
+        return rows[upload.pk]
 
     @extend_schema_field(UploadItemOut(many=True))
     def get_items(self, upload) -> list:
@@ -307,7 +310,7 @@ class UploadOut(serializers.ModelSerializer):
         unsettled = [row.pk for row in rows if row.state in (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)]
         if unsettled:
             return min(unsettled)
-        return rows[-1].pk + 1 if rows else 0
+        return max(row.pk for row in rows) + 1 if rows else 0
 
     def get_counts(self, upload) -> dict:
         from ..ingest.services import upload_counts

@@ -367,9 +367,9 @@ class StagedWrites:
     file when its bytes exist, and `take` it when it is stored, which waits for it to be on disk;
     `write_once(..., staged=...)` then only gives it its final name. A staged file is written (its SHA-256
     computed in the same pass, the kernel asked to start writing it to disk) by the I/O threads of the `stage`
-    (`io_pool`), if it has any, while the caller goes on computing the next file; the waits for the disk come together at the
-    end (`settle`), instead of one full wait per file; each file is still durable before its final name
-    exists. An error of a write (a full disk, a fault hook) is raised where the file is settled or taken.
+    (`io_pool`), if it has any, while the caller goes on computing the next file; the waits for the disk come
+    together at the end (`settle`), instead of one full wait per file; each file is still durable before its
+    final name exists. An error of a write (a full disk, a fault hook) is raised where the file is settled or taken.
     Leaving the block waits for the writes still running and removes the temporary files not taken. Off a
     file system (S3) nothing is staged: the one PUT happens at `write_once`.
     """
@@ -479,9 +479,9 @@ def quarantine_read_verified(upload_id: int, sha256: str) -> bytes | None:
 
 
 class ReadAhead:
-    """The verified quarantine copies of `shas`, in order (`quarantine_read_verified`): with processing I/O threads,
-    each is read and hashed by them while the caller works on the one before (at most `depth` copies held ahead);
-    without, each is read when asked for."""
+    """The verified quarantine copies of `shas`, in order (`quarantine_read_verified`), `depth` copies read ahead:
+    with processing I/O threads, each is read and hashed by them while the caller works on the one before;
+    without, the calling thread reads them itself."""
 
     def __init__(self, upload_id: int, shas: list[str], *, depth: int = 2) -> None:
         self._upload_id, self._shas, self._depth = upload_id, list(shas), depth

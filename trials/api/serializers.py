@@ -285,37 +285,25 @@ class UploadOut(serializers.ModelSerializer):
             "deid_path",
         ]
 
-    def _items(self, upload) -> list[UploadItem]:
-        """The upload's files, read once for `items` and `cursor` (kept per upload: one serializer may be the
-        child of a list)."""
-        rows = self.__dict__.setdefault("_item_rows", {})
-        if upload.pk not in rows:
-            rows[upload.pk] = list(upload.items.all())
-        return rows[upload.pk]
+    def _status(self, upload):
+        """The upload's status (ingest.services.upload_status), made once per upload for `items`, `cursor` and
+        `counts` (kept per upload: one serializer may be the child of a list)."""
+        from ..ingest.services import upload_status
+
+        made = self.__dict__.setdefault("_statuses", {})
+        if upload.pk not in made:
+            made[upload.pk] = upload_status(upload, items_from=self.context.get("items_from"))
+        return made[upload.pk]
 
     @extend_schema_field(UploadItemOut(many=True))
     def get_items(self, upload) -> list:
-        """Every file, or with `items_from` (context) only those from that cursor on while the upload is open or
-        processing: a status poll then carries the files still in flight, not all of them each time."""
-        rows = self._items(upload)
-        start = self.context.get("items_from")
-        if start is not None and upload.state in (Upload.State.OPEN, Upload.State.PROCESSING):
-            rows = [row for row in rows if row.pk >= start]
-        return UploadItemOut(rows, many=True).data
+        return UploadItemOut(self._status(upload).items, many=True).data
 
     def get_cursor(self, upload) -> int:
-        """Where the files not yet settled (waiting, or to be sent again) begin: every file before it was
-        accepted, a duplicate or rejected when this answer was made, and such a file's state does not change."""
-        rows = self._items(upload)
-        unsettled = [row.pk for row in rows if row.state in (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)]
-        if unsettled:
-            return min(unsettled)
-        return max(row.pk for row in rows) + 1 if rows else 0
+        return self._status(upload).cursor
 
     def get_counts(self, upload) -> dict:
-        from ..ingest.services import upload_counts
-
-        return upload_counts(upload)
+        return self._status(upload).counts
 
     def get_stow_url(self, upload) -> str:
         return f"/dicomweb/trials/{upload.timepoint.subject.trial.code}/uploads/{upload.pk}/studies"

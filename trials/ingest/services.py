@@ -619,8 +619,36 @@ def _save_outcomes(items: list[UploadItem]) -> None:
 
 
 def upload_counts(upload: Upload) -> dict[str, int]:
-    counts = dict(upload.items.values_list("state").annotate(n=Count("pk")))
-    return {state: counts.get(state, 0) for state in UploadItem.State.values} | {"total": sum(counts.values())}
+    return _counts(dict(upload.items.values_list("state").annotate(n=Count("pk"))))
+
+
+def _counts(by_state: dict[str, int]) -> dict[str, int]:
+    return {state: by_state.get(state, 0) for state in UploadItem.State.values} | {"total": sum(by_state.values())}
+
+
+@dataclass(frozen=True)
+class UploadStatus:
+    """What a status poll answers: the files (all, or those from a cursor on), the cursor for the next poll, and
+    the counts of every file."""
+
+    items: list[UploadItem]
+    cursor: int
+    counts: dict[str, int]
+
+
+def upload_status(upload: Upload, *, items_from: int | None = None) -> UploadStatus:
+    """The upload's files read once. The cursor is where the files not yet settled (waiting, or to be sent again)
+    begin: every file before it was accepted, a duplicate or rejected, and such a file's state does not change.
+    With `items_from` (an earlier cursor) only the files from it on are listed while the upload is open or
+    processing, so a page polling while it sends gets the files in flight, not all of them each time; once the
+    upload is complete or cancelled, every file."""
+    rows = list(upload.items.all())
+    unsettled = [row.pk for row in rows if row.state in (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)]
+    cursor = min(unsettled) if unsettled else max((row.pk for row in rows), default=-1) + 1
+    counts = _counts(Counter(row.state for row in rows))
+    if items_from is not None and upload.state in (Upload.State.OPEN, Upload.State.PROCESSING):
+        rows = [row for row in rows if row.pk >= items_from]
+    return UploadStatus(items=rows, cursor=cursor, counts=counts)
 
 
 def upload_finish(*, actor, upload: Upload) -> Upload:

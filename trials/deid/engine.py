@@ -241,7 +241,6 @@ class _Walker:
         top: Dataset,
     ) -> None:
         self.top = top
-        self.source_patient_id = ""
         self.space = space
         self.subject_code = subject_code
         self.options = options
@@ -411,8 +410,6 @@ class _Walker:
         if collect_only or action == p.KEEP:
             return
         if action == p.PSEUDONYM:
-            if tag == PATIENT_ID and ds is self.top:
-                self.source_patient_id = text
             self._set_text(ds, tag, vr, self.subject_code)
             self.counts["pseudonymized"] += 1
         elif action == p.SHIFT:
@@ -565,6 +562,23 @@ class _Walker:
                 return
         del ds._dict[tag]
         self.counts["private_removed"] += 1
+
+
+def dataset_encodings(ds: Dataset) -> list[str]:
+    """The Python codecs of a data set's Specific Character Set (the default repertoire without one)."""
+    charset = ds._dict.get(SPECIFIC_CHARACTER_SET)
+    return encodings_for(_Walker._raw_bytes(charset) if charset is not None else None)
+
+
+def source_patient_id(ds: Dataset, encodings: list[str]) -> str:
+    """The data set's own Patient ID as the text its patient hash is made of: decoded in its character set when
+    its VR is a text one; "" when it has none, or an empty or non-text one. The engine and the site's first pass
+    over a file's header (static/src/deid/ctims_deid_entry.py) both take it from here."""
+    elem = ds._dict.get(PATIENT_ID)
+    if elem is None:
+        return ""
+    vr, raw = _Walker._vr(PATIENT_ID, elem), _Walker._raw_bytes(elem)
+    return decode_text(raw, vr, encodings) if raw and vr in STRING_VRS and vr != "UI" else ""
 
 
 def _check_subject_code(subject_code: str) -> None:
@@ -785,8 +799,8 @@ def _deidentify(
     if image:
         _check_pixels(ds, encapsulated, little)
 
-    charset = ds._dict.get(SPECIFIC_CHARACTER_SET)
-    encodings = encodings_for(_Walker._raw_bytes(charset) if charset is not None else None)
+    encodings = dataset_encodings(ds)
+    patient_id = source_patient_id(ds, encodings)  # before the walk replaces it
     walker = _Walker(
         space=space,
         subject_code=subject_code,
@@ -833,7 +847,7 @@ def _deidentify(
         series_instance_uid=_ascii(ds._dict.get(SERIES_INSTANCE_UID)) or None,
         frame_of_reference_uid=_ascii(ds._dict.get(FRAME_OF_REFERENCE_UID)) or None,
         # "" when the input has no Patient ID: hashing "" would make every such file the same patient.
-        source_patient_hash=space.patient_hash(walker.source_patient_id) if walker.source_patient_id else "",
+        source_patient_hash=space.patient_hash(patient_id) if patient_id else "",
         transfer_syntax_uid=str(ts),
         actions=dict(walker.counts),
         index=build_index(ds, little=little),

@@ -28,8 +28,14 @@ from pydicom.filereader import read_partial
 from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
 
 from trials.deid import DeidOptions, DeidRejected, burned_in, deidentify
-from trials.deid.charsets import STRING_VRS, decode_text, encodings_for
-from trials.deid.engine import PATIENT_ID, SPECIFIC_CHARACTER_SET, _ascii, _looks_like_raw_dataset, _Walker
+from trials.deid.engine import (
+    PATIENT_ID,
+    SPECIFIC_CHARACTER_SET,
+    _ascii,
+    _looks_like_raw_dataset,
+    dataset_encodings,
+    source_patient_id,
+)
 from trials.deid.pseudonym import PseudonymSpace
 
 _configured: dict = {}
@@ -122,14 +128,7 @@ def patient_hash(head) -> str | None:
         meta = getattr(ds, "file_meta", None)
         if stream.tell() >= len(data) or (meta is not None and _ascii(meta._dict.get(0x00020010)) == DEFLATED):
             return None
-        elements = ds._dict
-        charset = elements.get(SPECIFIC_CHARACTER_SET)
-        encodings = encodings_for(_Walker._raw_bytes(charset) if charset is not None else None)
-        elem = elements.get(PATIENT_ID)
-        raw = _Walker._raw_bytes(elem) if elem is not None else b""
-        vr = _Walker._vr(PATIENT_ID, elem) if elem is not None else ""
-        # As the engine's walk: a Patient ID it reads as text, decoded in the data set's character set.
-        text = decode_text(raw, vr, encodings) if raw and vr in STRING_VRS and vr != "UI" else ""
+        text = source_patient_id(ds, dataset_encodings(ds))  # as the engine takes it
     except Exception:  # noqa: BLE001 - anything unreadable here is decided by the engine's own run
         return None
     return _configured["space"].patient_hash(text) if text else ""

@@ -4,9 +4,10 @@
 //
 //   node scripts/deid-node.mjs static/dist/deid < request.json
 //
-// Reads {key, subject, options, files, rounds?, ocr?, head?, profile?} as JSON on stdin (ocr: false runs without
-// OCR; head: the wrong-patient guard's first pass over each file's first `head` bytes; profile: the engine's
-// steps timed apart) and writes {startMs, snapshot, ocrStartMs, roundMs, headMs, profile, results: [{record, ms,
+// Reads {key, subject, options, files, rounds?, ocr?, head?, profile?, warm?} as JSON on stdin (ocr: false runs
+// without OCR; head: the wrong-patient guard's first pass over each file's first `head` bytes; profile: the
+// engine's steps timed apart; warm: runs of the page worker's warm-up before the subject is configured and as
+// many after, as a page's worker may do them) and writes {startMs, snapshot, ocrStartMs, roundMs, headMs, profile, results: [{record, ms,
 // timing, patientHash}]} as JSON on stdout (snapshot: whether the engine started from build's memory snapshot) (timing: where the first round's time went, engine.mjs); each accepted file's
 // output bytes go to `<file>.out` (first round only).
 
@@ -37,7 +38,9 @@ const engine = await startEngine({
   read: (file) => readFile(file),
 });
 const startMs = performance.now() - started;
+for (let n = 0; n < (request.warm || 0); n++) engine.warmOnce();
 engine.configure(request.key, request.subject, request.options);
+for (let n = 0; n < (request.warm || 0); n++) engine.warmOnce();
 const sources = await Promise.all(request.files.map((file) => readFile(file)));
 const results = [];
 const outputs = [];

@@ -711,17 +711,30 @@ class Uploader {
     return engine.ready;
   }
 
+  /** Every worker has run its warm-up (or been interrupted by the first file): the page says so, with the time. */
+  engineWarmed() {
+    const workers = this.engine?.workers || [];
+    if (!workers.length || workers.some((w) => w.warmMs === null)) return;
+    this.root.dataset.deidWarmMs = String(Math.max(...workers.map((w) => w.warmMs)));
+    this.root.dataset.deidWarmRuns = String(workers.reduce((sum, w) => sum + (w.warmRuns || 0), 0));
+    this.root.dataset.engineWarm = "true";
+  }
+
   startWorker() {
     const worker = new Worker(this.urls.worker, { type: "module" });
     const waiting = new Map();
     let nextId = 1;
-    const handle = { worker, waiting };
+    const handle = { worker, waiting, warmMs: null };
     handle.ready = new Promise((resolve, reject) => {
       worker.onmessage = (event) => {
         const message = event.data;
         if (message.type === "ready") {
           this.root.dataset.deidSnapshot = String(Boolean(message.snapshot));
           resolve(message.startMs);
+        } else if (message.type === "warm") {
+          handle.warmMs = message.ms;
+          handle.warmRuns = message.failed ? 0 : message.runs;
+          this.engineWarmed();
         } else if (message.type === "configured") {
           handle.onConfigured?.();
         } else if (message.type === "done" || message.type === "patients" || message.type === "error") {
@@ -738,6 +751,8 @@ class Uploader {
       worker.onerror = (event) => {
         event.preventDefault();
         reject(new Error("worker"));
+        handle.warmMs ??= 0; // a worker that failed warms nothing: the others are not waited for
+        this.engineWarmed();
         for (const pending of waiting.values()) pending.reject(new Error("worker"));
         waiting.clear();
       };

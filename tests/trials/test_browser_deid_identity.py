@@ -114,8 +114,16 @@ def test_pyodide_under_node_gives_byte_identical_output_for_real_files(corpus):
         data, record = entry.run(path.read_bytes())
         expected.append((hashlib.sha256(data).hexdigest() if data else None, json.loads(record)))
 
+    # The page's worker warms the engine up before and after the subject's key arrives: nothing of it may show.
     answer = _run_node(
-        {"key": key.hex(), "subject": SUBJECT, "options": payload, "files": [str(p) for p in corpus], "head": HEAD}
+        {
+            "key": key.hex(),
+            "subject": SUBJECT,
+            "options": payload,
+            "files": [str(p) for p in corpus],
+            "head": HEAD,
+            "warm": 3,
+        }
     )
 
     accepted = examined = held = 0
@@ -145,6 +153,22 @@ def test_pyodide_under_node_gives_byte_identical_output_for_real_files(corpus):
     assert primary and not any(answer["results"][n]["record"]["actions"].get("pixels_examined") for n in primary)
     assert answer["ocrStartMs"] > 0  # OCR started for the images that needed it, once
     assert answer["snapshot"] is True  # the engine started from the build's memory snapshot
+
+
+def test_the_warm_up_leaves_the_subjects_configuration_and_output_as_they_were(corpus):
+    key = subject_key(KEY_ALPHA, SUBJECT)
+    entry = _entry()
+    entry.configure(key.hex(), SUBJECT, json.dumps(deid_options_payload(DeidOptions())))
+    configured = dict(entry._configured)
+    before = entry.run(corpus[0].read_bytes())
+    entry.warm_once()
+    entry.warm_once()
+    assert entry._configured == configured
+    assert entry.run(corpus[0].read_bytes()) == before
+    # It needs nothing configured: a page's worker warms up before the subject is known.
+    fresh = _entry()
+    fresh.warm_once()
+    assert fresh._configured == {}
 
 
 def test_the_browser_entry_gives_what_the_server_engine_gives(corpus):

@@ -8,6 +8,11 @@ answers with the output bytes and a JSON record (what was done, never a value fr
 text. It is started only when a file first needs it: until then such a file's record says `ocr_wanted`, and
 the worker starts OCR and runs the file again; if OCR cannot start, the file is held back with the reason.
 
+`warm_once` runs the engine once on pydicom's own small CT with a throwaway key, touching nothing of the
+subject's configuration: the worker calls it while the page waits for a folder, so that the browser compiles the
+interpreter's hot paths to optimized code before the coordinator's files arrive rather than during their first
+hundred or so (WebAssembly starts in a baseline tier and is optimized function by function as it runs).
+
 `patient_hash` is the wrong-patient guard's first pass: the keyed hash of a file's Patient ID read from its
 first bytes only (the header up to Patient ID, decoded as the engine decodes it), so the page knows whose files
 it holds before any is de-identified. `run(data, hash_here=False)` leaves the output's SHA-256 to the worker
@@ -22,6 +27,7 @@ import hashlib
 import io
 import json
 import time
+from importlib.resources import files as package_files
 
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
@@ -40,6 +46,7 @@ from trials.deid.pseudonym import PseudonymSpace
 
 _configured: dict = {}
 _ocr: dict = {"reader": None, "failure": "", "wanted": False}
+_warm: dict = {}
 
 
 def use_ocr(reader, failure: str = "") -> None:
@@ -174,6 +181,18 @@ def run(data, hash_here: bool = True, timed: bool = False) -> tuple:
         method=result.deid_method,
     )
     return (result.data, json.dumps(record)) + ((_timings(t0, t1, t2, t3),) if timed else ())
+
+
+def warm_once() -> None:
+    """One run of the engine on a real CT header (pydicom's CT_small.dcm, part of its wheel) for the optimizing
+    compiler's sake; its output is dropped. Its own key and options: the subject's are neither needed nor used."""
+    if not _warm:
+        _warm.update(
+            sample=(package_files("pydicom") / "data" / "test_files" / "CT_small.dcm").read_bytes(),
+            space=PseudonymSpace(bytes(32)),
+            options=DeidOptions(),
+        )
+    deidentify(_warm["sample"], space=_warm["space"], subject_code="WARM-UP", options=_warm["options"])
 
 
 def _timings(t0: float, t1: float, t2: float, t3: float) -> str:

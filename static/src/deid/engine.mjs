@@ -8,6 +8,7 @@
 //   engine.configure(subjectKeyHex, subjectCode, options);
 //   const { data, record, timing } = await engine.run(bytes);   // data: Uint8Array (empty when rejected)
 //   const hash = engine.patientHash(head);   // the guard's first pass: from a file's first bytes, or null
+//   engine.warmOnce();   // one run on a built-in sample, to have the browser optimize the engine's code
 //
 // The output's SHA-256 (the record's `sha256`, and its keyed `key_check` from the engine) is computed here with
 // Web Crypto where the page has it (a secure context, and Node), several times faster than Python's hashlib in
@@ -100,6 +101,9 @@ export async function startEngine({ loadPyodide, TesseractCore, base, read }) {
         result = runOnce(bytes);
       }
       return hashed(result);
+    },
+    warmOnce() {
+      entry.warm_once();
     },
     patientHash(head) {
       const hash = entry.patient_hash(head);

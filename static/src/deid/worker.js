@@ -1,17 +1,43 @@
 // The upload page's de-identification worker: one engine, files one at a time, the subject key kept here.
 // Messages in:  {type: "start"} · {type: "configure", key, subject, options} · {type: "run", id, bytes} ·
 //               {type: "patients", id, heads}
-// Messages out: {type: "ready", version, startMs, snapshot} · {type: "done", id, data, record, ms, timing, ocrStartMs} ·
-//               {type: "patients", id, hashes, ms} · {type: "error", id?, message}
+// Messages out: {type: "ready", version, startMs, snapshot} · {type: "warm", ms, runs, interrupted, failed} ·
+//               {type: "done", id, data, record, ms, timing, ocrStartMs} · {type: "patients", id, hashes, ms} ·
+//               {type: "error", id?, message}
 // "patients": the wrong-patient guard's first pass, each file's patient hash from its first bytes (or null).
+// "warm": once ready, the worker runs the engine on a built-in sample for up to WARM_MS, in slices that let a
+// message in between, so that the browser has optimized the engine's code before the first file; the first file
+// (or first pass) to arrive ends it at once.
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import { startEngine } from "./engine.mjs";
 import TesseractCore from "./ocr/tesseract-core.mjs";
 
 const base = new URL("./", import.meta.url).href;
+const WARM_MS = 1000;
+const WARM_SLICE_MS = 20;
 let engine = null;
 let starting = null;
+let interrupted = false;
+
+async function warmUp() {
+  const started = performance.now();
+  let runs = 0;
+  let failed = false;
+  try {
+    while (!interrupted && performance.now() - started < WARM_MS) {
+      const slice = performance.now() + WARM_SLICE_MS;
+      while (performance.now() < slice) {
+        engine.warmOnce();
+        runs += 1;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 0)); // a waiting message is handled here
+    }
+  } catch {
+    failed = true; // only slower first files: the engine itself answers for every real file
+  }
+  self.postMessage({ type: "warm", ms: performance.now() - started, runs, interrupted, failed });
+}
 
 async function read(url) {
   const response = await fetch(url, { credentials: "same-origin" });
@@ -21,6 +47,7 @@ async function read(url) {
 
 self.onmessage = async (event) => {
   const message = event.data;
+  if (message.type === "run" || message.type === "patients") interrupted = true; // the files come first
   try {
     if (message.type === "start") {
       const started = performance.now();
@@ -28,6 +55,7 @@ self.onmessage = async (event) => {
       engine = await starting;
       const startMs = performance.now() - started;
       self.postMessage({ type: "ready", version: engine.version, startMs, snapshot: engine.snapshot });
+      await warmUp();
     } else if (message.type === "configure") {
       engine.configure(message.key, message.subject, message.options);
       self.postMessage({ type: "configured" });

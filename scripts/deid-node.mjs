@@ -7,9 +7,10 @@
 // Reads {key, subject, options, files, rounds?, ocr?, head?, profile?, warm?} as JSON on stdin (ocr: false runs
 // without OCR; head: the wrong-patient guard's first pass over each file's first `head` bytes; profile: the
 // engine's steps timed apart; warm: runs of the page worker's warm-up before the subject is configured and as
-// many after, as a page's worker may do them) and writes {startMs, snapshot, ocrStartMs, roundMs, headMs, profile, results: [{record, ms,
-// timing, patientHash}]} as JSON on stdout (snapshot: whether the engine started from build's memory snapshot) (timing: where the first round's time went, engine.mjs); each accepted file's
-// output bytes go to `<file>.out` (first round only).
+// many after, as a page's worker may do them) and writes {startMs, snapshot, ocrStartMs, roundMs, headMs, profile,
+// results: [{record, ms, timing, patientHash}]} as JSON on stdout (snapshot: whether the engine started from the
+// build's memory snapshot; timing: where the first round's time went, engine.mjs); each accepted file's output
+// bytes go to `<file>.out` (first round only).
 
 import { readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";

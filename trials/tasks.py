@@ -38,14 +38,16 @@ def ingest_sweep() -> int:
 
 @shared_task(acks_late=True)
 def store_leftovers_sweep() -> int:
-    """Daily (Celery beat): remove the temporary files of writes that died before their final link.
+    """Daily (Celery beat): remove the temporary files of writes that died before their final link, and the raw
+    copies in quarantine that nothing waits for (a process died between settling a file and deleting its copy).
 
-    They are invisible to everything (no final name, no row) and only take space, so a walk of the whole store
-    once a day is enough.
+    The temporary files are invisible to everything (no final name, no row) and only take space; the raw copies
+    of settled files are normally deleted at once, so a walk of the stores once a day is enough.
     """
     from .ingest import store
+    from .ingest.services import quarantine_leftovers_sweep
 
-    return store.temporary_leftovers_sweep()
+    return store.temporary_leftovers_sweep() + quarantine_leftovers_sweep()
 
 
 @shared_task(acks_late=True, autoretry_for=DATABASE_DOWN, retry_backoff=True, max_retries=3)

@@ -18,6 +18,7 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError, connection
 from django.urls import reverse
+from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from tests.conftest import build_world
@@ -121,6 +122,49 @@ def test_files_written_by_a_batch_that_rolls_back_are_removed(world, stores, ser
     with pytest.raises(RuntimeError):
         upload_receive(upload=upload, files=series[:3])
     assert not [p for p in (stores / "images").rglob("*") if p.is_file()]
+
+
+def test_a_task_run_again_after_its_commit_removes_the_raw_copies_its_first_run_left(
+    world, stores, series, monkeypatch, on_commit_now
+):
+    """A worker killed between the commit that settles its batch and the deletion of the raw copies after it:
+    the task comes again (it is acknowledged only when it ends) and finds its files done. It removes their raw
+    copies, or identified bytes of files already de-identified would stay in quarantine for good."""
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    with monkeypatch.context() as killed:
+        killed.setattr(store, "quarantine_delete", lambda upload_id, sha256: None)  # dies before deleting
+        items = upload_receive(upload=upload, files=series[:3])
+    assert {i.state for i in UploadItem.objects.filter(upload=upload)} == {UploadItem.State.ACCEPTED}
+    assert len(storage_keys(store.quarantine_storage())) == 3
+
+    process_upload_batch([item.pk for item in items])  # the task, redelivered to another worker
+
+    assert storage_keys(store.quarantine_storage()) == []
+    assert Instance.objects.count() == 3
+
+
+def test_the_sweep_removes_raw_copies_nothing_waits_for_and_keeps_the_rest(
+    world, stores, series, monkeypatch, on_commit_now
+):
+    """Raw copies no task will come for: a settled file's (its web request died after processing it while its
+    copy was written again), and one that no row names, once old (a request that died before its commit)."""
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    with monkeypatch.context() as killed:
+        killed.setattr(store, "quarantine_delete", lambda upload_id, sha256: None)  # dies before deleting
+        upload_receive(upload=upload, files=series[:2])
+    monkeypatch.setattr(services, "_enqueue_on_commit", lambda ids: None)  # this one waits for its task
+    waiting = upload_receive(upload=upload, files=series[2:3])[0]
+    quarantine = store.quarantine_storage()
+    old_orphan, young_orphan = store.quarantine_key(upload.pk, "a" * 64), store.quarantine_key(upload.pk, "b" * 64)
+    for key in (old_orphan, young_orphan):
+        quarantine.save(key, io.BytesIO(b"raw bytes whose request died before its commit"))
+    two_hours_ago = timezone.now().timestamp() - 7200
+    os.utime(quarantine.path(old_orphan), (two_hours_ago, two_hours_ago))
+    assert len(storage_keys(quarantine)) == 5
+
+    assert services.quarantine_leftovers_sweep() == 3
+    assert sorted(storage_keys(quarantine)) == sorted([store.quarantine_key(upload.pk, waiting.sha256), young_orphan])
+    assert services.quarantine_leftovers_sweep() == 0
 
 
 def test_a_batch_waits_for_its_files_to_reach_the_disk_before_it_locks_rows_other_batches_need(

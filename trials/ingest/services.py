@@ -208,6 +208,36 @@ def upload_items_requeue(*, grace: timedelta | None = None) -> int:
     return len(stale)
 
 
+SETTLED_STATES = (UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED)
+
+
+def quarantine_leftovers_sweep(*, older_than: float = 3600.0) -> int:
+    """Delete the raw copies in quarantine that nothing waits for; returns how many were removed.
+
+    A copy goes when its file is settled (accepted, a duplicate or rejected: a process died between the commit
+    that settled it and the deletion after it, and no task comes for it again), or when no file row names it and
+    it is older than `older_than` seconds (a request died between the copy and the commit that acknowledges it:
+    the site sends the file again). A waiting file's copy, or one to be sent again, stays.
+    """
+    storage, removed, cutoff = store.quarantine_storage(), 0, timezone.now() - timedelta(seconds=older_than)
+    folders, _files = storage.listdir("")
+    for folder in folders:
+        if not folder.isdigit():
+            continue
+        _inner, names = storage.listdir(f"{folder}/")
+        shas = [name for name in names if re.fullmatch(r"[0-9a-f]{64}", name)]
+        states = dict(UploadItem.objects.filter(upload_id=int(folder), sha256__in=shas).values_list("sha256", "state"))
+        for sha in shas:
+            state, key = states.get(sha), store.quarantine_key(int(folder), sha)
+            try:
+                if state in SETTLED_STATES or (state is None and storage.get_modified_time(key) < cutoff):
+                    storage.delete(key)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
+
+
 def _reject(item: UploadItem, code: str, reason: str) -> None:
     """The reason is stored in English, with its template and parameters when it is a Text: pages say it in their
     reader's language (UploadItem.reason_display)."""
@@ -425,11 +455,17 @@ def _batch_process(item_ids: list[int]) -> None:
     """
     _fault("batch_start", item_ids)
     _claim(item_ids)
-    items = list(
-        UploadItem.objects.filter(pk__in=item_ids, state=UploadItem.State.QUARANTINED).select_related(
+    rows = list(
+        UploadItem.objects.filter(pk__in=item_ids).select_related(
             "upload__timepoint__subject__trial", "upload__timepoint__visit"
         )
     )
+    for row in rows:
+        if row.state in SETTLED_STATES:
+            # Settled by an earlier run of this task that died between its commit and the deletion after it (a
+            # task is acknowledged only when it ends, so it comes again): the raw copy goes now.
+            store.quarantine_delete(row.upload_id, row.sha256)
+    items = [row for row in rows if row.state == UploadItem.State.QUARANTINED]
     if not items:
         return
     upload = items[0].upload

@@ -7,8 +7,8 @@ from trials.ingest.services import quarantine_leftovers_sweep, upload_items_requ
 class Command(BaseCommand):
     help = (
         "Queue again every received file still waiting without a live task, and remove the temporary files of "
-        "writes that died and the raw copies that nothing waits for. Celery beat does this with workers; without a broker (the embedded default), run it "
-        "at start-up (make run does) or from cron."
+        "writes that died and the raw copies that nothing waits for. Celery beat does this with workers; without "
+        "a broker (the embedded default), run it at start-up (make run does) or from cron."
     )
 
     def add_arguments(self, parser):

@@ -20,7 +20,7 @@ from ctims.exceptions import CTIMSError, ValidationFailed
 from .. import selectors
 from ..access import Actor
 from ..ingest.browser import browser_records_receive
-from ..ingest.services import BATCH_SIZE, upload_receive
+from ..ingest.services import BATCH_SIZE, WAITING_STATES, upload_receive
 from ..models import UploadItem
 from .multipart import BodyTimeout, BodyTooLarge, BoundedBody, MultipartError, MultipartReader, parse_content_type
 
@@ -262,7 +262,7 @@ class UploadStowApi(APIView):
         if failed:
             body["00081198"] = {"vr": "SQ", "Value": failed}
         # A file waiting for processing, or whose quarantined copy failed its check and must be sent again.
-        waiting = any(i.state in (UploadItem.State.QUARANTINED, UploadItem.State.RESEND) for i in items)
+        waiting = any(i.state in WAITING_STATES for i in items)
         # PS3.18 10.5.3: 200 all stored, 409 none stored and none waiting, 202 anything in between.
         status = 200 if not failed and not waiting else (409 if failed and not referenced and not waiting else 202)
         return Response(body, status=status)

@@ -36,6 +36,10 @@ from .reverify import file_processor
 from .subject_keys import subject_space
 from .validate import check_receivable
 
+# A file still waiting for its outcome (processing, or its copy sent again), and one whose outcome is final.
+WAITING_STATES = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
+SETTLED_STATES = (UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED)
+
 UPLOADABLE_STATES = (
     Timepoint.State.EXPECTED,
     Timepoint.State.UPLOADING,
@@ -122,7 +126,7 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     """
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
-    waiting = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
+    waiting = WAITING_STATES
     with store.StagedWrites(store.quarantine_storage(), stage="receive") as staging:
         received: dict[str, bytes] = {}
         files = list(files)
@@ -208,9 +212,6 @@ def upload_items_requeue(*, grace: timedelta | None = None) -> int:
     return len(stale)
 
 
-SETTLED_STATES = (UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED)
-
-
 def quarantine_leftovers_sweep(*, older_than: float = 3600.0) -> int:
     """Delete the raw copies in quarantine that nothing waits for; returns how many were removed.
 
@@ -219,13 +220,15 @@ def quarantine_leftovers_sweep(*, older_than: float = 3600.0) -> int:
     it is older than `older_than` seconds (a request died between the copy and the commit that acknowledges it:
     the site sends the file again). A waiting file's copy, or one to be sent again, stays.
     """
+    from .browser import HEX64  # the browser module builds on this one
+
     storage, removed, cutoff = store.quarantine_storage(), 0, timezone.now() - timedelta(seconds=older_than)
     folders, _files = storage.listdir("")
     for folder in folders:
         if not folder.isdigit():
             continue
         _inner, names = storage.listdir(f"{folder}/")
-        shas = [name for name in names if re.fullmatch(r"[0-9a-f]{64}", name)]
+        shas = [name for name in names if HEX64.fullmatch(name)]
         states = dict(UploadItem.objects.filter(upload_id=int(folder), sha256__in=shas).values_list("sha256", "state"))
         for sha in shas:
             state, key = states.get(sha), store.quarantine_key(int(folder), sha)
@@ -679,7 +682,7 @@ def upload_status(upload: Upload, *, items_from: int | None = None) -> UploadSta
     processing, so a page polling while it sends gets the files in flight, not all of them each time; once the
     upload is complete or cancelled, every file."""
     rows = list(upload.items.all())
-    unsettled = [row.pk for row in rows if row.state in (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)]
+    unsettled = [row.pk for row in rows if row.state in WAITING_STATES]
     cursor = min(unsettled) if unsettled else max((row.pk for row in rows), default=-1) + 1
     counts = _counts(Counter(row.state for row in rows))
     if items_from is not None and upload.state in (Upload.State.OPEN, Upload.State.PROCESSING):

@@ -34,7 +34,10 @@ FINAL_STATES = {UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadIte
 
 def storage_keys(storage, prefix: str = "") -> list[str]:
     """Every key in a storage (file system or S3), temporary files of unfinished writes included."""
-    directories, files = storage.listdir(prefix)
+    try:
+        directories, files = storage.listdir(prefix)
+    except FileNotFoundError:  # a file-system store never written to has no folder yet
+        return []
     keys = [f"{prefix}{name}" for name in files]
     for directory in directories:
         keys.extend(storage_keys(storage, f"{prefix}{directory}/"))

@@ -167,6 +167,13 @@ def test_the_sweep_removes_raw_copies_nothing_waits_for_and_keeps_the_rest(
     assert services.quarantine_leftovers_sweep() == 0
 
 
+def test_the_sweeps_run_on_a_host_whose_quarantine_was_never_written(stores):
+    """A host whose uploads all came de-identified from the browser has no quarantine folder at all."""
+    assert not os.path.exists(store.quarantine_storage().location)
+    assert services.quarantine_leftovers_sweep() == 0
+    assert store.temporary_leftovers_sweep() == 0
+
+
 def test_a_batch_waits_for_its_files_to_reach_the_disk_before_it_locks_rows_other_batches_need(
     transactional_db, stores, series, faults
 ):

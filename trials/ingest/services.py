@@ -123,16 +123,24 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     transactional outbox): its task is queued after the commit, and a file whose task never arrives (the web
     process died, the broker was down) is queued again by `upload_items_requeue`. A file sent again that is
     still waiting is queued again at once; one whose copy failed its check (state "resend") gets the new copy.
+
+    Files the site's browser de-identified hold nothing raw: they skip quarantine and are settled in this
+    request (`_receive_deidentified`).
     """
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
     waiting = WAITING_STATES
+    received: dict[str, bytes] = {}
+    files = list(files)
+    for sha, data in zip(store.io_pool("receive").map(store.sha256_hex, files), files, strict=True):
+        received.setdefault(sha, data)  # hashed side by side on the I/O threads
+    known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
+    if upload.deid_path == Upload.DeidPath.BROWSER:
+        due = {sha: data for sha, data in received.items() if known.get(sha) in (None, *waiting)}
+        _receive_deidentified(upload, due, resent={sha for sha in due if sha in known})
+        items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
+        return [items_by_sha[sha] for sha in received if sha in items_by_sha]
     with store.StagedWrites(store.quarantine_storage(), stage="receive") as staging:
-        received: dict[str, bytes] = {}
-        files = list(files)
-        for sha, data in zip(store.io_pool("receive").map(store.sha256_hex, files), files, strict=True):
-            received.setdefault(sha, data)  # hashed side by side on the I/O threads
-        known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
         for sha, data in received.items():
             if sha not in known:  # all written first, then made durable together
                 staging.stage(store.quarantine_key(upload.pk, sha), data, hashed=False)
@@ -161,6 +169,69 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
             # Processed while this copy was being written: the copy is not needed (and would be a leftover).
             store.quarantine_delete(upload.pk, sha)
     return [items_by_sha[sha] for sha in received if sha in items_by_sha]
+
+
+def _receive_deidentified(upload: Upload, due: dict[str, bytes], *, resent: set[str]) -> None:
+    """Settle files the site's browser de-identified in the request that brings them: each is re-verified, then
+    stored and indexed, or rejected, in the one transaction that also creates its row.
+
+    Such a file holds nothing raw, so it needs no quarantine copy, and the row that acknowledges it commits
+    only with its stored file durable and indexed (a request that dies first acknowledged nothing: the site
+    sends the file again, and the image store takes the same bytes twice). `due` maps each file's SHA-256 to
+    its bytes: new files, and files sent again whose row still waits (`resent`: their raw copy, sent before
+    this path existed, is deleted once they are settled).
+    A batch whose index write the database refuses for its content is done again one file at a time, so that
+    the file at fault is rejected alone.
+    """
+    if not due:
+        return
+    try:
+        _settle_at_receipt(upload, due, resent=resent)
+    except (DataError, IntegrityError):
+        if len(due) > 1:
+            for sha, data in due.items():
+                _receive_deidentified(upload, {sha: data}, resent=resent)
+            return
+        with transaction.atomic():
+            [(sha, data)] = due.items()
+            item, _created = UploadItem.objects.get_or_create(
+                upload=upload, sha256=sha, defaults={"size": len(data), "state": UploadItem.State.QUARANTINED}
+            )
+        _reject_unindexable(item.pk)
+
+
+def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str]) -> None:
+    timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
+    process = file_processor(
+        upload=upload,
+        shas=list(due),
+        space=subject_space(trial, subject.code),
+        subject_code=subject.code,
+        options=trial_deid_options(trial),
+    )
+    with store.StagedWrites(store.image_storage(), stage="receive") as staging:
+        outcomes: dict[str, DeidResult | DeidRejected] = {}
+        for sha, data in due.items():
+            outcome = outcomes[sha] = _deidentify_one(data, sha, process=process)
+            if isinstance(outcome, DeidResult) and outcome.study_instance_uid and outcome.series_instance_uid:
+                staging.stage(_result_key(trial, outcome), outcome.data)  # written while the next is checked
+        staging.settle()
+        now = timezone.now()
+        with store.stored_files_undone_on_error(), transaction.atomic():
+            rows = [UploadItem(upload=upload, sha256=sha, size=len(data), queued_at=now) for sha, data in due.items()]
+            UploadItem.objects.bulk_create(rows, ignore_conflicts=True)  # a concurrent request's rows stand
+            ids = dict(
+                UploadItem.objects.filter(upload=upload, sha256__in=due, state__in=WAITING_STATES).values_list(
+                    "sha256", "pk"
+                )
+            )
+            UploadItem.objects.filter(pk__in=ids.values(), state=UploadItem.State.RESEND).update(
+                state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}
+            )
+            by_pk: dict[int, DeidResult | DeidRejected | None] = {ids[sha]: outcomes[sha] for sha in ids}
+            _index_in_transaction(
+                by_pk, upload=upload, timepoint=timepoint, subject=subject, staging=staging, copies=resent
+            )
 
 
 def _enqueue_on_commit(item_ids: list[int]) -> None:
@@ -223,7 +294,10 @@ def quarantine_leftovers_sweep(*, older_than: float = 3600.0) -> int:
     from .browser import HEX64  # the browser module builds on this one
 
     storage, removed, cutoff = store.quarantine_storage(), 0, timezone.now() - timedelta(seconds=older_than)
-    folders, _files = storage.listdir("")
+    try:
+        folders, _files = storage.listdir("")
+    except FileNotFoundError:  # never written to: every upload of this host came de-identified from a browser
+        return 0
     for folder in folders:
         if not folder.isdigit():
             continue
@@ -534,62 +608,80 @@ def _index_batch(
     whose copy is damaged and to complete the upload, just before the commit.
     """
     with store.stored_files_undone_on_error(), transaction.atomic():
-        locked = {
-            i.pk: i
-            for i in UploadItem.objects.select_for_update().filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
-        }
-        results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
-        subject = Subject.objects.select_related("trial").get(pk=subject.pk)
+        _index_in_transaction(outcomes, upload=upload, timepoint=timepoint, subject=subject, staging=staging)
+
+
+def _index_in_transaction(
+    outcomes: dict[int, DeidResult | DeidRejected | None],
+    *,
+    upload: Upload,
+    timepoint: Timepoint,
+    subject: Subject,
+    staging: store.StagedWrites,
+    copies: set[str] | None = None,
+) -> None:
+    """The body of `_index_batch`, in a transaction its caller holds (and whose rollback deletes what it stored).
+
+    The raw copies of the files settled here are deleted after the commit: all of them, or only `copies` (the
+    files that have one) when the caller knows which.
+    """
+    locked = {
+        i.pk: i
+        for i in UploadItem.objects.select_for_update().filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
+    }
+    results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
+    subject = Subject.objects.select_related("trial").get(pk=subject.pk)
+    timepoint.subject = subject
+    index = _BatchIndex.load(timepoint, results)
+    if not subject.source_patient_hash or index.incomplete(results):
+        subject = Subject.objects.select_related("trial").select_for_update(of=("self",)).get(pk=subject.pk)
         timepoint.subject = subject
-        index = _BatchIndex.load(timepoint, results)
-        if not subject.source_patient_hash or index.incomplete(results):
-            subject = Subject.objects.select_related("trial").select_for_update(of=("self",)).get(pk=subject.pk)
-            timepoint.subject = subject
-            index = _BatchIndex.load(timepoint, results)  # what a batch that held the lock before us created
-        if not subject.source_patient_hash:
-            # The subject's first images: the patient most of the batch belongs to is the subject, so a stray
-            # file of another patient is held back whatever order the files arrive in.
-            patients = Counter(r.source_patient_hash for r in results if r.source_patient_hash)
-            if patients:
-                subject.source_patient_hash = patients.most_common(1)[0][0]
-                subject.save(update_fields=["source_patient_hash"])
-        new_instances, now = [], timezone.now()
-        with store.durable_batch():  # the stored files are durable before the index that points to them commits
-            for pk, item in locked.items():
-                try:
-                    _index_one(
-                        item, outcomes[pk], upload=upload, index=index, new_instances=new_instances, staging=staging
-                    )
-                except DatabaseError:
-                    raise  # the transaction is broken: the whole batch is retried
-                except store.DifferentFileStored:
-                    _reject(
-                        item,
-                        "conflict",
-                        Text(
-                            gettext_noop(
-                                "Another file is already stored under this image's identifiers; this one was not "
-                                "stored."
-                            )
-                        ),
-                    )
-                except Exception as exc:  # the index sees de-identified values only; scrubbed all the same
-                    outcome = outcomes[pk]
-                    _reject(item, "unreadable", unreadable_reason(exc, getattr(outcome, "data", b"")))
-                item.processed_at = now if item.state != UploadItem.State.RESEND else None
-        Instance.objects.bulk_create(new_instances)
-        for series_id, added in Counter(i.series_id for i in new_instances).items():
-            Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
-        upload = Upload.objects.select_for_update().get(pk=upload.pk)
-        for item in locked.values():
-            if item.state == UploadItem.State.RESEND and upload.state != Upload.State.OPEN:
-                # The upload closed while this batch ran: nobody will send the file again.
-                _reject(item, "lost", DAMAGED_REASON)
-                item.processed_at = now
-        _save_outcomes(list(locked.values()))
-        done = [item.sha256 for item in locked.values() if item.state != UploadItem.State.RESEND]
-        transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in done])
-        _maybe_complete(upload)
+        index = _BatchIndex.load(timepoint, results)  # what a batch that held the lock before us created
+    if not subject.source_patient_hash:
+        # The subject's first images: the patient most of the batch belongs to is the subject, so a stray
+        # file of another patient is held back whatever order the files arrive in.
+        patients = Counter(r.source_patient_hash for r in results if r.source_patient_hash)
+        if patients:
+            subject.source_patient_hash = patients.most_common(1)[0][0]
+            subject.save(update_fields=["source_patient_hash"])
+    new_instances, now = [], timezone.now()
+    with store.durable_batch():  # the stored files are durable before the index that points to them commits
+        for pk, item in locked.items():
+            try:
+                _index_one(item, outcomes[pk], upload=upload, index=index, new_instances=new_instances, staging=staging)
+            except DatabaseError:
+                raise  # the transaction is broken: the whole batch is retried
+            except store.DifferentFileStored:
+                _reject(
+                    item,
+                    "conflict",
+                    Text(
+                        gettext_noop(
+                            "Another file is already stored under this image's identifiers; this one was not stored."
+                        )
+                    ),
+                )
+            except Exception as exc:  # the index sees de-identified values only; scrubbed all the same
+                outcome = outcomes[pk]
+                _reject(item, "unreadable", unreadable_reason(exc, getattr(outcome, "data", b"")))
+            item.processed_at = now if item.state != UploadItem.State.RESEND else None
+    Instance.objects.bulk_create(new_instances)
+    for series_id, added in Counter(i.series_id for i in new_instances).items():
+        Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
+    upload = Upload.objects.select_for_update().get(pk=upload.pk)
+    for item in locked.values():
+        if item.state == UploadItem.State.RESEND and upload.state != Upload.State.OPEN:
+            # The upload closed while this batch ran: nobody will send the file again.
+            _reject(item, "lost", DAMAGED_REASON)
+            item.processed_at = now
+    _save_outcomes(list(locked.values()))
+    done = [
+        item.sha256
+        for item in locked.values()
+        if item.state != UploadItem.State.RESEND and (copies is None or item.sha256 in copies)
+    ]
+    transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in done])
+    _maybe_complete(upload)
 
 
 def _index_one(

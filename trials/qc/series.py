@@ -171,14 +171,26 @@ def series_info_from_datasets(datasets: Sequence[Dataset], *, study_day: int | N
 def series_info_from_dicom_json(metadata: Iterable[Mapping[str, Any]], *, study_day: int | None = None) -> SeriesInfo:
     """A SeriesInfo from the DICOM JSON metadata (PS3.18 F.2) of each instance of one series.
 
-    Bulk data references (BulkDataURI) are not fetched: QC reads headers only.
+    Bulk data references (BulkDataURI) are not fetched: QC reads headers only, and such an element is empty.
     """
-    datasets = [Dataset.from_json(dict(item), bulk_data_uri_handler=_no_bulk_data) for item in metadata]
+    datasets = [Dataset.from_json(_without_bulk_data(item)) for item in metadata]
     return series_info_from_datasets(datasets, study_day=study_day)
 
 
-def _no_bulk_data(tag: str, vr: str, uri: str) -> None:
-    return None
+def _without_bulk_data(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The item with every BulkDataURI element (in sequences too) left without a value.
+
+    Done here rather than by a bulk data handler: pydicom inspects the handler's signature once per element,
+    which took as long as the rest of reading a series' headers.
+    """
+    out = {}
+    for tag, element in item.items():
+        if "BulkDataURI" in element:
+            element = {"vr": element.get("vr", "UN")}
+        elif element.get("vr") == "SQ" and element.get("Value"):
+            element = {**element, "Value": [_without_bulk_data(i) for i in element["Value"]]}
+        out[tag] = element
+    return out
 
 
 def _instances_of(ds: Dataset) -> list[InstanceInfo]:

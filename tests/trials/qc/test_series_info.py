@@ -50,3 +50,15 @@ def test_it_reads_the_dicom_json_of_each_instance():
     assert s == series_info_from_datasets(datasets, study_day=3)
     assert s.diffusion_b_values == (0.0, 1000.0)
     assert s.image_count == 8
+
+
+@pytest.mark.filterwarnings("error")
+def test_bulk_data_references_in_the_dicom_json_are_read_as_empty_values_without_fetching_or_warning():
+    datasets = slices(2, modality="MR", description="DWI", b_values=[0, 1000], repetition_time=5000, echo_time=70)
+    items = [ds.to_json_dict() for ds in datasets]
+    for n, item in enumerate(items):  # as a DICOMweb server answers: the pixels and a long value by reference
+        item["7FE00010"] = {"vr": "OW", "BulkDataURI": f"https://pacs.example/instances/{n}/bulkdata/7FE00010"}
+        item["00081115"] = {"vr": "SQ", "Value": [{"00091001": {"vr": "OB", "BulkDataURI": "https://pacs.example/b"}}]}
+    s = series_info_from_dicom_json(items, study_day=3)
+    assert s == series_info_from_dicom_json([ds.to_json_dict() for ds in datasets], study_day=3)
+    assert s.diffusion_b_values == (0.0, 1000.0)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -37,11 +38,16 @@ def browser():
     # Playwright's sync API runs an event loop in this thread while the session lasts; the ORM calls the
     # tests make between browser steps are still synchronous and safe.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    # Entering and leaving Playwright's sync API changes this thread's context (contextvars), where Django keeps
+    # its connections: a connection opened before either would be left open and unreachable, and the test
+    # database could not be dropped at the end of the session. Each side closes its own first.
+    connections.close_all()
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             yield browser
             browser.close()
+            connections.close_all()
     finally:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 

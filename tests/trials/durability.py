@@ -25,7 +25,7 @@ from django.urls import reverse
 
 from ctims.broker import tasks_sent_to
 from ctims.celery import app
-from trials.ingest import store
+from trials.ingest import services, store
 from trials.models import Instance, UploadItem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +104,22 @@ def end_state_problems(*, uploads=None) -> list[str]:
     if unindexed:
         problems.append(f"{len(unindexed)} files in the image store that no row points to: {unindexed[:5]}")
     return problems
+
+
+def refuse_the_index_row_of_one_file(monkeypatch) -> None:
+    """Make the database refuse the index row of the first instance indexed (and of no other): its instance
+    number is out of the column's range."""
+    real = services._new_instance
+    bad_uid = []
+
+    def new_instance(result, series_row, key, **hashed):
+        instance = real(result, series_row, key, **hashed)
+        if not bad_uid or bad_uid[0] == result.sop_instance_uid:
+            bad_uid[:1] = [result.sop_instance_uid]
+            instance.instance_number = 2**40
+        return instance
+
+    monkeypatch.setattr(services, "_new_instance", new_instance)
 
 
 def assert_end_state(*, uploads=None) -> None:

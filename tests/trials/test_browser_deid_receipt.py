@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from django.core.files.storage import FileSystemStorage
 
-from tests.trials.durability import assert_end_state, storage_keys
+from tests.trials.durability import assert_end_state, refuse_the_index_row_of_one_file, storage_keys
 from trials.deid.pseudonym import PseudonymSpace
 from trials.ingest import services, store
 from trials.ingest.services import upload_batch_process, upload_finish, upload_receive
@@ -119,17 +119,7 @@ def test_a_file_a_killed_request_left_under_its_final_name_is_taken_by_the_resen
 
 def test_a_file_whose_index_row_the_database_refuses_is_rejected_alone_at_receipt(world, api, sent, monkeypatch):
     upload_id, outputs, records = sent
-    real = services._new_instance
-    bad_uid = []
-
-    def new_instance(result, series_row, key, **hashed):
-        instance = real(result, series_row, key, **hashed)
-        if not bad_uid or bad_uid[0] == result.sop_instance_uid:
-            bad_uid[:1] = [result.sop_instance_uid]
-            instance.instance_number = 2**40  # out of the column's range: the database refuses the row
-        return instance
-
-    monkeypatch.setattr(services, "_new_instance", new_instance)
+    refuse_the_index_row_of_one_file(monkeypatch)
     response = stow_with_records(api, world.cora, upload_id, records, outputs)
     assert response.status_code == 202, response.content
     states = sorted(UploadItem.objects.values_list("state", "code"))

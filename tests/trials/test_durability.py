@@ -29,6 +29,7 @@ from tests.trials.durability import (
     celery_on,
     end_state_problems,
     kill_a_worker_mid_write_then_recover,
+    refuse_the_index_row_of_one_file,
     start_worker,
     stop,
     storage_keys,
@@ -646,17 +647,7 @@ def test_the_sweep_command_processes_what_waits_without_a_broker(world, stores, 
 def test_a_file_whose_index_row_the_database_refuses_is_rejected_alone(
     world, stores, series, monkeypatch, on_commit_now
 ):
-    real = services._new_instance
-    bad_uid = []
-
-    def new_instance(result, series_row, key, **hashed):
-        instance = real(result, series_row, key, **hashed)
-        if not bad_uid or bad_uid[0] == result.sop_instance_uid:
-            bad_uid[:1] = [result.sop_instance_uid]
-            instance.instance_number = 2**40  # out of the column's range: the database refuses the row
-        return instance
-
-    monkeypatch.setattr(services, "_new_instance", new_instance)
+    refuse_the_index_row_of_one_file(monkeypatch)
     upload = upload_open(actor=world.cora, timepoint=timepoint())
     upload_receive(upload=upload, files=series[:4])
     states = sorted(UploadItem.objects.values_list("state", "code"))

@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 
 import pydicom
 import pytest
-from django.core.files.storage import FileSystemStorage
+from django.db import connection
 
+from tests.conftest import build_world
 from tests.trials.durability import assert_end_state, refuse_the_index_row_of_one_file, storage_keys
 from trials.deid.pseudonym import PseudonymSpace
 from trials.ingest import services, store
 from trials.ingest.services import upload_batch_process, upload_finish, upload_receive
-from trials.models import Instance, Upload, UploadItem
+from trials.models import Instance, Trial, Upload, UploadItem
 
-from .test_browser_deid_api import browser_trial, in_browser, key_of, open_upload, series, stow_with_records
+from .test_browser_deid_api import (
+    browser_trial,
+    in_browser,
+    key_of,
+    open_upload,
+    send_records,
+    series,
+    stow_with_records,
+)
 
 __all__ = ["browser_trial", "series"]  # fixtures of the browser path, shared
 pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
@@ -28,12 +38,6 @@ pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
 @pytest.fixture
 def stores(stores_on_both_backends):
     return stores_on_both_backends
-
-
-@pytest.fixture
-def faults():
-    yield store.FAULT_HOOKS
-    store.FAULT_HOOKS.clear()
 
 
 @pytest.fixture
@@ -80,21 +84,22 @@ def test_de_identified_files_are_settled_in_their_request_without_a_raw_copy_or_
 
 
 def test_a_request_that_dies_before_its_commit_acknowledges_nothing_and_its_resend_is_stored_once(
-    world, api, sent, faults
+    world, api, sent, monkeypatch
 ):
     upload_id, outputs, records = sent
-    linked = []
+    real, stored = store.store_instance, []
 
-    def die(key):
-        linked.append(key)
-        if len(linked) == 3:
-            raise SystemExit("the web process dies while the request links its stored files")
+    def dies_at_the_third(key, data, **staged):
+        if len(stored) == 2:
+            raise SystemExit("the web process dies while the request stores its files, before its commit")
+        real(key, data, **staged)
+        stored.append(key)
 
-    # Where a stored file gets its final name: the link of its durable temporary file, or S3's one PUT.
-    faults["before_link" if isinstance(store.image_storage(), FileSystemStorage) else "mid_write"] = die
+    monkeypatch.setattr(store, "store_instance", dies_at_the_third)
     with pytest.raises(SystemExit):
         stow_with_records(api, world.cora, upload_id, records, outputs)
-    faults.clear()
+    monkeypatch.setattr(store, "store_instance", real)
+    assert len(stored) == 2
     assert not UploadItem.objects.exists()  # never acknowledged
     assert storage_keys(store.image_storage()) == []  # the two files linked before the death went with the rows
     response = stow_with_records(api, world.cora, upload_id, records, outputs)  # the site sends them again
@@ -156,4 +161,56 @@ def test_a_file_sent_again_after_it_was_settled_is_acknowledged_once(world, api,
     assert UploadItem.objects.count() == 4 and Instance.objects.count() == 4
     items = upload_receive(upload=Upload.objects.get(pk=upload_id), files=outputs[:1])
     assert [i.state for i in items] == ["accepted"]
+    assert_end_state()
+
+
+def test_two_requests_bringing_the_same_files_at_once_store_and_acknowledge_each_once(
+    transactional_db, stores, series, api, monkeypatch
+):
+    """The page resends a batch whose first request is still running: both have re-verified and written the
+    files before either commits; the first stores them, the second acknowledges them as they are."""
+    world = build_world()
+    Trial.objects.filter(pk=world.trial.pk).update(deid_paths=Trial.DeidPaths.EITHER)
+    upload_id = open_upload(api, world.cora).json()["id"]
+    outputs, records = in_browser(key_of(api, world.cora, upload_id).json(), series)
+    assert send_records(api, world.cora, upload_id, records).status_code == 200
+    second_written, first = threading.Event(), []
+    real_settle, real_store = store.StagedWrites.settle, store.store_instance
+
+    def settle(self):
+        real_settle(self)
+        if threading.current_thread().name == "second":
+            second_written.set()
+
+    def hold_the_first(key, data, **staged):
+        if threading.current_thread().name == "first" and not first:
+            first.append(key)
+            assert second_written.wait(60), "the second request never wrote its files"
+        real_store(key, data, **staged)
+
+    monkeypatch.setattr(store.StagedWrites, "settle", settle)
+    monkeypatch.setattr(store, "store_instance", hold_the_first)
+    answers, errors = {}, []
+
+    def request():
+        try:
+            upload = Upload.objects.select_related("timepoint__subject__trial").get(pk=upload_id)
+            answers[threading.current_thread().name] = upload_receive(upload=upload, files=outputs)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request, name=name) for name in ("first", "second")]
+    threads[0].start()
+    while not first and threads[0].is_alive():
+        threads[0].join(0.01)  # until the first request is inside its transaction, holding its rows
+    threads[1].start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert first, "the first request never stored a file"
+    for name in ("first", "second"):
+        assert sorted(i.state for i in answers[name]) == ["accepted"] * 4, name
+    assert UploadItem.objects.count() == 4 and Instance.objects.count() == 4
     assert_end_state()

@@ -366,6 +366,28 @@ def test_any_exception_of_one_file_becomes_its_rejection(world, stores, series, 
     assert UploadItem.objects.filter(state="accepted").count() == 3
 
 
+def test_a_file_that_fails_while_it_is_indexed_is_rejected_alone_and_leaves_no_temporary_file(
+    world, stores, series, monkeypatch, on_commit_now
+):
+    """Its de-identified copy was written (staged) before the index transaction; the failure comes after the
+    copy was taken for linking, so nothing else would remove it."""
+    real = services._new_instance
+    bad_uid = []
+
+    def new_instance(result, series_row, key, **hashed):
+        if not bad_uid or bad_uid[0] == result.sop_instance_uid:
+            bad_uid[:1] = [result.sop_instance_uid]
+            raise ValueError("an index value this code cannot take")
+        return real(result, series_row, key, **hashed)
+
+    monkeypatch.setattr(services, "_new_instance", new_instance)
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    upload_receive(upload=upload, files=series[:4])
+    assert sorted(UploadItem.objects.values_list("state", flat=True)) == ["accepted"] * 3 + ["rejected"]
+    upload_finish(actor=world.cora, upload=upload)
+    assert_end_state()  # among others: no file in the image store that no row points to
+
+
 def test_an_unreadable_reason_never_carries_a_value_of_the_file():
     raw = b"DICM\x10\x00\x10\x00PN\x0c\x00HONG^GILDONG\x10\x00\x20\x00LO\x08\x00PID0001 "
     exc = ValueError("could not convert string to float: 'HONG^GILDONG' (PID0001)")

@@ -225,6 +225,8 @@ def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str
                     "sha256", "pk"
                 )
             )
+            if not ids:
+                return  # a concurrent request settled them all: this one acknowledges them as they are
             UploadItem.objects.filter(pk__in=ids.values(), state=UploadItem.State.RESEND).update(
                 state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}
             )
@@ -719,9 +721,14 @@ def _index_one(
         key = store.instance_key(
             trial.code, study.study_instance_uid, series.series_instance_uid, outcome.sop_instance_uid
         )
-        staged = staging.take(key)
-        instance = _new_instance(outcome, series, key, sha256=staged.sha256 if staged is not None else None)
-        store.store_instance(key, outcome.data, staged=staged)
+        staged = staging.take(key)  # its temporary file is ours now: linked below, or removed
+        try:
+            instance = _new_instance(outcome, series, key, sha256=staged.sha256 if staged is not None else None)
+            store.store_instance(key, outcome.data, staged=staged)
+        except BaseException:
+            if staged is not None:
+                store.discard(staged)
+            raise
         index.instances[outcome.sop_instance_uid] = instance
         new_instances.append(instance)
         item.state, item.instance = UploadItem.State.ACCEPTED, instance

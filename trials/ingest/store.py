@@ -191,6 +191,11 @@ def _make_durable(staged: Staged) -> None:
         raise
 
 
+def discard(staged: Staged) -> None:
+    """Remove a taken file's temporary file when it is not to be linked (linking removes it otherwise)."""
+    _unlink_quietly(staged.temporary)
+
+
 def _unlink_quietly(path: str) -> None:
     with suppress(FileNotFoundError):
         os.unlink(path)

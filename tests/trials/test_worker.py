@@ -10,7 +10,8 @@ import redis
 
 from ctims.broker import transport_options
 from tests.conftest import build_world
-from tests.trials.durability import assert_end_state, celery_on, start_worker, stop, wait_for
+from tests.trials.durability import assert_end_state, celery_on, start_worker, stop, storage_keys, wait_for
+from trials.ingest import store
 from trials.ingest.services import upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Timepoint, Upload, UploadItem
@@ -79,10 +80,14 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
 
     second = worker_on(queue, tmp_path)
     try:
+        # The killed worker may have died after its batch's commit, before deleting the batch's raw copies: the
+        # upload is then complete before the task comes again (it was never acknowledged) and deletes them.
         wait_for(
-            lambda: Upload.objects.get(pk=upload.pk).state == "complete",
+            lambda: (
+                Upload.objects.get(pk=upload.pk).state == "complete" and not storage_keys(store.quarantine_storage())
+            ),
             120,
-            "the retried batch to finish",
+            "the retried batch to finish and the raw copies to be deleted",
             tmp_path / "worker.log",
         )
     finally:
@@ -94,7 +99,5 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
     stored = list((tmp_path / "images").rglob("*.dcm"))
     assert len(stored) == len(files)
     assert Timepoint.objects.get(pk=timepoint.pk).state == "uploaded"
-    from trials.ingest import store
-
     store.temporary_leftovers_sweep(older_than=0)  # the killed worker's unfinished write, if it died in one
     assert_end_state()

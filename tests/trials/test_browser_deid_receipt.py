@@ -214,3 +214,19 @@ def test_two_requests_bringing_the_same_files_at_once_store_and_acknowledge_each
         assert sorted(i.state for i in answers[name]) == ["accepted"] * 4, name
     assert UploadItem.objects.count() == 4 and Instance.objects.count() == 4
     assert_end_state()
+
+
+def test_a_waiting_file_whose_index_row_the_database_refuses_is_rejected_not_left_waiting(
+    world, api, sent, monkeypatch
+):
+    upload_id, outputs, records = sent
+    upload = Upload.objects.get(pk=upload_id)
+    sha = hashlib.sha256(outputs[0]).hexdigest()
+    UploadItem.objects.create(upload=upload, sha256=sha, size=len(outputs[0]), state=UploadItem.State.RESEND)
+    refuse_the_index_row_of_one_file(monkeypatch)
+    response = stow_with_records(api, world.cora, upload_id, records[:1], outputs[:1])
+    assert response.status_code == 409, response.content
+    item = UploadItem.objects.get(sha256=sha)
+    assert (item.state, item.code) == ("rejected", "unreadable")
+    upload_finish(actor=world.cora, upload=upload)
+    assert_end_state()

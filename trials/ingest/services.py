@@ -192,12 +192,13 @@ def _receive_deidentified(upload: Upload, due: dict[str, bytes], *, resent: set[
             for sha, data in due.items():
                 _receive_deidentified(upload, {sha: data}, resent=resent)
             return
+        [(sha, data)] = due.items()
         with transaction.atomic():
-            [(sha, data)] = due.items()
-            item, _created = UploadItem.objects.get_or_create(
-                upload=upload, sha256=sha, defaults={"size": len(data), "state": UploadItem.State.QUARANTINED}
+            item, _created = UploadItem.objects.get_or_create(upload=upload, sha256=sha, defaults={"size": len(data)})
+            UploadItem.objects.filter(pk=item.pk, state=UploadItem.State.RESEND).update(
+                state=UploadItem.State.QUARANTINED
             )
-        _reject_unindexable(item.pk)
+        _reject_unindexable(item.pk)  # rejects it if it still waits
 
 
 def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str]) -> None:

@@ -180,8 +180,8 @@ def series_info_from_dicom_json(metadata: Iterable[Mapping[str, Any]], *, study_
 def _without_bulk_data(item: Mapping[str, Any]) -> dict[str, Any]:
     """The item with every BulkDataURI element (in sequences too) left without a value.
 
-    Done here rather than by a bulk data handler: pydicom inspects the handler's signature once per element,
-    which took as long as the rest of reading a series' headers.
+    Done here rather than by a bulk data handler: pydicom inspects a handler's signature once per element, which
+    the QC of a 300-slice series paid 30,000 times (about a tenth of the upload's final checks).
     """
     out = {}
     for tag, element in item.items():

@@ -31,8 +31,11 @@ const ENGINE_WORKERS = 2;
 const TRIES = 6;
 const POLL_MS = 1000;
 const READERS = 4;
-// Files handed to each de-identification worker at once: the one it runs and the ones read for it to run next.
-const READ_AHEAD = 3;
+// Files handed to each de-identification worker at once: the one it runs and the ones read for it to run next
+// (with 3, each worker ran files for only about half of the de-identification's time while the page was also
+// sending), and the originals' bytes read ahead in all: a large multi-frame file waits for those before it.
+const READ_AHEAD = 6;
+const READ_AHEAD_BYTES = 64 * 1024 * 1024;
 const SHOW_REJECTED = 10;
 // The wrong-patient guard's first pass reads this much of each file: the header up to Patient ID.
 const HEAD_BYTES = 64 * 1024;
@@ -843,14 +846,31 @@ class Uploader {
       guard.patient = patient;
       for (const { entry, answer } of guard.waiting.splice(0)) settle(entry, answer);
     };
-    // Files are read ahead, READ_AHEAD per worker, so that a worker finding a file done has the next one
-    // waiting in its queue: reading a file from the disk takes longer than the worker's turn at high load.
+    // Files are read ahead, READ_AHEAD per worker and READ_AHEAD_BYTES in all, so that a worker finding a file
+    // done has the next one waiting in its queue: reading a file from the disk takes longer than the worker's
+    // turn at high load.
+    // (data-read-ahead-bytes overrides the budget for tests; data-read-ahead-peak tells the most files held.)
+    const budget = Number(this.root.dataset.readAheadBytes) || READ_AHEAD_BYTES;
+    const ahead = { bytes: 0, files: 0, peak: 0, waiters: [] };
     await pool(this.entries, this.engine.workers.length * READ_AHEAD, async (entry) => {
       await stream.room();
       if (stream.failed) return;
+      const size = entry.size;
+      while (ahead.files > 0 && ahead.bytes + size > budget) await new Promise((resolve) => ahead.waiters.push(resolve));
+      ahead.bytes += size;
+      ahead.files += 1;
+      ahead.peak = Math.max(ahead.peak, ahead.files);
+      this.root.dataset.readAheadPeak = String(ahead.peak);
       try {
-        const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
-        const answer = await this.engine.run(bytes);
+        let answer;
+        try {
+          const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
+          answer = await this.engine.run(bytes);
+        } finally {
+          ahead.bytes -= size; // the worker has let the original go
+          ahead.files -= 1;
+          for (const resolve of ahead.waiters.splice(0)) resolve();
+        }
         workerMs += answer.ms;
         for (const [step, ms] of Object.entries(answer.timing || {})) timing[step] = (timing[step] || 0) + ms;
         if (done === 0) this.mark("first de-identified");

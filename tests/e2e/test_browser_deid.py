@@ -190,6 +190,21 @@ def test_dropping_the_same_folder_again_sends_nothing_new(world, page, folder):
     assert Instance.objects.count() == SLICES
 
 
+def test_files_larger_than_the_read_ahead_budget_are_read_one_at_a_time_and_all_go(world, page, folder):
+    """The originals read ahead for the workers are bounded in bytes too (a folder of large multi-frame files):
+    with a budget smaller than any file, one file is read at a time, and the upload still completes."""
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.evaluate("document.getElementById('uploader').dataset.readAheadBytes = '1'")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(RESULT, timeout=120_000)
+    assert page.locator("#uploader").get_attribute("data-read-ahead-peak") == "1"
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    assert timepoint.state == Timepoint.State.UPLOADED
+    assert Instance.objects.filter(series__study__timepoint=timepoint).count() == SLICES
+
+
 def test_a_browser_without_webassembly_falls_back_to_the_server_and_says_so(world, page, folder):
     page.add_init_script("delete globalThis.WebAssembly")
     log_in(page, "cora@example.org", PASSWORD)

@@ -6,8 +6,6 @@ coordinator of the subject's site holding an open upload of that subject receive
 
 from __future__ import annotations
 
-import re
-
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -16,10 +14,9 @@ from ctims.exceptions import InvalidState, ValidationFailed
 
 from ..deid import DeidOptions
 from ..models import BrowserDeidRecord, Timepoint, Trial, Upload
-from .services import trial_deid_options, upload_finish, upload_open
+from .services import HEX64, trial_deid_options, upload_finish, upload_open
 from .subject_keys import browser_subject_key
 
-HEX64 = re.compile(r"[0-9a-f]{64}")
 RECORDS_PER_REQUEST = 1000
 
 

@@ -36,6 +36,7 @@ from .reverify import file_processor
 from .subject_keys import subject_space
 from .validate import check_receivable
 
+HEX64 = re.compile(r"[0-9a-f]{64}")  # a SHA-256 as a file's name in quarantine and in the browser's records
 # A file still waiting for its outcome (processing, or its copy sent again), and one whose outcome is final.
 WAITING_STATES = (UploadItem.State.QUARANTINED, UploadItem.State.RESEND)
 SETTLED_STATES = (UploadItem.State.ACCEPTED, UploadItem.State.DUPLICATE, UploadItem.State.REJECTED)
@@ -129,14 +130,13 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     """
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
-    waiting = WAITING_STATES
     received: dict[str, bytes] = {}
     files = list(files)
     for sha, data in zip(store.io_pool("receive").map(store.sha256_hex, files), files, strict=True):
         received.setdefault(sha, data)  # hashed side by side on the I/O threads
     known = dict(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", "state"))
     if upload.deid_path == Upload.DeidPath.BROWSER:
-        due = {sha: data for sha, data in received.items() if known.get(sha) in (None, *waiting)}
+        due = {sha: data for sha, data in received.items() if known.get(sha) in (None, *WAITING_STATES)}
         _receive_deidentified(upload, due, resent={sha for sha in due if sha in known})
         items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
         return [items_by_sha[sha] for sha in received if sha in items_by_sha]
@@ -147,7 +147,7 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
         staging.settle()
         with store.durable_batch():  # every copy durable (and mended if damaged) before the commit acknowledges it
             for sha, data in received.items():
-                if sha not in known or known[sha] in waiting:
+                if sha not in known or known[sha] in WAITING_STATES:
                     staged = staging.take(store.quarantine_key(upload.pk, sha))
                     store.quarantine_put(upload.pk, sha, data, resent=sha in known, staged=staged)
     now = timezone.now()
@@ -159,13 +159,13 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
         ]
         # A concurrent request may have taken the same file: it is then acknowledged by that request.
         UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
-        resent = UploadItem.objects.filter(upload=upload, sha256__in=received, state__in=waiting)
+        resent = UploadItem.objects.filter(upload=upload, sha256__in=received, state__in=WAITING_STATES)
         resent.update(state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}, queued_at=now)
         items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
         due = [i.pk for i in items_by_sha.values() if i.state == UploadItem.State.QUARANTINED]
         _enqueue_on_commit(due)
     for sha, item in items_by_sha.items():
-        if item.state not in waiting and known.get(sha) in waiting:
+        if item.state not in WAITING_STATES and known.get(sha) in WAITING_STATES:
             # Processed while this copy was being written: the copy is not needed (and would be a leftover).
             store.quarantine_delete(upload.pk, sha)
     return [items_by_sha[sha] for sha in received if sha in items_by_sha]
@@ -203,19 +203,11 @@ def _receive_deidentified(upload: Upload, due: dict[str, bytes], *, resent: set[
 
 def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str]) -> None:
     timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
-    process = file_processor(
-        upload=upload,
-        shas=list(due),
-        space=subject_space(trial, subject.code),
-        subject_code=subject.code,
-        options=trial_deid_options(trial),
-    )
+    process = _processor(upload, list(due))
     with store.StagedWrites(store.image_storage(), stage="receive") as staging:
-        outcomes: dict[str, DeidResult | DeidRejected] = {}
-        for sha, data in due.items():
-            outcome = outcomes[sha] = _deidentify_one(data, sha, process=process)
-            if isinstance(outcome, DeidResult) and outcome.study_instance_uid and outcome.series_instance_uid:
-                staging.stage(_result_key(trial, outcome), outcome.data)  # written while the next is checked
+        outcomes = {
+            sha: _outcome_staged(data, sha, process=process, trial=trial, staging=staging) for sha, data in due.items()
+        }
         staging.settle()
         now = timezone.now()
         with store.stored_files_undone_on_error(), transaction.atomic():
@@ -294,8 +286,6 @@ def quarantine_leftovers_sweep(*, older_than: float = 3600.0) -> int:
     it is older than `older_than` seconds (a request died between the copy and the commit that acknowledges it:
     the site sends the file again). A waiting file's copy, or one to be sent again, stays.
     """
-    from .browser import HEX64  # the browser module builds on this one
-
     storage, removed, cutoff = store.quarantine_storage(), 0, timezone.now() - timedelta(seconds=older_than)
     try:
         folders, _files = storage.listdir("")
@@ -552,11 +542,7 @@ def _batch_process(item_ids: list[int]) -> None:
     if any(item.upload_id != upload.pk for item in items):
         raise ValueError("a processing batch holds the files of one upload")
     timepoint, subject, trial = upload.timepoint, upload.timepoint.subject, upload.timepoint.subject.trial
-    space, options = subject_space(trial, subject.code), trial_deid_options(trial)
-    # De-identify on the server, or re-verify what the site's browser de-identified (reverify.py).
-    process = file_processor(
-        upload=upload, shas=[i.sha256 for i in items], space=space, subject_code=subject.code, options=options
-    )
+    process = _processor(upload, [i.sha256 for i in items])
     with store.StagedWrites(store.image_storage(), stage="processing") as staging:
         outcomes = _deidentify_batch(items, upload=upload, trial=trial, process=process, staging=staging)
         staging.settle()  # on disk before the index transaction takes the row locks other batches wait for
@@ -580,10 +566,32 @@ def _deidentify_batch(
         if raw is None:
             outcomes[item.pk] = None
             continue
-        outcome = outcomes[item.pk] = _deidentify_one(raw, item.sha256, process=process)
-        if isinstance(outcome, DeidResult) and outcome.study_instance_uid and outcome.series_instance_uid:
-            staging.stage(_result_key(trial, outcome), outcome.data)
+        outcomes[item.pk] = _outcome_staged(raw, item.sha256, process=process, trial=trial, staging=staging)
     return outcomes
+
+
+def _processor(upload: Upload, shas: list[str]) -> Callable[[bytes, str], DeidResult]:
+    """De-identify on the server, or re-verify what the site's browser de-identified (reverify.py)."""
+    subject, trial = upload.timepoint.subject, upload.timepoint.subject.trial
+    return file_processor(
+        upload=upload,
+        shas=shas,
+        space=subject_space(trial, subject.code),
+        subject_code=subject.code,
+        options=trial_deid_options(trial),
+    )
+
+
+def _outcome_staged(
+    raw: bytes, sha256: str, *, process, trial: Trial, staging: store.StagedWrites
+) -> DeidResult | DeidRejected:
+    """One file's outcome; a result is staged for the store at once, so that its write to disk overlaps the next
+    file's work. A file re-verified as it came (the browser path) is stored as it is: its SHA-256 is known."""
+    outcome = _deidentify_one(raw, sha256, process=process)
+    if isinstance(outcome, DeidResult) and outcome.study_instance_uid and outcome.series_instance_uid:
+        known = sha256 if outcome.data is raw else None
+        staging.stage(_result_key(trial, outcome), outcome.data, sha256=known)
+    return outcome
 
 
 def _result_key(trial: Trial, result: DeidResult) -> str:
@@ -722,14 +730,9 @@ def _index_one(
         key = store.instance_key(
             trial.code, study.study_instance_uid, series.series_instance_uid, outcome.sop_instance_uid
         )
-        staged = staging.take(key)  # its temporary file is ours now: linked below, or removed
-        try:
-            instance = _new_instance(outcome, series, key, sha256=staged.sha256 if staged is not None else None)
-            store.store_instance(key, outcome.data, staged=staged)
-        except BaseException:
-            if staged is not None:
-                store.discard(staged)
-            raise
+        staged = staging.take(key)  # not linked if what follows fails: the staging removes it then
+        instance = _new_instance(outcome, series, key, sha256=staged.sha256 if staged is not None else None)
+        store.store_instance(key, outcome.data, staged=staged)
         index.instances[outcome.sop_instance_uid] = instance
         new_instances.append(instance)
         item.state, item.instance = UploadItem.State.ACCEPTED, instance

@@ -136,12 +136,19 @@ _sync_file_range = _libc_sync_file_range()
 
 
 def _write_temporary(
-    storage: FileSystemStorage, key: str, data: bytes, *, hashed: bool = False, durable: bool = True
+    storage: FileSystemStorage,
+    key: str,
+    data: bytes,
+    *,
+    hashed: bool = False,
+    durable: bool = True,
+    sha256: str | None = None,
 ) -> Staged:
     """The bytes in a temporary file beside the final path, durable (fdatasync: data and size on disk) unless
     `durable` is False: then their write-back is only started, and `_make_durable` must follow before a link.
 
-    With `hashed`, their SHA-256 is computed in the same pass over the bytes as the write.
+    With `hashed`, their SHA-256 is computed in the same pass over the bytes as the write; `sha256`: the caller
+    knows it already (it is not computed again).
     """
     final = storage.path(key)
     directory = os.path.dirname(final)
@@ -149,7 +156,7 @@ def _write_temporary(
     temporary = os.path.join(directory, f".{os.path.basename(final)}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     view = memoryview(data)
     half = len(data) // 2
-    digest = hashlib.sha256() if hashed else None
+    digest = hashlib.sha256() if hashed and sha256 is None else None
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
@@ -168,7 +175,7 @@ def _write_temporary(
             os.close(fd)
         if storage.file_permissions_mode is not None:
             os.chmod(temporary, storage.file_permissions_mode)
-        staged = Staged(key, final, temporary, digest.hexdigest() if digest is not None else None)
+        staged = Staged(key, final, temporary, digest.hexdigest() if digest is not None else sha256)
         if durable:
             _fault("before_link", key)
     except BaseException:
@@ -189,11 +196,6 @@ def _make_durable(staged: Staged) -> None:
     except BaseException:
         _unlink_quietly(staged.temporary)
         raise
-
-
-def discard(staged: Staged) -> None:
-    """Remove a taken file's temporary file when it is not to be linked (linking removes it otherwise)."""
-    _unlink_quietly(staged.temporary)
 
 
 def _unlink_quietly(path: str) -> None:
@@ -375,8 +377,9 @@ class StagedWrites:
     (`io_pool`), if it has any, while the caller goes on computing the next file; the waits for the disk come
     together at the end (`settle`), instead of one full wait per file; each file is still durable before its
     final name exists. An error of a write (a full disk, a fault hook) is raised where the file is settled or taken.
-    Leaving the block waits for the writes still running and removes the temporary files not taken. Off a
-    file system (S3) nothing is staged: the one PUT happens at `write_once`.
+    Leaving the block waits for the writes still running and removes every temporary file it made that was not
+    linked (a file not taken, or taken and then refused before its link). Off a file system (S3) nothing is
+    staged: the one PUT happens at `write_once`.
     """
 
     def __init__(self, storage, *, stage: str) -> None:
@@ -384,6 +387,7 @@ class StagedWrites:
         self._stages = isinstance(storage, FileSystemStorage)
         self._staged: dict[str, Future[Staged]] = {}
         self._durable: set[str] = set()
+        self._taken: list[str] = []  # temporary files handed out by `take`; linking removes each
 
     def __enter__(self) -> StagedWrites:
         return self
@@ -393,12 +397,16 @@ class StagedWrites:
             with suppress(BaseException):  # a write that failed left no temporary file (_write_temporary)
                 _unlink_quietly(future.result().temporary)
         self._staged.clear()
+        for temporary in self._taken:
+            _unlink_quietly(temporary)  # gone already once linked
+        self._taken.clear()
 
-    def stage(self, key: str, data: bytes, *, hashed: bool = True) -> None:
-        """Write `data` for `key` under a temporary name; with `hashed`, its SHA-256 is computed in the same pass."""
+    def stage(self, key: str, data: bytes, *, hashed: bool = True, sha256: str | None = None) -> None:
+        """Write `data` for `key` under a temporary name; with `hashed`, its SHA-256 is computed in the same pass,
+        unless the caller gives it (`sha256`)."""
         if self._stages and key not in self._staged:
             self._staged[key] = self._pool.submit(
-                _write_temporary, self.storage, key, data, hashed=hashed, durable=False
+                _write_temporary, self.storage, key, data, hashed=hashed, durable=False, sha256=sha256
             )
 
     def settle(self) -> None:
@@ -431,6 +439,7 @@ class StagedWrites:
         if key not in self._durable:
             _make_durable(staged)
         self._durable.discard(key)
+        self._taken.append(staged.temporary)
         return staged
 
 

@@ -106,16 +106,20 @@ def end_state_problems(*, uploads=None) -> list[str]:
     return problems
 
 
-def refuse_the_index_row_of_one_file(monkeypatch) -> None:
-    """Make the database refuse the index row of the first instance indexed (and of no other): its instance
-    number is out of the column's range."""
+def refuse_the_index_row_of_one_file(monkeypatch, *, error: Exception | None = None) -> None:
+    """Make the index row of the first instance indexed (and of no other) fail: refused by the database (its
+    instance number out of the column's range), or `error` raised while the row is built."""
     real = services._new_instance
     bad_uid = []
 
     def new_instance(result, series_row, key, **hashed):
-        instance = real(result, series_row, key, **hashed)
-        if not bad_uid or bad_uid[0] == result.sop_instance_uid:
+        bad = not bad_uid or bad_uid[0] == result.sop_instance_uid
+        if bad:
             bad_uid[:1] = [result.sop_instance_uid]
+            if error is not None:
+                raise error
+        instance = real(result, series_row, key, **hashed)
+        if bad:
             instance.instance_number = 2**40
         return instance
 

@@ -371,16 +371,7 @@ def test_a_file_that_fails_while_it_is_indexed_is_rejected_alone_and_leaves_no_t
 ):
     """Its de-identified copy was written (staged) before the index transaction; the failure comes after the
     copy was taken for linking, so nothing else would remove it."""
-    real = services._new_instance
-    bad_uid = []
-
-    def new_instance(result, series_row, key, **hashed):
-        if not bad_uid or bad_uid[0] == result.sop_instance_uid:
-            bad_uid[:1] = [result.sop_instance_uid]
-            raise ValueError("an index value this code cannot take")
-        return real(result, series_row, key, **hashed)
-
-    monkeypatch.setattr(services, "_new_instance", new_instance)
+    refuse_the_index_row_of_one_file(monkeypatch, error=ValueError("an index value this code cannot take"))
     upload = upload_open(actor=world.cora, timepoint=timepoint())
     upload_receive(upload=upload, files=series[:4])
     assert sorted(UploadItem.objects.values_list("state", flat=True)) == ["accepted"] * 3 + ["rejected"]

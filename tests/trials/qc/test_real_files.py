@@ -93,3 +93,33 @@ def test_a_single_real_image_is_left_out_of_compliance_not_failed(name):
     if s.image_count == 1:
         assert [f.code for f in findings] == ["modality_missing"]
     assert all(f.code != "missing_slices" for f in findings)
+
+
+def _image_headers() -> list[tuple[str, pydicom.Dataset]]:
+    """Every image in pydicom's and pydicom-data's test files whose header pydicom reads and writes as JSON."""
+    from pydicom.data import get_testdata_files
+
+    headers = []
+    for path in sorted(get_testdata_files("*.dcm")):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds.to_json_dict(bulk_data_threshold=1 << 30)
+        except Exception:  # noqa: S112 - files that test pydicom's own error handling
+            continue
+        if "Modality" in ds and ("Rows" in ds or "SharedFunctionalGroupsSequence" in ds):
+            headers.append((path.rsplit("/", 1)[-1], ds))
+    return headers
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_every_real_image_gives_the_same_series_from_its_dicom_json_as_from_its_dataset():
+    # The JSON is read where it lies, not made into a dataset: each value must come out as pydicom gives it.
+    headers = _image_headers()
+    assert len(headers) >= 50, [name for name, _ in headers]
+    differ = [
+        name
+        for name, ds in headers
+        if series_info_from_dicom_json([ds.to_json_dict(bulk_data_threshold=1 << 30)], study_day=3)
+        != series_info_from_datasets([ds], study_day=3)
+    ]
+    assert differ == []

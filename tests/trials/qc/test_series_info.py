@@ -62,3 +62,25 @@ def test_bulk_data_references_in_the_dicom_json_are_read_as_empty_values_without
     s = series_info_from_dicom_json(items, study_day=3)
     assert s == series_info_from_dicom_json([ds.to_json_dict() for ds in datasets], study_day=3)
     assert s.diffusion_b_values == (0.0, 1000.0)
+
+
+def test_values_in_the_dicom_json_that_qc_cannot_use_count_as_absent():
+    datasets = slices(3)
+    items = [ds.to_json_dict() for ds in datasets]
+    items[0]["00180050"] = {"vr": "DS", "Value": ["abc"]}  # a thickness that is no number
+    items[1]["00200032"] = {"vr": "DS", "Value": [1.0, 2.0]}  # two values where three belong
+    items[2]["00200032"] = {"vr": "DS", "Value": [1.0, None, 3.0]}  # an empty value among three
+    items[2]["00180050"] = {"vr": "DS"}  # present, no value
+    items[0]["00080070"] = {"vr": "LO", "InlineBinary": "QUNNRQ=="}  # bulk data where text belongs
+    s = series_info_from_dicom_json(items)
+    assert [i.slice_thickness for i in s.instances] == [None, 5.0, None]
+    assert [i.image_position for i in s.instances] == [(-180.0, -180.0, -300.0), None, None]
+    assert s.manufacturer == "ACME Medical"  # from the next slice that has one
+
+
+def test_a_person_name_in_the_dicom_json_is_read_as_its_alphabetic_form():
+    from trials.qc.series import JsonHeader, _text
+
+    item = {"00081050": {"vr": "PN", "Value": [{"Alphabetic": "Reader^Ann"}, {"Alphabetic": "Reader^Bo"}]}}
+    assert _text(JsonHeader(item), "PerformingPhysicianName") == "Reader^Ann\\Reader^Bo"
+    assert _text(JsonHeader(item), "NoSuchKeyword") == ""

@@ -257,3 +257,21 @@ def test_metadata_is_made_when_an_upload_completes(images):
     assert Instance.objects.first().metadata["00100020"]["Value"] == [
         Instance.objects.first().series.study.subject.code
     ]
+
+
+def test_a_series_metadata_is_kept_in_a_few_statements_not_one_per_instance(images):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from trials.dicomweb import wado
+
+    Instance.objects.update(metadata=None)
+    instances = list(Instance.objects.order_by("pk"))
+    assert len(instances) == 7
+    with CaptureQueriesContext(connection) as queries:
+        assert wado.load_metadata(instances) == []
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1, updates
+    for instance in Instance.objects.all():
+        assert instance.metadata["00080018"]["Value"] == [instance.sop_instance_uid]
+        assert instance.pixel_layout

@@ -21,8 +21,8 @@ from .negotiation import EXPLICIT_VR_LE
 CHUNK = 1 << 20
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 # What a stored file may fail to be read with: missing or unreadable bytes, or not DICOM after all.
-METADATA_BATCH = 100  # instances whose new metadata one UPDATE statement keeps
 UNREADABLE = (OSError, EOFError, ValueError, KeyError, AttributeError, InvalidDicomError)
+METADATA_BATCH = 100  # instances whose new metadata one UPDATE statement keeps
 
 log = logging.getLogger(__name__)
 

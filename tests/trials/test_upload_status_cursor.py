@@ -80,3 +80,17 @@ def test_uploads_listed_together_each_carry_their_own_files_and_cursor(world, ap
         files = UploadItem.objects.filter(upload_id=upload_id)
         assert {i["sha256"] for i in answer["items"]} == set(files.values_list("sha256", flat=True))
         assert answer["cursor"] == max(files.values_list("pk", flat=True)) + 1
+
+
+def test_a_poll_from_the_cursor_reads_from_the_database_only_the_files_it_lists(world, api, series, monkeypatch):
+    # The counts and the cursor are of every file, but come from one aggregate: a page polling an upload of
+    # hundreds of files while it sends no longer has the server load every row each time.
+    upload_id = open_upload(api, world.cora).json()["id"]
+    assert stow(api, world.cora, upload_id, series).status_code == 200
+    cursor = status(api, world.cora, upload_id)["cursor"]
+    loaded = []
+    from_db = UploadItem.from_db.__func__
+    monkeypatch.setattr(UploadItem, "from_db", classmethod(lambda cls, *a: loaded.append(1) or from_db(cls, *a)))
+    answer = status(api, world.cora, upload_id, items_from=cursor)
+    assert answer["items"] == [] and answer["counts"]["accepted"] == answer["counts"]["total"] == 5
+    assert loaded == []

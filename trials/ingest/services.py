@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -779,18 +779,23 @@ class UploadStatus:
 
 
 def upload_status(upload: Upload, *, items_from: int | None = None) -> UploadStatus:
-    """The upload's files read once. The cursor is where the files not yet settled (waiting, or to be sent again)
-    begin: every file before it was accepted, a duplicate or rejected, and such a file's state does not change.
-    With `items_from` (an earlier cursor) only the files from it on are listed while the upload is open or
-    processing, so a page polling while it sends gets the files in flight, not all of them each time; once the
-    upload is complete or cancelled, every file."""
-    rows = list(upload.items.all())
-    unsettled = [row.pk for row in rows if row.state in WAITING_STATES]
-    cursor = min(unsettled) if unsettled else max((row.pk for row in rows), default=-1) + 1
-    counts = _counts(Counter(row.state for row in rows))
+    """The counts of every file and the cursor, from one aggregate query, and the files listed, from a second.
+    The cursor is where the files not yet settled (waiting, or to be sent again) begin: every file before it was
+    accepted, a duplicate or rejected, and such a file's state does not change. With `items_from` (an earlier
+    cursor) only the files from it on are listed (and read) while the upload is open or processing, so a page
+    polling while it sends gets the files in flight, not all of them each time; once the upload is complete or
+    cancelled, every file."""
+    items = upload.items.all()
+    summary = items.aggregate(
+        first_unsettled=Min("pk", filter=Q(state__in=WAITING_STATES)),
+        last=Max("pk"),
+        **{state: Count("pk", filter=Q(state=state)) for state in UploadItem.State.values},
+    )
+    first_unsettled, last = summary.pop("first_unsettled"), summary.pop("last")
+    cursor = first_unsettled if first_unsettled is not None else (last if last is not None else -1) + 1
     if items_from is not None and upload.state in (Upload.State.OPEN, Upload.State.PROCESSING):
-        rows = [row for row in rows if row.pk >= items_from]
-    return UploadStatus(items=rows, cursor=cursor, counts=counts)
+        items = items.filter(pk__gte=items_from)
+    return UploadStatus(items=list(items), cursor=cursor, counts=_counts(summary))
 
 
 def upload_finish(*, actor, upload: Upload) -> Upload:

@@ -198,6 +198,7 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
         times: dict[str, list[float]] = {"server": [], "browser": []}
         worker: list[tuple[float, float, int, bool]] = []
         timelines: dict[str, list[dict]] = {"server": [], "browser": []}
+        cpu: dict[str, list[dict[str, float]]] = {"server": [], "browser": []}
         steps: list[dict] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -224,10 +225,12 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
                     # The page starts the engine when it opens, while the coordinator chooses the folder, and
                     # warms it up; its start-up and warm-up are reported apart.
                     page.wait_for_selector('#uploader[data-engine="ready"][data-engine-warm]')
+                cpu_before = cpu_readings(server.pid)
                 start = time.perf_counter()
                 page.set_input_files("input[webkitdirectory]", str(folders[path, run]))
                 page.wait_for_selector("#upload-result .result-line, #upload-error:not([hidden])")
                 times[path].append(time.perf_counter() - start)
+                cpu[path].append(cpu_used(cpu_before, cpu_readings(server.pid)))
                 if not page.locator("#upload-error").is_hidden():
                     raise SystemExit(page.locator("#upload-error-text").inner_text())
                 data = page.locator("#uploader")
@@ -284,6 +287,8 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             + ", ".join(f"{step} {statistics.median(s[step] for s in steps):.1f}" for step in steps[0])
             + " ms (median of the runs)"
         )
+    if all(cpu.values()):
+        _report_cpu(out, cpu)
     for path, label in (("server", "as they are"), ("browser", "browser")):
         for run, timeline in enumerate(timelines[path]):
             requests = timeline.pop("requests", 0)
@@ -298,3 +303,89 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             if idle:
                 moments += f"; request slots idle {idle / 1000:.1f} s (of {2} in flight, while sending)"
             out.write(f"  timeline, {label} run {run + 1} (s after the drop): {moments}")
+
+
+# -- where an upload's CPU goes: the server and Chromium, from /proc ----------------------------------------------
+
+CPU_KINDS = (
+    ("server", "server (runserver)"),
+    ("renderer: main thread", "Chromium renderer, the page's main thread"),
+    ("renderer: workers", "Chromium renderer, the engine's workers"),
+    ("renderer: thread pool", "Chromium renderer, its thread pool (V8 compiling and GC, Web Crypto)"),
+    ("renderer: other threads", "Chromium renderer, other threads"),
+    ("browser process", "Chromium's browser process"),
+    ("other Chromium processes", "Chromium's other processes (network, GPU, zygote)"),
+)
+
+
+def cpu_readings(server_pid: int) -> dict[tuple[int, str], float]:
+    """CPU seconds used so far (user + system) by the benchmark's server and by Chromium's processes, and in
+    Chromium's renderers by each thread; keyed by (process or thread id, kind). Read from /proc: empty where
+    there is none. `cpu_used` turns two readings into what each kind used in between."""
+    readings: dict[tuple[int, str], float] = {}
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return readings
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if int(entry.name) == server_pid:
+                readings[server_pid, "server"] = _cpu_seconds(entry / "stat")
+                continue
+            kind = chromium_kind(" ".join(os.fsdecode(a) for a in argv if a).split())
+            if kind == "renderer":
+                for task in (entry / "task").iterdir():
+                    stat = (task / "stat").read_text()
+                    readings[int(task.name), f"renderer: {_renderer_thread(entry.name, task.name, stat)}"] = (
+                        _cpu_seconds(stat)
+                    )
+            elif kind:
+                readings[int(entry.name), kind] = _cpu_seconds(entry / "stat")
+        except (OSError, ValueError):
+            continue  # a process that ended while it was read
+    return readings
+
+
+def cpu_used(before: dict[tuple[int, str], float], after: dict[tuple[int, str], float]) -> dict[str, float]:
+    """CPU seconds each kind used between two readings (a process that ended in between is not counted)."""
+    used: dict[str, float] = dict.fromkeys((kind for kind, _ in CPU_KINDS), 0.0)
+    for (pid, kind), seconds in after.items():
+        used[kind] += seconds - before.get((pid, kind), 0.0)
+    return used
+
+
+def chromium_kind(argv: list[str]) -> str | None:
+    """Which of Chromium's processes a command line is (None: not Chromium's). Chromium rewrites its children's
+    command lines into one string, so the caller splits what /proc gives on spaces as well as on NULs."""
+    if not argv or not any(name in Path(argv[0]).name for name in ("chromium", "chrome", "headless_shell")):
+        return None
+    process_type = next((a.split("=", 1)[1] for a in argv if a.startswith("--type=")), "")
+    if process_type == "renderer":
+        return "renderer"
+    return "other Chromium processes" if process_type else "browser process"
+
+
+def _renderer_thread(pid: str, tid: str, stat: str) -> str:
+    name = stat[stat.find("(") + 1 : stat.rfind(")")]
+    if tid == pid:
+        return "main thread"
+    if name.startswith("DedicatedWorker"):
+        return "workers"
+    return "thread pool" if name.startswith("ThreadPool") else "other threads"
+
+
+def _cpu_seconds(stat: Path | str) -> float:
+    text = stat.read_text() if isinstance(stat, Path) else stat
+    fields = text[text.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _report_cpu(out, cpu: dict[str, list[dict[str, float]]]) -> None:
+    out.write("  CPU seconds during an upload, median of the runs (files as they are / de-identified in the browser):")
+    for kind, label in CPU_KINDS:
+        raw, browser = (statistics.median(run[kind] for run in cpu[path]) for path in ("server", "browser"))
+        out.write(f"    {label + ':':<76} {raw:5.2f} / {browser:5.2f}")
+    raw, browser = (statistics.median(sum(run.values()) for run in cpu[path]) for path in ("server", "browser"))
+    out.write(f"    {'in all (two cores give twice the wall time):':<76} {raw:5.2f} / {browser:5.2f}")

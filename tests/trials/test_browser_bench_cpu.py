@@ -1,0 +1,37 @@
+"""`bench upload_browser` says where an upload's CPU went: the server's process, and Chromium's by process and thread."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from trials.ingest.browser_bench import CPU_KINDS, chromium_kind, cpu_readings, cpu_used
+
+
+def test_chromiums_processes_are_told_apart_by_their_command_lines():
+    chromium = "/usr/lib/chromium/chromium"
+    assert chromium_kind([chromium, "--headless", "--no-sandbox"]) == "browser process"
+    assert chromium_kind([chromium, "--type=renderer", "--lang=en-US"]) == "renderer"
+    assert chromium_kind([chromium, "--type=utility", "--utility-sub-type=network.mojom.NetworkService"]) == (
+        "other Chromium processes"
+    )
+    assert chromium_kind(["/usr/bin/python3", "manage.py", "runserver", "--type=renderer"]) is None
+    assert chromium_kind([]) is None
+
+
+def test_the_servers_cpu_is_what_it_used_between_two_readings():
+    before = cpu_readings(os.getpid())
+    assert (os.getpid(), "server") in before
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # CPU, not a wait: the reading counts CPU time
+        pass
+    used = cpu_used(before, cpu_readings(os.getpid()))
+    assert set(used) == {kind for kind, _ in CPU_KINDS}
+    assert 0.2 <= used["server"] < 30
+
+
+def test_a_process_that_appears_between_two_readings_counts_from_zero_and_one_that_ended_not_at_all():
+    before = {(1, "server"): 5.0, (2, "renderer: workers"): 1.0, (3, "browser process"): 2.0}
+    after = {(1, "server"): 6.5, (4, "renderer: workers"): 0.5, (3, "browser process"): 2.25}
+    used = cpu_used(before, after)
+    assert (used["server"], used["renderer: workers"], used["browser process"]) == (1.5, 0.5, 0.25)

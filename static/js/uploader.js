@@ -30,6 +30,10 @@ const QUEUED_BATCHES = 3;
 const ENGINE_WORKERS = 2;
 const TRIES = 6;
 const POLL_MS = 1000;
+// While files are sent, the status is asked after each request, but at most once in this time: each answer costs
+// the server a few permission checks and queries (a tenth of its time while sending, when asked after every
+// request), and the states it shows need no finer step than the progress bars.
+const REFRESH_GAP_MS = 1000;
 const READERS = 4;
 // Files handed to each de-identification worker at once: the one it runs and the ones read for it to run next
 // (with 3, each worker ran files for only about half of the de-identification's time while the page was also
@@ -1064,7 +1068,7 @@ class Uploader {
       }
       this.mark("all sent");
       this.timeline["idle request slots"] = Math.round(idle);
-      await this.refreshing;
+      await this.refreshed();
       // What the server now lists: the delivery that follows sends only what it does not.
       this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
     };
@@ -1198,7 +1202,7 @@ class Uploader {
       const failed = results.find((result) => result.status === "rejected");
       if (failed) throw failed.reason;
       this.mark("all sent");
-      await this.refreshing;
+      await this.refreshed();
     } finally {
       this.sending = false;
       for (const entry of entries) {
@@ -1373,7 +1377,10 @@ class Uploader {
     return Number.isInteger(this.cursor) ? `${url}?items_from=${this.cursor}` : url;
   }
 
-  /** Ask for the upload's status after a batch, one request at a time. */
+  /**
+   * Ask for the upload's status after a batch: one request at a time, at most one per REFRESH_GAP_MS (a batch
+   * answered while the next request waits its turn is covered by that request).
+   */
   refresh() {
     if (this.refreshing) {
       this.refreshAgain = true;
@@ -1381,7 +1388,16 @@ class Uploader {
     }
     this.refreshing = (async () => {
       do {
+        const wait = (this.lastRefresh ?? -Infinity) + REFRESH_GAP_MS - performance.now();
+        if (wait > 0) {
+          await new Promise((resolve) => {
+            this.wakeRefresh = resolve;
+            setTimeout(resolve, wait);
+          });
+          this.wakeRefresh = null;
+        }
         this.refreshAgain = false;
+        this.lastRefresh = performance.now();
         try {
           this.adopt(await this.api("GET", this.pollUrl()));
         } catch {
@@ -1390,6 +1406,12 @@ class Uploader {
       } while (this.refreshAgain);
       this.refreshing = null;
     })();
+  }
+
+  /** Once every file is sent: the status asked for now if it was waiting its turn, and its answer awaited. */
+  async refreshed() {
+    if (this.wakeRefresh) this.wakeRefresh();
+    await this.refreshing;
   }
 
   adopt(upload, { fresh = false } = {}) {

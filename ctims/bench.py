@@ -128,6 +128,13 @@ def own_database(bench: str) -> Iterator[str]:
         test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
 
 
+def cpu_seconds_in(stat: str) -> float:
+    """The CPU time (user + system) a /proc/<pid>/stat (or a thread's /proc/<pid>/task/<tid>/stat) line says
+    its process or thread has used so far."""
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def median_ms(run: Callable[[], object], runs: int) -> float:
     """The median wall time of `runs` calls, in milliseconds."""
     times = []

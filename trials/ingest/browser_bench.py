@@ -21,6 +21,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from ctims.bench import cpu_seconds_in
+
 from ..deid import DeidOptions, DeidRejected, deidentify
 from ..deid.pseudonym import PseudonymSpace, subject_key
 from .browser import deid_options_payload
@@ -324,26 +326,26 @@ def cpu_readings(server_pid: int) -> dict[tuple[int, str], float]:
     there is none. `cpu_used` turns two readings into what each kind used in between."""
     readings: dict[tuple[int, str], float] = {}
     proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
+    if not proc.is_dir():
         return readings
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
+        pid = int(entry.name)
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if int(entry.name) == server_pid:
-                readings[server_pid, "server"] = _cpu_seconds(entry / "stat")
+            if pid == server_pid:
+                readings[pid, "server"] = cpu_seconds_in((entry / "stat").read_text())
                 continue
-            kind = chromium_kind(" ".join(os.fsdecode(a) for a in argv if a).split())
+            # Chromium rewrites its children's command lines into one string: split on spaces as well as NULs.
+            kind = chromium_kind((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split())
             if kind == "renderer":
                 for task in (entry / "task").iterdir():
                     stat = (task / "stat").read_text()
-                    readings[int(task.name), f"renderer: {_renderer_thread(entry.name, task.name, stat)}"] = (
-                        _cpu_seconds(stat)
-                    )
+                    thread = "main thread" if int(task.name) == pid else _renderer_thread(stat)
+                    readings[int(task.name), f"renderer: {thread}"] = cpu_seconds_in(stat)
             elif kind:
-                readings[int(entry.name), kind] = _cpu_seconds(entry / "stat")
-        except (OSError, ValueError):
+                readings[pid, kind] = cpu_seconds_in((entry / "stat").read_text())
+        except (OSError, ValueError, IndexError):
             continue  # a process that ended while it was read
     return readings
 
@@ -357,8 +359,7 @@ def cpu_used(before: dict[tuple[int, str], float], after: dict[tuple[int, str], 
 
 
 def chromium_kind(argv: list[str]) -> str | None:
-    """Which of Chromium's processes a command line is (None: not Chromium's). Chromium rewrites its children's
-    command lines into one string, so the caller splits what /proc gives on spaces as well as on NULs."""
+    """Which of Chromium's processes a command line is (None: not Chromium's)."""
     if not argv or not any(name in Path(argv[0]).name for name in ("chromium", "chrome", "headless_shell")):
         return None
     process_type = next((a.split("=", 1)[1] for a in argv if a.startswith("--type=")), "")
@@ -367,19 +368,12 @@ def chromium_kind(argv: list[str]) -> str | None:
     return "other Chromium processes" if process_type else "browser process"
 
 
-def _renderer_thread(pid: str, tid: str, stat: str) -> str:
+def _renderer_thread(stat: str) -> str:
+    """A renderer's thread other than its main one, by the name in its stat line."""
     name = stat[stat.find("(") + 1 : stat.rfind(")")]
-    if tid == pid:
-        return "main thread"
     if name.startswith("DedicatedWorker"):
         return "workers"
     return "thread pool" if name.startswith("ThreadPool") else "other threads"
-
-
-def _cpu_seconds(stat: Path | str) -> float:
-    text = stat.read_text() if isinstance(stat, Path) else stat
-    fields = text[text.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _report_cpu(out, cpu: dict[str, list[dict[str, float]]]) -> None:

@@ -27,7 +27,7 @@ from django.core.files.storage import storages
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from ctims.bench import own_database
+from ctims.bench import cpu_seconds_in, own_database
 from ctims.broker import tasks_sent_to
 from ctims.celery import app
 from trials.models import UploadItem
@@ -79,15 +79,13 @@ def cpu_seconds(pid: int) -> float | None:
     of workers when they work side by side, near one when something makes them take turns, lower when the
     machine's other processes take the cores."""
     try:
-        ticks = os.sysconf("SC_CLK_TCK")
-        total, pending = 0, [pid]
+        total, pending = 0.0, [pid]
         while pending:
             current = pending.pop()
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            total += cpu_seconds_in(Path(f"/proc/{current}/stat").read_text())
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
-        return total / ticks
+        return total
     except (OSError, ValueError, IndexError):
         return None
 

@@ -143,7 +143,7 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     with store.StagedWrites(store.quarantine_storage(), stage="receive") as staging:
         for sha, data in received.items():
             if sha not in known:  # all written first, then made durable together
-                staging.stage(store.quarantine_key(upload.pk, sha), data, hashed=False)
+                staging.stage(store.quarantine_key(upload.pk, sha), data, sha256=sha)
         staging.settle()
         with store.durable_batch():  # every copy durable (and mended if damaged) before the commit acknowledges it
             for sha, data in received.items():

@@ -401,12 +401,12 @@ class StagedWrites:
             _unlink_quietly(temporary)  # gone already once linked
         self._taken.clear()
 
-    def stage(self, key: str, data: bytes, *, hashed: bool = True, sha256: str | None = None) -> None:
-        """Write `data` for `key` under a temporary name; with `hashed`, its SHA-256 is computed in the same pass,
-        unless the caller gives it (`sha256`)."""
+    def stage(self, key: str, data: bytes, *, sha256: str | None = None) -> None:
+        """Write `data` for `key` under a temporary name; its SHA-256 is computed in the same pass unless the
+        caller knows it (`sha256`)."""
         if self._stages and key not in self._staged:
             self._staged[key] = self._pool.submit(
-                _write_temporary, self.storage, key, data, hashed=hashed, durable=False, sha256=sha256
+                _write_temporary, self.storage, key, data, hashed=sha256 is None, durable=False, sha256=sha256
             )
 
     def settle(self) -> None:

@@ -579,3 +579,34 @@ def test_an_invited_person_without_an_account_chooses_a_password_and_is_in(
 
 def test_an_invitation_link_that_does_not_exist_is_404(world, client):
     assert client.get("/trials/invitations/not-a-real-one/").status_code == 404
+
+
+def test_an_upload_is_checked_from_the_trial_access_its_trial_was_read_with(world, api):
+    """The upload API's hot path (each STOW body, each status poll): after the trial, an upload costs one query,
+    and the rule is the upload list's (all subjects' for those who see all, else their sites'; writing: the
+    subject's site's coordinators)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from ctims.exceptions import NotFound, NotPermitted
+    from tests.trials.durability import open_upload
+    from trials import selectors
+    from trials.access import Actor
+
+    upload_id = open_upload(api, world.cora).json()["id"]
+
+    def check(who: str, *, write: bool):
+        actor = Actor(user=getattr(world, who))
+        trial = selectors.trial_get(actor=actor, code="ALPHA")
+        with CaptureQueriesContext(connection) as queries:
+            try:
+                return selectors.upload_get(actor=actor, trial=trial, pk=upload_id, write=write).pk, len(queries)
+            except (NotFound, NotPermitted) as exc:
+                return type(exc).__name__, len(queries)
+
+    assert check("cora", write=True) == (upload_id, 1)
+    assert check("alice", write=False) == (upload_id, 1)  # sees every subject
+    assert check("quinn", write=False) == (upload_id, 1)
+    assert check("quinn", write=True)[0] == "NotPermitted"  # sees it, may not add files
+    assert check("bruno", write=False)[0] == "NotFound"  # another site's subject
+    assert check("rhea", write=False)[0] == "NotFound"  # a reader sees no subjects

@@ -29,6 +29,7 @@ class Actor:
     user: object
     token: ApiToken | None = None
     _trial_perms: dict[int, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
+    _accesses: dict[str, TrialAccess | None] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_request(cls, request) -> Actor:
@@ -44,6 +45,13 @@ class Actor:
         if trial.pk not in self._trial_perms:
             self._trial_perms[trial.pk] = frozenset(get_user_perms(self.user, trial))
         return self._trial_perms[trial.pk]
+
+    def access(self, code: str) -> TrialAccess | None:
+        """`trial_access` for trial `code`, read once for this actor (who lives for one request), so that the
+        trial and then an object in it are checked from the same two queries."""
+        if code not in self._accesses:
+            self._accesses[code] = trial_access(self, code)
+        return self._accesses[code]
 
     def _token_allows_trial(self, trial_id: int, perm: str) -> bool:
         if self.token is None:

@@ -31,7 +31,7 @@ from ctims.exceptions import NotFound, NotPermitted
 from ctims.i18n import text_display
 from ctims.models import AuditEvent
 
-from .access import Actor, trial_access
+from .access import Actor
 from .models import (
     ApiToken,
     Invitation,
@@ -55,13 +55,17 @@ def trial_list(*, actor: Actor) -> QuerySet[Trial]:
 
 
 def trial_get(*, actor: Actor, code: str, perm: str = "view_trial") -> Trial:
-    """The trial with this code if the actor is in it (else 404), checking `perm` on it (else 403)."""
-    trial = trial_list(actor=actor).filter(code=code).first()
-    if trial is None:
+    """The trial with this code if the actor is in it (else 404), checking `perm` on it (else 403).
+
+    Read from the actor's `TrialAccess` (two small queries, narrowed by their token as `trial_list` is), which
+    later checks in the same request reuse.
+    """
+    access = actor.access(code)
+    if access is None:
         raise NotFound(_("No such trial."))
-    if perm != "view_trial" and not actor.has_trial_perm(trial, perm):
+    if perm not in access.trial_perms:
         raise NotPermitted(_("Your role in this trial does not allow this."))
-    return trial
+    return access.trial
 
 
 def subject_list(*, actor: Actor, trial: Trial) -> QuerySet[Subject]:
@@ -105,7 +109,7 @@ def require_subject_access(*, actor: Actor, trial: Trial) -> None:
 
 def sees_images(*, actor: Actor, trial: Trial, subject: Subject) -> bool:
     """Whether the trial's DICOMweb root shows this subject's images (the rule `TrialAccess.image_sites` states)."""
-    access = trial_access(actor, trial.code)
+    access = actor.access(trial.code)
     sites = access.image_sites() if access is not None else set()
     return sites is None or subject.site_id in sites
 
@@ -275,11 +279,23 @@ def upload_list(*, actor: Actor, trial: Trial) -> QuerySet[Upload]:
 
 
 def upload_get(*, actor: Actor, trial: Trial, pk: int, write: bool = False) -> Upload:
-    """An upload the actor may see (else 404); with `write`, one they may add files to (else 403)."""
-    upload = upload_list(actor=actor, trial=trial).filter(pk=pk).first()
-    if upload is None:
+    """An upload the actor may see (else 404); with `write`, one they may add files to (else 403).
+
+    The rule is `upload_list`'s (every subject's for those who see all subjects, else their sites'), read from
+    the actor's `TrialAccess`: the upload API's every request (each STOW body, each status poll) checks it.
+    """
+    access = actor.access(trial.code)
+    upload = (
+        Upload.objects.filter(pk=pk, timepoint__subject__trial=trial)
+        .select_related("timepoint__subject", "timepoint__visit", "created_by")
+        .first()
+    )
+    site_id = upload.timepoint.subject.site_id if upload is not None else None
+    if access is None or access.trial.pk != trial.pk or upload is None:
         raise NotFound(_("No such upload."))
-    if write and not actor.sites(trial, "upload_to_site").filter(pk=upload.timepoint.subject.site_id).exists():
+    if "view_all_subjects" not in access.trial_perms and site_id not in access.sites_with("view_site_subjects"):
+        raise NotFound(_("No such upload."))
+    if write and site_id not in access.sites_with("upload_to_site"):
         raise NotPermitted(_("Only the site's coordinators upload images for this subject."))
     return upload
 

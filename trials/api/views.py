@@ -302,9 +302,10 @@ class UploadDetailApi(APIView):
 
     @extend_schema(parameters=[s.UploadStatusIn], responses=s.UploadOut)
     def get(self, request, code, pk):
-        trial = _trial(request, code)
+        actor = _actor(request)  # one actor: the upload is checked from the trial's access, read once
+        trial = selectors.trial_get(actor=actor, code=code)
         items_from = _input(s.UploadStatusIn, request.query_params).get("items_from")
-        upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk)
+        upload = selectors.upload_get(actor=actor, trial=trial, pk=pk)
         return Response(_upload_out(upload, items_from=items_from))
 
 
@@ -313,6 +314,7 @@ class UploadFinishApi(APIView):
 
     @extend_schema(request=None, responses=s.UploadOut)
     def post(self, request, code, pk):
-        trial = _trial(request, code)
-        upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk, write=True)
+        actor = _actor(request)
+        trial = selectors.trial_get(actor=actor, code=code)
+        upload = selectors.upload_get(actor=actor, trial=trial, pk=pk, write=True)
         return Response(_upload_out(upload_finish(actor=request.user, upload=upload)))

@@ -16,6 +16,7 @@ from pydicom.uid import UID
 
 from ..ingest.store import image_storage
 from ..models import Instance
+from .dicom_json import dataset_json
 from .negotiation import EXPLICIT_VR_LE
 
 CHUNK = 1 << 20
@@ -94,7 +95,7 @@ def _make_metadata(instance: Instance) -> None:
         raw = getattr(f, "file", f)
         ds = pydicom.dcmread(raw, stop_before_pixels=True)
         layout = _layout_at(raw, ds) if instance.pixel_layout is None else instance.pixel_layout
-    metadata = ds.to_json_dict(bulk_data_threshold=1 << 30)
+    metadata = dataset_json(ds)  # pydicom's to_json_dict, every value inline, made faster
     metadata["00083002"] = {"vr": "UI", "Value": [instance.transfer_syntax_uid]}
     instance.metadata, instance.pixel_layout = metadata, layout
 

@@ -285,14 +285,16 @@ def upload_get(*, actor: Actor, trial: Trial, pk: int, write: bool = False) -> U
     the actor's `TrialAccess`: the upload API's every request (each STOW body, each status poll) checks it.
     """
     access = actor.access(trial.code)
+    if access is None or access.trial.pk != trial.pk:
+        raise NotFound(_("No such upload."))
     upload = (
         Upload.objects.filter(pk=pk, timepoint__subject__trial=trial)
         .select_related("timepoint__subject", "timepoint__visit", "created_by")
         .first()
     )
-    site_id = upload.timepoint.subject.site_id if upload is not None else None
-    if access is None or access.trial.pk != trial.pk or upload is None:
+    if upload is None:
         raise NotFound(_("No such upload."))
+    site_id = upload.timepoint.subject.site_id
     if "view_all_subjects" not in access.trial_perms and site_id not in access.sites_with("view_site_subjects"):
         raise NotFound(_("No such upload."))
     if write and site_id not in access.sites_with("upload_to_site"):

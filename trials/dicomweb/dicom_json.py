@@ -4,10 +4,11 @@ inline, made several times faster.
 pydicom makes a `DataElement` of each raw element (decoding, typing and validating its value) before it writes
 the element's JSON. Most elements of an image header are numbers or plain ASCII text, whose JSON follows from
 their bytes alone: those are written here straight from the raw element, as pydicom's converters would read
-them. Anything else (person names, binary values, tags, sequences' items' odd elements, text outside printable
-ASCII, values pydicom would have to correct or warn about) goes through pydicom itself, element by element, so
-the answer is pydicom's in every case. `tests/trials/dicomweb/test_dicom_json.py` holds the two equal on every
-file of pydicom's and pydicom-data's test data.
+them. Anything else (person names, binary values, attribute tags, text outside printable ASCII, values pydicom
+would correct or warn about, elements it read already) goes through pydicom itself, element by element, so the
+answer is pydicom's in every case; sequences are parsed by pydicom and their items written here in turn.
+`tests/trials/dicomweb/test_dicom_json.py` holds the two equal on every file of pydicom's, pydicom-data's and
+deid-data's test data.
 """
 
 from __future__ import annotations

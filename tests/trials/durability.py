@@ -156,15 +156,48 @@ def stow(api, user, upload_id, files, trial="ALPHA"):
     )
 
 
-def wait_for(predicate, timeout: float, what: str, log: Path | None = None) -> None:
-    """Poll a condition until a deadline (never a fixed sleep): the test fails with `what` if it never holds."""
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None, state=None) -> None:
+    """Poll a condition until a deadline (never a fixed sleep): the test fails with `what` if it never holds,
+    the tail of the worker's `log`, and what `state()` then says of the system (a failure to understand later)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
     tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+    described = f"\n{state()}" if state is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{described}\n{tail}")
+
+
+def broker_tasks(broker_url: str, queue: str) -> tuple[list[str], list[str]]:
+    """The names of the tasks a Redis broker holds for `queue`: (waiting in its list, taken by a worker and not
+    acknowledged: kombu's "unacked" hash)."""
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    waiting = [json.loads(raw)["headers"]["task"] for raw in client.lrange(queue, 0, -1)]
+    taken = []
+    for raw in client.hvals("unacked"):
+        message, _exchange, routing_key = json.loads(raw)
+        if routing_key == queue:
+            taken.append(message["headers"]["task"])
+    return waiting, taken
+
+
+def broker_state(broker_url: str, queue: str) -> str:
+    """What a Redis broker holds for `queue`, and the lock under which workers restore tasks taken and never
+    acknowledged: for a redelivery's failure."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    waiting, taken = broker_tasks(broker_url, queue)
+    scores = [f"{time.time() - score:.1f}" for _tag, score in client.zrange("unacked_index", 0, -1, withscores=True)]
+    return (
+        f"broker: waiting in {queue}: {waiting}; taken, not acknowledged: {taken}; taken (all queues) s ago: "
+        f"{scores}; restore lock ttl {client.pttl('unacked_mutex')} ms"
+    )
 
 
 def free_port() -> int:

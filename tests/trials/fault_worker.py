@@ -2,6 +2,8 @@
 
 CTIMS_TEST_FAULT="mid_write:3" kills the process the third time any write reaches trials.ingest.store's
 "mid_write" point (half the bytes written): a real process death at a known place, not a timer.
+CTIMS_TEST_FAULT="taken:2" kills it as it takes its second task from Redis: after the broker handed the task
+over, before the worker recorded it as unacknowledged (kombu's Redis QoS.append).
 """
 
 from __future__ import annotations
@@ -26,12 +28,23 @@ def main(queue: str) -> None:
         point, _, count = fault.partition(":")
         remaining = [int(count or 1)]
 
-        def die(key: str) -> None:
+        def die(*_args) -> None:
             remaining[0] -= 1
             if remaining[0] <= 0:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        store.FAULT_HOOKS[point] = die
+        if point == "taken":
+            import kombu.transport.redis as redis_transport
+
+            record = redis_transport.QoS.append
+
+            def taken(qos, message, delivery_tag):
+                die()
+                return record(qos, message, delivery_tag)
+
+            redis_transport.QoS.append = taken
+        else:
+            store.FAULT_HOOKS[point] = die
     app.worker_main(
         [
             "worker",
@@ -40,7 +53,7 @@ def main(queue: str) -> None:
             "--pool",
             "solo",
             "-l",
-            "WARNING",
+            "INFO",  # each task received and done, in the test's worker.log: what a failed wait shows
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

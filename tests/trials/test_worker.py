@@ -10,9 +10,17 @@ import redis
 
 from ctims.broker import transport_options
 from tests.conftest import build_world
-from tests.trials.durability import assert_end_state, celery_on, start_worker, stop, wait_for
+from tests.trials.durability import (
+    assert_end_state,
+    broker_state,
+    broker_tasks,
+    celery_on,
+    start_worker,
+    stop,
+    wait_for,
+)
 from trials.ingest import store
-from trials.ingest.services import quarantine_leftovers_sweep, upload_finish, upload_open, upload_receive
+from trials.ingest.services import upload_finish, upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Timepoint, Upload, UploadItem
 
@@ -28,8 +36,8 @@ def queue(stores):
         yield name
 
 
-def worker_on(queue, tmp_path):
-    return start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY)
+def worker_on(queue, tmp_path, *, fault: str = ""):
+    return start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY, fault=fault)
 
 
 def processed(upload) -> int:
@@ -62,16 +70,20 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
         upload_receive(upload=upload, files=files[start : start + 5])
     upload_finish(actor=world.cora, upload=upload)
 
-    first = worker_on(queue, tmp_path)
+    # The first worker dies by SIGKILL half-way through writing the eighth file it stores: in its second batch,
+    # whose task it holds unacknowledged. (Killed at a moment the test's clock picks, it could die between the
+    # broker handing it a task and its recording the task as unacknowledged: the Redis transport then loses the
+    # task, and only the ingest sweeper queues its files again, after its grace period. That is not this test.)
+    first = worker_on(queue, tmp_path, fault="mid_write:8")
     try:
-        wait_for(lambda: processed(upload) >= 5, 60, "the first worker to start")
-        first.send_signal(signal.SIGKILL)
-        first.wait(20)
+        wait_for(lambda: first.poll() is not None, 60, "the first worker to die at its kill point")
     finally:
         if first.poll() is None:
             first.kill()
+            first.wait(20)
+    assert first.returncode == -signal.SIGKILL
     done_before = processed(upload)
-    assert done_before < len(files), "the batch finished before the worker could be killed"
+    assert 5 <= done_before < len(files), done_before  # its first batch done, the second not
     # The worst moment to die: while holding the lock under which workers restore unacknowledged tasks.
     # Before the lock expired with the visibility timeout, this left the batch stranded for five minutes.
     options = transport_options(VISIBILITY)
@@ -85,6 +97,10 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
             120,
             "the retried batch to finish",
             tmp_path / "worker.log",
+            state=lambda: (
+                f"items: {sorted(UploadItem.objects.filter(upload=upload).values_list('pk', 'state'))}; "
+                f"upload {Upload.objects.get(pk=upload.pk).state}\n{broker_state(REDIS, queue)}"
+            ),
         )
     finally:
         stop(second)
@@ -95,9 +111,49 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
     stored = list((tmp_path / "images").rglob("*.dcm"))
     assert len(stored) == len(files)
     assert Timepoint.objects.get(pk=timepoint.pk).state == "uploaded"
-    store.temporary_leftovers_sweep(older_than=0)  # the killed worker's unfinished write, if it died in one
-    # Raw copies of a batch the killed worker committed but had not yet deleted: its task, run again, deletes
-    # them, but not always before the upload is complete (in a full run it did not come back within 120 s);
-    # the daily sweep is the backstop, as for the temporary files above.
-    quarantine_leftovers_sweep()
+    # The killed batch's files written under temporary names (its sixth and seventh whole, the eighth half): no
+    # final name, no row; the daily sweep's to remove.
+    assert store.temporary_leftovers_sweep(older_than=0) == 3
+    # Its batch's raw copies were deleted by the task run again (before, a kill timed by the clock could lose
+    # the task, and the copies waited for the daily sweep).
+    assert_end_state()
+
+
+def test_a_worker_killed_as_it_takes_a_task_from_redis_loses_no_file(transactional_db, queue, tmp_path):
+    """Redis hands a task over by removing it from its list; a worker that dies before it records the task as
+    unacknowledged takes it along, and no visibility timeout brings it back. The outbox's sweeper queues the
+    files again (here at the next worker's start; in production also every minute on the beat)."""
+    world = build_world()
+    files = synthesize_ct_series(real_ct_template(large=False), slices=10, seed="worker-c")
+    timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
+    upload = upload_open(actor=world.cora, timepoint=timepoint)
+    for start in range(0, len(files), 5):  # two processing tasks
+        upload_receive(upload=upload, files=files[start : start + 5])
+    upload_finish(actor=world.cora, upload=upload)
+
+    first = start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY, fault="taken:2")
+    try:
+        wait_for(lambda: first.poll() is not None, 60, "the first worker to die as it takes its second task")
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(20)
+    assert first.returncode == -signal.SIGKILL
+    assert processed(upload) == 5
+    waiting, taken = broker_tasks(REDIS, queue)
+    assert "trials.tasks.process_upload_batch" not in waiting + taken, broker_state(REDIS, queue)  # it is gone
+
+    second = start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY, requeue_after=0)
+    try:
+        wait_for(
+            lambda: Upload.objects.get(pk=upload.pk).state == "complete",
+            60,
+            "the sweeper to queue the lost task's files again",
+            tmp_path / "worker.log",
+            state=lambda: broker_state(REDIS, queue),
+        )
+    finally:
+        stop(second)
+    assert sorted(UploadItem.objects.filter(upload=upload).values_list("state", flat=True)) == ["accepted"] * 10
+    assert Instance.objects.count() == 10
     assert_end_state()

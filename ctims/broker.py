@@ -14,6 +14,11 @@ consumer's unacknowledged messages return when its connection drops), Redis 10.1
 its retry countdown) when the timeout passes is handed to a second worker as well. 300 s stays above a batch of
 32 large files on a slow machine and above the tasks' longest retry wait (240 s), and the ingest sweeper makes
 good whatever a broker loses. RabbitMQ is the recommended production broker.
+
+Redis can also lose a task outright: it hands a task over by removing it from the queue's list, and a worker
+killed before it records the task as unacknowledged takes the task along; no visibility timeout brings it back.
+The sweeper queues such files again once INGEST_REQUEUE_AFTER_SECONDS have passed (the beat runs it every half
+of that, and every worker at its start): tests/trials/test_worker.py kills a worker at that very point.
 """
 
 from __future__ import annotations

@@ -36,8 +36,39 @@ def queue(stores):
         yield name
 
 
-def worker_on(queue, tmp_path, *, fault: str = ""):
-    return start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY, fault=fault)
+def worker_on(queue, tmp_path, *, requeue_after: int = 120):
+    return start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY, requeue_after=requeue_after)
+
+
+def worker_killed_at(fault: str, queue, tmp_path) -> None:
+    """Run a worker that kills itself by SIGKILL at `fault` (fault_worker.py), until it has died there."""
+    worker = start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY, fault=fault)
+    try:
+        wait_for(lambda: worker.poll() is not None, 60, f"the first worker to die at {fault}")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(20)
+    assert worker.returncode == -signal.SIGKILL
+
+
+def complete_with_a_worker(upload, queue, tmp_path, what: str, *, requeue_after: int = 120) -> None:
+    """Run a worker until `upload` is complete; a failure says `what` was awaited, and what the items and the
+    broker then held."""
+    worker = worker_on(queue, tmp_path, requeue_after=requeue_after)
+    try:
+        wait_for(
+            lambda: Upload.objects.get(pk=upload.pk).state == "complete",
+            120,
+            what,
+            tmp_path / "worker.log",
+            state=lambda: (
+                f"items: {sorted(UploadItem.objects.filter(upload=upload).values_list('pk', 'state'))}; "
+                f"upload {Upload.objects.get(pk=upload.pk).state}\n{broker_state(REDIS, queue)}"
+            ),
+        )
+    finally:
+        stop(worker)
 
 
 def processed(upload) -> int:
@@ -74,14 +105,7 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
     # whose task it holds unacknowledged. (Killed at a moment the test's clock picks, it could die between the
     # broker handing it a task and its recording the task as unacknowledged: the Redis transport then loses the
     # task, and only the ingest sweeper queues its files again, after its grace period. That is not this test.)
-    first = worker_on(queue, tmp_path, fault="mid_write:8")
-    try:
-        wait_for(lambda: first.poll() is not None, 60, "the first worker to die at its kill point")
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(20)
-    assert first.returncode == -signal.SIGKILL
+    worker_killed_at("mid_write:8", queue, tmp_path)
     done_before = processed(upload)
     assert 5 <= done_before < len(files), done_before  # its first batch done, the second not
     # The worst moment to die: while holding the lock under which workers restore unacknowledged tasks.
@@ -90,20 +114,7 @@ def test_a_worker_killed_mid_batch_is_retried_without_loss_or_duplicates(transac
     held = redis.Redis.from_url(REDIS).lock("unacked_mutex", timeout=options["unacked_mutex_expire"])
     assert held.acquire(blocking=False), "another worker holds the restore lock"
 
-    second = worker_on(queue, tmp_path)
-    try:
-        wait_for(
-            lambda: Upload.objects.get(pk=upload.pk).state == "complete",
-            120,
-            "the retried batch to finish",
-            tmp_path / "worker.log",
-            state=lambda: (
-                f"items: {sorted(UploadItem.objects.filter(upload=upload).values_list('pk', 'state'))}; "
-                f"upload {Upload.objects.get(pk=upload.pk).state}\n{broker_state(REDIS, queue)}"
-            ),
-        )
-    finally:
-        stop(second)
+    complete_with_a_worker(upload, queue, tmp_path, "the retried batch to finish")
     states = list(UploadItem.objects.filter(upload=upload).values_list("state", flat=True))
     assert states.count(UploadItem.State.ACCEPTED) == len(files), states
     assert Instance.objects.count() == len(files)
@@ -131,29 +142,12 @@ def test_a_worker_killed_as_it_takes_a_task_from_redis_loses_no_file(transaction
         upload_receive(upload=upload, files=files[start : start + 5])
     upload_finish(actor=world.cora, upload=upload)
 
-    first = start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY, fault="taken:2")
-    try:
-        wait_for(lambda: first.poll() is not None, 60, "the first worker to die as it takes its second task")
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(20)
-    assert first.returncode == -signal.SIGKILL
+    worker_killed_at("taken:2", queue, tmp_path)  # as it takes its second task
     assert processed(upload) == 5
     waiting, taken = broker_tasks(REDIS, queue)
     assert "trials.tasks.process_upload_batch" not in waiting + taken, broker_state(REDIS, queue)  # it is gone
 
-    second = start_worker(REDIS, queue, tmp_path, visibility=VISIBILITY, requeue_after=0)
-    try:
-        wait_for(
-            lambda: Upload.objects.get(pk=upload.pk).state == "complete",
-            60,
-            "the sweeper to queue the lost task's files again",
-            tmp_path / "worker.log",
-            state=lambda: broker_state(REDIS, queue),
-        )
-    finally:
-        stop(second)
+    complete_with_a_worker(upload, queue, tmp_path, "the sweeper to queue the lost task's files again", requeue_after=0)
     assert sorted(UploadItem.objects.filter(upload=upload).values_list("state", flat=True)) == ["accepted"] * 10
     assert Instance.objects.count() == 10
     assert_end_state()

@@ -610,3 +610,17 @@ def test_an_upload_is_checked_from_the_trial_access_its_trial_was_read_with(worl
     assert check("quinn", write=True)[0] == "NotPermitted"  # sees it, may not add files
     assert check("bruno", write=False)[0] == "NotFound"  # another site's subject
     assert check("rhea", write=False)[0] == "NotFound"  # a reader sees no subjects
+
+
+def test_an_upload_status_poll_reads_the_persons_permissions_on_the_trial_once(world, api):
+    """The API's checks in one request share one reading of the person's permissions (the trial, then the upload)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.trials.durability import open_upload
+
+    upload_id = open_upload(api, world.cora).json()["id"]
+    with CaptureQueriesContext(connection) as queries:
+        assert api.as_(world.cora).get(reverse("api-upload", args=["ALPHA", upload_id])).status_code == 200
+    permission_reads = [q["sql"] for q in queries.captured_queries if "guardian_userobjectpermission" in q["sql"]]
+    assert len(permission_reads) == 1, permission_reads

@@ -23,7 +23,12 @@ from . import serializers as s
 
 
 def _actor(request) -> Actor:
-    return Actor.from_request(request)
+    """The request's one Actor, so that what it reads of the person's permissions (a trial's access, read by
+    `_trial` and reused by the checks after it) is read once per request."""
+    actor = getattr(request, "_ctims_actor", None)
+    if actor is None or actor.user is not request.user:
+        actor = request._ctims_actor = Actor.from_request(request)
+    return actor
 
 
 def _trial(request, code: str, perm: str = "view_trial"):
@@ -302,10 +307,9 @@ class UploadDetailApi(APIView):
 
     @extend_schema(parameters=[s.UploadStatusIn], responses=s.UploadOut)
     def get(self, request, code, pk):
-        actor = _actor(request)  # one actor: the upload is checked from the trial's access, read once
-        trial = selectors.trial_get(actor=actor, code=code)
+        trial = _trial(request, code)
         items_from = _input(s.UploadStatusIn, request.query_params).get("items_from")
-        upload = selectors.upload_get(actor=actor, trial=trial, pk=pk)
+        upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk)
         return Response(_upload_out(upload, items_from=items_from))
 
 
@@ -314,7 +318,6 @@ class UploadFinishApi(APIView):
 
     @extend_schema(request=None, responses=s.UploadOut)
     def post(self, request, code, pk):
-        actor = _actor(request)
-        trial = selectors.trial_get(actor=actor, code=code)
-        upload = selectors.upload_get(actor=actor, trial=trial, pk=pk, write=True)
+        trial = _trial(request, code)
+        upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk, write=True)
         return Response(_upload_out(upload_finish(actor=request.user, upload=upload)))

@@ -41,6 +41,7 @@ from .charsets import (
     reencode_if_needed,
 )
 from .errors import DeidRejected, gettext_noop
+from .fastread import read_file
 from .index import build_index
 from .options import REJECT, DeidOptions, sop_class_rejection
 from .patterns import remove_identifiers
@@ -171,6 +172,9 @@ def _parse(data: bytes) -> Dataset:
         raise DeidRejected("not_dicom", gettext_noop("The file is empty."))
     # Rejections are raised outside the except blocks: a parser's message may quote a value, and an
     # exception raised inside would carry it along as __context__ into logs and error trackers.
+    common = read_file(data)
+    if common is not None:
+        return common
     try:
         try:
             return dcmread(io.BytesIO(data))

@@ -25,7 +25,6 @@ Matching rules, shared so that whatever the cleaner leaves, the verifier accepts
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -35,6 +34,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.valuerep import PersonName
 
 from .errors import DeidRejected, gettext_noop
+from .fastread import dcmread_bytes
 from .names import HangulNameFinder, full_name_forms, part_forms
 from .patterns import (
     ALL_REASONS,
@@ -433,10 +433,8 @@ def _coerce(
 
 def pixel_data_span(output: bytes) -> tuple[int, int] | None:
     """Where the top-level Pixel Data value lies in a Part 10 file, or None."""
-    from pydicom import dcmread
-
     try:
-        ds = dcmread(io.BytesIO(output), force=True)
+        ds = dcmread_bytes(output, force=True)
     except Exception:  # noqa: BLE001 - an unreadable file is searched whole
         return None
     raw = ds._dict.get(0x7FE00010)

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -35,6 +33,7 @@ from ..deid import DeidOptions, DeidRejected, DeidResult, burned_in, deidentify,
 from ..deid import profile as p
 from ..deid.charsets import STRING_VRS
 from ..deid.engine import CLASS_UID_TAGS, DICOM_ROOT, DUMMY_BY_VR, DUMMY_TEXT, method_text
+from ..deid.fastread import dcmread_bytes
 from ..deid.index import build_index
 from ..deid.pseudonym import PseudonymSpace
 from ..models import BrowserDeidRecord, Upload
@@ -341,7 +340,7 @@ def reverify(
             ),
         )
     try:
-        ds = dcmread(io.BytesIO(data))
+        ds = dcmread_bytes(data)
         # The index reads raw values in parsed sequences; walking the elements below converts them all.
         _open_sequences(ds)
         index = build_index(ds, little=ds.original_encoding[1] is not False)

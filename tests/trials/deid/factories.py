@@ -6,6 +6,7 @@ import datetime
 import io
 from dataclasses import dataclass, field
 from importlib.resources import files
+from pathlib import Path
 
 from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -270,6 +271,24 @@ def deid_data_files() -> list:
         ),
         key=lambda p: p.name,
     )
+
+
+def real_dicom_files() -> list[Path]:
+    """pydicom's and pydicom-data's test files, and deid-data's, found in their folders (pydicom's own finder
+    tries to download files it lacks first): CT, MR, enhanced multi-frame, compressed, big endian, implicit VR,
+    Korean, Japanese and other character sets, private and retired elements, sequences nested three deep, and
+    files that test pydicom's own error handling."""
+    import data_store
+    import deid_data
+    import pydicom.data
+
+    roots = [
+        Path(pydicom.data.__file__).parent / "test_files",
+        Path(pydicom.data.__file__).parent / "charset_files",
+        Path(data_store.__file__).parent,
+        Path(deid_data.__file__).parent,
+    ]
+    return sorted(path for root in roots for path in root.rglob("*.dcm"))
 
 
 def read(data: bytes) -> Dataset:

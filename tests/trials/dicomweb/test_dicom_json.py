@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pydicom
 import pytest
@@ -16,6 +15,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from trials.dicomweb.dicom_json import dataset_json
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+
+from ..deid.factories import real_dicom_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -29,24 +30,9 @@ def same(a: dict, b: dict) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def _real_files() -> list[Path]:
-    """pydicom's and pydicom-data's test files, and deid-data's, found in their folders (pydicom's own finder
-    tries to download files it lacks first)."""
-    import data_store
-    import deid_data
-    import pydicom.data
-
-    roots = [
-        Path(pydicom.data.__file__).parent / "test_files",
-        Path(data_store.__file__).parent,
-        Path(deid_data.__file__).parent,
-    ]
-    return sorted(path for root in roots for path in root.rglob("*.dcm"))
-
-
 def test_every_real_file_gives_pydicoms_dicom_json():
     compared, differ = 0, []
-    for path in _real_files():
+    for path in real_dicom_files():
         try:
             expected = pydicoms(pydicom.dcmread(path, stop_before_pixels=True))
         except Exception:  # noqa: S112 - files that test pydicom's own error handling

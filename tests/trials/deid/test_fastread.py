@@ -1,0 +1,212 @@
+"""The fast reading of the common DICOM file (trials.deid.fastread) is pydicom's reading, in every detail, for
+every real file it takes; every other file is left to pydicom; and the engine's outputs do not change."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+from trials.deid import DeidRejected, deidentify, engine, fastread
+from trials.deid.fastread import dcmread_bytes, read_file
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+
+from .factories import DEFAULT, SUBJECT, real_dicom_files, space
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+ATTRIBUTES = (
+    "preamble",
+    "original_encoding",
+    "_character_set",
+    "is_undefined_length_sequence_item",
+    "seq_item_tell",
+    "file_tell",
+    "_parent_encoding",
+)
+
+
+def differences(fast: Dataset, slow: Dataset, where: str = "") -> list[str]:
+    """Where two readings differ: element by element (a raw element's every field; a sequence's items in
+    turn), and the data sets' own attributes."""
+    found = []
+    if type(fast) is not type(slow):
+        return [f"{where}: {type(fast).__name__} against {type(slow).__name__}"]
+    if list(fast._dict) != list(slow._dict):
+        return [f"{where}: other tags or order"]
+    for tag, a in fast._dict.items():
+        b = slow._dict[tag]
+        here = f"{where} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if type(a) is not type(b):
+            found.append(f"{here}: {type(a).__name__} against {type(b).__name__}")
+        elif isinstance(a, RawDataElement):
+            if tuple(a) != tuple(b):
+                found.append(f"{here}: raw element")
+        elif (a.VR, a.file_tell, a.is_undefined_length) != (b.VR, b.file_tell, b.is_undefined_length):
+            found.append(f"{here}: element")
+        elif a.VR == "SQ":
+            if len(a.value) != len(b.value) or a.value.is_undefined_length != b.value.is_undefined_length:
+                found.append(f"{here}: sequence")
+            for n, (x, y) in enumerate(zip(a.value, b.value, strict=False)):
+                found += differences(x, y, f"{here}[{n}]")
+        elif a.value != b.value:
+            found.append(f"{here}: value")
+    if set(vars(fast)) != set(vars(slow)):
+        found.append(f"{where}: attributes {sorted(set(vars(fast)) ^ set(vars(slow)))}")
+    found += [f"{where}: {name}" for name in ATTRIBUTES if getattr(fast, name, None) != getattr(slow, name, None)]
+    if hasattr(slow, "file_meta"):
+        found += differences(fast.file_meta, slow.file_meta, f"{where} file meta")
+        found += [
+            f"{where}: {name}"
+            for name in ("is_implicit_VR", "is_little_endian", "_read_implicit", "_read_little")
+            if getattr(fast, name) != getattr(slow, name)
+        ]
+    return found
+
+
+def test_every_real_file_it_takes_reads_as_pydicom_reads_it():
+    taken, differ = [], {}
+    for path in real_dicom_files():
+        data = path.read_bytes()
+        fast = read_file(data)
+        if fast is None:
+            continue
+        taken.append(path.name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = differences(fast, pydicom.dcmread(io.BytesIO(data)), path.name)
+        if found:
+            differ[path.name] = found[:3]
+    # Native and compressed CT and MR, enhanced multi-frame with functional groups nested three deep, Korean and
+    # other character sets, private blocks, deid-data's files with their traps.
+    assert len(taken) >= 100
+    assert {
+        "693_UNCI.dcm",
+        "693_J2KR.dcm",
+        "eCT_Supplemental.dcm",
+        "emri_small.dcm",
+        "chrKoreanMulti.dcm",
+        "chrSQEncoding.dcm",
+    } <= set(taken)
+    assert differ == {}
+
+
+def test_a_synthesized_ct_series_is_read_by_it():
+    files = synthesize_ct_series(real_ct_template(large=False), slices=3, seed="fastread")
+    for data in files:
+        fast = read_file(data)
+        assert fast is not None
+        assert differences(fast, pydicom.dcmread(io.BytesIO(data))) == []
+
+
+def _ct() -> bytes:
+    return Path(get_testdata_file("CT_small.dcm")).read_bytes()
+
+
+def _end_of_meta(data: bytes) -> int:
+    meta_length = struct.unpack_from("<L", data, 132 + 8)[0]
+    return 132 + 12 + meta_length
+
+
+def _with_element(data: bytes, element: bytes) -> bytes:
+    """`data` with `element` (encoded bytes) as the first element after the file meta."""
+    end = _end_of_meta(data)
+    return data[:end] + element + data[end:]
+
+
+def _explicit(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+    if vr in (b"OB", b"UN", b"SQ", b"UT"):
+        return struct.pack("<HH2sHL", group, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, element, vr, len(value)) + value
+
+
+UNDEFINED = 0xFFFFFFFF
+ITEM_OF_UNDEFINED_LENGTH = struct.pack("<HHL", 0xFFFE, 0xE000, UNDEFINED)
+ITEM_END = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+SEQUENCE_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+
+UNCOMMON = {
+    "implicit VR": lambda: Path(get_testdata_file("MR_small_implicit.dcm")).read_bytes(),
+    "big endian": lambda: Path(get_testdata_file("MR_small_bigendian.dcm")).read_bytes(),
+    "deflated": lambda: Path(get_testdata_file("image_dfl.dcm")).read_bytes(),
+    "no preamble": lambda: _ct()[132:],
+    "cut short in a value": lambda: _ct()[:-10],
+    "cut short in a header": lambda: _ct() + b"\x08\x00",
+    "only the file meta": lambda: _ct()[: _end_of_meta(_ct())],
+    "a command set": lambda: _with_element(_ct(), struct.pack("<HHLL", 0x0000, 0x0000, 4, 0)),
+    "a VR pydicom does not know": lambda: _with_element(_ct(), _explicit(0x0008, 0x0001, b"XX", b"ab")),
+    "an undefined-length UN": lambda: _with_element(
+        _ct(),
+        struct.pack("<HH2sHL", 0x0009, 0x1001, b"UN", 0, UNDEFINED)
+        + ITEM_OF_UNDEFINED_LENGTH
+        + ITEM_END
+        + SEQUENCE_END,
+    ),
+    "an item in implicit VR": lambda: _with_element(
+        _ct(),
+        struct.pack("<HH2sHL", 0x0008, 0x1140, b"SQ", 0, UNDEFINED)
+        + ITEM_OF_UNDEFINED_LENGTH
+        + struct.pack("<HHL", 0x0008, 0x1150, 4)
+        + b"1.2\x00"
+        + ITEM_END
+        + SEQUENCE_END,
+    ),
+    "a sequence without its delimiter": lambda: _ct() + struct.pack("<HH2sHL", 0x7FE1, 0x0010, b"SQ", 0, UNDEFINED),
+}
+
+
+@pytest.mark.parametrize("case", UNCOMMON, ids=list(UNCOMMON))
+def test_any_other_file_is_left_to_pydicom(case):
+    data = UNCOMMON[case]()
+    assert read_file(data) is None
+    try:
+        expected = pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - the same failure either way
+        with pytest.raises(type(exc)):
+            dcmread_bytes(data)
+    else:
+        assert differences(dcmread_bytes(data), expected) == []
+
+
+def test_a_sequence_of_explicit_items_it_reads_itself_as_pydicom_does():
+    sequence = (
+        struct.pack("<HH2sHL", 0x0008, 0x1140, b"SQ", 0, UNDEFINED)
+        + ITEM_OF_UNDEFINED_LENGTH
+        + _explicit(0x0008, 0x1150, b"UI", b"1.2\x00")
+        + ITEM_END
+        + struct.pack("<HHL", 0xFFFE, 0xE000, 12)
+        + _explicit(0x0008, 0x1155, b"UI", b"1.3\x00")
+        + SEQUENCE_END
+    )
+    data = _with_element(_ct(), sequence)
+    fast = read_file(data)
+    assert fast is not None
+    assert differences(fast, pydicom.dcmread(io.BytesIO(data))) == []
+    items = fast[0x00081140].value
+    assert [item.get("ReferencedSOPClassUID") for item in items] == ["1.2", None]
+    assert [item.is_undefined_length_sequence_item for item in items] == [True, False]
+
+
+def _outcome(data: bytes):
+    try:
+        result = deidentify(data, space=space(), subject_code=SUBJECT, options=DEFAULT)
+    except DeidRejected as rejection:
+        return rejection.code, str(rejection.reason)
+    return result.data, result.index, result.actions
+
+
+def test_the_engine_gives_the_same_outputs_and_rejections_without_it(monkeypatch):
+    paths = real_dicom_files()
+    fast = [_outcome(path.read_bytes()) for path in paths]
+    monkeypatch.setattr(engine, "read_file", lambda data: None)
+    monkeypatch.setattr(fastread, "read_file", lambda data: None)
+    slow = [_outcome(path.read_bytes()) for path in paths]
+    assert [p.name for p, a, b in zip(paths, fast, slow, strict=True) if a != b] == []
+    assert sum(1 for outcome in fast if isinstance(outcome[0], bytes)) >= 20  # de-identified, not only rejected

@@ -1,0 +1,206 @@
+"""pydicom's reading of the common DICOM file, without its per-element file calls.
+
+`read_file(data)` gives what `pydicom.dcmread(io.BytesIO(data))` gives: the same FileDataset, holding the same
+RawDataElements (tag, VR, length, value bytes, offset), file meta and encodings, so that whatever reads it (the
+engine, the server's re-verification) cannot tell the two apart. It does so only for the file nearly every
+modality writes: a preamble and "DICM", file meta in explicit VR little endian, then a data set in explicit VR
+little endian (native or encapsulated pixels), every VR one that pydicom knows, every defined length inside the
+file. It answers None for anything else (implicit VR, big endian, deflated, a command set, no file meta, a
+truncated value, an unknown VR, an undefined-length UN), and the caller reads the file with pydicom itself.
+
+The elements are cut from the bytes with `struct.unpack_from` in one loop, items of sequences included; pydicom
+reads each element through its file object (read, tell, seek: several calls per element) and builds each item
+through three layers of functions, which is most of its reading time in CPython and more in the browser's
+WebAssembly. The objects are made by pydicom's own constructors, in pydicom's order, with the attributes it
+sets; an undefined-length value other than a sequence (encapsulated pixel data) is read by pydicom's own
+function. tests/trials/deid/test_fastread.py compares the two readings element by element over every real file
+of the test corpus, and the engine's outputs with and without this reading.
+"""
+
+from __future__ import annotations
+
+import io
+from struct import Struct
+
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.filereader import dcmread
+from pydicom.fileutil import read_undefined_length_value
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, SequenceDelimiterTag
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    PrivateTransferSyntaxes,
+)
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+from pydicom.values import convert_string
+
+_HEADER = Struct("<HH2sH").unpack_from  # tag group, element, VR, 16-bit length
+_LENGTH_32 = Struct("<L").unpack_from
+_ITEM = Struct("<HHL").unpack_from  # an item's or delimiter's tag and length
+# Two-letter VRs pydicom knows, as they appear in a file -> (the VR as pydicom stores it, 32-bit length?).
+_KNOWN_VR = {
+    vr.value.encode(default_encoding): (vr.value, vr in EXPLICIT_VR_LENGTH_32) for vr in VR if len(vr.value) == 2
+}
+_UNDEFINED = 0xFFFFFFFF
+_ITEM_DELIMITATION = 0xFFFEE00D
+_CHARSET = 0x00080005
+_NOT_EXPLICIT_LITTLE = frozenset(
+    {ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian, *PrivateTransferSyntaxes}
+)
+
+
+class _Uncommon(Exception):
+    """The bytes are not the common file this reader takes: pydicom reads them."""
+
+
+def read_file(data: bytes) -> FileDataset | None:
+    """The FileDataset pydicom's dcmread would give for `data` (bytes), or None where this reader does not
+    take the file (then read it with pydicom, which also raises or warns as it does for any file)."""
+    if len(data) < 140 or data[128:132] != b"DICM":
+        return None
+    try:
+        return _read(data)
+    except Exception:  # noqa: BLE001 - _Uncommon, or pydicom's own functions failing: pydicom reads it from the start
+        return None
+
+
+def dcmread_bytes(data: bytes, *, force: bool = False) -> FileDataset:
+    """`pydicom.dcmread(io.BytesIO(data), force=force)`, read by `read_file` where it takes the file."""
+    return read_file(data) or dcmread(io.BytesIO(data), force=force)
+
+
+def _read(data: bytes) -> FileDataset:
+    meta_elements, end_of_meta, _ = _elements(data, 132, group=0x0002)
+    if not meta_elements or end_of_meta + 8 > len(data) or data[end_of_meta : end_of_meta + 2] == b"\x00\x00":
+        raise _Uncommon  # no file meta, nothing after it, or a command set (group 0000) next
+    file_meta = _file_meta(meta_elements)
+    syntax = file_meta.get("TransferSyntaxUID")
+    if syntax is None or syntax in _NOT_EXPLICIT_LITTLE:
+        raise _Uncommon
+    elements, end, _ = _elements(data, end_of_meta, group=None)
+    if end != len(data):
+        raise _Uncommon
+    dataset = Dataset(elements, parent_encoding=default_encoding)
+    if _CHARSET in elements:
+        encoding = convert_encodings(convert_raw_data_element(elements[BaseTag(_CHARSET)]).value)
+    else:
+        encoding = default_encoding
+    dataset.set_original_encoding(False, True, encoding)
+    buffer = io.BytesIO(data)
+    buffer.seek(0, io.SEEK_END)  # where pydicom leaves the buffer it read
+    ds = FileDataset(buffer, dataset, data[:128], file_meta, False, True)
+    ds.set_original_encoding(False, True, dataset._character_set)
+    return ds
+
+
+def _file_meta(elements: dict) -> FileMetaDataset:
+    """As pydicom's _read_file_meta_info makes it, including the elements it converts as it reads."""
+    meta = Dataset(elements, parent_encoding=default_encoding)
+    meta.set_original_encoding(False, True, default_encoding)
+    file_meta = FileMetaDataset(meta)
+    file_meta.set_original_encoding(is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding)
+    file_meta[next(iter(file_meta._dict))]  # pydicom's check that explicit VR reads it (converts the element)
+    if "FileMetaInformationGroupLength" in file_meta:
+        file_meta.FileMetaInformationGroupLength  # noqa: B018 - pydicom reads it to compare (and converts it)
+    return file_meta
+
+
+def _elements(
+    data: bytes,
+    pos: int,
+    *,
+    end: int | None = None,
+    group: int | None = None,
+    delimited: bool = False,
+    encoding: str | list[str] = default_encoding,
+) -> tuple[dict, int, str | list[str]]:
+    """The elements from `pos` as pydicom's data_element_generator yields them, with where reading ended and
+    the running character set (`encoding`, the parent's to start with). They end at `end` (the end of `data`
+    by default), or with `group` at the first element of another group, or, `delimited`, after an item
+    delimitation item."""
+    if end is None:
+        end = len(data)
+    elements: dict = {}
+    while pos < end:
+        if end - pos < 8:
+            raise _Uncommon  # pydicom stops quietly at a short tail; not the common file
+        tag_group, tag_element, raw_vr, length = _HEADER(data, pos)
+        if group is not None and tag_group != group:
+            break
+        tag = tag_group << 16 | tag_element
+        if tag == _ITEM_DELIMITATION:
+            if not delimited:
+                raise _Uncommon
+            return elements, pos + 8, encoding
+        known = _KNOWN_VR.get(raw_vr)
+        if known is None:
+            raise _Uncommon  # implicit VR, or a VR pydicom does not know
+        vr, long_length = known
+        pos += 8
+        if long_length:
+            if end - pos < 4:
+                raise _Uncommon
+            length = _LENGTH_32(data, pos)[0]
+            pos += 4
+        if length == _UNDEFINED:
+            if vr == "SQ":
+                sequence, after = _sequence(data, pos, encoding)
+                elements[BaseTag(tag)] = DataElement(BaseTag(tag), vr, sequence, pos, is_undefined_length=True)
+            elif vr == "UN":
+                raise _Uncommon  # pydicom may take it for a sequence, by its settings or its dictionary
+            else:
+                fp = io.BytesIO(data)
+                fp.seek(pos)
+                value = read_undefined_length_value(fp, True, SequenceDelimiterTag, None)
+                elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, pos, False, True)
+                after = fp.tell()
+            if after > end:
+                raise _Uncommon
+            pos = after
+            continue
+        if pos + length > end:
+            raise _Uncommon
+        value = data[pos : pos + length] if length else empty_value_for_VR(vr, raw=True)
+        if tag == _CHARSET:
+            encoding = convert_encodings(convert_string(value or b"", True))
+        elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, pos, False, True)
+        pos += length
+    if delimited or (group is None and pos != end):
+        raise _Uncommon  # an item without its delimiter, or an element running past its item
+    return elements, pos, encoding
+
+
+def _sequence(data: bytes, pos: int, encoding: str | list[str]) -> tuple[Sequence, int]:
+    """An undefined-length sequence's items from `pos`, as pydicom's read_sequence reads them; with where the
+    sequence delimitation item ends."""
+    items = []
+    while True:
+        if len(data) - pos < 8:
+            raise _Uncommon
+        tag_group, tag_element, length = _ITEM(data, pos)
+        item_start, pos = pos, pos + 8
+        if (tag_group, tag_element) == (0xFFFE, 0xE0DD):
+            break
+        if (tag_group, tag_element) != (0xFFFE, 0xE000) or data[pos + 4 : pos + 6] not in _KNOWN_VR:
+            raise _Uncommon  # not an item, or an item in implicit VR (which pydicom allows in a sequence)
+        if length == _UNDEFINED:
+            elements, pos, item_encoding = _elements(data, pos, delimited=True, encoding=encoding)
+        else:
+            elements, pos, item_encoding = _elements(data, pos, end=pos + length, encoding=encoding)
+        item = Dataset(elements, parent_encoding=encoding)
+        if _CHARSET in elements:
+            item_encoding = convert_encodings(convert_raw_data_element(elements[BaseTag(_CHARSET)]).value)
+        else:
+            item_encoding = encoding
+        item.set_original_encoding(False, True, item_encoding)
+        item.is_undefined_length_sequence_item = length == _UNDEFINED
+        item.seq_item_tell = item_start
+        item.file_tell = item_start
+        items.append(item)
+    sequence = Sequence(items)
+    sequence.is_undefined_length = True
+    return sequence, pos

@@ -104,7 +104,7 @@ def _file_meta(elements: dict) -> FileMetaDataset:
     meta.set_original_encoding(False, True, default_encoding)
     file_meta = FileMetaDataset(meta)
     file_meta.set_original_encoding(is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding)
-    file_meta[next(iter(file_meta._dict))]  # pydicom's check that explicit VR reads it (converts the element)
+    file_meta[min(file_meta._dict)]  # pydicom's check that explicit VR reads its first element (and converts it)
     if "FileMetaInformationGroupLength" in file_meta:
         file_meta.FileMetaInformationGroupLength  # noqa: B018 - pydicom reads it to compare (and converts it)
     return file_meta

@@ -75,27 +75,33 @@ def dcmread_bytes(data: bytes, *, force: bool = False) -> FileDataset:
 
 
 def _read(data: bytes) -> FileDataset:
-    meta_elements, end_of_meta, _ = _elements(data, 132, group=0x0002)
+    meta_elements, end_of_meta = _elements(data, 132, group=0x0002)
     if not meta_elements or end_of_meta + 8 > len(data) or data[end_of_meta : end_of_meta + 2] == b"\x00\x00":
         raise _Uncommon  # no file meta, nothing after it, or a command set (group 0000) next
     file_meta = _file_meta(meta_elements)
     syntax = file_meta.get("TransferSyntaxUID")
     if syntax is None or syntax in _NOT_EXPLICIT_LITTLE:
         raise _Uncommon
-    elements, end, _ = _elements(data, end_of_meta, group=None)
+    elements, end = _elements(data, end_of_meta, group=None)
     if end != len(data):
         raise _Uncommon
-    dataset = Dataset(elements, parent_encoding=default_encoding)
-    if _CHARSET in elements:
-        encoding = convert_encodings(convert_raw_data_element(elements[BaseTag(_CHARSET)]).value)
-    else:
-        encoding = default_encoding
-    dataset.set_original_encoding(False, True, encoding)
+    dataset = _dataset(elements, default_encoding)
     buffer = io.BytesIO(data)
     buffer.seek(0, io.SEEK_END)  # where pydicom leaves the buffer it read
     ds = FileDataset(buffer, dataset, data[:128], file_meta, False, True)
     ds.set_original_encoding(False, True, dataset._character_set)
     return ds
+
+
+def _dataset(elements: dict, parent_encoding: str | list[str]) -> Dataset:
+    """A data set (the file's, or an item) as pydicom's read_dataset makes it of its elements."""
+    dataset = Dataset(elements, parent_encoding=parent_encoding)
+    if _CHARSET in elements:
+        encoding = convert_encodings(convert_raw_data_element(elements[BaseTag(_CHARSET)]).value)
+    else:
+        encoding = parent_encoding
+    dataset.set_original_encoding(False, True, encoding)
+    return dataset
 
 
 def _file_meta(elements: dict) -> FileMetaDataset:
@@ -118,11 +124,11 @@ def _elements(
     group: int | None = None,
     delimited: bool = False,
     encoding: str | list[str] = default_encoding,
-) -> tuple[dict, int, str | list[str]]:
-    """The elements from `pos` as pydicom's data_element_generator yields them, with where reading ended and
-    the running character set (`encoding`, the parent's to start with). They end at `end` (the end of `data`
-    by default), or with `group` at the first element of another group, or, `delimited`, after an item
-    delimitation item."""
+) -> tuple[dict, int]:
+    """The elements from `pos` as pydicom's data_element_generator yields them, and where reading ended. They end
+    at `end` (the end of `data` by default), or with `group` at the first element of another group, or,
+    `delimited`, after an item delimitation item. `encoding` is the parent's character set: a sequence here is
+    read with it, or with this data set's own once its Specific Character Set is read, as pydicom does."""
     if end is None:
         end = len(data)
     elements: dict = {}
@@ -136,7 +142,7 @@ def _elements(
         if tag == _ITEM_DELIMITATION:
             if not delimited:
                 raise _Uncommon
-            return elements, pos + 8, encoding
+            return elements, pos + 8
         known = _KNOWN_VR.get(raw_vr)
         if known is None:
             raise _Uncommon  # implicit VR, or a VR pydicom does not know
@@ -172,7 +178,7 @@ def _elements(
         pos += length
     if delimited or (group is None and pos != end):
         raise _Uncommon  # an item without its delimiter, or an element running past its item
-    return elements, pos, encoding
+    return elements, pos
 
 
 def _sequence(data: bytes, pos: int, encoding: str | list[str]) -> tuple[Sequence, int]:
@@ -189,15 +195,10 @@ def _sequence(data: bytes, pos: int, encoding: str | list[str]) -> tuple[Sequenc
         if (tag_group, tag_element) != (0xFFFE, 0xE000) or data[pos + 4 : pos + 6] not in _KNOWN_VR:
             raise _Uncommon  # not an item, or an item in implicit VR (which pydicom allows in a sequence)
         if length == _UNDEFINED:
-            elements, pos, item_encoding = _elements(data, pos, delimited=True, encoding=encoding)
+            elements, pos = _elements(data, pos, delimited=True, encoding=encoding)
         else:
-            elements, pos, item_encoding = _elements(data, pos, end=pos + length, encoding=encoding)
-        item = Dataset(elements, parent_encoding=encoding)
-        if _CHARSET in elements:
-            item_encoding = convert_encodings(convert_raw_data_element(elements[BaseTag(_CHARSET)]).value)
-        else:
-            item_encoding = encoding
-        item.set_original_encoding(False, True, item_encoding)
+            elements, pos = _elements(data, pos, end=pos + length, encoding=encoding)
+        item = _dataset(elements, encoding)
         item.is_undefined_length_sequence_item = length == _UNDEFINED
         item.seq_item_tell = item_start
         item.file_tell = item_start

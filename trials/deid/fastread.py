@@ -71,7 +71,8 @@ def read_file(data: bytes) -> FileDataset | None:
 
 def dcmread_bytes(data: bytes, *, force: bool = False) -> FileDataset:
     """`pydicom.dcmread(io.BytesIO(data), force=force)`, read by `read_file` where it takes the file."""
-    return read_file(data) or dcmread(io.BytesIO(data), force=force)
+    ds = read_file(data)
+    return ds if ds is not None else dcmread(io.BytesIO(data), force=force)
 
 
 def _read(data: bytes) -> FileDataset:

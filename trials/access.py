@@ -114,6 +114,11 @@ class TrialAccess:
             return None
         return set(self.sites_with("view_site_subjects"))
 
+    def sees_site(self, site_id: int) -> bool:
+        """Whether the actor sees the subjects of this site, their uploads and images (`subject_list`'s rule)."""
+        sites = self.image_sites()
+        return sites is None or site_id in sites
+
 
 def trial_access(actor: Actor, code: str) -> TrialAccess | None:
     """The actor's permissions on trial `code` and its sites, narrowed by their token; None if they hold none."""

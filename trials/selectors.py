@@ -110,8 +110,7 @@ def require_subject_access(*, actor: Actor, trial: Trial) -> None:
 def sees_images(*, actor: Actor, trial: Trial, subject: Subject) -> bool:
     """Whether the trial's DICOMweb root shows this subject's images (the rule `TrialAccess.image_sites` states)."""
     access = actor.access(trial.code)
-    sites = access.image_sites() if access is not None else set()
-    return sites is None or subject.site_id in sites
+    return access is not None and access.sees_site(subject.site_id)
 
 
 def subject_get(*, actor: Actor, trial: Trial, code: str) -> Subject:
@@ -295,7 +294,7 @@ def upload_get(*, actor: Actor, trial: Trial, pk: int, write: bool = False) -> U
     if upload is None:
         raise NotFound(_("No such upload."))
     site_id = upload.timepoint.subject.site_id
-    if "view_all_subjects" not in access.trial_perms and site_id not in access.sites_with("view_site_subjects"):
+    if not access.sees_site(site_id):
         raise NotFound(_("No such upload."))
     if write and site_id not in access.sites_with("upload_to_site"):
         raise NotPermitted(_("Only the site's coordinators upload images for this subject."))

@@ -139,11 +139,12 @@ def _elements(
         tag_group, tag_element, raw_vr, length = _HEADER(data, pos)
         if group is not None and tag_group != group:
             break
-        tag = tag_group << 16 | tag_element
+        tag = tag_group << 16 | tag_element  # an int: BaseTag's comparisons are Python calls
         if tag == _ITEM_DELIMITATION:
             if not delimited:
                 raise _Uncommon
             return elements, pos + 8
+        key = BaseTag(tag)
         known = _KNOWN_VR.get(raw_vr)
         if known is None:
             raise _Uncommon  # implicit VR, or a VR pydicom does not know
@@ -157,14 +158,14 @@ def _elements(
         if length == _UNDEFINED:
             if vr == "SQ":
                 sequence, after = _sequence(data, pos, encoding)
-                elements[BaseTag(tag)] = DataElement(BaseTag(tag), vr, sequence, pos, is_undefined_length=True)
+                elements[key] = DataElement(key, vr, sequence, pos, is_undefined_length=True)
             elif vr == "UN":
                 raise _Uncommon  # pydicom may take it for a sequence, by its settings or its dictionary
             else:
                 fp = io.BytesIO(data)
                 fp.seek(pos)
                 value = read_undefined_length_value(fp, True, SequenceDelimiterTag, None)
-                elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, pos, False, True)
+                elements[key] = RawDataElement(key, vr, length, value, pos, False, True)
                 after = fp.tell()
             if after > end:
                 raise _Uncommon
@@ -175,7 +176,7 @@ def _elements(
         value = data[pos : pos + length] if length else empty_value_for_VR(vr, raw=True)
         if tag == _CHARSET:
             encoding = convert_encodings(convert_string(value or b"", True))
-        elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, pos, False, True)
+        elements[key] = RawDataElement(key, vr, length, value, pos, False, True)
         pos += length
     if delimited or (group is None and pos != end):
         raise _Uncommon  # an item without its delimiter, or an element running past its item

@@ -21,8 +21,11 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-# Numbers: the struct code of one value.
-_NUMBERS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+# Numbers: the struct code of one value, and its size in bytes.
+_NUMBERS = {
+    vr: (code, struct.calcsize(f"<{code}"))
+    for vr, code in {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}.items()
+}
 # How pydicom's converter reads each text VR taken here (pydicom.values.converters, datetime conversion off):
 # "multi" strips trailing spaces and NULs from the whole value, then splits it at backslashes; "ae" splits, then
 # strips each value on both sides; "text" splits, then strips each value's trailing spaces and NULs; "single"
@@ -77,9 +80,9 @@ def _raw_json(raw: RawDataElement) -> dict[str, Any] | None:
             return None
     if not isinstance(value, bytes):  # a deferred value, or a sequence read whole: pydicom's to read
         return None
-    code = _NUMBERS.get(vr)
-    if code is not None:
-        size = struct.calcsize(f"<{code}")
+    number = _NUMBERS.get(vr)
+    if number is not None:
+        code, size = number
         if len(value) % size:
             return None
         if not value:

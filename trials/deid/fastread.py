@@ -21,13 +21,17 @@ corpus, and the engine's outputs with and without this reading.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from struct import Struct
+from typing import Any
 
+from pydicom import config
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import dcmread
 from pydicom.fileutil import read_undefined_length_value
+from pydicom.hooks import hooks, raw_element_value, raw_element_vr
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, SequenceDelimiterTag
 from pydicom.uid import (
@@ -183,18 +187,22 @@ def _elements(
     return elements, pos
 
 
-def _sequence(data: bytes, pos: int, encoding: str | list[str]) -> tuple[Sequence, int]:
-    """An undefined-length sequence's items from `pos`, as pydicom's read_sequence reads them; with where the
-    sequence delimitation item ends."""
+def _sequence(
+    data: bytes, pos: int, encoding: str | list[str], *, end: int | None = None, offset: int = 0
+) -> tuple[Sequence, int]:
+    """A sequence's items from `pos`, as pydicom's read_sequence reads them, and where reading ended: an
+    undefined-length sequence (`end` None) up to its sequence delimitation item, a defined-length one up to
+    `end` (or such an item). `offset` is added to the items' own positions, as convert_SQ adds where the value
+    it reads apart lies in the file."""
     items = []
-    while True:
+    while end is None or pos < end:
         if len(data) - pos < 8:
             raise _Uncommon
         tag_group, tag_element, length = _ITEM(data, pos)
         item_start, pos = pos, pos + 8
         if (tag_group, tag_element) == (0xFFFE, 0xE0DD):
             break
-        if (tag_group, tag_element) != (0xFFFE, 0xE000) or data[pos + 4 : pos + 6] not in _KNOWN_VR:
+        if (tag_group, tag_element) != (0xFFFE, 0xE000) or (length and data[pos + 4 : pos + 6] not in _KNOWN_VR):
             raise _Uncommon  # not an item, or an item in implicit VR (which pydicom allows in a sequence)
         if length == _UNDEFINED:
             elements, pos = _elements(data, pos, delimited=True, encoding=encoding)
@@ -202,9 +210,90 @@ def _sequence(data: bytes, pos: int, encoding: str | list[str]) -> tuple[Sequenc
             elements, pos = _elements(data, pos, end=pos + length, encoding=encoding)
         item = _dataset(elements, encoding)
         item.is_undefined_length_sequence_item = length == _UNDEFINED
-        item.seq_item_tell = item_start
-        item.file_tell = item_start
+        item.seq_item_tell = item_start + offset
+        item.file_tell = item_start + offset
         items.append(item)
     sequence = Sequence(items)
-    sequence.is_undefined_length = True
+    sequence.is_undefined_length = end is None
     return sequence, pos
+
+
+def open_sequences(ds: Dataset, is_sequence: Callable[[int, Any], bool]) -> None:
+    """Convert the sequences of `ds` and of their items in turn as `ds[tag]` converts them (`is_sequence(tag,
+    element)` says which elements to convert), leaving every other value raw.
+
+    A defined-length sequence in explicit VR little endian is read by this module's loop (pydicom's convert_SQ
+    reads it through its file object, element by element) into the items convert_SQ makes, and set as
+    Dataset.__getitem__ sets a converted element; any other, and any value this loop does not take, is converted
+    by pydicom itself. ValueError where pydicom could not read as a sequence what `is_sequence` says is one.
+    """
+    for tag, elem in list(ds._dict.items()):
+        if not isinstance(elem, RawDataElement):
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    open_sequences(item, is_sequence)
+            continue
+        if not is_sequence(tag, elem):
+            continue
+        sequence = _defined_length_sequence(ds, elem)
+        if sequence is None:
+            converted = ds[tag]
+        else:
+            # Dataset.__setitem__ does the rest of what __getitem__ does (the pixel representation into the items).
+            ds[tag] = DataElement(elem.tag, "SQ", sequence, elem.value_tell, False, already_converted=True)
+            converted = ds._dict[tag]
+        if converted.VR != "SQ":
+            raise ValueError("a sequence could not be read as one")  # pydicom kept its bytes (as UN)
+        for item in converted.value or []:
+            open_sequences(item, is_sequence)
+
+
+def _converted_by_default() -> bool:
+    """Whether pydicom converts raw values its own way (no callback or hook of an application's set)."""
+    return (
+        config.data_element_callback is None
+        and not hooks.raw_element_kwargs
+        and hooks.raw_element_vr is raw_element_vr
+        and hooks.raw_element_value is raw_element_value
+    )
+
+
+def raw_text(elem: Any) -> str | None:
+    """A raw CS or UI element's value as text, as pydicom converts it with its values joined by backslashes; None
+    for any other element (convert that with pydicom). pydicom decodes these VRs in its default encoding whatever
+    the character set, and drops trailing spaces and NULs before splitting at backslashes."""
+    if type(elem) is not RawDataElement or elem.VR not in ("CS", "UI") or not isinstance(elem.value, bytes):
+        return None
+    return elem.value.decode(default_encoding).rstrip(" \x00") if _converted_by_default() else None
+
+
+def raw_us(elem: Any) -> int | None:
+    """A raw US element of one value as pydicom converts it; None for any other element."""
+    if type(elem) is not RawDataElement or elem.VR != "US" or not isinstance(elem.value, bytes) or elem.length != 2:
+        return None
+    if len(elem.value) != 2 or not _converted_by_default():
+        return None
+    return int.from_bytes(elem.value, "little" if elem.is_little_endian else "big")
+
+
+def _defined_length_sequence(ds: Dataset, elem: RawDataElement) -> Sequence | None:
+    """The Sequence pydicom's convert_SQ makes of `elem`'s value, or None where this module does not read it."""
+    value = elem.value
+    if (
+        elem.VR != "SQ"
+        or elem.length == _UNDEFINED
+        or not isinstance(value, bytes)
+        or not value
+        or elem.is_implicit_VR
+        or not elem.is_little_endian
+        or not _converted_by_default()
+    ):
+        return None
+    encoding = ds.original_character_set or ds._character_set or [default_encoding]
+    try:
+        sequence, _ = _sequence(
+            value, 0, [encoding] if isinstance(encoding, str) else encoding, end=len(value), offset=elem.value_tell
+        )
+    except Exception:  # noqa: BLE001 - _Uncommon, or pydicom's own functions failing: pydicom converts it
+        return None
+    return sequence

@@ -33,7 +33,7 @@ from ..deid import DeidOptions, DeidRejected, DeidResult, burned_in, deidentify,
 from ..deid import profile as p
 from ..deid.charsets import STRING_VRS
 from ..deid.engine import CLASS_UID_TAGS, DICOM_ROOT, DUMMY_BY_VR, DUMMY_TEXT, method_text
-from ..deid.fastread import dcmread_bytes
+from ..deid.fastread import dcmread_bytes, open_sequences, raw_text, raw_us
 from ..deid.index import build_index
 from ..deid.pseudonym import PseudonymSpace
 from ..models import BrowserDeidRecord, Upload
@@ -91,14 +91,6 @@ def _vr(tag: int, elem: Any) -> str:
     if entry is not None:
         return entry[0].split(" or ")[0]
     return "SQ" if getattr(elem, "length", 0) == 0xFFFFFFFF else (vr or "UN")
-
-
-def _open_sequences(ds: Dataset) -> None:
-    """Parse every sequence into items, leaving other values raw (bytes), as the engine's output index expects."""
-    for tag, elem in list(ds._dict.items()):
-        if _vr(tag, elem) == "SQ":
-            for item in ds[tag].value or []:
-                _open_sequences(item)
 
 
 def _elements(ds: Dataset) -> Iterator[tuple[Dataset, int, str, Any]]:
@@ -217,21 +209,34 @@ def _check_element(
 
 
 def _value(ds: Dataset, tag: int) -> str:
-    elem = ds.get(tag)
-    return _text(elem.value).strip(" \x00") if elem is not None else ""
+    """`tag`'s value as text, trimmed ("" where `ds` has none); a raw CS or UI value is read as pydicom reads it."""
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return ""
+    text = raw_text(elem)
+    return (text if text is not None else _text(ds[tag].value)).strip(" \x00")
+
+
+def _us(ds: Dataset, tag: int, default: int) -> int:
+    """`tag`'s US value (`default` where `ds` has none or it is empty); a raw one is read as pydicom reads it."""
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return default
+    number = raw_us(elem)
+    return int((number if number is not None else ds[tag].value) or default)
 
 
 def _pixel_module(ds: Dataset) -> burned_in.PixelModule:
     frames = _value(ds, 0x00280008)
-    bits_allocated = int(ds.get("BitsAllocated", 0) or 0)
+    bits_allocated = _us(ds, 0x00280100, 0)
     return burned_in.PixelModule(
-        rows=int(ds.get("Rows", 0) or 0),
-        columns=int(ds.get("Columns", 0) or 0),
-        samples=int(ds.get("SamplesPerPixel", 1) or 1),
+        rows=_us(ds, 0x00280010, 0),
+        columns=_us(ds, 0x00280011, 0),
+        samples=_us(ds, 0x00280002, 1),
         frames=int(frames) if frames.isdigit() else 1,
         bits_allocated=bits_allocated,
-        bits_stored=int(ds.get("BitsStored", bits_allocated) or bits_allocated),
-        signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
+        bits_stored=_us(ds, 0x00280101, bits_allocated),
+        signed=_us(ds, 0x00280103, 0) == 1,
         little=ds.original_encoding[1] is not False,
         photometric=_value(ds, 0x00280004).upper(),
     )
@@ -342,7 +347,7 @@ def reverify(
     try:
         ds = dcmread_bytes(data)
         # The index reads raw values in parsed sequences; walking the elements below converts them all.
-        _open_sequences(ds)
+        open_sequences(ds, lambda tag, elem: _vr(tag, elem) == "SQ")
         index = build_index(ds, little=ds.original_encoding[1] is not False)
         ds_elements = list(_elements(ds))
     except Exception as exc:  # noqa: BLE001 - only the type is kept: a parser message may quote a value

@@ -14,6 +14,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from trials.deid import DeidRejected, deidentify, engine, fastread
 from trials.deid.fastread import dcmread_bytes, read_file
@@ -53,7 +54,8 @@ def differences(fast: Dataset, slow: Dataset, where: str = "") -> list[str]:
         elif (a.VR, a.file_tell, a.is_undefined_length) != (b.VR, b.file_tell, b.is_undefined_length):
             found.append(f"{here}: element")
         elif a.VR == "SQ":
-            if len(a.value) != len(b.value) or a.value.is_undefined_length != b.value.is_undefined_length:
+            undefined = (getattr(a.value, "is_undefined_length", None), getattr(b.value, "is_undefined_length", None))
+            if len(a.value) != len(b.value) or undefined[0] != undefined[1]:
                 found.append(f"{here}: sequence")
             for n, (x, y) in enumerate(zip(a.value, b.value, strict=False)):
                 found += differences(x, y, f"{here}[{n}]")
@@ -260,3 +262,127 @@ def test_damaged_files_read_as_pydicom_reads_them_or_are_left_to_it():
             wrong.append((n, found[0]))
     assert taken >= 300
     assert wrong == []
+
+
+def _opened_by_pydicom(ds: Dataset, is_sequence) -> None:
+    """What reverify did before fastread.open_sequences: each sequence converted by Dataset.__getitem__."""
+    for tag, elem in list(ds._dict.items()):
+        if is_sequence(tag, elem):
+            for item in ds[tag].value or []:
+                _opened_by_pydicom(item, is_sequence)
+
+
+def _is_sequence(tag, elem) -> bool:
+    return elem.VR == "SQ" or (elem.VR == "UN" and pydicom.datadict.dictionary_VR(tag) == "SQ")
+
+
+def test_sequences_it_opens_are_the_ones_pydicom_converts():
+    """Every sequence of every real file (and of the engine's outputs), opened by open_sequences, holds exactly
+    the items, raw elements and attributes that pydicom's own conversion gives; and it reads every defined-length
+    one in explicit VR little endian itself (pydicom converts those in implicit VR or big endian, and a UN that the
+    dictionary calls a sequence)."""
+    read_here = 0
+    fallbacks = []
+    original = fastread._defined_length_sequence
+
+    def counted(ds, elem):
+        nonlocal read_here
+        sequence = original(ds, elem)
+        if sequence is None and elem.VR == "SQ" and not elem.is_implicit_VR and elem.is_little_endian and elem.value:
+            fallbacks.append(elem.tag)
+        else:
+            read_here += 1
+        return sequence
+
+    datas = [path.read_bytes() for path in real_dicom_files()]
+    datas += [outcome[0] for outcome in map(_outcome, datas) if isinstance(outcome[0], bytes)]
+    differ = {}
+    for n, data in enumerate(datas):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                slow = pydicom.dcmread(io.BytesIO(data), force=True)
+                _opened_by_pydicom(slow, _is_sequence)
+            except Exception as exc:  # noqa: BLE001 - then open_sequences fails too
+                fast = pydicom.dcmread(io.BytesIO(data), force=True)
+                with pytest.raises(Exception) as raised:  # noqa: PT011 - whichever pydicom raises
+                    fastread.open_sequences(fast, _is_sequence)
+                assert isinstance(raised.value, type(exc) | ValueError)
+                continue
+            fast = pydicom.dcmread(io.BytesIO(data), force=True)
+            fastread._defined_length_sequence = counted
+            try:
+                fastread.open_sequences(fast, _is_sequence)
+            finally:
+                fastread._defined_length_sequence = original
+        found = differences(fast, slow, str(n))
+        if found:
+            differ[n] = found[:3]
+    assert differ == {}
+    assert read_here >= 200
+    assert fallbacks == []
+
+
+def test_a_defined_length_sequence_with_nested_and_delimited_items_opens_as_pydicom_converts_it():
+    inner = ITEM_OF_UNDEFINED_LENGTH + _explicit(0x0008, 0x1150, b"UI", b"1.2\x00") + ITEM_END
+    nested = struct.pack("<HH2sHL", 0x0008, 0x1199, b"SQ", 0, UNDEFINED) + inner + SEQUENCE_END
+    item = _explicit(0x0008, 0x1155, b"UI", b"1.3\x00") + nested
+    value = struct.pack("<HHL", 0xFFFE, 0xE000, len(item)) + item + ITEM_OF_UNDEFINED_LENGTH + ITEM_END
+    data = _with_element(_ct(), _explicit(0x0008, 0x1140, b"SQ", value))
+    slow = pydicom.dcmread(io.BytesIO(data))
+    _opened_by_pydicom(slow, _is_sequence)
+    fast = pydicom.dcmread(io.BytesIO(data))
+    fastread.open_sequences(fast, _is_sequence)
+    assert differences(fast, slow) == []
+    assert [i.is_undefined_length_sequence_item for i in fast[0x00081140].value] == [False, True]
+    assert fast[0x00081140].value[0][0x00081199].value[0].ReferencedSOPClassUID == "1.2"
+    # A value this reader does not take (an item in implicit VR) is converted by pydicom, to the same result.
+    implicit = struct.pack("<HHL", 0xFFFE, 0xE000, 12) + struct.pack("<HHL", 0x0008, 0x1150, 4) + b"1.2\x00"
+    data = _with_element(_ct(), _explicit(0x0008, 0x1140, b"SQ", implicit))
+    slow, fast = pydicom.dcmread(io.BytesIO(data)), pydicom.dcmread(io.BytesIO(data))
+    _opened_by_pydicom(slow, _is_sequence)
+    fastread.open_sequences(fast, _is_sequence)
+    assert differences(fast, slow) == []
+
+
+def _joined(value) -> str:
+    return "\\".join(str(v) for v in value) if isinstance(value, list | tuple | MultiValue) else str(value)
+
+
+def test_cs_ui_and_us_values_it_reads_raw_are_the_values_pydicom_converts():
+    """raw_text and raw_us (what reverify reads of the values it checks) against pydicom's conversion of the
+    same element, for every CS, UI and US element of every real file and of the engine's outputs."""
+    datas = [path.read_bytes() for path in real_dicom_files()]
+    datas += [outcome[0] for outcome in map(_outcome, datas) if isinstance(outcome[0], bytes)]
+    read, differ = {"CS": 0, "UI": 0, "US": 0}, []
+
+    def compare(ds: Dataset, where: str) -> None:
+        for tag, elem in list(ds._dict.items()):
+            text, number = fastread.raw_text(elem), fastread.raw_us(elem)
+            if elem.VR == "SQ":
+                for n, item in enumerate(ds[tag].value or []):
+                    compare(item, f"{where} ({tag})[{n}]")
+                continue
+            if text is None and number is None:
+                continue
+            read[elem.VR] += 1
+            value = ds[tag].value
+            expected = (_joined(value) if value is not None else "") if text is not None else value
+            if (text if text is not None else number) != expected:
+                differ.append(f"{where} {tag}")
+
+    for n, data in enumerate(datas):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            except Exception:  # noqa: BLE001 - not a file pydicom reads: nothing to compare
+                continue
+            compare(ds, str(n))
+    assert differ == []
+    assert min(read.values()) >= 500
+    # Values it leaves to pydicom: another VR, more than one number, an element already converted.
+    assert fastread.raw_us(RawDataElement(0x00280010, "US", 4, b"\x01\x00\x02\x00", 0, False, True)) is None
+    assert fastread.raw_text(RawDataElement(0x00100010, "PN", 4, b"A^B ", 0, False, True)) is None
+    assert fastread.raw_text(pydicom.DataElement(0x00080060, "CS", "CT")) is None
+    assert fastread.raw_text(RawDataElement(0x00080008, "CS", 8, b"A\\B \x00", 0, False, True)) == "A\\B"

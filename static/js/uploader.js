@@ -41,6 +41,10 @@ const READERS = 4;
 const READ_AHEAD = 6;
 const READ_AHEAD_BYTES = 64 * 1024 * 1024;
 const SHOW_REJECTED = 10;
+// Row states and progress bars are painted at most this often. Each change made the browser style, lay out and
+// paint the page again (the file table with every row): while files went by at a hundred a second, that was most
+// of the page's own work, taken from the de-identification workers and the server on a busy machine.
+const PAINT_MS = 150;
 // The wrong-patient guard's first pass reads this much of each file: the header up to Patient ID.
 const HEAD_BYTES = 64 * 1024;
 const FIRST_PASS_CHUNK = 40;
@@ -306,6 +310,8 @@ class Uploader {
       key: data.keyUrl,
       worker: data.deidWorker,
     };
+    this.writes = new Map(); // what `later` will paint
+    this.writeTimer = null;
     // "server", "either" or "browser": where the trial lets this page de-identify.
     this.paths = data.deidPaths || "server";
     this.engine = null;
@@ -355,7 +361,6 @@ class Uploader {
     this.batchList = [];
     this.busy = false;
     this.sending = false;
-    this.paintQueued = false;
     this.dropped = performance.now();
     this.timeline = {};
     this.bind();
@@ -405,6 +410,7 @@ class Uploader {
   }
 
   setBusy(busy) {
+    this.paintNow();
     this.busy = busy;
     this.el.zone.setAttribute("aria-disabled", String(busy));
     this.el.chooseFolder.disabled = busy;
@@ -596,9 +602,11 @@ class Uploader {
     if (entry.state === state && entry.detail === detail) return;
     entry.state = state;
     entry.detail = detail;
-    entry.stateEl.className = `file-state fs-${state}`;
-    entry.stateEl.textContent = LABELS[state];
-    entry.detailEl.textContent = detail;
+    this.later(entry, () => {
+      entry.stateEl.className = `file-state fs-${entry.state}`;
+      entry.stateEl.textContent = LABELS[entry.state];
+      entry.detailEl.textContent = entry.detail;
+    });
   }
 
   setShaState(sha, state, detail = "", { force = false } = {}) {
@@ -1302,7 +1310,9 @@ class Uploader {
       xhr.setRequestHeader("X-CSRFToken", this.csrf);
       xhr.upload.onprogress = (event) => {
         batch.fraction = event.lengthComputable && event.total ? event.loaded / event.total : 0;
-        progress.value = Math.round(batch.fraction * 100);
+        this.later(progress, () => {
+          progress.value = Math.round(batch.fraction * 100);
+        });
         this.paintTransfer();
       };
       xhr.onload = () => {
@@ -1445,7 +1455,23 @@ class Uploader {
   }
 
   phase(text) {
+    this.paintNow();
     this.el.phase.textContent = text;
+  }
+
+  /** A change to show: for each `key`, the latest `write` is run at the next paint (at most every PAINT_MS). */
+  later(key, write) {
+    this.writes.set(key, write);
+    this.writeTimer ??= setTimeout(() => this.paintNow(), PAINT_MS);
+  }
+
+  /** Shows every change waiting: at each step's start and end, so that what a step says is what is true. */
+  paintNow() {
+    clearTimeout(this.writeTimer);
+    this.writeTimer = null;
+    const writes = [...this.writes.values()];
+    this.writes.clear();
+    for (const write of writes) write();
   }
 
   countText(done, total) {
@@ -1453,16 +1479,18 @@ class Uploader {
   }
 
   setBar(bar, label, done, total, text) {
+    this.later(bar, () => this.writeBar(bar, label, done, total, text));
+  }
+
+  writeBar(bar, label, done, total, text) {
     bar.max = Math.max(total, 1);
     bar.value = Math.min(done, bar.max);
     label.textContent = text;
   }
 
   paintTransfer() {
-    if (this.paintQueued) return;
-    this.paintQueued = true;
-    requestAnimationFrame(() => {
-      this.paintQueued = false;
+    // Worked out when painted, from the batches' progress then.
+    this.later(this.el.sendBar, () => {
       const total = this.transferTotal || 0;
       let sent = 0;
       for (const batch of this.batchList) sent += batch.settled + batch.attemptBytes * batch.fraction;
@@ -1473,7 +1501,7 @@ class Uploader {
         { sent: formatBytes(sent), total: formatBytes(total), percent: percent.format(share) },
         true,
       );
-      this.setBar(this.el.sendBar, this.el.sendText, sent, total, text);
+      this.writeBar(this.el.sendBar, this.el.sendText, sent, total, text);
     });
   }
 
@@ -1589,6 +1617,7 @@ class Uploader {
 
   fail(error) {
     console.error(error);
+    this.paintNow();
     this.el.errorText.textContent = error instanceof UploadError ? error.message : gettext("Something went wrong in the browser while reading or sending the files.");
     this.el.error.hidden = false;
     this.phase(gettext("The upload stopped."));

@@ -29,6 +29,19 @@ from .browser import deid_options_payload
 from .synthetic import real_ct_template, synthesize_ct_series
 
 SUBJECT = "BENCH-001"
+VISITS = ("BL", "W6", "W12")
+# Enrols subjects at the demo's Seoul site until it has {n} and prints their codes (one upload per visit each).
+ENROL = (
+    "from django.contrib.auth import get_user_model\n"
+    "from trials import services\n"
+    "from trials.demo import DEMO_USERS\n"
+    "from trials.models import Site\n"
+    "site = Site.objects.get(trial__code='DEMO', code='SEO')\n"
+    "admin = get_user_model().objects.get(email=DEMO_USERS[0].email)\n"
+    "for _ in range({n} - site.subjects.count()):\n"
+    "    services.subject_enroll(actor=admin, site=site)\n"
+    "print(' '.join(site.subjects.order_by('code').values_list('code', flat=True)))"
+)
 HEAD_BYTES = 65536  # what the upload page reads of each file for the wrong-patient guard's first pass (uploader.js)
 
 
@@ -159,7 +172,7 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
 
     from ..demo import DEMO_USERS
 
-    runs = min(runs, 3)  # three visits per subject, one upload each
+    runs = max(1, min(runs, 12))
     base = Path(settings.BASE_DIR)
     tmp = Path(tempfile.mkdtemp(prefix="ctims-bench-upload-"))
     env = {
@@ -171,13 +184,17 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
     }
     manage = [sys.executable, str(base / "manage.py")]
 
-    def admin(*args: str) -> None:
-        subprocess.run([*manage, *args], env=env, check=True, capture_output=True, timeout=600)  # noqa: S603
+    def admin(*args: str) -> str:
+        done = subprocess.run([*manage, *args], env=env, check=True, capture_output=True, timeout=600)  # noqa: S603
+        return done.stdout.decode()
 
     server = None
     try:
         admin("migrate", "--noinput")
         admin("load_demo")
+        # Each path uploads to its own subjects, one visit per run: three runs a subject.
+        per_path = -(-runs // len(VISITS))
+        subjects = admin("shell", "-c", ENROL.format(n=2 * per_path)).strip().splitlines()[-1].split()
         folders = {}
         for path in ("server", "browser"):
             for run in range(runs):
@@ -214,9 +231,9 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             # The two paths take turns, run by run: a change of the machine's load (other work on shared cores)
             # then weighs on both alike, and each run's pair gives a ratio of its own.
             turns = [
-                (run, visit, path, subject)
-                for run, visit in zip(range(runs), ("BL", "W6", "W12"), strict=False)
-                for path, subject in (("server", "DEMO-SEO-001"), ("browser", "DEMO-SEO-002"))
+                (run, VISITS[run % len(VISITS)], path, subjects[2 * (run // len(VISITS)) + side])
+                for run in range(runs)
+                for side, path in enumerate(("server", "browser"))
             ]
             for run, visit, path, subject in turns:
                 paths = "server" if path == "server" else "either"

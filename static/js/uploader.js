@@ -1525,6 +1525,7 @@ class Uploader {
   }
 
   report({ touched }) {
+    this.paintNow(); // the rows and bars say what the result says
     const tally = { accepted: 0, already: 0, rejected: 0, unsent: 0 };
     if (this.bySha.size) {
       for (const [, entries] of this.bySha) {

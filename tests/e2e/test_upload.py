@@ -196,3 +196,27 @@ def test_files_dropped_on_the_zone_are_read_too(world, stores, folder, page):
     wait_for_the_result(page)
     assert states(page) == ["De-identified and stored"] * 3
     assert page.locator("#upload-skipped-list li").all_text_contents() == ["README.txt — not a DICOM file"]
+
+
+def test_progress_is_painted_together_not_one_change_at_a_time(world, stores, folder, page):
+    """Each file moves the progress bars and its row through several states; the page paints the changes
+    together (at most every 150 ms, and at each step's start and end), not once per change: each paint laid out
+    the whole file table again. Counted by a MutationObserver on the upload panel: each callback is one task
+    that changed it (painted one change at a time, this upload of 36 files changed it in about 50)."""
+    open_upload_page(page)
+    page.evaluate(
+        """() => {
+          window.panelPaints = 0;
+          new MutationObserver(() => {
+            window.panelPaints += 1;
+          }).observe(document.querySelector("#upload-panel"), {
+            subtree: true, childList: true, characterData: true, attributes: true,
+          });
+        }"""
+    )
+    started = page.evaluate("() => performance.now()")
+    choose_folder(page, folder)
+    elapsed_ms = page.evaluate("() => performance.now()") - started
+    paints = page.evaluate("() => window.panelPaints")
+    assert states(page).count("De-identified and stored") == SLICES
+    assert paints <= elapsed_ms / 150 + 12  # the timer's paints, and one at each step's start and end

@@ -230,7 +230,7 @@ def open_sequences(ds: Dataset, is_sequence: Callable[[int, Any], bool]) -> None
     for tag, elem in list(ds._dict.items()):
         if not isinstance(elem, RawDataElement):
             if elem.VR == "SQ":
-                for item in elem.value:
+                for item in elem.value or []:
                     open_sequences(item, is_sequence)
             continue
         if not is_sequence(tag, elem):
@@ -269,7 +269,7 @@ def raw_text(elem: Any) -> str | None:
 
 def raw_us(elem: Any) -> int | None:
     """A raw US element of one value as pydicom converts it; None for any other element."""
-    if type(elem) is not RawDataElement or elem.VR != "US" or not isinstance(elem.value, bytes) or elem.length != 2:
+    if type(elem) is not RawDataElement or elem.VR != "US" or not isinstance(elem.value, bytes):
         return None
     if len(elem.value) != 2 or not _converted_by_default():
         return None

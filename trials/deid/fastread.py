@@ -235,17 +235,24 @@ def open_sequences(ds: Dataset, is_sequence: Callable[[int, Any], bool]) -> None
             continue
         if not is_sequence(tag, elem):
             continue
-        sequence = _defined_length_sequence(ds, elem)
-        if sequence is None:
-            converted = ds[tag]
-        else:
-            # Dataset.__setitem__ does the rest of what __getitem__ does (the pixel representation into the items).
-            ds[tag] = DataElement(elem.tag, "SQ", sequence, elem.value_tell, False, already_converted=True)
-            converted = ds._dict[tag]
+        converted = converted_sequence(ds, tag)
         if converted.VR != "SQ":
             raise ValueError("a sequence could not be read as one")  # pydicom kept its bytes (as UN)
         for item in converted.value or []:
             open_sequences(item, is_sequence)
+
+
+def converted_sequence(ds: Dataset, tag: int) -> DataElement:
+    """`ds[tag]`, for an element that may be a sequence: a raw defined-length sequence in explicit VR little endian
+    is read by this module's loop into the items pydicom's convert_SQ makes, and set as Dataset.__getitem__ sets a
+    converted element; any other element is converted by pydicom (`ds[tag]`)."""
+    elem = ds._dict[tag]
+    sequence = _defined_length_sequence(ds, elem) if isinstance(elem, RawDataElement) else None
+    if sequence is None:
+        return ds[tag]
+    # Dataset.__setitem__ does the rest of what __getitem__ does (the pixel representation into the items).
+    ds[tag] = DataElement(elem.tag, "SQ", sequence, elem.value_tell, False, already_converted=True)
+    return ds._dict[tag]
 
 
 def _converted_by_default() -> bool:

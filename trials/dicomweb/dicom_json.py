@@ -6,7 +6,8 @@ the element's JSON. Most elements of an image header are numbers or plain ASCII 
 their bytes alone: those are written here straight from the raw element, as pydicom's converters would read
 them. Anything else (person names, binary values, attribute tags, text outside printable ASCII, values pydicom
 would correct or warn about, elements it read already) goes through pydicom itself, element by element, so the
-answer is pydicom's in every case; sequences are parsed by pydicom and their items written here in turn.
+answer is pydicom's in every case; sequences are read as pydicom reads them (trials.deid.fastread's reading of a
+defined-length sequence, or pydicom's) and their items written here in turn.
 `tests/trials/dicomweb/test_dicom_json.py` holds the two equal on every file of pydicom's, pydicom-data's and
 deid-data's test data.
 """
@@ -20,6 +21,8 @@ from typing import Any
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+
+from ..deid.fastread import converted_sequence
 
 # Numbers: the struct code of one value, and its size in bytes.
 _NUMBERS = {
@@ -59,7 +62,7 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
     for tag, elem in ds._dict.items():
         json = _raw_json(elem) if isinstance(elem, RawDataElement) else None
         if json is None:
-            element = ds[tag]
+            element = converted_sequence(ds, tag)
             if element.VR == "SQ":
                 json = {"vr": "SQ", "Value": [dataset_json(item) for item in element.value]}
             else:

@@ -238,7 +238,11 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             for run, visit, path, subject in turns:
                 paths = "server" if path == "server" else "either"
                 admin("shell", "-c", f"from trials.models import Trial; Trial.objects.update(deid_paths='{paths}')")
-                page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
+                answer = page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
+                if answer is None or not answer.ok:
+                    raise SystemExit(
+                        f"the upload page of {subject} {visit} answered {answer.status if answer else None}"
+                    )
                 page.wait_for_selector("#uploader.is-ready")
                 if path == "browser":
                     # The page starts the engine when it opens, while the coordinator chooses the folder, and

@@ -56,8 +56,9 @@ def _user(demo: DemoUser):
 
 
 @transaction.atomic
-def load_demo() -> tuple[Trial, list[DemoUser]]:
-    """Create DEMO with its sites, schedule, protocols, subjects and one person per role; running it again changes nothing."""
+def load_demo(*, subjects_per_site: int = SUBJECTS_PER_SITE) -> tuple[Trial, list[DemoUser]]:
+    """Create DEMO with its sites, schedule, protocols, subjects and one person per role; running it again changes
+    nothing. Each site has at least `subjects_per_site` subjects (a benchmark asks for more)."""
     admin = _user(DEMO_USERS[0])
     admin.user_permissions.add(Permission.objects.get(codename="add_trial", content_type__app_label="trials"))
     trial = Trial.objects.filter(code="DEMO").first()
@@ -96,7 +97,7 @@ def load_demo() -> tuple[Trial, list[DemoUser]]:
                 max_slice_thickness_mm="5",
             )
     for site in trial.sites.all():
-        for _ in range(SUBJECTS_PER_SITE - site.subjects.count()):
+        for _ in range(subjects_per_site - site.subjects.count()):
             services.subject_enroll(actor=admin, site=site)
     for demo in DEMO_USERS:
         user = _user(demo)

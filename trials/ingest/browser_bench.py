@@ -30,17 +30,11 @@ from .synthetic import real_ct_template, synthesize_ct_series
 
 SUBJECT = "BENCH-001"
 VISITS = ("BL", "W6", "W12")
-# Enrols subjects at the demo's Seoul site until it has {n} and prints their codes (one upload per visit each).
-ENROL = (
-    "from django.contrib.auth import get_user_model\n"
-    "from trials import services\n"
-    "from trials.demo import DEMO_USERS\n"
-    "from trials.models import Site\n"
-    "site = Site.objects.get(trial__code='DEMO', code='SEO')\n"
-    "admin = get_user_model().objects.get(email=DEMO_USERS[0].email)\n"
-    "for _ in range({n} - site.subjects.count()):\n"
-    "    services.subject_enroll(actor=admin, site=site)\n"
-    "print(' '.join(site.subjects.order_by('code').values_list('code', flat=True)))"
+# Prints the codes of the demo's Seoul subjects, in order.
+SEOUL_SUBJECTS = (
+    "from trials.models import Subject\n"
+    "print(' '.join(Subject.objects.filter(trial__code='DEMO', site__code='SEO').order_by('code')"
+    ".values_list('code', flat=True)))"
 )
 HEAD_BYTES = 65536  # what the upload page reads of each file for the wrong-patient guard's first pass (uploader.js)
 
@@ -191,10 +185,10 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
     server = None
     try:
         admin("migrate", "--noinput")
-        admin("load_demo")
         # Each path uploads to its own subjects, one visit per run: three runs a subject.
         per_path = -(-runs // len(VISITS))
-        subjects = admin("shell", "-c", ENROL.format(n=2 * per_path)).strip().splitlines()[-1].split()
+        admin("load_demo", "--subjects-per-site", str(2 * per_path))
+        subjects = admin("shell", "-c", SEOUL_SUBJECTS).strip().splitlines()[-1].split()
         folders = {}
         for path in ("server", "browser"):
             for run in range(runs):

@@ -1,13 +1,21 @@
 from django.core.management.base import BaseCommand
 
-from trials.demo import demo_authenticators, load_demo
+from trials.demo import SUBJECTS_PER_SITE, demo_authenticators, load_demo
 
 
 class Command(BaseCommand):
     help = "Create the demo trial DEMO with two sites, four subjects, three visits and one user per role (idempotent)."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--subjects-per-site",
+            type=int,
+            default=SUBJECTS_PER_SITE,
+            help=f"enrol subjects until each site has this many (default {SUBJECTS_PER_SITE})",
+        )
+
     def handle(self, *args, **options):
-        trial, users = load_demo()
+        trial, users = load_demo(subjects_per_site=options["subjects_per_site"])
         self.stdout.write(
             self.style.SUCCESS(f"Demo trial {trial.code} is ready. Demo users (email / password / role):")
         )

@@ -16,6 +16,11 @@ making of pydicom's objects. They are made by pydicom's own constructors, in pyd
 sets; an undefined-length value other than a sequence (encapsulated pixel data) is read by pydicom's own function.
 tests/trials/deid/test_fastread.py compares the two readings element by element over every real file of the test
 corpus, and the engine's outputs with and without this reading.
+
+The same goes for values read later from a data set (by anyone's reader): `converted_element` and
+`open_sequences` convert a defined-length sequence with the same loop (pydicom's convert_SQ reads it through a
+file object), and `raw_text` / `raw_us` read a raw CS, UI or one-value US element as pydicom converts it; each
+leaves to pydicom what it does not take, and the test compares each with pydicom over the same corpus.
 """
 
 from __future__ import annotations
@@ -235,17 +240,17 @@ def open_sequences(ds: Dataset, is_sequence: Callable[[int, Any], bool]) -> None
             continue
         if not is_sequence(tag, elem):
             continue
-        converted = converted_sequence(ds, tag)
+        converted = converted_element(ds, tag)
         if converted.VR != "SQ":
             raise ValueError("a sequence could not be read as one")  # pydicom kept its bytes (as UN)
         for item in converted.value or []:
             open_sequences(item, is_sequence)
 
 
-def converted_sequence(ds: Dataset, tag: int) -> DataElement:
-    """`ds[tag]`, for an element that may be a sequence: a raw defined-length sequence in explicit VR little endian
-    is read by this module's loop into the items pydicom's convert_SQ makes, and set as Dataset.__getitem__ sets a
-    converted element; any other element is converted by pydicom (`ds[tag]`)."""
+def converted_element(ds: Dataset, tag: int) -> DataElement:
+    """`ds[tag]`: the element converted as pydicom converts it. A raw defined-length sequence in explicit VR little
+    endian is read by this module's loop into the items pydicom's convert_SQ makes, and set as Dataset.__getitem__
+    sets a converted element; any other element is converted by pydicom itself."""
     elem = ds._dict[tag]
     sequence = _defined_length_sequence(ds, elem) if isinstance(elem, RawDataElement) else None
     if sequence is None:

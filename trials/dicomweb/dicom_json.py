@@ -22,7 +22,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from ..deid.fastread import converted_sequence
+from ..deid.fastread import converted_element
 
 # Numbers: the struct code of one value, and its size in bytes.
 _NUMBERS = {
@@ -62,7 +62,7 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
     for tag, elem in ds._dict.items():
         json = _raw_json(elem) if isinstance(elem, RawDataElement) else None
         if json is None:
-            element = converted_sequence(ds, tag)
+            element = converted_element(ds, tag)
             if element.VR == "SQ":
                 json = {"vr": "SQ", "Value": [dataset_json(item) for item in element.value]}
             else:

@@ -1,10 +1,16 @@
-"""How received files are split into processing tasks: the fewest batches, of nearly equal size."""
+"""How received files are split into processing tasks: the fewest batches, of nearly equal size, each with the same
+database work whatever its number of files."""
 
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from trials.ingest import services
 from trials.ingest.services import BATCH_SIZE, processing_batches
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Timepoint, UploadItem
 
 
 @pytest.mark.parametrize(
@@ -16,3 +22,23 @@ def test_files_are_processed_in_the_fewest_batches_of_nearly_equal_size(files, s
     batches = processing_batches(ids)
     assert [len(batch) for batch in batches] == sizes
     assert [i for batch in batches for i in batch] == ids  # every file once, in order
+
+
+@pytest.mark.usefixtures("stores", "on_commit_now")
+def test_a_batchs_database_work_does_not_grow_with_its_files(world, monkeypatch):
+    """A processing task's queries are the same for 2 files as for 5: the index is read and written per batch,
+    never per file (a per-file query is a round trip per instance on a busy worker)."""
+    monkeypatch.setattr(services, "_enqueue_on_commit", lambda item_ids: None)  # the test runs the batches
+    files = synthesize_ct_series(real_ct_template(large=False), slices=8, seed="batch-queries")
+    timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
+    upload = services.upload_open(actor=world.cora, timepoint=timepoint)
+    ids = [item.pk for item in services.upload_receive(upload=upload, files=files)]
+    services.upload_batch_process(item_ids=ids[:1])  # the subject's first file: its study and series are made
+
+    def queries(batch: list[int]) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            services.upload_batch_process(item_ids=batch)
+        return len(captured)
+
+    assert queries(ids[1:3]) == queries(ids[3:8])
+    assert set(UploadItem.objects.filter(upload=upload).values_list("state", flat=True)) == {"accepted"}

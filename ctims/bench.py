@@ -135,6 +135,11 @@ def cpu_seconds_in(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def page_faults_in(stat: str) -> int:
+    """The minor page faults (pages the kernel mapped in) a /proc/<pid>/stat line says its process has taken."""
+    return int(stat.rsplit(")", 1)[1].split()[7])  # minflt
+
+
 def median_ms(run: Callable[[], object], runs: int) -> float:
     """The median wall time of `runs` calls, in milliseconds."""
     times = []

@@ -363,6 +363,9 @@ INGEST_REQUEUE_AFTER_SECONDS = envint("INGEST_REQUEUE_AFTER_SECONDS", "120")
 # as many as the cores and threads beside them only contend for the GIL and the cores (bench ingest --workers).
 INGEST_RECEIVE_IO_THREADS = max(0, envint("INGEST_RECEIVE_IO_THREADS", "4"))
 INGEST_PROCESSING_IO_THREADS = max(0, envint("INGEST_PROCESSING_IO_THREADS", "0"))
+# Free heap each process keeps for the next file's buffers instead of giving it back to the kernel and mapping it
+# again page by page (ctims.memory, glibc only); 0: glibc's own thresholds.
+MALLOC_KEEP_FREE_MB = max(0, envint("MALLOC_KEEP_FREE_MB", "64"))
 CELERY_BEAT_SCHEDULE = {
     "ingest-sweep": {"task": "trials.tasks.ingest_sweep", "schedule": max(10, INGEST_REQUEUE_AFTER_SECONDS // 2)},
     "store-leftovers-sweep": {"task": "trials.tasks.store_leftovers_sweep", "schedule": 24 * 3600},

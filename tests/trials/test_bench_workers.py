@@ -34,6 +34,7 @@ def test_bench_ingest_with_one_and_two_workers_prints_their_rates_and_ratio(tran
     text = out.getvalue()
     assert re.search(r"1 worker process: receive +[\d.]+ instances/s, processing +[\d.]+ instances/s", text), text
     assert re.search(r"2 worker processes: .* end to end +[\d.]+ instances/s", text), text
+    assert re.search(r"cores busy while processing .* and took \d+ page faults per file", text), text
     # The counts take turns, a pool started for each run: each round gives a ratio, and the median is printed.
     assert re.search(
         r"processing rate, 2 workers / 1: \d+\.\d\d, median of the rounds' ratios \(\d+\.\d\d, \d+\.\d\d;", text

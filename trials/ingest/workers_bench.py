@@ -30,7 +30,7 @@ from django.core.management.base import CommandError
 from django.db.models import Max
 from django.test import override_settings
 
-from ctims.bench import cpu_seconds_in, own_database
+from ctims.bench import cpu_seconds_in, own_database, page_faults_in
 from ctims.broker import tasks_sent_to
 from ctims.celery import app
 from trials.models import UploadItem
@@ -75,20 +75,23 @@ def workers(count: int, *, database: str, broker_url: str, queue: str, var: Path
             process.wait(30)
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time used so far by a process and its live descendants (Linux /proc); None where it cannot be read.
+def usage(pid: int) -> tuple[float, int] | None:
+    """CPU time and minor page faults so far of a process and its live descendants (Linux /proc); None where
+    they cannot be read.
 
-    Compared with the wall time of the processing, it says how many cores the workers kept busy: near the number
-    of workers when they work side by side, near one when something makes them take turns, lower when the
-    machine's other processes take the cores."""
+    Compared with the wall time of the processing, the CPU time says how many cores the workers kept busy: near
+    the number of workers when they work side by side, near one when something makes them take turns, lower when
+    the machine's other processes take the cores. The page faults say whether the workers reuse their buffers'
+    pages from one file to the next (ctims.memory) or have them mapped again."""
     try:
-        total, pending = 0.0, [pid]
+        cpu, faults, pending = 0.0, 0, [pid]
         while pending:
             current = pending.pop()
-            total += cpu_seconds_in(Path(f"/proc/{current}/stat").read_text())
+            stat = Path(f"/proc/{current}/stat").read_text()
+            cpu, faults = cpu + cpu_seconds_in(stat), faults + page_faults_in(stat)
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
-        return total
+        return cpu, faults
     except (OSError, ValueError, IndexError):
         return None
 
@@ -135,7 +138,7 @@ def bench_ingest_workers(
         "quarantine": {"BACKEND": fs, "OPTIONS": {"location": var / "quarantine"}},
     }
     times: dict[int, list[tuple[float, float]]] = {count: [] for count in counts}
-    cpu: dict[int, list[float]] = {count: [] for count in counts}
+    used: dict[int, list[tuple[float, int]]] = {count: [] for count in counts}
     serial = iter(range(1, 100_000))
     try:
         with (
@@ -148,11 +151,11 @@ def bench_ingest_workers(
                     for count in counts:
                         with workers(count, database=database, broker_url=broker_url, queue=queue, var=var) as pid:
                             _one_run(next(serial), files[: min(len(files), 4)], deadline_s)  # workers up and warm
-                            cpu_before = cpu_seconds(pid)
+                            before = usage(pid)
                             times[count].append(_one_run(next(serial), files, deadline_s))
-                            cpu_after = cpu_seconds(pid)
-                        if cpu_before is not None and cpu_after is not None:
-                            cpu[count].append(cpu_after - cpu_before)
+                            after = usage(pid)
+                        if before is not None and after is not None:
+                            used[count].append((after[0] - before[0], after[1] - before[1]))
     finally:
         storages._storages.clear()
         shutil.rmtree(var, ignore_errors=True)
@@ -167,11 +170,12 @@ def bench_ingest_workers(
             f"instances/s, processing {slices / process:7.1f} instances/s, end to end "
             f"{slices / total:7.1f} instances/s ({megabytes / total:.1f} MB/s)"
         )
-        if len(cpu[count]) == runs:
-            busy = sum(cpu[count]) / sum(t[1] for t in times[count])
+        if len(used[count]) == runs:
+            busy = sum(u[0] for u in used[count]) / sum(t[1] for t in times[count])
+            faults = statistics.median(u[1] for u in used[count]) / slices
             out.write(
                 f"    the workers kept {busy:.2f} cores busy while processing (load average "
-                f"{os.getloadavg()[0]:.1f}: other processes take the rest)"
+                f"{os.getloadavg()[0]:.1f}: other processes take the rest) and took {faults:.0f} page faults per file"
             )
     base = counts[0]
     for count in counts[1:]:

@@ -6,9 +6,9 @@ every file is processed. The worker counts take turns, round by round, each in a
 that a slow moment of the machine weighs on every count alike. It prints, per number of workers, the median of
 the receive time, the processing time (from the commit to the newest outcome the workers stamped) and the
 end-to-end time, as instances/s, and the median of the rounds' ratios of each count's processing rate to the
-first count's. Everything happens in a database of the bench's own (workers in
-other processes must see committed rows; nothing it writes, its audit events included, may stay behind) and a
-temporary store folder; the workers read a queue of the bench's own.
+first count's. Everything happens in a database of the bench's own (workers in other processes must see
+committed rows; nothing it writes, its audit events included, may stay behind) and a temporary store folder;
+the workers read a queue of the bench's own.
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ def bench_ingest_workers(
     megabytes = sum(len(f) for f in files) / 1e6
     out.write(
         f"Series: {slices} CT slices {template.Rows}x{template.Columns}, {megabytes:.1f} MB; real Celery workers on "
-        f"{broker_url.split('@')[-1]}, PostgreSQL; median of {runs} runs per worker count, the counts taking turns; {os.cpu_count()} cores."
+        f"{broker_url.split('@')[-1]}, PostgreSQL; median of {runs} runs per worker count, the counts taking turns; "
+        f"{os.cpu_count()} cores."
     )
     var = Path(tempfile.mkdtemp(prefix="ctims-bench-workers-"))
     fs = "django.core.files.storage.FileSystemStorage"

@@ -3,10 +3,12 @@ thread), and runs end to end on a tiny series."""
 
 from __future__ import annotations
 
+import io
 import os
 import time
 
 import pytest
+from django.core.management import call_command
 
 from trials.ingest.browser_bench import CPU_KINDS, chromium_kind, cpu_readings, cpu_used
 
@@ -40,25 +42,15 @@ def test_a_process_that_appears_between_two_readings_counts_from_zero_and_one_th
     assert (used["server"], used["renderer: workers"], used["browser process"]) == (1.5, 0.5, 0.25)
 
 
-class _Lines:
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def write(self, text: str) -> None:
-        self.lines.append(text)
-
-
 @pytest.mark.e2e
 def test_the_upload_benchmark_runs_end_to_end_with_more_runs_than_a_subject_has_visits():
     """`bench upload_browser` on a tiny series, four runs: each path needs a second subject (three visits each),
     which the benchmark enrols in its own database; every run's upload finishes in Chromium on both paths."""
-    from trials.ingest.browser_bench import bench_upload_browser
-
-    out = _Lines()
-    bench_upload_browser(out, slices=3, runs=4, small=True)
-    text = "\n".join(out.lines)
-    assert "median of 4" in text
-    assert len([line for line in out.lines if "timeline, as they are run" in line]) == 4
-    assert len([line for line in out.lines if "timeline, browser run" in line]) == 4
-    ratios = next(line for line in out.lines if "ratio run by run" in line)
+    out = io.StringIO()
+    call_command("bench", "upload_browser", "--slices", "3", "--runs", "4", "--small", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert any("median of 4" in line for line in lines)
+    assert len([line for line in lines if "timeline, as they are run" in line]) == 4
+    assert len([line for line in lines if "timeline, browser run" in line]) == 4
+    ratios = next(line for line in lines if "ratio run by run" in line)
     assert ratios.count(",") == 3

@@ -224,14 +224,9 @@ def _sequence(
 
 
 def open_sequences(ds: Dataset, is_sequence: Callable[[int, Any], bool]) -> None:
-    """Convert the sequences of `ds` and of their items in turn as `ds[tag]` converts them (`is_sequence(tag,
-    element)` says which elements to convert), leaving every other value raw.
-
-    A defined-length sequence in explicit VR little endian is read by this module's loop (pydicom's convert_SQ
-    reads it through its file object, element by element) into the items convert_SQ makes, and set as
-    Dataset.__getitem__ sets a converted element; any other, and any value this loop does not take, is converted
-    by pydicom itself. ValueError where pydicom could not read as a sequence what `is_sequence` says is one.
-    """
+    """Convert the sequences of `ds` and of their items in turn, each by `converted_element` (`is_sequence(tag,
+    element)` says which elements to convert), leaving every other value raw. ValueError where pydicom could not
+    read as a sequence what `is_sequence` says is one."""
     for tag, elem in list(ds._dict.items()):
         if not isinstance(elem, RawDataElement):
             if elem.VR == "SQ":

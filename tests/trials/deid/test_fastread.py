@@ -264,6 +264,14 @@ def test_damaged_files_read_as_pydicom_reads_them_or_are_left_to_it():
     assert wrong == []
 
 
+@pytest.fixture(scope="module")
+def corpus_and_outputs() -> list[bytes]:
+    """Every real file of the corpus, then the engine's output of each it de-identifies (de-identified once for the
+    tests that read both)."""
+    datas = [path.read_bytes() for path in real_dicom_files()]
+    return datas + [outcome[0] for outcome in map(_outcome, datas) if isinstance(outcome[0], bytes)]
+
+
 def _opened_by_pydicom(ds: Dataset, is_sequence) -> None:
     """What reverify did before fastread.open_sequences: each sequence converted by Dataset.__getitem__."""
     for tag, elem in list(ds._dict.items()):
@@ -276,7 +284,7 @@ def _is_sequence(tag, elem) -> bool:
     return elem.VR == "SQ" or (elem.VR == "UN" and pydicom.datadict.dictionary_VR(tag) == "SQ")
 
 
-def test_sequences_it_opens_are_the_ones_pydicom_converts():
+def test_sequences_it_opens_are_the_ones_pydicom_converts(corpus_and_outputs):
     """Every sequence of every real file (and of the engine's outputs), opened by open_sequences, holds exactly
     the items, raw elements and attributes that pydicom's own conversion gives; and it reads every defined-length
     one in explicit VR little endian itself (pydicom converts those in implicit VR or big endian, and a UN that the
@@ -294,8 +302,7 @@ def test_sequences_it_opens_are_the_ones_pydicom_converts():
             read_here += 1
         return sequence
 
-    datas = [path.read_bytes() for path in real_dicom_files()]
-    datas += [outcome[0] for outcome in map(_outcome, datas) if isinstance(outcome[0], bytes)]
+    datas = corpus_and_outputs
     differ = {}
     for n, data in enumerate(datas):
         with warnings.catch_warnings():
@@ -349,11 +356,10 @@ def _joined(value) -> str:
     return "\\".join(str(v) for v in value) if isinstance(value, list | tuple | MultiValue) else str(value)
 
 
-def test_cs_ui_and_us_values_it_reads_raw_are_the_values_pydicom_converts():
+def test_cs_ui_and_us_values_it_reads_raw_are_the_values_pydicom_converts(corpus_and_outputs):
     """raw_text and raw_us (what reverify reads of the values it checks) against pydicom's conversion of the
     same element, for every CS, UI and US element of every real file and of the engine's outputs."""
-    datas = [path.read_bytes() for path in real_dicom_files()]
-    datas += [outcome[0] for outcome in map(_outcome, datas) if isinstance(outcome[0], bytes)]
+    datas = corpus_and_outputs
     read, differ = {"CS": 0, "UI": 0, "US": 0}, []
 
     def compare(ds: Dataset, where: str) -> None:

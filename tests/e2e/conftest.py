@@ -69,6 +69,19 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def click_to_page(page, target="main form button[type=submit]") -> None:
+    """Click what leads to another page (a form's button, a link) and return once that page has loaded.
+
+    A click returns before the next page is there, and `wait_for_load_state` right after it may be answered by
+    the page being left, so what a test reads next (the URL, a list of elements) could still be the old page's.
+    """
+    with page.expect_navigation():
+        if isinstance(target, str):
+            page.click(target)
+        else:
+            target.click()
+
+
 def log_in(page, email: str, password: str) -> None:
     """Log in through the pages, both factors: the password, then (for the roles that need it) the code of the
     person's authenticator app, which is made for them here if they have none (see tests.conftest)."""
@@ -77,8 +90,7 @@ def log_in(page, email: str, password: str) -> None:
     page.goto("/accounts/login/")
     page.fill("input[name=username]", email)
     page.fill("input[name=password]", password)
-    page.click("main form button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    click_to_page(page)
     if "/accounts/two-factor/" in page.url:
         from ctims.models import User
 
@@ -86,5 +98,4 @@ def log_in(page, email: str, password: str) -> None:
         if "/enrol/" in page.url:
             page.goto(page.url.replace("/enrol/", "/"))  # the device was just made: verify with it instead
         page.fill("input[name=code]", current_code(device))
-        page.click("main form button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        click_to_page(page)

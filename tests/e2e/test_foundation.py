@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD, build_world
-from tests.e2e.conftest import log_in, screenshot
+from tests.e2e.conftest import click_to_page, log_in, screenshot
 from trials.models import Subject
 
 
@@ -36,7 +37,7 @@ def test_an_admin_enrolls_a_subject_through_the_form(world, page):
     page.wait_for_selector("text=ALPHA-BUS-002")
     assert Subject.objects.filter(trial=world.trial, code="ALPHA-BUS-002", site=world.bus).exists()
     row = page.locator("tr", has=page.locator("text=ALPHA-BUS-002"))
-    assert row.locator(".badge").count() == 2  # one expected timepoint a visit
+    expect(row.locator(".badge")).to_have_count(2)  # one expected timepoint a visit
     screenshot(page, "foundation-admin-enrolled")
 
 
@@ -52,7 +53,6 @@ def test_a_reader_sees_the_trial_but_no_subject_list(world, page):
 def test_the_interface_switches_to_korean(world, page):
     log_in(page, "alice@example.org", PASSWORD)
     page.goto("/trials/ALPHA/subjects/")
-    page.click("form.lang-switch button[value=ko]")
-    page.wait_for_load_state("networkidle")
+    click_to_page(page, "form.lang-switch button[value=ko]")
     assert "피험자" in page.locator("main").inner_text()
     screenshot(page, "foundation-korean-grid")

@@ -23,7 +23,7 @@ from reads.models import Adjudication, ReaderAssignment
 from reads.services import read_design_set
 from reads.transfers import transfer_request
 from tests.conftest import PASSWORD, authenticator_of, build_world, ct_protocol, make_user, upload_files
-from tests.e2e.conftest import log_in, screenshot
+from tests.e2e.conftest import click_to_page, log_in, screenshot
 from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
 from trials import qc_services
 from trials import services as trial_services
@@ -271,8 +271,7 @@ def test_the_two_factor_pages_read_in_korean(transactional_db, page, live_server
         assert_korean(page, "/accounts/login/", allowed, f"login-{name}")
         page.fill("input[name=username]", f"{name}@example.org")
         page.fill("input[name=password]", PASSWORD)
-        page.click("main form button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        click_to_page(page)
         assert step in page.url, page.url
         left = english_words(visible_text(page), allowed)
         screenshot(page, f"korean-two-factor-{name}")

@@ -15,8 +15,8 @@ from playwright.sync_api import expect
 from ctims.models import User
 from reads.services import read_design_set
 from tests.conftest import PASSWORD, authenticator_of, build_world, ct_protocol, current_code, upload_files
+from tests.e2e.conftest import click_to_page, screenshot
 from tests.e2e.conftest import log_in as log_in_on_a_desktop
-from tests.e2e.conftest import screenshot
 from trials import qc_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Query, Series, Timepoint
@@ -126,8 +126,7 @@ def log_in(page, name: str) -> None:
     fits(page, "login")
     page.fill("input[name=username]", f"{name}@example.org")
     page.fill("input[name=password]", PASSWORD)
-    page.click("main form button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    click_to_page(page)
     if "/two-factor/" in page.url:
         fits(page, f"two-factor-{name}")
         device = authenticator_of(User.objects.get(email=f"{name}@example.org"))
@@ -135,15 +134,8 @@ def log_in(page, name: str) -> None:
             page.goto(reverse("two-factor"))
             fits(page, f"two-factor-code-{name}")
         page.fill("input[name=code]", current_code(device))
-        page.click("main form button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        click_to_page(page)
     assert "/accounts/" not in page.url
-
-
-def follow(page, link) -> None:
-    """Click a link and wait for the page it leads to."""
-    with page.expect_navigation():
-        link.click()
 
 
 def visit_each(page, name: str, urls: list[str]) -> None:
@@ -156,11 +148,11 @@ def test_a_coordinator_uploads_and_answers_a_query_on_a_phone(world, folder, pho
     page = phone
     log_in(page, "cora")
     fits(page, "cora-home")
-    follow(page, page.get_by_role("link", name="ALPHA").first)
+    click_to_page(page, page.get_by_role("link", name="ALPHA").first)
     fits(page, "cora-trial")
-    follow(page, page.locator(".trialnav").get_by_role("link", name="Subjects"))
+    click_to_page(page, page.locator(".trialnav").get_by_role("link", name="Subjects"))
     fits(page, "cora-subjects")
-    follow(page, page.get_by_role("link", name=NEW, exact=True))
+    click_to_page(page, page.get_by_role("link", name=NEW, exact=True))
     fits(page, "cora-subject")
 
     # The subject page shows each visit's state and its upload button on screen.
@@ -182,19 +174,19 @@ def test_a_coordinator_uploads_and_answers_a_query_on_a_phone(world, folder, pho
     expect(stray.locator("td[data-label=Details]")).to_contain_text("different patient")
     fits(page, "cora-uploaded")
 
-    follow(page, page.locator("#upload-back a"))
+    click_to_page(page, page.locator("#upload-back a"))
     baseline = page.locator("main table tbody tr", has_text="Baseline").first
     expect(baseline.locator("td[data-label=State]")).to_have_text("Uploaded")
     expect(page.locator("section", has_text="Upload history")).to_contain_text("different patient")
     fits(page, "cora-subject-uploaded")
 
     # The query on the other subject's week 6: the list, the thread and the answer.
-    follow(page, page.locator(".trialnav").get_by_role("link", name="Queries"))
+    click_to_page(page, page.locator(".trialnav").get_by_role("link", name="Queries"))
     fits(page, "cora-queries")
-    follow(page, page.get_by_role("link", name="QC failed", exact=False))
+    click_to_page(page, page.get_by_role("link", name="QC failed", exact=False))
     fits(page, "cora-query")
     page.fill("textarea[name=body]", "The missing slices are on their way.")
-    follow(page, page.get_by_role("button", name="Send answer"))
+    click_to_page(page, page.get_by_role("button", name="Send answer"))
     expect(page.locator("#query-state")).to_have_text("Answered")
     fits(page, "cora-query-answered")
     assert Query.objects.get().state == "answered"
@@ -236,7 +228,7 @@ def test_the_main_pages_of_every_role_fit_a_phone(world, phone):
     log_in(page, "rhea")
     visit_each(page, "rhea", [reverse("home"), reverse("inbox"), reverse("read-worklist")])
     # The read page is for desktops, but on a phone its viewer and panel stack and still fit.
-    follow(page, page.locator("main tbody tr").get_by_role("link", name="Open").first)
+    click_to_page(page, page.locator("main tbody tr").get_by_role("link", name="Open").first)
     page.wait_for_selector("#viewer.is-ready")
     fits(page, "rhea-read")
 
@@ -254,7 +246,7 @@ def test_the_main_pages_of_every_role_fit_a_phone(world, phone):
 
     # In Korean (words are kept whole there) the coordinator's pages fit as well.
     log_in(page, "cora")
-    follow(page, page.locator(".lang-switch button[value=ko]"))
+    click_to_page(page, page.locator(".lang-switch button[value=ko]"))
     expect(page.locator("html")).to_have_attribute("lang", "ko")
     urls = [reverse("home"), reverse("inbox"), reverse("trial-detail", args=["ALPHA"])]
     urls += [reverse("trial-subjects", args=["ALPHA"])]
@@ -295,7 +287,7 @@ def test_qc_s_image_page_fits_a_desktop_and_leads_back_to_the_review(world, page
         in_view(page, f'.viewer-pane[data-pane="{pane}"] .viewer-frame')
         in_view(page, f'.viewer-pane[data-pane="{pane}"] .viewer-slider')
 
-    follow(page, page.get_by_role("link", name="Back to the QC review"))
+    click_to_page(page, page.get_by_role("link", name="Back to the QC review"))
     assert page.url.endswith(qc_page)
     expect(page.locator("h1")).to_contain_text(f"Quality control {READ}")
 
@@ -306,5 +298,5 @@ def test_the_image_page_opened_from_a_subject_leads_back_to_the_subject(world, p
     page.locator("main table tbody tr", has_text="Baseline").get_by_role("link", name="View images").click()
     page.wait_for_selector("#viewer.is-ready")
     expect(page.get_by_role("link", name="Back to the QC review")).to_have_count(0)
-    follow(page, page.get_by_role("link", name=f"Back to subject {READ}"))
+    click_to_page(page, page.get_by_role("link", name=f"Back to subject {READ}"))
     assert page.url.endswith(reverse("subject-detail", args=["ALPHA", READ]))

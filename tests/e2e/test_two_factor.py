@@ -18,7 +18,7 @@ from reads import read_services
 from reads.models import Read
 from reads.services import read_design_set
 from tests.conftest import PASSWORD, build_world, current_code
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import click_to_page, screenshot
 from tests.reads.flow import baseline_content, ready, task_of
 
 
@@ -33,14 +33,12 @@ def password_step(page, email: str) -> None:
     page.goto("/accounts/login/")
     page.fill("input[name=username]", email)
     page.fill("input[name=password]", PASSWORD)
-    page.click("main form button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    click_to_page(page)
 
 
 def enter_code(page, code: str) -> None:
     page.fill("input[name=code]", code)
-    page.click("main form button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    click_to_page(page)
 
 
 def sign_with(page, code: str) -> None:
@@ -76,7 +74,7 @@ def test_a_reader_enrols_logs_in_with_the_app_and_a_recovery_code_and_signs_with
     secret = page.locator("#totp-secret").inner_text()
     screenshot(page, "two-factor-enrol")
     page.fill("input[name=code]", app_code(secret))
-    page.click("main form button[type=submit]")
+    click_to_page(page)
     codes = page.locator("#recovery-codes code").all_inner_texts()
     assert len(codes) == 10
     screenshot(page, "two-factor-recovery-codes")

@@ -123,12 +123,12 @@ def test_a_qc_reviewer_scrolls_and_measures_a_length_in_mm(world, stores, page):
     assert readout(page) == f"Image 20/{slices} · position \u221295.0 mm"
 
     page.click("button[data-preset=lung]")
-    assert page.locator(f"{LEFT} .viewer-voi").inner_text() == "W 1500 · L \u2212600"
+    expect(page.locator(f"{LEFT} .viewer-voi")).to_have_text("W 1500 · L \u2212600")
     page.click("button[data-action=reset]")
-    assert page.locator(f"{LEFT} .viewer-voi").inner_text() != "W 1500 · L \u2212600"
+    expect(page.locator(f"{LEFT} .viewer-voi")).not_to_have_text("W 1500 · L \u2212600")
 
     page.click("button[data-tool=Length]")
-    assert page.get_attribute("button[data-tool=Length]", "aria-pressed") == "true"
+    expect(page.locator("button[data-tool=Length]")).to_have_attribute("aria-pressed", "true")
     page.mouse.move(x - 120, y - 40)
     page.mouse.down()
     page.mouse.move(x + 60, y + 50, steps=12)
@@ -165,7 +165,7 @@ def test_two_visits_side_by_side_scroll_together_by_slice_position(world, stores
     assert readout(page) == "Image 1/60 · position 0.0 mm"
 
     page.click("button[data-layout='2']")
-    assert page.locator("#viewer-compare").input_value() == "BL"
+    expect(page.locator("#viewer-compare")).to_have_value("BL")
     page.wait_for_function("() => window.ctimsViewer.state().panes.length === 2")
     page.wait_for_function("() => window.ctimsViewer.state().panes[1].shown")
     assert state(page)["panes"][1]["imageIndex"] == 0

@@ -385,6 +385,47 @@ def test_the_follow_up_shows_the_readers_own_baseline_drawn_and_a_lesion_brings_
     assert not problems, problems
 
 
+@pytest.mark.parametrize("scroll", ["key", "wheel", "slider"])
+def test_a_scroll_while_show_loads_its_images_stays_where_the_reader_put_it(world, stores, page, scroll):
+    """Show moves the other pane through the link once its images are on screen; a reader who scrolls before
+    then keeps their own place, by the keys, the wheel or the slider (the pane jumped back in CI)."""
+    ready(world, "BL", 0), ready(world, "W6", 42)
+    mine, _ = readers()
+    bl = task_of(mine, "BL")
+    on = image_ref(bl, 1)
+    save_and_sign(mine, bl, one_target(bl, on, "30.0"))
+    baseline = Series.objects.get(study__timepoint__visit__code="BL", modality="CT").series_instance_uid
+    held = []
+
+    def baseline_frames(url: str) -> bool:
+        return baseline in url and "/frames/" in url
+
+    page.route(baseline_frames, lambda route: held.append(route))  # answered when the test says
+    as_(page, mine.email.split("@")[0])
+    open_task(page, "Week 6")
+
+    with page.expect_request(lambda request: baseline_frames(request.url)):
+        page.click("#read-lesion-T01 .lesion-show")
+    if scroll == "key":
+        page.locator(LEFT).focus()
+        page.keyboard.press("End")
+    elif scroll == "wheel":
+        page.locator(LEFT).hover()
+        for notch in (1, 2):
+            page.mouse.wheel(0, 120)
+            page.wait_for_function(f"() => window.ctimsViewer.state().panes[0].imageIndex === {notch}")
+    else:
+        page.locator(f"{LEFT_PANE} .viewer-slider").fill("3")
+    page.wait_for_function("() => window.ctimsViewer.state().panes[0].imageIndex === 2")
+    assert held and page.evaluate("() => window.ctimsViewer.state().jumping"), "Show waits for the baseline's images"
+    for route in held:
+        route.continue_()
+    page.unroute(baseline_frames)
+    page.wait_for_function("() => !window.ctimsViewer.state().jumping")
+    wait_panes(page, pane_sops(page)[0], on["sop"])  # the baseline landed on the lesion's image
+    assert page.evaluate("() => window.ctimsViewer.state().panes[0].imageIndex") == 2
+
+
 def test_the_adjudicator_jumps_to_a_disputed_new_lesion_with_the_decision_in_reach(world, stores, page):
     ready(world, "BL", 0), ready(world, "W6", 42)
     first, second = readers()

@@ -197,11 +197,11 @@ class Viewer {
       PageUp: -page,
       PageDown: page,
     };
-    if (event.key in moves) pane.scrollBy(moves[event.key]);
-    else if (event.key === "Home") pane.scrollTo(0);
-    else if (event.key === "End") pane.scrollTo(pane.slices.length - 1);
-    else return;
+    if (!(event.key in moves) && event.key !== "Home" && event.key !== "End") return;
     event.preventDefault();
+    this.readerScrolls();
+    if (event.key in moves) pane.scrollBy(moves[event.key]);
+    else pane.scrollTo(event.key === "Home" ? 0 : pane.slices.length - 1);
   }
 
   setActive(pane) {
@@ -408,6 +408,17 @@ class Viewer {
     return places;
   }
 
+  /**
+   * The reader scrolls a pane (keys, wheel, slider): a jump still loading its images is overtaken. It lands
+   * where it was going without moving the panes again through the link, and jumps queued behind it are dropped:
+   * the reader's last move is what stays on screen.
+   */
+  readerScrolls() {
+    if (!this.jumping) return;
+    this.jumpGeneration += 1;
+    for (const pane of this.panes) pane.syncExpected = undefined;
+  }
+
   setLinked(linked) {
     this.linked = linked;
     // Linking again keeps the slices now shown together: what the reader aligned by hand stays aligned.
@@ -478,6 +489,7 @@ class Viewer {
       layout: this.layout,
       panes: this.panes.filter((pane) => pane.enabled).map((pane) => pane.state()),
       measurements: this.measurements.all(),
+      jumping: this.jumping > 0,
       error: this.failed,
     };
   }

@@ -388,7 +388,7 @@ def test_the_follow_up_shows_the_readers_own_baseline_drawn_and_a_lesion_brings_
 @pytest.mark.parametrize("scroll", ["key", "wheel", "slider"])
 def test_a_scroll_while_show_loads_its_images_stays_where_the_reader_put_it(world, stores, page, scroll):
     """Show moves the other pane through the link once its images are on screen; a reader who scrolls before
-    then keeps their own place, by the keys, the wheel or the slider (the pane jumped back in CI)."""
+    then keeps their own place, by the keys, the wheel or the slider (the pane jumped back on a loaded machine)."""
     ready(world, "BL", 0), ready(world, "W6", 42)
     mine, _ = readers()
     bl = task_of(mine, "BL")

@@ -128,16 +128,22 @@ def own_database(bench: str) -> Iterator[str]:
         test["NAME"] = old_test_name  # a test run that calls the bench keeps its own test database's name
 
 
+def _stat_fields(stat: str) -> list[str]:
+    """The fields of a /proc/<pid>/stat line after the command name (which may hold spaces and parentheses):
+    the line's fourth field (state) is the first."""
+    return stat.rsplit(")", 1)[1].split()
+
+
 def cpu_seconds_in(stat: str) -> float:
     """The CPU time (user + system) a /proc/<pid>/stat (or a thread's /proc/<pid>/task/<tid>/stat) line says
     its process or thread has used so far."""
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces and parentheses
+    fields = _stat_fields(stat)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def page_faults_in(stat: str) -> int:
     """The minor page faults (pages the kernel mapped in) a /proc/<pid>/stat line says its process has taken."""
-    return int(stat.rsplit(")", 1)[1].split()[7])  # minflt
+    return int(_stat_fields(stat)[7])  # minflt
 
 
 def median_ms(run: Callable[[], object], runs: int) -> float:

@@ -21,8 +21,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from trials import services
+from trials.ingest import services as ingest_services
 from trials.ingest.services import upload_finish, upload_open, upload_receive
-from trials.models import Role, Site, Subject, Timepoint, Trial
+from trials.models import Role, Site, Subject, Timepoint, Trial, Upload
 
 PASSWORD = "Correct-Horse-9!"
 
@@ -222,6 +223,17 @@ def upload_files(coordinator, subject_code: str, files: list[bytes], visit: str 
     upload_receive(upload=session, files=files)
     upload_finish(actor=coordinator, upload=session)
     return timepoint
+
+
+def received_in_quarantine(
+    monkeypatch, coordinator, files: list[bytes], subject_code: str = "ALPHA-SEO-001", visit: str = "BL"
+) -> tuple[Upload, list[int]]:
+    """Files received into an open upload and left in quarantine, no processing task queued for them (the test
+    runs the batches, or none): the upload and its items' ids, in the files' order."""
+    monkeypatch.setattr(ingest_services, "_enqueue_on_commit", lambda item_ids: None)
+    timepoint = Timepoint.objects.get(subject__code=subject_code, visit__code=visit)
+    upload = upload_open(actor=coordinator, timepoint=timepoint)
+    return upload, [item.pk for item in upload_receive(upload=upload, files=files)]
 
 
 @pytest.fixture(autouse=True)

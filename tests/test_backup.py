@@ -19,14 +19,12 @@ from django.conf import settings
 
 from reads.models import Read
 from reads.services import read_design_set
-from tests.conftest import build_world
+from tests.conftest import build_world, received_in_quarantine
 from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
 from tests.trials.durability import use_storages
 from trials.backup import BackupError, backup_check, backup_create
-from trials.ingest import services as ingest_services
-from trials.ingest.services import upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Timepoint, UploadItem
+from trials.models import Instance, UploadItem
 
 ROOT = Path(__file__).resolve().parents[1]
 # One scratch database per xdist worker: two drills on two workers at once must not restore into the same one.
@@ -71,11 +69,8 @@ def trial_with_reads(transactional_db, stores, monkeypatch):
     for reader in (world.rhea, world.ravi):
         task = task_of(reader, "BL")
         save_and_sign(reader, task, baseline_content(task))
-    monkeypatch.setattr(ingest_services, "_enqueue_on_commit", lambda item_ids: None)  # the worker is away
-    waiting = upload_open(
-        actor=world.cora, timepoint=Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="W6")
-    )
-    upload_receive(upload=waiting, files=synthesize_ct_series(real_ct_template(large=False), slices=1, seed="waiting"))
+    waiting = synthesize_ct_series(real_ct_template(large=False), slices=1, seed="waiting")
+    received_in_quarantine(monkeypatch, world.cora, waiting, visit="W6")  # the worker is away
     return world
 
 

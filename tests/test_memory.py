@@ -8,9 +8,9 @@ import resource
 import pytest
 
 from ctims.memory import keep_large_buffers
+from tests.conftest import received_in_quarantine
 from trials.ingest import services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Timepoint
 
 PAGES_PER_SLICE = 512 * 512 * 2 // resource.getpagesize()  # one 512x512 16-bit buffer: 128 pages of 4 KiB
 
@@ -26,11 +26,8 @@ def test_processing_ct_slices_maps_no_new_pages_for_each_file(world, monkeypatch
     took about 125 faults each, every file's buffers mapped anew after the last one's pages went back to the
     kernel; kept, they map a few buffers' pages at most (257 in a run beside the ingest tests: the
     heap growing once by two buffers)."""
-    monkeypatch.setattr(services, "_enqueue_on_commit", lambda item_ids: None)  # the test runs the batches
     files = synthesize_ct_series(real_ct_template(large=True), slices=24, seed="memory")
-    timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
-    upload = services.upload_open(actor=world.cora, timepoint=timepoint)
-    ids = [item.pk for item in services.upload_receive(upload=upload, files=files)]
+    upload, ids = received_in_quarantine(monkeypatch, world.cora, files)  # the test runs the batches
     # A batch holds its files' outputs until it indexes them: the first batch of 8 grows the process to its size
     # once; the next two, of the same size, are measured.
     services.upload_batch_process(item_ids=ids[:8])

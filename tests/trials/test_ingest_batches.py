@@ -7,10 +7,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from tests.conftest import received_in_quarantine
 from trials.ingest import services
 from trials.ingest.services import BATCH_SIZE, processing_batches
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Timepoint, UploadItem
+from trials.models import UploadItem
 
 
 @pytest.mark.parametrize(
@@ -28,11 +29,8 @@ def test_files_are_processed_in_the_fewest_batches_of_nearly_equal_size(files, s
 def test_a_batchs_database_work_does_not_grow_with_its_files(world, monkeypatch):
     """A processing task's queries are the same for 2 files as for 5: the index is read and written per batch,
     never per file (a per-file query is a round trip per instance on a busy worker)."""
-    monkeypatch.setattr(services, "_enqueue_on_commit", lambda item_ids: None)  # the test runs the batches
     files = synthesize_ct_series(real_ct_template(large=False), slices=8, seed="batch-queries")
-    timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
-    upload = services.upload_open(actor=world.cora, timepoint=timepoint)
-    ids = [item.pk for item in services.upload_receive(upload=upload, files=files)]
+    upload, ids = received_in_quarantine(monkeypatch, world.cora, files)  # the test runs the batches
     services.upload_batch_process(item_ids=ids[:1])  # the subject's first file: its study and series are made
 
     def queries(batch: list[int]) -> int:

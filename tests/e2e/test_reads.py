@@ -325,13 +325,21 @@ def one_target(task, image: dict, mm: str) -> dict:
     return {"targets": [target], "non_targets": [], "new_lesions": "none", "new": []}
 
 
+def my_baseline_on_its_second_image(world) -> tuple:
+    """Both visits ready, and the first reader's baseline signed with one 30 mm target on the baseline's second
+    image (not the first: a Show has to find it): (that reader, the image)."""
+    ready(world, "BL", 0), ready(world, "W6", 42)
+    mine, _ = readers()
+    bl = task_of(mine, "BL")
+    on = image_ref(bl, 1)
+    save_and_sign(mine, bl, one_target(bl, on, "30.0"))
+    return mine, on
+
+
 def test_the_follow_up_shows_the_readers_own_baseline_drawn_and_a_lesion_brings_both_panes_to_it(world, stores, page):
     spacing = float(real_ct_template(large=True).PixelSpacing[0])
-    ready(world, "BL", 0), ready(world, "W6", 42)
-    mine, theirs = readers()
-    bl = task_of(mine, "BL")
-    on = image_ref(bl, 1)  # not the first image: the jump has to find it
-    save_and_sign(mine, bl, one_target(bl, on, "30.0"))
+    mine, on = my_baseline_on_its_second_image(world)
+    theirs = readers()[1]
     other_bl = task_of(theirs, "BL")
     save_and_sign(theirs, other_bl, one_target(other_bl, image_ref(other_bl, 2), "41.0"))
     problems = watch_console(page)
@@ -385,16 +393,16 @@ def test_the_follow_up_shows_the_readers_own_baseline_drawn_and_a_lesion_brings_
     assert not problems, problems
 
 
-@pytest.mark.parametrize("scroll", ["key", "wheel", "slider"])
-def test_a_scroll_while_show_loads_its_images_stays_where_the_reader_put_it(world, stores, page, scroll):
-    """Show moves the other pane through the link once its images are on screen; a reader who scrolls before
-    then keeps their own place, by the keys, the wheel or the slider (the pane jumped back on a loaded machine)."""
-    ready(world, "BL", 0), ready(world, "W6", 42)
-    mine, _ = readers()
-    bl = task_of(mine, "BL")
-    on = image_ref(bl, 1)
-    save_and_sign(mine, bl, one_target(bl, on, "30.0"))
-    baseline = Series.objects.get(study__timepoint__visit__code="BL", modality="CT").series_instance_uid
+@pytest.mark.parametrize(("move", "kept"), [("key", 2), ("wheel", 2), ("slider", 2), ("series", 0)])
+def test_a_move_while_show_loads_its_images_stays_where_the_reader_put_it(world, stores, page, move, kept):
+    """Show moves the other pane through the link once its images are on screen; a reader who moves the pane
+    before then keeps their own place: scrolled by the keys, the wheel or the slider, or the series opened again
+    from the list (the pane jumped back on a loaded machine). `kept`: the image index the reader's move leaves."""
+    mine, on = my_baseline_on_its_second_image(world)
+    series = dict(
+        Series.objects.filter(modality="CT").values_list("study__timepoint__visit__code", "series_instance_uid")
+    )
+    baseline = series["BL"]
     held = []
 
     def baseline_frames(url: str) -> bool:
@@ -403,27 +411,34 @@ def test_a_scroll_while_show_loads_its_images_stays_where_the_reader_put_it(worl
     page.route(baseline_frames, lambda route: held.append(route))  # answered when the test says
     as_(page, mine.email.split("@")[0])
     open_task(page, "Week 6")
+    page.locator(LEFT).focus()
+    if move == "series":  # from the last image, so that opening the series again (at its first) is seen
+        page.keyboard.press("End")
+        page.wait_for_function("() => window.ctimsViewer.state().panes[0].imageIndex === 2")
 
     with page.expect_request(lambda request: baseline_frames(request.url)):
         page.click("#read-lesion-T01 .lesion-show")
-    if scroll == "key":
+    if move == "key":
         page.locator(LEFT).focus()
         page.keyboard.press("End")
-    elif scroll == "wheel":
+    elif move == "wheel":
         page.locator(LEFT).hover()
         for notch in (1, 2):
             page.mouse.wheel(0, 120)
             page.wait_for_function(f"() => window.ctimsViewer.state().panes[0].imageIndex === {notch}")
-    else:
+    elif move == "slider":
         page.locator(f"{LEFT_PANE} .viewer-slider").fill("3")
-    page.wait_for_function("() => window.ctimsViewer.state().panes[0].imageIndex === 2")
+    else:
+        page.locator(LEFT).focus()
+        page.locator(f'#viewer-series-list button[data-series="{series["W6"]}"]').click()
+    page.wait_for_function(f"() => window.ctimsViewer.state().panes[0].imageIndex === {kept}")
     assert held and page.evaluate("() => window.ctimsViewer.state().jumping"), "Show waits for the baseline's images"
     for route in held:
         route.continue_()
     page.unroute(baseline_frames)
     page.wait_for_function("() => !window.ctimsViewer.state().jumping")
     wait_panes(page, pane_sops(page)[0], on["sop"])  # the baseline landed on the lesion's image
-    assert page.evaluate("() => window.ctimsViewer.state().panes[0].imageIndex") == 2
+    assert page.evaluate("() => window.ctimsViewer.state().panes[0].imageIndex") == kept
 
 
 def test_the_adjudicator_jumps_to_a_disputed_new_lesion_with_the_decision_in_reach(world, stores, page):

@@ -197,11 +197,12 @@ class Viewer {
       PageUp: -page,
       PageDown: page,
     };
-    if (!(event.key in moves) && event.key !== "Home" && event.key !== "End") return;
+    const ends = { Home: 0, End: pane.slices.length - 1 };
+    if (!(event.key in moves || event.key in ends)) return;
     event.preventDefault();
-    this.readerScrolls();
+    this.readerMoves();
     if (event.key in moves) pane.scrollBy(moves[event.key]);
-    else pane.scrollTo(event.key === "Home" ? 0 : pane.slices.length - 1);
+    else pane.scrollTo(ends[event.key]);
   }
 
   setActive(pane) {
@@ -305,6 +306,7 @@ class Viewer {
       (s) => s.studyUid === studyUid && s.seriesUid === seriesUid,
     );
     if (!series) return;
+    this.readerMoves();
     const other = this.otherPane(pane);
     const startAt = this.isLinked() && other.position !== null ? (p) => this.syncTarget(other, p) : null;
     const shown = pane.show(series, { startAt });
@@ -409,11 +411,11 @@ class Viewer {
   }
 
   /**
-   * The reader scrolls a pane (keys, wheel, slider): a jump still loading its images is overtaken. It lands
-   * where it was going without moving the panes again through the link, and jumps queued behind it are dropped:
-   * the reader's last move is what stays on screen.
+   * The reader moves a pane (keys, wheel, slider, another series from the list): a jump still loading its
+   * images is overtaken. It lands where it was going without moving the panes again through the link, and jumps
+   * queued behind it are dropped: the reader's last move is what stays on screen.
    */
-  readerScrolls() {
+  readerMoves() {
     if (!this.jumping) return;
     this.jumpGeneration += 1;
     for (const pane of this.panes) pane.syncExpected = undefined;

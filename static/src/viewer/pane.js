@@ -76,11 +76,11 @@ export class Pane {
     this.element.addEventListener(Events.STACK_NEW_IMAGE, (event) => this.onNewImage(event.detail.imageIdIndex));
     this.element.addEventListener(Events.VOI_MODIFIED, (event) => this.showVoi(event.detail.range));
     this.slider.addEventListener("input", () => {
-      this.viewer.readerScrolls();
+      this.viewer.readerMoves();
       this.scrollTo(Number(this.slider.value) - 1);
     });
     // The wheel scrolls through Cornerstone's stack scroll tool, the one caller of the viewport's scroll().
-    this.element.addEventListener(Events.STACK_VIEWPORT_SCROLL, () => this.viewer.readerScrolls());
+    this.element.addEventListener(Events.STACK_VIEWPORT_SCROLL, () => this.viewer.readerMoves());
     eventTarget.addEventListener(Events.IMAGE_LOADED, (event) => this.onImageLoaded(event.detail.image.imageId));
   }
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
 from django.db import connections
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -52,13 +57,56 @@ def browser():
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+class _ServerRequests:
+    """The requests the live server's threads are handling in this process, from Django's request signals (the
+    test client's, whose handler is not a WSGIHandler, are not counted)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.changed = threading.Condition()
+        request_started.connect(self._started, weak=False, dispatch_uid="e2e-server-requests-started")
+        request_finished.connect(self._finished, weak=False, dispatch_uid="e2e-server-requests-finished")
+
+    def _started(self, sender, **kwargs) -> None:
+        if issubclass(sender, WSGIHandler):
+            with self.changed:
+                self.running += 1
+
+    def _finished(self, sender, **kwargs) -> None:
+        if issubclass(sender, WSGIHandler):
+            with self.changed:
+                self.running -= 1
+                self.changed.notify_all()
+
+    def wait_until_none(self, timeout: float) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.running <= 0, timeout):
+                raise AssertionError(f"the live server still handles {self.running} request(s) {timeout:.0f} s on")
+
+
+_server_requests = _ServerRequests()
+
+
+@contextmanager
+def page_in(browser, live_server, **options) -> Iterator:
+    """A page in a browser context of its own on the live server (15 s default timeout; 1280x900 and en-US
+    unless `options` say otherwise). Leaving closes the context, then waits until the server has finished every
+    request the page made: the test's database is emptied next, and a request still running there held a lock
+    that emptying it waited for while it waited for one of emptying's (a deadlock, seen in a full run)."""
+    options = {"viewport": {"width": 1280, "height": 900}, "locale": "en-US", **options}
+    context = browser.new_context(base_url=live_server.url, **options)
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+        _server_requests.wait_until_none(timeout=60)
+
+
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
+    with page_in(browser, live_server) as page:
+        yield page
 
 
 def screenshot(page, name: str) -> Path:

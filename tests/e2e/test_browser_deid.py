@@ -14,7 +14,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.urls import reverse
 
 from tests.conftest import PASSWORD, build_world
-from tests.e2e.conftest import log_in, screenshot
+from tests.e2e.conftest import log_in, page_in, screenshot
 from trials.deid import DeidRejected, burned_in, deidentify
 from trials.ingest.services import trial_deid_options
 from trials.ingest.subject_keys import subject_space
@@ -284,10 +284,7 @@ def test_a_dose_screen_is_read_and_redacted_in_the_browser_before_it_is_sent(
 
 
 def test_the_browser_path_speaks_korean(world, browser, live_server, folder):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900}, locale="ko-KR")
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    try:
+    with page_in(browser, live_server, locale="ko-KR") as page:
         log_in(page, "cora@example.org", PASSWORD)
         page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
         page.wait_for_selector("#uploader.is-ready")
@@ -302,5 +299,3 @@ def test_the_browser_path_speaks_korean(world, browser, live_server, folder):
         stored = page.locator("#upload-rows tr", has_text="IM00001").inner_text()
         assert "브라우저에서 비식별화됨" in stored and "UID" in stored
         screenshot(page, "upload-browser-deid-ko")
-    finally:
-        context.close()

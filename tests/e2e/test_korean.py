@@ -23,7 +23,7 @@ from reads.models import Adjudication, ReaderAssignment
 from reads.services import read_design_set
 from reads.transfers import transfer_request
 from tests.conftest import PASSWORD, authenticator_of, build_world, ct_protocol, make_user, upload_files
-from tests.e2e.conftest import click_to_page, log_in, screenshot
+from tests.e2e.conftest import click_to_page, log_in, page_in, screenshot
 from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
 from trials import qc_services
 from trials import services as trial_services
@@ -188,10 +188,8 @@ def visible_text(page) -> str:
 @pytest.fixture
 def page(browser, live_server):
     """A browser whose person reads Korean: it asks for Korean first (Accept-Language), the log-in pages too."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900}, locale="ko-KR")
-    context.set_default_timeout(15_000)
-    yield context.new_page()
-    context.close()
+    with page_in(browser, live_server, locale="ko-KR") as page:
+        yield page
 
 
 def as_korean(page, name: str) -> None:

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from ctims.models import User
 from reads.services import read_design_set
 from tests.conftest import PASSWORD, authenticator_of, build_world, ct_protocol, current_code, upload_files
-from tests.e2e.conftest import click_to_page, screenshot
+from tests.e2e.conftest import click_to_page, page_in, screenshot
 from tests.e2e.conftest import log_in as log_in_on_a_desktop
 from trials import qc_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -111,11 +111,8 @@ def folder(tmp_path) -> Path:
 
 @pytest.fixture
 def phone(browser, live_server):
-    context = browser.new_context(base_url=live_server.url, viewport=PHONE, locale="en-US", has_touch=True)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
+    with page_in(browser, live_server, viewport=PHONE, has_touch=True) as page:
+        yield page
 
 
 def log_in(page, name: str) -> None:

@@ -67,13 +67,17 @@ class _ServerRequests:
         request_started.connect(self._started, weak=False, dispatch_uid="e2e-server-requests-started")
         request_finished.connect(self._finished, weak=False, dispatch_uid="e2e-server-requests-finished")
 
+    @staticmethod
+    def _live(sender) -> bool:
+        return isinstance(sender, type) and issubclass(sender, WSGIHandler)  # some senders are no class at all
+
     def _started(self, sender, **kwargs) -> None:
-        if issubclass(sender, WSGIHandler):
+        if self._live(sender):
             with self.changed:
                 self.running += 1
 
     def _finished(self, sender, **kwargs) -> None:
-        if issubclass(sender, WSGIHandler):
+        if self._live(sender):
             with self.changed:
                 self.running -= 1
                 self.changed.notify_all()

@@ -91,6 +91,8 @@ const HELD_REASONS = {
   unreadable: gettext("The file could not be read as a DICOM image; please resend it."),
   not_dicom: gettext("The file is not a DICOM file."),
   no_sop_instance_uid: gettext("The file has no SOP Instance UID, so it cannot be tracked."),
+  no_study_instance_uid: gettext("The file has no Study Instance UID, so it cannot be filed under its study; please export it again from the scanner or PACS."),
+  no_series_instance_uid: gettext("The file has no Series Instance UID, so it cannot be filed under its series; please export it again from the scanner or PACS."),
   pixel_data_missing: gettext("The file has no image data (Pixel Data is missing)."),
   phi_found: gettext("An identifying value of the original was found in the de-identified file; it was not sent. Please report this to the trial's imaging team."),
 };

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import struct
 import tracemalloc
 import zlib
@@ -141,6 +142,18 @@ def test_an_image_nested_as_deep_as_the_limit_is_received():
     check_receivable(with_nesting(CT_SMALL, 32, defined=False))
 
 
+def test_text_padded_with_nuls_and_finite_floats_are_received():
+    """Trailing NULs pad text (UIDs by the standard, other text by some scanners): pydicom reads them away."""
+    check_receivable(
+        ct(
+            x00081030=("LO", b"CT CHEST\x00\x00"),
+            x00080008=("CS", b"ORIGINAL\\PRIMARY\x00"),
+            x00181271=("FD", struct.pack("<d", -0.0)),
+            x00181320=("FL", struct.pack("<ff", 1.5, 3.4e38)),
+        )
+    )
+
+
 def test_a_small_deflated_image_is_received():
     check_receivable(deflated(pydicom.dcmread(io.BytesIO(CT_SMALL))))
 
@@ -173,7 +186,36 @@ FUZZ_CASES = {
     "Referenced SOP Instance UID VR mutated in a sequence": (lambda f: with_referenced_uid_vr(f, b"LO"), "uid_vr"),
     "SOP Instance UID differs from file meta": (lambda f: saved(_with_meta_uid(f)), "uid_mismatch"),
     "US value of odd length": (lambda f: ct(f, x00280010=("US", b"\x80")), "corrupt"),
+    # Found by fuzzing the whole pipeline: each was accepted, and then broke what reads the stored file's
+    # metadata (PostgreSQL keeps no NUL in text, JSON has no NaN or Infinity) or the index (a series needs its UID).
+    "NUL inside Study Description": (lambda f: ct(f, x00081030=("LO", b"CT\x00CHEST ")), "corrupt"),
+    "NUL inside a code meaning in a sequence": (lambda f: with_code_meaning(f, b"CHEST\x00CT "), "corrupt"),
+    "NUL between two values": (lambda f: ct(f, x00080008=("CS", b"ORIGINAL\x00\\PRIMARY ")), "corrupt"),
+    "NaN in an FD value": (lambda f: ct(f, x00181271=("FD", struct.pack("<d", math.nan))), "bad_number"),
+    "infinite FL value": (lambda f: ct(f, x00181320=("FL", struct.pack("<ff", 1.0, math.inf))), "bad_number"),
+    "no Study Instance UID": (lambda f: ct(f, StudyInstanceUID=None), "no_study_instance_uid"),
+    "no Series Instance UID": (lambda f: ct(f, SeriesInstanceUID=None), "no_series_instance_uid"),
+    "empty Series Instance UID": (lambda f: ct(f, x0020000E=("UI", b"")), "no_series_instance_uid"),
+    "Photometric Interpretation DICOM does not define": (
+        lambda f: ct(f, x00280004=("CS", b"MONOCHROM\x01")),
+        "pixel_module",
+    ),
+    "colour Photometric Interpretation of one sample": (
+        lambda f: ct(f, PhotometricInterpretation="RGB"),
+        "pixel_module",
+    ),
 }
+
+
+def with_code_meaning(data: bytes, meaning: bytes) -> bytes:
+    """The file with a Procedure Code Sequence whose one item's Code Meaning is `meaning`, as it is."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator = "X1", "99LOCAL"
+    tag = Tag(0x00080104)
+    item._dict[tag] = RawDataElement(tag, "LO", len(meaning), meaning, 0, False, True)
+    ds.ProcedureCodeSequence = [item]
+    return saved(ds)
 
 
 def with_referenced_uid_vr(data: bytes, vr: bytes) -> bytes:

@@ -40,7 +40,7 @@ from .charsets import (
     is_plain_ascii,
     reencode_if_needed,
 )
-from .errors import DeidRejected, gettext_noop
+from .errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid
 from .fastread import read_file
 from .index import build_index
 from .options import REJECT, DeidOptions, sop_class_rejection
@@ -784,11 +784,10 @@ def _deidentify(
     if image and not deflated and PIXEL_DATA not in ds._dict and 0 < end < len(data) - 8:
         raise DeidRejected("truncated", gettext_noop("The file stops before the image data: it looks cut short."))
 
+    for tag in FILING_UIDS:
+        if not _ascii(ds._dict.get(tag)):
+            raise missing_uid(tag)
     sop_instance = _ascii(ds._dict.get(SOP_INSTANCE_UID))
-    if not sop_instance:
-        raise DeidRejected(
-            "no_sop_instance_uid", gettext_noop("The file has no SOP Instance UID, so it cannot be tracked.")
-        )
     refused = sop_class_rejection(sop_class, options.accepted_sop_classes)
     if refused is not None:
         raise DeidRejected("sop_class_not_accepted", refused)

@@ -29,3 +29,30 @@ class DeidRejected(Exception):
 
     def __repr__(self) -> str:
         return f"DeidRejected({self.code!r}, {self.reason!r})"
+
+
+# The UIDs an instance is filed and found by, Type 1 in every composite object (PS3.3): a file without one of them
+# is refused with its own code, by the engine (so the site's browser holds it back) and by the server's checks.
+FILING_UIDS = {
+    0x00080018: ("no_sop_instance_uid", gettext_noop("The file has no SOP Instance UID, so it cannot be tracked.")),
+    0x0020000D: (
+        "no_study_instance_uid",
+        gettext_noop(
+            "The file has no Study Instance UID, so it cannot be filed under its study; "
+            "please export it again from the scanner or PACS."
+        ),
+    ),
+    0x0020000E: (
+        "no_series_instance_uid",
+        gettext_noop(
+            "The file has no Series Instance UID, so it cannot be filed under its series; "
+            "please export it again from the scanner or PACS."
+        ),
+    ),
+}
+
+
+def missing_uid(tag: int, rejection: type[DeidRejected] = DeidRejected) -> DeidRejected:
+    """The rejection of a file without the filing UID `tag` (a key of FILING_UIDS)."""
+    code, reason = FILING_UIDS[tag]
+    return rejection(code, reason)

@@ -5,9 +5,11 @@ stable code and a sentence a site coordinator can act on. It walks the file's el
 explicit stack, never recursion), so a sequence nested a thousand deep is refused with "nested deeper than N"
 instead of crashing a recursive parser; a deflated data set is inflated in bounded steps and refused past a
 limit, so a small "deflate bomb" never reaches the parser that would inflate it whole. It then checks what
-serving needs: the image pixel module present and consistent with the pixel data, every DS and IS value a
-number (one bad value makes a whole series' DICOM JSON metadata fail), only known value representations,
-and one SOP Instance UID in file meta and data set.
+serving needs: the image pixel module present and consistent with the pixel data (its Photometric
+Interpretation one DICOM defines, with its number of samples per pixel), every DS and IS value a
+number and every FL and FD value finite (one bad value makes a whole series' DICOM JSON metadata fail), no NUL
+inside a text value (PostgreSQL's JSON and text columns hold none), only known value representations, the SOP,
+Study and Series Instance UIDs the index files it by, and one SOP Instance UID in file meta and data set.
 
 No message ever quotes a value read from the file: codes, tags, sizes and limits only. Pure functions over
 bytes; pydicom is used only for its data dictionary (the VR of an implicit-VR element). No Django.
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 from pydicom.datadict import DicomDictionary, dictionary_VR
 
-from ..deid.errors import DeidRejected
+from ..deid.errors import FILING_UIDS, DeidRejected, missing_uid
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -73,6 +75,13 @@ LONG_VRS = frozenset(["OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN"
 # Values whose size is the image's business (pixels, LUTs, opaque bytes), bounded only by their container.
 BULK_VRS = frozenset(["OB", "OD", "OF", "OL", "OV", "OW", "UN"])
 BINARY_SIZE = {"AT": 4, "FL": 4, "FD": 8, "SL": 4, "SS": 2, "SV": 8, "UL": 4, "US": 2, "UV": 8}
+FLOATS = {"FL": "f", "FD": "d"}
+# Text: NUL is in none of their repertoires; trailing NULs pad a value (UIDs by the standard, others by some
+# scanners) and the reader drops them, but one inside a value would reach the metadata, which PostgreSQL's JSON
+# and text columns cannot hold.
+TEXT_VRS = frozenset(
+    ["AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"]
+)
 
 UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -94,6 +103,11 @@ ROWS, COLUMNS = 0x00280010, 0x00280011
 BITS_ALLOCATED, BITS_STORED, HIGH_BIT = 0x00280100, 0x00280101, 0x00280102
 PIXEL_REPRESENTATION = 0x00280103
 PIXEL_DATA = 0x7FE00010
+# Photometric Interpretation's defined terms (PS3.3 C.7.6.3.1.2) of one or three samples per pixel, and how many
+# each has (ARGB and CMYK, retired, have four: Samples per Pixel refuses them first).
+PHOTOMETRIC_SAMPLES = {"MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1} | dict.fromkeys(
+    ["RGB", "HSV", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "XYB"], 3
+)
 PIXEL_MODULE = {
     ROWS: "Rows",
     COLUMNS: "Columns",
@@ -402,7 +416,7 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
                 "this system reads in one attribute; it looks damaged or crafted.",
             )
         value = data[at : at + length]
-        _check_value(tag, vr, value)
+        _check_value(tag, vr, value, order)
         if len(stack) == 1:
             top[tag] = _Element(vr, value, length)
         at += length
@@ -438,30 +452,43 @@ def _fragments(data: memoryview, at: int, tag_length: struct.Struct) -> tuple[in
         items += 1
 
 
-def _check_value(tag: int, vr: str, value: memoryview) -> None:
-    """A value pydicom must convert for the DICOM JSON metadata: numbers that are numbers, whole binary values."""
+def _check_value(tag: int, vr: str, value: memoryview, order: str) -> None:
+    """A value pydicom must convert for the DICOM JSON metadata: numbers that are finite numbers, whole binary
+    values, text without NULs inside."""
     size = BINARY_SIZE.get(vr)
     if size is not None:
         if len(value) % size:
             raise _corrupt(f"a {vr} value is {len(value)} bytes long, not a multiple of {size}", tag)
+        code = FLOATS.get(vr)
+        if code is not None and not all(math.isfinite(x) for (x,) in struct.iter_unpack(order + code, value)):
+            raise _not_a_number(tag, vr)  # JSON has no NaN or Infinity
         return
+    if vr not in TEXT_VRS:
+        return
+    text = bytes(value)
+    if text.find(0) != -1 and b"\x00" in text.rstrip(b" \x00"):  # found at once where there is none at all
+        raise _corrupt("a text value holds a NUL byte, which DICOM text does not allow", tag)
     if vr not in ("DS", "IS"):
         return
-    for text in bytes(value).split(b"\\"):
-        text = text.strip(b" \x00")
-        if not text:
+    for part in text.split(b"\\"):
+        part = part.strip(b" \x00")
+        if not part:
             continue
         try:
-            number = float(text)
+            number = float(part)
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
-            kind = "a decimal" if vr == "DS" else "an integer"
-            raise Refused(
-                "bad_number",
-                f"Element {_tag(tag)} should hold {kind} number but holds something else, "
-                "so the image's metadata could not be served; please export it again from the scanner or PACS.",
-            )
+            raise _not_a_number(tag, vr)
+
+
+def _not_a_number(tag: int, vr: str) -> Refused:
+    kind = {"DS": "a decimal", "IS": "an integer"}.get(vr, "a finite")
+    return Refused(
+        "bad_number",
+        f"Element {_tag(tag)} should hold {kind} number but holds something else, "
+        "so the image's metadata could not be served; please export it again from the scanner or PACS.",
+    )
 
 
 # -- what serving needs ---------------------------------------------------------------------------------
@@ -473,9 +500,10 @@ def _check_identity(top: dict[int, _Element], meta: dict[int, _Element], *, impl
         element = top.get(tag)
         if element is not None and not implicit and element.vr != "UI":
             raise _uid_vr(tag, element.vr)
+    for tag in FILING_UIDS:
+        if not _text(top.get(tag)):
+            raise missing_uid(tag, Refused)
     instance = _text(top.get(SOP_INSTANCE_UID))
-    if not instance:
-        raise Refused("no_sop_instance_uid", "The file has no SOP Instance UID, so it cannot be tracked.")
     in_meta = _text(meta.get(MEDIA_SOP_INSTANCE_UID))
     if in_meta and in_meta != instance:
         raise Refused(
@@ -533,8 +561,14 @@ def _check_image(top: dict[int, _Element], *, syntax: str, little: bool) -> None
         raise _unservable("a colour image has no Planar Configuration")
     if representation not in (0, 1):
         raise _unservable(f"Pixel Representation is {representation}, not 0 or 1")
-    if not _text(top.get(PHOTOMETRIC)):
+    photometric = _text(top.get(PHOTOMETRIC))
+    if not photometric:
         raise _unservable("Photometric Interpretation is missing")
+    needs = PHOTOMETRIC_SAMPLES.get(photometric)
+    if needs is None:
+        raise _unservable("Photometric Interpretation is not one DICOM defines")
+    if needs != samples:  # named in the message only now: a defined term, not a value of the patient's
+        raise _unservable(f"Photometric Interpretation {photometric} has {needs} samples per pixel, not {samples}")
     frames = 1
     if NUMBER_OF_FRAMES in top:
         text = _text(top[NUMBER_OF_FRAMES])

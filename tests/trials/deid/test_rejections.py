@@ -47,11 +47,22 @@ def test_it_rejects_pydicoms_truncated_files():
         assert _rejection(rle[:cut]).code == "truncated", cut
 
 
-def test_it_rejects_an_image_without_a_sop_instance_uid():
+@pytest.mark.parametrize(
+    ("keyword", "code"),
+    [
+        ("SOPInstanceUID", "no_sop_instance_uid"),
+        ("StudyInstanceUID", "no_study_instance_uid"),
+        ("SeriesInstanceUID", "no_series_instance_uid"),
+    ],
+)
+def test_it_rejects_an_image_without_one_of_the_uids_it_is_filed_by(keyword, code):
+    """The site's browser holds such a file back with the reason, as the server refuses it."""
     ds = ct_image()
-    del ds.SOPInstanceUID
-    error = _rejection(part10(ds))
-    assert error.code == "no_sop_instance_uid"
+    delattr(ds, keyword)
+    assert _rejection(part10(ds)).code == code
+    if keyword != "SOPInstanceUID":  # an empty one cannot be written into the file meta information
+        setattr(ds, keyword, "")
+        assert _rejection(part10(ds)).code == code
 
 
 @pytest.mark.parametrize(

@@ -687,7 +687,11 @@ def _rendered_many(request, instances) -> HttpResponse:
             if "PixelData" not in ds:
                 continue
             for frame in range(1, wado.frame_count(ds) + 1):
-                yield media_type, [wado.render(ds, frame=frame, **params)]
+                try:
+                    picture = wado.render(ds, frame=frame, **params)
+                except wado.NotAcceptable:
+                    break  # pixels this server cannot decode: the instance is left out, as an unreadable one
+                yield media_type, [picture]
 
     def make():
         return StreamingHttpResponse(

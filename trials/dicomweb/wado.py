@@ -6,6 +6,7 @@ import io
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pydicom
@@ -149,6 +150,16 @@ def produce_syntax(stored: str, asked: list[str]) -> str | None:
     return None
 
 
+@contextmanager
+def decoding() -> Iterator[None]:
+    """Decoding stored pixel data: where this server cannot (no decoder for its syntax, or data a decoder refuses
+    as damaged: compressed pixels are not decoded at ingest), the request is NotAcceptable with the reason."""
+    try:
+        yield
+    except (RuntimeError, NotImplementedError, ValueError) as exc:
+        raise NotAcceptable(f"this instance cannot be decoded here: {exc}") from None
+
+
 def as_explicit_vr_le(ds: pydicom.Dataset) -> pydicom.Dataset:
     """The data set re-encoded in Explicit VR Little Endian: decompressed, or byte-swapped from Big Endian.
 
@@ -157,10 +168,8 @@ def as_explicit_vr_le(ds: pydicom.Dataset) -> pydicom.Dataset:
     if syntax == EXPLICIT_VR_LE:
         return ds
     if syntax.is_encapsulated:
-        try:
+        with decoding():
             ds.decompress()
-        except (RuntimeError, NotImplementedError, ValueError) as exc:
-            raise NotAcceptable(f"this instance cannot be decoded here: {exc}") from None
     elif not syntax.is_little_endian:
         for _ in ds.iterall():  # parse every element, so that none is written in its original byte order
             pass
@@ -225,10 +234,8 @@ def frames_for(ds: pydicom.Dataset, numbers: list[int], transfer_syntax: str) ->
         uncompressed = not ds.file_meta.TransferSyntaxUID.is_encapsulated
         return stored_frames(ds, numbers), EXPLICIT_VR_LE if uncompressed else stored
     if transfer_syntax in ("", EXPLICIT_VR_LE):
-        try:
+        with decoding():
             return native_frames(ds, numbers), EXPLICIT_VR_LE
-        except (RuntimeError, NotImplementedError, ValueError) as exc:
-            raise NotAcceptable(f"this instance cannot be decoded here: {exc}") from None
     raise NotAcceptable(f"frames are available as stored ({stored}) or as {EXPLICIT_VR_LE}")
 
 
@@ -348,7 +355,8 @@ def render(
     count = _frame_count(ds)
     if frame < 1 or frame > count:
         raise IndexError(f"this instance has {count} frame(s)")
-    array = ds.pixel_array if count == 1 else ds.pixel_array[frame - 1]
+    with decoding():
+        array = ds.pixel_array if count == 1 else ds.pixel_array[frame - 1]
     if ds.get("PhotometricInterpretation", "MONOCHROME2").startswith("MONOCHROME"):
         values = array.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1) + float(
             ds.get("RescaleIntercept", 0) or 0

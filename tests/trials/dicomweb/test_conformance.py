@@ -13,6 +13,7 @@ import pytest
 from django.core.files.storage import storages
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.uid import generate_uid
 
 from tests.conftest import build_world
@@ -22,6 +23,7 @@ from trials.models import Instance, Series, Study
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
 JPEG_LS = "1.2.840.10008.1.2.4.80"
+RLE = "1.2.840.10008.1.2.5"
 DICOM = 'multipart/related; type="application/dicom"'
 OCTETS = 'multipart/related; type="application/octet-stream"'
 CAPPED = (
@@ -485,6 +487,37 @@ def test_rendered_study_and_series_answer_every_image(images, client):
         f"{ROOT}/studies/{seoul().study_instance_uid}/rendered", HTTP_ACCEPT='multipart/related; type="image/jpeg"'
     )
     assert all(h["Content-Type"] == "image/jpeg" for h, _ in parts(jpeg))
+
+
+def test_an_image_whose_compressed_pixels_cannot_be_decoded_answers_why_and_its_series_renders_the_rest(
+    images, encodings, client
+):
+    """Compressed pixel data is not decoded at ingest (the viewer and a client's own decoder read it as stored):
+    damaged inside a fragment, it is found only when a rendered image is asked for."""
+    ds = pydicom.dcmread(get_testdata_file("MR_small_RLE.dcm"))
+    ds.StudyInstanceUID = encodings[JPEG_LS].series.study.study_instance_uid
+    ds.SeriesInstanceUID = encodings[JPEG_LS].series.series_instance_uid
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]  # a primary slice: never read by OCR, so never decoded
+    _table, fragment = generate_fragments(ds.PixelData)
+    fragment = bytearray(fragment)
+    second = int.from_bytes(fragment[8:12], "little")
+    fragment[8:12] = (second - 20).to_bytes(4, "little")  # the RLE header puts the second segment too early
+    ds.PixelData = encapsulate([bytes(fragment)])
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    upload(images, "ALPHA-SEO-002", [buffer.getvalue()], images.cora)
+    damaged = Instance.objects.get(series__study__subject__code="ALPHA-SEO-002", transfer_syntax_uid=RLE)
+    client.force_login(images.alice)
+    for suffix in ("rendered", "frames/1/rendered", "thumbnail"):
+        answer = client.get(f"{instance_url(damaged)}/{suffix}")
+        assert answer.status_code == 406, suffix  # as decoded frames of it are
+        assert answer.json()["error"]["message"].startswith("this instance cannot be decoded here: "), suffix
+    series = encodings[JPEG_LS].series
+    answer = client.get(
+        f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}/rendered"
+    )
+    assert answer.status_code == 200 and len(parts(answer)) == 1  # the JPEG-LS image; the damaged one left out
 
 
 @pytest.mark.parametrize(

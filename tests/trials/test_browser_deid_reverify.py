@@ -83,6 +83,17 @@ def test_a_file_with_an_attribute_the_profile_removes_is_rejected_naming_it(orig
     assert "MRN-OTHER" not in error.reason
 
 
+def test_a_file_keeping_a_public_element_dicom_does_not_define_is_rejected(original):
+    """The engine removes such an element (nothing says what it holds): a file that keeps one was not made by it."""
+    ds = pydicom.dcmread(io.BytesIO(browser(original)[0]))
+    ds.add_new(0x0008AC20, "DA", "19990312")
+    out = io.BytesIO()
+    ds.save_as(out)
+    data = out.getvalue()
+    error = rejection(data, Declared(key_check=SPACE.key_check(hashlib.sha256(data).hexdigest()), patient_hash=""))
+    assert error.code == "extra_attribute" and "(0008,AC20)" in error.reason and "1999" not in error.reason
+
+
 def test_a_file_with_a_birth_date_the_profile_empties_is_rejected(original):
     error = rejection(*edited(browser(original)[0], PatientBirthDate="19700101"))
     assert error.code == "extra_attribute" and "PatientBirthDate" in error.reason

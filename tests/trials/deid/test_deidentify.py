@@ -207,6 +207,24 @@ def test_it_removes_overlays_and_curves():
     assert not [elem for elem in out if elem.tag.group in (0x6000, 0x5000)]
 
 
+def test_it_removes_public_elements_dicom_does_not_define():
+    """Nothing says what such an element holds (a damaged tag, a public group used as a private one): a date
+    there would be kept as it is, unshifted, and the verifier sees only the input's own identifying values."""
+    ds = ct_image()
+    ds.add_new(0x0008AC20, "DA", "19990312")
+    ds.add_new(0x0020EE01, "OB", b"\x19\x99\x03\x12")
+    ds.add_new(0x0040FF01, "LO", "seen on the ward")
+    item = Dataset()
+    item.add_new(0x0008AC21, "TM", "101010")
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "T-D0050", "SRT", "Tissue"
+    ds.AnatomicRegionSequence = Sequence([item])
+    result = _deid(part10(ds))
+    out = read(result.data)
+    assert not [elem.tag for elem in out.iterall() if elem.tag in (0x0008AC20, 0x0020EE01, 0x0040FF01, 0x0008AC21)]
+    assert out.AnatomicRegionSequence[0].CodeMeaning == "Tissue"
+    assert result.actions["removed"] >= 4
+
+
 @pytest.mark.parametrize(
     ("charset", "name", "kept_text"),
     [

@@ -7,9 +7,38 @@ import time
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.utils.translation import gettext as _
 
+from .api_errors import error_body
+
 _LAST_SEEN = "ctims_last_seen"
+NUL_MESSAGE = "The request holds a NUL byte, which no value here can."
+JSON_ROOTS = ("/api/", "/dicomweb/")
+
+
+class NulByteMiddleware:
+    """A NUL byte in the path or query string is answered 400 before any view reads it.
+
+    No value of this system holds one (PostgreSQL's text cannot), so none can be meant, and a search or a lookup
+    that passed one on made the database refuse the query: a server error. The API and DICOMweb answer in their
+    error shape; pages as plain text (this runs before sessions and the person are known).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or (
+            "%00" in request.META.get("QUERY_STRING", "")
+            and any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists())
+        ):
+            if request.path.startswith(JSON_ROOTS):
+                return JsonResponse(error_body("invalid", NUL_MESSAGE), status=400)
+            return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
 _RESOLUTION = 60  # seconds
 
 

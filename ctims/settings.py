@@ -81,6 +81,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "ctims.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "ctims.middleware.NulByteMiddleware",
     "ctims.middleware.NoStoreMiddleware",
     # Headers only: before the lean DICOMweb path below, so that its answers carry them too.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

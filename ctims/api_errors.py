@@ -11,6 +11,9 @@ from rest_framework.views import exception_handler
 
 from .exceptions import CTIMSError, ValidationFailed
 
+# Where every answer is JSON, errors included (the REST API and DICOMweb).
+JSON_ROOTS = ("/api/", "/dicomweb/")
+
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     """The one error shape of every JSON answer: {"error": {"code", "message", "fields"?}}."""

@@ -10,11 +10,10 @@ from django.contrib.auth import logout
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.utils.translation import gettext as _
 
-from .api_errors import error_body
+from .api_errors import JSON_ROOTS, error_body
 
 _LAST_SEEN = "ctims_last_seen"
 NUL_MESSAGE = "The request holds a NUL byte, which no value here can."
-JSON_ROOTS = ("/api/", "/dicomweb/")
 
 
 class NulByteMiddleware:
@@ -126,13 +125,10 @@ class TwoFactorMiddleware:
         return self.get_response(request)
 
     def _refuse(self, request):
-        from django.http import JsonResponse
         from django.shortcuts import redirect
         from django.utils.http import urlencode
 
-        from .api_errors import error_body
-
-        if request.path.startswith(("/api/", "/dicomweb/")):
+        if request.path.startswith(JSON_ROOTS):
             message = _("Your roles require a second factor: log in again and enter your one-time code.")
             return JsonResponse(error_body("two_factor_required", message), status=403)
         return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': request.get_full_path()})}")

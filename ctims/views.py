@@ -12,9 +12,11 @@ from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import two_factor
+from .api_errors import JSON_ROOTS, error_body
 from .exceptions import ValidationFailed
 from .forms import LoginForm, OneTimeCodeForm
 
@@ -133,3 +135,11 @@ def two_factor_recovery_codes(request):
         return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': settings.LOGIN_REDIRECT_URL})}")
     codes = two_factor.recovery_codes_new(request.user)
     return render(request, "registration/two_factor_codes.html", {"codes": codes, "next": _next(request)})
+
+
+def not_found(request, exception):
+    """A path no route matches: under the API's and DICOMweb's roots a 404 in their error shape (a client there
+    parses JSON), elsewhere the page."""
+    if request.path.startswith(JSON_ROOTS):
+        return JsonResponse(error_body("not_found", "No such resource."), status=404)
+    return defaults.page_not_found(request, exception)

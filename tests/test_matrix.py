@@ -260,6 +260,8 @@ DICOMWEB = {
     "instance-thumbnail": (IN + "/thumbnail", False),
     "frames": (IN + "/frames/1", False),
     "frames-rendered": (IN + "/frames/1/rendered", False),
+    "study-thumbnail": (S + "/thumbnail", False),
+    "frames-thumbnail": (IN + "/frames/1/thumbnail", False),
     "bulkdata": (IN + "/bulkdata/7FE00010", False),
 }
 # A reader's task root never serves whole Part 10 files (they carry what its metadata blinds).

@@ -730,9 +730,28 @@ def rendered_frame(request, scope: Scope, study: str, series: str, instance: str
 
 
 @endpoint
+def thumbnail_frame(request, scope: Scope, study: str, series: str, instance: str, frames: str):
+    numbers = _frame_numbers(frames)
+    return _rendered(request, scope.instance(study, series, instance), numbers[0], thumbnail=True)
+
+
+@endpoint
 def thumbnail_series(request, scope: Scope, study: str, series: str):
-    instances = _instances_of(scope, study, series)
-    return _rendered(request, instances[len(instances) // 2], 1, thumbnail=True)
+    return _rendered(request, _middle(_instances_of(scope, study, series)), 1, thumbnail=True)
+
+
+@endpoint
+def thumbnail_study(request, scope: Scope, study: str):
+    """The study's first series' representative image (instances come in series order)."""
+    instances = _instances_of(scope, study)
+    return _rendered(
+        request, _middle([i for i in instances if i.series_id == instances[0].series_id]), 1, thumbnail=True
+    )
+
+
+def _middle(instances: list):
+    """A series' representative image: the one in the middle of its instances."""
+    return instances[len(instances) // 2]
 
 
 def dicomweb_urls(prefix: str, scope_function: ScopeFunction, name: str) -> list:
@@ -751,6 +770,7 @@ def dicomweb_urls(prefix: str, scope_function: ScopeFunction, name: str) -> list
         (st, retrieve_study, "study"),
         (f"{st}/metadata", study_metadata, "study-metadata"),
         (f"{st}/rendered", rendered_study, "study-rendered"),
+        (f"{st}/thumbnail", thumbnail_study, "study-thumbnail"),
         (f"{st}/series", search_series, "study-series"),
         (f"{st}/instances", search_instances, "study-instances"),
         (f"{st}/{se}", retrieve_series, "series-retrieve"),
@@ -762,5 +782,6 @@ def dicomweb_urls(prefix: str, scope_function: ScopeFunction, name: str) -> list
         (f"{st}/{se}/{inst}/rendered", rendered_instance, "instance-rendered"),
         (f"{st}/{se}/{inst}/thumbnail", thumbnail_instance, "instance-thumbnail"),
         (f"{st}/{se}/{inst}/frames/<str:frames>/rendered", rendered_frame, "frames-rendered"),
+        (f"{st}/{se}/{inst}/frames/<str:frames>/thumbnail", thumbnail_frame, "frames-thumbnail"),
     ]
     return [path(prefix + route, view, kw, name=f"dicomweb-{name}-{suffix}") for route, view, suffix in routes]

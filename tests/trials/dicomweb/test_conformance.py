@@ -489,6 +489,38 @@ def test_rendered_study_and_series_answer_every_image(images, client):
     assert all(h["Content-Type"] == "image/jpeg" for h, _ in parts(jpeg))
 
 
+def test_thumbnails_at_every_level_are_a_representative_image(images, client):
+    """PS3.18 10.4.1.1.4 (resources of the thumbnail transaction): study, series, instance and frame."""
+    client.force_login(images.alice)
+    series = seoul_series()
+    middle = list(Instance.objects.filter(series=series).order_by("instance_number", "pk"))[2]
+    study = f"{ROOT}/studies/{series.study.study_instance_uid}"
+    for url in (
+        f"{study}/thumbnail",
+        f"{study}/series/{series.series_instance_uid}/thumbnail",
+        f"{instance_url(middle)}/thumbnail",
+        f"{instance_url(middle)}/frames/1/thumbnail",
+    ):
+        answer = client.get(url, HTTP_ACCEPT="image/png")
+        assert answer.status_code == 200 and answer["Content-Type"] == "image/png", url
+        assert max(picture(answer.content).shape[:2]) <= 128, url
+    assert client.get(f"{instance_url(middle)}/frames/2/thumbnail").status_code == 404  # one frame
+
+
+def test_a_path_no_dicomweb_resource_has_is_a_404_in_the_error_shape(images, client):
+    client.force_login(images.alice)
+    series = seoul_series()
+    for url in (
+        f"{ROOT}/studies/{series.study.study_instance_uid}/nonsense",
+        f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}/frames/1",
+        "/api/no-such-resource/",
+    ):
+        answer = client.get(url)
+        assert answer.status_code == 404, url
+        assert answer.json() == {"error": {"code": "not_found", "message": "No such resource."}}, url
+    assert client.get("/trials/no-such-page/here/").headers["Content-Type"].startswith("text/html")
+
+
 def test_an_image_whose_compressed_pixels_cannot_be_decoded_answers_why_and_its_series_renders_the_rest(
     images, encodings, client
 ):

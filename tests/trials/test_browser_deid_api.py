@@ -165,13 +165,26 @@ def test_a_file_of_another_subject_is_rejected_by_its_key_check(world, api, brow
     assert UploadItem.objects.get().code == "wrong_subject_key"
 
 
-def test_malformed_records_are_refused(world, api, browser_trial):
+@pytest.mark.parametrize(
+    "actions",
+    [
+        None,
+        {"removed": "3"},
+        {"removed\x00": 1},  # PostgreSQL's JSON holds no NUL: this was a server error
+        {"HONG GILDONG": 1},  # a record holds counts of the engine's actions, never a value
+        {"removed": 1, "unheard_of": 2},
+    ],
+)
+def test_malformed_records_are_refused(world, api, browser_trial, actions):
     upload_id = open_upload(api, world.cora).json()["id"]
     bad = {"sha256": "x" * 64, "key_check": "0" * 64}
+    if actions is not None:
+        bad = {"sha256": "a" * 64, "key_check": "0" * 64, "actions": actions}
     response = api.as_(world.cora).post(
         reverse("api-upload-records", args=["ALPHA", upload_id]), {"records": [bad]}, format="json"
     )
     assert response.status_code == 400
+    assert response.json()["error"]["message"] == "A de-identification record is malformed."
     assert Upload.objects.get(pk=upload_id).browser_records.count() == 0
 
 

@@ -13,6 +13,7 @@ from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, ValidationFailed
 
 from ..deid import DeidOptions
+from ..deid.engine import ACTIONS
 from ..models import BrowserDeidRecord, Timepoint, Trial, Upload
 from .services import HEX64, trial_deid_options, upload_finish, upload_open
 from .subject_keys import browser_subject_key
@@ -114,10 +115,7 @@ def browser_records_receive(*, upload: Upload, records: list) -> int:
             and isinstance(record.get("patient_hash", ""), str)
             and (record.get("patient_hash", "") == "" or HEX64.fullmatch(record["patient_hash"]))
             and isinstance(record.get("actions", {}), dict)
-            and all(
-                isinstance(k, str) and len(k) <= 40 and type(v) is int for k, v in record.get("actions", {}).items()
-            )
-            and len(record.get("actions", {})) <= 40
+            and all(k in ACTIONS and type(v) is int for k, v in record.get("actions", {}).items())
         )
         if not ok:
             raise ValidationFailed(_("A de-identification record is malformed."))

@@ -318,3 +318,20 @@ def test_the_index_is_read_from_the_output():
     assert index["manufacturer"] == "ACME Medical" and index["manufacturer_model_name"] == "Spiral 64"
     assert index["contrast_bolus_agent"] == "IOPAMIDOL" and index["body_part_examined"] == "CHEST"
     assert result.actions["uids_remapped"] >= 4 and result.actions["pseudonymized"] == 2
+
+
+def test_every_action_the_engine_counts_is_one_a_browser_record_may_declare():
+    """The server takes a browser's record only with counts named in ACTIONS: a counter the engine gains must be
+    named there too, or every record of a file that uses it would be refused."""
+    import re
+    from pathlib import Path
+
+    from trials.deid import engine
+
+    counted = set()
+    for source in Path(engine.__file__).parent.glob("*.py"):
+        for subscript in re.findall(r"counts\[(.+?)\]", source.read_text()):
+            counted.update(re.findall(r'"(\w+)"', subscript))
+    assert counted and counted <= engine.ACTIONS, counted - engine.ACTIONS
+    result = _deid(part10(ct_image()))
+    assert result.actions and set(result.actions) <= engine.ACTIONS

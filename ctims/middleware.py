@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from .api_errors import JSON_ROOTS, error_body
 
 _LAST_SEEN = "ctims_last_seen"
+_RESOLUTION = 60  # seconds
 NUL_MESSAGE = "The request holds a NUL byte, which no value here can."
 
 
@@ -36,9 +37,6 @@ class NulByteMiddleware:
                 return JsonResponse(error_body("invalid", NUL_MESSAGE), status=400)
             return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
-
-
-_RESOLUTION = 60  # seconds
 
 
 class IdleSessionTimeoutMiddleware:

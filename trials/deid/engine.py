@@ -64,7 +64,6 @@ PHOTOMETRIC_INTERPRETATION = 0x00280004
 PLANAR_CONFIGURATION = 0x00280006
 PIXEL_DATA = 0x7FE00010
 
-# Text VRs whose values, when kept, are cleaned of identifying values and identifier patterns.
 # What a result's `actions` counts, and nothing else: a browser's record of a file declares these counts only.
 ACTIONS = frozenset(
     {
@@ -82,6 +81,7 @@ ACTIONS = frozenset(
         "pixels_rewritten",
     }
 )
+# Text VRs whose values, when kept, are cleaned of identifying values and identifier patterns.
 CLEANED_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
 # Codes and versions are not free text: a six-digit DCM code value (121320) or a date-like coding scheme version
 # is what it says. They are cleaned of the input's values and of the patterns the law names, but their

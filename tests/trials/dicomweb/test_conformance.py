@@ -521,6 +521,7 @@ def test_a_path_no_dicomweb_resource_has_is_a_404_in_the_error_shape(images, cli
     assert client.get("/trials/no-such-page/here/").headers["Content-Type"].startswith("text/html")
 
 
+@pytest.mark.filterwarnings("ignore:The decoded RLE segment:UserWarning")  # pydicom's, about the damage
 def test_an_image_whose_compressed_pixels_cannot_be_decoded_answers_why_and_its_series_renders_the_rest(
     images, encodings, client
 ):

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pydicom
+from django.db import DataError, transaction
 from PIL import Image
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
@@ -86,7 +87,7 @@ def instance_metadata(instance: Instance) -> dict:
     of each frame in the file, found in the same read: a later frame request is a byte range)."""
     if instance.metadata is None:
         _make_metadata(instance)
-        Instance.objects.filter(pk=instance.pk).update(metadata=instance.metadata, pixel_layout=instance.pixel_layout)
+        _keep_metadata([instance])
     return instance.metadata
 
 
@@ -131,9 +132,32 @@ def load_metadata(instances: list[Instance], *, skip_unreadable: bool = False) -
             failed.append(instance)
         else:
             made.append(instance)
-    # Kept in statements of many rows each: a series' worth of single-row updates was a fifth of its first read.
-    Instance.objects.bulk_update(made, ["metadata", "pixel_layout"], batch_size=METADATA_BATCH)
+    _keep_metadata(made)
     return failed
+
+
+def _keep_metadata(instances: list[Instance]) -> None:
+    """Keep newly made metadata with the index rows, in statements of many rows each (a series' worth of single-row
+    updates was a fifth of its first read).
+
+    An instance whose DICOM JSON PostgreSQL cannot hold (a NUL inside a text value, which releases before ingest
+    refused it took in) keeps its pixel layout only: its JSON is made again at each read, and the others' are kept.
+    """
+    try:
+        with transaction.atomic():
+            Instance.objects.bulk_update(instances, ["metadata", "pixel_layout"], batch_size=METADATA_BATCH)
+        return
+    except DataError:
+        pass
+    for instance in instances:
+        try:
+            with transaction.atomic():
+                Instance.objects.filter(pk=instance.pk).update(
+                    metadata=instance.metadata, pixel_layout=instance.pixel_layout
+                )
+        except DataError:
+            log.warning("instance %s: its DICOM JSON cannot be kept, so it is made at each read", instance.pk)
+            Instance.objects.filter(pk=instance.pk).update(pixel_layout=instance.pixel_layout)
 
 
 # -- transfer syntaxes --------------------------------------------------------------------------------------

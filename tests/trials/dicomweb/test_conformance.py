@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 
 from tests.conftest import build_world
 from tests.trials.test_dicomweb import ROOT, upload, with_images
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Series, Study
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -519,6 +520,30 @@ def test_a_path_no_dicomweb_resource_has_is_a_404_in_the_error_shape(images, cli
         assert answer.status_code == 404, url
         assert answer.json() == {"error": {"code": "not_found", "message": "No such resource."}}, url
     assert client.get("/trials/no-such-page/here/").headers["Content-Type"].startswith("text/html")
+
+
+def test_an_instance_accepted_before_nul_was_refused_is_still_checked_and_served(images, client, monkeypatch):
+    """An earlier release took a text value with a NUL inside: PostgreSQL cannot keep such an instance's DICOM
+    JSON, so it is made again at each read instead of failing its visit's QC checks and its metadata requests."""
+    monkeypatch.setattr("trials.ingest.services.check_receivable", lambda data: None)  # as that release did
+    ds = pydicom.dcmread(io.BytesIO(synthesize_ct_series(real_ct_template(large=False), slices=1, seed="nul")[0]))
+    ds.ScanOptions = "HELICAL\x00MODE"  # a value no column of the index holds: only the DICOM JSON
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    timepoint = upload(images, "ALPHA-SEO-002", [buffer.getvalue()], images.cora)  # finishing runs QC's checks
+    timepoint.refresh_from_db()
+    assert timepoint.state == "uploaded"
+    instance = Instance.objects.get(series__study__timepoint=timepoint)
+    assert instance.metadata is None  # not kept: made again when asked for
+    client.force_login(images.alice)
+    answer = client.get(f"{instance_url(instance)}/metadata")
+    assert answer.status_code == 200
+    assert answer.json()[0]["00180022"]["Value"] == ["HELICAL\x00MODE"]
+    series = instance.series
+    answer = client.get(
+        f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}/metadata"
+    )
+    assert answer.status_code == 200 and len(answer.json()) == 1
 
 
 @pytest.mark.filterwarnings("ignore:The decoded RLE segment:UserWarning")  # pydicom's, about the damage

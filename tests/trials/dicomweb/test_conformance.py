@@ -496,6 +496,7 @@ def test_thumbnails_at_every_level_are_a_representative_image(images, client):
     series = seoul_series()
     middle = list(Instance.objects.filter(series=series).order_by("instance_number", "pk"))[2]
     study = f"{ROOT}/studies/{series.study.study_instance_uid}"
+    pictures = set()
     for url in (
         f"{study}/thumbnail",
         f"{study}/series/{series.series_instance_uid}/thumbnail",
@@ -505,6 +506,8 @@ def test_thumbnails_at_every_level_are_a_representative_image(images, client):
         answer = client.get(url, HTTP_ACCEPT="image/png")
         assert answer.status_code == 200 and answer["Content-Type"] == "image/png", url
         assert max(picture(answer.content).shape[:2]) <= 128, url
+        pictures.add(answer.content)
+    assert len(pictures) == 1  # the study's one series, and its middle image
     assert client.get(f"{instance_url(middle)}/frames/2/thumbnail").status_code == 404  # one frame
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom import dcmread
-from pydicom.datadict import DicomDictionary, private_dictionary_VR, repeater_has_tag, tag_for_keyword
+from pydicom.datadict import DicomDictionary, private_dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -341,9 +341,7 @@ class _Walker:
                 # and its description and label are free text, so the whole overlay group goes.
                 action = fallback = self.profile.overlay_action
                 searched, keyword = False, "OverlayData"
-            elif tag not in DicomDictionary and not repeater_has_tag(tag):
-                # An element DICOM does not define (a damaged tag, a public group used as a private one):
-                # nothing says what it holds, so it goes, as a private element off the safelist does.
+            elif not p.defined_by_dicom(tag):  # it goes, as a private element off the safelist does
                 if not collect_only:
                     del elements[tag]
                     self.counts["removed"] += 1

@@ -9,7 +9,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
-from pydicom.datadict import DicomDictionary
+from pydicom.datadict import DicomDictionary, repeater_has_tag
 
 from .options import DeidOptions
 
@@ -124,6 +124,13 @@ class CompiledProfile:
 
 
 @cache
+def defined_by_dicom(tag: int) -> bool:
+    """Whether DICOM defines the public element `tag` (in its data dictionary, or a repeating group's): one it does
+    not define (a damaged tag, a public group used as a private one) says nothing of what it holds, so it is
+    removed, and a de-identified file may not keep one."""
+    return tag in DicomDictionary or repeater_has_tag(tag)
+
+
 def profile_rows() -> tuple[Row, ...]:
     """The Annex E rows of PROFILE_EDITION, as published."""
     with TABLE_PATH.open(encoding="utf-8") as f:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.datadict import DicomDictionary, repeater_has_tag
+from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
@@ -123,8 +123,8 @@ def _profile_action(tag: int, vr: str, profile: p.CompiledProfile) -> str | None
         return profile.curve_action
     if 0x6000 <= group <= 0x60FF:
         return profile.overlay_action
-    if tag not in DicomDictionary and not repeater_has_tag(tag):
-        return p.REMOVE  # an element DICOM does not define: the engine removes it
+    if not p.defined_by_dicom(tag):
+        return p.REMOVE  # the engine removes it
     return None
 
 

@@ -84,10 +84,14 @@ def values(answer, tag: str) -> list:
     return sorted(str(item[tag].get("Value", [""])[0]) for item in answer.json())
 
 
+def body(response) -> bytes:
+    """The whole body of an answer, streamed or not (a stream's failure shows only once it is read)."""
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
 def parts(response) -> list[tuple[dict, bytes]]:
     """The parts of a multipart/related answer, with their headers."""
-    content = b"".join(response.streaming_content) if response.streaming else response.content
-    message = BytesParser().parsebytes(f"Content-Type: {response['Content-Type']}\r\n\r\n".encode() + content)
+    message = BytesParser().parsebytes(f"Content-Type: {response['Content-Type']}\r\n\r\n".encode() + body(response))
     return [(dict(p.items()), p.get_payload(decode=True)) for p in message.get_payload()]
 
 

@@ -55,6 +55,11 @@ def test_a_worker_killed_while_putting_to_s3_is_retried_to_a_consistent_end(
             folder=tmp_path,
             workers=workers,
         )
+        # Stopped first, as the file-system test does: a worker's warm shutdown ends its task, whose raw copies
+        # are deleted after its commit, and the upload shows "complete" from that commit on. Asserted while the
+        # worker was still deleting, one raw copy was once found left in the bucket.
+        for worker in workers:
+            stop(worker)
         assert UploadItem.objects.filter(state="accepted").count() == len(files)
         assert_end_state()
     finally:

@@ -20,6 +20,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
+from tests.snapshot import RowSnapshot
 from trials import services
 from trials.ingest import services as ingest_services
 from trials.ingest.services import upload_finish, upload_open, upload_receive
@@ -61,6 +62,12 @@ def make_user(name: str, **extra):
 
 
 def build_world() -> World:
+    """The cast in ALPHA (and otto's OMEGA): built through the services once per process, then replayed as the
+    same rows for each test (tests.snapshot)."""
+    return _world_rows()
+
+
+def _build_world() -> World:
     alice = make_user("alice")
     alice.user_permissions.add(Permission.objects.get(codename="add_trial"))
     otto = make_user("otto")
@@ -99,6 +106,32 @@ def build_world() -> World:
         subjects[subject.code] = subject
     subjects["OMEGA"] = services.subject_enroll(actor=otto, site=omega_site)
     return World(trial=trial, other=other, seo=seo, bus=bus, people=people, subjects=subjects)
+
+
+def _world_keys(world: World) -> dict:
+    return {
+        "trials": (world.trial.pk, world.other.pk),
+        "sites": (world.seo.pk, world.bus.pk),
+        "people": [(name, user.pk) for name, user in world.people.items()],
+        "subjects": [(code, subject.pk) for code, subject in world.subjects.items()],
+    }
+
+
+def _world_load(keys: dict) -> World:
+    trials, sites = Trial.objects.in_bulk(keys["trials"]), Site.objects.in_bulk(keys["sites"])
+    users = get_user_model().objects.in_bulk([pk for _, pk in keys["people"]])
+    subjects = Subject.objects.in_bulk([pk for _, pk in keys["subjects"]])
+    return World(
+        trial=trials[keys["trials"][0]],
+        other=trials[keys["trials"][1]],
+        seo=sites[keys["sites"][0]],
+        bus=sites[keys["sites"][1]],
+        people={name: users[pk] for name, pk in keys["people"]},
+        subjects={code: subjects[pk] for code, pk in keys["subjects"]},
+    )
+
+
+_world_rows = RowSnapshot(_build_world, _world_keys, _world_load)
 
 
 # --- Two-factor sign-in in tests ------------------------------------------------------------------------------

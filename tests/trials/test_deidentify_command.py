@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -153,3 +157,30 @@ def test_a_trial_keeps_only_known_identifying_text_attributes(db):
     services.trial_update(actor=admin, trial=trial, deid_kept_text_attributes=["PatientComments"])
     with pytest.raises(ValidationFailed):
         services.trial_update(actor=admin, trial=trial, deid_kept_text_attributes=["PatientName"])
+
+
+def test_the_command_works_on_the_embedded_default(tmp_path):
+    """As an operator runs it after `make run`: its own process, SQLite and a var folder of its own."""
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CTIMS_VAR_DIR": str(tmp_path)}
+    env["PASSWORD_HASHERS"] = "django.contrib.auth.hashers.MD5PasswordHasher"  # the demo's accounts, as in tests
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    def manage(*args):
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True, check=True
+        )
+
+    manage("migrate", "-v0")
+    manage("load_demo")
+    manage("demo_scans", str(tmp_path / "scans"), "--slices", "3")
+    out = manage(
+        "deidentify",
+        "--trial",
+        "DEMO",
+        "--subject",
+        "DEMO-SEO-001",
+        str(tmp_path / "scans/DEMO-SEO-001/BL"),
+        str(tmp_path / "out"),
+    )
+    assert out.stdout.count('"status": "accepted"') == 3 and "other_patient" in out.stdout

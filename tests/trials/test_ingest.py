@@ -305,36 +305,6 @@ def test_a_trials_private_safelist_keeps_those_private_attributes_only(world, ap
     assert 0x10 in kept and 0x11 not in kept
 
 
-@pytest.mark.parametrize("stores", ["filesystem"], indirect=True)  # its own embedded store, not the test's
-def test_the_deidentify_command_works_on_the_embedded_default(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    env = os.environ | {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CTIMS_VAR_DIR": str(tmp_path)}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-
-    def manage(*args):
-        return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True, check=True
-        )
-
-    manage("migrate", "-v0")
-    manage("load_demo")
-    manage("demo_scans", str(tmp_path / "scans"), "--slices", "3")
-    out = manage(
-        "deidentify",
-        "--trial",
-        "DEMO",
-        "--subject",
-        "DEMO-SEO-001",
-        str(tmp_path / "scans/DEMO-SEO-001/BL"),
-        str(tmp_path / "out"),
-    )
-    assert out.stdout.count('"status": "accepted"') == 3 and "other_patient" in out.stdout
-
-
 def test_de_identification_options_are_frozen_once_images_are_stored(world, api, series):
     from ctims.exceptions import ValidationFailed
     from trials import services

@@ -12,7 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 from guardian.models import UserObjectPermission
-from guardian.shortcuts import get_objects_for_user, get_user_perms
+from guardian.shortcuts import get_user_perms
 
 from .models import ApiToken, Site, Trial
 from .roles import SITE_PERMS, TRIAL_PERMS
@@ -65,12 +65,20 @@ class Actor:
             return False
         return self._token_allows_trial(trial.pk, perm) and perm in self.perms_on(trial)
 
+    def _granted(self, model: type[Trial] | type[Site], perm: str) -> QuerySet:
+        """The objects of `model` on which the user holds `perm` as an object permission of their own: one
+        subquery. Memberships grant only user permissions (no groups, no global ones, no superuser shortcut);
+        guardian's general `get_objects_for_user` asks the same, at some 8 ms of Python per call, and every
+        page's inbox badge asks four times."""
+        granted = UserObjectPermission.objects.filter(
+            user=self.user, content_type=ContentType.objects.get_for_model(model), permission__codename=perm
+        ).values("object_pk")
+        return model.objects.alias(pk_text=Cast("pk", CharField())).filter(pk_text__in=granted)
+
     def trials(self, perm: str = "view_trial") -> QuerySet[Trial]:
         if not self.is_authenticated:
             return Trial.objects.none()
-        qs = get_objects_for_user(
-            self.user, f"trials.{perm}", klass=Trial, accept_global_perms=False, with_superuser=False
-        )
+        qs = self._granted(Trial, perm)
         if self.token is not None:
             if perm not in TRIAL_PERMS.get(self.token.membership.role, ()):
                 return Trial.objects.none()
@@ -85,9 +93,7 @@ class Actor:
         """The sites of every trial on which the actor holds a site permission (a token: of its trial only)."""
         if not self.is_authenticated:
             return Site.objects.none()
-        qs = get_objects_for_user(
-            self.user, f"trials.{perm}", klass=Site, accept_global_perms=False, with_superuser=False
-        )
+        qs = self._granted(Site, perm)
         if self.token is not None:
             membership = self.token.membership
             if perm not in SITE_PERMS.get(membership.role, ()):

@@ -113,6 +113,24 @@ def page(browser, live_server):
         yield page
 
 
+# The parts of a page that fill in after it has loaded, and the state each shows once it has.
+LATE_PARTS = {"#uploader": "#uploader.is-ready", "#viewer": "#viewer.is-ready"}
+
+
+def settled(page) -> None:
+    """Return once the page has loaded, its fonts too, and its scripted parts (the uploader, the viewer) say they
+    are ready: what a test reads of its text or layout is then the page as its user sees it.
+
+    Playwright's "networkidle" waited for half a second without requests on every page, and a page whose engine
+    was still loading said nothing more by then.
+    """
+    page.wait_for_load_state("load")
+    for part, ready in LATE_PARTS.items():
+        if page.locator(part).count():
+            page.wait_for_selector(ready)
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+
+
 def screenshot(page, name: str) -> Path:
     """Keep a picture of a key page as a test artifact."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -23,7 +23,7 @@ from reads.models import Adjudication, ReaderAssignment
 from reads.services import read_design_set
 from reads.transfers import transfer_request
 from tests.conftest import PASSWORD, authenticator_of, build_world, ct_protocol, make_user, upload_files
-from tests.e2e.conftest import click_to_page, log_in, page_in, screenshot
+from tests.e2e.conftest import click_to_page, log_in, page_in, screenshot, settled
 from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
 from trials import qc_services
 from trials import services as trial_services
@@ -199,7 +199,7 @@ def as_korean(page, name: str) -> None:
 
 def assert_korean(page, path: str, allowed: set[str], shot: str) -> None:
     page.goto(path)
-    page.wait_for_load_state("networkidle")
+    settled(page)
     assert page.evaluate("document.documentElement.lang") == "ko", path
     left = english_words(visible_text(page), allowed)
     screenshot(page, f"korean-{shot}")

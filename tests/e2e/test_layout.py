@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from ctims.models import User
 from reads.services import read_design_set
 from tests.conftest import PASSWORD, authenticator_of, build_world, ct_protocol, current_code, upload_files
-from tests.e2e.conftest import click_to_page, page_in, screenshot
+from tests.e2e.conftest import click_to_page, page_in, screenshot, settled
 from tests.e2e.conftest import log_in as log_in_on_a_desktop
 from trials import qc_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -58,7 +58,7 @@ OUTSIDE = """() => {
 
 def fits(page, name: str) -> None:
     """The page needs no sideways scrolling and shows every visible control inside the viewport."""
-    page.wait_for_load_state("networkidle")
+    settled(page)
     found = page.evaluate(OUTSIDE)
     assert found["clientWidth"] == page.viewport_size["width"], found
     assert found["scrollWidth"] <= found["clientWidth"], (name, found)

@@ -81,3 +81,37 @@ def test_a_replay_checks_its_references_when_it_writes_them(db):
     taken.rows.pop(Trial._meta.db_table)
     with pytest.raises(IntegrityError), transaction.atomic():
         snapshot()
+
+
+def test_a_row_the_build_changed_is_replayed_as_the_build_left_it(db):
+    world = build_world()
+
+    def build():
+        Trial.objects.filter(pk=world.trial.pk).update(title="Alpha, renamed")
+        return world.trial.pk
+
+    snapshot = RowSnapshot(build, lambda pk: pk, lambda pk: Trial.objects.get(pk=pk))
+    with transaction.atomic():
+        snapshot()
+        transaction.set_rollback(True)
+    (taken,) = snapshot._taken.values()
+    assert taken.gone == {Trial._meta.db_table: ("id", [str(world.trial.pk)])}
+    assert snapshot().title == "Alpha, renamed"
+    assert Trial.objects.count() == 2  # changed, not added beside the old row
+
+
+def test_the_files_a_build_writes_are_written_again_into_the_tests_store(db, stores):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    def build():
+        storages["images"].save("ALPHA/1.dcm", ContentFile(b"pixels"))
+        return Trial.objects.create(code="FILES", title="F").pk
+
+    snapshot = RowSnapshot(build, lambda pk: pk, lambda pk: Trial.objects.get(pk=pk), stores=("images",))
+    with transaction.atomic():
+        taken = snapshot().pk
+        transaction.set_rollback(True)
+    (stores / "images" / "ALPHA" / "1.dcm").unlink()  # as a test of its own would find its store
+    assert snapshot().pk == taken  # replayed, not built again
+    assert (stores / "images" / "ALPHA" / "1.dcm").read_bytes() == b"pixels"

@@ -22,6 +22,7 @@ from reads import results, sdtm, transfers
 from reads.models import Transfer
 from tests.conftest import PASSWORD
 from tests.reads.flow import baseline_content, follow_up_content, ready, save_and_sign, target, task_of
+from tests.snapshot import RowSnapshot
 from trials.ingest.subject_keys import subject_space
 from trials.models import Membership
 from trials.services import api_token_create
@@ -37,7 +38,7 @@ def _baseline(world, subject, readers):
         save_and_sign(reader, task, baseline_content(task))
 
 
-def scripted_trial(world) -> dict:
+def _scripted_trial(world) -> dict:
     """Three subjects read by rhea and ravi: one where they agree (with a lesion too small to measure at week 6),
     one the adjudicator settles at week 6 for the reader who called stable disease, one not locked at all."""
     both = (world.rhea, world.ravi)
@@ -68,6 +69,10 @@ def scripted_trial(world) -> dict:
 
     _baseline(world, UNLOCKED, (world.rhea,))  # one reader of two: nothing is locked
     return {"chosen": chosen, "other": 3 - chosen, "agree_slot_of_rhea": task_of(world.rhea, "BL").assignment.slot}
+
+
+# Built through the services and the image store once per process, then replayed for each test (tests.snapshot).
+scripted_trial = RowSnapshot(_scripted_trial, dict, dict, stores=("images", "quarantine", "transfers"))
 
 
 def transfer_zip(transfer: Transfer) -> zipfile.ZipFile:

@@ -3,16 +3,16 @@
 Building the tests' cast through the real services (`tests.conftest.build_world`) takes about 480 queries and
 0.4 s, and more than half the suite's tests start from it. A `RowSnapshot` builds once for real, in a savepoint
 it rolls back, and keeps the rows that the build added (PostgreSQL's COPY text of each table, before and after);
-each later call writes the same rows back with COPY (a row the build changed is deleted and written as the build
-left it), checks every deferred constraint at once, and hands back the builder's result loaded afresh from those
-rows. The rows are exactly the build's: the same keys, hashes and
-audit chain.
+each later call writes the same rows back with COPY (a row the build changed is deleted and written as the
+build left it), checks every deferred constraint at once, and hands back the builder's result loaded afresh
+from those rows. The rows are exactly the build's: the same keys, hashes and audit chain.
 
 It replays only into the state it was made in. Where a table the build writes to or found rows in holds other
 rows than when a snapshot was made (a test that made rows first; content types and permissions made again under
 new keys after a transactional test's flush), or on another day (pages show dates), it takes a snapshot of that
 state first: the build made there, for real. It builds for real every time on another database engine, where
-the build changed a row of a table without a one-column key, or, outside a test's transaction, where the build left work for its commit.
+the build changed a row of a table without a one-column key, or, outside a test's transaction, where the build
+left work for its commit.
 """
 
 from __future__ import annotations

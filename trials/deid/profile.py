@@ -123,14 +123,14 @@ class CompiledProfile:
     rows_covered: int
 
 
-@cache
 def defined_by_dicom(tag: int) -> bool:
     """Whether DICOM defines the public element `tag` (in its data dictionary, or a repeating group's): one it does
     not define (a damaged tag, a public group used as a private one) says nothing of what it holds, so it is
-    removed, and a de-identified file may not keep one."""
+    removed, and a de-identified file may not keep one. Not cached: the tags come from the files received."""
     return tag in DicomDictionary or repeater_has_tag(tag)
 
 
+@cache
 def profile_rows() -> tuple[Row, ...]:
     """The Annex E rows of PROFILE_EDITION, as published."""
     with TABLE_PATH.open(encoding="utf-8") as f:

@@ -17,6 +17,7 @@ from trials.deid.profile import (
     SHIFT,
     TABLE_PATH,
     compile_profile,
+    defined_by_dicom,
     parse_tag,
     profile_rows,
 )
@@ -32,6 +33,15 @@ def test_it_is_the_2024b_table_shipped_with_the_code():
     assert PROFILE_EDITION == "2024b"
     assert TABLE_PATH.name == "annex_e_2024b.json"
     assert len(json.loads(TABLE_PATH.read_text(encoding="utf-8"))) == len(profile_rows()) == 621
+
+
+def test_the_table_is_read_once_per_process_and_an_undefined_tag_is_not_remembered():
+    """Each option set compiles from the same rows, read once; whether DICOM defines a tag is asked of pydicom's
+    dictionary each time, so that a file of made-up tags (anyone may send one) grows nothing in a worker."""
+    assert profile_rows() is profile_rows()
+    assert defined_by_dicom(0x00100010) and defined_by_dicom(0x60000010)  # Patient's Name; an overlay's Rows
+    assert not defined_by_dicom(0x00300023)
+    assert not hasattr(defined_by_dicom, "cache_info")
 
 
 @pytest.mark.parametrize("options", [DeidOptions(), BASIC, DeidOptions(retain_device_identity=True)])

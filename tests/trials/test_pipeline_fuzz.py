@@ -2,7 +2,7 @@
 
 Whatever a mutation does, each file ends accepted, or rejected with a reason; the visit's QC checks run; and every
 accepted instance is served by every DICOMweb retrieval of its root (the instance, its metadata, its frames as
-stored and decoded, rendered, thumbnail; its series' too) without a server error. Campaigns of this kind, over
+stored and decoded, rendered, thumbnail) without an error, and its series' without a server error. Campaigns of this kind, over
 other seeds and 150-200 files each, found the cases now refused with a reason in test_validate.py (a NUL inside
 text, NaN in a float, a missing Study or Series UID, an undefined Photometric Interpretation), a public element
 DICOM does not define kept by de-identification (test_deidentify.py), and rendered images of undecodable pixels
@@ -113,7 +113,7 @@ def test_mutated_files_are_each_settled_and_every_accepted_one_is_served(world, 
         for suffix, accept in RETRIEVALS:
             answer = client.get(instance_url(instance) + suffix, HTTP_ACCEPT=accept)
             body(answer)
-            if answer.status_code >= 500:
+            if answer.status_code >= 400:  # an accepted image decodes (ingest decoded it): never even a 406
                 failures.append((instance.sop_instance_uid, suffix, answer.status_code))
     for series in Series.objects.filter(study__timepoint=timepoint).select_related("study"):
         root = f"/dicomweb/trials/ALPHA/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"

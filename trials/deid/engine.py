@@ -40,7 +40,7 @@ from .charsets import (
     is_plain_ascii,
     reencode_if_needed,
 )
-from .errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid
+from .errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid, undecodable_pixels
 from .fastread import read_file
 from .index import build_index
 from .options import REJECT, DeidOptions, sop_class_rejection
@@ -907,8 +907,11 @@ def _decoded(ds: Dataset, ts: str, module: burned_in.PixelModule) -> Any:
             pixel_ds._dict[tag] = elem
     pixel_ds.file_meta = FileMetaDataset()
     pixel_ds.file_meta.TransferSyntaxUID = ts
-    array = pixel_ds.pixel_array
-    return array.reshape(module.shape)
+    try:
+        array = pixel_ds.pixel_array
+        return array.reshape(module.shape)  # fewer fragments than frames decode to fewer frames than the shape
+    except (RuntimeError, ValueError, StopIteration):  # damaged; the decoder's message can carry the file's bytes
+        raise undecodable_pixels() from None
 
 
 def _examine_pixels(

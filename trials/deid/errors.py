@@ -52,6 +52,18 @@ FILING_UIDS = {
 }
 
 
+def undecodable_pixels() -> DeidRejected:
+    """The rejection of an image whose compressed pixel data its decoder refuses (damaged, or frames missing):
+    the decoder's own message is never kept, as it can carry bytes of the file."""
+    return DeidRejected(
+        "pixels_undecodable",
+        gettext_noop(
+            "The image's compressed pixel data cannot be decoded: it is damaged, so the image could not be shown to "
+            "a reader. Please export it again from the scanner or PACS and resend it."
+        ),
+    )
+
+
 def missing_uid(tag: int, rejection: type[DeidRejected] = DeidRejected) -> DeidRejected:
     """The rejection of a file without the filing UID `tag` (a key of FILING_UIDS)."""
     code, reason = FILING_UIDS[tag]

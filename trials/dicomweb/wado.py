@@ -177,10 +177,11 @@ def produce_syntax(stored: str, asked: list[str]) -> str | None:
 @contextmanager
 def decoding() -> Iterator[None]:
     """Decoding stored pixel data: where this server cannot (no decoder for its syntax, or data a decoder refuses
-    as damaged: compressed pixels are not decoded at ingest), the request is NotAcceptable with the reason."""
+    as damaged, in an instance stored before ingest decoded compressed pixels; StopIteration: fewer fragments
+    than frames), the request is NotAcceptable with the reason."""
     try:
         yield
-    except (RuntimeError, NotImplementedError, ValueError) as exc:
+    except (RuntimeError, NotImplementedError, ValueError, StopIteration) as exc:
         raise NotAcceptable(f"this instance cannot be decoded here: {exc}") from None
 
 
@@ -192,8 +193,11 @@ def as_explicit_vr_le(ds: pydicom.Dataset) -> pydicom.Dataset:
     if syntax == EXPLICIT_VR_LE:
         return ds
     if syntax.is_encapsulated:
+        frames = _frame_count(ds)
         with decoding():
             ds.decompress()
+        if _frame_count(ds) != frames:  # pydicom decodes the fragments there are and says so in Number of Frames
+            raise NotAcceptable(f"this instance cannot be decoded here: {frames} frames, fewer fragments")
     elif not syntax.is_little_endian:
         for _ in ds.iterall():  # parse every element, so that none is written in its original byte order
             pass

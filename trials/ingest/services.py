@@ -32,6 +32,7 @@ from ..dicomweb import index as qido_index
 from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
+from .decodable import check_decodable
 from .reverify import file_processor
 from .subject_keys import subject_space
 from .validate import check_receivable
@@ -465,7 +466,9 @@ def _deidentify_one(raw: bytes, sha256: str, *, process: Callable[[bytes, str], 
     try:
         check_receivable(raw)  # bounded parsing and what serving needs, before de-identification
         with DEID_SECONDS.time():
-            return process(raw, sha256)
+            result = process(raw, sha256)
+        check_decodable(result.data, result.transfer_syntax_uid)  # compressed pixels a reader could not see
+        return result
     except DeidRejected as exc:
         return exc
     except Exception as exc:  # a parser or engine failure on this file's content (RecursionError included)

@@ -156,6 +156,29 @@ def test_a_compressed_screen_is_redacted_and_written_uncompressed():
     assert _words(out.pixel_array) == []
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom's, about the damage
+def test_a_damaged_compressed_screen_is_rejected_as_undecodable_with_the_whole_reason(ocr_calls):
+    """Its pixels must be read for text and cannot be: the same code and sentence as ingest gives a primary image
+    whose compressed pixels do not decode, never the decoder's own message."""
+    from pydicom.encaps import encapsulate, generate_fragments
+    from pydicom.uid import RLELossless
+
+    ds = read(_screen())
+    ds.compress(RLELossless)
+    _table, fragment = generate_fragments(ds.PixelData)
+    fragment = bytearray(fragment)
+    fragment[8:12] = (int.from_bytes(fragment[8:12], "little") - 20).to_bytes(4, "little")  # a segment misplaced
+    ds.PixelData = encapsulate([bytes(fragment)])
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    for options in (DEFAULT, REDACTING):
+        with pytest.raises(DeidRejected) as caught:
+            _deid(buffer.getvalue(), options)
+        assert caught.value.code == "pixels_undecodable"
+        assert caught.value.reason.endswith("Please export it again from the scanner or PACS and resend it.")
+    assert not ocr_calls
+
+
 def test_a_redacted_screen_passes_dciodvfy_with_no_new_error(tmp_path):
     from .test_real_files import _dciodvfy_errors
 

@@ -13,11 +13,12 @@ import pytest
 from django.core.files.storage import storages
 from PIL import Image
 from pydicom.data import get_testdata_file
-from pydicom.encaps import encapsulate, generate_fragments
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import generate_uid
 
 from tests.conftest import build_world
 from tests.trials.test_dicomweb import ROOT, upload, with_images
+from trials.ingest import services as ingest_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Series, Study
 
@@ -372,6 +373,7 @@ def instance_url(instance: Instance) -> str:
 
 
 ORIGINAL = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array
+MR_PATIENT = (lambda ds: (ds.PatientName, ds.PatientID))(pydicom.dcmread(get_testdata_file("MR_small.dcm")))
 
 
 def test_the_default_is_explicit_vr_little_endian_whatever_was_stored(images, encodings, client):
@@ -553,32 +555,61 @@ def test_an_instance_accepted_before_nul_was_refused_is_still_checked_and_served
     assert answer.status_code == 200 and len(answer.json()) == 1
 
 
-@pytest.mark.filterwarnings("ignore:The decoded RLE segment:UserWarning")  # pydicom's, about the damage
-def test_an_image_whose_compressed_pixels_cannot_be_decoded_answers_why_and_its_series_renders_the_rest(
-    images, encodings, client
-):
-    """Compressed pixel data is not decoded at ingest (the viewer and a client's own decoder read it as stored):
-    damaged inside a fragment, it is found only when a rendered image is asked for."""
-    ds = pydicom.dcmread(get_testdata_file("MR_small_RLE.dcm"))
-    ds.StudyInstanceUID = encodings[JPEG_LS].series.study.study_instance_uid
-    ds.SeriesInstanceUID = encodings[JPEG_LS].series.series_instance_uid
+def damaged_frames(name: str, series: Series, damage) -> bytes:
+    """A pydicom test file filed into `series` as a primary image, its compressed frames damaged by `damage`."""
+    ds = pydicom.dcmread(get_testdata_file(name))
+    ds.PatientName, ds.PatientID = MR_PATIENT  # the patient of `encodings`
+    ds.StudyInstanceUID = series.study.study_instance_uid
+    ds.SeriesInstanceUID = series.series_instance_uid
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]  # a primary slice: never read by OCR, so never decoded
-    _table, fragment = generate_fragments(ds.PixelData)
-    fragment = bytearray(fragment)
-    second = int.from_bytes(fragment[8:12], "little")
-    fragment[8:12] = (second - 20).to_bytes(4, "little")  # the RLE header puts the second segment too early
-    ds.PixelData = encapsulate([bytes(fragment)])
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]  # a primary slice: never read by OCR
+    frames = [bytearray(f) for f in generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1)))]
+    damage(frames)
+    ds.PixelData = encapsulate([bytes(frame) for frame in frames])
     buffer = io.BytesIO()
     ds.save_as(buffer)
-    upload(images, "ALPHA-SEO-002", [buffer.getvalue()], images.cora)
-    damaged = Instance.objects.get(series__study__subject__code="ALPHA-SEO-002", transfer_syntax_uid=RLE)
-    client.force_login(images.alice)
-    for suffix in ("rendered", "frames/1/rendered", "thumbnail"):
-        answer = client.get(f"{instance_url(damaged)}/{suffix}")
-        assert answer.status_code == 406, suffix  # as decoded frames of it are
-        assert answer.json()["error"]["message"].startswith("this instance cannot be decoded here: "), suffix
+    return buffer.getvalue()
+
+
+def rle_segment_misplaced(frames: list[bytearray]) -> None:
+    second = int.from_bytes(frames[0][8:12], "little")
+    frames[0][8:12] = (second - 20).to_bytes(4, "little")  # the RLE header puts the second segment too early
+
+
+@pytest.mark.filterwarnings("ignore:The decoded RLE segment:UserWarning")  # pydicom's, about the damage
+@pytest.mark.parametrize(
+    ("name", "damage", "last_as_stored"),
+    [
+        ("MR_small_RLE.dcm", rle_segment_misplaced, 200),
+        ("emri_small_jpeg_2k_lossless.dcm", lambda frames: frames.pop(), 404),
+    ],
+    ids=["RLE segment misplaced", "multi-frame JPEG 2000, a frame missing"],
+)
+def test_an_image_stored_before_ingest_decoded_compressed_pixels_answers_why_and_its_series_renders_the_rest(
+    images, encodings, client, monkeypatch, name, damage, last_as_stored
+):
+    """Ingest now decodes compressed pixels and rejects damaged ones (test_decodable.py); an instance stored
+    before it did is found when a rendered image or decoded frames are asked for: a 406 with the reason."""
+    monkeypatch.setattr(ingest_services, "check_decodable", lambda data, syntax: None)  # as ingest was
     series = encodings[JPEG_LS].series
+    upload(images, "ALPHA-SEO-002", [damaged_frames(name, series, damage)], images.cora)
+    stored = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-002")
+    damaged = stored.exclude(pk__in=[i.pk for i in encodings.values()]).get()
+    client.force_login(images.alice)
+    for suffix, accept in [
+        ("rendered", "image/jpeg"),
+        ("frames/1/rendered", "image/jpeg"),
+        ("thumbnail", "image/jpeg"),
+        ("frames/1", 'multipart/related; type="application/octet-stream"'),
+        ("", f"{DICOM}; transfer-syntax={EXPLICIT}"),
+    ]:
+        answer = client.get(f"{instance_url(damaged)}/{suffix}".rstrip("/"), HTTP_ACCEPT=accept)
+        assert answer.status_code == 406, suffix
+        assert answer.json()["error"]["message"].startswith("this instance cannot be decoded here: "), suffix
+    # As stored, its fragments are served as they are; a frame without one is not found.
+    last = f"{instance_url(damaged)}/frames/{damaged.number_of_frames}"
+    as_stored = client.get(last, HTTP_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*')
+    assert as_stored.status_code == last_as_stored
     answer = client.get(
         f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}/rendered"
     )

@@ -1,0 +1,144 @@
+"""Compressed pixel data is decoded once at ingest, frame by frame, with the decoders that serve it: an image whose
+pixels cannot be decoded is rejected with a reason the coordinator can act on (export it again), instead of being
+stored, passing QC and failing only when a reader opens it weeks later."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import CTImageStorage, SecondaryCaptureImageStorage, generate_uid
+
+from tests.conftest import upload_files
+from trials.deid.errors import DeidRejected
+from trials.ingest.decodable import check_decodable
+from trials.models import Instance, UploadItem
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom's, about the damage it meets
+
+# Compressed files of every kind of codec the server decodes: RLE, JPEG 2000, JPEG-LS, JPEG lossless and baseline,
+# single- and multi-frame.
+COMPRESSED = (
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "JPEG2000.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "JPEG-LL.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "emri_small_RLE.dcm",
+    "emri_small_jpeg_2k_lossless.dcm",
+)
+
+
+def the_subjects(name: str, n: int = 0, damage=None) -> bytes:
+    """A pydicom test file made the subject's (synthesize_ct_series's patient, UIDs of its own), its frames
+    damaged by `damage(frames)` if given."""
+    ds = pydicom.dcmread(get_testdata_file(name))
+    ds.PatientName, ds.PatientID = "HONG^GILDONG", "PID0001"
+    uid = lambda part: generate_uid(entropy_srcs=["decodable", name, str(n), part])  # noqa: E731 - same each run
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid("instance")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]  # a primary image: never decoded for OCR
+    if ds.SOPClassUID == SecondaryCaptureImageStorage:  # the trial takes CT and MR
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    if damage is not None:
+        count = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        frames = [bytearray(frame) for frame in generate_frames(ds.PixelData, number_of_frames=count)]
+        damage(frames)
+        ds.PixelData = encapsulate([bytes(frame) for frame in frames])
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def last_frame_cut(frames: list[bytearray]) -> None:
+    del frames[-1][len(frames[-1]) // 2 :]
+
+
+def first_frame_zeroed(frames: list[bytearray]) -> None:
+    frames[0][40:200] = bytes(160)
+
+
+def rle_segment_misplaced(frames: list[bytearray]) -> None:
+    second = int.from_bytes(frames[0][8:12], "little")
+    frames[0][8:12] = (second - 20).to_bytes(4, "little")  # the RLE header puts the second segment too early
+
+
+def frame_missing(frames: list[bytearray]) -> None:
+    del frames[-1]
+
+
+DAMAGED = {
+    "RLE, a segment misplaced": ("MR_small_RLE.dcm", rle_segment_misplaced),
+    "JPEG 2000, cut short": ("MR_small_jp2klossless.dcm", last_frame_cut),
+    "JPEG 2000, its header zeroed": ("JPEG2000.dcm", first_frame_zeroed),
+    "JPEG baseline colour, zeroed": ("SC_rgb_jpeg_dcmtk.dcm", first_frame_zeroed),
+    "multi-frame RLE, the last frame cut": ("emri_small_RLE.dcm", last_frame_cut),
+    "multi-frame JPEG 2000, the first frame zeroed": ("emri_small_jpeg_2k_lossless.dcm", first_frame_zeroed),
+    "multi-frame JPEG 2000, a frame missing": ("emri_small_jpeg_2k_lossless.dcm", frame_missing),
+}
+
+
+@pytest.mark.parametrize("name", COMPRESSED)
+def test_whole_compressed_images_decode(name):
+    check_decodable(the_subjects(name), pydicom.dcmread(get_testdata_file(name)).file_meta.TransferSyntaxUID)
+
+
+@pytest.mark.parametrize("case", DAMAGED)
+def test_damaged_compressed_pixels_are_refused_with_a_reason_to_act_on(case):
+    name, damage = DAMAGED[case]
+    syntax = pydicom.dcmread(get_testdata_file(name)).file_meta.TransferSyntaxUID
+    with pytest.raises(DeidRejected) as refused:
+        check_decodable(the_subjects(name, damage=damage), syntax)
+    assert refused.value.code == "pixels_undecodable"
+    assert "export it again" in refused.value.reason
+    assert "HONG" not in str(refused.value) and "plugin" not in refused.value.reason
+
+
+def test_uncompressed_pixels_are_not_decoded_again(monkeypatch):
+    """Native pixel data is checked against the pixel module before de-identification (validate.py); only
+    encapsulated data needs its decoder."""
+    import pydicom.pixels
+
+    monkeypatch.setattr(pydicom.pixels, "iter_pixels", None)  # would raise if called
+    check_decodable(the_subjects("MR_small.dcm"), "1.2.840.10008.1.2.1")
+
+
+@pytest.mark.usefixtures("stores", "on_commit_now")
+def test_a_damaged_compressed_image_is_rejected_at_upload_and_the_rest_of_its_batch_stored(world):
+    whole = [the_subjects(name, n) for n, name in enumerate(COMPRESSED)]
+    damaged = {case: the_subjects(name, 100 + n, damage) for n, (case, (name, damage)) in enumerate(DAMAGED.items())}
+    timepoint = upload_files(world.cora, "ALPHA-SEO-001", whole[:4] + list(damaged.values()) + whole[4:])
+
+    assert Instance.objects.filter(series__study__timepoint=timepoint).count() == len(COMPRESSED)
+    for case, data in damaged.items():
+        item = UploadItem.objects.get(sha256=hashlib.sha256(data).hexdigest())
+        assert (item.state, item.code) == ("rejected", "pixels_undecodable"), (case, item.state, item.reason)
+        assert "cannot be decoded" in item.reason
+    timepoint.refresh_from_db()
+    assert timepoint.state == "uploaded"
+
+
+@pytest.mark.usefixtures("stores", "on_commit_now")
+def test_a_damaged_compressed_image_de_identified_in_the_browser_is_rejected_at_receipt(world, api):
+    """The browser's engine cannot decode compressed pixels (no decoders in Pyodide), so it sends a primary
+    image as it is; the server decodes it on receipt, as it does on the server path."""
+    from tests.trials.test_browser_deid_api import in_browser, key_of, open_upload, stow_with_records
+    from trials.models import Trial
+
+    Trial.objects.filter(pk=world.trial.pk).update(deid_paths=Trial.DeidPaths.EITHER)
+    upload_id = open_upload(api, world.cora).json()["id"]
+    files = [the_subjects("MR_small_RLE.dcm", 1), the_subjects("MR_small_RLE.dcm", 2, rle_segment_misplaced)]
+    outputs, records = in_browser(key_of(api, world.cora, upload_id).json(), files)
+    response = stow_with_records(api, world.cora, upload_id, records, outputs)
+
+    assert response.status_code == 202, response.content
+    states = {i.sha256: (i.state, i.code) for i in UploadItem.objects.filter(upload_id=upload_id)}
+    assert states == {
+        hashlib.sha256(outputs[0]).hexdigest(): ("accepted", ""),
+        hashlib.sha256(outputs[1]).hexdigest(): ("rejected", "pixels_undecodable"),
+    }

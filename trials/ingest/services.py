@@ -352,7 +352,7 @@ class _BatchIndex:
             r.study_instance_uid not in self.studies or r.series_instance_uid not in self.series for r in results
         )
 
-    def study_for(self, result: DeidResult) -> Study | str:
+    def study_for(self, result: DeidResult) -> Study | Text:
         subject, idx = self.timepoint.subject, result.index
         study = self.studies.get(result.study_instance_uid)
         if study is None:
@@ -374,7 +374,7 @@ class _BatchIndex:
             )
         return study
 
-    def series_for(self, result: DeidResult, study: Study) -> Series | str:
+    def series_for(self, result: DeidResult, study: Study) -> Series | Text:
         idx = result.index
         series = self.series.get(result.series_instance_uid)
         if series is None:
@@ -724,9 +724,12 @@ def _index_one(
         item.state, item.instance = UploadItem.State.DUPLICATE, index.instances[outcome.sop_instance_uid]
     else:
         study = index.study_for(outcome)
-        series = index.series_for(outcome, study) if isinstance(study, Study) else study
-        if isinstance(series, str):
-            _reject(item, "wrong_timepoint", series)
+        if not isinstance(study, Study):  # the study was uploaded for another visit
+            _reject(item, "wrong_timepoint", study)
+            return
+        series = index.series_for(outcome, study)
+        if not isinstance(series, Series):  # the series UID is filed under another study
+            _reject(item, "series_in_other_study", series)
             return
         key = store.instance_key(
             trial.code, study.study_instance_uid, series.series_instance_uid, outcome.sop_instance_uid

@@ -94,6 +94,7 @@ const HELD_REASONS = {
   no_study_instance_uid: gettext("The file has no Study Instance UID, so it cannot be filed under its study; please export it again from the scanner or PACS."),
   no_series_instance_uid: gettext("The file has no Series Instance UID, so it cannot be filed under its series; please export it again from the scanner or PACS."),
   pixel_data_missing: gettext("The file has no image data (Pixel Data is missing)."),
+  transfer_syntax_unsupported: gettext("The image is encoded in a form this system cannot decode, so it could not be shown to a reader. Please export it uncompressed, or as JPEG 2000, JPEG-LS, JPEG or RLE, and resend it."),
   phi_found: gettext("An identifying value of the original was found in the de-identified file; it was not sent. Please report this to the trial's imaging team."),
 };
 const heldReason = (record) =>

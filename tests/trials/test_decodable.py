@@ -99,6 +99,37 @@ def test_damaged_compressed_pixels_are_refused_with_a_reason_to_act_on(case):
     assert "HONG" not in str(refused.value) and "plugin" not in refused.value.reason
 
 
+def relabelled(name: str, syntax: str) -> bytes:
+    """The subject's copy of `name` declaring another (encapsulated) transfer syntax for the same fragments."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    ds = pydicom.dcmread(io.BytesIO(the_subjects(name, 7)))
+    ds.file_meta.TransferSyntaxUID = syntax  # pydicom's save_as writes only syntaxes it knows
+    out = DicomBytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(out, ds.file_meta)
+    out.is_little_endian, out.is_implicit_VR = True, False
+    write_dataset(out, ds)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("syntax", "named"),
+    [
+        ("1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264 High Profile / Level 4.1"),  # known, no decoder here
+        ("1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.110"),  # JPEG XL: newer than pydicom, named by its UID
+        ("1.2.840.10008.1.2.8.1", "1.2.840.10008.1.2.8.1"),
+    ],
+)
+def test_a_compression_no_decoder_here_reads_is_refused_by_name(syntax, named):
+    """Neither the server nor the viewer (whose codecs are the same set) could show it to a reader."""
+    with pytest.raises(DeidRejected) as refused:
+        check_decodable(relabelled("MR_small_RLE.dcm", syntax), syntax)
+    assert refused.value.code == "transfer_syntax_unsupported"
+    assert f"({named})" in refused.value.reason and "JPEG 2000" in refused.value.reason
+
+
 def test_uncompressed_pixels_are_not_decoded_again(monkeypatch):
     """Native pixel data is checked against the pixel module before de-identification (validate.py); only
     encapsulated data needs its decoder."""
@@ -121,6 +152,32 @@ def test_a_damaged_compressed_image_is_rejected_at_upload_and_the_rest_of_its_ba
         assert "cannot be decoded" in item.reason
     timepoint.refresh_from_db()
     assert timepoint.state == "uploaded"
+
+
+@pytest.mark.usefixtures("stores", "on_commit_now")
+def test_an_image_in_a_compression_no_decoder_here_reads_is_rejected_at_upload(world):
+    """JPEG XL is refused by the engine (pydicom does not know the syntax; the site's browser holds it back),
+    H.264 by the server's decoding (pydicom knows it and has no decoder); before, the first was `unreadable`
+    ('please resend it', which cannot help) and the second was stored."""
+    unsupported = [relabelled("MR_small_RLE.dcm", s) for s in ("1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.102")]
+    upload_files(world.cora, "ALPHA-SEO-001", [the_subjects("MR_small_RLE.dcm", 1), *unsupported])
+    for data in unsupported:
+        item = UploadItem.objects.get(sha256=hashlib.sha256(data).hexdigest())
+        assert (item.state, item.code) == ("rejected", "transfer_syntax_unsupported"), item.reason
+        assert "Please export it uncompressed" in item.reason
+    assert Instance.objects.count() == 1
+
+
+def test_a_transfer_syntax_not_written_as_a_uid_is_never_quoted():
+    from tests.trials.deid.factories import SUBJECT, space
+    from trials.deid import DeidOptions, deidentify
+
+    with pytest.raises(DeidRejected) as refused:
+        deidentify(
+            relabelled("MR_small_RLE.dcm", "HONG^GILDONG"), space=space(), subject_code=SUBJECT, options=DeidOptions()
+        )
+    assert refused.value.code == "transfer_syntax_unsupported"
+    assert "(?)" in refused.value.reason and "HONG" not in str(refused.value)
 
 
 @pytest.mark.usefixtures("stores", "on_commit_now")

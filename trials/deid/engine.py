@@ -40,7 +40,7 @@ from .charsets import (
     is_plain_ascii,
     reencode_if_needed,
 )
-from .errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid, undecodable_pixels
+from .errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid, undecodable_pixels, unsupported_syntax
 from .fastread import read_file
 from .index import build_index
 from .options import REJECT, DeidOptions, sop_class_rejection
@@ -820,6 +820,8 @@ def _deidentify(
             "The image says it has burned-in annotation (text drawn into the pixels, which may identify the "
             "patient); please send the original images without annotation.",
         )
+    if not UID(ts).is_transfer_syntax:  # one newer than pydicom's dictionary, or none at all
+        raise unsupported_syntax(ts)
     encapsulated = UID(ts).is_encapsulated
     if image:
         _check_pixels(ds, encapsulated, little)

@@ -64,6 +64,21 @@ def undecodable_pixels() -> DeidRejected:
     )
 
 
+def unsupported_syntax(syntax: str, name: str = "") -> DeidRejected:
+    """The rejection of an image encoded in a transfer syntax this system cannot decode (`name`, pydicom's name
+    of it, if it has one), so that neither the server nor the viewer could show it to a reader. The UID is
+    named only when it is written as a UID: it is read from the file."""
+    shown = name or (syntax if syntax and len(syntax) <= 64 and set(syntax) <= set("0123456789.") else "?")
+    return DeidRejected(
+        "transfer_syntax_unsupported",
+        gettext_noop(
+            "The image is encoded in a form this system cannot decode (%(syntax)s), so it could not be shown to a "
+            "reader. Please export it uncompressed, or as JPEG 2000, JPEG-LS, JPEG or RLE, and resend it."
+        ),
+        syntax=shown,
+    )
+
+
 def missing_uid(tag: int, rejection: type[DeidRejected] = DeidRejected) -> DeidRejected:
     """The rejection of a file without the filing UID `tag` (a key of FILING_UIDS)."""
     code, reason = FILING_UIDS[tag]

@@ -90,6 +90,27 @@ def test_a_file_that_breaks_the_engine_is_rejected_and_the_rest_of_the_folder_go
     assert summary.strip() == "2 accepted, 3 rejected"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom's, about the damaged RLE segment
+def test_it_refuses_what_ingest_refuses_before_and_after_de_identifying(db, folder):
+    """'Exactly as ingest does': a file ingest refuses before de-identification (validate.py) or whose compressed
+    pixels do not decode (decodable.py) is rejected with ingest's code, not written as if it were fine."""
+    import struct
+
+    from tests.trials.test_decodable import rle_segment_misplaced, the_subjects
+    from tests.trials.test_validate import ct
+
+    load_demo()
+    src, dest = folder
+    template = synthesize_ct_series(real_ct_template(large=False), slices=1, seed="cmd")[0]
+    (src / "NAN").write_bytes(ct(template, x00181271=("FD", struct.pack("<d", float("nan")))))
+    (src / "RLE").write_bytes(the_subjects("MR_small_RLE.dcm", 3, rle_segment_misplaced))
+    records, _summary = run("--trial", "DEMO", "--subject", "DEMO-SEO-001", str(src), str(dest))
+    by_file = {r["file"]: r for r in records}
+    assert (by_file["NAN"]["status"], by_file["NAN"]["code"]) == ("rejected", "bad_number")
+    assert (by_file["RLE"]["status"], by_file["RLE"]["code"]) == ("rejected", "pixels_undecodable")
+    assert len(list(dest.iterdir())) == 3  # the folder's three whole slices only
+
+
 def test_a_second_different_file_under_a_uid_already_written_is_refused(db, folder):
     load_demo()
     src, dest = folder

@@ -457,6 +457,17 @@ def unreadable_reason(exc: BaseException, raw: bytes) -> str:
     return f"unreadable: {type(exc).__name__}" + (f": {message}" if message else "")
 
 
+def checked(raw: bytes, process: Callable[[bytes], DeidResult]) -> DeidResult:
+    """`process(raw)` (de-identification, or re-verification of a browser's output) between the checks ingest
+    makes of every file: parsing within bounds and what serving needs before it, compressed pixels that decode
+    after it. Raises DeidRejected (or what `process` raises)."""
+    check_receivable(raw)  # bounded parsing and what serving needs, before de-identification
+    with DEID_SECONDS.time():
+        result = process(raw)
+    check_decodable(result.data, result.transfer_syntax_uid)  # compressed pixels a reader could not see
+    return result
+
+
 def _deidentify_one(raw: bytes, sha256: str, *, process: Callable[[bytes, str], DeidResult]):
     """One file's outcome: its de-identified result, or its rejection. Never raises: one bad file is its own rejection.
 
@@ -464,11 +475,7 @@ def _deidentify_one(raw: bytes, sha256: str, *, process: Callable[[bytes, str], 
     (reverify.file_processor).
     """
     try:
-        check_receivable(raw)  # bounded parsing and what serving needs, before de-identification
-        with DEID_SECONDS.time():
-            result = process(raw, sha256)
-        check_decodable(result.data, result.transfer_syntax_uid)  # compressed pixels a reader could not see
-        return result
+        return checked(raw, lambda data: process(data, sha256))
     except DeidRejected as exc:
         return exc
     except Exception as exc:  # a parser or engine failure on this file's content (RecursionError included)

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from trials.deid import DeidRejected, deidentify
-from trials.ingest.services import trial_deid_options
+from trials.ingest.services import checked, trial_deid_options
 from trials.ingest.subject_keys import subject_space
 from trials.models import Subject, Trial
 
@@ -43,7 +43,10 @@ class Command(BaseCommand):
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             record = {"file": str(path.relative_to(src))}
             try:
-                result = deidentify(path.read_bytes(), space=space, subject_code=subject_obj.code, options=deid_options)
+                result = checked(
+                    path.read_bytes(),
+                    lambda data: deidentify(data, space=space, subject_code=subject_obj.code, options=deid_options),
+                )
             except DeidRejected as exc:
                 record |= {"status": "rejected", "code": exc.code, "reason": exc.reason}
             except OSError as exc:

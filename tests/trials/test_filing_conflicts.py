@@ -29,7 +29,8 @@ def changed(data: bytes, **values) -> bytes:
 
 
 def item_of(data: bytes) -> UploadItem:
-    return UploadItem.objects.get(sha256=hashlib.sha256(data).hexdigest())
+    """The file's item in its latest upload."""
+    return UploadItem.objects.filter(sha256=hashlib.sha256(data).hexdigest()).latest("pk")
 
 
 @pytest.fixture
@@ -54,4 +55,30 @@ def test_a_series_already_stored_under_another_study_is_rejected_as_a_series_con
     item = item_of(moved)
     assert (item.state, item.code) == ("rejected", "series_in_other_study")
     assert item.reason == "This series belongs to another study already stored."
+    assert Instance.objects.count() == 2
+
+
+def test_the_same_files_sent_again_for_another_visit_are_rejected_as_the_wrong_visit_not_already_stored(
+    world, baseline
+):
+    timepoint = upload_files(world.cora, "ALPHA-SEO-001", baseline, visit="W6")
+    for data in baseline:
+        item = UploadItem.objects.filter(upload__timepoint=timepoint).get(sha256=hashlib.sha256(data).hexdigest())
+        assert (item.state, item.code) == ("rejected", "wrong_timepoint")
+        assert item.reason == "This study was already uploaded for Baseline of ALPHA-SEO-001."
+        assert item.instance is None
+    timepoint.refresh_from_db()
+    assert timepoint.state == "expected"  # week 6 holds no image
+
+
+def test_a_changed_file_under_a_stored_instances_uids_is_rejected_not_called_already_stored(world, baseline):
+    """A corrected re-export that keeps its UIDs: the stored image is not replaced (the store writes once), and
+    the coordinator is told so, not that the file is already stored."""
+    corrected = changed(baseline[0], SliceThickness="2.5", SeriesDescription="CHEST 2.5MM")
+    same = baseline[1]  # sent again as it was: already stored
+    upload_files(world.cora, "ALPHA-SEO-001", [corrected, same])
+    item = item_of(corrected)
+    assert (item.state, item.code) == ("rejected", "instance_conflict")
+    assert item.reason.startswith("A different image with the same UIDs is already stored")
+    assert item_of(same).state == "duplicate"
     assert Instance.objects.count() == 2

@@ -322,6 +322,20 @@ OTHER_PATIENT = gettext_noop(
 )
 
 
+INSTANCE_CONFLICT = gettext_noop(
+    "A different image with the same UIDs is already stored for this visit; the stored image was not replaced. "
+    "If the image was corrected, export it with new UIDs, or ask the trial's imaging team."
+)
+
+
+def _already_uploaded(study: Study) -> Text:
+    return Text(
+        gettext_noop("This study was already uploaded for %(visit)s of %(subject)s."),
+        visit=study.timepoint.visit.label,
+        subject=study.subject.code,
+    )
+
+
 @dataclass
 class _BatchIndex:
     """Studies, series and instances a batch touches, looked up once for the whole batch."""
@@ -352,6 +366,16 @@ class _BatchIndex:
             r.study_instance_uid not in self.studies or r.series_instance_uid not in self.series for r in results
         )
 
+    def conflict(self, stored: Instance, result: DeidResult) -> tuple[str, Text] | None:
+        """Why `result`, under the UIDs of an instance already stored, is not that instance sent again: its study
+        is another visit's, or its bytes differ (a re-export that kept the UIDs). None for the same file."""
+        study = self.studies.get(result.study_instance_uid)
+        if study is not None and study.timepoint_id != self.timepoint.pk:
+            return "wrong_timepoint", _already_uploaded(study)
+        if stored.sha256 != hashlib.sha256(result.data).hexdigest():
+            return "instance_conflict", Text(INSTANCE_CONFLICT)
+        return None
+
     def study_for(self, result: DeidResult) -> Study | Text:
         subject, idx = self.timepoint.subject, result.index
         study = self.studies.get(result.study_instance_uid)
@@ -367,11 +391,7 @@ class _BatchIndex:
                 **qido_index.study_fields(idx),
             )
         if study.timepoint_id != self.timepoint.pk:
-            return Text(
-                gettext_noop("This study was already uploaded for %(visit)s of %(subject)s."),
-                visit=study.timepoint.visit.label,
-                subject=study.subject.code,
-            )
+            return _already_uploaded(study)
         return study
 
     def series_for(self, result: DeidResult, study: Study) -> Series | Text:
@@ -728,7 +748,12 @@ def _index_one(
     elif subject.source_patient_hash != outcome.source_patient_hash:
         _reject(item, "other_patient", Text(OTHER_PATIENT, subject=subject.code))
     elif outcome.sop_instance_uid in index.instances:
-        item.state, item.instance = UploadItem.State.DUPLICATE, index.instances[outcome.sop_instance_uid]
+        stored = index.instances[outcome.sop_instance_uid]
+        conflict = index.conflict(stored, outcome)
+        if conflict is not None:
+            _reject(item, *conflict)
+        else:
+            item.state, item.instance = UploadItem.State.DUPLICATE, stored
     else:
         study = index.study_for(outcome)
         if not isinstance(study, Study):  # the study was uploaded for another visit

@@ -358,10 +358,30 @@ def _sync_permissions(user, trial: Trial) -> None:
         remove_perm(f"trials.{perm}", user, objects[kind][pk])
 
 
-def _check_grant(*, trial: Trial, role: str, sites: list[Site]) -> None:
-    """The rules of a role in a trial: a known role, the trial's own sites, sites for coordinators only."""
+# Roles that read a trial's images blind, and the roles that see what they are blind to (sites, real dates,
+# results): one person never holds roles of both kinds in one trial.
+BLINDED_ROLES = frozenset({Role.READER, Role.ADJUDICATOR})
+
+
+def _check_grant(*, trial: Trial, role: str, sites: list[Site], user=None) -> None:
+    """The rules of a role in a trial: a known role, the trial's own sites, sites for coordinators only, and
+    (for `user`, the person if they have an account) no blinded role beside an unblinded one."""
     if role not in Role.values:
         raise ValidationFailed(_("Unknown role."), fields={"role": [_("Unknown role.")]})
+    if user is not None:
+        held = set(Membership.objects.filter(trial=trial, user=user).values_list("role", flat=True))
+        conflicting = sorted(r for r in held if (r in BLINDED_ROLES) != (role in BLINDED_ROLES))
+        if conflicting:
+            message = _(
+                "%(person)s is %(roles)s in %(trial)s. Readers and adjudicators read blind: they cannot also hold "
+                "a role that sees the trial's sites, real dates or results (trial admin, site coordinator, QC "
+                "reviewer, sponsor viewer), nor the reverse. Invite another person."
+            ) % {
+                "person": user.email,
+                "roles": ", ".join(str(Role(r).label) for r in conflicting),
+                "trial": trial.code,
+            }
+            raise ValidationFailed(message, fields={"role": [message]})
     if any(site.trial_id != trial.pk for site in sites):
         raise ValidationFailed(
             _("A site of another trial cannot be part of a role in %(trial)s.") % {"trial": trial.code},
@@ -384,7 +404,7 @@ def membership_grant(*, actor, trial: Trial, user, role: str, sites: Iterable[Si
     demo and the tests' cast call.
     """
     sites = list(sites)
-    _check_grant(trial=trial, role=role, sites=sites)
+    _check_grant(trial=trial, role=role, sites=sites, user=user)
     if not user.is_active:
         raise ValidationFailed(_("This account is deactivated."))
     with transaction.atomic():
@@ -436,8 +456,8 @@ def invitation_create(
     the secret of its link, which is stored only hashed.
     """
     sites = list(sites)
-    _check_grant(trial=trial, role=role, sites=sites)
     email = User.objects.normalize_email(email.strip()).lower()
+    _check_grant(trial=trial, role=role, sites=sites, user=User.objects.filter(email__iexact=email).first())
     secret = secrets.token_urlsafe(32)
     invitation = Invitation(
         trial=trial,

@@ -2,7 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import DeliverySettings, ReadDesign
-from .services import DESIGN_FIELDS
+from .services import DESIGN_FIELDS, READING_FIELDS
 
 
 class ReadDesignForm(forms.ModelForm):
@@ -11,11 +11,15 @@ class ReadDesignForm(forms.ModelForm):
         fields = DESIGN_FIELDS
         widgets = {"paradigm": forms.RadioSelect}
 
-    def __init__(self, *args, reading_started: bool = False, **kwargs):
+    def __init__(self, *args, fixed: frozenset[str] = frozenset(), **kwargs):
         super().__init__(*args, **kwargs)
-        if reading_started:
-            self.fields["paradigm"].disabled = True
-            self.fields["paradigm"].help_text = _("Reading has begun: the paradigm no longer changes.")
+        for name in fixed:
+            self.fields[name].disabled = True
+            self.fields[name].help_text = (
+                _("Reading has begun: this no longer changes.")
+                if name in READING_FIELDS
+                else _("A read is signed: results were computed with this rule, so it no longer changes.")
+            )
 
 
 class TransferRequestForm(forms.Form):

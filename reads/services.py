@@ -37,6 +37,28 @@ DESIGN_FIELDS = (
 )
 
 
+# What the results rest on: the criteria the readers measure by (fixed once reading has begun, as the paradigm is)
+# and the rules that turn signed reads into adjudications and subject-level endpoints (fixed once a read is
+# signed: results signed, locked and delivered were computed with them).
+READING_FIELDS = ("criteria", "paradigm")
+ENDPOINT_FIELDS = (
+    "adjudication_trigger",
+    "confirmation_required",
+    "confirmation_days",
+    "sd_minimum_days",
+    "sd_window_days",
+)
+
+
+def design_fixed(design: ReadDesign | None) -> frozenset[str]:
+    """The design's fields that can no longer change."""
+    if design is None or design.pk is None or not design.tasks.exists():
+        return frozenset()
+    if Read.objects.filter(task__design=design, state=Read.State.SIGNED).exists():
+        return frozenset(READING_FIELDS + ENDPOINT_FIELDS)
+    return frozenset(READING_FIELDS)
+
+
 def case_label(subject: Subject) -> str:
     """The pseudonymous label readers know a subject by: keyed, so it reveals neither the site nor the code."""
     digest = hmac.new(bytes(subject.trial.pseudonym_key), b"ctims:case:" + subject.code.encode(), hashlib.sha256)
@@ -44,14 +66,24 @@ def case_label(subject: Subject) -> str:
 
 
 def read_design_set(*, actor, trial: Trial, **fields) -> ReadDesign:
-    """Create or change the trial's read design; the paradigm cannot change once reading has begun."""
+    """Create or change the trial's read design; what results rest on is fixed once reading has begun and once a
+    read is signed (`design_fixed`)."""
     unknown = set(fields) - set(DESIGN_FIELDS)
     if unknown:
         raise ValidationFailed(_("Unknown read design fields: %(names)s.") % {"names": ", ".join(sorted(unknown))})
     with transaction.atomic():
         design, created = ReadDesign.objects.select_for_update().get_or_create(trial=trial)
-        if "paradigm" in fields and fields["paradigm"] != design.paradigm and design.tasks.exists():
-            raise InvalidState(_("The paradigm cannot change once read tasks exist."))
+        changed = {name for name, value in fields.items() if value != getattr(design, name)}
+        fixed = changed & design_fixed(design)
+        if fixed & set(READING_FIELDS):
+            raise InvalidState(_("The criteria and the paradigm cannot change once read tasks exist."))
+        if fixed:
+            raise InvalidState(
+                _(
+                    "The adjudication trigger and the endpoint rules cannot change once a read is signed: the "
+                    "signed results, and what was delivered, were computed with them."
+                )
+            )
         for name, value in fields.items():
             setattr(design, name, value)
         try:

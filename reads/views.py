@@ -27,7 +27,7 @@ from . import read_services, results, selectors
 from .assessment import assessment_display
 from .forms import ReadDesignForm
 from .models import ReadDesign, ReadTask
-from .services import DESIGN_FIELDS, assignment_replace, read_design_set
+from .services import DESIGN_FIELDS, assignment_replace, design_fixed, read_design_set
 
 
 def _task(request, pk: int) -> ReadTask:
@@ -177,7 +177,7 @@ def design(request, code: str):
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "manage_trial")
     current = ReadDesign.objects.filter(trial=trial).first()
-    form = ReadDesignForm(_posted(request), instance=current, reading_started=bool(current and current.tasks.exists()))
+    form = ReadDesignForm(_posted(request), instance=current, fixed=design_fixed(current))
     if request.method == "POST" and form.is_valid():
         fields = {name: form.cleaned_data[name] for name in DESIGN_FIELDS if name in form.changed_data or not current}
         try:

@@ -63,3 +63,38 @@ def test_only_trial_admins_see_the_reading_page(world, client):
     for name in ("rhea", "ada", "quinn", "cora", "sam", "otto"):
         client.force_login(world.people[name])
         assert client.get("/reads/trials/ALPHA/design/").status_code in (403, 404), name
+
+
+def test_the_endpoint_rules_and_criteria_are_fixed_once_a_read_is_signed(world, client):
+    """Results already signed, locked and delivered were computed with them: a later change would give other
+    best overall responses for the same cut-off (found by trying it: PR became PD for a delivered subject)."""
+    import pytest
+
+    from ctims.exceptions import InvalidState
+    from reads.services import read_design_set
+
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    read_design_set(actor=world.alice, trial=world.trial, sd_minimum_days=42)  # no read signed yet: it may change
+    save_and_sign(world.rhea, task, baseline_content(task))
+    for change in (
+        {"confirmation_required": True},
+        {"confirmation_days": 35},
+        {"sd_minimum_days": 100},
+        {"sd_window_days": 3},
+        {"adjudication_trigger": "endpoints"},
+    ):
+        with pytest.raises(InvalidState):
+            read_design_set(actor=world.alice, trial=world.trial, **change)
+    design = read_design_set(actor=world.alice, trial=world.trial, sd_minimum_days=42, task_days=9)  # unchanged: saved
+    assert (design.endpoint_rules.sd_minimum_days, design.task_days) == (42, 9)
+
+    client.force_login(world.alice)
+    form = client.get("/reads/trials/ALPHA/design/").context["form"]
+    fixed = {"criteria", "paradigm", "adjudication_trigger", "confirmation_required", "confirmation_days"}
+    assert {name for name, field in form.fields.items() if field.disabled} >= fixed | {"sd_minimum_days"}
+    answer = client.post(
+        "/reads/trials/ALPHA/design/", {"criteria": "recist11", "task_days": "5", **RULES, "sd_minimum_days": "100"}
+    )
+    design.refresh_from_db()
+    assert answer.status_code == 302 and design.task_days == 5 and design.endpoint_rules.sd_minimum_days == 42

@@ -244,6 +244,20 @@ def test_a_failed_series_goes_to_the_site_and_comes_back_ready_for_read(gappy, c
     )
 
 
+def test_an_upload_that_stores_nothing_new_leaves_the_query_open_and_the_visit_queried(queried, commit):
+    """The site sent the same files again (or files that were all rejected): nothing the reviewer asked for
+    arrived, so the query is not answered for the site and the visit stays Query open, not Uploaded."""
+    files = series_files()
+    upload(commit, queried.cora, files[:8])  # already stored, every one
+    query = Query.objects.get()
+    assert query.state == Query.State.OPEN and query.messages.count() == 1
+    assert timepoint().state == Timepoint.State.QUERY_OPEN
+    upload(commit, queried.cora, files[8:11])  # the missing slices: now the query is answered
+    query.refresh_from_db()
+    assert query.state == Query.State.ANSWERED and "(3 stored)" in query.messages.last().body
+    assert timepoint().state == Timepoint.State.UPLOADED
+
+
 def test_a_query_answered_in_words_can_be_closed_and_the_visit_passed(queried, client):
     query = Query.objects.get()
     as_(client, queried, "cora").post(reverse("query-answer", args=["ALPHA", query.pk]), {"body": "It is complete."})

@@ -29,7 +29,7 @@ from ctims.metrics import DEID_SECONDS
 
 from ..deid import DeidOptions, DeidRejected, DeidResult
 from ..dicomweb import index as qido_index
-from ..models import Instance, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
+from ..models import Instance, Query, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition
 from . import store
 from .decodable import check_decodable
@@ -881,7 +881,15 @@ def _maybe_complete(upload: Upload) -> None:
     from ..qc_services import query_note_upload
     from ..tasks import timepoint_checks
 
-    query_note_upload(upload=upload)
+    queried = Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
+    if counts.get(UploadItem.State.ACCEPTED):
+        query_note_upload(upload=upload)  # something new arrived: the open queries are answered by it
+    elif queried:
+        # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive.
+        timepoint_transition(
+            actor=None, timepoint=timepoint, to=Timepoint.State.QUERY_OPEN, allowed_from=[Timepoint.State.UPLOADING]
+        )
+        return
     if stored:
         transaction.on_commit(lambda: timepoint_checks.delay(timepoint.pk))
     # Nothing stored at all (every file rejected): the visit is still waiting for its images.

@@ -422,6 +422,13 @@ class UploadRecord:
         return [(state, labels[state], self.counts[state]) for state in UploadItem.State.values if state in self.counts]
 
 
+def timepoint_stored(timepoint: Timepoint) -> dict[str, int]:
+    """The uploaded series and images a visit holds: {"series": n, "instances": n}."""
+    return Series.objects.filter(study__timepoint=timepoint, origin=Series.Origin.UPLOAD).aggregate(
+        series=Count("pk"), instances=Coalesce(Sum("instance_count"), 0)
+    )
+
+
 def upload_history(
     *, actor: Actor, trial: Trial, subject_code: str, visit_code: str | None = None
 ) -> list[UploadRecord]:
@@ -452,9 +459,7 @@ def upload_page_state(*, actor: Actor, trial: Trial, timepoint: Timepoint) -> Up
         .order_by("-created_at")
         .first()
     )
-    stored = Series.objects.filter(study__timepoint=timepoint, origin=Series.Origin.UPLOAD).aggregate(
-        series=Count("pk"), instances=Coalesce(Sum("instance_count"), 0)
-    )
+    stored = timepoint_stored(timepoint)
     received: dict[str, dict] = {}
     items = (
         UploadItem.objects.filter(upload__in=uploads, state__in=_SETTLED)

@@ -319,7 +319,6 @@ class Uploader {
     this.paths = data.deidPaths || "server";
     this.engine = null;
     this.stateLabels = JSON.parse(data.stateLabels || "{}");
-    this.storedBefore = Number(data.storedInstances || 0);
     this.earlier = new Map(JSON.parse(data.received || "[]").map((item) => [item.sha256, item]));
     this.csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
     const $ = (id) => document.getElementById(id);
@@ -1565,13 +1564,15 @@ class Uploader {
     }
     add("result-line", line);
     const state = this.upload && touched ? this.upload.timepoint_state : null;
-    if (state && this.upload.counts.accepted) {
-      const stored = this.storedBefore + this.upload.counts.accepted;
-      this.el.stored.textContent = interpolate(
-        ngettext("%(n)s image", "%(n)s images", stored),
-        { n: whole.format(stored) },
+    const holds = this.upload && this.upload.timepoint_stored;
+    if (state && holds && holds.instances) {
+      // What the visit holds, as the server counts it (a resumed upload's own count includes what was stored
+      // before the reload, so adding the two counted those files twice).
+      this.el.stored.textContent = `${interpolate(
+        ngettext("%(n)s series", "%(n)s series", holds.series),
+        { n: whole.format(holds.series) },
         true,
-      );
+      )} / ${interpolate(ngettext("%(n)s image", "%(n)s images", holds.instances), { n: whole.format(holds.instances) }, true)}`;
     }
     if (state) {
       const [before, after] = gettext("The visit is now %(state)s.").split("%(state)s");

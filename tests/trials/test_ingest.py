@@ -106,6 +106,22 @@ def test_a_reload_resumes_the_open_upload(world, api, series):
     assert {i["sha256"] for i in again["items"]} == {i.sha256 for i in UploadItem.objects.all()}
 
 
+def test_a_completed_upload_says_what_the_visit_holds_as_the_page_would_after_a_reload(world, api, series):
+    """The upload page shows it when an upload ends: after a reload mid-upload, it added the files stored before
+    the reload to the upload's own count, which includes them (255 images shown for a visit of 150)."""
+    upload_id = open_upload(api, world.cora).json()["id"]
+    stow(api, world.cora, upload_id, series[:4])
+    status = open_upload(api, world.cora).json()  # a reload: the same upload, resumed
+    assert status["id"] == upload_id and status["timepoint_stored"] is None  # not complete: not counted
+    stow(api, world.cora, upload_id, series)
+    status = finish(api, world.cora, upload_id).json()
+    assert status["counts"]["accepted"] == 6 and status["timepoint_stored"] == {"series": 1, "instances": 6}
+    second = open_upload(api, world.cora).json()["id"]  # the same files again: nothing new
+    stow(api, world.cora, second, series[:2])
+    status = finish(api, world.cora, second).json()
+    assert status["counts"]["duplicate"] == 2 and status["timepoint_stored"] == {"series": 1, "instances": 6}
+
+
 def bad_files(series) -> dict[str, bytes]:
     def variant(**changes) -> bytes:
         ds = pydicom.dcmread(io.BytesIO(series[0]))

@@ -267,6 +267,10 @@ class UploadOut(serializers.ModelSerializer):
     items = serializers.SerializerMethodField()
     cursor = serializers.SerializerMethodField()
     stow_url = serializers.SerializerMethodField()
+    timepoint_stored = serializers.SerializerMethodField(
+        help_text="Once the upload is complete or cancelled, the uploaded series and images the visit holds "
+        "(every upload's); null before."
+    )
 
     class Meta:
         model = Upload
@@ -276,6 +280,7 @@ class UploadOut(serializers.ModelSerializer):
             "subject",
             "visit",
             "timepoint_state",
+            "timepoint_stored",
             "created_at",
             "closed_at",
             "counts",
@@ -294,6 +299,20 @@ class UploadOut(serializers.ModelSerializer):
         if upload.pk not in made:
             made[upload.pk] = upload_status(upload, items_from=self.context.get("items_from"))
         return made[upload.pk]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {"series": {"type": "integer"}, "instances": {"type": "integer"}},
+        }
+    )
+    def get_timepoint_stored(self, upload) -> dict | None:
+        if upload.state in (Upload.State.OPEN, Upload.State.PROCESSING):
+            return None  # counted once, when the upload ends, not at every status poll
+        from ..selectors import timepoint_stored
+
+        return timepoint_stored(upload.timepoint)
 
     @extend_schema_field(UploadItemOut(many=True))
     def get_items(self, upload) -> list:

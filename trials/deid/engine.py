@@ -206,7 +206,9 @@ def _parse(data: bytes) -> Dataset:
             "truncated", gettext_noop("The file ends before the DICOM data does: it looks cut short.")
         )
     except Exception as exc:  # noqa: BLE001 - any parser failure means the same thing to a coordinator
-        rejection = DeidRejected("not_dicom", f"The file could not be read as DICOM ({type(exc).__name__}).")
+        rejection = DeidRejected(
+            "not_dicom", gettext_noop("The file could not be read as DICOM (%(type)s)."), type=type(exc).__name__
+        )
     raise rejection
 
 
@@ -757,8 +759,11 @@ def deidentify(
     except burned_in.OcrUnavailable as exc:
         rejection = DeidRejected(
             "ocr_unavailable",
-            "This image may carry text in its pixels and could not be read to check it (the OCR program failed: "
-            f"{exc}); it was not accepted. Please tell the trial's imaging team.",
+            gettext_noop(
+                "This image may carry text in its pixels and could not be read to check it (the OCR program failed: "
+                "%(error)s); it was not accepted. Please tell the trial's imaging team."
+            ),
+            error=str(exc),
         )
     except (EOFError, struct.error):
         rejection = DeidRejected(
@@ -769,7 +774,8 @@ def deidentify(
         # carried along as __context__ into logs and error trackers.
         rejection = DeidRejected(
             "unreadable",
-            f"The file could not be read as a DICOM image ({_parser_message(exc)}); please resend it.",
+            gettext_noop("The file could not be read as a DICOM image (%(message)s); please resend it."),
+            message=_parser_message(exc),
         )
     raise rejection
 
@@ -817,8 +823,10 @@ def _deidentify(
     if declared and options.burned_in_text == REJECT:
         raise DeidRejected(
             "burned_in_annotation",
-            "The image says it has burned-in annotation (text drawn into the pixels, which may identify the "
-            "patient); please send the original images without annotation.",
+            gettext_noop(
+                "The image says it has burned-in annotation (text drawn into the pixels, which may identify the "
+                "patient); please send the original images without annotation."
+            ),
         )
     if not UID(ts).is_transfer_syntax:  # one newer than pydicom's dictionary, or none at all
         raise unsupported_syntax(ts)
@@ -963,18 +971,22 @@ def _examine_pixels(
             if burned_in.has_text(array, module.photometric):
                 raise DeidRejected(
                     "burned_in_text",
-                    "Text was found in the image's pixels (examined as a "
-                    + reasons[0]
-                    + "), which may identify the patient; this trial does not accept such images. Please send "
-                    "the images without text, or ask the trial's imaging team to have such text redacted.",
+                    gettext_noop(
+                        "Text was found in the image's pixels (examined as a %(reason)s), which may identify the "
+                        "patient; this trial does not accept such images. Please send the images without text, or "
+                        "ask the trial's imaging team to have such text redacted."
+                    ),
+                    reason=reasons[0],
                 )
         else:
             words, clean = burned_in.redact_frames(array, module.photometric)
             if not clean:
                 raise DeidRejected(
                     "burned_in_text",
-                    "Text in the image's pixels could not be removed completely; the image was not accepted. "
-                    "Please send the images without text.",
+                    gettext_noop(
+                        "Text in the image's pixels could not be removed completely; the image was not accepted. "
+                        "Please send the images without text."
+                    ),
                 )
             if words:
                 changes.append(f"{words} text regions redacted")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pydicom.datadict import DicomDictionary, dictionary_VR
 
-from ..deid.errors import FILING_UIDS, DeidRejected, missing_uid
+from ..deid.errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -196,25 +196,41 @@ def _truncated() -> Refused:
 
 
 def _corrupt(what: str, tag: int | None = None) -> Refused:
-    where = f" (element {_tag(tag)})" if tag is not None else ""
+    if tag is None:
+        return Refused(
+            "corrupt",
+            gettext_noop("The file's DICOM structure is damaged: %(what)s. Please export it again and resend it."),
+            what=what,
+        )
     return Refused(
-        "corrupt", f"The file's DICOM structure is damaged: {what}{where}. Please export it again and resend it."
+        "corrupt",
+        gettext_noop(
+            "The file's DICOM structure is damaged: %(what)s (element %(tag)s). Please export it again and resend it."
+        ),
+        what=what,
+        tag=_tag(tag),
     )
 
 
 def _too_large(limits: Limits) -> Refused:
     return Refused(
         "too_large",
-        f"The file's data set is larger than {limits.max_decoded_bytes >> 20} MB once decoded, "
-        "more than this system accepts for one instance.",
+        gettext_noop(
+            "The file's data set is larger than %(mb)s MB once decoded, more than this system accepts for one instance."
+        ),
+        mb=str(limits.max_decoded_bytes >> 20),
     )
 
 
 def _uid_vr(tag: int, vr: str) -> Refused:
     return Refused(
         "uid_vr",
-        f"Element {_tag(tag)} is written as {vr} rather than as a UID, so the image could not be "
-        "tracked consistently; please export it again from the scanner or PACS.",
+        gettext_noop(
+            "Element %(tag)s is written as %(vr)s rather than as a UID, so the image could not be tracked "
+            "consistently; please export it again from the scanner or PACS."
+        ),
+        tag=_tag(tag),
+        vr=vr,
     )
 
 
@@ -258,7 +274,8 @@ def _file_meta(data: memoryview) -> tuple[dict[int, _Element], int]:
         if vr not in KNOWN_VRS:
             raise Refused(
                 "unknown_vr",
-                f"The file meta information has an unknown value representation at {_tag(0x00020000 | element)}.",
+                gettext_noop("The file meta information has an unknown value representation at %(tag)s."),
+                tag=_tag(0x00020000 | element),
             )
         if vr in LONG_VRS:
             if at + 12 > len(data):
@@ -297,13 +314,18 @@ def _inflate(deflated: memoryview, limits: Limits) -> bytes:
             if not out and not pending:
                 break  # the input is used up: a stream cut short, found again when the data set is walked
     except zlib.error:
-        raise Refused("corrupt", "The file's deflated data set cannot be decompressed: it is damaged.") from None
+        raise Refused(
+            "corrupt", gettext_noop("The file's deflated data set cannot be decompressed: it is damaged.")
+        ) from None
     if size > allowance:
         raise Refused(
             "too_large",
-            f"The file's deflated data set expands to more than {allowance >> 20} MB "
-            f"(over {limits.max_inflate_ratio} times its compressed size); "
-            "please send the images uncompressed or with image compression instead.",
+            gettext_noop(
+                "The file's deflated data set expands to more than %(mb)s MB (over %(ratio)s times its compressed "
+                "size); please send the images uncompressed or with image compression instead."
+            ),
+            mb=str(allowance >> 20),
+            ratio=str(limits.max_inflate_ratio),
         )
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     inflated = inflater.decompress(bytes(deflated))
@@ -371,8 +393,12 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
                 shown = f" '{vr}'" if vr.isascii() and vr.isalpha() else ""
                 raise Refused(
                     "unknown_vr",
-                    f"Element {_tag(tag)} has a value representation{shown} that DICOM does not define, "
-                    "so the image could not be shown; please export it again from the scanner or PACS.",
+                    gettext_noop(
+                        "Element %(tag)s has a value representation%(shown)s that DICOM does not define, so the "
+                        "image could not be shown; please export it again from the scanner or PACS."
+                    ),
+                    tag=_tag(tag),
+                    shown=shown,
                 )
             if vr not in ("UI", "UN") and tag in UID_TAGS:
                 raise _uid_vr(tag, vr)
@@ -390,8 +416,11 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
             if depth > limits.max_depth:
                 raise Refused(
                     "too_deep",
-                    f"The file's sequences are nested deeper than {limits.max_depth} levels, "
-                    "more than any image needs; it looks damaged or crafted.",
+                    gettext_noop(
+                        "The file's sequences are nested deeper than %(depth)s levels, more than any image needs; "
+                        "it looks damaged or crafted."
+                    ),
+                    depth=str(limits.max_depth),
                 )
             end = None if length == UNDEFINED else at + length
             if end is not None and end > limit:
@@ -412,8 +441,13 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
         if length > limits.max_value_bytes and vr not in BULK_VRS and vr:  # "": unknown (private), opaque
             raise Refused(
                 "value_too_long",
-                f"Element {_tag(tag)} is {length} bytes long, more than the {limits.max_value_bytes} bytes "
-                "this system reads in one attribute; it looks damaged or crafted.",
+                gettext_noop(
+                    "Element %(tag)s is %(length)s bytes long, more than the %(limit)s bytes this system reads in "
+                    "one attribute; it looks damaged or crafted."
+                ),
+                tag=_tag(tag),
+                length=str(length),
+                limit=str(limits.max_value_bytes),
             )
         value = data[at : at + length]
         _check_value(tag, vr, value, order)
@@ -482,13 +516,24 @@ def _check_value(tag: int, vr: str, value: memoryview, order: str) -> None:
             raise _not_a_number(tag, vr)
 
 
+_NOT_A_NUMBER = {
+    "DS": gettext_noop(
+        "Element %(tag)s should hold a decimal number but holds something else, so the image's metadata could "
+        "not be served; please export it again from the scanner or PACS."
+    ),
+    "IS": gettext_noop(
+        "Element %(tag)s should hold an integer number but holds something else, so the image's metadata could "
+        "not be served; please export it again from the scanner or PACS."
+    ),
+}
+_NOT_FINITE = gettext_noop(
+    "Element %(tag)s should hold a finite number but holds something else, so the image's metadata could not be "
+    "served; please export it again from the scanner or PACS."
+)
+
+
 def _not_a_number(tag: int, vr: str) -> Refused:
-    kind = {"DS": "a decimal", "IS": "an integer"}.get(vr, "a finite")
-    return Refused(
-        "bad_number",
-        f"Element {_tag(tag)} should hold {kind} number but holds something else, "
-        "so the image's metadata could not be served; please export it again from the scanner or PACS.",
-    )
+    return Refused("bad_number", _NOT_A_NUMBER.get(vr, _NOT_FINITE), tag=_tag(tag))
 
 
 # -- what serving needs ---------------------------------------------------------------------------------
@@ -508,8 +553,10 @@ def _check_identity(top: dict[int, _Element], meta: dict[int, _Element], *, impl
     if in_meta and in_meta != instance:
         raise Refused(
             "uid_mismatch",
-            "The file's header (file meta information) and its data set name different SOP Instance UIDs, "
-            "so it is unclear which image this is; please export it again from the scanner or PACS.",
+            gettext_noop(
+                "The file's header (file meta information) and its data set name different SOP Instance UIDs, so "
+                "it is unclear which image this is; please export it again from the scanner or PACS."
+            ),
         )
 
 
@@ -527,7 +574,8 @@ def _us(top: dict[int, _Element], tag: int, little: bool) -> int | None:
 def _unservable(what: str) -> Refused:
     return Refused(
         "pixel_module",
-        f"The image cannot be shown: {what}. Please export it again from the scanner or PACS.",
+        gettext_noop("The image cannot be shown: %(what)s. Please export it again from the scanner or PACS."),
+        what=what,
     )
 
 

@@ -290,6 +290,17 @@ def test_the_trial_list_holds_only_trials_the_person_is_in(world, api):
     assert codes == ["OMEGA"]
 
 
+def test_a_reader_or_adjudicator_learns_only_a_trials_code_and_title_from_any_trial_answer(world, api):
+    """As the summary already said: the sponsor, protocol number, subject code pattern (which names the sites'
+    codes' place), de-identification settings and two-factor roles are not theirs to read (found by asking)."""
+    for person in (world.rhea, world.ada):
+        listed = api.as_(person).get(reverse("api-trials")).json()["results"]
+        one = api.as_(person).get(reverse("api-trial", args=["ALPHA"])).json()
+        assert listed == [{"code": "ALPHA", "title": world.trial.title}] and one == listed[0]
+    full = api.as_(world.sam).get(reverse("api-trial", args=["ALPHA"])).json()
+    assert {"sponsor", "protocol_number", "subject_code_pattern"} <= full.keys()
+
+
 def test_a_sponsor_summary_carries_counts_and_nothing_identifying(world, api):
     data = api.as_(world.sam).get(reverse("api-trial-summary", args=["ALPHA"])).json()
     assert data["subjects"] == 3 and data["sites"] == 2

@@ -72,10 +72,21 @@ class InboxApi(APIView):
         return Response(s.InboxOut(data).data)
 
 
+def _trial_out(actor, trial) -> dict:
+    """A trial as the actor may read it: whole, or its code and title only for a reader or adjudicator (what their
+    worklist shows; the sponsor, protocol, code pattern and settings are not theirs)."""
+    if selectors.sees_schedule(actor=actor, trial=trial):
+        return s.TrialOut(trial).data
+    return s.TrialNameOut({"code": trial.code, "title": trial.title}).data
+
+
 class TrialListApi(APIView):
     @extend_schema(responses=s.TrialOut(many=True))
     def get(self, request):
-        return _paginated(request, self, selectors.trial_list(actor=_actor(request)), s.TrialOut)
+        actor = _actor(request)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.trial_list(actor=actor), request, view=self)
+        return paginator.get_paginated_response([_trial_out(actor, trial) for trial in page])
 
     @extend_schema(request=s.TrialCreateIn, responses={201: s.TrialOut})
     def post(self, request):
@@ -89,7 +100,8 @@ class TrialListApi(APIView):
 class TrialDetailApi(APIView):
     @extend_schema(responses=s.TrialOut)
     def get(self, request, code):
-        return Response(s.TrialOut(_trial(request, code)).data)
+        """The trial; a reader or adjudicator gets its code and title only."""
+        return Response(_trial_out(_actor(request), _trial(request, code)))
 
     @extend_schema(request=s.TrialUpdateIn, responses=s.TrialOut)
     def patch(self, request, code):

@@ -540,7 +540,7 @@ class Uploader {
     li.append(...pathNodes(path), why);
     this.el.skippedList.append(li);
     this.el.skippedTitle.textContent = interpolate(
-      ngettext("Skipped (not DICOM): %(n)s file", "Skipped (not DICOM): %(n)s files", this.skippedCount),
+      ngettext("Skipped (not images): %(n)s file", "Skipped (not images): %(n)s files", this.skippedCount),
       { n: whole.format(this.skippedCount) },
       true,
     );

@@ -89,7 +89,7 @@ def test_a_folder_is_uploaded_through_a_dropped_connection(world, stores, folder
     assert page.locator("#upload-process-text").inner_text() == f"{SLICES + 1} of {SLICES + 1} files processed"
     assert len(stow) >= 3  # two batches, one of them sent again
 
-    assert page.locator("#upload-skipped-title").inner_text() == "Skipped (not DICOM): 3 files"
+    assert page.locator("#upload-skipped-title").inner_text() == "Skipped (not images): 3 files"
     skipped = page.locator("#upload-skipped-list li").all_text_contents()
     assert sorted(s.split(" — ")[0] for s in skipped) == [
         "CD-EXPORT/DICOMDIR",
@@ -149,7 +149,7 @@ def test_a_zip_of_the_folder_is_read_in_the_browser(world, stores, folder, tmp_p
     page.set_input_files("#upload-pick-files", str(archive))
     wait_for_the_result(page)
 
-    assert page.locator("#upload-skipped-title").text_content() == "Skipped (not DICOM): 3 files"
+    assert page.locator("#upload-skipped-title").text_content() == "Skipped (not images): 3 files"
     assert states(page).count("De-identified and stored") == SLICES
     assert page.locator("#upload-rows tr", has_text="IM99999").locator(".file-state").inner_text() == "Rejected"
     assert page.locator("#upload-rows tr").first.locator("th").inner_text().startswith("export.zip/CD-EXPORT/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import replace
 
 import pydicom
 import pytest
@@ -82,3 +83,21 @@ def test_a_changed_file_under_a_stored_instances_uids_is_rejected_not_called_alr
     assert item.reason.startswith("A different image with the same UIDs is already stored")
     assert item_of(same).state == "duplicate"
     assert Instance.objects.count() == 2
+
+
+def test_the_very_file_sent_again_after_the_engine_changed_is_already_stored_not_a_conflict(
+    world, baseline, monkeypatch
+):
+    """An upgrade may write the same input's output differently (a new rule of the profile): the file the site
+    sends again is recognised by the hash of what it sent."""
+    from trials.ingest import reverify
+
+    engine = reverify.deidentify
+    monkeypatch.setattr(  # the same instance, written with other bytes
+        reverify,
+        "deidentify",
+        lambda data, **kwargs: replace(engine(data, **kwargs), data=engine(data, **kwargs).data + b"\0\0"),
+    )
+    upload_files(world.cora, "ALPHA-SEO-001", [baseline[0]])
+    item = item_of(baseline[0])
+    assert (item.state, item.code) == ("duplicate", "")

@@ -366,13 +366,18 @@ class _BatchIndex:
             r.study_instance_uid not in self.studies or r.series_instance_uid not in self.series for r in results
         )
 
-    def conflict(self, stored: Instance, result: DeidResult) -> tuple[str, Text] | None:
+    def conflict(self, stored: Instance, result: DeidResult, source_sha256: str) -> tuple[str, Text] | None:
         """Why `result`, under the UIDs of an instance already stored, is not that instance sent again: its study
-        is another visit's, or its bytes differ (a re-export that kept the UIDs). None for the same file."""
+        is another visit's, or it is another file (a re-export that kept the UIDs). None for the same file: the
+        same de-identified bytes, or the very file received before (`source_sha256`, the received file's hash),
+        whose output an upgraded engine may write differently."""
         study = self.studies.get(result.study_instance_uid)
         if study is not None and study.timepoint_id != self.timepoint.pk:
             return "wrong_timepoint", _already_uploaded(study)
-        if stored.sha256 != hashlib.sha256(result.data).hexdigest():
+        if (
+            stored.sha256 != hashlib.sha256(result.data).hexdigest()
+            and not UploadItem.objects.filter(instance=stored, sha256=source_sha256).exists()
+        ):
             return "instance_conflict", Text(INSTANCE_CONFLICT)
         return None
 
@@ -749,7 +754,7 @@ def _index_one(
         _reject(item, "other_patient", Text(OTHER_PATIENT, subject=subject.code))
     elif outcome.sop_instance_uid in index.instances:
         stored = index.instances[outcome.sop_instance_uid]
-        conflict = index.conflict(stored, outcome)
+        conflict = index.conflict(stored, outcome, item.sha256)
         if conflict is not None:
             _reject(item, *conflict)
         else:
@@ -881,10 +886,9 @@ def _maybe_complete(upload: Upload) -> None:
     from ..qc_services import query_note_upload
     from ..tasks import timepoint_checks
 
-    queried = Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
     if counts.get(UploadItem.State.ACCEPTED):
         query_note_upload(upload=upload)  # something new arrived: the open queries are answered by it
-    elif queried:
+    elif Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists():
         # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive.
         timepoint_transition(
             actor=None, timepoint=timepoint, to=Timepoint.State.QUERY_OPEN, allowed_from=[Timepoint.State.UPLOADING]

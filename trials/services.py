@@ -213,6 +213,27 @@ def _check_schedule(trial: Trial, visit: Visit) -> None:
             )
 
 
+def _check_visit_names(trial: Trial, visit: Visit) -> None:
+    """Each visit has a label and an SDTM visit name of its own: people tell visits apart by the label, and the
+    sponsor's SDTM files pair VISIT with VISITNUM one to one (VISIT as reads.sdtm writes it: Visit.sdtm_visit)."""
+    for other in trial.visits.exclude(pk=visit.pk):
+        if other.label.strip().casefold() == visit.label.strip().casefold():
+            raise ValidationFailed(
+                _("Visit %(other)s is already labelled %(label)s: give each visit a label of its own.")
+                % {"other": other.code, "label": other.label},
+                fields={"label": [_("Already the label of visit %(other)s.") % {"other": other.code}]},
+            )
+        if other.sdtm_visit == visit.sdtm_visit:
+            raise ValidationFailed(
+                _(
+                    "Visit %(other)s already goes to the sponsor's SDTM files as %(name)s, and each SDTM visit name "
+                    "must belong to one visit: give this visit another SDTM visit name."
+                )
+                % {"other": other.code, "name": other.sdtm_visit},
+                fields={"sdtm_name": [_("Already the SDTM visit name of visit %(other)s.") % {"other": other.code}]},
+            )
+
+
 def visit_create(
     *,
     actor,
@@ -240,6 +261,7 @@ def visit_create(
     with transaction.atomic():
         Trial.objects.select_for_update().get(pk=trial.pk)  # one schedule change at a time per trial
         _check_schedule(trial, visit)
+        _check_visit_names(trial, visit)
         visit.save()
         Timepoint.objects.bulk_create([Timepoint(subject=s, visit=visit) for s in trial.subjects.all()])
         audit_record(

@@ -93,6 +93,16 @@ def test_errors_share_one_shape_and_change_nothing(world, api):
     assert not world.trial.visits.filter(code="W8").exists()
 
 
+def test_a_visit_whose_sdtm_visit_name_another_has_is_refused_with_a_field_error(world, api):
+    response = api.as_(world.alice).post(
+        reverse("api-visits", args=["ALPHA"]),
+        {"code": "W40", "label": "Week 40", "sdtm_name": "WEEK 6", "order": 8, "target_day": 280},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"sdtm_name": ["Already the SDTM visit name of visit W6."]}
+    assert not world.trial.visits.filter(code="W40").exists()
+
+
 def test_serializer_errors_use_the_same_shape(world, api):
     response = api.as_(world.alice).post(reverse("api-sites", args=["ALPHA"]), {"code": "X"})
     assert response.status_code == 400

@@ -99,6 +99,70 @@ def test_it_refuses_a_duplicate_visit_order(world):
     )
 
 
+@pytest.mark.parametrize(
+    "label, sdtm_name, other",
+    [
+        ("Week 40", "WEEK 6", "W6"),  # the SDTM visit name of W6, which takes it from its label "Week 6"
+        ("Sixth week", "week 6", "W6"),
+        ("Sixth week", " Week 6 ", "W6"),
+        ("40주차", "baseline", "BL"),
+    ],
+)
+def test_it_refuses_a_visit_whose_sdtm_visit_name_another_visit_already_has(world, label, sdtm_name, other):
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W40", label=label, sdtm_name=sdtm_name, order=9, target_day=280
+        ),
+        "SDTM",
+    )
+    assert other in error.message and error.fields["sdtm_name"] == [f"Already the SDTM visit name of visit {other}."]
+    assert not world.trial.visits.filter(code="W40").exists()
+
+
+def test_it_refuses_a_visit_whose_sdtm_visit_name_is_another_visits_code(world):
+    services.visit_create(
+        actor=world.alice, trial=world.trial, code="W8", label="8주차", order=3, target_day=56
+    )  # no English name: its SDTM visit name is its code, W8
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W9", label="9주차", sdtm_name="w8", order=4, target_day=63
+        ),
+        "SDTM",
+    )
+    assert error.fields["sdtm_name"] == ["Already the SDTM visit name of visit W8."]
+
+
+def test_it_refuses_a_visit_whose_label_gives_the_sdtm_visit_name_of_another(world):
+    services.visit_create(
+        actor=world.alice, trial=world.trial, code="W8", label="8주차", sdtm_name="Week 8", order=3, target_day=56
+    )
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W9", label="Week 8", order=4, target_day=63
+        ),
+        "SDTM",
+    )
+    assert "sdtm_name" in error.fields
+
+
+@pytest.mark.parametrize("label", ["Week 6", "week 6 "])
+def test_it_refuses_a_visit_label_another_visit_has(world, label):
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W42", label=label, sdtm_name="WEEK 42", order=9, target_day=294
+        ),
+        "already labelled",
+    )
+    assert error.fields == {"label": ["Already the label of visit W6."]}
+
+
+def test_a_visit_name_may_repeat_in_another_trial(world):
+    visit = services.visit_create(
+        actor=world.otto, trial=world.other, code="W6", label="Week 6", order=2, target_day=42
+    )
+    assert visit.sdtm_visit == world.trial.visits.get(code="W6").sdtm_visit == "WEEK 6"
+
+
 def test_a_new_visit_gets_a_timepoint_for_every_enrolled_subject(world):
     visit = services.visit_create(
         actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84, window_before=7

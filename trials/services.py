@@ -41,6 +41,8 @@ from .models import (
     Trial,
     Visit,
     hash_token_key,
+    validate_subject_code,
+    validate_subject_pattern,
 )
 from .roles import ROLES_WITH_SITES, SITE_PERMS, TRIAL_PERMS
 
@@ -52,6 +54,15 @@ def _clean(instance, exclude: Iterable[str] = ()) -> None:
         instance.full_clean(exclude=list(exclude))
     except ValidationError as exc:
         raise ValidationFailed.from_django(exc) from None
+
+
+def _check_subject_pattern(trial: Trial) -> None:
+    """The trial's pattern (valid as a field) makes codes that fit with the trial's own code too; each site's code
+    is checked when a subject is enrolled there."""
+    try:
+        validate_subject_code(trial.subject_code_pattern.format(trial=trial.code, site="S", n=1))
+    except ValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), fields={"subject_code_pattern": exc.messages}) from None
 
 
 def trial_create(
@@ -75,6 +86,7 @@ def trial_create(
     if subject_code_pattern:
         trial.subject_code_pattern = subject_code_pattern.strip()
     _clean(trial)
+    _check_subject_pattern(trial)
     with transaction.atomic():
         trial.save()
         audit_record(
@@ -142,7 +154,11 @@ def trial_update(*, actor, trial: Trial, **changes) -> Trial:
         before = {name: getattr(trial, name) for name in changes}
         for name, value in changes.items():
             setattr(trial, name, value.strip() if isinstance(value, str) else value)
-        _clean(trial)
+        if trial.subject_code_pattern != before.get("subject_code_pattern", trial.subject_code_pattern):
+            _clean(trial)
+            _check_subject_pattern(trial)
+        else:  # a pattern from before patterns were checked does not stop other changes
+            _clean(trial, exclude=["subject_code_pattern"])
         diff = {n: [before[n], getattr(trial, n)] for n in changes if before[n] != getattr(trial, n)}
         if not diff:
             return trial
@@ -338,7 +354,16 @@ def subject_enroll(*, actor, site: Site) -> Subject:
             Trial.objects.select_for_update().get(pk=trial.pk)
             taken = Subject.objects.filter(trial=trial)
         number = (taken.aggregate(m=Max("number"))["m"] or 0) + 1
-        code = trial.subject_code_pattern.format(trial=trial.code, site=site.code, n=number)
+        try:
+            # A pattern set before patterns were checked may make codes no page, image or SDTM file can hold.
+            validate_subject_pattern(trial.subject_code_pattern)
+            code = trial.subject_code_pattern.format(trial=trial.code, site=site.code, n=number)
+            validate_subject_code(code)
+        except ValidationError as exc:
+            raise ValidationFailed(
+                _("Subjects cannot be enrolled with this subject code pattern: %(why)s")
+                % {"why": " ".join(exc.messages)}
+            ) from None
         if Subject.objects.filter(trial=trial, code=code).exists():
             raise ValidationFailed(
                 _("The subject code %(code)s is already taken in this trial; check the subject code pattern.")

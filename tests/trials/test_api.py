@@ -103,6 +103,17 @@ def test_a_visit_whose_sdtm_visit_name_another_has_is_refused_with_a_field_error
     assert not world.trial.visits.filter(code="W40").exists()
 
 
+def test_a_subject_code_pattern_no_url_can_hold_is_refused_with_a_field_error(world, api):
+    trial = {"code": "SLASH", "title": "T", "sponsor": "S", "protocol_number": "P"}
+    response = api.as_(world.alice).post(reverse("api-trials"), {**trial, "subject_code_pattern": "{trial}/{n}"})
+    assert response.status_code == 400 and "subject_code_pattern" in response.json()["error"]["fields"]
+    assert api.as_(world.alice).post(reverse("api-trials"), trial).status_code == 201
+    response = api.as_(world.alice).patch(
+        reverse("api-trial", args=["SLASH"]), {"subject_code_pattern": "{n:c}"}, format="json"
+    )
+    assert response.status_code == 400 and "{n:c}" in response.json()["error"]["fields"]["subject_code_pattern"][0]
+
+
 def test_serializer_errors_use_the_same_shape(world, api):
     response = api.as_(world.alice).post(reverse("api-sites", args=["ALPHA"]), {"code": "X"})
     assert response.status_code == 400

@@ -120,6 +120,22 @@ def test_serializer_errors_use_the_same_shape(world, api):
     assert set(response.json()["error"]["fields"]) == {"name", "country"}
 
 
+def test_a_list_fields_errors_name_the_item_in_words(world, api):
+    response = api.as_(world.alice).patch(
+        reverse("api-trial", args=["ALPHA"]), {"two_factor_roles": ["reader", "nonsense"]}, format="json"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == 'two_factor_roles: item 2: "nonsense" is not a valid choice.'
+    assert error["fields"] == {"two_factor_roles": ['item 2: "nonsense" is not a valid choice.']}
+    response = api.as_(world.alice).post(
+        reverse("api-memberships", args=["ALPHA"]),
+        {"email": "otto@example.org", "role": "coordinator", "sites": ["S" * 33]},
+        format="json",
+    )
+    assert response.json()["error"]["message"] == "sites: item 1: Ensure this field has no more than 32 characters."
+
+
 def test_enrolling_at_an_unknown_site_is_refused(world, api):
     count = Subject.objects.count()
     response = api.as_(world.alice).post(reverse("api-subjects", args=["ALPHA"]), {"site": "NOPE"})

@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
 from .exceptions import CTIMSError, ValidationFailed
@@ -23,6 +25,28 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": error}
 
 
+def error_messages(detail, where: str = "") -> list[str]:
+    """Every message of a DRF error detail as readable text: a list field's or a list of objects' errors say which
+    item ("item 2: ..."), a nested object's which field ("site: code: ...")."""
+    if isinstance(detail, dict):
+        return [m for key, value in detail.items() for m in error_messages(value, where + _place(key))]
+    if isinstance(detail, list):
+        messages = []
+        for index, value in enumerate(detail):
+            if isinstance(value, dict | list):  # one item's errors (an item without any is {})
+                messages += error_messages(value, where + _place(index))
+            else:
+                messages.append(where + str(value))
+        return messages
+    return [where + str(detail)]
+
+
+def _place(key) -> str:
+    if key == api_settings.NON_FIELD_ERRORS_KEY:
+        return ""
+    return _("item %(number)s: ") % {"number": key + 1} if isinstance(key, int) else f"{key}: "
+
+
 def api_exception_handler(exc, context):
     """Render every error in one shape."""
     if isinstance(exc, DjangoValidationError):
@@ -37,11 +61,13 @@ def api_exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, drf.ValidationError):
-        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        fields = {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in detail.items()}
-        message = " ".join(f"{k}: {' '.join(v)}" if k != "non_field_errors" else " ".join(v) for k, v in fields.items())
+        detail = exc.detail if isinstance(exc.detail, dict) else {api_settings.NON_FIELD_ERRORS_KEY: exc.detail}
+        fields = {k: error_messages(v) for k, v in detail.items()}
+        message = " ".join(
+            " ".join(v) if k == api_settings.NON_FIELD_ERRORS_KEY else f"{k}: {' '.join(v)}" for k, v in fields.items()
+        )
         response.data = error_body("invalid", message, fields)
     else:
         code = getattr(exc, "default_code", "error")
-        response.data = error_body(code, str(getattr(exc, "detail", exc)))
+        response.data = error_body(code, " ".join(error_messages(getattr(exc, "detail", str(exc)))))
     return response

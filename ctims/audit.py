@@ -11,7 +11,6 @@ refuses UPDATE and DELETE on the table (migration 0002).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import io
@@ -26,6 +25,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
+from . import safe_csv
 from .models import AuditEvent, AuditHead, User
 
 GENESIS = "0" * 64
@@ -158,13 +158,6 @@ EXPORT_COLUMNS = [
     "hash",
     "key_id",
 ]
-# A cell a spreadsheet would run as a formula (OWASP "CSV injection") is exported with a leading apostrophe.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> str:
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _chain_text(report: ChainReport) -> str:
@@ -205,7 +198,7 @@ def audit_export(
 
 def _export_lines(head: list[str], events: models.QuerySet[AuditEvent]) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = safe_csv.Writer(buffer)  # no cell a spreadsheet would run as a formula
 
     def flush() -> str:
         text = buffer.getvalue()
@@ -213,13 +206,15 @@ def _export_lines(head: list[str], events: models.QuerySet[AuditEvent]) -> Itera
         buffer.truncate()
         return text
 
+    # Each note is one cell (quoted if it holds a comma): a filter typed into the query string cannot start a
+    # cell of its own that a spreadsheet would run.
     for line in head:
-        yield line.replace("\n", " ").replace("\r", " ") + "\r\n"
+        writer.writerow([line.replace("\n", " ").replace("\r", " ")])
     writer.writerow(EXPORT_COLUMNS)
     yield flush()
     for event in events.iterator(chunk_size=2000):
         summary = json.dumps(event.summary, sort_keys=True, ensure_ascii=False)
         row = [event.seq, event.at.astimezone(UTC).isoformat(), event.actor_label, event.action, event.object_type]
         row += [event.object_id, event.object_label, summary, event.prev_hash, event.hash, event.key_id]
-        writer.writerow([_cell(value) for value in row])
+        writer.writerow(row)
         yield flush()

@@ -24,13 +24,14 @@ them and `xport_bytes` refuses a dataset that breaks one.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
+
+from ctims import safe_csv
 
 ASSESSOR = "INDEPENDENT ASSESSOR"
 EVALUATORS = {1: "RADIOLOGIST 1", 2: "RADIOLOGIST 2", 3: "ADJUDICATOR"}
@@ -601,7 +602,7 @@ def xport_bytes(dataset: Dataset, *, stamped: datetime) -> bytes:
 def csv_bytes(dataset: Dataset) -> bytes:
     """The dataset as CSV with its variable names as the header; numbers as written in the transport file."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = safe_csv.Writer(out, lineterminator="\n")
     names = [v.name for v in dataset.domain.variables]
     writer.writerow(names)
     for row in dataset.rows:

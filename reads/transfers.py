@@ -15,7 +15,6 @@ so a second transfer with nothing changed differs only in the manifest's number,
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import io
@@ -32,6 +31,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ctims import safe_csv
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from ctims.i18n import Text, gettext_noop, text_json
@@ -610,7 +610,7 @@ SUBJECT_COLUMNS = [
 
 def table_bytes(columns: list[str], rows: list[dict]) -> bytes:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer = safe_csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue().encode("utf-8")

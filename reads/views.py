@@ -3,7 +3,6 @@ task's holder, so nobody learns that another reader's task exists."""
 
 from __future__ import annotations
 
-import csv
 import json
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from ctims import safe_csv
 from ctims.api_errors import error_body
 from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
 from ctims.models import User
@@ -267,7 +267,7 @@ CSV_COLUMNS = [
 def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.DictWriter(response, fieldnames=columns, extrasaction="ignore")
+    writer = safe_csv.DictWriter(response, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return response

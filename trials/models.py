@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 from decimal import Decimal
@@ -42,21 +43,68 @@ def validate_ascii(value: str) -> None:
         )
 
 
+SUBJECT_CODE_MAX = 64  # Subject.code; DICOM Patient ID (LO) holds 64 characters too
+# A subject code is a path segment of the subject's pages and API, the Patient ID and Patient Name of every
+# de-identified image (where ^ = \\ are delimiters and * ? wildcards of a search) and USUBJID in the SDTM files.
+SUBJECT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Python's format specification: [[fill]align][sign][z][#][0][width][grouping][.precision][type]
+_FORMAT_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d+)?[,_]?(?:\.\d+)?(?P<type>[a-zA-Z%])?", re.S)
+_NUMBER_TYPES = {None, "d", "b", "o", "x", "X"}  # whole numbers written in digits (and letters, in hex)
+
+
+def validate_subject_code(code: str) -> None:
+    """A subject code: letters, digits, '-', '_' and '.', starting with a letter or digit, at most 64 characters."""
+    if len(code) > SUBJECT_CODE_MAX or not SUBJECT_CODE.fullmatch(code):
+        raise ValidationError(
+            _(
+                "A subject code may only hold English letters, digits, '-', '_' and '.', starting with a letter or "
+                "digit, and at most %(max)s characters; this pattern makes %(code)s."
+            ),
+            params={"max": SUBJECT_CODE_MAX, "code": repr(code[:80])},
+        )
+
+
 def validate_subject_pattern(pattern: str) -> None:
-    """A subject code pattern may use {trial}, {site} and {n} (with a format such as {n:03d}) and must use {n}."""
+    """A subject code pattern may use {trial}, {site} and {n} (with a whole-number format such as {n:03d}), must
+    use {n}, and must make subject codes that `validate_subject_code` accepts."""
     try:
-        names = {name for _lit, name, _spec, _conv in string.Formatter().parse(pattern) if name is not None}
-        pattern.format(trial="T", site="S", n=1)
-    except (ValueError, KeyError, IndexError):
+        fields = [
+            (name, spec, conv) for _lit, name, spec, conv in string.Formatter().parse(pattern) if name is not None
+        ]
+    except ValueError:
+        fields = None
+    names = {name for name, _spec, _conv in fields or ()}
+    if fields is None or names - {"trial", "site", "n"} or any(conv for _name, _spec, conv in fields):
         raise ValidationError(
             _("The subject code pattern may only use {trial}, {site} and {n}, for example %(example)s."),
             params={"example": DEFAULT_SUBJECT_PATTERN},
-        ) from None
+        )
     if "n" not in names:
         raise ValidationError(_("The subject code pattern must contain {n}, the subject's number."))
     validate_ascii(pattern)  # subject codes are USUBJID in the SDTM delivery
-    if names - {"trial", "site", "n"}:
-        raise ValidationError(_("The subject code pattern may only use {trial}, {site} and {n}."))
+    for name, spec, _conv in fields:
+        match = _FORMAT_SPEC.fullmatch(spec) if name == "n" else None
+        # The width is checked before anything is formatted: {n:999999999999d} would ask for a terabyte.
+        number_format = match is not None and match["type"] in _NUMBER_TYPES
+        if (name == "n" and not (number_format and int(match["width"] or 0) <= SUBJECT_CODE_MAX)) or (
+            name != "n" and spec
+        ):
+            raise ValidationError(
+                _(
+                    "In the subject code pattern, {n} takes a whole-number format at most %(max)s wide, such as "
+                    "{n:03d}, and {trial} and {site} none: %(field)s."
+                ),
+                params={"max": SUBJECT_CODE_MAX, "field": f"{{{name}:{spec}}}"},
+            )
+    for number in (1, 1234567):  # the first subject, and a number long enough to show separators
+        try:
+            code = pattern.format(trial="T", site="S", n=number)
+        except (ValueError, KeyError, IndexError):
+            raise ValidationError(
+                _("The subject code pattern may only use {trial}, {site} and {n}, for example %(example)s."),
+                params={"example": DEFAULT_SUBJECT_PATTERN},
+            ) from None
+        validate_subject_code(code)
 
 
 def validate_private_safelist(value) -> None:

@@ -41,6 +41,8 @@ from .models import (
     Trial,
     Visit,
     hash_token_key,
+    validate_subject_code,
+    validate_subject_pattern,
 )
 from .roles import ROLES_WITH_SITES, SITE_PERMS, TRIAL_PERMS
 
@@ -52,6 +54,15 @@ def _clean(instance, exclude: Iterable[str] = ()) -> None:
         instance.full_clean(exclude=list(exclude))
     except ValidationError as exc:
         raise ValidationFailed.from_django(exc) from None
+
+
+def _check_subject_pattern(trial: Trial) -> None:
+    """The trial's pattern (valid as a field) makes codes that fit with the trial's own code too; each site's code
+    is checked when a subject is enrolled there."""
+    try:
+        validate_subject_code(trial.subject_code_pattern.format(trial=trial.code, site="S", n=1))
+    except ValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), fields={"subject_code_pattern": exc.messages}) from None
 
 
 def trial_create(
@@ -75,6 +86,7 @@ def trial_create(
     if subject_code_pattern:
         trial.subject_code_pattern = subject_code_pattern.strip()
     _clean(trial)
+    _check_subject_pattern(trial)
     with transaction.atomic():
         trial.save()
         audit_record(
@@ -142,7 +154,11 @@ def trial_update(*, actor, trial: Trial, **changes) -> Trial:
         before = {name: getattr(trial, name) for name in changes}
         for name, value in changes.items():
             setattr(trial, name, value.strip() if isinstance(value, str) else value)
-        _clean(trial)
+        if trial.subject_code_pattern != before.get("subject_code_pattern", trial.subject_code_pattern):
+            _clean(trial)
+            _check_subject_pattern(trial)
+        else:  # a pattern from before patterns were checked does not stop other changes
+            _clean(trial, exclude=["subject_code_pattern"])
         diff = {n: [before[n], getattr(trial, n)] for n in changes if before[n] != getattr(trial, n)}
         if not diff:
             return trial
@@ -213,6 +229,27 @@ def _check_schedule(trial: Trial, visit: Visit) -> None:
             )
 
 
+def _check_visit_names(trial: Trial, visit: Visit) -> None:
+    """Each visit has a label and an SDTM visit name of its own: people tell visits apart by the label, and the
+    sponsor's SDTM files pair VISIT with VISITNUM one to one (VISIT as reads.sdtm writes it: Visit.sdtm_visit)."""
+    for other in trial.visits.exclude(pk=visit.pk):
+        if other.label.strip().casefold() == visit.label.strip().casefold():
+            raise ValidationFailed(
+                _("Visit %(other)s is already labelled %(label)s: give each visit a label of its own.")
+                % {"other": other.code, "label": other.label},
+                fields={"label": [_("Already the label of visit %(other)s.") % {"other": other.code}]},
+            )
+        if other.sdtm_visit == visit.sdtm_visit:
+            raise ValidationFailed(
+                _(
+                    "Visit %(other)s already goes to the sponsor's SDTM files as %(name)s, and each SDTM visit name "
+                    "must belong to one visit: give this visit another SDTM visit name."
+                )
+                % {"other": other.code, "name": other.sdtm_visit},
+                fields={"sdtm_name": [_("Already the SDTM visit name of visit %(other)s.") % {"other": other.code}]},
+            )
+
+
 def visit_create(
     *,
     actor,
@@ -240,6 +277,7 @@ def visit_create(
     with transaction.atomic():
         Trial.objects.select_for_update().get(pk=trial.pk)  # one schedule change at a time per trial
         _check_schedule(trial, visit)
+        _check_visit_names(trial, visit)
         visit.save()
         Timepoint.objects.bulk_create([Timepoint(subject=s, visit=visit) for s in trial.subjects.all()])
         audit_record(
@@ -316,7 +354,16 @@ def subject_enroll(*, actor, site: Site) -> Subject:
             Trial.objects.select_for_update().get(pk=trial.pk)
             taken = Subject.objects.filter(trial=trial)
         number = (taken.aggregate(m=Max("number"))["m"] or 0) + 1
-        code = trial.subject_code_pattern.format(trial=trial.code, site=site.code, n=number)
+        try:
+            # A pattern set before patterns were checked may make codes no page, image or SDTM file can hold.
+            validate_subject_pattern(trial.subject_code_pattern)
+            code = trial.subject_code_pattern.format(trial=trial.code, site=site.code, n=number)
+            validate_subject_code(code)
+        except ValidationError as exc:
+            raise ValidationFailed(
+                _("Subjects cannot be enrolled with this subject code pattern: %(why)s")
+                % {"why": " ".join(exc.messages)}
+            ) from None
         if Subject.objects.filter(trial=trial, code=code).exists():
             raise ValidationFailed(
                 _("The subject code %(code)s is already taken in this trial; check the subject code pattern.")

@@ -8,9 +8,10 @@ tumour-response charts (never the case label a reader knows a case by).
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass, field
+
+from ctims import safe_csv
 
 from . import stats
 
@@ -332,7 +333,7 @@ def table_csv(summary: Summary, name: str) -> bytes:
     """One table of the report as CSV bytes (UTF-8, "\\n" line ends)."""
     columns, rows = TABLES[name]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer = safe_csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows(summary))
     return out.getvalue().encode("utf-8")

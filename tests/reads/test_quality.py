@@ -106,6 +106,16 @@ def test_chart_data_csv_equals_the_statistics(world, scripted):
     assert (pairs[0]["visit_n"], pairs[0]["visit_agreement_pct"]) == ("2", "50.0")
 
 
+def test_the_csv_writes_a_cell_a_spreadsheet_would_run_as_text_and_a_negative_number_as_a_number(world, scripted):
+    from trials.models import Subject
+
+    # A code from a pattern of before subject codes were checked: ASCII was all that was asked.
+    hostile = '=HYPERLINK("http://attacker.example/")'
+    Subject.objects.filter(trial=world.trial, code=AGREE).update(code=hostile)
+    waterfall = _csv(report.table_csv(report.summarise(data.quality_input(world.trial)), "waterfall"))
+    assert {r["subject"]: r["best_change_pct"] for r in waterfall} == {"'" + hostile: "-22.9", ADJUDICATED: "-2.9"}
+
+
 def test_a_sponsor_sees_the_page_with_reader_codes_and_no_case_label_or_name(world, scripted, client):
     from reads.models import ReaderAssignment
 

@@ -70,3 +70,22 @@ def test_the_lesion_table_holds_the_measurements_of_locked_results_only(world, c
     assert rows[1]["site"] == "Liver" and rows[1]["tracking_uid"].startswith("2.25.")
     client.force_login(world.cora)
     assert client.get("/reads/trials/ALPHA/lesions.csv").status_code == 404
+
+
+def test_the_result_tables_write_a_cell_a_spreadsheet_would_run_as_text(world, client):
+    import csv
+
+    from trials.models import Subject
+
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    # A code from a pattern of before subject codes were checked: ASCII was all that was asked.
+    hostile = '=HYPERLINK("http://attacker.example/")'
+    Subject.objects.filter(trial=world.trial, code="ALPHA-SEO-001").update(code=hostile)
+
+    client.force_login(world.sam)
+    for url in ("/reads/trials/ALPHA/results.csv", "/reads/trials/ALPHA/lesions.csv"):
+        rows = list(csv.DictReader(client.get(url).content.decode().splitlines()))
+        assert rows and {row["subject"] for row in rows} == {"'" + hostile}, url

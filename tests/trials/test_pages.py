@@ -52,6 +52,34 @@ def test_an_overlapping_visit_window_is_explained_and_nothing_changes(world, cli
     assert not Visit.objects.filter(code="W8").exists() and AuditEvent.objects.count() == events
 
 
+def test_a_visit_whose_sdtm_visit_name_another_has_is_explained_by_the_field(world, client):
+    response = post(
+        client,
+        world.alice,
+        "trial-schedule",
+        ("ALPHA",),
+        {
+            "code": "W42",
+            "label": "Sixth week",
+            "order": 3,
+            "target_day": 84,
+            "window_before": 0,
+            "window_after": 0,
+            "sdtm_name": "Week 6",
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["visit_form"].errors["sdtm_name"] == ["Already the SDTM visit name of visit W6."]
+    assert not Visit.objects.filter(code="W42").exists()
+
+
+def test_a_subject_code_pattern_no_url_can_hold_is_shown_on_the_form(world, client):
+    data = {"code": "BETA", "title": "Beta", "sponsor": "S", "protocol_number": "B-1", "status": "setup"}
+    response = post(client, world.alice, "trial-create", (), {**data, "subject_code_pattern": "<b>{n}</b>"})
+    assert response.status_code == 200 and "subject_code_pattern" in response.context["form"].errors
+    assert not Trial.objects.filter(code="BETA").exists()
+
+
 def test_an_admin_adds_a_site_a_visit_and_a_protocol(world, client):
     assert (
         post(

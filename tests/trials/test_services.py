@@ -55,6 +55,79 @@ def test_it_refuses_a_subject_code_pattern_that_cannot_number_subjects(world, pa
     )
 
 
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "{trial}/{n}",  # a subject whose pages and API no URL can reach
+        "<b>{n}</b>",
+        "{trial} {site} {n}",
+        "-{n}",
+        "{n:999999d}",  # every enrolment would fail
+        "{n:999999999999d}",  # a terabyte to format
+        "{n:c}",
+        "{n:e}",
+        "{n:%}",
+        "{n:,}",
+        "{trial:>40}-{n}",
+        "{trial!r}-{n}",
+    ],
+)
+def test_it_refuses_a_subject_code_pattern_whose_codes_no_url_image_or_sdtm_file_can_hold(world, pattern):
+    error = refused(
+        lambda: services.trial_create(
+            actor=world.alice, code="NEW", title="X", sponsor="S", protocol_number="P", subject_code_pattern=pattern
+        ),
+        "subject code",
+    )
+    assert list(error.fields) == ["subject_code_pattern"]
+    trial = services.trial_create(actor=world.alice, code="NEW", title="X", sponsor="S", protocol_number="P")
+    refused(lambda: services.trial_update(actor=world.alice, trial=trial, subject_code_pattern=pattern), "subject code")
+
+
+@pytest.mark.parametrize("pattern", ["{n:x}", "P.{n:05d}", "{trial}_{site}_{n}", "{n:#X}"])
+def test_a_subject_code_pattern_of_letters_digits_and_whole_number_formats_is_accepted(world, pattern):
+    trial = services.trial_create(
+        actor=world.alice, code="NEW", title="X", sponsor="S", protocol_number="P", subject_code_pattern=pattern
+    )
+    site = services.site_create(actor=world.alice, trial=trial, code="S1", name="S", country="KR")
+    subject = services.subject_enroll(actor=world.alice, site=site)
+    assert subject.code == pattern.format(trial="NEW", site="S1", n=1)
+
+
+def test_it_refuses_a_subject_code_pattern_whose_codes_are_too_long_with_the_trials_code(world):
+    long_code = "L" * 32
+    error = refused(
+        lambda: services.trial_create(
+            actor=world.alice,
+            code=long_code,
+            title="X",
+            sponsor="S",
+            protocol_number="P",
+            subject_code_pattern="{trial}{trial}-{n}",
+        ),
+        "at most 64",
+    )
+    assert "subject_code_pattern" in error.fields
+
+
+def test_enrolment_refuses_a_code_the_pattern_makes_too_long_or_unsafe(world):
+    trial = services.trial_create(
+        actor=world.alice,
+        code="L" * 32,
+        title="X",
+        sponsor="S",
+        protocol_number="P",
+        subject_code_pattern="{trial}-{site}-{n:020d}",
+    )
+    site = services.site_create(actor=world.alice, trial=trial, code="S" * 32, name="S", country="KR")
+    refused(lambda: services.subject_enroll(actor=world.alice, site=site), "at most 64")
+    # A pattern set before patterns were checked: enrolment refuses it, and it stops no other change.
+    Trial.objects.filter(pk=world.other.pk).update(subject_code_pattern="{trial}/{n}")
+    world.other.refresh_from_db()
+    refused(lambda: services.subject_enroll(actor=world.otto, site=world.other.sites.get()), "cannot be enrolled")
+    assert services.trial_update(actor=world.otto, trial=world.other, title="Renamed").title == "Renamed"
+
+
 def test_it_refuses_a_duplicate_site_code(world):
     refused(
         lambda: services.site_create(actor=world.alice, trial=world.trial, code="seo", name="X", country="KR"), "exists"
@@ -97,6 +170,70 @@ def test_it_refuses_a_duplicate_visit_order(world):
         ),
         "exists",
     )
+
+
+@pytest.mark.parametrize(
+    "label, sdtm_name, other",
+    [
+        ("Week 40", "WEEK 6", "W6"),  # the SDTM visit name of W6, which takes it from its label "Week 6"
+        ("Sixth week", "week 6", "W6"),
+        ("Sixth week", " Week 6 ", "W6"),
+        ("40주차", "baseline", "BL"),
+    ],
+)
+def test_it_refuses_a_visit_whose_sdtm_visit_name_another_visit_already_has(world, label, sdtm_name, other):
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W40", label=label, sdtm_name=sdtm_name, order=9, target_day=280
+        ),
+        "SDTM",
+    )
+    assert other in error.message and error.fields["sdtm_name"] == [f"Already the SDTM visit name of visit {other}."]
+    assert not world.trial.visits.filter(code="W40").exists()
+
+
+def test_it_refuses_a_visit_whose_sdtm_visit_name_is_another_visits_code(world):
+    services.visit_create(
+        actor=world.alice, trial=world.trial, code="W8", label="8주차", order=3, target_day=56
+    )  # no English name: its SDTM visit name is its code, W8
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W9", label="9주차", sdtm_name="w8", order=4, target_day=63
+        ),
+        "SDTM",
+    )
+    assert error.fields["sdtm_name"] == ["Already the SDTM visit name of visit W8."]
+
+
+def test_it_refuses_a_visit_whose_label_gives_the_sdtm_visit_name_of_another(world):
+    services.visit_create(
+        actor=world.alice, trial=world.trial, code="W8", label="8주차", sdtm_name="Week 8", order=3, target_day=56
+    )
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W9", label="Week 8", order=4, target_day=63
+        ),
+        "SDTM",
+    )
+    assert "sdtm_name" in error.fields
+
+
+@pytest.mark.parametrize("label", ["Week 6", "week 6 "])
+def test_it_refuses_a_visit_label_another_visit_has(world, label):
+    error = refused(
+        lambda: services.visit_create(
+            actor=world.alice, trial=world.trial, code="W42", label=label, sdtm_name="WEEK 42", order=9, target_day=294
+        ),
+        "already labelled",
+    )
+    assert error.fields == {"label": ["Already the label of visit W6."]}
+
+
+def test_a_visit_name_may_repeat_in_another_trial(world):
+    visit = services.visit_create(
+        actor=world.otto, trial=world.other, code="W6", label="Week 6", order=2, target_day=42
+    )
+    assert visit.sdtm_visit == world.trial.visits.get(code="W6").sdtm_visit == "WEEK 6"
 
 
 def test_a_new_visit_gets_a_timepoint_for_every_enrolled_subject(world):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 from pydicom.uid import generate_uid
@@ -99,34 +99,119 @@ def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
 
 # A recorded length may differ from its drawn line by the rounding to tenths (0.05 mm) and no more than this.
 DRAWN_LENGTH_TOLERANCE = Decimal("0.1")
+# A line shorter than this rounds to 0.0 mm: it measures nothing.
+MIN_DRAWN_LENGTH = Decimal("0.05")
+
+
+def _image_problem(message: str, where: str) -> ValidationFailed:
+    return ValidationFailed(message, fields={where: [message]})
+
+
+def _on_image(points, instance: dict) -> bool:
+    """Whether both ends of a line lie on the image: image (column, row) coordinates run from 0,0 (the top left
+    corner of the first pixel) to Columns,Rows (the bottom right corner of the last; PS3.3 C.18.6.1.1)."""
+    columns, rows = instance["columns"], instance["rows"]
+    if columns is None or rows is None:
+        return True  # not known for this instance: nothing to hold the line to
+    return all(0 <= column <= columns and 0 <= row <= rows for column, row in points)
 
 
 def _check_images(task: ReadTask, content: Content) -> None:
-    """Every image a lesion refers to must be an instance of this task's visit, and every length drawn on one
-    must be the length of its line at the image's Pixel Spacing (within 0.1 mm): the size a reader signs is
-    the size the SR's SCOORD shows."""
-    refs = {image.sop for image in content.images()}
-    if not refs:
-        return
-    spacing = dict(
-        Instance.objects.filter(sop_instance_uid__in=refs, series__study__timepoint=task.timepoint).values_list(
-            "sop_instance_uid", "pixel_spacing"
-        )
-    )
-    if refs - set(spacing):
-        raise ValidationFailed(
-            _("A measurement refers to an image that is not part of this visit."),
-            fields={"image": [_("Measure on this visit's images.")]},
-        )
+    """What a read records on images must be there to see, as the SR will show it:
+
+    - every image a lesion refers to is an instance of this task's visit, under the study and series it
+      belongs to, and the frame is one the instance has; a new lesion names the image it is seen on;
+    - every length recorded for a target has its drawn line on one of those images, inside the image, not
+      of zero length, and as long as the recorded length at the image's Pixel
+      Spacing (within 0.1 mm): the size a reader signs is the size the SR's SCOORD shows.
+    """
+    for n, entry in enumerate(content.new):
+        if entry.image is None:
+            raise _image_problem(
+                _('Show an image new lesion %(label)s is seen on and choose "Use the image shown".')
+                % {"label": entry.label},
+                f"new[{n}].image",
+            )
     for n, entry in enumerate(content.targets):
         for axis, name, recorded, points in (
             ("long", _("long axis"), entry.long_axis, entry.long_points),
             ("short", _("short axis"), entry.short_axis, entry.short_points),
         ):
-            if points is None or recorded is None or entry.image is None:
+            if recorded is not None and (points is None or entry.image is None):
+                raise _image_problem(
+                    _(
+                        "The %(axis)s of %(label)s is recorded as %(recorded)s mm but no line is drawn for it on an "
+                        "image: measure it on the image."
+                    )
+                    % {"axis": name, "label": entry.label, "recorded": mm_text(recorded)},
+                    f"targets[{n}].{axis}_mm",
+                )
+            if points is not None and entry.image is None:
+                raise _image_problem(
+                    _("The line drawn for the %(axis)s of %(label)s names no image: measure it again on the image.")
+                    % {"axis": name, "label": entry.label},
+                    f"targets[{n}].image",
+                )
+    refs = {image.sop for image in content.images()}
+    if not refs:
+        return
+    instances = {
+        row["sop_instance_uid"]: row
+        for row in Instance.objects.filter(sop_instance_uid__in=refs, series__study__timepoint=task.timepoint).values(
+            "sop_instance_uid",
+            "pixel_spacing",
+            "rows",
+            "columns",
+            "number_of_frames",
+            series_uid=F("series__series_instance_uid"),
+            study_uid=F("series__study__study_instance_uid"),
+        )
+    }
+    if refs - set(instances):
+        raise ValidationFailed(
+            _("A measurement refers to an image that is not part of this visit."),
+            fields={"image": [_("Measure on this visit's images.")]},
+        )
+    for key, entries in (("targets", content.targets), ("non_targets", content.non_targets), ("new", content.new)):
+        for n, entry in enumerate(entries):
+            image = entry.image
+            if image is None:
+                continue
+            instance = instances[image.sop]
+            if (image.study, image.series) != (instance["study_uid"], instance["series_uid"]):
+                raise _image_problem(
+                    _(
+                        "The image of %(label)s is named with a study or series it is not part of: choose the image "
+                        "again."
+                    )
+                    % {"label": entry.label},
+                    f"{key}[{n}].image",
+                )
+            if image.frame > instance["number_of_frames"]:
+                raise _image_problem(
+                    _("The image of %(label)s has %(frames)s frame(s), not a frame %(frame)s: choose the frame again.")
+                    % {"label": entry.label, "frames": instance["number_of_frames"], "frame": image.frame},
+                    f"{key}[{n}].image",
+                )
+    for n, entry in enumerate(content.targets):
+        for axis, name, recorded, points in (
+            ("long", _("long axis"), entry.long_axis, entry.long_points),
+            ("short", _("short axis"), entry.short_axis, entry.short_points),
+        ):
+            if points is None:
                 continue
             where = f"targets[{n}].{axis}_mm"
-            pixel_spacing = spacing[entry.image.sop]
+            instance = instances[entry.image.sop]
+            if not _on_image(points, instance):
+                raise _image_problem(
+                    _(
+                        "The line drawn for the %(axis)s of %(label)s goes outside the image: measure it again on "
+                        "the image."
+                    )
+                    % {"axis": name, "label": entry.label},
+                    where,
+                )
+            pixel_spacing = instance["pixel_spacing"]
             if not pixel_spacing or len(pixel_spacing) != 2:
                 raise ValidationFailed(
                     _("The image %(label)s is measured on has no pixel spacing, so no length can be measured on it.")
@@ -134,6 +219,15 @@ def _check_images(task: ReadTask, content: Content) -> None:
                     fields={where: [_("Measure on an image with a pixel spacing.")]},
                 )
             drawn = drawn_length_mm(points, pixel_spacing)
+            if recorded == 0 or drawn < MIN_DRAWN_LENGTH:
+                raise _image_problem(
+                    _(
+                        "The %(axis)s of %(label)s is a line of no length: a lesion no longer seen has the status "
+                        '"Disappeared", one too small to measure "Too small to measure".'
+                    )
+                    % {"axis": name, "label": entry.label},
+                    where,
+                )
             if abs(drawn - Decimal(recorded) / 10) > DRAWN_LENGTH_TOLERANCE:
                 message = _(
                     "The %(axis)s of %(label)s is recorded as %(recorded)s mm but the line drawn for it is "

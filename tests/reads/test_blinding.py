@@ -400,7 +400,7 @@ def test_only_the_assigned_adjudicator_opens_the_adjudication_and_sees_both_read
     assert shows("24.5", html) and shows("34.0", html)  # reader 1's and reader 2's sums
     overlays = json_block(html, "read-config")["overlays"]
     assert {o["reader"] for o in overlays} == {1, 2}
-    # Every lesion that lies on an image is listed, non-targets too; only the visit in question has disputes, and
+    # Every lesion is listed, non-targets too; only the visit in question has disputes, and
     # there the readers differ on the targets (PR against SD) but not on the non-targets.
     assert {(o["label"], o["category"]) for o in overlays} == {
         ("T01", "target"),

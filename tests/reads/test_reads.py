@@ -83,6 +83,49 @@ def test_an_image_of_another_visit_is_refused(world):
         read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
 
 
+def test_an_image_named_with_a_study_or_series_it_is_not_part_of_is_refused(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    for key in ("study", "series"):
+        content = baseline_content(task)
+        content["targets"][0]["image"] = image(task) | {key: "1.2.3.4"}
+        with pytest.raises(ValidationFailed) as err:
+            read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+        assert "T01" in str(err.value) and "targets[0].image" in err.value.fields
+    content = baseline_content(task)
+    content["non_targets"][0]["image"] = image(task, 1) | {"series": image(task, 1)["study"]}
+    with pytest.raises(ValidationFailed, match="NT01"):
+        read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    assert not task.reads.exists()
+
+
+def test_a_frame_the_image_does_not_have_is_refused(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    content = baseline_content(task)
+    content["targets"][1]["image"]["frame"] = 999
+    with pytest.raises(ValidationFailed) as err:
+        read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    assert "T02" in str(err.value) and "999" in str(err.value) and "targets[1].image" in err.value.fields
+
+
+def test_a_new_lesion_is_recorded_with_the_image_it_is_seen_on(world):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl))
+    w6 = task_of(world.rhea, "W6")
+    content = follow_up_content(w6, "23.0", "12.0", new="unequivocal")
+    content["new"][0]["image"] = None
+    with pytest.raises(ValidationFailed) as err:
+        read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=content)
+    assert "N01" in str(err.value) and "new[0].image" in err.value.fields
+    assert not w6.reads.exists()
+    # Non-target lesions are judged, not pointed at: one at follow-up needs no image.
+    read = read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=follow_up_content(w6, "23.0", "12.0"))
+    assert read.content["non_targets"][0]["image"] is None and not read.assessment["problems"]
+
+
 def test_a_wrong_password_signs_nothing(world):
     ready(world, "BL")
     task = task_of(world.rhea, "BL")

@@ -658,7 +658,7 @@ class ReadPanel {
 
   /** Whether a row goes into the content sent: rows still waiting for a status or a measurement do not. */
   reported(row) {
-    if (row.category === "new") return true;
+    if (row.category === "new") return Boolean(row.image); // a new lesion is recorded with the image it is seen on
     if (!row.status) return false;
     if (row.category === "target" && row.status === "measured") return this.hasMeasurement(row);
     return true;
@@ -699,6 +699,9 @@ class ReadPanel {
           : gettext("image chosen")
         : "";
       if (row.category === "non_target" && !row.status) stateText = gettext("Choose a status.");
+      if (row.category === "new" && !row.image) {
+        stateText = gettext("Show an image it is seen on and choose Use the image shown.");
+      }
     }
     state.textContent = stateText;
     state.hidden = !stateText;
@@ -899,12 +902,9 @@ class ReadPanel {
     const found =
       newLesions === "none"
         ? []
-        : this.rowsOf("new").map((row) => ({
-            label: row.label,
-            site: row.site,
-            is_node: row.isNode,
-            image: row.image,
-          }));
+        : this.rowsOf("new")
+            .filter((row) => this.reported(row))
+            .map((row) => ({ label: row.label, site: row.site, is_node: row.isNode, image: row.image }));
     return { targets, non_targets: nonTargets, new_lesions: newLesions, new: found };
   }
 
@@ -1194,13 +1194,16 @@ class AdjudicationOverlays {
     this.renderList();
     this.list?.addEventListener("click", (event) => {
       const item = event.target.closest("button[data-overlay]");
-      if (item) this.jumpTo(this.overlays[Number(item.dataset.overlay)]).catch(() => {});
+      const overlay = item ? this.overlays[Number(item.dataset.overlay)] : null;
+      if (overlay?.image) this.jumpTo(overlay).catch(() => {});
     });
     // A lesion in the comparison table below the images: bring the images back into view, on that lesion.
     document.getElementById("adjudicate-table")?.addEventListener("click", (event) => {
       const item = event.target.closest("button.adjudicate-show");
       const { reader, visit, label } = item?.dataset || {};
-      const overlay = this.overlays.find((o) => String(o.reader) === reader && o.visit === visit && o.label === label);
+      const overlay = this.overlays.find(
+        (o) => String(o.reader) === reader && o.visit === visit && o.label === label && o.image,
+      );
       if (!overlay) return;
       this.viewer.root.scrollIntoView({ block: "start" });
       this.jumpTo(overlay).catch(() => {});
@@ -1260,7 +1263,8 @@ class AdjudicationOverlays {
     const compared = this.viewer.layout === 2 ? this.viewer.right.timepoint?.visit : null;
     const otherVisit = overlay.visit === current ? compared : current;
     const same = this.overlays.find(
-      (o) => o.reader === overlay.reader && o.label === overlay.label && o.visit === otherVisit && o !== overlay,
+      (o) =>
+        o.reader === overlay.reader && o.label === overlay.label && o.visit === otherVisit && o !== overlay && o.image,
     );
     if (same) places.push({ image: same.image, visit: same.visit });
     return places;
@@ -1274,7 +1278,9 @@ class AdjudicationOverlays {
     if (!this.list) return;
     const items = this.overlays.map((overlay, n) => {
       const li = element("li");
-      const item = button(`overlay-item reader-${overlay.reader}${overlay.disputed ? " is-disputed" : ""}`);
+      // A lesion tied to no image is listed all the same, with nothing to bring the panes to.
+      const classes = `overlay-item reader-${overlay.reader}${overlay.disputed ? " is-disputed" : ""}`;
+      const item = overlay.image ? button(classes) : element("div", `${classes} is-unplaced`);
       item.dataset.overlay = String(n);
       item.dataset.label = overlay.label;
       item.dataset.reader = String(overlay.reader);
@@ -1295,6 +1301,7 @@ class AdjudicationOverlays {
       const where = element("span", "overlay-visit", this.visitLabel(overlay.visit));
       const kinds = { non_target: gettext("Non-target lesion"), new: gettext("New lesion") };
       if (kinds[overlay.category]) where.append(" · ", kinds[overlay.category]);
+      if (!overlay.image) where.append(" · ", gettext("no image recorded"));
       item.append(swatch, name, size, where);
       if (overlay.disputed) item.append(element("span", "tag differs-tag overlay-disputed", gettext("Readers differ")));
       li.append(item);

@@ -24,7 +24,7 @@ from trials.models import Instance, Timepoint
 from . import results
 from .assessment import assess_baseline, assess_follow_up
 from .content import Content, ContentError, drawn_length_mm, mm_text, parse_content
-from .models import Lesion, Measurement, Read, ReadTask
+from .models import Lesion, Measurement, Read, ReaderAssignment, ReadTask
 from .services import held_by, may_open
 from .sr import SRError
 from .sr_store import read_sr_store
@@ -86,15 +86,60 @@ def assess(task: ReadTask, content: Content) -> dict:
 
 
 def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
+    """The reader's task, else 404. With `lock`, the case's reader assignment is locked first, then the task:
+    a reader's saves, signatures and corrections of one case follow one another, so a check over the case's
+    other visits (a correction open, a later visit signed) still holds when the change commits. The order
+    (assignment, task) is the one `assignment_replace` takes too."""
     tasks = held_by(actor).select_related(
         "assignment__reader", "timepoint__visit", "timepoint__subject", "design__trial"
     )
     if lock:
+        assignment_id = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).values_list("assignment_id", flat=True)
+        ReaderAssignment.objects.select_for_update().filter(pk__in=list(assignment_id)).first()
         tasks = tasks.select_for_update(of=("self",))
     task = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).first()
     if task is None:
         raise NotFound(_("No such task."))
     return task
+
+
+def _open_correction_before(task: ReadTask) -> ReadTask | None:
+    """The reader's earliest earlier visit of the case with a correction started and not signed, if any: this
+    visit's assessment would rest on a read that is about to change."""
+    return (
+        ReadTask.objects.filter(
+            assignment=task.assignment,
+            kind=ReadTask.Kind.READ,
+            timepoint__visit__order__lt=task.timepoint.visit.order,
+            state__in=EDITABLE,
+            reads__state=Read.State.SIGNED,
+        )
+        .select_related("timepoint__visit")
+        .order_by("timepoint__visit__order")
+        .first()
+    )
+
+
+def _check_correction_allowed(task: ReadTask) -> None:
+    """Refuse to correct (start or sign) the task's signed read once it can no longer change: the case went to
+    another reader, the visit's result is locked or under adjudication, or a later visit of the reader is signed
+    (its assessment rests on this read). Called holding the task's lock; takes the visit's (as its settling does,
+    after the task's), so another reader's signature cannot lock the visit between this check and the commit."""
+    task.timepoint = (
+        Timepoint.objects.select_for_update(of=("self",)).select_related("visit", "subject").get(pk=task.timepoint_id)
+    )
+    if task.assignment.retired_at is not None:
+        raise InvalidState(_("This case went to another reader; your signed reads stay on record as they are."))
+    if task.timepoint.state in (Timepoint.State.LOCKED, Timepoint.State.IN_ADJUDICATION):
+        raise InvalidState(_("The result of this visit is locked or under adjudication; it cannot be corrected."))
+    later_signed = ReadTask.objects.filter(
+        assignment=task.assignment,
+        kind=ReadTask.Kind.READ,
+        timepoint__visit__order__gt=task.timepoint.visit.order,
+        reads__state=Read.State.SIGNED,
+    ).exists()
+    if later_signed:
+        raise InvalidState(_("A later visit of this case is signed; this read can no longer be corrected."))
 
 
 # A recorded length may differ from its drawn line by the rounding to tenths (0.05 mm) and no more than this.
@@ -375,6 +420,19 @@ def read_sign(
         read = current_read(task)
         if read is None or read.state != Read.State.DRAFT or task.state not in EDITABLE:
             raise InvalidState(_("There is no unsigned read to sign."))
+        if read.supersedes_id is not None:
+            _check_correction_allowed(task)  # again: what allowed it to start may have changed since
+        pending = _open_correction_before(task)
+        if pending is not None:
+            from .selectors import visit_label  # selectors reads through this module
+
+            raise InvalidState(
+                _(
+                    "Your correction of %(visit)s is not signed yet, and this visit is assessed against it: sign "
+                    "the correction of %(visit)s first, then sign this visit again."
+                )
+                % {"visit": visit_label(task, pending.timepoint)}
+            )
         content = parse_content(read.content)
         read.assessment = assess(task, content)  # again: an earlier visit may have been corrected since
         if read.assessment["problems"]:
@@ -439,25 +497,15 @@ def read_correct(*, actor, task_id: int) -> Read:
     """Start a correction of a signed read: a new draft version that will supersede it once signed.
 
     Refused once the visit's result is locked or under adjudication, or once a later visit of the
-    reader is signed (its assessment rests on this one).
+    reader is signed (its assessment rests on this one); asked again when the correction is signed. While it
+    is open, the reader's later visits cannot be signed.
     """
     with transaction.atomic():
         task = _task_for_reader(actor, task_id, lock=True)
         read = current_read(task)
         if read is None or read.state != Read.State.SIGNED:
             raise InvalidState(_("Only a signed read can be corrected."))
-        if task.assignment.retired_at is not None:
-            raise InvalidState(_("This case went to another reader; your signed reads stay on record as they are."))
-        if task.timepoint.state in (Timepoint.State.LOCKED, Timepoint.State.IN_ADJUDICATION):
-            raise InvalidState(_("The result of this visit is locked or under adjudication; it cannot be corrected."))
-        later_signed = ReadTask.objects.filter(
-            assignment=task.assignment,
-            kind=ReadTask.Kind.READ,
-            timepoint__visit__order__gt=task.timepoint.visit.order,
-            reads__state=Read.State.SIGNED,
-        ).exists()
-        if later_signed:
-            raise InvalidState(_("A later visit of this case is signed; this read can no longer be corrected."))
+        _check_correction_allowed(task)
         correction = Read.objects.create(
             task=task,
             version=read.version + 1,

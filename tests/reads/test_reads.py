@@ -250,6 +250,49 @@ def test_a_correction_is_a_new_signed_version_linked_to_the_first(world, tmp_pat
     assert Lesion.objects.filter(assignment=task.assignment, label="T01").count() == 1
 
 
+def test_a_later_visit_cannot_be_signed_while_a_correction_of_an_earlier_one_is_open(world):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl))
+    read_services.read_correct(actor=world.rhea, task_id=bl.pk)
+    w6 = task_of(world.rhea, "W6")
+    read = read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=follow_up_content(w6, "23.0", "12.0"))
+    with pytest.raises(InvalidState, match="correction of Baseline"):
+        read_services.read_sign(
+            actor=world.rhea,
+            task_id=w6.pk,
+            password=PASSWORD,
+            meaning_confirmed=True,
+            confirmed_response=read.assessment["overall_response"],
+        )
+    assert ReadTask.objects.get(pk=w6.pk).state == "in_progress"
+    # Once the baseline's correction is signed, the follow-up is signed against the corrected baseline.
+    save_and_sign(world.rhea, bl, baseline_content(bl, t1="40.0", t2="20.0"))
+    signed = save_and_sign(world.rhea, w6, follow_up_content(w6, "23.0", "12.0"))
+    assert signed.assessment["baseline_sum_mm"] == "60.0" and signed.overall_response == "PR"
+
+
+def test_a_correction_is_asked_again_at_signing_whether_it_may_still_be_made(world, monkeypatch):
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    bl = task_of(world.rhea, "BL")
+    # A correction that got past its first check just as the other reader's signature locked the visit.
+    check = read_services._check_correction_allowed
+    monkeypatch.setattr(read_services, "_check_correction_allowed", lambda task: None)
+    read_services.read_correct(actor=world.rhea, task_id=bl.pk)
+    monkeypatch.setattr(read_services, "_check_correction_allowed", check)
+    read = read_services.read_save(actor=world.rhea, task_id=bl.pk, raw=baseline_content(bl, t1="40.0"))
+    with pytest.raises(InvalidState, match="locked"):
+        read_services.read_sign(
+            actor=world.rhea, task_id=bl.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="baseline"
+        )
+    read.refresh_from_db()
+    assert read.state == "draft" and TimepointResult.objects.get(timepoint=bl.timepoint).read.version == 1
+
+
 def test_readers_who_agree_lock_the_visit_with_reader_1s_read(world):
     ready(world, "BL")
     for reader in (world.rhea, world.ravi):

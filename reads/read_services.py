@@ -7,6 +7,8 @@ assessment, writes the DICOM SR into the de-identified study, opens the reader's
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal
 
 from django.db import transaction
@@ -55,6 +57,26 @@ def task_timepoints(task: ReadTask) -> QuerySet[Timepoint]:
 def current_read(task: ReadTask) -> Read | None:
     """The task's latest version: the draft being written, or the signed read that stands."""
     return task.reads.order_by("-version").first()
+
+
+def draft_revision(read: Read | None) -> str:
+    """The revision of a task's read that a page shows: the read's version and a digest of its content ("" before
+    the first save). A save names the revision it changes and a signature the one the reader saw, so that what
+    another tab or window saved meanwhile is never overwritten or signed unseen."""
+    if read is None:
+        return ""
+    body = json.dumps(read.content, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{read.version}-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+
+
+def _changed_elsewhere() -> InvalidState:
+    return InvalidState(
+        _(
+            "This read was changed in another tab or window after this page showed it, so nothing was saved or "
+            "signed here. Reload the page to see the read as it is now."
+        ),
+        code="read_changed",
+    )
 
 
 def signed_reads_before(task: ReadTask) -> list[Read]:
@@ -281,8 +303,13 @@ def _check_images(task: ReadTask, content: Content) -> None:
                 raise ValidationFailed(message, fields={where: [message]})
 
 
-def read_save(*, actor, task_id: int, raw) -> Read:
-    """Save the reader's draft and assess it; the first save starts the task."""
+def read_save(*, actor, task_id: int, raw, based_on: str | None = None) -> Read:
+    """Save the reader's draft and assess it; the first save starts the task.
+
+    `based_on` is the revision (`draft_revision`) the page's content was edited from: if the draft has changed
+    since (another tab or window saved it), the save is refused (409, code read_changed) unless it changes
+    nothing. None (services and tests that hold the draft themselves) skips the check.
+    """
     with transaction.atomic():
         task = _task_for_reader(actor, task_id, lock=True)
         if task.state not in EDITABLE:
@@ -297,7 +324,12 @@ def read_save(*, actor, task_id: int, raw) -> Read:
             raise ValidationFailed(_("The read could not be saved."), fields={k: [v] for k, v in exc.errors.items()})
         _check_images(task, content)
         read = current_read(task)
-        if read is None or read.state != Read.State.DRAFT:
+        if read is not None and read.state != Read.State.DRAFT:
+            read = None
+        stale = based_on is not None and based_on != draft_revision(read)
+        if stale and (read is None or read.content != content.as_json()):
+            raise _changed_elsewhere()
+        if read is None:
             read = Read(task=task, version=1)
         read.content = content.as_json()
         read.assessment = assess(task, content)
@@ -409,8 +441,12 @@ def read_sign(
     confirmed_response: str,
     request=None,
     second_factor: str = "",
+    revision: str | None = None,
 ) -> Read:
     """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password.
+
+    `revision` is the draft's revision the reader saw (`draft_revision`); a draft changed since (in another tab or
+    window) is not signed. None (services and tests) skips the check.
 
     A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out). If
     anything fails after the SR was written, the SR file goes with the rolled-back rows.
@@ -420,6 +456,8 @@ def read_sign(
         read = current_read(task)
         if read is None or read.state != Read.State.DRAFT or task.state not in EDITABLE:
             raise InvalidState(_("There is no unsigned read to sign."))
+        if revision is not None and revision != draft_revision(read):
+            raise _changed_elsewhere()
         if read.supersedes_id is not None:
             _check_correction_allowed(task)  # again: what allowed it to start may have changed since
         pending = _open_correction_before(task)

@@ -16,7 +16,7 @@ from .assessment import assessment_display, response_label
 from .content import mm_text
 from .criteria import recist11
 from .models import Adjudication, Lesion, Read, ReaderAssignment, ReadTask, TimepointResult
-from .read_services import current_read, is_baseline, signed_reads_before, task_timepoints
+from .read_services import current_read, draft_revision, is_baseline, signed_reads_before, task_timepoints
 from .results import adjudication_reads
 from .services import departed, handover, held, replacements
 from .sites import BY_CODE, site_options
@@ -200,6 +200,7 @@ def read_page(task: ReadTask) -> dict:
         "sites": site_options(),
         "tracked": [] if baseline or task.state == ReadTask.State.WAITING else tracked_lesions(task),
         "content": read.content if read else None,
+        "revision": draft_revision(read),
         "assessment": assessment_display(read.assessment) if read else None,
         "limits": LIMITS,
     }

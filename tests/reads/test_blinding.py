@@ -158,11 +158,15 @@ def _requests(task: ReadTask, content: dict) -> list[tuple[str, str, dict]]:
     return [
         ("get", base, {}),
         ("get", base + "draft/", {}),
-        ("put", base + "draft/", {"data": json.dumps({"content": content}), "content_type": "application/json"}),
+        (
+            "put",
+            base + "draft/",
+            {"data": json.dumps({"content": content, "revision": ""}), "content_type": "application/json"},
+        ),
         (
             "post",
             base + "sign/",
-            {"data": {"password": PASSWORD, "meaning": "author", "confirmed_response": "baseline"}},
+            {"data": {"password": PASSWORD, "meaning": "author", "confirmed_response": "baseline", "revision": ""}},
         ),
         ("post", base + "correct/", {}),
         (

@@ -455,12 +455,65 @@ def test_the_draft_endpoint_answers_errors_in_the_apis_one_shape(world, client):
     url = f"/reads/tasks/{task.pk}/draft/"
     bad = baseline_content(task)
     bad["targets"][0]["long_mm"] = "twenty"
-    answer = client.put(url, {"content": bad}, content_type="application/json")
+    answer = client.put(url, {"content": bad, "revision": ""}, content_type="application/json")
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["code"] and "targets[0].long_mm" in error["fields"]
     answer = client.put(url, b"not json", content_type="application/json")
     assert answer.status_code == 400 and answer.json()["error"]["message"] == "The request is not JSON."
+
+
+def test_a_save_based_on_a_revision_another_tab_changed_is_refused(world, client):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    client.force_login(world.rhea)
+    url = f"/reads/tasks/{task.pk}/draft/"
+    opened = client.get(url).json()["revision"]  # two tabs open on the empty read
+    two_targets = baseline_content(task)
+    one_non_target = baseline_content(task) | {"targets": []}
+    first = client.put(url, {"content": two_targets, "revision": opened}, content_type="application/json")
+    assert first.status_code == 200 and first.json()["revision"] != opened
+    # The other tab still holds the revision it opened with: its save would silently replace the first's.
+    second = client.put(url, {"content": one_non_target, "revision": opened}, content_type="application/json")
+    assert second.status_code == 409
+    error = second.json()["error"]
+    assert error["code"] == "read_changed" and "another tab or window" in error["message"]
+    assert len(Read.objects.get(task=task).content["targets"]) == 2
+    assert client.get(url).json()["revision"] == first.json()["revision"]
+    # A save that changes nothing is no conflict; a save that names no revision is refused.
+    same = client.put(url, {"content": two_targets, "revision": opened}, content_type="application/json")
+    assert same.status_code == 200 and same.json()["revision"] == first.json()["revision"]
+    unnamed = client.put(url, {"content": one_non_target}, content_type="application/json")
+    assert unnamed.status_code == 400 and "revision" in unnamed.json()["error"]["fields"]
+    # From the revision it was shown, a tab saves on.
+    third = client.put(
+        url, {"content": one_non_target, "revision": first.json()["revision"]}, content_type="application/json"
+    )
+    assert third.status_code == 200 and Read.objects.get(task=task).content["targets"] == []
+
+
+def test_signing_names_the_revision_the_reader_saw_and_another_is_not_signed(world, client):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    client.force_login(world.rhea)
+    url = f"/reads/tasks/{task.pk}/draft/"
+    seen = client.put(url, {"content": baseline_content(task), "revision": ""}, content_type="application/json")
+    # Another tab measures T01 again: the same response, other content.
+    client.put(
+        url,
+        {"content": baseline_content(task, t1="30.0"), "revision": seen.json()["revision"]},
+        content_type="application/json",
+    )
+    sign = reverse("read-sign", args=[task.pk])
+    form = {"password": PASSWORD, "meaning": "author", "confirmed_response": "baseline"}
+    refused = client.post(sign, form | {"revision": seen.json()["revision"]})
+    assert refused.status_code == 400 and "changed in another tab or window" in refused.content.decode()
+    assert Read.objects.get(task=task).state == "draft" and not Signature.objects.exists()
+    # The page shown with the refusal holds the read as it is now; signing from there signs what it shows.
+    shown = refused.context["read_config"]
+    assert shown["content"]["targets"][0]["long_mm"] == "30.0"
+    assert client.post(sign, form | {"revision": shown["revision"]}).status_code == 302
+    assert Read.objects.get(task=task).state == "signed"
 
 
 def test_repeated_wrong_signing_passwords_lock_signing_and_log_in_and_end_the_session(world, client, settings):
@@ -469,7 +522,8 @@ def test_repeated_wrong_signing_passwords_lock_signing_and_log_in_and_end_the_se
     read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
     client.force_login(world.rhea)
     sign = reverse("read-sign", args=[task.pk])
-    attempt = {"meaning": "author", "confirmed_response": "baseline"}
+    revision = read_services.draft_revision(Read.objects.get(task=task))
+    attempt = {"meaning": "author", "confirmed_response": "baseline", "revision": revision}
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         response = client.post(sign, attempt | {"password": "wrong"})
         assert response.status_code == 400 and "password is not correct" in response.content.decode()

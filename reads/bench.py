@@ -89,9 +89,10 @@ def image_ref(task: ReadTask, n: int) -> dict:
     }
 
 
-def drawn_line(image: dict, mm: str, *, at=(100, 100), vertical: bool = False) -> list[list[float]]:
+def drawn_line(image: dict, mm: str, *, at=(10, 10), vertical: bool = False) -> list[list[float]]:
     """Two image (column, row) points `mm` millimetres apart on `image` (an `image_ref`), as a reader would
-    draw them: across the columns, or down the rows if `vertical`, at the instance's Pixel Spacing."""
+    draw them: across the columns, or down the rows if `vertical`, at the instance's Pixel Spacing (from `at`,
+    near the top left corner, so that a line up to 75 mm stays on the 128-pixel CT_small of the tests)."""
     row_spacing, column_spacing = Instance.objects.get(sop_instance_uid=image["sop"]).pixel_spacing
     col, row = at
     # A tenth of a pixel is well within the 0.1 mm a recorded length may differ from its line.
@@ -109,7 +110,7 @@ def _content(task: ReadTask, sizes: list[str]) -> dict:
             "site": site,
             "status": "measured",
             "long_mm": size,
-            "long_points": drawn_line(image_ref(task, n), size, at=(100 + n, 100)),
+            "long_points": drawn_line(image_ref(task, n), size, at=(10 + n, 10 + 10 * n)),
             "image": image_ref(task, n),
         }
         for n, (site, size) in enumerate(zip(sites, sizes, strict=True))

@@ -7,10 +7,12 @@ assessment, writes the DICOM SR into the de-identified study, opens the reader's
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 from pydicom.uid import generate_uid
@@ -24,7 +26,7 @@ from trials.models import Instance, Timepoint
 from . import results
 from .assessment import assess_baseline, assess_follow_up
 from .content import Content, ContentError, drawn_length_mm, mm_text, parse_content
-from .models import Lesion, Measurement, Read, ReadTask
+from .models import Lesion, Measurement, Read, ReaderAssignment, ReadTask
 from .services import held_by, may_open
 from .sr import SRError
 from .sr_store import read_sr_store
@@ -57,6 +59,26 @@ def current_read(task: ReadTask) -> Read | None:
     return task.reads.order_by("-version").first()
 
 
+def draft_revision(read: Read | None) -> str:
+    """The revision of a task's read that a page shows: the read's version and a digest of its content ("" before
+    the first save). A save names the revision it changes and a signature the one the reader saw, so that what
+    another tab or window saved meanwhile is never overwritten or signed unseen."""
+    if read is None:
+        return ""
+    body = json.dumps(read.content, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{read.version}-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+
+
+def _changed_elsewhere() -> InvalidState:
+    return InvalidState(
+        _(
+            "This read was changed in another tab or window after this page showed it, so nothing was saved or "
+            "signed here. Reload the page to see the read as it is now."
+        ),
+        code="read_changed",
+    )
+
+
 def signed_reads_before(task: ReadTask) -> list[Read]:
     """The reader's signed reads of the subject's earlier visits, oldest first (the latest version of each)."""
     earlier = ReadTask.objects.filter(
@@ -86,10 +108,16 @@ def assess(task: ReadTask, content: Content) -> dict:
 
 
 def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
+    """The reader's task, else 404. With `lock`, the case's reader assignment is locked first, then the task:
+    a reader's saves, signatures and corrections of one case follow one another, so a check over the case's
+    other visits (a correction open, a later visit signed) still holds when the change commits. The order
+    (assignment, task) is the one `assignment_replace` takes too."""
     tasks = held_by(actor).select_related(
         "assignment__reader", "timepoint__visit", "timepoint__subject", "design__trial"
     )
     if lock:
+        assignment_id = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).values_list("assignment_id", flat=True)
+        ReaderAssignment.objects.select_for_update().filter(pk__in=list(assignment_id)).first()
         tasks = tasks.select_for_update(of=("self",))
     task = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).first()
     if task is None:
@@ -97,36 +125,160 @@ def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
     return task
 
 
+def _open_correction_before(task: ReadTask) -> ReadTask | None:
+    """The reader's earliest earlier visit of the case with a correction started and not signed, if any: this
+    visit's assessment would rest on a read that is about to change."""
+    return (
+        ReadTask.objects.filter(
+            assignment=task.assignment,
+            kind=ReadTask.Kind.READ,
+            timepoint__visit__order__lt=task.timepoint.visit.order,
+            state__in=EDITABLE,
+            reads__state=Read.State.SIGNED,
+        )
+        .select_related("timepoint__visit")
+        .order_by("timepoint__visit__order")
+        .first()
+    )
+
+
+def _check_correction_allowed(task: ReadTask) -> None:
+    """Refuse to correct (start or sign) the task's signed read once it can no longer change: the case went to
+    another reader, the visit's result is locked or under adjudication, or a later visit of the reader is signed
+    (its assessment rests on this read). Called holding the task's lock; takes the visit's (as its settling does,
+    after the task's), so another reader's signature cannot lock the visit between this check and the commit."""
+    task.timepoint = (
+        Timepoint.objects.select_for_update(of=("self",)).select_related("visit", "subject").get(pk=task.timepoint_id)
+    )
+    if task.assignment.retired_at is not None:
+        raise InvalidState(_("This case went to another reader; your signed reads stay on record as they are."))
+    if task.timepoint.state in (Timepoint.State.LOCKED, Timepoint.State.IN_ADJUDICATION):
+        raise InvalidState(_("The result of this visit is locked or under adjudication; it cannot be corrected."))
+    later_signed = ReadTask.objects.filter(
+        assignment=task.assignment,
+        kind=ReadTask.Kind.READ,
+        timepoint__visit__order__gt=task.timepoint.visit.order,
+        reads__state=Read.State.SIGNED,
+    ).exists()
+    if later_signed:
+        raise InvalidState(_("A later visit of this case is signed; this read can no longer be corrected."))
+
+
 # A recorded length may differ from its drawn line by the rounding to tenths (0.05 mm) and no more than this.
 DRAWN_LENGTH_TOLERANCE = Decimal("0.1")
+# A line shorter than this rounds to 0.0 mm: it measures nothing.
+MIN_DRAWN_LENGTH = Decimal("0.05")
+
+
+def _image_problem(message: str, where: str) -> ValidationFailed:
+    return ValidationFailed(message, fields={where: [message]})
+
+
+def _on_image(points, instance: dict) -> bool:
+    """Whether both ends of a line lie on the image: image (column, row) coordinates run from 0,0 (the top left
+    corner of the first pixel) to Columns,Rows (the bottom right corner of the last; PS3.3 C.18.6.1.1)."""
+    columns, rows = instance["columns"], instance["rows"]
+    if columns is None or rows is None:
+        return True  # not known for this instance: nothing to hold the line to
+    return all(0 <= column <= columns and 0 <= row <= rows for column, row in points)
 
 
 def _check_images(task: ReadTask, content: Content) -> None:
-    """Every image a lesion refers to must be an instance of this task's visit, and every length drawn on one
-    must be the length of its line at the image's Pixel Spacing (within 0.1 mm): the size a reader signs is
-    the size the SR's SCOORD shows."""
-    refs = {image.sop for image in content.images()}
-    if not refs:
-        return
-    spacing = dict(
-        Instance.objects.filter(sop_instance_uid__in=refs, series__study__timepoint=task.timepoint).values_list(
-            "sop_instance_uid", "pixel_spacing"
-        )
-    )
-    if refs - set(spacing):
-        raise ValidationFailed(
-            _("A measurement refers to an image that is not part of this visit."),
-            fields={"image": [_("Measure on this visit's images.")]},
-        )
+    """What a read records on images must be there to see, as the SR will show it:
+
+    - every image a lesion refers to is an instance of this task's visit, under the study and series it
+      belongs to, and the frame is one the instance has; a new lesion names the image it is seen on;
+    - every length recorded for a target has its drawn line on one of those images, inside the image, not
+      of zero length, and as long as the recorded length at the image's Pixel
+      Spacing (within 0.1 mm): the size a reader signs is the size the SR's SCOORD shows.
+    """
+    for n, entry in enumerate(content.new):
+        if entry.image is None:
+            raise _image_problem(
+                _('Show an image new lesion %(label)s is seen on and choose "Use the image shown".')
+                % {"label": entry.label},
+                f"new[{n}].image",
+            )
     for n, entry in enumerate(content.targets):
         for axis, name, recorded, points in (
             ("long", _("long axis"), entry.long_axis, entry.long_points),
             ("short", _("short axis"), entry.short_axis, entry.short_points),
         ):
-            if points is None or recorded is None or entry.image is None:
+            if recorded is not None and (points is None or entry.image is None):
+                raise _image_problem(
+                    _(
+                        "The %(axis)s of %(label)s is recorded as %(recorded)s mm but no line is drawn for it on an "
+                        "image: measure it on the image."
+                    )
+                    % {"axis": name, "label": entry.label, "recorded": mm_text(recorded)},
+                    f"targets[{n}].{axis}_mm",
+                )
+            if points is not None and entry.image is None:
+                raise _image_problem(
+                    _("The line drawn for the %(axis)s of %(label)s names no image: measure it again on the image.")
+                    % {"axis": name, "label": entry.label},
+                    f"targets[{n}].image",
+                )
+    refs = {image.sop for image in content.images()}
+    if not refs:
+        return
+    instances = {
+        row["sop_instance_uid"]: row
+        for row in Instance.objects.filter(sop_instance_uid__in=refs, series__study__timepoint=task.timepoint).values(
+            "sop_instance_uid",
+            "pixel_spacing",
+            "rows",
+            "columns",
+            "number_of_frames",
+            series_uid=F("series__series_instance_uid"),
+            study_uid=F("series__study__study_instance_uid"),
+        )
+    }
+    if refs - set(instances):
+        raise ValidationFailed(
+            _("A measurement refers to an image that is not part of this visit."),
+            fields={"image": [_("Measure on this visit's images.")]},
+        )
+    for key, entries in (("targets", content.targets), ("non_targets", content.non_targets), ("new", content.new)):
+        for n, entry in enumerate(entries):
+            image = entry.image
+            if image is None:
+                continue
+            instance = instances[image.sop]
+            if (image.study, image.series) != (instance["study_uid"], instance["series_uid"]):
+                raise _image_problem(
+                    _(
+                        "The image of %(label)s is named with a study or series it is not part of: choose the image "
+                        "again."
+                    )
+                    % {"label": entry.label},
+                    f"{key}[{n}].image",
+                )
+            if image.frame > instance["number_of_frames"]:
+                raise _image_problem(
+                    _("The image of %(label)s has %(frames)s frame(s), not a frame %(frame)s: choose the frame again.")
+                    % {"label": entry.label, "frames": instance["number_of_frames"], "frame": image.frame},
+                    f"{key}[{n}].image",
+                )
+    for n, entry in enumerate(content.targets):
+        for axis, name, recorded, points in (
+            ("long", _("long axis"), entry.long_axis, entry.long_points),
+            ("short", _("short axis"), entry.short_axis, entry.short_points),
+        ):
+            if points is None:
                 continue
             where = f"targets[{n}].{axis}_mm"
-            pixel_spacing = spacing[entry.image.sop]
+            instance = instances[entry.image.sop]
+            if not _on_image(points, instance):
+                raise _image_problem(
+                    _(
+                        "The line drawn for the %(axis)s of %(label)s goes outside the image: measure it again on "
+                        "the image."
+                    )
+                    % {"axis": name, "label": entry.label},
+                    where,
+                )
+            pixel_spacing = instance["pixel_spacing"]
             if not pixel_spacing or len(pixel_spacing) != 2:
                 raise ValidationFailed(
                     _("The image %(label)s is measured on has no pixel spacing, so no length can be measured on it.")
@@ -134,6 +286,15 @@ def _check_images(task: ReadTask, content: Content) -> None:
                     fields={where: [_("Measure on an image with a pixel spacing.")]},
                 )
             drawn = drawn_length_mm(points, pixel_spacing)
+            if recorded == 0 or drawn < MIN_DRAWN_LENGTH:
+                raise _image_problem(
+                    _(
+                        "The %(axis)s of %(label)s is a line of no length: a lesion no longer seen has the status "
+                        '"Disappeared", one too small to measure "Too small to measure".'
+                    )
+                    % {"axis": name, "label": entry.label},
+                    where,
+                )
             if abs(drawn - Decimal(recorded) / 10) > DRAWN_LENGTH_TOLERANCE:
                 message = _(
                     "The %(axis)s of %(label)s is recorded as %(recorded)s mm but the line drawn for it is "
@@ -142,8 +303,13 @@ def _check_images(task: ReadTask, content: Content) -> None:
                 raise ValidationFailed(message, fields={where: [message]})
 
 
-def read_save(*, actor, task_id: int, raw) -> Read:
-    """Save the reader's draft and assess it; the first save starts the task."""
+def read_save(*, actor, task_id: int, raw, based_on: str | None = None) -> Read:
+    """Save the reader's draft and assess it; the first save starts the task.
+
+    `based_on` is the revision (`draft_revision`) the page's content was edited from: if the draft has changed
+    since (another tab or window saved it), the save is refused (409, code read_changed) unless it changes
+    nothing. None (services and tests that hold the draft themselves) skips the check.
+    """
     with transaction.atomic():
         task = _task_for_reader(actor, task_id, lock=True)
         if task.state not in EDITABLE:
@@ -158,7 +324,12 @@ def read_save(*, actor, task_id: int, raw) -> Read:
             raise ValidationFailed(_("The read could not be saved."), fields={k: [v] for k, v in exc.errors.items()})
         _check_images(task, content)
         read = current_read(task)
-        if read is None or read.state != Read.State.DRAFT:
+        if read is not None and read.state != Read.State.DRAFT:
+            read = None
+        stale = based_on is not None and based_on != draft_revision(read)
+        if stale and (read is None or read.content != content.as_json()):
+            raise _changed_elsewhere()
+        if read is None:
             read = Read(task=task, version=1)
         read.content = content.as_json()
         read.assessment = assess(task, content)
@@ -270,8 +441,12 @@ def read_sign(
     confirmed_response: str,
     request=None,
     second_factor: str = "",
+    revision: str | None = None,
 ) -> Read:
     """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password.
+
+    `revision` is the draft's revision the reader saw (`draft_revision`); a draft changed since (in another tab or
+    window) is not signed. None (services and tests) skips the check.
 
     A wrong password is recorded by `signing` (with the request, it counts towards the log-in lock-out). If
     anything fails after the SR was written, the SR file goes with the rolled-back rows.
@@ -281,6 +456,21 @@ def read_sign(
         read = current_read(task)
         if read is None or read.state != Read.State.DRAFT or task.state not in EDITABLE:
             raise InvalidState(_("There is no unsigned read to sign."))
+        if revision is not None and revision != draft_revision(read):
+            raise _changed_elsewhere()
+        if read.supersedes_id is not None:
+            _check_correction_allowed(task)  # again: what allowed it to start may have changed since
+        pending = _open_correction_before(task)
+        if pending is not None:
+            from .selectors import visit_label  # selectors reads through this module
+
+            raise InvalidState(
+                _(
+                    "Your correction of %(visit)s is not signed yet, and this visit is assessed against it: sign "
+                    "the correction of %(visit)s first, then sign this visit again."
+                )
+                % {"visit": visit_label(task, pending.timepoint)}
+            )
         content = parse_content(read.content)
         read.assessment = assess(task, content)  # again: an earlier visit may have been corrected since
         if read.assessment["problems"]:
@@ -345,25 +535,15 @@ def read_correct(*, actor, task_id: int) -> Read:
     """Start a correction of a signed read: a new draft version that will supersede it once signed.
 
     Refused once the visit's result is locked or under adjudication, or once a later visit of the
-    reader is signed (its assessment rests on this one).
+    reader is signed (its assessment rests on this one); asked again when the correction is signed. While it
+    is open, the reader's later visits cannot be signed.
     """
     with transaction.atomic():
         task = _task_for_reader(actor, task_id, lock=True)
         read = current_read(task)
         if read is None or read.state != Read.State.SIGNED:
             raise InvalidState(_("Only a signed read can be corrected."))
-        if task.assignment.retired_at is not None:
-            raise InvalidState(_("This case went to another reader; your signed reads stay on record as they are."))
-        if task.timepoint.state in (Timepoint.State.LOCKED, Timepoint.State.IN_ADJUDICATION):
-            raise InvalidState(_("The result of this visit is locked or under adjudication; it cannot be corrected."))
-        later_signed = ReadTask.objects.filter(
-            assignment=task.assignment,
-            kind=ReadTask.Kind.READ,
-            timepoint__visit__order__gt=task.timepoint.visit.order,
-            reads__state=Read.State.SIGNED,
-        ).exists()
-        if later_signed:
-            raise InvalidState(_("A later visit of this case is signed; this read can no longer be corrected."))
+        _check_correction_allowed(task)
         correction = Read.objects.create(
             task=task,
             version=read.version + 1,

@@ -16,7 +16,7 @@ from .assessment import assessment_display, response_label
 from .content import mm_text
 from .criteria import recist11
 from .models import Adjudication, Lesion, Read, ReaderAssignment, ReadTask, TimepointResult
-from .read_services import current_read, is_baseline, signed_reads_before, task_timepoints
+from .read_services import current_read, draft_revision, is_baseline, signed_reads_before, task_timepoints
 from .results import adjudication_reads
 from .services import departed, handover, held, replacements
 from .sites import BY_CODE, site_options
@@ -200,6 +200,7 @@ def read_page(task: ReadTask) -> dict:
         "sites": site_options(),
         "tracked": [] if baseline or task.state == ReadTask.State.WAITING else tracked_lesions(task),
         "content": read.content if read else None,
+        "revision": draft_revision(read),
         "assessment": assessment_display(read.assessment) if read else None,
         "limits": LIMITS,
     }
@@ -244,14 +245,13 @@ CATEGORIES = (
 
 
 def _overlays(read: Read, slot: int, visit: str, disputed: set[str]) -> list[dict]:
-    """A reader's lesions of one visit that lie on an image, for the adjudicator's list: a measured target is
-    drawn from its points, a non-target or new lesion is shown by its image; `disputed` names the categories
-    whose response the two readers gave differently at a visit in question."""
+    """Every lesion of a reader's read of one visit, for the adjudicator's list: a measured target is drawn
+    from its points, a non-target or new lesion is shown by its image, and one the reader tied to no image (a
+    non-target judged absent, a target too small to measure) is listed all the same; `disputed` names the
+    categories whose response the two readers gave differently at a visit in question."""
     out = []
     for key, category, _field in CATEGORIES:
         for entry in read.content.get(key, []):
-            if not entry.get("image"):
-                continue
             out.append(
                 {
                     "reader": slot,
@@ -259,7 +259,7 @@ def _overlays(read: Read, slot: int, visit: str, disputed: set[str]) -> list[dic
                     "label": entry["label"],
                     "category": category,
                     "disputed": category in disputed,
-                    "image": entry["image"],
+                    "image": entry.get("image"),
                     "long_points": entry.get("long_points"),
                     "short_points": entry.get("short_points"),
                     "long_mm": entry.get("long_mm"),

@@ -73,6 +73,7 @@ def _json_error(exc: CTIMSError) -> JsonResponse:
 def _draft_json(task: ReadTask) -> dict:
     read = read_services.current_read(task)
     return {
+        "revision": read_services.draft_revision(read),
         "content": read.content if read else None,
         "assessment": assessment_display(read.assessment) if read else None,
         "ready": bool(read and read_services.ready_to_sign(read)),
@@ -83,7 +84,8 @@ def _draft_json(task: ReadTask) -> dict:
 @login_required
 @require_http_methods(["GET", "PUT"])
 def draft(request, pk: int):
-    """The read's draft as JSON: GET it, or PUT {"content": ...} to save it and get its assessment back."""
+    """The read's draft as JSON: GET it, or PUT {"content": ..., "revision": ...} to save it and get its assessment
+    and new revision back; `revision` is the one the content was edited from (409 if the draft changed since)."""
     task = _task(request, pk)
     if task.kind != ReadTask.Kind.READ:
         raise Http404(_("No such task."))
@@ -94,8 +96,16 @@ def draft(request, pk: int):
             return _json_error(ValidationFailed(_("The request is not JSON.")))
         if not isinstance(body, dict):
             return _json_error(ValidationFailed(_("Send an object with the content.")))
+        revision = body.get("revision")
+        if not isinstance(revision, str):
+            return _json_error(
+                ValidationFailed(
+                    _("Say which revision of the read this changes: reload the page."),
+                    fields={"revision": [_("Required.")]},
+                )
+            )
         try:
-            read_services.read_save(actor=request.user, task_id=task.pk, raw=body.get("content"))
+            read_services.read_save(actor=request.user, task_id=task.pk, raw=body.get("content"), based_on=revision)
         except CTIMSError as exc:
             return _json_error(exc)
         task.refresh_from_db()
@@ -116,6 +126,7 @@ def sign(request, pk: int):
             confirmed_response=request.POST.get("confirmed_response", ""),
             request=request,
             second_factor=request.POST.get("otp_code", ""),
+            revision=request.POST.get("revision", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         task.refresh_from_db()

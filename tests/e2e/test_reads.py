@@ -513,3 +513,42 @@ def test_the_adjudicator_jumps_to_a_disputed_new_lesion_with_the_decision_in_rea
     page.wait_for_url(f"**{reverse('read-worklist')}")
     expect(page.locator(".messages")).to_contain_text("Adjudication signed")
     assert not problems, problems
+
+
+def test_two_tabs_on_one_read_never_replace_each_others_work_unseen(world, stores, page):
+    ready(world, "BL", 0)
+    reader = ReaderAssignment.objects.get(subject__code=SUBJECT, slot=1).reader
+    task = ReadTask.objects.get(assignment__reader=reader, timepoint__visit__code="BL", kind="read")
+    as_(page, reader.email.split("@")[0])
+    open_task(page, "Baseline")
+    other = page.context.new_page()
+    open_task(other, "Baseline")  # both tabs show the empty read
+
+    # The first tab records a non-target lesion and saves it.
+    page.bring_to_front()
+    page.click("#read-add-non-target")
+    page.select_option("#read-NT01-site", LIVER)
+    wait_saved(page)
+
+    # The second tab, still showing the empty read, records its own: refused, and it says so instead of "Saved".
+    other.bring_to_front()
+    other.click("#read-add-non-target")
+    assert other.evaluate("() => window.ctimsRead.saved()") == "error"
+    expect(other.locator("#read-save-state")).to_contain_text("changed in another tab or window")
+    state = read_state(other)
+    assert state["conflict"] and not state["signable"], state
+    assert Read.objects.get(task=task).content["non_targets"][0]["site"] == LIVER
+
+    # Reloaded, the second tab shows the read as it is and changes it; the first, back in front, is told so and
+    # offers no signing of what it shows.
+    other.reload()
+    other.wait_for_selector("#viewer.is-ready")
+    expect(other.locator("#read-NT01-site")).to_have_value(LIVER)
+    other.select_option("#read-NT01-site", LUNG)
+    wait_saved(other)
+    page.bring_to_front()
+    page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
+    expect(page.locator("#read-save-state")).to_contain_text("changed in another tab or window")
+    expect(page.locator("#read-sign-button")).to_be_disabled()
+    assert read_state(page)["conflict"]
+    assert Read.objects.get(task=task).content["non_targets"][0]["site"] == LUNG

@@ -47,7 +47,7 @@ def target(task, label, mm, *, site="10200004", status="measured", short=None, n
             long_mm=mm,
             short_mm=short,
             long_points=drawn_line(on, mm) if mm else None,
-            short_points=drawn_line(on, short, at=(120, 90), vertical=True) if short else None,
+            short_points=drawn_line(on, short, at=(120, 10), vertical=True) if short else None,
             image=on,
         )
     return entry

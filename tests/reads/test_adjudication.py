@@ -198,6 +198,24 @@ def test_the_adjudication_page_shows_both_readers_endpoints_and_what_the_choice_
     assert "every visit" in html
 
 
+def test_the_adjudicators_list_has_every_lesion_of_both_reads_those_on_no_image_too(w12, client):
+    world = w12
+    _read(world, {"W6": {1: PR, 2: PD}})
+    task = Adjudication.objects.get().task
+    client.force_login(world.ada)
+    overlays = client.get(f"/reads/tasks/{task.pk}/").context["read_config"]["overlays"]
+    listed = {(o["reader"], o["visit"], o["label"]) for o in overlays}
+    visits = {o["visit"] for o in overlays}
+    assert len(visits) == 2
+    # Each reader's two targets and NT01 at both visits; at the follow-up NT01 was judged with no image.
+    assert listed == {(slot, visit, label) for slot in (1, 2) for visit in visits for label in ("T01", "T02", "NT01")}
+    unplaced = [o for o in overlays if o["image"] is None]
+    assert {(o["reader"], o["label"], o["category"]) for o in unplaced} == {
+        (1, "NT01", "non_target"),
+        (2, "NT01", "non_target"),
+    }
+
+
 def test_a_series_at_a_cutoff_before_the_adjudication_shows_what_stood_then(w12):
     from django.utils import timezone
 

@@ -158,11 +158,15 @@ def _requests(task: ReadTask, content: dict) -> list[tuple[str, str, dict]]:
     return [
         ("get", base, {}),
         ("get", base + "draft/", {}),
-        ("put", base + "draft/", {"data": json.dumps({"content": content}), "content_type": "application/json"}),
+        (
+            "put",
+            base + "draft/",
+            {"data": json.dumps({"content": content, "revision": ""}), "content_type": "application/json"},
+        ),
         (
             "post",
             base + "sign/",
-            {"data": {"password": PASSWORD, "meaning": "author", "confirmed_response": "baseline"}},
+            {"data": {"password": PASSWORD, "meaning": "author", "confirmed_response": "baseline", "revision": ""}},
         ),
         ("post", base + "correct/", {}),
         (
@@ -400,7 +404,7 @@ def test_only_the_assigned_adjudicator_opens_the_adjudication_and_sees_both_read
     assert shows("24.5", html) and shows("34.0", html)  # reader 1's and reader 2's sums
     overlays = json_block(html, "read-config")["overlays"]
     assert {o["reader"] for o in overlays} == {1, 2}
-    # Every lesion that lies on an image is listed, non-targets too; only the visit in question has disputes, and
+    # Every lesion is listed, non-targets too; only the visit in question has disputes, and
     # there the readers differ on the targets (PR against SD) but not on the non-targets.
     assert {(o["label"], o["category"]) for o in overlays} == {
         ("T01", "target"),

@@ -83,6 +83,49 @@ def test_an_image_of_another_visit_is_refused(world):
         read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
 
 
+def test_an_image_named_with_a_study_or_series_it_is_not_part_of_is_refused(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    for key in ("study", "series"):
+        content = baseline_content(task)
+        content["targets"][0]["image"] = image(task) | {key: "1.2.3.4"}
+        with pytest.raises(ValidationFailed) as err:
+            read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+        assert "T01" in str(err.value) and "targets[0].image" in err.value.fields
+    content = baseline_content(task)
+    content["non_targets"][0]["image"] = image(task, 1) | {"series": image(task, 1)["study"]}
+    with pytest.raises(ValidationFailed, match="NT01"):
+        read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    assert not task.reads.exists()
+
+
+def test_a_frame_the_image_does_not_have_is_refused(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    content = baseline_content(task)
+    content["targets"][1]["image"]["frame"] = 999
+    with pytest.raises(ValidationFailed) as err:
+        read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    assert "T02" in str(err.value) and "999" in str(err.value) and "targets[1].image" in err.value.fields
+
+
+def test_a_new_lesion_is_recorded_with_the_image_it_is_seen_on(world):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl))
+    w6 = task_of(world.rhea, "W6")
+    content = follow_up_content(w6, "23.0", "12.0", new="unequivocal")
+    content["new"][0]["image"] = None
+    with pytest.raises(ValidationFailed) as err:
+        read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=content)
+    assert "N01" in str(err.value) and "new[0].image" in err.value.fields
+    assert not w6.reads.exists()
+    # Non-target lesions are judged, not pointed at: one at follow-up needs no image.
+    read = read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=follow_up_content(w6, "23.0", "12.0"))
+    assert read.content["non_targets"][0]["image"] is None and not read.assessment["problems"]
+
+
 def test_a_wrong_password_signs_nothing(world):
     ready(world, "BL")
     task = task_of(world.rhea, "BL")
@@ -205,6 +248,49 @@ def test_a_correction_is_a_new_signed_version_linked_to_the_first(world, tmp_pat
     assert dciodvfy_errors(read_sr_dataset(second), tmp_path) == []
     # The lesion keeps its tracking UID across versions.
     assert Lesion.objects.filter(assignment=task.assignment, label="T01").count() == 1
+
+
+def test_a_later_visit_cannot_be_signed_while_a_correction_of_an_earlier_one_is_open(world):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, bl, baseline_content(bl))
+    read_services.read_correct(actor=world.rhea, task_id=bl.pk)
+    w6 = task_of(world.rhea, "W6")
+    read = read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=follow_up_content(w6, "23.0", "12.0"))
+    with pytest.raises(InvalidState, match="correction of Baseline"):
+        read_services.read_sign(
+            actor=world.rhea,
+            task_id=w6.pk,
+            password=PASSWORD,
+            meaning_confirmed=True,
+            confirmed_response=read.assessment["overall_response"],
+        )
+    assert ReadTask.objects.get(pk=w6.pk).state == "in_progress"
+    # Once the baseline's correction is signed, the follow-up is signed against the corrected baseline.
+    save_and_sign(world.rhea, bl, baseline_content(bl, t1="40.0", t2="20.0"))
+    signed = save_and_sign(world.rhea, w6, follow_up_content(w6, "23.0", "12.0"))
+    assert signed.assessment["baseline_sum_mm"] == "60.0" and signed.overall_response == "PR"
+
+
+def test_a_correction_is_asked_again_at_signing_whether_it_may_still_be_made(world, monkeypatch):
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    bl = task_of(world.rhea, "BL")
+    # A correction that got past its first check just as the other reader's signature locked the visit.
+    check = read_services._check_correction_allowed
+    monkeypatch.setattr(read_services, "_check_correction_allowed", lambda task: None)
+    read_services.read_correct(actor=world.rhea, task_id=bl.pk)
+    monkeypatch.setattr(read_services, "_check_correction_allowed", check)
+    read = read_services.read_save(actor=world.rhea, task_id=bl.pk, raw=baseline_content(bl, t1="40.0"))
+    with pytest.raises(InvalidState, match="locked"):
+        read_services.read_sign(
+            actor=world.rhea, task_id=bl.pk, password=PASSWORD, meaning_confirmed=True, confirmed_response="baseline"
+        )
+    read.refresh_from_db()
+    assert read.state == "draft" and TimepointResult.objects.get(timepoint=bl.timepoint).read.version == 1
 
 
 def test_readers_who_agree_lock_the_visit_with_reader_1s_read(world):
@@ -369,12 +455,65 @@ def test_the_draft_endpoint_answers_errors_in_the_apis_one_shape(world, client):
     url = f"/reads/tasks/{task.pk}/draft/"
     bad = baseline_content(task)
     bad["targets"][0]["long_mm"] = "twenty"
-    answer = client.put(url, {"content": bad}, content_type="application/json")
+    answer = client.put(url, {"content": bad, "revision": ""}, content_type="application/json")
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["code"] and "targets[0].long_mm" in error["fields"]
     answer = client.put(url, b"not json", content_type="application/json")
     assert answer.status_code == 400 and answer.json()["error"]["message"] == "The request is not JSON."
+
+
+def test_a_save_based_on_a_revision_another_tab_changed_is_refused(world, client):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    client.force_login(world.rhea)
+    url = f"/reads/tasks/{task.pk}/draft/"
+    opened = client.get(url).json()["revision"]  # two tabs open on the empty read
+    two_targets = baseline_content(task)
+    one_non_target = baseline_content(task) | {"targets": []}
+    first = client.put(url, {"content": two_targets, "revision": opened}, content_type="application/json")
+    assert first.status_code == 200 and first.json()["revision"] != opened
+    # The other tab still holds the revision it opened with: its save would silently replace the first's.
+    second = client.put(url, {"content": one_non_target, "revision": opened}, content_type="application/json")
+    assert second.status_code == 409
+    error = second.json()["error"]
+    assert error["code"] == "read_changed" and "another tab or window" in error["message"]
+    assert len(Read.objects.get(task=task).content["targets"]) == 2
+    assert client.get(url).json()["revision"] == first.json()["revision"]
+    # A save that changes nothing is no conflict; a save that names no revision is refused.
+    same = client.put(url, {"content": two_targets, "revision": opened}, content_type="application/json")
+    assert same.status_code == 200 and same.json()["revision"] == first.json()["revision"]
+    unnamed = client.put(url, {"content": one_non_target}, content_type="application/json")
+    assert unnamed.status_code == 400 and "revision" in unnamed.json()["error"]["fields"]
+    # From the revision it was shown, a tab saves on.
+    third = client.put(
+        url, {"content": one_non_target, "revision": first.json()["revision"]}, content_type="application/json"
+    )
+    assert third.status_code == 200 and Read.objects.get(task=task).content["targets"] == []
+
+
+def test_signing_names_the_revision_the_reader_saw_and_another_is_not_signed(world, client):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    client.force_login(world.rhea)
+    url = f"/reads/tasks/{task.pk}/draft/"
+    seen = client.put(url, {"content": baseline_content(task), "revision": ""}, content_type="application/json")
+    # Another tab measures T01 again: the same response, other content.
+    client.put(
+        url,
+        {"content": baseline_content(task, t1="30.0"), "revision": seen.json()["revision"]},
+        content_type="application/json",
+    )
+    sign = reverse("read-sign", args=[task.pk])
+    form = {"password": PASSWORD, "meaning": "author", "confirmed_response": "baseline"}
+    refused = client.post(sign, form | {"revision": seen.json()["revision"]})
+    assert refused.status_code == 400 and "changed in another tab or window" in refused.content.decode()
+    assert Read.objects.get(task=task).state == "draft" and not Signature.objects.exists()
+    # The page shown with the refusal holds the read as it is now; signing from there signs what it shows.
+    shown = refused.context["read_config"]
+    assert shown["content"]["targets"][0]["long_mm"] == "30.0"
+    assert client.post(sign, form | {"revision": shown["revision"]}).status_code == 302
+    assert Read.objects.get(task=task).state == "signed"
 
 
 def test_repeated_wrong_signing_passwords_lock_signing_and_log_in_and_end_the_session(world, client, settings):
@@ -383,7 +522,8 @@ def test_repeated_wrong_signing_passwords_lock_signing_and_log_in_and_end_the_se
     read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
     client.force_login(world.rhea)
     sign = reverse("read-sign", args=[task.pk])
-    attempt = {"meaning": "author", "confirmed_response": "baseline"}
+    revision = read_services.draft_revision(Read.objects.get(task=task))
+    attempt = {"meaning": "author", "confirmed_response": "baseline", "revision": revision}
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         response = client.post(sign, attempt | {"password": "wrong"})
         assert response.status_code == 400 and "password is not correct" in response.content.decode()

@@ -295,6 +295,11 @@ class ReadPanel {
     this.retrying = false;
     this.error = null;
     this.waiters = [];
+    // The draft's revision this page shows (reads.read_services.draft_revision): each save and the signature name
+    // it, and the server refuses them if another tab or window changed the read since.
+    this.revision = config.revision ?? "";
+    this.saves = 0; // saves started: a revision read while one was out may be this page's own
+    this.conflict = false;
 
     const $ = (id) => document.getElementById(id);
     this.panel = $("read-panel");
@@ -309,6 +314,7 @@ class ReadPanel {
     this.signHint = $("read-sign-hint");
     this.signResponse = document.querySelector("#read-sign-response strong");
     this.confirmed = $("read-confirmed-response");
+    this.revisionInput = $("read-revision");
   }
 
   // --- set-up --------------------------------------------------------------------------------------------
@@ -342,6 +348,10 @@ class ReadPanel {
     eventTarget.addEventListener(Events.ANNOTATION_COMPLETED, (event) => this.onCompleted(event.detail.annotation));
     eventTarget.addEventListener(Events.ANNOTATION_MODIFIED, (event) => this.onModified(event.detail.annotation));
     eventTarget.addEventListener(Events.ANNOTATION_REMOVED, (event) => this.onRemoved(event.detail.annotation));
+    // Back to this tab: has another one changed the read meanwhile?
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && this.editable) this.fetchDraft().catch(() => {});
+    });
     window.addEventListener("beforeunload", (event) => {
       if (this.version !== this.savedVersion) event.preventDefault();
     });
@@ -658,7 +668,7 @@ class ReadPanel {
 
   /** Whether a row goes into the content sent: rows still waiting for a status or a measurement do not. */
   reported(row) {
-    if (row.category === "new") return true;
+    if (row.category === "new") return Boolean(row.image); // a new lesion is recorded with the image it is seen on
     if (!row.status) return false;
     if (row.category === "target" && row.status === "measured") return this.hasMeasurement(row);
     return true;
@@ -699,6 +709,9 @@ class ReadPanel {
           : gettext("image chosen")
         : "";
       if (row.category === "non_target" && !row.status) stateText = gettext("Choose a status.");
+      if (row.category === "new" && !row.image) {
+        stateText = gettext("Show an image it is seen on and choose Use the image shown.");
+      }
     }
     state.textContent = stateText;
     state.hidden = !stateText;
@@ -899,12 +912,9 @@ class ReadPanel {
     const found =
       newLesions === "none"
         ? []
-        : this.rowsOf("new").map((row) => ({
-            label: row.label,
-            site: row.site,
-            is_node: row.isNode,
-            image: row.image,
-          }));
+        : this.rowsOf("new")
+            .filter((row) => this.reported(row))
+            .map((row) => ({ label: row.label, site: row.site, is_node: row.isNode, image: row.image }));
     return { targets, non_targets: nonTargets, new_lesions: newLesions, new: found };
   }
 
@@ -938,12 +948,14 @@ class ReadPanel {
   async save() {
     if (this.inFlight) return; // the request in flight saves again when it ends
     const version = this.version;
-    const body = JSON.stringify({ content: this.content() });
+    const body = JSON.stringify({ content: this.content(), revision: this.revision });
+    this.saves += 1;
     this.inFlight = true;
     this.setSaveState("saving");
     this.updateSignState();
     try {
       const data = await this.request("PUT", body);
+      this.revision = data.revision ?? this.revision;
       this.savedVersion = version;
       this.error = null;
       this.apply(data);
@@ -956,14 +968,13 @@ class ReadPanel {
     // the reader changes it (a change made while this request was out is sent at once).
     const transient = this.error && !(this.error.status >= 400 && this.error.status < 500);
     if (this.error?.status === 409) {
-      this.editable = false;
-      this.setSaveState("error", gettext("This read has been signed meanwhile; reload the page to see it."));
+      this.stale(this.error.data?.error?.code === "read_changed" ? this.error.data.error.message : null);
     } else if (!this.timer && (this.version !== version || transient)) {
       this.scheduleSave(transient ? RETRY_DELAY : 0);
       this.retrying = Boolean(transient);
     }
     if (this.error && this.error.status !== 409) this.setSaveState("error", this.errorText(this.error));
-    else if (!this.error) this.setSaveState(this.version === this.savedVersion ? "saved" : "saving");
+    else if (!this.error && !this.conflict) this.setSaveState(this.version === this.savedVersion ? "saved" : "saving");
     this.updateSignState();
     this.settle();
   }
@@ -990,11 +1001,34 @@ class ReadPanel {
 
   async fetchDraft() {
     const version = this.version;
+    const saves = this.saves;
     const data = await this.request("GET");
+    if (this.saves === saves && !this.inFlight && data.revision !== this.revision) {
+      this.stale(
+        data.signed
+          ? null
+          : gettext("This read was changed in another tab or window; reload the page to see the read as it is now."),
+      );
+      return;
+    }
     if (this.version === version && !this.inFlight) {
       this.apply(data);
       this.updateSignState();
     }
+  }
+
+  /**
+   * The read was signed or changed elsewhere: this page stops saving and signing, and says so instead of "Saved"
+   * (`message`: why, else that the read was signed).
+   */
+  stale(message) {
+    this.editable = false;
+    this.conflict = true;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.setSaveState("error", message || gettext("This read has been signed meanwhile; reload the page to see it."));
+    this.updateSignState();
+    this.settle();
   }
 
   errorText(error) {
@@ -1034,7 +1068,7 @@ class ReadPanel {
 
   /** Resolves once nothing is waiting to be saved: "saved", or "error" when the last save failed. */
   whenSaved() {
-    if (this.idle()) return Promise.resolve(this.error ? "error" : "saved");
+    if (this.idle()) return Promise.resolve(this.error || this.conflict ? "error" : "saved");
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
@@ -1047,7 +1081,7 @@ class ReadPanel {
     if (!this.idle()) return;
     const waiters = this.waiters;
     this.waiters = [];
-    for (const resolve of waiters) resolve(this.error ? "error" : "saved");
+    for (const resolve of waiters) resolve(this.error || this.conflict ? "error" : "saved");
   }
 
   // --- assessment and signing ----------------------------------------------------------------------------
@@ -1131,6 +1165,7 @@ class ReadPanel {
     if (this.signResponse) {
       this.signResponse.textContent = this.assessment?.response_display || "—";
     }
+    if (this.revisionInput) this.revisionInput.value = this.revision;
     if (!this.signButton) return;
     const awaiting = this.awaiting();
     const clean = this.version === this.savedVersion && !this.inFlight && !this.timer && !this.error;
@@ -1171,6 +1206,8 @@ class ReadPanel {
       save: this.saveStateName ?? null,
       saved: this.version === this.savedVersion && !this.inFlight && !this.timer,
       error: this.error ? this.errorText(this.error) : null,
+      revision: this.revision,
+      conflict: this.conflict,
       ready: this.ready,
       signable: this.signButton ? !this.signButton.disabled : false,
       assessment: this.assessment,
@@ -1194,13 +1231,16 @@ class AdjudicationOverlays {
     this.renderList();
     this.list?.addEventListener("click", (event) => {
       const item = event.target.closest("button[data-overlay]");
-      if (item) this.jumpTo(this.overlays[Number(item.dataset.overlay)]).catch(() => {});
+      const overlay = item ? this.overlays[Number(item.dataset.overlay)] : null;
+      if (overlay?.image) this.jumpTo(overlay).catch(() => {});
     });
     // A lesion in the comparison table below the images: bring the images back into view, on that lesion.
     document.getElementById("adjudicate-table")?.addEventListener("click", (event) => {
       const item = event.target.closest("button.adjudicate-show");
       const { reader, visit, label } = item?.dataset || {};
-      const overlay = this.overlays.find((o) => String(o.reader) === reader && o.visit === visit && o.label === label);
+      const overlay = this.overlays.find(
+        (o) => String(o.reader) === reader && o.visit === visit && o.label === label && o.image,
+      );
       if (!overlay) return;
       this.viewer.root.scrollIntoView({ block: "start" });
       this.jumpTo(overlay).catch(() => {});
@@ -1260,7 +1300,8 @@ class AdjudicationOverlays {
     const compared = this.viewer.layout === 2 ? this.viewer.right.timepoint?.visit : null;
     const otherVisit = overlay.visit === current ? compared : current;
     const same = this.overlays.find(
-      (o) => o.reader === overlay.reader && o.label === overlay.label && o.visit === otherVisit && o !== overlay,
+      (o) =>
+        o.reader === overlay.reader && o.label === overlay.label && o.visit === otherVisit && o !== overlay && o.image,
     );
     if (same) places.push({ image: same.image, visit: same.visit });
     return places;
@@ -1274,7 +1315,9 @@ class AdjudicationOverlays {
     if (!this.list) return;
     const items = this.overlays.map((overlay, n) => {
       const li = element("li");
-      const item = button(`overlay-item reader-${overlay.reader}${overlay.disputed ? " is-disputed" : ""}`);
+      // A lesion tied to no image is listed all the same, with nothing to bring the panes to.
+      const classes = `overlay-item reader-${overlay.reader}${overlay.disputed ? " is-disputed" : ""}`;
+      const item = overlay.image ? button(classes) : element("div", `${classes} is-unplaced`);
       item.dataset.overlay = String(n);
       item.dataset.label = overlay.label;
       item.dataset.reader = String(overlay.reader);
@@ -1295,6 +1338,7 @@ class AdjudicationOverlays {
       const where = element("span", "overlay-visit", this.visitLabel(overlay.visit));
       const kinds = { non_target: gettext("Non-target lesion"), new: gettext("New lesion") };
       if (kinds[overlay.category]) where.append(" · ", kinds[overlay.category]);
+      if (!overlay.image) where.append(" · ", gettext("no image recorded"));
       item.append(swatch, name, size, where);
       if (overlay.disputed) item.append(element("span", "tag differs-tag overlay-disputed", gettext("Readers differ")));
       li.append(item);

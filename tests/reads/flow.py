@@ -86,6 +86,16 @@ def save_and_sign(reader, task, content) -> Read:
     )
 
 
+def signed_baseline_then_week_6(world, reader=None) -> tuple[ReadTask, ReadTask]:
+    """Baseline and week 6 ready for read, the reader's (rhea's) baseline signed: their two tasks."""
+    reader = reader or world.rhea
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(reader, "BL")
+    save_and_sign(reader, bl, baseline_content(bl))
+    return bl, task_of(reader, "W6")
+
+
 def dciodvfy_errors(dataset, tmp_path) -> list[str]:
     """What Debian's dicom3tools `dciodvfy` calls an error in `dataset` (it must recognise the SR IOD)."""
     import shutil

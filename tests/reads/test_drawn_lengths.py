@@ -12,7 +12,14 @@ from ctims.exceptions import ValidationFailed
 from reads import read_services
 from reads.bench import drawn_line
 from reads.content import drawn_length_mm
-from tests.reads.flow import baseline_content, follow_up_content, image, ready, save_and_sign, task_of
+from tests.reads.flow import (
+    baseline_content,
+    follow_up_content,
+    image,
+    ready,
+    signed_baseline_then_week_6,
+    task_of,
+)
 from trials.models import Instance
 
 
@@ -71,11 +78,7 @@ def test_a_long_axis_recorded_with_no_line_drawn_is_refused(world):
 
 
 def test_a_length_recorded_on_no_image_is_refused_whatever_the_status(world):
-    ready(world, "BL")
-    ready(world, "W6", day=42)
-    bl = task_of(world.rhea, "BL")
-    save_and_sign(world.rhea, bl, baseline_content(bl))
-    w6 = task_of(world.rhea, "W6")
+    bl, w6 = signed_baseline_then_week_6(world)
     content = follow_up_content(w6, "20.0", "10.0")
     content["targets"][0].update(status="too_small", long_mm="4.0", long_points=None, image=None)
     with pytest.raises(ValidationFailed, match="no line is drawn"):
@@ -115,11 +118,7 @@ def test_a_line_reaching_the_images_far_corner_is_on_the_image(world):
 
 
 def test_a_measured_target_of_no_length_is_refused(world):
-    ready(world, "BL")
-    ready(world, "W6", day=42)
-    bl = task_of(world.rhea, "BL")
-    save_and_sign(world.rhea, bl, baseline_content(bl))
-    w6 = task_of(world.rhea, "W6")
+    bl, w6 = signed_baseline_then_week_6(world)
     content = follow_up_content(w6, "20.0", "10.0")
     content["targets"][0].update(long_mm="0.0", long_points=[[40, 40], [40, 40]])
     with pytest.raises(ValidationFailed) as err:

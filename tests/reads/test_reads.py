@@ -23,6 +23,7 @@ from tests.reads.flow import (
     image,
     ready,
     save_and_sign,
+    signed_baseline_then_week_6,
     target,
     task_of,
 )
@@ -110,11 +111,7 @@ def test_a_frame_the_image_does_not_have_is_refused(world):
 
 
 def test_a_new_lesion_is_recorded_with_the_image_it_is_seen_on(world):
-    ready(world, "BL")
-    ready(world, "W6", day=42)
-    bl = task_of(world.rhea, "BL")
-    save_and_sign(world.rhea, bl, baseline_content(bl))
-    w6 = task_of(world.rhea, "W6")
+    bl, w6 = signed_baseline_then_week_6(world)
     content = follow_up_content(w6, "23.0", "12.0", new="unequivocal")
     content["new"][0]["image"] = None
     with pytest.raises(ValidationFailed) as err:
@@ -203,11 +200,7 @@ def test_the_follow_up_is_assessed_against_the_readers_own_baseline_and_tracks_t
 
 
 def test_a_missing_lesion_must_be_reported_before_signing(world):
-    ready(world, "BL")
-    ready(world, "W6", day=42)
-    bl = task_of(world.rhea, "BL")
-    save_and_sign(world.rhea, bl, baseline_content(bl))
-    w6 = task_of(world.rhea, "W6")
+    bl, w6 = signed_baseline_then_week_6(world)
     content = follow_up_content(w6, "20.0", "10.0")
     del content["targets"][1]
     read = read_services.read_save(actor=world.rhea, task_id=w6.pk, raw=content)
@@ -375,11 +368,7 @@ def test_a_correction_is_refused_once_the_visit_is_locked(world):
 
 
 def test_the_sr_of_a_signed_follow_up_passes_dciodvfy(world, tmp_path):
-    ready(world, "BL")
-    ready(world, "W6", day=42)
-    bl = task_of(world.rhea, "BL")
-    save_and_sign(world.rhea, bl, baseline_content(bl))
-    w6 = task_of(world.rhea, "W6")
+    bl, w6 = signed_baseline_then_week_6(world)
     # A lesion too small to measure, a non-target gone, an unequivocal new lesion: every kind of item.
     content = follow_up_content(w6, "16.1", "8.4", nt="absent", new="unequivocal")
     content["targets"][1] = target(w6, "T02", None, site="39607008", status="too_small")

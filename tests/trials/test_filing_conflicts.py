@@ -101,3 +101,17 @@ def test_the_very_file_sent_again_after_the_engine_changed_is_already_stored_not
     upload_files(world.cora, "ALPHA-SEO-001", [baseline[0]])
     item = item_of(baseline[0])
     assert (item.state, item.code) == ("duplicate", "")
+
+
+def test_two_different_files_under_one_sops_uids_in_one_upload_store_the_first_and_refuse_the_second(world):
+    """The second meets the first while the batch still holds it unsaved (a client found this: it was rejected
+    as 'unreadable' with the ORM's own error)."""
+    first = synthesize_ct_series(real_ct_template(large=False), slices=1, seed="filing-same-batch")[0]
+    second = changed(first, SliceThickness="2.5")
+    upload_files(world.cora, "ALPHA-SEO-001", [first, second])
+    assert (item_of(first).state, item_of(second).state, item_of(second).code) == (
+        "accepted",
+        "rejected",
+        "instance_conflict",
+    )
+    assert Instance.objects.count() == 1

@@ -374,9 +374,9 @@ class _BatchIndex:
         study = self.studies.get(result.study_instance_uid)
         if study is not None and study.timepoint_id != self.timepoint.pk:
             return "wrong_timepoint", _already_uploaded(study)
-        if (
-            stored.sha256 != hashlib.sha256(result.data).hexdigest()
-            and not UploadItem.objects.filter(instance=stored, sha256=source_sha256).exists()
+        if stored.sha256 != hashlib.sha256(result.data).hexdigest() and (
+            stored.pk is None  # stored by this batch, from another file of it
+            or not UploadItem.objects.filter(instance=stored, sha256=source_sha256).exists()
         ):
             return "instance_conflict", Text(INSTANCE_CONFLICT)
         return None

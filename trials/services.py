@@ -488,9 +488,36 @@ def membership_revoke(*, actor, membership: Membership) -> None:
         )
         membership.delete()
         _sync_permissions(user, trial)
+        # A link sent for the role before cannot give it back.
+        _invitations_withdraw(actor=actor, trial=trial, email=user.email, role=membership.role)
 
 
 INVITATION_DAYS = 14
+
+
+def _open_invitations(*, trial: Trial, email: str, role: str):
+    return Invitation.objects.filter(
+        trial=trial,
+        email__iexact=email,
+        role=role,
+        accepted_at__isnull=True,
+        withdrawn_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    )
+
+
+def _invitations_withdraw(*, actor, trial: Trial, email: str, role: str, reason: str = "role removed") -> None:
+    """Withdraw the open invitations of `email` to `role` in the trial, each audited."""
+    for invitation in _open_invitations(trial=trial, email=email, role=role).select_for_update():
+        invitation.withdrawn_at = timezone.now()
+        invitation.save(update_fields=["withdrawn_at"])
+        audit_record(
+            actor=actor,
+            action="invitation.withdraw",
+            obj=invitation,
+            trial_id=trial.pk,
+            summary={"email": invitation.email, "role": role, "why": reason},
+        )
 
 
 def invitation_create(
@@ -517,6 +544,8 @@ def invitation_create(
     )
     _clean(invitation, exclude=["secret_hash"])
     with transaction.atomic():
+        # Invited again: the newest invitation stands, and the links sent before no longer work.
+        _invitations_withdraw(actor=actor, trial=trial, email=email, role=role, reason="invited again")
         invitation.save()
         invitation.sites.set(sites)
         audit_record(
@@ -533,6 +562,7 @@ def invitation_create(
             "role": invitation.get_role_display(),
             "link": site_link(reverse("invitation", args=[secret])),
             "days": INVITATION_DAYS,
+            "sites": ", ".join(f"{site.name} ({site.code})" for site in sites),
         }
         # Sent only once the transaction commits: an invitation that fails sends nothing.
         transaction.on_commit(
@@ -547,12 +577,17 @@ def invitation_create(
 
 
 def invitation_find(secret: str) -> Invitation | None:
-    """The open invitation whose link carries `secret`: not accepted and not expired; else None."""
+    """The open invitation whose link carries `secret`: not accepted, withdrawn or expired; else None."""
     if not secret.isascii():
         return None
     return (
         Invitation.objects.select_related("trial", "invited_by")
-        .filter(secret_hash=hash_token_key(secret), accepted_at__isnull=True, expires_at__gt=timezone.now())
+        .filter(
+            secret_hash=hash_token_key(secret),
+            accepted_at__isnull=True,
+            withdrawn_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
         .first()
     )
 
@@ -563,14 +598,19 @@ def invitation_accept(*, invitation: Invitation, user) -> Membership:
         raise NotPermitted(_("This invitation is for another email address. Log out and open the link again."))
     with transaction.atomic():
         invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
-        if invitation.accepted_at is not None or invitation.expires_at <= timezone.now():
-            raise InvalidState(_("This invitation was already used or has expired."))
-        membership = membership_grant(
-            actor=invitation.invited_by,
-            trial=invitation.trial,
-            user=user,
-            role=invitation.role,
-            sites=list(invitation.sites.all()),
+        if (
+            invitation.accepted_at is not None
+            or invitation.withdrawn_at is not None
+            or invitation.expires_at <= timezone.now()
+        ):
+            raise InvalidState(_("This invitation was already used, was withdrawn or has expired."))
+        # The invited sites are added to those the person already works for, never in their place.
+        held = Membership.objects.filter(trial=invitation.trial, user=user, role=invitation.role).first()
+        sites = {site.pk: site for site in invitation.sites.all()}
+        if held is not None:
+            sites |= {site.pk: site for site in held.sites.all()}
+        membership = membership_grant(  # the person who accepts is the one who acts
+            actor=user, trial=invitation.trial, user=user, role=invitation.role, sites=list(sites.values())
         )
         invitation.accepted_at, invitation.accepted_by = timezone.now(), user
         invitation.save(update_fields=["accepted_at", "accepted_by"])

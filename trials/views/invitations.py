@@ -31,7 +31,7 @@ def invitation(request, secret: str):
     """The invitation behind the link: 404 if used, expired or unknown. Its page says what to do next."""
     found = services.invitation_find(secret)
     if found is None:
-        raise Http404(_("This invitation was already used or has expired."))
+        raise Http404(_("This invitation was already used, was withdrawn or has expired."))
     has_account = User.objects.filter(email=found.email).exists()
     context = {"invitation": found, "has_account": has_account, "form": None}
     if request.user.is_authenticated:
@@ -42,7 +42,7 @@ def invitation(request, secret: str):
                 context["error"] = exc.message
                 return render(request, "registration/invitation.html", context, status=403)
             except InvalidState:
-                raise Http404(_("This invitation was already used or has expired.")) from None
+                raise Http404(_("This invitation was already used, was withdrawn or has expired.")) from None
             messages.success(
                 request,
                 _("You now hold the role %(role)s in %(trial)s.")

@@ -29,7 +29,7 @@ from ctims.api_errors import error_body
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
 from . import qido, wado
-from .negotiation import EXPLICIT_VR_LE, Accepted, parse_accept, wants
+from .negotiation import EXPLICIT_VR_LE, FRAME_MEDIA_TYPES, Accepted, frame_choice, parse_accept
 from .scopes import Scope
 
 DICOM_JSON = "application/dicom+json"
@@ -519,25 +519,21 @@ def _frames_as(instance, numbers: list[int], syntax: str) -> tuple[list[bytes], 
 def retrieve_frames(request, scope: Scope, study: str, series: str, instance: str, frames: str):
     numbers = _frame_numbers(frames)
     item = scope.instance(study, series, instance)
-    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
-    choice = wants(accepted, "multipart/related", "application/octet-stream")
+    choice = frame_choice(parse_accept(request.META.get("HTTP_ACCEPT")), item.transfer_syntax_uid)
     if choice is None:
-        raise wado.NotAcceptable('send Accept: multipart/related; type="application/octet-stream"')
-    syntax = "*" if choice.media_type == "*/*" else choice.transfer_syntax
-
-    # A compressed frame may be asked for by its own media type (image/jls, image/jp2...): label it so.
-    asked_type = choice.part_type if choice.part_type.startswith(("image/", "video/")) else ""
+        own = "".join(f' or type="{t}"' for t in FRAME_MEDIA_TYPES.get(item.transfer_syntax_uid, ())[:1])
+        raise wado.NotAcceptable(f'send Accept: multipart/related; type="application/octet-stream"{own}')
+    part_type, syntax = choice
 
     def make():
         data, used = _frames_as(item, numbers, syntax)
         boundary = wado.new_boundary()
-        part_type = asked_type if asked_type and used != EXPLICIT_VR_LE else "application/octet-stream"
         body = b"".join(
             wado.multipart_stream(((f"{part_type}; transfer-syntax={used}", [frame]) for frame in data), boundary)
         )
         return HttpResponse(body, content_type=f'multipart/related; type="{part_type}"; boundary={boundary}')
 
-    return _cached(request, _etag("frames", item.sha256, frames, syntax, asked_type), IMMUTABLE, make)
+    return _cached(request, _etag("frames", item.sha256, frames, syntax, part_type), IMMUTABLE, make)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")

@@ -457,6 +457,40 @@ def test_compressed_frames_are_byte_ranges_of_the_stored_file(images, encodings,
     assert storages["images"].open(instance.storage_key).read()[offset : offset + length] == frame
 
 
+@pytest.mark.parametrize(
+    ("syntax", "media_type"),
+    [(RLE, "image/x-dicom-rle"), (RLE, "image/dicom-rle"), (JPEG_LS, "image/jls"), (JPEG_LS, "image/x-jls")],
+)
+def test_frames_asked_for_in_their_stored_media_type_come_as_stored_and_one_not_made_here_is_406(
+    images, encodings, client, syntax, media_type
+):
+    """PS3.18 8.7.3: a frame is answered in a media type the client accepts, or 406; never in another."""
+    series = encodings[JPEG_LS].series
+    upload(images, "ALPHA-SEO-002", [damaged_frames("MR_small_RLE.dcm", series, lambda frames: None)], images.cora)
+    stored = {i.transfer_syntax_uid: i for i in Instance.objects.filter(series__study__subject__code="ALPHA-SEO-002")}
+    client.force_login(images.quinn)
+    instance = stored[syntax]
+    fragments = pydicom.dcmread(storages["images"].open(instance.storage_key)).PixelData
+    url = f"{instance_url(instance)}/frames/1"
+    answer = client.get(url, HTTP_ACCEPT=f'multipart/related; type="{media_type}"')
+    assert answer.status_code == 200
+    assert answer["Content-Type"].startswith(f'multipart/related; type="{media_type}";')
+    [(headers, frame)] = parts(answer)
+    assert headers["Content-Type"] == f"{media_type}; transfer-syntax={syntax}"
+    assert frame == next(generate_frames(fragments, number_of_frames=1))
+    # Any other compressed media type would have to be made here: 406, or the client's next choice.
+    other = "image/jls" if syntax == RLE else "image/x-dicom-rle"
+    for refused in (other, "image/jp2", "image/jpeg", f"{media_type}; transfer-syntax={EXPLICIT}"):
+        answer = client.get(url, HTTP_ACCEPT=f'multipart/related; type="{refused}"')
+        assert answer.status_code == 406 and answer.json()["error"], refused
+    answer = client.get(url, HTTP_ACCEPT=f'multipart/related; type="{other}", {OCTETS}; q=0.5')
+    [(headers, native)] = parts(answer)
+    assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}"
+    assert np.array_equal(np.frombuffer(native, dtype=ORIGINAL.dtype.newbyteorder("<")).reshape(64, 64), ORIGINAL)
+    uncompressed = f"{instance_url(stored['1.2.840.10008.1.2'])}/frames/1"
+    assert client.get(uncompressed, HTTP_ACCEPT=f'multipart/related; type="{media_type}"').status_code == 406
+
+
 # -- PS3.18 10.4.1.1.3 / 8.3.5: rendered resources at every level, with the window function ----------------------
 
 

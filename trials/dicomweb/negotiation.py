@@ -37,6 +37,12 @@ def parse_accept(header: str | None) -> list[Accepted]:
     return sorted(result, key=lambda a: -a.q)
 
 
+def covers(media_range: str, media_type: str) -> bool:
+    """Whether an Accept entry's media range (`*/*`, `application/*` or a type) covers `media_type` (RFC 9110
+    12.5.1)."""
+    return media_range in (media_type, "*/*", media_type.split("/")[0] + "/*")
+
+
 # PS3.18 Table 8.7.3-5: the media type of a compressed frame, by its transfer syntax (with the names older
 # editions and clients still send). This server makes none of them: a frame comes in one only as stored.
 FRAME_MEDIA_TYPES = {
@@ -76,9 +82,9 @@ def frame_choice(accepted: list[Accepted], stored: str) -> tuple[str, str] | Non
     for entry in accepted:
         if entry.media_type == "*/*":
             return OCTET_STREAM, "*"
-        if entry.media_type == "multipart/related":
+        if covers(entry.media_type, "multipart/related"):
             part_type = entry.part_type or OCTET_STREAM
-        elif entry.media_type == OCTET_STREAM:
+        elif covers(entry.media_type, OCTET_STREAM):
             part_type = OCTET_STREAM
         else:
             continue

@@ -29,7 +29,7 @@ from ctims.api_errors import error_body
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
 from . import qido, wado
-from .negotiation import EXPLICIT_VR_LE, FRAME_MEDIA_TYPES, Accepted, frame_choice, parse_accept
+from .negotiation import EXPLICIT_VR_LE, FRAME_MEDIA_TYPES, Accepted, covers, frame_choice, parse_accept
 from .scopes import Scope
 
 DICOM_JSON = "application/dicom+json"
@@ -335,9 +335,14 @@ def _dicom_choice(accepted: list[Accepted], instances) -> tuple[bool, list[str]]
     """(single part?, the transfer syntax of each instance) for the client's first acceptable entry that this
     server can make for every instance (PS3.18 8.7.3: the default is Explicit VR Little Endian)."""
     for entry in accepted:
-        single = entry.media_type == "application/dicom"
-        multipart = entry.media_type == "multipart/related" and entry.part_type in ("", "*/*", "application/dicom")
-        if not (single or multipart or entry.media_type == "*/*") or (single and len(instances) > 1):
+        single = entry.media_type != "*/*" and covers(entry.media_type, "application/dicom")
+        multipart = covers(entry.media_type, "multipart/related") and entry.part_type in (
+            "",
+            "*/*",
+            "application/*",
+            "application/dicom",
+        )
+        if not (single or multipart) or (single and len(instances) > 1):
             continue
         syntaxes = [wado.produce_syntax(i.transfer_syntax_uid, [entry.transfer_syntax]) for i in instances]
         if None not in syntaxes:
@@ -573,14 +578,17 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
         (
             e
             for e in accepted
-            if (e.media_type == "multipart/related" and e.part_type in ("", "*/*", "application/octet-stream"))
-            or e.media_type in ("application/octet-stream", "*/*", "application/*")
+            if (
+                covers(e.media_type, "multipart/related")
+                and e.part_type in ("", "*/*", "application/*", "application/octet-stream")
+            )
+            or covers(e.media_type, "application/octet-stream")
         ),
         None,
     )
     if choice is None:
         raise wado.NotAcceptable("bulk data is application/octet-stream, alone or in multipart/related")
-    multipart = choice.media_type == "multipart/related"
+    multipart = choice.media_type in ("multipart/related", "multipart/*")
     syntax = wado.produce_syntax(item.transfer_syntax_uid, [choice.transfer_syntax])
     if syntax is None:
         raise wado.NotAcceptable(f"bulk data is available as stored or in {EXPLICIT_VR_LE}")
@@ -641,8 +649,9 @@ def _render_params(request) -> dict:
 def _render_media_type(request, *, multipart: bool) -> str:
     accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
     for entry in accepted:
-        kind = entry.part_type if entry.media_type == "multipart/related" else entry.media_type
-        if entry.media_type == "multipart/related" and not multipart:
+        in_parts = entry.media_type in ("multipart/related", "multipart/*")
+        kind = entry.part_type if in_parts else entry.media_type
+        if in_parts and not multipart:
             continue
         if kind in ("image/png", "image/jpeg"):
             return kind

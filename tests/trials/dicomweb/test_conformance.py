@@ -415,6 +415,30 @@ def test_406_only_for_a_syntax_the_server_cannot_make(images, encodings, client)
     assert second_choice.status_code == 200 and EXPLICIT in parts(second_choice)[0][0]["Content-Type"]
 
 
+def test_a_media_range_matches_the_media_types_it_covers_at_every_resource(images, client):
+    """RFC 9110 12.5.1: application/* covers application/dicom and application/octet-stream, multipart/* covers
+    multipart/related, wherever those are what the resource answers."""
+    client.force_login(images.alice)
+    series = seoul_series()
+    instance = series.instances.order_by("instance_number").first()
+    stored = storages["images"].open(instance.storage_key).read()
+    single = client.get(instance_url(instance), HTTP_ACCEPT="application/*")
+    assert single.status_code == 200 and single["Content-Type"].startswith("application/dicom;")
+    assert body(single) == stored
+    [(headers, _)] = parts(client.get(instance_url(instance), HTTP_ACCEPT="multipart/*"))
+    assert headers["Content-Type"].startswith("application/dicom;")
+    series_url = f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+    assert len(parts(client.get(series_url, HTTP_ACCEPT="multipart/*"))) == series.instances.count()
+    assert client.get(series_url, HTTP_ACCEPT="application/*").status_code == 406  # one body, many instances
+    for accept in ("multipart/*", "application/*"):
+        [(headers, _)] = parts(client.get(f"{instance_url(instance)}/frames/1", HTTP_ACCEPT=accept))
+        assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}", accept
+    [(headers, _)] = parts(client.get(bulk_url(instance), HTTP_ACCEPT="multipart/*"))
+    assert headers["Content-Type"].startswith("application/octet-stream;")
+    rendered = parts(client.get(f"{series_url}/rendered", HTTP_ACCEPT="multipart/*"))
+    assert {headers["Content-Type"] for headers, _ in rendered} == {"image/png"}
+
+
 # -- PS3.18 10.4.1.1.5: bulk data as the Accept header asks ---------------------------------------------------
 
 

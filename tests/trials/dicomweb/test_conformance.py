@@ -698,6 +698,32 @@ def test_bad_values_answer_400(images, client, suffix, params):
     assert answer.status_code == 400 and answer.json()["error"]
 
 
+# -- RFC 9110 13.1.2: If-None-Match ------------------------------------------------------------------------------
+
+
+def test_if_none_match_compares_weakly_matches_any_with_a_star_and_answers_a_bare_304(images, client):
+    client.force_login(images.alice)
+    series = seoul_series()
+    instance = series.instances.first()
+    series_url = f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+    for url, accept in [
+        (f"{series_url}/metadata", "application/dicom+json"),
+        (instance_url(instance), "application/dicom"),
+        (f"{instance_url(instance)}/frames/1", OCTETS),
+        (f"{instance_url(instance)}/rendered", "image/png"),
+        (bulk_url(instance), "application/octet-stream"),
+    ]:
+        first = client.get(url, HTTP_ACCEPT=accept)
+        assert first.status_code == 200 and first["ETag"], url
+        for header in (f"W/{first['ETag']}", f'"other", {first["ETag"]}', "*"):
+            again = client.get(url, HTTP_ACCEPT=accept, HTTP_IF_NONE_MATCH=header)
+            assert again.status_code == 304, (url, header)
+            assert body(again) == b"" and "Content-Type" not in again, url
+            for name in ("ETag", "Cache-Control", "Vary"):
+                assert again[name] == first[name], (url, name)
+        assert client.get(url, HTTP_ACCEPT=accept, HTTP_IF_NONE_MATCH='W/"other"').status_code == 200, url
+
+
 # -- PS3.18 8.6 / RFC 9110: methods ----------------------------------------------------------------------------
 
 

@@ -225,6 +225,38 @@ def test_dates_and_times_match_ranges_open_at_either_end(indexed, client):
         assert answer.status_code == 400 and answer.json()["error"], bad
 
 
+def test_times_match_on_their_value_whatever_the_precision_either_side_gives(indexed, client):
+    """PS3.4 C.2.2.2.5: 103000.0 is 10:30:00, as 103000 is; a stored 1030 is 10:30:00 and 103000.25 lies within
+    10:30:00.2 (to a tenth of a second) and within 10:30."""
+    client.force_login(indexed.alice)
+    seoul_uid = [seoul().study_instance_uid]
+    matching = lambda time: values(client.get(f"{ROOT}/studies", {"StudyTime": time}), "0020000D")  # noqa: E731
+    for time in ("103000.0", "103000.000000", "103000-103000.0", "1030-103000.0"):
+        assert matching(time) == seoul_uid, time
+    assert matching("103000.5") == []
+    for stored, found, not_found in [
+        ("1030", ("103000", "103000.0", "1030", "102959.5-103000"), ("103001", "1031")),
+        ("103000.25", ("103000.25", "103000.2", "103000", "1030", "103000.250-103000.3"), ("103000.3", "103000.0")),
+        ("10:30:00", ("103000.0", "10"), ("103001",)),
+    ]:
+        Study.objects.filter(pk=seoul().pk).update(study_time=stored)
+        for time in found:
+            assert matching(time) == seoul_uid, (stored, time)
+        for time in not_found:
+            assert matching(time) == [], (stored, time)
+    series = values(client.get(f"{ROOT}/series", {"PerformedProcedureStepStartTime": "103500.0"}), "0020000E")
+    assert series == [seoul_series().series_instance_uid]
+
+
+def test_a_value_that_is_not_a_dicom_date_or_time_is_refused_whole(indexed, client):
+    client.force_login(indexed.alice)
+    for key, bad in [("StudyDate", "2016-03-15"), ("StudyDate", "20160315-2016"), ("StudyTime", "10-30-00")]:
+        answer = client.get(f"{ROOT}/studies", {key: bad})
+        assert answer.status_code == 400
+        message = answer.json()["error"]["message"]
+        assert repr(bad) in message and key in message, message
+
+
 # -- PS3.18 8.3.4 / 10.6.1: unsupported keys are never silently ignored -------------------------------------
 
 

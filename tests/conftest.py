@@ -279,3 +279,12 @@ def default_language():
     translation.activate(settings.LANGUAGE_CODE)
     yield
     translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Every test starts with an empty cache: a DICOMweb metadata body is kept under its ETag, which names the
+    files' digests and the root only, so the same test files in an earlier test would answer for this one's."""
+    from django.core.cache import cache
+
+    cache.clear()

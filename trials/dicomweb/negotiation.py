@@ -37,11 +37,66 @@ def parse_accept(header: str | None) -> list[Accepted]:
     return sorted(result, key=lambda a: -a.q)
 
 
-def wants(accepted: list[Accepted], *media_types: str) -> Accepted | None:
-    """The first acceptable entry matching one of `media_types` (wildcards in the header count)."""
+def covers(media_range: str, media_type: str) -> bool:
+    """Whether an Accept entry's media range (`*/*`, `application/*` or a type) covers `media_type` (RFC 9110
+    12.5.1)."""
+    return media_range in (media_type, "*/*", media_type.split("/")[0] + "/*")
+
+
+# PS3.18 Table 8.7.3-5: the media type of a compressed frame, by its transfer syntax (with the names older
+# editions and clients still send). This server makes none of them: a frame comes in one only as stored.
+FRAME_MEDIA_TYPES = {
+    "1.2.840.10008.1.2.5": ("image/x-dicom-rle", "image/dicom-rle"),
+    "1.2.840.10008.1.2.4.50": ("image/jpeg",),
+    "1.2.840.10008.1.2.4.51": ("image/jpeg",),
+    "1.2.840.10008.1.2.4.57": ("image/jpeg",),
+    "1.2.840.10008.1.2.4.70": ("image/jpeg",),
+    "1.2.840.10008.1.2.4.80": ("image/jls", "image/x-jls"),
+    "1.2.840.10008.1.2.4.81": ("image/jls", "image/x-jls"),
+    "1.2.840.10008.1.2.4.90": ("image/jp2",),
+    "1.2.840.10008.1.2.4.91": ("image/jp2",),
+    "1.2.840.10008.1.2.4.92": ("image/jpx",),
+    "1.2.840.10008.1.2.4.93": ("image/jpx",),
+    "1.2.840.10008.1.2.4.201": ("image/jphc",),
+    "1.2.840.10008.1.2.4.202": ("image/jphc",),
+    "1.2.840.10008.1.2.4.203": ("image/jphc",),
+    "1.2.840.10008.1.2.4.100": ("video/mpeg2",),
+    "1.2.840.10008.1.2.4.101": ("video/mpeg2",),
+    "1.2.840.10008.1.2.4.102": ("video/mp4",),
+    "1.2.840.10008.1.2.4.103": ("video/mp4",),
+    "1.2.840.10008.1.2.4.104": ("video/mp4",),
+    "1.2.840.10008.1.2.4.105": ("video/mp4",),
+    "1.2.840.10008.1.2.4.106": ("video/mp4",),
+    "1.2.840.10008.1.2.4.107": ("video/H265",),
+    "1.2.840.10008.1.2.4.108": ("video/H265",),
+}
+OCTET_STREAM = "application/octet-stream"
+
+
+def frame_choice(accepted: list[Accepted], stored: str) -> tuple[str, str] | None:
+    """(the frames' media type, the transfer syntax to make them in) for the first acceptable entry this server
+    can answer (PS3.18 8.7.3): application/octet-stream as stored ('*', or the stored syntax) or decoded (the
+    default, Explicit VR Little Endian); a compressed media type only if the frames are stored in it. None if
+    no entry can be answered (406)."""
+    own = FRAME_MEDIA_TYPES.get(stored, ())
     for entry in accepted:
-        for media_type in media_types:
-            major = media_type.split("/")[0]
-            if entry.media_type in (media_type, "*/*", f"{major}/*"):
-                return entry
+        if entry.media_type == "*/*":
+            return OCTET_STREAM, "*"
+        if covers(entry.media_type, "multipart/related"):
+            part_type = entry.part_type or OCTET_STREAM
+        elif covers(entry.media_type, OCTET_STREAM):
+            part_type = OCTET_STREAM
+        else:
+            continue
+        if part_type in (OCTET_STREAM, "*/*", "application/*"):
+            if entry.transfer_syntax in ("", "*", EXPLICIT_VR_LE, stored):
+                return OCTET_STREAM, entry.transfer_syntax
+            continue
+        if entry.transfer_syntax not in ("", "*", stored):
+            continue  # a compressed syntax other than the stored one: this server transcodes to none
+        named = next((media_type for media_type in own if media_type.lower() == part_type), None)
+        if named:
+            return named, stored
+        if own and part_type == own[0].split("/")[0] + "/*":
+            return own[0], stored
     return None

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
+from django.db.models.functions import Concat, Left, Replace, RPad, StrIndex, Substr, Trim
+from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThanOrEqual
 from django.http import QueryDict
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
@@ -64,21 +66,31 @@ def _list(value: str) -> list[str]:
     return [v.strip() for v in re.split(r"[,\\]", value) if v.strip()]
 
 
-def _date(key: str, text: str) -> date | None:
+def _range(key: str, value: str, bound: Callable[[str], object], form: str) -> tuple:
+    """A DA or TM value split into its bounds (PS3.4 C.2.2.2.5: A, A-B, -B or A-); a value that is none of these
+    is refused whole (a date written 2016-03-15 is not the range from 2016 to 03-15)."""
+    start, end = value.split("-", 1) if "-" in value else (value, value)
+    try:
+        if "-" in end or not (start or end):
+            raise ValueError
+        return bound(start, upper=False), bound(end, upper=True)
+    except ValueError:
+        raise BadQuery(
+            f"{key} must be {form} or a range of them ({form}-{form}, -{form} or {form}-), not {value[:40]!r}"
+        ) from None
+
+
+def _date(text: str, *, upper: bool) -> date | None:
     if not text:
         return None
     if not re.fullmatch(r"\d{8}", text):
-        raise BadQuery(f"{key} must be YYYYMMDD or a range YYYYMMDD-YYYYMMDD, not {text[:40]!r}")
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        raise BadQuery(f"{text!r} is not a date") from None
+        raise ValueError(text)
+    return date(int(text[:4]), int(text[4:6]), int(text[6:]))  # ValueError: no such day
 
 
 def _date_match(key: str, path: str, value: str) -> Q:
     """Single value or range matching of a DA key (PS3.4 C.2.2.2.5): YYYYMMDD, A-B, -B or A-."""
-    start, end = (value.split("-", 1) + [""])[:2] if "-" in value else (value, value)
-    start, end = _date(key, start), _date(key, end)
+    start, end = _range(key, value, _date, "YYYYMMDD")
     condition = Q()
     if start:
         condition &= Q(**{f"{path}__gte": start})
@@ -87,33 +99,50 @@ def _date_match(key: str, path: str, value: str) -> Q:
     return condition
 
 
-_TIME = re.compile(r"(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?")
+_TIME = re.compile(r"(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?")
 
 
-def _time_bound(key: str, text: str, *, upper: bool) -> str | None:
-    """A TM bound as the zero-padded text stored values compare against (HHMMSS.FFFFFF)."""
+def _time(text: str, *, upper: bool) -> str | None:
+    """A TM bound as a full HHMMSS.FFFFFF: the first instant it names, or (upper) the last (1030 is 10:30:00.000000
+    to 10:30:59.999999)."""
     if not text:
         return None
     match = _TIME.fullmatch(text.replace(":", ""))
     if not match:
-        raise BadQuery(f"{key} must be HHMMSS or a range HHMMSS-HHMMSS, not {text[:40]!r}")
-    hh, mm, ss, frac = match.groups()
+        raise ValueError(text)
+    hh, mm, ss, fraction = match.groups()
     if int(hh) > 23 or int(mm or 0) > 59 or int(ss or 0) > 60:
-        raise BadQuery(f"{text!r} is not a time of day")
+        raise ValueError(text)
     fill = "59" if upper else "00"
-    whole = hh + (mm or fill) + (ss or fill)
-    return whole + ((frac or ".").ljust(7, "9" if upper else "0") if upper else (frac or ""))
+    return f"{hh}{mm or fill}{ss or fill}.{(fraction or '').ljust(6, '9' if upper else '0')}"
+
+
+def full_time(path: str) -> Case:
+    """A stored TM value as a full HHMMSS.FFFFFF, so that times compare by value: 1030, 103000 and 103000.0 are
+    one instant (and the colons of ACR-NEMA's 10:30:00 are dropped)."""
+    text = Replace(Trim(F(path)), Value(":"), Value(""))
+    dot = StrIndex(text, Value("."))
+    return Case(
+        When(
+            GreaterThan(dot, 0),
+            then=Concat(
+                RPad(Left(text, dot - 1), 6, Value("0")), Value("."), RPad(Substr(text, dot + 1), 6, Value("0"))
+            ),
+        ),
+        default=Concat(RPad(text, 6, Value("0")), Value(".000000")),
+        output_field=CharField(),
+    )
 
 
 def _time_match(key: str, path: str, value: str) -> Q:
-    """Single value or range matching of a TM key: a partial time (HHMM) matches every time within it."""
-    start, end = (value.split("-", 1) + [""])[:2] if "-" in value else (value, value)
-    low, high = _time_bound(key, start, upper=False), _time_bound(key, end, upper=True)
+    """Single value or range matching of a TM key, by value: a partial time (HHMM) matches every time within it,
+    and a stored value of any precision is the instant it names."""
+    low, high = _range(key, value, _time, "HHMMSS.FFFFFF")
     condition = Q(**{f"{path}__gt": ""})  # a study without a time matches no time key
     if low:
-        condition &= Q(**{f"{path}__gte": low})
+        condition &= Q(GreaterThanOrEqual(full_time(path), Value(low)))
     if high:
-        condition &= Q(**{f"{path}__lte": high})
+        condition &= Q(LessThanOrEqual(full_time(path), Value(high)))
     return condition
 
 

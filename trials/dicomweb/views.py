@@ -22,6 +22,7 @@ from django.db.models.base import ModelState
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
+from pydicom.uid import UID
 from rest_framework import exceptions as drf_exceptions
 
 from ctims.api_errors import error_body
@@ -29,7 +30,7 @@ from ctims.api_errors import error_body
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
 from . import qido, wado
-from .negotiation import EXPLICIT_VR_LE, Accepted, parse_accept, wants
+from .negotiation import EXPLICIT_VR_LE, FRAME_MEDIA_TYPES, Accepted, covers, frame_choice, parse_accept
 from .scopes import Scope
 
 DICOM_JSON = "application/dicom+json"
@@ -96,9 +97,17 @@ def _etag(*parts: str) -> str:
     return '"' + hashlib.sha256("|".join(parts).encode()).hexdigest()[:40] + '"'
 
 
+def _not_modified(request: HttpRequest, etag: str) -> bool:
+    """Whether If-None-Match names the current representation: `*`, or its tag by weak comparison (RFC 9110
+    13.1.2 and 8.8.3.2: W/"x" matches "x")."""
+    tags = [t.strip().removeprefix("W/") for t in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
 def _cached(request: HttpRequest, etag: str, cache_control: str, make: Callable[[], HttpResponse]) -> HttpResponse:
-    if etag in [t.strip() for t in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
+    if _not_modified(request, etag):
         response = HttpResponse(status=304)
+        del response["Content-Type"]  # a 304 has no body, so no type (Django's default is text/html)
     else:
         response = make()
     response["ETag"] = etag
@@ -335,9 +344,14 @@ def _dicom_choice(accepted: list[Accepted], instances) -> tuple[bool, list[str]]
     """(single part?, the transfer syntax of each instance) for the client's first acceptable entry that this
     server can make for every instance (PS3.18 8.7.3: the default is Explicit VR Little Endian)."""
     for entry in accepted:
-        single = entry.media_type == "application/dicom"
-        multipart = entry.media_type == "multipart/related" and entry.part_type in ("", "*/*", "application/dicom")
-        if not (single or multipart or entry.media_type == "*/*") or (single and len(instances) > 1):
+        single = entry.media_type != "*/*" and covers(entry.media_type, "application/dicom")
+        multipart = covers(entry.media_type, "multipart/related") and entry.part_type in (
+            "",
+            "*/*",
+            "application/*",
+            "application/dicom",
+        )
+        if not (single or multipart) or (single and len(instances) > 1):
             continue
         syntaxes = [wado.produce_syntax(i.transfer_syntax_uid, [entry.transfer_syntax]) for i in instances]
         if None not in syntaxes:
@@ -496,10 +510,14 @@ def instance_metadata(request, scope: Scope, study: str, series: str, instance: 
 # -- frames and bulk data -----------------------------------------------------------------------------------
 
 
-def _frame_numbers(text: str) -> list[int]:
+def _frame_numbers(text: str, item) -> list[int]:
+    """The frame numbers of a path, each one a frame the instance has (404 otherwise, before any If-None-Match:
+    `*` matches only a representation there is)."""
     numbers = [qido.whole_number("frame number", n, minimum=1) for n in text.split(",")]
     if len(numbers) > 10_000:
         raise qido.BadQuery("at most 10000 frames per request")
+    if max(numbers) > item.number_of_frames:
+        raise IndexError(f"this instance has {item.number_of_frames} frame(s)")
     return numbers
 
 
@@ -517,27 +535,23 @@ def _frames_as(instance, numbers: list[int], syntax: str) -> tuple[list[bytes], 
 
 @endpoint
 def retrieve_frames(request, scope: Scope, study: str, series: str, instance: str, frames: str):
-    numbers = _frame_numbers(frames)
     item = scope.instance(study, series, instance)
-    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
-    choice = wants(accepted, "multipart/related", "application/octet-stream")
+    numbers = _frame_numbers(frames, item)
+    choice = frame_choice(parse_accept(request.META.get("HTTP_ACCEPT")), item.transfer_syntax_uid)
     if choice is None:
-        raise wado.NotAcceptable('send Accept: multipart/related; type="application/octet-stream"')
-    syntax = "*" if choice.media_type == "*/*" else choice.transfer_syntax
-
-    # A compressed frame may be asked for by its own media type (image/jls, image/jp2...): label it so.
-    asked_type = choice.part_type if choice.part_type.startswith(("image/", "video/")) else ""
+        own = "".join(f' or type="{t}"' for t in FRAME_MEDIA_TYPES.get(item.transfer_syntax_uid, ())[:1])
+        raise wado.NotAcceptable(f'send Accept: multipart/related; type="application/octet-stream"{own}')
+    part_type, syntax = choice
 
     def make():
         data, used = _frames_as(item, numbers, syntax)
         boundary = wado.new_boundary()
-        part_type = asked_type if asked_type and used != EXPLICIT_VR_LE else "application/octet-stream"
         body = b"".join(
             wado.multipart_stream(((f"{part_type}; transfer-syntax={used}", [frame]) for frame in data), boundary)
         )
         return HttpResponse(body, content_type=f'multipart/related; type="{part_type}"; boundary={boundary}')
 
-    return _cached(request, _etag("frames", item.sha256, frames, syntax, asked_type), IMMUTABLE, make)
+    return _cached(request, _etag("frames", item.sha256, frames, syntax, part_type), IMMUTABLE, make)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -577,36 +591,43 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
         (
             e
             for e in accepted
-            if (e.media_type == "multipart/related" and e.part_type in ("", "*/*", "application/octet-stream"))
-            or e.media_type in ("application/octet-stream", "*/*", "application/*")
+            if (
+                covers(e.media_type, "multipart/related")
+                and e.part_type in ("", "*/*", "application/*", "application/octet-stream")
+            )
+            or covers(e.media_type, "application/octet-stream")
         ),
         None,
     )
     if choice is None:
         raise wado.NotAcceptable("bulk data is application/octet-stream, alone or in multipart/related")
-    multipart = choice.media_type == "multipart/related"
+    multipart = choice.media_type in ("multipart/related", "multipart/*")
     syntax = wado.produce_syntax(item.transfer_syntax_uid, [choice.transfer_syntax])
     if syntax is None:
         raise wado.NotAcceptable(f"bulk data is available as stored or in {EXPLICIT_VR_LE}")
-    frames, used = _frames_as(item, list(range(1, item.number_of_frames + 1)), syntax)
-    compressed = used != EXPLICIT_VR_LE
-    if not compressed:
-        frames = [b"".join(frames)]
-    if multipart:
-        boundary = wado.new_boundary()
-        parts = ((f"application/octet-stream; transfer-syntax={used}", [f]) for f in frames)
-        response = HttpResponse(
-            b"".join(wado.multipart_stream(parts, boundary)),
-            content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
-        )
-    elif len(frames) == 1:
-        response = _ranged(request, frames[0])
-    else:
+    as_fragments = syntax == item.transfer_syntax_uid and UID(syntax).is_encapsulated
+    if as_fragments and item.number_of_frames > 1 and not multipart:
         raise wado.NotAcceptable("compressed frames come one part each: accept multipart/related")
-    response["ETag"] = _etag("bulk", item.sha256, used, "multipart" if multipart else "single")
-    response["Cache-Control"] = IMMUTABLE
-    response["Vary"] = "Accept, Authorization, Cookie"
-    return response
+
+    def make():
+        frames, used = _frames_as(item, list(range(1, item.number_of_frames + 1)), syntax)
+        compressed = used != EXPLICIT_VR_LE
+        if not compressed:
+            frames = [b"".join(frames)]
+        if multipart:
+            boundary = wado.new_boundary()
+            parts = ((f"application/octet-stream; transfer-syntax={used}", [f]) for f in frames)
+            return HttpResponse(
+                b"".join(wado.multipart_stream(parts, boundary)),
+                content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
+            )
+        if len(frames) == 1:
+            return _ranged(request, frames[0])
+        raise wado.NotAcceptable("compressed frames come one part each: accept multipart/related")
+
+    # (The syntax made is a function of the stored one and the one asked for: the ETag names those.)
+    etag = _etag("bulk", item.sha256, syntax, "multipart" if multipart else "single")
+    return _cached(request, etag, IMMUTABLE, make)
 
 
 # -- rendered and thumbnails ----------------------------------------------------------------------------------
@@ -645,8 +666,9 @@ def _render_params(request) -> dict:
 def _render_media_type(request, *, multipart: bool) -> str:
     accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
     for entry in accepted:
-        kind = entry.part_type if entry.media_type == "multipart/related" else entry.media_type
-        if entry.media_type == "multipart/related" and not multipart:
+        in_parts = entry.media_type in ("multipart/related", "multipart/*")
+        kind = entry.part_type if in_parts else entry.media_type
+        if in_parts and not multipart:
             continue
         if kind in ("image/png", "image/jpeg"):
             return kind
@@ -725,14 +747,14 @@ def thumbnail_instance(request, scope: Scope, study: str, series: str, instance:
 
 @endpoint
 def rendered_frame(request, scope: Scope, study: str, series: str, instance: str, frames: str):
-    numbers = _frame_numbers(frames)
-    return _rendered(request, scope.instance(study, series, instance), numbers[0])
+    item = scope.instance(study, series, instance)
+    return _rendered(request, item, _frame_numbers(frames, item)[0])
 
 
 @endpoint
 def thumbnail_frame(request, scope: Scope, study: str, series: str, instance: str, frames: str):
-    numbers = _frame_numbers(frames)
-    return _rendered(request, scope.instance(study, series, instance), numbers[0], thumbnail=True)
+    item = scope.instance(study, series, instance)
+    return _rendered(request, item, _frame_numbers(frames, item)[0], thumbnail=True)
 
 
 @endpoint

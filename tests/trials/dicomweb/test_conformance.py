@@ -225,6 +225,38 @@ def test_dates_and_times_match_ranges_open_at_either_end(indexed, client):
         assert answer.status_code == 400 and answer.json()["error"], bad
 
 
+def test_times_match_on_their_value_whatever_the_precision_either_side_gives(indexed, client):
+    """PS3.4 C.2.2.2.5: 103000.0 is 10:30:00, as 103000 is; a stored 1030 is 10:30:00 and 103000.25 lies within
+    10:30:00.2 (to a tenth of a second) and within 10:30."""
+    client.force_login(indexed.alice)
+    seoul_uid = [seoul().study_instance_uid]
+    matching = lambda time: values(client.get(f"{ROOT}/studies", {"StudyTime": time}), "0020000D")  # noqa: E731
+    for time in ("103000.0", "103000.000000", "103000-103000.0", "1030-103000.0"):
+        assert matching(time) == seoul_uid, time
+    assert matching("103000.5") == []
+    for stored, found, not_found in [
+        ("1030", ("103000", "103000.0", "1030", "102959.5-103000"), ("103001", "1031")),
+        ("103000.25", ("103000.25", "103000.2", "103000", "1030", "103000.250-103000.3"), ("103000.3", "103000.0")),
+        ("10:30:00", ("103000.0", "10"), ("103001",)),
+    ]:
+        Study.objects.filter(pk=seoul().pk).update(study_time=stored)
+        for time in found:
+            assert matching(time) == seoul_uid, (stored, time)
+        for time in not_found:
+            assert matching(time) == [], (stored, time)
+    series = values(client.get(f"{ROOT}/series", {"PerformedProcedureStepStartTime": "103500.0"}), "0020000E")
+    assert series == [seoul_series().series_instance_uid]
+
+
+def test_a_value_that_is_not_a_dicom_date_or_time_is_refused_whole(indexed, client):
+    client.force_login(indexed.alice)
+    for key, bad in [("StudyDate", "2016-03-15"), ("StudyDate", "20160315-2016"), ("StudyTime", "10-30-00")]:
+        answer = client.get(f"{ROOT}/studies", {key: bad})
+        assert answer.status_code == 400
+        message = answer.json()["error"]["message"]
+        assert repr(bad) in message and key in message, message
+
+
 # -- PS3.18 8.3.4 / 10.6.1: unsupported keys are never silently ignored -------------------------------------
 
 
@@ -415,6 +447,30 @@ def test_406_only_for_a_syntax_the_server_cannot_make(images, encodings, client)
     assert second_choice.status_code == 200 and EXPLICIT in parts(second_choice)[0][0]["Content-Type"]
 
 
+def test_a_media_range_matches_the_media_types_it_covers_at_every_resource(images, client):
+    """RFC 9110 12.5.1: application/* covers application/dicom and application/octet-stream, multipart/* covers
+    multipart/related, wherever those are what the resource answers."""
+    client.force_login(images.alice)
+    series = seoul_series()
+    instance = series.instances.order_by("instance_number").first()
+    stored = storages["images"].open(instance.storage_key).read()
+    single = client.get(instance_url(instance), HTTP_ACCEPT="application/*")
+    assert single.status_code == 200 and single["Content-Type"].startswith("application/dicom;")
+    assert body(single) == stored
+    [(headers, _)] = parts(client.get(instance_url(instance), HTTP_ACCEPT="multipart/*"))
+    assert headers["Content-Type"].startswith("application/dicom;")
+    series_url = f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+    assert len(parts(client.get(series_url, HTTP_ACCEPT="multipart/*"))) == series.instances.count()
+    assert client.get(series_url, HTTP_ACCEPT="application/*").status_code == 406  # one body, many instances
+    for accept in ("multipart/*", "application/*"):
+        [(headers, _)] = parts(client.get(f"{instance_url(instance)}/frames/1", HTTP_ACCEPT=accept))
+        assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}", accept
+    [(headers, _)] = parts(client.get(bulk_url(instance), HTTP_ACCEPT="multipart/*"))
+    assert headers["Content-Type"].startswith("application/octet-stream;")
+    rendered = parts(client.get(f"{series_url}/rendered", HTTP_ACCEPT="multipart/*"))
+    assert {headers["Content-Type"] for headers, _ in rendered} == {"image/png"}
+
+
 # -- PS3.18 10.4.1.1.5: bulk data as the Accept header asks ---------------------------------------------------
 
 
@@ -455,6 +511,40 @@ def test_compressed_frames_are_byte_ranges_of_the_stored_file(images, encodings,
     instance.refresh_from_db()
     [[(offset, length)]] = instance.pixel_layout["fragments"]
     assert storages["images"].open(instance.storage_key).read()[offset : offset + length] == frame
+
+
+@pytest.mark.parametrize(
+    ("syntax", "media_type"),
+    [(RLE, "image/x-dicom-rle"), (RLE, "image/dicom-rle"), (JPEG_LS, "image/jls"), (JPEG_LS, "image/x-jls")],
+)
+def test_frames_asked_for_in_their_stored_media_type_come_as_stored_and_one_not_made_here_is_406(
+    images, encodings, client, syntax, media_type
+):
+    """PS3.18 8.7.3: a frame is answered in a media type the client accepts, or 406; never in another."""
+    series = encodings[JPEG_LS].series
+    upload(images, "ALPHA-SEO-002", [damaged_frames("MR_small_RLE.dcm", series, lambda frames: None)], images.cora)
+    stored = {i.transfer_syntax_uid: i for i in Instance.objects.filter(series__study__subject__code="ALPHA-SEO-002")}
+    client.force_login(images.quinn)
+    instance = stored[syntax]
+    fragments = pydicom.dcmread(storages["images"].open(instance.storage_key)).PixelData
+    url = f"{instance_url(instance)}/frames/1"
+    answer = client.get(url, HTTP_ACCEPT=f'multipart/related; type="{media_type}"')
+    assert answer.status_code == 200
+    assert answer["Content-Type"].startswith(f'multipart/related; type="{media_type}";')
+    [(headers, frame)] = parts(answer)
+    assert headers["Content-Type"] == f"{media_type}; transfer-syntax={syntax}"
+    assert frame == next(generate_frames(fragments, number_of_frames=1))
+    # Any other compressed media type would have to be made here: 406, or the client's next choice.
+    other = "image/jls" if syntax == RLE else "image/x-dicom-rle"
+    for refused in (other, "image/jp2", "image/jpeg", f"{media_type}; transfer-syntax={EXPLICIT}"):
+        answer = client.get(url, HTTP_ACCEPT=f'multipart/related; type="{refused}"')
+        assert answer.status_code == 406 and answer.json()["error"], refused
+    answer = client.get(url, HTTP_ACCEPT=f'multipart/related; type="{other}", {OCTETS}; q=0.5')
+    [(headers, native)] = parts(answer)
+    assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}"
+    assert np.array_equal(np.frombuffer(native, dtype=ORIGINAL.dtype.newbyteorder("<")).reshape(64, 64), ORIGINAL)
+    uncompressed = f"{instance_url(stored['1.2.840.10008.1.2'])}/frames/1"
+    assert client.get(uncompressed, HTTP_ACCEPT=f'multipart/related; type="{media_type}"').status_code == 406
 
 
 # -- PS3.18 10.4.1.1.3 / 8.3.5: rendered resources at every level, with the window function ----------------------
@@ -638,6 +728,32 @@ def test_bad_values_answer_400(images, client, suffix, params):
     instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
     answer = client.get(f"{instance_url(instance)}/{suffix}", params, HTTP_ACCEPT=f"{OCTETS}, image/png")
     assert answer.status_code == 400 and answer.json()["error"]
+
+
+# -- RFC 9110 13.1.2: If-None-Match ------------------------------------------------------------------------------
+
+
+def test_if_none_match_compares_weakly_matches_any_with_a_star_and_answers_a_bare_304(images, client):
+    client.force_login(images.alice)
+    series = seoul_series()
+    instance = series.instances.first()
+    series_url = f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+    for url, accept in [
+        (f"{series_url}/metadata", "application/dicom+json"),
+        (instance_url(instance), "application/dicom"),
+        (f"{instance_url(instance)}/frames/1", OCTETS),
+        (f"{instance_url(instance)}/rendered", "image/png"),
+        (bulk_url(instance), "application/octet-stream"),
+    ]:
+        first = client.get(url, HTTP_ACCEPT=accept)
+        assert first.status_code == 200 and first["ETag"], url
+        for header in (f"W/{first['ETag']}", f'"other", {first["ETag"]}', "*"):
+            again = client.get(url, HTTP_ACCEPT=accept, HTTP_IF_NONE_MATCH=header)
+            assert again.status_code == 304, (url, header)
+            assert body(again) == b"" and "Content-Type" not in again, url
+            for name in ("ETag", "Cache-Control", "Vary"):
+                assert again[name] == first[name], (url, name)
+        assert client.get(url, HTTP_ACCEPT=accept, HTTP_IF_NONE_MATCH='W/"other"').status_code == 200, url
 
 
 # -- PS3.18 8.6 / RFC 9110: methods ----------------------------------------------------------------------------

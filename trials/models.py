@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -784,6 +784,11 @@ class Query(models.Model):
         if not self.title:
             return gettext("QC failed: the visit")
         return gettext("QC failed: %(names)s") % {"names": self.title}
+
+    @property
+    def is_overdue(self) -> bool:
+        """Past its due date while waiting for the site: an answered query waits for the core lab, not the site."""
+        return self.state == self.State.OPEN and self.due_date < timezone.localdate()
 
 
 class QueryMessage(models.Model):

@@ -367,13 +367,12 @@ def qc_pass(*, actor, timepoint: Timepoint, comment: str = "") -> Timepoint:
 
 
 def queries_remind_overdue(*, today: date | None = None) -> int:
-    """Email the site about each overdue query (at most once a day per query); returns how many were sent."""
+    """Email the site about each overdue query (open, past its due date: an answered one waits for the core lab),
+    at most once a day per query; returns how many were sent."""
     today = today or timezone.localdate()
     sent = 0
-    overdue = (
-        Query.objects.exclude(state=Query.State.CLOSED)
-        .filter(due_date__lt=today)
-        .select_related("timepoint__subject__trial", "timepoint__subject__site", "timepoint__visit")
+    overdue = Query.objects.filter(state=Query.State.OPEN, due_date__lt=today).select_related(
+        "timepoint__subject__trial", "timepoint__subject__site", "timepoint__visit"
     )
     for query in overdue:
         if query.reminded_at and timezone.localdate(query.reminded_at) >= today:

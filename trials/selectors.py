@@ -385,10 +385,9 @@ def query_get(*, actor: Actor, trial: Trial, pk: int) -> Query:
 
 
 def queries_overdue(*, trial: Trial) -> QuerySet[Query]:
-    """Queries past their due date and not closed, for the trial admin."""
+    """Queries past their due date still waiting for the site (open), for the trial admin."""
     return (
-        Query.objects.filter(timepoint__subject__trial=trial, due_date__lt=timezone.localdate())
-        .exclude(state=Query.State.CLOSED)
+        Query.objects.filter(timepoint__subject__trial=trial, state=Query.State.OPEN, due_date__lt=timezone.localdate())
         .select_related("timepoint__subject__site", "timepoint__visit")
         .order_by("due_date")
     )

@@ -369,6 +369,21 @@ def test_an_overdue_query_is_red_in_the_list(queried, client):
     assert 'class="nowrap overdue"' in page and "overdue</span>" in page
 
 
+def test_an_answered_query_past_its_due_date_is_not_marked_overdue(queried, client):
+    qc_services.query_answer(actor=queried.cora, query=Query.objects.get(), body="They were never acquired.")
+    Query.objects.update(due_date=timezone.localdate() - timedelta(days=3))
+    query = Query.objects.get()
+    for who, url in (
+        ("cora", reverse("query-list", args=["ALPHA"])),
+        ("quinn", reverse("query-list", args=["ALPHA"])),
+        ("cora", reverse("query-detail", args=["ALPHA", query.pk])),
+        ("quinn", reverse("qc-timepoint", args=qc_args())),
+        ("alice", reverse("trial-detail", args=["ALPHA"])),
+    ):
+        page = as_(client, queried, who).get(url).content.decode()
+        assert "overdue</span>" not in page and "days overdue" not in page, (who, url)
+
+
 def test_the_subject_page_links_the_open_query_and_qc(queried, client):
     query = Query.objects.get()
     url = reverse("subject-detail", args=["ALPHA", SUBJECT])

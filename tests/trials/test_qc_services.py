@@ -11,7 +11,7 @@ from ctims.exceptions import InvalidState, ValidationFailed
 from ctims.models import AuditEvent
 from tests.conftest import build_world, ct_protocol, upload_files
 from tests.trials.test_dicomweb import upload
-from trials import qc_services
+from trials import qc_services, selectors
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import QCFinding, Query, Series, SeriesClassification, Timepoint
 
@@ -114,6 +114,18 @@ def test_overdue_queries_are_reminded_once_a_day(world, mailoutbox):
     assert qc_services.queries_remind_overdue() == 1
     assert qc_services.queries_remind_overdue() == 0
     assert len(mailoutbox) == 1 and "Overdue" in mailoutbox[0].subject
+
+
+def test_a_query_the_site_answered_is_not_overdue_and_not_reminded(world, mailoutbox):
+    upload(world, "ALPHA-SEO-001", series_files("qc-g2"), world.cora)
+    query = qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    qc_services.query_answer(actor=world.cora, query=query, body="It is the portal venous phase.")
+    Query.objects.filter(pk=query.pk).update(due_date=timezone.localdate() - timedelta(days=2))
+    query.refresh_from_db()
+    mailoutbox.clear()
+    assert query.state == "answered" and not query.is_overdue
+    assert qc_services.queries_remind_overdue() == 0 and mailoutbox == []
+    assert not selectors.queries_overdue(trial=world.trial).exists()
 
 
 def test_the_visit_grid_shows_findings_to_the_site(world, client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, pgettext
 from django.utils.translation import gettext_lazy as _
@@ -18,6 +19,7 @@ from .models import ImagingProtocol, Role, Trial, validate_ascii
 from .qc.classify import PARTS, region_from_parts
 from .qc_services import DEFAULT_QUERY_DAYS
 from .roles import ROLES_WITH_SITES
+from .selectors import AUDIT_DATE_MAX, AUDIT_DATE_MIN
 
 
 def add_service_errors(form: forms.Form, exc: CTIMSError) -> None:
@@ -227,6 +229,9 @@ class TokenCreateForm(forms.Form):
         self.fields["role"].label_from_instance = lambda membership: membership.get_role_display()
 
 
+AUDIT_DATE_VALIDATORS = [MinValueValidator(AUDIT_DATE_MIN), MaxValueValidator(AUDIT_DATE_MAX)]
+
+
 class AuditFilterForm(forms.Form):
     action = forms.ChoiceField(label=_("Action"), required=False)
     actor = forms.CharField(label=_("Who"), max_length=254, required=False)
@@ -237,8 +242,18 @@ class AuditFilterForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "trials.site"}),
     )
     object_id = forms.CharField(label=_("Object id"), max_length=64, required=False)
-    since = forms.DateField(label=_("Since"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(label=_("Until"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(
+        label=_("Since"),
+        required=False,
+        validators=AUDIT_DATE_VALIDATORS,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    until = forms.DateField(
+        label=_("Until"),
+        required=False,
+        validators=AUDIT_DATE_VALIDATORS,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
 
     def __init__(self, *args, actions: list[str], **kwargs):
         super().__init__(*args, **kwargs)

@@ -223,6 +223,12 @@ def trial_summary(*, trial: Trial) -> TrialSummary:
     return TrialSummary(sites=trial.sites.count(), subjects=trial.subjects.count(), states_by_visit=states)
 
 
+# The dates an audit filter may name: a day's bounds in any time zone must be a datetime in UTC too (0001-01-01
+# at midnight in Seoul is not; SQLite's make_naive overflowed). The form and the API refuse a date outside.
+AUDIT_DATE_MIN = date(1900, 1, 1)
+AUDIT_DATE_MAX = date(9999, 12, 30)
+
+
 @dataclass(frozen=True)
 class AuditFilters:
     action: str = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from django.urls import reverse
 
 from ctims.models import AuditEvent
@@ -151,6 +152,15 @@ def test_the_audit_page_filters_by_action(world, client):
     page = client.get(reverse("trial-audit", args=["ALPHA"]), {"action": "site.create"}).content.decode()
     assert page.count('<span title="site.create">Site added</span></td>') == 2
     assert 'title="subject.enroll"' not in page
+
+
+@pytest.mark.parametrize("since", ["0001-01-01", "2026-13-40"])
+def test_the_audit_page_shows_a_date_it_cannot_use_and_lists_nothing(world, client, since):
+    client.force_login(world.alice)
+    response = client.get(reverse("trial-audit", args=["ALPHA"]), {"since": since, "action": "site.create"})
+    page = response.content.decode()
+    assert response.status_code == 200 and "has-error" in page
+    assert 'title="site.create"' not in page
 
 
 def test_the_sponsor_page_shows_counts_and_no_subject_or_site(world, client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -19,6 +20,7 @@ from ..models import (
     UploadItem,
     Visit,
 )
+from ..selectors import AUDIT_DATE_MAX, AUDIT_DATE_MIN
 
 
 class TrialOut(serializers.ModelSerializer):
@@ -217,12 +219,15 @@ class AuditEventOut(serializers.Serializer):
     hash = serializers.CharField()
 
 
+AUDIT_DATE_VALIDATORS = [MinValueValidator(AUDIT_DATE_MIN), MaxValueValidator(AUDIT_DATE_MAX)]
+
+
 class AuditFilterIn(serializers.Serializer):
     action = serializers.CharField(required=False, default="")
     actor = serializers.CharField(required=False, default="")
     object_type = serializers.CharField(required=False, default="")
-    since = serializers.DateField(required=False, default=None)
-    until = serializers.DateField(required=False, default=None)
+    since = serializers.DateField(required=False, default=None, validators=AUDIT_DATE_VALIDATORS)
+    until = serializers.DateField(required=False, default=None, validators=AUDIT_DATE_VALIDATORS)
 
 
 class UploadItemOut(serializers.ModelSerializer):

@@ -320,11 +320,12 @@ def query_note_upload(*, upload: Upload) -> None:
 
 
 def query_close(*, actor, query: Query, body: str = "") -> Query:
-    """The reviewer closes a query; the timepoint can then be passed."""
+    """The reviewer closes a query; the timepoint can then be passed. A query closed meanwhile (another tab, another
+    reviewer) is refused: the note would be lost, and the trail would credit the wrong person with closing it."""
     with transaction.atomic():
         query = Query.objects.select_for_update().select_related("timepoint__subject").get(pk=query.pk)
         if query.state == Query.State.CLOSED:
-            return query
+            raise InvalidState(_("This query was already closed; your note was not added to its thread."))
         if body.strip():
             QueryMessage.objects.create(query=query, author=actor, body=body.strip())
         query.state, query.closed_at = Query.State.CLOSED, timezone.now()

@@ -289,6 +289,18 @@ def test_a_closed_query_is_read_only(queried, client):
     assert query.messages.count() == 1
 
 
+def test_closing_a_closed_query_is_refused_and_keeps_the_note_in_the_form(queried, client):
+    query = Query.objects.get()
+    qc_services.query_close(actor=queried.quinn, query=query)  # another tab, another reviewer
+    response = as_(client, queried, "quinn").post(
+        reverse("query-close", args=["ALPHA", query.pk]), {"body": "Slices 9 to 11 are there now."}
+    )
+    page = response.content.decode()
+    assert response.status_code == 200 and "This query was already closed" in page
+    assert "Slices 9 to 11 are there now.</textarea>" in page and "is closed.</li>" not in page
+    assert query.messages.count() == 1 and AuditEvent.objects.filter(action="query.close").count() == 1
+
+
 def test_failing_without_a_reason_is_explained_on_the_form(gappy, client):
     response = as_(client, gappy, "quinn").post(
         reverse("qc-fail", args=qc_args()), {"reason": "", "due_date": timezone.localdate().isoformat()}

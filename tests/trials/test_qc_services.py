@@ -97,6 +97,16 @@ def test_the_query_life_cycle_ends_ready_for_read(world, mailoutbox):
     assert {"qc.fail", "query.answer", "query.close", "qc.pass"} <= actions
 
 
+def test_a_closed_query_cannot_be_closed_again(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-e2"), world.cora)
+    query = qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    qc_services.query_close(actor=world.quinn, query=query, body="Resolved by phone.")
+    with pytest.raises(InvalidState, match="already closed"):
+        qc_services.query_close(actor=world.alice, query=query, body="Closing it too.")
+    assert [m.body for m in query.messages.all()][-1] == "Resolved by phone."
+    assert AuditEvent.objects.filter(action="query.close").count() == 1
+
+
 def test_failing_needs_a_reason_and_a_reviewable_visit(world):
     upload(world, "ALPHA-SEO-001", series_files("qc-f"), world.cora)
     with pytest.raises(ValidationFailed, match="Say what is wrong"):

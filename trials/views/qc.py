@@ -292,6 +292,8 @@ def _query_page(request, actor, trial, query, *, answer_form=None, close_form=No
         "thread": [(m, upload_counts.get(m.upload_id, {})) for m in thread],
         "can_answer": can_answer and open_,
         "can_close": reviews_qc and open_,
+        # Closed meanwhile: the refused closing note is shown back, to be kept elsewhere.
+        "refused_close_form": close_form if close_form is not None and not open_ else None,
         "reviews_qc": reviews_qc,
         "can_upload": can_answer and open_ and timepoint.state in UPLOADABLE_STATES,
         "answer_form": answer_form or QueryAnswerForm(auto_id="id_answer_%s"),

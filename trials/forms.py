@@ -15,7 +15,7 @@ from ctims.exceptions import CTIMSError
 
 from . import qc
 from .deid.profile import IDENTIFYING_TEXT
-from .models import ImagingProtocol, Role, Trial, validate_ascii
+from .models import SLICE_THICKNESS_MAX_MM, SLICE_THICKNESS_MIN_MM, ImagingProtocol, Role, Trial, validate_ascii
 from .qc.classify import PARTS, region_from_parts
 from .qc_services import DEFAULT_QUERY_DAYS
 from .roles import ROLES_WITH_SITES
@@ -157,7 +157,11 @@ class ProtocolCreateForm(forms.Form):
     body_region = forms.ChoiceField(label=_("Body region"), choices=ImagingProtocol.Region.choices)
     contrast = forms.ChoiceField(label=_("Contrast"), choices=ImagingProtocol.Contrast.choices)
     max_slice_thickness_mm = forms.DecimalField(
-        label=_("Maximum slice thickness (mm)"), min_value=0.1, max_value=20, max_digits=4, decimal_places=2
+        label=_("Maximum slice thickness (mm)"),
+        min_value=SLICE_THICKNESS_MIN_MM,
+        max_value=SLICE_THICKNESS_MAX_MM,
+        max_digits=4,
+        decimal_places=2,
     )
     same_scanner_as_baseline = forms.BooleanField(
         label=_("Same scanner as baseline"),

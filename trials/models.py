@@ -325,6 +325,11 @@ class Visit(models.Model):
         return self.target_day + self.window_after
 
 
+# A protocol's slice thickness bounds, as Decimals: a float bound (0.1) is not the Decimal 0.1 and refused it.
+SLICE_THICKNESS_MIN_MM = Decimal("0.1")
+SLICE_THICKNESS_MAX_MM = Decimal("20")
+
+
 class ImagingProtocol(models.Model):
     """What a visit's imaging must contain."""
 
@@ -359,7 +364,7 @@ class ImagingProtocol(models.Model):
         _("maximum slice thickness (mm)"),
         max_digits=4,
         decimal_places=2,
-        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("20"))],
+        validators=[MinValueValidator(SLICE_THICKNESS_MIN_MM), MaxValueValidator(SLICE_THICKNESS_MAX_MM)],
     )
 
     class Meta:

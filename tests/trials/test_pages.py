@@ -110,6 +110,14 @@ def test_an_admin_adds_a_site_a_visit_and_a_protocol(world, client):
     assert ImagingProtocol.objects.filter(visit__code="W12", visit__trial=world.trial, modality="CT").exists()
 
 
+@pytest.mark.parametrize(("thickness", "status"), [("0.1", 302), ("20", 302), ("0.09", 200), ("20.01", 200)])
+def test_the_protocol_forms_slice_thickness_bounds_are_inclusive(world, client, thickness, status):
+    data = {"modality": "CT", "body_region": "cap", "contrast": "required", "max_slice_thickness_mm": thickness}
+    response = post(client, world.alice, "protocol-create", ("ALPHA", "W6"), data)
+    assert response.status_code == status, response.content.decode()[:2000]
+    assert ImagingProtocol.objects.filter(visit__code="W6", visit__trial=world.trial).exists() == (status == 302)
+
+
 def test_a_coordinator_cannot_enroll_through_the_page(world, client):
     count = world.trial.subjects.count()
     assert post(client, world.cora, "trial-subjects", ("ALPHA",), {"site": "SEO"}).status_code == 403

@@ -7,6 +7,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import (
+    SLICE_THICKNESS_MAX_MM,
+    SLICE_THICKNESS_MIN_MM,
     ApiToken,
     ImagingProtocol,
     Invitation,
@@ -131,7 +133,9 @@ class ProtocolCreateIn(serializers.Serializer):
     modality = serializers.ChoiceField(choices=ImagingProtocol.Modality.choices)
     body_region = serializers.ChoiceField(choices=ImagingProtocol.Region.choices)
     contrast = serializers.ChoiceField(choices=ImagingProtocol.Contrast.choices)
-    max_slice_thickness_mm = serializers.DecimalField(max_digits=4, decimal_places=2)
+    max_slice_thickness_mm = serializers.DecimalField(
+        max_digits=4, decimal_places=2, min_value=SLICE_THICKNESS_MIN_MM, max_value=SLICE_THICKNESS_MAX_MM
+    )
     same_scanner_as_baseline = serializers.BooleanField(required=False, default=False)
 
 

@@ -338,8 +338,9 @@ def why_text(reason: str | dict) -> str:
     return template % params if params else template
 
 
-def kind_choices() -> list[tuple[str, str]]:
-    return [(kind, kind_label(kind)) for kind in qc.KINDS]
+def kind_choices(modality: str) -> list[tuple[str, str]]:
+    """The kinds a series of this modality can be given."""
+    return [(kind, kind_label(kind)) for kind in qc.kinds_for_modality(modality)]
 
 
 def region_choices(current: str = "") -> list[tuple[str, str]]:
@@ -360,9 +361,9 @@ class SeriesRelabelForm(forms.Form):
     kind = forms.ChoiceField(label=_("Kind"))
     region = forms.ChoiceField(label=_("Body region"), required=False)
 
-    def __init__(self, *args, current_region: str = "", **kwargs):
+    def __init__(self, *args, modality: str, current_region: str = "", **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = kind_choices()
+        self.fields["kind"].choices = kind_choices(modality)
         self.fields["region"].choices = region_choices(current_region)
 
 

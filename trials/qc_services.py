@@ -179,6 +179,10 @@ def series_relabel(*, actor, series: Series, kind: str, region: str) -> SeriesCl
         qc.Classification(kind=kind, region=region, confidence=1.0)
     except ValueError as exc:
         raise ValidationFailed(_("Unknown series kind or region: %(e)s") % {"e": exc}) from None
+    if kind not in qc.kinds_for_modality(series.modality):
+        # A CT series called "MR T1" would head findings that speak of the CT series received.
+        message = _("This is a %(modality)s series: give it a kind of that modality.") % {"modality": series.modality}
+        raise ValidationFailed(message, fields={"kind": [message]})
     with transaction.atomic():
         stored = SeriesClassification.objects.select_for_update().filter(series=series).first()
         if stored is None:

@@ -346,6 +346,19 @@ def test_an_unknown_kind_is_refused_on_the_series_form(gappy, client):
     assert not AuditEvent.objects.filter(action="qc.relabel").exists()
 
 
+def test_a_ct_series_is_offered_and_given_only_ct_kinds(gappy, client):
+    series = Series.objects.get()
+    quinn = as_(client, gappy, "quinn")
+    page = quinn.get(reverse("qc-timepoint", args=qc_args())).content.decode()
+    assert 'value="ct.delayed"' in page and 'value="mr.t1"' not in page and 'value="localizer"' in page
+    response = quinn.post(
+        reverse("qc-relabel", args=[*qc_args(), series.series_instance_uid]), {"kind": "mr.t1", "region": "head"}
+    )
+    assert response.status_code == 200 and "Select a valid choice." in response.content.decode()
+    assert SeriesClassification.objects.get().kind == "ct.portal_venous"
+    assert not AuditEvent.objects.filter(action="qc.relabel").exists()
+
+
 def test_a_series_of_another_visit_is_not_found(gappy, client, commit):
     bus_subject = next(code for code in gappy.subjects if "-BUS-" in code)
     upload(commit, gappy.bruno, series_files("qc-pages-bus"), subject=bus_subject)

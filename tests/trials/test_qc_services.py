@@ -70,6 +70,17 @@ def test_a_reviewers_label_survives_a_new_run(world):
         qc_services.series_relabel(actor=world.quinn, series=series, kind="ct.nonsense", region="cap")
 
 
+def test_a_series_cannot_be_given_a_kind_of_another_modality(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-d2"), world.cora)
+    series = Series.objects.get()
+    with pytest.raises(ValidationFailed, match="CT series") as refused:
+        qc_services.series_relabel(actor=world.quinn, series=series, kind="mr.t1", region="head")
+    assert "kind" in refused.value.fields
+    assert SeriesClassification.objects.get().kind == "ct.portal_venous"
+    qc_services.series_relabel(actor=world.quinn, series=series, kind="localizer", region="")
+    assert SeriesClassification.objects.get().kind == "localizer"
+
+
 def test_the_query_life_cycle_ends_ready_for_read(world, mailoutbox):
     files = series_files("qc-e")
     upload(world, "ALPHA-SEO-001", files[:8] + files[11:], world.cora)

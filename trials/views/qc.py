@@ -70,6 +70,7 @@ def _relabel_form(series: Series, data=None) -> SeriesRelabelForm | None:
     return SeriesRelabelForm(
         data,
         initial={"kind": classification.kind, "region": classification.region},
+        modality=series.modality,
         current_region=classification.region,
         auto_id=f"id_s{series.pk}_%s",
     )

@@ -255,7 +255,12 @@ def qc_fail(*, actor, timepoint: Timepoint, series: list[Series], reason: str, d
             action="qc.fail",
             obj=timepoint,
             trial_id=timepoint.subject.trial_id,
-            summary={"query": query.pk, "series": [s.series_number for s in series], "due": due.isoformat()},
+            summary={
+                "query": query.pk,
+                "series": [s.series_number for s in series],
+                "due": due.isoformat(),
+                "reason": reason.strip(),  # the reviewer's words, as the site reads them
+            },
         )
         _notify(
             _site_coordinators(timepoint),
@@ -294,7 +299,7 @@ def query_answer(*, actor, query: Query, body: str, upload: Upload | None = None
             action="query.answer",
             obj=query,
             trial_id=timepoint.subject.trial_id,
-            summary={"upload": upload.pk if upload else None},
+            summary={"upload": upload.pk if upload else None, "message": message.body},
         )
         _notify(
             _qc_reviewers(timepoint),
@@ -330,12 +335,17 @@ def query_close(*, actor, query: Query, body: str = "") -> Query:
         query = Query.objects.select_for_update().select_related("timepoint__subject").get(pk=query.pk)
         if query.state == Query.State.CLOSED:
             raise InvalidState(_("This query was already closed; your note was not added to its thread."))
-        if body.strip():
-            QueryMessage.objects.create(query=query, author=actor, body=body.strip())
+        note = body.strip()
+        if note:
+            QueryMessage.objects.create(query=query, author=actor, body=note)
         query.state, query.closed_at = Query.State.CLOSED, timezone.now()
         query.save(update_fields=["state", "closed_at"])
         audit_record(
-            actor=actor, action="query.close", obj=query, trial_id=query.timepoint.subject.trial_id, summary={}
+            actor=actor,
+            action="query.close",
+            obj=query,
+            trial_id=query.timepoint.subject.trial_id,
+            summary={"message": note} if note else {},
         )
         # Answered in words only: with its last query closed the visit is back in the reviewer's hands.
         others = Query.objects.filter(timepoint=query.timepoint).exclude(state=Query.State.CLOSED)
@@ -366,7 +376,7 @@ def qc_pass(*, actor, timepoint: Timepoint, comment: str = "") -> Timepoint:
             action="qc.pass",
             obj=timepoint,
             trial_id=timepoint.subject.trial_id,
-            summary={"comment": bool(comment)},
+            summary={"comment": comment},  # the reviewer's words (Part 11: what was entered, not that it was)
         )
     return timepoint
 

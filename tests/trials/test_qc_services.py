@@ -118,6 +118,22 @@ def test_a_closed_query_cannot_be_closed_again(world):
     assert AuditEvent.objects.filter(action="query.close").count() == 1
 
 
+def test_the_trail_keeps_the_words_entered_not_whether_there_were_any(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-e3"), world.cora)
+    query = qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    qc_services.query_answer(actor=world.cora, query=query, body="  It is portal venous.  ")
+    qc_services.query_close(actor=world.quinn, query=query, body="Agreed.")
+    qc_services.qc_pass(actor=world.quinn, timepoint=timepoint(), comment="Good images.")
+
+    def summary(action):
+        return AuditEvent.objects.get(action=action).summary
+
+    assert summary("qc.fail")["reason"] == "Wrong phase."
+    assert summary("query.answer")["message"] == "It is portal venous."
+    assert summary("query.close")["message"] == "Agreed."
+    assert summary("qc.pass")["comment"] == "Good images."
+
+
 def test_failing_needs_a_reason_and_a_reviewable_visit(world):
     upload(world, "ALPHA-SEO-001", series_files("qc-f"), world.cora)
     with pytest.raises(ValidationFailed, match="Say what is wrong"):

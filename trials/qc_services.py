@@ -35,7 +35,7 @@ from .models import (
     Timepoint,
     Upload,
 )
-from .services import timepoint_transition
+from .services import timepoint_transition, trial_check_open
 from .signals import timepoint_ready
 
 State = Timepoint.State
@@ -233,6 +233,7 @@ def qc_fail(*, actor, timepoint: Timepoint, series: list[Series], reason: str, d
     due = due_date or timezone.localdate() + timedelta(days=DEFAULT_QUERY_DAYS)
     if due < timezone.localdate():
         raise ValidationFailed(_("The due date cannot be in the past."), fields={"due_date": [_("In the past.")]})
+    trial_check_open(timepoint.subject.trial)
     with transaction.atomic():
         timepoint = timepoint_transition(
             actor=actor, timepoint=timepoint, to=State.QUERY_OPEN, allowed_from=REVIEWABLE, reason="QC failed"

@@ -124,6 +124,14 @@ def test_a_coordinator_cannot_enroll_through_the_page(world, client):
     assert world.trial.subjects.count() == count
 
 
+def test_enrolling_in_a_closed_trial_is_refused_on_the_page(world, client):
+    Trial.objects.filter(pk=world.trial.pk).update(status=Trial.Status.CLOSED)
+    count = world.trial.subjects.count()
+    response = post(client, world.alice, "trial-subjects", ("ALPHA",), {"site": "SEO"})
+    assert response.status_code == 200 and "Trial ALPHA is closed" in response.content.decode()
+    assert world.trial.subjects.count() == count
+
+
 def test_granting_a_role_invites_the_person_once(world, client, mailoutbox, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = post(

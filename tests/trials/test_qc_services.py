@@ -143,6 +143,15 @@ def test_failing_needs_a_reason_and_a_reviewable_visit(world):
         qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Too late")
 
 
+def test_a_closed_trial_opens_no_query_and_its_findings_stay_readable(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-f2"), world.cora)
+    world.trial.status = "closed"
+    world.trial.save(update_fields=["status"])
+    with pytest.raises(InvalidState, match="ALPHA is closed"):
+        qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    assert not Query.objects.exists() and timepoint().state == "uploaded"
+
+
 def test_overdue_queries_are_reminded_once_a_day(world, mailoutbox):
     upload(world, "ALPHA-SEO-001", series_files("qc-g"), world.cora)
     query = qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ctims.audit import audit_export
 from ctims.audit_display import event_view
-from ctims.exceptions import ValidationFailed
+from ctims.exceptions import InvalidState, ValidationFailed
 from ctims.models import AuditEvent
 
 from .. import selectors, services
@@ -172,7 +172,7 @@ def trial_schedule(request, code):
     if form.is_valid():
         try:
             visit = services.visit_create(actor=request.user, trial=trial, **form.cleaned_data)
-        except ValidationFailed as exc:
+        except (ValidationFailed, InvalidState) as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, _("Visit %(label)s was added to the schedule.") % {"label": visit.label})
@@ -191,7 +191,7 @@ def protocol_create(request, code, visit_code):
     if form.is_valid():
         try:
             protocol = services.protocol_create(actor=request.user, visit=visit, **form.cleaned_data)
-        except ValidationFailed as exc:
+        except (ValidationFailed, InvalidState) as exc:
             add_service_errors(form, exc)
         else:
             messages.success(

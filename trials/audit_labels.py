@@ -84,6 +84,7 @@ KEYS = {
     "due": pgettext_lazy("audit key", "due"),
     "upload": pgettext_lazy("audit key", "upload"),
     "comment": pgettext_lazy("audit key", "comment"),
+    "message": pgettext_lazy("audit key", "message"),
     "accepted": pgettext_lazy("audit key", "stored"),
     "duplicate": pgettext_lazy("audit key", "already stored"),
     "rejected": pgettext_lazy("audit key", "rejected"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, pgettext
 from django.utils.translation import gettext_lazy as _
@@ -14,10 +15,11 @@ from ctims.exceptions import CTIMSError
 
 from . import qc
 from .deid.profile import IDENTIFYING_TEXT
-from .models import ImagingProtocol, Role, Trial, validate_ascii
+from .models import SLICE_THICKNESS_MAX_MM, SLICE_THICKNESS_MIN_MM, ImagingProtocol, Role, Trial, validate_ascii
 from .qc.classify import PARTS, region_from_parts
 from .qc_services import DEFAULT_QUERY_DAYS
 from .roles import ROLES_WITH_SITES
+from .selectors import AUDIT_DATE_MAX, AUDIT_DATE_MIN
 
 
 def add_service_errors(form: forms.Form, exc: CTIMSError) -> None:
@@ -155,7 +157,11 @@ class ProtocolCreateForm(forms.Form):
     body_region = forms.ChoiceField(label=_("Body region"), choices=ImagingProtocol.Region.choices)
     contrast = forms.ChoiceField(label=_("Contrast"), choices=ImagingProtocol.Contrast.choices)
     max_slice_thickness_mm = forms.DecimalField(
-        label=_("Maximum slice thickness (mm)"), min_value=0.1, max_value=20, max_digits=4, decimal_places=2
+        label=_("Maximum slice thickness (mm)"),
+        min_value=SLICE_THICKNESS_MIN_MM,
+        max_value=SLICE_THICKNESS_MAX_MM,
+        max_digits=4,
+        decimal_places=2,
     )
     same_scanner_as_baseline = forms.BooleanField(
         label=_("Same scanner as baseline"),
@@ -227,6 +233,9 @@ class TokenCreateForm(forms.Form):
         self.fields["role"].label_from_instance = lambda membership: membership.get_role_display()
 
 
+AUDIT_DATE_VALIDATORS = [MinValueValidator(AUDIT_DATE_MIN), MaxValueValidator(AUDIT_DATE_MAX)]
+
+
 class AuditFilterForm(forms.Form):
     action = forms.ChoiceField(label=_("Action"), required=False)
     actor = forms.CharField(label=_("Who"), max_length=254, required=False)
@@ -237,8 +246,18 @@ class AuditFilterForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "trials.site"}),
     )
     object_id = forms.CharField(label=_("Object id"), max_length=64, required=False)
-    since = forms.DateField(label=_("Since"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(label=_("Until"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(
+        label=_("Since"),
+        required=False,
+        validators=AUDIT_DATE_VALIDATORS,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    until = forms.DateField(
+        label=_("Until"),
+        required=False,
+        validators=AUDIT_DATE_VALIDATORS,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
 
     def __init__(self, *args, actions: list[str], **kwargs):
         super().__init__(*args, **kwargs)
@@ -319,8 +338,9 @@ def why_text(reason: str | dict) -> str:
     return template % params if params else template
 
 
-def kind_choices() -> list[tuple[str, str]]:
-    return [(kind, kind_label(kind)) for kind in qc.KINDS]
+def kind_choices(modality: str) -> list[tuple[str, str]]:
+    """The kinds a series of this modality can be given."""
+    return [(kind, kind_label(kind)) for kind in qc.kinds_for_modality(modality)]
 
 
 def region_choices(current: str = "") -> list[tuple[str, str]]:
@@ -341,9 +361,9 @@ class SeriesRelabelForm(forms.Form):
     kind = forms.ChoiceField(label=_("Kind"))
     region = forms.ChoiceField(label=_("Body region"), required=False)
 
-    def __init__(self, *args, current_region: str = "", **kwargs):
+    def __init__(self, *args, modality: str, current_region: str = "", **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = kind_choices()
+        self.fields["kind"].choices = kind_choices(modality)
         self.fields["region"].choices = region_choices(current_region)
 
 

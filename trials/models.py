@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -325,6 +325,11 @@ class Visit(models.Model):
         return self.target_day + self.window_after
 
 
+# A protocol's slice thickness bounds, as Decimals: a float bound (0.1) is not the Decimal 0.1 and refused it.
+SLICE_THICKNESS_MIN_MM = Decimal("0.1")
+SLICE_THICKNESS_MAX_MM = Decimal("20")
+
+
 class ImagingProtocol(models.Model):
     """What a visit's imaging must contain."""
 
@@ -359,7 +364,7 @@ class ImagingProtocol(models.Model):
         _("maximum slice thickness (mm)"),
         max_digits=4,
         decimal_places=2,
-        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("20"))],
+        validators=[MinValueValidator(SLICE_THICKNESS_MIN_MM), MaxValueValidator(SLICE_THICKNESS_MAX_MM)],
     )
 
     class Meta:
@@ -784,6 +789,11 @@ class Query(models.Model):
         if not self.title:
             return gettext("QC failed: the visit")
         return gettext("QC failed: %(names)s") % {"names": self.title}
+
+    @property
+    def is_overdue(self) -> bool:
+        """Past its due date while waiting for the site: an answered query waits for the core lab, not the site."""
+        return self.state == self.State.OPEN and self.due_date < timezone.localdate()
 
 
 class QueryMessage(models.Model):

@@ -35,7 +35,7 @@ from .models import (
     Timepoint,
     Upload,
 )
-from .services import timepoint_transition
+from .services import timepoint_transition, trial_check_open
 from .signals import timepoint_ready
 
 State = Timepoint.State
@@ -179,6 +179,10 @@ def series_relabel(*, actor, series: Series, kind: str, region: str) -> SeriesCl
         qc.Classification(kind=kind, region=region, confidence=1.0)
     except ValueError as exc:
         raise ValidationFailed(_("Unknown series kind or region: %(e)s") % {"e": exc}) from None
+    if kind not in qc.kinds_for_modality(series.modality):
+        # A CT series called "MR T1" would head findings that speak of the CT series received.
+        message = _("This is a %(modality)s series: give it a kind of that modality.") % {"modality": series.modality}
+        raise ValidationFailed(message, fields={"kind": [message]})
     with transaction.atomic():
         stored = SeriesClassification.objects.select_for_update().filter(series=series).first()
         if stored is None:
@@ -229,6 +233,7 @@ def qc_fail(*, actor, timepoint: Timepoint, series: list[Series], reason: str, d
     due = due_date or timezone.localdate() + timedelta(days=DEFAULT_QUERY_DAYS)
     if due < timezone.localdate():
         raise ValidationFailed(_("The due date cannot be in the past."), fields={"due_date": [_("In the past.")]})
+    trial_check_open(timepoint.subject.trial)
     with transaction.atomic():
         timepoint = timepoint_transition(
             actor=actor, timepoint=timepoint, to=State.QUERY_OPEN, allowed_from=REVIEWABLE, reason="QC failed"
@@ -251,7 +256,12 @@ def qc_fail(*, actor, timepoint: Timepoint, series: list[Series], reason: str, d
             action="qc.fail",
             obj=timepoint,
             trial_id=timepoint.subject.trial_id,
-            summary={"query": query.pk, "series": [s.series_number for s in series], "due": due.isoformat()},
+            summary={
+                "query": query.pk,
+                "series": [s.series_number for s in series],
+                "due": due.isoformat(),
+                "reason": reason.strip(),  # the reviewer's words, as the site reads them
+            },
         )
         _notify(
             _site_coordinators(timepoint),
@@ -290,7 +300,7 @@ def query_answer(*, actor, query: Query, body: str, upload: Upload | None = None
             action="query.answer",
             obj=query,
             trial_id=timepoint.subject.trial_id,
-            summary={"upload": upload.pk if upload else None},
+            summary={"upload": upload.pk if upload else None, "message": message.body},
         )
         _notify(
             _qc_reviewers(timepoint),
@@ -320,17 +330,23 @@ def query_note_upload(*, upload: Upload) -> None:
 
 
 def query_close(*, actor, query: Query, body: str = "") -> Query:
-    """The reviewer closes a query; the timepoint can then be passed."""
+    """The reviewer closes a query; the timepoint can then be passed. A query closed meanwhile (another tab, another
+    reviewer) is refused: the note would be lost, and the trail would credit the wrong person with closing it."""
     with transaction.atomic():
         query = Query.objects.select_for_update().select_related("timepoint__subject").get(pk=query.pk)
         if query.state == Query.State.CLOSED:
-            return query
-        if body.strip():
-            QueryMessage.objects.create(query=query, author=actor, body=body.strip())
+            raise InvalidState(_("This query was already closed; your note was not added to its thread."))
+        note = body.strip()
+        if note:
+            QueryMessage.objects.create(query=query, author=actor, body=note)
         query.state, query.closed_at = Query.State.CLOSED, timezone.now()
         query.save(update_fields=["state", "closed_at"])
         audit_record(
-            actor=actor, action="query.close", obj=query, trial_id=query.timepoint.subject.trial_id, summary={}
+            actor=actor,
+            action="query.close",
+            obj=query,
+            trial_id=query.timepoint.subject.trial_id,
+            summary={"message": note} if note else {},
         )
         # Answered in words only: with its last query closed the visit is back in the reviewer's hands.
         others = Query.objects.filter(timepoint=query.timepoint).exclude(state=Query.State.CLOSED)
@@ -361,19 +377,18 @@ def qc_pass(*, actor, timepoint: Timepoint, comment: str = "") -> Timepoint:
             action="qc.pass",
             obj=timepoint,
             trial_id=timepoint.subject.trial_id,
-            summary={"comment": bool(comment)},
+            summary={"comment": comment},  # the reviewer's words (Part 11: what was entered, not that it was)
         )
     return timepoint
 
 
 def queries_remind_overdue(*, today: date | None = None) -> int:
-    """Email the site about each overdue query (at most once a day per query); returns how many were sent."""
+    """Email the site about each overdue query (open, past its due date: an answered one waits for the core lab),
+    at most once a day per query; returns how many were sent."""
     today = today or timezone.localdate()
     sent = 0
-    overdue = (
-        Query.objects.exclude(state=Query.State.CLOSED)
-        .filter(due_date__lt=today)
-        .select_related("timepoint__subject__trial", "timepoint__subject__site", "timepoint__visit")
+    overdue = Query.objects.filter(state=Query.State.OPEN, due_date__lt=today).select_related(
+        "timepoint__subject__trial", "timepoint__subject__site", "timepoint__visit"
     )
     for query in overdue:
         if query.reminded_at and timezone.localdate(query.reminded_at) >= today:

@@ -223,6 +223,12 @@ def trial_summary(*, trial: Trial) -> TrialSummary:
     return TrialSummary(sites=trial.sites.count(), subjects=trial.subjects.count(), states_by_visit=states)
 
 
+# The dates an audit filter may name: a day's bounds in any time zone must be a datetime in UTC too (0001-01-01
+# at midnight in Seoul is not; SQLite's make_naive overflowed). The form and the API refuse a date outside.
+AUDIT_DATE_MIN = date(1900, 1, 1)
+AUDIT_DATE_MAX = date(9999, 12, 30)
+
+
 @dataclass(frozen=True)
 class AuditFilters:
     action: str = ""
@@ -385,10 +391,9 @@ def query_get(*, actor: Actor, trial: Trial, pk: int) -> Query:
 
 
 def queries_overdue(*, trial: Trial) -> QuerySet[Query]:
-    """Queries past their due date and not closed, for the trial admin."""
+    """Queries past their due date still waiting for the site (open), for the trial admin."""
     return (
-        Query.objects.filter(timepoint__subject__trial=trial, due_date__lt=timezone.localdate())
-        .exclude(state=Query.State.CLOSED)
+        Query.objects.filter(timepoint__subject__trial=trial, state=Query.State.OPEN, due_date__lt=timezone.localdate())
         .select_related("timepoint__subject__site", "timepoint__visit")
         .order_by("due_date")
     )

@@ -263,6 +263,7 @@ def visit_create(
     sdtm_name: str = "",
 ) -> Visit:
     """Add a visit to the schedule, and an expected timepoint for it to every enrolled subject."""
+    trial_check_open(trial)
     visit = Visit(
         trial=trial,
         code=code.strip().upper(),
@@ -308,6 +309,7 @@ def protocol_create(
     same_scanner_as_baseline: bool = False,
 ) -> ImagingProtocol:
     """State what a visit's imaging must contain."""
+    trial_check_open(visit.trial)
     protocol = ImagingProtocol(
         visit=visit,
         modality=modality,
@@ -344,6 +346,7 @@ def protocol_create(
 def subject_enroll(*, actor, site: Site) -> Subject:
     """Enroll a subject at a site: the code comes from the trial's pattern and the next free number."""
     trial = site.trial
+    trial_check_open(trial)
     per_site = "{site" in trial.subject_code_pattern
     with transaction.atomic():
         # Lock what numbers are drawn from so two enrollments never take the same number.
@@ -684,6 +687,18 @@ def api_token_revoke(*, actor, token: ApiToken) -> None:
             obj=token,
             trial_id=token.membership.trial_id,
             summary={"name": token.name, "prefix": token.prefix},
+        )
+
+
+def trial_check_open(trial: Trial) -> None:
+    """Refuse new data on a closed trial: no subject enrolled, visit or protocol added, upload opened, file received
+    or query opened. A trial in set-up takes them (its schedule is built and its first subjects enrolled there), as
+    does an active one; on a closed trial reads, results, transfers and the audit trail stay readable, and the
+    queries already open can still be answered and closed. The status is read afresh: `trial` may be stale."""
+    status = Trial.objects.filter(pk=trial.pk).values_list("status", flat=True).first()
+    if status == Trial.Status.CLOSED:
+        raise InvalidState(
+            _("Trial %(code)s is closed: it takes no new subjects, visits, images or queries.") % {"code": trial.code}
         )
 
 

@@ -121,6 +121,22 @@ def test_serializer_errors_use_the_same_shape(world, api):
     assert set(response.json()["error"]["fields"]) == {"name", "country"}
 
 
+def test_a_protocols_slice_thickness_is_bounded_as_on_the_page(world, api):
+    url = reverse("api-protocols", args=["ALPHA", "W6"])
+    data = {"modality": "CT", "body_region": "cap", "contrast": "required"}
+    response = api.as_(world.alice).post(url, {**data, "max_slice_thickness_mm": "0.09"})
+    assert response.status_code == 400 and list(response.json()["error"]["fields"]) == ["max_slice_thickness_mm"]
+    assert api.as_(world.alice).post(url, {**data, "max_slice_thickness_mm": "0.1"}).status_code == 201
+
+
+def test_an_audit_date_out_of_range_is_refused(world, api):
+    for since in ("0001-01-01", "2026-13-40"):
+        response = api.as_(world.alice).get(reverse("api-audit", args=["ALPHA"]), {"since": since})
+        assert response.status_code == 400 and "since" in response.json()["error"]["fields"]
+    response = api.as_(world.alice).get(reverse("api-audit", args=["ALPHA"]), {"until": "9999-12-31"})
+    assert response.status_code == 400 and "until" in response.json()["error"]["fields"]
+
+
 def test_a_list_fields_errors_name_the_item_in_words(world, api):
     response = api.as_(world.alice).patch(
         reverse("api-trial", args=["ALPHA"]), {"two_factor_roles": ["reader", "nonsense"]}, format="json"

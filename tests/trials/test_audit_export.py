@@ -51,6 +51,15 @@ def test_the_export_is_filtered_by_date_range_and_object(world, client):
     assert none == []
 
 
+@pytest.mark.parametrize("since", ["0001-01-01", "2026-13-40", "yesterday"])
+def test_a_date_it_cannot_read_or_hold_is_refused_not_ignored(world, client, since):
+    client.force_login(world.alice)
+    response = client.get(URL, {"since": since})
+    assert response.status_code == 400 and response["Content-Type"].startswith("text/plain")
+    assert "Since" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="audit.export").exists()
+
+
 def test_the_export_is_itself_recorded(world, client):
     client.force_login(world.alice)
     client.get(URL, {"action": "site.create"})

@@ -22,7 +22,7 @@ from tests.trials.durability import (
 )
 from trials.ingest import store
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Series, Study, Timepoint, Upload, UploadItem
+from trials.models import Instance, Series, Study, Timepoint, Trial, Upload, UploadItem
 
 pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
 
@@ -231,6 +231,19 @@ def test_uploads_are_audited_without_identifying_values(world, api, series):
 )
 def test_only_the_sites_coordinator_may_open_an_upload(world, api, who, status):
     assert open_upload(api, world.people[who]).status_code == status
+
+
+def test_a_closed_trial_opens_no_upload_and_receives_no_file(world, api, series):
+    upload_id = open_upload(api, world.cora).json()["id"]  # opened before the trial closed
+    Trial.objects.filter(pk=world.trial.pk).update(status=Trial.Status.CLOSED)
+    response = stow(api, world.cora, upload_id, series[:1])
+    assert response.status_code == 409 and "ALPHA is closed" in response.json()["error"]["message"]
+    assert UploadItem.objects.count() == 0
+    Upload.objects.all().delete()
+    Timepoint.objects.update(state=Timepoint.State.EXPECTED)
+    response = open_upload(api, world.cora)
+    assert response.status_code == 409 and "ALPHA is closed" in response.json()["error"]["message"]
+    assert not Upload.objects.exists()
 
 
 @pytest.mark.parametrize(("who", "status"), [("bruno", 404), ("alice", 403), ("rhea", 404), ("otto", 404)])

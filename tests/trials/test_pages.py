@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from django.urls import reverse
 
 from ctims.models import AuditEvent
@@ -109,9 +110,25 @@ def test_an_admin_adds_a_site_a_visit_and_a_protocol(world, client):
     assert ImagingProtocol.objects.filter(visit__code="W12", visit__trial=world.trial, modality="CT").exists()
 
 
+@pytest.mark.parametrize(("thickness", "status"), [("0.1", 302), ("20", 302), ("0.09", 200), ("20.01", 200)])
+def test_the_protocol_forms_slice_thickness_bounds_are_inclusive(world, client, thickness, status):
+    data = {"modality": "CT", "body_region": "cap", "contrast": "required", "max_slice_thickness_mm": thickness}
+    response = post(client, world.alice, "protocol-create", ("ALPHA", "W6"), data)
+    assert response.status_code == status, response.content.decode()[:2000]
+    assert ImagingProtocol.objects.filter(visit__code="W6", visit__trial=world.trial).exists() == (status == 302)
+
+
 def test_a_coordinator_cannot_enroll_through_the_page(world, client):
     count = world.trial.subjects.count()
     assert post(client, world.cora, "trial-subjects", ("ALPHA",), {"site": "SEO"}).status_code == 403
+    assert world.trial.subjects.count() == count
+
+
+def test_enrolling_in_a_closed_trial_is_refused_on_the_page(world, client):
+    Trial.objects.filter(pk=world.trial.pk).update(status=Trial.Status.CLOSED)
+    count = world.trial.subjects.count()
+    response = post(client, world.alice, "trial-subjects", ("ALPHA",), {"site": "SEO"})
+    assert response.status_code == 200 and "Trial ALPHA is closed" in response.content.decode()
     assert world.trial.subjects.count() == count
 
 
@@ -151,6 +168,15 @@ def test_the_audit_page_filters_by_action(world, client):
     page = client.get(reverse("trial-audit", args=["ALPHA"]), {"action": "site.create"}).content.decode()
     assert page.count('<span title="site.create">Site added</span></td>') == 2
     assert 'title="subject.enroll"' not in page
+
+
+@pytest.mark.parametrize("since", ["0001-01-01", "2026-13-40"])
+def test_the_audit_page_shows_a_date_it_cannot_use_and_lists_nothing(world, client, since):
+    client.force_login(world.alice)
+    response = client.get(reverse("trial-audit", args=["ALPHA"]), {"since": since, "action": "site.create"})
+    page = response.content.decode()
+    assert response.status_code == 200 and "has-error" in page
+    assert 'title="site.create"' not in page
 
 
 def test_the_sponsor_page_shows_counts_and_no_subject_or_site(world, client):

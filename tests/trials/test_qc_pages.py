@@ -289,6 +289,18 @@ def test_a_closed_query_is_read_only(queried, client):
     assert query.messages.count() == 1
 
 
+def test_closing_a_closed_query_is_refused_and_keeps_the_note_in_the_form(queried, client):
+    query = Query.objects.get()
+    qc_services.query_close(actor=queried.quinn, query=query)  # another tab, another reviewer
+    response = as_(client, queried, "quinn").post(
+        reverse("query-close", args=["ALPHA", query.pk]), {"body": "Slices 9 to 11 are there now."}
+    )
+    page = response.content.decode()
+    assert response.status_code == 200 and "This query was already closed" in page
+    assert "Slices 9 to 11 are there now.</textarea>" in page and "is closed.</li>" not in page
+    assert query.messages.count() == 1 and AuditEvent.objects.filter(action="query.close").count() == 1
+
+
 def test_failing_without_a_reason_is_explained_on_the_form(gappy, client):
     response = as_(client, gappy, "quinn").post(
         reverse("qc-fail", args=qc_args()), {"reason": "", "due_date": timezone.localdate().isoformat()}
@@ -334,6 +346,19 @@ def test_an_unknown_kind_is_refused_on_the_series_form(gappy, client):
     assert not AuditEvent.objects.filter(action="qc.relabel").exists()
 
 
+def test_a_ct_series_is_offered_and_given_only_ct_kinds(gappy, client):
+    series = Series.objects.get()
+    quinn = as_(client, gappy, "quinn")
+    page = quinn.get(reverse("qc-timepoint", args=qc_args())).content.decode()
+    assert 'value="ct.delayed"' in page and 'value="mr.t1"' not in page and 'value="localizer"' in page
+    response = quinn.post(
+        reverse("qc-relabel", args=[*qc_args(), series.series_instance_uid]), {"kind": "mr.t1", "region": "head"}
+    )
+    assert response.status_code == 200 and "Select a valid choice." in response.content.decode()
+    assert SeriesClassification.objects.get().kind == "ct.portal_venous"
+    assert not AuditEvent.objects.filter(action="qc.relabel").exists()
+
+
 def test_a_series_of_another_visit_is_not_found(gappy, client, commit):
     bus_subject = next(code for code in gappy.subjects if "-BUS-" in code)
     upload(commit, gappy.bruno, series_files("qc-pages-bus"), subject=bus_subject)
@@ -367,6 +392,21 @@ def test_an_overdue_query_is_red_in_the_list(queried, client):
     Query.objects.update(due_date=timezone.localdate() - timedelta(days=1))
     page = as_(client, queried, "cora").get(reverse("query-list", args=["ALPHA"])).content.decode()
     assert 'class="nowrap overdue"' in page and "overdue</span>" in page
+
+
+def test_an_answered_query_past_its_due_date_is_not_marked_overdue(queried, client):
+    qc_services.query_answer(actor=queried.cora, query=Query.objects.get(), body="They were never acquired.")
+    Query.objects.update(due_date=timezone.localdate() - timedelta(days=3))
+    query = Query.objects.get()
+    for who, url in (
+        ("cora", reverse("query-list", args=["ALPHA"])),
+        ("quinn", reverse("query-list", args=["ALPHA"])),
+        ("cora", reverse("query-detail", args=["ALPHA", query.pk])),
+        ("quinn", reverse("qc-timepoint", args=qc_args())),
+        ("alice", reverse("trial-detail", args=["ALPHA"])),
+    ):
+        page = as_(client, queried, who).get(url).content.decode()
+        assert "overdue</span>" not in page and "days overdue" not in page, (who, url)
 
 
 def test_the_subject_page_links_the_open_query_and_qc(queried, client):

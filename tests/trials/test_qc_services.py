@@ -11,7 +11,7 @@ from ctims.exceptions import InvalidState, ValidationFailed
 from ctims.models import AuditEvent
 from tests.conftest import build_world, ct_protocol, upload_files
 from tests.trials.test_dicomweb import upload
-from trials import qc_services
+from trials import qc_services, selectors
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import QCFinding, Query, Series, SeriesClassification, Timepoint
 
@@ -70,6 +70,17 @@ def test_a_reviewers_label_survives_a_new_run(world):
         qc_services.series_relabel(actor=world.quinn, series=series, kind="ct.nonsense", region="cap")
 
 
+def test_a_series_cannot_be_given_a_kind_of_another_modality(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-d2"), world.cora)
+    series = Series.objects.get()
+    with pytest.raises(ValidationFailed, match="CT series") as refused:
+        qc_services.series_relabel(actor=world.quinn, series=series, kind="mr.t1", region="head")
+    assert "kind" in refused.value.fields
+    assert SeriesClassification.objects.get().kind == "ct.portal_venous"
+    qc_services.series_relabel(actor=world.quinn, series=series, kind="localizer", region="")
+    assert SeriesClassification.objects.get().kind == "localizer"
+
+
 def test_the_query_life_cycle_ends_ready_for_read(world, mailoutbox):
     files = series_files("qc-e")
     upload(world, "ALPHA-SEO-001", files[:8] + files[11:], world.cora)
@@ -97,6 +108,32 @@ def test_the_query_life_cycle_ends_ready_for_read(world, mailoutbox):
     assert {"qc.fail", "query.answer", "query.close", "qc.pass"} <= actions
 
 
+def test_a_closed_query_cannot_be_closed_again(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-e2"), world.cora)
+    query = qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    qc_services.query_close(actor=world.quinn, query=query, body="Resolved by phone.")
+    with pytest.raises(InvalidState, match="already closed"):
+        qc_services.query_close(actor=world.alice, query=query, body="Closing it too.")
+    assert [m.body for m in query.messages.all()][-1] == "Resolved by phone."
+    assert AuditEvent.objects.filter(action="query.close").count() == 1
+
+
+def test_the_trail_keeps_the_words_entered_not_whether_there_were_any(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-e3"), world.cora)
+    query = qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    qc_services.query_answer(actor=world.cora, query=query, body="  It is portal venous.  ")
+    qc_services.query_close(actor=world.quinn, query=query, body="Agreed.")
+    qc_services.qc_pass(actor=world.quinn, timepoint=timepoint(), comment="Good images.")
+
+    def summary(action):
+        return AuditEvent.objects.get(action=action).summary
+
+    assert summary("qc.fail")["reason"] == "Wrong phase."
+    assert summary("query.answer")["message"] == "It is portal venous."
+    assert summary("query.close")["message"] == "Agreed."
+    assert summary("qc.pass")["comment"] == "Good images."
+
+
 def test_failing_needs_a_reason_and_a_reviewable_visit(world):
     upload(world, "ALPHA-SEO-001", series_files("qc-f"), world.cora)
     with pytest.raises(ValidationFailed, match="Say what is wrong"):
@@ -104,6 +141,15 @@ def test_failing_needs_a_reason_and_a_reviewable_visit(world):
     qc_services.qc_pass(actor=world.quinn, timepoint=timepoint())
     with pytest.raises(InvalidState):
         qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Too late")
+
+
+def test_a_closed_trial_opens_no_query_and_its_findings_stay_readable(world):
+    upload(world, "ALPHA-SEO-001", series_files("qc-f2"), world.cora)
+    world.trial.status = "closed"
+    world.trial.save(update_fields=["status"])
+    with pytest.raises(InvalidState, match="ALPHA is closed"):
+        qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    assert not Query.objects.exists() and timepoint().state == "uploaded"
 
 
 def test_overdue_queries_are_reminded_once_a_day(world, mailoutbox):
@@ -114,6 +160,18 @@ def test_overdue_queries_are_reminded_once_a_day(world, mailoutbox):
     assert qc_services.queries_remind_overdue() == 1
     assert qc_services.queries_remind_overdue() == 0
     assert len(mailoutbox) == 1 and "Overdue" in mailoutbox[0].subject
+
+
+def test_a_query_the_site_answered_is_not_overdue_and_not_reminded(world, mailoutbox):
+    upload(world, "ALPHA-SEO-001", series_files("qc-g2"), world.cora)
+    query = qc_services.qc_fail(actor=world.quinn, timepoint=timepoint(), series=[], reason="Wrong phase.")
+    qc_services.query_answer(actor=world.cora, query=query, body="It is the portal venous phase.")
+    Query.objects.filter(pk=query.pk).update(due_date=timezone.localdate() - timedelta(days=2))
+    query.refresh_from_db()
+    mailoutbox.clear()
+    assert query.state == "answered" and not query.is_overdue
+    assert qc_services.queries_remind_overdue() == 0 and mailoutbox == []
+    assert not selectors.queries_overdue(trial=world.trial).exists()
 
 
 def test_the_visit_grid_shows_findings_to_the_site(world, client):

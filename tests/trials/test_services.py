@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from ctims.exceptions import NotPermitted, ValidationFailed
+from ctims.exceptions import InvalidState, NotPermitted, ValidationFailed
 from ctims.models import AuditEvent
 from trials import services
 from trials.access import Actor
@@ -262,6 +262,35 @@ def test_a_trial_wide_pattern_numbers_across_sites(world):
     b = services.site_create(actor=world.alice, trial=trial, code="B", name="B", country="KR")
     codes = [services.subject_enroll(actor=world.alice, site=s).code for s in (a, b, a)]
     assert codes == ["G0001", "G0002", "G0003"]
+
+
+def test_a_closed_trial_takes_no_new_subject_visit_or_protocol_but_stays_readable(world):
+    services.trial_update(actor=world.alice, trial=world.trial, status=Trial.Status.CLOSED)
+    before = (Subject.objects.count(), AuditEvent.objects.count())
+    with pytest.raises(InvalidState, match="ALPHA is closed"):
+        services.subject_enroll(actor=world.alice, site=world.seo)
+    with pytest.raises(InvalidState, match="ALPHA is closed"):
+        services.visit_create(
+            actor=world.alice, trial=world.trial, code="W24", label="Week 24", order=9, target_day=168
+        )
+    with pytest.raises(InvalidState, match="ALPHA is closed"):
+        services.protocol_create(
+            actor=world.alice,
+            visit=world.trial.visits.first(),
+            modality="MR",
+            body_region="head",
+            contrast="either",
+            max_slice_thickness_mm="5",
+        )
+    assert (Subject.objects.count(), AuditEvent.objects.count()) == before
+    assert subject_list(actor=Actor(world.alice), trial=world.trial).count() == world.trial.subjects.count() > 0
+    services.trial_update(actor=world.alice, trial=world.trial, status=Trial.Status.ACTIVE)  # reopened
+    assert services.subject_enroll(actor=world.alice, site=world.seo).trial == world.trial
+
+
+def test_a_trial_in_set_up_takes_subjects(world):
+    assert world.trial.status == Trial.Status.SETUP  # the tests and a new trial's first subjects rely on it
+    assert services.subject_enroll(actor=world.alice, site=world.seo).code.startswith("ALPHA-SEO-")
 
 
 def test_the_pattern_cannot_change_after_enrollment(world):

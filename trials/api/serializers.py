@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import (
+    SLICE_THICKNESS_MAX_MM,
+    SLICE_THICKNESS_MIN_MM,
     ApiToken,
     ImagingProtocol,
     Invitation,
@@ -19,6 +22,7 @@ from ..models import (
     UploadItem,
     Visit,
 )
+from ..selectors import AUDIT_DATE_MAX, AUDIT_DATE_MIN
 
 
 class TrialOut(serializers.ModelSerializer):
@@ -129,7 +133,9 @@ class ProtocolCreateIn(serializers.Serializer):
     modality = serializers.ChoiceField(choices=ImagingProtocol.Modality.choices)
     body_region = serializers.ChoiceField(choices=ImagingProtocol.Region.choices)
     contrast = serializers.ChoiceField(choices=ImagingProtocol.Contrast.choices)
-    max_slice_thickness_mm = serializers.DecimalField(max_digits=4, decimal_places=2)
+    max_slice_thickness_mm = serializers.DecimalField(
+        max_digits=4, decimal_places=2, min_value=SLICE_THICKNESS_MIN_MM, max_value=SLICE_THICKNESS_MAX_MM
+    )
     same_scanner_as_baseline = serializers.BooleanField(required=False, default=False)
 
 
@@ -217,12 +223,15 @@ class AuditEventOut(serializers.Serializer):
     hash = serializers.CharField()
 
 
+AUDIT_DATE_VALIDATORS = [MinValueValidator(AUDIT_DATE_MIN), MaxValueValidator(AUDIT_DATE_MAX)]
+
+
 class AuditFilterIn(serializers.Serializer):
     action = serializers.CharField(required=False, default="")
     actor = serializers.CharField(required=False, default="")
     object_type = serializers.CharField(required=False, default="")
-    since = serializers.DateField(required=False, default=None)
-    until = serializers.DateField(required=False, default=None)
+    since = serializers.DateField(required=False, default=None, validators=AUDIT_DATE_VALIDATORS)
+    until = serializers.DateField(required=False, default=None, validators=AUDIT_DATE_VALIDATORS)
 
 
 class UploadItemOut(serializers.ModelSerializer):

@@ -30,7 +30,7 @@ from ctims.metrics import DEID_SECONDS
 from ..deid import DeidOptions, DeidRejected, DeidResult
 from ..dicomweb import index as qido_index
 from ..models import Instance, Query, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
-from ..services import timepoint_transition
+from ..services import timepoint_transition, trial_check_open
 from . import store
 from .decodable import check_decodable
 from .reverify import file_processor
@@ -65,8 +65,9 @@ def trial_deid_options(trial: Trial) -> DeidOptions:
 def upload_open(*, actor, timepoint: Timepoint) -> Upload:
     """Start an upload session for a timepoint, or resume the person's open one (after a reload or a dropped network).
 
-    The timepoint shows 'uploading' until the session completes.
+    The timepoint shows 'uploading' until the session completes. A closed trial opens none (nor resumes one).
     """
+    trial_check_open(timepoint.subject.trial)
     with transaction.atomic():
         resumable = Upload.objects.filter(timepoint=timepoint, created_by=actor, state=Upload.State.OPEN).first()
         if resumable is not None:
@@ -131,6 +132,7 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     """
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
+    trial_check_open(upload.timepoint.subject.trial)  # an upload opened before the trial closed takes no more
     received: dict[str, bytes] = {}
     files = list(files)
     for sha, data in zip(store.io_pool("receive").map(store.sha256_hex, files), files, strict=True):

@@ -29,6 +29,18 @@ KINDS: dict[str, str] = {
     "localizer": "Localizer",
     "unknown": "Unknown",
 }
+
+
+def kind_modality(kind: str) -> str:
+    """The modality a kind belongs to ("CT", "MR"), or "" for a kind of any modality (localizer, unknown)."""
+    return {"ct": "CT", "mr": "MR"}.get(kind.partition(".")[0], "")
+
+
+def kinds_for_modality(modality: str) -> list[str]:
+    """The kinds a series of this modality can be given: its own and those of any modality, in KINDS' order."""
+    return [kind for kind in KINDS if kind_modality(kind) in ("", modality)]
+
+
 # Kinds that say by themselves whether contrast was given; any other kind leaves it to the headers.
 CONTRAST_KINDS = frozenset({"ct.arterial", "ct.portal_venous", "ct.delayed", "ct.contrast", "mr.t1_post_contrast"})
 # The rules give mr.t1 only where they found no sign of contrast (a recorded agent makes it post-contrast).
@@ -133,7 +145,7 @@ class Classification:
 
     @property
     def modality(self) -> str:
-        return {"ct": "CT", "mr": "MR"}.get(self.kind.partition(".")[0], "")
+        return kind_modality(self.kind)
 
     @property
     def contrast(self) -> bool | None:

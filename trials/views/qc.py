@@ -10,7 +10,6 @@ from django.db.models import Count, Max
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -71,6 +70,7 @@ def _relabel_form(series: Series, data=None) -> SeriesRelabelForm | None:
     return SeriesRelabelForm(
         data,
         initial={"kind": classification.kind, "region": classification.region},
+        modality=series.modality,
         current_region=classification.region,
         auto_id=f"id_s{series.pk}_%s",
     )
@@ -123,7 +123,6 @@ def _qc_page(request, actor, trial, timepoint, *, relabel=None, fail_form=None, 
         "reviewable": reviewable,
         "fail_form": fail_form or QCFailForm(series=_series_of(timepoint), auto_id="id_fail_%s"),
         "pass_form": pass_form or QCPassForm(auto_id="id_pass_%s"),
-        "today": timezone.localdate(),
     }
     return _trial_page(request, actor, trial, "trials/qc_timepoint.html", "qc-worklist", context)
 
@@ -246,7 +245,6 @@ def query_list(request, code):
         "page": page,
         "state": state,
         "tabs": tabs,
-        "today": timezone.localdate(),
         "waiting": waiting_query_ids(actor, trial),
     }
     return _trial_page(request, actor, trial, "trials/query_list.html", "query-list", context)
@@ -295,11 +293,13 @@ def _query_page(request, actor, trial, query, *, answer_form=None, close_form=No
         "thread": [(m, upload_counts.get(m.upload_id, {})) for m in thread],
         "can_answer": can_answer and open_,
         "can_close": reviews_qc and open_,
+        # Closed meanwhile: the refused closing note is shown back, to be kept elsewhere.
+        "refused_close_form": close_form if close_form is not None and not open_ else None,
         "reviews_qc": reviews_qc,
         "can_upload": can_answer and open_ and timepoint.state in UPLOADABLE_STATES,
         "answer_form": answer_form or QueryAnswerForm(auto_id="id_answer_%s"),
         "close_form": close_form or QueryCloseForm(auto_id="id_close_%s"),
-        "overdue": open_ and query.due_date < timezone.localdate(),
+        "overdue": query.is_overdue,
         "can_view_images": selectors.sees_images(actor=actor, trial=trial, subject=timepoint.subject),
     }
     return _trial_page(request, actor, trial, "trials/query_detail.html", "query-list", context)

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -20,7 +20,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ctims.audit import audit_export
 from ctims.audit_display import event_view
-from ctims.exceptions import ValidationFailed
+from ctims.exceptions import InvalidState, ValidationFailed
+from ctims.models import AuditEvent
 
 from .. import selectors, services
 from ..access import Actor
@@ -171,7 +172,7 @@ def trial_schedule(request, code):
     if form.is_valid():
         try:
             visit = services.visit_create(actor=request.user, trial=trial, **form.cleaned_data)
-        except ValidationFailed as exc:
+        except (ValidationFailed, InvalidState) as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, _("Visit %(label)s was added to the schedule.") % {"label": visit.label})
@@ -190,7 +191,7 @@ def protocol_create(request, code, visit_code):
     if form.is_valid():
         try:
             protocol = services.protocol_create(actor=request.user, visit=visit, **form.cleaned_data)
-        except ValidationFailed as exc:
+        except (ValidationFailed, InvalidState) as exc:
             add_service_errors(form, exc)
         else:
             messages.success(
@@ -303,31 +304,33 @@ def trial_audit(request, code):
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "view_audit")
     form, filters = _audit_filters(request, trial)
-    events = selectors.audit_event_list(trial=trial, filters=filters)
+    events = (
+        selectors.audit_event_list(trial=trial, filters=filters) if filters is not None else AuditEvent.objects.none()
+    )
     page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     page.object_list = [event_view(event) for event in page.object_list]  # in the reader's language
     export_query = urlencode({k: v for k, v in request.GET.items() if k != "page"})
     context = {
         "form": form,
         "page": page,
-        "filtered": filters != selectors.AuditFilters(),
+        "filtered": filters != selectors.AuditFilters(),  # None (a filter refused) too
         "export_url": reverse("trial-audit-export", kwargs={"code": trial.code})
         + (f"?{export_query}" if export_query else ""),
     }
     return _trial_page(request, actor, trial, "trials/audit.html", "trial-audit", context)
 
 
-def _audit_filters(request, trial: Trial) -> tuple[AuditFilterForm, selectors.AuditFilters]:
-    """The audit filter form from the query string, and the filters of its valid fields (the invalid ones show
-    their error on the page)."""
+def _audit_filters(request, trial: Trial) -> tuple[AuditFilterForm, selectors.AuditFilters | None]:
+    """The audit filter form from the query string, and its filters; None when a field cannot be used (its error
+    shows on the page): a filter left out would list more than was asked for."""
     form = AuditFilterForm(request.GET or None, actions=selectors.audit_actions(trial=trial))
-    filters = selectors.AuditFilters()
-    if form.is_bound:
-        form.is_valid()
-        filters = selectors.AuditFilters(
-            **{name: value for name, value in form.cleaned_data.items() if value not in (None, "")}
-        )
-    return form, filters
+    if not form.is_bound:
+        return form, selectors.AuditFilters()
+    if not form.is_valid():
+        return form, None
+    return form, selectors.AuditFilters(
+        **{name: value for name, value in form.cleaned_data.items() if value not in (None, "")}
+    )
 
 
 @login_required
@@ -336,7 +339,13 @@ def trial_audit_export(request, code):
     """The trial's audit trail as CSV, filtered like the page, headed by the chain's verification; recorded."""
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "view_audit")
-    _form, filters = _audit_filters(request, trial)
+    form, filters = _audit_filters(request, trial)
+    if filters is None:  # never a wider export than asked for
+        reasons = [
+            f"{form.fields[name].label if name in form.fields else ''}: {' '.join(errors)}".lstrip(": ")
+            for name, errors in form.errors.items()
+        ]
+        return HttpResponseBadRequest("\n".join(reasons) + "\n", content_type="text/plain; charset=utf-8")
     used = {name: str(value) for name, value in asdict(filters).items() if value not in (None, "")}
     lines = audit_export(
         actor=request.user,

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from ctims.exceptions import ValidationFailed
+from ctims.exceptions import InvalidState, ValidationFailed
 
 from .. import selectors, services
 from ..access import Actor
@@ -49,7 +49,7 @@ def trial_subjects(request, code):
     if request.method == "POST" and form.is_valid():
         try:
             subject = services.subject_enroll(actor=request.user, site=form.cleaned_data["site"])
-        except ValidationFailed as exc:
+        except (ValidationFailed, InvalidState) as exc:
             add_service_errors(form, exc)
         else:
             messages.success(

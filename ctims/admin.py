@@ -1,10 +1,23 @@
-"""The operators' admin: read-only views of the audit trail; people managed as usual, every change audited."""
+"""The operators' admin: read-only views of the audit trail; people managed as usual, every change audited.
+
+One-time codes and authenticators are the person's own: operators see devices and delete one that was lost
+(the person enrols again at the next log-in), audited; they never make or change one, so they cannot choose
+a code that signs in as someone else.
+"""
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import transaction
+from django_otp.plugins.otp_static.admin import StaticDeviceAdmin as BaseStaticDeviceAdmin
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .audit import audit_record
 from .models import AuditEvent, User
+
+BY = "operator admin"
 
 
 @admin.register(User)
@@ -27,8 +40,72 @@ class UserAdmin(BaseUserAdmin):
             actor=request.user,
             action="user.update" if change else "user.create",
             obj=obj,
-            summary={"email": obj.email, "fields": fields, "by": "operator admin"},
+            summary={"email": obj.email, "fields": fields, "by": BY},
         )
+
+    def user_change_password(self, request, id, form_url=""):
+        """Django's set-password page, and an event naming the operator and the person when it changed (never
+        the password or its hash)."""
+        user = self.get_object(request, unquote(id))
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if user is not None:
+                after = User.objects.get(pk=user.pk)
+                if after.password != user.password:
+                    audit_record(
+                        actor=request.user,
+                        action="user.password_set",
+                        obj=after,
+                        summary={"email": after.email, "usable": after.has_usable_password(), "by": BY},
+                    )
+        return response
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            _audit_user_delete(request.user, obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for user in queryset:
+                _audit_user_delete(request.user, user)
+            super().delete_queryset(request, queryset)
+
+
+def _audit_user_delete(actor: User, user: User) -> None:
+    audit_record(actor=actor, action="user.delete", obj=user, summary={"email": user.email, "by": BY})
+
+
+# --- two-factor devices: seen, and deleted when lost; never made or changed here ------------------------------
+
+
+class _DeviceAdmin:
+    """Mixed into django-otp's device admins."""
+
+    kind = ""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_inline_instances(self, request, obj=None):
+        return []  # a static device's codes are never shown or typed in here
+
+
+admin.site.unregister(TOTPDevice)
+admin.site.unregister(StaticDevice)
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(_DeviceAdmin, BaseTOTPDeviceAdmin):
+    kind = "authenticator"
+
+
+@admin.register(StaticDevice)
+class StaticDeviceAdmin(_DeviceAdmin, BaseStaticDeviceAdmin):
+    kind = "recovery codes"
 
 
 @admin.register(AuditEvent)

@@ -9,6 +9,7 @@ class CtimsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        from . import account_events  # noqa: F401  (connects the log-in receivers)
         from .memory import keep_large_buffers
 
         keep_large_buffers(settings.MALLOC_KEEP_FREE_MB * 1024 * 1024)

@@ -77,13 +77,14 @@ def audit_record(
     *,
     actor: User | None,
     action: str,
-    obj: models.Model,
+    obj: models.Model | None,
     trial_id: int | None = None,
     summary: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event. Call it inside the service's transaction so the change and its record commit together.
 
-    The summary must hold no identifying patient value and no secret: it is shown to trial admins.
+    The summary must hold no identifying patient value and no secret: it is shown to trial admins. `obj` is
+    None only where nothing of ours was touched (a failed log-in for an address no account has).
     """
     with transaction.atomic():
         head, _ = AuditHead.objects.select_for_update().get_or_create(pk=1)
@@ -94,9 +95,9 @@ def audit_record(
             actor=actor,
             actor_label=actor.email if actor is not None else "system",
             action=action,
-            object_type=obj._meta.label_lower,
-            object_id=str(obj.pk),
-            object_label=str(obj)[:200],
+            object_type=obj._meta.label_lower if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            object_label=str(obj)[:200] if obj is not None else "",
             trial_id=trial_id,
             summary=_canonical(summary or {}),
             prev_hash=head.hash,

@@ -33,6 +33,18 @@ ACTIONS = {
     "two_factor.recovery_code_used": pgettext_lazy("audit action", "Recovery code used"),
     "user.create": pgettext_lazy("audit action", "Account created"),
     "user.update": pgettext_lazy("audit action", "Account changed"),
+    "login": pgettext_lazy("audit action", "Logged in"),
+    "logout": pgettext_lazy("audit action", "Logged out"),
+    "login.fail": pgettext_lazy("audit action", "Log-in refused"),
+    "login.lockout": pgettext_lazy("audit action", "Locked out after failed log-ins"),
+    "login.lockout_clear": pgettext_lazy("audit action", "Lock-out cleared"),
+    "user.password_change": pgettext_lazy("audit action", "Password changed"),
+    "user.password_reset_request": pgettext_lazy("audit action", "Password reset requested"),
+    "user.password_reset": pgettext_lazy("audit action", "Password reset"),
+    "user.password_set": pgettext_lazy("audit action", "Password set by an operator"),
+    "user.delete": pgettext_lazy("audit action", "Account deleted"),
+    "two_factor.device_delete": pgettext_lazy("audit action", "Two-factor device deleted"),
+    "two_factor.recovery_codes_new": pgettext_lazy("audit action", "New recovery codes issued"),
 }
 KEYS = {
     "meaning": pgettext_lazy("audit key", "meaning"),
@@ -46,6 +58,15 @@ KEYS = {
     "events": pgettext_lazy("audit key", "events"),
     "chain_intact": pgettext_lazy("audit key", "chain intact"),
     "changes": pgettext_lazy("audit key", "changes"),
+    "ip_address": pgettext_lazy("audit key", "client address"),
+    "reason": pgettext_lazy("audit key", "reason"),
+    "username": pgettext_lazy("audit key", "email tried"),
+    "failures": pgettext_lazy("audit key", "failed log-ins"),
+    "attempt_time": pgettext_lazy("audit key", "last attempt"),
+    "device": pgettext_lazy("audit key", "device"),
+    "device_id": pgettext_lazy("audit key", "device id"),
+    "usable": pgettext_lazy("audit key", "password usable"),
+    "codes": pgettext_lazy("audit key", "codes issued"),
 }
 # Values written as words in English (a reason, who did it): gettext_noop'd where they are written.
 VALUES = {
@@ -53,10 +74,19 @@ VALUES = {
         "invitation": pgettext_lazy("audit value", "invitation"),
         "operator admin": pgettext_lazy("audit value", "operator admin"),
     },
+    "reason": {
+        "password": pgettext_lazy("audit value", "wrong password"),
+        "one-time code": pgettext_lazy("audit value", "wrong one-time code"),
+    },
+    "device": {
+        "authenticator": pgettext_lazy("audit value", "authenticator app"),
+        "recovery codes": pgettext_lazy("audit value", "recovery codes"),
+    },
 }
 OBJECT_TYPES = {
     "ctims.user": pgettext_lazy("audit object", "account"),
     "ctims.signature": pgettext_lazy("audit object", "signature"),
+    "axes.accessattempt": pgettext_lazy("audit object", "failed log-ins of an address"),
 }
 DATA_LABELS = {"ctims.user"}
 SYSTEM = "system"

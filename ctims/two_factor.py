@@ -85,6 +85,19 @@ def recovery_codes_new(user: User) -> list[str]:
     return codes
 
 
+def recovery_codes_renew(*, user: User) -> list[str]:
+    """New recovery codes asked for by the person (the old ones stop working), audited without the codes."""
+    with transaction.atomic():
+        codes = recovery_codes_new(user)
+        audit_record(
+            actor=user,
+            action="two_factor.recovery_codes_new",
+            obj=user,
+            summary={"email": user.email, "codes": len(codes)},
+        )
+    return codes
+
+
 def enrol_confirm(*, request, code: str) -> list[str]:
     """Confirm the authenticator being set up with a code it shows: the session is verified, and the person gets
     their recovery codes (returned once). A wrong code changes nothing."""
@@ -113,6 +126,9 @@ def verify(*, request, code: str) -> None:
     user = request.user
     device = match_token(user, _normal(code))
     if device is None:
+        from .account_events import login_fail_record
+
+        login_fail_record(actor=user, email=user.email, request=request, reason="one-time code")
         raise ValidationFailed(
             _("That code is not correct, or was already used. Wait for the next code and try again."),
             fields={"code": [_("Not a valid code.")]},

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,7 +16,9 @@ from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import two_factor
+from .account_events import account_of, client_address
 from .api_errors import JSON_ROOTS, error_body
+from .audit import audit_record
 from .exceptions import ValidationFailed
 from .forms import LoginForm, OneTimeCodeForm
 
@@ -26,10 +28,31 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
-class PasswordResetView(auth_views.PasswordResetView):
-    """Django's reset, with the emailed link built from SITE_URL: a forged Host header cannot redirect it."""
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, audited (never the password)."""
 
     def form_valid(self, form):
+        with transaction.atomic():
+            response = super().form_valid(form)
+            user = form.user
+            audit_record(actor=user, action="user.password_change", obj=user, summary={"email": user.email})
+        return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset, with the emailed link built from SITE_URL: a forged Host header cannot redirect it.
+
+    Each request is audited with the address typed (on its account, if one has it): nobody is the actor, as
+    anyone may ask; the page answers alike either way."""
+
+    def form_valid(self, form):
+        email = form.cleaned_data["email"]
+        audit_record(
+            actor=None,
+            action="user.password_reset_request",
+            obj=account_of(email),
+            summary={"email": email, "ip_address": client_address(self.request)},
+        )
         site = urlsplit(settings.SITE_URL)
         form.save(
             domain_override=site.netloc,
@@ -43,6 +66,17 @@ class PasswordResetView(auth_views.PasswordResetView):
             extra_email_context=self.extra_email_context,
         )
         return HttpResponseRedirect(self.get_success_url())
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's new password from an emailed link, audited as the person's (never the password)."""
+
+    def form_valid(self, form):
+        with transaction.atomic():
+            response = super().form_valid(form)
+            user = form.user
+            audit_record(actor=user, action="user.password_reset", obj=user, summary={"email": user.email})
+        return response
 
 
 @require_GET
@@ -133,7 +167,7 @@ def two_factor_recovery_codes(request):
     """New recovery codes (the old ones stop working), from a verified session; shown once."""
     if not request.user.is_verified():
         return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': settings.LOGIN_REDIRECT_URL})}")
-    codes = two_factor.recovery_codes_new(request.user)
+    codes = two_factor.recovery_codes_renew(user=request.user)
     return render(request, "registration/two_factor_codes.html", {"codes": codes, "next": _next(request)})
 
 

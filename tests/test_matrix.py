@@ -465,15 +465,14 @@ for suffix, (tail, search) in DICOMWEB.items():
 
 # The operators' admin. What operators may add or delete there, model by model; everything else is read-only
 # (or changes through its service: the trial). Anyone but an operator is sent to the admin's log-in.
-ADDABLE = {"auth.group", "ctims.user", "otp_totp.totpdevice", "otp_static.staticdevice"}
+# Authenticators and recovery codes are the person's own: operators only delete a lost one.
+ADDABLE = {"auth.group", "ctims.user"}
 DELETABLE = {
     "auth.group",
     "ctims.user",
     "otp_totp.totpdevice",
     "otp_static.staticdevice",
-    "axes.accessattempt",
-    "axes.accesslog",
-    "axes.accessfailurelog",
+    "axes.accessattempt",  # clears a lock-out, audited; the log-in logs are kept
 }
 ADMIN_ROWS: list[Row] = [
     Row("admin:index", "/operator/", admin_page()),

@@ -232,3 +232,105 @@ def test_the_re_keying_migration_refuses_a_chain_that_was_tampered_with(world, t
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     with pytest.raises(RuntimeError, match="#3 was changed"), connection.schema_editor(atomic=False) as editor:
         rekey(apps, editor)
+
+
+# --- log-ins, log-outs, passwords and codes (Part 11 §11.10(e), §11.300(d)) ------------------------------------
+
+
+def _log_in(client, email, password, **extra):
+    from django.urls import reverse
+
+    return client.post(reverse("login"), {"username": email, "password": password}, **extra)
+
+
+def _events(action: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=action).order_by("seq"))
+
+
+def test_a_log_in_and_a_log_out_are_audited_as_the_persons(world, client):
+    from django.urls import reverse
+
+    from tests.conftest import PASSWORD
+
+    assert _log_in(client, world.cora.email, PASSWORD, REMOTE_ADDR="10.1.2.3").status_code == 302
+    (login,) = _events("login")
+    assert login.actor == world.cora and login.summary == {"email": world.cora.email, "ip_address": "10.1.2.3"}
+    client.post(reverse("logout"))
+    (logout,) = _events("logout")
+    assert logout.actor == world.cora
+
+
+def test_a_wrong_password_is_audited_with_the_address_tried_never_the_password(world, client):
+    assert _log_in(client, world.cora.email, "Wrong-Guess-1!", REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert _log_in(client, "nobody@example.org", "Other-Guess-2!").status_code == 200
+    known, unknown = _events("login.fail")
+    assert known.actor is None and known.object_id == str(world.cora.pk)
+    assert known.summary == {"email": world.cora.email, "ip_address": "10.1.2.3", "reason": "password"}
+    assert unknown.summary["email"] == "nobody@example.org" and unknown.object_id == ""
+    assert "Guess" not in str(known.summary) + str(unknown.summary)
+
+
+def test_a_lock_out_is_audited(world, client):
+    for _ in range(5):
+        _log_in(client, world.cora.email, "wrong-password")
+    (event,) = _events("login.lockout")
+    assert event.object_id == str(world.cora.pk) and event.summary["email"] == world.cora.email
+    assert len(_events("login.fail")) == 5
+
+
+def test_a_wrong_one_time_code_is_audited(world, client):
+    from django.urls import reverse
+
+    from tests.conftest import PASSWORD, authenticator_of
+
+    authenticator_of(world.ada)
+    _log_in(client, world.ada.email, PASSWORD)
+    assert client.post(reverse("two-factor"), {"code": "000000x"}).status_code == 200
+    (event,) = _events("login.fail")
+    assert event.actor == world.ada and event.summary["reason"] == "one-time code"
+    assert "000000x" not in str(event.summary)
+
+
+def test_changing_the_password_is_audited(world, client):
+    from django.urls import reverse
+
+    from tests.conftest import PASSWORD
+
+    client.force_login(world.cora)
+    new = "Another-Horse-7!"
+    answer = client.post(
+        reverse("password_change"), {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+    )
+    assert answer.status_code == 302
+    (event,) = _events("user.password_change")
+    assert event.actor == world.cora and new not in str(event.summary)
+
+
+def test_a_password_reset_request_and_its_completion_are_audited(world, client, mailoutbox):
+    import re
+
+    from django.urls import reverse
+
+    client.post(reverse("password_reset"), {"email": world.cora.email})
+    client.post(reverse("password_reset"), {"email": "nobody@example.org"})
+    known, unknown = _events("user.password_reset_request")
+    assert known.actor is None and known.object_id == str(world.cora.pk)
+    assert unknown.summary["email"] == "nobody@example.org" and unknown.object_id == ""
+    link = re.search(r"http://[^/\s]+(/accounts/password/set/\S+)", mailoutbox[0].body).group(1)
+    form = client.get(link, follow=True)
+    new = "Another-Horse-7!"
+    assert client.post(form.redirect_chain[-1][0], {"new_password1": new, "new_password2": new}).status_code == 302
+    (event,) = _events("user.password_reset")
+    assert event.actor == world.cora and event.object_id == str(world.cora.pk) and new not in str(event.summary)
+
+
+def test_new_recovery_codes_are_audited_without_the_codes(world, client):
+    import re
+
+    from django.urls import reverse
+
+    client.force_login(world.ada)
+    answer = client.post(reverse("two-factor-recovery-codes"))
+    codes = re.findall(r'<li><code class="code">([a-z0-9]+)</code></li>', answer.content.decode())
+    (event,) = _events("two_factor.recovery_codes_new")
+    assert event.actor == world.ada and event.summary == {"email": world.ada.email, "codes": len(codes)}

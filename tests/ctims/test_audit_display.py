@@ -50,8 +50,8 @@ def test_an_unknown_code_is_shown_as_it_is(world):
 
 
 def test_the_page_in_korean_keeps_the_chain_verifiable(world, client):
+    client.force_login(world.alice)  # a log-in is an event of its own; the page adds none
     before = list(AuditEvent.objects.order_by("seq").values_list("seq", "action", "summary", "hash"))
-    client.force_login(world.alice)
     page = client.get(reverse("trial-audit", args=["ALPHA"]), HTTP_ACCEPT_LANGUAGE="ko").content.decode()
     assert "피험자 등록" in page and 'title="subject.enroll"' in page
     assert "subject.enroll</" not in page

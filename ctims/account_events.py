@@ -1,0 +1,72 @@
+"""Log-ins, log-outs, failed log-ins and lock-outs in the audit trail (21 CFR Part 11 §11.10(e), §11.300(d)).
+
+Django and django-axes announce these only as signals, so these receivers are their one interface: each records
+one event and does nothing else. A failed attempt names the address tried and the client's address (the one
+axes counts lock-outs by), never the password; it is nobody's act that we know of, so it has no actor, and it
+is recorded on the account of that address when there is one.
+"""
+
+from __future__ import annotations
+
+from axes.helpers import get_client_ip_address
+from axes.signals import user_locked_out
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.dispatch import receiver
+
+from .audit import audit_record
+from .models import User
+
+
+def client_address(request) -> str | None:
+    """The client's address as django-axes sees it (and counts failures by)."""
+    if request is None:
+        return None
+    return getattr(request, "axes_ip_address", None) or get_client_ip_address(request)
+
+
+def account_of(email: str | None) -> User | None:
+    """The account an address typed at log-in names, whatever its case."""
+    return User.objects.filter(email__iexact=(email or "").strip()).first() if email else None
+
+
+@receiver(user_logged_in, dispatch_uid="ctims.audit.login")
+def _logged_in(sender, request, user, **kwargs) -> None:
+    audit_record(
+        actor=user, action="login", obj=user, summary={"email": user.email, "ip_address": client_address(request)}
+    )
+
+
+@receiver(user_logged_out, dispatch_uid="ctims.audit.logout")
+def _logged_out(sender, request, user, **kwargs) -> None:
+    if user is not None and user.is_authenticated:
+        audit_record(
+            actor=user, action="logout", obj=user, summary={"email": user.email, "ip_address": client_address(request)}
+        )
+
+
+@receiver(user_login_failed, dispatch_uid="ctims.audit.login_failed")
+def _login_failed(sender, credentials, request=None, **kwargs) -> None:
+    if sender == "ctims.signatures":
+        return  # a wrong signing password: recorded as signature.refuse, with what was being signed
+    email = credentials.get("username") or credentials.get("email") or ""
+    login_fail_record(actor=None, email=email, request=request, reason="password")
+
+
+@receiver(user_locked_out, dispatch_uid="ctims.audit.locked_out")
+def _locked_out(sender, request, username, ip_address, **kwargs) -> None:
+    audit_record(
+        actor=None,
+        action="login.lockout",
+        obj=account_of(username),
+        summary={"email": username, "ip_address": ip_address},
+    )
+
+
+def login_fail_record(*, actor: User | None, email: str, request, reason: str) -> None:
+    """Record a refused log-in: a wrong password (no actor), or a wrong one-time code after the right password."""
+    audit_record(
+        actor=actor,
+        action="login.fail",
+        obj=actor or account_of(email),
+        summary={"email": email, "ip_address": client_address(request), "reason": reason},
+    )

@@ -29,6 +29,16 @@ def test_a_person_logs_in_with_email_and_password(world, client):
     assert response.status_code == 302 and response["Location"] == reverse("home")
 
 
+def test_the_email_is_matched_whatever_its_case_and_its_failures_count_as_one_address(world, client):
+    """Invitations keep addresses in lower case, and people type them as they were invited (Cora@Example.org):
+    the right password was refused, and each spelling had a lock-out counter of its own."""
+    assert login(client, "Cora@Example.ORG", PASSWORD).status_code == 302
+    client.logout()
+    for spelling in ("CORA@example.org", "cora@EXAMPLE.org", "Cora@example.org", "cora@example.ORG"):
+        assert login(client, spelling, "wrong-password").status_code == 200
+    assert login(client, "cOrA@example.org", "wrong-password").status_code == 429  # the fifth, one address
+
+
 def test_repeated_failures_lock_the_account_even_for_the_right_password(world, client):
     for _ in range(4):
         assert login(client, "cora@example.org", "wrong-password").status_code == 200

@@ -28,15 +28,24 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
-class PasswordChangeView(auth_views.PasswordChangeView):
-    """Django's password change, audited (never the password)."""
+class _PasswordSetAudited:
+    """A Django view that sets the person's own password, audited as theirs in the same transaction (never the
+    password): `audit_action` names how it was set."""
+
+    audit_action: str
 
     def form_valid(self, form):
         with transaction.atomic():
             response = super().form_valid(form)
             user = form.user
-            audit_record(actor=user, action="user.password_change", obj=user, summary={"email": user.email})
+            audit_record(actor=user, action=self.audit_action, obj=user, summary={"email": user.email})
         return response
+
+
+class PasswordChangeView(_PasswordSetAudited, auth_views.PasswordChangeView):
+    """Django's password change, audited."""
+
+    audit_action = "user.password_change"
 
 
 class PasswordResetView(auth_views.PasswordResetView):
@@ -68,15 +77,10 @@ class PasswordResetView(auth_views.PasswordResetView):
         return HttpResponseRedirect(self.get_success_url())
 
 
-class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
-    """Django's new password from an emailed link, audited as the person's (never the password)."""
+class PasswordResetConfirmView(_PasswordSetAudited, auth_views.PasswordResetConfirmView):
+    """Django's new password from an emailed link, audited as the person's."""
 
-    def form_valid(self, form):
-        with transaction.atomic():
-            response = super().form_valid(form)
-            user = form.user
-            audit_record(actor=user, action="user.password_reset", obj=user, summary={"email": user.email})
-        return response
+    audit_action = "user.password_reset"
 
 
 @require_GET

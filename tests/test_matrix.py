@@ -104,6 +104,9 @@ def build_matrix_world() -> dict:
     _invitation, secret = services.invitation_create(
         actor=w.alice, trial=w.trial, email="new@example.org", full_name="New", role="reader"
     )
+    other_invitation, _other_secret = services.invitation_create(
+        actor=w.otto, trial=w.other, email="omega.new@example.org", full_name="New", role="reader"
+    )
     instance = (
         Instance.objects.filter(series__study__timepoint=task_open.timepoint)
         .select_related("series__study")
@@ -135,6 +138,7 @@ def build_matrix_world() -> dict:
         "bus_upload": Upload.objects.filter(timepoint=bus_bl).get().pk,
         "other_membership": otto_membership.pk,
         "other_token": otto_token.pk,
+        "other_invitation": other_invitation.pk,
         "assignment": ReaderAssignment.objects.get(subject__code="ALPHA-SEO-002", reader=w.rhea).pk,
         "secret": secret,
         "other_query": Query.objects.exclude(pk=query.pk).values_list("pk", flat=True).first() or 999999,
@@ -381,6 +385,12 @@ ROWS: list[Row] = [
     ),
     Row("trial-people", "/trials/{code}/people/", page("alice")),
     Row("membership-revoke", "/trials/{code}/people/{other_membership}/revoke/", page(alice=404), method="post"),
+    Row(
+        "invitation-withdraw",
+        "/trials/{code}/people/invitations/{other_invitation}/withdraw/",
+        page(alice=404),
+        method="post",
+    ),
     Row("trial-tokens", "/trials/{code}/tokens/", page(*MEMBERS)),
     Row("token-revoke", "/trials/{code}/tokens/{other_token}/revoke/", page(denied=404), method="post"),
     Row("trial-audit", "/trials/{code}/audit/", page("alice")),

@@ -150,9 +150,9 @@ def membership_list(*, trial: Trial) -> QuerySet[Membership]:
 
 
 def invitations_open(*, trial: Trial) -> QuerySet[Invitation]:
-    """The trial's invitations not yet accepted and not expired: roles offered, not held."""
+    """The trial's invitations not yet accepted, withdrawn or expired: roles offered, not held."""
     return (
-        trial.invitations.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
+        trial.invitations.filter(accepted_at__isnull=True, withdrawn_at__isnull=True, expires_at__gt=timezone.now())
         .prefetch_related("sites")
         .order_by("email")
     )

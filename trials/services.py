@@ -509,6 +509,25 @@ def _open_invitations(*, trial: Trial, email: str, role: str):
     )
 
 
+def invitation_withdraw(*, actor, invitation: Invitation) -> None:
+    """A trial admin withdraws an invitation not yet accepted: its link no longer works."""
+    with transaction.atomic():
+        locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if locked.accepted_at is not None:
+            raise InvalidState(_("This invitation was accepted already: revoke the role instead."))
+        if locked.withdrawn_at is not None:
+            return
+        locked.withdrawn_at = timezone.now()
+        locked.save(update_fields=["withdrawn_at"])
+        audit_record(
+            actor=actor,
+            action="invitation.withdraw",
+            obj=locked,
+            trial_id=locked.trial_id,
+            summary={"email": locked.email, "role": locked.role, "why": "withdrawn by a trial admin"},
+        )
+
+
 def _invitations_withdraw(*, actor, trial: Trial, email: str, role: str, reason: str = "role removed") -> None:
     """Withdraw the open invitations of `email` to `role` in the trial, each audited."""
     for invitation in _open_invitations(trial=trial, email=email, role=role).select_for_update():

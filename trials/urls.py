@@ -37,6 +37,7 @@ urlpatterns = [
     path("<str:code>/queries/<int:pk>/close/", views.query_close, name="query-close"),
     path("<str:code>/people/", views.trial_people, name="trial-people"),
     path("<str:code>/people/<int:pk>/revoke/", views.membership_revoke, name="membership-revoke"),
+    path("<str:code>/people/invitations/<int:pk>/withdraw/", views.invitation_withdraw, name="invitation-withdraw"),
     path("<str:code>/tokens/", views.trial_tokens, name="trial-tokens"),
     path("<str:code>/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("<str:code>/audit/", views.trial_audit, name="trial-audit"),

@@ -67,3 +67,21 @@ def test_the_invitation_names_the_sites_it_offers(world, mailoutbox, client):
     assert "Busan Hospital" in mailoutbox[0].body
     page = client.get(f"/trials/invitations/{secret}/").content.decode()
     assert "Busan Hospital" in page
+
+
+def test_the_people_page_lists_only_invitations_that_stand_and_withdraws_one(world, client):
+    first, _ = invite(world, "new4@example.org", [world.seo])
+    second, second_secret = invite(world, "new4@example.org", [world.bus])  # the first is withdrawn by this
+    client.force_login(world.alice)
+    page = client.get("/trials/ALPHA/people/").content.decode()
+    assert f"/people/invitations/{second.pk}/withdraw/" in page
+    assert f"/people/invitations/{first.pk}/withdraw/" not in page  # withdrawn when the second was sent
+    response = client.post(f"/trials/ALPHA/people/invitations/{second.pk}/withdraw/")
+    assert response.status_code == 302
+    assert services.invitation_find(second_secret) is None
+    after = client.get("/trials/ALPHA/people/").content.decode()
+    assert "was withdrawn; its link no longer works" in after and "/withdraw/" not in after
+    event = AuditEvent.objects.filter(action="invitation.withdraw").latest("pk")
+    assert event.actor == world.alice and event.summary["why"] == "withdrawn by a trial admin"
+    client.force_login(world.cora)  # not a trial admin: nothing to withdraw
+    assert client.post(f"/trials/ALPHA/people/invitations/{first.pk}/withdraw/").status_code in (403, 404)

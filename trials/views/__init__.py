@@ -19,6 +19,7 @@ from .qc import (
     query_list,
 )
 from .setup import (
+    invitation_withdraw,
     membership_revoke,
     protocol_create,
     token_revoke,
@@ -38,6 +39,7 @@ __all__ = [
     "home",
     "inbox",
     "invitation",
+    "invitation_withdraw",
     "membership_revoke",
     "protocol_create",
     "qc_fail",

@@ -239,6 +239,27 @@ def trial_people(request, code):
 
 @login_required
 @require_POST
+def invitation_withdraw(request, code, pk):
+    actor = Actor.from_request(request)
+    trial = _trial(actor, code, "manage_trial")
+    invitation = selectors.invitations_open(trial=trial).filter(pk=pk).first()
+    if invitation is None:
+        raise Http404(_("No such invitation."))
+    try:
+        services.invitation_withdraw(actor=request.user, invitation=invitation)
+    except InvalidState as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            _("The invitation of %(person)s to the role %(role)s was withdrawn; its link no longer works.")
+            % {"person": invitation.email, "role": invitation.get_role_display()},
+        )
+    return redirect("trial-people", code=trial.code)
+
+
+@login_required
+@require_POST
 def membership_revoke(request, code, pk):
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "manage_trial")

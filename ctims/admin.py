@@ -11,7 +11,9 @@ from axes.admin import AccessLogAdmin as BaseAccessLogAdmin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django_otp.plugins.otp_static.admin import StaticDeviceAdmin as BaseStaticDeviceAdmin
 from django_otp.plugins.otp_static.models import StaticDevice
@@ -207,6 +209,49 @@ class AccessFailureLogAdmin(BaseAccessFailureLogAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- groups: what they grant, changed only on the record -------------------------------------------------------
+
+
+def _group_state(group: Group) -> dict:
+    return {"name": group.name, "permissions": sorted(str(p) for p in group.permissions.all())}
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(BaseGroupAdmin):
+    """Django's groups, every change audited with the operator as actor: what a group grants, before and after."""
+
+    def save_model(self, request, obj, form, change):
+        obj._audit_before = _group_state(Group.objects.get(pk=obj.pk)) if change else None
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)  # the permissions are saved here
+        group, before = form.instance, getattr(form.instance, "_audit_before", None)
+        after = _group_state(group)
+        summary = {**after, "by": BY}
+        if before is not None:
+            summary["changes"] = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+        audit_record(
+            actor=request.user, action="group.update" if change else "group.create", obj=group, summary=summary
+        )
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            audit_record(actor=request.user, action="group.delete", obj=obj, summary={**_group_state(obj), "by": BY})
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for group in queryset:
+                audit_record(
+                    actor=request.user, action="group.delete", obj=group, summary={**_group_state(group), "by": BY}
+                )
+            super().delete_queryset(request, queryset)
 
 
 @admin.register(AuditEvent)

@@ -45,6 +45,9 @@ ACTIONS = {
     "user.delete": pgettext_lazy("audit action", "Account deleted"),
     "two_factor.device_delete": pgettext_lazy("audit action", "Two-factor device deleted"),
     "two_factor.recovery_codes_new": pgettext_lazy("audit action", "New recovery codes issued"),
+    "group.create": pgettext_lazy("audit action", "Group created"),
+    "group.update": pgettext_lazy("audit action", "Group changed"),
+    "group.delete": pgettext_lazy("audit action", "Group deleted"),
 }
 KEYS = {
     "meaning": pgettext_lazy("audit key", "meaning"),

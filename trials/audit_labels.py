@@ -23,6 +23,7 @@ ACTIONS = {
     "membership.revoke": pgettext_lazy("audit action", "Role revoked"),
     "invitation.create": pgettext_lazy("audit action", "Invitation sent"),
     "invitation.accept": pgettext_lazy("audit action", "Invitation accepted"),
+    "invitation.withdraw": pgettext_lazy("audit action", "Invitation withdrawn"),
     "token.create": pgettext_lazy("audit action", "API token created"),
     "token.revoke": pgettext_lazy("audit action", "API token revoked"),
     "timepoint.transition": pgettext_lazy("audit action", "Visit state changed"),

@@ -209,3 +209,23 @@ def test_last_login_and_date_joined_are_not_editable(world, client, oscar):
     assert answer.status_code == 302, answer.content[:800]
     cora.refresh_from_db()
     assert cora.date_joined == joined and cora.last_login is None
+
+
+def test_groups_made_changed_and_deleted_in_the_admin_are_audited_with_their_permissions(world, client, oscar):
+    from django.contrib.auth.models import Group, Permission
+
+    permission = Permission.objects.get(codename="add_trial")
+    answer = client.post("/operator/auth/group/add/", {"name": "Set-up staff", "permissions": [permission.pk]})
+    assert answer.status_code == 302
+    group = Group.objects.get(name="Set-up staff")
+    [made] = events("group.create")
+    assert made.actor == oscar and made.summary["name"] == "Set-up staff"
+    assert made.summary["permissions"] == [str(permission)]
+    answer = client.post(f"/operator/auth/group/{group.pk}/change/", {"name": "Set-up", "permissions": []})
+    assert answer.status_code == 302
+    [changed] = events("group.update")
+    assert changed.summary["changes"] == {"name": ["Set-up staff", "Set-up"], "permissions": [[str(permission)], []]}
+    answer = client.post(f"/operator/auth/group/{group.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302 and not Group.objects.exists()
+    [deleted] = events("group.delete")
+    assert deleted.actor == oscar and deleted.summary["name"] == "Set-up"

@@ -515,31 +515,27 @@ def invitation_withdraw(*, actor, invitation: Invitation) -> None:
         locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
         if locked.accepted_at is not None:
             raise InvalidState(_("This invitation was accepted already: revoke the role instead."))
-        if locked.withdrawn_at is not None:
-            return
-        locked.withdrawn_at = timezone.now()
-        locked.save(update_fields=["withdrawn_at"])
-        audit_record(
-            actor=actor,
-            action="invitation.withdraw",
-            obj=locked,
-            trial_id=locked.trial_id,
-            summary={"email": locked.email, "role": locked.role, "why": "withdrawn by a trial admin"},
-        )
+        if locked.withdrawn_at is None:
+            _withdraw(actor, locked, "withdrawn by a trial admin")
 
 
 def _invitations_withdraw(*, actor, trial: Trial, email: str, role: str, reason: str = "role removed") -> None:
     """Withdraw the open invitations of `email` to `role` in the trial, each audited."""
     for invitation in _open_invitations(trial=trial, email=email, role=role).select_for_update():
-        invitation.withdrawn_at = timezone.now()
-        invitation.save(update_fields=["withdrawn_at"])
-        audit_record(
-            actor=actor,
-            action="invitation.withdraw",
-            obj=invitation,
-            trial_id=trial.pk,
-            summary={"email": invitation.email, "role": role, "why": reason},
-        )
+        _withdraw(actor, invitation, reason)
+
+
+def _withdraw(actor, invitation: Invitation, reason: str) -> None:
+    """Withdraw one invitation (held locked by the caller's transaction), audited with why."""
+    invitation.withdrawn_at = timezone.now()
+    invitation.save(update_fields=["withdrawn_at"])
+    audit_record(
+        actor=actor,
+        action="invitation.withdraw",
+        obj=invitation,
+        trial_id=invitation.trial_id,
+        summary={"email": invitation.email, "role": invitation.role, "why": reason},
+    )
 
 
 def invitation_create(

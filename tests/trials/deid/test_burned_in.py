@@ -163,12 +163,14 @@ def test_a_damaged_compressed_screen_is_rejected_as_undecodable_with_the_whole_r
     from pydicom.encaps import encapsulate, generate_fragments
     from pydicom.uid import RLELossless
 
+    from tests.trials.test_decodable import rle_segment_misplaced
+
     ds = read(_screen())
     ds.compress(RLELossless)
     _table, fragment = generate_fragments(ds.PixelData)
-    fragment = bytearray(fragment)
-    fragment[8:12] = (int.from_bytes(fragment[8:12], "little") - 20).to_bytes(4, "little")  # a segment misplaced
-    ds.PixelData = encapsulate([bytes(fragment)])
+    frames = [bytearray(fragment)]
+    rle_segment_misplaced(frames)
+    ds.PixelData = encapsulate([bytes(frames[0])])
     buffer = io.BytesIO()
     ds.save_as(buffer)
     for options in (DEFAULT, REDACTING):

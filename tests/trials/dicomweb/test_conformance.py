@@ -17,6 +17,7 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import generate_uid
 
 from tests.conftest import build_world
+from tests.trials.test_decodable import frame_missing, rle_segment_misplaced
 from tests.trials.test_dicomweb import ROOT, upload, with_images
 from trials.ingest import services as ingest_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -661,17 +662,12 @@ def damaged_frames(name: str, series: Series, damage) -> bytes:
     return buffer.getvalue()
 
 
-def rle_segment_misplaced(frames: list[bytearray]) -> None:
-    second = int.from_bytes(frames[0][8:12], "little")
-    frames[0][8:12] = (second - 20).to_bytes(4, "little")  # the RLE header puts the second segment too early
-
-
 @pytest.mark.filterwarnings("ignore:The decoded RLE segment:UserWarning")  # pydicom's, about the damage
 @pytest.mark.parametrize(
     ("name", "damage", "last_as_stored"),
     [
         ("MR_small_RLE.dcm", rle_segment_misplaced, 200),
-        ("emri_small_jpeg_2k_lossless.dcm", lambda frames: frames.pop(), 404),
+        ("emri_small_jpeg_2k_lossless.dcm", frame_missing, 404),
     ],
     ids=["RLE segment misplaced", "multi-frame JPEG 2000, a frame missing"],
 )

@@ -126,6 +126,21 @@ def test_probes_are_not_redirected_to_https(client, settings):
     assert client.get("/accounts/login/").status_code == 301
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000"])
+def test_probes_answer_on_the_loopback_address_when_allowed_hosts_names_only_the_public_name(
+    db, client, stores, settings, host
+):
+    """The README's `curl http://127.0.0.1:8000/readyz`, the supervisor and the local Prometheus ask the loopback
+    address while ALLOWED_HOSTS names the public host only (as the environment template has it): they were 400."""
+    settings.ALLOWED_HOSTS = ["ctims.example.org"]
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(path, HTTP_HOST=host).status_code == 200, path
+    # Only the probes, and only on a loopback name: pages and other names are still refused.
+    assert client.get("/accounts/login/", HTTP_HOST=host).status_code == 400
+    assert client.get("/healthz", HTTP_HOST="evil.example").status_code == 400
+    assert client.get("/metrics", HTTP_HOST="127.0.0.1.evil.example").status_code == 400
+
+
 # --- /metrics ---------------------------------------------------------------------------------------------------
 
 

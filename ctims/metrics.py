@@ -47,6 +47,11 @@ DEID_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# The method label's values: the methods HTTP defines that a client of CTIMS sends; any other word (the client
+# chooses it, and nginx passes on any word of capitals) is "other", so that no client makes new series or puts its
+# own text in a label.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 # URL names of DICOMweb frame answers (trials.dicomweb and the readers' roots name them "<root>-frames").
 FRAME_ROUTE_SUFFIX = "frames"
 
@@ -131,7 +136,8 @@ class MetricsMiddleware:
         elapsed = time.perf_counter() - start
         match = getattr(request, "resolver_match", None)
         route = match.url_name if match and match.url_name else "unmatched"
-        REQUEST_SECONDS.labels(route, request.method, f"{response.status_code // 100}xx").observe(elapsed)
+        method = request.method if request.method in METHODS else "other"
+        REQUEST_SECONDS.labels(route, method, f"{response.status_code // 100}xx").observe(elapsed)
         if route.endswith(FRAME_ROUTE_SUFFIX) and response.status_code == 200:
             FRAME_SECONDS.observe(elapsed)
             FRAMES_SERVED.inc(len(str(match.kwargs.get("frames", "")).split(",")))

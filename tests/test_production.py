@@ -186,6 +186,19 @@ def test_metrics_count_the_ingest_and_frames_without_any_identifier_in_a_label(w
         assert identifying not in labels
 
 
+def test_the_method_label_takes_only_the_methods_http_defines(db, client):
+    """A client chooses the method's name (nginx passes any word of capitals on): each new word was a new series
+    of the request histogram, and the client's own text in a label."""
+    client.generic("XPATIENTNAME", "/accounts/login/")
+    client.generic("FOOBAR", "/healthz")
+    client.get("/accounts/login/")
+    text = client.get("/metrics").content.decode()
+    methods = set(re.findall(r'ctims_http_request_seconds_count\{[^}]*method="([^"]*)"', text))
+    assert "GET" in methods
+    assert "other" in methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
+
+
 # --- the environment file template -----------------------------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from reads.models import Read
+from reads import transfers
+from reads.models import Read, Transfer
 from reads.services import read_design_set
 from tests.conftest import build_world, received_in_quarantine
 from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
@@ -104,6 +105,38 @@ def test_a_backup_restored_into_an_empty_system_verifies_its_audit_chain_and_eve
         assert hashlib.sha256((restored / "images" / key).read_bytes()).hexdigest() == sha256
     raw = restored / "quarantine" / f"{waiting.upload_id}/{waiting.sha256}"
     assert hashlib.sha256(raw.read_bytes()).hexdigest() == waiting.sha256
+
+
+def test_a_restore_brings_back_the_sponsor_transfers_zips(trial_with_reads, stores):
+    """A transfer's zip is what was delivered to the sponsor, downloaded again from its row: the backup left the
+    transfers store out, and after a restore the row said ready while its download was a server error."""
+    transfer = transfers.transfer_request(actor=trial_with_reads.alice, trial=trial_with_reads.trial)
+    transfer.refresh_from_db()  # built by its task at the commit (in-process here)
+    assert transfer.state == Transfer.State.READY
+    assert hashlib.sha256((stores / "transfers" / transfer.storage_key).read_bytes()).hexdigest() == transfer.sha256
+
+    backup = stores / "backup"
+    backup_create(destination=backup)
+    for store in ("images", "quarantine", "transfers"):
+        shutil.rmtree(stores / store)
+    recreate(SCRATCH)
+    restored = stores / "restored"
+    done = manage("restore", str(backup), var_dir=restored)
+    assert done.returncode == 0, done.stderr[-3000:]
+    zipped = restored / "transfers" / transfer.storage_key
+    assert zipped.exists()
+    assert hashlib.sha256(zipped.read_bytes()).hexdigest() == transfer.sha256
+
+
+def test_a_backup_refuses_a_transfer_zip_that_does_not_match_its_row(trial_with_reads, stores):
+    transfer = transfers.transfer_request(actor=trial_with_reads.alice, trial=trial_with_reads.trial)
+    transfer.refresh_from_db()
+    path = stores / "transfers" / transfer.storage_key
+    path.chmod(0o600)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # a zip ends in zeros: flip the last bit
+    with pytest.raises(BackupError, match="does not match its row"):
+        backup_create(destination=stores / "backup")
 
 
 def test_a_restore_refuses_a_backup_whose_file_was_altered(trial_with_reads, stores):

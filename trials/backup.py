@@ -9,6 +9,8 @@ writes:
 
     database.dump        pg_dump --format=custom of the snapshot
     images/<key>         every stored file the dump's Instance rows point to
+    <section>/<key>      every file another app's rows name in a store of its own (KEPT_FILES: the sponsor
+                         transfers' zips, under transfers/)
     quarantine/<key>     the raw copy of every file the dump lists as waiting (those processed meanwhile are
                          listed as gone: restored, they are asked for again, as any lost quarantine copy is)
     manifest.json        every file's key, size and SHA-256, and the dump's SHA-256
@@ -24,10 +26,12 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import storages
 from django.db import connection, transaction
 
 from ctims.audit import audit_verify
@@ -37,6 +41,19 @@ from .models import Instance, UploadItem
 
 CHUNK = 1024 * 1024
 FORMAT = 1
+
+
+@dataclass(frozen=True)
+class KeptFiles:
+    """Files kept in a store of their own and named by rows of another app, which registers them here (the reads
+    app: the sponsor transfers' zips): backed up, restored and verified like the instances."""
+
+    storage: str  # the STORAGES alias
+    rows: Callable[[], Iterable[tuple[str, str, int]]]  # each file's key, SHA-256 and size, read in the snapshot
+
+
+# By the backup folder's and the manifest's section name.
+KEPT_FILES: dict[str, KeptFiles] = {}
 
 
 class BackupError(Exception):
@@ -117,6 +134,12 @@ def backup_create(*, destination: Path) -> BackupReport:
                 raise BackupError(f"the stored file {key} does not match its index row: the image store is damaged")
             manifest["images"].append({"key": key, "sha256": sha256, "size": size})
             report.images += 1
+        for section, kept in KEPT_FILES.items():
+            manifest[section] = []
+            for key, sha256, size in kept.rows():
+                if _copy_out(storages[kept.storage], key, destination / section / key) != (sha256, size):
+                    raise BackupError(f"the stored file {section}/{key} does not match its row: the store is damaged")
+                manifest[section].append({"key": key, "sha256": sha256, "size": size})
         waiting = UploadItem.objects.filter(state=UploadItem.State.QUARANTINED).values_list("upload_id", "sha256")
         for upload_id, sha256 in waiting.order_by("pk").iterator():
             key = store.quarantine_key(upload_id, sha256)
@@ -142,9 +165,10 @@ def backup_check(*, source: Path) -> dict:
         raise BackupError("this backup was written by another version of CTIMS")
     if _sha256_file(source / manifest["database"]["file"]) != manifest["database"]["sha256"]:
         raise BackupError("the database dump does not match its manifest")
-    for entry in manifest["images"]:
-        if _sha256_file(source / "images" / entry["key"]) != entry["sha256"]:
-            raise BackupError(f"the backed-up file {entry['key']} does not match the manifest")
+    for section in ("images", *KEPT_FILES):
+        for entry in manifest.get(section, []):  # a backup from before a section existed has none of it
+            if _sha256_file(source / section / entry["key"]) != entry["sha256"]:
+                raise BackupError(f"the backed-up file {entry['key']} does not match the manifest")
     return manifest
 
 
@@ -153,6 +177,15 @@ class RestoreReport:
     images: int
     quarantined: int
     audit_events: int
+
+
+def _hash_stored(storage, key: str) -> tuple[str, int]:
+    digest, length = hashlib.sha256(), 0
+    with storage.open(key, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            length += len(chunk)
+    return digest.hexdigest(), length
 
 
 def restore_verify() -> int:
@@ -170,6 +203,14 @@ def restore_verify() -> int:
             raise BackupError(f"the stored file {key} is missing after the restore") from None
         if (digest.hexdigest(), length) != (sha256, size):
             raise BackupError(f"the stored file {key} does not match its index row after the restore")
+    for section, kept in KEPT_FILES.items():
+        for key, sha256, size in kept.rows():
+            try:
+                found = _hash_stored(storages[kept.storage], key)
+            except FileNotFoundError:
+                raise BackupError(f"the stored file {section}/{key} is missing after the restore") from None
+            if found != (sha256, size):
+                raise BackupError(f"the stored file {section}/{key} does not match its row after the restore")
     report = audit_verify()
     if not report.intact:
         raise BackupError(f"the audit chain is broken after {report.checked} events: {report.problem}")
@@ -195,6 +236,10 @@ def backup_restore(*, source: Path) -> RestoreReport:
     for entry in manifest["images"]:
         data = (source / "images" / entry["key"]).read_bytes()
         store.store_instance(entry["key"], data)
+    for section, kept in KEPT_FILES.items():
+        for entry in manifest.get(section, []):
+            data = (source / section / entry["key"]).read_bytes()
+            store.write_once(storages[kept.storage], entry["key"], data, refusal="a different file is stored here")
     quarantined = 0
     for entry in manifest["quarantine"]:
         if entry["intact"]:

@@ -90,11 +90,18 @@ def broker_queue_depth() -> int | None:
     try:
         with app.connection_for_read(connect_timeout=2) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-            return conn.default_channel.queue_declare(
-                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
-            ).message_count
+            try:
+                return conn.default_channel.queue_declare(
+                    queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+                ).message_count
+            except Exception as exc:
+                # The broker answers that the queue does not exist: nothing waits. Redis deletes a queue's list
+                # whenever it is emptied (an idle installation), RabbitMQ has none before the first task.
+                if str(getattr(exc, "reply_code", "")) == "404":
+                    return 0
+                raise
     except Exception:
-        return None  # a missing queue (nothing sent yet) or a broker that is down: /readyz says which
+        return None  # a broker that is down (/readyz says so): no figure rather than a false one
 
 
 def registry() -> CollectorRegistry:

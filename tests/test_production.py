@@ -186,6 +186,23 @@ def test_metrics_count_the_ingest_and_frames_without_any_identifier_in_a_label(w
         assert identifying not in labels
 
 
+def test_the_broker_queue_depth_is_zero_when_nothing_waits_and_absent_when_the_broker_is_down(
+    db, client, settings, tmp_path
+):
+    """On Redis a queue with nothing waiting does not exist (its list is deleted when emptied): the gauge left
+    /metrics whenever the installation was idle, as it does when the broker is down."""
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    settings.CELERY_BROKER_URL = redis_server.url
+    try:
+        with celery_on(redis_server.url):
+            assert re.search(r"^ctims_broker_queue_depth 0\.0$", client.get("/metrics").content.decode(), re.M)
+            redis_server.kill()
+            assert "ctims_broker_queue_depth" not in client.get("/metrics").content.decode()
+    finally:
+        redis_server.kill()
+
+
 def test_the_method_label_takes_only_the_methods_http_defines(db, client):
     """A client chooses the method's name (nginx passes any word of capitals on): each new word was a new series
     of the request histogram, and the client's own text in a label."""

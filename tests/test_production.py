@@ -7,10 +7,12 @@ worker, with DEBUG off, on the test database and a Redis of its own, and walks a
 from __future__ import annotations
 
 import ast
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -504,8 +506,9 @@ def test_the_concurrent_index_migration_keeps_a_valid_index_and_rebuilds_an_inva
 # --- the nginx example -------------------------------------------------------------------------------------------
 
 
-def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
-    """`nginx -t` on deploy/nginx-ctims.conf, with a throwaway certificate in place of the operator's."""
+def nginx_example(tmp_path: Path, **replace: str) -> Path:
+    """deploy/nginx-ctims.conf in a configuration of its own under tmp_path, with a throwaway certificate in place
+    of the operator's and `replace`'s substitutions; returns the nginx.conf."""
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ctims.example.org"]
         + ["-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
@@ -516,10 +519,101 @@ def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
     site = site.replace("/etc/letsencrypt/live/ctims.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
     site = site.replace("/etc/letsencrypt/live/ctims.example.org/privkey.pem", str(tmp_path / "key.pem"))
     site = site.replace("/var/lib/nginx/body", str(tmp_path / "body"))
+    site = site.replace("/var/log/nginx/ctims.access.log", str(tmp_path / "access.log"))
+    for old, new in replace.items():
+        assert old in site, old
+        site = site.replace(old, new)
+    temp = "".join(f"{kind}_temp_path {tmp_path}/{kind};\n" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers that may read the test's own folder
     (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\naccess_log off;\n{site}\n}}\n"
+        f"{user}pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\naccess_log off;\n{temp}{site}\n}}\n"
     )
+    return tmp_path / "nginx.conf"
+
+
+def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
+    """`nginx -t` on deploy/nginx-ctims.conf, with a throwaway certificate in place of the operator's."""
+    nginx_example(tmp_path)
     checked = subprocess.run(
         ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stderr
+
+
+class AcceleratedUpstream(http.server.BaseHTTPRequestHandler):
+    """Answers every request as CTIMS answers an instance asked for as application/dicom behind nginx: no body, the
+    file named by X-Accel-Redirect, and the headers the application sets."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom")
+        self.send_header("Cache-Control", "private, max-age=31536000, immutable")
+        self.send_header("Vary", "Accept, Authorization, Cookie")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("X-Accel-Redirect", "/_images/ALPHA/one.dcm")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_the_nginx_example_sends_a_stored_file_with_the_applications_headers_and_logs_no_query(tmp_path):
+    """Through nginx with the example's configuration: a file handed over by X-Accel-Redirect keeps the
+    application's Vary and security headers (nginx dropped them: a browser could give the application/dicom
+    answer it kept a year to a multipart request for the same URL), and the access log has no query string."""
+    (tmp_path / "images" / "ALPHA").mkdir(parents=True)
+    (tmp_path / "images" / "ALPHA" / "one.dcm").write_bytes(b"DICM" * 64)
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AcceleratedUpstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    http_port, https_port = free_port(), free_port()
+    conf = nginx_example(
+        tmp_path,
+        **{
+            "server 127.0.0.1:8000": f"server 127.0.0.1:{upstream.server_address[1]}",
+            "listen 80;": f"listen 127.0.0.1:{http_port};",
+            "listen [::]:80;": "",
+            "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
+            "listen [::]:443 ssl http2;": "",
+            "alias /var/lib/ctims/images/;": f"alias {tmp_path}/images/;",
+        },
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"https://127.0.0.1:{https_port}/dicomweb/trials/ALPHA/studies/1/series/2/instances/3"
+
+        def serving() -> bool:
+            try:
+                requests.get(f"http://127.0.0.1:{http_port}/", timeout=2, allow_redirects=False)
+                return True
+            except requests.RequestException:
+                return False
+
+        wait_for(serving, 30, "nginx to listen")
+        answer = requests.get(
+            url + "?PatientID=ALPHA-SEO-001",
+            headers={"Host": "ctims.example.org", "Accept": "application/dicom"},
+            verify=False,  # noqa: S501 - the test's own throwaway certificate
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        assert answer.content == b"DICM" * 64
+        assert answer.headers["Vary"] == "Accept, Authorization, Cookie"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=30)
+        upstream.shutdown()
+    logged = (tmp_path / "access.log").read_text()
+    assert "/dicomweb/trials/ALPHA/studies/1/series/2/instances/3" in logged
+    assert "PatientID" not in logged and "ALPHA-SEO-001" not in logged

@@ -251,6 +251,33 @@ def test_the_environment_template_lists_every_variable_the_settings_read():
     assert found - listed == set()
 
 
+def test_the_mail_relay_is_configured_from_the_environment():
+    """The template's SMTP backend could only reach localhost:25 (EMAIL_HOST and the rest were not read), and the
+    README's installation puts no mail server there: invitations failed on a host that relays through another."""
+    relay = {
+        "EMAIL_HOST": "smtp.hospital.example",
+        "EMAIL_PORT": "587",
+        "EMAIL_HOST_USER": "ctims",
+        "EMAIL_HOST_PASSWORD": "relay-secret",
+        "EMAIL_USE_TLS": "True",
+        "EMAIL_TIMEOUT": "20",
+    }
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings as s; "
+            "print(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_HOST_USER, s.EMAIL_HOST_PASSWORD, s.EMAIL_USE_TLS, s.EMAIL_TIMEOUT)",
+        ],
+        cwd=ROOT,
+        env=os.environ | {"DJANGO_SETTINGS_MODULE": "ctims.settings", "DEBUG": "True"} | relay,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["smtp.hospital.example", "587", "ctims", "relay-secret", "True", "20"]
+
+
 # --- the whole stack on loopback --------------------------------------------------------------------------------
 
 

@@ -226,11 +226,25 @@ def trial_people(request, code):
         except ValidationFailed as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(
-                request,
-                _("An invitation to the role %(role)s was sent to %(person)s; the role is theirs once they accept it.")
-                % {"person": invitation.email, "role": invitation.get_role_display()},
-            )
+            person = {"person": invitation.email, "role": invitation.get_role_display()}
+            if getattr(invitation, "email_failed", False):
+                messages.warning(
+                    request,
+                    _(
+                        "The invitation of %(person)s to the role %(role)s is saved, but its email could not be sent: "
+                        "ask the operator to check the mail settings, then withdraw it and invite again."
+                    )
+                    % person,
+                )
+            else:
+                messages.success(
+                    request,
+                    _(
+                        "An invitation to the role %(role)s was sent to %(person)s; "
+                        "the role is theirs once they accept it."
+                    )
+                    % person,
+                )
             return redirect("trial-people", code=trial.code)
     memberships = selectors.membership_list(trial=trial).order_by("user__email", "role")
     context = {"memberships": memberships, "form": form, "invitations": selectors.invitations_open(trial=trial)}

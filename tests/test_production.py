@@ -278,6 +278,28 @@ def test_the_mail_relay_is_configured_from_the_environment():
     assert shown.stdout.split() == ["smtp.hospital.example", "587", "ctims", "relay-secret", "True", "20"]
 
 
+def test_every_unit_may_write_the_folders_its_environment_names():
+    """Each process that loads CTIMS writes the var folder and Prometheus' multiprocess folder (its metrics are made
+    at import): a unit with a read-only file system must list both as writable. ctims-beat did not list the metrics
+    folder and stopped at its start with "Read-only file system", again and again."""
+    template = (ROOT / "deploy/ctims.env.example").read_text()
+    folders = {
+        name: re.search(rf"^{name}=(\S+)$", template, re.M).group(1)
+        for name in ("CTIMS_VAR_DIR", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    units = sorted((ROOT / "deploy").glob("*.service"))
+    assert {unit.name for unit in units} >= {"ctims-web.service", "ctims-worker.service", "ctims-beat.service"}
+    for unit in units:
+        text = unit.read_text()
+        if "EnvironmentFile=/etc/ctims/ctims.env" not in text or not re.search(
+            r"^ProtectSystem=(strict|full)", text, re.M
+        ):
+            continue
+        writable = " ".join(re.findall(r"^ReadWritePaths=(.*)$", text, re.M)).split()
+        for name, folder in folders.items():
+            assert folder in writable, f"{unit.name} cannot write {name} ({folder})"
+
+
 # --- the whole stack on loopback --------------------------------------------------------------------------------
 
 

@@ -204,6 +204,10 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 if envbool("BEHIND_TLS_PROXY", "False"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The reverse proxy's own addresses: a request from one of them takes the client's address from X-Forwarded-For
+# (ctims.account_events.forwarded_client_ip), for lock-outs and the audit trail. Without a proxy, none.
+PROXY_ADDRESSES = envlist("PROXY_ADDRESSES", "127.0.0.1,::1") if envbool("BEHIND_TLS_PROXY", "False") else []
+AXES_CLIENT_IP_CALLABLE = "ctims.account_events.forwarded_client_ip"
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

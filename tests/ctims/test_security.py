@@ -55,6 +55,56 @@ def test_failures_for_one_person_do_not_lock_another(world, client):
     assert login(client, "bruno@example.org", PASSWORD).status_code == 302
 
 
+def behind_nginx(client_address: str, spoofed: str = "") -> dict:
+    """What gunicorn hands Django for a request through the nginx example: the proxy's own address, and the
+    client's appended to whatever X-Forwarded-For the client sent ($proxy_add_x_forwarded_for)."""
+    forwarded = f"{spoofed}, {client_address}" if spoofed else client_address
+    return {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": forwarded}
+
+
+def test_behind_the_proxy_lock_outs_and_the_trail_take_the_clients_address_not_the_proxys(world, settings):
+    """Behind nginx every request came from 127.0.0.1: an attacker's five wrong passwords locked the person out
+    wherever they were, and the trail recorded the proxy's address for every log-in."""
+    from django.test import Client
+
+    from ctims.models import AuditEvent
+
+    settings.PROXY_ADDRESSES = ["127.0.0.1", "::1"]
+    attacker, cora = Client(), Client()
+    for n in range(5):  # a different made-up X-Forwarded-For each time changes nothing: nginx's entry is last
+        attacker.post(
+            reverse("login"),
+            {"username": "cora@example.org", "password": "wrong"},
+            **behind_nginx("203.0.113.7", f"10.0.0.{n}"),
+        )
+    assert (
+        attacker.post(
+            reverse("login"), {"username": "cora@example.org", "password": PASSWORD}, **behind_nginx("203.0.113.7")
+        ).status_code
+        == 429
+    )
+    assert (
+        cora.post(
+            reverse("login"), {"username": "cora@example.org", "password": PASSWORD}, **behind_nginx("198.51.100.20")
+        ).status_code
+        == 302
+    )
+    assert AuditEvent.objects.filter(action="login").latest("seq").summary["ip_address"] == "198.51.100.20"
+    assert AuditEvent.objects.filter(action="login.fail").latest("seq").summary["ip_address"] == "203.0.113.7"
+
+
+def test_a_forwarded_address_counts_only_from_the_proxy(world, settings):
+    """A client that reaches gunicorn directly (not through the proxy) cannot choose its address."""
+    from django.test import Client
+
+    from ctims.models import AuditEvent
+
+    settings.PROXY_ADDRESSES = ["127.0.0.1", "::1"]
+    direct = {"REMOTE_ADDR": "192.0.2.9", "HTTP_X_FORWARDED_FOR": "198.51.100.20"}
+    Client().post(reverse("login"), {"username": "cora@example.org", "password": "wrong"}, **direct)
+    assert AuditEvent.objects.filter(action="login.fail").latest("seq").summary["ip_address"] == "192.0.2.9"
+
+
 def test_an_idle_session_ends(world, client, settings):
     client.force_login(world.cora)
     assert client.get(reverse("home")).status_code == 200

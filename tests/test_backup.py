@@ -128,6 +128,22 @@ def test_a_restore_brings_back_the_sponsor_transfers_zips(trial_with_reads, stor
     assert hashlib.sha256(zipped.read_bytes()).hexdigest() == transfer.sha256
 
 
+def test_a_backup_written_before_transfers_were_kept_still_restores_and_says_what_it_lacks(trial_with_reads, stores):
+    transfer = transfers.transfer_request(actor=trial_with_reads.alice, trial=trial_with_reads.trial)
+    transfer.refresh_from_db()
+    backup = stores / "backup"
+    backup_create(destination=backup)
+    manifest = json.loads((backup / "manifest.json").read_text())
+    del manifest["transfers"]  # as the backup of an earlier version wrote it
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(backup / "transfers")
+    recreate(SCRATCH)
+    done = manage("restore", str(backup), var_dir=stores / "restored")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "audit chain intact" in done.stdout
+    assert "before transfers were backed up" in done.stderr
+
+
 def test_a_backup_refuses_a_transfer_zip_that_does_not_match_its_row(trial_with_reads, stores):
     transfer = transfers.transfer_request(actor=trial_with_reads.alice, trial=trial_with_reads.trial)
     transfer.refresh_from_db()

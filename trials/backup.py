@@ -177,6 +177,8 @@ class RestoreReport:
     images: int
     quarantined: int
     audit_events: int
+    # KEPT_FILES sections the backup does not hold (written before they were backed up): not restored, not checked.
+    not_in_backup: list[str] = field(default_factory=list)
 
 
 def _hash_stored(storage, key: str) -> tuple[str, int]:
@@ -188,9 +190,10 @@ def _hash_stored(storage, key: str) -> tuple[str, int]:
     return digest.hexdigest(), length
 
 
-def restore_verify() -> int:
-    """Every Instance row's file is in the store with its SHA-256 and size; the audit chain is intact.
-    Returns the number of audit events checked."""
+def restore_verify(kept: Iterable[str] | None = None) -> int:
+    """Every Instance row's file is in the store with its SHA-256 and size, and so is every file of the KEPT_FILES
+    sections `kept` (all of them unless said); the audit chain is intact. Returns the number of audit events
+    checked."""
     images = store.image_storage()
     for key, sha256, size in Instance.objects.values_list("storage_key", "sha256", "size").iterator():
         digest, length = hashlib.sha256(), 0
@@ -203,10 +206,10 @@ def restore_verify() -> int:
             raise BackupError(f"the stored file {key} is missing after the restore") from None
         if (digest.hexdigest(), length) != (sha256, size):
             raise BackupError(f"the stored file {key} does not match its index row after the restore")
-    for section, kept in KEPT_FILES.items():
-        for key, sha256, size in kept.rows():
+    for section in KEPT_FILES if kept is None else kept:
+        for key, sha256, size in KEPT_FILES[section].rows():
             try:
-                found = _hash_stored(storages[kept.storage], key)
+                found = _hash_stored(storages[KEPT_FILES[section].storage], key)
             except FileNotFoundError:
                 raise BackupError(f"the stored file {section}/{key} is missing after the restore") from None
             if found != (sha256, size):
@@ -246,4 +249,10 @@ def backup_restore(*, source: Path) -> RestoreReport:
             store.quarantine_put(entry["upload"], entry["sha256"], (source / "quarantine" / entry["key"]).read_bytes())
             quarantined += 1
     # A waiting file whose copy is not restored is asked for again by the pipeline (state "resend").
-    return RestoreReport(images=len(manifest["images"]), quarantined=quarantined, audit_events=restore_verify())
+    held = [section for section in KEPT_FILES if section in manifest]
+    return RestoreReport(
+        images=len(manifest["images"]),
+        quarantined=quarantined,
+        audit_events=restore_verify(held),
+        not_in_backup=[section for section in KEPT_FILES if section not in manifest],
+    )

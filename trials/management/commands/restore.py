@@ -24,6 +24,13 @@ class Command(BaseCommand):
             report = backup_restore(source=source)
         except BackupError as exc:
             raise CommandError(str(exc))
+        for section in report.not_in_backup:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"This backup was written before {section} were backed up: their files are not restored, and "
+                    f"the rows that name them point to nothing."
+                )
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Restored {report.images} stored files and {report.quarantined} waiting uploads; every file matches "

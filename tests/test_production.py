@@ -112,6 +112,14 @@ def test_readyz_reaches_an_s3_store_and_says_when_it_cannot(db, client, settings
         entries = server.storages(prefix=f"r{uuid.uuid4().hex[:12]}")
         use_storages(settings, entries)
         assert client.get("/readyz").json()["checks"]["store"] == "ok"
+        # A bucket that does not exist (a wrong name, or deleted): every write would fail. It was "ok": the probe
+        # asked for an object, and a missing object and a missing bucket both answer 404.
+        missing = {
+            name: {**entry, "OPTIONS": {**entry["OPTIONS"], "bucket_name": f"{entry['OPTIONS']['bucket_name']}-gone"}}
+            for name, entry in entries.items()
+        }
+        use_storages(settings, missing)
+        assert client.get("/readyz").json()["checks"]["store"] == "failing"
         for entry in entries.values():
             entry["OPTIONS"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"  # nobody listens there
         use_storages(settings, entries)

@@ -155,6 +155,23 @@ def test_a_backup_refuses_a_transfer_zip_that_does_not_match_its_row(trial_with_
         backup_create(destination=stores / "backup")
 
 
+def test_a_backup_is_readable_by_its_owner_only(trial_with_reads, stores):
+    """The dump holds every trial's pseudonym key, password hashes and authenticator secrets, and the quarantine
+    copies are the sites' identified images: the backup was world-readable (0755 folders, 0644 files)."""
+    usual = os.umask(0o022)  # the usual umask of an operator's shell
+    backup = stores / "backup"
+    try:
+        backup_create(destination=backup)
+    finally:
+        os.umask(usual)
+    paths = [backup, *backup.rglob("*")]
+    assert any(p.name == "database.dump" for p in paths) and any(
+        p.parent.name == "quarantine" or "quarantine" in p.parts for p in paths
+    )
+    opened = [str(p.relative_to(stores)) for p in paths if p.stat().st_mode & 0o077]
+    assert opened == []
+
+
 def test_a_restore_refuses_a_backup_whose_file_was_altered(trial_with_reads, stores):
     backup = stores / "backup"
     backup_create(destination=backup)

@@ -77,11 +77,31 @@ def _pg_env_and_args(database: dict | None = None) -> tuple[dict, list[str]]:
     return env, args
 
 
-def _copy_out(storage, key: str, destination: Path) -> tuple[str, int]:
-    """Stream one stored file into the backup folder; its SHA-256 and size."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
+# A backup is for its owner's eyes only: the dump holds every trial's pseudonym key, password hashes and
+# authenticator secrets, and the quarantine copies are identified images. Folders 0700, files 0600, whatever the
+# umask of the operator's shell.
+FOLDER_MODE, FILE_MODE = 0o700, 0o600
+
+
+def _private_file(path: Path):
+    """`path` opened for writing, made (or truncated) with FILE_MODE."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb")
+
+
+def _private_folders(folder: Path, top: Path) -> None:
+    """Make `folder` and its parents up to `top` with FOLDER_MODE."""
+    if folder == top or folder.exists():
+        return
+    _private_folders(folder.parent, top)
+    folder.mkdir(mode=FOLDER_MODE)
+    folder.chmod(FOLDER_MODE)  # mkdir's mode passes through the umask
+
+
+def _copy_out(storage, key: str, destination: Path, top: Path) -> tuple[str, int]:
+    """Stream one stored file into the backup folder `top`; its SHA-256 and size."""
+    _private_folders(destination.parent, top)
     digest, size = hashlib.sha256(), 0
-    with storage.open(key, "rb") as source, destination.open("wb") as target:
+    with storage.open(key, "rb") as source, _private_file(destination) as target:
         while chunk := source.read(CHUNK):
             digest.update(chunk)
             size += len(chunk)
@@ -112,6 +132,7 @@ def backup_create(*, destination: Path) -> BackupReport:
     if destination.exists() and any(destination.iterdir()):
         raise BackupError(f"{destination} is not empty")
     destination.mkdir(parents=True, exist_ok=True)
+    destination.chmod(FOLDER_MODE)
     env, args = _pg_env_and_args()
     report, manifest = BackupReport(), {"format": FORMAT, "images": [], "quarantine": [], "gone": []}
     images, quarantine = store.image_storage(), store.quarantine_storage()
@@ -121,6 +142,7 @@ def backup_create(*, destination: Path) -> BackupReport:
             cursor.execute("SELECT pg_export_snapshot()")
             snapshot = cursor.fetchone()[0]
         dump = destination / "database.dump"
+        _private_file(dump).close()  # pg_dump writes into it and keeps its mode
         subprocess.run(  # noqa: S603 -- fixed arguments from the settings, no shell
             ["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}", "--file", dump]
             + args,
@@ -129,7 +151,7 @@ def backup_create(*, destination: Path) -> BackupReport:
         )
         rows = Instance.objects.values_list("storage_key", "sha256", "size").order_by("pk").iterator()
         for key, sha256, size in rows:
-            copied = _copy_out(images, key, destination / "images" / key)
+            copied = _copy_out(images, key, destination / "images" / key, destination)
             if copied != (sha256, size):
                 raise BackupError(f"the stored file {key} does not match its index row: the image store is damaged")
             manifest["images"].append({"key": key, "sha256": sha256, "size": size})
@@ -137,14 +159,14 @@ def backup_create(*, destination: Path) -> BackupReport:
         for section, kept in KEPT_FILES.items():
             manifest[section] = []
             for key, sha256, size in kept.rows():
-                if _copy_out(storages[kept.storage], key, destination / section / key) != (sha256, size):
+                if _copy_out(storages[kept.storage], key, destination / section / key, destination) != (sha256, size):
                     raise BackupError(f"the stored file {section}/{key} does not match its row: the store is damaged")
                 manifest[section].append({"key": key, "sha256": sha256, "size": size})
         waiting = UploadItem.objects.filter(state=UploadItem.State.QUARANTINED).values_list("upload_id", "sha256")
         for upload_id, sha256 in waiting.order_by("pk").iterator():
             key = store.quarantine_key(upload_id, sha256)
             try:
-                copied_sha, size = _copy_out(quarantine, key, destination / "quarantine" / key)
+                copied_sha, size = _copy_out(quarantine, key, destination / "quarantine" / key, destination)
             except FileNotFoundError:  # processed since the snapshot: its outcome is not in this backup
                 manifest["gone"].append(key)
                 report.gone.append(key)
@@ -153,7 +175,8 @@ def backup_create(*, destination: Path) -> BackupReport:
             manifest["quarantine"].append(entry)
             report.quarantined += 1
     manifest["database"] = {"file": "database.dump", "sha256": _sha256_file(dump)}
-    (destination / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    with _private_file(destination / "manifest.json") as f:
+        f.write(json.dumps(manifest, indent=1).encode())
     return report
 
 

@@ -601,7 +601,10 @@ class AcceleratedUpstream(http.server.BaseHTTPRequestHandler):
     """Answers every request as CTIMS answers an instance asked for as application/dicom behind nginx: no body, the
     file named by X-Accel-Redirect, and the headers the application sets."""
 
+    asked: list[str] = []
+
     def do_GET(self):  # noqa: N802 - http.server's name
+        self.asked.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "application/dicom")
         self.send_header("Cache-Control", "private, max-age=31536000, immutable")
@@ -635,6 +638,10 @@ def test_the_nginx_example_sends_a_stored_file_with_the_applications_headers_and
             "listen [::]:80;": "",
             "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
             "listen [::]:443 ssl http2;": "",
+            "listen 80 default_server;": f"listen 127.0.0.1:{http_port} default_server;",
+            "listen [::]:80 default_server;": "",
+            "listen 443 ssl http2 default_server;": f"listen 127.0.0.1:{https_port} ssl http2 default_server;",
+            "listen [::]:443 ssl http2 default_server;": "",
             "alias /var/lib/ctims/images/;": f"alias {tmp_path}/images/;",
         },
     )
@@ -648,7 +655,12 @@ def test_the_nginx_example_sends_a_stored_file_with_the_applications_headers_and
 
         def serving() -> bool:
             try:
-                requests.get(f"http://127.0.0.1:{http_port}/", timeout=2, allow_redirects=False)
+                requests.get(
+                    f"http://127.0.0.1:{http_port}/",
+                    headers={"Host": "ctims.example.org"},
+                    timeout=2,
+                    allow_redirects=False,
+                )
                 return True
             except requests.RequestException:
                 return False
@@ -667,6 +679,12 @@ def test_the_nginx_example_sends_a_stored_file_with_the_applications_headers_and
         assert answer.headers["Strict-Transport-Security"].startswith("max-age=31536000")
         assert answer.headers["X-Frame-Options"] == "DENY"
         assert answer.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+        # Another name (a scanner asking by address) is closed by nginx and never reaches the application.
+        asked = len(AcceleratedUpstream.asked)
+        for scheme, port in (("https", https_port), ("http", http_port)):
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"{scheme}://127.0.0.1:{port}/wp-login.php", verify=False, timeout=10)  # noqa: S501
+        assert len(AcceleratedUpstream.asked) == asked
     finally:
         nginx.terminate()
         nginx.wait(timeout=30)

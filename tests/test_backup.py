@@ -46,7 +46,6 @@ def recreate(name: str) -> None:
 def manage(*args: str, var_dir: Path, **variables: str) -> subprocess.CompletedProcess:
     env = (
         os.environ
-        | variables
         | {
             "DJANGO_SETTINGS_MODULE": "ctims.settings",
             "DATABASE_URL": server_url(SCRATCH),
@@ -54,6 +53,7 @@ def manage(*args: str, var_dir: Path, **variables: str) -> subprocess.CompletedP
             "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
             "CELERY_BROKER_URL": "",
         }
+        | variables
     )
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -180,6 +180,15 @@ def test_a_restore_refuses_a_backup_whose_file_was_altered(trial_with_reads, sto
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"\0")
     with pytest.raises(BackupError, match="does not match the manifest"):
         backup_check(source=backup)
+
+
+def test_a_restore_under_another_audit_key_says_so_rather_than_only_that_an_event_was_changed(trial_with_reads, stores):
+    backup = stores / "backup"
+    backup_create(destination=backup)
+    recreate(SCRATCH)
+    done = manage("restore", str(backup), var_dir=stores / "restored", AUDIT_HMAC_KEY="not-the-key-it-was-made-with")
+    assert done.returncode != 0
+    assert "is AUDIT_HMAC_KEY" in done.stderr
 
 
 def test_a_restore_refuses_a_database_that_is_not_empty(trial_with_reads, stores):

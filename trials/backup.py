@@ -239,10 +239,7 @@ def restore_verify(kept: Iterable[str] | None = None) -> int:
                 raise BackupError(f"the stored file {section}/{key} does not match its row after the restore")
     report = audit_verify()
     if not report.intact:
-        hint = ""
-        if report.checked == 0:  # not one event verifies: far more often another key than a rewritten first event
-            hint = " (no event verifies: is AUDIT_HMAC_KEY, with AUDIT_HMAC_OLD_KEYS, that of the system backed up?)"
-        raise BackupError(f"the audit chain is broken after {report.checked} events: {report.problem}{hint}")
+        raise BackupError(f"the audit chain is broken after {report.checked} events: {report.problem}{report.key_hint}")
     return report.checked
 
 

@@ -123,6 +123,7 @@ def test_a_restore_brings_back_the_sponsor_transfers_zips(trial_with_reads, stor
     restored = stores / "restored"
     done = manage("restore", str(backup), var_dir=restored)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert ", 1 transfers and" in done.stdout
     zipped = restored / "transfers" / transfer.storage_key
     assert zipped.exists()
     assert hashlib.sha256(zipped.read_bytes()).hexdigest() == transfer.sha256

@@ -202,6 +202,8 @@ class RestoreReport:
     audit_events: int
     # KEPT_FILES sections the backup does not hold (written before they were backed up): not restored, not checked.
     not_in_backup: list[str] = field(default_factory=list)
+    # Files restored per KEPT_FILES section held in the backup.
+    kept: dict[str, int] = field(default_factory=dict)
 
 
 def _hash_stored(storage, key: str) -> tuple[str, int]:
@@ -278,4 +280,5 @@ def backup_restore(*, source: Path) -> RestoreReport:
         quarantined=quarantined,
         audit_events=restore_verify(held),
         not_in_backup=[section for section in KEPT_FILES if section not in manifest],
+        kept={section: len(manifest[section]) for section in held},
     )

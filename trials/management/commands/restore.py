@@ -33,7 +33,9 @@ class Command(BaseCommand):
             )
         self.stdout.write(
             self.style.SUCCESS(
-                f"Restored {report.images} stored files and {report.quarantined} waiting uploads; every file matches "
+                f"Restored {report.images} stored files"
+                + "".join(f", {count} {section}" for section, count in report.kept.items())
+                + f" and {report.quarantined} waiting uploads; every file matches "
                 f"its row; audit chain intact ({report.audit_events} events)."
             )
         )

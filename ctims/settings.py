@@ -259,7 +259,12 @@ def image_store(bucket_variable: str, folder: str, *, or_within: str = "") -> di
     """
     kind = os.environ.get("IMAGE_STORE", "filesystem")
     if kind == "filesystem":
-        return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / folder}}
+        options = {"location": VAR_DIR / folder}
+        if folder == "quarantine":
+            # Raw, identified uploads: the application's own user only. (Django's default is 0644, and nginx's
+            # user is in the application's group to send the de-identified instances.)
+            options["file_permissions_mode"] = 0o600
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": options}
     if kind != "s3":
         raise ImproperlyConfigured(f"IMAGE_STORE must be filesystem or s3, not {kind!r}")
     bucket, prefix = os.environ.get(bucket_variable, ""), ""

@@ -21,6 +21,7 @@ from django.core.cache import cache
 from django.db.models.base import ModelState
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.urls import path
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from pydicom.uid import UID
 from rest_framework import exceptions as drf_exceptions
@@ -88,7 +89,8 @@ def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     origin = request.META.get("HTTP_ORIGIN")
     if origin and origin in settings.DICOMWEB_CORS_ORIGINS:
         response["Access-Control-Allow-Origin"] = origin
-        response["Vary"] = "Origin"
+        # Added to what the answer varies by (Accept, Authorization, Cookie), never in its place.
+        patch_vary_headers(response, ["Origin"])
         response["Access-Control-Expose-Headers"] = "ETag, Content-Type, Content-Range, Content-Length"
     return response
 

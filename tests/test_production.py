@@ -612,6 +612,8 @@ class AcceleratedUpstream(http.server.BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Access-Control-Allow-Origin", "https://viewer.example.org")
+        self.send_header("Access-Control-Expose-Headers", "ETag, Content-Type")
         self.send_header("X-Accel-Redirect", "/_images/ALPHA/one.dcm")
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -678,6 +680,8 @@ def test_the_nginx_example_sends_a_stored_file_with_the_applications_headers_and
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
         assert answer.headers["Strict-Transport-Security"].startswith("max-age=31536000")
         assert answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["Access-Control-Allow-Origin"] == "https://viewer.example.org"  # a viewer elsewhere
+        assert answer.headers["Access-Control-Expose-Headers"] == "ETag, Content-Type"
         assert answer.headers["Cache-Control"] == "private, max-age=31536000, immutable"
         # Another name (a scanner asking by address) is closed by nginx and never reaches the application.
         asked = len(AcceleratedUpstream.asked)

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_countries",
     "ctims",
     "trials",
     "reads",

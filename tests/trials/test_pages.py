@@ -200,3 +200,17 @@ def test_the_audit_trail_is_paginated_and_keeps_its_filter(world, client):
     assert (
         "Page 2 of 2" in second and second.count('<span title="subject.enroll">Subject enrolled</span></td>') == 58 - 50
     )
+
+
+def test_the_sites_page_offers_countries_by_name_and_refuses_one_iso_does_not_know(world, client):
+    client.force_login(world.alice)
+    url = reverse("trial-sites", args=["ALPHA"])
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert re.search(r'<select name="country"[^>]*>', page)
+    assert re.search(r'<option value="KR">\s*대한민국\s*</option>', page)
+    # The list of sites names each site's country too, in the reader's language.
+    assert "대한민국" in page.split("<table", 1)[1]
+    response = client.post(url, {"code": "ZED", "name": "Nowhere", "country": "ZZ"})
+    assert response.status_code == 200
+    assert "ISO" in response.content.decode()
+    assert not Site.objects.filter(trial=world.trial, code="ZED").exists()

@@ -80,6 +80,7 @@ VALUES = {
     "reason": {
         "password": pgettext_lazy("audit value", "wrong password"),
         "one-time code": pgettext_lazy("audit value", "wrong one-time code"),
+        "locked out": pgettext_lazy("audit value", "account locked out (password not checked)"),
     },
     "device": {
         "authenticator": pgettext_lazy("audit value", "authenticator app"),

@@ -188,8 +188,8 @@ def _check_images(task: ReadTask, content: Content) -> None:
 
     - every image a lesion refers to is an instance of this task's visit, under the study and series it
       belongs to, and the frame is one the instance has; a new lesion names the image it is seen on;
-    - every length recorded for a target has its drawn line on one of those images, inside the image, not
-      of zero length, and as long as the recorded length at the image's Pixel
+    - every length recorded for a target has its drawn line, and every line drawn its length, on one of those
+      images, inside the image, not of zero length, and as long as the recorded length at the image's Pixel
       Spacing (within 0.1 mm): the size a reader signs is the size the SR's SCOORD shows.
     """
     for n, entry in enumerate(content.new):
@@ -211,6 +211,15 @@ def _check_images(task: ReadTask, content: Content) -> None:
                         "image: measure it on the image."
                     )
                     % {"axis": name, "label": entry.label, "recorded": mm_text(recorded)},
+                    f"targets[{n}].{axis}_mm",
+                )
+            if points is not None and recorded is None:
+                raise _image_problem(
+                    _(
+                        "A line is drawn for the %(axis)s of %(label)s but no length is recorded for it: measure it "
+                        "again on the image."
+                    )
+                    % {"axis": name, "label": entry.label},
                     f"targets[{n}].{axis}_mm",
                 )
             if points is not None and entry.image is None:

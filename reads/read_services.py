@@ -572,6 +572,35 @@ def read_correct(*, actor, task_id: int) -> Read:
     return correction
 
 
+def read_correction_discard(*, actor, task_id: int) -> Read:
+    """Discard the open correction of a signed read (started by mistake, or no longer wanted): its draft goes, and
+    the signed version it would have superseded is the read again, as if no correction had been started. The
+    draft was never signed, so nothing on record changes; the trail keeps that it was started and discarded."""
+    with transaction.atomic():
+        task = _task_for_reader(actor, task_id, lock=True)
+        draft = current_read(task)
+        if draft is None or draft.state != Read.State.DRAFT or draft.supersedes_id is None:
+            raise InvalidState(_("This read has no correction open: there is nothing to discard."))
+        signed = draft.supersedes
+        version = draft.version
+        draft.delete()
+        task.state = ReadTask.State.SIGNED
+        task.save(update_fields=["state"])
+        audit_record(
+            actor=actor,
+            action="read.correction_discard",
+            obj=signed,
+            trial_id=task.design.trial_id,
+            summary={
+                "case": task.assignment.case_label,
+                "visit": task.timepoint.visit.code,
+                "version": version,
+                "supersedes": signed.pk,
+            },
+        )
+    return signed
+
+
 def require_task(actor, task_id: int) -> ReadTask:
     """A task the actor holds (`held_by`), else 404: nobody learns that another's task, or a waiting one, exists."""
     task = (

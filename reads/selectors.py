@@ -213,6 +213,8 @@ def read_page(task: ReadTask) -> dict:
         "assessment": config["assessment"],
         "signed": signed,
         "signature": read.signature if signed else None,
+        # The signed version an open correction would supersede (the page offers to discard the correction).
+        "correcting": read.supersedes if editable and read is not None and read.supersedes_id else None,
         "waiting": task.state == ReadTask.State.WAITING,
         **viewer_context(task),
     }

@@ -154,6 +154,21 @@ def correct(request, pk: int):
 
 @login_required
 @require_POST
+def correction_discard(request, pk: int):
+    task = _task(request, pk)
+    try:
+        read_services.read_correction_discard(actor=request.user, task_id=task.pk)
+    except InvalidState as exc:
+        messages.error(request, exc.message)
+    except NotFound:
+        raise Http404(_("No such task.")) from None
+    else:
+        messages.success(request, _("The correction was discarded; the signed read stands as it was."))
+    return redirect("read-task", pk=task.pk)
+
+
+@login_required
+@require_POST
 @csp_update(VIEWER_CSP)
 def adjudicate(request, pk: int):
     task = _task(request, pk)

@@ -541,3 +541,24 @@ def test_a_trial_not_yet_read_gets_a_transfer_of_empty_datasets(db, stores, on_c
         frame, meta = read_xpt(archive, name, tmp_path)
         assert len(frame) == 0 and meta.column_names == [v.name for v in domain.variables]
     assert json.loads(archive.read("manifest.json"))["changes"] == {}
+
+
+def test_a_reader_replaced_after_a_transfer_leaves_the_transfer_of_that_cutoff_as_it_was(world, trial_read):
+    from reads.services import assignment_replace
+    from tests.conftest import make_user
+    from trials import services
+    from trials.models import Role
+
+    first = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    before = transfer_zip(first)
+    # After the transfer, the reader whose reads stand for AGREE leaves and a newcomer reads the case again.
+    leaving = task_of(world.rhea, "BL", AGREE).assignment
+    rita = make_user("rita")
+    services.membership_grant(actor=world.alice, trial=world.trial, user=rita, role=Role.READER)
+    assignment_replace(actor=world.alice, assignment_id=leaving.pk, trial=world.trial, reader=rita)
+
+    again = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=first.cutoff))
+    assert again.namelist() == before.namelist()
+    for name in before.namelist():
+        if not name.startswith("manifest."):
+            assert again.read(name) == before.read(name), name

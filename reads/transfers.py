@@ -189,6 +189,24 @@ def _progress(transfer: Transfer, step: str, done: int | None = None) -> None:
     Transfer.objects.filter(pk=transfer.pk).update(step=transfer.step, progress=transfer.progress)
 
 
+def transfer_predecessor(transfer: Transfer) -> Transfer | None:
+    """The transfer this one supersedes: of those built before it, the one with the latest cut-off not later
+    than its own.
+
+    A transfer asked for an earlier cut-off (the data as they stood at an interim analysis) is compared with
+    what was delivered up to that cut-off, not with a later one: the later one's data are not withdrawn."""
+    return (
+        Transfer.objects.filter(
+            trial=transfer.trial,
+            number__lt=transfer.number,
+            state=Transfer.State.READY,
+            cutoff__lte=transfer.cutoff,
+        )
+        .order_by("-cutoff", "-number")
+        .first()
+    )
+
+
 def transfer_build(*, transfer_id: int) -> Transfer:
     """Build a requested transfer into its zip (the task's body). Idempotent: a built transfer is left alone,
     and a build that died half-way is done again with the same result.
@@ -203,11 +221,7 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         transfer.state, transfer.progress, transfer.step, transfer.error = Transfer.State.BUILDING, 0, "", ""
         transfer.save(update_fields=["state", "progress", "step", "error"])
     try:
-        previous = (
-            Transfer.objects.filter(trial=transfer.trial, number__lt=transfer.number, state=Transfer.State.READY)
-            .order_by("-number")
-            .first()
-        )
+        previous = transfer_predecessor(transfer)
         files, fingerprints = build_files(transfer)
         changes = changes_since(previous.fingerprints if previous else None, fingerprints)
         files.update(manifest_files(transfer, previous, files, changes))

@@ -562,3 +562,19 @@ def test_a_reader_replaced_after_a_transfer_leaves_the_transfer_of_that_cutoff_a
     for name in before.namelist():
         if not name.startswith("manifest."):
             assert again.read(name) == before.read(name), name
+
+
+def test_a_transfer_for_an_earlier_cutoff_is_compared_with_the_last_one_that_came_before_it(world, trial_read):
+    late = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    transfer_zip(late)
+    early = transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=world.trial.created_at)
+    manifest = json.loads(transfer_zip(early).read("manifest.json"))
+    # Nothing was withdrawn: the earlier cut-off simply came before the reads, and no transfer stood before it.
+    assert manifest["supersedes"] is None and manifest["changes"] == {}
+    early.refresh_from_db()
+    assert early.supersedes is None
+
+    again = transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=late.cutoff)
+    manifest = json.loads(transfer_zip(again).read("manifest.json"))
+    assert manifest["supersedes"] == late.number
+    assert {c["status"] for c in manifest["changes"].values()} == {"unchanged"}

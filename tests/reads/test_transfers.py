@@ -578,3 +578,17 @@ def test_a_transfer_for_an_earlier_cutoff_is_compared_with_the_last_one_that_cam
     manifest = json.loads(transfer_zip(again).read("manifest.json"))
     assert manifest["supersedes"] == late.number
     assert {c["status"] for c in manifest["changes"].values()} == {"unchanged"}
+
+
+def test_a_visit_the_adjudicator_decides_is_locked_when_the_decision_is_signed(world, trial_read, tmp_path):
+    from reads.models import Adjudication, TimepointResult
+
+    adjudication = Adjudication.objects.get(subject__code=ADJUDICATED)
+    decided = TimepointResult.objects.filter(adjudication=adjudication, supersedes__isnull=True)
+    assert decided.exists() and {r.locked_at for r in decided} == {adjudication.decided_at}
+    # So a transfer cut off at the decision holds every visit it decided, not some of them.
+    archive = transfer_zip(
+        transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=adjudication.decided_at)
+    )
+    rs, _meta = read_xpt(archive, "rs", tmp_path)
+    assert set(rs[(rs["USUBJID"] == ADJUDICATED) & (rs["RSEVALID"] == "ADJUDICATOR")]["VISIT"]) == {"WEEK 6"}

@@ -592,3 +592,42 @@ def test_a_visit_the_adjudicator_decides_is_locked_when_the_decision_is_signed(w
     )
     rs, _meta = read_xpt(archive, "rs", tmp_path)
     assert set(rs[(rs["USUBJID"] == ADJUDICATED) & (rs["RSEVALID"] == "ADJUDICATOR")]["VISIT"]) == {"WEEK 6"}
+
+
+# Define-XML 2.0's def:Origin types (the specification's section on def:Origin); "Collected" is Define-XML 2.1's.
+DEFINE_2_0_ORIGINS = {"CRF", "Derived", "Assigned", "Protocol", "eDT", "Predecessor"}
+
+
+def test_every_origin_in_define_xml_is_one_define_xml_2_0_allows(tmp_path):
+    from datetime import UTC, datetime
+
+    from odmlib import define_loader
+    from odmlib import loader as odm_loader
+    from odmlib.define_2_0.rules import metadata_schema as define_2_0_rules
+
+    from reads import define_xml
+
+    sets = sdtm.datasets(sdtm.Delivery(study_id="AC-1", assessments=()))
+    document = etree.fromstring(
+        define_xml.define_xml(
+            study_oid="ALPHA",
+            study_name="AC-1",
+            study_description="Alpha",
+            protocol_name="AC-1",
+            datasets=sets,
+            files={d.name: f"{d.name.lower()}.xpt" for d in sets},
+            created=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
+    assert document.xpath("//odm:MetaDataVersion/@def:DefineVersion", namespaces=NS) == ["2.0.0"]
+    origins = set(document.xpath("//def:Origin/@Type", namespaces=NS))
+    assert origins <= DEFINE_2_0_ORIGINS, origins - DEFINE_2_0_ORIGINS
+    # And odmlib's Define-XML 2.0 conformance rules (beyond the schema) accept the whole document.
+    path = tmp_path / "define.xml"
+    path.write_bytes(etree.tostring(document, xml_declaration=True, encoding="UTF-8"))
+    loader = odm_loader.ODMLoader(define_loader.XMLDefineLoader(model_package="define_2_0", ns_uri=NS["def"]))
+    loader.open_odm_document(str(path))
+    assert loader.load_odm().verify_conformance(define_2_0_rules.MetadataSchema())
+    # What the readers recorded reached the sponsor by electronic data transfer.
+    tr_orres = document.xpath("//odm:ItemDef[@OID='IT.TR.TRORRES']/def:Origin/@Type", namespaces=NS)
+    assert tr_orres == ["eDT"]

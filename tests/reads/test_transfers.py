@@ -631,3 +631,14 @@ def test_every_origin_in_define_xml_is_one_define_xml_2_0_allows(tmp_path):
     # What the readers recorded reached the sponsor by electronic data transfer.
     tr_orres = document.xpath("//odm:ItemDef[@OID='IT.TR.TRORRES']/def:Origin/@Type", namespaces=NS)
     assert tr_orres == ["eDT"]
+
+
+def test_a_trial_title_with_a_control_character_still_gets_a_well_formed_define_xml(world, tmp_path):
+    from trials import services
+
+    # A title pasted from a word processor can carry characters XML 1.0 cannot hold (here a vertical tab).
+    services.trial_update(actor=world.alice, trial=world.trial, title="Alpha\x0bphase II\x1f study")
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    document = etree.fromstring(archive.read("sdtm/define.xml"))
+    assert document.xpath("//odm:StudyDescription/text()", namespaces=NS) == ["Alpha phase II study"]
+    assert etree.XMLSchema(etree.parse(str(DEFINE_SCHEMA))).validate(document)

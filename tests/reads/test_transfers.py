@@ -642,3 +642,19 @@ def test_a_trial_title_with_a_control_character_still_gets_a_well_formed_define_
     document = etree.fromstring(archive.read("sdtm/define.xml"))
     assert document.xpath("//odm:StudyDescription/text()", namespaces=NS) == ["Alpha phase II study"]
     assert etree.XMLSchema(etree.parse(str(DEFINE_SCHEMA))).validate(document)
+
+
+def test_the_transfers_page_says_which_time_zone_its_cutoffs_are_in(world, client, settings, monkeypatch):
+    from reads.models import Transfer as TransferModel
+
+    settings.TIME_ZONE = "Asia/Seoul"
+    monkeypatch.setattr(transfers, "enqueue_build", lambda transfer_id: None)
+    client.force_login(world.sam)
+    # A sponsor in another country types the interim cut-off: the page says in which zone it is read.
+    client.post("/reads/trials/ALPHA/transfers/", {"cutoff": "2026-01-02T09:00"})
+    assert TransferModel.objects.get(trial=world.trial).cutoff.isoformat() == "2026-01-02T00:00:00+00:00"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Times on this page are in Asia/Seoul (UTC+09:00)." in page
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "이 페이지의 시각은 Asia/Seoul (UTC+09:00) 기준입니다." in page

@@ -94,6 +94,7 @@ class LesionObservation:
     long_axis: int | None = None
     short_axis: int | None = None
     identified_here: bool = False  # the visit where the evaluator first recorded the lesion
+    method: str = ""  # how the image it was drawn on was made (CT SCAN, MRI); empty: the visit's method
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,7 @@ def tu_rows(delivery: Delivery) -> list[dict]:
                     "TUORRES": role,
                     "TUSTRESC": role,
                     "TULOC": lesion.location.upper(),
-                    "TUMETHOD": a.method,
+                    "TUMETHOD": lesion.method or a.method,
                 }
             )
     return rows
@@ -378,6 +379,7 @@ def tr_rows(delivery: Delivery) -> list[dict]:
                 "TRGRPID": ROLE_OF_CATEGORY[lesion.category],
                 "TRREFID": lesion.tracking_uid,
                 "TRLNKID": lesion.label,
+                "TRMETHOD": lesion.method or a.method,
             }
             if lesion.category == "target":
                 code = "LPERP" if lesion.is_node else "LDIAM"

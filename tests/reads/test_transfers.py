@@ -658,3 +658,21 @@ def test_the_transfers_page_says_which_time_zone_its_cutoffs_are_in(world, clien
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
     assert "이 페이지의 시각은 Asia/Seoul (UTC+09:00) 기준입니다." in page
+
+
+def test_each_lesion_carries_the_method_of_the_image_it_was_measured_on(world, tmp_path):
+    from trials.models import Series as SeriesModel
+    from trials.models import Study
+
+    _baseline(world, AGREE, (world.rhea, world.ravi))
+    # The baseline visit also holds a brain MR (a common companion of a chest-abdomen-pelvis CT); every lesion was
+    # drawn on the CT.
+    study = Study.objects.get(timepoint__subject__code=AGREE, timepoint__visit__code="BL")
+    SeriesModel.objects.create(study=study, series_instance_uid="2.25.1", modality="MR", description="Brain")
+
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    tu, _meta = read_xpt(archive, "tu", tmp_path)
+    assert set(tu["TUMETHOD"]) == {"CT SCAN"}
+    tr, _meta = read_xpt(archive, "tr", tmp_path)
+    measured = tr[tr["TRTESTCD"].isin(["LDIAM", "LPERP"])]
+    assert set(measured["TRMETHOD"]) == {"CT SCAN"}

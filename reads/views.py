@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -256,6 +257,12 @@ def assignment_replace_view(request, code: str, pk: int):
 
 
 # --- results (sponsors and trial admins) ---------------------------------------------------------------------
+
+
+def time_zone_label() -> str:
+    """The zone a cut-off is typed and shown in, with its offset now: "Asia/Seoul (UTC+09:00)"."""
+    offset = timezone.localtime().strftime("%z")
+    return f"{timezone.get_current_timezone_name()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def results_trial_or_404(request, code: str):

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from trials.views._common import _trial_page
 
-from ..views import results_trial_or_404
+from ..views import results_trial_or_404, time_zone_label
 from . import charts, data, report
 
 
@@ -53,6 +53,7 @@ def quality_page(request, code: str):
         "form": form,
         "summary": summary,
         "query": request.GET.urlencode(),
+        "time_zone": time_zone_label(),
         "pairs": report.pair_rows(summary),
         "readers": report.reader_rows(summary),
         "months": report.p_chart_rows(summary),

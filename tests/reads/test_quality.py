@@ -152,6 +152,13 @@ def test_a_sponsor_of_another_trial_gets_404(world, scripted, client):
     assert client.get(reverse("read-quality", args=["OMEGA"])).status_code == 200
 
 
+def test_the_page_says_which_time_zone_its_cutoff_is_in(world, client, settings):
+    settings.TIME_ZONE = "Asia/Seoul"
+    client.force_login(world.sam)
+    page = client.get(reverse("read-quality", args=["ALPHA"]) + "?cutoff=2026-01-02T09:00").content.decode()
+    assert "Times on this page are in Asia/Seoul (UTC+09:00)." in page
+
+
 def test_the_sponsor_transfer_carries_the_reader_statistics_at_its_cut_off(world, scripted, client):
     from reads import transfers
     from tests.reads.test_transfers import transfer_zip

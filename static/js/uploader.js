@@ -479,8 +479,7 @@ class Uploader {
         return;
       }
       this.mark("read");
-      if (await this.inBrowser()) await this.deidentifyAll();
-      else await this.hashAll();
+      await this.check(this.entries);
       this.mark("checked");
       await this.deliver();
       this.mark("done");
@@ -500,8 +499,15 @@ class Uploader {
     }
     this.setBusy(true);
     try {
-      this.phase(gettext("Asking the server what it already holds…"));
-      if (this.upload) this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
+      // Files the stopped upload never de-identified (or hashed) are checked first: the server cannot list
+      // them, and the upload must not be finished without them.
+      const unchecked = this.unchecked();
+      if (unchecked.length) {
+        await this.check(unchecked);
+      } else {
+        this.phase(gettext("Asking the server what it already holds…"));
+        if (this.upload) this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
+      }
       await this.deliver();
     } catch (error) {
       this.fail(error);
@@ -617,8 +623,19 @@ class Uploader {
     }
   }
 
-  async hashAll() {
-    const total = this.entries.length;
+  /** De-identify (or, on the server path, hash) `entries`: only what has been checked can be sent. */
+  async check(entries) {
+    if (await this.inBrowser()) await this.deidentifyAll(entries);
+    else await this.hashAll(entries);
+  }
+
+  /** The files this page has not yet de-identified or hashed (none held back or unreadable here). */
+  unchecked() {
+    return this.entries.filter((entry) => !entry.sha && entry.state !== "held" && entry.state !== "unreadable");
+  }
+
+  async hashAll(entries) {
+    const total = entries.length;
     let done = 0;
     this.phase(
       interpolate(
@@ -627,7 +644,7 @@ class Uploader {
         true,
       ),
     );
-    await pool(this.entries, READERS, async (entry) => {
+    await pool(entries, READERS, async (entry) => {
       try {
         const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
         entry.sha = await sha256(bytes);
@@ -814,7 +831,7 @@ class Uploader {
    * patient from their de-identified records, the ready files wait; then that patient is the most frequent
    * whatever the rest are, and they go. Either way a file is sent only if its own record names that patient.
    */
-  async deidentifyAll() {
+  async deidentifyAll(entries) {
     if (!this.upload || this.upload.state !== "open" || this.upload.deid_path !== "browser") {
       this.phase(gettext("Opening the upload…"));
       await this.openUpload("browser");
@@ -823,13 +840,13 @@ class Uploader {
       // An unfinished upload of this visit was sent as it was: finish it the same way.
       this.browserMode = false;
       this.showMode(gettext("Your unfinished upload of this visit sends the images as they are; it is finished that way."), "message-warning");
-      await this.hashAll();
+      await this.hashAll(entries);
       return;
     }
     const key = await this.apiPatiently("GET", this.uploadUrl(this.urls.key));
     await this.engine.configure(key);
     this.mark("configured");
-    const total = this.entries.length;
+    const total = entries.length;
     let done = 0;
     let workerMs = 0;
     this.phase(
@@ -839,10 +856,10 @@ class Uploader {
         true,
       ),
     );
-    const stream = this.startStream(total);
+    const stream = this.startStream(entries);
     const timing = {};
     const guard = { patient: key.patient_hash || "", counts: new Map(), waiting: [] };
-    if (!guard.patient) guard.patient = await this.firstPass(total);
+    if (!guard.patient) guard.patient = await this.firstPass(entries);
     this.mark("guard");
     const settle = (entry, answer) => {
       const record = answer.record;
@@ -866,7 +883,7 @@ class Uploader {
     // (data-read-ahead-bytes overrides the budget for tests; data-read-ahead-peak tells the most files held.)
     const budget = Number(this.root.dataset.readAheadBytes) || READ_AHEAD_BYTES;
     const ahead = { bytes: 0, files: 0, peak: 0, waiters: [] };
-    await pool(this.entries, this.engine.workers.length * READ_AHEAD, async (entry) => {
+    await pool(entries, this.engine.workers.length * READ_AHEAD, async (entry) => {
       await stream.room();
       if (stream.failed) return;
       const size = entry.size;
@@ -925,10 +942,11 @@ class Uploader {
    * headers are read FIRST_PASS_CHUNK at a time, shared among the workers, and the pass stops as soon as one
    * patient has more than half of all the files: one patient's folder costs the first pass over half of it.
    */
-  async firstPass(total) {
+  async firstPass(entries) {
+    const total = entries.length;
     const counts = new Map();
-    for (let start = 0; start < this.entries.length; start += FIRST_PASS_CHUNK) {
-      const chunk = this.entries.slice(start, start + FIRST_PASS_CHUNK);
+    for (let start = 0; start < entries.length; start += FIRST_PASS_CHUNK) {
+      const chunk = entries.slice(start, start + FIRST_PASS_CHUNK);
       const heads = await pool(chunk, READERS, async (entry) => {
         try {
           return await entry.head(HEAD_BYTES);
@@ -986,10 +1004,11 @@ class Uploader {
    * queued unsent (the workers run ahead of the server by that much, never waiting on a request while one is
    * due), so at most IN_FLIGHT + QUEUED_BATCHES + 1 batches of de-identified copies are held at once.
    */
-  startStream(total) {
+  startStream(entries) {
+    const total = entries.length;
     this.batchList = [];
     this.batchCount = Math.max(1, Math.ceil(total / BATCH_FILES));
-    this.transferTotal = this.entries.reduce((sum, entry) => sum + entry.size, 0);
+    this.transferTotal = entries.reduce((sum, entry) => sum + entry.size, 0);
     this.expected = this.current.size + total;
     this.stopped = false;
     this.sending = true;
@@ -1622,6 +1641,10 @@ class Uploader {
 
   fail(error) {
     console.error(error);
+    // Files the upload stopped before checking are not being checked any more: they say so until Retry.
+    for (const entry of this.unchecked()) {
+      if (entry.state === "checking") this.setState(entry, "unsent");
+    }
     this.paintNow();
     this.el.errorText.textContent = error instanceof UploadError ? error.message : gettext("Something went wrong in the browser while reading or sending the files.");
     this.el.error.hidden = false;

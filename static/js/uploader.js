@@ -96,6 +96,16 @@ const HELD_REASONS = {
   pixel_data_missing: gettext("The file has no image data (Pixel Data is missing)."),
   transfer_syntax_unsupported: gettext("The image is encoded in a form this system cannot decode, so it could not be shown to a reader. Please export it uncompressed, or as JPEG 2000, JPEG-LS, JPEG or RLE, and resend it."),
   phi_found: gettext("An identifying value of the original was found in the de-identified file; it was not sent. Please report this to the trial's imaging team."),
+  // The server's checks of a received file (trials/ingest/validate.py), run here on each original.
+  corrupt: gettext("The file's DICOM structure is damaged. Please export it again and resend it."),
+  pixel_module: gettext("The image cannot be shown: its image attributes do not fit its pixel data. Please export it again from the scanner or PACS."),
+  too_deep: gettext("The file's sequences are nested deeper than any image needs; it looks damaged or crafted."),
+  too_large: gettext("The file is larger, once decoded, than this system accepts for one image. Please send the images uncompressed or with image compression instead."),
+  uid_mismatch: gettext("The file's header (file meta information) and its data set name different SOP Instance UIDs, so it is unclear which image this is; please export it again from the scanner or PACS."),
+  uid_vr: gettext("A UID of the file is not written as a UID, so the image could not be tracked consistently; please export it again from the scanner or PACS."),
+  unknown_vr: gettext("The file holds a value of a kind DICOM does not define, so the image could not be shown; please export it again from the scanner or PACS."),
+  value_too_long: gettext("An attribute of the file is longer than this system reads in one attribute; it looks damaged or crafted."),
+  bad_number: gettext("An attribute that should hold a number holds something else, so the image's metadata could not be served; please export it again from the scanner or PACS."),
 };
 const heldReason = (record) =>
   document.documentElement.lang.startsWith("en") ? record.reason : HELD_REASONS[record.code] || record.reason;

@@ -310,3 +310,25 @@ def test_a_file_meta_holding_more_than_the_engine_writes_is_rejected(original):
 def test_a_de_identification_record_other_than_the_engines_is_rejected(original, change):
     error = rejection(*_rewritten(browser(original)[0], change))
     assert error.code == "deid_method", error
+
+
+def test_text_the_servers_ocr_still_reads_after_the_browser_blanked_text_says_what_the_site_can_do():
+    """Two OCR programs read alike but not the same: when the browser blanked the text it read and the server's
+    OCR still reads some, the coordinator is told so and what to do (the reason once told them to remove text
+    at the site, which their browser had just done), in Korean too."""
+    from django.utils import translation
+
+    from ctims.i18n import text_display, text_json
+
+    options = DeidOptions(burned_in_text="redact")
+    blank = deidentify(_screen(lines=()), space=SPACE, subject_code=SUBJECT, options=options)
+    data, declared = _with_pixels_of(blank.data, _screen())
+    declared = Declared(declared.key_check, "", actions={"pixels_examined": 1, "pixels_rewritten": 1})
+    with pytest.raises(DeidRejected) as caught:
+        reverify(data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)
+    error = caught.value
+    assert error.code == "burned_in_text"
+    assert "your browser blanked" in error.reason and "export the image without" in error.reason
+    with translation.override("ko"):
+        korean = text_display(text_json(error.reason), error.reason)
+    assert korean != error.reason and "브라우저" in korean

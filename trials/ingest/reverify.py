@@ -342,7 +342,19 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
         )
     else:
         rejection = None
-        if found:
+        if found and declared.actions.get("pixels_rewritten"):
+            # The browser blanked the text its OCR read; the server's OCR (another build, other models) reads more.
+            rejection = _reject(
+                "burned_in_text",
+                Text(
+                    gettext_noop(
+                        "The server still found text in the image's pixels after your browser blanked the text it "
+                        "found, so it was not stored. Please export the image without annotations, or tell the "
+                        "trial's imaging team."
+                    )
+                ),
+            )
+        elif found:
             rejection = _reject(
                 "burned_in_text",
                 Text(

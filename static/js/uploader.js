@@ -745,13 +745,16 @@ class Uploader {
       return answers.flatMap((answer) => answer.hashes);
     };
     this.engine = engine;
-    engine.ready.then(() => {
-      this.root.dataset.engine = "ready";
-    });
-    engine.ready.catch(() => {
-      for (const w of workers) w.worker.terminate();
-      this.engine = null;
-    });
+    // One handler for both outcomes: a `then` of its own would leave its failure unhandled in the page.
+    engine.ready.then(
+      () => {
+        this.root.dataset.engine = "ready";
+      },
+      () => {
+        for (const w of workers) w.worker.terminate();
+        this.engine = null;
+      },
+    );
     return engine.ready;
   }
 

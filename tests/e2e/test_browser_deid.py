@@ -217,6 +217,23 @@ def test_a_browser_without_webassembly_falls_back_to_the_server_and_says_so(worl
     assert Instance.objects.count() == SLICES
 
 
+def test_an_engine_that_cannot_load_falls_back_to_the_server_without_an_error_in_the_page(world, page, folder):
+    """The worker's files do not load (a proxy blocks them): the page says the images go as they are, and sends
+    them so; the failed start leaves no unhandled rejection behind."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/dist/deid/**", lambda route: route.abort())
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(RESULT, timeout=120_000)
+    assert "could not start" in page.locator("#upload-deid-mode").inner_text()
+    assert Upload.objects.get().deid_path == Upload.DeidPath.SERVER
+    assert Instance.objects.count() == SLICES
+    assert errors == []
+
+
 def test_a_browser_only_trial_sends_nothing_from_a_browser_without_webassembly(world, page, folder, network):
     Trial.objects.filter(pk=world.trial.pk).update(deid_paths=Trial.DeidPaths.BROWSER)
     page.add_init_script("delete globalThis.WebAssembly")

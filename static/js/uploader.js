@@ -433,8 +433,12 @@ class Uploader {
 
   async start() {
     // The engine starts while the coordinator chooses the folder: its start-up is then mostly behind them.
-    if (this.paths !== "server" && typeof WebAssembly === "object" && typeof Worker === "function" && this.urls.worker) {
+    const capable = typeof WebAssembly === "object" && typeof Worker === "function" && this.urls.worker;
+    if (this.paths !== "server" && capable) {
       this.startEngine().catch(() => {});
+    } else if (this.paths === "browser") {
+      // Said before the coordinator chooses a folder that this browser cannot send one.
+      this.showMode(this.browserOnly(gettext("This browser cannot run WebAssembly")), "message-warning");
     }
     if (!this.urls.resume) return;
     this.setBusy(true);
@@ -687,12 +691,13 @@ class Uploader {
     return true;
   }
 
+  browserOnly(why) {
+    return interpolate(gettext("%(why)s, and this trial accepts only images de-identified in the browser. Use a current browser (Chrome, Edge, Firefox or Safari)."), { why }, true);
+  }
+
   noEngine(why) {
     if (this.paths === "browser") {
-      this.showMode(
-        interpolate(gettext("%(why)s, and this trial accepts only images de-identified in the browser. Use a current browser (Chrome, Edge, Firefox or Safari)."), { why }, true),
-        "message-warning",
-      );
+      this.showMode(this.browserOnly(why), "message-warning");
       throw new UploadError(interpolate(gettext("%(why)s: nothing was sent."), { why }, true));
     }
     this.showMode(

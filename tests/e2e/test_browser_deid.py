@@ -240,6 +240,8 @@ def test_a_browser_only_trial_sends_nothing_from_a_browser_without_webassembly(w
     log_in(page, "cora@example.org", PASSWORD)
     page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
     page.wait_for_selector("#uploader.is-ready")
+    # Said when the page opens, before the coordinator looks for the folder.
+    assert "only images de-identified in the browser" in page.locator("#upload-deid-mode").inner_text()
     page.set_input_files("input[webkitdirectory]", str(folder))
     page.wait_for_selector("#upload-error:not([hidden])", timeout=60_000)
     assert "only images de-identified in the browser" in page.locator("#upload-deid-mode").inner_text()

@@ -181,6 +181,7 @@ def test_the_page_speaks_korean(world, scripted, client, settings):
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
     assert "판독 품질" in page and "월별 판정 비율" in page and "판독자 쌍" in page
+    assert "진행일 일치" in page and "둘 다 진행 없음: 2" in page
 
 
 def test_a_progression_one_reader_called_counts_in_dates_drift_and_acceptance(world, scripted):
@@ -218,3 +219,38 @@ def test_a_progression_one_reader_called_counts_in_dates_drift_and_acceptance(wo
     assert (summary.lost_drift[rhea][month].k, summary.lost_drift[ravi][month].k) == (1, 1)
     courses = {c.subject: c for c in summary.input.courses}
     assert courses[UNLOCKED].best_response == "PD" and courses[UNLOCKED].progression_day == 42
+
+
+def test_readers_who_both_call_no_progression_agree_on_its_date(world, scripted, client):
+    """Neither reader called PD in either subject: they agree on the date of progression (there is none), and
+    the page, the CSV and the transfer's summary say 2 of 2, not 0 of 2 "same date"."""
+    summary = report.summarise(data.quality_input(world.trial))
+    (row,) = _csv(report.table_csv(summary, "pairs"))
+    assert (row["pd_agreement_k"], row["pd_agreement_n"], row["pd_neither"], row["pd_both"]) == ("2", "2", "2", "0")
+    client.force_login(world.sam)
+    page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
+    cell = page.split('data-label="Date of progression agreed"', 1)[1].split("</td>", 1)[0]
+    assert "2 / 2" in cell and "neither progressed: 2" in cell
+    html = report_html(summary)
+    assert "<td>2 / 2</td>" in html
+
+
+def report_html(summary) -> str:
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    from trials.models import Trial
+
+    with translation.override("en"):
+        return render_to_string(
+            "reads/quality_report.html",
+            {
+                "trial": Trial(code="ALPHA"),
+                "summary": summary,
+                "pairs": report.pair_rows(summary),
+                "readers": report.reader_rows(summary),
+                "months": report.p_chart_rows(summary),
+                "drift": report.drift_rows(summary),
+                "charts": list(charts.CHARTS),
+            },
+        )

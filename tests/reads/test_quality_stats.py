@@ -198,3 +198,24 @@ def test_the_p_chart_file_and_its_csv_show_the_month_outside_the_limits():
     assert png.startswith(b"\x89PNG") and b"<svg" in svg
     assert b"<text" not in svg  # text is drawn as paths: the file does not depend on the reader's fonts
     assert charts.render(summary, "adjudication-p-chart", "svg") == svg
+
+
+def test_the_transfer_summary_says_kappa_is_not_defined_when_every_call_is_the_same():
+    """Both readers SD at every visit: 100% agreement, kappa undefined; the summary says so in words instead of
+    "Cohen's kappa  (95% CI  to )"; with nothing compared it says there is nothing."""
+    from reads.quality import report
+    from tests.reads.test_quality import report_html
+
+    same = report.QualityInput(
+        trial="ALPHA",
+        cutoff="",
+        period=("", ""),
+        visit_pairs={("Radiologist 1", "Radiologist 2"): [("SD", "SD"), ("SD", "SD")]},
+    )
+    html = " ".join(report_html(report.summarise(same)).split())
+    assert "CI to" not in html and "( to )" not in html
+    assert "Cohen's kappa not defined (every response the same)" in html
+    empty = report.QualityInput(trial="ALPHA", cutoff="", period=("", ""))
+    html = " ".join(report_html(report.summarise(empty)).split())
+    assert "CI to" not in html and "agreement %" not in html
+    assert "Visit responses compared: 0." in html

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.utils.translation import gettext_lazy as _
 
 from trials.views._common import _trial_page
@@ -37,11 +37,21 @@ class PeriodForm(forms.Form):
         return cleaned
 
 
-def _summary(request, trial) -> tuple[PeriodForm, report.Summary]:
+def _summary(request, trial) -> tuple[PeriodForm, report.Summary | None]:
+    """The period form and the statistics for its period; no statistics while the period is not valid (they would
+    be every locked read's, shown as if they were the period's)."""
     form = PeriodForm(request.GET or None)
-    period = form.cleaned_data if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        return form, None
+    period = form.cleaned_data if form.is_bound else {}
     gathered = data.quality_input(trial, cutoff=period.get("cutoff"), start=period.get("start"), end=period.get("end"))
     return form, report.summarise(gathered)
+
+
+def _invalid_period() -> HttpResponseBadRequest:
+    return HttpResponseBadRequest(
+        _("The period is not valid: correct it on the reader quality page."), content_type="text/plain; charset=utf-8"
+    )
 
 
 @login_required
@@ -53,10 +63,10 @@ def quality_page(request, code: str):
         "form": form,
         "summary": summary,
         "query": request.GET.urlencode(),
-        "pairs": report.pair_rows(summary),
-        "readers": report.reader_rows(summary),
-        "months": report.p_chart_rows(summary),
-        "drift": report.drift_rows(summary),
+        "pairs": report.pair_rows(summary) if summary else [],
+        "readers": report.reader_rows(summary) if summary else [],
+        "months": report.p_chart_rows(summary) if summary else [],
+        "drift": report.drift_rows(summary) if summary else [],
         "charts": [
             ("adjudication-p-chart", _("Adjudication rate per month")),
             ("waterfall", _("Best change in sum of diameters")),
@@ -80,6 +90,8 @@ def quality_chart(request, code: str, name: str, fmt: str):
     if name not in charts.CHARTS or fmt not in charts.FORMATS:
         raise Http404(_("No such chart."))
     _form, summary = _summary(request, trial)
+    if summary is None:
+        return _invalid_period()
     response = HttpResponse(charts.render(summary, name, fmt), content_type=charts.FORMATS[fmt])
     if request.GET.get("download"):
         response["Content-Disposition"] = f'attachment; filename="{trial.code}-{name}.{fmt}"'
@@ -93,6 +105,8 @@ def quality_csv(request, code: str, name: str):
     if name not in report.TABLES:
         raise Http404(_("No such table."))
     _form, summary = _summary(request, trial)
+    if summary is None:
+        return _invalid_period()
     response = HttpResponse(report.table_csv(summary, name), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{trial.code}-{name}.csv"'
     return response

@@ -254,3 +254,26 @@ def report_html(summary) -> str:
                 "charts": list(charts.CHARTS),
             },
         )
+
+
+def test_an_invalid_period_shows_its_error_and_no_statistics_and_its_downloads_are_refused(world, scripted, client):
+    """A period that ends before it starts (or a date that is no date) must not quietly give every locked read."""
+    client.force_login(world.alice)
+    url = reverse("read-quality", args=["ALPHA"])
+    for query in ({"start": "2026-06-01", "end": "2026-01-01"}, {"start": "garbage"}):
+        response = client.get(url, query)
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "data-stat=" not in page and "Correct the period to see the statistics." in page
+        assert "Radiologist 1" not in page
+        csv_response = client.get(reverse("read-quality-csv", args=["ALPHA", "pairs"]), query)
+        assert csv_response.status_code == 400
+        chart = client.get(reverse("read-quality-chart", args=["ALPHA", "waterfall", "png"]), query)
+        assert chart.status_code == 400
+    # A valid period still answers; one with nothing in it says so under each heading.
+    assert client.get(url, {"start": "2026-01-01"}).content.decode().count("data-stat=") == 6
+    page = client.get(url, {"end": "2000-01-01"}).content.decode()
+    assert "No visit read by two readers is locked yet." in page
+    assert "No reader has a locked read in this period yet." in page
+    assert "No follow-up read or adjudication is locked in this period yet." in page
+    assert "Only what was signed and locked by then counts." in page

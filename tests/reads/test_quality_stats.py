@@ -219,3 +219,33 @@ def test_the_transfer_summary_says_kappa_is_not_defined_when_every_call_is_the_s
     html = " ".join(report_html(report.summarise(empty)).split())
     assert "CI to" not in html and "agreement %" not in html
     assert "Visit responses compared: 0." in html
+
+
+def test_every_colour_a_chart_draws_a_response_in_has_its_legend_entry_and_the_difference_names_its_readers():
+    """A subject whose best response is non-CR/non-PD (non-target disease only) and a visit read NE: the swimmer
+    legend listed only CR, PR, SD and PD, and the spider plot, which colours each subject by best response, had
+    no legend at all; the Bland-Altman axis said "A - B" without saying who A and B are."""
+    from reads.quality import charts, report
+
+    courses = [
+        report.SubjectCourse(
+            "S-1", "NON_CR_NON_PD", None, (("W6", 42, None, "NON_CR_NON_PD"), ("W12", 84, None, "NE"))
+        ),
+        report.SubjectCourse("S-2", "PR", None, (("W6", 42, -35.0, "PR"),)),
+        report.SubjectCourse("S-3", "PD", 84, (("W6", 42, -10.0, "SD"), ("W12", 84, 25.0, "PD"))),
+    ]
+    pair = ("Radiologist 1", "Radiologist 2")
+    summary = report.summarise(
+        report.QualityInput(
+            trial="T", cutoff="", period=("", ""), courses=courses, lesion_pairs={pair: [(10.0, 11.0), (20.0, 19.0)]}
+        )
+    )
+
+    def legend(figure) -> set[str]:
+        (ax,) = figure.axes
+        return {t.get_text() for t in ax.get_legend().get_texts()}
+
+    assert {"NON_CR_NON_PD", "NE", "SD", "PR", "PD"} <= legend(charts.swimmer(summary))
+    assert legend(charts.spider(summary)) == {"PR", "PD", "+20%", "-30%"}  # S-1 has no target lesion: no line, no entry
+    (ax,) = charts.bland_altman(summary).axes
+    assert "Radiologist 1" in ax.get_ylabel() and "Radiologist 2" in ax.get_ylabel()

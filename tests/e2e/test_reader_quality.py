@@ -49,6 +49,13 @@ def test_a_sponsor_sees_the_reader_quality_charts_and_downloads_their_data(world
         " getComputedStyle(dt.closest('dl')).backgroundColor])"
     )
     assert len(backgrounds) == 6 and all(tile != grid for tile, grid in backgrounds), backgrounds
+    # The cut-off field looks like the date fields beside it and its help is tied to it.
+    look = "e => { const s = getComputedStyle(e); return [s.borderTopColor, s.borderRadius, s.minHeight]; }"
+    cutoff = page.get_by_label("Cut-off")
+    assert cutoff.evaluate(look) == page.get_by_label("From").evaluate(look)
+    expect(cutoff).to_have_accessible_description(
+        "Only what was signed and locked by then counts. Leave empty for now."
+    )
     figures = page.locator("figure.quality-chart img")
     expect(figures).to_have_count(5)
     for n in range(5):

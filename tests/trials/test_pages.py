@@ -200,3 +200,27 @@ def test_the_audit_trail_is_paginated_and_keeps_its_filter(world, client):
     assert (
         "Page 2 of 2" in second and second.count('<span title="subject.enroll">Subject enrolled</span></td>') == 58 - 50
     )
+
+
+@pytest.mark.parametrize(
+    ("who", "pages"),
+    [
+        ("quinn", ["trial-subjects", "qc-worklist", "query-list"]),
+        ("cora", ["trial-subjects", "query-list"]),
+        ("rhea", ["read-worklist"]),
+        ("ada", ["read-worklist"]),
+        ("sam", ["read-results", "read-quality", "read-transfers"]),
+        ("alice", ["trial-subjects", "query-list", "read-design", "read-results", "read-quality", "read-transfers"]),
+    ],
+)
+def test_the_overview_leads_each_role_to_the_pages_its_work_is_on(world, client, who, pages):
+    """The overview's "Go to" named only the visit grid (and the admin's set-up pages): the QC reviewer was not
+    led to the QC worklist, a reader or adjudicator nowhere, the sponsor not to the results."""
+    client.force_login(world.people[who])
+    page = client.get(reverse("trial-detail", args=["ALPHA"])).content.decode()
+    assert 'id="next"' in page, who
+    tiles = re.findall(r'<a class="tile" href="([^"]+)"', page.split('id="next"', 1)[1])
+    urls = [reverse(name) if name == "read-worklist" else reverse(name, args=["ALPHA"]) for name in pages]
+    assert set(urls) <= set(tiles), (who, tiles)
+    for url in tiles:
+        assert client.get(url).status_code == 200, (who, url)

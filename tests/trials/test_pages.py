@@ -224,3 +224,25 @@ def test_the_overview_leads_each_role_to_the_pages_its_work_is_on(world, client,
     assert set(urls) <= set(tiles), (who, tiles)
     for url in tiles:
         assert client.get(url).status_code == 200, (who, url)
+
+
+def test_an_operator_with_no_trial_is_told_what_they_can_do_and_where_the_operator_admin_is(world, client):
+    """The operator's home said only "A trial admin adds you to a trial", which never happens to an operator: it
+    names New trial (they may create one and become its admin) and links the operator admin."""
+    from django.contrib.auth.models import Permission
+
+    from tests.conftest import make_user
+
+    operator = make_user("olaf", is_staff=True, is_superuser=True)
+    client.force_login(operator)
+    page = client.get(reverse("home")).content.decode()
+    assert f'href="{reverse("admin:index")}"' in page
+    assert "Start one with New trial" in page and "A trial admin adds you to a trial" not in page
+    creator = make_user("carl")
+    creator.user_permissions.add(Permission.objects.get(codename="add_trial"))
+    client.force_login(creator)
+    page = client.get(reverse("home")).content.decode()
+    assert "Start one with New trial" in page and f'href="{reverse("admin:index")}"' not in page
+    client.force_login(make_user("nina"))
+    page = client.get(reverse("home")).content.decode()
+    assert "A trial admin adds you to a trial" in page and "New trial" not in page

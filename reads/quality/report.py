@@ -168,8 +168,11 @@ def pair_rows(summary: Summary) -> list[dict]:
         pg = s.progression
         row = {"reader_a": s.pair[0], "reader_b": s.pair[1]}
         row |= _kappa_cells("visit", s.visit)
+        # Weighted kappa counts only the ordered responses (CR < PR < SD < PD): its own n.
+        row["visit_weighted_n"] = s.visit_weighted.n
         row["visit_weighted_kappa"] = num(s.visit_weighted.kappa)
         row |= _kappa_cells("bor", s.best_response)
+        row["bor_weighted_n"] = s.best_response_weighted.n
         row["bor_weighted_kappa"] = num(s.best_response_weighted.kappa)
         row["pd_subjects"] = pg.n
         # Agreement on the date of progression: the same visit, or neither reader progressed.

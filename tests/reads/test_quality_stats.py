@@ -249,3 +249,26 @@ def test_every_colour_a_chart_draws_a_response_in_has_its_legend_entry_and_the_d
     assert legend(charts.spider(summary)) == {"PR", "PD", "+20%", "-30%"}  # S-1 has no target lesion: no line, no entry
     (ax,) = charts.bland_altman(summary).axes
     assert "Radiologist 1" in ax.get_ylabel() and "Radiologist 2" in ax.get_ylabel()
+
+
+def test_the_weighted_kappa_says_over_how_many_visits_it_was_computed():
+    """Weighted kappa leaves out NE and non-CR/non-PD (they are outside CR < PR < SD < PD): the pairs table must
+    say over how many visits it stands, not let it read as computed on every visit compared."""
+    import csv
+    import io
+
+    from reads.quality import report
+
+    pair = ("Radiologist 1", "Radiologist 2")
+    visits = [("PR", "PR"), ("SD", "PD"), ("NE", "SD"), ("NON_CR_NON_PD", "NON_CR_NON_PD")]
+    summary = report.summarise(
+        report.QualityInput(
+            trial="T", cutoff="", period=("", ""), visit_pairs={pair: visits}, best_response_pairs={pair: visits[:3]}
+        )
+    )
+    (row,) = csv.DictReader(io.StringIO(report.table_csv(summary, "pairs").decode()))
+    assert (row["visit_n"], row["visit_weighted_n"]) == ("4", "2")
+    assert (row["bor_n"], row["bor_weighted_n"]) == ("3", "2")
+    from tests.reads.test_quality import report_html
+
+    assert "(2 visits rated CR, PR, SD or PD by both)" in report_html(summary)

@@ -82,10 +82,11 @@ def p_chart(summary: report.Summary) -> Figure:
                    label="outside the limits", zorder=3)  # fmt: skip
     ax.set_xticks(x, [r["month"] for r in rows], rotation=45 if len(rows) > 6 else 0)
     ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(-0.03, 1.03)  # a month at 0% or 100% shows whole
     ax.set_ylabel("proportion of visits adjudicated")
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    # Below the plot, where it covers no month's rate or limits.
+    fig.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     return fig
 
 

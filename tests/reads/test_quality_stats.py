@@ -272,3 +272,24 @@ def test_the_weighted_kappa_says_over_how_many_visits_it_was_computed():
     from tests.reads.test_quality import report_html
 
     assert "(2 visits rated CR, PR, SD or PD by both)" in report_html(summary)
+
+
+def test_the_p_chart_legend_covers_no_month_and_a_month_at_0_or_100_percent_shows_whole():
+    """The legend sat inside the plot's upper left, over the first months' upper limits, and a month at 0% was
+    drawn half below the axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from reads.quality import charts, report
+
+    pair = ("Radiologist 1", "Radiologist 2")
+    months = [("2026-01", 1), ("2026-02", 2), ("2026-03", 9), ("2026-04", 0)]
+    settlements = [Settlement(m, pair, i < k) for m, k in months for i in range(10)]
+    summary = report.summarise(report.QualityInput(trial="T", cutoff="", period=("", ""), settlements=settlements))
+    with charts.rc_context(charts.RC):
+        fig = charts.p_chart(summary)
+        FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    (legend,) = fig.legends or [ax.get_legend()]
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+    low, high = ax.get_ylim()
+    assert low < 0 and high > 1

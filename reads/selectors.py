@@ -357,10 +357,11 @@ def results_trial(*, actor, code: str) -> Trial:
     return trial
 
 
-def result_rows(trial: Trial) -> list[dict]:
-    """One row per locked result: what the results page, its CSV and the API give."""
+def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -> list[dict]:
+    """One row per locked result (of `results`, a page of `results_list`, if given): what the results page, its
+    CSV and the API give."""
     rows = []
-    for result in results_list(trial):
+    for result in results_list(trial) if results is None else results:
         assessment = result.read.assessment or {}
         rows.append(
             {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 from xml.etree import ElementTree
 
@@ -277,3 +278,19 @@ def test_an_invalid_period_shows_its_error_and_no_statistics_and_its_downloads_a
     assert "No reader has a locked read in this period yet." in page
     assert "No follow-up read or adjudication is locked in this period yet." in page
     assert "Only what was signed and locked by then counts." in page
+
+
+def test_the_read_results_page_is_paged_and_counts_every_result(world, scripted, client, monkeypatch):
+    """Every locked visit of the trial was on one page (a trial's thousands of visits in one table); the count
+    beside the heading stays the trial's, and the pages together list each result once."""
+    from reads import views
+
+    monkeypatch.setattr(views, "RESULTS_PAGE_SIZE", 3)
+    client.force_login(world.sam)
+    url = reverse("read-results", args=["ALPHA"])
+    first = client.get(url).content.decode()
+    second = client.get(url, {"page": 2}).content.decode()
+    assert '<span class="count">4</span>' in first and '<span class="count">4</span>' in second
+    assert "Page 1 of 2" in first and "Page 2 of 2" in second
+    ids = [re.findall(r'data-result="(\d+)"', page) for page in (first, second)]
+    assert [len(i) for i in ids] == [3, 1] and len(set(ids[0] + ids[1])) == 4

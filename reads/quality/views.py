@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from trials.views._common import _trial_page
 
+from ..models import ReadDesign
 from ..views import results_trial_or_404
 from . import charts, data, report
 
@@ -59,9 +60,11 @@ def quality_page(request, code: str):
     """Agreement, adjudication, measurement variability and drift of the trial's readers, with the charts."""
     actor, trial = results_trial_or_404(request, code)
     form, summary = _summary(request, trial)
+    design = ReadDesign.objects.filter(trial=trial).first()
     context = {
         "form": form,
         "summary": summary,
+        "single_read": design is not None and design.readers_per_subject == 1,
         "query": request.GET.urlencode(),
         "pairs": report.pair_rows(summary) if summary else [],
         "readers": report.reader_rows(summary) if summary else [],

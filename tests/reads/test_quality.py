@@ -294,3 +294,13 @@ def test_the_read_results_page_is_paged_and_counts_every_result(world, scripted,
     assert "Page 1 of 2" in first and "Page 2 of 2" in second
     ids = [re.findall(r'data-result="(\d+)"', page) for page in (first, second)]
     assert [len(i) for i in ids] == [3, 1] and len(set(ids[0] + ids[1])) == 4
+
+
+def test_a_single_read_trial_is_told_there_is_no_second_reader_to_agree_with(world, client):
+    """ "No visit read by two readers is locked yet" promised what a single-read design never gives."""
+    from reads.services import read_design_set
+
+    read_design_set(actor=world.alice, trial=world.trial, paradigm="single")
+    client.force_login(world.alice)
+    page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
+    assert "This trial reads each visit once" in page and "is locked yet" not in page.split('id="tables"')[1][:600]

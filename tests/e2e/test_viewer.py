@@ -231,3 +231,28 @@ def test_compressed_frames_are_decoded_in_the_browser(world, stores, page, synta
     assert high - low > 50
     page.wait_for_function("() => window.ctimsViewer.state().loaded === 4")
     assert not problems, problems
+
+
+CONTRAST = """e => {
+  const rgb = c => c.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+  const lum = c => {
+    const [r, g, b] = rgb(c).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  let bg = e;
+  while (bg && getComputedStyle(bg).backgroundColor.endsWith(", 0)")) bg = bg.parentElement;
+  const [a, b] = [lum(getComputedStyle(e).color), lum(getComputedStyle(bg).backgroundColor)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_the_image_area_is_named_for_assistive_technology_and_the_current_series_reads_clearly(world, stores, page):
+    """The image area's label sat on a div with no role, where it is not allowed (axe: aria-prohibited-attr) and
+    not announced; the current series' image count was grey on its tint at 4.3:1, under WCAG AA's 4.5:1."""
+    upload(world, "BL", synthesize_ct_series(real_ct_template(large=False), slices=3, seed="viewer-a11y"))
+    open_viewer(page)
+    viewport = page.locator(f"{LEFT} .viewer-viewport")
+    expect(viewport).to_have_role("application")
+    expect(viewport).to_have_accessible_name("Image. Arrow keys and Page Up and Page Down scroll the slices.")
+    count = page.locator('.series-item[aria-current="true"] .series-count')
+    assert count.evaluate(CONTRAST) >= 4.5

@@ -40,7 +40,15 @@ from .charsets import (
     is_plain_ascii,
     reencode_if_needed,
 )
-from .errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid, undecodable_pixels, unsupported_syntax
+from .errors import (
+    FILING_UIDS,
+    DeidRejected,
+    gettext_noop,
+    missing_uid,
+    pixels_too_long,
+    undecodable_pixels,
+    unsupported_syntax,
+)
 from .fastread import read_file
 from .index import build_index
 from .options import REJECT, DeidOptions, sop_class_rejection
@@ -674,6 +682,8 @@ def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
         raise DeidRejected(
             "truncated", gettext_noop("The image data is shorter than the image size says: the file looks cut short.")
         )
+    if len(value) > expected + (expected & 1):  # a value of odd length is padded to even (PS3.5 7.1.1)
+        raise pixels_too_long()
 
 
 def _method_values(options: DeidOptions) -> list[tuple[str, str, str]]:

@@ -64,6 +64,20 @@ def undecodable_pixels() -> DeidRejected:
     )
 
 
+def pixels_too_long(rejection: type[DeidRejected] = DeidRejected) -> DeidRejected:
+    """The rejection of an image whose pixel data hold more than its pixel module says (rows, columns, samples,
+    bits, frames): uncompressed bytes past the image, or a compressed frame that would decode to a larger picture.
+    What lies past the image is seen by no check and no reader, and a small compressed frame declaring a huge
+    picture would make the decoder allocate it."""
+    return rejection(
+        "pixels_too_long",
+        gettext_noop(
+            "The image data hold more than the image size says (rows, columns, frames): the file looks damaged or "
+            "crafted, so it was not stored. Please export it again from the scanner or PACS and resend it."
+        ),
+    )
+
+
 def unsupported_syntax(syntax: str, name: str = "") -> DeidRejected:
     """The rejection of an image encoded in a transfer syntax this system cannot decode (`name`, pydicom's name
     of it, if it has one), so that neither the server nor the viewer could show it to a reader. The UID is

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pydicom.datadict import DicomDictionary, dictionary_VR
 
-from ..deid.errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid
+from ..deid.errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid, pixels_too_long
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -411,6 +411,11 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
                 (length,) = short_length.unpack_from(data, at + 6)
                 at += 8
         limit = context.end if context.end is not None else size
+        written = vr
+        if vr == "UN" and length != UNDEFINED:
+            # pydicom reads a public element written as UN with its dictionary's VR, a sequence as implicit VR
+            # (PS3.5 6.2.2): its value is checked as what it will be read as, not skipped as opaque bytes.
+            vr = _implicit_vr(tag) or "UN"
         if vr == "SQ" or (length == UNDEFINED and vr in ("UN", "") and tag != PIXEL_DATA):
             depth = context.depth + 1
             if depth > limits.max_depth:
@@ -427,7 +432,7 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
                 raise _truncated() if end > size else _corrupt("a sequence runs past the end of its item", tag)
             if len(stack) == 1:
                 top[tag] = _Element("SQ", None, length)
-            inner = context.implicit or (vr == "UN" and length == UNDEFINED)
+            inner = context.implicit or written == "UN"
             stack.append(_Context("sequence", end, depth, inner))
             continue
         if length == UNDEFINED:
@@ -452,7 +457,7 @@ def _walk(data: memoryview, *, implicit: bool, little: bool, limits: Limits) -> 
         value = data[at : at + length]
         _check_value(tag, vr, value, order)
         if len(stack) == 1:
-            top[tag] = _Element(vr, value, length)
+            top[tag] = _Element(written, value, length)
         at += length
 
 
@@ -631,6 +636,8 @@ def _check_image(top: dict[int, _Element], *, syntax: str, little: bool) -> None
         expected = (rows * columns * samples * frames * allocated + 7) // 8
         if pixels.length < expected:
             raise Refused("truncated", "The image data is shorter than the image size says: the file looks cut short.")
+        if pixels.length > expected + (expected & 1):  # a value of odd length is padded to even (PS3.5 7.1.1)
+            raise pixels_too_long(Refused)
     else:
         if pixels.length != UNDEFINED:
             raise _unservable("its transfer syntax says compressed but its pixel data is not")

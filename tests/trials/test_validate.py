@@ -299,11 +299,49 @@ def test_elements_written_as_un_that_read_well_are_received():
     check_receivable(with_un_nesting(CT_SMALL, 3))
 
 
-def test_pixel_data_padded_to_an_even_length_are_received():
+def test_pixel_data_padded_by_less_than_a_frame_are_received():
+    """Padding to an even length, and the excess padding some scanners write (pydicom drops it when it reads)."""
     ds = pydicom.dcmread(io.BytesIO(CT_SMALL))
     ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 3, 3, 8, 8, 7, 0
     ds.PixelData = bytes(10)  # nine pixels and the padding byte
     check_receivable(saved(ds))
+    check_receivable(Path(get_testdata_file("MR_small_padded.dcm")).read_bytes())  # 128 bytes past 8,192
+    ds.PixelData = bytes(18)  # a second frame the image does not declare
+    assert refusal(saved(ds)).code == "pixels_too_long"
+
+
+def with_items(data: bytes, count: int) -> bytes:
+    """The file with a Referenced Series Sequence of `count` empty items put in tag order: 8 bytes each."""
+    items = struct.pack("<HHL", 0xFFFE, 0xE000, 0) * count
+    ds = pydicom.dcmread(io.BytesIO(data), defer_size=0)
+    after = min(tag for tag in ds._dict if tag > 0x00081115)
+    at = element_at(data, after)
+    return data[:at] + struct.pack("<HH2sHL", 0x0008, 0x1115, b"SQ", 0, len(items)) + items + data[at:]
+
+
+def test_a_million_empty_items_are_refused_before_anything_parses_them():
+    """8 MB of empty sequence items took 30 s to de-identify and 26 s for each metadata answer of its series."""
+    refused = refusal(with_items(CT_SMALL, 1_000_000))
+    assert refused.code == "too_many_elements" and "crafted" in refused.reason
+    assert refusal(with_items(CT_SMALL, 3000), max_elements_ever=2000).code == "too_many_elements"
+
+
+def test_a_multi_frame_image_with_its_per_frame_groups_is_received():
+    """Each frame of an enhanced image has its functional groups: the allowance grows with the frames."""
+    ds = pydicom.dcmread(io.BytesIO(CT_SMALL))
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 2, 2, 8, 8, 7, 0
+    ds.NumberOfFrames = 3000
+    ds.PixelData = bytes(4 * 3000)
+    group = pydicom.Dataset()
+    group.FrameContentSequence = [pydicom.Dataset()]
+    group.FrameContentSequence[0].InStackPositionNumber = 1
+    group.PlanePositionSequence = [pydicom.Dataset()]
+    group.PlanePositionSequence[0].ImagePositionPatient = [0, 0, 0]
+    ds.PerFrameFunctionalGroupsSequence = [group] * 3000
+    data = saved(ds)
+    check_receivable(data)
+    ds.NumberOfFrames, ds.PixelData = 1, bytes(4)
+    assert refusal(saved(ds), max_elements=1000).code == "too_many_elements"
 
 
 def test_a_large_private_value_of_an_implicit_vr_file_is_opaque_bytes_not_text():

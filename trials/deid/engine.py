@@ -43,6 +43,7 @@ from .charsets import (
 from .errors import (
     FILING_UIDS,
     DeidRejected,
+    excess_frames,
     gettext_noop,
     missing_uid,
     pixels_too_long,
@@ -682,7 +683,7 @@ def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
         raise DeidRejected(
             "truncated", gettext_noop("The image data is shorter than the image size says: the file looks cut short.")
         )
-    if len(value) > expected + (expected & 1):  # a value of odd length is padded to even (PS3.5 7.1.1)
+    if excess_frames(len(value), expected, frames):
         raise pixels_too_long()
 
 

@@ -8,9 +8,10 @@ transcode it for DICOMweb. An image in a syntax this server has no decoder for (
 viewer's codecs are the same set, so no reader could see it.
 
 Before any frame is decoded, the picture size each JPEG 2000 or JPEG frame's own header declares is read (the
-codecs' header readers, no pixels) and must fit the image's Rows, Columns and Samples per Pixel: a decoder
-allocates what the codestream says, so a few kilobytes declaring a 1x1 image could otherwise make it allocate
-gigabytes before the mismatch is noticed.
+codecs' header readers, no pixels) and must fit the image's Rows, Columns and Samples per Pixel, and each RLE
+segment's runs are counted (without writing them) to what it would decode to: a decoder allocates what the
+codestream says (pydicom's RLE decoder writes every run, then trims to the image), so a few kilobytes declaring a
+1x1 image could otherwise make it allocate gigabytes before the mismatch is noticed.
 
 Never quotes the decoder's message, which can carry bytes of the file: a code and a sentence only.
 """
@@ -18,8 +19,15 @@ Never quotes the decoder's message, which can carry bytes of the file: a code an
 from __future__ import annotations
 
 import io
+import struct
 
-from pydicom.uid import UID, JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+from pydicom.uid import (
+    UID,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+    RLETransferSyntaxes,
+)
 
 from ..deid.errors import DeidRejected, pixels_too_long, undecodable_pixels, unsupported_syntax
 
@@ -66,8 +74,10 @@ def _check_declared_sizes(data: bytes, syntax: UID) -> None:
         from openjpeg import get_parameters
     elif syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes:
         get_parameters = _jpeg_parameters
+    elif syntax in RLETransferSyntaxes:
+        get_parameters = None  # its segments declare no size: what each would decode to is counted
     else:
-        return  # RLE: its decoder writes into a buffer of the image's own size
+        return
     from pydicom import dcmread
     from pydicom.encaps import generate_frames
 
@@ -77,6 +87,10 @@ def _check_declared_sizes(data: bytes, syntax: UID) -> None:
         samples = int(ds.get("SamplesPerPixel") or 1)
         frames = generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames") or 1))
         for frame in frames:
+            if get_parameters is None:
+                if _rle_decodes_past(frame, rows * columns):
+                    raise pixels_too_long()
+                continue
             try:
                 declared = get_parameters(frame)
             except Exception:  # noqa: BLE001, S112 - an unreadable header is the decoder's to refuse
@@ -102,3 +116,31 @@ def _jpeg_parameters(frame: bytes) -> dict:
 
         info = _get_jpg_parameters(frame)
         return {"rows": info["height"], "columns": info["width"], "nr_components": info["components"]}
+
+
+def _rle_decodes_past(frame: bytes, segment_bytes: int) -> bool:
+    """Whether an RLE frame (PS3.5 Annex G) has a segment whose runs add up to twice its `segment_bytes` (Rows x
+    Columns) or more: counted run by run without writing them, stopping there, so a segment of replicate runs
+    (64 times its size) costs nothing to refuse. A header that cannot be read is left to the decoder."""
+    if len(frame) < 64:
+        return False
+    count, *offsets = struct.unpack_from("<16L", frame)
+    if not 1 <= count <= 15:
+        return False
+    ends = [*offsets[1:count], len(frame)]
+    limit = 2 * segment_bytes + 128
+    for start, end in zip(offsets[:count], ends, strict=True):
+        out, at = 0, start
+        while at < min(end, len(frame)):
+            header = frame[at]
+            if header < 128:  # the next header + 1 bytes as they are
+                out += header + 1
+                at += header + 2
+            elif header > 128:  # the next byte 257 - header times
+                out += 257 - header
+                at += 2
+            else:  # 128: no operation
+                at += 1
+            if out >= limit:
+                return True
+    return False

@@ -677,7 +677,7 @@ def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
     samples = _us(ds._dict.get(0x00280002), little) or 1
     bits = _us(ds._dict.get(0x00280100), little)
     frames_text = _ascii(ds._dict.get(0x00280008))
-    frames = int(frames_text) if frames_text.isdigit() else 1
+    frames = int(frames_text) if frames_text.isdecimal() else 1
     expected = (rows * columns * samples * frames * bits + 7) // 8
     if len(value) < expected:
         raise DeidRejected(
@@ -957,7 +957,7 @@ def _examine_pixels(
     )
     encapsulated = UID(ts).is_encapsulated
     frames_text = _ascii(elements.get(0x00280008))
-    module = _pixel_module(ds, little, int(frames_text) if frames_text.isdigit() else 1)
+    module = _pixel_module(ds, little, int(frames_text) if frames_text.isdecimal() else 1)
     array, changes = None, []
     high_bits = (
         not encapsulated

@@ -235,7 +235,7 @@ class UploadStowApi(APIView):
             message = _("Send the request with a Content-Length, or through a server that accepts chunked bodies.")
             return Response({"error": message}, status=411)
         stated = request.META.get("CONTENT_LENGTH") or "0"
-        if stated.isdigit() and int(stated) > MAX_REQUEST_BYTES:
+        if stated.isdecimal() and int(stated) > MAX_REQUEST_BYTES:
             message = _("The request is larger than %(mb)s MB; send fewer files per request.")
             return Response({"error": message % {"mb": MAX_REQUEST_BYTES >> 20}}, status=413)
         sock = _client_socket(request.META)

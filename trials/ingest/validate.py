@@ -179,7 +179,7 @@ def check_receivable(data: bytes, *, limits: Limits = LIMITS) -> None:
         raise Refused("truncated", "The file holds only its header: the image data set is cut short.")
     top, elements = _walk(body, implicit=implicit, little=little, limits=limits)
     frames = _text(top.get(NUMBER_OF_FRAMES))
-    if elements > limits.max_elements + limits.max_elements_per_frame * (int(frames) if frames.isdigit() else 1):
+    if elements > limits.max_elements + limits.max_elements_per_frame * (int(frames) if frames.isdecimal() else 1):
         raise _too_many_elements()
     _check_identity(top, meta, implicit=implicit)
     _check_image(top, syntax=syntax or (IMPLICIT_LE if implicit else "1.2.840.10008.1.2.1"), little=little)
@@ -649,7 +649,7 @@ def _check_image(top: dict[int, _Element], *, syntax: str, little: bool) -> None
     frames = 1
     if NUMBER_OF_FRAMES in top:
         text = _text(top[NUMBER_OF_FRAMES])
-        if not text.isdigit() or int(text) < 1:
+        if not text.isdecimal() or int(text) < 1:
             raise _unservable("Number of Frames is not a whole number of at least 1")
         frames = int(text)
     if syntax in NATIVE:

@@ -242,7 +242,7 @@ def assignment_replace_view(request, code: str, pk: int):
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "manage_trial")
     chosen = request.POST.get("reader", "")
-    reader = User.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+    reader = User.objects.filter(pk=int(chosen)).first() if chosen.isdecimal() else None
     try:
         if reader is None:
             raise ValidationFailed(_("Choose who takes the case over."))

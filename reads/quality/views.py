@@ -31,8 +31,18 @@ class PeriodForm(forms.Form):
         help_text=_("Only what was signed and locked by then counts. Leave empty for now."),
     )
 
+    # The years a trial's reads can be in: a date at the calendar's ends made the day after it overflow (500).
+    YEARS = (1900, 2999)
+
     def clean(self):
         cleaned = super().clean()
+        for name in ("start", "end", "cutoff"):
+            value = cleaned.get(name)
+            if value is not None and not self.YEARS[0] <= value.year <= self.YEARS[1]:
+                self.add_error(
+                    name,
+                    _("Give a date between %(first)s and %(last)s.") % {"first": self.YEARS[0], "last": self.YEARS[1]},
+                )
         if cleaned.get("start") and cleaned.get("end") and cleaned["start"] > cleaned["end"]:
             raise forms.ValidationError(_("The period ends before it starts."))
         return cleaned

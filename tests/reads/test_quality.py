@@ -144,6 +144,27 @@ def test_charts_and_csv_download_for_the_chosen_period(world, scripted, client):
     assert client.get(reverse("read-quality-chart", args=["ALPHA", "waterfall", "gif"])).status_code == 404
 
 
+@pytest.mark.parametrize(
+    "query", ["?start=0001-01-01&end=9999-12-31", "?end=9999-12-31", "?start=0001-01-01", "?cutoff=0001-01-01T00:00"]
+)
+def test_a_period_at_the_ends_of_the_calendar_is_a_form_error_not_a_server_error(
+    world, scripted, client, settings, query
+):
+    """Found by a sponsor typing the calendar's last day: the day after it overflowed (500). A date out of the
+    years a trial can have is refused by the form and the page shows everything, as for any invalid period."""
+    client.force_login(world.sam)
+    page = client.get(reverse("read-quality", args=["ALPHA"]) + query)
+    assert page.status_code == 200 and "between 1900 and 2999" in page.content.decode()
+    for url in (
+        reverse("read-quality-chart", args=["ALPHA", "waterfall", "svg"]),
+        reverse("read-quality-csv", args=["ALPHA", "waterfall"]),
+    ):
+        assert client.get(url + query).status_code == 200, url
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    korean = client.get(reverse("read-quality", args=["ALPHA"]) + query).content.decode()
+    assert "1900년에서 2999년 사이의 날짜" in korean
+
+
 def test_a_sponsor_of_another_trial_gets_404(world, scripted, client):
     other_sponsor = make_user("olga")
     membership_grant(actor=world.otto, trial=world.other, user=other_sponsor, role=Role.SPONSOR_VIEWER)

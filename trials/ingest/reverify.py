@@ -278,7 +278,7 @@ def _pixel_module(ds: Dataset) -> burned_in.PixelModule:
         rows=_us(ds, 0x00280010, 0),
         columns=_us(ds, 0x00280011, 0),
         samples=_us(ds, 0x00280002, 1),
-        frames=int(frames) if frames.isdigit() else 1,
+        frames=int(frames) if frames.isdecimal() else 1,
         bits_allocated=bits_allocated,
         bits_stored=_us(ds, 0x00280101, bits_allocated),
         signed=_us(ds, 0x00280103, 0) == 1,

@@ -61,7 +61,8 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     Each request is audited with the address typed (on its account, if one has it) and whether an email went:
     nobody is the actor, as anyone may ask; the page answers alike either way. An address gets at most
-    RESET_EMAILS_PER_HOUR emails an hour (counted from the audit, which every web process shares)."""
+    RESET_EMAILS_PER_HOUR emails an hour (counted from the audit, which every web process shares; the requests
+    refused an email do not count)."""
 
     def form_valid(self, form):
         email = form.cleaned_data["email"]
@@ -70,6 +71,7 @@ class PasswordResetView(auth_views.PasswordResetView):
                 action="user.password_reset_request",
                 at__gte=timezone.now() - timedelta(hours=1),
                 summary__email__iexact=email,
+                summary__sent=True,  # the emails sent: a script that keeps asking must not hold the owner off for ever
             ).count()
             send = recent < RESET_EMAILS_PER_HOUR
             audit_record(

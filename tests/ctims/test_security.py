@@ -245,6 +245,24 @@ def test_password_reset_emails_to_one_address_are_limited_whoever_asks(world, cl
         assert "이메일 발송" in dict(summary_items(events.order_by("seq").last()))
 
 
+def test_requests_refused_an_email_do_not_hold_the_limit_past_the_hour_of_the_emails_sent(
+    world, client, mailoutbox, monkeypatch
+):
+    """Only the emails sent count: a script that keeps asking cannot keep the owner's address from ever getting
+    one again (counting every request, each refused one moved the window on)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ctims.views import RESET_EMAILS_PER_HOUR
+
+    start = timezone.now()
+    for minutes in [0] * RESET_EMAILS_PER_HOUR + [50] * 5 + [61]:
+        monkeypatch.setattr(timezone, "now", lambda minutes=minutes: start + timedelta(minutes=minutes))
+        client.post(reverse("password_reset"), {"email": world.cora.email})
+    assert len(mailoutbox) == RESET_EMAILS_PER_HOUR + 1
+
+
 def test_pages_csvs_and_downloads_are_not_stored_by_any_cache(world, client):
     client.force_login(world.sam)
     for name in ("trial-detail", "read-results", "read-results-csv", "read-lesions-csv"):

@@ -29,8 +29,9 @@ MAX_REQUEST_BYTES = MAX_FILE_BYTES + 64 * 1024**2  # one such object and its mul
 FLUSH_BYTES = 64 * 1024**2  # parts held before they go to quarantine
 # Parts one request may carry (the upload page sends 20): each costs a durable write and an upload item, so
 # 20,000 parts of a few bytes held a web worker for 88 s. The parts past it are not read; the client sends the
-# files not acknowledged again, as after a body cut short.
-MAX_PARTS = 2000
+# files not acknowledged again, as after a body cut short. High enough for a thin-slice or multi-phase series
+# sent whole in one request (a few thousand instances), as clients such as dicomweb-client do.
+MAX_PARTS = 10_000
 MAX_PART_WARNINGS = 10  # parts of another type named one by one in the Warning header; the rest are counted
 # A client whose body stops arriving for this long gets 408 and frees the worker; a whole request may take
 # REQUEST_SECONDS (2 GiB at about 2 MB/s). Tests lower them through these names.

@@ -231,3 +231,38 @@ def test_compressed_frames_are_decoded_in_the_browser(world, stores, page, synta
     assert high - low > 50
     page.wait_for_function("() => window.ctimsViewer.state().loaded === 4")
     assert not problems, problems
+
+
+def test_a_length_on_non_square_pixels_keeps_its_points_on_the_image_pixels_it_covers(world, stores, page):
+    """Pixel Spacing 0.7 mm between rows, 0.9 mm between columns: a line's points are (column, row) pixels with
+    each axis at its own spacing, so the stored points times the spacing give the length the viewer shows, and
+    the centre of the image is pixel (64, 64) of the 128 x 128 image."""
+    template = real_ct_template(large=False)
+    template.PixelSpacing = [0.7, 0.9]
+    upload(world, "BL", synthesize_ct_series(template, slices=2, seed="viewer-anisotropic"))
+    problems = watch_console(page)
+    open_viewer(page)
+    page.click("button[data-tool=Length]")
+    x, y = centre(page)
+    for start, end in (((x - 150, y), (x + 150, y)), ((x, y - 100), (x, y + 100))):
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(*end, steps=8)
+        page.mouse.up()
+    page.wait_for_function(
+        "() => { const m = window.ctimsViewer.state().measurements; return m.length === 2 && m.every(i => i.mm); }"
+    )
+    horizontal, vertical = state(page)["measurements"]
+    for line in (horizontal, vertical):
+        page.wait_for_function(
+            """(uid) => {
+                const m = window.ctimsViewer.state().measurements.find((i) => i.uid === uid);
+                const [[c1, r1], [c2, r2]] = m.points;
+                return Math.abs(Math.hypot((c2 - c1) * 0.9, (r2 - r1) * 0.7) - m.mm) < 0.15;
+            }""",
+            arg=line["uid"],
+        )
+    for line in state(page)["measurements"]:
+        [[c1, r1], [c2, r2]] = line["points"]
+        assert abs((c1 + c2) / 2 - 64) < 0.5 and abs((r1 + r2) / 2 - 64) < 0.5, line
+    assert not problems, problems

@@ -1,9 +1,10 @@
 // The measurement list beside the viewports: every Length and Bidirectional annotation with its size in mm
 // and its points in image (column, row) pixels, which is what a read stores.
 
-import { eventTarget, utilities as coreUtilities } from "@cornerstonejs/core";
+import { eventTarget, metaData } from "@cornerstonejs/core";
 import { BidirectionalTool, Enums as ToolEnums, LengthTool, annotation } from "@cornerstonejs/tools";
 
+import { worldToImage } from "./geometry.js";
 import { gettext, integer, interpolate, mm } from "./i18n.js";
 
 const MEASURED = new Set([LengthTool.toolName, BidirectionalTool.toolName]);
@@ -14,8 +15,9 @@ export function describe(item) {
   const imageId = item.metadata?.referencedImageId;
   const stats = Object.values(item.data?.cachedStats || {})[0] || {};
   const recorded = item.data?.recorded || {};
+  const plane = imageId ? metaData.get("imagePlaneModule", imageId) : null;
   const points = (item.data?.handles?.points || []).map((point) => {
-    const [column, row] = imageId ? coreUtilities.worldToImageCoords(imageId, point) : [NaN, NaN];
+    const [column, row] = plane?.imagePositionPatient ? worldToImage(plane, point) : [NaN, NaN];
     return [round(column), round(row)];
   });
   const result = {

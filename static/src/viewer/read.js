@@ -14,7 +14,7 @@ import { wadors } from "@cornerstonejs/dicom-image-loader";
 import { BidirectionalTool, Enums as ToolEnums, LengthTool, annotation } from "@cornerstonejs/tools";
 
 import { TAGS, value } from "./dicomweb.js";
-import { cross } from "./geometry.js";
+import { cross, imageToWorld } from "./geometry.js";
 import { gettext, integer, interpolate, mm } from "./i18n.js";
 import { describe } from "./measurements.js";
 
@@ -169,7 +169,7 @@ class Drawing {
         // The sizes the read recorded, shown until Cornerstone measures the drawing on a displayed image.
         recorded,
         handles: {
-          points: points.map((point) => coreUtilities.imageToWorldCoords(imageId, point)),
+          points: points.map((point) => imageToWorld(plane, point)),
           activeHandleIndex: null,
         },
         cachedStats: {},

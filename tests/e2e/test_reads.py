@@ -552,3 +552,36 @@ def test_two_tabs_on_one_read_never_replace_each_others_work_unseen(world, store
     expect(page.locator("#read-sign-button")).to_be_disabled()
     assert read_state(page)["conflict"]
     assert Read.objects.get(task=task).content["non_targets"][0]["site"] == LUNG
+
+
+def test_a_target_drawn_on_an_image_without_pixel_spacing_is_not_taken_as_millimetres(world, stores, page):
+    """An image with no Pixel Spacing measures in pixels: the lesion is not given that figure as its size in mm
+    (nor saved with it): the reader is told why and the lesion still waits for a measurement."""
+    template = real_ct_template(large=False)
+    del template.PixelSpacing
+    files = synthesize_ct_series(template, slices=2, seed="reads-e2e/no-spacing")
+    timepoint = upload_files(world.cora, SUBJECT, files, "BL")
+    qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+    problems = watch_console(page)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    page.click("#read-add-target")
+    drag(page, *T01)
+    expect(page.locator("#read-save-state")).to_contain_text("in pixels, not millimetres")
+    state = read_state(page)
+    assert state["pending"] == "T01" and state["content"]["targets"] == [], state
+    expect(page.locator("#read-lesion-T01 .lesion-value")).to_have_text("")
+    assert not problems, problems
+
+
+def test_a_refused_save_says_each_problem_once_and_no_field_paths(world, stores, page):
+    """The server's error names the fields (targets[0].long_mm) for the page: the reader reads the messages,
+    each once, and none of the paths."""
+    ready(world, "BL", 0)
+    message = "The long axis of T01 is recorded as 16.1 mm but the line drawn for it is 26.5 mm long."
+    body = {"error": {"code": "invalid", "message": message, "fields": {"targets[0].long_mm": [message, "Again."]}}}
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    page.route("**/draft/", lambda route: route.fulfill(status=400, json=body))
+    page.click("#read-add-non-target")
+    expect(page.locator("#read-save-state")).to_have_text(f"Not saved: {message} Again.")

@@ -817,6 +817,16 @@ class ReadPanel {
       this.say(gettext("Measure on an image of this visit (the left viewport)."), { error: true });
       return;
     }
+    // Without Pixel Spacing Cornerstone measures in pixels: that figure is no size in mm for a lesion.
+    if (!metaData.get("imagePlaneModule", item.metadata.referencedImageId)?.pixelSpacing) {
+      this.say(
+        gettext(
+          "This image has no pixel spacing: a length drawn on it is in pixels, not millimetres. Measure on an image with a pixel spacing.",
+        ),
+        { error: true },
+      );
+      return;
+    }
     if (row.uid) {
       const old = row.uid;
       row.uid = null;
@@ -1035,8 +1045,9 @@ class ReadPanel {
     const fallback = error.status ? `${error.status}` : gettext("The server could not be reached.");
     // The project's one error shape: {"error": {"code", "message", "fields"}} (ctims.api_errors.error_body).
     const parts = [error.data?.error?.message || fallback];
-    for (const [field, messages] of Object.entries(error.data?.error?.fields || {})) {
-      parts.push(`${field}: ${[].concat(messages).join(" ")}`);
+    // Each field's messages once, without the field's path ("targets[0].long_mm" means nothing to a reader).
+    for (const messages of Object.values(error.data?.error?.fields || {})) {
+      for (const message of [].concat(messages)) if (!parts.includes(message)) parts.push(message);
     }
     return interpolate(gettext("Not saved: %(reason)s"), { reason: parts.join(" ") }, true);
   }

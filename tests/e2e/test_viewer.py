@@ -4,6 +4,8 @@ viewport shows another visit with its scrolling linked by slice position."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
@@ -266,3 +268,36 @@ def test_a_length_on_non_square_pixels_keeps_its_points_on_the_image_pixels_it_c
         [[c1, r1], [c2, r2]] = line["points"]
         assert abs((c1 + c2) / 2 - 64) < 0.5 and abs((r1 + r2) / 2 - 64) < 0.5, line
     assert not problems, problems
+
+
+def test_a_first_image_that_fails_to_load_says_so_instead_of_loading_for_ever(world, stores, page):
+    upload(world, "BL", synthesize_ct_series(real_ct_template(large=False), slices=3, seed="viewer-first-fails"))
+    page.route("**/frames/1", lambda route: route.fulfill(status=500, body="not today"))
+    log_in(page, "quinn@example.org", PASSWORD)
+    page.goto(reverse("timepoint-viewer", args=["ALPHA", SUBJECT, "BL"]))
+    status = page.locator(f"{LEFT} .viewer-status")
+    expect(status).to_have_text("The images could not be loaded. Reload the page to try again.")
+    expect(status).to_have_class(re.compile(r"\bis-error\b"))
+    expect(page.locator("#viewer")).to_have_class(re.compile(r"\bis-failed\b"))
+
+
+def test_an_image_that_fails_to_load_while_scrolling_is_named_and_the_next_one_shows(world, stores, page):
+    upload(world, "BL", synthesize_ct_series(real_ct_template(large=False), slices=4, seed="viewer-one-fails"))
+    third = Instance.objects.get(instance_number=3).sop_instance_uid  # the third slice from the head
+    page.route(f"**/instances/{third}/frames/1", lambda route: route.fulfill(status=500, body="not today"))
+    problems = watch_console(page)
+    open_viewer(page)
+    page.locator(f"{LEFT} .viewer-viewport").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 1")
+    page.keyboard.press("ArrowDown")
+    status = page.locator(f"{LEFT} .viewer-status")
+    expect(status).to_have_text("Image 3 could not be loaded: scroll on, or reload the page to try again.")
+    expect(status).to_have_class(re.compile(r"\bis-error\b"))
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 3")
+    expect(status).to_be_hidden()
+    assert readout(page).startswith("Image 4/4")
+    # The failed request's own console line, and the loader's: Cornerstone's ProgressiveIterator rejects a promise
+    # no one awaits when a retrieve fails (an unhandled rejection of the XMLHttpRequest), which is not the page's.
+    assert all("500" in problem or problem == "XMLHttpRequest" for problem in problems), problems

@@ -82,6 +82,10 @@ export class Pane {
     // The wheel scrolls through Cornerstone's stack scroll tool, the one caller of the viewport's scroll().
     this.element.addEventListener(Events.STACK_VIEWPORT_SCROLL, () => this.viewer.readerMoves());
     eventTarget.addEventListener(Events.IMAGE_LOADED, (event) => this.onImageLoaded(event.detail.image.imageId));
+    // The viewport's own loads (the image to show) that fail; prefetching catches its failures itself.
+    eventTarget.addEventListener(Events.IMAGE_LOAD_ERROR, (event) => this.onImageLoadError(event.detail));
+    this.imageError = null; // the index of the image shown as not loaded, or null
+    this.firstFailed = null; // rejects the wait for the first image of a series being loaded
   }
 
   get viewport() {
@@ -191,11 +195,19 @@ export class Pane {
     const rendered = new Promise((resolve) =>
       this.element.addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
     );
-    await this.viewport.setStack(
-      slices.map((slice) => slice.imageId),
-      start,
-    );
-    await rendered;
+    // Cornerstone's setStack resolves even when the image fails to load, and nothing renders: wait for either.
+    const failed = new Promise((resolve, reject) => {
+      this.firstFailed = { imageId: slices[start].imageId, reject };
+    });
+    try {
+      await this.viewport.setStack(
+        slices.map((slice) => slice.imageId),
+        start,
+      );
+      await Promise.race([rendered, failed]);
+    } finally {
+      this.firstFailed = null;
+    }
     if (generation !== this.generation) return false;
     this.shown = true;
     this.setStatus("");
@@ -227,6 +239,27 @@ export class Pane {
     }
   }
 
+  /** A load the viewport asked for failed: the first image of the series, or the one scrolled to, says so. */
+  onImageLoadError(detail) {
+    const imageId = detail?.imageId;
+    if (!imageId || !this.imageIdSet?.has(imageId)) return;
+    if (this.firstFailed?.imageId === imageId) {
+      this.firstFailed.reject(new Error("the first image could not be loaded"));
+      return;
+    }
+    const index = this.slices.findIndex((slice) => slice.imageId === imageId);
+    if (!this.shown || index < 0 || index !== this.viewport?.getTargetImageIdIndex()) return;
+    this.imageError = index;
+    this.setStatus(
+      interpolate(
+        gettext("Image %(index)s could not be loaded: scroll on, or reload the page to try again."),
+        { index: integer(index + 1) },
+        true,
+      ),
+      { error: true },
+    );
+  }
+
   onImageLoaded(imageId) {
     if (!this.imageIdSet?.has(imageId) || this.loaded.has(imageId)) return;
     this.loaded.add(imageId);
@@ -250,6 +283,10 @@ export class Pane {
   onNewImage(index) {
     const slice = this.slices[index];
     if (!slice) return;
+    if (this.imageError !== null) {
+      this.imageError = null;
+      this.setStatus("");
+    }
     this.slider.value = String(index + 1);
     const parts = [
       interpolate(

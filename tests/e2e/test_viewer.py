@@ -301,3 +301,54 @@ def test_an_image_that_fails_to_load_while_scrolling_is_named_and_the_next_one_s
     # The failed request's own console line, and the loader's: Cornerstone's ProgressiveIterator rejects a promise
     # no one awaits when a retrieve fails (an unhandled rejection of the XMLHttpRequest), which is not the page's.
     assert all("500" in problem or problem == "XMLHttpRequest" for problem in problems), problems
+
+
+def until(page, condition, limit: int = 400) -> None:
+    """Let the page run until `condition()` holds (requests reaching a route are counted, not timed)."""
+    for _ in range(limit):
+        if condition():
+            return
+        page.wait_for_timeout(25)
+    raise AssertionError("the condition never held")
+
+
+def test_images_of_the_series_left_still_loading_do_not_count_for_the_series_opened(world, stores, page):
+    """The reader opens another series while the first one's images are still arriving: those images are not
+    counted as the new series' (the progress said "7 of 2 images loaded" and hid itself too early)."""
+    files = synthesize_ct_series(real_ct_template(large=False), slices=4, seed="viewer-switch", series_number=2)
+    files += synthesize_ct_series(real_ct_template(large=False), slices=2, seed="viewer-switch", series_number=3)
+    upload(world, "BL", files)
+    first = Instance.objects.filter(series__series_number=2)
+    held_sops = set(first.exclude(instance_number=1).values_list("sop_instance_uid", flat=True))
+    second = Instance.objects.filter(series__series_number=3).first().series.series_instance_uid
+    held = []
+
+    def hold_frames(route):
+        if any(sop in route.request.url for sop in held_sops):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/frames/1", hold_frames)
+    metadata = []
+    page.route(f"**/series/{second}/metadata", lambda route: metadata.append(route))
+    open_viewer(page)
+    assert state(page)["total"] == 4
+    page.wait_for_function("() => window.ctimsViewer.state().loaded === 1")
+    page.evaluate("""() => {
+        const pane = window.ctimsViewer.viewer.left;
+        window.seen = 0;
+        const original = pane.onImageLoaded.bind(pane);
+        pane.onImageLoaded = (imageId) => { window.seen += 1; original(imageId); };
+    }""")
+    page.locator(f'#viewer-series-list button[data-series="{second}"]').click()
+    page.wait_for_function("() => document.querySelector('.viewer-pane-series').textContent.startsWith('Series 3')")
+    until(page, lambda: len(held) == 3)  # the three prefetches are held
+    for route in held:
+        route.continue_()
+    page.wait_for_function("() => window.seen >= 3")  # the first series' images have arrived
+    until(page, lambda: metadata)
+    metadata[0].continue_()
+    page.wait_for_function("() => window.ctimsViewer.state().shown && window.ctimsViewer.state().loaded >= 2")
+    assert (state(page)["total"], state(page)["loaded"]) == (2, 2)
+    expect(page.locator(f"{LEFT} .viewer-progress")).to_be_hidden()

@@ -126,6 +126,7 @@ export class Pane {
     this.enabled = false;
     this.series = null;
     this.slices = [];
+    this.imageIdSet = new Set();
     this.shown = false;
     this.loaded.clear();
     this.clearOverlays();
@@ -172,6 +173,9 @@ export class Pane {
     const generation = ++this.generation;
     this.series = series;
     this.slices = [];
+    // Until this series' metadata names its images, no image counts as loaded for it (the series left may still
+    // be arriving).
+    this.imageIdSet = new Set();
     this.shown = false;
     this.loaded.clear();
     this.clearOverlays();

@@ -4,11 +4,14 @@ viewport shows another visit with its scrolling linked by slice position."""
 
 from __future__ import annotations
 
+import io
 import re
 
+import pydicom
 import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
+from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 
 from tests.conftest import PASSWORD, build_world, upload_files
@@ -352,3 +355,26 @@ def test_images_of_the_series_left_still_loading_do_not_count_for_the_series_ope
     page.wait_for_function("() => window.ctimsViewer.state().shown && window.ctimsViewer.state().loaded >= 2")
     assert (state(page)["total"], state(page)["loaded"]) == (2, 2)
     expect(page.locator(f"{LEFT} .viewer-progress")).to_be_hidden()
+
+
+def test_the_frames_of_an_enhanced_ct_are_in_order_along_the_body_each_with_its_position(world, stores, page):
+    """An enhanced CT keeps each frame's Image Position (Patient) in its per-frame functional groups: the frames
+    are ordered by their place along the slice normal, as single-frame slices are, and each reads its own position
+    (a multi-frame image was taken as one place and left in stored order). pydicom-data's eCT_Supplemental, its
+    two frames' positions swapped: frame 1 at z −149, frame 2 at z −159; its normal points to the feet."""
+    enhanced = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
+    one, two = (item.PlanePositionSequence[0] for item in enhanced.PerFrameFunctionalGroupsSequence)
+    one.ImagePositionPatient, two.ImagePositionPatient = two.ImagePositionPatient, one.ImagePositionPatient
+    buffer = io.BytesIO()
+    enhanced.save_as(buffer, enforce_file_format=True)
+    upload(world, "BL", [buffer.getvalue()])
+    problems = watch_console(page)
+    open_viewer(page)
+    frames = page.evaluate("() => window.ctimsViewer.viewer.left.slices.map((s) => [s.frame, s.position])")
+    assert frames == [[2, 159], [1, 149]], frames
+    assert readout(page) == "Image 1/2 · position 159.0 mm"
+    page.locator(f"{LEFT} .viewer-viewport").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 1")
+    expect(page.locator(f"{LEFT} .viewer-readout")).to_have_text("Image 2/2 · position 149.0 mm")
+    assert not problems, problems

@@ -16,32 +16,63 @@ import { gettext, integer, interpolate, mm } from "./i18n.js";
 
 const { Events, RequestType } = CoreEnums;
 
+// Enhanced (multi-frame) images keep each frame's geometry in functional groups (PS3.3 C.7.6.16).
+const SHARED_GROUPS = "52009229";
+const PER_FRAME_GROUPS = "52009230";
+const PLANE_POSITION = "00209113";
+const PLANE_ORIENTATION = "00209116";
+
+/** The first item of a sequence attribute of a DICOM JSON object, or undefined. */
+function firstItem(object, tag) {
+  return object?.[tag]?.Value?.[0];
+}
+
+/**
+ * Each frame's Image Position and Orientation (Patient): a single-frame image's own; an enhanced image's from
+ * its Per-frame Functional Groups, the orientation from the Shared ones when the frames share it.
+ */
+function framePlanes(object, frames) {
+  const perFrame = object?.[PER_FRAME_GROUPS]?.Value || [];
+  const shared = firstItem(object, SHARED_GROUPS);
+  const top = { position: numbers(object, TAGS.position), orientation: numbers(object, TAGS.orientation) };
+  return Array.from({ length: frames }, (_, n) => {
+    const item = perFrame[n];
+    const position = numbers(firstItem(item, PLANE_POSITION), TAGS.position);
+    const orientation =
+      numbers(firstItem(item, PLANE_ORIENTATION), TAGS.orientation) ??
+      numbers(firstItem(shared, PLANE_ORIENTATION), TAGS.orientation);
+    return { position: position ?? (frames === 1 ? top.position : null), orientation: orientation ?? top.orientation };
+  });
+}
+
 /** The frames of a series in viewing order, each with its image id, position along the normal and instance. */
 function slicesOf(client, series, metadata) {
-  const instances = metadata.map((object) => ({
-    object,
-    sopUid: value(object, TAGS.sopUid),
-    instanceNumber: value(object, TAGS.instanceNumber, null),
-    frames: Number(value(object, TAGS.numberOfFrames, 1)) || 1,
-    position: numbers(object, TAGS.position),
-    orientation: numbers(object, TAGS.orientation),
-  }));
-  const slices = [];
-  for (const instance of sortSlices(instances)) {
-    const ids = client.imageIds(series.studyUid, series.seriesUid, instance.sopUid, instance.frames);
+  const frames = [];
+  for (const object of metadata) {
+    const sopUid = value(object, TAGS.sopUid);
+    const count = Number(value(object, TAGS.numberOfFrames, 1)) || 1;
+    const ids = client.imageIds(series.studyUid, series.seriesUid, sopUid, count);
     // The loader reads a frame's attributes from what is registered under its instance's first frame.
-    wadors.metaDataManager.add(ids[0], instance.object);
-    ids.forEach((imageId, frame) =>
-      slices.push({
-        imageId,
-        sopUid: instance.sopUid,
-        frame: frame + 1,
-        // A multi-frame instance's frames share its position: only a single frame has a place of its own.
-        position: instance.frames === 1 ? slicePosition(instance.position, instance.orientation) : null,
+    wadors.metaDataManager.add(ids[0], object);
+    framePlanes(object, count).forEach(({ position, orientation }, n) =>
+      frames.push({
+        imageId: ids[n],
+        sopUid,
+        frame: n + 1,
+        instanceNumber: value(object, TAGS.instanceNumber, null),
+        position,
+        orientation,
       }),
     );
   }
-  const normal = sliceNormal(instances.find((i) => i.orientation)?.orientation);
+  // Every frame in the order of its place along the normal when all have one, else by instance (and frame).
+  const slices = sortSlices(frames).map((item) => ({
+    imageId: item.imageId,
+    sopUid: item.sopUid,
+    frame: item.frame,
+    position: slicePosition(item.position, item.orientation),
+  }));
+  const normal = sliceNormal(frames.find((item) => item.orientation)?.orientation);
   return { slices, normal };
 }
 

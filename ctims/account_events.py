@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from axes.backends import AxesStandaloneBackend
+from axes.exceptions import AxesBackendPermissionDenied
 from axes.helpers import get_client_ip_address
 from axes.signals import user_locked_out
 from django.conf import settings
@@ -18,6 +20,21 @@ from django.dispatch import receiver
 
 from .audit import audit_record
 from .models import User
+
+# Set on a request that django-axes refused because its account was already locked out: its password was never
+# checked, and axes announces the refusal with the same signals as the failure that locked the account.
+LOCKED_AT_ENTRY = "ctims_locked_at_entry"
+
+
+class LockOutBackend(AxesStandaloneBackend):
+    """django-axes' gate in front of the password check, noting on the request when it turned an attempt away."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        try:
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        except AxesBackendPermissionDenied:
+            setattr(request, LOCKED_AT_ENTRY, True)
+            raise
 
 
 def forwarded_client_ip(request) -> str | None:
@@ -71,11 +88,14 @@ def _login_failed(sender, credentials, request=None, **kwargs) -> None:
     if sender == "ctims.signatures":
         return  # a wrong signing password: recorded as signature.refuse, with what was being signed
     email = credentials.get("username") or credentials.get("email") or ""
-    login_fail_record(actor=None, email=email, request=request, reason="password")
+    reason = "locked out" if getattr(request, LOCKED_AT_ENTRY, False) else "password"
+    login_fail_record(actor=None, email=email, request=request, reason=reason)
 
 
 @receiver(user_locked_out, dispatch_uid="ctims.audit.locked_out")
 def _locked_out(sender, request, username, ip_address, **kwargs) -> None:
+    if getattr(request, LOCKED_AT_ENTRY, False):
+        return  # an attempt on an account locked before: a refused log-in (reason "locked out"), not a new lock-out
     audit_record(
         actor=None,
         action="login.lockout",

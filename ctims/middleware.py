@@ -121,7 +121,9 @@ class TwoFactorMiddleware:
     verify (or enrol), the API and DICOMweb answer 403 with the error shape.
 
     Placed after django-otp's OTPMiddleware. A request with a trial token is judged by its token (the API and
-    DICOMweb authenticate it), whatever session cookie comes along.
+    DICOMweb authenticate it), whatever session cookie comes along: its unverified session stands for no one
+    (`request.user` is anonymous), so that the header cannot lift the check from pages, which read the session
+    and ignore tokens.
     """
 
     OPEN = (
@@ -142,7 +144,6 @@ class TwoFactorMiddleware:
         user = getattr(request, "user", None)
         if (
             user is not None
-            and not request.META.get("HTTP_AUTHORIZATION", "").startswith(("Bearer ", "Token "))
             and user.is_authenticated
             and not user.is_verified()
             and (not request.path.startswith(self.OPEN) or request.path.startswith(self.GUARDED))
@@ -150,7 +151,9 @@ class TwoFactorMiddleware:
             from . import two_factor
 
             if two_factor.required_for(user):
-                return self._refuse(request)
+                if not request.META.get("HTTP_AUTHORIZATION", "").startswith(("Bearer ", "Token ")):
+                    return self._refuse(request)
+                request.user = _unverified_nobody()
         return self.get_response(request)
 
     def _refuse(self, request):
@@ -161,3 +164,13 @@ class TwoFactorMiddleware:
             message = _("Your roles require a second factor: log in again and enter your one-time code.")
             return JsonResponse(error_body("two_factor_required", message), status=403)
         return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': request.get_full_path()})}")
+
+
+def _unverified_nobody():
+    """The anonymous user as django-otp's middleware leaves one: not verified."""
+    from django.contrib.auth.models import AnonymousUser
+
+    nobody = AnonymousUser()
+    nobody.otp_device = None
+    nobody.is_verified = lambda: False
+    return nobody

@@ -16,6 +16,7 @@ ACTIONS = {
     "read_task.open": pgettext_lazy("audit action", "Read task opened"),
     "read.sign": pgettext_lazy("audit action", "Read signed"),
     "read.correct": pgettext_lazy("audit action", "Correction started"),
+    "read.correction_discard": pgettext_lazy("audit action", "Correction discarded"),
     "assignment.replace": pgettext_lazy("audit action", "Case given to another reader"),
     "read_result.lock": pgettext_lazy("audit action", "Visit result locked"),
     "read_result.change": pgettext_lazy("audit action", "Visit result changed by adjudication"),

@@ -7,6 +7,7 @@ Written with the standard library's ElementTree: the document is small and its s
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
@@ -28,6 +29,17 @@ def _o(tag: str) -> str:
 
 def _d(tag: str) -> str:
     return f"{{{DEF}}}{tag}"
+
+
+# What XML 1.0 cannot hold: C0 controls but tab, line feed and carriage return, surrogates, U+FFFE and U+FFFF.
+# ElementTree writes them as they are, and the document no longer parses.
+_NOT_XML = re.compile(r"[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+")
+
+
+def _xml_text(text: str) -> str:
+    """Free text (the trial's title, protocol number) as XML 1.0 can hold it: characters it cannot hold become
+    spaces, and runs of white space one space."""
+    return " ".join(_NOT_XML.sub(" ", text).split())
 
 
 def _description(parent: ET.Element, text: str) -> None:
@@ -56,6 +68,7 @@ def define_xml(
     `created` is the document's CreationDateTime: give the time the data stand at, so that the same data give
     the same document.
     """
+    study_name, study_description, protocol_name = map(_xml_text, (study_name, study_description, protocol_name))
     root = ET.Element(
         _o("ODM"),
         {

@@ -188,8 +188,8 @@ def _check_images(task: ReadTask, content: Content) -> None:
 
     - every image a lesion refers to is an instance of this task's visit, under the study and series it
       belongs to, and the frame is one the instance has; a new lesion names the image it is seen on;
-    - every length recorded for a target has its drawn line on one of those images, inside the image, not
-      of zero length, and as long as the recorded length at the image's Pixel
+    - every length recorded for a target has its drawn line, and every line drawn its length, on one of those
+      images, inside the image, not of zero length, and as long as the recorded length at the image's Pixel
       Spacing (within 0.1 mm): the size a reader signs is the size the SR's SCOORD shows.
     """
     for n, entry in enumerate(content.new):
@@ -211,6 +211,15 @@ def _check_images(task: ReadTask, content: Content) -> None:
                         "image: measure it on the image."
                     )
                     % {"axis": name, "label": entry.label, "recorded": mm_text(recorded)},
+                    f"targets[{n}].{axis}_mm",
+                )
+            if points is not None and recorded is None:
+                raise _image_problem(
+                    _(
+                        "A line is drawn for the %(axis)s of %(label)s but no length is recorded for it: measure it "
+                        "again on the image."
+                    )
+                    % {"axis": name, "label": entry.label},
                     f"targets[{n}].{axis}_mm",
                 )
             if points is not None and entry.image is None:
@@ -561,6 +570,35 @@ def read_correct(*, actor, task_id: int) -> Read:
             summary={"case": task.assignment.case_label, "visit": task.timepoint.visit.code, "supersedes": read.pk},
         )
     return correction
+
+
+def read_correction_discard(*, actor, task_id: int) -> Read:
+    """Discard the open correction of a signed read (started by mistake, or no longer wanted): its draft goes, and
+    the signed version it would have superseded is the read again, as if no correction had been started. The
+    draft was never signed, so nothing on record changes; the trail keeps that it was started and discarded."""
+    with transaction.atomic():
+        task = _task_for_reader(actor, task_id, lock=True)
+        draft = current_read(task)
+        if draft is None or draft.state != Read.State.DRAFT or draft.supersedes_id is None:
+            raise InvalidState(_("This read has no correction open: there is nothing to discard."))
+        signed = draft.supersedes
+        version = draft.version
+        draft.delete()
+        task.state = ReadTask.State.SIGNED
+        task.save(update_fields=["state"])
+        audit_record(
+            actor=actor,
+            action="read.correction_discard",
+            obj=signed,
+            trial_id=task.design.trial_id,
+            summary={
+                "case": task.assignment.case_label,
+                "visit": task.timepoint.visit.code,
+                "version": version,
+                "supersedes": signed.pk,
+            },
+        )
+    return signed
 
 
 def require_task(actor, task_id: int) -> ReadTask:

@@ -93,13 +93,15 @@ def disagreements(timepoint: Timepoint, reads: dict[int, Read], design: ReadDesi
 def _lock(
     timepoint: Timepoint, read: Read, source: str, *, actor=None, adjudication=None, sr_instance=None
 ) -> TimepointResult:
+    """Lock the visit's result with `read`. An adjudicated visit is locked when the decision was signed, as are
+    the visits the decision changes, so a cut-off holds all of a decision's visits or none."""
     result = TimepointResult.objects.create(
         timepoint=timepoint,
         read=read,
         source=source,
         adjudication=adjudication,
         overall_response=read.overall_response,
-        locked_at=timezone.now(),
+        locked_at=adjudication.decided_at if adjudication is not None else timezone.now(),
         sr_instance=sr_instance,
     )
     timepoint_transition(

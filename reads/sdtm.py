@@ -64,6 +64,9 @@ TR_TESTS = {
 }
 
 MAX_NAME, MAX_LABEL, MAX_VALUE_BYTES = 8, 40, 200
+# What the readers recorded reaches the sponsor by electronic data transfer: Define-XML 2.0's origin "eDT" (2.1
+# calls it "Collected", which 2.0 does not know).
+EDT = "eDT"
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -91,6 +94,7 @@ class LesionObservation:
     long_axis: int | None = None
     short_axis: int | None = None
     identified_here: bool = False  # the visit where the evaluator first recorded the lesion
+    method: str = ""  # how the image it was drawn on was made (CT SCAN, MRI); empty: the visit's method
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ class Variable:
     name: str
     label: str
     type: str  # text | integer | float | date (ISO 8601 text)
-    origin: str = "Assigned"  # Define-XML def:Origin Type
+    origin: str = "Assigned"  # Define-XML 2.0 def:Origin Type: CRF, Derived, Assigned, Protocol, eDT or Predecessor
     codelist: str | None = None
     method: str | None = None
     mandatory: bool = False
@@ -186,7 +190,7 @@ def _common_tail(prefix: str, what: str) -> tuple[Variable, ...]:
                 "when it is ASCII, else the visit code, unless the trial admin named it."
             ),
         ),
-        Variable(f"{prefix}DTC", f"Date/Time of {what}", "date", origin="Collected"),
+        Variable(f"{prefix}DTC", f"Date/Time of {what}", "date", origin=EDT),
         Variable(f"{prefix}DY", f"Study Day of {what}", "integer", origin="Derived", method="DY"),
     )
 
@@ -202,9 +206,9 @@ TU = Domain(
         Variable("TULNKID", "Link ID", "text", mandatory=True),
         Variable("TUTESTCD", "Tumor Identification Short Name", "text", codelist="TUTESTCD", mandatory=True),
         Variable("TUTEST", "Tumor Identification Test Name", "text", codelist="TUTEST", mandatory=True),
-        Variable("TUORRES", "Tumor Identification Result", "text", origin="Collected", codelist="TUORRES"),
+        Variable("TUORRES", "Tumor Identification Result", "text", origin=EDT, codelist="TUORRES"),
         Variable("TUSTRESC", "Tumor Identification Result Std. Format", "text", codelist="TUORRES"),
-        Variable("TULOC", "Location of the Tumor", "text", origin="Collected"),
+        Variable("TULOC", "Location of the Tumor", "text", origin=EDT),
         Variable("TUMETHOD", "Method of Identification", "text", codelist="METHOD"),
     )
     + _common_tail("TU", "Tumor Identification"),
@@ -223,7 +227,7 @@ TR = Domain(
         Variable("TRLNKID", "Link ID", "text"),
         Variable("TRTESTCD", "Tumor Assessment Short Name", "text", codelist="TRTESTCD", mandatory=True),
         Variable("TRTEST", "Tumor Assessment Test Name", "text", codelist="TRTEST", mandatory=True),
-        Variable("TRORRES", "Result or Finding in Original Units", "text", origin="Collected"),
+        Variable("TRORRES", "Result or Finding in Original Units", "text", origin=EDT),
         Variable("TRORRESU", "Original Units", "text", codelist="UNIT"),
         Variable("TRSTRESC", "Character Result/Finding in Std Format", "text", origin="Derived", method="STRES"),
         Variable("TRSTRESN", "Numeric Result/Finding in Standard Units", "float", origin="Derived", method="STRES"),
@@ -333,7 +337,7 @@ def tu_rows(delivery: Delivery) -> list[dict]:
                     "TUORRES": role,
                     "TUSTRESC": role,
                     "TULOC": lesion.location.upper(),
-                    "TUMETHOD": a.method,
+                    "TUMETHOD": lesion.method or a.method,
                 }
             )
     return rows
@@ -375,6 +379,7 @@ def tr_rows(delivery: Delivery) -> list[dict]:
                 "TRGRPID": ROLE_OF_CATEGORY[lesion.category],
                 "TRREFID": lesion.tracking_uid,
                 "TRLNKID": lesion.label,
+                "TRMETHOD": lesion.method or a.method,
             }
             if lesion.category == "target":
                 code = "LPERP" if lesion.is_node else "LDIAM"

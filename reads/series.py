@@ -12,14 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 
 from trials.models import Study, Subject, Timepoint, Trial
 
 from .criteria.endpoints import Endpoints, VisitResponse, days_from_baseline, study_day, subject_endpoints
 from .criteria.recist11 import NewLesions, OverallResponse
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
-from .services import current_readers
+from .services import READER_SLOTS, current_readers
 
 RESULT = "result"
 
@@ -83,7 +83,8 @@ class AssessmentSeries:
 
 @dataclass(frozen=True)
 class SubjectSeries:
-    """Everything about one subject's reads: each current reader's series, the result series, adjudications."""
+    """Everything about one subject's reads: each reader's series (readers as at the cut-off), the result series,
+    adjudications."""
 
     subject: Subject
     readers: dict[int, AssessmentSeries]
@@ -190,6 +191,20 @@ def standing_results(
     return out
 
 
+def readers_at(subject: Subject, cutoff: dt.datetime | None) -> list[ReaderAssignment]:
+    """The subject's readers (slots 1 and 2) as they stood at `cutoff` (now, when None): a reader retired from the
+    case after the cut-off still holds the slot for it, and the one who took it over since does not yet."""
+    if cutoff is None:
+        return list(current_readers(subject).order_by("slot"))
+    held: dict[int, ReaderAssignment] = {}
+    standing = subject.reader_assignments.filter(slot__in=READER_SLOTS).filter(
+        Q(retired_at__isnull=True) | Q(retired_at__gt=cutoff)
+    )
+    for assignment in standing.order_by("assigned_at", "pk"):
+        held.setdefault(assignment.slot, assignment)
+    return [held[slot] for slot in sorted(held)]
+
+
 def _latest_signed(task: ReadTask, cutoff: dt.datetime | None) -> Read | None:
     reads = [r for r in task.reads.all() if r.state == Read.State.SIGNED and (cutoff is None or r.signed_at <= cutoff)]
     return max(reads, key=lambda r: r.version, default=None)
@@ -202,7 +217,7 @@ def subject_series(
     cutoff: dt.datetime | None = None,
     up_to_order: int | None = None,
 ) -> SubjectSeries:
-    """The subject's assessment series: its current readers' (slots 1 and 2) and the accepted result's."""
+    """The subject's assessment series: its readers' (slots 1 and 2, as at `cutoff`) and the accepted result's."""
     return trial_series(
         subject.trial, subjects=[subject], locked_only=locked_only, cutoff=cutoff, up_to_order=up_to_order
     )[0]
@@ -249,7 +264,7 @@ def trial_series(
     out = []
     for subject in subjects:
         readers = {}
-        for assignment in current_readers(subject).order_by("slot"):
+        for assignment in readers_at(subject, cutoff):
             readers[assignment.slot] = _series(
                 assignment.slot, assignment, by_assignment.get(assignment.pk, []), results, dates, design
             )

@@ -19,7 +19,7 @@ from trials.views._common import _posted, _trial_page
 from . import transfers
 from .forms import DeliverySettingsForm, TransferRequestForm
 from .models import Transfer
-from .views import results_trial_or_404
+from .views import results_trial_or_404, time_zone_label
 
 BUSY = (Transfer.State.QUEUED, Transfer.State.BUILDING)
 
@@ -53,6 +53,7 @@ def transfers_page(request, code: str):
         "busy": any(t.state in BUSY for t in rows),
         "settings_form": DeliverySettingsForm(instance=transfers.delivery_settings(trial)) if manages else None,
         "real_dates": transfers.delivery_settings(trial).real_dates,
+        "time_zone": time_zone_label(),
     }
     response = _trial_page(request, actor, trial, "reads/transfers.html", "read-transfers", context)
     if context["busy"]:

@@ -189,6 +189,24 @@ def _progress(transfer: Transfer, step: str, done: int | None = None) -> None:
     Transfer.objects.filter(pk=transfer.pk).update(step=transfer.step, progress=transfer.progress)
 
 
+def transfer_predecessor(transfer: Transfer) -> Transfer | None:
+    """The transfer this one supersedes: of those built before it, the one with the latest cut-off not later
+    than its own.
+
+    A transfer asked for an earlier cut-off (the data as they stood at an interim analysis) is compared with
+    what was delivered up to that cut-off, not with a later one: the later one's data are not withdrawn."""
+    return (
+        Transfer.objects.filter(
+            trial=transfer.trial,
+            number__lt=transfer.number,
+            state=Transfer.State.READY,
+            cutoff__lte=transfer.cutoff,
+        )
+        .order_by("-cutoff", "-number")
+        .first()
+    )
+
+
 def transfer_build(*, transfer_id: int) -> Transfer:
     """Build a requested transfer into its zip (the task's body). Idempotent: a built transfer is left alone,
     and a build that died half-way is done again with the same result.
@@ -203,11 +221,7 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         transfer.state, transfer.progress, transfer.step, transfer.error = Transfer.State.BUILDING, 0, "", ""
         transfer.save(update_fields=["state", "progress", "step", "error"])
     try:
-        previous = (
-            Transfer.objects.filter(trial=transfer.trial, number__lt=transfer.number, state=Transfer.State.READY)
-            .order_by("-number")
-            .first()
-        )
+        previous = transfer_predecessor(transfer)
         files, fingerprints = build_files(transfer)
         changes = changes_since(previous.fingerprints if previous else None, fingerprints)
         files.update(manifest_files(transfer, previous, files, changes))
@@ -275,15 +289,22 @@ def _tenths(mm) -> int | None:
     return int(Decimal(str(mm)) * 10)
 
 
-def _methods(trial: Trial) -> dict[int, str]:
-    """Each timepoint's imaging method as SDTM names it: MRI if any series is MR, else CT SCAN."""
-    out: dict[int, str] = {}
-    for timepoint_id, modality in Series.objects.filter(study__trial=trial).values_list(
-        "study__timepoint_id", "modality"
+METHOD_OF_MODALITY = {"CT": "CT SCAN", "MR": "MRI"}  # SDTM METHOD of the modalities a protocol may ask for
+
+
+def _methods(trial: Trial) -> tuple[dict[int, str], dict[str, str]]:
+    """Each timepoint's imaging method as SDTM names it (MRI if any series is MR, else CT SCAN), and each CT or
+    MR series' own: a lesion drawn on the CT of a visit that also holds a brain MR was measured by CT SCAN."""
+    visits: dict[int, str] = {}
+    series: dict[str, str] = {}
+    for timepoint_id, uid, modality in Series.objects.filter(study__trial=trial).values_list(
+        "study__timepoint_id", "series_instance_uid", "modality"
     ):
-        if modality == "MR" or timepoint_id not in out:
-            out[timepoint_id] = "MRI" if modality == "MR" else "CT SCAN"
-    return out
+        if modality == "MR" or timepoint_id not in visits:
+            visits[timepoint_id] = "MRI" if modality == "MR" else "CT SCAN"
+        if modality in METHOD_OF_MODALITY:
+            series[uid] = METHOD_OF_MODALITY[modality]
+    return visits, series
 
 
 def _location(lesion) -> str:
@@ -295,8 +316,9 @@ def _location(lesion) -> str:
     return lesion.site_meaning if lesion.site_meaning.isascii() else lesion.site_code
 
 
-def _observations(read: Read, seen: set[str]) -> tuple[sdtm.LesionObservation, ...]:
-    """The lesions of a read as SDTM observations; `seen` holds the labels of the evaluator's earlier visits."""
+def _observations(read: Read, seen: set[str], series_methods: dict[str, str]) -> tuple[sdtm.LesionObservation, ...]:
+    """The lesions of a read as SDTM observations, each with the method of the image it was drawn on (if it was);
+    `seen` holds the labels of the evaluator's earlier visits."""
     lesions = {lesion.label: lesion for lesion in read.task.assignment.lesions.all()}
     out = []
     for key, category in (("targets", "target"), ("non_targets", "non_target"), ("new", "new")):
@@ -314,6 +336,7 @@ def _observations(read: Read, seen: set[str]) -> tuple[sdtm.LesionObservation, .
                     long_axis=_tenths(entry.get("long_mm")),
                     short_axis=_tenths(entry.get("short_mm")),
                     identified_here=label not in seen,
+                    method=series_methods.get((entry.get("image") or {}).get("series", ""), ""),
                 )
             )
             seen.add(label)
@@ -377,7 +400,7 @@ def gather(transfer: Transfer) -> Gathered:
 
     trial = transfer.trial
     dated = trial if transfer.real_dates and trial.deid_retain_dates_modified else None
-    methods = _methods(trial)
+    methods, series_methods = _methods(trial)
     assessments: list[sdtm.VisitAssessment] = []
     endpoints: list[sdtm.SubjectEndpoint] = []
     visits_rows: list[dict] = []
@@ -418,7 +441,7 @@ def gather(transfer: Transfer) -> Gathered:
                     new_lesions="" if v.baseline else (a.get("new_lesions") or ""),
                     overall_response=v.overall_response,
                     sum_of_diameters=_tenths(a.get("sum_mm")),
-                    lesions=_observations(read, seen),
+                    lesions=_observations(read, seen, series_methods),
                 )
                 assessments.append(record)
                 per_visit.setdefault(v.visit_code, []).append(record)

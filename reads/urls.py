@@ -8,6 +8,7 @@ urlpatterns = [
     path("tasks/<int:pk>/draft/", views.draft, name="read-draft"),
     path("tasks/<int:pk>/sign/", views.sign, name="read-sign"),
     path("tasks/<int:pk>/correct/", views.correct, name="read-correct"),
+    path("tasks/<int:pk>/correct/discard/", views.correction_discard, name="read-correction-discard"),
     path("tasks/<int:pk>/adjudicate/", views.adjudicate, name="read-adjudicate"),
     path("trials/<str:code>/design/", views.design, name="read-design"),
     path("trials/<str:code>/adjudicators/", views.adjudicators_assign, name="read-adjudicators-assign"),

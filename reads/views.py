@@ -9,8 +9,10 @@ from decimal import Decimal
 from csp.decorators import csp_update
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -58,6 +60,7 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
 
 # The viewer decodes compressed frames with WebAssembly codecs; the sign and adjudicate answers re-render it.
 VIEWER_CSP = {"script-src": ["'wasm-unsafe-eval'"]}
+RESULTS_PAGE_SIZE = 100  # locked visits per page of the read results
 
 
 @login_required
@@ -154,6 +157,21 @@ def correct(request, pk: int):
 
 @login_required
 @require_POST
+def correction_discard(request, pk: int):
+    task = _task(request, pk)
+    try:
+        read_services.read_correction_discard(actor=request.user, task_id=task.pk)
+    except InvalidState as exc:
+        messages.error(request, exc.message)
+    except NotFound:
+        raise Http404(_("No such task.")) from None
+    else:
+        messages.success(request, _("The correction was discarded; the signed read stands as it was."))
+    return redirect("read-task", pk=task.pk)
+
+
+@login_required
+@require_POST
 @csp_update(VIEWER_CSP)
 def adjudicate(request, pk: int):
     task = _task(request, pk)
@@ -224,7 +242,7 @@ def assignment_replace_view(request, code: str, pk: int):
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "manage_trial")
     chosen = request.POST.get("reader", "")
-    reader = User.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+    reader = User.objects.filter(pk=int(chosen)).first() if chosen.isdecimal() else None
     try:
         if reader is None:
             raise ValidationFailed(_("Choose who takes the case over."))
@@ -243,6 +261,12 @@ def assignment_replace_view(request, code: str, pk: int):
 # --- results (sponsors and trial admins) ---------------------------------------------------------------------
 
 
+def time_zone_label() -> str:
+    """The zone a cut-off is typed and shown in, with its offset now: "Asia/Seoul (UTC+09:00)"."""
+    offset = timezone.localtime().strftime("%z")
+    return f"{timezone.get_current_timezone_name()} (UTC{offset[:3]}:{offset[3:]})"
+
+
 def results_trial_or_404(request, code: str):
     """The person and the trial whose locked results they may see (sponsor viewer, trial admin); 404 otherwise."""
     actor = Actor.from_request(request)
@@ -254,11 +278,11 @@ def results_trial_or_404(request, code: str):
 
 @login_required
 def results_page(request, code: str):
-    """The trial's locked read results; nothing that is not locked."""
+    """The trial's locked read results, a page at a time; nothing that is not locked."""
     actor, trial = results_trial_or_404(request, code)
-    return _trial_page(
-        request, actor, trial, "reads/results.html", "read-results", {"rows": selectors.result_rows(trial)}
-    )
+    page = Paginator(selectors.results_list(trial), RESULTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "rows": selectors.result_rows(trial, results=page.object_list)}
+    return _trial_page(request, actor, trial, "reads/results.html", "read-results", context)
 
 
 CSV_COLUMNS = [

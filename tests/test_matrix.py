@@ -401,6 +401,13 @@ ROWS: list[Row] = [
     Row("read-draft", "/reads/tasks/{task}/draft/", page("rhea", denied=404)),
     Row("read-sign", "/reads/tasks/{task}/sign/", page(rhea=400, denied=404), method="post", note="no draft yet"),
     Row("read-correct", "/reads/tasks/{task}/correct/", page(rhea=302, denied=404), method="post"),
+    Row(
+        "read-correction-discard",
+        "/reads/tasks/{task}/correct/discard/",
+        page(rhea=302, denied=404),
+        method="post",
+        note="nothing to discard: refused with a message",
+    ),
     Row("read-adjudicate", "/reads/tasks/{task}/adjudicate/", page(denied=404), method="post"),
     Row("read-design", "/reads/trials/{code}/design/", page("alice")),
     Row("read-adjudicators-assign", "/reads/trials/{code}/adjudicators/", page(alice=302), method="post"),

@@ -6,9 +6,11 @@ from datetime import timedelta
 
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db.models import BLANK_CHOICE_DASH
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, pgettext
 from django.utils.translation import gettext_lazy as _
+from django_countries import countries
 
 from ctims.audit_display import action_label
 from ctims.exceptions import CTIMSError
@@ -129,8 +131,11 @@ class TrialEditForm(forms.Form):
 class SiteCreateForm(forms.Form):
     code = forms.CharField(label=_("Code"), max_length=32, help_text=_("Short and upper-case, e.g. SEO."))
     name = forms.CharField(label=_("Name"), max_length=200)
-    country = forms.CharField(
-        label=_("Country"), min_length=2, max_length=2, help_text=_("Two-letter ISO code, e.g. KR.")
+    country = forms.ChoiceField(
+        label=_("Country"),
+        # Called for each form, so that the countries are named in the language of the request.
+        choices=lambda: BLANK_CHOICE_DASH + list(countries),
+        error_messages={"invalid_choice": _("Use the two-letter ISO code of a country, e.g. KR.")},
     )
 
 

@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django_countries.fields import CountryField
 
 from ctims.i18n import text_display
 
@@ -263,10 +264,9 @@ class Site(models.Model):
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="sites")
     code = models.CharField(_("code"), max_length=32, validators=[CODE_VALIDATOR])
     name = models.CharField(_("name"), max_length=200)
-    country = models.CharField(
-        _("country"),
-        max_length=2,
-        validators=[RegexValidator(r"^[A-Z]{2}$", _("Use the two-letter ISO code, e.g. KR."))],
+    # ISO 3166-1 alpha-2, checked against django-countries' list (which also names it in the page's language).
+    country = CountryField(
+        _("country"), error_messages={"invalid_choice": _("Use the two-letter ISO code of a country, e.g. KR.")}
     )
 
     class Meta:

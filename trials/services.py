@@ -187,7 +187,7 @@ def site_create(*, actor, trial: Trial, code: str, name: str, country: str) -> S
             action="site.create",
             obj=site,
             trial_id=trial.pk,
-            summary={"code": site.code, "name": site.name, "country": site.country},
+            summary={"code": site.code, "name": site.name, "country": site.country.code},
         )
     return site
 

@@ -278,6 +278,19 @@ def test_a_lock_out_is_audited(world, client):
     assert len(_events("login.fail")) == 5
 
 
+def test_attempts_while_locked_out_are_refusals_of_a_locked_account_not_new_lock_outs(world, client):
+    from tests.conftest import PASSWORD
+
+    for _ in range(5):
+        _log_in(client, world.cora.email, "wrong-password")
+    # Two more tries while locked, the second with the right password: neither password was checked.
+    _log_in(client, world.cora.email, "wrong-password")
+    assert _log_in(client, world.cora.email, PASSWORD).status_code != 302
+    assert len(_events("login.lockout")) == 1
+    reasons = [e.summary["reason"] for e in _events("login.fail")]
+    assert reasons == ["password"] * 5 + ["locked out"] * 2
+
+
 def test_a_wrong_one_time_code_is_audited(world, client):
     from django.urls import reverse
 

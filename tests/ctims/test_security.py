@@ -271,6 +271,48 @@ def test_a_password_reset_link_points_at_site_url_whatever_the_host_header(world
     assert "evil.example" not in mail.body
 
 
+def test_password_reset_emails_to_one_address_are_limited_whoever_asks(world, client, mailoutbox):
+    """Found by asking 30 times in 2 s for one address, logged in as nobody: 30 emails went out. An address
+    gets a few an hour; the page answers alike whatever happened (it says nothing of the address), each
+    request is still audited, and another address is not held up."""
+    from ctims.models import AuditEvent
+    from ctims.views import RESET_EMAILS_PER_HOUR
+
+    for _ in range(RESET_EMAILS_PER_HOUR + 5):
+        response = client.post(reverse("password_reset"), {"email": "Cora@example.org"})
+        assert response.status_code == 302 and response["Location"] == reverse("password_reset_done")
+    assert len(mailoutbox) == RESET_EMAILS_PER_HOUR
+    events = AuditEvent.objects.filter(action="user.password_reset_request")
+    assert events.count() == RESET_EMAILS_PER_HOUR + 5
+    assert [e.summary["sent"] for e in events.order_by("seq")][-2:] == [False, False]
+    client.post(reverse("password_reset"), {"email": world.alice.email})
+    assert len(mailoutbox) == RESET_EMAILS_PER_HOUR + 1 and mailoutbox[-1].to == [world.alice.email]
+    from django.utils import translation
+
+    from ctims.audit_display import summary_items
+
+    with translation.override("ko"):
+        assert "이메일 발송" in dict(summary_items(events.order_by("seq").last()))
+
+
+def test_requests_refused_an_email_do_not_hold_the_limit_past_the_hour_of_the_emails_sent(
+    world, client, mailoutbox, monkeypatch
+):
+    """Only the emails sent count: a script that keeps asking cannot keep the owner's address from ever getting
+    one again (counting every request, each refused one moved the window on)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ctims.views import RESET_EMAILS_PER_HOUR
+
+    start = timezone.now()
+    for minutes in [0] * RESET_EMAILS_PER_HOUR + [50] * 5 + [61]:
+        monkeypatch.setattr(timezone, "now", lambda minutes=minutes: start + timedelta(minutes=minutes))
+        client.post(reverse("password_reset"), {"email": world.cora.email})
+    assert len(mailoutbox) == RESET_EMAILS_PER_HOUR + 1
+
+
 def test_pages_csvs_and_downloads_are_not_stored_by_any_cache(world, client):
     client.force_login(world.sam)
     for name in ("trial-detail", "read-results", "read-results-csv", "read-lesions-csv"):

@@ -132,3 +132,18 @@ def test_the_drawn_length_uses_row_and_column_spacing():
     assert drawn_length_mm(((0, 0), (10, 0)), [0.5, 0.8]) == Decimal("8")
     assert drawn_length_mm(((0, 0), (0, 10)), [0.5, 0.8]) == Decimal("5")
     assert drawn_length_mm(((0, 0), (3, 4)), [1, 1]) == Decimal("5")
+
+
+@pytest.mark.parametrize("axis", ["long", "short"])
+def test_a_line_drawn_with_no_length_recorded_is_refused_naming_the_axis(world, axis):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    content = baseline_content(task)
+    target = content["targets"][0]
+    target.update(short_mm="5.0", short_points=drawn_line(image(task), "5.0", vertical=True))
+    # The line is drawn but its length was never recorded (a client that sent the points alone).
+    target[f"{axis}_mm"] = None
+    with pytest.raises(ValidationFailed) as err:
+        read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    assert f"{axis} axis of T01" in str(err.value) and f"targets[0].{axis}_mm" in err.value.fields
+    assert not task.reads.exists()

@@ -266,6 +266,43 @@ def test_a_later_visit_cannot_be_signed_while_a_correction_of_an_earlier_one_is_
     assert signed.assessment["baseline_sum_mm"] == "60.0" and signed.overall_response == "PR"
 
 
+def test_a_correction_started_by_mistake_is_discarded_and_the_signed_read_stands(world, client):
+    ready(world, "BL")
+    ready(world, "W6", day=42)
+    bl = task_of(world.rhea, "BL")
+    first = save_and_sign(world.rhea, bl, baseline_content(bl))
+    read_services.read_correct(actor=world.rhea, task_id=bl.pk)
+    read_services.read_save(actor=world.rhea, task_id=bl.pk, raw=baseline_content(bl, t1="40.0"))
+    client.force_login(world.rhea)
+    page = client.get(reverse("read-task", args=[bl.pk])).content.decode()
+    assert "read-correction-discard-form" in page and "version 1" in page
+    response = client.post(reverse("read-correction-discard", args=[bl.pk]))
+    assert response.status_code == 302
+    bl.refresh_from_db()
+    assert bl.state == "signed" and read_services.current_read(bl) == first
+    assert list(bl.reads.values_list("version", flat=True)) == [1]
+    (event,) = AuditEvent.objects.filter(action="read.correction_discard")
+    assert event.actor == world.rhea and event.summary["version"] == 2 and event.summary["supersedes"] == first.pk
+    # The later visit signs against the signed baseline, as if no correction had been started.
+    w6 = task_of(world.rhea, "W6")
+    signed = save_and_sign(world.rhea, w6, follow_up_content(w6, "23.0", "12.0"))
+    assert signed.assessment["baseline_sum_mm"] == first.assessment["sum_mm"]
+    # Nothing is left to discard; a read never signed is not a correction.
+    with pytest.raises(InvalidState, match="no correction"):
+        read_services.read_correction_discard(actor=world.rhea, task_id=bl.pk)
+    page = client.get(reverse("read-task", args=[bl.pk])).content.decode()
+    assert "read-correction-discard-form" not in page
+
+
+def test_a_first_read_is_no_correction_to_discard(world):
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    read_services.read_save(actor=world.rhea, task_id=task.pk, raw=baseline_content(task))
+    with pytest.raises(InvalidState, match="no correction"):
+        read_services.read_correction_discard(actor=world.rhea, task_id=task.pk)
+    assert task.reads.count() == 1
+
+
 def test_a_correction_is_asked_again_at_signing_whether_it_may_still_be_made(world, monkeypatch):
     ready(world, "BL")
     for reader in (world.rhea, world.ravi):

@@ -541,3 +541,138 @@ def test_a_trial_not_yet_read_gets_a_transfer_of_empty_datasets(db, stores, on_c
         frame, meta = read_xpt(archive, name, tmp_path)
         assert len(frame) == 0 and meta.column_names == [v.name for v in domain.variables]
     assert json.loads(archive.read("manifest.json"))["changes"] == {}
+
+
+def test_a_reader_replaced_after_a_transfer_leaves_the_transfer_of_that_cutoff_as_it_was(world, trial_read):
+    from reads.services import assignment_replace
+    from tests.conftest import make_user
+    from trials import services
+    from trials.models import Role
+
+    first = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    before = transfer_zip(first)
+    # After the transfer, the reader whose reads stand for AGREE leaves and a newcomer reads the case again.
+    leaving = task_of(world.rhea, "BL", AGREE).assignment
+    rita = make_user("rita")
+    services.membership_grant(actor=world.alice, trial=world.trial, user=rita, role=Role.READER)
+    assignment_replace(actor=world.alice, assignment_id=leaving.pk, trial=world.trial, reader=rita)
+
+    again = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=first.cutoff))
+    assert again.namelist() == before.namelist()
+    for name in before.namelist():
+        if not name.startswith("manifest."):
+            assert again.read(name) == before.read(name), name
+
+
+def test_a_transfer_for_an_earlier_cutoff_is_compared_with_the_last_one_that_came_before_it(world, trial_read):
+    late = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    transfer_zip(late)
+    early = transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=world.trial.created_at)
+    manifest = json.loads(transfer_zip(early).read("manifest.json"))
+    # Nothing was withdrawn: the earlier cut-off simply came before the reads, and no transfer stood before it.
+    assert manifest["supersedes"] is None and manifest["changes"] == {}
+    early.refresh_from_db()
+    assert early.supersedes is None
+
+    again = transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=late.cutoff)
+    manifest = json.loads(transfer_zip(again).read("manifest.json"))
+    assert manifest["supersedes"] == late.number
+    assert {c["status"] for c in manifest["changes"].values()} == {"unchanged"}
+
+
+def test_a_visit_the_adjudicator_decides_is_locked_when_the_decision_is_signed(world, trial_read, tmp_path):
+    from reads.models import Adjudication, TimepointResult
+
+    adjudication = Adjudication.objects.get(subject__code=ADJUDICATED)
+    decided = TimepointResult.objects.filter(adjudication=adjudication, supersedes__isnull=True)
+    assert decided.exists() and {r.locked_at for r in decided} == {adjudication.decided_at}
+    # So a transfer cut off at the decision holds every visit it decided, not some of them.
+    archive = transfer_zip(
+        transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=adjudication.decided_at)
+    )
+    rs, _meta = read_xpt(archive, "rs", tmp_path)
+    assert set(rs[(rs["USUBJID"] == ADJUDICATED) & (rs["RSEVALID"] == "ADJUDICATOR")]["VISIT"]) == {"WEEK 6"}
+
+
+# Define-XML 2.0's def:Origin types (the specification's section on def:Origin); "Collected" is Define-XML 2.1's.
+DEFINE_2_0_ORIGINS = {"CRF", "Derived", "Assigned", "Protocol", "eDT", "Predecessor"}
+
+
+def test_every_origin_in_define_xml_is_one_define_xml_2_0_allows(tmp_path):
+    from datetime import UTC, datetime
+
+    from odmlib import define_loader
+    from odmlib import loader as odm_loader
+    from odmlib.define_2_0.rules import metadata_schema as define_2_0_rules
+
+    from reads import define_xml
+
+    sets = sdtm.datasets(sdtm.Delivery(study_id="AC-1", assessments=()))
+    document = etree.fromstring(
+        define_xml.define_xml(
+            study_oid="ALPHA",
+            study_name="AC-1",
+            study_description="Alpha",
+            protocol_name="AC-1",
+            datasets=sets,
+            files={d.name: f"{d.name.lower()}.xpt" for d in sets},
+            created=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
+    assert document.xpath("//odm:MetaDataVersion/@def:DefineVersion", namespaces=NS) == ["2.0.0"]
+    origins = set(document.xpath("//def:Origin/@Type", namespaces=NS))
+    assert origins <= DEFINE_2_0_ORIGINS, origins - DEFINE_2_0_ORIGINS
+    # And odmlib's Define-XML 2.0 conformance rules (beyond the schema) accept the whole document.
+    path = tmp_path / "define.xml"
+    path.write_bytes(etree.tostring(document, xml_declaration=True, encoding="UTF-8"))
+    loader = odm_loader.ODMLoader(define_loader.XMLDefineLoader(model_package="define_2_0", ns_uri=NS["def"]))
+    loader.open_odm_document(str(path))
+    assert loader.load_odm().verify_conformance(define_2_0_rules.MetadataSchema())
+    # What the readers recorded reached the sponsor by electronic data transfer.
+    tr_orres = document.xpath("//odm:ItemDef[@OID='IT.TR.TRORRES']/def:Origin/@Type", namespaces=NS)
+    assert tr_orres == ["eDT"]
+
+
+def test_a_trial_title_with_a_control_character_still_gets_a_well_formed_define_xml(world, tmp_path):
+    from trials import services
+
+    # A title pasted from a word processor can carry characters XML 1.0 cannot hold (here a vertical tab).
+    services.trial_update(actor=world.alice, trial=world.trial, title="Alpha\x0bphase II\x1f study")
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    document = etree.fromstring(archive.read("sdtm/define.xml"))
+    assert document.xpath("//odm:StudyDescription/text()", namespaces=NS) == ["Alpha phase II study"]
+    assert etree.XMLSchema(etree.parse(str(DEFINE_SCHEMA))).validate(document)
+
+
+def test_the_transfers_page_says_which_time_zone_its_cutoffs_are_in(world, client, settings, monkeypatch):
+    from reads.models import Transfer as TransferModel
+
+    settings.TIME_ZONE = "Asia/Seoul"
+    monkeypatch.setattr(transfers, "enqueue_build", lambda transfer_id: None)
+    client.force_login(world.sam)
+    # A sponsor in another country types the interim cut-off: the page says in which zone it is read.
+    client.post("/reads/trials/ALPHA/transfers/", {"cutoff": "2026-01-02T09:00"})
+    assert TransferModel.objects.get(trial=world.trial).cutoff.isoformat() == "2026-01-02T00:00:00+00:00"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Times on this page are in Asia/Seoul (UTC+09:00)." in page
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "이 페이지의 시각은 Asia/Seoul (UTC+09:00) 기준입니다." in page
+
+
+def test_each_lesion_carries_the_method_of_the_image_it_was_measured_on(world, tmp_path):
+    from trials.models import Series as SeriesModel
+    from trials.models import Study
+
+    _baseline(world, AGREE, (world.rhea, world.ravi))
+    # The baseline visit also holds a brain MR (a common companion of a chest-abdomen-pelvis CT); every lesion was
+    # drawn on the CT.
+    study = Study.objects.get(timepoint__subject__code=AGREE, timepoint__visit__code="BL")
+    SeriesModel.objects.create(study=study, series_instance_uid="2.25.1", modality="MR", description="Brain")
+
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    tu, _meta = read_xpt(archive, "tu", tmp_path)
+    assert set(tu["TUMETHOD"]) == {"CT SCAN"}
+    tr, _meta = read_xpt(archive, "tr", tmp_path)
+    measured = tr[tr["TRTESTCD"].isin(["LDIAM", "LPERP"])]
+    assert set(measured["TRMETHOD"]) == {"CT SCAN"}

@@ -138,10 +138,18 @@ def test_the_same_site_code_may_exist_in_another_trial(world):
     assert world.other.sites.filter(code="SEO").exists()
 
 
-def test_it_refuses_a_country_that_is_not_an_iso_code(world):
+@pytest.mark.parametrize("country", ["Korea", "ZZ", "XX", "UK"])
+def test_it_refuses_a_country_that_is_not_an_iso_code(world, country):
+    # "ZZ" and "UK" have the form of a code but name no country in ISO 3166-1 (the kingdom is GB).
     refused(
-        lambda: services.site_create(actor=world.alice, trial=world.trial, code="X", name="X", country="Korea"), "ISO"
+        lambda: services.site_create(actor=world.alice, trial=world.trial, code="X", name="X", country=country), "ISO"
     )
+    assert not world.trial.sites.filter(code="X").exists()
+
+
+def test_a_site_in_a_country_with_a_lower_case_code_is_added_under_its_code(world):
+    site = services.site_create(actor=world.alice, trial=world.trial, code="X", name="X", country="gb")
+    assert site.country.code == "GB"
 
 
 def test_it_refuses_overlapping_visit_windows(world):

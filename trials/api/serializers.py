@@ -102,7 +102,7 @@ class SiteOut(serializers.ModelSerializer):
 class SiteCreateIn(serializers.Serializer):
     code = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=200)
-    country = serializers.CharField(max_length=2)
+    country = serializers.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. KR.")
 
 
 class ProtocolOut(serializers.ModelSerializer):

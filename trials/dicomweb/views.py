@@ -518,6 +518,9 @@ def _frame_numbers(text: str, item) -> list[int]:
     numbers = [qido.whole_number("frame number", n, minimum=1) for n in text.split(",")]
     if len(numbers) > 10_000:
         raise qido.BadQuery("at most 10000 frames per request")
+    if len(set(numbers)) != len(numbers):
+        # PS3.18's frame list: non-duplicate frame numbers, in any order (1,1,1,... sent one frame 10,000 times).
+        raise qido.BadQuery("a frame list names each frame once")
     if max(numbers) > item.number_of_frames:
         raise IndexError(f"this instance has {item.number_of_frames} frame(s)")
     return numbers

@@ -37,7 +37,7 @@ from ..forms import (
     add_service_errors,
 )
 from ..inbox import inbox_entries
-from ..models import Timepoint, Trial
+from ..models import Role, Timepoint, Trial
 from ._common import HOME_ENTRIES, _posted, _trial, _trial_page, scoped
 
 AUDIT_PAGE_SIZE = 50
@@ -87,6 +87,11 @@ def trial_detail(request, code):
         # Readers and adjudicators see the trial's code, title and their role: nothing about subjects or sites.
         "show_facts": manages or sees_all or sees_results or bool(my_sites),
         "states": Timepoint.State.choices,
+        # Where each role's work is, for the overview's "Go to".
+        "sees_subjects": selectors.sees_subjects(actor=actor, trial=trial),
+        "reviews_qc": actor.has_trial_perm(trial, "review_qc"),
+        "sees_results": manages or sees_results,
+        "reads_cases": request.user.memberships.filter(trial=trial, role__in=[Role.READER, Role.ADJUDICATOR]).exists(),
     }
     waiting = inbox_entries(actor, trial=trial)
     context["waiting"] = waiting[:HOME_ENTRIES]

@@ -106,6 +106,8 @@ const HELD_REASONS = {
   unknown_vr: gettext("The file holds a value of a kind DICOM does not define, so the image could not be shown; please export it again from the scanner or PACS."),
   value_too_long: gettext("An attribute of the file is longer than this system reads in one attribute; it looks damaged or crafted."),
   bad_number: gettext("An attribute that should hold a number holds something else, so the image's metadata could not be served; please export it again from the scanner or PACS."),
+  pixels_too_long: gettext("The image data hold more than the image size says (rows, columns, frames): the file looks damaged or crafted, so it was not stored. Please export it again from the scanner or PACS and resend it."),
+  too_many_elements: gettext("The file holds far more DICOM elements than an image of its size needs; it looks damaged or crafted. Please export it again from the scanner or PACS."),
 };
 const heldReason = (record) =>
   document.documentElement.lang.startsWith("en") ? record.reason : HELD_REASONS[record.code] || record.reason;

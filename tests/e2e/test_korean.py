@@ -14,6 +14,7 @@ import re
 from datetime import date
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 from pydicom.datadict import keyword_dict
 
@@ -158,6 +159,7 @@ def data_words() -> set[str]:
     for series in Series.objects.all():
         texts += [series.description, series.modality, series.body_part]
     texts += [rule.id for rule in DEFAULT_RULES.rules]  # the QC rules' ids, codes like DICOM's
+    texts.append(settings.TIME_ZONE)  # the server's time zone by its IANA name (Asia/Seoul), as cut-offs name it
     words = {word for text in texts if text for word in re.split(r"[\s,;:()/]+", text) if word}
     return words | {word.lower() for word in words}  # QC's reasons quote a description's words in lower case
 

@@ -151,7 +151,8 @@ def test_a_period_at_the_ends_of_the_calendar_is_a_form_error_not_a_server_error
     world, scripted, client, settings, query
 ):
     """Found by a sponsor typing the calendar's last day: the day after it overflowed (500). A date out of the
-    years a trial can have is refused by the form and the page shows everything, as for any invalid period."""
+    years a trial can have is refused by the form, as any invalid period is: the page says so and its downloads
+    answer 400."""
     client.force_login(world.sam)
     page = client.get(reverse("read-quality", args=["ALPHA"]) + query)
     assert page.status_code == 200 and "between 1900 and 2999" in page.content.decode()
@@ -159,7 +160,7 @@ def test_a_period_at_the_ends_of_the_calendar_is_a_form_error_not_a_server_error
         reverse("read-quality-chart", args=["ALPHA", "waterfall", "svg"]),
         reverse("read-quality-csv", args=["ALPHA", "waterfall"]),
     ):
-        assert client.get(url + query).status_code == 200, url
+        assert client.get(url + query).status_code == 400, url
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     korean = client.get(reverse("read-quality", args=["ALPHA"]) + query).content.decode()
     assert "1900년에서 2999년 사이의 날짜" in korean

@@ -376,11 +376,17 @@ def nginx_config(folder: Path, port: int, upstream_port: int, images: Path, erro
     Files sent from the internal location carry SENT_BY_NGINX, so that the bench can tell them apart."""
     site = NGINX_SITE.read_text()
     upstream = re.search(r"^upstream ctims_web \{\n(.*?)^\}", site, re.M | re.S)
-    tls = [block for block in re.split(r"^server \{\n", site, flags=re.M) if "listen 443" in block]
+    # The site's TLS server: not the default server that closes requests for other names.
+    tls = [
+        block
+        for block in re.split(r"^server \{\n", site, flags=re.M)
+        if "listen 443" in block and "default_server" not in block
+    ]
     if not upstream or len(tls) != 1:
         raise CommandError(f"{NGINX_SITE} has no upstream ctims_web or no single TLS server block")
     lines = re.split(r"^\}", tls[0], maxsplit=1, flags=re.M)[0].splitlines()
-    kept = "\n".join(line for line in lines if not re.match(r"\s*(listen|server_name|ssl_\w+)\s", line))
+    # Its access log names the site's log format and file: the bench logs nothing (access_log off).
+    kept = "\n".join(line for line in lines if not re.match(r"\s*(listen|server_name|ssl_\w+|access_log)\s", line))
     replacements = {
         "server 127.0.0.1:8000 ": f"server 127.0.0.1:{upstream_port} ",
         "client_body_temp_path /var/lib/nginx/body ": f"client_body_temp_path {folder}/body ",

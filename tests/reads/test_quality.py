@@ -225,3 +225,25 @@ def test_a_progression_one_reader_called_counts_in_dates_drift_and_acceptance(wo
     assert (summary.lost_drift[rhea][month].k, summary.lost_drift[ravi][month].k) == (1, 1)
     courses = {c.subject: c for c in summary.input.courses}
     assert courses[UNLOCKED].best_response == "PD" and courses[UNLOCKED].progression_day == 42
+
+
+def test_after_a_reader_is_replaced_the_statistics_pair_the_readers_who_were_compared(world, scripted):
+    from tests.reads.test_transfers import _accepted_reader_replaced
+
+    rita = _accepted_reader_replaced(world, scripted)
+    codes = data.reader_codes(world.trial)
+    rhea, ravi, newcomer = scripted["rhea"], scripted["ravi"], codes[rita.pk]
+    summary = report.summarise(data.quality_input(world.trial))
+    # Every visit settled was settled between rhea and ravi: rita's re-reads of AGREE were compared with nothing.
+    (only,) = summary.pairs
+    assert only.pair == tuple(sorted([rhea, ravi]))
+    assert (only.visit.n, only.visit.agreed) == (2, 1)
+    assert (only.best_response.n, only.best_response.agreed) == (2, 1)
+    assert (only.adjudication.k, only.adjudication.n) == (1, 4)
+    assert (only.measurement.n, only.measurement.bias) == (4, 0.0)
+    # What each of them signed still counts as theirs, the retired reader's calls included.
+    calls = {}
+    for event in summary.input.pd_calls:
+        calls[event.reader] = calls.get(event.reader, 0) + 1
+    assert calls == {rhea: 2, ravi: 2, newcomer: 1}
+    assert summary.targets[rhea].distribution == ((2, 2),)

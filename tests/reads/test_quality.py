@@ -247,3 +247,32 @@ def test_after_a_reader_is_replaced_the_statistics_pair_the_readers_who_were_com
         calls[event.reader] = calls.get(event.reader, 0) + 1
     assert calls == {rhea: 2, ravi: 2, newcomer: 1}
     assert summary.targets[rhea].distribution == ((2, 2),)
+
+
+def test_a_visit_settled_after_a_replacement_counts_for_the_newcomer_and_the_other_reader(world, scripted):
+    from tests.reads.test_transfers import _accepted_reader_replaced
+    from trials.services import visit_create
+
+    rita = _accepted_reader_replaced(world, scripted, w6=("22.0", "12.0"))
+    other = world.ravi if scripted["agree_slot_of_rhea"] == 1 else world.rhea
+    visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+    ready(world, "W12", day=84, subject=AGREE)
+    for reader in (rita, other):
+        task = task_of(reader, "W12", AGREE)
+        save_and_sign(reader, task, follow_up_content(task, "22.0", "5.0"))
+    codes = data.reader_codes(world.trial)
+    first_pair = tuple(sorted([scripted["rhea"], scripted["ravi"]]))
+    second_pair = tuple(sorted([codes[rita.pk], codes[other.pk]]))
+    summary = report.summarise(data.quality_input(world.trial))
+    pairs = {p.pair: p for p in summary.pairs}
+    assert set(pairs) == {first_pair, second_pair}
+    # Week 12 was settled by rita and the other reader; the four earlier visits by rhea and ravi.
+    assert [(s.pair, s.adjudicated) for s in summary.input.settlements if s.pair == second_pair] == [
+        (second_pair, False)
+    ]
+    assert (pairs[first_pair].adjudication.k, pairs[first_pair].adjudication.n) == (1, 4)
+    assert summary.input.visit_pairs[second_pair] == [("SD", "SD")]
+    assert (pairs[first_pair].visit.n, pairs[first_pair].visit.agreed) == (2, 1)
+    # AGREE's endpoints were last compared at week 12, between rita and the other reader.
+    assert summary.input.best_response_pairs[second_pair] == [("SD", "SD")]
+    assert len(summary.input.best_response_pairs[first_pair]) == 1

@@ -400,8 +400,9 @@ def _record(code: str, v, evaluator: int, dated: Trial | None, methods: dict, **
 
 
 def gather(transfer: Transfer) -> Gathered:
-    """Everything locked by the transfer's cut-off, per subject: both readers' series, the adjudicator's
-    choices, the accepted result and each series' endpoints."""
+    """Everything locked by the transfer's cut-off, per subject: every reader's series (a reader retired from the
+    case by then included, under their own evaluator number), the adjudicator's choices, the accepted result and
+    each series' endpoints."""
     from .series import trial_series
 
     trial = transfer.trial

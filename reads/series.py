@@ -107,6 +107,25 @@ class SubjectSeries:
         """Every reader's series, retired or not, by evaluator number: all the signed reads delivered."""
         return sorted([*self.readers.values(), *self.retired], key=lambda s: s.number)
 
+    @property
+    def accepted(self) -> AssessmentSeries:
+        """The series that stands for the subject, whose endpoints (best overall response, progression) and course
+        are the accepted ones: the result series when it holds one reader's reads.
+
+        When it holds a retired reader's reads (visits locked before the replacement) and the reads of the reader
+        who took over, read the case again from baseline and settled a later visit, the newcomer's series: its
+        later visits are measured against its own baseline and nadir, and it was compared as a whole when that
+        visit locked; the two readers' reads together make no course anyone assessed."""
+        result = self.result
+        if result.number is not None or not result.visits:
+            return result
+        latest = result.visits[-1].read.task.assignment.evaluator_number
+        covered = {v.timepoint.pk for v in result.visits}
+        for series in self.evaluators:
+            if series.number == latest and covered <= {v.timepoint.pk for v in series.visits}:
+                return series
+        return result
+
 
 def _scan_dates(timepoints: list[Timepoint]) -> dict[tuple[int, str], dt.date]:
     """(timepoint, study UID) -> shifted study date, with (timepoint, "") the visit's earliest."""

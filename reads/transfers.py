@@ -421,7 +421,7 @@ def gather(transfer: Transfer) -> Gathered:
         code = series.subject.code
         if not series.result.visits:
             continue
-        accepted = _accepted_evaluator(series)
+        accepted = series.accepted.number  # None: the result mixes readers' reads with no one's series covering it
         times.extend(adjudication.decided_at for adjudication in series.adjudications)
         # The visits whose standing result an adjudicator decided (with whole-case adjudication, every visit the
         # accepted series covers when it was decided).
@@ -489,7 +489,9 @@ def gather(transfer: Transfer) -> Gathered:
         if accepted is None and result.endpoints is not None:
             # The result holds more than one reader's reads: its best response is the adjudicator's record.
             endpoints.append(sdtm.SubjectEndpoint(code, sdtm.ADJUDICATOR, True, result.endpoints.best_response.value))
-        subject_rows.append(_subject_row(code, None, result, dated, accepted=True, adjudications=series.adjudications))
+        subject_rows.append(
+            _subject_row(code, None, series.accepted, dated, accepted=True, adjudications=series.adjudications)
+        )
         fingerprints[code] = {
             "visits": [[visit, _digest([dataclasses.asdict(r) for r in rows])] for visit, rows in per_visit.items()],
             "endpoints": _digest([r for r in subject_rows if r["subject"] == code]),
@@ -514,24 +516,6 @@ def _chosen(adjudications) -> set[int]:
         return set()
     ids = TimepointResult.history.filter(adjudication__in=adjudications).values_list("read__task__assignment_id")
     return {a.evaluator_number for a in ReaderAssignment.objects.filter(pk__in=ids)}
-
-
-def _accepted_evaluator(series) -> int | None:
-    """The evaluator number of the reader whose series stands for the subject (whose best response and date of
-    progression are the accepted ones), or None if there is none.
-
-    The reader whose reads the result holds; when it holds two readers' (a reader retired from the case after
-    visits locked with their reads, and the one who took over and has read the case again from baseline), the
-    reader whose read the latest visit locked with, as their whole series was compared then."""
-    result = series.result
-    if result.number is not None or not result.visits:
-        return result.number
-    latest = result.visits[-1].read.task.assignment.evaluator_number
-    covered = {v.timepoint.pk for v in result.visits}
-    for reader_series in series.evaluators:
-        if reader_series.number == latest and covered <= {v.timepoint.pk for v in reader_series.visits}:
-            return latest
-    return None
 
 
 def _iso(value: date | None) -> str:

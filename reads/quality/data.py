@@ -136,8 +136,8 @@ def quality_input(
                     )
             if in_range and s.visits and s.visits[0].baseline:
                 data.targets_chosen.setdefault(code[pk], []).append(len(s.visits[0].read.content.get("targets", [])))
-        if in_range and subject.result.endpoints is not None:
-            course = _course(subject.subject.code, subject.result)
+        if in_range and subject.accepted.endpoints is not None:
+            course = _course(subject.subject.code, subject.accepted)
             if course is not None:
                 data.courses.append(course)
         held = list(subject.subject.reader_assignments.filter(slot__in=READER_SLOTS))

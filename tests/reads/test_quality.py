@@ -276,3 +276,6 @@ def test_a_visit_settled_after_a_replacement_counts_for_the_newcomer_and_the_oth
     # AGREE's endpoints were last compared at week 12, between rita and the other reader.
     assert summary.input.best_response_pairs[second_pair] == [("SD", "SD")]
     assert len(summary.input.best_response_pairs[first_pair]) == 1
+    # AGREE's course is rita's whole series (week 6: 34 of 35 mm), not her week 12 on the retired reader's week 6.
+    course = next(c for c in summary.input.courses if c.subject == AGREE)
+    assert [(visit, round(change, 1)) for visit, _day, change, _r in course.points] == [("W6", -2.9), ("W12", -22.9)]

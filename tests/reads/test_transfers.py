@@ -788,6 +788,11 @@ def test_a_visit_locked_after_the_replacement_is_accepted_under_the_newcomer(wor
     assert set(best["RSEVALID"]) == {"RADIOLOGIST 1", "RADIOLOGIST 2", "RADIOLOGIST 3"}
     assert list(best[best["RSACPTFL"] == "Y"]["RSEVALID"]) == ["RADIOLOGIST 3"]
     assert "ADJUDICATOR" not in set(rs[rs["USUBJID"] == AGREE]["RSEVALID"])
+    # The plain tables' accepted result is that series too, named as its evaluator.
+    subjects = list(csv.DictReader(io.StringIO(archive.read("tables/subjects.csv").decode())))
+    rows = {r["series"]: r for r in subjects if r["subject"] == AGREE}
+    assert (rows["Accepted result"]["evaluator"], rows["Reader 3"]["accepted"]) == ("RADIOLOGIST 3", "Y")
+    assert rows["Reader 1"]["accepted"] == "N"
     assert [n for n in archive.namelist() if n.startswith(f"sr/{AGREE}/W12")] == [
         f"sr/{AGREE}/W12-R2.dcm",
         f"sr/{AGREE}/W12-R3.dcm",

@@ -797,3 +797,43 @@ def test_a_visit_locked_after_the_replacement_is_accepted_under_the_newcomer(wor
         f"sr/{AGREE}/W12-R2.dcm",
         f"sr/{AGREE}/W12-R3.dcm",
     ]
+
+
+def test_an_adjudication_after_the_replacement_names_the_newcomer_it_accepted(world, trial_read, tmp_path):
+    from reads.models import Adjudication
+    from trials.services import visit_create
+
+    rita = _accepted_reader_replaced(world, trial_read, w6=("22.0", "12.0"))
+    other = world.ravi if trial_read["agree_slot_of_rhea"] == 1 else world.rhea
+    visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+    ready(world, "W12", day=84, subject=AGREE)
+    sd = task_of(rita, "W12", AGREE)
+    save_and_sign(rita, sd, follow_up_content(sd, "22.0", "5.0"))
+    pr = task_of(other, "W12", AGREE)
+    save_and_sign(other, pr, follow_up_content(pr, "15.0", "8.0"))
+    adjudication = Adjudication.objects.get(subject__code=AGREE)
+    results.adjudicate(
+        actor=world.ada,
+        task_id=adjudication.task.pk,
+        choice="1",
+        reason="The newcomer's week 12 is right.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    rs, _m = read_xpt(archive, "rs", tmp_path)
+    mine = rs[rs["USUBJID"] == AGREE]
+    accepted = mine[mine["RSACPTFL"] == "Y"]
+    # Every visit follows the accepted series, rita's (slot 1, evaluator 3); the retired reader's stays on record.
+    assert sorted(set(zip(accepted["VISIT"], accepted["RSEVALID"], strict=True))) == [
+        ("", "RADIOLOGIST 3"),
+        ("WEEK 12", "RADIOLOGIST 3"),
+        ("WEEK 6", "RADIOLOGIST 3"),
+    ]
+    assert {"RADIOLOGIST 1", "ADJUDICATOR"} <= set(mine["RSEVALID"])
+    subjects = list(csv.DictReader(io.StringIO(archive.read("tables/subjects.csv").decode())))
+    result = next(r for r in subjects if r["subject"] == AGREE and r["series"] == "Accepted result")
+    assert (result["evaluator"], result["chosen_reader"]) == ("RADIOLOGIST 3", "Reader 3")
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    decided = [r for r in visits if r["subject"] == AGREE and r["evaluator"] == "Adjudicator"]
+    assert decided and {r["accepted_reader"] for r in decided} == {"Reader 3"}

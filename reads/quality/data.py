@@ -116,6 +116,9 @@ def quality_input(
     if not ReadDesign.objects.filter(trial=trial).exists():
         return data
     codes = reader_codes(trial)
+    assignments: dict[int, list[ReaderAssignment]] = {}
+    for assignment in ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS):
+        assignments.setdefault(assignment.subject_id, []).append(assignment)
     first_locks = {
         r.timepoint_id: r
         for r in TimepointResult.history.filter(
@@ -140,7 +143,7 @@ def quality_input(
             course = _course(subject.subject.code, subject.accepted)
             if course is not None:
                 data.courses.append(course)
-        held = list(subject.subject.reader_assignments.filter(slot__in=READER_SLOTS))
+        held = assignments.get(subject.subject.pk, [])
 
         def compared_at(at, held=held, series=series, code=code, subject=subject):
             """The two readers' series compared at `at` (who held the slots then) and their codes, in code order;

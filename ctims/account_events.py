@@ -8,10 +8,13 @@ is recorded on the account of that address when there is one.
 
 from __future__ import annotations
 
+import ipaddress
+
 from axes.backends import AxesStandaloneBackend
 from axes.exceptions import AxesBackendPermissionDenied
 from axes.helpers import get_client_ip_address
 from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
@@ -32,6 +35,25 @@ class LockOutBackend(AxesStandaloneBackend):
         except AxesBackendPermissionDenied:
             setattr(request, LOCKED_AT_ENTRY, True)
             raise
+
+
+def forwarded_client_ip(request) -> str | None:
+    """The client's address (django-axes' AXES_CLIENT_IP_CALLABLE): behind the reverse proxy every request comes
+    from the proxy's own address, so from one of PROXY_ADDRESSES it is the last address X-Forwarded-For lists that
+    is not a proxy's (nginx appends the address it saw to whatever the client sent: the entries before it are the
+    client's to choose and are never read). From any other address, or without a valid entry, REMOTE_ADDR."""
+    remote = request.META.get("REMOTE_ADDR")
+    proxies = settings.PROXY_ADDRESSES
+    if remote not in proxies:
+        return remote
+    chain = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    for entry in reversed(chain):
+        if entry and entry not in proxies:
+            try:
+                return str(ipaddress.ip_address(entry))
+            except ValueError:
+                return remote
+    return remote
 
 
 def client_address(request) -> str | None:

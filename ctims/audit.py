@@ -122,6 +122,13 @@ class ChainReport:
     def intact(self) -> bool:
         return self.broken_seq is None
 
+    @property
+    def key_hint(self) -> str:
+        """When not one event verifies, far more often the key is another than the first event was rewritten."""
+        if self.intact or self.checked:
+            return ""
+        return " (no event verifies: is AUDIT_HMAC_KEY, with AUDIT_HMAC_OLD_KEYS, the key these events were made with?)"
+
 
 def audit_verify(*, batch: int = 2000) -> ChainReport:
     """Walk every event in order and report the first one whose link or content does not hold."""

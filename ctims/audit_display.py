@@ -70,6 +70,7 @@ KEYS = {
     "device_id": pgettext_lazy("audit key", "device id"),
     "usable": pgettext_lazy("audit key", "password usable"),
     "codes": pgettext_lazy("audit key", "codes issued"),
+    "sent": pgettext_lazy("audit key", "email sent"),
 }
 # Values written as words in English (a reason, who did it): gettext_noop'd where they are written.
 VALUES = {

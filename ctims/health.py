@@ -60,7 +60,9 @@ def store_ready() -> None:
             if not os.access(storage.location, os.W_OK | os.X_OK):
                 raise RuntimeError(f"{name} store is not writable")
         else:
-            storage.exists("readyz-probe")  # a HEAD on S3: raises when the bucket cannot be reached
+            # A HEAD on the bucket: raises when it cannot be reached, does not exist or may not be read. (An object's
+            # HEAD answers 404 alike for a missing object and a missing bucket, so a wrong bucket name passed.)
+            storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
 
 
 CHECKS: dict[str, Callable[[], None]] = {

@@ -47,6 +47,11 @@ DEID_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# The method label's values: the methods HTTP defines that a client of CTIMS sends; any other word (the client
+# chooses it, and nginx passes on any word of capitals) is "other", so that no client makes new series or puts its
+# own text in a label.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 # URL names of DICOMweb frame answers (trials.dicomweb and the readers' roots name them "<root>-frames").
 FRAME_ROUTE_SUFFIX = "frames"
 
@@ -85,11 +90,18 @@ def broker_queue_depth() -> int | None:
     try:
         with app.connection_for_read(connect_timeout=2) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-            return conn.default_channel.queue_declare(
-                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
-            ).message_count
+            try:
+                return conn.default_channel.queue_declare(
+                    queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+                ).message_count
+            except Exception as exc:
+                # The broker answers that the queue does not exist: nothing waits. Redis deletes a queue's list
+                # whenever it is emptied (an idle installation), RabbitMQ has none before the first task.
+                if str(getattr(exc, "reply_code", "")) == "404":
+                    return 0
+                raise
     except Exception:
-        return None  # a missing queue (nothing sent yet) or a broker that is down: /readyz says which
+        return None  # a broker that is down (/readyz says so): no figure rather than a false one
 
 
 def registry() -> CollectorRegistry:
@@ -131,7 +143,8 @@ class MetricsMiddleware:
         elapsed = time.perf_counter() - start
         match = getattr(request, "resolver_match", None)
         route = match.url_name if match and match.url_name else "unmatched"
-        REQUEST_SECONDS.labels(route, request.method, f"{response.status_code // 100}xx").observe(elapsed)
+        method = request.method if request.method in METHODS else "other"
+        REQUEST_SECONDS.labels(route, method, f"{response.status_code // 100}xx").observe(elapsed)
         if route.endswith(FRAME_ROUTE_SUFFIX) and response.status_code == 200:
             FRAME_SECONDS.observe(elapsed)
             FRAMES_SERVED.inc(len(str(match.kwargs.get("frames", "")).split(",")))

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.http import HttpResponseBadRequest, JsonResponse
+from django.http.request import split_domain_port, validate_host
+from django.urls import resolve
 from django.utils.translation import gettext as _
 
 from .api_errors import JSON_ROOTS, error_body
@@ -15,6 +17,35 @@ from .api_errors import JSON_ROOTS, error_body
 _LAST_SEEN = "ctims_last_seen"
 _RESOLUTION = 60  # seconds
 NUL_MESSAGE = "The request holds a NUL byte, which no value here can."
+
+
+# The probes' paths (ctims.urls) and the names of the loopback address the supervisor and Prometheus use for them.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+
+class LoopbackProbeMiddleware:
+    """/healthz, /readyz and /metrics asked for on the loopback address are answered whatever ALLOWED_HOSTS says.
+
+    In production ALLOWED_HOSTS names the public host only, while the supervisor's probes, the README's
+    `curl http://127.0.0.1:8000/readyz` and the local Prometheus speak to gunicorn on 127.0.0.1: Django's host
+    check refused them with 400. Only these three paths and only a loopback name are let through (a page asked
+    for as 127.0.0.1, or a probe under any other name, is still refused); the views need no session, person or
+    CSRF token, and /metrics still checks the client's address or its token itself. It runs before the first
+    middleware that checks the host (CommonMiddleware).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info in PROBE_PATHS:
+            domain, _port = split_domain_port(request.META.get("HTTP_HOST") or request.META.get("SERVER_NAME", ""))
+            if domain and validate_host(domain, LOOPBACK_HOSTS):
+                match = resolve(request.path_info)
+                request.resolver_match = match  # the metrics' route label
+                return match.func(request, *match.args, **match.kwargs)
+        return self.get_response(request)
 
 
 class NulByteMiddleware:
@@ -90,7 +121,9 @@ class TwoFactorMiddleware:
     verify (or enrol), the API and DICOMweb answer 403 with the error shape.
 
     Placed after django-otp's OTPMiddleware. A request with a trial token is judged by its token (the API and
-    DICOMweb authenticate it), whatever session cookie comes along.
+    DICOMweb authenticate it), whatever session cookie comes along: its unverified session stands for no one
+    (`request.user` is anonymous), so that the header cannot lift the check from pages, which read the session
+    and ignore tokens.
     """
 
     OPEN = (
@@ -111,7 +144,6 @@ class TwoFactorMiddleware:
         user = getattr(request, "user", None)
         if (
             user is not None
-            and not request.META.get("HTTP_AUTHORIZATION", "").startswith(("Bearer ", "Token "))
             and user.is_authenticated
             and not user.is_verified()
             and (not request.path.startswith(self.OPEN) or request.path.startswith(self.GUARDED))
@@ -119,7 +151,9 @@ class TwoFactorMiddleware:
             from . import two_factor
 
             if two_factor.required_for(user):
-                return self._refuse(request)
+                if not request.META.get("HTTP_AUTHORIZATION", "").startswith(("Bearer ", "Token ")):
+                    return self._refuse(request)
+                request.user = _unverified_nobody()
         return self.get_response(request)
 
     def _refuse(self, request):
@@ -130,3 +164,13 @@ class TwoFactorMiddleware:
             message = _("Your roles require a second factor: log in again and enter your one-time code.")
             return JsonResponse(error_body("two_factor_required", message), status=403)
         return redirect(f"{settings.OTP_VERIFY_URL}?{urlencode({'next': request.get_full_path()})}")
+
+
+def _unverified_nobody():
+    """The anonymous user as django-otp's middleware leaves one: not verified."""
+    from django.contrib.auth.models import AnonymousUser
+
+    nobody = AnonymousUser()
+    nobody.otp_device = None
+    nobody.is_verified = lambda: False
+    return nobody

@@ -93,6 +93,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    # /healthz, /readyz and /metrics on the loopback address, before CommonMiddleware checks the host.
+    "ctims.middleware.LoopbackProbeMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -203,6 +205,10 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 if envbool("BEHIND_TLS_PROXY", "False"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The reverse proxy's own addresses: a request from one of them takes the client's address from X-Forwarded-For
+# (ctims.account_events.forwarded_client_ip), for lock-outs and the audit trail. Without a proxy, none.
+PROXY_ADDRESSES = envlist("PROXY_ADDRESSES", "127.0.0.1,::1") if envbool("BEHIND_TLS_PROXY", "False") else []
+AXES_CLIENT_IP_CALLABLE = "ctims.account_events.forwarded_client_ip"
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -254,7 +260,12 @@ def image_store(bucket_variable: str, folder: str, *, or_within: str = "") -> di
     """
     kind = os.environ.get("IMAGE_STORE", "filesystem")
     if kind == "filesystem":
-        return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / folder}}
+        options = {"location": VAR_DIR / folder}
+        if folder == "quarantine":
+            # Raw, identified uploads: the application's own user only. (Django's default is 0644, and nginx's
+            # user is in the application's group to send the de-identified instances.)
+            options["file_permissions_mode"] = 0o600
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": options}
     if kind != "s3":
         raise ImproperlyConfigured(f"IMAGE_STORE must be filesystem or s3, not {kind!r}")
     bucket, prefix = os.environ.get(bucket_variable, ""), ""
@@ -304,6 +315,17 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ctims@localhost")
+# The SMTP relay (EMAIL_BACKEND=...smtp.EmailBackend): the local mail server by default, or the hospital's.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "False")
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "False")
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be True")
+# Seconds to wait for the relay: a request that sends mail must not hang on one that does not answer.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "20")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.db import connection, transaction
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -21,6 +23,7 @@ from .api_errors import JSON_ROOTS, error_body
 from .audit import audit_record
 from .exceptions import ValidationFailed
 from .forms import LoginForm, OneTimeCodeForm
+from .models import AuditEvent
 
 
 class LoginView(auth_views.LoginView):
@@ -48,20 +51,37 @@ class PasswordChangeView(_PasswordSetAudited, auth_views.PasswordChangeView):
     audit_action = "user.password_change"
 
 
+# Reset emails one address receives in an hour, whoever asks: anyone may ask, so without a bound a script
+# sent an account's owner an email per request.
+RESET_EMAILS_PER_HOUR = 3
+
+
 class PasswordResetView(auth_views.PasswordResetView):
     """Django's reset, with the emailed link built from SITE_URL: a forged Host header cannot redirect it.
 
-    Each request is audited with the address typed (on its account, if one has it): nobody is the actor, as
-    anyone may ask; the page answers alike either way."""
+    Each request is audited with the address typed (on its account, if one has it) and whether an email went:
+    nobody is the actor, as anyone may ask; the page answers alike either way. An address gets at most
+    RESET_EMAILS_PER_HOUR emails an hour (counted from the audit, which every web process shares; the requests
+    refused an email do not count)."""
 
     def form_valid(self, form):
         email = form.cleaned_data["email"]
-        audit_record(
-            actor=None,
-            action="user.password_reset_request",
-            obj=account_of(email),
-            summary={"email": email, "ip_address": client_address(self.request)},
-        )
+        with transaction.atomic():
+            recent = AuditEvent.objects.filter(
+                action="user.password_reset_request",
+                at__gte=timezone.now() - timedelta(hours=1),
+                summary__email__iexact=email,
+                summary__sent=True,  # the emails sent: a script that keeps asking must not hold the owner off for ever
+            ).count()
+            send = recent < RESET_EMAILS_PER_HOUR
+            audit_record(
+                actor=None,
+                action="user.password_reset_request",
+                obj=account_of(email),
+                summary={"email": email, "ip_address": client_address(self.request), "sent": send},
+            )
+        if not send:
+            return HttpResponseRedirect(self.get_success_url())
         site = urlsplit(settings.SITE_URL)
         form.save(
             domain_override=site.netloc,

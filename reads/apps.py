@@ -26,11 +26,20 @@ def _released_reads(trial_id: int):
     )
 
 
+def _transfer_files():
+    """The built transfers' zips (key, SHA-256, size): what `manage.py backup` copies from the transfers store."""
+    from .models import Transfer
+
+    ready = Transfer.objects.filter(state=Transfer.State.READY).exclude(storage_key="").order_by("pk")
+    return ready.values_list("storage_key", "sha256", "size").iterator()
+
+
 class ReadsConfig(AppConfig):
     name = "reads"
     verbose_name = _("Reads")
 
     def ready(self) -> None:
+        from trials.backup import KEPT_FILES, KeptFiles
         from trials.dicomweb.scopes import RELEASED_READS
         from trials.signals import timepoint_ready
 
@@ -39,4 +48,5 @@ class ReadsConfig(AppConfig):
         register_sources()
         if _released_reads not in RELEASED_READS:
             RELEASED_READS.append(_released_reads)
+        KEPT_FILES["transfers"] = KeptFiles(storage="transfers", rows=_transfer_files)
         timepoint_ready.connect(_enqueue_read_tasks, dispatch_uid="reads.create_read_tasks")

@@ -90,7 +90,7 @@ def blind_metadata(metadata: dict, *, case_label: str) -> dict:
 
 def task_scope(actor: Actor, *, task_id: str) -> Scope:
     """The studies of a read task the actor holds (else 404), with the subject's earlier visits if allowed."""
-    if not actor.is_authenticated or actor.token is not None or not task_id.isdigit():
+    if not actor.is_authenticated or actor.token is not None or not task_id.isdecimal():
         raise Http404("No such task.")
     try:
         task = require_task(actor.user, int(task_id))

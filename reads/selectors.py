@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
+from django.db.models import F, Max
+from django.db.models.functions import Coalesce
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -51,8 +53,11 @@ def _order_key(task: ReadTask, randomize: bool) -> tuple:
 
 def worklist(user) -> dict[str, list[dict]]:
     """The user's tasks by what can be done with them: to do, waiting, done."""
-    tasks = held(ReadTask.objects.filter(assignment__reader=user)).select_related(
-        "assignment", "timepoint__visit", "design__trial"
+    tasks = (
+        held(ReadTask.objects.filter(assignment__reader=user))
+        .select_related("assignment", "timepoint__visit", "design__trial")
+        # When the task was last signed: its latest read's signature, or its adjudication's.
+        .annotate(signed_at=Coalesce(Max("reads__signed_at"), F("adjudication__decided_at")))
     )
     rows = []
     for task in tasks:
@@ -75,6 +80,8 @@ def worklist(user) -> dict[str, list[dict]]:
         state = row["state"]
         group = "done" if state == ReadTask.State.SIGNED else "waiting" if state == ReadTask.State.WAITING else "todo"
         groups[group].append(row)
+    # What was signed last first: the list only grows, and the reader looks for what they just did.
+    groups["done"].sort(key=lambda row: (row["task"].signed_at is not None, row["task"].signed_at), reverse=True)
     return groups
 
 
@@ -373,12 +380,12 @@ def trial_evaluator_numbers(trial: Trial) -> dict[int, int]:
     return numbers
 
 
-def result_rows(trial: Trial) -> list[dict]:
-    """One row per locked result: what the results page, its CSV and the API give; `reader` is the evaluator
-    number of the reader whose read stands."""
+def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -> list[dict]:
+    """One row per locked result (of `results`, a page of `results_list`, if given): what the results page, its
+    CSV and the API give; `reader` is the evaluator number of the reader whose read stands."""
     numbers = trial_evaluator_numbers(trial)
     rows = []
-    for result in results_list(trial):
+    for result in results_list(trial) if results is None else results:
         assessment = result.read.assessment or {}
         rows.append(
             {

@@ -46,7 +46,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import highdicom as hd
@@ -175,6 +175,13 @@ class SourceImage:
     sop_instance_uid: str
     sop_class_uid: str
     frame_of_reference_uid: str | None = None
+    # The frame of a multi-frame image the lesion is drawn on (1-based); None for a single-frame image, whose
+    # references carry no frame number.
+    frame: int | None = None
+
+    @property
+    def frames(self) -> list[int] | None:
+        return [self.frame] if self.frame is not None else None
 
 
 @dataclass
@@ -253,7 +260,9 @@ def _measurement(name, value: Decimal, points: Segment | None, image: SourceImag
             hd.sr.CoordinatesForMeasurement(
                 graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
                 graphic_data=_segment_array(points),
-                source_image=hd.sr.SourceImageForRegion(image.sop_class_uid, image.sop_instance_uid),
+                source_image=hd.sr.SourceImageForRegion(
+                    image.sop_class_uid, image.sop_instance_uid, referenced_frame_numbers=image.frames
+                ),
             )
         ]
     m = hd.sr.Measurement(
@@ -308,7 +317,11 @@ def _lesion_group(lesion: LesionMeasurement, time_point: hd.sr.TimePointContext)
     # (TID 300 "INFERRED FROM"), as dcmjs/OHIF bidirectional measurements do.
     sources = None
     if lesion.image is not None:
-        sources = [hd.sr.SourceImageForMeasurementGroup(lesion.image.sop_class_uid, lesion.image.sop_instance_uid)]
+        sources = [
+            hd.sr.SourceImageForMeasurementGroup(
+                lesion.image.sop_class_uid, lesion.image.sop_instance_uid, referenced_frame_numbers=lesion.image.frames
+            )
+        ]
     return hd.sr.MeasurementsAndQualitativeEvaluations(source_images=sources, **common)
 
 
@@ -657,7 +670,7 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
             _code_key(LYMPH_NODE),
         )
 
-        ref_uid = ref_class = None
+        ref_uid = ref_class = ref = None
         long_pts = short_pts = None
         if isinstance(group, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations):
             roi = group.roi
@@ -670,6 +683,10 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
                     ref = item.ReferencedSOPSequence[0]
                     ref_uid, ref_class = str(ref.ReferencedSOPInstanceUID), str(ref.ReferencedSOPClassUID)
                     break
+        frames = ref.get("ReferencedFrameNumber") if ref is not None else None
+        if frames is not None and not isinstance(frames, list | pydicom.multival.MultiValue):
+            frames = [frames]
+        frame = int(frames[0]) if frames else None
 
         long_mm = short_mm = None
         for m in group.get_measurements(name=LONG_AXIS):
@@ -693,7 +710,7 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
                 tracking_label=label,
                 category=category,
                 finding_site=site,
-                image=image_for(ref_uid, ref_class) if ref_uid else None,
+                image=replace(image_for(ref_uid, ref_class), frame=frame) if ref_uid else None,
                 is_node=is_node,
                 long_axis_mm=long_mm,
                 short_axis_mm=short_mm,

@@ -89,6 +89,7 @@ def build_report(
                 series_uid=m.series_uid,
                 sop_instance_uid=instance.sop_instance_uid,
                 sop_class_uid=instance.sop_class_uid,
+                frame=(m.frame or 1) if instance.number_of_frames > 1 else None,
             )
         lesion = m.lesion
         lesions.append(

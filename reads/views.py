@@ -9,6 +9,7 @@ from decimal import Decimal
 from csp.decorators import csp_update
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -59,6 +60,7 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
 
 # The viewer decodes compressed frames with WebAssembly codecs; the sign and adjudicate answers re-render it.
 VIEWER_CSP = {"script-src": ["'wasm-unsafe-eval'"]}
+RESULTS_PAGE_SIZE = 100  # locked visits per page of the read results
 
 
 @login_required
@@ -240,7 +242,7 @@ def assignment_replace_view(request, code: str, pk: int):
     actor = Actor.from_request(request)
     trial = _trial(actor, code, "manage_trial")
     chosen = request.POST.get("reader", "")
-    reader = User.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+    reader = User.objects.filter(pk=int(chosen)).first() if chosen.isdecimal() else None
     try:
         if reader is None:
             raise ValidationFailed(_("Choose who takes the case over."))
@@ -276,11 +278,11 @@ def results_trial_or_404(request, code: str):
 
 @login_required
 def results_page(request, code: str):
-    """The trial's locked read results; nothing that is not locked."""
+    """The trial's locked read results, a page at a time; nothing that is not locked."""
     actor, trial = results_trial_or_404(request, code)
-    return _trial_page(
-        request, actor, trial, "reads/results.html", "read-results", {"rows": selectors.result_rows(trial)}
-    )
+    page = Paginator(selectors.results_list(trial), RESULTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "rows": selectors.result_rows(trial, results=page.object_list)}
+    return _trial_page(request, actor, trial, "reads/results.html", "read-results", context)
 
 
 CSV_COLUMNS = [

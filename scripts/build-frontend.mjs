@@ -125,9 +125,15 @@ async function pydicomWheel() {
   return { name, bytes };
 }
 
-/** trials/deid's Python sources and table, with the browser entry module: path in the worker's file system -> text. */
+/**
+ * trials/deid's Python sources and table, with the browser entry module and the server's checks of a received
+ * file (trials/ingest/validate.py, pure Python: the page runs them on each original, which the server never
+ * sees): path in the worker's file system -> text.
+ */
 async function engineSources() {
-  const sources = { "trials/__init__.py": "" };  // the Django app's package, without Django
+  // The Django app's packages, without Django (trials.ingest's own __init__ is a docstring).
+  const sources = { "trials/__init__.py": "", "trials/ingest/__init__.py": "" };
+  sources["trials/ingest/validate.py"] = await readFile(path.join(ROOT, "trials", "ingest", "validate.py"), "utf8");
   const deid = path.join(ROOT, "trials", "deid");
   const entries = await readdir(deid, { recursive: true, withFileTypes: true });
   for (const entry of entries) {

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from reads.models import Read
+from reads import transfers
+from reads.models import Read, Transfer
 from reads.services import read_design_set
 from tests.conftest import build_world, received_in_quarantine
 from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
@@ -45,7 +46,6 @@ def recreate(name: str) -> None:
 def manage(*args: str, var_dir: Path, **variables: str) -> subprocess.CompletedProcess:
     env = (
         os.environ
-        | variables
         | {
             "DJANGO_SETTINGS_MODULE": "ctims.settings",
             "DATABASE_URL": server_url(SCRATCH),
@@ -53,6 +53,7 @@ def manage(*args: str, var_dir: Path, **variables: str) -> subprocess.CompletedP
             "AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
             "CELERY_BROKER_URL": "",
         }
+        | variables
     )
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -106,6 +107,72 @@ def test_a_backup_restored_into_an_empty_system_verifies_its_audit_chain_and_eve
     assert hashlib.sha256(raw.read_bytes()).hexdigest() == waiting.sha256
 
 
+def test_a_restore_brings_back_the_sponsor_transfers_zips(trial_with_reads, stores):
+    """A transfer's zip is what was delivered to the sponsor, downloaded again from its row: the backup left the
+    transfers store out, and after a restore the row said ready while its download was a server error."""
+    transfer = transfers.transfer_request(actor=trial_with_reads.alice, trial=trial_with_reads.trial)
+    transfer.refresh_from_db()  # built by its task at the commit (in-process here)
+    assert transfer.state == Transfer.State.READY
+    assert hashlib.sha256((stores / "transfers" / transfer.storage_key).read_bytes()).hexdigest() == transfer.sha256
+
+    backup = stores / "backup"
+    backup_create(destination=backup)
+    for store in ("images", "quarantine", "transfers"):
+        shutil.rmtree(stores / store)
+    recreate(SCRATCH)
+    restored = stores / "restored"
+    done = manage("restore", str(backup), var_dir=restored)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ", 1 transfers and" in done.stdout
+    zipped = restored / "transfers" / transfer.storage_key
+    assert zipped.exists()
+    assert hashlib.sha256(zipped.read_bytes()).hexdigest() == transfer.sha256
+
+
+def test_a_backup_written_before_transfers_were_kept_still_restores_and_says_what_it_lacks(trial_with_reads, stores):
+    transfer = transfers.transfer_request(actor=trial_with_reads.alice, trial=trial_with_reads.trial)
+    transfer.refresh_from_db()
+    backup = stores / "backup"
+    backup_create(destination=backup)
+    manifest = json.loads((backup / "manifest.json").read_text())
+    del manifest["transfers"]  # as the backup of an earlier version wrote it
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(backup / "transfers")
+    recreate(SCRATCH)
+    done = manage("restore", str(backup), var_dir=stores / "restored")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "audit chain intact" in done.stdout
+    assert "before transfers were backed up" in done.stderr
+
+
+def test_a_backup_refuses_a_transfer_zip_that_does_not_match_its_row(trial_with_reads, stores):
+    transfer = transfers.transfer_request(actor=trial_with_reads.alice, trial=trial_with_reads.trial)
+    transfer.refresh_from_db()
+    path = stores / "transfers" / transfer.storage_key
+    path.chmod(0o600)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # a zip ends in zeros: flip the last bit
+    with pytest.raises(BackupError, match="does not match its row"):
+        backup_create(destination=stores / "backup")
+
+
+def test_a_backup_is_readable_by_its_owner_only(trial_with_reads, stores):
+    """The dump holds every trial's pseudonym key, password hashes and authenticator secrets, and the quarantine
+    copies are the sites' identified images: the backup was world-readable (0755 folders, 0644 files)."""
+    usual = os.umask(0o022)  # the usual umask of an operator's shell
+    backup = stores / "backup"
+    try:
+        backup_create(destination=backup)
+    finally:
+        os.umask(usual)
+    paths = [backup, *backup.rglob("*")]
+    assert any(p.name == "database.dump" for p in paths) and any(
+        p.parent.name == "quarantine" or "quarantine" in p.parts for p in paths
+    )
+    opened = [str(p.relative_to(stores)) for p in paths if p.stat().st_mode & 0o077]
+    assert opened == []
+
+
 def test_a_restore_refuses_a_backup_whose_file_was_altered(trial_with_reads, stores):
     backup = stores / "backup"
     backup_create(destination=backup)
@@ -114,6 +181,15 @@ def test_a_restore_refuses_a_backup_whose_file_was_altered(trial_with_reads, sto
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"\0")
     with pytest.raises(BackupError, match="does not match the manifest"):
         backup_check(source=backup)
+
+
+def test_a_restore_under_another_audit_key_says_so_rather_than_only_that_an_event_was_changed(trial_with_reads, stores):
+    backup = stores / "backup"
+    backup_create(destination=backup)
+    recreate(SCRATCH)
+    done = manage("restore", str(backup), var_dir=stores / "restored", AUDIT_HMAC_KEY="not-the-key-it-was-made-with")
+    assert done.returncode != 0
+    assert "is AUDIT_HMAC_KEY" in done.stderr
 
 
 def test_a_restore_refuses_a_database_that_is_not_empty(trial_with_reads, stores):

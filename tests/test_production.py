@@ -7,10 +7,12 @@ worker, with DEBUG off, on the test database and a Redis of its own, and walks a
 from __future__ import annotations
 
 import ast
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -110,6 +112,14 @@ def test_readyz_reaches_an_s3_store_and_says_when_it_cannot(db, client, settings
         entries = server.storages(prefix=f"r{uuid.uuid4().hex[:12]}")
         use_storages(settings, entries)
         assert client.get("/readyz").json()["checks"]["store"] == "ok"
+        # A bucket that does not exist (a wrong name, or deleted): every write would fail. It was "ok": the probe
+        # asked for an object, and a missing object and a missing bucket both answer 404.
+        missing = {
+            name: {**entry, "OPTIONS": {**entry["OPTIONS"], "bucket_name": f"{entry['OPTIONS']['bucket_name']}-gone"}}
+            for name, entry in entries.items()
+        }
+        use_storages(settings, missing)
+        assert client.get("/readyz").json()["checks"]["store"] == "failing"
         for entry in entries.values():
             entry["OPTIONS"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"  # nobody listens there
         use_storages(settings, entries)
@@ -124,6 +134,21 @@ def test_probes_are_not_redirected_to_https(client, settings):
     settings.SECURE_SSL_REDIRECT = True
     assert client.get("/healthz").status_code == 200
     assert client.get("/accounts/login/").status_code == 301
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000"])
+def test_probes_answer_on_the_loopback_address_when_allowed_hosts_names_only_the_public_name(
+    db, client, stores, settings, host
+):
+    """The README's `curl http://127.0.0.1:8000/readyz`, the supervisor and the local Prometheus ask the loopback
+    address while ALLOWED_HOSTS names the public host only (as the environment template has it): they were 400."""
+    settings.ALLOWED_HOSTS = ["ctims.example.org"]
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(path, HTTP_HOST=host).status_code == 200, path
+    # Only the probes, and only on a loopback name: pages and other names are still refused.
+    assert client.get("/accounts/login/", HTTP_HOST=host).status_code == 400
+    assert client.get("/healthz", HTTP_HOST="evil.example").status_code == 400
+    assert client.get("/metrics", HTTP_HOST="127.0.0.1.evil.example").status_code == 400
 
 
 # --- /metrics ---------------------------------------------------------------------------------------------------
@@ -171,6 +196,36 @@ def test_metrics_count_the_ingest_and_frames_without_any_identifier_in_a_label(w
         assert identifying not in labels
 
 
+def test_the_broker_queue_depth_is_zero_when_nothing_waits_and_absent_when_the_broker_is_down(
+    db, client, settings, tmp_path
+):
+    """On Redis a queue with nothing waiting does not exist (its list is deleted when emptied): the gauge left
+    /metrics whenever the installation was idle, as it does when the broker is down."""
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    settings.CELERY_BROKER_URL = redis_server.url
+    try:
+        with celery_on(redis_server.url):
+            assert re.search(r"^ctims_broker_queue_depth 0\.0$", client.get("/metrics").content.decode(), re.M)
+            redis_server.kill()
+            assert "ctims_broker_queue_depth" not in client.get("/metrics").content.decode()
+    finally:
+        redis_server.kill()
+
+
+def test_the_method_label_takes_only_the_methods_http_defines(db, client):
+    """A client chooses the method's name (nginx passes any word of capitals on): each new word was a new series
+    of the request histogram, and the client's own text in a label."""
+    client.generic("XPATIENTNAME", "/accounts/login/")
+    client.generic("FOOBAR", "/healthz")
+    client.get("/accounts/login/")
+    text = client.get("/metrics").content.decode()
+    methods = set(re.findall(r'ctims_http_request_seconds_count\{[^}]*method="([^"]*)"', text))
+    assert "GET" in methods
+    assert "other" in methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
+
+
 # --- the environment file template -----------------------------------------------------------------------------
 
 
@@ -202,6 +257,55 @@ def test_the_environment_template_lists_every_variable_the_settings_read():
     found = settings_variables()
     assert {"DATABASE_URL", "SECRET_KEY", "IMAGE_STORE_BUCKET", "METRICS_TOKEN"} <= found  # the parser works
     assert found - listed == set()
+
+
+def test_the_mail_relay_is_configured_from_the_environment():
+    """The template's SMTP backend could only reach localhost:25 (EMAIL_HOST and the rest were not read), and the
+    README's installation puts no mail server there: invitations failed on a host that relays through another."""
+    relay = {
+        "EMAIL_HOST": "smtp.hospital.example",
+        "EMAIL_PORT": "587",
+        "EMAIL_HOST_USER": "ctims",
+        "EMAIL_HOST_PASSWORD": "relay-secret",
+        "EMAIL_USE_TLS": "True",
+        "EMAIL_TIMEOUT": "20",
+    }
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings as s; "
+            "print(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_HOST_USER, s.EMAIL_HOST_PASSWORD, s.EMAIL_USE_TLS, s.EMAIL_TIMEOUT)",
+        ],
+        cwd=ROOT,
+        env=os.environ | {"DJANGO_SETTINGS_MODULE": "ctims.settings", "DEBUG": "True"} | relay,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["smtp.hospital.example", "587", "ctims", "relay-secret", "True", "20"]
+
+
+def test_every_unit_may_write_the_folders_its_environment_names():
+    """Each process that loads CTIMS writes the var folder and Prometheus' multiprocess folder (its metrics are made
+    at import): a unit with a read-only file system must list both as writable. ctims-beat did not list the metrics
+    folder and stopped at its start with "Read-only file system", again and again."""
+    template = (ROOT / "deploy/ctims.env.example").read_text()
+    folders = {
+        name: re.search(rf"^{name}=(\S+)$", template, re.M).group(1)
+        for name in ("CTIMS_VAR_DIR", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    units = sorted((ROOT / "deploy").glob("*.service"))
+    assert {unit.name for unit in units} >= {"ctims-web.service", "ctims-worker.service", "ctims-beat.service"}
+    for unit in units:
+        text = unit.read_text()
+        if "EnvironmentFile=/etc/ctims/ctims.env" not in text or not re.search(
+            r"^ProtectSystem=(strict|full)", text, re.M
+        ):
+            continue
+        writable = " ".join(re.findall(r"^ReadWritePaths=(.*)$", text, re.M)).split()
+        for name, folder in folders.items():
+            assert folder in writable, f"{unit.name} cannot write {name} ({folder})"
 
 
 # --- the whole stack on loopback --------------------------------------------------------------------------------
@@ -459,8 +563,9 @@ def test_the_concurrent_index_migration_keeps_a_valid_index_and_rebuilds_an_inva
 # --- the nginx example -------------------------------------------------------------------------------------------
 
 
-def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
-    """`nginx -t` on deploy/nginx-ctims.conf, with a throwaway certificate in place of the operator's."""
+def nginx_example(tmp_path: Path, **replace: str) -> Path:
+    """deploy/nginx-ctims.conf in a configuration of its own under tmp_path, with a throwaway certificate in place
+    of the operator's and `replace`'s substitutions; returns the nginx.conf."""
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ctims.example.org"]
         + ["-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
@@ -471,10 +576,123 @@ def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
     site = site.replace("/etc/letsencrypt/live/ctims.example.org/fullchain.pem", str(tmp_path / "cert.pem"))
     site = site.replace("/etc/letsencrypt/live/ctims.example.org/privkey.pem", str(tmp_path / "key.pem"))
     site = site.replace("/var/lib/nginx/body", str(tmp_path / "body"))
+    site = site.replace("/var/log/nginx/ctims.access.log", str(tmp_path / "access.log"))
+    for old, new in replace.items():
+        assert old in site, old
+        site = site.replace(old, new)
+    temp = "".join(f"{kind}_temp_path {tmp_path}/{kind};\n" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers that may read the test's own folder
     (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\naccess_log off;\n{site}\n}}\n"
+        f"{user}pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\naccess_log off;\n{temp}{site}\n}}\n"
     )
+    return tmp_path / "nginx.conf"
+
+
+def test_the_nginx_example_is_accepted_by_nginx(tmp_path):
+    """`nginx -t` on deploy/nginx-ctims.conf, with a throwaway certificate in place of the operator's."""
+    nginx_example(tmp_path)
     checked = subprocess.run(
         ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stderr
+
+
+class AcceleratedUpstream(http.server.BaseHTTPRequestHandler):
+    """Answers every request as CTIMS answers an instance asked for as application/dicom behind nginx: no body, the
+    file named by X-Accel-Redirect, and the headers the application sets."""
+
+    asked: list[str] = []
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.asked.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom")
+        self.send_header("Cache-Control", "private, max-age=31536000, immutable")
+        self.send_header("Vary", "Accept, Authorization, Cookie")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Access-Control-Allow-Origin", "https://viewer.example.org")
+        self.send_header("Access-Control-Expose-Headers", "ETag, Content-Type")
+        self.send_header("X-Accel-Redirect", "/_images/ALPHA/one.dcm")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_the_nginx_example_sends_a_stored_file_with_the_applications_headers_and_logs_no_query(tmp_path):
+    """Through nginx with the example's configuration: a file handed over by X-Accel-Redirect keeps the
+    application's Vary and security headers (nginx dropped them: a browser could give the application/dicom
+    answer it kept a year to a multipart request for the same URL), and the access log has no query string."""
+    (tmp_path / "images" / "ALPHA").mkdir(parents=True)
+    (tmp_path / "images" / "ALPHA" / "one.dcm").write_bytes(b"DICM" * 64)
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AcceleratedUpstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    http_port, https_port = free_port(), free_port()
+    conf = nginx_example(
+        tmp_path,
+        **{
+            "server 127.0.0.1:8000": f"server 127.0.0.1:{upstream.server_address[1]}",
+            "listen 80;": f"listen 127.0.0.1:{http_port};",
+            "listen [::]:80;": "",
+            "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
+            "listen [::]:443 ssl http2;": "",
+            "listen 80 default_server;": f"listen 127.0.0.1:{http_port} default_server;",
+            "listen [::]:80 default_server;": "",
+            "listen 443 ssl http2 default_server;": f"listen 127.0.0.1:{https_port} ssl http2 default_server;",
+            "listen [::]:443 ssl http2 default_server;": "",
+            "alias /var/lib/ctims/images/;": f"alias {tmp_path}/images/;",
+        },
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"https://127.0.0.1:{https_port}/dicomweb/trials/ALPHA/studies/1/series/2/instances/3"
+
+        def serving() -> bool:
+            try:
+                requests.get(
+                    f"http://127.0.0.1:{http_port}/",
+                    headers={"Host": "ctims.example.org"},
+                    timeout=2,
+                    allow_redirects=False,
+                )
+                return True
+            except requests.RequestException:
+                return False
+
+        wait_for(serving, 30, "nginx to listen")
+        answer = requests.get(
+            url + "?PatientID=ALPHA-SEO-001",
+            headers={"Host": "ctims.example.org", "Accept": "application/dicom"},
+            verify=False,  # noqa: S501 - the test's own throwaway certificate
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        assert answer.content == b"DICM" * 64
+        assert answer.headers["Vary"] == "Accept, Authorization, Cookie"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["Access-Control-Allow-Origin"] == "https://viewer.example.org"  # a viewer elsewhere
+        assert answer.headers["Access-Control-Expose-Headers"] == "ETag, Content-Type"
+        assert answer.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+        # Another name (a scanner asking by address) is closed by nginx and never reaches the application.
+        asked = len(AcceleratedUpstream.asked)
+        for scheme, port in (("https", https_port), ("http", http_port)):
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"{scheme}://127.0.0.1:{port}/wp-login.php", verify=False, timeout=10)  # noqa: S501
+        assert len(AcceleratedUpstream.asked) == asked
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=30)
+        upstream.shutdown()
+    logged = (tmp_path / "access.log").read_text()
+    assert "/dicomweb/trials/ALPHA/studies/1/series/2/instances/3" in logged
+    assert "PatientID" not in logged and "ALPHA-SEO-001" not in logged

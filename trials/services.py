@@ -6,7 +6,9 @@ rule about the data itself and change nothing when a rule is broken.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import smtplib
 from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
@@ -45,6 +47,8 @@ from .models import (
     validate_subject_pattern,
 )
 from .roles import ROLES_WITH_SITES, SITE_PERMS, TRIAL_PERMS
+
+log = logging.getLogger(__name__)
 
 User = get_user_model()
 
@@ -583,15 +587,24 @@ def invitation_create(
             "sites": ", ".join(f"{site.name} ({site.code})" for site in sites),
         }
         # Sent only once the transaction commits: an invitation that fails sends nothing.
-        transaction.on_commit(
-            lambda: send_mail(
-                render_to_string("registration/invite_subject.txt", context).strip(),
-                render_to_string("registration/invite_email.txt", context),
-                settings.DEFAULT_FROM_EMAIL,
-                [email],
-            )
-        )
+        transaction.on_commit(lambda: _invitation_send(invitation, context))
     return invitation, secret
+
+
+def _invitation_send(invitation: Invitation, context: dict) -> None:
+    """Email the invitation's link. A relay that refuses or cannot be reached leaves the invitation stored (it is
+    committed) and says so in `invitation.email_failed`, for the page to tell the inviter; it was a server error."""
+    invitation.email_failed = False
+    try:
+        send_mail(
+            render_to_string("registration/invite_subject.txt", context).strip(),
+            render_to_string("registration/invite_email.txt", context),
+            settings.DEFAULT_FROM_EMAIL,
+            [invitation.email],
+        )
+    except (OSError, smtplib.SMTPException) as exc:
+        invitation.email_failed = True
+        log.warning("The email of invitation %s could not be sent (%s)", invitation.pk, type(exc).__name__)
 
 
 def invitation_find(secret: str) -> Invitation | None:

@@ -49,6 +49,11 @@ def _figure(width: float = 7.0, height: float = 3.6):
     return fig, fig.add_subplot()
 
 
+def _in_order(responses) -> list[str]:
+    """The responses drawn, in the order of `COLOURS` (best to worst, then not evaluable)."""
+    return sorted(set(responses), key=lambda r: list(COLOURS).index(r) if r in COLOURS else len(COLOURS))
+
+
 def _empty(ax, text: str = "No locked data yet") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666666")
     ax.set_xticks([])
@@ -77,10 +82,11 @@ def p_chart(summary: report.Summary) -> Figure:
                    label="outside the limits", zorder=3)  # fmt: skip
     ax.set_xticks(x, [r["month"] for r in rows], rotation=45 if len(rows) > 6 else 0)
     ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(-0.03, 1.03)  # a month at 0% or 100% shows whole
     ax.set_ylabel("proportion of visits adjudicated")
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    # Below the plot, where it covers no month's rate or limits.
+    fig.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     return fig
 
 
@@ -99,8 +105,9 @@ def waterfall(summary: report.Summary) -> Figure:
     ax.axhline(0, color="#333333", linewidth=0.8)
     ax.set_xticks(x, [r["subject"] for r in rows], rotation=90, fontsize=7)
     ax.set_ylabel("best % change from baseline")
-    seen = sorted({r["bor"] for r in rows}, key=list(COLOURS).index)
-    handles = [Line2D([], [], color=COLOURS[b], linewidth=6, label=b) for b in seen]
+    handles = [
+        Line2D([], [], color=COLOURS.get(b, "#999999"), linewidth=6, label=b) for b in _in_order(r["bor"] for r in rows)
+    ]
     handles += [
         Line2D([], [], color="#d73027", linestyle="--", label="+20%"),
         Line2D([], [], color="#1b7837", linestyle="--", label="-30%"),
@@ -124,6 +131,15 @@ def spider(summary: report.Summary) -> Figure:
     ax.axhline(-30, color="#1b7837", linestyle="--", linewidth=1)
     ax.set_xlabel("days since baseline")
     ax.set_ylabel("% change from baseline")
+    handles = [
+        Line2D([], [], color=COLOURS.get(b, "#999999"), marker="o", markersize=3, linewidth=1, label=b)
+        for b in _in_order(c.best_response for c in courses)
+    ]
+    handles += [
+        Line2D([], [], color="#d73027", linestyle="--", label="+20%"),
+        Line2D([], [], color="#1b7837", linestyle="--", label="-30%"),
+    ]
+    ax.legend(handles=handles, title="best response", fontsize=8, title_fontsize=8, frameon=False, loc="best")
     return fig
 
 
@@ -144,7 +160,8 @@ def swimmer(summary: report.Summary) -> Figure:
     ax.set_yticks(range(len(courses)), [c.subject for c in courses], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("days since baseline")
-    handles = [Line2D([], [], marker="o", linestyle="", color=COLOURS[r], label=r) for r in ("CR", "PR", "SD", "PD")]
+    drawn = _in_order(p[3] for c in courses for p in c.points)
+    handles = [Line2D([], [], marker="o", linestyle="", color=COLOURS.get(r, "#999999"), label=r) for r in drawn]
     handles.append(Line2D([], [], marker="x", linestyle="", color="#000000", label="progression"))
     ax.legend(handles=handles, fontsize=8, frameon=False, loc="lower right")
     return fig
@@ -163,8 +180,10 @@ def bland_altman(summary: report.Summary) -> Figure:
     if ba.lower is not None:
         ax.axhline(ba.lower, color="#888888", linestyle="--", label=f"95% limits {ba.lower:.2f} to {ba.upper:.2f} mm")
         ax.axhline(ba.upper, color="#888888", linestyle="--")
+    pairs = sorted(summary.input.lesion_pairs)
+    first, second = pairs[0] if len(pairs) == 1 else ("first reader", "second reader of each pair")
     ax.set_xlabel("mean of the two readers (mm)")
-    ax.set_ylabel("difference A - B (mm)")
+    ax.set_ylabel(f"difference, {first} \u2212 {second} (mm)")
     ax.legend(fontsize=8, frameon=False)
     return fig
 

@@ -168,14 +168,20 @@ def pair_rows(summary: Summary) -> list[dict]:
         pg = s.progression
         row = {"reader_a": s.pair[0], "reader_b": s.pair[1]}
         row |= _kappa_cells("visit", s.visit)
+        # Weighted kappa counts only the ordered responses (CR < PR < SD < PD): its own n.
+        row["visit_weighted_n"] = s.visit_weighted.n
         row["visit_weighted_kappa"] = num(s.visit_weighted.kappa)
         row |= _kappa_cells("bor", s.best_response)
+        row["bor_weighted_n"] = s.best_response_weighted.n
         row["bor_weighted_kappa"] = num(s.best_response_weighted.kappa)
+        row["pd_subjects"] = pg.n
+        # Agreement on the date of progression: the same visit, or neither reader progressed.
+        row |= _rate_cells("pd_agreement", pg.agreement)
         row |= {
-            "pd_subjects": pg.n,
             "pd_neither": pg.neither,
             "pd_only_a": pg.only_a,
             "pd_only_b": pg.only_b,
+            "pd_both": pg.both,
             "pd_same_visit": pg.same_visit,
             "pd_within_one_visit": pg.within_one_visit,
             "pd_a_earlier": pg.a_earlier,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.utils.translation import gettext_lazy as _
 
 from trials.views._common import _trial_page
 
+from ..models import ReadDesign
 from ..views import results_trial_or_404, time_zone_label
 from . import charts, data, report
 
@@ -30,18 +31,38 @@ class PeriodForm(forms.Form):
         help_text=_("Only what was signed and locked by then counts. Leave empty for now."),
     )
 
+    # The years a trial's reads can be in: a date at the calendar's ends made the day after it overflow (500).
+    YEARS = (1900, 2999)
+
     def clean(self):
         cleaned = super().clean()
+        for name in ("start", "end", "cutoff"):
+            value = cleaned.get(name)
+            if value is not None and not self.YEARS[0] <= value.year <= self.YEARS[1]:
+                self.add_error(
+                    name,
+                    _("Give a date between %(first)s and %(last)s.") % {"first": self.YEARS[0], "last": self.YEARS[1]},
+                )
         if cleaned.get("start") and cleaned.get("end") and cleaned["start"] > cleaned["end"]:
             raise forms.ValidationError(_("The period ends before it starts."))
         return cleaned
 
 
-def _summary(request, trial) -> tuple[PeriodForm, report.Summary]:
+def _summary(request, trial) -> tuple[PeriodForm, report.Summary | None]:
+    """The period form and the statistics for its period; no statistics while the period is not valid (they would
+    be every locked read's, shown as if they were the period's)."""
     form = PeriodForm(request.GET or None)
-    period = form.cleaned_data if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        return form, None
+    period = form.cleaned_data if form.is_bound else {}
     gathered = data.quality_input(trial, cutoff=period.get("cutoff"), start=period.get("start"), end=period.get("end"))
     return form, report.summarise(gathered)
+
+
+def _invalid_period() -> HttpResponseBadRequest:
+    return HttpResponseBadRequest(
+        _("The period is not valid: correct it on the reader quality page."), content_type="text/plain; charset=utf-8"
+    )
 
 
 @login_required
@@ -49,15 +70,17 @@ def quality_page(request, code: str):
     """Agreement, adjudication, measurement variability and drift of the trial's readers, with the charts."""
     actor, trial = results_trial_or_404(request, code)
     form, summary = _summary(request, trial)
+    design = ReadDesign.objects.filter(trial=trial).first()
     context = {
         "form": form,
         "summary": summary,
+        "single_read": design is not None and design.readers_per_subject == 1,
         "query": request.GET.urlencode(),
         "time_zone": time_zone_label(),
-        "pairs": report.pair_rows(summary),
-        "readers": report.reader_rows(summary),
-        "months": report.p_chart_rows(summary),
-        "drift": report.drift_rows(summary),
+        "pairs": report.pair_rows(summary) if summary else [],
+        "readers": report.reader_rows(summary) if summary else [],
+        "months": report.p_chart_rows(summary) if summary else [],
+        "drift": report.drift_rows(summary) if summary else [],
         "charts": [
             ("adjudication-p-chart", _("Adjudication rate per month")),
             ("waterfall", _("Best change in sum of diameters")),
@@ -81,6 +104,8 @@ def quality_chart(request, code: str, name: str, fmt: str):
     if name not in charts.CHARTS or fmt not in charts.FORMATS:
         raise Http404(_("No such chart."))
     _form, summary = _summary(request, trial)
+    if summary is None:
+        return _invalid_period()
     response = HttpResponse(charts.render(summary, name, fmt), content_type=charts.FORMATS[fmt])
     if request.GET.get("download"):
         response["Content-Disposition"] = f'attachment; filename="{trial.code}-{name}.{fmt}"'
@@ -94,6 +119,8 @@ def quality_csv(request, code: str, name: str):
     if name not in report.TABLES:
         raise Http404(_("No such table."))
     _form, summary = _summary(request, trial)
+    if summary is None:
+        return _invalid_period()
     response = HttpResponse(report.table_csv(summary, name), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{trial.code}-{name}.csv"'
     return response

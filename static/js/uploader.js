@@ -96,6 +96,16 @@ const HELD_REASONS = {
   pixel_data_missing: gettext("The file has no image data (Pixel Data is missing)."),
   transfer_syntax_unsupported: gettext("The image is encoded in a form this system cannot decode, so it could not be shown to a reader. Please export it uncompressed, or as JPEG 2000, JPEG-LS, JPEG or RLE, and resend it."),
   phi_found: gettext("An identifying value of the original was found in the de-identified file; it was not sent. Please report this to the trial's imaging team."),
+  // The server's checks of a received file (trials/ingest/validate.py), run here on each original.
+  corrupt: gettext("The file's DICOM structure is damaged. Please export it again and resend it."),
+  pixel_module: gettext("The image cannot be shown: its image attributes do not fit its pixel data. Please export it again from the scanner or PACS."),
+  too_deep: gettext("The file's sequences are nested deeper than any image needs; it looks damaged or crafted."),
+  too_large: gettext("The file is larger, once decoded, than this system accepts for one image. Please send the images uncompressed or with image compression instead."),
+  uid_mismatch: gettext("The file's header (file meta information) and its data set name different SOP Instance UIDs, so it is unclear which image this is; please export it again from the scanner or PACS."),
+  uid_vr: gettext("A UID of the file is not written as a UID, so the image could not be tracked consistently; please export it again from the scanner or PACS."),
+  unknown_vr: gettext("The file holds a value of a kind DICOM does not define, so the image could not be shown; please export it again from the scanner or PACS."),
+  value_too_long: gettext("An attribute of the file is longer than this system reads in one attribute; it looks damaged or crafted."),
+  bad_number: gettext("An attribute that should hold a number holds something else, so the image's metadata could not be served; please export it again from the scanner or PACS."),
 };
 const heldReason = (record) =>
   document.documentElement.lang.startsWith("en") ? record.reason : HELD_REASONS[record.code] || record.reason;
@@ -423,8 +433,12 @@ class Uploader {
 
   async start() {
     // The engine starts while the coordinator chooses the folder: its start-up is then mostly behind them.
-    if (this.paths !== "server" && typeof WebAssembly === "object" && typeof Worker === "function" && this.urls.worker) {
+    const capable = typeof WebAssembly === "object" && typeof Worker === "function" && this.urls.worker;
+    if (this.paths !== "server" && capable) {
       this.startEngine().catch(() => {});
+    } else if (this.paths === "browser") {
+      // Said before the coordinator chooses a folder that this browser cannot send one.
+      this.showMode(this.browserOnly(gettext("This browser cannot run WebAssembly")), "message-warning");
     }
     if (!this.urls.resume) return;
     this.setBusy(true);
@@ -479,8 +493,7 @@ class Uploader {
         return;
       }
       this.mark("read");
-      if (await this.inBrowser()) await this.deidentifyAll();
-      else await this.hashAll();
+      await this.check(this.entries);
       this.mark("checked");
       await this.deliver();
       this.mark("done");
@@ -500,8 +513,15 @@ class Uploader {
     }
     this.setBusy(true);
     try {
-      this.phase(gettext("Asking the server what it already holds…"));
-      if (this.upload) this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
+      // Files the stopped upload never de-identified (or hashed) are checked first: the server cannot list
+      // them, and the upload must not be finished without them.
+      const unchecked = this.unchecked();
+      if (unchecked.length) {
+        await this.check(unchecked);
+      } else {
+        this.phase(gettext("Asking the server what it already holds…"));
+        if (this.upload) this.adopt(await this.apiPatiently("GET", this.uploadUrl(this.urls.status)));
+      }
       await this.deliver();
     } catch (error) {
       this.fail(error);
@@ -617,8 +637,19 @@ class Uploader {
     }
   }
 
-  async hashAll() {
-    const total = this.entries.length;
+  /** De-identify (or, on the server path, hash) `entries`: only what has been checked can be sent. */
+  async check(entries) {
+    if (await this.inBrowser()) await this.deidentifyAll(entries);
+    else await this.hashAll(entries);
+  }
+
+  /** The files this page has not yet de-identified or hashed (none held back or unreadable here). */
+  unchecked() {
+    return this.entries.filter((entry) => !entry.sha && entry.state !== "held" && entry.state !== "unreadable");
+  }
+
+  async hashAll(entries) {
+    const total = entries.length;
     let done = 0;
     this.phase(
       interpolate(
@@ -627,7 +658,7 @@ class Uploader {
         true,
       ),
     );
-    await pool(this.entries, READERS, async (entry) => {
+    await pool(entries, READERS, async (entry) => {
       try {
         const bytes = new Uint8Array(await (await entry.blob()).arrayBuffer());
         entry.sha = await sha256(bytes);
@@ -660,12 +691,13 @@ class Uploader {
     return true;
   }
 
+  browserOnly(why) {
+    return interpolate(gettext("%(why)s, and this trial accepts only images de-identified in the browser. Use a current browser (Chrome, Edge, Firefox or Safari)."), { why }, true);
+  }
+
   noEngine(why) {
     if (this.paths === "browser") {
-      this.showMode(
-        interpolate(gettext("%(why)s, and this trial accepts only images de-identified in the browser. Use a current browser (Chrome, Edge, Firefox or Safari)."), { why }, true),
-        "message-warning",
-      );
+      this.showMode(this.browserOnly(why), "message-warning");
       throw new UploadError(interpolate(gettext("%(why)s: nothing was sent."), { why }, true));
     }
     this.showMode(
@@ -718,13 +750,16 @@ class Uploader {
       return answers.flatMap((answer) => answer.hashes);
     };
     this.engine = engine;
-    engine.ready.then(() => {
-      this.root.dataset.engine = "ready";
-    });
-    engine.ready.catch(() => {
-      for (const w of workers) w.worker.terminate();
-      this.engine = null;
-    });
+    // One handler for both outcomes: a `then` of its own would leave its failure unhandled in the page.
+    engine.ready.then(
+      () => {
+        this.root.dataset.engine = "ready";
+      },
+      () => {
+        for (const w of workers) w.worker.terminate();
+        this.engine = null;
+      },
+    );
     return engine.ready;
   }
 
@@ -814,7 +849,7 @@ class Uploader {
    * patient from their de-identified records, the ready files wait; then that patient is the most frequent
    * whatever the rest are, and they go. Either way a file is sent only if its own record names that patient.
    */
-  async deidentifyAll() {
+  async deidentifyAll(entries) {
     if (!this.upload || this.upload.state !== "open" || this.upload.deid_path !== "browser") {
       this.phase(gettext("Opening the upload…"));
       await this.openUpload("browser");
@@ -823,13 +858,13 @@ class Uploader {
       // An unfinished upload of this visit was sent as it was: finish it the same way.
       this.browserMode = false;
       this.showMode(gettext("Your unfinished upload of this visit sends the images as they are; it is finished that way."), "message-warning");
-      await this.hashAll();
+      await this.hashAll(entries);
       return;
     }
     const key = await this.apiPatiently("GET", this.uploadUrl(this.urls.key));
     await this.engine.configure(key);
     this.mark("configured");
-    const total = this.entries.length;
+    const total = entries.length;
     let done = 0;
     let workerMs = 0;
     this.phase(
@@ -839,10 +874,10 @@ class Uploader {
         true,
       ),
     );
-    const stream = this.startStream(total);
+    const stream = this.startStream(entries);
     const timing = {};
     const guard = { patient: key.patient_hash || "", counts: new Map(), waiting: [] };
-    if (!guard.patient) guard.patient = await this.firstPass(total);
+    if (!guard.patient) guard.patient = await this.firstPass(entries);
     this.mark("guard");
     const settle = (entry, answer) => {
       const record = answer.record;
@@ -866,7 +901,7 @@ class Uploader {
     // (data-read-ahead-bytes overrides the budget for tests; data-read-ahead-peak tells the most files held.)
     const budget = Number(this.root.dataset.readAheadBytes) || READ_AHEAD_BYTES;
     const ahead = { bytes: 0, files: 0, peak: 0, waiters: [] };
-    await pool(this.entries, this.engine.workers.length * READ_AHEAD, async (entry) => {
+    await pool(entries, this.engine.workers.length * READ_AHEAD, async (entry) => {
       await stream.room();
       if (stream.failed) return;
       const size = entry.size;
@@ -925,10 +960,11 @@ class Uploader {
    * headers are read FIRST_PASS_CHUNK at a time, shared among the workers, and the pass stops as soon as one
    * patient has more than half of all the files: one patient's folder costs the first pass over half of it.
    */
-  async firstPass(total) {
+  async firstPass(entries) {
+    const total = entries.length;
     const counts = new Map();
-    for (let start = 0; start < this.entries.length; start += FIRST_PASS_CHUNK) {
-      const chunk = this.entries.slice(start, start + FIRST_PASS_CHUNK);
+    for (let start = 0; start < entries.length; start += FIRST_PASS_CHUNK) {
+      const chunk = entries.slice(start, start + FIRST_PASS_CHUNK);
       const heads = await pool(chunk, READERS, async (entry) => {
         try {
           return await entry.head(HEAD_BYTES);
@@ -986,10 +1022,11 @@ class Uploader {
    * queued unsent (the workers run ahead of the server by that much, never waiting on a request while one is
    * due), so at most IN_FLIGHT + QUEUED_BATCHES + 1 batches of de-identified copies are held at once.
    */
-  startStream(total) {
+  startStream(entries) {
+    const total = entries.length;
     this.batchList = [];
     this.batchCount = Math.max(1, Math.ceil(total / BATCH_FILES));
-    this.transferTotal = this.entries.reduce((sum, entry) => sum + entry.size, 0);
+    this.transferTotal = entries.reduce((sum, entry) => sum + entry.size, 0);
     this.expected = this.current.size + total;
     this.stopped = false;
     this.sending = true;
@@ -1622,6 +1659,10 @@ class Uploader {
 
   fail(error) {
     console.error(error);
+    // Files the upload stopped before checking are not being checked any more: they say so until Retry.
+    for (const entry of this.unchecked()) {
+      if (entry.state === "checking") this.setState(entry, "unsent");
+    }
     this.paintNow();
     this.el.errorText.textContent = error instanceof UploadError ? error.message : gettext("Something went wrong in the browser while reading or sending the files.");
     this.el.error.hidden = false;

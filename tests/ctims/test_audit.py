@@ -347,3 +347,13 @@ def test_new_recovery_codes_are_audited_without_the_codes(world, client):
     codes = re.findall(r'<li><code class="code">([a-z0-9]+)</code></li>', answer.content.decode())
     (event,) = _events("two_factor.recovery_codes_new")
     assert event.actor == world.ada and event.summary == {"email": world.ada.email, "codes": len(codes)}
+
+
+def test_audit_verify_under_another_key_asks_whether_the_key_is_the_right_one(world, settings):
+    """Every event fails under another AUDIT_HMAC_KEY: the command said only that event #1 was changed."""
+    from django.core.management import CommandError, call_command
+
+    call_command("audit_verify")
+    settings.AUDIT_HMAC_KEY = "not-the-key-the-events-were-made-with"
+    with pytest.raises(CommandError, match="is AUDIT_HMAC_KEY"):
+        call_command("audit_verify")

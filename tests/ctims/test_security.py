@@ -55,6 +55,56 @@ def test_failures_for_one_person_do_not_lock_another(world, client):
     assert login(client, "bruno@example.org", PASSWORD).status_code == 302
 
 
+def behind_nginx(client_address: str, spoofed: str = "") -> dict:
+    """What gunicorn hands Django for a request through the nginx example: the proxy's own address, and the
+    client's appended to whatever X-Forwarded-For the client sent ($proxy_add_x_forwarded_for)."""
+    forwarded = f"{spoofed}, {client_address}" if spoofed else client_address
+    return {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": forwarded}
+
+
+def test_behind_the_proxy_lock_outs_and_the_trail_take_the_clients_address_not_the_proxys(world, settings):
+    """Behind nginx every request came from 127.0.0.1: an attacker's five wrong passwords locked the person out
+    wherever they were, and the trail recorded the proxy's address for every log-in."""
+    from django.test import Client
+
+    from ctims.models import AuditEvent
+
+    settings.PROXY_ADDRESSES = ["127.0.0.1", "::1"]
+    attacker, cora = Client(), Client()
+    for n in range(5):  # a different made-up X-Forwarded-For each time changes nothing: nginx's entry is last
+        attacker.post(
+            reverse("login"),
+            {"username": "cora@example.org", "password": "wrong"},
+            **behind_nginx("203.0.113.7", f"10.0.0.{n}"),
+        )
+    assert (
+        attacker.post(
+            reverse("login"), {"username": "cora@example.org", "password": PASSWORD}, **behind_nginx("203.0.113.7")
+        ).status_code
+        == 429
+    )
+    assert (
+        cora.post(
+            reverse("login"), {"username": "cora@example.org", "password": PASSWORD}, **behind_nginx("198.51.100.20")
+        ).status_code
+        == 302
+    )
+    assert AuditEvent.objects.filter(action="login").latest("seq").summary["ip_address"] == "198.51.100.20"
+    assert AuditEvent.objects.filter(action="login.fail").latest("seq").summary["ip_address"] == "203.0.113.7"
+
+
+def test_a_forwarded_address_counts_only_from_the_proxy(world, settings):
+    """A client that reaches gunicorn directly (not through the proxy) cannot choose its address."""
+    from django.test import Client
+
+    from ctims.models import AuditEvent
+
+    settings.PROXY_ADDRESSES = ["127.0.0.1", "::1"]
+    direct = {"REMOTE_ADDR": "192.0.2.9", "HTTP_X_FORWARDED_FOR": "198.51.100.20"}
+    Client().post(reverse("login"), {"username": "cora@example.org", "password": "wrong"}, **direct)
+    assert AuditEvent.objects.filter(action="login.fail").latest("seq").summary["ip_address"] == "192.0.2.9"
+
+
 def test_an_idle_session_ends(world, client, settings):
     client.force_login(world.cora)
     assert client.get(reverse("home")).status_code == 200
@@ -219,6 +269,48 @@ def test_a_password_reset_link_points_at_site_url_whatever_the_host_header(world
     (mail,) = mailoutbox
     assert "https://ctims.example.org/accounts/password/set/" in mail.body
     assert "evil.example" not in mail.body
+
+
+def test_password_reset_emails_to_one_address_are_limited_whoever_asks(world, client, mailoutbox):
+    """Found by asking 30 times in 2 s for one address, logged in as nobody: 30 emails went out. An address
+    gets a few an hour; the page answers alike whatever happened (it says nothing of the address), each
+    request is still audited, and another address is not held up."""
+    from ctims.models import AuditEvent
+    from ctims.views import RESET_EMAILS_PER_HOUR
+
+    for _ in range(RESET_EMAILS_PER_HOUR + 5):
+        response = client.post(reverse("password_reset"), {"email": "Cora@example.org"})
+        assert response.status_code == 302 and response["Location"] == reverse("password_reset_done")
+    assert len(mailoutbox) == RESET_EMAILS_PER_HOUR
+    events = AuditEvent.objects.filter(action="user.password_reset_request")
+    assert events.count() == RESET_EMAILS_PER_HOUR + 5
+    assert [e.summary["sent"] for e in events.order_by("seq")][-2:] == [False, False]
+    client.post(reverse("password_reset"), {"email": world.alice.email})
+    assert len(mailoutbox) == RESET_EMAILS_PER_HOUR + 1 and mailoutbox[-1].to == [world.alice.email]
+    from django.utils import translation
+
+    from ctims.audit_display import summary_items
+
+    with translation.override("ko"):
+        assert "이메일 발송" in dict(summary_items(events.order_by("seq").last()))
+
+
+def test_requests_refused_an_email_do_not_hold_the_limit_past_the_hour_of_the_emails_sent(
+    world, client, mailoutbox, monkeypatch
+):
+    """Only the emails sent count: a script that keeps asking cannot keep the owner's address from ever getting
+    one again (counting every request, each refused one moved the window on)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ctims.views import RESET_EMAILS_PER_HOUR
+
+    start = timezone.now()
+    for minutes in [0] * RESET_EMAILS_PER_HOUR + [50] * 5 + [61]:
+        monkeypatch.setattr(timezone, "now", lambda minutes=minutes: start + timedelta(minutes=minutes))
+        client.post(reverse("password_reset"), {"email": world.cora.email})
+    assert len(mailoutbox) == RESET_EMAILS_PER_HOUR + 1
 
 
 def test_pages_csvs_and_downloads_are_not_stored_by_any_cache(world, client):

@@ -147,6 +147,24 @@ def test_a_token_is_not_asked_for_a_code(world, api):
     assert api.get("/api/trials/ALPHA/").status_code == 200
 
 
+@pytest.mark.parametrize("header", ["Bearer anything", "Token anything"])
+def test_an_authorization_header_does_not_lift_the_second_factor_from_a_session(world, client, header):
+    """Found by a reader with the password only: any `Authorization: Bearer …` header on a page request made
+    the two-factor check step aside (it is meant for token clients) while the page used the session, so every
+    page, the audit export and the results CSV answered without the code. Such a request is judged by its token
+    alone: the unverified session stands for no one, pages send it to log in, the API refuses the token."""
+    unverified_login(client, world.alice)
+    for path in ("/trials/ALPHA/", "/trials/ALPHA/people/", "/trials/ALPHA/audit/export.csv", "/reads/"):
+        response = client.get(path, HTTP_AUTHORIZATION=header)
+        assert response.status_code == 302, path
+        assert response["Location"].startswith(("/accounts/login/", "/accounts/two-factor/")), path
+    response = client.post("/trials/ALPHA/tokens/", {"name": "x", "role": "trial_admin"}, HTTP_AUTHORIZATION=header)
+    assert response.status_code == 302 and not world.alice.memberships.filter(tokens__name="x").exists()
+    for path in ("/api/trials/", "/dicomweb/trials/ALPHA/studies"):
+        assert client.get(path, HTTP_AUTHORIZATION=header).status_code in (401, 403), path
+    assert client.get("/trials/ALPHA/").status_code == 302  # and without the header, the code as always
+
+
 def test_changing_the_password_needs_the_second_factor(world, client):
     unverified_login(client, world.alice)
     assert client.get(reverse("password_change"))["Location"].startswith("/accounts/two-factor/")

@@ -217,17 +217,80 @@ def test_a_browser_without_webassembly_falls_back_to_the_server_and_says_so(worl
     assert Instance.objects.count() == SLICES
 
 
+def test_an_engine_that_cannot_load_falls_back_to_the_server_without_an_error_in_the_page(world, page, folder):
+    """The worker's files do not load (a proxy blocks them): the page says the images go as they are, and sends
+    them so; the failed start leaves no unhandled rejection behind."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/dist/deid/**", lambda route: route.abort())
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(RESULT, timeout=120_000)
+    assert "could not start" in page.locator("#upload-deid-mode").inner_text()
+    assert Upload.objects.get().deid_path == Upload.DeidPath.SERVER
+    assert Instance.objects.count() == SLICES
+    assert errors == []
+
+
 def test_a_browser_only_trial_sends_nothing_from_a_browser_without_webassembly(world, page, folder, network):
     Trial.objects.filter(pk=world.trial.pk).update(deid_paths=Trial.DeidPaths.BROWSER)
     page.add_init_script("delete globalThis.WebAssembly")
     log_in(page, "cora@example.org", PASSWORD)
     page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
     page.wait_for_selector("#uploader.is-ready")
+    # Said when the page opens, before the coordinator looks for the folder.
+    assert "only images de-identified in the browser" in page.locator("#upload-deid-mode").inner_text()
     page.set_input_files("input[webkitdirectory]", str(folder))
     page.wait_for_selector("#upload-error:not([hidden])", timeout=60_000)
     assert "only images de-identified in the browser" in page.locator("#upload-deid-mode").inner_text()
+    assert page.locator("#upload-rows .fs-checking").count() == 0
+    # Retry cannot help this browser: it says so again (it once said the server held every file).
+    page.click("#upload-retry")
+    page.wait_for_selector("#upload-error:not([hidden])")
+    assert "WebAssembly" in page.locator("#upload-error-text").inner_text()
+    assert page.locator(RESULT).count() == 0
+    assert page.locator("#upload-rows .fs-unsent").count() == SLICES + 2
     assert not [path for path, _body in network if "/uploads/" in path]
     assert not Upload.objects.exists()
+
+
+@pytest.fixture
+def long_series(tmp_path) -> Path:
+    """A series long enough that the workers wait for the requests before every file is de-identified."""
+    series_dir = tmp_path / "CD-EXPORT" / "DICOM" / "SE000003"
+    series_dir.mkdir(parents=True)
+    for n, data in enumerate(synthesize_ct_series(real_ct_template(large=False), slices=120, seed="e2e-long"), 1):
+        (series_dir / f"IM{n:05d}").write_bytes(data)
+    return tmp_path / "CD-EXPORT"
+
+
+def test_retry_after_a_refused_request_de_identifies_and_sends_the_files_not_yet_checked(world, page, long_series):
+    """The upload stops while files are still waiting to be de-identified (the server refused a request); Retry
+    de-identifies and sends those too before it finishes the upload, which once finished it with them missing."""
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    held = []
+    page.route("**/dicomweb/**", lambda route: held.append(route))  # requests wait, unanswered
+    page.set_input_files("input[webkitdirectory]", str(long_series))
+    # Both requests wait and three full batches are queued: the workers stop taking files (stream.room).
+    page.locator("#upload-rows .fs-waiting, #upload-rows .fs-sending").nth(59).wait_for(state="attached")
+    assert len(held) == 2
+    for route in held:
+        route.fulfill(status=400, content_type="application/json", body='{"error": {"message": "Refused."}}')
+    page.wait_for_selector("#upload-error:not([hidden])")
+    page.unroute("**/dicomweb/**")
+    assert page.locator("#upload-rows .fs-unsent").count() > 0
+    assert page.locator("#upload-rows .fs-checking").count() == 0  # nothing says it is being checked any more
+
+    page.click("#upload-retry")
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=120_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    assert Instance.objects.filter(series__study__timepoint=timepoint).count() == 120
+    assert page.locator("#upload-rows .fs-accepted").count() == 120
 
 
 @pytest.fixture

@@ -42,6 +42,20 @@ def test_a_sponsor_sees_the_reader_quality_charts_and_downloads_their_data(world
     page.get_by_role("link", name="Reader quality").click()
     expect(page.get_by_role("heading", name="Reader quality", level=1)).to_be_visible()
     expect(page.locator("[data-stat=adjudicated]")).to_have_text("1 / 4 (25%)")
+    # Each overall figure is a tile of its own on the page's surface, as on every other page's facts: not a
+    # label left on the grid's line colour (grey on grey, 3.7:1, below WCAG AA).
+    backgrounds = page.locator("dl.quality-facts dt").evaluate_all(
+        "dts => dts.map(dt => [getComputedStyle(dt.parentElement).backgroundColor,"
+        " getComputedStyle(dt.closest('dl')).backgroundColor])"
+    )
+    assert len(backgrounds) == 6 and all(tile != grid for tile, grid in backgrounds), backgrounds
+    # The cut-off field looks like the date fields beside it and its help is tied to it.
+    look = "e => { const s = getComputedStyle(e); return [s.borderTopColor, s.borderRadius, s.minHeight]; }"
+    cutoff = page.get_by_label("Cut-off")
+    assert cutoff.evaluate(look) == page.get_by_label("From").evaluate(look)
+    expect(cutoff).to_have_accessible_description(
+        "Only what was signed and locked by then counts. Leave empty for now."
+    )
     figures = page.locator("figure.quality-chart img")
     expect(figures).to_have_count(5)
     for n in range(5):

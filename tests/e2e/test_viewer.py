@@ -4,9 +4,14 @@ viewport shows another visit with its scrolling linked by slice position."""
 
 from __future__ import annotations
 
+import io
+import re
+
+import pydicom
 import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
+from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 
 from tests.conftest import PASSWORD, build_world, upload_files
@@ -230,4 +235,171 @@ def test_compressed_frames_are_decoded_in_the_browser(world, stores, page, synta
     low, high = canvas_spread(page)
     assert high - low > 50
     page.wait_for_function("() => window.ctimsViewer.state().loaded === 4")
+    assert not problems, problems
+
+
+CONTRAST = """e => {
+  const rgb = c => c.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+  const lum = c => {
+    const [r, g, b] = rgb(c).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  let bg = e;
+  while (bg && getComputedStyle(bg).backgroundColor.endsWith(", 0)")) bg = bg.parentElement;
+  const [a, b] = [lum(getComputedStyle(e).color), lum(getComputedStyle(bg).backgroundColor)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_the_image_area_is_named_for_assistive_technology_and_the_current_series_reads_clearly(world, stores, page):
+    """The image area's label sat on a div with no role, where it is not allowed (axe: aria-prohibited-attr) and
+    not announced; the current series' image count was grey on its tint at 4.3:1, under WCAG AA's 4.5:1."""
+    upload(world, "BL", synthesize_ct_series(real_ct_template(large=False), slices=3, seed="viewer-a11y"))
+    open_viewer(page)
+    viewport = page.locator(f"{LEFT} .viewer-viewport")
+    expect(viewport).to_have_role("application")
+    expect(viewport).to_have_accessible_name("Image. Arrow keys and Page Up and Page Down scroll the slices.")
+    count = page.locator('.series-item[aria-current="true"] .series-count')
+    assert count.evaluate(CONTRAST) >= 4.5
+
+
+def test_a_length_on_non_square_pixels_keeps_its_points_on_the_image_pixels_it_covers(world, stores, page):
+    """Pixel Spacing 0.7 mm between rows, 0.9 mm between columns: a line's points are (column, row) pixels with
+    each axis at its own spacing, so the stored points times the spacing give the length the viewer shows, and
+    the centre of the image is pixel (64, 64) of the 128 x 128 image."""
+    template = real_ct_template(large=False)
+    template.PixelSpacing = [0.7, 0.9]
+    upload(world, "BL", synthesize_ct_series(template, slices=2, seed="viewer-anisotropic"))
+    problems = watch_console(page)
+    open_viewer(page)
+    page.click("button[data-tool=Length]")
+    x, y = centre(page)
+    for start, end in (((x - 150, y), (x + 150, y)), ((x, y - 100), (x, y + 100))):
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(*end, steps=8)
+        page.mouse.up()
+    page.wait_for_function(
+        "() => { const m = window.ctimsViewer.state().measurements; return m.length === 2 && m.every(i => i.mm); }"
+    )
+    horizontal, vertical = state(page)["measurements"]
+    for line in (horizontal, vertical):
+        page.wait_for_function(
+            """(uid) => {
+                const m = window.ctimsViewer.state().measurements.find((i) => i.uid === uid);
+                const [[c1, r1], [c2, r2]] = m.points;
+                return Math.abs(Math.hypot((c2 - c1) * 0.9, (r2 - r1) * 0.7) - m.mm) < 0.15;
+            }""",
+            arg=line["uid"],
+        )
+    for line in state(page)["measurements"]:
+        [[c1, r1], [c2, r2]] = line["points"]
+        assert abs((c1 + c2) / 2 - 64) < 0.5 and abs((r1 + r2) / 2 - 64) < 0.5, line
+    assert not problems, problems
+
+
+def test_a_first_image_that_fails_to_load_says_so_instead_of_loading_for_ever(world, stores, page):
+    upload(world, "BL", synthesize_ct_series(real_ct_template(large=False), slices=3, seed="viewer-first-fails"))
+    page.route("**/frames/1", lambda route: route.fulfill(status=500, body="not today"))
+    log_in(page, "quinn@example.org", PASSWORD)
+    page.goto(reverse("timepoint-viewer", args=["ALPHA", SUBJECT, "BL"]))
+    status = page.locator(f"{LEFT} .viewer-status")
+    expect(status).to_have_text("The images could not be loaded. Reload the page to try again.")
+    expect(status).to_have_class(re.compile(r"\bis-error\b"))
+    expect(page.locator("#viewer")).to_have_class(re.compile(r"\bis-failed\b"))
+
+
+def test_an_image_that_fails_to_load_while_scrolling_is_named_and_the_next_one_shows(world, stores, page):
+    upload(world, "BL", synthesize_ct_series(real_ct_template(large=False), slices=4, seed="viewer-one-fails"))
+    third = Instance.objects.get(instance_number=3).sop_instance_uid  # the third slice from the head
+    page.route(f"**/instances/{third}/frames/1", lambda route: route.fulfill(status=500, body="not today"))
+    problems = watch_console(page)
+    open_viewer(page)
+    page.locator(f"{LEFT} .viewer-viewport").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 1")
+    page.keyboard.press("ArrowDown")
+    status = page.locator(f"{LEFT} .viewer-status")
+    expect(status).to_have_text("Image 3 could not be loaded: scroll on, or reload the page to try again.")
+    expect(status).to_have_class(re.compile(r"\bis-error\b"))
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 3")
+    expect(status).to_be_hidden()
+    assert readout(page).startswith("Image 4/4")
+    # The failed request's own console line, and the loader's: Cornerstone's ProgressiveIterator rejects a promise
+    # no one awaits when a retrieve fails (an unhandled rejection of the XMLHttpRequest), which is not the page's.
+    assert all("500" in problem or problem == "XMLHttpRequest" for problem in problems), problems
+
+
+def until(page, condition, limit: int = 400) -> None:
+    """Let the page run until `condition()` holds (requests reaching a route are counted, not timed)."""
+    for _ in range(limit):
+        if condition():
+            return
+        page.wait_for_timeout(25)
+    raise AssertionError("the condition never held")
+
+
+def test_images_of_the_series_left_still_loading_do_not_count_for_the_series_opened(world, stores, page):
+    """The reader opens another series while the first one's images are still arriving: those images are not
+    counted as the new series' (the progress said "7 of 2 images loaded" and hid itself too early)."""
+    files = synthesize_ct_series(real_ct_template(large=False), slices=4, seed="viewer-switch", series_number=2)
+    files += synthesize_ct_series(real_ct_template(large=False), slices=2, seed="viewer-switch", series_number=3)
+    upload(world, "BL", files)
+    first = Instance.objects.filter(series__series_number=2)
+    held_sops = set(first.exclude(instance_number=1).values_list("sop_instance_uid", flat=True))
+    second = Instance.objects.filter(series__series_number=3).first().series.series_instance_uid
+    held = []
+
+    def hold_frames(route):
+        if any(sop in route.request.url for sop in held_sops):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/frames/1", hold_frames)
+    metadata = []
+    page.route(f"**/series/{second}/metadata", lambda route: metadata.append(route))
+    open_viewer(page)
+    assert state(page)["total"] == 4
+    page.wait_for_function("() => window.ctimsViewer.state().loaded === 1")
+    page.evaluate("""() => {
+        const pane = window.ctimsViewer.viewer.left;
+        window.seen = 0;
+        const original = pane.onImageLoaded.bind(pane);
+        pane.onImageLoaded = (imageId) => { window.seen += 1; original(imageId); };
+    }""")
+    page.locator(f'#viewer-series-list button[data-series="{second}"]').click()
+    page.wait_for_function("() => document.querySelector('.viewer-pane-series').textContent.startsWith('Series 3')")
+    until(page, lambda: len(held) == 3)  # the three prefetches are held
+    for route in held:
+        route.continue_()
+    page.wait_for_function("() => window.seen >= 3")  # the first series' images have arrived
+    until(page, lambda: metadata)
+    metadata[0].continue_()
+    page.wait_for_function("() => window.ctimsViewer.state().shown && window.ctimsViewer.state().loaded >= 2")
+    assert (state(page)["total"], state(page)["loaded"]) == (2, 2)
+    expect(page.locator(f"{LEFT} .viewer-progress")).to_be_hidden()
+
+
+def test_the_frames_of_an_enhanced_ct_are_in_order_along_the_body_each_with_its_position(world, stores, page):
+    """An enhanced CT keeps each frame's Image Position (Patient) in its per-frame functional groups: the frames
+    are ordered by their place along the slice normal, as single-frame slices are, and each reads its own position
+    (a multi-frame image was taken as one place and left in stored order). pydicom-data's eCT_Supplemental, its
+    two frames' positions swapped: frame 1 at z −149, frame 2 at z −159; its normal points to the feet."""
+    enhanced = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
+    one, two = (item.PlanePositionSequence[0] for item in enhanced.PerFrameFunctionalGroupsSequence)
+    one.ImagePositionPatient, two.ImagePositionPatient = two.ImagePositionPatient, one.ImagePositionPatient
+    buffer = io.BytesIO()
+    enhanced.save_as(buffer, enforce_file_format=True)
+    upload(world, "BL", [buffer.getvalue()])
+    problems = watch_console(page)
+    open_viewer(page)
+    frames = page.evaluate("() => window.ctimsViewer.viewer.left.slices.map((s) => [s.frame, s.position])")
+    assert frames == [[2, 159], [1, 149]], frames
+    assert readout(page) == "Image 1/2 · position 159.0 mm"
+    page.locator(f"{LEFT} .viewer-viewport").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 1")
+    expect(page.locator(f"{LEFT} .viewer-readout")).to_have_text("Image 2/2 · position 149.0 mm")
     assert not problems, problems

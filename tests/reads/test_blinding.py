@@ -638,3 +638,20 @@ def test_a_design_that_hides_visit_labels_shows_only_the_visits_order(world, cli
         assert "Week 6" not in page and "Baseline" not in page.replace("Baseline read", "")
     page = client.get(f"/reads/tasks/{task_of(world.rhea, 'W6').pk}/").content.decode()
     assert "Current visit (visit 2)" in page and "Visit 1" in page
+
+
+def test_the_signed_list_shows_the_latest_signed_first(world, client):
+    """The "Signed" list was in the to-do order (due date, or the reader's shuffle): a reader looking for what
+    they just signed found it anywhere in a list that only grows. The latest signature comes first."""
+    ready(world, "BL")
+    ready(world, "BL", subject=BUSAN)
+    first = task_of(world.rhea, "BL", BUSAN)
+    save_and_sign(world.rhea, first, baseline_content(first))
+    second = task_of(world.rhea, "BL")
+    save_and_sign(world.rhea, second, baseline_content(second))
+    # Whatever the to-do order says, the one signed last is listed first.
+    ReadTask.objects.filter(pk=second.pk).update(due_date=first.due_date + timedelta(days=30))
+    client.force_login(world.rhea)
+    html = client.get("/reads/").content.decode()
+    done = html.split('id="done-heading"', 1)[1]
+    assert [int(pk) for pk in re.findall(r'data-task="(\d+)"', done)] == [second.pk, first.pk]

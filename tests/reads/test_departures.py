@@ -73,7 +73,7 @@ def test_the_trial_admin_gives_the_case_of_a_reader_who_left_to_another_reader(w
     assert "Ravi" not in page.split("Cases whose reader left")[1].split("</select>")[0]  # already reads the case
 
     url = reverse("read-assignment-replace", args=["ALPHA", assignment.pk])
-    for nobody in ("", "rita", "999999"):
+    for nobody in ("", "rita", "999999", "²", "9" * 30):  # a superscript two passed isdigit() and broke int(): 500
         refused = client.post(url, {"reader": nobody}, follow=True).content.decode()
         assert "Choose who takes the case over." in refused or "does not already read this case" in refused
     response = client.post(url, {"reader": rita.pk}, follow=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 from xml.etree import ElementTree
 
@@ -143,6 +144,27 @@ def test_charts_and_csv_download_for_the_chosen_period(world, scripted, client):
     assert client.get(reverse("read-quality-chart", args=["ALPHA", "waterfall", "gif"])).status_code == 404
 
 
+@pytest.mark.parametrize(
+    "query", ["?start=0001-01-01&end=9999-12-31", "?end=9999-12-31", "?start=0001-01-01", "?cutoff=0001-01-01T00:00"]
+)
+def test_a_period_at_the_ends_of_the_calendar_is_a_form_error_not_a_server_error(
+    world, scripted, client, settings, query
+):
+    """Found by a sponsor typing the calendar's last day: the day after it overflowed (500). A date out of the
+    years a trial can have is refused by the form and the page shows everything, as for any invalid period."""
+    client.force_login(world.sam)
+    page = client.get(reverse("read-quality", args=["ALPHA"]) + query)
+    assert page.status_code == 200 and "between 1900 and 2999" in page.content.decode()
+    for url in (
+        reverse("read-quality-chart", args=["ALPHA", "waterfall", "svg"]),
+        reverse("read-quality-csv", args=["ALPHA", "waterfall"]),
+    ):
+        assert client.get(url + query).status_code == 200, url
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    korean = client.get(reverse("read-quality", args=["ALPHA"]) + query).content.decode()
+    assert "1900년에서 2999년 사이의 날짜" in korean
+
+
 def test_a_sponsor_of_another_trial_gets_404(world, scripted, client):
     other_sponsor = make_user("olga")
     membership_grant(actor=world.otto, trial=world.other, user=other_sponsor, role=Role.SPONSOR_VIEWER)
@@ -188,6 +210,7 @@ def test_the_page_speaks_korean(world, scripted, client, settings):
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
     assert "판독 품질" in page and "월별 판정 비율" in page and "판독자 쌍" in page
+    assert "진행일 일치" in page and "둘 다 진행 없음: 2" in page
 
 
 def test_a_progression_one_reader_called_counts_in_dates_drift_and_acceptance(world, scripted):
@@ -279,3 +302,87 @@ def test_a_visit_settled_after_a_replacement_counts_for_the_newcomer_and_the_oth
     # AGREE's course is rita's whole series (week 6: 34 of 35 mm), not her week 12 on the retired reader's week 6.
     course = next(c for c in summary.input.courses if c.subject == AGREE)
     assert [(visit, round(change, 1)) for visit, _day, change, _r in course.points] == [("W6", -2.9), ("W12", -22.9)]
+
+
+def test_readers_who_both_call_no_progression_agree_on_its_date(world, scripted, client):
+    """Neither reader called PD in either subject: they agree on the date of progression (there is none), and
+    the page, the CSV and the transfer's summary say 2 of 2, not 0 of 2 "same date"."""
+    summary = report.summarise(data.quality_input(world.trial))
+    (row,) = _csv(report.table_csv(summary, "pairs"))
+    assert (row["pd_agreement_k"], row["pd_agreement_n"], row["pd_neither"], row["pd_both"]) == ("2", "2", "2", "0")
+    client.force_login(world.sam)
+    page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
+    cell = page.split('data-label="Date of progression agreed"', 1)[1].split("</td>", 1)[0]
+    assert "2 / 2" in cell and "neither progressed: 2" in cell
+    html = report_html(summary)
+    assert "<td>2 / 2</td>" in html
+
+
+def report_html(summary) -> str:
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    from trials.models import Trial
+
+    with translation.override("en"):
+        return render_to_string(
+            "reads/quality_report.html",
+            {
+                "trial": Trial(code="ALPHA"),
+                "summary": summary,
+                "pairs": report.pair_rows(summary),
+                "readers": report.reader_rows(summary),
+                "months": report.p_chart_rows(summary),
+                "drift": report.drift_rows(summary),
+                "charts": list(charts.CHARTS),
+            },
+        )
+
+
+def test_an_invalid_period_shows_its_error_and_no_statistics_and_its_downloads_are_refused(world, scripted, client):
+    """A period that ends before it starts (or a date that is no date) must not quietly give every locked read."""
+    client.force_login(world.alice)
+    url = reverse("read-quality", args=["ALPHA"])
+    for query in ({"start": "2026-06-01", "end": "2026-01-01"}, {"start": "garbage"}):
+        response = client.get(url, query)
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "data-stat=" not in page and "Correct the period to see the statistics." in page
+        assert "Radiologist 1" not in page
+        csv_response = client.get(reverse("read-quality-csv", args=["ALPHA", "pairs"]), query)
+        assert csv_response.status_code == 400
+        chart = client.get(reverse("read-quality-chart", args=["ALPHA", "waterfall", "png"]), query)
+        assert chart.status_code == 400
+    # A valid period still answers; one with nothing in it says so under each heading.
+    assert client.get(url, {"start": "2026-01-01"}).content.decode().count("data-stat=") == 6
+    page = client.get(url, {"end": "2000-01-01"}).content.decode()
+    assert "No visit read by two readers is locked yet." in page
+    assert "No reader has a locked read in this period yet." in page
+    assert "No follow-up read or adjudication is locked in this period yet." in page
+    assert "Only what was signed and locked by then counts." in page
+
+
+def test_the_read_results_page_is_paged_and_counts_every_result(world, scripted, client, monkeypatch):
+    """Every locked visit of the trial was on one page (a trial's thousands of visits in one table); the count
+    beside the heading stays the trial's, and the pages together list each result once."""
+    from reads import views
+
+    monkeypatch.setattr(views, "RESULTS_PAGE_SIZE", 3)
+    client.force_login(world.sam)
+    url = reverse("read-results", args=["ALPHA"])
+    first = client.get(url).content.decode()
+    second = client.get(url, {"page": 2}).content.decode()
+    assert '<span class="count">4</span>' in first and '<span class="count">4</span>' in second
+    assert "Page 1 of 2" in first and "Page 2 of 2" in second
+    ids = [re.findall(r'data-result="(\d+)"', page) for page in (first, second)]
+    assert [len(i) for i in ids] == [3, 1] and len(set(ids[0] + ids[1])) == 4
+
+
+def test_a_single_read_trial_is_told_there_is_no_second_reader_to_agree_with(world, client):
+    """ "No visit read by two readers is locked yet" promised what a single-read design never gives."""
+    from reads.services import read_design_set
+
+    read_design_set(actor=world.alice, trial=world.trial, paradigm="single")
+    client.force_login(world.alice)
+    page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
+    assert "This trial reads each visit once" in page and "is locked yet" not in page.split('id="tables"')[1][:600]

@@ -198,3 +198,98 @@ def test_the_p_chart_file_and_its_csv_show_the_month_outside_the_limits():
     assert png.startswith(b"\x89PNG") and b"<svg" in svg
     assert b"<text" not in svg  # text is drawn as paths: the file does not depend on the reader's fonts
     assert charts.render(summary, "adjudication-p-chart", "svg") == svg
+
+
+def test_the_transfer_summary_says_kappa_is_not_defined_when_every_call_is_the_same():
+    """Both readers SD at every visit: 100% agreement, kappa undefined; the summary says so in words instead of
+    "Cohen's kappa  (95% CI  to )"; with nothing compared it says there is nothing."""
+    from reads.quality import report
+    from tests.reads.test_quality import report_html
+
+    same = report.QualityInput(
+        trial="ALPHA",
+        cutoff="",
+        period=("", ""),
+        visit_pairs={("Radiologist 1", "Radiologist 2"): [("SD", "SD"), ("SD", "SD")]},
+    )
+    html = " ".join(report_html(report.summarise(same)).split())
+    assert "CI to" not in html and "( to )" not in html
+    assert "Cohen's kappa not defined (every response the same)" in html
+    empty = report.QualityInput(trial="ALPHA", cutoff="", period=("", ""))
+    html = " ".join(report_html(report.summarise(empty)).split())
+    assert "CI to" not in html and "agreement %" not in html
+    assert "Visit responses compared: 0." in html
+
+
+def test_every_colour_a_chart_draws_a_response_in_has_its_legend_entry_and_the_difference_names_its_readers():
+    """A subject whose best response is non-CR/non-PD (non-target disease only) and a visit read NE: the swimmer
+    legend listed only CR, PR, SD and PD, and the spider plot, which colours each subject by best response, had
+    no legend at all; the Bland-Altman axis said "A - B" without saying who A and B are."""
+    from reads.quality import charts, report
+
+    courses = [
+        report.SubjectCourse(
+            "S-1", "NON_CR_NON_PD", None, (("W6", 42, None, "NON_CR_NON_PD"), ("W12", 84, None, "NE"))
+        ),
+        report.SubjectCourse("S-2", "PR", None, (("W6", 42, -35.0, "PR"),)),
+        report.SubjectCourse("S-3", "PD", 84, (("W6", 42, -10.0, "SD"), ("W12", 84, 25.0, "PD"))),
+    ]
+    pair = ("Radiologist 1", "Radiologist 2")
+    summary = report.summarise(
+        report.QualityInput(
+            trial="T", cutoff="", period=("", ""), courses=courses, lesion_pairs={pair: [(10.0, 11.0), (20.0, 19.0)]}
+        )
+    )
+
+    def legend(figure) -> set[str]:
+        (ax,) = figure.axes
+        return {t.get_text() for t in ax.get_legend().get_texts()}
+
+    assert {"NON_CR_NON_PD", "NE", "SD", "PR", "PD"} <= legend(charts.swimmer(summary))
+    assert legend(charts.spider(summary)) == {"PR", "PD", "+20%", "-30%"}  # S-1 has no target lesion: no line, no entry
+    (ax,) = charts.bland_altman(summary).axes
+    assert "Radiologist 1" in ax.get_ylabel() and "Radiologist 2" in ax.get_ylabel()
+
+
+def test_the_weighted_kappa_says_over_how_many_visits_it_was_computed():
+    """Weighted kappa leaves out NE and non-CR/non-PD (they are outside CR < PR < SD < PD): the pairs table must
+    say over how many visits it stands, not let it read as computed on every visit compared."""
+    import csv
+    import io
+
+    from reads.quality import report
+
+    pair = ("Radiologist 1", "Radiologist 2")
+    visits = [("PR", "PR"), ("SD", "PD"), ("NE", "SD"), ("NON_CR_NON_PD", "NON_CR_NON_PD")]
+    summary = report.summarise(
+        report.QualityInput(
+            trial="T", cutoff="", period=("", ""), visit_pairs={pair: visits}, best_response_pairs={pair: visits[:3]}
+        )
+    )
+    (row,) = csv.DictReader(io.StringIO(report.table_csv(summary, "pairs").decode()))
+    assert (row["visit_n"], row["visit_weighted_n"]) == ("4", "2")
+    assert (row["bor_n"], row["bor_weighted_n"]) == ("3", "2")
+    from tests.reads.test_quality import report_html
+
+    assert "(2 visits rated CR, PR, SD or PD by both)" in report_html(summary)
+
+
+def test_the_p_chart_legend_covers_no_month_and_a_month_at_0_or_100_percent_shows_whole():
+    """The legend sat inside the plot's upper left, over the first months' upper limits, and a month at 0% was
+    drawn half below the axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from reads.quality import charts, report
+
+    pair = ("Radiologist 1", "Radiologist 2")
+    months = [("2026-01", 1), ("2026-02", 2), ("2026-03", 9), ("2026-04", 0)]
+    settlements = [Settlement(m, pair, i < k) for m, k in months for i in range(10)]
+    summary = report.summarise(report.QualityInput(trial="T", cutoff="", period=("", ""), settlements=settlements))
+    with charts.rc_context(charts.RC):
+        fig = charts.p_chart(summary)
+        FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    (legend,) = fig.legends or [ax.get_legend()]
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+    low, high = ax.get_ylim()
+    assert low < 0 and high > 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import subprocess
@@ -310,3 +311,28 @@ def test_dciodvfy_no_errors(followup, tmp_path):
     assert "Comprehensive3DSR" in lines, "dciodvfy did not recognise the IOD"
     errors = [line for line in lines if line.startswith("Error")]
     assert not errors, errors
+
+
+def test_a_measurement_on_a_frame_of_a_multi_frame_image_references_that_frame(followup):
+    """A lesion drawn on frame 2 of an enhanced (multi-frame) image: its SCOORDs and its group's image name frame
+    2 (PS3.3 C.18.3.1: without a frame number the reference is to every frame), and the frame is read back; a
+    single-frame image's references carry no frame number."""
+    report, evidence = followup
+    evidence[1].NumberOfFrames = 3
+    for lesion in report.lesions:  # T02 and NT01 are on the multi-frame image
+        if lesion.image.sop_instance_uid == evidence[1].SOPInstanceUID:
+            lesion.image = dataclasses.replace(lesion.image, frame=2)
+    ds = rsr.write_measurement_report(report, evidence)
+    by_sop = {}
+    for item in _walk(ds.ContentSequence):
+        for ref in item.get("ReferencedSOPSequence", []):
+            by_sop.setdefault(str(ref.ReferencedSOPInstanceUID), []).append(
+                (item.ValueType, ref.get("ReferencedFrameNumber") and int(ref.ReferencedFrameNumber))
+            )
+    framed = by_sop[evidence[1].SOPInstanceUID]
+    # T02's group image and each axis's SCOORD source (its IMAGE child), and NT01's group image.
+    assert framed == [("IMAGE", 2)] * 4, framed
+    assert all(frame is None for _, frame in by_sop[evidence[0].SOPInstanceUID])
+    parsed = {le.tracking_label: le for le in rsr.parse_measurement_report(ds).lesions}
+    assert parsed["T02"].image.frame == 2 and parsed["NT01"].image.frame == 2
+    assert parsed["T01"].image.frame is None

@@ -4,28 +4,34 @@ no false de-identification claims, standard codes, and the adjudicated result id
 from __future__ import annotations
 
 import datetime as dt
+import io
 
 import highdicom as hd
 import pydicom
 import pytest
 from django.utils import timezone
+from pydicom.data import get_testdata_file
 
 from reads import results
+from reads.bench import drawn_line
 from reads.models import Adjudication, Read, ReaderAssignment, TimepointResult
 from reads.sr_store import read_sr_dataset
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, upload_files
 from tests.reads.flow import (
     SUBJECT,
     baseline_content,
     dciodvfy_errors,
     follow_up_content,
+    image,
     ready,
     save_and_sign,
     target,
     task_of,
 )
+from trials import qc_services
 from trials.dicomweb.wado import read_instance
-from trials.models import Instance, Study
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Study, Timepoint
 
 REAL_SCAN_DATE = dt.date(2026, 3, 2)  # what tests.reads.flow.ready gives the scanner's study date
 
@@ -257,3 +263,44 @@ def _parsed_lesions(dataset):
     from reads.sr import parse_measurement_report
 
     return parse_measurement_report(dataset).lesions
+
+
+def _items_of(sequence):
+    for item in sequence:
+        yield item
+        yield from _items_of(item.get("ContentSequence", []))
+
+
+def test_a_lesion_drawn_on_a_frame_of_an_enhanced_image_is_referenced_at_that_frame_in_the_sr(world):
+    """The read records the frame of a multi-frame image a lesion is drawn on; the SR's references to that image
+    (the lesion's group and each axis's SCOORD source) carry the same frame number, a single-frame image's none."""
+    enhanced = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
+    files = synthesize_ct_series(real_ct_template(large=False), slices=3, seed="sr-frames")
+    series = pydicom.dcmread(io.BytesIO(files[0]))
+    # One more series of the same patient's study.
+    enhanced.PatientName, enhanced.PatientID = series.PatientName, series.PatientID
+    enhanced.StudyInstanceUID, enhanced.StudyDate = series.StudyInstanceUID, series.StudyDate
+    buffer = io.BytesIO()
+    enhanced.save_as(buffer, enforce_file_format=True)
+    files.append(buffer.getvalue())
+    timepoint = upload_files(world.cora, SUBJECT, files, "BL")
+    qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+    task = task_of(world.rhea, "BL")
+    on_frame = Instance.objects.get(number_of_frames=2, series__study__timepoint=task.timepoint)
+    content = baseline_content(task)
+    frame_two = {**image(task, 0), "frame": 2, "sop": on_frame.sop_instance_uid}
+    frame_two["series"] = on_frame.series.series_instance_uid
+    frame_two["study"] = on_frame.series.study.study_instance_uid
+    content["targets"][1].update(image=frame_two, long_points=drawn_line(frame_two, "12.0", at=(200, 200)))
+    single = content["targets"][0]["image"]
+    assert Instance.objects.get(sop_instance_uid=single["sop"]).number_of_frames == 1
+    content["non_targets"][0]["image"] = single
+    read = save_and_sign(world.rhea, task, content)
+    dataset = read_sr_dataset(read)
+    frames = {}
+    for item in _items_of(dataset.ContentSequence):
+        for ref in item.get("ReferencedSOPSequence", []):
+            number = ref.get("ReferencedFrameNumber")
+            frames.setdefault(str(ref.ReferencedSOPInstanceUID), []).append(None if number is None else int(number))
+    assert frames[on_frame.sop_instance_uid] == [2, 2], frames  # T02's group image and its long axis's source
+    assert set(frames[single["sop"]]) == {None}, frames

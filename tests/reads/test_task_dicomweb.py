@@ -133,3 +133,10 @@ def test_bad_integers_on_a_task_root_answer_400(reading, client, suffix, params)
     )
     answer = client.get(f"{root_of(reading)}/{suffix.format(instance=instance_url)}", params)
     assert answer.status_code == 400 and answer.json()["error"]
+
+
+@pytest.mark.parametrize("task_id", ["²", "1²", "9" * 30])
+def test_a_task_number_that_is_no_number_of_ours_is_404(reading, client, task_id):
+    """A superscript two passed str.isdigit() and broke int() (500); a number past any row's, the database."""
+    client.force_login(reading.rhea)
+    assert client.get(f"/dicomweb/tasks/{task_id}/studies").status_code == 404

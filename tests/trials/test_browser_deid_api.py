@@ -290,3 +290,40 @@ def test_records_in_a_stow_request_of_an_upload_sending_files_as_they_are_are_re
     upload_id = open_upload(api, world.cora, deid_path="server").json()["id"]
     response = stow_with_records(api, world.cora, upload_id, [], series[:1])
     assert response.status_code == 409 and not UploadItem.objects.exists()
+
+
+def test_a_session_sending_files_as_they_are_takes_none_once_the_trial_is_browser_only(
+    world, api, browser_trial, series
+):
+    """The trial admin makes the trial browser-only while a session that sends files as they are is still open
+    (a page left open, a script): files sent to it are refused, never received raw, until a session of the
+    browser path takes them. The page's next open closed such a session; a request straight to it still landed."""
+    first = open_upload(api, world.cora, deid_path="server").json()
+    assert stow(api, world.cora, first["id"], series[:1]).status_code == 200
+    Trial.objects.filter(pk=browser_trial.pk).update(deid_paths=Trial.DeidPaths.BROWSER)
+    response = stow(api, world.cora, first["id"], series[1:2])
+    assert response.status_code == 409
+    assert "only images de-identified in the site's browser" in response.json()["error"]["message"]
+    assert UploadItem.objects.filter(upload_id=first["id"]).count() == 1
+
+
+def test_a_browser_session_gets_no_key_and_takes_no_file_once_the_trial_de_identifies_on_the_server(
+    world, api, browser_trial, series
+):
+    """The trial admin chooses server-side de-identification while a browser session is open: it no longer hands
+    out the subject key nor takes files, and the page's next open starts a session that sends files as they are
+    (it resumed the browser session, whose raw files would all have been rejected for want of a record)."""
+    upload_id = open_upload(api, world.cora).json()["id"]
+    key = key_of(api, world.cora, upload_id).json()
+    outputs, records = in_browser(key, series[:2])
+    assert stow_with_records(api, world.cora, upload_id, records[:1], outputs[:1]).status_code == 200
+    Trial.objects.filter(pk=browser_trial.pk).update(deid_paths=Trial.DeidPaths.SERVER)
+
+    assert key_of(api, world.cora, upload_id).status_code == 409
+    assert send_records(api, world.cora, upload_id, records[1:]).status_code == 409
+    assert stow_with_records(api, world.cora, upload_id, records[1:], outputs[1:]).status_code == 409
+    assert UploadItem.objects.filter(upload_id=upload_id).count() == 1
+
+    again = open_upload(api, world.cora, deid_path="server").json()
+    assert again["id"] != upload_id and again["deid_path"] == "server"
+    assert Upload.objects.get(pk=upload_id).state == Upload.State.COMPLETE

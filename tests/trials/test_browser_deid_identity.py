@@ -210,6 +210,7 @@ def test_the_bundle_carries_the_servers_engine_sources_each_with_bytecode_taken_
     with zipfile.ZipFile(BUNDLE / manifest["python"]) as archive:
         names = set(archive.namelist())
         deid = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "trials" / "deid").rglob("*.py"))
+        deid.append("trials/ingest/validate.py")  # the server's receipt checks, run on each original first
         assert deid and set(deid) <= names
         for name in deid:
             assert archive.read(name) == (ROOT / name).read_bytes(), name
@@ -266,3 +267,42 @@ def test_the_engines_memory_snapshot_carries_nothing_of_the_machine_that_built_i
         if value and len(value) > 8:
             assert value.encode() not in data, name
     assert b"HOME=/home/pyodide" in data  # Pyodide's own environment instead
+
+
+def test_the_browser_refuses_each_original_the_servers_receipt_checks_refuse_with_the_same_reason():
+    """The server checks a raw file within bounds before de-identifying it (trials/ingest/validate.py) but never
+    sees a browser's original: the page runs the same checks on it. Without them a file the server path refuses
+    (a data set named otherwise in its file meta, a deflate bomb it inflated whole) was de-identified and stored."""
+    import io
+
+    import pydicom
+
+    from trials.ingest.validate import Refused, check_receivable
+
+    from .test_validate import CT_SMALL, FUZZ_CASES, deflated
+
+    entry = _entry()
+    entry.configure(subject_key(KEY_ALPHA, SUBJECT).hex(), SUBJECT, json.dumps(deid_options_payload(DeidOptions())))
+    cases = {name: make(CT_SMALL) for name, (make, _code) in FUZZ_CASES.items()}
+    cases["deflate bomb"] = deflated(pydicom.dcmread(io.BytesIO(CT_SMALL)), zeros=256 << 20)
+    codes = set()
+    for name, data in cases.items():
+        with pytest.raises(Refused) as server:
+            check_receivable(data)
+        output, record = entry.run(data)
+        record = json.loads(record)
+        assert output == b"" and not record["ok"], name
+        assert (record["code"], record["reason"]) == (server.value.code, server.value.reason), name
+        codes.add(record["code"])
+
+    # A page in Korean says each of these refusals in Korean (the engine words its reasons in English only).
+    import gettext
+    import re
+
+    script = (ROOT / "static" / "js" / "uploader.js").read_text()
+    held = script[script.index("const HELD_REASONS = {") : script.index("};", script.index("const HELD_REASONS = {"))]
+    sentences = dict(re.findall(r'^  (\w+): gettext\("((?:[^"\\]|\\.)*)"\)', held, re.MULTILINE))
+    korean = gettext.translation("djangojs", localedir=ROOT / "locale", languages=["ko"])
+    for code in codes:
+        assert code in sentences, code
+        assert korean.gettext(sentences[code]) != sentences[code], code

@@ -87,6 +87,9 @@ def test_the_browser_redacts_text_in_a_screen_and_the_servers_ocr_then_reads_non
     # A compressed one cannot be decoded for OCR in the browser: held back, saying so.
     assert records["compressed"]["code"] == "ocr_unavailable"
     assert "compressed image" in records["compressed"]["reason"]
+    # What the coordinator can do about it, and only that: the page has no way to send it to the server instead.
+    assert "send it uncompressed" in records["compressed"]["reason"]
+    assert "server" not in records["compressed"]["reason"]
 
 
 def test_a_trial_that_rejects_text_in_pixels_has_the_browser_hold_the_screen_back(screens):

@@ -253,3 +253,82 @@ def test_bits_above_bits_stored_left_set_are_rejected():
     data = out.getvalue()
     declared = Declared(key_check=SPACE.key_check(hashlib.sha256(data).hexdigest()), patient_hash="")
     assert rejection(data, declared).code == "high_bits"
+
+
+def _rewritten(data: bytes, change) -> tuple[bytes, Declared]:
+    """The file with `change(ds)` applied, declared honestly with the right subject key."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    change(ds)
+    out = io.BytesIO()
+    ds.save_as(out)
+    data = out.getvalue()
+    return data, Declared(key_check=SPACE.key_check(hashlib.sha256(data).hexdigest()), patient_hash="")
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "name"),
+    [
+        (
+            lambda ds: ds.add_new(0x00081190, "UR", "https://pacs.example/patient?rrn=850101-1234567"),
+            "identifying_text",
+            "RetrieveURL",
+        ),
+        (lambda ds: ds.add_new(0x00180015, "CS", "01012345678"), "identifying_text", "BodyPartExamined"),
+        (
+            lambda ds: setattr(ds.file_meta, "ImplementationVersionName", "8501011234567"),
+            "identifying_text",
+            "ImplementationVersionName",
+        ),
+        # Written by the engine: any other value is a record of another method.
+        (lambda ds: ds.add_new(0x00280303, "CS", "8501011234567"), "deid_method", "method"),
+    ],
+)
+def test_an_identifier_in_a_value_other_than_a_description_is_rejected(original, change, code, name):
+    """The server path's verifier searches every byte of the output for these identifiers; the re-verification
+    looked only at descriptions and names, and let them through in coded values, URLs and the file meta."""
+    error = rejection(*_rewritten(browser(original)[0], change))
+    assert error.code == code, error
+    assert name in error.reason
+    assert "8501011234567" not in error.reason and "01012345678" not in error.reason
+
+
+def test_a_file_meta_holding_more_than_the_engine_writes_is_rejected(original):
+    def change(ds):
+        ds.file_meta.SourceApplicationEntityTitle = "SNUH_PACS"
+
+    error = rejection(*_rewritten(browser(original)[0], change))
+    assert error.code == "extra_attribute" and "SourceApplicationEntityTitle" in error.reason
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ds: ds.add_new(0x00280303, "CS", "UNMODIFIED"),
+        lambda ds: setattr(ds.DeidentificationMethodCodeSequence[0], "CodeMeaning", "Seen by Dr Kim"),
+    ],
+)
+def test_a_de_identification_record_other_than_the_engines_is_rejected(original, change):
+    error = rejection(*_rewritten(browser(original)[0], change))
+    assert error.code == "deid_method", error
+
+
+def test_text_the_servers_ocr_still_reads_after_the_browser_blanked_text_says_what_the_site_can_do():
+    """Two OCR programs read alike but not the same: when the browser blanked the text it read and the server's
+    OCR still reads some, the coordinator is told so and what to do (the reason once told them to remove text
+    at the site, which their browser had just done), in Korean too."""
+    from django.utils import translation
+
+    from ctims.i18n import text_display, text_json
+
+    options = DeidOptions(burned_in_text="redact")
+    blank = deidentify(_screen(lines=()), space=SPACE, subject_code=SUBJECT, options=options)
+    data, declared = _with_pixels_of(blank.data, _screen())
+    declared = Declared(declared.key_check, "", actions={"pixels_examined": 1, "pixels_rewritten": 1})
+    with pytest.raises(DeidRejected) as caught:
+        reverify(data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)
+    error = caught.value
+    assert error.code == "burned_in_text"
+    assert "your browser blanked" in error.reason and "export the image without" in error.reason
+    with translation.override("ko"):
+        korean = text_display(text_json(error.reason), error.reason)
+    assert korean != error.reason and "브라우저" in korean

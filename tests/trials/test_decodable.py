@@ -130,6 +130,65 @@ def test_a_compression_no_decoder_here_reads_is_refused_by_name(syntax, named):
     assert f"({named})" in refused.value.reason and "JPEG 2000" in refused.value.reason
 
 
+def a_larger_picture(frames: list[bytearray]) -> None:
+    """Each frame replaced by a JPEG 2000 codestream of a blank 4000x4000 picture: a few hundred bytes that a
+    decoder would expand to 32 MB (a hostile one declares 60000x60000 the same way)."""
+    import numpy as np
+    from openjpeg import encode
+
+    blank = encode(np.zeros((4000, 4000), dtype=np.uint16), codec_format=0, compression_ratios=[1000])
+    frames[:] = [bytearray(blank) for _ in frames]
+
+
+def rle_runs_past_the_image(frames: list[bytearray]) -> None:
+    """Each frame one RLE segment of replicate runs: 2 bytes each that pydicom's decoder writes out as 128 (a
+    16 MB frame of them took 1.1 GB and 6 s to decode, for a 1x1 image, and was stored)."""
+    import struct
+
+    runs = b"\x81\x00" * 100_000
+    frames[:] = [bytearray(struct.pack("<16L", 1, 64, *[0] * 14) + runs) for _ in frames]
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("MR_small_jp2klossless.dcm", a_larger_picture),
+        ("emri_small_jpeg_2k_lossless.dcm", a_larger_picture),
+        ("MR_small_RLE.dcm", rle_runs_past_the_image),
+        ("emri_small_RLE.dcm", rle_runs_past_the_image),
+    ],
+)
+def test_a_frame_declaring_a_larger_picture_than_the_image_is_refused_before_it_is_decoded(monkeypatch, name, damage):
+    """A decompression bomb: the codestream's own header says more rows and columns than the image's pixel
+    module, so it is refused from the header, and no decoder ever allocates the picture."""
+    import pydicom.pixels
+
+    data = the_subjects(name, damage=damage)
+    assert len(data) < 64 << 10 or damage is rle_runs_past_the_image
+    monkeypatch.setattr(pydicom.pixels, "iter_pixels", None)  # would raise if called
+    with pytest.raises(DeidRejected) as refused:
+        check_decodable(data, pydicom.dcmread(get_testdata_file(name)).file_meta.TransferSyntaxUID)
+    assert refused.value.code == "pixels_too_long"
+    assert "export it again" in refused.value.reason
+
+
+def test_a_jpeg_frame_declaring_more_components_than_the_image_is_refused_before_it_is_decoded(monkeypatch):
+    """A colour JPEG frame inside an image that says one sample per pixel would decode to three times its size."""
+    import pydicom.pixels
+
+    colour = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    ds = pydicom.dcmread(io.BytesIO(the_subjects("SC_rgb_jpeg_dcmtk.dcm", 3)))
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    del ds.PlanarConfiguration
+    ds.PixelData = colour.PixelData
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    monkeypatch.setattr(pydicom.pixels, "iter_pixels", None)
+    with pytest.raises(DeidRejected) as refused:
+        check_decodable(buffer.getvalue(), colour.file_meta.TransferSyntaxUID)
+    assert refused.value.code == "pixels_too_long"
+
+
 def test_uncompressed_pixels_are_not_decoded_again(monkeypatch):
     """Native pixel data is checked against the pixel module before de-identification (validate.py); only
     encapsulated data needs its decoder."""

@@ -123,6 +123,21 @@ def test_cors_is_answered_for_configured_viewer_origins(images, client, settings
     assert "Access-Control-Allow-Origin" not in other
 
 
+def test_a_cross_origin_answer_keeps_varying_by_accept_and_authorization(images, client, settings):
+    """A viewer on a configured origin: the answer's Vary was replaced by "Origin", so a browser that keeps the
+    answer a year (immutable) could give the application/dicom bytes of a URL to its multipart request."""
+    settings.DICOMWEB_CORS_ORIGINS = ["https://viewer.example.org"]
+    client.force_login(images.alice)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    url = f"{ROOT}/studies/{instance.series.study.study_instance_uid}/series/{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}"
+    for accept in ("application/dicom", 'multipart/related; type="application/dicom"'):
+        answer = client.get(url, HTTP_ACCEPT=accept, HTTP_ORIGIN="https://viewer.example.org")
+        assert answer.status_code == 200
+        assert answer["Access-Control-Allow-Origin"] == "https://viewer.example.org"
+        varies = {v.strip() for v in answer["Vary"].split(",")}
+        assert {"Accept", "Authorization", "Origin"} <= varies, answer["Vary"]
+
+
 # -- dicomweb-client against a live server ------------------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ctims.models import AuditEvent
+from tests.trials.durability import free_port
 from trials import services
-from trials.models import Membership, Role
+from trials.models import Invitation, Membership, Role
 
 
 def invite(world, email, sites, role=Role.SITE_COORDINATOR):
@@ -85,3 +86,22 @@ def test_the_people_page_lists_only_invitations_that_stand_and_withdraws_one(wor
     assert event.actor == world.alice and event.summary["why"] == "withdrawn by a trial admin"
     client.force_login(world.cora)  # not a trial admin: nothing to withdraw
     assert client.post(f"/trials/ALPHA/people/invitations/{first.pk}/withdraw/").status_code in (403, 404)
+
+
+@pytest.mark.usefixtures("on_commit_now")
+def test_an_invitation_whose_email_cannot_be_sent_is_kept_and_the_admin_is_told(world, client, settings):
+    """The mail relay refuses (or is not there): the invitation was stored and then the page was a server error,
+    saying nothing of either."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 5  # nothing listens
+    client.force_login(world.alice)
+    response = client.post(
+        "/trials/ALPHA/people/",
+        {"email": "new9@example.org", "full_name": "New Nine", "role": "qc_reviewer"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "its email could not be sent" in page
+    assert "was sent to" not in page
+    assert Invitation.objects.filter(email="new9@example.org", withdrawn_at=None).count() == 1

@@ -214,3 +214,49 @@ def test_the_sites_page_offers_countries_by_name_and_refuses_one_iso_does_not_kn
     assert response.status_code == 200
     assert "ISO" in response.content.decode()
     assert not Site.objects.filter(trial=world.trial, code="ZED").exists()
+
+
+@pytest.mark.parametrize(
+    ("who", "pages"),
+    [
+        ("quinn", ["trial-subjects", "qc-worklist", "query-list"]),
+        ("cora", ["trial-subjects", "query-list"]),
+        ("rhea", ["read-worklist"]),
+        ("ada", ["read-worklist"]),
+        ("sam", ["read-results", "read-quality", "read-transfers"]),
+        ("alice", ["trial-subjects", "query-list", "read-design", "read-results", "read-quality", "read-transfers"]),
+    ],
+)
+def test_the_overview_leads_each_role_to_the_pages_its_work_is_on(world, client, who, pages):
+    """The overview's "Go to" named only the visit grid (and the admin's set-up pages): the QC reviewer was not
+    led to the QC worklist, a reader or adjudicator nowhere, the sponsor not to the results."""
+    client.force_login(world.people[who])
+    page = client.get(reverse("trial-detail", args=["ALPHA"])).content.decode()
+    assert 'id="next"' in page, who
+    tiles = re.findall(r'<a class="tile" href="([^"]+)"', page.split('id="next"', 1)[1])
+    urls = [reverse(name) if name == "read-worklist" else reverse(name, args=["ALPHA"]) for name in pages]
+    assert set(urls) <= set(tiles), (who, tiles)
+    for url in tiles:
+        assert client.get(url).status_code == 200, (who, url)
+
+
+def test_an_operator_with_no_trial_is_told_what_they_can_do_and_where_the_operator_admin_is(world, client):
+    """The operator's home said only "A trial admin adds you to a trial", which never happens to an operator: it
+    names New trial (they may create one and become its admin) and links the operator admin."""
+    from django.contrib.auth.models import Permission
+
+    from tests.conftest import make_user
+
+    operator = make_user("olaf", is_staff=True, is_superuser=True)
+    client.force_login(operator)
+    page = client.get(reverse("home")).content.decode()
+    assert f'href="{reverse("admin:index")}"' in page
+    assert "Start one with New trial" in page and "A trial admin adds you to a trial" not in page
+    creator = make_user("carl")
+    creator.user_permissions.add(Permission.objects.get(codename="add_trial"))
+    client.force_login(creator)
+    page = client.get(reverse("home")).content.decode()
+    assert "Start one with New trial" in page and f'href="{reverse("admin:index")}"' not in page
+    client.force_login(make_user("nina"))
+    page = client.get(reverse("home")).content.decode()
+    assert "A trial admin adds you to a trial" in page and "New trial" not in page

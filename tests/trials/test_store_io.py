@@ -139,3 +139,30 @@ def test_the_defaults_give_threads_to_receiving_and_none_to_processing():
     assert (defaults.INGEST_RECEIVE_IO_THREADS, defaults.INGEST_PROCESSING_IO_THREADS) == (4, 0)
     with pytest.raises(ValueError, match="no ingest stage"):
         store.io_pool("elsewhere")
+
+
+def test_raw_uploads_in_quarantine_are_readable_by_the_application_only(tmp_path, settings):
+    """nginx's user joins the ctims group to send stored instances (README), and the units write with UMask=0027:
+    the raw, identified copies in quarantine were 0644 (Django's FILE_UPLOAD_PERMISSIONS), so nginx could read them
+    too, and anyone on the host where the folders' mode let them through. Stored
+    (de-identified) instances stay readable by the group."""
+    from django.conf import settings as configured
+    from django.core.files.storage import storages
+
+    entries = {}
+    for name in ("images", "quarantine"):
+        entry = {**configured.STORAGES[name], "OPTIONS": {**configured.STORAGES[name]["OPTIONS"]}}
+        entry["OPTIONS"]["location"] = tmp_path / name
+        entries[name] = entry
+    settings.STORAGES = settings.STORAGES | entries
+    storages._storages.clear()
+    usual = os.umask(0o027)  # the units' UMask
+    try:
+        raw = b"raw identified bytes"
+        key = store.quarantine_put(7, hashlib.sha256(raw).hexdigest(), raw)
+        store.store_instance("T/1/2/3.dcm", b"de-identified bytes")
+    finally:
+        os.umask(usual)
+        storages._storages.clear()
+    assert (tmp_path / "quarantine" / key).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "images" / "T/1/2/3.dcm").stat().st_mode & 0o040  # nginx sends these

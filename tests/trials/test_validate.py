@@ -196,6 +196,12 @@ FUZZ_CASES = {
     "no Study Instance UID": (lambda f: ct(f, StudyInstanceUID=None), "no_study_instance_uid"),
     "no Series Instance UID": (lambda f: ct(f, SeriesInstanceUID=None), "no_series_instance_uid"),
     "empty Series Instance UID": (lambda f: ct(f, x0020000E=("UI", b"")), "no_series_instance_uid"),
+    # Found by a hostile site (issue: UN hides a value): a public element written as UN is read by pydicom with
+    # its dictionary's VR, so it is checked as what it will be read as, not skipped as opaque bytes.
+    "bad DS in Slice Thickness written as UN": (lambda f: ct(f, x00180050=("UN", b"abc ")), "bad_number"),
+    "NUL inside Series Description written as UN": (lambda f: ct(f, x0008103E=("UN", b"CT\x00CHEST ")), "corrupt"),
+    "nesting 300 deep in a UN sequence of defined length": (lambda f: with_un_nesting(f, 300), "too_deep"),
+    "pixel data 50 times the image": (lambda f: ct(f, x7FE00010=("OW", pixels_of(f) * 50)), "pixels_too_long"),
     "Photometric Interpretation DICOM does not define": (
         lambda f: ct(f, x00280004=("CS", b"MONOCHROM\x01")),
         "pixel_module",
@@ -205,6 +211,21 @@ FUZZ_CASES = {
         "pixel_module",
     ),
 }
+
+
+def pixels_of(data: bytes) -> bytes:
+    return pydicom.dcmread(io.BytesIO(data)).PixelData
+
+
+def with_un_nesting(data: bytes, depth: int) -> bytes:
+    """The file with a Referenced Series Sequence nested `depth` deep, written as UN of defined length: its
+    value is the sequence's items in implicit VR little endian (PS3.5 6.2.2), as a converter that did not know
+    the sequence writes it."""
+    inner = b""
+    for _ in range(depth):
+        item = struct.pack("<HHL", 0xFFFE, 0xE000, len(inner)) + inner
+        inner = struct.pack("<HHL", 0x0008, 0x1115, len(item)) + item  # implicit VR: tag and length
+    return ct(data, x00081115=("UN", inner[8:]))
 
 
 def with_code_meaning(data: bytes, meaning: bytes) -> bytes:
@@ -263,6 +284,64 @@ def test_a_1000_deep_sequence_is_refused_as_nested_too_deep_not_a_recursion_erro
 def test_a_value_longer_than_the_limit_is_refused_before_anything_reads_it():
     refused = refusal(ct(x00081030=("LO", b"A" * 4096)), max_value_bytes=1024)
     assert refused.code == "value_too_long" and "1024" in refused.reason
+
+
+def test_a_value_written_as_un_longer_than_the_limit_is_refused():
+    """UN is bulk only where the dictionary does not know the element: a 5 MB Series Description written as UN
+    would be read as text, and served in every metadata answer of its series."""
+    refused = refusal(ct(x0008103E=("UN", b"B" * 4096)), max_value_bytes=1024)
+    assert refused.code == "value_too_long" and "(0008,103E)" in refused.reason
+
+
+def test_elements_written_as_un_that_read_well_are_received():
+    """A converter that did not know an element writes it as UN; pydicom reads it back with the dictionary's VR."""
+    check_receivable(ct(x00180050=("UN", b"5.0 "), x0008103E=("UN", b"CT CHEST"), x00291010=("UN", b"\x01" * 4096)))
+    check_receivable(with_un_nesting(CT_SMALL, 3))
+
+
+def test_pixel_data_padded_by_less_than_a_frame_are_received():
+    """Padding to an even length, and the excess padding some scanners write (pydicom drops it when it reads)."""
+    ds = pydicom.dcmread(io.BytesIO(CT_SMALL))
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 3, 3, 8, 8, 7, 0
+    ds.PixelData = bytes(10)  # nine pixels and the padding byte
+    check_receivable(saved(ds))
+    check_receivable(Path(get_testdata_file("MR_small_padded.dcm")).read_bytes())  # 128 bytes past 8,192
+    ds.PixelData = bytes(18)  # a second frame the image does not declare
+    assert refusal(saved(ds)).code == "pixels_too_long"
+
+
+def with_items(data: bytes, count: int) -> bytes:
+    """The file with a Referenced Series Sequence of `count` empty items put in tag order: 8 bytes each."""
+    items = struct.pack("<HHL", 0xFFFE, 0xE000, 0) * count
+    ds = pydicom.dcmread(io.BytesIO(data), defer_size=0)
+    after = min(tag for tag in ds._dict if tag > 0x00081115)
+    at = element_at(data, after)
+    return data[:at] + struct.pack("<HH2sHL", 0x0008, 0x1115, b"SQ", 0, len(items)) + items + data[at:]
+
+
+def test_a_million_empty_items_are_refused_before_anything_parses_them():
+    """8 MB of empty sequence items took 30 s to de-identify and 26 s for each metadata answer of its series."""
+    refused = refusal(with_items(CT_SMALL, 1_000_000))
+    assert refused.code == "too_many_elements" and "crafted" in refused.reason
+    assert refusal(with_items(CT_SMALL, 3000), max_elements_ever=2000).code == "too_many_elements"
+
+
+def test_a_multi_frame_image_with_its_per_frame_groups_is_received():
+    """Each frame of an enhanced image has its functional groups: the allowance grows with the frames."""
+    ds = pydicom.dcmread(io.BytesIO(CT_SMALL))
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 2, 2, 8, 8, 7, 0
+    ds.NumberOfFrames = 3000
+    ds.PixelData = bytes(4 * 3000)
+    group = pydicom.Dataset()
+    group.FrameContentSequence = [pydicom.Dataset()]
+    group.FrameContentSequence[0].InStackPositionNumber = 1
+    group.PlanePositionSequence = [pydicom.Dataset()]
+    group.PlanePositionSequence[0].ImagePositionPatient = [0, 0, 0]
+    ds.PerFrameFunctionalGroupsSequence = [group] * 3000
+    data = saved(ds)
+    check_receivable(data)
+    ds.NumberOfFrames, ds.PixelData = 1, bytes(4)
+    assert refusal(saved(ds), max_elements=1000).code == "too_many_elements"
 
 
 def test_a_large_private_value_of_an_implicit_vr_file_is_opaque_bytes_not_text():

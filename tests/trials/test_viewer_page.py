@@ -199,3 +199,12 @@ def test_opened_from_a_query_it_leads_back_to_that_query(images, client):
     subject_page = reverse("subject-detail", args=["ALPHA", SUBJECT])
     assert back_link(client.get(url(visit="W6"), {"query": query.pk}))[0] == subject_page
     assert back_link(client.get(url(), {"query": query.pk + 1}))[0] == subject_page
+
+
+@pytest.mark.parametrize("query", ["²", "1²", "9" * 30, "-1", "٣"])
+def test_a_query_number_that_is_no_number_of_ours_leads_back_to_the_subject(images, client, query):
+    """Found with ?query=² (a superscript two): str.isdigit() says yes and int() refuses it, so the page was a
+    500; a number past any row's was a database error on PostgreSQL."""
+    client.force_login(images.quinn)
+    subject_page = reverse("subject-detail", args=["ALPHA", SUBJECT])
+    assert back_link(client.get(url(), {"query": query}))[0] == subject_page

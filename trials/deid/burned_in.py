@@ -123,10 +123,8 @@ def require_ocr(*, compressed: bool = False) -> None:
         if _external_ocr is None:
             raise OcrUnavailable("no OCR where this runs; the image must be examined on the server")
         if compressed:
-            raise OcrUnavailable(
-                "a compressed image cannot be decoded for OCR in the browser; send it uncompressed, or have it "
-                "uploaded through the server"
-            )
+            # The upload page has no server path to offer instead: the coordinator can only resend it uncompressed.
+            raise OcrUnavailable("a compressed image cannot be decoded for OCR in the browser; send it uncompressed")
         return
     _api()
 

@@ -40,7 +40,16 @@ from .charsets import (
     is_plain_ascii,
     reencode_if_needed,
 )
-from .errors import FILING_UIDS, DeidRejected, gettext_noop, missing_uid, undecodable_pixels, unsupported_syntax
+from .errors import (
+    FILING_UIDS,
+    DeidRejected,
+    excess_frames,
+    gettext_noop,
+    missing_uid,
+    pixels_too_long,
+    undecodable_pixels,
+    unsupported_syntax,
+)
 from .fastread import read_file
 from .index import build_index
 from .options import REJECT, DeidOptions, sop_class_rejection
@@ -668,12 +677,14 @@ def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
     samples = _us(ds._dict.get(0x00280002), little) or 1
     bits = _us(ds._dict.get(0x00280100), little)
     frames_text = _ascii(ds._dict.get(0x00280008))
-    frames = int(frames_text) if frames_text.isdigit() else 1
+    frames = int(frames_text) if frames_text.isdecimal() else 1
     expected = (rows * columns * samples * frames * bits + 7) // 8
     if len(value) < expected:
         raise DeidRejected(
             "truncated", gettext_noop("The image data is shorter than the image size says: the file looks cut short.")
         )
+    if excess_frames(len(value), expected, frames):
+        raise pixels_too_long()
 
 
 def _method_values(options: DeidOptions) -> list[tuple[str, str, str]]:
@@ -946,7 +957,7 @@ def _examine_pixels(
     )
     encapsulated = UID(ts).is_encapsulated
     frames_text = _ascii(elements.get(0x00280008))
-    module = _pixel_module(ds, little, int(frames_text) if frames_text.isdigit() else 1)
+    module = _pixel_module(ds, little, int(frames_text) if frames_text.isdecimal() else 1)
     array, changes = None, []
     high_bits = (
         not encapsulated

@@ -64,6 +64,28 @@ def undecodable_pixels() -> DeidRejected:
     )
 
 
+def excess_frames(length: int, expected: int, frames: int) -> bool:
+    """Whether native pixel data of `length` bytes, where the pixel module makes `expected` for `frames` frames,
+    hold a whole frame or more past the image. pydicom reads such bytes as further frames (so a rendered frame
+    or thumbnail failed); less than a frame it drops as padding, as some scanners write (pydicom's
+    MR_small_padded.dcm), and that is received."""
+    return length - expected > 1 and length - expected >= expected // max(frames, 1)
+
+
+def pixels_too_long(rejection: type[DeidRejected] = DeidRejected) -> DeidRejected:
+    """The rejection of an image whose pixel data hold more than its pixel module says (rows, columns, samples,
+    bits, frames): uncompressed bytes past the image, or a compressed frame that would decode to a larger picture.
+    What lies past the image is seen by no check and no reader, and a small compressed frame declaring a huge
+    picture would make the decoder allocate it."""
+    return rejection(
+        "pixels_too_long",
+        gettext_noop(
+            "The image data hold more than the image size says (rows, columns, frames): the file looks damaged or "
+            "crafted, so it was not stored. Please export it again from the scanner or PACS and resend it."
+        ),
+    )
+
+
 def unsupported_syntax(syntax: str, name: str = "") -> DeidRejected:
     """The rejection of an image encoded in a transfer syntax this system cannot decode (`name`, pydicom's name
     of it, if it has one), so that neither the server nor the viewer could show it to a reader. The UID is

@@ -27,6 +27,12 @@ from .multipart import BodyTimeout, BodyTooLarge, BoundedBody, MultipartError, M
 MAX_FILE_BYTES = 2 * 1024**3  # an enhanced multi-frame object can be large
 MAX_REQUEST_BYTES = MAX_FILE_BYTES + 64 * 1024**2  # one such object and its multipart framing
 FLUSH_BYTES = 64 * 1024**2  # parts held before they go to quarantine
+# Parts one request may carry (the upload page sends 20): each costs a durable write and an upload item, so
+# 20,000 parts of a few bytes held a web worker for 88 s. The parts past it are not read; the client sends the
+# files not acknowledged again, as after a body cut short. High enough for a thin-slice or multi-phase series
+# sent whole in one request (a few thousand instances), as clients such as dicomweb-client do.
+MAX_PARTS = 10_000
+MAX_PART_WARNINGS = 10  # parts of another type named one by one in the Warning header; the rest are counted
 # A client whose body stops arriving for this long gets 408 and frees the worker; a whole request may take
 # REQUEST_SECONDS (2 GiB at about 2 MB/s). Tests lower them through these names.
 READ_TIMEOUT_SECONDS = 15.0
@@ -134,6 +140,7 @@ class _Received:
     failures: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     cut: MultipartError | None = None  # why the body ended early, if it did
+    unread: bool = False  # parts past MAX_PARTS were left unread
 
 
 def _take_records(upload, part) -> None:
@@ -161,6 +168,14 @@ def _receive(upload, stream, boundary: str) -> _Received:
     body = BoundedBody(stream, max_bytes=MAX_REQUEST_BYTES, deadline=time.monotonic() + REQUEST_SECONDS)
     try:
         for number, part in enumerate(MultipartReader(body, boundary, max_part=MAX_FILE_BYTES), start=1):
+            if number > MAX_PARTS:
+                part.close()
+                received.unread = True
+                received.warnings.append(
+                    f"the request holds more than {MAX_PARTS} parts: those after them were not read; "
+                    "send the files not acknowledged again"
+                )
+                break
             with contextlib.closing(part):
                 if part.content_type == RECORDS_MEDIA:
                     try:
@@ -170,8 +185,9 @@ def _receive(upload, stream, boundary: str) -> _Received:
                     continue
                 if part.content_type != "application/dicom":
                     received.failures.append({"00081197": {"vr": "US", "Value": [FAILURE_CANNOT_UNDERSTAND]}})
-                    media = re.sub(r"[^A-Za-z0-9!#$&^_.+/-]", "?", part.content_type[:60]) or "untyped"
-                    received.warnings.append(f"part {number} is {media}, not application/dicom: not stored")
+                    if len(received.failures) <= MAX_PART_WARNINGS:  # a header line per part would outgrow proxies
+                        media = re.sub(r"[^A-Za-z0-9!#$&^_.+/-]", "?", part.content_type[:60]) or "untyped"
+                        received.warnings.append(f"part {number} is {media}, not application/dicom: not stored")
                     continue
                 pending.append(part.read())
             pending_bytes += len(pending[-1])
@@ -192,6 +208,9 @@ def _receive(upload, stream, boundary: str) -> _Received:
         pending = []
     if pending:
         received.items.extend(upload_receive(upload=upload, files=pending))
+    if len(received.failures) > MAX_PART_WARNINGS:
+        more = len(received.failures) - MAX_PART_WARNINGS
+        received.warnings.append(f"{more} more part(s) are not application/dicom: not stored")
     return received
 
 
@@ -217,7 +236,7 @@ class UploadStowApi(APIView):
             message = _("Send the request with a Content-Length, or through a server that accepts chunked bodies.")
             return Response({"error": message}, status=411)
         stated = request.META.get("CONTENT_LENGTH") or "0"
-        if stated.isdigit() and int(stated) > MAX_REQUEST_BYTES:
+        if stated.isdecimal() and int(stated) > MAX_REQUEST_BYTES:
             message = _("The request is larger than %(mb)s MB; send fewer files per request.")
             return Response({"error": message % {"mb": MAX_REQUEST_BYTES >> 20}}, status=413)
         sock = _client_socket(request.META)
@@ -263,6 +282,8 @@ class UploadStowApi(APIView):
             body["00081198"] = {"vr": "SQ", "Value": failed}
         # A file waiting for processing, or whose quarantined copy failed its check and must be sent again.
         waiting = any(i.state in WAITING_STATES for i in items)
-        # PS3.18 10.5.3: 200 all stored, 409 none stored and none waiting, 202 anything in between.
+        # PS3.18 10.5.3: 200 all stored, 409 none stored and none waiting, 202 anything in between (parts left
+        # unread were not stored either).
+        waiting = waiting or received.unread
         status = 200 if not failed and not waiting else (409 if failed and not referenced and not waiting else 202)
         return Response(body, status=status)

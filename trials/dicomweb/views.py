@@ -21,6 +21,7 @@ from django.core.cache import cache
 from django.db.models.base import ModelState
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.urls import path
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from pydicom.uid import UID
 from rest_framework import exceptions as drf_exceptions
@@ -88,7 +89,8 @@ def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     origin = request.META.get("HTTP_ORIGIN")
     if origin and origin in settings.DICOMWEB_CORS_ORIGINS:
         response["Access-Control-Allow-Origin"] = origin
-        response["Vary"] = "Origin"
+        # Added to what the answer varies by (Accept, Authorization, Cookie), never in its place.
+        patch_vary_headers(response, ["Origin"])
         response["Access-Control-Expose-Headers"] = "ETag, Content-Type, Content-Range, Content-Length"
     return response
 
@@ -516,6 +518,9 @@ def _frame_numbers(text: str, item) -> list[int]:
     numbers = [qido.whole_number("frame number", n, minimum=1) for n in text.split(",")]
     if len(numbers) > 10_000:
         raise qido.BadQuery("at most 10000 frames per request")
+    if len(set(numbers)) != len(numbers):
+        # PS3.18's frame list: non-duplicate frame numbers, in any order (1,1,1,... sent one frame 10,000 times).
+        raise qido.BadQuery("a frame list names each frame once")
     if max(numbers) > item.number_of_frames:
         raise IndexError(f"this instance has {item.number_of_frames} frame(s)")
     return numbers

@@ -40,6 +40,26 @@ def browser_allowed(trial: Trial) -> bool:
     return trial.deid_paths != Trial.DeidPaths.SERVER and trial.pseudonym_scheme == Trial.PseudonymScheme.SUBJECT
 
 
+def path_allowed(trial: Trial, deid_path: str) -> bool:
+    """The trial (still) lets an upload send files by `deid_path` (an Upload.DeidPath)."""
+    if deid_path == Upload.DeidPath.BROWSER:
+        return browser_allowed(trial)
+    return trial.deid_paths != Trial.DeidPaths.BROWSER
+
+
+def check_path_allowed(upload: Upload) -> None:
+    """Refuse an open session whose way of sending files its trial no longer allows (the trial admin changed
+    *Where images are de-identified* while it was open): it takes no more files and gives no subject key."""
+    trial = upload.timepoint.subject.trial
+    if path_allowed(trial, upload.deid_path):
+        return
+    if upload.deid_path == Upload.DeidPath.BROWSER:
+        raise InvalidState(_("This trial de-identifies images on the server; send the files as they are."))
+    raise InvalidState(
+        _("This trial accepts only images de-identified in the site's browser; use the upload page of CTIMS.")
+    )
+
+
 def upload_open_with_path(*, actor, timepoint: Timepoint, browser: bool) -> Upload:
     """Open (or resume) the person's upload, de-identifying in their browser or on the server as the trial allows.
 
@@ -56,9 +76,9 @@ def upload_open_with_path(*, actor, timepoint: Timepoint, browser: bool) -> Uplo
     with transaction.atomic():
         upload = upload_open(actor=actor, timepoint=timepoint)
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
-        if upload.deid_path != wanted and upload.items.exists() and trial.deid_paths == Trial.DeidPaths.BROWSER:
-            # The trial became browser-only while files were being sent as they were: that session is closed
-            # (what it received is still processed) and a new one takes only de-identified files.
+        if upload.deid_path != wanted and upload.items.exists() and not path_allowed(trial, upload.deid_path):
+            # The trial stopped allowing the way this session's files were sent (browser-only, or server only):
+            # that session is closed (what it received is still processed) and a new one takes the other way.
             upload_finish(actor=actor, upload=upload)
             upload = upload_open(actor=actor, timepoint=timepoint)
         if upload.deid_path != wanted and not upload.items.exists():
@@ -72,6 +92,7 @@ def _check_key_holder(upload: Upload) -> None:
         raise InvalidState(_("This upload is closed; the subject key is given only while an upload is open."))
     if upload.deid_path != Upload.DeidPath.BROWSER:
         raise InvalidState(_("This upload sends files as they are; its files are de-identified on the server."))
+    check_path_allowed(upload)
 
 
 def upload_browser_key(*, actor, upload: Upload) -> dict:

@@ -10,8 +10,10 @@ them) are read again by the server's OCR: text the browser should have redacted 
 above Bits Stored, reject the file. A file failing any of these is rejected with the reason and never stored;
 the reason names the attribute, never its value.
 
-The pattern detectors here are minimal ones of our own (issue 11's text-cleaning detectors were not merged
-when this was written); they look only at free-text value representations.
+The identifier detectors are the engine's own (trials.deid.patterns); they look at every text value but UIDs,
+the file meta's too, as the server path's verifier searches every byte of its output. The file meta and the
+record of the method (its code sequence, Longitudinal Temporal Information Modified) must be what the engine
+writes for the trial's options.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from ctims.i18n import Text, gettext_noop
 from ..deid import DeidOptions, DeidRejected, DeidResult, burned_in, deidentify, patterns
 from ..deid import profile as p
 from ..deid.charsets import STRING_VRS
-from ..deid.engine import CLASS_UID_TAGS, DICOM_ROOT, DUMMY_BY_VR, DUMMY_TEXT, method_text
+from ..deid.engine import CLASS_UID_TAGS, DICOM_ROOT, DUMMY_BY_VR, DUMMY_TEXT, _method_values, method_text
 from ..deid.fastread import dcmread_bytes, open_sequences, raw_text, raw_us
 from ..deid.index import build_index
 from ..deid.pseudonym import PseudonymSpace
+from ..deid.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..models import BrowserDeidRecord, Upload
 
 PATIENT_IDENTITY_REMOVED = 0x00120062
@@ -51,7 +54,16 @@ WRITTEN_BY_ENGINE = frozenset(
     {SPECIFIC_CHARACTER_SET, PATIENT_IDENTITY_REMOVED, DEID_METHOD, DEID_METHOD_CODES, TEMPORAL_MODIFIED}
 )
 SUBJECT_CODE_KEYWORDS = frozenset({"PatientName", "PatientID", "ClinicalTrialSubjectID"})
-FREE_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+# The file meta the engine writes (trials.deid.writer.file_meta): these elements, the implementation's own values.
+ENGINE_FILE_META = {
+    0x00020000: None,
+    0x00020001: None,
+    0x00020002: None,  # the SOP class, checked with the data set's
+    0x00020003: None,  # the SOP instance, checked with the data set's
+    0x00020010: None,  # the transfer syntax, checked by ingest's receipt checks
+    0x00020012: IMPLEMENTATION_CLASS_UID,
+    0x00020013: IMPLEMENTATION_VERSION_NAME,
+}
 PSEUDONYM_UID = re.compile(r"2\.25\.(0|[1-9]\d{0,38})")
 
 # The engine's own detectors (trials.deid.patterns): a resident registration number, a phone number or an
@@ -128,6 +140,47 @@ def _profile_action(tag: int, vr: str, profile: p.CompiledProfile) -> str | None
     return None
 
 
+def _check_identifiers(tag: int, vr: str, elem: Any) -> None:
+    """No resident registration number, phone number or e-mail address in any text value (the server path's
+    verifier searches every byte of its output for them): descriptions, coded values, URLs, the file meta."""
+    if vr in STRING_VRS and vr != "UI":
+        found = next(patterns.find_identifiers(_text(elem.value), skip=SKIPPED), None)
+        if found is not None:
+            raise _reject(
+                "identifying_text",
+                Text(
+                    gettext_noop("%(name)s holds what looks like an identifier (%(what)s); the file was not stored."),
+                    **{"name": _name(tag), "what": found.reason},
+                ),
+            )
+
+
+def _check_file_meta(meta: Dataset) -> None:
+    """The file meta holds what the engine writes and nothing else (it writes a fresh one)."""
+    for tag, elem in meta._dict.items():
+        if tag not in ENGINE_FILE_META:
+            raise _reject(
+                "extra_attribute",
+                Text(
+                    gettext_noop("The file keeps %(name)s, which this trial's de-identification removes."),
+                    **{"name": _name(tag)},
+                ),
+            )
+        vr = _vr(tag, elem)
+        _check_identifiers(tag, vr, elem)
+        expected = ENGINE_FILE_META[tag]
+        if expected is not None and _value(meta, tag) != expected:
+            raise _reject(
+                "extra_attribute",
+                Text(
+                    gettext_noop(
+                        "The file keeps a real value in %(name)s, which this trial's de-identification replaces."
+                    ),
+                    **{"name": _name(tag)},
+                ),
+            )
+
+
 def _check_element(
     holder: Dataset,
     tag: int,
@@ -139,6 +192,7 @@ def _check_element(
     profile: p.CompiledProfile,
 ) -> None:
     group, element = tag >> 16, tag & 0xFFFF
+    _check_identifiers(tag, vr, elem)
     if group & 1:
         if 0x0010 <= element <= 0x00FF:
             return  # a private creator: kept only with a safelisted element of its block, checked there
@@ -197,17 +251,6 @@ def _check_element(
                     "uid_not_pseudonymous",
                     Text(gettext_noop("%(name)s is not a pseudonymous UID of this trial (2.25.…)."), **{"name": name}),
                 )
-    if vr in FREE_TEXT_VRS:
-        text = _text(elem.value)
-        found = next(patterns.find_identifiers(text, skip=SKIPPED), None)
-        if found is not None:
-            raise _reject(
-                "identifying_text",
-                Text(
-                    gettext_noop("%(name)s holds what looks like an identifier (%(what)s); the file was not stored."),
-                    **{"name": name, "what": found.reason},
-                ),
-            )
 
 
 def _value(ds: Dataset, tag: int) -> str:
@@ -235,7 +278,7 @@ def _pixel_module(ds: Dataset) -> burned_in.PixelModule:
         rows=_us(ds, 0x00280010, 0),
         columns=_us(ds, 0x00280011, 0),
         samples=_us(ds, 0x00280002, 1),
-        frames=int(frames) if frames.isdigit() else 1,
+        frames=int(frames) if frames.isdecimal() else 1,
         bits_allocated=bits_allocated,
         bits_stored=_us(ds, 0x00280101, bits_allocated),
         signed=_us(ds, 0x00280103, 0) == 1,
@@ -299,7 +342,19 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
         )
     else:
         rejection = None
-        if found:
+        if found and declared.actions.get("pixels_rewritten"):
+            # The browser blanked the text its OCR read; the server's OCR (another build, other models) reads more.
+            rejection = _reject(
+                "burned_in_text",
+                Text(
+                    gettext_noop(
+                        "The server still found text in the image's pixels after your browser blanked the text it "
+                        "found, so it was not stored. Please export the image without annotations, or tell the "
+                        "trial's imaging team."
+                    )
+                ),
+            )
+        elif found:
             rejection = _reject(
                 "burned_in_text",
                 Text(
@@ -311,6 +366,21 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
             )
     if rejection is not None:
         raise rejection
+
+
+def _records_the_method(ds: Dataset, options: DeidOptions) -> bool:
+    """The De-identification Method Code Sequence and Longitudinal Temporal Information Modified say what the
+    engine writes for this trial's options, and nothing else."""
+    temporal = "MODIFIED" if options.retain_longitudinal_modified_dates else "REMOVED"
+    if _value(ds, TEMPORAL_MODIFIED) != temporal:
+        return False
+    codes = ds._dict.get(DEID_METHOD_CODES)
+    items = [] if codes is None or isinstance(codes.value, bytes) else list(codes.value or [])
+    written = [
+        (_value(item, 0x00080100), _value(item, 0x00080102), _value(item, 0x00080104), len(item._dict))
+        for item in items
+    ]
+    return written == [(value, "DCM", meaning, 3) for value, meaning, _ in _method_values(options)]
 
 
 def reverify(
@@ -372,7 +442,7 @@ def reverify(
             ),
         )
     expected_method = method_text(options)
-    if _value(ds, DEID_METHOD).split("\\") != expected_method:
+    if _value(ds, DEID_METHOD).split("\\") != expected_method or not _records_the_method(ds, options):
         raise _reject(
             "deid_method",
             Text(
@@ -393,6 +463,7 @@ def reverify(
         raise _reject(
             "uid_not_pseudonymous", Text(gettext_noop("The file's header names another instance than its data set."))
         )
+    _check_file_meta(meta)
     profile = p.compile_profile(options)
     for holder, tag, vr, elem in ds_elements:
         _check_element(holder, tag, vr, elem, subject_code=subject_code, options=options, profile=profile)

@@ -132,7 +132,12 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
     """
     if upload.state != Upload.State.OPEN:
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
+    from .browser import check_path_allowed  # browser.py builds on this module
+
     trial_check_open(upload.timepoint.subject.trial)  # an upload opened before the trial closed takes no more
+    # Opened before the trial admin changed where images are de-identified: a session sending files as they
+    # are takes none once the trial is browser-only (no raw byte is received), a browser one none once it is not.
+    check_path_allowed(upload)
     received: dict[str, bytes] = {}
     files = list(files)
     for sha, data in zip(store.io_pool("receive").map(store.sha256_hex, files), files, strict=True):

@@ -92,7 +92,7 @@ def tm_seconds(value: str | None) -> float | None:
         return None
     text = str(value).strip().replace(":", "")
     whole, _, fraction = text.partition(".")
-    if not whole.isdigit() or len(whole) not in (2, 4, 6) or (fraction and not fraction.isdigit()):
+    if not whole.isdecimal() or len(whole) not in (2, 4, 6) or (fraction and not fraction.isdecimal()):
         return None
     hours, minutes, seconds = int(whole[:2]), int(whole[2:4] or 0), int(whole[4:6] or 0)
     if hours > 23 or minutes > 59 or seconds > 60:

@@ -37,7 +37,7 @@ from ..forms import (
     add_service_errors,
 )
 from ..inbox import inbox_entries
-from ..models import Timepoint, Trial
+from ..models import Role, Timepoint, Trial
 from ._common import HOME_ENTRIES, _posted, _trial, _trial_page, scoped
 
 AUDIT_PAGE_SIZE = 50
@@ -87,6 +87,11 @@ def trial_detail(request, code):
         # Readers and adjudicators see the trial's code, title and their role: nothing about subjects or sites.
         "show_facts": manages or sees_all or sees_results or bool(my_sites),
         "states": Timepoint.State.choices,
+        # Where each role's work is, for the overview's "Go to".
+        "sees_subjects": selectors.sees_subjects(actor=actor, trial=trial),
+        "reviews_qc": actor.has_trial_perm(trial, "review_qc"),
+        "sees_results": manages or sees_results,
+        "reads_cases": request.user.memberships.filter(trial=trial, role__in=[Role.READER, Role.ADJUDICATOR]).exists(),
     }
     waiting = inbox_entries(actor, trial=trial)
     context["waiting"] = waiting[:HOME_ENTRIES]
@@ -226,11 +231,25 @@ def trial_people(request, code):
         except ValidationFailed as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(
-                request,
-                _("An invitation to the role %(role)s was sent to %(person)s; the role is theirs once they accept it.")
-                % {"person": invitation.email, "role": invitation.get_role_display()},
-            )
+            person = {"person": invitation.email, "role": invitation.get_role_display()}
+            if getattr(invitation, "email_failed", False):
+                messages.warning(
+                    request,
+                    _(
+                        "The invitation of %(person)s to the role %(role)s is saved, but its email could not be sent: "
+                        "ask the operator to check the mail settings, then withdraw it and invite again."
+                    )
+                    % person,
+                )
+            else:
+                messages.success(
+                    request,
+                    _(
+                        "An invitation to the role %(role)s was sent to %(person)s; "
+                        "the role is theirs once they accept it."
+                    )
+                    % person,
+                )
             return redirect("trial-people", code=trial.code)
     memberships = selectors.membership_list(trial=trial).order_by("user__email", "role")
     context = {"memberships": memberships, "form": form, "invitations": selectors.invitations_open(trial=trial)}

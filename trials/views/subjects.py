@@ -225,7 +225,7 @@ def _way_back(request, actor: Actor, trial: Trial, timepoint: Timepoint) -> WayB
         url = reverse("qc-timepoint", args=[trial.code, subject.code, visit.code])
         return WayBack(url=url, label=_("Back to the QC review"), nav="qc-worklist")
     pk = request.GET.get("query", "")
-    if pk.isdigit():
+    if pk.isdecimal():  # not isdigit(): a superscript digit is one, and int() refuses it
         with scoped():
             query = selectors.query_list(actor=actor, trial=trial).filter(pk=int(pk), timepoint=timepoint).first()
         if query is not None:

@@ -9,5 +9,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         report = audit_verify()
         if not report.intact:
-            raise CommandError(f"Audit chain broken after {report.checked} intact events: {report.problem}.")
+            raise CommandError(
+                f"Audit chain broken after {report.checked} intact events: {report.problem}.{report.key_hint}"
+            )
         self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {report.checked} events verified."))

@@ -1,6 +1,8 @@
 """The browser's door into trials.deid: the same engine as the server, run by Pyodide in a Web Worker.
 
-Loaded next to the unchanged trials/deid sources; imports no Django. `configure` takes the one subject's key
+Loaded next to the unchanged trials/deid sources and trials/ingest/validate.py (the server's checks of a received
+file, run here on each original before it is de-identified, as the server runs them on a raw file); imports no
+Django. `configure` takes the one subject's key
 (never the trial key) and the trial's options as the server sends them; `run` de-identifies one file and
 answers with the output bytes and a JSON record (what was done, never a value from the input).
 
@@ -43,6 +45,7 @@ from trials.deid.engine import (
     source_patient_id,
 )
 from trials.deid.pseudonym import PseudonymSpace
+from trials.ingest.validate import check_receivable
 
 _configured: dict = {}
 _ocr: dict = {"reader": None, "failure": "", "wanted": False}
@@ -154,6 +157,9 @@ def run(data, hash_here: bool = True, timed: bool = False) -> tuple:
     t1 = time.perf_counter()
     _ocr["wanted"] = False
     try:
+        # What the server checks of a raw file before de-identifying it (bounded parsing, what serving needs):
+        # it never sees this one, so the same refusals, with the same reasons, are made here.
+        check_receivable(source)
         result = deidentify(
             source,
             space=_configured["space"],
@@ -192,6 +198,7 @@ def warm_once() -> None:
             space=PseudonymSpace(bytes(32)),
             options=DeidOptions(),
         )
+    check_receivable(_warm["sample"])
     deidentify(_warm["sample"], space=_warm["space"], subject_code="WARM-UP", options=_warm["options"])
 
 

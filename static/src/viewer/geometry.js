@@ -10,6 +10,33 @@ export function dot(a, b) {
   return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
 }
 
+/**
+ * A point of the patient coordinate system (LPS, mm) as image (column, row) coordinates in pixels, the top left
+ * corner of the top left pixel at (0, 0) and its centre at (0.5, 0.5), as an SR's SCOORD has them (PS3.3
+ * C.18.6.1.1). `plane` is an imagePlaneModule: Image Position (Patient) is the centre of the first pixel, the
+ * column index grows along rowCosines by Pixel Spacing's second value (columnPixelSpacing, the distance between
+ * columns), the row index along columnCosines by its first (rowPixelSpacing, the distance between rows).
+ * Cornerstone's own worldToImageCoords pairs each direction with the other spacing, which is wrong wherever
+ * the two spacings differ.
+ */
+export function worldToImage(plane, point) {
+  const origin = plane.imagePositionPatient;
+  const offset = [point[0] - origin[0], point[1] - origin[1], point[2] - origin[2]];
+  return [
+    dot(offset, plane.rowCosines) / (plane.columnPixelSpacing || 1) + 0.5,
+    dot(offset, plane.columnCosines) / (plane.rowPixelSpacing || 1) + 0.5,
+  ];
+}
+
+/** Image (column, row) pixel coordinates as a point of the patient coordinate system: worldToImage undone. */
+export function imageToWorld(plane, [column, row]) {
+  const across = (column - 0.5) * (plane.columnPixelSpacing || 1);
+  const down = (row - 0.5) * (plane.rowPixelSpacing || 1);
+  return [0, 1, 2].map(
+    (axis) => plane.imagePositionPatient[axis] + plane.rowCosines[axis] * across + plane.columnCosines[axis] * down,
+  );
+}
+
 /** The slice normal (row × column direction) of an ImageOrientationPatient, or null without one. */
 export function sliceNormal(orientation) {
   if (!orientation || orientation.length < 6) return null;

@@ -1,35 +1,72 @@
 // The measurement list beside the viewports: every Length and Bidirectional annotation with its size in mm
 // and its points in image (column, row) pixels, which is what a read stores.
 
-import { eventTarget, utilities as coreUtilities } from "@cornerstonejs/core";
+import { eventTarget, metaData } from "@cornerstonejs/core";
 import { BidirectionalTool, Enums as ToolEnums, LengthTool, annotation } from "@cornerstonejs/tools";
 
+import { worldToImage } from "./geometry.js";
 import { gettext, integer, interpolate, mm } from "./i18n.js";
 
 const MEASURED = new Set([LengthTool.toolName, BidirectionalTool.toolName]);
 const round = (x) => Math.round(x * 10) / 10;
 
-/** One annotation as plain data: its tool, size(s) in mm, the frame it lies on and its points in pixels. */
+/**
+ * One annotation as plain data: its tool, size(s) in mm, the frame it lies on and its points in pixels.
+ *
+ * The points are kept to a tenth of a pixel, and on an image with a Pixel Spacing the sizes are the lengths of
+ * the lines between those points (each axis at its own spacing), as the server recomputes them and the SR's
+ * SCOORDs show them: Cornerstone's figure is for the unrounded line, which differs by up to a tenth of a pixel
+ * at each end (0.4 mm on 4 mm pixels). Without a spacing, Cornerstone's figure in pixels is kept.
+ */
 export function describe(item) {
   const imageId = item.metadata?.referencedImageId;
   const stats = Object.values(item.data?.cachedStats || {})[0] || {};
   const recorded = item.data?.recorded || {};
+  const plane = imageId ? metaData.get("imagePlaneModule", imageId) : null;
   const points = (item.data?.handles?.points || []).map((point) => {
-    const [column, row] = imageId ? coreUtilities.worldToImageCoords(imageId, point) : [NaN, NaN];
+    const [column, row] = plane?.imagePositionPatient ? worldToImage(plane, point) : [NaN, NaN];
     return [round(column), round(row)];
   });
+  const spaced = Boolean(plane?.pixelSpacing);
+  // A locked drawing (an earlier read's, another reader's) cannot move: it shows the sizes its read recorded.
+  if (item.isLocked && recorded.mm !== undefined) {
+    return {
+      uid: item.annotationUID,
+      tool: item.metadata?.toolName,
+      imageId,
+      label: item.data?.label || null,
+      locked: true,
+      unit: spaced ? "mm" : stats.unit || null,
+      mm: recorded.mm ?? null,
+      points,
+      ...(item.metadata?.toolName === BidirectionalTool.toolName ? { shortMm: recorded.shortMm ?? null } : {}),
+    };
+  }
+  const lengthOf = (a, b) =>
+    a && b && [...a, ...b].every(Number.isFinite)
+      ? round(Math.hypot((b[0] - a[0]) * plane.columnPixelSpacing, (b[1] - a[1]) * plane.rowPixelSpacing))
+      : null;
   const result = {
     uid: item.annotationUID,
     tool: item.metadata?.toolName,
     imageId,
     label: item.data?.label || null,
     locked: Boolean(item.isLocked),
-    unit: stats.unit || null,
-    mm: Number.isFinite(stats.length) ? round(stats.length) : (recorded.mm ?? null),
+    unit: spaced ? "mm" : stats.unit || null,
+    mm: spaced
+      ? lengthOf(points[0], points[1])
+      : Number.isFinite(stats.length)
+        ? round(stats.length)
+        : (recorded.mm ?? null),
     points,
   };
-  if (result.tool === BidirectionalTool.toolName)
-    result.shortMm = Number.isFinite(stats.width) ? round(stats.width) : (recorded.shortMm ?? null);
+  if (result.tool === BidirectionalTool.toolName) {
+    result.shortMm = spaced
+      ? lengthOf(points[2], points[3])
+      : Number.isFinite(stats.width)
+        ? round(stats.width)
+        : (recorded.shortMm ?? null);
+  }
   return result;
 }
 

@@ -16,32 +16,63 @@ import { gettext, integer, interpolate, mm } from "./i18n.js";
 
 const { Events, RequestType } = CoreEnums;
 
+// Enhanced (multi-frame) images keep each frame's geometry in functional groups (PS3.3 C.7.6.16).
+const SHARED_GROUPS = "52009229";
+const PER_FRAME_GROUPS = "52009230";
+const PLANE_POSITION = "00209113";
+const PLANE_ORIENTATION = "00209116";
+
+/** The first item of a sequence attribute of a DICOM JSON object, or undefined. */
+function firstItem(object, tag) {
+  return object?.[tag]?.Value?.[0];
+}
+
+/**
+ * Each frame's Image Position and Orientation (Patient): a single-frame image's own; an enhanced image's from
+ * its Per-frame Functional Groups, the orientation from the Shared ones when the frames share it.
+ */
+function framePlanes(object, frames) {
+  const perFrame = object?.[PER_FRAME_GROUPS]?.Value || [];
+  const shared = firstItem(object, SHARED_GROUPS);
+  const top = { position: numbers(object, TAGS.position), orientation: numbers(object, TAGS.orientation) };
+  return Array.from({ length: frames }, (_, n) => {
+    const item = perFrame[n];
+    const position = numbers(firstItem(item, PLANE_POSITION), TAGS.position);
+    const orientation =
+      numbers(firstItem(item, PLANE_ORIENTATION), TAGS.orientation) ??
+      numbers(firstItem(shared, PLANE_ORIENTATION), TAGS.orientation);
+    return { position: position ?? (frames === 1 ? top.position : null), orientation: orientation ?? top.orientation };
+  });
+}
+
 /** The frames of a series in viewing order, each with its image id, position along the normal and instance. */
 function slicesOf(client, series, metadata) {
-  const instances = metadata.map((object) => ({
-    object,
-    sopUid: value(object, TAGS.sopUid),
-    instanceNumber: value(object, TAGS.instanceNumber, null),
-    frames: Number(value(object, TAGS.numberOfFrames, 1)) || 1,
-    position: numbers(object, TAGS.position),
-    orientation: numbers(object, TAGS.orientation),
-  }));
-  const slices = [];
-  for (const instance of sortSlices(instances)) {
-    const ids = client.imageIds(series.studyUid, series.seriesUid, instance.sopUid, instance.frames);
+  const frames = [];
+  for (const object of metadata) {
+    const sopUid = value(object, TAGS.sopUid);
+    const count = Number(value(object, TAGS.numberOfFrames, 1)) || 1;
+    const ids = client.imageIds(series.studyUid, series.seriesUid, sopUid, count);
     // The loader reads a frame's attributes from what is registered under its instance's first frame.
-    wadors.metaDataManager.add(ids[0], instance.object);
-    ids.forEach((imageId, frame) =>
-      slices.push({
-        imageId,
-        sopUid: instance.sopUid,
-        frame: frame + 1,
-        // A multi-frame instance's frames share its position: only a single frame has a place of its own.
-        position: instance.frames === 1 ? slicePosition(instance.position, instance.orientation) : null,
+    wadors.metaDataManager.add(ids[0], object);
+    framePlanes(object, count).forEach(({ position, orientation }, n) =>
+      frames.push({
+        imageId: ids[n],
+        sopUid,
+        frame: n + 1,
+        instanceNumber: value(object, TAGS.instanceNumber, null),
+        position,
+        orientation,
       }),
     );
   }
-  const normal = sliceNormal(instances.find((i) => i.orientation)?.orientation);
+  // Every frame in the order of its place along the normal when all have one, else by instance (and frame).
+  const slices = sortSlices(frames).map((item) => ({
+    imageId: item.imageId,
+    sopUid: item.sopUid,
+    frame: item.frame,
+    position: slicePosition(item.position, item.orientation),
+  }));
+  const normal = sliceNormal(frames.find((item) => item.orientation)?.orientation);
   return { slices, normal };
 }
 
@@ -82,6 +113,10 @@ export class Pane {
     // The wheel scrolls through Cornerstone's stack scroll tool, the one caller of the viewport's scroll().
     this.element.addEventListener(Events.STACK_VIEWPORT_SCROLL, () => this.viewer.readerMoves());
     eventTarget.addEventListener(Events.IMAGE_LOADED, (event) => this.onImageLoaded(event.detail.image.imageId));
+    // The viewport's own loads (the image to show) that fail; prefetching catches its failures itself.
+    eventTarget.addEventListener(Events.IMAGE_LOAD_ERROR, (event) => this.onImageLoadError(event.detail));
+    this.imageError = null; // the index of the image shown as not loaded, or null
+    this.firstFailed = null; // rejects the wait for the first image of a series being loaded
   }
 
   get viewport() {
@@ -122,6 +157,7 @@ export class Pane {
     this.enabled = false;
     this.series = null;
     this.slices = [];
+    this.imageIdSet = new Set();
     this.shown = false;
     this.loaded.clear();
     this.clearOverlays();
@@ -168,6 +204,9 @@ export class Pane {
     const generation = ++this.generation;
     this.series = series;
     this.slices = [];
+    // Until this series' metadata names its images, no image counts as loaded for it (the series left may still
+    // be arriving).
+    this.imageIdSet = new Set();
     this.shown = false;
     this.loaded.clear();
     this.clearOverlays();
@@ -191,11 +230,19 @@ export class Pane {
     const rendered = new Promise((resolve) =>
       this.element.addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
     );
-    await this.viewport.setStack(
-      slices.map((slice) => slice.imageId),
-      start,
-    );
-    await rendered;
+    // Cornerstone's setStack resolves even when the image fails to load, and nothing renders: wait for either.
+    const failed = new Promise((resolve, reject) => {
+      this.firstFailed = { imageId: slices[start].imageId, reject };
+    });
+    try {
+      await this.viewport.setStack(
+        slices.map((slice) => slice.imageId),
+        start,
+      );
+      await Promise.race([rendered, failed]);
+    } finally {
+      this.firstFailed = null;
+    }
     if (generation !== this.generation) return false;
     this.shown = true;
     this.setStatus("");
@@ -227,6 +274,27 @@ export class Pane {
     }
   }
 
+  /** A load the viewport asked for failed: the first image of the series, or the one scrolled to, says so. */
+  onImageLoadError(detail) {
+    const imageId = detail?.imageId;
+    if (!imageId || !this.imageIdSet?.has(imageId)) return;
+    if (this.firstFailed?.imageId === imageId) {
+      this.firstFailed.reject(new Error("the first image could not be loaded"));
+      return;
+    }
+    const index = this.slices.findIndex((slice) => slice.imageId === imageId);
+    if (!this.shown || index < 0 || index !== this.viewport?.getTargetImageIdIndex()) return;
+    this.imageError = index;
+    this.setStatus(
+      interpolate(
+        gettext("Image %(index)s could not be loaded: scroll on, or reload the page to try again."),
+        { index: integer(index + 1) },
+        true,
+      ),
+      { error: true },
+    );
+  }
+
   onImageLoaded(imageId) {
     if (!this.imageIdSet?.has(imageId) || this.loaded.has(imageId)) return;
     this.loaded.add(imageId);
@@ -250,6 +318,10 @@ export class Pane {
   onNewImage(index) {
     const slice = this.slices[index];
     if (!slice) return;
+    if (this.imageError !== null) {
+      this.imageError = null;
+      this.setStatus("");
+    }
     this.slider.value = String(index + 1);
     const parts = [
       interpolate(

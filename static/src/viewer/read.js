@@ -14,7 +14,7 @@ import { wadors } from "@cornerstonejs/dicom-image-loader";
 import { BidirectionalTool, Enums as ToolEnums, LengthTool, annotation } from "@cornerstonejs/tools";
 
 import { TAGS, value } from "./dicomweb.js";
-import { cross } from "./geometry.js";
+import { cross, imageToWorld } from "./geometry.js";
 import { gettext, integer, interpolate, mm } from "./i18n.js";
 import { describe } from "./measurements.js";
 
@@ -169,7 +169,7 @@ class Drawing {
         // The sizes the read recorded, shown until Cornerstone measures the drawing on a displayed image.
         recorded,
         handles: {
-          points: points.map((point) => coreUtilities.imageToWorldCoords(imageId, point)),
+          points: points.map((point) => imageToWorld(plane, point)),
           activeHandleIndex: null,
         },
         cachedStats: {},
@@ -817,6 +817,16 @@ class ReadPanel {
       this.say(gettext("Measure on an image of this visit (the left viewport)."), { error: true });
       return;
     }
+    // Without Pixel Spacing Cornerstone measures in pixels: that figure is no size in mm for a lesion.
+    if (!metaData.get("imagePlaneModule", item.metadata.referencedImageId)?.pixelSpacing) {
+      this.say(
+        gettext(
+          "This image has no pixel spacing: a length drawn on it is in pixels, not millimetres. Measure on an image with a pixel spacing.",
+        ),
+        { error: true },
+      );
+      return;
+    }
     if (row.uid) {
       const old = row.uid;
       row.uid = null;
@@ -1035,8 +1045,9 @@ class ReadPanel {
     const fallback = error.status ? `${error.status}` : gettext("The server could not be reached.");
     // The project's one error shape: {"error": {"code", "message", "fields"}} (ctims.api_errors.error_body).
     const parts = [error.data?.error?.message || fallback];
-    for (const [field, messages] of Object.entries(error.data?.error?.fields || {})) {
-      parts.push(`${field}: ${[].concat(messages).join(" ")}`);
+    // Each field's messages once, without the field's path ("targets[0].long_mm" means nothing to a reader).
+    for (const messages of Object.values(error.data?.error?.fields || {})) {
+      for (const message of [].concat(messages)) if (!parts.includes(message)) parts.push(message);
     }
     return interpolate(gettext("Not saved: %(reason)s"), { reason: parts.join(" ") }, true);
   }

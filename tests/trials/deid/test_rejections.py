@@ -96,3 +96,14 @@ def test_it_rejects_pixel_data_shorter_than_the_image():
     ds = ct_image()
     ds.PixelData = b"\x00" * 16  # 4x4x16 bits needs 32 bytes
     assert _rejection(part10(ds)).code == "truncated"
+
+
+def test_it_rejects_pixel_data_longer_than_the_image():
+    """Bytes past the image are read by no check and shown to no reader, so the engine (in the site's browser
+    as on the server) refuses them; padding to an even length is the standard's and passes."""
+    ds = ct_image()
+    expected = ds.Rows * ds.Columns * ds.SamplesPerPixel * ds.BitsAllocated // 8
+    ds.PixelData = bytes(expected * 50)
+    assert _rejection(part10(ds)).code == "pixels_too_long"
+    ds.PixelData = bytes(expected)
+    deidentify(part10(ds), space=space(), subject_code=SUBJECT, options=DEFAULT)

@@ -717,6 +717,8 @@ def test_an_image_stored_before_ingest_decoded_compressed_pixels_answers_why_and
         ("frames/0", {}),
         ("frames/99999999999999999999999", {}),
         ("frames/1,x/rendered", {}),
+        # PS3.18 asks for a list of non-duplicate frame numbers: frames/1,1,1,... streamed one frame 10,000 times.
+        ("frames/1,1", {}),
     ],
 )
 def test_bad_values_answer_400(images, client, suffix, params):

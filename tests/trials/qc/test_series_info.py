@@ -84,3 +84,12 @@ def test_a_person_name_in_the_dicom_json_is_read_as_its_alphabetic_form():
     item = {"00081050": {"vr": "PN", "Value": [{"Alphabetic": "Reader^Ann"}, {"Alphabetic": "Reader^Bo"}]}}
     assert _text(JsonHeader(item), "PerformingPhysicianName") == "Reader^Ann\\Reader^Bo"
     assert _text(JsonHeader(item), "NoSuchKeyword") == ""
+
+
+@pytest.mark.parametrize("value", ["²²²²²²", "10²000", "103000.²", "1030", "103000.5"])
+def test_a_time_with_digits_int_does_not_read_is_unreadable_not_an_error(value):
+    """A scanner's TM in Latin-1 may hold a superscript digit (str.isdigit() says yes, int() refuses it)."""
+    from trials.qc.series import tm_seconds
+
+    expected = {"1030": 37800.0, "103000.5": 37800.5}.get(value)
+    assert tm_seconds(value) == expected

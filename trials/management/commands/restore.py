@@ -24,9 +24,18 @@ class Command(BaseCommand):
             report = backup_restore(source=source)
         except BackupError as exc:
             raise CommandError(str(exc))
+        for section in report.not_in_backup:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"This backup was written before {section} were backed up: their files are not restored, and "
+                    f"the rows that name them point to nothing."
+                )
+            )
         self.stdout.write(
             self.style.SUCCESS(
-                f"Restored {report.images} stored files and {report.quarantined} waiting uploads; every file matches "
+                f"Restored {report.images} stored files"
+                + "".join(f", {count} {section}" for section, count in report.kept.items())
+                + f" and {report.quarantined} waiting uploads; every file matches "
                 f"its row; audit chain intact ({report.audit_events} events)."
             )
         )

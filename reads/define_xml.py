@@ -11,7 +11,8 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
-from .sdtm import CODELISTS, METHODS, Dataset
+from . import sdtm
+from .sdtm import METHODS, Dataset
 
 ODM = "http://www.cdisc.org/ns/odm/v1.3"
 DEF = "http://www.cdisc.org/ns/def/v2.0"
@@ -154,7 +155,7 @@ def define_xml(
         if variable.origin_description:
             _description(origin, variable.origin_description)
     for name in used_codelists:
-        data_type, values = CODELISTS[name]
+        data_type, values = sdtm.codelist(name, datasets)
         codelist = ET.SubElement(mdv, _o("CodeList"), {"OID": _oid("CL", name), "Name": name, "DataType": data_type})
         if all(decode is None for decode in values.values()):
             for n, value in enumerate(values, start=1):

@@ -86,6 +86,28 @@ class ReadDesign(models.Model):
         )
 
 
+READER_SLOTS = (1, 2)
+
+
+def evaluator_numbers(assignments) -> dict[int, int]:
+    """{assignment id: evaluator number} of one subject's reader assignments (slots 1 and 2), as
+    `ReaderAssignment.evaluator_number` gives them; each assignment gets its number cached too."""
+    out: dict[int, int] = {}
+    taken: set[int] = set()
+    replacements = len(READER_SLOTS)
+    for assignment in sorted(assignments, key=lambda a: (a.assigned_at, a.pk)):
+        if assignment.slot not in READER_SLOTS:
+            continue
+        if assignment.slot in taken:
+            replacements += 1
+            out[assignment.pk] = replacements
+        else:
+            taken.add(assignment.slot)
+            out[assignment.pk] = assignment.slot
+        assignment._evaluator_number = out[assignment.pk]
+    return out
+
+
 class ReaderAssignment(models.Model):
     """A reader of one subject: a subject keeps the same readers for all its timepoints.
 
@@ -116,9 +138,26 @@ class ReaderAssignment(models.Model):
         return f"{self.case_label} reader {self.slot}"
 
     @property
+    def evaluator_number(self) -> int | None:
+        """The number records outside the system give this reader of the case (None for an adjudicator): the
+        first holder of slot 1 or 2 is numbered by the slot, and each reader who took a slot over from a retired
+        one is a new evaluator, 3, 4, ... in the order they were assigned. A number never changes once given:
+        what the retired reader signed keeps theirs, and the newcomer's reads are never taken for theirs."""
+        if self.slot not in READER_SLOTS:
+            return None
+        if "_evaluator_number" not in self.__dict__:
+            if self.pk is None:
+                return self.slot
+            siblings = ReaderAssignment.objects.filter(subject_id=self.subject_id, slot__in=READER_SLOTS)
+            self._evaluator_number = evaluator_numbers(siblings)[self.pk]
+        return self._evaluator_number
+
+    @property
     def reader_code(self) -> str:
-        """How records outside the system name the place (SR observers, transfers): never the person."""
-        return {1: "Radiologist 1", 2: "Radiologist 2"}.get(self.slot, "Adjudicator")
+        """How records outside the system name this reader of the case (SR observers, transfers): never the
+        person; "Radiologist N" by `evaluator_number`, "Adjudicator"."""
+        number = self.evaluator_number
+        return f"Radiologist {number}" if number is not None else "Adjudicator"
 
     @property
     def slot_label(self) -> str:

@@ -13,7 +13,9 @@ area user guide's RECIST 1.1 conventions:
   standard result 5 mm (RECIST 1.1 section 3.2.2's default); one that disappeared measures 0 mm.
 - RS holds each evaluator's responses per follow-up visit (TRGRESP, NTRGRESP, NEWLPROG, OVRLRESP) and the best
   overall response per subject (BESTRESP). RSACPTFL = "Y" marks the assessment that stands (the accepted one).
-- --EVAL is "INDEPENDENT ASSESSOR"; --EVALID is "RADIOLOGIST 1", "RADIOLOGIST 2" or "ADJUDICATOR".
+- --EVAL is "INDEPENDENT ASSESSOR"; --EVALID is "RADIOLOGIST 1", "RADIOLOGIST 2" or "ADJUDICATOR". A reader who
+  took over a case from a reader retired from it after signing is an evaluator of their own, "RADIOLOGIST 3" (then
+  4, ...): the retired reader's records keep their identifier, so each EVALID is one reader's series throughout.
 - --DY is the study day counted from the subject's baseline scan (day 1). --DTC is the scan date only when the
   trial delivers real dates; otherwise it is empty.
 
@@ -34,7 +36,15 @@ from datetime import date, datetime
 from ctims import safe_csv
 
 ASSESSOR = "INDEPENDENT ASSESSOR"
-EVALUATORS = {1: "RADIOLOGIST 1", 2: "RADIOLOGIST 2", 3: "ADJUDICATOR"}
+ADJUDICATOR = 0  # the adjudicator's evaluator number; readers are 1, 2 and, after a replacement, 3, 4, ...
+EVALUATORS = {1: "RADIOLOGIST 1", 2: "RADIOLOGIST 2", ADJUDICATOR: "ADJUDICATOR"}  # the EVALID code list's own
+
+
+def evaluator_id(evaluator: int) -> str:
+    """--EVALID of an evaluator number."""
+    return EVALUATORS.get(evaluator) or f"RADIOLOGIST {evaluator}"
+
+
 CATEGORY = "RECIST 1.1"
 TOO_SMALL = "TOO SMALL TO MEASURE"
 TOO_SMALL_MM = 5  # RECIST 1.1 section 3.2.2: a lesion too small to measure counts 5 mm
@@ -103,7 +113,7 @@ class VisitAssessment:
 
     subject: str
     visit: VisitRef
-    evaluator: int  # 1, 2 or 3 (adjudicator)
+    evaluator: int  # the reader's evaluator number (1, 2, 3, ...) or ADJUDICATOR
     accepted: bool
     baseline: bool
     study_day: int | None
@@ -288,6 +298,32 @@ CODELISTS: dict[str, tuple[str, dict[str, str | None]]] = {
     ),
 }
 
+# Code lists that grow with the data: a reader who took over a case is delivered as "RADIOLOGIST 3" (4, ...), and
+# define.xml lists every evaluator identifier the datasets hold.
+GROWING_CODELISTS = {"EVALID"}
+
+
+def _natural(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def codelist(name: str, sets: list[Dataset]) -> tuple[str, dict[str, str | None]]:
+    """A code list as define.xml describes it for `sets`: its own values, and for a growing one the values the
+    datasets also hold, in natural order ("RADIOLOGIST 3" before "RADIOLOGIST 10")."""
+    data_type, values = CODELISTS[name]
+    if name not in GROWING_CODELISTS:
+        return data_type, values
+    held = {
+        str(value)
+        for dataset in sets
+        for variable in dataset.domain.variables
+        if variable.codelist == name
+        for value in dataset.column(variable.name)
+        if value not in (None, "")
+    }
+    return data_type, values | dict.fromkeys(sorted(held - set(values), key=_natural))
+
+
 METHODS = {
     "SEQ": "Numbered from 1 within each subject after sorting the dataset by its keys.",
     "DY": "Days from the subject's baseline scan to this scan, plus 1 on or after the baseline scan (no day 0).",
@@ -311,7 +347,7 @@ def _base(a: VisitAssessment, domain: str, study_id: str, prefix: str) -> dict:
         "DOMAIN": domain,
         "USUBJID": a.subject,
         f"{prefix}EVAL": ASSESSOR,
-        f"{prefix}EVALID": EVALUATORS[a.evaluator],
+        f"{prefix}EVALID": evaluator_id(a.evaluator),
         f"{prefix}ACPTFL": "Y" if a.accepted else "",
         "VISITNUM": float(a.visit.number),
         "VISIT": (a.visit.name or a.visit.code).upper(),
@@ -365,7 +401,7 @@ def _state_result(lesion: LesionObservation, new_lesions: str) -> dict:
 
 
 def _link_group(a: VisitAssessment) -> str:
-    return f"{a.visit.code}-{'A' if a.evaluator == 3 else f'R{a.evaluator}'}"
+    return f"{a.visit.code}-{'A' if a.evaluator == ADJUDICATOR else f'R{a.evaluator}'}"
 
 
 def tr_rows(delivery: Delivery) -> list[dict]:
@@ -420,7 +456,7 @@ def rs_rows(delivery: Delivery) -> list[dict]:
         if a.baseline:
             continue
         base = _base(a, "RS", delivery.study_id, "RS") | {"RSLNKGRP": _link_group(a), "RSCAT": CATEGORY}
-        if a.evaluator == 3:
+        if a.evaluator == ADJUDICATOR:
             results = {"OVRLRESP": _response(a.overall_response)}
         else:
             results = {
@@ -444,7 +480,7 @@ def rs_rows(delivery: Delivery) -> list[dict]:
                 "RSORRES": value,
                 "RSSTRESC": value,
                 "RSEVAL": ASSESSOR,
-                "RSEVALID": EVALUATORS[e.evaluator],
+                "RSEVALID": evaluator_id(e.evaluator),
                 "RSACPTFL": "Y" if e.accepted else "",
             }
         )

@@ -17,7 +17,16 @@ from trials.models import Study, Timepoint, Trial
 from .assessment import assessment_display, response_label
 from .content import mm_text
 from .criteria import recist11
-from .models import Adjudication, Lesion, Read, ReaderAssignment, ReadTask, TimepointResult
+from .models import (
+    READER_SLOTS,
+    Adjudication,
+    Lesion,
+    Read,
+    ReaderAssignment,
+    ReadTask,
+    TimepointResult,
+    evaluator_numbers,
+)
 from .read_services import current_read, draft_revision, is_baseline, signed_reads_before, task_timepoints
 from .results import adjudication_reads
 from .services import departed, handover, held, replacements
@@ -359,9 +368,22 @@ def results_trial(*, actor, code: str) -> Trial:
     return trial
 
 
+def trial_evaluator_numbers(trial: Trial) -> dict[int, int]:
+    """{reader assignment id: evaluator number} of every reader of the trial's cases: "Reader 3" is the reader who
+    took a case over from one retired from it, as in the sponsor's transfer (`ReaderAssignment.evaluator_number`)."""
+    by_subject: dict[int, list[ReaderAssignment]] = {}
+    for assignment in ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS):
+        by_subject.setdefault(assignment.subject_id, []).append(assignment)
+    numbers: dict[int, int] = {}
+    for assignments in by_subject.values():
+        numbers.update(evaluator_numbers(assignments))
+    return numbers
+
+
 def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -> list[dict]:
     """One row per locked result (of `results`, a page of `results_list`, if given): what the results page, its
-    CSV and the API give."""
+    CSV and the API give; `reader` is the evaluator number of the reader whose read stands."""
+    numbers = trial_evaluator_numbers(trial)
     rows = []
     for result in results_list(trial) if results is None else results:
         assessment = result.read.assessment or {}
@@ -379,7 +401,7 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
                 "sum_mm": assessment.get("sum_mm") or "",
                 "source": result.source,
                 "source_label": result.get_source_display(),
-                "reader": result.read.task.assignment.slot,
+                "reader": numbers[result.read.task.assignment_id],
                 "locked_at": result.locked_at,
             }
         )
@@ -389,6 +411,8 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
 def result_lesion_rows(trial: Trial) -> list[dict]:
     """One row per lesion of every locked result: the measurement table behind the responses."""
     from .models import Measurement
+
+    numbers = trial_evaluator_numbers(trial)
 
     measurements = (
         Measurement.objects.filter(
@@ -405,7 +429,7 @@ def result_lesion_rows(trial: Trial) -> list[dict]:
         {
             "subject": m.read.task.timepoint.subject.code,
             "visit": m.read.task.timepoint.visit.code,
-            "reader": m.read.task.assignment.slot,
+            "reader": numbers[m.read.task.assignment_id],
             "lesion": m.lesion.label,
             "tracking_uid": m.lesion.tracking_uid,
             "category": m.lesion.category,

@@ -12,21 +12,22 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 
 from trials.models import Study, Subject, Timepoint, Trial
 
 from .criteria.endpoints import Endpoints, VisitResponse, days_from_baseline, study_day, subject_endpoints
 from .criteria.recist11 import NewLesions, OverallResponse
-from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
-from .services import READER_SLOTS, current_readers
+from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult, evaluator_numbers
+from .services import READER_SLOTS
 
 RESULT = "result"
 
 
-def evaluator_name(slot: int | None) -> str:
-    """How a series' author is named outside the system (SDTM's EVALID): the reader code, never a person."""
-    return ReaderAssignment(slot=slot).reader_code.upper() if slot else ""
+def evaluator_name(number: int | None) -> str:
+    """How a series' author is named outside the system (SDTM's EVALID): the reader code of the evaluator
+    number (`ReaderAssignment.evaluator_number`), never a person."""
+    return f"RADIOLOGIST {number}" if number else ""
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class VisitAssessment:
 
 @dataclass(frozen=True)
 class AssessmentSeries:
-    """One reader's series (`slot` 1 or 2) or the accepted result series (`slot` None) of one subject."""
+    """One reader's series (`slot` 1 or 2, the assignment's) or the accepted result series (`slot` None) of one
+    subject. A reader's series is one assignment's: a reader who took a slot over has a series of their own."""
 
     slot: int | None
     assignment: ReaderAssignment | None
@@ -69,10 +71,17 @@ class AssessmentSeries:
     endpoints: Endpoints | None  # None without a baseline, or when a follow-up has no scan date
 
     @property
+    def number(self) -> int | None:
+        """The evaluator number of the reader whose reads the series holds (None if they are several readers')."""
+        if self.assignment is not None:
+            return self.assignment.evaluator_number
+        numbers = {v.read.task.assignment.evaluator_number for v in self.visits}
+        return numbers.pop() if len(numbers) == 1 else None
+
+    @property
     def evaluator(self) -> str:
-        """RADIOLOGIST 1 / RADIOLOGIST 2 for a reader; for the result, the reader whose reads it holds."""
-        slots = {v.read.task.assignment.slot for v in self.visits}
-        return evaluator_name(self.slot if self.slot is not None else (slots.pop() if len(slots) == 1 else None))
+        """RADIOLOGIST 1, 2, ... for a reader; for the result, the reader whose reads it holds ("" if several)."""
+        return evaluator_name(self.number)
 
     @property
     def progression_visit(self) -> VisitAssessment | None:
@@ -83,13 +92,39 @@ class AssessmentSeries:
 
 @dataclass(frozen=True)
 class SubjectSeries:
-    """Everything about one subject's reads: each reader's series (readers as at the cut-off), the result series,
+    """Everything about one subject's reads: each reader's series (readers as at the cut-off), the series of the
+    readers retired from the case by then who had signed reads of its locked visits, the result series,
     adjudications."""
 
     subject: Subject
     readers: dict[int, AssessmentSeries]
     result: AssessmentSeries
     adjudications: tuple[Adjudication, ...]
+    retired: tuple[AssessmentSeries, ...] = ()
+
+    @property
+    def evaluators(self) -> list[AssessmentSeries]:
+        """Every reader's series, retired or not, by evaluator number: all the signed reads delivered."""
+        return sorted([*self.readers.values(), *self.retired], key=lambda s: s.number)
+
+    @property
+    def accepted(self) -> AssessmentSeries:
+        """The series that stands for the subject, whose endpoints (best overall response, progression) and course
+        are the accepted ones: the result series when it holds one reader's reads.
+
+        When it holds a retired reader's reads (visits locked before the replacement) and the reads of the reader
+        who took over, read the case again from baseline and settled a later visit, the newcomer's series: its
+        later visits are measured against its own baseline and nadir, and it was compared as a whole when that
+        visit locked; the two readers' reads together make no course anyone assessed."""
+        result = self.result
+        if result.number is not None or not result.visits:
+            return result
+        latest = result.visits[-1].read.task.assignment.evaluator_number
+        covered = {v.timepoint.pk for v in result.visits}
+        for series in self.evaluators:
+            if series.number == latest and covered <= {v.timepoint.pk for v in series.visits}:
+                return series
+        return result
 
 
 def _scan_dates(timepoints: list[Timepoint]) -> dict[tuple[int, str], dt.date]:
@@ -191,17 +226,22 @@ def standing_results(
     return out
 
 
-def readers_at(subject: Subject, cutoff: dt.datetime | None) -> list[ReaderAssignment]:
+def _retired_by(assignment: ReaderAssignment, at: dt.datetime | None) -> bool:
+    return assignment.retired_at is not None and (at is None or assignment.retired_at <= at)
+
+
+def readers_at(
+    subject: Subject, cutoff: dt.datetime | None, assignments: list[ReaderAssignment] | None = None
+) -> list[ReaderAssignment]:
     """The subject's readers (slots 1 and 2) as they stood at `cutoff` (now, when None): a reader retired from the
-    case after the cut-off still holds the slot for it, and the one who took it over since does not yet."""
-    if cutoff is None:
-        return list(current_readers(subject).order_by("slot"))
+    case after the cut-off still holds the slot for it, and the one who took it over since does not yet.
+    `assignments`: the subject's reader assignments, if already loaded."""
+    if assignments is None:
+        assignments = list(subject.reader_assignments.filter(slot__in=READER_SLOTS))
     held: dict[int, ReaderAssignment] = {}
-    standing = subject.reader_assignments.filter(slot__in=READER_SLOTS).filter(
-        Q(retired_at__isnull=True) | Q(retired_at__gt=cutoff)
-    )
-    for assignment in standing.order_by("assigned_at", "pk"):
-        held.setdefault(assignment.slot, assignment)
+    for assignment in sorted(assignments, key=lambda a: (a.assigned_at, a.pk)):
+        if assignment.slot in READER_SLOTS and not _retired_by(assignment, cutoff):
+            held.setdefault(assignment.slot, assignment)
     return [held[slot] for slot in sorted(held)]
 
 
@@ -247,9 +287,17 @@ def trial_series(
         .prefetch_related(Prefetch("reads", queryset=Read.objects.order_by("version")), "assignment__lesions")
         .order_by("timepoint__visit__order")
     )
+    assignments: dict[int, list[ReaderAssignment]] = {}
+    for assignment in ReaderAssignment.objects.filter(subject__in=subjects, slot__in=READER_SLOTS):
+        assignments.setdefault(assignment.subject_id, []).append(assignment)
+    numbers: dict[int, int] = {}
+    for held in assignments.values():
+        numbers.update(evaluator_numbers(held))
     by_assignment: dict[int, list[tuple[Timepoint, Read]]] = {}
     loaded: dict[int, Read] = {}
     for task in tasks:
+        if task.assignment_id in numbers:
+            task.assignment._evaluator_number = numbers[task.assignment_id]
         for read in task.reads.all():
             read.task = task  # the prefetched task, with its assignment and lesions
             loaded[read.pk] = read
@@ -263,11 +311,19 @@ def trial_series(
         adjudications = adjudications.filter(decided_at__lte=cutoff)
     out = []
     for subject in subjects:
+        held = assignments.get(subject.pk, [])
         readers = {}
-        for assignment in readers_at(subject, cutoff):
+        for assignment in readers_at(subject, cutoff, held):
             readers[assignment.slot] = _series(
                 assignment.slot, assignment, by_assignment.get(assignment.pk, []), results, dates, design
             )
+        # A reader retired from the case by the cut-off keeps what they signed on record, under their own
+        # evaluator number: the results locked with their reads stand on them.
+        retired = tuple(
+            _series(assignment.slot, assignment, by_assignment[assignment.pk], results, dates, design)
+            for assignment in sorted(held, key=lambda a: a.evaluator_number)
+            if _retired_by(assignment, cutoff) and by_assignment.get(assignment.pk)
+        )
         accepted = sorted(
             (r for r in results.values() if r.timepoint.subject_id == subject.pk),
             key=lambda r: r.timepoint.visit.order,
@@ -279,6 +335,7 @@ def trial_series(
                 readers=readers,
                 result=_series(None, None, result_reads, results, dates, design),
                 adjudications=tuple(a for a in adjudications.order_by("decided_at") if a.subject_id == subject.pk),
+                retired=retired,
             )
         )
     return out

@@ -20,7 +20,7 @@ from ctims.exceptions import InvalidState, ValidationFailed
 from trials.models import Membership, Role, Subject, Timepoint, Trial
 from trials.services import timepoint_transition
 
-from .models import Read, ReadDesign, ReaderAssignment, ReadTask
+from .models import READER_SLOTS, Read, ReadDesign, ReaderAssignment, ReadTask
 
 DESIGN_FIELDS = (
     "criteria",
@@ -101,7 +101,6 @@ def read_design_set(*, actor, trial: Trial, **fields) -> ReadDesign:
     return design
 
 
-READER_SLOTS = (1, 2)
 ADJUDICATOR_SLOT = 3
 
 

@@ -6,7 +6,8 @@ and an Instance so that DICOMweb serves it. An adjudication writes a result SR p
 accepted reader's read again, observed and verified by the adjudicator, naming the reader's SR (and the
 visit's earlier result SR) as its predecessors, so that the accepted read is known from the SRs alone.
 
-What the SR says of people and time: observers are the trial's reader codes ("Radiologist 1", "Adjudicator"),
+What the SR says of people and time: observers are the trial's reader codes ("Radiologist 1", "Adjudicator";
+"Radiologist 3" for a reader who took a case over from one retired from it, `ReaderAssignment.evaluator_number`),
 the person stays with the signature and the audit trail; dates are in the study's shifted timeline (the
 subject's date offset applied to the moment of signing), times are real with their offset from UTC.
 """

@@ -41,7 +41,7 @@ from trials.ingest.subject_keys import subject_space
 from trials.models import Instance, Series, Trial
 
 from . import define_xml, sdtm
-from .models import DeliverySettings, Read, ReadDesign, Transfer
+from .models import DeliverySettings, Read, ReadDesign, ReaderAssignment, TimepointResult, Transfer
 from .quality import transfer as quality_transfer
 from .sites import BY_CODE
 
@@ -58,7 +58,13 @@ STEPS = {
 }
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: no entry carries the time it was written
 EMPTY_DATA_TIME = datetime(1960, 1, 1, tzinfo=UTC)  # SAS's epoch, for a transfer with nothing locked yet
-READER_NAMES = {1: "Reader 1", 2: "Reader 2", 3: "Adjudicator"}
+
+
+def reader_name(evaluator: int | None) -> str:
+    """How the plain tables name an evaluator number: "Reader 1", "Reader 3" (who took over a case), "Adjudicator"."""
+    if evaluator is None:
+        return ""
+    return "Adjudicator" if evaluator == sdtm.ADJUDICATOR else f"Reader {evaluator}"
 
 
 def transfer_storage():
@@ -394,8 +400,9 @@ def _record(code: str, v, evaluator: int, dated: Trial | None, methods: dict, **
 
 
 def gather(transfer: Transfer) -> Gathered:
-    """Everything locked by the transfer's cut-off, per subject: both readers' series, the adjudicator's
-    choices, the accepted result and each series' endpoints."""
+    """Everything locked by the transfer's cut-off, per subject: every reader's series (a reader retired from the
+    case by then included, under their own evaluator number), the adjudicator's choices, the accepted result and
+    each series' endpoints."""
     from .series import trial_series
 
     trial = transfer.trial
@@ -414,7 +421,7 @@ def gather(transfer: Transfer) -> Gathered:
         code = series.subject.code
         if not series.result.visits:
             continue
-        accepted_slot = _accepted_slot(series)
+        accepted = series.accepted.number  # None: the result mixes readers' reads with no one's series covering it
         times.extend(adjudication.decided_at for adjudication in series.adjudications)
         # The visits whose standing result an adjudicator decided (with whole-case adjudication, every visit the
         # accepted series covers when it was decided).
@@ -423,8 +430,13 @@ def gather(transfer: Transfer) -> Gathered:
             for v in series.result.visits
             if v.result is not None and v.result.adjudication_id
         }
+        # Whose read each visit's standing result holds, by evaluator number.
+        standing = {v.timepoint.pk: v.read.task.assignment.evaluator_number for v in series.result.visits}
         per_visit: dict[str, list] = {}
-        for slot, reader_series in sorted(series.readers.items()):
+        # Each reader's series under their own evaluator number, a reader retired from the case included: the
+        # locked results may stand on what they signed.
+        for reader_series in series.evaluators:
+            number = reader_series.number
             seen: set[str] = set()
             for v in reader_series.visits:
                 read = v.read
@@ -432,7 +444,7 @@ def gather(transfer: Transfer) -> Gathered:
                 record = _record(
                     code,
                     v,
-                    slot,
+                    number,
                     dated,
                     methods,
                     accepted=v.accepted,
@@ -448,14 +460,16 @@ def gather(transfer: Transfer) -> Gathered:
                 if v.result is not None:
                     times.append(v.result.locked_at)
                 adjudication = adjudicated.get(v.timepoint.pk)
-                visits_rows.append(_visit_row(record, adjudication=adjudication, result_slot=_slot_of(v.result)))
+                visits_rows.append(
+                    _visit_row(record, adjudication=adjudication, result_evaluator=standing.get(v.timepoint.pk))
+                )
                 lesion_rows.extend(_lesion_rows(record))
                 if read.sr_instance_id:
-                    srs.append((f"sr/{code}/{v.visit_code}-R{slot}.dcm", read.sr_instance_id))
+                    srs.append((f"sr/{code}/{v.visit_code}-R{number}.dcm", read.sr_instance_id))
             ep = reader_series.endpoints
             if ep is not None:
-                endpoints.append(sdtm.SubjectEndpoint(code, slot, slot == accepted_slot, ep.best_response.value))
-            subject_rows.append(_subject_row(code, slot, reader_series, dated, accepted=slot == accepted_slot))
+                endpoints.append(sdtm.SubjectEndpoint(code, number, number == accepted, ep.best_response.value))
+            subject_rows.append(_subject_row(code, number, reader_series, dated, accepted=number == accepted))
         result = series.result
         for v in result.visits:
             if v.result is not None and v.result.sr_instance_id:
@@ -464,14 +478,20 @@ def gather(transfer: Transfer) -> Gathered:
             adjudication = adjudicated.get(v.timepoint.pk)
             if adjudication is None:
                 continue
-            record = _record(code, v, 3, dated, methods, accepted=False, overall_response=v.overall_response)
+            record = _record(
+                code, v, sdtm.ADJUDICATOR, dated, methods, accepted=False, overall_response=v.overall_response
+            )
             assessments.append(record)
             per_visit.setdefault(v.visit_code, []).append(record)
-            visits_rows.append(_visit_row(record, adjudication=adjudication, result_slot=_slot_of(v.result)))
-        if accepted_slot is None and result.endpoints is not None:
+            visits_rows.append(
+                _visit_row(record, adjudication=adjudication, result_evaluator=standing.get(v.timepoint.pk))
+            )
+        if accepted is None and result.endpoints is not None:
             # The result holds more than one reader's reads: its best response is the adjudicator's record.
-            endpoints.append(sdtm.SubjectEndpoint(code, 3, True, result.endpoints.best_response.value))
-        subject_rows.append(_subject_row(code, None, result, dated, accepted=True, adjudications=series.adjudications))
+            endpoints.append(sdtm.SubjectEndpoint(code, sdtm.ADJUDICATOR, True, result.endpoints.best_response.value))
+        subject_rows.append(
+            _subject_row(code, None, series.accepted, dated, accepted=True, adjudications=series.adjudications)
+        )
         fingerprints[code] = {
             "visits": [[visit, _digest([dataclasses.asdict(r) for r in rows])] for visit, rows in per_visit.items()],
             "endpoints": _digest([r for r in subject_rows if r["subject"] == code]),
@@ -489,14 +509,13 @@ def gather(transfer: Transfer) -> Gathered:
     )
 
 
-def _slot_of(result) -> int | None:
-    return result.read.task.assignment.slot if result is not None else None
-
-
-def _accepted_slot(series) -> int | None:
-    """The reader whose series is the accepted result, or None if the result mixes readers."""
-    slots = {v.read.task.assignment.slot for v in series.result.visits}
-    return slots.pop() if len(slots) == 1 else None
+def _chosen(adjudications) -> set[int]:
+    """The evaluator numbers of the readers whose series the adjudications accepted (the chosen slot's holder
+    when each was decided)."""
+    if not adjudications:
+        return set()
+    ids = TimepointResult.history.filter(adjudication__in=adjudications).values_list("read__task__assignment_id")
+    return {a.evaluator_number for a in ReaderAssignment.objects.filter(pk__in=ids)}
 
 
 def _iso(value: date | None) -> str:
@@ -512,12 +531,12 @@ def _where(record: sdtm.VisitAssessment) -> dict:
         "visit_number": record.visit.number,
         "study_day": "" if record.study_day is None else record.study_day,
         "scan_date": _iso(record.scan_date),
-        "evaluator": READER_NAMES[record.evaluator],
+        "evaluator": reader_name(record.evaluator),
         "accepted": "Y" if record.accepted else "N",
     }
 
 
-def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_slot: int | None) -> dict:
+def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_evaluator: int | None) -> dict:
     return _where(record) | {
         "target_response": record.target_response,
         "non_target_response": record.non_target_response,
@@ -525,7 +544,7 @@ def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_slot: int |
         "overall_response": record.overall_response,
         "sum_of_diameters_mm": sdtm.mm(record.sum_of_diameters) if record.sum_of_diameters is not None else "",
         "adjudicated": "Y" if adjudication is not None else "N",
-        "accepted_reader": READER_NAMES.get(result_slot, "") if result_slot else "",
+        "accepted_reader": reader_name(result_evaluator),
         "adjudication_reason": adjudication.reason if adjudication is not None else "",
     }
 
@@ -558,15 +577,16 @@ def _lesion_rows(record: sdtm.VisitAssessment) -> list[dict]:
     return rows
 
 
-def _subject_row(code: str, slot: int | None, series, dated: Trial | None, *, accepted: bool, adjudications=()) -> dict:
+def _subject_row(
+    code: str, evaluator: int | None, series, dated: Trial | None, *, accepted: bool, adjudications=()
+) -> dict:
     ep = series.endpoints
     progression = ep.progression if ep is not None else None
     pd_visit = series.progression_visit
     reasons = [a.reason for a in adjudications]
-    chosen = sorted({a.chosen_slot for a in adjudications if a.chosen_slot})
     return {
         "subject": code,
-        "series": READER_NAMES[slot] if slot else "Accepted result",
+        "series": reader_name(evaluator) if evaluator is not None else "Accepted result",
         "evaluator": series.evaluator,
         "accepted": "Y" if accepted else "N",
         "best_overall_response": ep.best_response.value if ep is not None else "",
@@ -576,7 +596,7 @@ def _subject_row(code: str, slot: int | None, series, dated: Trial | None, *, ac
         "progression_date": _iso(_real_date(dated, code, pd_visit.scan_date)) if pd_visit is not None else "",
         "progression_back_dated": ("Y" if progression.back_dated else "N") if progression else "",
         "adjudicated": "Y" if adjudications else "N",
-        "chosen_reader": ", ".join(READER_NAMES[s] for s in chosen),
+        "chosen_reader": ", ".join(reader_name(n) for n in sorted(_chosen(adjudications))),
         "adjudication_reason": " | ".join(reasons),
     }
 

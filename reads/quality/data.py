@@ -9,6 +9,11 @@ Months are the trial's display time zone's calendar months of when a thing happe
 settlement by agreement or adjudication), an adjudication's signature, a reader's signature on a follow-up.
 The period (first and last day, both optional) keeps what happened within it; subject-level comparisons
 (best overall response, date of progression, baseline lesions) keep the subjects with a visit settled in it.
+
+Readers are paired as they were compared: a visit's responses and its settlement count for the two readers who
+held the case when it was first locked, an adjudication for the two it was between, the subject-level endpoints
+and baseline lesions for the two compared last. A reader retired from a case (another took their place and read
+it again) keeps what they signed, and the newcomer's re-reads of visits settled before are compared with nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from django.utils import timezone
 from trials.models import Trial
 
 from ..models import ReadDesign, ReaderAssignment, TimepointResult
-from ..series import trial_series
+from ..series import readers_at, trial_series
 from . import stats
 from .report import QualityInput, SubjectCourse
 
@@ -111,6 +116,9 @@ def quality_input(
     if not ReadDesign.objects.filter(trial=trial).exists():
         return data
     codes = reader_codes(trial)
+    assignments: dict[int, list[ReaderAssignment]] = {}
+    for assignment in ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS):
+        assignments.setdefault(assignment.subject_id, []).append(assignment)
     first_locks = {
         r.timepoint_id: r
         for r in TimepointResult.history.filter(
@@ -120,42 +128,60 @@ def quality_input(
     for subject in trial_series(trial, cutoff=cutoff):
         settled = [first_locks[v.timepoint.pk] for v in subject.result.visits if v.timepoint.pk in first_locks]
         in_range = any(in_period(r.locked_at) for r in settled)
-        readers = {slot: s for slot, s in subject.readers.items() if s.assignment is not None}
-        code = {slot: codes.get(s.assignment.reader_id, "") for slot, s in readers.items()}
-        for slot, s in readers.items():
+        # Every reader's series, a reader retired from the case included: what each signed counts as theirs.
+        series = {s.assignment.pk: s for s in subject.evaluators if s.assignment is not None}
+        code = {pk: codes.get(s.assignment.reader_id, "") for pk, s in series.items()}
+        for pk, s in series.items():
             for v in s.visits[1:]:
                 if in_period(v.read.signed_at):
                     data.pd_calls.append(
-                        stats.ReaderEvent(code[slot], month(v.read.signed_at), v.overall_response == "PD")
+                        stats.ReaderEvent(code[pk], month(v.read.signed_at), v.overall_response == "PD")
                     )
             if in_range and s.visits and s.visits[0].baseline:
-                data.targets_chosen.setdefault(code[slot], []).append(len(s.visits[0].read.content.get("targets", [])))
-        if in_range and subject.result.endpoints is not None:
-            course = _course(subject.subject.code, subject.result)
+                data.targets_chosen.setdefault(code[pk], []).append(len(s.visits[0].read.content.get("targets", [])))
+        if in_range and subject.accepted.endpoints is not None:
+            course = _course(subject.subject.code, subject.accepted)
             if course is not None:
                 data.courses.append(course)
-        if set(readers) != set(READER_SLOTS):
-            continue
-        a_slot, b_slot = sorted(READER_SLOTS, key=lambda slot: int(code[slot].rsplit(" ", 1)[-1] or 0))
-        a, b = readers[a_slot], readers[b_slot]
-        pair = (code[a_slot], code[b_slot])
+        held = assignments.get(subject.subject.pk, [])
+
+        def compared_at(at, held=held, series=series, code=code, subject=subject):
+            """The two readers' series compared at `at` (who held the slots then) and their codes, in code order;
+            None if the case had not two readers with signed reads then."""
+            holders = readers_at(subject.subject, at, held)
+            if {h.slot for h in holders} != set(READER_SLOTS) or any(h.pk not in series for h in holders):
+                return None
+            a, b = sorted(holders, key=lambda h: int(code[h.pk].rsplit(" ", 1)[-1] or 0))
+            return series[a.pk], series[b.pk], (code[a.pk], code[b.pk])
+
         for result in settled:
             double = result.source in (TimepointResult.Source.AGREEMENT, TimepointResult.Source.ADJUDICATION)
-            if double and in_period(result.locked_at):
+            compared = compared_at(result.locked_at)
+            if double and compared and in_period(result.locked_at):
                 adjudicated = result.source == TimepointResult.Source.ADJUDICATION
-                data.settlements.append(stats.Settlement(month(result.locked_at), pair, adjudicated))
-        b_visits = {v.visit_code: v for v in b.visits}
-        for va in a.visits[1:]:
-            vb = b_visits.get(va.visit_code)
-            first = first_locks.get(va.timepoint.pk)
-            if vb and va.overall_response and vb.overall_response and first and in_period(first.locked_at):
+                data.settlements.append(stats.Settlement(month(result.locked_at), compared[2], adjudicated))
+            # The visit's responses as the two readers who settled it called them.
+            if compared is None or not in_period(result.locked_at):
+                continue
+            a, b, pair = compared
+            va = next((v for v in a.visits if v.timepoint.pk == result.timepoint_id), None)
+            vb = next((v for v in b.visits if v.timepoint.pk == result.timepoint_id), None)
+            if va and vb and not va.baseline and va.overall_response and vb.overall_response:
                 data.visit_pairs.setdefault(pair, []).append((va.overall_response, vb.overall_response))
         for adjudication in subject.adjudications:
-            if adjudication.chosen_slot in READER_SLOTS and in_period(adjudication.decided_at):
-                chosen = code[adjudication.chosen_slot]
-                data.decisions.append(stats.Decision(month(adjudication.decided_at), pair, chosen))
-        if not in_range:
+            compared = compared_at(adjudication.decided_at)
+            if compared and adjudication.chosen_slot in READER_SLOTS and in_period(adjudication.decided_at):
+                a, b, pair = compared
+                chosen = next(s for s in (a, b) if s.assignment.slot == adjudication.chosen_slot)
+                data.decisions.append(stats.Decision(month(adjudication.decided_at), pair, code[chosen.assignment.pk]))
+        if not in_range or not settled:
             continue
+        # The subject-level endpoints of the two readers compared last (their whole series was compared then).
+        last = max([r.locked_at for r in settled] + [a.decided_at for a in subject.adjudications])
+        compared = compared_at(last)
+        if compared is None:
+            continue
+        a, b, pair = compared
         if a.endpoints is not None and b.endpoints is not None:
             data.best_response_pairs.setdefault(pair, []).append(
                 (a.endpoints.best_response.value, b.endpoints.best_response.value)

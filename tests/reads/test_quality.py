@@ -251,6 +251,60 @@ def test_a_progression_one_reader_called_counts_in_dates_drift_and_acceptance(wo
     assert courses[UNLOCKED].best_response == "PD" and courses[UNLOCKED].progression_day == 42
 
 
+def test_after_a_reader_is_replaced_the_statistics_pair_the_readers_who_were_compared(world, scripted):
+    from tests.reads.test_transfers import _accepted_reader_replaced
+
+    rita = _accepted_reader_replaced(world, scripted)
+    codes = data.reader_codes(world.trial)
+    rhea, ravi, newcomer = scripted["rhea"], scripted["ravi"], codes[rita.pk]
+    summary = report.summarise(data.quality_input(world.trial))
+    # Every visit settled was settled between rhea and ravi: rita's re-reads of AGREE were compared with nothing.
+    (only,) = summary.pairs
+    assert only.pair == tuple(sorted([rhea, ravi]))
+    assert (only.visit.n, only.visit.agreed) == (2, 1)
+    assert (only.best_response.n, only.best_response.agreed) == (2, 1)
+    assert (only.adjudication.k, only.adjudication.n) == (1, 4)
+    assert (only.measurement.n, only.measurement.bias) == (4, 0.0)
+    # What each of them signed still counts as theirs, the retired reader's calls included.
+    calls = {}
+    for event in summary.input.pd_calls:
+        calls[event.reader] = calls.get(event.reader, 0) + 1
+    assert calls == {rhea: 2, ravi: 2, newcomer: 1}
+    assert summary.targets[rhea].distribution == ((2, 2),)
+
+
+def test_a_visit_settled_after_a_replacement_counts_for_the_newcomer_and_the_other_reader(world, scripted):
+    from tests.reads.test_transfers import _accepted_reader_replaced
+    from trials.services import visit_create
+
+    rita = _accepted_reader_replaced(world, scripted, w6=("22.0", "12.0"))
+    other = world.ravi if scripted["agree_slot_of_rhea"] == 1 else world.rhea
+    visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+    ready(world, "W12", day=84, subject=AGREE)
+    for reader in (rita, other):
+        task = task_of(reader, "W12", AGREE)
+        save_and_sign(reader, task, follow_up_content(task, "22.0", "5.0"))
+    codes = data.reader_codes(world.trial)
+    first_pair = tuple(sorted([scripted["rhea"], scripted["ravi"]]))
+    second_pair = tuple(sorted([codes[rita.pk], codes[other.pk]]))
+    summary = report.summarise(data.quality_input(world.trial))
+    pairs = {p.pair: p for p in summary.pairs}
+    assert set(pairs) == {first_pair, second_pair}
+    # Week 12 was settled by rita and the other reader; the four earlier visits by rhea and ravi.
+    assert [(s.pair, s.adjudicated) for s in summary.input.settlements if s.pair == second_pair] == [
+        (second_pair, False)
+    ]
+    assert (pairs[first_pair].adjudication.k, pairs[first_pair].adjudication.n) == (1, 4)
+    assert summary.input.visit_pairs[second_pair] == [("SD", "SD")]
+    assert (pairs[first_pair].visit.n, pairs[first_pair].visit.agreed) == (2, 1)
+    # AGREE's endpoints were last compared at week 12, between rita and the other reader.
+    assert summary.input.best_response_pairs[second_pair] == [("SD", "SD")]
+    assert len(summary.input.best_response_pairs[first_pair]) == 1
+    # AGREE's course is rita's whole series (week 6: 34 of 35 mm), not her week 12 on the retired reader's week 6.
+    course = next(c for c in summary.input.courses if c.subject == AGREE)
+    assert [(visit, round(change, 1)) for visit, _day, change, _r in course.points] == [("W6", -2.9), ("W12", -22.9)]
+
+
 def test_readers_who_both_call_no_progression_agree_on_its_date(world, scripted, client):
     """Neither reader called PD in either subject: they agree on the date of progression (there is none), and
     the page, the CSV and the transfer's summary say 2 of 2, not 0 of 2 "same date"."""

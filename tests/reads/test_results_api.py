@@ -89,3 +89,31 @@ def test_the_result_tables_write_a_cell_a_spreadsheet_would_run_as_text(world, c
     for url in ("/reads/trials/ALPHA/results.csv", "/reads/trials/ALPHA/lesions.csv"):
         rows = list(csv.DictReader(client.get(url).content.decode().splitlines()))
         assert rows and {row["subject"] for row in rows} == {"'" + hostile}, url
+
+
+def test_after_a_replacement_each_result_names_the_reader_whose_read_it_holds(world, client):
+    import csv
+
+    from tests.reads.flow import follow_up_content
+    from tests.reads.test_transfers import AGREE, _accepted_reader_replaced, scripted_trial
+    from trials.services import visit_create
+
+    facts = scripted_trial(world)
+    rita = _accepted_reader_replaced(world, facts, w6=("22.0", "12.0"))
+    other = world.ravi if facts["agree_slot_of_rhea"] == 1 else world.rhea
+    visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+    ready(world, "W12", day=84, subject=AGREE)
+    for reader in (rita, other):
+        task = task_of(reader, "W12", AGREE)
+        save_and_sign(reader, task, follow_up_content(task, "22.0", "5.0"))
+
+    # Baseline and week 6 stand on the retired reader's reads (reader 1); week 12 on the newcomer's, who is
+    # reader 3 as in the sponsor's transfer, not a second "reader 1".
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_sponsor_token(world)}"}
+    rows = client.get("/api/trials/ALPHA/read-results/", **auth).json()["results"]
+    assert {r["visit"]: r["reader"] for r in rows if r["subject"] == AGREE} == {"BL": 1, "W6": 1, "W12": 3}
+    client.force_login(world.sam)
+    for path in ("/reads/trials/ALPHA/results.csv", "/reads/trials/ALPHA/lesions.csv"):
+        table = csv.DictReader(client.get(path).content.decode().splitlines())
+        readers = {(row["visit"], row["reader"]) for row in table if row["subject"] == AGREE}
+        assert readers == {("BL", "1"), ("W6", "1"), ("W12", "3")}, path

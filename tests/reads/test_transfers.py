@@ -676,3 +676,164 @@ def test_each_lesion_carries_the_method_of_the_image_it_was_measured_on(world, t
     tr, _meta = read_xpt(archive, "tr", tmp_path)
     measured = tr[tr["TRTESTCD"].isin(["LDIAM", "LPERP"])]
     assert set(measured["TRMETHOD"]) == {"CT SCAN"}
+
+
+def _accepted_reader_replaced(world, trial_read, w6=("15.0", "8.0")):
+    """AGREE's accepted reader (slot 1, whose reads its locked visits hold) leaves after signing; rita takes the
+    slot and reads baseline and week 6 again (by default she calls week 6 a partial response; the locked visit
+    stays SD)."""
+    from reads.services import assignment_replace
+    from tests.conftest import make_user
+    from trials import services
+    from trials.models import Role
+
+    leaving = world.rhea if trial_read["agree_slot_of_rhea"] == 1 else world.ravi
+    rita = make_user("rita")
+    services.membership_grant(actor=world.alice, trial=world.trial, user=rita, role=Role.READER)
+    assignment = task_of(leaving, "BL", AGREE).assignment
+    assignment_replace(actor=world.alice, assignment_id=assignment.pk, trial=world.trial, reader=rita)
+    bl = task_of(rita, "BL", AGREE)
+    save_and_sign(rita, bl, baseline_content(bl))
+    follow_up = task_of(rita, "W6", AGREE)
+    save_and_sign(rita, follow_up, follow_up_content(follow_up, *w6))
+    return rita
+
+
+def test_after_the_accepted_reader_is_replaced_a_transfer_delivers_every_evaluator_under_its_own_name(
+    world, trial_read, tmp_path
+):
+    rita = _accepted_reader_replaced(world, trial_read)
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    archive = transfer_zip(transfer)
+    tu, _m = read_xpt(archive, "tu", tmp_path)
+    tr, _m = read_xpt(archive, "tr", tmp_path)
+    rs, _m = read_xpt(archive, "rs", tmp_path)
+    # The retired reader keeps "RADIOLOGIST 1"; the one who took the slot over is an evaluator of their own.
+    for frame, prefix in ((tu, "TU"), (tr, "TR"), (rs, "RS")):
+        mine = frame[frame["USUBJID"] == AGREE]
+        assert set(mine[f"{prefix}EVALID"]) == {"RADIOLOGIST 1", "RADIOLOGIST 2", "RADIOLOGIST 3"}, prefix
+    # Exactly one accepted assessment per locked visit: the retired reader's, which the locked results hold.
+    overall = rs[(rs["USUBJID"] == AGREE) & (rs["RSTESTCD"] == "OVRLRESP")]
+    by = {row["RSEVALID"]: row for row in rows_of(overall)}
+    assert {k: (v["RSORRES"], v["RSACPTFL"]) for k, v in by.items()} == {
+        "RADIOLOGIST 1": ("SD", "Y"),
+        "RADIOLOGIST 2": ("SD", ""),
+        "RADIOLOGIST 3": ("PR", ""),
+    }
+    accepted_tr = tr[(tr["USUBJID"] == AGREE) & (tr["TRACPTFL"] == "Y")]
+    assert set(accepted_tr["TREVALID"]) == {"RADIOLOGIST 1"} and set(accepted_tr["VISIT"]) == {"BASELINE", "WEEK 6"}
+    assert set(tu[(tu["USUBJID"] == AGREE) & (tu["TUACPTFL"] == "Y")]["TUEVALID"]) == {"RADIOLOGIST 1"}
+    assert set(tr[(tr["USUBJID"] == AGREE) & (tr["TREVALID"] == "RADIOLOGIST 3")]["TRLNKGRP"]) == {"BL-R3", "W6-R3"}
+    best = {r["RSEVALID"]: r for r in rows_of(rs[(rs["USUBJID"] == AGREE) & (rs["RSTESTCD"] == "BESTRESP")])}
+    assert {k: (v["RSORRES"], v["RSACPTFL"]) for k, v in best.items()} == {
+        "RADIOLOGIST 1": ("SD", "Y"),
+        "RADIOLOGIST 2": ("SD", ""),
+        "RADIOLOGIST 3": ("PR", ""),
+    }
+
+    # Every evaluator's SRs, under names that do not collide; the newcomer's SR observes as Radiologist 3.
+    srs = sorted(n for n in archive.namelist() if n.startswith(f"sr/{AGREE}/"))
+    assert srs == [f"sr/{AGREE}/{v}-R{n}.dcm" for v in ("BL", "W6") for n in (1, 2, 3)]
+    newcomer = pydicom.dcmread(io.BytesIO(archive.read(f"sr/{AGREE}/W6-R3.dcm")))
+    assert newcomer.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "Radiologist 3"
+    assert "rita" not in archive.read(f"sr/{AGREE}/W6-R3.dcm").decode("latin-1").lower()
+
+    # The plain tables name the same evaluators.
+    subjects = list(csv.DictReader(io.StringIO(archive.read("tables/subjects.csv").decode())))
+    rows = {r["series"]: r for r in subjects if r["subject"] == AGREE}
+    assert set(rows) == {"Reader 1", "Reader 2", "Reader 3", "Accepted result"}
+    assert rows["Accepted result"]["evaluator"] == "RADIOLOGIST 1" and rows["Reader 1"]["accepted"] == "Y"
+    assert rows["Reader 3"]["accepted"] == "N" and rows["Reader 3"]["evaluator"] == "RADIOLOGIST 3"
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    w6 = {r["evaluator"]: r for r in visits if r["subject"] == AGREE and r["visit"] == "W6"}
+    assert {k: v["accepted"] for k, v in w6.items()} == {"Reader 1": "Y", "Reader 2": "N", "Reader 3": "N"}
+    assert {v["accepted_reader"] for v in w6.values()} == {"Reader 1"}
+
+    # define.xml describes the new evaluator and still validates.
+    document = etree.fromstring(archive.read("sdtm/define.xml"))
+    assert etree.XMLSchema(etree.parse(str(DEFINE_SCHEMA))).validate(document)
+    evalids = document.xpath("//odm:CodeList[@Name='EVALID']/odm:EnumeratedItem/@CodedValue", namespaces=NS)
+    assert set(evalids) >= {"RADIOLOGIST 1", "RADIOLOGIST 2", "RADIOLOGIST 3", "ADJUDICATOR"}
+
+    # The same cut-off gives the same files.
+    again = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=transfer.cutoff))
+    assert again.namelist() == archive.namelist()
+    for name in archive.namelist():
+        if not name.startswith("manifest."):
+            assert again.read(name) == archive.read(name), name
+    assert rita.email not in archive.read("tables/subjects.csv").decode()
+
+
+def test_a_visit_locked_after_the_replacement_is_accepted_under_the_newcomer(world, trial_read, tmp_path):
+    rita = _accepted_reader_replaced(world, trial_read, w6=("22.0", "12.0"))
+    from trials.services import visit_create
+
+    other = world.ravi if trial_read["agree_slot_of_rhea"] == 1 else world.rhea
+    visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+    ready(world, "W12", day=84, subject=AGREE)
+    for reader in (rita, other):
+        task = task_of(reader, "W12", AGREE)
+        save_and_sign(reader, task, follow_up_content(task, "22.0", "5.0"))  # SD for both: no call to adjudicate
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    rs, _m = read_xpt(archive, "rs", tmp_path)
+    overall = rs[(rs["USUBJID"] == AGREE) & (rs["RSTESTCD"] == "OVRLRESP") & (rs["RSACPTFL"] == "Y")]
+    # Each locked visit's one accepted assessment: the retired reader's where the result holds their read, the
+    # newcomer's at the visit the newcomer and the other reader settled.
+    assert sorted(zip(overall["VISIT"], overall["RSEVALID"], strict=True)) == [
+        ("WEEK 12", "RADIOLOGIST 3"),
+        ("WEEK 6", "RADIOLOGIST 1"),
+    ]
+    # The subject-level result is the series compared at week 12: the newcomer's, accepted once.
+    best = rs[(rs["USUBJID"] == AGREE) & (rs["RSTESTCD"] == "BESTRESP")]
+    assert set(best["RSEVALID"]) == {"RADIOLOGIST 1", "RADIOLOGIST 2", "RADIOLOGIST 3"}
+    assert list(best[best["RSACPTFL"] == "Y"]["RSEVALID"]) == ["RADIOLOGIST 3"]
+    assert "ADJUDICATOR" not in set(rs[rs["USUBJID"] == AGREE]["RSEVALID"])
+    # The plain tables' accepted result is that series too, named as its evaluator.
+    subjects = list(csv.DictReader(io.StringIO(archive.read("tables/subjects.csv").decode())))
+    rows = {r["series"]: r for r in subjects if r["subject"] == AGREE}
+    assert (rows["Accepted result"]["evaluator"], rows["Reader 3"]["accepted"]) == ("RADIOLOGIST 3", "Y")
+    assert rows["Reader 1"]["accepted"] == "N"
+    assert [n for n in archive.namelist() if n.startswith(f"sr/{AGREE}/W12")] == [
+        f"sr/{AGREE}/W12-R2.dcm",
+        f"sr/{AGREE}/W12-R3.dcm",
+    ]
+
+
+def test_an_adjudication_after_the_replacement_names_the_newcomer_it_accepted(world, trial_read, tmp_path):
+    from reads.models import Adjudication
+    from trials.services import visit_create
+
+    rita = _accepted_reader_replaced(world, trial_read, w6=("22.0", "12.0"))
+    other = world.ravi if trial_read["agree_slot_of_rhea"] == 1 else world.rhea
+    visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+    ready(world, "W12", day=84, subject=AGREE)
+    sd = task_of(rita, "W12", AGREE)
+    save_and_sign(rita, sd, follow_up_content(sd, "22.0", "5.0"))
+    pr = task_of(other, "W12", AGREE)
+    save_and_sign(other, pr, follow_up_content(pr, "15.0", "8.0"))
+    adjudication = Adjudication.objects.get(subject__code=AGREE)
+    results.adjudicate(
+        actor=world.ada,
+        task_id=adjudication.task.pk,
+        choice="1",
+        reason="The newcomer's week 12 is right.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    rs, _m = read_xpt(archive, "rs", tmp_path)
+    mine = rs[rs["USUBJID"] == AGREE]
+    accepted = mine[mine["RSACPTFL"] == "Y"]
+    # Every visit follows the accepted series, rita's (slot 1, evaluator 3); the retired reader's stays on record.
+    assert sorted(set(zip(accepted["VISIT"], accepted["RSEVALID"], strict=True))) == [
+        ("", "RADIOLOGIST 3"),
+        ("WEEK 12", "RADIOLOGIST 3"),
+        ("WEEK 6", "RADIOLOGIST 3"),
+    ]
+    assert {"RADIOLOGIST 1", "ADJUDICATOR"} <= set(mine["RSEVALID"])
+    subjects = list(csv.DictReader(io.StringIO(archive.read("tables/subjects.csv").decode())))
+    result = next(r for r in subjects if r["subject"] == AGREE and r["series"] == "Accepted result")
+    assert (result["evaluator"], result["chosen_reader"]) == ("RADIOLOGIST 3", "Reader 3")
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    decided = [r for r in visits if r["subject"] == AGREE and r["evaluator"] == "Adjudicator"]
+    assert decided and {r["accepted_reader"] for r in decided} == {"Reader 3"}

@@ -67,7 +67,8 @@ def wilson(k: int, n: int, z: float = Z95) -> Proportion:
 @dataclass(frozen=True)
 class Kappa:
     """Agreement of two raters on `n` items: percent agreement, kappa (None when undefined: every item in one
-    category), its standard error and 95% interval (clipped to [-1, 1]); `weights` is "" for Cohen's kappa,
+    category), its standard error and 95% interval (clipped to [-1, 1]; None when not estimable: a reader gave
+    one response only); `weights` is "" for Cohen's kappa,
     "linear" or "quadratic" for a weighted kappa over `categories` in their order."""
 
     n: int
@@ -137,6 +138,10 @@ def cohen_kappa(
     spread = (p * (w - (row_means[:, None] + col_means[None, :]) * (1 - kappa)) ** 2).sum()
     variance = (spread - (kappa - pe * (1 - kappa)) ** 2) / (n * (1 - pe) ** 2)
     se = math.sqrt(max(float(variance), 0.0))
+    if math.isclose(float(rows.max()), 1.0) or math.isclose(float(cols.max()), 1.0):
+        # A degenerate margin (one reader gave a single response): the large-sample variance collapses (to 0 for
+        # Cohen's kappa, however few the items), a certainty the data do not give. Kappa stands; no interval.
+        return Kappa(n, agreed, percent, kappa, None, None, None, weights, categories)
     return Kappa(
         n,
         agreed,

@@ -33,6 +33,14 @@ def test_kappa_of_readers_who_always_agree_is_one_with_no_uncertainty():
     assert (k.low, k.high) == (approx(1.0), approx(1.0))
 
 
+def test_an_interval_resting_on_a_reader_who_gave_one_response_only_is_not_estimable():
+    # A calls SD at both visits, B SD and PR: kappa 0, and the large-sample variance is 0 (a degenerate margin),
+    # which drew "0.000 (0.000 - 0.000)" from two visits: no interval is better than a false certainty.
+    k = cohen_kappa([("SD", "SD"), ("SD", "PR")])
+    assert k.kappa == approx(0.0)
+    assert k.se is None and (k.low, k.high) == (None, None)
+
+
 def test_kappa_of_readers_who_never_agree_is_minus_one():
     k = cohen_kappa([("CR", "PD"), ("PD", "CR")])
     assert (k.agreed, k.percent) == (0, 0.0)

@@ -422,6 +422,19 @@ def _site_meaning(code: str) -> str:
     return BY_CODE[code].meaning
 
 
+def _move(task: ReadTask, state: str, *, actor, action: str, obj, **summary) -> None:
+    """Put the task in `state` and record why, naming its case and visit (never the subject) beside `summary`."""
+    task.state = state
+    task.save(update_fields=["state"])
+    audit_record(
+        actor=actor,
+        action=action,
+        obj=obj,
+        trial_id=task.design.trial_id,
+        summary={"case": task.assignment.case_label, "visit": task.timepoint.visit.code, **summary},
+    )
+
+
 def _open_next(task: ReadTask) -> None:
     """Open the reader's waiting visits whose earlier visits are now all signed."""
     waiting = ReadTask.objects.filter(
@@ -430,15 +443,7 @@ def _open_next(task: ReadTask) -> None:
     for later in waiting.order_by("timepoint__visit__order"):
         if not may_open(task.assignment, later.timepoint):
             break
-        later.state = ReadTask.State.OPEN
-        later.save(update_fields=["state"])
-        audit_record(
-            actor=None,
-            action="read_task.open",
-            obj=later,
-            trial_id=task.design.trial_id,
-            summary={"case": task.assignment.case_label, "visit": later.timepoint.visit.code},
-        )
+        _move(later, ReadTask.State.OPEN, actor=None, action="read_task.open", obj=later)
 
 
 def read_sign(
@@ -519,21 +524,16 @@ def read_sign(
         read.signed_at = signature.at
         read.overall_response = read.assessment["overall_response"] or ""
         read.save()
-        task.state = ReadTask.State.SIGNED
-        task.save(update_fields=["state"])
-        audit_record(
+        _move(
+            task,
+            ReadTask.State.SIGNED,
             actor=actor,
             action="read.sign",
             obj=read,
-            trial_id=task.design.trial_id,
-            summary={
-                "case": task.assignment.case_label,
-                "visit": task.timepoint.visit.code,
-                "version": read.version,
-                "overall_response": read.overall_response or "baseline",
-                "signature": signature.pk,
-                "sr": read.sr_instance.sop_instance_uid,
-            },
+            version=read.version,
+            overall_response=read.overall_response or "baseline",
+            signature=signature.pk,
+            sr=read.sr_instance.sop_instance_uid,
         )
         _open_next(task)
         results.timepoint_settle(task.timepoint)
@@ -560,15 +560,7 @@ def read_correct(*, actor, task_id: int) -> Read:
             content=read.content,
             assessment=read.assessment,
         )
-        task.state = ReadTask.State.IN_PROGRESS
-        task.save(update_fields=["state"])
-        audit_record(
-            actor=actor,
-            action="read.correct",
-            obj=correction,
-            trial_id=task.design.trial_id,
-            summary={"case": task.assignment.case_label, "visit": task.timepoint.visit.code, "supersedes": read.pk},
-        )
+        _move(task, ReadTask.State.IN_PROGRESS, actor=actor, action="read.correct", obj=correction, supersedes=read.pk)
     return correction
 
 
@@ -584,19 +576,14 @@ def read_correction_discard(*, actor, task_id: int) -> Read:
         signed = draft.supersedes
         version = draft.version
         draft.delete()
-        task.state = ReadTask.State.SIGNED
-        task.save(update_fields=["state"])
-        audit_record(
+        _move(
+            task,
+            ReadTask.State.SIGNED,
             actor=actor,
             action="read.correction_discard",
             obj=signed,
-            trial_id=task.design.trial_id,
-            summary={
-                "case": task.assignment.case_label,
-                "visit": task.timepoint.visit.code,
-                "version": version,
-                "supersedes": signed.pk,
-            },
+            version=version,
+            supersedes=signed.pk,
         )
     return signed
 

@@ -143,30 +143,33 @@ def sign(request, pk: int):
 @login_required
 @require_POST
 def correct(request, pk: int):
-    task = _task(request, pk)
-    try:
-        read_services.read_correct(actor=request.user, task_id=task.pk)
-    except InvalidState as exc:
-        messages.error(request, exc.message)
-    except NotFound:
-        raise Http404(_("No such task.")) from None
-    else:
-        messages.success(request, _("A correction was started; the signed read stays on record."))
-    return redirect("read-task", pk=task.pk)
+    return _correction_step(
+        request, pk, read_services.read_correct, _("A correction was started; the signed read stays on record.")
+    )
 
 
 @login_required
 @require_POST
 def correction_discard(request, pk: int):
+    return _correction_step(
+        request,
+        pk,
+        read_services.read_correction_discard,
+        _("The correction was discarded; the signed read stands as it was."),
+    )
+
+
+def _correction_step(request, pk: int, service, done: str):
+    """Start or discard a correction of the reader's signed read, and go back to the read page saying so."""
     task = _task(request, pk)
     try:
-        read_services.read_correction_discard(actor=request.user, task_id=task.pk)
+        service(actor=request.user, task_id=task.pk)
     except InvalidState as exc:
         messages.error(request, exc.message)
     except NotFound:
         raise Http404(_("No such task.")) from None
     else:
-        messages.success(request, _("The correction was discarded; the signed read stands as it was."))
+        messages.success(request, done)
     return redirect("read-task", pk=task.pk)
 
 

@@ -108,6 +108,18 @@ def evaluator_numbers(assignments) -> dict[int, int]:
     return out
 
 
+def evaluator_numbers_by_subject(assignments) -> tuple[dict[int, list], dict[int, int]]:
+    """Reader assignments of several subjects (slots 1 and 2) grouped by subject, and {assignment id: evaluator
+    number} of them all (`evaluator_numbers`, subject by subject)."""
+    by_subject: dict[int, list] = {}
+    for assignment in assignments:
+        by_subject.setdefault(assignment.subject_id, []).append(assignment)
+    numbers: dict[int, int] = {}
+    for held in by_subject.values():
+        numbers.update(evaluator_numbers(held))
+    return by_subject, numbers
+
+
 class ReaderAssignment(models.Model):
     """A reader of one subject: a subject keeps the same readers for all its timepoints.
 

@@ -25,7 +25,7 @@ from .models import (
     ReaderAssignment,
     ReadTask,
     TimepointResult,
-    evaluator_numbers,
+    evaluator_numbers_by_subject,
 )
 from .read_services import current_read, draft_revision, is_baseline, signed_reads_before, task_timepoints
 from .results import adjudication_reads
@@ -371,13 +371,7 @@ def results_trial(*, actor, code: str) -> Trial:
 def trial_evaluator_numbers(trial: Trial) -> dict[int, int]:
     """{reader assignment id: evaluator number} of every reader of the trial's cases: "Reader 3" is the reader who
     took a case over from one retired from it, as in the sponsor's transfer (`ReaderAssignment.evaluator_number`)."""
-    by_subject: dict[int, list[ReaderAssignment]] = {}
-    for assignment in ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS):
-        by_subject.setdefault(assignment.subject_id, []).append(assignment)
-    numbers: dict[int, int] = {}
-    for assignments in by_subject.values():
-        numbers.update(evaluator_numbers(assignments))
-    return numbers
+    return evaluator_numbers_by_subject(ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS))[1]
 
 
 def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -> list[dict]:

@@ -18,7 +18,15 @@ from trials.models import Study, Subject, Timepoint, Trial
 
 from .criteria.endpoints import Endpoints, VisitResponse, days_from_baseline, study_day, subject_endpoints
 from .criteria.recist11 import NewLesions, OverallResponse
-from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult, evaluator_numbers
+from .models import (
+    Adjudication,
+    Read,
+    ReadDesign,
+    ReaderAssignment,
+    ReadTask,
+    TimepointResult,
+    evaluator_numbers_by_subject,
+)
 from .services import READER_SLOTS
 
 RESULT = "result"
@@ -287,12 +295,9 @@ def trial_series(
         .prefetch_related(Prefetch("reads", queryset=Read.objects.order_by("version")), "assignment__lesions")
         .order_by("timepoint__visit__order")
     )
-    assignments: dict[int, list[ReaderAssignment]] = {}
-    for assignment in ReaderAssignment.objects.filter(subject__in=subjects, slot__in=READER_SLOTS):
-        assignments.setdefault(assignment.subject_id, []).append(assignment)
-    numbers: dict[int, int] = {}
-    for held in assignments.values():
-        numbers.update(evaluator_numbers(held))
+    assignments, numbers = evaluator_numbers_by_subject(
+        ReaderAssignment.objects.filter(subject__in=subjects, slot__in=READER_SLOTS)
+    )
     by_assignment: dict[int, list[tuple[Timepoint, Read]]] = {}
     loaded: dict[int, Read] = {}
     for task in tasks:

@@ -23,11 +23,17 @@ def transfer_files(transfer) -> dict[str, bytes]:
     for name in charts.CHARTS:
         for fmt, content in charts.render_formats(summary, name).items():
             files[f"{FOLDER}/{name}.{fmt}"] = content
+    files[f"{FOLDER}/summary.html"] = summary_html(transfer.trial, summary).encode("utf-8")
+    return files
+
+
+def summary_html(trial, summary: report.Summary) -> str:
+    """The report's HTML summary of `summary`, in English (a transfer's files carry no reader's language)."""
     with translation.override("en"):
-        html = render_to_string(
+        return render_to_string(
             "reads/quality_report.html",
             {
-                "trial": transfer.trial,
+                "trial": trial,
                 "summary": summary,
                 "pairs": report.pair_rows(summary),
                 "readers": report.reader_rows(summary),
@@ -36,5 +42,3 @@ def transfer_files(transfer) -> dict[str, bytes]:
                 "charts": list(charts.CHARTS),
             },
         )
-    files[f"{FOLDER}/summary.html"] = html.encode("utf-8")
-    return files

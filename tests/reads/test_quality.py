@@ -320,24 +320,10 @@ def test_readers_who_both_call_no_progression_agree_on_its_date(world, scripted,
 
 
 def report_html(summary) -> str:
-    from django.template.loader import render_to_string
-    from django.utils import translation
-
+    from reads.quality.transfer import summary_html
     from trials.models import Trial
 
-    with translation.override("en"):
-        return render_to_string(
-            "reads/quality_report.html",
-            {
-                "trial": Trial(code="ALPHA"),
-                "summary": summary,
-                "pairs": report.pair_rows(summary),
-                "readers": report.reader_rows(summary),
-                "months": report.p_chart_rows(summary),
-                "drift": report.drift_rows(summary),
-                "charts": list(charts.CHARTS),
-            },
-        )
+    return summary_html(Trial(code="ALPHA"), summary)
 
 
 def test_an_invalid_period_shows_its_error_and_no_statistics_and_its_downloads_are_refused(world, scripted, client):

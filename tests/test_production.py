@@ -15,6 +15,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import requests
@@ -468,57 +469,197 @@ def test_the_production_stack_takes_a_visit_from_log_in_to_a_frame(transactional
 
 # What would stop the read path while a migration runs on the instance index: a rewrite of the table (a column's
 # type changed, a column added with a volatile default) or a lock held through a full scan (SET NOT NULL).
-BLOCKING = re.compile(
-    r"ALTER COLUMN \S+ (SET DATA )?TYPE|SET NOT NULL|DEFAULT \(?(now|clock_timestamp|random|gen_random_uuid)\(|"
-    r"VACUUM FULL|CLUSTER ",
+# Writes of every instance row a migration makes (UPDATE, DELETE), each told to operators in CHANGELOG.md: the
+# migration, and words of its row in a release's migration table. A new one fails the test until it is written
+# there (what it does to a live installation) and here.
+INSTANCE_ROW_WRITES = {
+    "trials.0014_qido_matching_keys_backfill": "one UPDATE writes every instance row that has metadata once",
+}
+
+INSTANCE = r'(?:ONLY\s+)?(?:"?public"?\.)?"?trials_instance"?(?![\w"])'
+TARGETS_INSTANCE = re.compile(
+    rf"^\s*(?:ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?{INSTANCE}"
+    rf"|CREATE\s+(?:UNIQUE\s+)?INDEX\b.*?\bON\s+{INSTANCE}"
+    rf"|(?:LOCK|VACUUM|CLUSTER|TRUNCATE|REINDEX)\b.*?{INSTANCE}"
+    rf"|UPDATE\s+{INSTANCE}|DELETE\s+FROM\s+{INSTANCE})",
+    re.IGNORECASE | re.DOTALL,
+)
+# What rewrites the table or holds ACCESS EXCLUSIVE (or holds back writes) on it through a scan or a build.
+REWRITES_OR_BLOCKS = {
+    "a column type change (a rewrite)": r"ALTER\s+COLUMN\s+\S+\s+(?:SET\s+DATA\s+)?TYPE\b",
+    "a stored generated, serial or identity column (a rewrite)": r"ADD\s+COLUMN\b[^,]*?\b(?:GENERATED\b|(?:small|big)?serial\b)",
+    "a UNIQUE or PRIMARY KEY column or constraint built under ACCESS EXCLUSIVE": r"ADD\s+(?:COLUMN|CONSTRAINT)\b[^,]*?\b(?:UNIQUE|PRIMARY\s+KEY)\b(?!.*\bUSING\s+INDEX\b)",
+    "a CHECK or FOREIGN KEY constraint validated under lock (add it NOT VALID, then VALIDATE)": r"ADD\s+CONSTRAINT\b[^,]*?\b(?:CHECK|FOREIGN\s+KEY)\b(?!.*\bNOT\s+VALID\b)",
+    "a plain CREATE INDEX (holds back every write through the build)": r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?!CONCURRENTLY\b)",
+    "LOCK TABLE": r"^\s*LOCK\b",
+    "VACUUM FULL": r"^\s*VACUUM\b.*\bFULL\b",
+    "CLUSTER": r"^\s*CLUSTER\b",
+    "TRUNCATE": r"^\s*TRUNCATE\b",
+    "a plain REINDEX": r"^\s*REINDEX\b(?!.*\bCONCURRENTLY\b)",
+    "a table rewrite (tablespace, logged state, access method)": r"\bSET\s+(?:TABLESPACE|LOGGED|UNLOGGED|ACCESS\s+METHOD)\b",
+}
+# A default the database computes for each row rewrites the table; a bound parameter or a literal does not.
+ADD_COLUMN_DEFAULT = re.compile(
+    r"ADD\s+COLUMN\b.*?\bDEFAULT\s+(.+?)(?:\s+(?:NOT\s+NULL|NULL|CONSTRAINT|CHECK|REFERENCES)\b|,|;|$)",
+    re.IGNORECASE | re.DOTALL,
+)
+CONSTANT = re.compile(
+    r"^\(?\s*(?:%s|NULL|TRUE|FALSE|-?\d+(?:\.\d+)?|'(?:[^']|'')*')(?:\s*::\s*[\w ]+(?:\(\d+\))?)?\s*\)?$", re.IGNORECASE
+)
+SET_NOT_NULL = re.compile(r'ALTER\s+COLUMN\s+"?(\w+)"?\s+SET\s+NOT\s+NULL', re.IGNORECASE)
+NOT_NULL_CHECK = re.compile(
+    r'ADD\s+CONSTRAINT\s+"?(\w+)"?\s+CHECK\s*\(\s*\(?\s*"?(\w+)"?\s+IS\s+NOT\s+NULL\s*\)?\s*\)\s*NOT\s+VALID',
     re.IGNORECASE,
 )
+VALIDATE = re.compile(r'VALIDATE\s+CONSTRAINT\s+"?(\w+)"?', re.IGNORECASE)
 
 
-def test_no_migration_rewrites_or_blocks_reads_of_the_instance_index(db):
-    """CHANGELOG.md promises it per release; every migration after the table's creation is checked here."""
-    import io
-
-    from django.core.management import call_command
-    from django.db import connection
-    from django.db.migrations.loader import MigrationLoader
-
-    loader = MigrationLoader(connection)
-    offending = []
-    for app_label, name in sorted(loader.disk_migrations):
-        if app_label not in ("ctims", "trials", "reads"):
+def instance_index_findings(statements: list[dict]) -> tuple[list[str], dict[str, list[str]]]:
+    """What in `statements` (each {"migration", "sql"}, as executed) rewrites or blocks trials_instance after the
+    migration that creates it, and each migration's UPDATE and DELETE statements on it."""
+    creators = {s["migration"] for s in statements if re.match(rf"\s*CREATE\s+TABLE\s+{INSTANCE}", s["sql"], re.I)}
+    offending, writes = [], {}
+    pending_checks, valid_checks = {}, set()
+    for statement in statements:
+        sql, migration = statement["sql"], statement["migration"]
+        if migration in creators or not TARGETS_INSTANCE.match(sql):
             continue
-        out = io.StringIO()
-        call_command("sqlmigrate", app_label, name, stdout=out)
-        for statement in out.getvalue().split(";"):
-            if '"trials_instance"' in statement and BLOCKING.search(statement):
-                offending.append(f"{app_label}.{name}: {statement.strip()[:200]}")
+        where = f"{migration}: {' '.join(sql.split())[:200]}"
+        if re.match(rf"\s*(?:UPDATE\s+{INSTANCE}|DELETE\s+FROM\s+{INSTANCE})", sql, re.I):
+            writes.setdefault(migration, []).append(where)
+            continue
+        offending += [
+            f"{what} - {where}" for what, pattern in REWRITES_OR_BLOCKS.items() if re.search(pattern, sql, re.I | re.S)
+        ]
+        for default in ADD_COLUMN_DEFAULT.findall(sql):
+            if not CONSTANT.match(default.strip()):
+                offending.append(f"a default computed for each row (a rewrite) - {where}")
+        for name, column in NOT_NULL_CHECK.findall(sql):
+            pending_checks[name] = column
+        valid_checks |= {pending_checks[name] for name in VALIDATE.findall(sql) if name in pending_checks}
+        offending += [
+            f"SET NOT NULL without a validated CHECK ({column} IS NOT NULL) (a scan under ACCESS EXCLUSIVE) - {where}"
+            for column in SET_NOT_NULL.findall(sql)
+            if column not in valid_checks
+        ]
+    return offending, writes
+
+
+@pytest.fixture(scope="module")
+def migrate_statements(tmp_path_factory) -> list[dict]:
+    """Every statement `manage.py migrate` executes from zero on a scratch PostgreSQL database of this test's own
+    (DATABASE_URL's server), with the migration that ran it: tests/migrate_capture.py."""
+    import json
+    import urllib.parse
+
+    import dj_database_url
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ctims")
+    config = dj_database_url.parse(url)
+    if "postgresql" not in config["ENGINE"]:
+        pytest.skip("migrations are checked on PostgreSQL")
+    name = f"ctims_migrate_{uuid.uuid4().hex[:12]}"
+    admin = {key.lower(): config[key] or None for key in ("HOST", "PORT", "USER", "PASSWORD")}
+    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        out = tmp_path_factory.mktemp("migrate") / "statements.json"
+        scratch = urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()  # the same server
+        env = {**os.environ, "DATABASE_URL": scratch, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+        env["CTIMS_VAR_DIR"] = str(out.parent)
+        ran = subprocess.run(
+            [sys.executable, "-m", "tests.migrate_capture", str(out)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        return json.loads(out.read_text())
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **admin) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_no_migration_rewrites_or_blocks_reads_of_the_instance_index(migrate_statements):
+    """CHANGELOG.md promises it per release. Checked on what `migrate` really executes from zero (RunPython's
+    statements too, with a row in the index for a data migration to find), not on `sqlmigrate`'s text: nothing
+    after the table's creation rewrites it or locks it through a scan or a build, and every UPDATE or DELETE of
+    its rows is in INSTANCE_ROW_WRITES with the CHANGELOG row that tells operators about it."""
+    offending, writes = instance_index_findings(migrate_statements)
     assert offending == []
+    assert sorted(writes) == sorted(INSTANCE_ROW_WRITES), writes
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    for migration, words in INSTANCE_ROW_WRITES.items():
+        rows = [line for line in changelog.splitlines() if line.startswith(f"| `{migration}` |")]
+        assert rows and words in rows[0], migration
 
 
-def test_indexes_on_the_instance_index_are_built_concurrently(db):
+def test_the_migration_check_sees_what_runpython_executes(migrate_statements):
+    """The capture holds the table's creation, 0014's UPDATE (run by RunPython, invisible to sqlmigrate) and
+    0020's concurrent builds; and the check refuses each kind of statement it is there to refuse."""
+
+    def ran(migration: str, start: str) -> bool:
+        return any(
+            s["migration"] == migration and " ".join(s["sql"].split()).startswith(start) for s in migrate_statements
+        )
+
+    assert ran("trials.0002_ingest_index", 'CREATE TABLE "trials_instance" (')
+    assert ran("trials.0014_qido_matching_keys_backfill", "UPDATE trials_instance SET bits_allocated")
+    assert ran("trials.0020_instance_indexes_concurrently", 'CREATE INDEX CONCURRENTLY "trials_instance_series_number"')
+
+    def check(*statements: str):
+        return instance_index_findings([{"migration": "trials.9999_new", "sql": s} for s in statements])
+
+    refused = [
+        'ALTER TABLE "trials_instance" ALTER COLUMN "sop_class_uid" TYPE varchar(128) USING "sop_class_uid"::varchar(128)',
+        'ALTER TABLE "trials_instance" ADD COLUMN "made" timestamp with time zone DEFAULT now() NOT NULL',
+        'ALTER TABLE "trials_instance" ADD COLUMN "key" uuid DEFAULT (gen_random_uuid()) NOT NULL',
+        'ALTER TABLE "trials_instance" ALTER COLUMN "metadata" SET NOT NULL',
+        'CREATE INDEX "trials_instance_x" ON "trials_instance" ("bits_allocated")',
+        'CREATE UNIQUE INDEX "trials_instance_y" ON "trials_instance" ("storage_key")',
+        'ALTER TABLE "trials_instance" ADD CONSTRAINT "c" CHECK ("bits_allocated" > 0)',
+        'ALTER TABLE "trials_instance" ADD CONSTRAINT "u" UNIQUE ("storage_key")',
+        'LOCK TABLE "trials_instance" IN ACCESS EXCLUSIVE MODE',
+        "VACUUM FULL trials_instance",
+        "CLUSTER trials_instance USING trials_instance_series_number",
+        'ALTER TABLE "trials_instance" ADD COLUMN "n" bigint GENERATED ALWAYS AS IDENTITY',
+    ]
+    for statement in refused:
+        assert check(statement)[0], statement
+    allowed = [
+        'ALTER TABLE "trials_instance" ADD COLUMN "layout" jsonb NULL',
+        'ALTER TABLE "trials_instance" ADD COLUMN "kept" boolean DEFAULT %s NOT NULL',
+        'ALTER TABLE "trials_instance" ADD COLUMN "kind" varchar(16) DEFAULT \'\' NOT NULL',
+        'ALTER TABLE "trials_instance" ALTER COLUMN "kept" DROP DEFAULT',
+        'CREATE INDEX CONCURRENTLY "trials_instance_z" ON "trials_instance" ("bits_allocated")',
+        'CREATE INDEX "trials_series_x" ON "trials_series" ("modality")',
+        'ALTER TABLE "reads_read" ADD CONSTRAINT "f" FOREIGN KEY ("sr_id") REFERENCES "trials_instance" ("id")',
+    ]
+    for statement in allowed:
+        assert check(statement) == ([], {}), statement
+    assert check(
+        'ALTER TABLE "trials_instance" ADD CONSTRAINT "m_nn" CHECK ("metadata" IS NOT NULL) NOT VALID',
+        'ALTER TABLE "trials_instance" VALIDATE CONSTRAINT "m_nn"',
+        'ALTER TABLE "trials_instance" ALTER COLUMN "metadata" SET NOT NULL',
+    ) == ([], {})
+    assert check('UPDATE "trials_instance" SET "bits_allocated" = 16', "DELETE FROM trials_instance WHERE id = 1")[
+        1
+    ] == {"trials.9999_new": [ANY, ANY]}
+
+
+def test_indexes_on_the_instance_index_are_built_concurrently(migrate_statements):
     """A plain CREATE INDEX holds back every write to the table (ingest, a frame layout kept at its first read)
-    for the whole build: on `trials_instance`, only where the same migration creates the table."""
-    import io
-
-    from django.core.management import call_command
-    from django.db import connection
-    from django.db.migrations.loader import MigrationLoader
-
-    loader = MigrationLoader(connection)
-    offending, concurrent = [], []
-    for app_label, name in sorted(loader.disk_migrations):
-        if app_label not in ("ctims", "trials", "reads"):
-            continue
-        out = io.StringIO()
-        call_command("sqlmigrate", app_label, name, stdout=out)
-        sql = out.getvalue()
-        if 'CREATE TABLE "trials_instance"' in sql:
-            continue
-        for statement in sql.split(";"):
-            if re.search(r'CREATE (UNIQUE )?INDEX .* ON "trials_instance"', statement):
-                (concurrent if "CONCURRENTLY" in statement else offending).append(f"{app_label}.{name}")
-    assert offending == [] and "trials.0020_instance_indexes_concurrently" in concurrent
+    for the whole build: on `trials_instance`, only where the same migration creates the table. Checked on what
+    `migrate` executes (test_no_migration_rewrites_or_blocks_reads_of_the_instance_index refuses a plain one)."""
+    concurrent = {
+        s["migration"]
+        for s in migrate_statements
+        if re.match(rf"\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\b.*?\bON\s+{INSTANCE}", s["sql"], re.I | re.S)
+    }
+    assert "trials.0020_instance_indexes_concurrently" in concurrent
 
 
 def test_the_concurrent_index_migration_keeps_a_valid_index_and_rebuilds_an_invalid_one(transactional_db):

@@ -718,13 +718,14 @@ def nginx_example(tmp_path: Path, **replace: str) -> Path:
     site = site.replace("/etc/letsencrypt/live/ctims.example.org/privkey.pem", str(tmp_path / "key.pem"))
     site = site.replace("/var/lib/nginx/body", str(tmp_path / "body"))
     site = site.replace("/var/log/nginx/ctims.access.log", str(tmp_path / "access.log"))
+    site = site.replace("/var/log/nginx/ctims.error.log", str(tmp_path / "error.log"))
     for old, new in replace.items():
         assert old in site, old
         site = site.replace(old, new)
     temp = "".join(f"{kind}_temp_path {tmp_path}/{kind};\n" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers that may read the test's own folder
     (tmp_path / "nginx.conf").write_text(
-        f"{user}pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\naccess_log off;\n{temp}{site}\n}}\n"
+        f"{user}pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\nhttp {{\naccess_log off;\n{temp}{site}\n}}\n"
     )
     return tmp_path / "nginx.conf"
 
@@ -837,3 +838,62 @@ def test_the_nginx_example_sends_a_stored_file_with_the_applications_headers_and
     logged = (tmp_path / "access.log").read_text()
     assert "/dicomweb/trials/ALPHA/studies/1/series/2/instances/3" in logged
     assert "PatientID" not in logged and "ALPHA-SEO-001" not in logged
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_the_nginx_example_redirects_http_keeping_the_method_and_logs_no_query_in_its_errors(tmp_path):
+    """Port 80 sends every request to HTTPS with 308, which a client follows with the same method and body: a 301
+    made a STOW-RS POST sent to http:// a GET of the same URL (a QIDO search, answered 200), and a form a GET of
+    its page. A request nginx fails (the application down: 502) is written to nginx's error log with its whole
+    request line, which no format can cut: the example's servers log only critical errors, and no query string."""
+    http_port, https_port, down = free_port(), free_port(), free_port()
+    conf = nginx_example(
+        tmp_path,
+        **{
+            "server 127.0.0.1:8000": f"server 127.0.0.1:{down}",
+            "listen 80;": f"listen 127.0.0.1:{http_port};",
+            "listen [::]:80;": "",
+            "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
+            "listen [::]:443 ssl http2;": "",
+            "listen 80 default_server;": f"listen 127.0.0.1:{http_port} default_server;",
+            "listen [::]:80 default_server;": "",
+            "listen 443 ssl http2 default_server;": f"listen 127.0.0.1:{https_port} ssl http2 default_server;",
+            "listen [::]:443 ssl http2 default_server;": "",
+        },
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    host = {"Host": "ctims.example.org"}
+    try:
+
+        def serving() -> bool:
+            try:
+                requests.get(f"http://127.0.0.1:{http_port}/", headers=host, timeout=2, allow_redirects=False)
+                return True
+            except requests.RequestException:
+                return False
+
+        wait_for(serving, 30, "nginx to listen")
+        path = "/dicomweb/trials/ALPHA/studies"
+        for method in ("POST", "PUT", "GET"):
+            answer = requests.request(
+                method, f"http://127.0.0.1:{http_port}{path}?x=1", data=b"DICM", headers=host, allow_redirects=False
+            )
+            assert answer.status_code == 308, method
+            assert answer.headers["Location"] == f"https://ctims.example.org{path}?x=1"
+        failed = requests.get(
+            f"https://127.0.0.1:{https_port}{path}?PatientID=ALPHA-SEO-001",
+            headers=host,
+            verify=False,  # noqa: S501 - the test's own throwaway certificate
+            timeout=10,
+        )
+        assert failed.status_code == 502
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=30)
+    logged = (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else ""
+    assert "PatientID" not in logged and "ALPHA-SEO-001" not in logged
+    assert "ALPHA-SEO-001" not in (tmp_path / "access.log").read_text()

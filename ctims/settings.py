@@ -140,6 +140,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 
+# How long a migration waits for a table lock on PostgreSQL before it gives up (lock_timeout, seconds; 0 waits
+# for ever). Even a catalogue change (ALTER TABLE ... ADD COLUMN) needs an ACCESS EXCLUSIVE lock for a moment;
+# while it waits behind a long reader (a backup's pg_dump, a long search), every new read of that table waits
+# behind it. Giving up ends that: `migrate` stops at that migration and is run again (ctims/apps.py).
+MIGRATE_LOCK_TIMEOUT_SECONDS = envint("MIGRATE_LOCK_TIMEOUT_SECONDS", "10")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "ctims.User"
 

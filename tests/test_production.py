@@ -7,6 +7,7 @@ worker, with DEBUG off, on the test database and a Redis of its own, and walks a
 from __future__ import annotations
 
 import ast
+import contextlib
 import http.server
 import os
 import re
@@ -545,11 +546,9 @@ def instance_index_findings(statements: list[dict]) -> tuple[list[str], dict[str
     return offending, writes
 
 
-@pytest.fixture(scope="module")
-def migrate_statements(tmp_path_factory) -> list[dict]:
-    """Every statement `manage.py migrate` executes from zero on a scratch PostgreSQL database of this test's own
-    (DATABASE_URL's server), with the migration that ran it: tests/migrate_capture.py."""
-    import json
+@contextlib.contextmanager
+def scratch_database():
+    """A PostgreSQL database of the test's own on DATABASE_URL's server, dropped at the end: its URL."""
     import urllib.parse
 
     import dj_database_url
@@ -564,23 +563,79 @@ def migrate_statements(tmp_path_factory) -> list[dict]:
     with psycopg.connect(dbname="postgres", autocommit=True, **admin) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     try:
-        out = tmp_path_factory.mktemp("migrate") / "statements.json"
-        scratch = urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()  # the same server
-        env = {**os.environ, "DATABASE_URL": scratch, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-        env["CTIMS_VAR_DIR"] = str(out.parent)
-        ran = subprocess.run(
-            [sys.executable, "-m", "tests.migrate_capture", str(out)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert ran.returncode == 0, ran.stderr[-3000:]
-        return json.loads(out.read_text())
+        yield urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()
     finally:
         with psycopg.connect(dbname="postgres", autocommit=True, **admin) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_on(url: str, var_dir: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """`python *args` in the repository with the test settings on the database at `url`."""
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.settings", **env}
+    env["CTIMS_VAR_DIR"] = str(var_dir)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def migrate_statements(tmp_path_factory) -> list[dict]:
+    """Every statement `manage.py migrate` executes from zero on a scratch PostgreSQL database of this test's own
+    (DATABASE_URL's server), with the migration that ran it: tests/migrate_capture.py."""
+    import json
+
+    out = tmp_path_factory.mktemp("migrate") / "statements.json"
+    with scratch_database() as url:
+        ran = run_on(url, out.parent, "-m", "tests.migrate_capture", str(out))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_migrate_gives_up_a_lock_it_cannot_get_instead_of_holding_back_reads(tmp_path):
+    """Even a catalogue change (0015 adds a nullable column to the instance index) waits for ACCESS EXCLUSIVE
+    behind a long reader (a backup's pg_dump, an open transaction), and every new read of the table waits behind
+    it: searches stopped until the reader ended. migrate now gives up after MIGRATE_LOCK_TIMEOUT_SECONDS, stops
+    at that migration, and is run again; the concurrent index builds of 0020 still wait as long as they must."""
+    import psycopg
+
+    with scratch_database() as url:
+        assert run_on(url, tmp_path, "manage.py", "migrate", "-v0", "trials", "0014").returncode == 0
+        with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as reader:
+            reader.execute("SELECT count(*) FROM trials_instance")  # its transaction holds ACCESS SHARE
+            stopped = run_on(url, tmp_path, "manage.py", "migrate", "-v0", timeout=60, MIGRATE_LOCK_TIMEOUT_SECONDS="1")
+            assert stopped.returncode != 0 and "lock timeout" in stopped.stderr
+            applied = {name for (name,) in reader.execute("SELECT name FROM django_migrations WHERE app = 'trials'")}
+            assert "0014_qido_matching_keys_backfill" in applied and "0015_instance_deid_record" not in applied
+            # 0020 alone, behind the same open transaction: a concurrent build waits for it, and only for it.
+            reader.rollback()
+            assert run_on(url, tmp_path, "manage.py", "migrate", "-v0", "trials", "0019").returncode == 0
+            reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # a snapshot held, as pg_dump's
+            reader.execute("SELECT count(*) FROM trials_instance")
+            building = subprocess.Popen(
+                [sys.executable, "manage.py", "migrate", "-v0", "trials", "0020"],
+                cwd=ROOT,
+                env={**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+                | {"CTIMS_VAR_DIR": str(tmp_path), "MIGRATE_LOCK_TIMEOUT_SECONDS": "1"},
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            with psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True) as watcher:
+                wait_for(
+                    lambda: (
+                        building.poll() is not None
+                        or watcher.execute(
+                            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%%'"
+                            " AND wait_event_type = 'Lock'"
+                        ).fetchone()[0]
+                    ),
+                    30,
+                    "the concurrent build to wait",
+                )
+                assert building.poll() is None, building.stderr.read()[-2000:]
+                watcher.execute("SELECT pg_sleep(1.5)")  # past the 1 s lock_timeout
+                assert building.poll() is None
+            reader.rollback()
+            assert building.wait(timeout=60) == 0, building.stderr.read()[-2000:]
+        finished = run_on(url, tmp_path, "manage.py", "migrate", "-v0", timeout=60, MIGRATE_LOCK_TIMEOUT_SECONDS="1")
+        assert finished.returncode == 0, finished.stderr[-2000:]
 
 
 def test_no_migration_rewrites_or_blocks_reads_of_the_instance_index(migrate_statements):

@@ -23,16 +23,26 @@ class AddIndexConcurrentlyIfMissing(AddIndexConcurrently):
         model = to_state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(connection.alias, model):
             return None
-        if not schema_editor.collect_sql:  # sqlmigrate shows what a fresh database runs
-            self._ensure_not_in_transaction(schema_editor)
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [self.index.name])
-                found = cursor.fetchone()
+        if schema_editor.collect_sql:  # sqlmigrate shows what a fresh database runs
+            schema_editor.add_index(model, self.index, concurrently=True)
+            return None
+        self._ensure_not_in_transaction(schema_editor)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [self.index.name])
+            found = cursor.fetchone()
             if found and found[0]:
                 return None
+            # A concurrent build holds back no read or write, but waits for every older transaction: migrate's
+            # lock_timeout (MIGRATE_LOCK_TIMEOUT_SECONDS, for ALTER TABLE) would only make it fail half-way.
+            cursor.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', '0', false)")
+            kept = cursor.fetchone()[0]
+        try:
             if found:
                 schema_editor.remove_index(model, self.index, concurrently=True)
-        schema_editor.add_index(model, self.index, concurrently=True)
+            schema_editor.add_index(model, self.index, concurrently=True)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, false)", [kept])
         return None
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):

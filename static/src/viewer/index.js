@@ -48,11 +48,14 @@ const TOOLS = {
 
 const NOT_IMAGES = new Set(["SR", "PR", "KO", "DOC", "REG", "SEG", "RTSTRUCT"]);
 
-/** The series to open first: the one with the most images (not a scout), ties to the lower number. */
+/**
+ * The series to open first: the one with the most images to scroll through, frames counted (not a scout, nor a
+ * one-instance enhanced volume taken for one image), ties to the lower number.
+ */
 function mainSeries(list) {
   const images = list.filter((series) => !NOT_IMAGES.has(series.modality));
   return (images.length ? images : list).reduce(
-    (best, series) => (best === null || (series.instances ?? 0) > (best.instances ?? 0) ? series : best),
+    (best, series) => (best === null || (series.frames ?? 0) > (best.frames ?? 0) ? series : best),
     null,
   );
 }
@@ -287,10 +290,10 @@ class Viewer {
     title.textContent = seriesTitle(series);
     const count = document.createElement("span");
     count.className = "series-count";
-    if (series.instances !== null) {
+    if (series.frames !== null) {
       count.textContent = interpolate(
-        ngettext("%(n)s image", "%(n)s images", series.instances),
-        { n: integer(series.instances) },
+        ngettext("%(n)s image", "%(n)s images", series.frames),
+        { n: integer(series.frames) },
         true,
       );
     }

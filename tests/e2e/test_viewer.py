@@ -15,7 +15,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 
 from tests.conftest import PASSWORD, build_world, upload_files
-from tests.e2e.conftest import log_in, screenshot
+from tests.e2e.conftest import log_in, page_in, screenshot
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance
 
@@ -435,3 +435,26 @@ def test_the_series_list_counts_frames_and_opens_the_series_with_the_most_first(
     assert state(page)["total"] == 10
     assert len(metadata) == 1, metadata  # the shown series' metadata only
     assert not problems, problems
+
+
+def test_the_measurement_labels_on_the_image_are_in_the_pages_language(world, stores, browser, live_server):
+    """On the Korean page the sizes Cornerstone writes beside a drawing read in Korean: the long/short axis tool's
+    "L:" and "W:" were English whatever the page's language. Asked of the tools' own text function, with the
+    sizes one decimal as the measurement list shows them (and the lesion label first, as before)."""
+    upload(world, "BL", synthesize_ct_series(real_ct_template(large=False), slices=2, seed="viewer-ko"))
+    with page_in(browser, live_server, locale="ko-KR") as page:
+        open_viewer(page)
+        assert page.evaluate("document.documentElement.lang") == "ko"
+        lines = page.evaluate(
+            """() => {
+                const group = window.ctimsViewer.viewer.toolGroup;
+                const text = (tool, data) => group.getToolInstance(tool).configuration.getTextLines(data, "t");
+                const stats = { t: { length: 23.456, width: 7.04, unit: "mm" } };
+                return [
+                    text("Bidirectional", { label: "T01", cachedStats: stats }),
+                    text("Length", { cachedStats: stats }),
+                    text("Length", { cachedStats: { t: { length: NaN, unit: "mm" } } }) ?? null,
+                ];
+            }"""
+        )
+    assert lines == [["T01", "장축: 23.5 mm", "단축: 7.0 mm"], ["23.5 mm"], None], lines

@@ -22,7 +22,7 @@ import {
 
 import { DicomwebClient } from "./dicomweb.js";
 import { closestIndex, dot } from "./geometry.js";
-import { gettext, integer, interpolate, ngettext } from "./i18n.js";
+import { gettext, integer, interpolate, mm, ngettext } from "./i18n.js";
 import { MeasurementList } from "./measurements.js";
 import { Pane, seriesTitle } from "./pane.js";
 import { startRead } from "./read.js";
@@ -44,6 +44,29 @@ const TOOLS = {
   Zoom: ZoomTool,
   Length: LengthTool,
   Bidirectional: BidirectionalTool,
+};
+
+/**
+ * The sizes the measuring tools write beside a drawing, in the page's language and one decimal as the measurement
+ * list shows them: Cornerstone's own long and short axis ("L:", "W:") were English on every page, with as many
+ * decimals as the size had.
+ */
+const TEXT_LINES = {
+  Length: (data, targetId) => {
+    const { length, unit } = data.cachedStats?.[targetId] || {};
+    if (!Number.isFinite(length)) return undefined;
+    return [`${mm(length)} ${unit}`];
+  },
+  Bidirectional: (data, targetId) => {
+    const { length, width, unit } = data.cachedStats?.[targetId] || {};
+    const lines = data.label ? [data.label] : [];
+    if (length === undefined) return lines;
+    return [
+      ...lines,
+      interpolate(gettext("L: %(size)s %(unit)s"), { size: mm(length), unit }, true),
+      interpolate(gettext("W: %(size)s %(unit)s"), { size: mm(width), unit }, true),
+    ];
+  },
 };
 
 const NOT_IMAGES = new Set(["SR", "PR", "KO", "DOC", "REG", "SEG", "RTSTRUCT"]);
@@ -137,6 +160,9 @@ class Viewer {
     group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
     group.setToolPassive(LengthTool.toolName);
     group.setToolPassive(BidirectionalTool.toolName);
+    for (const [name, getTextLines] of Object.entries(TEXT_LINES)) {
+      group.setToolConfiguration(TOOLS[name].toolName, { getTextLines });
+    }
     this.toolGroup = group;
   }
 

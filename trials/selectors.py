@@ -349,9 +349,11 @@ def qc_worklist(*, actor: Actor, trial: Trial) -> QuerySet[Timepoint]:
 
 
 def qc_timepoint(*, timepoint: Timepoint) -> dict:
-    """What the QC page shows: findings, and the series with their classification."""
+    """What the QC page shows: findings, and the series with their classification and number of frames (`frames`:
+    the images a reader scrolls through, an enhanced CT or MR being one instance of many frames)."""
     series = (
         Series.objects.filter(study__timepoint=timepoint)
+        .annotate(frames=Sum("instances__number_of_frames", default=0))
         .select_related("classification__corrected_by", "study")
         .order_by("series_number", "pk")
     )

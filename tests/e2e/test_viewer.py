@@ -15,7 +15,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 
 from tests.conftest import PASSWORD, build_world, upload_files
-from tests.e2e.conftest import log_in, screenshot
+from tests.e2e.conftest import log_in, page_in, screenshot
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance
 
@@ -403,3 +403,58 @@ def test_the_frames_of_an_enhanced_ct_are_in_order_along_the_body_each_with_its_
     page.wait_for_function("() => window.ctimsViewer.state().imageIndex === 1")
     expect(page.locator(f"{LEFT} .viewer-readout")).to_have_text("Image 2/2 · position 149.0 mm")
     assert not problems, problems
+
+
+@pytest.mark.parametrize("most", [1000, 2], ids=["one-page", "paged"])
+def test_the_series_list_counts_frames_and_opens_the_series_with_the_most_first(world, stores, page, settings, most):
+    """A reader scrolls through frames, not instances: an enhanced MR of one instance and ten frames (pydicom-data's
+    emri_small) is listed as 10 images, not 1, and opened before a 3-slice scout, though the scout has more
+    instances. The frame counts come with the series list (one instance search per study), not from each
+    series' metadata; a server that answers a few results at a time is asked for the rest."""
+    settings.DICOMWEB_MAX_RESULTS = most
+    scout = synthesize_ct_series(
+        real_ct_template(large=False), slices=3, seed="viewer-scout", series_number=1, series_description="SCOUT"
+    )
+    enhanced = pydicom.dcmread(get_testdata_file("emri_small.dcm"))
+    enhanced.PatientID = "PID0001"  # the scout's patient
+    buffer = io.BytesIO()
+    enhanced.save_as(buffer, enforce_file_format=True)
+    upload(world, "BL", [*scout, buffer.getvalue()])
+    metadata = []
+    page.on("request", lambda r: metadata.append(r.url) if r.url.endswith("/metadata") else None)
+    problems = watch_console(page)
+    open_viewer(page)
+    counts = page.locator("#viewer-series-list .series-item")
+    expect(counts).to_have_count(2)
+    texts = {counts.nth(n).locator(".series-title").inner_text(): counts.nth(n) for n in range(2)}
+    mr = next(item for title, item in texts.items() if "MR" in title)
+    ct = next(item for title, item in texts.items() if "SCOUT" in title)
+    expect(mr.locator(".series-count")).to_have_text("10 images")
+    expect(ct.locator(".series-count")).to_have_text("3 images")
+    expect(mr).to_have_attribute("aria-current", "true")
+    assert state(page)["total"] == 10
+    assert len(metadata) == 1, metadata  # the shown series' metadata only
+    assert not problems, problems
+
+
+def test_the_measurement_labels_on_the_image_are_in_the_pages_language(world, stores, browser, live_server):
+    """On the Korean page the sizes Cornerstone writes beside a drawing read in Korean: the long/short axis tool's
+    "L:" and "W:" were English whatever the page's language. Asked of the tools' own text function, with the
+    sizes one decimal as the measurement list shows them (and the lesion label first, as before)."""
+    upload(world, "BL", synthesize_ct_series(real_ct_template(large=False), slices=2, seed="viewer-ko"))
+    with page_in(browser, live_server, locale="ko-KR") as page:
+        open_viewer(page)
+        assert page.evaluate("document.documentElement.lang") == "ko"
+        lines = page.evaluate(
+            """() => {
+                const group = window.ctimsViewer.viewer.toolGroup;
+                const text = (tool, data) => group.getToolInstance(tool).configuration.getTextLines(data, "t");
+                const stats = { t: { length: 23.456, width: 7.04, unit: "mm" } };
+                return [
+                    text("Bidirectional", { label: "T01", cachedStats: stats }),
+                    text("Length", { cachedStats: stats }),
+                    text("Length", { cachedStats: { t: { length: NaN, unit: "mm" } } }) ?? null,
+                ];
+            }"""
+        )
+    assert lines == [["T01", "장축: 23.5 mm", "단축: 7.0 mm"], ["23.5 mm"], None], lines

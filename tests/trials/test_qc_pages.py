@@ -6,13 +6,17 @@ Images go through the real pipeline (quarantine, de-identification, index, check
 
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import pydicom
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone, translation
+from pydicom.data import get_testdata_file
 
 from ctims.models import AuditEvent
 from tests.conftest import build_world, ct_protocol, upload_files
@@ -486,3 +490,16 @@ def test_qc_has_no_start_step_the_decision_is_taken_on_an_uploaded_visit(gappy, 
     assert not hasattr(qc_services, "qc_start")
     with pytest.raises(NoReverseMatch):
         reverse("qc-start", args=qc_args())
+
+
+def test_the_series_table_counts_the_frames_of_an_enhanced_image(world, client, commit):
+    """An enhanced MR is one instance of ten frames (pydicom-data's emri_small): the QC page's Images column says
+    10, as the viewer's series list does, not 1."""
+    enhanced = pydicom.dcmread(get_testdata_file("emri_small.dcm"))
+    enhanced.PatientID = SUBJECT
+    buffer = io.BytesIO()
+    enhanced.save_as(buffer, enforce_file_format=True)
+    upload(commit, world.cora, [buffer.getvalue()])
+    page = as_(client, world, "quinn").get(reverse("qc-timepoint", args=qc_args())).content.decode()
+    row = re.search(r'<tr id="series-[^"]*" class="series-row">(.*?)</tr>', page, re.S).group(1)
+    assert re.search(r'class="num">10</td>', row), row

@@ -45,32 +45,64 @@ export class DicomwebClient {
   }
 
   async json(path) {
+    return (await this.page(path)).found;
+  }
+
+  /** A DICOM JSON answer and whether the server capped it (its Warning says more results can be requested). */
+  async page(path) {
     const response = await fetch(`${this.root}${path}`, {
       headers: { Accept: "application/dicom+json" },
       credentials: "same-origin",
     });
-    if (response.status === 204) return [];
+    if (response.status === 204) return { found: [], more: false };
     if (!response.ok) throw new DicomwebError(`${response.status} ${response.statusText}`, response.status);
-    return response.json();
+    const more = /additional results can be requested/i.test(response.headers.get("Warning") || "");
+    return { found: await response.json(), more };
   }
 
   seriesUrl(studyUid, seriesUid) {
     return `${this.root}/studies/${studyUid}/series/${seriesUid}`;
   }
 
-  /** The series of a study (QIDO-RS), sorted by series number. */
+  /**
+   * The series of a study (QIDO-RS), sorted by series number, each with its number of frames: what a reader
+   * scrolls through (an enhanced CT or MR is one instance of many frames). The frames come from one search of
+   * the study's instances (NumberOfFrames is one of their default attributes), made beside the series search;
+   * if that fails, a series' frames are its number of instances.
+   */
   async series(studyUid) {
-    const found = await this.json(`/studies/${encodeURIComponent(studyUid)}/series`);
+    const study = `/studies/${encodeURIComponent(studyUid)}`;
+    const [found, frames] = await Promise.all([this.json(`${study}/series`), this.framesOf(study).catch(() => null)]);
     return found
-      .map((item) => ({
-        studyUid,
-        seriesUid: value(item, TAGS.seriesUid),
-        modality: value(item, TAGS.modality, ""),
-        description: value(item, TAGS.seriesDescription, ""),
-        number: value(item, TAGS.seriesNumber, null),
-        instances: value(item, TAGS.seriesInstances, null),
-      }))
+      .map((item) => {
+        const seriesUid = value(item, TAGS.seriesUid);
+        const instances = value(item, TAGS.seriesInstances, null);
+        return {
+          studyUid,
+          seriesUid,
+          modality: value(item, TAGS.modality, ""),
+          description: value(item, TAGS.seriesDescription, ""),
+          number: value(item, TAGS.seriesNumber, null),
+          instances,
+          frames: frames?.get(seriesUid) ?? instances,
+        };
+      })
       .sort((a, b) => (a.number ?? 1e9) - (b.number ?? 1e9));
+  }
+
+  /** The number of frames of each series of a study (series UID → frames), from its instances (QIDO-RS). */
+  async framesOf(study) {
+    const frames = new Map();
+    let offset = 0;
+    for (;;) {
+      const { found, more } = await this.page(`${study}/instances${offset ? `?offset=${offset}` : ""}`);
+      for (const item of found) {
+        const series = value(item, TAGS.seriesUid);
+        frames.set(series, (frames.get(series) ?? 0) + (Number(value(item, TAGS.numberOfFrames, 1)) || 1));
+      }
+      if (!more || !found.length) return frames;
+      offset += found.length;
+    }
   }
 
   /** Every instance's metadata (WADO-RS), one DICOM JSON object each. */

@@ -22,7 +22,7 @@ import {
 
 import { DicomwebClient } from "./dicomweb.js";
 import { closestIndex, dot } from "./geometry.js";
-import { gettext, integer, interpolate, ngettext } from "./i18n.js";
+import { gettext, integer, interpolate, mm, ngettext } from "./i18n.js";
 import { MeasurementList } from "./measurements.js";
 import { Pane, seriesTitle } from "./pane.js";
 import { startRead } from "./read.js";
@@ -46,13 +46,39 @@ const TOOLS = {
   Bidirectional: BidirectionalTool,
 };
 
+/**
+ * The sizes the measuring tools write beside a drawing, in the page's language and one decimal as the measurement
+ * list shows them: Cornerstone's own long and short axis ("L:", "W:") were English on every page, with as many
+ * decimals as the size had.
+ */
+const TEXT_LINES = {
+  Length: (data, targetId) => {
+    const { length, unit } = data.cachedStats?.[targetId] || {};
+    if (!Number.isFinite(length)) return undefined;
+    return [`${mm(length)} ${unit}`];
+  },
+  Bidirectional: (data, targetId) => {
+    const { length, width, unit } = data.cachedStats?.[targetId] || {};
+    const lines = data.label ? [data.label] : [];
+    if (length === undefined) return lines;
+    return [
+      ...lines,
+      interpolate(gettext("L: %(size)s %(unit)s"), { size: mm(length), unit }, true),
+      interpolate(gettext("W: %(size)s %(unit)s"), { size: mm(width), unit }, true),
+    ];
+  },
+};
+
 const NOT_IMAGES = new Set(["SR", "PR", "KO", "DOC", "REG", "SEG", "RTSTRUCT"]);
 
-/** The series to open first: the one with the most images (not a scout), ties to the lower number. */
+/**
+ * The series to open first: the one with the most images to scroll through, frames counted (not a scout, nor a
+ * one-instance enhanced volume taken for one image), ties to the lower number.
+ */
 function mainSeries(list) {
   const images = list.filter((series) => !NOT_IMAGES.has(series.modality));
   return (images.length ? images : list).reduce(
-    (best, series) => (best === null || (series.instances ?? 0) > (best.instances ?? 0) ? series : best),
+    (best, series) => (best === null || (series.frames ?? 0) > (best.frames ?? 0) ? series : best),
     null,
   );
 }
@@ -134,6 +160,9 @@ class Viewer {
     group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
     group.setToolPassive(LengthTool.toolName);
     group.setToolPassive(BidirectionalTool.toolName);
+    for (const [name, getTextLines] of Object.entries(TEXT_LINES)) {
+      group.setToolConfiguration(TOOLS[name].toolName, { getTextLines });
+    }
     this.toolGroup = group;
   }
 
@@ -287,10 +316,10 @@ class Viewer {
     title.textContent = seriesTitle(series);
     const count = document.createElement("span");
     count.className = "series-count";
-    if (series.instances !== null) {
+    if (series.frames !== null) {
       count.textContent = interpolate(
-        ngettext("%(n)s image", "%(n)s images", series.instances),
-        { n: integer(series.instances) },
+        ngettext("%(n)s image", "%(n)s images", series.frames),
+        { n: integer(series.frames) },
         true,
       );
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db.models import F, Max
+from django.db.models import Count, F, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.templatetags.static import static
 from django.urls import reverse
@@ -53,11 +53,22 @@ def _order_key(task: ReadTask, randomize: bool) -> tuple:
 
 def worklist(user) -> dict[str, list[dict]]:
     """The user's tasks by what can be done with them: to do, waiting, done."""
+    earlier = (
+        Timepoint.objects.filter(
+            subject_id=OuterRef("timepoint__subject_id"), visit__order__lt=OuterRef("timepoint__visit__order")
+        )
+        .order_by()
+        .values("subject_id")
+        .annotate(n=Count("pk"))
+    )
     tasks = (
         held(ReadTask.objects.filter(assignment__reader=user))
         .select_related("assignment", "timepoint__visit", "design__trial")
         # When the task was last signed: its latest read's signature, or its adjudication's.
         .annotate(signed_at=Coalesce(Max("reads__signed_at"), F("adjudication__decided_at")))
+        # The visit's place in the subject's sequence, for a design that hides the visit labels (one query
+        # for the whole list, not one a row).
+        .annotate(place=Coalesce(Subquery(earlier.values("n")[:1]), 0))
     )
     rows = []
     for task in tasks:
@@ -66,7 +77,7 @@ def worklist(user) -> dict[str, list[dict]]:
                 "task": task,
                 "trial": task.design.trial.code,
                 "case_label": task.assignment.case_label,
-                "visit_label": visit_label(task, task.timepoint),
+                "visit_label": visit_label(task, task.timepoint, place=task.place),
                 "kind": task.get_kind_display(),
                 "state": task.state,
                 "state_label": task.get_state_display(),

@@ -335,3 +335,21 @@ def test_the_qc_worklist_is_paged_and_counts_every_visit(world, client, monkeypa
     monkeypatch.setattr("trials.views.qc.QC_PAGE_SIZE", 50, raising=False)
     every, long = _page_queries(client, url)
     assert every.count("Open QC<span") == len(waiting) and long == short
+
+
+def test_the_trial_header_is_inside_a_landmark_on_every_trial_page(world, client):
+    """axe's "region": content outside any landmark is missed by those who move from landmark to landmark. The
+    trial's code, title and menu belong to the page's banner, with the site's bar."""
+    from lxml import html as lxml_html
+
+    landmarks = {"header", "nav", "main", "footer", "aside"}
+    client.force_login(world.alice)
+    for name in ("trial-detail", "trial-subjects", "query-list", "trial-audit", "read-results"):
+        tree = lxml_html.fromstring(client.get(reverse(name, args=["ALPHA"])).content)
+        for element in tree.body:
+            # Every top-level element but the skip link is a landmark: nothing sits between them.
+            if element.get("class") != "skip-link":
+                assert element.tag in landmarks, (name, element.tag, element.get("class"))
+        (bar,) = tree.find_class("trialbar")
+        assert [a.tag for a in bar.iterancestors()][-3:] == ["header", "body", "html"], name
+        assert len(tree.xpath("//body/header")) == 1  # one banner

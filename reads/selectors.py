@@ -385,12 +385,29 @@ def trial_evaluator_numbers(trial: Trial) -> dict[int, int]:
     return evaluator_numbers_by_subject(ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS))[1]
 
 
+def adjudicated_visits(timepoint_ids: list[int]) -> set[int]:
+    """Of these visits, those an adjudicator decided: the readers disagreed on them, so their first result was
+    the adjudication's. A visit locked by the readers' agreement whose result an adjudication of a later visit
+    replaced (or confirmed) was not adjudicated: reader quality counts it as agreed, and so do the results."""
+    first = TimepointResult.history.filter(timepoint_id__in=timepoint_ids, supersedes__isnull=True)
+    return set(first.filter(source=TimepointResult.Source.ADJUDICATION).values_list("timepoint_id", flat=True))
+
+
+def source_label(result: TimepointResult, adjudicated: set[int]) -> str:
+    """How a locked result was decided, in words: a visit that follows a later visit's adjudication says so."""
+    if result.source == TimepointResult.Source.ADJUDICATION and result.timepoint_id not in adjudicated:
+        return _("Readers agreed; follows the adjudication")
+    return result.get_source_display()
+
+
 def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -> list[dict]:
     """One row per locked result (of `results`, a page of `results_list`, if given): what the results page, its
     CSV and the API give; `reader` is the evaluator number of the reader whose read stands."""
     numbers = trial_evaluator_numbers(trial)
+    results = results_list(trial) if results is None else results
+    adjudicated = adjudicated_visits([r.timepoint_id for r in results])
     rows = []
-    for result in results_list(trial) if results is None else results:
+    for result in results:
         assessment = result.read.assessment or {}
         rows.append(
             {
@@ -405,7 +422,7 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
                 "new_lesions": assessment.get("new_lesions") or "",
                 "sum_mm": assessment.get("sum_mm") or "",
                 "source": result.source,
-                "source_label": result.get_source_display(),
+                "source_label": source_label(result, adjudicated),
                 "reader": numbers[result.read.task.assignment_id],
                 "locked_at": result.locked_at,
             }

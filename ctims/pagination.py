@@ -1,7 +1,9 @@
-"""The API's one pagination: limit and offset, checked (400 with the error shape) instead of guessed."""
+"""The API's one pagination: limit and offset, checked (400 with the error shape) instead of guessed; and the
+pages' one: `page_of`, a page of a list named by its own query parameter, so that one page can page several lists."""
 
 from __future__ import annotations
 
+from django.core.paginator import Page, Paginator
 from rest_framework.pagination import LimitOffsetPagination
 
 from .params import whole_number
@@ -18,3 +20,14 @@ class Pagination(LimitOffsetPagination):
 
     def get_offset(self, request) -> int:
         return whole_number(request.query_params, self.offset_query_param, default=0)
+
+
+def page_of(request, items, size: int, *, param: str = "page") -> Page:
+    """The page of `items` that `?<param>=` names (the first if it names none, the last if it is past the end).
+
+    `page.param` is the parameter's name: includes/pagination.html links to the other pages with it, keeping
+    the rest of the query string (filters, sorting, another list's page) as it is.
+    """
+    page = Paginator(items, size).get_page(request.GET.get(param))
+    page.param = param
+    return page

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db.models import F, Max
+from django.db.models import Count, F, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.templatetags.static import static
 from django.urls import reverse
@@ -53,11 +53,22 @@ def _order_key(task: ReadTask, randomize: bool) -> tuple:
 
 def worklist(user) -> dict[str, list[dict]]:
     """The user's tasks by what can be done with them: to do, waiting, done."""
+    earlier = (
+        Timepoint.objects.filter(
+            subject_id=OuterRef("timepoint__subject_id"), visit__order__lt=OuterRef("timepoint__visit__order")
+        )
+        .order_by()
+        .values("subject_id")
+        .annotate(n=Count("pk"))
+    )
     tasks = (
         held(ReadTask.objects.filter(assignment__reader=user))
         .select_related("assignment", "timepoint__visit", "design__trial")
         # When the task was last signed: its latest read's signature, or its adjudication's.
         .annotate(signed_at=Coalesce(Max("reads__signed_at"), F("adjudication__decided_at")))
+        # The visit's place in the subject's sequence, for a design that hides the visit labels (one query
+        # for the whole list, not one a row).
+        .annotate(place=Coalesce(Subquery(earlier.values("n")[:1]), 0))
     )
     rows = []
     for task in tasks:
@@ -66,7 +77,7 @@ def worklist(user) -> dict[str, list[dict]]:
                 "task": task,
                 "trial": task.design.trial.code,
                 "case_label": task.assignment.case_label,
-                "visit_label": visit_label(task, task.timepoint),
+                "visit_label": visit_label(task, task.timepoint, place=task.place),
                 "kind": task.get_kind_display(),
                 "state": task.state,
                 "state_label": task.get_state_display(),
@@ -374,12 +385,29 @@ def trial_evaluator_numbers(trial: Trial) -> dict[int, int]:
     return evaluator_numbers_by_subject(ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS))[1]
 
 
+def adjudicated_visits(timepoint_ids: list[int]) -> set[int]:
+    """Of these visits, those an adjudicator decided: the readers disagreed on them, so their first result was
+    the adjudication's. A visit locked by the readers' agreement whose result an adjudication of a later visit
+    replaced (or confirmed) was not adjudicated: reader quality counts it as agreed, and so do the results."""
+    first = TimepointResult.history.filter(timepoint_id__in=timepoint_ids, supersedes__isnull=True)
+    return set(first.filter(source=TimepointResult.Source.ADJUDICATION).values_list("timepoint_id", flat=True))
+
+
+def source_label(result: TimepointResult, adjudicated: set[int]) -> str:
+    """How a locked result was decided, in words: a visit that follows a later visit's adjudication says so."""
+    if result.source == TimepointResult.Source.ADJUDICATION and result.timepoint_id not in adjudicated:
+        return _("Readers agreed; follows the adjudication")
+    return result.get_source_display()
+
+
 def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -> list[dict]:
     """One row per locked result (of `results`, a page of `results_list`, if given): what the results page, its
     CSV and the API give; `reader` is the evaluator number of the reader whose read stands."""
     numbers = trial_evaluator_numbers(trial)
+    results = results_list(trial) if results is None else results
+    adjudicated = adjudicated_visits([r.timepoint_id for r in results])
     rows = []
-    for result in results_list(trial) if results is None else results:
+    for result in results:
         assessment = result.read.assessment or {}
         rows.append(
             {
@@ -394,7 +422,7 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
                 "new_lesions": assessment.get("new_lesions") or "",
                 "sum_mm": assessment.get("sum_mm") or "",
                 "source": result.source,
-                "source_label": result.get_source_display(),
+                "source_label": source_label(result, adjudicated),
                 "reader": numbers[result.read.task.assignment_id],
                 "locked_at": result.locked_at,
             }

@@ -20,6 +20,7 @@ from ctims import safe_csv
 from ctims.api_errors import error_body
 from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
 from ctims.models import User
+from ctims.pagination import page_of
 from trials.access import Actor
 from trials.forms import add_service_errors
 from trials.ingest.store import image_storage
@@ -40,7 +41,10 @@ def _task(request, pk: int) -> ReadTask:
 @login_required
 def worklist(request):
     """The reader's and adjudicator's tasks: pseudonymous case labels, visit, state and due date."""
-    return render(request, "reads/worklist.html", {"groups": selectors.worklist(request.user)})
+    groups = selectors.worklist(request.user)
+    # Each list a page at a time, each by its own parameter: paging the signed reads leaves the to-do page be.
+    pages = {name: page_of(request, rows, WORKLIST_PAGE_SIZE, param=name) for name, rows in groups.items()}
+    return render(request, "reads/worklist.html", {"pages": pages})
 
 
 def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status: int = 200):
@@ -60,6 +64,7 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
 
 # The viewer decodes compressed frames with WebAssembly codecs; the sign and adjudicate answers re-render it.
 VIEWER_CSP = {"script-src": ["'wasm-unsafe-eval'"]}
+WORKLIST_PAGE_SIZE = 50  # tasks per page of each list of My reads
 RESULTS_PAGE_SIZE = 100  # locked visits per page of the read results
 
 

@@ -195,11 +195,20 @@ def timepoints_with_counts() -> QuerySet[Timepoint]:
     )
 
 
-def visit_grid(*, actor: Actor, trial: Trial) -> tuple[list[Visit], list[GridRow]]:
-    """The visit grid: one row a visible subject, one cell a visit (a timepoint from timepoints_with_counts)."""
-    visits = list(visit_list(trial=trial))
+def visit_grid_subjects(*, actor: Actor, trial: Trial) -> QuerySet[Subject]:
+    """The visit grid's subjects, in code order, each with its timepoints (from timepoints_with_counts) to
+    prefetch: page them first, then give the page to `visit_grid`."""
     timepoints = timepoints_with_counts()
-    subjects = subject_list(actor=actor, trial=trial).prefetch_related(Prefetch("timepoints", queryset=timepoints))
+    subjects = subject_list(actor=actor, trial=trial).order_by("code")
+    return subjects.prefetch_related(Prefetch("timepoints", queryset=timepoints))
+
+
+def visit_grid(*, actor: Actor, trial: Trial, subjects=None) -> tuple[list[Visit], list[GridRow]]:
+    """The visit grid: one row a visible subject (of `subjects`, a page of `visit_grid_subjects`, if given),
+    one cell a visit (a timepoint from timepoints_with_counts)."""
+    visits = list(visit_list(trial=trial))
+    if subjects is None:
+        subjects = visit_grid_subjects(actor=actor, trial=trial)
     rows = []
     for subject in subjects:
         by_visit = {tp.visit_id: tp for tp in subject.timepoints.all()}
@@ -344,7 +353,7 @@ def qc_worklist(*, actor: Actor, trial: Trial) -> QuerySet[Timepoint]:
                 queries(Query.State.ANSWERED) & ~queries(Query.State.OPEN), output_field=BooleanField()
             ),
         )
-        .order_by("updated_at")
+        .order_by("updated_at", "pk")
     )
 
 

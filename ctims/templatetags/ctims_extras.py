@@ -28,3 +28,11 @@ def trim_decimal(value: Any) -> str:
         if value == value.to_integral():
             value = value.quantize(Decimal(1))
     return str(localize(value))
+
+
+@register.simple_tag(takes_context=True)
+def page_url(context, page, number) -> str:
+    """The query string of page `number` of `page` (its `param`, else "page"), the rest of the query kept."""
+    query = context["request"].GET.copy()
+    query[getattr(page, "param", "page")] = str(number)
+    return "?" + query.urlencode()

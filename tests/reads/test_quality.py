@@ -373,3 +373,35 @@ def test_a_single_read_trial_is_told_there_is_no_second_reader_to_agree_with(wor
     client.force_login(world.alice)
     page = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
     assert "This trial reads each visit once" in page and "is locked yet" not in page.split('id="tables"')[1][:600]
+
+
+def test_the_results_page_and_the_quality_page_name_the_same_visits_adjudicated(world, scripted, client):
+    """The adjudication of week 6 also settled the baseline (its result follows the chosen reader's series):
+    the results page said "Adjudicated" for both, the quality page counted one. The visit the adjudicator
+    decided is "Adjudicated" on both pages; the baseline says it was agreed and follows the decision."""
+    client.force_login(world.sam)
+    html = client.get(reverse("read-results", args=["ALPHA"])).content.decode()
+    rows = re.findall(
+        r'<th scope="row" class="code">([^<]+)</th>\s*<td data-label="Visit">([^<]+)</td>.*?'
+        r'<td data-label="Decided by">([^<]+)</td>',
+        html,
+        re.S,
+    )
+    decided = {(subject, visit): by for subject, visit, by in rows}
+    assert decided[(ADJUDICATED, "Week 6")] == "Adjudicated"
+    assert decided[(ADJUDICATED, "Baseline")] == "Readers agreed; follows the adjudication"
+    assert decided[(AGREE, "Baseline")] == decided[(AGREE, "Week 6")] == "Readers agreed"
+    summary = report.summarise(data.quality_input(world.trial))
+    assert list(decided.values()).count("Adjudicated") == summary.trial_adjudication.k == 1
+    # Both pages say what they count.
+    assert "a later adjudication" in html
+    quality = client.get(reverse("read-quality", args=["ALPHA"])).content.decode()
+    assert "visits already agreed that an adjudication settled are not counted" in quality
+
+
+def test_the_results_page_says_which_visits_were_adjudicated_in_korean_too(world, scripted, client):
+    client.force_login(world.sam)
+    html = client.get(reverse("read-results", args=["ALPHA"]), HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert html.count(">판정됨</td>") == 1 and html.count(">판독자 일치; 판정 결과를 따름</td>") == 1
+    quality = client.get(reverse("read-quality", args=["ALPHA"]), HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "이미 일치한 방문이 판정으로 정해진 경우는 세지 않습니다" in quality

@@ -128,3 +128,60 @@ def test_a_bad_read_design_is_refused_with_the_field_named(world):
     with pytest.raises(ValidationFailed) as info:
         read_design_set(actor=world.alice, trial=world.trial, paradigm="triple")
     assert "paradigm" in info.value.fields
+
+
+def _open_baselines(world, n: int) -> list[ReadTask]:
+    """`n` new subjects, each with an open baseline task for rhea (made directly: no images are needed to list
+    them)."""
+    from reads.models import ReadDesign
+    from reads.services import _task_new, readers_assign
+
+    design = ReadDesign.objects.get(trial=world.trial)
+    ReadDesign.objects.filter(pk=design.pk).update(show_visit_label=False)  # the labels counted, per visit
+    design.refresh_from_db()
+    tasks = []
+    for _ in range(n):
+        subject = services.subject_enroll(actor=world.alice, site=world.seo)
+        mine = next(a for a in readers_assign(subject=subject, design=design) if a.reader == world.rhea)
+        tasks.append(_task_new(mine, subject.timepoints.get(visit__code="BL"), design))
+    return tasks
+
+
+def _worklist(client, params=None) -> tuple[str, int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get("/reads/", params or {})
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/reads/", params or {})
+    return response.content.decode(), len(queries)
+
+
+def test_my_reads_pages_each_list_by_its_own_parameter_and_counts_the_whole_list(world, client, monkeypatch):
+    import re
+
+    tasks = _open_baselines(world, 5)
+    ReadTask.objects.filter(pk__in=[t.pk for t in tasks[:3]]).update(state=ReadTask.State.SIGNED)
+    monkeypatch.setattr("reads.views.WORKLIST_PAGE_SIZE", 2, raising=False)
+    client.force_login(world.rhea)
+    html, _ = _worklist(client, {"done": 2})
+    todo, done = html.split('id="todo-heading"', 1)[1].split('id="done-heading"', 1)
+    assert '<span class="count">2</span>' in todo and '<span class="count">3</span>' in done
+    assert len(re.findall(r'data-task="(\d+)"', done)) == 1  # the second page of three signed
+    assert len(re.findall(r'data-task="(\d+)"', todo)) == 2
+    # The signed list's links keep its own page; paging it keeps the to-do page, and the other way round.
+    assert "?done=1" in done and "?todo" not in done
+    html, _ = _worklist(client, {"done": 2, "todo": 1})
+    assert "done=2&amp;todo=1" in html or "todo=1&amp;done=2" in html
+
+
+def test_my_reads_asks_as_many_queries_for_a_long_list_as_for_a_short_one(world, client):
+    import re
+
+    _open_baselines(world, 2)
+    client.force_login(world.rhea)
+    _, short = _worklist(client)
+    _open_baselines(world, 6)
+    html, long = _worklist(client)
+    assert len(re.findall(r'data-task="(\d+)"', html)) == 8 and "(visit 1)" in html
+    assert long == short

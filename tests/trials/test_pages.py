@@ -260,3 +260,96 @@ def test_an_operator_with_no_trial_is_told_what_they_can_do_and_where_the_operat
     client.force_login(make_user("nina"))
     page = client.get(reverse("home")).content.decode()
     assert "A trial admin adds you to a trial" in page and "New trial" not in page
+
+
+def _enroll(world, n):
+    from trials import services
+
+    for _ in range(n):
+        services.subject_enroll(actor=world.alice, site=world.seo)
+
+
+def _page_queries(client, url, params=None) -> tuple[str, int]:
+    """The page and the number of queries it asked (after a first request, which also saves the new session)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url, params or {})
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url, params or {})
+    assert response.status_code == 200
+    return response.content.decode(), len(queries)
+
+
+def test_the_subjects_grid_is_paged_counts_every_subject_and_keeps_the_query(world, client, monkeypatch):
+    from trials.models import Subject
+
+    monkeypatch.setattr("trials.views.subjects.SUBJECT_PAGE_SIZE", 3, raising=False)
+    _enroll(world, 5)
+    total = Subject.objects.filter(trial=world.trial).count()
+    codes = list(Subject.objects.filter(trial=world.trial).order_by("code").values_list("code", flat=True))
+    client.force_login(world.alice)
+    url = reverse("trial-subjects", args=["ALPHA"])
+    first = client.get(url, {"lang": "x"}).content.decode()
+    assert f'<span class="count">{total}</span>' in first
+    assert "Page 1 of" in first and "lang=x&amp;page=2" in first
+    rows = re.findall(r'<th scope="row"><a class="code" href="[^"]+">([^<]+)</a>', first)
+    assert rows == codes[:3]
+    second = client.get(url, {"page": 2}).content.decode()
+    assert re.findall(r'<th scope="row"><a class="code" href="[^"]+">([^<]+)</a>', second) == codes[3:6]
+    assert f'<span class="count">{total}</span>' in second
+
+
+def test_the_subjects_grid_asks_as_many_queries_for_a_long_page_as_for_a_short_one(world, client, monkeypatch):
+    _enroll(world, 12)
+    client.force_login(world.alice)
+    url = reverse("trial-subjects", args=["ALPHA"])
+    monkeypatch.setattr("trials.views.subjects.SUBJECT_PAGE_SIZE", 2, raising=False)
+    _, short = _page_queries(client, url)
+    monkeypatch.setattr("trials.views.subjects.SUBJECT_PAGE_SIZE", 12, raising=False)
+    page, long = _page_queries(client, url)
+    assert page.count('<th scope="row"><a class="code"') == 12
+    assert long == short
+
+
+def _waiting_for_qc(world, n):
+    from trials.models import Timepoint
+
+    _enroll(world, n)
+    baselines = Timepoint.objects.filter(subject__trial=world.trial, visit__code="BL")
+    baselines.update(state=Timepoint.State.UPLOADED)
+    return list(baselines.order_by("updated_at", "pk"))
+
+
+def test_the_qc_worklist_is_paged_and_counts_every_visit(world, client, monkeypatch):
+    monkeypatch.setattr("trials.views.qc.QC_PAGE_SIZE", 2, raising=False)
+    waiting = _waiting_for_qc(world, 3)
+    client.force_login(world.quinn)
+    url = reverse("qc-worklist", args=["ALPHA"])
+    first, short = _page_queries(client, url)
+    assert f'<span class="count">{len(waiting)}</span>' in first
+    assert first.count("Open QC<span") == 2 and "Page 1 of" in first and "?page=2" in first
+    last = client.get(url, {"page": 99}).content.decode()
+    assert f'<span class="count">{len(waiting)}</span>' in last
+    assert last.count("Open QC<span") == len(waiting) - 2 * ((len(waiting) - 1) // 2)
+    monkeypatch.setattr("trials.views.qc.QC_PAGE_SIZE", 50, raising=False)
+    every, long = _page_queries(client, url)
+    assert every.count("Open QC<span") == len(waiting) and long == short
+
+
+def test_the_trial_header_is_inside_a_landmark_on_every_trial_page(world, client):
+    """axe's "region": content outside any landmark is missed by those who move from landmark to landmark. The
+    trial's code, title and menu belong to the page's banner, with the site's bar."""
+    from lxml import html as lxml_html
+
+    landmarks = {"header", "nav", "main", "footer", "aside"}
+    client.force_login(world.alice)
+    for name in ("trial-detail", "trial-subjects", "query-list", "trial-audit", "read-results"):
+        tree = lxml_html.fromstring(client.get(reverse(name, args=["ALPHA"])).content)
+        for element in tree.body:
+            # Every top-level element but the skip link is a landmark: nothing sits between them.
+            if element.get("class") != "skip-link":
+                assert element.tag in landmarks, (name, element.tag, element.get("class"))
+        (bar,) = tree.find_class("trialbar")
+        assert [a.tag for a in bar.iterancestors()][-3:] == ["header", "body", "html"], name
+        assert len(tree.xpath("//body/header")) == 1  # one banner

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from ctims.exceptions import InvalidState, ValidationFailed
+from ctims.pagination import page_of
 
 from .. import qc_services, selectors
 from ..access import Actor
@@ -34,6 +35,7 @@ from ..models import QCFinding, Query, Series, Timepoint, Trial, UploadItem
 from ._common import QC_STATES, _trial, _trial_page, scoped
 
 QUERY_PAGE_SIZE = 50
+QC_PAGE_SIZE = 50  # timepoints per page of the QC worklist
 
 # --- quality control ------------------------------------------------------------------------------------------
 
@@ -46,7 +48,9 @@ def qc_worklist(request, code):
     trial = _trial(actor, code)
     with scoped():
         timepoints = selectors.qc_worklist(actor=actor, trial=trial)
-    return _trial_page(request, actor, trial, "trials/qc_worklist.html", "qc-worklist", {"timepoints": timepoints})
+    page = page_of(request, timepoints, QC_PAGE_SIZE)
+    context = {"page": page, "timepoints": page.object_list}
+    return _trial_page(request, actor, trial, "trials/qc_worklist.html", "qc-worklist", context)
 
 
 def _qc_timepoint(request, code: str, subject_code: str, visit_code: str) -> tuple[Actor, Trial, Timepoint]:

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from ctims.exceptions import InvalidState, ValidationFailed
+from ctims.pagination import page_of
 
 from .. import selectors, services
 from ..access import Actor
@@ -28,6 +29,8 @@ from ..ingest.browser import browser_allowed
 from ..ingest.services import UPLOADABLE_STATES
 from ..models import Query, Timepoint, Trial
 from ._common import QC_STATES, _posted, _trial, _trial_page, scoped
+
+SUBJECT_PAGE_SIZE = 100  # subjects (rows of the visit grid) per page
 
 # --- subjects -----------------------------------------------------------------------------------------------
 
@@ -57,10 +60,11 @@ def trial_subjects(request, code):
                 _("Subject %(code)s was enrolled at %(site)s.") % {"code": subject.code, "site": subject.site.code},
             )
             return redirect("trial-subjects", code=trial.code)
-    visits, rows = selectors.visit_grid(actor=actor, trial=trial)
+    page = page_of(request, selectors.visit_grid_subjects(actor=actor, trial=trial), SUBJECT_PAGE_SIZE)
+    visits, rows = selectors.visit_grid(actor=actor, trial=trial, subjects=page.object_list)
     grid = [(row, list(zip(visits, row.cells, strict=True))) for row in rows]
     context = (
-        {"visits": visits, "rows": rows, "grid": grid, "form": form}
+        {"visits": visits, "rows": rows, "grid": grid, "form": form, "page": page}
         | _upload_links(actor, trial)
         | _qc_links(actor, trial)
     )

@@ -196,10 +196,12 @@ def timepoints_with_counts() -> QuerySet[Timepoint]:
 
 
 def visit_grid_subjects(*, actor: Actor, trial: Trial) -> QuerySet[Subject]:
-    """The visit grid's subjects, in code order, each with its timepoints (from timepoints_with_counts) to
-    prefetch: page them first, then give the page to `visit_grid`."""
+    """The visit grid's subjects in the order of their numbers (within each site where the code pattern names
+    the site: codes are text, and -1000 sorted before -101), each with its timepoints (from
+    timepoints_with_counts) to prefetch: page them first, then give the page to `visit_grid`."""
     timepoints = timepoints_with_counts()
-    subjects = subject_list(actor=actor, trial=trial).order_by("code")
+    order = ("site__code", "number", "code") if "{site" in trial.subject_code_pattern else ("number", "code")
+    subjects = subject_list(actor=actor, trial=trial).order_by(*order)
     return subjects.prefetch_related(Prefetch("timepoints", queryset=timepoints))
 
 

@@ -300,6 +300,21 @@ def test_the_subjects_grid_is_paged_counts_every_subject_and_keeps_the_query(wor
     assert f'<span class="count">{total}</span>' in second
 
 
+def test_the_subjects_grid_puts_subject_1000_after_subject_999(world, client):
+    """Codes are text: DEMO-SEO-1000 sorted before DEMO-SEO-101. The grid follows the subjects' numbers (within
+    each site where the code names the site)."""
+    from trials.models import Subject
+
+    site = world.trial.sites.get(code="SEO")
+    for number in (999, 1000, 101):
+        Subject.objects.create(trial=world.trial, site=site, code=f"ALPHA-SEO-{number:03d}", number=number)
+    client.force_login(world.alice)
+    page = client.get(reverse("trial-subjects", args=["ALPHA"])).content.decode()
+    rows = re.findall(r'<th scope="row"><a class="code" href="[^"]+">([^<]+)</a>', page)
+    ours = [code for code in rows if code in {"ALPHA-SEO-999", "ALPHA-SEO-1000", "ALPHA-SEO-101"}]
+    assert ours == ["ALPHA-SEO-101", "ALPHA-SEO-999", "ALPHA-SEO-1000"]
+
+
 def test_the_subjects_grid_asks_as_many_queries_for_a_long_page_as_for_a_short_one(world, client, monkeypatch):
     _enroll(world, 12)
     client.force_login(world.alice)

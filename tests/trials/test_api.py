@@ -182,3 +182,20 @@ def test_the_openapi_schema_and_docs_are_served_without_a_cdn(world, client):
     assert schema.status_code == 200 and b"/api/trials/{code}/subjects/" in schema.content
     docs = client.get(reverse("api-docs"))
     assert docs.status_code == 200 and b"cdn." not in docs.content and b"swagger-ui" in docs.content
+
+
+def test_a_json_null_in_a_form_is_refused_for_the_trial_s_list_options(world):
+    """A multipart or form body's "null" parses to None: refused as the JSON body's null is, not a 500."""
+    client, _ = token_client(world.alice, world.trial, Role.TRIAL_ADMIN)
+    for name in ("deid_private_safelist", "deid_kept_text_attributes"):
+        response = client.patch(reverse("api-trial", args=["ALPHA"]), {name: "null"}, format="multipart")
+        assert response.status_code == 400, name
+        assert name in response.json()["error"]["fields"]
+
+
+def test_a_site_s_country_that_is_not_two_letters_is_refused(world):
+    client, _ = token_client(world.alice, world.trial, Role.TRIAL_ADMIN)
+    for country in ("¹", "١", "12", "KOR"):
+        response = client.post(reverse("api-sites", args=["ALPHA"]), {"code": "NEW", "name": "N", "country": country})
+        assert response.status_code == 400, country
+        assert "country" in response.json()["error"]["fields"]

@@ -29,6 +29,14 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class AutoSchema(openapi.AutoSchema):
+    def _map_basic_serializer(self, serializer, direction):
+        """A serializer whose Meta says `closed` admits no other property (so that oneOf of it and a larger shape
+        picks one)."""
+        schema = super()._map_basic_serializer(serializer, direction)
+        if getattr(getattr(serializer, "Meta", None), "closed", False):
+            schema["additionalProperties"] = False
+        return schema
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         for code, description in ERROR_ANSWERS.items():

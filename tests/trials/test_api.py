@@ -199,3 +199,32 @@ def test_a_site_s_country_that_is_not_two_letters_is_refused(world):
         response = client.post(reverse("api-sites", args=["ALPHA"]), {"code": "NEW", "name": "N", "country": country})
         assert response.status_code == 400, country
         assert "country" in response.json()["error"]["fields"]
+
+
+def test_a_reader_s_trial_answers_match_the_published_schema(world):
+    """A reader gets a trial's code and title only: the schema publishes that shape too, next to the full one."""
+    import jsonschema
+
+    schema = APIClient().get("/api/schema/", {"format": "json"}).json()
+    components = schema["components"]["schemas"]
+
+    def as_json_schema(node):  # OpenAPI 3.0's "nullable" in JSON Schema's words
+        if isinstance(node, list):
+            return [as_json_schema(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: as_json_schema(value) for key, value in node.items()}
+        if node.pop("nullable", False):
+            node = {"anyOf": [node, {"type": "null"}]}
+        return node
+
+    components = as_json_schema(components)
+
+    def check(answer, path):
+        body = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        jsonschema.validate(answer, {**as_json_schema(body), "components": {"schemas": components}})
+
+    for user, role in ((world.rhea, Role.READER), (world.alice, Role.TRIAL_ADMIN)):
+        client, _ = token_client(user, world.trial, role)
+        check(client.get(reverse("api-trial", args=["ALPHA"])).json(), "/api/trials/{code}/")
+        check(client.get(reverse("api-trials")).json(), "/api/trials/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from ..models import (
@@ -95,6 +95,20 @@ class TrialNameOut(serializers.Serializer):
 
     code = serializers.CharField()
     title = serializers.CharField()
+
+    class Meta:
+        closed = True  # its schema admits no other property: a whole trial is not also a TrialNameOut
+
+
+def TrialOrNameOut(many: bool = False) -> PolymorphicProxySerializer:  # noqa: N802 (used as a serializer)
+    """For the schema: a trial as its reader sees it, whole (TrialOut) or its code and title only (a reader or
+    adjudicator)."""
+    return PolymorphicProxySerializer(
+        component_name="TrialOrName",
+        serializers=[TrialOut, TrialNameOut],
+        resource_type_field_name=None,
+        many=many,
+    )
 
 
 class TrialSummaryOut(TrialNameOut):

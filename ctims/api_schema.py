@@ -7,12 +7,13 @@ from rest_framework import serializers
 
 # What any operation may answer besides its own success (ctims.api_errors renders each in the one error shape):
 # a malformed input or query (pagination included), no or a bad credential, a permission or role it lacks, a trial
-# or object it cannot see.
+# or object it cannot see, an object whose state does not allow the operation (ctims.exceptions.InvalidState).
 ERROR_ANSWERS = {
     "400": "The input or the query is not valid.",
     "401": "No credentials, or a token that is not valid.",
     "403": "Not permitted for this person, role or token.",
     "404": "No such object, or not one the caller can see.",
+    "409": "The object's state does not allow it now (e.g. an upload already closed).",
 }
 
 

@@ -72,6 +72,6 @@ def test_every_operation_publishes_its_error_answers_in_the_one_error_shape(clie
     assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            for code in ("400", "401", "403", "404"):
+            for code in ("400", "401", "403", "404", "409"):
                 body = operation["responses"][code]["content"]["application/json"]["schema"]
                 assert body == {"$ref": "#/components/schemas/Error"}, (method, path, code)

@@ -228,3 +228,4 @@ def test_a_reader_s_trial_answers_match_the_published_schema(world):
         client, _ = token_client(user, world.trial, role)
         check(client.get(reverse("api-trial", args=["ALPHA"])).json(), "/api/trials/{code}/")
         check(client.get(reverse("api-trials")).json(), "/api/trials/")
+        check(client.get(f"/api/trials/{world.trial.code}/summary/").json(), "/api/trials/{code}/summary/")

@@ -100,14 +100,11 @@ class TrialNameOut(serializers.Serializer):
         closed = True  # its schema admits no other property: a whole trial is not also a TrialNameOut
 
 
-def TrialOrNameOut(many: bool = False) -> PolymorphicProxySerializer:  # noqa: N802 (used as a serializer)
-    """For the schema: a trial as its reader sees it, whole (TrialOut) or its code and title only (a reader or
-    adjudicator)."""
+def or_name_only(whole, component_name: str, many: bool = False) -> PolymorphicProxySerializer:
+    """For the schema: a trial's answer as its reader sees it, `whole` or its code and title only (a reader or
+    adjudicator: TrialNameOut)."""
     return PolymorphicProxySerializer(
-        component_name="TrialOrName",
-        serializers=[TrialOut, TrialNameOut],
-        resource_type_field_name=None,
-        many=many,
+        component_name=component_name, serializers=[whole, TrialNameOut], resource_type_field_name=None, many=many
     )
 
 

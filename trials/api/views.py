@@ -83,7 +83,7 @@ def _trial_out(actor, trial) -> dict:
 class TrialListApi(APIView):
     pagination_class = Pagination  # the schema publishes its answers as pages
 
-    @extend_schema(responses=s.TrialOrNameOut(many=True))
+    @extend_schema(responses=s.or_name_only(s.TrialOut, "TrialOrName", many=True))
     def get(self, request):
         actor = _actor(request)
         paginator = self.pagination_class()
@@ -100,7 +100,7 @@ class TrialListApi(APIView):
 
 
 class TrialDetailApi(APIView):
-    @extend_schema(responses=s.TrialOrNameOut())
+    @extend_schema(responses=s.or_name_only(s.TrialOut, "TrialOrName"))
     def get(self, request, code):
         """The trial; a reader or adjudicator gets its code and title only."""
         return Response(_trial_out(_actor(request), _trial(request, code)))
@@ -113,7 +113,7 @@ class TrialDetailApi(APIView):
 
 
 class TrialSummaryApi(APIView):
-    @extend_schema(responses=s.TrialSummaryOut)
+    @extend_schema(responses=s.or_name_only(s.TrialSummaryOut, "TrialSummaryOrName"))
     def get(self, request, code):
         """The trial's counts; a reader or adjudicator gets its code and title only (what their worklist shows)."""
         trial = _trial(request, code)

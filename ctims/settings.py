@@ -339,7 +339,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "ctims.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "ctims.api_errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "ctims.pagination.Pagination",
     "PAGE_SIZE": 100,

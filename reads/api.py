@@ -32,11 +32,13 @@ class ReadResultOut(serializers.Serializer):
 
 
 class ReadResultListApi(APIView):
+    pagination_class = Pagination  # the schema publishes its answers as pages
+
     @extend_schema(responses=ReadResultOut(many=True))
     def get(self, request, code):
         """The trial's locked read results (never a result that is not locked)."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.result_rows(trial), request, view=self)
         return paginator.get_paginated_response(ReadResultOut(page, many=True).data)
 
@@ -81,11 +83,13 @@ class TransferOut(serializers.Serializer):
 
 
 class TransferListApi(APIView):
+    pagination_class = Pagination  # the schema publishes its answers as pages
+
     @extend_schema(responses=TransferOut(many=True))
     def get(self, request, code):
         """The trial's data transfers, newest first."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(transfers.transfers_list(trial), request, view=self)
         return paginator.get_paginated_response(TransferOut(page, many=True).data)
 

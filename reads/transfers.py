@@ -116,6 +116,10 @@ def transfer_request(*, actor, trial: Trial, cutoff: datetime | None = None) -> 
     cutoff = cutoff or now
     if cutoff > now:
         raise ValidationFailed(_("The cut-off cannot be in the future."), fields={"cutoff": [_("In the future.")]})
+    if cutoff < trial.created_at:  # it would deliver nothing; centuries back, its time zone offset is not RFC 3339
+        raise ValidationFailed(
+            _("The cut-off cannot be before the trial was created."), fields={"cutoff": [_("Before the trial.")]}
+        )
     with transaction.atomic():
         Trial.objects.select_for_update().get(pk=trial.pk)
         number = (Transfer.objects.filter(trial=trial).aggregate(n=Max("number"))["n"] or 0) + 1

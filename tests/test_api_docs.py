@@ -41,3 +41,37 @@ def test_the_api_root_answers_with_its_schema_docs_and_entry_points(client):
     assert body["schema"].endswith("/api/schema/") and body["docs"].endswith("/api/docs/")
     assert body["trials"].endswith("/api/trials/")
     assert body["inbox"].endswith("/api/inbox/")
+
+
+def _schema(client) -> dict:
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_paginated_lists_are_described_as_pages_with_their_parameters(client):
+    """A list answered as {count, next, previous, results} is published so, with its limit and offset."""
+    schema = _schema(client)
+    for path in (
+        "/api/trials/",
+        "/api/trials/{code}/sites/",
+        "/api/trials/{code}/audit/",
+        "/api/trials/{code}/transfers/",
+    ):
+        get = schema["paths"][path]["get"]
+        body = get["responses"]["200"]["content"]["application/json"]["schema"]
+        assert body["$ref"].startswith("#/components/schemas/Paginated"), path
+        assert {"limit", "offset"} <= {p["name"] for p in get.get("parameters", [])}, path
+    # the tokens list is not paginated: it stays an array
+    tokens = schema["paths"]["/api/trials/{code}/tokens/"]["get"]["responses"]["200"]
+    assert tokens["content"]["application/json"]["schema"]["type"] == "array"
+
+
+def test_every_operation_publishes_its_error_answers_in_the_one_error_shape(client):
+    schema = _schema(client)
+    assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for code in ("400", "401", "403", "404", "409"):
+                body = operation["responses"][code]["content"]["application/json"]["schema"]
+                assert body == {"$ref": "#/components/schemas/Error"}, (method, path, code)

@@ -18,6 +18,7 @@ import pytest
 from lxml import etree
 
 from ctims import safe_csv
+from ctims.exceptions import ValidationFailed
 from ctims.models import AuditEvent
 from reads import results, sdtm, transfers
 from reads.models import Transfer
@@ -650,6 +651,8 @@ def test_the_transfers_page_says_which_time_zone_its_cutoffs_are_in(world, clien
     settings.TIME_ZONE = "Asia/Seoul"
     monkeypatch.setattr(transfers, "enqueue_build", lambda transfer_id: None)
     client.force_login(world.sam)
+    # (a cut-off cannot be before the trial was created)
+    world.trial.__class__.objects.filter(pk=world.trial.pk).update(created_at="2025-01-01T00:00:00+00:00")
     # A sponsor in another country types the interim cut-off: the page says in which zone it is read.
     client.post("/reads/trials/ALPHA/transfers/", {"cutoff": "2026-01-02T09:00"})
     assert TransferModel.objects.get(trial=world.trial).cutoff.isoformat() == "2026-01-02T00:00:00+00:00"
@@ -837,3 +840,18 @@ def test_an_adjudication_after_the_replacement_names_the_newcomer_it_accepted(wo
     visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
     decided = [r for r in visits if r["subject"] == AGREE and r["evaluator"] == "Adjudicator"]
     assert decided and {r["accepted_reader"] for r in decided} == {"Reader 3"}
+
+
+def test_a_cutoff_before_the_trial_existed_is_refused(world, client):
+    """Such a cutoff delivers nothing, and a date of centuries ago comes back with its local mean time offset
+    (+08:27:52 in Seoul), which is not an RFC 3339 date-time the schema promises."""
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_token(world, world.sam)}"}
+    for cutoff in ("0330-03-23T03:00:00Z", "2000-01-01T00:00:00Z"):
+        response = client.post(
+            "/api/trials/ALPHA/transfers/", {"cutoff": cutoff}, content_type="application/json", **auth
+        )
+        assert response.status_code == 400, cutoff
+        assert "cutoff" in response.json()["error"]["fields"]
+    assert not Transfer.objects.exists()
+    with pytest.raises(ValidationFailed):
+        transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=world.trial.created_at - timedelta(1))

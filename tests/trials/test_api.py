@@ -182,3 +182,50 @@ def test_the_openapi_schema_and_docs_are_served_without_a_cdn(world, client):
     assert schema.status_code == 200 and b"/api/trials/{code}/subjects/" in schema.content
     docs = client.get(reverse("api-docs"))
     assert docs.status_code == 200 and b"cdn." not in docs.content and b"swagger-ui" in docs.content
+
+
+def test_a_json_null_in_a_form_is_refused_for_the_trial_s_list_options(world):
+    """A multipart or form body's "null" parses to None: refused as the JSON body's null is, not a 500."""
+    client, _ = token_client(world.alice, world.trial, Role.TRIAL_ADMIN)
+    for name in ("deid_private_safelist", "deid_kept_text_attributes"):
+        response = client.patch(reverse("api-trial", args=["ALPHA"]), {name: "null"}, format="multipart")
+        assert response.status_code == 400, name
+        assert name in response.json()["error"]["fields"]
+
+
+def test_a_site_s_country_that_is_not_two_letters_is_refused(world):
+    client, _ = token_client(world.alice, world.trial, Role.TRIAL_ADMIN)
+    for country in ("¹", "١", "12", "KOR"):
+        response = client.post(reverse("api-sites", args=["ALPHA"]), {"code": "NEW", "name": "N", "country": country})
+        assert response.status_code == 400, country
+        assert "country" in response.json()["error"]["fields"]
+
+
+def test_a_reader_s_trial_answers_match_the_published_schema(world):
+    """A reader gets a trial's code and title only: the schema publishes that shape too, next to the full one."""
+    import jsonschema
+
+    schema = APIClient().get("/api/schema/", {"format": "json"}).json()
+    components = schema["components"]["schemas"]
+
+    def as_json_schema(node):  # OpenAPI 3.0's "nullable" in JSON Schema's words
+        if isinstance(node, list):
+            return [as_json_schema(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: as_json_schema(value) for key, value in node.items()}
+        if node.pop("nullable", False):
+            node = {"anyOf": [node, {"type": "null"}]}
+        return node
+
+    components = as_json_schema(components)
+
+    def check(answer, path):
+        body = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        jsonschema.validate(answer, {**as_json_schema(body), "components": {"schemas": components}})
+
+    for user, role in ((world.rhea, Role.READER), (world.alice, Role.TRIAL_ADMIN)):
+        client, _ = token_client(user, world.trial, role)
+        check(client.get(reverse("api-trial", args=["ALPHA"])).json(), "/api/trials/{code}/")
+        check(client.get(reverse("api-trials")).json(), "/api/trials/")
+        check(client.get(f"/api/trials/{world.trial.code}/summary/").json(), "/api/trials/{code}/summary/")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.core.validators import MaxValueValidator, MinValueValidator
-from drf_spectacular.utils import extend_schema_field
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from ..models import (
@@ -58,14 +59,25 @@ class TrialCreateIn(serializers.Serializer):
     subject_code_pattern = serializers.CharField(max_length=64, required=False)
 
 
+class ListJSONField(serializers.JSONField):
+    """A JSON value that may not be null: a form's or multipart body's "null" parses to None after DRF's own null
+    check, and the model's blank=True field would skip its validators for it."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value is None:
+            self.fail("null")
+        return value
+
+
 class TrialUpdateIn(serializers.Serializer):
     deid_retain_dates_modified = serializers.BooleanField(required=False)
     deid_clean_descriptors = serializers.BooleanField(required=False)
     deid_retain_device_identity = serializers.BooleanField(required=False)
     deid_retain_patient_characteristics = serializers.BooleanField(required=False)
-    deid_private_safelist = serializers.JSONField(required=False)
+    deid_private_safelist = ListJSONField(required=False)
     deid_burned_in_text = serializers.ChoiceField(choices=Trial.BurnedInText.choices, required=False)
-    deid_kept_text_attributes = serializers.JSONField(required=False)
+    deid_kept_text_attributes = ListJSONField(required=False)
     deid_paths = serializers.ChoiceField(choices=Trial.DeidPaths.choices, required=False)
     title = serializers.CharField(max_length=300, required=False)
     sponsor = serializers.CharField(max_length=200, required=False)
@@ -83,6 +95,17 @@ class TrialNameOut(serializers.Serializer):
 
     code = serializers.CharField()
     title = serializers.CharField()
+
+    class Meta:
+        closed = True  # its schema admits no other property: a whole trial is not also a TrialNameOut
+
+
+def or_name_only(whole, component_name: str, many: bool = False) -> PolymorphicProxySerializer:
+    """For the schema: a trial's answer as its reader sees it, `whole` or its code and title only (a reader or
+    adjudicator: TrialNameOut)."""
+    return PolymorphicProxySerializer(
+        component_name=component_name, serializers=[whole, TrialNameOut], resource_type_field_name=None, many=many
+    )
 
 
 class TrialSummaryOut(TrialNameOut):
@@ -102,7 +125,14 @@ class SiteOut(serializers.ModelSerializer):
 class SiteCreateIn(serializers.Serializer):
     code = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=200)
-    country = serializers.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. KR.")
+    # Two ASCII letters before django-countries sees it: it reads a string of digits as a numeric code, and
+    # int() fails on digits it does not know ("¹").
+    country = serializers.RegexField(
+        r"^[A-Za-z]{2}$",
+        max_length=2,
+        help_text="ISO 3166-1 alpha-2 code, e.g. KR.",
+        error_messages={"invalid": _("Use the two-letter ISO code of a country, e.g. KR.")},
+    )
 
 
 class ProtocolOut(serializers.ModelSerializer):

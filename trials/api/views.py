@@ -42,7 +42,7 @@ def _input(serializer_class, data):
 
 
 def _paginated(request, view, queryset, out_class):
-    paginator = Pagination()
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(out_class(page, many=True).data)
 
@@ -81,10 +81,12 @@ def _trial_out(actor, trial) -> dict:
 
 
 class TrialListApi(APIView):
-    @extend_schema(responses=s.TrialOut(many=True))
+    pagination_class = Pagination  # the schema publishes its answers as pages
+
+    @extend_schema(responses=s.or_name_only(s.TrialOut, "TrialOrName", many=True))
     def get(self, request):
         actor = _actor(request)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.trial_list(actor=actor), request, view=self)
         return paginator.get_paginated_response([_trial_out(actor, trial) for trial in page])
 
@@ -98,7 +100,7 @@ class TrialListApi(APIView):
 
 
 class TrialDetailApi(APIView):
-    @extend_schema(responses=s.TrialOut)
+    @extend_schema(responses=s.or_name_only(s.TrialOut, "TrialOrName"))
     def get(self, request, code):
         """The trial; a reader or adjudicator gets its code and title only."""
         return Response(_trial_out(_actor(request), _trial(request, code)))
@@ -111,7 +113,7 @@ class TrialDetailApi(APIView):
 
 
 class TrialSummaryApi(APIView):
-    @extend_schema(responses=s.TrialSummaryOut)
+    @extend_schema(responses=s.or_name_only(s.TrialSummaryOut, "TrialSummaryOrName"))
     def get(self, request, code):
         """The trial's counts; a reader or adjudicator gets its code and title only (what their worklist shows)."""
         trial = _trial(request, code)
@@ -129,6 +131,8 @@ class TrialSummaryApi(APIView):
 
 
 class SiteListApi(APIView):
+    pagination_class = Pagination  # the schema publishes its answers as pages
+
     @extend_schema(responses=s.SiteOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code)
@@ -143,6 +147,8 @@ class SiteListApi(APIView):
 
 
 class VisitListApi(APIView):
+    pagination_class = Pagination  # the schema publishes its answers as pages
+
     @extend_schema(responses=s.VisitOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code)
@@ -173,6 +179,8 @@ class ProtocolListApi(APIView):
 
 
 class SubjectListApi(APIView):
+    pagination_class = Pagination  # the schema publishes its answers as pages
+
     @extend_schema(responses=s.SubjectOut(many=True))
     def get(self, request, code):
         actor = _actor(request)
@@ -207,6 +215,8 @@ class SubjectDetailApi(APIView):
 
 
 class MembershipListApi(APIView):
+    pagination_class = Pagination  # the schema publishes its answers as pages
+
     @extend_schema(responses=s.MembershipOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code, "manage_trial")
@@ -281,6 +291,8 @@ class TokenDetailApi(APIView):
 
 
 class AuditListApi(APIView):
+    pagination_class = Pagination  # the schema publishes its answers as pages
+
     @extend_schema(parameters=[s.AuditFilterIn], responses=s.AuditEventOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code, "view_audit")

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from ctims.models import AuditEvent
 from trials.access import Actor
 from trials.inbox import Entry, Source, register, tally_of
-from trials.models import Timepoint, Trial
+from trials.models import Trial
 
 from .models import ReadTask, Transfer
-from .selectors import visit_label
+from .selectors import earlier_visit_count, visit_label
 from .services import held_by
 
 TO_DO = (ReadTask.State.OPEN, ReadTask.State.IN_PROGRESS)
@@ -33,21 +33,10 @@ def tasks_to_do(actor: Actor, kind: str) -> QuerySet[ReadTask]:
 
 
 def _task_entries(actor: Actor, kind: str, today: date, trial: Trial | None) -> list[Entry]:
-    # The number of each subject's earlier visits, counted in the same query: what a reader calls the visit
-    # when the design hides its label.
-    earlier = (
-        Timepoint.objects.filter(
-            subject_id=OuterRef("timepoint__subject_id"), visit__order__lt=OuterRef("timepoint__visit__order")
-        )
-        .order_by()
-        .values("subject_id")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
     tasks = (
         tasks_to_do(actor, kind)
         .select_related("assignment", "timepoint__visit", "design__trial")
-        .annotate(earlier_visits=Coalesce(Subquery(earlier[:1]), 0))
+        .annotate(earlier_visits=earlier_visit_count())
     )
     if trial is not None:
         tasks = tasks.filter(design__trial=trial)

@@ -51,8 +51,9 @@ def _order_key(task: ReadTask, randomize: bool) -> tuple:
     return (task.due_date.isoformat(), task.pk)
 
 
-def worklist(user) -> dict[str, list[dict]]:
-    """The user's tasks by what can be done with them: to do, waiting, done."""
+def earlier_visit_count() -> Coalesce:
+    """The number of the task's subject's visits before the task's own, counted in the tasks' query (to annotate
+    a ReadTask queryset with): what a reader calls the visit when the design hides its label."""
     earlier = (
         Timepoint.objects.filter(
             subject_id=OuterRef("timepoint__subject_id"), visit__order__lt=OuterRef("timepoint__visit__order")
@@ -60,7 +61,13 @@ def worklist(user) -> dict[str, list[dict]]:
         .order_by()
         .values("subject_id")
         .annotate(n=Count("pk"))
+        .values("n")
     )
+    return Coalesce(Subquery(earlier[:1]), 0)
+
+
+def worklist(user) -> dict[str, list[dict]]:
+    """The user's tasks by what can be done with them: to do, waiting, done."""
     tasks = (
         held(ReadTask.objects.filter(assignment__reader=user))
         .select_related("assignment", "timepoint__visit", "design__trial")
@@ -68,7 +75,7 @@ def worklist(user) -> dict[str, list[dict]]:
         .annotate(signed_at=Coalesce(Max("reads__signed_at"), F("adjudication__decided_at")))
         # The visit's place in the subject's sequence, for a design that hides the visit labels (one query
         # for the whole list, not one a row).
-        .annotate(place=Coalesce(Subquery(earlier.values("n")[:1]), 0))
+        .annotate(place=earlier_visit_count())
     )
     rows = []
     for task in tasks:

@@ -759,6 +759,20 @@ def test_the_concurrent_index_migration_keeps_a_valid_index_and_rebuilds_an_inva
 # --- the nginx example -------------------------------------------------------------------------------------------
 
 
+def loopback_listens(http_port: int, https_port: int) -> dict[str, str]:
+    """nginx_example's replacements that put the example's servers on loopback ports (no IPv6)."""
+    return {
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen [::]:80;": "",
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
+        "listen [::]:443 ssl http2;": "",
+        "listen 80 default_server;": f"listen 127.0.0.1:{http_port} default_server;",
+        "listen [::]:80 default_server;": "",
+        "listen 443 ssl http2 default_server;": f"listen 127.0.0.1:{https_port} ssl http2 default_server;",
+        "listen [::]:443 ssl http2 default_server;": "",
+    }
+
+
 def nginx_example(tmp_path: Path, **replace: str) -> Path:
     """deploy/nginx-ctims.conf in a configuration of its own under tmp_path, with a throwaway certificate in place
     of the operator's and `replace`'s substitutions; returns the nginx.conf."""
@@ -833,14 +847,7 @@ def test_the_nginx_example_sends_a_stored_file_with_the_applications_headers_and
         tmp_path,
         **{
             "server 127.0.0.1:8000": f"server 127.0.0.1:{upstream.server_address[1]}",
-            "listen 80;": f"listen 127.0.0.1:{http_port};",
-            "listen [::]:80;": "",
-            "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
-            "listen [::]:443 ssl http2;": "",
-            "listen 80 default_server;": f"listen 127.0.0.1:{http_port} default_server;",
-            "listen [::]:80 default_server;": "",
-            "listen 443 ssl http2 default_server;": f"listen 127.0.0.1:{https_port} ssl http2 default_server;",
-            "listen [::]:443 ssl http2 default_server;": "",
+            **loopback_listens(http_port, https_port),
             "alias /var/lib/ctims/images/;": f"alias {tmp_path}/images/;",
         },
     )
@@ -906,14 +913,7 @@ def test_the_nginx_example_redirects_http_keeping_the_method_and_logs_no_query_i
         tmp_path,
         **{
             "server 127.0.0.1:8000": f"server 127.0.0.1:{down}",
-            "listen 80;": f"listen 127.0.0.1:{http_port};",
-            "listen [::]:80;": "",
-            "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
-            "listen [::]:443 ssl http2;": "",
-            "listen 80 default_server;": f"listen 127.0.0.1:{http_port} default_server;",
-            "listen [::]:80 default_server;": "",
-            "listen 443 ssl http2 default_server;": f"listen 127.0.0.1:{https_port} ssl http2 default_server;",
-            "listen [::]:443 ssl http2 default_server;": "",
+            **loopback_listens(http_port, https_port),
         },
     )
     nginx = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""The stored files of sites' uploads checked again with today's checks (`manage.py store_recheck`).
+"""The stored files of sites' uploads checked again with today's checks (`manage.py recheck`, with the records of trials.recheck).
 
 A check added in a release guards the files received from then on; the files stored before it were never put
 through it. This walks the instance index and, for every file a site uploaded, compares the stored bytes with

@@ -1,4 +1,5 @@
-"""manage.py store_recheck [--trial CODE]: the stored files of sites' uploads checked again (trials.ingest.recheck)."""
+"""manage.py recheck [--trial CODE]: records and stored files kept from before a rule or check existed, checked
+against today's (trials.recheck, trials.ingest.recheck)."""
 
 from collections import Counter
 
@@ -6,17 +7,19 @@ from django.core.management.base import BaseCommand, CommandError
 
 from trials.ingest.recheck import store_recheck
 from trials.models import Trial
+from trials.recheck import records_recheck
 
 
 class Command(BaseCommand):
     help = (
-        "Check every stored file of sites' uploads again with today's checks (its SHA-256 against the index, the "
-        "receipt checks and the re-verification of de-identified bytes) and list the files they refuse, by "
-        "pseudonymous UIDs and reason. Changes nothing; exits with status 1 if any file is refused."
+        "Check the trials' records against today's rules (roles, visit names, subject codes, site countries) and "
+        "every stored file of sites' uploads against today's checks (its SHA-256 against the index, the receipt "
+        "checks and the re-verification of de-identified bytes); list what they refuse, by codes and pseudonymous "
+        "UIDs. Changes nothing; exits with status 1 if anything is listed."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--trial", help="only this trial's files (its code, e.g. DEMO)")
+        parser.add_argument("--trial", help="only this trial (its code, e.g. DEMO)")
 
     def handle(self, *args, trial: str | None = None, **options):
         trial_obj = None
@@ -24,6 +27,10 @@ class Command(BaseCommand):
             trial_obj = Trial.objects.filter(code=trial.upper()).first()
             if trial_obj is None:
                 raise CommandError(f"No trial with the code {trial!r}.")
+        records = 0
+        for finding in records_recheck(trial=trial_obj):
+            records += 1
+            self.stdout.write(f"{finding.trial}\trecord\t{finding.code}: {finding.text}")
         checked, refused = 0, Counter()
         for finding in store_recheck(trial=trial_obj):
             checked += 1
@@ -42,6 +49,9 @@ class Command(BaseCommand):
         summary = f"Checked {checked} stored files: {checked - sum(refused.values())} pass today's checks"
         if refused:
             counts = ", ".join(f"{count} {code}" for code, count in sorted(refused.items()))
-            self.stdout.write(self.style.ERROR(f"{summary}; {sum(refused.values())} refused ({counts})."))
+            summary += f"; {sum(refused.values())} refused ({counts})"
+        summary += f". {records} record{'' if records == 1 else 's'} outside today's rules."
+        if refused or records:
+            self.stdout.write(self.style.ERROR(summary))
             raise SystemExit(1)
-        self.stdout.write(self.style.SUCCESS(f"{summary}."))
+        self.stdout.write(self.style.SUCCESS(summary))

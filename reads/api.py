@@ -25,7 +25,16 @@ class ReadResultOut(serializers.Serializer):
     non_target_response = serializers.CharField(source="non_target", allow_blank=True)
     new_lesions = serializers.CharField(allow_blank=True)
     sum_of_diameters_mm = serializers.CharField(source="sum_mm", allow_blank=True)
-    source = serializers.CharField()
+    source = serializers.CharField(
+        help_text='How the result was locked: "single" (one reader), "agreement" (the readers agreed) or '
+        '"adjudication" (the result follows an adjudicator\'s decision: the visit the adjudicator decided, and '
+        "every other visit of the subject whose result then took the chosen reader's read, agreed or not). "
+        "`adjudicated` says which of them the adjudicator decided."
+    )
+    adjudicated = serializers.BooleanField(
+        help_text="True for a visit the adjudicator decided (the readers disagreed on it, so its first result was "
+        "the adjudication's); false for a visit whose result only follows a decision about another visit."
+    )
     reader = serializers.IntegerField()
     locked_at = serializers.DateTimeField()
     sr_sop_instance_uid = serializers.CharField(source="result.sr.sop_instance_uid")

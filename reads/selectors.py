@@ -430,6 +430,9 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
                 "sum_mm": assessment.get("sum_mm") or "",
                 "source": result.source,
                 "source_label": source_label(result, adjudicated),
+                # `source` is "adjudication" for every visit whose result follows a decision (consumers rely on
+                # it); this says whether the adjudicator decided this visit (the readers disagreed on it).
+                "adjudicated": result.timepoint_id in adjudicated,
                 "reader": numbers[result.read.task.assignment_id],
                 "locked_at": result.locked_at,
             }

@@ -304,12 +304,32 @@ CSV_COLUMNS = [
     "source",
     "reader",
     "locked_at",
+    "adjudicated",  # last: consumers read the columns before it by position
 ]
 
 
-def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
+def _excel(request) -> bool | None:
+    """`?excel=1`: the CSV for Excel; absent (or 0): for programs; None for any other value (refused)."""
+    value = request.GET.get("excel", "0")
+    return {"0": False, "1": True}.get(value)
+
+
+def _csv(request, filename: str, columns: list[str], rows) -> HttpResponse:
+    """A CSV download in UTF-8. For programs (pandas, R's read.csv, SAS, Python's csv) it has no byte-order mark:
+    R and SAS without an explicit encoding, and Python's csv with utf-8, take the mark for part of the first
+    column's name. With `?excel=1` it starts with one, the only thing that makes Excel read it as UTF-8 rather
+    than in the Windows code page (Korean and accents garbled otherwise)."""
+    excel = _excel(request)
+    if excel is None:
+        return HttpResponse(
+            _("excel: 1 for a CSV Excel opens as UTF-8, 0 (the default) for programs.") + "\n",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    if excel:
+        response.write("\ufeff")
     writer = safe_csv.DictWriter(response, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
@@ -319,8 +339,11 @@ def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
 @login_required
 def results_csv(request, code: str):
     _actor, trial = results_trial_or_404(request, code)
-    rows = [{**row, "locked_at": row["locked_at"].isoformat()} for row in selectors.result_rows(trial)]
-    return _csv(f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
+    rows = [
+        {**row, "locked_at": row["locked_at"].isoformat(), "adjudicated": "Y" if row["adjudicated"] else "N"}
+        for row in selectors.result_rows(trial)
+    ]
+    return _csv(request, f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
 
 
 LESION_COLUMNS = [
@@ -344,7 +367,7 @@ LESION_COLUMNS = [
 def results_lesions_csv(request, code: str):
     """Every lesion of every locked result, with its measurements and the image they were drawn on."""
     _actor, trial = results_trial_or_404(request, code)
-    return _csv(f"{trial.code}-read-lesions.csv", LESION_COLUMNS, selectors.result_lesion_rows(trial))
+    return _csv(request, f"{trial.code}-read-lesions.csv", LESION_COLUMNS, selectors.result_lesion_rows(trial))
 
 
 @login_required

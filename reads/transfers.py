@@ -144,9 +144,9 @@ def transfer_request(*, actor, trial: Trial, cutoff: datetime | None = None) -> 
     return transfer
 
 
-def transfers_list(trial: Trial) -> list[Transfer]:
-    """The trial's transfers, newest first."""
-    return list(Transfer.objects.filter(trial=trial).select_related("requested_by", "supersedes").order_by("-number"))
+def transfers_list(trial: Trial):
+    """The trial's transfers, newest first (a queryset: the page and the API take a page of it)."""
+    return Transfer.objects.filter(trial=trial).select_related("requested_by", "supersedes").order_by("-number")
 
 
 def transfer_get(*, trial: Trial, number: int) -> Transfer:

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import zipfile
 from datetime import date, timedelta
@@ -855,3 +856,52 @@ def test_a_cutoff_before_the_trial_existed_is_refused(world, client):
     assert not Transfer.objects.exists()
     with pytest.raises(ValidationFailed):
         transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=world.trial.created_at - timedelta(1))
+
+
+def _transfers(world, n: int, *, start: int = 1) -> None:
+    """`n` ready transfers as rows (what the page lists), each superseding the one before, newest last."""
+    from django.utils import timezone
+
+    previous = Transfer.objects.filter(trial=world.trial).order_by("-number").first()
+    for number in range(start, start + n):
+        previous = Transfer.objects.create(
+            trial=world.trial,
+            number=number,
+            cutoff=timezone.now(),
+            requested_by=world.sam,
+            requested_at=timezone.now(),
+            state=Transfer.State.READY,
+            supersedes=previous,
+            sha256="0" * 64,
+            changes={"ALPHA-SEO-001": {"status": "changed", "visits_added": ["W6"], "visits_changed": []}},
+        )
+
+
+def test_the_transfers_page_is_paged_and_its_heading_counts_them_all(world, client):
+    from reads.transfer_views import TRANSFERS_PAGE_SIZE
+
+    _transfers(world, TRANSFERS_PAGE_SIZE + 2)
+    client.force_login(world.sam)
+    first = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    numbers = [int(n) for n in re.findall(r'data-transfer="(\d+)"', first)]
+    assert numbers == list(range(TRANSFERS_PAGE_SIZE + 2, 2, -1))  # newest first
+    assert f'<span class="count">{TRANSFERS_PAGE_SIZE + 2}</span>' in first and "?page=2" in first
+    second = client.get("/reads/trials/ALPHA/transfers/", {"page": 2}).content.decode()
+    assert [int(n) for n in re.findall(r'data-transfer="(\d+)"', second)] == [2, 1]
+
+
+def test_the_transfers_page_does_not_query_more_with_more_transfers(world, client, django_assert_max_num_queries):
+    from reads.transfer_views import TRANSFERS_PAGE_SIZE
+
+    client.force_login(world.sam)
+    _transfers(world, 1)
+    client.get("/reads/trials/ALPHA/transfers/")  # the session and caches warmed
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as one:
+        assert client.get("/reads/trials/ALPHA/transfers/").status_code == 200
+    _transfers(world, TRANSFERS_PAGE_SIZE * 2, start=2)
+    with django_assert_max_num_queries(len(one)):
+        page = client.get("/reads/trials/ALPHA/transfers/")
+    assert page.content.decode().count("data-transfer=") == TRANSFERS_PAGE_SIZE

@@ -20,10 +20,12 @@ import hashlib
 import io
 import json
 import logging
+import re
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pydicom
 from django.core.files.storage import storages
 from django.db import OperationalError, transaction
 from django.db.models import Max
@@ -725,9 +727,37 @@ def changes_since(previous: dict | None, current: dict) -> dict:
     return out
 
 
+READER_SR = re.compile(r"^sr/.+-R(\d+)\.dcm$")  # a reader's signed SR, named by its evaluator number
+OBSERVER_NOTE = (
+    "An SR listed in sr_observer_mismatches was signed before CTIMS numbered a reader who took a case over from "
+    "a retired one as an evaluator of their own: the SR names that reader by the place they took "
+    '("Radiologist 1"). Signed SRs never change, so it is delivered as signed; its file name (-R3), the SDTM '
+    "--EVALID and the tables name the evaluator, and the SOP Instance UID links the SR to those records."
+)
+
+
+def sr_observer_mismatches(files: dict[str, bytes]) -> list[dict]:
+    """The readers' SRs of the transfer whose verifying observer is not the evaluator their file is named for
+    (`sr/<subject>/<visit>-R<n>.dcm` should say "Radiologist n"): what the manifest tells the recipient."""
+    out = []
+    for path in sorted(files):
+        match = READER_SR.match(path)
+        if match is None:
+            continue
+        dataset = pydicom.dcmread(
+            io.BytesIO(files[path]), stop_before_pixels=True, specific_tags=["VerifyingObserverSequence"]
+        )
+        observers = dataset.get("VerifyingObserverSequence") or []
+        names = ", ".join(str(o.VerifyingObserverName).replace("^", " ").strip() for o in observers)
+        evaluator = f"Radiologist {int(match.group(1))}"
+        if names != evaluator:
+            out.append({"path": path, "sr_names": names, "evaluator": evaluator})
+    return out
+
+
 def manifest_files(transfer: Transfer, previous: Transfer | None, files: dict[str, bytes], changes: dict) -> dict:
-    """manifest.json (the transfer, its cut-off, predecessor, every file's SHA-256, what changed) and a
-    `sha256sum -c` list of every file."""
+    """manifest.json (the transfer, its cut-off, predecessor, every file's SHA-256, what changed, any reader's
+    SR that names another evaluator than its file) and a `sha256sum -c` list of every file."""
     listing = [
         {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         for path, data in sorted(files.items())
@@ -743,6 +773,8 @@ def manifest_files(transfer: Transfer, previous: Transfer | None, files: dict[st
         "real_dates": transfer.real_dates,
         "files": listing,
         "changes": changes,
+        "sr_observer_mismatches": (mismatches := sr_observer_mismatches(files)),
+        "notes": [OBSERVER_NOTE] if mismatches else [],
     }
     blob = (json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=True) + "\n").encode("ascii")
     sums = [(entry["sha256"], entry["path"]) for entry in listing] + [

@@ -905,3 +905,36 @@ def test_the_transfers_page_does_not_query_more_with_more_transfers(world, clien
     with django_assert_max_num_queries(len(one)):
         page = client.get("/reads/trials/ALPHA/transfers/")
     assert page.content.decode().count("data-transfer=") == TRANSFERS_PAGE_SIZE
+
+
+def test_an_sr_signed_before_readers_were_numbered_as_evaluators_is_named_in_the_manifest(
+    world, trial_read, monkeypatch
+):
+    """Before evaluator numbers, the reader who took a case over signed SRs naming the slot ("Radiologist 1");
+    those SRs ship as -R3 files. Signed SRs never change, so the manifest says which files name whom."""
+    from reads.models import ReaderAssignment
+
+    with monkeypatch.context() as old_release:
+        old_release.setattr(
+            ReaderAssignment,
+            "reader_code",
+            property(lambda self: f"Radiologist {self.slot}" if self.slot in (1, 2) else "Adjudicator"),
+        )
+        _accepted_reader_replaced(world, trial_read)
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    old = pydicom.dcmread(io.BytesIO(archive.read(f"sr/{AGREE}/W6-R3.dcm")))
+    assert old.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "Radiologist 1"  # as signed
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["sr_observer_mismatches"] == [
+        {"path": f"sr/{AGREE}/BL-R3.dcm", "sr_names": "Radiologist 1", "evaluator": "Radiologist 3"},
+        {"path": f"sr/{AGREE}/W6-R3.dcm", "sr_names": "Radiologist 1", "evaluator": "Radiologist 3"},
+    ]
+    assert any("-R3" in note and "never change" in note for note in manifest["notes"])
+
+
+def test_a_transfer_whose_srs_name_their_evaluators_lists_no_mismatch(world, trial_read):
+    _accepted_reader_replaced(world, trial_read)
+    manifest = json.loads(
+        transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial)).read("manifest.json")
+    )
+    assert manifest["sr_observer_mismatches"] == []

@@ -289,7 +289,11 @@ def results_page(request, code: str):
     """The trial's locked read results, a page at a time; nothing that is not locked."""
     actor, trial = results_trial_or_404(request, code)
     page = Paginator(selectors.results_list(trial), RESULTS_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"page": page, "rows": selectors.result_rows(trial, results=page.object_list)}
+    context = {
+        "page": page,
+        "rows": selectors.result_rows(trial, results=page.object_list),
+        "time_zone": time_zone_label(),
+    }
     return _trial_page(request, actor, trial, "reads/results.html", "read-results", context)
 
 

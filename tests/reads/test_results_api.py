@@ -176,3 +176,14 @@ def test_the_result_csvs_come_plain_for_programs_and_with_a_byte_order_mark_for_
     assert "/reads/trials/ALPHA/results.csv?excel=1" in html and "/reads/trials/ALPHA/lesions.csv?excel=1" in html
     client.cookies["django_language"] = "ko"
     assert "Excel용 파일" in client.get("/reads/trials/ALPHA/results/").content.decode()
+
+
+def test_the_results_page_says_which_time_zone_its_lock_times_are_in(world, client, settings):
+    settings.TIME_ZONE = "Asia/Seoul"
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    client.force_login(world.sam)
+    page = client.get("/reads/trials/ALPHA/results/").content.decode()
+    assert "Times on this page are in Asia/Seoul (UTC+09:00)." in page

@@ -409,6 +409,7 @@ def gather(transfer: Transfer) -> Gathered:
     """Everything locked by the transfer's cut-off, per subject: every reader's series (a reader retired from the
     case by then included, under their own evaluator number), the adjudicator's choices, the accepted result and
     each series' endpoints."""
+    from .selectors import adjudicated_visits
     from .series import trial_series
 
     trial = transfer.trial
@@ -436,6 +437,9 @@ def gather(transfer: Transfer) -> Gathered:
             for v in series.result.visits
             if v.result is not None and v.result.adjudication_id
         }
+        # Of those, the visits the adjudicator decided (the readers disagreed on them): what the results CSV, the
+        # API and reader quality call adjudicated.
+        decided = adjudicated_visits(list(adjudicated))
         # Whose read each visit's standing result holds, by evaluator number.
         standing = {v.timepoint.pk: v.read.task.assignment.evaluator_number for v in series.result.visits}
         per_visit: dict[str, list] = {}
@@ -467,7 +471,12 @@ def gather(transfer: Transfer) -> Gathered:
                     times.append(v.result.locked_at)
                 adjudication = adjudicated.get(v.timepoint.pk)
                 visits_rows.append(
-                    _visit_row(record, adjudication=adjudication, result_evaluator=standing.get(v.timepoint.pk))
+                    _visit_row(
+                        record,
+                        adjudication=adjudication,
+                        decided=v.timepoint.pk in decided,
+                        result_evaluator=standing.get(v.timepoint.pk),
+                    )
                 )
                 lesion_rows.extend(_lesion_rows(record))
                 if read.sr_instance_id:
@@ -490,7 +499,12 @@ def gather(transfer: Transfer) -> Gathered:
             assessments.append(record)
             per_visit.setdefault(v.visit_code, []).append(record)
             visits_rows.append(
-                _visit_row(record, adjudication=adjudication, result_evaluator=standing.get(v.timepoint.pk))
+                _visit_row(
+                    record,
+                    adjudication=adjudication,
+                    decided=v.timepoint.pk in decided,
+                    result_evaluator=standing.get(v.timepoint.pk),
+                )
             )
         if accepted is None and result.endpoints is not None:
             # The result holds more than one reader's reads: its best response is the adjudicator's record.
@@ -542,7 +556,9 @@ def _where(record: sdtm.VisitAssessment) -> dict:
     }
 
 
-def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_evaluator: int | None) -> dict:
+def _visit_row(record: sdtm.VisitAssessment, *, adjudication, decided: bool, result_evaluator: int | None) -> dict:
+    """`adjudicated`: the visit's result follows an adjudication (as delivered from the first transfer on);
+    `decided_by_adjudicator`: the adjudicator decided this visit, the readers having disagreed on it."""
     return _where(record) | {
         "target_response": record.target_response,
         "non_target_response": record.non_target_response,
@@ -552,6 +568,7 @@ def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_evaluator: 
         "adjudicated": "Y" if adjudication is not None else "N",
         "accepted_reader": reader_name(result_evaluator),
         "adjudication_reason": adjudication.reason if adjudication is not None else "",
+        "decided_by_adjudicator": "Y" if decided else "N",
     }
 
 
@@ -628,6 +645,7 @@ VISIT_COLUMNS = WHERE_COLUMNS + [
     "adjudicated",
     "accepted_reader",
     "adjudication_reason",
+    "decided_by_adjudicator",  # last: the columns before it keep their places
 ]
 LESION_COLUMNS = WHERE_COLUMNS + [
     "lesion",

@@ -938,3 +938,18 @@ def test_a_transfer_whose_srs_name_their_evaluators_lists_no_mismatch(world, tri
         transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial)).read("manifest.json")
     )
     assert manifest["sr_observer_mismatches"] == []
+
+
+def test_the_visits_table_says_which_visit_the_adjudicator_decided(world, trial_read):
+    """ADJUDICATED's readers agreed at baseline and disagreed at week 6: its baseline result follows the decision
+    (`adjudicated` Y, as delivered so far) but only week 6 was decided, as the results CSV, the API and the
+    reader-quality report in the same zip count it."""
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    rows = {(r["subject"], r["visit"], r["evaluator"]): r for r in visits}
+    for evaluator in ("Reader 1", "Reader 2", "Adjudicator"):
+        baseline, week_6 = rows[(ADJUDICATED, "BL", evaluator)], rows[(ADJUDICATED, "W6", evaluator)]
+        assert (baseline["adjudicated"], baseline["decided_by_adjudicator"]) == ("Y", "N"), evaluator
+        assert (week_6["adjudicated"], week_6["decided_by_adjudicator"]) == ("Y", "Y"), evaluator
+    assert {r["decided_by_adjudicator"] for r in visits if r["subject"] == AGREE} == {"N"}
+    assert list(csv.reader(io.StringIO(archive.read("tables/visits.csv").decode())))[0][-1] == "decided_by_adjudicator"

@@ -4,6 +4,7 @@ task's holder, so nobody learns that another reader's task exists."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 
 from csp.decorators import csp_update
@@ -269,10 +270,32 @@ def assignment_replace_view(request, code: str, pk: int):
 # --- results (sponsors and trial admins) ---------------------------------------------------------------------
 
 
+def _utc_offset(moment: datetime) -> str:
+    offset = moment.strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}"
+
+
 def time_zone_label() -> str:
-    """The zone a cut-off is typed and shown in, with its offset now: "Asia/Seoul (UTC+09:00)"."""
-    offset = timezone.localtime().strftime("%z")
-    return f"{timezone.get_current_timezone_name()} (UTC{offset[:3]}:{offset[3:]})"
+    """The zone a cut-off is typed and shown in, with its offset: "Asia/Seoul (UTC+09:00)"; a zone with summer
+    time gives both, since the page's times fall in either: "Europe/Berlin (UTC+01:00; UTC+02:00 in daylight
+    saving time)"."""
+    zone = timezone.get_current_timezone()
+    name = timezone.get_current_timezone_name()
+    year = timezone.localdate().year
+    standard = daylight = None
+    for month in (1, 7):  # one is winter, the other summer, in either hemisphere
+        moment = datetime(year, month, 1, 12, tzinfo=zone)
+        if moment.dst():
+            daylight = _utc_offset(moment)
+        else:
+            standard = _utc_offset(moment)
+    if daylight is None or standard is None:
+        return f"{name} ({_utc_offset(timezone.localtime())})"
+    return _("%(zone)s (%(standard)s; %(daylight)s in daylight saving time)") % {
+        "zone": name,
+        "standard": standard,
+        "daylight": daylight,
+    }
 
 
 def results_trial_or_404(request, code: str):

@@ -953,3 +953,18 @@ def test_the_visits_table_says_which_visit_the_adjudicator_decided(world, trial_
         assert (week_6["adjudicated"], week_6["decided_by_adjudicator"]) == ("Y", "Y"), evaluator
     assert {r["decided_by_adjudicator"] for r in visits if r["subject"] == AGREE} == {"N"}
     assert list(csv.reader(io.StringIO(archive.read("tables/visits.csv").decode())))[0][-1] == "decided_by_adjudicator"
+
+
+def test_in_a_zone_with_summer_time_the_pages_give_both_offsets(world, client, settings):
+    """A cut-off shown in July in Europe/Berlin is UTC+02:00; the page said "(UTC+01:00)" all winter long, an
+    hour off for every summer time on it."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    client.force_login(world.sam)
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Times on this page are in Europe/Berlin (UTC+01:00; UTC+02:00 in daylight saving time)." in page
+    settings.TIME_ZONE = "Australia/Sydney"  # summer in January
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Australia/Sydney (UTC+10:00; UTC+11:00 in daylight saving time)" in page
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Australia/Sydney (UTC+10:00, 일광 절약 시간에는 UTC+11:00)" in page

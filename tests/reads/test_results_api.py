@@ -152,6 +152,10 @@ def test_the_api_schema_says_what_source_and_adjudicated_mean(db, client):
     fields = body["components"]["schemas"]["ReadResultOut"]["properties"]
     assert fields["adjudicated"]["type"] == "boolean" and "adjudicator decided" in fields["adjudicated"]["description"]
     assert "adjudicated" in fields["source"]["description"]
+    assert "evaluator number" in fields["reader"]["description"] and "mm" not in fields["reader"]["description"]
+    assert "millimetres" in fields["sum_of_diameters_mm"]["description"]
+    transfer = body["components"]["schemas"]["TransferOut"]["properties"]
+    assert "visits_added" in transfer["changes"]["description"]
 
 
 def test_the_result_csvs_come_plain_for_programs_and_with_a_byte_order_mark_for_excel(world, client):

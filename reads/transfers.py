@@ -745,6 +745,14 @@ def changes_since(previous: dict | None, current: dict) -> dict:
     return out
 
 
+# Programs read the tables as they are; Excel, given a CSV without a byte-order mark, guesses the Windows code page.
+ENCODING_NOTE = (
+    "The CSV files are UTF-8 without a byte-order mark, as pandas, R (read.csv, readr) and SAS (ENCODING='UTF-8') "
+    "read them; a mark would become part of the first column's name for R's read.csv, Python's csv with utf-8 "
+    "and SAS without ENCODING=. To open one in "
+    "Excel, use Data > From Text/CSV with File origin 65001: Unicode (UTF-8), or Korean and other non-ASCII text "
+    "is garbled."
+)
 READER_SR = re.compile(r"^sr/.+-R(\d+)\.dcm$")  # a reader's signed SR, named by its evaluator number
 OBSERVER_NOTE = (
     "An SR listed in sr_observer_mismatches was signed before CTIMS numbered a reader who took a case over from "
@@ -792,7 +800,7 @@ def manifest_files(transfer: Transfer, previous: Transfer | None, files: dict[st
         "files": listing,
         "changes": changes,
         "sr_observer_mismatches": (mismatches := sr_observer_mismatches(files)),
-        "notes": [OBSERVER_NOTE] if mismatches else [],
+        "notes": [ENCODING_NOTE] + ([OBSERVER_NOTE] if mismatches else []),
     }
     blob = (json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=True) + "\n").encode("ascii")
     sums = [(entry["sha256"], entry["path"]) for entry in listing] + [

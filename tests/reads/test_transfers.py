@@ -932,12 +932,20 @@ def test_an_sr_signed_before_readers_were_numbered_as_evaluators_is_named_in_the
     assert any("-R3" in note and "never change" in note for note in manifest["notes"])
 
 
+def _csvs(world) -> list[tuple[str, bytes]]:
+    archive = transfer_zip(Transfer.objects.filter(trial=world.trial).latest("number"))
+    return [(name, archive.read(name)) for name in archive.namelist() if name.endswith(".csv")]
+
+
 def test_a_transfer_whose_srs_name_their_evaluators_lists_no_mismatch(world, trial_read):
     _accepted_reader_replaced(world, trial_read)
     manifest = json.loads(
         transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial)).read("manifest.json")
     )
     assert manifest["sr_observer_mismatches"] == []
+    # Every transfer says how its CSVs are encoded and how Excel opens them.
+    assert [note for note in manifest["notes"] if "byte-order mark" in note and "65001" in note]
+    assert all(not data.startswith(b"\xef\xbb\xbf") for name, data in _csvs(world))
 
 
 def test_the_visits_table_says_which_visit_the_adjudicator_decided(world, trial_read):

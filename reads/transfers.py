@@ -234,9 +234,9 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         transfer.save(update_fields=["state", "progress", "step", "error"])
     try:
         previous = transfer_predecessor(transfer)
-        files, fingerprints = build_files(transfer)
+        files, fingerprints, mismatches = build_files(transfer)
         changes = changes_since(previous.fingerprints if previous else None, fingerprints)
-        files.update(manifest_files(transfer, previous, files, changes))
+        files.update(manifest_files(transfer, previous, files, changes, mismatches))
         data = zip_bytes(files)
         key = f"{transfer.trial.code}/{transfer.filename}"
         store.write_once(
@@ -364,6 +364,7 @@ class Gathered:
     lesions: list[dict]
     subjects: list[dict]
     srs: list[tuple[str, str]]  # (path in the zip, storage key in the image store)
+    sr_evaluators: dict[str, int]  # path in the zip: the evaluator number of the read the SR holds or accepts
     data_time: datetime
     fingerprints: dict
 
@@ -421,6 +422,7 @@ def gather(transfer: Transfer) -> Gathered:
     lesion_rows: list[dict] = []
     subject_rows: list[dict] = []
     srs: list[tuple[str, int]] = []  # (path in the zip, SR instance id)
+    sr_evaluators: dict[str, int] = {}
     times: list[datetime] = []
     fingerprints: dict = {}
     designed = ReadDesign.objects.filter(trial=trial).exists()  # without a read design nothing was ever read
@@ -480,7 +482,9 @@ def gather(transfer: Transfer) -> Gathered:
                 )
                 lesion_rows.extend(_lesion_rows(record))
                 if read.sr_instance_id:
-                    srs.append((f"sr/{code}/{v.visit_code}-R{number}.dcm", read.sr_instance_id))
+                    path = f"sr/{code}/{v.visit_code}-R{number}.dcm"
+                    srs.append((path, read.sr_instance_id))
+                    sr_evaluators[path] = number
             ep = reader_series.endpoints
             if ep is not None:
                 endpoints.append(sdtm.SubjectEndpoint(code, number, number == accepted, ep.best_response.value))
@@ -489,7 +493,9 @@ def gather(transfer: Transfer) -> Gathered:
         for v in result.visits:
             if v.result is not None and v.result.sr_instance_id:
                 # The adjudication's result SR, verified by the adjudicator, names the accepted reader's SR.
-                srs.append((f"sr/{code}/{v.visit_code}-result.dcm", v.result.sr_instance_id))
+                path = f"sr/{code}/{v.visit_code}-result.dcm"
+                srs.append((path, v.result.sr_instance_id))
+                sr_evaluators[path] = standing[v.timepoint.pk]
             adjudication = adjudicated.get(v.timepoint.pk)
             if adjudication is None:
                 continue
@@ -524,6 +530,7 @@ def gather(transfer: Transfer) -> Gathered:
         lesions=lesion_rows,
         subjects=subject_rows,
         srs=sorted((path, keys[pk]) for path, pk in srs),
+        sr_evaluators=sr_evaluators,
         data_time=max(times, default=EMPTY_DATA_TIME),
         fingerprints=fingerprints,
     )
@@ -683,8 +690,9 @@ def table_bytes(columns: list[str], rows: list[dict]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict]:
-    """Every file of the transfer but the manifest, by path in the zip; and the per-subject fingerprints."""
+def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict, list[dict]]:
+    """Every file of the transfer but the manifest, by path in the zip; the per-subject fingerprints; and the SRs
+    that name another evaluator than the read they hold (`sr_observer_mismatch`)."""
     _progress(transfer, "collect", 1)
     gathered = gather(transfer)
     _progress(transfer, "collect")
@@ -713,13 +721,16 @@ def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict]:
     _progress(transfer, "tables")
     images = image_storage()
     start, end = STEPS["tables"][0], STEPS["srs"][0]
+    mismatches = []
     for n, (path, key) in enumerate(gathered.srs, start=1):
         with images.open(key, "rb") as f:
             files[path] = f.read()
+        if (mismatch := sr_observer_mismatch(path, files[path], gathered.sr_evaluators[path])) is not None:
+            mismatches.append(mismatch)
         if n % 10 == 0 or n == len(gathered.srs):
             _progress(transfer, "srs", start + (end - start) * n // len(gathered.srs))
     _progress(transfer, "srs")
-    return files, gathered.fingerprints
+    return files, gathered.fingerprints, mismatches
 
 
 def changes_since(previous: dict | None, current: dict) -> dict:
@@ -753,35 +764,37 @@ ENCODING_NOTE = (
     "Excel, use Data > From Text/CSV with File origin 65001: Unicode (UTF-8), or Korean and other non-ASCII text "
     "is garbled."
 )
-READER_SR = re.compile(r"^sr/.+-R(\d+)\.dcm$")  # a reader's signed SR, named by its evaluator number
+ACCEPTED_IN_DESCRIPTION = re.compile(r"\((Radiologist \d+) accepted\)")  # a result SR's Series Description
 OBSERVER_NOTE = (
     "An SR listed in sr_observer_mismatches was signed before CTIMS numbered a reader who took a case over from "
     "a retired one as an evaluator of their own: the SR names that reader by the place they took "
-    '("Radiologist 1"). Signed SRs never change, so it is delivered as signed; its file name (-R3), the SDTM '
-    "--EVALID and the tables name the evaluator, and the SOP Instance UID links the SR to those records."
+    '("Radiologist 1"; a result SR, in its series description, as the reader accepted). Signed SRs never '
+    "change, so it is delivered as signed; its file name (-R3), the SDTM --EVALID and the tables name the "
+    "evaluator, and the SOP Instance UID links the SR to those records."
 )
 
 
-def sr_observer_mismatches(files: dict[str, bytes]) -> list[dict]:
-    """The readers' SRs of the transfer whose verifying observer is not the evaluator their file is named for
-    (`sr/<subject>/<visit>-R<n>.dcm` should say "Radiologist n"): what the manifest tells the recipient."""
-    out = []
-    for path in sorted(files):
-        match = READER_SR.match(path)
-        if match is None:
-            continue
-        dataset = pydicom.dcmread(
-            io.BytesIO(files[path]), stop_before_pixels=True, specific_tags=["VerifyingObserverSequence"]
-        )
+def sr_observer_mismatch(path: str, data: bytes, evaluator: int) -> dict | None:
+    """An SR of the transfer that names another reader than `evaluator`, whose read it holds (a reader's SR: its
+    verifying observer) or accepts (a result SR: its series description); None if it names them right."""
+    dataset = pydicom.dcmread(
+        io.BytesIO(data), stop_before_pixels=True, specific_tags=["VerifyingObserverSequence", "SeriesDescription"]
+    )
+    expected = f"Radiologist {evaluator}"
+    if path.endswith("-result.dcm"):
+        match = ACCEPTED_IN_DESCRIPTION.search(str(dataset.get("SeriesDescription", "")))
+        if match is None:  # a description cut at 64 characters names no one
+            return None
+        names = match.group(1)
+    else:
         observers = dataset.get("VerifyingObserverSequence") or []
         names = ", ".join(str(o.VerifyingObserverName).replace("^", " ").strip() for o in observers)
-        evaluator = f"Radiologist {int(match.group(1))}"
-        if names != evaluator:
-            out.append({"path": path, "sr_names": names, "evaluator": evaluator})
-    return out
+    return None if names == expected else {"path": path, "sr_names": names, "evaluator": expected}
 
 
-def manifest_files(transfer: Transfer, previous: Transfer | None, files: dict[str, bytes], changes: dict) -> dict:
+def manifest_files(
+    transfer: Transfer, previous: Transfer | None, files: dict[str, bytes], changes: dict, mismatches: list[dict]
+) -> dict:
     """manifest.json (the transfer, its cut-off, predecessor, every file's SHA-256, what changed, any reader's
     SR that names another evaluator than its file) and a `sha256sum -c` list of every file."""
     listing = [
@@ -799,7 +812,7 @@ def manifest_files(transfer: Transfer, previous: Transfer | None, files: dict[st
         "real_dates": transfer.real_dates,
         "files": listing,
         "changes": changes,
-        "sr_observer_mismatches": (mismatches := sr_observer_mismatches(files)),
+        "sr_observer_mismatches": sorted(mismatches, key=lambda m: m["path"]),
         "notes": [ENCODING_NOTE] + ([OBSERVER_NOTE] if mismatches else []),
     }
     blob = (json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=True) + "\n").encode("ascii")

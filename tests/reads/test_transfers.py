@@ -910,9 +910,11 @@ def test_the_transfers_page_does_not_query_more_with_more_transfers(world, clien
 def test_an_sr_signed_before_readers_were_numbered_as_evaluators_is_named_in_the_manifest(
     world, trial_read, monkeypatch
 ):
-    """Before evaluator numbers, the reader who took a case over signed SRs naming the slot ("Radiologist 1");
-    those SRs ship as -R3 files. Signed SRs never change, so the manifest says which files name whom."""
-    from reads.models import ReaderAssignment
+    """Before evaluator numbers, the reader who took a case over signed SRs naming the slot ("Radiologist 1"),
+    and a result SR accepting their read said "(Radiologist 1 accepted)"; those SRs ship as -R3 and -result
+    files. Signed SRs never change, so the manifest says which files name whom."""
+    from reads.models import Adjudication, ReaderAssignment
+    from trials.services import visit_create
 
     with monkeypatch.context() as old_release:
         old_release.setattr(
@@ -920,16 +922,35 @@ def test_an_sr_signed_before_readers_were_numbered_as_evaluators_is_named_in_the
             "reader_code",
             property(lambda self: f"Radiologist {self.slot}" if self.slot in (1, 2) else "Adjudicator"),
         )
-        _accepted_reader_replaced(world, trial_read)
+        rita = _accepted_reader_replaced(world, trial_read, w6=("22.0", "12.0"))
+        other = world.ravi if trial_read["agree_slot_of_rhea"] == 1 else world.rhea
+        visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+        ready(world, "W12", day=84, subject=AGREE)
+        sd = task_of(rita, "W12", AGREE)
+        save_and_sign(rita, sd, follow_up_content(sd, "22.0", "5.0"))
+        pr = task_of(other, "W12", AGREE)
+        save_and_sign(other, pr, follow_up_content(pr, "15.0", "8.0"))
+        results.adjudicate(
+            actor=world.ada,
+            task_id=Adjudication.objects.get(subject__code=AGREE).task.pk,
+            choice="1",
+            reason="The newcomer's week 12 is right.",
+            password=PASSWORD,
+            meaning_confirmed=True,
+        )
     archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
     old = pydicom.dcmread(io.BytesIO(archive.read(f"sr/{AGREE}/W6-R3.dcm")))
     assert old.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "Radiologist 1"  # as signed
     manifest = json.loads(archive.read("manifest.json"))
+    wrong = {"sr_names": "Radiologist 1", "evaluator": "Radiologist 3"}
     assert manifest["sr_observer_mismatches"] == [
-        {"path": f"sr/{AGREE}/BL-R3.dcm", "sr_names": "Radiologist 1", "evaluator": "Radiologist 3"},
-        {"path": f"sr/{AGREE}/W6-R3.dcm", "sr_names": "Radiologist 1", "evaluator": "Radiologist 3"},
+        {"path": f"sr/{AGREE}/{visit}-{kind}.dcm", **wrong}
+        for visit in ("BL", "W12", "W6")
+        for kind in ("R3", "result")
     ]
     assert any("-R3" in note and "never change" in note for note in manifest["notes"])
+    # The other SRs (the other readers', the retired reader's, the adjudicated subject's) name theirs right.
+    assert not [m for m in manifest["sr_observer_mismatches"] if ADJUDICATED in m["path"] or "-R1" in m["path"]]
 
 
 def _csvs(world) -> list[tuple[str, bytes]]:

@@ -71,7 +71,12 @@ class ReadResultSrApi(APIView):
 
 
 class TransferIn(serializers.Serializer):
-    cutoff = serializers.DateTimeField(required=False, allow_null=True, help_text="Default: now.")
+    cutoff = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="What is locked by this time is delivered. Default: now. Give the offset "
+        "(2026-07-01T00:00:00+09:00, or Z for UTC): a time without one is read in the server's time zone.",
+    )
 
 
 class TransferOut(serializers.Serializer):

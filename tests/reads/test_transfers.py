@@ -997,3 +997,17 @@ def test_in_a_zone_with_summer_time_the_pages_give_both_offsets(world, client, s
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
     assert "Australia/Sydney (UTC+10:00, 일광 절약 시간에는 UTC+11:00)" in page
+
+
+def test_a_cutoff_without_an_offset_is_read_in_the_server_zone_as_the_schema_says(world, api, settings, monkeypatch):
+    settings.TIME_ZONE = "Asia/Seoul"
+    monkeypatch.setattr(transfers, "enqueue_build", lambda transfer_id: None)
+    world.trial.__class__.objects.filter(pk=world.trial.pk).update(created_at="2025-01-01T00:00:00+00:00")
+    body = api.as_(world.sam).post("/api/trials/ALPHA/transfers/", {"cutoff": "2026-01-02T09:00:00"}).json()
+    assert body["cutoff"] == "2026-01-02T09:00:00+09:00"
+    assert Transfer.objects.get(number=body["number"]).cutoff.isoformat() == "2026-01-02T00:00:00+00:00"
+    schema = api.as_(world.sam).get("/api/schema/", {"format": "json"}).json()
+    assert (
+        "server's time zone"
+        in schema["components"]["schemas"]["TransferInRequest"]["properties"]["cutoff"]["description"]
+    )

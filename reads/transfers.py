@@ -81,6 +81,17 @@ def delivery_settings(trial: Trial) -> DeliverySettings:
     return DeliverySettings.objects.filter(trial=trial).first() or DeliverySettings(trial=trial)
 
 
+def delivers_dates(trial: Trial) -> bool:
+    """Whether the trial's images keep (shifted) scan dates: without them there are no study days or real dates
+    to deliver."""
+    return trial.deid_retain_dates_modified
+
+
+def delivers_real_dates(trial: Trial) -> bool:
+    """Whether a transfer requested now carries real scan dates: the trial admin's setting, if there are dates."""
+    return delivers_dates(trial) and delivery_settings(trial).real_dates
+
+
 @transaction.atomic
 def delivery_settings_set(*, actor, trial: Trial, real_dates: bool) -> DeliverySettings:
     """The trial admin decides whether transfers carry real scan dates (default: study days only)."""
@@ -129,7 +140,7 @@ def transfer_request(*, actor, trial: Trial, cutoff: datetime | None = None) -> 
             trial=trial,
             number=number,
             cutoff=cutoff,
-            real_dates=delivery_settings(trial).real_dates,
+            real_dates=delivers_real_dates(trial),
             requested_by=actor,
             requested_at=now,
         )
@@ -414,7 +425,7 @@ def gather(transfer: Transfer) -> Gathered:
     from .series import trial_series
 
     trial = transfer.trial
-    dated = trial if transfer.real_dates and trial.deid_retain_dates_modified else None
+    dated = trial if transfer.real_dates and delivers_dates(trial) else None
     methods, series_methods = _methods(trial)
     assessments: list[sdtm.VisitAssessment] = []
     endpoints: list[sdtm.SubjectEndpoint] = []

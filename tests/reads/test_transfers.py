@@ -1011,3 +1011,25 @@ def test_a_cutoff_without_an_offset_is_read_in_the_server_zone_as_the_schema_say
         "server's time zone"
         in schema["components"]["schemas"]["TransferInRequest"]["properties"]["cutoff"]["description"]
     )
+
+
+def test_a_trial_whose_images_keep_no_dates_is_not_said_to_deliver_any(world, client, settings):
+    """With retained (shifted) dates off, the images carry no scan dates: no real date or study day can be
+    delivered. The transfer, its manifest, the API and the page said "real dates and study days" all the same."""
+    world.trial.__class__.objects.filter(pk=world.trial.pk).update(deid_retain_dates_modified=False)
+    world.trial.refresh_from_db()
+    transfers.delivery_settings_set(actor=world.alice, trial=world.trial, real_dates=True)
+    _baseline(world, AGREE, (world.rhea, world.ravi))
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    archive = transfer_zip(transfer)
+    assert transfer.real_dates is False
+    assert json.loads(archive.read("manifest.json"))["real_dates"] is False
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    assert {(r["scan_date"], r["study_day"]) for r in visits} == {("", "")}
+    client.force_login(world.alice)
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Scan dates: none: this trial's images keep no dates, so transfers carry no study days either." in page
+    assert "real dates and study days" not in page
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "이 임상시험의 영상에는 날짜가 남지 않으므로" in page

@@ -278,18 +278,14 @@ def _utc_offset(moment: datetime) -> str:
 def time_zone_label() -> str:
     """The zone a cut-off is typed and shown in, with its offset: "Asia/Seoul (UTC+09:00)"; a zone with summer
     time gives both, since the page's times fall in either: "Europe/Berlin (UTC+01:00; UTC+02:00 in daylight
-    saving time)"."""
+    saving time)". Summer's is the larger offset (zoneinfo's own flag is negative in Europe/Dublin's winter)."""
     zone = timezone.get_current_timezone()
     name = timezone.get_current_timezone_name()
     year = timezone.localdate().year
-    standard = daylight = None
-    for month in (1, 7):  # one is winter, the other summer, in either hemisphere
-        moment = datetime(year, month, 1, 12, tzinfo=zone)
-        if moment.dst():
-            daylight = _utc_offset(moment)
-        else:
-            standard = _utc_offset(moment)
-    if daylight is None or standard is None:
+    # One of January and July is winter, the other summer, in either hemisphere.
+    moments = sorted((datetime(year, month, 1, 12, tzinfo=zone) for month in (1, 7)), key=lambda m: m.utcoffset())
+    standard, daylight = _utc_offset(moments[0]), _utc_offset(moments[1])
+    if standard == daylight:
         return f"{name} ({_utc_offset(timezone.localtime())})"
     return _("%(zone)s (%(standard)s; %(daylight)s in daylight saving time)") % {
         "zone": name,

@@ -991,6 +991,9 @@ def test_in_a_zone_with_summer_time_the_pages_give_both_offsets(world, client, s
     client.force_login(world.sam)
     page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
     assert "Times on this page are in Europe/Berlin (UTC+01:00; UTC+02:00 in daylight saving time)." in page
+    settings.TIME_ZONE = "Europe/Dublin"  # whose winter time zoneinfo flags as a negative daylight saving
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Europe/Dublin (UTC+00:00; UTC+01:00 in daylight saving time)" in page
     settings.TIME_ZONE = "Australia/Sydney"  # summer in January
     page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
     assert "Australia/Sydney (UTC+10:00; UTC+11:00 in daylight saving time)" in page

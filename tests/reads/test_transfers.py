@@ -1036,3 +1036,12 @@ def test_a_trial_whose_images_keep_no_dates_is_not_said_to_deliver_any(world, cl
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
     assert "이 임상시험의 영상에는 날짜가 남지 않으므로" in page
+
+
+def test_the_transfers_page_says_what_a_transfer_holds(world, client, settings):
+    """It said "both readers'" (a reader who took a case over is a third) and left out the reader-quality report."""
+    client.force_login(world.sam)
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "every reader's and the adjudicator's records" in page and "the reader-quality report" in page
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    assert "판독자 품질 보고서" in client.get("/reads/trials/ALPHA/transfers/").content.decode()

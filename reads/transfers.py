@@ -775,6 +775,12 @@ ENCODING_NOTE = (
     "Excel, use Data > From Text/CSV with File origin 65001: Unicode (UTF-8), or Korean and other non-ASCII text "
     "is garbled."
 )
+ADJUDICATED_NOTE = (
+    "tables/visits.csv: adjudicated is Y for every visit whose result follows an adjudication (the adjudicator "
+    "accepts one reader's series, which then stands at every visit of the subject); decided_by_adjudicator is Y "
+    "only for the visits the readers disagreed on and the adjudicator decided, the visits the reader-quality "
+    "report counts as adjudicated."
+)
 ACCEPTED_IN_DESCRIPTION = re.compile(r"\((Radiologist \d+) accepted\)")  # a result SR's Series Description
 OBSERVER_NOTE = (
     "An SR listed in sr_observer_mismatches was signed before CTIMS numbered a reader who took a case over from "
@@ -824,7 +830,7 @@ def manifest_files(
         "files": listing,
         "changes": changes,
         "sr_observer_mismatches": sorted(mismatches, key=lambda m: m["path"]),
-        "notes": [ENCODING_NOTE] + ([OBSERVER_NOTE] if mismatches else []),
+        "notes": [ENCODING_NOTE, ADJUDICATED_NOTE] + ([OBSERVER_NOTE] if mismatches else []),
     }
     blob = (json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=True) + "\n").encode("ascii")
     sums = [(entry["sha256"], entry["path"]) for entry in listing] + [

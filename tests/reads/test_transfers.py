@@ -982,6 +982,8 @@ def test_the_visits_table_says_which_visit_the_adjudicator_decided(world, trial_
         assert (week_6["adjudicated"], week_6["decided_by_adjudicator"]) == ("Y", "Y"), evaluator
     assert {r["decided_by_adjudicator"] for r in visits if r["subject"] == AGREE} == {"N"}
     assert list(csv.reader(io.StringIO(archive.read("tables/visits.csv").decode())))[0][-1] == "decided_by_adjudicator"
+    notes = json.loads(archive.read("manifest.json"))["notes"]
+    assert [note for note in notes if "decided_by_adjudicator" in note]
 
 
 def test_in_a_zone_with_summer_time_the_pages_give_both_offsets(world, client, settings):

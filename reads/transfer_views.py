@@ -57,11 +57,8 @@ def transfers_page(request, code: str):
         # A build on another page is followed too: the page refreshes until every build is done.
         "busy": Transfer.objects.filter(trial=trial, state__in=BUSY).exists(),
         "settings_form": DeliverySettingsForm(instance=settings) if manages else None,
-        "dates": "real"
-        if transfers.delivers_real_dates(trial)
-        else "study_days"
-        if transfers.delivers_dates(trial)
-        else "none",
+        # What the scan dates of a transfer requested now are: real dates, study days only, or none at all.
+        "dates": ("real" if settings.real_dates else "study_days") if transfers.delivers_dates(trial) else "none",
         "time_zone": time_zone_label(),
     }
     response = _trial_page(request, actor, trial, "reads/transfers.html", "read-transfers", context)

@@ -392,7 +392,7 @@ def trial_evaluator_numbers(trial: Trial) -> dict[int, int]:
     return evaluator_numbers_by_subject(ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS))[1]
 
 
-def adjudicated_visits(timepoint_ids: list[int]) -> set[int]:
+def adjudicated_visits(timepoint_ids) -> set[int]:
     """Of these visits, those an adjudicator decided: the readers disagreed on them, so their first result was
     the adjudication's. A visit locked by the readers' agreement whose result an adjudication of a later visit
     replaced (or confirmed) was not adjudicated: reader quality counts it as agreed, and so do the results."""

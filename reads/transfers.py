@@ -40,7 +40,7 @@ from ctims.i18n import Text, gettext_noop, text_json
 from trials.ingest import store
 from trials.ingest.store import image_storage
 from trials.ingest.subject_keys import subject_space
-from trials.models import Instance, Series, Trial
+from trials.models import Instance, Series, Timepoint, Trial
 
 from . import define_xml, sdtm
 from .models import DeliverySettings, Read, ReadDesign, ReaderAssignment, TimepointResult, Transfer
@@ -437,6 +437,9 @@ def gather(transfer: Transfer) -> Gathered:
     times: list[datetime] = []
     fingerprints: dict = {}
     designed = ReadDesign.objects.filter(trial=trial).exists()  # without a read design nothing was ever read
+    # The visits an adjudicator decided (the readers disagreed on them), what the results CSV, the API and reader
+    # quality call adjudicated; a visit whose result only follows a decision about another is not one of them.
+    decided = adjudicated_visits(Timepoint.objects.filter(subject__trial=trial).values("pk"))
     for series in trial_series(trial, cutoff=transfer.cutoff) if designed else []:
         code = series.subject.code
         if not series.result.visits:
@@ -450,9 +453,6 @@ def gather(transfer: Transfer) -> Gathered:
             for v in series.result.visits
             if v.result is not None and v.result.adjudication_id
         }
-        # Of those, the visits the adjudicator decided (the readers disagreed on them): what the results CSV, the
-        # API and reader quality call adjudicated.
-        decided = adjudicated_visits(list(adjudicated))
         # Whose read each visit's standing result holds, by evaluator number.
         standing = {v.timepoint.pk: v.read.task.assignment.evaluator_number for v in series.result.visits}
         per_visit: dict[str, list] = {}
@@ -771,9 +771,8 @@ def changes_since(previous: dict | None, current: dict) -> dict:
 ENCODING_NOTE = (
     "The CSV files are UTF-8 without a byte-order mark, as pandas, R (read.csv, readr) and SAS (ENCODING='UTF-8') "
     "read them; a mark would become part of the first column's name for R's read.csv, Python's csv with utf-8 "
-    "and SAS without ENCODING=. To open one in "
-    "Excel, use Data > From Text/CSV with File origin 65001: Unicode (UTF-8), or Korean and other non-ASCII text "
-    "is garbled."
+    "and SAS without ENCODING=. To open one in Excel, use Data > From Text/CSV with File origin 65001: Unicode "
+    "(UTF-8), or Korean and other non-ASCII text is garbled."
 )
 ADJUDICATED_NOTE = (
     "tables/visits.csv: adjudicated is Y for every visit whose result follows an adjudication (the adjudicator "

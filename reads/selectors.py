@@ -392,7 +392,7 @@ def trial_evaluator_numbers(trial: Trial) -> dict[int, int]:
     return evaluator_numbers_by_subject(ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS))[1]
 
 
-def adjudicated_visits(timepoint_ids: list[int]) -> set[int]:
+def adjudicated_visits(timepoint_ids) -> set[int]:
     """Of these visits, those an adjudicator decided: the readers disagreed on them, so their first result was
     the adjudication's. A visit locked by the readers' agreement whose result an adjudication of a later visit
     replaced (or confirmed) was not adjudicated: reader quality counts it as agreed, and so do the results."""
@@ -430,6 +430,9 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
                 "sum_mm": assessment.get("sum_mm") or "",
                 "source": result.source,
                 "source_label": source_label(result, adjudicated),
+                # `source` is "adjudication" for every visit whose result follows a decision (consumers rely on
+                # it); this says whether the adjudicator decided this visit (the readers disagreed on it).
+                "adjudicated": result.timepoint_id in adjudicated,
                 "reader": numbers[result.read.task.assignment_id],
                 "locked_at": result.locked_at,
             }

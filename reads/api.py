@@ -28,6 +28,13 @@ class ReadResultOut(serializers.Serializer):
     source = serializers.CharField()
     reader = serializers.IntegerField()
     locked_at = serializers.DateTimeField()
+    # The signatures the result stands on (21 CFR 11.50): the reader's, and the adjudicator's where one decided.
+    signed_by = serializers.CharField(help_text="The printed name of the reader who signed the read.")
+    signed_at = serializers.DateTimeField()
+    signature_meaning = serializers.CharField()
+    adjudicated_by = serializers.CharField(allow_blank=True, help_text="Empty unless an adjudicator decided the visit.")
+    adjudicated_at = serializers.DateTimeField(allow_null=True)
+    adjudication_meaning = serializers.CharField(allow_blank=True)
     sr_sop_instance_uid = serializers.CharField(source="result.sr.sop_instance_uid")
 
 

@@ -465,7 +465,12 @@ def gather(transfer: Transfer) -> Gathered:
                     times.append(v.result.locked_at)
                 adjudication = adjudicated.get(v.timepoint.pk)
                 visits_rows.append(
-                    _visit_row(record, adjudication=adjudication, result_evaluator=standing.get(v.timepoint.pk))
+                    _visit_row(
+                        record,
+                        adjudication=adjudication,
+                        result_evaluator=standing.get(v.timepoint.pk),
+                        signature=read.signature,
+                    )
                 )
                 lesion_rows.extend(_lesion_rows(record))
                 if read.sr_instance_id:
@@ -488,7 +493,12 @@ def gather(transfer: Transfer) -> Gathered:
             assessments.append(record)
             per_visit.setdefault(v.visit_code, []).append(record)
             visits_rows.append(
-                _visit_row(record, adjudication=adjudication, result_evaluator=standing.get(v.timepoint.pk))
+                _visit_row(
+                    record,
+                    adjudication=adjudication,
+                    result_evaluator=standing.get(v.timepoint.pk),
+                    signature=adjudication.signature,
+                )
             )
         if accepted is None and result.endpoints is not None:
             # The result holds more than one reader's reads: its best response is the adjudicator's record.
@@ -540,7 +550,9 @@ def _where(record: sdtm.VisitAssessment) -> dict:
     }
 
 
-def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_evaluator: int | None) -> dict:
+def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_evaluator: int | None, signature) -> dict:
+    """One evaluator's assessment of one visit, with the signature it stands on (the reader's of their read, the
+    adjudicator's of the adjudication): printed name, moment (ISO 8601, zone stated) and meaning (11.50)."""
     return _where(record) | {
         "target_response": record.target_response,
         "non_target_response": record.non_target_response,
@@ -550,6 +562,9 @@ def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_evaluator: 
         "adjudicated": "Y" if adjudication is not None else "N",
         "accepted_reader": reader_name(result_evaluator),
         "adjudication_reason": adjudication.reason if adjudication is not None else "",
+        "signed_by": signature.signer_name,
+        "signed_at": signature.at.astimezone(UTC).isoformat(),
+        "signature_meaning": signature.meaning,
     }
 
 
@@ -626,6 +641,9 @@ VISIT_COLUMNS = WHERE_COLUMNS + [
     "adjudicated",
     "accepted_reader",
     "adjudication_reason",
+    "signed_by",
+    "signed_at",
+    "signature_meaning",
 ]
 LESION_COLUMNS = WHERE_COLUMNS + [
     "lesion",

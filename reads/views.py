@@ -304,7 +304,10 @@ CSV_COLUMNS = [
     "source",
     "reader",
     "locked_at",
+    *selectors.READ_SIGNATURE_COLUMNS.values(),
+    *selectors.ADJUDICATION_SIGNATURE_COLUMNS.values(),
 ]
+MOMENT_COLUMNS = ("locked_at", "signed_at", "adjudicated_at")  # ISO 8601 with the offset: the zone is stated
 
 
 def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
@@ -319,7 +322,10 @@ def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
 @login_required
 def results_csv(request, code: str):
     _actor, trial = results_trial_or_404(request, code)
-    rows = [{**row, "locked_at": row["locked_at"].isoformat()} for row in selectors.result_rows(trial)]
+    rows = [
+        {**row, **{column: row[column].isoformat() if row[column] else "" for column in MOMENT_COLUMNS}}
+        for row in selectors.result_rows(trial)
+    ]
     return _csv(f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
 
 

@@ -1,6 +1,10 @@
 """Electronic signatures (21 CFR Part 11 §11.50, §11.70, §11.200): the signer re-enters their password,
 states the meaning, and the signature binds to a hash of exactly what was signed.
 
+§11.200(a)(1): the first signing of a period of controlled access (a log-in) takes both components, the user ID
+(the email) and the password; later signings of the same log-in take the password alone. `user_id_asked` says
+which, and `signing` remembers a signing made under the log-in.
+
 A wrong password is an attempt at a signature that is not the signer's (§11.300(d)): `signing` records it
 in the audit trail and counts it with the failed log-ins, so repeated attempts lock signing and log-in alike.
 """
@@ -41,6 +45,24 @@ def _credentials(user: User) -> dict:
     return {"username": user.email}
 
 
+# The session remembers the log-in (by its moment) under which its person last signed: a new log-in, in this
+# browser or another, asks for the user ID again.
+SIGNED_UNDER = "ctims_signed_under_login"
+
+
+def _login_mark(request) -> str:
+    last_login = getattr(request.user, "last_login", None)
+    return last_login.isoformat() if last_login else ""
+
+
+def user_id_asked(request) -> bool:
+    """True if a signing made with `request` is the first of its log-in, so the user ID is entered as well
+    (§11.200(a)(1)(i)). Without a request (scripts, tests of services) nothing is asked."""
+    if request is None or not hasattr(request, "session"):
+        return False
+    return request.session.get(SIGNED_UNDER) != _login_mark(request)
+
+
 @contextmanager
 def signing(*, user: User, request=None) -> Iterator[None]:
     """Wrap a signing service's transaction, outside it, so that a refusal is recorded after the rollback.
@@ -55,6 +77,8 @@ def signing(*, user: User, request=None) -> Iterator[None]:
         )
     try:
         yield
+        if request is not None and hasattr(request, "session"):
+            request.session[SIGNED_UNDER] = _login_mark(request)
     except SignatureRefused as exc:
         audit_record(
             actor=user,
@@ -86,16 +110,25 @@ def signature_create(
     trial_id: int | None = None,
     second_factor_required: bool = False,
     second_factor: str = "",
+    user_id: str | None = None,
 ) -> Signature:
     """Sign `content` as `user` after checking their password again; the signature and its audit event commit together.
 
     Where the trial asks for it (`second_factor_required`), a current one-time code of the signer's
     authenticator (or a recovery code, used up) is checked too. A wrong password or code is refused
     (SignatureRefused) and changes nothing; run the caller's transaction inside `signing` to have the refusal
-    recorded and counted.
+    recorded and counted. `user_id`, where the signing is the first of its log-in (`user_id_asked`), is the user
+    ID the signer typed, which must be theirs; None where it was not asked.
     """
     if not meaning.strip():
         raise ValidationFailed(_("State what the signature means."), fields={"meaning": [_("Required.")]})
+    if user_id is not None and user_id.strip().casefold() != user.email.casefold():
+        raise SignatureRefused(
+            _("The user ID is not yours; nothing was signed. Enter the email you log in with."),
+            obj=obj,
+            meaning=meaning.strip(),
+            trial_id=trial_id,
+        )
     if not password or not user.is_active or not user.check_password(password):
         raise SignatureRefused(
             _("The password is not correct; nothing was signed."), obj=obj, meaning=meaning.strip(), trial_id=trial_id

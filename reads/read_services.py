@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create, signing
+from ctims.signatures import signature_create, signing, user_id_asked
 from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Instance, Timepoint
 
@@ -455,6 +455,7 @@ def read_sign(
     confirmed_response: str,
     request=None,
     second_factor: str = "",
+    user_id: str = "",
     revision: str | None = None,
 ) -> Read:
     """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password.
@@ -511,6 +512,7 @@ def read_sign(
             trial_id=task.design.trial_id,
             second_factor_required=task.design.trial.two_factor_at_signing,
             second_factor=second_factor,
+            user_id=user_id if user_id_asked(request) else None,
         )
         _record_lesions(read, content)
         try:

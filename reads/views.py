@@ -21,6 +21,7 @@ from ctims.api_errors import error_body
 from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
 from ctims.models import User
 from ctims.pagination import page_of
+from ctims.signatures import user_id_asked
 from trials.access import Actor
 from trials.forms import add_service_errors
 from trials.ingest.store import image_storage
@@ -59,6 +60,7 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
         template = "reads/read.html"
     context["sign_error"] = sign_error
     context["asks_code"] = task.design.trial.two_factor_at_signing
+    context["asks_user_id"] = user_id_asked(request)
     return render(request, template, context, status=status)
 
 
@@ -134,6 +136,7 @@ def sign(request, pk: int):
             confirmed_response=request.POST.get("confirmed_response", ""),
             request=request,
             second_factor=request.POST.get("otp_code", ""),
+            user_id=request.POST.get("user_id", ""),
             revision=request.POST.get("revision", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
@@ -193,6 +196,7 @@ def adjudicate(request, pk: int):
             meaning_confirmed=request.POST.get("meaning") == "adjudicator",
             request=request,
             second_factor=request.POST.get("otp_code", ""),
+            user_id=request.POST.get("user_id", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         return _task_page(request, task, sign_error=exc.message, status=400)

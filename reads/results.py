@@ -400,6 +400,15 @@ def adjudicate(
     return adjudication
 
 
+def adjudication_signature_check(signature) -> str:
+    """The problem, if any, with the adjudication an adjudicator's signature names (21 CFR 11.70): it must still
+    hold that signature. (What it covered, the reads compared and the results changed, was the state of the moment;
+    the signature's event in the chain keeps its hash.) "" if it does."""
+    if not Adjudication.objects.filter(pk=int(signature.object_id), signature=signature).exists():
+        return "the adjudication it names does not hold it"
+    return ""
+
+
 def _result_follow(
     result: TimepointResult, read: Read, *, actor, adjudication: Adjudication, sr_instance
 ) -> TimepointResult:

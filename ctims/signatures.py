@@ -38,9 +38,9 @@ class SignatureRefused(NotPermitted):
 
     code = "signature_refused"
 
-    def __init__(self, message: str, *, obj: models.Model, meaning: str, trial_id: int | None):
+    def __init__(self, message: str, *, obj: models.Model, meaning: str, trial_id: int | None, reason: str):
         super().__init__(message)
-        self.obj, self.meaning, self.trial_id = obj, meaning, trial_id
+        self.obj, self.meaning, self.trial_id, self.reason = obj, meaning, trial_id, reason
 
 
 def _credentials(user: User) -> dict:
@@ -87,7 +87,11 @@ def signing(*, user: User, request=None) -> Iterator[None]:
             action="signature.refuse",
             obj=exc.obj,
             trial_id=exc.trial_id,
-            summary={"meaning": exc.meaning, "object": f"{exc.obj._meta.label_lower}:{exc.obj.pk}"},
+            summary={
+                "meaning": exc.meaning,
+                "object": f"{exc.obj._meta.label_lower}:{exc.obj.pk}",
+                "reason": exc.reason,  # which component was wrong, never what was typed
+            },
         )
         if request is not None:
             user_login_failed.send(sender=__name__, credentials=_credentials(user), request=request)
@@ -130,10 +134,15 @@ def signature_create(
             obj=obj,
             meaning=meaning.strip(),
             trial_id=trial_id,
+            reason="user ID",
         )
     if not password or not user.is_active or not user.check_password(password):
         raise SignatureRefused(
-            _("The password is not correct; nothing was signed."), obj=obj, meaning=meaning.strip(), trial_id=trial_id
+            _("The password is not correct; nothing was signed."),
+            obj=obj,
+            meaning=meaning.strip(),
+            trial_id=trial_id,
+            reason="password",
         )
     if second_factor_required and not code_matches(user, second_factor):
         raise SignatureRefused(
@@ -141,6 +150,7 @@ def signature_create(
             obj=obj,
             meaning=meaning.strip(),
             trial_id=trial_id,
+            reason="one-time code",
         )
     with transaction.atomic():
         signature = Signature.objects.create(

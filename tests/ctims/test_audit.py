@@ -133,6 +133,14 @@ def test_audit_verify_command_reports_an_intact_chain(world, capsys):
     assert "intact" in capsys.readouterr().out
 
 
+def test_audit_verify_names_the_last_event_and_its_hash_to_be_kept_outside(world, capsys):
+    # Whoever owns the tables can cut the chain's tail and set its head back to an earlier event: only a record of
+    # the last event kept outside the database (the command's output, a ticket) shows that events went missing.
+    last = last_event()
+    call_command("audit_verify")
+    assert f"last event #{last.seq} {last.hash}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("sql", ["UPDATE ctims_auditevent SET action = 'x'", "DELETE FROM ctims_auditevent"])
 def test_postgresql_refuses_update_and_delete(world, sql):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:

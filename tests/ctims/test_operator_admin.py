@@ -244,3 +244,15 @@ def test_groups_made_changed_and_deleted_in_the_admin_are_audited_with_their_per
     assert answer.status_code == 302 and not Group.objects.exists()
     [deleted] = events("group.delete")
     assert deleted.actor == oscar and deleted.summary["name"] == "Set-up"
+
+
+def test_an_account_made_in_the_admin_takes_an_email_no_one_holds_in_any_case(world, client, oscar):
+    # Two accounts "RHEA@example.org" and "rhea@example.org" would be one user ID to people (and to the log-in
+    # form), two to the audit trail and the signatures.
+    form = {"full_name": "Another", "password1": "A-long-passphrase-9", "password2": "A-long-passphrase-9"}
+    form["usable_password"] = "true"
+    refused = client.post("/operator/ctims/user/add/", form | {"email": world.rhea.email.upper()})
+    assert refused.status_code == 200 and User.objects.filter(email__iexact=world.rhea.email).count() == 1
+    made = client.post("/operator/ctims/user/add/", form | {"email": "New.Person@Example.org"})
+    assert made.status_code == 302, made.content[:800]
+    assert User.objects.filter(email="new.person@example.org").exists()  # one spelling, as invitations keep it

@@ -47,6 +47,17 @@ class ReadResultOut(serializers.Serializer):
     locked_at = serializers.DateTimeField(
         help_text="When this result was locked; for a result that follows an adjudication, when it was signed."
     )
+    # The signatures the result stands on (21 CFR 11.50): the reader's, and the adjudicator's where one decided.
+    signed_by = serializers.CharField(help_text="The printed name of the reader who signed the read.")
+    signed_at = serializers.DateTimeField()
+    signature_meaning = serializers.CharField()
+    adjudicated_by = serializers.CharField(
+        allow_blank=True,
+        help_text="The printed name of the adjudicator whose signed decision the result follows (whenever `source` "
+        'is "adjudication"); empty otherwise.',
+    )
+    adjudicated_at = serializers.DateTimeField(allow_null=True)
+    adjudication_meaning = serializers.CharField(allow_blank=True)
     sr_sop_instance_uid = serializers.CharField(source="result.sr.sop_instance_uid")
 
 

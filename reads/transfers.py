@@ -489,6 +489,7 @@ def gather(transfer: Transfer) -> Gathered:
                         adjudication=adjudication,
                         decided=v.timepoint.pk in decided,
                         result_evaluator=standing.get(v.timepoint.pk),
+                        signature=read.signature,
                     )
                 )
                 lesion_rows.extend(_lesion_rows(record))
@@ -521,6 +522,7 @@ def gather(transfer: Transfer) -> Gathered:
                     adjudication=adjudication,
                     decided=v.timepoint.pk in decided,
                     result_evaluator=standing.get(v.timepoint.pk),
+                    signature=adjudication.signature,
                 )
             )
         if accepted is None and result.endpoints is not None:
@@ -574,8 +576,12 @@ def _where(record: sdtm.VisitAssessment) -> dict:
     }
 
 
-def _visit_row(record: sdtm.VisitAssessment, *, adjudication, decided: bool, result_evaluator: int | None) -> dict:
-    """`adjudicated`: the visit's result follows an adjudication (as delivered from the first transfer on);
+def _visit_row(
+    record: sdtm.VisitAssessment, *, adjudication, decided: bool, result_evaluator: int | None, signature
+) -> dict:
+    """One evaluator's assessment of one visit, with the signature it stands on (the reader's of their read, the
+    adjudicator's of the adjudication): printed name, moment (ISO 8601, zone stated) and meaning (11.50).
+    `adjudicated`: the visit's result follows an adjudication (as delivered from the first transfer on);
     `decided_by_adjudicator`: the adjudicator decided this visit, the readers having disagreed on it."""
     return _where(record) | {
         "target_response": record.target_response,
@@ -587,6 +593,9 @@ def _visit_row(record: sdtm.VisitAssessment, *, adjudication, decided: bool, res
         "accepted_reader": reader_name(result_evaluator),
         "adjudication_reason": adjudication.reason if adjudication is not None else "",
         "decided_by_adjudicator": "Y" if decided else "N",
+        "signed_by": signature.signer_name,
+        "signed_at": signature.at.astimezone(UTC).isoformat(),
+        "signature_meaning": signature.meaning,
     }
 
 
@@ -663,7 +672,10 @@ VISIT_COLUMNS = WHERE_COLUMNS + [
     "adjudicated",
     "accepted_reader",
     "adjudication_reason",
-    "decided_by_adjudicator",  # last: the columns before it keep their places
+    "decided_by_adjudicator",  # new columns go last: the columns before them keep their places
+    "signed_by",
+    "signed_at",
+    "signature_meaning",
 ]
 LESION_COLUMNS = WHERE_COLUMNS + [
     "lesion",

@@ -22,6 +22,7 @@ from ctims.api_errors import error_body
 from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
 from ctims.models import User
 from ctims.pagination import page_of
+from ctims.signatures import user_id_asked
 from trials.access import Actor
 from trials.forms import add_service_errors
 from trials.ingest.store import image_storage
@@ -60,6 +61,7 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
         template = "reads/read.html"
     context["sign_error"] = sign_error
     context["asks_code"] = task.design.trial.two_factor_at_signing
+    context["asks_user_id"] = user_id_asked(request)
     return render(request, template, context, status=status)
 
 
@@ -135,6 +137,7 @@ def sign(request, pk: int):
             confirmed_response=request.POST.get("confirmed_response", ""),
             request=request,
             second_factor=request.POST.get("otp_code", ""),
+            user_id=request.POST.get("user_id", ""),
             revision=request.POST.get("revision", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
@@ -194,6 +197,7 @@ def adjudicate(request, pk: int):
             meaning_confirmed=request.POST.get("meaning") == "adjudicator",
             request=request,
             second_factor=request.POST.get("otp_code", ""),
+            user_id=request.POST.get("user_id", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         return _task_page(request, task, sign_error=exc.message, status=400)
@@ -327,8 +331,12 @@ CSV_COLUMNS = [
     "source",
     "reader",
     "locked_at",
-    "adjudicated",  # last: consumers read the columns before it by position
+    # New columns go last: consumers read the columns before them by position.
+    "adjudicated",
+    *selectors.READ_SIGNATURE_COLUMNS.values(),
+    *selectors.ADJUDICATION_SIGNATURE_COLUMNS.values(),
 ]
+MOMENT_COLUMNS = ("locked_at", "signed_at", "adjudicated_at")  # ISO 8601 with the offset: the zone is stated
 
 
 def _excel(request) -> bool | None:
@@ -363,7 +371,11 @@ def _csv(request, filename: str, columns: list[str], rows) -> HttpResponse:
 def results_csv(request, code: str):
     _actor, trial = results_trial_or_404(request, code)
     rows = [
-        {**row, "locked_at": row["locked_at"].isoformat(), "adjudicated": "Y" if row["adjudicated"] else "N"}
+        {
+            **row,
+            **{column: row[column].isoformat() if row[column] else "" for column in MOMENT_COLUMNS},
+            "adjudicated": "Y" if row["adjudicated"] else "N",
+        }
         for row in selectors.result_rows(trial)
     ]
     return _csv(request, f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)

@@ -981,7 +981,14 @@ def test_the_visits_table_says_which_visit_the_adjudicator_decided(world, trial_
         assert (baseline["adjudicated"], baseline["decided_by_adjudicator"]) == ("Y", "N"), evaluator
         assert (week_6["adjudicated"], week_6["decided_by_adjudicator"]) == ("Y", "Y"), evaluator
     assert {r["decided_by_adjudicator"] for r in visits if r["subject"] == AGREE} == {"N"}
-    assert list(csv.reader(io.StringIO(archive.read("tables/visits.csv").decode())))[0][-1] == "decided_by_adjudicator"
+    header = list(csv.reader(io.StringIO(archive.read("tables/visits.csv").decode())))[0]
+    # New columns come after the ones consumers already read by position.
+    assert header[header.index("adjudication_reason") + 1 :] == [
+        "decided_by_adjudicator",
+        "signed_by",
+        "signed_at",
+        "signature_meaning",
+    ]
     notes = json.loads(archive.read("manifest.json"))["notes"]
     assert [note for note in notes if "decided_by_adjudicator" in note]
 

@@ -228,6 +228,7 @@ def test_a_screen_that_needs_reading_is_rejected_when_the_servers_ocr_cannot_run
     )
     monkeypatch.setattr(burned_in, "_DEBIAN_TESSDATA", (str(tmp_path),))
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
+    monkeypatch.setattr(burned_in, "_models_dir", str(tmp_path))  # nor where the browser's models are
     monkeypatch.setattr(burned_in, "_ENGINES", type(burned_in._ENGINES)())
     with pytest.raises(DeidRejected) as caught:
         reverify(redacted.data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)

@@ -193,6 +193,7 @@ def test_a_redacted_screen_passes_dciodvfy_with_no_new_error(tmp_path):
 def test_an_image_that_needs_ocr_is_rejected_when_ocr_cannot_run(monkeypatch, tmp_path):
     monkeypatch.setattr(burned_in, "_DEBIAN_TESSDATA", (str(tmp_path),))  # no trained data there
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
+    monkeypatch.setattr(burned_in, "_models_dir", str(tmp_path))  # nor where the browser's models are
     monkeypatch.setattr(burned_in, "_ENGINES", type(burned_in._ENGINES)())
     with pytest.raises(DeidRejected) as caught:
         _deid(_screen())

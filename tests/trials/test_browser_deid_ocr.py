@@ -16,7 +16,7 @@ from trials.deid.pseudonym import PseudonymSpace, subject_key
 from trials.ingest.browser import deid_options_payload
 from trials.ingest.synthetic import draw_text_screen
 
-from .deid.factories import KEY_ALPHA, ct_image, part10, read
+from .deid.factories import KEY_ALPHA, colour_screen, ct_image, part10, read
 from .test_browser_deid_identity import _run_node
 
 SUBJECT = "ALPHA-SEO-001"
@@ -132,8 +132,10 @@ def test_the_numpy_free_redaction_gives_the_servers_bytes(numpy_free, monkeypatc
     pixels[10:20, 10:50] |= 1 << 15  # bits above Bits Stored
     high.PixelData = pixels.tobytes()
     small = draw_text_screen(ct_image(charset="ISO_IR 192"), size=256, font_size=14)  # read at twice its size
-    for ds in (draw_text_screen(ct_image(charset="ISO_IR 192")), small, high):
-        data = part10(ds)
+    screens = [part10(ds) for ds in (draw_text_screen(ct_image(charset="ISO_IR 192")), small, high)]
+    # Colour stored plane by plane, 8 and 16 bits: read and written colour-by-pixel in both.
+    screens += [colour_screen(planar=1, size=256, font_size=14), colour_screen(planar=1, bits=16, size=256)]
+    for data in screens:
         browser = deidentify(data, space=space, subject_code=SUBJECT, options=options)
         with monkeypatch.context() as server_side:
             server_side.setattr(burned_in, "np", np)

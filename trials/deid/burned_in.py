@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import array
 import array as _array_module
+import dataclasses
 import functools
 import math
 import os
@@ -163,6 +164,7 @@ class PixelModule:
     signed: bool
     little: bool
     photometric: str
+    planar: bool = False  # colour stored plane by plane (Planar Configuration 1), not colour-by-pixel
 
     @property
     def dtype(self) -> np.dtype:
@@ -255,12 +257,36 @@ class Frame:
 
 def native_array(value: bytes, module: PixelModule, *, writable: bool = True) -> np.ndarray | Frames:
     """Native pixel data as an array of frames (a copy that may be written, unless not `writable`); without
-    numpy, as `Frames` (always a copy)."""
+    numpy, as `Frames` (always a copy). Colour stored plane by plane comes colour-by-pixel (a copy), as OCR
+    reads and redaction blanks it: written back, it is colour-by-pixel (Planar Configuration 0)."""
     count = math.prod(module.shape)
+    planar = module.planar and module.samples > 1
     if np is None:
-        return Frames(bytearray(value[: count * (module.bits_allocated // 8)]), module)
+        data = bytearray(value[: count * (module.bits_allocated // 8)])
+        if planar:
+            data = bytearray(_interleaved(data, module))
+            module = dataclasses.replace(module, planar=False)
+        return Frames(data, module)
+    if planar:
+        f, rows, columns, samples = module.shape
+        planes = np.frombuffer(value, dtype=module.dtype, count=count).reshape(f, samples, rows, columns)
+        return np.ascontiguousarray(planes.transpose(0, 2, 3, 1))
     array = np.frombuffer(value, dtype=module.dtype, count=count).reshape(module.shape)
     return array.copy() if writable else array
+
+
+def _interleaved(data: bytes | bytearray, module: PixelModule) -> bytes:
+    """Plane-by-plane colour samples (each frame: every red, then every green, then every blue) colour-by-pixel,
+    with the standard library only. Samples are moved whole, so their byte order does not matter."""
+    values = _array_module.array(module.typecode, bytes(data))
+    out = _array_module.array(module.typecode, bytes(len(values) * values.itemsize))
+    pixels = module.rows * module.columns
+    frame = pixels * module.samples
+    for start in range(0, len(values), frame):
+        for sample in range(module.samples):
+            plane = values[start + sample * pixels : start + (sample + 1) * pixels]
+            out[start + sample : start + frame : module.samples] = plane
+    return out.tobytes()
 
 
 def high_bits_set(value: bytes, module: PixelModule) -> bool:
@@ -274,7 +300,7 @@ def high_bits_set(value: bytes, module: PixelModule) -> bool:
     if module.bits_stored >= module.bits_allocated:
         return False
     if np is not None:
-        values = native_array(value, module, writable=False)
+        values = native_array(value, dataclasses.replace(module, planar=False), writable=False)  # extremes only
         low, high = int(values.min()), int(values.max())
     elif module.bits_allocated == 16 and module.bits_stored >= (9 if module.signed else 8):
         return _high_bytes_set(value, module)

@@ -284,6 +284,7 @@ def _pixel_module(ds: Dataset) -> burned_in.PixelModule:
         signed=_us(ds, 0x00280103, 0) == 1,
         little=ds.original_encoding[1] is not False,
         photometric=_value(ds, 0x00280004).upper(),
+        planar=_us(ds, 0x00280006, 0) == 1,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from trials.deid import REDACT, DeidOptions, DeidRejected, burned_in, deidentify
 from trials.ingest.synthetic import DOSE_SCREEN_LINES, draw_text_screen
 
-from .factories import DEFAULT, SUBJECT, ct_image, part10, read, space
+from .factories import DEFAULT, SUBJECT, colour_screen, ct_image, part10, read, space
 
 REDACTING = DeidOptions(burned_in_text=REDACT)
 
@@ -141,6 +141,23 @@ def test_localizers_and_images_with_an_overlay_are_read(ocr_calls):
     ds.add_new(0x60003000, "OW", b"\x00" * 8)
     _deid(part10(ds))
     assert len(ocr_calls) == 2
+
+
+@pytest.mark.parametrize("planar", [0, 1])
+def test_a_colour_screen_is_read_for_text_whichever_order_its_samples_are_stored_in(planar):
+    """Planar Configuration 1 (all red, then all green, then all blue) was read as if colour-by-pixel: OCR saw
+    a scrambled image, found nothing, and the screen passed with the patient's name in it."""
+    data = colour_screen(planar=planar)
+    with pytest.raises(DeidRejected) as caught:
+        _deid(data)
+    assert caught.value.code == "burned_in_text"
+    source = read(data)
+    result = _deid(data, REDACTING)
+    out = read(result.data)
+    assert out.PlanarConfiguration == 0  # redacted pixels are written colour-by-pixel
+    assert _words(out.pixel_array) == []
+    changed = (out.pixel_array != source.pixel_array).any(axis=-1)
+    assert 0 < changed.mean() < 0.25  # only the text's boxes were blanked
 
 
 def test_a_compressed_screen_is_redacted_and_written_uncompressed():

@@ -66,3 +66,10 @@ def test_without_any_models_the_check_says_images_with_text_will_be_refused(nowh
     assert warning.id == "trials.W002" and "refused" in warning.msg
     with pytest.raises(burned_in.OcrUnavailable):
         burned_in.require_ocr()
+
+
+def test_a_process_reading_with_the_system_models_says_so_in_its_log(nowhere, caplog):
+    burned_in.use_models(nowhere / "not built")
+    system = _models(nowhere / "debian")
+    burned_in._api()
+    assert [r.levelname for r in caplog.records if str(system) in r.getMessage()] == ["WARNING"]

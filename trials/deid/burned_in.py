@@ -27,6 +27,7 @@ import array
 import array as _array_module
 import dataclasses
 import functools
+import logging
 import math
 import os
 import sys
@@ -49,6 +50,7 @@ OCR_DPI = 96
 _models_dir: str | None = None
 _DEBIAN_TESSDATA = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
 _ENGINES = threading.local()
+logger = logging.getLogger(__name__)
 # OCR from outside Python (the site's browser): frame bytes and PixelModule -> (scale, words found) as
 # (left, top, width, height, confidence, text) in the coordinates of the image read, `scale` times the frame.
 ExternalOcr = Callable[[bytes, "PixelModule"], tuple[float, Iterable[tuple[int, int, int, int, float, str]]]]
@@ -442,6 +444,9 @@ def _api() -> Any:
     api = getattr(_ENGINES, "api", None)
     if api is None or getattr(_ENGINES, "path", None) != path:
         import tesserocr
+
+        if models_in_use()[0] == "system":  # each worker says so once per thread, where manage.py check is not run
+            logger.warning("OCR reads with the system's trained data in %s, not the upload page's", path)
 
         try:
             api = tesserocr.PyTessBaseAPI(

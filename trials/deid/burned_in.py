@@ -68,6 +68,12 @@ BLANK_CONFIDENCE = 40
 # percentile 10). The browser therefore takes text, and blanks words, this much below the server's bars: what
 # the server's re-check would call text, the browser has found first, so nothing it misses crosses the network.
 BROWSER_MARGIN = 20
+# Tesseract binarises an image with one threshold for all of it (Otsu): text dimmer than the brightest part of
+# the frame (grey annotation beside bright anatomy or a white bar) falls below it and is not read at all. Each
+# image is read twice, with that threshold and with Leptonica's tiled one (Tesseract's thresholding_method 1),
+# which finds such text but reads large and Hangul text worse; the words of both are merged (`_kept_words`).
+THRESHOLD_METHODS = (0, 1)
+SAME_WORD = 0.5  # two words read in one place (intersection over union) are one: the more confident is kept
 PAD = 4  # pixels added around a detected word before it is blanked
 MIN_WIDTH = 512  # narrower frames are read at twice their size (small text reads better)
 MAX_PASSES = 3
@@ -468,14 +474,17 @@ def ocr_words(image: Any) -> list[Word]:
 
     api = _api()
     level = tesserocr.RIL.WORD
+    found = []
     try:
-        api.SetImage(image)
-        api.Recognize()
-        found = []
-        for result in tesserocr.iterate_level(api.GetIterator(), level):
-            box = result.BoundingBox(level)
-            if box is not None:
-                found.append((result.GetUTF8Text(level) or "", result.Confidence(level), box))
+        for method in THRESHOLD_METHODS:
+            api.SetVariable("thresholding_method", str(method))
+            api.SetImage(image)
+            api.Recognize()
+            for result in tesserocr.iterate_level(api.GetIterator(), level):
+                box = result.BoundingBox(level)
+                if box is not None:
+                    found.append((result.GetUTF8Text(level) or "", result.Confidence(level), box))
+            api.Clear()
     except RuntimeError as exc:
         raise OcrUnavailable(type(exc).__name__) from None
     finally:
@@ -486,12 +495,31 @@ def ocr_words(image: Any) -> list[Word]:
 
 
 def _kept_words(found: Iterable[tuple[str, float, int, int, int, int]], margin: float = 0) -> list[Word]:
-    """The words OCR read that may be text: read with BLANK_CONFIDENCE (less `margin`), with a letter or digit."""
-    return [
-        Word(left, top, width, height, float(conf), text, margin)
-        for text, conf, left, top, width, height in found
-        if conf >= BLANK_CONFIDENCE - margin and any(c.isalnum() for c in text)
-    ]
+    """The words OCR read that may be text: read with BLANK_CONFIDENCE (less `margin`), with a letter or digit;
+    of words read in one place (the passes of THRESHOLD_METHODS), the most confident."""
+    words = sorted(
+        (
+            Word(left, top, width, height, float(conf), text, margin)
+            for text, conf, left, top, width, height in found
+            if conf >= BLANK_CONFIDENCE - margin and any(c.isalnum() for c in text)
+        ),
+        key=lambda w: (-w.confidence, w.top, w.left, w.width, w.height, w.text),
+    )
+    kept: list[Word] = []
+    for word in words:
+        if not any(_overlap(word, other) >= SAME_WORD for other in kept):
+            kept.append(word)
+    return kept
+
+
+def _overlap(a: Word, b: Word) -> float:
+    """Intersection over union of two words' boxes."""
+    width = min(a.left + a.width, b.left + b.width) - max(a.left, b.left)
+    height = min(a.top + a.height, b.top + b.height) - max(a.top, b.top)
+    if width <= 0 or height <= 0:
+        return 0.0
+    shared = width * height
+    return shared / (a.width * a.height + b.width * b.height - shared)
 
 
 def _in_frame(words: list[Word], scale: float) -> list[Word]:

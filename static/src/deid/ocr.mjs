@@ -16,6 +16,9 @@ const OEM_LSTM_ONLY = 1;
 const WORD_LEVEL = "5";
 const MIN_WIDTH = 512; // narrower frames are read at twice their size, as on the server
 const DPI = "96"; // the resolution Tesseract assumes, as the server's burned_in.OCR_DPI
+// Each image is read with Otsu's one threshold and with Leptonica's tiled one, as burned_in.THRESHOLD_METHODS
+// (text dimmer than the frame's brightest part is lost to the first); the engine merges the words.
+const THRESHOLD_METHODS = ["0", "1"];
 
 export async function startOcr({ TesseractCore, base, read, manifest }) {
   const { ocr } = manifest;
@@ -42,9 +45,15 @@ export async function startOcr({ TesseractCore, base, read, manifest }) {
       image.set(grey, header.length);
       core.FS.writeFile("/input", image);
       try {
-        if (api.SetImageFile(1, 0) === 1) throw new Error("Tesseract could not take the image");
-        api.Recognize(null);
-        return { scale, words: tsvWords(api.GetTSVText(0)) };
+        const words = [];
+        for (const method of THRESHOLD_METHODS) {
+          api.SetVariable("thresholding_method", method);
+          if (api.SetImageFile(1, 0) === 1) throw new Error("Tesseract could not take the image");
+          api.Recognize(null);
+          words.push(...tsvWords(api.GetTSVText(0)));
+          api.Clear();
+        }
+        return { scale, words };
       } finally {
         api.Clear();
         core.FS.unlink("/input");

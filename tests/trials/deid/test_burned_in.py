@@ -76,6 +76,25 @@ def test_hangul_alone_is_found_and_redacted():
     assert _words(out.pixel_array) == []
 
 
+def dim_text_screen() -> bytes:
+    """Grey text (a quarter of the brightest value) beside a white bar, as annotation beside bright anatomy."""
+    ds = read(_screen())
+    pixels = ds.pixel_array // 4
+    pixels[400:500, :] = 4095
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    return part10(ds)
+
+
+def test_text_dimmer_than_the_brightest_part_of_the_frame_is_found():
+    """Tesseract's one threshold for the whole image (Otsu) fell between the text and the bar: nothing was read,
+    and the screen passed with the name in it. The image is also read with Leptonica's tiled threshold."""
+    with pytest.raises(DeidRejected) as caught:
+        _deid(dim_text_screen())
+    assert caught.value.code == "burned_in_text"
+    out = read(_deid(dim_text_screen(), REDACTING).data)
+    assert _words(out.pixel_array) == []
+
+
 def test_a_secondary_ct_screen_without_text_is_accepted_with_its_pixels_unchanged():
     data = _screen(lines=())
     result = _deid(data)

@@ -344,7 +344,7 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
     else:
         rejection = None
         if found and declared.actions.get("pixels_rewritten"):
-            # The browser blanked the text its OCR read; the server's OCR (another build, other models) reads more.
+            # The browser blanked the text its OCR read; the server's OCR (another build of Tesseract) reads more.
             rejection = _reject(
                 "burned_in_text",
                 Text(

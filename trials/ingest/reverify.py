@@ -284,6 +284,7 @@ def _pixel_module(ds: Dataset) -> burned_in.PixelModule:
         signed=_us(ds, 0x00280103, 0) == 1,
         little=ds.original_encoding[1] is not False,
         photometric=_value(ds, 0x00280004).upper(),
+        planar=_us(ds, 0x00280006, 0) == 1,
     )
 
 
@@ -343,7 +344,7 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
     else:
         rejection = None
         if found and declared.actions.get("pixels_rewritten"):
-            # The browser blanked the text its OCR read; the server's OCR (another build, other models) reads more.
+            # The browser blanked the text its OCR read; the server's OCR (another build of Tesseract) reads more.
             rejection = _reject(
                 "burned_in_text",
                 Text(

@@ -179,7 +179,7 @@ def test_the_result_csvs_come_plain_for_programs_and_with_a_byte_order_mark_for_
     html = client.get("/reads/trials/ALPHA/results/").content.decode()
     assert "/reads/trials/ALPHA/results.csv?excel=1" in html and "/reads/trials/ALPHA/lesions.csv?excel=1" in html
     client.cookies["django_language"] = "ko"
-    assert "Excel용 파일" in client.get("/reads/trials/ALPHA/results/").content.decode()
+    assert "엑셀용 파일" in client.get("/reads/trials/ALPHA/results/").content.decode()
 
 
 def test_the_results_page_says_which_time_zone_its_lock_times_are_in(world, client, settings):

@@ -284,8 +284,20 @@ def _query(request: HttpRequest, scope: Scope) -> tuple[QueryDict, list[str]]:
     return params, [key for key in request.GET if key not in params]
 
 
+def root_url(request: HttpRequest, scope: Scope) -> str:
+    """The root as an absolute URI, the base of every Retrieve URL and BulkDataURI an answer carries.
+
+    A UR value is a URI of RFC 3986 (PS3.5 6.2), which names its scheme: a path alone is only a relative
+    reference, and clients such as dicomweb-client follow a BulkDataURI as given. The host is the one the client
+    asked for, as Django checks it against ALLOWED_HOSTS (another is refused with 400 before it is written
+    anywhere); the scheme is the TLS proxy's where SECURE_PROXY_SSL_HEADER says so (BEHIND_TLS_PROXY).
+    """
+    return request.build_absolute_uri(scope.root)
+
+
 def _search_answer(request: HttpRequest, scope: Scope, search: qido.Search, to_json) -> HttpResponse:
-    response = _json([scope.blind(to_json(row, scope.root, search)) for row in search.rows])
+    root = root_url(request, scope)
+    response = _json([scope.blind(to_json(row, root, search)) for row in search.rows])
     return _warn(request, response, search.warnings)
 
 
@@ -454,7 +466,8 @@ def _metadata_response(request, scope: Scope, instances, hashes: list[str] | Non
     hashes = hashes if hashes is not None else [i.sha256 for i in instances]
     if not hashes:
         raise Http404("No such study or series.")
-    etag = _etag("metadata", scope.root, *hashes)
+    root = root_url(request, scope)  # the BulkDataURIs' base: in the ETag, as the body depends on it
+    etag = _etag("metadata", root, *hashes)
     failed: list = []
 
     def make():
@@ -482,7 +495,7 @@ def _metadata_response(request, scope: Scope, instances, hashes: list[str] | Non
         for i in instances:
             if i in failed:
                 continue
-            url = f"{scope.root}/studies/{i.series.study.study_instance_uid}/series/{i.series.series_instance_uid}/instances/{i.sop_instance_uid}"
+            url = f"{root}/studies/{i.series.study.study_instance_uid}/series/{i.series.series_instance_uid}/instances/{i.sop_instance_uid}"
             body.append(scope.blind(wado.with_bulk_data(wado.instance_metadata(i), i, url)))
         return body
 

@@ -373,6 +373,37 @@ def test_includefield_adds_an_attribute_by_tag_or_keyword_or_all_of_them(images,
     assert study["00101030"] == {"vr": "DS"}  # asked for, not kept at the study level: present, empty
 
 
+def retrieve_urls(answer: list[dict]) -> list[str]:
+    return [item["00081190"]["Value"][0] for item in answer]
+
+
+def test_retrieve_urls_and_bulk_data_uris_are_absolute_uris_of_the_host_asked(images, client, settings):
+    """PS3.5 6.2: a UR value is a URI of RFC 3986, which names its scheme (a path alone is a relative reference);
+    dicomweb-client follows a BulkDataURI as given. The host is the request's, checked against ALLOWED_HOSTS,
+    and the scheme the TLS proxy's where SECURE_PROXY_SSL_HEADER says so."""
+    client.force_login(images.alice)
+    base = f"http://testserver{ROOT}/studies/{seoul().study_instance_uid}"
+    studies = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}).json()
+    series = client.get(f"{ROOT}/series", {"PatientID": "ALPHA-SEO-001"}).json()
+    instances = client.get(f"{ROOT}/instances", {"PatientID": "ALPHA-SEO-001"}).json()
+    assert retrieve_urls(studies) == [base]
+    assert retrieve_urls(series) == [f"{base}/series/{seoul_series().series_instance_uid}"]
+    assert all(url.startswith(f"{base}/series/") for url in retrieve_urls(instances))
+    metadata = client.get(f"{base.removeprefix('http://testserver')}/metadata").json()
+    assert all(m["7FE00010"]["BulkDataURI"].startswith(f"{base}/series/") for m in metadata)
+
+    settings.ALLOWED_HOSTS = ["ctims.example.org"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    proxied = {"HTTP_HOST": "ctims.example.org", "HTTP_X_FORWARDED_PROTO": "https", "secure": True}
+    answer = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}, **proxied).json()
+    assert retrieve_urls(answer) == [base.replace("http://testserver", "https://ctims.example.org")]
+    metadata = client.get(f"{base.removeprefix('http://testserver')}/metadata", **proxied).json()
+    assert metadata[0]["7FE00010"]["BulkDataURI"].startswith("https://ctims.example.org/dicomweb/")
+    # A Host the installation does not serve is refused, never written into an answer.
+    refused = client.get(f"{ROOT}/studies", HTTP_HOST="attacker.example")
+    assert refused.status_code == 400 and b"attacker.example/dicomweb" not in refused.content
+
+
 # -- PS3.18 8.7.3: transfer syntax negotiation -----------------------------------------------------------------
 
 

@@ -7,14 +7,19 @@ of answers never tells a guessed value from a wrong one.
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import date
 
+import pydicom
 import pytest
+from pydicom.dataset import Dataset
 
+from tests.conftest import upload_files
 from tests.reads.flow import SUBJECT, ready, task_of
-from trials import services
-from trials.models import Instance, Series, Study
+from trials import qc_services, services
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Series, Study, Timepoint
 
 from .test_blinding import assert_blinded, assert_no_date_elements
 
@@ -140,3 +145,51 @@ def test_a_task_number_that_is_no_number_of_ours_is_404(reading, client, task_id
     """A superscript two passed str.isdigit() and broke int() (500); a number past any row's, the database."""
     client.force_login(reading.rhea)
     assert client.get(f"/dicomweb/tasks/{task_id}/studies").status_code == 404
+
+
+# Where the scan was made, as the Retain Device Identity Option of PS3.15 Annex E keeps it: station names,
+# locations and AE titles name the site (a station is in one hospital), as do the trial's ethics committee and
+# coordinating centre.
+PLACES = {
+    "PerformedStationName": "SEOUL-CT-ROOM-2",
+    "PerformedLocation": "SEOUL ONCOLOGY WING",
+    "PerformedStationAETitle": "SEOULCT2",
+    "ScheduledStationName": "SEOUL-CT-SCHED",
+    "ScheduledProcedureStepLocation": "SEOUL SPS LOCATION",
+    "ScheduledStudyLocation": "SEOUL STUDY LOCATION",
+    "StationAETitle": "SEOULSTAT",
+    "ClinicalTrialCoordinatingCenterName": "SEOUL COORDINATING CENTRE",
+    "ClinicalTrialProtocolEthicsCommitteeName": "SEOUL IRB",
+}
+
+
+def test_a_station_or_location_the_trial_keeps_in_its_files_never_reaches_a_reader(world, client):
+    services.trial_update(actor=world.alice, trial=world.trial, deid_retain_device_identity=True)
+    files = []
+    for raw in synthesize_ct_series(real_ct_template(large=False), slices=2, seed="places"):
+        ds = pydicom.dcmread(io.BytesIO(raw))
+        for keyword, value in PLACES.items():
+            setattr(ds, keyword, value)
+        where = Dataset()
+        where.CodeValue, where.CodingSchemeDesignator, where.CodeMeaning = "KR-11", "ISO3166_2", "SEOUL GEO"
+        ds.PerformedStationGeographicLocationCodeSequence = [where]
+        out = io.BytesIO()
+        ds.save_as(out)
+        files.append(out.getvalue())
+    timepoint = upload_files(world.cora, SUBJECT, files, "BL")
+    qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+    kept = json.dumps(Instance.objects.filter(series__study__subject__code=SUBJECT).first().metadata)
+    assert "SEOUL-CT-ROOM-2" in kept and "SEOUL GEO" in kept  # the files do carry them: something to hide
+
+    client.force_login(world.rhea)
+    study = Study.objects.get(subject__code=SUBJECT).study_instance_uid
+    root = f"/dicomweb/tasks/{task_of(world.rhea, 'BL').pk}"
+    answers = [
+        client.get(f"{root}/studies/{study}/metadata"),
+        client.get(f"{root}/instances", {"includefield": "all"}),
+        client.get(f"{root}/studies/{study}/instances", {"includefield": ",".join(PLACES)}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200
+        text = answer.content.decode()
+        assert "SEOUL" not in text, [v for v in (*PLACES.values(), "SEOUL GEO") if v in text]

@@ -99,6 +99,7 @@ def _make_metadata(instance: Instance) -> None:
         layout = _layout_at(raw, ds) if instance.pixel_layout is None else instance.pixel_layout
     metadata = dataset_json(ds)  # pydicom's to_json_dict, every value inline, made faster
     metadata["00083002"] = {"vr": "UI", "Value": [instance.transfer_syntax_uid]}
+    metadata = dict(sorted(metadata.items()))  # PS3.18 F.2.2: in tag order (pixel data, last, is added later)
     instance.metadata, instance.pixel_layout = metadata, layout
 
 

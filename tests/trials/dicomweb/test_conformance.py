@@ -404,6 +404,18 @@ def test_retrieve_urls_and_bulk_data_uris_are_absolute_uris_of_the_host_asked(im
     assert refused.status_code == 400 and b"attacker.example/dicomweb" not in refused.content
 
 
+def test_metadata_attributes_are_in_tag_order_the_first_time_too(images, client):
+    """PS3.18 F.2.2: attribute objects ordered by their tag. Metadata made from the stored file (the first
+    request for an instance) added the Available Transfer Syntax UID last; only a copy read back from the
+    database (jsonb orders keys) was in order, and the first answer was kept for an hour."""
+    client.force_login(images.alice)
+    Instance.objects.update(metadata=None)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    for answer in (client.get(f"{instance_url(instance)}/metadata"), client.get(f"{instance_url(instance)}/metadata")):
+        [metadata] = answer.json()
+        assert list(metadata) == sorted(metadata)
+
+
 # -- PS3.18 8.7.3: transfer syntax negotiation -----------------------------------------------------------------
 
 

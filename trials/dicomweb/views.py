@@ -627,6 +627,10 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
     if as_fragments and item.number_of_frames > 1 and not multipart:
         raise wado.NotAcceptable("compressed frames come one part each: accept multipart/related")
 
+    # PS3.18 10.4.3.3.5: each part names the URI the metadata gives its bulk data (a compressed frame sent as
+    # a part of its own, its frame resource).
+    instance_url = f"{root_url(request, scope)}/studies/{study}/series/{series}/instances/{instance}"
+
     def make():
         frames, used = _frames_as(item, list(range(1, item.number_of_frames + 1)), syntax)
         compressed = used != EXPLICIT_VR_LE
@@ -634,7 +638,15 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
             frames = [b"".join(frames)]
         if multipart:
             boundary = wado.new_boundary()
-            parts = ((f"application/octet-stream; transfer-syntax={used}", [f]) for f in frames)
+            locations = (
+                [f"{instance_url}/frames/{n}" for n in range(1, len(frames) + 1)]
+                if compressed
+                else [f"{instance_url}/bulkdata/7FE00010"]
+            )
+            parts = (
+                (f"application/octet-stream; transfer-syntax={used}", [f], location)
+                for f, location in zip(frames, locations, strict=True)
+            )
             return HttpResponse(
                 b"".join(wado.multipart_stream(parts, boundary)),
                 content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
@@ -644,7 +656,7 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
         raise wado.NotAcceptable("compressed frames come one part each: accept multipart/related")
 
     # (The syntax made is a function of the stored one and the one asked for: the ETag names those.)
-    etag = _etag("bulk", item.sha256, syntax, "multipart" if multipart else "single")
+    etag = _etag("bulk", item.sha256, syntax, "multipart" if multipart else "single", instance_url)
     return _cached(request, etag, IMMUTABLE, make)
 
 

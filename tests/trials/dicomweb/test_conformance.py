@@ -532,6 +532,20 @@ def test_bulk_data_comes_as_multipart_or_single_part_as_asked(images, client):
     assert single["Content-Type"] == "application/octet-stream" and single.content == pixels
 
 
+def test_each_bulk_data_part_names_the_uri_the_metadata_gave_it(images, encodings, client):
+    """PS3.18 10.4.3.3.5: bulk data in a multipart answer has a Content-Location header with the URI of its
+    element in the metadata; a compressed frame sent as a part of its own names its frame resource."""
+    client.force_login(images.quinn)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    [metadata] = client.get(f"{instance_url(instance)}/metadata").json()
+    uri = metadata["7FE00010"]["BulkDataURI"]
+    [(headers, _)] = parts(client.get(bulk_url(instance), HTTP_ACCEPT=OCTETS))
+    assert headers["Content-Location"] == uri
+    compressed = encodings[JPEG_LS]
+    [(headers, _)] = parts(client.get(bulk_url(compressed), HTTP_ACCEPT=f"{OCTETS}; transfer-syntax=*"))
+    assert headers["Content-Location"] == f"http://testserver{instance_url(compressed)}/frames/1"
+
+
 def test_compressed_bulk_data_comes_as_frames_or_decoded(images, encodings, client):
     client.force_login(images.quinn)
     instance = encodings[JPEG_LS]

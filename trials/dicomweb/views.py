@@ -555,21 +555,26 @@ def _frames_as(instance, numbers: list[int], syntax: str) -> tuple[list[bytes], 
 def retrieve_frames(request, scope: Scope, study: str, series: str, instance: str, frames: str):
     item = scope.instance(study, series, instance)
     numbers = _frame_numbers(frames, item)
-    choice = frame_choice(parse_accept(request.META.get("HTTP_ACCEPT")), item.transfer_syntax_uid)
+    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
+    choice = frame_choice(accepted, item.transfer_syntax_uid, one=len(numbers) == 1)
     if choice is None:
         own = "".join(f' or type="{t}"' for t in FRAME_MEDIA_TYPES.get(item.transfer_syntax_uid, ())[:1])
-        raise wado.NotAcceptable(f'send Accept: multipart/related; type="application/octet-stream"{own}')
-    part_type, syntax = choice
+        one = " (application/octet-stream alone for one frame)" if len(numbers) > 1 else ""
+        raise wado.NotAcceptable(f'send Accept: multipart/related; type="application/octet-stream"{own}{one}')
+    part_type, syntax, single = choice
 
     def make():
         data, used = _frames_as(item, numbers, syntax)
+        if single:
+            return HttpResponse(data[0], content_type=f"{part_type}; transfer-syntax={used}")
         boundary = wado.new_boundary()
         body = b"".join(
             wado.multipart_stream(((f"{part_type}; transfer-syntax={used}", [frame]) for frame in data), boundary)
         )
         return HttpResponse(body, content_type=f'multipart/related; type="{part_type}"; boundary={boundary}')
 
-    return _cached(request, _etag("frames", item.sha256, frames, syntax, part_type), IMMUTABLE, make)
+    etag = _etag("frames", item.sha256, frames, syntax, part_type, "single" if single else "multipart")
+    return _cached(request, etag, IMMUTABLE, make)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")

@@ -605,6 +605,32 @@ def test_frames_asked_for_in_their_stored_media_type_come_as_stored_and_one_not_
     assert client.get(uncompressed, HTTP_ACCEPT=f'multipart/related; type="{media_type}"').status_code == 406
 
 
+def test_one_frame_comes_as_a_single_part_when_asked_several_only_as_multipart(images, encodings, client):
+    """PS3.18 10.4.4: a single part media type is permitted for a resource that is one item (one frame) and
+    ignored for the others, 406 if nothing remains; RFC 9110 12.4.2: q=0 means not acceptable. An answer in a
+    media type the Accept header did not name (multipart to application/octet-stream) handed the client the
+    boundary and part headers as pixels."""
+    ds = pydicom.dcmread(get_testdata_file("emri_small.dcm"))  # 10 frames, stored as they are
+    ds.PatientName, ds.PatientID = MR_PATIENT
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    upload(images, "ALPHA-SEO-002", [buffer.getvalue()], images.cora)
+    multi = Instance.objects.get(number_of_frames=10)
+    client.force_login(images.alice)
+    url = f"{instance_url(multi)}/frames"
+    [(_, frame)] = parts(client.get(f"{url}/2", HTTP_ACCEPT=OCTETS))
+    single = client.get(f"{url}/2", HTTP_ACCEPT="application/octet-stream")
+    assert single.status_code == 200, single.content
+    assert single["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}"
+    assert single.content == frame and len(frame) == 64 * 64 * 2
+    assert client.get(f"{url}/1,2", HTTP_ACCEPT="application/octet-stream").status_code == 406
+    both = client.get(f"{url}/1,2", HTTP_ACCEPT=f"application/octet-stream, {OCTETS}; q=0.5")
+    assert [body for _, body in parts(both)][1] == frame
+    assert client.get(f"{url}/2", HTTP_ACCEPT=f"{OCTETS}; q=0").status_code == 406
+    assert client.get(f"{url}/2", HTTP_ACCEPT=f"{OCTETS}; q=0, {DICOM}").status_code == 406
+
+
 # -- PS3.18 10.4.1.1.3 / 8.3.5: rendered resources at every level, with the window function ----------------------
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.core.handlers.asgi import ASGIRequest
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
@@ -282,7 +283,7 @@ class UploadStowApi(APIView):
             raise ValidationFailed(
                 _("The request body is not a valid multipart/related message: %(e)s.") % {"e": cut}
             ) from None
-        response = self._response(request, trial, upload, received)
+        response = self._response(request, trial, received)
         if received.warnings:
             # PS3.18 8.7.5: a Warning header (299) carries what the response attributes cannot say.
             response["Warning"] = ", ".join(f'299 ctims "{text}"' for text in received.warnings)
@@ -300,19 +301,21 @@ class UploadStowApi(APIView):
             lines = [*lines[:MAX_PART_WARNINGS], f"{more} more file(s) were rejected: see the upload status"]
         return lines
 
-    def _response(self, request, trial, upload, received: _Received) -> Response:
+    def _response(self, request, trial, received: _Received) -> Response:
         ids = [i.pk for i in received.items]
         items = list(UploadItem.objects.filter(pk__in=ids).select_related("instance__series__study"))
         referenced = [_item_json(i, request, trial.code) for i in items if i.instance_id is not None]
         failed = [_item_json(i, request, trial.code) for i in items if i.state == UploadItem.State.REJECTED]
         failed += received.failures
         received.warnings.extend(self._rejections(received, items))
-        body = {
-            "00081190": {
-                "vr": "UR",
-                "Value": [request.build_absolute_uri(f"/api/trials/{trial.code}/uploads/{upload.pk}/")],
-            }
-        }
+        # Table I.1-1: where the study is available for a Studies Retrieve transaction; empty (Type 2) when the
+        # files went into several studies or into none. (The upload's status is the client's own resource.)
+        studies = {i.instance.series.study.study_instance_uid for i in items if i.instance_id is not None}
+        study_url = {"vr": "UR"}
+        if len(studies) == 1:
+            path = reverse("dicomweb-trial-study", kwargs={"scope_code": trial.code, "study": studies.pop()})
+            study_url["Value"] = [request.build_absolute_uri(path)]
+        body = {"00081190": study_url}
         if referenced:
             body["00081199"] = {"vr": "SQ", "Value": referenced}
         if failed:

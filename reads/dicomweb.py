@@ -89,12 +89,17 @@ IGNORED_KEYS = frozenset(name for name, key in qido.BY_NAME.items() if _blinded_
 
 
 def blind_metadata(metadata: dict, *, case_label: str) -> dict:
-    """A reader's copy of an instance's DICOM JSON: dates, times and site attributes removed at every depth,
-    the patient named by the case label."""
+    """A reader's copy of an instance's DICOM JSON: dates, times, site attributes and private elements removed
+    at every depth, the patient named by the case label.
+
+    A private element the trial's safelist keeps is opaque here (a vendor's scan date or the site's own code
+    in a text or binary value): no rule knows its meaning, so none is shown to a reader."""
 
     def clean(item: dict) -> dict:
         out = {}
         for tag, element in item.items():
+            if int(tag[3], 16) % 2:  # an odd group: a private element or its creator
+                continue
             if tag in SITE_TAGS or tag in CHARACTERISTIC_TAGS or tag in COUNT_TAGS or element.get("vr") in DATE_VRS:
                 continue
             if tag == "00080061" and "Value" in element:  # Modalities in Study

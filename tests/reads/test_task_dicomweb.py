@@ -193,3 +193,34 @@ def test_a_station_or_location_the_trial_keeps_in_its_files_never_reaches_a_read
         assert answer.status_code == 200
         text = answer.content.decode()
         assert "SEOUL" not in text, [v for v in (*PLACES.values(), "SEOUL GEO") if v in text]
+
+
+def test_no_private_element_reaches_a_reader_even_one_the_trial_keeps(world, client):
+    """A private element the trial's safelist keeps is opaque to blinding: its meaning (a vendor's scan date,
+    the site's own code) is known to no rule here, so a reader's root shows none (the trial root does)."""
+    services.trial_update(actor=world.alice, trial=world.trial, deid_private_safelist=[["ACME 1.1", 0x10]])
+    files = []
+    for raw in synthesize_ct_series(real_ct_template(large=False), slices=2, seed="private"):
+        ds = pydicom.dcmread(io.BytesIO(raw))
+        block = ds.private_block(0x0019, "ACME 1.1", create=True)
+        block.add_new(0x10, "LO", "SCANNED AT SEOUL ON 20260302")
+        out = io.BytesIO()
+        ds.save_as(out)
+        files.append(out.getvalue())
+    timepoint = upload_files(world.cora, SUBJECT, files, "BL")
+    qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+    client.force_login(world.alice)
+    study = Study.objects.get(subject__code=SUBJECT).study_instance_uid
+    assert "SCANNED AT" in client.get(f"/dicomweb/trials/ALPHA/studies/{study}/metadata").content.decode()
+
+    client.force_login(world.rhea)
+    root = f"/dicomweb/tasks/{task_of(world.rhea, 'BL').pk}"
+    for answer in (
+        client.get(f"{root}/studies/{study}/metadata"),
+        client.get(f"{root}/instances", {"includefield": "all"}),
+        client.get(f"{root}/studies/{study}/instances", {"includefield": "00191010,00190010"}),
+    ):
+        assert answer.status_code == 200
+        for item in answer.json():
+            assert not [tag for tag in item if int(tag[3], 16) % 2], item.keys()
+        assert "ACME" not in answer.content.decode() and "SCANNED AT" not in answer.content.decode()

@@ -224,3 +224,17 @@ def test_no_private_element_reaches_a_reader_even_one_the_trial_keeps(world, cli
         for item in answer.json():
             assert not [tag for tag in item if int(tag[3], 16) % 2], item.keys()
         assert "ACME" not in answer.content.decode() and "SCANNED AT" not in answer.content.decode()
+
+
+def test_metadata_and_searches_as_xml_are_as_blind_as_json(reading, client):
+    client.force_login(reading.rhea)
+    study = Study.objects.get(subject__code=SUBJECT).study_instance_uid
+    xml = 'multipart/related; type="application/dicom+xml"'
+    for url in (f"{root_of(reading)}/studies/{study}/metadata", f"{root_of(reading)}/instances?includefield=all"):
+        answer = client.get(url, HTTP_ACCEPT=xml)
+        assert answer.status_code == 200 and answer["Content-Type"].startswith(xml)
+        text = answer.content.decode()
+        assert 'tag="00080020"' not in text and 'vr="DA"' not in text and 'vr="TM"' not in text
+        for tag in HIDDEN:
+            assert f'tag="{tag}"' not in text, tag
+        assert_blinded(text)

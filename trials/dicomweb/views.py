@@ -31,6 +31,8 @@ from ctims.api_errors import error_body
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
 from . import qido, wado
+from .dicom_xml import XML_MEDIA_TYPE as XML
+from .dicom_xml import dataset_xml
 from .negotiation import EXPLICIT_VR_LE, FRAME_MEDIA_TYPES, Accepted, covers, frame_choice, parse_accept
 from .scopes import Scope
 
@@ -295,9 +297,36 @@ def root_url(request: HttpRequest, scope: Scope) -> str:
     return request.build_absolute_uri(scope.root)
 
 
+def wants_xml(request: HttpRequest) -> bool:
+    """Whether a search or metadata answer is to be XML (PS3.18 10.4.4 and 10.6.3: application/dicom+json, the
+    default, or multipart/related; type="application/dicom+xml", both required), for the client's first
+    acceptable entry; 406 if neither is acceptable."""
+    for entry in parse_accept(request.META.get("HTTP_ACCEPT")):
+        if covers(entry.media_type, DICOM_JSON) or entry.media_type == "application/json":
+            return False
+        if covers(entry.media_type, "multipart/related") and entry.part_type in ("", "*/*", "application/*", XML):
+            return True
+    raise wado.NotAcceptable(f'this resource is {DICOM_JSON} or multipart/related; type="{XML}"')
+
+
+def _xml_body(items: list[dict], boundary: str) -> bytes:
+    """One application/dicom+xml part per data set."""
+    return b"".join(wado.multipart_stream(((XML, [dataset_xml(item)]) for item in items), boundary))
+
+
+def _xml_type(boundary: str) -> str:
+    return f'multipart/related; type="{XML}"; boundary={boundary}'
+
+
 def _search_answer(request: HttpRequest, scope: Scope, search: qido.Search, to_json) -> HttpResponse:
+    xml = wants_xml(request)
     root = root_url(request, scope)
-    response = _json([scope.blind(to_json(row, root, search)) for row in search.rows])
+    items = [scope.blind(to_json(row, root, search)) for row in search.rows]
+    if xml:
+        boundary = wado.new_boundary()
+        response = HttpResponse(_xml_body(items, boundary), content_type=_xml_type(boundary))
+    else:
+        response = _json(items)
     return _warn(request, response, search.warnings)
 
 
@@ -466,22 +495,25 @@ def _metadata_response(request, scope: Scope, instances, hashes: list[str] | Non
     hashes = hashes if hashes is not None else [i.sha256 for i in instances]
     if not hashes:
         raise Http404("No such study or series.")
+    xml = wants_xml(request)
     root = root_url(request, scope)  # the BulkDataURIs' base: in the ETag, as the body depends on it
-    etag = _etag("metadata", root, *hashes)
+    etag = _etag("metadata", root, "xml" if xml else "json", *hashes)
+    boundary = etag.strip('"')  # an XML body is kept whole: its boundary is the representation's own
     failed: list = []
 
     def make():
-        # The body depends only on the instances and the root (both in the ETag): keep it for the next viewer,
-        # unless a file could not be read (it is left out, and may be readable again later).
+        # The body depends only on the instances, the root and the encoding (all in the ETag): keep it for the
+        # next viewer, unless a file could not be read (it is left out, and may be readable again later).
         key = f"dicomweb:{etag}"
         body = cache.get(key)
         if body is None:
             loaded = instances() if callable(instances) else instances
-            body = orjson.dumps(build(loaded))
+            items = build(loaded)
+            body = _xml_body(items, boundary) if xml else orjson.dumps(items)
             # (Not kept if an instance arrived between the two queries: the body is not the ETag's then.)
             if not failed and [i.sha256 for i in loaded] == hashes:
                 cache.set(key, body, 3600)
-        response = HttpResponse(body, content_type=DICOM_JSON)
+        response = HttpResponse(body, content_type=_xml_type(boundary) if xml else DICOM_JSON)
         unreadable = ", ".join(i.sop_instance_uid for i in failed)
         return _warn(
             request, response, [f"These instances could not be read and are left out: {unreadable}"] if failed else []

@@ -416,6 +416,48 @@ def test_metadata_attributes_are_in_tag_order_the_first_time_too(images, client)
         assert list(metadata) == sorted(metadata)
 
 
+XML_PARTS = 'multipart/related; type="application/dicom+xml"'
+
+
+def test_metadata_and_searches_answer_the_native_dicom_model_when_asked_and_406_for_neither(images, client):
+    """PS3.18 10.4.4 and 10.6.3 require multipart/related; type="application/dicom+xml" beside the JSON
+    default: each part one data set in PS3.19's Native DICOM Model. A media type that is neither was answered
+    with JSON it did not ask for; it is a 406."""
+    from xml.etree import ElementTree
+
+    client.force_login(images.alice)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    url = f"{instance_url(instance)}/metadata"
+    [as_json] = client.get(url).json()
+    answer = client.get(url, HTTP_ACCEPT=XML_PARTS)
+    assert answer.status_code == 200 and answer["Content-Type"].startswith(XML_PARTS)
+    [(headers, document)] = parts(answer)
+    assert headers["Content-Type"] == "application/dicom+xml"
+    model = ElementTree.fromstring(document)
+    assert model.tag == "NativeDicomModel"
+    by_tag = {a.get("tag"): a for a in model.findall("DicomAttribute")}
+    assert list(by_tag) == list(as_json)
+    assert by_tag["00100020"].get("keyword") == "PatientID"
+    assert by_tag["00100020"].find("Value").text == "ALPHA-SEO-001"
+    assert by_tag["00100010"].find("PersonName/Alphabetic/FamilyName").text == "ALPHA-SEO-001"
+    assert by_tag["7FE00010"].find("BulkData").get("uri") == as_json["7FE00010"]["BulkDataURI"]
+    method = by_tag["00120064"].find("Item/DicomAttribute[@tag='00080100']/Value").text
+    assert method == as_json["00120064"]["Value"][0]["00080100"]["Value"][0]
+    assert by_tag["00180050"].find("Value").text == "5.0"
+
+    answer = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}, HTTP_ACCEPT=XML_PARTS)
+    [(_, document)] = parts(answer)
+    [study] = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}).json()
+    retrieve = ElementTree.fromstring(document).find("DicomAttribute[@tag='00081190']/Value").text
+    assert retrieve == study["00081190"]["Value"][0]
+
+    for accept in ("application/dicom+xml", "text/html", 'multipart/related; type="application/dicom"'):
+        assert client.get(url, HTTP_ACCEPT=accept).status_code == 406, accept
+        assert client.get(f"{ROOT}/studies", HTTP_ACCEPT=accept).status_code == 406, accept
+    for accept in ("text/html,application/xml;q=0.9,*/*;q=0.8", "application/json", "application/dicom+json"):
+        assert client.get(url, HTTP_ACCEPT=accept)["Content-Type"] == "application/dicom+json", accept
+
+
 # -- PS3.18 8.7.3: transfer syntax negotiation -----------------------------------------------------------------
 
 

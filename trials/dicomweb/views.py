@@ -93,7 +93,11 @@ def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response["Access-Control-Allow-Origin"] = origin
         # Added to what the answer varies by (Accept, Authorization, Cookie), never in its place.
         patch_vary_headers(response, ["Origin"])
-        response["Access-Control-Expose-Headers"] = "ETag, Content-Type, Content-Range, Content-Length"
+        # What a viewer reads beyond the safelisted headers: Warning (a search cut at the maximum, keys left out),
+        # Content-Location (which bulk data a part holds), the ETag and the range of a partial answer.
+        response["Access-Control-Expose-Headers"] = (
+            "ETag, Content-Type, Content-Range, Content-Length, Content-Location, Warning"
+        )
     return response
 
 

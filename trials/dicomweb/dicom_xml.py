@@ -13,6 +13,7 @@ from typing import Any
 from pydicom.datadict import keyword_for_tag
 
 XML_MEDIA_TYPE = "application/dicom+xml"
+NAMESPACE = "http://dicom.nema.org/PS3.19/models/NativeDICOM"  # the default namespace of PS3.19 A.1.6's schema
 PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 PN_COMPONENTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
 # Characters XML 1.0 cannot hold at all (a value with a control character keeps the rest of its text).
@@ -22,7 +23,8 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 def dataset_xml(dataset: dict[str, Any]) -> bytes:
     """One data set (DICOM JSON) as a NativeDicomModel document."""
     body = "".join(_attributes(dataset))
-    return f'<?xml version="1.0" encoding="UTF-8"?>\n<NativeDicomModel xml:space="preserve">{body}</NativeDicomModel>\n'.encode()
+    head = f'<NativeDicomModel xmlns="{NAMESPACE}" xml:space="preserve">'
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n{head}{body}</NativeDicomModel>\n'.encode()
 
 
 def _text(value: Any) -> str:

@@ -434,21 +434,22 @@ def test_metadata_and_searches_answer_the_native_dicom_model_when_asked_and_406_
     [(headers, document)] = parts(answer)
     assert headers["Content-Type"] == "application/dicom+xml"
     model = ElementTree.fromstring(document)
-    assert model.tag == "NativeDicomModel"
-    by_tag = {a.get("tag"): a for a in model.findall("DicomAttribute")}
+    ns = {"": "http://dicom.nema.org/PS3.19/models/NativeDICOM"}  # PS3.19 A.1.6's default namespace
+    assert model.tag == "{http://dicom.nema.org/PS3.19/models/NativeDICOM}NativeDicomModel"
+    by_tag = {a.get("tag"): a for a in model.findall("DicomAttribute", ns)}
     assert list(by_tag) == list(as_json)
     assert by_tag["00100020"].get("keyword") == "PatientID"
-    assert by_tag["00100020"].find("Value").text == "ALPHA-SEO-001"
-    assert by_tag["00100010"].find("PersonName/Alphabetic/FamilyName").text == "ALPHA-SEO-001"
-    assert by_tag["7FE00010"].find("BulkData").get("uri") == as_json["7FE00010"]["BulkDataURI"]
-    method = by_tag["00120064"].find("Item/DicomAttribute[@tag='00080100']/Value").text
+    assert by_tag["00100020"].find("Value", ns).text == "ALPHA-SEO-001"
+    assert by_tag["00100010"].find("PersonName/Alphabetic/FamilyName", ns).text == "ALPHA-SEO-001"
+    assert by_tag["7FE00010"].find("BulkData", ns).get("uri") == as_json["7FE00010"]["BulkDataURI"]
+    method = by_tag["00120064"].find("Item/DicomAttribute[@tag='00080100']/Value", ns).text
     assert method == as_json["00120064"]["Value"][0]["00080100"]["Value"][0]
-    assert by_tag["00180050"].find("Value").text == "5.0"
+    assert by_tag["00180050"].find("Value", ns).text == "5.0"
 
     answer = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}, HTTP_ACCEPT=XML_PARTS)
     [(_, document)] = parts(answer)
     [study] = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}).json()
-    retrieve = ElementTree.fromstring(document).find("DicomAttribute[@tag='00081190']/Value").text
+    retrieve = ElementTree.fromstring(document).find("DicomAttribute[@tag='00081190']/Value", ns).text
     assert retrieve == study["00081190"]["Value"][0]
 
     for accept in ("application/dicom+xml", "text/html", 'multipart/related; type="application/dicom"'):

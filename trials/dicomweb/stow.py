@@ -156,13 +156,19 @@ class _Received:
     warnings: list[str] = field(default_factory=list)
     cut: MultipartError | None = None  # why the body ended early, if it did
     unread: bool = False  # parts past MAX_PARTS were left unread
-    parts: dict[str, int] = field(default_factory=dict)  # a rejected file's SHA-256: its part number
+    parts: dict[str, int] = field(default_factory=dict)  # a file's SHA-256: its part number
 
     def take(self, upload, files: list[bytes], numbers: list[int]) -> None:
-        """Hand files to the upload; remember the part number of each one it rejected at once."""
+        """Hand files to the upload and remember each one's part number, for the answer to name a file rejected
+        by then (at once, or by a worker as the request committed)."""
         items = upload_receive(upload=upload, files=files)
         self.items.extend(items)
-        if any(i.state == UploadItem.State.REJECTED for i in items):
+        # The upload answers one item per distinct file, in the files' order: without a file sent twice in the
+        # batch, the two lists match (the sizes confirm it); otherwise the files are hashed again.
+        if len(items) == len(files) and all(i.size == len(data) for i, data in zip(items, files, strict=True)):
+            for item, number in zip(items, numbers, strict=True):
+                self.parts.setdefault(item.sha256, number)
+        else:
             for number, data in zip(numbers, files, strict=True):
                 self.parts.setdefault(hashlib.sha256(data).hexdigest(), number)
 

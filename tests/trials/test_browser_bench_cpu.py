@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.core.management import call_command
 
-from trials.ingest.browser_bench import CPU_KINDS, chromium_kind, cpu_readings, cpu_used
+from trials.ingest.browser_bench import CPU_KINDS, chromium_kind, cpu_readings, cpu_used, finishing_seconds
 
 
 def test_chromiums_processes_are_told_apart_by_their_command_lines():
@@ -61,3 +61,9 @@ def test_the_upload_benchmark_runs_end_to_end_with_more_runs_than_a_subject_has_
     assert len([line for line in lines if "timeline, browser run" in line]) == 4
     ratios = next(line for line in lines if "ratio run by run" in line)
     assert ratios.count(",") == 3
+
+
+def test_the_last_step_runs_from_the_last_file_sent_to_the_end_of_the_upload():
+    timeline = {"read": 300, "all sent": 5500, "checked": 5700, "finishing": 5700, "finished": 6600, "done": 6650}
+    assert finishing_seconds(timeline) == pytest.approx(1.15)
+    assert finishing_seconds({"read": 300, "done": 900}) is None  # a run that sent nothing says nothing of it

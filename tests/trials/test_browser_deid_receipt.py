@@ -17,6 +17,7 @@ from django.db import connection
 from tests.conftest import build_world
 from tests.trials.durability import assert_end_state, refuse_the_index_row_of_one_file, storage_keys
 from trials.deid.pseudonym import PseudonymSpace
+from trials.dicomweb import wado
 from trials.ingest import services, store
 from trials.ingest.services import upload_batch_process, upload_finish, upload_receive
 from trials.models import Instance, Trial, Upload, UploadItem
@@ -253,3 +254,31 @@ def test_a_file_rejected_in_its_request_is_named_by_its_part_and_reason_never_by
     sent_uids = pydicom.dcmread(io.BytesIO(original))
     for uid in (sent_uids.SOPInstanceUID, sent_uids.StudyInstanceUID, sent_uids.SeriesInstanceUID):
         assert uid.encode() not in response.content and uid not in response["Warning"]
+
+
+def test_each_stored_files_dicom_json_is_made_in_its_request_as_its_first_read_makes_it(world, api, sent):
+    """QC, when the upload is finished, and the first viewer then find each instance's metadata instead of reading
+    its file back from the store (the step the coordinator waited for at the end)."""
+    upload_id, outputs, records = sent
+    response = stow_with_records(api, world.cora, upload_id, records, outputs)
+    assert response.status_code == 200, response.content
+    instances = list(Instance.objects.order_by("pk"))
+    assert len(instances) == 4 and all(i.metadata is not None and i.pixel_layout is not None for i in instances)
+    for instance in instances:
+        kept = (instance.metadata, instance.pixel_layout)
+        instance.metadata = instance.pixel_layout = None
+        wado._make_metadata(instance)  # what a first read makes of the stored file
+        assert (instance.metadata, instance.pixel_layout) == kept
+
+
+def test_a_file_whose_dicom_json_cannot_be_made_in_its_request_is_stored_all_the_same(world, api, sent, monkeypatch):
+    upload_id, outputs, records = sent
+
+    def fails(ds):
+        raise TypeError("a value the JSON writer does not take")
+
+    monkeypatch.setattr(wado, "dataset_json", fails)
+    response = stow_with_records(api, world.cora, upload_id, records, outputs)
+    assert response.status_code == 200, response.content
+    assert sorted(UploadItem.objects.values_list("state", flat=True)) == ["accepted"] * 4
+    assert list(Instance.objects.values_list("metadata", flat=True)) == [None] * 4  # made at its first read

@@ -97,13 +97,36 @@ def instance_metadata(instance: Instance) -> dict:
 def _make_metadata(instance: Instance) -> None:
     """Set the instance's metadata and pixel layout from its stored file (not saved)."""
     with image_storage().open(instance.storage_key, "rb") as f:
-        raw = getattr(f, "file", f)
-        ds = pydicom.dcmread(raw, stop_before_pixels=True)
-        layout = _layout_at(raw, ds) if instance.pixel_layout is None else instance.pixel_layout
+        _metadata_from(instance, getattr(f, "file", f))
+
+
+def _metadata_from(instance: Instance, raw) -> None:
+    """Set the instance's metadata and pixel layout from its file's bytes in `raw` (a file object, at its start)."""
+    ds = pydicom.dcmread(raw, stop_before_pixels=True)
+    layout = _layout_at(raw, ds) if instance.pixel_layout is None else instance.pixel_layout
     metadata = dataset_json(ds)  # pydicom's to_json_dict, every value inline, made faster
     metadata["00083002"] = {"vr": "UI", "Value": [instance.transfer_syntax_uid]}
     metadata = dict(sorted(metadata.items()))  # PS3.18 F.2.2: in tag order (pixel data, last, is added later)
     instance.metadata, instance.pixel_layout = metadata, layout
+
+
+def metadata_keep_stored(stored: list[tuple[Instance, bytes]]) -> None:
+    """Make and keep the metadata of instances just stored, from the bytes of their files still in hand, so that
+    QC and the first viewer find it instead of reading the files back. An instance whose bytes do not give it
+    (for whatever reason) is left without: its first read makes it, as for any instance.
+    """
+    made = []
+    for instance, data in stored:
+        if instance.pk is None or instance.metadata is not None:
+            continue
+        try:
+            _metadata_from(instance, io.BytesIO(data))
+        except Exception as exc:  # noqa: BLE001 - only the type is logged; the first read makes it or says why
+            log.warning("instance %s: its metadata is left for its first read (%s)", instance.pk, type(exc).__name__)
+            instance.metadata = None
+            continue
+        made.append(instance)
+    _keep_metadata(made)
 
 
 def with_bulk_data(metadata: dict, instance: Instance, instance_url: str) -> dict:

@@ -314,6 +314,12 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             + ", ".join(f"{step} {statistics.median(s[step] for s in steps):.1f}" for step in steps[0])
             + " ms (median of the runs)"
         )
+    tails = {path: [finishing_seconds(t) for t in timelines[path]] for path in timelines}
+    if all(None not in values for values in tails.values()):
+        out.write(
+            "  the last step, from the last file sent to the visit uploaded (finishing, QC), median: "
+            f"{statistics.median(tails['server']):.1f} s as they are / {statistics.median(tails['browser']):.1f} s browser"
+        )
     if all(cpu.values()):
         _report_cpu(out, cpu)
     for path, label in (("server", "as they are"), ("browser", "browser")):
@@ -330,6 +336,14 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             if idle:
                 moments += f"; request slots idle {idle / 1000:.1f} s (of {2} in flight, while sending)"
             out.write(f"  timeline, {label} run {run + 1} (s after the drop): {moments}")
+
+
+def finishing_seconds(timeline: dict) -> float | None:
+    """Seconds from the last file sent to the end of the upload (the page closing the upload, the server's QC and
+    the page's last poll) in a run's `data-timeline` (ms after the drop); None where the run lacks a moment."""
+    if "all sent" not in timeline or "done" not in timeline:
+        return None
+    return (timeline["done"] - timeline["all sent"]) / 1000
 
 
 # -- where an upload's CPU goes: the server and Chromium, from /proc ----------------------------------------------

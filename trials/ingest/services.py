@@ -29,6 +29,7 @@ from ctims.metrics import DEID_SECONDS
 
 from ..deid import DeidOptions, DeidRejected, DeidResult
 from ..dicomweb import index as qido_index
+from ..dicomweb.wado import metadata_keep_stored
 from ..models import Instance, Query, Series, Study, Subject, Timepoint, Trial, Upload, UploadItem
 from ..services import timepoint_transition, trial_check_open
 from . import store
@@ -232,9 +233,13 @@ def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str
                 state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}
             )
             by_pk: dict[int, DeidResult | DeidRejected | None] = {ids[sha]: outcomes[sha] for sha in ids}
-            _index_in_transaction(
+            stored = _index_in_transaction(
                 by_pk, upload=upload, timepoint=timepoint, subject=subject, staging=staging, copies=resent
             )
+    # Their bytes are in hand: each stored file's DICOM JSON is made now, after the commit, while the site's
+    # browser de-identifies the next files, instead of read back from the store by QC when the upload is
+    # finished (the last step the coordinator waits for: about 0.6 to 1.9 s of a 300-slice series, on one core).
+    metadata_keep_stored([(instance, due[instance.sha256]) for instance in stored if instance.sha256 in due])
 
 
 def _enqueue_on_commit(item_ids: list[int]) -> None:
@@ -670,8 +675,9 @@ def _index_in_transaction(
     subject: Subject,
     staging: store.StagedWrites,
     copies: set[str] | None = None,
-) -> None:
-    """The body of `_index_batch`, in a transaction its caller holds (and whose rollback deletes what it stored).
+) -> list[Instance]:
+    """The body of `_index_batch`, in a transaction its caller holds (and whose rollback deletes what it stored);
+    returns the instances it stored.
 
     The raw copies of the files settled here are deleted after the commit: all of them, or only `copies` (the
     files that have one) when the caller knows which.
@@ -733,6 +739,7 @@ def _index_in_transaction(
     ]
     transaction.on_commit(lambda: [store.quarantine_delete(upload.pk, sha) for sha in done])
     _maybe_complete(upload)
+    return new_instances
 
 
 def _index_one(

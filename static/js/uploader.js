@@ -1188,11 +1188,13 @@ class Uploader {
       await this.send(waiting);
     }
     if (this.upload && this.upload.state === "open") {
-      touched = true;
       this.phase(gettext("All files sent. Closing the upload…"));
       this.mark("finishing");
       this.adopt(await this.apiPatiently("POST", this.uploadUrl(this.urls.finish)));
       this.mark("finished");
+      // A session that received no file (opened here for the subject key, then nothing to send) is discarded
+      // by the server ("cancelled"): no upload took place, and the visit is as it was.
+      touched ||= this.upload.state !== "cancelled";
     }
     if (touched) await this.poll();
     this.report({ touched });
@@ -1597,7 +1599,26 @@ class Uploader {
       true,
     );
     if (!touched) {
-      this.phase(gettext("Nothing new to send: the server already holds every one of these files."));
+      // Nothing went out: say how many files the server holds and how many were not sent (listed below).
+      const notSent = this.entries.filter((e) => e.state === "held" || e.state === "unreadable").length;
+      const holds = tally.accepted + tally.already + tally.rejected;
+      if (!notSent) {
+        this.phase(gettext("Nothing new to send: the server already holds every one of these files."));
+      } else if (holds) {
+        this.phase(
+          interpolate(
+            ngettext(
+              "Nothing new to send: the server already holds %(holds)s of these files; %(n)s was not sent (listed below).",
+              "Nothing new to send: the server already holds %(holds)s of these files; %(n)s were not sent (listed below).",
+              notSent,
+            ),
+            { holds: whole.format(holds), n: whole.format(notSent) },
+            true,
+          ),
+        );
+      } else {
+        this.phase(gettext("Nothing was sent: none of these files could be sent (listed below)."));
+      }
     } else {
       this.phase(gettext("Upload complete."));
     }
@@ -1639,6 +1660,18 @@ class Uploader {
         ),
       );
       result.append(fileList(held.slice(0, SHOW_REJECTED), "held-list"));
+    }
+    const unreadable = this.entries.filter((e) => e.state === "unreadable");
+    if (unreadable.length) {
+      add(
+        "result-note",
+        interpolate(
+          ngettext("%(n)s file could not be read and was not sent:", "%(n)s files could not be read and were not sent:", unreadable.length),
+          { n: whole.format(unreadable.length) },
+          true,
+        ),
+      );
+      result.append(fileList(unreadable.slice(0, SHOW_REJECTED), "unreadable-list"));
     }
     const rejected = [...this.bySha.values()].map((entries) => entries[0]).filter((e) => e.state === "rejected");
     if (rejected.length) {

@@ -448,7 +448,12 @@ class Uploader {
       this.showPanel();
       this.adopt(await this.apiPatiently("GET", this.urls.resume));
       const held = this.upload.counts.total;
-      if (this.upload.state === "open") {
+      if (this.upload.state === "open" && !held) {
+        // Opened (for the subject key, or by a tab closed before its first request) and nothing arrived: there is
+        // nothing to finish or process yet, and the next drop goes into this session.
+        this.el.processRow.hidden = true;
+        this.phase(gettext("An upload of this visit was started earlier, but no file reached the server. Drop the folder to send it."));
+      } else if (this.upload.state === "open") {
         this.phase(
           interpolate(
             ngettext(

@@ -190,7 +190,10 @@ def test_dropping_the_same_folder_again_sends_nothing_new(world, page, folder):
     # The session opened for the subject key received nothing: it is discarded, not shown as an empty upload,
     # and the page says what is true (the stray and the burned-in image were held back, not held by the server).
     phase = page.locator("#upload-phase").inner_text()
-    assert phase == f"Nothing new to send: the server already holds {SLICES} of these files; 2 were not sent (listed below)."
+    assert (
+        phase
+        == f"Nothing new to send: the server already holds {SLICES} of these files; 2 were not sent (listed below)."
+    )
     assert "Upload complete" not in phase and "The visit is now" not in page.locator("#upload-result").inner_text()
     assert page.locator("#timepoint-state").inner_text() == "Uploaded"
     assert Instance.objects.count() == SLICES
@@ -222,7 +225,10 @@ def test_another_patients_folder_sends_nothing_and_leaves_the_visit_as_it_was(wo
     page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=120_000)
     assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
     assert page.locator("#upload-rows .fs-held").count() == 4
-    assert page.locator("#upload-phase").inner_text() == "Nothing was sent: none of these files could be sent (listed below)."
+    assert (
+        page.locator("#upload-phase").inner_text()
+        == "Nothing was sent: none of these files could be sent (listed below)."
+    )
     assert page.locator("#timepoint-state").inner_text() == "Expected"
     week6 = Timepoint.objects.get(subject__code=SUBJECT, visit__code="W6")
     assert week6.state == Timepoint.State.EXPECTED

@@ -179,6 +179,23 @@ def test_an_interrupted_upload_resumes_with_the_files_the_server_lacks(world, st
     assert page.locator("#timepoint-stored").inner_text() == f"1 series / {SLICES} images"
 
 
+def test_a_session_that_received_nothing_is_not_called_interrupted(world, stores, folder, page):
+    """The tab was closed before its first file reached the server (the browser path opens the session for the
+    subject key first): the page says no file arrived yet, not that the server holds "0 files" of an upload to
+    finish, and shows no processing bar of 0 files; the folder then goes into that same session."""
+    timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
+    upload = upload_open(actor=world.cora, timepoint=timepoint)
+    open_upload_page(page)
+    phase = page.locator("#upload-phase").inner_text()
+    assert phase == (
+        "An upload of this visit was started earlier, but no file reached the server. Drop the folder to send it."
+    )
+    assert page.locator("#upload-process").is_hidden()
+    choose_folder(page, folder)
+    assert Upload.objects.get().pk == upload.pk and Upload.objects.get().state == "complete"
+    assert Instance.objects.count() == SLICES
+
+
 def test_files_dropped_on_the_zone_are_read_too(world, stores, folder, page):
     files = sorted((folder / "DICOM" / "ST000001" / "SE000002").glob("IM0000[1-3]")) + [folder / "README.txt"]
     payload = [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in files]

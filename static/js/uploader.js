@@ -375,6 +375,7 @@ class Uploader {
     this.batchList = [];
     this.busy = false;
     this.sending = false;
+    this.sentAny = false; // a request of this drop was answered with its files taken
     this.dropped = performance.now();
     this.timeline = {};
     this.bind();
@@ -538,6 +539,7 @@ class Uploader {
   }
 
   reset() {
+    this.sentAny = false;
     this.entries = [];
     this.bySha = new Map();
     this.skippedCount = 0;
@@ -1182,7 +1184,9 @@ class Uploader {
 
   async deliver() {
     let waiting = this.pending();
-    let touched = false;
+    // Files of this drop the server took (while de-identifying, or on an earlier try): the upload took place even
+    // if another tab of the same session finished it meanwhile.
+    let touched = this.sentAny;
     if (waiting.length && (!this.upload || this.upload.state !== "open")) {
       this.phase(gettext("Opening the upload…"));
       await this.openUpload(this.browserMode ? "browser" : "server");
@@ -1278,6 +1282,7 @@ class Uploader {
         batch.fraction = 0;
         const answer = await this.post(entries, batch, bar);
         if (answer.ok) {
+          this.sentAny = true;
           for (const entry of entries) this.setShaState(entry.sha, "received");
           batch.settled = batch.bytes;
           batch.attemptBytes = 0;

@@ -204,6 +204,36 @@ def test_dropping_the_same_folder_again_sends_nothing_new(world, page, folder):
     assert page.locator("#upload-history ~ .table-wrap tbody tr").count() == 1
 
 
+def test_a_tab_whose_files_went_into_a_session_another_tab_finished_says_they_were_sent(world, page, folder):
+    """Two tabs of the coordinator on one visit share the open session; the other tab finishes it while this one
+    is still sending. This tab's files went out and were stored: it says the upload is complete, not that there
+    was nothing new to send."""
+    from django.db import connection
+
+    from trials.ingest.services import upload_finish
+    from trials.models import UploadItem
+
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+
+    def other_tab_finishes_once_all_arrived(route):
+        response = route.fetch()
+        if UploadItem.objects.count() == SLICES and Upload.objects.get().state == "open":
+            upload_finish(actor=world.cora, upload=Upload.objects.get())
+        connection.close()  # opened in Playwright's context: left open, it would keep the test database in use
+        route.fulfill(response=response)
+
+    page.route("**/dicomweb/**", other_tab_finishes_once_all_arrived)
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=120_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+    assert Upload.objects.get().state == "complete"
+    assert page.locator("#upload-phase").inner_text() == "Upload complete."
+    assert f"{SLICES} de-identified and stored, 0 already stored, 0 rejected." in page.locator(RESULT).inner_text()
+    assert "The visit is now Uploaded." in page.locator("#upload-result").inner_text()
+
+
 def test_another_patients_folder_sends_nothing_and_leaves_the_visit_as_it_was(world, page, folder, tmp_path):
     """The subject's patient is known from the baseline; the coordinator drops another patient's folder on Week 6:
     every file is held back in the browser, no upload is left behind, and the visit is still expected."""

@@ -369,6 +369,7 @@ class Uploader {
     this.columns = [...this.el.table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
     this.upload = null;
     this.current = new Map(); // sha256 -> item of the open (or last) upload session
+    this.previous = new Map(); // sha256 -> item of the sessions this page sent to before that one
     this.entries = [];
     this.bySha = new Map();
     this.skippedCount = 0;
@@ -1167,7 +1168,7 @@ class Uploader {
 
   /** Whether the server holds the file (this upload or an earlier one); its rows then say so. */
   serverHolds(sha) {
-    const item = this.current.get(sha);
+    const item = this.current.get(sha) || this.previous.get(sha);
     const known = this.earlier.get(sha);
     if (item && item.state !== "resend") {
       this.setShaState(sha, FROM_SERVER[item.state], item.reason || "", { force: true });
@@ -1290,7 +1291,7 @@ class Uploader {
           this.refresh();
           return;
         }
-        if (!answer.retry) throw new UploadError(answer.message);
+        if (!answer.retry) throw await this.refusal(answer.message);
         if (attempt >= TRIES) {
           throw new UploadError(
             gettext(
@@ -1323,6 +1324,25 @@ class Uploader {
     } finally {
       bar.remove();
     }
+  }
+
+  /** Why a request was refused: the session closed under this page (another tab or window of the person, sharing
+   * it, finished it) is said so; anything else as the server words it. */
+  async refusal(message) {
+    try {
+      const upload = await this.api("GET", this.uploadUrl(this.urls.status));
+      if (upload.id === this.upload.id && upload.state !== "open") {
+        this.adopt(upload);
+        return new UploadError(
+          gettext(
+            "This upload was finished in another tab or window while this one was sending. Press Retry to send the rest in a new upload: files the server already holds are not sent again.",
+          ),
+        );
+      }
+    } catch {
+      // The server's own words, below.
+    }
+    return new UploadError(message);
   }
 
   batchBar(batch) {
@@ -1478,6 +1498,16 @@ class Uploader {
   }
 
   adopt(upload, { fresh = false } = {}) {
+    if (!fresh && this.upload && this.upload.id !== upload.id) {
+      // A late answer about a session this page has left (a poll sent before it opened another): what that
+      // session holds is still known, but the page stays with the session it sends to.
+      for (const item of upload.items) this.previous.set(item.sha256, item);
+      return;
+    }
+    if (fresh && this.upload && this.upload.id !== upload.id) {
+      // Another session (the last one closed under this page): what the earlier one holds is not sent again.
+      for (const [sha, item] of this.current) this.previous.set(sha, item);
+    }
     if (fresh || (this.upload && this.upload.id !== upload.id)) {
       this.current = new Map();
       this.cursor = undefined;

@@ -234,6 +234,47 @@ def test_a_tab_whose_files_went_into_a_session_another_tab_finished_says_they_we
     assert "The visit is now Uploaded." in page.locator("#upload-result").inner_text()
 
 
+def test_a_session_another_tab_finished_mid_upload_is_said_and_retry_sends_only_the_rest(world, page, long_series):
+    """The other tab finishes the shared session after this tab's first request: this tab's next request is
+    refused. The page says the upload was finished elsewhere (not that a subject key is refused), and Retry sends
+    the rest in a new upload without sending again what the first one holds."""
+    from django.db import connection
+
+    from trials.ingest.services import upload_finish
+    from trials.models import UploadItem
+
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+
+    def other_tab_finishes_after_the_first_request(route):
+        response = route.fetch()
+        first = Upload.objects.order_by("pk").first()
+        if first.state == "open":
+            upload_finish(actor=world.cora, upload=first)
+        connection.close()  # opened in Playwright's context: left open, it would keep the test database in use
+        route.fulfill(response=response)
+
+    page.route("**/dicomweb/**", other_tab_finishes_after_the_first_request)
+    page.set_input_files("input[webkitdirectory]", str(long_series))
+    page.wait_for_selector("#upload-error:not([hidden])", timeout=120_000)
+    assert "finished in another tab" in page.locator("#upload-error-text").inner_text()
+    page.unroute("**/dicomweb/**")
+    first = Upload.objects.order_by("pk").first()
+    held_by_first = set(UploadItem.objects.filter(upload=first).values_list("sha256", flat=True))
+    assert 0 < len(held_by_first) < 120
+
+    page.click("#upload-retry")
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=120_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+    second = Upload.objects.order_by("pk").last()
+    assert second.pk != first.pk and second.state == "complete"
+    assert not held_by_first & set(UploadItem.objects.filter(upload=second).values_list("sha256", flat=True))
+    assert Instance.objects.count() == 120
+    assert page.locator("#upload-rows .fs-accepted").count() == 120
+    assert "120 de-identified and stored, 0 already stored, 0 rejected." in page.locator(RESULT).inner_text()
+
+
 def test_another_patients_folder_sends_nothing_and_leaves_the_visit_as_it_was(world, page, folder, tmp_path):
     """The subject's patient is known from the baseline; the coordinator drops another patient's folder on Week 6:
     every file is held back in the browser, no upload is left behind, and the visit is still expected."""

@@ -169,3 +169,31 @@ def test_an_empty_session_leaves_the_visit_uploading_while_another_upload_is_ope
     other = upload_open(actor=uploaded.alice, timepoint=timepoint)
     session, timepoint = _open_and_finish_empty(uploaded.cora)
     assert session.state == "cancelled" and timepoint.state == "uploading" and other.state == "open"
+
+
+def test_a_re_upload_that_brings_nothing_new_leaves_a_visit_answered_by_an_earlier_one_with_qc(uploaded):
+    """A re-upload answered the QC query (the visit is "uploaded", waiting for the reviewer); the coordinator then
+    sends the same folder again as it is (server path): every file is already stored. The answer stands and the
+    visit stays with QC; only a visit still waiting for the site (query open) stays "query open"."""
+    from trials.models import Query, Timepoint
+    from trials.qc_services import qc_fail
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    qc_fail(actor=uploaded.quinn, timepoint=timepoint, series=[], reason="Slices missing.")
+    more = synthesize_ct_series(real_ct_template(large=False), slices=2, seed="history-more")
+    upload_files(uploaded.cora, SUBJECT, more)
+    assert Timepoint.objects.get(pk=timepoint.pk).state == "uploaded"
+    upload_files(uploaded.cora, SUBJECT, more)
+    assert Timepoint.objects.get(pk=timepoint.pk).state == "uploaded"
+    assert Query.objects.get(timepoint=timepoint).state == "answered"
+
+
+def test_a_re_upload_that_brings_nothing_new_to_an_open_query_leaves_it_open(uploaded):
+    from trials.models import Timepoint
+    from trials.qc_services import qc_fail
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    qc_fail(actor=uploaded.quinn, timepoint=timepoint, series=[], reason="Slices missing.")
+    files = synthesize_ct_series(real_ct_template(large=False), slices=3, seed="history")
+    upload_files(uploaded.cora, SUBJECT, files)
+    assert Timepoint.objects.get(pk=timepoint.pk).state == "query_open"

@@ -895,18 +895,26 @@ def _discard(*, actor, upload: Upload) -> None:
     state = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
     if state != Timepoint.State.UPLOADING:
         return
+    before = _state_before(upload)
+    if before is None:  # opened before this was recorded, or while another upload was open: what the visit holds
+        if Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists():
+            before = Timepoint.State.QUERY_OPEN
+        elif Instance.objects.filter(series__study__timepoint=timepoint).exists():
+            before = Timepoint.State.UPLOADED
+        else:
+            before = Timepoint.State.EXPECTED
     timepoint_transition(
         actor=actor,
         timepoint=timepoint,
-        to=_state_before(upload),
+        to=before,
         allowed_from=[Timepoint.State.UPLOADING],
         reason="upload discarded: no file sent",
     )
 
 
-def _state_before(upload: Upload) -> str:
-    """The visit's state when `upload` opened, as its opening recorded it; for a session opened before that was
-    recorded (or while another upload was open), what the visit holds says it."""
+def _state_before(upload: Upload) -> str | None:
+    """The visit's state when `upload` opened, as its opening recorded it (None if it did not, or if the visit
+    was already uploading: another upload was open)."""
     from ctims.models import AuditEvent
 
     summary = (
@@ -915,13 +923,7 @@ def _state_before(upload: Upload) -> str:
         .first()
     )
     before = (summary or {}).get("visit_state")
-    if before in UPLOADABLE_STATES and before != Timepoint.State.UPLOADING:
-        return before
-    timepoint = upload.timepoint
-    if Query.objects.filter(timepoint=timepoint, state=Query.State.OPEN).exists():
-        return Timepoint.State.QUERY_OPEN
-    stored = Instance.objects.filter(series__study__timepoint=timepoint).exists()
-    return Timepoint.State.UPLOADED if stored else Timepoint.State.EXPECTED
+    return before if before in UPLOADABLE_STATES and before != Timepoint.State.UPLOADING else None
 
 
 def _maybe_complete(upload: Upload) -> None:
@@ -945,8 +947,12 @@ def _maybe_complete(upload: Upload) -> None:
 
     if counts.get(UploadItem.State.ACCEPTED):
         query_note_upload(upload=upload)  # something new arrived: the open queries are answered by it
-    elif Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists():
-        # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive.
+    elif (
+        Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
+        and _state_before(upload) != Timepoint.State.UPLOADED
+    ):
+        # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive. (A visit
+        # an earlier re-upload answered, "uploaded" when this one opened, stays with QC: that answer stands.)
         timepoint_transition(
             actor=None, timepoint=timepoint, to=Timepoint.State.QUERY_OPEN, allowed_from=[Timepoint.State.UPLOADING]
         )

@@ -1701,6 +1701,23 @@ class Uploader {
       );
       result.append(fileList(held.slice(0, SHOW_REJECTED), "held-list"));
     }
+    // The counts above are of distinct files: a file found twice in what was dropped went once.
+    let copies = 0;
+    for (const [, entries] of this.bySha) copies += entries.length - 1;
+    if (copies) {
+      add(
+        "result-note",
+        interpolate(
+          ngettext(
+            "%(n)s file was a copy of another file here and is counted once.",
+            "%(n)s files were copies of other files here and are counted once.",
+            copies,
+          ),
+          { n: whole.format(copies) },
+          true,
+        ),
+      );
+    }
     const unreadable = this.entries.filter((e) => e.state === "unreadable");
     if (unreadable.length) {
       add(

@@ -14,7 +14,7 @@ from tests.conftest import PASSWORD, build_world
 from tests.e2e.conftest import log_in, screenshot
 from trials.ingest.services import upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Timepoint, Upload
+from trials.models import Instance, Timepoint, Upload, UploadItem
 
 SLICES = 36
 RESULT = "#upload-result .result-line"
@@ -194,6 +194,21 @@ def test_a_session_that_received_nothing_is_not_called_interrupted(world, stores
     choose_folder(page, folder)
     assert Upload.objects.get().pk == upload.pk and Upload.objects.get().state == "complete"
     assert Instance.objects.count() == SLICES
+
+
+def test_a_copy_of_a_file_in_the_folder_is_sent_once_and_accounted_for(world, stores, folder, page):
+    """A CD export holding the same image twice (two folders): it is sent once, and the result's counts, which
+    are of distinct files, say what became of the copy instead of leaving a row unaccounted for."""
+    series_dir = folder / "DICOM" / "ST000001" / "SE000002"
+    (folder / "IMAGES").mkdir()
+    (folder / "IMAGES" / "IM00001").write_bytes((series_dir / "IM00001").read_bytes())
+    open_upload_page(page)
+    choose_folder(page, folder)
+    assert states(page).count("De-identified and stored") == SLICES + 1
+    result = page.locator("#upload-result").inner_text()
+    assert f"{SLICES} de-identified and stored, 0 already stored, 1 rejected." in result
+    assert "1 file was a copy of another file here and is counted once." in result
+    assert UploadItem.objects.count() == SLICES + 1
 
 
 def test_files_dropped_on_the_zone_are_read_too(world, stores, folder, page):

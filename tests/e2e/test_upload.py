@@ -156,6 +156,24 @@ def test_a_zip_of_the_folder_is_read_in_the_browser(world, stores, folder, tmp_p
     assert Instance.objects.count() == SLICES
 
 
+def test_a_zip_made_by_korean_windows_shows_its_names_as_written(world, stores, folder, tmp_path, page, monkeypatch):
+    """Windows' own "Compress" in a Korean locale writes names in code page 949 without the zip's UTF-8 flag: the
+    rows show the Hangul folder names, not replacement characters."""
+    archive = tmp_path / "export.zip"
+    monkeypatch.setattr(zipfile.ZipInfo, "_encodeFilenameFlags", lambda info: (info.filename.encode("cp949"), 0))
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted((folder / "DICOM" / "ST000001" / "SE000002").glob("IM0000[1-3]")):
+            zf.write(path, f"홍길동 CT/{path.name}")
+    monkeypatch.undo()
+    with zipfile.ZipFile(archive) as zf:
+        assert not any(info.flag_bits & 0x800 for info in zf.infolist())
+    open_upload_page(page)
+    page.set_input_files("#upload-pick-files", str(archive))
+    wait_for_the_result(page)
+    names = page.locator("#upload-rows tr th").all_inner_texts()
+    assert [name.replace("\n", "") for name in names] == [f"export.zip/홍길동 CT/IM0000{n}" for n in (1, 2, 3)]
+
+
 def test_an_interrupted_upload_resumes_with_the_files_the_server_lacks(world, stores, folder, page):
     """The browser was closed after ten files; the reopened page resumes that upload and sends only the rest."""
     first_ten = sorted((folder / "DICOM" / "ST000001" / "SE000002").glob("IM000*"))[:10]

@@ -340,3 +340,16 @@ def test_files_sent_into_a_closed_browser_upload_are_refused_with_what_to_do(wor
     assert response.status_code == 409
     assert response.json()["error"]["message"] == "This upload is closed; start a new upload to send more files."
     assert Upload.objects.get(pk=upload_id).items.count() == 1
+
+
+def test_finishing_an_upload_that_received_no_file_cancels_it_and_answers_the_visits_state(
+    world, api, browser_trial, series
+):
+    """The page opens a session for the subject key and finds nothing to send: the finish answers "cancelled"
+    with the visit as it was before the session opened, and no subject key is given for it any more."""
+    upload_id = open_upload(api, world.cora).json()["id"]
+    assert key_of(api, world.cora, upload_id).status_code == 200
+    answer = finish(api, world.cora, upload_id).json()
+    assert answer["state"] == "cancelled" and answer["timepoint_state"] == "expected"
+    assert answer["counts"]["total"] == 0
+    assert key_of(api, world.cora, upload_id).status_code == 409

@@ -540,6 +540,19 @@ class Uploader {
   }
 
   reset() {
+    if (!this.upload || this.upload.state !== "open") {
+      // A new drop after an upload of this page ended: what the ended sessions took are earlier uploads to it,
+      // as those listed when the page opened (its rows say "Already received", not "De-identified and stored").
+      for (const sessions of [this.previous, this.current]) {
+        for (const [sha, item] of sessions) {
+          if (item.state === "resend") continue;
+          const known = this.earlier.get(sha);
+          if (!known || known.state === "rejected") this.earlier.set(sha, { sha256: sha, state: item.state, reason: item.reason || "" });
+        }
+      }
+      this.previous = new Map();
+      this.current = new Map();
+    }
     this.sentAny = false;
     this.entries = [];
     this.bySha = new Map();

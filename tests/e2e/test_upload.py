@@ -139,6 +139,19 @@ def test_the_same_folder_again_after_a_reload_sends_nothing(world, stores, folde
     screenshot(page, "upload-nothing-new")
 
 
+def test_the_same_folder_again_on_the_same_page_is_said_to_be_stored_already(world, stores, folder, page):
+    """The second drop without a reload: its files were stored by the first drop, not by this one, and the
+    result says so (it said "36 de-identified and stored" under "Nothing new to send")."""
+    open_upload_page(page)
+    choose_folder(page, folder)
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector("#upload-phase:has-text('Nothing new to send')")
+    wait_for_the_result(page)
+    assert states(page).count("Already received") == SLICES
+    assert f"0 de-identified and stored, {SLICES} already stored, 1 rejected." in page.locator(RESULT).inner_text()
+    assert Upload.objects.count() == 1 and Instance.objects.count() == SLICES
+
+
 def test_a_zip_of_the_folder_is_read_in_the_browser(world, stores, folder, tmp_path, page):
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as zf:

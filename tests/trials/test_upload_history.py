@@ -197,3 +197,20 @@ def test_a_re_upload_that_brings_nothing_new_to_an_open_query_leaves_it_open(upl
     files = synthesize_ct_series(real_ct_template(large=False), slices=3, seed="history")
     upload_files(uploaded.cora, SUBJECT, files)
     assert Timepoint.objects.get(pk=timepoint.pk).state == "query_open"
+
+
+def test_the_discard_and_the_state_it_went_back_to_read_as_words_in_the_audit_trail(world):
+    from django.utils import translation
+
+    from ctims.audit_display import event_view
+    from ctims.models import AuditEvent
+
+    session, _timepoint = _open_and_finish_empty(world.cora)
+    opened = AuditEvent.objects.get(action="upload.open", object_id=str(session.pk))
+    discarded = AuditEvent.objects.get(action="upload.discard", object_id=str(session.pk))
+    back = AuditEvent.objects.filter(action="timepoint.transition").latest("seq")
+    with translation.override("ko"):
+        views = [event_view(event) for event in (opened, discarded, back)]
+    assert views[0].summary[-1] == ("이전 방문 상태", "예정")
+    assert views[1].action == "업로드 취소: 보낸 파일 없음"
+    assert ("사유", "업로드 취소: 보낸 파일 없음") in views[2].summary

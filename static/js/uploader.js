@@ -214,9 +214,11 @@ async function pool(items, limit, work) {
 
 function errorMessage(body, status) {
   const error = body && body.error;
-  if (error && typeof error.message === "string") return error.message;
-  if (typeof error === "string") return error;
-  if (status === 403) return gettext("The server refused the request: your session may have ended. Log in again and retry.");
+  const words = error && typeof error.message === "string" ? error.message : typeof error === "string" ? error : "";
+  // A session that ended (or a log-in elsewhere the page cannot follow) is refused in the framework's own words.
+  const loggedOut = status === 401 || (status === 403 && (!words || /CSRF|credentials/i.test(words)));
+  if (words && !loggedOut) return words;
+  if (status === 401 || status === 403) return gettext("The server refused the request: your session may have ended. Log in again and retry.");
   if (status === 413) return gettext("The server refused a request as too large.");
   return interpolate(gettext("The server answered with an error (HTTP %(status)s)."), { status }, true);
 }
@@ -332,7 +334,7 @@ class Uploader {
     this.engine = null;
     this.stateLabels = JSON.parse(data.stateLabels || "{}");
     this.earlier = new Map(JSON.parse(data.received || "[]").map((item) => [item.sha256, item]));
-    this.csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
+    this.servedCsrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
     const $ = (id) => document.getElementById(id);
     this.el = {
       zone: $("upload-drop"),
@@ -419,6 +421,15 @@ class Uploader {
         event.returnValue = "";
       }
     });
+  }
+
+  /**
+   * The CSRF token as the browser holds it now: a log-in (in another tab, after the session ended) gives a new
+   * one, and the token the page was served with is then refused until a reload. The page's own is the fallback.
+   */
+  csrf() {
+    const cookie = document.cookie.split("; ").find((pair) => pair.startsWith("csrftoken="));
+    return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : this.servedCsrf;
   }
 
   uploadUrl(template) {
@@ -1393,7 +1404,7 @@ class Uploader {
       xhr.open("POST", this.upload.stow_url);
       xhr.setRequestHeader("Content-Type", `multipart/related; type="application/dicom"; boundary=${boundary}`);
       xhr.setRequestHeader("Accept", "application/dicom+json");
-      xhr.setRequestHeader("X-CSRFToken", this.csrf);
+      xhr.setRequestHeader("X-CSRFToken", this.csrf());
       xhr.upload.onprogress = (event) => {
         batch.fraction = event.lengthComputable && event.total ? event.loaded / event.total : 0;
         this.later(progress, () => {
@@ -1428,7 +1439,7 @@ class Uploader {
 
   async api(method, url, body = undefined) {
     let response;
-    const headers = { Accept: "application/json", "X-CSRFToken": this.csrf };
+    const headers = { Accept: "application/json", "X-CSRFToken": this.csrf() };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     try {
       response = await fetch(url, {

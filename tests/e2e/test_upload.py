@@ -152,6 +152,31 @@ def test_the_same_folder_again_on_the_same_page_is_said_to_be_stored_already(wor
     assert Upload.objects.count() == 1 and Instance.objects.count() == SLICES
 
 
+def test_after_a_log_in_again_in_another_tab_retry_sends_the_folder(world, stores, folder, page):
+    """The coordinator's session ended while the upload page stayed open (here: logged out in another tab). The
+    drop is refused with what to do (not the framework's "CSRF Failed"); they log in again in another tab, which
+    gives the browser a new CSRF token, and Retry sends with it: the page once kept the token it was served with,
+    so every Retry was refused until the page was reloaded."""
+    open_upload_page(page)
+    other = page.context.new_page()
+    other.goto("/")
+    with other.expect_navigation():
+        other.click("form[action$='/logout/'] button")
+    page.bring_to_front()  # a file chooser of a tab in the background is not answered
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector("#upload-error:not([hidden])")
+    assert page.locator("#upload-error-text").inner_text() == (
+        "The server refused the request: your session may have ended. Log in again and retry."
+    )
+    log_in(other, "cora@example.org", PASSWORD)
+    other.close()
+    page.bring_to_front()
+    page.click("#upload-retry")
+    wait_for_the_result(page)
+    assert states(page).count("De-identified and stored") == SLICES
+    assert Instance.objects.count() == SLICES
+
+
 def test_a_zip_of_the_folder_is_read_in_the_browser(world, stores, folder, tmp_path, page):
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as zf:

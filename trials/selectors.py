@@ -350,7 +350,8 @@ def qc_worklist(*, actor: Actor, trial: Trial) -> QuerySet[Timepoint]:
         .annotate(
             n_blocking=Count("qc_findings", filter=Q(qc_findings__severity="blocking"), distinct=True),
             n_warnings=Count("qc_findings", filter=Q(qc_findings__severity="warning"), distinct=True),
-            uploaded_at=Max("uploads__closed_at"),
+            # Completed uploads only: a session discarded for want of files (cancelled) uploaded nothing.
+            uploaded_at=Max("uploads__closed_at", filter=Q(uploads__state=Upload.State.COMPLETE)),
             answered=ExpressionWrapper(
                 queries(Query.State.ANSWERED) & ~queries(Query.State.OPEN), output_field=BooleanField()
             ),

@@ -214,3 +214,14 @@ def test_the_discard_and_the_state_it_went_back_to_read_as_words_in_the_audit_tr
     assert views[0].summary[-1] == ("이전 방문 상태", "예정")
     assert views[1].action == "업로드 취소: 보낸 파일 없음"
     assert ("사유", "업로드 취소: 보낸 파일 없음") in views[2].summary
+
+
+def test_the_qc_worklist_dates_the_visit_by_its_last_upload_not_a_discarded_session(uploaded):
+    from trials import selectors
+    from trials.models import Upload
+
+    (last, _first) = Upload.objects.order_by("-pk")[:2]
+    session, _timepoint = _open_and_finish_empty(uploaded.cora)
+    assert session.closed_at > last.closed_at
+    row = selectors.qc_worklist(actor=Actor(user=uploaded.quinn), trial=uploaded.trial).get(subject__code=SUBJECT)
+    assert row.uploaded_at == last.closed_at

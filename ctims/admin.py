@@ -69,16 +69,14 @@ class UserAdmin(BaseUserAdmin):
                     )
         return response
 
-    def delete_model(self, request, obj):
-        with transaction.atomic():
-            _audit_user_delete(request.user, obj)
-            super().delete_model(request, obj)
+    def get_readonly_fields(self, request, obj=None):
+        # A user ID is one person's for good (21 CFR 11.100(a)): changed, the old email would be free for a new
+        # account that the trail and the signatures made under it would then name. A new address is a new account.
+        return [*self.readonly_fields, "email"] if obj is not None else self.readonly_fields
 
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for user in queryset:
-                _audit_user_delete(request.user, user)
-            super().delete_queryset(request, queryset)
+    def has_delete_permission(self, request, obj=None):
+        """Never: an account leaves by being deactivated, so its user ID is never issued again (11.100(a))."""
+        return False
 
 
 def _shown(value):
@@ -86,10 +84,6 @@ def _shown(value):
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         return value
     return sorted(str(item) for item in value)
-
-
-def _audit_user_delete(actor: User, user: User) -> None:
-    audit_record(actor=actor, action="user.delete", obj=user, summary={"email": user.email, "by": BY})
 
 
 # --- two-factor devices: seen, and deleted when lost; never made or changed here ------------------------------

@@ -28,7 +28,7 @@ from .models import AuditEvent
 ACTIONS = {
     "audit.export": pgettext_lazy("audit action", "Audit trail exported"),
     "signature.create": pgettext_lazy("audit action", "Signed"),
-    "signature.refuse": pgettext_lazy("audit action", "Signature refused (wrong password or code)"),
+    "signature.refuse": pgettext_lazy("audit action", "Signature refused (wrong user ID, password or code)"),
     "two_factor.enrol": pgettext_lazy("audit action", "Authenticator app enrolled"),
     "two_factor.recovery_code_used": pgettext_lazy("audit action", "Recovery code used"),
     "user.create": pgettext_lazy("audit action", "Account created"),
@@ -81,6 +81,7 @@ VALUES = {
     "reason": {
         "password": pgettext_lazy("audit value", "wrong password"),
         "one-time code": pgettext_lazy("audit value", "wrong one-time code"),
+        "user ID": pgettext_lazy("audit value", "not the signer's user ID"),
         "locked out": pgettext_lazy("audit value", "account locked out (password not checked)"),
     },
     "device": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -46,6 +47,14 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.full_name or self.email
+
+    def clean(self) -> None:
+        """One spelling of each address, in lower case, held by one account whatever its case: a user ID is one
+        person's (21 CFR 11.100(a)), and people and the log-in form do not tell "Rhea@" from "rhea@"."""
+        super().clean()
+        self.email = self.email.lower()
+        if type(self).objects.filter(email__iexact=self.email).exclude(pk=self.pk).exists():
+            raise ValidationError({"email": _("An account with this email exists already.")})
 
     def get_full_name(self) -> str:
         return self.full_name

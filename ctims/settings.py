@@ -303,6 +303,10 @@ def image_store(bucket_variable: str, folder: str, *, or_within: str = "") -> di
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# The trained data the server's OCR reads pixels with: the very models the upload page's OCR gets (the front-end
+# build writes them there), so text is found alike at the site and here. Without them, the system's
+# (tesseract-ocr-kor/-eng) are used and `manage.py check` warns (trials.W001).
+OCR_MODELS_DIR = Path(os.environ.get("OCR_MODELS_DIR", BASE_DIR / "static" / "dist" / "deid" / "ocr"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": VAR_DIR / "media"}},
     # Compressed copies (gzip) beside each static file, which WhiteNoise sends to browsers that accept them: the

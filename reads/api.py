@@ -24,10 +24,40 @@ class ReadResultOut(serializers.Serializer):
     target_response = serializers.CharField(source="target", allow_blank=True)
     non_target_response = serializers.CharField(source="non_target", allow_blank=True)
     new_lesions = serializers.CharField(allow_blank=True)
-    sum_of_diameters_mm = serializers.CharField(source="sum_mm", allow_blank=True)
-    source = serializers.CharField()
-    reader = serializers.IntegerField()
-    locked_at = serializers.DateTimeField()
+    sum_of_diameters_mm = serializers.CharField(
+        source="sum_mm",
+        allow_blank=True,
+        help_text='The sum of the target lesions\' diameters in millimetres, as text with one decimal ("35.0"); '
+        "empty where it cannot be computed (a target lesion not evaluable).",
+    )
+    source = serializers.CharField(
+        help_text='How the result was locked: "single" (one reader), "agreement" (the readers agreed) or '
+        '"adjudication" (the result follows an adjudicator\'s decision: the visit the adjudicator decided, and '
+        "every other visit of the subject whose result then took the chosen reader's read, agreed or not). "
+        "`adjudicated` says which of them the adjudicator decided."
+    )
+    adjudicated = serializers.BooleanField(
+        help_text="True for a visit the adjudicator decided (the readers disagreed on it, so its first result was "
+        "the adjudication's); false for a visit whose result only follows a decision about another visit."
+    )
+    reader = serializers.IntegerField(
+        help_text="The evaluator number of the reader whose read stands: 1 or 2, or 3, 4, ... for a reader who took "
+        'a case over from one retired from it (the transfer\'s --EVALID "RADIOLOGIST n").'
+    )
+    locked_at = serializers.DateTimeField(
+        help_text="When this result was locked; for a result that follows an adjudication, when it was signed."
+    )
+    # The signatures the result stands on (21 CFR 11.50): the reader's, and the adjudicator's where one decided.
+    signed_by = serializers.CharField(help_text="The printed name of the reader who signed the read.")
+    signed_at = serializers.DateTimeField()
+    signature_meaning = serializers.CharField()
+    adjudicated_by = serializers.CharField(
+        allow_blank=True,
+        help_text="The printed name of the adjudicator whose signed decision the result follows (whenever `source` "
+        'is "adjudication"); empty otherwise.',
+    )
+    adjudicated_at = serializers.DateTimeField(allow_null=True)
+    adjudication_meaning = serializers.CharField(allow_blank=True)
     sr_sop_instance_uid = serializers.CharField(source="result.sr.sop_instance_uid")
 
 
@@ -52,7 +82,12 @@ class ReadResultSrApi(APIView):
 
 
 class TransferIn(serializers.Serializer):
-    cutoff = serializers.DateTimeField(required=False, allow_null=True, help_text="Default: now.")
+    cutoff = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="What is locked by this time is delivered. Default: now. Give the offset "
+        "(2026-07-01T00:00:00+09:00, or Z for UTC): a time without one is read in the server's time zone.",
+    )
 
 
 class TransferOut(serializers.Serializer):
@@ -67,7 +102,10 @@ class TransferOut(serializers.Serializer):
     real_dates = serializers.BooleanField()
     sha256 = serializers.CharField(allow_blank=True)
     size = serializers.IntegerField(allow_null=True)
-    changes = serializers.JSONField()
+    changes = serializers.JSONField(
+        help_text="Per subject code, what changed since the transfer this one supersedes: status (new, changed, "
+        "unchanged, removed), visits_added, visits_changed, visits_removed (visit codes) and endpoints_changed."
+    )
     error = serializers.CharField(allow_blank=True)
     download_url = serializers.SerializerMethodField()
 

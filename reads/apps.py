@@ -34,11 +34,26 @@ def _transfer_files():
     return ready.values_list("storage_key", "sha256", "size").iterator()
 
 
+def _read_signature_check(signature) -> str:
+    """`audit_verify`'s check of a reader's signature against the read it signs (imported when used)."""
+    from .read_services import read_signature_check
+
+    return read_signature_check(signature)
+
+
+def _adjudication_signature_check(signature) -> str:
+    """`audit_verify`'s check of an adjudicator's signature against the adjudication it signs."""
+    from .results import adjudication_signature_check
+
+    return adjudication_signature_check(signature)
+
+
 class ReadsConfig(AppConfig):
     name = "reads"
     verbose_name = _("Reads")
 
     def ready(self) -> None:
+        from ctims.signatures import SIGNED_RECORDS
         from trials.backup import KEPT_FILES, KeptFiles
         from trials.dicomweb.scopes import RELEASED_READS
         from trials.signals import timepoint_ready
@@ -46,6 +61,8 @@ class ReadsConfig(AppConfig):
         from .inbox import register_sources
 
         register_sources()
+        SIGNED_RECORDS["reads.read"] = _read_signature_check
+        SIGNED_RECORDS["reads.adjudication"] = _adjudication_signature_check
         if _released_reads not in RELEASED_READS:
             RELEASED_READS.append(_released_reads)
         KEPT_FILES["transfers"] = KeptFiles(storage="transfers", rows=_transfer_files)

@@ -33,6 +33,29 @@ SITE_TAGS = {
     "00120030",  # Clinical Trial Site ID
     "00120031",  # Clinical Trial Site Name
     "00120040",  # Clinical Trial Subject ID
+    # Where the scan was made or scheduled: a station, a room or an AE title is in one hospital. A trial that
+    # retains device identity (PS3.15 Annex E's option) keeps them in its files.
+    "00080055",  # Station AE Title
+    "00081000",  # Network ID
+    "00400001",  # Scheduled Station AE Title
+    "00400010",  # Scheduled Station Name
+    "00400011",  # Scheduled Procedure Step Location
+    "00400241",  # Performed Station AE Title
+    "00400242",  # Performed Station Name
+    "00400243",  # Performed Location
+    "00404025",  # Scheduled Station Name Code Sequence
+    "00404027",  # Scheduled Station Geographic Location Code Sequence
+    "00404028",  # Performed Station Name Code Sequence
+    "00404030",  # Performed Station Geographic Location Code Sequence
+    "00321020",  # Scheduled Study Location
+    "00321021",  # Scheduled Study Location AE Title
+    # The institution in coded form, and the site's ethics committee and coordinating centre.
+    "00080082",  # Institution Code Sequence
+    "00081041",  # Institutional Department Type Code Sequence
+    "00120060",  # Clinical Trial Coordinating Center Name
+    "00120081",  # Clinical Trial Protocol Ethics Committee Name
+    "00120082",  # Clinical Trial Protocol Ethics Committee Approval Number
+    "04000564",  # Source of Previous Values
 }
 PATIENT_TAGS = {"00100010", "00100020"}
 # What else would tell a reader who the patient is, or which visit or request this is.
@@ -66,12 +89,17 @@ IGNORED_KEYS = frozenset(name for name, key in qido.BY_NAME.items() if _blinded_
 
 
 def blind_metadata(metadata: dict, *, case_label: str) -> dict:
-    """A reader's copy of an instance's DICOM JSON: dates, times and site attributes removed at every depth,
-    the patient named by the case label."""
+    """A reader's copy of an instance's DICOM JSON: dates, times, site attributes and private elements removed
+    at every depth, the patient named by the case label.
+
+    A private element the trial's safelist keeps is opaque here (a vendor's scan date or the site's own code
+    in a text or binary value): no rule knows its meaning, so none is shown to a reader."""
 
     def clean(item: dict) -> dict:
         out = {}
         for tag, element in item.items():
+            if int(tag[3], 16) % 2:  # an odd group: a private element or its creator
+                continue
             if tag in SITE_TAGS or tag in CHARACTERISTIC_TAGS or tag in COUNT_TAGS or element.get("vr") in DATE_VRS:
                 continue
             if tag == "00080061" and "Value" in element:  # Modalities in Study

@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create, signing
+from ctims.signatures import signature_create, signature_verify, signing, user_id_asked
 from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Instance, Timepoint
 
@@ -368,6 +368,23 @@ def signed_content(read: Read) -> dict:
     }
 
 
+def read_signature_check(signature) -> str:
+    """The problem, if any, with the read a reader's signature names (21 CFR 11.70): it must still hold that
+    signature and still hash to what was signed. "" if it does."""
+    read = (
+        Read.objects.select_related("task__assignment", "task__timepoint__visit")
+        .filter(pk=int(signature.object_id))
+        .first()
+    )
+    if read is None:
+        return "the read it signs is gone"
+    if read.signature_id != signature.pk:
+        return "the read it names does not hold it"
+    if not signature_verify(signature, signed_content(read)):
+        return "the read was changed after it was signed"
+    return ""
+
+
 def _record_lesions(read: Read, content: Content) -> None:
     """Create the lesions this read introduces (with their tracking UIDs) and one measurement per lesion."""
     assignment = read.task.assignment
@@ -455,6 +472,7 @@ def read_sign(
     confirmed_response: str,
     request=None,
     second_factor: str = "",
+    user_id: str = "",
     revision: str | None = None,
 ) -> Read:
     """Sign the task's draft: the reader confirms the computed response and the meaning, and re-enters the password.
@@ -511,6 +529,7 @@ def read_sign(
             trial_id=task.design.trial_id,
             second_factor_required=task.design.trial.two_factor_at_signing,
             second_factor=second_factor,
+            user_id=user_id if user_id_asked(request) else None,
         )
         _record_lesions(read, content)
         try:

@@ -21,7 +21,7 @@ from guardian.shortcuts import assign_perm
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create, signing
+from ctims.signatures import signature_create, signing, user_id_asked
 from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
@@ -292,6 +292,7 @@ def adjudicate(
     meaning_confirmed: bool,
     request=None,
     second_factor: str = "",
+    user_id: str = "",
 ) -> Adjudication:
     """The adjudicator accepts reader 1's or reader 2's series, says why and signs: the visits in question lock
     with that reader's reads, and every visit of the subject already locked with the other reader's read follows.
@@ -352,6 +353,7 @@ def adjudicate(
             trial_id=task.design.trial_id,
             second_factor_required=task.design.trial.two_factor_at_signing,
             second_factor=second_factor,
+            user_id=user_id if user_id_asked(request) else None,
         )
         adjudication.chosen_slot = slot
         adjudication.reason = reason.strip()
@@ -396,6 +398,15 @@ def adjudicate(
             },
         )
     return adjudication
+
+
+def adjudication_signature_check(signature) -> str:
+    """The problem, if any, with the adjudication an adjudicator's signature names (21 CFR 11.70): it must still
+    hold that signature. (What it covered, the reads compared and the results changed, was the state of the moment;
+    the signature's event in the chain keeps its hash.) "" if it does."""
+    if not Adjudication.objects.filter(pk=int(signature.object_id), signature=signature).exists():
+        return "the adjudication it names does not hold it"
+    return ""
 
 
 def _result_follow(

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ctims.models import Signature
 from trials.models import Study, Timepoint, Trial
 
 from .assessment import assessment_display, response_label
@@ -392,7 +393,7 @@ def trial_evaluator_numbers(trial: Trial) -> dict[int, int]:
     return evaluator_numbers_by_subject(ReaderAssignment.objects.filter(subject__trial=trial, slot__in=READER_SLOTS))[1]
 
 
-def adjudicated_visits(timepoint_ids: list[int]) -> set[int]:
+def adjudicated_visits(timepoint_ids) -> set[int]:
     """Of these visits, those an adjudicator decided: the readers disagreed on them, so their first result was
     the adjudication's. A visit locked by the readers' agreement whose result an adjudication of a later visit
     replaced (or confirmed) was not adjudicated: reader quality counts it as agreed, and so do the results."""
@@ -407,9 +408,16 @@ def source_label(result: TimepointResult, adjudicated: set[int]) -> str:
     return result.get_source_display()
 
 
+READ_SIGNATURE_COLUMNS = {"by": "signed_by", "at": "signed_at", "meaning": "signature_meaning"}
+ADJUDICATION_SIGNATURE_COLUMNS = {"by": "adjudicated_by", "at": "adjudicated_at", "meaning": "adjudication_meaning"}
+
+
 def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -> list[dict]:
     """One row per locked result (of `results`, a page of `results_list`, if given): what the results page, its
-    CSV and the API give; `reader` is the evaluator number of the reader whose read stands."""
+    CSV and the API give; `reader` is the evaluator number of the reader whose read stands.
+
+    Each row carries the signatures it stands on (21 CFR 11.50): the reader's of the read, and the adjudicator's
+    where an adjudication decided the visit, each with the printed name, the moment and the meaning."""
     numbers = trial_evaluator_numbers(trial)
     results = results_list(trial) if results is None else results
     adjudicated = adjudicated_visits([r.timepoint_id for r in results])
@@ -430,11 +438,27 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
                 "sum_mm": assessment.get("sum_mm") or "",
                 "source": result.source,
                 "source_label": source_label(result, adjudicated),
+                # `source` is "adjudication" for every visit whose result follows a decision (consumers rely on
+                # it); this says whether the adjudicator decided this visit (the readers disagreed on it).
+                "adjudicated": result.timepoint_id in adjudicated,
                 "reader": numbers[result.read.task.assignment_id],
                 "locked_at": result.locked_at,
+                **signature_columns(result.read.signature, **READ_SIGNATURE_COLUMNS),
+                **signature_columns(
+                    result.adjudication.signature if result.adjudication else None, **ADJUDICATION_SIGNATURE_COLUMNS
+                ),
             }
         )
     return rows
+
+
+def signature_columns(signature: Signature | None, *, by: str, at: str, meaning: str) -> dict:
+    """A signature's manifestation (11.50) under the given column names: the signer's printed name, the moment
+    (aware, so every output states its zone) and the meaning, kept in English as it was signed; empty (the moment
+    None) where nothing was signed."""
+    if signature is None:
+        return {by: "", at: None, meaning: ""}
+    return {by: signature.signer_name, at: signature.at, meaning: signature.meaning}
 
 
 def result_lesion_rows(trial: Trial) -> list[dict]:
@@ -492,7 +516,14 @@ def results_list(trial: Trial) -> list[TimepointResult]:
     """The trial's locked results: the only read results a sponsor ever sees."""
     return list(
         TimepointResult.objects.filter(timepoint__subject__trial=trial, timepoint__state=Timepoint.State.LOCKED)
-        .select_related("timepoint__subject", "timepoint__visit", "read__task__assignment", "read__sr_instance")
+        .select_related(
+            "timepoint__subject",
+            "timepoint__visit",
+            "read__task__assignment",
+            "read__sr_instance",
+            "read__signature",
+            "adjudication__signature",
+        )
         .order_by("timepoint__subject__code", "timepoint__visit__order")
     )
 

@@ -292,7 +292,11 @@ def trial_series(
         .exclude(state=ReadTask.State.WITHDRAWN)
         .filter(**({} if up_to_order is None else {"timepoint__visit__order__lte": up_to_order}))
         .select_related("timepoint__visit", "assignment")
-        .prefetch_related(Prefetch("reads", queryset=Read.objects.order_by("version")), "assignment__lesions")
+        .prefetch_related(
+            # Each read with its signature: deliveries show who signed it, when and meaning what (11.50).
+            Prefetch("reads", queryset=Read.objects.select_related("signature").order_by("version")),
+            "assignment__lesions",
+        )
         .order_by("timepoint__visit__order")
     )
     assignments, numbers = evaluator_numbers_by_subject(
@@ -311,7 +315,9 @@ def trial_series(
         read = _latest_signed(task, cutoff)
         if read is not None:
             by_assignment.setdefault(task.assignment_id, []).append((task.timepoint, read))
-    adjudications = Adjudication.objects.filter(subject__in=subjects, signature__isnull=False)
+    adjudications = Adjudication.objects.filter(subject__in=subjects, signature__isnull=False).select_related(
+        "signature"
+    )
     if cutoff is not None:
         adjudications = adjudications.filter(decided_at__lte=cutoff)
     out = []

@@ -84,6 +84,7 @@ def read_design_set(*, actor, trial: Trial, **fields) -> ReadDesign:
                     "signed results, and what was delivered, were computed with them."
                 )
             )
+        before = {name: getattr(design, name) for name in DESIGN_FIELDS}
         for name, value in fields.items():
             setattr(design, name, value)
         try:
@@ -96,9 +97,15 @@ def read_design_set(*, actor, trial: Trial, **fields) -> ReadDesign:
             action="read_design.create" if created else "read_design.update",
             obj=design,
             trial_id=trial.pk,
-            summary={name: getattr(design, name) for name in DESIGN_FIELDS},
+            summary={name: getattr(design, name) for name in DESIGN_FIELDS} | _changes(before, design, created),
         )
     return design
+
+
+def _changes(before: dict, design: ReadDesign, created: bool) -> dict:
+    """A changed design's fields as they were beside as they are (11.10(e)), for its audit event."""
+    changed = {name: [was, getattr(design, name)] for name, was in before.items() if was != getattr(design, name)}
+    return {"changes": changed} if changed and not created else {}
 
 
 ADJUDICATOR_SLOT = 3

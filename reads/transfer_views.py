@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from ctims.exceptions import CTIMSError, InvalidState, NotFound
+from ctims.pagination import page_of
 from trials.forms import add_service_errors
 from trials.views._common import _posted, _trial_page
 
@@ -22,6 +23,7 @@ from .models import Transfer
 from .views import results_trial_or_404, time_zone_label
 
 BUSY = (Transfer.State.QUEUED, Transfer.State.BUILDING)
+TRANSFERS_PAGE_SIZE = 25  # transfers per page, newest first
 
 
 @login_required
@@ -37,10 +39,12 @@ def transfers_page(request, code: str):
         else:
             messages.success(request, _("Transfer %(n)s is requested: it builds now.") % {"n": transfer.number})
             return redirect("read-transfers", code=trial.code)
-    rows = transfers.transfers_list(trial)
+    page = page_of(request, transfers.transfers_list(trial), TRANSFERS_PAGE_SIZE)
     manages = actor.has_trial_perm(trial, "manage_trial")
+    settings = transfers.delivery_settings(trial)
     context = {
         "form": form,
+        "page": page,
         "rows": [
             {
                 "transfer": t,
@@ -48,11 +52,13 @@ def transfers_page(request, code: str):
                 "busy": t.state in BUSY,
                 "changed": any(c["status"] != "unchanged" for c in t.changes.values()),
             }
-            for t in rows
+            for t in page.object_list
         ],
-        "busy": any(t.state in BUSY for t in rows),
-        "settings_form": DeliverySettingsForm(instance=transfers.delivery_settings(trial)) if manages else None,
-        "real_dates": transfers.delivery_settings(trial).real_dates,
+        # A build on another page is followed too: the page refreshes until every build is done.
+        "busy": Transfer.objects.filter(trial=trial, state__in=BUSY).exists(),
+        "settings_form": DeliverySettingsForm(instance=settings) if manages else None,
+        # What the scan dates of a transfer requested now are: real dates, study days only, or none at all.
+        "dates": ("real" if settings.real_dates else "study_days") if transfers.delivers_dates(trial) else "none",
         "time_zone": time_zone_label(),
     }
     response = _trial_page(request, actor, trial, "reads/transfers.html", "read-transfers", context)

@@ -20,10 +20,12 @@ import hashlib
 import io
 import json
 import logging
+import re
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pydicom
 from django.core.files.storage import storages
 from django.db import OperationalError, transaction
 from django.db.models import Max
@@ -38,7 +40,7 @@ from ctims.i18n import Text, gettext_noop, text_json
 from trials.ingest import store
 from trials.ingest.store import image_storage
 from trials.ingest.subject_keys import subject_space
-from trials.models import Instance, Series, Trial
+from trials.models import Instance, Series, Timepoint, Trial
 
 from . import define_xml, sdtm
 from .models import DeliverySettings, Read, ReadDesign, ReaderAssignment, TimepointResult, Transfer
@@ -77,6 +79,17 @@ def transfer_storage():
 def delivery_settings(trial: Trial) -> DeliverySettings:
     """The trial's delivery settings (the defaults, unsaved, if never set)."""
     return DeliverySettings.objects.filter(trial=trial).first() or DeliverySettings(trial=trial)
+
+
+def delivers_dates(trial: Trial) -> bool:
+    """Whether the trial's images keep (shifted) scan dates: without them there are no study days or real dates
+    to deliver."""
+    return trial.deid_retain_dates_modified
+
+
+def delivers_real_dates(trial: Trial) -> bool:
+    """Whether a transfer requested now carries real scan dates: the trial admin's setting, if there are dates."""
+    return delivers_dates(trial) and delivery_settings(trial).real_dates
 
 
 @transaction.atomic
@@ -127,7 +140,7 @@ def transfer_request(*, actor, trial: Trial, cutoff: datetime | None = None) -> 
             trial=trial,
             number=number,
             cutoff=cutoff,
-            real_dates=delivery_settings(trial).real_dates,
+            real_dates=delivers_real_dates(trial),
             requested_by=actor,
             requested_at=now,
         )
@@ -144,9 +157,9 @@ def transfer_request(*, actor, trial: Trial, cutoff: datetime | None = None) -> 
     return transfer
 
 
-def transfers_list(trial: Trial) -> list[Transfer]:
-    """The trial's transfers, newest first."""
-    return list(Transfer.objects.filter(trial=trial).select_related("requested_by", "supersedes").order_by("-number"))
+def transfers_list(trial: Trial):
+    """The trial's transfers, newest first (a queryset: the page and the API take a page of it)."""
+    return Transfer.objects.filter(trial=trial).select_related("requested_by", "supersedes").order_by("-number")
 
 
 def transfer_get(*, trial: Trial, number: int) -> Transfer:
@@ -232,9 +245,9 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         transfer.save(update_fields=["state", "progress", "step", "error"])
     try:
         previous = transfer_predecessor(transfer)
-        files, fingerprints = build_files(transfer)
+        files, fingerprints, mismatches = build_files(transfer)
         changes = changes_since(previous.fingerprints if previous else None, fingerprints)
-        files.update(manifest_files(transfer, previous, files, changes))
+        files.update(manifest_files(transfer, previous, files, changes, mismatches))
         data = zip_bytes(files)
         key = f"{transfer.trial.code}/{transfer.filename}"
         store.write_once(
@@ -362,6 +375,7 @@ class Gathered:
     lesions: list[dict]
     subjects: list[dict]
     srs: list[tuple[str, str]]  # (path in the zip, storage key in the image store)
+    sr_evaluators: dict[str, int]  # path in the zip: the evaluator number of the read the SR holds or accepts
     data_time: datetime
     fingerprints: dict
 
@@ -407,10 +421,11 @@ def gather(transfer: Transfer) -> Gathered:
     """Everything locked by the transfer's cut-off, per subject: every reader's series (a reader retired from the
     case by then included, under their own evaluator number), the adjudicator's choices, the accepted result and
     each series' endpoints."""
+    from .selectors import adjudicated_visits
     from .series import trial_series
 
     trial = transfer.trial
-    dated = trial if transfer.real_dates and trial.deid_retain_dates_modified else None
+    dated = trial if transfer.real_dates and delivers_dates(trial) else None
     methods, series_methods = _methods(trial)
     assessments: list[sdtm.VisitAssessment] = []
     endpoints: list[sdtm.SubjectEndpoint] = []
@@ -418,9 +433,13 @@ def gather(transfer: Transfer) -> Gathered:
     lesion_rows: list[dict] = []
     subject_rows: list[dict] = []
     srs: list[tuple[str, int]] = []  # (path in the zip, SR instance id)
+    sr_evaluators: dict[str, int] = {}
     times: list[datetime] = []
     fingerprints: dict = {}
     designed = ReadDesign.objects.filter(trial=trial).exists()  # without a read design nothing was ever read
+    # The visits an adjudicator decided (the readers disagreed on them), what the results CSV, the API and reader
+    # quality call adjudicated; a visit whose result only follows a decision about another is not one of them.
+    decided = adjudicated_visits(Timepoint.objects.filter(subject__trial=trial).values("pk"))
     for series in trial_series(trial, cutoff=transfer.cutoff) if designed else []:
         code = series.subject.code
         if not series.result.visits:
@@ -465,11 +484,19 @@ def gather(transfer: Transfer) -> Gathered:
                     times.append(v.result.locked_at)
                 adjudication = adjudicated.get(v.timepoint.pk)
                 visits_rows.append(
-                    _visit_row(record, adjudication=adjudication, result_evaluator=standing.get(v.timepoint.pk))
+                    _visit_row(
+                        record,
+                        adjudication=adjudication,
+                        decided=v.timepoint.pk in decided,
+                        result_evaluator=standing.get(v.timepoint.pk),
+                        signature=read.signature,
+                    )
                 )
                 lesion_rows.extend(_lesion_rows(record))
                 if read.sr_instance_id:
-                    srs.append((f"sr/{code}/{v.visit_code}-R{number}.dcm", read.sr_instance_id))
+                    path = f"sr/{code}/{v.visit_code}-R{number}.dcm"
+                    srs.append((path, read.sr_instance_id))
+                    sr_evaluators[path] = number
             ep = reader_series.endpoints
             if ep is not None:
                 endpoints.append(sdtm.SubjectEndpoint(code, number, number == accepted, ep.best_response.value))
@@ -478,7 +505,9 @@ def gather(transfer: Transfer) -> Gathered:
         for v in result.visits:
             if v.result is not None and v.result.sr_instance_id:
                 # The adjudication's result SR, verified by the adjudicator, names the accepted reader's SR.
-                srs.append((f"sr/{code}/{v.visit_code}-result.dcm", v.result.sr_instance_id))
+                path = f"sr/{code}/{v.visit_code}-result.dcm"
+                srs.append((path, v.result.sr_instance_id))
+                sr_evaluators[path] = standing[v.timepoint.pk]
             adjudication = adjudicated.get(v.timepoint.pk)
             if adjudication is None:
                 continue
@@ -488,7 +517,13 @@ def gather(transfer: Transfer) -> Gathered:
             assessments.append(record)
             per_visit.setdefault(v.visit_code, []).append(record)
             visits_rows.append(
-                _visit_row(record, adjudication=adjudication, result_evaluator=standing.get(v.timepoint.pk))
+                _visit_row(
+                    record,
+                    adjudication=adjudication,
+                    decided=v.timepoint.pk in decided,
+                    result_evaluator=standing.get(v.timepoint.pk),
+                    signature=adjudication.signature,
+                )
             )
         if accepted is None and result.endpoints is not None:
             # The result holds more than one reader's reads: its best response is the adjudicator's record.
@@ -508,6 +543,7 @@ def gather(transfer: Transfer) -> Gathered:
         lesions=lesion_rows,
         subjects=subject_rows,
         srs=sorted((path, keys[pk]) for path, pk in srs),
+        sr_evaluators=sr_evaluators,
         data_time=max(times, default=EMPTY_DATA_TIME),
         fingerprints=fingerprints,
     )
@@ -540,7 +576,13 @@ def _where(record: sdtm.VisitAssessment) -> dict:
     }
 
 
-def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_evaluator: int | None) -> dict:
+def _visit_row(
+    record: sdtm.VisitAssessment, *, adjudication, decided: bool, result_evaluator: int | None, signature
+) -> dict:
+    """One evaluator's assessment of one visit, with the signature it stands on (the reader's of their read, the
+    adjudicator's of the adjudication): printed name, moment (ISO 8601, zone stated) and meaning (11.50).
+    `adjudicated`: the visit's result follows an adjudication (as delivered from the first transfer on);
+    `decided_by_adjudicator`: the adjudicator decided this visit, the readers having disagreed on it."""
     return _where(record) | {
         "target_response": record.target_response,
         "non_target_response": record.non_target_response,
@@ -550,6 +592,10 @@ def _visit_row(record: sdtm.VisitAssessment, *, adjudication, result_evaluator: 
         "adjudicated": "Y" if adjudication is not None else "N",
         "accepted_reader": reader_name(result_evaluator),
         "adjudication_reason": adjudication.reason if adjudication is not None else "",
+        "decided_by_adjudicator": "Y" if decided else "N",
+        "signed_by": signature.signer_name,
+        "signed_at": signature.at.astimezone(UTC).isoformat(),
+        "signature_meaning": signature.meaning,
     }
 
 
@@ -626,6 +672,10 @@ VISIT_COLUMNS = WHERE_COLUMNS + [
     "adjudicated",
     "accepted_reader",
     "adjudication_reason",
+    "decided_by_adjudicator",  # new columns go last: the columns before them keep their places
+    "signed_by",
+    "signed_at",
+    "signature_meaning",
 ]
 LESION_COLUMNS = WHERE_COLUMNS + [
     "lesion",
@@ -663,8 +713,9 @@ def table_bytes(columns: list[str], rows: list[dict]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict]:
-    """Every file of the transfer but the manifest, by path in the zip; and the per-subject fingerprints."""
+def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict, list[dict]]:
+    """Every file of the transfer but the manifest, by path in the zip; the per-subject fingerprints; and the SRs
+    that name another evaluator than the read they hold (`sr_observer_mismatch`)."""
     _progress(transfer, "collect", 1)
     gathered = gather(transfer)
     _progress(transfer, "collect")
@@ -693,13 +744,16 @@ def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict]:
     _progress(transfer, "tables")
     images = image_storage()
     start, end = STEPS["tables"][0], STEPS["srs"][0]
+    mismatches = []
     for n, (path, key) in enumerate(gathered.srs, start=1):
         with images.open(key, "rb") as f:
             files[path] = f.read()
+        if (mismatch := sr_observer_mismatch(path, files[path], gathered.sr_evaluators[path])) is not None:
+            mismatches.append(mismatch)
         if n % 10 == 0 or n == len(gathered.srs):
             _progress(transfer, "srs", start + (end - start) * n // len(gathered.srs))
     _progress(transfer, "srs")
-    return files, gathered.fingerprints
+    return files, gathered.fingerprints, mismatches
 
 
 def changes_since(previous: dict | None, current: dict) -> dict:
@@ -725,9 +779,52 @@ def changes_since(previous: dict | None, current: dict) -> dict:
     return out
 
 
-def manifest_files(transfer: Transfer, previous: Transfer | None, files: dict[str, bytes], changes: dict) -> dict:
-    """manifest.json (the transfer, its cut-off, predecessor, every file's SHA-256, what changed) and a
-    `sha256sum -c` list of every file."""
+# Programs read the tables as they are; Excel, given a CSV without a byte-order mark, guesses the Windows code page.
+ENCODING_NOTE = (
+    "The CSV files are UTF-8 without a byte-order mark, as pandas, R (read.csv, readr) and SAS (ENCODING='UTF-8') "
+    "read them; a mark would become part of the first column's name for R's read.csv, Python's csv with utf-8 "
+    "and SAS without ENCODING=. To open one in Excel, use Data > From Text/CSV with File origin 65001: Unicode "
+    "(UTF-8), or Korean and other non-ASCII text is garbled."
+)
+ADJUDICATED_NOTE = (
+    "tables/visits.csv: adjudicated is Y for every visit whose result follows an adjudication (the adjudicator "
+    "accepts one reader's series, which then stands at every visit of the subject); decided_by_adjudicator is Y "
+    "only for the visits the readers disagreed on and the adjudicator decided, the visits the reader-quality "
+    "report counts as adjudicated."
+)
+ACCEPTED_IN_DESCRIPTION = re.compile(r"\((Radiologist \d+) accepted\)")  # a result SR's Series Description
+OBSERVER_NOTE = (
+    "An SR listed in sr_observer_mismatches was signed before CTIMS numbered a reader who took a case over from "
+    "a retired one as an evaluator of their own: the SR names that reader by the place they took "
+    '("Radiologist 1"; a result SR, in its series description, as the reader accepted). Signed SRs never '
+    "change, so it is delivered as signed; its file name (-R3), the SDTM --EVALID and the tables name the "
+    "evaluator, and the SOP Instance UID links the SR to those records."
+)
+
+
+def sr_observer_mismatch(path: str, data: bytes, evaluator: int) -> dict | None:
+    """An SR of the transfer that names another reader than `evaluator`, whose read it holds (a reader's SR: its
+    verifying observer) or accepts (a result SR: its series description); None if it names them right."""
+    dataset = pydicom.dcmread(
+        io.BytesIO(data), stop_before_pixels=True, specific_tags=["VerifyingObserverSequence", "SeriesDescription"]
+    )
+    expected = f"Radiologist {evaluator}"
+    if path.endswith("-result.dcm"):
+        match = ACCEPTED_IN_DESCRIPTION.search(str(dataset.get("SeriesDescription", "")))
+        if match is None:  # a description cut at 64 characters names no one
+            return None
+        names = match.group(1)
+    else:
+        observers = dataset.get("VerifyingObserverSequence") or []
+        names = ", ".join(str(o.VerifyingObserverName).replace("^", " ").strip() for o in observers)
+    return None if names == expected else {"path": path, "sr_names": names, "evaluator": expected}
+
+
+def manifest_files(
+    transfer: Transfer, previous: Transfer | None, files: dict[str, bytes], changes: dict, mismatches: list[dict]
+) -> dict:
+    """manifest.json (the transfer, its cut-off, predecessor, every file's SHA-256, what changed, any reader's
+    SR that names another evaluator than its file) and a `sha256sum -c` list of every file."""
     listing = [
         {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         for path, data in sorted(files.items())
@@ -743,6 +840,8 @@ def manifest_files(transfer: Transfer, previous: Transfer | None, files: dict[st
         "real_dates": transfer.real_dates,
         "files": listing,
         "changes": changes,
+        "sr_observer_mismatches": sorted(mismatches, key=lambda m: m["path"]),
+        "notes": [ENCODING_NOTE, ADJUDICATED_NOTE] + ([OBSERVER_NOTE] if mismatches else []),
     }
     blob = (json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=True) + "\n").encode("ascii")
     sums = [(entry["sha256"], entry["path"]) for entry in listing] + [

@@ -4,6 +4,7 @@ task's holder, so nobody learns that another reader's task exists."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 
 from csp.decorators import csp_update
@@ -21,6 +22,7 @@ from ctims.api_errors import error_body
 from ctims.exceptions import CTIMSError, InvalidState, NotFound, NotPermitted, ValidationFailed
 from ctims.models import User
 from ctims.pagination import page_of
+from ctims.signatures import user_id_asked
 from trials.access import Actor
 from trials.forms import add_service_errors
 from trials.ingest.store import image_storage
@@ -59,6 +61,7 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
         template = "reads/read.html"
     context["sign_error"] = sign_error
     context["asks_code"] = task.design.trial.two_factor_at_signing
+    context["asks_user_id"] = user_id_asked(request)
     return render(request, template, context, status=status)
 
 
@@ -134,6 +137,7 @@ def sign(request, pk: int):
             confirmed_response=request.POST.get("confirmed_response", ""),
             request=request,
             second_factor=request.POST.get("otp_code", ""),
+            user_id=request.POST.get("user_id", ""),
             revision=request.POST.get("revision", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
@@ -193,6 +197,7 @@ def adjudicate(request, pk: int):
             meaning_confirmed=request.POST.get("meaning") == "adjudicator",
             request=request,
             second_factor=request.POST.get("otp_code", ""),
+            user_id=request.POST.get("user_id", ""),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         return _task_page(request, task, sign_error=exc.message, status=400)
@@ -269,10 +274,28 @@ def assignment_replace_view(request, code: str, pk: int):
 # --- results (sponsors and trial admins) ---------------------------------------------------------------------
 
 
+def _utc_offset(moment: datetime) -> str:
+    offset = moment.strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}"
+
+
 def time_zone_label() -> str:
-    """The zone a cut-off is typed and shown in, with its offset now: "Asia/Seoul (UTC+09:00)"."""
-    offset = timezone.localtime().strftime("%z")
-    return f"{timezone.get_current_timezone_name()} (UTC{offset[:3]}:{offset[3:]})"
+    """The zone a cut-off is typed and shown in, with its offset: "Asia/Seoul (UTC+09:00)"; a zone with summer
+    time gives both, since the page's times fall in either: "Europe/Berlin (UTC+01:00; UTC+02:00 in daylight
+    saving time)". Summer's is the larger offset (zoneinfo's own flag is negative in Europe/Dublin's winter)."""
+    zone = timezone.get_current_timezone()
+    name = timezone.get_current_timezone_name()
+    year = timezone.localdate().year
+    # One of January and July is winter, the other summer, in either hemisphere.
+    moments = sorted((datetime(year, month, 1, 12, tzinfo=zone) for month in (1, 7)), key=lambda m: m.utcoffset())
+    standard, daylight = _utc_offset(moments[0]), _utc_offset(moments[1])
+    if standard == daylight:
+        return f"{name} ({_utc_offset(timezone.localtime())})"
+    return _("%(zone)s (%(standard)s; %(daylight)s in daylight saving time)") % {
+        "zone": name,
+        "standard": standard,
+        "daylight": daylight,
+    }
 
 
 def results_trial_or_404(request, code: str):
@@ -289,7 +312,11 @@ def results_page(request, code: str):
     """The trial's locked read results, a page at a time; nothing that is not locked."""
     actor, trial = results_trial_or_404(request, code)
     page = Paginator(selectors.results_list(trial), RESULTS_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"page": page, "rows": selectors.result_rows(trial, results=page.object_list)}
+    context = {
+        "page": page,
+        "rows": selectors.result_rows(trial, results=page.object_list),
+        "time_zone": time_zone_label(),
+    }
     return _trial_page(request, actor, trial, "reads/results.html", "read-results", context)
 
 
@@ -304,12 +331,36 @@ CSV_COLUMNS = [
     "source",
     "reader",
     "locked_at",
+    # New columns go last: consumers read the columns before them by position.
+    "adjudicated",
+    *selectors.READ_SIGNATURE_COLUMNS.values(),
+    *selectors.ADJUDICATION_SIGNATURE_COLUMNS.values(),
 ]
+MOMENT_COLUMNS = ("locked_at", "signed_at", "adjudicated_at")  # ISO 8601 with the offset: the zone is stated
 
 
-def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
+def _excel(request) -> bool | None:
+    """`?excel=1`: the CSV for Excel; absent (or 0): for programs; None for any other value (refused)."""
+    value = request.GET.get("excel", "0")
+    return {"0": False, "1": True}.get(value)
+
+
+def _csv(request, filename: str, columns: list[str], rows) -> HttpResponse:
+    """A CSV download in UTF-8. For programs (pandas, R's read.csv, SAS, Python's csv) it has no byte-order mark:
+    R and SAS without an explicit encoding, and Python's csv with utf-8, take the mark for part of the first
+    column's name. With `?excel=1` it starts with one, the only thing that makes Excel read it as UTF-8 rather
+    than in the Windows code page (Korean and accents garbled otherwise)."""
+    excel = _excel(request)
+    if excel is None:
+        return HttpResponse(
+            _("excel: 1 for a CSV Excel opens as UTF-8, 0 (the default) for programs.") + "\n",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    if excel:
+        response.write("\ufeff")
     writer = safe_csv.DictWriter(response, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
@@ -319,8 +370,15 @@ def _csv(filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
 @login_required
 def results_csv(request, code: str):
     _actor, trial = results_trial_or_404(request, code)
-    rows = [{**row, "locked_at": row["locked_at"].isoformat()} for row in selectors.result_rows(trial)]
-    return _csv(f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
+    rows = [
+        {
+            **row,
+            **{column: row[column].isoformat() if row[column] else "" for column in MOMENT_COLUMNS},
+            "adjudicated": "Y" if row["adjudicated"] else "N",
+        }
+        for row in selectors.result_rows(trial)
+    ]
+    return _csv(request, f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
 
 
 LESION_COLUMNS = [
@@ -344,7 +402,7 @@ LESION_COLUMNS = [
 def results_lesions_csv(request, code: str):
     """Every lesion of every locked result, with its measurements and the image they were drawn on."""
     _actor, trial = results_trial_or_404(request, code)
-    return _csv(f"{trial.code}-read-lesions.csv", LESION_COLUMNS, selectors.result_lesion_rows(trial))
+    return _csv(request, f"{trial.code}-read-lesions.csv", LESION_COLUMNS, selectors.result_lesion_rows(trial))
 
 
 @login_required

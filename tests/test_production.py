@@ -706,6 +706,74 @@ def test_the_migration_check_sees_what_runpython_executes(migrate_statements):
     ] == {"trials.9999_new": [ANY, ANY]}
 
 
+# 0.2.0 needs the services stopped while it migrates (README). From the release after it, old processes keep
+# serving while `migrate` runs, and their INSERTs name only the columns they know: a NOT NULL column a migration
+# adds must keep a default in the database (declare it with `db_default`, not `default`: Django drops a `default`
+# from the table once the column is filled). The last migration of each of our apps in 0.2.0, and the migrations of
+# dependencies that already do it (a dependency upgrade that brings a new one is a release that stops the services).
+RELEASED_WITH_SERVICES_STOPPED = {"trials": 23, "reads": 11, "ctims": 4}
+DEPENDENCIES_DROPPING_DEFAULTS = {
+    "axes.0009_add_session_hash",
+    "otp_static.0002_throttling",
+    "otp_static.0003_add_timestamps",
+    "otp_totp.0002_auto_20190420_0723",
+    "otp_totp.0003_add_timestamps",
+}
+ADD_NOT_NULL = re.compile(
+    r'^\s*ALTER\s+TABLE\s+"?(\w+)"?\s+ADD\s+COLUMN\s+"?(\w+)"?\s+(.*?\bNOT\s+NULL\b.*)$', re.IGNORECASE | re.DOTALL
+)
+DROP_DEFAULT = re.compile(
+    r'^\s*ALTER\s+TABLE\s+"?(\w+)"?\s+ALTER\s+COLUMN\s+"?(\w+)"?\s+DROP\s+DEFAULT\b', re.IGNORECASE
+)
+
+
+def old_process_insert_findings(statements: list[dict]) -> list[str]:
+    """Where a migration after RELEASED_WITH_SERVICES_STOPPED leaves a new NOT NULL column without a default in
+    the database (added without one, or its default dropped): an old process's INSERT fails from then until the
+    process is restarted."""
+    findings = []
+    for statement in statements:
+        migration, sql = statement["migration"] or "", statement["sql"]  # None: before the first migration
+        app, _, name = migration.partition(".")
+        number = int(name[:4]) if name[:4].isdigit() else 0
+        if migration in DEPENDENCIES_DROPPING_DEFAULTS or number <= RELEASED_WITH_SERVICES_STOPPED.get(app, 0):
+            continue
+        where = f"{migration}: {' '.join(sql.split())[:200]}"
+        added = ADD_NOT_NULL.match(sql)
+        if added and not re.search(r"\bDEFAULT\b", added.group(3), re.IGNORECASE):
+            findings.append(f"a NOT NULL column added without a default - {where}")
+        if DROP_DEFAULT.match(sql):
+            findings.append(f"a column's default dropped (declare it with db_default) - {where}")
+    return findings
+
+
+def test_a_migration_after_0_2_0_lets_old_processes_insert_while_it_runs(migrate_statements):
+    """The CHANGELOG promises that only 0.2.0 needs the services stopped. Django applies a field's `default` to
+    the rows there are and then drops it from the table, so an old process's INSERT (which does not name the new
+    column) fails with a NOT NULL violation until it is restarted: checked on what `migrate` executes, and the
+    check refuses each such statement."""
+    assert old_process_insert_findings(migrate_statements) == []
+
+    def check(migration: str, *statements: str) -> list[str]:
+        return old_process_insert_findings([{"migration": migration, "sql": s} for s in statements])
+
+    added_then_dropped = (
+        'ALTER TABLE "trials_trial" ADD COLUMN "colour" varchar(8) DEFAULT \'blue\' NOT NULL',
+        'ALTER TABLE "trials_trial" ALTER COLUMN "colour" DROP DEFAULT',
+    )
+    assert len(check("trials.0024_trial_colour", *added_then_dropped)) == 1
+    assert check(
+        "reads.0012_x", 'ALTER TABLE "reads_read" ADD COLUMN "y_id" bigint NOT NULL CONSTRAINT "f" REFERENCES "z"("id")'
+    )
+    assert check("ctims.0005_x", 'ALTER TABLE "ctims_auditevent" ALTER COLUMN "key_id" DROP DEFAULT')
+    # db_default keeps the default in the table; nullable columns and 0.2.0's own migrations are allowed.
+    assert check("trials.0024_trial_colour", added_then_dropped[0]) == []
+    assert check("trials.0024_x", 'ALTER TABLE "trials_trial" ADD COLUMN "note" text NULL') == []
+    assert check("trials.0023_site_country_iso", *added_then_dropped) == []
+    assert check("axes.0009_add_session_hash", added_then_dropped[1]) == []
+    assert check("axes.0010_new", added_then_dropped[1])
+
+
 def test_indexes_on_the_instance_index_are_built_concurrently(migrate_statements):
     """A plain CREATE INDEX holds back every write to the table (ingest, a frame layout kept at its first read)
     for the whole build: on `trials_instance`, only where the same migration creates the table. Checked on what

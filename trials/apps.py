@@ -17,9 +17,14 @@ class TrialsConfig(AppConfig):
     verbose_name = _("Trials")
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from ctims.two_factor import POLICIES
 
-        from . import inbox  # noqa: F401 - registers the queries' inbox sources
+        from . import checks, inbox  # noqa: F401 - register the system checks and the queries' inbox sources
+        from .deid import burned_in
+
+        burned_in.use_models(settings.OCR_MODELS_DIR)
 
         if needs_two_factor not in POLICIES:
             POLICIES.append(needs_two_factor)

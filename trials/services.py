@@ -473,7 +473,8 @@ def membership_grant(*, actor, trial: Trial, user, role: str, sites: Iterable[Si
                 action="membership.grant" if created else "membership.update",
                 obj=membership,
                 trial_id=trial.pk,
-                summary={"user": user.email, "role": role, "sites": after},
+                summary={"user": user.email, "role": role, "sites": after}
+                | ({} if created else {"changes": {"sites": [before, after]}}),  # what was, beside what is
             )
     return membership
 

@@ -133,6 +133,14 @@ def test_audit_verify_command_reports_an_intact_chain(world, capsys):
     assert "intact" in capsys.readouterr().out
 
 
+def test_audit_verify_names_the_last_event_and_its_hash_to_be_kept_outside(world, capsys):
+    # Whoever owns the tables can cut the chain's tail and set its head back to an earlier event: only a record of
+    # the last event kept outside the database (the command's output, a ticket) shows that events went missing.
+    last = last_event()
+    call_command("audit_verify")
+    assert f"last event #{last.seq} {last.hash}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("sql", ["UPDATE ctims_auditevent SET action = 'x'", "DELETE FROM ctims_auditevent"])
 def test_postgresql_refuses_update_and_delete(world, sql):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
@@ -357,3 +365,30 @@ def test_audit_verify_under_another_key_asks_whether_the_key_is_the_right_one(wo
     settings.AUDIT_HMAC_KEY = "not-the-key-the-events-were-made-with"
     with pytest.raises(CommandError, match="is AUDIT_HMAC_KEY"):
         call_command("audit_verify")
+
+
+# --- a change records the values before and after (11.10(e): never obscure what was recorded) -----------------
+
+
+def test_a_coordinators_sites_changed_are_recorded_before_and_after(world):
+    services.membership_grant(
+        actor=world.alice, trial=world.trial, user=world.cora, role=Role.SITE_COORDINATOR, sites=[world.bus]
+    )
+    event = last_event()
+    assert event.action == "membership.update"
+    assert event.summary["changes"] == {"sites": [["SEO"], ["BUS"]]}
+
+
+def test_a_read_design_changed_is_recorded_before_and_after(world):
+    from reads.models import ReadDesign
+    from reads.services import read_design_set
+
+    design = read_design_set(actor=world.alice, trial=world.trial)
+    before = design.adjudication_trigger
+    after = next(
+        value for value, _label in ReadDesign._meta.get_field("adjudication_trigger").choices if value != before
+    )
+    read_design_set(actor=world.alice, trial=world.trial, adjudication_trigger=after)
+    event = last_event()
+    assert event.action == "read_design.update"
+    assert event.summary["changes"] == {"adjudication_trigger": [before, after]}

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from ctims.models import AuditEvent
+from ctims.models import AuditEvent, User
 from tests.conftest import authenticator_of, make_user
 
 
@@ -90,12 +90,27 @@ def test_a_refused_password_form_records_nothing(world, client, oscar):
     assert not events("user.password_set")
 
 
-def test_deleting_an_account_in_the_admin_is_audited(world, client, oscar):
+def test_an_account_is_deactivated_never_deleted_so_its_user_id_is_never_issued_again(world, client, oscar):
+    # 21 CFR 11.100(a): a user ID is one person's for good. Deleting an account freed its email for a new one.
     nobody = make_user("nobody")
-    answer = client.post(f"/operator/ctims/user/{nobody.pk}/delete/", {"post": "yes"})
-    assert answer.status_code == 302
-    (event,) = events("user.delete")
-    assert event.actor == oscar and event.object_id == str(nobody.pk) and event.summary["email"] == nobody.email
+    assert client.get(f"/operator/ctims/user/{nobody.pk}/delete/").status_code == 403
+    assert client.post(f"/operator/ctims/user/{nobody.pk}/delete/", {"post": "yes"}).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [nobody.pk], "post": "yes"}
+    client.post("/operator/ctims/user/", bulk)
+    assert User.objects.filter(pk=nobody.pk).exists() and not events("user.delete")
+
+
+def test_an_accounts_user_id_cannot_be_changed_and_given_to_someone_else(world, client, oscar):
+    # Renaming rhea's email would free it for a new account, which the trail and her signatures would then name.
+    rhea = world.rhea
+    answer = client.post(
+        f"/operator/ctims/user/{rhea.pk}/change/",
+        {"email": "someone.else@example.org", "full_name": rhea.full_name, "is_active": "on", "_save": "Save"},
+    )
+    assert answer.status_code == 302, answer.content[:800]
+    rhea.refresh_from_db()
+    assert rhea.email == "rhea@example.org"
+    assert not User.objects.filter(email="someone.else@example.org").exists()
 
 
 # --- deletions and account changes say what they were ------------------------------------------------------------
@@ -229,3 +244,15 @@ def test_groups_made_changed_and_deleted_in_the_admin_are_audited_with_their_per
     assert answer.status_code == 302 and not Group.objects.exists()
     [deleted] = events("group.delete")
     assert deleted.actor == oscar and deleted.summary["name"] == "Set-up"
+
+
+def test_an_account_made_in_the_admin_takes_an_email_no_one_holds_in_any_case(world, client, oscar):
+    # Two accounts "RHEA@example.org" and "rhea@example.org" would be one user ID to people (and to the log-in
+    # form), two to the audit trail and the signatures.
+    form = {"full_name": "Another", "password1": "A-long-passphrase-9", "password2": "A-long-passphrase-9"}
+    form["usable_password"] = "true"
+    refused = client.post("/operator/ctims/user/add/", form | {"email": world.rhea.email.upper()})
+    assert refused.status_code == 200 and User.objects.filter(email__iexact=world.rhea.email).count() == 1
+    made = client.post("/operator/ctims/user/add/", form | {"email": "New.Person@Example.org"})
+    assert made.status_code == 302, made.content[:800]
+    assert User.objects.filter(email="new.person@example.org").exists()  # one spelling, as invitations keep it

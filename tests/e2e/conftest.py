@@ -152,6 +152,14 @@ def click_to_page(page, target="main form button[type=submit]") -> None:
             target.click()
 
 
+def enter_user_id(page, form: str) -> None:
+    """Type one's user ID where a signing form asks for it (`#<form>-user-id`: the first signing since the
+    log-in, 21 CFR 11.200), as the person would: their email, which the page's header holds."""
+    field = page.locator(f"#{form}-user-id")
+    if field.count():
+        field.fill(page.locator(".user-name").get_attribute("title"))
+
+
 def log_in(page, email: str, password: str) -> None:
     """Log in through the pages, both factors: the password, then (for the roles that need it) the code of the
     person's authenticator app, which is made for them here if they have none (see tests.conftest)."""

@@ -19,7 +19,7 @@ from reads.services import read_design_set
 from reads.sr import parse_measurement_report
 from reads.sr_store import read_sr_dataset
 from tests.conftest import PASSWORD, build_world, make_user, upload_files
-from tests.e2e.conftest import log_in, screenshot
+from tests.e2e.conftest import enter_user_id, log_in, screenshot
 from tests.reads.flow import baseline_content, follow_up_content, save_and_sign, task_of
 from trials import qc_services, services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -110,6 +110,7 @@ def wait_saved(page) -> dict:
 
 
 def sign(page) -> None:
+    enter_user_id(page, "read")
     page.fill("#read-password", PASSWORD)
     page.check("#read-meaning")
     expect(page.locator("#read-sign-button")).to_be_enabled()
@@ -208,6 +209,7 @@ def test_two_readers_disagree_at_follow_up_and_the_adjudicator_decides(world, st
     page.click("#adjudicate-dock-toggle")
     page.check("#adjudicate-choice-1")
     page.fill("#adjudicate-reason", "The new liver lesion is a cyst seen at baseline.")
+    enter_user_id(page, "adjudicate")
     page.fill("#adjudicate-password", PASSWORD)
     page.check("#adjudicate-meaning")
     page.click("#adjudicate-button")
@@ -507,6 +509,7 @@ def test_the_adjudicator_jumps_to_a_disputed_new_lesion_with_the_decision_in_rea
     screenshot(page, "adjudicate-dock")
     page.check("#adjudicate-choice-2")
     page.fill("#adjudicate-reason", "N01 is a new liver lesion.")
+    enter_user_id(page, "adjudicate")
     page.fill("#adjudicate-password", PASSWORD)
     page.check("#adjudicate-meaning")
     page.click("#adjudicate-button")

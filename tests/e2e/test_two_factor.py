@@ -18,7 +18,7 @@ from reads import read_services
 from reads.models import Read
 from reads.services import read_design_set
 from tests.conftest import PASSWORD, build_world, current_code
-from tests.e2e.conftest import click_to_page, screenshot
+from tests.e2e.conftest import click_to_page, enter_user_id, screenshot
 from tests.reads.flow import baseline_content, ready, task_of
 
 
@@ -42,6 +42,7 @@ def enter_code(page, code: str) -> None:
 
 
 def sign_with(page, code: str) -> None:
+    enter_user_id(page, "read")
     page.fill("#read-password", PASSWORD)
     page.fill("#read-otp", code)
     page.check("#read-meaning")

@@ -503,6 +503,7 @@ def test_a_sponsor_sees_locked_results_only_and_downloads_the_sr_of_the_read_tha
             "reason": "T01 is measured across its true long axis by this reader.",
             "password": PASSWORD,
             "meaning": "adjudicator",
+            "user_id": world.ada.email,  # her first signing since she logged in
         },
     )
     assert decided.status_code == 302

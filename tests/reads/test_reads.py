@@ -531,7 +531,7 @@ def test_signing_names_the_revision_the_reader_saw_and_another_is_not_signed(wor
         content_type="application/json",
     )
     sign = reverse("read-sign", args=[task.pk])
-    form = {"password": PASSWORD, "meaning": "author", "confirmed_response": "baseline"}
+    form = {"password": PASSWORD, "meaning": "author", "confirmed_response": "baseline", "user_id": world.rhea.email}
     refused = client.post(sign, form | {"revision": seen.json()["revision"]})
     assert refused.status_code == 400 and "changed in another tab or window" in refused.content.decode()
     assert Read.objects.get(task=task).state == "draft" and not Signature.objects.exists()
@@ -549,7 +549,7 @@ def test_repeated_wrong_signing_passwords_lock_signing_and_log_in_and_end_the_se
     client.force_login(world.rhea)
     sign = reverse("read-sign", args=[task.pk])
     revision = read_services.draft_revision(Read.objects.get(task=task))
-    attempt = {"meaning": "author", "confirmed_response": "baseline", "revision": revision}
+    attempt = {"meaning": "author", "confirmed_response": "baseline", "revision": revision, "user_id": world.rhea.email}
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         response = client.post(sign, attempt | {"password": "wrong"})
         assert response.status_code == 400 and "password is not correct" in response.content.decode()

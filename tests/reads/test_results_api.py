@@ -117,3 +117,77 @@ def test_after_a_replacement_each_result_names_the_reader_whose_read_it_holds(wo
         table = csv.DictReader(client.get(path).content.decode().splitlines())
         readers = {(row["visit"], row["reader"]) for row in table if row["subject"] == AGREE}
         assert readers == {("BL", "1"), ("W6", "1"), ("W12", "3")}, path
+
+
+def test_the_api_and_the_responses_csv_say_which_visits_an_adjudicator_decided(world, client):
+    """`source` says "adjudication" for every visit whose result follows a decision (the baseline the readers
+    agreed on too, as consumers have always had it); `adjudicated` says which visits the adjudicator decided."""
+    import csv
+
+    from tests.reads.test_transfers import ADJUDICATED, AGREE, scripted_trial
+
+    scripted_trial(world)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_sponsor_token(world)}"}
+    rows = client.get("/api/trials/ALPHA/read-results/", **auth).json()["results"]
+    got = {(r["subject"], r["visit"]): (r["source"], r["adjudicated"]) for r in rows}
+    assert got == {
+        (AGREE, "BL"): ("agreement", False),
+        (AGREE, "W6"): ("agreement", False),
+        (ADJUDICATED, "BL"): ("adjudication", False),
+        (ADJUDICATED, "W6"): ("adjudication", True),
+    }
+    client.force_login(world.sam)
+    table = csv.DictReader(io.StringIO(client.get("/reads/trials/ALPHA/results.csv").content.decode("utf-8-sig")))
+    got = {(r["subject"], r["visit"]): (r["source"], r["adjudicated"]) for r in table}
+    assert got == {
+        (AGREE, "BL"): ("agreement", "N"),
+        (AGREE, "W6"): ("agreement", "N"),
+        (ADJUDICATED, "BL"): ("adjudication", "N"),
+        (ADJUDICATED, "W6"): ("adjudication", "Y"),
+    }
+
+
+def test_the_api_schema_says_what_source_and_adjudicated_mean(db, client):
+    body = client.get("/api/schema/", {"format": "json"}).json()
+    fields = body["components"]["schemas"]["ReadResultOut"]["properties"]
+    assert fields["adjudicated"]["type"] == "boolean" and "adjudicator decided" in fields["adjudicated"]["description"]
+    assert "adjudicated" in fields["source"]["description"]
+    assert "evaluator number" in fields["reader"]["description"] and "mm" not in fields["reader"]["description"]
+    assert "millimetres" in fields["sum_of_diameters_mm"]["description"]
+    transfer = body["components"]["schemas"]["TransferOut"]["properties"]
+    assert "visits_added" in transfer["changes"]["description"]
+
+
+def test_the_result_csvs_come_plain_for_programs_and_with_a_byte_order_mark_for_excel(world, client):
+    """Excel opens a CSV without a byte-order mark in the system's code page (Korean garbled on a Korean
+    Windows); Python's csv with utf-8, R's read.csv and SAS without ENCODING= take a mark for part of the first
+    column's name. So the plain download stays as it was and the Excel one carries the mark."""
+    import csv
+
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    client.force_login(world.sam)
+    for path in ("/reads/trials/ALPHA/results.csv", "/reads/trials/ALPHA/lesions.csv"):
+        plain = client.get(path).content
+        assert not plain.startswith(b"\xef\xbb\xbf") and plain.startswith(b"subject,"), path
+        excel = client.get(path, {"excel": "1"})
+        assert excel.status_code == 200 and excel.content == b"\xef\xbb\xbf" + plain, path
+        assert next(csv.reader(io.StringIO(excel.content.decode("utf-8-sig"))))[0] == "subject"
+        assert client.get(path, {"excel": "yes please"}).status_code == 400, path
+    html = client.get("/reads/trials/ALPHA/results/").content.decode()
+    assert "/reads/trials/ALPHA/results.csv?excel=1" in html and "/reads/trials/ALPHA/lesions.csv?excel=1" in html
+    client.cookies["django_language"] = "ko"
+    assert "엑셀용 파일" in client.get("/reads/trials/ALPHA/results/").content.decode()
+
+
+def test_the_results_page_says_which_time_zone_its_lock_times_are_in(world, client, settings):
+    settings.TIME_ZONE = "Asia/Seoul"
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    client.force_login(world.sam)
+    page = client.get("/reads/trials/ALPHA/results/").content.decode()
+    assert "Times on this page are in Asia/Seoul (UTC+09:00)." in page

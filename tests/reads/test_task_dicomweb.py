@@ -7,14 +7,19 @@ of answers never tells a guessed value from a wrong one.
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import date
 
+import pydicom
 import pytest
+from pydicom.dataset import Dataset
 
+from tests.conftest import upload_files
 from tests.reads.flow import SUBJECT, ready, task_of
-from trials import services
-from trials.models import Instance, Series, Study
+from trials import qc_services, services
+from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+from trials.models import Instance, Series, Study, Timepoint
 
 from .test_blinding import assert_blinded, assert_no_date_elements
 
@@ -140,3 +145,96 @@ def test_a_task_number_that_is_no_number_of_ours_is_404(reading, client, task_id
     """A superscript two passed str.isdigit() and broke int() (500); a number past any row's, the database."""
     client.force_login(reading.rhea)
     assert client.get(f"/dicomweb/tasks/{task_id}/studies").status_code == 404
+
+
+# Where the scan was made, as the Retain Device Identity Option of PS3.15 Annex E keeps it: station names,
+# locations and AE titles name the site (a station is in one hospital), as do the trial's ethics committee and
+# coordinating centre.
+PLACES = {
+    "PerformedStationName": "SEOUL-CT-ROOM-2",
+    "PerformedLocation": "SEOUL ONCOLOGY WING",
+    "PerformedStationAETitle": "SEOULCT2",
+    "ScheduledStationName": "SEOUL-CT-SCHED",
+    "ScheduledProcedureStepLocation": "SEOUL SPS LOCATION",
+    "ScheduledStudyLocation": "SEOUL STUDY LOCATION",
+    "StationAETitle": "SEOULSTAT",
+    "ClinicalTrialCoordinatingCenterName": "SEOUL COORDINATING CENTRE",
+    "ClinicalTrialProtocolEthicsCommitteeName": "SEOUL IRB",
+}
+
+
+def test_a_station_or_location_the_trial_keeps_in_its_files_never_reaches_a_reader(world, client):
+    services.trial_update(actor=world.alice, trial=world.trial, deid_retain_device_identity=True)
+    files = []
+    for raw in synthesize_ct_series(real_ct_template(large=False), slices=2, seed="places"):
+        ds = pydicom.dcmread(io.BytesIO(raw))
+        for keyword, value in PLACES.items():
+            setattr(ds, keyword, value)
+        where = Dataset()
+        where.CodeValue, where.CodingSchemeDesignator, where.CodeMeaning = "KR-11", "ISO3166_2", "SEOUL GEO"
+        ds.PerformedStationGeographicLocationCodeSequence = [where]
+        out = io.BytesIO()
+        ds.save_as(out)
+        files.append(out.getvalue())
+    timepoint = upload_files(world.cora, SUBJECT, files, "BL")
+    qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+    kept = json.dumps(Instance.objects.filter(series__study__subject__code=SUBJECT).first().metadata)
+    assert "SEOUL-CT-ROOM-2" in kept and "SEOUL GEO" in kept  # the files do carry them: something to hide
+
+    client.force_login(world.rhea)
+    study = Study.objects.get(subject__code=SUBJECT).study_instance_uid
+    root = f"/dicomweb/tasks/{task_of(world.rhea, 'BL').pk}"
+    answers = [
+        client.get(f"{root}/studies/{study}/metadata"),
+        client.get(f"{root}/instances", {"includefield": "all"}),
+        client.get(f"{root}/studies/{study}/instances", {"includefield": ",".join(PLACES)}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200
+        text = answer.content.decode()
+        assert "SEOUL" not in text, [v for v in (*PLACES.values(), "SEOUL GEO") if v in text]
+
+
+def test_no_private_element_reaches_a_reader_even_one_the_trial_keeps(world, client):
+    """A private element the trial's safelist keeps is opaque to blinding: its meaning (a vendor's scan date,
+    the site's own code) is known to no rule here, so a reader's root shows none (the trial root does)."""
+    services.trial_update(actor=world.alice, trial=world.trial, deid_private_safelist=[["ACME 1.1", 0x10]])
+    files = []
+    for raw in synthesize_ct_series(real_ct_template(large=False), slices=2, seed="private"):
+        ds = pydicom.dcmread(io.BytesIO(raw))
+        block = ds.private_block(0x0019, "ACME 1.1", create=True)
+        block.add_new(0x10, "LO", "SCANNED AT SEOUL ON 20260302")
+        out = io.BytesIO()
+        ds.save_as(out)
+        files.append(out.getvalue())
+    timepoint = upload_files(world.cora, SUBJECT, files, "BL")
+    qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+    client.force_login(world.alice)
+    study = Study.objects.get(subject__code=SUBJECT).study_instance_uid
+    assert "SCANNED AT" in client.get(f"/dicomweb/trials/ALPHA/studies/{study}/metadata").content.decode()
+
+    client.force_login(world.rhea)
+    root = f"/dicomweb/tasks/{task_of(world.rhea, 'BL').pk}"
+    for answer in (
+        client.get(f"{root}/studies/{study}/metadata"),
+        client.get(f"{root}/instances", {"includefield": "all"}),
+        client.get(f"{root}/studies/{study}/instances", {"includefield": "00191010,00190010"}),
+    ):
+        assert answer.status_code == 200
+        for item in answer.json():
+            assert not [tag for tag in item if int(tag[3], 16) % 2], item.keys()
+        assert "ACME" not in answer.content.decode() and "SCANNED AT" not in answer.content.decode()
+
+
+def test_metadata_and_searches_as_xml_are_as_blind_as_json(reading, client):
+    client.force_login(reading.rhea)
+    study = Study.objects.get(subject__code=SUBJECT).study_instance_uid
+    xml = 'multipart/related; type="application/dicom+xml"'
+    for url in (f"{root_of(reading)}/studies/{study}/metadata", f"{root_of(reading)}/instances?includefield=all"):
+        answer = client.get(url, HTTP_ACCEPT=xml)
+        assert answer.status_code == 200 and answer["Content-Type"].startswith(xml)
+        text = answer.content.decode()
+        assert 'tag="00080020"' not in text and 'vr="DA"' not in text and 'vr="TM"' not in text
+        for tag in HIDDEN:
+            assert f'tag="{tag}"' not in text, tag
+        assert_blinded(text)

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import zipfile
 from datetime import date, timedelta
@@ -855,3 +856,201 @@ def test_a_cutoff_before_the_trial_existed_is_refused(world, client):
     assert not Transfer.objects.exists()
     with pytest.raises(ValidationFailed):
         transfers.transfer_request(actor=world.sam, trial=world.trial, cutoff=world.trial.created_at - timedelta(1))
+
+
+def _transfers(world, n: int, *, start: int = 1) -> None:
+    """`n` ready transfers as rows (what the page lists), each superseding the one before, newest last."""
+    from django.utils import timezone
+
+    previous = Transfer.objects.filter(trial=world.trial).order_by("-number").first()
+    for number in range(start, start + n):
+        previous = Transfer.objects.create(
+            trial=world.trial,
+            number=number,
+            cutoff=timezone.now(),
+            requested_by=world.sam,
+            requested_at=timezone.now(),
+            state=Transfer.State.READY,
+            supersedes=previous,
+            sha256="0" * 64,
+            changes={"ALPHA-SEO-001": {"status": "changed", "visits_added": ["W6"], "visits_changed": []}},
+        )
+
+
+def test_the_transfers_page_is_paged_and_its_heading_counts_them_all(world, client):
+    from reads.transfer_views import TRANSFERS_PAGE_SIZE
+
+    _transfers(world, TRANSFERS_PAGE_SIZE + 2)
+    client.force_login(world.sam)
+    first = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    numbers = [int(n) for n in re.findall(r'data-transfer="(\d+)"', first)]
+    assert numbers == list(range(TRANSFERS_PAGE_SIZE + 2, 2, -1))  # newest first
+    assert f'<span class="count">{TRANSFERS_PAGE_SIZE + 2}</span>' in first and "?page=2" in first
+    second = client.get("/reads/trials/ALPHA/transfers/", {"page": 2}).content.decode()
+    assert [int(n) for n in re.findall(r'data-transfer="(\d+)"', second)] == [2, 1]
+
+
+def test_the_transfers_page_does_not_query_more_with_more_transfers(world, client, django_assert_max_num_queries):
+    from reads.transfer_views import TRANSFERS_PAGE_SIZE
+
+    client.force_login(world.sam)
+    _transfers(world, 1)
+    client.get("/reads/trials/ALPHA/transfers/")  # the session and caches warmed
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as one:
+        assert client.get("/reads/trials/ALPHA/transfers/").status_code == 200
+    _transfers(world, TRANSFERS_PAGE_SIZE * 2, start=2)
+    with django_assert_max_num_queries(len(one)):
+        page = client.get("/reads/trials/ALPHA/transfers/")
+    assert page.content.decode().count("data-transfer=") == TRANSFERS_PAGE_SIZE
+
+
+def test_an_sr_signed_before_readers_were_numbered_as_evaluators_is_named_in_the_manifest(
+    world, trial_read, monkeypatch
+):
+    """Before evaluator numbers, the reader who took a case over signed SRs naming the slot ("Radiologist 1"),
+    and a result SR accepting their read said "(Radiologist 1 accepted)"; those SRs ship as -R3 and -result
+    files. Signed SRs never change, so the manifest says which files name whom."""
+    from reads.models import Adjudication, ReaderAssignment
+    from trials.services import visit_create
+
+    with monkeypatch.context() as old_release:
+        old_release.setattr(
+            ReaderAssignment,
+            "reader_code",
+            property(lambda self: f"Radiologist {self.slot}" if self.slot in (1, 2) else "Adjudicator"),
+        )
+        rita = _accepted_reader_replaced(world, trial_read, w6=("22.0", "12.0"))
+        other = world.ravi if trial_read["agree_slot_of_rhea"] == 1 else world.rhea
+        visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+        ready(world, "W12", day=84, subject=AGREE)
+        sd = task_of(rita, "W12", AGREE)
+        save_and_sign(rita, sd, follow_up_content(sd, "22.0", "5.0"))
+        pr = task_of(other, "W12", AGREE)
+        save_and_sign(other, pr, follow_up_content(pr, "15.0", "8.0"))
+        results.adjudicate(
+            actor=world.ada,
+            task_id=Adjudication.objects.get(subject__code=AGREE).task.pk,
+            choice="1",
+            reason="The newcomer's week 12 is right.",
+            password=PASSWORD,
+            meaning_confirmed=True,
+        )
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    old = pydicom.dcmread(io.BytesIO(archive.read(f"sr/{AGREE}/W6-R3.dcm")))
+    assert old.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "Radiologist 1"  # as signed
+    manifest = json.loads(archive.read("manifest.json"))
+    wrong = {"sr_names": "Radiologist 1", "evaluator": "Radiologist 3"}
+    assert manifest["sr_observer_mismatches"] == [
+        {"path": f"sr/{AGREE}/{visit}-{kind}.dcm", **wrong}
+        for visit in ("BL", "W12", "W6")
+        for kind in ("R3", "result")
+    ]
+    assert any("-R3" in note and "never change" in note for note in manifest["notes"])
+    # The other SRs (the other readers', the retired reader's, the adjudicated subject's) name theirs right.
+    assert not [m for m in manifest["sr_observer_mismatches"] if ADJUDICATED in m["path"] or "-R1" in m["path"]]
+
+
+def _csvs(world) -> list[tuple[str, bytes]]:
+    archive = transfer_zip(Transfer.objects.filter(trial=world.trial).latest("number"))
+    return [(name, archive.read(name)) for name in archive.namelist() if name.endswith(".csv")]
+
+
+def test_a_transfer_whose_srs_name_their_evaluators_lists_no_mismatch(world, trial_read):
+    _accepted_reader_replaced(world, trial_read)
+    manifest = json.loads(
+        transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial)).read("manifest.json")
+    )
+    assert manifest["sr_observer_mismatches"] == []
+    # Every transfer says how its CSVs are encoded and how Excel opens them.
+    assert [note for note in manifest["notes"] if "byte-order mark" in note and "65001" in note]
+    assert all(not data.startswith(b"\xef\xbb\xbf") for name, data in _csvs(world))
+
+
+def test_the_visits_table_says_which_visit_the_adjudicator_decided(world, trial_read):
+    """ADJUDICATED's readers agreed at baseline and disagreed at week 6: its baseline result follows the decision
+    (`adjudicated` Y, as delivered so far) but only week 6 was decided, as the results CSV, the API and the
+    reader-quality report in the same zip count it."""
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    rows = {(r["subject"], r["visit"], r["evaluator"]): r for r in visits}
+    for evaluator in ("Reader 1", "Reader 2", "Adjudicator"):
+        baseline, week_6 = rows[(ADJUDICATED, "BL", evaluator)], rows[(ADJUDICATED, "W6", evaluator)]
+        assert (baseline["adjudicated"], baseline["decided_by_adjudicator"]) == ("Y", "N"), evaluator
+        assert (week_6["adjudicated"], week_6["decided_by_adjudicator"]) == ("Y", "Y"), evaluator
+    assert {r["decided_by_adjudicator"] for r in visits if r["subject"] == AGREE} == {"N"}
+    header = list(csv.reader(io.StringIO(archive.read("tables/visits.csv").decode())))[0]
+    # New columns come after the ones consumers already read by position.
+    assert header[header.index("adjudication_reason") + 1 :] == [
+        "decided_by_adjudicator",
+        "signed_by",
+        "signed_at",
+        "signature_meaning",
+    ]
+    notes = json.loads(archive.read("manifest.json"))["notes"]
+    assert [note for note in notes if "decided_by_adjudicator" in note]
+
+
+def test_in_a_zone_with_summer_time_the_pages_give_both_offsets(world, client, settings):
+    """A cut-off shown in July in Europe/Berlin is UTC+02:00; the page said "(UTC+01:00)" all winter long, an
+    hour off for every summer time on it."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    client.force_login(world.sam)
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Times on this page are in Europe/Berlin (UTC+01:00; UTC+02:00 in daylight saving time)." in page
+    settings.TIME_ZONE = "Europe/Dublin"  # whose winter time zoneinfo flags as a negative daylight saving
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Europe/Dublin (UTC+00:00; UTC+01:00 in daylight saving time)" in page
+    settings.TIME_ZONE = "Australia/Sydney"  # summer in January
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Australia/Sydney (UTC+10:00; UTC+11:00 in daylight saving time)" in page
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Australia/Sydney (UTC+10:00, 일광 절약 시간에는 UTC+11:00)" in page
+
+
+def test_a_cutoff_without_an_offset_is_read_in_the_server_zone_as_the_schema_says(world, api, settings, monkeypatch):
+    settings.TIME_ZONE = "Asia/Seoul"
+    monkeypatch.setattr(transfers, "enqueue_build", lambda transfer_id: None)
+    world.trial.__class__.objects.filter(pk=world.trial.pk).update(created_at="2025-01-01T00:00:00+00:00")
+    body = api.as_(world.sam).post("/api/trials/ALPHA/transfers/", {"cutoff": "2026-01-02T09:00:00"}).json()
+    assert body["cutoff"] == "2026-01-02T09:00:00+09:00"
+    assert Transfer.objects.get(number=body["number"]).cutoff.isoformat() == "2026-01-02T00:00:00+00:00"
+    schema = api.as_(world.sam).get("/api/schema/", {"format": "json"}).json()
+    assert (
+        "server's time zone"
+        in schema["components"]["schemas"]["TransferInRequest"]["properties"]["cutoff"]["description"]
+    )
+
+
+def test_a_trial_whose_images_keep_no_dates_is_not_said_to_deliver_any(world, client, settings):
+    """With retained (shifted) dates off, the images carry no scan dates: no real date or study day can be
+    delivered. The transfer, its manifest, the API and the page said "real dates and study days" all the same."""
+    world.trial.__class__.objects.filter(pk=world.trial.pk).update(deid_retain_dates_modified=False)
+    world.trial.refresh_from_db()
+    transfers.delivery_settings_set(actor=world.alice, trial=world.trial, real_dates=True)
+    _baseline(world, AGREE, (world.rhea, world.ravi))
+    transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    archive = transfer_zip(transfer)
+    assert transfer.real_dates is False
+    assert json.loads(archive.read("manifest.json"))["real_dates"] is False
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    assert {(r["scan_date"], r["study_day"]) for r in visits} == {("", "")}
+    client.force_login(world.alice)
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "Scan dates: none: this trial's images keep no dates, so transfers carry no study days either." in page
+    assert "real dates and study days" not in page
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "이 임상시험의 영상에는 날짜가 남지 않으므로" in page
+
+
+def test_the_transfers_page_says_what_a_transfer_holds(world, client, settings):
+    """It said "both readers'" (a reader who took a case over is a third) and left out the reader-quality report."""
+    client.force_login(world.sam)
+    page = client.get("/reads/trials/ALPHA/transfers/").content.decode()
+    assert "every reader's and the adjudicator's records" in page and "the reader-quality report" in page
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
+    assert "판독자 품질 보고서" in client.get("/reads/trials/ALPHA/transfers/").content.decode()

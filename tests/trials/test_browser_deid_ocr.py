@@ -16,7 +16,7 @@ from trials.deid.pseudonym import PseudonymSpace, subject_key
 from trials.ingest.browser import deid_options_payload
 from trials.ingest.synthetic import draw_text_screen
 
-from .deid.factories import KEY_ALPHA, ct_image, part10, read
+from .deid.factories import KEY_ALPHA, colour_screen, ct_image, part10, read
 from .test_browser_deid_identity import _run_node
 
 SUBJECT = "ALPHA-SEO-001"
@@ -132,8 +132,10 @@ def test_the_numpy_free_redaction_gives_the_servers_bytes(numpy_free, monkeypatc
     pixels[10:20, 10:50] |= 1 << 15  # bits above Bits Stored
     high.PixelData = pixels.tobytes()
     small = draw_text_screen(ct_image(charset="ISO_IR 192"), size=256, font_size=14)  # read at twice its size
-    for ds in (draw_text_screen(ct_image(charset="ISO_IR 192")), small, high):
-        data = part10(ds)
+    screens = [part10(ds) for ds in (draw_text_screen(ct_image(charset="ISO_IR 192")), small, high)]
+    # Colour stored plane by plane, 8 and 16 bits: read and written colour-by-pixel in both.
+    screens += [colour_screen(planar=1, size=256, font_size=14), colour_screen(planar=1, bits=16, size=256)]
+    for data in screens:
         browser = deidentify(data, space=space, subject_code=SUBJECT, options=options)
         with monkeypatch.context() as server_side:
             server_side.setattr(burned_in, "np", np)
@@ -147,3 +149,41 @@ def test_without_an_ocr_hook_a_numpy_free_engine_holds_the_image_back(monkeypatc
     monkeypatch.setattr(burned_in, "_external_ocr", None)
     with pytest.raises(burned_in.OcrUnavailable):  # the engine makes it the "ocr_unavailable" rejection
         burned_in.require_ocr()
+
+
+def _one_word_ocr(confidence: float):
+    """An external OCR that reads one word, "HONG", at `confidence` in the frame's top left corner."""
+
+    def read(frame: bytes, module: burned_in.PixelModule):
+        return 1.0, [(2, 2, 20, 8, confidence, "HONG")]
+
+    return read
+
+
+def test_the_browser_takes_a_word_as_text_below_the_servers_bar_by_its_margin(monkeypatch):
+    """Its Tesseract scores words up to ~18 points otherwise than the server's (test_ocr_agreement): a word the
+    browser reads at 70 the server may read at 85 and call text, so the browser calls it text too."""
+    monkeypatch.setattr(burned_in, "np", None)
+    module = burned_in.PixelModule(64, 64, 1, 1, 16, 12, False, True, "MONOCHROME2")
+    frames = burned_in.native_array(bytes(64 * 64 * 2), module)
+    read_at = burned_in.TEXT_CONFIDENCE - burned_in.BROWSER_MARGIN + 1
+    monkeypatch.setattr(burned_in, "_external_ocr", _one_word_ocr(read_at))
+    assert burned_in.has_text(frames, "MONOCHROME2") is False  # an OCR of the server's own build: its bar
+    burned_in.use_external_ocr(_one_word_ocr(read_at), margin=burned_in.BROWSER_MARGIN)
+    try:
+        assert burned_in.has_text(frames, "MONOCHROME2") is True
+        monkeypatch.setattr(burned_in, "_external_ocr", _one_word_ocr(read_at - 2))
+        assert burned_in.has_text(frames, "MONOCHROME2") is False  # below the margin: not text there either
+    finally:
+        burned_in.use_external_ocr(None)
+
+
+def test_the_browsers_engine_installs_its_ocr_with_the_margin(monkeypatch):
+    from .test_browser_deid_identity import _entry
+
+    monkeypatch.setattr(burned_in, "np", None)  # as in Pyodide
+    try:
+        _entry()
+        assert burned_in._external_margin == burned_in.BROWSER_MARGIN
+    finally:
+        burned_in.use_external_ocr(None)

@@ -230,3 +230,26 @@ def test_a_waiting_file_whose_index_row_the_database_refuses_is_rejected_not_lef
     assert (item.state, item.code) == ("rejected", "unreadable")
     upload_finish(actor=world.cora, upload=upload)
     assert_end_state()
+
+
+def test_a_file_rejected_in_its_request_is_named_by_its_part_and_reason_never_by_its_uids(world, api, series, sent):
+    """PS3.18 Table I.1-1 asks a Failed SOP Sequence item for the instance's UIDs, but a rejected file's may be
+    the originals (here a file sent as it was, with a record that passes the key check): the server cannot tell
+    a pseudonym from an original, so it never echoes them. The client learns which file failed and why from
+    the Warning header (its part number in the request and the reason the upload status shows), and the
+    Failure Reason is the code of Table I.2-2 that fits."""
+    upload_id, outputs, records = sent
+    original = series[3]
+    records[3] = {**records[3], "sha256": hashlib.sha256(original).hexdigest()}
+    space = PseudonymSpace(bytes.fromhex(key_of(api, world.cora, upload_id).json()["subject_key"]))
+    records[3]["key_check"] = space.key_check(records[3]["sha256"])
+    response = stow_with_records(api, world.cora, upload_id, records, [*outputs[:2], original, outputs[2]])
+
+    assert response.status_code == 202, response.content
+    [failed] = response.json()["00081198"]["Value"]
+    assert failed == {"00081197": {"vr": "US", "Value": [0xC000]}}
+    # Part 1 holds the records; the original is the fourth part.
+    assert '"part 4 was rejected: not_deidentified: This file was not de-identified' in response["Warning"]
+    sent_uids = pydicom.dcmread(io.BytesIO(original))
+    for uid in (sent_uids.SOPInstanceUID, sent_uids.StudyInstanceUID, sent_uids.SeriesInstanceUID):
+        assert uid.encode() not in response.content and uid not in response["Warning"]

@@ -196,6 +196,18 @@ def test_a_screen_still_carrying_text_is_rejected_by_the_servers_own_ocr(burned_
     assert "HONG" not in caught.value.reason and "홍길동" not in caught.value.reason
 
 
+def test_a_colour_screen_stored_plane_by_plane_still_carrying_text_is_rejected():
+    from .deid.factories import colour_screen
+
+    options = DeidOptions(burned_in_text="redact")
+    blank = deidentify(colour_screen(planar=1, lines=()), space=SPACE, subject_code=SUBJECT, options=options)
+    data, declared = _with_pixels_of(blank.data, colour_screen(planar=1))
+    assert pydicom.dcmread(io.BytesIO(data)).PlanarConfiguration == 1
+    with pytest.raises(DeidRejected) as caught:
+        reverify(data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)
+    assert caught.value.code == "burned_in_text"
+
+
 def test_a_screen_the_browser_redacted_passes_the_servers_ocr(monkeypatch):
     from trials.deid import burned_in
 
@@ -228,6 +240,7 @@ def test_a_screen_that_needs_reading_is_rejected_when_the_servers_ocr_cannot_run
     )
     monkeypatch.setattr(burned_in, "_DEBIAN_TESSDATA", (str(tmp_path),))
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
+    monkeypatch.setattr(burned_in, "_models_dir", str(tmp_path))  # nor where the browser's models are
     monkeypatch.setattr(burned_in, "_ENGINES", type(burned_in._ENGINES)())
     with pytest.raises(DeidRejected) as caught:
         reverify(redacted.data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)

@@ -123,6 +123,19 @@ def test_cors_is_answered_for_configured_viewer_origins(images, client, settings
     assert "Access-Control-Allow-Origin" not in other
 
 
+def test_a_cross_origin_viewer_may_read_the_warning_and_content_location_headers(images, client, settings):
+    """A viewer on another origin reads only the headers it is exposed to (Fetch standard): without Warning
+    it could not see that a search was cut at the maximum, or which search keys were left out (PS3.18 8.6.2);
+    without Content-Location, which bulk data a part holds."""
+    settings.DICOMWEB_CORS_ORIGINS = ["https://viewer.example.org"]
+    settings.DICOMWEB_MAX_RESULTS = 1
+    client.force_login(images.alice)
+    answer = client.get(f"{ROOT}/instances", HTTP_ORIGIN="https://viewer.example.org")
+    assert "Warning" in answer
+    exposed = {h.strip() for h in answer["Access-Control-Expose-Headers"].split(",")}
+    assert {"Warning", "Content-Location", "ETag", "Content-Type"} <= exposed
+
+
 def test_a_cross_origin_answer_keeps_varying_by_accept_and_authorization(images, client, settings):
     """A viewer on a configured origin: the answer's Vary was replaced by "Origin", so a browser that keeps the
     answer a year (immutable) could give the application/dicom bytes of a URL to its multipart request."""

@@ -369,3 +369,29 @@ def test_files_acknowledged_before_the_upload_refused_more_stand(world, api, ser
     assert response.status_code == 200, response.content
     assert len(response.json()["00081199"]["Value"]) == 1
     assert "1 file(s) not received" in response["Warning"]
+
+
+@with_stores
+def test_the_answers_retrieve_url_is_the_study_stored_into(world, api, series):
+    """PS3.18 Table I.1-1: the Retrieve URL is where the study is available through a Studies Retrieve
+    transaction (it named the upload's API resource, which is no DICOMweb resource); empty (Type 2) when
+    the files went into several studies or none."""
+    upload_id = open_upload(api, world.cora)
+    response = post(api, world.cora, upload_id, body(series[:2]))
+    study = Instance.objects.first().series.study.study_instance_uid
+    url = f"http://testserver/dicomweb/trials/ALPHA/studies/{study}"
+    assert response.json()["00081190"] == {"vr": "UR", "Value": [url]}
+    assert api.as_(world.cora).get(f"{url}/metadata").status_code == 200
+    nothing = post(api, world.cora, upload_id, body([b"not dicom"]).replace(b"dicom\r\n\r\nnot", b"plain\r\n\r\nnot"))
+    assert nothing.json()["00081190"] == {"vr": "UR"}
+
+
+@with_stores
+def test_a_file_the_server_rejects_is_named_by_its_part_in_the_warning(world, api, series):
+    """Processed as the request commits (an in-process worker), a file is rejected by the time the answer is
+    made though it was only waiting when the upload took it: the answer still names its part."""
+    upload_id = open_upload(api, world.cora)
+    response = post(api, world.cora, upload_id, body([series[0], b"not a DICOM file at all", series[1]]))
+    assert response.status_code == 202, response.content
+    assert len(response.json()["00081198"]["Value"]) == 1
+    assert '"part 2 was rejected: not_dicom: ' in response["Warning"]

@@ -6,23 +6,28 @@ and protocol screens come as CT DERIVED\\SECONDARY), secondary captures, screen 
 with an overlay, images that declare burned-in annotation, and images with bits set above Bits Stored (an
 overlay drawn into the unused bits).
 
-OCR is Tesseract with Debian's trained data for Hangul and Latin (tesseract-ocr-kor, tesseract-ocr-eng),
-through tesserocr: its wheel carries Tesseract's library, so the image goes to the recogniser in memory.
+OCR is Tesseract with trained data for Hangul and Latin through tesserocr: its wheel carries Tesseract's library,
+so the image goes to the recogniser in memory. The trained data are the site's browser's (the "best_int" models
+the front-end build writes into static/dist/deid/ocr/, `use_models`), or where those are missing the system's
+(Debian's tesseract-ocr-kor/-eng: other models, `models_in_use` says which and `manage.py check` warns).
 pytesseract was tried first: it writes each image to a temporary file for the `tesseract` program, and an
 image with a patient's name drawn in it must not leave the process outside the quarantine; it also paid a
 process start per image (about four times slower here).
 
 In the site's browser (Pyodide: pydicom only, no numpy, no Pillow) the same decision and the same redaction
 run on `Frames`, the pixel data's own bytes, and OCR is Tesseract compiled to WebAssembly (tesseract.js-core,
-bundled with the same languages), installed with `use_external_ocr`; without it, an image that needs
-reading is held back with the reason.
+bundled with the same models), installed with `use_external_ocr`; without it, an image that needs reading is
+held back with the reason. Both are handed the same grey image (`_to_image`, ocr.mjs's `greyImage`) with the
+same settings (LSTM only, sparse text, OCR_DPI); the browser's bars are BROWSER_MARGIN lower.
 """
 
 from __future__ import annotations
 
 import array
 import array as _array_module
+import dataclasses
 import functools
+import logging
 import math
 import os
 import sys
@@ -37,19 +42,40 @@ except ImportError:  # pragma: no cover - exercised by the Pyodide bundle's test
     np = None
 
 OCR_LANGUAGES = "kor+eng"
+LANGUAGES = OCR_LANGUAGES.split("+")
+# The resolution Tesseract assumes (ocr.mjs sets the same): a frame carries none, and each way of handing it an
+# image said another (tesserocr's BMP from PIL 96 dpi, the browser's PNM none: Tesseract's estimate from the
+# text's size, which read other words). 96 read the most words of the agreement screens (70 to 300 tried).
+OCR_DPI = 96
+_models_dir: str | None = None
 _DEBIAN_TESSDATA = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
 _ENGINES = threading.local()
+logger = logging.getLogger(__name__)
 # OCR from outside Python (the site's browser): frame bytes and PixelModule -> (scale, words found) as
 # (left, top, width, height, confidence, text) in the coordinates of the image read, `scale` times the frame.
 ExternalOcr = Callable[[bytes, "PixelModule"], tuple[float, Iterable[tuple[int, int, int, int, float, str]]]]
 _external_ocr: ExternalOcr | None = None
+_external_margin: float = 0
 # Tesseract reads shapes in anatomy as short words of low confidence ("La" 72, "=F" 75 in a perfusion CT);
 # text drawn into an image reads at 90 or more. A word is text when it is read with TEXT_CONFIDENCE and
 # has three letters or digits, or a Hangul syllable. Once a frame has text, every word read with
 # BLANK_CONFIDENCE is blanked with it (the parts of a line Tesseract is less sure of).
 TEXT_CONFIDENCE = 80
 BLANK_CONFIDENCE = 40
+# The site's browser runs another build of Tesseract (tesseract.js-core's, 5.1) than the server (tesserocr's,
+# 5.5) on the same models and the same image: both find the same words in the same boxes, but a word's
+# confidence may differ by up to about 18 points (tests/trials/deid/test_ocr_agreement.py: median 0.4, 95th
+# percentile 10). The browser therefore takes text, and blanks words, this much below the server's bars: what
+# the server's re-check would call text, the browser has found first, so nothing it misses crosses the network.
+BROWSER_MARGIN = 20
+# Tesseract binarises an image with one threshold for all of it (Otsu): text dimmer than the brightest part of
+# the frame (grey annotation beside bright anatomy or a white bar) falls below it and is not read at all. Each
+# image is read twice, with that threshold and with Leptonica's tiled one (Tesseract's thresholding_method 1),
+# which finds such text but reads large and Hangul text worse; the words of both are merged (`_kept_words`).
+THRESHOLD_METHODS = (0, 1)
+SAME_WORD = 0.5  # two words read in one place (intersection over union) are one: the more confident is kept
 PAD = 4  # pixels added around a detected word before it is blanked
+MIN_WIDTH = 512  # narrower frames are read at twice their size (small text reads better)
 MAX_PASSES = 3
 
 SECONDARY_CAPTURE_CLASSES = frozenset(
@@ -78,10 +104,11 @@ class Word:
     height: int
     confidence: float
     text: str = field(default="", repr=False)  # what was read: possibly identifying, never logged
+    margin: float = field(default=0, repr=False, compare=False)  # read by the browser: BROWSER_MARGIN
 
     @property
     def is_text(self) -> bool:
-        if self.confidence < TEXT_CONFIDENCE:
+        if self.confidence < TEXT_CONFIDENCE - self.margin:
             return False
         return sum(c.isalnum() for c in self.text) >= 3 or any("\uac00" <= c <= "\ud7a3" for c in self.text)
 
@@ -109,10 +136,13 @@ def ocr_reasons(
     return reasons
 
 
-def use_external_ocr(ocr: ExternalOcr | None) -> None:
-    """Read pixels with `ocr` (the site's browser's Tesseract) instead of tesserocr; None: no OCR here."""
-    global _external_ocr
-    _external_ocr = ocr
+def use_external_ocr(ocr: ExternalOcr | None, *, margin: float = 0) -> None:
+    """Read pixels with `ocr` (the site's browser's Tesseract) instead of tesserocr; None: no OCR here.
+
+    `margin`: how far below the server's confidence bars its words count (BROWSER_MARGIN for another build of
+    Tesseract than the server's)."""
+    global _external_ocr, _external_margin
+    _external_ocr, _external_margin = ocr, margin
 
 
 def require_ocr(*, compressed: bool = False) -> None:
@@ -142,6 +172,7 @@ class PixelModule:
     signed: bool
     little: bool
     photometric: str
+    planar: bool = False  # colour stored plane by plane (Planar Configuration 1), not colour-by-pixel
 
     @property
     def dtype(self) -> np.dtype:
@@ -234,12 +265,36 @@ class Frame:
 
 def native_array(value: bytes, module: PixelModule, *, writable: bool = True) -> np.ndarray | Frames:
     """Native pixel data as an array of frames (a copy that may be written, unless not `writable`); without
-    numpy, as `Frames` (always a copy)."""
+    numpy, as `Frames` (always a copy). Colour stored plane by plane comes colour-by-pixel (a copy), as OCR
+    reads and redaction blanks it: written back, it is colour-by-pixel (Planar Configuration 0)."""
     count = math.prod(module.shape)
+    planar = module.planar and module.samples > 1
     if np is None:
-        return Frames(bytearray(value[: count * (module.bits_allocated // 8)]), module)
+        data = bytearray(value[: count * (module.bits_allocated // 8)])
+        if planar:
+            data = bytearray(_interleaved(data, module))
+            module = dataclasses.replace(module, planar=False)
+        return Frames(data, module)
+    if planar:
+        f, rows, columns, samples = module.shape
+        planes = np.frombuffer(value, dtype=module.dtype, count=count).reshape(f, samples, rows, columns)
+        return np.ascontiguousarray(planes.transpose(0, 2, 3, 1))
     array = np.frombuffer(value, dtype=module.dtype, count=count).reshape(module.shape)
     return array.copy() if writable else array
+
+
+def _interleaved(data: bytes | bytearray, module: PixelModule) -> bytes:
+    """Plane-by-plane colour samples (each frame: every red, then every green, then every blue) colour-by-pixel,
+    with the standard library only. Samples are moved whole, so their byte order does not matter."""
+    values = _array_module.array(module.typecode, bytes(data))
+    out = _array_module.array(module.typecode, bytes(len(values) * values.itemsize))
+    pixels = module.rows * module.columns
+    frame = pixels * module.samples
+    for start in range(0, len(values), frame):
+        for sample in range(module.samples):
+            plane = values[start + sample * pixels : start + (sample + 1) * pixels]
+            out[start + sample : start + frame : module.samples] = plane
+    return out.tobytes()
 
 
 def high_bits_set(value: bytes, module: PixelModule) -> bool:
@@ -253,7 +308,7 @@ def high_bits_set(value: bytes, module: PixelModule) -> bool:
     if module.bits_stored >= module.bits_allocated:
         return False
     if np is not None:
-        values = native_array(value, module, writable=False)
+        values = native_array(value, dataclasses.replace(module, planar=False), writable=False)  # extremes only
         low, high = int(values.min()), int(values.max())
     elif module.bits_allocated == 16 and module.bits_stored >= (9 if module.signed else 8):
         return _high_bytes_set(value, module)
@@ -320,6 +375,9 @@ def zero_high_bits(array: np.ndarray | Frames, module: PixelModule) -> np.ndarra
 
 
 def _to_image(frame: np.ndarray, photometric: str) -> Any:
+    """The 8-bit grey image OCR reads: colour averaged, the frame's range stretched to 0-255, MONOCHROME1
+    inverted, a frame narrower than MIN_WIDTH read at twice its size (`doubled`). The browser's ocr.mjs
+    (`greyImage`) makes the very same bytes, so both Tesseracts are handed one image."""
     from PIL import Image
 
     data = frame.astype(np.float64)
@@ -329,32 +387,81 @@ def _to_image(frame: np.ndarray, photometric: str) -> Any:
     scaled = np.zeros_like(data) if high <= low else (data - low) * (255.0 / (high - low))
     if photometric == "MONOCHROME1":
         scaled = 255.0 - scaled
-    image = Image.fromarray(scaled.astype(np.uint8), mode="L")
-    if image.width < 512:
-        image = image.resize((image.width * 2, image.height * 2), Image.Resampling.LANCZOS)
-    return image
+    grey = scaled.astype(np.uint8)
+    if grey.shape[1] < MIN_WIDTH:
+        grey = doubled(grey)
+    return Image.fromarray(grey, mode="L")
+
+
+def doubled(grey: np.ndarray) -> np.ndarray:
+    """An 8-bit image at twice its size, bilinear with pixel centres aligned, rounded half up: the arithmetic
+    of ocr.mjs's `doubled`, step for step, so the browser's image is byte for byte this one."""
+    rows, columns = grey.shape
+
+    def taps(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        source = np.clip((np.arange(size * 2) + 0.5) / 2 - 0.5, 0, size - 1)
+        first = np.floor(source).astype(np.intp)
+        return first, np.minimum(first + 1, size - 1), source - first
+
+    y0, y1, fy = taps(rows)
+    x0, x1, fx = taps(columns)
+    values = grey.astype(np.float64)
+    top = values[y0][:, x0] * (1 - fx) + values[y0][:, x1] * fx
+    bottom = values[y1][:, x0] * (1 - fx) + values[y1][:, x1] * fx
+    fy = fy[:, None]
+    return np.floor(top * (1 - fy) + bottom * fy + 0.5).astype(np.uint8)
+
+
+def use_models(path: str | os.PathLike | None) -> None:
+    """Read pixels with the trained data in `path` (the browser bundle's, static/dist/deid/ocr/: settings'
+    OCR_MODELS_DIR), where they are; None: the system's. Engines made before are made again."""
+    global _models_dir
+    _models_dir = os.fspath(path) if path else None
+
+
+def _has_models(path: str) -> bool:
+    return bool(path) and all(os.path.isfile(os.path.join(path, f"{lang}.traineddata")) for lang in LANGUAGES)
+
+
+def models_in_use() -> tuple[str, str]:
+    """Which trained data the server's OCR reads with: ("bundle", path) when the browser's models are there,
+    ("system", path) for $TESSDATA_PREFIX's or Debian's (tesseract-ocr-kor/-eng: other models than the
+    browser's, which may read a frame otherwise), ("none", "") without Korean and English models."""
+    if _models_dir and _has_models(_models_dir):
+        return "bundle", _models_dir
+    for path in (os.environ.get("TESSDATA_PREFIX", ""), *_DEBIAN_TESSDATA):
+        if _has_models(path):
+            return "system", path
+    return "none", ""
 
 
 def tessdata_path() -> str:
-    """Where Tesseract's trained data are: $TESSDATA_PREFIX, or Debian's tesseract-ocr-kor/-eng location."""
-    candidates = [os.environ.get("TESSDATA_PREFIX", ""), *_DEBIAN_TESSDATA]
-    for path in candidates:
-        if path and all(os.path.exists(os.path.join(path, f"{lang}.traineddata")) for lang in ("kor", "eng")):
-            return path
-    raise OcrUnavailable("no Korean and English trained data (install tesseract-ocr-kor)")
+    """Where Tesseract's trained data are (models_in_use)."""
+    source, path = models_in_use()
+    if source == "none":
+        raise OcrUnavailable("no Korean and English trained data (build the front end, or install tesseract-ocr-kor)")
+    return path
 
 
 def _api() -> Any:
-    """This thread's Tesseract engine, made once (loading the Korean model takes a while)."""
+    """This thread's Tesseract engine, made once per model folder (loading the Korean model takes a while),
+    set as the browser's (ocr.mjs): LSTM only, sparse text, the same resolution."""
+    path = tessdata_path()
     api = getattr(_ENGINES, "api", None)
-    if api is None:
+    if api is None or getattr(_ENGINES, "path", None) != path:
         import tesserocr
 
+        if models_in_use()[0] == "system":  # each worker says so once per thread, where manage.py check is not run
+            logger.warning("OCR reads with the system's trained data in %s, not the upload page's", path)
+
         try:
-            api = tesserocr.PyTessBaseAPI(path=tessdata_path(), lang=OCR_LANGUAGES, psm=tesserocr.PSM.SPARSE_TEXT)
+            api = tesserocr.PyTessBaseAPI(
+                path=path, lang=OCR_LANGUAGES, oem=tesserocr.OEM.LSTM_ONLY, psm=tesserocr.PSM.SPARSE_TEXT
+            )
+            api.SetVariable("user_defined_dpi", str(OCR_DPI))
         except RuntimeError as exc:
             raise OcrUnavailable(type(exc).__name__) from None
-        _ENGINES.api = api
+        _ENGINES.api, _ENGINES.path = api, path
     return api
 
 
@@ -367,14 +474,17 @@ def ocr_words(image: Any) -> list[Word]:
 
     api = _api()
     level = tesserocr.RIL.WORD
+    found = []
     try:
-        api.SetImage(image)
-        api.Recognize()
-        found = []
-        for result in tesserocr.iterate_level(api.GetIterator(), level):
-            box = result.BoundingBox(level)
-            if box is not None:
-                found.append((result.GetUTF8Text(level) or "", result.Confidence(level), box))
+        for method in THRESHOLD_METHODS:
+            api.SetVariable("thresholding_method", str(method))
+            api.SetImage(image)
+            api.Recognize()
+            for result in tesserocr.iterate_level(api.GetIterator(), level):
+                box = result.BoundingBox(level)
+                if box is not None:
+                    found.append((result.GetUTF8Text(level) or "", result.Confidence(level), box))
+            api.Clear()
     except RuntimeError as exc:
         raise OcrUnavailable(type(exc).__name__) from None
     finally:
@@ -384,13 +494,32 @@ def ocr_words(image: Any) -> list[Word]:
     )
 
 
-def _kept_words(found: Iterable[tuple[str, float, int, int, int, int]]) -> list[Word]:
-    """The words OCR read that may be text: read with BLANK_CONFIDENCE, with a letter or digit."""
-    return [
-        Word(left, top, width, height, float(conf), text)
-        for text, conf, left, top, width, height in found
-        if conf >= BLANK_CONFIDENCE and any(c.isalnum() for c in text)
-    ]
+def _kept_words(found: Iterable[tuple[str, float, int, int, int, int]], margin: float = 0) -> list[Word]:
+    """The words OCR read that may be text: read with BLANK_CONFIDENCE (less `margin`), with a letter or digit;
+    of words read in one place (the passes of THRESHOLD_METHODS), the most confident."""
+    words = sorted(
+        (
+            Word(left, top, width, height, float(conf), text, margin)
+            for text, conf, left, top, width, height in found
+            if conf >= BLANK_CONFIDENCE - margin and any(c.isalnum() for c in text)
+        ),
+        key=lambda w: (-w.confidence, w.top, w.left, w.width, w.height, w.text),
+    )
+    kept: list[Word] = []
+    for word in words:
+        if not any(_overlap(word, other) >= SAME_WORD for other in kept):
+            kept.append(word)
+    return kept
+
+
+def _overlap(a: Word, b: Word) -> float:
+    """Intersection over union of two words' boxes."""
+    width = min(a.left + a.width, b.left + b.width) - max(a.left, b.left)
+    height = min(a.top + a.height, b.top + b.height) - max(a.top, b.top)
+    if width <= 0 or height <= 0:
+        return 0.0
+    shared = width * height
+    return shared / (a.width * a.height + b.width * b.height - shared)
 
 
 def _in_frame(words: list[Word], scale: float) -> list[Word]:
@@ -403,6 +532,7 @@ def _in_frame(words: list[Word], scale: float) -> list[Word]:
             math.ceil(w.height / scale),
             w.confidence,
             w.text,
+            w.margin,
         )
         for w in words
     ]
@@ -414,8 +544,8 @@ def find_text(frame: np.ndarray | Frame, photometric: str) -> list[Word]:
         if _external_ocr is None:
             raise OcrUnavailable("no OCR where this runs")
         scale, found = _external_ocr(frame.tobytes(), frame.frames.module)
-        words = _kept_words((text, conf, left, top, width, height) for left, top, width, height, conf, text in found)
-        return _in_frame(words, scale)
+        found = ((text, conf, left, top, width, height) for left, top, width, height, conf, text in found)
+        return _in_frame(_kept_words(found, _external_margin), scale)
     image = _to_image(frame, photometric)
     return _in_frame(ocr_words(image), image.width / frame.shape[1])
 

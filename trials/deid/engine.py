@@ -915,6 +915,7 @@ def _pixel_module(ds: Dataset, little: bool, frames: int) -> burned_in.PixelModu
         signed=_us(elements.get(0x00280103), little) == 1,
         little=little,
         photometric=_ascii(elements.get(PHOTOMETRIC_INTERPRETATION)).upper(),
+        planar=_us(elements.get(PLANAR_CONFIGURATION), little) == 1,
     )
 
 
@@ -1013,6 +1014,9 @@ def _examine_pixels(
             )
             elements[PLANAR_CONFIGURATION] = raw_element(PLANAR_CONFIGURATION, "US", b"\x00\x00", little=little)
         array = array.astype(array.dtype.newbyteorder("<"))
+    elif module.planar and module.samples > 1:
+        # burned_in read the colour planes colour-by-pixel, and that is how they are written.
+        elements[PLANAR_CONFIGURATION] = raw_element(PLANAR_CONFIGURATION, "US", b"\x00\x00", little=little)
     value = array.tobytes()
     if len(value) % 2:
         value += b"\x00"

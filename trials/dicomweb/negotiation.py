@@ -33,6 +33,8 @@ def parse_accept(header: str | None) -> list[Accepted]:
             q = float(params.get("q", "1"))
         except ValueError:
             q = 1.0
+        if not q > 0:
+            continue  # RFC 9110 12.4.2: q=0 says the client does not accept it
         result.append(Accepted(pieces[0].lower(), params.get("type", "").lower(), params.get("transfer-syntax", ""), q))
     return sorted(result, key=lambda a: -a.q)
 
@@ -73,16 +75,20 @@ FRAME_MEDIA_TYPES = {
 OCTET_STREAM = "application/octet-stream"
 
 
-def frame_choice(accepted: list[Accepted], stored: str) -> tuple[str, str] | None:
-    """(the frames' media type, the transfer syntax to make them in) for the first acceptable entry this server
-    can answer (PS3.18 8.7.3): application/octet-stream as stored ('*', or the stored syntax) or decoded (the
-    default, Explicit VR Little Endian); a compressed media type only if the frames are stored in it. None if
-    no entry can be answered (406)."""
+def frame_choice(accepted: list[Accepted], stored: str, *, one: bool = True) -> tuple[str, str, bool] | None:
+    """(the frames' media type, the transfer syntax to make them in, single part?) for the first acceptable
+    entry this server can answer (PS3.18 8.7.3): application/octet-stream as stored ('*', or the stored syntax)
+    or decoded (the default, Explicit VR Little Endian); a compressed media type only if the frames are stored
+    in it. A single part media type (application/octet-stream itself) only for `one` frame: PS3.18 10.4.4 has
+    it ignored for several. None if no entry can be answered (406)."""
     own = FRAME_MEDIA_TYPES.get(stored, ())
     for entry in accepted:
         if entry.media_type == "*/*":
-            return OCTET_STREAM, "*"
-        if covers(entry.media_type, "multipart/related"):
+            return OCTET_STREAM, "*", False
+        single = not covers(entry.media_type, "multipart/related")
+        if single and not one:
+            continue
+        if not single:
             part_type = entry.part_type or OCTET_STREAM
         elif covers(entry.media_type, OCTET_STREAM):
             part_type = OCTET_STREAM
@@ -90,13 +96,13 @@ def frame_choice(accepted: list[Accepted], stored: str) -> tuple[str, str] | Non
             continue
         if part_type in (OCTET_STREAM, "*/*", "application/*"):
             if entry.transfer_syntax in ("", "*", EXPLICIT_VR_LE, stored):
-                return OCTET_STREAM, entry.transfer_syntax
+                return OCTET_STREAM, entry.transfer_syntax, single
             continue
         if entry.transfer_syntax not in ("", "*", stored):
             continue  # a compressed syntax other than the stored one: this server transcodes to none
         named = next((media_type for media_type in own if media_type.lower() == part_type), None)
         if named:
-            return named, stored
+            return named, stored, single
         if own and part_type == own[0].split("/")[0] + "/*":
-            return own[0], stored
+            return own[0], stored, single
     return None

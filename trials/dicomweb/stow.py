@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import socket
@@ -10,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.core.handlers.asgi import ASGIRequest
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
@@ -43,9 +45,15 @@ DICOM_JSON = "application/dicom+json"
 RECORDS_MEDIA = "application/vnd.ctims.deid-records+json"
 MAX_RECORDS_BYTES = 4 * 1024**2
 
-# PS3.18 Table I.2-1 / PS3.4 C.4.2.1.4: 0xC000 "cannot understand", 0xA700 "out of resources" family;
-# a rejected instance is reported with 0xC000 plus the reason the upload status shows.
+# PS3.18 Table I.2-2: the Failure Reason of a rejected instance, by the code of its rejection; any other
+# (a file not de-identified, of another patient, unreadable) "cannot understand", 0xC000. The reason the upload
+# status shows goes in the Warning header with the file's part number.
 FAILURE_CANNOT_UNDERSTAND = 0xC000
+FAILURE_REASONS = {
+    "sop_class_not_accepted": 0x0122,  # Referenced SOP Class not supported
+    "pixel_data_missing": 0xA900,  # Data Set does not match SOP Class
+    "lost": 0x0110,  # Processing failure: the received copy was damaged
+}
 WARNING_COERCION = 0xB000
 
 
@@ -79,7 +87,14 @@ def _item_json(item: UploadItem, request, trial_code: str) -> dict:
             # De-identification changed the attributes: the stored instance is a coerced copy.
             "00081196": {"vr": "US", "Value": [WARNING_COERCION]},
         }
-    return {"00081197": {"vr": "US", "Value": [FAILURE_CANNOT_UNDERSTAND]}}
+    # No Referenced SOP Class or Instance UID (Table I.1-1 asks for them): a rejected file's may be the
+    # originals, and the server cannot tell a pseudonym from an original, so it never sends one back.
+    return {"00081197": {"vr": "US", "Value": [FAILURE_REASONS.get(item.code, FAILURE_CANNOT_UNDERSTAND)]}}
+
+
+def _header_text(text: str, limit: int = 200) -> str:
+    """A reason as Warning header text: printable ASCII, no double quote, bounded."""
+    return re.sub(r'[^ -~]|"', "?", text)[:limit]
 
 
 class MultipartRelatedParser(BaseParser):
@@ -141,6 +156,21 @@ class _Received:
     warnings: list[str] = field(default_factory=list)
     cut: MultipartError | None = None  # why the body ended early, if it did
     unread: bool = False  # parts past MAX_PARTS were left unread
+    parts: dict[str, int] = field(default_factory=dict)  # a file's SHA-256: its part number
+
+    def take(self, upload, files: list[bytes], numbers: list[int]) -> None:
+        """Hand files to the upload and remember each one's part number, for the answer to name a file rejected
+        by then (at once, or by a worker as the request committed)."""
+        items = upload_receive(upload=upload, files=files)
+        self.items.extend(items)
+        # The upload answers one item per distinct file, in the files' order: without a file sent twice in the
+        # batch, the two lists match (the sizes confirm it); otherwise the files are hashed again.
+        if len(items) == len(files) and all(i.size == len(data) for i, data in zip(items, files, strict=True)):
+            for item, number in zip(items, numbers, strict=True):
+                self.parts.setdefault(item.sha256, number)
+        else:
+            for number, data in zip(numbers, files, strict=True):
+                self.parts.setdefault(hashlib.sha256(data).hexdigest(), number)
 
 
 def _take_records(upload, part) -> None:
@@ -164,7 +194,7 @@ def _receive(upload, stream, boundary: str) -> _Received:
     records part the upload cannot take (malformed, or an upload whose files the server de-identifies) refuses
     the request.
     """
-    received, pending, pending_bytes = _Received(), [], 0
+    received, pending, numbers, pending_bytes = _Received(), [], [], 0
     body = BoundedBody(stream, max_bytes=MAX_REQUEST_BYTES, deadline=time.monotonic() + REQUEST_SECONDS)
     try:
         for number, part in enumerate(MultipartReader(body, boundary, max_part=MAX_FILE_BYTES), start=1):
@@ -190,11 +220,12 @@ def _receive(upload, stream, boundary: str) -> _Received:
                         received.warnings.append(f"part {number} is {media}, not application/dicom: not stored")
                     continue
                 pending.append(part.read())
+                numbers.append(number)
             pending_bytes += len(pending[-1])
             # Files go on in processing batches; a batch also decides whose images a new subject's are.
             if len(pending) >= BATCH_SIZE or pending_bytes >= FLUSH_BYTES:
-                received.items.extend(upload_receive(upload=upload, files=pending))
-                pending, pending_bytes = [], 0
+                received.take(upload, pending, numbers)
+                pending, numbers, pending_bytes = [], [], 0
     except _RecordsRefused as exc:
         raise exc.refusal from None
     except MultipartError as exc:
@@ -207,7 +238,7 @@ def _receive(upload, stream, boundary: str) -> _Received:
         received.warnings.append(f"{len(pending)} file(s) not received: the upload no longer takes files")
         pending = []
     if pending:
-        received.items.extend(upload_receive(upload=upload, files=pending))
+        received.take(upload, pending, numbers)
     if len(received.failures) > MAX_PART_WARNINGS:
         more = len(received.failures) - MAX_PART_WARNINGS
         received.warnings.append(f"{more} more part(s) are not application/dicom: not stored")
@@ -258,24 +289,39 @@ class UploadStowApi(APIView):
             raise ValidationFailed(
                 _("The request body is not a valid multipart/related message: %(e)s.") % {"e": cut}
             ) from None
-        response = self._response(request, trial, upload, received)
+        response = self._response(request, trial, received)
         if received.warnings:
             # PS3.18 8.7.5: a Warning header (299) carries what the response attributes cannot say.
             response["Warning"] = ", ".join(f'299 ctims "{text}"' for text in received.warnings)
         return response
 
-    def _response(self, request, trial, upload, received: _Received) -> Response:
+    @staticmethod
+    def _rejections(received: _Received, items: list[UploadItem]) -> list[str]:
+        """Which files of the request were rejected, by part number, and why (the reason names attributes, never
+        their values), up to MAX_PART_WARNINGS; the upload status lists them all."""
+        rejected = [(received.parts.get(i.sha256, 0), i) for i in items if i.state == UploadItem.State.REJECTED]
+        rejected.sort(key=lambda pair: pair[0])
+        lines = [f"part {n} was rejected: {i.code}: {_header_text(i.reason)}" for n, i in rejected]
+        if len(lines) > MAX_PART_WARNINGS:
+            more = len(lines) - MAX_PART_WARNINGS
+            lines = [*lines[:MAX_PART_WARNINGS], f"{more} more file(s) were rejected: see the upload status"]
+        return lines
+
+    def _response(self, request, trial, received: _Received) -> Response:
         ids = [i.pk for i in received.items]
         items = list(UploadItem.objects.filter(pk__in=ids).select_related("instance__series__study"))
         referenced = [_item_json(i, request, trial.code) for i in items if i.instance_id is not None]
         failed = [_item_json(i, request, trial.code) for i in items if i.state == UploadItem.State.REJECTED]
         failed += received.failures
-        body = {
-            "00081190": {
-                "vr": "UR",
-                "Value": [request.build_absolute_uri(f"/api/trials/{trial.code}/uploads/{upload.pk}/")],
-            }
-        }
+        received.warnings.extend(self._rejections(received, items))
+        # Table I.1-1: where the study is available for a Studies Retrieve transaction; empty (Type 2) when the
+        # files went into several studies or into none. (The upload's status is the client's own resource.)
+        studies = {i.instance.series.study.study_instance_uid for i in items if i.instance_id is not None}
+        study_url = {"vr": "UR"}
+        if len(studies) == 1:
+            path = reverse("dicomweb-trial-study", kwargs={"scope_code": trial.code, "study": studies.pop()})
+            study_url["Value"] = [request.build_absolute_uri(path)]
+        body = {"00081190": study_url}
         if referenced:
             body["00081199"] = {"vr": "SQ", "Value": referenced}
         if failed:

@@ -31,6 +31,8 @@ from ctims.api_errors import error_body
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
 from . import qido, wado
+from .dicom_xml import XML_MEDIA_TYPE as XML
+from .dicom_xml import dataset_xml
 from .negotiation import EXPLICIT_VR_LE, FRAME_MEDIA_TYPES, Accepted, covers, frame_choice, parse_accept
 from .scopes import Scope
 
@@ -91,7 +93,11 @@ def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response["Access-Control-Allow-Origin"] = origin
         # Added to what the answer varies by (Accept, Authorization, Cookie), never in its place.
         patch_vary_headers(response, ["Origin"])
-        response["Access-Control-Expose-Headers"] = "ETag, Content-Type, Content-Range, Content-Length"
+        # What a viewer reads beyond the safelisted headers: Warning (a search cut at the maximum, keys left out),
+        # Content-Location (which bulk data a part holds), the ETag and the range of a partial answer.
+        response["Access-Control-Expose-Headers"] = (
+            "ETag, Content-Type, Content-Range, Content-Length, Content-Location, Warning"
+        )
     return response
 
 
@@ -284,8 +290,47 @@ def _query(request: HttpRequest, scope: Scope) -> tuple[QueryDict, list[str]]:
     return params, [key for key in request.GET if key not in params]
 
 
+def root_url(request: HttpRequest, scope: Scope) -> str:
+    """The root as an absolute URI, the base of every Retrieve URL and BulkDataURI an answer carries.
+
+    A UR value is a URI of RFC 3986 (PS3.5 6.2), which names its scheme: a path alone is only a relative
+    reference, and clients such as dicomweb-client follow a BulkDataURI as given. The host is the one the client
+    asked for, as Django checks it against ALLOWED_HOSTS (another is refused with 400 before it is written
+    anywhere); the scheme is the TLS proxy's where SECURE_PROXY_SSL_HEADER says so (BEHIND_TLS_PROXY).
+    """
+    return request.build_absolute_uri(scope.root)
+
+
+def wants_xml(request: HttpRequest) -> bool:
+    """Whether a search or metadata answer is to be XML (PS3.18 10.4.4 and 10.6.3: application/dicom+json, the
+    default, or multipart/related; type="application/dicom+xml", both required), for the client's first
+    acceptable entry; 406 if neither is acceptable."""
+    for entry in parse_accept(request.META.get("HTTP_ACCEPT")):
+        if covers(entry.media_type, DICOM_JSON) or entry.media_type == "application/json":
+            return False
+        if covers(entry.media_type, "multipart/related") and entry.part_type in ("", "*/*", "application/*", XML):
+            return True
+    raise wado.NotAcceptable(f'this resource is {DICOM_JSON} or multipart/related; type="{XML}"')
+
+
+def _xml_body(items: list[dict], boundary: str) -> bytes:
+    """One application/dicom+xml part per data set."""
+    return b"".join(wado.multipart_stream(((XML, [dataset_xml(item)]) for item in items), boundary))
+
+
+def _xml_type(boundary: str) -> str:
+    return f'multipart/related; type="{XML}"; boundary={boundary}'
+
+
 def _search_answer(request: HttpRequest, scope: Scope, search: qido.Search, to_json) -> HttpResponse:
-    response = _json([scope.blind(to_json(row, scope.root, search)) for row in search.rows])
+    xml = wants_xml(request)
+    root = root_url(request, scope)
+    items = [scope.blind(to_json(row, root, search)) for row in search.rows]
+    if xml:
+        boundary = wado.new_boundary()
+        response = HttpResponse(_xml_body(items, boundary), content_type=_xml_type(boundary))
+    else:
+        response = _json(items)
     return _warn(request, response, search.warnings)
 
 
@@ -454,21 +499,25 @@ def _metadata_response(request, scope: Scope, instances, hashes: list[str] | Non
     hashes = hashes if hashes is not None else [i.sha256 for i in instances]
     if not hashes:
         raise Http404("No such study or series.")
-    etag = _etag("metadata", scope.root, *hashes)
+    xml = wants_xml(request)
+    root = root_url(request, scope)  # the BulkDataURIs' base: in the ETag, as the body depends on it
+    etag = _etag("metadata", root, "xml" if xml else "json", *hashes)
+    boundary = etag.strip('"')  # an XML body is kept whole: its boundary is the representation's own
     failed: list = []
 
     def make():
-        # The body depends only on the instances and the root (both in the ETag): keep it for the next viewer,
-        # unless a file could not be read (it is left out, and may be readable again later).
+        # The body depends only on the instances, the root and the encoding (all in the ETag): keep it for the
+        # next viewer, unless a file could not be read (it is left out, and may be readable again later).
         key = f"dicomweb:{etag}"
         body = cache.get(key)
         if body is None:
             loaded = instances() if callable(instances) else instances
-            body = orjson.dumps(build(loaded))
+            items = build(loaded)
+            body = _xml_body(items, boundary) if xml else orjson.dumps(items)
             # (Not kept if an instance arrived between the two queries: the body is not the ETag's then.)
             if not failed and [i.sha256 for i in loaded] == hashes:
                 cache.set(key, body, 3600)
-        response = HttpResponse(body, content_type=DICOM_JSON)
+        response = HttpResponse(body, content_type=_xml_type(boundary) if xml else DICOM_JSON)
         unreadable = ", ".join(i.sop_instance_uid for i in failed)
         return _warn(
             request, response, [f"These instances could not be read and are left out: {unreadable}"] if failed else []
@@ -482,7 +531,7 @@ def _metadata_response(request, scope: Scope, instances, hashes: list[str] | Non
         for i in instances:
             if i in failed:
                 continue
-            url = f"{scope.root}/studies/{i.series.study.study_instance_uid}/series/{i.series.series_instance_uid}/instances/{i.sop_instance_uid}"
+            url = f"{root}/studies/{i.series.study.study_instance_uid}/series/{i.series.series_instance_uid}/instances/{i.sop_instance_uid}"
             body.append(scope.blind(wado.with_bulk_data(wado.instance_metadata(i), i, url)))
         return body
 
@@ -542,21 +591,26 @@ def _frames_as(instance, numbers: list[int], syntax: str) -> tuple[list[bytes], 
 def retrieve_frames(request, scope: Scope, study: str, series: str, instance: str, frames: str):
     item = scope.instance(study, series, instance)
     numbers = _frame_numbers(frames, item)
-    choice = frame_choice(parse_accept(request.META.get("HTTP_ACCEPT")), item.transfer_syntax_uid)
+    accepted = parse_accept(request.META.get("HTTP_ACCEPT"))
+    choice = frame_choice(accepted, item.transfer_syntax_uid, one=len(numbers) == 1)
     if choice is None:
         own = "".join(f' or type="{t}"' for t in FRAME_MEDIA_TYPES.get(item.transfer_syntax_uid, ())[:1])
-        raise wado.NotAcceptable(f'send Accept: multipart/related; type="application/octet-stream"{own}')
-    part_type, syntax = choice
+        one = " (application/octet-stream alone for one frame)" if len(numbers) > 1 else ""
+        raise wado.NotAcceptable(f'send Accept: multipart/related; type="application/octet-stream"{own}{one}')
+    part_type, syntax, single = choice
 
     def make():
         data, used = _frames_as(item, numbers, syntax)
+        if single:
+            return HttpResponse(data[0], content_type=f"{part_type}; transfer-syntax={used}")
         boundary = wado.new_boundary()
         body = b"".join(
             wado.multipart_stream(((f"{part_type}; transfer-syntax={used}", [frame]) for frame in data), boundary)
         )
         return HttpResponse(body, content_type=f'multipart/related; type="{part_type}"; boundary={boundary}')
 
-    return _cached(request, _etag("frames", item.sha256, frames, syntax, part_type), IMMUTABLE, make)
+    etag = _etag("frames", item.sha256, frames, syntax, part_type, "single" if single else "multipart")
+    return _cached(request, etag, IMMUTABLE, make)
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -614,6 +668,10 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
     if as_fragments and item.number_of_frames > 1 and not multipart:
         raise wado.NotAcceptable("compressed frames come one part each: accept multipart/related")
 
+    # PS3.18 10.4.3.3.5: each part names the URI the metadata gives its bulk data (a compressed frame sent as
+    # a part of its own, its frame resource).
+    instance_url = f"{root_url(request, scope)}/studies/{study}/series/{series}/instances/{instance}"
+
     def make():
         frames, used = _frames_as(item, list(range(1, item.number_of_frames + 1)), syntax)
         compressed = used != EXPLICIT_VR_LE
@@ -621,7 +679,15 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
             frames = [b"".join(frames)]
         if multipart:
             boundary = wado.new_boundary()
-            parts = ((f"application/octet-stream; transfer-syntax={used}", [f]) for f in frames)
+            locations = (
+                [f"{instance_url}/frames/{n}" for n in range(1, len(frames) + 1)]
+                if compressed
+                else [f"{instance_url}/bulkdata/7FE00010"]
+            )
+            parts = (
+                (f"application/octet-stream; transfer-syntax={used}", [f], location)
+                for f, location in zip(frames, locations, strict=True)
+            )
             return HttpResponse(
                 b"".join(wado.multipart_stream(parts, boundary)),
                 content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
@@ -631,7 +697,7 @@ def retrieve_bulkdata(request, scope: Scope, study: str, series: str, instance: 
         raise wado.NotAcceptable("compressed frames come one part each: accept multipart/related")
 
     # (The syntax made is a function of the stored one and the one asked for: the ETag names those.)
-    etag = _etag("bulk", item.sha256, syntax, "multipart" if multipart else "single")
+    etag = _etag("bulk", item.sha256, syntax, "multipart" if multipart else "single", instance_url)
     return _cached(request, etag, IMMUTABLE, make)
 
 

@@ -66,10 +66,13 @@ def open_chunks(instance: Instance) -> Iterator[bytes]:
     return chunks()
 
 
-def multipart_stream(parts: Iterable[tuple[str, Iterable[bytes]]], boundary: str) -> Iterator[bytes]:
-    """A multipart/related body, one part at a time: memory stays flat however many instances it carries."""
-    for content_type, chunks in parts:
-        yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode("ascii")
+def multipart_stream(parts: Iterable[tuple], boundary: str) -> Iterator[bytes]:
+    """A multipart/related body, one part at a time: memory stays flat however many instances it carries.
+
+    Each part is (content type, chunks) or (content type, chunks, Content-Location)."""
+    for content_type, chunks, *location in parts:
+        where = f"\r\nContent-Location: {location[0]}" if location else ""
+        yield f"--{boundary}\r\nContent-Type: {content_type}{where}\r\n\r\n".encode("ascii")
         yield from chunks
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode("ascii")
@@ -99,6 +102,7 @@ def _make_metadata(instance: Instance) -> None:
         layout = _layout_at(raw, ds) if instance.pixel_layout is None else instance.pixel_layout
     metadata = dataset_json(ds)  # pydicom's to_json_dict, every value inline, made faster
     metadata["00083002"] = {"vr": "UI", "Value": [instance.transfer_syntax_uid]}
+    metadata = dict(sorted(metadata.items()))  # PS3.18 F.2.2: in tag order (pixel data, last, is added later)
     instance.metadata, instance.pixel_layout = metadata, layout
 
 

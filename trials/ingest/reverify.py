@@ -284,6 +284,7 @@ def _pixel_module(ds: Dataset) -> burned_in.PixelModule:
         signed=_us(ds, 0x00280103, 0) == 1,
         little=ds.original_encoding[1] is not False,
         photometric=_value(ds, 0x00280004).upper(),
+        planar=_us(ds, 0x00280006, 0) == 1,
     )
 
 
@@ -343,7 +344,7 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
     else:
         rejection = None
         if found and declared.actions.get("pixels_rewritten"):
-            # The browser blanked the text its OCR read; the server's OCR (another build, other models) reads more.
+            # The browser blanked the text its OCR read; the server's OCR (another build of Tesseract) reads more.
             rejection = _reject(
                 "burned_in_text",
                 Text(
@@ -383,6 +384,73 @@ def _records_the_method(ds: Dataset, options: DeidOptions) -> bool:
     return written == [(value, "DCM", meaning, 3) for value, meaning, _ in _method_values(options)]
 
 
+def _parse(data: bytes) -> tuple[Dataset, Any, list[tuple[Dataset, int, str, Any]]]:
+    """`data` read as DICOM: the data set, its index and every element (sequences opened); DeidRejected if it
+    cannot be read."""
+    try:
+        ds = dcmread_bytes(data)
+        # The index reads raw values in parsed sequences; walking the elements below converts them all.
+        open_sequences(ds, lambda tag, elem: _vr(tag, elem) == "SQ")
+        index = build_index(ds, little=ds.original_encoding[1] is not False)
+        ds_elements = list(_elements(ds))
+    except Exception as exc:  # noqa: BLE001 - only the type is kept: a parser message may quote a value
+        rejection = _reject(
+            "not_dicom",
+            Text(gettext_noop("The file could not be read as DICOM (%(type)s)."), **{"type": type(exc).__name__}),
+        )
+    else:
+        return ds, index, ds_elements
+    raise rejection
+
+
+def _check_identity_removed(ds: Dataset) -> None:
+    if _value(ds, PATIENT_IDENTITY_REMOVED).upper() != "YES":
+        raise _reject(
+            "not_deidentified",
+            Text(
+                gettext_noop(
+                    "This file was not de-identified: it does not say Patient Identity Removed. Nothing identified is stored."
+                )
+            ),
+        )
+
+
+def _check_content(
+    ds: Dataset, ds_elements: list[tuple[Dataset, int, str, Any]], *, subject_code: str, options: DeidOptions
+) -> None:
+    """What the bytes alone show: the engine's file meta naming this instance, only attributes the trial's
+    profile keeps (with no identifier pattern in any text value), the subject code as the patient's name and
+    ID, and pseudonymous filing UIDs."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or _value(meta, 0x00020003) != _value(ds, 0x00080018):
+        raise _reject(
+            "uid_not_pseudonymous", Text(gettext_noop("The file's header names another instance than its data set."))
+        )
+    _check_file_meta(meta)
+    profile = p.compile_profile(options)
+    for holder, tag, vr, elem in ds_elements:
+        _check_element(holder, tag, vr, elem, subject_code=subject_code, options=options, profile=profile)
+    for name, tag in (
+        ("SOPInstanceUID", 0x00080018),
+        ("StudyInstanceUID", 0x0020000D),
+        ("SeriesInstanceUID", 0x0020000E),
+    ):
+        if not PSEUDONYM_UID.fullmatch(_value(ds, tag)):
+            raise _reject(
+                "uid_not_pseudonymous",
+                Text(gettext_noop("%(name)s is not a pseudonymous UID of this trial (2.25.…)."), **{"name": name}),
+            )
+
+
+def recheck_stored(data: bytes, *, subject_code: str, options: DeidOptions) -> None:
+    """Check a stored de-identified file again with today's checks of received bytes (DeidRejected if one
+    fails): those that do not depend on the trial's settings at the time it was stored (the method it declares,
+    the kinds of image accepted) nor on the browser's record of it."""
+    ds, _index, ds_elements = _parse(data)
+    _check_identity_removed(ds)
+    _check_content(ds, ds_elements, subject_code=subject_code, options=options)
+
+
 def reverify(
     data: bytes,
     *,
@@ -416,31 +484,8 @@ def reverify(
                 **{"subject": subject_code},
             ),
         )
-    try:
-        ds = dcmread_bytes(data)
-        # The index reads raw values in parsed sequences; walking the elements below converts them all.
-        open_sequences(ds, lambda tag, elem: _vr(tag, elem) == "SQ")
-        index = build_index(ds, little=ds.original_encoding[1] is not False)
-        ds_elements = list(_elements(ds))
-    except Exception as exc:  # noqa: BLE001 - only the type is kept: a parser message may quote a value
-        rejection = _reject(
-            "not_dicom",
-            Text(gettext_noop("The file could not be read as DICOM (%(type)s)."), **{"type": type(exc).__name__}),
-        )
-    else:
-        rejection = None
-    if rejection is not None:
-        raise rejection
-
-    if _value(ds, PATIENT_IDENTITY_REMOVED).upper() != "YES":
-        raise _reject(
-            "not_deidentified",
-            Text(
-                gettext_noop(
-                    "This file was not de-identified: it does not say Patient Identity Removed. Nothing identified is stored."
-                )
-            ),
-        )
+    ds, index, ds_elements = _parse(data)
+    _check_identity_removed(ds)
     expected_method = method_text(options)
     if _value(ds, DEID_METHOD).split("\\") != expected_method or not _records_the_method(ds, options):
         raise _reject(
@@ -457,26 +502,8 @@ def reverify(
         raise _reject(
             "burned_in_annotation", Text(gettext_noop("The image says it has burned-in annotation; it was not stored."))
         )
-    meta = getattr(ds, "file_meta", None)
-    sop_instance = _value(ds, 0x00080018)
-    if meta is None or _value(meta, 0x00020003) != sop_instance:
-        raise _reject(
-            "uid_not_pseudonymous", Text(gettext_noop("The file's header names another instance than its data set."))
-        )
-    _check_file_meta(meta)
-    profile = p.compile_profile(options)
-    for holder, tag, vr, elem in ds_elements:
-        _check_element(holder, tag, vr, elem, subject_code=subject_code, options=options, profile=profile)
-    for name, tag in (
-        ("SOPInstanceUID", 0x00080018),
-        ("StudyInstanceUID", 0x0020000D),
-        ("SeriesInstanceUID", 0x0020000E),
-    ):
-        if not PSEUDONYM_UID.fullmatch(_value(ds, tag)):
-            raise _reject(
-                "uid_not_pseudonymous",
-                Text(gettext_noop("%(name)s is not a pseudonymous UID of this trial (2.25.…)."), **{"name": name}),
-            )
+    _check_content(ds, ds_elements, subject_code=subject_code, options=options)
+    meta, sop_instance = ds.file_meta, _value(ds, 0x00080018)
     _check_pixels(ds, declared)
 
     return DeidResult(

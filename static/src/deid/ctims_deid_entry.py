@@ -80,7 +80,7 @@ def _read_frame(frame: bytes, module: burned_in.PixelModule):
 
 
 if burned_in.np is None:  # Pyodide; imported by the server's tests, the server's own OCR stays
-    burned_in.use_external_ocr(_read_frame)
+    burned_in.use_external_ocr(_read_frame, margin=burned_in.BROWSER_MARGIN)
 
 
 def options_from(payload: dict) -> DeidOptions:

@@ -15,6 +15,10 @@ const PSM_SPARSE_TEXT = 11; // as the server's tesserocr.PSM.SPARSE_TEXT
 const OEM_LSTM_ONLY = 1;
 const WORD_LEVEL = "5";
 const MIN_WIDTH = 512; // narrower frames are read at twice their size, as on the server
+const DPI = "96"; // the resolution Tesseract assumes, as the server's burned_in.OCR_DPI
+// Each image is read with Otsu's one threshold and with Leptonica's tiled one, as burned_in.THRESHOLD_METHODS
+// (text dimmer than the frame's brightest part is lost to the first); the engine merges the words.
+const THRESHOLD_METHODS = ["0", "1"];
 
 export async function startOcr({ TesseractCore, base, read, manifest }) {
   const { ocr } = manifest;
@@ -30,6 +34,7 @@ export async function startOcr({ TesseractCore, base, read, manifest }) {
     throw new Error("Tesseract could not load its Korean and English models");
   }
   api.SetPageSegMode(PSM_SPARSE_TEXT);
+  api.SetVariable("user_defined_dpi", DPI);
   return {
     version: ocr.version,
     read(frame, rows, columns, samples, bitsAllocated, signed, little, photometric) {
@@ -40,9 +45,15 @@ export async function startOcr({ TesseractCore, base, read, manifest }) {
       image.set(grey, header.length);
       core.FS.writeFile("/input", image);
       try {
-        if (api.SetImageFile(1, 0) === 1) throw new Error("Tesseract could not take the image");
-        api.Recognize(null);
-        return { scale, words: tsvWords(api.GetTSVText(0)) };
+        const words = [];
+        for (const method of THRESHOLD_METHODS) {
+          api.SetVariable("thresholding_method", method);
+          if (api.SetImageFile(1, 0) === 1) throw new Error("Tesseract could not take the image");
+          api.Recognize(null);
+          words.push(...tsvWords(api.GetTSVText(0)));
+          api.Clear();
+        }
+        return { scale, words };
       } finally {
         api.Clear();
         core.FS.unlink("/input");
@@ -64,8 +75,8 @@ function tsvWords(tsv) {
 }
 
 /**
- * One frame as the 8-bit grey image the server's OCR reads (burned_in._to_image): colour averaged, the
- * frame's range stretched to 0-255, MONOCHROME1 inverted, frames narrower than 512 read at twice the size.
+ * One frame as the 8-bit grey image the server's OCR reads (burned_in._to_image), byte for byte: colour averaged,
+ * the frame's range stretched to 0-255, MONOCHROME1 inverted, frames narrower than 512 read at twice the size.
  */
 export function greyImage(frame, rows, columns, samples, bitsAllocated, signed, little, photometric) {
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
@@ -99,7 +110,7 @@ export function greyImage(frame, rows, columns, samples, bitsAllocated, signed, 
   return { grey: doubled(grey, rows, columns), width: columns * 2, height: rows * 2, scale: 2 };
 }
 
-/** The image at twice its size, bilinear (the server resamples with Lanczos; OCR reads both alike). */
+/** The image at twice its size, bilinear, rounded half up: burned_in.doubled on the server, step for step. */
 function doubled(grey, rows, columns) {
   const width = columns * 2;
   const out = new Uint8Array(width * rows * 2);

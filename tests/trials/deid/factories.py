@@ -291,6 +291,26 @@ def real_dicom_files() -> list[Path]:
     return sorted(path for root in roots for path in root.rglob("*.dcm"))
 
 
+def colour_screen(*, planar: int, bits: int = 8, **kwargs) -> bytes:
+    """The dose screen in colour (grey text in RGB), its samples stored by pixel (0) or plane by plane (1)."""
+    import numpy as np
+
+    from trials.ingest.synthetic import draw_text_screen
+
+    ds = draw_text_screen(ct_image(charset="ISO_IR 192"), **kwargs)
+    grey = (
+        np.frombuffer(ds.PixelData, dtype="<u2").reshape(ds.Rows, ds.Columns).astype(np.int64) * (2**bits - 1) // 4095
+    )
+    rgb = np.stack([grey, grey // 2, grey], axis=-1).astype(f"<u{bits // 8}")
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", planar
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    del ds.RescaleIntercept, ds.RescaleSlope
+    ds.PixelData = (rgb.transpose(2, 0, 1) if planar else rgb).tobytes()
+    ds["PixelData"].VR = "OB" if bits == 8 else "OW"
+    return part10(ds)
+
+
 def read(data: bytes) -> Dataset:
     import pydicom
 

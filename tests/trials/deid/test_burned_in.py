@@ -10,7 +10,7 @@ import pytest
 from trials.deid import REDACT, DeidOptions, DeidRejected, burned_in, deidentify
 from trials.ingest.synthetic import DOSE_SCREEN_LINES, draw_text_screen
 
-from .factories import DEFAULT, SUBJECT, ct_image, part10, read, space
+from .factories import DEFAULT, SUBJECT, colour_screen, ct_image, part10, read, space
 
 REDACTING = DeidOptions(burned_in_text=REDACT)
 
@@ -73,6 +73,25 @@ def test_hangul_alone_is_found_and_redacted():
     with pytest.raises(DeidRejected):
         _deid(data)
     out = read(_deid(data, REDACTING).data)
+    assert _words(out.pixel_array) == []
+
+
+def dim_text_screen() -> bytes:
+    """Grey text (a quarter of the brightest value) beside a white bar, as annotation beside bright anatomy."""
+    ds = read(_screen())
+    pixels = ds.pixel_array // 4
+    pixels[400:500, :] = 4095
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    return part10(ds)
+
+
+def test_text_dimmer_than_the_brightest_part_of_the_frame_is_found():
+    """Tesseract's one threshold for the whole image (Otsu) fell between the text and the bar: nothing was read,
+    and the screen passed with the name in it. The image is also read with Leptonica's tiled threshold."""
+    with pytest.raises(DeidRejected) as caught:
+        _deid(dim_text_screen())
+    assert caught.value.code == "burned_in_text"
+    out = read(_deid(dim_text_screen(), REDACTING).data)
     assert _words(out.pixel_array) == []
 
 
@@ -143,6 +162,23 @@ def test_localizers_and_images_with_an_overlay_are_read(ocr_calls):
     assert len(ocr_calls) == 2
 
 
+@pytest.mark.parametrize("planar", [0, 1])
+def test_a_colour_screen_is_read_for_text_whichever_order_its_samples_are_stored_in(planar):
+    """Planar Configuration 1 (all red, then all green, then all blue) was read as if colour-by-pixel: OCR saw
+    a scrambled image, found nothing, and the screen passed with the patient's name in it."""
+    data = colour_screen(planar=planar)
+    with pytest.raises(DeidRejected) as caught:
+        _deid(data)
+    assert caught.value.code == "burned_in_text"
+    source = read(data)
+    result = _deid(data, REDACTING)
+    out = read(result.data)
+    assert out.PlanarConfiguration == 0  # redacted pixels are written colour-by-pixel
+    assert _words(out.pixel_array) == []
+    changed = (out.pixel_array != source.pixel_array).any(axis=-1)
+    assert 0 < changed.mean() < 0.25  # only the text's boxes were blanked
+
+
 def test_a_compressed_screen_is_redacted_and_written_uncompressed():
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
@@ -193,6 +229,7 @@ def test_a_redacted_screen_passes_dciodvfy_with_no_new_error(tmp_path):
 def test_an_image_that_needs_ocr_is_rejected_when_ocr_cannot_run(monkeypatch, tmp_path):
     monkeypatch.setattr(burned_in, "_DEBIAN_TESSDATA", (str(tmp_path),))  # no trained data there
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
+    monkeypatch.setattr(burned_in, "_models_dir", str(tmp_path))  # nor where the browser's models are
     monkeypatch.setattr(burned_in, "_ENGINES", type(burned_in._ENGINES)())
     with pytest.raises(DeidRejected) as caught:
         _deid(_screen())

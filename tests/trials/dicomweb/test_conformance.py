@@ -373,6 +373,92 @@ def test_includefield_adds_an_attribute_by_tag_or_keyword_or_all_of_them(images,
     assert study["00101030"] == {"vr": "DS"}  # asked for, not kept at the study level: present, empty
 
 
+def retrieve_urls(answer: list[dict]) -> list[str]:
+    return [item["00081190"]["Value"][0] for item in answer]
+
+
+def test_retrieve_urls_and_bulk_data_uris_are_absolute_uris_of_the_host_asked(images, client, settings):
+    """PS3.5 6.2: a UR value is a URI of RFC 3986, which names its scheme (a path alone is a relative reference);
+    dicomweb-client follows a BulkDataURI as given. The host is the request's, checked against ALLOWED_HOSTS,
+    and the scheme the TLS proxy's where SECURE_PROXY_SSL_HEADER says so."""
+    client.force_login(images.alice)
+    base = f"http://testserver{ROOT}/studies/{seoul().study_instance_uid}"
+    studies = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}).json()
+    series = client.get(f"{ROOT}/series", {"PatientID": "ALPHA-SEO-001"}).json()
+    instances = client.get(f"{ROOT}/instances", {"PatientID": "ALPHA-SEO-001"}).json()
+    assert retrieve_urls(studies) == [base]
+    assert retrieve_urls(series) == [f"{base}/series/{seoul_series().series_instance_uid}"]
+    assert all(url.startswith(f"{base}/series/") for url in retrieve_urls(instances))
+    metadata = client.get(f"{base.removeprefix('http://testserver')}/metadata").json()
+    assert all(m["7FE00010"]["BulkDataURI"].startswith(f"{base}/series/") for m in metadata)
+
+    settings.ALLOWED_HOSTS = ["ctims.example.org"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    proxied = {"HTTP_HOST": "ctims.example.org", "HTTP_X_FORWARDED_PROTO": "https", "secure": True}
+    answer = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}, **proxied).json()
+    assert retrieve_urls(answer) == [base.replace("http://testserver", "https://ctims.example.org")]
+    metadata = client.get(f"{base.removeprefix('http://testserver')}/metadata", **proxied).json()
+    assert metadata[0]["7FE00010"]["BulkDataURI"].startswith("https://ctims.example.org/dicomweb/")
+    # A Host the installation does not serve is refused, never written into an answer.
+    refused = client.get(f"{ROOT}/studies", HTTP_HOST="attacker.example")
+    assert refused.status_code == 400 and b"attacker.example/dicomweb" not in refused.content
+
+
+def test_metadata_attributes_are_in_tag_order_the_first_time_too(images, client):
+    """PS3.18 F.2.2: attribute objects ordered by their tag. Metadata made from the stored file (the first
+    request for an instance) added the Available Transfer Syntax UID last; only a copy read back from the
+    database (jsonb orders keys) was in order, and the first answer was kept for an hour."""
+    client.force_login(images.alice)
+    Instance.objects.update(metadata=None)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    for answer in (client.get(f"{instance_url(instance)}/metadata"), client.get(f"{instance_url(instance)}/metadata")):
+        [metadata] = answer.json()
+        assert list(metadata) == sorted(metadata)
+
+
+XML_PARTS = 'multipart/related; type="application/dicom+xml"'
+
+
+def test_metadata_and_searches_answer_the_native_dicom_model_when_asked_and_406_for_neither(images, client):
+    """PS3.18 10.4.4 and 10.6.3 require multipart/related; type="application/dicom+xml" beside the JSON
+    default: each part one data set in PS3.19's Native DICOM Model. A media type that is neither was answered
+    with JSON it did not ask for; it is a 406."""
+    from xml.etree import ElementTree
+
+    client.force_login(images.alice)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    url = f"{instance_url(instance)}/metadata"
+    [as_json] = client.get(url).json()
+    answer = client.get(url, HTTP_ACCEPT=XML_PARTS)
+    assert answer.status_code == 200 and answer["Content-Type"].startswith(XML_PARTS)
+    [(headers, document)] = parts(answer)
+    assert headers["Content-Type"] == "application/dicom+xml"
+    model = ElementTree.fromstring(document)
+    ns = {"": "http://dicom.nema.org/PS3.19/models/NativeDICOM"}  # PS3.19 A.1.6's default namespace
+    assert model.tag == "{http://dicom.nema.org/PS3.19/models/NativeDICOM}NativeDicomModel"
+    by_tag = {a.get("tag"): a for a in model.findall("DicomAttribute", ns)}
+    assert list(by_tag) == list(as_json)
+    assert by_tag["00100020"].get("keyword") == "PatientID"
+    assert by_tag["00100020"].find("Value", ns).text == "ALPHA-SEO-001"
+    assert by_tag["00100010"].find("PersonName/Alphabetic/FamilyName", ns).text == "ALPHA-SEO-001"
+    assert by_tag["7FE00010"].find("BulkData", ns).get("uri") == as_json["7FE00010"]["BulkDataURI"]
+    method = by_tag["00120064"].find("Item/DicomAttribute[@tag='00080100']/Value", ns).text
+    assert method == as_json["00120064"]["Value"][0]["00080100"]["Value"][0]
+    assert by_tag["00180050"].find("Value", ns).text == "5.0"
+
+    answer = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}, HTTP_ACCEPT=XML_PARTS)
+    [(_, document)] = parts(answer)
+    [study] = client.get(f"{ROOT}/studies", {"PatientID": "ALPHA-SEO-001"}).json()
+    retrieve = ElementTree.fromstring(document).find("DicomAttribute[@tag='00081190']/Value", ns).text
+    assert retrieve == study["00081190"]["Value"][0]
+
+    for accept in ("application/dicom+xml", "text/html", 'multipart/related; type="application/dicom"'):
+        assert client.get(url, HTTP_ACCEPT=accept).status_code == 406, accept
+        assert client.get(f"{ROOT}/studies", HTTP_ACCEPT=accept).status_code == 406, accept
+    for accept in ("text/html,application/xml;q=0.9,*/*;q=0.8", "application/json", "application/dicom+json"):
+        assert client.get(url, HTTP_ACCEPT=accept)["Content-Type"] == "application/dicom+json", accept
+
+
 # -- PS3.18 8.7.3: transfer syntax negotiation -----------------------------------------------------------------
 
 
@@ -463,9 +549,11 @@ def test_a_media_range_matches_the_media_types_it_covers_at_every_resource(image
     series_url = f"{ROOT}/studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
     assert len(parts(client.get(series_url, HTTP_ACCEPT="multipart/*"))) == series.instances.count()
     assert client.get(series_url, HTTP_ACCEPT="application/*").status_code == 406  # one body, many instances
-    for accept in ("multipart/*", "application/*"):
-        [(headers, _)] = parts(client.get(f"{instance_url(instance)}/frames/1", HTTP_ACCEPT=accept))
-        assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}", accept
+    [(headers, frame)] = parts(client.get(f"{instance_url(instance)}/frames/1", HTTP_ACCEPT="multipart/*"))
+    assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}"
+    # application/* covers no multipart type: one frame comes as the single part it does cover (PS3.18 10.4.4).
+    one = client.get(f"{instance_url(instance)}/frames/1", HTTP_ACCEPT="application/*")
+    assert one["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}" and one.content == frame
     [(headers, _)] = parts(client.get(bulk_url(instance), HTTP_ACCEPT="multipart/*"))
     assert headers["Content-Type"].startswith("application/octet-stream;")
     rendered = parts(client.get(f"{series_url}/rendered", HTTP_ACCEPT="multipart/*"))
@@ -487,6 +575,20 @@ def test_bulk_data_comes_as_multipart_or_single_part_as_asked(images, client):
     assert headers["Content-Type"].startswith("application/octet-stream") and body == pixels
     single = client.get(bulk_url(instance), HTTP_ACCEPT="application/octet-stream")
     assert single["Content-Type"] == "application/octet-stream" and single.content == pixels
+
+
+def test_each_bulk_data_part_names_the_uri_the_metadata_gave_it(images, encodings, client):
+    """PS3.18 10.4.3.3.5: bulk data in a multipart answer has a Content-Location header with the URI of its
+    element in the metadata; a compressed frame sent as a part of its own names its frame resource."""
+    client.force_login(images.quinn)
+    instance = Instance.objects.filter(series__study__subject__code="ALPHA-SEO-001").first()
+    [metadata] = client.get(f"{instance_url(instance)}/metadata").json()
+    uri = metadata["7FE00010"]["BulkDataURI"]
+    [(headers, _)] = parts(client.get(bulk_url(instance), HTTP_ACCEPT=OCTETS))
+    assert headers["Content-Location"] == uri
+    compressed = encodings[JPEG_LS]
+    [(headers, _)] = parts(client.get(bulk_url(compressed), HTTP_ACCEPT=f"{OCTETS}; transfer-syntax=*"))
+    assert headers["Content-Location"] == f"http://testserver{instance_url(compressed)}/frames/1"
 
 
 def test_compressed_bulk_data_comes_as_frames_or_decoded(images, encodings, client):
@@ -546,6 +648,32 @@ def test_frames_asked_for_in_their_stored_media_type_come_as_stored_and_one_not_
     assert np.array_equal(np.frombuffer(native, dtype=ORIGINAL.dtype.newbyteorder("<")).reshape(64, 64), ORIGINAL)
     uncompressed = f"{instance_url(stored['1.2.840.10008.1.2'])}/frames/1"
     assert client.get(uncompressed, HTTP_ACCEPT=f'multipart/related; type="{media_type}"').status_code == 406
+
+
+def test_one_frame_comes_as_a_single_part_when_asked_several_only_as_multipart(images, encodings, client):
+    """PS3.18 10.4.4: a single part media type is permitted for a resource that is one item (one frame) and
+    ignored for the others, 406 if nothing remains; RFC 9110 12.4.2: q=0 means not acceptable. An answer in a
+    media type the Accept header did not name (multipart to application/octet-stream) handed the client the
+    boundary and part headers as pixels."""
+    ds = pydicom.dcmread(get_testdata_file("emri_small.dcm"))  # 10 frames, stored as they are
+    ds.PatientName, ds.PatientID = MR_PATIENT
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    upload(images, "ALPHA-SEO-002", [buffer.getvalue()], images.cora)
+    multi = Instance.objects.get(number_of_frames=10)
+    client.force_login(images.alice)
+    url = f"{instance_url(multi)}/frames"
+    [(_, frame)] = parts(client.get(f"{url}/2", HTTP_ACCEPT=OCTETS))
+    single = client.get(f"{url}/2", HTTP_ACCEPT="application/octet-stream")
+    assert single.status_code == 200, single.content
+    assert single["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT}"
+    assert single.content == frame and len(frame) == 64 * 64 * 2
+    assert client.get(f"{url}/1,2", HTTP_ACCEPT="application/octet-stream").status_code == 406
+    both = client.get(f"{url}/1,2", HTTP_ACCEPT=f"application/octet-stream, {OCTETS}; q=0.5")
+    assert [body for _, body in parts(both)][1] == frame
+    assert client.get(f"{url}/2", HTTP_ACCEPT=f"{OCTETS}; q=0").status_code == 406
+    assert client.get(f"{url}/2", HTTP_ACCEPT=f"{OCTETS}; q=0, {DICOM}").status_code == 406
 
 
 # -- PS3.18 10.4.1.1.3 / 8.3.5: rendered resources at every level, with the window function ----------------------

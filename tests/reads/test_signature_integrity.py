@@ -1,0 +1,112 @@
+"""`manage.py audit_verify` checks every signature too (21 CFR 11.70, 11.10(e)): against the audit event that
+recorded it, and against the record it signs. A row rewritten in the database, below the application, with the
+database's refusals switched off, is named; nothing identifying is."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from ctims.models import Signature
+from ctims.signatures import signatures_verify
+from reads import results
+from reads.models import Adjudication, Read
+from tests.conftest import PASSWORD
+from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
+
+
+@pytest.fixture
+def signed(world):
+    """Both readers' baseline and week 6 (disagreeing), and the adjudication: five signatures."""
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    ready(world, "W6", day=42)
+    for reader, (t1, t2) in ((world.rhea, ("15.0", "8.0")), (world.ravi, ("30.0", "13.0"))):
+        task = task_of(reader, "W6")
+        save_and_sign(reader, task, follow_up_content(task, t1, t2))
+    adjudication = Adjudication.objects.get(subject__code=SUBJECT, signature__isnull=True)
+    results.adjudicate(
+        actor=world.ada,
+        task_id=adjudication.task.pk,
+        choice="1",
+        reason="Reader 1 measured the true long axes.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+    return world
+
+
+def _tamper(table: str, *statements: tuple[str, list]) -> None:
+    """Rewrite rows as someone with the tables' owner rights could: the refusing triggers off, then on again."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        for sql, params in statements:
+            cursor.execute(sql, params)
+        cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+
+
+def test_untouched_signatures_verify(signed, capsys):
+    report = signatures_verify()
+    assert report.intact and report.checked == Signature.objects.count() == 5, report.problems
+    call_command("audit_verify")
+    assert "Signatures intact: 5 checked" in capsys.readouterr().out
+
+
+def test_a_signed_read_changed_in_the_database_is_found(signed):
+    read = Read.objects.filter(state="signed", task__timepoint__visit__code="W6").first()
+    _tamper(
+        "reads_read",
+        (
+            "UPDATE reads_read SET assessment = jsonb_set(assessment, '{overall_response}', '\"CR\"') WHERE id = %s",
+            [read.pk],
+        ),
+    )
+    [problem] = signatures_verify().problems
+    assert f"signature #{read.signature_id} (reads.read:{read.pk})" in problem and "changed after" in problem
+    with pytest.raises(CommandError, match=f"signature #{read.signature_id}"):
+        call_command("audit_verify")
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("meaning", "I reviewed this assessment"), ("content_hash", "0" * 64), ("at", "2020-01-01T00:00:00+00:00")],
+)
+def test_a_signature_changed_in_the_database_is_found(signed, column, value):
+    signature = Signature.objects.filter(object_type="reads.read").first()
+    _tamper("ctims_signature", (f"UPDATE ctims_signature SET {column} = %s WHERE id = %s", [value, signature.pk]))
+    [problem] = signatures_verify().problems
+    assert f"signature #{signature.pk}" in problem and column in problem
+
+
+def test_a_signature_moved_to_another_record_is_found(signed, world):
+    # Another reader's signature put on rhea's week 6 read, in place of her own.
+    mine = Read.objects.get(state="signed", task__assignment__reader=world.rhea, task__timepoint__visit__code="W6")
+    theirs = Read.objects.get(state="signed", task__assignment__reader=world.ravi, task__timepoint__visit__code="W6")
+    swap = "UPDATE reads_read SET signature_id = %s WHERE id = %s"
+    _tamper(
+        "reads_read",
+        (swap, [None, mine.pk]),
+        (swap, [mine.signature_id, theirs.pk]),
+        (swap, [theirs.signature_id, mine.pk]),
+    )
+    problems = signatures_verify().problems
+    assert len(problems) == 2 and all("does not hold it" in p for p in problems)
+
+
+def test_a_signature_no_event_recorded_is_found(signed, world):
+    signature = Signature.objects.first()
+    forged = Signature.objects.create(
+        signer=world.rhea,
+        signer_name="Rhea",
+        at=signature.at,
+        meaning=signature.meaning,
+        object_type=signature.object_type,
+        object_id=signature.object_id,
+        content_hash=signature.content_hash,
+    )
+    [problem] = signatures_verify().problems
+    assert f"signature #{forged.pk}" in problem and "no audit event" in problem

@@ -30,6 +30,7 @@ ACTIONS = {
     "upload.open": pgettext_lazy("audit action", "Upload started"),
     "upload.finish": pgettext_lazy("audit action", "Upload finished sending"),
     "upload.complete": pgettext_lazy("audit action", "Upload processed"),
+    "upload.discard": pgettext_lazy("audit action", "Upload cancelled: no file sent"),
     "upload.subject_key": pgettext_lazy("audit action", "Subject key given to the browser"),
     "qc.run": pgettext_lazy("audit action", "Automatic QC checks run"),
     "qc.relabel": pgettext_lazy("audit action", "Series classification corrected"),
@@ -92,6 +93,7 @@ KEYS = {
     "resend": pgettext_lazy("audit key", "to send again"),
     "quarantined": pgettext_lazy("audit key", "waiting"),
     "total": pgettext_lazy("audit key", "total"),
+    "visit_state": pgettext_lazy("audit key", "visit's state before"),
 }
 # Coded values under these keys: a visit's states (a transition's from and to), series kinds (a relabelling's),
 # roles, the reasons of transitions.
@@ -101,10 +103,12 @@ VALUES = {
     "from": _STATES | _KINDS,
     "to": _STATES | _KINDS,
     "state": _STATES,
+    "visit_state": _STATES,
     "role": dict(Role.choices),
     "reason": {
         "QC failed": pgettext_lazy("audit value", "QC failed"),
         "QC passed": pgettext_lazy("audit value", "QC passed"),
         "query closed": pgettext_lazy("audit value", "query closed"),
+        "upload discarded: no file sent": pgettext_lazy("audit value", "Upload cancelled: no file sent"),
     },
 }

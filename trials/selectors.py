@@ -350,7 +350,8 @@ def qc_worklist(*, actor: Actor, trial: Trial) -> QuerySet[Timepoint]:
         .annotate(
             n_blocking=Count("qc_findings", filter=Q(qc_findings__severity="blocking"), distinct=True),
             n_warnings=Count("qc_findings", filter=Q(qc_findings__severity="warning"), distinct=True),
-            uploaded_at=Max("uploads__closed_at"),
+            # Completed uploads only: a session discarded for want of files (cancelled) uploaded nothing.
+            uploaded_at=Max("uploads__closed_at", filter=Q(uploads__state=Upload.State.COMPLETE)),
             answered=ExpressionWrapper(
                 queries(Query.State.ANSWERED) & ~queries(Query.State.OPEN), output_field=BooleanField()
             ),
@@ -453,9 +454,11 @@ def upload_history(
     """The uploads of a subject's visits (of one visit, with `visit_code`) the actor may see, newest first.
 
     A file is known by its hash and size only (the client's file name is never stored); a rejection reason names
-    the attribute and what to do, never a value from the file.
+    the attribute and what to do, never a value from the file. A session discarded because no file was sent in
+    it (cancelled) is no upload to list.
     """
     uploads = upload_list(actor=actor, trial=trial).filter(timepoint__subject__code=subject_code)
+    uploads = uploads.exclude(state=Upload.State.CANCELLED)
     if visit_code is not None:
         uploads = uploads.filter(timepoint__visit__code=visit_code)
     uploads = list(uploads.order_by("-created_at", "-pk"))

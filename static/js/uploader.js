@@ -214,9 +214,11 @@ async function pool(items, limit, work) {
 
 function errorMessage(body, status) {
   const error = body && body.error;
-  if (error && typeof error.message === "string") return error.message;
-  if (typeof error === "string") return error;
-  if (status === 403) return gettext("The server refused the request: your session may have ended. Log in again and retry.");
+  const words = error && typeof error.message === "string" ? error.message : typeof error === "string" ? error : "";
+  // A session that ended (or a log-in elsewhere the page cannot follow) is refused in the framework's own words.
+  const loggedOut = status === 401 || (status === 403 && (!words || /CSRF|credentials/i.test(words)));
+  if (words && !loggedOut) return words;
+  if (status === 401 || status === 403) return gettext("The server refused the request: your session may have ended. Log in again and retry.");
   if (status === 413) return gettext("The server refused a request as too large.");
   return interpolate(gettext("The server answered with an error (HTTP %(status)s)."), { status }, true);
 }
@@ -332,7 +334,7 @@ class Uploader {
     this.engine = null;
     this.stateLabels = JSON.parse(data.stateLabels || "{}");
     this.earlier = new Map(JSON.parse(data.received || "[]").map((item) => [item.sha256, item]));
-    this.csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
+    this.servedCsrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
     const $ = (id) => document.getElementById(id);
     this.el = {
       zone: $("upload-drop"),
@@ -369,12 +371,14 @@ class Uploader {
     this.columns = [...this.el.table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
     this.upload = null;
     this.current = new Map(); // sha256 -> item of the open (or last) upload session
+    this.previous = new Map(); // sha256 -> item of the sessions this page sent to before that one
     this.entries = [];
     this.bySha = new Map();
     this.skippedCount = 0;
     this.batchList = [];
     this.busy = false;
     this.sending = false;
+    this.sentAny = false; // a request of this drop was answered with its files taken
     this.dropped = performance.now();
     this.timeline = {};
     this.bind();
@@ -419,6 +423,15 @@ class Uploader {
     });
   }
 
+  /**
+   * The CSRF token as the browser holds it now: a log-in (in another tab, after the session ended) gives a new
+   * one, and the token the page was served with is then refused until a reload. The page's own is the fallback.
+   */
+  csrf() {
+    const cookie = document.cookie.split("; ").find((pair) => pair.startsWith("csrftoken="));
+    return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : this.servedCsrf;
+  }
+
   uploadUrl(template) {
     return template.replace("/uploads/0/", `/uploads/${this.upload.id}/`);
   }
@@ -448,7 +461,12 @@ class Uploader {
       this.showPanel();
       this.adopt(await this.apiPatiently("GET", this.urls.resume));
       const held = this.upload.counts.total;
-      if (this.upload.state === "open") {
+      if (this.upload.state === "open" && !held) {
+        // Opened (for the subject key, or by a tab closed before its first request) and nothing arrived: there is
+        // nothing to finish or process yet, and the next drop goes into this session.
+        this.el.processRow.hidden = true;
+        this.phase(gettext("An upload of this visit was started earlier, but no file reached the server. Drop the folder to send it."));
+      } else if (this.upload.state === "open") {
         this.phase(
           interpolate(
             ngettext(
@@ -533,6 +551,20 @@ class Uploader {
   }
 
   reset() {
+    if (!this.upload || this.upload.state !== "open") {
+      // A new drop after an upload of this page ended: what the ended sessions took are earlier uploads to it,
+      // as those listed when the page opened (its rows say "Already received", not "De-identified and stored").
+      for (const sessions of [this.previous, this.current]) {
+        for (const [sha, item] of sessions) {
+          if (item.state === "resend") continue;
+          const known = this.earlier.get(sha);
+          if (!known || known.state === "rejected") this.earlier.set(sha, { sha256: sha, state: item.state, reason: item.reason || "" });
+        }
+      }
+      this.previous = new Map();
+      this.current = new Map();
+    }
+    this.sentAny = false;
     this.entries = [];
     this.bySha = new Map();
     this.skippedCount = 0;
@@ -1160,7 +1192,7 @@ class Uploader {
 
   /** Whether the server holds the file (this upload or an earlier one); its rows then say so. */
   serverHolds(sha) {
-    const item = this.current.get(sha);
+    const item = this.current.get(sha) || this.previous.get(sha);
     const known = this.earlier.get(sha);
     if (item && item.state !== "resend") {
       this.setShaState(sha, FROM_SERVER[item.state], item.reason || "", { force: true });
@@ -1177,7 +1209,9 @@ class Uploader {
 
   async deliver() {
     let waiting = this.pending();
-    let touched = false;
+    // Files of this drop the server took (while de-identifying, or on an earlier try): the upload took place even
+    // if another tab of the same session finished it meanwhile.
+    let touched = this.sentAny;
     if (waiting.length && (!this.upload || this.upload.state !== "open")) {
       this.phase(gettext("Opening the upload…"));
       await this.openUpload(this.browserMode ? "browser" : "server");
@@ -1188,11 +1222,13 @@ class Uploader {
       await this.send(waiting);
     }
     if (this.upload && this.upload.state === "open") {
-      touched = true;
       this.phase(gettext("All files sent. Closing the upload…"));
       this.mark("finishing");
       this.adopt(await this.apiPatiently("POST", this.uploadUrl(this.urls.finish)));
       this.mark("finished");
+      // A session that received no file (opened here for the subject key, then nothing to send) is discarded
+      // by the server ("cancelled"): no upload took place, and the visit is as it was.
+      touched ||= this.upload.state !== "cancelled";
     }
     if (touched) await this.poll();
     this.report({ touched });
@@ -1271,6 +1307,7 @@ class Uploader {
         batch.fraction = 0;
         const answer = await this.post(entries, batch, bar);
         if (answer.ok) {
+          this.sentAny = true;
           for (const entry of entries) this.setShaState(entry.sha, "received");
           batch.settled = batch.bytes;
           batch.attemptBytes = 0;
@@ -1278,7 +1315,7 @@ class Uploader {
           this.refresh();
           return;
         }
-        if (!answer.retry) throw new UploadError(answer.message);
+        if (!answer.retry) throw await this.refusal(answer.message);
         if (attempt >= TRIES) {
           throw new UploadError(
             gettext(
@@ -1311,6 +1348,25 @@ class Uploader {
     } finally {
       bar.remove();
     }
+  }
+
+  /** Why a request was refused: the session closed under this page (another tab or window of the person, sharing
+   * it, finished it) is said so; anything else as the server words it. */
+  async refusal(message) {
+    try {
+      const upload = await this.api("GET", this.uploadUrl(this.urls.status));
+      if (upload.id === this.upload.id && upload.state !== "open") {
+        this.adopt(upload);
+        return new UploadError(
+          gettext(
+            "This upload was finished in another tab or window while this one was sending. Press Retry to send the rest in a new upload: files the server already holds are not sent again.",
+          ),
+        );
+      }
+    } catch {
+      // The server's own words, below.
+    }
+    return new UploadError(message);
   }
 
   batchBar(batch) {
@@ -1348,7 +1404,7 @@ class Uploader {
       xhr.open("POST", this.upload.stow_url);
       xhr.setRequestHeader("Content-Type", `multipart/related; type="application/dicom"; boundary=${boundary}`);
       xhr.setRequestHeader("Accept", "application/dicom+json");
-      xhr.setRequestHeader("X-CSRFToken", this.csrf);
+      xhr.setRequestHeader("X-CSRFToken", this.csrf());
       xhr.upload.onprogress = (event) => {
         batch.fraction = event.lengthComputable && event.total ? event.loaded / event.total : 0;
         this.later(progress, () => {
@@ -1383,7 +1439,7 @@ class Uploader {
 
   async api(method, url, body = undefined) {
     let response;
-    const headers = { Accept: "application/json", "X-CSRFToken": this.csrf };
+    const headers = { Accept: "application/json", "X-CSRFToken": this.csrf() };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     try {
       response = await fetch(url, {
@@ -1466,6 +1522,16 @@ class Uploader {
   }
 
   adopt(upload, { fresh = false } = {}) {
+    if (!fresh && this.upload && this.upload.id !== upload.id) {
+      // A late answer about a session this page has left (a poll sent before it opened another): what that
+      // session holds is still known, but the page stays with the session it sends to.
+      for (const item of upload.items) this.previous.set(item.sha256, item);
+      return;
+    }
+    if (fresh && this.upload && this.upload.id !== upload.id) {
+      // Another session (the last one closed under this page): what the earlier one holds is not sent again.
+      for (const [sha, item] of this.current) this.previous.set(sha, item);
+    }
     if (fresh || (this.upload && this.upload.id !== upload.id)) {
       this.current = new Map();
       this.cursor = undefined;
@@ -1597,7 +1663,26 @@ class Uploader {
       true,
     );
     if (!touched) {
-      this.phase(gettext("Nothing new to send: the server already holds every one of these files."));
+      // Nothing went out: say how many files the server holds and how many were not sent (listed below).
+      const notSent = this.entries.filter((e) => e.state === "held" || e.state === "unreadable").length;
+      const holds = tally.accepted + tally.already + tally.rejected;
+      if (!notSent) {
+        this.phase(gettext("Nothing new to send: the server already holds every one of these files."));
+      } else if (holds) {
+        this.phase(
+          interpolate(
+            ngettext(
+              "Nothing new to send: the server already holds %(holds)s of these files; %(n)s was not sent (listed below).",
+              "Nothing new to send: the server already holds %(holds)s of these files; %(n)s were not sent (listed below).",
+              notSent,
+            ),
+            { holds: whole.format(holds), n: whole.format(notSent) },
+            true,
+          ),
+        );
+      } else {
+        this.phase(gettext("Nothing was sent: none of these files could be sent (listed below)."));
+      }
     } else {
       this.phase(gettext("Upload complete."));
     }
@@ -1639,6 +1724,35 @@ class Uploader {
         ),
       );
       result.append(fileList(held.slice(0, SHOW_REJECTED), "held-list"));
+    }
+    // The counts above are of distinct files: a file found twice in what was dropped went once.
+    let copies = 0;
+    for (const [, entries] of this.bySha) copies += entries.length - 1;
+    if (copies) {
+      add(
+        "result-note",
+        interpolate(
+          ngettext(
+            "%(n)s file was a copy of another file here and is counted once.",
+            "%(n)s files were copies of other files here and are counted once.",
+            copies,
+          ),
+          { n: whole.format(copies) },
+          true,
+        ),
+      );
+    }
+    const unreadable = this.entries.filter((e) => e.state === "unreadable");
+    if (unreadable.length) {
+      add(
+        "result-note",
+        interpolate(
+          ngettext("%(n)s file could not be read and was not sent:", "%(n)s files could not be read and were not sent:", unreadable.length),
+          { n: whole.format(unreadable.length) },
+          true,
+        ),
+      );
+      result.append(fileList(unreadable.slice(0, SHOW_REJECTED), "unreadable-list"));
     }
     const rejected = [...this.bySha.values()].map((entries) => entries[0]).filter((e) => e.state === "rejected");
     if (rejected.length) {

@@ -64,11 +64,26 @@ function zip64Extra(view, start, length, entry) {
   }
 }
 
+const UTF8_NAME = 0x800; // general purpose flag bit 11: the name is UTF-8
+
+/**
+ * An entry's name. Without the UTF-8 flag a name is in the writer's code page: Windows' own "Compress" in a Korean
+ * locale writes code page 949 (EUC-KR in browsers' terms), while most other tools write UTF-8 and leave the flag
+ * unset. So: UTF-8 when flagged or when the bytes are valid UTF-8, else code page 949.
+ */
+function entryName(bytes, flags) {
+  if (flags & UTF8_NAME) return new TextDecoder("utf-8").decode(bytes);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return new TextDecoder("euc-kr").decode(bytes);
+  }
+}
+
 /** The entries of a zip File: [{name, size, method, encrypted, head(n), blob()}], directories left out. */
 export async function readZip(file) {
   const directory = await findDirectory(file);
   const view = await bytesAt(file, directory.offset, directory.size);
-  const utf8 = new TextDecoder("utf-8");
   const entries = [];
   let at = 0;
   for (let n = 0; n < directory.count; n++) {
@@ -83,7 +98,7 @@ export async function readZip(file) {
       size: view.getUint32(at + 24, true),
       localOffset: view.getUint32(at + 42, true),
       encrypted: (flags & 1) === 1,
-      name: utf8.decode(new Uint8Array(view.buffer, view.byteOffset + at + 46, nameLength)),
+      name: entryName(new Uint8Array(view.buffer, view.byteOffset + at + 46, nameLength), flags),
     };
     zip64Extra(view, at + 46 + nameLength, extraLength, entry);
     at += 46 + nameLength + extraLength + commentLength;

@@ -186,8 +186,124 @@ def test_dropping_the_same_folder_again_sends_nothing_new(world, page, folder):
     page.wait_for_selector(RESULT, timeout=120_000)
     # Resume compares hashes of the de-identified bytes: the same folder is the same files, none sent again.
     assert not [u for u in sent if "/dicomweb/" in u]
-    assert "already" in page.locator(RESULT).inner_text()
+    assert f"0 de-identified and stored, {SLICES} already stored, 0 rejected." in page.locator(RESULT).inner_text()
+    # The session opened for the subject key received nothing: it is discarded, not shown as an empty upload,
+    # and the page says what is true (the stray and the burned-in image were held back, not held by the server).
+    phase = page.locator("#upload-phase").inner_text()
+    assert (
+        phase
+        == f"Nothing new to send: the server already holds {SLICES} of these files; 2 were not sent (listed below)."
+    )
+    assert "Upload complete" not in phase and "The visit is now" not in page.locator("#upload-result").inner_text()
+    assert page.locator("#timepoint-state").inner_text() == "Uploaded"
     assert Instance.objects.count() == SLICES
+    assert list(Upload.objects.order_by("pk").values_list("state", flat=True)) == ["complete", "cancelled"]
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    assert timepoint.state == Timepoint.State.UPLOADED
+    page.goto(reverse("subject-detail", args=["ALPHA", SUBJECT]))
+    assert page.locator("#upload-history ~ .table-wrap tbody tr").count() == 1
+
+
+def test_a_tab_whose_files_went_into_a_session_another_tab_finished_says_they_were_sent(world, page, folder):
+    """Two tabs of the coordinator on one visit share the open session; the other tab finishes it while this one
+    is still sending. This tab's files went out and were stored: it says the upload is complete, not that there
+    was nothing new to send."""
+    from django.db import connection
+
+    from trials.ingest.services import upload_finish
+    from trials.models import UploadItem
+
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+
+    def other_tab_finishes_once_all_arrived(route):
+        response = route.fetch()
+        if UploadItem.objects.count() == SLICES and Upload.objects.get().state == "open":
+            upload_finish(actor=world.cora, upload=Upload.objects.get())
+        connection.close()  # opened in Playwright's context: left open, it would keep the test database in use
+        route.fulfill(response=response)
+
+    page.route("**/dicomweb/**", other_tab_finishes_once_all_arrived)
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=120_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+    assert Upload.objects.get().state == "complete"
+    assert page.locator("#upload-phase").inner_text() == "Upload complete."
+    assert f"{SLICES} de-identified and stored, 0 already stored, 0 rejected." in page.locator(RESULT).inner_text()
+    assert "The visit is now Uploaded." in page.locator("#upload-result").inner_text()
+
+
+def test_a_session_another_tab_finished_mid_upload_is_said_and_retry_sends_only_the_rest(world, page, long_series):
+    """The other tab finishes the shared session after this tab's first request: this tab's next request is
+    refused. The page says the upload was finished elsewhere (not that a subject key is refused), and Retry sends
+    the rest in a new upload without sending again what the first one holds."""
+    from django.db import connection
+
+    from trials.ingest.services import upload_finish
+    from trials.models import UploadItem
+
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+
+    def other_tab_finishes_after_the_first_request(route):
+        response = route.fetch()
+        first = Upload.objects.order_by("pk").first()
+        if first.state == "open":
+            upload_finish(actor=world.cora, upload=first)
+        connection.close()  # opened in Playwright's context: left open, it would keep the test database in use
+        route.fulfill(response=response)
+
+    page.route("**/dicomweb/**", other_tab_finishes_after_the_first_request)
+    page.set_input_files("input[webkitdirectory]", str(long_series))
+    page.wait_for_selector("#upload-error:not([hidden])", timeout=120_000)
+    assert "finished in another tab" in page.locator("#upload-error-text").inner_text()
+    page.unroute("**/dicomweb/**")
+    first = Upload.objects.order_by("pk").first()
+    held_by_first = set(UploadItem.objects.filter(upload=first).values_list("sha256", flat=True))
+    assert 0 < len(held_by_first) < 120
+
+    page.click("#upload-retry")
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=120_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+    second = Upload.objects.order_by("pk").last()
+    assert second.pk != first.pk and second.state == "complete"
+    assert not held_by_first & set(UploadItem.objects.filter(upload=second).values_list("sha256", flat=True))
+    assert Instance.objects.count() == 120
+    assert page.locator("#upload-rows .fs-accepted").count() == 120
+    assert "120 de-identified and stored, 0 already stored, 0 rejected." in page.locator(RESULT).inner_text()
+
+
+def test_another_patients_folder_sends_nothing_and_leaves_the_visit_as_it_was(world, page, folder, tmp_path):
+    """The subject's patient is known from the baseline; the coordinator drops another patient's folder on Week 6:
+    every file is held back in the browser, no upload is left behind, and the visit is still expected."""
+    log_in(page, "cora@example.org", PASSWORD)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector(RESULT, timeout=120_000)
+    other = tmp_path / "OTHER" / "DICOM"
+    other.mkdir(parents=True)
+    series = synthesize_ct_series(
+        real_ct_template(large=False), slices=4, seed="e2e-other", patient_name="LEE^WRONG", patient_id="PID0777"
+    )
+    for n, data in enumerate(series, 1):
+        (other / f"IM{n:05d}").write_bytes(data)
+    page.goto(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "W6"]))
+    page.wait_for_selector("#uploader.is-ready")
+    page.set_input_files("input[webkitdirectory]", str(tmp_path / "OTHER"))
+    page.wait_for_selector(f"{RESULT}, #upload-error:not([hidden])", timeout=120_000)
+    assert page.locator("#upload-error").is_hidden(), page.locator("#upload-error-text").inner_text()
+    assert page.locator("#upload-rows .fs-held").count() == 4
+    assert (
+        page.locator("#upload-phase").inner_text()
+        == "Nothing was sent: none of these files could be sent (listed below)."
+    )
+    assert page.locator("#timepoint-state").inner_text() == "Expected"
+    week6 = Timepoint.objects.get(subject__code=SUBJECT, visit__code="W6")
+    assert week6.state == Timepoint.State.EXPECTED
+    assert Upload.objects.filter(timepoint=week6).get().state == "cancelled"
 
 
 def test_files_larger_than_the_read_ahead_budget_are_read_one_at_a_time_and_all_go(world, page, folder):

@@ -14,7 +14,7 @@ from tests.conftest import PASSWORD, build_world
 from tests.e2e.conftest import log_in, screenshot
 from trials.ingest.services import upload_open, upload_receive
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Timepoint, Upload
+from trials.models import Instance, Timepoint, Upload, UploadItem
 
 SLICES = 36
 RESULT = "#upload-result .result-line"
@@ -139,6 +139,44 @@ def test_the_same_folder_again_after_a_reload_sends_nothing(world, stores, folde
     screenshot(page, "upload-nothing-new")
 
 
+def test_the_same_folder_again_on_the_same_page_is_said_to_be_stored_already(world, stores, folder, page):
+    """The second drop without a reload: its files were stored by the first drop, not by this one, and the
+    result says so (it said "36 de-identified and stored" under "Nothing new to send")."""
+    open_upload_page(page)
+    choose_folder(page, folder)
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector("#upload-phase:has-text('Nothing new to send')")
+    wait_for_the_result(page)
+    assert states(page).count("Already received") == SLICES
+    assert f"0 de-identified and stored, {SLICES} already stored, 1 rejected." in page.locator(RESULT).inner_text()
+    assert Upload.objects.count() == 1 and Instance.objects.count() == SLICES
+
+
+def test_after_a_log_in_again_in_another_tab_retry_sends_the_folder(world, stores, folder, page):
+    """The coordinator's session ended while the upload page stayed open (here: logged out in another tab). The
+    drop is refused with what to do (not the framework's "CSRF Failed"); they log in again in another tab, which
+    gives the browser a new CSRF token, and Retry sends with it: the page once kept the token it was served with,
+    so every Retry was refused until the page was reloaded."""
+    open_upload_page(page)
+    other = page.context.new_page()
+    other.goto("/")
+    with other.expect_navigation():
+        other.click("form[action$='/logout/'] button")
+    page.bring_to_front()  # a file chooser of a tab in the background is not answered
+    page.set_input_files("input[webkitdirectory]", str(folder))
+    page.wait_for_selector("#upload-error:not([hidden])")
+    assert page.locator("#upload-error-text").inner_text() == (
+        "The server refused the request: your session may have ended. Log in again and retry."
+    )
+    log_in(other, "cora@example.org", PASSWORD)
+    other.close()
+    page.bring_to_front()
+    page.click("#upload-retry")
+    wait_for_the_result(page)
+    assert states(page).count("De-identified and stored") == SLICES
+    assert Instance.objects.count() == SLICES
+
+
 def test_a_zip_of_the_folder_is_read_in_the_browser(world, stores, folder, tmp_path, page):
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -154,6 +192,24 @@ def test_a_zip_of_the_folder_is_read_in_the_browser(world, stores, folder, tmp_p
     assert page.locator("#upload-rows tr", has_text="IM99999").locator(".file-state").inner_text() == "Rejected"
     assert page.locator("#upload-rows tr").first.locator("th").inner_text().startswith("export.zip/CD-EXPORT/")
     assert Instance.objects.count() == SLICES
+
+
+def test_a_zip_made_by_korean_windows_shows_its_names_as_written(world, stores, folder, tmp_path, page, monkeypatch):
+    """Windows' own "Compress" in a Korean locale writes names in code page 949 without the zip's UTF-8 flag: the
+    rows show the Hangul folder names, not replacement characters."""
+    archive = tmp_path / "export.zip"
+    monkeypatch.setattr(zipfile.ZipInfo, "_encodeFilenameFlags", lambda info: (info.filename.encode("cp949"), 0))
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted((folder / "DICOM" / "ST000001" / "SE000002").glob("IM0000[1-3]")):
+            zf.write(path, f"홍길동 CT/{path.name}")
+    monkeypatch.undo()
+    with zipfile.ZipFile(archive) as zf:
+        assert not any(info.flag_bits & 0x800 for info in zf.infolist())
+    open_upload_page(page)
+    page.set_input_files("#upload-pick-files", str(archive))
+    wait_for_the_result(page)
+    names = page.locator("#upload-rows tr th").all_inner_texts()
+    assert [name.replace("\n", "") for name in names] == [f"export.zip/홍길동 CT/IM0000{n}" for n in (1, 2, 3)]
 
 
 def test_an_interrupted_upload_resumes_with_the_files_the_server_lacks(world, stores, folder, page):
@@ -177,6 +233,38 @@ def test_an_interrupted_upload_resumes_with_the_files_the_server_lacks(world, st
     assert Instance.objects.count() == SLICES
     # What the visit holds: the files stored before the page opened are counted once (they were added twice).
     assert page.locator("#timepoint-stored").inner_text() == f"1 series / {SLICES} images"
+
+
+def test_a_session_that_received_nothing_is_not_called_interrupted(world, stores, folder, page):
+    """The tab was closed before its first file reached the server (the browser path opens the session for the
+    subject key first): the page says no file arrived yet, not that the server holds "0 files" of an upload to
+    finish, and shows no processing bar of 0 files; the folder then goes into that same session."""
+    timepoint = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="BL")
+    upload = upload_open(actor=world.cora, timepoint=timepoint)
+    open_upload_page(page)
+    phase = page.locator("#upload-phase").inner_text()
+    assert phase == (
+        "An upload of this visit was started earlier, but no file reached the server. Drop the folder to send it."
+    )
+    assert page.locator("#upload-process").is_hidden()
+    choose_folder(page, folder)
+    assert Upload.objects.get().pk == upload.pk and Upload.objects.get().state == "complete"
+    assert Instance.objects.count() == SLICES
+
+
+def test_a_copy_of_a_file_in_the_folder_is_sent_once_and_accounted_for(world, stores, folder, page):
+    """A CD export holding the same image twice (two folders): it is sent once, and the result's counts, which
+    are of distinct files, say what became of the copy instead of leaving a row unaccounted for."""
+    series_dir = folder / "DICOM" / "ST000001" / "SE000002"
+    (folder / "IMAGES").mkdir()
+    (folder / "IMAGES" / "IM00001").write_bytes((series_dir / "IM00001").read_bytes())
+    open_upload_page(page)
+    choose_folder(page, folder)
+    assert states(page).count("De-identified and stored") == SLICES + 1
+    result = page.locator("#upload-result").inner_text()
+    assert f"{SLICES} de-identified and stored, 0 already stored, 1 rejected." in result
+    assert "1 file was a copy of another file here and is counted once." in result
+    assert UploadItem.objects.count() == SLICES + 1
 
 
 def test_files_dropped_on_the_zone_are_read_too(world, stores, folder, page):

@@ -327,3 +327,29 @@ def test_a_browser_session_gets_no_key_and_takes_no_file_once_the_trial_de_ident
     again = open_upload(api, world.cora, deid_path="server").json()
     assert again["id"] != upload_id and again["deid_path"] == "server"
     assert Upload.objects.get(pk=upload_id).state == Upload.State.COMPLETE
+
+
+def test_files_sent_into_a_closed_browser_upload_are_refused_with_what_to_do(world, api, browser_trial, series):
+    """Another tab of the coordinator finished the session: the next request's records part is refused as the
+    files after it would be (start a new upload), not as a request for the subject key."""
+    upload_id = open_upload(api, world.cora).json()["id"]
+    outputs, records = in_browser(key_of(api, world.cora, upload_id).json(), series)
+    assert stow_with_records(api, world.cora, upload_id, records[:1], outputs[:1]).status_code == 200
+    finish(api, world.cora, upload_id)
+    response = stow_with_records(api, world.cora, upload_id, records[1:], outputs[1:])
+    assert response.status_code == 409
+    assert response.json()["error"]["message"] == "This upload is closed; start a new upload to send more files."
+    assert Upload.objects.get(pk=upload_id).items.count() == 1
+
+
+def test_finishing_an_upload_that_received_no_file_cancels_it_and_answers_the_visits_state(
+    world, api, browser_trial, series
+):
+    """The page opens a session for the subject key and finds nothing to send: the finish answers "cancelled"
+    with the visit as it was before the session opened, and no subject key is given for it any more."""
+    upload_id = open_upload(api, world.cora).json()["id"]
+    assert key_of(api, world.cora, upload_id).status_code == 200
+    answer = finish(api, world.cora, upload_id).json()
+    assert answer["state"] == "cancelled" and answer["timepoint_state"] == "expected"
+    assert answer["counts"]["total"] == 0
+    assert key_of(api, world.cora, upload_id).status_code == 409

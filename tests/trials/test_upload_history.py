@@ -98,3 +98,130 @@ def test_a_rejection_is_stored_in_english_and_read_in_the_readers_language(world
         api = client.get(reverse("api-upload", args=["ALPHA", item.upload_id])).json()
     assert "이 파일은" in page and "different patient" not in page and "PID0999" not in page
     assert any(i["reason"].startswith("이 파일은") for i in api["items"])
+
+
+# --- a session that received nothing ------------------------------------------------------------------------
+
+
+def _open_and_finish_empty(coordinator, visit: str = "BL"):
+    from trials.ingest.services import upload_finish, upload_open
+    from trials.models import Timepoint
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code=visit)
+    session = upload_open(actor=coordinator, timepoint=timepoint)
+    assert Timepoint.objects.get(pk=timepoint.pk).state == "uploading"
+    return upload_finish(actor=coordinator, upload=session), Timepoint.objects.get(pk=timepoint.pk)
+
+
+def test_a_session_finished_with_no_file_is_discarded_and_the_visit_keeps_its_state(uploaded):
+    """The browser opens a session to de-identify (it needs the subject key) and then finds every file already
+    held: nothing was sent, so the session is discarded, the visit goes back to what it was, and the history
+    does not list an empty upload."""
+    from ctims.models import AuditEvent
+
+    session, timepoint = _open_and_finish_empty(uploaded.cora)
+    assert session.state == "cancelled" and session.closed_at is not None
+    assert timepoint.state == "uploaded"
+    history = upload_history(actor=Actor(user=uploaded.cora), trial=uploaded.trial, subject_code=SUBJECT)
+    assert len(history) == 2 and all(record.counts for record in history)
+    assert AuditEvent.objects.filter(action="upload.discard", object_id=str(session.pk)).exists()
+    assert not AuditEvent.objects.filter(action="upload.complete", object_id=str(session.pk)).exists()
+
+
+def test_an_empty_session_on_a_visit_without_images_leaves_it_expected(world):
+    session, timepoint = _open_and_finish_empty(world.cora)
+    assert session.state == "cancelled" and timepoint.state == "expected"
+    assert upload_history(actor=Actor(user=world.cora), trial=world.trial, subject_code=SUBJECT) == []
+
+
+def test_an_empty_session_leaves_a_visit_answered_by_a_re_upload_with_qc(uploaded):
+    """A re-upload answered the QC query (the visit is "uploaded", the query answered, not closed); dropping the
+    folder again sends nothing and must not put the visit back to "query open"."""
+    from trials.models import Query, Timepoint
+    from trials.qc_services import qc_fail
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    qc_fail(actor=uploaded.quinn, timepoint=timepoint, series=[], reason="Slices missing.")
+    more = synthesize_ct_series(real_ct_template(large=False), slices=2, seed="history-more")
+    upload_files(uploaded.cora, SUBJECT, more)
+    assert Timepoint.objects.get(pk=timepoint.pk).state == "uploaded"
+    assert Query.objects.get(timepoint=timepoint).state == "answered"
+    session, timepoint = _open_and_finish_empty(uploaded.cora)
+    assert session.state == "cancelled" and timepoint.state == "uploaded"
+
+
+def test_an_empty_session_leaves_a_query_open_visit_query_open(uploaded):
+    from trials.models import Timepoint
+    from trials.qc_services import qc_fail
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    qc_fail(actor=uploaded.quinn, timepoint=timepoint, series=[], reason="Slices missing.")
+    session, timepoint = _open_and_finish_empty(uploaded.cora)
+    assert session.state == "cancelled" and timepoint.state == "query_open"
+
+
+def test_an_empty_session_leaves_the_visit_uploading_while_another_upload_is_open(uploaded):
+    """Another person's upload of the visit is still receiving, so the visit stays uploading."""
+    from trials.ingest.services import upload_open
+    from trials.models import Timepoint
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    other = upload_open(actor=uploaded.alice, timepoint=timepoint)
+    session, timepoint = _open_and_finish_empty(uploaded.cora)
+    assert session.state == "cancelled" and timepoint.state == "uploading" and other.state == "open"
+
+
+def test_a_re_upload_that_brings_nothing_new_leaves_a_visit_answered_by_an_earlier_one_with_qc(uploaded):
+    """A re-upload answered the QC query (the visit is "uploaded", waiting for the reviewer); the coordinator then
+    sends the same folder again as it is (server path): every file is already stored. The answer stands and the
+    visit stays with QC; only a visit still waiting for the site (query open) stays "query open"."""
+    from trials.models import Query, Timepoint
+    from trials.qc_services import qc_fail
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    qc_fail(actor=uploaded.quinn, timepoint=timepoint, series=[], reason="Slices missing.")
+    more = synthesize_ct_series(real_ct_template(large=False), slices=2, seed="history-more")
+    upload_files(uploaded.cora, SUBJECT, more)
+    assert Timepoint.objects.get(pk=timepoint.pk).state == "uploaded"
+    upload_files(uploaded.cora, SUBJECT, more)
+    assert Timepoint.objects.get(pk=timepoint.pk).state == "uploaded"
+    assert Query.objects.get(timepoint=timepoint).state == "answered"
+
+
+def test_a_re_upload_that_brings_nothing_new_to_an_open_query_leaves_it_open(uploaded):
+    from trials.models import Timepoint
+    from trials.qc_services import qc_fail
+
+    timepoint = Timepoint.objects.get(subject__code=SUBJECT, visit__code="BL")
+    qc_fail(actor=uploaded.quinn, timepoint=timepoint, series=[], reason="Slices missing.")
+    files = synthesize_ct_series(real_ct_template(large=False), slices=3, seed="history")
+    upload_files(uploaded.cora, SUBJECT, files)
+    assert Timepoint.objects.get(pk=timepoint.pk).state == "query_open"
+
+
+def test_the_discard_and_the_state_it_went_back_to_read_as_words_in_the_audit_trail(world):
+    from django.utils import translation
+
+    from ctims.audit_display import event_view
+    from ctims.models import AuditEvent
+
+    session, _timepoint = _open_and_finish_empty(world.cora)
+    opened = AuditEvent.objects.get(action="upload.open", object_id=str(session.pk))
+    discarded = AuditEvent.objects.get(action="upload.discard", object_id=str(session.pk))
+    back = AuditEvent.objects.filter(action="timepoint.transition").latest("seq")
+    with translation.override("ko"):
+        views = [event_view(event) for event in (opened, discarded, back)]
+    assert views[0].summary[-1] == ("이전 방문 상태", "예정")
+    assert views[1].action == "업로드 취소: 보낸 파일 없음"
+    assert ("사유", "업로드 취소: 보낸 파일 없음") in views[2].summary
+
+
+def test_the_qc_worklist_dates_the_visit_by_its_last_upload_not_a_discarded_session(uploaded):
+    from trials import selectors
+    from trials.models import Upload
+
+    (last, _first) = Upload.objects.order_by("-pk")[:2]
+    session, _timepoint = _open_and_finish_empty(uploaded.cora)
+    assert session.closed_at > last.closed_at
+    row = selectors.qc_worklist(actor=Actor(user=uploaded.quinn), trial=uploaded.trial).get(subject__code=SUBJECT)
+    assert row.uploaded_at == last.closed_at

@@ -122,6 +122,8 @@ def browser_records_receive(*, upload: Upload, records: list) -> int:
 
     A record sent again is kept once. Records hold no value from the original: keyed hashes and counts only.
     """
+    if upload.state != Upload.State.OPEN:  # said as the files that follow the records would be refused
+        raise InvalidState(_("This upload is closed; start a new upload to send more files."))
     _check_key_holder(upload)
     if not isinstance(records, list) or len(records) > RECORDS_PER_REQUEST:
         raise ValidationFailed(_("Send at most %(n)s records at a time.") % {"n": RECORDS_PER_REQUEST})

@@ -66,13 +66,15 @@ def trial_deid_options(trial: Trial) -> DeidOptions:
 def upload_open(*, actor, timepoint: Timepoint) -> Upload:
     """Start an upload session for a timepoint, or resume the person's open one (after a reload or a dropped network).
 
-    The timepoint shows 'uploading' until the session completes. A closed trial opens none (nor resumes one).
+    The timepoint shows 'uploading' until the session completes (or, finished with no file, is discarded: it
+    then goes back to the state recorded here as `visit_state`). A closed trial opens none (nor resumes one).
     """
     trial_check_open(timepoint.subject.trial)
     with transaction.atomic():
         resumable = Upload.objects.filter(timepoint=timepoint, created_by=actor, state=Upload.State.OPEN).first()
         if resumable is not None:
             return resumable
+        before = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
         timepoint = timepoint_transition(
             actor=actor, timepoint=timepoint, to=Timepoint.State.UPLOADING, allowed_from=UPLOADABLE_STATES
         )
@@ -82,7 +84,7 @@ def upload_open(*, actor, timepoint: Timepoint) -> Upload:
             action="upload.open",
             obj=upload,
             trial_id=timepoint.subject.trial_id,
-            summary={"subject": timepoint.subject.code, "visit": timepoint.visit.code},
+            summary={"subject": timepoint.subject.code, "visit": timepoint.visit.code, "visit_state": before},
         )
     return upload
 
@@ -859,6 +861,9 @@ def upload_finish(*, actor, upload: Upload) -> Upload:
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
         if upload.state != Upload.State.OPEN:
             return upload
+        if not upload.items.exists():
+            _discard(actor=actor, upload=upload)
+            return upload
         upload.state = Upload.State.PROCESSING
         upload.save(update_fields=["state"])
         # The client says it sent everything: a file it was asked to send again and did not is rejected.
@@ -879,6 +884,53 @@ def upload_finish(*, actor, upload: Upload) -> Upload:
         _maybe_complete(upload)
     upload.refresh_from_db()
     return upload
+
+
+def _discard(*, actor, upload: Upload) -> None:
+    """Called holding the upload's row lock, for a session that received no file: nothing was sent (the site's
+    browser opened it to de-identify, then found every file already held or held every file back), so it is
+    cancelled rather than completed, leaves no empty upload in the history, runs no QC, answers no query, and
+    the visit goes back to the state it had when the session opened (unless another upload of it is still
+    open or processing, or it moved on meanwhile)."""
+    upload.state, upload.closed_at = Upload.State.CANCELLED, timezone.now()
+    upload.save(update_fields=["state", "closed_at"])
+    timepoint = upload.timepoint
+    audit_record(actor=actor, action="upload.discard", obj=upload, trial_id=timepoint.subject.trial_id, summary={})
+    live = Upload.objects.filter(timepoint=timepoint, state__in=(Upload.State.OPEN, Upload.State.PROCESSING))
+    if live.exclude(pk=upload.pk).exists():
+        return
+    state = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
+    if state != Timepoint.State.UPLOADING:
+        return
+    before = _state_before(upload)
+    if before is None:  # opened before this was recorded, or while another upload was open: what the visit holds
+        if Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists():
+            before = Timepoint.State.QUERY_OPEN
+        elif Instance.objects.filter(series__study__timepoint=timepoint).exists():
+            before = Timepoint.State.UPLOADED
+        else:
+            before = Timepoint.State.EXPECTED
+    timepoint_transition(
+        actor=actor,
+        timepoint=timepoint,
+        to=before,
+        allowed_from=[Timepoint.State.UPLOADING],
+        reason="upload discarded: no file sent",
+    )
+
+
+def _state_before(upload: Upload) -> str | None:
+    """The visit's state when `upload` opened, as its opening recorded it (None if it did not, or if the visit
+    was already uploading: another upload was open)."""
+    from ctims.models import AuditEvent
+
+    summary = (
+        AuditEvent.objects.filter(action="upload.open", object_type="trials.upload", object_id=str(upload.pk))
+        .values_list("summary", flat=True)
+        .first()
+    )
+    before = (summary or {}).get("visit_state")
+    return before if before in UPLOADABLE_STATES and before != Timepoint.State.UPLOADING else None
 
 
 def _maybe_complete(upload: Upload) -> None:
@@ -902,8 +954,12 @@ def _maybe_complete(upload: Upload) -> None:
 
     if counts.get(UploadItem.State.ACCEPTED):
         query_note_upload(upload=upload)  # something new arrived: the open queries are answered by it
-    elif Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists():
-        # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive.
+    elif (
+        Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
+        and _state_before(upload) != Timepoint.State.UPLOADED
+    ):
+        # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive. (A visit
+        # an earlier re-upload answered, "uploaded" when this one opened, stays with QC: that answer stands.)
         timepoint_transition(
             actor=None, timepoint=timepoint, to=Timepoint.State.QUERY_OPEN, allowed_from=[Timepoint.State.UPLOADING]
         )

@@ -392,11 +392,15 @@ def test_retry_after_a_refused_request_de_identifies_and_sends_the_files_not_yet
     page.route("**/dicomweb/**", lambda route: held.append(route))  # requests wait, unanswered
     page.set_input_files("input[webkitdirectory]", str(long_series))
     # Both requests wait and three full batches are queued: the workers stop taking files (stream.room).
-    page.locator("#upload-rows .fs-waiting, #upload-rows .fs-sending").nth(59).wait_for(state="attached")
+    # De-identifying 60 files in the browser's workers first: on a loaded machine that takes longer than the
+    # default wait, and nothing here depends on how long it takes.
+    page.locator("#upload-rows .fs-waiting, #upload-rows .fs-sending").nth(59).wait_for(
+        state="attached", timeout=120_000
+    )
     assert len(held) == 2
     for route in held:
         route.fulfill(status=400, content_type="application/json", body='{"error": {"message": "Refused."}}')
-    page.wait_for_selector("#upload-error:not([hidden])")
+    page.wait_for_selector("#upload-error:not([hidden])", timeout=120_000)
     page.unroute("**/dicomweb/**")
     assert page.locator("#upload-rows .fs-unsent").count() > 0
     assert page.locator("#upload-rows .fs-checking").count() == 0  # nothing says it is being checked any more

@@ -91,15 +91,24 @@ class _ServerRequests:
 _server_requests = _ServerRequests()
 
 
+# How long a page's wait or an expect() may last before the test fails: an upper bound on work (de-identifying a
+# series in the browser's workers, a page built by a server that shares 2 cores with the browser and another test
+# process), never a statement of how fast it should be. A passing test waits only as long as the work takes.
+WAIT_MS = 60_000
+
+
 @contextmanager
 def page_in(browser, live_server, **options) -> Iterator:
-    """A page in a browser context of its own on the live server (15 s default timeout; 1280x900 and en-US
+    """A page in a browser context of its own on the live server (WAIT_MS default timeout; 1280x900 and en-US
     unless `options` say otherwise). Leaving closes the context, then waits until the server has finished every
     request the page made: the test's database is emptied next, and a request still running there held a lock
     that emptying it waited for while it waited for one of emptying's (a deadlock, seen in a full run)."""
     options = {"viewport": {"width": 1280, "height": 900}, "locale": "en-US", **options}
+    from playwright.sync_api import expect
+
     context = browser.new_context(base_url=live_server.url, **options)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
     try:
         yield context.new_page()
     finally:

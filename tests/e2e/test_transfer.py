@@ -90,13 +90,13 @@ def test_a_sponsor_requests_watches_downloads_and_verifies_a_transfer(world, pag
     expect(row.locator(".transfer-state")).to_contain_text("Queued")
 
     build.start()  # the worker picks it up and stops after the SDTM datasets
-    expect(row).to_have_attribute("data-state", "building", timeout=15_000)  # the page refreshes itself
+    expect(row).to_have_attribute("data-state", "building", timeout=60_000)  # the page refreshes itself
     expect(row.locator(".transfer-state")).to_contain_text("35%")
     expect(row.locator(".transfer-state")).to_contain_text("Writing SDTM TU, TR and RS")
     screenshot(page, "transfer-building")
 
     build.finish()
-    expect(row).to_have_attribute("data-state", "ready", timeout=15_000)
+    expect(row).to_have_attribute("data-state", "ready", timeout=60_000)
     expect(row).to_contain_text(SUBJECT)  # what changed: the subject is new in this transfer
     screenshot(page, "transfer-ready")
 

@@ -484,9 +484,8 @@ for suffix, (tail, search) in DICOMWEB.items():
 # (or changes through its service: the trial). Anyone but an operator is sent to the admin's log-in.
 # Authenticators and recovery codes are the person's own: operators only delete a lost one.
 ADDABLE = {"auth.group", "ctims.user"}
-DELETABLE = {
+DELETABLE = {  # never an account (21 CFR 11.100(a): a user ID is never freed for another person; deactivate it)
     "auth.group",
-    "ctims.user",
     "otp_totp.totpdevice",
     "otp_static.staticdevice",
     "axes.accessattempt",  # clears a lock-out, audited; the log-in logs are kept

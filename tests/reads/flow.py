@@ -96,6 +96,21 @@ def signed_baseline_then_week_6(world, reader=None) -> tuple[ReadTask, ReadTask]
     return bl, task_of(reader, "W6")
 
 
+def readers_disagree_at_week_6(world):
+    """Both readers sign baseline alike and week 6 apart (rhea PR, ravi PD): the adjudication now waiting."""
+    from reads.models import Adjudication
+
+    ready(world, "BL")
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL")
+        save_and_sign(reader, task, baseline_content(task))
+    ready(world, "W6", day=42)
+    for reader, (t1, t2) in ((world.rhea, ("15.0", "8.0")), (world.ravi, ("30.0", "13.0"))):
+        task = task_of(reader, "W6")
+        save_and_sign(reader, task, follow_up_content(task, t1, t2))
+    return Adjudication.objects.get(subject__code=SUBJECT, signature__isnull=True)
+
+
 def dciodvfy_errors(dataset, tmp_path) -> list[str]:
     """What Debian's dicom3tools `dciodvfy` calls an error in `dataset` (it must recognise the SR IOD)."""
     import shutil

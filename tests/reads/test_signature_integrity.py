@@ -11,23 +11,17 @@ from django.db import connection
 from ctims.models import Signature
 from ctims.signatures import signatures_verify
 from reads import results
-from reads.models import Adjudication, Read
+from reads.models import Read
 from tests.conftest import PASSWORD
-from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
+from tests.reads.flow import (
+    readers_disagree_at_week_6,
+)
 
 
 @pytest.fixture
 def signed(world):
     """Both readers' baseline and week 6 (disagreeing), and the adjudication: five signatures."""
-    ready(world, "BL")
-    for reader in (world.rhea, world.ravi):
-        task = task_of(reader, "BL")
-        save_and_sign(reader, task, baseline_content(task))
-    ready(world, "W6", day=42)
-    for reader, (t1, t2) in ((world.rhea, ("15.0", "8.0")), (world.ravi, ("30.0", "13.0"))):
-        task = task_of(reader, "W6")
-        save_and_sign(reader, task, follow_up_content(task, t1, t2))
-    adjudication = Adjudication.objects.get(subject__code=SUBJECT, signature__isnull=True)
+    adjudication = readers_disagree_at_week_6(world)
     results.adjudicate(
         actor=world.ada,
         task_id=adjudication.task.pk,

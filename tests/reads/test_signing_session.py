@@ -9,7 +9,13 @@ from ctims.models import AuditEvent, Signature
 from reads import read_services
 from reads.models import Adjudication, Read
 from tests.conftest import PASSWORD
-from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
+from tests.reads.flow import (
+    baseline_content,
+    follow_up_content,
+    readers_disagree_at_week_6,
+    ready,
+    task_of,
+)
 
 ASKED = 'name="user_id"'
 
@@ -76,15 +82,7 @@ def test_a_new_log_in_asks_for_the_user_id_again(world, client):
 
 
 def test_the_first_adjudication_of_a_log_in_takes_the_user_id_as_well(world, client):
-    ready(world, "BL")
-    for reader in (world.rhea, world.ravi):
-        task = task_of(reader, "BL")
-        save_and_sign(reader, task, baseline_content(task))
-    ready(world, "W6", day=42)
-    for reader, (t1, t2) in ((world.rhea, ("15.0", "8.0")), (world.ravi, ("30.0", "13.0"))):
-        task = task_of(reader, "W6")
-        save_and_sign(reader, task, follow_up_content(task, t1, t2))
-    adjudication = Adjudication.objects.get(subject__code=SUBJECT, signature__isnull=True)
+    adjudication = readers_disagree_at_week_6(world)
     client.force_login(world.ada)
     assert ASKED in client.get(reverse("read-task", args=[adjudication.task.pk])).content.decode()
     url = reverse("read-adjudicate", args=[adjudication.task.pk])

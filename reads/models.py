@@ -120,6 +120,12 @@ def evaluator_numbers_by_subject(assignments) -> tuple[dict[int, list], dict[int
     return by_subject, numbers
 
 
+def reader_code(evaluator_number: int | None) -> str:
+    """How records outside the system name an evaluator (SR observers, transfers): "Radiologist N", or
+    "Adjudicator" (None)."""
+    return f"Radiologist {evaluator_number}" if evaluator_number is not None else "Adjudicator"
+
+
 class ReaderAssignment(models.Model):
     """A reader of one subject: a subject keeps the same readers for all its timepoints.
 
@@ -168,8 +174,7 @@ class ReaderAssignment(models.Model):
     def reader_code(self) -> str:
         """How records outside the system name this reader of the case (SR observers, transfers): never the
         person; "Radiologist N" by `evaluator_number`, "Adjudicator"."""
-        number = self.evaluator_number
-        return f"Radiologist {number}" if number is not None else "Adjudicator"
+        return reader_code(self.evaluator_number)
 
     @property
     def slot_label(self) -> str:

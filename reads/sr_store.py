@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from decimal import Decimal
 from io import BytesIO
 
@@ -61,6 +62,22 @@ def _study(read: Read, measurements) -> Study:
     if study is None:
         raise sr.SRError("the read's visit has no stored study")
     return study
+
+
+# A result SR's Series Description names the reader whose series the adjudicator accepted.
+_ACCEPTED = re.compile(r"\((Radiologist \d+) accepted\)")
+
+
+def result_description(visit_label: str, reader: str) -> str:
+    """A result SR's Series Description: the visit, and the reader (`reader_code`) the adjudicator accepted."""
+    return f"Result {visit_label} ({reader} accepted)"
+
+
+def accepted_in_description(description: str) -> str | None:
+    """The reader a result SR's Series Description names as accepted (`result_description`); None if it names
+    no one (cut at the VR's 64 characters)."""
+    match = _ACCEPTED.search(description)
+    return match.group(1) if match else None
 
 
 def build_report(
@@ -132,7 +149,7 @@ def build_report(
         timepoint_order=task.timepoint.visit.order,
         timepoint_is_baseline=bool(assessment.get("baseline")),
         observer_role="adjudicator" if adjudicator else None,
-        description=f"Result {task.timepoint.visit.label} ({reader} accepted)" if adjudicator else None,
+        description=result_description(task.timepoint.visit.label, reader) if adjudicator else None,
         lesions=lesions,
         target_response=_sr_response(assessment.get("target_response")),
         non_target_response=_sr_response(assessment.get("non_target_response")),

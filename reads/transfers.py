@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -43,9 +42,10 @@ from trials.ingest.subject_keys import subject_space
 from trials.models import Instance, Series, Timepoint, Trial
 
 from . import define_xml, sdtm
-from .models import DeliverySettings, Read, ReadDesign, ReaderAssignment, TimepointResult, Transfer
+from .models import DeliverySettings, Read, ReadDesign, ReaderAssignment, TimepointResult, Transfer, reader_code
 from .quality import transfer as quality_transfer
 from .sites import BY_CODE
+from .sr_store import accepted_in_description
 
 log = logging.getLogger(__name__)
 
@@ -792,7 +792,6 @@ ADJUDICATED_NOTE = (
     "only for the visits the readers disagreed on and the adjudicator decided, the visits the reader-quality "
     "report counts as adjudicated."
 )
-ACCEPTED_IN_DESCRIPTION = re.compile(r"\((Radiologist \d+) accepted\)")  # a result SR's Series Description
 OBSERVER_NOTE = (
     "An SR listed in sr_observer_mismatches was signed before CTIMS numbered a reader who took a case over from "
     "a retired one as an evaluator of their own: the SR names that reader by the place they took "
@@ -808,12 +807,11 @@ def sr_observer_mismatch(path: str, data: bytes, evaluator: int) -> dict | None:
     dataset = pydicom.dcmread(
         io.BytesIO(data), stop_before_pixels=True, specific_tags=["VerifyingObserverSequence", "SeriesDescription"]
     )
-    expected = f"Radiologist {evaluator}"
+    expected = reader_code(evaluator)
     if path.endswith("-result.dcm"):
-        match = ACCEPTED_IN_DESCRIPTION.search(str(dataset.get("SeriesDescription", "")))
-        if match is None:  # a description cut at 64 characters names no one
+        names = accepted_in_description(str(dataset.get("SeriesDescription", "")))
+        if names is None:
             return None
-        names = match.group(1)
     else:
         observers = dataset.get("VerifyingObserverSequence") or []
         names = ", ".join(str(o.VerifyingObserverName).replace("^", " ").strip() for o in observers)

@@ -128,30 +128,17 @@ def signature_create(
     """
     if not meaning.strip():
         raise ValidationFailed(_("State what the signature means."), fields={"meaning": [_("Required.")]})
+
+    def refused(reason: str, message: str) -> SignatureRefused:
+        """Which component was wrong goes in the audit event (never what was typed); the signer is told."""
+        return SignatureRefused(message, obj=obj, meaning=meaning.strip(), trial_id=trial_id, reason=reason)
+
     if user_id is not None and user_id.strip().casefold() != user.email.casefold():
-        raise SignatureRefused(
-            _("The user ID is not yours; nothing was signed. Enter the email you log in with."),
-            obj=obj,
-            meaning=meaning.strip(),
-            trial_id=trial_id,
-            reason="user ID",
-        )
+        raise refused("user ID", _("The user ID is not yours; nothing was signed. Enter the email you log in with."))
     if not password or not user.is_active or not user.check_password(password):
-        raise SignatureRefused(
-            _("The password is not correct; nothing was signed."),
-            obj=obj,
-            meaning=meaning.strip(),
-            trial_id=trial_id,
-            reason="password",
-        )
+        raise refused("password", _("The password is not correct; nothing was signed."))
     if second_factor_required and not code_matches(user, second_factor):
-        raise SignatureRefused(
-            _("The one-time code is not correct; nothing was signed."),
-            obj=obj,
-            meaning=meaning.strip(),
-            trial_id=trial_id,
-            reason="one-time code",
-        )
+        raise refused("one-time code", _("The one-time code is not correct; nothing was signed."))
     with transaction.atomic():
         signature = Signature.objects.create(
             signer=user,

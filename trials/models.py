@@ -486,6 +486,9 @@ class Upload(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.OPEN)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The visit's state when the session opened: where it goes back to if the session is discarded with no file
+    # ("" for sessions opened before 0.2.0 kept it, and while another upload of the visit was open).
+    visit_state_before = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class DeidPath(models.TextChoices):
         SERVER = "server", _("on the server")

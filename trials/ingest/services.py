@@ -67,7 +67,7 @@ def upload_open(*, actor, timepoint: Timepoint) -> Upload:
     """Start an upload session for a timepoint, or resume the person's open one (after a reload or a dropped network).
 
     The timepoint shows 'uploading' until the session completes (or, finished with no file, is discarded: it
-    then goes back to the state recorded here as `visit_state`). A closed trial opens none (nor resumes one).
+    then goes back to the state kept here as `visit_state_before`). A closed trial opens none (nor resumes one).
     """
     trial_check_open(timepoint.subject.trial)
     with transaction.atomic():
@@ -78,7 +78,8 @@ def upload_open(*, actor, timepoint: Timepoint) -> Upload:
         timepoint = timepoint_transition(
             actor=actor, timepoint=timepoint, to=Timepoint.State.UPLOADING, allowed_from=UPLOADABLE_STATES
         )
-        upload = Upload.objects.create(timepoint=timepoint, created_by=actor)
+        kept = before if before != Timepoint.State.UPLOADING else ""  # another upload of the visit is open
+        upload = Upload.objects.create(timepoint=timepoint, created_by=actor, visit_state_before=kept)
         audit_record(
             actor=actor,
             action="upload.open",
@@ -902,8 +903,8 @@ def _discard(*, actor, upload: Upload) -> None:
     state = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
     if state != Timepoint.State.UPLOADING:
         return
-    before = _state_before(upload)
-    if before is None:  # opened before this was recorded, or while another upload was open: what the visit holds
+    before = upload.visit_state_before
+    if not before:  # opened before 0.2.0 kept it, or while another upload was open: what the visit holds
         if Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists():
             before = Timepoint.State.QUERY_OPEN
         elif Instance.objects.filter(series__study__timepoint=timepoint).exists():
@@ -917,20 +918,6 @@ def _discard(*, actor, upload: Upload) -> None:
         allowed_from=[Timepoint.State.UPLOADING],
         reason="upload discarded: no file sent",
     )
-
-
-def _state_before(upload: Upload) -> str | None:
-    """The visit's state when `upload` opened, as its opening recorded it (None if it did not, or if the visit
-    was already uploading: another upload was open)."""
-    from ctims.models import AuditEvent
-
-    summary = (
-        AuditEvent.objects.filter(action="upload.open", object_type="trials.upload", object_id=str(upload.pk))
-        .values_list("summary", flat=True)
-        .first()
-    )
-    before = (summary or {}).get("visit_state")
-    return before if before in UPLOADABLE_STATES and before != Timepoint.State.UPLOADING else None
 
 
 def _maybe_complete(upload: Upload) -> None:
@@ -956,7 +943,7 @@ def _maybe_complete(upload: Upload) -> None:
         query_note_upload(upload=upload)  # something new arrived: the open queries are answered by it
     elif (
         Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
-        and _state_before(upload) != Timepoint.State.UPLOADED
+        and upload.visit_state_before != Timepoint.State.UPLOADED
     ):
         # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive. (A visit
         # an earlier re-upload answered, "uploaded" when this one opened, stays with QC: that answer stands.)

@@ -710,7 +710,8 @@ def test_the_migration_check_sees_what_runpython_executes(migrate_statements):
 # serving while `migrate` runs, and their INSERTs name only the columns they know: a NOT NULL column a migration
 # adds must keep a default in the database (declare it with `db_default`, not `default`: Django drops a `default`
 # from the table once the column is filled). The last migration of each of our apps that drops one (0.2.0's own
-# trials.0024 already keeps its default, and is checked), and the migrations of dependencies that already do it (a dependency upgrade that brings a new one is a release that stops the services).
+# trials.0024 already keeps its default, and is checked), and the migrations of dependencies that already do it
+# (a dependency upgrade that brings a new one is a release that stops the services).
 RELEASED_WITH_SERVICES_STOPPED = {"trials": 23, "reads": 11, "ctims": 4}
 DEPENDENCIES_DROPPING_DEFAULTS = {
     "axes.0009_add_session_hash",

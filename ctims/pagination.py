@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.core.paginator import Page, Paginator
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.views import APIView
 
 from .params import whole_number
 
@@ -31,3 +32,15 @@ def page_of(request, items, size: int, *, param: str = "page") -> Page:
     page = Paginator(items, size).get_page(request.GET.get(param))
     page.param = param
     return page
+
+
+class PagedApi(APIView):
+    """An API view that answers a list a page at a time (Pagination): the schema publishes its answers as pages."""
+
+    pagination_class = Pagination
+
+    def paged(self, request, items, serialize):
+        """The page of `items` the query asks for, each serialized by `serialize` (a list of them)."""
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(items, request, view=self)
+        return paginator.get_paginated_response(serialize(page))

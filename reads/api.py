@@ -8,7 +8,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ctims.pagination import Pagination
+from ctims.pagination import PagedApi
 from trials.access import Actor
 
 from . import selectors, transfers
@@ -61,16 +61,12 @@ class ReadResultOut(serializers.Serializer):
     sr_sop_instance_uid = serializers.CharField(source="result.sr.sop_instance_uid")
 
 
-class ReadResultListApi(APIView):
-    pagination_class = Pagination  # the schema publishes its answers as pages
-
+class ReadResultListApi(PagedApi):
     @extend_schema(responses=ReadResultOut(many=True))
     def get(self, request, code):
         """The trial's locked read results (never a result that is not locked)."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.result_rows(trial), request, view=self)
-        return paginator.get_paginated_response(ReadResultOut(page, many=True).data)
+        return self.paged(request, selectors.result_rows(trial), lambda page: ReadResultOut(page, many=True).data)
 
 
 class ReadResultSrApi(APIView):
@@ -120,16 +116,12 @@ class TransferOut(serializers.Serializer):
         return reverse("api-transfer-download", args=[transfer.trial.code, transfer.number])
 
 
-class TransferListApi(APIView):
-    pagination_class = Pagination  # the schema publishes its answers as pages
-
+class TransferListApi(PagedApi):
     @extend_schema(responses=TransferOut(many=True))
     def get(self, request, code):
         """The trial's data transfers, newest first."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(transfers.transfers_list(trial), request, view=self)
-        return paginator.get_paginated_response(TransferOut(page, many=True).data)
+        return self.paged(request, transfers.transfers_list(trial), lambda page: TransferOut(page, many=True).data)
 
     @extend_schema(request=TransferIn, responses={202: TransferOut})
     def post(self, request, code):

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
-from ctims.pagination import Pagination
+from ctims.pagination import PagedApi
 
 from .. import selectors, services
 from ..access import Actor
@@ -41,10 +41,8 @@ def _input(serializer_class, data):
     return serializer.validated_data
 
 
-def _paginated(request, view, queryset, out_class):
-    paginator = view.pagination_class()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(out_class(page, many=True).data)
+def _paginated(request, view: PagedApi, queryset, out_class):
+    return view.paged(request, queryset, lambda page: out_class(page, many=True).data)
 
 
 class InboxApi(APIView):
@@ -80,15 +78,11 @@ def _trial_out(actor, trial) -> dict:
     return s.TrialNameOut({"code": trial.code, "title": trial.title}).data
 
 
-class TrialListApi(APIView):
-    pagination_class = Pagination  # the schema publishes its answers as pages
-
+class TrialListApi(PagedApi):
     @extend_schema(responses=s.or_name_only(s.TrialOut, "TrialOrName", many=True))
     def get(self, request):
         actor = _actor(request)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.trial_list(actor=actor), request, view=self)
-        return paginator.get_paginated_response([_trial_out(actor, trial) for trial in page])
+        return self.paged(request, selectors.trial_list(actor=actor), lambda page: [_trial_out(actor, t) for t in page])
 
     @extend_schema(request=s.TrialCreateIn, responses={201: s.TrialOut})
     def post(self, request):
@@ -130,9 +124,7 @@ class TrialSummaryApi(APIView):
         return Response(s.TrialSummaryOut(data).data)
 
 
-class SiteListApi(APIView):
-    pagination_class = Pagination  # the schema publishes its answers as pages
-
+class SiteListApi(PagedApi):
     @extend_schema(responses=s.SiteOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code)
@@ -146,9 +138,7 @@ class SiteListApi(APIView):
         return Response(s.SiteOut(site).data, status=status.HTTP_201_CREATED)
 
 
-class VisitListApi(APIView):
-    pagination_class = Pagination  # the schema publishes its answers as pages
-
+class VisitListApi(PagedApi):
     @extend_schema(responses=s.VisitOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code)
@@ -178,9 +168,7 @@ class ProtocolListApi(APIView):
         return Response(s.ProtocolOut(protocol).data, status=status.HTTP_201_CREATED)
 
 
-class SubjectListApi(APIView):
-    pagination_class = Pagination  # the schema publishes its answers as pages
-
+class SubjectListApi(PagedApi):
     @extend_schema(responses=s.SubjectOut(many=True))
     def get(self, request, code):
         actor = _actor(request)
@@ -214,9 +202,7 @@ class SubjectDetailApi(APIView):
         return Response(s.SubjectOut(subject).data)
 
 
-class MembershipListApi(APIView):
-    pagination_class = Pagination  # the schema publishes its answers as pages
-
+class MembershipListApi(PagedApi):
     @extend_schema(responses=s.MembershipOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code, "manage_trial")
@@ -290,9 +276,7 @@ class TokenDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class AuditListApi(APIView):
-    pagination_class = Pagination  # the schema publishes its answers as pages
-
+class AuditListApi(PagedApi):
     @extend_schema(parameters=[s.AuditFilterIn], responses=s.AuditEventOut(many=True))
     def get(self, request, code):
         trial = _trial(request, code, "view_audit")

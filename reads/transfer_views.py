@@ -58,7 +58,7 @@ def transfers_page(request, code: str):
         "busy": Transfer.objects.filter(trial=trial, state__in=BUSY).exists(),
         "settings_form": DeliverySettingsForm(instance=settings) if manages else None,
         # What the scan dates of a transfer requested now are: real dates, study days only, or none at all.
-        "dates": ("real" if settings.real_dates else "study_days") if transfers.delivers_dates(trial) else "none",
+        "dates": transfers.dates_delivered(trial, settings),
         "time_zone": time_zone_label(),
     }
     response = _trial_page(request, actor, trial, "reads/transfers.html", "read-transfers", context)

@@ -87,9 +87,12 @@ def delivers_dates(trial: Trial) -> bool:
     return trial.deid_retain_dates_modified
 
 
-def delivers_real_dates(trial: Trial) -> bool:
-    """Whether a transfer requested now carries real scan dates: the trial admin's setting, if there are dates."""
-    return delivers_dates(trial) and delivery_settings(trial).real_dates
+def dates_delivered(trial: Trial, settings: DeliverySettings | None = None) -> str:
+    """The scan dates a transfer requested now carries: "real" (real dates and study days, the trial admin's
+    setting), "study_days" (study days only), or "none" (the trial's images keep no dates)."""
+    if not delivers_dates(trial):
+        return "none"
+    return "real" if (settings or delivery_settings(trial)).real_dates else "study_days"
 
 
 @transaction.atomic
@@ -140,7 +143,7 @@ def transfer_request(*, actor, trial: Trial, cutoff: datetime | None = None) -> 
             trial=trial,
             number=number,
             cutoff=cutoff,
-            real_dates=delivers_real_dates(trial),
+            real_dates=dates_delivered(trial) == "real",
             requested_by=actor,
             requested_at=now,
         )

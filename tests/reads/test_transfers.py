@@ -803,7 +803,9 @@ def test_a_visit_locked_after_the_replacement_is_accepted_under_the_newcomer(wor
     ]
 
 
-def test_an_adjudication_after_the_replacement_names_the_newcomer_it_accepted(world, trial_read, tmp_path):
+def _newcomer_accepted_at_week_12(world, trial_read) -> None:
+    """The accepted reader of AGREE replaced at week 6 by rita (slot 1, evaluator 3), who and the other reader then
+    disagree at week 12 (SD against PR); the adjudicator accepts rita's series."""
     from reads.models import Adjudication
     from trials.services import visit_create
 
@@ -815,15 +817,18 @@ def test_an_adjudication_after_the_replacement_names_the_newcomer_it_accepted(wo
     save_and_sign(rita, sd, follow_up_content(sd, "22.0", "5.0"))
     pr = task_of(other, "W12", AGREE)
     save_and_sign(other, pr, follow_up_content(pr, "15.0", "8.0"))
-    adjudication = Adjudication.objects.get(subject__code=AGREE)
     results.adjudicate(
         actor=world.ada,
-        task_id=adjudication.task.pk,
+        task_id=Adjudication.objects.get(subject__code=AGREE).task.pk,
         choice="1",
         reason="The newcomer's week 12 is right.",
         password=PASSWORD,
         meaning_confirmed=True,
     )
+
+
+def test_an_adjudication_after_the_replacement_names_the_newcomer_it_accepted(world, trial_read, tmp_path):
+    _newcomer_accepted_at_week_12(world, trial_read)
     archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
     rs, _m = read_xpt(archive, "rs", tmp_path)
     mine = rs[rs["USUBJID"] == AGREE]
@@ -913,8 +918,7 @@ def test_an_sr_signed_before_readers_were_numbered_as_evaluators_is_named_in_the
     """Before evaluator numbers, the reader who took a case over signed SRs naming the slot ("Radiologist 1"),
     and a result SR accepting their read said "(Radiologist 1 accepted)"; those SRs ship as -R3 and -result
     files. Signed SRs never change, so the manifest says which files name whom."""
-    from reads.models import Adjudication, ReaderAssignment
-    from trials.services import visit_create
+    from reads.models import ReaderAssignment
 
     with monkeypatch.context() as old_release:
         old_release.setattr(
@@ -922,22 +926,7 @@ def test_an_sr_signed_before_readers_were_numbered_as_evaluators_is_named_in_the
             "reader_code",
             property(lambda self: f"Radiologist {self.slot}" if self.slot in (1, 2) else "Adjudicator"),
         )
-        rita = _accepted_reader_replaced(world, trial_read, w6=("22.0", "12.0"))
-        other = world.ravi if trial_read["agree_slot_of_rhea"] == 1 else world.rhea
-        visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
-        ready(world, "W12", day=84, subject=AGREE)
-        sd = task_of(rita, "W12", AGREE)
-        save_and_sign(rita, sd, follow_up_content(sd, "22.0", "5.0"))
-        pr = task_of(other, "W12", AGREE)
-        save_and_sign(other, pr, follow_up_content(pr, "15.0", "8.0"))
-        results.adjudicate(
-            actor=world.ada,
-            task_id=Adjudication.objects.get(subject__code=AGREE).task.pk,
-            choice="1",
-            reason="The newcomer's week 12 is right.",
-            password=PASSWORD,
-            meaning_confirmed=True,
-        )
+        _newcomer_accepted_at_week_12(world, trial_read)
     archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
     old = pydicom.dcmread(io.BytesIO(archive.read(f"sr/{AGREE}/W6-R3.dcm")))
     assert old.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "Radiologist 1"  # as signed

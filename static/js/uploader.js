@@ -1656,6 +1656,12 @@ class Uploader {
       result.append(p);
       return p;
     };
+    // A note counting `entries` (`note`, already counted and in the page's language) and the first of them.
+    const listed = (entries, note, className) => {
+      if (!entries.length) return;
+      add("result-note", interpolate(note, { n: whole.format(entries.length) }, true));
+      result.append(fileList(entries.slice(0, SHOW_REJECTED), className));
+    };
     const line = document.createElement("strong");
     line.textContent = interpolate(
       gettext("%(accepted)s de-identified and stored, %(already)s already stored, %(rejected)s rejected."),
@@ -1714,17 +1720,11 @@ class Uploader {
       }
     }
     const held = this.entries.filter((e) => e.state === "held");
-    if (held.length) {
-      add(
-        "result-note",
-        interpolate(
-          ngettext("%(n)s file was held back in your browser and not sent:", "%(n)s files were held back in your browser and not sent:", held.length),
-          { n: whole.format(held.length) },
-          true,
-        ),
-      );
-      result.append(fileList(held.slice(0, SHOW_REJECTED), "held-list"));
-    }
+    listed(
+      held,
+      ngettext("%(n)s file was held back in your browser and not sent:", "%(n)s files were held back in your browser and not sent:", held.length),
+      "held-list",
+    );
     // The counts above are of distinct files: a file found twice in what was dropped went once.
     let copies = 0;
     for (const [, entries] of this.bySha) copies += entries.length - 1;
@@ -1743,17 +1743,11 @@ class Uploader {
       );
     }
     const unreadable = this.entries.filter((e) => e.state === "unreadable");
-    if (unreadable.length) {
-      add(
-        "result-note",
-        interpolate(
-          ngettext("%(n)s file could not be read and was not sent:", "%(n)s files could not be read and were not sent:", unreadable.length),
-          { n: whole.format(unreadable.length) },
-          true,
-        ),
-      );
-      result.append(fileList(unreadable.slice(0, SHOW_REJECTED), "unreadable-list"));
-    }
+    listed(
+      unreadable,
+      ngettext("%(n)s file could not be read and was not sent:", "%(n)s files could not be read and were not sent:", unreadable.length),
+      "unreadable-list",
+    );
     const rejected = [...this.bySha.values()].map((entries) => entries[0]).filter((e) => e.state === "rejected");
     if (rejected.length) {
       add("result-note", gettext("These files were not stored:"));

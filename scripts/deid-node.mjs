@@ -13,23 +13,13 @@
 // bytes go to `<file>.out` (first round only).
 
 import { readFile, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
-import path from "node:path";
-import { pathToFileURL } from "node:url";
 
-const bundle = path.resolve(process.argv[2] || "static/dist/deid");
-const { loadPyodide } = await import(pathToFileURL(path.join(bundle, "pyodide", "pyodide.mjs")).href);
-const { startEngine } = await import(pathToFileURL(path.join(bundle, "engine.mjs")).href);
-// Tesseract's Emscripten script, seeing Node, reaches for CommonJS's `require` and `__dirname`, which an ES
-// module lacks; it is handed its WebAssembly, so they locate nothing.
-const ocrCore = path.join(bundle, "ocr", "tesseract-core.mjs");
-globalThis.require ??= createRequire(ocrCore);
-globalThis.__dirname ??= path.dirname(ocrCore);
-const { default: TesseractCore } = await import(pathToFileURL(ocrCore).href);
+import { bundle, importFromBundle, loadTesseractCore, readRequest } from "./node-bundle.mjs";
 
-let input = "";
-for await (const chunk of process.stdin) input += chunk;
-const request = JSON.parse(input);
+const { loadPyodide } = await importFromBundle("pyodide", "pyodide.mjs");
+const { startEngine } = await importFromBundle("engine.mjs");
+const TesseractCore = await loadTesseractCore();
+const request = await readRequest();
 
 const started = performance.now();
 const engine = await startEngine({

@@ -11,21 +11,13 @@
 
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 
-const bundle = path.resolve(process.argv[2] || "static/dist/deid");
-const { startOcr, greyImage } = await import(pathToFileURL(path.join(bundle, "ocr.mjs")).href);
-// Tesseract's Emscripten script, seeing Node, reaches for CommonJS's `require` and `__dirname` (deid-node.mjs).
-const ocrCore = path.join(bundle, "ocr", "tesseract-core.mjs");
-globalThis.require ??= createRequire(ocrCore);
-globalThis.__dirname ??= path.dirname(ocrCore);
-const { default: TesseractCore } = await import(pathToFileURL(ocrCore).href);
+import { bundle, importFromBundle, loadTesseractCore, readRequest } from "./node-bundle.mjs";
 
-let input = "";
-for await (const chunk of process.stdin) input += chunk;
-const request = JSON.parse(input);
+const { startOcr, greyImage } = await importFromBundle("ocr.mjs");
+const TesseractCore = await loadTesseractCore();
+const request = await readRequest();
 const manifest = JSON.parse(await readFile(path.join(bundle, "manifest.json"), "utf8"));
 const ocr = await startOcr({ TesseractCore, base: `${bundle}/`, read: (file) => readFile(file), manifest });
 const results = [];

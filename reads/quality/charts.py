@@ -9,16 +9,12 @@ Chart text is English; the page around it is translated.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
-import matplotlib
+from . import report
 
-matplotlib.use("Agg")
-
-from matplotlib import rc_context  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from . import report  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 COLOURS = {
@@ -45,8 +41,17 @@ METADATA = {
 
 
 def _figure(width: float = 7.0, height: float = 3.6):
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     return fig, fig.add_subplot()
+
+
+def _line(**style):
+    """A legend's entry: a line (or marker) drawn nowhere."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], **style)
 
 
 def _in_order(responses) -> list[str]:
@@ -84,7 +89,9 @@ def p_chart(summary: report.Summary) -> Figure:
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylim(-0.03, 1.03)  # a month at 0% or 100% shows whole
     ax.set_ylabel("proportion of visits adjudicated")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     # Below the plot, where it covers no month's rate or limits.
     fig.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     return fig
@@ -106,11 +113,11 @@ def waterfall(summary: report.Summary) -> Figure:
     ax.set_xticks(x, [r["subject"] for r in rows], rotation=90, fontsize=7)
     ax.set_ylabel("best % change from baseline")
     handles = [
-        Line2D([], [], color=COLOURS.get(b, "#999999"), linewidth=6, label=b) for b in _in_order(r["bor"] for r in rows)
+        _line(color=COLOURS.get(b, "#999999"), linewidth=6, label=b) for b in _in_order(r["bor"] for r in rows)
     ]
     handles += [
-        Line2D([], [], color="#d73027", linestyle="--", label="+20%"),
-        Line2D([], [], color="#1b7837", linestyle="--", label="-30%"),
+        _line(color="#d73027", linestyle="--", label="+20%"),
+        _line(color="#1b7837", linestyle="--", label="-30%"),
     ]
     ax.legend(handles=handles, fontsize=8, frameon=False, loc="upper right")
     return fig
@@ -132,12 +139,12 @@ def spider(summary: report.Summary) -> Figure:
     ax.set_xlabel("days since baseline")
     ax.set_ylabel("% change from baseline")
     handles = [
-        Line2D([], [], color=COLOURS.get(b, "#999999"), marker="o", markersize=3, linewidth=1, label=b)
+        _line(color=COLOURS.get(b, "#999999"), marker="o", markersize=3, linewidth=1, label=b)
         for b in _in_order(c.best_response for c in courses)
     ]
     handles += [
-        Line2D([], [], color="#d73027", linestyle="--", label="+20%"),
-        Line2D([], [], color="#1b7837", linestyle="--", label="-30%"),
+        _line(color="#d73027", linestyle="--", label="+20%"),
+        _line(color="#1b7837", linestyle="--", label="-30%"),
     ]
     ax.legend(handles=handles, title="best response", fontsize=8, title_fontsize=8, frameon=False, loc="best")
     return fig
@@ -161,8 +168,8 @@ def swimmer(summary: report.Summary) -> Figure:
     ax.invert_yaxis()
     ax.set_xlabel("days since baseline")
     drawn = _in_order(p[3] for c in courses for p in c.points)
-    handles = [Line2D([], [], marker="o", linestyle="", color=COLOURS.get(r, "#999999"), label=r) for r in drawn]
-    handles.append(Line2D([], [], marker="x", linestyle="", color="#000000", label="progression"))
+    handles = [_line(marker="o", linestyle="", color=COLOURS.get(r, "#999999"), label=r) for r in drawn]
+    handles.append(_line(marker="x", linestyle="", color="#000000", label="progression"))
     ax.legend(handles=handles, fontsize=8, frameon=False, loc="lower right")
     return fig
 
@@ -202,6 +209,13 @@ def render_formats(summary: report.Summary, name: str, formats=tuple(FORMATS)) -
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {sorted(unknown)!r}")
+    # matplotlib is imported at the first chart drawn, not with this module: it is about half a second of every
+    # process's start-up (web, worker, manage.py), and most processes never draw a chart.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import rc_context
+
     out = {}
     with rc_context(RC):
         fig = CHARTS[name](summary)

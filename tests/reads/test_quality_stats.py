@@ -285,6 +285,7 @@ def test_the_weighted_kappa_says_over_how_many_visits_it_was_computed():
 def test_the_p_chart_legend_covers_no_month_and_a_month_at_0_or_100_percent_shows_whole():
     """The legend sat inside the plot's upper left, over the first months' upper limits, and a month at 0% was
     drawn half below the axis."""
+    from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from reads.quality import charts, report
@@ -293,7 +294,7 @@ def test_the_p_chart_legend_covers_no_month_and_a_month_at_0_or_100_percent_show
     months = [("2026-01", 1), ("2026-02", 2), ("2026-03", 9), ("2026-04", 0)]
     settlements = [Settlement(m, pair, i < k) for m, k in months for i in range(10)]
     summary = report.summarise(report.QualityInput(trial="T", cutoff="", period=("", ""), settlements=settlements))
-    with charts.rc_context(charts.RC):
+    with rc_context(charts.RC):
         fig = charts.p_chart(summary)
         FigureCanvasAgg(fig).draw()
     (ax,) = fig.axes

@@ -111,7 +111,9 @@ def processing_batches(item_ids: list[int]) -> list[list[int]]:
 
 # Fault-injection points (tests only): "after_commit_before_enqueue" (called after the commit that acknowledges
 # files, before their task is queued: where a killed web process stops), "batch_start" (a processing task
-# begins: where a refused database shows first).
+# begins: where a refused database shows first), "acknowledging" (called with the upload's id in the transaction
+# that acknowledges received files, their rows written, just before its commit: where a request racing a finish
+# of the same session, in another tab, stands).
 FAULT_HOOKS: dict[str, Callable[..., None]] = {}
 
 logger = logging.getLogger(__name__)
@@ -176,6 +178,7 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
         items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
         due = [i.pk for i in items_by_sha.values() if i.state == UploadItem.State.QUARANTINED]
         _enqueue_on_commit(due)
+        _fault("acknowledging", upload.pk)
     for sha, item in items_by_sha.items():
         if item.state not in WAITING_STATES and known.get(sha) in WAITING_STATES:
             # Processed while this copy was being written: the copy is not needed (and would be a leftover).
@@ -239,6 +242,7 @@ def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str
             stored = _index_in_transaction(
                 by_pk, upload=upload, timepoint=timepoint, subject=subject, staging=staging, copies=resent
             )
+            _fault("acknowledging", upload.pk)
     # Their bytes are in hand: each stored file's DICOM JSON is made now, after the commit, while the site's
     # browser de-identifies the next files, instead of read back from the store by QC when the upload is
     # finished (the last step the coordinator waits for: about 0.6 to 1.9 s of a 300-slice series, on one core).

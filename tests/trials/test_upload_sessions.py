@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
 
 from ctims.exceptions import InvalidState
-from tests.conftest import build_world
+from ctims.metrics import IngestCollector
+from ctims.models import AuditEvent
+from tests.conftest import build_world, received_in_quarantine
 from tests.trials.durability import assert_end_state, storage_keys
+from trials import tasks
 from trials.ingest import services, store
-from trials.ingest.services import upload_batch_process, upload_finish, upload_open, upload_receive
+from trials.ingest.services import (
+    upload_batch_process,
+    upload_finish,
+    upload_open,
+    upload_receive,
+    uploads_idle_close,
+)
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Timepoint, Trial, Upload, UploadItem
 
@@ -185,3 +197,119 @@ def test_a_browser_request_still_sending_when_another_tab_discards_the_session_s
     assert storage_keys(store.image_storage()) == []
     assert timepoint().state == Timepoint.State.EXPECTED
     assert_end_state()
+
+
+# --- sessions left idle ----------------------------------------------------------------------------------------
+
+
+def idle_for(upload: Upload, hours: float) -> None:
+    """Make the session, and each file it received, `hours` old."""
+    then = timezone.now() - timedelta(hours=hours)
+    Upload.objects.filter(pk=upload.pk).update(created_at=then)
+    UploadItem.objects.filter(upload=upload).update(received_at=then)
+
+
+def audited(action: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=action).order_by("seq"))
+
+
+def test_an_empty_session_left_idle_is_discarded_and_the_visit_goes_back(world, stores, settings):
+    settings.UPLOAD_IDLE_HOURS = 24
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    assert timepoint().state == Timepoint.State.UPLOADING
+    idle_for(upload, 23)
+    assert uploads_idle_close() == 0
+    idle_for(upload, 25)
+    assert uploads_idle_close() == 1
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.CANCELLED and not upload.idle_closed
+    assert timepoint().state == Timepoint.State.EXPECTED
+    [discard] = audited("upload.discard")
+    assert discard.actor is None and discard.summary == {"idle_hours": 24}
+    assert uploads_idle_close() == 0
+
+
+def test_a_session_left_idle_with_files_keeps_them_and_says_it_was_not_finished(
+    world, stores, series, settings, monkeypatch, client
+):
+    settings.UPLOAD_IDLE_HOURS = 24
+    upload, item_ids = received_in_quarantine(monkeypatch, world.cora, series[:2])
+    damaged = UploadItem.objects.create(upload=upload, sha256="a" * 64, size=1, state=UploadItem.State.RESEND)
+    idle_for(upload, 25)
+    assert uploads_idle_close() == 1
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.PROCESSING and upload.idle_closed
+    assert timepoint().state == Timepoint.State.UPLOADING  # its files are still being processed
+    damaged.refresh_from_db()
+    assert (damaged.state, damaged.code) == ("rejected", "lost")  # nobody will send it again into this session
+    [closed] = audited("upload.close_idle")
+    assert closed.actor is None and closed.summary == {"files": 3, "idle_hours": 24}
+    upload_batch_process(item_ids=item_ids)  # acknowledged files are processed as always
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.COMPLETE
+    assert timepoint().state == Timepoint.State.UPLOADED and Instance.objects.count() == 2
+    client.force_login(world.cora)
+    page = client.get(reverse("timepoint-upload", args=["ALPHA", SUBJECT, "BL"])).content.decode()
+    assert 'id="upload-idle-closed"' in page and "kept the 3 files" in page
+    assert "drop it again" in page  # the visit still accepts uploads: the rest can be sent
+    client.force_login(world.quinn)
+    subject_page = client.get(reverse("subject-detail", args=["ALPHA", SUBJECT])).content.decode()
+    assert "Closed unfinished" in subject_page
+
+
+def test_a_session_that_received_a_file_lately_or_opened_lately_stays_open(
+    world, stores, series, settings, monkeypatch
+):
+    settings.UPLOAD_IDLE_HOURS = 24
+    upload, _ids = received_in_quarantine(monkeypatch, world.cora, series[:1])
+    idle_for(upload, 30)
+    UploadItem.objects.filter(upload=upload).update(received_at=timezone.now() - timedelta(hours=1))
+    other = upload_open(actor=world.cora, timepoint=Timepoint.objects.get(subject__code=SUBJECT, visit__code="W6"))
+    assert uploads_idle_close() == 0
+    assert {u.state for u in Upload.objects.filter(pk__in=[upload.pk, other.pk])} == {Upload.State.OPEN}
+
+
+def test_no_session_is_closed_when_the_idle_time_is_zero(world, stores, settings):
+    settings.UPLOAD_IDLE_HOURS = 0
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    idle_for(upload, 24 * 365)
+    assert uploads_idle_close() == 0 and tasks.uploads_idle_close.delay().get() == 0
+    settings.UPLOAD_IDLE_HOURS = 1
+    assert tasks.uploads_idle_close.delay().get() == 1  # the beat's task
+
+
+def test_the_idle_close_runs_on_the_beat_schedule(settings):
+    from ctims.celery import app
+
+    [entry] = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "trials.tasks.uploads_idle_close"]
+    assert entry["schedule"] <= 3600 and entry["task"] in app.tasks
+
+
+# --- metrics ------------------------------------------------------------------------------------------------------
+
+
+def ingest_figures() -> dict[str, float]:
+    return {
+        metric.name: sum(sample.value for sample in metric.samples if not sample.name.endswith("_created"))
+        for metric in IngestCollector().collect()
+        if metric.name.startswith("ctims_upload")
+    }
+
+
+def test_a_session_counts_as_received_at_its_first_file_and_a_discarded_one_apart(world, stores, series, monkeypatch):
+    empty = upload_open(actor=world.cora, timepoint=timepoint())
+    assert ingest_figures() == {
+        "ctims_uploads_received": 0,
+        "ctims_uploads_discarded": 0,
+        "ctims_uploads_idle_closed": 0,
+        "ctims_upload_sessions": 1,
+    }
+    upload_finish(actor=world.cora, upload=empty)  # nothing was sent: discarded
+    assert ingest_figures()["ctims_uploads_received"] == 0
+    assert ingest_figures()["ctims_uploads_discarded"] == 1
+    upload, _ids = received_in_quarantine(monkeypatch, world.cora, series[:1])
+    assert ingest_figures()["ctims_uploads_received"] == 1
+    upload_finish(actor=world.cora, upload=upload)
+    figures = ingest_figures()
+    assert (figures["ctims_uploads_received"], figures["ctims_uploads_discarded"]) == (1, 1)
+    assert figures["ctims_upload_sessions"] == 1  # processing

@@ -70,11 +70,18 @@ def upload_open(*, actor, timepoint: Timepoint) -> Upload:
     then goes back to the state kept here as `visit_state_before`). A closed trial opens none (nor resumes one).
     """
     trial_check_open(timepoint.subject.trial)
+    mine = Upload.objects.filter(timepoint=timepoint, created_by=actor, state=Upload.State.OPEN)
     with transaction.atomic():
-        resumable = Upload.objects.filter(timepoint=timepoint, created_by=actor, state=Upload.State.OPEN).first()
+        # FOR UPDATE: a finish of that session in another tab (a discard, if it has no file) is done before this
+        # reads it, and a new session opens, or waits for this transaction (a caller that changes the session
+        # in it, upload_open_with_path, has it open).
+        resumable = mine.select_for_update(of=("self",)).first()
         if resumable is not None:
             return resumable
         before = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
+        resumable = mine.first()  # opened by another tab while this one waited for the visit's row
+        if resumable is not None:
+            return resumable
         timepoint = timepoint_transition(
             actor=actor, timepoint=timepoint, to=Timepoint.State.UPLOADING, allowed_from=UPLOADABLE_STATES
         )
@@ -165,25 +172,59 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
                     staged = staging.take(store.quarantine_key(upload.pk, sha))
                     store.quarantine_put(upload.pk, sha, data, resent=sha in known, staged=staged)
     now = timezone.now()
-    with transaction.atomic():
-        fresh = [
-            UploadItem(upload=upload, sha256=sha, size=len(data), queued_at=now)
-            for sha, data in received.items()
-            if sha not in known
-        ]
-        # A concurrent request may have taken the same file: it is then acknowledged by that request.
-        UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
-        resent = UploadItem.objects.filter(upload=upload, sha256__in=received, state__in=WAITING_STATES)
-        resent.update(state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}, queued_at=now)
-        items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
-        due = [i.pk for i in items_by_sha.values() if i.state == UploadItem.State.QUARANTINED]
-        _enqueue_on_commit(due)
-        _fault("acknowledging", upload.pk)
+    try:
+        with transaction.atomic():
+            _hold_open(upload)
+            fresh = [
+                UploadItem(upload=upload, sha256=sha, size=len(data), queued_at=now)
+                for sha, data in received.items()
+                if sha not in known
+            ]
+            # A concurrent request may have taken the same file: it is then acknowledged by that request.
+            UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
+            resent = UploadItem.objects.filter(upload=upload, sha256__in=received, state__in=WAITING_STATES)
+            resent.update(state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}, queued_at=now)
+            items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
+            due = [i.pk for i in items_by_sha.values() if i.state == UploadItem.State.QUARANTINED]
+            _enqueue_on_commit(due)
+            _fault("acknowledging", upload.pk)
+    except InvalidState:
+        # Closed while the copies were written (another tab finished the session): nothing was acknowledged. The
+        # copies no row names go; one a row names (a request that committed first took the file) stays.
+        named = set(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", flat=True))
+        for sha in received:
+            if sha not in named:
+                store.quarantine_delete(upload.pk, sha)
+        raise
     for sha, item in items_by_sha.items():
         if item.state not in WAITING_STATES and known.get(sha) in WAITING_STATES:
             # Processed while this copy was being written: the copy is not needed (and would be a leftover).
             store.quarantine_delete(upload.pk, sha)
     return [items_by_sha[sha] for sha in received if sha in items_by_sha]
+
+
+def _hold_open(upload: Upload) -> None:
+    """Called first in a transaction that acknowledges received files: holds the session's row until the commit,
+    and refuses a session that is no longer open.
+
+    Every move of a session out of "open" (its finish, its discard, the idle close) takes the row FOR UPDATE,
+    which waits for this lock, and this lock for it: a session is either still open when the files commit (a
+    finish waiting behind them then counts them) or closed before this reads it, and the request then
+    acknowledges nothing (the upload page sends the files again, into a new session). FOR KEY SHARE rather
+    than FOR SHARE: requests sending into one session do not wait for each other, nor for a processing batch,
+    which takes the row FOR NO KEY UPDATE after its files' rows (a request holding a stronger lock here while
+    it waits for one of those rows would deadlock with it).
+    """
+    if connection.features.has_select_for_update:  # Django's select_for_update has no KEY SHARE
+        with connection.cursor() as cursor:
+            sql = f"SELECT state FROM {Upload._meta.db_table} WHERE id = %s FOR KEY SHARE"  # noqa: S608
+            cursor.execute(sql, [upload.pk])
+            (state,) = cursor.fetchone()
+    else:  # SQLite (the embedded default): a writing transaction holds the whole database
+        state = Upload.objects.values_list("state", flat=True).get(pk=upload.pk)
+    upload.state = state
+    if state != Upload.State.OPEN:
+        raise InvalidState(_("This upload is closed; start a new upload to send more files."))
 
 
 def _receive_deidentified(upload: Upload, due: dict[str, bytes], *, resent: set[str]) -> None:
@@ -209,6 +250,7 @@ def _receive_deidentified(upload: Upload, due: dict[str, bytes], *, resent: set[
             return
         [(sha, data)] = due.items()
         with transaction.atomic():
+            _hold_open(upload)
             item, _created = UploadItem.objects.get_or_create(upload=upload, sha256=sha, defaults={"size": len(data)})
             UploadItem.objects.filter(pk=item.pk, state=UploadItem.State.RESEND).update(
                 state=UploadItem.State.QUARANTINED
@@ -226,6 +268,7 @@ def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str
         staging.settle()
         now = timezone.now()
         with store.stored_files_undone_on_error(), transaction.atomic():
+            _hold_open(upload)
             rows = [UploadItem(upload=upload, sha256=sha, size=len(data), queued_at=now) for sha, data in due.items()]
             UploadItem.objects.bulk_create(rows, ignore_conflicts=True)  # a concurrent request's rows stand
             ids = dict(
@@ -732,7 +775,9 @@ def _index_in_transaction(
     Instance.objects.bulk_create(new_instances)
     for series_id, added in Counter(i.series_id for i in new_instances).items():
         Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
-    upload = Upload.objects.select_for_update().get(pk=upload.pk)
+    # FOR NO KEY UPDATE: a request acknowledging files of this upload holds the row FOR KEY SHARE (_hold_open)
+    # and may be waiting for this batch's items; a finish or discard, FOR UPDATE, waits for both.
+    upload = Upload.objects.select_for_update(no_key=True).get(pk=upload.pk)
     for item in locked.values():
         if item.state == UploadItem.State.RESEND and upload.state != Upload.State.OPEN:
             # The upload closed while this batch ran: nobody will send the file again.
@@ -861,46 +906,103 @@ def upload_status(upload: Upload, *, items_from: int | None = None) -> UploadSta
 
 
 def upload_finish(*, actor, upload: Upload) -> Upload:
-    """The client has sent every file: close the session; it completes when the last file is processed."""
+    """The client has sent every file: close the session; it completes when the last file is processed.
+
+    The row is taken FOR UPDATE: a request still acknowledging files into the session (another tab of the same
+    person) commits first and its files are counted, or finds the session closed and acknowledges none.
+    """
     with transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
         if upload.state != Upload.State.OPEN:
             return upload
-        if not upload.items.exists():
-            _discard(actor=actor, upload=upload)
-            return upload
-        upload.state = Upload.State.PROCESSING
-        upload.save(update_fields=["state"])
-        # The client says it sent everything: a file it was asked to send again and did not is rejected.
-        upload.items.filter(state=UploadItem.State.RESEND).update(
-            state=UploadItem.State.REJECTED,
-            code="lost",
-            reason=DAMAGED_REASON,
-            reason_text=text_json(DAMAGED_REASON),
-            processed_at=timezone.now(),
-        )
-        audit_record(
-            actor=actor,
-            action="upload.finish",
-            obj=upload,
-            trial_id=upload.timepoint.subject.trial_id,
-            summary={"files": upload.items.count()},
-        )
-        _maybe_complete(upload)
+        _close(actor=actor, upload=upload)
     upload.refresh_from_db()
     return upload
 
 
-def _discard(*, actor, upload: Upload) -> None:
+def _close(*, actor, upload: Upload, idle_hours: int | None = None) -> None:
+    """Called holding the open session's row FOR UPDATE: the site finished it (or, with `idle_hours`, the periodic
+    job closed it after that long without a file). With no file it is discarded; otherwise it takes no more files,
+    and completes when the last one is processed."""
+    if not upload.items.exists():
+        _discard(actor=actor, upload=upload, idle_hours=idle_hours)
+        return
+    upload.state, upload.idle_closed = Upload.State.PROCESSING, idle_hours is not None
+    upload.save(update_fields=["state", "idle_closed"])
+    # The session takes no more files: a file the client was asked to send again and did not is rejected.
+    upload.items.filter(state=UploadItem.State.RESEND).update(
+        state=UploadItem.State.REJECTED,
+        code="lost",
+        reason=DAMAGED_REASON,
+        reason_text=text_json(DAMAGED_REASON),
+        processed_at=timezone.now(),
+    )
+    summary = {"files": upload.items.count()}
+    if idle_hours is not None:
+        summary["idle_hours"] = idle_hours
+    audit_record(
+        actor=actor,
+        action="upload.close_idle" if idle_hours is not None else "upload.finish",
+        obj=upload,
+        trial_id=upload.timepoint.subject.trial_id,
+        summary=summary,
+    )
+    _maybe_complete(upload)
+
+
+def uploads_idle_close(*, idle: timedelta | None = None) -> int:
+    """Close every open session that has received no file for `idle` (settings.UPLOAD_IDLE_HOURS by default; 0
+    closes none); returns how many were closed.
+
+    A coordinator who closed the tab, lost the network for good or went home mid-upload leaves a session open,
+    and the visit "uploading" for everybody. The periodic job (Celery beat) closes such a session as a finish
+    would, with nobody as the actor: one with no file is discarded and the visit goes back to the state it had;
+    one with files keeps them (each is processed as always: nothing acknowledged is lost) and is marked
+    `idle_closed`, so that the upload page tells its coordinator, and the upload history tells the QC reviewers,
+    that the site never said it had sent everything. A session a request is acknowledging files into right now
+    is skipped (its row is held): it is not idle.
+    """
+    if idle is None:
+        if not settings.UPLOAD_IDLE_HOURS:
+            return 0
+        idle = timedelta(hours=settings.UPLOAD_IDLE_HOURS)
+    cutoff = timezone.now() - idle
+    stale = (
+        Upload.objects.filter(state=Upload.State.OPEN, created_at__lte=cutoff)
+        .annotate(last_file=Max("items__received_at"))
+        .filter(Q(last_file__isnull=True) | Q(last_file__lte=cutoff))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    closed = 0
+    for pk in stale:
+        with transaction.atomic():
+            upload = (
+                Upload.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("timepoint__subject")
+                .filter(pk=pk, state=Upload.State.OPEN)
+                .first()
+            )
+            if upload is None:  # finished meanwhile, or files are being acknowledged into it
+                continue
+            if upload.items.filter(received_at__gt=cutoff).exists():  # a file arrived since the look above
+                continue
+            _close(actor=None, upload=upload, idle_hours=round(idle.total_seconds() / 3600))
+            closed += 1
+    return closed
+
+
+def _discard(*, actor, upload: Upload, idle_hours: int | None = None) -> None:
     """Called holding the upload's row lock, for a session that received no file: nothing was sent (the site's
-    browser opened it to de-identify, then found every file already held or held every file back), so it is
-    cancelled rather than completed, leaves no empty upload in the history, runs no QC, answers no query, and
-    the visit goes back to the state it had when the session opened (unless another upload of it is still
-    open or processing, or it moved on meanwhile)."""
+    browser opened it to de-identify, then found every file already held or held every file back; or it was left
+    idle, `idle_hours`), so it is cancelled rather than completed, leaves no empty upload in the history, runs no
+    QC, answers no query, and the visit goes back to the state it had when the session opened (unless another
+    upload of it is still open or processing, or it moved on meanwhile)."""
     upload.state, upload.closed_at = Upload.State.CANCELLED, timezone.now()
     upload.save(update_fields=["state", "closed_at"])
     timepoint = upload.timepoint
-    audit_record(actor=actor, action="upload.discard", obj=upload, trial_id=timepoint.subject.trial_id, summary={})
+    summary = {"idle_hours": idle_hours} if idle_hours is not None else {}
+    audit_record(actor=actor, action="upload.discard", obj=upload, trial_id=timepoint.subject.trial_id, summary=summary)
     live = Upload.objects.filter(timepoint=timepoint, state__in=(Upload.State.OPEN, Upload.State.PROCESSING))
     if live.exclude(pk=upload.pk).exists():
         return
@@ -920,7 +1022,7 @@ def _discard(*, actor, upload: Upload) -> None:
         timepoint=timepoint,
         to=before,
         allowed_from=[Timepoint.State.UPLOADING],
-        reason="upload discarded: no file sent",
+        reason="upload discarded: no file sent" + (f" in {idle_hours} hours" if idle_hours is not None else ""),
     )
 
 

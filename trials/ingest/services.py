@@ -1022,7 +1022,7 @@ def _discard(*, actor, upload: Upload, idle_hours: int | None = None) -> None:
         timepoint=timepoint,
         to=before,
         allowed_from=[Timepoint.State.UPLOADING],
-        reason="upload discarded: no file sent" + (f" in {idle_hours} hours" if idle_hours is not None else ""),
+        reason="upload discarded: no file sent" if idle_hours is None else "upload discarded: idle",
     )
 
 

@@ -20,8 +20,9 @@ from django.utils import timezone
 from ctims.exceptions import InvalidState
 from ctims.metrics import IngestCollector
 from ctims.models import AuditEvent
-from tests.conftest import build_world, received_in_quarantine
+from tests.conftest import build_world, make_user, received_in_quarantine
 from tests.trials.durability import assert_end_state, storage_keys
+from trials import services as trial_services
 from trials import tasks
 from trials.ingest import services, store
 from trials.ingest.services import (
@@ -32,7 +33,8 @@ from trials.ingest.services import (
     uploads_idle_close,
 )
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
-from trials.models import Instance, Timepoint, Trial, Upload, UploadItem
+from trials.models import Instance, Role, Timepoint, Trial, Upload, UploadItem
+from trials.qc_services import qc_pass
 
 from .test_browser_deid_api import in_browser, key_of, open_upload, send_records
 
@@ -313,3 +315,63 @@ def test_a_session_counts_as_received_at_its_first_file_and_a_discarded_one_apar
     figures = ingest_figures()
     assert (figures["ctims_uploads_received"], figures["ctims_uploads_discarded"]) == (1, 1)
     assert figures["ctims_upload_sessions"] == 1  # processing
+
+
+# --- two sessions of one visit --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cleo(world):
+    """A second coordinator at SEO: her upload of a visit is a session of its own beside cora's."""
+    cleo = make_user("cleo")
+    trial_services.membership_grant(
+        actor=world.alice, trial=world.trial, user=cleo, role=Role.SITE_COORDINATOR, sites=[world.seo]
+    )
+    return cleo
+
+
+def sent_and_processed(coordinator, upload: Upload, files: list[bytes], monkeypatch) -> None:
+    monkeypatch.setattr(services, "_enqueue_on_commit", lambda item_ids: None)
+    items = upload_receive(upload=upload, files=files)
+    upload_finish(actor=coordinator, upload=upload)
+    upload_batch_process(item_ids=[i.pk for i in items])
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.COMPLETE
+
+
+def test_a_visit_stays_uploading_until_the_last_of_its_sessions_closes(world, cleo, stores, series, monkeypatch):
+    first = upload_open(actor=world.cora, timepoint=timepoint())
+    second = upload_open(actor=cleo, timepoint=timepoint())
+    sent_and_processed(world.cora, first, series[:2], monkeypatch)
+    # Cleo is still sending: QC cannot begin on a visit whose images are still arriving.
+    assert timepoint().state == Timepoint.State.UPLOADING
+    with pytest.raises(InvalidState):
+        qc_pass(actor=world.quinn, timepoint=timepoint())
+    sent_and_processed(cleo, second, series[2:], monkeypatch)
+    assert timepoint().state == Timepoint.State.UPLOADED
+    assert Instance.objects.count() == 3
+    qc_pass(actor=world.quinn, timepoint=timepoint())
+    assert_end_state()
+
+
+def test_the_last_session_discarded_leaves_the_visit_uploaded_when_another_stored_images(
+    world, cleo, stores, series, monkeypatch, on_commit_now
+):
+    checks = []
+    monkeypatch.setattr(tasks.timepoint_checks, "delay", checks.append)
+    first = upload_open(actor=world.cora, timepoint=timepoint())  # the visit was expected when it opened
+    second = upload_open(actor=cleo, timepoint=timepoint())
+    sent_and_processed(cleo, second, series, monkeypatch)
+    assert timepoint().state == Timepoint.State.UPLOADING and not checks
+    assert upload_finish(actor=world.cora, upload=first).state == Upload.State.CANCELLED
+    assert timepoint().state == Timepoint.State.UPLOADED
+    assert checks == [timepoint().pk]  # QC runs on what cleo's session stored
+
+
+def test_sessions_that_all_received_nothing_give_the_visit_back_its_state(world, cleo, stores):
+    first = upload_open(actor=world.cora, timepoint=timepoint())
+    second = upload_open(actor=cleo, timepoint=timepoint())
+    upload_finish(actor=world.cora, upload=first)
+    assert timepoint().state == Timepoint.State.UPLOADING
+    upload_finish(actor=cleo, upload=second)
+    assert timepoint().state == Timepoint.State.EXPECTED

@@ -339,7 +339,9 @@ def sent_and_processed(coordinator, upload: Upload, files: list[bytes], monkeypa
     assert upload.state == Upload.State.COMPLETE
 
 
-def test_a_visit_stays_uploading_until_the_last_of_its_sessions_closes(world, cleo, stores, series, monkeypatch):
+def test_a_visit_stays_uploading_until_the_last_of_its_sessions_closes(
+    world, cleo, stores, series, monkeypatch, on_commit_now
+):
     first = upload_open(actor=world.cora, timepoint=timepoint())
     second = upload_open(actor=cleo, timepoint=timepoint())
     sent_and_processed(world.cora, first, series[:2], monkeypatch)

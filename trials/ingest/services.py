@@ -996,32 +996,17 @@ def _discard(*, actor, upload: Upload, idle_hours: int | None = None) -> None:
     """Called holding the upload's row lock, for a session that received no file: nothing was sent (the site's
     browser opened it to de-identify, then found every file already held or held every file back; or it was left
     idle, `idle_hours`), so it is cancelled rather than completed, leaves no empty upload in the history, runs no
-    QC, answers no query, and the visit goes back to the state it had when the session opened (unless another
-    upload of it is still open or processing, or it moved on meanwhile)."""
+    QC, answers no query, and the visit goes back to the state it had when the session opened (`_visit_settle`:
+    unless another upload of it is still open or processing, or one that closed while this was open stored
+    images)."""
     upload.state, upload.closed_at = Upload.State.CANCELLED, timezone.now()
     upload.save(update_fields=["state", "closed_at"])
     timepoint = upload.timepoint
     summary = {"idle_hours": idle_hours} if idle_hours is not None else {}
     audit_record(actor=actor, action="upload.discard", obj=upload, trial_id=timepoint.subject.trial_id, summary=summary)
-    live = Upload.objects.filter(timepoint=timepoint, state__in=(Upload.State.OPEN, Upload.State.PROCESSING))
-    if live.exclude(pk=upload.pk).exists():
-        return
-    state = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
-    if state != Timepoint.State.UPLOADING:
-        return
-    before = upload.visit_state_before
-    if not before:  # opened before 0.2.0 kept it, or while another upload was open: what the visit holds
-        if Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists():
-            before = Timepoint.State.QUERY_OPEN
-        elif Instance.objects.filter(series__study__timepoint=timepoint).exists():
-            before = Timepoint.State.UPLOADED
-        else:
-            before = Timepoint.State.EXPECTED
-    timepoint_transition(
+    _visit_settle(
         actor=actor,
-        timepoint=timepoint,
-        to=before,
-        allowed_from=[Timepoint.State.UPLOADING],
+        upload=upload,
         reason="upload discarded: no file sent" if idle_hours is None else "upload discarded: idle",
     )
 
@@ -1033,31 +1018,69 @@ def _maybe_complete(upload: Upload) -> None:
     counts = upload_counts(upload)
     upload.state, upload.closed_at = Upload.State.COMPLETE, timezone.now()
     upload.save(update_fields=["state", "closed_at"])
-    timepoint = upload.timepoint
-    stored = Instance.objects.filter(series__study__timepoint=timepoint).exists()
     audit_record(
         actor=None,
         action="upload.complete",
         obj=upload,
-        trial_id=timepoint.subject.trial_id,
+        trial_id=upload.timepoint.subject.trial_id,
         summary={k: v for k, v in counts.items() if v},
     )
     from ..qc_services import query_note_upload
-    from ..tasks import timepoint_checks
 
     if counts.get(UploadItem.State.ACCEPTED):
         query_note_upload(upload=upload)  # something new arrived: the open queries are answered by it
-    elif (
-        Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
-        and upload.visit_state_before != Timepoint.State.UPLOADED
-    ):
-        # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive. (A visit
-        # an earlier re-upload answered, "uploaded" when this one opened, stays with QC: that answer stands.)
+    _visit_settle(actor=None, upload=upload)
+
+
+def _visit_settle(*, actor, upload: Upload, reason: str = "") -> None:
+    """Called holding the row of a session just completed or discarded: the visit's state now that its uploads are
+    done, or nothing while another session of it is still open or processing.
+
+    A visit is "uploading" while any session of it is live (two coordinators of the site, each with their own), so
+    QC cannot begin on a visit whose images are still arriving, and no image arrives in a visit under QC or read.
+    The last session to close decides, for every session that closed while it (or one of those) was open, as one
+    upload (`_closed_together`):
+    - an image stored by one of them: "uploaded", and the QC checks run;
+    - files came but nothing new (every file already stored or rejected): the visit's open queries were not
+      answered ("query open"; a visit an earlier re-upload answered, "uploaded" when they opened, stays with QC:
+      that answer stands), else "uploaded" if the visit holds images, else still "expected";
+    - no file at all (every session discarded): the state the visit had when the first of them opened.
+    The visit's row is taken before the other sessions are looked at: two sessions closing at once are decided one
+    after the other, the second seeing the first closed. A visit that is no longer "uploading" (moved on under a
+    session opened before this rule) is left as it is.
+    """
+    timepoint = upload.timepoint
+    state = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
+    live = Upload.objects.filter(timepoint=timepoint, state__in=(Upload.State.OPEN, Upload.State.PROCESSING))
+    if state != Timepoint.State.UPLOADING or live.exclude(pk=upload.pk).exists():
+        return
+    together = _closed_together(upload)
+    before = next((u.visit_state_before for u in together if u.visit_state_before), "")
+    complete = [u.pk for u in together if u.state == Upload.State.COMPLETE]
+    stored = Instance.objects.filter(series__study__timepoint=timepoint).exists()
+    open_queries = Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
+    if not complete:  # no file was sent in any of them
+        if not before:  # opened before 0.2.0 kept it: what the visit holds
+            if open_queries:
+                before = Timepoint.State.QUERY_OPEN
+            elif stored:
+                before = Timepoint.State.UPLOADED
+            else:
+                before = Timepoint.State.EXPECTED
+        timepoint_transition(
+            actor=actor, timepoint=timepoint, to=before, allowed_from=[Timepoint.State.UPLOADING], reason=reason
+        )
+        return
+    accepted = UploadItem.objects.filter(upload__in=complete, state=UploadItem.State.ACCEPTED).exists()
+    if not accepted and open_queries and before != Timepoint.State.UPLOADED:
+        # Nothing new: what the reviewer asked for did not arrive.
         timepoint_transition(
             actor=None, timepoint=timepoint, to=Timepoint.State.QUERY_OPEN, allowed_from=[Timepoint.State.UPLOADING]
         )
         return
     if stored:
+        from ..tasks import timepoint_checks
+
         transaction.on_commit(lambda: timepoint_checks.delay(timepoint.pk))
     # Nothing stored at all (every file rejected): the visit is still waiting for its images.
     timepoint_transition(
@@ -1066,3 +1089,19 @@ def _maybe_complete(upload: Upload) -> None:
         to=Timepoint.State.UPLOADED if stored else Timepoint.State.EXPECTED,
         allowed_from=[Timepoint.State.UPLOADING],
     )
+
+
+def _closed_together(upload: Upload) -> list[Upload]:
+    """The sessions of the visit that closed while this one, or another of them, was open, this one included, in
+    the order they opened: the visit's last upload, as one (`_visit_settle`)."""
+    closed = Upload.objects.filter(
+        timepoint_id=upload.timepoint_id, state__in=(Upload.State.COMPLETE, Upload.State.CANCELLED)
+    )
+    since = upload.created_at
+    while True:
+        together = list(closed.filter(closed_at__gte=since).order_by("created_at", "pk"))
+        together = together if any(u.pk == upload.pk for u in together) else [*together, upload]
+        earliest = min(u.created_at for u in together)
+        if earliest >= since:
+            return sorted(together, key=lambda u: (u.created_at, u.pk))
+        since = earliest

@@ -25,6 +25,7 @@ from tests.trials.durability import assert_end_state, storage_keys
 from trials import services as trial_services
 from trials import tasks
 from trials.ingest import services, store
+from trials.ingest.browser import upload_open_with_path
 from trials.ingest.services import (
     upload_batch_process,
     upload_finish,
@@ -199,6 +200,28 @@ def test_a_browser_request_still_sending_when_another_tab_discards_the_session_s
     assert storage_keys(store.image_storage()) == []
     assert timepoint().state == Timepoint.State.EXPECTED
     assert_end_state()
+
+
+def test_a_tab_resuming_the_session_another_tab_is_discarding_gets_a_new_open_one(cast, monkeypatch):
+    """Tab B finishes the empty session (a discard) while tab A, reloaded, opens the visit's upload again: A must
+    not be handed the session B is cancelling (its first request would be refused), but a new one."""
+    Trial.objects.filter(pk=cast.trial.pk).update(deid_paths=Trial.DeidPaths.EITHER)
+    upload = upload_open(actor=cast.cora, timepoint=timepoint())
+    discarding, let_go = held(monkeypatch, services, "_discard", tab="tab B")
+    finishing = Tab("tab B", lambda: upload_finish(actor=cast.cora, upload=fresh(upload)))
+    finishing.start()
+    assert discarding.wait(WAIT), "tab B never discarded the session"
+    opening = Tab("tab A", lambda: upload_open_with_path(actor=cast.cora, timepoint=timepoint(), browser=True))
+    opening.start()
+    while opening.is_alive() and not lock_waiters():
+        opening.join(0.01)  # until tab A waits for tab B's lock on the session, or ends without waiting
+    let_go.set()
+    assert finishing.outcome()[0].state == Upload.State.CANCELLED
+    opened, error = opening.outcome()
+    assert error is None, error
+    assert opened.pk != upload.pk and opened.state == Upload.State.OPEN
+    assert fresh(opened).deid_path == Upload.DeidPath.BROWSER
+    assert timepoint().state == Timepoint.State.UPLOADING
 
 
 # --- sessions left idle ----------------------------------------------------------------------------------------

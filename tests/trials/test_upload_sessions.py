@@ -49,14 +49,11 @@ def series() -> list[bytes]:
 
 
 @pytest.fixture
-def cast(transactional_db, stores):
+def cast(transactional_db, stores, monkeypatch):
     """The cast, committed (each tab's thread has its own connection), and no processing task queued: the tests
     run the batches themselves when they want them."""
-    world = build_world()
-    real = services._enqueue_on_commit
-    services._enqueue_on_commit = lambda item_ids: None
-    yield world
-    services._enqueue_on_commit = real
+    monkeypatch.setattr(services, "_enqueue_on_commit", lambda item_ids: None)
+    return build_world()
 
 
 class Tab(threading.Thread):

@@ -8,7 +8,7 @@ Several processes (gunicorn's workers, Celery's pool) each count for themselves;
 set (before any import of prometheus_client: the systemd units set it in the environment) they write their
 values to files there and `/metrics` adds them up (prometheus_client's multiprocess mode; gunicorn's
 `child_exit` hook in deploy/gunicorn.conf.py marks a dead worker's files). Figures read from the database
-(uploads, files by state and code, the waiting queue) are counted once, by the process that answers the scrape.
+(upload sessions, files by state and code, the waiting queue) are counted once, by the process that answers the scrape.
 
 `/metrics` answers a request that carries `Authorization: Bearer <METRICS_TOKEN>`; without METRICS_TOKEN set,
 only a request from the loopback address (the nginx example refuses `/metrics` from outside).
@@ -62,9 +62,35 @@ class IngestCollector:
     def collect(self):
         from trials.models import Upload, UploadItem
 
-        uploads = CounterMetricFamily("ctims_uploads_received", "Upload sessions opened.")
-        uploads.add_metric([], Upload.objects.count())
+        # A session counts as received at its first file, never before: the upload page opens one before it knows
+        # whether any file is to be sent, and a session that received none is discarded (counted apart), so a
+        # count of sessions opened would count uploads that never took place. Both only ever grow.
+        uploads = CounterMetricFamily("ctims_uploads_received", "Upload sessions that received at least one file.")
+        uploads.add_metric([], UploadItem.objects.order_by().values("upload_id").distinct().count())
         yield uploads
+        discarded = CounterMetricFamily(
+            "ctims_uploads_discarded", "Upload sessions closed with no file received (finished empty, or left idle)."
+        )
+        discarded.add_metric([], Upload.objects.filter(state=Upload.State.CANCELLED).count())
+        yield discarded
+        idle = CounterMetricFamily(
+            "ctims_uploads_idle_closed",
+            "Upload sessions with files closed after UPLOAD_IDLE_HOURS without a file, not finished by the site.",
+        )
+        idle.add_metric([], Upload.objects.filter(idle_closed=True).count())
+        yield idle
+        live = GaugeMetricFamily(
+            "ctims_upload_sessions", "Upload sessions receiving files or being processed.", labels=["state"]
+        )
+        by_state = dict(
+            Upload.objects.filter(state__in=(Upload.State.OPEN, Upload.State.PROCESSING))
+            .values_list("state")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        for state in (Upload.State.OPEN, Upload.State.PROCESSING):
+            live.add_metric([state], by_state.get(state, 0))
+        yield live
         files = CounterMetricFamily(
             "ctims_ingest_files", "Files received, by their state and rejection code.", labels=["state", "code"]
         )

@@ -400,8 +400,15 @@ INGEST_PROCESSING_IO_THREADS = max(0, envint("INGEST_PROCESSING_IO_THREADS", "0"
 # Free heap each process keeps for the next file's buffers instead of giving it back to the kernel and mapping it
 # again page by page (ctims.memory, glibc only); 0: glibc's own thresholds.
 MALLOC_KEEP_FREE_MB = max(0, envint("MALLOC_KEEP_FREE_MB", "64"))
+# An upload session that has received no file for this many hours is closed by the periodic job (what it received
+# is kept and processed; an empty one is discarded), so that an abandoned upload does not keep its visit
+# "uploading"; 0: never.
+UPLOAD_IDLE_HOURS = envint("UPLOAD_IDLE_HOURS", "24")
+if UPLOAD_IDLE_HOURS < 0:
+    raise ImproperlyConfigured(f"UPLOAD_IDLE_HOURS must be 0 or more, not {UPLOAD_IDLE_HOURS}")
 CELERY_BEAT_SCHEDULE = {
     "ingest-sweep": {"task": "trials.tasks.ingest_sweep", "schedule": max(10, INGEST_REQUEUE_AFTER_SECONDS // 2)},
+    "uploads-idle-close": {"task": "trials.tasks.uploads_idle_close", "schedule": 15 * 60},
     "store-leftovers-sweep": {"task": "trials.tasks.store_leftovers_sweep", "schedule": 24 * 3600},
 }
 CELERY_TASK_SERIALIZER = "json"

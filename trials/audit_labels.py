@@ -31,6 +31,7 @@ ACTIONS = {
     "upload.finish": pgettext_lazy("audit action", "Upload finished sending"),
     "upload.complete": pgettext_lazy("audit action", "Upload processed"),
     "upload.discard": pgettext_lazy("audit action", "Upload cancelled: no file sent"),
+    "upload.close_idle": pgettext_lazy("audit action", "Upload closed unfinished: no file arrived for a long time"),
     "upload.subject_key": pgettext_lazy("audit action", "Subject key given to the browser"),
     "qc.run": pgettext_lazy("audit action", "Automatic QC checks run"),
     "qc.relabel": pgettext_lazy("audit action", "Series classification corrected"),
@@ -94,6 +95,7 @@ KEYS = {
     "quarantined": pgettext_lazy("audit key", "waiting"),
     "total": pgettext_lazy("audit key", "total"),
     "visit_state": pgettext_lazy("audit key", "visit's state before"),
+    "idle_hours": pgettext_lazy("audit key", "hours without a file"),
 }
 # Coded values under these keys: a visit's states (a transition's from and to), series kinds (a relabelling's),
 # roles, the reasons of transitions.
@@ -110,5 +112,6 @@ VALUES = {
         "QC passed": pgettext_lazy("audit value", "QC passed"),
         "query closed": pgettext_lazy("audit value", "query closed"),
         "upload discarded: no file sent": pgettext_lazy("audit value", "Upload cancelled: no file sent"),
+        "upload discarded: idle": pgettext_lazy("audit value", "Upload cancelled: no file arrived for a long time"),
     },
 }

@@ -489,6 +489,9 @@ class Upload(models.Model):
     # The visit's state when the session opened: where it goes back to if the session is discarded with no file
     # ("" for sessions opened before 0.2.0 kept it, and while another upload of the visit was open).
     visit_state_before = models.CharField(max_length=16, blank=True, default="", db_default="")
+    # Closed by the periodic job after UPLOAD_IDLE_HOURS without a file, not finished by the site: what it received
+    # is kept and processed, and its coordinator and the QC reviewers are told it may be incomplete.
+    idle_closed = models.BooleanField(default=False, db_default=False)
 
     class DeidPath(models.TextChoices):
         SERVER = "server", _("on the server")

@@ -36,6 +36,15 @@ def ingest_sweep() -> int:
     return upload_items_requeue()
 
 
+@shared_task(acks_late=True, **RETRY)
+def uploads_idle_close() -> int:
+    """Every quarter of an hour (Celery beat): close the upload sessions idle for UPLOAD_IDLE_HOURS, so that an
+    abandoned upload does not keep its visit "uploading"; what they received is kept."""
+    from .ingest.services import uploads_idle_close as close
+
+    return close()
+
+
 @shared_task(acks_late=True)
 def store_leftovers_sweep() -> int:
     """Daily (Celery beat): remove the temporary files of writes that died before their final link, and the raw

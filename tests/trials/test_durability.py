@@ -638,7 +638,11 @@ def test_the_sweepers_run_on_the_beat_schedule_and_at_worker_start():
     from ctims.celery import app, sweep_at_start
 
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert tasks == {"trials.tasks.ingest_sweep", "trials.tasks.store_leftovers_sweep"}
+    assert tasks == {
+        "trials.tasks.ingest_sweep",
+        "trials.tasks.uploads_idle_close",
+        "trials.tasks.store_leftovers_sweep",
+    }
     assert tasks <= set(app.tasks)
     assert any(receiver() is sweep_at_start for _key, receiver in worker_ready.receivers)
 

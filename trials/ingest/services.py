@@ -70,11 +70,18 @@ def upload_open(*, actor, timepoint: Timepoint) -> Upload:
     then goes back to the state kept here as `visit_state_before`). A closed trial opens none (nor resumes one).
     """
     trial_check_open(timepoint.subject.trial)
+    mine = Upload.objects.filter(timepoint=timepoint, created_by=actor, state=Upload.State.OPEN)
     with transaction.atomic():
-        resumable = Upload.objects.filter(timepoint=timepoint, created_by=actor, state=Upload.State.OPEN).first()
+        # FOR UPDATE: a finish of that session in another tab (a discard, if it has no file) is done before this
+        # reads it, and a new session opens, or waits for this transaction (a caller that changes the session
+        # in it, upload_open_with_path, has it open).
+        resumable = mine.select_for_update(of=("self",)).first()
         if resumable is not None:
             return resumable
         before = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
+        resumable = mine.first()  # opened by another tab while this one waited for the visit's row
+        if resumable is not None:
+            return resumable
         timepoint = timepoint_transition(
             actor=actor, timepoint=timepoint, to=Timepoint.State.UPLOADING, allowed_from=UPLOADABLE_STATES
         )
@@ -111,7 +118,9 @@ def processing_batches(item_ids: list[int]) -> list[list[int]]:
 
 # Fault-injection points (tests only): "after_commit_before_enqueue" (called after the commit that acknowledges
 # files, before their task is queued: where a killed web process stops), "batch_start" (a processing task
-# begins: where a refused database shows first).
+# begins: where a refused database shows first), "acknowledging" (called with the upload's id in the transaction
+# that acknowledges received files, their rows written, just before its commit: where a request racing a finish
+# of the same session, in another tab, stands).
 FAULT_HOOKS: dict[str, Callable[..., None]] = {}
 
 logger = logging.getLogger(__name__)
@@ -163,24 +172,59 @@ def upload_receive(*, upload: Upload, files: Iterable[bytes]) -> list[UploadItem
                     staged = staging.take(store.quarantine_key(upload.pk, sha))
                     store.quarantine_put(upload.pk, sha, data, resent=sha in known, staged=staged)
     now = timezone.now()
-    with transaction.atomic():
-        fresh = [
-            UploadItem(upload=upload, sha256=sha, size=len(data), queued_at=now)
-            for sha, data in received.items()
-            if sha not in known
-        ]
-        # A concurrent request may have taken the same file: it is then acknowledged by that request.
-        UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
-        resent = UploadItem.objects.filter(upload=upload, sha256__in=received, state__in=WAITING_STATES)
-        resent.update(state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}, queued_at=now)
-        items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
-        due = [i.pk for i in items_by_sha.values() if i.state == UploadItem.State.QUARANTINED]
-        _enqueue_on_commit(due)
+    try:
+        with transaction.atomic():
+            _hold_open(upload)
+            fresh = [
+                UploadItem(upload=upload, sha256=sha, size=len(data), queued_at=now)
+                for sha, data in received.items()
+                if sha not in known
+            ]
+            # A concurrent request may have taken the same file: it is then acknowledged by that request.
+            UploadItem.objects.bulk_create(fresh, ignore_conflicts=True)
+            resent = UploadItem.objects.filter(upload=upload, sha256__in=received, state__in=WAITING_STATES)
+            resent.update(state=UploadItem.State.QUARANTINED, code="", reason="", reason_text={}, queued_at=now)
+            items_by_sha = {i.sha256: i for i in UploadItem.objects.filter(upload=upload, sha256__in=received)}
+            due = [i.pk for i in items_by_sha.values() if i.state == UploadItem.State.QUARANTINED]
+            _enqueue_on_commit(due)
+            _fault("acknowledging", upload.pk)
+    except InvalidState:
+        # Closed while the copies were written (another tab finished the session): nothing was acknowledged. The
+        # copies no row names go; one a row names (a request that committed first took the file) stays.
+        named = set(UploadItem.objects.filter(upload=upload, sha256__in=received).values_list("sha256", flat=True))
+        for sha in received:
+            if sha not in named:
+                store.quarantine_delete(upload.pk, sha)
+        raise
     for sha, item in items_by_sha.items():
         if item.state not in WAITING_STATES and known.get(sha) in WAITING_STATES:
             # Processed while this copy was being written: the copy is not needed (and would be a leftover).
             store.quarantine_delete(upload.pk, sha)
     return [items_by_sha[sha] for sha in received if sha in items_by_sha]
+
+
+def _hold_open(upload: Upload) -> None:
+    """Called first in a transaction that acknowledges received files: holds the session's row until the commit,
+    and refuses a session that is no longer open.
+
+    Every move of a session out of "open" (its finish, its discard, the idle close) takes the row FOR UPDATE,
+    which waits for this lock, and this lock for it: a session is either still open when the files commit (a
+    finish waiting behind them then counts them) or closed before this reads it, and the request then
+    acknowledges nothing (the upload page sends the files again, into a new session). FOR KEY SHARE rather
+    than FOR SHARE: requests sending into one session do not wait for each other, nor for a processing batch,
+    which takes the row FOR NO KEY UPDATE after its files' rows (a request holding a stronger lock here while
+    it waits for one of those rows would deadlock with it).
+    """
+    if connection.features.has_select_for_update:  # Django's select_for_update has no KEY SHARE
+        with connection.cursor() as cursor:
+            sql = f"SELECT state FROM {Upload._meta.db_table} WHERE id = %s FOR KEY SHARE"  # noqa: S608
+            cursor.execute(sql, [upload.pk])
+            (state,) = cursor.fetchone()
+    else:  # SQLite (the embedded default): a writing transaction holds the whole database
+        state = Upload.objects.values_list("state", flat=True).get(pk=upload.pk)
+    upload.state = state
+    if state != Upload.State.OPEN:
+        raise InvalidState(_("This upload is closed; start a new upload to send more files."))
 
 
 def _receive_deidentified(upload: Upload, due: dict[str, bytes], *, resent: set[str]) -> None:
@@ -206,6 +250,7 @@ def _receive_deidentified(upload: Upload, due: dict[str, bytes], *, resent: set[
             return
         [(sha, data)] = due.items()
         with transaction.atomic():
+            _hold_open(upload)
             item, _created = UploadItem.objects.get_or_create(upload=upload, sha256=sha, defaults={"size": len(data)})
             UploadItem.objects.filter(pk=item.pk, state=UploadItem.State.RESEND).update(
                 state=UploadItem.State.QUARANTINED
@@ -223,6 +268,7 @@ def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str
         staging.settle()
         now = timezone.now()
         with store.stored_files_undone_on_error(), transaction.atomic():
+            _hold_open(upload)
             rows = [UploadItem(upload=upload, sha256=sha, size=len(data), queued_at=now) for sha, data in due.items()]
             UploadItem.objects.bulk_create(rows, ignore_conflicts=True)  # a concurrent request's rows stand
             ids = dict(
@@ -239,6 +285,7 @@ def _settle_at_receipt(upload: Upload, due: dict[str, bytes], *, resent: set[str
             stored = _index_in_transaction(
                 by_pk, upload=upload, timepoint=timepoint, subject=subject, staging=staging, copies=resent
             )
+            _fault("acknowledging", upload.pk)
     # Their bytes are in hand: each stored file's DICOM JSON is made now, after the commit, while the site's
     # browser de-identifies the next files, instead of read back from the store by QC when the upload is
     # finished (the last step the coordinator waits for: about 0.6 to 1.9 s of a 300-slice series, on one core).
@@ -728,7 +775,9 @@ def _index_in_transaction(
     Instance.objects.bulk_create(new_instances)
     for series_id, added in Counter(i.series_id for i in new_instances).items():
         Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
-    upload = Upload.objects.select_for_update().get(pk=upload.pk)
+    # FOR NO KEY UPDATE: a request acknowledging files of this upload holds the row FOR KEY SHARE (_hold_open)
+    # and may be waiting for this batch's items; a finish or discard, FOR UPDATE, waits for both.
+    upload = Upload.objects.select_for_update(no_key=True).get(pk=upload.pk)
     for item in locked.values():
         if item.state == UploadItem.State.RESEND and upload.state != Upload.State.OPEN:
             # The upload closed while this batch ran: nobody will send the file again.
@@ -857,66 +906,108 @@ def upload_status(upload: Upload, *, items_from: int | None = None) -> UploadSta
 
 
 def upload_finish(*, actor, upload: Upload) -> Upload:
-    """The client has sent every file: close the session; it completes when the last file is processed."""
+    """The client has sent every file: close the session; it completes when the last file is processed.
+
+    The row is taken FOR UPDATE: a request still acknowledging files into the session (another tab of the same
+    person) commits first and its files are counted, or finds the session closed and acknowledges none.
+    """
     with transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
         if upload.state != Upload.State.OPEN:
             return upload
-        if not upload.items.exists():
-            _discard(actor=actor, upload=upload)
-            return upload
-        upload.state = Upload.State.PROCESSING
-        upload.save(update_fields=["state"])
-        # The client says it sent everything: a file it was asked to send again and did not is rejected.
-        upload.items.filter(state=UploadItem.State.RESEND).update(
-            state=UploadItem.State.REJECTED,
-            code="lost",
-            reason=DAMAGED_REASON,
-            reason_text=text_json(DAMAGED_REASON),
-            processed_at=timezone.now(),
-        )
-        audit_record(
-            actor=actor,
-            action="upload.finish",
-            obj=upload,
-            trial_id=upload.timepoint.subject.trial_id,
-            summary={"files": upload.items.count()},
-        )
-        _maybe_complete(upload)
+        _close(actor=actor, upload=upload)
     upload.refresh_from_db()
     return upload
 
 
-def _discard(*, actor, upload: Upload) -> None:
+def _close(*, actor, upload: Upload, idle_hours: int | None = None) -> None:
+    """Called holding the open session's row FOR UPDATE: the site finished it (or, with `idle_hours`, the periodic
+    job closed it after that long without a file). With no file it is discarded; otherwise it takes no more files,
+    and completes when the last one is processed."""
+    if not upload.items.exists():
+        _discard(actor=actor, upload=upload, idle_hours=idle_hours)
+        return
+    upload.state, upload.idle_closed = Upload.State.PROCESSING, idle_hours is not None
+    upload.save(update_fields=["state", "idle_closed"])
+    # The session takes no more files: a file the client was asked to send again and did not is rejected.
+    upload.items.filter(state=UploadItem.State.RESEND).update(
+        state=UploadItem.State.REJECTED,
+        code="lost",
+        reason=DAMAGED_REASON,
+        reason_text=text_json(DAMAGED_REASON),
+        processed_at=timezone.now(),
+    )
+    summary = {"files": upload.items.count()}
+    if idle_hours is not None:
+        summary["idle_hours"] = idle_hours
+    audit_record(
+        actor=actor,
+        action="upload.close_idle" if idle_hours is not None else "upload.finish",
+        obj=upload,
+        trial_id=upload.timepoint.subject.trial_id,
+        summary=summary,
+    )
+    _maybe_complete(upload)
+
+
+def uploads_idle_close(*, idle: timedelta | None = None) -> int:
+    """Close every open session that has received no file for `idle` (settings.UPLOAD_IDLE_HOURS by default; 0
+    closes none); returns how many were closed.
+
+    A coordinator who closed the tab, lost the network for good or went home mid-upload leaves a session open,
+    and the visit "uploading" for everybody. The periodic job (Celery beat) closes such a session as a finish
+    would, with nobody as the actor: one with no file is discarded and the visit goes back to the state it had;
+    one with files keeps them (each is processed as always: nothing acknowledged is lost) and is marked
+    `idle_closed`, so that the upload page tells its coordinator, and the upload history tells the QC reviewers,
+    that the site never said it had sent everything. A session a request is acknowledging files into right now
+    is skipped (its row is held): it is not idle.
+    """
+    if idle is None:
+        if not settings.UPLOAD_IDLE_HOURS:
+            return 0
+        idle = timedelta(hours=settings.UPLOAD_IDLE_HOURS)
+    cutoff = timezone.now() - idle
+    stale = (
+        Upload.objects.filter(state=Upload.State.OPEN, created_at__lte=cutoff)
+        .annotate(last_file=Max("items__received_at"))
+        .filter(Q(last_file__isnull=True) | Q(last_file__lte=cutoff))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    closed = 0
+    for pk in stale:
+        with transaction.atomic():
+            upload = (
+                Upload.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("timepoint__subject")
+                .filter(pk=pk, state=Upload.State.OPEN)
+                .first()
+            )
+            if upload is None:  # finished meanwhile, or files are being acknowledged into it
+                continue
+            if upload.items.filter(received_at__gt=cutoff).exists():  # a file arrived since the look above
+                continue
+            _close(actor=None, upload=upload, idle_hours=round(idle.total_seconds() / 3600))
+            closed += 1
+    return closed
+
+
+def _discard(*, actor, upload: Upload, idle_hours: int | None = None) -> None:
     """Called holding the upload's row lock, for a session that received no file: nothing was sent (the site's
-    browser opened it to de-identify, then found every file already held or held every file back), so it is
-    cancelled rather than completed, leaves no empty upload in the history, runs no QC, answers no query, and
-    the visit goes back to the state it had when the session opened (unless another upload of it is still
-    open or processing, or it moved on meanwhile)."""
+    browser opened it to de-identify, then found every file already held or held every file back; or it was left
+    idle, `idle_hours`), so it is cancelled rather than completed, leaves no empty upload in the history, runs no
+    QC, answers no query, and the visit goes back to the state it had when the session opened (`_visit_settle`:
+    unless another upload of it is still open or processing, or one that closed while this was open stored
+    images)."""
     upload.state, upload.closed_at = Upload.State.CANCELLED, timezone.now()
     upload.save(update_fields=["state", "closed_at"])
     timepoint = upload.timepoint
-    audit_record(actor=actor, action="upload.discard", obj=upload, trial_id=timepoint.subject.trial_id, summary={})
-    live = Upload.objects.filter(timepoint=timepoint, state__in=(Upload.State.OPEN, Upload.State.PROCESSING))
-    if live.exclude(pk=upload.pk).exists():
-        return
-    state = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
-    if state != Timepoint.State.UPLOADING:
-        return
-    before = upload.visit_state_before
-    if not before:  # opened before 0.2.0 kept it, or while another upload was open: what the visit holds
-        if Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists():
-            before = Timepoint.State.QUERY_OPEN
-        elif Instance.objects.filter(series__study__timepoint=timepoint).exists():
-            before = Timepoint.State.UPLOADED
-        else:
-            before = Timepoint.State.EXPECTED
-    timepoint_transition(
+    summary = {"idle_hours": idle_hours} if idle_hours is not None else {}
+    audit_record(actor=actor, action="upload.discard", obj=upload, trial_id=timepoint.subject.trial_id, summary=summary)
+    _visit_settle(
         actor=actor,
-        timepoint=timepoint,
-        to=before,
-        allowed_from=[Timepoint.State.UPLOADING],
-        reason="upload discarded: no file sent",
+        upload=upload,
+        reason="upload discarded: no file sent" if idle_hours is None else "upload discarded: idle",
     )
 
 
@@ -927,31 +1018,69 @@ def _maybe_complete(upload: Upload) -> None:
     counts = upload_counts(upload)
     upload.state, upload.closed_at = Upload.State.COMPLETE, timezone.now()
     upload.save(update_fields=["state", "closed_at"])
-    timepoint = upload.timepoint
-    stored = Instance.objects.filter(series__study__timepoint=timepoint).exists()
     audit_record(
         actor=None,
         action="upload.complete",
         obj=upload,
-        trial_id=timepoint.subject.trial_id,
+        trial_id=upload.timepoint.subject.trial_id,
         summary={k: v for k, v in counts.items() if v},
     )
     from ..qc_services import query_note_upload
-    from ..tasks import timepoint_checks
 
     if counts.get(UploadItem.State.ACCEPTED):
         query_note_upload(upload=upload)  # something new arrived: the open queries are answered by it
-    elif (
-        Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
-        and upload.visit_state_before != Timepoint.State.UPLOADED
-    ):
-        # Nothing new (every file already stored or rejected): what the reviewer asked for did not arrive. (A visit
-        # an earlier re-upload answered, "uploaded" when this one opened, stays with QC: that answer stands.)
+    _visit_settle(actor=None, upload=upload)
+
+
+def _visit_settle(*, actor, upload: Upload, reason: str = "") -> None:
+    """Called holding the row of a session just completed or discarded: the visit's state now that its uploads are
+    done, or nothing while another session of it is still open or processing.
+
+    A visit is "uploading" while any session of it is live (two coordinators of the site, each with their own), so
+    QC cannot begin on a visit whose images are still arriving, and no image arrives in a visit under QC or read.
+    The last session to close decides, for every session that closed while it (or one of those) was open, as one
+    upload (`_closed_together`):
+    - an image stored by one of them: "uploaded", and the QC checks run;
+    - files came but nothing new (every file already stored or rejected): the visit's open queries were not
+      answered ("query open"; a visit an earlier re-upload answered, "uploaded" when they opened, stays with QC:
+      that answer stands), else "uploaded" if the visit holds images, else still "expected";
+    - no file at all (every session discarded): the state the visit had when the first of them opened.
+    The visit's row is taken before the other sessions are looked at: two sessions closing at once are decided one
+    after the other, the second seeing the first closed. A visit that is no longer "uploading" (moved on under a
+    session opened before this rule) is left as it is.
+    """
+    timepoint = upload.timepoint
+    state = Timepoint.objects.select_for_update().values_list("state", flat=True).get(pk=timepoint.pk)
+    live = Upload.objects.filter(timepoint=timepoint, state__in=(Upload.State.OPEN, Upload.State.PROCESSING))
+    if state != Timepoint.State.UPLOADING or live.exclude(pk=upload.pk).exists():
+        return
+    together = _closed_together(upload)
+    before = next((u.visit_state_before for u in together if u.visit_state_before), "")
+    complete = [u.pk for u in together if u.state == Upload.State.COMPLETE]
+    stored = Instance.objects.filter(series__study__timepoint=timepoint).exists()
+    open_queries = Query.objects.filter(timepoint=timepoint).exclude(state=Query.State.CLOSED).exists()
+    if not complete:  # no file was sent in any of them
+        if not before:  # opened before 0.2.0 kept it: what the visit holds
+            if open_queries:
+                before = Timepoint.State.QUERY_OPEN
+            elif stored:
+                before = Timepoint.State.UPLOADED
+            else:
+                before = Timepoint.State.EXPECTED
+        timepoint_transition(
+            actor=actor, timepoint=timepoint, to=before, allowed_from=[Timepoint.State.UPLOADING], reason=reason
+        )
+        return
+    accepted = UploadItem.objects.filter(upload__in=complete, state=UploadItem.State.ACCEPTED).exists()
+    if not accepted and open_queries and before != Timepoint.State.UPLOADED:
+        # Nothing new: what the reviewer asked for did not arrive.
         timepoint_transition(
             actor=None, timepoint=timepoint, to=Timepoint.State.QUERY_OPEN, allowed_from=[Timepoint.State.UPLOADING]
         )
         return
     if stored:
+        from ..tasks import timepoint_checks
+
         transaction.on_commit(lambda: timepoint_checks.delay(timepoint.pk))
     # Nothing stored at all (every file rejected): the visit is still waiting for its images.
     timepoint_transition(
@@ -960,3 +1089,19 @@ def _maybe_complete(upload: Upload) -> None:
         to=Timepoint.State.UPLOADED if stored else Timepoint.State.EXPECTED,
         allowed_from=[Timepoint.State.UPLOADING],
     )
+
+
+def _closed_together(upload: Upload) -> list[Upload]:
+    """The sessions of the visit that closed while this one, or another of them, was open, this one included, in
+    the order they opened: the visit's last upload, as one (`_visit_settle`)."""
+    closed = Upload.objects.filter(
+        timepoint_id=upload.timepoint_id, state__in=(Upload.State.COMPLETE, Upload.State.CANCELLED)
+    )
+    since = upload.created_at
+    while True:
+        together = list(closed.filter(closed_at__gte=since).order_by("created_at", "pk"))
+        together = together if any(u.pk == upload.pk for u in together) else [*together, upload]
+        earliest = min(u.created_at for u in together)
+        if earliest >= since:
+            return sorted(together, key=lambda u: (u.created_at, u.pk))
+        since = earliest

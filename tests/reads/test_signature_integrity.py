@@ -104,3 +104,29 @@ def test_a_signature_no_event_recorded_is_found(signed, world):
     )
     [problem] = signatures_verify().problems
     assert f"signature #{forged.pk}" in problem and "no audit event" in problem
+
+
+def test_sqlite_refuses_what_postgresql_refuses(tmp_path):
+    """`make run`'s SQLite gets the same refusals from the migration: a signature always, a transfer once ready."""
+    import importlib
+    import sqlite3
+
+    migration = importlib.import_module("reads.migrations.0012_signatures_and_delivered_transfers_never_change")
+    db = sqlite3.connect(tmp_path / "ctims.sqlite3")
+    db.execute("CREATE TABLE ctims_signature (id integer primary key, meaning text)")
+    db.execute("CREATE TABLE reads_transfer (id integer primary key, state text)")
+    db.executemany("INSERT INTO ctims_signature VALUES (?, ?)", [(1, "I am the author of this assessment")])
+    db.executemany("INSERT INTO reads_transfer VALUES (?, ?)", [(1, "ready"), (2, "building")])
+    for statement in migration._sqlite():
+        db.execute(statement)
+    for sql in (
+        "UPDATE ctims_signature SET meaning = 'x'",
+        "DELETE FROM ctims_signature",
+        "UPDATE reads_transfer SET state = 'failed' WHERE id = 1",
+        "DELETE FROM reads_transfer WHERE id = 1",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="never changes"):
+            db.execute(sql)
+    db.execute("UPDATE reads_transfer SET state = 'ready' WHERE id = 2")  # a transfer still building moves
+    assert db.execute("SELECT state FROM reads_transfer ORDER BY id").fetchall() == [("ready",), ("ready",)]
+    assert db.execute("SELECT meaning FROM ctims_signature").fetchall() == [("I am the author of this assessment",)]

@@ -1,0 +1,82 @@
+"""The database itself refuses to change or delete a signature, and a transfer once it was delivered.
+
+A signature (21 CFR 11.70) binds a signer, a meaning and a moment to a hash of what was signed; it is made once
+and never updated or deleted (the record it signs is protected by 0003/0005). A transfer that is ready was
+delivered to the sponsor as it stands (its zip's SHA-256, its cut-off, what changed since its predecessor): later
+transfers are compared with it, so it never changes either; a queued, building or failed one still moves.
+`audit_verify` finds a row rewritten with these refusals switched off; this keeps the application and anyone
+using its database role from doing it. TRUNCATE is left to the table owner (the test database flush uses it).
+PostgreSQL and SQLite (the embedded default of `make run`) alike, as 0003 and 0005 do for signed reads.
+"""
+
+from django.db import migrations
+
+# table -> the condition on the old row under which UPDATE and DELETE are refused (None: always)
+TABLES = {
+    "ctims_signature": None,
+    "reads_transfer": "OLD.state = 'ready'",
+}
+
+POSTGRESQL_FUNCTION = """
+CREATE OR REPLACE FUNCTION reads_refuse_record_change() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'a signature or delivered transfer never changes: % refused on %', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+
+def _name(table: str) -> str:
+    return f"{table}_never_changes"
+
+
+def _postgresql() -> list[str]:
+    statements = [POSTGRESQL_FUNCTION]
+    for table, when in TABLES.items():
+        condition = f" WHEN ({when})" if when else ""
+        statements.append(f"DROP TRIGGER IF EXISTS {_name(table)} ON {table}")
+        statements.append(
+            f"CREATE TRIGGER {_name(table)} BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW{condition} EXECUTE FUNCTION reads_refuse_record_change()"
+        )
+    return statements
+
+
+def _sqlite() -> list[str]:
+    statements = []
+    for table, when in TABLES.items():
+        condition = f" WHEN {when}" if when else ""
+        for op in ("UPDATE", "DELETE"):
+            name = f"{table}_no_{op.lower()}"
+            statements.append(f"DROP TRIGGER IF EXISTS {name}")
+            statements.append(
+                f"CREATE TRIGGER {name} BEFORE {op} ON {table} FOR EACH ROW{condition} "
+                f"BEGIN SELECT RAISE(ABORT, 'a signature or delivered transfer never changes: {op} refused on "
+                f"{table}'); END"
+            )
+    return statements
+
+
+def forwards(apps, schema_editor):
+    vendor = schema_editor.connection.vendor
+    statements = _postgresql() if vendor == "postgresql" else _sqlite() if vendor == "sqlite" else []
+    for statement in statements:
+        schema_editor.execute(statement, params=None)
+
+
+def backwards(apps, schema_editor):
+    vendor = schema_editor.connection.vendor
+    if vendor == "postgresql":
+        for table in TABLES:
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {_name(table)} ON {table}", params=None)
+        schema_editor.execute("DROP FUNCTION IF EXISTS reads_refuse_record_change()", params=None)
+    elif vendor == "sqlite":
+        for statement in _sqlite():
+            if statement.startswith("DROP"):
+                schema_editor.execute(statement, params=None)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("reads", "0011_transfer_error_text"), ("ctims", "0004_audit_keyed_chain")]
+    operations = [migrations.RunPython(forwards, backwards)]

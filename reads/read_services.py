@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create, signature_verify, signing, user_id_asked
+from ctims.signatures import signature_create, signature_verify, signing
 from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Instance, Timepoint
 
@@ -27,7 +27,7 @@ from . import results
 from .assessment import assess_baseline, assess_follow_up
 from .content import Content, ContentError, drawn_length_mm, mm_text, parse_content
 from .models import Lesion, Measurement, Read, ReaderAssignment, ReadTask
-from .services import held_by, may_open
+from .services import held_by, may_open, signer_components
 from .sr import SRError
 from .sr_store import read_sr_store
 
@@ -522,14 +522,12 @@ def read_sign(
         read.save(update_fields=["assessment", "updated_at"])
         signature = signature_create(
             user=actor,
-            password=password,
             meaning=READER_MEANING,
             obj=read,
             content=signed_content(read),
             trial_id=task.design.trial_id,
             second_factor_required=task.design.trial.two_factor_at_signing,
-            second_factor=second_factor,
-            user_id=user_id if user_id_asked(request) else None,
+            **signer_components(request=request, password=password, second_factor=second_factor, user_id=user_id),
         )
         _record_lesions(read, content)
         try:

@@ -21,14 +21,14 @@ from guardian.shortcuts import assign_perm
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create, signing, user_id_asked
+from ctims.signatures import signature_create, signing
 from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
 from .series import AssessmentSeries, subject_series
-from .services import ADJUDICATOR_SLOT, current_readers, held_by, in_role, least_loaded
+from .services import ADJUDICATOR_SLOT, current_readers, held_by, in_role, least_loaded, signer_components
 from .sr import SRError
 from .sr_store import result_sr_store
 
@@ -338,7 +338,6 @@ def adjudicate(
         changed = [r for r in locked if r.read_id != chosen[r.timepoint_id].pk]
         signature = signature_create(
             user=actor,
-            password=password,
             meaning=ADJUDICATOR_MEANING,
             obj=adjudication,
             content={
@@ -352,8 +351,7 @@ def adjudicate(
             },
             trial_id=task.design.trial_id,
             second_factor_required=task.design.trial.two_factor_at_signing,
-            second_factor=second_factor,
-            user_id=user_id if user_id_asked(request) else None,
+            **signer_components(request=request, password=password, second_factor=second_factor, user_id=user_id),
         )
         adjudication.chosen_slot = slot
         adjudication.reason = reason.strip()

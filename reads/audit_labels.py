@@ -14,6 +14,7 @@ ACTIONS = {
     "read_design.update": pgettext_lazy("audit action", "Read design changed"),
     "read_task.create": pgettext_lazy("audit action", "Read task created"),
     "read_task.open": pgettext_lazy("audit action", "Read task opened"),
+    "read.save": pgettext_lazy("audit action", "Read draft saved"),
     "read.sign": pgettext_lazy("audit action", "Read signed"),
     "read.correct": pgettext_lazy("audit action", "Correction started"),
     "read.correction_discard": pgettext_lazy("audit action", "Correction discarded"),
@@ -74,6 +75,8 @@ KEYS = {
     "subjects": pgettext_lazy("audit key", "subjects"),
     "version": pgettext_lazy("audit key", "version"),
     "sr": pgettext_lazy("audit key", "structured report (SOP Instance UID)"),
+    "lesions": pgettext_lazy("audit key", "lesions changed (before, after)"),
+    "new_lesions": pgettext_lazy("audit key", "new lesions (before, after)"),
 }
 _BASELINE = {"baseline": pgettext_lazy("audit value", "baseline")}
 _WHY = {

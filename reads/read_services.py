@@ -338,15 +338,61 @@ def read_save(*, actor, task_id: int, raw, based_on: str | None = None) -> Read:
         stale = based_on is not None and based_on != draft_revision(read)
         if stale and (read is None or read.content != content.as_json()):
             raise _changed_elsewhere()
+        before = read.content if read is not None else None
         if read is None:
             read = Read(task=task, version=1)
         read.content = content.as_json()
         read.assessment = assess(task, content)
         read.save()
+        changes = content_changes(before, read.content)
+        if changes:
+            audit_record(
+                actor=actor,
+                action="read.save",
+                obj=read,
+                trial_id=task.design.trial_id,
+                summary={
+                    "case": task.assignment.case_label,
+                    "visit": task.timepoint.visit.code,
+                    "version": read.version,
+                }
+                | changes,
+            )
         if task.state == ReadTask.State.OPEN:
             task.state = ReadTask.State.IN_PROGRESS
             task.save(update_fields=["state"])
     return read
+
+
+def _by_label(content: dict | None) -> dict[str, dict]:
+    """A read's content (`Content.as_json`) as {label: its entry, with its category}."""
+    out = {}
+    for key, category in (("targets", "target"), ("non_targets", "non_target"), ("new", "new")):
+        for entry in (content or {}).get(key, []):
+            out[entry["label"]] = {"category": category} | {k: v for k, v in entry.items() if k != "label"}
+    return out
+
+
+def content_changes(before: dict | None, after: dict) -> dict:
+    """What a save changed in a read's draft, for its audit event (21 CFR 11.10(e)): under "lesions", each lesion
+    added, changed or removed, by label, with each field that changed as [before, after] (None where the lesion
+    was not there); under "new_lesions", the reader's call on new lesions as [before, after] if it changed.
+    Empty if the save changed nothing (a save repeated, a tab that sent what was there): no event then, so the
+    trail holds one event per save that changed the read, and each says exactly what changed."""
+    old, new = _by_label(before), _by_label(after)
+    lesions = {}
+    for label in sorted(set(old) | set(new)):
+        was, now = old.get(label, {}), new.get(label, {})
+        fields = {
+            key: [was.get(key), now.get(key)] for key in sorted(set(was) | set(now)) if was.get(key) != now.get(key)
+        }
+        if fields:
+            lesions[label] = fields
+    out: dict = {"lesions": lesions} if lesions else {}
+    call_before = (before or {}).get("new_lesions")
+    if call_before != after.get("new_lesions"):
+        out["new_lesions"] = [call_before, after.get("new_lesions")]
+    return out
 
 
 def ready_to_sign(read: Read) -> bool:

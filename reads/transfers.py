@@ -42,6 +42,7 @@ from trials.ingest.subject_keys import subject_space
 from trials.models import Instance, Series, Timepoint, Trial
 
 from . import define_xml, sdtm
+from .assessment import new_lesions_assessed
 from .models import DeliverySettings, Read, ReadDesign, ReaderAssignment, TimepointResult, Transfer, reader_code
 from .quality import transfer as quality_transfer
 from .sites import BY_CODE
@@ -476,7 +477,7 @@ def gather(transfer: Transfer) -> Gathered:
                     accepted=v.accepted,
                     target_response=a.get("target_response") or "",
                     non_target_response=a.get("non_target_response") or "",
-                    new_lesions="" if v.baseline else (a.get("new_lesions") or ""),
+                    new_lesions="" if v.baseline else new_lesions_assessed(a),
                     overall_response=v.overall_response,
                     sum_of_diameters=_tenths(a.get("sum_mm")),
                     lesions=_observations(read, seen, series_methods),
@@ -610,8 +611,8 @@ def _lesion_rows(record: sdtm.VisitAssessment) -> list[dict]:
             axis = lesion.short_axis if lesion.is_node else lesion.long_axis
             counted = {
                 "measured": sdtm.mm(axis) if axis is not None else "",
-                "too_small": str(sdtm.TOO_SMALL_MM) + ".0",
-                "disappeared": "0.0",
+                "too_small": sdtm.mm(sdtm.TOO_SMALL_TENTHS),
+                "disappeared": sdtm.mm(0),
             }.get(lesion.status, "")
         rows.append(
             _where(record)

@@ -146,7 +146,12 @@ def test_the_sdtm_datasets_read_back_with_their_variables_types_lengths_and_valu
     by_test = {(row["TRLNKID"], row["TRTESTCD"]): row for row in rows_of(w6)}
     assert by_test[("T01", "LDIAM")]["TRORRES"] == "22.0" and by_test[("T01", "LDIAM")]["TRSTRESN"] == 22.0
     too_small = by_test[("T02", "LDIAM")]
-    assert (too_small["TRORRES"], too_small["TRSTRESC"], too_small["TRSTRESN"]) == ("TOO SMALL TO MEASURE", "5", 5.0)
+    assert (too_small["TRORRES"], too_small["TRSTRESC"], too_small["TRSTRESN"]) == ("TOO SMALL TO MEASURE", "5.0", 5.0)
+    # Every length's TRSTRESC is the text of its TRSTRESN, with its tenth, as the measured ones are.
+    lengths = tr[tr["TRTESTCD"].isin(["LDIAM", "LPERP", "SUMDIAM"]) & (tr["TRSTAT"] == "")]
+    assert len(lengths) and all(
+        row["TRSTRESC"] == f"{row['TRSTRESN']:.1f}" and row["TRSTRESU"] == "mm" for row in rows_of(lengths)
+    )
     assert by_test[("NT01", "TUMSTATE")]["TRORRES"] == "PRESENT"
     assert by_test[("", "SUMDIAM")]["TRSTRESN"] == 27.0
     assert set(w6["TRDY"]) == {float(W6_DAY + 1)} and set(w6["VISITNUM"]) == {2.0}
@@ -1043,3 +1048,51 @@ def test_the_transfers_page_says_what_a_transfer_holds(world, client, settings):
     assert "every reader's and the adjudicator's records" in page and "the reader-quality report" in page
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     assert "판독자 품질 보고서" in client.get("/reads/trials/ALPHA/transfers/").content.decode()
+
+
+def test_a_delivered_transfer_never_changes_in_the_database(world, trial_read):
+    """A transfer once ready is what the sponsor has (its SHA-256, its cut-off, what changed since the one before):
+    the database refuses to change or delete it; one still queued moves on."""
+    from django.db import DatabaseError, transaction
+
+    delivered = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    transfer_zip(delivered)
+    for change in (
+        lambda: Transfer.objects.filter(pk=delivered.pk).update(sha256="0" * 64),
+        lambda: Transfer.objects.filter(pk=delivered.pk).delete(),
+    ):
+        with pytest.raises(DatabaseError, match="never changes"), transaction.atomic():
+            change()
+    assert Transfer.objects.get(pk=delivered.pk).sha256 == delivered.sha256
+
+
+def test_every_output_gives_no_new_lesion_assessment_at_baseline(world, trial_read, client, tmp_path):
+    """RECIST 1.1 assesses new lesions at follow-ups only: the results CSV, the API, the transfer's visits table
+    and RS all leave the baseline's empty (no "NONE") and give the follow-up's."""
+    client.force_login(world.sam)
+    rows = list(csv.DictReader(io.StringIO(client.get("/reads/trials/ALPHA/results.csv").content.decode())))
+    by_visit = {row["visit"]: row["new_lesions"] for row in rows if row["subject"] == AGREE}
+    assert by_visit == {"BL": "", "W6": "NONE"}
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_token(world, world.sam)}"}
+    api = client.get("/api/trials/ALPHA/read-results/", **auth).json()["results"]
+    assert {r["visit"]: r["new_lesions"] for r in api if r["subject"] == AGREE} == {"BL": "", "W6": "NONE"}
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    assert {(r["visit"], r["new_lesions"]) for r in visits if r["subject"] == AGREE and r["accepted"] == "Y"} == {
+        ("BL", ""),
+        ("W6", "NONE"),
+    }
+    rs, _meta = read_xpt(archive, "rs", tmp_path)
+    newlprog = rs[(rs["USUBJID"] == AGREE) & (rs["RSTESTCD"] == "NEWLPROG")]
+    assert set(newlprog["VISIT"]) == {"WEEK 6"} and set(newlprog["RSORRES"]) == {"N"}
+
+
+def test_a_baseline_signed_with_new_lesions_none_is_given_without_it():
+    """Baselines signed before outputs agreed keep "NONE" in their signed assessment; no output gives it."""
+    from reads.assessment import assess_baseline, new_lesions_assessed
+    from reads.content import parse_content
+
+    assert new_lesions_assessed({"baseline": True, "new_lesions": "NONE"}) == ""
+    assert new_lesions_assessed({"baseline": False, "new_lesions": "EQUIVOCAL"}) == "EQUIVOCAL"
+    assert new_lesions_assessed(None) == ""
+    assert assess_baseline(parse_content({"targets": [], "non_targets": [], "new": []}))["new_lesions"] is None

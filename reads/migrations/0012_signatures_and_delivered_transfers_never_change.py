@@ -1,9 +1,12 @@
-"""The database itself refuses to change or delete a signature, and a transfer once it was delivered.
+"""The database itself refuses to change or delete a signature, a transfer once it was delivered, and the visits
+a signed adjudication decided.
 
 A signature (21 CFR 11.70) binds a signer, a meaning and a moment to a hash of what was signed; it is made once
 and never updated or deleted (the record it signs is protected by 0003/0005). A transfer that is ready was
 delivered to the sponsor as it stands (its zip's SHA-256, its cut-off, what changed since its predecessor): later
-transfers are compared with it, so it never changes either; a queued, building or failed one still moves.
+transfers are compared with it, so it never changes either; a queued, building or failed one still moves. The
+visits a signed adjudication decided are rows of its many-to-many table, which 0003 left out; a row is inserted
+only while the adjudication is open, so INSERT stays allowed (as a replay of rows needs).
 `audit_verify` finds a row rewritten with these refusals switched off; this keeps the application and anyone
 using its database role from doing it. TRUNCATE is left to the table owner (the test database flush uses it).
 PostgreSQL and SQLite (the embedded default of `make run`) alike, as 0003 and 0005 do for signed reads.
@@ -11,20 +14,31 @@ PostgreSQL and SQLite (the embedded default of `make run`) alike, as 0003 and 00
 
 from django.db import migrations
 
+MESSAGE = "what was signed or delivered never changes"
+SIGNED_ADJUDICATION = "(SELECT signature_id FROM reads_adjudication WHERE id = OLD.adjudication_id) IS NOT NULL"
 # table -> the condition on the old row under which UPDATE and DELETE are refused (None: always)
 TABLES = {
     "ctims_signature": None,
     "reads_transfer": "OLD.state = 'ready'",
+    "reads_adjudication_timepoints": SIGNED_ADJUDICATION,
 }
 
-POSTGRESQL_FUNCTION = """
+# PostgreSQL allows no subquery in a trigger's WHEN: the function itself asks whether the adjudication is signed.
+POSTGRESQL_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION reads_refuse_record_change() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'a signature or delivered transfer never changes: % refused on %', TG_OP, TG_TABLE_NAME
+    IF TG_TABLE_NAME = 'reads_adjudication_timepoints' AND NOT {SIGNED_ADJUDICATION} THEN
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION '{MESSAGE}: % refused on %', TG_OP, TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
 """
+POSTGRESQL_WHEN = {"reads_transfer": "OLD.state = 'ready'"}
 
 
 def _name(table: str) -> str:
@@ -33,7 +47,8 @@ def _name(table: str) -> str:
 
 def _postgresql() -> list[str]:
     statements = [POSTGRESQL_FUNCTION]
-    for table, when in TABLES.items():
+    for table in TABLES:
+        when = POSTGRESQL_WHEN.get(table)
         condition = f" WHEN ({when})" if when else ""
         statements.append(f"DROP TRIGGER IF EXISTS {_name(table)} ON {table}")
         statements.append(
@@ -52,8 +67,7 @@ def _sqlite() -> list[str]:
             statements.append(f"DROP TRIGGER IF EXISTS {name}")
             statements.append(
                 f"CREATE TRIGGER {name} BEFORE {op} ON {table} FOR EACH ROW{condition} "
-                f"BEGIN SELECT RAISE(ABORT, 'a signature or delivered transfer never changes: {op} refused on "
-                f"{table}'); END"
+                f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}: {op} refused on {table}'); END"
             )
     return statements
 

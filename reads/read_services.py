@@ -364,12 +364,31 @@ def read_save(*, actor, task_id: int, raw, based_on: str | None = None) -> Read:
     return read
 
 
+# What the audit trail calls each field of a lesion's entry (names of their own: the audit page translates them,
+# and no other app's key of the same name, a trial "site" say, is taken for one); `image` as its SOP Instance UID
+# and frame.
+AUDITED_FIELDS = {
+    "category": "lesion_category",
+    "site": "finding_site",
+    "is_node": "lymph_node",
+    "status": "lesion_status",
+    "long_mm": "long_axis_mm",
+    "short_mm": "short_axis_mm",
+    "long_points": "long_axis_line",
+    "short_points": "short_axis_line",
+    "image": "measured_on",
+}
+
+
 def _by_label(content: dict | None) -> dict[str, dict]:
-    """A read's content (`Content.as_json`) as {label: its entry, with its category}."""
+    """A read's content (`Content.as_json`) as {label: its entry's fields under their audited names}."""
     out = {}
     for key, category in (("targets", "target"), ("non_targets", "non_target"), ("new", "new")):
         for entry in (content or {}).get(key, []):
-            out[entry["label"]] = {"category": category} | {k: v for k, v in entry.items() if k != "label"}
+            fields = {"category": category} | {k: v for k, v in entry.items() if k != "label"}
+            if fields.get("image"):
+                fields["image"] = f"{fields['image']['sop']}/{fields['image'].get('frame', 1)}"
+            out[entry["label"]] = {AUDITED_FIELDS.get(k, k): v for k, v in fields.items()}
     return out
 
 

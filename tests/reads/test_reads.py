@@ -596,6 +596,7 @@ def test_each_draft_save_that_changes_the_read_is_audited_with_what_changed(worl
     ready(world, "BL")
     task = task_of(world.rhea, "BL")
     content = baseline_content(task)
+    non_target_image = content["non_targets"][0]["image"]
     read = read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
     content["targets"][0] = target(task, "T01", "24.0")
     del content["non_targets"][0]
@@ -606,10 +607,23 @@ def test_each_draft_save_that_changes_the_read_is_audited_with_what_changed(worl
     assert (first.actor, first.object_id, first.trial_id) == (world.rhea, str(read.pk), world.trial.pk)
     assert first.summary["case"] == task.assignment.case_label and first.summary["visit"] == "BL"
     assert set(first.summary["lesions"]) == {"T01", "T02", "NT01"}
-    assert first.summary["lesions"]["T01"]["long_mm"] == [None, "23.0"]
+    assert first.summary["lesions"]["T01"]["long_axis_mm"] == [None, "23.0"]
+    assert first.summary["lesions"]["NT01"]["measured_on"] == [None, f"{non_target_image['sop']}/1"]
     assert first.summary["new_lesions"] == [None, "none"]
     changed = second.summary["lesions"]
     assert set(changed) == {"T01", "NT01"} and "new_lesions" not in second.summary
-    assert changed["T01"]["long_mm"] == ["23.0", "24.0"] and set(changed["T01"]) == {"long_mm", "long_points"}
-    assert changed["NT01"]["status"] == ["present", None] and changed["NT01"]["category"] == ["non_target", None]
+    assert changed["T01"]["long_axis_mm"] == ["23.0", "24.0"]
+    assert set(changed["T01"]) == {"long_axis_mm", "long_axis_line"}
+    assert changed["NT01"]["lesion_status"] == ["present", None]
+    assert changed["NT01"]["lesion_category"] == ["non_target", None]
     assert audit_verify().intact
+    # The audit page says it in the reader's language: every key and coded value in words.
+    from django.utils import translation
+
+    from ctims.audit_display import summary_items
+
+    with translation.override("ko"):
+        shown = " ".join(f"{key} {value}" for key, value in summary_items(first))
+    for english in ("long_axis", "lesion_status", "present", "non_target", "measured_on", "none"):
+        assert english not in shown, english
+    assert "장축 (mm)" in shown and "없음" in shown

@@ -23,22 +23,31 @@ TABLES = {
     "reads_adjudication_timepoints": SIGNED_ADJUDICATION,
 }
 
-# PostgreSQL allows no subquery in a trigger's WHEN: the function itself asks whether the adjudication is signed.
-POSTGRESQL_FUNCTION = f"""
+# PostgreSQL allows no subquery in a trigger's WHEN: a function of their own asks whether the adjudication whose
+# visit rows change is signed.
+POSTGRESQL_FUNCTIONS = f"""
 CREATE OR REPLACE FUNCTION reads_refuse_record_change() RETURNS trigger AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'reads_adjudication_timepoints' AND NOT {SIGNED_ADJUDICATION} THEN
-        IF TG_OP = 'DELETE' THEN
-            RETURN OLD;
-        END IF;
-        RETURN NEW;
-    END IF;
     RAISE EXCEPTION '{MESSAGE}: % refused on %', TG_OP, TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
+CREATE OR REPLACE FUNCTION reads_refuse_decided_visits_change() RETURNS trigger AS $$
+BEGIN
+    IF {SIGNED_ADJUDICATION} THEN
+        RAISE EXCEPTION '{MESSAGE}: % refused on %', TG_OP, TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
 """
 POSTGRESQL_WHEN = {"reads_transfer": "OLD.state = 'ready'"}
+POSTGRESQL_FUNCTION_OF = {"reads_adjudication_timepoints": "reads_refuse_decided_visits_change"}
+FUNCTIONS = ("reads_refuse_record_change", "reads_refuse_decided_visits_change")
 
 
 def _name(table: str) -> str:
@@ -46,14 +55,15 @@ def _name(table: str) -> str:
 
 
 def _postgresql() -> list[str]:
-    statements = [POSTGRESQL_FUNCTION]
+    statements = [POSTGRESQL_FUNCTIONS]
     for table in TABLES:
         when = POSTGRESQL_WHEN.get(table)
         condition = f" WHEN ({when})" if when else ""
+        function = POSTGRESQL_FUNCTION_OF.get(table, "reads_refuse_record_change")
         statements.append(f"DROP TRIGGER IF EXISTS {_name(table)} ON {table}")
         statements.append(
             f"CREATE TRIGGER {_name(table)} BEFORE UPDATE OR DELETE ON {table} "
-            f"FOR EACH ROW{condition} EXECUTE FUNCTION reads_refuse_record_change()"
+            f"FOR EACH ROW{condition} EXECUTE FUNCTION {function}()"
         )
     return statements
 
@@ -84,7 +94,8 @@ def backwards(apps, schema_editor):
     if vendor == "postgresql":
         for table in TABLES:
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {_name(table)} ON {table}", params=None)
-        schema_editor.execute("DROP FUNCTION IF EXISTS reads_refuse_record_change()", params=None)
+        for function in FUNCTIONS:
+            schema_editor.execute(f"DROP FUNCTION IF EXISTS {function}()", params=None)
     elif vendor == "sqlite":
         for statement in _sqlite():
             if statement.startswith("DROP"):

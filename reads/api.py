@@ -23,7 +23,11 @@ class ReadResultOut(serializers.Serializer):
     overall_response = serializers.CharField(source="overall", allow_blank=True)
     target_response = serializers.CharField(source="target", allow_blank=True)
     non_target_response = serializers.CharField(source="non_target", allow_blank=True)
-    new_lesions = serializers.CharField(allow_blank=True)
+    new_lesions = serializers.CharField(
+        allow_blank=True,
+        help_text='At a follow-up, the reader\'s assessment of new lesions: "NONE", "EQUIVOCAL" or "UNEQUIVOCAL"; '
+        "empty at baseline, where RECIST 1.1 assesses none (as the transfer's tables and SDTM RS leave it).",
+    )
     sum_of_diameters_mm = serializers.CharField(
         source="sum_mm",
         allow_blank=True,

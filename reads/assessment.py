@@ -126,7 +126,6 @@ def assess_baseline(content: Content) -> dict:
         baseline=True,
         sum_mm=mm_text(total),
         baseline_sum_mm=mm_text(total),
-        new_lesions="NONE",
         response_display=response_label(None),
         problems=problems,
     )
@@ -175,6 +174,16 @@ def assess_follow_up(
         lesions=lesions,
     )
     return _follow_up_json(result, problems)
+
+
+def new_lesions_assessed(assessment: dict | None) -> str:
+    """A read's assessment of new lesions as every output gives it (results page and CSV, API, transfer tables):
+    RECIST 1.1 assesses new lesions at follow-ups only (section 4.3.1: a new lesion is one not seen at baseline),
+    so a baseline has none to give: "". A baseline signed before this was settled keeps "NONE" in its stored,
+    signed assessment; it is not an assessment either, and is given as "" all the same."""
+    if not assessment or assessment.get("baseline"):
+        return ""
+    return assessment.get("new_lesions") or ""
 
 
 def _assessment_json(**values) -> dict:

@@ -5,15 +5,17 @@ A read design's settings are named by its fields' names; responses stay RECIST's
 
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
-from .models import ReadDesign, ReadTask, TimepointResult
+from .models import Lesion, ReadDesign, ReadTask, TimepointResult
 from .read_services import READER_MEANING
 from .results import ADJUDICATOR_MEANING
+from .selectors import STATUS_LABELS
 
 ACTIONS = {
     "read_design.create": pgettext_lazy("audit action", "Read design set"),
     "read_design.update": pgettext_lazy("audit action", "Read design changed"),
     "read_task.create": pgettext_lazy("audit action", "Read task created"),
     "read_task.open": pgettext_lazy("audit action", "Read task opened"),
+    "read.save": pgettext_lazy("audit action", "Read draft saved"),
     "read.sign": pgettext_lazy("audit action", "Read signed"),
     "read.correct": pgettext_lazy("audit action", "Correction started"),
     "read.correction_discard": pgettext_lazy("audit action", "Correction discarded"),
@@ -74,6 +76,18 @@ KEYS = {
     "subjects": pgettext_lazy("audit key", "subjects"),
     "version": pgettext_lazy("audit key", "version"),
     "sr": pgettext_lazy("audit key", "structured report (SOP Instance UID)"),
+    "lesions": pgettext_lazy("audit key", "lesions changed (before, after)"),
+    "new_lesions": pgettext_lazy("audit key", "new lesions (before, after)"),
+    # The fields of a lesion in a draft save's changes (reads.read_services.AUDITED_FIELDS).
+    "lesion_category": pgettext_lazy("audit key", "category"),
+    "finding_site": pgettext_lazy("audit key", "finding site (SNOMED CT)"),
+    "lymph_node": pgettext_lazy("audit key", "lymph node"),
+    "lesion_status": pgettext_lazy("audit key", "status"),
+    "long_axis_mm": pgettext_lazy("audit key", "long axis (mm)"),
+    "short_axis_mm": pgettext_lazy("audit key", "short axis (mm)"),
+    "long_axis_line": pgettext_lazy("audit key", "long axis line (image column, row)"),
+    "short_axis_line": pgettext_lazy("audit key", "short axis line (image column, row)"),
+    "measured_on": pgettext_lazy("audit key", "image (UID/frame)"),
 }
 _BASELINE = {"baseline": pgettext_lazy("audit value", "baseline")}
 _WHY = {
@@ -94,6 +108,13 @@ VALUES = {
     "from_overall_response": _BASELINE,
     "to_overall_response": _BASELINE,
     "why": _WHY,
+    "lesion_category": dict(Lesion.Category.choices),
+    "lesion_status": STATUS_LABELS,
+    "new_lesions": {
+        "none": pgettext_lazy("new lesions", "none"),
+        "equivocal": pgettext_lazy("new lesions", "equivocal"),
+        "unequivocal": pgettext_lazy("new lesions", "unequivocal"),
+    },
     "reason": {
         "read tasks created": pgettext_lazy("audit value", "read tasks created"),
         "readers disagree": pgettext_lazy("audit value", "readers disagree"),

@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create, signature_verify, signing, user_id_asked
+from ctims.signatures import signature_create, signature_verify, signing
 from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Instance, Timepoint
 
@@ -27,7 +27,7 @@ from . import results
 from .assessment import assess_baseline, assess_follow_up
 from .content import Content, ContentError, drawn_length_mm, mm_text, parse_content
 from .models import Lesion, Measurement, Read, ReaderAssignment, ReadTask
-from .services import held_by, may_open
+from .services import held_by, may_open, signer_components
 from .sr import SRError
 from .sr_store import read_sr_store
 
@@ -338,15 +338,80 @@ def read_save(*, actor, task_id: int, raw, based_on: str | None = None) -> Read:
         stale = based_on is not None and based_on != draft_revision(read)
         if stale and (read is None or read.content != content.as_json()):
             raise _changed_elsewhere()
+        before = read.content if read is not None else None
         if read is None:
             read = Read(task=task, version=1)
         read.content = content.as_json()
         read.assessment = assess(task, content)
         read.save()
+        changes = content_changes(before, read.content)
+        if changes:
+            audit_record(
+                actor=actor,
+                action="read.save",
+                obj=read,
+                trial_id=task.design.trial_id,
+                summary={
+                    "case": task.assignment.case_label,
+                    "visit": task.timepoint.visit.code,
+                    "version": read.version,
+                }
+                | changes,
+            )
         if task.state == ReadTask.State.OPEN:
             task.state = ReadTask.State.IN_PROGRESS
             task.save(update_fields=["state"])
     return read
+
+
+# What the audit trail calls each field of a lesion's entry (names of their own: the audit page translates them,
+# and no other app's key of the same name, a trial "site" say, is taken for one); `image` as its SOP Instance UID
+# and frame.
+AUDITED_FIELDS = {
+    "category": "lesion_category",
+    "site": "finding_site",
+    "is_node": "lymph_node",
+    "status": "lesion_status",
+    "long_mm": "long_axis_mm",
+    "short_mm": "short_axis_mm",
+    "long_points": "long_axis_line",
+    "short_points": "short_axis_line",
+    "image": "measured_on",
+}
+
+
+def _by_label(content: dict | None) -> dict[str, dict]:
+    """A read's content (`Content.as_json`) as {label: its entry's fields under their audited names}."""
+    out = {}
+    for key, category in (("targets", "target"), ("non_targets", "non_target"), ("new", "new")):
+        for entry in (content or {}).get(key, []):
+            fields = {"category": category} | {k: v for k, v in entry.items() if k != "label"}
+            if fields.get("image"):
+                fields["image"] = f"{fields['image']['sop']}/{fields['image'].get('frame', 1)}"
+            out[entry["label"]] = {AUDITED_FIELDS.get(k, k): v for k, v in fields.items()}
+    return out
+
+
+def content_changes(before: dict | None, after: dict) -> dict:
+    """What a save changed in a read's draft, for its audit event (21 CFR 11.10(e)): under "lesions", each lesion
+    added, changed or removed, by label, with each field that changed as [before, after] (None where the lesion
+    was not there); under "new_lesions", the reader's call on new lesions as [before, after] if it changed.
+    Empty if the save changed nothing (a save repeated, a tab that sent what was there): no event then, so the
+    trail holds one event per save that changed the read, and each says exactly what changed."""
+    old, new = _by_label(before), _by_label(after)
+    lesions = {}
+    for label in sorted(set(old) | set(new)):
+        was, now = old.get(label, {}), new.get(label, {})
+        fields = {
+            key: [was.get(key), now.get(key)] for key in sorted(set(was) | set(now)) if was.get(key) != now.get(key)
+        }
+        if fields:
+            lesions[label] = fields
+    out: dict = {"lesions": lesions} if lesions else {}
+    call_before = (before or {}).get("new_lesions")
+    if call_before != after.get("new_lesions"):
+        out["new_lesions"] = [call_before, after.get("new_lesions")]
+    return out
 
 
 def ready_to_sign(read: Read) -> bool:
@@ -522,14 +587,12 @@ def read_sign(
         read.save(update_fields=["assessment", "updated_at"])
         signature = signature_create(
             user=actor,
-            password=password,
             meaning=READER_MEANING,
             obj=read,
             content=signed_content(read),
             trial_id=task.design.trial_id,
             second_factor_required=task.design.trial.two_factor_at_signing,
-            second_factor=second_factor,
-            user_id=user_id if user_id_asked(request) else None,
+            **signer_components(request=request, password=password, second_factor=second_factor, user_id=user_id),
         )
         _record_lesions(read, content)
         try:

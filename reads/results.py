@@ -21,14 +21,15 @@ from guardian.shortcuts import assign_perm
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
-from ctims.signatures import signature_create, signing, user_id_asked
+from ctims.models import AuditEvent
+from ctims.signatures import signature_create, signing
 from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Role, Timepoint
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
 from .series import AssessmentSeries, subject_series
-from .services import ADJUDICATOR_SLOT, current_readers, held_by, in_role, least_loaded
+from .services import ADJUDICATOR_SLOT, current_readers, held_by, in_role, least_loaded, signer_components
 from .sr import SRError
 from .sr_store import result_sr_store
 
@@ -338,7 +339,6 @@ def adjudicate(
         changed = [r for r in locked if r.read_id != chosen[r.timepoint_id].pk]
         signature = signature_create(
             user=actor,
-            password=password,
             meaning=ADJUDICATOR_MEANING,
             obj=adjudication,
             content={
@@ -352,8 +352,7 @@ def adjudicate(
             },
             trial_id=task.design.trial_id,
             second_factor_required=task.design.trial.two_factor_at_signing,
-            second_factor=second_factor,
-            user_id=user_id if user_id_asked(request) else None,
+            **signer_components(request=request, password=password, second_factor=second_factor, user_id=user_id),
         )
         adjudication.chosen_slot = slot
         adjudication.reason = reason.strip()
@@ -402,10 +401,34 @@ def adjudicate(
 
 def adjudication_signature_check(signature) -> str:
     """The problem, if any, with the adjudication an adjudicator's signature names (21 CFR 11.70): it must still
-    hold that signature. (What it covered, the reads compared and the results changed, was the state of the moment;
-    the signature's event in the chain keeps its hash.) "" if it does."""
-    if not Adjudication.objects.filter(pk=int(signature.object_id), signature=signature).exists():
+    hold that signature, and still say what its decision's audit event recorded when it was signed: the reader
+    chosen, the reason, the visits decided and the moment. (The signed content also named the reads compared and
+    the results changed, the state of the moment that the hash alone keeps; what the adjudication row holds is
+    checked against the hash-chained event, as `audit_verify` trusts the chain first.) "" if it does."""
+    adjudication = Adjudication.objects.filter(pk=int(signature.object_id), signature=signature).first()
+    if adjudication is None:
         return "the adjudication it names does not hold it"
+    event = (
+        AuditEvent.objects.filter(
+            action="adjudication.decide", object_type="reads.adjudication", object_id=str(adjudication.pk)
+        )
+        .order_by("seq")
+        .first()
+    )
+    if event is None:
+        return "no audit event recorded its decision"
+    held = {
+        "chosen_slot": adjudication.chosen_slot,
+        "reason": adjudication.reason,
+        "visits": list(adjudication.timepoints.order_by("visit__order").values_list("visit__code", flat=True)),
+        "signature": signature.pk,
+    }
+    # An event of an older release may lack a key: what it recorded is checked.
+    changed = sorted(key for key in held if key in event.summary and event.summary[key] != held[key])
+    if adjudication.decided_at != signature.at:
+        changed.append("decided_at")
+    if changed:
+        return f"the adjudication was changed after it was signed ({', '.join(changed)})"
     return ""
 
 

@@ -9,8 +9,9 @@ area user guide's RECIST 1.1 conventions:
   lesion's tracking UID, as in the evaluator's DICOM SR.
 - TR holds each evaluator's measurements per visit: TRTESTCD LDIAM (longest diameter) for a non-nodal target,
   LPERP (longest perpendicular, the short axis) for a nodal one, TUMSTATE for non-target and new lesions, and
-  SUMDIAM, the sum of diameters. A lesion "too small to measure" has TRORRES "TOO SMALL TO MEASURE" and the
-  standard result 5 mm (RECIST 1.1 section 3.2.2's default); one that disappeared measures 0 mm.
+  SUMDIAM, the sum of diameters. Lengths are millimetres with their tenth, in TRORRES, TRSTRESC and TRSTRESN
+  alike ("23.0", 23.0). A lesion "too small to measure" has TRORRES "TOO SMALL TO MEASURE" and the standard
+  result 5.0 mm (RECIST 1.1 section 3.2.2's default); one that disappeared measures 0.0 mm.
 - RS holds each evaluator's responses per follow-up visit (TRGRESP, NTRGRESP, NEWLPROG, OVRLRESP) and the best
   overall response per subject (BESTRESP). RSACPTFL = "Y" marks the assessment that stands (the accepted one).
 - --EVAL is "INDEPENDENT ASSESSOR"; --EVALID is "RADIOLOGIST 1", "RADIOLOGIST 2" or "ADJUDICATOR". A reader who
@@ -35,6 +36,8 @@ from datetime import date, datetime
 
 from ctims import safe_csv
 
+from .criteria.recist11 import TOO_SMALL_DEFAULT
+
 ASSESSOR = "INDEPENDENT ASSESSOR"
 ADJUDICATOR = 0  # the adjudicator's evaluator number; readers are 1, 2 and, after a replacement, 3, 4, ...
 EVALUATORS = {1: "RADIOLOGIST 1", 2: "RADIOLOGIST 2", ADJUDICATOR: "ADJUDICATOR"}  # the EVALID code list's own
@@ -47,7 +50,7 @@ def evaluator_id(evaluator: int) -> str:
 
 CATEGORY = "RECIST 1.1"
 TOO_SMALL = "TOO SMALL TO MEASURE"
-TOO_SMALL_MM = 5  # RECIST 1.1 section 3.2.2: a lesion too small to measure counts 5 mm
+TOO_SMALL_TENTHS = TOO_SMALL_DEFAULT  # RECIST 1.1 section 3.2.2: a lesion too small to measure counts 5 mm
 NOT_EVALUABLE = "NOT EVALUABLE"
 # The engine's response codes as the RECIST supplement writes them.
 RESPONSES = {"CR": "CR", "PR": "PR", "SD": "SD", "PD": "PD", "NE": "NE", "NON_CR_NON_PD": "NON-CR/NON-PD"}
@@ -328,7 +331,10 @@ METHODS = {
     "SEQ": "Numbered from 1 within each subject after sorting the dataset by its keys.",
     "DY": "Days from the subject's baseline scan to this scan, plus 1 on or after the baseline scan (no day 0).",
     "ACPTFL": "Y on the records of the assessment that stands: the readers' agreement or the adjudicator's choice.",
-    "STRES": "The original result in millimetres; TOO SMALL TO MEASURE is standardised to 5 mm.",
+    "STRES": (
+        "The length in millimetres with one decimal (TRSTRESC the text of TRSTRESN): a measured lesion's and the sum's "
+        "as measured, a lesion TOO SMALL TO MEASURE 5.0 (RECIST 1.1 section 3.2.2), one that disappeared 0.0."
+    ),
     "RESPONSE": "Computed by the RECIST 1.1 engine from the evaluator's measurements and signed by the evaluator.",
 }
 
@@ -382,12 +388,19 @@ def tu_rows(delivery: Delivery) -> list[dict]:
 def _target_result(lesion: LesionObservation) -> dict:
     axis = lesion.short_axis if lesion.is_node else lesion.long_axis
     if lesion.status == "measured" and axis is not None:
-        return {"TRORRES": mm(axis), "TRORRESU": "mm", "TRSTRESC": mm(axis), "TRSTRESN": axis / 10, "TRSTRESU": "mm"}
+        return {"TRORRES": mm(axis), "TRORRESU": "mm"} | _standard_mm(axis)
     if lesion.status == "too_small":
-        return {"TRORRES": TOO_SMALL, "TRSTRESC": str(TOO_SMALL_MM), "TRSTRESN": float(TOO_SMALL_MM), "TRSTRESU": "mm"}
+        return {"TRORRES": TOO_SMALL} | _standard_mm(TOO_SMALL_TENTHS)
     if lesion.status == "disappeared":
-        return {"TRORRES": "0", "TRORRESU": "mm", "TRSTRESC": "0", "TRSTRESN": 0.0, "TRSTRESU": "mm"}
+        return {"TRORRES": mm(0), "TRORRESU": "mm"} | _standard_mm(0)
     return {"TRSTAT": "NOT DONE", "TRREASND": NOT_EVALUABLE}
+
+
+def _standard_mm(tenths: int) -> dict:
+    """A length's standard result: TRSTRESN in millimetres, and TRSTRESC the same number as text, written as every
+    length of the datasets is, with its tenth ("23.0", "5.0", "0.0"): SDTMIG 3.2 4.5.1, TRSTRESC is the
+    character form of TRSTRESN, so one value never reads "5" beside another's "23.0"."""
+    return {"TRSTRESC": mm(tenths), "TRSTRESN": tenths / 10, "TRSTRESU": "mm"}
 
 
 def _state_result(lesion: LesionObservation, new_lesions: str) -> dict:
@@ -436,10 +449,8 @@ def tr_rows(delivery: Delivery) -> list[dict]:
                     "TRTEST": TR_TESTS["SUMDIAM"],
                     "TRORRES": mm(total),
                     "TRORRESU": "mm",
-                    "TRSTRESC": mm(total),
-                    "TRSTRESN": total / 10,
-                    "TRSTRESU": "mm",
                 }
+                | _standard_mm(total)
             )
     return rows
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy
 from ctims.models import Signature
 from trials.models import Study, Timepoint, Trial
 
-from .assessment import assessment_display, response_label
+from .assessment import assessment_display, new_lesions_assessed, response_label
 from .content import mm_text
 from .criteria import recist11
 from .models import (
@@ -328,7 +328,7 @@ def adjudication_page(task: ReadTask) -> dict:
                     "overall": response_label(a.get("overall_response")) if read else "",
                     "target": response_label(a.get("target_response")) if a.get("target_response") else "",
                     "non_target": response_label(a.get("non_target_response")) if a.get("non_target_response") else "",
-                    "new_lesions": a.get("new_lesions") or "",
+                    "new_lesions": new_lesions_assessed(a),
                     "sum_mm": a.get("sum_mm"),
                     "lesions": _lesion_rows(read) if read else [],
                 }
@@ -434,7 +434,7 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
                 "overall_label": response_label(assessment.get("overall_response")),
                 "target": assessment.get("target_response") or "",
                 "non_target": assessment.get("non_target_response") or "",
-                "new_lesions": assessment.get("new_lesions") or "",
+                "new_lesions": new_lesions_assessed(assessment),
                 "sum_mm": assessment.get("sum_mm") or "",
                 "source": result.source,
                 "source_label": source_label(result, adjudicated),

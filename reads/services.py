@@ -17,6 +17,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, ValidationFailed
+from ctims.signatures import user_id_asked
 from trials.models import Membership, Role, Subject, Timepoint, Trial
 from trials.services import timepoint_transition
 
@@ -48,6 +49,18 @@ ENDPOINT_FIELDS = (
     "sd_minimum_days",
     "sd_window_days",
 )
+
+
+def signer_components(*, request, password: str, second_factor: str = "", user_id: str = "") -> dict:
+    """The components a reader's or an adjudicator's signature is checked with, as `signature_create` takes them:
+    the password, the one-time code, and the user ID typed where the signing is the first of its log-in
+    (`user_id_asked`, 21 CFR 11.200(a)(1)(i)), None where it is not (the form did not ask for it). The one place
+    that decides it for the read and the adjudication alike; the pages ask by the same function."""
+    return {
+        "password": password,
+        "second_factor": second_factor,
+        "user_id": user_id if user_id_asked(request) else None,
+    }
 
 
 def design_fixed(design: ReadDesign | None) -> frozenset[str]:

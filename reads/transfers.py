@@ -3,9 +3,10 @@
 A sponsor viewer or trial admin requests a transfer (`transfer_request`); the commit queues `build_transfer`,
 which calls `transfer_build`: it gathers every subject's assessment series as locked by the cut-off
 (`reads.series.trial_series`), writes SDTM TU/TR/RS as SAS transport v5 and CSV (`reads.sdtm`), their
-define.xml (`reads.define_xml`), plain lesion, visit and subject tables, every SR of a read in the transfer, and
-a manifest with each file's SHA-256, the transfer's number, cut-off, the transfer it supersedes and what changed
-per subject since then. The zip is written once, atomically, to the "transfers" storage, listed, and downloaded
+define.xml (`reads.define_xml`), plain lesion, visit and subject tables, every SR of a read in the transfer
+(with every SR a correction or an adjudication replaced, under superseded/), and a manifest with each file's
+SHA-256, the transfer's number, cut-off, the transfer it supersedes, what changed per subject since then and
+which SR replaces which. The zip is written once, atomically, to the "transfers" storage, listed, and downloaded
 as often as needed (`transfer_open`, audited each time).
 
 Reproducible: every file but the manifest depends only on the data as locked by the cut-off (sorted rows, sorted
@@ -20,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -42,6 +44,7 @@ from trials.ingest.subject_keys import subject_space
 from trials.models import Instance, Series, Timepoint, Trial
 
 from . import define_xml, sdtm
+from .assessment import new_lesions_assessed
 from .models import DeliverySettings, Read, ReadDesign, ReaderAssignment, TimepointResult, Transfer, reader_code
 from .quality import transfer as quality_transfer
 from .sites import BY_CODE
@@ -248,9 +251,9 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         transfer.save(update_fields=["state", "progress", "step", "error"])
     try:
         previous = transfer_predecessor(transfer)
-        files, fingerprints, mismatches = build_files(transfer)
+        files, fingerprints, srs = build_files(transfer)
         changes = changes_since(previous.fingerprints if previous else None, fingerprints)
-        files.update(manifest_files(transfer, previous, files, changes, mismatches))
+        files.update(manifest_files(transfer, previous, files, changes, srs["mismatches"], srs["replacements"]))
         data = zip_bytes(files)
         key = f"{transfer.trial.code}/{transfer.filename}"
         store.write_once(
@@ -379,6 +382,7 @@ class Gathered:
     subjects: list[dict]
     srs: list[tuple[str, str]]  # (path in the zip, storage key in the image store)
     sr_evaluators: dict[str, int]  # path in the zip: the evaluator number of the read the SR holds or accepts
+    sr_replacements: list[dict]  # each SR of the transfer that replaces another one of it (`_sr_history`)
     data_time: datetime
     fingerprints: dict
 
@@ -437,6 +441,7 @@ def gather(transfer: Transfer) -> Gathered:
     subject_rows: list[dict] = []
     srs: list[tuple[str, int]] = []  # (path in the zip, SR instance id)
     sr_evaluators: dict[str, int] = {}
+    replacements: list[dict] = []
     times: list[datetime] = []
     fingerprints: dict = {}
     designed = ReadDesign.objects.filter(trial=trial).exists()  # without a read design nothing was ever read
@@ -476,7 +481,7 @@ def gather(transfer: Transfer) -> Gathered:
                     accepted=v.accepted,
                     target_response=a.get("target_response") or "",
                     non_target_response=a.get("non_target_response") or "",
-                    new_lesions="" if v.baseline else (a.get("new_lesions") or ""),
+                    new_lesions="" if v.baseline else new_lesions_assessed(a),
                     overall_response=v.overall_response,
                     sum_of_diameters=_tenths(a.get("sum_mm")),
                     lesions=_observations(read, seen, series_methods),
@@ -500,6 +505,16 @@ def gather(transfer: Transfer) -> Gathered:
                     path = f"sr/{code}/{v.visit_code}-R{number}.dcm"
                     srs.append((path, read.sr_instance_id))
                     sr_evaluators[path] = number
+                    # The versions this read corrected, each with its own signed SR: the history of the record.
+                    versions = _read_versions(read)
+                    paths = [_read_sr_path(code, v.visit_code, number, version, read) for version in versions]
+                    for version, version_path in zip(versions[:-1], paths[:-1], strict=True):
+                        srs.append((version_path, version.sr_instance_id))
+                        sr_evaluators[version_path] = number
+                    replacements.extend(
+                        _replacement(newer, "read corrected", older)
+                        for older, newer in zip(paths, paths[1:], strict=False)
+                    )
             ep = reader_series.endpoints
             if ep is not None:
                 endpoints.append(sdtm.SubjectEndpoint(code, number, number == accepted, ep.best_response.value))
@@ -511,6 +526,26 @@ def gather(transfer: Transfer) -> Gathered:
                 path = f"sr/{code}/{v.visit_code}-result.dcm"
                 srs.append((path, v.result.sr_instance_id))
                 sr_evaluators[path] = standing[v.timepoint.pk]
+            if v.result is not None:
+                # The results the visit's standing one replaced, oldest first: the SR each stood on stays delivered.
+                chain = _result_versions(v.result)
+                paths = []
+                for k, version in enumerate(chain, start=1):
+                    evaluator = version.read.task.assignment.evaluator_number
+                    if version.sr_instance_id is None:  # it stood on its read's own SR, delivered above
+                        paths.append(f"sr/{code}/{v.visit_code}-R{evaluator}.dcm")
+                    elif version.pk == v.result.pk:
+                        paths.append(f"sr/{code}/{v.visit_code}-result.dcm")
+                    else:
+                        older_path = f"sr/{code}/superseded/{v.visit_code}-result-v{k}.dcm"
+                        srs.append((older_path, version.sr_instance_id))
+                        sr_evaluators[older_path] = evaluator
+                        paths.append(older_path)
+                replacements.extend(
+                    _replacement(newer, "result changed by adjudication", older)
+                    for older, newer in zip(paths, paths[1:], strict=False)
+                    if older != newer
+                )
             adjudication = adjudicated.get(v.timepoint.pk)
             if adjudication is None:
                 continue
@@ -547,9 +582,45 @@ def gather(transfer: Transfer) -> Gathered:
         subjects=subject_rows,
         srs=sorted((path, keys[pk]) for path, pk in srs),
         sr_evaluators=sr_evaluators,
+        sr_replacements=sorted(replacements, key=lambda r: (r["sr"], r["replaces"])),
         data_time=max(times, default=EMPTY_DATA_TIME),
         fingerprints=fingerprints,
     )
+
+
+def _read_versions(read: Read) -> list[Read]:
+    """The signed versions of a reader's read of a visit up to `read`, oldest first: the reads each correction
+    superseded (a correction is signed only while the visit is not locked, so all were signed before it)."""
+    versions = {r.pk: r for r in read.task.reads.all()}  # prefetched by reads.series with their signatures
+    chain = [read]
+    while chain[0].supersedes_id is not None:
+        chain.insert(0, versions.get(chain[0].supersedes_id) or chain[0].supersedes)
+    return [r for r in chain if r.sr_instance_id]
+
+
+def _read_sr_path(code: str, visit: str, evaluator: int, version: Read, current: Read) -> str:
+    """Where a version of an evaluator's read of a visit has its SR in the zip: the current one's beside the other
+    evaluators', each version it superseded under superseded/ with its version number."""
+    if version.pk == current.pk:
+        return f"sr/{code}/{visit}-R{evaluator}.dcm"
+    return f"sr/{code}/superseded/{visit}-R{evaluator}-v{version.version}.dcm"
+
+
+def _result_versions(result: TimepointResult) -> list[TimepointResult]:
+    """A visit's results up to `result`, oldest first: each adjudication that changed or confirmed a locked
+    visit's result made a new one superseding the one before (a result row never changes)."""
+    chain = [result]
+    while chain[0].supersedes_id is not None:
+        chain.insert(
+            0,
+            TimepointResult.history.select_related("read__task__assignment").get(pk=chain[0].supersedes_id),
+        )
+    return chain
+
+
+def _replacement(sr: str, why: str, replaces: str) -> dict:
+    """One entry of the manifest's sr_replacements: the SR at `sr` replaces the one at `replaces`."""
+    return {"sr": sr, "replaces": replaces, "why": why}
 
 
 def _chosen(adjudications) -> set[int]:
@@ -610,8 +681,8 @@ def _lesion_rows(record: sdtm.VisitAssessment) -> list[dict]:
             axis = lesion.short_axis if lesion.is_node else lesion.long_axis
             counted = {
                 "measured": sdtm.mm(axis) if axis is not None else "",
-                "too_small": str(sdtm.TOO_SMALL_MM) + ".0",
-                "disappeared": "0.0",
+                "too_small": sdtm.mm(sdtm.TOO_SMALL_TENTHS),
+                "disappeared": sdtm.mm(0),
             }.get(lesion.status, "")
         rows.append(
             _where(record)
@@ -716,9 +787,10 @@ def table_bytes(columns: list[str], rows: list[dict]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict, list[dict]]:
-    """Every file of the transfer but the manifest, by path in the zip; the per-subject fingerprints; and the SRs
-    that name another evaluator than the read they hold (`sr_observer_mismatch`)."""
+def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict, dict]:
+    """Every file of the transfer but the manifest, by path in the zip; the per-subject fingerprints; and what the
+    manifest says of its SRs: those that name another evaluator than the read they hold (`sr_observer_mismatch`)
+    and which SR replaces which (`sr_replacements`)."""
     _progress(transfer, "collect", 1)
     gathered = gather(transfer)
     _progress(transfer, "collect")
@@ -756,7 +828,7 @@ def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict, list[dict]]
         if n % 10 == 0 or n == len(gathered.srs):
             _progress(transfer, "srs", start + (end - start) * n // len(gathered.srs))
     _progress(transfer, "srs")
-    return files, gathered.fingerprints, mismatches
+    return files, gathered.fingerprints, {"mismatches": mismatches, "replacements": gathered.sr_replacements}
 
 
 def changes_since(previous: dict | None, current: dict) -> dict:
@@ -795,6 +867,15 @@ ADJUDICATED_NOTE = (
     "only for the visits the readers disagreed on and the adjudicator decided, the visits the reader-quality "
     "report counts as adjudicated."
 )
+REPLACEMENTS_NOTE = (
+    "Signed SRs never change: a correction is a new SR. sr/<subject>/ holds each visit's current SRs; "
+    "sr/<subject>/superseded/ holds every SR one of them replaced, so the history of a corrected result can be "
+    "read: a reader's read corrected before the visit locked (<visit>-R<n>-v<version>.dcm) and a result SR an "
+    "adjudication replaced (<visit>-result-v<n>.dcm, n counting the visit's results from 1). sr_replacements "
+    'lists each replacement: "sr" replaces "replaces", "why" is "read corrected" or "result changed by '
+    "adjudication\" (the visit's result moved from the SR it stood on to another one). Each SR also names the SRs "
+    "it replaces in its Predecessor Documents Sequence (0040,A360)."
+)
 OBSERVER_NOTE = (
     "An SR listed in sr_observer_mismatches was signed before CTIMS numbered a reader who took a case over from "
     "a retired one as an evaluator of their own: the SR names that reader by the place they took "
@@ -804,6 +885,9 @@ OBSERVER_NOTE = (
 )
 
 
+RESULT_SR = re.compile(r"-result(-v\d+)?\.dcm$")  # a result SR's path in the zip, current or superseded
+
+
 def sr_observer_mismatch(path: str, data: bytes, evaluator: int) -> dict | None:
     """An SR of the transfer that names another reader than `evaluator`, whose read it holds (a reader's SR: its
     verifying observer) or accepts (a result SR: its series description); None if it names them right."""
@@ -811,7 +895,7 @@ def sr_observer_mismatch(path: str, data: bytes, evaluator: int) -> dict | None:
         io.BytesIO(data), stop_before_pixels=True, specific_tags=["VerifyingObserverSequence", "SeriesDescription"]
     )
     expected = reader_code(evaluator)
-    if path.endswith("-result.dcm"):
+    if RESULT_SR.search(path):
         names = accepted_in_description(str(dataset.get("SeriesDescription", "")))
         if names is None:
             return None
@@ -822,10 +906,16 @@ def sr_observer_mismatch(path: str, data: bytes, evaluator: int) -> dict | None:
 
 
 def manifest_files(
-    transfer: Transfer, previous: Transfer | None, files: dict[str, bytes], changes: dict, mismatches: list[dict]
+    transfer: Transfer,
+    previous: Transfer | None,
+    files: dict[str, bytes],
+    changes: dict,
+    mismatches: list[dict],
+    replacements: list[dict] = (),
 ) -> dict:
     """manifest.json (the transfer, its cut-off, predecessor, every file's SHA-256, what changed, any reader's
-    SR that names another evaluator than its file) and a `sha256sum -c` list of every file."""
+    SR that names another evaluator than its file, which SR replaces which) and a `sha256sum -c` list of every
+    file."""
     listing = [
         {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         for path, data in sorted(files.items())
@@ -842,7 +932,8 @@ def manifest_files(
         "files": listing,
         "changes": changes,
         "sr_observer_mismatches": sorted(mismatches, key=lambda m: m["path"]),
-        "notes": [ENCODING_NOTE, ADJUDICATED_NOTE] + ([OBSERVER_NOTE] if mismatches else []),
+        "sr_replacements": list(replacements),
+        "notes": [ENCODING_NOTE, ADJUDICATED_NOTE, REPLACEMENTS_NOTE] + ([OBSERVER_NOTE] if mismatches else []),
     }
     blob = (json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=True) + "\n").encode("ascii")
     sums = [(entry["sha256"], entry["path"]) for entry in listing] + [

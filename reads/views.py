@@ -65,6 +65,17 @@ def _task_page(request, task: ReadTask, *, sign_error: str | None = None, status
     return render(request, template, context, status=status)
 
 
+def _signing_form(request) -> dict:
+    """What the read and adjudication forms send to sign with (templates/reads/_sign_credentials.html), as the
+    signing services take it; which of it counts is theirs to decide (`reads.services.signer_components`)."""
+    return {
+        "request": request,
+        "password": request.POST.get("password", ""),
+        "second_factor": request.POST.get("otp_code", ""),
+        "user_id": request.POST.get("user_id", ""),
+    }
+
+
 # The viewer decodes compressed frames with WebAssembly codecs; the sign and adjudicate answers re-render it.
 VIEWER_CSP = {"script-src": ["'wasm-unsafe-eval'"]}
 WORKLIST_PAGE_SIZE = 50  # tasks per page of each list of My reads
@@ -132,13 +143,10 @@ def sign(request, pk: int):
         read_services.read_sign(
             actor=request.user,
             task_id=task.pk,
-            password=request.POST.get("password", ""),
             meaning_confirmed=request.POST.get("meaning") == "author",
             confirmed_response=request.POST.get("confirmed_response", ""),
-            request=request,
-            second_factor=request.POST.get("otp_code", ""),
-            user_id=request.POST.get("user_id", ""),
             revision=request.POST.get("revision", ""),
+            **_signing_form(request),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         task.refresh_from_db()
@@ -193,11 +201,8 @@ def adjudicate(request, pk: int):
             task_id=task.pk,
             choice=request.POST.get("choice", ""),
             reason=request.POST.get("reason", ""),
-            password=request.POST.get("password", ""),
             meaning_confirmed=request.POST.get("meaning") == "adjudicator",
-            request=request,
-            second_factor=request.POST.get("otp_code", ""),
-            user_id=request.POST.get("user_id", ""),
+            **_signing_form(request),
         )
     except (ValidationFailed, InvalidState, NotPermitted) as exc:
         return _task_page(request, task, sign_error=exc.message, status=400)

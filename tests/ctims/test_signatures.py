@@ -61,3 +61,17 @@ def test_a_deactivated_person_cannot_sign(world):
 def test_a_signature_states_its_meaning(world):
     with pytest.raises(ValidationFailed, match="what the signature means"):
         signature_create(user=world.rhea, password=PASSWORD, meaning=" ", obj=world.trial, content={})
+
+
+def test_the_database_refuses_to_change_or_delete_a_signature(world):
+    """A signature is made once (11.70): audit_verify would find it changed, and the database refuses it."""
+    from django.db import DatabaseError, connection
+
+    signature = signature_create(
+        user=world.rhea, password=PASSWORD, meaning=MEANING, obj=world.trial, content={}, trial_id=world.trial.pk
+    )
+    for sql in ("UPDATE ctims_signature SET meaning = 'x'", "DELETE FROM ctims_signature"):
+        with pytest.raises(DatabaseError, match="never changes"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql)
+    signature.refresh_from_db()
+    assert signature.meaning == MEANING and signature_verify(signature, {})

@@ -585,3 +585,45 @@ def test_a_signing_that_fails_after_its_sr_was_written_leaves_no_sr_file_behind(
     monkeypatch.undo()  # the next attempt signs, and writes its SR
     save_and_sign(world.rhea, task, baseline_content(task))
     assert len(sorted((stores / "images").rglob("*.dcm"))) == len(files_before) + 1
+
+
+def test_each_draft_save_that_changes_the_read_is_audited_with_what_changed(world):
+    """21 CFR 11.10(e): the trail records the read's creation and every change to it before it is signed, one
+    event per save, naming each lesion changed with its fields before and after; a save that changes nothing
+    writes nothing."""
+    from ctims.audit import audit_verify
+
+    ready(world, "BL")
+    task = task_of(world.rhea, "BL")
+    content = baseline_content(task)
+    non_target_image = content["non_targets"][0]["image"]
+    read = read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)
+    content["targets"][0] = target(task, "T01", "24.0")
+    del content["non_targets"][0]
+    read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content, based_on=read_services.draft_revision(read))
+    read_services.read_save(actor=world.rhea, task_id=task.pk, raw=content)  # the same again: nothing changed
+
+    first, second = AuditEvent.objects.filter(action="read.save").order_by("seq")
+    assert (first.actor, first.object_id, first.trial_id) == (world.rhea, str(read.pk), world.trial.pk)
+    assert first.summary["case"] == task.assignment.case_label and first.summary["visit"] == "BL"
+    assert set(first.summary["lesions"]) == {"T01", "T02", "NT01"}
+    assert first.summary["lesions"]["T01"]["long_axis_mm"] == [None, "23.0"]
+    assert first.summary["lesions"]["NT01"]["measured_on"] == [None, f"{non_target_image['sop']}/1"]
+    assert first.summary["new_lesions"] == [None, "none"]
+    changed = second.summary["lesions"]
+    assert set(changed) == {"T01", "NT01"} and "new_lesions" not in second.summary
+    assert changed["T01"]["long_axis_mm"] == ["23.0", "24.0"]
+    assert set(changed["T01"]) == {"long_axis_mm", "long_axis_line"}
+    assert changed["NT01"]["lesion_status"] == ["present", None]
+    assert changed["NT01"]["lesion_category"] == ["non_target", None]
+    assert audit_verify().intact
+    # The audit page says it in the reader's language: every key and coded value in words.
+    from django.utils import translation
+
+    from ctims.audit_display import summary_items
+
+    with translation.override("ko"):
+        shown = " ".join(f"{key} {value}" for key, value in summary_items(first))
+    for english in ("long_axis", "lesion_status", "present", "non_target", "measured_on", "none"):
+        assert english not in shown, english
+    assert "장축 (mm)" in shown and "없음" in shown

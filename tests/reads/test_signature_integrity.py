@@ -11,7 +11,7 @@ from django.db import connection
 from ctims.models import Signature
 from ctims.signatures import signatures_verify
 from reads import results
-from reads.models import Read
+from reads.models import Adjudication, Read
 from tests.conftest import PASSWORD
 from tests.reads.flow import (
     readers_disagree_at_week_6,
@@ -104,3 +104,60 @@ def test_a_signature_no_event_recorded_is_found(signed, world):
     )
     [problem] = signatures_verify().problems
     assert f"signature #{forged.pk}" in problem and "no audit event" in problem
+
+
+@pytest.mark.parametrize(
+    ("table", "sql"),
+    [
+        ("reads_adjudication", "UPDATE reads_adjudication SET reason = 'Another reason.' WHERE id = %s"),
+        ("reads_adjudication", "UPDATE reads_adjudication SET chosen_slot = 3 - chosen_slot WHERE id = %s"),
+        ("reads_adjudication_timepoints", "DELETE FROM reads_adjudication_timepoints WHERE adjudication_id = %s"),
+    ],
+)
+def test_a_signed_adjudication_changed_in_the_database_is_found(signed, table, sql):
+    """The adjudication's choice, reason and visits are checked against its hash-chained decision event: a row
+    rewritten below the application is named, as a signed read's is."""
+    from django.db import DatabaseError, transaction
+
+    adjudication = Adjudication.objects.get(signature__isnull=False)
+    with pytest.raises(DatabaseError, match="never changes"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [adjudication.pk])  # refused while the database's refusals are on
+    _tamper(table, (sql, [adjudication.pk]))
+    [problem] = signatures_verify().problems
+    assert f"signature #{adjudication.signature_id} (reads.adjudication:{adjudication.pk})" in problem
+    assert "changed after it was signed" in problem
+
+
+def test_sqlite_refuses_what_postgresql_refuses(tmp_path):
+    """`make run`'s SQLite gets the same refusals from the migration: a signature always, a transfer once ready, the
+    visits of a signed adjudication."""
+    import importlib
+    import sqlite3
+
+    migration = importlib.import_module("reads.migrations.0012_signatures_and_delivered_transfers_never_change")
+    db = sqlite3.connect(tmp_path / "ctims.sqlite3")
+    db.execute("CREATE TABLE ctims_signature (id integer primary key, meaning text)")
+    db.execute("CREATE TABLE reads_transfer (id integer primary key, state text)")
+    db.execute("CREATE TABLE reads_adjudication (id integer primary key, signature_id integer)")
+    db.execute("CREATE TABLE reads_adjudication_timepoints (id integer primary key, adjudication_id, timepoint_id)")
+    db.executemany("INSERT INTO ctims_signature VALUES (?, ?)", [(1, "I am the author of this assessment")])
+    db.executemany("INSERT INTO reads_transfer VALUES (?, ?)", [(1, "ready"), (2, "building")])
+    db.executemany("INSERT INTO reads_adjudication VALUES (?, ?)", [(1, 1), (2, None)])  # signed, open
+    db.executemany("INSERT INTO reads_adjudication_timepoints VALUES (?, ?, ?)", [(1, 1, 10), (2, 2, 10)])
+    for statement in migration._sqlite():
+        db.execute(statement)
+    for sql in (
+        "UPDATE ctims_signature SET meaning = 'x'",
+        "DELETE FROM ctims_signature",
+        "UPDATE reads_transfer SET state = 'failed' WHERE id = 1",
+        "DELETE FROM reads_transfer WHERE id = 1",
+        "UPDATE reads_adjudication_timepoints SET timepoint_id = 11 WHERE adjudication_id = 1",
+        "DELETE FROM reads_adjudication_timepoints WHERE adjudication_id = 1",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="never changes"):
+            db.execute(sql)
+    db.execute("UPDATE reads_transfer SET state = 'ready' WHERE id = 2")  # a transfer still building moves
+    db.execute("DELETE FROM reads_adjudication_timepoints WHERE adjudication_id = 2")  # an open adjudication too
+    db.execute("INSERT INTO reads_adjudication_timepoints VALUES (3, 1, 12)")  # a replay inserts rows
+    assert db.execute("SELECT state FROM reads_transfer ORDER BY id").fetchall() == [("ready",), ("ready",)]
+    assert db.execute("SELECT meaning FROM ctims_signature").fetchall() == [("I am the author of this assessment",)]

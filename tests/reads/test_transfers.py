@@ -146,7 +146,12 @@ def test_the_sdtm_datasets_read_back_with_their_variables_types_lengths_and_valu
     by_test = {(row["TRLNKID"], row["TRTESTCD"]): row for row in rows_of(w6)}
     assert by_test[("T01", "LDIAM")]["TRORRES"] == "22.0" and by_test[("T01", "LDIAM")]["TRSTRESN"] == 22.0
     too_small = by_test[("T02", "LDIAM")]
-    assert (too_small["TRORRES"], too_small["TRSTRESC"], too_small["TRSTRESN"]) == ("TOO SMALL TO MEASURE", "5", 5.0)
+    assert (too_small["TRORRES"], too_small["TRSTRESC"], too_small["TRSTRESN"]) == ("TOO SMALL TO MEASURE", "5.0", 5.0)
+    # Every length's TRSTRESC is the text of its TRSTRESN, with its tenth, as the measured ones are.
+    lengths = tr[tr["TRTESTCD"].isin(["LDIAM", "LPERP", "SUMDIAM"]) & (tr["TRSTAT"] == "")]
+    assert len(lengths) and all(
+        row["TRSTRESC"] == f"{row['TRSTRESN']:.1f}" and row["TRSTRESU"] == "mm" for row in rows_of(lengths)
+    )
     assert by_test[("NT01", "TUMSTATE")]["TRORRES"] == "PRESENT"
     assert by_test[("", "SUMDIAM")]["TRSTRESN"] == 27.0
     assert set(w6["TRDY"]) == {float(W6_DAY + 1)} and set(w6["VISITNUM"]) == {2.0}
@@ -1043,3 +1048,142 @@ def test_the_transfers_page_says_what_a_transfer_holds(world, client, settings):
     assert "every reader's and the adjudicator's records" in page and "the reader-quality report" in page
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     assert "판독자 품질 보고서" in client.get("/reads/trials/ALPHA/transfers/").content.decode()
+
+
+def test_a_delivered_transfer_never_changes_in_the_database(world, trial_read):
+    """A transfer once ready is what the sponsor has (its SHA-256, its cut-off, what changed since the one before):
+    the database refuses to change or delete it; one still queued moves on."""
+    from django.db import DatabaseError, transaction
+
+    delivered = transfers.transfer_request(actor=world.sam, trial=world.trial)
+    transfer_zip(delivered)
+    for change in (
+        lambda: Transfer.objects.filter(pk=delivered.pk).update(sha256="0" * 64),
+        lambda: Transfer.objects.filter(pk=delivered.pk).delete(),
+    ):
+        with pytest.raises(DatabaseError, match="never changes"), transaction.atomic():
+            change()
+    assert Transfer.objects.get(pk=delivered.pk).sha256 == delivered.sha256
+
+
+def test_every_output_gives_no_new_lesion_assessment_at_baseline(world, trial_read, client, tmp_path):
+    """RECIST 1.1 assesses new lesions at follow-ups only: the results CSV, the API, the transfer's visits table
+    and RS all leave the baseline's empty (no "NONE") and give the follow-up's."""
+    client.force_login(world.sam)
+    rows = list(csv.DictReader(io.StringIO(client.get("/reads/trials/ALPHA/results.csv").content.decode())))
+    by_visit = {row["visit"]: row["new_lesions"] for row in rows if row["subject"] == AGREE}
+    assert by_visit == {"BL": "", "W6": "NONE"}
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_token(world, world.sam)}"}
+    api = client.get("/api/trials/ALPHA/read-results/", **auth).json()["results"]
+    assert {r["visit"]: r["new_lesions"] for r in api if r["subject"] == AGREE} == {"BL": "", "W6": "NONE"}
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    visits = list(csv.DictReader(io.StringIO(archive.read("tables/visits.csv").decode())))
+    assert {(r["visit"], r["new_lesions"]) for r in visits if r["subject"] == AGREE and r["accepted"] == "Y"} == {
+        ("BL", ""),
+        ("W6", "NONE"),
+    }
+    rs, _meta = read_xpt(archive, "rs", tmp_path)
+    newlprog = rs[(rs["USUBJID"] == AGREE) & (rs["RSTESTCD"] == "NEWLPROG")]
+    assert set(newlprog["VISIT"]) == {"WEEK 6"} and set(newlprog["RSORRES"]) == {"N"}
+
+
+def test_a_baseline_signed_with_new_lesions_none_is_given_without_it():
+    """Baselines signed before outputs agreed keep "NONE" in their signed assessment; no output gives it."""
+    from reads.assessment import assess_baseline, new_lesions_assessed
+    from reads.content import parse_content
+
+    assert new_lesions_assessed({"baseline": True, "new_lesions": "NONE"}) == ""
+    assert new_lesions_assessed({"baseline": False, "new_lesions": "EQUIVOCAL"}) == "EQUIVOCAL"
+    assert new_lesions_assessed(None) == ""
+    assert assess_baseline(parse_content({"targets": [], "non_targets": [], "new": []}))["new_lesions"] is None
+
+
+def _second_adjudication_for_the_other_reader(world, trial_read) -> None:
+    """ADJUDICATED, settled at week 6 for one reader's series, goes to adjudication again at week 12, where the
+    adjudicator accepts the other reader's series: the baseline's and week 6's result SRs are replaced."""
+    from reads.models import Adjudication
+    from trials.services import visit_create
+
+    visit_create(actor=world.alice, trial=world.trial, code="W12", label="Week 12", order=3, target_day=84)
+    ready(world, "W12", day=84, subject=ADJUDICATED)
+    for reader, (t1, t2) in ((world.rhea, ("15.0", "8.0")), (world.ravi, ("30.0", "13.0"))):  # PR against PD
+        task = task_of(reader, "W12", ADJUDICATED)
+        save_and_sign(reader, task, follow_up_content(task, t1, t2))
+    results.adjudicate(
+        actor=world.ada,
+        task_id=Adjudication.objects.get(subject__code=ADJUDICATED, signature__isnull=True).task.pk,
+        choice=str(trial_read["other"]),
+        reason="On review the other reader's series is right.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+
+
+def test_the_srs_a_correction_or_an_adjudication_replaced_are_delivered_and_the_manifest_says_which(world, trial_read):
+    """Sponsors see the history of a corrected result: every SR a current one replaced is in the zip under
+    superseded/, each current SR's Predecessor Documents Sequence names only SRs the zip holds, and the manifest
+    says which SR replaces which."""
+    from reads import read_services
+
+    # UNLOCKED: rhea corrects her signed baseline before ravi's signature locks the visit.
+    rhea_bl = task_of(world.rhea, "BL", UNLOCKED)
+    read_services.read_correct(actor=world.rhea, task_id=rhea_bl.pk)
+    save_and_sign(world.rhea, rhea_bl, baseline_content(rhea_bl, t1="24.0"))
+    ravi_bl = task_of(world.ravi, "BL", UNLOCKED)
+    save_and_sign(world.ravi, ravi_bl, baseline_content(ravi_bl))
+    _second_adjudication_for_the_other_reader(world, trial_read)
+
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    names = set(archive.namelist())
+    manifest = json.loads(archive.read("manifest.json"))
+    rhea = rhea_bl.assignment.evaluator_number
+    chosen, other = trial_read["chosen"], trial_read["other"]
+    assert sorted(n for n in names if "/superseded/" in n) == [
+        f"sr/{ADJUDICATED}/superseded/BL-result-v2.dcm",
+        f"sr/{ADJUDICATED}/superseded/W6-result-v1.dcm",
+        f"sr/{UNLOCKED}/superseded/BL-R{rhea}-v1.dcm",
+    ]
+    assert manifest["sr_replacements"] == [
+        {
+            "sr": f"sr/{ADJUDICATED}/BL-result.dcm",
+            "replaces": f"sr/{ADJUDICATED}/superseded/BL-result-v2.dcm",
+            "why": "result changed by adjudication",
+        },
+        {
+            "sr": f"sr/{ADJUDICATED}/W6-result.dcm",
+            "replaces": f"sr/{ADJUDICATED}/superseded/W6-result-v1.dcm",
+            "why": "result changed by adjudication",
+        },
+        {
+            "sr": f"sr/{ADJUDICATED}/superseded/BL-result-v2.dcm",
+            "replaces": f"sr/{ADJUDICATED}/BL-R1.dcm",  # the baseline first locked by agreement, on reader 1's SR
+            "why": "result changed by adjudication",
+        },
+        {
+            "sr": f"sr/{UNLOCKED}/BL-R{rhea}.dcm",
+            "replaces": f"sr/{UNLOCKED}/superseded/BL-R{rhea}-v1.dcm",
+            "why": "read corrected",
+        },
+    ]
+    # Every SR an SR of the zip names as its predecessor is in the zip too: none is missing from the history.
+    srs = {n: pydicom.dcmread(io.BytesIO(archive.read(n))) for n in names if n.endswith(".dcm")}
+    delivered = {sr.SOPInstanceUID for sr in srs.values()}
+    named = {
+        item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for sr in srs.values()
+        for study in sr.get("PredecessorDocumentsSequence", [])
+        for item in study.ReferencedSeriesSequence
+    }
+    assert named and named <= delivered
+    # A corrected read's SR names the version it corrected; a replaced result SR is named by the one after it.
+    for entry in manifest["sr_replacements"]:
+        if "/superseded/" in entry["replaces"]:
+            replaced = srs[entry["replaces"]].SOPInstanceUID
+            assert any(
+                item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == replaced
+                for study in srs[entry["sr"]].PredecessorDocumentsSequence
+                for item in study.ReferencedSeriesSequence
+            ), entry
+    assert f"sr/{ADJUDICATED}/W12-result.dcm" in names and {chosen, other} == {1, 2}
+    listed = {entry["path"] for entry in manifest["files"]}
+    assert {n for n in names if "/superseded/" in n} <= listed

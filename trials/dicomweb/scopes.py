@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
 from django.http import Http404, QueryDict
+from pydicom.dataset import Dataset
 
 from ..access import Actor, trial_access
 from ..models import Instance, Series, Study
@@ -41,8 +42,12 @@ class Scope:
     blind: Callable[[dict], dict] = field(default=lambda metadata: metadata)
     # The same test as `studies`, on one study already loaded (with its subject): the hot path of frames.
     allows: Callable[[Study], bool] | None = None
-    # Whole Part 10 files carry what `blind` removes from metadata: a blinded root does not serve them.
-    serves_files: bool = True
+    # Whole instances are served as stored; where this is set (a blinded root), each is rebuilt through it from
+    # the stored file, so that it carries no more than `blind` lets through metadata. Frames, bulk data and
+    # rendered images are pixels alone, read as stored.
+    blind_dataset: Callable[[Dataset], Dataset] | None = None
+    # What the blinding depends on (a case label), in the ETag of what it makes.
+    blinding: str = ""
     # Series of these modalities do not exist through this root (a read task's root hides every SR: the
     # other reader's results live in the same study).
     hidden_modalities: frozenset[str] = frozenset()

@@ -203,6 +203,7 @@ def task_scope(actor: Actor, *, task_id: str) -> Scope:
         blind_dataset=allowlist.dataset,
         blinding=f"reader:{READER_TAGS_VERSION}:{label}",
         allows=lambda study: study.pk in allowed,
+        stores="A reader's task root stores nothing.",
         hidden_modalities=HIDDEN_MODALITIES,
         ignored_keys=IGNORED_KEYS,
     )

@@ -362,3 +362,19 @@ def test_a_reader_sees_no_attribute_outside_the_allowlist_though_the_trial_keeps
     )
     for text in texts:
         assert not [f"{attribute}: {value}" for value, attribute in values.items() if value in text]
+
+
+@pytest.mark.parametrize("path", ["studies", "studies/1.2.3"])
+def test_a_store_on_a_readers_root_is_405_for_the_reader_and_404_for_anyone_else(world, client, path):
+    """STOW-RS (POST on /studies, /studies/{study}): a reader's root stores nothing. It was 405 to anyone, before
+    authentication; now only the task's reader learns the resource exists."""
+    ready(world, "BL")
+    url = f"/dicomweb/tasks/{task_of(world.rhea, 'BL').pk}/{path}"
+    multipart = 'multipart/related; type="application/dicom"; boundary=x'
+    assert client.generic("POST", url, b"--x--\r\n", content_type=multipart).status_code == 401
+    client.force_login(world.ravi)
+    assert client.generic("POST", url, b"--x--\r\n", content_type=multipart).status_code == 404
+    client.force_login(world.rhea)
+    refused = client.generic("POST", url, b"--x--\r\n", content_type=multipart)
+    assert refused.status_code == 405 and refused["Allow"] == "GET, HEAD, OPTIONS"
+    assert "stores nothing" in refused.json()["error"]["message"]

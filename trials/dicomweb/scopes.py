@@ -58,6 +58,8 @@ class Scope:
     ignored_keys: frozenset[str] = frozenset()
     # Series of a hidden origin that exist here nonetheless (a trial admin's locked results).
     released: QuerySet[Series] | None = None
+    # What a Store (STOW-RS POST on /studies or /studies/{study}) here is told besides 405: where files go.
+    stores: str = ""
 
     def visible(self, prefix: str = "") -> Q:
         """The condition on a series (reached through `prefix`, e.g. "series__") for it to exist here."""
@@ -153,10 +155,17 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
     studies = Study.objects.filter(trial_id=trial_id)
     sites = access.image_sites()
     released = released_reads(trial_id) if "manage_trial" in access.trial_perms else None
+    # PS3.18 10.5 stores on /studies or /studies/{study} of a root; here a file is stored into the upload session
+    # of one subject's visit (it is matched, de-identified and checked against it), which this root cannot name.
+    stores = (
+        "Files are stored through an upload session of a subject's visit: open one (the upload page or the API), "
+        f"then POST them to {root}/uploads/{{upload id}}/studies."
+    )
     if sites is None:
         return Scope(
             studies=studies,
             root=root,
+            stores=stores,
             allows=lambda s: s.trial_id == trial_id,
             hidden_origins=READ_RESULTS,
             released=released,
@@ -168,4 +177,5 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
         root=root,
         allows=lambda s: s.trial_id == trial_id and s.subject.site_id in sites,
         hidden_origins=READ_RESULTS,
+        stores=stores,
     )

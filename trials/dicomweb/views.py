@@ -237,6 +237,16 @@ class _TokenScopes:
 _token_scopes = _TokenScopes()
 
 
+def _not_allowed(request: HttpRequest, scope: Scope) -> HttpResponse:
+    """405 (RFC 9110 15.5.6) with Allow, and for a Store (POST) where files go instead."""
+    message = f"{request.method[:20]} is not allowed here; this resource answers {ALLOW}."
+    if request.method == "POST" and scope.stores:
+        message += " " + scope.stores
+    response = _error(405, message)
+    response["Allow"] = ALLOW
+    return response
+
+
 def endpoint(handler):
     """Authenticate, resolve the scope, answer CORS pre-flights and turn errors into DICOMweb answers."""
 
@@ -248,10 +258,6 @@ def endpoint(handler):
             response["Allow"] = ALLOW
             response["Access-Control-Allow-Headers"] = "Authorization, Accept, Range, If-None-Match"
             response["Access-Control-Max-Age"] = "600"
-            return _cors(request, response)
-        if request.method not in ("GET", "HEAD"):
-            response = _error(405, f"{request.method[:20]} is not allowed here; this resource answers {ALLOW}.")
-            response["Allow"] = ALLOW
             return _cors(request, response)
         scope_args = {k.removeprefix("scope_"): kwargs.pop(k) for k in list(kwargs) if k.startswith("scope_")}
         try:
@@ -265,6 +271,10 @@ def endpoint(handler):
                 scope = scope_function(actor, **scope_args)
                 if actor.token is not None:
                     scope = _token_scopes.put(request, scope_function, scope_args, scope)
+            if request.method not in ("GET", "HEAD"):
+                # Asked of a resource the actor may see (else 401 or 404, as for a GET: a 405 to anyone would
+                # say nothing, but a root's answers are the same whatever the method); STOW-RS's POST included.
+                return _cors(request, _not_allowed(request, scope))
             response = handler(request, scope, *args, **kwargs)
         except Http404 as exc:
             response = _error(404, str(exc) or "Not found.")

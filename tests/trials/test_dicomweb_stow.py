@@ -1,16 +1,23 @@
-"""STOW-RS beyond the body: the answer in the media type the client accepts (PS3.18 10.5.3), and where a store
-may be sent (PS3.18 10.5.1: /studies and /studies/{study})."""
+"""STOW-RS beyond the body: the answer in the media type the client accepts (PS3.18 10.5.3), where a store may be
+sent (PS3.18 10.5.1: /studies and /studies/{study}), and a coordinator's reason for a file refused."""
 
 from __future__ import annotations
 
+import io
 from xml.etree import ElementTree
 
+import pydicom
 import pytest
 from django.urls import reverse
+from pydicom.data import get_testdata_file
+from pydicom.uid import CTImageStorage, generate_uid
 
+from trials.deid import deidentify
+from trials.deid.errors import DeidRejected
 from trials.dicomweb.dicom_xml import NAMESPACE
-from trials.models import Instance
+from trials.models import Instance, UploadItem
 
+from .deid.factories import DEFAULT, SUBJECT, space
 from .test_stow_multipart import BOUNDARY, body, open_upload, series, with_stores  # noqa: F401 - series: a fixture
 
 XML = "application/dicom+xml"
@@ -75,3 +82,39 @@ def test_a_store_on_the_trial_root_says_where_files_go_to_those_who_see_it(world
     assert trial_root_stores(world, api, "", path).status_code == 401
     for who in ("rhea", "otto"):  # the trial root shows them nothing: it does not exist for them
         assert trial_root_stores(world, api, who, path).status_code == 404, who
+
+
+def uncompressed_ybr_422() -> bytes:
+    """pydicom's uncompressed YBR_FULL_422 colour image, made a CT of the subject's."""
+    ds = pydicom.dcmread(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
+    ds.PatientName, ds.PatientID = "HONG^GILDONG", "PID0001"
+    uid = lambda part: generate_uid(entropy_srcs=["ybr422", part])  # noqa: E731 - the same each run
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid("instance")
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.Modality, ds.ImageType = "CT", ["ORIGINAL", "PRIMARY", "AXIAL"]
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+YBR_REASON = "stored uncompressed as YBR_FULL_422"
+
+
+@with_stores
+def test_an_uncompressed_ybr_full_422_image_is_refused_with_what_to_export_instead(world, api):
+    """Its two chroma samples per pair of pixels were counted as three samples per pixel: the coordinator read
+    "the file looks cut short" and sent the same file again."""
+    upload_id = open_upload(api, world.cora)
+    response = post(api, world.cora, upload_url(upload_id), body([uncompressed_ybr_422()]))
+    assert response.status_code == 409, response.content
+    assert f"part 1 was rejected: ybr_full_422: The image's colour pixels are {YBR_REASON}" in response["Warning"]
+    assert "RGB colour, or compressed (JPEG)" in response["Warning"]
+    item = UploadItem.objects.get()
+    assert (item.state, item.code) == ("rejected", "ybr_full_422")
+
+
+def test_the_engine_refuses_it_alike_for_the_sites_browser():
+    with pytest.raises(DeidRejected) as refused:
+        deidentify(uncompressed_ybr_422(), space=space(), subject_code=SUBJECT, options=DEFAULT)
+    assert refused.value.code == "ybr_full_422" and YBR_REASON in refused.value.reason

@@ -258,6 +258,7 @@ def _tags(item: dict, found: set[str] | None = None) -> set[str]:
     return found
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom's, about the files that test its error handling
 def test_every_attribute_of_every_real_file_reaches_a_reader_only_if_the_allowlist_names_it():
     """pydicom's, pydicom-data's and deid-data's files, PHI and all: each attribute at every depth is either one a
     viewer needs (and arrives unchanged, but the patient, named by the case label) or is not in the answer."""
@@ -287,13 +288,12 @@ CASE_LABEL_VALUES = {"00100010": {"Alphabetic": "CASE-7"}, "00100020": "CASE-7"}
 
 @pytest.fixture
 def keeping_everything(world):
-    """A baseline ready for read whose trial keeps all PS3.15 lets it: shifted dates, descriptors, device identity,
-    patient characteristics and a safelisted private element; its file holds a canary in every Annex E attribute
-    (tests.trials.deid.factories.canary_instance) and a device serial number the scanner wrote."""
+    """A baseline ready for read whose trial keeps all PS3.15 lets it: shifted dates, cleaned descriptors, device
+    identity, patient characteristics and a safelisted private element; its file holds a canary in every Annex E
+    attribute (tests.trials.deid.factories.canary_instance) and a device serial number the scanner wrote."""
     services.trial_update(
         actor=world.alice,
         trial=world.trial,
-        deid_clean_descriptors=False,
         deid_retain_device_identity=True,
         deid_retain_patient_characteristics=True,
         deid_private_safelist=[["CANARY VENDOR 1.0", 0x01]],
@@ -301,12 +301,12 @@ def keeping_everything(world):
     canaries = canary_instance()
     ds = canaries.dataset
     ds.DeviceSerialNumber, ds.StationName, ds.InstitutionName = "SN-SEOUL-4411", "SEOUL-CT-2", "SEOUL UNIV HOSP"
-    ds.ProtocolName = "SEOUL CAP PROTOCOL"
+    ds.ProtocolName, ds.SeriesDescription = "SEOUL CAP PROTOCOL", "SEOUL UNIV HOSP CAP PORTAL"
     timepoint = upload_files(world.cora, SUBJECT, [part10(ds)], "BL")
     qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
     instance = Instance.objects.select_related("series__study").get(series__study__subject__code=SUBJECT)
     kept = json.dumps(instance.metadata)
-    assert "SN-SEOUL-4411" in kept and "SEOUL-CT-2" in kept  # the stored file does carry them
+    assert "SN-SEOUL-4411" in kept and "SEOUL-CT-2" in kept and "SEOUL CAP PROTOCOL" in kept  # something to hide
     return world, canaries, instance
 
 
@@ -362,6 +362,8 @@ def test_a_reader_sees_no_attribute_outside_the_allowlist_though_the_trial_keeps
     )
     for text in texts:
         assert not [f"{attribute}: {value}" for value, attribute in values.items() if value in text]
+    # The series' description is shown as Clean Descriptors left it: without the institution the file names.
+    assert client.get(f"{root}/series").json()[0]["0008103E"]["Value"] == ["CAP PORTAL"]
 
 
 @pytest.mark.parametrize("path", ["studies", "studies/1.2.3"])

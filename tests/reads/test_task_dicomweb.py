@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from reads.dicomweb import PATIENT_TAGS, READER_TAGS, blind_metadata
+from reads.dicomweb import PATIENT_TAGS, READER_TAGS, blind_metadata, reader_allowlist
 from tests.conftest import upload_files
 from tests.reads.flow import SUBJECT, ready, task_of
 from tests.trials.deid.factories import KOREAN_NAME, canary_instance, part10, real_dicom_files
@@ -280,6 +280,11 @@ def test_every_attribute_of_every_real_file_reaches_a_reader_only_if_the_allowli
                 assert tag not in blinded, (path.name, tag)
             elif element.get("vr") != "SQ" and tag != "00080061":
                 assert blinded[tag] == element, (path.name, tag)
+        # The same list rebuilds a whole instance for a reader's retrieve.
+        if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) and "MediaStorageSOPInstanceUID" in ds.file_meta:
+            copy = reader_allowlist("CASE-7").dataset(ds)
+            assert {f"{e.tag:08X}" for e in copy.iterall()} <= READER_TAGS, path.name
+            assert {f"{e.tag:08X}" for e in copy} == set(blinded), path.name
     assert walked > 100
 
 

@@ -272,8 +272,7 @@ def endpoint(handler):
                 if actor.token is not None:
                     scope = _token_scopes.put(request, scope_function, scope_args, scope)
             if request.method not in ("GET", "HEAD"):
-                # Asked of a resource the actor may see (else 401 or 404, as for a GET: a 405 to anyone would
-                # say nothing, but a root's answers are the same whatever the method); STOW-RS's POST included.
+                # Answered once the root is known to exist for the actor: 401 or 404 first, as for a GET.
                 return _cors(request, _not_allowed(request, scope))
             response = handler(request, scope, *args, **kwargs)
         except Http404 as exc:
@@ -459,8 +458,8 @@ def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
     blind = scope.blind_dataset
     single, syntaxes = _dicom_choice(parse_accept(request.META.get("HTTP_ACCEPT")), instances)
     plan = list(zip(instances, syntaxes, strict=True))
-    parts = (f"{i.sha256}:{syntax}" for i, syntax in plan)
-    etag = _etag("dicom", "single" if single else "multipart", scope.blinding, *parts)
+    versions = (f"{i.sha256}:{syntax}" for i, syntax in plan)
+    etag = _etag("dicom", "single" if single else "multipart", scope.blinding, *versions)
     cache_control = IMMUTABLE if len(instances) == 1 else REVALIDATE
     if single:
         return _cached(request, etag, cache_control, lambda: _single_instance(*plan[0], blind))

@@ -1,119 +1,187 @@
 """The read-task DICOMweb root, `/dicomweb/tasks/<id>/`: a scope over the trial's DICOMweb views.
 
-A reader sees the task's studies and, if the design allows, the same subject's earlier visits; every
-instance's metadata is blinded on the way out: the patient is the case label, no dates, no site. No SR
-series exists through this root: the readers' results are stored in the same studies.
+A reader sees the task's studies and, if the design allows, the same subject's earlier visits. What the answers
+carry is an allowlist (READER_KEYWORDS): what a viewer needs to show and measure, the patient named by the case
+label, and nothing else (no dates, no site, no device, no people). No SR series exists through this root: the
+readers' results are stored in the same studies.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from django.http import Http404
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR
 
 from ctims.exceptions import NotFound
 from trials.access import Actor
 from trials.dicomweb import qido
+from trials.dicomweb.allowlist import DATE_VRS, Allowlist, tags_of
 from trials.dicomweb.scopes import Scope
 from trials.dicomweb.views import dicomweb_urls
 from trials.models import Study
 
 from .read_services import require_task, task_timepoints
 
-# Value representations that carry calendar dates and times of day.
-DATE_VRS = {"DA", "DT", "TM"}
-# Attributes a reader must not see whatever their value representation (the site, the people, the place).
-SITE_TAGS = {
-    "00080080",  # Institution Name
-    "00080081",  # Institution Address
-    "00081040",  # Institutional Department Name
-    "00081010",  # Station Name
-    "00080090",  # Referring Physician's Name
-    "00081050",  # Performing Physician's Name
-    "00081070",  # Operators' Name
-    "00120030",  # Clinical Trial Site ID
-    "00120031",  # Clinical Trial Site Name
-    "00120040",  # Clinical Trial Subject ID
-    # Where the scan was made or scheduled: a station, a room or an AE title is in one hospital. A trial that
-    # retains device identity (PS3.15 Annex E's option) keeps them in its files.
-    "00080055",  # Station AE Title
-    "00081000",  # Network ID
-    "00400001",  # Scheduled Station AE Title
-    "00400010",  # Scheduled Station Name
-    "00400011",  # Scheduled Procedure Step Location
-    "00400241",  # Performed Station AE Title
-    "00400242",  # Performed Station Name
-    "00400243",  # Performed Location
-    "00404025",  # Scheduled Station Name Code Sequence
-    "00404027",  # Scheduled Station Geographic Location Code Sequence
-    "00404028",  # Performed Station Name Code Sequence
-    "00404030",  # Performed Station Geographic Location Code Sequence
-    "00321020",  # Scheduled Study Location
-    "00321021",  # Scheduled Study Location AE Title
-    # The institution in coded form, and the site's ethics committee and coordinating centre.
-    "00080082",  # Institution Code Sequence
-    "00081041",  # Institutional Department Type Code Sequence
-    "00120060",  # Clinical Trial Coordinating Center Name
-    "00120081",  # Clinical Trial Protocol Ethics Committee Name
-    "00120082",  # Clinical Trial Protocol Ethics Committee Approval Number
-    "04000564",  # Source of Previous Values
-}
-PATIENT_TAGS = {"00100010", "00100020"}
-# What else would tell a reader who the patient is, or which visit or request this is.
-CHARACTERISTIC_TAGS = {
-    "00100030",  # Patient's Birth Date
-    "00100040",  # Patient's Sex
-    "00101010",  # Patient's Age
-    "00080050",  # Accession Number
-    "00200010",  # Study ID
-    "00400275",  # Request Attributes Sequence (requested procedure and scheduled step IDs)
-}
-# Study-level counts would count the series a reader does not see (read results).
-COUNT_TAGS = {"00201206", "00201208"}
+# What a reader's answers may carry, at any depth: what a viewer needs to find a series, show its images and
+# measure on them, under pseudonymous UIDs, and nothing else. Anything not named here (the site, the station, the
+# device's serial number, the people, the protocol's and the procedure's names, the patient's characteristics,
+# the dates and times, private elements, whatever a future de-identification option keeps) never reaches a reader.
+READER_KEYWORDS = (
+    # SOP common, and how the instance is stored and found
+    "SpecificCharacterSet",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "InstanceNumber",
+    "InstanceAvailability",
+    "RetrieveURL",
+    "AvailableTransferSyntaxUID",
+    "PixelData",  # as its BulkDataURI on this root, or the pixels of a whole instance
+    # the patient and the study: the case label and pseudonymous UIDs
+    "PatientName",
+    "PatientID",
+    "StudyInstanceUID",
+    "ModalitiesInStudy",
+    # the series
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SeriesDescription",  # how a reader tells the phases apart
+    "NumberOfSeriesRelatedInstances",
+    "Modality",
+    "BodyPartExamined",
+    "Laterality",
+    "ImageLaterality",
+    "PatientPosition",
+    # geometry: frame of reference and image plane
+    "FrameOfReferenceUID",
+    "PositionReferenceIndicator",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PatientOrientation",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "PixelSpacingCalibrationType",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "SliceLocation",
+    # the image and its pixels
+    "ImageType",
+    "AcquisitionNumber",
+    "NumberOfFrames",
+    "FrameIncrementPointer",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+    "Rows",
+    "Columns",
+    "PixelAspectRatio",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
+    "RedPaletteColorLookupTableDescriptor",
+    "GreenPaletteColorLookupTableDescriptor",
+    "BluePaletteColorLookupTableDescriptor",
+    "RedPaletteColorLookupTableData",
+    "GreenPaletteColorLookupTableData",
+    "BluePaletteColorLookupTableData",
+    "LossyImageCompression",
+    "LossyImageCompressionRatio",
+    "LossyImageCompressionMethod",
+    "PresentationLUTShape",
+    # modality and VOI LUTs: Hounsfield units and windowing
+    "RescaleIntercept",
+    "RescaleSlope",
+    "RescaleType",
+    "ModalityLUTSequence",
+    "ModalityLUTType",
+    "WindowCenter",
+    "WindowWidth",
+    "WindowCenterWidthExplanation",
+    "VOILUTFunction",
+    "VOILUTSequence",
+    "LUTDescriptor",
+    "LUTExplanation",
+    "LUTData",
+    # enhanced multi-frame images: the functional groups that place, scale and window each frame
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "PlanePositionSequence",
+    "PlaneOrientationSequence",
+    "PixelMeasuresSequence",
+    "PixelValueTransformationSequence",
+    "FrameVOILUTSequence",
+    "FrameContentSequence",
+    "StackID",
+    "InStackPositionNumber",
+    "TemporalPositionIndex",
+    "DimensionIndexValues",
+    # ultrasound calibration: what a length measured on a region is in millimetres
+    "SequenceOfUltrasoundRegions",
+    "RegionSpatialFormat",
+    "RegionDataType",
+    "RegionFlags",
+    "RegionLocationMinX0",
+    "RegionLocationMinY0",
+    "RegionLocationMaxX1",
+    "RegionLocationMaxY1",
+    "ReferencePixelX0",
+    "ReferencePixelY0",
+    "PhysicalUnitsXDirection",
+    "PhysicalUnitsYDirection",
+    "ReferencePixelPhysicalValueX",
+    "ReferencePixelPhysicalValueY",
+    "PhysicalDeltaX",
+    "PhysicalDeltaY",
+)
+READER_TAGS = tags_of(READER_KEYWORDS)
+# In the ETag of what the list filters: a body kept under an older list is not the answer under this one.
+READER_TAGS_VERSION = hashlib.sha256(",".join(sorted(READER_TAGS)).encode()).hexdigest()[:12]
+PATIENT_TAGS = tags_of(["PatientName", "PatientID"])
+MODALITIES_IN_STUDY = "00080061"
 HIDDEN_MODALITIES = frozenset({"SR"})
 
 
 def _blinded_key(key: qido.Key) -> bool:
-    """A search key on what the answers hide: matching on it would reveal the value by the number of answers."""
-    tags = {f"{tag_for_keyword(part):08X}" for part in key.keyword.split(".")}
-    vrs = {dictionary_VR(int(tag, 16)) for tag in tags}
-    return bool(
-        tags & (SITE_TAGS | PATIENT_TAGS | CHARACTERISTIC_TAGS | COUNT_TAGS)
-        or vrs & DATE_VRS
+    """A search key on what the answers do not show: matching on it would reveal the value by the number of
+    answers."""
+    tags = tags_of(key.keyword.split("."))
+    return (
+        not tags <= READER_TAGS
+        or bool(tags & PATIENT_TAGS)  # shown, but as the case label: the subject code is not to be tested
         or key.keyword == "ModalitiesInStudy"  # would count the hidden SR series
+        or any(dictionary_VR(int(tag, 16)) in DATE_VRS for tag in tags)
     )
 
 
-# Every QIDO key on a blinded attribute, by keyword and by tag: a task root leaves them out of the search and
-# says so in a Warning header, so an answer never depends on them.
+# Every QIDO key on an attribute a reader does not see, by keyword and by tag: a task root leaves them out of the
+# search and says so in a Warning header, so an answer never depends on them.
 IGNORED_KEYS = frozenset(name for name, key in qido.BY_NAME.items() if _blinded_key(key))
 
 
+def reader_allowlist(case_label: str) -> Allowlist:
+    """What a reader of the case labelled `case_label` is shown: READER_TAGS, the patient named by the label."""
+    return Allowlist(
+        tags=READER_TAGS,
+        replace={
+            "00100010": {"vr": "PN", "Value": [{"Alphabetic": case_label}]},
+            "00100020": {"vr": "LO", "Value": [case_label]},
+        },
+    )
+
+
 def blind_metadata(metadata: dict, *, case_label: str) -> dict:
-    """A reader's copy of an instance's DICOM JSON: dates, times, site attributes and private elements removed
-    at every depth, the patient named by the case label.
-
-    A private element the trial's safelist keeps is opaque here (a vendor's scan date or the site's own code
-    in a text or binary value): no rule knows its meaning, so none is shown to a reader."""
-
-    def clean(item: dict) -> dict:
-        out = {}
-        for tag, element in item.items():
-            if int(tag[3], 16) % 2:  # an odd group: a private element or its creator
-                continue
-            if tag in SITE_TAGS or tag in CHARACTERISTIC_TAGS or tag in COUNT_TAGS or element.get("vr") in DATE_VRS:
-                continue
-            if tag == "00080061" and "Value" in element:  # Modalities in Study
-                element = {"vr": "CS", "Value": [m for m in element["Value"] if m not in HIDDEN_MODALITIES]}
-            if tag in PATIENT_TAGS:
-                value = {"Alphabetic": case_label} if element.get("vr") == "PN" else case_label
-                out[tag] = {"vr": element["vr"], "Value": [value]}
-                continue
-            if element.get("vr") == "SQ" and "Value" in element:
-                element = {"vr": "SQ", "Value": [clean(child) for child in element["Value"]]}
-            out[tag] = element
-        return out
-
-    return clean(metadata)
+    """A reader's copy of an instance's DICOM JSON (or a search's answer): the allowed attributes alone, the
+    patient named by the case label, the hidden modalities out of Modalities in Study."""
+    out = reader_allowlist(case_label).json(metadata)
+    modalities = out.get(MODALITIES_IN_STUDY)
+    if modalities and "Value" in modalities:
+        out[MODALITIES_IN_STUDY] = {"vr": "CS", "Value": [m for m in modalities["Value"] if m not in HIDDEN_MODALITIES]}
+    return out
 
 
 def task_scope(actor: Actor, *, task_id: str) -> Scope:
@@ -127,12 +195,15 @@ def task_scope(actor: Actor, *, task_id: str) -> Scope:
     studies = Study.objects.filter(timepoint__in=task_timepoints(task).order_by())
     allowed = set(studies.values_list("pk", flat=True))
     label = task.assignment.case_label
+    allowlist = reader_allowlist(label)
     return Scope(
         studies=studies,
         root=f"/dicomweb/tasks/{task.pk}",
         blind=lambda metadata: blind_metadata(metadata, case_label=label),
+        blind_dataset=allowlist.dataset,
+        blinding=f"reader:{READER_TAGS_VERSION}:{label}",
         allows=lambda study: study.pk in allowed,
-        serves_files=False,
+        stores="A reader's task root stores nothing.",
         hidden_modalities=HIDDEN_MODALITIES,
         ignored_keys=IGNORED_KEYS,
     )

@@ -268,8 +268,6 @@ DICOMWEB = {
     "frames-thumbnail": (IN + "/frames/1/thumbnail", False),
     "bulkdata": (IN + "/bulkdata/7FE00010", False),
 }
-# A reader's task root never serves whole Part 10 files (they carry what its metadata blinds).
-WHOLE_FILES = {"study", "series-retrieve", "instance"}
 ACCEPT = {"HTTP_ACCEPT": "*/*"}
 
 ROWS: list[Row] = [
@@ -468,8 +466,8 @@ for suffix, (tail, search) in DICOMWEB.items():
     ROWS.append(
         Row(f"dicomweb-trial-{suffix}", "/dicomweb/trials/{code}/" + tail, trial_root(search=search), headers=ACCEPT)
     )
-    ok = 406 if suffix in WHOLE_FILES else 200
-    ROWS.append(Row(f"dicomweb-task-{suffix}", "/dicomweb/tasks/{task}/" + tail, task_root(ok=ok), headers=ACCEPT))
+    # (Whole instances too: a reader's are rebuilt with the attributes the root's allowlist names.)
+    ROWS.append(Row(f"dicomweb-task-{suffix}", "/dicomweb/tasks/{task}/" + tail, task_root(ok=200), headers=ACCEPT))
     ROWS.append(
         Row(
             f"dicomweb-task-{suffix}",

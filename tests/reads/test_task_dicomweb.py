@@ -15,9 +15,13 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from reads.dicomweb import PATIENT_TAGS, READER_TAGS, blind_metadata, reader_allowlist
 from tests.conftest import upload_files
 from tests.reads.flow import SUBJECT, ready, task_of
+from tests.trials.deid.factories import KOREAN_NAME, canary_instance, part10, real_dicom_files
 from trials import qc_services, services
+from trials.dicomweb.allowlist import DATE_VRS
+from trials.dicomweb.dicom_json import dataset_json
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, Series, Study, Timepoint
 
@@ -238,3 +242,146 @@ def test_metadata_and_searches_as_xml_are_as_blind_as_json(reading, client):
         for tag in HIDDEN:
             assert f'tag="{tag}"' not in text, tag
         assert_blinded(text)
+
+
+# --- what a reader receives is an allowlist -------------------------------------------------------------------
+
+
+def _tags(item: dict, found: set[str] | None = None) -> set[str]:
+    """Every tag of a DICOM JSON object, at any depth."""
+    found = set() if found is None else found
+    for tag, element in item.items():
+        found.add(tag)
+        if element.get("vr") == "SQ":
+            for child in element.get("Value", []):
+                _tags(child or {}, found)
+    return found
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom's, about the files that test its error handling
+def test_every_attribute_of_every_real_file_reaches_a_reader_only_if_the_allowlist_names_it():
+    """pydicom's, pydicom-data's and deid-data's files, PHI and all: each attribute at every depth is either one a
+    viewer needs (and arrives unchanged, but the patient, named by the case label) or is not in the answer."""
+    walked = 0
+    for path in real_dicom_files():
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            metadata = dataset_json(ds)
+        except Exception:  # noqa: BLE001 - files that test pydicom's own error handling
+            continue
+        walked += 1
+        blinded = blind_metadata(metadata, case_label="CASE-7")
+        assert _tags(blinded) <= READER_TAGS, (path.name, _tags(blinded) - READER_TAGS)
+        assert_no_date_elements([blinded])
+        for tag, element in metadata.items():
+            if tag in PATIENT_TAGS:
+                assert CASE_LABEL_VALUES[tag] == blinded[tag]["Value"][0], path.name
+            elif tag not in READER_TAGS or element.get("vr") in DATE_VRS:
+                assert tag not in blinded, (path.name, tag)
+            elif element.get("vr") != "SQ" and tag != "00080061":
+                assert blinded[tag] == element, (path.name, tag)
+        # The same list rebuilds a whole instance for a reader's retrieve.
+        if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) and "MediaStorageSOPInstanceUID" in ds.file_meta:
+            copy = reader_allowlist("CASE-7").dataset(ds)
+            assert {f"{e.tag:08X}" for e in copy.iterall()} <= READER_TAGS, path.name
+            assert {f"{e.tag:08X}" for e in copy} == set(blinded), path.name
+    assert walked > 100
+
+
+CASE_LABEL_VALUES = {"00100010": {"Alphabetic": "CASE-7"}, "00100020": "CASE-7"}
+
+
+@pytest.fixture
+def keeping_everything(world):
+    """A baseline ready for read whose trial keeps all PS3.15 lets it: shifted dates, cleaned descriptors, device
+    identity, patient characteristics and a safelisted private element; its file holds a canary in every Annex E
+    attribute (tests.trials.deid.factories.canary_instance) and a device serial number the scanner wrote."""
+    services.trial_update(
+        actor=world.alice,
+        trial=world.trial,
+        deid_retain_device_identity=True,
+        deid_retain_patient_characteristics=True,
+        deid_private_safelist=[["CANARY VENDOR 1.0", 0x01]],
+    )
+    canaries = canary_instance()
+    ds = canaries.dataset
+    ds.DeviceSerialNumber, ds.StationName, ds.InstitutionName = "SN-SEOUL-4411", "SEOUL-CT-2", "SEOUL UNIV HOSP"
+    ds.ProtocolName, ds.SeriesDescription = "SEOUL CAP PROTOCOL", "SEOUL UNIV HOSP CAP PORTAL"
+    timepoint = upload_files(world.cora, SUBJECT, [part10(ds)], "BL")
+    qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
+    instance = Instance.objects.select_related("series__study").get(series__study__subject__code=SUBJECT)
+    kept = json.dumps(instance.metadata)
+    assert "SN-SEOUL-4411" in kept and "SEOUL-CT-2" in kept and "SEOUL CAP PROTOCOL" in kept  # something to hide
+    return world, canaries, instance
+
+
+def test_a_reader_sees_no_attribute_outside_the_allowlist_though_the_trial_keeps_them(keeping_everything, client):
+    world, canaries, instance = keeping_everything
+    study, series = instance.series.study.study_instance_uid, instance.series.series_instance_uid
+    root = f"/dicomweb/tasks/{task_of(world.rhea, 'BL').pk}"
+    series_url = f"{root}/studies/{study}/series/{series}"
+    client.force_login(world.rhea)
+    kept = set(instance.metadata)
+    assert kept - READER_TAGS  # something to hide
+    answers = {
+        "metadata": client.get(f"{series_url}/metadata"),
+        "instance metadata": client.get(f"{series_url}/instances/{instance.sop_instance_uid}/metadata"),
+        "studies": client.get(f"{root}/studies", {"includefield": "all"}),
+        "series": client.get(f"{root}/series", {"includefield": "all"}),
+        "instances": client.get(f"{root}/instances", {"includefield": "all"}),
+        "named": client.get(f"{root}/instances", {"includefield": ",".join(sorted(kept))}),
+    }
+    shown = set()
+    for name, answer in answers.items():
+        assert answer.status_code == 200, name
+        for item in answer.json():
+            assert _tags(item) <= READER_TAGS, (name, _tags(item) - READER_TAGS)
+            shown |= _tags(item)
+        assert_no_date_elements(answer.json())
+    assert {"00280030", "00200032", "00200037", "00280010"} <= shown  # what the viewer measures with is there
+
+    whole = client.get(
+        f"{series_url}/instances/{instance.sop_instance_uid}", HTTP_ACCEPT="application/dicom; transfer-syntax=*"
+    )
+    assert whole.status_code == 200
+    ds = pydicom.dcmread(io.BytesIO(whole.content))
+    assert {f"{e.tag:08X}" for e in ds.iterall()} <= READER_TAGS
+    # The file meta group is the copy's own: the stored one's Source Application Entity Title names the sender.
+    assert {e.tag for e in ds.file_meta} <= {
+        0x00020000,
+        0x00020001,
+        0x00020002,
+        0x00020003,
+        0x00020010,
+        0x00020012,
+        0x00020013,
+    }
+    assert ds.PixelData and ds.PatientID == task_of(world.rhea, "BL").assignment.case_label
+
+    texts = [answer.content.decode() for answer in answers.values()] + [whole.content.decode("latin-1")]
+    xml = 'multipart/related; type="application/dicom+xml"'
+    texts += [client.get(f"{series_url}/metadata", HTTP_ACCEPT=xml).content.decode()]
+    values = {**canaries.text, **canaries.descriptors, **canaries.dates, **canaries.times}
+    values |= dict.fromkeys(
+        ("SN-SEOUL-4411", "SEOUL", "CANARY VENDOR", "MRN4455667", KOREAN_NAME.split("^")[0]), "site"
+    )
+    for text in texts:
+        assert not [f"{attribute}: {value}" for value, attribute in values.items() if value in text]
+    # The series' description is shown as Clean Descriptors left it: without the institution the file names.
+    assert client.get(f"{root}/series").json()[0]["0008103E"]["Value"] == ["CAP PORTAL"]
+
+
+@pytest.mark.parametrize("path", ["studies", "studies/1.2.3"])
+def test_a_store_on_a_readers_root_is_405_for_the_reader_and_404_for_anyone_else(world, client, path):
+    """STOW-RS (POST on /studies, /studies/{study}): a reader's root stores nothing. It was 405 to anyone, before
+    authentication; now only the task's reader learns the resource exists."""
+    ready(world, "BL")
+    url = f"/dicomweb/tasks/{task_of(world.rhea, 'BL').pk}/{path}"
+    multipart = 'multipart/related; type="application/dicom"; boundary=x'
+    assert client.generic("POST", url, b"--x--\r\n", content_type=multipart).status_code == 401
+    client.force_login(world.ravi)
+    assert client.generic("POST", url, b"--x--\r\n", content_type=multipart).status_code == 404
+    client.force_login(world.rhea)
+    refused = client.generic("POST", url, b"--x--\r\n", content_type=multipart)
+    assert refused.status_code == 405 and refused["Allow"] == "GET, HEAD, OPTIONS"
+    assert "stores nothing" in refused.json()["error"]["message"]

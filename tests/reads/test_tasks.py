@@ -3,8 +3,10 @@ and a read-task DICOMweb root that shows a reader only their case, blinded."""
 
 from __future__ import annotations
 
+import io
 from datetime import date, timedelta
 
+import pydicom
 import pytest
 
 from ctims.exceptions import InvalidState
@@ -105,7 +107,12 @@ def test_the_task_root_shows_the_reader_their_case_blinded(world, client):
         f"{root}/studies/{study_uid}/series/{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}",
         HTTP_ACCEPT='multipart/related; type="application/dicom"',
     )
-    assert whole.status_code == 406  # a Part 10 file would carry the dates and the subject code
+    # The Part 10 file a reader gets is rebuilt with what the metadata shows: the case label, no date.
+    assert whole.status_code == 200
+    part = whole.content.split(b"\r\n\r\n", 1)[1]
+    ds = pydicom.dcmread(io.BytesIO(part))
+    assert ds.PatientID == task.assignment.case_label and "PixelData" in ds
+    assert not [e.keyword for e in ds.iterall() if e.VR in ("DA", "DT", "TM")]
 
 
 @pytest.mark.parametrize("who", ["ravi", "quinn", "alice", "cora", "sam", "otto"])

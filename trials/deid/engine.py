@@ -47,6 +47,7 @@ from .errors import (
     gettext_noop,
     missing_uid,
     pixels_too_long,
+    uncompressed_ybr_422,
     undecodable_pixels,
     unsupported_syntax,
 )
@@ -672,6 +673,8 @@ def _check_pixels(ds: Dataset, encapsulated: bool, little: bool) -> None:
                 raise DeidRejected("truncated", gettext_noop("The compressed image data is cut short."))
             at += 8 + length
         return
+    if _ascii(ds._dict.get(PHOTOMETRIC_INTERPRETATION)).upper() == "YBR_FULL_422":
+        raise uncompressed_ybr_422()
     rows = _us(ds._dict.get(0x00280010), little)
     columns = _us(ds._dict.get(0x00280011), little)
     samples = _us(ds._dict.get(0x00280002), little) or 1

@@ -86,6 +86,20 @@ def pixels_too_long(rejection: type[DeidRejected] = DeidRejected) -> DeidRejecte
     )
 
 
+def uncompressed_ybr_422(rejection: type[DeidRejected] = DeidRejected) -> DeidRejected:
+    """The rejection of an image whose colour pixels are stored uncompressed as YBR_FULL_422 (each pair of pixels
+    shares its two chroma samples, PS3.3 C.7.6.3.1.2): the checks that read a colour image's pixels for text take
+    whole samples per pixel, so such an image could be neither examined nor shown. It was refused as "cut short",
+    which sent the coordinator to export the same file again."""
+    return rejection(
+        "ybr_full_422",
+        gettext_noop(
+            "The image's colour pixels are stored uncompressed as YBR_FULL_422, which this system does not take. "
+            "Please export the images in RGB colour, or compressed (JPEG), and resend them."
+        ),
+    )
+
+
 def unsupported_syntax(syntax: str, name: str = "") -> DeidRejected:
     """The rejection of an image encoded in a transfer syntax this system cannot decode (`name`, pydicom's name
     of it, if it has one), so that neither the server nor the viewer could show it to a reader. The UID is

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rest_framework import exceptions
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
+
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 
 
@@ -106,3 +109,19 @@ def frame_choice(accepted: list[Accepted], stored: str, *, one: bool = True) -> 
         if own and part_type == own[0].split("/")[0] + "/*":
             return own[0], stored, single
     return None
+
+
+class DicomNegotiation(BaseContentNegotiation):
+    """DRF's content negotiation for a DICOMweb view answered through DRF (STOW-RS): the renderer of the client's
+    most preferred acceptable media type, by q-value (DRF's own ranks by specificity and ignores q, so
+    `application/dicom+json;q=0.5, application/dicom+xml` was answered in JSON); 406 if none."""
+
+    def select_parser(self, request, parsers):
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        for entry in parse_accept(request.META.get("HTTP_ACCEPT")):
+            for renderer in renderers:
+                if covers(entry.media_type, renderer.media_type):
+                    return renderer, renderer.media_type
+        raise exceptions.NotAcceptable(available_renderers=renderers)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
 from django.http import Http404, QueryDict
+from pydicom.dataset import Dataset
 
 from ..access import Actor, trial_access
 from ..models import Instance, Series, Study
@@ -41,8 +42,12 @@ class Scope:
     blind: Callable[[dict], dict] = field(default=lambda metadata: metadata)
     # The same test as `studies`, on one study already loaded (with its subject): the hot path of frames.
     allows: Callable[[Study], bool] | None = None
-    # Whole Part 10 files carry what `blind` removes from metadata: a blinded root does not serve them.
-    serves_files: bool = True
+    # Whole instances are served as stored; where this is set (a blinded root), each is rebuilt through it from
+    # the stored file, so that it carries no more than `blind` lets through metadata. Frames, bulk data and
+    # rendered images are pixels alone, read as stored.
+    blind_dataset: Callable[[Dataset], Dataset] | None = None
+    # What the blinding depends on (a case label), in the ETag of what it makes.
+    blinding: str = ""
     # Series of these modalities do not exist through this root (a read task's root hides every SR: the
     # other reader's results live in the same study).
     hidden_modalities: frozenset[str] = frozenset()
@@ -53,6 +58,8 @@ class Scope:
     ignored_keys: frozenset[str] = frozenset()
     # Series of a hidden origin that exist here nonetheless (a trial admin's locked results).
     released: QuerySet[Series] | None = None
+    # What a Store (STOW-RS POST on /studies or /studies/{study}) here is told besides 405: where files go.
+    stores: str = ""
 
     def visible(self, prefix: str = "") -> Q:
         """The condition on a series (reached through `prefix`, e.g. "series__") for it to exist here."""
@@ -148,10 +155,17 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
     studies = Study.objects.filter(trial_id=trial_id)
     sites = access.image_sites()
     released = released_reads(trial_id) if "manage_trial" in access.trial_perms else None
+    # PS3.18 10.5 stores on /studies or /studies/{study} of a root; here a file is stored into the upload session
+    # of one subject's visit (it is matched, de-identified and checked against it), which this root cannot name.
+    stores = (
+        "Files are stored through an upload session of a subject's visit: open one (the upload page or the API), "
+        f"then POST them to {root}/uploads/{{upload id}}/studies."
+    )
     if sites is None:
         return Scope(
             studies=studies,
             root=root,
+            stores=stores,
             allows=lambda s: s.trial_id == trial_id,
             hidden_origins=READ_RESULTS,
             released=released,
@@ -163,4 +177,5 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
         root=root,
         allows=lambda s: s.trial_id == trial_id and s.subject.site_id in sites,
         hidden_origins=READ_RESULTS,
+        stores=stores,
     )

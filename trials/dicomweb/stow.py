@@ -24,7 +24,9 @@ from ..access import Actor
 from ..ingest.browser import browser_records_receive
 from ..ingest.services import BATCH_SIZE, WAITING_STATES, upload_receive
 from ..models import UploadItem
+from .dicom_xml import XML_MEDIA_TYPE, dataset_xml
 from .multipart import BodyTimeout, BodyTooLarge, BoundedBody, MultipartError, MultipartReader, parse_content_type
+from .negotiation import DicomNegotiation
 
 MAX_FILE_BYTES = 2 * 1024**3  # an enhanced multi-frame object can be large
 MAX_REQUEST_BYTES = MAX_FILE_BYTES + 64 * 1024**2  # one such object and its multipart framing
@@ -66,6 +68,25 @@ class DicomJsonRenderer:
     def render(self, data, accepted_media_type=None, renderer_context=None):
         import json
 
+        return json.dumps(data).encode("utf-8")
+
+
+class DicomXmlRenderer:
+    """The answer as PS3.19's Native DICOM Model, for a client that accepts application/dicom+xml (PS3.18 10.5.3:
+    the Store answer comes in the media type accepted). An error (the API's one shape, which is no data set) is
+    answered as JSON, said so in its Content-Type."""
+
+    media_type = XML_MEDIA_TYPE
+    format = "dicomxml"
+    charset = None
+    render_style = "text"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, dict) and data and all(re.fullmatch(r"[0-9A-F]{8}", str(key)) for key in data):
+            return dataset_xml(data)
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
         return json.dumps(data).encode("utf-8")
 
 
@@ -248,7 +269,8 @@ def _receive(upload, stream, boundary: str) -> _Received:
 class UploadStowApi(APIView):
     """POST /dicomweb/trials/<code>/uploads/<id>/studies: store instances into an open upload session."""
 
-    renderer_classes = [DicomJsonRenderer]
+    renderer_classes = [DicomJsonRenderer, DicomXmlRenderer]
+    content_negotiation_class = DicomNegotiation
     parser_classes = [MultipartRelatedParser]
     schema = None  # a DICOMweb service (PS3.18), described by the standard rather than the OpenAPI schema
 

@@ -237,6 +237,16 @@ class _TokenScopes:
 _token_scopes = _TokenScopes()
 
 
+def _not_allowed(request: HttpRequest, scope: Scope) -> HttpResponse:
+    """405 (RFC 9110 15.5.6) with Allow, and for a Store (POST) where files go instead."""
+    message = f"{request.method[:20]} is not allowed here; this resource answers {ALLOW}."
+    if request.method == "POST" and scope.stores:
+        message += " " + scope.stores
+    response = _error(405, message)
+    response["Allow"] = ALLOW
+    return response
+
+
 def endpoint(handler):
     """Authenticate, resolve the scope, answer CORS pre-flights and turn errors into DICOMweb answers."""
 
@@ -248,10 +258,6 @@ def endpoint(handler):
             response["Allow"] = ALLOW
             response["Access-Control-Allow-Headers"] = "Authorization, Accept, Range, If-None-Match"
             response["Access-Control-Max-Age"] = "600"
-            return _cors(request, response)
-        if request.method not in ("GET", "HEAD"):
-            response = _error(405, f"{request.method[:20]} is not allowed here; this resource answers {ALLOW}.")
-            response["Allow"] = ALLOW
             return _cors(request, response)
         scope_args = {k.removeprefix("scope_"): kwargs.pop(k) for k in list(kwargs) if k.startswith("scope_")}
         try:
@@ -265,6 +271,9 @@ def endpoint(handler):
                 scope = scope_function(actor, **scope_args)
                 if actor.token is not None:
                     scope = _token_scopes.put(request, scope_function, scope_args, scope)
+            if request.method not in ("GET", "HEAD"):
+                # Answered once the root is known to exist for the actor: 401 or 404 first, as for a GET.
+                return _cors(request, _not_allowed(request, scope))
             response = handler(request, scope, *args, **kwargs)
         except Http404 as exc:
             response = _error(404, str(exc) or "Not found.")
@@ -409,9 +418,12 @@ def _dicom_choice(accepted: list[Accepted], instances) -> tuple[bool, list[str]]
     )
 
 
-def _instance_chunks(instance, syntax: str):
-    """The instance's Part 10 bytes in `syntax`, its file opened now (so an unreadable one fails here)."""
+def _instance_chunks(instance, syntax: str, blind=None):
+    """The instance's Part 10 bytes in `syntax`, its file opened now (so an unreadable one fails here); rebuilt
+    through `blind` where the root blinds (see Scope.blind_dataset)."""
     try:
+        if blind is not None:
+            return [wado.blinded_part10(instance, syntax, blind)]
         if syntax == instance.transfer_syntax_uid:
             return wado.open_chunks(instance)
         return list(wado.transcoded_chunks(instance))
@@ -419,12 +431,13 @@ def _instance_chunks(instance, syntax: str):
         raise wado.Unreadable(instance) from exc
 
 
-def _single_instance(instance, syntax: str) -> HttpResponse:
+def _single_instance(instance, syntax: str, blind=None) -> HttpResponse:
     """One instance as application/dicom: the stored file handed to the reverse proxy (X-Accel-Redirect, when
-    DICOMWEB_ACCEL_REDIRECT names its internal location) or to the server's sendfile (FileResponse)."""
+    DICOMWEB_ACCEL_REDIRECT names its internal location) or to the server's sendfile (FileResponse); a blinded
+    root's copy, or one in another syntax, made here."""
     content_type = f"application/dicom; transfer-syntax={syntax}"
-    if syntax != instance.transfer_syntax_uid:
-        return HttpResponse(b"".join(_instance_chunks(instance, syntax)), content_type=content_type)
+    if syntax != instance.transfer_syntax_uid or blind is not None:
+        return HttpResponse(b"".join(_instance_chunks(instance, syntax, blind)), content_type=content_type)
     if settings.DICOMWEB_ACCEL_REDIRECT:
         response = HttpResponse(content_type=content_type)
         response["X-Accel-Redirect"] = settings.DICOMWEB_ACCEL_REDIRECT.rstrip("/") + "/" + quote(instance.storage_key)
@@ -441,15 +454,15 @@ def _single_instance(instance, syntax: str) -> HttpResponse:
 def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
     """Instances as multipart/related application/dicom (or one as application/dicom), in a transfer syntax the
     client accepts: as stored when it accepts that one (or `*`), else Explicit VR Little Endian, decoded or
-    re-encoded here."""
-    if not scope.serves_files:
-        raise wado.NotAcceptable("this root serves metadata, frames and rendered images, not whole instances")
+    re-encoded here. A blinded root's instances are rebuilt with the attributes its allowlist names alone."""
+    blind = scope.blind_dataset
     single, syntaxes = _dicom_choice(parse_accept(request.META.get("HTTP_ACCEPT")), instances)
     plan = list(zip(instances, syntaxes, strict=True))
-    etag = _etag("dicom", "single" if single else "multipart", *(f"{i.sha256}:{syntax}" for i, syntax in plan))
+    versions = (f"{i.sha256}:{syntax}" for i, syntax in plan)
+    etag = _etag("dicom", "single" if single else "multipart", scope.blinding, *versions)
     cache_control = IMMUTABLE if len(instances) == 1 else REVALIDATE
     if single:
-        return _cached(request, etag, cache_control, lambda: _single_instance(*plan[0]))
+        return _cached(request, etag, cache_control, lambda: _single_instance(*plan[0], blind))
     boundary = wado.new_boundary()
 
     def parts(first):
@@ -458,13 +471,13 @@ def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
             return
         for instance, syntax in plan:
             try:
-                chunks = _instance_chunks(instance, syntax)
+                chunks = _instance_chunks(instance, syntax, blind)
             except (wado.Unreadable, wado.NotAcceptable):
                 continue  # an unreadable file is left out; the others still arrive
             yield f"application/dicom; transfer-syntax={syntax}", chunks
 
     def make():
-        first = _instance_chunks(*plan[0]) if len(plan) == 1 else None
+        first = _instance_chunks(*plan[0], blind) if len(plan) == 1 else None
         content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
         if first is not None and plan[0][0].size <= ONE_BODY:
             # One instance of a usual size: one body with its length, written at once (a viewer fetches
@@ -501,7 +514,7 @@ def _metadata_response(request, scope: Scope, instances, hashes: list[str] | Non
         raise Http404("No such study or series.")
     xml = wants_xml(request)
     root = root_url(request, scope)  # the BulkDataURIs' base: in the ETag, as the body depends on it
-    etag = _etag("metadata", root, "xml" if xml else "json", *hashes)
+    etag = _etag("metadata", root, scope.blinding, "xml" if xml else "json", *hashes)
     boundary = etag.strip('"')  # an XML body is kept whole: its boundary is the representation's own
     failed: list = []
 

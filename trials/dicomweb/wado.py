@@ -243,6 +243,17 @@ def transcoded_chunks(instance: Instance) -> Iterator[bytes]:
     yield buffer.getvalue()
 
 
+def blinded_part10(instance: Instance, syntax: str, blind) -> bytes:
+    """The instance as a Part 10 file in `syntax` (as stored or Explicit VR Little Endian), rebuilt through `blind`
+    (a blinded root's allowlist: Allowlist.dataset) so that it holds nothing that root's metadata does not."""
+    ds = read_instance(instance)
+    if syntax != str(ds.file_meta.TransferSyntaxUID):
+        ds = as_explicit_vr_le(ds)
+    buffer = io.BytesIO()
+    blind(ds).save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 # -- frames -----------------------------------------------------------------------------------------------
 
 

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 
 from pydicom.datadict import DicomDictionary, dictionary_VR
 
-from ..deid.errors import FILING_UIDS, DeidRejected, excess_frames, gettext_noop, missing_uid, pixels_too_long
+from ..deid.errors import (
+    FILING_UIDS,
+    DeidRejected,
+    excess_frames,
+    gettext_noop,
+    missing_uid,
+    pixels_too_long,
+    uncompressed_ybr_422,
+)
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -655,8 +663,8 @@ def _check_image(top: dict[int, _Element], *, syntax: str, little: bool) -> None
     if syntax in NATIVE:
         if pixels.length == UNDEFINED:
             raise _unservable("its pixel data is compressed although its transfer syntax says uncompressed")
-        if _text(top.get(PHOTOMETRIC)) == "YBR_FULL_422":
-            samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
+        if photometric == "YBR_FULL_422":
+            raise uncompressed_ybr_422(Refused)
         expected = (rows * columns * samples * frames * allocated + 7) // 8
         if pixels.length < expected:
             raise Refused("truncated", "The image data is shorter than the image size says: the file looks cut short.")

@@ -1,0 +1,120 @@
+"""STOW-RS beyond the body: the answer in the media type the client accepts (PS3.18 10.5.3), where a store may be
+sent (PS3.18 10.5.1: /studies and /studies/{study}), and a coordinator's reason for a file refused."""
+
+from __future__ import annotations
+
+import io
+from xml.etree import ElementTree
+
+import pydicom
+import pytest
+from django.urls import reverse
+from pydicom.data import get_testdata_file
+from pydicom.uid import CTImageStorage, generate_uid
+
+from trials.deid import deidentify
+from trials.deid.errors import DeidRejected
+from trials.dicomweb.dicom_xml import NAMESPACE
+from trials.models import Instance, UploadItem
+
+from .deid.factories import DEFAULT, SUBJECT, space
+from .test_stow_multipart import BOUNDARY, body, open_upload, series, with_stores  # noqa: F401 - series: a fixture
+
+XML = "application/dicom+xml"
+MULTIPART = f'multipart/related; type="application/dicom"; boundary="{BOUNDARY}"'
+
+
+def post(api, user, url: str, data: bytes, accept: str | None = None):
+    extra = {"HTTP_ACCEPT": accept} if accept is not None else {}
+    return api.as_(user).generic("POST", url, data, content_type=MULTIPART, **extra)
+
+
+def upload_url(upload_id: int) -> str:
+    return reverse("stow-upload", args=["ALPHA", upload_id])
+
+
+@with_stores
+def test_a_store_answers_in_xml_to_a_client_that_accepts_only_xml(world, api, series):  # noqa: F811
+    """PS3.18 10.5.3: the Store answer is application/dicom+json or application/dicom+xml, as accepted; an
+    XML-only client was refused with 406 and its files were not stored."""
+    upload_id = open_upload(api, world.cora)
+    response = post(api, world.cora, upload_url(upload_id), body(series[:2]), XML)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == XML
+    root = ElementTree.fromstring(response.content)
+    referenced = root.find(f"{{{NAMESPACE}}}DicomAttribute[@keyword='ReferencedSOPSequence']")
+    assert len(referenced.findall(f"{{{NAMESPACE}}}Item")) == 2 and Instance.objects.count() == 2
+    again = post(api, world.cora, upload_url(upload_id), body(series[2:]), f"application/dicom+json;q=0.5, {XML}")
+    assert again.status_code == 200 and again["Content-Type"] == XML
+    assert post(api, world.cora, upload_url(upload_id), body(series[2:]))["Content-Type"] == "application/dicom+json"
+
+
+@with_stores
+def test_a_refused_store_asked_for_in_xml_is_the_apis_one_error_shape(world, api):
+    upload_id = open_upload(api, world.cora)
+    response = api.as_(world.cora).generic(
+        "POST",
+        upload_url(upload_id),
+        b"",
+        content_type=f'multipart/related; type="image/png"; boundary="{BOUNDARY}"',
+        HTTP_ACCEPT=XML,
+    )
+    assert response.status_code == 415
+    assert response["Content-Type"] == "application/json" and response.json()["error"]
+
+
+def trial_root_stores(world, api, who, path: str):
+    client = api.as_(world.people[who]) if who else api
+    if not who:
+        client.logout()
+    return client.generic("POST", f"/dicomweb/trials/ALPHA/{path}", body([b"x"]), content_type=MULTIPART)
+
+
+@pytest.mark.parametrize("path", ["studies", "studies/1.2.3"])
+def test_a_store_on_the_trial_root_says_where_files_go_to_those_who_see_it(world, api, path):
+    """PS3.18 10.5.1 stores on a root's /studies and /studies/{study}; a trial's files go into the upload session
+    of a subject's visit, which the root does not name: 405 with Allow, and where to send them."""
+    for who in ("cora", "alice"):
+        response = trial_root_stores(world, api, who, path)
+        assert response.status_code == 405, who
+        assert response["Allow"] == "GET, HEAD, OPTIONS"
+        assert "/dicomweb/trials/ALPHA/uploads/{upload id}/studies" in response.json()["error"]["message"]
+    assert trial_root_stores(world, api, "", path).status_code == 401
+    for who in ("rhea", "otto"):  # the trial root shows them nothing: it does not exist for them
+        assert trial_root_stores(world, api, who, path).status_code == 404, who
+
+
+def uncompressed_ybr_422() -> bytes:
+    """pydicom's uncompressed YBR_FULL_422 colour image, made a CT of the subject's."""
+    ds = pydicom.dcmread(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
+    ds.PatientName, ds.PatientID = "HONG^GILDONG", "PID0001"
+    uid = lambda part: generate_uid(entropy_srcs=["ybr422", part])  # noqa: E731 - the same each run
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid("instance")
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.Modality, ds.ImageType = "CT", ["ORIGINAL", "PRIMARY", "AXIAL"]
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+YBR_REASON = "stored uncompressed as YBR_FULL_422"
+
+
+@with_stores
+def test_an_uncompressed_ybr_full_422_image_is_refused_with_what_to_export_instead(world, api):
+    """Its two chroma samples per pair of pixels were counted as three samples per pixel: the coordinator read
+    "the file looks cut short" and sent the same file again."""
+    upload_id = open_upload(api, world.cora)
+    response = post(api, world.cora, upload_url(upload_id), body([uncompressed_ybr_422()]))
+    assert response.status_code == 409, response.content
+    assert f"part 1 was rejected: ybr_full_422: The image's colour pixels are {YBR_REASON}" in response["Warning"]
+    assert "RGB colour, or compressed (JPEG)" in response["Warning"]
+    item = UploadItem.objects.get()
+    assert (item.state, item.code) == ("rejected", "ybr_full_422")
+
+
+def test_the_engine_refuses_it_alike_for_the_sites_browser():
+    with pytest.raises(DeidRejected) as refused:
+        deidentify(uncompressed_ybr_422(), space=space(), subject_code=SUBJECT, options=DEFAULT)
+    assert refused.value.code == "ybr_full_422" and YBR_REASON in refused.value.reason

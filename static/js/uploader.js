@@ -108,6 +108,7 @@ const HELD_REASONS = {
   bad_number: gettext("An attribute that should hold a number holds something else, so the image's metadata could not be served; please export it again from the scanner or PACS."),
   pixels_too_long: gettext("The image data hold more than the image size says (rows, columns, frames): the file looks damaged or crafted, so it was not stored. Please export it again from the scanner or PACS and resend it."),
   ybr_full_422: gettext("The image's colour pixels are stored uncompressed as YBR_FULL_422, which this system does not take. Please export the images in RGB colour, or compressed (JPEG), and resend them."),
+  palette_colour: gettext("The image's pixels are palette colour (indices into a colour table), which cannot be examined here for text that may identify the patient. Please export the images in RGB colour or greyscale, and resend them."),
   too_many_elements: gettext("The file holds far more DICOM elements than an image of its size needs; it looks damaged or crafted. Please export it again from the scanner or PACS."),
 };
 const heldReason = (record) =>

@@ -119,3 +119,18 @@ def missing_uid(tag: int, rejection: type[DeidRejected] = DeidRejected) -> DeidR
     """The rejection of a file without the filing UID `tag` (a key of FILING_UIDS)."""
     code, reason = FILING_UIDS[tag]
     return rejection(code, reason)
+
+
+def palette_colour(rejection: type[DeidRejected] = DeidRejected) -> DeidRejected:
+    """The rejection of a palette-colour image (each pixel an index into a colour table, PS3.3 C.7.6.3.1.5) whose
+    pixels must be examined for text: OCR reads grey levels and colours, and indices are neither (text drawn in a
+    colour whose index is near its background's is not seen; a redaction would fill with whatever colour the
+    lowest index names). An image that need not be examined is not refused for its colours."""
+    return rejection(
+        "palette_colour",
+        gettext_noop(
+            "The image's pixels are palette colour (indices into a colour table), which cannot be examined here "
+            "for text that may identify the patient. Please export the images in RGB colour or greyscale, and "
+            "resend them."
+        ),
+    )

@@ -234,3 +234,34 @@ def test_an_image_that_needs_ocr_is_rejected_when_ocr_cannot_run(monkeypatch, tm
     with pytest.raises(DeidRejected) as caught:
         _deid(_screen())
     assert caught.value.code == "ocr_unavailable" and "tesseract-ocr-kor" in caught.value.reason
+
+
+def _palette_screen(image_type: str) -> bytes:
+    """pydicom's palette-colour ultrasound frame (indices into a colour table), labelled as a CT image of the
+    given type, the SOP class the trial takes."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import CTImageStorage
+
+    ds = pydicom.dcmread(get_testdata_file("OBXXXX1A.dcm"))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.Modality, ds.ImageType = "CT", image_type.split("\\")
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("options", [DEFAULT, REDACTING], ids=["reject", "redact"])
+def test_a_palette_colour_image_that_must_be_examined_is_refused_with_what_to_export_instead(ocr_calls, options):
+    """OCR read the palette's indices as if they were grey levels: text drawn in a colour whose index is near its
+    background's was not seen, and a redaction filled with the lowest index, whatever colour it names."""
+    with pytest.raises(DeidRejected) as caught:
+        _deid(_palette_screen("DERIVED\\SECONDARY\\SCREEN SAVE"), options)
+    assert caught.value.code == "palette_colour"
+    assert "palette colour" in caught.value.reason and "RGB" in caught.value.reason
+    assert not ocr_calls
+
+
+def test_a_palette_colour_image_that_need_not_be_examined_is_not_refused_for_its_colours(ocr_calls):
+    result = _deid(_palette_screen("ORIGINAL\\PRIMARY\\AXIAL"))
+    assert read(result.data).PhotometricInterpretation == "PALETTE COLOR" and not ocr_calls

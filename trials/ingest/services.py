@@ -577,7 +577,7 @@ def _batch_process(item_ids: list[int]) -> None:
     _claim(item_ids)
     # Only what is read here: each row joined to its upload, timepoint, subject, trial and visit made six model
     # instances per file, the largest share of the batch's database time; the batch's one upload is read once.
-    rows = list(UploadItem.objects.filter(pk__in=item_ids).only("id", "upload_id", "sha256", "state"))
+    rows = list(UploadItem.objects.filter(pk__in=item_ids).order_by("pk").only("id", "upload_id", "sha256", "state"))
     for row in rows:
         if row.state in SETTLED_STATES:
             # Settled by an earlier run of this task that died between its commit and the deletion after it (a
@@ -685,9 +685,13 @@ def _index_in_transaction(
     The raw copies of the files settled here are deleted after the commit: all of them, or only `copies` (the
     files that have one) when the caller knows which.
     """
+    # Ordered by id alone: the model's ordering (by upload) joins the upload's table, and FOR UPDATE over a join
+    # locks the upload's row as well, which would make the batches of one upload take turns from here on.
     locked = {
         i.pk: i
-        for i in UploadItem.objects.select_for_update().filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
+        for i in UploadItem.objects.select_for_update()
+        .filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
+        .order_by("pk")
     }
     results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
     subject = Subject.objects.select_related("trial").get(pk=subject.pk)

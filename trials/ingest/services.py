@@ -725,7 +725,9 @@ def _index_in_transaction(
             subject.source_patient_hash = patients.most_common(1)[0][0]
             subject.save(update_fields=["source_patient_hash"])
     new_instances, now = [], timezone.now()
-    with store.durable_batch():  # the stored files are durable before the index that points to them commits
+    # The stored files are durable, names included, before the index that points to them commits, and before the
+    # upload's row is locked: their directories are flushed while the instance rows are written.
+    with store.durable_batch() as names:
         for pk, item in locked.items():
             try:
                 _index_one(item, outcomes[pk], upload=upload, index=index, new_instances=new_instances, staging=staging)
@@ -745,9 +747,10 @@ def _index_in_transaction(
                 outcome = outcomes[pk]
                 _reject(item, "unreadable", unreadable_reason(exc, getattr(outcome, "data", b"")))
             item.processed_at = now if item.state != UploadItem.State.RESEND else None
-    Instance.objects.bulk_create(new_instances)
-    for series_id, added in Counter(i.series_id for i in new_instances).items():
-        Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
+        names.flush_now()
+        Instance.objects.bulk_create(new_instances)
+        for series_id, added in Counter(i.series_id for i in new_instances).items():
+            Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
     upload = Upload.objects.select_for_update().get(pk=upload.pk)
     for item in locked.values():
         if item.state == UploadItem.State.RESEND and upload.state != Upload.State.OPEN:

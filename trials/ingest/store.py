@@ -59,22 +59,53 @@ def instance_key(trial_code: str, study_uid: str, series_uid: str, sop_uid: str)
 _pending_dirs: ContextVar[set[str] | None] = ContextVar("ctims_store_pending_dirs", default=None)
 
 
+class DurableNames:
+    """What `durable_batch` yields: the directories its writes touched, flushed when the block ends, or from
+    `flush_now` on beside the caller."""
+
+    def __init__(self) -> None:
+        self.pending: set[str] = set()
+        self._flushes: list[Future[None]] = []
+
+    def flush_now(self) -> None:
+        """Start flushing the directories touched so far (`flush_pool`), while the caller goes on with work that
+        needs no file (writing the index rows that will point to them); the block's end waits for them."""
+        for path in sorted(self.pending):
+            self._flushes.append(flush_pool().submit(_fsync_dir, path, now=True))
+        self.pending.clear()
+
+    def wait(self) -> None:
+        """Every directory touched flushed: those started by `flush_now` waited for, the others flushed now."""
+        for path in sorted(self.pending):
+            _fsync_dir(path, now=True)
+        self.pending.clear()
+        errors = []
+        for flush in self._flushes:
+            try:
+                flush.result()
+            except BaseException as exc:  # noqa: BLE001 - every flush is waited for before one is raised
+                errors.append(exc)
+        self._flushes.clear()
+        if errors:
+            raise errors[0]
+
+
 @contextmanager
-def durable_batch() -> Iterator[None]:
-    """Writes inside the block fsync each directory they touched once, when the block ends, instead of once per file.
+def durable_batch() -> Iterator[DurableNames]:
+    """Writes inside the block fsync each directory they touched once, when the block ends (or from
+    `flush_now` on), instead of once per file.
 
     Leave the block before the commit that depends on the files (the acknowledgement, the index): the files
     are then durable, names included, before anything points to them. Each file's bytes are still fsynced
     before its final name is created, so no final name ever holds a partial file.
     """
-    pending: set[str] = set()
-    token = _pending_dirs.set(pending)
+    names = DurableNames()
+    token = _pending_dirs.set(names.pending)
     try:
-        yield
+        yield names
     finally:
         _pending_dirs.reset(token)
-    for path in sorted(pending):
-        _fsync_dir(path, now=True)
+    names.wait()
 
 
 def _fsync_dir(path: str, *, now: bool = False) -> None:

@@ -570,7 +570,8 @@ def _reject_unindexable(item_id: int) -> None:
         if item is None:
             return
         upload = Upload.objects.select_for_update().get(pk=item.upload_id)
-        item = UploadItem.objects.select_for_update().filter(pk=item_id, state=UploadItem.State.QUARANTINED).first()
+        waiting = UploadItem.objects.select_for_update().filter(pk=item_id, state=UploadItem.State.QUARANTINED)
+        item = waiting.order_by("pk").first()  # the model's ordering would join (and lock) the upload's row again
         if item is None:
             return
         _reject(item, "unreadable", Text(gettext_noop("unreadable: the file's attributes could not be indexed.")))

@@ -195,3 +195,26 @@ def test_directories_flushed_early_are_flushed_beside_the_caller_and_waited_for_
     with pytest.raises(OSError, match="Input/output error"), store.durable_batch() as names:
         store.store_instance("T/1/2/4.dcm", b"y" * 4096)
         names.flush_now()
+
+
+def test_with_no_io_threads_a_batchs_flushes_still_wait_for_the_disk_side_by_side(stores, hooks, settings):
+    """Flushes are waits, not work: each staged file's flush waits for the other's to have begun, which files
+    flushed one after the other never would."""
+    settings.INGEST_PROCESSING_IO_THREADS = 0
+    both_flushing = threading.Barrier(2, timeout=30)
+    flushers = []
+
+    def before_link(key):  # each file's bytes are on disk (fdatasync), its name not yet made
+        flushers.append(threading.current_thread().name)
+        both_flushing.wait()
+
+    hooks["before_link"] = before_link
+    with store.StagedWrites(store.image_storage(), stage="processing") as staging:
+        staging.stage("T/1/2/a.dcm", b"a" * 4096)
+        staging.stage("T/1/2/b.dcm", b"b" * 4096)
+        staging.settle()
+        for key, data in (("T/1/2/a.dcm", b"a" * 4096), ("T/1/2/b.dcm", b"b" * 4096)):
+            store.store_instance(key, data, staged=staging.take(key))
+    assert len(flushers) == 2 and all(name.startswith("ctims-flush") for name in flushers)
+    assert store.image_storage().open("T/1/2/b.dcm").read() == b"b" * 4096
+    assert temporaries(stores) == []

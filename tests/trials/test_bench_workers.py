@@ -50,3 +50,4 @@ def test_bench_ingest_in_one_process_prints_the_floors_and_the_pipelines_ratios_
         assert re.search(re.escape(label) + r".* +[\d.]+ instances/s +[\d.]+ MB/s", text), text
     assert re.search(r"b/a = \d+\.\d\d .* c/a = \d+\.\d\d .* c/a2 = \d+\.\d\d", text), text
     assert re.search(r"disk took \d+\.\d\d ms per file to make \d+\.\d\d MB durable", text), text
+    assert re.search(r"\(a\) \d+\.\d\d ms, \(c\) \d+\.\d\d ms; c/a by CPU time = \d+\.\d\d", text), text

@@ -209,6 +209,30 @@ def test_a_batch_waits_for_its_files_to_reach_the_disk_before_it_locks_rows_othe
     assert sorted(UploadItem.objects.values_list("state", flat=True)) == ["accepted"] * 3
 
 
+def test_a_batch_leaves_the_upload_row_free_while_it_stores_its_files(transactional_db, stores, series, monkeypatch):
+    """Locking a batch's own files must not lock their upload's row too (a join in the locking query would: it
+    locks the joined rows as well), or the batches of one upload on several workers take turns for their whole
+    index transaction instead of only for its last step."""
+    world = build_world()
+    upload = upload_open(actor=world.cora, timepoint=timepoint())
+    db = connection.settings_dict
+    real, seen = store.store_instance, []
+
+    def store_instance(key, data, **written):  # called in the index transaction, the batch's files locked
+        with psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432) as other:
+            try:
+                other.execute(f"SELECT 1 FROM {Upload._meta.db_table} WHERE id = %s FOR UPDATE NOWAIT", [upload.pk])  # noqa: S608
+                seen.append("free")
+            except psycopg.errors.LockNotAvailable:
+                seen.append("locked")
+        real(key, data, **written)
+
+    monkeypatch.setattr(store, "store_instance", store_instance)
+    upload_receive(upload=upload, files=series[:3])  # processed at the commit (no broker in the tests)
+    assert seen == ["free"] * 3
+    assert sorted(UploadItem.objects.values_list("state", flat=True)) == ["accepted"] * 3
+
+
 def test_a_file_already_stored_with_other_bytes_is_rejected_alone(world, stores, series, monkeypatch, on_commit_now):
     real = store.store_instance
     conflicted = []

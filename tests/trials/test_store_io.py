@@ -166,3 +166,55 @@ def test_raw_uploads_in_quarantine_are_readable_by_the_application_only(tmp_path
         storages._storages.clear()
     assert (tmp_path / "quarantine" / key).stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "images" / "T/1/2/3.dcm").stat().st_mode & 0o040  # nginx sends these
+
+
+def test_directories_flushed_early_are_flushed_beside_the_caller_and_waited_for_at_the_batchs_end(stores, monkeypatch):
+    """The index rows are written while the stored files' directories reach the disk; the batch's block does not
+    end (nor its commit come) before they have, and a failed flush reaches the caller."""
+    flushed, release, real = [], threading.Event(), os.fsync
+
+    def fsync(fd):
+        if threading.current_thread().name.startswith("ctims-flush"):
+            assert release.wait(30)
+            flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(store.os, "fsync", fsync)
+    with store.durable_batch() as names:
+        store.store_instance("T/1/2/3.dcm", b"x" * 4096)  # its new folders and its name wait for the block's end
+        names.flush_now()
+        assert flushed == []  # the caller goes on while the flushes wait for the disk
+        release.set()
+    folder = os.path.dirname(store.image_storage().path("T/1/2/3.dcm"))
+    assert folder in flushed and len(flushed) == len(set(flushed))  # each folder once, done when the block ended
+
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store.os, "fsync", failing)
+    with pytest.raises(OSError, match="Input/output error"), store.durable_batch() as names:
+        store.store_instance("T/1/2/4.dcm", b"y" * 4096)
+        names.flush_now()
+
+
+def test_with_no_io_threads_a_batchs_flushes_still_wait_for_the_disk_side_by_side(stores, hooks, settings):
+    """Flushes are waits, not work: each staged file's flush waits for the other's to have begun, which files
+    flushed one after the other never would."""
+    settings.INGEST_PROCESSING_IO_THREADS = 0
+    both_flushing = threading.Barrier(2, timeout=30)
+    flushers = []
+
+    def before_link(key):  # each file's bytes are on disk (fdatasync), its name not yet made
+        flushers.append(threading.current_thread().name)
+        both_flushing.wait()
+
+    hooks["before_link"] = before_link
+    with store.StagedWrites(store.image_storage(), stage="processing") as staging:
+        staging.stage("T/1/2/a.dcm", b"a" * 4096)
+        staging.stage("T/1/2/b.dcm", b"b" * 4096)
+        staging.settle()
+        for key, data in (("T/1/2/a.dcm", b"a" * 4096), ("T/1/2/b.dcm", b"b" * 4096)):
+            store.store_instance(key, data, staged=staging.take(key))
+    assert len(flushers) == 2 and all(name.startswith("ctims-flush") for name in flushers)
+    assert store.image_storage().open("T/1/2/b.dcm").read() == b"b" * 4096
+    assert temporaries(stores) == []

@@ -29,18 +29,24 @@ from .synthetic import real_ct_template, synthesize_ct_series, synthesize_dose_s
 
 
 def _rounds(
-    measured: dict[str, Callable[[], float | None]], runs: int, clean: Callable[[], None]
+    measured: dict[str, Callable[[], tuple[float, float] | None]],
+    runs: int,
+    clean: Callable[[], None],
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Wall times of each measurement, interleaved round by round so that a slow moment of the machine
     (disk write-back, another process) weighs on all of them alike; `clean` runs untimed before each, and a run
-    that returns a number of seconds spent on its own set-up has them left out."""
+    that returns the seconds (wall, CPU) spent on its own set-up has them left out. `cpu`, if given, gets each
+    run's CPU time of this process (every thread of it), which other processes' load moves far less."""
     times: dict[str, list[float]] = {name: [] for name in measured}
     for _ in range(runs):
         for name, run in measured.items():
             clean()
-            start = time.perf_counter()
-            set_up = run() or 0.0
+            start, start_cpu = time.perf_counter(), time.process_time()
+            set_up, set_up_cpu = run() or (0.0, 0.0)
             times[name].append(time.perf_counter() - start - set_up)
+            if cpu is not None:
+                cpu.setdefault(name, []).append(time.process_time() - start_cpu - set_up_cpu)
     clean()
     return times
 
@@ -100,16 +106,16 @@ def bench_ingest(out, *, slices: int, runs: int, small: bool, screens: int) -> N
 
     counter = iter(range(1, 10_000))
 
-    def pipeline() -> float:
-        """Returns the seconds its scratch trial took to make: the pipeline's measure leaves them out."""
+    def pipeline() -> tuple[float, float]:
+        """Returns the seconds (wall, CPU) its scratch trial took to make: the pipeline's measure leaves them out."""
         with undone():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             _trial, _subject, upload = scratch_trial(next(counter))
-            set_up = time.perf_counter() - start
+            set_up, set_up_cpu = time.perf_counter() - start, time.process_time() - start_cpu
             items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
             for batch in processing_batches([item.pk for item in items]):
                 upload_batch_process(item_ids=batch)
-        return set_up
+        return set_up, set_up_cpu
 
     def clean():
         for folder in ("out", "images", "quarantine"):
@@ -117,11 +123,12 @@ def bench_ingest(out, *, slices: int, runs: int, small: bool, screens: int) -> N
         (tmp / "out").mkdir()
         os.sync()  # every run starts with the same clean page cache
 
+    cpu: dict[str, list[float]] = {}
     try:
         with stores_in(tmp):
             plain_read_write()  # warm caches and imports
             times = _rounds(
-                {"a": plain_read_write, "a2": durable_read_write, "b": deid_verify, "c": pipeline}, runs, clean
+                {"a": plain_read_write, "a2": durable_read_write, "b": deid_verify, "c": pipeline}, runs, clean, cpu
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -141,6 +148,12 @@ def bench_ingest(out, *, slices: int, runs: int, small: bool, screens: int) -> N
     out.write(
         f"  throughput ratios, median of the per-round ratios: b/a = {ratio_b:.2f} (goal >= 1.0)   "
         f"c/a = {ratio_c:.2f} (goal >= 0.8)   c/a2 = {ratio_c2:.2f}"
+    )
+    cpu_a, cpu_c = (statistics.median(cpu[name]) / slices * 1000 for name in "ac")
+    cpu_ratio = statistics.median(x / y for x, y in zip(cpu["a"], cpu["c"], strict=True))
+    out.write(
+        f"  CPU time of this process per file: (a) {cpu_a:.2f} ms, (c) {cpu_c:.2f} ms; c/a by CPU time = "
+        f"{cpu_ratio:.2f} (the ratio other processes' load moves least; the database server's own CPU not counted)"
     )
     out.write(
         f"  (this machine's disk took {durable_ms:.2f} ms per file to make {2 * megabytes / slices:.2f} MB durable "

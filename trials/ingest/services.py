@@ -577,6 +577,23 @@ def _claim(item_ids: list[int]) -> None:
     UploadItem.objects.filter(pk__in=item_ids, state=UploadItem.State.QUARANTINED).update(queued_at=timezone.now())
 
 
+def _claim_waiting(item_ids: list[int]) -> list[UploadItem]:
+    """Claim the waiting files among `item_ids` (`_claim`) and return them, by id, in one statement: only what is
+    read here (their upload and SHA-256; the batch's one upload is read once after), where a claim and then a read
+    of the rows, each joined to the upload's table by the model's ordering, were two round trips."""
+    table = UploadItem._meta.db_table
+    marks = ", ".join(["%s"] * len(item_ids))
+    sql = f"UPDATE {table} SET queued_at = %s WHERE state = %s AND id IN ({marks}) RETURNING id, upload_id, sha256"  # noqa: S608
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, UploadItem.State.QUARANTINED, *item_ids])
+        rows = sorted(cursor.fetchall())
+    return [
+        UploadItem(id=pk, upload_id=upload_id, sha256=sha256, state=UploadItem.State.QUARANTINED)
+        for pk, upload_id, sha256 in rows
+    ]
+
+
 def upload_batch_process(*, item_ids: list[int]) -> None:
     """De-identify, verify, store and index a batch of quarantined files of one upload.
 
@@ -600,7 +617,8 @@ def _reject_unindexable(item_id: int) -> None:
         if item is None:
             return
         upload = Upload.objects.select_for_update().get(pk=item.upload_id)
-        item = UploadItem.objects.select_for_update().filter(pk=item_id, state=UploadItem.State.QUARANTINED).first()
+        waiting = UploadItem.objects.select_for_update().filter(pk=item_id, state=UploadItem.State.QUARANTINED)
+        item = waiting.order_by("pk").first()  # the model's ordering would join (and lock) the upload's row again
         if item is None:
             return
         _reject(item, "unreadable", Text(gettext_noop("unreadable: the file's attributes could not be indexed.")))
@@ -621,16 +639,14 @@ def _batch_process(item_ids: list[int]) -> None:
     holds when), and the files it stored are deleted again if that transaction rolls back.
     """
     _fault("batch_start", item_ids)
-    _claim(item_ids)
-    # Only what is read here: each row joined to its upload, timepoint, subject, trial and visit made six model
-    # instances per file, the largest share of the batch's database time; the batch's one upload is read once.
-    rows = list(UploadItem.objects.filter(pk__in=item_ids).only("id", "upload_id", "sha256", "state"))
-    for row in rows:
-        if row.state in SETTLED_STATES:
+    items = _claim_waiting(item_ids)
+    if len(items) < len(item_ids):
+        claimed = {item.pk for item in items}
+        others = UploadItem.objects.filter(pk__in=[pk for pk in item_ids if pk not in claimed])
+        for row in others.filter(state__in=SETTLED_STATES).order_by("pk").only("id", "upload_id", "sha256"):
             # Settled by an earlier run of this task that died between its commit and the deletion after it (a
             # task is acknowledged only when it ends, so it comes again): the raw copy goes now.
             store.quarantine_delete(row.upload_id, row.sha256)
-    items = [row for row in rows if row.state == UploadItem.State.QUARANTINED]
     if not items:
         return
     if any(item.upload_id != items[0].upload_id for item in items):
@@ -732,13 +748,18 @@ def _index_in_transaction(
     The raw copies of the files settled here are deleted after the commit: all of them, or only `copies` (the
     files that have one) when the caller knows which.
     """
+    # Ordered by id alone: the model's ordering (by upload) joins the upload's table, and FOR UPDATE over a join
+    # locks the upload's row as well, which would make the batches of one upload take turns from here on.
     locked = {
         i.pk: i
-        for i in UploadItem.objects.select_for_update().filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
+        for i in UploadItem.objects.select_for_update()
+        .filter(pk__in=outcomes, state=UploadItem.State.QUARANTINED)
+        .order_by("pk")
     }
     results = [o for pk, o in outcomes.items() if pk in locked and isinstance(o, DeidResult)]
-    subject = Subject.objects.select_related("trial").get(pk=subject.pk)
-    timepoint.subject = subject
+    if not subject.source_patient_hash:  # set once (below), never changed: a subject read with it is up to date
+        subject = Subject.objects.select_related("trial").get(pk=subject.pk)
+        timepoint.subject = subject
     index = _BatchIndex.load(timepoint, results)
     if not subject.source_patient_hash or index.incomplete(results):
         subject = Subject.objects.select_related("trial").select_for_update(of=("self",)).get(pk=subject.pk)
@@ -752,7 +773,9 @@ def _index_in_transaction(
             subject.source_patient_hash = patients.most_common(1)[0][0]
             subject.save(update_fields=["source_patient_hash"])
     new_instances, now = [], timezone.now()
-    with store.durable_batch():  # the stored files are durable before the index that points to them commits
+    # The stored files are durable, names included, before the index that points to them commits, and before the
+    # upload's row is locked: their directories are flushed while the instance rows are written.
+    with store.durable_batch() as names:
         for pk, item in locked.items():
             try:
                 _index_one(item, outcomes[pk], upload=upload, index=index, new_instances=new_instances, staging=staging)
@@ -772,9 +795,10 @@ def _index_in_transaction(
                 outcome = outcomes[pk]
                 _reject(item, "unreadable", unreadable_reason(exc, getattr(outcome, "data", b"")))
             item.processed_at = now if item.state != UploadItem.State.RESEND else None
-    Instance.objects.bulk_create(new_instances)
-    for series_id, added in Counter(i.series_id for i in new_instances).items():
-        Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
+        names.flush_now()
+        Instance.objects.bulk_create(new_instances)
+        for series_id, added in Counter(i.series_id for i in new_instances).items():
+            Series.objects.filter(pk=series_id).update(instance_count=F("instance_count") + added)
     # FOR NO KEY UPDATE: a request acknowledging files of this upload holds the row FOR KEY SHARE (_hold_open)
     # and may be waiting for this batch's items; a finish or discard, FOR UPDATE, waits for both.
     upload = Upload.objects.select_for_update(no_key=True).get(pk=upload.pk)

@@ -59,22 +59,53 @@ def instance_key(trial_code: str, study_uid: str, series_uid: str, sop_uid: str)
 _pending_dirs: ContextVar[set[str] | None] = ContextVar("ctims_store_pending_dirs", default=None)
 
 
+class DurableNames:
+    """What `durable_batch` yields: the directories its writes touched, flushed when the block ends, or from
+    `flush_now` on beside the caller."""
+
+    def __init__(self) -> None:
+        self.pending: set[str] = set()
+        self._flushes: list[Future[None]] = []
+
+    def flush_now(self) -> None:
+        """Start flushing the directories touched so far (`flush_pool`), while the caller goes on with work that
+        needs no file (writing the index rows that will point to them); the block's end waits for them."""
+        for path in sorted(self.pending):
+            self._flushes.append(flush_pool().submit(_fsync_dir, path, now=True))
+        self.pending.clear()
+
+    def wait(self) -> None:
+        """Every directory touched flushed: those started by `flush_now` waited for, the others flushed now."""
+        for path in sorted(self.pending):
+            _fsync_dir(path, now=True)
+        self.pending.clear()
+        errors = []
+        for flush in self._flushes:
+            try:
+                flush.result()
+            except BaseException as exc:  # noqa: BLE001 - every flush is waited for before one is raised
+                errors.append(exc)
+        self._flushes.clear()
+        if errors:
+            raise errors[0]
+
+
 @contextmanager
-def durable_batch() -> Iterator[None]:
-    """Writes inside the block fsync each directory they touched once, when the block ends, instead of once per file.
+def durable_batch() -> Iterator[DurableNames]:
+    """Writes inside the block fsync each directory they touched once, when the block ends (or from
+    `flush_now` on), instead of once per file.
 
     Leave the block before the commit that depends on the files (the acknowledgement, the index): the files
     are then durable, names included, before anything points to them. Each file's bytes are still fsynced
     before its final name is created, so no final name ever holds a partial file.
     """
-    pending: set[str] = set()
-    token = _pending_dirs.set(pending)
+    names = DurableNames()
+    token = _pending_dirs.set(names.pending)
     try:
-        yield
+        yield names
     finally:
         _pending_dirs.reset(token)
-    for path in sorted(pending):
-        _fsync_dir(path, now=True)
+    names.wait()
 
 
 def _fsync_dir(path: str, *, now: bool = False) -> None:
@@ -367,6 +398,26 @@ def io_pool(stage: str) -> Executor:
     return state[2]
 
 
+FLUSH_THREADS = 8
+_flush_pools: dict[int, Executor] = {}
+
+
+def flush_pool() -> Executor:
+    """This process's threads that wait for staged files to reach the disk (fdatasync), whatever the I/O threads
+    of the stage: a flush is a wait, not work (it holds neither a core nor the GIL), and flushes that wait side by
+    side share the file system's journal commits and the disk's cache flushes, where one after the other each
+    waits for its own (30 files of 0.53 MB: about 8 ms side by side against 25 to 70 ms in turn on this host's
+    disk). Made anew in a forked child, whose parent's threads did not come along."""
+    pool = _flush_pools.get(os.getpid())
+    if pool is None:
+        with _io_pool_lock:
+            pool = _flush_pools.get(os.getpid())
+            if pool is None:
+                _flush_pools.clear()  # a forked child's copy of its parent's pool has no threads
+                pool = _flush_pools[os.getpid()] = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="ctims-flush")
+    return pool
+
+
 class StagedWrites:
     """Files written under temporary names as soon as their bytes exist, made durable only when they are taken.
 
@@ -410,13 +461,13 @@ class StagedWrites:
             )
 
     def settle(self) -> None:
-        """Wait until every file staged so far is on disk: their flushes run side by side after all the writes,
-        so the kernel has had them all at once. Call it before taking locks that others wait on."""
+        """Wait until every file staged so far is on disk: their flushes run side by side (`flush_pool`) after all
+        the writes, so the kernel has had them all at once. Call it before taking locks that others wait on."""
         flushes: dict[str, Future[None]] = {}
         errors: list[BaseException] = []
         for key in [key for key in self._staged if key not in self._durable]:
             try:
-                flushes[key] = self._pool.submit(_make_durable, self._staged[key].result())
+                flushes[key] = flush_pool().submit(_make_durable, self._staged[key].result())
             except BaseException as exc:  # noqa: BLE001 - its write failed (and left no temporary file)
                 self._staged.pop(key)
                 errors.append(exc)

@@ -117,7 +117,7 @@ def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
     )
     if lock:
         assignment_id = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).values_list("assignment_id", flat=True)
-        ReaderAssignment.objects.select_for_update().filter(pk__in=list(assignment_id)).first()
+        ReaderAssignment.objects.select_for_update(of=("self",)).filter(pk__in=list(assignment_id)).first()
         tasks = tasks.select_for_update(of=("self",))
     task = tasks.filter(pk=task_id, kind=ReadTask.Kind.READ).first()
     if task is None:

@@ -253,7 +253,7 @@ def adjudicators_assign(*, actor, trial) -> int:
     given = 0
     with transaction.atomic():
         waiting = (
-            Adjudication.objects.select_for_update()
+            Adjudication.objects.select_for_update(of=("self",))
             .filter(subject__trial=trial, task__isnull=True, signature__isnull=True)
             .select_related("subject__trial")
         )

@@ -242,7 +242,7 @@ def read_tasks_create(*, timepoint: Timepoint) -> list[ReadTask]:
     if design is None:
         return []
     with transaction.atomic():
-        subject = Subject.objects.select_for_update().select_related("trial").get(pk=timepoint.subject_id)
+        subject = Subject.objects.select_for_update(of=("self",)).select_related("trial").get(pk=timepoint.subject_id)
         tasks = []
         for assignment in readers_assign(subject=subject, design=design):
             task = ReadTask.objects.filter(
@@ -324,7 +324,7 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
     """
     with transaction.atomic():
         assignment = (
-            ReaderAssignment.objects.select_for_update()
+            ReaderAssignment.objects.select_for_update(of=("self",))
             .select_related("subject__trial", "reader")
             .filter(pk=assignment_id, subject__trial=trial, retired_at__isnull=True)
             .first()
@@ -338,7 +338,7 @@ def assignment_replace(*, actor, assignment_id: int, trial: Trial, reader) -> Re
                 fields={"reader": [_("Not available for this case.")]},
             )
         tasks = list(
-            assignment.tasks.select_for_update()
+            assignment.tasks.select_for_update(of=("self",))
             .exclude(state=ReadTask.State.WITHDRAWN)
             .select_related("timepoint__visit", "design")
             .order_by("timepoint__visit__order")

@@ -244,7 +244,7 @@ def transfer_build(*, transfer_id: int) -> Transfer:
     reason and is audited.
     """
     with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().select_related("trial").get(pk=transfer_id)
+        transfer = Transfer.objects.select_for_update(of=("self",)).select_related("trial").get(pk=transfer_id)
         if transfer.state == Transfer.State.READY:
             return transfer
         transfer.state, transfer.progress, transfer.step, transfer.error = Transfer.State.BUILDING, 0, "", ""

@@ -184,7 +184,7 @@ def series_relabel(*, actor, series: Series, kind: str, region: str) -> SeriesCl
         message = _("This is a %(modality)s series: give it a kind of that modality.") % {"modality": series.modality}
         raise ValidationFailed(message, fields={"kind": [message]})
     with transaction.atomic():
-        stored = SeriesClassification.objects.select_for_update().filter(series=series).first()
+        stored = SeriesClassification.objects.select_for_update(of=("self",)).filter(series=series).first()
         if stored is None:
             raise InvalidState(_("This series has not been classified yet."))
         before = [stored.kind, stored.region]
@@ -285,7 +285,7 @@ def query_answer(*, actor, query: Query, body: str, upload: Upload | None = None
         raise ValidationFailed(_("Write an answer."), fields={"body": [_("Required.")]})
     with transaction.atomic():
         query = (
-            Query.objects.select_for_update()
+            Query.objects.select_for_update(of=("self",))
             .select_related("timepoint__subject__trial", "timepoint__visit")
             .get(pk=query.pk)
         )
@@ -333,7 +333,7 @@ def query_close(*, actor, query: Query, body: str = "") -> Query:
     """The reviewer closes a query; the timepoint can then be passed. A query closed meanwhile (another tab, another
     reviewer) is refused: the note would be lost, and the trail would credit the wrong person with closing it."""
     with transaction.atomic():
-        query = Query.objects.select_for_update().select_related("timepoint__subject").get(pk=query.pk)
+        query = Query.objects.select_for_update(of=("self",)).select_related("timepoint__subject").get(pk=query.pk)
         if query.state == Query.State.CLOSED:
             raise InvalidState(_("This query was already closed; your note was not added to its thread."))
         note = body.strip()

@@ -740,7 +740,9 @@ def timepoint_transition(
     """
     allowed = set(allowed_from)
     with transaction.atomic():
-        locked = Timepoint.objects.select_for_update().select_related("subject", "visit").get(pk=timepoint.pk)
+        locked = (
+            Timepoint.objects.select_for_update(of=("self",)).select_related("subject", "visit").get(pk=timepoint.pk)
+        )
         if locked.state == to:
             return locked
         if locked.state not in allowed:

@@ -112,9 +112,7 @@ def waterfall(summary: report.Summary) -> Figure:
     ax.axhline(0, color="#333333", linewidth=0.8)
     ax.set_xticks(x, [r["subject"] for r in rows], rotation=90, fontsize=7)
     ax.set_ylabel("best % change from baseline")
-    handles = [
-        _line(color=COLOURS.get(b, "#999999"), linewidth=6, label=b) for b in _in_order(r["bor"] for r in rows)
-    ]
+    handles = [_line(color=COLOURS.get(b, "#999999"), linewidth=6, label=b) for b in _in_order(r["bor"] for r in rows)]
     handles += [
         _line(color="#d73027", linestyle="--", label="+20%"),
         _line(color="#1b7837", linestyle="--", label="-30%"),

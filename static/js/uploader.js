@@ -48,6 +48,7 @@ const PAINT_MS = 150;
 // The wrong-patient guard's first pass reads this much of each file: the header up to Patient ID.
 const HEAD_BYTES = 64 * 1024;
 const FIRST_PASS_CHUNK = 40;
+const FIRST_PASS_READERS = 8; // headers read at once (small reads: each is mostly the wait for the disk)
 const DICM = [0x44, 0x49, 0x43, 0x4d];
 
 // Row states, in the order a file goes through them; a later server answer never moves a row backwards.
@@ -1031,15 +1032,23 @@ class Uploader {
   async firstPass(entries) {
     const total = entries.length;
     const counts = new Map();
-    for (let start = 0; start < entries.length; start += FIRST_PASS_CHUNK) {
-      const chunk = entries.slice(start, start + FIRST_PASS_CHUNK);
-      const heads = await pool(chunk, READERS, async (entry) => {
-        try {
-          return await entry.head(HEAD_BYTES);
-        } catch {
-          return new Uint8Array(0);
-        }
-      });
+    // The next chunk's headers are read from the disk while the workers hash this one's (one after the other,
+    // the reading and the hashing each waited for the other: the pass took 0.4 to 1.8 s of a subject's first
+    // upload of 300 slices in the upload bench, before any file was de-identified).
+    const read = (start) =>
+      start < total
+        ? pool(entries.slice(start, start + FIRST_PASS_CHUNK), FIRST_PASS_READERS, async (entry) => {
+            try {
+              return await entry.head(HEAD_BYTES);
+            } catch {
+              return new Uint8Array(0);
+            }
+          })
+        : null;
+    let next = read(0);
+    for (let start = 0; start < total; start += FIRST_PASS_CHUNK) {
+      const heads = await next;
+      next = read(start + FIRST_PASS_CHUNK); // left unread if this chunk decides: its readers never fail
       let hashes;
       try {
         hashes = await this.engine.patients(heads);

@@ -20,7 +20,7 @@ from trials.deid.pseudonym import PseudonymSpace
 from trials.dicomweb import wado
 from trials.ingest import services, store
 from trials.ingest.services import upload_batch_process, upload_finish, upload_receive
-from trials.models import Instance, Trial, Upload, UploadItem
+from trials.models import BrowserDeidRecord, Instance, Trial, Upload, UploadItem
 
 from .test_browser_deid_api import (
     browser_trial,
@@ -282,3 +282,29 @@ def test_a_file_whose_dicom_json_cannot_be_made_in_its_request_is_stored_all_the
     assert response.status_code == 200, response.content
     assert sorted(UploadItem.objects.values_list("state", flat=True)) == ["accepted"] * 4
     assert list(Instance.objects.values_list("metadata", flat=True)) == [None] * 4  # made at its first read
+
+
+def test_a_request_writes_its_files_records_rows_instances_and_dicom_json_in_one_transaction(world, api, sent):
+    """Each write transaction of a request waits for the database's write lock and its flush to disk: the records
+    that come with the files, their rows, the instances and their DICOM JSON are written together (a request
+    that dies before that commit leaves none of them)."""
+    upload_id, outputs, records = sent
+    writes = []
+
+    def note(execute, sql, params, many, context):
+        words = [*sql.split(None, 3), "", ""]
+        table = {"INSERT": words[2], "UPDATE": words[1], "DELETE": words[2]}.get(words[0].upper(), "").strip('"')
+        if table.startswith("trials_"):
+            writes.append((table, next((sid for sid in connection.savepoint_ids if sid), None)))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note):
+        response = stow_with_records(api, world.cora, upload_id, records, outputs)
+    assert response.status_code == 200, response.content
+    tables = {table for table, _ in writes}
+    assert {"trials_browserdeidrecord", "trials_uploaditem", "trials_instance"} <= tables
+    assert len({where for _, where in writes}) == 1 and None not in dict(writes).values(), (
+        writes
+    )  # (a savepoint in a test)
+    assert BrowserDeidRecord.objects.count() == 4
+    assert all(i.metadata is not None and i.pixel_layout is not None for i in Instance.objects.all())

@@ -355,11 +355,11 @@ def test_files_acknowledged_before_the_upload_refused_more_stand(world, api, ser
 
     calls = []
 
-    def receive_then_close(*, upload, files):
+    def receive_then_close(*, upload, files, **kwargs):
         calls.append(len(files))
         if len(calls) > 1:
             raise InvalidState("closed")
-        return original(upload=upload, files=files)
+        return original(upload=upload, files=files, **kwargs)
 
     original = stow.upload_receive
     monkeypatch.setattr(stow, "BATCH_SIZE", 1)

@@ -21,9 +21,9 @@ from ctims.exceptions import CTIMSError, ValidationFailed
 
 from .. import selectors
 from ..access import Actor
-from ..ingest.browser import browser_records_receive
+from ..ingest.browser import browser_records_checked
 from ..ingest.services import BATCH_SIZE, WAITING_STATES, upload_receive
-from ..models import UploadItem
+from ..models import BrowserDeidRecord, UploadItem
 from .dicom_xml import XML_MEDIA_TYPE, dataset_xml
 from .multipart import BodyTimeout, BodyTooLarge, BoundedBody, MultipartError, MultipartReader, parse_content_type
 from .negotiation import DicomNegotiation
@@ -178,11 +178,13 @@ class _Received:
     cut: MultipartError | None = None  # why the body ended early, if it did
     unread: bool = False  # parts past MAX_PARTS were left unread
     parts: dict[str, int] = field(default_factory=dict)  # a file's SHA-256: its part number
+    # The browser's records of the files that follow them (checked, by SHA-256), saved with the files' rows.
+    records: dict[str, BrowserDeidRecord] = field(default_factory=dict)
 
     def take(self, upload, files: list[bytes], numbers: list[int]) -> None:
         """Hand files to the upload and remember each one's part number, for the answer to name a file rejected
         by then (at once, or by a worker as the request committed)."""
-        items = upload_receive(upload=upload, files=files)
+        items = upload_receive(upload=upload, files=files, records=self.records)
         self.items.extend(items)
         # The upload answers one item per distinct file, in the files' order: without a file sent twice in the
         # batch, the two lists match (the sizes confirm it); otherwise the files are hashed again.
@@ -194,8 +196,9 @@ class _Received:
                 self.parts.setdefault(hashlib.sha256(data).hexdigest(), number)
 
 
-def _take_records(upload, part) -> None:
-    """Keep the browser's de-identification records a part carries; a malformed one refuses the request."""
+def _take_records(upload, part, received: _Received) -> None:
+    """Take the browser's de-identification records a part carries (kept with the files they describe, in the
+    transaction that settles them); a malformed one refuses the request."""
     malformed = ValidationFailed(_("A de-identification record is malformed."))
     if part.size > MAX_RECORDS_BYTES:
         raise malformed
@@ -203,7 +206,9 @@ def _take_records(upload, part) -> None:
         body = json.loads(part.read())
     except ValueError:
         raise malformed from None
-    browser_records_receive(upload=upload, records=body.get("records") if isinstance(body, dict) else None)
+    rows = browser_records_checked(upload=upload, records=body.get("records") if isinstance(body, dict) else None)
+    for row in rows:
+        received.records.setdefault(row.sha256, row)  # a record sent twice is kept once, as the first
 
 
 def _receive(upload, stream, boundary: str) -> _Received:
@@ -230,7 +235,7 @@ def _receive(upload, stream, boundary: str) -> _Received:
             with contextlib.closing(part):
                 if part.content_type == RECORDS_MEDIA:
                     try:
-                        _take_records(upload, part)
+                        _take_records(upload, part, received)
                     except CTIMSError as exc:
                         raise _RecordsRefused(exc) from None
                     continue

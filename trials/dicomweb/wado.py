@@ -115,18 +115,24 @@ def metadata_keep_stored(stored: list[tuple[Instance, bytes]]) -> None:
     QC and the first viewer find it instead of reading the files back. An instance whose bytes do not give it
     (for whatever reason) is left without: its first read makes it, as for any instance.
     """
-    made = []
-    for instance, data in stored:
-        if instance.pk is None or instance.metadata is not None:
-            continue
-        try:
-            _metadata_from(instance, io.BytesIO(data))
-        except Exception as exc:  # noqa: BLE001 - only the type is logged; the first read makes it or says why
-            log.warning("instance %s: its metadata is left for its first read (%s)", instance.pk, type(exc).__name__)
-            instance.metadata = None
-            continue
-        made.append(instance)
+    made = [
+        instance
+        for instance, data in stored
+        if instance.pk is not None and instance.metadata is None and metadata_from_bytes(instance, data)
+    ]
     _keep_metadata(made)
+
+
+def metadata_from_bytes(instance: Instance, data: bytes) -> bool:
+    """Set (not save) the metadata and pixel layout of an instance about to be stored, or just stored, from its
+    file's bytes in hand; False where they do not give it (its first read then makes it, as for any instance)."""
+    try:
+        _metadata_from(instance, io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - only the type is logged; the first read makes it or says why
+        log.warning("instance %s: its metadata is left for its first read (%s)", instance.pk, type(exc).__name__)
+        instance.metadata = None
+        return False
+    return True
 
 
 def with_bulk_data(metadata: dict, instance: Instance, instance_url: str) -> dict:

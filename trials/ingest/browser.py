@@ -122,6 +122,14 @@ def browser_records_receive(*, upload: Upload, records: list) -> int:
 
     A record sent again is kept once. Records hold no value from the original: keyed hashes and counts only.
     """
+    rows = browser_records_checked(upload=upload, records=records)
+    BrowserDeidRecord.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def browser_records_checked(*, upload: Upload, records: list) -> list[BrowserDeidRecord]:
+    """The browser's records as rows to keep (not saved), each checked; refused as `browser_records_receive`
+    refuses them. The STOW request that carries records before its files saves each with its file's row."""
     if upload.state != Upload.State.OPEN:  # said as the files that follow the records would be refused
         raise InvalidState(_("This upload is closed; start a new upload to send more files."))
     _check_key_holder(upload)
@@ -151,5 +159,4 @@ def browser_records_receive(*, upload: Upload, records: list) -> int:
                 actions=record.get("actions", {}),
             )
         )
-    BrowserDeidRecord.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+    return rows

@@ -522,18 +522,26 @@ def reverify(
 
 
 def file_processor(
-    *, upload: Upload, shas: list[str], space: PseudonymSpace, subject_code: str, options: DeidOptions
+    *,
+    upload: Upload,
+    shas: list[str],
+    space: PseudonymSpace,
+    subject_code: str,
+    options: DeidOptions,
+    records: Mapping[str, BrowserDeidRecord] | None = None,
 ) -> Callable[[bytes, str], DeidResult]:
     """How ingest turns one received file of `upload` into a DeidResult (or DeidRejected).
 
     Server path: the engine de-identifies the raw file. Browser path: the file arrived de-identified and is
-    re-verified against the browser's record of it (looked up once for the batch's `shas`).
+    re-verified against the browser's record of it: the one kept for the upload (looked up once for the batch's
+    `shas`), or else the one that came with it in `records` (checked, saved with the file's row).
     """
     if upload.deid_path != Upload.DeidPath.BROWSER:
         return lambda raw, _sha: deidentify(raw, space=space, subject_code=subject_code, options=options)
+    kept = {r.sha256: r for r in BrowserDeidRecord.objects.filter(upload=upload, sha256__in=shas)}
     declared = {
-        r.sha256: Declared(key_check=r.key_check, patient_hash=r.patient_hash, actions=r.actions)
-        for r in BrowserDeidRecord.objects.filter(upload=upload, sha256__in=shas)
+        sha: Declared(key_check=r.key_check, patient_hash=r.patient_hash, actions=r.actions)
+        for sha, r in {**(records or {}), **kept}.items()  # a record kept before stands, as when saved
     }
     return lambda raw, sha: reverify(
         raw, space=space, subject_code=subject_code, options=options, declared=declared.get(sha), sha256=sha

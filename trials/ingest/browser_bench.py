@@ -196,9 +196,7 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
     server = None
     try:
         admin("migrate", "--noinput")
-        # Each path uploads to its own subjects, one visit per run: three runs a subject.
-        per_path = -(-runs // len(VISITS))
-        admin("load_demo", "--subjects-per-site", str(2 * per_path))
+        admin("load_demo", "--subjects-per-site", str(subjects_needed(runs)))
         subjects = admin("shell", "-c", SEOUL_SUBJECTS).strip().splitlines()[-1].split()
         folders = {}
         for path in ("server", "browser"):
@@ -233,13 +231,7 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             page.fill("input[name=password]", seoul.password)
             page.click("main form button[type=submit]")
             page.wait_for_load_state("networkidle")
-            # The two paths take turns, run by run: a change of the machine's load (other work on shared cores)
-            # then weighs on both alike, and each run's pair gives a ratio of its own.
-            turns = [
-                (run, VISITS[run % len(VISITS)], path, subjects[2 * (run // len(VISITS)) + side])
-                for run in range(runs)
-                for side, path in enumerate(("server", "browser"))
-            ]
+            turns = upload_turns(runs, subjects)
             for run, visit, path, subject in turns:
                 set_paths("server" if path == "server" else "either")
                 answer = page.goto(f"/trials/DEMO/subjects/{subject}/visits/{visit}/upload/")
@@ -336,6 +328,23 @@ def bench_upload_browser(out, *, slices: int, runs: int, small: bool) -> None:
             if idle:
                 moments += f"; request slots idle {idle / 1000:.1f} s (of {2} in flight, while sending)"
             out.write(f"  timeline, {label} run {run + 1} (s after the drop): {moments}")
+
+
+def subjects_needed(runs: int) -> int:
+    """Each path uploads to subjects of its own, one visit per run: a subject takes as many runs as it has
+    visits, then the next one's turn comes."""
+    return 2 * -(-runs // len(VISITS))
+
+
+def upload_turns(runs: int, subjects: list[str]) -> list[tuple[int, str, str, str]]:
+    """(run, visit, path, subject) in the order they are run: the two paths take turns, run by run, so that a
+    change of the machine's load (other work on shared cores) weighs on both alike, and each run's pair gives a
+    ratio of its own."""
+    return [
+        (run, VISITS[run % len(VISITS)], path, subjects[2 * (run // len(VISITS)) + side])
+        for run in range(runs)
+        for side, path in enumerate(("server", "browser"))
+    ]
 
 
 def finishing_seconds(timeline: dict) -> float | None:

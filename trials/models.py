@@ -538,7 +538,10 @@ class UploadItem(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["upload", "pk"]
+        # By the upload's id, not "upload": ordering by a relation orders by that model's own ordering, which joins
+        # the upload's table into every query of items, row locks included (FOR UPDATE then locked the upload's
+        # row too). Newest upload first, as its -created_at gave: ids grow as uploads are created.
+        ordering = ["-upload_id", "pk"]
         constraints = [models.UniqueConstraint(fields=["upload", "sha256"], name="one_item_per_file_per_upload")]
 
     def __str__(self) -> str:

@@ -62,3 +62,11 @@ def test_no_row_lock_in_the_life_of_a_case_reaches_a_row_through_a_join(world):
     assert statements, "the flow took no row lock: the wrapper saw nothing"
     joined = [s for s in statements if " JOIN " in s.upper() and not LOCK.search(s)["rest"].lstrip().startswith("OF")]
     assert not joined, "\n\n".join(joined)
+
+
+def test_upload_items_in_their_default_order_join_no_other_table(db):
+    """Ordering by the relation ("upload") ordered by the upload's own ordering, a join in every query of items."""
+    from trials.models import UploadItem
+
+    assert " JOIN " not in str(UploadItem.objects.filter(state="quarantined").query)
+    assert " JOIN " not in str(UploadItem.objects.select_for_update().filter(pk=1).query)

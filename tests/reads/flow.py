@@ -111,6 +111,21 @@ def readers_disagree_at_week_6(world):
     return Adjudication.objects.get(subject__code=SUBJECT, signature__isnull=True)
 
 
+def adjudicated_for_reader_1(world) -> None:
+    """readers_disagree_at_week_6, then the adjudicator (ada) signs reader 1's (rhea's) week 6 as the result."""
+    from reads import results
+
+    adjudication = readers_disagree_at_week_6(world)
+    results.adjudicate(
+        actor=world.ada,
+        task_id=adjudication.task.pk,
+        choice="1",
+        reason="Reader 1 measured the true long axes.",
+        password=PASSWORD,
+        meaning_confirmed=True,
+    )
+
+
 def dciodvfy_errors(dataset, tmp_path) -> list[str]:
     """What Debian's dicom3tools `dciodvfy` calls an error in `dataset` (it must recognise the SR IOD)."""
     import shutil

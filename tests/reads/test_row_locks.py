@@ -13,11 +13,11 @@ import re
 
 from django.db import connection
 
-from reads import results, transfers
+from reads import transfers
 from reads.models import ReaderAssignment
 from reads.services import assignment_replace
-from tests.conftest import PASSWORD, make_user
-from tests.reads.flow import readers_disagree_at_week_6
+from tests.conftest import make_user
+from tests.reads.flow import adjudicated_for_reader_1
 from trials import qc_services, services
 from trials.models import Membership, Role, Timepoint
 
@@ -33,16 +33,8 @@ def test_no_row_lock_in_the_life_of_a_case_reaches_a_row_through_a_join(world):
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(record):
-        # Upload, QC, read tasks, reads saved and signed, an adjudication waiting (tests.reads.flow).
-        adjudication = readers_disagree_at_week_6(world)
-        results.adjudicate(
-            actor=world.ada,
-            task_id=adjudication.task.pk,
-            choice="1",
-            reason="Reader 1 measured the true long axes.",
-            password=PASSWORD,
-            meaning_confirmed=True,
-        )
+        # Upload, QC, read tasks, reads saved and signed, an adjudication signed (tests.reads.flow).
+        adjudicated_for_reader_1(world)
         # A query raised, answered and closed.
         baseline = Timepoint.objects.get(subject__code="ALPHA-SEO-001", visit__code="W6")
         Timepoint.objects.filter(pk=baseline.pk).update(state=Timepoint.State.UPLOADED)

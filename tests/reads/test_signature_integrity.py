@@ -10,26 +10,14 @@ from django.db import connection
 
 from ctims.models import Signature
 from ctims.signatures import signatures_verify
-from reads import results
 from reads.models import Adjudication, Read
-from tests.conftest import PASSWORD
-from tests.reads.flow import (
-    readers_disagree_at_week_6,
-)
+from tests.reads.flow import adjudicated_for_reader_1
 
 
 @pytest.fixture
 def signed(world):
     """Both readers' baseline and week 6 (disagreeing), and the adjudication: five signatures."""
-    adjudication = readers_disagree_at_week_6(world)
-    results.adjudicate(
-        actor=world.ada,
-        task_id=adjudication.task.pk,
-        choice="1",
-        reason="Reader 1 measured the true long axes.",
-        password=PASSWORD,
-        meaning_confirmed=True,
-    )
+    adjudicated_for_reader_1(world)
     return world
 
 

@@ -11,9 +11,9 @@ from rest_framework.views import APIView
 from ctims.pagination import PagedApi
 from trials.access import Actor
 
-from . import selectors, transfers
+from . import results, selectors, transfers
 from .transfer_views import transfer_response
-from .views import sr_download
+from .views import request_api_token, sr_download
 
 
 class ReadResultOut(serializers.Serializer):
@@ -68,17 +68,31 @@ class ReadResultOut(serializers.Serializer):
 class ReadResultListApi(PagedApi):
     @extend_schema(responses=ReadResultOut(many=True))
     def get(self, request, code):
-        """The trial's locked read results (never a result that is not locked)."""
+        """The trial's locked read results (never a result that is not locked). Each request is audited (one
+        event naming its page and the number of results it held)."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        return self.paged(request, selectors.result_rows(trial), lambda page: ReadResultOut(page, many=True).data)
+        response = self.paged(request, selectors.result_rows(trial), lambda page: ReadResultOut(page, many=True).data)
+        # One event per request (a page), not per result: a script paging through the results leaves a line a page.
+        pagination = self.pagination_class()
+        results.results_download_record(
+            actor=request.user,
+            trial=trial,
+            kind="results_api",
+            token=request_api_token(request),
+            offset=pagination.get_offset(request),
+            limit=pagination.get_limit(request),
+            rows=len(response.data["results"]),
+            total=response.data["count"],
+        )
+        return response
 
 
 class ReadResultSrApi(APIView):
     @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
     def get(self, request, code, pk):
-        """The DICOM SR (Part 10) of one locked result."""
+        """The DICOM SR (Part 10) of one locked result (audited)."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        return sr_download(selectors.result_get(trial=trial, pk=pk))
+        return sr_download(request, selectors.result_get(trial=trial, pk=pk), kind="sr_api")
 
 
 class TransferIn(serializers.Serializer):

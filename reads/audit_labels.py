@@ -32,6 +32,7 @@ ACTIONS = {
     "transfer.build": pgettext_lazy("audit action", "Transfer built"),
     "transfer.download": pgettext_lazy("audit action", "Transfer downloaded"),
     "transfer.fail": pgettext_lazy("audit action", "Transfer failed"),
+    "results.download": pgettext_lazy("audit action", "Results downloaded"),
 }
 OBJECT_TYPES = {
     "reads.readdesign": pgettext_lazy("audit object", "read design"),
@@ -88,6 +89,19 @@ KEYS = {
     "long_axis_line": pgettext_lazy("audit key", "long axis line (image column, row)"),
     "short_axis_line": pgettext_lazy("audit key", "short axis line (image column, row)"),
     "measured_on": pgettext_lazy("audit key", "image (UID/frame)"),
+    # A download of results (reads.results.results_download_record).
+    "kind": pgettext_lazy("audit key", "download"),
+    "excel": pgettext_lazy("audit key", "for Excel"),
+    "rows": pgettext_lazy("audit key", "rows"),
+    "offset": pgettext_lazy("audit key", "from row (offset)"),
+    "limit": pgettext_lazy("audit key", "rows asked for (limit)"),
+    "total": pgettext_lazy("audit key", "rows in all"),
+    "token": pgettext_lazy("audit key", "API token"),
+    "table": pgettext_lazy("audit key", "table"),
+    "chart": pgettext_lazy("audit key", "chart"),
+    "format": pgettext_lazy("audit key", "format"),
+    "start": pgettext_lazy("audit key", "period from"),
+    "end": pgettext_lazy("audit key", "period to"),
 }
 _BASELINE = {"baseline": pgettext_lazy("audit value", "baseline")}
 _WHY = {
@@ -97,6 +111,15 @@ _WHY = {
     "case_in_adjudication": pgettext_lazy("audit value", "the case is in adjudication"),
 }
 VALUES = {
+    "kind": {
+        "results_csv": pgettext_lazy("download", "read results (CSV)"),
+        "lesions_csv": pgettext_lazy("download", "lesion measurements (CSV)"),
+        "results_api": pgettext_lazy("download", "read results (API)"),
+        "sr": pgettext_lazy("download", "structured report (DICOM SR)"),
+        "sr_api": pgettext_lazy("download", "structured report (DICOM SR, API)"),
+        "quality_csv": pgettext_lazy("download", "reader quality data (CSV)"),
+        "quality_chart": pgettext_lazy("download", "reader quality chart"),
+    },
     # A signature's meaning is stored in English, as signed (21 CFR 11.50); its words are the catalogue's.
     "meaning": {meaning: gettext_lazy(meaning) for meaning in (READER_MEANING, ADJUDICATOR_MEANING)},
     "criteria": dict(ReadDesign.Criteria.choices),

@@ -24,7 +24,7 @@ from ctims.exceptions import InvalidState, NotFound, ValidationFailed
 from ctims.models import AuditEvent
 from ctims.signatures import signature_create, signing
 from trials.ingest.store import stored_files_undone_on_error
-from trials.models import Role, Timepoint
+from trials.models import ApiToken, Role, Timepoint, Trial
 from trials.services import timepoint_transition
 
 from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, TimepointResult
@@ -467,3 +467,48 @@ def _result_follow(
         },
     )
     return new
+
+
+# --- downloads of locked results -----------------------------------------------------------------------------
+
+# What a download took, as the audit event's "kind" (reads.audit_labels puts each into words).
+DOWNLOAD_KINDS = ("results_csv", "lesions_csv", "results_api", "sr", "sr_api", "quality_csv", "quality_chart")
+
+
+def results_download_record(
+    *, actor, trial: Trial, kind: str, obj=None, token: ApiToken | None = None, **summary
+) -> AuditEvent:
+    """Record that `actor` took locked results of the trial out of CTIMS: one event per download (a CSV, an SR, a
+    page of the API, a reader quality table or chart), so the core lab can say who took which results when
+    (21 CFR 11.10(e), the audit trail of access to electronic records). The event names the kind of download, its
+    parameters (filters, cut-off, page) and how many rows it held, and the API token it came through, if any.
+
+    Call it once the download is ready to go out (its parameters checked, its file opened): a refused request took
+    nothing. The summary holds codes, counts, dates and pseudonymous identifiers only (subject and visit codes,
+    the SR's SOP Instance UID), never a value of an identifying attribute."""
+    if kind not in DOWNLOAD_KINDS:
+        raise ValueError(f"unknown download kind {kind!r}")
+    if token is not None:
+        summary["token"] = str(token)
+    return audit_record(
+        actor=actor,
+        action="results.download",
+        obj=obj if obj is not None else trial,
+        trial_id=trial.pk,
+        summary={"kind": kind, **summary},
+    )
+
+
+def result_sr_download_record(*, actor, result: TimepointResult, kind: str, token: ApiToken | None = None):
+    """Record the download of one locked result's SR, named by its subject and visit codes and its SOP Instance
+    UID (`results_download_record`)."""
+    return results_download_record(
+        actor=actor,
+        trial=result.timepoint.subject.trial,
+        kind=kind,
+        obj=result,
+        token=token,
+        subject=result.timepoint.subject.code,
+        visit=result.timepoint.visit.code,
+        sr=result.sr.sop_instance_uid,
+    )

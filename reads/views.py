@@ -26,6 +26,7 @@ from ctims.signatures import user_id_asked
 from trials.access import Actor
 from trials.forms import add_service_errors
 from trials.ingest.store import image_storage
+from trials.models import ApiToken
 from trials.views._common import _posted, _trial, _trial_page, scoped
 
 from . import read_services, results, selectors
@@ -350,11 +351,12 @@ def _excel(request) -> bool | None:
     return {"0": False, "1": True}.get(value)
 
 
-def _csv(request, filename: str, columns: list[str], rows) -> HttpResponse:
-    """A CSV download in UTF-8. For programs (pandas, R's read.csv, SAS, Python's csv) it has no byte-order mark:
-    R and SAS without an explicit encoding, and Python's csv with utf-8, take the mark for part of the first
-    column's name. With `?excel=1` it starts with one, the only thing that makes Excel read it as UTF-8 rather
-    than in the Windows code page (Korean and accents garbled otherwise)."""
+def _csv(request, trial, kind: str, filename: str, columns: list[str], rows: list[dict]) -> HttpResponse:
+    """A CSV download in UTF-8, audited as a download of `kind` (`results.results_download_record`). For programs
+    (pandas, R's read.csv, SAS, Python's csv) it has no byte-order mark: R and SAS without an explicit encoding,
+    and Python's csv with utf-8, take the mark for part of the first column's name. With `?excel=1` it starts
+    with one, the only thing that makes Excel read it as UTF-8 rather than in the Windows code page (Korean and
+    accents garbled otherwise)."""
     excel = _excel(request)
     if excel is None:
         return HttpResponse(
@@ -369,6 +371,7 @@ def _csv(request, filename: str, columns: list[str], rows) -> HttpResponse:
     writer = safe_csv.DictWriter(response, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
+    results.results_download_record(actor=request.user, trial=trial, kind=kind, excel=excel, rows=len(rows))
     return response
 
 
@@ -383,7 +386,7 @@ def results_csv(request, code: str):
         }
         for row in selectors.result_rows(trial)
     ]
-    return _csv(request, f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
+    return _csv(request, trial, "results_csv", f"{trial.code}-read-results.csv", CSV_COLUMNS, rows)
 
 
 LESION_COLUMNS = [
@@ -407,7 +410,8 @@ LESION_COLUMNS = [
 def results_lesions_csv(request, code: str):
     """Every lesion of every locked result, with its measurements and the image they were drawn on."""
     _actor, trial = results_trial_or_404(request, code)
-    return _csv(request, f"{trial.code}-read-lesions.csv", LESION_COLUMNS, selectors.result_lesion_rows(trial))
+    rows = selectors.result_lesion_rows(trial)
+    return _csv(request, trial, "lesions_csv", f"{trial.code}-read-lesions.csv", LESION_COLUMNS, rows)
 
 
 @login_required
@@ -415,13 +419,22 @@ def result_sr(request, code: str, pk: int):
     """The DICOM SR of a locked result."""
     _actor, trial = results_trial_or_404(request, code)
     with scoped():
-        return sr_download(selectors.result_get(trial=trial, pk=pk))
+        return sr_download(request, selectors.result_get(trial=trial, pk=pk), kind="sr")
 
 
-def sr_download(result) -> FileResponse:
-    """A locked result's SR as a Part 10 file download, named by subject and visit."""
+def request_api_token(request) -> ApiToken | None:
+    """The API token a request came with (DRF's `request.auth`); None for a session, a page or a test client."""
+    token = getattr(request, "auth", None)
+    return token if isinstance(token, ApiToken) else None
+
+
+def sr_download(request, result, *, kind: str) -> FileResponse:
+    """A locked result's SR as a Part 10 file download, named by subject and visit; audited as a download of
+    `kind` once the file is open (`results.result_sr_download_record`), with the API token it came through."""
+    stored = image_storage().open(result.sr.storage_key, "rb")
+    results.result_sr_download_record(actor=request.user, result=result, kind=kind, token=request_api_token(request))
     return FileResponse(
-        image_storage().open(result.sr.storage_key, "rb"),
+        stored,
         as_attachment=True,
         filename=f"{result.timepoint.subject.code}-{result.timepoint.visit.code}-SR.dcm",
         content_type="application/dicom",

@@ -1,7 +1,8 @@
 """The reader quality page, its charts (PNG, SVG) and their data (CSV): trial admins and sponsors only.
 
 Everyone else gets 404 for the trial, as on the read results page (`results_trial_or_404`). Counts come from
-locked results only; readers are named by their trial reader code, never by name or case label.
+locked results only; readers are named by their trial reader code, never by name or case label. A table's or a
+chart's download is audited as a download of results; the page and the charts it shows are not.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from trials.views._common import _trial_page
 
+from .. import results
 from ..models import ReadDesign
 from ..views import results_trial_or_404, time_zone_label
 from . import charts, data, report
@@ -59,6 +61,12 @@ def _summary(request, trial) -> tuple[PeriodForm, report.Summary | None]:
     return form, report.summarise(gathered)
 
 
+def _period(form: PeriodForm) -> dict:
+    """The period a download covers (a valid form's), for its audit event; None for what was left empty."""
+    cleaned = form.cleaned_data if form.is_bound else {}
+    return {name: cleaned.get(name) for name in ("start", "end", "cutoff")}
+
+
 def _invalid_period() -> HttpResponseBadRequest:
     return HttpResponseBadRequest(
         _("The period is not valid: correct it on the reader quality page."), content_type="text/plain; charset=utf-8"
@@ -103,12 +111,16 @@ def quality_chart(request, code: str, name: str, fmt: str):
     _actor, trial = results_trial_or_404(request, code)
     if name not in charts.CHARTS or fmt not in charts.FORMATS:
         raise Http404(_("No such chart."))
-    _form, summary = _summary(request, trial)
+    form, summary = _summary(request, trial)
     if summary is None:
         return _invalid_period()
     response = HttpResponse(charts.render(summary, name, fmt), content_type=charts.FORMATS[fmt])
     if request.GET.get("download"):
+        # Only the download is audited: the page shows each chart inline at every view of it.
         response["Content-Disposition"] = f'attachment; filename="{trial.code}-{name}.{fmt}"'
+        results.results_download_record(
+            actor=request.user, trial=trial, kind="quality_chart", chart=name, format=fmt, **_period(form)
+        )
     return response
 
 
@@ -118,9 +130,15 @@ def quality_csv(request, code: str, name: str):
     _actor, trial = results_trial_or_404(request, code)
     if name not in report.TABLES:
         raise Http404(_("No such table."))
-    _form, summary = _summary(request, trial)
+    form, summary = _summary(request, trial)
     if summary is None:
         return _invalid_period()
-    response = HttpResponse(report.table_csv(summary, name), content_type="text/csv; charset=utf-8")
+    content = report.table_csv(summary, name)
+    response = HttpResponse(content, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{trial.code}-{name}.csv"'
+    _columns, table_rows = report.TABLES[name]
+    rows = len(table_rows(summary))
+    results.results_download_record(
+        actor=request.user, trial=trial, kind="quality_csv", table=name, **_period(form), rows=rows
+    )
     return response

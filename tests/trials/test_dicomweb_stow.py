@@ -22,6 +22,8 @@ from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
 from trials.models import Instance, UploadItem
 
 from .deid.factories import DEFAULT, SUBJECT, space
+from .test_browser_deid_api import browser_trial, in_browser, key_of, send_records  # noqa: F401 - a fixture
+from .test_browser_deid_api import open_upload as open_browser_upload
 from .test_stow_multipart import BOUNDARY, body, open_upload, series, with_stores  # noqa: F401 - series: a fixture
 
 XML = "application/dicom+xml"
@@ -222,3 +224,26 @@ def test_a_study_path_that_names_no_uid_is_refused_before_the_body_is_read(world
 def test_a_study_path_of_an_upload_the_person_cannot_write_to_is_not_found(world, api):
     response = post(api, world.quinn, study_url(10**6, "1.2.3"), body([b"x"]))
     assert response.status_code == 404
+
+
+@with_stores
+def test_on_the_browser_path_the_study_is_the_pseudonymous_one_the_files_hold(
+    world,
+    api,
+    browser_trial,  # noqa: F811
+    series,  # noqa: F811
+):
+    """The site's browser de-identifies the files before they are sent: the study of the files it sends, and so
+    the one its path names, is the pseudonymous study it wrote; the original one names no file it sends."""
+    upload_id = open_browser_upload(api, world.cora).json()["id"]
+    outputs, records = in_browser(key_of(api, world.cora, upload_id).json(), series)
+    assert send_records(api, world.cora, upload_id, records).status_code == 200
+    original, pseudonym = study_of(series[0]), study_of(outputs[0])
+    assert original != pseudonym
+    refused = post(api, world.cora, study_url(upload_id, original), body(outputs))
+    assert refused.status_code == 409 and failure_reasons(refused) == [0xA900] * 3
+    assert not UploadItem.objects.exists() and not Instance.objects.exists()
+    response = post(api, world.cora, study_url(upload_id, pseudonym), body(outputs))
+    assert response.status_code == 200, response.content
+    assert response.json()["00081190"]["Value"][0].endswith(f"/studies/{pseudonym}")
+    assert {i.series.study.study_instance_uid for i in Instance.objects.select_related("series__study")} == {pseudonym}

@@ -247,3 +247,26 @@ def test_on_the_browser_path_the_study_is_the_pseudonymous_one_the_files_hold(
     assert response.status_code == 200, response.content
     assert response.json()["00081190"]["Value"][0].endswith(f"/studies/{pseudonym}")
     assert {i.series.study.study_instance_uid for i in Instance.objects.select_related("series__study")} == {pseudonym}
+
+
+def test_gunicorns_access_log_leaves_the_study_of_a_store_path_out():
+    """gunicorn logs each request's path (deploy/gunicorn.conf.py); on the server path a study's path names the
+    site's original Study Instance UID. (nginx's log, deploy/nginx-ctims.conf, cuts it out by its own map.)"""
+    import datetime
+    import runpy
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from django.conf import settings
+    from gunicorn.config import Config
+
+    conf = runpy.run_path(str(Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"))
+    logger = conf["AccessLogger"](Config())
+    path = "/dicomweb/trials/ALPHA/uploads/3/studies/1.2.840.99.7"
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": path, "PATH_INFO": path, "SERVER_PROTOCOL": "HTTP/1.1"}
+    response = SimpleNamespace(status="409 Conflict", headers=[], sent=0, response_length=0)
+    atoms = logger.atoms(response, SimpleNamespace(headers=[]), environ, datetime.timedelta(seconds=0.01))
+    assert atoms["U"] == "/dicomweb/trials/ALPHA/uploads/3/studies/{study}" and "1.2.840" not in atoms["r"]
+    other = "/dicomweb/trials/ALPHA/studies/2.25.9/series"  # a pseudonymous study's path stays as it is
+    environ |= {"RAW_URI": other, "PATH_INFO": other}
+    assert logger.atoms(response, SimpleNamespace(headers=[]), environ, datetime.timedelta(seconds=0))["U"] == other

@@ -4,6 +4,9 @@ Every value comes from the environment file (deploy/ctims.env.example), so the u
 """
 
 import os
+import re
+
+from gunicorn.glogging import Logger
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Threaded workers: the requests that take long (STOW bodies, whole series) are bounded by nginx's buffering and
@@ -31,6 +34,20 @@ accesslog = "-"
 errorlog = "-"
 # No query strings in the access log: a QIDO search can carry a pseudonymous PatientID.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+# A STOW on a study's path (.../uploads/<id>/studies/<study>) names, on the server path, the site's original Study
+# Instance UID: the access log leaves the study out, as nginx's does (deploy/nginx-ctims.conf).
+STUDY_PATH = re.compile(r"(/uploads/[0-9]+/studies/)[^/?\s]+")
+
+
+class AccessLogger(Logger):
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for name in ("U", "r"):
+            atoms[name] = STUDY_PATH.sub(r"\1{study}", atoms[name])
+        return atoms
+
+
+logger_class = AccessLogger
 
 
 def on_starting(server):

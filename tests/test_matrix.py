@@ -333,6 +333,13 @@ ROWS: list[Row] = [
         method="post",
         note="(an empty body is not multipart/related DICOM)",
     ),
+    Row(
+        "stow-upload-study",
+        "/dicomweb/trials/{code}/uploads/{upload}/studies/1.2.3",
+        api("cora", status=415, denied=404, alice=403, quinn=403),
+        method="post",
+        note="(a study's path: the same rights)",
+    ),
     # Trial pages
     # Creating a trial is a global right (alice, otto) that operators hold; the creator becomes its trial admin.
     Row("trial-create", "/trials/new/", page("alice", otto=200, oscar=200, vera=403)),

@@ -94,3 +94,31 @@ def test_a_poll_from_the_cursor_reads_from_the_database_only_the_files_it_lists(
     answer = status(api, world.cora, upload_id, items_from=cursor)
     assert answer["items"] == [] and answer["counts"]["accepted"] == answer["counts"]["total"] == 5
     assert loaded == []
+
+
+def test_a_session_the_idle_job_closed_says_so_and_one_the_site_finished_does_not(world, api, series, settings):
+    """`idle_closed`: the periodic job closed the session before the site finished it (uploads_idle_close); the
+    API's upload said nothing of it, so a DICOMweb client polling its session could not tell."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trials.ingest.services import uploads_idle_close
+
+    settings.UPLOAD_IDLE_HOURS = 24
+    finished = open_upload(api, world.cora).json()["id"]
+    assert stow(api, world.cora, finished, series[:2]).status_code == 200
+    assert status(api, world.cora, finished)["idle_closed"] is False  # open
+    assert finish(api, world.cora, finished).json()["idle_closed"] is False
+    left = open_upload(api, world.cora).json()["id"]
+    assert stow(api, world.cora, left, series[2:4]).status_code == 200
+    then = timezone.now() - timedelta(hours=25)
+    Upload.objects.filter(pk=left).update(created_at=then)
+    UploadItem.objects.filter(upload_id=left).update(received_at=then)
+    assert uploads_idle_close() == 1
+    closed = status(api, world.cora, left)
+    assert closed["idle_closed"] is True and closed["state"] == Upload.State.COMPLETE
+    assert status(api, world.cora, finished)["idle_closed"] is False
+    schema = api.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]["UploadOut"]
+    described = schema["properties"]["idle_closed"]
+    assert described["type"] == "boolean" and described["readOnly"] and "periodic job" in described["description"]

@@ -306,6 +306,12 @@ class UploadOut(serializers.ModelSerializer):
     items = serializers.SerializerMethodField()
     cursor = serializers.SerializerMethodField()
     stow_url = serializers.SerializerMethodField()
+    idle_closed = serializers.BooleanField(
+        read_only=True,
+        help_text="True when the periodic job closed the session after it received no file for "
+        "UPLOAD_IDLE_HOURS, before the site finished it: the files it acknowledged are kept and processed, but "
+        "the site never said it had sent everything. False for a session the site finished, or still open.",
+    )
     timepoint_stored = serializers.SerializerMethodField(
         help_text="Once the upload is complete or cancelled, the uploaded series and images the visit holds "
         "(every upload's); null before."
@@ -327,6 +333,7 @@ class UploadOut(serializers.ModelSerializer):
             "cursor",
             "stow_url",
             "deid_path",
+            "idle_closed",
         ]
 
     def _status(self, upload):

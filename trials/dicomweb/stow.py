@@ -23,6 +23,7 @@ from .. import selectors
 from ..access import Actor
 from ..ingest.browser import browser_records_checked
 from ..ingest.services import BATCH_SIZE, WAITING_STATES, upload_receive
+from ..ingest.validate import Refused, study_instance_uid
 from ..models import BrowserDeidRecord, UploadItem
 from .dicom_xml import XML_MEDIA_TYPE, dataset_xml
 from .multipart import BodyTimeout, BodyTooLarge, BoundedBody, MultipartError, MultipartReader, parse_content_type
@@ -56,7 +57,13 @@ FAILURE_REASONS = {
     "pixel_data_missing": 0xA900,  # Data Set does not match SOP Class
     "lost": 0x0110,  # Processing failure: the received copy was damaged
 }
+# A part on a study's path (/studies/{study}) that is of another study: PS3.18 10.5.1.1 stores there only instances
+# of that study, and 10.5.3 answers the mismatch as a conflict; Table I.2-2 has no code of its own for it, so it is
+# the A9xx one, "Data Set does not match" (what was asked), told apart from a SOP Class mismatch by the Warning text.
+FAILURE_OTHER_STUDY = 0xA900
 WARNING_COERCION = 0xB000
+# A UID as PS3.5 9.1 writes it: what a study's path may name.
+UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 class DicomJsonRenderer:
@@ -180,6 +187,18 @@ class _Received:
     parts: dict[str, int] = field(default_factory=dict)  # a file's SHA-256: its part number
     # The browser's records of the files that follow them (checked, by SHA-256), saved with the files' rows.
     records: dict[str, BrowserDeidRecord] = field(default_factory=dict)
+    unnamed: dict[str, int] = field(default_factory=dict)  # parts refused past MAX_PART_WARNINGS, by what they are
+
+    def refuse(self, number: int, reason: int, text: str, kind: str) -> None:
+        """A part refused as it came, before anything of it was stored: a failed instance (`reason`, PS3.18 Table
+        I.2-2) without its UIDs, as every failure, and `text` in the Warning header, up to MAX_PART_WARNINGS parts
+        (a header line per part would outgrow proxies); past them, the parts are counted by `kind` (what the count's
+        line says of them)."""
+        self.failures.append({"00081197": {"vr": "US", "Value": [reason]}})
+        if len(self.failures) <= MAX_PART_WARNINGS:
+            self.warnings.append(f"part {number} {text}")
+        else:
+            self.unnamed[kind] = self.unnamed.get(kind, 0) + 1
 
     def take(self, upload, files: list[bytes], numbers: list[int]) -> None:
         """Hand files to the upload and remember each one's part number, for the answer to name a file rejected
@@ -211,14 +230,36 @@ def _take_records(upload, part, received: _Received) -> None:
         received.records.setdefault(row.sha256, row)  # a record sent twice is kept once, as the first
 
 
-def _receive(upload, stream, boundary: str) -> _Received:
+def _study_refusal(data: bytes, study: str) -> tuple[int, str, str] | None:
+    """Why a part sent to a study's path is not of that study (failure reason, Warning text, kind), or None.
+
+    Its Study Instance UID is read as ingest's checks read a file (bounded, deflated data sets included): a file
+    that cannot be read so far, or has no Study Instance UID, is refused with the reason ingest would have given
+    (it would have been rejected; here nothing of it is kept). Neither UID is ever put in the text.
+    """
+    try:
+        found = study_instance_uid(data)
+    except Refused as exc:
+        reason = FAILURE_REASONS.get(exc.code, FAILURE_CANNOT_UNDERSTAND)
+        return reason, f"was not stored: {exc.code}: {_header_text(exc.reason)}", "were not stored: not read"
+    if found != study:
+        return (
+            FAILURE_OTHER_STUDY,
+            "is of another study than the request's path names: not stored",
+            "are of another study: not stored",
+        )
+    return None
+
+
+def _receive(upload, stream, boundary: str, study: str | None = None) -> _Received:
     """Read the parts one at a time and hand the DICOM ones to the upload in processing batches.
 
     Whatever arrived whole before a damaged or stalled body is kept (the client resends the rest). A part of
     another media type is a failed instance (0xC000, its reason in the Warning header), never dropped silently,
     except the browser's de-identification records (RECORDS_MEDIA), kept before the files that follow them; a
     records part the upload cannot take (malformed, or an upload whose files the server de-identifies) refuses
-    the request.
+    the request. With `study` (a study's path), a file of another study is a failed instance too (0xA900), refused
+    before it is stored or acknowledged; the other parts go on.
     """
     received, pending, numbers, pending_bytes = _Received(), [], [], 0
     body = BoundedBody(stream, max_bytes=MAX_REQUEST_BYTES, deadline=time.monotonic() + REQUEST_SECONDS)
@@ -240,12 +281,16 @@ def _receive(upload, stream, boundary: str) -> _Received:
                         raise _RecordsRefused(exc) from None
                     continue
                 if part.content_type != "application/dicom":
-                    received.failures.append({"00081197": {"vr": "US", "Value": [FAILURE_CANNOT_UNDERSTAND]}})
-                    if len(received.failures) <= MAX_PART_WARNINGS:  # a header line per part would outgrow proxies
-                        media = re.sub(r"[^A-Za-z0-9!#$&^_.+/-]", "?", part.content_type[:60]) or "untyped"
-                        received.warnings.append(f"part {number} is {media}, not application/dicom: not stored")
+                    media = re.sub(r"[^A-Za-z0-9!#$&^_.+/-]", "?", part.content_type[:60]) or "untyped"
+                    text = f"is {media}, not application/dicom: not stored"
+                    received.refuse(number, FAILURE_CANNOT_UNDERSTAND, text, "are not application/dicom: not stored")
                     continue
-                pending.append(part.read())
+                data = part.read()
+                refusal = _study_refusal(data, study) if study is not None else None
+                if refusal is not None:
+                    received.refuse(number, *refusal)
+                    continue
+                pending.append(data)
                 numbers.append(number)
             pending_bytes += len(pending[-1])
             # Files go on in processing batches; a batch also decides whose images a new subject's are.
@@ -265,24 +310,38 @@ def _receive(upload, stream, boundary: str) -> _Received:
         pending = []
     if pending:
         received.take(upload, pending, numbers)
-    if len(received.failures) > MAX_PART_WARNINGS:
-        more = len(received.failures) - MAX_PART_WARNINGS
-        received.warnings.append(f"{more} more part(s) are not application/dicom: not stored")
+    for kind, more in received.unnamed.items():
+        received.warnings.append(f"{more} more part(s) {kind}")
     return received
 
 
 class UploadStowApi(APIView):
-    """POST /dicomweb/trials/<code>/uploads/<id>/studies: store instances into an open upload session."""
+    """POST /dicomweb/trials/<code>/uploads/<id>/studies: store instances into an open upload session; on
+    .../studies/{study} (PS3.18 10.5.1.1), only those of that study.
+
+    The study a client names is the study of the files it sends: on the server path (files sent as they are),
+    the site's original Study Instance UID; on the browser path (files de-identified before they are sent), the
+    pseudonymous one the browser wrote. Either way each file is checked against the UID it holds itself.
+    """
 
     renderer_classes = [DicomJsonRenderer, DicomXmlRenderer]
     content_negotiation_class = DicomNegotiation
     parser_classes = [MultipartRelatedParser]
     schema = None  # a DICOMweb service (PS3.18), described by the standard rather than the OpenAPI schema
 
-    def post(self, request, code, upload_id):
+    def dispatch(self, request, *args, **kwargs):
+        if "study" in kwargs:
+            # On the server path the study's path names the site's original Study Instance UID, and Django logs
+            # the path of a request answered 4xx or 5xx (log_response): the study is left out of what it logs.
+            request.path = request.path.rsplit("/", 1)[0] + "/{study}"
+        return super().dispatch(request, *args, **kwargs)
+
+    def post(self, request, code, upload_id, study: str | None = None):
         actor = Actor.from_request(request)
         trial = selectors.trial_get(actor=actor, code=code)
         upload = selectors.upload_get(actor=actor, trial=trial, pk=upload_id, write=True)
+        if study is not None and (len(study) > 64 or not UID_PATTERN.fullmatch(study)):
+            return Response({"error": _("The study in the path is not a Study Instance UID.")}, status=400)
         try:
             _media, boundary, part_type = parse_content_type(request.META.get("CONTENT_TYPE", ""))
         except MultipartError as exc:
@@ -302,7 +361,7 @@ class UploadStowApi(APIView):
         if sock is not None:
             sock.settimeout(READ_TIMEOUT_SECONDS)
         try:
-            received = _receive(upload, stream, boundary)
+            received = _receive(upload, stream, boundary, study)
         finally:
             if sock is not None:
                 sock.settimeout(idle)

@@ -167,6 +167,26 @@ LIMITS = Limits()
 
 def check_receivable(data: bytes, *, limits: Limits = LIMITS) -> None:
     """Refuse (raise `Refused`) a file that cannot be parsed within `limits` or served once stored."""
+    meta, syntax, implicit, little, top, elements = _read(data, limits)
+    frames = _text(top.get(NUMBER_OF_FRAMES))
+    if elements > limits.max_elements + limits.max_elements_per_frame * (int(frames) if frames.isdecimal() else 1):
+        raise _too_many_elements()
+    _check_identity(top, meta, implicit=implicit)
+    _check_image(top, syntax=syntax or (IMPLICIT_LE if implicit else "1.2.840.10008.1.2.1"), little=little)
+
+
+def study_instance_uid(data: bytes, *, limits: Limits = LIMITS) -> str:
+    """The data set's Study Instance UID, read as `check_receivable` reads the file (within `limits`); raises the
+    `Refused` it would raise for a file that cannot be read so far, or that has no Study Instance UID."""
+    _meta, _syntax, _implicit, _little, top, _elements = _read(data, limits)
+    study = _text(top.get(0x0020000D))
+    if not study:
+        raise missing_uid(0x0020000D, Refused)
+    return study
+
+
+def _read(data: bytes, limits: Limits) -> tuple[dict[int, _Element], str, bool, bool, dict[int, _Element], int]:
+    """(file meta, transfer syntax, implicit, little endian, top-level elements, element count), or `Refused`."""
     view = memoryview(data)
     meta, start = _file_meta(view)
     syntax = _text(meta.get(TRANSFER_SYNTAX_UID))
@@ -186,11 +206,7 @@ def check_receivable(data: bytes, *, limits: Limits = LIMITS) -> None:
     if not body and meta:
         raise Refused("truncated", "The file holds only its header: the image data set is cut short.")
     top, elements = _walk(body, implicit=implicit, little=little, limits=limits)
-    frames = _text(top.get(NUMBER_OF_FRAMES))
-    if elements > limits.max_elements + limits.max_elements_per_frame * (int(frames) if frames.isdecimal() else 1):
-        raise _too_many_elements()
-    _check_identity(top, meta, implicit=implicit)
-    _check_image(top, syntax=syntax or (IMPLICIT_LE if implicit else "1.2.840.10008.1.2.1"), little=little)
+    return meta, syntax, implicit, little, top, elements
 
 
 # -- reading --------------------------------------------------------------------------------------------

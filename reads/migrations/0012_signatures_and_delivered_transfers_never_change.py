@@ -8,7 +8,7 @@ transfers are compared with it, so it never changes either; a queued, building o
 visits a signed adjudication decided are rows of its many-to-many table, which 0003 left out; a row is inserted
 only while the adjudication is open, so INSERT stays allowed (as a replay of rows needs).
 `audit_verify` finds a row rewritten with these refusals switched off; this keeps the application and anyone
-using its database role from doing it. TRUNCATE is left to the table owner (the test database flush uses it).
+using its database role from doing it. TRUNCATE is left to the table owner (row triggers do not fire on it).
 PostgreSQL and SQLite (the embedded default of `make run`) alike, as 0003 and 0005 do for signed reads.
 """
 

@@ -425,6 +425,8 @@ class UploadPageState:
     stored_series: int
     stored_instances: int
     received: list[dict]  # one {sha256, state, reason} a file the visit's uploads settled
+    idle_closed: Upload | None = None  # the person's last upload, when the periodic job closed it unfinished
+    idle_closed_files: int = 0  # the files the server had received in it
 
 
 @dataclass(frozen=True)
@@ -493,4 +495,20 @@ def upload_page_state(*, actor: Actor, trial: Trial, timepoint: Timepoint) -> Up
         known = received.get(item["sha256"])
         if known is None or known["state"] == UploadItem.State.REJECTED:
             received[item["sha256"]] = item
-    return UploadPageState(resumable, stored["series"], stored["instances"], list(received.values()))
+    # The person's last upload of the visit, if the periodic job closed it unfinished (UPLOAD_IDLE_HOURS): the page
+    # says so, so they know the server kept what it received and the rest may still have to be sent.
+    last = (
+        uploads.filter(created_by=actor.user)
+        .exclude(state=Upload.State.CANCELLED)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    idle_closed = last if last is not None and last.idle_closed else None
+    return UploadPageState(
+        resumable,
+        stored["series"],
+        stored["instances"],
+        list(received.values()),
+        idle_closed=idle_closed,
+        idle_closed_files=idle_closed.items.count() if idle_closed else 0,
+    )

@@ -27,7 +27,7 @@ from ..forms import (
 )
 from ..ingest.browser import browser_allowed
 from ..ingest.services import UPLOADABLE_STATES
-from ..models import Query, Timepoint, Trial, Upload
+from ..models import Query, Timepoint, Trial
 from ._common import QC_STATES, _posted, _trial, _trial_page, scoped
 
 SUBJECT_PAGE_SIZE = 100  # subjects (rows of the visit grid) per page
@@ -133,16 +133,6 @@ def timepoint_upload(request, code, subject_code, visit_code):
             actor=actor, trial=trial, subject_code=subject_code, visit_code=visit_code
         )
     state = selectors.upload_page_state(actor=actor, trial=trial, timepoint=timepoint)
-    # The person's last upload of the visit, if the periodic job closed it unfinished (UPLOAD_IDLE_HOURS): said here,
-    # so they know the server kept what it received and the rest may still have to be sent.
-    last = (
-        selectors.upload_list(actor=actor, trial=trial)
-        .filter(timepoint=timepoint, created_by=actor.user)
-        .exclude(state=Upload.State.CANCELLED)
-        .order_by("-created_at", "-pk")
-        .first()
-    )
-    idle_closed = last if last is not None and last.idle_closed else None
     # The API routes of one upload, with a placeholder id the browser replaces.
     status_url = reverse("api-upload", kwargs={"code": trial.code, "pk": 0})
     finish_url = reverse("api-upload-finish", kwargs={"code": trial.code, "pk": 0})
@@ -163,8 +153,8 @@ def timepoint_upload(request, code, subject_code, visit_code):
         else "",
         "received_json": json.dumps(state.received, separators=(",", ":")),
         "state_labels_json": json.dumps({value: str(label) for value, label in Timepoint.State.choices}),
-        "idle_closed": idle_closed,
-        "idle_closed_files": idle_closed.items.count() if idle_closed else 0,
+        "idle_closed": state.idle_closed,
+        "idle_closed_files": state.idle_closed_files,
     }
     return _trial_page(request, actor, trial, "trials/upload.html", "trial-subjects", context)
 

@@ -502,13 +502,11 @@ def gather(transfer: Transfer) -> Gathered:
                 )
                 lesion_rows.extend(_lesion_rows(record))
                 if read.sr_instance_id:
-                    path = f"sr/{code}/{v.visit_code}-R{number}.dcm"
-                    srs.append((path, read.sr_instance_id))
-                    sr_evaluators[path] = number
-                    # The versions this read corrected, each with its own signed SR: the history of the record.
+                    # The read's SR, and the versions it corrected, each with its own signed SR: the history of the
+                    # record (the read's own is the last).
                     versions = _read_versions(read)
                     paths = [_read_sr_path(code, v.visit_code, number, version, read) for version in versions]
-                    for version, version_path in zip(versions[:-1], paths[:-1], strict=True):
+                    for version, version_path in zip(versions, paths, strict=True):
                         srs.append((version_path, version.sr_instance_id))
                         sr_evaluators[version_path] = number
                     replacements.extend(

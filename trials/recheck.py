@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django_countries import countries
 
 from .models import Membership, Role, Site, Subject, Trial, Visit, validate_subject_code
-from .services import BLINDED_ROLES
+from .services import BLINDED_ROLES, visit_name_clashes
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,14 @@ def _visits(trial: Trial) -> Iterator[RecordFinding]:
     visits = list(Visit.objects.filter(trial=trial).order_by("order", "code"))
     for n, visit in enumerate(visits):
         for other in visits[n + 1 :]:
-            if other.label.strip().casefold() == visit.label.strip().casefold():
+            clashes = visit_name_clashes(visit, other)
+            if "label" in clashes:
                 yield RecordFinding(
                     trial.code,
                     "visit_label_taken",
                     f"visits {visit.code} and {other.code} have one label: give each a label of its own",
                 )
-            if other.sdtm_visit == visit.sdtm_visit:
+            if "sdtm_name" in clashes:
                 yield RecordFinding(
                     trial.code,
                     "visit_sdtm_name_taken",

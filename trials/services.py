@@ -233,17 +233,29 @@ def _check_schedule(trial: Trial, visit: Visit) -> None:
             )
 
 
+def visit_name_clashes(visit: Visit, other: Visit) -> list[str]:
+    """The names two visits of a trial share, of those each must have of its own: "label" (people tell visits
+    apart by it; compared without case and surrounding space) and "sdtm_name" (the sponsor's SDTM files pair VISIT
+    with VISITNUM one to one; VISIT as reads.sdtm writes it, Visit.sdtm_visit). Also read by `manage.py recheck`."""
+    clashes = []
+    if other.label.strip().casefold() == visit.label.strip().casefold():
+        clashes.append("label")
+    if other.sdtm_visit == visit.sdtm_visit:
+        clashes.append("sdtm_name")
+    return clashes
+
+
 def _check_visit_names(trial: Trial, visit: Visit) -> None:
-    """Each visit has a label and an SDTM visit name of its own: people tell visits apart by the label, and the
-    sponsor's SDTM files pair VISIT with VISITNUM one to one (VISIT as reads.sdtm writes it: Visit.sdtm_visit)."""
+    """Each visit has a label and an SDTM visit name of its own (`visit_name_clashes`)."""
     for other in trial.visits.exclude(pk=visit.pk):
-        if other.label.strip().casefold() == visit.label.strip().casefold():
+        clashes = visit_name_clashes(visit, other)
+        if "label" in clashes:
             raise ValidationFailed(
                 _("Visit %(other)s is already labelled %(label)s: give each visit a label of its own.")
                 % {"other": other.code, "label": other.label},
                 fields={"label": [_("Already the label of visit %(other)s.") % {"other": other.code}]},
             )
-        if other.sdtm_visit == visit.sdtm_visit:
+        if "sdtm_name" in clashes:
             raise ValidationFailed(
                 _(
                     "Visit %(other)s already goes to the sponsor's SDTM files as %(name)s, and each SDTM visit name "

@@ -345,3 +345,25 @@ def test_text_the_servers_ocr_still_reads_after_the_browser_blanked_text_says_wh
     with translation.override("ko"):
         korean = text_display(text_json(error.reason), error.reason)
     assert korean != error.reason and "브라우저" in korean
+
+
+def test_a_palette_colour_screen_a_browser_let_through_is_refused_not_read_as_grey_levels():
+    """The engine refuses a palette-colour image that must be examined (palette_colour); a browser that skipped
+    that sent one the server's OCR read as colour-table indices."""
+    from .deid.test_burned_in import _palette_screen
+
+    options = DeidOptions()
+    primary = deidentify(
+        _palette_screen("ORIGINAL\\PRIMARY\\AXIAL"), space=SPACE, subject_code=SUBJECT, options=options
+    )
+    ds = pydicom.dcmread(io.BytesIO(primary.data))
+    ds.ImageType = ["DERIVED", "SECONDARY", "SCREEN SAVE"]
+    out = io.BytesIO()
+    ds.save_as(out)
+    data = out.getvalue()
+    declared = Declared(
+        key_check=SPACE.key_check(hashlib.sha256(data).hexdigest()), patient_hash="", actions={"pixels_examined": 1}
+    )
+    with pytest.raises(DeidRejected) as caught:
+        reverify(data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)
+    assert caught.value.code == "palette_colour"

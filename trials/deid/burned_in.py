@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import palette_colour
+
 try:  # the site's browser (Pyodide) carries pydicom only: no numpy there (Frames stand in for arrays)
     import numpy as np
 except ImportError:  # pragma: no cover - exercised by the Pyodide bundle's test under Node
@@ -143,6 +145,14 @@ def use_external_ocr(ocr: ExternalOcr | None, *, margin: float = 0) -> None:
     Tesseract than the server's)."""
     global _external_ocr, _external_margin
     _external_ocr, _external_margin = ocr, margin
+
+
+def require_examinable(photometric: str) -> None:
+    """Raise the palette_colour rejection for an image whose pixels must be examined but are indices into a colour
+    table: OCR reads grey levels and colours (`_to_image`, ocr.mjs's greyImage), and indices are neither. The
+    engine and the server's re-verification of the site's browser's files ask it alike."""
+    if photometric == "PALETTE COLOR":
+        raise palette_colour()
 
 
 def require_ocr(*, compressed: bool = False) -> None:

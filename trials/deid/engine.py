@@ -46,7 +46,6 @@ from .errors import (
     excess_frames,
     gettext_noop,
     missing_uid,
-    palette_colour,
     pixels_too_long,
     uncompressed_ybr_422,
     undecodable_pixels,
@@ -971,9 +970,8 @@ def _examine_pixels(
     )
     if high_bits:
         reasons.append("bits above Bits Stored")
-    if reasons and module.photometric == "PALETTE COLOR":
-        raise palette_colour()
     if reasons:
+        burned_in.require_examinable(module.photometric)
         burned_in.require_ocr(compressed=encapsulated)  # where the pixels cannot be examined, the image is held back
     if high_bits:
         view = burned_in.native_array(elements[PIXEL_DATA].value, module, writable=False)

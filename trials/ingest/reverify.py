@@ -317,6 +317,7 @@ def _check_pixels(ds: Dataset, declared: Declared) -> None:
         )
     if not reasons:
         return
+    burned_in.require_examinable(module.photometric)
     try:
         if encapsulated:
             frames = ds.pixel_array.reshape(module.shape)

@@ -10,12 +10,16 @@ class CtimsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from . import account_events  # noqa: F401  (connects the log-in receivers)
+        from . import (
+            account_events,  # noqa: F401  (connects the log-in receivers)
+            embedded_beat,
+        )
         from .memory import keep_large_buffers
 
         keep_large_buffers(settings.MALLOC_KEEP_FREE_MB * 1024 * 1024)
         pre_migrate.connect(migrate_gives_up_waiting_for_locks, dispatch_uid="ctims.migrate_lock_timeout")
         post_migrate.connect(migrate_gives_up_waiting_for_locks, dispatch_uid="ctims.migrate_lock_timeout_reset")
+        embedded_beat.connect()
 
 
 def migrate_gives_up_waiting_for_locks(sender, using="default", signal=None, **kwargs) -> None:

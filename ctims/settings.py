@@ -411,6 +411,9 @@ CELERY_BEAT_SCHEDULE = {
     "uploads-idle-close": {"task": "trials.tasks.uploads_idle_close", "schedule": 15 * 60},
     "store-leftovers-sweep": {"task": "trials.tasks.store_leftovers_sweep", "schedule": 24 * 3600},
 }
+# Without a broker, each web process runs CELERY_BEAT_SCHEDULE's jobs itself, in a thread started by its first
+# request (ctims.embedded_beat); off: nothing runs them (run `manage.py ingest_sweep` and the rest by hand).
+EMBEDDED_PERIODIC_JOBS = envbool("EMBEDDED_PERIODIC_JOBS", "True")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None

@@ -13,6 +13,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = ""
+# No test process runs beat's jobs behind a test's back (live servers serve requests here); the embedded jobs
+# are tested on their own (tests/ctims/test_embedded_beat.py).
+EMBEDDED_PERIODIC_JOBS = False
 WHITENOISE_AUTOREFRESH = True
 # Token clients' DICOMweb permissions are read at every request in tests (a revocation shows at once); the
 # cache is tested on its own in tests/trials/dicomweb/test_lean_path.py.

@@ -17,6 +17,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
+from ctims.fields import DocumentField
 from ctims.i18n import text_display
 
 from .deid.profile import IDENTIFYING_TEXT
@@ -668,11 +669,11 @@ class Instance(models.Model):
     deid_method = models.CharField(max_length=500)
     # What de-identification cleaned out of kept text ([attribute path, reason] pairs, never a value) and how it
     # rewrote the pixels ("" when they are the input's); null when it did neither, as on most CT and MR slices.
-    deid_record = models.JSONField(null=True, blank=True, editable=False)
+    deid_record = DocumentField(null=True, blank=True, editable=False)
     # The DICOM JSON of every attribute but the pixel data, made on first request (instances never change).
-    metadata = models.JSONField(null=True, blank=True, editable=False)
+    metadata = DocumentField(null=True, blank=True, editable=False)
     # Where native pixel frames lie in the file ({"offset", "frame_bytes", "frames"}), found on first request.
-    pixel_layout = models.JSONField(null=True, blank=True, editable=False)
+    pixel_layout = DocumentField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -271,6 +271,24 @@ def test_each_stored_files_dicom_json_is_made_in_its_request_as_its_first_read_m
         assert (instance.metadata, instance.pixel_layout) == kept
 
 
+def test_each_files_dicom_json_comes_from_its_re_verification_without_parsing_its_bytes_again(
+    world, api, sent, monkeypatch
+):
+    """The re-verification has read the whole file already: the DICOM JSON and frame layout are made from that
+    read (a second parse of the bytes for them was as much server time as the re-verification's own)."""
+    upload_id, outputs, records = sent
+    monkeypatch.setattr(services, "metadata_from_bytes", refuse("a second parse for the DICOM JSON"))
+    response = stow_with_records(api, world.cora, upload_id, records, outputs)
+    assert response.status_code == 200, response.content
+    instances = list(Instance.objects.order_by("pk"))
+    assert len(instances) == 4
+    for instance in instances:
+        kept = (instance.metadata, instance.pixel_layout)
+        instance.metadata = instance.pixel_layout = None
+        wado._make_metadata(instance)  # what a first read makes of the stored file
+        assert (instance.metadata, instance.pixel_layout) == kept
+
+
 def test_a_file_whose_dicom_json_cannot_be_made_in_its_request_is_stored_all_the_same(world, api, sent, monkeypatch):
     upload_id, outputs, records = sent
 

@@ -289,6 +289,23 @@ def test_each_files_dicom_json_comes_from_its_re_verification_without_parsing_it
         assert (instance.metadata, instance.pixel_layout) == kept
 
 
+def test_the_stow_answer_reads_back_no_instances_dicom_json(world, api, sent):
+    """The answer names each stored instance by its UIDs: reading back the DICOM JSON just written with each
+    (tens of kilobytes an instance) cost the server as much as the rest of the answer."""
+    from django.test.utils import CaptureQueriesContext
+
+    upload_id, outputs, records = sent
+    with CaptureQueriesContext(connection) as queries:
+        response = stow_with_records(api, world.cora, upload_id, records, outputs)
+    assert response.status_code == 200, response.content
+    assert len(response.json()["00081199"]["Value"]) == 4
+    answer = [
+        q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT") and "trials_uploaditem" in q["sql"]
+    ]
+    assert any('"trials_instance"."sop_instance_uid"' in sql for sql in answer)  # the answer's read of its items
+    assert not [sql for sql in answer if '"trials_instance"."metadata"' in sql]
+
+
 def test_a_file_whose_dicom_json_cannot_be_made_in_its_request_is_stored_all_the_same(world, api, sent, monkeypatch):
     upload_id, outputs, records = sent
 

@@ -271,6 +271,41 @@ def test_each_stored_files_dicom_json_is_made_in_its_request_as_its_first_read_m
         assert (instance.metadata, instance.pixel_layout) == kept
 
 
+def test_each_files_dicom_json_comes_from_its_re_verification_without_parsing_its_bytes_again(
+    world, api, sent, monkeypatch
+):
+    """The re-verification has read the whole file already: the DICOM JSON and frame layout are made from that
+    read (a second parse of the bytes for them was as much server time as the re-verification's own)."""
+    upload_id, outputs, records = sent
+    monkeypatch.setattr(services, "metadata_from_bytes", refuse("a second parse for the DICOM JSON"))
+    response = stow_with_records(api, world.cora, upload_id, records, outputs)
+    assert response.status_code == 200, response.content
+    instances = list(Instance.objects.order_by("pk"))
+    assert len(instances) == 4
+    for instance in instances:
+        kept = (instance.metadata, instance.pixel_layout)
+        instance.metadata = instance.pixel_layout = None
+        wado._make_metadata(instance)  # what a first read makes of the stored file
+        assert (instance.metadata, instance.pixel_layout) == kept
+
+
+def test_the_stow_answer_reads_back_no_instances_dicom_json(world, api, sent):
+    """The answer names each stored instance by its UIDs: reading back the DICOM JSON just written with each
+    (tens of kilobytes an instance) cost the server as much as the rest of the answer."""
+    from django.test.utils import CaptureQueriesContext
+
+    upload_id, outputs, records = sent
+    with CaptureQueriesContext(connection) as queries:
+        response = stow_with_records(api, world.cora, upload_id, records, outputs)
+    assert response.status_code == 200, response.content
+    assert len(response.json()["00081199"]["Value"]) == 4
+    answer = [
+        q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT") and "trials_uploaditem" in q["sql"]
+    ]
+    assert any('"trials_instance"."sop_instance_uid"' in sql for sql in answer)  # the answer's read of its items
+    assert not [sql for sql in answer if '"trials_instance"."metadata"' in sql]
+
+
 def test_a_file_whose_dicom_json_cannot_be_made_in_its_request_is_stored_all_the_same(world, api, sent, monkeypatch):
     upload_id, outputs, records = sent
 

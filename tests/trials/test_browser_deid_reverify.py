@@ -165,6 +165,34 @@ def test_every_file_the_engine_makes_from_the_real_corpus_passes(tmp_path):
     assert passed >= 20
 
 
+def test_the_dicom_json_comes_from_the_reverifying_read_as_a_read_of_the_stored_file_gives_it(tmp_path):
+    """The server made each browser file's DICOM JSON and frame layout from a second parse of its bytes (as
+    much again as the re-verification's own read): they come from the re-verification's read, the same as a
+    read of the stored file gives them, for every file the engine makes from the real corpus (compressed,
+    multi-frame, big endian inputs, Korean character sets)."""
+    from trials.dicomweb import wado
+    from trials.models import Instance
+
+    options = DeidOptions(
+        accepted_sop_classes=OPTIONS.accepted_sop_classes | {SecondaryCaptureImageStorage},
+        private_tag_safelist=frozenset({("SIEMENS CSA HEADER", 0x08)}),
+    )
+    layouts = set()
+    for path in write_corpus(tmp_path):
+        try:
+            result = deidentify(path.read_bytes(), space=SPACE, subject_code=SUBJECT, options=options)
+        except DeidRejected:
+            continue
+        declared = Declared(SPACE.key_check(hashlib.sha256(result.data).hexdigest()), result.source_patient_hash)
+        checked = reverify(result.data, space=SPACE, subject_code=SUBJECT, options=options, declared=declared)
+        read = Instance(transfer_syntax_uid=result.transfer_syntax_uid)
+        assert wado.metadata_from_bytes(read, result.data), path.name
+        assert checked.metadata == read.metadata, path.name
+        assert checked.pixel_layout == read.pixel_layout, path.name
+        layouts.add(next(iter(read.pixel_layout), None))
+    assert layouts >= {"offset", "fragments"}  # native and encapsulated pixels both seen
+
+
 def _screen(lines=None) -> bytes:
     from trials.ingest.synthetic import draw_text_screen
 

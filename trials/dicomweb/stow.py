@@ -395,7 +395,21 @@ class UploadStowApi(APIView):
 
     def _response(self, request, trial, received: _Received) -> Response:
         ids = [i.pk for i in received.items]
-        items = list(UploadItem.objects.filter(pk__in=ids).select_related("instance__series__study"))
+        # Only what the answer says: an instance's DICOM JSON, just written with it, is not read back.
+        items = list(
+            UploadItem.objects.filter(pk__in=ids)
+            .select_related("instance__series__study")
+            .only(
+                "sha256",
+                "state",
+                "code",
+                "reason",
+                "instance__sop_class_uid",
+                "instance__sop_instance_uid",
+                "instance__series__series_instance_uid",
+                "instance__series__study__study_instance_uid",
+            )
+        )
         referenced = [_item_json(i, request, trial.code) for i in items if i.instance_id is not None]
         failed = [_item_json(i, request, trial.code) for i in items if i.state == UploadItem.State.REJECTED]
         failed += received.failures

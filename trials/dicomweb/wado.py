@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 from django.db import DataError, transaction
 from PIL import Image
+from pydicom.dataelem import RawDataElement
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
@@ -26,6 +27,8 @@ IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 # What a stored file may fail to be read with: missing or unreadable bytes, or not DICOM after all.
 UNREADABLE = (OSError, EOFError, ValueError, KeyError, AttributeError, InvalidDicomError)
 METADATA_BATCH = 100  # instances whose new metadata one UPDATE statement keeps
+# Where pydicom's read that stops before the pixels stops (pydicom.filereader: Pixel Data, Float and Double Float).
+PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,39 @@ def _metadata_from(instance: Instance, raw) -> None:
     """Set the instance's metadata and pixel layout from its file's bytes in `raw` (a file object, at its start)."""
     ds = pydicom.dcmread(raw, stop_before_pixels=True)
     layout = _layout_at(raw, ds) if instance.pixel_layout is None else instance.pixel_layout
-    metadata = dataset_json(ds)  # pydicom's to_json_dict, every value inline, made faster
+    _set_metadata(instance, dataset_json(ds), layout)  # pydicom's to_json_dict, every value inline, made faster
+
+
+def metadata_from_read(instance: Instance, ds: pydicom.Dataset, data: bytes) -> None:
+    """Set (not save) the metadata and pixel layout of an instance from `ds`, the whole of its file `data` as
+    pydicom (or trials.deid.fastread) reads it, pixels included, by one who read it already (the server's
+    re-verification of a browser's file): the same as `metadata_from_bytes` gives, without parsing the bytes
+    again. The elements are those a read that stops before the pixels takes (in file order, up to the first
+    pixel data element); the layout is read from the bytes at that element. Raises what a read of them would."""
+    head, pixels = {}, None
+    for tag, elem in ds._dict.items():
+        if tag in PIXEL_DATA_TAGS:
+            pixels = elem
+            break
+        head[tag] = elem
+    header = pydicom.Dataset(head)
+    header.file_meta = ds.file_meta
+    header.set_original_encoding(*ds.original_encoding, ds.original_character_set)
+    raw = io.BytesIO(data)
+    if pixels is not None:
+        # Where pydicom's stopped read leaves its file: at the pixel element's tag (its value's offset, as read or
+        # as kept by the element it was converted into, less the element's header).
+        value_at = pixels.value_tell if isinstance(pixels, RawDataElement) else pixels.file_tell
+        if value_at is None:
+            raise ValueError("the pixel data's place in the file is not known")
+        raw.seek(value_at - (8 if ds.original_encoding[0] else 12))
+    else:
+        raw.seek(len(data))
+    layout = _layout_at(raw, ds) if instance.pixel_layout is None else instance.pixel_layout
+    _set_metadata(instance, dataset_json(header), layout)
+
+
+def _set_metadata(instance: Instance, metadata: dict, layout: dict) -> None:
     metadata["00083002"] = {"vr": "UI", "Value": [instance.transfer_syntax_uid]}
     metadata = dict(sorted(metadata.items()))  # PS3.18 F.2.2: in tag order (pixel data, last, is added later)
     instance.metadata, instance.pixel_layout = metadata, layout

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +40,8 @@ from ..deid.fastread import dcmread_bytes, open_sequences, raw_text, raw_us
 from ..deid.index import build_index
 from ..deid.pseudonym import PseudonymSpace
 from ..deid.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from ..models import BrowserDeidRecord, Upload
+from ..dicomweb.wado import metadata_from_read
+from ..models import BrowserDeidRecord, Instance, Upload
 
 PATIENT_IDENTITY_REMOVED = 0x00120062
 DEID_METHOD = 0x00120063
@@ -64,12 +66,23 @@ ENGINE_FILE_META = {
     0x00020012: IMPLEMENTATION_CLASS_UID,
     0x00020013: IMPLEMENTATION_VERSION_NAME,
 }
+log = logging.getLogger(__name__)
 PSEUDONYM_UID = re.compile(r"2\.25\.(0|[1-9]\d{0,38})")
 
 # The engine's own detectors (trials.deid.patterns): a resident registration number, a phone number or an
 # e-mail address anywhere in free text rejects the file (PIPA forbids them in pseudonymised data).
 FORBIDDEN = frozenset({patterns.RRN, patterns.PHONE, patterns.EMAIL})
 SKIPPED = patterns.ALL_REASONS - FORBIDDEN
+
+
+@dataclass(frozen=True)
+class Reverified(DeidResult):
+    """A browser's file that passed re-verification, with its DICOM JSON and frame layout made from the same read
+    (trials.dicomweb.wado.metadata_from_read): ingest keeps them with the index row instead of parsing the bytes
+    again. None where that read does not give them (the stored file's first read then makes them)."""
+
+    metadata: dict | None = field(default=None, repr=False)
+    pixel_layout: dict | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -507,7 +520,11 @@ def reverify(
     meta, sop_instance = ds.file_meta, _value(ds, 0x00080018)
     _check_pixels(ds, declared)
 
-    return DeidResult(
+    transfer_syntax = str(UID(_value(meta, 0x00020010)))
+    metadata, layout = _metadata(ds, data, transfer_syntax_uid=transfer_syntax)
+    return Reverified(
+        metadata=metadata,
+        pixel_layout=layout,
         data=data,
         sop_class_uid=sop_class,
         sop_instance_uid=sop_instance,
@@ -515,11 +532,22 @@ def reverify(
         series_instance_uid=_value(ds, 0x0020000E) or None,
         frame_of_reference_uid=_value(ds, 0x00200052) or None,
         source_patient_hash=declared.patient_hash,
-        transfer_syntax_uid=str(UID(_value(meta, 0x00020010))),
+        transfer_syntax_uid=transfer_syntax,
         actions=dict(declared.actions),
         index=index,
         deid_method="; ".join(expected_method),
     )
+
+
+def _metadata(ds: Dataset, data: bytes, *, transfer_syntax_uid: str) -> tuple[dict | None, dict | None]:
+    """The file's DICOM JSON and frame layout from the re-verification's read of it, or (None, None)."""
+    made = Instance(transfer_syntax_uid=transfer_syntax_uid)
+    try:
+        metadata_from_read(made, ds, data)
+    except Exception as exc:  # noqa: BLE001 - only the type is logged; the stored file's first read makes them
+        log.warning("a re-verified file's metadata is left for its first read (%s)", type(exc).__name__)
+        return None, None
+    return made.metadata, made.pixel_layout
 
 
 def file_processor(

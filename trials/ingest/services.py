@@ -279,7 +279,9 @@ def _settle_at_receipt(
         staging.settle()
         metadata = {}
         for sha, outcome in outcomes.items():
-            if isinstance(outcome, DeidResult):
+            if getattr(outcome, "metadata", None) is not None:  # made by the re-verification's read (reverify.py)
+                metadata[sha] = (outcome.metadata, outcome.pixel_layout)
+            elif isinstance(outcome, DeidResult):
                 made = Instance(transfer_syntax_uid=outcome.transfer_syntax_uid)
                 if metadata_from_bytes(made, outcome.data):
                     metadata[sha] = (made.metadata, made.pixel_layout)

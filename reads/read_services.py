@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from django.db import transaction
 from django.db.models import F, QuerySet
@@ -96,7 +96,7 @@ def signed_reads_before(task: ReadTask) -> list[Read]:
 def assess(task: ReadTask, content: Content) -> dict:
     """The assessment of `content` as this task's read: baseline, or follow-up against the reader's earlier reads."""
     if is_baseline(task):
-        return assess_baseline(content)
+        return assess_baseline(content, slice_thickness=_slice_thickness(task, content))
     earlier = signed_reads_before(task)
     baseline, history = earlier[0], earlier[1:]
     return assess_follow_up(
@@ -105,6 +105,24 @@ def assess(task: ReadTask, content: Content) -> dict:
         history=[parse_content(r.content) for r in history],
         names=[r.task.timepoint.visit.label for r in history] if task.design.show_visit_label else None,
     )
+
+
+def _slice_thickness(task: ReadTask, content: Content) -> dict[str, int]:
+    """The Slice Thickness (0018,0050) of each of this visit's images the targets are measured on, by SOP Instance
+    UID, in tenths of a millimetre rounded up (the series' where the instance has none; left out where neither
+    says): twice it is the smallest measurable non-nodal lesion on slices thicker than 5 mm."""
+    sops = {e.image.sop for e in content.targets if e.image is not None}
+    if not sops:
+        return {}
+    rows = Instance.objects.filter(sop_instance_uid__in=sops, series__study__timepoint=task.timepoint).values_list(
+        "sop_instance_uid", "slice_thickness", "series__slice_thickness"
+    )
+    out = {}
+    for sop, own, series in rows:
+        thickness = own if own is not None else series
+        if thickness is not None and thickness > 0:
+            out[sop] = int((Decimal(str(thickness)) * 10).to_integral_value(rounding=ROUND_CEILING))
+    return out
 
 
 def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:

@@ -27,6 +27,14 @@ RESPONSE_LABELS = {
 }
 
 
+STATUS_LABELS = {  # a target's status, as the read page names it (the engine's parameter is its value)
+    "MEASURED": gettext_lazy("Measured"),
+    "TOO_SMALL": gettext_lazy("Too small to measure"),
+    "DISAPPEARED": gettext_lazy("Disappeared"),
+    "NOT_EVALUABLE": gettext_lazy("Not evaluable"),
+}
+
+
 def response_label(value: str | None) -> str:
     return str(RESPONSE_LABELS.get(value, _("Baseline") if value is None else value))
 
@@ -86,6 +94,22 @@ def _common_problems(content: Content) -> list[dict]:
             problems.append(_problem("NO_SITE", _("Name the location of %(label)s.") % {"label": e.label}, e.label))
     for e in content.targets:
         if e.status != "measured":
+            # A lesion that cannot be measured has no drawn length: the SR would give it beside a status that
+            # denies it, and the sum counts the default (5 mm), 0 or nothing instead. A node no longer seen as
+            # abnormal keeps its short axis (the engine counts it), and only that.
+            kept = e.long_axis if (e.is_node and e.status == "disappeared") or e.long_axis is not None else e.short_axis
+            if kept is not None:
+                problems.append(
+                    _problem(
+                        "LENGTH_NOT_MEASURED",
+                        _(
+                            '%(label)s is marked "%(status)s" but a %(length)s mm measurement is drawn for it: delete '
+                            'the drawing, or mark it "Measured".'
+                        )
+                        % {"label": e.label, "status": STATUS_LABELS[e.status.upper()], "length": mm_text(kept)},
+                        e.label,
+                    )
+                )
             continue
         needed = e.short_axis if e.is_node else e.long_axis
         if needed is None:
@@ -244,14 +268,6 @@ def _follow_up_json(result: r.Assessment | None, problems: list[dict]) -> dict:
         reason_codes=[{"template": reason.template, "params": reason.params} for reason in result.reasons],
         problems=problems,
     )
-
-
-STATUS_LABELS = {  # a target's status, as the read page names it (the engine's parameter is its value)
-    "MEASURED": gettext_lazy("Measured"),
-    "TOO_SMALL": gettext_lazy("Too small to measure"),
-    "DISAPPEARED": gettext_lazy("Disappeared"),
-    "NOT_EVALUABLE": gettext_lazy("Not evaluable"),
-}
 
 
 def _reason_param(key: str, value: str) -> str:

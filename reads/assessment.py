@@ -112,6 +112,19 @@ def _common_problems(content: Content) -> list[dict]:
                 )
             continue
         needed = e.short_axis if e.is_node else e.long_axis
+        if e.long_axis is not None and e.short_axis is not None and e.short_axis > e.long_axis:
+            # The short axis is the longest diameter perpendicular to the long axis: never the longer of the two.
+            problems.append(
+                _problem(
+                    "SHORT_AXIS_LONGER",
+                    _(
+                        "The short axis of %(label)s (%(short)s mm) is longer than its long axis (%(long)s mm): "
+                        "measure it again, the long axis along the lesion's longest diameter."
+                    )
+                    % {"label": e.label, "short": mm_text(e.short_axis), "long": mm_text(e.long_axis)},
+                    e.label,
+                )
+            )
         if needed is None:
             axis = _("short axis") if e.is_node else _("long axis")
             problems.append(

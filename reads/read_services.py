@@ -328,6 +328,31 @@ def _check_images(task: ReadTask, content: Content) -> None:
                     "%(drawn)s mm long at the image's pixel spacing: measure it again."
                 ) % {"axis": name, "label": entry.label, "recorded": mm_text(recorded), "drawn": f"{drawn:.1f}"}
                 raise ValidationFailed(message, fields={where: [message]})
+        if entry.long_points is not None and entry.short_points is not None:
+            pixel_spacing = instances[entry.image.sop]["pixel_spacing"]
+            if not _at_right_angles(entry.long_points, entry.short_points, pixel_spacing):
+                message = _(
+                    "The short axis of %(label)s is not drawn at a right angle to its long axis: measure it again "
+                    "with the long and short axis tool."
+                ) % {"label": entry.label}
+                raise ValidationFailed(message, fields={f"targets[{n}].short_mm": [message]})
+
+
+def _at_right_angles(long_points, short_points, pixel_spacing) -> bool:
+    """Whether a short axis is drawn perpendicular to its long axis, in millimetres at the image's Pixel Spacing
+    (rows first): within about 6 degrees, or within the tenth of a pixel the read page rounds each end to."""
+    row_spacing, column_spacing = (Decimal(str(v)) for v in pixel_spacing)
+
+    def vector(points):
+        (c1, r1), (c2, r2) = ((Decimal(str(c)), Decimal(str(r))) for c, r in points)
+        return (c2 - c1) * column_spacing, (r2 - r1) * row_spacing
+
+    (ax, ay), (bx, by) = vector(long_points), vector(short_points)
+    long_mm, short_mm = (ax * ax + ay * ay).sqrt(), (bx * bx + by * by).sqrt()
+    if not long_mm or not short_mm:
+        return True  # a line of no length is refused on its own
+    along = abs(ax * bx + ay * by) / long_mm  # the short axis's extent along the long one, in mm
+    return along <= short_mm / 10 or along <= Decimal("0.15") * max(row_spacing, column_spacing)
 
 
 def read_save(*, actor, task_id: int, raw, based_on: str | None = None) -> Read:

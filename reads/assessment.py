@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy
 
 from .content import Content, Entry, mm_text
 from .criteria import recist11 as r
+from .sites import BY_CODE
 
 RESPONSE_LABELS = {
     "CR": gettext_lazy("Complete response"),
@@ -23,6 +24,14 @@ RESPONSE_LABELS = {
     "NE": gettext_lazy("Not evaluable"),
     "NON_CR_NON_PD": gettext_lazy("Non-CR/non-PD"),
     "NOT_APPLICABLE": gettext_lazy("Not applicable"),
+}
+
+
+STATUS_LABELS = {  # a target's status, as the read page names it (the engine's parameter is its value)
+    "MEASURED": gettext_lazy("Measured"),
+    "TOO_SMALL": gettext_lazy("Too small to measure"),
+    "DISAPPEARED": gettext_lazy("Disappeared"),
+    "NOT_EVALUABLE": gettext_lazy("Not evaluable"),
 }
 
 
@@ -38,10 +47,20 @@ def _pct(change: Fraction | None) -> str | None:
     return None if change is None else r.percent_text(change)
 
 
-def target_lesions(baseline: Content) -> list[r.TargetLesion]:
-    # Nodes are one organ whatever the station; other organs are told apart by their site code.
+def target_lesions(baseline: Content, slice_thickness: dict[str, int] | None = None) -> list[r.TargetLesion]:
+    """The baseline's targets as the engine's lesions. Nodes are one organ whatever the station; other organs are
+    told apart by their site code. `slice_thickness` gives, by SOP Instance UID, the thickness (tenths of a mm) of
+    the slices the targets are measured on, which sets the smallest measurable non-nodal lesion."""
+    slice_thickness = slice_thickness or {}
     return [
-        r.TargetLesion(tracking_id=e.label, label=e.label, organ=e.site, is_node=e.is_node) for e in baseline.targets
+        r.TargetLesion(
+            tracking_id=e.label,
+            label=e.label,
+            organ=e.site,
+            is_node=e.is_node,
+            slice_thickness=slice_thickness.get(e.image.sop) if e.image else None,
+        )
+        for e in baseline.targets
     ]
 
 
@@ -75,8 +94,37 @@ def _common_problems(content: Content) -> list[dict]:
             problems.append(_problem("NO_SITE", _("Name the location of %(label)s.") % {"label": e.label}, e.label))
     for e in content.targets:
         if e.status != "measured":
+            # A lesion that cannot be measured has no drawn length: the SR would give it beside a status that
+            # denies it, and the sum counts the default (5 mm), 0 or nothing instead. A node no longer seen as
+            # abnormal keeps its short axis (the engine counts it), and only that.
+            kept = e.long_axis if (e.is_node and e.status == "disappeared") or e.long_axis is not None else e.short_axis
+            if kept is not None:
+                problems.append(
+                    _problem(
+                        "LENGTH_NOT_MEASURED",
+                        _(
+                            '%(label)s is marked "%(status)s" but a %(length)s mm measurement is drawn for it: delete '
+                            'the drawing, or mark it "Measured".'
+                        )
+                        % {"label": e.label, "status": STATUS_LABELS[e.status.upper()], "length": mm_text(kept)},
+                        e.label,
+                    )
+                )
             continue
         needed = e.short_axis if e.is_node else e.long_axis
+        if e.long_axis is not None and e.short_axis is not None and e.short_axis > e.long_axis:
+            # The short axis is the longest diameter perpendicular to the long axis: never the longer of the two.
+            problems.append(
+                _problem(
+                    "SHORT_AXIS_LONGER",
+                    _(
+                        "The short axis of %(label)s (%(short)s mm) is longer than its long axis (%(long)s mm): "
+                        "measure it again, the long axis along the lesion's longest diameter."
+                    )
+                    % {"label": e.label, "short": mm_text(e.short_axis), "long": mm_text(e.long_axis)},
+                    e.label,
+                )
+            )
         if needed is None:
             axis = _("short axis") if e.is_node else _("long axis")
             problems.append(
@@ -102,21 +150,22 @@ def _common_problems(content: Content) -> list[dict]:
     return problems
 
 
-def assess_baseline(content: Content) -> dict:
-    """The baseline's sum of diameters and what keeps it from being signed."""
+def assess_baseline(content: Content, slice_thickness: dict[str, int] | None = None) -> dict:
+    """The baseline's sum of diameters and what keeps it from being signed; `slice_thickness` as for
+    `target_lesions`."""
     problems = _common_problems(content)
     if content.new_lesions != "none" or content.new:
         problems.append(_problem("NEW_AT_BASELINE", _("There are no new lesions at baseline.")))
     if any(e.status != "present" for e in content.non_targets):
         problems.append(_problem("NON_TARGET_AT_BASELINE", _("At baseline a non-target lesion is present.")))
-    lesions = target_lesions(content)
+    lesions = target_lesions(content, slice_thickness)
     measurements = [_measurement(e) for e in content.targets]
     for p in r.validate_baseline(lesions, measurements):
         if p.code == "MISSING_AXIS" and any(
             x["code"] == "MISSING_AXIS" and x["label"] == p.tracking_id for x in problems
         ):
             continue
-        problems.append(_problem(p.code, p.message, p.tracking_id))
+        problems.append(_problem(p.code, reason_display(p.message), p.tracking_id))
     if not content.targets and not content.non_targets:
         problems.append(_problem("NO_DISEASE", _("Record at least one target or non-target lesion.")))
     total = None
@@ -237,6 +286,10 @@ def _follow_up_json(result: r.Assessment | None, problems: list[dict]) -> dict:
 def _reason_param(key: str, value: str) -> str:
     if key in ("response", "best"):
         return response_label(value)
+    if key == "organ" and value in BY_CODE:  # target_lesions names organs by their site code
+        return str(BY_CODE[value].label)
+    if key == "status" and value in STATUS_LABELS:
+        return str(STATUS_LABELS[value])
     if key == "visit" and value == "baseline":  # the engine's name for the baseline (engine_timepoint)
         return response_label(None)
     return value

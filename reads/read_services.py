@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from django.db import transaction
 from django.db.models import F, QuerySet
@@ -96,7 +96,7 @@ def signed_reads_before(task: ReadTask) -> list[Read]:
 def assess(task: ReadTask, content: Content) -> dict:
     """The assessment of `content` as this task's read: baseline, or follow-up against the reader's earlier reads."""
     if is_baseline(task):
-        return assess_baseline(content)
+        return assess_baseline(content, slice_thickness=_slice_thickness(task, content))
     earlier = signed_reads_before(task)
     baseline, history = earlier[0], earlier[1:]
     return assess_follow_up(
@@ -105,6 +105,24 @@ def assess(task: ReadTask, content: Content) -> dict:
         history=[parse_content(r.content) for r in history],
         names=[r.task.timepoint.visit.label for r in history] if task.design.show_visit_label else None,
     )
+
+
+def _slice_thickness(task: ReadTask, content: Content) -> dict[str, int]:
+    """The Slice Thickness (0018,0050) of each of this visit's images the targets are measured on, by SOP Instance
+    UID, in tenths of a millimetre rounded up (the series' where the instance has none; left out where neither
+    says): twice it is the smallest measurable non-nodal lesion on slices thicker than 5 mm."""
+    sops = {e.image.sop for e in content.targets if e.image is not None}
+    if not sops:
+        return {}
+    rows = Instance.objects.filter(sop_instance_uid__in=sops, series__study__timepoint=task.timepoint).values_list(
+        "sop_instance_uid", "slice_thickness", "series__slice_thickness"
+    )
+    out = {}
+    for sop, own, series in rows:
+        thickness = own if own is not None else series
+        if thickness is not None and thickness > 0:
+            out[sop] = int((Decimal(str(thickness)) * 10).to_integral_value(rounding=ROUND_CEILING))
+    return out
 
 
 def _task_for_reader(actor, task_id: int, *, lock: bool = False) -> ReadTask:
@@ -310,6 +328,31 @@ def _check_images(task: ReadTask, content: Content) -> None:
                     "%(drawn)s mm long at the image's pixel spacing: measure it again."
                 ) % {"axis": name, "label": entry.label, "recorded": mm_text(recorded), "drawn": f"{drawn:.1f}"}
                 raise ValidationFailed(message, fields={where: [message]})
+        if entry.long_points is not None and entry.short_points is not None:
+            pixel_spacing = instances[entry.image.sop]["pixel_spacing"]
+            if not _at_right_angles(entry.long_points, entry.short_points, pixel_spacing):
+                message = _(
+                    "The short axis of %(label)s is not drawn at a right angle to its long axis: measure it again "
+                    "with the long and short axis tool."
+                ) % {"label": entry.label}
+                raise ValidationFailed(message, fields={f"targets[{n}].short_mm": [message]})
+
+
+def _at_right_angles(long_points, short_points, pixel_spacing) -> bool:
+    """Whether a short axis is drawn perpendicular to its long axis, in millimetres at the image's Pixel Spacing
+    (rows first): within about 6 degrees, or within the tenth of a pixel the read page rounds each end to."""
+    row_spacing, column_spacing = (Decimal(str(v)) for v in pixel_spacing)
+
+    def vector(points):
+        (c1, r1), (c2, r2) = ((Decimal(str(c)), Decimal(str(r))) for c, r in points)
+        return (c2 - c1) * column_spacing, (r2 - r1) * row_spacing
+
+    (ax, ay), (bx, by) = vector(long_points), vector(short_points)
+    long_mm, short_mm = (ax * ax + ay * ay).sqrt(), (bx * bx + by * by).sqrt()
+    if not long_mm or not short_mm:
+        return True  # a line of no length is refused on its own
+    along = abs(ax * bx + ay * by) / long_mm  # the short axis's extent along the long one, in mm
+    return along <= short_mm / 10 or along <= Decimal("0.15") * max(row_spacing, column_spacing)
 
 
 def read_save(*, actor, task_id: int, raw, based_on: str | None = None) -> Read:

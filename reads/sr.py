@@ -24,7 +24,8 @@ new series and instance):
 * one TID 1501 group "Timepoint response" with target response (DCM CID 6143 values),
   non-target response (DCM CID 6144 values), overall response as DCM 112048 "Current
   Response" (NCIt C-codes of the CDISC "Oncology Response Assessment Result" codelist C96785,
-  see OVERALL_RESPONSE_CODES), and the sum of diameters in mm. NE is NCIt C62222 everywhere.
+  see OVERALL_RESPONSE_CODES), the sum of diameters in mm and, at a follow-up, the reader's call on new
+  lesions (local "New Lesions" = SCT Absent / Equivocal / Present). NE is NCIt C62222 everywhere.
   Local 99CTIMS codes remain only where no standard concept was found (target/non-target
   response names, lesion status names, sum of diameters, non-CR/non-PD, unequivocal progression).
 
@@ -101,6 +102,14 @@ LESION_CATEGORY = _local("LESCAT", "Lesion Category")  # read from older SRs; th
 LESION_STATUS = _local("LESSTAT", "Lesion Status")
 NON_TARGET_STATUS = _local("NTSTAT", "Non-target Lesion Status")
 TIMEPOINT_RESPONSE_LABEL = "Timepoint response"
+# The reader's call on new lesions at a follow-up (RECIST 1.1 section 4.3.3): no concept for the question in
+# pydicom's dictionaries, so a local name; the answers are standard SNOMED CT qualifiers.
+NEW_LESIONS = _local("NEWLES", "New Lesions")
+NEW_LESION_CODES = {
+    "NONE": codes.SCT.Absent,  # SCT 272519000
+    "EQUIVOCAL": codes.SCT.Equivocal,  # SCT 42425007
+    "UNEQUIVOCAL": codes.SCT.Present,  # SCT 52101004
+}
 
 NE = "NE"
 NON_CR_NON_PD = "NON-CR/NON-PD"
@@ -222,6 +231,7 @@ class ReadReport:
     non_target_response: str | None = None  # CR NON-CR/NON-PD PD NE
     overall_response: str | None = None  # CR PR SD PD NE NON-CR/NON-PD
     sum_of_diameters_mm: Decimal | None = None
+    new_lesions: str | None = None  # a follow-up's call: NONE EQUIVOCAL UNEQUIVOCAL; None at baseline
     method: str = "RECIST 1.1"
     # What the SR may truthfully say of its de-identification: it carries only the pseudonym, and its dates are
     # in the study's shifted timeline when `dates_shifted`.
@@ -337,6 +347,10 @@ def _response_group(report: ReadReport, time_point: hd.sr.TimePointContext):
         if value not in table:
             raise SRError(f"{name.meaning}: unknown response {value!r}")
         evaluations.append(hd.sr.QualitativeEvaluation(name, table[value]))
+    if report.new_lesions is not None:
+        if report.new_lesions not in NEW_LESION_CODES:
+            raise SRError(f"{NEW_LESIONS.meaning}: unknown call {report.new_lesions!r}")
+        evaluations.append(hd.sr.QualitativeEvaluation(NEW_LESIONS, NEW_LESION_CODES[report.new_lesions]))
     measurements = None
     if report.sum_of_diameters_mm is not None:
         m = hd.sr.Measurement(
@@ -540,6 +554,7 @@ _TARGET_BY_CODE = _reverse(TARGET_RESPONSE_CODES)
 _NON_TARGET_BY_CODE = _reverse(NON_TARGET_RESPONSE_CODES)
 _OVERALL_BY_CODE = _reverse(OVERALL_RESPONSE_CODES)
 _BASELINE_BY_CODE = _reverse(BASELINE_CODES)
+_NEW_LESIONS_BY_CODE = _reverse(NEW_LESION_CODES)
 
 
 def _name_key(item) -> tuple[str, str]:
@@ -633,7 +648,7 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
             )
 
     lesions: list[LesionMeasurement] = []
-    target = non_target = overall = None
+    target = non_target = overall = new_lesions = None
     sum_mm = None
     timepoint = None
 
@@ -649,6 +664,7 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
             overall = _OVERALL_BY_CODE.get(
                 qual.get(_code_key(OVERALL_RESPONSE)) or qual.get(_code_key(OVERALL_RESPONSE_LOCAL))
             )
+            new_lesions = _NEW_LESIONS_BY_CODE.get(qual.get(_code_key(NEW_LESIONS)))
             for m in group.get_measurements(name=SUM_OF_DIAMETERS):
                 sum_mm = _measurement_value(m)
             continue
@@ -744,6 +760,7 @@ def parse_measurement_report(dataset: pydicom.Dataset) -> ReadReport:
         non_target_response=non_target,
         overall_response=overall,
         sum_of_diameters_mm=sum_mm,
+        new_lesions=new_lesions,
         patient_id=str(dataset.get("PatientID", "")),
         patient_name=str(dataset.get("PatientName", "")),
     )

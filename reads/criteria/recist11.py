@@ -70,6 +70,7 @@ __all__ = [
     "Timepoint",
     "assess",
     "equivocal_first_seen",
+    "measurable_from",
     "percent_text",
     "sum_of_diameters",
     "validate_baseline",
@@ -159,13 +160,19 @@ class TargetLesion:
     """A target lesion chosen at baseline; ``tracking_id`` follows it across timepoints.
 
     ``label`` is what readers see ("T01"); ``organ`` is free text (compared case-insensitively)
-    and is ignored for nodes, which all count as one organ ("lymph node").
+    and is ignored for nodes, which all count as one organ ("lymph node"). ``slice_thickness`` is the
+    thickness of the slice the lesion is measured on at baseline, in tenths of a millimetre (None: not
+    known): above 5 mm, a non-nodal lesion is measurable from twice the slice thickness (section 3.1.1).
     """
 
     tracking_id: str
     label: str
     organ: str
     is_node: bool = False
+    slice_thickness: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_length("slice_thickness", self.slice_thickness)
 
 
 @dataclass(frozen=True)
@@ -229,7 +236,8 @@ class Timepoint:
 
 @dataclass(frozen=True)
 class Problem:
-    """A baseline protocol problem: a stable ``code`` for software, a ``message`` for people."""
+    """A baseline protocol problem: a stable ``code`` for software, a ``message`` for people (a :class:`Reason`:
+    English, with the template and parameters a page puts in its reader's language)."""
 
     code: str
     message: str
@@ -274,6 +282,15 @@ def _mm(tenths: int) -> str:
     return f"{tenths // 10}.{tenths % 10} mm"
 
 
+def measurable_from(lesion: TargetLesion) -> int:
+    """The smallest measurable baseline size of a target, in tenths of a millimetre, on the axis it is followed by:
+    a node's short axis 15 mm; a non-nodal lesion's long axis 10 mm, or twice the slice thickness when the slice
+    is thicker than 5 mm (RECIST 1.1 section 3.1.1)."""
+    if lesion.is_node:
+        return MIN_NODAL_SHORT_AXIS
+    return max(MIN_NON_NODAL_LONG_AXIS, 2 * (lesion.slice_thickness or 0))
+
+
 def _organ_key(lesion: TargetLesion) -> str:
     return NODE_ORGAN if lesion.is_node else " ".join(lesion.organ.split()).casefold()
 
@@ -288,13 +305,24 @@ def validate_baseline(targets: Sequence[TargetLesion], measurements: Iterable[Ta
     by_id: dict[str, TargetLesion] = {}
     for lesion in targets:
         if lesion.tracking_id in by_id:
-            problems.append(Problem("DUPLICATE_TARGET", f"Target {lesion.label} is listed twice.", lesion.tracking_id))
+            problems.append(
+                Problem(
+                    "DUPLICATE_TARGET",
+                    Reason(gettext_noop("Target %(label)s is listed twice."), label=lesion.label),
+                    lesion.tracking_id,
+                )
+            )
         by_id[lesion.tracking_id] = lesion
 
     if len(by_id) > MAX_TARGETS:
         problems.append(
             Problem(
-                "TOO_MANY_TARGETS", f"{len(by_id)} target lesions were chosen; RECIST 1.1 allows at most {MAX_TARGETS}."
+                "TOO_MANY_TARGETS",
+                Reason(
+                    gettext_noop("%(count)s target lesions were chosen; RECIST 1.1 allows at most %(maximum)s."),
+                    count=str(len(by_id)),
+                    maximum=str(MAX_TARGETS),
+                ),
             )
         )
 
@@ -304,20 +332,36 @@ def validate_baseline(targets: Sequence[TargetLesion], measurements: Iterable[Ta
     for organ, lesions in per_organ.items():
         if len(lesions) > MAX_TARGETS_PER_ORGAN:
             labels = ", ".join(sorted(lesion.label for lesion in lesions))
-            extra = " (all lymph nodes count as one organ, whatever the station)" if organ == NODE_ORGAN else ""
-            problems.append(
-                Problem(
-                    "TOO_MANY_IN_ORGAN",
-                    f"{len(lesions)} targets ({labels}) are in {organ}{extra}; at most {MAX_TARGETS_PER_ORGAN} per organ.",
+            if organ == NODE_ORGAN:
+                template = gettext_noop(
+                    "%(count)s targets (%(labels)s) are lymph nodes (all lymph nodes count as one organ, whatever "
+                    "the station); at most %(maximum)s per organ."
                 )
-            )
+                reason = Reason(template, count=str(len(lesions)), labels=labels, maximum=str(MAX_TARGETS_PER_ORGAN))
+            else:
+                # The organ as the reader named it (the first target's own spelling), for a page to show.
+                template = gettext_noop(
+                    "%(count)s targets (%(labels)s) are in %(organ)s; at most %(maximum)s per organ."
+                )
+                reason = Reason(
+                    template,
+                    count=str(len(lesions)),
+                    labels=labels,
+                    organ=lesions[0].organ,
+                    maximum=str(MAX_TARGETS_PER_ORGAN),
+                )
+            problems.append(Problem("TOO_MANY_IN_ORGAN", reason))
 
     seen: set[str] = set()
     for m in measurements:
         lesion = by_id.get(m.tracking_id)
         if lesion is None:
             problems.append(
-                Problem("UNKNOWN_LESION", f"A measurement refers to unknown lesion {m.tracking_id}.", m.tracking_id)
+                Problem(
+                    "UNKNOWN_LESION",
+                    Reason(gettext_noop("A measurement refers to unknown lesion %(label)s."), label=m.tracking_id),
+                    m.tracking_id,
+                )
             )
             continue
         seen.add(m.tracking_id)
@@ -325,34 +369,63 @@ def validate_baseline(targets: Sequence[TargetLesion], measurements: Iterable[Ta
             problems.append(
                 Problem(
                     "NOT_MEASURED",
-                    f"Target {lesion.label} must be measured at baseline, not {m.status.value}.",
+                    Reason(
+                        gettext_noop("Target %(label)s must be measured at baseline, not %(status)s."),
+                        label=lesion.label,
+                        status=m.status.value,
+                    ),
                     m.tracking_id,
                 )
             )
             continue
-        axis_name, axis, minimum = (
-            ("short axis", m.short_axis, MIN_NODAL_SHORT_AXIS)
-            if lesion.is_node
-            else ("long axis", m.long_axis, MIN_NON_NODAL_LONG_AXIS)
+        axis, minimum = (
+            (m.short_axis, MIN_NODAL_SHORT_AXIS) if lesion.is_node else (m.long_axis, measurable_from(lesion))
         )
         if axis is None:
-            problems.append(
-                Problem("MISSING_AXIS", f"Target {lesion.label} has no {axis_name} at baseline.", m.tracking_id)
+            template = (
+                gettext_noop("Target %(label)s has no short axis at baseline.")
+                if lesion.is_node
+                else gettext_noop("Target %(label)s has no long axis at baseline.")
             )
+            problems.append(Problem("MISSING_AXIS", Reason(template, label=lesion.label), m.tracking_id))
         elif axis < minimum:
-            code = "NODE_TOO_SMALL" if lesion.is_node else "NON_NODAL_TOO_SMALL"
-            kind = "lymph node" if lesion.is_node else "non-nodal lesion"
-            problems.append(
-                Problem(
-                    code,
-                    f"Target {lesion.label} ({kind}) has a {axis_name} of {_mm(axis)}; "
-                    f"it must be at least {_mm(minimum)} to be measurable.",
-                    m.tracking_id,
+            if lesion.is_node:
+                code, template = (
+                    "NODE_TOO_SMALL",
+                    gettext_noop(
+                        "Target %(label)s (lymph node) has a short axis of %(size)s; it must be at least %(minimum)s "
+                        "to be measurable."
+                    ),
                 )
-            )
+            elif minimum > MIN_NON_NODAL_LONG_AXIS:
+                code, template = (
+                    "NON_NODAL_TOO_SMALL",
+                    gettext_noop(
+                        "Target %(label)s (non-nodal lesion) has a long axis of %(size)s; it must be at least "
+                        "%(minimum)s (twice the %(thickness)s slice thickness) to be measurable."
+                    ),
+                )
+            else:
+                code, template = (
+                    "NON_NODAL_TOO_SMALL",
+                    gettext_noop(
+                        "Target %(label)s (non-nodal lesion) has a long axis of %(size)s; it must be at least "
+                        "%(minimum)s to be measurable."
+                    ),
+                )
+            params = {"label": lesion.label, "size": _mm(axis), "minimum": _mm(minimum)}
+            if "%(thickness)s" in template:
+                params["thickness"] = _mm(lesion.slice_thickness)
+            problems.append(Problem(code, Reason(template, **params), m.tracking_id))
     for tid, lesion in by_id.items():
         if tid not in seen:
-            problems.append(Problem("MISSING_MEASUREMENT", f"Target {lesion.label} has no baseline measurement.", tid))
+            problems.append(
+                Problem(
+                    "MISSING_MEASUREMENT",
+                    Reason(gettext_noop("Target %(label)s has no baseline measurement."), label=lesion.label),
+                    tid,
+                )
+            )
     return problems
 
 

@@ -287,11 +287,12 @@ def test_a_lesion_drawn_on_a_frame_of_an_enhanced_image_is_referenced_at_that_fr
     qc_services.qc_pass(actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk))
     task = task_of(world.rhea, "BL")
     on_frame = Instance.objects.get(number_of_frames=2, series__study__timepoint=task.timepoint)
-    content = baseline_content(task)
+    # T02 on the enhanced image's 10 mm slices: measurable from 20 mm (RECIST 1.1 section 3.1.1).
+    content = baseline_content(task, t2="20.0")
     frame_two = {**image(task, 0), "frame": 2, "sop": on_frame.sop_instance_uid}
     frame_two["series"] = on_frame.series.series_instance_uid
     frame_two["study"] = on_frame.series.study.study_instance_uid
-    content["targets"][1].update(image=frame_two, long_points=drawn_line(frame_two, "12.0", at=(200, 200)))
+    content["targets"][1].update(image=frame_two, long_points=drawn_line(frame_two, "20.0", at=(200, 200)))
     single = content["targets"][0]["image"]
     assert Instance.objects.get(sop_instance_uid=single["sop"]).number_of_frames == 1
     content["non_targets"][0]["image"] = single

@@ -6,6 +6,7 @@ de-identified copy goes to the image store) or rejected with a reason; either wa
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import re
@@ -627,6 +628,7 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
     row another upload just wrote) is done again one file at a time, so that the file at fault is rejected alone
     and its batch goes on (`_batch_process` holds the details).
     """
+    _long_lived_frozen()
     try:
         _batch_process(item_ids)
     except (DataError, IntegrityError):
@@ -635,6 +637,16 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
         else:
             for item_id in item_ids:
                 upload_batch_process(item_ids=[item_id])
+
+
+def _long_lived_frozen() -> None:
+    """Before a process's first batch: what it holds then (Django, pydicom's dictionaries, the engine's tables, some
+    190,000 objects in a worker) lives as long as the process, and is left out of every later garbage collection
+    (gc.freeze). Parsing a batch makes enough objects to set off a full collection every few hundred files, and
+    each walked all of those again: about 200 ms, a quarter of a millisecond of CPU per CT slice. The objects each
+    batch makes are collected as before; a forked child keeps its parent's frozen objects frozen."""
+    if not gc.get_freeze_count():
+        gc.freeze()
 
 
 def _reject_unindexable(item_id: int) -> None:

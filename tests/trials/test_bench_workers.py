@@ -51,3 +51,5 @@ def test_bench_ingest_in_one_process_prints_the_floors_and_the_pipelines_ratios_
     assert re.search(r"b/a = \d+\.\d\d .* c/a = \d+\.\d\d .* c/a2 = \d+\.\d\d", text), text
     assert re.search(r"disk took \d+\.\d\d ms per file to make \d+\.\d\d MB durable", text), text
     assert re.search(r"\(a\) \d+\.\d\d ms, \(c\) \d+\.\d\d ms; c/a by CPU time = \d+\.\d\d", text), text
+    # Where (c)'s time goes: each stage's wall and CPU time per file.
+    assert re.search(r"receive \(.*\) \d+\.\d\d / \d+\.\d\d ms; processing \(.*\) \d+\.\d\d / \d+\.\d\d ms", text), text

@@ -330,19 +330,22 @@ class _Walker:
         private_kept: set[int] = set()
         private_creators: list[int] = []
         for tag in list(elements):
-            group = tag >> 16
+            # `tag` (pydicom's BaseTag) stays the key of `elements`; comparisons and the tables are asked with a
+            # plain int, because BaseTag's == is a Python call (the walk made some 400 of them per CT slice).
+            number = int(tag)
+            group = number >> 16
             if group & 1:
                 if not collect_only:
                     self._private(ds, tag, encodings, private_kept, private_creators, clean_all)
                 continue
-            if tag & 0xFFFF == 0 or group <= 0x0002:
+            if number & 0xFFFF == 0 or group <= 0x0002:
                 # Group lengths, command group elements (AffectedSOPInstanceUID...), file meta in the body.
                 if not collect_only:
                     del elements[tag]
                 continue
-            if tag == SPECIFIC_CHARACTER_SET:
+            if number == SPECIFIC_CHARACTER_SET:
                 continue
-            rule = self.rules.get(tag)
+            rule = self.rules.get(number)
             if rule is not None:
                 action, fallback, searched, keyword = rule.action, rule.fallback, rule.searched, rule.keyword
             elif 0x5000 <= group <= 0x50FF and not group & 1:
@@ -353,7 +356,7 @@ class _Walker:
                 # and its description and label are free text, so the whole overlay group goes.
                 action = fallback = self.profile.overlay_action
                 searched, keyword = False, "OverlayData"
-            elif not p.defined_by_dicom(tag):  # it goes, as a private element off the safelist does
+            elif not p.defined_by_dicom(number):  # it goes, as a private element off the safelist does
                 if not collect_only:
                     del elements[tag]
                     self.counts["removed"] += 1

@@ -66,8 +66,9 @@ class Encoder:
         span = None
         elements = ds._dict
         offset = sum(map(len, parts)) if top else 0
-        for tag in sorted(elements):
-            if tag & 0xFFFF == 0 and tag >> 16 > 2:
+        # In tag order, compared as plain ints (BaseTag's comparisons are Python calls).
+        for number, tag in sorted((int(tag), tag) for tag in elements):
+            if number & 0xFFFF == 0 and number >> 16 > 2:
                 continue  # group lengths are retired and would be wrong after our changes
             elem = elements[tag]
             if isinstance(elem, RawDataElement):
@@ -75,7 +76,7 @@ class Encoder:
                 undefined = elem.length == UNDEFINED
                 header = self.header(tag, elem.VR, UNDEFINED if undefined else len(value))
                 parts.append(header)
-                if top and tag == PIXEL_DATA:
+                if top and number == PIXEL_DATA:
                     span = (offset + len(header), offset + len(header) + len(value))
                 parts.append(value)
                 size = len(header) + len(value)

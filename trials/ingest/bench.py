@@ -105,17 +105,22 @@ def bench_ingest(out, *, slices: int, runs: int, small: bool, screens: int) -> N
             (tmp / "out" / path.name).write_bytes(result.data)
 
     counter = iter(range(1, 10_000))
+    stages: dict[str, list[tuple[float, float]]] = {"receive": [], "processing": []}
 
     def pipeline() -> tuple[float, float]:
-        """Returns the seconds (wall, CPU) its scratch trial took to make: the pipeline's measure leaves them out."""
+        """Returns the seconds (wall, CPU) its scratch trial took to make: the pipeline's measure leaves them out.
+        Each stage's own (wall, CPU) go to `stages`."""
         with undone():
             start, start_cpu = time.perf_counter(), time.process_time()
             _trial, _subject, upload = scratch_trial(next(counter))
-            set_up, set_up_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+            received, received_cpu = time.perf_counter(), time.process_time()
             items = upload_receive(upload=upload, files=[path.read_bytes() for path in sources])
+            processing, processing_cpu = time.perf_counter(), time.process_time()
             for batch in processing_batches([item.pk for item in items]):
                 upload_batch_process(item_ids=batch)
-        return set_up, set_up_cpu
+            stages["processing"].append((time.perf_counter() - processing, time.process_time() - processing_cpu))
+            stages["receive"].append((processing - received, processing_cpu - received_cpu))
+        return received - start, received_cpu - start_cpu
 
     def clean():
         for folder in ("out", "images", "quarantine"):
@@ -154,6 +159,15 @@ def bench_ingest(out, *, slices: int, runs: int, small: bool, screens: int) -> N
     out.write(
         f"  CPU time of this process per file: (a) {cpu_a:.2f} ms, (c) {cpu_c:.2f} ms; c/a by CPU time = "
         f"{cpu_ratio:.2f} (the ratio other processes' load moves least; the database server's own CPU not counted)"
+    )
+    receive, processing = (
+        [statistics.median(run[n] for run in stages[stage]) / slices * 1000 for n in (0, 1)]
+        for stage in ("receive", "processing")
+    )
+    out.write(
+        f"  (c) by stage, per file, wall / CPU of this process: receive (read, hash, quarantine, acknowledge) "
+        f"{receive[0]:.2f} / {receive[1]:.2f} ms; processing (read back, checks, de-identify, store, index) "
+        f"{processing[0]:.2f} / {processing[1]:.2f} ms"
     )
     out.write(
         f"  (this machine's disk took {durable_ms:.2f} ms per file to make {2 * megabytes / slices:.2f} MB durable "

@@ -6,6 +6,7 @@ de-identified copy goes to the image store) or rejected with a reason; either wa
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import re
@@ -629,6 +630,7 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
     row another upload just wrote) is done again one file at a time, so that the file at fault is rejected alone
     and its batch goes on (`_batch_process` holds the details).
     """
+    _long_lived_frozen()
     try:
         _batch_process(item_ids)
     except (DataError, IntegrityError):
@@ -637,6 +639,16 @@ def upload_batch_process(*, item_ids: list[int]) -> None:
         else:
             for item_id in item_ids:
                 upload_batch_process(item_ids=[item_id])
+
+
+def _long_lived_frozen() -> None:
+    """Before a process's first batch: what it holds then (Django, pydicom's dictionaries, the engine's tables, some
+    190,000 objects in a worker) lives as long as the process, and is left out of every later garbage collection
+    (gc.freeze). Parsing a batch makes enough objects to set off a full collection every few hundred files, and
+    each walked all of those again: about 200 ms, a quarter of a millisecond of CPU per CT slice. The objects each
+    batch makes are collected as before; a forked child keeps its parent's frozen objects frozen."""
+    if not gc.get_freeze_count():
+        gc.freeze()
 
 
 def _reject_unindexable(item_id: int) -> None:
@@ -903,11 +915,26 @@ def _index_one(
         item.state, item.instance = UploadItem.State.ACCEPTED, instance
 
 
+# The outcome columns `_save_outcomes` writes, with the type each is cast to from a list of values on PostgreSQL
+# ("": the type the values themselves give).
+_OUTCOME_COLUMNS = {
+    "state": "",
+    "code": "",
+    "reason": "",
+    "reason_text": "jsonb",
+    "instance_id": "bigint",
+    "processed_at": "timestamptz",
+}
+
+
 def _save_outcomes(items: list[UploadItem]) -> None:
-    """Write the items' outcomes in one round trip (Django's bulk_update builds a CASE per row and field)."""
+    """Write the items' outcomes in one round trip (Django's bulk_update builds a CASE per row and field): on
+    PostgreSQL one UPDATE from a list of values, where an executemany was one statement per file, each bound on
+    the client in turn (0.1 ms of the worker's CPU per file); elsewhere (SQLite, in the process) one per file."""
+    if not items:
+        return
     table = UploadItem._meta.db_table
-    columns = ["state", "code", "reason", "reason_text", "instance_id", "processed_at"]
-    sql = f"UPDATE {table} SET " + ", ".join(f"{c} = %s" for c in columns) + " WHERE id = %s"  # noqa: S608
+    columns = list(_OUTCOME_COLUMNS)
     as_json = UploadItem._meta.get_field("reason_text").get_db_prep_value
     rows = [
         (
@@ -922,7 +949,17 @@ def _save_outcomes(items: list[UploadItem]) -> None:
         for i in items
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if connection.vendor == "postgresql":
+            row = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
+            assigned = ", ".join(f"{c} = v.{c}" + (f"::{cast}" if cast else "") for c, cast in _OUTCOME_COLUMNS.items())
+            sql = (
+                f"UPDATE {table} AS t SET {assigned} FROM (VALUES {', '.join([row] * len(rows))}) "  # noqa: S608
+                f"AS v({', '.join(columns)}, id) WHERE t.id = v.id"
+            )
+            cursor.execute(sql, [value for values in rows for value in values])
+        else:
+            sql = f"UPDATE {table} SET " + ", ".join(f"{c} = %s" for c in columns) + " WHERE id = %s"  # noqa: S608
+            cursor.executemany(sql, rows)
 
 
 def upload_counts(upload: Upload) -> dict[str, int]:

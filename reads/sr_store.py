@@ -31,6 +31,7 @@ from trials.ingest.subject_keys import subject_space
 from trials.models import Instance, Series, Study, Subject
 
 from . import sr
+from .assessment import new_lesions_assessed
 from .models import Adjudication, Read
 
 SR_SERIES_FROM = 9001  # series numbers of read results start here, after anything a scanner writes
@@ -154,6 +155,7 @@ def build_report(
         target_response=_sr_response(assessment.get("target_response")),
         non_target_response=_sr_response(assessment.get("non_target_response")),
         overall_response=_sr_response(assessment.get("overall_response")),
+        new_lesions=new_lesions_assessed(assessment).upper() or None,  # a follow-up's call; none at baseline
         sum_of_diameters_mm=Decimal(assessment["sum_mm"]) if assessment.get("sum_mm") else None,
     )
     return report, evidence, study

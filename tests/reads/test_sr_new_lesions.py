@@ -8,7 +8,9 @@ import pytest
 from pydicom.sr.codedict import codes
 
 from reads import sr as rsr
-from tests.reads.flow import dciodvfy_errors
+from reads.models import Read
+from reads.sr_store import read_sr_dataset
+from tests.reads.flow import dciodvfy_errors, follow_up_content, save_and_sign, signed_baseline_then_week_6
 from tests.reads.test_sr import _evidence, _report, _uid
 
 CALLS = {"NONE": codes.SCT.Absent, "EQUIVOCAL": codes.SCT.Equivocal, "UNEQUIVOCAL": codes.SCT.Present}
@@ -73,3 +75,13 @@ def test_an_unknown_call_is_refused():
 def test_dciodvfy_finds_no_error_in_an_sr_with_an_equivocal_new_lesion(tmp_path):
     report, evidence = _with_new_lesion("EQUIVOCAL")
     assert dciodvfy_errors(rsr.write_measurement_report(report, evidence), tmp_path) == []
+
+
+@pytest.mark.parametrize("call", ["none", "equivocal"])
+def test_a_signed_follow_ups_stored_sr_carries_the_readers_new_lesion_call(world, call):
+    """The call reaches the SR a signing stores (reads.sr_store), not only the writer; a baseline's makes none."""
+    bl, w6 = signed_baseline_then_week_6(world)
+    read = save_and_sign(world.rhea, w6, follow_up_content(w6, "20.0", "10.0", new=call))
+    assert rsr.parse_measurement_report(read_sr_dataset(read)).new_lesions == call.upper()
+    baseline = Read.objects.get(task=bl)
+    assert rsr.parse_measurement_report(read_sr_dataset(baseline)).new_lesions is None

@@ -77,6 +77,7 @@ KEYS = {
     "subjects": pgettext_lazy("audit key", "subjects"),
     "version": pgettext_lazy("audit key", "version"),
     "sr": pgettext_lazy("audit key", "structured report (SOP Instance UID)"),
+    "sr_sha256": pgettext_lazy("audit key", "structured report's SHA-256"),
     "lesions": pgettext_lazy("audit key", "lesions changed (before, after)"),
     "new_lesions": pgettext_lazy("audit key", "new lesions (before, after)"),
     # The fields of a lesion in a draft save's changes (reads.read_services.AUDITED_FIELDS).

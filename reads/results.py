@@ -500,7 +500,16 @@ def _result_follow(
 # --- downloads of locked results -----------------------------------------------------------------------------
 
 # What a download took, as the audit event's "kind" (reads.audit_labels puts each into words).
-DOWNLOAD_KINDS = ("results_csv", "lesions_csv", "results_api", "sr", "sr_api", "quality_csv", "quality_chart")
+DOWNLOAD_KINDS = (
+    "results_csv",
+    "lesions_csv",
+    "results_api",
+    "sr",
+    "sr_api",
+    "sr_dicomweb",
+    "quality_csv",
+    "quality_chart",
+)
 
 
 def results_download_record(
@@ -524,6 +533,22 @@ def results_download_record(
         obj=obj if obj is not None else trial,
         trial_id=trial.pk,
         summary={"kind": kind, **summary},
+    )
+
+
+def dicomweb_sr_retrieve_record(actor, trial_id: int, retrieved: str, study_uid: str, sr_uids: list[str]) -> None:
+    """Record that released SRs were retrieved through the trial's DICOMweb root (trials.dicomweb.scopes'
+    RELEASED_READS_RETRIEVED): one event a request, naming what was retrieved ("instances", or "metadata", which
+    holds the whole report), the study's and the SRs' UIDs (the pseudonymous ones the root serves) and the API
+    token it came through."""
+    results_download_record(
+        actor=actor.user,
+        trial=Trial.objects.get(pk=trial_id),
+        kind="sr_dicomweb",
+        token=actor.token,
+        retrieved=retrieved,
+        study=study_uid,
+        sr=list(sr_uids),
     )
 
 

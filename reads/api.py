@@ -71,7 +71,11 @@ class ReadResultListApi(PagedApi):
         """The trial's locked read results (never a result that is not locked). Each request is audited (one
         event naming its page and the number of results it held)."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        response = self.paged(request, selectors.result_rows(trial), lambda page: ReadResultOut(page, many=True).data)
+        response = self.paged(
+            request,
+            selectors.results_query(trial),
+            lambda page: ReadResultOut(selectors.result_rows(trial, results=page), many=True).data,
+        )
         # One event per request (a page), not per result: a script paging through the results leaves a line a page.
         pagination = self.pagination_class()
         results.results_download_record(

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ctims.api_schema import conflict
 from ctims.pagination import PagedApi
 from trials.access import Actor
 
@@ -164,7 +165,12 @@ class TransferDetailApi(APIView):
 
 
 class TransferDownloadApi(APIView):
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            409: conflict("the transfer is not ready (still building, or failed)."),
+        }
+    )
     def get(self, request, code, number):
         """The transfer's zip (audited); 409 while it is still building."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)

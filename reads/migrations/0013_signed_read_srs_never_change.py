@@ -25,8 +25,8 @@ NAMED = (
     " OR EXISTS (SELECT 1 FROM reads_timepointresult WHERE sr_instance_id = {id}))"
 )
 SR_INSTANCE = NAMED.format(id="OLD.id")
-SR_SERIES = "EXISTS (SELECT 1 FROM trials_instance i WHERE i.series_id = OLD.id AND {named})".format(
-    named=NAMED.format(id="i.id")
+SR_SERIES = (  # constant SQL, of no input
+    f"EXISTS (SELECT 1 FROM trials_instance i WHERE i.series_id = OLD.id AND {NAMED.format(id='i.id')})"  # noqa: S608
 )
 FILLED_ONCE = " AND ".join(f"(OLD.{c} IS NULL OR OLD.{c} {{same}} NEW.{c})" for c in CACHES)
 
@@ -62,21 +62,29 @@ END;
 $$ LANGUAGE plpgsql;
 """
 FUNCTIONS = ("reads_refuse_sr_instance_change", "reads_refuse_sr_series_change")
-TRIGGERS = {
-    "trials_instance": ("reads_sr_instance_never_changes", "", "reads_refuse_sr_instance_change"),
-    "trials_series": ("reads_sr_series_never_changes", " WHEN (OLD.origin = 'read')", "reads_refuse_sr_series_change"),
-}
+# DICOMweb fills an instance's caches in statements that set them alone (trials.dicomweb.wado), for every image it
+# serves: such an update fires no trigger unless it rewrites a cache already kept (asked in the trigger's WHEN, with
+# no function called), so that filling them costs nothing more than before. Every other column fires the check.
+CACHE_REWRITTEN = " OR ".join(f"(OLD.{c} IS NOT NULL AND OLD.{c} IS DISTINCT FROM NEW.{c})" for c in CACHES)
+SERIES_WHEN = "OLD.origin = 'read'"  # asked first, in C: ingest counts a series' instances in every batch
 
 
-def _postgresql() -> list[str]:
-    statements = [POSTGRESQL_FUNCTIONS]
-    for table, (name, when, function) in TRIGGERS.items():
-        statements.append(f"DROP TRIGGER IF EXISTS {name} ON {table}")
-        statements.append(
-            f"CREATE TRIGGER {name} BEFORE UPDATE OR DELETE ON {table} "
-            f"FOR EACH ROW{when} EXECUTE FUNCTION {function}()"
-        )
-    return statements
+def _postgresql(instance_columns: list[str]) -> list[str]:
+    """PostgreSQL's triggers, given the instance table's columns (an UPDATE setting any but the caches is checked)."""
+    kept = ", ".join(f'"{c}"' for c in instance_columns if c not in CACHES)
+    caches = ", ".join(CACHES)
+    return [
+        POSTGRESQL_FUNCTIONS,
+        "DROP TRIGGER IF EXISTS reads_sr_instance_never_changes ON trials_instance",
+        "CREATE TRIGGER reads_sr_instance_never_changes BEFORE DELETE OR UPDATE OF "
+        f"{kept} ON trials_instance FOR EACH ROW EXECUTE FUNCTION reads_refuse_sr_instance_change()",
+        "DROP TRIGGER IF EXISTS reads_sr_instance_caches_kept ON trials_instance",
+        f"CREATE TRIGGER reads_sr_instance_caches_kept BEFORE UPDATE OF {caches} ON trials_instance "
+        f"FOR EACH ROW WHEN ({CACHE_REWRITTEN}) EXECUTE FUNCTION reads_refuse_sr_instance_change()",
+        "DROP TRIGGER IF EXISTS reads_sr_series_never_changes ON trials_series",
+        "CREATE TRIGGER reads_sr_series_never_changes BEFORE UPDATE OR DELETE ON trials_series "
+        f"FOR EACH ROW WHEN ({SERIES_WHEN}) EXECUTE FUNCTION reads_refuse_sr_series_change()",
+    ]
 
 
 def _sqlite(instance_columns: list[str]) -> list[str]:
@@ -85,8 +93,8 @@ def _sqlite(instance_columns: list[str]) -> list[str]:
     conditions = {
         ("trials_instance", "UPDATE"): f"{SR_INSTANCE} AND NOT ({kept} AND {FILLED_ONCE.format(same='IS')})",
         ("trials_instance", "DELETE"): SR_INSTANCE,
-        ("trials_series", "UPDATE"): f"OLD.origin = 'read' AND {SR_SERIES}",
-        ("trials_series", "DELETE"): f"OLD.origin = 'read' AND {SR_SERIES}",
+        ("trials_series", "UPDATE"): f"{SERIES_WHEN} AND {SR_SERIES}",
+        ("trials_series", "DELETE"): f"{SERIES_WHEN} AND {SR_SERIES}",
     }
     statements = []
     for (table, op), condition in conditions.items():
@@ -99,14 +107,17 @@ def _sqlite(instance_columns: list[str]) -> list[str]:
     return statements
 
 
+def _instance_columns(connection) -> list[str]:
+    with connection.cursor() as cursor:
+        return [c.name for c in connection.introspection.get_table_description(cursor, "trials_instance")]
+
+
 def forwards(apps, schema_editor):
     connection = schema_editor.connection
     if connection.vendor == "postgresql":
-        statements = _postgresql()
+        statements = _postgresql(_instance_columns(connection))
     elif connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            columns = [c.name for c in connection.introspection.get_table_description(cursor, "trials_instance")]
-        statements = _sqlite(columns)
+        statements = _sqlite(_instance_columns(connection))
     else:
         statements = []
     for statement in statements:
@@ -116,8 +127,9 @@ def forwards(apps, schema_editor):
 def backwards(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        for table, (name, _, _) in TRIGGERS.items():
-            schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}", params=None)
+        for statement in _postgresql([]):
+            if statement.startswith("DROP"):
+                schema_editor.execute(statement, params=None)
         for function in FUNCTIONS:
             schema_editor.execute(f"DROP FUNCTION IF EXISTS {function}()", params=None)
     elif vendor == "sqlite":

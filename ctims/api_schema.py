@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from drf_spectacular import openapi
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 # What any operation may answer besides its own success (ctims.api_errors renders each in the one error shape):
 # a malformed input or query (pagination included), no or a bad credential, a permission or role it lacks, a trial
-# or object it cannot see, an object whose state does not allow the operation (ctims.exceptions.InvalidState).
+# or object it cannot see.
 ERROR_ANSWERS = {
     "400": "The input or the query is not valid.",
     "401": "No credentials, or a token that is not valid.",
     "403": "Not permitted for this person, role or token.",
     "404": "No such object, or not one the caller can see.",
-    "409": "The object's state does not allow it now (e.g. an upload already closed).",
 }
 
 
@@ -27,6 +27,12 @@ class ErrorSerializer(serializers.Serializer):
     """{"error": {"code", "message", "fields"?}}: ctims.api_errors.error_body."""
 
     error = ErrorDetailSerializer()
+
+
+def conflict(when: str) -> OpenApiResponse:
+    """The 409 of an operation whose service can refuse it for an object's state (ctims.exceptions.InvalidState),
+    saying when: `extend_schema(responses={..., 409: conflict("...")})`. Only those operations publish one."""
+    return OpenApiResponse(response=ErrorSerializer, description=f"The object's state does not allow it now: {when}")
 
 
 class AutoSchema(openapi.AutoSchema):

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ctims.api_schema import conflict
 from ctims.pagination import PagedApi
 from trials.access import Actor
 
@@ -71,7 +72,11 @@ class ReadResultListApi(PagedApi):
         """The trial's locked read results (never a result that is not locked). Each request is audited (one
         event naming its page and the number of results it held)."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)
-        response = self.paged(request, selectors.result_rows(trial), lambda page: ReadResultOut(page, many=True).data)
+        response = self.paged(
+            request,
+            selectors.results_query(trial),
+            lambda page: ReadResultOut(selectors.result_rows(trial, results=page), many=True).data,
+        )
         # One event per request (a page), not per result: a script paging through the results leaves a line a page.
         pagination = self.pagination_class()
         results.results_download_record(
@@ -160,7 +165,12 @@ class TransferDetailApi(APIView):
 
 
 class TransferDownloadApi(APIView):
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            409: conflict("the transfer is not ready (still building, or failed)."),
+        }
+    )
     def get(self, request, code, number):
         """The transfer's zip (audited); 409 while it is still building."""
         trial = selectors.results_trial(actor=Actor.from_request(request), code=code)

@@ -34,6 +34,13 @@ def _transfer_files():
     return ready.values_list("storage_key", "sha256", "size").iterator()
 
 
+def _released_reads_retrieved(actor, trial_id, retrieved, study_uid, sr_uids) -> None:
+    """Released SRs retrieved through the trial's DICOMweb root: audited as a download of results."""
+    from .results import dicomweb_sr_retrieve_record
+
+    dicomweb_sr_retrieve_record(actor, trial_id, retrieved, study_uid, sr_uids)
+
+
 def _read_signature_check(signature) -> str:
     """`audit_verify`'s check of a reader's signature against the read it signs (imported when used)."""
     from .read_services import read_signature_check
@@ -55,7 +62,7 @@ class ReadsConfig(AppConfig):
     def ready(self) -> None:
         from ctims.signatures import SIGNED_RECORDS
         from trials.backup import KEPT_FILES, KeptFiles
-        from trials.dicomweb.scopes import RELEASED_READS
+        from trials.dicomweb.scopes import RELEASED_READS, RELEASED_READS_RETRIEVED
         from trials.signals import timepoint_ready
 
         from .inbox import register_sources
@@ -65,5 +72,7 @@ class ReadsConfig(AppConfig):
         SIGNED_RECORDS["reads.adjudication"] = _adjudication_signature_check
         if _released_reads not in RELEASED_READS:
             RELEASED_READS.append(_released_reads)
+        if _released_reads_retrieved not in RELEASED_READS_RETRIEVED:
+            RELEASED_READS_RETRIEVED.append(_released_reads_retrieved)
         KEPT_FILES["transfers"] = KeptFiles(storage="transfers", rows=_transfer_files)
         timepoint_ready.connect(_enqueue_read_tasks, dispatch_uid="reads.create_read_tasks")

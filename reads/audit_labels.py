@@ -77,6 +77,7 @@ KEYS = {
     "subjects": pgettext_lazy("audit key", "subjects"),
     "version": pgettext_lazy("audit key", "version"),
     "sr": pgettext_lazy("audit key", "structured report (SOP Instance UID)"),
+    "sr_sha256": pgettext_lazy("audit key", "structured report's SHA-256"),
     "lesions": pgettext_lazy("audit key", "lesions changed (before, after)"),
     "new_lesions": pgettext_lazy("audit key", "new lesions (before, after)"),
     # The fields of a lesion in a draft save's changes (reads.read_services.AUDITED_FIELDS).
@@ -102,6 +103,9 @@ KEYS = {
     "format": pgettext_lazy("audit key", "format"),
     "start": pgettext_lazy("audit key", "period from"),
     "end": pgettext_lazy("audit key", "period to"),
+    # SRs retrieved through the trial's DICOMweb root (reads.results.dicomweb_sr_retrieve_record).
+    "retrieved": pgettext_lazy("audit key", "retrieved (DICOMweb)"),
+    "study": pgettext_lazy("audit key", "study (Study Instance UID)"),
 }
 _BASELINE = {"baseline": pgettext_lazy("audit value", "baseline")}
 _WHY = {
@@ -117,6 +121,7 @@ VALUES = {
         "results_api": pgettext_lazy("download", "read results (API)"),
         "sr": pgettext_lazy("download", "structured report (DICOM SR)"),
         "sr_api": pgettext_lazy("download", "structured report (DICOM SR, API)"),
+        "sr_dicomweb": pgettext_lazy("download", "structured report (DICOM SR, DICOMweb)"),
         "quality_csv": pgettext_lazy("download", "reader quality data (CSV)"),
         "quality_chart": pgettext_lazy("download", "reader quality chart"),
     },
@@ -133,6 +138,10 @@ VALUES = {
     "why": _WHY,
     "lesion_category": dict(Lesion.Category.choices),
     "lesion_status": STATUS_LABELS,
+    "retrieved": {
+        "instances": pgettext_lazy("dicomweb retrieval", "instances"),
+        "metadata": pgettext_lazy("dicomweb retrieval", "metadata (the whole report)"),
+    },
     "new_lesions": {
         "none": pgettext_lazy("new lesions", "none"),
         "equivocal": pgettext_lazy("new lesions", "equivocal"),

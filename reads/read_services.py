@@ -19,6 +19,7 @@ from pydicom.uid import generate_uid
 
 from ctims.audit import audit_record
 from ctims.exceptions import InvalidState, NotFound, ValidationFailed
+from ctims.models import AuditEvent
 from ctims.signatures import signature_create, signature_verify, signing
 from trials.ingest.store import stored_files_undone_on_error
 from trials.models import Instance, Timepoint
@@ -29,7 +30,7 @@ from .content import Content, ContentError, drawn_length_mm, mm_text, parse_cont
 from .models import Lesion, Measurement, Read, ReaderAssignment, ReadTask
 from .services import held_by, may_open, signer_components
 from .sr import SRError
-from .sr_store import read_sr_store
+from .sr_store import read_sr_store, sr_problem, sr_recorded
 
 # Stored in English with the signature; shown translated beside the checkbox.
 READER_MEANING = gettext_noop("I am the author of this assessment")
@@ -480,7 +481,7 @@ def read_signature_check(signature) -> str:
     """The problem, if any, with the read a reader's signature names (21 CFR 11.70): it must still hold that
     signature and still hash to what was signed. "" if it does."""
     read = (
-        Read.objects.select_related("task__assignment", "task__timepoint__visit")
+        Read.objects.select_related("task__assignment", "task__timepoint__visit", "sr_instance")
         .filter(pk=int(signature.object_id))
         .first()
     )
@@ -490,7 +491,10 @@ def read_signature_check(signature) -> str:
         return "the read it names does not hold it"
     if not signature_verify(signature, signed_content(read)):
         return "the read was changed after it was signed"
-    return ""
+    if read.sr_instance is None:
+        return ""
+    event = AuditEvent.objects.filter(action="read.sign", object_type="reads.read", object_id=str(read.pk)).first()
+    return sr_problem(read.sr_instance, event.summary if event is not None else {})
 
 
 def _record_lesions(read: Read, content: Content) -> None:
@@ -658,7 +662,7 @@ def read_sign(
             version=read.version,
             overall_response=read.overall_response or "baseline",
             signature=signature.pk,
-            sr=read.sr_instance.sop_instance_uid,
+            **sr_recorded(read.sr_instance),
         )
         _open_next(task)
         results.timepoint_settle(task.timepoint)

@@ -31,7 +31,7 @@ from .models import Adjudication, Read, ReadDesign, ReaderAssignment, ReadTask, 
 from .series import AssessmentSeries, subject_series
 from .services import ADJUDICATOR_SLOT, current_readers, held_by, in_role, least_loaded, signer_components
 from .sr import SRError
-from .sr_store import result_sr_store
+from .sr_store import result_sr_store, sr_problem, sr_recorded
 
 # Stored in English with the signature; shown translated beside the checkbox.
 ADJUDICATOR_MEANING = gettext_noop("I have adjudicated this case and chosen the read I agree with")
@@ -124,6 +124,7 @@ def _lock(
             "reader_slot": read.task.assignment.slot,
             "read": read.pk,
             "overall_response": read.overall_response or "baseline",
+            **(sr_recorded(sr_instance) if sr_instance is not None else {}),
         },
     )
     return result
@@ -429,6 +430,32 @@ def adjudication_signature_check(signature) -> str:
         changed.append("decided_at")
     if changed:
         return f"the adjudication was changed after it was signed ({', '.join(changed)})"
+    return _result_srs_problem(adjudication)
+
+
+RESULT_SR_EVENTS = ("read_result.lock", "read_result.change", "read_result.confirm")
+
+
+def _result_srs_problem(adjudication: Adjudication) -> str:
+    """The problem, if any, with the result SRs an adjudication wrote (`sr_store.sr_problem`), each checked against
+    the event that locked its result."""
+    results = list(
+        TimepointResult.objects.filter(adjudication=adjudication, sr_instance__isnull=False)
+        .select_related("sr_instance")
+        .order_by("pk")
+    )
+    events = {
+        event.object_id: event.summary
+        for event in AuditEvent.objects.filter(
+            action__in=RESULT_SR_EVENTS,
+            object_type="reads.timepointresult",
+            object_id__in=[str(result.pk) for result in results],
+        ).only("object_id", "summary")
+    }
+    for result in results:
+        problem = sr_problem(result.sr_instance, events.get(str(result.pk), {}))
+        if problem:
+            return f"the result #{result.pk}: {problem}"
     return ""
 
 
@@ -464,6 +491,7 @@ def _result_follow(
             "to_reader_slot": read.task.assignment.slot,
             "from_overall_response": result.overall_response or "baseline",
             "to_overall_response": read.overall_response or "baseline",
+            **sr_recorded(sr_instance),
         },
     )
     return new
@@ -472,7 +500,16 @@ def _result_follow(
 # --- downloads of locked results -----------------------------------------------------------------------------
 
 # What a download took, as the audit event's "kind" (reads.audit_labels puts each into words).
-DOWNLOAD_KINDS = ("results_csv", "lesions_csv", "results_api", "sr", "sr_api", "quality_csv", "quality_chart")
+DOWNLOAD_KINDS = (
+    "results_csv",
+    "lesions_csv",
+    "results_api",
+    "sr",
+    "sr_api",
+    "sr_dicomweb",
+    "quality_csv",
+    "quality_chart",
+)
 
 
 def results_download_record(
@@ -496,6 +533,22 @@ def results_download_record(
         obj=obj if obj is not None else trial,
         trial_id=trial.pk,
         summary={"kind": kind, **summary},
+    )
+
+
+def dicomweb_sr_retrieve_record(actor, trial_id: int, retrieved: str, study_uid: str, sr_uids: list[str]) -> None:
+    """Record that released SRs were retrieved through the trial's DICOMweb root (trials.dicomweb.scopes'
+    RELEASED_READS_RETRIEVED): one event a request, naming what was retrieved ("instances", or "metadata", which
+    holds the whole report), the study's and the SRs' UIDs (the pseudonymous ones the root serves) and the API
+    token it came through."""
+    results_download_record(
+        actor=actor.user,
+        trial=Trial.objects.get(pk=trial_id),
+        kind="sr_dicomweb",
+        token=actor.token,
+        retrieved=retrieved,
+        study=study_uid,
+        sr=list(sr_uids),
     )
 
 

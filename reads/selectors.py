@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db.models import Count, F, Max, OuterRef, Subquery
+from django.db.models import Count, F, Max, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.templatetags.static import static
 from django.urls import reverse
@@ -418,8 +418,12 @@ def result_rows(trial: Trial, *, results: list[TimepointResult] | None = None) -
 
     Each row carries the signatures it stands on (21 CFR 11.50): the reader's of the read, and the adjudicator's
     where an adjudication decided the visit, each with the printed name, the moment and the meaning."""
-    numbers = trial_evaluator_numbers(trial)
-    results = results_list(trial) if results is None else results
+    results = results_list(trial) if results is None else list(results)
+    # Evaluator numbers are a subject's own (`evaluator_numbers_by_subject`): those of the rows' subjects.
+    subjects = {r.timepoint.subject_id for r in results}
+    numbers = evaluator_numbers_by_subject(
+        ReaderAssignment.objects.filter(subject_id__in=subjects, slot__in=READER_SLOTS)
+    )[1]
     adjudicated = adjudicated_visits([r.timepoint_id for r in results])
     rows = []
     for result in results:
@@ -512,9 +516,10 @@ def result_get(*, trial: Trial, pk: int) -> TimepointResult:
     return result
 
 
-def results_list(trial: Trial) -> list[TimepointResult]:
-    """The trial's locked results: the only read results a sponsor ever sees."""
-    return list(
+def results_query(trial: Trial) -> QuerySet[TimepointResult]:
+    """The trial's locked results, in the order every list of them takes (subject, visit): a queryset, so that a
+    page of them (the results page, the API) is a page in the database, not a slice of them all."""
+    return (
         TimepointResult.objects.filter(timepoint__subject__trial=trial, timepoint__state=Timepoint.State.LOCKED)
         .select_related(
             "timepoint__subject",
@@ -522,10 +527,16 @@ def results_list(trial: Trial) -> list[TimepointResult]:
             "read__task__assignment",
             "read__sr_instance",
             "read__signature",
+            "sr_instance",  # an adjudication's result SR (`TimepointResult.sr`)
             "adjudication__signature",
         )
-        .order_by("timepoint__subject__code", "timepoint__visit__order")
+        .order_by("timepoint__subject__code", "timepoint__visit__order", "pk")
     )
+
+
+def results_list(trial: Trial) -> list[TimepointResult]:
+    """The trial's locked results: the only read results a sponsor ever sees."""
+    return list(results_query(trial))
 
 
 def departures(trial: Trial) -> list[dict]:

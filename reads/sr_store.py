@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 
 from ctims.models import Signature
 from trials.dicomweb.wado import read_instance
-from trials.ingest.store import instance_key, store_instance
+from trials.ingest.store import image_storage, instance_key, store_instance
 from trials.ingest.subject_keys import subject_space
 from trials.models import Instance, Series, Study, Subject
 
@@ -232,6 +232,31 @@ def _store(dataset: pydicom.Dataset, report: sr.ReadReport, study: Study) -> Ins
         size=len(data),
         deid_method="Read result written by CTIMS from de-identified images",
     )
+
+
+def sr_recorded(instance: Instance) -> dict:
+    """What the audit event that wrote an SR records of it (the read's signing, a result's locking): which SR, and
+    its file's SHA-256 (`sr_problem` checks the SR against it)."""
+    return {"sr": instance.sop_instance_uid, "sr_sha256": instance.sha256}
+
+
+def sr_problem(instance: Instance, recorded: dict) -> str:
+    """The problem, if any, with a signed read's (or an adjudication's result) SR: its index row must still name
+    the SR and the SHA-256 its audit event `recorded` (`sr_recorded`; an event of an older release may lack the
+    hash), and its stored file must still hash to that. "" if it does; ids and words only, never a UID."""
+    changed = [key for key, held in sr_recorded(instance).items() if key in recorded and recorded[key] != held]
+    if changed:
+        return f"its SR (instance #{instance.pk}) differs from what its audit event recorded ({', '.join(changed)})"
+    digest = hashlib.sha256()
+    try:
+        with image_storage().open(instance.storage_key, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return f"its SR's file (instance #{instance.pk}) is missing from the image store"
+    if digest.hexdigest() != instance.sha256:
+        return f"its SR's file (instance #{instance.pk}) was changed after it was written"
+    return ""
 
 
 def read_sr_dataset(read: Read) -> pydicom.Dataset:

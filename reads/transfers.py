@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import re
+import tempfile
 import zipfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -254,11 +255,17 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         files, fingerprints, srs = build_files(transfer)
         changes = changes_since(previous.fingerprints if previous else None, fingerprints)
         files.update(manifest_files(transfer, previous, files, changes, srs["mismatches"], srs["replacements"]))
-        data = zip_bytes(files)
         key = f"{transfer.trial.code}/{transfer.filename}"
+        with tempfile.TemporaryFile() as written:  # the zip grows on disk, an SR at a time (`zip_write`)
+            zip_write(written, files)
+            del files  # the tables' and datasets' bytes: the zip holds them now
+            written.seek(0)
+            data = written.read()  # store.write_once takes the zip whole: its atomic write-once is of bytes
+        sha256, size = hashlib.sha256(data).hexdigest(), len(data)
         store.write_once(
             transfer_storage(), key, data, refusal="a different transfer is already stored under this name"
         )
+        del data
     except OperationalError:
         raise
     except Exception as exc:
@@ -289,7 +296,7 @@ def transfer_build(*, transfer_id: int) -> Transfer:
         transfer.state = Transfer.State.READY
         transfer.progress, transfer.step = 100, "store"
         transfer.supersedes = previous
-        transfer.storage_key, transfer.sha256, transfer.size = key, hashlib.sha256(data).hexdigest(), len(data)
+        transfer.storage_key, transfer.sha256, transfer.size = key, sha256, size
         transfer.fingerprints, transfer.changes = fingerprints, changes
         transfer.finished_at = timezone.now()
         transfer.save()
@@ -785,10 +792,26 @@ def table_bytes(columns: list[str], rows: list[dict]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict, dict]:
-    """Every file of the transfer but the manifest, by path in the zip; the per-subject fingerprints; and what the
-    manifest says of its SRs: those that name another evaluator than the read they hold (`sr_observer_mismatch`)
-    and which SR replaces which (`sr_replacements`)."""
+@dataclasses.dataclass(frozen=True)
+class StoredSR:
+    """An SR of the transfer as the build knows it until the zip takes it: where it is in the image store, its
+    SHA-256 and its size. A large trial's SRs are never all in memory at once."""
+
+    key: str
+    sha256: str
+    size: int
+
+
+def _file_digest(data: bytes | StoredSR) -> tuple[str, int]:
+    if isinstance(data, StoredSR):
+        return data.sha256, data.size
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def build_files(transfer: Transfer) -> tuple[dict[str, bytes | StoredSR], dict, dict]:
+    """Every file of the transfer but the manifest, by path in the zip (an SR as a `StoredSR`, copied when the zip
+    is written); the per-subject fingerprints; and what the manifest says of its SRs: those that name another
+    evaluator than the read they hold (`sr_observer_mismatch`) and which SR replaces which (`sr_replacements`)."""
     _progress(transfer, "collect", 1)
     gathered = gather(transfer)
     _progress(transfer, "collect")
@@ -819,10 +842,13 @@ def build_files(transfer: Transfer) -> tuple[dict[str, bytes], dict, dict]:
     start, end = STEPS["tables"][0], STEPS["srs"][0]
     mismatches = []
     for n, (path, key) in enumerate(gathered.srs, start=1):
+        # Read here for its hash and its observer, and again when the zip takes it (`zip_write`): one at a time.
         with images.open(key, "rb") as f:
-            files[path] = f.read()
-        if (mismatch := sr_observer_mismatch(path, files[path], gathered.sr_evaluators[path])) is not None:
+            data = f.read()
+        files[path] = StoredSR(key, hashlib.sha256(data).hexdigest(), len(data))
+        if (mismatch := sr_observer_mismatch(path, data, gathered.sr_evaluators[path])) is not None:
             mismatches.append(mismatch)
+        del data
         if n % 10 == 0 or n == len(gathered.srs):
             _progress(transfer, "srs", start + (end - start) * n // len(gathered.srs))
     _progress(transfer, "srs")
@@ -906,7 +932,7 @@ def sr_observer_mismatch(path: str, data: bytes, evaluator: int) -> dict | None:
 def manifest_files(
     transfer: Transfer,
     previous: Transfer | None,
-    files: dict[str, bytes],
+    files: dict[str, bytes | StoredSR],
     changes: dict,
     mismatches: list[dict],
     replacements: list[dict] = (),
@@ -915,8 +941,8 @@ def manifest_files(
     SR that names another evaluator than its file, which SR replaces which) and a `sha256sum -c` list of every
     file."""
     listing = [
-        {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        for path, data in sorted(files.items())
+        {"path": path, "sha256": digest, "bytes": size}
+        for path, (digest, size) in ((path, _file_digest(data)) for path, data in sorted(files.items()))
     ]
     manifest = {
         "format": "CTIMS sponsor transfer 1",
@@ -941,14 +967,30 @@ def manifest_files(
     return {"manifest.json": blob, "manifest.sha256": text.encode("ascii")}
 
 
-def zip_bytes(files: dict[str, bytes]) -> bytes:
-    """A zip whose bytes depend only on the files: sorted entries, one fixed time stamp, fixed attributes."""
-    out = io.BytesIO()
+def zip_write(out, files: dict[str, bytes | StoredSR]) -> None:
+    """Write into `out` (a seekable binary file) a zip whose bytes depend only on the files: sorted entries, one
+    fixed time stamp, fixed attributes. An SR is read from the image store as its entry is written, and refused if
+    it no longer hashes to what the manifest lists."""
+    images = image_storage()
     with zipfile.ZipFile(out, "w") as archive:
         for path in sorted(files):
             info = zipfile.ZipInfo(path, date_time=ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3
             info.external_attr = 0o644 << 16
-            archive.writestr(info, files[path], compresslevel=6)
+            data = files[path]
+            if isinstance(data, StoredSR):
+                stored = data
+                with images.open(stored.key, "rb") as f:
+                    data = f.read()
+                if hashlib.sha256(data).hexdigest() != stored.sha256:
+                    raise store.DifferentFileStored(f"the SR for {path} changed while the transfer was built")
+            archive.writestr(info, data, compresslevel=6)
+            del data
+
+
+def zip_bytes(files: dict[str, bytes | StoredSR]) -> bytes:
+    """The zip of `zip_write`, as bytes (a small transfer's, or a test's)."""
+    out = io.BytesIO()
+    zip_write(out, files)
     return out.getvalue()

@@ -317,7 +317,7 @@ def results_trial_or_404(request, code: str):
 def results_page(request, code: str):
     """The trial's locked read results, a page at a time; nothing that is not locked."""
     actor, trial = results_trial_or_404(request, code)
-    page = Paginator(selectors.results_list(trial), RESULTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(selectors.results_query(trial), RESULTS_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page": page,
         "rows": selectors.result_rows(trial, results=page.object_list),

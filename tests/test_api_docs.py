@@ -72,6 +72,37 @@ def test_every_operation_publishes_its_error_answers_in_the_one_error_shape(clie
     assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            for code in ("400", "401", "403", "404", "409"):
+            for code in ("400", "401", "403", "404", *(["409"] if "409" in operation["responses"] else [])):
                 body = operation["responses"][code]["content"]["application/json"]["schema"]
                 assert body == {"$ref": "#/components/schemas/Error"}, (method, path, code)
+
+
+# The operations whose service can refuse them for an object's state (ctims.exceptions.InvalidState, 409): a closed
+# trial takes no visit, protocol, subject or upload; an upload closed, or of the other de-identification path, takes
+# no records and gives no key; finishing an upload settles its visit, which may have moved; a transfer downloads
+# once ready.
+CONFLICTS = {
+    ("post", "/api/trials/{code}/visits/"),
+    ("post", "/api/trials/{code}/visits/{visit_code}/protocols/"),
+    ("post", "/api/trials/{code}/subjects/"),
+    ("post", "/api/trials/{code}/subjects/{subject_code}/visits/{visit_code}/uploads/"),
+    ("post", "/api/trials/{code}/uploads/{id}/finish/"),
+    ("get", "/api/trials/{code}/uploads/{id}/subject-key/"),
+    ("post", "/api/trials/{code}/uploads/{id}/records/"),
+    ("get", "/api/trials/{code}/transfers/{number}/download/"),
+}
+
+
+def test_only_the_operations_an_objects_state_can_refuse_publish_409_each_saying_when(client):
+    schema = _schema(client)
+    published = {
+        (method, path): operation["responses"]["409"]["description"]
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "409" in operation["responses"]
+    }
+    assert set(published) == CONFLICTS
+    generic = "The object's state does not allow it now"
+    assert all(
+        description.startswith(generic) and len(description) > len(generic) + 5 for description in published.values()
+    )

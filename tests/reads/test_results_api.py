@@ -191,3 +191,48 @@ def test_the_results_page_says_which_time_zone_its_lock_times_are_in(world, clie
     client.force_login(world.sam)
     page = client.get("/reads/trials/ALPHA/results/").content.decode()
     assert "Times on this page are in Asia/Seoul (UTC+09:00)." in page
+
+
+def _locked(world, subject: str) -> None:
+    ready(world, "BL", subject=subject)
+    for reader in (world.rhea, world.ravi):
+        task = task_of(reader, "BL", subject=subject)
+        save_and_sign(reader, task, baseline_content(task))
+
+
+def test_a_page_of_results_builds_its_own_rows_only_in_a_bounded_number_of_queries(world, client, monkeypatch):
+    """The API pages in the database: a page of one result builds one row, in as many queries whether the trial
+    has one locked result or three."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from reads import selectors
+
+    built = []
+    result_rows = selectors.result_rows
+
+    def counted(trial, **kwargs):
+        rows = result_rows(trial, **kwargs)
+        built.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(selectors, "result_rows", counted)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {_sponsor_token(world)}"}
+
+    def page(offset: int) -> tuple[dict, int]:
+        with CaptureQueriesContext(connection) as queries:
+            body = client.get("/api/trials/ALPHA/read-results/", {"limit": "1", "offset": offset}, **auth).json()
+        return body, len(queries)
+
+    _locked(world, "ALPHA-SEO-001")
+    page(0)  # the token's first use records when it was used (a write it makes at most once a minute)
+    built.clear()
+    small, small_queries = page(0)
+    _locked(world, "ALPHA-SEO-002")
+    _locked(world, "ALPHA-BUS-001")
+    first, first_queries = page(0)
+    last, last_queries = page(2)
+    assert small["count"] == 1 and first["count"] == last["count"] == 3
+    assert [r["subject"] for r in first["results"] + last["results"]] == ["ALPHA-BUS-001", "ALPHA-SEO-002"]
+    assert built == [1, 1, 1]  # each page's row, never the trial's
+    assert small_queries == first_queries == last_queries

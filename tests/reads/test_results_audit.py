@@ -13,7 +13,7 @@ from ctims.audit_display import event_view
 from ctims.models import AuditEvent
 from reads.models import TimepointResult
 from tests.reads.flow import baseline_content, ready, save_and_sign, task_of
-from trials.models import Membership
+from trials.models import Instance, Membership
 from trials.services import api_token_create
 
 
@@ -140,3 +140,67 @@ def test_a_download_event_reads_in_korean_on_the_audit_page(world, client, locke
     client.force_login(world.alice)
     page = client.get(reverse("trial-audit", args=["ALPHA"]), HTTP_ACCEPT_LANGUAGE="ko").content.decode()
     assert "결과 내려받음" in page and "판독 결과 (CSV)" in page
+
+
+# --- SRs retrieved through the trial's DICOMweb root ------------------------------------------------------------
+
+
+def _dicomweb_downloads(world) -> list[AuditEvent]:
+    return [e for e in _downloads(world) if e.summary["kind"] == "sr_dicomweb"]
+
+
+def test_srs_retrieved_through_the_trials_dicomweb_root_are_one_event_a_request(world, client, locked):
+    """A trial admin (sponsors have no DICOMweb root) sees the locked results' SRs through the trial's DICOMweb root: retrieving them (whole, or
+    their metadata, which holds the whole report) is a download of results like the SR download of the results
+    page, one event a request naming the SRs by their (pseudonymous) UIDs; images alone leave no event."""
+    client.force_login(world.alice)
+    sr = locked.sr
+    study, series = sr.series.study.study_instance_uid, sr.series.series_instance_uid
+    root = f"/dicomweb/trials/ALPHA/studies/{study}"
+    image = Instance.objects.filter(series__study=sr.series.study).exclude(series__origin="read").first()
+    image_path = f"{root}/series/{image.series.series_instance_uid}/instances/{image.sop_instance_uid}"
+
+    assert client.get(image_path, HTTP_ACCEPT="application/dicom").status_code == 200
+    assert (
+        client.get(f"{image_path}/frames/1", HTTP_ACCEPT="multipart/related; type=application/octet-stream").status_code
+        == 200
+    )
+    assert client.get(f"{image_path}/metadata").status_code == 200
+    assert _dicomweb_downloads(world) == []  # images are not results
+
+    one = client.get(f"{root}/series/{series}/instances/{sr.sop_instance_uid}", HTTP_ACCEPT="application/dicom")
+    assert one.status_code == 200
+    whole = client.get(root, HTTP_ACCEPT='multipart/related; type="application/dicom"')
+    assert whole.status_code == 200
+    b"".join(whole.streaming_content) if whole.streaming else whole.content
+    assert client.get(f"{root}/metadata").status_code == 200
+    # A revalidation that finds the copy the client has still current sends nothing.
+    again = client.get(
+        f"{root}/series/{series}/instances/{sr.sop_instance_uid}",
+        HTTP_ACCEPT="application/dicom",
+        HTTP_IF_NONE_MATCH=one["ETag"],
+    )
+    assert again.status_code == 304
+
+    events = _dicomweb_downloads(world)
+    assert [e.summary for e in events] == [
+        {"kind": "sr_dicomweb", "retrieved": retrieved, "study": study, "sr": [sr.sop_instance_uid]}
+        for retrieved in ("instances", "instances", "metadata")
+    ]
+    assert all(e.actor == world.alice and e.object_type == "trials.trial" for e in events)
+    text = str([e.summary for e in events]) + str([e.object_label for e in events])
+    assert "ALPHA-SEO-001" not in text
+    assert audit_verify().intact
+
+
+def test_an_sr_retrieved_through_dicomweb_with_a_token_names_the_token(world, client, locked):
+    membership = Membership.objects.get(user=world.alice, trial=world.trial)
+    token, secret = api_token_create(actor=world.alice, membership=membership, name="viewer")
+    sr = locked.sr
+    path = (
+        f"/dicomweb/trials/ALPHA/studies/{sr.series.study.study_instance_uid}/series/"
+        f"{sr.series.series_instance_uid}/instances/{sr.sop_instance_uid}/metadata"
+    )
+    assert client.get(path, HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
+    [event] = _dicomweb_downloads(world)
+    assert event.summary["token"] == str(token) and event.summary["sr"] == [sr.sop_instance_uid]

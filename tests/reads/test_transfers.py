@@ -26,6 +26,7 @@ from reads.models import Transfer
 from tests.conftest import PASSWORD
 from tests.reads.flow import baseline_content, follow_up_content, ready, save_and_sign, target, task_of
 from tests.snapshot import RowSnapshot
+from trials.ingest.store import image_storage
 from trials.ingest.subject_keys import subject_space
 from trials.models import Membership
 from trials.services import api_token_create
@@ -1187,3 +1188,44 @@ def test_the_srs_a_correction_or_an_adjudication_replaced_are_delivered_and_the_
     assert f"sr/{ADJUDICATED}/W12-result.dcm" in names and {chosen, other} == {1, 2}
     listed = {entry["path"] for entry in manifest["files"]}
     assert {n for n in names if "/superseded/" in n} <= listed
+
+
+def test_a_transfers_srs_are_copied_into_its_zip_one_at_a_time(world, trial_read, monkeypatch):
+    """A large trial's SRs are never all in memory at once: each is read from the image store when the manifest
+    hashes it and again when the zip takes it, and let go before the next; the zip is written to a temporary
+    file as it goes. (CPython frees a file's bytes as soon as nothing refers to them: counted here.)"""
+    alive, most = set(), [0]
+
+    class Read(bytes):
+        def __del__(self):
+            alive.discard(id(self))
+
+    class Opened:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def read(self, *size):
+            data = Read(self.f.read(*size))
+            alive.add(id(data))
+            most[0] = max(most[0], len(alive))
+            return data
+
+    class Images:
+        def __init__(self, storage):
+            self.storage = storage
+
+        def open(self, key, mode="rb"):
+            return Opened(self.storage.open(key, mode))
+
+    monkeypatch.setattr(transfers, "image_storage", lambda: Images(image_storage()))
+    archive = transfer_zip(transfers.transfer_request(actor=world.sam, trial=world.trial))
+    srs = [name for name in archive.namelist() if name.startswith("sr/")]
+    assert len(srs) == 10 and most[0] <= 2, most  # the SR being copied (and a chunk of it), never all ten
+    listed = {entry["path"]: entry["sha256"] for entry in json.loads(archive.read("manifest.json"))["files"]}
+    assert all(hashlib.sha256(archive.read(name)).hexdigest() == listed[name] for name in srs)

@@ -6,6 +6,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ctims.api_schema import conflict
+
 from .. import selectors
 from ..access import Actor
 from ..ingest.browser import browser_records_receive, upload_browser_key
@@ -22,7 +24,12 @@ def _writable_upload(request, code: str, pk: int):
 class UploadSubjectKeyApi(APIView):
     """The key the browser de-identifies this upload's subject with, while the upload is open. Never cached."""
 
-    @extend_schema(responses=s.UploadSubjectKeyOut)
+    @extend_schema(
+        responses={
+            200: s.UploadSubjectKeyOut,
+            409: conflict("the upload is closed, or sends its files to be de-identified on the server."),
+        }
+    )
     def get(self, request, code, pk):
         upload = _writable_upload(request, code, pk)
         response = Response(s.UploadSubjectKeyOut(upload_browser_key(actor=request.user, upload=upload)).data)
@@ -33,7 +40,13 @@ class UploadSubjectKeyApi(APIView):
 class UploadBrowserRecordsApi(APIView):
     """The browser's record of each file it de-identified (keyed hashes and counts), sent before the files."""
 
-    @extend_schema(request=s.BrowserRecordIn, responses={200: None})
+    @extend_schema(
+        request=s.BrowserRecordIn,
+        responses={
+            200: None,
+            409: conflict("the upload is closed, or sends its files to be de-identified on the server."),
+        },
+    )
     def post(self, request, code, pk):
         upload = _writable_upload(request, code, pk)
         serializer = s.BrowserRecordIn(data=request.data)

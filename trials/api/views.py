@@ -10,6 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ctims.api_schema import conflict
 from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
 from ctims.pagination import PagedApi
 
@@ -20,6 +21,8 @@ from ..ingest.browser import upload_open_with_path
 from ..ingest.services import upload_finish
 from ..models import Membership, Upload
 from . import serializers as s
+
+CLOSED_TRIAL = "the trial is closed (it takes no new subjects, visits or images)."
 
 
 def _actor(request) -> Actor:
@@ -145,7 +148,7 @@ class VisitListApi(PagedApi):
         selectors.require_schedule_access(actor=_actor(request), trial=trial)
         return _paginated(request, self, selectors.visit_list(trial=trial), s.VisitOut)
 
-    @extend_schema(request=s.VisitCreateIn, responses={201: s.VisitOut})
+    @extend_schema(request=s.VisitCreateIn, responses={201: s.VisitOut, 409: conflict(CLOSED_TRIAL)})
     def post(self, request, code):
         trial = _trial(request, code, "manage_trial")
         visit = services.visit_create(actor=request.user, trial=trial, **_input(s.VisitCreateIn, request.data))
@@ -160,7 +163,7 @@ class ProtocolListApi(APIView):
         visit = selectors.visit_get(trial=trial, code=visit_code)
         return Response(s.ProtocolOut(visit.protocols.all(), many=True).data)
 
-    @extend_schema(request=s.ProtocolCreateIn, responses={201: s.ProtocolOut})
+    @extend_schema(request=s.ProtocolCreateIn, responses={201: s.ProtocolOut, 409: conflict(CLOSED_TRIAL)})
     def post(self, request, code, visit_code):
         trial = _trial(request, code, "manage_trial")
         visit = selectors.visit_get(trial=trial, code=visit_code)
@@ -177,7 +180,7 @@ class SubjectListApi(PagedApi):
         subjects = selectors.subject_list(actor=actor, trial=trial).prefetch_related("timepoints__visit")
         return _paginated(request, self, subjects, s.SubjectOut)
 
-    @extend_schema(request=s.SubjectEnrollIn, responses={201: s.SubjectOut})
+    @extend_schema(request=s.SubjectEnrollIn, responses={201: s.SubjectOut, 409: conflict(CLOSED_TRIAL)})
     def post(self, request, code):
         actor = _actor(request)
         trial = _trial(request, code, "manage_trial")
@@ -292,7 +295,16 @@ def _upload_out(upload, *, items_from: int | None = None) -> dict:
 class UploadOpenApi(APIView):
     """Open an upload session for a subject's visit, or resume the caller's open one."""
 
-    @extend_schema(request=s.UploadOpenIn, responses={201: s.UploadOut})
+    @extend_schema(
+        request=s.UploadOpenIn,
+        responses={
+            201: s.UploadOut,
+            409: conflict(
+                "the trial is closed, does not take this de-identification path, or the visit can no longer take "
+                "images."
+            ),
+        },
+    )
     def post(self, request, code, subject_code, visit_code):
         actor = _actor(request)
         trial = _trial(request, code)
@@ -324,7 +336,10 @@ class UploadDetailApi(APIView):
 class UploadFinishApi(APIView):
     """The client has sent every file; the upload completes when the last one is processed."""
 
-    @extend_schema(request=None, responses=s.UploadOut)
+    @extend_schema(
+        request=None,
+        responses={200: s.UploadOut, 409: conflict("the upload had no file and its visit moved on meanwhile.")},
+    )
     def post(self, request, code, pk):
         trial = _trial(request, code)
         upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk, write=True)

@@ -24,6 +24,12 @@ READ_RESULTS = frozenset({Series.Origin.READ})
 RELEASED_READS: list[Callable[[int], QuerySet[Series]]] = []
 
 
+# How to record that released read results (SRs) were retrieved through a root, registered likewise: each takes the
+# actor, the trial id, what was retrieved ("instances" or "metadata"), the study's UID and the SRs' SOP Instance
+# UIDs (pseudonymous, as the root serves them).
+RELEASED_READS_RETRIEVED: list[Callable[[Actor, int, str, str, list[str]], None]] = []
+
+
 def released_reads(trial_id: int) -> QuerySet[Series]:
     """The SR series of the trial's locked results: the only central-read series a trial admin sees."""
     found = Series.objects.none()
@@ -60,6 +66,13 @@ class Scope:
     released: QuerySet[Series] | None = None
     # What a Store (STOW-RS POST on /studies or /studies/{study}) here is told besides 405: where files go.
     stores: str = ""
+    # Where `released` is set: records that released SRs were retrieved (what, the study's UID, the SRs' UIDs).
+    retrieved: Callable[[str, str, list[str]], None] | None = None
+
+    def record_retrieved(self, what: str, study_uid: str, sr_uids: list[str]) -> None:
+        """Record a retrieval of released SRs (one call a request, the SRs it carried); nothing when none."""
+        if self.retrieved is not None and sr_uids:
+            self.retrieved(what, study_uid, sr_uids)
 
     def visible(self, prefix: str = "") -> Q:
         """The condition on a series (reached through `prefix`, e.g. "series__") for it to exist here."""
@@ -155,6 +168,11 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
     studies = Study.objects.filter(trial_id=trial_id)
     sites = access.image_sites()
     released = released_reads(trial_id) if "manage_trial" in access.trial_perms else None
+
+    def retrieved(what: str, study_uid: str, sr_uids: list[str]) -> None:
+        for record in RELEASED_READS_RETRIEVED:
+            record(actor, trial_id, what, study_uid, sr_uids)
+
     # PS3.18 10.5 stores on /studies or /studies/{study} of a root; here a file is stored into the upload session
     # of one subject's visit (it is matched, de-identified and checked against it), which this root cannot name.
     stores = (
@@ -169,6 +187,7 @@ def trial_scope(actor: Actor, *, code: str) -> Scope:
             allows=lambda s: s.trial_id == trial_id,
             hidden_origins=READ_RESULTS,
             released=released,
+            retrieved=retrieved if released is not None else None,
         )
     if not sites:
         raise Http404("No such trial.")  # readers and sponsors have no images here: nothing to reveal

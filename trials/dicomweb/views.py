@@ -30,6 +30,7 @@ from ctims.api_errors import error_body
 
 from ..access import Actor
 from ..api.auth import TrialTokenAuthentication
+from ..models import Series
 from . import qido, wado
 from .dicom_xml import XML_MEDIA_TYPE as XML
 from .dicom_xml import dataset_xml
@@ -488,19 +489,46 @@ def _dicom_response(request, scope: Scope, instances) -> HttpResponse:
     return _cached(request, etag, cache_control, make)
 
 
+def _released_retrieved(scope: Scope, response: HttpResponse, what: str, study: str, sr_uids) -> HttpResponse:
+    """Record (Scope.record_retrieved) the released SRs an answer carries: one event a request, once the answer is
+    made, and none for a 304 (the client's copy is current: nothing leaves). `sr_uids` is a function, called
+    only where the root records (a trial admin's), so that no one else's retrieval costs anything."""
+    if scope.retrieved is not None and response.status_code == 200:
+        scope.record_retrieved(what, study, sr_uids())
+    return response
+
+
+def _srs_among(instances) -> Callable[[], list[str]]:
+    return lambda: [i.sop_instance_uid for i in instances if i.series.origin == Series.Origin.READ]
+
+
+def _srs_of(scope: Scope, study: str, series: str | None = None) -> Callable[[], list[str]]:
+    query = _instances_query(scope, study, series).filter(series__origin=Series.Origin.READ)
+    return lambda: list(query.values_list("sop_instance_uid", flat=True))
+
+
 @endpoint
 def retrieve_study(request, scope: Scope, study: str):
-    return _dicom_response(request, scope, _instances_of(scope, study))
+    instances = _instances_of(scope, study)
+    return _released_retrieved(
+        scope, _dicom_response(request, scope, instances), "instances", study, _srs_among(instances)
+    )
 
 
 @endpoint
 def retrieve_series(request, scope: Scope, study: str, series: str):
-    return _dicom_response(request, scope, _instances_of(scope, study, series))
+    instances = _instances_of(scope, study, series)
+    return _released_retrieved(
+        scope, _dicom_response(request, scope, instances), "instances", study, _srs_among(instances)
+    )
 
 
 @endpoint
 def retrieve_instance(request, scope: Scope, study: str, series: str, instance: str):
-    return _dicom_response(request, scope, [scope.instance(study, series, instance)])
+    instances = [scope.instance(study, series, instance)]
+    return _released_retrieved(
+        scope, _dicom_response(request, scope, instances), "instances", study, _srs_among(instances)
+    )
 
 
 # -- metadata -----------------------------------------------------------------------------------------------
@@ -553,7 +581,8 @@ def _metadata_response(request, scope: Scope, instances, hashes: list[str] | Non
 
 def _many_metadata(request, scope: Scope, study: str, series: str | None = None) -> HttpResponse:
     hashes = list(_instances_query(scope, study, series).values_list("sha256", flat=True))
-    return _metadata_response(request, scope, lambda: _instances_of(scope, study, series), hashes)
+    response = _metadata_response(request, scope, lambda: _instances_of(scope, study, series), hashes)
+    return _released_retrieved(scope, response, "metadata", study, _srs_of(scope, study, series))
 
 
 @endpoint
@@ -568,7 +597,9 @@ def series_metadata(request, scope: Scope, study: str, series: str):
 
 @endpoint
 def instance_metadata(request, scope: Scope, study: str, series: str, instance: str):
-    return _metadata_response(request, scope, [scope.instance(study, series, instance)])
+    instances = [scope.instance(study, series, instance)]
+    response = _metadata_response(request, scope, instances)
+    return _released_retrieved(scope, response, "metadata", study, _srs_among(instances))
 
 
 # -- frames and bulk data -----------------------------------------------------------------------------------

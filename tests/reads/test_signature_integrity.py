@@ -296,3 +296,17 @@ def test_an_adjudications_result_sr_changed_is_found(signed):
     adjudication = result.adjudication
     assert f"signature #{adjudication.signature_id} (reads.adjudication:{adjudication.pk})" in problem
     assert "SR" in problem
+
+
+@pytest.mark.django_db
+def test_the_sr_row_trigger_names_every_column_the_instance_model_has_but_its_caches():
+    """reads.0013's trigger checks an UPDATE OF the instance table's columns as they were when it ran: a later
+    migration that adds a column must recreate it, or a signed read's SR row could be changed in that column."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.attname FROM pg_trigger t JOIN pg_attribute a ON a.attrelid = t.tgrelid "
+            "AND a.attnum = ANY (t.tgattr::int2[]) WHERE t.tgname = 'reads_sr_instance_never_changes'"
+        )
+        named = {row[0] for row in cursor.fetchall()}
+    columns = {field.column for field in Instance._meta.concrete_fields}
+    assert named == columns - {"metadata", "pixel_layout"}

@@ -106,3 +106,27 @@ def test_only_the_operations_an_objects_state_can_refuse_publish_409_each_saying
     assert all(
         description.startswith(generic) and len(description) > len(generic) + 5 for description in published.values()
     )
+
+
+def test_every_query_parameter_an_api_view_reads_by_name_is_published(client):
+    """The inbox read `?trial=` and the schema did not say so: a client generated from the schema could not narrow
+    it. Every name an API view reads from its query string is published by an operation."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    read = set()
+    for module in ("trials/api/views.py", "trials/api/browser_views.py", "reads/api.py"):
+        source = (root / module).read_text()
+        read |= set(re.findall(r"query_params(?:\.get\(|\[)\"(\w+)\"", source))
+    assert "trial" in read  # the scan finds what it looks for
+    published = {
+        parameter["name"]
+        for operations in _schema(client)["paths"].values()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query"
+    }
+    assert read - published == set()
+    inbox = _schema(client)["paths"]["/api/inbox/"]["get"]
+    assert [p["name"] for p in inbox["parameters"] if p["in"] == "query"] == ["trial"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -49,7 +49,16 @@ def _paginated(request, view: PagedApi, queryset, out_class):
 
 
 class InboxApi(APIView):
-    @extend_schema(responses=s.InboxOut)
+    @extend_schema(
+        responses=s.InboxOut,
+        parameters=[
+            OpenApiParameter(
+                "trial",
+                str,
+                description="A trial's code: only what waits in that trial (404 for a trial the caller is not in).",
+            )
+        ],
+    )
     def get(self, request):
         """What waits for the person in every trial they are in (a token: in its trial and role only).
 

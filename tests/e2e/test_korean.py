@@ -19,13 +19,12 @@ from django.urls import reverse
 from pydicom.datadict import keyword_dict
 
 from ctims.models import User
-from reads import results
 from reads.models import Adjudication, ReaderAssignment
 from reads.services import read_design_set
 from reads.transfers import transfer_request
 from tests.conftest import PASSWORD, authenticator_of, build_world, ct_protocol, make_user, upload_files
 from tests.e2e.conftest import click_to_page, log_in, page_in, screenshot, settled
-from tests.reads.flow import SUBJECT, baseline_content, follow_up_content, ready, save_and_sign, task_of
+from tests.reads.flow import SUBJECT, adjudicate, baseline_content, follow_up_content, ready, save_and_sign, task_of
 from trials import qc_services
 from trials import services as trial_services
 from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
@@ -130,14 +129,7 @@ def story(transactional_db, stores):
         task = task_of(readers[slot], "W6")
         save_and_sign(readers[slot], task, follow_up_content(task, t1, t2))
     adjudication = Adjudication.objects.get(subject__code=SUBJECT, signature__isnull=True)
-    results.adjudicate(
-        actor=world.ada,
-        task_id=adjudication.task.pk,
-        choice="1",
-        reason="1번 판독자의 측정이 장축을 따릅니다.",
-        password=PASSWORD,
-        meaning_confirmed=True,
-    )
+    adjudicate(world, adjudication, "1", "1번 판독자의 측정이 장축을 따릅니다.")
     transfer_request(actor=world.sam, trial=world.trial)
     world.query = query
     world.readers = readers

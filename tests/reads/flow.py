@@ -111,19 +111,23 @@ def readers_disagree_at_week_6(world):
     return Adjudication.objects.get(subject__code=SUBJECT, signature__isnull=True)
 
 
-def adjudicated_for_reader_1(world) -> None:
-    """readers_disagree_at_week_6, then the adjudicator (ada) signs reader 1's (rhea's) week 6 as the result."""
+def adjudicate(world, adjudication, choice: str, reason: str) -> None:
+    """The adjudicator (ada) signs the read of reader `choice` ("1" or "2") as the result, saying why."""
     from reads import results
 
-    adjudication = readers_disagree_at_week_6(world)
     results.adjudicate(
         actor=world.ada,
         task_id=adjudication.task.pk,
-        choice="1",
-        reason="Reader 1 measured the true long axes.",
+        choice=choice,
+        reason=reason,
         password=PASSWORD,
         meaning_confirmed=True,
     )
+
+
+def adjudicated_for_reader_1(world) -> None:
+    """readers_disagree_at_week_6, then the adjudicator (ada) signs reader 1's (rhea's) week 6 as the result."""
+    adjudicate(world, readers_disagree_at_week_6(world), "1", "Reader 1 measured the true long axes.")
 
 
 def dciodvfy_errors(dataset, tmp_path) -> list[str]:

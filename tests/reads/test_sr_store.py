@@ -12,13 +12,13 @@ import pytest
 from django.utils import timezone
 from pydicom.data import get_testdata_file
 
-from reads import results
 from reads.bench import drawn_line
 from reads.models import Adjudication, Read, ReaderAssignment, TimepointResult
 from reads.sr_store import read_sr_dataset
-from tests.conftest import PASSWORD, upload_files
+from tests.conftest import upload_files
 from tests.reads.flow import (
     SUBJECT,
+    adjudicate,
     baseline_content,
     dciodvfy_errors,
     follow_up_content,
@@ -214,15 +214,7 @@ def adjudicated(world):
     for slot, (t1, t2) in {1: ("15.0", "8.0"), 2: ("22.0", "11.0")}.items():
         task = task_of(readers[slot], "W6")
         save_and_sign(readers[slot], task, follow_up_content(task, t1, t2))
-    adjudication = Adjudication.objects.get()
-    results.adjudicate(
-        actor=world.ada,
-        task_id=adjudication.task.pk,
-        choice="2",
-        reason="Reader 2 measured the long axes.",
-        password=PASSWORD,
-        meaning_confirmed=True,
-    )
+    adjudicate(world, Adjudication.objects.get(), "2", "Reader 2 measured the long axes.")
     return readers
 
 

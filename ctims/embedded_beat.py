@@ -10,6 +10,7 @@ several workers: they take their rows with `SKIP LOCKED` or claim them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -66,13 +67,20 @@ class EmbeddedBeat:
             self.run_due(time.monotonic())
 
 
-def _run_task(name: str) -> object:
+@functools.cache
+def _tasks():
+    """Celery's registry, with the apps' tasks modules imported (autodiscover_tasks) as a worker imports them: once."""
     from ctims.celery import app
 
-    app.loader.import_default_modules()  # the apps' tasks modules (autodiscover_tasks), as a worker imports them
+    app.loader.import_default_modules()
+    return app.tasks
+
+
+def _run_task(name: str) -> object:
+    task = _tasks()[name]
     close_old_connections()  # this thread's connection, as a request's: a broken or expired one is not reused
     try:
-        return app.tasks[name].apply(throw=True).get()
+        return task.apply(throw=True).get()
     finally:
         close_old_connections()
 

@@ -218,3 +218,43 @@ def test_with_no_io_threads_a_batchs_flushes_still_wait_for_the_disk_side_by_sid
     assert len(flushers) == 2 and all(name.startswith("ctims-flush") for name in flushers)
     assert store.image_storage().open("T/1/2/b.dcm").read() == b"b" * 4096
     assert temporaries(stores) == []
+
+
+def test_stored_files_leave_the_page_cache_once_durable_and_quarantine_copies_stay(stores, monkeypatch):
+    """A stored file is not read again soon: once its bytes are flushed, the kernel is told it may drop its pages
+    (POSIX_FADV_DONTNEED after the fdatasync, never before: dirty pages would only be written out). A quarantine
+    copy, read back by its processing within seconds, keeps its pages. Staged writes, direct writes and S3-less
+    write-once all go through the same flush."""
+    if store._fadvise_dontneed is None:
+        pytest.fail("this platform has no posix_fadvise: the page-cache hint cannot be given here")
+    events: list[tuple[str, int]] = []
+    real_fdatasync, real_fadvise = os.fdatasync, os.posix_fadvise
+
+    def fdatasync(fd):
+        events.append(("flush", os.fstat(fd).st_ino))
+        return real_fdatasync(fd)
+
+    def fadvise(fd, offset, length, advice):
+        if advice == os.POSIX_FADV_DONTNEED:
+            events.append(("drop", os.fstat(fd).st_ino))
+        return real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    with store.StagedWrites(store.image_storage(), stage="processing") as staging:
+        staging.stage("T/1/2/staged.dcm", b"s" * 8192)
+        staging.settle()
+        store.store_instance("T/1/2/staged.dcm", b"s" * 8192, staged=staging.take("T/1/2/staged.dcm"))
+    store.store_instance("T/1/2/direct.dcm", b"d" * 8192)
+    sha = hashlib.sha256(b"raw" * 4096).hexdigest()
+    store.quarantine_put(7, sha, b"raw" * 4096)
+
+    def inode(storage, key):
+        return os.stat(storage.path(key)).st_ino
+
+    for key in ("T/1/2/staged.dcm", "T/1/2/direct.dcm"):
+        ino = inode(store.image_storage(), key)
+        mine = [event for event, number in events if number == ino]
+        assert mine == ["flush", "drop"], (key, mine)
+    raw = inode(store.quarantine_storage(), store.quarantine_key(7, sha))
+    assert [event for event, number in events if number == raw] == ["flush"]

@@ -143,6 +143,7 @@ class Staged:
     final: str
     temporary: str
     sha256: str | None
+    cached: bool = False  # its pages stay in the page cache once durable (_flush)
 
 
 def _start_writeback(fd: int) -> None:
@@ -166,6 +167,30 @@ def _libc_sync_file_range():
 _sync_file_range = _libc_sync_file_range()
 
 
+def _flush(fd: int, *, cached: bool) -> None:
+    """Make a written file's bytes durable (fdatasync); unless `cached`, then let the kernel drop its pages.
+
+    A stored file is written once and read again later if ever (by a reader's viewer, after QC), so its pages in
+    the page cache would only push out what readers use now (frames being viewed, the index's tables); clean after
+    the flush, they go at once, and the next write reuses them. A quarantine copy stays `cached`: its processing
+    reads it back within seconds. Where the hint is unknown (not Linux, tmpfs) only the flush happens. Measured
+    (`bench ingest`'s processing, files interleaved): 4.2 ms of CPU a CT slice against 5.1 with the pages kept,
+    as a virtual machine's fresh pages cost several times reused ones to write into."""
+    os.fdatasync(fd)
+    if not cached and _fadvise_dontneed is not None:
+        with suppress(OSError):  # a hint: a file system that refuses it still has the bytes on disk
+            os.posix_fadvise(fd, 0, 0, _fadvise_dontneed)
+
+
+def _read_back_soon(storage) -> bool:
+    """Whether files written to `storage` are read again within seconds: the quarantine's, by their processing."""
+    quarantine = quarantine_storage()
+    return storage is quarantine or getattr(storage, "location", None) == getattr(quarantine, "location", "")
+
+
+_fadvise_dontneed = getattr(os, "POSIX_FADV_DONTNEED", None) if hasattr(os, "posix_fadvise") else None
+
+
 def _write_temporary(
     storage: FileSystemStorage,
     key: str,
@@ -185,6 +210,7 @@ def _write_temporary(
     directory = os.path.dirname(final)
     _makedirs_durable(directory)
     temporary = os.path.join(directory, f".{os.path.basename(final)}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+    cached = _read_back_soon(storage)
     view = memoryview(data)
     half = len(data) // 2
     digest = hashlib.sha256() if hashed and sha256 is None else None
@@ -199,14 +225,14 @@ def _write_temporary(
                 while part:
                     part = part[os.write(fd, part) :]
             if durable:
-                os.fdatasync(fd)
+                _flush(fd, cached=cached)
             else:
                 _start_writeback(fd)
         finally:
             os.close(fd)
         if storage.file_permissions_mode is not None:
             os.chmod(temporary, storage.file_permissions_mode)
-        staged = Staged(key, final, temporary, digest.hexdigest() if digest is not None else sha256)
+        staged = Staged(key, final, temporary, digest.hexdigest() if digest is not None else sha256, cached)
         if durable:
             _fault("before_link", key)
     except BaseException:
@@ -220,7 +246,7 @@ def _make_durable(staged: Staged) -> None:
     try:
         fd = os.open(staged.temporary, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            os.fdatasync(fd)  # on Linux any descriptor of the file flushes it
+            _flush(fd, cached=staged.cached)  # on Linux any descriptor of the file flushes it
         finally:
             os.close(fd)
         _fault("before_link", staged.key)

@@ -260,12 +260,9 @@ def transfer_build(*, transfer_id: int) -> Transfer:
             zip_write(written, files)
             del files  # the tables' and datasets' bytes: the zip holds them now
             written.seek(0)
-            data = written.read()  # store.write_once takes the zip whole: its atomic write-once is of bytes
-        sha256, size = hashlib.sha256(data).hexdigest(), len(data)
-        store.write_once(
-            transfer_storage(), key, data, refusal="a different transfer is already stored under this name"
-        )
-        del data
+            sha256, size = store.write_once_file(  # read back a chunk at a time, never whole in memory
+                transfer_storage(), key, written, refusal="a different transfer is already stored under this name"
+            )
     except OperationalError:
         raise
     except Exception as exc:

@@ -27,6 +27,7 @@ from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, storages
@@ -191,17 +192,33 @@ def _read_back_soon(storage) -> bool:
 _fadvise_dontneed = getattr(os, "POSIX_FADV_DONTNEED", None) if hasattr(os, "posix_fadvise") else None
 
 
+CHUNK = 1 << 20  # what a file-like source is read in (write_once_file)
+
+
+def _parts(data: bytes | BinaryIO) -> Iterator[memoryview | bytes]:
+    """Bytes in two halves (so that a fault hook can stop a write half-way), or a file-like source from where it
+    stands, a chunk at a time: never the whole of it in memory."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data)
+        yield view[: len(view) // 2]
+        yield view[len(view) // 2 :]
+        return
+    while chunk := data.read(CHUNK):
+        yield chunk
+
+
 def _write_temporary(
     storage: FileSystemStorage,
     key: str,
-    data: bytes,
+    data: bytes | BinaryIO,
     *,
     hashed: bool = False,
     durable: bool = True,
     sha256: str | None = None,
 ) -> Staged:
-    """The bytes in a temporary file beside the final path, durable (fdatasync: data and size on disk) unless
-    `durable` is False: then their write-back is only started, and `_make_durable` must follow before a link.
+    """The bytes (or a file-like source's, read from where it stands) in a temporary file beside the final path,
+    durable (fdatasync: data and size on disk) unless `durable` is False: then their write-back is only started,
+    and `_make_durable` must follow before a link.
 
     With `hashed`, their SHA-256 is computed in the same pass over the bytes as the write; `sha256`: the caller
     knows it already (it is not computed again).
@@ -211,14 +228,12 @@ def _write_temporary(
     _makedirs_durable(directory)
     temporary = os.path.join(directory, f".{os.path.basename(final)}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     cached = _read_back_soon(storage)
-    view = memoryview(data)
-    half = len(data) // 2
     digest = hashlib.sha256() if hashed and sha256 is None else None
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
-            for n, part in enumerate((view[:half], view[half:])):
-                if n:
+            for n, part in enumerate(_parts(data)):
+                if n == 1:
                     _fault("mid_write", key)
                 if digest is not None:
                     digest.update(part)
@@ -260,7 +275,7 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def _s3_put(storage, key: str, data: bytes, *, only_if_absent: bool) -> bool:
+def _s3_put(storage, key: str, data: bytes | BinaryIO, *, only_if_absent: bool) -> bool:
     """One PUT through django-storages' S3 client; with only_if_absent, a conditional put that never replaces."""
     from botocore.exceptions import ClientError
     from storages.utils import clean_name
@@ -383,6 +398,30 @@ def write_once(
     if _sha256_of(storage, key) != sha256:
         raise DifferentFileStored(refusal)
     return False
+
+
+def write_once_file(
+    storage, key: str, source: BinaryIO, *, refusal: str = "a different file is already stored here"
+) -> tuple[str, int]:
+    """`write_once` of what the seekable file `source` holds from where it stands, read a chunk at a time, never
+    whole in memory (a sponsor's transfer package can be hundreds of MB); returns its SHA-256 and size."""
+    start = source.tell()
+    if isinstance(storage, FileSystemStorage):
+        staged = _write_temporary(storage, key, source, hashed=True)  # hashed in the same pass as the write
+        sha256, size = staged.sha256, source.tell() - start
+        written = _link(staged)
+    elif _is_s3(storage):
+        digest = hashlib.sha256()
+        for chunk in _parts(source):
+            digest.update(chunk)
+        sha256, size = digest.hexdigest(), source.tell() - start
+        source.seek(start)
+        written = _s3_put(storage, key, source, only_if_absent=True)  # botocore streams a file-like body
+    else:
+        raise TypeError(f"no atomic write-once for {type(storage).__name__}; use the file system or S3")
+    if not written and _sha256_of(storage, key) != sha256:
+        raise DifferentFileStored(refusal)
+    return sha256, size
 
 
 class InlineExecutor(Executor):

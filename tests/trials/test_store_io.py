@@ -258,3 +258,39 @@ def test_stored_files_leave_the_page_cache_once_durable_and_quarantine_copies_st
         assert mine == ["flush", "drop"], (key, mine)
     raw = inode(store.quarantine_storage(), store.quarantine_key(7, sha))
     assert [event for event, number in events if number == raw] == ["flush"]
+
+
+def test_a_staged_file_gets_its_final_name_by_one_rename_that_never_replaces(stores, monkeypatch):
+    """Where the file system has RENAME_NOREPLACE the temporary name becomes the final one in one step (no link
+    and unlink); a final name that exists is never replaced; where the rename is missing, a link does the same."""
+    storage = store.image_storage()
+    calls = []
+    real = store._rename_noreplace
+    if real is None:
+        pytest.fail("no renameat2 in this C library: the link fallback alone is tested below")
+
+    def rename(old, new):
+        calls.append(os.path.basename(new))
+        return real(old, new)
+
+    monkeypatch.setattr(store, "_rename_noreplace", rename)
+    monkeypatch.setattr(os, "link", lambda *a: pytest.fail("linked where a rename was possible"))
+    assert store.write_once(storage, "T/1/2/a.dcm", b"first") is True
+    with pytest.raises(store.DifferentFileStored):
+        store.write_once(storage, "T/1/2/a.dcm", b"other")
+    assert calls == ["a.dcm", "a.dcm"]
+    assert storage.open("T/1/2/a.dcm").read() == b"first"
+    assert os.stat(storage.path("T/1/2/a.dcm")).st_nlink == 1
+    assert temporaries(stores) == []
+
+    def missing(old, new):
+        raise NotImplementedError
+
+    monkeypatch.undo()
+    monkeypatch.setattr(store, "_rename_noreplace", missing)
+    assert store.write_once(storage, "T/1/2/b.dcm", b"second") is True
+    assert store._rename_noreplace is None  # remembered: links from now on
+    with pytest.raises(store.DifferentFileStored):
+        store.write_once(storage, "T/1/2/b.dcm", b"other")
+    assert storage.open("T/1/2/b.dcm").read() == b"second"
+    assert temporaries(stores) == []

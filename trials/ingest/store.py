@@ -2,10 +2,11 @@
 
 Every file is written atomically and durably, so a final key never holds a partial file whatever dies when:
 
-- on a file system: the bytes go to a temporary name in the same directory and are fsynced; the final name is
-  then created with `os.link`, which fails if it exists (it never replaces another file), the temporary name is
-  unlinked and the directory fsynced. A process killed before the link leaves only a temporary file
-  (`.<name>.<random>.tmp`), which `temporary_leftovers_sweep` removes; after the link the file is whole.
+- on a file system: the bytes go to a temporary name in the same directory and are fsynced; the temporary name
+  is then renamed to the final one with RENAME_NOREPLACE (or, where a file system lacks it, linked with `os.link`
+  and unlinked), which fails if the final name exists (it never replaces another file), and the directory is
+  fsynced. A process killed before that leaves only a temporary file (`.<name>.<random>.tmp`), which
+  `temporary_leftovers_sweep` removes; after it the file is whole.
 - on S3: one PUT is atomic (an object appears whole or not at all); write-once is a conditional put
   (`If-None-Match: *`), so two writers of one key cannot both succeed.
 
@@ -15,6 +16,7 @@ Every file is written atomically and durably, so a final key never holds a parti
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import os
 import sys
@@ -303,7 +305,25 @@ def _is_s3(storage) -> bool:
 
 
 def _link(staged: Staged) -> bool:
-    """Give a durable temporary file its final name, never replacing one; False if the name exists."""
+    """Give a durable temporary file its final name, never replacing one; False if the name exists.
+
+    One rename that refuses an existing name (Linux renameat2 with RENAME_NOREPLACE) where the file system has it;
+    elsewhere a hard link, which refuses one too, and the temporary name's unlink."""
+    global _rename_noreplace
+    if _rename_noreplace is not None:
+        try:
+            _rename_noreplace(staged.temporary, staged.final)
+        except FileExistsError:
+            _unlink_quietly(staged.temporary)
+            return False
+        except NotImplementedError:  # this file system has no such rename: links from now on
+            _rename_noreplace = None
+        except BaseException:
+            _unlink_quietly(staged.temporary)
+            raise
+        else:
+            _fsync_dir(os.path.dirname(staged.final))
+            return True
     try:
         os.link(staged.temporary, staged.final)
     except FileExistsError:
@@ -312,6 +332,32 @@ def _link(staged: Staged) -> bool:
         _unlink_quietly(staged.temporary)
     _fsync_dir(os.path.dirname(staged.final))
     return True
+
+
+def _libc_rename_noreplace() -> Callable[[str, str], None] | None:
+    """renameat2(old, new, RENAME_NOREPLACE) from the C library (Linux, glibc 2.28 or later), or None.
+    Raises FileExistsError if `new` exists, NotImplementedError if the file system or kernel has no such rename."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    at_fdcwd, noreplace = -100, 1
+
+    def rename(old: str, new: str) -> None:
+        if function(at_fdcwd, os.fsencode(old), at_fdcwd, os.fsencode(new), noreplace) == 0:
+            return
+        error = ctypes.get_errno()
+        if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise NotImplementedError("no RENAME_NOREPLACE here")
+        raise OSError(error, os.strerror(error), new)  # FileExistsError for EEXIST
+
+    return rename
+
+
+_rename_noreplace = _libc_rename_noreplace()
 
 
 def _write_once(storage, key: str, data: bytes, *, staged: Staged | None = None) -> bool:

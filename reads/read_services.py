@@ -337,6 +337,51 @@ def _check_images(task: ReadTask, content: Content) -> None:
                     "with the long and short axis tool."
                 ) % {"label": entry.label}
                 raise ValidationFailed(message, fields={f"targets[{n}].short_mm": [message]})
+            if not short_axis_crosses(entry.long_points, entry.short_points, pixel_spacing):
+                message = _(
+                    "The short axis of %(label)s does not cross its long axis: the short axis is measured across "
+                    "the lesion, through its long axis. Measure it again with the long and short axis tool."
+                ) % {"label": entry.label}
+                raise ValidationFailed(message, fields={f"targets[{n}].short_mm": [message]})
+
+
+def short_axis_crosses(long_points, short_points, pixel_spacing) -> bool:
+    """Whether a short axis meets its long axis (RECIST 1.1 section 3.1.1: the longest diameter perpendicular to
+    the long axis, across the same lesion), in millimetres at the image's Pixel Spacing (rows first).
+
+    The segments may cross or touch, with a gap of one pixel at most, and never more than 1 mm: less than a
+    pixel cannot be seen on the image, covers the tenth of a pixel the read page rounds each end to (and a client
+    that rounds to whole pixels), while a millimetre off on a coarse image is a line drawn beside the lesion's
+    long axis. Touching counts: the viewer's tool lets the long axis be shortened until its end meets the short.
+    """
+    row_spacing, column_spacing = (Decimal(str(v)) for v in pixel_spacing)
+    (a, b), (c, d) = (
+        [(Decimal(str(column)) * column_spacing, Decimal(str(row)) * row_spacing) for column, row in points]
+        for points in (long_points, short_points)
+    )
+    pixel = max(row_spacing, column_spacing)
+    tolerance = max(min(pixel, Decimal(1)), pixel * Decimal("0.15"))
+    return _segment_gap(a, b, c, d) <= tolerance
+
+
+def _segment_gap(a, b, c, d) -> Decimal:
+    """The shortest distance between the segments ab and cd of the plane: 0 where they cross or touch."""
+
+    def side(p, q, r):  # > 0 when r lies left of pq, < 0 right, 0 on its line
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+    if side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0:
+        return Decimal(0)
+
+    def to_segment(p, q, r):  # from r to the nearest point of pq
+        dx, dy = q[0] - p[0], q[1] - p[1]
+        length2 = dx * dx + dy * dy
+        t = ((r[0] - p[0]) * dx + (r[1] - p[1]) * dy) / length2 if length2 else Decimal(0)
+        t = min(max(t, Decimal(0)), Decimal(1))
+        ex, ey = p[0] + t * dx - r[0], p[1] + t * dy - r[1]
+        return (ex * ex + ey * ey).sqrt()
+
+    return min(to_segment(a, b, c), to_segment(a, b, d), to_segment(c, d, a), to_segment(c, d, b))
 
 
 def _at_right_angles(long_points, short_points, pixel_spacing) -> bool:

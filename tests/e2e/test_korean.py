@@ -66,9 +66,12 @@ ALLOWED = {
     "PD",
     "NE",
     "SOP",  # DICOM's SOP Instance UID
-    "Page",  # the names printed on keyboard keys (Page Up, Page Down)
+    "Page",  # the names printed on keyboard keys (Page Up, Page Down, Esc, Delete, Backspace)
     "Up",
     "Down",
+    "Esc",
+    "Delete",
+    "Backspace",
     # The viewer's corner letters: DICOM patient orientation (anterior, posterior, right, left, head, foot) and
     # window and level (W 400 · L 40), as radiologists read them in any language.
     "A",

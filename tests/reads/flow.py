@@ -43,14 +43,22 @@ def target(task, label, mm, *, site="10200004", status="measured", short=None, n
     entry = {"label": label, "site": site, "is_node": node, "status": status, "long_mm": None, "short_mm": None}
     if status == "measured":
         on = image(task)
-        entry.update(
-            long_mm=mm,
-            short_mm=short,
-            long_points=drawn_line(on, mm) if mm else None,
-            short_points=drawn_line(on, short, at=(120, 10), vertical=True) if short else None,
-            image=on,
-        )
+        entry.update(long_mm=mm, short_mm=short, long_points=drawn_line(on, mm) if mm else None, image=on)
+        if short:
+            entry["short_points"] = _short_axis(on, short, entry["long_points"])
     return entry
+
+
+def _short_axis(on: dict, short: str, long_points) -> list[list[float]]:
+    """A short axis down the rows, across the middle of the long axis (lower, at row 40, so that the short
+    axis stays on the image) as a reader draws it; on its own where there is no long axis."""
+    if long_points is None:
+        return drawn_line(on, short, at=(120, 10), vertical=True)
+    (c1, _r), (c2, _r) = long_points
+    long_points[:] = [[c1, 40], [c2, 40]]
+    (c, r1), (_c, r2) = drawn_line(on, short, at=(round((c1 + c2) / 2, 1), 40), vertical=True)
+    half = round((r2 - r1) / 2, 1)
+    return [[c, round(r1 - half, 1)], [c, round(r2 - half, 1)]]
 
 
 def baseline_content(task, t1="23.0", t2="12.0"):

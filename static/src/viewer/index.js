@@ -17,6 +17,7 @@ import {
   WindowLevelTool,
   ZoomTool,
   addTool,
+  annotation,
   init as toolsInit,
 } from "@cornerstonejs/tools";
 
@@ -203,7 +204,16 @@ class Viewer {
     this.linkBox = this.root.querySelector("#viewer-link");
     this.linkBox.addEventListener("change", () => this.setLinked(this.linkBox.checked));
     for (const pane of this.panes) {
-      pane.root.addEventListener("pointerdown", () => this.setActive(pane), { capture: true });
+      pane.root.addEventListener(
+        "pointerdown",
+        (event) => {
+          this.setActive(pane);
+          // Cornerstone's mousedown keeps the browser from focusing the image: its keys (Escape, Delete, the
+          // arrows) would go to whatever had the focus before, often outside the viewer.
+          if (event.target.closest(".viewer-frame")) pane.element.focus({ preventScroll: true });
+        },
+        { capture: true },
+      );
       pane.root.addEventListener("focusin", () => this.setActive(pane));
     }
     this.root.addEventListener("keydown", (event) => this.onKey(event));
@@ -215,7 +225,15 @@ class Viewer {
 
   onKey(event) {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
-    if (event.target.closest("input, select, textarea")) return;
+    if (event.target.closest("input, select, textarea, [contenteditable]")) return;
+    // Escape and Delete act on the drawings: with the focus on the images or the measurement list, never in a
+    // read page's lesion panel beside them.
+    if (["Escape", "Delete", "Backspace"].includes(event.key)) {
+      if (!event.target.closest(".viewer-stage, .viewer-side")) return;
+      const done = event.key === "Escape" ? this.cancelDrawing() : this.measurements.removeSelected();
+      if (done) event.preventDefault();
+      return;
+    }
     const pane = this.active;
     const page = Math.max(1, Math.round(pane.slices.length / 10));
     const moves = {
@@ -232,6 +250,27 @@ class Viewer {
     this.readerMoves();
     if (event.key in moves) pane.scrollBy(moves[event.key]);
     else pane.scrollTo(ends[event.key]);
+  }
+
+  /**
+   * Abandon a Length or Bidirectional line being drawn (Escape): it goes and nothing is recorded for it.
+   * Cornerstone's own cancel completes a new drawing, which a read page would take for a measurement.
+   */
+  cancelDrawing() {
+    for (const Tool of [LengthTool, BidirectionalTool]) {
+      const tool = this.toolGroup.getToolInstance(Tool.toolName);
+      const editData = tool?.isDrawing ? tool.editData : null;
+      if (!editData?.newAnnotation) continue;
+      const item = editData.annotation;
+      const pane = this.locate(item.metadata?.referencedImageId)?.pane ?? this.active;
+      editData.newAnnotation = false;
+      tool.cancel(pane.element);
+      annotation.state.removeAnnotation(item.annotationUID);
+      this.renderAll();
+      this.measurements.schedule();
+      return true;
+    }
+    return false;
   }
 
   setActive(pane) {

@@ -153,16 +153,56 @@ export class MeasurementList {
     return li;
   }
 
+  /**
+   * Remove a measurement the reader may change (never a locked one: an earlier read's, another reader's), as the
+   * list's × and the Delete key do. A read page hears of it (ANNOTATION_REMOVED) and saves its draft without it.
+   */
+  remove(uid) {
+    if (!annotation.state.getAnnotation(uid) || annotation.locking.isAnnotationLocked(uid)) return false;
+    annotation.state.removeAnnotation(uid);
+    this.viewer.renderAll();
+    this.schedule();
+    return true;
+  }
+
+  /**
+   * The selected measurements the reader may remove: a drawing is selected when it is drawn or clicked (or chosen
+   * in the list), and only one on an image a pane shows counts, so a key never removes what is out of sight.
+   */
+  selected() {
+    const shown = new Set(
+      this.viewer.panes
+        .filter((pane) => pane.enabled && pane.hasImages)
+        .map((pane) => pane.slices[pane.imageIndex]?.imageId),
+    );
+    return annotation.selection.getAnnotationsSelected().filter((uid) => {
+      const item = annotation.state.getAnnotation(uid);
+      return (
+        item &&
+        MEASURED.has(item.metadata?.toolName) &&
+        !annotation.locking.isAnnotationLocked(uid) &&
+        shown.has(item.metadata?.referencedImageId)
+      );
+    });
+  }
+
+  /** Remove the selected measurements (the Delete key); false when none was. */
+  removeSelected() {
+    const uids = this.selected();
+    for (const uid of uids) this.remove(uid);
+    return uids.length > 0;
+  }
+
   onClick(event) {
     const li = event.target.closest("li.measurement");
     if (!li) return;
     const uid = li.dataset.uid;
     if (event.target.closest(".measurement-remove")) {
-      annotation.state.removeAnnotation(uid);
-      this.viewer.renderAll();
-      this.schedule();
+      this.remove(uid);
       return;
     }
+    // The measurement chosen in the list is the selected one, as a click on its drawing makes it: Delete removes it.
+    if (annotation.state.getAnnotation(uid)) annotation.selection.setAnnotationSelected(uid, true, false);
     if (this.onGo?.(uid)) return;
     const item = annotation.state.getAnnotation(uid);
     if (item) this.viewer.goTo(item.metadata?.referencedImageId);

@@ -1,0 +1,97 @@
+"""The keys every PACS viewer has, in a real browser on a reader's read: Escape abandons a line being drawn, and
+nothing of it is saved; Delete or Backspace removes the selected measurement, through the same path as the
+measurement list's × (the draft is saved without it); typing in a field of the page never removes one."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from reads.models import Read
+from tests.e2e.test_reads import LEFT, T01, T02, as_, measure, open_task, read_state, ready, wait_saved, world  # noqa: F401
+from tests.reads.flow import task_of
+from trials.ingest.synthetic import real_ct_template
+
+SPACING = float(real_ct_template(large=True).PixelSpacing[0])
+
+
+def centre(page) -> tuple[float, float]:
+    box = page.locator(LEFT).bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def drawn(page) -> list[dict]:
+    return page.evaluate("() => window.ctimsViewer.state().measurements")
+
+
+def saved_targets(w) -> dict[str, dict]:
+    read = Read.objects.get(task=task_of(w.rhea, "BL"))
+    return {t["label"]: t for t in read.content["targets"]}
+
+
+def test_escape_abandons_a_line_being_drawn_and_nothing_of_it_is_saved(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    expect(page.locator(".viewer-help")).to_contain_text("Esc abandons a line being drawn")
+    page.click("#read-add-target")
+    x, y = centre(page)
+    (x1, y1), (x2, y2) = T01
+    page.mouse.move(x + x1, y + y1)
+    page.mouse.down()
+    page.mouse.move(x + x2, y + y2, steps=10)
+    page.wait_for_function("() => window.ctimsViewer.state().measurements.length === 1")
+    page.keyboard.press("Escape")
+    assert drawn(page) == []  # gone at once: the key's handling is synchronous
+    page.mouse.up()
+    state = wait_saved(page)
+    assert state["pending"] == "T01" and state["content"]["targets"] == []
+    assert saved_targets(world) == {}
+
+    # Still measuring T01: the next line drawn is its measurement, and the only one.
+    target = measure(page, "T01", T01, SPACING)
+    wait_saved(page)
+    assert len(drawn(page)) == 1
+    assert saved_targets(world)["T01"]["long_points"] == target["long_points"]
+
+
+def test_delete_removes_the_selected_measurement_and_the_draft_is_saved_without_it(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    for label, where in (("T01", T01), ("T02", T02)):
+        page.click("#read-add-target")
+        measure(page, label, where, SPACING)
+    wait_saved(page)
+    assert set(saved_targets(world)) == {"T01", "T02"}
+
+    # T02, just drawn, is selected; keys typed into the page's fields are theirs.
+    page.fill("#read-password", "abc")
+    page.press("#read-password", "Backspace")
+    expect(page.locator("#read-password")).to_have_value("ab")
+    page.fill("#read-password", "")
+    page.focus("#read-T01-site")
+    page.keyboard.press("Delete")
+    assert len(drawn(page)) == 2
+
+    # Click T01's line (with the window tool: a click selects a drawing, it draws nothing), then Delete.
+    page.click("button[data-tool=WindowLevel]")
+    x, y = centre(page)
+    (x1, y1), (x2, y2) = T01
+    page.mouse.click(x + (3 * x1 + x2) / 4, y + y1)
+    t01 = next(row["uid"] for row in read_state(page)["rows"] if row["label"] == "T01")
+    page.wait_for_function(
+        "(uid) => JSON.stringify(window.ctimsViewer.viewer.measurements.selected()) === JSON.stringify([uid])", arg=t01
+    )
+    page.keyboard.press("Delete")
+    assert [m["label"] for m in drawn(page)] == ["T02"]
+    state = wait_saved(page)
+    assert [t["label"] for t in state["content"]["targets"]] == ["T02"]
+    assert set(saved_targets(world)) == {"T02"}
+    assert "T01" in state["awaiting"]
+
+    # Backspace does the same, with the focus on the measurement list: T02 chosen there, then removed.
+    page.locator("#viewer-measurements li.measurement", has_text="T02").locator(".measurement-go").click()
+    page.keyboard.press("Backspace")
+    assert drawn(page) == []
+    wait_saved(page)
+    assert saved_targets(world) == {}

@@ -26,6 +26,7 @@ from reads.models import Transfer
 from tests.conftest import PASSWORD
 from tests.reads.flow import baseline_content, follow_up_content, ready, save_and_sign, target, task_of
 from tests.snapshot import RowSnapshot
+from trials.ingest import store
 from trials.ingest.store import image_storage
 from trials.ingest.subject_keys import subject_space
 from trials.models import Membership
@@ -371,10 +372,10 @@ def test_a_transfer_that_cannot_be_written_fails_with_a_reason_and_keeps_no_file
 
 
 def test_a_write_cut_before_the_final_name_leaves_nothing_behind(world, trial_read, monkeypatch):
-    def cut(*args):
-        raise OSError("power lost before the link")
+    def cut(key):
+        raise OSError("power lost before the final name")
 
-    monkeypatch.setattr("trials.ingest.store.os.link", cut)
+    monkeypatch.setitem(store.FAULT_HOOKS, "before_link", cut)  # the zip whole on disk, its name not yet given
     transfer = transfers.transfer_request(actor=world.sam, trial=world.trial)
     transfer.refresh_from_db()
     assert transfer.state == Transfer.State.FAILED and "OSError" in transfer.error

@@ -661,6 +661,7 @@ def read_sign(
                 % {"visit": visit_label(task, pending.timepoint)}
             )
         content = parse_content(read.content)
+        _check_images(task, content)  # again: a draft saved before a check was added, or its images since changed
         read.assessment = assess(task, content)  # again: an earlier visit may have been corrected since
         if read.assessment["problems"]:
             raise ValidationFailed(

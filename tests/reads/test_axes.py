@@ -13,6 +13,7 @@ from django.utils import translation
 from ctims.exceptions import ValidationFailed
 from reads import read_services
 from reads.bench import drawn_line
+from tests.conftest import PASSWORD
 from tests.reads.flow import image, ready, target, task_of
 from trials.models import Instance
 
@@ -170,3 +171,24 @@ def test_the_test_flows_node_is_drawn_across_its_long_axis(world):
     entry = target(task, "T01", "30.0", site=NODE, short="16.0")
     spacing = image_spacing(entry["image"])
     assert read_services.short_axis_crosses(entry["long_points"], entry["short_points"], spacing)
+
+
+def test_a_draft_saved_before_the_crossing_check_is_not_signed_with_its_short_axis_beside(world):
+    """Signing checks the drawings again: a draft kept from before the check (its short axis drawn beside the long
+    one) is refused at signing with the same message, and nothing is signed."""
+    read = _save(world, [lambda task: target(task, "T01", "30.0", site=NODE, short="16.0")])
+    task = read.task
+    content = dict(read.content)
+    content["targets"] = [_beside(task)]
+    type(read).objects.filter(pk=read.pk).update(content=content)  # as such a draft stands in the database
+    with pytest.raises(ValidationFailed) as err:
+        read_services.read_sign(
+            actor=world.rhea,
+            task_id=task.pk,
+            password=PASSWORD,
+            meaning_confirmed=True,
+            confirmed_response="baseline",
+        )
+    assert "T01" in str(err.value) and "cross" in str(err.value)
+    read.refresh_from_db()
+    assert read.state == read.State.DRAFT and read.signature is None

@@ -585,6 +585,9 @@ def matrix_world(django_db_setup, django_db_blocker, tmp_path_factory):
         atomic = transaction.atomic()
         atomic.__enter__()
         try:
+            from django.core.cache import cache
+
+            cache.clear()  # the module's tests leave the cache alone (tests/conftest.py): it starts empty here
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
                 world = build_matrix_world()

@@ -309,9 +309,10 @@ def default_language():
 def empty_cache(request):
     """Every test starts with an empty cache: a DICOMweb metadata body is kept under its ETag, which names the
     files' digests and the root only, so the same test files in an earlier test would answer for this one's.
-    The permission matrix's module-wide cast keeps its sessions in the cache (tests/test_matrix.py): its tests
-    start from that cast's cache as it is."""
-    if "matrix_world" in request.fixturenames:
+    The permission matrix's module-wide cast keeps its sessions in the cache (tests/test_matrix.py): every test of
+    that module starts from that cast's cache as it is, those without the cast too (pytest-xdist may run one of
+    them between two of the cast's, which then found every session gone)."""
+    if request.module.__name__ == "tests.test_matrix":
         return
     from django.core.cache import cache
 

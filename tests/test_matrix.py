@@ -8,8 +8,9 @@ in. Each route has one row in ROWS saying what each of them gets; a route withou
 `test_every_route_has_a_row`. Every answer must also carry the security headers (no-store where personal,
 CSP, nosniff).
 
-One world is built once and read by a few thousand requests: the rows only read, or write nothing because
-they are refused or aim at an object outside the trial.
+One world is built once (per pytest-xdist worker) and read by a few thousand requests: the rows only read, or
+write nothing because they are refused or aim at an object outside the trial. Each row is a test of its own (an
+admin model's rows are one), so that the workers share the matrix.
 """
 
 from __future__ import annotations
@@ -513,33 +514,37 @@ ADMIN_ROWS: list[Row] = [
 ]
 
 
+def admin_model_rows(model, pk: int | None) -> list[Row]:
+    """Rows for one registered model's changelist, add, change, history, delete and short object URL; `pk` is
+    one of its objects, or None where the world holds none."""
+    label, base = model._meta.label_lower, f"/operator/{model._meta.app_label}/{model._meta.model_name}/"
+    prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+    found = pk is not None
+    target = pk if found else 999999
+    return [
+        Row(f"{prefix}_changelist", base, admin_page()),
+        Row(f"{prefix}_add", base + "add/", admin_page(200 if label in ADDABLE else 403)),
+        Row(f"{prefix}_change", f"{base}{target}/change/", admin_page(200 if found else 302)),
+        Row(f"{prefix}_history", f"{base}{target}/history/", admin_page(200 if found else 302)),
+        # Deleting is refused before the object is looked up; a missing object sends the operator back.
+        Row(
+            f"{prefix}_delete",
+            f"{base}{target}/delete/",
+            admin_page((200 if found else 302) if label in DELETABLE else 403),
+        ),
+        Row(
+            f"operator/{model._meta.app_label}/{model._meta.model_name}/<path:object_id>/",
+            f"{base}{target}/",
+            admin_page(302),
+        ),
+    ]
+
+
 def admin_rows(objects: dict[str, int | None]) -> list[Row]:
-    """Rows for each registered model's changelist, add, change, history, delete and short object URL."""
-    rows = []
-    for model in admin_site._registry:
-        label, base = model._meta.label_lower, f"/operator/{model._meta.app_label}/{model._meta.model_name}/"
-        prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
-        pk = objects.get(label)
-        found = pk is not None
-        target = pk if found else 999999
-        rows += [
-            Row(f"{prefix}_changelist", base, admin_page()),
-            Row(f"{prefix}_add", base + "add/", admin_page(200 if label in ADDABLE else 403)),
-            Row(f"{prefix}_change", f"{base}{target}/change/", admin_page(200 if found else 302)),
-            Row(f"{prefix}_history", f"{base}{target}/history/", admin_page(200 if found else 302)),
-            # Deleting is refused before the object is looked up; a missing object sends the operator back.
-            Row(
-                f"{prefix}_delete",
-                f"{base}{target}/delete/",
-                admin_page((200 if found else 302) if label in DELETABLE else 403),
-            ),
-            Row(
-                f"operator/{model._meta.app_label}/{model._meta.model_name}/<path:object_id>/",
-                f"{base}{target}/",
-                admin_page(302),
-            ),
-        ]
-    return rows
+    """Rows for every registered model (`objects`: model label -> one of its objects' keys, or None)."""
+    return [
+        row for model in admin_site._registry for row in admin_model_rows(model, objects.get(model._meta.label_lower))
+    ]
 
 
 def row_key(route: str, name: str | None) -> str:
@@ -580,6 +585,9 @@ def matrix_world(django_db_setup, django_db_blocker, tmp_path_factory):
         atomic = transaction.atomic()
         atomic.__enter__()
         try:
+            from django.core.cache import cache
+
+            cache.clear()  # the module's tests leave the cache alone (tests/conftest.py): it starts empty here
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
                 world = build_matrix_world()
@@ -599,18 +607,13 @@ def _request(client: Client, row: Row, values: dict):
     return client.get(path, row.data, **row.headers)
 
 
-@pytest.mark.django_db  # so that pytest-django sets up the test database the module's world is built in
-def test_the_matrix(matrix_world):
-    """Every cell: the status stated in its row, and the security headers on whatever comes back."""
-    from django.apps import apps
+def _check(rows: list[Row], matrix_world: dict) -> None:
+    """Every cell of `rows`: the status stated in its row, and the security headers on whatever comes back."""
     from django.db import transaction
 
     values, clients = matrix_world["values"], matrix_world["clients"]
-    objects = {}
-    for model in apps.get_models():
-        objects[model._meta.label_lower] = model._default_manager.order_by("pk").values_list("pk", flat=True).first()
     wrong, headers = [], []
-    for row in ROWS + ADMIN_ROWS + admin_rows(objects):
+    for row in rows:
         for who in CAST:
             if row.method == "get":
                 response = _request(clients[who], row, values)
@@ -630,6 +633,28 @@ def test_the_matrix(matrix_world):
                 headers.append(f"{row.name} as {who}: nosniff/CSP missing")
     assert not wrong, f"{len(wrong)} cells differ from the table:\n" + "\n".join(wrong)
     assert not headers, "\n".join(headers)
+
+
+# One test a row (an admin model's six rows together): one test of a minute (4,800 requests) could end the run
+# on one worker while the other waits; rows are spread over the workers, each building the world once.
+_ROW_PARAMS = ROWS + ADMIN_ROWS
+ADMIN_MODELS = {model._meta.label_lower: model for model in admin_site._registry}
+
+
+@pytest.mark.django_db  # so that pytest-django sets up the test database the module's world is built in
+@pytest.mark.parametrize("row", _ROW_PARAMS, ids=[row.name for row in _ROW_PARAMS])
+def test_the_matrix(matrix_world, row):
+    """Every cell of the row: the status stated in it, and the security headers on whatever comes back."""
+    _check([row], matrix_world)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("label", sorted(ADMIN_MODELS))
+def test_the_matrix_admin(matrix_world, label):
+    """Every cell of a registered model's rows in the operators' admin (its first object, if the world has one)."""
+    model = ADMIN_MODELS[label]
+    pk = model._default_manager.order_by("pk").values_list("pk", flat=True).first()
+    _check(admin_model_rows(model, pk), matrix_world)
 
 
 HUGE = "99999999999999999999999"

@@ -331,18 +331,26 @@ def _check_images(task: ReadTask, content: Content) -> None:
                 raise ValidationFailed(message, fields={where: [message]})
         if entry.long_points is not None and entry.short_points is not None:
             pixel_spacing = instances[entry.image.sop]["pixel_spacing"]
-            if not _at_right_angles(entry.long_points, entry.short_points, pixel_spacing):
-                message = _(
-                    "The short axis of %(label)s is not drawn at a right angle to its long axis: measure it again "
-                    "with the long and short axis tool."
-                ) % {"label": entry.label}
-                raise ValidationFailed(message, fields={f"targets[{n}].short_mm": [message]})
-            if not short_axis_crosses(entry.long_points, entry.short_points, pixel_spacing):
-                message = _(
-                    "The short axis of %(label)s does not cross its long axis: the short axis is measured across "
-                    "the lesion, through its long axis. Measure it again with the long and short axis tool."
-                ) % {"label": entry.label}
-                raise ValidationFailed(message, fields={f"targets[{n}].short_mm": [message]})
+            for drawn_right, refusal in (
+                (
+                    _at_right_angles,
+                    _(
+                        "The short axis of %(label)s is not drawn at a right angle to its long axis: measure it "
+                        "again with the long and short axis tool."
+                    ),
+                ),
+                (
+                    short_axis_crosses,
+                    _(
+                        "The short axis of %(label)s does not cross its long axis: the short axis is measured "
+                        "across the lesion, through its long axis. Measure it again with the long and short axis "
+                        "tool."
+                    ),
+                ),
+            ):
+                if not drawn_right(entry.long_points, entry.short_points, pixel_spacing):
+                    message = refusal % {"label": entry.label}
+                    raise ValidationFailed(message, fields={f"targets[{n}].short_mm": [message]})
 
 
 def short_axis_crosses(long_points, short_points, pixel_spacing) -> bool:

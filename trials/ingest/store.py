@@ -156,18 +156,19 @@ def _start_writeback(fd: int) -> None:
         _sync_file_range(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE
 
 
-def _libc_sync_file_range():
+def _linux_libc(name: str, argtypes: tuple):
+    """The C library's function `name` on Linux (errno kept for ctypes.get_errno), or None."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.argtypes = argtypes
     return function
 
 
-_sync_file_range = _libc_sync_file_range()
+_sync_file_range = _linux_libc("sync_file_range", (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint))
 
 
 def _flush(fd: int, *, cached: bool) -> None:
@@ -337,13 +338,9 @@ def _link(staged: Staged) -> bool:
 def _libc_rename_noreplace() -> Callable[[str, str], None] | None:
     """renameat2(old, new, RENAME_NOREPLACE) from the C library (Linux, glibc 2.28 or later), or None.
     Raises FileExistsError if `new` exists, NotImplementedError if the file system or kernel has no such rename."""
-    if not sys.platform.startswith("linux"):
+    function = _linux_libc("renameat2", (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint))
+    if function is None:
         return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
     at_fdcwd, noreplace = -100, 1
 
     def rename(old: str, new: str) -> None:

@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 
 from ctims.models import Signature
 from trials.dicomweb.wado import read_instance
-from trials.ingest.store import image_storage, instance_key, store_instance
+from trials.ingest.store import image_storage, instance_key, store_instance, stored_sha256
 from trials.ingest.subject_keys import subject_space
 from trials.models import Instance, Series, Study, Subject
 
@@ -247,14 +247,10 @@ def sr_problem(instance: Instance, recorded: dict) -> str:
     changed = [key for key, held in sr_recorded(instance).items() if key in recorded and recorded[key] != held]
     if changed:
         return f"its SR (instance #{instance.pk}) differs from what its audit event recorded ({', '.join(changed)})"
-    digest = hashlib.sha256()
-    try:
-        with image_storage().open(instance.storage_key, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    except FileNotFoundError:
+    stored = stored_sha256(image_storage(), instance.storage_key)
+    if stored is None:
         return f"its SR's file (instance #{instance.pk}) is missing from the image store"
-    if digest.hexdigest() != instance.sha256:
+    if stored != instance.sha256:
         return f"its SR's file (instance #{instance.pk}) was changed after it was written"
     return ""
 

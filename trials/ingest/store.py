@@ -383,11 +383,12 @@ def _replace(storage, key: str, data: bytes) -> None:
         raise TypeError(f"no atomic write for {type(storage).__name__}; use the file system or S3")
 
 
-def _sha256_of(storage, key: str) -> str | None:
+def stored_sha256(storage, key: str) -> str | None:
+    """The SHA-256 of the file stored under `key`, read a chunk at a time; None if there is none."""
     try:
         with storage.open(key, "rb") as f:
             digest = hashlib.sha256()
-            for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            for chunk in _parts(f):
                 digest.update(chunk)
             return digest.hexdigest()
     except FileNotFoundError:  # django-storages' S3 backend answers a missing key the same way
@@ -438,7 +439,7 @@ def write_once(
     if _write_once(storage, key, data, staged=staged):
         return True
     sha256 = staged.sha256 if staged is not None and staged.sha256 else hashlib.sha256(data).hexdigest()
-    if _sha256_of(storage, key) != sha256:
+    if stored_sha256(storage, key) != sha256:
         raise DifferentFileStored(refusal)
     return False
 
@@ -462,7 +463,7 @@ def write_once_file(
         written = _s3_put(storage, key, source, only_if_absent=True)  # botocore streams a file-like body
     else:
         raise TypeError(f"no atomic write-once for {type(storage).__name__}; use the file system or S3")
-    if not written and _sha256_of(storage, key) != sha256:
+    if not written and stored_sha256(storage, key) != sha256:
         raise DifferentFileStored(refusal)
     return sha256, size
 
@@ -627,9 +628,9 @@ def quarantine_put(
     key = quarantine_key(upload_id, sha256)
     storage = quarantine_storage()
     if resent:
-        if _sha256_of(storage, key) != sha256:
+        if stored_sha256(storage, key) != sha256:
             _replace(storage, key, data)
-    elif not _write_once(storage, key, data, staged=staged) and _sha256_of(storage, key) != sha256:
+    elif not _write_once(storage, key, data, staged=staged) and stored_sha256(storage, key) != sha256:
         _replace(storage, key, data)
     return key
 

@@ -106,9 +106,15 @@ def drawn_length_mm(points, pixel_spacing) -> Decimal:
 
     Decimal arithmetic from the values' decimal text, so the same points and spacing always give the same length.
     """
-    (c1, r1), (c2, r2) = ((Decimal(str(c)), Decimal(str(r))) for c, r in points)
+    (x1, y1), (x2, y2) = points_mm(points, pixel_spacing)
+    return ((x2 - x1) ** 2 + (y2 - y1) ** 2).sqrt()
+
+
+def points_mm(points, pixel_spacing) -> list[tuple[Decimal, Decimal]]:
+    """Image (column, row) points as (x, y) in millimetres at the image's Pixel Spacing (rows first), in Decimal
+    arithmetic from the values' decimal text (`drawn_length_mm`)."""
     row_spacing, column_spacing = (Decimal(str(v)) for v in pixel_spacing)
-    return (((c2 - c1) * column_spacing) ** 2 + ((r2 - r1) * row_spacing) ** 2).sqrt()
+    return [(Decimal(str(column)) * column_spacing, Decimal(str(row)) * row_spacing) for column, row in points]
 
 
 def _points_json(points):

@@ -26,7 +26,7 @@ from trials.models import Instance, Timepoint
 
 from . import results
 from .assessment import assess_baseline, assess_follow_up
-from .content import Content, ContentError, drawn_length_mm, mm_text, parse_content
+from .content import Content, ContentError, drawn_length_mm, mm_text, parse_content, points_mm
 from .models import Lesion, Measurement, Read, ReaderAssignment, ReadTask
 from .services import held_by, may_open, signer_components
 from .sr import SRError
@@ -362,12 +362,8 @@ def short_axis_crosses(long_points, short_points, pixel_spacing) -> bool:
     that rounds to whole pixels), while a millimetre off on a coarse image is a line drawn beside the lesion's
     long axis. Touching counts: the viewer's tool lets the long axis be shortened until its end meets the short.
     """
-    row_spacing, column_spacing = (Decimal(str(v)) for v in pixel_spacing)
-    (a, b), (c, d) = (
-        [(Decimal(str(column)) * column_spacing, Decimal(str(row)) * row_spacing) for column, row in points]
-        for points in (long_points, short_points)
-    )
-    pixel = max(row_spacing, column_spacing)
+    (a, b), (c, d) = points_mm(long_points, pixel_spacing), points_mm(short_points, pixel_spacing)
+    pixel = max(Decimal(str(v)) for v in pixel_spacing)
     tolerance = max(min(pixel, Decimal(1)), pixel * Decimal("0.15"))
     return _segment_gap(a, b, c, d) <= tolerance
 
@@ -395,18 +391,17 @@ def _segment_gap(a, b, c, d) -> Decimal:
 def _at_right_angles(long_points, short_points, pixel_spacing) -> bool:
     """Whether a short axis is drawn perpendicular to its long axis, in millimetres at the image's Pixel Spacing
     (rows first): within about 6 degrees, or within the tenth of a pixel the read page rounds each end to."""
-    row_spacing, column_spacing = (Decimal(str(v)) for v in pixel_spacing)
 
     def vector(points):
-        (c1, r1), (c2, r2) = ((Decimal(str(c)), Decimal(str(r))) for c, r in points)
-        return (c2 - c1) * column_spacing, (r2 - r1) * row_spacing
+        (x1, y1), (x2, y2) = points_mm(points, pixel_spacing)
+        return x2 - x1, y2 - y1
 
     (ax, ay), (bx, by) = vector(long_points), vector(short_points)
     long_mm, short_mm = (ax * ax + ay * ay).sqrt(), (bx * bx + by * by).sqrt()
     if not long_mm or not short_mm:
         return True  # a line of no length is refused on its own
     along = abs(ax * bx + ay * by) / long_mm  # the short axis's extent along the long one, in mm
-    return along <= short_mm / 10 or along <= Decimal("0.15") * max(row_spacing, column_spacing)
+    return along <= short_mm / 10 or along <= Decimal("0.15") * max(Decimal(str(v)) for v in pixel_spacing)
 
 
 def read_save(*, actor, task_id: int, raw, based_on: str | None = None) -> Read:

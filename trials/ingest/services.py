@@ -35,7 +35,7 @@ from ..models import BrowserDeidRecord, Instance, Query, Series, Study, Subject,
 from ..services import timepoint_transition, trial_check_open
 from . import store
 from .decodable import check_decodable
-from .reverify import file_processor
+from .reverify import Reverified, file_processor
 from .subject_keys import subject_space
 from .validate import check_receivable
 
@@ -280,7 +280,7 @@ def _settle_at_receipt(
         staging.settle()
         metadata = {}
         for sha, outcome in outcomes.items():
-            if getattr(outcome, "metadata", None) is not None:  # made by the re-verification's read (reverify.py)
+            if isinstance(outcome, Reverified) and outcome.metadata is not None:  # made by its read (reverify.py)
                 metadata[sha] = (outcome.metadata, outcome.pixel_layout)
             elif isinstance(outcome, DeidResult):
                 made = Instance(transfer_syntax_uid=outcome.transfer_syntax_uid)

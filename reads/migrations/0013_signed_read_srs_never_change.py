@@ -30,28 +30,15 @@ SR_SERIES = (  # constant SQL, of no input
 )
 FILLED_ONCE = " AND ".join(f"(OLD.{c} IS NULL OR OLD.{c} {{same}} NEW.{c})" for c in CACHES)
 
-POSTGRESQL_FUNCTIONS = f"""
-CREATE OR REPLACE FUNCTION reads_refuse_sr_instance_change() RETURNS trigger AS $$
+
+def _refusing_function(name: str, condition: str, allowed: str = "") -> str:
+    """A PL/pgSQL trigger function that refuses the row's UPDATE or DELETE when `condition` holds, unless `allowed`
+    (a statement of its own, run first under the condition) lets it through."""
+    allow = "".join(f"        {line}\n" for line in allowed.splitlines())
+    return f"""CREATE OR REPLACE FUNCTION {name}() RETURNS trigger AS $$
 BEGIN
-    IF {SR_INSTANCE} THEN
-        IF TG_OP = 'UPDATE'
-            AND (to_jsonb(OLD) - '{CACHES[0]}' - '{CACHES[1]}') = (to_jsonb(NEW) - '{CACHES[0]}' - '{CACHES[1]}')
-            AND {FILLED_ONCE.format(same="IS NOT DISTINCT FROM")} THEN
-            RETURN NEW;
-        END IF;
-        RAISE EXCEPTION '{MESSAGE}: % refused on %', TG_OP, TG_TABLE_NAME
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
-END;
-$$ LANGUAGE plpgsql;
-CREATE OR REPLACE FUNCTION reads_refuse_sr_series_change() RETURNS trigger AS $$
-BEGIN
-    IF {SR_SERIES} THEN
-        RAISE EXCEPTION '{MESSAGE}: % refused on %', TG_OP, TG_TABLE_NAME
+    IF {condition} THEN
+{allow}        RAISE EXCEPTION '{MESSAGE}: % refused on %', TG_OP, TG_TABLE_NAME
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF TG_OP = 'DELETE' THEN
@@ -61,6 +48,19 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 """
+
+
+# An SR instance's update that only fills in its caches goes through.
+CACHES_FILLED = f"""IF TG_OP = 'UPDATE'
+    AND (to_jsonb(OLD) - '{CACHES[0]}' - '{CACHES[1]}') = (to_jsonb(NEW) - '{CACHES[0]}' - '{CACHES[1]}')
+    AND {FILLED_ONCE.format(same="IS NOT DISTINCT FROM")} THEN
+    RETURN NEW;
+END IF;"""
+POSTGRESQL_FUNCTIONS = (
+    "\n"
+    + _refusing_function("reads_refuse_sr_instance_change", SR_INSTANCE, CACHES_FILLED)
+    + _refusing_function("reads_refuse_sr_series_change", SR_SERIES)
+)
 FUNCTIONS = ("reads_refuse_sr_instance_change", "reads_refuse_sr_series_change")
 # DICOMweb fills an instance's caches in statements that set them alone (trials.dicomweb.wado), for every image it
 # serves: such an update fires no trigger unless it rewrites a cache already kept (asked in the trigger's WHEN, with

@@ -53,3 +53,9 @@ def test_bench_ingest_in_one_process_prints_the_floors_and_the_pipelines_ratios_
     assert re.search(r"\(a\) \d+\.\d\d ms, \(c\) \d+\.\d\d ms; c/a by CPU time = \d+\.\d\d", text), text
     # Where (c)'s time goes: each stage's wall and CPU time per file.
     assert re.search(r"receive \(.*\) \d+\.\d\d / \d+\.\d\d ms; processing \(.*\) \d+\.\d\d / \d+\.\d\d ms", text), text
+    # The ceiling of c/a: the pipeline without its engine's own time, which the engine's metric counted.
+    engine = re.search(r"took (\d+\.\d\d) ms per file; without it, .* c/a = (\d+\.\d\d): the ceiling", text)
+    assert engine is not None, text
+    c_over_a = float(re.search(r"  c/a = (\d+\.\d\d)", text).group(1))
+    assert float(engine.group(1)) > 0
+    assert float(engine.group(2)) >= c_over_a

@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from trials import views as trial_views
 
 from . import health, metrics, views
+from .schema_cache import SchemaView
 
 urlpatterns = [
     path("", trial_views.home, name="home"),
@@ -13,7 +14,8 @@ urlpatterns = [
     path("accounts/", include("ctims.account_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Generated once per language and process, not at every request (ctims.schema_cache).
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's initialiser as a script of its own (?script): no inline script, so the
     # strict content security policy holds on the docs page too.
     path(

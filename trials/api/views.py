@@ -10,7 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ctims.api_schema import conflict
+from ctims.api_schema import conflict, invalid, not_found
 from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
 from ctims.pagination import PagedApi
 
@@ -50,7 +50,7 @@ def _paginated(request, view: PagedApi, queryset, out_class):
 
 class InboxApi(APIView):
     @extend_schema(
-        responses=s.InboxOut,
+        responses={200: s.InboxOut, 404: not_found("`trial` names a trial the caller is not in, or none.")},
         parameters=[
             OpenApiParameter(
                 "trial",
@@ -247,7 +247,7 @@ class MembershipListApi(PagedApi):
 
 
 class MembershipDetailApi(APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 400: invalid("the trial would be left without an active trial admin.")})
     def delete(self, request, code, pk):
         trial = _trial(request, code, "manage_trial")
         services.membership_revoke(actor=request.user, membership=selectors.membership_get(trial=trial, pk=pk))

@@ -335,12 +335,14 @@ class MotoServer:
         )
 
         def up() -> bool:
+            # A server that answers slowly (a busy machine: moto importing its modules on the first request) is
+            # not up yet: the probe asks again until the deadline, rather than taking a slow answer for a failure.
             try:
-                return requests.get(self.url, timeout=1).status_code < 500
-            except requests.ConnectionError:
+                return requests.get(self.url, timeout=5).status_code < 500
+            except (requests.ConnectionError, requests.Timeout):
                 return False
 
-        wait_for(up, 30, "moto's S3 server to start")
+        wait_for(up, 60, "moto's S3 server to start")
 
     def stop(self) -> None:
         if self.process is not None:

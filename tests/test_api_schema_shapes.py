@@ -148,11 +148,6 @@ def test_every_write_answers_as_published(world, stores, on_commit_now):
     assert len(published.checked) == 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="UploadBrowserRecordsApi publishes `200: None` and answers {'received': n} (trials/api/browser_views.py, "
-    "an upload view another change owns): publish its answer, then remove this mark.",
-)
 def test_the_browser_records_answer_is_published(world):
     from trials import services
 

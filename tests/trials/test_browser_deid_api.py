@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 
+import jsonschema
 import pydicom
 import pytest
 from django.core.files.storage import storages
@@ -186,6 +187,48 @@ def test_malformed_records_are_refused(world, api, browser_trial, actions):
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "A de-identification record is malformed."
     assert Upload.objects.get(pk=upload_id).browser_records.count() == 0
+
+
+def published_record_schema() -> dict:
+    """The schema the API publishes for one record the browser sends (POST .../records/)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    body = schema["paths"]["/api/trials/{code}/uploads/{id}/records/"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    return schema["components"]["schemas"][ref]["properties"]["records"]["items"]
+
+
+def test_the_records_the_browser_makes_are_what_the_schema_publishes(world, api, browser_trial, series):
+    upload_id = open_upload(api, world.cora).json()["id"]
+    _outputs, records = in_browser(key_of(api, world.cora, upload_id).json(), series[:2])
+    sent = [{k: r[k] for k in ("sha256", "key_check", "patient_hash", "actions")} for r in records]
+    published = published_record_schema()
+    for record in sent:
+        jsonschema.validate(record, published)
+    answer = send_records(api, world.cora, upload_id, records)
+    assert answer.status_code == 200
+    assert answer.json() == {"received": 2}
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"sha256": "x" * 64, "key_check": "0" * 64},
+        {"sha256": "a" * 64},
+        {"sha256": "a" * 64, "key_check": "0" * 64, "patient_hash": "A" * 64},
+        {"sha256": "a" * 64, "key_check": "0" * 64, "actions": {"removed": "3"}},
+        {"sha256": "a" * 64, "key_check": "0" * 64, "actions": {"HONG GILDONG": 1}},
+    ],
+)
+def test_a_record_the_schema_refuses_the_api_refuses(world, api, browser_trial, record):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(record, published_record_schema())
+    upload_id = open_upload(api, world.cora).json()["id"]
+    response = api.as_(world.cora).post(
+        reverse("api-upload-records", args=["ALPHA", upload_id]), {"records": [record]}, format="json"
+    )
+    assert response.status_code == 400
 
 
 def test_no_page_answer_or_log_carries_the_trial_key_and_the_page_not_even_the_subject_key(

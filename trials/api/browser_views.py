@@ -43,7 +43,7 @@ class UploadBrowserRecordsApi(APIView):
     @extend_schema(
         request=s.BrowserRecordIn,
         responses={
-            200: None,
+            200: s.BrowserRecordsOut,
             409: conflict("the upload is closed, or sends its files to be de-identified on the server."),
         },
     )
@@ -52,4 +52,4 @@ class UploadBrowserRecordsApi(APIView):
         serializer = s.BrowserRecordIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         kept = browser_records_receive(upload=upload, records=serializer.validated_data["records"])
-        return Response({"received": kept})
+        return Response(s.BrowserRecordsOut({"received": kept}).data)

@@ -7,6 +7,8 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from ..deid.engine import ACTIONS as DEID_ACTIONS
+from ..ingest.browser import RECORDS_PER_REQUEST
 from ..models import (
     SLICE_THICKNESS_MAX_MM,
     SLICE_THICKNESS_MIN_MM,
@@ -285,8 +287,45 @@ class UploadSubjectKeyOut(serializers.Serializer):
     options = serializers.DictField()
 
 
+_HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "What the site's browser did to one file it de-identified: keyed hashes and counts, never a "
+        "value of the original. Other members are ignored.",
+        "properties": {
+            "sha256": {**_HEX64, "description": "The SHA-256 of the de-identified file the browser will send."},
+            "key_check": {**_HEX64, "description": "Proof that the browser used the subject's key (its keyed hash)."},
+            "patient_hash": {
+                **_HEX64,
+                "pattern": "^([0-9a-f]{64})?$",
+                "description": "The keyed hash of the file's Patient ID; empty or absent for a file without one.",
+            },
+            "actions": {
+                "type": "object",
+                "description": "How many attributes each action of the profile changed.",
+                "propertyNames": {"enum": sorted(DEID_ACTIONS)},
+                "additionalProperties": {"type": "integer"},
+            },
+        },
+        "required": ["sha256", "key_check"],
+    }
+)
+class _BrowserRecordField(serializers.DictField):
+    """One record, checked by the ingest service (browser.browser_records_checked, which the STOW path shares):
+    its shape is published here, its rules kept there."""
+
+
 class BrowserRecordIn(serializers.Serializer):
-    records = serializers.ListField(child=serializers.DictField(), max_length=1000)
+    records = serializers.ListField(child=_BrowserRecordField(), max_length=RECORDS_PER_REQUEST)
+
+
+class BrowserRecordsOut(serializers.Serializer):
+    received = serializers.IntegerField(
+        help_text="How many records this request brought, each checked; one sent before is kept once."
+    )
 
 
 class UploadStatusIn(serializers.Serializer):

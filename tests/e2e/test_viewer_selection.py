@@ -1,0 +1,66 @@
+"""What is selected in the viewer, in a real browser on a reader's read: a click on a drawing selects it, a click
+on the image away from every drawing clears the selection, so that Delete afterwards removes nothing."""
+
+from __future__ import annotations
+
+from tests.e2e.test_reads import (  # noqa: F401
+    T01,
+    T02,
+    as_,
+    measure,
+    open_task,
+    read_state,
+    ready,
+    wait_saved,
+    world,
+)
+from tests.e2e.test_viewer_keys import SPACING, centre, drawn, saved_targets, writes
+
+
+def selected(page) -> list[str]:
+    return page.evaluate("() => window.ctimsViewer.viewer.measurements.selected()")
+
+
+def wait_selected(page, uids: list[str]) -> None:
+    """Wait for the selection (Cornerstone takes a press as a click once a double click is ruled out)."""
+    page.wait_for_function(
+        "(uids) => JSON.stringify(window.ctimsViewer.viewer.measurements.selected()) === JSON.stringify(uids)",
+        arg=uids,
+    )
+
+
+def test_a_click_on_the_image_away_from_the_drawings_clears_the_selection(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    for label, where in (("T01", T01), ("T02", T02)):
+        page.click("#read-add-target")
+        measure(page, label, where, SPACING)
+    wait_saved(page)
+    t01 = next(row["uid"] for row in read_state(page)["rows"] if row["label"] == "T01")
+
+    # T01's line clicked with the window tool (a click draws nothing with it): T01 is selected.
+    page.click("button[data-tool=WindowLevel]")
+    x, y = centre(page)
+    (x1, y1), (x2, _y2) = T01
+    page.mouse.click(x + (3 * x1 + x2) / 4, y + y1)
+    wait_selected(page, [t01])
+
+    # The image clicked well away from both lines: nothing is selected, and Delete removes nothing.
+    sent = writes(page)
+    page.mouse.click(x - 60, y + 150)
+    assert selected(page) == []  # cleared by the click itself
+    page.keyboard.press("Delete")
+    assert len(drawn(page)) == 2
+    state = wait_saved(page)
+    assert [t["label"] for t in state["content"]["targets"]] == ["T01", "T02"]
+    assert sent == []
+    assert set(saved_targets(world)) == {"T01", "T02"}
+
+    # A click on a drawing still selects it, and Delete removes that one.
+    page.mouse.click(x + (3 * x1 + x2) / 4, y + y1)
+    wait_selected(page, [t01])
+    page.keyboard.press("Delete")
+    assert [m["label"] for m in drawn(page)] == ["T02"]
+    wait_saved(page)
+    assert set(saved_targets(world)) == {"T02"}

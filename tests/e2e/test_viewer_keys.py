@@ -1,7 +1,8 @@
 """The keys every PACS viewer has, in a real browser on a reader's read: Escape abandons a line being drawn, and
 nothing of it is saved, puts back a drawing being dragged as it was, and leaves a lesion's waiting Measure;
 Delete or Backspace removes the selected measurement, through the same path as the measurement list's × (the
-draft is saved without it); typing in a field of the page never removes one."""
+draft is saved without it); typing in a field of the page never removes one. The image's label names every key
+it answers, in the very words of the help line below it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.e2e.test_reads import (  # noqa: F401
     T02,
     as_,
     drag,
+    in_language,
     measure,
     open_task,
     read_state,
@@ -208,3 +210,20 @@ def test_escape_leaves_a_lesions_waiting_measure_and_the_next_line_is_not_its(wo
     page.focus(LEFT)
     page.keyboard.press("Escape")
     assert read_state(page)["pending"] is None
+
+
+def test_the_image_is_labelled_with_every_key_it_answers_as_the_help_line_says_them(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    for language, words in (
+        ("English", ["arrow keys", "Page Up", "Page Down", "Home", "End", "Esc", "Delete", "Backspace"]),
+        ("한국어", ["화살표", "Page Up", "Page Down", "Home", "End", "Esc", "Delete", "Backspace"]),
+    ):
+        if language != "English":
+            in_language(page, language)
+        keys = page.locator(".viewer-help .viewer-keys").inner_text().strip()
+        label = page.locator(LEFT).get_attribute("aria-label")
+        assert keys and label.endswith(keys), (label, keys)
+        for word in words:
+            assert word in keys, (word, keys)

@@ -1,13 +1,16 @@
 """What is selected in the viewer, in a real browser on a reader's read: a click on a drawing selects it, a click
-on the image away from every drawing clears the selection, so that Delete afterwards removes nothing."""
+on the image away from every drawing clears the selection, so that Delete afterwards removes nothing; an earlier
+read's measurement (locked) is never selected for removal, nor moved by a drag."""
 
 from __future__ import annotations
 
 from tests.e2e.test_reads import (  # noqa: F401
+    RIGHT_PANE,
     T01,
     T02,
     as_,
     measure,
+    my_baseline_on_its_second_image,
     open_task,
     read_state,
     ready,
@@ -64,3 +67,40 @@ def test_a_click_on_the_image_away_from_the_drawings_clears_the_selection(world,
     assert [m["label"] for m in drawn(page)] == ["T02"]
     wait_saved(page)
     assert set(saved_targets(world)) == {"T02"}
+
+
+def test_an_earlier_reads_measurement_is_never_removed_nor_moved(world, stores, page):  # noqa: F811
+    mine, on = my_baseline_on_its_second_image(world)
+    as_(page, mine.email.split("@")[0])
+    open_task(page, "Week 6")
+    page.wait_for_function("() => window.ctimsRead.state().rows.every((r) => r.priors.every((p) => p.uid))")
+    page.click("#read-lesion-T01 .lesion-show")
+    page.wait_for_function(
+        "(sop) => { const p = window.ctimsViewer.state().panes; return p.length === 2 && p[1].sop === sop; }",
+        arg=on["sop"],
+    )
+    [before] = drawn(page)
+    assert before["locked"]
+    sent = writes(page)
+
+    # Chosen in the measurement list, it is not selected for removal: Delete and Backspace leave it.
+    page.locator("#viewer-measurements .measurement-go", has_text="T01 · Baseline").click()
+    assert selected(page) == []
+    for key in ("Delete", "Backspace"):
+        page.keyboard.press(key)
+    assert drawn(page) == [before]
+
+    # Pressed on and dragged (with the window tool, and with the long and short axis tool), it stays; Escape then
+    # changes nothing either.
+    line = page.locator(f"{RIGHT_PANE} svg line").first
+    box = page.locator(f"{RIGHT_PANE} .viewer-viewport").bounding_box()
+    x, y = box["x"] + float(line.get_attribute("x1")), box["y"] + float(line.get_attribute("y1"))
+    for tool in ("WindowLevel", "Bidirectional"):
+        page.click(f"button[data-tool={tool}]")
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 30, y + 40, steps=10)
+        page.keyboard.press("Escape")
+        page.mouse.up()
+        assert drawn(page) == [before]
+    assert sent == []

@@ -227,3 +227,42 @@ def test_the_image_is_labelled_with_every_key_it_answers_as_the_help_line_says_t
         assert keys and label.endswith(keys), (label, keys)
         for word in words:
             assert word in keys, (word, keys)
+
+
+def test_the_slice_stays_while_a_line_is_drawn_or_dragged(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    page.wait_for_function("() => window.ctimsViewer.state().loaded === window.ctimsViewer.state().total")
+    target_index = "() => window.ctimsViewer.viewer.left.viewport.getTargetImageIdIndex()"
+    start = page.evaluate(target_index)
+    page.click("#read-add-target")
+    x, y = centre(page)
+    (x1, y1), (x2, y2) = T01
+
+    # Drawing: neither the keys nor the wheel take the line to another slice.
+    page.mouse.move(x + x1, y + y1)
+    page.mouse.down()
+    page.mouse.move(x + (x1 + x2) / 2, y + y1, steps=5)
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("End")
+    page.mouse.wheel(0, 120)
+    assert page.evaluate(target_index) == start
+    page.mouse.move(x + x2, y + y2, steps=5)
+    page.mouse.up()
+    target = next(t for t in wait_saved(page)["content"]["targets"] if t["label"] == "T01")
+    sops = page.evaluate("() => window.ctimsViewer.viewer.left.slices.map((s) => s.sopUid)")
+    assert target["image"]["sop"] == sops[start]
+
+    # Dragging its end: the same.
+    page.mouse.move(x + x2, y + y2)
+    page.mouse.down()
+    page.mouse.move(x + x2, y + y2 + 30, steps=5)
+    page.keyboard.press("ArrowDown")
+    page.mouse.wheel(0, 120)
+    assert page.evaluate(target_index) == start
+    page.mouse.up()
+
+    # Let go, the keys scroll again.
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate(target_index) == start + 1

@@ -221,10 +221,23 @@ class Viewer {
         { capture: true },
       );
       pane.root.addEventListener("focusin", () => this.setActive(pane));
+      // Nor does the wheel scroll away from a line being drawn or dragged (before Cornerstone's stack scroll hears it).
+      pane.root.addEventListener(
+        "wheel",
+        (event) => {
+          if (!this.busyTool()) return;
+          event.preventDefault();
+          event.stopPropagation();
+        },
+        { capture: true, passive: false },
+      );
     }
     this.root.addEventListener("keydown", (event) => this.onKey(event));
-    // Cornerstone ends a drag on the document's mouseup; this listener, on the window, hears of it after.
-    window.addEventListener("mouseup", () => this.root.dispatchEvent(new CustomEvent("viewer:edit-end")));
+    // Cornerstone ends a drag on the document's mouseup (touchend with a finger); these listeners, on the window,
+    // hear of it after.
+    for (const name of ["mouseup", "touchend"]) {
+      window.addEventListener(name, () => this.root.dispatchEvent(new CustomEvent("viewer:edit-end")));
+    }
     this.root.querySelector("#viewer-series-list").addEventListener("click", (event) => {
       const button = event.target.closest("button[data-series]");
       if (button) quietly(this.openSeries(button.dataset.study, button.dataset.series));
@@ -260,6 +273,8 @@ class Viewer {
     const ends = { Home: 0, End: pane.slices.length - 1 };
     if (!(event.key in moves || event.key in ends)) return;
     event.preventDefault();
+    // A line being drawn or dragged stays on the image it was started on: its points would go to another slice.
+    if (this.busyTool()) return;
     this.readerMoves();
     if (event.key in moves) pane.scrollBy(moves[event.key]);
     else pane.scrollTo(ends[event.key]);

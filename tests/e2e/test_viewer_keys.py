@@ -211,6 +211,13 @@ def test_escape_leaves_a_lesions_waiting_measure_and_the_next_line_is_not_its(wo
     page.keyboard.press("Escape")
     assert read_state(page)["pending"] is None
 
+    # And with the focus on a new target's site list, where adding it put the focus.
+    page.click("#read-add-target")
+    expect(page.locator("#read-T02-site")).to_be_focused()
+    assert read_state(page)["pending"] == "T02"
+    page.keyboard.press("Escape")
+    assert read_state(page)["pending"] is None
+
 
 def test_the_image_is_labelled_with_every_key_it_answers_as_the_help_line_says_them(world, stores, page):  # noqa: F811
     ready(world, "BL", 0)

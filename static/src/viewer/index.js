@@ -246,13 +246,14 @@ class Viewer {
 
   onKey(event) {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
-    if (event.target.closest("input, select, textarea, [contenteditable]")) return;
-    // Escape leaves what is under way, from anywhere in the viewer but a field: a line being drawn or dragged
-    // first, then a page's own mode (a read's lesion waiting for its measurement).
+    // Escape leaves what is under way, from anywhere in the viewer (a field too: Escape types nothing, and an open
+    // list's Escape never reaches the page): a line being drawn or dragged first, then a page's own mode (a read's
+    // lesion waiting for its measurement, whose site list has the focus once it is added).
     if (event.key === "Escape") {
       if (this.cancelDrawing() || this.onEscape?.()) event.preventDefault();
       return;
     }
+    if (event.target.closest("input, select, textarea, [contenteditable]")) return;
     // Delete acts on the drawings: with the focus on the images or the measurement list, never in a read page's
     // lesion panel beside them, and never on a drawing being dragged.
     if (["Delete", "Backspace"].includes(event.key)) {

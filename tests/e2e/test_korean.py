@@ -66,9 +66,11 @@ ALLOWED = {
     "PD",
     "NE",
     "SOP",  # DICOM's SOP Instance UID
-    "Page",  # the names printed on keyboard keys (Page Up, Page Down, Esc, Delete, Backspace)
+    "Page",  # the names printed on keyboard keys (Page Up, Page Down, Home, End, Esc, Delete, Backspace)
     "Up",
     "Down",
+    "Home",
+    "End",
     "Esc",
     "Delete",
     "Backspace",

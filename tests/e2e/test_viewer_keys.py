@@ -1,13 +1,28 @@
 """The keys every PACS viewer has, in a real browser on a reader's read: Escape abandons a line being drawn, and
-nothing of it is saved; Delete or Backspace removes the selected measurement, through the same path as the
-measurement list's × (the draft is saved without it); typing in a field of the page never removes one."""
+nothing of it is saved, puts back a drawing being dragged as it was, and leaves a lesion's waiting Measure;
+Delete or Backspace removes the selected measurement, through the same path as the measurement list's × (the
+draft is saved without it); typing in a field of the page never removes one. The image's label names every key
+it answers, in the very words of the help line below it."""
 
 from __future__ import annotations
 
 from playwright.sync_api import expect
 
 from reads.models import Read
-from tests.e2e.test_reads import LEFT, T01, T02, as_, measure, open_task, read_state, ready, wait_saved, world  # noqa: F401
+from tests.e2e.test_reads import (  # noqa: F401
+    LEFT,
+    T01,
+    T02,
+    as_,
+    drag,
+    in_language,
+    measure,
+    open_task,
+    read_state,
+    ready,
+    wait_saved,
+    world,
+)
 from tests.reads.flow import task_of
 from trials.ingest.synthetic import real_ct_template
 
@@ -95,3 +110,166 @@ def test_delete_removes_the_selected_measurement_and_the_draft_is_saved_without_
     assert drawn(page) == []
     wait_saved(page)
     assert saved_targets(world) == {}
+
+
+def writes(page) -> list[str]:
+    """The page's requests that write (the draft's saves), from now on: their bodies."""
+    sent = []
+    page.on("request", lambda request: sent.append(request.post_data or "") if request.method != "GET" else None)
+    return sent
+
+
+def moved(page, before) -> None:
+    """Wait until the drawing's points are no longer `before`: the drag has moved it."""
+    page.wait_for_function(
+        "(before) => JSON.stringify(window.ctimsViewer.state().measurements[0].points) !== JSON.stringify(before)",
+        arg=before,
+    )
+
+
+def test_escape_while_dragging_a_saved_measurement_puts_it_back_and_nothing_is_saved(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    page.click("#read-add-target")
+    target = measure(page, "T01", T01, SPACING)
+    wait_saved(page)
+    [before] = drawn(page)
+    sent = writes(page)
+
+    # The end of the long axis (where the line was drawn to) dragged 40 pixels down, then Escape with the button
+    # still held.
+    cx, cy = centre(page)
+    (x0, y0), (x1, y1) = [(cx + dx, cy + dy) for dx, dy in T01]
+    x, y = x1, y1
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x, y + 40, steps=10)
+    moved(page, before["points"])
+    assert read_state(page)["saved"]  # nothing to save while the drawing is being dragged
+    page.keyboard.press("Escape")
+    assert drawn(page) == [before]  # put back at once
+    page.mouse.up()
+    assert drawn(page) == [before]
+    state = wait_saved(page)
+    assert state["content"]["targets"] == [target]
+
+    # The whole drawing dragged by its long axis (a quarter of the way along), then Escape.
+    page.mouse.move((3 * x0 + x1) / 4, (3 * y0 + y1) / 4)
+    page.mouse.down()
+    page.mouse.move((3 * x0 + x1) / 4 + 30, (3 * y0 + y1) / 4 + 30, steps=10)
+    moved(page, before["points"])
+    assert read_state(page)["saved"]
+    page.keyboard.press("Escape")
+    page.mouse.up()
+    assert drawn(page) == [before]
+    assert wait_saved(page)["content"]["targets"] == [target]
+    assert sent == []
+    assert saved_targets(world)["T01"]["long_points"] == target["long_points"]
+
+    # A drag let go is the reader's: saved once, with the points where the drawing was left.
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x, y + 40, steps=10)
+    moved(page, before["points"])
+    page.mouse.up()
+    state = wait_saved(page)
+    assert state["content"]["targets"][0]["long_points"] != target["long_points"]
+    assert saved_targets(world)["T01"]["long_points"] == state["content"]["targets"][0]["long_points"]
+    assert len(sent) == 1
+
+
+def test_escape_leaves_a_lesions_waiting_measure_and_the_next_line_is_not_its(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    page.click("#read-add-target")
+    target = measure(page, "T01", T01, SPACING)
+    wait_saved(page)
+    measure_button = page.locator("#read-targets li.lesion", has_text="T01").locator(".lesion-measure")
+
+    # Measure again, then Escape with the focus still on the button.
+    measure_button.click()
+    assert read_state(page)["pending"] == "T01"
+    page.keyboard.press("Escape")
+    assert read_state(page)["pending"] is None
+    expect(measure_button).to_have_attribute("aria-pressed", "false")
+    expect(measure_button).to_have_text("Measure again")
+
+    # The next line drawn is a measurement of its own; T01 keeps its own.
+    drag(page, *T02)
+    page.wait_for_function("() => window.ctimsViewer.state().measurements.length === 2")
+    assert sorted(str(m["label"]) for m in drawn(page)) == ["None", "T01"]
+    state = wait_saved(page)
+    assert state["content"]["targets"] == [target]
+    assert saved_targets(world)["T01"]["long_points"] == target["long_points"]
+
+    # The same with the focus on the image.
+    measure_button.click()
+    assert read_state(page)["pending"] == "T01"
+    page.focus(LEFT)
+    page.keyboard.press("Escape")
+    assert read_state(page)["pending"] is None
+
+    # And with the focus on a new target's site list, where adding it put the focus.
+    page.click("#read-add-target")
+    expect(page.locator("#read-T02-site")).to_be_focused()
+    assert read_state(page)["pending"] == "T02"
+    page.keyboard.press("Escape")
+    assert read_state(page)["pending"] is None
+
+
+def test_the_image_is_labelled_with_every_key_it_answers_as_the_help_line_says_them(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    for language, words in (
+        ("English", ["arrow keys", "Page Up", "Page Down", "Home", "End", "Esc", "Delete", "Backspace"]),
+        ("한국어", ["화살표", "Page Up", "Page Down", "Home", "End", "Esc", "Delete", "Backspace"]),
+    ):
+        if language != "English":
+            in_language(page, language)
+        keys = page.locator(".viewer-help .viewer-keys").inner_text().strip()
+        label = page.locator(LEFT).get_attribute("aria-label")
+        assert keys and label.endswith(keys), (label, keys)
+        for word in words:
+            assert word in keys, (word, keys)
+
+
+def test_the_slice_stays_while_a_line_is_drawn_or_dragged(world, stores, page):  # noqa: F811
+    ready(world, "BL", 0)
+    as_(page, "rhea")
+    open_task(page, "Baseline")
+    page.wait_for_function("() => window.ctimsViewer.state().loaded === window.ctimsViewer.state().total")
+    target_index = "() => window.ctimsViewer.viewer.left.viewport.getTargetImageIdIndex()"
+    start = page.evaluate(target_index)
+    page.click("#read-add-target")
+    x, y = centre(page)
+    (x1, y1), (x2, y2) = T01
+
+    # Drawing: neither the keys nor the wheel take the line to another slice.
+    page.mouse.move(x + x1, y + y1)
+    page.mouse.down()
+    page.mouse.move(x + (x1 + x2) / 2, y + y1, steps=5)
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("End")
+    page.mouse.wheel(0, 120)
+    assert page.evaluate(target_index) == start
+    page.mouse.move(x + x2, y + y2, steps=5)
+    page.mouse.up()
+    target = next(t for t in wait_saved(page)["content"]["targets"] if t["label"] == "T01")
+    sops = page.evaluate("() => window.ctimsViewer.viewer.left.slices.map((s) => s.sopUid)")
+    assert target["image"]["sop"] == sops[start]
+
+    # Dragging its end: the same.
+    page.mouse.move(x + x2, y + y2)
+    page.mouse.down()
+    page.mouse.move(x + x2, y + y2 + 30, steps=5)
+    page.keyboard.press("ArrowDown")
+    page.mouse.wheel(0, 120)
+    assert page.evaluate(target_index) == start
+    page.mouse.up()
+
+    # Let go, the keys scroll again.
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate(target_index) == start + 1

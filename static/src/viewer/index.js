@@ -29,6 +29,8 @@ import { Pane, seriesTitle } from "./pane.js";
 import { startRead } from "./read.js";
 
 const { MouseBindings } = ToolEnums;
+// How near a drawing (in screen pixels) a press takes it, as Cornerstone's mouse does (MOUSE_PROXIMITY).
+const PROXIMITY = 6;
 
 // Window width / level of the presets, in Hounsfield units.
 const PRESETS = {
@@ -208,15 +210,34 @@ class Viewer {
         "pointerdown",
         (event) => {
           this.setActive(pane);
+          if (!event.target.closest(".viewer-frame")) return;
           // Cornerstone's mousedown keeps the browser from focusing the image: its keys (Escape, Delete, the
           // arrows) would go to whatever had the focus before, often outside the viewer.
-          if (event.target.closest(".viewer-frame")) pane.element.focus({ preventScroll: true });
+          pane.element.focus({ preventScroll: true });
+          // Before Cornerstone sees the press (it may start dragging a drawing): Escape puts a drawing back so.
+          this.keepDrawings();
+          if (event.button === 0) this.selectAt(pane, event);
         },
         { capture: true },
       );
       pane.root.addEventListener("focusin", () => this.setActive(pane));
+      // Nor does the wheel scroll away from a line being drawn or dragged (before Cornerstone's stack scroll hears it).
+      pane.root.addEventListener(
+        "wheel",
+        (event) => {
+          if (!this.busyTool()) return;
+          event.preventDefault();
+          event.stopPropagation();
+        },
+        { capture: true, passive: false },
+      );
     }
     this.root.addEventListener("keydown", (event) => this.onKey(event));
+    // Cornerstone ends a drag on the document's mouseup (touchend with a finger); these listeners, on the window,
+    // hear of it after.
+    for (const name of ["mouseup", "touchend"]) {
+      window.addEventListener(name, () => this.root.dispatchEvent(new CustomEvent("viewer:edit-end")));
+    }
     this.root.querySelector("#viewer-series-list").addEventListener("click", (event) => {
       const button = event.target.closest("button[data-series]");
       if (button) quietly(this.openSeries(button.dataset.study, button.dataset.series));
@@ -225,13 +246,19 @@ class Viewer {
 
   onKey(event) {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
+    // Escape leaves what is under way, from anywhere in the viewer (a field too: Escape types nothing, and an open
+    // list's Escape never reaches the page): a line being drawn or dragged first, then a page's own mode (a read's
+    // lesion waiting for its measurement, whose site list has the focus once it is added).
+    if (event.key === "Escape") {
+      if (this.cancelDrawing() || this.onEscape?.()) event.preventDefault();
+      return;
+    }
     if (event.target.closest("input, select, textarea, [contenteditable]")) return;
-    // Escape and Delete act on the drawings: with the focus on the images or the measurement list, never in a
-    // read page's lesion panel beside them.
-    if (["Escape", "Delete", "Backspace"].includes(event.key)) {
-      if (!event.target.closest(".viewer-stage, .viewer-side")) return;
-      const done = event.key === "Escape" ? this.cancelDrawing() : this.measurements.removeSelected();
-      if (done) event.preventDefault();
+    // Delete acts on the drawings: with the focus on the images or the measurement list, never in a read page's
+    // lesion panel beside them, and never on a drawing being dragged.
+    if (["Delete", "Backspace"].includes(event.key)) {
+      if (!event.target.closest(".viewer-stage, .viewer-side") || this.busyTool()) return;
+      if (this.measurements.removeSelected()) event.preventDefault();
       return;
     }
     const pane = this.active;
@@ -247,30 +274,100 @@ class Viewer {
     const ends = { Home: 0, End: pane.slices.length - 1 };
     if (!(event.key in moves || event.key in ends)) return;
     event.preventDefault();
+    // A line being drawn or dragged stays on the image it was started on: its points would go to another slice.
+    if (this.busyTool()) return;
     this.readerMoves();
     if (event.key in moves) pane.scrollBy(moves[event.key]);
     else pane.scrollTo(ends[event.key]);
   }
 
-  /**
-   * Abandon a Length or Bidirectional line being drawn (Escape): it goes and nothing is recorded for it.
-   * Cornerstone's own cancel completes a new drawing, which a read page would take for a measurement.
-   */
-  cancelDrawing() {
+  /** The measuring tool busy with a drawing (being drawn, or pressed on to drag it), and the drawing; or null. */
+  busyTool() {
     for (const Tool of [LengthTool, BidirectionalTool]) {
       const tool = this.toolGroup.getToolInstance(Tool.toolName);
-      const editData = tool?.isDrawing ? tool.editData : null;
-      if (!editData?.newAnnotation) continue;
-      const item = editData.annotation;
-      const pane = this.locate(item.metadata?.referencedImageId)?.pane ?? this.active;
-      editData.newAnnotation = false;
+      const editData = tool?.editData;
+      if (!editData?.annotation) continue;
+      // A new drawing is under way once the tool draws it (a click without a move leaves it waiting for the end).
+      if (editData.newAnnotation && !tool.isDrawing) continue;
+      return { tool, item: editData.annotation, isNew: Boolean(editData.newAnnotation) };
+    }
+    return null;
+  }
+
+  /** Whether the drawing `uid` is being dragged: its moves are not the reader's until the button is let go. */
+  isEditing(uid) {
+    const busy = this.busyTool();
+    return Boolean(busy && !busy.isNew && busy.item.annotationUID === uid);
+  }
+
+  /** Keep how every measurement lies now, for Escape to put back one that a drag then moves. */
+  keepDrawings() {
+    this.kept = new Map(
+      annotation.state
+        .getAllAnnotations()
+        .filter((item) => TOOLS[item.metadata?.toolName] && item.data?.handles)
+        .map((item) => [item.annotationUID, structuredClone(item.data.handles)]),
+    );
+  }
+
+  /**
+   * Select the drawing under a press of the left button, or clear the selection when there is none there (a click
+   * on the image away from the drawings), so that Delete then removes nothing. Cornerstone selects a drawing
+   * pressed on (only an unlocked one), but never clears the selection itself.
+   */
+  selectAt(pane, event) {
+    if (!pane.hasImages) return;
+    const element = pane.element;
+    const box = element.getBoundingClientRect();
+    const point = [event.clientX - box.left, event.clientY - box.top];
+    const near = [LengthTool, BidirectionalTool].some((Tool) => {
+      const tool = this.toolGroup.getToolInstance(Tool.toolName);
+      const items = tool.filterInteractableAnnotationsForElement(
+        element,
+        annotation.state.getAnnotations(Tool.toolName, element) || [],
+      );
+      return (items || []).some(
+        (item) =>
+          !item.isLocked &&
+          item.isVisible !== false &&
+          (tool.getHandleNearImagePoint(element, item, point, PROXIMITY) ||
+            tool.isPointNearTool(element, item, point, PROXIMITY, "mouse")),
+      );
+    });
+    if (near || !annotation.selection.getAnnotationsSelectedCount()) return;
+    annotation.selection.deselectAnnotation();
+    this.renderAll();
+  }
+
+  /**
+   * Escape: abandon a Length or Bidirectional line being drawn (it goes and nothing is recorded for it), or put a
+   * drawing being dragged back exactly as it was before the press (nothing is recorded of the drag). Cornerstone's
+   * own cancel completes a new drawing, which a read page would take for a measurement, and keeps a dragged one
+   * where the drag left it.
+   */
+  cancelDrawing() {
+    const busy = this.busyTool();
+    if (!busy) return false;
+    const { tool, item, isNew } = busy;
+    const pane = this.locate(item.metadata?.referencedImageId)?.pane ?? this.active;
+    if (isNew) {
+      tool.editData.newAnnotation = false;
       tool.cancel(pane.element);
       annotation.state.removeAnnotation(item.annotationUID);
-      this.renderAll();
-      this.measurements.schedule();
-      return true;
+    } else {
+      // Pressed on but not yet moved, the tool is not "drawing" and its cancel would leave it listening to the drag.
+      tool.isDrawing = true;
+      tool.cancel(pane.element);
+      const kept = this.kept?.get(item.annotationUID);
+      if (kept) {
+        item.data.handles = structuredClone(kept);
+        item.invalidated = true;
+      }
     }
-    return false;
+    this.renderAll();
+    this.measurements.schedule();
+    this.root.dispatchEvent(new CustomEvent("viewer:edit-end"));
+    return true;
   }
 
   setActive(pane) {

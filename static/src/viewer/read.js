@@ -283,6 +283,7 @@ class ReadPanel {
     this.rows = [];
     this.priorUids = new Map(); // the drawn earlier measurements: annotation UID -> the row of their lesion
     this.pending = null; // the target row the next completed annotation belongs to
+    this.moving = new Set(); // the rows whose drawing is being dragged
     this.newLesions = "none";
     this.newLesionsChosen = this.baseline;
     this.assessment = config.assessment || null;
@@ -348,6 +349,20 @@ class ReadPanel {
     eventTarget.addEventListener(Events.ANNOTATION_COMPLETED, (event) => this.onCompleted(event.detail.annotation));
     eventTarget.addEventListener(Events.ANNOTATION_MODIFIED, (event) => this.onModified(event.detail.annotation));
     eventTarget.addEventListener(Events.ANNOTATION_REMOVED, (event) => this.onRemoved(event.detail.annotation));
+    // A drawing let go (or put back with Escape) is taken as it now lies.
+    this.viewer.root.addEventListener("viewer:edit-end", () => {
+      for (const row of [...this.moving]) {
+        const item = row.uid && annotation.state.getAnnotation(row.uid);
+        if (item) this.onModified(item);
+        else this.moving.delete(row);
+      }
+    });
+    // Escape with nothing being drawn: a lesion waiting for its measurement waits no more.
+    this.viewer.onEscape = () => {
+      if (!this.pending) return false;
+      this.stopMeasuring();
+      return true;
+    };
     // Back to this tab: has another one changed the read meanwhile?
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible" && this.editable) this.fetchDraft().catch(() => {});
@@ -849,6 +864,13 @@ class ReadPanel {
   onModified(item) {
     const row = this.rowByUid(item?.annotationUID);
     if (!row) return;
+    // A drawing being dragged is not yet the reader's: Escape puts it back as it was, and no draft is saved with a
+    // point it only passed through. It is taken when let go (viewer:edit-end).
+    if (this.viewer.isEditing(item.annotationUID)) {
+      this.moving.add(row);
+      return;
+    }
+    this.moving.delete(row);
     const next = measurementOf(item);
     const m = row.measurement;
     const moved = !m || !samePoints(m.long_points, next.long_points) || !samePoints(m.short_points, next.short_points);

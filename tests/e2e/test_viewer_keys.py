@@ -224,8 +224,8 @@ def test_the_image_is_labelled_with_every_key_it_answers_as_the_help_line_says_t
     as_(page, "rhea")
     open_task(page, "Baseline")
     for language, words in (
-        ("English", ["arrow keys", "Page Up", "Page Down", "Home", "End", "Esc", "Delete", "Backspace"]),
-        ("한국어", ["화살표", "Page Up", "Page Down", "Home", "End", "Esc", "Delete", "Backspace"]),
+        ("English", ["arrow keys", "Page Up", "Page Down", "Home", "End", "Esc", "lesion", "Delete", "Backspace"]),
+        ("한국어", ["화살표", "Page Up", "Page Down", "Home", "End", "Esc", "병변", "Delete", "Backspace"]),
     ):
         if language != "English":
             in_language(page, language)

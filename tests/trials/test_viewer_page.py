@@ -128,6 +128,21 @@ def test_it_shows_neither_the_site_nor_dates(images, client):
     assert not re.search(r"\b(19|20)\d\d-\d\d-\d\d\b|\d\d/\d\d/\d{4}|<time\b", page)
 
 
+def test_its_keys_help_says_what_escape_does_here_where_no_lesion_waits_for_a_measurement(images, client):
+    """The keys' help (and the image's label, which says the same words) names a lesion's wait for its
+    measurement only on a read's page (tests/e2e/test_viewer_keys.py): here nothing waits."""
+    client.force_login(images.alice)
+    for language, escape, lesion in (
+        ("en", "Esc abandons a line being drawn or moved;", "lesion"),
+        ("ko", "Esc", "병변"),
+    ):
+        page = client.get(url(), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        keys = re.search(r'<span class="viewer-keys">(.*?)</span>', page, re.S).group(1)
+        assert escape in keys and "Delete" in keys
+        assert lesion not in keys
+        assert f'{keys}"' in page  # the image's label ends with the same words
+
+
 def test_it_has_no_inline_script_or_style_and_allows_webassembly_only(images, client):
     client.force_login(images.quinn)
     response = client.get(url())

@@ -677,7 +677,10 @@ class Instance(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["series", "instance_number"]
+        # By the series' id, not "series": ordering by a relation orders by that model's own ordering, which joins
+        # the series, its study, visit, subject and trial to every query of instances. Within a series the order
+        # is the same (the index below serves it); across series, the order they were indexed in.
+        ordering = ["series_id", "instance_number"]
         indexes = [
             # QIDO's instance order within a series, and SOPClassUID matching across a trial.
             models.Index(fields=["series", "instance_number"], name="trials_instance_series_number"),

@@ -151,3 +151,59 @@ def test_opening_and_resuming_read_the_upload_once_for_the_answer(world, api):
     assert response.status_code == 201 and response.json()["id"] == upload_pk
     assert response.content == as_before(upload_pk)
     assert len(sqls) == RESUME_QUERIES, "\n".join(sqls)
+
+
+# --- The top bar's inbox count -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted(monkeypatch) -> list[int]:
+    """Each time a page counts the top bar's inbox: how many queries the count took."""
+    from trials import context_processors
+
+    counting = context_processors.inbox_counts
+    runs: list[int] = []
+
+    def inbox_counts(actor):
+        with CaptureQueriesContext(connection) as queries:
+            counts = counting(actor)
+        runs.append(len(queries))
+        return counts
+
+    monkeypatch.setattr(context_processors, "inbox_counts", inbox_counts)
+    return runs
+
+
+def test_a_page_with_the_top_bar_counts_the_inbox_once_in_one_query(world, client, counted):
+    for person in (world.cora, world.alice, world.quinn, world.rhea, world.sam):
+        client.force_login(person)
+        counted.clear()
+        response = client.get(reverse("trial-detail", args=["ALPHA"]))
+        assert response.status_code == 200
+        assert b'class="inbox-link"' in response.content
+        assert counted == [1], person
+
+
+def test_error_pages_do_not_count_the_inbox(world, client, counted):
+    client.force_login(world.cora)
+    assert client.get("/no/such/page/").status_code == 404
+    assert client.get(reverse("trial-detail", args=["OMEGA"])).status_code == 404
+    assert client.get(reverse("qc-worklist", args=["ALPHA"])).status_code == 403
+    assert counted == []
+
+
+def test_the_log_in_and_second_factor_pages_do_not_count_the_inbox(world, client, counted):
+    from tests.conftest import authenticator_of, unverified_login
+
+    assert client.get(reverse("login")).status_code == 200
+    authenticator_of(world.alice)
+    unverified_login(client, world.alice)  # a trial admin who has not entered her one-time code yet
+    for url in (reverse("two-factor"), reverse("two-factor-enrol")):
+        assert client.get(url).status_code in (200, 302)
+    assert counted == []
+
+
+def test_api_answers_do_not_count_the_inbox(world, api, counted, mixed_upload):
+    upload, _ids = mixed_upload
+    assert poll(api.as_(world.cora), upload.pk).status_code == 200
+    assert counted == []

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import CharField, Count, IntegerField, Max, Q, QuerySet, Value
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
@@ -46,15 +46,16 @@ class Entry:
 
 @dataclass(frozen=True)
 class Tally:
-    """How many entries a source holds for the person, and how many of them are past their due date."""
+    """What a source counts for the person: the queryset of its entries, and which of them are past their due
+    date (None for a kind that is never overdue). `inbox_counts` counts every source's in one query."""
 
-    total: int = 0
-    overdue: int = 0
+    queryset: QuerySet
+    overdue: Q | None = None
 
 
 @dataclass(frozen=True)
 class Source:
-    """One kind of entry: how many there are for an actor (one query), and the entries themselves."""
+    """One kind of entry: what to count for an actor (`tally`), and the entries themselves."""
 
     kind: str
     tally: Callable[[Actor, date], Tally]
@@ -79,11 +80,8 @@ def register(source: Source) -> None:
 
 
 def tally_of(qs: QuerySet, *, overdue: Q | None = None) -> Tally:
-    """Count a queryset's rows, and those matching `overdue`, in one query."""
-    if overdue is None:
-        return Tally(total=qs.order_by().count())
-    counts = qs.order_by().aggregate(total=Count("pk"), overdue=Count("pk", filter=overdue))
-    return Tally(total=counts["total"], overdue=counts["overdue"])
+    """What to count of a source: the rows of `qs`, and those of them matching `overdue`."""
+    return Tally(queryset=qs, overdue=overdue)
 
 
 @dataclass(frozen=True)
@@ -96,15 +94,36 @@ class Counts:
 
 
 def inbox_counts(actor: Actor) -> Counts:
-    """How much waits for the actor: one query per kind of entry."""
+    """How much waits for the actor, every kind counted in one query (a UNION ALL of one row per kind).
+
+    It runs on every page that shows the top bar; each kind's row counts exactly the rows its entries list.
+    """
     if not actor.is_authenticated:
         return Counts(0, 0)
     today = timezone.localdate()
-    tallies = {source.kind: source.tally(actor, today) for source in SOURCES}
-    return Counts(
-        total=sum(t.total for t in tallies.values()),
-        overdue=sum(t.overdue for t in tallies.values()),
-        by_kind={kind: t.total for kind, t in tallies.items()},
+    parts = [_counted(source.kind, source.tally(actor, today)) for source in SOURCES]
+    by_kind = dict.fromkeys((source.kind for source in SOURCES), 0)
+    overdue = 0
+    if parts:
+        # An empty part (a queryset known to hold nothing, such as a token's tasks) is left out of the
+        # UNION by Django; its kind keeps its 0.
+        for row in parts[0].union(*parts[1:], all=True):
+            by_kind[row["inbox_kind"]] = row["total"]
+            overdue += row["overdue"]
+    return Counts(total=sum(by_kind.values()), overdue=overdue, by_kind=by_kind)
+
+
+def _counted(kind: str, tally: Tally) -> QuerySet:
+    """One row, (kind, total, overdue), for the UNION of `inbox_counts`; no GROUP BY, so a kind with no
+    entry is a row of zeros too."""
+    qs = tally.queryset
+    if qs.query.distinct or qs.query.is_sliced:  # as `.count()` would: through the rows it lists, not the joins
+        qs = qs.model.objects.filter(pk__in=qs.order_by().values("pk"))
+    overdue = Count("pk", filter=tally.overdue) if tally.overdue is not None else Value(0, output_field=IntegerField())
+    return (
+        qs.order_by()
+        .values(inbox_kind=Value(kind, output_field=CharField()))
+        .annotate(total=Count("pk"), overdue=overdue)
     )
 
 

@@ -299,6 +299,7 @@ def upload_get(*, actor: Actor, trial: Trial, pk: int, write: bool = False) -> U
 
     The rule is `upload_list`'s (every subject's for those who see all subjects, else their sites'), read from
     the actor's `TrialAccess`: the upload API's every request (each STOW body, each status poll) checks it.
+    The upload comes with its visit, its subject and their trial, and the person who opened it.
     """
     access = actor.access(trial.code)
     if access is None or access.trial.pk != trial.pk:
@@ -315,6 +316,7 @@ def upload_get(*, actor: Actor, trial: Trial, pk: int, write: bool = False) -> U
         raise NotFound(_("No such upload."))
     if write and site_id not in access.sites_with("upload_to_site"):
         raise NotPermitted(_("Only the site's coordinators upload images for this subject."))
+    upload.timepoint.subject.trial = trial  # the row it was filtered by: no join, no query to reach it
     return upload
 
 

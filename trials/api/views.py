@@ -296,9 +296,15 @@ class AuditListApi(PagedApi):
         return _paginated(request, self, selectors.audit_event_list(trial=trial, filters=filters), s.AuditEventOut)
 
 
-def _upload_out(upload, *, items_from: int | None = None) -> dict:
-    upload = Upload.objects.select_related("timepoint__subject__trial", "timepoint__visit").get(pk=upload.pk)
+def _upload_out(upload: Upload, *, items_from: int | None = None) -> dict:
+    """The upload's answer. `upload` comes with its visit and its subject's trial (`selectors.upload_get`'s, or
+    `_upload_reread`'s): the serializer reads no row of them again, only the files' counts and the files."""
     return s.UploadOut(upload, context={"items_from": items_from}).data
+
+
+def _upload_reread(upload: Upload) -> Upload:
+    """The upload as a service (open, finish) left it, with its visit's state as it left that: one query."""
+    return Upload.objects.select_related("timepoint__subject__trial", "timepoint__visit").get(pk=upload.pk)
 
 
 class UploadOpenApi(APIView):
@@ -322,7 +328,7 @@ class UploadOpenApi(APIView):
         )
         browser = _input(s.UploadOpenIn, request.data)["deid_path"] == Upload.DeidPath.BROWSER
         upload = upload_open_with_path(actor=request.user, timepoint=timepoint, browser=browser)
-        return Response(_upload_out(upload), status=status.HTTP_201_CREATED)
+        return Response(_upload_out(_upload_reread(upload)), status=status.HTTP_201_CREATED)
 
 
 class UploadDetailApi(APIView):
@@ -352,4 +358,4 @@ class UploadFinishApi(APIView):
     def post(self, request, code, pk):
         trial = _trial(request, code)
         upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk, write=True)
-        return Response(_upload_out(upload_finish(actor=request.user, upload=upload)))
+        return Response(_upload_out(_upload_reread(upload_finish(actor=request.user, upload=upload))))

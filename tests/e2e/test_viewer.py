@@ -260,7 +260,7 @@ def test_the_image_area_is_named_for_assistive_technology_and_the_current_series
     expect(viewport).to_have_role("application")
     expect(viewport).to_have_accessible_name(
         "Image. Keys: the arrow keys, Page Up and Page Down, Home and End scroll the slices; Esc abandons a line being"
-        " drawn or moved, or a lesion's wait for its measurement; Delete or Backspace removes the selected measurement."
+        " drawn or moved; Delete or Backspace removes the selected measurement."  # no lesion waits here (not a read)
     )
     count = page.locator('.series-item[aria-current="true"] .series-count')
     assert count.evaluate(CONTRAST) >= 4.5

@@ -77,8 +77,13 @@ def subject_list(*, actor: Actor, trial: Trial) -> QuerySet[Subject]:
 
 
 def sees_subjects(*, actor: Actor, trial: Trial) -> bool:
-    """Whether the actor's role includes a subject list: trial admins, QC reviewers and site coordinators."""
-    return actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()
+    """Whether the actor's role includes a subject list: trial admins, QC reviewers and site coordinators.
+
+    Read from the actor's `TrialAccess` (the trial's permissions and its sites', token-narrowed, loaded once a
+    request), which a trial's page asks two to four times: its navigation, its own check, its subject list.
+    """
+    access = actor.access(trial.code)
+    return access is not None and access.sees_subjects()
 
 
 def sees_schedule(*, actor: Actor, trial: Trial) -> bool:

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
 # A request's own frame, before the view: the session, the user, their second factor (django-otp).
 FRAME = 3
 # Opening, resuming and finishing an upload: the services' own reads and writes (locks, the visit's transition,
-# the audit event) and one read of the upload with its visit for the answer.
-OPEN_QUERIES, RESUME_QUERIES, FINISH_QUERIES = 39, 19, 26
+# the audit event) and one read of the upload with its visit for the answer (finishing: the service's own last
+# read is the answer's, and its locked read brings the subject and visit its audit event names).
+OPEN_QUERIES, RESUME_QUERIES, FINISH_QUERIES = 39, 19, 22
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +133,37 @@ def test_finishing_reads_the_finished_upload_once_for_its_answer(world, api, mix
     assert response.status_code == 200, response.content
     assert response.content == as_before(upload.pk)
     assert response.json()["state"] == "processing"
-    # upload_get's read, the service's row lock and its refresh_from_db (ingest.services.upload_finish), and
-    # the read of the upload and its visit as the service left them, for the answer.
-    assert _reads_of_the_upload(sqls, upload.pk) == 4, "\n".join(sqls)
+    # upload_get's read, the service's row lock, and its read of the upload and its visit as it left them
+    # (ingest.services.upload_finish), which is the answer.
+    assert _reads_of_the_upload(sqls, upload.pk) == 3, "\n".join(sqls)
     assert len(sqls) == FINISH_QUERIES, "\n".join(sqls)
+
+
+def test_finishing_an_upload_whose_files_are_all_processed_answers_the_visits_new_state(world, api, mixed_upload):
+    """It completes on finishing, and the visit moves on (its own row, read apart by the transition): the answer
+    reads both as they are after the commit."""
+    upload, ids = mixed_upload
+    UploadItem.objects.filter(pk__in=ids[5:]).update(state=UploadItem.State.ACCEPTED)
+    client = api.as_(world.cora)
+    response, sqls = _queries_of(lambda: client.post(reverse("api-upload-finish", args=["ALPHA", upload.pk])))
+    assert response.status_code == 200, response.content
+    assert response.content == as_before(upload.pk)
+    assert response.json()["state"] == "complete" and response.json()["timepoint_state"] != "uploading"
+    assert _reads_of_the_upload(sqls, upload.pk) == 3, "\n".join(sqls)
+
+
+def test_finishing_a_finished_upload_answers_from_the_locked_read(world, api, mixed_upload):
+    """Finished twice (a second tab, a retried request): nothing changes, and the row the service locked, read with
+    its visit, is the answer."""
+    upload, _ids = mixed_upload
+    client = api.as_(world.cora)
+    url = reverse("api-upload-finish", args=["ALPHA", upload.pk])
+    assert client.post(url).status_code == 200
+    response, sqls = _queries_of(lambda: client.post(url))
+    assert response.status_code == 200, response.content
+    assert response.content == as_before(upload.pk)
+    # upload_get's read and the service's row lock.
+    assert _reads_of_the_upload(sqls, upload.pk) == 2, "\n".join(sqls)
 
 
 def test_opening_and_resuming_read_the_upload_once_for_the_answer(world, api):

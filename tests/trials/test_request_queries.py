@@ -235,3 +235,67 @@ def test_api_answers_do_not_count_the_inbox(world, api, counted, mixed_upload):
     upload, _ids = mixed_upload
     assert poll(api.as_(world.cora), upload.pk).status_code == 200
     assert counted == []
+
+
+# --- The top bar's "My reads" link ---------------------------------------------------------------------------
+
+MY_READS = ">My reads</a>"
+# The link's question asked on its own (it was base.html's `user.reader_assignments.exists`, on every page).
+ASKED_ALONE = 'SELECT 1 AS "a" FROM "reads_readerassignment"'
+
+
+@pytest.fixture
+def read_design(world):
+    """ALPHA read twice: a subject's case assigned to its readers (rhea, ravi), as its first read task would."""
+    from reads.services import read_design_set, readers_assign
+
+    design = read_design_set(actor=world.alice, trial=world.trial, paradigm="double")
+    assert len(readers_assign(subject=world.subjects["ALPHA-SEO-001"], design=design)) == 2
+    return world
+
+
+def test_the_my_reads_link_is_read_with_the_inbox_count_and_shown_to_those_given_a_case(read_design, client):
+    from reads.models import ReaderAssignment
+
+    world = read_design
+    shown = set()
+    for name, person in world.people.items():
+        client.force_login(person)
+        for url in (reverse("home"), reverse("trial-detail", args=["ALPHA"]), reverse("inbox")):
+            client.get(url)
+            response, sqls = _queries_of(lambda: client.get(url))  # noqa: B023
+            if response.status_code != 200:  # otto's: not in ALPHA
+                continue
+            assert not [sql for sql in sqls if sql.startswith(ASKED_ALONE)], (name, url)
+            has_link = MY_READS in response.content.decode()
+            assert has_link == ReaderAssignment.objects.filter(reader=person).exists(), (name, url)
+            if has_link:
+                shown.add(name)
+    assert shown == {"rhea", "ravi"}
+
+
+def test_an_error_page_asks_for_the_my_reads_link_alone_without_counting_the_inbox(read_design, client, counted):
+    world = read_design
+    client.force_login(world.rhea)
+    client.get("/no/such/page/")
+    for url in ("/no/such/page/", reverse("trial-detail", args=["OMEGA"])):
+        response, sqls = _queries_of(lambda: client.get(url))  # noqa: B023
+        assert response.status_code == 404
+        assert MY_READS in response.content.decode()
+        assert len([sql for sql in sqls if "reads_readerassignment" in sql]) == 1, url
+    client.force_login(world.cora)
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404 and MY_READS not in response.content.decode()
+    assert counted == []
+
+
+def test_a_reader_owing_her_second_factor_keeps_the_my_reads_link_without_an_inbox_count(read_design, client, counted):
+    from tests.conftest import authenticator_of, unverified_login
+
+    world = read_design
+    authenticator_of(world.rhea)
+    unverified_login(client, world.rhea)
+    response = client.get(reverse("two-factor"))
+    assert response.status_code == 200
+    assert MY_READS in response.content.decode()  # as base.html's own question showed it
+    assert counted == []

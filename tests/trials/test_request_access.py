@@ -99,3 +99,17 @@ def test_a_trial_page_does_not_ask_again_whether_the_person_sees_subjects(world,
         assert response.status_code in (200, 403), (page, response.status_code)
         asked = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(SITES_EXIST)]
         assert asked == [], (page, asked)
+
+
+@pytest.mark.parametrize("name", ["alice", "cora", "bruno", "quinn"])
+def test_the_upload_page_reads_who_uploads_at_the_subjects_site_from_the_trials_permissions(world, client, name):
+    """Seoul's coordinator may upload for a Seoul subject; Busan's, the trial admin and the QC reviewer may not
+    (403), as when it was asked of the database on its own."""
+    client.force_login(world.people[name])
+    url = reverse("timepoint-upload", args=["ALPHA", "ALPHA-SEO-001", "BL"])
+    client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    expected = 200 if name == "cora" else (404 if name == "bruno" else 403)  # Busan's sees no Seoul subject
+    assert response.status_code == expected
+    assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith(SITES_EXIST)]

@@ -15,10 +15,10 @@ from django.utils.translation import gettext as _
 
 from ctims.models import AuditEvent
 from trials.access import Actor
-from trials.inbox import Entry, Source, register, tally_of
+from trials.inbox import Entry, Source, register, register_link, tally_of
 from trials.models import Trial
 
-from .models import ReadTask, Transfer
+from .models import ReaderAssignment, ReadTask, Transfer
 from .selectors import earlier_visit_count, visit_label
 from .services import held_by
 
@@ -108,6 +108,8 @@ def _transfer_entries(actor: Actor, today: date, trial: Trial | None) -> list[En
 
 
 def register_sources() -> None:
+    # "My reads": for anyone ever given a case to read (their worklist keeps what they signed).
+    register_link("reads", lambda actor: ReaderAssignment.objects.filter(reader=actor.user))
     register(_task_source(ReadTask.Kind.READ))
     register(_task_source(ReadTask.Kind.ADJUDICATION))
     register(

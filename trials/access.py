@@ -120,6 +120,11 @@ class TrialAccess:
             return None
         return set(self.sites_with("view_site_subjects"))
 
+    def sees_subjects(self) -> bool:
+        """Whether the actor's role includes a subject list: all of them, or those of some site of theirs."""
+        sites = self.image_sites()
+        return sites is None or bool(sites)
+
     def sees_site(self, site_id: int) -> bool:
         """Whether the actor sees the subjects of this site, their uploads and images (`subject_list`'s rule)."""
         sites = self.image_sites()

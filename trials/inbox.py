@@ -84,17 +84,29 @@ def tally_of(qs: QuerySet, *, overdue: Q | None = None) -> Tally:
     return Tally(queryset=qs, overdue=overdue)
 
 
+# The top bar's links that only some people have, each with the rows that earn it (reads: "My reads", for anyone
+# ever given a case to read). Asked in the same query as the inbox's counts, which the top bar shows beside them.
+LINKS: dict[str, Callable[[Actor], QuerySet]] = {}
+
+
+def register_link(name: str, rows: Callable[[Actor], QuerySet]) -> None:
+    """Add a top bar link, shown to an actor for whom `rows` holds any row (once, as `register`)."""
+    LINKS.setdefault(name, rows)
+
+
 @dataclass(frozen=True)
 class Counts:
-    """The person's inbox in numbers: the top bar's badge and each kind's count."""
+    """The person's inbox in numbers: the top bar's badge and each kind's count; and the top bar's links they have."""
 
     total: int
     overdue: int
     by_kind: dict[str, int] = field(default_factory=dict)
+    links: frozenset[str] = frozenset()
 
 
 def inbox_counts(actor: Actor) -> Counts:
-    """How much waits for the actor, every kind counted in one query (a UNION ALL of one row per kind).
+    """How much waits for the actor, every kind counted in one query (a UNION ALL of one row per kind), and which
+    of the top bar's `LINKS` they have (a row each, in the same query).
 
     It runs on every page that shows the top bar; each kind's row counts exactly the rows its entries list.
     """
@@ -102,15 +114,45 @@ def inbox_counts(actor: Actor) -> Counts:
         return Counts(0, 0)
     today = timezone.localdate()
     parts = [_counted(source.kind, source.tally(actor, today)) for source in SOURCES]
+    parts += _link_parts(actor)
     by_kind = dict.fromkeys((source.kind for source in SOURCES), 0)
     overdue = 0
-    if parts:
-        # An empty part (a queryset known to hold nothing, such as a token's tasks) is left out of the
-        # UNION by Django; its kind keeps its 0.
-        for row in parts[0].union(*parts[1:], all=True):
-            by_kind[row["inbox_kind"]] = row["total"]
-            overdue += row["overdue"]
-    return Counts(total=sum(by_kind.values()), overdue=overdue, by_kind=by_kind)
+    links = set()
+    # An empty part (a queryset known to hold nothing, such as a token's tasks) is left out of the UNION by
+    # Django; its kind keeps its 0.
+    for row in _union(parts):
+        kind = row["inbox_kind"]
+        if kind.startswith(LINK_PREFIX):
+            if row["total"]:
+                links.add(kind.removeprefix(LINK_PREFIX))
+            continue
+        by_kind[kind] = row["total"]
+        overdue += row["overdue"]
+    return Counts(total=sum(by_kind.values()), overdue=overdue, by_kind=by_kind, links=frozenset(links))
+
+
+def top_bar_links(actor: Actor) -> frozenset[str]:
+    """Which of the top bar's `LINKS` the actor has, alone (one query): for a page that shows no inbox count."""
+    if not actor.is_authenticated:
+        return frozenset()
+    return frozenset(row["inbox_kind"].removeprefix(LINK_PREFIX) for row in _union(_link_parts(actor)) if row["total"])
+
+
+# A link's row in the UNION, told apart from the kinds' rows.
+LINK_PREFIX = "link:"
+
+
+def _link_parts(actor: Actor) -> list[QuerySet]:
+    """A row (link, 1 or 0, 0) a link: whether the rows that earn it hold any (the first of them is counted)."""
+    parts = []
+    for name, rows in LINKS.items():
+        qs = rows(actor).order_by()
+        parts.append(_counted(LINK_PREFIX + name, tally_of(qs.model.objects.filter(pk__in=qs.values("pk")[:1]))))
+    return parts
+
+
+def _union(parts: list[QuerySet]) -> list[dict]:
+    return list(parts[0].union(*parts[1:], all=True)) if parts else []
 
 
 def _counted(kind: str, tally: Tally) -> QuerySet:

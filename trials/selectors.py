@@ -77,8 +77,13 @@ def subject_list(*, actor: Actor, trial: Trial) -> QuerySet[Subject]:
 
 
 def sees_subjects(*, actor: Actor, trial: Trial) -> bool:
-    """Whether the actor's role includes a subject list: trial admins, QC reviewers and site coordinators."""
-    return actor.has_trial_perm(trial, "view_all_subjects") or actor.sites(trial, "view_site_subjects").exists()
+    """Whether the actor's role includes a subject list: trial admins, QC reviewers and site coordinators.
+
+    Read from the actor's `TrialAccess` (the trial's permissions and its sites', token-narrowed, loaded once a
+    request), which a trial's page asks two to four times: its navigation, its own check, its subject list.
+    """
+    access = actor.access(trial.code)
+    return access is not None and access.sees_subjects()
 
 
 def sees_schedule(*, actor: Actor, trial: Trial) -> bool:
@@ -279,7 +284,8 @@ def audit_actions(*, trial: Trial) -> list[str]:
 def upload_timepoint_get(*, actor: Actor, trial: Trial, subject_code: str, visit_code: str) -> Timepoint:
     """The timepoint a person may upload to: the subject must be at one of their upload sites (else 403 or 404)."""
     subject = subject_get(actor=actor, trial=trial, code=subject_code)
-    if not actor.sites(trial, "upload_to_site").filter(pk=subject.site_id).exists():
+    access = actor.access(trial.code)  # loaded with the trial: no query of its own
+    if access is None or subject.site_id not in access.sites_with("upload_to_site"):
         raise NotPermitted(_("Only the site's coordinators upload images for this subject."))
     timepoint = subject.timepoints.select_related("visit", "subject__trial").filter(visit__code=visit_code).first()
     if timepoint is None:

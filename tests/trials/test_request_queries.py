@@ -25,8 +25,10 @@ pytestmark = pytest.mark.usefixtures("stores", "on_commit_now")
 # A request's own frame, before the view: the session, the user, their second factor (django-otp).
 FRAME = 3
 # Opening, resuming and finishing an upload: the services' own reads and writes (locks, the visit's transition,
-# the audit event) and one read of the upload with its visit for the answer.
-OPEN_QUERIES, RESUME_QUERIES, FINISH_QUERIES = 39, 19, 26
+# the audit event) and one read of the upload with its visit for the answer (finishing: the service's own last
+# read is the answer's, and its locked read brings the subject and visit its audit event names). Whether the
+# person uploads at the subject's site is read from the trial's permissions, loaded with the trial.
+OPEN_QUERIES, RESUME_QUERIES, FINISH_QUERIES = 38, 18, 22
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +134,37 @@ def test_finishing_reads_the_finished_upload_once_for_its_answer(world, api, mix
     assert response.status_code == 200, response.content
     assert response.content == as_before(upload.pk)
     assert response.json()["state"] == "processing"
-    # upload_get's read, the service's row lock and its refresh_from_db (ingest.services.upload_finish), and
-    # the read of the upload and its visit as the service left them, for the answer.
-    assert _reads_of_the_upload(sqls, upload.pk) == 4, "\n".join(sqls)
+    # upload_get's read, the service's row lock, and its read of the upload and its visit as it left them
+    # (ingest.services.upload_finish), which is the answer.
+    assert _reads_of_the_upload(sqls, upload.pk) == 3, "\n".join(sqls)
     assert len(sqls) == FINISH_QUERIES, "\n".join(sqls)
+
+
+def test_finishing_an_upload_whose_files_are_all_processed_answers_the_visits_new_state(world, api, mixed_upload):
+    """It completes on finishing, and the visit moves on (its own row, read apart by the transition): the answer
+    reads both as they are after the commit."""
+    upload, ids = mixed_upload
+    UploadItem.objects.filter(pk__in=ids[5:]).update(state=UploadItem.State.ACCEPTED)
+    client = api.as_(world.cora)
+    response, sqls = _queries_of(lambda: client.post(reverse("api-upload-finish", args=["ALPHA", upload.pk])))
+    assert response.status_code == 200, response.content
+    assert response.content == as_before(upload.pk)
+    assert response.json()["state"] == "complete" and response.json()["timepoint_state"] != "uploading"
+    assert _reads_of_the_upload(sqls, upload.pk) == 3, "\n".join(sqls)
+
+
+def test_finishing_a_finished_upload_answers_from_the_locked_read(world, api, mixed_upload):
+    """Finished twice (a second tab, a retried request): nothing changes, and the row the service locked, read with
+    its visit, is the answer."""
+    upload, _ids = mixed_upload
+    client = api.as_(world.cora)
+    url = reverse("api-upload-finish", args=["ALPHA", upload.pk])
+    assert client.post(url).status_code == 200
+    response, sqls = _queries_of(lambda: client.post(url))
+    assert response.status_code == 200, response.content
+    assert response.content == as_before(upload.pk)
+    # upload_get's read and the service's row lock.
+    assert _reads_of_the_upload(sqls, upload.pk) == 2, "\n".join(sqls)
 
 
 def test_opening_and_resuming_read_the_upload_once_for_the_answer(world, api):
@@ -206,4 +235,68 @@ def test_the_log_in_and_second_factor_pages_do_not_count_the_inbox(world, client
 def test_api_answers_do_not_count_the_inbox(world, api, counted, mixed_upload):
     upload, _ids = mixed_upload
     assert poll(api.as_(world.cora), upload.pk).status_code == 200
+    assert counted == []
+
+
+# --- The top bar's "My reads" link ---------------------------------------------------------------------------
+
+MY_READS = ">My reads</a>"
+# The link's question asked on its own (it was base.html's `user.reader_assignments.exists`, on every page).
+ASKED_ALONE = 'SELECT 1 AS "a" FROM "reads_readerassignment"'
+
+
+@pytest.fixture
+def read_design(world):
+    """ALPHA read twice: a subject's case assigned to its readers (rhea, ravi), as its first read task would."""
+    from reads.services import read_design_set, readers_assign
+
+    design = read_design_set(actor=world.alice, trial=world.trial, paradigm="double")
+    assert len(readers_assign(subject=world.subjects["ALPHA-SEO-001"], design=design)) == 2
+    return world
+
+
+def test_the_my_reads_link_is_read_with_the_inbox_count_and_shown_to_those_given_a_case(read_design, client):
+    from reads.models import ReaderAssignment
+
+    world = read_design
+    shown = set()
+    for name, person in world.people.items():
+        client.force_login(person)
+        for url in (reverse("home"), reverse("trial-detail", args=["ALPHA"]), reverse("inbox")):
+            client.get(url)
+            response, sqls = _queries_of(lambda: client.get(url))  # noqa: B023
+            if response.status_code != 200:  # otto's: not in ALPHA
+                continue
+            assert not [sql for sql in sqls if sql.startswith(ASKED_ALONE)], (name, url)
+            has_link = MY_READS in response.content.decode()
+            assert has_link == ReaderAssignment.objects.filter(reader=person).exists(), (name, url)
+            if has_link:
+                shown.add(name)
+    assert shown == {"rhea", "ravi"}
+
+
+def test_an_error_page_asks_for_the_my_reads_link_alone_without_counting_the_inbox(read_design, client, counted):
+    world = read_design
+    client.force_login(world.rhea)
+    client.get("/no/such/page/")
+    for url in ("/no/such/page/", reverse("trial-detail", args=["OMEGA"])):
+        response, sqls = _queries_of(lambda: client.get(url))  # noqa: B023
+        assert response.status_code == 404
+        assert MY_READS in response.content.decode()
+        assert len([sql for sql in sqls if "reads_readerassignment" in sql]) == 1, url
+    client.force_login(world.cora)
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404 and MY_READS not in response.content.decode()
+    assert counted == []
+
+
+def test_a_reader_owing_her_second_factor_keeps_the_my_reads_link_without_an_inbox_count(read_design, client, counted):
+    from tests.conftest import authenticator_of, unverified_login
+
+    world = read_design
+    authenticator_of(world.rhea)
+    unverified_login(client, world.rhea)
+    response = client.get(reverse("two-factor"))
+    assert response.status_code == 200
+    assert MY_READS in response.content.decode()  # as base.html's own question showed it
     assert counted == []

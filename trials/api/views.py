@@ -18,7 +18,7 @@ from .. import selectors, services
 from ..access import Actor
 from ..inbox import inbox_entries
 from ..ingest.browser import upload_open_with_path
-from ..ingest.services import upload_finish
+from ..ingest.services import UPLOAD_SHOWN, upload_finish
 from ..models import Membership, Upload
 from . import serializers as s
 
@@ -297,14 +297,15 @@ class AuditListApi(PagedApi):
 
 
 def _upload_out(upload: Upload, *, items_from: int | None = None) -> dict:
-    """The upload's answer. `upload` comes with its visit and its subject's trial (`selectors.upload_get`'s, or
-    `_upload_reread`'s): the serializer reads no row of them again, only the files' counts and the files."""
+    """The upload's answer. `upload` comes with its visit and its subject's trial (`selectors.upload_get`'s,
+    `upload_finish`'s or `_upload_reread`'s): the serializer reads no row of them again, only the files' counts
+    and the files."""
     return s.UploadOut(upload, context={"items_from": items_from}).data
 
 
 def _upload_reread(upload: Upload) -> Upload:
-    """The upload as a service (open, finish) left it, with its visit's state as it left that: one query."""
-    return Upload.objects.select_related("timepoint__subject__trial", "timepoint__visit").get(pk=upload.pk)
+    """The upload as opening left it, with its visit's state as it left that: one query."""
+    return Upload.objects.select_related(*UPLOAD_SHOWN).get(pk=upload.pk)
 
 
 class UploadOpenApi(APIView):
@@ -358,4 +359,5 @@ class UploadFinishApi(APIView):
     def post(self, request, code, pk):
         trial = _trial(request, code)
         upload = selectors.upload_get(actor=_actor(request), trial=trial, pk=pk, write=True)
-        return Response(_upload_out(_upload_reread(upload_finish(actor=request.user, upload=upload))))
+        # The service's own last read, with the visit as it left it, is the answer.
+        return Response(_upload_out(upload_finish(actor=request.user, upload=upload)))

@@ -1005,14 +1005,21 @@ def upload_finish(*, actor, upload: Upload) -> Upload:
 
     The row is taken FOR UPDATE: a request still acknowledging files into the session (another tab of the same
     person) commits first and its files are counted, or finds the session closed and acknowledges none.
+
+    Returns the upload as it now stands, with its subject, trial and visit (what an answer about it shows): the
+    locked row if it was no longer open, else the row read once more after the commit, since closing moves the
+    visit's state through a row of its own.
     """
     with transaction.atomic():
-        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        upload = Upload.objects.select_for_update(of=("self",)).select_related(*UPLOAD_SHOWN).get(pk=upload.pk)
         if upload.state != Upload.State.OPEN:
             return upload
         _close(actor=actor, upload=upload)
-    upload.refresh_from_db()
-    return upload
+    return Upload.objects.select_related(*UPLOAD_SHOWN).get(pk=upload.pk)
+
+
+# What an upload is shown with (its subject's code, its visit's code and state, the trial's STOW-RS address).
+UPLOAD_SHOWN = ("timepoint__subject__trial", "timepoint__visit")
 
 
 def _close(*, actor, upload: Upload, idle_hours: int | None = None) -> None:

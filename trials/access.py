@@ -63,6 +63,10 @@ class Actor:
         """True if the actor holds `perm` (a codename such as 'manage_trial') on the trial."""
         if not self.is_authenticated or not self.user.is_active:
             return False
+        access = self._accesses.get(trial.code)
+        if access is not None and access.trial.pk == trial.pk:
+            # Already read for this request (`access`), from the same rows and narrowed by the token alike.
+            return perm in access.trial_perms
         return self._token_allows_trial(trial.pk, perm) and perm in self.perms_on(trial)
 
     def _granted(self, model: type[Trial] | type[Site], perm: str) -> QuerySet:

@@ -19,6 +19,8 @@ from trials.models import Membership
 
 # A query asking whether the person holds some permission at one of the trial's sites, on its own.
 SITES_EXIST = 'SELECT 1 AS "a" FROM "trials_site"'
+# A read of the person's permissions on a trial: the page's own (`trial_access`), or guardian's (`get_user_perms`).
+PERMISSION_READS = ('SELECT "guardian_userobjectpermission"', 'SELECT "auth_permission"')
 
 
 def sees_subjects_as_before(actor: Actor, trial) -> bool:
@@ -99,6 +101,20 @@ def test_a_trial_page_does_not_ask_again_whether_the_person_sees_subjects(world,
         assert response.status_code in (200, 403), (page, response.status_code)
         asked = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(SITES_EXIST)]
         assert asked == [], (page, asked)
+
+
+@pytest.mark.parametrize("name", ["alice", "cora", "quinn", "rhea", "ada", "sam"])
+def test_a_trial_page_reads_the_persons_trial_permissions_once(world, client, name):
+    """Its role checks (`has_trial_perm`) answer from the permissions the page already read with the trial, not
+    from a query of guardian's of their own."""
+    client.force_login(world.people[name])
+    for page, (url, args) in PAGES.items():
+        client.get(reverse(url, args=args))
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(reverse(url, args=args))
+        assert response.status_code in (200, 403), (page, response.status_code)
+        permission_reads = [q["sql"][:80] for q in queries.captured_queries if q["sql"].startswith(PERMISSION_READS)]
+        assert len(permission_reads) == 1, (page, permission_reads)
 
 
 @pytest.mark.parametrize("name", ["alice", "cora", "bruno", "quinn"])

@@ -27,8 +27,9 @@ FRAME = 3
 # Opening, resuming and finishing an upload: the services' own reads and writes (locks, the visit's transition,
 # the audit event) and one read of the upload with its visit for the answer (finishing: the service's own last
 # read is the answer's, and its locked read brings the subject and visit its audit event names). Whether the
-# person uploads at the subject's site is read from the trial's permissions, loaded with the trial.
-OPEN_QUERIES, RESUME_QUERIES, FINISH_QUERIES = 38, 18, 22
+# person uploads at the subject's site is read from the trial's permissions, loaded with the trial, and so is the
+# role checks of opening and resuming (`has_trial_perm`) once that load has happened.
+OPEN_QUERIES, RESUME_QUERIES, FINISH_QUERIES = 37, 17, 22
 
 
 @pytest.fixture(scope="module")

@@ -93,6 +93,14 @@ class Actor:
         """The trial's sites on which the actor holds a site permission such as 'upload_to_site'."""
         return self.sites_anywhere(perm).filter(trial=trial)
 
+    def site_ids(self, trial: Trial, perm: str) -> set[int]:
+        """The ids of `sites(trial, perm)`, from the permissions read once a request with the trial (`access`):
+        no query of their own on a page that has read them."""
+        access = self.access(trial.code)
+        if access is None or access.trial.pk != trial.pk:
+            return set()
+        return set(access.sites_with(perm))
+
     def sites_anywhere(self, perm: str) -> QuerySet[Site]:
         """The sites of every trial on which the actor holds a site permission (a token: of its trial only)."""
         if not self.is_authenticated:

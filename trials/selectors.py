@@ -284,8 +284,7 @@ def audit_actions(*, trial: Trial) -> list[str]:
 def upload_timepoint_get(*, actor: Actor, trial: Trial, subject_code: str, visit_code: str) -> Timepoint:
     """The timepoint a person may upload to: the subject must be at one of their upload sites (else 403 or 404)."""
     subject = subject_get(actor=actor, trial=trial, code=subject_code)
-    access = actor.access(trial.code)  # loaded with the trial: no query of its own
-    if access is None or subject.site_id not in access.sites_with("upload_to_site"):
+    if subject.site_id not in actor.site_ids(trial, "upload_to_site"):  # read with the trial: no query of its own
         raise NotPermitted(_("Only the site's coordinators upload images for this subject."))
     timepoint = subject.timepoints.select_related("visit", "subject__trial").filter(visit__code=visit_code).first()
     if timepoint is None:

@@ -129,3 +129,42 @@ def test_the_upload_page_reads_who_uploads_at_the_subjects_site_from_the_trials_
     expected = 200 if name == "cora" else (404 if name == "bruno" else 403)  # Busan's sees no Seoul subject
     assert response.status_code == expected
     assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith(SITES_EXIST)]
+
+
+# A read of the sites on which the person holds a site permission, made on its own (`Actor.sites`).
+SITE_IDS = ('SELECT 1 AS "a" FROM "trials_site"', 'SELECT "trials_site"."id" AS "pk" FROM "trials_site"')
+
+
+@pytest.mark.parametrize("name", ["cora", "bruno", "quinn"])
+def test_the_subject_and_query_pages_read_who_uploads_at_a_site_from_the_trials_permissions(
+    world, client, stores, on_commit_now, name
+):
+    """ "Upload images" on the subject page and the answer form of a query go to the coordinators of the
+    subject's site (Seoul's Cora), as when it was asked of the database on its own; neither asks it again."""
+    from datetime import date
+
+    from tests.conftest import upload_files
+    from trials import qc_services
+    from trials.ingest.synthetic import real_ct_template, synthesize_ct_series
+    from trials.models import Timepoint
+
+    files = synthesize_ct_series(real_ct_template(large=False), slices=2, seed="access", study_date=date(2026, 3, 2))
+    timepoint = upload_files(world.cora, "ALPHA-SEO-001", files)
+    query = qc_services.qc_fail(
+        actor=world.quinn, timepoint=Timepoint.objects.get(pk=timepoint.pk), series=[], reason="Slices missing"
+    )
+    client.force_login(world.people[name])
+    pages = {  # each page's URL, and what it offers the coordinators of the subject's site only
+        "subject": (reverse("subject-detail", args=["ALPHA", "ALPHA-SEO-001"]), "Upload images"),
+        "query": (reverse("query-detail", args=["ALPHA", query.pk]), reverse("query-answer", args=["ALPHA", query.pk])),
+    }
+    for page, (url, offered) in pages.items():
+        client.get(url)
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        if response.status_code != 200:
+            assert name == "bruno", (page, response.status_code)  # Busan's coordinator sees no Seoul subject
+            continue
+        asked = [q["sql"][:80] for q in queries.captured_queries if q["sql"].startswith(SITE_IDS)]
+        assert asked == [], (page, asked)
+        assert (offered in response.content.decode()) == (name == "cora"), page

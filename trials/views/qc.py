@@ -264,7 +264,7 @@ def _query(request, code: str, pk: int) -> tuple[Actor, Trial, Query]:
 
 def _answers(actor: Actor, trial: Trial, query: Query) -> bool:
     """Only the coordinators of the subject's site answer a query."""
-    return actor.sites(trial, "upload_to_site").filter(pk=query.timepoint.subject.site_id).exists()
+    return query.timepoint.subject.site_id in actor.site_ids(trial, "upload_to_site")
 
 
 def _query_page(request, actor, trial, query, *, answer_form=None, close_form=None):

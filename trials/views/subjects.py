@@ -108,7 +108,7 @@ def _qc_links(actor: Actor, trial: Trial) -> dict:
 def _upload_links(actor: Actor, trial: Trial) -> dict:
     """What a page needs to offer "Upload images" only where the person may upload and the visit still accepts it."""
     return {
-        "upload_site_ids": set(actor.sites(trial, "upload_to_site").values_list("pk", flat=True)),
+        "upload_site_ids": actor.site_ids(trial, "upload_to_site"),
         "uploadable_states": UPLOADABLE_STATES,
     }
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
+from tests.once import once_per_run
 from trials.deid import burned_in
 from trials.ingest.synthetic import draw_text_screen
 
@@ -195,9 +196,11 @@ def compare(folder: Path) -> list[Compared]:
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory) -> list[Compared]:
+def compared(tmp_path_factory, worker_id) -> list[Compared]:
     assert burned_in.models_in_use()[0] == "bundle"  # the server reads with the browser's models
-    return compare(tmp_path_factory.mktemp("frames"))
+    return once_per_run(
+        tmp_path_factory, worker_id, "ocr-agreement", lambda: compare(tmp_path_factory.mktemp("frames"))
+    )
 
 
 def test_the_server_and_the_browser_hand_tesseract_the_same_image(compared):

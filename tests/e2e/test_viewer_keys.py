@@ -43,10 +43,23 @@ def saved_targets(w) -> dict[str, dict]:
     return {t["label"]: t for t in read.content["targets"]}
 
 
-def test_escape_abandons_a_line_being_drawn_and_nothing_of_it_is_saved(world, stores, page):  # noqa: F811
-    ready(world, "BL", 0)
+def baseline_read(w, page, *lesions: tuple[str, tuple]) -> list[dict]:
+    """Rhea's baseline read open, with a target drawn and saved for each of `lesions` ((label, line)): their
+    measurements as drawn."""
+    ready(w, "BL", 0)
     as_(page, "rhea")
     open_task(page, "Baseline")
+    targets = []
+    for label, where in lesions:
+        page.click("#read-add-target")
+        targets.append(measure(page, label, where, SPACING))
+    if lesions:
+        wait_saved(page)
+    return targets
+
+
+def test_escape_abandons_a_line_being_drawn_and_nothing_of_it_is_saved(world, stores, page):  # noqa: F811
+    baseline_read(world, page)
     expect(page.locator(".viewer-help")).to_contain_text("Esc abandons a line being drawn")
     page.click("#read-add-target")
     x, y = centre(page)
@@ -70,13 +83,7 @@ def test_escape_abandons_a_line_being_drawn_and_nothing_of_it_is_saved(world, st
 
 
 def test_delete_removes_the_selected_measurement_and_the_draft_is_saved_without_it(world, stores, page):  # noqa: F811
-    ready(world, "BL", 0)
-    as_(page, "rhea")
-    open_task(page, "Baseline")
-    for label, where in (("T01", T01), ("T02", T02)):
-        page.click("#read-add-target")
-        measure(page, label, where, SPACING)
-    wait_saved(page)
+    baseline_read(world, page, ("T01", T01), ("T02", T02))
     assert set(saved_targets(world)) == {"T01", "T02"}
 
     # T02, just drawn, is selected; keys typed into the page's fields are theirs.
@@ -128,12 +135,7 @@ def moved(page, before) -> None:
 
 
 def test_escape_while_dragging_a_saved_measurement_puts_it_back_and_nothing_is_saved(world, stores, page):  # noqa: F811
-    ready(world, "BL", 0)
-    as_(page, "rhea")
-    open_task(page, "Baseline")
-    page.click("#read-add-target")
-    target = measure(page, "T01", T01, SPACING)
-    wait_saved(page)
+    [target] = baseline_read(world, page, ("T01", T01))
     [before] = drawn(page)
     sent = writes(page)
 
@@ -180,12 +182,7 @@ def test_escape_while_dragging_a_saved_measurement_puts_it_back_and_nothing_is_s
 
 
 def test_escape_leaves_a_lesions_waiting_measure_and_the_next_line_is_not_its(world, stores, page):  # noqa: F811
-    ready(world, "BL", 0)
-    as_(page, "rhea")
-    open_task(page, "Baseline")
-    page.click("#read-add-target")
-    target = measure(page, "T01", T01, SPACING)
-    wait_saved(page)
+    [target] = baseline_read(world, page, ("T01", T01))
     measure_button = page.locator("#read-targets li.lesion", has_text="T01").locator(".lesion-measure")
 
     # Measure again, then Escape with the focus still on the button.
@@ -220,9 +217,7 @@ def test_escape_leaves_a_lesions_waiting_measure_and_the_next_line_is_not_its(wo
 
 
 def test_the_image_is_labelled_with_every_key_it_answers_as_the_help_line_says_them(world, stores, page):  # noqa: F811
-    ready(world, "BL", 0)
-    as_(page, "rhea")
-    open_task(page, "Baseline")
+    baseline_read(world, page)
     for language, words in (
         ("English", ["arrow keys", "Page Up", "Page Down", "Home", "End", "Esc", "lesion", "Delete", "Backspace"]),
         ("한국어", ["화살표", "Page Up", "Page Down", "Home", "End", "Esc", "병변", "Delete", "Backspace"]),
@@ -237,9 +232,7 @@ def test_the_image_is_labelled_with_every_key_it_answers_as_the_help_line_says_t
 
 
 def test_the_slice_stays_while_a_line_is_drawn_or_dragged(world, stores, page):  # noqa: F811
-    ready(world, "BL", 0)
-    as_(page, "rhea")
-    open_task(page, "Baseline")
+    baseline_read(world, page)
     page.wait_for_function("() => window.ctimsViewer.state().loaded === window.ctimsViewer.state().total")
     target_index = "() => window.ctimsViewer.viewer.left.viewport.getTargetImageIdIndex()"
     start = page.evaluate(target_index)

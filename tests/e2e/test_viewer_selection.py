@@ -17,7 +17,7 @@ from tests.e2e.test_reads import (  # noqa: F401
     wait_saved,
     world,
 )
-from tests.e2e.test_viewer_keys import SPACING, centre, drawn, saved_targets, writes
+from tests.e2e.test_viewer_keys import baseline_read, centre, drawn, saved_targets, writes
 
 
 def selected(page) -> list[str]:
@@ -33,13 +33,7 @@ def wait_selected(page, uids: list[str]) -> None:
 
 
 def test_a_click_on_the_image_away_from_the_drawings_clears_the_selection(world, stores, page):  # noqa: F811
-    ready(world, "BL", 0)
-    as_(page, "rhea")
-    open_task(page, "Baseline")
-    for label, where in (("T01", T01), ("T02", T02)):
-        page.click("#read-add-target")
-        measure(page, label, where, SPACING)
-    wait_saved(page)
+    baseline_read(world, page, ("T01", T01), ("T02", T02))
     t01 = next(row["uid"] for row in read_state(page)["rows"] if row["label"] == "T01")
 
     # T01's line clicked with the window tool (a click draws nothing with it): T01 is selected.

@@ -15,7 +15,7 @@ ALWAYS = {
     "403": "Not permitted for this person, role or token.",
 }
 # What an operation answers only if it takes input a client can get wrong (400) or names objects in its path (404),
-# as AutoSchema derives from what it declares; an exception declares its own (`invalid`, `not_found`).
+# as AutoSchema derives from what it declares; an exception declares its own (`not_found`).
 INVALID = "The input is not valid"
 NOT_FOUND = "No such object, or not one the caller can see"
 # A query or header parameter's schema with nothing else than these admits any text: it cannot be invalid.
@@ -32,12 +32,6 @@ class ErrorSerializer(serializers.Serializer):
     """{"error": {"code", "message", "fields"?}}: ctims.api_errors.error_body."""
 
     error = ErrorDetailSerializer()
-
-
-def invalid(when: str) -> OpenApiResponse:
-    """The 400 of an operation that takes no input the schema shows but refuses one all the same, saying when:
-    `extend_schema(responses={..., 400: invalid("...")})`."""
-    return OpenApiResponse(response=ErrorSerializer, description=f"{INVALID}: {when}")
 
 
 def not_found(when: str) -> OpenApiResponse:

@@ -81,7 +81,7 @@ def test_every_operation_publishes_its_error_answers_in_the_one_error_shape(clie
 # The operations whose service can refuse them for an object's state (ctims.exceptions.InvalidState, 409): a closed
 # trial takes no visit, protocol, subject or upload; an upload closed, or of the other de-identification path, takes
 # no records and gives no key; finishing an upload settles its visit, which may have moved; a transfer downloads
-# once ready.
+# once ready; a trial keeps an active trial admin.
 CONFLICTS = {
     ("post", "/api/trials/{code}/visits/"),
     ("post", "/api/trials/{code}/visits/{visit_code}/protocols/"),
@@ -91,6 +91,7 @@ CONFLICTS = {
     ("get", "/api/trials/{code}/uploads/{id}/subject-key/"),
     ("post", "/api/trials/{code}/uploads/{id}/records/"),
     ("get", "/api/trials/{code}/transfers/{number}/download/"),
+    ("delete", "/api/trials/{code}/memberships/{id}/"),
 }
 
 

@@ -497,7 +497,8 @@ def membership_revoke(*, actor, membership: Membership) -> None:
     if membership.role == Role.TRIAL_ADMIN:
         others = Membership.objects.filter(trial=trial, role=Role.TRIAL_ADMIN).exclude(pk=membership.pk)
         if not others.filter(user__is_active=True).exists():
-            raise ValidationFailed(_("A trial must keep at least one trial admin."))
+            # Nothing wrong with the request: the trial's state (no other active trial admin) refuses it.
+            raise InvalidState(_("A trial must keep at least one trial admin."))
     with transaction.atomic():
         audit_record(
             actor=actor,

@@ -157,6 +157,16 @@ def test_revoking_a_role_takes_the_trial_away(world, client):
     assert client.get(reverse("trial-detail", args=["ALPHA"])).status_code == 404
 
 
+def test_revoking_the_last_trial_admin_is_refused_on_the_page_and_nothing_changes(world, client):
+    client.force_login(world.alice)
+    only_admin = Membership.objects.get(trial=world.trial, user=world.alice, role="trial_admin")
+    response = client.post(reverse("membership-revoke", args=["ALPHA", only_admin.pk]), follow=True)
+    assert response.status_code == 200
+    assert "A trial must keep at least one trial admin." in response.content.decode()
+    assert Membership.objects.filter(pk=only_admin.pk).exists()
+    assert not AuditEvent.objects.filter(action="membership.revoke").exists()
+
+
 def test_a_token_key_is_shown_once_on_the_page(world, client):
     response = post(client, world.cora, "trial-tokens", ("ALPHA",), {"name": "PACS bridge", "role": "coordinator"})
     key = re.search(r'value="(ctims_[^"]+)"', response.content.decode()).group(1)

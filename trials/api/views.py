@@ -10,7 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ctims.api_schema import conflict, invalid, not_found
+from ctims.api_schema import conflict, not_found
 from ctims.exceptions import NotFound, NotPermitted, ValidationFailed
 from ctims.pagination import PagedApi
 
@@ -247,7 +247,7 @@ class MembershipListApi(PagedApi):
 
 
 class MembershipDetailApi(APIView):
-    @extend_schema(responses={204: None, 400: invalid("the trial would be left without an active trial admin.")})
+    @extend_schema(responses={204: None, 409: conflict("the trial would be left without an active trial admin.")})
     def delete(self, request, code, pk):
         trial = _trial(request, code, "manage_trial")
         services.membership_revoke(actor=request.user, membership=selectors.membership_get(trial=trial, pk=pk))

@@ -287,7 +287,7 @@ def membership_revoke(request, code, pk):
     role, email = membership.get_role_display(), membership.user.email
     try:
         services.membership_revoke(actor=request.user, membership=membership)
-    except ValidationFailed as exc:
+    except (ValidationFailed, InvalidState) as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, _("%(person)s no longer holds the role %(role)s.") % {"person": email, "role": role})

@@ -7,7 +7,7 @@ from django.core.paginator import Page, Paginator
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.views import APIView
 
-from .params import whole_number
+from .params import LARGEST, whole_number
 
 
 class Pagination(LimitOffsetPagination):
@@ -21,6 +21,20 @@ class Pagination(LimitOffsetPagination):
 
     def get_offset(self, request) -> int:
         return whole_number(request.query_params, self.offset_query_param, default=0)
+
+    def get_schema_operation_parameters(self, view):
+        """`limit` and `offset` as they are read: whole numbers within bounds (another is refused, 400), and a limit
+        above `max_limit` answering `max_limit` results; DRF's own say only "integer"."""
+        parameters = {p["name"]: p for p in super().get_schema_operation_parameters(view)}
+        limit, offset = parameters[self.limit_query_param], parameters[self.offset_query_param]
+        limit["schema"] = {"type": "integer", "minimum": 1, "maximum": LARGEST, "default": self.default_limit}
+        limit["description"] = (
+            f"How many results to return: 1 to {LARGEST}, {self.default_limit} if absent; more than "
+            f"{self.max_limit} return {self.max_limit}."
+        )
+        offset["schema"] = {"type": "integer", "minimum": 0, "maximum": LARGEST, "default": 0}
+        offset["description"] = f"How many results to skip before the first returned: 0 to {LARGEST}."
+        return list(parameters.values())
 
 
 def page_of(request, items, size: int, *, param: str = "page") -> Page:

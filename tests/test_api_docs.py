@@ -67,6 +67,27 @@ def test_paginated_lists_are_described_as_pages_with_their_parameters(client):
     assert tokens["content"]["application/json"]["schema"]["type"] == "array"
 
 
+def test_the_published_bounds_of_limit_and_offset_are_the_ones_the_api_keeps(world, client):
+    """Each list publishes `limit` 1 to 2**31-1 (more than 1000 answer 1000) and `offset` 0 to 2**31-1; a value
+    out of those bounds is refused (400), one at a bound is answered."""
+    from rest_framework.test import APIClient
+
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    parameters = {p["name"]: p for p in schema["paths"]["/api/trials/{code}/audit/"]["get"]["parameters"]}
+    limit, offset = parameters["limit"]["schema"], parameters["offset"]["schema"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 2**31 - 1, 100)
+    assert (offset["minimum"], offset["maximum"], offset["default"]) == (0, 2**31 - 1, 0)
+    assert "more than 1000 return 1000" in parameters["limit"]["description"]
+    api = APIClient()
+    api.force_login(world.alice)
+    url = "/api/trials/ALPHA/audit/"
+    for name, bounds in (("limit", limit), ("offset", offset)):
+        assert api.get(url, {name: bounds["minimum"] - 1}).status_code == 400, name
+        assert api.get(url, {name: bounds["maximum"] + 1}).status_code == 400, name
+        assert api.get(url, {name: bounds["maximum"]}).status_code == 200, name
+        assert api.get(url, {name: bounds["minimum"]}).status_code == 200, name
+
+
 def test_every_operation_publishes_its_error_answers_in_the_one_error_shape(client):
     schema = _schema(client)
     assert schema["components"]["schemas"]["Error"]["required"] == ["error"]

@@ -4,6 +4,7 @@ pages' one: `page_of`, a page of a list named by its own query parameter, so tha
 from __future__ import annotations
 
 from django.core.paginator import Page, Paginator
+from django.utils.translation import gettext as _
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.views import APIView
 
@@ -24,16 +25,13 @@ class Pagination(LimitOffsetPagination):
 
     def get_schema_operation_parameters(self, view):
         """`limit` and `offset` as they are read: whole numbers within bounds (another is refused, 400), and a limit
-        above `max_limit` answering `max_limit` results; DRF's own say only "integer"."""
+        above `max_limit` answering `max_limit` results; DRF's own say only "integer". Their descriptions stay
+        DRF's, in the reader's language, with what a larger limit does."""
         parameters = {p["name"]: p for p in super().get_schema_operation_parameters(view)}
         limit, offset = parameters[self.limit_query_param], parameters[self.offset_query_param]
         limit["schema"] = {"type": "integer", "minimum": 1, "maximum": LARGEST, "default": self.default_limit}
-        limit["description"] = (
-            f"How many results to return: 1 to {LARGEST}, {self.default_limit} if absent; more than "
-            f"{self.max_limit} return {self.max_limit}."
-        )
+        limit["description"] += " " + _("More than %(max)s return %(max)s.") % {"max": self.max_limit}
         offset["schema"] = {"type": "integer", "minimum": 0, "maximum": LARGEST, "default": 0}
-        offset["description"] = f"How many results to skip before the first returned: 0 to {LARGEST}."
         return list(parameters.values())
 
 

@@ -24,7 +24,10 @@ from trials.api.views import InboxApi
 
 pytestmark = pytest.mark.django_db
 
-LIMIT = {"en": "Number of results to return per page.", "ko": "페이지당 반환할 결과 수."}
+LIMIT = {
+    "en": "Number of results to return per page. More than 1000 return 1000.",
+    "ko": "페이지당 반환할 결과 수. 1000개를 넘게 요청하면 1000개를 반환합니다.",
+}
 
 
 @pytest.fixture

@@ -18,13 +18,14 @@ from trials.models import Membership, Timepoint
 pytestmark = pytest.mark.django_db
 
 
-def _json_schema(node, *, closed: bool = True):
-    """An OpenAPI 3.0 schema in JSON Schema's words ("nullable"), every object closed to unpublished fields."""
+def json_schema(node, *, closed: bool = True):
+    """An OpenAPI 3.0 schema in JSON Schema's words ("nullable"); with `closed`, every object closed to
+    unpublished fields."""
     if isinstance(node, list):
-        return [_json_schema(item) for item in node]
+        return [json_schema(item, closed=closed) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {key: _json_schema(value) for key, value in node.items()}
+    node = {key: json_schema(value, closed=closed) for key, value in node.items()}
     if node.pop("nullable", False):
         node = {"anyOf": [node, {"type": "null"}]}
     if closed and "properties" in node and "additionalProperties" not in node:
@@ -37,7 +38,7 @@ class Published:
 
     def __init__(self):
         self.schema = APIClient().get("/api/schema/", {"format": "json"}).json()
-        self.components = _json_schema(self.schema["components"]["schemas"])
+        self.components = json_schema(self.schema["components"]["schemas"])
         self.checked: list[tuple[str, str, int]] = []
 
     def check(self, method: str, path: str, response) -> None:
@@ -54,7 +55,7 @@ class Published:
             assert not content, where
         elif media_type == "application/json":
             assert "application/json" in content, (*where, "a JSON body the schema does not publish")
-            body = _json_schema(content["application/json"]["schema"])
+            body = json_schema(content["application/json"]["schema"])
             jsonschema.validate(response.json(), {**body, "components": {"schemas": self.components}})
         else:
             assert media_type in content, (*where, media_type, sorted(content))

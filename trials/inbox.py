@@ -144,11 +144,7 @@ LINK_PREFIX = "link:"
 
 def _link_parts(actor: Actor) -> list[QuerySet]:
     """A row (link, 1 or 0, 0) a link: whether the rows that earn it hold any (the first of them is counted)."""
-    parts = []
-    for name, rows in LINKS.items():
-        qs = rows(actor).order_by()
-        parts.append(_counted(LINK_PREFIX + name, tally_of(qs.model.objects.filter(pk__in=qs.values("pk")[:1]))))
-    return parts
+    return [_counted(LINK_PREFIX + name, tally_of(rows(actor).order_by()[:1])) for name, rows in LINKS.items()]
 
 
 def _union(parts: list[QuerySet]) -> list[dict]:
@@ -160,7 +156,9 @@ def _counted(kind: str, tally: Tally) -> QuerySet:
     entry is a row of zeros too."""
     qs = tally.queryset
     if qs.query.distinct or qs.query.is_sliced:  # as `.count()` would: through the rows it lists, not the joins
-        qs = qs.model.objects.filter(pk__in=qs.order_by().values("pk"))
+        # A sliced queryset keeps its order (its slice depends on it, and it cannot be reordered); one not sliced
+        # needs none.
+        qs = qs.model.objects.filter(pk__in=(qs if qs.query.is_sliced else qs.order_by()).values("pk"))
     overdue = Count("pk", filter=tally.overdue) if tally.overdue is not None else Value(0, output_field=IntegerField())
     return (
         qs.order_by()

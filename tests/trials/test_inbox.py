@@ -242,3 +242,19 @@ def test_the_inbox_speaks_korean(world, query, client):
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ko"
     qc_services.query_answer(actor=world.cora, query=query, body="Sent again.")
     assert "답변됨, 내 처리 대기" in client.get(reverse("qc-worklist", args=["ALPHA"])).content.decode()
+
+
+def test_a_sliced_or_distinct_source_is_counted_by_the_rows_it_lists(world, query):
+    """A source may be a slice (a top bar link counts its first row) or DISTINCT: each is counted through the rows
+    it lists, as `.count()` would, in the union's row (a sliced one used to fail: it cannot be reordered)."""
+    from trials.inbox import _counted, tally_of
+
+    sources = {
+        "sliced": Query.objects.order_by("pk")[:1],
+        "distinct": Query.objects.filter(timepoint__subject__code=SUBJECT).distinct(),
+        "none": Query.objects.none()[:1],
+    }
+    for name, qs in sources.items():
+        rows = list(_counted(name, tally_of(qs)))
+        assert [row["total"] for row in rows] == ([qs.count()] if name != "none" else []), name
+    assert Query.objects.count() == 1

@@ -53,6 +53,11 @@ class Actor:
             self._accesses[code] = trial_access(self, code)
         return self._accesses[code]
 
+    def access_to(self, trial: Trial) -> TrialAccess | None:
+        """`access` for this very trial row: None if the actor holds nothing on it (or its code names another)."""
+        access = self.access(trial.code)
+        return access if access is not None and access.trial.pk == trial.pk else None
+
     def _token_allows_trial(self, trial_id: int, perm: str) -> bool:
         if self.token is None:
             return True
@@ -96,10 +101,8 @@ class Actor:
     def site_ids(self, trial: Trial, perm: str) -> set[int]:
         """The ids of `sites(trial, perm)`, from the permissions read once a request with the trial (`access`):
         no query of their own on a page that has read them."""
-        access = self.access(trial.code)
-        if access is None or access.trial.pk != trial.pk:
-            return set()
-        return set(access.sites_with(perm))
+        access = self.access_to(trial)
+        return set(access.sites_with(perm)) if access is not None else set()
 
     def sites_anywhere(self, perm: str) -> QuerySet[Site]:
         """The sites of every trial on which the actor holds a site permission (a token: of its trial only)."""

@@ -82,7 +82,7 @@ def sees_subjects(*, actor: Actor, trial: Trial) -> bool:
     Read from the actor's `TrialAccess` (the trial's permissions and its sites', token-narrowed, loaded once a
     request), which a trial's page asks two to four times: its navigation, its own check, its subject list.
     """
-    access = actor.access(trial.code)
+    access = actor.access_to(trial)
     return access is not None and access.sees_subjects()
 
 
@@ -114,7 +114,7 @@ def require_subject_access(*, actor: Actor, trial: Trial) -> None:
 
 def sees_images(*, actor: Actor, trial: Trial, subject: Subject) -> bool:
     """Whether the trial's DICOMweb root shows this subject's images (the rule `TrialAccess.image_sites` states)."""
-    access = actor.access(trial.code)
+    access = actor.access_to(trial)
     return access is not None and access.sees_site(subject.site_id)
 
 
@@ -306,8 +306,8 @@ def upload_get(*, actor: Actor, trial: Trial, pk: int, write: bool = False) -> U
     the actor's `TrialAccess`: the upload API's every request (each STOW body, each status poll) checks it.
     The upload comes with its visit, its subject and their trial, and the person who opened it.
     """
-    access = actor.access(trial.code)
-    if access is None or access.trial.pk != trial.pk:
+    access = actor.access_to(trial)
+    if access is None:
         raise NotFound(_("No such upload."))
     upload = (
         Upload.objects.filter(pk=pk, timepoint__subject__trial=trial)

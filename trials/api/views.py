@@ -18,7 +18,7 @@ from .. import selectors, services
 from ..access import Actor
 from ..inbox import inbox_entries
 from ..ingest.browser import upload_open_with_path
-from ..ingest.services import UPLOAD_SHOWN, upload_finish
+from ..ingest.services import upload_as_shown, upload_finish
 from ..models import Membership, Upload
 from . import serializers as s
 
@@ -298,14 +298,9 @@ class AuditListApi(PagedApi):
 
 def _upload_out(upload: Upload, *, items_from: int | None = None) -> dict:
     """The upload's answer. `upload` comes with its visit and its subject's trial (`selectors.upload_get`'s,
-    `upload_finish`'s or `_upload_reread`'s): the serializer reads no row of them again, only the files' counts
+    `upload_finish`'s or `upload_as_shown`'s): the serializer reads no row of them again, only the files' counts
     and the files."""
     return s.UploadOut(upload, context={"items_from": items_from}).data
-
-
-def _upload_reread(upload: Upload) -> Upload:
-    """The upload as opening left it, with its visit's state as it left that: one query."""
-    return Upload.objects.select_related(*UPLOAD_SHOWN).get(pk=upload.pk)
 
 
 class UploadOpenApi(APIView):
@@ -329,7 +324,7 @@ class UploadOpenApi(APIView):
         )
         browser = _input(s.UploadOpenIn, request.data)["deid_path"] == Upload.DeidPath.BROWSER
         upload = upload_open_with_path(actor=request.user, timepoint=timepoint, browser=browser)
-        return Response(_upload_out(_upload_reread(upload)), status=status.HTTP_201_CREATED)
+        return Response(_upload_out(upload_as_shown(upload.pk)), status=status.HTTP_201_CREATED)
 
 
 class UploadDetailApi(APIView):

@@ -1015,11 +1015,16 @@ def upload_finish(*, actor, upload: Upload) -> Upload:
         if upload.state != Upload.State.OPEN:
             return upload
         _close(actor=actor, upload=upload)
-    return Upload.objects.select_related(*UPLOAD_SHOWN).get(pk=upload.pk)
+    return upload_as_shown(upload.pk)
 
 
 # What an upload is shown with (its subject's code, its visit's code and state, the trial's STOW-RS address).
 UPLOAD_SHOWN = ("timepoint__subject__trial", "timepoint__visit")
+
+
+def upload_as_shown(pk: int) -> Upload:
+    """The upload as it now stands, with what an answer about it shows (UPLOAD_SHOWN): one query."""
+    return Upload.objects.select_related(*UPLOAD_SHOWN).get(pk=pk)
 
 
 def _close(*, actor, upload: Upload, idle_hours: int | None = None) -> None:

@@ -155,12 +155,16 @@ def _answer(client: APIClient, method: str, url: str, **kwargs):
     return getattr(client, method)(url, format="json", **kwargs)
 
 
+def _derived(world, code: str):
+    """Each operation publishing `code` by the rule (not a declared exception), with a client that may call it."""
+    for method, path, operation in _operations(_schema()):
+        if code in operation["responses"] and (method, path) not in DECLARED:
+            yield method, path, operation, _client_for(world, method, path)
+
+
 def test_every_derived_404_is_answered_for_an_unknown_trial_and_an_unknown_object(world, reachable):
     checked = 0
-    for method, path, operation in _operations(_schema()):
-        if "404" not in operation["responses"] or (method, path) in DECLARED:
-            continue
-        client = _client_for(world, method, path)
+    for method, path, operation, client in _derived(world, "404"):
         names = re.findall(r"\{(\w+)\}", path)
         for name in names:
             values = {**reachable, name: UNKNOWN.get(name, 999999)}
@@ -173,10 +177,7 @@ def test_every_derived_404_is_answered_for_an_unknown_trial_and_an_unknown_objec
 
 def test_every_derived_400_is_answered_for_a_body_or_a_query_parameter_a_client_got_wrong(world, reachable):
     checked = 0
-    for method, path, operation in _operations(_schema()):
-        if "400" not in operation["responses"] or (method, path) in DECLARED:
-            continue
-        client = _client_for(world, method, path)
+    for method, path, operation, client in _derived(world, "400"):
         url = _fill(path, reachable)
         provoked = []
         if "requestBody" in operation:
